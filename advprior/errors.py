@@ -1,0 +1,39 @@
+"""Exception types. Each subclasses the built-in a caller would expect, so plain
+``except ValueError`` / ``except FileNotFoundError`` keeps working."""
+
+from __future__ import annotations
+
+
+class AdvPriorError(Exception):
+    """Base class of every advprior-specific error."""
+
+
+class ModelNotFoundError(AdvPriorError, FileNotFoundError):
+    """An alias, directory, Hub repo or file that does not exist."""
+
+
+class ChecksumMismatchError(AdvPriorError, ValueError):
+    """A weights file whose sha256 differs from the one pinned in the manifest."""
+
+
+class CorruptCheckpointError(AdvPriorError, ValueError):
+    """A checkpoint that cannot be parsed, or whose tensors do not match its config."""
+
+
+class OfflineError(AdvPriorError, OSError):
+    """Offline mode (or no network) and the requested file is not in the cache."""
+
+
+class MotionFormatError(AdvPriorError, ValueError):
+    """A malformed, truncated or unsupported motion file; the message names file and line."""
+
+    def __init__(self, message: str, path: object = None, line: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if line is not None:
+                where += f":{line}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
