@@ -1,0 +1,295 @@
+"""Distances and errors of the paper's protocol (Davydov et al., CVPR 2022, section 4).
+
+Units: whatever comes in goes out (the protocol feeds metres; callers convert to mm).
+Point sets are ``(..., K, 3)`` with K = 24 joints or V (sub-sampled) vertices.
+
+Nearest-neighbour search (Eq. 4) uses the *mean of per-point Euclidean norms*,
+``d(a, b) = mean_k ||a_k - b_k||``. That is not an L2 distance between flattened vectors, so
+FAISS (L2 / inner product only) cannot return it exactly; an L2 pre-filter followed by an exact
+re-rank could miss the true neighbour. We therefore do an exact, chunked brute-force search in
+torch and do not use FAISS.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "nn_distances",
+    "recall_precision",
+    "per_step_deformation",
+    "smoothness_ratio",
+    "procrustes_align",
+    "mpjpe",
+    "p_mpjpe",
+    "pose_joints",
+    "pose_vertices",
+]
+
+# Elements of one (query chunk x reference chunk) tile: small enough to stay in cache.
+_DEFAULT_CHUNK = 512
+
+
+def _check_points(name: str, x: Tensor, ndim: int | None = None) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    want = "(..., K, 3)" if ndim is None else "(N, K, 3)"
+    if x.shape[-1:] != (3,) or x.ndim < 2 or (ndim is not None and x.ndim != ndim):
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+
+
+def nn_distances(
+    query: Tensor,
+    reference: Tensor,
+    *,
+    chunk_size: int = _DEFAULT_CHUNK,
+    return_index: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """For each query set, the distance to its nearest reference set (paper Eq. 4).
+
+    ``d(q, r) = mean_k ||q_k - r_k||_2``; returns ``min_r d(q, r)`` for every query.
+
+    Args:
+        query: ``(N, K, 3)`` points (joints or vertices), any unit.
+        reference: ``(M, K, 3)`` points in the same unit and order, M >= 1.
+        chunk_size: rows of query and of reference handled at once; the work tile is
+            ``chunk_size x chunk_size`` (never ``N x M`` nor ``N x M x K``).
+        return_index: also return the index of the nearest reference, ``(N,)`` int64.
+
+    Returns:
+        ``(N,)`` distances in the input's unit and dtype (and indices if asked).
+
+    The argmin is found with the expanded form ``|q|^2 + |r|^2 - 2 q.r`` per point (points are
+    centred on the reference mean first to limit cancellation); the returned distance is then
+    recomputed directly from the differences for the chosen pair, so identical sets give 0.
+    """
+    _check_points("query", query, 3)
+    _check_points("reference", reference, 3)
+    if query.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"query and reference must have the same number of points K, got "
+            f"{query.shape[1]} and {reference.shape[1]}"
+        )
+    if reference.shape[0] == 0:
+        raise ValueError("reference must hold at least one set of points (M >= 1)")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    n, k = query.shape[:2]
+    dtype = torch.promote_types(query.dtype, reference.dtype)
+    query = query.to(dtype)
+    reference = reference.to(dtype)
+    best = torch.full((n,), float("inf"), dtype=dtype, device=query.device)
+    best_idx = torch.zeros(n, dtype=torch.int64, device=query.device)
+    if n == 0:
+        return (best, best_idx) if return_index else best
+
+    centre = reference.mean(dim=0, keepdim=True)
+    # Point-major layout (K, rows, 3) so each point's tile is a plain matrix product.
+    q_all = (query - centre).transpose(0, 1).contiguous()
+    r_all = (reference - centre).transpose(0, 1).contiguous()
+    q_sq_all = q_all.square().sum(-1)  # (K, N)
+    r_sq_all = r_all.square().sum(-1)  # (K, M)
+    m = reference.shape[0]
+    for qs in range(0, n, chunk_size):
+        qe = min(qs + chunk_size, n)
+        q = q_all[:, qs:qe]
+        q_sq = q_sq_all[:, qs:qe]
+        chunk_best = torch.full((qe - qs,), float("inf"), dtype=dtype, device=query.device)
+        chunk_idx = torch.zeros(qe - qs, dtype=torch.int64, device=query.device)
+        for rs in range(0, m, chunk_size):
+            re_ = min(rs + chunk_size, m)
+            acc = torch.zeros(qe - qs, re_ - rs, dtype=dtype, device=query.device)
+            tile = torch.empty_like(acc)
+            for j in range(k):
+                # tile = |r|^2 - 2 q.r + |q|^2, then the per-point norm added to the mean.
+                torch.addmm(r_sq_all[j, rs:re_].unsqueeze(0), q[j], r_all[j, rs:re_].T,
+                            beta=1.0, alpha=-2.0, out=tile)
+                tile.add_(q_sq[j].unsqueeze(1)).clamp_(min=0.0).sqrt_()
+                acc.add_(tile)
+            vals, idx = acc.min(dim=1)
+            better = vals < chunk_best
+            chunk_best = torch.where(better, vals, chunk_best)
+            chunk_idx = torch.where(better, idx + rs, chunk_idx)
+        best_idx[qs:qe] = chunk_idx
+    best = (query - reference[best_idx]).norm(dim=-1).mean(dim=-1)
+    return (best, best_idx) if return_index else best
+
+
+def recall_precision(
+    real: Tensor,
+    generated: Tensor,
+    *,
+    precision_reference: Tensor | None = None,
+    chunk_size: int = _DEFAULT_CHUNK,
+) -> dict[str, Tensor | float]:
+    """Recall and precision of a generative pose model (paper section 4.1).
+
+    Recall: for each real set, the distance to the nearest generated one (how well the model
+    covers real poses). Precision: for each generated set, the distance to the nearest real one
+    (how realistic its samples are). Lower is better for both.
+
+    Args:
+        real: ``(N, K, 3)`` real poses as points (joints or vertices).
+        generated: ``(M, K, 3)`` generated poses as points, same unit and order.
+        precision_reference: ``(R, K, 3)`` real sets used for precision instead of ``real``
+            (the paper compares samples with the training data).
+        chunk_size: passed to :func:`nn_distances`.
+
+    Returns:
+        dict with floats ``recall_mean``, ``recall_median``, ``precision_mean``,
+        ``precision_median`` and tensors ``recall_dists`` ``(N,)``, ``precision_dists``
+        ``(M,)``, all in the input unit.
+    """
+    ref = real if precision_reference is None else precision_reference
+    recall = nn_distances(real, generated, chunk_size=chunk_size)
+    precision = nn_distances(generated, ref, chunk_size=chunk_size)
+    return {
+        "recall_mean": float(recall.mean()),
+        "recall_median": float(recall.median()),
+        "precision_mean": float(precision.mean()),
+        "precision_median": float(precision.median()),
+        "recall_dists": recall,
+        "precision_dists": precision,
+    }
+
+
+def per_step_deformation(meshes: Tensor, *, normalize: bool = False) -> Tensor:
+    """Mean per-vertex displacement between consecutive frames of a path (paper section 4.2).
+
+    Args:
+        meshes: ``(..., T, V, 3)`` vertices (or joints) along an interpolation path, T >= 2.
+        normalize: divide each path's deltas by their mean, so an evenly spaced path is all 1
+            (paper Fig. 5). A path whose deltas are all zero gives NaN when normalised.
+
+    Returns:
+        ``(..., T-1)``: ``delta_t = mean_v ||x_{t+1,v} - x_{t,v}||``, in the input unit (or
+        unitless when normalised).
+    """
+    _check_points("meshes", meshes)
+    if meshes.ndim < 3 or meshes.shape[-3] < 2:
+        raise ValueError(f"meshes must have shape (..., T, V, 3) with T >= 2, got "
+                         f"{tuple(meshes.shape)}")
+    deltas = (meshes[..., 1:, :, :] - meshes[..., :-1, :, :]).norm(dim=-1).mean(dim=-1)
+    if normalize:
+        deltas = deltas / deltas.mean(dim=-1, keepdim=True)
+    return deltas
+
+
+def smoothness_ratio(meshes: Tensor) -> Tensor:
+    """Interpolation smoothness ``R = max_t delta_t / min_t delta_t`` (paper section 4.2).
+
+    Args:
+        meshes: ``(..., T, V, 3)`` vertices along each path, T >= 2.
+
+    Returns:
+        ``(...)`` unitless, >= 1; 1 for an evenly spaced path. A path with a zero step gives
+        ``inf`` (``nan`` if every step is zero).
+    """
+    deltas = per_step_deformation(meshes)
+    return deltas.amax(dim=-1) / deltas.amin(dim=-1)
+
+
+def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
+    """Similarity-align ``pred`` to ``target`` (scale, rotation, translation; no reflection).
+
+    Args:
+        pred: ``(..., J, 3)`` points.
+        target: ``(..., J, 3)`` points, same shape.
+
+    Returns:
+        ``(..., J, 3)``: ``s R pred + t`` minimising the squared error to ``target``
+        (Umeyama's solution), in target's unit.
+    """
+    _check_points("pred", pred)
+    _check_points("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
+    mu_p = pred.mean(dim=-2, keepdim=True)
+    mu_t = target.mean(dim=-2, keepdim=True)
+    p = pred - mu_p
+    t = target - mu_t
+    cov = t.transpose(-1, -2) @ p  # (..., 3, 3), target x pred
+    u, s, vh = torch.linalg.svd(cov)
+    # Flip the last singular direction where the best orthogonal map would be a reflection.
+    sign = torch.sign(torch.linalg.det(u @ vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    d = torch.ones_like(s)
+    d[..., -1] = sign
+    rot = u @ torch.diag_embed(d) @ vh
+    var_p = p.square().sum(dim=(-1, -2))
+    scale = (s * d).sum(-1) / var_p.clamp_min(torch.finfo(p.dtype).tiny)
+    aligned = scale[..., None, None] * (p @ rot.transpose(-1, -2)) + mu_t
+    return aligned
+
+
+def mpjpe(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean per-joint position error ``mean_j ||pred_j - target_j||``, ``(..., J, 3) -> (...)``.
+
+    No alignment is applied; root-align beforehand if the protocol asks for it.
+    """
+    _check_points("pred", pred)
+    _check_points("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
+    return (pred - target).norm(dim=-1).mean(dim=-1)
+
+
+def p_mpjpe(pred: Tensor, target: Tensor) -> Tensor:
+    """MPJPE after Procrustes (similarity) alignment of ``pred`` to ``target``, ``(...)``."""
+    return mpjpe(procrustes_align(pred, target), target)
+
+
+def _zero_orient_inputs(body_pose: Tensor) -> Tensor:
+    if not isinstance(body_pose, Tensor):
+        raise TypeError(f"body_pose must be a torch.Tensor, got {type(body_pose).__name__}")
+    if not body_pose.is_floating_point():
+        raise TypeError(f"body_pose must be a floating-point tensor, got dtype {body_pose.dtype}")
+    if body_pose.ndim != 2 or body_pose.shape[-1] not in (63, 69):
+        raise ValueError(f"body_pose must have shape (N, 63) or (N, 69) axis-angle, got "
+                         f"{tuple(body_pose.shape)}")
+    return body_pose.new_zeros(body_pose.shape[0], 3)
+
+
+def pose_joints(body_pose: Tensor, body_model: object | None = None) -> Tensor:
+    """The 24 SMPL joints of poses with zero global orientation and the pelvis at the origin.
+
+    Args:
+        body_pose: ``(N, 63)`` (or ``(N, 69)`` for SMPL) axis-angle, radians.
+        body_model: an ``advprior.body.BodyModel``; None uses the open stand-in body.
+
+    Returns:
+        ``(N, 24, 3)`` metres, SMPL's frame (y up), joint 0 at the origin.
+    """
+    from advprior.body import forward_kinematics
+
+    orient = _zero_orient_inputs(body_pose)
+    joints = forward_kinematics(orient, body_pose, body_model=body_model)
+    return joints - joints[:, :1]
+
+
+def pose_vertices(
+    body_pose: Tensor,
+    body_model: object,
+    vertex_ids: Tensor | None = None,
+) -> Tensor:
+    """Mesh vertices of poses with zero global orientation, pelvis joint at the origin.
+
+    Args:
+        body_pose: ``(N, 63)`` (or ``(N, 69)``) axis-angle, radians.
+        body_model: an ``advprior.body.BodyModel`` (see ``advprior.body.load_body_model``).
+        vertex_ids: optional ``(V',)`` int64 indices of the vertices to keep.
+
+    Returns:
+        ``(N, V or V', 3)`` metres.
+    """
+    orient = _zero_orient_inputs(body_pose)
+    out = body_model(global_orient=orient, body_pose=body_pose)
+    verts = out.vertices - out.joints[:, :1]
+    if vertex_ids is not None:
+        verts = verts[:, vertex_ids]
+    return verts

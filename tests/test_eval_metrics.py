@@ -1,0 +1,152 @@
+"""Metrics of the paper's protocol on cases with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advprior.eval.metrics import (
+    mpjpe,
+    nn_distances,
+    p_mpjpe,
+    per_step_deformation,
+    procrustes_align,
+    recall_precision,
+    smoothness_ratio,
+)
+
+
+def _brute_force(query: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    full = (query[:, None] - reference[None]).norm(dim=-1).mean(dim=-1)
+    return full.min(dim=1)
+
+
+def _rotation(seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=dtype))
+    return q * torch.sign(torch.linalg.det(q))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 4096])
+def test_nn_distances_matches_brute_force(chunk_size: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    query = torch.randn(53, 24, 3, generator=g)
+    reference = torch.randn(71, 24, 3, generator=g)
+    dist, idx = nn_distances(query, reference, chunk_size=chunk_size, return_index=True)
+    want, want_idx = _brute_force(query, reference)
+    torch.testing.assert_close(dist, want, rtol=1e-5, atol=1e-6)
+    assert torch.equal(idx, want_idx)
+
+
+def test_nn_distances_identical_sets_are_zero() -> None:
+    pts = torch.randn(40, 100, 3, generator=torch.Generator().manual_seed(1)) + 5.0
+    assert torch.count_nonzero(nn_distances(pts, pts, chunk_size=16)) == 0
+
+
+def test_nn_distances_shift_gives_shift() -> None:
+    pts = torch.randn(30, 24, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    # Spread the sets far apart so each shifted set's nearest reference is its own original.
+    pts = pts * 10.0
+    shift = torch.tensor([0.003, -0.004, 0.0], dtype=torch.float64)  # norm 0.005
+    dist, idx = nn_distances(pts + shift, pts, return_index=True)
+    torch.testing.assert_close(dist, torch.full_like(dist, 0.005))
+    assert torch.equal(idx, torch.arange(30))
+
+
+def test_nn_distances_is_mean_of_norms_not_l2() -> None:
+    # Two candidates with equal L2 but different mean-of-norms: the metric must pick by Eq. 4.
+    query = torch.zeros(1, 2, 3)
+    spread = torch.tensor([[[1.0, 0, 0], [1.0, 0, 0]]])  # mean norm 1, L2 sqrt(2)
+    concentrated = torch.tensor([[[math.sqrt(2.0), 0, 0], [0, 0, 0]]])  # mean 0.707, L2 sqrt(2)
+    dist, idx = nn_distances(query, torch.cat([spread, concentrated]), return_index=True)
+    assert idx.item() == 1
+    torch.testing.assert_close(dist, torch.tensor([math.sqrt(2.0) / 2]))
+
+
+def test_nn_distances_bad_input() -> None:
+    pts = torch.zeros(4, 24, 3)
+    with pytest.raises(ValueError, match=r"\(N, K, 3\)"):
+        nn_distances(torch.zeros(4, 24, 2), pts)
+    with pytest.raises(ValueError, match="same number of points"):
+        nn_distances(torch.zeros(4, 23, 3), pts)
+    with pytest.raises(TypeError, match="floating-point"):
+        nn_distances(torch.zeros(4, 24, 3, dtype=torch.int64), pts)
+    with pytest.raises(ValueError, match="at least one"):
+        nn_distances(pts, torch.zeros(0, 24, 3))
+    with pytest.raises(ValueError, match="chunk_size"):
+        nn_distances(pts, pts, chunk_size=0)
+    assert nn_distances(torch.zeros(0, 24, 3), pts).shape == (0,)
+
+
+def test_recall_precision_directions() -> None:
+    real = torch.zeros(10, 24, 3)
+    # One generated pose matches the real ones, one is 2 away: recall 0, precision mean 1.
+    generated = torch.stack([torch.zeros(24, 3), torch.full((24, 3), 2.0 / math.sqrt(3.0))])
+    out = recall_precision(real, generated)
+    assert out["recall_mean"] == pytest.approx(0.0, abs=1e-6)
+    assert out["precision_mean"] == pytest.approx(1.0, rel=1e-5)
+    assert out["recall_dists"].shape == (10,)
+    assert out["precision_dists"].shape == (2,)
+    other = recall_precision(real, generated, precision_reference=generated)
+    assert other["precision_mean"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_smoothness_of_evenly_spaced_path_is_one() -> None:
+    start = torch.randn(3, 1, 50, 3, generator=torch.Generator().manual_seed(3))
+    direction = torch.randn(3, 1, 50, 3, generator=torch.Generator().manual_seed(4))
+    steps = torch.linspace(0, 1, 12).view(1, 12, 1, 1)
+    path = start + steps * direction  # (3, 12, 50, 3)
+    torch.testing.assert_close(smoothness_ratio(path), torch.ones(3))
+    torch.testing.assert_close(per_step_deformation(path, normalize=True), torch.ones(3, 11))
+
+
+def test_smoothness_of_uneven_path() -> None:
+    # Steps of 1, 1, 3 along x for every vertex: R = 3, mean delta 5/3.
+    xs = torch.tensor([0.0, 1.0, 2.0, 5.0])
+    path = torch.zeros(4, 10, 3)
+    path[..., 0] = xs[:, None]
+    assert smoothness_ratio(path).item() == pytest.approx(3.0)
+    torch.testing.assert_close(per_step_deformation(path), torch.tensor([1.0, 1.0, 3.0]))
+    torch.testing.assert_close(per_step_deformation(path, normalize=True),
+                               torch.tensor([0.6, 0.6, 1.8]))
+    with pytest.raises(ValueError, match="T >= 2"):
+        smoothness_ratio(path[:1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 10.0),
+       shift=st.lists(st.floats(-5, 5), min_size=3, max_size=3))
+def test_procrustes_recovers_similarity(seed: int, scale: float, shift: list[float]) -> None:
+    target = torch.randn(24, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    pred = (scale * target @ _rotation(seed + 1).T + torch.tensor(shift, dtype=torch.float64))
+    torch.testing.assert_close(procrustes_align(pred, target), target)
+    assert p_mpjpe(pred, target).item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_procrustes_never_reflects() -> None:
+    target = torch.randn(2, 24, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    mirrored = target * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)
+    aligned = procrustes_align(mirrored, target)
+    # A proper rotation cannot undo a mirror of an asymmetric set.
+    assert (p_mpjpe(mirrored, target) > 1e-3).all()
+    pa = aligned - aligned.mean(-2, keepdim=True)
+    ma = mirrored - mirrored.mean(-2, keepdim=True)
+    rot = torch.linalg.lstsq(ma, pa).solution
+    assert (torch.linalg.det(rot) > 0).all()
+
+
+def test_mpjpe_known_value_and_shapes() -> None:
+    target = torch.zeros(5, 7, 24, 3)
+    pred = target.clone()
+    pred[..., 1] = 0.02
+    torch.testing.assert_close(mpjpe(pred, target), torch.full((5, 7), 0.02))
+    # A pure translation is removed by Procrustes.
+    joints = torch.randn(5, 24, 3, generator=torch.Generator().manual_seed(6))
+    assert p_mpjpe(joints + 0.3, joints).abs().max().item() < 1e-5
+    assert mpjpe(joints + 0.3, joints).min().item() == pytest.approx(0.3 * math.sqrt(3.0))
+    with pytest.raises(ValueError, match="same shape"):
+        mpjpe(pred, target[..., :23, :])
