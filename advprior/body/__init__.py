@@ -1,0 +1,10 @@
+"""Body models: forward kinematics on SMPL's tree, the open stand-in body, real SMPL files.
+
+Public names: :func:`forward_kinematics`, :func:`rest_joints`, :func:`load_body_model`,
+:class:`BodyModel`, :class:`BodyOutput`. Plotting lives in :mod:`advprior.body.plot`
+(needs the ``viz`` extra).
+"""
+
+from advprior.body.kinematics import forward_kinematics, rest_joints
+
+__all__ = ["forward_kinematics", "rest_joints"]

@@ -1,0 +1,186 @@
+"""Forward kinematics on SMPL's 24-joint tree, pure torch, batched and differentiable.
+
+Conventions: axis-angle in radians; metres; SMPL's frame (y up, x to the body's left, the body
+faces +z). Joints rotate about their own rest position, so the pelvis stays at its rest position
+plus ``transl`` -- exactly what SMPL's linear blend skinning does to its joints.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from advprior.rotations import axis_angle_to_rotmat
+from advprior.skeleton import (
+    NUM_BODY_JOINTS,
+    NUM_JOINTS,
+    NUM_SMPL_BODY_JOINTS,
+    PARENTS,
+    REST_JOINTS,
+)
+
+if TYPE_CHECKING:
+    from advprior.body.model import BodyModel
+
+__all__ = ["forward_kinematics", "rest_joints", "check_pose"]
+
+_PARENTS = np.asarray(PARENTS)
+
+
+def _depth_levels(parents: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous ``[start, stop)`` joint ranges of equal tree depth, root first."""
+    depth = np.zeros(len(parents), dtype=int)
+    for i, p in enumerate(parents):
+        if p >= 0:
+            if p >= i:
+                raise ValueError("parents must list every parent before its children")
+            depth[i] = depth[p] + 1
+    levels = []
+    for d in range(depth.max() + 1):
+        idx = np.flatnonzero(depth == d)
+        contiguous = np.array_equal(idx, np.arange(idx[0], idx[-1] + 1))
+        if not contiguous or (levels and levels[-1][1] != idx[0]):
+            raise ValueError("joints of equal depth must be contiguous and ordered by depth")
+        levels.append((int(idx[0]), int(idx[-1]) + 1))
+    return levels
+
+
+# SMPL numbers its joints breadth-first, so each depth is one contiguous slice: FK then runs
+# one batched matmul per depth (9) instead of one per joint (24).
+_LEVELS = _depth_levels(_PARENTS)
+
+
+def check_pose(
+    global_orient: torch.Tensor, body_pose: torch.Tensor, name: str = "body_pose"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ``global_orient (..., 3)`` and ``body_pose (..., 63 | 69)`` and return them as
+    floating tensors on the same device/dtype (``body_pose``'s dtype wins for numpy input)."""
+    tensors = []
+    for label, x in (("global_orient", global_orient), (name, body_pose)):
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"{label} must be a torch.Tensor of shape (..., D), got {type(x).__name__}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"{label} must be a floating tensor, got dtype {x.dtype}")
+        tensors.append(x)
+    go, bp = tensors
+    if go.shape[-1:] != (3,):
+        raise ValueError(f"global_orient must have shape (..., 3), got {tuple(go.shape)}")
+    if bp.ndim == 0 or bp.shape[-1] not in (NUM_BODY_JOINTS * 3, NUM_SMPL_BODY_JOINTS * 3):
+        raise ValueError(
+            f"{name} must have shape (..., 63) (21 body joints) or (..., 69) (23 SMPL joints), "
+            f"got {tuple(bp.shape)}"
+        )
+    if go.device != bp.device:
+        raise ValueError(f"global_orient is on {go.device} but {name} is on {bp.device}")
+    go = go.to(bp.dtype)
+    return go, bp
+
+
+def rest_joints(
+    body_model: BodyModel | None = None,
+    betas: torch.Tensor | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """SMPL's 24 rest joints, metres.
+
+    Without ``body_model`` and ``betas``: the neutral SMPL joints of
+    :data:`advprior.skeleton.REST_JOINTS`, ``(24, 3)``. With ``betas (..., K)``: the shaped rest
+    joints ``(..., 24, 3)`` of ``body_model`` (or of the stand-in body when ``body_model`` is
+    ``None``). With ``body_model`` and no betas: that model's joints at zero shape, ``(24, 3)``.
+    """
+    if body_model is None and betas is None:
+        return torch.as_tensor(REST_JOINTS, dtype=dtype, device=device)
+    if body_model is None:
+        from advprior.body.model import default_standin
+
+        body_model = default_standin()
+    out = body_model.rest_joints(betas)
+    if betas is None:
+        out = out.to(dtype=dtype, device=device)
+    return out
+
+
+def forward_kinematics(
+    global_orient: torch.Tensor,
+    body_pose: torch.Tensor,
+    betas: torch.Tensor | None = None,
+    transl: torch.Tensor | None = None,
+    body_model: BodyModel | None = None,
+    *,
+    return_rotations: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Posed positions of SMPL's 24 joints.
+
+    Args:
+        global_orient: ``(..., 3)`` pelvis axis-angle, radians.
+        body_pose: ``(..., 63)`` (SMPL joints 1..21; the hand joints 22, 23 stay at rest) or
+            ``(..., 69)`` (joints 1..23), axis-angle, radians.
+        betas: optional ``(..., K)`` shape coefficients of ``body_model`` (the stand-in body when
+            ``body_model`` is None).
+        transl: optional ``(..., 3)`` translation, metres, added to every joint.
+        body_model: a :class:`~advprior.body.BodyModel`; its shaped rest joints replace the
+            neutral :data:`~advprior.skeleton.REST_JOINTS`.
+        return_rotations: also return the global joint rotations ``(..., 24, 3, 3)``.
+
+    Returns:
+        joints ``(..., 24, 3)`` in metres (and the rotations when asked). Leading dimensions of
+        all inputs broadcast. Equal to :class:`~advprior.body.BodyModel`'s ``joints`` for the
+        same model and parameters.
+    """
+    go, bp = check_pose(global_orient, body_pose)
+    dtype, device = bp.dtype, bp.device
+    try:
+        lead = torch.broadcast_shapes(go.shape[:-1], bp.shape[:-1])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"global_orient {tuple(go.shape)} and body_pose {tuple(bp.shape)} have leading "
+            "dimensions that do not broadcast"
+        ) from exc
+    aa = torch.cat(
+        [go.expand(*lead, 3)[..., None, :], bp.expand(*lead, bp.shape[-1]).unflatten(-1, (-1, 3))],
+        -2,
+    )
+    local = axis_angle_to_rotmat(aa)
+    if local.shape[-3] < NUM_JOINTS:
+        missing = NUM_JOINTS - local.shape[-3]
+        eye = torch.eye(3, dtype=dtype, device=device).expand(*lead, missing, 3, 3)
+        local = torch.cat([local, eye], -3)
+
+    if betas is not None:
+        if not isinstance(betas, torch.Tensor) or betas.ndim == 0:
+            raise TypeError("betas must be a torch.Tensor of shape (..., K)")
+        rest = rest_joints(body_model, betas.to(dtype=dtype, device=device))
+    else:
+        rest = rest_joints(body_model, None, device=device, dtype=dtype)
+    rest = rest.to(dtype=dtype, device=device)
+    parents = torch.as_tensor(_PARENTS[1:], device=device)
+    offsets = torch.cat([rest[..., :1, :], rest[..., 1:, :] - rest[..., parents, :]], -2)
+    lead = torch.broadcast_shapes(lead, offsets.shape[:-2])
+    local = local.expand(*lead, NUM_JOINTS, 3, 3)
+    offsets = offsets.expand(*lead, NUM_JOINTS, 3)
+
+    rot = local[..., :1, :, :]
+    pos = offsets[..., :1, :]
+    for start, stop in _LEVELS[1:]:
+        par = parents[start - 1 : stop - 1]
+        prot = rot[..., par, :, :]
+        rot = torch.cat([rot, prot @ local[..., start:stop, :, :]], -3)
+        step = (prot @ offsets[..., start:stop, :, None])[..., 0]
+        pos = torch.cat([pos, pos[..., par, :] + step], -2)
+
+    if transl is not None:
+        if not isinstance(transl, torch.Tensor) or transl.shape[-1:] != (3,):
+            got = tuple(transl.shape) if isinstance(transl, torch.Tensor) else type(transl).__name__
+            raise ValueError(f"transl must be a tensor of shape (..., 3), got {got}")
+        pos = pos + transl.to(dtype=dtype, device=device)[..., None, :]
+    if return_rotations:
+        return pos, rot
+    return pos
