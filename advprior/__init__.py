@@ -1,3 +1,43 @@
-"""advprior: an adversarially learned pose prior for SMPL, SMPL-H and SMPL-X."""
+"""advprior: an adversarially learned pose prior for SMPL, SMPL-H and SMPL-X.
+
+Importing the package is light (torch only); body models, fitting and heads load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from advprior.hub import load_pretrained
+from advprior.latent import LatentSpace
+from advprior.prior import LatentPose, PosePrior
 
 __version__ = "0.1.0"
+
+# Names owned by other modules, imported when first touched so `import advprior` stays light.
+_LAZY = {
+    "LatentHead": "advprior.head",
+    "load_body_model": "advprior.body",
+    "fit_keypoints": "advprior.fitting",
+}
+
+__all__ = [
+    "LatentPose",
+    "LatentSpace",
+    "PosePrior",
+    "__version__",
+    "load_pretrained",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'advprior' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

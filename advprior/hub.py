@@ -1,0 +1,711 @@
+"""Checkpoints: the weights manifest, Hub downloads with sha256 pinning, and the one save/load path.
+
+A checkpoint is a directory (or Hub repo) holding
+
+- ``model.safetensors``: the state dict (safetensors only; nothing is ever unpickled),
+- ``config.json``: every constructor argument, ``"model_type"``, ``"format_version": 1`` and an
+  optional free-form ``"training"`` dict (data, steps, metrics),
+- ``README.md``: a model card rendered from the config.
+
+:class:`PretrainedMixin` gives ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` to any
+``nn.Module`` that sets a class attribute ``model_type``; :func:`load_pretrained` returns the right
+class for whatever a checkpoint holds. Names resolve in this order (:func:`resolve`):
+
+1. an existing local directory;
+2. an alias in ``weights_manifest.json`` (e.g. ``"gan-s"``): the copy bundled in
+   ``advprior/weights/<alias>/`` if present, else a download of the pinned ``repo_id`` /
+   ``revision`` / ``filename``; either way the sha256 must match the manifest;
+3. any other Hub repo id ``"owner/name"`` (``config.json`` + ``model.safetensors``).
+
+The manifest path can be overridden per call (``manifest=``) or by ``$ADVPRIOR_MANIFEST``.
+``$HF_ENDPOINT`` and ``$HF_HUB_OFFLINE`` are read at call time, not only when huggingface_hub is
+first imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from advprior.errors import (
+    ChecksumMismatchError,
+    CorruptCheckpointError,
+    ModelNotFoundError,
+    OfflineError,
+)
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+MODEL_CARD_NAME = "README.md"
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_MANIFEST = PACKAGE_DIR / "weights_manifest.json"
+# Keys of config.json that are not constructor arguments.
+RESERVED_CONFIG_KEYS = ("model_type", "format_version", "training")
+MANIFEST_REQUIRED_KEYS = (
+    "repo_id",
+    "revision",
+    "filename",
+    "sha256",
+    "model_type",
+    "latent",
+    "training_data",
+)
+# Where a model_type's class lives, so load_pretrained can import it on demand.
+MODEL_TYPE_MODULES = {
+    "gan": "advprior.prior",
+    "vae": "advprior.baselines",
+    "gmm": "advprior.baselines",
+}
+
+_REGISTRY: dict[str, type] = {}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
+
+T = TypeVar("T", bound="PretrainedMixin")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small file helpers
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text to ``path`` via a temporary file and ``os.replace``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _offline(local_files_only: bool) -> bool:
+    from huggingface_hub import constants
+
+    return bool(local_files_only or _env_true("HF_HUB_OFFLINE") or constants.HF_HUB_OFFLINE)
+
+
+def _endpoint() -> str | None:
+    endpoint = os.environ.get("HF_ENDPOINT")
+    return endpoint.rstrip("/") if endpoint else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest
+
+
+def manifest_path(manifest: str | os.PathLike | None = None) -> Path:
+    """The manifest in use: ``manifest``, else ``$ADVPRIOR_MANIFEST``, else the packaged one."""
+    if manifest is not None:
+        return Path(manifest)
+    env = os.environ.get("ADVPRIOR_MANIFEST")
+    return Path(env) if env else DEFAULT_MANIFEST
+
+
+def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """Read and validate the weights manifest; returns ``{alias: entry}``.
+
+    Raises :class:`CorruptCheckpointError` for a manifest that is not valid JSON or whose entries
+    lack a required key (see ``docs/api/hub.md`` for the schema).
+    """
+    path = manifest_path(manifest)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ModelNotFoundError(f"weights manifest not found: {path}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptCheckpointError(f"weights manifest {path} is not valid JSON: {err}") from err
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise CorruptCheckpointError(f"weights manifest {path} needs a top-level 'models' object")
+    for alias, entry in models.items():
+        if not isinstance(entry, dict):
+            raise CorruptCheckpointError(
+                f"weights manifest {path}: entry {alias!r} is not an object"
+            )
+        missing = [k for k in MANIFEST_REQUIRED_KEYS if k not in entry]
+        if missing:
+            raise CorruptCheckpointError(
+                f"weights manifest {path}: entry {alias!r} lacks required keys {missing}"
+            )
+        for key in ("sha256", "config_sha256"):
+            value = entry.get(key)
+            if value is not None and not _SHA256.fullmatch(str(value)):
+                raise CorruptCheckpointError(
+                    f"weights manifest {path}: entry {alias!r} {key} must be 64 lowercase hex"
+                )
+    return models
+
+
+def known_aliases(manifest: str | os.PathLike | None = None) -> list[str]:
+    """Sorted aliases listed in the manifest."""
+    return sorted(read_manifest(manifest))
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """Local paths of one resolved checkpoint and where it came from."""
+
+    config: Path
+    weights: Path
+    source: str  # "local", "bundled", "hub"
+
+    @property
+    def directory(self) -> Path:
+        return self.weights.parent
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        name.startswith((".", "/", "~")) or os.sep in name.replace("/", "") or name.count("/") > 1
+    )
+
+
+def _local_files(directory: Path) -> CheckpointFiles:
+    config, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for f in (config, weights):
+        if not f.is_file():
+            raise ModelNotFoundError(f"checkpoint directory {directory} has no {f.name}")
+    return CheckpointFiles(config, weights, "local")
+
+
+def _hub_download(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    local_files_only: bool,
+    force_download: bool,
+    token: str | bool | None,
+    what: str,
+) -> Path:
+    """``hf_hub_download`` with its errors translated into advprior's."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = _offline(local_files_only)
+    where = f"{repo_id}@{revision or 'main'}/{filename}"
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=offline,
+                force_download=force_download,
+                token=token,
+                endpoint=_endpoint(),
+                library_name="advprior",
+            )
+        )
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+        reason = (
+            "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True)"
+            if offline
+            else "the Hub could not be reached"
+        )
+        raise OfflineError(
+            f"{what}: {where} is not in the local Hub cache and {reason}; "
+            "connect once to download it, or pass a local checkpoint directory"
+        ) from err
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
+        raise ModelNotFoundError(f"{what}: {where} does not exist on the Hub ({err})") from err
+    except HFValidationError as err:
+        raise ModelNotFoundError(f"{what}: {repo_id!r} is not a valid Hub repo id ({err})") from err
+
+
+def _verify(path: Path, expected: str | None, what: str) -> None:
+    if expected is None:
+        return
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ChecksumMismatchError(
+            f"{what}: {path} has sha256 {actual}, but the manifest pins {expected}; refusing to "
+            "load it (re-download with force_download=True if the cached copy is damaged)"
+        )
+
+
+def _alias_files(alias: str, entry: dict[str, Any], **hub_kwargs: Any) -> CheckpointFiles:
+    filename = entry["filename"]
+    config_filename = entry.get("config_filename") or CONFIG_NAME
+    what = f"model {alias!r}"
+    bundled = entry.get("bundled")
+    if bundled and not hub_kwargs.get("force_download"):
+        directory = PACKAGE_DIR / bundled
+        weights, config = directory / Path(filename).name, directory / Path(config_filename).name
+        if weights.is_file() and config.is_file():
+            _verify(weights, entry["sha256"], what)
+            _verify(config, entry.get("config_sha256"), what)
+            return CheckpointFiles(config, weights, "bundled")
+    # A pinned revision always wins over the caller's: the sha256 refers to that revision.
+    hub_kwargs["revision"] = entry["revision"]
+    weights = _hub_download(entry["repo_id"], filename, what=what, **hub_kwargs)
+    _verify(weights, entry["sha256"], what)
+    config = _hub_download(entry["repo_id"], config_filename, what=what, **hub_kwargs)
+    _verify(config, entry.get("config_sha256"), what)
+    return CheckpointFiles(config, weights, "hub")
+
+
+def resolve_files(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+    token: str | bool | None = None,
+    manifest: str | os.PathLike | None = None,
+) -> CheckpointFiles:
+    """Find a checkpoint's ``config.json`` and weights file locally (see the module docstring).
+
+    Raises :class:`ModelNotFoundError` (unknown name; the message lists known aliases),
+    :class:`ChecksumMismatchError`, or :class:`OfflineError` (offline and not cached).
+    """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a str or path, got {type(name_or_path).__name__}")
+    name = os.fspath(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _local_files(path)
+    if path.exists():
+        raise ModelNotFoundError(f"{path} is a file; pass the checkpoint directory that holds it")
+    hub_kwargs = dict(
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        force_download=force_download,
+        token=token,
+    )
+    models = read_manifest(manifest)
+    if name in models:
+        return _alias_files(name, models[name], **hub_kwargs)
+    if isinstance(name_or_path, str) and not _looks_like_path(name) and _HUB_ID.fullmatch(name):
+        what = f"Hub model {name!r}"
+        config = _hub_download(name, CONFIG_NAME, what=what, **hub_kwargs)
+        weights = _hub_download(name, WEIGHTS_NAME, what=what, **hub_kwargs)
+        return CheckpointFiles(config, weights, "hub")
+    known = ", ".join(sorted(models)) or "none yet"
+    raise ModelNotFoundError(
+        f"{name!r} is not a checkpoint directory, a known model alias (known: {known}), "
+        "or a Hub repo id of the form 'owner/name'"
+    )
+
+
+def resolve(name_or_path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Directory holding the resolved weights file (same arguments as :func:`resolve_files`)."""
+    return resolve_files(name_or_path, **kwargs).directory
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and weights
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse and check a checkpoint's ``config.json``; raises :class:`CorruptCheckpointError`."""
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptCheckpointError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise CorruptCheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        raise CorruptCheckpointError(f"{path} lacks a string 'model_type'")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CorruptCheckpointError(
+            f"{path} has format_version {version!r}; this advprior reads format_version "
+            f"{FORMAT_VERSION} (upgrade advprior for newer checkpoints)"
+        )
+    training = config.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise CorruptCheckpointError(f"{path}: 'training' must be an object or null")
+    return config
+
+
+def _load_state(module: torch.nn.Module, weights: Path) -> None:
+    """Strictly load ``weights`` into ``module``; mismatches raise CorruptCheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CorruptCheckpointError(
+            f"{weights} is not a readable safetensors file: {err}"
+        ) from err
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CorruptCheckpointError(
+            f"{weights} does not match its config: missing tensors {missing}, "
+            f"unexpected tensors {unexpected}"
+        )
+    for key, value in expected.items():
+        if tuple(tensors[key].shape) != tuple(value.shape):
+            raise CorruptCheckpointError(
+                f"{weights}: tensor {key!r} has shape {tuple(tensors[key].shape)}, "
+                f"but the config implies {tuple(value.shape)}"
+            )
+        if tensors[key].dtype.is_floating_point != value.dtype.is_floating_point:
+            raise CorruptCheckpointError(
+                f"{weights}: tensor {key!r} has dtype {tensors[key].dtype}, expected {value.dtype}"
+            )
+    module.load_state_dict(tensors, strict=True)
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _model_card(model: PretrainedMixin, config: dict[str, Any]) -> str:
+    from huggingface_hub import ModelCardData
+
+    cls = type(model)
+    card = ModelCardData(
+        library_name="advprior",
+        license=getattr(cls, "card_license", "mit"),
+        tags=["advprior", "pose-prior", "smpl", f"model-type-{config['model_type']}"],
+    )
+    args = {k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS}
+    lines = [
+        "---",
+        card.to_yaml(),
+        "---",
+        "",
+        f"# advprior {cls.__name__} ({config['model_type']})",
+        "",
+        (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from advprior import load_pretrained",
+        'model = load_pretrained("<this repo id or directory>")',
+        "```",
+        "",
+        "## Configuration",
+        "",
+        "| argument | value |",
+        "|---|---|",
+        *[f"| `{k}` | `{json.dumps(v)}` |" for k, v in sorted(args.items())],
+        "",
+        "## Training",
+        "",
+    ]
+    training = config.get("training")
+    if training:
+        for key, value in training.items():
+            if isinstance(value, dict):
+                lines.append(f"- **{key}**:")
+                lines += [f"  - {k}: {json.dumps(v)}" for k, v in value.items()]
+            else:
+                lines.append(
+                    f"- **{key}**: {value if isinstance(value, str) else json.dumps(value)}"
+                )
+    else:
+        lines.append("No training metadata was recorded with this checkpoint.")
+    lines += ["", f"Checkpoint format version {FORMAT_VERSION}; weights in safetensors.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The mixin
+
+
+class PretrainedMixin:
+    """Save/load/push for ``nn.Module`` subclasses; each concrete class sets ``model_type``.
+
+    The constructor arguments are recorded when an instance is created (they must be JSON
+    values) and become ``config.json``. Loaded models are put in eval mode with every parameter
+    frozen (``requires_grad=False``) unless ``freeze=False``; a freshly constructed one is not.
+    """
+
+    model_type: ClassVar[str]
+    #: licence tag for the model card
+    card_license: ClassVar[str] = "mit"
+    _init_config: dict[str, Any]
+    training_metadata: dict[str, Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model_type" in cls.__dict__:
+            _REGISTRY[cls.model_type] = cls
+
+    def __new__(cls, *args: Any, **kwargs: Any):  # noqa: D102 - records constructor arguments
+        instance = super().__new__(cls)
+        signature = inspect.signature(cls.__init__)
+        try:
+            bound = signature.bind(instance, *args, **kwargs)
+        except TypeError:
+            bound = None  # __init__ itself will raise the informative error
+        config: dict[str, Any] = {}
+        if bound is not None:
+            bound.apply_defaults()
+            for name, value in list(bound.arguments.items())[1:]:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    config.update(value)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    config[name] = value
+        object.__setattr__(instance, "_init_config", config)
+        return instance
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """What ``config.json`` will hold: constructor arguments, model_type, format_version,
+        and ``training`` when training metadata is attached."""
+        config = dict(self._init_config)
+        config["model_type"] = type(self).model_type
+        config["format_version"] = FORMAT_VERSION
+        if self.training_metadata is not None:
+            config["training"] = self.training_metadata
+        return config
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        training: dict[str, Any] | None = None,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **push_kwargs: Any,
+    ) -> Path | str:
+        """Write ``model.safetensors``, ``config.json`` and ``README.md`` into ``save_directory``.
+
+        ``training`` (JSON-serialisable: e.g. ``{"data": ..., "steps": ..., "metrics": {...}}``)
+        is stored under ``config["training"]`` and rendered in the model card; it replaces any
+        metadata the model already carries. Each file is written atomically. Returns the
+        directory, or the commit URL when ``push_to_hub=True`` (``repo_id`` defaults to the
+        directory name).
+        """
+        from safetensors.torch import save_file
+
+        if training is not None:
+            if not isinstance(training, dict) or not _jsonable(training):
+                raise TypeError(
+                    "training must be a JSON-serialisable dict (data, steps, metrics, ...)"
+                )
+            self.training_metadata = dict(training)
+        config = self.config
+        bad = [k for k, v in config.items() if not _jsonable(v)]
+        if bad:
+            raise TypeError(
+                f"{type(self).__name__} constructor arguments {bad} are not JSON values; "
+                "config.json can only record JSON-serialisable arguments"
+            )
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        # Clone so tied/shared tensors serialise independently; safetensors refuses shared storage.
+        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        write_text_atomic(
+            directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n"
+        )
+        write_text_atomic(directory / MODEL_CARD_NAME, _model_card(self, config))
+        if push_to_hub:
+            return self.push_to_hub(repo_id or directory.name, **push_kwargs)
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls: type[T],
+        name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        manifest: str | os.PathLike | None = None,
+        device: torch.device | str | None = None,
+        freeze: bool = True,
+    ) -> T:
+        """Load a checkpoint of this class from a directory, manifest alias or Hub repo id.
+
+        Raises :class:`ModelNotFoundError`, :class:`ChecksumMismatchError`,
+        :class:`CorruptCheckpointError` (unreadable file, tensors that do not match the config,
+        bad config.json, or a checkpoint of another model type) and :class:`OfflineError`.
+        """
+        files = resolve_files(
+            name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            force_download=force_download,
+            token=token,
+            manifest=manifest,
+        )
+        return cls._from_files(files, device=device, freeze=freeze)
+
+    @classmethod
+    def _from_files(
+        cls: type[T],
+        files: CheckpointFiles,
+        *,
+        device: torch.device | str | None = None,
+        freeze: bool = True,
+    ) -> T:
+        config = read_config(files.config)
+        if config["model_type"] != cls.model_type:
+            raise CorruptCheckpointError(
+                f"{files.config} holds a {config['model_type']!r} model, not {cls.__name__} "
+                f"({cls.model_type!r}); use advprior.load_pretrained to load any model type"
+            )
+        params = inspect.signature(cls.__init__).parameters
+        takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        kwargs = {k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS}
+        unknown = [k for k in kwargs if k not in params or k == "self"]
+        if unknown and not takes_kwargs:
+            raise CorruptCheckpointError(
+                f"{files.config}: {unknown} are not arguments of {cls.__name__}"
+            )
+        try:
+            model = cls(**kwargs)
+        except (TypeError, ValueError) as err:
+            raise CorruptCheckpointError(
+                f"{files.config}: cannot build {cls.__name__}: {err}"
+            ) from err
+        _load_state(model, files.weights)
+        model.training_metadata = config.get("training")
+        if device is not None:
+            model.to(device)
+        if freeze:
+            model.eval()
+            model.requires_grad_(False)
+        return model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        training: dict[str, Any] | None = None,
+        commit_message: str = "Upload advprior checkpoint",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+    ) -> str:
+        """Save to a temporary directory and upload it to ``repo_id`` in one commit; returns
+        the commit URL. Honours ``$HF_ENDPOINT``."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=_endpoint(), token=token)
+        repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, training=training)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                repo_type="model",
+                folder_path=tmp,
+                commit_message=commit_message,
+                revision=branch,
+                create_pr=create_pr,
+            )
+        return str(info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Any model type
+
+
+def model_class(model_type: str) -> type:
+    """The class registered for ``model_type`` (imports its module on first use)."""
+    if model_type not in _REGISTRY and model_type in MODEL_TYPE_MODULES:
+        try:
+            importlib.import_module(MODEL_TYPE_MODULES[model_type])
+        except ModuleNotFoundError as err:
+            raise CorruptCheckpointError(
+                f"model_type {model_type!r} needs {MODEL_TYPE_MODULES[model_type]}, "
+                f"which is not available: {err}"
+            ) from err
+    if model_type not in _REGISTRY:
+        known = sorted(set(_REGISTRY) | set(MODEL_TYPE_MODULES))
+        raise CorruptCheckpointError(f"unknown model_type {model_type!r}; known: {known}")
+    return _REGISTRY[model_type]
+
+
+def load_pretrained(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+    """Load any advprior checkpoint (``"gan"``, ``"vae"``, ``"gmm"``, ...) by its config's
+    ``model_type``. Accepts every keyword of :meth:`PretrainedMixin.from_pretrained`."""
+    load_kwargs = {k: kwargs.pop(k) for k in ("device", "freeze") if k in kwargs}
+    files = resolve_files(name_or_path, **kwargs)
+    cls = model_class(read_config(files.config)["model_type"])
+    return cls._from_files(files, **load_kwargs)
+
+
+def registered_model_types() -> dict[str, type]:
+    """A copy of the ``model_type -> class`` registry (classes imported so far)."""
+    return dict(_REGISTRY)
+
+
+__all__ = [
+    "CheckpointFiles",
+    "PretrainedMixin",
+    "atomic_path",
+    "known_aliases",
+    "load_pretrained",
+    "manifest_path",
+    "model_class",
+    "read_config",
+    "read_manifest",
+    "registered_model_types",
+    "resolve",
+    "resolve_files",
+    "sha256_file",
+    "write_text_atomic",
+]
