@@ -1,0 +1,75 @@
+"""Training checkpoints: atomic writes, and the complete state needed to resume bit-for-bit.
+
+A checkpoint (``<out>/checkpoint.pt``) holds the step, model and optimiser state dicts, every RNG
+state in play (torch's global CPU generator and CUDA generators, and the trainer's own
+``torch.Generator`` objects for latents and data, per rank), the batch streams' positions, the
+configuration and the accumulated wall time. It is read with ``torch.load(weights_only=True)``:
+plain tensors and containers only, never arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_atomic`; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"no training checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated/garbage files
+        raise CorruptCheckpointError(f"cannot read training checkpoint {path}: {err}") from err
+    if not isinstance(state, dict) or "step" not in state or "models" not in state:
+        raise CorruptCheckpointError(f"{path} is not an advprior training checkpoint")
+    return state
+
+
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """This process's RNG states: the global CPU/CUDA generators and the named ones."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "named": {k: g.get_state() for k, g in generators.items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    missing = set(generators) - set(state["named"])
+    if missing:
+        raise CorruptCheckpointError(f"checkpoint lacks RNG state for {sorted(missing)}")
+    for k, g in generators.items():
+        g.set_state(state["named"][k])

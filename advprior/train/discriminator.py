@@ -1,0 +1,101 @@
+"""The paper's pose discriminator and its least-squares (LSGAN) losses.
+
+The discriminator sees body poses as 21 rotation matrices ``(B, 21, 3, 3)`` (SMPL joints 1..21,
+column-vector convention). A shared per-joint 1x1 convolution (9 -> 32 -> 32, LeakyReLU 0.2) embeds
+each joint; a separate linear critic per joint scores each embedding (21 outputs) and an MLP over
+all 21 embeddings together scores the whole pose (1 output). This is the layout of HMR's pose
+discriminator that Davydov et al. (CVPR 2022) reuse.
+
+Loss weighting (our reading of the paper): the 21 per-joint least-squares terms are summed, so
+together they weigh 21, and the whole-pose term weighs 1. Equivalently: 21 x (mean over joints)
++ 1 x (whole pose). Each term is a mean over the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NUM_JOINTS = 21
+
+
+class PoseDiscriminator(nn.Module):
+    """Per-joint and whole-pose critics over rotation matrices.
+
+    Args:
+        num_joints: joints per pose (21 for the SMPL-H/SMPL-X body).
+        channels: width of the shared per-joint embedding (32 in the paper).
+        hidden_dim: width of the two hidden layers of the whole-pose MLP (1024 as in HMR).
+    """
+
+    def __init__(self, num_joints: int = NUM_JOINTS, channels: int = 32, hidden_dim: int = 1024):
+        super().__init__()
+        self.num_joints = num_joints
+        # A 1x1 conv over the joint axis = one Linear shared by all joints.
+        self.embed = nn.Sequential(
+            nn.Conv1d(9, channels, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv1d(channels, channels, 1),
+            nn.LeakyReLU(0.2),
+        )
+        # One independent linear critic per joint, evaluated as a batched einsum.
+        self.joint_weight = nn.Parameter(torch.empty(num_joints, channels))
+        self.joint_bias = nn.Parameter(torch.zeros(num_joints))
+        nn.init.uniform_(self.joint_weight, -channels**-0.5, channels**-0.5)
+        self.pose_critic = nn.Sequential(
+            nn.Linear(num_joints * channels, hidden_dim),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden_dim, 1),
+        )
+
+    def forward(self, rotmat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score poses.
+
+        Args:
+            rotmat: ``(B, J, 3, 3)`` rotation matrices.
+
+        Returns:
+            ``(joint_scores (B, J), pose_scores (B, 1))``.
+        """
+        if rotmat.ndim != 4 or rotmat.shape[1:] != (self.num_joints, 3, 3):
+            raise ValueError(
+                f"rotmat must have shape (B, {self.num_joints}, 3, 3), got {tuple(rotmat.shape)}"
+            )
+        if not rotmat.is_floating_point():
+            raise TypeError(f"rotmat must be a floating-point tensor, got {rotmat.dtype}")
+        b = rotmat.shape[0]
+        feats = self.embed(rotmat.reshape(b, self.num_joints, 9).transpose(1, 2))  # (B, C, J)
+        feats = feats.transpose(1, 2)  # (B, J, C)
+        joint = torch.einsum("bjc,jc->bj", feats, self.joint_weight) + self.joint_bias
+        pose = self.pose_critic(feats.reshape(b, -1))
+        return joint, pose
+
+
+def _ls_term(scores: torch.Tensor, label: float) -> torch.Tensor:
+    return (scores - label).pow(2).mean(dim=0)
+
+
+def lsgan_loss(
+    scores: tuple[torch.Tensor, torch.Tensor], label: float, joint_weight: float = 1.0
+) -> torch.Tensor:
+    """Least-squares loss of one set of scores against a constant label.
+
+    Returns ``joint_weight * sum_j mean_b (s_bj - label)^2 + mean_b (p_b - label)^2``: with the
+    default weight of 1 per joint the 21 joint terms weigh 21 together, the whole pose 1.
+    """
+    joint, pose = scores
+    return joint_weight * _ls_term(joint, label).sum() + _ls_term(pose, label).sum()
+
+
+def discriminator_loss(
+    real: tuple[torch.Tensor, torch.Tensor], fake: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """LSGAN discriminator loss: real scores pulled to 1, generated scores to 0."""
+    return lsgan_loss(real, 1.0) + lsgan_loss(fake, 0.0)
+
+
+def generator_loss(fake: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """LSGAN generator loss: generated scores pulled to 1 ("real")."""
+    return lsgan_loss(fake, 1.0)

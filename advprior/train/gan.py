@@ -1,0 +1,251 @@
+"""Adversarial training of the pose prior (GAN-S / GAN-U / GAN-N), Davydov et al. CVPR 2022.
+
+One training step = ``d_steps`` (10) discriminator updates, each on a fresh batch of real poses
+and as many generated ones, then one generator update. Least-squares losses, Adam (lr 2e-4,
+betas (0.5, 0.999)) for both networks. The discriminator sees rotation matrices
+(:class:`~advprior.train.discriminator.PoseDiscriminator`).
+
+Single process by default; under ``torchrun`` the generator and the discriminator are each
+wrapped in DistributedDataParallel and every rank draws its own data shard and latents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advprior.rotations import axis_angle_to_rotmat
+from advprior.train import distributed as ddp
+from advprior.train.discriminator import PoseDiscriminator, discriminator_loss, generator_loss
+from advprior.train.loop import Trainer, TrainResult
+from advprior.train.poses import load_training_poses
+from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE
+from advprior.train.sampler import BatchStream
+from advprior.train.validation import pose_joints, recall_precision_mm
+
+# Offsets that give each random stream of a run its own seed.
+_SEED_DATA, _SEED_LATENT, _SEED_VAL = 0, 1_000_003, 2_000_003
+
+
+class _RotmatGenerator(nn.Module):
+    """The prior's decoder to ``(B, 21, 3, 3)`` as ``forward``, so DDP can wrap it."""
+
+    def __init__(self, prior: nn.Module) -> None:
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.prior.decode(z, output="rotmat")
+
+
+def make_validator(
+    prior: nn.Module,
+    val_poses: torch.Tensor,
+    *,
+    num_samples: int,
+    seed: int,
+    sample_fn: Callable[[int, torch.Generator], torch.Tensor] | None = None,
+) -> Callable[[], dict[str, float]]:
+    """A function returning recall/precision (mm) of ``num_samples`` prior samples against
+    ``val_poses``. Samples come from a fixed seed (same poses-to-latents every time) and the
+    model is switched to eval mode meanwhile; the global RNG is never touched."""
+    val_joints = pose_joints(val_poses)
+
+    def draw(n: int, gen: torch.Generator) -> torch.Tensor:
+        return prior.sample(n, generator=gen)
+
+    sample = sample_fn or draw
+
+    def validate() -> dict[str, float]:
+        was_training = prior.training
+        prior.eval()
+        try:
+            with torch.no_grad():
+                gen = torch.Generator().manual_seed(seed + _SEED_VAL)
+                poses = sample(num_samples, gen).float().cpu()
+        finally:
+            prior.train(was_training)
+        return recall_precision_mm(val_joints, pose_joints(poses))
+
+    return validate
+
+
+def export_model(
+    model: Any, out: Path, result: TrainResult, data_description: dict[str, Any], config: dict
+) -> Path:
+    """``save_pretrained`` the trained model into ``<out>/model`` with a model card."""
+    model_dir = out / "model"
+    training = {
+        "data": data_description,
+        "steps": result.step,
+        "config": {k: v for k, v in config.items() if k not in ("data", "out")},
+        "metrics_val_mm": result.val,
+        "wall_time_s": round(result.wall_time_s, 1),
+        "licence": DATA_LICENCE,
+        "attribution": ATTRIBUTION,
+    }
+    model.save_pretrained(model_dir, training=training)
+    return model_dir
+
+
+def train_gan(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    latent: str = "sphere",
+    steps: int = 5000,
+    batch_size: int = 128,
+    seed: int = 0,
+    d_steps: int = 10,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    latent_dim: int = 32,
+    hidden_dim: int = 512,
+    disc_hidden_dim: int = 1024,
+    mirror: bool = True,
+    val_every: int = 500,
+    val_samples: int = 5000,
+    max_val_poses: int = 2000,
+    ckpt_every: int = 250,
+    resume: bool = False,
+    progress: bool = True,
+    tensorboard: bool = True,
+    device: str | torch.device | None = None,
+    export: bool = True,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train a :class:`advprior.PosePrior` adversarially on a dataset file.
+
+    Args:
+        data: dataset npz (``advprior data build``); its train split is used for training and
+            its validation split for the periodic recall/precision.
+        out: run folder: ``checkpoint.pt``, ``train_log.csv``, ``val_log.csv``, ``tb/`` and, when
+            finished, the exported generator in ``model/`` (load it with
+            ``PosePrior.from_pretrained(out / "model")``).
+        latent: ``"sphere"`` (GAN-S), ``"uniform"`` (GAN-U) or ``"normal"`` (GAN-N).
+        steps: generator updates (each preceded by ``d_steps`` discriminator updates).
+        batch_size: real and generated poses per update, per process.
+        seed: seeds model initialisation, data order, latents (per rank) and validation.
+        mirror: also train on left/right mirrored copies of the training poses.
+        val_every / ckpt_every: validation and checkpoint periods in steps (0: only at the end).
+        val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
+        resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
+            and thread count); settings other than ``steps`` and the periods must match.
+        device: default CUDA under torchrun if available, else CPU.
+        callback: called as ``callback(step, losses)`` after every step (main process only
+            logs; every process calls it).
+
+    Returns:
+        :class:`~advprior.train.loop.TrainResult`; ``model_dir`` is set when the run finished.
+    """
+    from advprior.prior import PosePrior
+
+    if d_steps < 1:
+        raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+    out = Path(out)
+    config = {
+        "model": "gan",
+        "data": str(Path(data).resolve()),
+        "out": str(out.resolve()),
+        "latent": latent,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "d_steps": d_steps,
+        "lr": lr,
+        "betas": list(betas),
+        "latent_dim": latent_dim,
+        "hidden_dim": hidden_dim,
+        "disc_hidden_dim": disc_hidden_dim,
+        "mirror": mirror,
+        "val_every": val_every,
+        "val_samples": val_samples,
+        "max_val_poses": max_val_poses,
+        "ckpt_every": ckpt_every,
+    }
+    info = ddp.setup(device)
+    try:
+        poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
+        torch.manual_seed(seed)  # identical initial weights on every rank
+        prior = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
+        prior = prior.to(info.device)
+        disc = PoseDiscriminator(hidden_dim=disc_hidden_dim).to(info.device)
+        torch.manual_seed(seed + info.rank)  # dropout noise differs per rank
+        gen_net = ddp.wrap(_RotmatGenerator(prior), info)
+        disc_net = ddp.wrap(disc, info)
+        opt_g = torch.optim.Adam(prior.parameters(), lr=lr, betas=tuple(betas))
+        opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=tuple(betas))
+        real_rotmat = axis_angle_to_rotmat(poses.train.reshape(-1, 21, 3))
+        stream = BatchStream(
+            real_rotmat.shape[0], batch_size, seed + _SEED_DATA, info.rank, info.world_size
+        )
+        zgen = torch.Generator().manual_seed(seed + _SEED_LATENT + 7919 * info.rank)
+
+        trainer = Trainer(
+            out,
+            steps=steps,
+            config=config,
+            dist=info,
+            val_every=val_every,
+            ckpt_every=ckpt_every,
+            resume=resume,
+            progress=progress,
+            tensorboard=tensorboard,
+            callback=callback,
+        )
+        trainer.add_module("generator", prior, opt_g)
+        trainer.add_module("discriminator", disc, opt_d)
+        trainer.add_generator("latent", zgen)
+        trainer.add_stream("data", stream)
+
+        def latents() -> torch.Tensor:
+            return prior.sample_latent(batch_size, generator=zgen)
+
+        def step_fn(step: int) -> dict[str, float]:
+            d_total = d_real = d_fake = 0.0
+            for _ in range(d_steps):
+                real = real_rotmat[stream.next()].to(info.device)
+                with torch.no_grad():
+                    fake = prior.decode(latents(), output="rotmat")
+                joint, pose = disc_net(torch.cat([real, fake]))
+                n = real.shape[0]
+                loss_d = discriminator_loss((joint[:n], pose[:n]), (joint[n:], pose[n:]))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                d_total += loss_d.item()
+                d_real += pose[:n].mean().item()
+                d_fake += pose[n:].mean().item()
+            # The generator step goes through D without DDP and without D's gradients.
+            disc.requires_grad_(False)
+            try:
+                loss_g = generator_loss(disc(gen_net(latents())))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+            finally:
+                disc.requires_grad_(True)
+            return {
+                "loss_d": d_total / d_steps,
+                "loss_g": loss_g.item(),
+                "d_real": d_real / d_steps,
+                "d_fake": d_fake / d_steps,
+            }
+
+        validate = None
+        if info.is_main:
+            validate = make_validator(prior, poses.val, num_samples=val_samples, seed=seed)
+        result = trainer.run(step_fn, validate)
+        if export and not result.interrupted and info.is_main:
+            model = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
+            model.load_state_dict({k: v.cpu() for k, v in prior.state_dict().items()})
+            result.model_dir = export_model(model, out, result, poses.description, config)
+        ddp.barrier(info)
+        return result
+    finally:
+        ddp.teardown(info)

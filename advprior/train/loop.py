@@ -1,0 +1,250 @@
+"""The training loop shared by the GAN and the VAE: logging, validation, checkpoints, signals.
+
+A model-specific ``step_fn(step) -> {name: float}`` does one optimisation step; :class:`Trainer`
+runs it ``steps`` times and takes care of the rest:
+
+- determinism: every random draw comes from the global torch generator (seeded per rank) or
+  from generators registered with :meth:`Trainer.add_generator`; all of them, the batch streams,
+  the models and the optimisers are in the checkpoint, so ``resume=True`` continues bit-for-bit;
+- checkpoints (``<out>/checkpoint.pt``, atomic) every ``ckpt_every`` steps, at the end, and when
+  SIGINT/SIGTERM arrives (the loop finishes the current step, saves and returns with
+  ``interrupted=True``; a second signal aborts at once);
+- logs: ``train_log.csv``, ``val_log.csv``, TensorBoard in ``tb/``, a tqdm bar with live losses;
+- validation every ``val_every`` steps on the main process.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advprior.train import checkpoint as ckpt
+from advprior.train.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_flag,
+    gather_objects,
+    unwrap,
+)
+from advprior.train.logs import TrainLogger
+from advprior.train.sampler import BatchStream
+
+# Config keys allowed to differ between the original run and a resumed one.
+_RESUMABLE_CHANGES = {"steps", "resume", "progress", "tensorboard", "val_every", "ckpt_every"}
+
+
+@dataclass
+class TrainResult:
+    """What a training call returns.
+
+    ``step``: steps done (of ``steps``); ``interrupted``: stopped by a signal (checkpoint saved);
+    ``wall_time_s``: training wall time summed over resumed runs; ``val``: the last validation
+    metrics (mm); ``model_dir``: the exported ``save_pretrained`` directory (None if interrupted).
+    """
+
+    out: Path
+    step: int
+    steps: int
+    interrupted: bool
+    wall_time_s: float
+    val: dict[str, float] = field(default_factory=dict)
+    model_dir: Path | None = None
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag (main thread only); a second signal raises KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Runs a step function with checkpoints, logs and validation (see the module docstring)."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        *,
+        steps: int,
+        config: dict[str, Any],
+        dist: DistInfo,
+        val_every: int = 0,
+        ckpt_every: int = 0,
+        resume: bool = False,
+        progress: bool = True,
+        tensorboard: bool = True,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        self.out = Path(out)
+        self.steps = steps
+        self.config = config
+        self.dist = dist
+        self.val_every = val_every
+        self.ckpt_every = ckpt_every
+        self.resume = resume
+        self.progress = progress
+        self.tensorboard = tensorboard
+        self.callback = callback
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.generators: dict[str, torch.Generator] = {}
+        self.streams: dict[str, BatchStream] = {}
+        self.step = 0
+        self.elapsed = 0.0
+        self.last_val: dict[str, float] = {}
+
+    def add_module(self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.modules[name] = module
+        self.optimizers[name] = optimizer
+
+    def add_generator(self, name: str, generator: torch.Generator) -> None:
+        self.generators[name] = generator
+
+    def add_stream(self, name: str, stream: BatchStream) -> None:
+        self.streams[name] = stream
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / ckpt.CHECKPOINT_NAME
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _local_state(self) -> dict[str, Any]:
+        return {
+            "rng": ckpt.rng_state(self.generators),
+            "streams": {k: s.state_dict() for k, s in self.streams.items()},
+        }
+
+    def save_checkpoint(self, elapsed: float) -> None:
+        per_rank = gather_objects(self._local_state(), self.dist)
+        if self.dist.is_main:
+            state = {
+                "step": self.step,
+                "models": {k: unwrap(m).state_dict() for k, m in self.modules.items()},
+                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "ranks": per_rank,
+                "config": self.config,
+                "elapsed_s": elapsed,
+                "last_val": self.last_val,
+                "world_size": self.dist.world_size,
+            }
+            ckpt.save_atomic(state, self.checkpoint_path)
+        barrier(self.dist)
+
+    def _restore(self) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        state = ckpt.load(self.checkpoint_path)
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise ValueError(
+                f"{self.checkpoint_path} was written by {state.get('world_size')} process(es); "
+                f"resume it with the same number, not {self.dist.world_size}"
+            )
+        old = state.get("config", {})
+        changed = sorted(
+            k for k in set(old) | set(self.config)
+            if k not in _RESUMABLE_CHANGES and old.get(k) != self.config.get(k)
+        )
+        if changed:
+            diffs = ", ".join(f"{k}: {old.get(k)!r} -> {self.config.get(k)!r}" for k in changed)
+            raise ValueError(f"cannot resume {self.checkpoint_path} with other settings ({diffs})")
+        for k, m in self.modules.items():
+            unwrap(m).load_state_dict(state["models"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        mine = state["ranks"][self.dist.rank]
+        ckpt.set_rng_state(mine["rng"], self.generators)
+        for k, s in self.streams.items():
+            s.load_state_dict(mine["streams"][k])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed_s"])
+        self.last_val = dict(state.get("last_val", {}))
+        return True
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        step_fn: Callable[[int], dict[str, float]],
+        validate_fn: Callable[[], dict[str, float]] | None = None,
+    ) -> TrainResult:
+        resumed = self.resume and self._restore()
+        logger = TrainLogger(
+            self.out,
+            self.steps,
+            self.step,
+            enabled=self.dist.is_main,
+            progress=self.progress,
+            tensorboard=self.tensorboard,
+            resume=resumed,
+        )
+        t0 = time.perf_counter()
+        interrupted = False
+        validated_at = -1
+
+        def validate() -> None:
+            nonlocal validated_at
+            if validate_fn is not None and self.dist.is_main:
+                self.last_val = validate_fn()
+                logger.val(self.step, self.last_val)
+            validated_at = self.step
+
+        try:
+            if self.step == 0 and self.val_every:
+                validate()  # the untrained model's numbers, for comparison
+            with _StopFlag() as stop:
+                while self.step < self.steps:
+                    values = step_fn(self.step)
+                    self.step += 1
+                    values["time_s"] = self.elapsed + time.perf_counter() - t0
+                    logger.train(self.step, values)
+                    if self.callback is not None:
+                        self.callback(self.step, values)
+                    if self.val_every and self.step % self.val_every == 0:
+                        validate()
+                    stop_now = broadcast_flag(stop.requested, self.dist)
+                    if stop_now or (self.ckpt_every and self.step % self.ckpt_every == 0):
+                        self.save_checkpoint(self.elapsed + time.perf_counter() - t0)
+                    if stop_now:
+                        interrupted = True
+                        break
+            if not interrupted:
+                if validated_at != self.step and validate_fn is not None:
+                    validate()
+                self.save_checkpoint(self.elapsed + time.perf_counter() - t0)
+        finally:
+            logger.close()
+        return TrainResult(
+            out=self.out,
+            step=self.step,
+            steps=self.steps,
+            interrupted=interrupted,
+            wall_time_s=self.elapsed + time.perf_counter() - t0,
+            val=dict(self.last_val),
+        )

@@ -1,0 +1,94 @@
+"""Training and validation poses from a dataset file, with an optional mirrored copy.
+
+The dataset file is ``advprior data build``'s npz (see docs/design.md), read through
+``advprior.train.data.load_dataset``. All three models (GAN, VAE, GMM) see the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advprior.train.augment import mirror_body_pose
+
+
+@dataclass
+class TrainingPoses:
+    """``train (N, 63)`` (mirrored copies appended when ``mirror``) and ``val (M, 63)`` float32
+    axis-angle poses, plus a JSON-able description of where they came from."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def _sources(meta: Any) -> Any:
+    if meta is None:
+        return None
+    try:
+        parsed = json.loads(str(meta))
+    except (TypeError, ValueError):
+        return str(meta)[:500]
+    if isinstance(parsed, dict):
+        keep = ("sources", "frames_per_source", "per_source_frames", "fps", "version", "package")
+        picked = {k: v for k, v in parsed.items() if k in keep or "source" in k}
+        return picked or {k: parsed[k] for k in list(parsed)[:8]}
+    return parsed
+
+
+def _evenly(x: torch.Tensor, n: int) -> torch.Tensor:
+    if n <= 0 or x.shape[0] <= n:
+        return x
+    idx = torch.linspace(0, x.shape[0] - 1, n).round().long()
+    return x[idx]
+
+
+def load_training_poses(
+    data: str | os.PathLike, *, mirror: bool = True, max_val: int = 2000
+) -> TrainingPoses:
+    """Read the train and validation splits of a dataset file.
+
+    Args:
+        data: dataset npz path.
+        mirror: append the left/right mirrored copy of every training pose.
+        max_val: keep at most this many validation poses, evenly spaced (0 keeps all). If the
+            file has no validation rows, every 20th training pose is held out instead (recorded
+            in the description).
+    """
+    from advprior.hub import sha256_file
+    from advprior.train.data import load_dataset
+
+    path = Path(data)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    train = load_dataset(path, split="train").body_pose.float()
+    val = load_dataset(path, split="val").body_pose.float()
+    val_source = "validation split"
+    if train.shape[0] == 0:
+        raise ValueError(f"{path} has no training rows (split == 0)")
+    if val.shape[0] == 0:
+        held = torch.zeros(train.shape[0], dtype=torch.bool)
+        held[::20] = True
+        val, train = train[held], train[~held]
+        val_source = "every 20th training pose (the file has no validation split)"
+    n_train = int(train.shape[0])
+    if mirror:
+        train = torch.cat([train, mirror_body_pose(train)])
+    full = load_dataset(path)
+    description = {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "train_frames": n_train,
+        "val_frames": int(val.shape[0]),
+        "validation": val_source,
+        "mirrored": bool(mirror),
+        "sources": _sources(getattr(full, "meta", None)),
+    }
+    val = _evenly(val, max_val)
+    description["val_poses_used"] = int(val.shape[0])
+    return TrainingPoses(train=train.contiguous(), val=val.contiguous(), description=description)
