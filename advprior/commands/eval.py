@@ -1,0 +1,54 @@
+"""``advprior eval``: the paper's protocol for several priors, written to ``<out>.md``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval", help="recall/precision, interpolation smoothness and fitting, side by side",
+        description="Run the paper's evaluation protocol for several priors and write "
+                    "OUT.md with tables and pictures (pictures and results.json in OUT/).")
+    p.add_argument("--models", nargs="+", required=True,
+                   help="aliases (gan-s gan-u gan-n vae gmm) or checkpoint folders")
+    p.add_argument("--data", required=True, help="dataset .npz from `advprior data build`")
+    p.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="split whose poses are the recall queries (default: test)")
+    p.add_argument("--out", default="docs/results", help="output folder; report at OUT.md")
+    p.add_argument("--quick", action="store_true", help="small sizes (CI, a few minutes)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="generated poses per model for recall (default 1,000,000; quick 2,000)")
+    p.add_argument("--queries", type=int, default=None,
+                   help="real and generated query poses (default 2,000; quick 200)")
+    p.add_argument("--reference", type=int, default=None,
+                   help="training poses precision compares with (default 50,000)")
+    p.add_argument("--vertices", type=int, default=None,
+                   help="vertex subset for the per-vertex distance (default 256)")
+    p.add_argument("--pairs", type=int, default=None,
+                   help="held-out pairs for interpolation smoothness (default 128)")
+    p.add_argument("--steps", type=int, default=None, help="poses per interpolation (16)")
+    p.add_argument("--fit-frames", type=int, default=None,
+                   help="frames fitted from 2D keypoints per prior (default 64; 0 skips)")
+    p.add_argument("--body-model", default=None,
+                   help="real SMPL/SMPL-H/SMPL-X model file or folder (default: stand-in)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from advprior.eval import run_eval
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    command = "advprior " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
+    run_eval(args.models, args.data, split=args.split, out=args.out, quick=args.quick,
+             seed=args.seed, n_samples=args.samples, body_model=args.body_model,
+             n_queries=args.queries, n_reference=args.reference, n_vertices=args.vertices,
+             n_pairs=args.pairs, steps=args.steps, fit_frames=args.fit_frames, command=command)
+    return 0

@@ -1,0 +1,243 @@
+"""The measurements of the paper's protocol, one model at a time (no plotting, no files).
+
+- :class:`Poser` turns body poses into the point sets the metrics compare (24 joints and a
+  fixed vertex subset, global orientation zeroed, pelvis at the origin, metres).
+- :func:`sample_recall_precision`: recall/precision from a stream of samples (section 4.1).
+- :func:`interpolation_paths` / :func:`smoothness`: interpolation smoothness (section 4.2).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from advprior.eval.metrics import nn_distances, per_step_deformation, smoothness_ratio
+
+#: Point kinds compared by the protocol.
+KINDS = ("joints", "vertices")
+
+
+class Poser:
+    """Poses -> pelvis-centred points on a body model, in chunks.
+
+    Args:
+        body_model: an ``advprior.body.BodyModel`` (stand-in or real SMPL).
+        n_vertices: size of the fixed random vertex subset used for the per-vertex distance;
+            a uniform random subset gives an unbiased estimate of the full-mesh per-vertex
+            mean for every pair of poses. ``None`` or a number >= V keeps every vertex.
+        seed: seed of the vertex subset.
+        chunk: poses per body-model call.
+    """
+
+    def __init__(self, body_model: object, n_vertices: int | None = 256, seed: int = 0,
+                 chunk: int = 2048) -> None:
+        self.body_model = body_model
+        self.chunk = chunk
+        with torch.no_grad():
+            rest = body_model(global_orient=torch.zeros(1, 3), body_pose=torch.zeros(1, 63))
+        self.num_vertices = int(rest.vertices.shape[1])
+        if n_vertices is None or n_vertices >= self.num_vertices:
+            self.vertex_ids = torch.arange(self.num_vertices)
+        else:
+            g = torch.Generator().manual_seed(seed)
+            self.vertex_ids = torch.randperm(self.num_vertices, generator=g)[:n_vertices].sort()[0]
+
+    @torch.no_grad()
+    def __call__(self, body_pose: Tensor, *, all_vertices: bool = False) -> dict[str, Tensor]:
+        """``body_pose (N, 63)`` -> ``{"joints": (N, 24, 3), "vertices": (N, V', 3)}`` metres."""
+        joints, verts = [], []
+        for start in range(0, body_pose.shape[0], self.chunk):
+            pose = body_pose[start:start + self.chunk].float()
+            out = self.body_model(global_orient=pose.new_zeros(pose.shape[0], 3), body_pose=pose)
+            pelvis = out.joints[:, :1]
+            joints.append(out.joints[:, :24] - pelvis)
+            v = out.vertices if all_vertices else out.vertices[:, self.vertex_ids]
+            verts.append(v - pelvis)
+        if not joints:
+            empty = body_pose.new_zeros(0, 24, 3)
+            n_v = self.num_vertices if all_vertices else len(self.vertex_ids)
+            return {"joints": empty, "vertices": body_pose.new_zeros(0, n_v, 3)}
+        return {"joints": torch.cat(joints), "vertices": torch.cat(verts)}
+
+
+def sample_stream(prior: object, n: int, chunk: int, generator: torch.Generator,
+                  ) -> Iterator[Tensor]:
+    """``n`` samples of ``prior.sample`` in chunks of at most ``chunk`` poses ``(m, 63)``."""
+    done = 0
+    with torch.no_grad():
+        while done < n:
+            m = min(chunk, n - done)
+            yield prior.sample(m, generator=generator).detach().float()
+            done += m
+
+
+@dataclass
+class RecallPrecision:
+    """Nearest-neighbour distances (metres) of one model, per point kind."""
+
+    recall: dict[str, Tensor] = field(default_factory=dict)
+    precision: dict[str, Tensor] = field(default_factory=dict)
+    samples: Tensor | None = None  # the generated poses used as precision queries, (P, 63)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """``{kind: {recall_mean, recall_median, precision_mean, precision_median}}`` in mm."""
+        out = {}
+        for kind in self.recall:
+            r, p = self.recall[kind] * 1000, self.precision[kind] * 1000
+            out[kind] = {"recall_mean": float(r.mean()), "recall_median": float(r.median()),
+                         "precision_mean": float(p.mean()),
+                         "precision_median": float(p.median())}
+        return out
+
+
+def sample_recall_precision(
+    prior: object,
+    poser: Poser,
+    real_queries: dict[str, Tensor],
+    reference: dict[str, Tensor],
+    *,
+    n_samples: int,
+    n_precision_queries: int,
+    generator: torch.Generator,
+    sample_chunk: int = 8192,
+    nn_chunk: int = 512,
+) -> RecallPrecision:
+    """Recall and precision of ``prior`` against real poses, never holding all samples.
+
+    Samples are generated, posed, compared and discarded chunk by chunk: recall keeps the
+    running minimum distance of every real query to the samples seen so far; the first
+    ``n_precision_queries`` samples are kept as the precision queries and compared with the
+    real ``reference`` point sets.
+
+    Args:
+        prior: anything with ``sample(n, *, generator=None) -> (n, 63)``.
+        poser: turns poses into point sets.
+        real_queries: ``{kind: (Q, K, 3)}`` real poses whose nearest sample defines recall.
+        reference: ``{kind: (R, K, 3)}`` real poses that precision compares samples with.
+        n_samples: generated poses compared with the real queries.
+        n_precision_queries: generated poses whose nearest real pose defines precision.
+        generator: seeded generator for the samples.
+    """
+    result = RecallPrecision()
+    best = {k: torch.full((v.shape[0],), float("inf")) for k, v in real_queries.items()}
+    kept: list[Tensor] = []
+    n_kept = 0
+    t_sample = t_pose = t_nn = 0.0
+    stream = sample_stream(prior, n_samples, sample_chunk, generator)
+    while True:
+        t0 = time.perf_counter()
+        poses = next(stream, None)
+        t_sample += time.perf_counter() - t0
+        if poses is None:
+            break
+        if n_kept < n_precision_queries:
+            kept.append(poses[: n_precision_queries - n_kept])
+            n_kept += kept[-1].shape[0]
+        t0 = time.perf_counter()
+        points = poser(poses)
+        t_pose += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for kind, queries in real_queries.items():
+            d = nn_distances(queries, points[kind], chunk_size=nn_chunk)
+            torch.minimum(best[kind], d, out=best[kind])
+        t_nn += time.perf_counter() - t0
+    result.recall = best
+    samples = torch.cat(kept) if kept else torch.zeros(0, 63)
+    if samples.shape[0] < n_precision_queries:
+        more = prior.sample(n_precision_queries - samples.shape[0], generator=generator)
+        samples = torch.cat([samples, more.detach().float()])
+    result.samples = samples
+    t0 = time.perf_counter()
+    gen_points = poser(samples)
+    for kind, ref in reference.items():
+        result.precision[kind] = nn_distances(gen_points[kind], ref, chunk_size=nn_chunk)
+    t_nn += time.perf_counter() - t0
+    result.seconds = {"sample": t_sample, "pose": t_pose, "nearest_neighbour": t_nn}
+    return result
+
+
+def model_kind(model: object) -> str:
+    """``"gan"``, ``"vae"``, ``"gmm"`` or the object's ``model_type`` attribute."""
+    return str(getattr(model, "model_type", type(model).__name__.lower()))
+
+
+def _linear(z0: Tensor, z1: Tensor, steps: int) -> Tensor:
+    t = torch.linspace(0.0, 1.0, steps, dtype=z0.dtype, device=z0.device)
+    return z0[:, None] + t[None, :, None] * (z1 - z0)[:, None]
+
+
+def pose_space_slerp(pose_a: Tensor, pose_b: Tensor, steps: int) -> Tensor:
+    """Per-joint rotation slerp between two poses, ``(B, 63)`` x2 -> ``(B, steps, 63)``.
+
+    The model-free reference path: each joint turns at constant angular speed.
+    """
+    import roma
+
+    b = pose_a.shape[0]
+    qa = roma.rotvec_to_unitquat(pose_a.reshape(b, 21, 3))
+    qb = roma.rotvec_to_unitquat(pose_b.reshape(b, 21, 3))
+    t = torch.linspace(0.0, 1.0, steps, dtype=pose_a.dtype)
+    q = roma.utils.unitquat_slerp(qa, qb, t)  # (steps, B, 21, 4)
+    return roma.unitquat_to_rotvec(q).permute(1, 0, 2, 3).reshape(b, steps, 63)
+
+
+def interpolation_paths(
+    model: object | None,
+    pose_a: Tensor,
+    pose_b: Tensor,
+    steps: int,
+    *,
+    invert_kwargs: dict | None = None,
+) -> tuple[Tensor, str] | None:
+    """Poses along the model's interpolation from ``pose_a`` to ``pose_b``.
+
+    - GAN (``PosePrior``): invert both ends with ``PosePrior.invert``, interpolate with
+      ``PosePrior.interpolate`` (slerp on the sphere, linear otherwise), decode.
+    - VAE: the encoder's mean of both ends, linear interpolation, decode.
+    - ``None``: per-joint rotation slerp in pose space (the model-free reference).
+    - Anything else (the GMM has no latent space): ``None``.
+
+    Returns:
+        ``((B, steps, 63) poses, description)`` or ``None`` when the model has no latent.
+    """
+    if model is None:
+        return pose_space_slerp(pose_a, pose_b, steps), "per-joint rotation slerp, no model"
+    kind = model_kind(model)
+    b = pose_a.shape[0]
+    if kind == "gan":
+        z0 = model.invert(pose_a, **(invert_kwargs or {})).detach()
+        z1 = model.invert(pose_b, **(invert_kwargs or {})).detach()
+        with torch.no_grad():
+            z = model.interpolate(z0, z1, steps)
+            poses = model(z.reshape(b * steps, -1)).reshape(b, steps, 63)
+        how = "slerp" if getattr(model, "latent", "") == "sphere" else "linear"
+        return poses, f"invert (PosePrior.invert), {how} in latent space, decode"
+    if kind == "vae":
+        with torch.no_grad():
+            z0 = model.encode(pose_a).mean
+            z1 = model.encode(pose_b).mean
+            z = _linear(z0, z1, steps)
+            poses = model.decode(z.reshape(b * steps, -1)).reshape(b, steps, 63)
+        return poses, "encoder mean, linear in latent space, decode"
+    return None
+
+
+def smoothness(poser: Poser, paths: Tensor) -> tuple[Tensor, Tensor]:
+    """Smoothness ratio R ``(B,)`` and normalised per-step deformation ``(B, T-1)`` of paths
+    ``(B, T, 63)`` measured on every mesh vertex."""
+    b, t = paths.shape[:2]
+    verts = poser(paths.reshape(b * t, 63), all_vertices=True)["vertices"]
+    verts = verts.reshape(b, t, -1, 3)
+    return smoothness_ratio(verts), per_step_deformation(verts, normalize=True)
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    """``(fn(), seconds)`` by wall clock."""
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0

@@ -1,0 +1,291 @@
+"""``run_eval``: the paper's protocol for several priors side by side, written as a report.
+
+Writes into ``out`` (a folder): ``results.json`` and the PNGs, and ``<out>.md`` beside it
+(``--out docs/results`` gives ``docs/results.md`` with pictures in ``docs/results/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advprior.eval import protocol
+from advprior.eval.data import load_split, subsample
+
+
+@dataclass
+class EvalSettings:
+    """Sizes of one run. ``None`` in :func:`run_eval` picks the quick or the full value."""
+
+    n_samples: int  # generated poses per model compared with the real queries (recall)
+    n_queries: int  # real test poses (recall) and generated poses (precision) used as queries
+    n_reference: int  # real training poses that precision compares samples with
+    n_vertices: int  # fixed random vertex subset for the per-vertex distance
+    n_pairs: int  # held-out pairs interpolated
+    steps: int  # poses per interpolation path, endpoints included
+    fit_frames: int  # test frames fitted from 2D keypoints per prior
+    fit_iterations: int | None  # passed to fit_keypoints; None = its default
+    pca_points: int  # poses per model in the PCA plot
+
+
+QUICK = EvalSettings(n_samples=2000, n_queries=200, n_reference=2000, n_vertices=64, n_pairs=4,
+                     steps=8, fit_frames=4, fit_iterations=20, pca_points=300)
+FULL = EvalSettings(n_samples=1_000_000, n_queries=2000, n_reference=50_000, n_vertices=256,
+                    n_pairs=128, steps=16, fit_frames=64, fit_iterations=None, pca_points=2000)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, object]:
+    if isinstance(models, Mapping):
+        loaded = dict(models)
+    else:
+        if isinstance(models, str):
+            raise TypeError("models must be a list of names/paths or a {label: prior} mapping, "
+                            "not a single string")
+        from advprior.hub import load_pretrained
+
+        loaded = {}
+        for name in models:
+            label = Path(name).name if os.sep in str(name) else str(name)
+            loaded[label] = load_pretrained(name)
+    if not loaded:
+        raise ValueError("models is empty: give at least one prior")
+    for label, model in loaded.items():
+        if not callable(getattr(model, "sample", None)):
+            raise TypeError(f"model {label!r} has no sample(n, *, generator=None) method")
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+    return loaded
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def _pairs(data: torch.Tensor, sequence: torch.Tensor, n: int,
+           g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random frame pairs, from different sequences where the split has several."""
+    count = data.shape[0]
+    a = torch.randint(count, (n,), generator=g)
+    b = torch.randint(count, (n,), generator=g)
+    if sequence.unique().numel() > 1:
+        for _ in range(100):
+            same = sequence[a] == sequence[b]
+            if not same.any():
+                break
+            b[same] = torch.randint(count, (int(same.sum()),), generator=g)
+    return a, b
+
+
+def run_eval(
+    models: Sequence[str] | Mapping[str, object],
+    data: str | Path,
+    split: str = "test",
+    out: str | Path = "docs/results",
+    quick: bool = False,
+    seed: int = 0,
+    n_samples: int | None = None,
+    body_model: str | Path | object | None = None,
+    *,
+    n_queries: int | None = None,
+    n_reference: int | None = None,
+    n_vertices: int | None = None,
+    n_pairs: int | None = None,
+    steps: int | None = None,
+    fit_frames: int | None = None,
+    fitting: bool = True,
+    command: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the protocol for ``models`` on ``data`` and write the report.
+
+    Args:
+        models: aliases or checkpoint paths for ``advprior.hub.load_pretrained``, or a
+            ``{label: prior}`` mapping of objects with ``sample(n, *, generator=None)``.
+        data: dataset ``.npz`` (``advprior data build``); recall queries come from ``split``,
+            precision compares samples with the training split (``split`` if it has none).
+        split: "test" or "validation".
+        out: output folder; the Markdown report goes to ``<out>.md``.
+        quick: small sizes for CI (see :data:`QUICK`); the default sizes are :data:`FULL`.
+        seed: seed of every random choice (subsets, samples, pairs, noise).
+        n_samples: generated poses per model for recall (streamed; default 1,000,000).
+        body_model: a path to a real SMPL/SMPL-H/SMPL-X model, a loaded ``BodyModel``, or None
+            for the open stand-in body.
+        n_queries, n_reference, n_vertices, n_pairs, steps, fit_frames: override the sizes.
+        fitting: also fit 2D keypoints with each prior (``advprior.fitting``).
+        command: the command line to quote in the report.
+
+    Returns:
+        The results dictionary that is also written to ``<out>/results.json``.
+    """
+    base = QUICK if quick else FULL
+    cfg = EvalSettings(**{**asdict(base), **{k: v for k, v in dict(
+        n_samples=n_samples, n_queries=n_queries, n_reference=n_reference,
+        n_vertices=n_vertices, n_pairs=n_pairs, steps=steps, fit_frames=fit_frames,
+    ).items() if v is not None}})
+    for key, value in asdict(cfg).items():
+        if key != "fit_iterations" and (not isinstance(value, int) or value < 0):
+            raise ValueError(f"{key} must be a non-negative int, got {value!r}")
+    if cfg.n_samples < 1 or cfg.n_queries < 1 or cfg.steps < 2:
+        raise ValueError("n_samples and n_queries must be >= 1 and steps >= 2")
+    out = Path(out)
+    t_start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        if progress:
+            print(f"[eval {time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
+
+    priors = _load_models(models)
+    test = load_split(data, split)
+    try:
+        train = load_split(data, "train")
+        reference_split = "train"
+    except ValueError:
+        train, reference_split = test, split
+    if body_model is None or isinstance(body_model, (str, Path)):
+        from advprior.body import load_body_model
+
+        body_label = "open stand-in body" if body_model is None else f"real model {body_model}"
+        body = load_body_model(body_model)
+    else:
+        body, body_label = body_model, f"given {type(body_model).__name__}"
+    poser = protocol.Poser(body, n_vertices=cfg.n_vertices, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    q_idx = subsample(len(test), cfg.n_queries, g)
+    r_idx = subsample(len(train), cfg.n_reference, g)
+    real_queries = poser(test.body_pose[q_idx])
+    reference = poser(train.body_pose[r_idx])
+    log(f"{len(priors)} model(s); {len(q_idx)} {split} queries of {len(test)}, "
+        f"{len(r_idx)} {reference_split} references of {len(train)}; body {poser.num_vertices} "
+        f"vertices, {len(poser.vertex_ids)} used")
+
+    results: dict = {"settings": asdict(cfg), "seed": seed, "split": split,
+                     "reference_split": reference_split, "data": str(data),
+                     "body": body_label, "num_vertices": poser.num_vertices,
+                     "n_test_frames": len(test), "n_reference_frames": len(train),
+                     "machine": _machine(), "models": {}}
+    curves_dist: dict = {}
+    generated_joints: dict = {}
+    for label, prior in priors.items():
+        t0 = time.perf_counter()
+        rp = protocol.sample_recall_precision(
+            prior, poser, real_queries, reference, n_samples=cfg.n_samples,
+            n_precision_queries=cfg.n_queries, generator=torch.Generator().manual_seed(seed))
+        entry = {"model_type": protocol.model_kind(prior), "recall_precision_mm": rp.summary(),
+                 "seconds": {**rp.seconds, "total": time.perf_counter() - t0}}
+        results["models"][label] = entry
+        curves_dist[label] = {
+            "recall": {k: v.numpy() * 1000 for k, v in rp.recall.items()},
+            "precision": {k: v.numpy() * 1000 for k, v in rp.precision.items()}}
+        generated_joints[label] = poser(rp.samples[: cfg.pca_points])["joints"]
+        s = entry["recall_precision_mm"]["joints"]
+        log(f"{label}: recall {s['recall_mean']:.1f} mm, precision {s['precision_mean']:.1f} mm "
+            f"(joints) in {entry['seconds']['total']:.1f}s")
+
+    out.mkdir(parents=True, exist_ok=True)
+    from advprior.eval import plots
+
+    pictures = {"cumulative": plots.cumulative_curves(curves_dist, out / "cumulative.png")}
+    real_pca = real_queries["joints"][: cfg.pca_points].reshape(-1, 72).numpy()
+    pictures["pca"] = plots.pca_scatter(
+        real_pca, {k: v.reshape(-1, 72).numpy() for k, v in generated_joints.items()},
+        out / "pca.png")
+
+    # Interpolation smoothness on held-out pairs.
+    smooth: dict = {}
+    if cfg.n_pairs > 0:
+        a, b = _pairs(test.body_pose, test.sequence, cfg.n_pairs, g)
+        pose_a, pose_b = test.body_pose[a], test.body_pose[b]
+        curves: dict = {}
+        strip: dict = {}
+        show = np.unique(np.linspace(0, cfg.steps - 1, min(cfg.steps, 7)).round().astype(int))
+        invert_kwargs = {"steps": 50, "restarts": 1} if quick else None
+        for label, prior in [*priors.items(), ("pose-space slerp", None)]:
+            t0 = time.perf_counter()
+            got = protocol.interpolation_paths(prior, pose_a, pose_b, cfg.steps,
+                                               invert_kwargs=invert_kwargs)
+            if got is None:
+                smooth[label] = {"excluded": "no latent space to interpolate in (the GMM is a "
+                                             "density on poses)"}
+                log(f"{label}: interpolation excluded (no latent space)")
+                continue
+            paths, how = got
+            ratio, deform = protocol.smoothness(poser, paths)
+            smooth[label] = {"method": how, "R_mean": float(ratio.mean()),
+                             "R_std": float(ratio.std()) if ratio.numel() > 1 else 0.0,
+                             "R_median": float(ratio.median()), "pairs": int(ratio.numel()),
+                             "seconds": time.perf_counter() - t0}
+            curves[label] = deform.numpy()
+            strip[label] = poser(paths[0, show], all_vertices=True)["vertices"].numpy()
+            log(f"{label}: R mean {smooth[label]['R_mean']:.2f} "
+                f"({smooth[label]['seconds']:.1f}s)")
+        pictures["deformation"] = plots.deformation_curves(curves, out / "deformation.png")
+        faces = np.asarray(body.faces)
+        pictures["strip"] = plots.interpolation_strip(strip, faces, out / "interpolation.png")
+    results["smoothness"] = smooth
+
+    # Fitting from noisy 2D keypoints, every prior on the same observations.
+    fits: dict = {}
+    if fitting and cfg.fit_frames > 0:
+        from advprior.eval.keypoint_fit import fit_and_score, make_scene
+
+        f_idx = subsample(len(test), cfg.fit_frames, g)
+        scene = make_scene(test.body_pose[f_idx], test.global_orient[f_idx], body_model=body,
+                           seed=seed)
+        for label, prior in [*priors.items(), ("no prior", None)]:
+            score = fit_and_score(scene, prior, body_model=body, iterations=cfg.fit_iterations)
+            fits[label] = asdict(score)
+            log(f"{label}: fit P-MPJPE {score.p_mpjpe_mm:.1f} mm, "
+                f"{score.seconds_per_frame:.3f} s/frame")
+    results["fitting"] = fits
+    results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
+    results["wall_seconds"] = time.perf_counter() - t_start
+    results["command"] = command or _default_command(list(priors), data, split, out, quick,
+                                                     cfg.n_samples, seed)
+
+    _atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    from advprior.eval.report import render
+
+    _atomic_write_text(out.parent / f"{out.name}.md", render(results))
+    log(f"wrote {out.parent / (out.name + '.md')} in {results['wall_seconds']:.0f}s")
+    return results
+
+
+def _default_command(labels: list[str], data: str | Path, split: str, out: Path, quick: bool,
+                     n_samples: int, seed: int) -> str:
+    parts = ["advprior eval --models", *labels, "--data", str(data), "--split", split,
+             "--out", str(out), "--samples", str(n_samples), "--seed", str(seed)]
+    if quick:
+        parts.append("--quick")
+    return " ".join(parts)

@@ -1,0 +1,192 @@
+"""The protocol runner: streaming recall/precision, smoothness paths, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from advprior.body import forward_kinematics
+from advprior.eval import protocol, run_eval
+from advprior.eval.data import load_split
+from advprior.eval.metrics import recall_precision
+from advprior.prior import PosePrior
+from advprior.skeleton import REST_JOINTS
+
+
+class _CubeBody:
+    """Private stand-in body: an 8-vertex cube rigidly attached to each of the 24 joints."""
+
+    def __init__(self) -> None:
+        corners = [(x, y, z) for x in (-0.03, 0.03) for y in (-0.03, 0.03) for z in (-0.03, 0.03)]
+        self.offsets = torch.tensor(corners).repeat(24, 1)
+        self.owner = torch.arange(24).repeat_interleave(8)
+        quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+        faces = [(8 * j + a, 8 * j + b, 8 * j + c) for j in range(24) for a, b, c, d in quads
+                 for a, b, c in ((a, b, c), (a, c, d))]
+        self.faces = np.array(faces, dtype=np.int64)
+
+    def rest_joints(self, betas: torch.Tensor | None) -> torch.Tensor:
+        return torch.as_tensor(REST_JOINTS, dtype=torch.float32)
+
+    def __call__(self, global_orient, body_pose, betas=None, transl=None):  # noqa: ANN001
+        joints, rot = forward_kinematics(global_orient, body_pose, transl=transl,
+                                         return_rotations=True)
+        verts = joints[:, self.owner] + (rot[:, self.owner] @ self.offsets[:, :, None])[..., 0]
+        return SimpleNamespace(vertices=verts, joints=joints)
+
+
+class _TablePrior:
+    """A 'prior' that replays a fixed table of poses (known recall/precision answers)."""
+
+    model_type = "table"
+
+    def __init__(self, poses: torch.Tensor) -> None:
+        self.poses = poses
+        self.pos = 0
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        idx = (torch.arange(n) + self.pos) % self.poses.shape[0]
+        self.pos += n
+        return self.poses[idx]
+
+
+def _invert_standin(prior: PosePrior, pose: torch.Tensor, steps: int = 20, **_: object):
+    z = prior.sample_latent(pose.shape[0], generator=torch.Generator().manual_seed(0))
+    z.requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        (prior(prior.project(z)) - pose).square().sum().backward()
+        opt.step()
+    return prior.project(z.detach())
+
+
+def _with_invert(prior: PosePrior) -> PosePrior:
+    prior.invert = lambda pose, **kw: _invert_standin(prior, pose, **kw)
+    return prior.eval()
+
+
+def _dataset(path: Path, n_per_split: int = 120, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    n = 3 * n_per_split
+    np.savez(path,
+             body_pose=(rng.normal(size=(n, 63)) * 0.25).astype(np.float32),
+             global_orient=(rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
+             transl=np.zeros((n, 3), np.float32),
+             split=np.repeat(np.array([0, 1, 2], np.int8), n_per_split),
+             sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32))
+    return path
+
+
+@pytest.fixture(scope="module")
+def body() -> _CubeBody:
+    return _CubeBody()
+
+
+def test_poser_centres_pelvis_and_subsamples(body: _CubeBody) -> None:
+    poser = protocol.Poser(body, n_vertices=50, seed=1)
+    assert poser.num_vertices == 192 and poser.vertex_ids.shape == (50,)
+    pts = poser(torch.randn(5, 63) * 0.3)
+    assert pts["joints"].shape == (5, 24, 3) and pts["vertices"].shape == (5, 50, 3)
+    torch.testing.assert_close(pts["joints"][:, 0], torch.zeros(5, 3))
+    assert poser(torch.zeros(2, 63), all_vertices=True)["vertices"].shape == (2, 192, 3)
+    assert torch.equal(protocol.Poser(body, n_vertices=50, seed=1).vertex_ids, poser.vertex_ids)
+
+
+def test_streaming_matches_all_at_once(body: _CubeBody) -> None:
+    g = torch.Generator().manual_seed(0)
+    real, table = torch.randn(30, 63, generator=g) * 0.3, torch.randn(70, 63, generator=g) * 0.3
+    poser = protocol.Poser(body, n_vertices=40)
+    real_pts, gen_pts = poser(real), poser(table)
+    rp = protocol.sample_recall_precision(
+        _TablePrior(table), poser, real_pts, real_pts, n_samples=70, n_precision_queries=70,
+        generator=torch.Generator(), sample_chunk=9, nn_chunk=4)
+    for kind in protocol.KINDS:
+        want = recall_precision(real_pts[kind], gen_pts[kind])
+        torch.testing.assert_close(rp.recall[kind], want["recall_dists"])
+        torch.testing.assert_close(rp.precision[kind], want["precision_dists"])
+    assert rp.samples.shape == (70, 63)
+
+
+def test_prior_that_replays_the_data_scores_zero(body: _CubeBody) -> None:
+    poses = torch.randn(25, 63, generator=torch.Generator().manual_seed(1)) * 0.3
+    poser = protocol.Poser(body, n_vertices=None)
+    pts = poser(poses)
+    rp = protocol.sample_recall_precision(_TablePrior(poses), poser, pts, pts, n_samples=25,
+                                          n_precision_queries=10, generator=torch.Generator())
+    for kind in protocol.KINDS:
+        assert rp.recall[kind].abs().max() < 1e-6
+        assert rp.precision[kind].abs().max() < 1e-6
+    # Shifting every sample's pose changes the answer: the search is not trivially zero.
+    rp2 = protocol.sample_recall_precision(_TablePrior(poses + 0.2), poser, pts, pts,
+                                           n_samples=25, n_precision_queries=10,
+                                           generator=torch.Generator())
+    assert rp2.summary()["joints"]["recall_mean"] > 1.0
+
+
+def test_pose_space_slerp_is_even_and_hits_endpoints() -> None:
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(3, 63, generator=g) * 0.4, torch.randn(3, 63, generator=g) * 0.4
+    path = protocol.pose_space_slerp(a, b, 9)
+    assert path.shape == (3, 9, 63)
+    torch.testing.assert_close(path[:, 0], a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(path[:, -1], b, atol=1e-5, rtol=1e-5)
+
+
+def test_interpolation_paths_dispatch(body: _CubeBody) -> None:
+    prior = _with_invert(PosePrior("sphere"))
+    a, b = torch.zeros(2, 63), torch.full((2, 63), 0.1)
+    paths, how = protocol.interpolation_paths(prior, a, b, 6)
+    assert paths.shape == (2, 6, 63) and "slerp" in how
+    assert protocol.interpolation_paths(_TablePrior(a), a, b, 6) is None
+    ratio, deform = protocol.smoothness(protocol.Poser(body), paths)
+    assert ratio.shape == (2,) and deform.shape == (2, 5)
+    assert bool((ratio >= 1).all())
+    torch.testing.assert_close(deform.mean(dim=1), torch.ones(2))
+
+
+def test_load_split_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_split(tmp_path / "missing.npz", "test")
+    np.savez(tmp_path / "nokey.npz", split=np.zeros(3, np.int8))
+    with pytest.raises(ValueError, match="body_pose"):
+        load_split(tmp_path / "nokey.npz", "test")
+    np.savez(tmp_path / "train_only.npz", body_pose=np.zeros((3, 63), np.float32),
+             split=np.zeros(3, np.int8))
+    with pytest.raises(ValueError, match="no frames"):
+        load_split(tmp_path / "train_only.npz", "test")
+    with pytest.raises(ValueError, match="split must be"):
+        load_split(tmp_path / "train_only.npz", "holdout")
+    assert len(load_split(tmp_path / "train_only.npz", "train")) == 3
+
+
+def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody) -> None:
+    data = _dataset(tmp_path / "tiny.npz")
+    test_poses = load_split(data, "test").body_pose
+    torch.manual_seed(0)  # the untrained generators' weights
+    models = {"gan-s": _with_invert(PosePrior("sphere")),
+              "gan-u": _with_invert(PosePrior("uniform")),
+              "oracle": _TablePrior(test_poses)}
+    out = tmp_path / "docs" / "results"
+    res = run_eval(models, data, out=out, quick=True, body_model=body, fitting=False,
+                   n_samples=500, progress=False)
+    report = (tmp_path / "docs" / "results.md").read_text()
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["models"].keys() == res["models"].keys() == models.keys()
+    for name in ("cumulative", "pca", "deformation", "strip"):
+        assert (tmp_path / "docs" / res["pictures"][name]).stat().st_size > 1000
+        assert f"({res['pictures'][name]})" in report
+    # The oracle replays the test split, so its recall is zero and beats the untrained GANs.
+    oracle = res["models"]["oracle"]["recall_precision_mm"]
+    assert oracle["joints"]["recall_mean"] == pytest.approx(0.0, abs=1e-3)
+    assert res["models"]["gan-s"]["recall_precision_mm"]["joints"]["recall_mean"] > 1.0
+    assert "excluded" in res["smoothness"]["oracle"]
+    assert res["smoothness"]["pose-space slerp"]["R_mean"] < res["smoothness"]["gan-s"]["R_mean"]
+    for name in models:
+        assert f"| {name} |" in report
+    assert res["command"] in report and "seed 0" in report
