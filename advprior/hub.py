@@ -158,10 +158,15 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
             raise CorruptCheckpointError(
                 f"weights manifest {path}: entry {alias!r} is not an object"
             )
-        missing = [k for k in MANIFEST_REQUIRED_KEYS if k not in entry]
+        # "latent" must be present but may be null (a model without a latent space, e.g. gmm).
+        missing = [
+            k
+            for k in MANIFEST_REQUIRED_KEYS
+            if k not in entry or (k != "latent" and not isinstance(entry[k], str))
+        ]
         if missing:
             raise CorruptCheckpointError(
-                f"weights manifest {path}: entry {alias!r} lacks required keys {missing}"
+                f"weights manifest {path}: entry {alias!r} lacks required string keys {missing}"
             )
         for key in ("sha256", "config_sha256"):
             value = entry.get(key)
@@ -188,6 +193,7 @@ class CheckpointFiles:
     config: Path
     weights: Path
     source: str  # "local", "bundled", "hub"
+    entry: dict[str, Any] | None = None  # the manifest entry, for aliases
 
     @property
     def directory(self) -> Path:
@@ -284,14 +290,14 @@ def _alias_files(alias: str, entry: dict[str, Any], **hub_kwargs: Any) -> Checkp
         if weights.is_file() and config.is_file():
             _verify(weights, entry["sha256"], what)
             _verify(config, entry.get("config_sha256"), what)
-            return CheckpointFiles(config, weights, "bundled")
+            return CheckpointFiles(config, weights, "bundled", entry)
     # A pinned revision always wins over the caller's: the sha256 refers to that revision.
     hub_kwargs["revision"] = entry["revision"]
     weights = _hub_download(entry["repo_id"], filename, what=what, **hub_kwargs)
     _verify(weights, entry["sha256"], what)
     config = _hub_download(entry["repo_id"], config_filename, what=what, **hub_kwargs)
     _verify(config, entry.get("config_sha256"), what)
-    return CheckpointFiles(config, weights, "hub")
+    return CheckpointFiles(config, weights, "hub", entry)
 
 
 def resolve_files(
@@ -606,6 +612,13 @@ class PretrainedMixin:
                 f"{files.config} holds a {config['model_type']!r} model, not {cls.__name__} "
                 f"({cls.model_type!r}); use advprior.load_pretrained to load any model type"
             )
+        entry = files.entry or {}
+        for key in ("model_type", "latent"):
+            if entry.get(key) is not None and config.get(key, entry[key]) != entry[key]:
+                raise CorruptCheckpointError(
+                    f"{files.config}: {key} is {config.get(key)!r}, but the manifest entry says "
+                    f"{entry[key]!r}"
+                )
         params = inspect.signature(cls.__init__).parameters
         takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         kwargs = {k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS}

@@ -1,0 +1,528 @@
+"""Checkpoints and the Hub path, exercised for real against a local stand-in Hub server.
+
+The server answers huggingface_hub's ``HEAD``/``GET /{repo_id}/resolve/{revision}/{filename}``
+like the Hub does (``X-Repo-Commit``, ``ETag``, ``Content-Length``, ``X-Error-Code`` on 404) and
+is reached through ``HF_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import torch
+from torch import nn
+
+import advprior
+from advprior import PosePrior, load_pretrained
+from advprior import hub as hubmod
+from advprior.errors import (
+    ChecksumMismatchError,
+    CorruptCheckpointError,
+    ModelNotFoundError,
+    OfflineError,
+)
+from advprior.hub import (
+    PretrainedMixin,
+    read_manifest,
+    resolve,
+    resolve_files,
+    sha256_file,
+)
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO = "advprior-test/tiny-s"
+
+
+class FakeHub:
+    """A minimal Hub: ``repos[repo_id] = {"commit", "tags", "files"}``; records every request."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict] = {}
+        self.requests: list[tuple[str, str]] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep pytest output clean
+                pass
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+                self._answer(body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(body=True)
+
+            def _fail(self, code: int, error_code: str, commit: str | None = None) -> None:
+                self.send_response(code)
+                self.send_header("X-Error-Code", error_code)
+                if commit:
+                    self.send_header("X-Repo-Commit", commit)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _answer(self, body: bool) -> None:
+                hub.requests.append((self.command, self.path))
+                parts = unquote(self.path.split("?")[0]).lstrip("/").split("/")
+                if len(parts) < 5 or parts[2] != "resolve":
+                    return self._fail(404, "RepoNotFound")
+                repo = hub.repos.get(f"{parts[0]}/{parts[1]}")
+                if repo is None:
+                    return self._fail(404, "RepoNotFound")
+                revision, filename = parts[3], "/".join(parts[4:])
+                commit = repo["tags"].get(revision, revision)
+                if commit != repo["commit"]:
+                    return self._fail(404, "RevisionNotFound")
+                data = repo["files"].get(filename)
+                if data is None:
+                    return self._fail(404, "EntryNotFound", commit)
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", commit)
+                self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch):
+    hub = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def prior() -> PosePrior:
+    torch.manual_seed(0)
+    return PosePrior(latent="sphere", latent_dim=8, hidden_dim=16).eval()
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, prior: PosePrior) -> Path:
+    out = tmp_path / "ckpt"
+    prior.save_pretrained(out, training={"data": "unit test", "steps": 0, "metrics": {"x": 1.5}})
+    return out
+
+
+def _publish(hub: FakeHub, ckpt: Path, repo: str = REPO) -> None:
+    hub.repos[repo] = {
+        "commit": COMMIT,
+        "tags": {"main": COMMIT, "v0.1": COMMIT},
+        "files": {p.name: p.read_bytes() for p in ckpt.iterdir()},
+    }
+
+
+def _manifest(tmp_path: Path, ckpt: Path, **overrides: object) -> Path:
+    entry = {
+        "repo_id": REPO,
+        "revision": COMMIT,
+        "filename": "model.safetensors",
+        "config_filename": "config.json",
+        "sha256": sha256_file(ckpt / "model.safetensors"),
+        "config_sha256": sha256_file(ckpt / "config.json"),
+        "latent": "sphere",
+        "model_type": "gan",
+        "bundled": None,
+        "training_data": "unit test",
+        "licence": "MIT",
+    }
+    entry.update(overrides)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"format_version": 1, "models": {"tiny-s": entry}}))
+    return path
+
+
+def _z(dim: int = 8) -> torch.Tensor:
+    return torch.randn(5, dim, generator=torch.Generator().manual_seed(1))
+
+
+# --- save / load round trips ----------------------------------------------------------------
+
+
+def test_save_writes_three_files_and_full_config(checkpoint: Path) -> None:
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config == {
+        "latent": "sphere",
+        "latent_dim": 8,
+        "num_joints": 21,
+        "hidden_dim": 16,
+        "dropout": 0.1,
+        "model_type": "gan",
+        "format_version": 1,
+        "training": {"data": "unit test", "steps": 0, "metrics": {"x": 1.5}},
+    }
+    card = (checkpoint / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: advprior" in card
+    assert "unit test" in card and "`hidden_dim` | `16`" in card
+
+
+def test_round_trip_identical_outputs_and_frozen(prior: PosePrior, checkpoint: Path) -> None:
+    loaded = PosePrior.from_pretrained(checkpoint)
+    z = _z()
+    assert torch.equal(loaded(z), prior(z))
+    assert not loaded.training
+    assert all(not p.requires_grad for p in loaded.parameters())
+    assert loaded.training_metadata["metrics"] == {"x": 1.5}
+    # gradients still reach the latent through the frozen generator
+    z.requires_grad_(True)
+    loaded(z).square().sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    # a freshly built prior is trainable
+    assert all(p.requires_grad for p in PosePrior().parameters())
+    # and freeze=False keeps a loaded one trainable
+    assert all(
+        p.requires_grad for p in PosePrior.from_pretrained(checkpoint, freeze=False).parameters()
+    )
+
+
+def test_resave_keeps_metadata_and_leaves_no_temp_files(checkpoint: Path, tmp_path: Path) -> None:
+    loaded = PosePrior.from_pretrained(checkpoint)
+    loaded.save_pretrained(checkpoint)  # overwrite in place
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    again = PosePrior.from_pretrained(checkpoint)
+    assert again.training_metadata == loaded.training_metadata
+    assert torch.equal(again(_z()), loaded(_z()))
+
+
+def test_load_pretrained_dispatches_on_model_type(checkpoint: Path, tmp_path: Path) -> None:
+    class CoreTestDummy(PretrainedMixin, nn.Module):
+        model_type = "core-test-dummy"
+
+        def __init__(self, width: int = 3) -> None:
+            super().__init__()
+            self.register_buffer("table", torch.arange(width, dtype=torch.float32))
+
+    assert isinstance(load_pretrained(checkpoint), PosePrior)
+    dummy = CoreTestDummy(width=5)
+    dummy.table.mul_(2)
+    dummy.save_pretrained(tmp_path / "dummy")
+    loaded = load_pretrained(tmp_path / "dummy")
+    assert type(loaded) is CoreTestDummy and torch.equal(loaded.table, dummy.table)
+    with pytest.raises(CorruptCheckpointError, match="core-test-dummy"):
+        PosePrior.from_pretrained(tmp_path / "dummy")
+
+
+def test_unjsonable_constructor_argument_is_refused(tmp_path: Path) -> None:
+    class Odd(PretrainedMixin, nn.Module):
+        model_type = "core-test-odd"
+
+        def __init__(self, scale: object = None) -> None:
+            super().__init__()
+
+    with pytest.raises(TypeError, match="scale"):
+        Odd(scale=object()).save_pretrained(tmp_path / "odd")
+    with pytest.raises(TypeError, match="training"):
+        PosePrior().save_pretrained(tmp_path / "p", training={"bad": object()})
+
+
+# --- corrupt local checkpoints ---------------------------------------------------------------
+
+
+def test_truncated_weights(checkpoint: Path) -> None:
+    f = checkpoint / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(CorruptCheckpointError, match="safetensors"):
+        PosePrior.from_pretrained(checkpoint)
+
+
+def test_garbage_weights(checkpoint: Path) -> None:
+    (checkpoint / "model.safetensors").write_bytes(b"\x80\x04 this is not a safetensors file")
+    with pytest.raises(CorruptCheckpointError):
+        PosePrior.from_pretrained(checkpoint)
+
+
+def test_shapes_that_do_not_match_config(checkpoint: Path) -> None:
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["hidden_dim"] = 32
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CorruptCheckpointError, match="shape"):
+        PosePrior.from_pretrained(checkpoint)
+
+
+def test_missing_tensor(checkpoint: Path, prior: PosePrior) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v for k, v in prior.state_dict().items() if not k.endswith("5.bias")}
+    save_file(state, str(checkpoint / "model.safetensors"))
+    with pytest.raises(CorruptCheckpointError, match="missing tensors"):
+        PosePrior.from_pretrained(checkpoint)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"format_version": 1}', "model_type"),
+        ('{"model_type": "gan", "format_version": 2}', "format_version"),
+        ('{"model_type": "gan", "format_version": 1, "colour": "red"}', "colour"),
+        ('{"model_type": "gan", "format_version": 1, "latent": "cube"}', "latent"),
+        ('{"model_type": "nonexistent", "format_version": 1}', "unknown model_type"),
+    ],
+)
+def test_bad_config(checkpoint: Path, text: str, match: str) -> None:
+    (checkpoint / "config.json").write_text(text)
+    with pytest.raises(CorruptCheckpointError, match=match):
+        load_pretrained(checkpoint)
+
+
+def test_missing_local_files(checkpoint: Path, tmp_path: Path) -> None:
+    (checkpoint / "model.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError, match="model.safetensors"):
+        PosePrior.from_pretrained(checkpoint)
+    with pytest.raises(ModelNotFoundError, match="is a file"):
+        PosePrior.from_pretrained(checkpoint / "config.json")
+
+
+# --- manifest ---------------------------------------------------------------------------------
+
+
+def test_unknown_alias_lists_known_names(tmp_path: Path, checkpoint: Path) -> None:
+    manifest = _manifest(tmp_path, checkpoint)
+    with pytest.raises(ModelNotFoundError, match="tiny-s"):
+        PosePrior.from_pretrained("gan-q", manifest=manifest)
+
+
+def test_manifest_from_environment(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADVPRIOR_MANIFEST", str(_manifest(tmp_path, checkpoint)))
+    assert list(read_manifest()) == ["tiny-s"]
+
+
+@pytest.mark.parametrize(
+    "broken, match",
+    [
+        ({"sha256": None}, "sha256"),
+        ({"sha256": "abc"}, "sha256"),
+        ({"repo_id": "DROP"}, "repo_id"),
+    ],
+)
+def test_invalid_manifest_entries(
+    tmp_path: Path, checkpoint: Path, broken: dict, match: str
+) -> None:
+    path = _manifest(tmp_path, checkpoint, **broken)
+    data = json.loads(path.read_text())
+    entry = data["models"]["tiny-s"]
+    for key, value in broken.items():
+        if value == "DROP":
+            del entry[key]
+    path.write_text(json.dumps(data))
+    with pytest.raises(CorruptCheckpointError, match=match):
+        read_manifest(path)
+
+
+def test_packaged_manifest_is_valid_and_every_bundled_entry_verifies() -> None:
+    models = read_manifest()
+    assert hubmod.manifest_path() == hubmod.DEFAULT_MANIFEST
+    assert json.loads(hubmod.DEFAULT_MANIFEST.read_text())["format_version"] == 1
+    for alias, entry in models.items():
+        assert entry["licence"] and entry["training_data"], alias
+        if entry.get("bundled"):
+            files = resolve_files(alias)
+            assert files.source == "bundled"
+            model = load_pretrained(alias)
+            assert model.model_type == entry["model_type"]
+
+
+def test_bundled_weights_verified_without_network(
+    tmp_path: Path, checkpoint: Path, prior: PosePrior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "pkg"
+    (package / "weights").mkdir(parents=True)
+    bundle = package / "weights" / "tiny-s"
+    bundle.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (bundle / name).write_bytes((checkpoint / name).read_bytes())
+    monkeypatch.setattr(hubmod, "PACKAGE_DIR", package)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: no network used
+    manifest = _manifest(tmp_path, checkpoint, bundled="weights/tiny-s")
+    assert (
+        resolve(  # the bundled copy, not a download
+            "tiny-s", manifest=manifest
+        )
+        == bundle
+    )
+    assert torch.equal(PosePrior.from_pretrained("tiny-s", manifest=manifest)(_z()), prior(_z()))
+    data = bytearray((bundle / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (bundle / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatchError, match="sha256"):
+        PosePrior.from_pretrained("tiny-s", manifest=manifest)
+
+
+# --- the Hub path ----------------------------------------------------------------------------
+
+
+def test_download_verify_then_offline_from_cache(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint, revision="v0.1")
+    cache = tmp_path / "cache"
+    files = resolve_files("tiny-s", manifest=manifest, cache_dir=cache)
+    assert files.source == "hub" and cache in files.weights.parents
+    assert ("GET", f"/{REPO}/resolve/v0.1/model.safetensors") in fake_hub.requests
+    loaded = PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=cache)
+    assert torch.equal(loaded(_z()), prior(_z()))
+    # second load: offline, with the server gone, from the populated cache
+    fake_hub.stop()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    before = len(fake_hub.requests)
+    offline = advprior.load_pretrained("tiny-s", manifest=manifest, cache_dir=cache)
+    assert torch.equal(offline(_z()), prior(_z()))
+    assert len(fake_hub.requests) == before
+
+
+def test_pinned_commit_served_from_cache_with_local_files_only(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path
+) -> None:
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint)
+    cache = tmp_path / "cache"
+    PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=cache)
+    n = len(fake_hub.requests)
+    PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=cache, local_files_only=True)
+    assert len(fake_hub.requests) == n
+
+
+def test_offline_without_cache(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint)
+    with pytest.raises(OfflineError, match="local_files_only"):
+        PosePrior.from_pretrained(
+            "tiny-s", manifest=manifest, cache_dir=tmp_path / "c1", local_files_only=True
+        )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="HF_HUB_OFFLINE"):
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c2")
+    assert fake_hub.requests == []
+
+
+def test_unreachable_hub_without_cache(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub retries a refused connection with ~23 s of back-off sleeps; skip the waits.
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    with pytest.raises(OfflineError, match="could not be reached"):
+        PosePrior.from_pretrained(
+            "tiny-s", manifest=_manifest(tmp_path, checkpoint), cache_dir=tmp_path / "c"
+        )
+
+
+def test_tampered_download_is_refused(fake_hub: FakeHub, tmp_path: Path, checkpoint: Path) -> None:
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint)
+    files = fake_hub.repos[REPO]["files"]
+    data = bytearray(files["model.safetensors"])
+    data[-1] ^= 0x01  # one flipped bit in a weight: still a valid safetensors file
+    files["model.safetensors"] = bytes(data)
+    with pytest.raises(ChecksumMismatchError, match="refusing"):
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "cache")
+
+
+def test_tampered_config_is_refused(fake_hub: FakeHub, tmp_path: Path, checkpoint: Path) -> None:
+    _publish(fake_hub, checkpoint)
+    fake_hub.repos[REPO]["files"]["config.json"] += b" "
+    with pytest.raises(ChecksumMismatchError):
+        PosePrior.from_pretrained(
+            "tiny-s", manifest=_manifest(tmp_path, checkpoint), cache_dir=tmp_path / "cache"
+        )
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"filename": "weights/absent.safetensors"},  # 404 EntryNotFound
+        {"repo_id": "advprior-test/absent"},  # 404 RepoNotFound
+        {"revision": "fedcba9876543210fedcba9876543210fedcba98"},  # 404 RevisionNotFound
+    ],
+)
+def test_missing_on_hub(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, override: dict
+) -> None:
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint, **override)
+    with pytest.raises(ModelNotFoundError, match="does not exist on the Hub"):
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "cache")
+
+
+def test_plain_hub_repo_id(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, prior: PosePrior
+) -> None:
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    cache = tmp_path / "cache"
+    loaded = load_pretrained(
+        "someone/my-prior", cache_dir=cache, manifest=_manifest(tmp_path, checkpoint)
+    )
+    assert torch.equal(loaded(_z()), prior(_z()))
+    loaded = PosePrior.from_pretrained("someone/my-prior", revision=COMMIT, cache_dir=cache)
+    assert torch.equal(loaded(_z()), prior(_z()))
+    with pytest.raises(ModelNotFoundError):
+        PosePrior.from_pretrained("someone/absent", cache_dir=cache)
+
+
+def test_push_to_hub_uploads_the_saved_folder(
+    prior: PosePrior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub
+
+    seen: dict = {}
+
+    class RecordingApi:
+        def __init__(self, endpoint: str | None = None, token: str | None = None) -> None:
+            seen["endpoint"] = endpoint
+
+        def create_repo(self, repo_id: str, private: bool | None, exist_ok: bool):
+            seen["created"] = (repo_id, exist_ok)
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, *, repo_id: str, folder_path: str, **kwargs: object) -> str:
+            folder = Path(folder_path)
+            seen["files"] = sorted(p.name for p in folder.iterdir())
+            seen["config"] = json.loads((folder / "config.json").read_text())
+            return f"https://hub.example/{repo_id}/commit/{COMMIT}"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.example")
+    url = prior.push_to_hub("me/tiny", training={"steps": 7})
+    assert url.endswith(COMMIT)
+    assert seen["created"] == ("me/tiny", True) and seen["endpoint"] == "http://hub.example"
+    assert seen["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert seen["config"]["training"] == {"steps": 7} and seen["config"]["latent_dim"] == 8
