@@ -2,9 +2,10 @@
 
 Public names: :func:`forward_kinematics`, :func:`rest_joints`, :func:`load_body_model`,
 :class:`BodyModel`, :class:`BodyOutput`. Plotting lives in :mod:`advprior.body.plot`
-(needs the ``viz`` extra).
+(:func:`~advprior.body.plot.plot_bodies`; needs the ``viz`` extra).
 """
 
 from advprior.body.kinematics import forward_kinematics, rest_joints
+from advprior.body.model import BodyModel, BodyOutput, load_body_model
 
-__all__ = ["forward_kinematics", "rest_joints"]
+__all__ = ["BodyModel", "BodyOutput", "forward_kinematics", "load_body_model", "rest_joints"]

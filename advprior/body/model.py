@@ -1,0 +1,415 @@
+"""``BodyModel``: one interface over the stand-in body and real SMPL / SMPL-H / SMPL-X files.
+
+Every model is built by ``smplx`` (its ``*Layer`` classes) from the file's arrays; this module
+hides smplx's quirks: SMPL ``.npz`` files and chumpy pickles (read by
+:mod:`advprior.body.files`), vertex-id selectors that index past the end of non-standard meshes,
+parameters created at a fixed batch size, and chatter on stdout.
+
+Conventions: axis-angle in radians, metres, SMPL's frame (y up, x to the body's left, facing +z).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import smplx
+import torch
+from smplx.utils import Struct
+from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
+from torch import nn
+
+from advprior.body import files, standin
+from advprior.body.kinematics import check_pose
+from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+from advprior.rotations import axis_angle_to_rotmat
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS
+
+__all__ = ["BodyModel", "BodyOutput", "load_body_model", "default_standin"]
+
+#: Model joints standing for SMPL's ``left_hand``/``right_hand`` (22, 23) in SMPL-H / SMPL-X:
+#: the first middle-finger joints, which hang off the wrists as SMPL's hand joints do.
+_SKELETON_INDEX = {
+    "smpl": tuple(range(NUM_JOINTS)),
+    "smplh": (*range(22), 25, 40),
+    "smplx": (*range(22), 28, 43),
+}
+_STANDARD_VERTICES = {"smpl": 6890, "smplh": 6890, "smplx": 10475}
+_LAYERS = {"smpl": smplx.SMPLLayer, "smplh": smplx.SMPLHLayer, "smplx": smplx.SMPLXLayer}
+_FACE = ("nose", "reye", "leye", "rear", "lear")
+_FEET = ("LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel")
+_TIPS = tuple(f"{s}{n}" for s in "lr" for n in ("thumb", "index", "middle", "ring", "pinky"))
+#: Names of the vertex joints smplx appends after the skeleton, in its order.
+EXTRA_JOINT_NAMES: tuple[str, ...] = _FACE + _FEET + _TIPS
+
+
+@dataclass
+class BodyOutput:
+    """Posed body. ``vertices (..., V, 3)``, ``joints (..., 24, 3)`` on SMPL's skeleton,
+    ``model_joints (..., J, 3)``: every joint smplx returns (the model's own skeleton, then the
+    vertex joints of :attr:`BodyModel.extra_joint_names`, then SMPL-X's face landmarks).
+    Metres, translation included."""
+
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    model_joints: torch.Tensor
+
+
+class BodyModel(nn.Module):
+    """A posable SMPL-family body. Build it with :func:`load_body_model`.
+
+    Attributes:
+        faces: ``(F, 3)`` int64 numpy triangle indices.
+        num_betas: number of shape coefficients the model uses.
+        model_type: ``"smpl"``, ``"smplh"`` or ``"smplx"`` (the stand-in is ``"smpl"``).
+        is_standin: True for the open stand-in body.
+        parents: ``(24,)`` SMPL's parent indices (``-1`` for the pelvis) of ``joints``.
+        num_vertices: V.
+        extra_joint_names: names of the vertex joints in ``model_joints`` after the skeleton.
+        source: the file the model was read from.
+    """
+
+    def __init__(
+        self,
+        layer: nn.Module,
+        *,
+        model_type: str,
+        is_standin: bool,
+        source: Path,
+        gender: str,
+        extra_joint_names: tuple[str, ...],
+    ) -> None:
+        super().__init__()
+        self.layer = layer
+        self.model_type = model_type
+        self.is_standin = is_standin
+        self.source = source
+        self.gender = gender
+        self.extra_joint_names = extra_joint_names
+        self.faces = np.asarray(layer.faces, dtype=np.int64)
+        self.num_betas = int(layer.num_betas)
+        self.num_vertices = int(layer.v_template.shape[0])
+        self.register_buffer(
+            "skeleton_index", torch.tensor(_SKELETON_INDEX[model_type]), persistent=False
+        )
+        parents = layer.parents[self.skeleton_index].clone()
+        # in SMPL-H/X the stand-ins for SMPL's hand joints hang off the wrists as well
+        self.parents = tuple(
+            int(i)
+            for i in torch.where(
+                parents >= 0, torch.searchsorted(self.skeleton_index, parents.clamp(min=0)), -1
+            )
+        )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.layer.v_template.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.layer.v_template.device
+
+    def extra_repr(self) -> str:
+        kind = "stand-in" if self.is_standin else str(self.source)
+        return f"{self.model_type}, {kind}, V={self.num_vertices}, num_betas={self.num_betas}"
+
+    def _betas(
+        self, betas: torch.Tensor | None, lead: tuple[int, ...], cast: bool = True
+    ) -> torch.Tensor:
+        if betas is None:
+            return torch.zeros(*lead, self.num_betas, dtype=self.dtype, device=self.device)
+        if not isinstance(betas, torch.Tensor) or not betas.is_floating_point() or betas.ndim == 0:
+            raise TypeError(
+                f"betas must be a floating torch.Tensor of shape (..., {self.num_betas})"
+            )
+        k = betas.shape[-1]
+        if k > self.num_betas:
+            raise ValueError(
+                f"betas has {k} coefficients but this model has num_betas={self.num_betas}; "
+                "pass num_betas to load_body_model (or trim betas)"
+            )
+        if cast:
+            betas = betas.to(self.dtype)
+        if k < self.num_betas:
+            betas = torch.cat([betas, betas.new_zeros(*betas.shape[:-1], self.num_betas - k)], -1)
+        return betas
+
+    def rest_joints(self, betas: torch.Tensor | None = None) -> torch.Tensor:
+        """Shaped rest joints on SMPL's skeleton, metres: ``(24, 3)`` in the model's dtype
+        without betas, else ``(..., 24, 3)`` in betas' dtype and device for betas ``(..., K)``
+        (K <= num_betas; missing coefficients are zero). Differentiable in betas."""
+        lay = self.layer
+        regressor = lay.J_regressor[self.skeleton_index]
+        if betas is None:
+            return regressor @ lay.v_template
+        b = self._betas(betas, (), cast=False)
+        like = {"dtype": b.dtype, "device": b.device}
+        # J_regressor is linear, so regress the template and the shape directions separately
+        j0 = (regressor @ lay.v_template).to(**like)
+        jdirs = torch.einsum("jv,vck->jck", regressor, lay.shapedirs).to(**like)
+        return j0 + torch.einsum("...k,jck->...jc", b, jdirs)
+
+    def forward(
+        self,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        betas: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> BodyOutput:
+        """Pose the body.
+
+        Args:
+            global_orient: ``(..., 3)`` pelvis axis-angle, radians.
+            body_pose: ``(..., 63)`` joints 1..21 or ``(..., 69)`` joints 1..23, axis-angle.
+                SMPL: a 63-d pose gets identity hand joints. SMPL-H / SMPL-X: a 69-d pose has its
+                last 6 values (SMPL's hand joints, absent from these models) dropped; fingers,
+                jaw and eyes stay at identity (flat hands, neutral face).
+            betas: ``(..., K)``, K <= num_betas (missing coefficients are zero); default zeros.
+            transl: ``(..., 3)`` metres; default zeros.
+
+        Leading dimensions broadcast; any batch size works. Inputs are cast to the model dtype.
+        """
+        go, bp = check_pose(global_orient, body_pose)
+        if go.device != self.device:
+            raise ValueError(f"inputs are on {go.device} but the body model is on {self.device}")
+        shapes = [go.shape[:-1], bp.shape[:-1]]
+        for name, x in (("betas", betas), ("transl", transl)):
+            if x is not None:
+                if not isinstance(x, torch.Tensor) or x.ndim == 0:
+                    raise TypeError(f"{name} must be a torch.Tensor of shape (..., D)")
+                shapes.append(x.shape[:-1])
+        if transl is not None and transl.shape[-1] != 3:
+            raise ValueError(f"transl must have shape (..., 3), got {tuple(transl.shape)}")
+        try:
+            lead = torch.broadcast_shapes(*shapes)
+        except RuntimeError as exc:
+            raise ValueError(f"leading dimensions do not broadcast: {shapes}") from exc
+        n = int(np.prod(lead)) if lead else 1
+        betas = self._betas(betas, lead).expand(*lead, self.num_betas).reshape(n, -1)
+        go = go.to(self.dtype).expand(*lead, 3).reshape(n, 3)
+        bp = bp.to(self.dtype).expand(*lead, bp.shape[-1]).reshape(n, -1, 3)
+        wanted = NUM_SMPL_BODY_JOINTS if self.model_type == "smpl" else NUM_BODY_JOINTS
+        if bp.shape[1] > wanted:
+            bp = bp[:, :wanted]
+        rot = axis_angle_to_rotmat(bp)
+        if rot.shape[1] < wanted:
+            eye = torch.eye(3, dtype=self.dtype, device=self.device)
+            rot = torch.cat([rot, eye.expand(n, wanted - rot.shape[1], 3, 3)], 1)
+        kwargs: dict[str, Any] = {}
+        if transl is not None:
+            kwargs["transl"] = transl.to(self.dtype).expand(*lead, 3).reshape(n, 3)
+        out = self.layer(
+            betas=betas,
+            global_orient=axis_angle_to_rotmat(go)[:, None],
+            body_pose=rot,
+            **kwargs,
+        )
+        model_joints = out.joints.reshape(*lead, -1, 3)
+        return BodyOutput(
+            vertices=out.vertices.reshape(*lead, -1, 3),
+            joints=model_joints[..., self.skeleton_index, :],
+            model_joints=model_joints,
+        )
+
+
+def _quiet(fn, *args: Any, **kwargs: Any) -> Any:
+    """Run smplx code with its prints and warnings swallowed."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def _select_vertex_ids(
+    data: dict[str, Any], model_type: str, vertex_ids: dict[str, int] | None
+) -> dict[str, int] | None:
+    """The vertex-joint selectors for this mesh, or None where none can be meaningful."""
+    num_v = int(np.asarray(data["v_template"]).shape[0])
+    if vertex_ids is None and "vertex_ids" in data:
+        stored = data["vertex_ids"]
+        vertex_ids = stored.item() if isinstance(stored, np.ndarray) else stored
+    if vertex_ids is None and num_v == _STANDARD_VERTICES[model_type]:
+        vertex_ids = SMPLX_VERTEX_IDS["smplx" if model_type == "smplx" else "smplh"]
+    if vertex_ids is None:
+        return None
+    missing = [k for k in EXTRA_JOINT_NAMES if k not in vertex_ids]
+    if missing:
+        raise ValueError(f"vertex_ids lacks {missing}")
+    bad = {k: int(vertex_ids[k]) for k in EXTRA_JOINT_NAMES if not 0 <= int(vertex_ids[k]) < num_v}
+    if bad:
+        raise ValueError(f"vertex_ids index past the mesh's {num_v} vertices: {bad}")
+    return {k: int(vertex_ids[k]) for k in EXTRA_JOINT_NAMES}
+
+
+def _build(
+    path: Path,
+    data: dict[str, Any],
+    model_type: str,
+    gender: str,
+    *,
+    num_betas: int,
+    dtype: torch.dtype,
+    is_standin: bool,
+    vertex_ids: dict[str, int] | None,
+) -> BodyModel:
+    ids = _select_vertex_ids(data, model_type, vertex_ids)
+    common: dict[str, Any] = {"num_betas": num_betas, "dtype": dtype, "gender": gender}
+    # smplx always builds its vertex selector; placeholder ids (0) are replaced below
+    placeholder = ids or dict.fromkeys(EXTRA_JOINT_NAMES, 0)
+    if model_type == "smplx":
+        ext = "npz" if path.suffix.lower() == ".npz" else "pkl"
+        if ext == "pkl" and _needs_clean_copy(path):
+            path, ext = _clean_copy(path, data), "npz"
+        layer = _quiet(smplx.SMPLXLayer, str(path), ext=ext, use_pca=False, **common)
+    else:
+        extra = {"use_pca": False, "flat_hand_mean": True} if model_type == "smplh" else {}
+        layer = _quiet(
+            _LAYERS[model_type],
+            str(path),
+            data_struct=Struct(**data),
+            vertex_ids=placeholder,
+            **common,
+            **extra,
+        )
+    selector = smplx.vertex_joint_selector.VertexJointSelector(vertex_ids=placeholder)
+    if ids is None:
+        selector.extra_joints_idxs = selector.extra_joints_idxs[:0]
+    layer.vertex_joint_selector = selector
+    return BodyModel(
+        layer,
+        model_type=model_type,
+        is_standin=is_standin,
+        source=path,
+        gender=gender,
+        extra_joint_names=EXTRA_JOINT_NAMES if ids is not None else (),
+    )
+
+
+def _needs_clean_copy(path: Path) -> bool:
+    """A pkl smplx cannot unpickle itself (chumpy inside, or numpy 1 module paths)."""
+    with open(path, "rb") as fh:
+        return b"chumpy" in fh.read()
+
+
+def _clean_copy(path: Path, data: dict[str, Any]) -> Path:
+    """A chumpy-free ``.npz`` copy of ``path`` in the cache (SMPL-X reads only from a path)."""
+    import hashlib
+    import os
+    import tempfile
+
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    out = standin.cache_dir() / "body" / "converted" / f"{path.stem}-{key[:16]}.npz"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **{k: np.asarray(v) for k, v in data.items()})
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return out
+
+
+def load_body_model(
+    path: str | Path | None = None,
+    model_type: str | None = None,
+    gender: str = "neutral",
+    *,
+    num_betas: int = 10,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    vertex_ids: dict[str, int] | None = None,
+) -> BodyModel:
+    """Load a body model.
+
+    Args:
+        path: None for the open stand-in body; else the user's model file (``.pkl`` -- original
+            chumpy pickles included, no chumpy needed -- or ``.npz``) or a folder laid out as
+            smplx expects (``<path>/<model_type>/<PREFIX>_<GENDER>.pkl|npz``; see
+            :func:`advprior.body.files.find_model_file` for all accepted layouts).
+        model_type: ``"smpl"``, ``"smplh"`` or ``"smplx"``. For a folder it picks the model
+            (default ``"smpl"``); for a file it is inferred from the file and, when given, must
+            match. The stand-in is always an SMPL-format body (24 joints, rigid hands): any of
+            the three names is accepted for it and ``.model_type`` reports ``"smpl"``; the pose
+            conventions (63- or 69-d ``body_pose``) are the same for all.
+        gender: ``"neutral"``, ``"male"`` or ``"female"``; picks the file in a folder. The
+            stand-in has one neutral body and ignores it.
+        num_betas: shape coefficients to use (capped by the file's; the stand-in has 10).
+        device, dtype: where and how the model's buffers live.
+        vertex_ids: smplx's extra-joint selectors (nose, eyes, ears, toes, heels, fingertips)
+            for a non-standard mesh. Default: the file's own ``vertex_ids`` entry (the stand-in
+            has one), else smplx's table for standard SMPL/SMPL-H/SMPL-X meshes, else none
+            (``model_joints`` then holds only the skeleton).
+
+    Raises:
+        ValueError: unknown model_type/gender, or a model_type that contradicts the file.
+        ModelNotFoundError: path or the wanted file inside the folder does not exist.
+        CorruptCheckpointError: the file cannot be read as an SMPL-family model.
+    """
+    if model_type is not None and model_type not in files.MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {files.MODEL_TYPES}, got {model_type!r}")
+    if not isinstance(gender, str) or gender.lower() not in files.GENDERS:
+        raise ValueError(f"gender must be one of {files.GENDERS}, got {gender!r}")
+    if not isinstance(num_betas, int) or num_betas < 1:
+        raise ValueError(f"num_betas must be a positive int, got {num_betas!r}")
+    gender = gender.lower()
+    if path is None:
+        model = _load_standin(num_betas, dtype)
+    else:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            path = files.find_model_file(path, model_type or "smpl", gender)
+        elif not path.exists():
+            raise ModelNotFoundError(f"body model path does not exist: {path}")
+        data = files.read_model_file(path)
+        found = files.infer_model_type(data)
+        if model_type is not None and model_type != found:
+            raise ValueError(f"{path} holds an {found} model, not {model_type}")
+        model = _build(
+            path,
+            data,
+            found,
+            gender,
+            num_betas=num_betas,
+            dtype=dtype,
+            is_standin=False,
+            vertex_ids=vertex_ids,
+        )
+    return model.to(device) if device is not None else model
+
+
+def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:
+    path = standin.standin_path()
+    try:
+        data = files.read_model_file(path)
+        if data.get("advprior_standin_version") != standin.STANDIN_VERSION:
+            raise CorruptCheckpointError("stale stand-in file")
+    except (CorruptCheckpointError, ModelNotFoundError):
+        path = standin.standin_path(refresh=True)
+        data = files.read_model_file(path)
+    return _build(
+        path,
+        data,
+        "smpl",
+        "neutral",
+        num_betas=num_betas,
+        dtype=dtype,
+        is_standin=True,
+        vertex_ids=None,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def default_standin() -> BodyModel:
+    """The stand-in body (float32, CPU), built once per process; do not modify it."""
+    model = load_body_model()
+    model.requires_grad_(False)
+    return model
