@@ -1,0 +1,310 @@
+"""PosePrior (decode, sample, project, interpolate, validation) and LatentPose optimisation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import advprior
+from advprior import LatentPose, LatentSpace, PosePrior
+from advprior.rotations import (
+    axis_angle_to_rotmat,
+    quat_to_rotmat,
+    rot6d_to_rotmat,
+)
+
+OUTPUT_SHAPES = {"axis_angle": (63,), "rotmat": (21, 3, 3), "rot6d": (21, 6), "quat": (21, 4)}
+SMPL_SHAPES = {"axis_angle": (69,), "rotmat": (23, 3, 3), "rot6d": (23, 6), "quat": (23, 4)}
+
+
+@pytest.fixture(scope="module")
+def prior() -> PosePrior:
+    torch.manual_seed(0)
+    return PosePrior().eval()
+
+
+def _z(n: int = 6, seed: int = 0, dim: int = 32) -> torch.Tensor:
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+# --- architecture ----------------------------------------------------------------------------
+
+
+def test_generator_is_the_papers_mlp() -> None:
+    g = PosePrior().generator
+    kinds = [type(m) for m in g]
+    assert kinds == [nn.Linear, nn.LeakyReLU, nn.Dropout, nn.Linear, nn.LeakyReLU, nn.Linear]
+    assert (g[0].in_features, g[0].out_features) == (32, 512)
+    assert (g[3].in_features, g[3].out_features) == (512, 512)
+    assert (g[5].in_features, g[5].out_features) == (512, 126)
+    assert g[1].negative_slope == g[4].negative_slope == 0.2 and g[2].p == 0.1
+    p = PosePrior(latent="uniform")
+    assert p.latent == "uniform" and p.latent_dim == 32
+    assert p.latent_space == LatentSpace("uniform", 32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"latent": "cube"}, "latent kind"),
+        ({"latent_dim": 0}, "latent dim"),
+        ({"num_joints": 22}, "num_joints"),
+        ({"hidden_dim": 0}, "hidden_dim"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        PosePrior(**kwargs)
+
+
+# --- decode -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", list(OUTPUT_SHAPES))
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3), (0,)])
+def test_decode_shapes(prior: PosePrior, output: str, lead: tuple) -> None:
+    z = torch.randn(*lead, 32)
+    assert prior.decode(z, output=output).shape == (*lead, *OUTPUT_SHAPES[output])
+    assert prior.decode(z, output=output, body="smplh").shape == (*lead, *OUTPUT_SHAPES[output])
+    assert prior.decode(z, output=output, body="smpl").shape == (*lead, *SMPL_SHAPES[output])
+    assert prior(z).shape == (*lead, 63)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.01, 100.0))
+def test_rotations_orthonormal_and_forms_agree(seed: int, scale: float) -> None:
+    prior = PosePrior().eval()
+    torch.manual_seed(1)
+    z = _z(4, seed) * scale
+    with torch.no_grad():
+        r = prior.decode(z, output="rotmat").double()
+        eye = torch.eye(3, dtype=torch.float64)
+        assert torch.allclose(r @ r.transpose(-1, -2), eye.expand_as(r), atol=1e-5)
+        assert torch.allclose(
+            torch.linalg.det(r), torch.ones(4, 21, dtype=torch.float64), atol=1e-5
+        )
+        aa = prior.decode(z).reshape(4, 21, 3).double()
+        assert aa.norm(dim=-1).max() <= torch.pi + 1e-5
+        assert torch.allclose(axis_angle_to_rotmat(aa), r, atol=1e-4)
+        q = prior.decode(z, output="quat").double()
+        assert torch.allclose(q.norm(dim=-1), torch.ones(4, 21, dtype=torch.float64), atol=1e-5)
+        assert torch.allclose(quat_to_rotmat(q), r, atol=1e-4)
+        assert torch.allclose(
+            rot6d_to_rotmat(prior.decode(z, output="rot6d").double()), r, atol=1e-5
+        )
+
+
+def test_rotmat_is_the_raw_gram_schmidt_of_the_generator(prior: PosePrior) -> None:
+    z = _z()
+    raw = rot6d_to_rotmat(prior.generator(z).reshape(6, 21, 6))
+    assert torch.equal(prior.decode(z, output="rotmat"), raw)
+
+
+def test_smpl_body_appends_identity_hands(prior: PosePrior) -> None:
+    z = _z()
+    smpl = prior.decode(z, body="smpl")
+    assert torch.equal(smpl[:, :63], prior(z))
+    assert torch.equal(smpl[:, 63:], torch.zeros(6, 6))
+    r = prior.decode(z, output="rotmat", body="smpl")
+    assert torch.equal(r[:, 21:], torch.eye(3).expand(6, 2, 3, 3))
+
+
+def test_a_23_joint_prior_serves_all_bodies() -> None:
+    p = PosePrior(num_joints=23).eval()
+    z = _z()
+    full = p.decode(z, output="rotmat", body="smpl")
+    assert full.shape == (6, 23, 3, 3)
+    assert torch.equal(p.decode(z, output="rotmat", body="smplx"), full[:, :21])
+    assert p(z).shape == (6, 63)
+
+
+def test_gradients_reach_z_through_a_frozen_generator(prior: PosePrior) -> None:
+    prior.requires_grad_(False)
+    z = _z().requires_grad_(True)
+    prior(z).square().sum().backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    assert all(p.grad is None for p in prior.parameters())
+
+
+def test_float64_model(prior: PosePrior) -> None:
+    p = PosePrior().double().eval()
+    z = _z().double()
+    assert p(z).dtype == torch.float64
+    assert p.sample_latent(3).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "z, error, match",
+    [
+        (torch.zeros(4, 31), ValueError, r"\(\.\.\., 32\)"),
+        (torch.zeros(4, 32, dtype=torch.int64), TypeError, "floating-point"),
+        (torch.full((4, 32), float("nan")), ValueError, "NaN"),
+        (torch.full((4, 32), float("-inf")), ValueError, "Inf"),
+        (torch.zeros(32).numpy(), TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_latents(prior: PosePrior, z: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        prior(z)
+    with pytest.raises(error, match=match):
+        prior.decode(z, output="rotmat")
+
+
+def test_bad_output_and_body(prior: PosePrior) -> None:
+    with pytest.raises(ValueError, match="output must be one of"):
+        prior.decode(_z(), output="euler")
+    with pytest.raises(ValueError, match="body must be one of"):
+        prior.decode(_z(), body="mano")
+
+
+# --- sampling, projection, interpolation ------------------------------------------------------
+
+
+@pytest.mark.parametrize("latent", ["sphere", "uniform", "normal"])
+def test_sample_reproducible_and_leaves_global_rng(latent: str) -> None:
+    p = PosePrior(latent=latent).eval()
+    state = torch.random.get_rng_state()
+    a = p.sample(5, generator=torch.Generator().manual_seed(7))
+    b = p.sample(5, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(a, b) and a.shape == (5, 63)
+    z = p.sample_latent(100, generator=torch.Generator().manual_seed(7))
+    assert z.shape == (100, 32) and bool(p.latent_space.contains(z).all())
+    assert torch.equal(p.sample(5, generator=torch.Generator().manual_seed(7)), p(z[:5]))
+    for output, shape in SMPL_SHAPES.items():
+        assert p.sample(2, output=output, body="smpl").shape == (2, *shape)
+    assert p.sample(0).shape == (0, 63)
+
+
+def test_sphere_samples_unit_norm(prior: PosePrior) -> None:
+    z = prior.sample_latent(1000, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(z.norm(dim=-1), torch.ones(1000), atol=1e-5)
+
+
+def test_project_and_interpolate_delegate(prior: PosePrior) -> None:
+    z = _z(2) * 5
+    assert torch.allclose(prior.project(z).norm(dim=-1), torch.ones(2))
+    path = prior.interpolate(z[0], z[1], 5)
+    assert path.shape == (5, 32)
+    assert torch.allclose(path.norm(dim=-1), torch.ones(5))
+    assert prior.interpolate(z, z.flip(0), 4).shape == (2, 4, 32)
+    assert prior(path).shape == (5, 63)
+
+
+def test_invert_and_project_pose_delegate_to_inversion(
+    prior: PosePrior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def fake_invert(model, body_pose, **kw):
+        calls.append((model, body_pose.shape, kw))
+        return model.project(torch.ones(*body_pose.shape[:-1], model.latent_dim))
+
+    stand_in = types.ModuleType("advprior.inversion")
+    stand_in.invert = fake_invert
+    monkeypatch.setitem(sys.modules, "advprior.inversion", stand_in)
+    pose = torch.zeros(3, 63)
+    z = prior.invert(pose, steps=5)
+    assert calls[-1] == (prior, (3, 63), {"steps": 5}) and z.shape == (3, 32)
+    assert torch.equal(prior.project_pose(pose, restarts=2), prior(z))
+    assert calls[-1][2] == {"restarts": 2}
+    assert prior.project_pose(torch.zeros(3, 69)).shape == (3, 69)
+
+
+# --- LatentPose -------------------------------------------------------------------------------
+
+
+def _target(prior: PosePrior, n: int) -> torch.Tensor:
+    with torch.no_grad():
+        z = prior.sample_latent(n, generator=torch.Generator().manual_seed(99))
+        return prior.decode(z, output="rotmat")
+
+
+@pytest.mark.parametrize("latent", ["sphere", "uniform", "normal"])
+@pytest.mark.parametrize("optimiser", ["adam", "lbfgs"])
+def test_latent_pose_optimisation_reduces_loss_on_manifold(latent: str, optimiser: str) -> None:
+    torch.manual_seed(0)
+    prior = PosePrior(latent=latent, hidden_dim=64).eval().requires_grad_(False)
+    target = _target(prior, 4)
+    lp = LatentPose(prior, 4)
+
+    def loss_fn() -> torch.Tensor:
+        # a rotation-matrix loss: smooth, unlike axis-angle near pi
+        return (lp(output="rotmat") - target).square().sum()
+
+    start = loss_fn().item()
+    if optimiser == "adam":
+        opt = torch.optim.Adam(lp.parameters(), lr=0.05)
+        for _ in range(100):
+            opt.zero_grad()
+            loss_fn().backward()
+            opt.step()
+    else:
+        opt = torch.optim.LBFGS(lp.parameters(), max_iter=50, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    assert loss_fn().item() < 0.2 * start
+    z = lp.latent()
+    assert bool(prior.latent_space.contains(z).all())
+    assert torch.equal(lp(), prior(z))
+
+
+def test_latent_pose_init_and_errors(prior: PosePrior) -> None:
+    state = torch.random.get_rng_state()
+    a, b = LatentPose(prior, 3), LatentPose(prior, 3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(a.z, b.z) and a.z.shape == (3, 32)
+    assert bool(prior.latent_space.contains(a.latent()).all())
+    init = _z(3)
+    c = LatentPose(prior, 3, init=init)
+    assert torch.equal(c.z.detach(), init) and c.z is not init
+    assert torch.equal(LatentPose(prior, 3, init=init[0]).z.detach(), init[0].expand(3, 32))
+    assert c().shape == (3, 63) and c(body="smpl").shape == (3, 69)
+    assert c(output="rotmat").shape == (3, 21, 3, 3)
+    assert LatentPose(prior, 0)().shape == (0, 63)
+    with pytest.raises(ValueError, match=r"\(3, 32\)"):
+        LatentPose(prior, 3, init=_z(2))
+    with pytest.raises(TypeError, match="floating-point"):
+        LatentPose(prior, 3, init=torch.zeros(3, 32, dtype=torch.int32))
+    with pytest.raises(TypeError, match="PosePrior"):
+        LatentPose(nn.Linear(2, 2), 3)
+    with pytest.raises(ValueError, match="batch_size"):
+        LatentPose(prior, -1)
+
+
+def test_latent_pose_trains_only_z_when_prior_frozen(prior: PosePrior) -> None:
+    prior.requires_grad_(False)
+    lp = LatentPose(prior, 2)
+    trainable = [p for p in lp.parameters() if p.requires_grad]
+    assert len(trainable) == 1 and trainable[0] is lp.z
+
+
+# --- package surface --------------------------------------------------------------------------
+
+
+def test_import_is_light_and_exports() -> None:
+    code = (
+        "import sys, advprior; "
+        "heavy = [m for m in ('matplotlib', 'sklearn', 'smplx', 'scipy') if m in sys.modules]; "
+        "print(advprior.__version__, heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0.1.0", "[]"]
+    for name in ("PosePrior", "LatentPose", "LatentSpace", "load_pretrained", "__version__"):
+        assert name in advprior.__all__ and hasattr(advprior, name)
+    with pytest.raises(AttributeError, match="no attribute"):
+        advprior.does_not_exist  # noqa: B018
