@@ -1,0 +1,169 @@
+"""``advprior sample``: draw random poses from a prior and write them to an ``.npz`` (and a PNG).
+
+The ``.npz`` holds ``body_pose`` ``(n, 63)`` float32 (``(n, 69)`` for ``--body smpl``; axis-angle
+radians, SMPL joints 1..21 or 1..23), ``z`` ``(n, D)`` float32 (the latents; absent for a model
+without a latent space, e.g. the GMM), and scalar strings/ints ``model``, ``model_type``,
+``latent``, ``body``, ``seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+# A mesh grid of more bodies than this is unreadable and slow to draw.
+MAX_PNG_BODIES = 16
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sample",
+        help="draw random poses from a pose prior",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        default="gan-s",
+        help="manifest alias (gan-s, gan-u, gan-n, ...), checkpoint directory or Hub repo id "
+        "(default: gan-s)",
+    )
+    p.add_argument("-n", "--num", type=int, default=16, help="number of poses (default: 16)")
+    p.add_argument("--seed", type=int, default=0, help="RNG seed (default: 0)")
+    p.add_argument(
+        "--body",
+        choices=("smplx", "smplh", "smpl"),
+        default="smplx",
+        help="body_pose layout: 63 values for smplx/smplh, 69 for smpl (default: smplx)",
+    )
+    p.add_argument("--latent-only", action="store_true", help="write the latents z only")
+    p.add_argument("--out", type=Path, default=Path("samples.npz"), help="output .npz")
+    p.add_argument(
+        "--png", type=Path, default=None, help=f"also draw up to {MAX_PNG_BODIES} bodies to a PNG"
+    )
+    p.add_argument("--revision", default=None, help="Hub revision for a repo id")
+    p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache directory")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.set_defaults(func=run)
+
+
+def _draw(model: Any, n: int, seed: int, body: str, latent_only: bool) -> tuple[Any, Any]:
+    """``(body_pose or None, z or None)`` for any prior type; never touches the global RNG."""
+    import torch
+
+    from advprior.prior import PosePrior
+
+    generator = torch.Generator().manual_seed(seed)
+    z = None
+    with torch.no_grad():
+        if isinstance(model, PosePrior):
+            z = model.sample_latent(n, generator=generator)
+            pose = None if latent_only else model.decode(z, body=body)
+            return pose, z
+        if hasattr(model, "decode") and hasattr(model, "latent_dim"):
+            # a VAE: N(0, I) latents through its decoder
+            param = next(model.parameters())
+            z = torch.randn(n, model.latent_dim, generator=generator, dtype=param.dtype)
+            z = z.to(param.device)
+            pose = None if latent_only else model.decode(z)
+        elif hasattr(model, "sample"):
+            if latent_only:
+                raise ValueError(f"{type(model).__name__} has no latent space; drop --latent-only")
+            pose = model.sample(n, generator=generator)
+        else:
+            raise ValueError(f"cannot sample from a {type(model).__name__}")
+    if pose is not None and body == "smpl" and pose.shape[-1] == 63:
+        pose = torch.cat([pose, pose.new_zeros(n, 6)], dim=-1)  # identity hand joints
+    return pose, z
+
+
+def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
+    import numpy as np
+
+    from advprior.hub import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)  # a file object: numpy must not append ".npz" to the temp name
+
+
+def _render(body_pose: Any, body: str, path: Path) -> str | None:
+    """Draw the first bodies to ``path``; returns an error message instead of raising."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "matplotlib is not installed; install it with: pip install 'advprior[viz]'"
+    try:
+        from advprior.body import load_body_model
+        from advprior.body.plot import plot_bodies
+    except ImportError as err:
+        return f"plotting is unavailable in this installation ({err})"
+    import torch
+
+    pose = body_pose[:MAX_PNG_BODIES].to(torch.float32).cpu()
+    model = load_body_model(model_type=body)
+    with torch.no_grad():
+        out = model(global_orient=torch.zeros(len(pose), 3), body_pose=pose)
+    titles = [f"#{i}" for i in range(len(pose))]
+    plot_bodies(out.vertices.numpy(), model.faces, out.joints.numpy(), path, titles=titles)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from advprior.errors import AdvPriorError
+    from advprior.hub import load_pretrained
+
+    def fail(message: str, code: int = 2) -> int:
+        print(f"advprior sample: error: {message}", file=sys.stderr)
+        return code
+
+    if args.num < 0:
+        return fail(f"-n must be >= 0, got {args.num}")
+    if args.png is not None and args.latent_only:
+        return fail("--png needs poses; drop --latent-only")
+    try:
+        model = load_pretrained(
+            args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device
+        )
+        pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
+    except (AdvPriorError, ValueError) as err:
+        return fail(str(err))
+
+    latent = getattr(model, "latent", None)
+    arrays: dict[str, Any] = {
+        "model": np.array(str(args.model)),
+        "model_type": np.array(model.model_type),
+        "latent": np.array(str(latent)),
+        "body": np.array(args.body),
+        "seed": np.array(args.seed, dtype=np.int64),
+    }
+    if pose is not None:
+        arrays["body_pose"] = pose.detach().cpu().to(torch.float32).numpy()
+    if z is not None:
+        arrays["z"] = z.detach().cpu().to(torch.float32).numpy()
+    _save_npz(args.out, arrays)
+
+    kind = f"{model.model_type}, latent {latent}" + (f", D={z.shape[-1]}" if z is not None else "")
+    lines = [f"{args.num} samples from {args.model} ({kind}), seed {args.seed} -> {args.out}"]
+    if pose is not None:
+        angles = pose.reshape(args.num, -1, 3).norm(dim=-1) if args.num else torch.zeros(1)
+        lines.append(
+            f"  body_pose {tuple(pose.shape)} float32 ({args.body}); joint angle "
+            f"mean {angles.mean():.3f} rad, max {angles.max():.3f} rad"
+        )
+    if z is not None:
+        lines.append(f"  z {tuple(z.shape)} float32")
+    print("\n".join(lines))
+
+    if args.png is not None:
+        if pose is None or args.num == 0:
+            return fail("no poses to draw", 1)
+        error = _render(pose, args.body, args.png)
+        if error is not None:
+            return fail(f"PNG not written: {error}", 1)
+        print(f"  drew {min(args.num, MAX_PNG_BODIES)} bodies -> {args.png}")
+    return 0

@@ -1,0 +1,134 @@
+"""``advprior sample``: the README's main job, run on a checkpoint saved by the test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from advprior import PosePrior
+from advprior.cli import main
+from advprior.hub import PretrainedMixin
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("ckpt") / "tiny-gan"
+    PosePrior(latent="sphere", latent_dim=16, hidden_dim=32).save_pretrained(out)
+    return out
+
+
+def _expected(ckpt: Path, n: int, seed: int, body: str = "smplx") -> tuple[np.ndarray, np.ndarray]:
+    prior = PosePrior.from_pretrained(ckpt)
+    z = prior.sample_latent(n, generator=torch.Generator().manual_seed(seed))
+    return prior.decode(z, body=body).numpy(), z.numpy()
+
+
+def test_sample_writes_npz_and_summary(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "s.npz"
+    assert main(["sample", "--model", str(ckpt), "-n", "5", "--seed", "3", "--out", str(out)]) == 0
+    data = np.load(out)
+    pose, z = _expected(ckpt, 5, 3)
+    assert data["body_pose"].shape == (5, 63) and data["body_pose"].dtype == np.float32
+    assert data["z"].shape == (5, 16)
+    np.testing.assert_array_equal(data["body_pose"], pose)
+    np.testing.assert_array_equal(data["z"], z)
+    np.testing.assert_allclose(np.linalg.norm(data["z"], axis=-1), 1.0, atol=1e-6)
+    assert str(data["model_type"]) == "gan" and str(data["latent"]) == "sphere"
+    assert int(data["seed"]) == 3 and str(data["body"]) == "smplx"
+    printed = capsys.readouterr().out
+    assert "5 samples" in printed and "(5, 63)" in printed and "D=16" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]  # no temp files left
+
+
+def test_seed_determines_samples(ckpt: Path, tmp_path: Path) -> None:
+    paths = [tmp_path / f"{i}.npz" for i in range(3)]
+    for path, seed in zip(paths, (1, 1, 2), strict=True):
+        assert main(["sample", "--model", str(ckpt), "-n", "4", "--seed", str(seed),
+                     "--out", str(path)]) == 0  # fmt: skip
+    a, b, c = (np.load(p)["body_pose"] for p in paths)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_smpl_body_and_latent_only(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "smpl.npz"
+    assert (
+        main(["sample", "--model", str(ckpt), "-n", "2", "--body", "smpl", "--out", str(out)]) == 0
+    )
+    data = np.load(out)
+    assert data["body_pose"].shape == (2, 69)
+    np.testing.assert_array_equal(data["body_pose"], _expected(ckpt, 2, 0, "smpl")[0])
+    np.testing.assert_array_equal(data["body_pose"][:, 63:], 0)
+    out = tmp_path / "z.npz"
+    assert (
+        main(["sample", "--model", str(ckpt), "-n", "3", "--latent-only", "--out", str(out)]) == 0
+    )
+    data = np.load(out)
+    assert "body_pose" not in data and data["z"].shape == (3, 16)
+
+
+def test_model_without_latent_space(tmp_path: Path) -> None:
+    class CoreTestMixture(PretrainedMixin, nn.Module):
+        model_type = "core-test-mixture"
+
+        def __init__(self, dim: int = 63) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.full((dim,), 0.1))
+
+        def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+            noise = torch.randn(n, self.mean.shape[0], generator=generator)
+            return self.mean + 0.01 * noise
+
+    CoreTestMixture().save_pretrained(tmp_path / "mix")
+    out = tmp_path / "m.npz"
+    rc = main(["sample", "--model", str(tmp_path / "mix"), "-n", "4", "--body", "smpl",
+               "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    data = np.load(out)
+    assert data["body_pose"].shape == (4, 69) and "z" not in data
+    np.testing.assert_allclose(data["body_pose"][:, :63], 0.1, atol=0.05)
+    assert main(["sample", "--model", str(tmp_path / "mix"), "--latent-only",
+                 "--out", str(out)]) == 2  # fmt: skip
+
+
+def test_unknown_model_and_bad_count(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "x.npz"
+    assert main(["sample", "--model", "gan-zzz", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "gan-zzz" in err and "known" in err
+    assert main(["sample", "--model", "gan-zzz", "-n", "-1", "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_png_without_matplotlib_is_a_clear_message(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    out, png = tmp_path / "p.npz", tmp_path / "p.png"
+    rc = main(["sample", "--model", str(ckpt), "-n", "2", "--out", str(out), "--png", str(png)])
+    assert rc == 1 and out.exists() and not png.exists()
+    assert "pip install 'advprior[viz]'" in capsys.readouterr().err
+
+
+def test_console_script_entry_point(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.npz"
+    cmd = [sys.executable, "-m", "advprior.cli", "sample", "--model", str(ckpt), "-n", "3"]
+    res = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert np.load(out)["body_pose"].shape == (3, 63)
