@@ -1,0 +1,22 @@
+"""Motion-capture importers, retargeting to SMPL, and the pose dataset file.
+
+Needs only numpy, scipy and torch (no training extras). Public names:
+:func:`load_motion`, :class:`Motion` (``.to_smpl(fps=30)``), :class:`SMPLMotion`,
+:func:`build_dataset`, :func:`load_dataset`, :class:`PoseData`, :func:`bone_direction_errors`.
+"""
+
+from advprior.train.data.dataset import PoseData, build_dataset, load_dataset
+from advprior.train.data.loader import load_motion
+from advprior.train.data.motion import Motion, Skeleton, SMPLMotion
+from advprior.train.data.quality import bone_direction_errors
+
+__all__ = [
+    "Motion",
+    "PoseData",
+    "SMPLMotion",
+    "Skeleton",
+    "bone_direction_errors",
+    "build_dataset",
+    "load_dataset",
+    "load_motion",
+]

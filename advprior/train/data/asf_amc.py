@@ -1,0 +1,303 @@
+"""Acclaim ASF (skeleton) / AMC (motion) reader: CMU, HDM05 and other Vicon exports.
+
+Units come from the ASF header: ``:units length L`` means lengths and root translations are in
+units of ``1/L`` inches (CMU and HDM05 use ``L = 0.45``), so metres = value / L * 0.0254;
+``angle deg|rad`` sets the unit of ASF angles, and AMC ``:DEGREES``/``:RADIANS`` that of the
+motion (the ASF's when absent).
+
+Rotations: a bone's ``axis a b c ORDER`` gives its frame ``C`` (the first letter of ORDER is
+applied first); the AMC values of its ``dof`` list, applied in listed order, give ``M``; its local
+rotation in the world-aligned rest frame is ``C M C^-1``. The root uses ``orientation`` /
+``axis`` and the rotation tokens of ``order``. ASF ``direction`` vectors are in the world frame,
+so the rest pose has identity rotations and each bone becomes one joint at its start point
+(a bone's children start at its end; leaf bones get an end site).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from advprior.errors import MotionFormatError
+from advprior.train.data import rotmath
+from advprior.train.data.motion import Motion, Skeleton
+
+INCH = 0.0254
+
+
+@dataclass
+class _Bone:
+    name: str
+    direction: np.ndarray
+    length: float
+    axis: np.ndarray
+    axis_order: str
+    dof: tuple[str, ...]
+    line: int
+
+
+@dataclass
+class ASFSkeleton:
+    """A parsed ASF file: bones, hierarchy and units (lengths already in metres)."""
+
+    path: Path
+    bones: dict[str, _Bone]
+    children: dict[str, list[str]]
+    root_order: tuple[str, ...]
+    root_axis: str
+    root_position: np.ndarray
+    root_orientation: np.ndarray
+    angle_scale: float
+    length_unit: float
+
+    def build(self) -> tuple[Skeleton, list[str], list[np.ndarray]]:
+        """The normal-form :class:`Skeleton`, its channel bone names (``root`` first) and the
+        axis frames ``C`` of those bones."""
+        names, parents, offsets, is_end, frames = ["root"], [-1], [self.root_position], [False], []
+        frames.append(
+            rotmath.euler_matrix(
+                self.root_orientation[::-1] * self.angle_scale, self.root_axis[::-1]
+            )
+        )
+        order = ["root"]
+        stack = [(c, 0) for c in reversed(self.children.get("root", []))]
+        while stack:
+            name, parent = stack.pop()
+            if name not in self.bones:
+                raise MotionFormatError(f"hierarchy names unknown bone {name!r}", self.path)
+            pname = names[parent]
+            off = np.zeros(3) if pname == "root" else _vector(self.bones[pname])
+            names.append(name)
+            parents.append(parent)
+            offsets.append(off)
+            is_end.append(False)
+            b = self.bones[name]
+            frames.append(rotmath.euler_matrix(b.axis[::-1] * self.angle_scale, b.axis_order[::-1]))
+            order.append(name)
+            me = len(names) - 1
+            kids = self.children.get(name, [])
+            if not kids:
+                names.append(f"{name}_end")
+                parents.append(me)
+                offsets.append(_vector(b))
+                is_end.append(True)
+                frames.append(np.eye(3))
+                order.append("")
+            stack.extend((c, me) for c in reversed(kids))
+        sk = Skeleton(
+            names=tuple(names), parents=np.asarray(parents), offsets=np.asarray(offsets),
+            is_end=np.asarray(is_end),
+        )
+        return sk, order, frames
+
+
+def _vector(b: _Bone) -> np.ndarray:
+    n = np.linalg.norm(b.direction)
+    return b.direction / (n if n > 0 else 1.0) * b.length
+
+
+def _floats(tokens: list[str], path: Path, line: int, count: int | None = None) -> np.ndarray:
+    if count is not None and len(tokens) != count:
+        raise MotionFormatError(f"expected {count} numbers, found {len(tokens)}", path, line)
+    try:
+        return np.array([float(x) for x in tokens])
+    except ValueError as err:
+        raise MotionFormatError(f"not a number: {err}", path, line) from None
+
+
+def read_asf(path: str | Path) -> ASFSkeleton:
+    """Parse an ASF file; raise :class:`MotionFormatError` naming file and line on bad input."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="latin-1")
+    except OSError as err:
+        raise MotionFormatError(f"cannot read ASF: {err}", path) from None
+    length_unit, angle_unit = 1.0, "deg"
+    section = None
+    bones: dict[str, _Bone] = {}
+    children: dict[str, list[str]] = {}
+    root = {"order": ("tx", "ty", "tz", "rx", "ry", "rz"), "axis": "xyz",
+            "position": np.zeros(3), "orientation": np.zeros(3)}
+    cur: dict | None = None
+    for num, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        tok = line.split()
+        if tok[0].startswith(":"):
+            section = tok[0][1:].lower()
+            if section == "units" and len(tok) > 1:
+                tok = tok[1:]
+            else:
+                continue
+        key = tok[0].lower()
+        if section == "units":
+            if key == "length" and len(tok) == 2:
+                length_unit = float(_floats(tok[1:], path, num)[0])
+                if length_unit <= 0:
+                    raise MotionFormatError("length unit must be positive", path, num)
+            elif key == "angle" and len(tok) == 2:
+                angle_unit = tok[1].lower()
+                if angle_unit not in ("deg", "rad"):
+                    raise MotionFormatError(f"unknown angle unit {tok[1]!r}", path, num)
+        elif section == "root":
+            if key == "order":
+                root["order"] = tuple(t.lower() for t in tok[1:])
+            elif key == "axis":
+                root["axis"] = tok[1].lower() if len(tok) > 1 else "xyz"
+            elif key in ("position", "orientation"):
+                root[key] = _floats(tok[1:4], path, num, 3)
+        elif section == "bonedata":
+            if key == "begin":
+                cur = {"line": num, "dof": (), "axis": np.zeros(3), "order": "xyz",
+                       "direction": None, "length": None, "name": None}
+            elif key == "end":
+                if cur is None or cur["name"] is None:
+                    raise MotionFormatError("bone without a name", path, num)
+                if cur["direction"] is None or cur["length"] is None:
+                    raise MotionFormatError(f"bone {cur['name']!r} lacks direction or length",
+                                            path, cur["line"])
+                bones[cur["name"]] = _Bone(cur["name"], cur["direction"], cur["length"],
+                                           cur["axis"], cur["order"], cur["dof"], cur["line"])
+                cur = None
+            elif cur is None:
+                raise MotionFormatError(f"{tok[0]!r} outside a begin/end bone block", path, num)
+            elif key == "name":
+                cur["name"] = tok[1]
+            elif key == "direction":
+                cur["direction"] = _floats(tok[1:4], path, num, 3)
+            elif key == "length":
+                cur["length"] = float(_floats(tok[1:2], path, num, 1)[0])
+            elif key == "axis":
+                cur["axis"] = _floats(tok[1:4], path, num, 3)
+                cur["order"] = tok[4].lower() if len(tok) > 4 else "xyz"
+            elif key == "dof":
+                cur["dof"] = tuple(t.lower() for t in tok[1:])
+        elif section == "hierarchy":
+            if key in ("begin", "end"):
+                continue
+            children.setdefault(tok[0], []).extend(tok[1:])
+    if not bones:
+        raise MotionFormatError("no :bonedata bones found (not an ASF file?)", path)
+    if "root" not in children:
+        raise MotionFormatError("no :hierarchy with a root line", path)
+    scale = INCH / length_unit
+    for b in bones.values():
+        b.length *= scale
+    return ASFSkeleton(
+        path=path, bones=bones, children=children, root_order=root["order"],
+        root_axis=root["axis"], root_position=root["position"] * scale,
+        root_orientation=root["orientation"],
+        angle_scale=np.pi / 180.0 if angle_unit == "deg" else 1.0,
+        length_unit=length_unit,
+    )
+
+
+def find_asf(amc: Path) -> Path:
+    """The ASF for ``amc``: beside it or in ``../asf/``, by CMU subject (``01_02.amc -> 01.asf``),
+    HDM05 actor (``HDM_bd_... -> HDM_bd.asf``), or the only ASF there."""
+    stem = amc.stem
+    names = []
+    if "_" in stem:
+        names.append(stem.split("_")[0] + ".asf")
+        if stem.upper().startswith("HDM_"):
+            names.append("_".join(stem.split("_")[:2]) + ".asf")
+    folders = [amc.parent, amc.parent.parent / "asf", amc.parent / "asf"]
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        listing = {p.name.lower(): p for p in folder.iterdir() if p.suffix.lower() == ".asf"}
+        for n in names:
+            if n.lower() in listing:
+                return listing[n.lower()]
+    for folder in folders:
+        if folder.is_dir():
+            asfs = [p for p in folder.iterdir() if p.suffix.lower() == ".asf"]
+            if len(asfs) == 1:
+                return asfs[0]
+    raise MotionFormatError(
+        "no ASF skeleton found beside the AMC (looked for "
+        + ", ".join(names or ["*.asf"]) + " in . and ../asf); pass skeleton=PATH",
+        amc,
+    )
+
+
+def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
+    """Read AMC frames against a parsed ASF into a normal-form :class:`Motion`."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="latin-1").splitlines()
+    except OSError as err:
+        raise MotionFormatError(f"cannot read AMC: {err}", path) from None
+    sk, order, frames = asf.build()
+    angle = asf.angle_scale
+    dofs = {"root": asf.root_order}
+    dofs.update({n: b.dof for n, b in asf.bones.items()})
+    values: dict[str, list] = {n: [] for n in dofs}
+    frame_of: dict[str, list] = {n: [] for n in dofs}
+    frame = -1
+    for num, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(":"):
+            key = line[1:].split()[0].upper()
+            if key == "DEGREES":
+                angle = np.pi / 180.0
+            elif key == "RADIANS":
+                angle = 1.0
+            continue
+        tok = line.split()
+        if len(tok) == 1 and tok[0].isdigit():
+            frame += 1
+            continue
+        if frame < 0:
+            raise MotionFormatError("data before the first frame number", path, num)
+        name = tok[0]
+        if name not in dofs:
+            raise MotionFormatError(f"bone {name!r} is not in the skeleton {asf.path.name}",
+                                    path, num)
+        n = len(dofs[name])
+        if len(tok) - 1 != n:
+            raise MotionFormatError(
+                f"bone {name!r} has {n} dof in {asf.path.name} but {len(tok) - 1} values "
+                "(truncated or mismatched file?)", path, num,
+            )
+        try:
+            values[name].append([float(x) for x in tok[1:]])
+        except ValueError as err:
+            raise MotionFormatError(f"not a number: {err}", path, num) from None
+        frame_of[name].append(frame)
+    t = frame + 1
+    if t <= 0:
+        raise MotionFormatError("no frames", path)
+    if not values["root"]:
+        raise MotionFormatError("no root values in any frame", path)
+
+    def table(name: str) -> np.ndarray:
+        out = np.zeros((t, len(dofs[name])))
+        if values[name]:
+            out[np.asarray(frame_of[name])] = np.asarray(values[name])
+        return out
+
+    rot = np.broadcast_to(np.eye(3), (t, sk.num_joints, 3, 3)).copy()
+    root_pos = np.broadcast_to(asf.root_position, (t, 3)).copy()
+    scale = INCH / asf.length_unit
+    for j, name in enumerate(order):
+        if not name:
+            continue
+        vals = table(name)
+        rcols = [k for k, d in enumerate(dofs[name]) if d.startswith("r")]
+        axes = "".join(dofs[name][k][1] for k in rcols)
+        # The first listed dof is applied first: M = R_last ... R_first.
+        m = rotmath.euler_matrix(vals[:, rcols[::-1]] * angle, axes[::-1])
+        c = frames[j]
+        rot[:, j] = c @ m @ c.T
+        if name == "root":
+            for k, d in enumerate(dofs[name]):
+                if d in ("tx", "ty", "tz"):
+                    root_pos[:, "xyz".index(d[1])] = vals[:, k] * scale
+    return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=fps, path=str(path),
+                  format="asf/amc", meta={"asf": str(asf.path)})

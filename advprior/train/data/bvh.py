@@ -1,0 +1,260 @@
+"""BVH reader: any hierarchy, any channel order, 6-channel non-root joints, End Sites, tabs/CRLF.
+
+Conventions: a joint's rotation channels multiply in listed order (``Zrotation Xrotation
+Yrotation`` is ``Rz Rx Ry`` on column vectors); position channels replace the joint's OFFSET
+(for the root they are its world position). Units are declared with ``units=`` ("m", "cm",
+"mm", "inch", or "asf" for CMU's 1/0.45-inch unit) or detected from the rest skeleton as the
+unit that makes hip-to-ankle length closest to 0.85 m. ``Frame Time`` can be overridden with
+``fps=`` (some conversions write a wrong one).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from advprior.errors import MotionFormatError
+from advprior.train.data import rotmath
+from advprior.train.data.motion import Motion, Skeleton
+
+UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "asf": 0.0254 / 0.45}
+_TYPICAL_LEG_M = 0.85
+
+
+class _Tokens:
+    def __init__(self, text: str, path: Path) -> None:
+        self.items: list[tuple[str, int]] = []
+        self.path = path
+        for num, line in enumerate(text.splitlines(), 1):
+            self.items.extend((tok, num) for tok in line.split())
+        self.i = 0
+
+    def next(self, what: str) -> tuple[str, int]:
+        if self.i >= len(self.items):
+            last = self.items[-1][1] if self.items else 1
+            raise MotionFormatError(f"unexpected end of file, expected {what}", self.path, last)
+        tok = self.items[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, word: str) -> int:
+        tok, num = self.next(word)
+        if tok.upper() != word.upper():
+            raise MotionFormatError(f"expected {word!r}, found {tok!r}", self.path, num)
+        return num
+
+    def number(self, what: str) -> float:
+        tok, num = self.next(what)
+        try:
+            return float(tok)
+        except ValueError:
+            raise MotionFormatError(f"expected a number ({what}), found {tok!r}",
+                                    self.path, num) from None
+
+
+def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = None) -> Motion:
+    """Parse a BVH file into a normal-form :class:`Motion`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="latin-1")
+    except OSError as err:
+        raise MotionFormatError(f"cannot read BVH: {err}", path) from None
+    found = re.search(r"^[ \t]*MOTION[ \t]*\r?$", text, re.M)
+    head = text[: found.start()] if found else text
+    if not found:
+        raise MotionFormatError("no MOTION section (truncated or not a BVH file)", path,
+                                text.count("\n") + 1)
+    tokens = _Tokens(head, path)
+    tokens.expect("HIERARCHY")
+    names: list[str] = []
+    parents: list[int] = []
+    offsets: list[np.ndarray] = []
+    is_end: list[bool] = []
+    channels: list[list[str]] = []
+    stack: list[int] = []
+    kind, num = tokens.next("ROOT")
+    if kind.upper() != "ROOT":
+        raise MotionFormatError(f"expected ROOT, found {kind!r}", path, num)
+    pending = ("ROOT", num)
+    while True:
+        if pending is None:
+            if tokens.i >= len(tokens.items):
+                break
+            kind, num = tokens.next("JOINT, End Site or }")
+        else:
+            kind, num = pending
+            pending = None
+        up = kind.upper()
+        if up in ("ROOT", "JOINT"):
+            if up == "ROOT" and names:
+                raise MotionFormatError("more than one ROOT is not supported", path, num)
+            name, _ = tokens.next("joint name")
+            _open(tokens, stack, names, parents, offsets, is_end, channels, name, False)
+        elif up == "END":
+            tokens.expect("Site")
+            _open(tokens, stack, names, parents, offsets, is_end, channels,
+                  f"{names[stack[-1]]}_end" if stack else "end", True)
+        elif up == "}":
+            if not stack:
+                raise MotionFormatError("unbalanced '}'", path, num)
+            stack.pop()
+            if not stack:
+                break
+        else:
+            raise MotionFormatError(f"unexpected {kind!r} in HIERARCHY", path, num)
+    if stack:
+        raise MotionFormatError("HIERARCHY ends inside a joint block (missing '}')", path,
+                                tokens.items[-1][1])
+
+    body_start = head.count("\n") + 1
+    motion_lines = text[found.end():].splitlines()
+    frames, frame_time, data_line = _motion_header(motion_lines, path, body_start)
+    n_ch = sum(len(c) for c in channels)
+    data_text = motion_lines[data_line:]
+    try:
+        data = np.array(" ".join(data_text).split(), dtype=np.float64)
+    except ValueError:
+        _locate_bad_line(data_text, n_ch, path, body_start + data_line)
+        raise
+    if frames == 0 or data.size < frames * n_ch:
+        _locate_bad_line(data_text, n_ch, path, body_start + data_line)
+        raise MotionFormatError(
+            f"truncated: header says {frames} frames of {n_ch} channels, found {data.size} "
+            "numbers", path, body_start + data_line + len(data_text),
+        )
+    data = data[: frames * n_ch].reshape(frames, n_ch)
+
+    j = len(names)
+    scale = UNITS[units] if units is not None else _detect_scale(names, parents, offsets)
+    rot = np.broadcast_to(np.eye(3), (frames, j, 3, 3)).copy()
+    local_t = None
+    root_pos = np.broadcast_to(np.asarray(offsets[0]) * scale, (frames, 3)).copy()
+    col = 0
+    for k, ch in enumerate(channels):
+        if not ch:
+            continue
+        block = data[:, col : col + len(ch)]
+        col += len(ch)
+        rot_cols = [i for i, c in enumerate(ch) if c.endswith("rotation")]
+        pos_cols = [i for i, c in enumerate(ch) if c.endswith("position")]
+        if len(rot_cols) > 3:
+            raise MotionFormatError(f"joint {names[k]!r} has {len(rot_cols)} rotation channels",
+                                    path)
+        if rot_cols:
+            axes = "".join(ch[i][0] for i in rot_cols)
+            rot[:, k] = rotmath.euler_matrix(np.radians(block[:, rot_cols]), axes)
+        if pos_cols:
+            p = np.tile(np.asarray(offsets[k]) * scale, (frames, 1))
+            for i in pos_cols:
+                p[:, "xyz".index(ch[i][0])] = block[:, i] * scale
+            if k == 0:
+                root_pos = p
+            else:
+                if local_t is None:
+                    local_t = np.tile(np.asarray(offsets) * scale, (frames, 1, 1))
+                local_t[:, k] = p
+    sk = Skeleton(names=tuple(names), parents=np.asarray(parents),
+                  offsets=np.asarray(offsets) * scale, is_end=np.asarray(is_end))
+    if fps is None:
+        if frame_time <= 0:
+            raise MotionFormatError("Frame Time must be positive (or pass fps=)", path)
+        fps = 1.0 / frame_time
+    return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=float(fps),
+                  path=str(path), format="bvh", local_translations=local_t,
+                  meta={"units_scale": scale, "header_fps": 1.0 / frame_time
+                        if frame_time > 0 else None})
+
+
+_CHANNELS = {f"{a}{k}" for a in "xyz" for k in ("position", "rotation")}
+
+
+def _open(tokens, stack, names, parents, offsets, is_end, channels, name, end) -> None:
+    tokens.expect("{")
+    tokens.expect("OFFSET")
+    off = np.array([tokens.number("OFFSET x"), tokens.number("OFFSET y"),
+                    tokens.number("OFFSET z")])
+    ch: list[str] = []
+    if not end:
+        tok, num = tokens.next("CHANNELS")
+        if tok.upper() != "CHANNELS":
+            raise MotionFormatError(f"expected CHANNELS after OFFSET of {name!r}, found {tok!r}",
+                                    tokens.path, num)
+        cnt_tok, num = tokens.next("channel count")
+        if not cnt_tok.isdigit():
+            raise MotionFormatError(f"bad channel count {cnt_tok!r}", tokens.path, num)
+        for _ in range(int(cnt_tok)):
+            c, num = tokens.next("channel name")
+            if c.lower() not in _CHANNELS:
+                raise MotionFormatError(f"unknown channel {c!r}", tokens.path, num)
+            ch.append(c.lower())
+    names.append(name)
+    parents.append(stack[-1] if stack else -1)
+    offsets.append(off)
+    is_end.append(end)
+    channels.append(ch)
+    stack.append(len(names) - 1)
+
+
+def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float, int]:
+    frames = frame_time = None
+    i = 0
+    while i < len(lines) and (frames is None or frame_time is None):
+        line = lines[i].strip()
+        num = first + i
+        i += 1
+        if not line:
+            continue
+        low = line.lower()
+        try:
+            if low.startswith("frames:"):
+                frames = int(line.split(":", 1)[1])
+            elif low.startswith("frame time:"):
+                frame_time = float(line.split(":", 1)[1])
+            else:
+                raise MotionFormatError(f"expected 'Frames:' / 'Frame Time:', found {line[:40]!r}",
+                                        path, num)
+        except ValueError:
+            raise MotionFormatError(f"bad MOTION header line {line!r}", path, num) from None
+    if frames is None or frame_time is None:
+        raise MotionFormatError("MOTION header lacks Frames: or Frame Time:", path, first + i)
+    if frames < 0:
+        raise MotionFormatError("negative frame count", path, first)
+    return frames, frame_time, i
+
+
+def _locate_bad_line(lines: list[str], n_ch: int, path: Path, first: int) -> None:
+    for i, line in enumerate(lines):
+        tok = line.split()
+        if not tok:
+            continue
+        if len(tok) != n_ch:
+            raise MotionFormatError(f"frame line has {len(tok)} numbers, expected {n_ch}",
+                                    path, first + i)
+        try:
+            [float(x) for x in tok]
+        except ValueError as err:
+            raise MotionFormatError(f"not a number: {err}", path, first + i) from None
+
+
+def _detect_scale(names, parents, offsets) -> float:
+    """Unit scale making the longest root-to-leaf leg path ~0.85 m (hip to ankle)."""
+    from advprior.train.data.naming import KNEE_NAMES, side_and_core
+
+    off = np.asarray(offsets)
+    knees = [i for i, n in enumerate(names) if side_and_core(n)[1] in KNEE_NAMES
+             and side_and_core(n)[0] is not None]
+    if knees:
+        k = knees[0]
+        kids = [c for c, p in enumerate(parents) if p == k]
+        leg = np.linalg.norm(off[k]) + max((np.linalg.norm(off[c]) for c in kids), default=0.0)
+    else:
+        pos = np.zeros_like(off)
+        for i, p in enumerate(parents):
+            pos[i] = off[i] + (pos[p] if p >= 0 else 0)
+        leg = 0.5 * float(np.ptp(pos[:, 1])) if len(pos) > 1 else 1.0
+    if leg <= 0:
+        return 1.0
+    scales = np.array(list(UNITS.values()))
+    return float(scales[np.argmin(np.abs(np.log(leg * scales / _TYPICAL_LEG_M)))])

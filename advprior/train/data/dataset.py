@@ -1,0 +1,378 @@
+"""Build and load the pose dataset file (format: ``docs/design.md``, "Dataset file").
+
+Subjects are global across sources: ``SS_TT.*`` files (CMU trial naming; CMU ASF/AMC and the
+DeepMimic retargets of CMU trials) are subject ``cmu:SS``; ``HDM_<actor>_*`` files are
+``hdm05:<actor>``; anything else is ``<source>:<folder>`` (e.g. ``cmu_bvh_daz_aclstm:salsa``,
+AMASS ``CMU:01``), where the source is the first folder below the path given to the build.
+
+The split is by subject, never by frame: subjects are visited in the order of
+``sha256(seed:subject)`` and each goes to the split furthest below its target frame fraction.
+Passing the previous file as ``split_from`` keeps every known subject in its old split.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from advprior.errors import MotionFormatError
+from advprior.train.data.loader import load_motion
+
+SPLIT_NAMES = ("train", "val", "test")
+KEYS = ("body_pose", "global_orient", "transl", "sequence", "subject", "split",
+        "sequence_names", "subject_names", "split_names", "fps", "meta")
+_README_RATE = re.compile(r"^\s*(\S+)\s+frame\s*rate\s*[:=]?\s*([0-9.]+)\s*$", re.I)
+
+
+@dataclass
+class PoseData:
+    """A loaded dataset: tensors named like the npz keys.
+
+    Attributes:
+        body_pose: ``(N, 63)`` float32 axis-angle, SMPL joints 1..21, radians.
+        global_orient: ``(N, 3)`` float32 pelvis axis-angle in SMPL's frame.
+        transl: ``(N, 3)`` float32, metres.
+        sequence, subject: ``(N,)`` int32 indices into ``sequence_names`` / ``subject_names``.
+        split: ``(N,)`` int8, 0 train, 1 validation, 2 test.
+    """
+
+    body_pose: object
+    global_orient: object
+    transl: object
+    sequence: object
+    subject: object
+    split: object
+    sequence_names: list[str]
+    subject_names: list[str]
+    split_names: list[str]
+    fps: float
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.body_pose.shape[0])
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_dataset` did."""
+
+    out: Path
+    frames: int
+    sequences: int
+    per_source: dict[str, int]
+    per_split: dict[str, int]
+    subjects: dict[str, str]
+    skipped: list[tuple[str, str]]
+
+
+def subject_of(rel: Path, source: str) -> str:
+    """Global subject id of a motion file at ``rel`` (relative to the build root)."""
+    stem = rel.stem
+    m = re.fullmatch(r"(\d+)_(\d+)(_poses)?", stem)
+    if m:
+        return f"cmu:{int(m.group(1)):02d}"
+    m = re.match(r"HDM_([A-Za-z]+)_", rel.name)
+    if m:
+        return f"hdm05:{m.group(1).lower()}"
+    folder = rel.parent.name or source
+    return f"{source}:{folder}"
+
+
+def _candidates(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
+    """``(file, path relative to its root, source)`` for every file under ``paths``."""
+    out = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for f in sorted(x for x in p.rglob("*") if x.is_file()):
+                rel = f.relative_to(p)
+                source = rel.parts[0] if len(rel.parts) > 1 else p.name
+                out.append((f, rel, source))
+        elif p.is_file():
+            out.append((p, Path(p.parent.name) / p.name, p.parent.name or "files"))
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    return out
+
+
+def classify(path: Path) -> str | None:
+    """``None`` when ``path`` is a motion file this package reads, else why it is not."""
+    suffix = path.suffix.lower()
+    if suffix in (".amc", ".bvh"):
+        return None
+    if suffix == ".npz":
+        from advprior.train.data.amass import is_amass
+
+        return None if is_amass(path) else "npz without a 'poses' array (not an AMASS motion)"
+    if suffix in (".txt", ".json"):
+        from advprior.train.data.deepmimic import is_deepmimic
+
+        return None if is_deepmimic(path) else "not a DeepMimic motion JSON"
+    if suffix == ".asf":
+        return "ASF skeleton (read with its AMC files)"
+    return f"not a motion file ({suffix or 'no extension'})"
+
+
+def readme_rates(file: Path, stop: Path | None = None) -> dict[str, float]:
+    """Folder frame rates declared in a ``readme.txt`` above ``file`` (lines ``salsa framerate
+    60``, the acLSTM convention), nearest readme first."""
+    rates: dict[str, float] = {}
+    folder = file.parent
+    for _ in range(3):
+        for name in ("readme.txt", "README.txt", "readme.md"):
+            r = folder / name
+            if r.is_file():
+                for line in r.read_text(errors="replace").splitlines():
+                    m = _README_RATE.match(line)
+                    if m:
+                        rates.setdefault(m.group(1), float(m.group(2)))
+        if stop is not None and folder == stop:
+            break
+        folder = folder.parent
+    return rates
+
+
+def source_rate(file: Path, rel: Path, source_fps: Mapping[str, float] | None) -> float | None:
+    """Frame-rate override for ``file``: a ``source_fps`` glob on its relative path, else a
+    readme declaration for its folder, else None (the file's own rate)."""
+    for pattern, rate in (source_fps or {}).items():
+        if fnmatch.fnmatch(rel.as_posix(), pattern) or fnmatch.fnmatch(file.as_posix(), pattern):
+            return float(rate)
+    rates = readme_rates(file)
+    return rates.get(file.parent.name)
+
+
+def assign_splits(
+    frames: Mapping[str, int],
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    *,
+    seed: str = "advprior",
+    fixed: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Subject -> split index, deterministic, by subject frame counts (see module docstring)."""
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
+                         f"got {fractions}")
+    fixed = dict(fixed or {})
+    out = {s: fixed[s] for s in frames if s in fixed}
+    done = np.zeros(3)
+    for s, k in out.items():
+        done[k] += frames[s]
+    order = sorted((s for s in frames if s not in out),
+                   key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    target = np.asarray(fractions, dtype=np.float64)
+    for s in order:
+        total = done.sum() + frames[s]
+        k = int(np.argmax(target * total - done))
+        out[s] = k
+        done[k] += frames[s]
+    return out
+
+
+def build_dataset(
+    paths: Iterable[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    fps: float = 30.0,
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    on_error: str = "skip",
+    split_seed: str = "advprior",
+    split_from: str | Path | None = None,
+    source_fps: Mapping[str, float] | None = None,
+    min_seconds: float = 0.25,
+    log: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Import, retarget to SMPL at ``fps`` and write the dataset ``out`` (atomically).
+
+    Args:
+        paths: files or folders (searched recursively; non-motion files are skipped and
+            reported, e.g. ASF skeletons, csv/md, txt that is not DeepMimic JSON).
+        out: the ``.npz`` to write.
+        fps: output frame rate.
+        split: train/validation/test target fractions of frames.
+        on_error: ``"skip"`` (report the file and go on) or ``"abort"`` (raise).
+        split_seed: seed of the subject order.
+        split_from: a previous dataset file whose subjects keep their split.
+        source_fps: glob on the relative path -> frame rate, overriding file headers; folders
+            named in a ``readme.txt`` line ``<folder> framerate <fps>`` are overridden too.
+        min_seconds: shorter sequences are skipped (e.g. the 3-frame acLSTM ``standard.bvh``).
+        log: called with one line per skipped file.
+
+    Leading frames that are exactly the rest pose are dropped (CMU BVH conversions start with a
+    T-pose frame).
+    """
+    from advprior import __version__
+
+    if on_error not in ("skip", "abort"):
+        raise ValueError(f"on_error must be 'skip' or 'abort', got {on_error!r}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out = Path(out)
+    skipped: list[tuple[str, str]] = []
+    seqs = []
+
+    def skip(path: Path, reason: str) -> None:
+        skipped.append((str(path), reason))
+        if log is not None:
+            log(f"skipped {path}: {reason}")
+
+    for file, rel, source in _candidates(paths):
+        if file.resolve() == out.resolve():
+            continue
+        reason = classify(file)
+        if reason is not None:
+            skip(file, reason)
+            continue
+        try:
+            motion = load_motion(file, fps=source_rate(file, rel, source_fps))
+            motion = motion.without_rest_frames()
+            if motion.duration < min_seconds:
+                skip(file, f"too short ({motion.num_frames} frames, {motion.duration:.2f} s "
+                     f"< {min_seconds} s)")
+                continue
+            smpl = motion.to_smpl(fps)
+            arrays = (smpl.body_pose, smpl.global_orient, smpl.transl)
+            if not all(np.all(np.isfinite(a)) for a in arrays):
+                raise MotionFormatError("retargeting produced NaN/inf poses", file)
+        except (MotionFormatError, ValueError, OSError) as err:
+            if on_error == "abort":
+                raise
+            skip(file, f"{type(err).__name__}: {err}")
+            continue
+        seqs.append((rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}",
+                     subject_of(rel, source), source, smpl))
+    if not seqs:
+        raise ValueError("no motion could be imported from " + ", ".join(map(str, paths)))
+
+    subject_names = sorted({s for _, s, _, _ in seqs})
+    frames = {s: 0 for s in subject_names}
+    for _, s, _, m in seqs:
+        frames[s] += m.num_frames
+    fixed = None
+    if split_from is not None:
+        prev = np.load(split_from, allow_pickle=False)
+        fixed = {}
+        for k, name in enumerate(prev["subject_names"]):
+            rows = np.flatnonzero(prev["subject"] == k)
+            if len(rows):
+                fixed[str(name)] = int(prev["split"][rows[0]])
+    assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed)
+
+    sub_index = {s: i for i, s in enumerate(subject_names)}
+    cat = {k: [] for k in ("body_pose", "global_orient", "transl", "sequence", "subject", "split")}
+    per_source: dict[str, int] = {}
+    for i, (_, s, source, m) in enumerate(seqs):
+        n = m.num_frames
+        cat["body_pose"].append(m.body_pose.astype(np.float32))
+        cat["global_orient"].append(m.global_orient.astype(np.float32))
+        cat["transl"].append(m.transl.astype(np.float32))
+        cat["sequence"].append(np.full(n, i, dtype=np.int32))
+        cat["subject"].append(np.full(n, sub_index[s], dtype=np.int32))
+        cat["split"].append(np.full(n, assignment[s], dtype=np.int8))
+        per_source[source] = per_source.get(source, 0) + n
+    arrays = {k: np.concatenate(v) for k, v in cat.items()}
+    per_split = {name: int((arrays["split"] == k).sum()) for k, name in enumerate(SPLIT_NAMES)}
+    meta = {
+        "sources": sorted(per_source),
+        "frames_per_source": per_source,
+        "frames_per_split": per_split,
+        "subject_split": {s: SPLIT_NAMES[assignment[s]] for s in subject_names},
+        "skipped": skipped,
+        "build": {"fps": fps, "split": list(split), "split_seed": split_seed,
+                  "on_error": on_error, "min_seconds": min_seconds,
+                  "paths": [str(p) for p in paths]},
+        "advprior_version": __version__,
+    }
+    arrays.update(
+        sequence_names=np.array([name for name, *_ in seqs]),
+        subject_names=np.array(subject_names),
+        split_names=np.array(SPLIT_NAMES),
+        fps=np.float32(fps),
+        meta=np.array(json.dumps(meta)),
+    )
+    _save_atomic(out, arrays)
+    return BuildReport(out=out, frames=int(arrays["split"].shape[0]), sequences=len(seqs),
+                       per_source=per_source, per_split=per_split,
+                       subjects={s: SPLIT_NAMES[assignment[s]] for s in subject_names},
+                       skipped=skipped)
+
+
+def _save_atomic(out: Path, arrays: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
+    """Load a dataset file; ``split`` = ``None`` (all), ``"train"``, ``"val"`` or ``"test"``.
+
+    Raises:
+        ModelNotFoundError-like ``FileNotFoundError`` when missing; ``ValueError`` for a file that
+        lacks keys, has wrong shapes or non-finite poses.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such dataset file: {path}")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a dataset .npz ({err})") from None
+    with f:
+        missing = [k for k in KEYS if k not in f.files]
+        if missing:
+            raise ValueError(f"{path}: missing keys {missing} (not an advprior dataset file?)")
+        data = {k: f[k] for k in KEYS}
+    n = data["body_pose"].shape[0]
+    shapes = {"body_pose": (n, 63), "global_orient": (n, 3), "transl": (n, 3),
+              "sequence": (n,), "subject": (n,), "split": (n,)}
+    for k, shape in shapes.items():
+        if data[k].shape != shape:
+            raise ValueError(f"{path}: {k} must have shape {shape}, got {data[k].shape}")
+    for k in ("body_pose", "global_orient", "transl"):
+        if not np.all(np.isfinite(data[k])):
+            raise ValueError(f"{path}: {k} contains NaN or inf")
+    split_names = [str(s) for s in data["split_names"]]
+    if split is not None:
+        if isinstance(split, str):
+            alias = {"validation": "val", "valid": "val"}.get(split, split)
+            if alias not in split_names:
+                raise ValueError(f"split must be None or one of {split_names}, got {split!r}")
+            k = split_names.index(alias)
+        else:
+            k = int(split)
+        keep = data["split"] == k
+        for key in shapes:
+            data[key] = data[key][keep]
+    return PoseData(
+        body_pose=torch.from_numpy(data["body_pose"].astype(np.float32)),
+        global_orient=torch.from_numpy(data["global_orient"].astype(np.float32)),
+        transl=torch.from_numpy(data["transl"].astype(np.float32)),
+        sequence=torch.from_numpy(data["sequence"].astype(np.int32)),
+        subject=torch.from_numpy(data["subject"].astype(np.int32)),
+        split=torch.from_numpy(data["split"].astype(np.int8)),
+        sequence_names=[str(s) for s in data["sequence_names"]],
+        subject_names=[str(s) for s in data["subject_names"]],
+        split_names=split_names,
+        fps=float(data["fps"]),
+        meta=json.loads(str(data["meta"])),
+    )

@@ -1,0 +1,195 @@
+"""DeepMimic motion JSON (``{"Loop": ..., "Frames": [[dt, root pos, root quat, joints...]]}``).
+
+Each frame is ``dt``, root position (3, metres), root quaternion, then per joint in character
+order: a quaternion for spherical joints, one angle (radians) for revolute joints (about the
+joint's z axis: knees and elbows), nothing for fixed joints. Quaternions are ``(w, x, y, z)``.
+The character (``humanoid3d``: y up, facing +x, right side +z) comes from a
+``*character*.txt`` file beside the motion or its parent folder, else the built-in
+``humanoid3d`` defaults. The head and toes are not joints of that character; end sites are added
+at the head and foot body centres' tips so SMPL's neck and ankles get directions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from advprior.errors import MotionFormatError
+from advprior.train.data import rotmath
+from advprior.train.data.motion import Motion, Skeleton
+
+# (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
+HUMANOID3D = (
+    ("root", "none", -1, (0.0, 0.0, 0.0)),
+    ("chest", "spherical", 0, (0.0, 0.236151, 0.0)),
+    ("neck", "spherical", 1, (0.0, 0.223894, 0.0)),
+    ("right_hip", "spherical", 0, (0.0, 0.0, 0.084887)),
+    ("right_knee", "revolute", 3, (0.0, -0.421546, 0.0)),
+    ("right_ankle", "spherical", 4, (0.0, -0.40987, 0.0)),
+    ("right_shoulder", "spherical", 1, (-0.02405, 0.2435, 0.18311)),
+    ("right_elbow", "revolute", 6, (0.0, -0.274788, 0.0)),
+    ("right_wrist", "fixed", 7, (0.0, -0.258947, 0.0)),
+    ("left_hip", "spherical", 0, (0.0, 0.0, -0.084887)),
+    ("left_knee", "revolute", 9, (0.0, -0.421546, 0.0)),
+    ("left_ankle", "spherical", 10, (0.0, -0.40987, 0.0)),
+    ("left_shoulder", "spherical", 1, (-0.02405, 0.2435, -0.18311)),
+    ("left_elbow", "revolute", 12, (0.0, -0.274788, 0.0)),
+    ("left_wrist", "fixed", 13, (0.0, -0.258947, 0.0)),
+)
+# End sites: head top above the neck joint, toe tip in front of / below each ankle.
+_END_SITES = {"neck": ("head", (0.0, 0.175, 0.0)), "right_ankle": ("right_toe", (0.13, -0.05, 0.0)),
+              "left_ankle": ("left_toe", (0.13, -0.05, 0.0))}
+_WIDTH = {"none": 7, "spherical": 4, "revolute": 1, "fixed": 0}
+
+
+def is_deepmimic(path: Path) -> bool:
+    """True when ``path`` starts like a DeepMimic motion JSON (has ``"Frames"``)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.lstrip().startswith("{") and '"Frames"' in head
+
+
+def find_character(path: Path) -> Path | None:
+    for folder in (path.parent, path.parent.parent):
+        for p in sorted(folder.glob("*character*.txt")):
+            return p
+    return None
+
+
+def read_character(path: Path) -> tuple:
+    """Joint table ``((name, type, parent, attach), ...)`` and end sites from a character file."""
+    try:
+        d = json.loads(path.read_text())
+        joints = d["Skeleton"]["Joints"]
+        table = tuple(
+            (j["Name"], j["Type"], int(j["Parent"]),
+             (float(j["AttachX"]), float(j["AttachY"]), float(j["AttachZ"])),
+             (float(j.get("AttachThetaX", 0)), float(j.get("AttachThetaY", 0)),
+              float(j.get("AttachThetaZ", 0))))
+            for j in sorted(joints, key=lambda j: j["ID"])
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise MotionFormatError(f"not a DeepMimic character file: {err}", path) from None
+    ends = dict(_END_SITES)
+    for b in d.get("BodyDefs", []):
+        name = b.get("Name")
+        try:
+            if name == "neck":
+                ends["neck"] = ("head", (0.0, 2 * float(b["AttachY"]), 0.0))
+            elif name in ("right_ankle", "left_ankle") and b.get("Shape") == "box":
+                tip = (float(b["AttachX"]) + 0.5 * float(b["Param0"]),
+                       float(b["AttachY"]) - 0.5 * float(b["Param1"]), 0.0)
+                ends[name] = (name.replace("ankle", "toe"), tip)
+        except (KeyError, TypeError, ValueError):
+            continue
+    return table, ends
+
+
+def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
+                   fps: float | None = None) -> Motion:
+    """Parse a DeepMimic motion file into a normal-form :class:`Motion`."""
+    path = Path(path)
+    char = Path(skeleton) if skeleton is not None else find_character(path)
+    if char is not None:
+        table, ends = read_character(char)
+    else:
+        table = tuple(row + ((0.0, 0.0, 0.0),) for row in HUMANOID3D)
+        ends = dict(_END_SITES)
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MotionFormatError(f"invalid JSON: {err.msg}", path, err.lineno) from None
+    except OSError as err:
+        raise MotionFormatError(f"cannot read: {err}", path) from None
+    frames = doc.get("Frames") if isinstance(doc, dict) else None
+    if not isinstance(frames, list) or not frames:
+        raise MotionFormatError("no 'Frames' list (not a DeepMimic motion file)", path, 1)
+    width = 1 + sum(_WIDTH.get(t, -1000) for _, t, *_ in table)
+    try:
+        data = np.asarray(frames, dtype=np.float64)
+    except (ValueError, TypeError):
+        data = None
+    if data is None or data.ndim != 2 or data.shape[1] != width:
+        lines = _frame_lines(text)
+        for i, f in enumerate(frames):
+            if not isinstance(f, list) or len(f) != width:
+                n = len(f) if isinstance(f, list) else 0
+                raise MotionFormatError(f"frame {i} has {n} numbers, expected {width} for the "
+                                        "character", path, lines[i] if i < len(lines) else None)
+        raise MotionFormatError("frames are not numeric", path)
+
+    names, parents, offsets, is_end, kinds, thetas = [], [], [], [], [], []
+    for name, kind, parent, attach, theta in table:
+        if kind not in _WIDTH:
+            raise MotionFormatError(f"unsupported joint type {kind!r} of {name!r}", char)
+        names.append(name)
+        parents.append(parent)
+        offsets.append(attach)
+        is_end.append(False)
+        kinds.append(kind)
+        thetas.append(theta)
+    for parent_name, (end_name, tip) in ends.items():
+        if parent_name in names:
+            names.append(end_name)
+            parents.append(names.index(parent_name))
+            offsets.append(tip)
+            is_end.append(True)
+            kinds.append("fixed")
+            thetas.append((0.0, 0.0, 0.0))
+
+    t, j = data.shape[0], len(names)
+    rot = np.broadcast_to(np.eye(3), (t, j, 3, 3)).copy()
+    col = 1
+    root_pos = np.zeros((t, 3))
+    for k, kind in enumerate(kinds[: len(table)]):
+        if kind == "none":
+            root_pos = data[:, col : col + 3]
+            rot[:, k] = _quat(data[:, col + 3 : col + 7], path)
+        elif kind == "spherical":
+            rot[:, k] = _quat(data[:, col : col + 4], path)
+        elif kind == "revolute":
+            rot[:, k] = rotmath.axis_rotation("z", data[:, col])
+        if any(thetas[k]) and kind != "none":
+            # Attach angles rotate the joint frame (x first, then y, then z).
+            frame = rotmath.euler_matrix(np.asarray(thetas[k])[::-1], "zyx")
+            rot[:, k] = frame @ rot[:, k] @ frame.T
+        col += _WIDTH[kind]
+    dt = float(np.median(data[:, 0]))
+    if fps is None:
+        if dt <= 0:
+            raise MotionFormatError("frame durations must be positive (or pass fps=)", path)
+        fps = 1.0 / dt
+    sk = Skeleton(names=tuple(names), parents=np.asarray(parents),
+                  offsets=np.asarray(offsets, dtype=np.float64), is_end=np.asarray(is_end))
+    return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=float(fps),
+                  path=str(path), format="deepmimic",
+                  meta={"character": str(char) if char else "built-in humanoid3d"})
+
+
+def _quat(wxyz: np.ndarray, path: Path) -> np.ndarray:
+    bad = np.flatnonzero(~(np.linalg.norm(wxyz, axis=-1) > 1e-8))
+    if len(bad):
+        raise MotionFormatError(f"zero or NaN quaternion in frame {bad[0]}", path)
+    return rotmath.quat_to_matrix(wxyz[:, [1, 2, 3, 0]])
+
+
+def _frame_lines(text: str) -> list[int]:
+    """Line number of each frame's opening bracket (frames are the nested lists)."""
+    out, depth = [], 0
+    line = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch == "[":
+            depth += 1
+            if depth == 2:
+                out.append(line)
+        elif ch == "]":
+            depth -= 1
+    return out

@@ -1,0 +1,64 @@
+"""``load_motion``: pick the reader from the file's extension (and content for ``.txt``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advprior.errors import MotionFormatError
+from advprior.train.data.motion import Motion
+
+#: Extensions this package reads as motion (``.txt`` only when it is DeepMimic JSON).
+MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt")
+
+
+def load_motion(
+    path: str | Path,
+    *,
+    skeleton: str | Path | None = None,
+    fps: float | None = None,
+    units: str | None = None,
+) -> Motion:
+    """Read one motion file into a :class:`~advprior.train.data.motion.Motion`.
+
+    Args:
+        path: ``.amc`` (Acclaim; the ASF is found beside it, in ``../asf/``, or given as
+            ``skeleton``), ``.bvh``, AMASS ``.npz``, or DeepMimic ``.txt``/``.json``.
+        skeleton: the ASF for an AMC, or the DeepMimic character file.
+        fps: override the file's frame rate (e.g. a wrong BVH ``Frame Time``). AMC files carry
+            no rate: 120 unless given.
+        units: BVH length unit ("m", "cm", "mm", "inch", "asf"); detected when None.
+
+    Raises:
+        MotionFormatError: unsupported, malformed or truncated file (names file and line).
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such motion file: {path}")
+    suffix = path.suffix.lower()
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if suffix == ".amc":
+        from advprior.train.data.asf_amc import find_asf, read_amc, read_asf
+
+        asf = read_asf(skeleton if skeleton is not None else find_asf(path))
+        return read_amc(path, asf, fps=fps if fps is not None else 120.0)
+    if suffix == ".bvh":
+        from advprior.train.data.bvh import read_bvh
+
+        return read_bvh(path, fps=fps, units=units)
+    if suffix == ".npz":
+        from advprior.train.data.amass import read_amass
+
+        return read_amass(path, fps=fps)
+    if suffix in (".txt", ".json"):
+        from advprior.train.data.deepmimic import is_deepmimic, read_deepmimic
+
+        if not is_deepmimic(path):
+            raise MotionFormatError("not a DeepMimic motion (no \"Frames\" JSON)", path, 1)
+        return read_deepmimic(path, skeleton=skeleton, fps=fps)
+    if suffix == ".asf":
+        raise MotionFormatError("an ASF holds only a skeleton; load its AMC motion files", path)
+    raise MotionFormatError(
+        f"unsupported motion format {suffix or '(no extension)'!r}; supported: "
+        ".amc (+.asf), .bvh, AMASS .npz, DeepMimic .txt/.json", path)

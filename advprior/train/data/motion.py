@@ -1,0 +1,186 @@
+"""In-memory motion: a source skeleton, per-frame local joint rotations, and the SMPL result.
+
+Every importer produces a :class:`Motion` in one normal form: the rest pose has identity joint
+rotations, ``offsets`` are rest offsets from the parent joint in the source's world frame
+(metres), and ``rotations`` are local rotations relative to that rest pose. End sites (bone tips
+without channels) are joints too, with identity rotations, so every bone has two endpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from advprior.train.data import rotmath
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A joint tree.
+
+    Attributes:
+        names: ``J`` joint names as written in the file (end sites get ``<parent>_end``).
+        parents: ``(J,)`` parent index, ``-1`` for the root; parents precede children.
+        offsets: ``(J, 3)`` rest offset from the parent, metres, source world frame; row 0 is the
+            root's rest position.
+        is_end: ``(J,)`` True for end sites (no channels of their own).
+    """
+
+    names: tuple[str, ...]
+    parents: np.ndarray
+    offsets: np.ndarray
+    is_end: np.ndarray
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def children(self, j: int) -> list[int]:
+        return [int(c) for c in np.flatnonzero(self.parents == j)]
+
+    def rest_positions(self) -> np.ndarray:
+        """Rest joint positions ``(J, 3)``, metres, source world frame."""
+        pos = np.zeros_like(self.offsets)
+        for j, p in enumerate(self.parents):
+            pos[j] = self.offsets[j] + (pos[p] if p >= 0 else 0.0)
+        return pos
+
+
+@dataclass
+class SMPLMotion:
+    """A motion on SMPL's skeleton, SMPL's frame (y up, x to the body's left, facing +z), metres.
+
+    Attributes:
+        body_pose: ``(T, 63)`` axis-angle of SMPL joints 1..21, radians.
+        global_orient: ``(T, 3)`` pelvis axis-angle, radians.
+        transl: ``(T, 3)`` SMPL ``transl`` for zero shape (the pelvis lands at
+            ``REST_JOINTS[0] + transl``), metres.
+        source_joints: ``(T, 24, 3)`` source positions matching SMPL's joints, NaN where the
+            source has no counterpart; spine1-3 are points along the source's spine chain.
+        fps: frames per second.
+        name: where the motion came from.
+    """
+
+    body_pose: np.ndarray
+    global_orient: np.ndarray
+    transl: np.ndarray
+    source_joints: np.ndarray
+    fps: float
+    name: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.body_pose.shape[0])
+
+
+@dataclass
+class Motion:
+    """A source motion in normal form (see the module docstring).
+
+    Attributes:
+        skeleton: the source :class:`Skeleton`.
+        rotations: ``(T, J, 3, 3)`` local rotations relative to the rest pose.
+        root_position: ``(T, 3)`` root joint position, metres, source world frame.
+        fps: frames per second.
+        path: the file it came from.
+        format: ``"asf/amc"``, ``"bvh"``, ``"amass"`` or ``"deepmimic"``.
+        local_translations: optional ``(T, J, 3)`` per-frame local offsets replacing
+            ``skeleton.offsets`` (BVH joints with position channels), metres.
+        is_smpl: the skeleton *is* SMPL's (AMASS): :meth:`to_smpl` copies instead of retargeting.
+    """
+
+    skeleton: Skeleton
+    rotations: np.ndarray
+    root_position: np.ndarray
+    fps: float
+    path: str = ""
+    format: str = ""
+    local_translations: np.ndarray | None = None
+    is_smpl: bool = False
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.rotations.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first to the last frame."""
+        return (self.num_frames - 1) / self.fps
+
+    def global_transforms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global rotations ``(T, J, 3, 3)`` and positions ``(T, J, 3)`` by forward kinematics."""
+        sk = self.skeleton
+        t, j = self.rotations.shape[:2]
+        rot = np.empty((t, j, 3, 3))
+        pos = np.empty((t, j, 3))
+        off = self.local_translations
+        for i, p in enumerate(sk.parents):
+            o = off[:, i] if off is not None else sk.offsets[i]
+            if p < 0:
+                rot[:, i] = self.rotations[:, i]
+                pos[:, i] = self.root_position
+            else:
+                rot[:, i] = rot[:, p] @ self.rotations[:, i]
+                step = np.einsum("tab,tb->ta", rot[:, p], np.broadcast_to(o, (t, 3)))
+                pos[:, i] = pos[:, p] + step
+        return rot, pos
+
+    def resample(self, fps: float) -> Motion:
+        """Resample to ``fps``: slerp on rotations, linear on positions; any rate ratio.
+
+        Output frame ``k`` is at time ``k / fps`` and the last one at or before the source's end.
+        """
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if abs(fps - self.fps) < 1e-9:
+            return self
+        n = int(np.floor(self.duration * fps + 1e-6)) + 1
+        u = np.arange(n) * (self.fps / fps)
+        i0 = np.clip(np.floor(u + 1e-9).astype(int), 0, self.num_frames - 1)
+        i1 = np.minimum(i0 + 1, self.num_frames - 1)
+        a = np.clip(u - i0, 0.0, 1.0)
+        q = rotmath.matrix_to_quat(self.rotations)
+        rot = rotmath.quat_to_matrix(rotmath.quat_slerp(q[i0], q[i1], a[:, None]))
+
+        def lerp(x: np.ndarray) -> np.ndarray:
+            w = a.reshape(-1, *([1] * (x.ndim - 1)))
+            return (1.0 - w) * x[i0] + w * x[i1]
+
+        lt = None if self.local_translations is None else lerp(self.local_translations)
+        return replace(
+            self, rotations=rot, root_position=lerp(self.root_position), fps=float(fps),
+            local_translations=lt,
+        )
+
+    def without_rest_frames(self) -> Motion:
+        """Drop leading frames whose joint rotations are all exactly the rest pose.
+
+        Some CMU BVH conversions start with one T-pose frame that is not part of the capture.
+        """
+        eye = np.eye(3)
+        dev = np.abs(self.rotations - eye).reshape(self.num_frames, -1).max(axis=1)
+        moving = np.flatnonzero(dev > 1e-6)
+        if len(moving) == 0 or moving[0] == 0:
+            return self
+        k = int(moving[0])
+        lt = None if self.local_translations is None else self.local_translations[k:]
+        return replace(
+            self, rotations=self.rotations[k:], root_position=self.root_position[k:],
+            local_translations=lt,
+        )
+
+    def to_smpl(self, fps: float | None = 30.0) -> SMPLMotion:
+        """Retarget onto SMPL's skeleton (see :mod:`advprior.train.data.retarget`).
+
+        Args:
+            fps: output frame rate; ``None`` keeps the source rate.
+        """
+        from advprior.train.data.retarget import retarget
+
+        src = self if fps is None else self.resample(fps)
+        return retarget(src)

@@ -1,0 +1,225 @@
+"""Map a source skeleton's joints onto SMPL's 24 joints, by name *and* hierarchy.
+
+Only knees, elbows and the head are found by name (case-insensitive, any ``prefix:`` such as
+``mixamorig:`` dropped, side given as ``Left``/``Right``/``l``/``r``/``_L``/``_R``). Everything else
+follows from the tree, which is what resolves names that mean different bones in different
+conventions (``LeftShoulder`` is the collar in the MotionBuilder-friendly CMU BVH and the upper
+arm in the 3dsMax-friendly one):
+
+- thigh = parent of the knee; ankle = the knee's child; toe = the ankle's child;
+- upper arm = parent of the elbow; collar = parent of the upper arm unless that joint is on the
+  spine; wrist = the elbow's child; hand = the wrist's child most in line with the forearm;
+- pelvis = lowest common ancestor of both thighs and the head; neck = the last joint named
+  ``*neck*`` between pelvis and head (else the head's parent); SMPL's spine1-3 are points on the
+  source's pelvis-to-neck chain at SMPL's rest arc-length fractions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from advprior.skeleton import JOINT_NAMES, REST_JOINTS
+from advprior.train.data.motion import Skeleton
+
+KNEE_NAMES = ("leg", "knee", "shin", "tibia", "lowerleg", "calf", "crus")
+ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna")
+_CORES = set(KNEE_NAMES + ELBOW_NAMES)
+_PREFIXES = ("mixamorig", "bip01", "bip001", "character1", "def")
+_SPINE = (0, 3, 6, 9, 12)
+
+
+def normalize(name: str) -> str:
+    """Lower-case alphanumerics of ``name`` without namespace or rig prefixes."""
+    n = re.split(r"[:|]", name)[-1].lower()
+    n = re.sub(r"[^a-z0-9]", "", n)
+    for p in _PREFIXES:
+        if n.startswith(p) and len(n) > len(p):
+            n = n[len(p) :]
+    return n
+
+
+def side_and_core(name: str) -> tuple[str | None, str]:
+    """``("L"|"R"|None, core)`` of a joint name, e.g. ``lShin -> ("L", "shin")``."""
+    n = normalize(name)
+    for word, side in (("left", "L"), ("right", "R")):
+        if n.startswith(word):
+            return side, n[len(word) :]
+        if n.endswith(word):
+            return side, n[: -len(word)]
+    for letter, side in (("l", "L"), ("r", "R")):
+        if n.startswith(letter) and n[1:] in _CORES:
+            return side, n[1:]
+        if n.endswith(letter) and n[:-1] in _CORES:
+            return side, n[:-1]
+    return None, n
+
+
+@dataclass(frozen=True)
+class SMPLMapping:
+    """Where each SMPL joint sits on the source skeleton.
+
+    SMPL joint ``j`` is at ``(1 - alpha[j]) * pos[a[j]] + alpha[j] * pos[b[j]]`` (``a[j] = -1``:
+    no counterpart) and takes its twist from the rotation of source joint ``driver[j]``.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    alpha: np.ndarray
+    driver: np.ndarray
+    roles: dict[str, str]
+
+
+def _by_core(sk: Skeleton, cores: tuple[str, ...], side: str) -> int | None:
+    hits = []
+    for j, name in enumerate(sk.names):
+        if sk.is_end[j]:
+            continue
+        s, core = side_and_core(name)
+        if s == side and core in cores:
+            hits.append(j)
+    if not hits:
+        return None
+    depth = [_depth(sk, j) for j in hits]
+    return hits[int(np.argmin(depth))]
+
+
+def _depth(sk: Skeleton, j: int) -> int:
+    d = 0
+    while sk.parents[j] >= 0:
+        j = int(sk.parents[j])
+        d += 1
+    return d
+
+
+def _ancestors(sk: Skeleton, j: int) -> list[int]:
+    """``j`` and its ancestors, root last."""
+    out = [j]
+    while sk.parents[out[-1]] >= 0:
+        out.append(int(sk.parents[out[-1]]))
+    return out
+
+
+def _main_child(sk: Skeleton, j: int) -> int | None:
+    """The child carrying the largest subtree (ties: the longest offset)."""
+    kids = sk.children(j)
+    if not kids:
+        return None
+
+    def size(c: int) -> int:
+        return sum(1 for k in range(sk.num_joints) if c in _ancestors(sk, k))
+
+    return max(kids, key=lambda c: (size(c), float(np.linalg.norm(sk.offsets[c]))))
+
+
+def _aligned_child(sk: Skeleton, j: int, direction: np.ndarray) -> int | None:
+    """The child whose rest offset points most along ``direction``."""
+    kids = [c for c in sk.children(j) if np.linalg.norm(sk.offsets[c]) > 1e-9]
+    if not kids:
+        return None
+    d = direction / max(np.linalg.norm(direction), 1e-12)
+    return max(kids, key=lambda c: float(sk.offsets[c] @ d / np.linalg.norm(sk.offsets[c])))
+
+
+def _head(sk: Skeleton) -> int | None:
+    for j, name in enumerate(sk.names):
+        if normalize(name) == "head":
+            return j
+    return None
+
+
+def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
+    """Find SMPL's joints on ``sk``; raise :class:`MotionFormatError` listing what is missing."""
+    from advprior.errors import MotionFormatError
+
+    n = 24
+    point = np.full(n, -1)
+    rest = sk.rest_positions()
+    roles: dict[str, int] = {}
+    missing = []
+    head = _head(sk)
+    if head is None:
+        missing.append("head (a joint named Head)")
+    for side, hip, knee, ankle, shoulder, elbow, wrist, hand in (
+        ("L", 1, 4, 7, 16, 18, 20, 22),
+        ("R", 2, 5, 8, 17, 19, 21, 23),
+    ):
+        word = "left" if side == "L" else "right"
+        k = _by_core(sk, KNEE_NAMES, side)
+        if k is None or sk.parents[k] < 0:
+            missing.append(f"{word} knee (e.g. {word.title()}Leg, {word.title()}Knee, "
+                           f"{side.lower()}Shin, {side.lower()}tibia)")
+        else:
+            point[knee], point[hip] = k, sk.parents[k]
+            a = _main_child(sk, k)
+            if a is None or sk.is_end[a]:
+                missing.append(f"{word} ankle (a joint below the {word} knee)")
+            else:
+                point[ankle] = a
+        e = _by_core(sk, ELBOW_NAMES, side)
+        if e is None or sk.parents[e] < 0:
+            missing.append(f"{word} elbow (e.g. {word.title()}ForeArm, {word.title()}Elbow, "
+                           f"{side.lower()}ForeArm, {side.lower()}radius)")
+        else:
+            point[elbow], point[shoulder] = e, sk.parents[e]
+            w = _main_child(sk, e)
+            if w is not None:
+                point[wrist] = w
+                h = _aligned_child(sk, w, rest[w] - rest[e])
+                if h is not None:
+                    point[hand] = h
+            roles[f"{side}_collar_candidate"] = int(sk.parents[point[shoulder]])
+    if missing:
+        raise MotionFormatError(
+            "cannot map the skeleton onto SMPL; unmapped required joints: " + "; ".join(missing)
+            + ". Joint names in the file: "
+            + ", ".join(n for n, e in zip(sk.names, sk.is_end, strict=True) if not e),
+            path,
+        )
+
+    # Toes: prefer a real joint below the ankle, else the ankle's end site.
+    for ankle, foot in ((7, 10), (8, 11)):
+        kids = sk.children(int(point[ankle]))
+        joints = [c for c in kids if not sk.is_end[c]]
+        pick = joints or kids
+        if pick:
+            point[foot] = max(pick, key=lambda c: float(np.linalg.norm(sk.offsets[c])))
+
+    anc = [set(_ancestors(sk, int(point[1]))), set(_ancestors(sk, int(point[2])))]
+    head_path = _ancestors(sk, head)
+    pelvis = next((j for j in head_path if j in anc[0] and j in anc[1]), None)
+    if pelvis is None:
+        raise MotionFormatError("cannot find the pelvis (common ancestor of legs and head)", path)
+    point[0] = pelvis
+    chain = head_path[: head_path.index(pelvis) + 1][::-1]  # pelvis ... head
+    necks = [j for j in chain[1:-1] if "neck" in normalize(sk.names[j])]
+    neck = necks[-1] if necks else chain[-2]
+    point[12], point[15] = neck, head
+    spine = set(chain)
+    for side, collar in (("L", 13), ("R", 14)):
+        c = roles.pop(f"{side}_collar_candidate")
+        if c not in spine and c >= 0:
+            point[collar] = c
+
+    a, b = point.copy(), point.copy()
+    alpha = np.zeros(n)
+    driver = np.where(point >= 0, point, -1)
+    # Spine1-3 on the source chain pelvis..neck at SMPL's rest arc-length fractions.
+    spine_chain = chain[: chain.index(neck) + 1]
+    seg = np.linalg.norm(np.diff(rest[spine_chain], axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    smpl_seg = np.linalg.norm(np.diff(REST_JOINTS[list(_SPINE)], axis=0), axis=1)
+    smpl_cum = np.cumsum(smpl_seg) / smpl_seg.sum()
+    for j, f in zip(_SPINE[1:4], smpl_cum[:3], strict=True):
+        s = f * cum[-1]
+        k = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
+        # Skip zero-length segments (an ASF root and lowerback share a point).
+        while seg[k] < 1e-9 and k + 1 < len(seg):
+            k += 1
+        a[j], b[j] = spine_chain[k], spine_chain[k + 1]
+        alpha[j] = float(np.clip((s - cum[k]) / max(seg[k], 1e-12), 0.0, 1.0))
+        driver[j] = spine_chain[k]
+    named = {JOINT_NAMES[j]: sk.names[int(point[j])] for j in range(n) if point[j] >= 0}
+    return SMPLMapping(a=a, b=b, alpha=alpha, driver=driver, roles=named)

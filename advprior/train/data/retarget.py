@@ -1,0 +1,153 @@
+"""Retarget a source :class:`~advprior.train.data.motion.Motion` onto SMPL's skeleton.
+
+Method (all steps vectorised over frames; the only Python loop is over SMPL's 24 joints):
+
+1. Forward kinematics of the source: global rotations ``W_s(t)`` (relative to its rest pose) and
+   joint positions ``P_s(t)``.
+2. The source's world frame is turned into SMPL's (y up, x to the body's left, facing +z) by a
+   fixed rotation found on its rest skeleton: up = hips centre to neck, left = right to left
+   hip plus right to left shoulder; each snapped to the nearest coordinate axis when within 30
+   degrees (capture worlds are axis-aligned, rest skeletons lean a little).
+3. Every SMPL joint ``j`` gets a point on the source (:mod:`~advprior.train.data.naming`). For a
+   joint with a child ``c``, a constant offset ``A_j`` maps SMPL's rest bone ``j -> c`` plus a
+   reference direction (the body's forward axis, or its left axis for bones that point
+   forward, e.g. the feet) onto the source's rest bone and the same reference, which carries the
+   rest-pose difference (T-pose vs arms down, foot angle) and the twist. Then
+   ``G_j(t) = S(t) W_d(t) A_j``, where ``W_d`` is the global rotation of the source joint that
+   drives ``j`` and ``S(t)`` is the smallest rotation that puts SMPL's bone exactly on the
+   source's current bone direction (it is the identity when the source bone is one rigid
+   segment; it absorbs the differences of multi-segment and interpolated bones).
+4. The pelvis uses the hip line as its bone; joints without a child (feet, head) take the
+   source's rotation relative to their parent's driver; joints without a counterpart keep
+   their parent's global rotation (identity local rotation).
+5. Local rotations ``R_j = G_parent^T G_j``; the pelvis is placed so that the SMPL hip centre
+   lands on the source hip centre.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from advprior.skeleton import PARENTS, REST_JOINTS
+from advprior.train.data import rotmath
+from advprior.train.data.motion import Motion, SMPLMotion
+from advprior.train.data.naming import SMPLMapping, map_to_smpl
+
+#: SMPL joint -> the child that defines its bone direction (pelvis uses the hip line).
+BONE_CHILD = {
+    1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9, 7: 10, 8: 11, 9: 12, 12: 15,
+    13: 16, 14: 17, 16: 18, 17: 19, 18: 20, 19: 21, 20: 22, 21: 23,
+}
+_AXIS_SNAP_DEG = 30.0
+
+
+def _snap(v: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    v = v / np.linalg.norm(v)
+    axes = np.concatenate([np.eye(3), -np.eye(3)])
+    if exclude is not None:
+        axes = axes[np.abs(axes @ exclude) < 0.5]
+    best = axes[np.argmax(axes @ v)]
+    if best @ v > np.cos(np.radians(_AXIS_SNAP_DEG)):
+        return best
+    return v
+
+
+def source_frame(rest_points: np.ndarray) -> np.ndarray:
+    """Rotation ``(3, 3)`` from the source world frame to SMPL's, from rest ``(24, 3)`` points."""
+    hips = 0.5 * (rest_points[1] + rest_points[2])
+    up = _snap(rest_points[12] - hips)
+    left = (rest_points[1] - rest_points[2]) + (rest_points[16] - rest_points[17])
+    left = left - (left @ up) * up
+    if np.linalg.norm(left) < 1e-9:
+        raise ValueError("left and right joints coincide at rest; cannot find the facing")
+    left = _snap(left, exclude=up)
+    left = left - (left @ up) * up
+    left /= np.linalg.norm(left)
+    forward = np.cross(left, up)
+    return np.stack([left, up, forward])
+
+
+def mapped_points(pos: np.ndarray, m: SMPLMapping) -> np.ndarray:
+    """SMPL joint points ``(..., 24, 3)`` from source positions ``(..., J, 3)``; NaN if unmapped."""
+    a = np.where(m.a >= 0, m.a, 0)
+    b = np.where(m.b >= 0, m.b, 0)
+    w = m.alpha[:, None]
+    out = (1.0 - w) * pos[..., a, :] + w * pos[..., b, :]
+    out[..., m.a < 0, :] = np.nan
+    return out
+
+
+def _reference(d: np.ndarray) -> np.ndarray:
+    d = d / np.linalg.norm(d)
+    return np.array([1.0, 0, 0]) if abs(d[2]) > 0.7 else np.array([0, 0, 1.0])
+
+
+def retarget(motion: Motion) -> SMPLMotion:
+    """SMPL parameters for ``motion`` at its own frame rate (see the module docstring)."""
+    if motion.is_smpl:
+        return _copy_smpl(motion)
+    sk = motion.skeleton
+    m = map_to_smpl(sk, motion.path)
+    rest_src = sk.rest_positions()
+    frame = source_frame(mapped_points(rest_src, m))
+    w_src, p_src = motion.global_transforms()
+    w = frame @ w_src @ frame.T
+    pts = mapped_points(p_src @ frame.T, m)
+    rest = mapped_points(rest_src @ frame.T, m)
+
+    t = motion.num_frames
+    g = np.empty((t, 24, 3, 3))
+    for j in range(24):
+        p = PARENTS[j]
+        c = BONE_CHILD.get(j)
+        if j == 0:
+            bone = (1, 2)
+        elif c is not None and m.a[j] >= 0 and m.a[c] >= 0:
+            bone = (c, j)
+        else:
+            bone = None
+        if bone is not None and np.linalg.norm(rest[bone[0]] - rest[bone[1]]) > 1e-6:
+            d_smpl = REST_JOINTS[bone[0]] - REST_JOINTS[bone[1]]
+            d_rest = rest[bone[0]] - rest[bone[1]]
+            ref = _reference(d_smpl)
+            offset = rotmath.frame_from(d_rest, ref) @ rotmath.frame_from(d_smpl, ref).T
+            cand = w[:, m.driver[j]] @ offset
+            now = cand @ d_smpl
+            target = pts[:, bone[0]] - pts[:, bone[1]]
+            degenerate = np.linalg.norm(target, axis=-1) < 1e-9
+            target = np.where(degenerate[:, None], now, target)
+            g[:, j] = rotmath.align_vectors(now, target) @ cand
+        elif p >= 0 and m.driver[j] >= 0 and m.driver[p] >= 0:
+            rel = w[:, m.driver[j]] @ np.swapaxes(w[:, m.driver[p]], -1, -2)
+            g[:, j] = rel @ g[:, p]
+        elif p >= 0:
+            g[:, j] = g[:, p]
+        else:
+            g[:, j] = w[:, m.driver[0]]
+
+    par = np.asarray(PARENTS[1:])
+    local = np.swapaxes(g[:, par], -1, -2) @ g[:, 1:]
+    body_pose = rotmath.matrix_to_rotvec(local[:, :21]).reshape(t, 63)
+    hip_mid = 0.5 * (REST_JOINTS[1] + REST_JOINTS[2])
+    pelvis = 0.5 * (pts[:, 1] + pts[:, 2]) + g[:, 0] @ (REST_JOINTS[0] - hip_mid)
+    return SMPLMotion(
+        body_pose=body_pose,
+        global_orient=rotmath.matrix_to_rotvec(g[:, 0]),
+        transl=pelvis - REST_JOINTS[0],
+        source_joints=pts,
+        fps=motion.fps,
+        name=str(motion.path),
+    )
+
+
+def _copy_smpl(motion: Motion) -> SMPLMotion:
+    t = motion.num_frames
+    _, pos = motion.global_transforms()
+    return SMPLMotion(
+        body_pose=rotmath.matrix_to_rotvec(motion.rotations[:, 1:22]).reshape(t, 63),
+        global_orient=rotmath.matrix_to_rotvec(motion.rotations[:, 0]),
+        transl=motion.root_position - REST_JOINTS[0],
+        source_joints=pos[:, :24],
+        fps=motion.fps,
+        name=str(motion.path),
+    )

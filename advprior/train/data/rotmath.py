@@ -1,0 +1,120 @@
+"""Vectorised numpy rotation helpers for the importers (no torch, no per-frame Python loops).
+
+Conventions: rotation matrices ``(..., 3, 3)`` act on column vectors; quaternions ``(..., 4)`` are
+``(x, y, z, w)`` (SciPy's and roma's order); angles in radians.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+_AXES = {"x": 0, "y": 1, "z": 2}
+
+
+def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
+    """Rotation ``(..., 3, 3)`` by ``angle (...)`` radians about coordinate ``axis`` x|y|z."""
+    angle = np.asarray(angle, dtype=np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    out = np.zeros(angle.shape + (3, 3))
+    i = _AXES[axis.lower()]
+    j, k = (i + 1) % 3, (i + 2) % 3
+    out[..., i, i] = 1.0
+    out[..., j, j] = c
+    out[..., k, k] = c
+    out[..., k, j] = s
+    out[..., j, k] = -s
+    return out
+
+
+def euler_matrix(angles: np.ndarray, axes: str) -> np.ndarray:
+    """``R = R_axes[0](a0) @ R_axes[1](a1) @ ...`` for ``angles (..., len(axes))`` in radians.
+
+    This is the BVH channel convention (channels listed left to right multiply left to right).
+    Acclaim ``dof``/``axis`` orders apply the *first* listed axis first, i.e. pass them reversed.
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    out = np.broadcast_to(np.eye(3), angles.shape[:-1] + (3, 3)).copy()
+    for n, ax in enumerate(axes):
+        out = out @ axis_rotation(ax, angles[..., n])
+    return out
+
+
+def matrix_to_quat(m: np.ndarray) -> np.ndarray:
+    """``(..., 3, 3)`` -> ``(..., 4)`` unit quaternions (x, y, z, w)."""
+    shape = m.shape[:-2]
+    return Rotation.from_matrix(m.reshape(-1, 3, 3)).as_quat().reshape(*shape, 4)
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` quaternions (x, y, z, w) -> ``(..., 3, 3)``; normalises the input."""
+    shape = q.shape[:-1]
+    return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(*shape, 3, 3)
+
+
+def matrix_to_rotvec(m: np.ndarray) -> np.ndarray:
+    """``(..., 3, 3)`` -> axis-angle ``(..., 3)``, angle in ``[0, pi]``."""
+    shape = m.shape[:-2]
+    return Rotation.from_matrix(m.reshape(-1, 3, 3)).as_rotvec().reshape(*shape, 3)
+
+
+def rotvec_to_matrix(v: np.ndarray) -> np.ndarray:
+    """Axis-angle ``(..., 3)`` radians -> ``(..., 3, 3)``."""
+    shape = v.shape[:-1]
+    return Rotation.from_rotvec(v.reshape(-1, 3)).as_matrix().reshape(*shape, 3, 3)
+
+
+def quat_slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Shortest-path slerp of ``(..., 4)`` unit quaternions; ``t`` broadcasts as ``(..., 1)``."""
+    t = np.asarray(t, dtype=np.float64)[..., None]
+    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    dot = np.abs(dot).clip(max=1.0)
+    theta = np.arccos(dot)
+    sin = np.sin(theta)
+    # Nearly equal quaternions: the slerp weights tend to the lerp weights.
+    small = sin < 1e-6
+    safe = np.where(small, 1.0, sin)
+    w0 = np.where(small, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
+    w1 = np.where(small, t, np.sin(t * theta) / safe)
+    out = w0 * q0 + w1 * q1
+    return out / np.linalg.norm(out, axis=-1, keepdims=True)
+
+
+def align_vectors(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Smallest rotation ``(..., 3, 3)`` taking directions ``u (..., 3)`` onto ``v (..., 3)``."""
+    u = u / np.linalg.norm(u, axis=-1, keepdims=True)
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    k = np.cross(u, v)
+    c = np.sum(u * v, axis=-1)
+    kx = skew(k)
+    eye = np.broadcast_to(np.eye(3), kx.shape)
+    opposite = c < -1.0 + 1e-9
+    denom = np.where(opposite, 1.0, 1.0 + c)[..., None, None]
+    out = eye + kx + kx @ kx / denom
+    if np.any(opposite):
+        # Antiparallel: half-turn about any axis perpendicular to u.
+        uo = u[opposite]
+        helper = np.where(np.abs(uo[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+        axis = np.cross(uo, helper)
+        axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+        out = out.copy()
+        out[opposite] = 2.0 * axis[:, :, None] * axis[:, None, :] - np.eye(3)
+    return out
+
+
+def skew(k: np.ndarray) -> np.ndarray:
+    """Cross-product matrices ``(..., 3, 3)`` of ``k (..., 3)``."""
+    out = np.zeros(k.shape[:-1] + (3, 3))
+    out[..., 0, 1], out[..., 0, 2] = -k[..., 2], k[..., 1]
+    out[..., 1, 0], out[..., 1, 2] = k[..., 2], -k[..., 0]
+    out[..., 2, 0], out[..., 2, 1] = -k[..., 1], k[..., 0]
+    return out
+
+
+def frame_from(d: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Orthonormal basis ``(..., 3, 3)`` with columns ``(d, ref without its d part, d x ref)``."""
+    e1 = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    e2 = ref - np.sum(ref * e1, axis=-1, keepdims=True) * e1
+    e2 = e2 / np.linalg.norm(e2, axis=-1, keepdims=True)
+    return np.stack([e1, e2, np.cross(e1, e2)], axis=-1)
