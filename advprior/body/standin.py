@@ -68,7 +68,10 @@ _Z = np.array([0.0, 0.0, 1.0])
 @dataclass
 class _Station:
     """A ring centre ``(1 - u) * J[a] + u * J[b] + offset`` with half-axes ``ra`` (along the
-    tube's reference direction) and ``rb``; a *knot* sits exactly on joint ``a``."""
+    tube's reference direction) and ``rb``. A *knot* is the ring of joint ``a``: skinning hands
+    over there and the joint is regressed from it. Stations exactly on a joint are knots unless
+    ``at_joint`` says otherwise; an offset knot (its offset must lie in the ring's plane) is
+    regressed with weights that put the weighted centroid back on the joint."""
 
     a: int
     ra: float
@@ -76,9 +79,12 @@ class _Station:
     b: int | None = None
     u: float = 0.0
     offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    at_joint: bool | None = None
 
     @property
     def knot(self) -> bool:
+        if self.at_joint is not None:
+            return self.at_joint
         return (self.b is None or self.u == 0.0) and not any(self.offset)
 
     def coef(self) -> np.ndarray:
@@ -91,12 +97,13 @@ class _Station:
     def mirrored(self) -> _Station:
         ox, oy, oz = self.offset
         b = None if self.b is None else _MIRROR[self.b]
-        return _Station(_MIRROR[self.a], self.ra, self.rb, b, self.u, (-ox, oy, oz))
+        return _Station(_MIRROR[self.a], self.ra, self.rb, b, self.u, (-ox, oy, oz), self.at_joint)
 
 
 @dataclass
 class _Tube:
-    """A closed tube through ``stations``; ``owner`` skins the part before its first knot."""
+    """A closed tube through ``stations``; ``owner`` skins the part before its first knot.
+    ``tangent``, when given, fixes every ring's normal (else it follows the polyline)."""
 
     name: str
     region: str
@@ -129,23 +136,43 @@ def _body_plan() -> list[_Tube]:
     """The tubes of the stand-in. Radii in metres, chosen to give roughly SMPL's neutral
     silhouette (1.7 m tall, 0.34 m hips, 0.42 m shoulders)."""
     S = _Station
+
+    def torso_ring(
+        a: int,
+        front: float,
+        back: float,
+        width: float,
+        b: int | None = None,
+        u: float = 0.0,
+        dy: float = 0.0,
+        knot: bool = False,
+    ) -> _Station:
+        """A horizontal torso ring spanning z in [back, front] (absolute, metres)."""
+        anchor = REST_JOINTS[a] if b is None else (1 - u) * REST_JOINTS[a] + u * REST_JOINTS[b]
+        dz = 0.5 * (front + back) - anchor[2]
+        return S(a, 0.5 * (front - back), width, b, u, (0.0, dy, dz), at_joint=knot)
+
+    # SMPL's spine joints zigzag in depth (spine3 sits 4 cm ahead of the neck), so the torso's
+    # rings are horizontal and centred on the body, not on the joints; the joint rings are
+    # regressed with weights that land on the joints exactly
     torso = _Tube(
         "torso",
         "torso",
         [
-            S(0, 0.080, 0.125, offset=(0.0, -0.105, -0.004)),
-            S(0, 0.100, 0.160),
-            S(3, 0.098, 0.140),
-            S(6, 0.100, 0.138),
-            S(9, 0.106, 0.152),
-            S(9, 0.098, 0.168, b=12, u=0.47),
-            S(9, 0.078, 0.128, b=12, u=0.82),
-            S(12, 0.052, 0.060),
+            torso_ring(0, 0.082, -0.104, 0.125, dy=-0.105),
+            torso_ring(0, 0.102, -0.104, 0.160, knot=True),
+            torso_ring(3, 0.102, -0.090, 0.140, knot=True),
+            torso_ring(6, 0.110, -0.088, 0.140, knot=True),
+            torso_ring(9, 0.120, -0.088, 0.152, knot=True),
+            torso_ring(9, 0.118, -0.092, 0.168, b=12, u=0.47),
+            torso_ring(9, 0.070, -0.086, 0.128, b=12, u=0.82),
+            torso_ring(12, 0.036, -0.066, 0.060, knot=True),
         ],
         ref=_Z,
         owner=0,
         n=24,
         caps=(0.035, 0.02),
+        tangent=_Y,
         regress=(0, 3, 6, 9),
     )
     neck = _Tube(
@@ -254,7 +281,7 @@ class _Mesh:
     region: list[str] = field(default_factory=list)
     part: list[str] = field(default_factory=list)
     faces: list[np.ndarray] = field(default_factory=list)
-    regress: dict[int, np.ndarray] = field(default_factory=dict)
+    regress: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     count: int = 0
 
 
@@ -284,8 +311,8 @@ def _skin(s: float, knots: list[tuple[float, int, int, float]], owner: int) -> n
 def _add_tube(mesh: _Mesh, tube: _Tube, joints: np.ndarray) -> None:
     st = tube.stations
     centres = np.stack([s.coef() @ joints + np.asarray(s.offset) for s in st])
-    if len(st) == 1:
-        tangents = [tube.tangent]
+    if tube.tangent is not None:
+        tangents = [_unit(np.asarray(tube.tangent, dtype=float))] * len(st)
     else:
         seg = np.diff(centres, axis=0)
         seg /= np.linalg.norm(seg, axis=1, keepdims=True)
@@ -315,10 +342,10 @@ def _add_tube(mesh: _Mesh, tube: _Tube, joints: np.ndarray) -> None:
             w = k / steps
             j = i if k == 0 else None
             nxt = i if last else i + 1
-            ra = (1 - w) * st[i].ra + w * st[nxt].ra
-            rb = (1 - w) * st[i].rb + w * st[nxt].rb
+            ra = _spline([x.ra for x in st], i, w)
+            rb = _spline([x.rb for x in st], i, w)
             coef = (1 - w) * st[i].coef() + w * st[nxt].coef()
-            off = (1 - w) * np.asarray(st[i].offset) + w * np.asarray(st[nxt].offset)
+            off = _spline([np.asarray(x.offset) for x in st], i, w)
             t = _unit((1 - w) * tangents[i] + w * tangents[nxt])
             s_acc = (1 - w) * station_s[i] + w * station_s[nxt]
             joint = st[i].a if (j is not None and st[i].knot) else None
@@ -367,7 +394,7 @@ def _add_tube(mesh: _Mesh, tube: _Tube, joints: np.ndarray) -> None:
         mesh.region += [tube.region] * m
         mesh.part += [tube.name] * m
         if joint is not None and joint in tube.regress and joint not in mesh.regress:
-            mesh.regress[joint] = ids
+            mesh.regress[joint] = (ids, _ring_regressor(joints[joint] - centre, t, u, v, ra, rb, n))
         ring_ids.append(ids)
 
     for lo, hi in zip(ring_ids[:-1], ring_ids[1:], strict=True):
@@ -381,6 +408,39 @@ def _add_tube(mesh: _Mesh, tube: _Tube, joints: np.ndarray) -> None:
             k = np.arange(n)
             a, b, c, d = lo[k], lo[(k + 1) % n], hi[(k + 1) % n], hi[k]
             mesh.faces.append(np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)]))
+
+
+def _ring_regressor(
+    delta: np.ndarray, t: np.ndarray, u: np.ndarray, v: np.ndarray, ra: float, rb: float, n: int
+) -> np.ndarray:
+    """Weights ``(n,)`` over a ring of ``n`` evenly spaced points (half-axes ``ra`` along ``u``,
+    ``rb`` along ``v``) whose weighted centroid is the ring centre plus the in-plane ``delta``.
+    Uses sum(cos^2) = n/2 and sum(cos) = sum(sin) = sum(cos sin) = 0 over the ring."""
+    if abs(delta @ t) > 1e-9:
+        raise RuntimeError("a joint ring's offset from its joint must lie in the ring's plane")
+    theta = 2.0 * math.pi * np.arange(n) / n
+    w = (1.0 + 2.0 * (delta @ u) / ra * np.cos(theta) + 2.0 * (delta @ v) / rb * np.sin(theta)) / n
+    if w.min() <= 0:
+        raise RuntimeError("a joint lies too far from the centre of its ring")
+    return w
+
+
+def _spline(values: list, i: int, w: float):
+    """Catmull-Rom interpolation of ``values`` between items ``i`` and ``i + 1`` (ends
+    clamped): radii and offsets then change slope smoothly at the stations, which keeps the
+    shading free of bands."""
+    if w == 0.0 or i + 1 >= len(values):
+        return values[i]
+    p0, p1 = values[max(i - 1, 0)], values[i]
+    p2, p3 = values[i + 1], values[min(i + 2, len(values) - 1)]
+    m1, m2 = 0.5 * (p2 - p0), 0.5 * (p3 - p1)
+    w2, w3 = w * w, w * w * w
+    return (
+        (2 * w3 - 3 * w2 + 1) * p1
+        + (w3 - 2 * w2 + w) * m1
+        + (-2 * w3 + 3 * w2) * p2
+        + (w3 - w2) * m2
+    )
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -483,8 +543,8 @@ def build_standin() -> dict[str, object]:
         missing = sorted(set(range(NUM_JOINTS)) - set(mesh.regress))
         raise RuntimeError(f"stand-in body plan has no ring on joints {missing}")
     regressor = np.zeros((NUM_JOINTS, len(verts)))
-    for j, ids in mesh.regress.items():
-        regressor[j, ids] = 1.0 / len(ids)
+    for j, (ids, w) in mesh.regress.items():
+        regressor[j, ids] = w
     kintree = np.array([[-1, *PARENTS[1:]], list(range(NUM_JOINTS))], dtype=np.int64)
     return {
         "v_template": verts,
