@@ -330,7 +330,9 @@ def resolve_files(
         force_download=force_download,
         token=token,
     )
-    models = read_manifest(manifest)
+    path = manifest_path(manifest)
+    # An install without the packaged manifest can still load directories and Hub repo ids.
+    models = read_manifest(path) if path.exists() or path != DEFAULT_MANIFEST else {}
     if name in models:
         return _alias_files(name, models[name], **hub_kwargs)
     if isinstance(name_or_path, str) and not _looks_like_path(name) and _HUB_ID.fullmatch(name):

@@ -175,6 +175,8 @@ class PosePrior(nn.Module, PretrainedMixin):
     def project_pose(self, body_pose: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """The closest pose the prior can produce: ``decode(invert(body_pose))``, same layout as
         ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input)."""
+        if not isinstance(body_pose, torch.Tensor):
+            raise TypeError(f"body_pose must be a torch.Tensor (..., 63), got {type(body_pose)}")
         body = "smpl" if body_pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
         return self.decode(self.invert(body_pose, **kwargs), body=body)
 

@@ -526,3 +526,20 @@ def test_push_to_hub_uploads_the_saved_folder(
     assert seen["created"] == ("me/tiny", True) and seen["endpoint"] == "http://hub.example"
     assert seen["files"] == ["README.md", "config.json", "model.safetensors"]
     assert seen["config"]["training"] == {"steps": 7} and seen["config"]["latent_dim"] == 8
+
+
+def test_missing_manifest(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ModelNotFoundError, match="manifest not found"):
+        read_manifest(tmp_path / "absent.json")
+    with pytest.raises(ModelNotFoundError, match="manifest not found"):
+        PosePrior.from_pretrained("gan-s", manifest=tmp_path / "absent.json")
+    # an install that lacks the packaged manifest still loads Hub repo ids
+    monkeypatch.setattr(hubmod, "DEFAULT_MANIFEST", tmp_path / "not-installed.json")
+    monkeypatch.delenv("ADVPRIOR_MANIFEST", raising=False)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    model = load_pretrained("someone/my-prior", cache_dir=tmp_path / "cache")
+    assert isinstance(model, PosePrior)
+    with pytest.raises(ModelNotFoundError, match="none yet"):
+        load_pretrained("gan-s", cache_dir=tmp_path / "cache")

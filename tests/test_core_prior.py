@@ -217,6 +217,8 @@ def test_invert_and_project_pose_delegate_to_inversion(
     assert torch.equal(prior.project_pose(pose, restarts=2), prior(z))
     assert calls[-1][2] == {"restarts": 2}
     assert prior.project_pose(torch.zeros(3, 69)).shape == (3, 69)
+    with pytest.raises(TypeError, match="body_pose"):
+        prior.project_pose([0.0] * 63)
 
 
 # --- LatentPose -------------------------------------------------------------------------------
