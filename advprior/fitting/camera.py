@@ -1,0 +1,108 @@
+"""A pinhole camera in OpenCV's convention, shared by every frame of a fit."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Points closer than this to the image plane are projected as if at this depth (metres), so a
+# body that an optimiser pushes behind the camera gives large but finite residuals.
+MIN_DEPTH = 1e-2
+
+
+def _pair(value: object, name: str) -> tuple[float, float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        pair = (float(value), float(value))
+    else:
+        try:
+            items = [float(v) for v in np.asarray(value, dtype=float).reshape(-1)]
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a number or a pair (x, y) of numbers") from exc
+        if len(items) != 2:
+            raise ValueError(f"{name} must be a number or a pair (x, y), got {len(items)} values")
+        pair = (items[0], items[1])
+    if not all(math.isfinite(v) for v in pair):
+        raise ValueError(f"{name} must be finite, got {pair}")
+    return pair
+
+
+class PinholeCamera:
+    """Pinhole camera, OpenCV convention: x right, y down, looking down +z; pixels.
+
+    A world point ``X`` (metres, the body model's frame) is seen at camera coordinates
+    ``X_c = R X`` (the camera centre is the world origin; the body's own translation places it in
+    front of the camera) and at pixel ``u = fx X_c.x / X_c.z + cx``, ``v = fy X_c.y / X_c.z + cy``.
+
+    Args:
+        focal: ``(fx, fy)`` in pixels, or one number for both; must be positive.
+        center: principal point ``(cx, cy)`` in pixels.
+        rotation: optional known world-to-camera rotation ``R`` ``(3, 3)`` (orthonormal, det +1);
+            identity when ``None``. SMPL's frame is y up, so with the identity an upright body
+            appears upside down unless its global orientation turns it; the fit's initialisation
+            accounts for that.
+    """
+
+    def __init__(self, focal: float | Sequence[float], center: Sequence[float],
+                 rotation: object | None = None) -> None:
+        fx, fy = _pair(focal, "focal")
+        if fx <= 0 or fy <= 0:
+            raise ValueError(f"focal length must be positive (pixels), got ({fx}, {fy})")
+        self.focal = (fx, fy)
+        self.center = _pair(center, "center")
+        if rotation is None:
+            rot = np.eye(3)
+        else:
+            if isinstance(rotation, Tensor):
+                rotation = rotation.detach().cpu().numpy()
+            rot = np.asarray(rotation, dtype=np.float64)
+            if rot.shape != (3, 3):
+                raise ValueError(f"rotation must have shape (3, 3), got {rot.shape}")
+            if not np.isfinite(rot).all():
+                raise ValueError("rotation contains NaN or Inf")
+            if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-4) or np.linalg.det(rot) < 0:
+                raise ValueError("rotation must be a proper rotation (R R^T = I, det R = +1)")
+        self.rotation = rot
+
+    def __repr__(self) -> str:
+        return f"PinholeCamera(focal={self.focal}, center={self.center})"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PinholeCamera:
+        """From ``{"focal": [fx, fy], "center": [cx, cy], "rotation": [[...]] (optional)}``."""
+        if not isinstance(data, dict) or "focal" not in data or "center" not in data:
+            raise ValueError('a camera needs "focal" and "center" keys, e.g. '
+                             '{"focal": [1000, 1000], "center": [512, 512]}')
+        return cls(data["focal"], data["center"], data.get("rotation"))
+
+    def to_dict(self) -> dict:
+        """JSON-ready ``{"focal", "center", "rotation"}``."""
+        return {"focal": list(self.focal), "center": list(self.center),
+                "rotation": self.rotation.tolist()}
+
+    def rotation_tensor(self, like: Tensor) -> Tensor:
+        """``R`` ``(3, 3)`` with ``like``'s dtype and device."""
+        return torch.as_tensor(self.rotation, dtype=like.dtype, device=like.device)
+
+    def to_camera(self, points: Tensor) -> Tensor:
+        """World points ``(..., 3)`` to camera coordinates ``(..., 3)`` (metres)."""
+        return points @ self.rotation_tensor(points).T
+
+    def project(self, points: Tensor) -> Tensor:
+        """World points ``(..., 3)`` (metres) to pixels ``(..., 2)``."""
+        cam = self.to_camera(points)
+        depth = cam[..., 2:].clamp(min=MIN_DEPTH)
+        f = cam.new_tensor(self.focal)
+        c = cam.new_tensor(self.center)
+        return cam[..., :2] / depth * f + c
+
+    def backproject(self, pixels: Tensor, depth: Tensor) -> Tensor:
+        """Pixels ``(..., 2)`` at camera depth ``(...)`` (metres) to world points ``(..., 3)``."""
+        f = pixels.new_tensor(self.focal)
+        c = pixels.new_tensor(self.center)
+        xy = (pixels - c) / f * depth[..., None]
+        cam = torch.cat([xy, depth[..., None]], -1)
+        return cam @ self.rotation_tensor(pixels)

@@ -1,0 +1,383 @@
+"""SMPLify-style fitting of a body model to 2D keypoints, with any pose prior.
+
+Stages (all per frame; see ``docs/fitting.md``):
+
+0. Camera: depth from torso length and focal length (``depth = f * torso_3d / torso_2d``, as
+   SMPLify), then global orientation and translation on the torso keypoints (shoulders, hips),
+   from :data:`YAW_CANDIDATES` body yaws facing the camera; each frame keeps its best one.
+1..4. Everything (orientation, translation, betas, pose through the prior) with the
+   Geman-McClure reprojection term and decreasing prior/shape weights (SMPLify's schedule).
+
+Objective per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_shape |beta|^2``
+(+ a depth anchor in stage 0), ``rho_sigma(r) = sigma^2 r^2 / (sigma^2 + r^2)`` per pixel
+coordinate. Each frame is its own optimisation problem (see :mod:`advprior.fitting.lbfgs`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advprior.fitting.camera import PinholeCamera
+from advprior.fitting.keypoints import (
+    SURFACE_POINTS,
+    KeypointFormat,
+    get_format,
+    model_joint_indices,
+)
+from advprior.fitting.lbfgs import minimize_lbfgs
+from advprior.fitting.priors import PriorTerm, frozen, resolve_prior
+from advprior.fitting.result import FitResult
+from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+
+#: SMPLify's stage weights (Bogo et al. 2016): (pose-prior weight, shape weight) per stage; the
+#: objective multiplies the energies by their squares, as SMPLify's sum-of-squares residuals do.
+SMPLIFY_STAGES: tuple[tuple[float, float], ...] = ((404.0, 100.0), (404.0, 50.0), (57.4, 10.0),
+                                                   (4.78, 5.0))
+#: Fixed weight of ``|pose|^2`` when fitting without a prior (radians^2 vs pixels^2).
+NO_PRIOR_WEIGHT = 1.0
+#: Weight of the squared camera-depth change (metres^2) in stage 0, as SMPLify-X.
+DEPTH_WEIGHT = 100.0
+#: Body yaws (radians, about the body's up axis) tried in stage 0; 0 faces the camera.
+YAW_CANDIDATES = (0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi)
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+def _as_tensor(x: object, name: str) -> Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    elif isinstance(x, (list, tuple)):
+        x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    return x
+
+
+def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
+                      ) -> tuple[Tensor, Tensor]:
+    """Validate ``keypoints (B, J, 2)`` (or ``(B, J, 3)`` with confidence in the last column
+    when ``confidence`` is None) and ``confidence (B, J)``; return float tensors.
+
+    NaN keypoints count as missing (their confidence becomes 0); Inf keypoints, NaN or
+    out-of-range confidences, and frames with fewer than two keypoints of positive confidence
+    raise ``ValueError``.
+    """
+    kp = _as_tensor(keypoints, "keypoints")
+    dtype = kp.dtype if kp.dtype == torch.float64 else torch.float32
+    kp = kp.to(dtype)
+    j = fmt.num_keypoints
+    if kp.ndim != 3 or kp.shape[1] != j or kp.shape[2] not in (2, 3):
+        raise ValueError(f"keypoints must have shape (B, {j}, 2) for keypoint_format "
+                         f"{fmt.name!r} (or (B, {j}, 3) with confidence), got {tuple(kp.shape)}")
+    if confidence is None:
+        if kp.shape[2] == 3:
+            conf = kp[..., 2]
+        else:
+            conf = torch.ones(kp.shape[:2], dtype=dtype, device=kp.device)
+    else:
+        if kp.shape[2] == 3:
+            raise ValueError("keypoints has a third (confidence) column and confidence is also "
+                             "given; pass keypoints (B, J, 2) with confidence, or (B, J, 3) alone")
+        conf = _as_tensor(confidence, "confidence").to(dtype=dtype, device=kp.device)
+        if conf.shape != kp.shape[:2]:
+            raise ValueError(f"confidence must have shape {tuple(kp.shape[:2])} (B, J) to match "
+                             f"keypoints {tuple(kp.shape)}, got {tuple(conf.shape)}")
+    kp = kp[..., :2]
+    if bool(torch.isnan(conf).any()) or bool(((conf < 0) | (conf > 1)).any()):
+        raise ValueError("confidence must lie in [0, 1] (no NaN)")
+    if bool(torch.isinf(kp).any()):
+        raise ValueError("keypoints contain +-Inf; mark missing keypoints with NaN or confidence 0")
+    missing = torch.isnan(kp).any(-1)
+    conf = torch.where(missing, torch.zeros_like(conf), conf)
+    kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
+    seen = (conf > 0).sum(-1)
+    bad = torch.nonzero(seen < 2).flatten().tolist()
+    if bad:
+        shown = ", ".join(str(b) for b in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        raise ValueError(f"frames [{shown}] have fewer than 2 keypoints with confidence > 0 "
+                         "(all-zero confidence or NaN keypoints); nothing to fit there: drop them")
+    return kp, conf
+
+
+class _Body:
+    """Keypoints in 3D ``(n, J, 3)`` and the 24 joints for body parameters, through the fastest
+    route: forward kinematics for SMPL's joints, the full mesh for surface keypoints."""
+
+    def __init__(self, body_model: object, fmt: KeypointFormat) -> None:
+        from advprior.body import forward_kinematics
+
+        self.model = body_model
+        self.fmt = fmt
+        self.num_betas = int(body_model.num_betas)
+        self._fk = forward_kinematics
+        self.index: list[int] | None = None
+        if fmt.needs_surface:
+            zeros = torch.zeros(1, 3)
+            out = body_model(global_orient=zeros, body_pose=torch.zeros(1, 63))
+            names = tuple(getattr(body_model, "extra_joint_names", SURFACE_POINTS))
+            self.index = model_joint_indices(fmt, body_model.model_type,
+                                             out.model_joints.shape[1], names)
+
+    def __call__(self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
+                 ) -> tuple[Tensor, Tensor]:
+        if self.index is None:
+            joints = self._fk(go, pose, betas, transl, body_model=self.model)
+            return joints[:, list(self.fmt.sources)], joints
+        out = self.model(global_orient=go, body_pose=pose, betas=betas, transl=transl)
+        return out.model_joints[:, self.index].to(go.dtype), out.joints.to(go.dtype)
+
+
+def geman_mcclure(sq_residual: Tensor, sigma: float) -> Tensor:
+    """``sigma^2 r^2 / (sigma^2 + r^2)`` of squared residuals (pixels^2), elementwise."""
+    s2 = sigma * sigma
+    return s2 * sq_residual / (s2 + sq_residual)
+
+
+def _yaw_orients(camera: PinholeCamera, like: Tensor) -> Tensor:
+    """Global orientations ``(Y, 3)`` that stand the body upright facing the camera, turned by
+    each of :data:`YAW_CANDIDATES`: ``R_go = R_cam^T Rx(pi) Ry(yaw)``."""
+    flip = axis_angle_to_rotmat(like.new_tensor([math.pi, 0.0, 0.0]))
+    yaws = like.new_tensor(YAW_CANDIDATES)
+    turn = axis_angle_to_rotmat(torch.stack([torch.zeros_like(yaws), yaws, torch.zeros_like(yaws)],
+                                            -1))
+    rot = camera.rotation_tensor(like).T @ flip @ turn
+    return rotmat_to_axis_angle(rot)
+
+
+def _pair_lengths(points: Tensor, pairs: Sequence[tuple[int, int]]) -> Tensor:
+    a = points[..., [p[0] for p in pairs], :]
+    b = points[..., [p[1] for p in pairs], :]
+    return (a - b).norm(dim=-1)
+
+
+def _initial_translation(kp: Tensor, conf: Tensor, camera: PinholeCamera, fmt: KeypointFormat,
+                         rest3d: Tensor, posed3d: Tensor) -> Tensor:
+    """SMPLify's depth guess ``f * L3 / L2`` from the shoulder-hip lengths seen in 2D (the
+    spread of all visible keypoints when no shoulder-hip pair is visible), then the translation
+    ``(n, 3)`` putting the visible keypoints' 3D centroid on the ray of their 2D centroid.
+
+    ``rest3d (J, 3)``: keypoints at rest; ``posed3d (n, J, 3)``: keypoints of the initial
+    orientation and pose at zero translation."""
+    focal = 0.5 * (camera.focal[0] + camera.focal[1])
+    seen = (conf > 0).to(kp.dtype)
+    pairs = fmt.torso
+    pair_seen = seen[:, [p[0] for p in pairs]] * seen[:, [p[1] for p in pairs]]
+    l2 = (_pair_lengths(kp, pairs) * pair_seen).sum(-1)
+    l3 = (_pair_lengths(rest3d, pairs)[None] * pair_seen).sum(-1)
+    # Fallback: RMS distance to the centroid of the visible keypoints, image plane vs body plane.
+    w = seen / seen.sum(-1, keepdim=True)
+    c2 = (kp * w[..., None]).sum(1)
+    spread2 = (((kp - c2[:, None]) ** 2).sum(-1) * w).sum(-1).sqrt()
+    rest_xy = rest3d[None, :, :2].expand(kp.shape[0], -1, -1)
+    c3 = (rest_xy * w[..., None]).sum(1)
+    spread3 = (((rest_xy - c3[:, None]) ** 2).sum(-1) * w).sum(-1).sqrt()
+    use_torso = (pair_seen.sum(-1) > 0) & (l2 > 1e-6)
+    ratio = torch.where(use_torso, l3 / l2.clamp(min=1e-6), spread3 / spread2.clamp(min=1e-6))
+    depth = (focal * ratio).clamp(min=0.1, max=1e3)
+    target = camera.backproject(c2, depth)
+    centroid = (posed3d * w[..., None]).sum(1)
+    return target - centroid
+
+
+def _split(x: Tensor, nb: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return x[:, :3], x[:, 3:6], x[:, 6:6 + nb], x[:, 6 + nb:]
+
+
+def _minimize(fn, x0: Tensor, optimizer: str, iterations: int, lr: float
+              ) -> tuple[Tensor, Tensor, Tensor]:
+    """Run one stage; returns ``(x, loss, iterations)`` per row."""
+    if optimizer == "lbfgs":
+        res = minimize_lbfgs(fn, x0, max_iter=iterations)
+        return res.x, res.loss, res.iterations
+    x = x0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    for _ in range(iterations):
+        opt.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            fn(x).sum().backward()
+        opt.step()
+    with torch.no_grad():
+        loss = fn(x)
+    steps = torch.full((x.shape[0],), iterations, dtype=torch.long, device=x.device)
+    return x.detach(), loss, steps
+
+
+def fit_keypoints(
+    keypoints: object,
+    confidence: object,
+    camera: PinholeCamera,
+    *,
+    body_model: object | None = None,
+    prior: object = "gan-s",
+    keypoint_format: str | KeypointFormat = "smpl24",
+    iterations: int = 30,
+    batch: bool = True,
+    optimizer: str = "lbfgs",
+    sigma: float = 100.0,
+    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
+    lr: float = 0.02,
+) -> FitResult:
+    """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
+
+    Args:
+        keypoints: ``(B, J, 2)`` pixels (OpenCV image coordinates: x right, y down), or
+            ``(B, J, 3)`` with the confidence in the last column when ``confidence`` is None. NaN
+            marks a missing keypoint (treated as confidence 0).
+        confidence: ``(B, J)`` in ``[0, 1]``, or None (all 1, or the third keypoint column).
+            Each frame needs at least two keypoints with positive confidence.
+        camera: a :class:`PinholeCamera` (intrinsics, optional world-to-camera rotation).
+        body_model: an :class:`advprior.body.BodyModel` (real SMPL/SMPL-H/SMPL-X or stand-in);
+            default: the open stand-in body.
+        prior: ``"gan-s"`` or any alias/path :func:`advprior.hub.load_pretrained` accepts, a
+            ``PosePrior``, a VAE (``model_type "vae"``), a GMM (``"gmm"``) or ``None``.
+        keypoint_format: ``"smpl24"``, ``"openpose25"`` or ``"coco17"`` (see
+            :mod:`advprior.fitting.keypoints`; the last two need the body model's surface points).
+        iterations: optimiser iterations per stage (L-BFGS iterations or Adam steps).
+        batch: fit all frames in one batched optimisation (True) or one after another (False);
+            the results are the same, frames never influence each other.
+        optimizer: ``"lbfgs"`` (batched, per-frame strong-Wolfe line search) or ``"adam"``.
+        sigma: Geman-McClure scale in pixels.
+        stages: ``(prior weight, shape weight)`` per pose stage; energies are multiplied by the
+            squares (default: SMPLify's schedule).
+        lr: Adam's learning rate (ignored by L-BFGS).
+
+    Returns:
+        A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
+        ``latent`` or None, ``loss (B,)``, ``joints (B, 24, 3)``, ...).
+    """
+    fmt = get_format(keypoint_format)
+    if not isinstance(camera, PinholeCamera):
+        raise TypeError(f"camera must be an advprior.fitting.PinholeCamera, got "
+                        f"{type(camera).__name__}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    stages = [(float(a), float(b)) for a, b in stages]
+    if not stages:
+        raise ValueError("stages must list at least one (prior weight, shape weight) pair")
+    kp, conf = prepare_keypoints(keypoints, confidence, fmt)
+    model, kind = resolve_prior(prior)
+    if body_model is None:
+        from advprior.body import load_body_model
+
+        body_model = load_body_model()
+    term = PriorTerm(model, kind)
+    body = _Body(body_model, fmt)
+    with frozen(model), frozen(body_model):
+        if batch or kp.shape[0] <= 1:
+            return _fit(kp, conf, camera, body, term, fmt, iterations, optimizer, sigma, stages,
+                        lr, prior)
+        parts = [_fit(kp[i:i + 1], conf[i:i + 1], camera, body, term, fmt, iterations, optimizer,
+                      sigma, stages, lr, prior) for i in range(kp.shape[0])]
+    return _concat(parts)
+
+
+def _concat(parts: list[FitResult]) -> FitResult:
+    def cat(name: str) -> Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else torch.cat(values)
+
+    info = dict(parts[0].info)
+    info["seconds"] = sum(p.info["seconds"] for p in parts)
+    return FitResult(
+        body_pose=cat("body_pose"), global_orient=cat("global_orient"), transl=cat("transl"),
+        betas=cat("betas"), latent=cat("latent"), loss=cat("loss"), joints=cat("joints"),
+        projected=cat("projected"), iterations=cat("iterations"), info=info,
+    )
+
+
+def _fit(kp: Tensor, conf: Tensor, camera: PinholeCamera, body: _Body, term: PriorTerm,
+         fmt: KeypointFormat, iterations: int, optimizer: str, sigma: float,
+         stages: list[tuple[float, float]], lr: float, prior_arg: object) -> FitResult:
+    start = time.perf_counter()
+    n, dtype, device = kp.shape[0], kp.dtype, kp.device
+    nb = body.num_betas
+    w2 = conf * conf
+    info: dict[str, Any] = {
+        "prior": prior_arg if isinstance(prior_arg, str) or prior_arg is None
+        else type(prior_arg).__name__,
+        "prior_kind": term.describe(), "keypoint_format": fmt.name, "optimizer": optimizer,
+        "iterations_per_stage": iterations, "sigma_px": sigma, "stages": stages,
+    }
+
+    pose_params0 = term.init(1, dtype, device)
+    with torch.no_grad():
+        pose0 = term.pose(pose_params0)
+        zeros3 = torch.zeros(1, 3, dtype=dtype, device=device)
+        rest3d, _ = body(zeros3, torch.zeros_like(pose0), torch.zeros(1, nb, dtype=dtype,
+                                                                      device=device), zeros3)
+        orients = _yaw_orients(camera, kp)                                   # (Y, 3)
+        ny = orients.shape[0]
+        posed, _ = body(orients, pose0.expand(ny, -1), torch.zeros(ny, nb, dtype=dtype,
+                                                                   device=device),
+                        torch.zeros(ny, 3, dtype=dtype, device=device))      # (Y, J, 3)
+
+    # Stage 0 on n * Y problems (frame-major): orientation + translation on the torso.
+    kp_y = kp.repeat_interleave(ny, 0)
+    conf_y = conf.repeat_interleave(ny, 0)
+    posed_y = posed.repeat(n, 1, 1)
+    orient_y = orients.repeat(n, 1)
+    transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed_y)
+    torso = sorted({i for pair in fmt.torso for i in pair})
+    torso_w = torch.zeros_like(conf_y)
+    torso_w[:, torso] = conf_y[:, torso] ** 2
+    # Frames without any torso keypoint align on all their keypoints instead.
+    torso_w = torch.where((torso_w.sum(-1, keepdim=True) > 0), torso_w, conf_y ** 2)
+    depth0 = camera.to_camera(transl_y)[:, 2]
+    rot_cam = camera.rotation_tensor(kp)
+    betas0 = torch.zeros(n * ny, nb, dtype=dtype, device=device)
+    pose0_y = pose0.expand(n * ny, -1)
+
+    def data_term(points3d: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+        sq = (camera.project(points3d) - target) ** 2
+        return (weight * geman_mcclure(sq, sigma).sum(-1)).sum(-1)
+
+    def camera_objective(x: Tensor) -> Tensor:
+        pts, _ = body(x[:, :3], pose0_y, betas0, x[:, 3:6])
+        depth = (x[:, 3:6] @ rot_cam.T)[:, 2]
+        return data_term(pts, kp_y, torso_w) + DEPTH_WEIGHT * (depth - depth0) ** 2
+
+    x_cam, loss_cam, it_cam = _minimize(camera_objective, torch.cat([orient_y, transl_y], -1),
+                                        optimizer, iterations, lr)
+    best = loss_cam.view(n, ny).argmin(1) + torch.arange(n, device=device) * ny
+    x = torch.cat([x_cam[best], torch.zeros(n, nb, dtype=dtype, device=device),
+                   pose_params0.expand(n, -1)], -1)
+    steps = it_cam.view(n, ny).sum(1)
+
+    def objective(prior_w: float, shape_w: float):
+        def fn(x: Tensor) -> Tensor:
+            go, tr, be, pp = _split(x, nb)
+            pose = term.pose(pp)
+            pts, _ = body(go, pose, be, tr)
+            loss = data_term(pts, kp, w2) + shape_w * (be * be).sum(-1)
+            return loss + prior_w * term.energy(pp, pose)
+        return fn
+
+    loss = loss_cam[best]
+    for prior_weight, shape_weight in stages:
+        pw = prior_weight ** 2 if term.staged else (NO_PRIOR_WEIGHT if term.kind == "none" else 0.)
+        x, loss, it = _minimize(objective(pw, shape_weight ** 2), x, optimizer, iterations, lr)
+        steps = steps + it
+
+    with torch.no_grad():
+        go, tr, be, pp = _split(x, nb)
+        pose = term.pose(pp)
+        pts, joints = body(go, pose, be, tr)
+        projected = camera.project(pts)
+        latent = term.latent(pp)
+    info["seconds"] = time.perf_counter() - start
+    return FitResult(body_pose=pose.detach(), global_orient=go.detach(), transl=tr.detach(),
+                     betas=be.detach(), latent=None if latent is None else latent.detach(),
+                     loss=loss.detach(), joints=joints.detach(), projected=projected.detach(),
+                     iterations=steps, info=info)

@@ -1,0 +1,153 @@
+"""Pose -> latent: the latent whose decoded pose is closest to a given body pose.
+
+Used by :meth:`advprior.PosePrior.invert` and :meth:`advprior.PosePrior.project_pose`.
+
+Method, per pose (all poses in one batch, each its own problem): decode a fixed bank of latents
+drawn from the prior (seed 0), start from the ``restarts`` bank latents whose poses are nearest
+(chordal rotation distance), run the batched L-BFGS of :mod:`advprior.fitting.lbfgs` on
+
+    ``E(z) = mean_j |R_j(z) - R_j|_F^2 + joint_weight * mean_j |p_j(z) - p_j|^2``
+
+(``R_j`` joint rotations; ``p_j`` joint positions in metres from forward kinematics with zero
+global orientation, so a wrong hip rotation costs more than a wrong wrist rotation), with ``z``
+projected onto the latent manifold inside ``E``, and keep the best restart. The Frobenius
+(chordal) distance ``4 (1 - cos angle)`` is the squared geodesic angle to second order and is
+smooth where the geodesic distance's gradient is not (at zero).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+
+#: Latents decoded once per call to seed the optimisation.
+DEFAULT_BANK = 4096
+
+
+def _check_pose(body_pose: object) -> Tensor:
+    if not isinstance(body_pose, Tensor):
+        raise TypeError(f"body_pose must be a torch.Tensor of shape (..., 63) or (..., 69), got "
+                        f"{type(body_pose).__name__}")
+    if not body_pose.is_floating_point():
+        raise TypeError(f"body_pose must be a floating-point tensor, got dtype {body_pose.dtype}")
+    if body_pose.ndim == 0 or body_pose.shape[-1] not in (3 * NUM_BODY_JOINTS,
+                                                          3 * NUM_SMPL_BODY_JOINTS):
+        raise ValueError(f"body_pose must have shape (..., 63) or (..., 69), got "
+                         f"{tuple(body_pose.shape)}")
+    if body_pose.numel() and not bool(torch.isfinite(body_pose).all()):
+        raise ValueError("body_pose contains NaN or Inf values")
+    return body_pose
+
+
+def _decode_rotmat(prior: object, z: Tensor, joints: int) -> Tensor:
+    """``(n, joints, 3, 3)``: the prior's joints, identity-padded or cut to ``joints``."""
+    rot = prior.decode(z, output="rotmat")
+    have = rot.shape[-3]
+    if have < joints:
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        rot = torch.cat([rot, eye.expand(*rot.shape[:-3], joints - have, 3, 3)], -3)
+    return rot[..., :joints, :, :]
+
+
+def _project(prior: object, z: Tensor) -> Tensor:
+    project = getattr(prior, "project", None)
+    return project(z) if project is not None else z
+
+
+def invert(
+    prior: object,
+    body_pose: Tensor,
+    *,
+    steps: int = 50,
+    restarts: int = 2,
+    joint_weight: float = 100.0,
+    bank_size: int = DEFAULT_BANK,
+    body_model: object | None = None,
+    return_error: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Latents ``(..., D)`` whose decoded poses best match ``body_pose``.
+
+    Args:
+        prior: a :class:`advprior.PosePrior` (or any model with ``decode(z, output="rotmat")``,
+            ``sample_latent`` and ``latent_dim``, e.g. the VAE baseline).
+        body_pose: ``(..., 63)`` axis-angle, radians, SMPL joints 1..21 (or ``(..., 69)``,
+            joints 1..23; the prior's missing hand joints count as identity).
+        steps: L-BFGS iterations per restart.
+        restarts: starting latents per pose (the nearest bank samples).
+        joint_weight: weight of the mean squared joint-position error (metres^2) against the
+            mean squared Frobenius rotation error.
+        bank_size: prior samples decoded to pick the starting latents (seeded, deterministic).
+        body_model: body whose rest joints are used for the joint-position term (stand-in
+            skeleton when None).
+        return_error: also return the mean joint-position error ``(...)`` in metres of the
+            decoded poses.
+
+    Returns:
+        ``z (..., D)`` on the prior's manifold (projected), detached; with ``return_error``,
+        ``(z, error)``. Each pose is optimised independently of the others in its batch.
+    """
+    from advprior.body import forward_kinematics
+    from advprior.fitting.lbfgs import minimize_lbfgs
+    from advprior.fitting.priors import frozen
+    from advprior.rotations import axis_angle_to_rotmat
+
+    body_pose = _check_pose(body_pose)
+    for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "steps"
+                                                                              else 1):
+            raise ValueError(f"{name} must be a {'non-negative' if name == 'steps' else 'positive'}"
+                             f" int, got {value!r}")
+    restarts = min(restarts, bank_size)
+    lead = body_pose.shape[:-1]
+    dim = int(prior.latent_dim)
+    joints = body_pose.shape[-1] // 3
+    target = body_pose.reshape(-1, body_pose.shape[-1])
+    n = target.shape[0]
+    param = next(prior.parameters())
+    dtype = target.dtype
+    if n == 0:
+        z = target.new_zeros(*lead, dim)
+        return (z, target.new_zeros(lead)) if return_error else z
+
+    def pose_of(rot: Tensor) -> Tensor:
+        from advprior.rotations import rotmat_to_axis_angle
+
+        return rotmat_to_axis_angle(rot).reshape(rot.shape[0], -1)
+
+    with frozen(prior):
+        target_rot = axis_angle_to_rotmat(target.reshape(n, joints, 3))
+        zero = target.new_zeros(n, 3)
+        target_pos = forward_kinematics(zero, target, body_model=body_model)
+        gen = torch.Generator().manual_seed(0)
+        bank = prior.sample_latent(bank_size, generator=gen).to(param.device)
+        bank = _project(prior, bank)
+        with torch.no_grad():
+            bank_rot = _decode_rotmat(prior, bank, joints).to(dtype).reshape(bank_size, -1)
+        flat = target_rot.reshape(n, -1)
+        # |A - B|^2 = |A|^2 + |B|^2 - 2 <A, B>; |R|_F^2 = 3 per joint, so only <A, B> ranks.
+        nearest = (flat @ bank_rot.T).topk(restarts, dim=1).indices           # (n, restarts)
+        z0 = bank[nearest.reshape(-1)].to(dtype)                             # (n * r, D)
+        rot_r = target_rot.repeat_interleave(restarts, 0)
+        pos_r = target_pos.repeat_interleave(restarts, 0)
+        zero_r = zero.repeat_interleave(restarts, 0)
+
+        def energy(z: Tensor) -> Tensor:
+            zp = _project(prior, z.to(param.dtype))
+            rot = _decode_rotmat(prior, zp, joints).to(dtype)
+            pos = forward_kinematics(zero_r, pose_of(rot), body_model=body_model)
+            rot_err = ((rot - rot_r) ** 2).sum((-1, -2)).mean(-1)
+            pos_err = ((pos - pos_r) ** 2).sum(-1).mean(-1)
+            return rot_err + joint_weight * pos_err
+
+        res = minimize_lbfgs(energy, z0, max_iter=steps)
+        best = res.loss.view(n, restarts).argmin(1) + torch.arange(n, device=z0.device) * restarts
+        z = _project(prior, res.x[best].to(param.dtype)).detach()
+        if return_error:
+            with torch.no_grad():
+                rot = _decode_rotmat(prior, z, joints).to(dtype)
+                pos = forward_kinematics(zero, pose_of(rot), body_model=body_model)
+                error = (pos - target_pos).norm(dim=-1).mean(-1)
+            return z.reshape(*lead, dim), error.reshape(lead)
+    return z.reshape(*lead, dim)
