@@ -14,6 +14,7 @@ from advprior.body import forward_kinematics
 from advprior.eval import protocol, run_eval
 from advprior.eval.data import load_split
 from advprior.eval.metrics import recall_precision
+from advprior.eval.runner import POSE_SLERP
 from advprior.prior import PosePrior
 from advprior.skeleton import REST_JOINTS
 
@@ -186,7 +187,21 @@ def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody) -> None:
     assert oracle["joints"]["recall_mean"] == pytest.approx(0.0, abs=1e-3)
     assert res["models"]["gan-s"]["recall_precision_mm"]["joints"]["recall_mean"] > 1.0
     assert "excluded" in res["smoothness"]["oracle"]
-    assert res["smoothness"]["pose-space slerp"]["R_mean"] < res["smoothness"]["gan-s"]["R_mean"]
+    assert res["smoothness"][POSE_SLERP]["R_mean"] < res["smoothness"]["gan-s"]["R_mean"]
     for name in models:
         assert f"| {name} |" in report
     assert res["command"] in report and "seed 0" in report
+
+
+def test_vertex_budget_limits_only_the_vertex_comparison(body: _CubeBody) -> None:
+    poses = torch.randn(20, 63, generator=torch.Generator().manual_seed(3)) * 0.3
+    far = poses + 1.0
+    poser = protocol.Poser(body, n_vertices=30)
+    pts = poser(poses)
+    # The first 20 samples are far from the data, the next 20 replay it exactly.
+    rp = protocol.sample_recall_precision(
+        _TablePrior(torch.cat([far, poses])), poser, pts, pts, n_samples=40,
+        n_precision_queries=5, n_vertex_samples=20, generator=torch.Generator(),
+        sample_chunk=8)
+    assert rp.recall["joints"].abs().max() < 1e-6
+    assert rp.recall["vertices"].min() > 1e-2

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes (CI, a few minutes)")
     p.add_argument("--samples", type=int, default=None,
                    help="generated poses per model for recall (default 1,000,000; quick 2,000)")
+    p.add_argument("--vertex-samples", type=int, default=None,
+                   help="of those, compared per vertex (default 20,000; quick 1,000)")
     p.add_argument("--queries", type=int, default=None,
                    help="real and generated query poses (default 2,000; quick 200)")
     p.add_argument("--reference", type=int, default=None,
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     command = "advprior " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
     run_eval(args.models, args.data, split=args.split, out=args.out, quick=args.quick,
              seed=args.seed, n_samples=args.samples, body_model=args.body_model,
-             n_queries=args.queries, n_reference=args.reference, n_vertices=args.vertices,
+             n_vertex_samples=args.vertex_samples, n_queries=args.queries,
+             n_reference=args.reference, n_vertices=args.vertices,
              n_pairs=args.pairs, steps=args.steps, fit_frames=args.fit_frames, command=command)
     return 0

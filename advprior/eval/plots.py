@@ -61,6 +61,7 @@ def cumulative_curves(dists: dict[str, dict[str, dict[str, np.ndarray]]], path: 
             if col == 0:
                 ax.set_ylabel("P(d < eps)")
     axes[0, 0].legend()
+    fig.subplots_adjust(hspace=0.35)
     fig.suptitle("Cumulative nearest-neighbour distances (higher and further left is better)")
     return _save(fig, path)
 
@@ -113,40 +114,18 @@ def pca_scatter(real: np.ndarray, generated: dict[str, np.ndarray], path: Path) 
 
 
 def interpolation_strip(paths: dict[str, np.ndarray], faces: np.ndarray, path: Path) -> Path:
-    """A strip of bodies along one interpolation per model (rows: models, columns: steps).
+    """A strip of bodies along one interpolation per model (rows: models, columns: steps),
+    drawn with ``advprior.body.plot.plot_bodies``.
 
-    ``paths[model]`` is ``(S, V, 3)`` vertices (metres, y up) of the S shown steps.
+    ``paths[model]`` is ``(S, V, 3)`` vertices (metres, y up) of the S shown steps; every
+    model shows the same number of steps.
     """
-    plt = _pyplot()
-    rows = len(paths)
-    cols = max(v.shape[0] for v in paths.values())
-    fig = plt.figure(figsize=(1.5 * cols, 2.6 * rows))
-    for r, (name, verts) in enumerate(paths.items()):
-        for c in range(verts.shape[0]):
-            ax = fig.add_subplot(rows, cols, r * cols + c + 1)
-            _draw_mesh(ax, verts[c], faces)
-            if c == 0:
-                ax.set_title(name, loc="left", fontsize=9)
-    fig.suptitle("Interpolation between two held-out poses (left: start, right: end)")
-    return _save(fig, path)
+    from advprior.body.plot import plot_bodies
 
-
-def _draw_mesh(ax: object, verts: np.ndarray, faces: np.ndarray) -> None:
-    """Front view (x right, y up) of a mesh as flat-shaded triangles, far ones drawn first."""
-    from matplotlib.collections import PolyCollection
-
-    tri = verts[faces]  # (F, 3, 3)
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
-    # The body faces +z: looking from +z, so nearer triangles have larger z.
-    order = np.argsort(tri[:, :, 2].mean(axis=1))
-    shade = 0.35 + 0.6 * np.clip(normal[order] @ np.array([0.3, 0.4, 0.87]), 0, 1)
-    colours = np.stack([shade * 0.55, shade * 0.7, shade * 0.95], axis=1)
-    polys = PolyCollection(tri[order][:, :, :2], facecolors=colours, edgecolors="none")
-    ax.add_collection(polys)
-    lo, hi = verts[:, :2].min(axis=0), verts[:, :2].max(axis=0)
-    mid, half = (lo + hi) / 2, max(hi - lo) / 2 + 0.05
-    ax.set_xlim(mid[0] - half, mid[0] + half)
-    ax.set_ylim(mid[1] - half, mid[1] + half)
-    ax.set_aspect("equal")
-    ax.axis("off")
+    cols = {v.shape[0] for v in paths.values()}
+    if len(cols) != 1:
+        raise ValueError(f"every model must show the same number of steps, got {sorted(cols)}")
+    steps = cols.pop()
+    titles = [name if i == 0 else f"{i}/{steps - 1}" for name in paths for i in range(steps)]
+    verts = np.concatenate(list(paths.values()))
+    return plot_bodies(verts, faces, None, path, titles=titles, ncols=steps, panel_size=1.7)

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from advprior.eval.metrics import nn_distances, per_step_deformation, smoothness_ratio
+from advprior.eval.metrics import (
+    nn_distances,
+    per_step_deformation,
+    pose_joints,
+    smoothness_ratio,
+)
 
 #: Point kinds compared by the protocol.
 KINDS = ("joints", "vertices")
@@ -47,21 +52,27 @@ class Poser:
             self.vertex_ids = torch.randperm(self.num_vertices, generator=g)[:n_vertices].sort()[0]
 
     @torch.no_grad()
-    def __call__(self, body_pose: Tensor, *, all_vertices: bool = False) -> dict[str, Tensor]:
-        """``body_pose (N, 63)`` -> ``{"joints": (N, 24, 3), "vertices": (N, V', 3)}`` metres."""
-        joints, verts = [], []
-        for start in range(0, body_pose.shape[0], self.chunk):
-            pose = body_pose[start:start + self.chunk].float()
-            out = self.body_model(global_orient=pose.new_zeros(pose.shape[0], 3), body_pose=pose)
-            pelvis = out.joints[:, :1]
-            joints.append(out.joints[:, :24] - pelvis)
-            v = out.vertices if all_vertices else out.vertices[:, self.vertex_ids]
-            verts.append(v - pelvis)
-        if not joints:
-            empty = body_pose.new_zeros(0, 24, 3)
+    def __call__(self, body_pose: Tensor, *, kinds: tuple[str, ...] = KINDS,
+                 all_vertices: bool = False) -> dict[str, Tensor]:
+        """``body_pose (N, 63)`` -> ``{"joints": (N, 24, 3), "vertices": (N, V', 3)}`` metres
+        (only the ``kinds`` asked for). Joints come from forward kinematics (fast); vertices
+        need the full body model (linear blend skinning of every vertex, slow)."""
+        out: dict[str, Tensor] = {}
+        body_pose = body_pose.float()
+        if "joints" in kinds:
+            out["joints"] = pose_joints(body_pose, self.body_model) if body_pose.shape[0] else \
+                body_pose.new_zeros(0, 24, 3)
+        if "vertices" in kinds:
             n_v = self.num_vertices if all_vertices else len(self.vertex_ids)
-            return {"joints": empty, "vertices": body_pose.new_zeros(0, n_v, 3)}
-        return {"joints": torch.cat(joints), "vertices": torch.cat(verts)}
+            verts = [body_pose.new_zeros(0, n_v, 3)]
+            for start in range(0, body_pose.shape[0], self.chunk):
+                pose = body_pose[start:start + self.chunk]
+                res = self.body_model(global_orient=pose.new_zeros(pose.shape[0], 3),
+                                      body_pose=pose)
+                v = res.vertices if all_vertices else res.vertices[:, self.vertex_ids]
+                verts.append(v - res.joints[:, :1])
+            out["vertices"] = torch.cat(verts)
+        return out
 
 
 def sample_stream(prior: object, n: int, chunk: int, generator: torch.Generator,
@@ -104,6 +115,7 @@ def sample_recall_precision(
     n_samples: int,
     n_precision_queries: int,
     generator: torch.Generator,
+    n_vertex_samples: int | None = None,
     sample_chunk: int = 8192,
     nn_chunk: int = 512,
 ) -> RecallPrecision:
@@ -122,11 +134,13 @@ def sample_recall_precision(
         n_samples: generated poses compared with the real queries.
         n_precision_queries: generated poses whose nearest real pose defines precision.
         generator: seeded generator for the samples.
+        n_vertex_samples: only the first this many samples are compared per vertex (skinning
+            every vertex is ~100x slower than forward kinematics); None: all of them.
     """
     result = RecallPrecision()
     best = {k: torch.full((v.shape[0],), float("inf")) for k, v in real_queries.items()}
     kept: list[Tensor] = []
-    n_kept = 0
+    n_kept = n_seen = 0
     t_sample = t_pose = t_nn = 0.0
     stream = sample_stream(prior, n_samples, sample_chunk, generator)
     while True:
@@ -138,14 +152,21 @@ def sample_recall_precision(
         if n_kept < n_precision_queries:
             kept.append(poses[: n_precision_queries - n_kept])
             n_kept += kept[-1].shape[0]
-        t0 = time.perf_counter()
-        points = poser(poses)
-        t_pose += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for kind, queries in real_queries.items():
-            d = nn_distances(queries, points[kind], chunk_size=nn_chunk)
+        # How many of this chunk's poses each point kind compares.
+        used = {k: poses.shape[0] for k in real_queries}
+        if "vertices" in used and n_vertex_samples is not None:
+            used["vertices"] = max(0, min(poses.shape[0], n_vertex_samples - n_seen))
+        n_seen += poses.shape[0]
+        for kind, count in used.items():
+            if count == 0:
+                continue
+            t0 = time.perf_counter()
+            points = poser(poses[:count], kinds=(kind,))[kind]
+            t1 = time.perf_counter()
+            d = nn_distances(real_queries[kind], points, chunk_size=nn_chunk)
             torch.minimum(best[kind], d, out=best[kind])
-        t_nn += time.perf_counter() - t0
+            t_pose += t1 - t0
+            t_nn += time.perf_counter() - t1
     result.recall = best
     samples = torch.cat(kept) if kept else torch.zeros(0, 63)
     if samples.shape[0] < n_precision_queries:
@@ -153,7 +174,7 @@ def sample_recall_precision(
         samples = torch.cat([samples, more.detach().float()])
     result.samples = samples
     t0 = time.perf_counter()
-    gen_points = poser(samples)
+    gen_points = poser(samples, kinds=tuple(reference))
     for kind, ref in reference.items():
         result.precision[kind] = nn_distances(gen_points[kind], ref, chunk_size=nn_chunk)
     t_nn += time.perf_counter() - t0

@@ -32,8 +32,11 @@ def render(results: dict) -> str:
         f" frames of the `{results['reference_split']}` split"
         f" ({results['n_reference_frames']} frames)",
         f"- seed {results['seed']}; {s['n_samples']:,} generated poses per model for recall"
-        f" (generated, posed, compared and discarded in chunks), {s['n_queries']:,} generated"
-        f" poses per model as precision queries",
+        f" per joint, the first {min(s['n_vertex_samples'], s['n_samples']):,} of them also per"
+        f" vertex (generated, posed, compared and discarded in chunks; skinning every vertex"
+        f" costs ~100x more than forward kinematics); {s['n_queries']:,} generated poses per"
+        f" model as precision queries, compared per vertex with the first"
+        f" {results['n_vertex_reference']:,} of the precision reference frames",
         f"- body: {results['body']} ({results['num_vertices']} vertices); per-vertex distances"
         f" use a fixed random subset of {min(s['n_vertices'], results['num_vertices'])} vertices"
         f" (seeded; an unbiased estimate of the all-vertex mean); per-joint distances use the 24"

@@ -27,6 +27,7 @@ class EvalSettings:
     """Sizes of one run. ``None`` in :func:`run_eval` picks the quick or the full value."""
 
     n_samples: int  # generated poses per model compared with the real queries (recall)
+    n_vertex_samples: int  # of those, compared per vertex; also caps the vertex reference
     n_queries: int  # real test poses (recall) and generated poses (precision) used as queries
     n_reference: int  # real training poses that precision compares samples with
     n_vertices: int  # fixed random vertex subset for the per-vertex distance
@@ -37,10 +38,15 @@ class EvalSettings:
     pca_points: int  # poses per model in the PCA plot
 
 
-QUICK = EvalSettings(n_samples=2000, n_queries=200, n_reference=2000, n_vertices=64, n_pairs=4,
-                     steps=8, fit_frames=4, fit_iterations=20, pca_points=300)
-FULL = EvalSettings(n_samples=1_000_000, n_queries=2000, n_reference=50_000, n_vertices=256,
-                    n_pairs=128, steps=16, fit_frames=64, fit_iterations=None, pca_points=2000)
+#: Label of the model-free reference path (real endpoints, per-joint rotation slerp).
+POSE_SLERP = "real ends, joint slerp"
+
+QUICK = EvalSettings(n_samples=2000, n_vertex_samples=1000, n_queries=200, n_reference=2000,
+                     n_vertices=64, n_pairs=4, steps=8, fit_frames=4, fit_iterations=20,
+                     pca_points=300)
+FULL = EvalSettings(n_samples=1_000_000, n_vertex_samples=20_000, n_queries=2000,
+                    n_reference=50_000, n_vertices=256, n_pairs=128, steps=16, fit_frames=64,
+                    fit_iterations=None, pca_points=2000)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -118,6 +124,7 @@ def run_eval(
     n_samples: int | None = None,
     body_model: str | Path | object | None = None,
     *,
+    n_vertex_samples: int | None = None,
     n_queries: int | None = None,
     n_reference: int | None = None,
     n_vertices: int | None = None,
@@ -142,6 +149,9 @@ def run_eval(
         n_samples: generated poses per model for recall (streamed; default 1,000,000).
         body_model: a path to a real SMPL/SMPL-H/SMPL-X model, a loaded ``BodyModel``, or None
             for the open stand-in body.
+        n_vertex_samples: of the ``n_samples``, how many are also compared per vertex (the
+            body model's skinning is far slower than forward kinematics); the per-vertex
+            precision reference is capped at the same number of training poses.
         n_queries, n_reference, n_vertices, n_pairs, steps, fit_frames: override the sizes.
         fitting: also fit 2D keypoints with each prior (``advprior.fitting``).
         command: the command line to quote in the report.
@@ -151,8 +161,9 @@ def run_eval(
     """
     base = QUICK if quick else FULL
     cfg = EvalSettings(**{**asdict(base), **{k: v for k, v in dict(
-        n_samples=n_samples, n_queries=n_queries, n_reference=n_reference,
-        n_vertices=n_vertices, n_pairs=n_pairs, steps=steps, fit_frames=fit_frames,
+        n_samples=n_samples, n_vertex_samples=n_vertex_samples, n_queries=n_queries,
+        n_reference=n_reference, n_vertices=n_vertices, n_pairs=n_pairs, steps=steps,
+        fit_frames=fit_frames,
     ).items() if v is not None}})
     for key, value in asdict(cfg).items():
         if key != "fit_iterations" and (not isinstance(value, int) or value < 0):
@@ -185,7 +196,9 @@ def run_eval(
     q_idx = subsample(len(test), cfg.n_queries, g)
     r_idx = subsample(len(train), cfg.n_reference, g)
     real_queries = poser(test.body_pose[q_idx])
-    reference = poser(train.body_pose[r_idx])
+    reference = poser(train.body_pose[r_idx], kinds=("joints",))
+    n_vref = min(len(r_idx), cfg.n_vertex_samples)
+    reference.update(poser(train.body_pose[r_idx[:n_vref]], kinds=("vertices",)))
     log(f"{len(priors)} model(s); {len(q_idx)} {split} queries of {len(test)}, "
         f"{len(r_idx)} {reference_split} references of {len(train)}; body {poser.num_vertices} "
         f"vertices, {len(poser.vertex_ids)} used")
@@ -194,6 +207,7 @@ def run_eval(
                      "reference_split": reference_split, "data": str(data),
                      "body": body_label, "num_vertices": poser.num_vertices,
                      "n_test_frames": len(test), "n_reference_frames": len(train),
+                     "n_vertex_reference": n_vref,
                      "machine": _machine(), "models": {}}
     curves_dist: dict = {}
     generated_joints: dict = {}
@@ -201,14 +215,15 @@ def run_eval(
         t0 = time.perf_counter()
         rp = protocol.sample_recall_precision(
             prior, poser, real_queries, reference, n_samples=cfg.n_samples,
-            n_precision_queries=cfg.n_queries, generator=torch.Generator().manual_seed(seed))
+            n_precision_queries=cfg.n_queries, n_vertex_samples=cfg.n_vertex_samples,
+            generator=torch.Generator().manual_seed(seed))
         entry = {"model_type": protocol.model_kind(prior), "recall_precision_mm": rp.summary(),
                  "seconds": {**rp.seconds, "total": time.perf_counter() - t0}}
         results["models"][label] = entry
         curves_dist[label] = {
             "recall": {k: v.numpy() * 1000 for k, v in rp.recall.items()},
             "precision": {k: v.numpy() * 1000 for k, v in rp.precision.items()}}
-        generated_joints[label] = poser(rp.samples[: cfg.pca_points])["joints"]
+        generated_joints[label] = poser(rp.samples[: cfg.pca_points], kinds=("joints",))["joints"]
         s = entry["recall_precision_mm"]["joints"]
         log(f"{label}: recall {s['recall_mean']:.1f} mm, precision {s['precision_mean']:.1f} mm "
             f"(joints) in {entry['seconds']['total']:.1f}s")
@@ -230,8 +245,8 @@ def run_eval(
         curves: dict = {}
         strip: dict = {}
         show = np.unique(np.linspace(0, cfg.steps - 1, min(cfg.steps, 7)).round().astype(int))
-        invert_kwargs = {"steps": 50, "restarts": 1} if quick else None
-        for label, prior in [*priors.items(), ("pose-space slerp", None)]:
+        invert_kwargs = {"body_model": body, **({"steps": 10, "restarts": 1} if quick else {})}
+        for label, prior in [*priors.items(), (POSE_SLERP, None)]:
             t0 = time.perf_counter()
             got = protocol.interpolation_paths(prior, pose_a, pose_b, cfg.steps,
                                                invert_kwargs=invert_kwargs)
