@@ -1,0 +1,387 @@
+"""load_body_model / BodyModel: the stand-in and fake "real" SMPL, SMPL-H and SMPL-X files."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse
+import torch
+
+from advprior.body import BodyModel, forward_kinematics, load_body_model, rest_joints
+from advprior.body.model import EXTRA_JOINT_NAMES
+from advprior.body.standin import build_standin
+from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+from advprior.skeleton import PARENTS, REST_JOINTS
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADVPRIOR_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def standin(cache) -> BodyModel:
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return build_standin()
+
+
+def _pose(n: int, dim: int = 63, seed: int = 0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    go = (torch.randn(n, 3, generator=g) * 0.5).to(dtype)
+    bp = (torch.randn(n, dim, generator=g) * 0.4).to(dtype)
+    return go, bp
+
+
+# ----------------------------------------------------------------------------- stand-in
+
+
+def test_standin_attributes(standin: BodyModel, data: dict) -> None:
+    assert standin.is_standin and standin.model_type == "smpl"
+    assert standin.num_betas == 10
+    assert standin.num_vertices == len(data["v_template"])
+    assert standin.faces.dtype == np.int64 and standin.faces.shape[1] == 3
+    assert standin.parents == PARENTS
+    assert standin.extra_joint_names == EXTRA_JOINT_NAMES
+    np.testing.assert_allclose(standin.rest_joints().numpy(), REST_JOINTS, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_forward_shapes(standin: BodyModel, batch: int) -> None:
+    go, bp = _pose(batch)
+    out = standin(go, bp)
+    v = standin.num_vertices
+    assert out.vertices.shape == (batch, v, 3)
+    assert out.joints.shape == (batch, 24, 3)
+    assert out.model_joints.shape == (batch, 24 + len(EXTRA_JOINT_NAMES), 3)
+
+
+def test_any_leading_shape_and_shared_betas(standin: BodyModel) -> None:
+    go, bp = _pose(6)
+    betas = torch.randn(10)
+    out = standin(go.reshape(2, 3, 3), bp.reshape(2, 3, 63), betas=betas)
+    assert out.joints.shape == (2, 3, 24, 3)
+    flat = standin(go, bp, betas=betas.expand(6, 10))
+    torch.testing.assert_close(out.joints.reshape(6, 24, 3), flat.joints)
+    single = standin(go[0], bp[0])
+    assert single.vertices.shape == (standin.num_vertices, 3)
+
+
+@pytest.mark.parametrize("dim", [63, 69])
+def test_joints_equal_forward_kinematics(standin: BodyModel, dim: int) -> None:
+    go, bp = _pose(5, dim, seed=3)
+    betas = torch.randn(5, 10) * 1.5
+    transl = torch.randn(5, 3)
+    out = standin(go, bp, betas=betas, transl=transl)
+    fk = forward_kinematics(go, bp, betas=betas, transl=transl, body_model=standin)
+    torch.testing.assert_close(out.joints, fk, atol=2e-6, rtol=0)
+    # without a model, FK with betas uses the stand-in too
+    fk_default = forward_kinematics(go, bp, betas=betas, transl=transl)
+    torch.testing.assert_close(out.joints, fk_default, atol=2e-6, rtol=0)
+    # shape really moves the joints
+    assert (rest_joints(standin, betas) - torch.as_tensor(REST_JOINTS).float()).abs().max() > 0.01
+
+
+def test_smpl_hands_default_to_identity(standin: BodyModel) -> None:
+    go, bp = _pose(3, 63, seed=4)
+    padded = torch.cat([bp, torch.zeros(3, 6)], -1)
+    torch.testing.assert_close(standin(go, bp).vertices, standin(go, padded).vertices)
+
+
+def test_extra_joints_are_their_vertices(standin: BodyModel, data: dict) -> None:
+    go, bp = _pose(2, seed=5)
+    out = standin(go, bp, transl=torch.ones(2, 3))
+    ids = [data["vertex_ids"][name] for name in EXTRA_JOINT_NAMES]
+    torch.testing.assert_close(out.model_joints[:, 24:], out.vertices[:, ids])
+
+
+def test_gradients_reach_pose_and_shape(standin: BodyModel) -> None:
+    go, bp = _pose(2, seed=6)
+    bp.requires_grad_()
+    betas = torch.zeros(2, 10, requires_grad=True)
+    standin(go, bp, betas=betas).vertices.square().sum().backward()
+    assert bp.grad.abs().sum() > 0 and betas.grad.abs().sum() > 0
+
+
+def test_dtype_and_fewer_betas(cache) -> None:
+    model = load_body_model(dtype=torch.float64)
+    go, bp = _pose(2, seed=7, dtype=torch.float64)
+    out = model(go, bp, betas=torch.ones(2, 4, dtype=torch.float64))
+    assert out.vertices.dtype == torch.float64
+    full = torch.cat([torch.ones(2, 4), torch.zeros(2, 6)], -1).double()
+    torch.testing.assert_close(out.vertices, model(go, bp, betas=full).vertices)
+
+
+def test_loading_is_quiet(cache, capsys: pytest.CaptureFixture) -> None:
+    load_body_model()
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_model_type_and_gender_for_standin(cache) -> None:
+    model = load_body_model(model_type="smplx", gender="female")
+    assert model.is_standin and model.model_type == "smpl"
+
+
+@pytest.mark.parametrize(
+    ("args", "err", "match"),
+    [
+        ((torch.zeros(2, 3), torch.zeros(2, 62)), ValueError, r"\(\.\.\., 63\)"),
+        ((torch.zeros(2, 2), torch.zeros(2, 63)), ValueError, r"\(\.\.\., 3\)"),
+        ((torch.zeros(2, 3), torch.zeros(3, 63)), ValueError, "broadcast"),
+        ((np.zeros((2, 3)).tolist(), torch.zeros(2, 63)), TypeError, "torch.Tensor"),
+        ((torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 63)), TypeError, "floating"),
+    ],
+)
+def test_bad_pose(standin: BodyModel, args, err, match) -> None:
+    with pytest.raises(err, match=match):
+        standin(*args)
+
+
+def test_bad_betas_and_transl(standin: BodyModel) -> None:
+    go, bp = _pose(2)
+    with pytest.raises(ValueError, match="num_betas=10"):
+        standin(go, bp, betas=torch.zeros(2, 16))
+    with pytest.raises(TypeError, match="betas"):
+        standin(go, bp, betas=torch.zeros(2, 10, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"transl must have shape \(\.\.\., 3\)"):
+        standin(go, bp, transl=torch.zeros(2, 2))
+
+
+def test_bad_arguments(cache, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model_type"):
+        load_body_model(model_type="smal")
+    with pytest.raises(ValueError, match="gender"):
+        load_body_model(gender="other")
+    with pytest.raises(ValueError, match="num_betas"):
+        load_body_model(num_betas=0)
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        load_body_model(tmp_path / "nope.pkl")
+    with pytest.raises(ModelNotFoundError, match="looked for"):
+        load_body_model(tmp_path, model_type="smplh")
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(b"not a pickle at all")
+    with pytest.raises(CorruptCheckpointError, match="junk.pkl"):
+        load_body_model(junk)
+    notmodel = tmp_path / "dict.pkl"
+    notmodel.write_bytes(pickle.dumps({"v_template": np.zeros((3, 3))}))
+    with pytest.raises(CorruptCheckpointError, match="missing"):
+        load_body_model(notmodel)
+
+
+def test_corrupt_cache_is_regenerated(cache) -> None:
+    from advprior.body.standin import standin_path
+
+    path = standin_path()
+    path.write_bytes(b"\x80\x04truncated")
+    model = load_body_model()
+    assert model.is_standin
+    assert not list(path.parent.glob("*.tmp"))
+
+
+# ------------------------------------------------------------ fake licensed model files
+
+
+def _fake_chumpy(monkeypatch: pytest.MonkeyPatch) -> type:
+    """A throwaway ``chumpy`` whose Ch pickles like the real one (its __dict__ holds ``x``)."""
+    pkg, sub = types.ModuleType("chumpy"), types.ModuleType("chumpy.ch")
+
+    class Ch:
+        def __init__(self, x):
+            self.x = np.asarray(x)
+            self._dirty_vars = set()
+
+    class Select(Ch):
+        def __init__(self, a):
+            self.a = a
+
+    for cls in (Ch, Select):
+        cls.__module__, cls.__qualname__ = "chumpy.ch", cls.__name__
+        setattr(sub, cls.__name__, cls)
+    pkg.ch = sub
+    monkeypatch.setitem(sys.modules, "chumpy", pkg)
+    monkeypatch.setitem(sys.modules, "chumpy.ch", sub)
+    return sub
+
+
+def _write_smpl_pickle(data: dict, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SMPL's original layout: chumpy arrays, sparse J_regressor, uint32 tree, extra keys."""
+    ch = _fake_chumpy(monkeypatch)
+    real = {
+        "v_template": ch.Ch(data["v_template"]),
+        "shapedirs": ch.Ch(data["shapedirs"]),
+        "posedirs": data["posedirs"].astype(np.float64),
+        "J_regressor": scipy.sparse.csc_matrix(data["J_regressor"]),
+        "J": ch.Ch(data["J"]),
+        "weights": ch.Ch(data["weights"]),
+        "kintree_table": np.where(
+            data["kintree_table"] < 0, 4294967295, data["kintree_table"]
+        ).astype(np.uint32),
+        "f": data["f"],
+        "bs_style": "lbs",
+        "bs_type": "lrotmin",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(real, protocol=2))
+    monkeypatch.delitem(sys.modules, "chumpy")
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+
+
+def test_chumpy_smpl_pickle_loads_without_chumpy(
+    cache, data: dict, standin: BodyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "models" / "smpl" / "SMPL_NEUTRAL.pkl"
+    _write_smpl_pickle(data, path, monkeypatch)
+    with pytest.raises(ImportError):
+        __import__("chumpy")
+    for where in (path, tmp_path / "models"):
+        model = load_body_model(where)
+        assert not model.is_standin and model.model_type == "smpl"
+        np.testing.assert_allclose(model.rest_joints().numpy(), REST_JOINTS, atol=1e-6)
+        go, bp = _pose(3, 69, seed=8)
+        betas = torch.randn(3, 10)
+        out = model(go, bp, betas=betas)
+        torch.testing.assert_close(out.vertices, standin(go, bp, betas=betas).vertices)
+        torch.testing.assert_close(
+            out.joints, forward_kinematics(go, bp, betas, body_model=model), atol=2e-6, rtol=0
+        )
+        # a non-standard mesh without its own selectors gets no vertex joints
+        assert model.extra_joint_names == () and out.model_joints.shape[1] == 24
+    with_ids = load_body_model(path, vertex_ids=data["vertex_ids"])
+    assert with_ids(go, bp).model_joints.shape[1] == 24 + len(EXTRA_JOINT_NAMES)
+    bad_ids = dict(data["vertex_ids"], nose=10**6)
+    with pytest.raises(ValueError, match="nose"):
+        load_body_model(path, vertex_ids=bad_ids)
+
+
+def test_original_smpl_file_name_in_folder(
+    cache, data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_smpl_pickle(data, tmp_path / "basicmodel_f_lbs_10_207_0_v1.1.0.pkl", monkeypatch)
+    assert load_body_model(tmp_path, gender="female").source.name.startswith("basicmodel_f")
+    with pytest.raises(ModelNotFoundError):
+        load_body_model(tmp_path, gender="male")
+
+
+def test_unevaluable_chumpy_expression_is_reported(
+    cache, data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ch = _fake_chumpy(monkeypatch)
+    broken = dict(data, shapedirs=ch.Select(ch.Ch(data["shapedirs"])))
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(pickle.dumps(broken, protocol=2))
+    monkeypatch.delitem(sys.modules, "chumpy")
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+    with pytest.raises(CorruptCheckpointError, match="chumpy expression"):
+        load_body_model(path)
+
+
+def test_smpl_npz(cache, data: dict, standin: BodyModel, tmp_path: Path) -> None:
+    path = tmp_path / "SMPL_NEUTRAL.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
+    model = load_body_model(path, model_type="smpl")
+    go, bp = _pose(2, seed=9)
+    torch.testing.assert_close(model(go, bp).vertices, standin(go, bp).vertices)
+    assert model.extra_joint_names == EXTRA_JOINT_NAMES  # the file's own vertex_ids
+    with pytest.raises(ValueError, match="smpl model, not smplx"):
+        load_body_model(path, model_type="smplx")
+
+
+def _hand_tree(wrist: int, first: int) -> list[int]:
+    """SMPL-H/X finger parents: index, middle, pinky, ring, thumb; three joints each."""
+    out = []
+    for finger in range(5):
+        base = first + 3 * finger
+        out += [wrist, base, base + 1]
+    return out
+
+
+def _fake_family(data: dict, model_type: str) -> dict:
+    """An SMPL-H or SMPL-X model built on the stand-in mesh (fingers sit on SMPL's hand joints,
+    jaw and eyes on the head), enough for smplx to load and pose it."""
+    face = [15, 15, 15] if model_type == "smplx" else []
+    n_body = 22 + len(face)
+    left, right = n_body, n_body + 15
+    parents = [-1, *PARENTS[1:22], *face, *_hand_tree(20, left), *_hand_tree(21, right)]
+    n = len(parents)
+    source = list(range(22)) + face + [22] * 15 + [23] * 15
+    weights = np.zeros((len(data["v_template"]), n))
+    weights[:, :22] = data["weights"][:, :22]
+    weights[:, left + 3] = data["weights"][:, 22]  # middle1 carries SMPL's hand
+    weights[:, right + 3] = data["weights"][:, 23]
+    shapedirs = data["shapedirs"]
+    out = {
+        "v_template": data["v_template"],
+        "f": data["f"],
+        "weights": weights,
+        "J_regressor": data["J_regressor"][source],
+        "kintree_table": np.array([parents, list(range(n))]),
+        "shapedirs": shapedirs,
+        "posedirs": np.zeros((len(weights), 3, 9 * (n - 1))),
+        "hands_componentsl": np.eye(45),
+        "hands_componentsr": np.eye(45),
+        "hands_meanl": np.zeros(45),
+        "hands_meanr": np.zeros(45),
+        "vertex_ids": data["vertex_ids"],
+    }
+    if model_type == "smplx":
+        out["shapedirs"] = np.concatenate([shapedirs, np.zeros_like(shapedirs)], -1)
+        out["lmk_faces_idx"] = np.arange(51) * 7
+        out["lmk_bary_coords"] = np.full((51, 3), 1.0 / 3.0)
+    return out
+
+
+@pytest.mark.parametrize("model_type", ["smplh", "smplx"])
+def test_smplh_and_smplx_files(
+    cache, data: dict, standin: BodyModel, tmp_path: Path, model_type: str
+) -> None:
+    fake = _fake_family(data, model_type)
+    prefix = model_type.upper()
+    path = tmp_path / model_type / f"{prefix}_MALE.npz"
+    path.parent.mkdir()
+    np.savez(path, **fake)
+    model = load_body_model(tmp_path, model_type=model_type, gender="male")
+    assert model.model_type == model_type and not model.is_standin
+    assert model.parents == PARENTS
+    go, bp = _pose(4, 69, seed=10)
+    betas = torch.randn(4, 10)
+    out = model(go, bp, betas=betas)
+    # hands dropped from a 69-d pose; SMPL's hand joints come from the middle-finger bases
+    ref = standin(go, torch.cat([bp[:, :63], torch.zeros(4, 6)], -1), betas=betas)
+    torch.testing.assert_close(out.joints, ref.joints, atol=2e-6, rtol=0)
+    torch.testing.assert_close(out.vertices, ref.vertices, atol=2e-6, rtol=0)
+    torch.testing.assert_close(
+        out.joints, forward_kinematics(go, bp, betas, body_model=model), atol=2e-6, rtol=0
+    )
+    torch.testing.assert_close(model(go, bp[:, :63], betas=betas).vertices, out.vertices)
+    n_skel = len(fake["kintree_table"][0])
+    landmarks = 51 if model_type == "smplx" else 0
+    assert out.model_joints.shape[1] == n_skel + len(EXTRA_JOINT_NAMES) + landmarks
+
+
+def test_smplx_chumpy_pickle_gets_clean_copy(
+    cache, data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_family(data, "smplx")
+    ch = _fake_chumpy(monkeypatch)
+    fake["shapedirs"] = ch.Ch(fake["shapedirs"])
+    path = tmp_path / "SMPLX_NEUTRAL.pkl"
+    path.write_bytes(pickle.dumps(fake, protocol=2))
+    monkeypatch.delitem(sys.modules, "chumpy")
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+    model = load_body_model(path)
+    assert model.model_type == "smplx"
+    assert model.source.suffix == ".npz" and cache in model.source.parents
+    go, bp = _pose(2, seed=11)
+    assert torch.isfinite(model(go, bp).vertices).all()
