@@ -1,0 +1,258 @@
+"""Discriminator, LSGAN losses, mirroring, and the VAE / GMM baselines (no training data)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advprior.baselines import GMMPrior, VPoserVAE
+from advprior.hub import load_pretrained
+from advprior.rotations import axis_angle_to_rotmat
+from advprior.train.augment import mirror_body_pose
+from advprior.train.discriminator import (
+    PoseDiscriminator,
+    discriminator_loss,
+    generator_loss,
+    lsgan_loss,
+)
+
+
+def _rotmats(b: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return axis_angle_to_rotmat(torch.randn(b, 21, 3, generator=g) * 0.5)
+
+
+# -- discriminator ---------------------------------------------------------------------------
+
+
+def test_discriminator_shapes_and_parameters():
+    d = PoseDiscriminator()
+    joint, pose = d(_rotmats(5))
+    assert joint.shape == (5, 21) and pose.shape == (5, 1)
+    # shared 1x1 conv 9->32->32, one 32->1 critic per joint, MLP 21*32 -> 1024 -> 1024 -> 1
+    assert d.embed[0].weight.shape == (32, 9, 1) and d.embed[2].weight.shape == (32, 32, 1)
+    assert d.joint_weight.shape == (21, 32) and d.joint_bias.shape == (21,)
+    assert d.pose_critic[0].weight.shape == (1024, 21 * 32)
+    assert d.pose_critic[-1].weight.shape == (1, 1024)
+
+
+def test_discriminator_joint_critic_sees_only_its_joint():
+    d = PoseDiscriminator(hidden_dim=16)
+    x = _rotmats(3)
+    y = x.clone()
+    y[:, 4] = _rotmats(3, seed=9)[:, 4]
+    jx, px = d(x)
+    jy, py = d(y)
+    changed = (jx - jy).abs().amax(0) > 0
+    assert changed[4] and not changed[torch.arange(21) != 4].any()
+    assert not torch.allclose(px, py)
+
+
+def test_discriminator_rejects_bad_input():
+    d = PoseDiscriminator(hidden_dim=8)
+    with pytest.raises(ValueError, match=r"\(B, 21, 3, 3\)"):
+        d(torch.zeros(2, 21, 9))
+    with pytest.raises(TypeError, match="floating"):
+        d(torch.zeros(2, 21, 3, 3, dtype=torch.int64))
+
+
+def test_lsgan_loss_weights_joints_21_and_pose_1():
+    joint = torch.full((4, 21), 0.25)
+    pose = torch.full((4, 1), -0.5)
+    assert lsgan_loss((joint, pose), 1.0).item() == pytest.approx(21 * 0.75**2 + 1.5**2)
+    assert lsgan_loss((joint, pose), 0.0).item() == pytest.approx(21 * 0.25**2 + 0.5**2)
+    # per-sample squares, batch mean: labels off by +-1 give exactly 1 per term
+    alt = torch.tensor([[0.0], [2.0]])
+    assert lsgan_loss((alt.expand(2, 21), alt), 1.0).item() == pytest.approx(22.0)
+
+
+def test_discriminator_and_generator_losses():
+    ones = (torch.ones(3, 21), torch.ones(3, 1))
+    zeros = (torch.zeros(3, 21), torch.zeros(3, 1))
+    assert discriminator_loss(ones, zeros).item() == 0.0  # perfect discriminator
+    assert discriminator_loss(zeros, ones).item() == pytest.approx(44.0)
+    assert generator_loss(ones).item() == 0.0
+    assert generator_loss(zeros).item() == pytest.approx(22.0)
+
+
+def test_discriminator_learns_to_separate():
+    torch.manual_seed(0)
+    d = PoseDiscriminator(hidden_dim=64)
+    opt = torch.optim.Adam(d.parameters(), 2e-3, betas=(0.5, 0.999))
+    real = axis_angle_to_rotmat(torch.randn(64, 21, 3) * 0.1)
+    fake = _rotmats(64, seed=3)
+    first = None
+    for _ in range(60):
+        j, p = d(torch.cat([real, fake]))
+        loss = discriminator_loss((j[:64], p[:64]), (j[64:], p[64:]))
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first
+
+
+# -- mirroring -------------------------------------------------------------------------------
+
+
+def test_mirror_is_an_involution_and_swaps_sides():
+    pose = torch.randn(7, 63)
+    assert torch.allclose(mirror_body_pose(mirror_body_pose(pose)), pose)
+    m = mirror_body_pose(pose).reshape(7, 21, 3)
+    p = pose.reshape(7, 21, 3)
+    # left_hip (joint 1, index 0) takes the right hip's rotation with y, z negated
+    assert torch.allclose(m[:, 0], p[:, 1] * torch.tensor([1.0, -1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 63\)"):
+        mirror_body_pose(torch.zeros(2, 69))
+
+
+def test_mirror_reflects_joint_positions():
+    from advprior.body import forward_kinematics
+    from advprior.skeleton import JOINT_NAMES
+
+    swap = [
+        JOINT_NAMES.index(n.replace("left", "#").replace("right", "left").replace("#", "right"))
+        for n in JOINT_NAMES
+    ]
+    pose = torch.randn(16, 63, generator=torch.Generator().manual_seed(1)) * 0.4
+    go = torch.zeros(16, 3)
+    joints = forward_kinematics(go, pose)
+    mirrored = forward_kinematics(go, mirror_body_pose(pose))
+    reflected = joints[:, swap] * torch.tensor([-1.0, 1.0, 1.0])
+    err = (mirrored - reflected).norm(dim=-1)
+    # SMPL's neutral rest skeleton is symmetric to a few millimetres
+    assert err.max() < 0.02
+    assert (joints - mirrored).norm(dim=-1).max() > 0.1
+
+
+# -- VPoser-style VAE ------------------------------------------------------------------------
+
+
+def test_vae_architecture_and_shapes():
+    vae = VPoserVAE()
+    assert vae.latent_dim == 32 and vae.model_type == "vae"
+    x = torch.randn(4, 63) * 0.3
+    q = vae.encode(x)
+    assert isinstance(q, torch.distributions.Normal)
+    assert q.loc.shape == (4, 32) and bool((q.scale > 0).all())
+    assert vae.decode(q.rsample()).shape == (4, 63)
+    rot = vae.decode(q.mean, output="rotmat")
+    assert rot.shape == (4, 21, 3, 3)
+    eye = torch.eye(3).expand(4, 21, 3, 3)
+    assert torch.allclose(rot.transpose(-1, -2) @ rot, eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(4, 21), atol=1e-5)
+    vae.eval()
+    assert vae.encode(torch.randn(2, 5, 63)).loc.shape == (2, 5, 32)
+    assert vae.sample(6).shape == (6, 63)
+    assert vae.sample(0).shape == (0, 63)
+
+
+def test_vae_sample_is_reproducible_and_leaves_global_rng():
+    vae = VPoserVAE().eval()
+    state = torch.get_rng_state()
+    a = vae.sample(5, generator=torch.Generator().manual_seed(3))
+    b = vae.sample(5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_vae_rejects_bad_input():
+    vae = VPoserVAE()
+    with pytest.raises(ValueError, match=r"\(\.\.\., 63\)"):
+        vae.encode(torch.zeros(3, 69))
+    with pytest.raises(TypeError, match="floating"):
+        vae.decode(torch.zeros(3, 32, dtype=torch.int32))
+    with pytest.raises(ValueError, match="NaN"):
+        vae.decode(torch.full((1, 32), float("nan")))
+    with pytest.raises(ValueError, match="output"):
+        vae.decode(torch.zeros(1, 32), output="quat")
+
+
+def test_vae_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    vae = VPoserVAE()
+    vae.train()
+    vae.encode(torch.randn(32, 63))  # move the BatchNorm running statistics
+    vae.eval()
+    vae.save_pretrained(tmp_path / "vae", training={"steps": 3})
+    loaded = load_pretrained(tmp_path / "vae")
+    assert isinstance(loaded, VPoserVAE) and not loaded.training
+    x = torch.randn(3, 63)
+    assert torch.equal(loaded.encode(x).loc, vae.encode(x).loc)
+    z = torch.randn(3, 32)
+    assert torch.equal(loaded.decode(z), vae.decode(z))
+    assert loaded.training_metadata == {"steps": 3}
+    again = VPoserVAE.from_pretrained(tmp_path / "vae")
+    assert torch.equal(again.decode(z), vae.decode(z))
+
+
+# -- SMPLify-style GMM -----------------------------------------------------------------------
+
+
+def _fitted_gmm(dim: int = 6, k: int = 3) -> tuple[GMMPrior, object, np.ndarray]:
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(c, 0.3 + 0.1 * c, (300, dim)) for c in range(k)])
+    gm = GaussianMixture(k, covariance_type="full", random_state=0).fit(x)
+    return GMMPrior.from_sklearn(gm), gm, x
+
+
+def test_gmm_log_prob_matches_sklearn_and_nll_is_max_mixture():
+    from scipy.stats import multivariate_normal
+
+    prior, gm, x = _fitted_gmm()
+    q = torch.tensor(x[::50], dtype=torch.float64)
+    assert np.allclose(prior.log_prob(q).numpy(), gm.score_samples(x[::50]), atol=1e-3)
+    comp = np.stack(
+        [
+            np.log(w) + multivariate_normal(m, c).logpdf(x[::50])
+            for w, m, c in zip(gm.weights_, gm.means_, gm.covariances_, strict=True)
+        ],
+        axis=1,
+    )
+    assert np.allclose(prior.nll(q).numpy(), -comp.max(1), atol=1e-3)
+    assert bool((prior.nll(q) >= -prior.log_prob(q) - 1e-6).all())  # max <= sum
+
+
+def test_gmm_shapes_gradients_and_sampling():
+    prior = GMMPrior()
+    assert prior.num_components == 8 and prior.dim == 63
+    x = torch.zeros(2, 5, 63, requires_grad=True)
+    nll = prior.nll(x)
+    assert nll.shape == (2, 5) and prior.log_prob(x).shape == (2, 5)
+    # untrained = standard normals: nll at 0 is -log(1/8 * N(0 | 0, I))
+    assert nll[0, 0].item() == pytest.approx(math.log(8) + 31.5 * math.log(2 * math.pi), rel=1e-5)
+    nll.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    fitted, _, data = _fitted_gmm()
+    s = fitted.sample(4000, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (4000, 6)
+    assert np.allclose(s.mean(0).numpy(), data.mean(0), atol=0.1)
+    a = fitted.sample(3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, fitted.sample(3, generator=torch.Generator().manual_seed(5)))
+
+
+def test_gmm_rejects_bad_input():
+    prior = GMMPrior()
+    with pytest.raises(ValueError, match=r"\(\.\.\., 63\)"):
+        prior.nll(torch.zeros(3, 60))
+    with pytest.raises(TypeError, match="floating"):
+        prior.nll(torch.zeros(3, 63, dtype=torch.int64))
+    with pytest.raises(ValueError, match="non-negative"):
+        prior.sample(-1)
+    with pytest.raises(ValueError, match="full"):
+        GMMPrior.from_sklearn(object())
+
+
+def test_gmm_save_load_round_trip(tmp_path):
+    prior, _, x = _fitted_gmm()
+    prior.save_pretrained(tmp_path / "gmm")
+    loaded = load_pretrained(tmp_path / "gmm")
+    assert isinstance(loaded, GMMPrior)
+    q = torch.tensor(x[:7], dtype=torch.float32)
+    assert torch.equal(loaded.nll(q), prior.nll(q))
+    assert torch.equal(loaded.covariances, prior.covariances)

@@ -1,0 +1,280 @@
+"""Training runs: a short real GAN run, resume bit-for-bit, signals, DDP (gloo, 2 processes),
+the VAE and GMM trainers and the ``advprior train`` CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advprior.baselines import GMMPrior, VPoserVAE
+from advprior.errors import CorruptCheckpointError
+from advprior.hub import load_pretrained
+from advprior.prior import PosePrior
+from advprior.train import checkpoint as ckpt
+from advprior.train.gan import train_gan
+from advprior.train.gmm import fit_gmm
+from advprior.train.vae import train_vae
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = dict(progress=False, tensorboard=False, val_samples=200, max_val_poses=100)
+
+
+def _write_dataset(path: Path, n: int = 400, seed: int = 0) -> Path:
+    """A dataset file in the documented layout (docs/design.md) with clustered random poses."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 0.3, (6, 63))
+    body_pose = centres[rng.integers(0, 6, n)] + rng.normal(0.0, 0.05, (n, 63))
+    subject = np.arange(n, dtype=np.int32) % 5
+    split = np.select([subject == 3, subject == 4], [1, 2], 0).astype(np.int8)
+    np.savez(
+        path,
+        body_pose=body_pose.astype(np.float32),
+        global_orient=np.zeros((n, 3), np.float32),
+        transl=np.zeros((n, 3), np.float32),
+        sequence=subject.copy(),
+        subject=subject,
+        split=split,
+        sequence_names=np.array([f"seq{i}" for i in range(5)]),
+        subject_names=np.array([f"s{i}" for i in range(5)]),
+        split_names=np.array(["train", "val", "test"]),
+        fps=np.array(30.0, np.float32),
+        meta=np.array(json.dumps({"sources": {"synthetic": n}})),
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return _write_dataset(tmp_path_factory.mktemp("data") / "synthetic.npz")
+
+
+@pytest.fixture(scope="module")
+def real_subset(tmp_path_factory, shared_mocap) -> Path:
+    """A small dataset built with ``advprior.train.data`` from real HDM05 clips of 4 actors."""
+    from advprior.train.data import build_dataset
+
+    amc = sorted((shared_mocap / "hdm05_asfamc" / "amc").glob("*.amc"))
+    picked: list[Path] = []
+    for actor in ("bd", "bk", "dg", "mm"):
+        picked += [p for p in amc if p.name.startswith(f"HDM_{actor}_")][:3]
+    out = tmp_path_factory.mktemp("real") / "hdm05_small.npz"
+    build_dataset(picked, out, fps=30)
+    return out
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# -- a short but real training run -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_gan_short_run_on_real_mocap_improves_recall(real_subset, tmp_path):
+    result = train_gan(
+        real_subset, tmp_path / "run", steps=40, batch_size=32, val_every=20, ckpt_every=20,
+        **FAST,
+    )
+    assert result.step == 40 and not result.interrupted
+    rows = _read_csv(tmp_path / "run" / "train_log.csv")
+    assert len(rows) == 40
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("loss_d", "loss_g"))
+    val = _read_csv(tmp_path / "run" / "val_log.csv")
+    assert [int(r["step"]) for r in val] == [0, 20, 40]
+    first, last = float(val[0]["recall_mean_mm"]), float(val[-1]["recall_mean_mm"])
+    assert last < 0.8 * first, (first, last)
+    prior = PosePrior.from_pretrained(result.model_dir)
+    assert prior.latent == "sphere" and not prior.training
+    card = (result.model_dir / "README.md").read_text()
+    assert "HDM05" in card and "mocap.cs.cmu.edu" in card
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["training"]["steps"] == 40
+    assert config["training"]["data"]["train_frames"] > 0
+    assert (tmp_path / "run" / "tb").is_dir() is False  # tensorboard off here
+
+
+# -- resume, signals, checkpoints --------------------------------------------------------------
+
+
+def _weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return ckpt.load(path / "checkpoint.pt")["models"]
+
+
+@pytest.mark.slow
+def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path):
+    kw = dict(steps=6, batch_size=16, d_steps=3, disc_hidden_dim=64, val_every=2, ckpt_every=0,
+              **FAST)
+    straight = train_gan(synthetic, tmp_path / "a", **kw)
+
+    def interrupt(step: int, values: dict) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = train_gan(synthetic, tmp_path / "b", callback=interrupt, **kw)
+    assert stopped.interrupted and stopped.step == 3 and stopped.model_dir is None
+    assert ckpt.load(tmp_path / "b" / "checkpoint.pt")["step"] == 3
+    resumed = train_gan(synthetic, tmp_path / "b", resume=True, **kw)
+    assert resumed.step == 6 and not resumed.interrupted
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for name in ("generator", "discriminator"):
+        assert a[name].keys() == b[name].keys()
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), (name, key)
+    la = _read_csv(tmp_path / "a" / "train_log.csv")
+    lb = _read_csv(tmp_path / "b" / "train_log.csv")
+    assert [r["loss_g"] for r in la] == [r["loss_g"] for r in lb]
+    assert straight.val == resumed.val
+    za = PosePrior.from_pretrained(straight.model_dir).sample(4, generator=torch.Generator())
+    zb = PosePrior.from_pretrained(resumed.model_dir).sample(4, generator=torch.Generator())
+    assert torch.equal(za, zb)
+
+
+def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
+    kw = dict(steps=1, batch_size=16, d_steps=1, disc_hidden_dim=16, val_every=0, ckpt_every=0,
+              export=False, **FAST)
+    train_gan(synthetic, tmp_path / "r", **kw)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_gan(synthetic, tmp_path / "r", resume=True, **{**kw, "batch_size": 8})
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CorruptCheckpointError, match="checkpoint.pt"):
+        train_gan(synthetic, tmp_path / "r", resume=True, **kw)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path):
+    target = tmp_path / "c.pt"
+    ckpt.save_atomic({"step": 1, "models": {}}, target)
+    assert ckpt.load(target)["step"] == 1
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("serialisation failed")
+
+    with pytest.raises(RuntimeError, match="serialisation failed"):
+        ckpt.save_atomic({"step": 2, "models": {}, "bad": Boom()}, target)
+    assert ckpt.load(target)["step"] == 1  # the old file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left
+
+
+def test_batch_too_large_for_data_is_a_clear_error(synthetic, tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        train_gan(synthetic, tmp_path / "x", steps=1, batch_size=10_000, **FAST)
+
+
+# -- baselines ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_vae_training_improves_and_exports(synthetic, tmp_path):
+    result = train_vae(synthetic, tmp_path / "vae", steps=80, batch_size=32, val_every=40,
+                       ckpt_every=40, **FAST)
+    val = _read_csv(tmp_path / "vae" / "val_log.csv")
+    assert float(val[-1]["recall_mean_mm"]) < 0.8 * float(val[0]["recall_mean_mm"])
+    rows = _read_csv(tmp_path / "vae" / "train_log.csv")
+    assert "loss_rot" in rows[0] and rows[-1]["loss_rot"] == ""  # early-epoch terms dropped
+    vae = load_pretrained(result.model_dir)
+    assert isinstance(vae, VPoserVAE) and vae.sample(3).shape == (3, 63)
+
+
+def test_fit_gmm_exports_a_usable_prior(synthetic, tmp_path):
+    result = fit_gmm(synthetic, tmp_path / "gmm", num_components=3, val_samples=200)
+    gmm = load_pretrained(result.model_dir)
+    assert isinstance(gmm, GMMPrior) and gmm.num_components == 3
+    data = np.load(synthetic)
+    train = torch.from_numpy(data["body_pose"][data["split"] == 0])
+    noise = torch.randn(50, 63) * 0.3
+    assert gmm.nll(train[:50]).mean() < gmm.nll(noise).mean()
+    fit = json.loads((tmp_path / "gmm" / "gmm_fit.json").read_text())
+    assert fit["val_mm"]["recall_mean_mm"] == pytest.approx(result.val["recall_mean_mm"])
+
+
+# -- CLI and DDP ---------------------------------------------------------------------------------
+
+
+def test_cli_train_smoke(synthetic, tmp_path, capsys):
+    from advprior.cli import main
+
+    for model in ("gan", "vae", "gmm"):
+        out = tmp_path / model
+        args = ["train", "--data", str(synthetic), "--out", str(out), "--model", model,
+                "--steps", "2", "--batch-size", "16", "--val-every", "0", "--val-samples", "100",
+                "--no-progress"]
+        if model == "gan":
+            args += ["--latent", "uniform", "--d-steps", "2"]
+        assert main(args) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["model_dir"] == str(out / "model")
+        model_obj = load_pretrained(out / "model")
+        assert model_obj.sample(2).shape == (2, 63)
+    assert load_pretrained(tmp_path / "gan" / "model").latent == "uniform"
+
+
+_DDP_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, os, sys, torch
+    torch.set_num_threads(1)
+    import advprior.prior
+    import advprior.train.gan as gan_module
+
+    # Keep hold of the trained networks to compare their weights across ranks afterwards.
+    captured = []
+
+    def capturing(base):
+        class Captured(base):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                captured.append(self)
+        Captured.__name__ = base.__name__
+        return Captured
+
+    gan_module.PoseDiscriminator = capturing(gan_module.PoseDiscriminator)
+    advprior.prior.PosePrior = capturing(advprior.prior.PosePrior)
+
+    data, out = sys.argv[1], sys.argv[2]
+    result = gan_module.train_gan(
+        data, out, steps=4, batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=2,
+        ckpt_every=2, progress=False, tensorboard=False, val_samples=100, max_val_poses=50)
+    digest = hashlib.sha256()
+    for net in captured[:2]:
+        for p in net.parameters():
+            digest.update(p.detach().numpy().tobytes())
+    with open(os.path.join(out, "rank" + os.environ["RANK"] + ".txt"), "w") as fh:
+        fh.write(f"{result.step} {digest.hexdigest()}")
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_gloo_two_processes(synthetic, tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(_DDP_SCRIPT)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(synthetic), str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    step0, hash0 = (out / "rank0.txt").read_text().split()
+    step1, hash1 = (out / "rank1.txt").read_text().split()
+    assert step0 == step1 == "4"
+    # DDP averaged the gradients: both ranks hold identical generator and discriminator weights
+    assert hash0 == hash1
+    state = ckpt.load(out / "checkpoint.pt")
+    assert state["world_size"] == 2
+    # each rank drew its own latents, from its own stream position on its own data shard
+    r0, r1 = state["ranks"]
+    assert not torch.equal(r0["rng"]["named"]["latent"], r1["rng"]["named"]["latent"])
+    assert r0["streams"]["data"] == r1["streams"]["data"]
+    prior = PosePrior.from_pretrained(out / "model")
+    assert prior.sample(3).shape == (3, 63)
+    assert len(_read_csv(out / "train_log.csv")) == 4  # only rank 0 logs
