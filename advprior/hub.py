@@ -30,6 +30,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,8 +95,9 @@ def sha256_file(path: str | os.PathLike) -> str:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # os.open with 0o666 honours the umask (mkstemp would leave the file private, 0o600).
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -540,7 +542,7 @@ class PretrainedMixin:
         directory, or the commit URL when ``push_to_hub=True`` (``repo_id`` defaults to the
         directory name).
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         if training is not None:
             if not isinstance(training, dict) or not _jsonable(training):
@@ -559,8 +561,10 @@ class PretrainedMixin:
         directory.mkdir(parents=True, exist_ok=True)
         # Clone so tied/shared tensors serialise independently; safetensors refuses shared storage.
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
+        # Serialise to bytes and write them ourselves: safetensors' own file writer leaves the
+        # file private (0o600) whatever the umask.
         with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt"})
+            tmp.write_bytes(save(state, metadata={"format": "pt"}))
         write_text_atomic(
             directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n"
         )

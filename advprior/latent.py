@@ -151,7 +151,9 @@ def _slerp(u: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     # then spans a valid great circle, so take the least-aligned coordinate axis (deterministic).
     axis = torch.zeros_like(u).scatter_(-1, u.abs().argmin(dim=-1, keepdim=True), 1.0)
     fallback = axis - (axis * u).sum(-1, keepdim=True) * u
-    direction = torch.where(perp_norm > 1e-6, perp, fallback)
+    # Below a few ulps perp is pure rounding noise; elsewhere it is the true direction (at any
+    # dtype), so a fixed threshold such as 1e-6 would bend short float64 paths off their arc.
+    direction = torch.where(perp_norm > 8 * torch.finfo(u.dtype).eps, perp, fallback)
     # Re-orthogonalise: perp loses orthogonality to cancellation when v is nearly antipodal.
     direction = direction - (direction * u).sum(-1, keepdim=True) * u
     direction = direction / direction.norm(dim=-1, keepdim=True)

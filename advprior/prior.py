@@ -43,6 +43,16 @@ def convert_rotmat(rotmat: torch.Tensor, output: str) -> torch.Tensor:
     raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
+def gram_schmidt(rot6d: torch.Tensor) -> torch.Tensor:
+    """6D ``(..., 6)`` to rotation matrices ``(..., 3, 3)``: Gram-Schmidt applied twice.
+
+    One float32 pass loses orthogonality when the two columns are nearly parallel (errors of
+    ~3e-5 seen from an untrained generator); the second pass ("twice is enough") restores it
+    to ~1e-7 at negligible cost next to the MLP.
+    """
+    return rot6d_to_rotmat(rotmat_to_rot6d(rot6d_to_rotmat(rot6d)))
+
+
 def _check_body(body: str) -> int:
     if body not in _BODY_JOINTS:
         raise ValueError(f"body must be one of {BODIES}, got {body!r}")
@@ -126,7 +136,7 @@ class PosePrior(nn.Module, PretrainedMixin):
         check_latent(z, self.latent_dim)
         lead = z.shape[:-1]
         rot6d = self.generator(z.reshape(-1, self.latent_dim))
-        rotmat = rot6d_to_rotmat(rot6d.reshape(-1, self.num_joints, 6))
+        rotmat = gram_schmidt(rot6d.reshape(-1, self.num_joints, 6))
         if joints > self.num_joints:
             eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device)
             pad = eye.expand(rotmat.shape[0], joints - self.num_joints, 3, 3)

@@ -132,3 +132,25 @@ def test_console_script_entry_point(ckpt: Path, tmp_path: Path) -> None:
     res = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert np.load(out)["body_pose"].shape == (3, 63)
+
+
+def test_png_is_drawn(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out, png = tmp_path / "p.npz", tmp_path / "p.png"
+    rc = main(["sample", "--model", str(ckpt), "-n", "3", "--out", str(out), "--png", str(png)])
+    assert rc == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "drew 3 bodies" in capsys.readouterr().out
+
+
+def test_outputs_honour_the_umask(ckpt: Path, tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "m.npz"
+        assert main(["sample", "--model", str(ckpt), "-n", "1", "--out", str(out)]) == 0
+        PosePrior().save_pretrained(tmp_path / "saved")
+    finally:
+        os.umask(old)
+    for path in (out, *(tmp_path / "saved").iterdir()):
+        assert path.stat().st_mode & 0o777 == 0o644, path
