@@ -160,11 +160,17 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     if fps is None:
         if frame_time <= 0:
             raise MotionFormatError("Frame Time must be positive (or pass fps=)", path)
-        fps = 1.0 / frame_time
+        fps = snap_rate(1.0 / frame_time)
     return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=float(fps),
                   path=str(path), format="bvh", local_translations=local_t,
                   meta={"units_scale": scale, "header_fps": 1.0 / frame_time
                         if frame_time > 0 else None})
+
+
+def snap_rate(fps: float) -> float:
+    """Round a rate read from a rounded frame time (``0.00833333`` s) to the integer it means."""
+    near = round(fps)
+    return float(near) if near > 0 and abs(fps - near) < 1e-4 * fps else float(fps)
 
 
 _CHANNELS = {f"{a}{k}" for a in "xyz" for k in ("position", "rotation")}

@@ -18,6 +18,7 @@ import numpy as np
 
 from advprior.errors import MotionFormatError
 from advprior.train.data import rotmath
+from advprior.train.data.bvh import snap_rate
 from advprior.train.data.motion import Motion, Skeleton
 
 # (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
@@ -164,7 +165,7 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
     if fps is None:
         if dt <= 0:
             raise MotionFormatError("frame durations must be positive (or pass fps=)", path)
-        fps = 1.0 / dt
+        fps = snap_rate(1.0 / dt)
     sk = Skeleton(names=tuple(names), parents=np.asarray(parents),
                   offsets=np.asarray(offsets, dtype=np.float64), is_end=np.asarray(is_end))
     return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=float(fps),

@@ -209,6 +209,8 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     # Spine1-3 on the source chain pelvis..neck at SMPL's rest arc-length fractions.
     spine_chain = chain[: chain.index(neck) + 1]
     seg = np.linalg.norm(np.diff(rest[spine_chain], axis=0), axis=1)
+    if len(seg) == 0 or seg.sum() < 1e-9:
+        raise MotionFormatError("the neck coincides with the pelvis; no spine to map", path)
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     smpl_seg = np.linalg.norm(np.diff(REST_JOINTS[list(_SPINE)], axis=0), axis=1)
     smpl_cum = np.cumsum(smpl_seg) / smpl_seg.sum()
@@ -218,8 +220,12 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
         # Skip zero-length segments (an ASF root and lowerback share a point).
         while seg[k] < 1e-9 and k + 1 < len(seg):
             k += 1
+        frac = float(np.clip((s - cum[k]) / max(seg[k], 1e-12), 0.0, 1.0))
+        if frac > 1.0 - 1e-6 and k + 1 < len(seg):
+            # On a joint: that joint, not the segment below it, drives the twist.
+            k, frac = k + 1, 0.0
         a[j], b[j] = spine_chain[k], spine_chain[k + 1]
-        alpha[j] = float(np.clip((s - cum[k]) / max(seg[k], 1e-12), 0.0, 1.0))
+        alpha[j] = frac
         driver[j] = spine_chain[k]
     named = {JOINT_NAMES[j]: sk.names[int(point[j])] for j in range(n) if point[j] >= 0}
     return SMPLMapping(a=a, b=b, alpha=alpha, driver=driver, roles=named)

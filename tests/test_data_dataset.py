@@ -1,0 +1,177 @@
+"""Dataset build/load and the ``advprior data`` CLI on tiny generated motion files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_data_importers import random_pose, write_asf_amc, write_bvh
+
+from advprior.errors import MotionFormatError
+from advprior.train.data import build_dataset, load_dataset
+from advprior.train.data.dataset import assign_splits, subject_of
+
+
+def _tree(root: Path, n_folders: int = 5) -> Path:
+    """mocap/<source>/<folder>/*.bvh, CMU- and HDM05-named AMC files, and non-motion files."""
+    src = root / "mocap"
+    for i in range(n_folders):
+        local, pelvis = random_pose(31 + 10 * i, seed=i)
+        folder = src / "bvhsrc" / f"dance{i}"
+        folder.mkdir(parents=True)
+        write_bvh(folder / "take.bvh", "motionbuilder", local, pelvis, frame_time=1 / 60)
+    amc = src / "asfamc" / "05"
+    amc.mkdir(parents=True)
+    local, pelvis = random_pose(80, seed=9)
+    write_asf_amc(amc, local, pelvis, stem="05_02")
+    hdm = src / "hdm"
+    hdm.mkdir()
+    write_asf_amc(hdm, local[:70], pelvis[:70], stem="HDM_zz_walk_001_120")
+    (hdm / "HDM.asf").rename(hdm / "HDM_zz.asf")
+    (src / "notes.md").write_text("# notes")
+    (src / "index.csv").write_text("a,b\n")
+    return src
+
+
+def test_build_writes_the_design_format_split_by_subject(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    out = tmp_path / "out" / "poses.npz"
+    report = build_dataset(src, out, fps=30)
+    f = np.load(out, allow_pickle=False)
+    dtypes = {"body_pose": np.float32, "global_orient": np.float32, "transl": np.float32,
+              "sequence": np.int32, "subject": np.int32, "split": np.int8}
+    n = f["body_pose"].shape[0]
+    assert n == report.frames > 0
+    for key, dtype in dtypes.items():
+        assert f[key].dtype == dtype, key
+        assert f[key].shape[0] == n
+    assert f["body_pose"].shape == (n, 63) and f["transl"].shape == (n, 3)
+    assert list(f["split_names"]) == ["train", "val", "test"]
+    assert float(f["fps"]) == 30.0
+    meta = json.loads(str(f["meta"]))
+    assert meta["frames_per_source"] == report.per_source
+    assert set(report.per_source) == {"bvhsrc", "asfamc", "hdm"}
+    subjects = list(f["subject_names"])
+    assert "cmu:05" in subjects and "hdm05:zz" in subjects and "bvhsrc:dance0" in subjects
+    for k in range(len(subjects)):  # one split per subject, never split by frame
+        assert len(np.unique(f["split"][f["subject"] == k])) == 1
+    skipped = {Path(p).name: why for p, why in report.skipped}
+    assert {"notes.md", "index.csv", "05.asf", "HDM_zz.asf"} <= set(skipped)
+    assert "ASF skeleton" in skipped["05.asf"]
+    # 60 fps BVHs of 31 + 10 i frames -> 16 + 5 i frames at 30 fps.
+    seq = list(f["sequence_names"])
+    k = seq.index("bvhsrc/dance1/take.bvh")
+    assert int((f["sequence"] == k).sum()) == 21
+    assert not list(out.parent.glob(".*tmp"))
+
+
+def test_build_is_deterministic_and_split_from_keeps_subjects(tmp_path: Path) -> None:
+    src = _tree(tmp_path, n_folders=6)
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    build_dataset(src, a)
+    build_dataset(src, b)
+    fa, fb = np.load(a), np.load(b)
+    for key in ("body_pose", "split", "subject"):
+        np.testing.assert_array_equal(fa[key], fb[key])
+    before = json.loads(str(fa["meta"]))["subject_split"]
+    local, pelvis = random_pose(200, seed=42)
+    folder = src / "bvhsrc" / "newcomer"
+    folder.mkdir()
+    write_bvh(folder / "x.bvh", "daz", local, pelvis, scale=100.0)
+    c = tmp_path / "c.npz"
+    report = build_dataset(src, c, split_from=a)
+    for subject, split in before.items():
+        assert report.subjects[subject] == split
+    assert "bvhsrc:newcomer" in report.subjects
+
+
+def test_on_error_skip_reports_and_abort_raises(tmp_path: Path) -> None:
+    src = _tree(tmp_path, n_folders=2)
+    bad = src / "bvhsrc" / "dance0" / "broken.bvh"
+    bad.write_text("HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n")
+    report = build_dataset(src, tmp_path / "o.npz", on_error="skip")
+    reasons = dict(report.skipped)
+    assert str(bad) in reasons and "MotionFormatError" in reasons[str(bad)]
+    assert "broken.bvh" in reasons[str(bad)]
+    with pytest.raises(MotionFormatError, match="broken.bvh"):
+        build_dataset(src, tmp_path / "p.npz", on_error="abort")
+    assert not (tmp_path / "p.npz").exists()
+    with pytest.raises(ValueError, match="on_error"):
+        build_dataset(src, tmp_path / "q.npz", on_error="ignore")
+
+
+def test_readme_frame_rate_and_leading_rest_frame(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    folder = src / "aclstm" / "salsa"
+    folder.mkdir(parents=True)
+    (src / "aclstm" / "readme.txt").write_text("salsa framerate 60\nindian framerate 120\n")
+    local, pelvis = random_pose(61, seed=1)
+    local[0] = np.eye(3)  # a T-pose first frame, as in CMU BVH conversions
+    write_bvh(folder / "01.bvh", "daz", local, pelvis, scale=100.0, frame_time=1 / 120)
+    report = build_dataset(src, tmp_path / "s.npz")
+    # 60 frames after the rest frame, read at 60 fps (not the header's 120): 1 s -> 30 frames.
+    assert report.frames == 30
+    report = build_dataset(src, tmp_path / "t.npz", source_fps={"aclstm/salsa/*": 120})
+    assert report.frames == 15
+
+
+def test_load_dataset_splits_and_rejects_nan(tmp_path: Path) -> None:
+    src = _tree(tmp_path, n_folders=8)
+    out = tmp_path / "d.npz"
+    report = build_dataset(src, out)
+    full = load_dataset(out)
+    assert len(full) == report.frames and full.body_pose.dtype.is_floating_point
+    total = 0
+    for name in ("train", "val", "test"):
+        part = load_dataset(out, split=name)
+        assert len(part) == report.per_split[name]
+        assert bool((part.split == ["train", "val", "test"].index(name)).all())
+        total += len(part)
+    assert total == len(full)
+    with pytest.raises(ValueError, match="split must be"):
+        load_dataset(out, split="holdout")
+    f = dict(np.load(out))
+    f["body_pose"][3, 5] = np.nan
+    np.savez(tmp_path / "nan.npz", **f)
+    with pytest.raises(ValueError, match="NaN"):
+        load_dataset(tmp_path / "nan.npz")
+    with pytest.raises(FileNotFoundError):
+        load_dataset(tmp_path / "missing.npz")
+
+
+def test_assign_splits_hits_fractions_and_is_order_free() -> None:
+    frames = {f"s{i}": 100 + (i * 37) % 50 for i in range(60)}
+    out = assign_splits(frames, (0.8, 0.1, 0.1), seed="x")
+    total = sum(frames.values())
+    for k, target in enumerate((0.8, 0.1, 0.1)):
+        share = sum(n for s, n in frames.items() if out[s] == k) / total
+        assert abs(share - target) < 0.03
+    shuffled = dict(sorted(frames.items(), reverse=True))
+    assert assign_splits(shuffled, (0.8, 0.1, 0.1), seed="x") == out
+    with pytest.raises(ValueError, match="fractions"):
+        assign_splits(frames, (0.5, 0.1, 0.1))
+
+
+def test_subject_ids_are_global_across_sources() -> None:
+    assert subject_of(Path("02/02_01.amc"), "cmu_asfamc") == "cmu:02"
+    assert subject_of(Path("02/02_01.txt"), "cmu_deepmimic") == "cmu:02"
+    assert subject_of(Path("127/127_03.txt"), "cmu_deepmimic") == "cmu:127"
+    assert subject_of(Path("amc/HDM_bd_squat_001_120.amc"), "hdm05_asfamc") == "hdm05:bd"
+    assert subject_of(Path("salsa/01.bvh"), "cmu_daz") == "cmu_daz:salsa"
+
+
+def test_cli_build_and_info_print_counts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from advprior.cli import main
+
+    src = _tree(tmp_path, n_folders=3)
+    out = tmp_path / "cli.npz"
+    assert main(["data", "build", str(src), "--out", str(out), "--fps", "20"]) == 0
+    text = capsys.readouterr()
+    assert "frames per source" in text.out and "bvhsrc" in text.out and "train" in text.out
+    assert "skipped" in text.err and "notes.md" in text.err
+    assert float(np.load(out)["fps"]) == 20.0
+    assert main(["data", "info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "frames per split" in info and "asfamc" in info

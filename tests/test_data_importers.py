@@ -1,0 +1,533 @@
+"""Importers and retargeting on tiny files written here: every BVH naming variant, rotation
+orders, units, 6-channel joints, z-up worlds, ASF/AMC (radians, odd axes), AMASS npz, DeepMimic
+JSON; round trips from SMPL poses we choose back to those poses; errors naming file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from advprior.errors import MotionFormatError
+from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
+from advprior.train.data import load_motion
+from advprior.train.data.rotmath import euler_matrix, rotvec_to_matrix
+
+RNG = np.random.default_rng(0)
+
+VARIANTS = {
+    # SMPL joint -> joint name; extras: (name, parent SMPL joint, child SMPL joint, fraction).
+    "motionbuilder": {
+        "names": ["Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1",
+                  "LeftFoot", "RightFoot", "Spine2", "LeftToeBase", "RightToeBase", "Neck",
+                  "LeftShoulder", "RightShoulder", "Head", "LeftArm", "RightArm", "LeftForeArm",
+                  "RightForeArm", "LeftHand", "RightHand", "LeftFingerBase", "RightFingerBase"],
+        "extras": [("LHipJoint", 0, 1, 0.0), ("RHipJoint", 0, 2, 0.0)],
+        "order": "ZYX",
+    },
+    "3dsmax": {
+        "names": ["Hips", "LeftHip", "RightHip", "lowerback", "LeftKnee", "RightKnee", "Chest",
+                  "LeftAnkle", "RightAnkle", "Chest2", "LeftToe", "RightToe", "Neck",
+                  "LeftCollar", "RightCollar", "Head", "LeftShoulder", "RightShoulder",
+                  "LeftElbow", "RightElbow", "LeftWrist", "RightWrist", "lhand", "rhand"],
+        "extras": [("LHipJoint", 0, 1, 0.5), ("RHipJoint", 0, 2, 0.5), ("lowerneck", 9, 12, 0.5)],
+        "order": "YZX",
+    },
+    "daz": {
+        "names": ["hip", "lThigh", "rThigh", "abdomen", "lShin", "rShin", "abdomen2", "lFoot",
+                  "rFoot", "chest", "", "", "neck", "lCollar", "rCollar", "head", "lShldr",
+                  "rShldr", "lForeArm", "rForeArm", "lHand", "rHand", "lMid1", "rMid1"],
+        "extras": [("lButtock", 0, 1, 0.5), ("rButtock", 0, 2, 0.5)],
+        "order": "ZXY",
+    },
+    "mixamo": {
+        "names": ["mixamorig:" + n for n in [
+            "Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1",
+            "LeftFoot", "RightFoot", "Spine2", "LeftToeBase", "RightToeBase", "Neck",
+            "LeftShoulder", "RightShoulder", "Head", "LeftArm", "RightArm", "LeftForeArm",
+            "RightForeArm", "LeftHand", "RightHand", "LeftHandMiddle1", "RightHandMiddle1"]],
+        "extras": [],
+        "order": "XYZ",
+    },
+}
+
+
+def _tree(variant: str) -> list[dict]:
+    """Joints of a BVH built on SMPL's rest skeleton: name, parent, smpl index, rest position."""
+    spec = VARIANTS[variant]
+    names = spec["names"]
+    extra_for = {child: (name, parent, frac) for name, parent, child, frac in spec["extras"]}
+    joints: list[dict] = []
+    index_of: dict[int, int] = {}
+
+    def add(j: int, parent: int) -> None:
+        if j in extra_for:
+            name, pj, frac = extra_for[j]
+            pos = REST_JOINTS[pj] + frac * (REST_JOINTS[j] - REST_JOINTS[pj])
+            joints.append({"name": name, "parent": parent, "smpl": None, "pos": pos})
+            parent = len(joints) - 1
+        if names[j]:
+            joints.append({"name": names[j], "parent": parent, "smpl": j, "pos": REST_JOINTS[j]})
+            index_of[j] = len(joints) - 1
+            me = len(joints) - 1
+        else:
+            return
+        kids = [c for c in range(24) if PARENTS[c] == j and names[c]]
+        for c in kids:
+            add(c, me)
+        if not kids:
+            # Daz-like feet end at SMPL's toe joints, so the rest skeletons agree.
+            tip = {15: [0, 0.12, 0], 10: [0, -0.02, 0.06], 11: [0, -0.02, 0.06],
+                   7: REST_JOINTS[10] - REST_JOINTS[7], 8: REST_JOINTS[11] - REST_JOINTS[8]}.get(j)
+            if tip is None:
+                d = REST_JOINTS[j] - REST_JOINTS[PARENTS[j]]
+                tip = 0.3 * d
+            joints.append({"name": None, "parent": me, "smpl": None,
+                           "pos": REST_JOINTS[j] + np.asarray(tip)})
+
+    add(0, -1)
+    return joints
+
+
+def write_bvh(path: Path, variant: str, local: np.ndarray, root: np.ndarray, *, scale: float = 1.0,
+              world: np.ndarray | None = None, six: bool = False, frame_time: float = 1 / 60,
+              newline: str = "\n", indent: str = "  ") -> None:
+    """Write SMPL local rotations ``(T, 24, 3, 3)`` and pelvis positions ``(T, 3)`` as a BVH.
+
+    ``world`` rotates the whole capture (rest skeleton and motion) into another world frame.
+    """
+    joints = _tree(variant)
+    order = VARIANTS[variant]["order"]
+    world = np.eye(3) if world is None else world
+    lines = ["HIERARCHY"]
+    cols = []
+
+    def emit(k: int, depth: int) -> None:
+        j = joints[k]
+        pad = indent * depth
+        off = j["pos"] - (joints[j["parent"]]["pos"] if j["parent"] >= 0 else 0)
+        off = world @ off * scale
+        if j["name"] is None:
+            lines.extend([f"{pad}End Site", f"{pad}{{",
+                          f"{pad}{indent}OFFSET {off[0]:.9f} {off[1]:.9f} {off[2]:.9f}",
+                          f"{pad}}}"])
+            return
+        head = "ROOT" if j["parent"] < 0 else "JOINT"
+        lines.extend([f"{pad}{head} {j['name']}", f"{pad}{{",
+                      f"{pad}{indent}OFFSET {off[0]:.9f} {off[1]:.9f} {off[2]:.9f}"])
+        rot = " ".join(f"{a}rotation" for a in order)
+        if j["parent"] < 0 or six:
+            lines.append(f"{pad}{indent}CHANNELS 6 Xposition Yposition Zposition {rot}")
+            cols.append((k, True, off))
+        else:
+            lines.append(f"{pad}{indent}CHANNELS 3 {rot}")
+            cols.append((k, False, off))
+        for c in [c for c, x in enumerate(joints) if x["parent"] == k]:
+            emit(c, depth + 1)
+        lines.append(f"{pad}}}")
+
+    emit(0, 0)
+    t = local.shape[0]
+    data = []
+    for k, has_pos, off in cols:
+        j = joints[k]
+        r = local[:, j["smpl"]] if j["smpl"] is not None else np.broadcast_to(np.eye(3), (t, 3, 3))
+        r = world @ r @ world.T
+        if has_pos:
+            pos = (root @ world.T) * scale if j["parent"] < 0 else np.tile(off, (t, 1))
+            data.append(pos)
+        data.append(Rotation.from_matrix(r).as_euler(order, degrees=True))
+    data = np.concatenate(data, axis=1)
+    lines += ["MOTION", f"Frames: {t}", f"Frame Time: {frame_time:.8f}"]
+    lines += [" ".join(f"{v:.9f}" for v in row) for row in data]
+    path.write_text(newline.join(lines) + newline)
+
+
+def random_pose(t: int, scale: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random SMPL local rotations ``(T, 24, 3, 3)`` and pelvis positions ``(T, 3)``."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, scale, (2, 24, 3))
+    s = np.linspace(0, 1, t)[:, None, None]
+    aa = (1 - s) * a + s * b
+    aa[:, 22:] = 0.0
+    local = rotvec_to_matrix(aa)
+    root = REST_JOINTS[0] + np.stack([s[:, 0, 0], 0.1 * s[:, 0, 0], -s[:, 0, 0]], -1)
+    return local, root
+
+
+def _joint_errors(smpl, local: np.ndarray) -> np.ndarray:
+    """Angle (rad) per frame and SMPL joint 1..21 between retargeted and true local rotations."""
+    t = local.shape[0]
+    truth = Rotation.from_matrix(local[:, 1:22].reshape(-1, 3, 3))
+    got = Rotation.from_rotvec(smpl.body_pose.reshape(-1, 3))
+    return (truth.inv() * got).magnitude().reshape(t, 21)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_bvh_round_trip_every_naming_variant(tmp_path: Path, variant: str) -> None:
+    local, root = random_pose(12, seed=sorted(VARIANTS).index(variant))
+    if variant == "daz":
+        local[:, 10:12] = np.eye(3)  # Daz has no toe joints: the foot rotation is not recorded.
+    path = tmp_path / f"{variant}.bvh"
+    write_bvh(path, variant, local, root, scale=100.0 if variant == "daz" else 1.0)
+    motion = load_motion(path)
+    assert motion.num_frames == 12 and motion.fps == pytest.approx(60.0)
+    smpl = motion.to_smpl(fps=None)
+    err = _joint_errors(smpl, local)
+    assert err.max() < 1e-4, (variant, np.degrees(err.max(axis=0)))
+    go = Rotation.from_rotvec(smpl.global_orient)
+    assert (Rotation.from_matrix(local[:, 0]).inv() * go).magnitude().max() < 1e-4
+    np.testing.assert_allclose(smpl.transl, root - REST_JOINTS[0], atol=1e-5)
+
+
+def test_bvh_leftshoulder_is_collar_or_upper_arm_by_hierarchy(tmp_path: Path) -> None:
+    from advprior.train.data.naming import map_to_smpl
+
+    local, root = random_pose(2)
+    roles = {}
+    for variant in ("motionbuilder", "3dsmax"):
+        write_bvh(tmp_path / f"{variant}.bvh", variant, local, root)
+        roles[variant] = map_to_smpl(load_motion(tmp_path / f"{variant}.bvh").skeleton).roles
+    assert roles["motionbuilder"]["left_collar"] == "LeftShoulder"
+    assert roles["motionbuilder"]["left_shoulder"] == "LeftArm"
+    assert roles["3dsmax"]["left_collar"] == "LeftCollar"
+    assert roles["3dsmax"]["left_shoulder"] == "LeftShoulder"
+    assert roles["3dsmax"]["neck"] == "Neck"
+
+
+def test_bvh_z_up_world_six_channels_tabs_crlf_and_units(tmp_path: Path) -> None:
+    local, root = random_pose(8, seed=3)
+    z_up = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # y -> z
+    path = tmp_path / "zup.bvh"
+    write_bvh(path, "mixamo", local, root, scale=1 / 0.0254, world=z_up, six=True,
+              newline="\r\n", indent="\t")
+    motion = load_motion(path)
+    assert motion.local_translations is not None
+    smpl = motion.to_smpl(fps=None)
+    assert _joint_errors(smpl, local).max() < 1e-4
+    # The capture world is z-up; the output is SMPL's y-up frame with the pelvis where it was.
+    np.testing.assert_allclose(smpl.transl, root - REST_JOINTS[0], atol=1e-4)
+    mm = tmp_path / "mm.bvh"
+    write_bvh(mm, "motionbuilder", local, root, scale=1000.0)
+    assert load_motion(mm).skeleton.offsets[1:].max() < 1.0
+    np.testing.assert_allclose(load_motion(mm, units="mm").root_position, root, atol=1e-6)
+
+
+def test_bvh_fps_override_and_resampling(tmp_path: Path) -> None:
+    local, root = random_pose(61, seed=5)
+    path = tmp_path / "a.bvh"
+    write_bvh(path, "motionbuilder", local, root, frame_time=1 / 120)
+    assert load_motion(path).fps == pytest.approx(120.0)
+    m = load_motion(path, fps=60)
+    assert m.fps == 60 and m.duration == pytest.approx(1.0)
+    assert m.to_smpl(30).num_frames == 31
+    # 60 -> 25 fps is not an integer ratio: frame k lies at source time k * 60 / 25.
+    smpl = m.to_smpl(25)
+    assert smpl.num_frames == 26
+    src = m.to_smpl(None)
+    u = 7 * 60 / 25
+    i0, a = int(u), u - int(u)
+    expected = Rotation.from_rotvec(src.global_orient[[i0, i0 + 1]])
+    from scipy.spatial.transform import Slerp
+
+    mid = Slerp([0, 1], expected)([a])
+    assert (mid.inv() * Rotation.from_rotvec(smpl.global_orient[7:8])).magnitude()[0] < 1e-3
+    np.testing.assert_allclose(smpl.transl[7], (1 - a) * src.transl[i0] + a * src.transl[i0 + 1],
+                               atol=1e-6)
+
+
+def _asf_bones(axis_humerus: str = "180 -30 -90 XYZ") -> list[tuple]:
+    """CMU-like bones on SMPL's rest skeleton: (name, start joint, end point, axis, dof)."""
+    r = REST_JOINTS
+    up = np.array([0.0, 0.1, 0.0])
+    bones = [
+        ("lowerback", 0, r[3], "0 0 0 XYZ", "rx ry rz"),
+        ("upperback", 3, r[6], "0 0 0 XYZ", "rx ry rz"),
+        ("thorax", 6, r[9], "0 0 0 XYZ", "rx ry rz"),
+        ("lowerneck", 9, r[12], "0 0 0 XYZ", "rx ry rz"),
+        ("upperneck", 12, r[15], "0 0 0 XYZ", "rx ry rz"),
+        ("head", 15, r[15] + up, "0 0 0 XYZ", "rx ry rz"),
+    ]
+    for s, side in (("l", 0), ("r", 1)):
+        hip, knee, ankle, foot = (1 + side, 4 + side, 7 + side, 10 + side)
+        collar, sho, elb, wri, hand = (13 + side, 16 + side, 18 + side, 20 + side, 22 + side)
+        sign = 1 if s == "l" else -1
+        bones += [
+            (f"{s}hipjoint", 0, r[hip], "0 0 0 XYZ", ""),
+            (f"{s}femur", hip, r[knee], f"0 0 {20 * sign} XYZ", "rx ry rz"),
+            (f"{s}tibia", knee, r[ankle], f"0 0 {20 * sign} XYZ", "rz rx ry"),
+            (f"{s}foot", ankle, r[foot], f"-90 0 {20 * sign} XYZ", "rx ry rz"),
+            (f"{s}toes", foot, r[foot] + [0, -0.01, 0.05], "-90 0 0 XYZ", "rx ry rz"),
+            (f"{s}clavjoint", 9, r[collar], "0 0 0 XYZ", ""),
+            (f"{s}clavicle", collar, r[sho], "0 0 0 XYZ", "rx ry rz"),
+            (f"{s}humerus", sho, r[elb], axis_humerus, "rx ry rz"),
+            (f"{s}radius", elb, r[wri], axis_humerus, "rx ry rz"),
+            (f"{s}wrist", wri, r[hand], "0 90 90 XYZ", "rx ry rz"),
+            (f"{s}hand", hand, r[hand] + 0.3 * (r[hand] - r[wri]), "0 90 90 XYZ", "rx ry rz"),
+        ]
+    return bones
+
+
+_ASF_TREE = [
+    ("root", ["lhipjoint", "rhipjoint", "lowerback"]), ("lhipjoint", ["lfemur"]),
+    ("lfemur", ["ltibia"]), ("ltibia", ["lfoot"]), ("lfoot", ["ltoes"]),
+    ("rhipjoint", ["rfemur"]), ("rfemur", ["rtibia"]), ("rtibia", ["rfoot"]),
+    ("rfoot", ["rtoes"]), ("lowerback", ["upperback"]), ("upperback", ["thorax"]),
+    ("thorax", ["lowerneck", "lclavjoint", "rclavjoint"]), ("lowerneck", ["upperneck"]),
+    ("upperneck", ["head"]), ("lclavjoint", ["lclavicle"]), ("lclavicle", ["lhumerus"]),
+    ("lhumerus", ["lradius"]), ("lradius", ["lwrist"]), ("lwrist", ["lhand"]),
+    ("rclavjoint", ["rclavicle"]), ("rclavicle", ["rhumerus"]), ("rhumerus", ["rradius"]),
+    ("rradius", ["rwrist"]), ("rwrist", ["rhand"]),
+]
+
+
+def write_asf_amc(folder: Path, local: np.ndarray, root: np.ndarray, *, length: float = 0.45,
+                  angle: str = "deg", root_order: str = "TX TY TZ RX RY RZ",
+                  stem: str = "07_01") -> Path:
+    """Write ``<subject>.asf`` and ``<stem>.amc`` for SMPL local rotations ``(T, 24, 3, 3)``."""
+    unit = length / 0.0254  # file units per metre
+    to_file = (lambda a: np.degrees(a)) if angle == "deg" else (lambda a: a)
+    bones = _asf_bones()
+    lines = [":version 1.10", ":name VICON", ":units", "  mass 1.0", f"  length {length}",
+             f"  angle {angle}", ":root", f"   order {root_order}", "   axis XYZ",
+             "   position 0 0 0", "   orientation 0 0 0", ":bonedata"]
+    start_of = {}
+    for i, (name, start, end, axis, dof) in enumerate(bones, 1):
+        vec = np.asarray(end) - REST_JOINTS[start]
+        n = np.linalg.norm(vec)
+        ax = np.asarray(axis.split()[:3], dtype=float)
+        ax_text = " ".join(f"{to_file(np.radians(a)):.9f}" for a in ax) + " " + axis.split()[3]
+        lines += ["  begin", f"     id {i}", f"     name {name}",
+                  "     direction " + " ".join(f"{v / n:.9f}" for v in vec),
+                  f"     length {n * unit:.9f}", f"     axis {ax_text}"]
+        if dof:
+            lines.append(f"    dof {dof}")
+        lines.append("  end")
+        start_of[name] = start
+    lines += [":hierarchy", "  begin"] + [f"    {p} {' '.join(c)}" for p, c in _ASF_TREE]
+    lines += ["  end"]
+    subject = stem.split("_")[0]
+    (folder / f"{subject}.asf").write_text("\n".join(lines) + "\n")
+
+    amc = [":FULLY-SPECIFIED", ":DEGREES" if angle == "deg" else ":RADIANS"]
+    rot_axes = [t[1].lower() for t in root_order.split() if t.startswith("R")]
+    for f in range(local.shape[0]):
+        amc.append(str(f + 1))
+        # Root: values in listed order; the first listed axis is applied first.
+        ang = Rotation.from_matrix(local[f, 0]).as_euler("".join(rot_axes))
+        vals = {"tx": root[f, 0] * unit, "ty": root[f, 1] * unit, "tz": root[f, 2] * unit}
+        vals.update({f"r{a}": v for a, v in zip(rot_axes, ang, strict=True)})
+        out = [vals[t.lower()] if t.startswith("T") else to_file(vals[t.lower()])
+               for t in root_order.split()]
+        amc.append("root " + " ".join(f"{v:.9f}" for v in out))
+        for name, start, _end, axis, dof in bones:
+            if not dof:
+                continue
+            ax = np.radians(np.asarray(axis.split()[:3], dtype=float))
+            c = euler_matrix(ax[::-1], axis.split()[3].lower()[::-1])
+            # Bones leaving the pelvis move with the root only (SMPL has no joint there).
+            m = c.T @ (np.eye(3) if start == 0 else local[f, start]) @ c
+            # dof values in listed order, the first listed applied first (extrinsic).
+            e = Rotation.from_matrix(m).as_euler("".join(d[1] for d in dof.split()))
+            amc.append(f"{name} " + " ".join(f"{to_file(v):.9f}" for v in e))
+    path = folder / f"{stem}.amc"
+    path.write_text("\n".join(amc) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("length", "angle", "order"),
+    [(0.45, "deg", "TX TY TZ RX RY RZ"), (1.0, "rad", "TX TY TZ RZ RY RX")],
+)
+def test_asf_amc_round_trip_units_and_orders(tmp_path: Path, length, angle, order) -> None:
+    local, root = random_pose(6, seed=11)
+    # CMU clavicles hang off the thorax (SMPL spine2's end), SMPL's collars off spine3: with
+    # spine3 still the two trees pose alike and the round trip is exact.
+    local[:, 9] = np.eye(3)
+    path = write_asf_amc(tmp_path, local, root, length=length, angle=angle, root_order=order)
+    motion = load_motion(path)
+    assert motion.fps == 120.0
+    np.testing.assert_allclose(motion.root_position, root, atol=1e-6)
+    smpl = motion.to_smpl(fps=None)
+    err = _joint_errors(smpl, local)
+    assert err.max() < 1e-4, np.degrees(err.max(axis=0))
+
+
+def test_asf_found_in_sibling_asf_folder_and_by_argument(tmp_path: Path) -> None:
+    local, root = random_pose(3)
+    (tmp_path / "asf").mkdir()
+    (tmp_path / "amc").mkdir()
+    write_asf_amc(tmp_path / "asf", local, root, stem="HDM_xx_walk_001_120")
+    amc = tmp_path / "asf" / "HDM_xx_walk_001_120.amc"
+    moved = tmp_path / "amc" / amc.name
+    amc.rename(moved)
+    (tmp_path / "asf" / "HDM.asf").rename(tmp_path / "asf" / "HDM_xx.asf")
+    assert load_motion(moved).num_frames == 3
+    (tmp_path / "other" / "deep").mkdir(parents=True)
+    elsewhere = tmp_path / "other" / "deep" / "x.amc"
+    elsewhere.write_text(moved.read_text())
+    with pytest.raises(MotionFormatError, match="no ASF skeleton"):
+        load_motion(elsewhere)
+    assert load_motion(elsewhere, skeleton=tmp_path / "asf" / "HDM_xx.asf").num_frames == 3
+
+
+def test_amass_npz_is_rotated_into_y_up(tmp_path: Path) -> None:
+    import torch
+
+    from advprior.body import forward_kinematics
+
+    rng = np.random.default_rng(2)
+    for width, rate_key in ((156, "mocap_framerate"), (165, "mocap_frame_rate")):
+        poses = rng.normal(0, 0.3, (10, width))
+        trans = rng.normal(0, 1, (10, 3))
+        path = tmp_path / f"a{width}.npz"
+        np.savez(path, poses=poses, trans=trans, betas=np.zeros(16), **{rate_key: 60.0})
+        smpl = load_motion(path).to_smpl(fps=None)
+        np.testing.assert_allclose(smpl.body_pose, poses[:, 3:66], atol=1e-9)
+        zup = forward_kinematics(torch.from_numpy(poses[:, :3]), torch.from_numpy(poses[:, 3:66]),
+                                 transl=torch.from_numpy(trans)).numpy()
+        yup = forward_kinematics(torch.from_numpy(smpl.global_orient),
+                                 torch.from_numpy(smpl.body_pose),
+                                 transl=torch.from_numpy(smpl.transl)).numpy()
+        z_to_y = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
+        np.testing.assert_allclose(yup, zup @ z_to_y.T, atol=1e-9)
+        np.testing.assert_allclose(smpl.source_joints, yup, atol=1e-9)
+
+
+def _deepmimic_frames(t: int, knee: float, elbow: float) -> list[list[float]]:
+    ident = [1.0, 0.0, 0.0, 0.0]
+    frame = [1 / 30, 0.0, 0.9, 0.0] + ident + ident + ident
+    frame += ident + [knee] + ident + ident + [elbow]  # right hip, knee, ankle, shoulder, elbow
+    frame += ident + [knee] + ident + ident + [elbow]  # left
+    return [frame] * t
+
+
+def test_deepmimic_hinges_and_builtin_character(tmp_path: Path) -> None:
+    path = tmp_path / "01_01.txt"
+    path.write_text(json.dumps({"Loop": "none", "Frames": _deepmimic_frames(5, -1.0, 0.5)}))
+    motion = load_motion(path)
+    assert motion.fps == pytest.approx(30.0) and motion.meta["character"] == "built-in humanoid3d"
+    smpl = motion.to_smpl(fps=None)
+    from advprior.train.data.quality import posed_joints
+
+    j = posed_joints(smpl)[0]
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    # Knee angle -1 rad (DeepMimic's sign): thigh and shin 1 rad apart, the shin going back (-z).
+    for hip, knee, ankle in ((1, 4, 7), (2, 5, 8)):
+        thigh, shin = unit(j[knee] - j[hip]), unit(j[ankle] - j[knee])
+        assert np.arccos(thigh @ shin) == pytest.approx(1.0, abs=1e-6)
+        assert shin[2] < -0.5
+    # Arms hang down at rest; the elbow hinge (0.5 rad) bends the forearm forward (+z).
+    for sho, elb, wri in ((16, 18, 20), (17, 19, 21)):
+        np.testing.assert_allclose(unit(j[elb] - j[sho]), [0, -1, 0], atol=1e-6)
+        fore = unit(j[wri] - j[elb])
+        assert np.arccos(fore @ [0, -1, 0]) == pytest.approx(0.5, abs=1e-6) and fore[2] > 0
+    # The character faces +x; in SMPL's frame the body faces +z, so the pelvis is near identity.
+    assert np.linalg.norm(smpl.global_orient[0]) < 0.03
+
+
+def test_deepmimic_character_file_beside_is_used(tmp_path: Path) -> None:
+    from advprior.train.data.deepmimic import HUMANOID3D
+
+    joints = [{"ID": i, "Name": n, "Type": t, "Parent": p, "AttachX": a[0], "AttachY": a[1],
+               "AttachZ": a[2]} for i, (n, t, p, a) in enumerate(HUMANOID3D)]
+    (tmp_path / "my_character.txt").write_text(json.dumps({"Skeleton": {"Joints": joints}}))
+    path = tmp_path / "clip.txt"
+    path.write_text(json.dumps({"Frames": _deepmimic_frames(3, -0.5, 0.2)}))
+    assert load_motion(path).meta["character"].endswith("my_character.txt")
+
+
+# ---------------------------------------------------------------- errors name file and line
+
+
+def test_bvh_truncated_names_file_and_line(tmp_path: Path) -> None:
+    local, root = random_pose(5)
+    path = tmp_path / "t.bvh"
+    write_bvh(path, "motionbuilder", local, root)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1] + [lines[-1][: len(lines[-1]) // 2]]) + "\n")
+    with pytest.raises(MotionFormatError, match=rf"t\.bvh:{len(lines)}: frame line has"):
+        load_motion(path)
+    path.write_text("\n".join(lines[:20]))
+    with pytest.raises(MotionFormatError, match=r"t\.bvh:\d+: .*(MOTION|end of file)"):
+        load_motion(path)
+    bad = "\n".join(lines).replace("CHANNELS 3", "CHANNELS 3 Wrotation", 1)
+    path.write_text(bad)
+    with pytest.raises(MotionFormatError, match=r"t\.bvh:\d+: "):
+        load_motion(path)
+
+
+def test_bvh_unmapped_joints_error_lists_them(tmp_path: Path) -> None:
+    path = tmp_path / "robot.bvh"
+    path.write_text("HIERARCHY\nROOT base\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition "
+                    "Zposition Zrotation Xrotation Yrotation\n JOINT arm\n {\n  OFFSET 0 1 0\n"
+                    "  CHANNELS 3 Zrotation Xrotation Yrotation\n  End Site\n  {\n   OFFSET 0 1 0\n"
+                    "  }\n }\n}\nMOTION\nFrames: 1\nFrame Time: 0.1\n0 0 0 0 0 0 0 0 0\n")
+    motion = load_motion(path)
+    with pytest.raises(MotionFormatError, match=r"robot\.bvh: .*left knee.*right elbow.*base, arm"):
+        motion.to_smpl()
+
+
+def test_amc_bad_number_and_unknown_bone_name_line(tmp_path: Path) -> None:
+    local, root = random_pose(2)
+    path = write_asf_amc(tmp_path, local, root)
+    lines = path.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith("ltibia"))
+    lines[k] = "ltibia 1.0 oops 2.0"
+    path.write_text("\n".join(lines))
+    with pytest.raises(MotionFormatError, match=rf"07_01\.amc:{k + 1}: "):
+        load_motion(path)
+    lines[k] = "lknee 1.0"
+    path.write_text("\n".join(lines))
+    with pytest.raises(MotionFormatError, match=rf"07_01\.amc:{k + 1}: bone 'lknee'"):
+        load_motion(path)
+
+
+def test_asf_bad_line_and_deepmimic_bad_frame(tmp_path: Path) -> None:
+    local, root = random_pose(2)
+    path = write_asf_amc(tmp_path, local, root)
+    asf = tmp_path / "07.asf"
+    lines = asf.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.strip().startswith("direction"))
+    lines[k] = "     direction 1 x 0"
+    asf.write_text("\n".join(lines))
+    with pytest.raises(MotionFormatError, match=rf"07\.asf:{k + 1}: "):
+        load_motion(path)
+    dm = tmp_path / "d.txt"
+    frames = _deepmimic_frames(3, -0.2, 0.1)
+    frames[2] = frames[2][:-3]
+    dm.write_text('{"Frames": [\n' + ",\n".join(json.dumps(f) for f in frames) + "\n]}")
+    with pytest.raises(MotionFormatError, match=r"d\.txt:4: frame 2 has 41 numbers"):
+        load_motion(dm)
+    dm.write_text('{"Frames": [[0.1, 2,\n')
+    with pytest.raises(MotionFormatError, match=r"d\.txt:\d+: invalid JSON"):
+        load_motion(dm)
+
+
+def test_unsupported_and_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "a.c3d").write_bytes(b"\x00")
+    with pytest.raises(MotionFormatError, match=r"a\.c3d: unsupported motion format '.c3d'"):
+        load_motion(tmp_path / "a.c3d")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(MotionFormatError, match="not a DeepMimic"):
+        load_motion(tmp_path / "notes.txt")
+    np.savez(tmp_path / "shape.npz", betas=np.zeros(10))
+    with pytest.raises(MotionFormatError, match="no 'poses'"):
+        load_motion(tmp_path / "shape.npz")
+    with pytest.raises(FileNotFoundError):
+        load_motion(tmp_path / "missing.bvh")
+
+
+def test_joint_names_table_is_case_and_prefix_insensitive() -> None:
+    from advprior.train.data.naming import side_and_core
+
+    cases = {"LeftLeg": ("L", "leg"), "lShin": ("L", "shin"), "RIGHTKNEE": ("R", "knee"),
+             "mixamorig:RightForeArm": ("R", "forearm"), "Knee_L": ("L", "knee"),
+             "ltibia": ("L", "tibia"), "rradius": ("R", "radius"), "lowerback": (None, "lowerback"),
+             "right_elbow": ("R", "elbow")}
+    for name, want in cases.items():
+        assert side_and_core(name) == want, name
+    assert JOINT_NAMES[0] == "pelvis"
