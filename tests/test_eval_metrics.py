@@ -42,6 +42,37 @@ def test_nn_distances_matches_brute_force(chunk_size: int) -> None:
     assert torch.equal(idx, want_idx)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nn_distances_pruned_search_is_exact(dtype: torch.dtype) -> None:
+    # Near copies of the queries early on make most later pairs prunable (the sparse path);
+    # far sets first keep the first tiles dense.
+    g = torch.Generator().manual_seed(7)
+    query = torch.randn(40, 30, 3, generator=g, dtype=dtype)
+    near = query + 0.01 * torch.randn(40, 30, 3, generator=g, dtype=dtype)
+    reference = torch.cat([3 * torch.randn(50, 30, 3, generator=g, dtype=dtype), near[:20],
+                           3 * torch.randn(400, 30, 3, generator=g, dtype=dtype), near[20:]])
+    dist, idx = nn_distances(query, reference, chunk_size=16, return_index=True)
+    want, want_idx = _brute_force(query, reference)
+    torch.testing.assert_close(dist, want)
+    assert torch.equal(idx, want_idx)
+
+
+def test_nn_distances_bound_streams_exactly() -> None:
+    g = torch.Generator().manual_seed(8)
+    query = torch.randn(60, 24, 3, generator=g)
+    reference = torch.randn(500, 24, 3, generator=g)
+    running = torch.full((60,), float("inf"))
+    for start in range(0, 500, 64):
+        running = torch.minimum(running, nn_distances(query, reference[start:start + 64],
+                                                      bound=running, chunk_size=32))
+    torch.testing.assert_close(running, _brute_force(query, reference)[0])
+    # Nothing is closer than a zero bound: every query reports inf and index -1.
+    dist, idx = nn_distances(query, reference, bound=torch.zeros(60), return_index=True)
+    assert torch.isinf(dist).all() and (idx == -1).all()
+    with pytest.raises(ValueError, match="bound"):
+        nn_distances(query, reference, bound=torch.zeros(3))
+
+
 def test_nn_distances_identical_sets_are_zero() -> None:
     pts = torch.randn(40, 100, 3, generator=torch.Generator().manual_seed(1)) + 5.0
     assert torch.count_nonzero(nn_distances(pts, pts, chunk_size=16)) == 0

@@ -6,8 +6,8 @@ Point sets are ``(..., K, 3)`` with K = 24 joints or V (sub-sampled) vertices.
 Nearest-neighbour search (Eq. 4) uses the *mean of per-point Euclidean norms*,
 ``d(a, b) = mean_k ||a_k - b_k||``. That is not an L2 distance between flattened vectors, so
 FAISS (L2 / inner product only) cannot return it exactly; an L2 pre-filter followed by an exact
-re-rank could miss the true neighbour. We therefore do an exact, chunked brute-force search in
-torch and do not use FAISS.
+re-rank could miss the true neighbour. We therefore do an exact, chunked branch-and-bound
+search in torch and do not use FAISS.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def nn_distances(
     *,
     chunk_size: int = _DEFAULT_CHUNK,
     return_index: bool = False,
+    bound: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """For each query set, the distance to its nearest reference set (paper Eq. 4).
 
@@ -58,13 +59,21 @@ def nn_distances(
         chunk_size: rows of query and of reference handled at once; the work tile is
             ``chunk_size x chunk_size`` (never ``N x M`` nor ``N x M x K``).
         return_index: also return the index of the nearest reference, ``(N,)`` int64.
+        bound: optional ``(N,)`` distances already known to be reachable (e.g. the running
+            minimum over earlier reference chunks). References not closer than a query's bound
+            may be skipped; a query with no reference closer than its bound gets ``inf`` (and
+            index -1), so ``torch.minimum(bound, result)`` is the exact running minimum.
 
     Returns:
         ``(N,)`` distances in the input's unit and dtype (and indices if asked).
 
-    The argmin is found with the expanded form ``|q|^2 + |r|^2 - 2 q.r`` per point (points are
-    centred on the reference mean first to limit cancellation); the returned distance is then
-    recomputed directly from the differences for the chosen pair, so identical sets give 0.
+    Exact search by branch and bound: per tile, the norms of the K/2 points that vary most
+    are summed first; since every term is non-negative, that partial sum is a lower bound of
+    the full sum, and pairs already farther than the best distance known for their query are
+    dropped before the remaining points are added. Norms inside a tile use the expanded form
+    ``|q|^2 + |r|^2 - 2 q.r`` (points centred on the reference mean to limit cancellation,
+    and a slack on the bound for its rounding); the returned distance is recomputed directly
+    from the differences for the chosen pair, so identical sets give exactly 0.
     """
     _check_points("query", query, 3)
     _check_points("reference", reference, 3)
@@ -78,43 +87,84 @@ def nn_distances(
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     n, k = query.shape[:2]
+    if bound is not None and (not isinstance(bound, Tensor) or bound.shape != (n,)):
+        raise ValueError(f"bound must be a tensor of shape ({n},), got "
+                         f"{getattr(bound, 'shape', type(bound).__name__)}")
     dtype = torch.promote_types(query.dtype, reference.dtype)
+    dev = query.device
     query = query.to(dtype)
     reference = reference.to(dtype)
-    best = torch.full((n,), float("inf"), dtype=dtype, device=query.device)
-    best_idx = torch.zeros(n, dtype=torch.int64, device=query.device)
+    best_idx = torch.full((n,), -1, dtype=torch.int64, device=dev)
     if n == 0:
-        return (best, best_idx) if return_index else best
+        empty = torch.zeros(0, dtype=dtype, device=dev)
+        return (empty, best_idx) if return_index else empty
 
     centre = reference.mean(dim=0, keepdim=True)
+    q_c, r_c = query - centre, reference - centre
+    # Points that vary most first: their partial sum is the tightest cheap lower bound.
+    order = r_c.square().sum(-1).mean(0).argsort(descending=True)
+    n_first = max(1, k // 2)
+    rest = order[n_first:]
     # Point-major layout (K, rows, 3) so each point's tile is a plain matrix product.
-    q_all = (query - centre).transpose(0, 1).contiguous()
-    r_all = (reference - centre).transpose(0, 1).contiguous()
+    q_all = q_c[:, order].transpose(0, 1).contiguous()
+    r_all = r_c[:, order].transpose(0, 1).contiguous()
+    q_rest, r_rest = q_c[:, rest], r_c[:, rest]
     q_sq_all = q_all.square().sum(-1)  # (K, N)
     r_sq_all = r_all.square().sum(-1)  # (K, M)
+    # Worst rounding of one expanded-form norm is ~sqrt(eps * max |x|^2); pad the bound by it.
+    biggest = float(torch.maximum(q_sq_all.max(), r_sq_all.max()))
+    slack = 4.0 * n_first * (torch.finfo(dtype).eps * max(biggest, 1e-30)) ** 0.5
     m = reference.shape[0]
+    inf = float("inf")
     for qs in range(0, n, chunk_size):
         qe = min(qs + chunk_size, n)
-        q = q_all[:, qs:qe]
-        q_sq = q_sq_all[:, qs:qe]
-        chunk_best = torch.full((qe - qs,), float("inf"), dtype=dtype, device=query.device)
-        chunk_idx = torch.zeros(qe - qs, dtype=torch.int64, device=query.device)
+        q, q_sq = q_all[:, qs:qe], q_sq_all[:, qs:qe]
+        # Best full sum (= K x distance) known so far for each query of the chunk.
+        chunk_best = (torch.full((qe - qs,), inf, dtype=dtype, device=dev) if bound is None
+                      else bound[qs:qe].to(dtype) * k)
+        chunk_idx = torch.full((qe - qs,), -1, dtype=torch.int64, device=dev)
         for rs in range(0, m, chunk_size):
             re_ = min(rs + chunk_size, m)
-            acc = torch.zeros(qe - qs, re_ - rs, dtype=dtype, device=query.device)
+            acc = torch.zeros(qe - qs, re_ - rs, dtype=dtype, device=dev)
             tile = torch.empty_like(acc)
-            for j in range(k):
-                # tile = |r|^2 - 2 q.r + |q|^2, then the per-point norm added to the mean.
-                torch.addmm(r_sq_all[j, rs:re_].unsqueeze(0), q[j], r_all[j, rs:re_].T,
-                            beta=1.0, alpha=-2.0, out=tile)
-                tile.add_(q_sq[j].unsqueeze(1)).clamp_(min=0.0).sqrt_()
-                acc.add_(tile)
+
+            def add_points(points: range, acc: Tensor = acc, tile: Tensor = tile,
+                           q: Tensor = q, q_sq: Tensor = q_sq, rs: int = rs,
+                           re_: int = re_) -> None:
+                for j in points:
+                    # tile = |r|^2 - 2 q.r + |q|^2 -> the point's norm, added to the sum.
+                    torch.addmm(r_sq_all[j, rs:re_].unsqueeze(0), q[j], r_all[j, rs:re_].T,
+                                beta=1.0, alpha=-2.0, out=tile)
+                    tile.add_(q_sq[j].unsqueeze(1)).clamp_(min=0.0).sqrt_()
+                    acc.add_(tile)
+
+            add_points(range(n_first))
+            alive = acc <= (chunk_best + slack).unsqueeze(1)
+            n_alive = int(alive.sum())
+            if n_alive == 0:
+                continue
+            if n_alive > 0.25 * alive.numel():
+                add_points(range(n_first, k))
+                acc.masked_fill_(~alive, inf)
+            else:
+                qi, rj = alive.nonzero(as_tuple=True)
+                extra = (q_rest[qs + qi] - r_rest[rs + rj]).norm(dim=-1).sum(-1)
+                full = acc[qi, rj] + extra
+                acc.fill_(inf)
+                acc[qi, rj] = full
             vals, idx = acc.min(dim=1)
             better = vals < chunk_best
             chunk_best = torch.where(better, vals, chunk_best)
             chunk_idx = torch.where(better, idx + rs, chunk_idx)
         best_idx[qs:qe] = chunk_idx
-    best = (query - reference[best_idx]).norm(dim=-1).mean(dim=-1)
+    found = best_idx >= 0
+    best = torch.full((n,), inf, dtype=dtype, device=dev)
+    best[found] = (query[found] - reference[best_idx[found]]).norm(dim=-1).mean(dim=-1)
+    if bound is not None:
+        # The slack may admit a pair that is not really closer than the bound.
+        not_closer = best >= bound.to(dtype)
+        best[not_closer] = inf
+        best_idx[not_closer] = -1
     return (best, best_idx) if return_index else best
 
 

@@ -163,7 +163,7 @@ def sample_recall_precision(
             t0 = time.perf_counter()
             points = poser(poses[:count], kinds=(kind,))[kind]
             t1 = time.perf_counter()
-            d = nn_distances(real_queries[kind], points, chunk_size=nn_chunk)
+            d = nn_distances(real_queries[kind], points, chunk_size=nn_chunk, bound=best[kind])
             torch.minimum(best[kind], d, out=best[kind])
             t_pose += t1 - t0
             t_nn += time.perf_counter() - t1
