@@ -187,7 +187,7 @@ def test_corrupt_cache_is_regenerated(cache) -> None:
     path.write_bytes(b"\x80\x04truncated")
     model = load_body_model()
     assert model.is_standin
-    assert not list(path.parent.glob("*.tmp"))
+    assert not list(path.parent.glob(".*.tmp"))
 
 
 # ------------------------------------------------------------ fake licensed model files

@@ -148,7 +148,7 @@ def test_cache_file_loads_through_smplx(tmp_path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ADVPRIOR_CACHE", str(tmp_path))
     path = standin_path()
     assert path.is_relative_to(tmp_path) and path.name == "SMPL_NEUTRAL.pkl"
-    assert not list(path.parent.glob("*.tmp"))
+    assert not list(path.parent.glob(".*.tmp"))
     mtime = path.stat().st_mtime_ns
     assert standin_path() == path and path.stat().st_mtime_ns == mtime  # written once
     model = smplx.create(str(path), model_type="smpl", vertex_ids=build_standin()["vertex_ids"])

@@ -26,6 +26,7 @@ from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import nn
 
 from advprior.body import files, standin
+from advprior.body._atomic import write_atomic
 from advprior.body.kinematics import check_pose
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
 from advprior.rotations import axis_angle_to_rotmat
@@ -299,22 +300,13 @@ def _needs_clean_copy(path: Path) -> bool:
 def _clean_copy(path: Path, data: dict[str, Any]) -> Path:
     """A chumpy-free ``.npz`` copy of ``path`` in the cache (SMPL-X reads only from a path)."""
     import hashlib
-    import os
-    import tempfile
 
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
     out = standin.cache_dir() / "body" / "converted" / f"{path.stem}-{key[:16]}.npz"
     if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=out.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **{k: np.asarray(v) for k, v in data.items()})
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        arrays = {k: np.asarray(v) for k, v in data.items()}
+        write_atomic(out, lambda fh: np.savez(fh, **arrays))
     return out
 
 

@@ -9,8 +9,6 @@ turns the camera about y (0 = seen from the front, 90 = seen from the body's lef
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from advprior.body._atomic import write_atomic
 from advprior.skeleton import PARENTS
 
-__all__ = ["plot_bodies", "plot_skeleton_pairs"]
+__all__ = ["plot_bodies", "plot_skeleton_pairs", "standin_overview"]
 
 _MESH_RGB = np.array([0.62, 0.70, 0.84])
 _SKELETON_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
@@ -104,73 +103,52 @@ def _render(
     path: str | Path,
     *,
     ncols: int | None,
-    yaw_deg: float,
+    yaw_deg: float | Sequence[float],
     panel_size: float,
     dpi: int,
 ) -> Path:
     figure_cls, canvas_cls, poly_cls, line_cls = _matplotlib()
     n = len(panels)
-    if n == 0:
-        raise ValueError("nothing to plot: give vertices or joints for at least one body")
-    ncols = min(n, ncols or min(n, 6))
-    nrows = math.ceil(n / ncols)
-    fig = figure_cls(figsize=(panel_size * 0.62 * ncols, panel_size * nrows), dpi=dpi)
-    canvas_cls(fig)
+    yaws = [float(yaw_deg)] * n if np.ndim(yaw_deg) == 0 else [float(y) for y in yaw_deg]
+    if len(yaws) != n:
+        raise ValueError(f"{len(yaws)} yaw angles for {n} panels")
 
-    def points(p: _Panel) -> np.ndarray:
+    def points(p: _Panel, yaw: float) -> np.ndarray:
         pts = [p.vertices] if p.vertices is not None else []
         pts += [j for j, _, _ in p.joints or []]
-        cam = _view(np.concatenate(pts), yaw_deg)
+        cam = _view(np.concatenate(pts), yaw)
         return cam[np.isfinite(cam).all(-1)]
 
-    cams = [points(p) for p in panels]
-    half = (
-        max(
-            max(0.5 * float(np.ptp(c[:, 0])), 0.5 * float(np.ptp(c[:, 1])) / 1.0)
-            for c in cams
-            if len(c)
-        )
-        * 1.08
-        if any(len(c) for c in cams)
-        else 1.0
-    )
-    for i, (panel, cam) in enumerate(zip(panels, cams, strict=True)):
+    cams = [points(p, y) for p, y in zip(panels, yaws, strict=True)]
+    # one scale for every panel, so bodies of different size and pose compare by eye
+    half_x = max([0.5 * float(np.ptp(c[:, 0])) for c in cams if len(c)] or [0.5]) * 1.06
+    half_y = max([0.5 * float(np.ptp(c[:, 1])) for c in cams if len(c)] or [1.0]) * 1.06
+    aspect = float(np.clip(half_x / half_y, 0.45, 1.6))
+    half_x = aspect * half_y
+    ncols = min(n, ncols or min(n, 6))
+    nrows = math.ceil(n / ncols)
+    fig = figure_cls(figsize=(panel_size * aspect * ncols, panel_size * nrows), dpi=dpi)
+    canvas_cls(fig)
+    for i, (panel, cam, yaw) in enumerate(zip(panels, cams, yaws, strict=True)):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         if panel.vertices is not None:
-            _draw_mesh(ax, poly_cls, panel.vertices, faces, yaw_deg)
-        for k, (joints, parents, color) in enumerate(panel.joints or []):
-            _draw_skeleton(
-                ax,
-                line_cls,
-                joints,
-                parents,
-                color or _SKELETON_COLORS[k % 4],
-                yaw_deg,
-                panel.vertices is not None,
-            )
+            _draw_mesh(ax, poly_cls, panel.vertices, faces, yaw)
+        for joints, parents, color in panel.joints or []:
+            on_mesh = panel.vertices is not None
+            _draw_skeleton(ax, line_cls, joints, parents, color, yaw, on_mesh)
         centre = 0.5 * (cam.min(0) + cam.max(0)) if len(cam) else np.zeros(3)
-        ax.set_xlim(centre[0] - half * 0.62, centre[0] + half * 0.62)
-        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_xlim(centre[0] - half_x, centre[0] + half_x)
+        ax.set_ylim(centre[1] - half_y, centre[1] + half_y)
         ax.set_aspect("equal")
         ax.set_axis_off()
         if panel.title:
             ax.set_title(panel.title, fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.02, hspace=0.08)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94, wspace=0.02, hspace=0.1)
     return _save(fig, path)
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: fig.savefig(fh, format="png"))
 
 
 def _faces(faces: Any, num_vertices: int) -> np.ndarray:
@@ -200,7 +178,7 @@ def plot_bodies(
     titles: Sequence[str] | None = None,
     ncols: int | None = None,
     skeleton: Sequence[int] | None = None,
-    yaw_deg: float = 0.0,
+    yaw_deg: float | Sequence[float] = 0.0,
     panel_size: float = 3.2,
     dpi: int = 110,
 ) -> Path:
@@ -216,7 +194,8 @@ def plot_bodies(
         ncols: panels per row (default up to 6).
         skeleton: parent index of each of the J joints (-1 for roots); default SMPL's
             :data:`~advprior.skeleton.PARENTS`. NaN joints are skipped.
-        yaw_deg: camera turn about y (0 = front view).
+        yaw_deg: camera turn about y in degrees (0 = front view, 90 = from the body's left),
+            one for all panels or one per panel.
 
     Returns the written path. Raises ImportError naming ``advprior[viz]`` without matplotlib.
     """
@@ -258,7 +237,7 @@ def plot_skeleton_pairs(
     skeleton: Sequence[int] | None = None,
     titles: Sequence[str] | None = None,
     overlay: bool = False,
-    yaw_deg: float = 0.0,
+    yaw_deg: float | Sequence[float] = 0.0,
     panel_size: float = 3.2,
     dpi: int = 110,
 ) -> Path:
@@ -307,6 +286,8 @@ def plot_skeleton_pairs(
         else:
             panels.append(_Panel(None, source, None if title is None else f"{title}: source"))
             panels.append(_Panel(tv, target, None if title is None else f"{title}: SMPL"))
+    if np.ndim(yaw_deg) and not overlay:
+        yaw_deg = [float(y) for y in yaw_deg for _ in range(2)]
     ncols = 4 if overlay else 6
     return _render(
         panels,
@@ -317,3 +298,47 @@ def plot_skeleton_pairs(
         panel_size=panel_size,
         dpi=dpi,
     )
+
+
+def standin_overview(path: str | Path) -> Path:
+    """The stand-in body in a few poses and shapes (the picture in ``docs/body.md``)."""
+    import torch
+
+    from advprior.body import load_body_model
+
+    model = load_body_model()
+    n = 6
+    pose = torch.zeros(n, 69)
+
+    def turn(b: int, joint: int, aa: tuple[float, float, float]) -> None:
+        pose[b, 3 * (joint - 1) : 3 * joint] = torch.tensor(aa)
+
+    for side in (1, -1):  # A-pose for panels 1, 2 and 5
+        for b in (1, 2, 5):
+            turn(b, 16 if side > 0 else 17, (0.0, 0.0, -1.15 * side))
+    turn(2, 1, (-0.5, 0.0, 0.0)), turn(2, 2, (0.35, 0.0, 0.0)), turn(2, 4, (0.4, 0.0, 0.0))
+    turn(2, 5, (0.6, 0.0, 0.0)), turn(2, 18, (0.0, -0.5, 0.0)), turn(2, 19, (0.0, 0.5, 0.0))
+    turn(3, 1, (-1.5, 0.0, 0.1)), turn(3, 2, (-1.5, 0.0, -0.1)), turn(3, 4, (1.6, 0.0, 0.0))
+    turn(3, 5, (1.6, 0.0, 0.0)), turn(3, 16, (0.0, 0.4, -0.9)), turn(3, 17, (0.0, -0.4, 0.9))
+    turn(3, 18, (0.0, -1.3, 0.0)), turn(3, 19, (0.0, 1.3, 0.0))
+    betas = torch.zeros(n, 10)
+    betas[4, :2] = torch.tensor([2.0, 2.0])
+    betas[5, :2] = torch.tensor([-2.0, -1.5])
+    out = model(torch.zeros(n, 3), pose, betas=betas)
+    titles = [
+        "T-pose",
+        "A-pose, side",
+        "walking, 3/4",
+        "sitting, side",
+        "+2 stature, +2 weight",
+        "-2 stature, -1.5 weight",
+    ]
+    return plot_bodies(
+        out.vertices, model.faces, None, path, titles=titles, yaw_deg=[0, 90, 35, 90, 0, 0], ncols=3
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(standin_overview(sys.argv[1] if len(sys.argv) > 1 else "standin.png"))

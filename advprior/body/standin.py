@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from advprior.body._atomic import write_atomic
 from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
 
 __all__ = [
@@ -567,18 +567,6 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "advprior"
 
 
-def _write_atomic(path: Path, data: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(data, fh, protocol=4)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def standin_path(*, refresh: bool = False) -> Path:
     """Path of the stand-in's SMPL-format ``.pkl`` in the cache, generated on first use.
 
@@ -588,5 +576,6 @@ def standin_path(*, refresh: bool = False) -> Path:
     """
     path = cache_dir() / "body" / f"standin-v{STANDIN_VERSION}" / "SMPL_NEUTRAL.pkl"
     if refresh or not path.is_file():
-        _write_atomic(path, build_standin())
+        data = build_standin()
+        write_atomic(path, lambda fh: pickle.dump(data, fh, protocol=4))
     return path
