@@ -21,14 +21,8 @@ _LAZY = {
     "fit_keypoints": "advprior.fitting",
 }
 
-__all__ = [
-    "LatentPose",
-    "LatentSpace",
-    "PosePrior",
-    "__version__",
-    "load_pretrained",
-    *_LAZY,
-]
+# The lazy names stay out of __all__ so `from advprior import *` stays light too.
+__all__ = ["LatentPose", "LatentSpace", "PosePrior", "__version__", "load_pretrained"]
 
 
 def __getattr__(name: str) -> Any:

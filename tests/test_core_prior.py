@@ -327,3 +327,15 @@ def test_import_is_light_and_exports() -> None:
         assert name in advprior.__all__ and hasattr(advprior, name)
     with pytest.raises(AttributeError, match="no attribute"):
         advprior.does_not_exist  # noqa: B018
+
+
+def test_lazy_exports_resolve_to_their_modules() -> None:
+    import importlib
+
+    for name, module in (
+        ("LatentHead", "advprior.head"),
+        ("load_body_model", "advprior.body"),
+        ("fit_keypoints", "advprior.fitting"),
+    ):
+        assert getattr(advprior, name) is getattr(importlib.import_module(module), name)
+        assert name in dir(advprior)
