@@ -203,9 +203,8 @@ class CheckpointFiles:
 
 
 def _looks_like_path(name: str) -> bool:
-    return (
-        name.startswith((".", "/", "~")) or os.sep in name.replace("/", "") or name.count("/") > 1
-    )
+    """A name meant as a filesystem path, never as a Hub repo id ``owner/name``."""
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
 
 
 def _local_files(directory: Path) -> CheckpointFiles:

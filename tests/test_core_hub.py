@@ -298,6 +298,10 @@ def test_missing_local_files(checkpoint: Path, tmp_path: Path) -> None:
         PosePrior.from_pretrained(checkpoint)
     with pytest.raises(ModelNotFoundError, match="is a file"):
         PosePrior.from_pretrained(checkpoint / "config.json")
+    # paths that do not exist are never sent to the Hub as repo ids
+    for name in ("./absent", str(tmp_path / "absent"), "a/b/c", "~/absent"):
+        with pytest.raises(ModelNotFoundError, match="not a checkpoint directory"):
+            PosePrior.from_pretrained(name)
 
 
 # --- manifest ---------------------------------------------------------------------------------
