@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--val-samples", type=int, default=5000, help="generated poses per validation")
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument("--d-steps", type=int, default=10, help="GAN: discriminator steps per G step")
+    p.add_argument("--disc-hidden", type=int, default=1024,
+                   help="GAN: width of the discriminator's whole-pose MLP")
     p.add_argument("--no-mirror", action="store_true", help="do not add mirrored poses")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if present)")
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         from advprior.train.gan import train_gan
 
         result = train_gan(args.data, args.out, latent=args.latent, d_steps=args.d_steps,
+                           disc_hidden_dim=args.disc_hidden,
                            **common, **loop)
     elif args.model == "vae":
         from advprior.train.vae import train_vae

@@ -1,0 +1,104 @@
+"""Ship a trained model: copy it into ``advprior/weights/<alias>/`` and pin it in the manifest.
+
+``python -m advprior.train.release --alias gan-s --model-dir runs/gan-s/model`` copies
+``model.safetensors``, ``config.json`` and ``README.md``, computes their sha256 from the copied
+files, and writes the manifest entry (``repo_id`` ``advprior/<alias>``, ``revision`` the release
+tag, ``latent`` and ``model_type`` read from the config, training data and licence text).
+Only a finished run is accepted: its config must carry training metadata with a step count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from advprior.hub import (
+    CONFIG_NAME,
+    MODEL_CARD_NAME,
+    PACKAGE_DIR,
+    WEIGHTS_NAME,
+    read_config,
+    sha256_file,
+    write_text_atomic,
+)
+from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE
+
+RELEASE_REVISION = "v0.1.0"
+MANIFEST = PACKAGE_DIR.parent / "weights_manifest.json"
+
+
+def _training_data(config: dict[str, Any]) -> str:
+    data = config["training"].get("data", {})
+    sources = data.get("sources")
+    src = ""
+    if isinstance(sources, dict):
+        src = "; " + json.dumps(sources, sort_keys=True)
+    mirrored = " plus their left/right mirrored copies" if data.get("mirrored") else ""
+    return (
+        f"{data.get('file', '?')} (sha256 {data.get('sha256', '?')[:12]}...): "
+        f"{data.get('train_frames', '?')} training frames at 30 fps{mirrored}, split by subject, "
+        f"retargeted to SMPL from CMU (ASF/AMC, BVH, DeepMimic) and HDM05 motion capture{src}"
+    )
+
+
+def release(
+    alias: str,
+    model_dir: str | os.PathLike,
+    *,
+    manifest: str | os.PathLike = MANIFEST,
+    repo_id: str | None = None,
+    revision: str = RELEASE_REVISION,
+) -> dict[str, Any]:
+    """Bundle ``model_dir`` as ``alias`` and write its manifest entry; returns the entry."""
+    model_dir = Path(model_dir)
+    config = read_config(model_dir / CONFIG_NAME)
+    training = config.get("training") or {}
+    if not isinstance(training.get("steps"), int) or training["steps"] < 1:
+        raise ValueError(f"{model_dir} has no training record with steps; refusing to ship it")
+    target = PACKAGE_DIR / "weights" / alias
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME):
+        tmp = target / f".{name}.tmp"
+        shutil.copyfile(model_dir / name, tmp)
+        os.replace(tmp, target / name)
+    entry = {
+        "repo_id": repo_id or f"advprior/{alias}",
+        "revision": revision,
+        "filename": WEIGHTS_NAME,
+        "config_filename": CONFIG_NAME,
+        "sha256": sha256_file(target / WEIGHTS_NAME),
+        "config_sha256": sha256_file(target / CONFIG_NAME),
+        "latent": config.get("latent", "normal" if config["model_type"] == "vae" else None),
+        "model_type": config["model_type"],
+        "bundled": f"weights/{alias}",
+        "training_data": _training_data(config),
+        "training_steps": training["steps"],
+        "licence": "Code MIT. " + DATA_LICENCE,
+        "attribution": ATTRIBUTION,
+    }
+    path = Path(manifest)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.setdefault("models", {})[alias] = entry
+    data["models"] = dict(sorted(data["models"].items()))
+    write_text_atomic(path.resolve(), json.dumps(data, indent=2) + "\n")
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--alias", required=True)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--manifest", default=str(MANIFEST))
+    parser.add_argument("--revision", default=RELEASE_REVISION)
+    args = parser.parse_args(argv)
+    entry = release(args.alias, args.model_dir, manifest=args.manifest, revision=args.revision)
+    print(json.dumps({args.alias: entry}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

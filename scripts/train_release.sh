@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Reproduce every shipped weight file (gan-s, gan-u, gan-n, vae, gmm) from the dataset, then
+# bundle them in advprior/weights/<alias>/ and pin their sha256 in weights_manifest.json.
+#
+#   scripts/train_release.sh [DATA.npz]       (default data/mocap30.npz; built if missing)
+#
+# Two trainings run at a time, one CPU thread each; logs and run folders go to runs/release/.
+# Rerunning continues unfinished runs from their checkpoints (--resume) and re-exports finished
+# ones. Seeds are fixed, so a run on the same machine, torch build and thread count reproduces
+# the weights bit-for-bit. See docs/training.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA="${1:-data/mocap30.npz}"
+RUNS="${RUNS:-runs/release}"
+PY="${PYTHON:-python}"
+mkdir -p "$RUNS"
+
+if [ ! -f "$DATA" ]; then
+    "$PY" -m advprior.cli data build ../shared/data/mocap --out "$DATA"
+fi
+
+COMMON=(--data "$DATA" --seed 0 --threads 1 --no-progress --resume)
+# GAN settings: batch 64, 10 D steps per G step, Adam 2e-4 (0.5, 0.999), whole-pose critic
+# width 512 (HMR uses 1024; halved to fit the CPU budget).
+GAN=(--model gan --batch-size 64 --d-steps 10 --disc-hidden 512 --val-every 250 --ckpt-every 250)
+
+train() {  # name, then advprior-train arguments
+    local name="$1"; shift
+    OMP_NUM_THREADS=1 "$PY" -m advprior.cli train "${COMMON[@]}" --out "$RUNS/$name" "$@" \
+        > "$RUNS/$name.log" 2>&1
+    echo "$(date -u +%FT%TZ) finished $name: $(tail -n 1 "$RUNS/$name.log")"
+}
+
+(
+    train gan-s "${GAN[@]}" --latent sphere --steps 2500
+    train vae --model vae --batch-size 128 --steps 6000 --val-every 1000 --ckpt-every 500
+    train gmm --model gmm --steps 200
+) &
+lane1=$!
+(
+    train gan-u "${GAN[@]}" --latent uniform --steps 2000
+    train gan-n "${GAN[@]}" --latent normal --steps 2000
+) &
+lane2=$!
+wait "$lane1"
+wait "$lane2"
+
+for alias in gan-s gan-u gan-n vae gmm; do
+    "$PY" -m advprior.train.release --alias "$alias" --model-dir "$RUNS/$alias/model" > /dev/null
+    echo "bundled $alias"
+done
