@@ -142,6 +142,12 @@ class PosePrior(nn.Module, PretrainedMixin):
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         joints = _check_body(body)
         check_latent(z, self.latent_dim)
+        dtype = self._param().dtype
+        if z.dtype != dtype:
+            raise TypeError(
+                f"z has dtype {z.dtype} but the prior's weights are {dtype}; "
+                f"convert one of them (z.to({dtype}) or prior.to({z.dtype}))"
+            )
         lead = z.shape[:-1]
         rot6d = self.generator(z.reshape(-1, self.latent_dim))
         rotmat = gram_schmidt(rot6d.reshape(-1, self.num_joints, 6))

@@ -175,6 +175,11 @@ def test_bad_latents(prior: PosePrior, z: object, error: type, match: str) -> No
         prior.decode(z, output="rotmat")
 
 
+def test_dtype_mismatch_is_a_clear_error(prior: PosePrior) -> None:
+    with pytest.raises(TypeError, match="torch.float64 but the prior's weights are torch.float32"):
+        prior(_z().double())
+
+
 def test_bad_output_and_body(prior: PosePrior) -> None:
     with pytest.raises(ValueError, match="output must be one of"):
         prior.decode(_z(), output="euler")
