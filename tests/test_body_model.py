@@ -385,3 +385,41 @@ def test_smplx_chumpy_pickle_gets_clean_copy(
     assert model.source.suffix == ".npz" and cache in model.source.parents
     go, bp = _pose(2, seed=11)
     assert torch.isfinite(model(go, bp).vertices).all()
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_placement(cache, device: str) -> None:
+    model = load_body_model(device=device)
+    go, bp = (x.to(device) for x in _pose(3, 69, seed=12))
+    betas = torch.randn(3, 10, device=device)
+    out = model(go, bp, betas=betas, transl=torch.zeros(3, 3, device=device))
+    assert out.vertices.device.type == device and out.joints.device.type == device
+    fk = forward_kinematics(go, bp, betas, torch.zeros(3, 3, device=device), body_model=model)
+    torch.testing.assert_close(out.joints, fk, atol=5e-6, rtol=0)
+    if device != "cpu":
+        with pytest.raises(ValueError, match="device|on"):
+            model(go.cpu(), bp.cpu())
+
+
+def test_amass_style_smplh_with_16_betas(cache, data: dict, tmp_path: Path) -> None:
+    fake = _fake_family(data, "smplh")
+    for key in ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr"):
+        del fake[key]  # AMASS's SMPL-H files have no hand PCA
+    extra = np.random.default_rng(0).normal(scale=0.01, size=fake["shapedirs"].shape[:2] + (6,))
+    fake["shapedirs"] = np.concatenate([fake["shapedirs"], extra], -1)
+    path = tmp_path / "smplh" / "neutral" / "model.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, **fake)
+    model = load_body_model(tmp_path, model_type="smplh", num_betas=16)
+    assert model.num_betas == 16
+    betas = torch.zeros(1, 16)
+    betas[0, 13] = 2.0
+    go, bp = torch.zeros(1, 3), torch.zeros(1, 63)
+    moved = model(go, bp, betas=betas).vertices[0] - model(go, bp).vertices[0]
+    expect = torch.as_tensor(2.0 * extra[:, :, 3], dtype=torch.float32)
+    torch.testing.assert_close(moved, expect, atol=1e-6, rtol=0)
+    assert load_body_model(path, num_betas=12).num_betas == 12
+    assert load_body_model(path, num_betas=40).num_betas == 16

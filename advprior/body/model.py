@@ -99,6 +99,13 @@ class BodyModel(nn.Module):
         self.register_buffer(
             "skeleton_index", torch.tensor(_SKELETON_INDEX[model_type]), persistent=False
         )
+        # J_regressor is linear: regress the template and each shape direction once, so rest
+        # joints for any betas cost one small matmul (fitting loops call this every step)
+        regressor = layer.J_regressor[self.skeleton_index]
+        self.register_buffer("rest_j0", regressor @ layer.v_template, persistent=False)
+        self.register_buffer(
+            "rest_jdirs", torch.einsum("jv,vck->jck", regressor, layer.shapedirs), persistent=False
+        )
         parents = layer.parents[self.skeleton_index].clone()
         # in SMPL-H/X the stand-ins for SMPL's hand joints hang off the wrists as well
         self.parents = tuple(
@@ -145,16 +152,13 @@ class BodyModel(nn.Module):
         """Shaped rest joints on SMPL's skeleton, metres: ``(24, 3)`` in the model's dtype
         without betas, else ``(..., 24, 3)`` in betas' dtype and device for betas ``(..., K)``
         (K <= num_betas; missing coefficients are zero). Differentiable in betas."""
-        lay = self.layer
-        regressor = lay.J_regressor[self.skeleton_index]
         if betas is None:
-            return regressor @ lay.v_template
+            return self.rest_j0.clone()
         b = self._betas(betas, (), cast=False)
         like = {"dtype": b.dtype, "device": b.device}
-        # J_regressor is linear, so regress the template and the shape directions separately
-        j0 = (regressor @ lay.v_template).to(**like)
-        jdirs = torch.einsum("jv,vck->jck", regressor, lay.shapedirs).to(**like)
-        return j0 + torch.einsum("...k,jck->...jc", b, jdirs)
+        return self.rest_j0.to(**like) + torch.einsum(
+            "...k,jck->...jc", b, self.rest_jdirs.to(**like)
+        )
 
     def forward(
         self,
@@ -269,6 +273,11 @@ def _build(
         layer = _quiet(smplx.SMPLXLayer, str(path), ext=ext, use_pca=False, **common)
     else:
         extra = {"use_pca": False, "flat_hand_mean": True} if model_type == "smplh" else {}
+        if model_type == "smplh":
+            # AMASS's SMPL-H files carry no hand PCA; smplx reads it even when unused
+            for side in "lr":
+                data.setdefault(f"hands_components{side}", np.eye(45))
+                data.setdefault(f"hands_mean{side}", np.zeros(45))
         layer = _quiet(
             _LAYERS[model_type],
             str(path),
@@ -277,6 +286,12 @@ def _build(
             **common,
             **extra,
         )
+    file_betas = int(np.asarray(data["shapedirs"]).shape[-1])
+    if model_type != "smplx" and layer.num_betas < min(num_betas, file_betas):
+        # smplx caps files with fewer than 300 shape directions at 10 (AMASS's SMPL-H has 16)
+        k = min(num_betas, file_betas)
+        layer.shapedirs = torch.as_tensor(np.asarray(data["shapedirs"])[:, :, :k], dtype=dtype)
+        layer._num_betas = k
     selector = smplx.vertex_joint_selector.VertexJointSelector(vertex_ids=placeholder)
     if ids is None:
         selector.extra_joints_idxs = selector.extra_joints_idxs[:0]
