@@ -284,6 +284,6 @@ def minimize_lbfgs(fn: Objective, x0: Tensor, *, max_iter: int = 100, history_si
                          | (change <= tolerance_change * scale)
                          | (s.abs().amax(-1) <= tolerance_change))
         begin = finished & ~stopped
-    converged = stopped & (iterations < max_iter)
+    converged = stopped & (iterations < max_iter) & torch.isfinite(f)
     return LBFGSResult(x=x, loss=f, grad=g, iterations=iterations, evaluations=evaluations,
                        converged=converged)

@@ -144,6 +144,14 @@ class PriorTerm:
             return (params * params).sum(-1)
         return params.new_zeros(params.shape[0])
 
+    def gauge(self, params: Tensor) -> Tensor:
+        """``(|z|^2 - 1)^2`` for a sphere latent, else 0, per frame ``(n,)``. The decoded pose
+        depends on the direction of ``z`` only; this fixes the free radial direction (and keeps
+        the angular step per unit of ``z`` constant) without changing any pose."""
+        if self.kind == "gan" and self.latent_kind == "sphere":
+            return ((params * params).sum(-1) - 1) ** 2
+        return params.new_zeros(params.shape[0])
+
     def latent(self, params: Tensor) -> Tensor | None:
         """The latent actually decoded ``(n, D)`` (projected for a GAN), or ``None``."""
         if self.kind == "gan":

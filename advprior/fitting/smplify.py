@@ -4,7 +4,10 @@ Stages (all per frame; see ``docs/fitting.md``):
 
 0. Camera: depth from torso length and focal length (``depth = f * torso_3d / torso_2d``, as
    SMPLify), then global orientation and translation on the torso keypoints (shoulders, hips),
-   from :data:`YAW_CANDIDATES` body yaws facing the camera; each frame keeps its best one.
+   from each of the :data:`YAW_CANDIDATES` body yaws; each frame keeps its best orientation and
+   (by default) the best one facing >= 60 degrees away from it, since a torso seen in 2D does
+   not tell front-left from back-right; both go through the next stages, the lower final loss
+   wins (SMPLify fits a body and its flip the same way).
 1..4. Everything (orientation, translation, betas, pose through the prior) with the
    Geman-McClure reprojection term and decreasing prior/shape weights (SMPLify's schedule).
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,10 +46,12 @@ SMPLIFY_STAGES: tuple[tuple[float, float], ...] = ((404.0, 100.0), (404.0, 50.0)
                                                    (4.78, 5.0))
 #: Fixed weight of ``|pose|^2`` when fitting without a prior (radians^2 vs pixels^2).
 NO_PRIOR_WEIGHT = 1.0
+#: Weight of :meth:`PriorTerm.gauge` (keeps a sphere latent's norm near 1; no effect on poses).
+GAUGE_WEIGHT = 100.0
 #: Weight of the squared camera-depth change (metres^2) in stage 0, as SMPLify-X.
 DEPTH_WEIGHT = 100.0
 #: Body yaws (radians, about the body's up axis) tried in stage 0; 0 faces the camera.
-YAW_CANDIDATES = (0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi)
+YAW_CANDIDATES = tuple(i * math.pi / 4 for i in range(8))
 OPTIMIZERS = ("lbfgs", "adam")
 
 
@@ -224,6 +230,7 @@ def fit_keypoints(
     sigma: float = 100.0,
     stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
     lr: float = 0.02,
+    orientations: int = 2,
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -248,6 +255,10 @@ def fit_keypoints(
         stages: ``(prior weight, shape weight)`` per pose stage; energies are multiplied by the
             squares (default: SMPLify's schedule).
         lr: Adam's learning rate (ignored by L-BFGS).
+        orientations: body orientations carried from the camera stage through the pose stages
+            per frame, the frame keeping the one with the lower final loss: 2 (the best and the
+            best facing at least 60 degrees away from it: SMPLify's guard against the torso's
+            front/back ambiguity) or 1 (half the work).
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -274,13 +285,24 @@ def fit_keypoints(
         body_model = load_body_model()
     term = PriorTerm(model, kind)
     body = _Body(body_model, fmt)
+    if orientations not in (1, 2):
+        raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
+    opts = _Options(camera, body, term, fmt, iterations, optimizer, float(sigma), stages,
+                    float(lr), orientations)
+    info: dict[str, Any] = {
+        "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
+        "prior_kind": term.describe(), "keypoint_format": fmt.name, "optimizer": optimizer,
+        "iterations_per_stage": iterations, "sigma_px": float(sigma), "stages": stages,
+        "orientations": orientations, "batch": bool(batch),
+    }
     with frozen(model), frozen(body_model):
         if batch or kp.shape[0] <= 1:
-            return _fit(kp, conf, camera, body, term, fmt, iterations, optimizer, sigma, stages,
-                        lr, prior)
-        parts = [_fit(kp[i:i + 1], conf[i:i + 1], camera, body, term, fmt, iterations, optimizer,
-                      sigma, stages, lr, prior) for i in range(kp.shape[0])]
-    return _concat(parts)
+            parts = [_fit(kp, conf, opts)]
+        else:
+            parts = [_fit(kp[i:i + 1], conf[i:i + 1], opts) for i in range(kp.shape[0])]
+    result = _concat(parts)
+    result.info = {**info, "seconds": sum(p.info["seconds"] for p in parts)}
+    return result
 
 
 def _concat(parts: list[FitResult]) -> FitResult:
@@ -288,87 +310,118 @@ def _concat(parts: list[FitResult]) -> FitResult:
         values = [getattr(p, name) for p in parts]
         return None if values[0] is None else torch.cat(values)
 
-    info = dict(parts[0].info)
-    info["seconds"] = sum(p.info["seconds"] for p in parts)
+    if len(parts) == 1:
+        return parts[0]
     return FitResult(
         body_pose=cat("body_pose"), global_orient=cat("global_orient"), transl=cat("transl"),
         betas=cat("betas"), latent=cat("latent"), loss=cat("loss"), joints=cat("joints"),
-        projected=cat("projected"), iterations=cat("iterations"), info=info,
+        projected=cat("projected"), iterations=cat("iterations"),
     )
 
 
-def _fit(kp: Tensor, conf: Tensor, camera: PinholeCamera, body: _Body, term: PriorTerm,
-         fmt: KeypointFormat, iterations: int, optimizer: str, sigma: float,
-         stages: list[tuple[float, float]], lr: float, prior_arg: object) -> FitResult:
+@dataclass(frozen=True)
+class _Options:
+    camera: PinholeCamera
+    body: _Body
+    term: PriorTerm
+    fmt: KeypointFormat
+    iterations: int
+    optimizer: str
+    sigma: float
+    stages: list[tuple[float, float]]
+    lr: float
+    orientations: int
+
+
+def _pick_orientations(x_cam: Tensor, loss_cam: Tensor, n: int, ny: int, k: int,
+                       camera: PinholeCamera) -> Tensor:
+    """Row indices ``(n, k)`` into the stage-0 results: per frame the lowest loss, then (k=2)
+    the lowest loss among orientations facing >= 60 degrees away from it (the best again if
+    none does)."""
+    loss = loss_cam.view(n, ny)
+    first = loss.argmin(1)
+    base = torch.arange(n, device=loss.device) * ny
+    if k == 1:
+        return (first + base)[:, None]
+    rot = camera.rotation_tensor(x_cam) @ axis_angle_to_rotmat(x_cam[:, :3])
+    facing = rot[:, :, 2].view(n, ny, 3)  # the body's forward axis in camera coordinates
+    cos = (facing * facing[torch.arange(n), first][:, None]).sum(-1)
+    other = torch.where(cos < 0.5, loss, torch.full_like(loss, float("inf")))
+    second = torch.where(torch.isfinite(other.min(1).values), other.argmin(1), first)
+    return torch.stack([first, second], 1) + base[:, None]
+
+
+def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     start = time.perf_counter()
+    camera, body, term, fmt = o.camera, o.body, o.term, o.fmt
     n, dtype, device = kp.shape[0], kp.dtype, kp.device
+    like = {"dtype": dtype, "device": device}
     nb = body.num_betas
-    w2 = conf * conf
-    info: dict[str, Any] = {
-        "prior": prior_arg if isinstance(prior_arg, str) or prior_arg is None
-        else type(prior_arg).__name__,
-        "prior_kind": term.describe(), "keypoint_format": fmt.name, "optimizer": optimizer,
-        "iterations_per_stage": iterations, "sigma_px": sigma, "stages": stages,
-    }
 
     pose_params0 = term.init(1, dtype, device)
     with torch.no_grad():
         pose0 = term.pose(pose_params0)
-        zeros3 = torch.zeros(1, 3, dtype=dtype, device=device)
-        rest3d, _ = body(zeros3, torch.zeros_like(pose0), torch.zeros(1, nb, dtype=dtype,
-                                                                      device=device), zeros3)
+        zeros3 = torch.zeros(1, 3, **like)
+        rest3d, _ = body(zeros3, torch.zeros_like(pose0), torch.zeros(1, nb, **like), zeros3)
         orients = _yaw_orients(camera, kp)                                   # (Y, 3)
         ny = orients.shape[0]
-        posed, _ = body(orients, pose0.expand(ny, -1), torch.zeros(ny, nb, dtype=dtype,
-                                                                   device=device),
-                        torch.zeros(ny, 3, dtype=dtype, device=device))      # (Y, J, 3)
+        posed, _ = body(orients, pose0.expand(ny, -1), torch.zeros(ny, nb, **like),
+                        torch.zeros(ny, 3, **like))                          # (Y, J, 3)
+
+    def data_term(points3d: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+        sq = (camera.project(points3d) - target) ** 2
+        return (weight * geman_mcclure(sq, o.sigma).sum(-1)).sum(-1)
 
     # Stage 0 on n * Y problems (frame-major): orientation + translation on the torso.
     kp_y = kp.repeat_interleave(ny, 0)
     conf_y = conf.repeat_interleave(ny, 0)
-    posed_y = posed.repeat(n, 1, 1)
-    orient_y = orients.repeat(n, 1)
-    transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed_y)
+    transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed.repeat(n, 1, 1))
     torso = sorted({i for pair in fmt.torso for i in pair})
     torso_w = torch.zeros_like(conf_y)
     torso_w[:, torso] = conf_y[:, torso] ** 2
     # Frames without any torso keypoint align on all their keypoints instead.
-    torso_w = torch.where((torso_w.sum(-1, keepdim=True) > 0), torso_w, conf_y ** 2)
+    torso_w = torch.where(torso_w.sum(-1, keepdim=True) > 0, torso_w, conf_y ** 2)
     depth0 = camera.to_camera(transl_y)[:, 2]
     rot_cam = camera.rotation_tensor(kp)
-    betas0 = torch.zeros(n * ny, nb, dtype=dtype, device=device)
+    betas0 = torch.zeros(n * ny, nb, **like)
     pose0_y = pose0.expand(n * ny, -1)
-
-    def data_term(points3d: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-        sq = (camera.project(points3d) - target) ** 2
-        return (weight * geman_mcclure(sq, sigma).sum(-1)).sum(-1)
 
     def camera_objective(x: Tensor) -> Tensor:
         pts, _ = body(x[:, :3], pose0_y, betas0, x[:, 3:6])
         depth = (x[:, 3:6] @ rot_cam.T)[:, 2]
         return data_term(pts, kp_y, torso_w) + DEPTH_WEIGHT * (depth - depth0) ** 2
 
-    x_cam, loss_cam, it_cam = _minimize(camera_objective, torch.cat([orient_y, transl_y], -1),
-                                        optimizer, iterations, lr)
-    best = loss_cam.view(n, ny).argmin(1) + torch.arange(n, device=device) * ny
-    x = torch.cat([x_cam[best], torch.zeros(n, nb, dtype=dtype, device=device),
-                   pose_params0.expand(n, -1)], -1)
+    x_cam, loss_cam, it_cam = _minimize(camera_objective, torch.cat([orients.repeat(n, 1),
+                                                                     transl_y], -1),
+                                        o.optimizer, o.iterations, o.lr)
+    k = o.orientations
+    # Four torso points fit many yaws about equally well; the limbs (even in the initial pose)
+    # tell them apart, so rank the aligned orientations on all keypoints.
+    with torch.no_grad():
+        pts, _ = body(x_cam[:, :3], pose0_y, betas0, x_cam[:, 3:6])
+        rank = data_term(pts, kp_y, conf_y ** 2)
+    pick = _pick_orientations(x_cam, rank, n, ny, k, camera).reshape(-1)   # (n * k,)
+    x = torch.cat([x_cam[pick], torch.zeros(n * k, nb, **like),
+                   pose_params0.expand(n * k, -1)], -1)
     steps = it_cam.view(n, ny).sum(1)
+    kp_k, w2_k = kp.repeat_interleave(k, 0), (conf * conf).repeat_interleave(k, 0)
 
     def objective(prior_w: float, shape_w: float):
         def fn(x: Tensor) -> Tensor:
             go, tr, be, pp = _split(x, nb)
             pose = term.pose(pp)
             pts, _ = body(go, pose, be, tr)
-            loss = data_term(pts, kp, w2) + shape_w * (be * be).sum(-1)
-            return loss + prior_w * term.energy(pp, pose)
+            loss = data_term(pts, kp_k, w2_k) + shape_w * (be * be).sum(-1)
+            return loss + prior_w * term.energy(pp, pose) + GAUGE_WEIGHT * term.gauge(pp)
         return fn
 
-    loss = loss_cam[best]
-    for prior_weight, shape_weight in stages:
+    for prior_weight, shape_weight in o.stages:
         pw = prior_weight ** 2 if term.staged else (NO_PRIOR_WEIGHT if term.kind == "none" else 0.)
-        x, loss, it = _minimize(objective(pw, shape_weight ** 2), x, optimizer, iterations, lr)
-        steps = steps + it
+        x, loss, it = _minimize(objective(pw, shape_weight ** 2), x, o.optimizer, o.iterations,
+                                o.lr)
+        steps = steps + it.view(n, k).sum(1)
+    keep = loss.view(n, k).argmin(1) + torch.arange(n, device=device) * k
+    x, loss = x[keep], loss[keep]
 
     with torch.no_grad():
         go, tr, be, pp = _split(x, nb)
@@ -376,7 +429,7 @@ def _fit(kp: Tensor, conf: Tensor, camera: PinholeCamera, body: _Body, term: Pri
         pts, joints = body(go, pose, be, tr)
         projected = camera.project(pts)
         latent = term.latent(pp)
-    info["seconds"] = time.perf_counter() - start
+    info = {"seconds": time.perf_counter() - start}
     return FitResult(body_pose=pose.detach(), global_orient=go.detach(), transl=tr.detach(),
                      betas=be.detach(), latent=None if latent is None else latent.detach(),
                      loss=loss.detach(), joints=joints.detach(), projected=projected.detach(),

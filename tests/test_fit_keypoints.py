@@ -1,0 +1,308 @@
+"""fit_keypoints on the stand-in body with every kind of prior, batch independence, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advprior.baselines import GMMPrior, VPoserVAE
+from advprior.body import load_body_model
+from advprior.errors import ModelNotFoundError
+from advprior.eval.metrics import p_mpjpe
+from advprior.fitting import KEYPOINT_FORMATS, FitResult, PinholeCamera, fit_keypoints
+from advprior.fitting.keypoints import get_format, model_joint_indices
+from advprior.prior import PosePrior
+
+CAMERA = PinholeCamera(focal=(1000.0, 1000.0), center=(500.0, 500.0))
+ITERS = 15
+
+
+@pytest.fixture(scope="module")
+def body():
+    return load_body_model()
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def scene(body, body_pose: torch.Tensor, seed: int = 0, noise: float = 2.0, drop: float = 0.0,
+          camera: PinholeCamera = CAMERA):
+    """Keypoints of ``body_pose`` seen upright at ~4 m with random yaw, noise in px, dropped
+    joints; returns (keypoints, confidence, true joints)."""
+    n = body_pose.shape[0]
+    gen = seeded(seed)
+    yaw = (torch.rand(n, generator=gen) - 0.5) * 2 * math.pi
+    from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+
+    flip = axis_angle_to_rotmat(torch.tensor([math.pi, 0.0, 0.0]))
+    turn = axis_angle_to_rotmat(torch.stack([torch.zeros(n), yaw, torch.zeros(n)], -1))
+    cam_rot = torch.as_tensor(camera.rotation, dtype=torch.float32)
+    orient = rotmat_to_axis_angle(cam_rot.T @ flip @ turn)
+    transl_cam = torch.stack([0.2 * torch.randn(n, generator=gen),
+                              0.2 * torch.randn(n, generator=gen),
+                              4.0 + 0.3 * torch.randn(n, generator=gen)], -1)
+    transl = transl_cam @ cam_rot
+    out = body(global_orient=orient, body_pose=body_pose, transl=transl)
+    kp = camera.project(out.joints) + noise * torch.randn(n, 24, 2, generator=gen)
+    conf = (torch.rand(n, 24, generator=gen) >= drop).float()
+    return kp, conf, out.joints
+
+
+def reprojection_px(result: FitResult, kp: torch.Tensor, conf: torch.Tensor) -> float:
+    err = (result.projected - kp).norm(dim=-1)
+    return float(err[conf > 0].mean())
+
+
+def tame(model: torch.nn.Module, last: torch.nn.Linear) -> torch.nn.Module:
+    """An untrained generator's poses are wild; centre its 6D output on the identity so its
+    manifold holds moderate poses (about 0.2-0.6 rad per joint), like a trained prior's."""
+    with torch.no_grad():
+        last.weight.mul_(4.0)
+        last.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(21))
+    return model.eval()
+
+
+def make_gmm(center: torch.Tensor) -> GMMPrior:
+    gmm = GMMPrior(num_components=2)
+    gmm.means.copy_(torch.stack([center, 0.5 * center]))
+    gmm.covariances.copy_(0.05 * torch.eye(63).repeat(2, 1, 1))
+    return gmm.eval()
+
+
+def check_result(result: FitResult, n: int, latent_dim: int | None) -> None:
+    assert result.body_pose.shape == (n, 63)
+    assert result.global_orient.shape == (n, 3)
+    assert result.transl.shape == (n, 3)
+    assert result.betas.shape == (n, 10)
+    assert result.loss.shape == (n,) and bool(torch.isfinite(result.loss).all())
+    assert result.joints.shape == (n, 24, 3)
+    if latent_dim is None:
+        assert result.latent is None
+    else:
+        assert result.latent.shape == (n, latent_dim)
+
+
+@pytest.mark.parametrize("latent", ["sphere", "uniform", "normal"])
+def test_pose_prior_fit_recovers_a_pose_from_its_own_manifold(body, latent: str) -> None:
+    torch.manual_seed(0)
+    prior = PosePrior(latent=latent)
+    prior = tame(prior, prior.generator[-1])
+    z = prior.sample_latent(3, generator=seeded(1))
+    # A normal latent is penalised by |z|^2 (as VPoser): keep the truth near the mode.
+    truth = prior(0.5 * z if latent == "normal" else z)
+    kp, conf, joints = scene(body, truth, seed=2, drop=0.2)
+    result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=prior, iterations=ITERS)
+    check_result(result, 3, 32)
+    assert reprojection_px(result, kp, conf) < 5.0
+    # The pose is the prior's decoding of the returned (projected) latent.
+    assert torch.allclose(result.body_pose, prior(result.latent), atol=1e-5)
+    if latent == "sphere":
+        assert torch.allclose(result.latent.norm(dim=-1), torch.ones(3), atol=1e-5)
+    if latent == "uniform":
+        assert float(result.latent.abs().max()) <= 1.0
+    assert float(p_mpjpe(result.joints, joints).mean()) < 0.08
+
+
+def test_vae_prior_fit(body) -> None:
+    torch.manual_seed(0)
+    vae = VPoserVAE()
+    vae = tame(vae, vae.decoder[-1])
+    truth = vae.decode(0.5 * torch.randn(2, 32, generator=seeded(3)))
+    kp, conf, joints = scene(body, truth, seed=4)
+    result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=vae, iterations=ITERS)
+    check_result(result, 2, 32)
+    assert reprojection_px(result, kp, conf) < 5.0
+    assert torch.allclose(result.body_pose, vae.decode(result.latent), atol=1e-5)
+    assert float(p_mpjpe(result.joints, joints).mean()) < 0.08
+
+
+def test_gmm_prior_fit(body) -> None:
+    truth = 0.3 * torch.randn(2, 63, generator=seeded(5))
+    gmm = make_gmm(truth[0])
+    kp, conf, joints = scene(body, truth, seed=6)
+    result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=gmm, iterations=ITERS)
+    check_result(result, 2, None)
+    assert reprojection_px(result, kp, conf) < 6.0
+    # Frame 0 sits on a mixture mean: the prior pulls the right way.
+    assert float(p_mpjpe(result.joints[:1], joints[:1]).mean()) < 0.05
+
+
+def test_no_prior_fits_the_keypoints(body) -> None:
+    truth = 0.3 * torch.randn(2, 63, generator=seeded(7))
+    kp, conf, _ = scene(body, truth, seed=8)
+    result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=ITERS)
+    check_result(result, 2, None)
+    assert reprojection_px(result, kp, conf) < 3.0
+
+
+def test_one_frame_cannot_change_another(body) -> None:
+    prior = PosePrior(latent="sphere")
+    prior = tame(prior, prior.generator[-1])
+    truth = prior.sample(2, generator=seeded(9))
+    kp, conf, _ = scene(body, truth, seed=10, drop=0.2)
+    bad_kp, bad_conf = kp.clone(), conf.clone()
+    bad_kp[1] = torch.rand(24, 2, generator=seeded(11)) * 1000  # garbage detections
+    bad_conf[1, :5] = 0.0
+    for optimizer in ("lbfgs", "adam"):
+        a = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=prior, iterations=ITERS,
+                          optimizer=optimizer)
+        b = fit_keypoints(bad_kp, bad_conf, CAMERA, body_model=body, prior=prior,
+                          iterations=ITERS, optimizer=optimizer)
+        for name in ("body_pose", "global_orient", "transl", "betas", "latent", "loss", "joints"):
+            assert torch.equal(getattr(a, name)[0], getattr(b, name)[0]), (optimizer, name)
+        assert not torch.equal(a.body_pose[1], b.body_pose[1])
+
+
+def test_unbatched_fit_matches_the_batched_fit(body) -> None:
+    truth = 0.2 * torch.randn(2, 63, generator=seeded(12))
+    kp, conf, _ = scene(body, truth, seed=13)
+    batched = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=ITERS)
+    single = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=ITERS,
+                           batch=False)
+    # Different batch sizes run different matmul kernels: equal up to rounding-level drift.
+    assert torch.allclose(batched.joints, single.joints, atol=5e-3)
+
+
+def test_nan_keypoints_count_as_missing(body) -> None:
+    truth = 0.2 * torch.randn(2, 63, generator=seeded(14))
+    kp, conf, _ = scene(body, truth, seed=15)
+    nan_kp = kp.clone()
+    nan_kp[0, [3, 7]] = float("nan")
+    zero_conf = conf.clone()
+    zero_conf[0, [3, 7]] = 0.0
+    a = fit_keypoints(nan_kp, conf, CAMERA, body_model=body, prior=None, iterations=5)
+    b = fit_keypoints(kp, zero_conf, CAMERA, body_model=body, prior=None, iterations=5)
+    assert torch.equal(a.body_pose, b.body_pose)
+    assert bool(torch.isfinite(a.loss).all())
+
+
+def test_known_camera_rotation(body) -> None:
+    from advprior.rotations import axis_angle_to_rotmat
+
+    rot = axis_angle_to_rotmat(torch.tensor([0.3, -0.5, 0.1])).numpy()
+    camera = PinholeCamera(focal=900.0, center=(400.0, 300.0), rotation=rot)
+    truth = 0.2 * torch.randn(2, 63, generator=seeded(16))
+    kp, conf, joints = scene(body, truth, seed=17, camera=camera)
+    result = fit_keypoints(kp, conf, camera, body_model=body, prior=None, iterations=ITERS)
+    assert reprojection_px(result, kp, conf) < 3.0
+    # joints are in the world frame: the camera's projection of them is the fit's projection.
+    assert torch.allclose(camera.project(result.joints), result.projected, atol=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["coco17", "openpose25"])
+def test_detector_formats_on_the_standin(body, fmt: str) -> None:
+    spec = get_format(fmt)
+    truth = 0.2 * torch.randn(2, 63, generator=seeded(18))
+    out = body(global_orient=torch.tensor([[math.pi, 0.0, 0.0]] * 2), body_pose=truth,
+               transl=torch.tensor([[0.0, 0.2, 4.0]] * 2))
+    idx = model_joint_indices(spec, "smpl", out.model_joints.shape[1], body.extra_joint_names)
+    kp = CAMERA.project(out.model_joints[:, idx])
+    result = fit_keypoints(kp, None, CAMERA, body_model=body, prior=None, keypoint_format=fmt,
+                           iterations=ITERS)
+    assert result.projected.shape == (2, spec.num_keypoints, 2)
+    assert reprojection_px(result, kp, torch.ones(2, spec.num_keypoints)) < 3.0
+
+
+def test_format_tables_are_consistent() -> None:
+    for spec in KEYPOINT_FORMATS.values():
+        assert len(spec.names) == len(spec.sources) == spec.num_keypoints
+        for shoulder, hip in spec.torso:
+            assert "shoulder" in spec.names[shoulder].lower() and "hip" in spec.names[hip].lower()
+    with pytest.raises(ValueError, match="surface points"):
+        model_joint_indices(get_format("coco17"), "smpl", 24, ())
+
+
+def test_fit_result_round_trip(body, tmp_path) -> None:
+    truth = 0.2 * torch.randn(1, 63, generator=seeded(19))
+    kp, conf, _ = scene(body, truth, seed=20)
+    result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=3)
+    path = result.to_npz(tmp_path / "out" / "fit.npz")
+    data = np.load(path)
+    assert set(data.files) >= {"body_pose", "global_orient", "transl", "betas", "loss", "joints",
+                               "info"}
+    assert "latent" not in data.files
+    np.testing.assert_array_equal(data["body_pose"], result.body_pose.numpy())
+    assert result.as_dict()["joints"].shape == (1, 24, 3)
+    assert len(result) == 1
+    assert not list(path.parent.glob("*.tmp"))
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+def _ok_inputs():
+    kp = torch.full((2, 24, 2), 500.0) + 50 * torch.randn(2, 24, 2, generator=seeded(0))
+    return kp, torch.ones(2, 24)
+
+
+@pytest.mark.parametrize(
+    ("kp_shape", "conf_shape", "match"),
+    [((2, 23, 2), (2, 23), r"\(B, 24, 2\)"), ((2, 24), (2, 24), r"\(B, 24, 2\)"),
+     ((2, 24, 2), (3, 24), r"confidence must have shape \(2, 24\)")],
+)
+def test_shape_mismatch(body, kp_shape, conf_shape, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        fit_keypoints(torch.zeros(kp_shape), torch.ones(conf_shape), CAMERA, body_model=body,
+                      prior=None)
+
+
+def test_all_zero_confidence_is_an_error(body) -> None:
+    kp, conf = _ok_inputs()
+    conf[1] = 0.0
+    with pytest.raises(ValueError, match=r"frames \[1\] have fewer than 2 keypoints"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None)
+    kp[0] = float("nan")
+    kp[1, 1:] = float("nan")
+    with pytest.raises(ValueError, match=r"frames \[0, 1\]"):
+        fit_keypoints(kp, torch.ones(2, 24), CAMERA, body_model=body, prior=None)
+
+
+def test_bad_values(body) -> None:
+    kp, conf = _ok_inputs()
+    inf_kp = kp.clone()
+    inf_kp[0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="Inf"):
+        fit_keypoints(inf_kp, conf, CAMERA, body_model=body, prior=None)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fit_keypoints(kp, conf * 2, CAMERA, body_model=body, prior=None)
+    with pytest.raises(TypeError, match="real numbers"):
+        fit_keypoints(kp > 0, conf, CAMERA, body_model=body, prior=None)
+    with pytest.raises(TypeError, match="PinholeCamera"):
+        fit_keypoints(kp, conf, {"focal": 1000}, body_model=body, prior=None)
+    with pytest.raises(ValueError, match="keypoint_format"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, keypoint_format="mpii")
+    with pytest.raises(ValueError, match="iterations"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, optimizer="sgd")
+    with pytest.raises(TypeError, match="prior must be"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=torch.nn.Linear(2, 2))
+    with pytest.raises(ModelNotFoundError):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior="no-such-prior")
+
+
+@pytest.mark.parametrize("focal", [0.0, -100.0, (1000.0, 0.0), float("nan")])
+def test_camera_rejects_bad_focal(focal) -> None:
+    with pytest.raises(ValueError, match="focal"):
+        PinholeCamera(focal=focal, center=(0.0, 0.0))
+
+
+def test_camera_convention_and_validation() -> None:
+    cam = PinholeCamera(focal=(800.0, 900.0), center=(320.0, 240.0))
+    # OpenCV: a point right of and below the optical axis lands right of and below the centre.
+    uv = cam.project(torch.tensor([[0.5, 0.25, 2.0]]))
+    assert torch.allclose(uv, torch.tensor([[320.0 + 200.0, 240.0 + 112.5]]))
+    pts = torch.tensor([[0.1, -0.3, 3.0], [-1.0, 0.5, 7.0]])
+    back = cam.backproject(cam.project(pts), cam.to_camera(pts)[:, 2])
+    assert torch.allclose(back, pts, atol=1e-5)
+    with pytest.raises(ValueError, match="proper rotation"):
+        PinholeCamera(1000.0, (0, 0), rotation=np.diag([1.0, 1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        PinholeCamera(1000.0, (0, 0), rotation=np.eye(2))
+    with pytest.raises(ValueError, match="center"):
+        PinholeCamera(1000.0, (0, 0, 0))
+    assert PinholeCamera.from_dict(cam.to_dict()).focal == cam.focal
