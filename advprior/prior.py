@@ -198,11 +198,15 @@ class PosePrior(nn.Module, PretrainedMixin):
 
     def project_pose(self, body_pose: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """The closest pose the prior can produce: ``decode(invert(body_pose))``, same layout as
-        ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input)."""
+        ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input). Returns the pose only,
+        also when ``return_error=True`` is passed through to ``invert``."""
         if not isinstance(body_pose, torch.Tensor):
             raise TypeError(f"body_pose must be a torch.Tensor (..., 63), got {type(body_pose)}")
         body = "smpl" if body_pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
-        return self.decode(self.invert(body_pose, **kwargs), body=body)
+        z = self.invert(body_pose, **kwargs)
+        if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
+            z = z[0]
+        return self.decode(z, body=body)
 
 
 class LatentPose(nn.Module):

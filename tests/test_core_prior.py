@@ -226,9 +226,10 @@ def test_invert_and_project_pose_delegate_to_inversion(
 ) -> None:
     calls = []
 
-    def fake_invert(model, body_pose, **kw):
+    def fake_invert(model, body_pose, return_error=False, **kw):
         calls.append((model, body_pose.shape, kw))
-        return model.project(torch.ones(*body_pose.shape[:-1], model.latent_dim))
+        z = model.project(torch.ones(*body_pose.shape[:-1], model.latent_dim))
+        return (z, torch.zeros(z.shape[:-1])) if return_error else z
 
     stand_in = types.ModuleType("advprior.inversion")
     stand_in.invert = fake_invert
@@ -238,6 +239,7 @@ def test_invert_and_project_pose_delegate_to_inversion(
     assert calls[-1] == (prior, (3, 63), {"steps": 5}) and z.shape == (3, 32)
     assert torch.equal(prior.project_pose(pose, restarts=2), prior(z))
     assert calls[-1][2] == {"restarts": 2}
+    assert torch.equal(prior.project_pose(pose, return_error=True), prior(z))
     assert prior.project_pose(torch.zeros(3, 69)).shape == (3, 69)
     with pytest.raises(TypeError, match="body_pose"):
         prior.project_pose([0.0] * 63)
