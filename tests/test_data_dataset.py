@@ -12,6 +12,7 @@ from test_data_importers import random_pose, write_asf_amc, write_bvh
 from advprior.errors import MotionFormatError
 from advprior.train.data import build_dataset, load_dataset
 from advprior.train.data.dataset import assign_splits, subject_of
+from advprior.train.data.rotmath import rotvec_to_matrix
 
 
 def _tree(root: Path, n_folders: int = 5) -> Path:
@@ -108,7 +109,9 @@ def test_readme_frame_rate_and_leading_rest_frame(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     (src / "aclstm" / "readme.txt").write_text("salsa framerate 60\nindian framerate 120\n")
     local, pelvis = random_pose(61, seed=1)
-    local[0] = np.eye(3)  # a T-pose first frame, as in CMU BVH conversions
+    # A T-pose first frame, as in CMU BVH conversions: the capture then starts turned away.
+    local[0] = np.eye(3)
+    local[1:, 0] = rotvec_to_matrix(np.array([0.0, 1.5, 0.0])) @ local[1:, 0]
     write_bvh(folder / "01.bvh", "daz", local, pelvis, scale=100.0, frame_time=1 / 120)
     report = build_dataset(src, tmp_path / "s.npz")
     # 60 frames after the rest frame, read at 60 fps (not the header's 120): 1 s -> 30 frames.
@@ -175,3 +178,13 @@ def test_cli_build_and_info_print_counts(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["data", "info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "frames per split" in info and "asfamc" in info
+
+
+def test_cmu_index_csv_sets_amc_rates(tmp_path: Path) -> None:
+    src = _tree(tmp_path, n_folders=1)
+    before = build_dataset(src, tmp_path / "a.npz").per_source["asfamc"]
+    (src / "cmu_index.csv").write_text(
+        '"Subject","Trial #","Motion Description","framerate"\n5,2,"walk",60\n5,3,"run",120\n')
+    after = build_dataset(src, tmp_path / "b.npz").per_source["asfamc"]
+    # 80 frames: 0.66 s at 120 fps (20 frames at 30 fps), 1.32 s at 60 fps (40 frames).
+    assert (before, after) == (20, 40)

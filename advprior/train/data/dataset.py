@@ -12,6 +12,7 @@ Passing the previous file as ``split_from`` keeps every known subject in its old
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import hashlib
 import json
@@ -141,14 +142,45 @@ def readme_rates(file: Path, stop: Path | None = None) -> dict[str, float]:
     return rates
 
 
-def source_rate(file: Path, rel: Path, source_fps: Mapping[str, float] | None) -> float | None:
+def cmu_index_rates(files: Iterable[Path]) -> dict[tuple[int, int], float]:
+    """``(subject, trial) -> fps`` from CMU index tables among ``files`` (csv files with the
+    columns ``Subject``, ``Trial #`` and ``framerate``; CMU captured some subjects at 60 fps)."""
+    rates: dict[tuple[int, int], float] = {}
+    for f in files:
+        if f.suffix.lower() != ".csv":
+            continue
+        try:
+            with open(f, newline="", encoding="utf-8", errors="replace") as fh:
+                for row in csv.DictReader(fh):
+                    try:
+                        key = (int(row["Subject"]), int(row["Trial #"]))
+                        rates[key] = float(row["framerate"])
+                    except (KeyError, TypeError, ValueError):
+                        break
+        except OSError:
+            continue
+    return rates
+
+
+def source_rate(
+    file: Path,
+    rel: Path,
+    source_fps: Mapping[str, float] | None,
+    cmu_rates: Mapping[tuple[int, int], float] | None = None,
+) -> float | None:
     """Frame-rate override for ``file``: a ``source_fps`` glob on its relative path, else a
-    readme declaration for its folder, else None (the file's own rate)."""
+    readme declaration for its folder, else (AMC named ``SS_TT``) the CMU index rate, else None
+    (the file's own rate)."""
     for pattern, rate in (source_fps or {}).items():
         if fnmatch.fnmatch(rel.as_posix(), pattern) or fnmatch.fnmatch(file.as_posix(), pattern):
             return float(rate)
     rates = readme_rates(file)
-    return rates.get(file.parent.name)
+    if file.parent.name in rates:
+        return rates[file.parent.name]
+    m = re.fullmatch(r"(\d+)_(\d+)", file.stem)
+    if m and file.suffix.lower() == ".amc" and cmu_rates:
+        return cmu_rates.get((int(m.group(1)), int(m.group(2))))
+    return None
 
 
 def assign_splits(
@@ -203,7 +235,9 @@ def build_dataset(
         split_seed: seed of the subject order.
         split_from: a previous dataset file whose subjects keep their split.
         source_fps: glob on the relative path -> frame rate, overriding file headers; folders
-            named in a ``readme.txt`` line ``<folder> framerate <fps>`` are overridden too.
+            named in a ``readme.txt`` line ``<folder> framerate <fps>`` are overridden too, and
+            CMU-named AMC files (``SS_TT.amc``) take their rate from a CMU index csv found among
+            ``paths`` (columns ``Subject``, ``Trial #``, ``framerate``).
         min_seconds: shorter sequences are skipped (e.g. the 3-frame acLSTM ``standard.bvh``).
         log: called with one line per skipped file.
 
@@ -227,7 +261,9 @@ def build_dataset(
         if log is not None:
             log(f"skipped {path}: {reason}")
 
-    for file, rel, source in _candidates(paths):
+    candidates = _candidates(paths)
+    cmu_rates = cmu_index_rates(f for f, _, _ in candidates)
+    for file, rel, source in candidates:
         if file.resolve() == out.resolve():
             continue
         reason = classify(file)
@@ -235,7 +271,7 @@ def build_dataset(
             skip(file, reason)
             continue
         try:
-            motion = load_motion(file, fps=source_rate(file, rel, source_fps))
+            motion = load_motion(file, fps=source_rate(file, rel, source_fps, cmu_rates))
             motion = motion.without_rest_frames()
             if motion.duration < min_seconds:
                 skip(file, f"too short ({motion.num_frames} frames, {motion.duration:.2f} s "

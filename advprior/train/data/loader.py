@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from advprior.errors import MotionFormatError
@@ -25,7 +26,7 @@ def load_motion(
             ``skeleton``), ``.bvh``, AMASS ``.npz``, or DeepMimic ``.txt``/``.json``.
         skeleton: the ASF for an AMC, or the DeepMimic character file.
         fps: override the file's frame rate (e.g. a wrong BVH ``Frame Time``). AMC files carry
-            no rate: 120 unless given.
+            no rate: a ``_<fps>`` name suffix (HDM05 ``..._120.amc``), else 120.
         units: BVH length unit ("m", "cm", "mm", "inch", "asf"); detected when None.
 
     Raises:
@@ -42,7 +43,11 @@ def load_motion(
         from advprior.train.data.asf_amc import find_asf, read_amc, read_asf
 
         asf = read_asf(skeleton if skeleton is not None else find_asf(path))
-        return read_amc(path, asf, fps=fps if fps is not None else 120.0)
+        if fps is None:
+            # HDM05 names carry the rate (``..._120.amc``); CMU captured at 120 (mostly).
+            m = re.search(r"_(\d{2,3})$", path.stem)
+            fps = float(m.group(1)) if m and 24 <= int(m.group(1)) <= 480 else 120.0
+        return read_amc(path, asf, fps=fps)
     if suffix == ".bvh":
         from advprior.train.data.bvh import read_bvh
 

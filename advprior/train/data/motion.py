@@ -157,17 +157,27 @@ class Motion:
             local_translations=lt,
         )
 
-    def without_rest_frames(self) -> Motion:
-        """Drop leading frames whose joint rotations are all exactly the rest pose.
+    def without_rest_frames(self, near_rest_deg: float = 15.0, jump_deg: float = 30.0) -> Motion:
+        """Drop leading reference frames: near the rest pose (every joint within
+        ``near_rest_deg``) and cut off from the next frame by a root turn over ``jump_deg``.
 
-        Some CMU BVH conversions start with one T-pose frame that is not part of the capture.
+        CMU BVH conversions start with such a T-pose frame, which is not part of the capture
+        (no body turns 30 degrees in one frame).
         """
-        eye = np.eye(3)
-        dev = np.abs(self.rotations - eye).reshape(self.num_frames, -1).max(axis=1)
-        moving = np.flatnonzero(dev > 1e-6)
-        if len(moving) == 0 or moving[0] == 0:
+
+        def angle(r: np.ndarray) -> np.ndarray:
+            cos = (np.trace(r, axis1=-2, axis2=-1) - 1.0) / 2.0
+            return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+        k = 0
+        while k + 1 < self.num_frames:
+            near_rest = angle(self.rotations[k]).max() < near_rest_deg
+            turn = angle(np.swapaxes(self.rotations[k, 0], -1, -2) @ self.rotations[k + 1, 0])
+            if not (near_rest and turn > jump_deg):
+                break
+            k += 1
+        if k == 0:
             return self
-        k = int(moving[0])
         lt = None if self.local_translations is None else self.local_translations[k:]
         return replace(
             self, rotations=self.rotations[k:], root_position=self.root_position[k:],

@@ -151,3 +151,14 @@ def _copy_smpl(motion: Motion) -> SMPLMotion:
         fps=motion.fps,
         name=str(motion.path),
     )
+
+
+def source_positions(motion: Motion) -> np.ndarray:
+    """All source joint positions ``(T, J, 3)`` in SMPL's frame (the frame :func:`retarget`
+    uses), metres; parents are ``motion.skeleton.parents``. For pictures and checks."""
+    if motion.is_smpl:
+        return motion.global_transforms()[1]
+    m = map_to_smpl(motion.skeleton, motion.path)
+    frame = source_frame(mapped_points(motion.skeleton.rest_positions(), m))
+    return motion.global_transforms()[1] @ frame.T
+
