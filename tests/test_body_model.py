@@ -215,7 +215,9 @@ def _fake_chumpy(monkeypatch: pytest.MonkeyPatch) -> type:
     return sub
 
 
-def _write_smpl_pickle(data: dict, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _write_smpl_pickle(
+    data: dict, path: Path, monkeypatch: pytest.MonkeyPatch, protocol: int = 2
+) -> None:
     """SMPL's original layout: chumpy arrays, sparse J_regressor, uint32 tree, extra keys."""
     ch = _fake_chumpy(monkeypatch)
     real = {
@@ -233,16 +235,22 @@ def _write_smpl_pickle(data: dict, path: Path, monkeypatch: pytest.MonkeyPatch) 
         "bs_type": "lrotmin",
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(real, protocol=2))
+    path.write_bytes(pickle.dumps(real, protocol=protocol))
     monkeypatch.delitem(sys.modules, "chumpy")
     monkeypatch.delitem(sys.modules, "chumpy.ch")
 
 
+@pytest.mark.parametrize("protocol", [0, 2])  # 0: how Python 2 pickled by default
 def test_chumpy_smpl_pickle_loads_without_chumpy(
-    cache, data: dict, standin: BodyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cache,
+    data: dict,
+    standin: BodyModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    protocol: int,
 ) -> None:
     path = tmp_path / "models" / "smpl" / "SMPL_NEUTRAL.pkl"
-    _write_smpl_pickle(data, path, monkeypatch)
+    _write_smpl_pickle(data, path, monkeypatch, protocol)
     with pytest.raises(ImportError):
         __import__("chumpy")
     for where in (path, tmp_path / "models"):
@@ -285,6 +293,20 @@ def test_unevaluable_chumpy_expression_is_reported(
     monkeypatch.delitem(sys.modules, "chumpy.ch")
     with pytest.raises(CorruptCheckpointError, match="chumpy expression"):
         load_body_model(path)
+
+
+def test_chumpy_expression_in_unused_key_is_dropped(
+    cache, data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ch = _fake_chumpy(monkeypatch)
+    extra = dict(data, J=ch.Select(ch.Ch(data["J"])), pose_training_info={"n": ch.Ch([1.0])})
+    del extra["vertex_ids"]
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(pickle.dumps(extra, protocol=2))
+    monkeypatch.delitem(sys.modules, "chumpy")
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+    model = load_body_model(path)
+    np.testing.assert_allclose(model.rest_joints().numpy(), REST_JOINTS, atol=1e-6)
 
 
 def test_smpl_npz(cache, data: dict, standin: BodyModel, tmp_path: Path) -> None:

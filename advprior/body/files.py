@@ -25,6 +25,8 @@ _PREFIX = {"smpl": "SMPL", "smplh": "SMPLH", "smplx": "SMPLX"}
 #: Joint count of each family's kinematic tree (``kintree_table`` columns).
 _JOINTS_OF = {24: "smpl", 52: "smplh", 55: "smplx"}
 _REQUIRED = ("v_template", "f", "weights", "J_regressor", "kintree_table", "shapedirs", "posedirs")
+#: Further keys smplx reads for SMPL-H / SMPL-X.
+_NEEDED_PREFIXES = ("hands_", "lmk_", "dynamic_lmk_")
 
 
 class _ChumpyStub:
@@ -85,6 +87,20 @@ def _plain(value: Any, key: str) -> Any:
     return value
 
 
+def _plain_dict(raw: dict) -> dict[str, Any]:
+    """Stubs made numpy. A chumpy expression that cannot be evaluated without chumpy is an error
+    in a key smplx reads, and dropped elsewhere (SMPL's pickles carry extras such as ``J``)."""
+    out = {}
+    for k, v in raw.items():
+        key = str(k)
+        try:
+            out[key] = _plain(v, key)
+        except ValueError:
+            if key in _REQUIRED or key.startswith(_NEEDED_PREFIXES):
+                raise
+    return out
+
+
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
@@ -117,7 +133,7 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
                 data = _Unpickler(fh, encoding="latin1").load()
             if not isinstance(data, dict):
                 raise ValueError(f"expected a pickled dict, found {type(data).__name__}")
-            data = {str(k): _plain(v, str(k)) for k, v in data.items()}
+            data = _plain_dict(data)
     except (
         OSError,
         EOFError,

@@ -320,7 +320,12 @@ def _clean_copy(path: Path, data: dict[str, Any]) -> Path:
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
     out = standin.cache_dir() / "body" / "converted" / f"{path.stem}-{key[:16]}.npz"
     if not out.is_file():
-        arrays = {k: np.asarray(v) for k, v in data.items()}
+        # keep plain data only: smplx must be able to read the copy back without our classes
+        arrays = {
+            k: np.asarray(v)
+            for k, v in data.items()
+            if isinstance(v, (np.ndarray, str, int, float)) and np.asarray(v).dtype != object
+        }
         write_atomic(out, lambda fh: np.savez(fh, **arrays))
     return out
 
