@@ -92,7 +92,7 @@ def render(results: dict[str, dict], command: str) -> str:
             "| model | method | seconds | poses/s | round-trip joint error (mm) |",
             "|---|---|---:|---:|---:|",
         ]
-        for name in ("gan-s", "vae"):
+        for name in ("gan-s", "vae", "vae (optimised)"):
             x = r[name]
             lines.append(f"| {name} | {x['method']} | {x['seconds']:.2f} |"
                          f" {_fmt(x['poses_per_s'])} | {x['round_trip_joint_error_mm']:.1f} |")
