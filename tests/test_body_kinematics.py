@@ -12,6 +12,12 @@ from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import PARENTS, REST_JOINTS
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    # betas without a body model build the stand-in; keep its file out of the user's cache
+    monkeypatch.setenv("ADVPRIOR_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 def _random_pose(n: int, dim: int = 63, seed: int = 0, scale: float = 0.6):
     g = torch.Generator().manual_seed(seed)
     go = torch.randn(n, 3, generator=g, dtype=torch.float64) * scale
@@ -94,3 +100,13 @@ def test_bad_input(go, bp, err) -> None:
 def test_bad_transl() -> None:
     with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
         forward_kinematics(torch.zeros(3), torch.zeros(63), transl=torch.zeros(2))
+
+
+def test_bad_betas_and_transl_shapes() -> None:
+    go, bp = torch.zeros(4, 3), torch.zeros(4, 63)
+    with pytest.raises(ValueError, match="betas"):
+        forward_kinematics(go, bp, betas=torch.zeros(3, 10))
+    with pytest.raises(ValueError, match="transl"):
+        forward_kinematics(go, bp, transl=torch.zeros(2, 4, 3))
+    with pytest.raises(ValueError, match="transl"):
+        forward_kinematics(go, bp, transl=torch.zeros(3, 3))

@@ -163,7 +163,12 @@ def forward_kinematics(
     rest = rest.to(dtype=dtype, device=device)
     parents = torch.as_tensor(_PARENTS[1:], device=device)
     offsets = torch.cat([rest[..., :1, :], rest[..., 1:, :] - rest[..., parents, :]], -2)
-    lead = torch.broadcast_shapes(lead, offsets.shape[:-2])
+    try:
+        lead = torch.broadcast_shapes(lead, offsets.shape[:-2])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"betas {tuple(betas.shape)} do not broadcast with the poses' leading shape {lead}"
+        ) from exc
     local = local.expand(*lead, NUM_JOINTS, 3, 3)
     offsets = offsets.expand(*lead, NUM_JOINTS, 3)
 
@@ -180,6 +185,14 @@ def forward_kinematics(
         if not isinstance(transl, torch.Tensor) or transl.shape[-1:] != (3,):
             got = tuple(transl.shape) if isinstance(transl, torch.Tensor) else type(transl).__name__
             raise ValueError(f"transl must be a tensor of shape (..., 3), got {got}")
+        try:
+            fits = torch.broadcast_shapes(transl.shape[:-1], lead) == lead
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"transl {tuple(transl.shape)} does not match the poses' leading shape {lead}"
+            )
         pos = pos + transl.to(dtype=dtype, device=device)[..., None, :]
     if return_rotations:
         return pos, rot
