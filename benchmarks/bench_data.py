@@ -158,12 +158,38 @@ def _stack(parts: list[Path], out: Path, rows: int) -> None:
         p.unlink()
 
 
+def markdown(report: dict) -> str:
+    """The tables of ``docs/data.md`` from a report."""
+    bones = ("thigh", "shin", "upper_arm", "forearm", "spine", "neck")
+    head = "| source | files | source frames | frames at 30 fps | " + " | ".join(
+        b.replace("_", " ") for b in bones) + " | all | rigid spine |"
+    rows = [head, "|" + "---|" * (len(bones) + 6)]
+    for name, s in sorted(report["per_source"].items()):
+        cells = [f"{s[b]['mean']:.3f} / {s[b]['p95']:.3f}" if b in s else "-" for b in bones]
+        rigid = s.get("rigid_spine")
+        rows.append(
+            f"| {name} | {s['files']} | {s['source_frames']:,} | {s['frames_30fps']:,} | "
+            + " | ".join(cells)
+            + f" | {s['all_bones']['mean']:.3f} / {s['all_bones']['p95']:.3f} | "
+            + (f"{rigid['mean']:.1f} / {rigid['p95']:.1f}" if rigid else "-") + " |")
+    cc = report["cross_check_asf_vs_deepmimic_m"]
+    rows += ["", "Bone angles: mean / 95th percentile, degrees.", "",
+             f"Speed: import and retarget all {report['files']} files to {report['fps']:g} fps "
+             f"in **{report['seconds_import_retarget']:.1f} s** (one thread, 2-core machine "
+             "shared with other jobs).", "",
+             "| CMU trial | " + " | ".join(cc) + " |", "|---|" + "---|" * len(cc),
+             "| ASF/AMC vs DeepMimic, mean joint distance (m) | "
+             + " | ".join(f"{v:.3f}" for v in cc.values()) + " |"]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root", nargs="?", default=str(DEFAULT))
     ap.add_argument("--json", default=None, help="also write the JSON here")
     ap.add_argument("--figure", default=None, help="write the retargeting picture here")
     ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--markdown", action="store_true", help="print the docs tables too")
     args = ap.parse_args(argv)
     root = Path(args.root)
     from advprior.train.data import bone_direction_errors, load_motion
@@ -215,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
+    if args.markdown:
+        print(markdown(report), file=sys.stderr)
     if args.figure:
         figure(root, Path(args.figure))
     return 0
