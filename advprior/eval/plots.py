@@ -109,7 +109,7 @@ def pca_scatter(real: np.ndarray, generated: dict[str, np.ndarray], path: Path) 
         ax.set_xlabel("PC 1")
     axes[0, 0].set_ylabel("PC 2")
     axes[0, 0].legend(markerscale=4, loc="best", fontsize=7)
-    fig.suptitle("PCA of joint positions (axes fitted on the real poses)")
+    fig.suptitle("PCA of joint positions (axes fitted on the real poses)", y=1.04)
     return _save(fig, path)
 
 

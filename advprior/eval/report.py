@@ -14,10 +14,31 @@ def _f(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}"
 
 
+def _headline(results: dict) -> list[str]:
+    """One row per model: the section 4.1-4.3 numbers a reader compares first."""
+    smooth, fits = results.get("smoothness", {}), results.get("fitting", {})
+    lines = ["## Headline", "",
+             "| model | recall, per vertex (mean mm) | precision, per vertex (mean mm) |"
+             " recall, per joint (mean mm) | interpolation R (mean) | fitting P-MPJPE (mm) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, m in results["models"].items():
+        v, j = m["recall_precision_mm"]["vertices"], m["recall_precision_mm"]["joints"]
+        r = smooth.get(name, {})
+        r_cell = _f(r["R_mean"], 2) if "R_mean" in r else "n/a (no latent)" if r else "-"
+        fit = _f(fits[name]["p_mpjpe_mm"]) if name in fits else "-"
+        lines.append(f"| {name} | {_f(v['recall_mean'])} | {_f(v['precision_mean'])} |"
+                     f" {_f(j['recall_mean'])} | {r_cell} | {fit} |")
+    if "no prior" in fits:
+        lines.append(f"| no prior | - | - | - | - | {_f(fits['no prior']['p_mpjpe_mm'])} |")
+    lines += ["", "Details, settings and pictures below.", ""]
+    return lines
+
+
 def render(results: dict) -> str:
     """The Markdown page for one ``run_eval`` results dictionary."""
     s = results["settings"]
     lines = [_HEADER]
+    lines += _headline(results)
     lines += [
         "## Run",
         "",
