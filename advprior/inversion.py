@@ -10,9 +10,10 @@ drawn from the prior (seed 0), start from the ``restarts`` bank latents whose po
 
 (``R_j`` joint rotations; ``p_j`` joint positions in metres from forward kinematics with zero
 global orientation, so a wrong hip rotation costs more than a wrong wrist rotation), with ``z``
-projected onto the latent manifold inside ``E``, and keep the best restart. The Frobenius
-(chordal) distance ``4 (1 - cos angle)`` is the squared geodesic angle to second order and is
-smooth where the geodesic distance's gradient is not (at zero).
+projected onto the latent manifold inside ``E`` (plus a pose-neutral term keeping the free ``z``
+near the manifold, :func:`advprior.fitting.priors.latent_gauge`), and keep the best restart.
+The Frobenius (chordal) distance ``4 (1 - cos angle)`` is the squared geodesic angle to second
+order and is smooth where the geodesic distance's gradient is not (at zero).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 
 #: Latents decoded once per call to seed the optimisation.
 DEFAULT_BANK = 4096
+#: Weight of :func:`advprior.fitting.priors.latent_gauge` (no effect on the decoded pose).
+GAUGE_WEIGHT = 1.0
 
 
 def _check_pose(body_pose: object) -> Tensor:
@@ -60,7 +63,7 @@ def invert(
     prior: object,
     body_pose: Tensor,
     *,
-    steps: int = 50,
+    steps: int = 100,
     restarts: int = 2,
     joint_weight: float = 100.0,
     bank_size: int = DEFAULT_BANK,
@@ -90,7 +93,7 @@ def invert(
     """
     from advprior.body import forward_kinematics
     from advprior.fitting.lbfgs import minimize_lbfgs
-    from advprior.fitting.priors import frozen
+    from advprior.fitting.priors import frozen, latent_gauge
     from advprior.rotations import axis_angle_to_rotmat
 
     body_pose = _check_pose(body_pose)
@@ -102,6 +105,7 @@ def invert(
     restarts = min(restarts, bank_size)
     lead = body_pose.shape[:-1]
     dim = int(prior.latent_dim)
+    kind = getattr(prior, "latent", None)
     joints = body_pose.shape[-1] // 3
     target = body_pose.reshape(-1, body_pose.shape[-1])
     n = target.shape[0]
@@ -139,7 +143,7 @@ def invert(
             pos = forward_kinematics(zero_r, pose_of(rot), body_model=body_model)
             rot_err = ((rot - rot_r) ** 2).sum((-1, -2)).mean(-1)
             pos_err = ((pos - pos_r) ** 2).sum(-1).mean(-1)
-            return rot_err + joint_weight * pos_err
+            return rot_err + joint_weight * pos_err + GAUGE_WEIGHT * latent_gauge(z, kind)
 
         res = minimize_lbfgs(energy, z0, max_iter=steps)
         best = res.loss.view(n, restarts).argmin(1) + torch.arange(n, device=z0.device) * restarts

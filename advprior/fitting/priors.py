@@ -27,6 +27,22 @@ POSE_DIM = 3 * NUM_BODY_JOINTS
 _INIT_SAMPLES = 512
 
 
+def latent_gauge(z: Tensor, kind: str | None) -> Tensor:
+    """Penalty ``(n,)`` on a free latent ``z (n, D)`` that is decoded after projection.
+
+    Sphere: ``(|z|^2 - 1)^2``: the pose depends on the direction of ``z`` only, so this fixes
+    the free radial direction (and keeps the angular step per unit of ``z`` constant).
+    Uniform: ``sum relu(|z_i| - 1)^2``: clamping has zero gradient outside the cube, so a
+    coordinate that left it would stay stuck on the face; this pulls it back inside. Zero on the
+    manifold in both cases; zero for the normal latent.
+    """
+    if kind == "sphere":
+        return ((z * z).sum(-1) - 1) ** 2
+    if kind == "uniform":
+        return (torch.relu(z.abs() - 1) ** 2).sum(-1)
+    return z.new_zeros(z.shape[0])
+
+
 def _kind(prior: object) -> str:
     if prior is None:
         return "none"
@@ -145,11 +161,10 @@ class PriorTerm:
         return params.new_zeros(params.shape[0])
 
     def gauge(self, params: Tensor) -> Tensor:
-        """``(|z|^2 - 1)^2`` for a sphere latent, else 0, per frame ``(n,)``. The decoded pose
-        depends on the direction of ``z`` only; this fixes the free radial direction (and keeps
-        the angular step per unit of ``z`` constant) without changing any pose."""
-        if self.kind == "gan" and self.latent_kind == "sphere":
-            return ((params * params).sum(-1) - 1) ** 2
+        """A term that changes no pose but keeps the free latent well-behaved, ``(n,)``:
+        :func:`latent_gauge` for a GAN, 0 otherwise."""
+        if self.kind == "gan":
+            return latent_gauge(params, self.latent_kind)
         return params.new_zeros(params.shape[0])
 
     def latent(self, params: Tensor) -> Tensor | None:

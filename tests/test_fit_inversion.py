@@ -1,0 +1,95 @@
+"""Pose -> latent inversion and PosePrior.project_pose."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advprior.baselines import VPoserVAE
+from advprior.body import forward_kinematics
+from advprior.inversion import invert
+from advprior.prior import PosePrior
+
+
+def tame(model: torch.nn.Module, last: torch.nn.Linear) -> torch.nn.Module:
+    """Centre an untrained generator's 6D output on the identity (moderate poses)."""
+    with torch.no_grad():
+        last.weight.mul_(4.0)
+        last.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(21))
+    return model.eval()
+
+
+def prior_of(latent: str) -> PosePrior:
+    torch.manual_seed(0)
+    prior = PosePrior(latent=latent)
+    return tame(prior, prior.generator[-1])
+
+
+def joint_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    zero = torch.zeros(*a.shape[:-1], 3)
+    return (forward_kinematics(zero, a) - forward_kinematics(zero, b)).norm(dim=-1).mean(-1)
+
+
+@pytest.mark.parametrize("latent", ["sphere", "uniform", "normal"])
+def test_poses_from_the_prior_are_recovered(latent: str) -> None:
+    prior = prior_of(latent)
+    poses = prior.sample(6, generator=torch.Generator().manual_seed(1))
+    z, err = invert(prior, poses, return_error=True)
+    assert z.shape == (6, 32)
+    back = prior(z)
+    assert float(joint_error(back, poses).mean()) < 0.005  # metres
+    assert float(joint_error(back, poses).max()) < 0.015
+    assert torch.allclose(err, joint_error(back, poses), atol=1e-5)
+    assert torch.allclose(prior.project(z), z, atol=1e-6)
+
+
+def test_project_pose_moves_an_off_manifold_pose_closer() -> None:
+    prior = prior_of("sphere")
+    poses = prior.sample(4, generator=torch.Generator().manual_seed(2))
+    noisy = poses + 0.3 * torch.randn(4, 63, generator=torch.Generator().manual_seed(3))
+    projected = prior.project_pose(noisy)
+    assert projected.shape == (4, 63)
+    assert float(joint_error(projected, poses).mean()) < float(joint_error(noisy, poses).mean())
+    z = prior.invert(noisy, steps=10, restarts=1)
+    assert z.shape == (4, 32)
+
+
+def test_shapes_leading_dims_smpl_layout_and_empty() -> None:
+    prior = prior_of("uniform")
+    poses = prior.sample(6, generator=torch.Generator().manual_seed(4)).reshape(2, 3, 63)
+    z = invert(prior, poses, steps=5)
+    assert z.shape == (2, 3, 32)
+    smpl = torch.cat([poses, torch.zeros(2, 3, 6)], -1)
+    assert prior.project_pose(smpl, steps=5).shape == (2, 3, 69)
+    assert invert(prior, torch.zeros(0, 63)).shape == (0, 32)
+
+
+def test_each_pose_is_inverted_independently() -> None:
+    prior = prior_of("sphere")
+    poses = prior.sample(3, generator=torch.Generator().manual_seed(5))
+    other = poses.clone()
+    other[1:] = 1.5 * torch.randn(2, 63, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(invert(prior, poses)[0], invert(prior, other)[0])
+
+
+def test_vae_latents_can_be_inverted_too() -> None:
+    torch.manual_seed(0)
+    vae = VPoserVAE()
+    vae = tame(vae, vae.decoder[-1])
+    poses = vae.decode(0.5 * torch.randn(3, 32, generator=torch.Generator().manual_seed(7)))
+    z = invert(vae, poses)
+    assert float(joint_error(vae.decode(z), poses).max()) < 0.01
+
+
+def test_bad_input() -> None:
+    prior = prior_of("sphere")
+    with pytest.raises(ValueError, match=r"\(\.\.\., 63\)"):
+        invert(prior, torch.zeros(2, 60))
+    with pytest.raises(TypeError, match="floating"):
+        invert(prior, torch.zeros(2, 63, dtype=torch.long))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        invert(prior, [[0.0] * 63])
+    with pytest.raises(ValueError, match="NaN"):
+        invert(prior, torch.full((1, 63), float("nan")))
+    with pytest.raises(ValueError, match="restarts"):
+        invert(prior, torch.zeros(1, 63), restarts=0)
