@@ -37,3 +37,7 @@ class MotionFormatError(AdvPriorError, ValueError):
         super().__init__(where + message)
         self.path = path
         self.line = line
+
+
+class ManifestError(CorruptCheckpointError):
+    """A ``weights_manifest.json`` that is not valid JSON or breaks its schema."""

@@ -43,6 +43,7 @@ import torch
 from advprior.errors import (
     ChecksumMismatchError,
     CorruptCheckpointError,
+    ManifestError,
     ModelNotFoundError,
     OfflineError,
 )
@@ -142,8 +143,8 @@ def manifest_path(manifest: str | os.PathLike | None = None) -> Path:
 def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     """Read and validate the weights manifest; returns ``{alias: entry}``.
 
-    Raises :class:`CorruptCheckpointError` for a manifest that is not valid JSON or whose entries
-    lack a required key (see ``docs/api/hub.md`` for the schema).
+    Raises :class:`~advprior.errors.ManifestError` for a manifest that is not valid JSON or
+    whose entries lack a required key (see ``docs/api/hub.md`` for the schema).
     """
     path = manifest_path(manifest)
     try:
@@ -151,13 +152,13 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
     except FileNotFoundError as err:
         raise ModelNotFoundError(f"weights manifest not found: {path}") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptCheckpointError(f"weights manifest {path} is not valid JSON: {err}") from err
+        raise ManifestError(f"weights manifest {path} is not valid JSON: {err}") from err
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
-        raise CorruptCheckpointError(f"weights manifest {path} needs a top-level 'models' object")
+        raise ManifestError(f"weights manifest {path} needs a top-level 'models' object")
     for alias, entry in models.items():
         if not isinstance(entry, dict):
-            raise CorruptCheckpointError(
+            raise ManifestError(
                 f"weights manifest {path}: entry {alias!r} is not an object"
             )
         # "latent" must be present but may be null (a model without a latent space, e.g. gmm).
@@ -167,13 +168,13 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
             if k not in entry or (k != "latent" and not isinstance(entry[k], str))
         ]
         if missing:
-            raise CorruptCheckpointError(
+            raise ManifestError(
                 f"weights manifest {path}: entry {alias!r} lacks required string keys {missing}"
             )
         for key in ("sha256", "config_sha256"):
             value = entry.get(key)
             if value is not None and not _SHA256.fullmatch(str(value)):
-                raise CorruptCheckpointError(
+                raise ManifestError(
                     f"weights manifest {path}: entry {alias!r} {key} must be 64 lowercase hex"
                 )
     return models

@@ -24,6 +24,7 @@ from advprior import hub as hubmod
 from advprior.errors import (
     ChecksumMismatchError,
     CorruptCheckpointError,
+    ManifestError,
     ModelNotFoundError,
     OfflineError,
 )
@@ -338,7 +339,7 @@ def test_invalid_manifest_entries(
         if value == "DROP":
             del entry[key]
     path.write_text(json.dumps(data))
-    with pytest.raises(CorruptCheckpointError, match=match):
+    with pytest.raises(ManifestError, match=match):
         read_manifest(path)
 
 
