@@ -1,0 +1,201 @@
+"""``advprior fit``: fit a body to 2D keypoints (SMPLify-style, through a pose prior).
+
+KEYPOINTS.json, either of two layouts (several files are fitted as one batch, in order):
+
+advprior layout (one or many frames)::
+
+    {"format": "smpl24",                    # smpl24 | openpose25 | coco17 (else --format)
+     "keypoints": [[[x, y], ...], ...],     # (B, J, 2) pixels, or (B, J, 3) with confidence;
+                                            # null (or NaN) marks a missing keypoint
+     "confidence": [[c, ...], ...],         # optional (B, J) in [0, 1]
+     "camera": {"focal": [fx, fy], "center": [cx, cy], "rotation": [[...], [...], [...]]}}
+
+OpenPose output (one frame per file, BODY_25)::
+
+    {"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}
+
+The person is chosen with --person (default: the first). The camera comes from --camera
+("fx,fy,cx,cy", "f,cx,cy" or a JSON file with focal/center/rotation) or else from the
+keypoints file. FIT.npz holds the FitResult arrays (body_pose (B,63), global_orient, transl,
+betas, latent if any, loss, joints (B,24,3), projected, iterations) and ``info`` (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OPENPOSE_BODY25_VALUES = 75
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "fit",
+        help="fit SMPL pose and shape to 2D keypoints with a pose prior",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("keypoints", nargs="+", type=Path, help="KEYPOINTS.json file(s)")
+    p.add_argument("--camera", default=None,
+                   help='"fx,fy,cx,cy", "f,cx,cy" or a camera JSON file (default: from the '
+                        "keypoints file)")
+    p.add_argument("--prior", default="gan-s",
+                   help="gan-s, gan-u, gan-n, vae, gmm, a checkpoint directory or Hub id, or "
+                        "'none' (default: gan-s)")
+    p.add_argument("--format", dest="keypoint_format", default=None,
+                   choices=("smpl24", "openpose25", "coco17"),
+                   help="keypoint layout (default: the file's, else smpl24)")
+    p.add_argument("--body-model", default=None,
+                   help="SMPL/SMPL-H/SMPL-X model file or folder (default: the open stand-in)")
+    p.add_argument("--model-type", default=None, choices=("smpl", "smplh", "smplx"),
+                   help="model type for a --body-model folder")
+    p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
+    p.add_argument("--person", type=int, default=0, help="person index in OpenPose files")
+    p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
+    p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
+    p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
+    p.add_argument("--out", type=Path, default=Path("fit.npz"), help="output .npz (fit.npz)")
+    p.set_defaults(func=run)
+
+
+def parse_camera(spec: str) -> Any:
+    """A :class:`PinholeCamera` from ``"fx,fy,cx,cy"``, ``"f,cx,cy"`` or a JSON file path."""
+    from advprior.fitting import PinholeCamera
+
+    path = Path(spec)
+    if path.suffix.lower() == ".json" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"camera file not found: {path}")
+        return PinholeCamera.from_dict(json.loads(path.read_text()))
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError as exc:
+        raise ValueError(f'--camera must be "fx,fy,cx,cy", "f,cx,cy" or a JSON file, got '
+                         f"{spec!r}") from exc
+    if len(values) == 4:
+        return PinholeCamera(values[:2], values[2:])
+    if len(values) == 3:
+        return PinholeCamera(values[0], values[1:])
+    raise ValueError(f'--camera must be "fx,fy,cx,cy" or "f,cx,cy", got {len(values)} numbers')
+
+
+def _keypoint_array(value: Any, path: Path) -> Any:
+    """Nested lists -> float array ``(B, J, C)``; a null keypoint or coordinate becomes NaN."""
+    import numpy as np
+
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{path}: keypoints must be a non-empty list")
+    frames = value if isinstance(value[0], list) and value[0] and (
+        value[0][0] is None or isinstance(value[0][0], list)) else [value]
+    width = max((len(k) for f in frames for k in f if isinstance(k, list)), default=2)
+    rows = [[[np.nan] * width if k is None else [np.nan if c is None else c for c in k]
+             for k in f] for f in frames]
+    try:
+        return np.asarray(rows, dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: keypoints must be a (B, J, 2|3) array ({exc})") from exc
+
+
+def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
+    """One file -> ``{"keypoints" (B,J,2), "confidence" (B,J), "format", "camera"}`` (numpy;
+    format and camera may be None). Raises ``ValueError`` naming the file on a bad layout."""
+    import numpy as np
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object with 'keypoints' or 'people'")
+    if "people" in data:
+        people = data["people"]
+        if not isinstance(people, list) or not 0 <= person < len(people):
+            raise ValueError(f"{path}: has {len(people) if isinstance(people, list) else 0} "
+                             f"people; --person {person} does not exist")
+        flat = np.asarray(people[person].get("pose_keypoints_2d", []), dtype=np.float64)
+        if flat.size != OPENPOSE_BODY25_VALUES:
+            raise ValueError(f"{path}: pose_keypoints_2d has {flat.size} values; only OpenPose "
+                             f"BODY_25 ({OPENPOSE_BODY25_VALUES} values) is supported")
+        arr = flat.reshape(1, 25, 3)
+        # OpenPose writes undetected keypoints as (0, 0, 0).
+        return {"keypoints": arr[..., :2], "confidence": np.clip(arr[..., 2], 0.0, 1.0),
+                "format": "openpose25", "camera": None}
+    if "keypoints" not in data:
+        raise ValueError(f"{path}: expected a 'keypoints' array (B, J, 2|3) or OpenPose 'people'")
+    kp = _keypoint_array(data["keypoints"], path)
+    if kp.ndim != 3 or kp.shape[-1] not in (2, 3):
+        raise ValueError(f"{path}: keypoints must be (B, J, 2) or (B, J, 3), got {kp.shape}")
+    conf = data.get("confidence")
+    if conf is not None:
+        conf = np.asarray(conf, dtype=np.float64)
+        if conf.size != kp.shape[0] * kp.shape[1]:
+            raise ValueError(f"{path}: confidence must be (B, J) = {kp.shape[:2]}, got "
+                             f"{conf.shape}")
+        conf = conf.reshape(kp.shape[:2])
+        if kp.shape[-1] == 3:
+            raise ValueError(f"{path}: give confidence either as a third column or as "
+                             "'confidence', not both")
+    elif kp.shape[-1] == 3:
+        conf = np.nan_to_num(kp[..., 2])
+    else:
+        conf = np.ones(kp.shape[:2])
+    return {"keypoints": kp[..., :2], "confidence": conf, "format": data.get("format"),
+            "camera": data.get("camera")}
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"advprior fit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from advprior.fitting import PinholeCamera, fit_keypoints
+
+    frames = [read_keypoints(p, args.person) for p in args.keypoints]
+    formats = {f["format"] for f in frames if f["format"] is not None}
+    fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"
+    if args.keypoint_format is None and len(formats) > 1:
+        raise ValueError(f"the keypoint files use different formats {sorted(formats)}")
+    if args.camera is not None:
+        camera = parse_camera(args.camera)
+    else:
+        cams = [f["camera"] for f in frames if f["camera"] is not None]
+        if not cams:
+            raise ValueError("no camera: pass --camera fx,fy,cx,cy (or put 'camera' in the "
+                             "keypoints file)")
+        camera = PinholeCamera.from_dict(cams[0])
+    widths = {f["keypoints"].shape[1] for f in frames}
+    if len(widths) > 1:
+        raise ValueError(f"the keypoint files have different keypoint counts {sorted(widths)}")
+    kp = torch.as_tensor(np.concatenate([f["keypoints"] for f in frames]), dtype=torch.float32)
+    conf = torch.as_tensor(np.concatenate([f["confidence"] for f in frames]), dtype=torch.float32)
+    body_model = None
+    if args.body_model is not None:
+        from advprior.body import load_body_model
+
+        body_model = load_body_model(args.body_model, model_type=args.model_type,
+                                     gender=args.gender)
+    prior = None if args.prior.lower() == "none" else args.prior
+    result = fit_keypoints(kp, conf, camera, body_model=body_model, prior=prior,
+                           keypoint_format=fmt, iterations=args.iterations,
+                           optimizer=args.optimizer, sigma=args.sigma)
+    result.info["camera"] = camera.to_dict()
+    result.info["inputs"] = [str(p) for p in args.keypoints]
+    out = result.to_npz(args.out)
+    seen = conf > 0
+    err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()
+    print(f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}: mean reprojection "
+          f"{float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "
+          f"{result.info['seconds']:.1f} s -> {out}", file=sys.stdout)
+    return 0

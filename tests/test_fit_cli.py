@@ -1,0 +1,81 @@
+"""``advprior fit`` on JSON keypoint files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advprior.body import load_body_model
+from advprior.cli import main
+from advprior.fitting import PinholeCamera
+from advprior.prior import PosePrior
+
+CAMERA = PinholeCamera(focal=1000.0, center=(500.0, 500.0))
+
+
+@pytest.fixture(scope="module")
+def keypoints() -> np.ndarray:
+    body = load_body_model()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        out = body(global_orient=torch.tensor([[math.pi, 0.0, 0.0]] * 2),
+                   body_pose=0.2 * torch.randn(2, 63, generator=gen),
+                   transl=torch.tensor([[0.0, 0.2, 4.0], [0.1, 0.1, 5.0]]))
+        return CAMERA.project(out.joints).numpy()
+
+
+def test_fit_advprior_layout_with_a_checkpoint(tmp_path, keypoints, capsys) -> None:
+    ckpt = tmp_path / "prior"
+    torch.manual_seed(0)
+    PosePrior(latent="sphere").save_pretrained(ckpt)
+    kp = keypoints.tolist()
+    kp[0][3] = None  # a missing keypoint
+    src = tmp_path / "kp.json"
+    src.write_text(json.dumps({"format": "smpl24", "keypoints": kp,
+                               "camera": CAMERA.to_dict()}))
+    out = tmp_path / "fit.npz"
+    assert main(["fit", str(src), "--prior", str(ckpt), "--iterations", "3",
+                 "--out", str(out)]) == 0
+    data = np.load(out)
+    assert data["body_pose"].shape == (2, 63)
+    assert data["latent"].shape == (2, 32)
+    assert data["joints"].shape == (2, 24, 3)
+    info = json.loads(str(data["info"]))
+    assert info["keypoint_format"] == "smpl24" and info["camera"]["focal"] == [1000.0, 1000.0]
+    assert "fitted 2 frame(s)" in capsys.readouterr().out
+
+
+def test_fit_openpose_files_without_a_prior(tmp_path) -> None:
+    files = []
+    for i in range(2):
+        flat = np.concatenate([np.full((25, 2), 400.0 + 10 * i) + 40 * np.random.default_rng(i)
+                               .standard_normal((25, 2)), np.ones((25, 1))], 1).reshape(-1)
+        path = tmp_path / f"frame{i}_keypoints.json"
+        path.write_text(json.dumps({"people": [{"pose_keypoints_2d": flat.tolist()}]}))
+        files.append(str(path))
+    out = tmp_path / "op.npz"
+    code = main(["fit", *files, "--camera", "1000,500,500", "--prior", "none",
+                 "--iterations", "2", "--out", str(out)])
+    assert code == 0
+    data = np.load(out)
+    assert data["projected"].shape == (2, 25, 2)
+    assert json.loads(str(data["info"]))["keypoint_format"] == "openpose25"
+
+
+def test_cli_errors_are_reported(tmp_path, keypoints, capsys) -> None:
+    src = tmp_path / "kp.json"
+    src.write_text(json.dumps({"keypoints": keypoints.tolist()}))
+    assert main(["fit", str(src), "--prior", "none", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "no camera" in capsys.readouterr().err
+    assert main(["fit", str(src), "--camera", "1000,0,500,500", "--prior", "none"]) == 2
+    assert "focal" in capsys.readouterr().err
+    assert main(["fit", str(src), "--camera", "1,2", "--prior", "none"]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"people": [{"pose_keypoints_2d": [0.0] * 54}]}))
+    assert main(["fit", str(bad), "--camera", "1000,500,500", "--prior", "none"]) == 2
+    assert "BODY_25" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
