@@ -1,6 +1,6 @@
 """Motion-capture importers, retargeting to SMPL, and the pose dataset file.
 
-Needs only numpy, scipy and torch (no training extras). Public names:
+Needs only numpy, torch and roma (no training extras, no scipy). Public names:
 :func:`load_motion`, :class:`Motion` (``.to_smpl(fps=30)``), :class:`SMPLMotion`,
 :func:`build_dataset`, :func:`load_dataset`, :class:`PoseData`, :func:`bone_direction_errors`.
 """

@@ -7,7 +7,6 @@ Conventions: rotation matrices ``(..., 3, 3)`` act on column vectors; quaternion
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 
@@ -40,28 +39,35 @@ def euler_matrix(angles: np.ndarray, axes: str) -> np.ndarray:
     return out
 
 
+def _roma(fn, x: np.ndarray, tail: int, out_tail: tuple[int, ...]) -> np.ndarray:
+    # roma (a core dependency) on float64 CPU tensors; keeps scipy out of the install.
+    import roma
+    import torch
+
+    lead = x.shape[: x.ndim - tail]
+    flat = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).reshape(-1, *x.shape[-tail:]))
+    return getattr(roma, fn)(flat).numpy().reshape(*lead, *out_tail)
+
+
 def matrix_to_quat(m: np.ndarray) -> np.ndarray:
     """``(..., 3, 3)`` -> ``(..., 4)`` unit quaternions (x, y, z, w)."""
-    shape = m.shape[:-2]
-    return Rotation.from_matrix(m.reshape(-1, 3, 3)).as_quat().reshape(*shape, 4)
+    return _roma("rotmat_to_unitquat", m, 2, (4,))
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """``(..., 4)`` quaternions (x, y, z, w) -> ``(..., 3, 3)``; normalises the input."""
-    shape = q.shape[:-1]
-    return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(*shape, 3, 3)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return _roma("unitquat_to_rotmat", q, 1, (3, 3))
 
 
 def matrix_to_rotvec(m: np.ndarray) -> np.ndarray:
     """``(..., 3, 3)`` -> axis-angle ``(..., 3)``, angle in ``[0, pi]``."""
-    shape = m.shape[:-2]
-    return Rotation.from_matrix(m.reshape(-1, 3, 3)).as_rotvec().reshape(*shape, 3)
+    return _roma("rotmat_to_rotvec", m, 2, (3,))
 
 
 def rotvec_to_matrix(v: np.ndarray) -> np.ndarray:
     """Axis-angle ``(..., 3)`` radians -> ``(..., 3, 3)``."""
-    shape = v.shape[:-1]
-    return Rotation.from_rotvec(v.reshape(-1, 3)).as_matrix().reshape(*shape, 3, 3)
+    return _roma("rotvec_to_rotmat", v, 1, (3, 3))
 
 
 def quat_slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
