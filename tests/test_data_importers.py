@@ -43,6 +43,15 @@ VARIANTS = {
         "extras": [("lButtock", 0, 1, 0.5), ("rButtock", 0, 2, 0.5)],
         "order": "ZXY",
     },
+    "biped": {  # 3ds Max Biped: names with spaces
+        "names": ["Bip01 " + n for n in [
+            "Pelvis", "L Thigh", "R Thigh", "Spine", "L Calf", "R Calf", "Spine1", "L Foot",
+            "R Foot", "Spine2", "L Toe0", "R Toe0", "Neck", "L Clavicle", "R Clavicle", "Head",
+            "L UpperArm", "R UpperArm", "L Forearm", "R Forearm", "L Hand", "R Hand",
+            "L Finger2", "R Finger2"]],
+        "extras": [],
+        "order": "XZY",
+    },
     "mixamo": {
         "names": ["mixamorig:" + n for n in [
             "Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1",
@@ -508,6 +517,9 @@ def test_asf_bad_line_and_deepmimic_bad_frame(tmp_path: Path) -> None:
 
 
 def test_unsupported_and_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "01.asf").write_text(":version 1.10\n")
+    with pytest.raises(MotionFormatError, match="only a skeleton"):
+        load_motion(tmp_path / "01.asf")
     (tmp_path / "a.c3d").write_bytes(b"\x00")
     with pytest.raises(MotionFormatError, match=r"a\.c3d: unsupported motion format '.c3d'"):
         load_motion(tmp_path / "a.c3d")

@@ -90,7 +90,11 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         if up in ("ROOT", "JOINT"):
             if up == "ROOT" and names:
                 raise MotionFormatError("more than one ROOT is not supported", path, num)
-            name, _ = tokens.next("joint name")
+            name, line = tokens.next("joint name")
+            # Names may contain spaces (3ds Max Biped: "Bip01 L Thigh"): the rest of the line.
+            while tokens.i < len(tokens.items) and tokens.items[tokens.i][1] == line \
+                    and tokens.items[tokens.i][0] != "{":
+                name += " " + tokens.next("joint name")[0]
             _open(tokens, stack, names, parents, offsets, is_end, channels, name, False)
         elif up == "END":
             tokens.expect("Site")
