@@ -52,14 +52,19 @@ def release(
     manifest: str | os.PathLike = MANIFEST,
     repo_id: str | None = None,
     revision: str = RELEASE_REVISION,
+    weights_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Bundle ``model_dir`` as ``alias`` and write its manifest entry; returns the entry."""
+    """Bundle ``model_dir`` as ``alias`` and write its manifest entry; returns the entry.
+
+    ``weights_dir`` (default ``advprior/weights``) receives ``<alias>/``; the entry's ``bundled``
+    path is relative to the package folder, as :mod:`advprior.hub` resolves it.
+    """
     model_dir = Path(model_dir)
     config = read_config(model_dir / CONFIG_NAME)
     training = config.get("training") or {}
     if not isinstance(training.get("steps"), int) or training["steps"] < 1:
         raise ValueError(f"{model_dir} has no training record with steps; refusing to ship it")
-    target = PACKAGE_DIR / "weights" / alias
+    target = Path(weights_dir or PACKAGE_DIR / "weights") / alias
     target.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME):
         tmp = target / f".{name}.tmp"
