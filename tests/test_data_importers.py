@@ -543,3 +543,18 @@ def test_joint_names_table_is_case_and_prefix_insensitive() -> None:
     for name, want in cases.items():
         assert side_and_core(name) == want, name
     assert JOINT_NAMES[0] == "pelvis"
+
+
+def test_rest_pose_that_is_not_standing_is_refused(tmp_path: Path) -> None:
+    # A "star" rest like LAFAN1's: the legs point up along the spine.
+    local, root = random_pose(3)
+    path = tmp_path / "star.bvh"
+    write_bvh(path, "mixamo", local, root)
+    text = path.read_text().splitlines()
+    for i, line in enumerate(text):
+        if line.strip().startswith("JOINT mixamorig:Left") and "Leg" in line:
+            off = text[i + 2].split()
+            text[i + 2] = text[i + 2].replace(off[2], str(abs(float(off[2]))))
+    path.write_text("\n".join(text) + "\n")
+    with pytest.raises(MotionFormatError, match=r"star\.bvh: the rest pose is not a standing"):
+        load_motion(path).to_smpl()

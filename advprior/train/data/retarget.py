@@ -77,6 +77,28 @@ def mapped_points(pos: np.ndarray, m: SMPLMapping) -> np.ndarray:
     return out
 
 
+def _check_standing(rest: np.ndarray, path: object) -> None:
+    """Refuse rest skeletons that are not a standing pose (legs down, neck up).
+
+    The rest-pose offsets A_j and their twist references assume a T-, A- or arms-down pose;
+    rigs whose rest is a flattened "star" (all bones along one local axis) would get limb
+    twists off by up to 180 degrees, so they are rejected instead of silently mangled.
+    """
+    from advprior.errors import MotionFormatError
+
+    for name, (a, b, sign) in {"left thigh": (1, 4, -1), "right thigh": (2, 5, -1),
+                               "left shin": (4, 7, -1), "right shin": (5, 8, -1),
+                               "spine": (0, 12, 1)}.items():
+        d = rest[b] - rest[a]
+        cos = sign * d[1] / max(float(np.linalg.norm(d)), 1e-12)
+        if cos < 0.5:
+            raise MotionFormatError(
+                f"the rest pose is not a standing pose (the {name} is "
+                f"{np.degrees(np.arccos(np.clip(cos, -1, 1))):.0f} degrees from "
+                f"{'down' if sign < 0 else 'up'}); retargeting needs a T-, A- or arms-down "
+                "rest skeleton", path)
+
+
 def _reference(d: np.ndarray) -> np.ndarray:
     d = d / np.linalg.norm(d)
     return np.array([1.0, 0, 0]) if abs(d[2]) > 0.7 else np.array([0, 0, 1.0])
@@ -94,6 +116,7 @@ def retarget(motion: Motion) -> SMPLMotion:
     w = frame @ w_src @ frame.T
     pts = mapped_points(p_src @ frame.T, m)
     rest = mapped_points(rest_src @ frame.T, m)
+    _check_standing(rest, motion.path)
 
     t = motion.num_frames
     g = np.empty((t, 24, 3, 3))
