@@ -558,3 +558,12 @@ def test_rest_pose_that_is_not_standing_is_refused(tmp_path: Path) -> None:
     path.write_text("\n".join(text) + "\n")
     with pytest.raises(MotionFormatError, match=r"star\.bvh: the rest pose is not a standing"):
         load_motion(path).to_smpl()
+
+
+def test_amc_rate_from_hdm05_name_not_from_cmu_trial_number(tmp_path: Path) -> None:
+    local, root = random_pose(3)
+    hdm = write_asf_amc(tmp_path, local, root, stem="HDM_xx_jump_001_60")
+    (tmp_path / "HDM.asf").rename(tmp_path / "HDM_xx.asf")
+    assert load_motion(hdm).fps == 60.0
+    cmu = write_asf_amc(tmp_path, local, root, stem="13_30")
+    assert load_motion(cmu).fps == 120.0

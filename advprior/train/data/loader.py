@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from advprior.errors import MotionFormatError
@@ -26,7 +25,8 @@ def load_motion(
             ``skeleton``), ``.bvh``, AMASS ``.npz``, or DeepMimic ``.txt``/``.json``.
         skeleton: the ASF for an AMC, or the DeepMimic character file.
         fps: override the file's frame rate (e.g. a wrong BVH ``Frame Time``). AMC files carry
-            no rate: a ``_<fps>`` name suffix (HDM05 ``..._120.amc``), else 120.
+            no rate: a ``_<fps>`` suffix on a name of 3+ parts (HDM05 ``..._001_120.amc``),
+            else 120.
         units: BVH length unit ("m", "cm", "mm", "inch", "asf"); detected when None.
 
     Raises:
@@ -45,8 +45,10 @@ def load_motion(
         asf = read_asf(skeleton if skeleton is not None else find_asf(path))
         if fps is None:
             # HDM05 names carry the rate (``..._120.amc``); CMU captured at 120 (mostly).
-            m = re.search(r"_(\d{2,3})$", path.stem)
-            fps = float(m.group(1)) if m and 24 <= int(m.group(1)) <= 480 else 120.0
+            # Only names with 3+ parts: CMU's ``SS_TT`` ends in a trial number, not a rate.
+            parts = path.stem.split("_")
+            rate = int(parts[-1]) if len(parts) >= 3 and parts[-1].isdigit() else 0
+            fps = float(rate) if 24 <= rate <= 480 else 120.0
         return read_amc(path, asf, fps=fps)
     if suffix == ".bvh":
         from advprior.train.data.bvh import read_bvh
