@@ -22,11 +22,15 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from advprior.errors import MotionFormatError
 from advprior.train.data.loader import load_motion
+
+if TYPE_CHECKING:
+    import torch
 
 SPLIT_NAMES = ("train", "val", "test")
 KEYS = ("body_pose", "global_orient", "transl", "sequence", "subject", "split",
@@ -46,12 +50,12 @@ class PoseData:
         split: ``(N,)`` int8, 0 train, 1 validation, 2 test.
     """
 
-    body_pose: object
-    global_orient: object
-    transl: object
-    sequence: object
-    subject: object
-    split: object
+    body_pose: torch.Tensor
+    global_orient: torch.Tensor
+    transl: torch.Tensor
+    sequence: torch.Tensor
+    subject: torch.Tensor
+    split: torch.Tensor
     sequence_names: list[str]
     subject_names: list[str]
     split_names: list[str]
@@ -361,8 +365,8 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
     """Load a dataset file; ``split`` = ``None`` (all), ``"train"``, ``"val"`` or ``"test"``.
 
     Raises:
-        ModelNotFoundError-like ``FileNotFoundError`` when missing; ``ValueError`` for a file that
-        lacks keys, has wrong shapes or non-finite poses.
+        FileNotFoundError: no such file.
+        ValueError: not an npz, missing keys, wrong shapes, NaN/inf poses, or an unknown split.
     """
     import torch
 
