@@ -1,0 +1,124 @@
+"""The synthetic fitting benchmark: noisy 2D keypoints of known 3D poses, fitted with each prior.
+
+Protocol (``docs/fitting.md``): held-out poses (body pose and the recorded global orientation)
+are turned to a random heading, tilted by a random camera elevation, placed 3-6 m in front of a
+1000 x 1000 px pinhole camera (focal 1000 px) and projected; Gaussian noise (``noise_px``) is
+added to every keypoint and a random ``drop`` fraction of keypoints per frame gets confidence 0.
+Errors compare the fitted body's 24 SMPL joints with the true ones (betas 0, the stand-in body
+unless another is given): MPJPE after aligning the pelvis, and P-MPJPE after a similarity
+(Procrustes) alignment, both in millimetres.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advprior.fitting.camera import PinholeCamera
+from advprior.fitting.smplify import fit_keypoints
+from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+
+#: The benchmark camera: 1000 x 1000 px image, focal length 1000 px.
+BENCH_CAMERA = PinholeCamera(focal=1000.0, center=(500.0, 500.0))
+
+
+@dataclass
+class SyntheticViews:
+    """Keypoints ``(B, 24, 2)``, confidence ``(B, 24)``, true joints ``(B, 24, 3)`` (world =
+    camera frame), the true ``global_orient``/``transl`` ``(B, 3)`` and ``body_pose (B, 63)``."""
+
+    keypoints: Tensor
+    confidence: Tensor
+    joints: Tensor
+    global_orient: Tensor
+    transl: Tensor
+    body_pose: Tensor
+    camera: PinholeCamera
+
+
+@torch.no_grad()
+def make_views(body_pose: Tensor, global_orient: Tensor, *, seed: int = 0, noise_px: float = 5.0,
+               drop: float = 0.2, body_model: Any = None,
+               camera: PinholeCamera = BENCH_CAMERA) -> SyntheticViews:
+    """Project ``body_pose (B, 63)`` with its recorded ``global_orient (B, 3)`` (SMPL frame, y up)
+    through ``camera`` from a random heading and elevation; see the module docstring."""
+    from advprior.body import forward_kinematics
+
+    n = body_pose.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    yaw = torch.rand(n, generator=gen) * 2 * math.pi
+    elevation = (torch.rand(n, generator=gen) * 30.0 - 10.0) * math.pi / 180.0
+    zeros = torch.zeros(n)
+    # Camera looks along +z with y down: Rx(pi) stands the y-up body upright in the image.
+    view = axis_angle_to_rotmat(torch.stack([math.pi + elevation, zeros, zeros], -1))
+    turn = axis_angle_to_rotmat(torch.stack([zeros, yaw, zeros], -1))
+    orient = rotmat_to_axis_angle(view @ turn @ axis_angle_to_rotmat(global_orient.float()))
+    pelvis = torch.stack([(torch.rand(n, generator=gen) - 0.5) * 0.6,
+                          (torch.rand(n, generator=gen) - 0.5) * 0.6,
+                          3.0 + 3.0 * torch.rand(n, generator=gen)], -1)
+    body_pose = body_pose.float()
+    rest = forward_kinematics(orient, body_pose, body_model=body_model)
+    transl = pelvis - rest[:, 0]
+    joints = rest + transl[:, None]
+    cam_rot = camera.rotation_tensor(joints)
+    joints_world = joints @ cam_rot  # the camera frame is R X, so X = R^T X_c
+    transl_world = (transl[:, None] @ cam_rot)[:, 0]
+    orient_world = rotmat_to_axis_angle(cam_rot.T @ axis_angle_to_rotmat(orient))
+    kp = camera.project(joints_world) + noise_px * torch.randn(n, 24, 2, generator=gen)
+    conf = (torch.rand(n, 24, generator=gen) >= drop).float()
+    # Every frame keeps at least two keypoints (a fit needs them).
+    conf[:, :2] = torch.where(conf.sum(-1, keepdim=True) < 2, 1.0, conf[:, :2])
+    return SyntheticViews(kp, conf, joints_world, orient_world, transl_world, body_pose, camera)
+
+
+def joint_errors_mm(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """Per-frame ``mpjpe`` (pelvis-aligned) and ``p_mpjpe`` (Procrustes-aligned) in mm, ``(B,)``."""
+    from advprior.eval.metrics import mpjpe, p_mpjpe
+
+    rel_pred = pred - pred[:, :1]
+    rel_target = target - target[:, :1]
+    return {"mpjpe": 1000.0 * mpjpe(rel_pred, rel_target),
+            "p_mpjpe": 1000.0 * p_mpjpe(pred, target)}
+
+
+def run_fitting(views: SyntheticViews, prior: Any, *, body_model: Any = None,
+                **fit_kwargs: Any) -> dict[str, Any]:
+    """Fit ``views`` in one batch with ``prior`` (alias, model or None); returns the errors
+    (mean/median mm), the wall-clock seconds of the fit call and seconds per frame."""
+    n = views.keypoints.shape[0]
+    start = time.perf_counter()
+    result = fit_keypoints(views.keypoints, views.confidence, views.camera, body_model=body_model,
+                           prior=prior, **fit_kwargs)
+    seconds = time.perf_counter() - start
+    err = joint_errors_mm(result.joints, views.joints)
+    seen = views.confidence > 0
+    reproj = (result.projected - views.keypoints).norm(dim=-1)[seen].mean()
+    return {
+        "frames": n,
+        "mpjpe_mm": float(err["mpjpe"].mean()), "mpjpe_median_mm": float(err["mpjpe"].median()),
+        "p_mpjpe_mm": float(err["p_mpjpe"].mean()),
+        "p_mpjpe_median_mm": float(err["p_mpjpe"].median()),
+        "reprojection_px": float(reproj),
+        "seconds": seconds, "seconds_per_frame": seconds / max(n, 1),
+        "iterations_mean": float(result.iterations.float().mean()),
+    }
+
+
+def run_inversion(prior: Any, body_pose: Tensor, **invert_kwargs: Any) -> dict[str, Any]:
+    """``prior.project_pose`` on ``body_pose (N, 63)``: mean/median joint error (mm; 24 joints,
+    zero global orientation, stand-in skeleton) and wall-clock seconds."""
+    from advprior.body import forward_kinematics
+
+    start = time.perf_counter()
+    projected = prior.project_pose(body_pose, **invert_kwargs)
+    seconds = time.perf_counter() - start
+    zero = torch.zeros(body_pose.shape[0], 3)
+    err = (forward_kinematics(zero, projected) - forward_kinematics(zero, body_pose)).norm(dim=-1)
+    per_pose = 1000.0 * err.mean(-1)
+    return {"poses": int(body_pose.shape[0]), "joint_error_mm": float(per_pose.mean()),
+            "joint_error_median_mm": float(per_pose.median()), "seconds": seconds}
