@@ -23,15 +23,12 @@ import os
 import platform
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "fitting.md"
-BEGIN = "<!-- BEGIN GENERATED: examples/smplify_fit.py -->"
-END = "<!-- END GENERATED -->"
 PRIORS = ("gan-s", "gan-u", "gan-n", "vae", "gmm", "none")
 
 
@@ -47,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inversion-poses", type=int, default=1000,
                    help="held-out poses for project_pose (0: skip)")
     p.add_argument("--json", type=Path, default=None, help="write the numbers here")
-    p.add_argument("--write-docs", action="store_true", help=f"rewrite the block in {DOCS}")
+    p.add_argument("--write-docs", action="store_true", help="rewrite the generated block of "
+                   "--docs")
+    p.add_argument("--docs", type=Path, default=DOCS, help="Markdown file (docs/fitting.md)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable runs)")
     return p.parse_args(argv)
 
@@ -108,24 +107,15 @@ def inversion_table(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
-def write_docs(block: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = f"{head}{BEGIN}\n{block}\n{END}{tail}"
-    else:
-        text = f"{text.rstrip()}\n\n{BEGIN}\n{block}\n{END}\n"
-    fd, tmp = tempfile.mkstemp(prefix=".fitting.md.", dir=DOCS.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, DOCS)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from advprior.fitting.benchmark import make_views, run_fitting, run_inversion
+    from advprior.fitting.benchmark import (
+        make_views,
+        run_fitting,
+        run_inversion,
+        write_generated_block,
+    )
     from advprior.train.data import load_dataset
 
     if not args.data.is_file():
@@ -154,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         rest = select(n_test, n_test, args.seed + 1)
         rest = rest[~torch.isin(rest, idx)][: args.inversion_poses]
         for name in args.priors:
-            if not name.startswith("gan"):
+            prior = load_prior(name)
+            if not hasattr(prior, "project_pose"):  # only a PosePrior has an inversion
                 continue
-            inversion[name] = run_inversion(load_prior(name), test.body_pose[rest])
+            inversion[name] = run_inversion(prior, test.body_pose[rest])
             r = inversion[name]
             print(f"{name:6s} project_pose: {r['joint_error_mm']:.1f} mm mean joint error, "
                   f"{r['seconds']:.1f} s for {r['poses']} poses", flush=True)
@@ -183,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"fitting": fitting, "inversion": inversion,
                                          "command": command, "machine": machine}, indent=2))
     if args.write_docs:
-        write_docs(block)
-        print(f"wrote {DOCS}")
+        write_generated_block(args.docs, "examples/smplify_fit.py", block)
+        print(f"wrote {args.docs}")
     return 0
 
 

@@ -93,10 +93,17 @@ def test_quickstart_and_replace_vposer_run(checkpoint, capsys) -> None:
 
 def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
     out = tmp_path / "numbers.json"
+    docs = tmp_path / "fitting.md"
+    docs.write_text("# Fitting\n\n<!-- BEGIN GENERATED: examples/smplify_fit.py -->\nold\n"
+                    "<!-- END GENERATED -->\n\nkept\n")
     code = load_example("smplify_fit").main([
         "--data", str(dataset), "--frames", "4", "--priors", "none", str(checkpoint),
-        "--iterations", "3", "--inversion-poses", "3", "--json", str(out)])
+        "--iterations", "3", "--inversion-poses", "3", "--json", str(out), "--write-docs",
+        "--docs", str(docs)])
     assert code == 0
+    written = docs.read_text()
+    assert "old" not in written and written.endswith("kept\n")
+    assert "| none |" in written and "Inversion" in written
     numbers = json.loads(out.read_text())
     assert set(numbers["fitting"]) == {"none", str(checkpoint)}
     assert numbers["fitting"]["none"]["frames"] == 4
@@ -104,11 +111,13 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
     assert "| prior | P-MPJPE mm" in text
 
 
-def test_regressor_runs(checkpoint, dataset, capsys) -> None:
+def test_regressor_runs(checkpoint, dataset, tmp_path, capsys) -> None:
+    docs = tmp_path / "fitting.md"
     code = load_example("regressor").main([
         "--data", str(dataset), "--prior", str(checkpoint), "--steps", "3", "--batch", "8",
-        "--test-frames", "6"])
+        "--test-frames", "6", "--write-docs", "--docs", str(docs)])
     assert code == 0
+    assert "| LatentHead |" in docs.read_text()
     out = capsys.readouterr().out
     assert "LatentHead" in out and "direct 63-d" in out
 

@@ -12,8 +12,11 @@ unless another is given): MPJPE after aligning the pelvis, and P-MPJPE after a s
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -122,3 +125,31 @@ def run_inversion(prior: Any, body_pose: Tensor, **invert_kwargs: Any) -> dict[s
     per_pose = 1000.0 * err.mean(-1)
     return {"poses": int(body_pose.shape[0]), "joint_error_mm": float(per_pose.mean()),
             "joint_error_median_mm": float(per_pose.median()), "seconds": seconds}
+
+
+GENERATED_END = "<!-- END GENERATED -->"
+
+
+def write_generated_block(path: str | os.PathLike, source: str, block: str) -> Path:
+    """Replace the text between ``<!-- BEGIN GENERATED: {source} -->`` and the next
+    ``<!-- END GENERATED -->`` in the Markdown file ``path`` by ``block`` (appending the marked
+    block when absent); written atomically. Returns the path."""
+    path = Path(path)
+    begin = f"<!-- BEGIN GENERATED: {source} -->"
+    text = path.read_text() if path.exists() else ""
+    if begin in text and GENERATED_END in text.split(begin, 1)[1]:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(GENERATED_END, 1)[1]
+        text = f"{head}{begin}\n{block}\n{GENERATED_END}{tail}"
+    else:
+        text = f"{text.rstrip()}\n\n{begin}\n{block}\n{GENERATED_END}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
