@@ -157,24 +157,32 @@ class Motion:
             local_translations=lt,
         )
 
-    def without_rest_frames(self, near_rest_deg: float = 15.0, jump_deg: float = 30.0) -> Motion:
-        """Drop leading reference frames: near the rest pose (every joint within
-        ``near_rest_deg``) and cut off from the next frame by a root turn over ``jump_deg``.
+    def without_rest_frames(self, near_rest_deg: float = 15.0, jump_deg: float = 10.0) -> Motion:
+        """Drop a leading reference frame and the settle-in transient after it.
 
-        CMU BVH conversions start with such a T-pose frame, which is not part of the capture
-        (no body turns 30 degrees in one frame).
+        CMU BVH conversions (e.g. acLSTM's) start with a T-pose reference frame (every joint
+        within ``near_rest_deg`` of the rest pose), then a few frames in which the limbs swing
+        into the first captured pose far faster than any human moves. A first frame near rest
+        whose largest joint change into the next frame exceeds ``jump_deg`` and three times the
+        clip's median per-frame change is dropped, then following frames while their change
+        still exceeds that level (at most half a second). Other clips are returned unchanged.
         """
+        if self.num_frames < 3:
+            return self
 
         def angle(r: np.ndarray) -> np.ndarray:
             cos = (np.trace(r, axis1=-2, axis2=-1) - 1.0) / 2.0
             return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
-        k = 0
-        while k + 1 < self.num_frames:
-            near_rest = angle(self.rotations[k]).max() < near_rest_deg
-            turn = angle(np.swapaxes(self.rotations[k, 0], -1, -2) @ self.rotations[k + 1, 0])
-            if not (near_rest and turn > jump_deg):
-                break
+        rel = np.swapaxes(self.rotations[:-1], -1, -2) @ self.rotations[1:]
+        steps = angle(rel).max(axis=1)
+        level = 3.0 * float(np.median(steps))
+        near_rest = angle(self.rotations[0]).max() < near_rest_deg
+        if not (near_rest and steps[0] > max(jump_deg, level)):
+            return self
+        k = 1
+        limit = min(self.num_frames - 2, max(1, int(0.5 * self.fps)))
+        while k < limit and steps[k] > level:
             k += 1
         if k == 0:
             return self
