@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=None,
                    help="generated poses per model for recall (default 1,000,000; quick 2,000)")
     p.add_argument("--vertex-samples", type=int, default=None,
-                   help="of those, compared per vertex (default 20,000; quick 1,000)")
+                   help="of those, compared per vertex (default 10,000; quick 1,000)")
     p.add_argument("--queries", type=int, default=None,
                    help="real and generated query poses (default 2,000; quick 200)")
     p.add_argument("--reference", type=int, default=None,
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="held-out pairs for interpolation smoothness (default 128)")
     p.add_argument("--steps", type=int, default=None, help="poses per interpolation (16)")
     p.add_argument("--fit-frames", type=int, default=None,
-                   help="frames fitted from 2D keypoints per prior (default 64; 0 skips)")
+                   help="frames fitted from 2D keypoints per prior (default 128; 0 skips)")
     p.add_argument("--body-model", default=None,
                    help="real SMPL/SMPL-H/SMPL-X model file or folder (default: stand-in)")
     p.add_argument("--seed", type=int, default=0)

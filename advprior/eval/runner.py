@@ -38,14 +38,17 @@ class EvalSettings:
     pca_points: int  # poses per model in the PCA plot
 
 
+#: Model types ``advprior.fitting.fit_keypoints`` accepts as priors.
+FITTABLE = ("gan", "vae", "gmm")
+
 #: Label of the model-free reference path (real endpoints, per-joint rotation slerp).
 POSE_SLERP = "real ends, joint slerp"
 
 QUICK = EvalSettings(n_samples=2000, n_vertex_samples=1000, n_queries=200, n_reference=2000,
                      n_vertices=64, n_pairs=4, steps=8, fit_frames=4, fit_iterations=20,
                      pca_points=300)
-FULL = EvalSettings(n_samples=1_000_000, n_vertex_samples=20_000, n_queries=2000,
-                    n_reference=50_000, n_vertices=256, n_pairs=128, steps=16, fit_frames=64,
+FULL = EvalSettings(n_samples=1_000_000, n_vertex_samples=10_000, n_queries=2000,
+                    n_reference=50_000, n_vertices=256, n_pairs=128, steps=16, fit_frames=128,
                     fit_iterations=None, pca_points=2000)
 
 
@@ -279,6 +282,9 @@ def run_eval(
         scene = make_scene(test.body_pose[f_idx], test.global_orient[f_idx], body_model=body,
                            seed=seed)
         for label, prior in [*priors.items(), ("no prior", None)]:
+            if prior is not None and protocol.model_kind(prior) not in FITTABLE:
+                log(f"{label}: not fitted (advprior.fitting takes {', '.join(FITTABLE)} priors)")
+                continue
             score = fit_and_score(scene, prior, body_model=body, iterations=cfg.fit_iterations)
             fits[label] = asdict(score)
             log(f"{label}: fit P-MPJPE {score.p_mpjpe_mm:.1f} mm, "
