@@ -215,6 +215,12 @@ def test_format_tables_are_consistent() -> None:
             assert "shoulder" in spec.names[shoulder].lower() and "hip" in spec.names[hip].lower()
     with pytest.raises(ValueError, match="surface points"):
         model_joint_indices(get_format("coco17"), "smpl", 24, ())
+    # SMPL-X: 55 skeleton joints, then the vertex joints, then 51 face landmarks.
+    from advprior.body.model import EXTRA_JOINT_NAMES
+
+    idx = model_joint_indices(get_format("openpose25"), "smplx", 55 + 21 + 51, EXTRA_JOINT_NAMES)
+    assert idx[0] == 55 + EXTRA_JOINT_NAMES.index("nose")
+    assert idx[1] == 12 and idx[8] == 0 and idx[24] == 55 + EXTRA_JOINT_NAMES.index("RHeel")
 
 
 def test_fit_result_round_trip(body, tmp_path) -> None:
