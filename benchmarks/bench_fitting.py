@@ -1,8 +1,9 @@
 """SMPLify-style fitting of 256 frames in one batch from noisy 2D keypoints with each prior
 (``advprior.fitting.fit_keypoints``), same observations for all: seconds per frame and errors.
 
-Set-up as in ``docs/results.md``: real test poses, 4 m from a f = 1000 px camera, 5 px noise,
-20% of joints dropped. Run: ``python benchmarks/bench_fitting.py [--out FILE.json]``.
+Observations from ``advprior.fitting.benchmark.make_views`` (the protocol of ``docs/fitting.md``:
+real test poses from a random heading, 3-6 m from a f = 1000 px camera, 5 px noise, 20% of joints
+dropped). Run: ``python benchmarks/bench_fitting.py [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from _bench import emit, load_priors, parser, real_poses, setup
 
 
 def main() -> None:
-    from advprior.eval.keypoint_fit import fit_and_score, make_scene
+    from advprior.fitting.benchmark import make_views, run_fitting
 
     p = parser(__doc__)
     p.add_argument("--frames", type=int, default=256)
@@ -29,15 +30,15 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         idx = torch.randint(len(split), (frames,), generator=g)
         poses, orient = split.body_pose[idx], split.global_orient[idx]
-    scene = make_scene(poses, orient, seed=0)
-    iterations = 10 if args.quick else None
+    views = make_views(poses, orient, seed=0)
+    kwargs = {"iterations": 10} if args.quick else {}
     result: dict = {"benchmark": "fitting", "weights": weights, "frames": frames,
                     "pose_source": source, "priors": {}}
     for name, prior in [*priors.items(), ("no prior", None)]:
-        score = fit_and_score(scene, prior, iterations=iterations)
-        result["priors"][name] = {"seconds_per_frame": score.seconds_per_frame,
-                                  "seconds_total": score.seconds_per_frame * frames,
-                                  "mpjpe_mm": score.mpjpe_mm, "p_mpjpe_mm": score.p_mpjpe_mm}
+        score = run_fitting(views, prior, **kwargs)
+        result["priors"][name] = {"seconds_per_frame": score["seconds_per_frame"],
+                                  "seconds_total": score["seconds"],
+                                  "mpjpe_mm": score["mpjpe_mm"], "p_mpjpe_mm": score["p_mpjpe_mm"]}
     per = {k: v["seconds_per_frame"] for k, v in result["priors"].items()}
     result["ratios"] = {"gan-s/vae seconds per frame": per["gan-s"] / per["vae"],
                         "gan-s/gmm seconds per frame": per["gan-s"] / per["gmm"]}

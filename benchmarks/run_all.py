@@ -104,7 +104,7 @@ def render(results: dict[str, dict], command: str) -> str:
             "",
             f"Poses: {r['pose_source']}; weights:"
             f" {', '.join(f'{k}: {v}' for k, v in r['weights'].items())}. Single run;"
-            " set-up as in `docs/results.md` (5 px noise, 20% of joints dropped).",
+            " observations as in `docs/fitting.md` (5 px noise, 20% of joints dropped).",
             "",
             "| prior | seconds per frame | total seconds | MPJPE (mm) | P-MPJPE (mm) |",
             "|---|---:|---:|---:|---:|",

@@ -112,19 +112,27 @@ def render(results: dict) -> str:
     if fits:
         first = next(iter(fits.values()))
         lines += [
-            f"{first['frames']} random `{results['split']}` frames with their true global"
-            " orientation, 4 m in front of a 1000 px pinhole camera (f = 1000 px); the 24 SMPL"
-            " joints projected, Gaussian noise of 5 px added, 20% of the joints per frame given"
-            " confidence 0; all frames fitted in one batch with `advprior.fitting.fit_keypoints`"
-            " on the same observations. MPJPE after pelvis alignment; P-MPJPE after Procrustes.",
+            f"{first['frames']} random `{results['split']}` frames, seen through the fitting"
+            " module's benchmark protocol (`advprior.fitting.benchmark.make_views`, the one"
+            " [fitting.md](fitting.md) uses): the recorded global orientation turned to a random"
+            " heading and a camera elevation of -10 to 20 degrees, the pelvis 3-6 m in front of a"
+            " 1000 x 1000 px camera with f = 1000 px, the 24 SMPL joints projected, Gaussian"
+            " noise of 5 px, 20% of the joints per frame given confidence 0. Every prior fits the"
+            " same observations in one batch with `advprior.fitting.fit_keypoints`"
+            f"{' (' + str(s['fit_iterations']) + ' iterations)' if s['fit_iterations'] else ''}."
+            " MPJPE after pelvis alignment, P-MPJPE after Procrustes (similarity) alignment.",
             "",
-            "| prior | MPJPE (mm) | P-MPJPE (mm) | seconds per frame |",
-            "|---|---:|---:|---:|",
+            "| prior | MPJPE (mm) | median | P-MPJPE (mm) | median | seconds per frame |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for name, f in fits.items():
-            lines.append(f"| {name} | {_f(f['mpjpe_mm'])} | {_f(f['p_mpjpe_mm'])} |"
+            lines.append(f"| {name} | {_f(f['mpjpe_mm'])} | {_f(f['mpjpe_median_mm'])} |"
+                         f" {_f(f['p_mpjpe_mm'])} | {_f(f['p_mpjpe_median_mm'])} |"
                          f" {f['seconds_per_frame']:.3f} |")
-        lines.append("")
+        lines += ["", "Regression (a keypoint-to-pose network with `LatentHead` versus the same"
+                  " network giving the 63 numbers directly) is trained and reported by"
+                  " `examples/regressor.py` in [fitting.md](fitting.md); it is a training run"
+                  " of its own and is not repeated here.", ""]
     else:
         lines += ["Not run.", ""]
 

@@ -273,22 +273,26 @@ def run_eval(
         pictures["strip"] = plots.interpolation_strip(strip, faces, out / "interpolation.png")
     results["smoothness"] = smooth
 
-    # Fitting from noisy 2D keypoints, every prior on the same observations.
+    # Fitting from noisy 2D keypoints with the fitting module's own benchmark protocol (the one
+    # docs/fitting.md uses), every prior on the same observations.
     fits: dict = {}
     if fitting and cfg.fit_frames > 0:
-        from advprior.eval.keypoint_fit import fit_and_score, make_scene
+        from advprior.fitting.benchmark import make_views, run_fitting
 
         f_idx = subsample(len(test), cfg.fit_frames, g)
-        scene = make_scene(test.body_pose[f_idx], test.global_orient[f_idx], body_model=body,
-                           seed=seed)
+        views = make_views(test.body_pose[f_idx], test.global_orient[f_idx], seed=seed,
+                           body_model=body)
+        kwargs = {} if cfg.fit_iterations is None else {"iterations": cfg.fit_iterations}
         for label, prior in [*priors.items(), ("no prior", None)]:
             if prior is not None and protocol.model_kind(prior) not in FITTABLE:
                 log(f"{label}: not fitted (advprior.fitting takes {', '.join(FITTABLE)} priors)")
                 continue
-            score = fit_and_score(scene, prior, body_model=body, iterations=cfg.fit_iterations)
-            fits[label] = asdict(score)
-            log(f"{label}: fit P-MPJPE {score.p_mpjpe_mm:.1f} mm, "
-                f"{score.seconds_per_frame:.3f} s/frame")
+            score = run_fitting(views, prior, body_model=body, **kwargs)
+            fits[label] = {k: score[k] for k in ("frames", "mpjpe_mm", "mpjpe_median_mm",
+                                                 "p_mpjpe_mm", "p_mpjpe_median_mm",
+                                                 "seconds_per_frame")}
+            log(f"{label}: fit P-MPJPE {score['p_mpjpe_mm']:.1f} mm, "
+                f"{score['seconds_per_frame']:.3f} s/frame")
     results["fitting"] = fits
     results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
     results["wall_seconds"] = time.perf_counter() - t_start
