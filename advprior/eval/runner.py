@@ -254,8 +254,9 @@ def run_eval(
             got = protocol.interpolation_paths(prior, pose_a, pose_b, cfg.steps,
                                                invert_kwargs=invert_kwargs)
             if got is None:
-                smooth[label] = {"excluded": "no latent space to interpolate in (the GMM is a "
-                                             "density on poses)"}
+                kind = protocol.model_kind(prior)
+                smooth[label] = {"excluded": "no latent space to interpolate in" + (
+                    " (the GMM is a density on poses)" if kind == "gmm" else f" ({kind})")}
                 log(f"{label}: interpolation excluded (no latent space)")
                 continue
             paths, how = got
