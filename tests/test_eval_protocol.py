@@ -205,3 +205,21 @@ def test_vertex_budget_limits_only_the_vertex_comparison(body: _CubeBody) -> Non
         sample_chunk=8)
     assert rp.recall["joints"].abs().max() < 1e-6
     assert rp.recall["vertices"].min() > 1e-2
+
+
+def test_run_eval_bad_arguments(tmp_path: Path, body: _CubeBody) -> None:
+    data = _dataset(tmp_path / "tiny.npz", n_per_split=30)
+    prior = {"gan-s": PosePrior("sphere")}
+    with pytest.raises(TypeError, match="list of names"):
+        run_eval("gan-s", data, out=tmp_path / "r", quick=True, body_model=body)
+    with pytest.raises(ValueError, match="empty"):
+        run_eval({}, data, out=tmp_path / "r", quick=True, body_model=body)
+    with pytest.raises(TypeError, match="sample"):
+        run_eval({"x": object()}, data, out=tmp_path / "r", quick=True, body_model=body)
+    with pytest.raises(ValueError, match="n_samples"):
+        run_eval(prior, data, out=tmp_path / "r", quick=True, body_model=body, n_samples=-1)
+    with pytest.raises(ValueError, match="steps"):
+        run_eval(prior, data, out=tmp_path / "r", quick=True, body_model=body, steps=1)
+    with pytest.raises(FileNotFoundError):
+        run_eval(prior, tmp_path / "none.npz", out=tmp_path / "r", quick=True, body_model=body)
+    assert not (tmp_path / "r.md").exists()
