@@ -19,7 +19,7 @@ order and is smooth where the geodesic distance's gradient is not (at zero).
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 
@@ -69,6 +69,7 @@ def invert(
     bank_size: int = DEFAULT_BANK,
     body_model: object | None = None,
     return_error: bool = False,
+    encoder: PoseEncoder | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Latents ``(..., D)`` whose decoded poses best match ``body_pose``.
 
@@ -86,6 +87,9 @@ def invert(
             skeleton when None).
         return_error: also return the mean joint-position error ``(...)`` in metres of the
             decoded poses.
+        encoder: an amortised :class:`PoseEncoder` trained for ``prior``: its prediction is the
+            first starting latent (the other ``restarts - 1`` come from the bank), so a few
+            ``steps`` suffice.
 
     Returns:
         ``z (..., D)`` on the prior's manifold (projected), detached; with ``return_error``,
@@ -132,7 +136,12 @@ def invert(
         flat = target_rot.reshape(n, -1)
         # |A - B|^2 = |A|^2 + |B|^2 - 2 <A, B>; |R|_F^2 = 3 per joint, so only <A, B> ranks.
         nearest = (flat @ bank_rot.T).topk(restarts, dim=1).indices           # (n, restarts)
-        z0 = bank[nearest.reshape(-1)].to(dtype)                             # (n * r, D)
+        z0 = bank[nearest].to(dtype)                                          # (n, r, D)
+        if encoder is not None:
+            with torch.no_grad():
+                guess = encoder(target_rot.to(param.dtype)).to(dtype)
+            z0 = torch.cat([guess[:, None], z0[:, : restarts - 1]], 1)
+        z0 = z0.reshape(n * restarts, dim)
         rot_r = target_rot.repeat_interleave(restarts, 0)
         pos_r = target_pos.repeat_interleave(restarts, 0)
         zero_r = zero.repeat_interleave(restarts, 0)
@@ -155,3 +164,54 @@ def invert(
                 error = (pos - target_pos).norm(dim=-1).mean(-1)
             return z.reshape(*lead, dim), error.reshape(lead)
     return z.reshape(*lead, dim)
+
+
+class PoseEncoder(nn.Module):
+    """Amortised inversion: an MLP from joint rotations to a latent of one prior.
+
+    Input: rotation matrices ``(..., J, 3, 3)`` (their 6D form is fed to the net); output: the
+    projected latent ``(..., D)``. Trained by :meth:`fit` on the prior's own samples (no data
+    needed): the decoded pose of the prediction must match the sampled pose (chordal rotation
+    error), with small rotation noise on the inputs so that real, slightly off-manifold poses
+    land near the right latent. Pass it to :func:`invert` (``encoder=``) as a starting point.
+    """
+
+    def __init__(self, prior: nn.Module, hidden: int = 512, joints: int = NUM_BODY_JOINTS) -> None:
+        super().__init__()
+        self.prior = prior
+        self.joints = joints
+        self.net = nn.Sequential(nn.Linear(joints * 6, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden, int(prior.latent_dim)))
+
+    def forward(self, rotmat: Tensor) -> Tensor:
+        from advprior.rotations import rotmat_to_rot6d
+
+        x = rotmat_to_rot6d(rotmat[..., : self.joints, :, :]).flatten(-2)
+        return _project(self.prior, self.net(x))
+
+    def fit(self, steps: int = 1500, batch_size: int = 512, lr: float = 1e-3,
+            noise: float = 0.05, seed: int = 0) -> list[float]:
+        """Train on ``steps`` batches of prior samples (deterministic for a seed); returns the
+        loss curve. The prior stays frozen."""
+        from advprior.fitting.priors import frozen
+        from advprior.rotations import axis_angle_to_rotmat
+
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        losses = []
+        param = next(self.net.parameters())
+        with frozen(self.prior):
+            for _ in range(steps):
+                with torch.no_grad():
+                    z = self.prior.sample_latent(batch_size, generator=gen).to(param)
+                    rot = _decode_rotmat(self.prior, _project(self.prior, z), self.joints)
+                    jitter = noise * torch.randn(*rot.shape[:-2], 3, generator=gen).to(param)
+                    noisy = rot @ axis_angle_to_rotmat(jitter)
+                pred = _decode_rotmat(self.prior, self(noisy), self.joints)
+                loss = ((pred - rot) ** 2).sum((-1, -2)).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        return losses

@@ -94,3 +94,21 @@ def test_bad_input() -> None:
         invert(prior, torch.full((1, 63), float("nan")))
     with pytest.raises(ValueError, match="restarts"):
         invert(prior, torch.zeros(1, 63), restarts=0)
+
+
+def test_amortised_encoder_gives_a_better_start() -> None:
+    from advprior.inversion import PoseEncoder
+
+    prior = prior_of("sphere")
+    before = {k: v.clone() for k, v in prior.state_dict().items()}
+    encoder = PoseEncoder(prior)
+    losses = encoder.fit(steps=150, batch_size=128)
+    assert losses[-1] < 0.5 * losses[0]
+    assert all(torch.equal(v, before[k]) for k, v in prior.state_dict().items())
+    poses = prior.sample(8, generator=torch.Generator().manual_seed(8))
+    _, bank_err = invert(prior, poses, steps=0, return_error=True)
+    z, enc_err = invert(prior, poses, steps=0, encoder=encoder, return_error=True)
+    assert float(enc_err.mean()) < float(bank_err.mean())
+    assert torch.allclose(z.norm(dim=-1), torch.ones(8), atol=1e-5)
+    z2, err2 = invert(prior, poses, steps=20, restarts=2, encoder=encoder, return_error=True)
+    assert float(err2.mean()) <= float(enc_err.mean())

@@ -126,8 +126,11 @@ class _Body:
         self._fk = forward_kinematics
         self.index: list[int] | None = None
         if fmt.needs_surface:
-            zeros = torch.zeros(1, 3)
-            out = body_model(global_orient=zeros, body_pose=torch.zeros(1, 63))
+            like = {"dtype": getattr(body_model, "dtype", torch.float32),
+                    "device": getattr(body_model, "device", "cpu")}
+            with torch.no_grad():
+                out = body_model(global_orient=torch.zeros(1, 3, **like),
+                                 body_pose=torch.zeros(1, 63, **like))
             names = tuple(getattr(body_model, "extra_joint_names", SURFACE_POINTS))
             self.index = model_joint_indices(fmt, body_model.model_type,
                                              out.model_joints.shape[1], names)
