@@ -23,6 +23,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--inversion-poses", type=int, default=1000,
                    help="held-out poses for project_pose (0: skip)")
+    p.add_argument("--encoder-steps", type=int, default=1000,
+                   help="also train a PoseEncoder this long per GAN and invert from it (0: skip)")
     p.add_argument("--json", type=Path, default=None, help="write the numbers here")
     p.add_argument("--write-docs", action="store_true", help="rewrite the generated block of "
                    "--docs")
@@ -99,11 +102,13 @@ def goal_lines(rows: dict[str, dict]) -> list[str]:
 
 
 def inversion_table(rows: dict[str, dict]) -> list[str]:
-    lines = ["| prior | mean joint error mm | median mm | poses | seconds |",
-             "|---|---|---|---|---|"]
+    lines = ["| prior (inversion) | mean joint error mm | median mm | poses | seconds | "
+             "encoder training s |", "|---|---|---|---|---|---|"]
     for name, r in rows.items():
+        train = r.get("encoder_train_seconds")
         lines.append(f"| {name} | {r['joint_error_mm']:.1f} | {r['joint_error_median_mm']:.1f} | "
-                     f"{r['poses']} | {r['seconds']:.1f} |")
+                     f"{r['poses']} | {r['seconds']:.1f} | "
+                     f"{'-' if train is None else f'{train:.0f}'} |")
     return lines
 
 
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         run_inversion,
         write_generated_block,
     )
+    from advprior.inversion import PoseEncoder
     from advprior.train.data import load_dataset
 
     if not args.data.is_file():
@@ -148,9 +154,19 @@ def main(argv: list[str] | None = None) -> int:
             if not hasattr(prior, "project_pose"):  # only a PosePrior has an inversion
                 continue
             inversion[name] = run_inversion(prior, test.body_pose[rest])
-            r = inversion[name]
-            print(f"{name:6s} project_pose: {r['joint_error_mm']:.1f} mm mean joint error, "
-                  f"{r['seconds']:.1f} s for {r['poses']} poses", flush=True)
+            if args.encoder_steps > 0:
+                encoder = PoseEncoder(prior)
+                start = time.perf_counter()
+                encoder.fit(steps=args.encoder_steps, seed=args.seed)
+                trained = time.perf_counter() - start
+                encoder.eval()
+                row = run_inversion(prior, test.body_pose[rest], encoder=encoder, steps=10)
+                inversion[f"{name} + PoseEncoder, 10 steps"] = {**row, "encoder_train_seconds":
+                                                                trained}
+            for label, r in inversion.items():
+                if label.split(" ")[0] == name:
+                    print(f"{label}: project_pose {r['joint_error_mm']:.1f} mm mean joint error, "
+                          f"{r['seconds']:.1f} s for {r['poses']} poses", flush=True)
 
     command = "python examples/smplify_fit.py " + shlex.join(sys.argv[1:] if argv is None
                                                               else argv)
@@ -166,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *goal_lines(fitting),
         "",
-        *(["Inversion (`PosePrior.project_pose`) of held-out test poses not used above:", "",
+        *(["Inversion (`PosePrior.project_pose`, defaults: bank start, 50 L-BFGS steps; and from a "
+           f"`PoseEncoder` trained {args.encoder_steps} steps, then 10 steps) of held-out test "
+           "poses not used above:", "",
            *inversion_table(inversion)] if inversion else []),
     ])
     print("\n" + block)

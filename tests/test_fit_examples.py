@@ -98,12 +98,13 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
                     "<!-- END GENERATED -->\n\nkept\n")
     code = load_example("smplify_fit").main([
         "--data", str(dataset), "--frames", "4", "--priors", "none", str(checkpoint),
-        "--iterations", "3", "--inversion-poses", "3", "--json", str(out), "--write-docs",
+        "--iterations", "3", "--inversion-poses", "3", "--encoder-steps", "5", "--json", str(out),
+        "--write-docs",
         "--docs", str(docs)])
     assert code == 0
     written = docs.read_text()
     assert "old" not in written and written.endswith("kept\n")
-    assert "| none |" in written and "Inversion" in written
+    assert "| none |" in written and "Inversion" in written and "PoseEncoder, 10 steps" in written
     numbers = json.loads(out.read_text())
     assert set(numbers["fitting"]) == {"none", str(checkpoint)}
     assert numbers["fitting"]["none"]["frames"] == 4
