@@ -15,7 +15,7 @@ def test_latent_on_manifold_and_pose_shapes(latent: str) -> None:
     torch.manual_seed(0)
     head = LatentHead(16, PosePrior(latent=latent), hidden=32)
     feats = 3 * torch.randn(2, 5, 16)
-    z = head.latent(feats)
+    z = head.latent(feats).detach()
     assert z.shape == (2, 5, 32)
     if latent == "sphere":
         assert torch.allclose(z.norm(dim=-1), torch.ones(2, 5), atol=1e-5)
