@@ -19,8 +19,15 @@ mkdir -p "$RUNS"
 if [ ! -f "$DATA" ]; then
     "$PY" -m advprior.cli data build ../shared/data/mocap --out "$DATA"
 fi
+# Train from a snapshot, so that rebuilding the dataset meanwhile cannot mix two versions.
+mkdir -p "$RUNS/data"
+SNAPSHOT="$RUNS/data/$(basename "$DATA")"
+if [ ! -f "$SNAPSHOT" ]; then
+    cp "$DATA" "$SNAPSHOT.tmp" && mv "$SNAPSHOT.tmp" "$SNAPSHOT"
+fi
+echo "dataset snapshot $SNAPSHOT sha256 $(sha256sum "$SNAPSHOT" | cut -c1-64)"
 
-COMMON=(--data "$DATA" --seed 0 --threads 1 --no-progress --resume)
+COMMON=(--data "$SNAPSHOT" --seed 0 --threads 1 --no-progress --resume)
 # GAN settings: batch 64, 10 D steps per G step, Adam 2e-4 (0.5, 0.999), whole-pose critic
 # width 512 (HMR uses 1024; halved to fit the CPU budget).
 GAN=(--model gan --batch-size 64 --d-steps 10 --disc-hidden 512 --val-every 250 --ckpt-every 250)
@@ -33,8 +40,8 @@ train() {  # name, then advprior-train arguments
 }
 
 (
-    train gan-s "${GAN[@]}" --latent sphere --steps 2500
-    train vae --model vae --batch-size 128 --steps 6000 --val-every 1000 --ckpt-every 500
+    train gan-s "${GAN[@]}" --latent sphere --steps 2600
+    train vae --model vae --batch-size 128 --steps 10000 --val-every 1000 --ckpt-every 1000
     train gmm --model gmm --steps 200
 ) &
 lane1=$!

@@ -146,6 +146,11 @@ def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
     train_gan(synthetic, tmp_path / "r", **kw)
     with pytest.raises(ValueError, match="batch_size"):
         train_gan(synthetic, tmp_path / "r", resume=True, **{**kw, "batch_size": 8})
+    data = _write_dataset(tmp_path / "d.npz")
+    train_gan(data, tmp_path / "d", **kw)
+    _write_dataset(data, seed=1)  # the dataset file changed since the checkpoint
+    with pytest.raises(ValueError, match="data_sha256"):
+        train_gan(data, tmp_path / "d", resume=True, **kw)
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CorruptCheckpointError, match="checkpoint.pt"):
         train_gan(synthetic, tmp_path / "r", resume=True, **kw)

@@ -171,6 +171,7 @@ def train_gan(
     info = ddp.setup(device)
     try:
         poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
+        config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(seed)  # identical initial weights on every rank
         prior = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
         prior = prior.to(info.device)

@@ -116,6 +116,7 @@ def train_vae(
     info = ddp.setup(device)
     try:
         poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
+        config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(seed)
         model = VPoserVAE(latent_dim=latent_dim, hidden_dim=hidden_dim).to(info.device)
         torch.manual_seed(seed + info.rank)  # reparameterisation and dropout noise per rank
