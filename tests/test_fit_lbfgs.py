@@ -73,3 +73,18 @@ def test_evaluate_checks_the_objective_shape() -> None:
         evaluate(lambda x: x.sum(), torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"\(B, P\)"):
         minimize_lbfgs(ill_conditioned, torch.zeros(4))
+
+
+def test_evaluation_budget_caps_calls_without_coupling_rows() -> None:
+    gen = torch.Generator().manual_seed(4)
+    x0 = torch.randn(6, 2, dtype=torch.float64, generator=gen) * 2
+    other = x0.clone()
+    other[1:] = torch.randn(5, 2, dtype=torch.float64, generator=gen) * 2
+    a = minimize_lbfgs(rosenbrock, x0, max_iter=100, max_evals=15)
+    b = minimize_lbfgs(rosenbrock, other, max_iter=100, max_evals=15)
+    assert a.evaluations <= 16
+    assert torch.equal(a.x[0], b.x[0])
+    # The capped run stopped early: a longer run gets further.
+    full = minimize_lbfgs(rosenbrock, x0, max_iter=100)
+    assert float(full.loss.sum()) < float(a.loss.sum())
+    assert not bool(a.converged.all())

@@ -205,7 +205,7 @@ class _LineSearch:
 
 def minimize_lbfgs(fn: Objective, x0: Tensor, *, max_iter: int = 100, history_size: int = 10,
                    tolerance_grad: float = 1e-7, tolerance_change: float | None = None,
-                   max_evals_per_step: int = 20) -> LBFGSResult:
+                   max_evals_per_step: int = 20, max_evals: int | None = None) -> LBFGSResult:
     """Minimise ``B`` independent problems ``fn(x)[b]`` over ``x[b]`` from ``x0 (B, P)``.
 
     Per row: L-BFGS with ``history_size`` pairs, a strong-Wolfe line search (c1=1e-4, c2=0.9,
@@ -215,7 +215,9 @@ def minimize_lbfgs(fn: Objective, x0: Tensor, *, max_iter: int = 100, history_si
     tolerance_grad``, when its loss or step changes by less than ``tolerance_change`` (relative
     to ``max(1, |loss|)`` for the loss; default: 10 machine epsilons of ``x0``'s dtype, below
     which changes are rounding noise), or when a search from steepest descent finds no decrease.
-    Returns an :class:`LBFGSResult`.
+    ``max_evals`` caps the batched calls of ``fn`` (after the first); a row still running then
+    keeps its last accepted point. The cap counts calls, which every row sees in the same order,
+    so it does not couple rows. Returns an :class:`LBFGSResult`.
     """
     if x0.ndim != 2:
         raise ValueError(f"x0 must have shape (B, P), got {tuple(x0.shape)}")
@@ -249,7 +251,7 @@ def minimize_lbfgs(fn: Objective, x0: Tensor, *, max_iter: int = 100, history_si
                              torch.ones_like(f))
             search.start(begin, f, g, d, t0)
         live = ~stopped
-        if not bool(live.any()):
+        if not bool(live.any()) or (max_evals is not None and evaluations > max_evals):
             break
         # Stopped rows sit at their final point (d = 0) so every call has the full batch shape.
         trial = x + _where(live, search.t[:, None] * search.d, torch.zeros_like(x))

@@ -204,7 +204,9 @@ def _minimize(fn, x0: Tensor, optimizer: str, iterations: int, lr: float
               ) -> tuple[Tensor, Tensor, Tensor]:
     """Run one stage; returns ``(x, loss, iterations)`` per row."""
     if optimizer == "lbfgs":
-        res = minimize_lbfgs(fn, x0, max_iter=iterations)
+        # torch.optim.LBFGS's default evaluation budget (max_iter * 5 / 4): without it a few
+        # frames with long line searches set the run time of the whole batch.
+        res = minimize_lbfgs(fn, x0, max_iter=iterations, max_evals=iterations * 5 // 4)
         return res.x, res.loss, res.iterations
     x = x0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
@@ -250,7 +252,9 @@ def fit_keypoints(
             ``PosePrior``, a VAE (``model_type "vae"``), a GMM (``"gmm"``) or ``None``.
         keypoint_format: ``"smpl24"``, ``"openpose25"`` or ``"coco17"`` (see
             :mod:`advprior.fitting.keypoints`; the last two need the body model's surface points).
-        iterations: optimiser iterations per stage (L-BFGS iterations or Adam steps).
+        iterations: optimiser iterations per stage (L-BFGS iterations, with at most
+            ``iterations * 5 // 4`` batched objective evaluations as ``torch.optim.LBFGS``'s
+            default budget; or Adam steps).
         batch: fit all frames in one batched optimisation (True) or one after another (False);
             the results are the same, frames never influence each other.
         optimizer: ``"lbfgs"`` (batched, per-frame strong-Wolfe line search) or ``"adam"``.
