@@ -79,3 +79,29 @@ def test_cli_errors_are_reported(tmp_path, keypoints, capsys) -> None:
     assert main(["fit", str(bad), "--camera", "1000,500,500", "--prior", "none"]) == 2
     assert "BODY_25" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_fit_with_a_body_model_file_and_coco_keypoints(tmp_path) -> None:
+    """A model given by path goes through the user-file loader (the stand-in's SMPL-format
+    file stands in for a licensed SMPL file); COCO keypoints use its surface points."""
+    standin = load_body_model()
+    model = load_body_model(standin.source)
+    assert not model.is_standin
+    from advprior.fitting.keypoints import get_format, model_joint_indices
+
+    spec = get_format("coco17")
+    with torch.no_grad():
+        out = model(global_orient=torch.tensor([[math.pi, 0.0, 0.0]]),
+                    body_pose=torch.zeros(1, 63), transl=torch.tensor([[0.0, 0.2, 4.0]]))
+    idx = model_joint_indices(spec, model.model_type, out.model_joints.shape[1],
+                              model.extra_joint_names)
+    kp = CAMERA.project(out.model_joints[:, idx])
+    src = tmp_path / "coco.json"
+    src.write_text(json.dumps({"format": "coco17", "keypoints": kp.tolist()}))
+    out_path = tmp_path / "coco.npz"
+    assert main(["fit", str(src), "--camera", "1000,500,500", "--prior", "none",
+                 "--body-model", str(standin.source), "--iterations", "10",
+                 "--out", str(out_path)]) == 0
+    data = np.load(out_path)
+    assert data["projected"].shape == (1, 17, 2)
+    assert float(np.abs(data["projected"] - kp.numpy()).mean()) < 5.0
