@@ -99,6 +99,7 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
     code = load_example("smplify_fit").main([
         "--data", str(dataset), "--frames", "4", "--priors", "none", str(checkpoint),
         "--iterations", "3", "--inversion-poses", "3", "--encoder-steps", "5", "--json", str(out),
+        "--timing-repeats", "2",
         "--write-docs",
         "--docs", str(docs)])
     assert code == 0
