@@ -138,6 +138,8 @@ def test_no_prior_fits_the_keypoints(body) -> None:
     result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=ITERS)
     check_result(result, 2, None)
     assert reprojection_px(result, kp, conf) < 3.0
+    named = fit_keypoints(kp, conf, CAMERA, body_model=body, prior="none", iterations=ITERS)
+    assert torch.equal(named.body_pose, result.body_pose)
 
 
 def test_one_frame_cannot_change_another(body) -> None:

@@ -56,9 +56,12 @@ def _kind(prior: object) -> str:
 
 
 def resolve_prior(prior: object) -> tuple[object, str]:
-    """Load ``prior`` when it is an alias/path (via :func:`advprior.hub.load_pretrained`) and
-    return ``(model, kind)`` with ``kind`` in ``{"gan", "vae", "gmm", "none"}``."""
-    if isinstance(prior, str):
+    """Load ``prior`` when it is an alias/path (via :func:`advprior.hub.load_pretrained`; the
+    string ``"none"`` means no prior) and return ``(model, kind)`` with ``kind`` in
+    ``{"gan", "vae", "gmm", "none"}``."""
+    if isinstance(prior, str) and prior.lower() == "none":
+        prior = None
+    elif isinstance(prior, str):
         from advprior.hub import load_pretrained
 
         prior = load_pretrained(prior)

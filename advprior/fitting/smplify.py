@@ -249,7 +249,8 @@ def fit_keypoints(
         body_model: an :class:`advprior.body.BodyModel` (real SMPL/SMPL-H/SMPL-X or stand-in);
             default: the open stand-in body.
         prior: ``"gan-s"`` or any alias/path :func:`advprior.hub.load_pretrained` accepts, a
-            ``PosePrior``, a VAE (``model_type "vae"``), a GMM (``"gmm"``) or ``None``.
+            ``PosePrior``, a VAE (``model_type "vae"``), a GMM (``"gmm"``) or ``None`` (also
+            ``"none"``).
         keypoint_format: ``"smpl24"``, ``"openpose25"`` or ``"coco17"`` (see
             :mod:`advprior.fitting.keypoints`; the last two need the body model's surface points).
         iterations: optimiser iterations per stage (L-BFGS iterations, with at most
