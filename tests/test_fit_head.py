@@ -44,7 +44,7 @@ def test_only_the_head_trains_and_the_prior_stays_in_eval_mode() -> None:
         loss = ((head(feats) - target) ** 2).mean()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0]
     for k, v in prior.state_dict().items():
         assert torch.equal(v, before[k]), k
