@@ -6,6 +6,7 @@ Writes into ``out`` (a folder): ``results.json`` and the PNGs, and ``<out>.md`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -85,6 +86,14 @@ def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, obje
         if isinstance(model, torch.nn.Module):
             model.eval()
     return loaded
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _machine() -> str:
@@ -208,6 +217,7 @@ def run_eval(
 
     results: dict = {"settings": asdict(cfg), "seed": seed, "split": split,
                      "reference_split": reference_split, "data": str(data),
+                     "data_sha256": _sha256(data),
                      "body": body_label, "num_vertices": poser.num_vertices,
                      "n_test_frames": len(test), "n_reference_frames": len(train),
                      "n_vertex_reference": n_vref,
