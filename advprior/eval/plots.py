@@ -69,19 +69,21 @@ def cumulative_curves(dists: dict[str, dict[str, dict[str, np.ndarray]]], path: 
 def deformation_curves(curves: dict[str, np.ndarray], path: Path) -> Path:
     """Normalised per-step deformation along interpolation paths (paper Fig. 5).
 
-    ``curves[model]`` is ``(pairs, T-1)``; drawn as the mean over pairs with a +-1 std band.
+    ``curves[model]`` is ``(pairs, T-1)``; drawn as the mean over pairs with a faint band
+    between the 25th and 75th percentiles.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, c in curves.items():
         c = np.asarray(c)
         steps = np.arange(1, c.shape[1] + 1)
-        mean, std = np.nanmean(c, axis=0), np.nanstd(c, axis=0)
-        ax.plot(steps, mean, marker="o", ms=3, label=name)
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+        mean = np.nanmean(c, axis=0)
+        lo, hi = np.nanpercentile(c, 25, axis=0), np.nanpercentile(c, 75, axis=0)
+        (line,) = ax.plot(steps, mean, marker="o", ms=3, label=name)
+        ax.fill_between(steps, lo, hi, alpha=0.08, color=line.get_color())
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xlabel("interpolation step")
-    ax.set_ylabel("mesh delta / mean delta of the path")
+    ax.set_ylabel("mesh delta / mean delta of the path\n(mean over pairs; band: quartiles)")
     ax.set_title("Per-step deformation along interpolations (1 everywhere = perfectly even)")
     ax.grid(alpha=0.3)
     ax.legend()

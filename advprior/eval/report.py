@@ -116,7 +116,8 @@ def render(results: dict) -> str:
             f"{s['n_pairs']} random pairs of `{results['split']}` frames (from different"
             f" sequences), each interpolated with {s['steps']} poses including both ends."
             " R = max/min over the path of the mean per-vertex displacement between consecutive"
-            " meshes (all vertices); 1 is perfectly even.",
+            " meshes (all vertices); 1 is perfectly even. `joint slerp` is the model-free"
+            " reference: every joint's rotation slerped between the two real poses.",
             "",
             "| model | R mean | R std | R median | how |",
             "|---|---:|---:|---:|---|",
@@ -128,7 +129,9 @@ def render(results: dict) -> str:
                 lines.append(f"| {name} | {_f(r['R_mean'], 2)} | {_f(r['R_std'], 2)} |"
                              f" {_f(r['R_median'], 2)} | {r['method']} |")
         lines += ["", f"![per-step deformation]({pics.get('deformation', '')})", "",
-                  f"![interpolation strip]({pics.get('strip', '')})", ""]
+                  "One pair, every model (rows); each model starts and ends at its own"
+                  " reconstruction of the two real poses, the joint-slerp row at the real poses.",
+                  "", f"![interpolation strip]({pics.get('strip', '')})", ""]
     else:
         lines += ["Not run (no pairs requested).", ""]
 

@@ -43,7 +43,7 @@ class EvalSettings:
 FITTABLE = ("gan", "vae", "gmm")
 
 #: Label of the model-free reference path (real endpoints, per-joint rotation slerp).
-POSE_SLERP = "real ends, joint slerp"
+POSE_SLERP = "joint slerp"
 
 QUICK = EvalSettings(n_samples=2000, n_vertex_samples=1000, n_queries=200, n_reference=2000,
                      n_vertices=64, n_pairs=4, steps=8, fit_frames=4, fit_iterations=20,
