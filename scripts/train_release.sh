@@ -40,7 +40,7 @@ train() {  # name, then advprior-train arguments
 }
 
 (
-    train gan-s "${GAN[@]}" --latent sphere --steps 2600
+    train gan-s "${GAN[@]}" --latent sphere --steps 5000
     train vae --model vae --batch-size 128 --steps 10000 --val-every 1000 --ckpt-every 1000
     train gmm --model gmm --steps 200
 ) &

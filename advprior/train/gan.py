@@ -11,6 +11,7 @@ wrapped in DistributedDataParallel and every rank draws its own data shard and l
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -231,6 +232,11 @@ def train_gan(
                 opt_g.step()
             finally:
                 disc.requires_grad_(True)
+            if not (math.isfinite(d_total) and math.isfinite(loss_g.item())):
+                raise FloatingPointError(
+                    f"GAN losses are not finite at step {step + 1} (D {d_total}, G "
+                    f"{loss_g.item()}); the last good checkpoint is in {out}"
+                )
             return {
                 "loss_d": d_total / d_steps,
                 "loss_g": loss_g.item(),

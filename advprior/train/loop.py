@@ -195,6 +195,11 @@ class Trainer:
         validate_fn: Callable[[], dict[str, float]] | None = None,
     ) -> TrainResult:
         resumed = self.resume and self._restore()
+        if resumed and self.step >= self.steps:
+            # Already finished: nothing to train, log or save (re-export only).
+            return TrainResult(out=self.out, step=self.step, steps=self.steps,
+                               interrupted=False, wall_time_s=self.elapsed,
+                               val=dict(self.last_val))
         logger = TrainLogger(
             self.out,
             self.steps,

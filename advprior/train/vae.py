@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from advprior.rotations import axis_angle_to_rotmat, geodesic_distance, rotmat_to_axis_angle
+from advprior.rotations import axis_angle_to_rotmat
+from advprior.skeleton import PARENTS, REST_JOINTS
 from advprior.train import distributed as ddp
 from advprior.train.gan import _SEED_DATA, export_model, make_validator
 from advprior.train.loop import Trainer, TrainResult
@@ -35,11 +36,37 @@ JOINT_WEIGHT = 2.0
 EXTRA_TERMS_FRACTION = 0.15
 
 
-def _joints(body_pose: torch.Tensor) -> torch.Tensor:
-    from advprior.body import forward_kinematics
+def _joints_from_rotmat(rotmat: torch.Tensor) -> torch.Tensor:
+    """Joints ``(B, 24, 3)`` in metres of local rotations ``(B, 21, 3, 3)`` (SMPL joints 1..21),
+    zero global orientation, hands at rest, neutral rest skeleton.
 
-    go = torch.zeros(body_pose.shape[0], 3, dtype=body_pose.dtype, device=body_pose.device)
-    return forward_kinematics(go, body_pose)
+    Works on rotation matrices directly: the gradient of a matrix -> axis-angle conversion is
+    unstable near zero angle, which made the VAE loss diverge.
+    """
+    b = rotmat.shape[0]
+    rest = torch.as_tensor(REST_JOINTS, dtype=rotmat.dtype, device=rotmat.device)
+    eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device).expand(b, 3, 3)
+    local = [eye, *rotmat.unbind(1), eye, eye]
+    rots = [eye]
+    pos = [rest[0].expand(b, 3)]
+    for j in range(1, len(PARENTS)):
+        p = PARENTS[j]
+        pos.append(pos[p] + rots[p] @ (rest[j] - rest[p]))
+        rots.append(rots[p] @ local[j])
+    return torch.stack(pos, dim=1)
+
+
+def _geodesic(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+    """Angle ``(...)`` between rotations ``(..., 3, 3)`` as ``atan2(sin, cos)``: finite gradients
+    everywhere except at the (never reached) point sin = cos = 0, unlike ``acos``/``asin``."""
+    rel = r1.transpose(-1, -2) @ r2
+    cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+    skew = torch.stack(
+        [rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0],
+         rel[..., 1, 0] - rel[..., 0, 1]], -1
+    )
+    sin = skew.norm(dim=-1) / 2.0
+    return torch.atan2(sin, cos)
 
 
 def vae_loss(
@@ -49,17 +76,16 @@ def vae_loss(
     q = model.encode(body_pose)
     z = q.rsample()
     rec_rot = model.decode(z, output="rotmat")
-    rec_pose = rotmat_to_axis_angle(rec_rot).reshape(body_pose.shape)
+    target_rot = axis_angle_to_rotmat(body_pose.reshape(-1, 21, 3))
     with torch.no_grad():
-        target_joints = _joints(body_pose)
-    rec_joints = _joints(rec_pose)
+        target_joints = _joints_from_rotmat(target_rot)
+    rec_joints = _joints_from_rotmat(rec_rot)
     prior = torch.distributions.Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale))
     kl = torch.distributions.kl_divergence(q, prior).sum(-1).mean()
     l1 = (rec_joints - target_joints).abs().mean()
     parts = {"kl": KL_WEIGHT * kl, "rec": REC_WEIGHT * l1}
     if extra_terms:
-        target_rot = axis_angle_to_rotmat(body_pose.reshape(-1, 21, 3))
-        parts["rot"] = ROT_WEIGHT * geodesic_distance(rec_rot, target_rot).mean()
+        parts["rot"] = ROT_WEIGHT * _geodesic(rec_rot, target_rot).mean()
         parts["jtr"] = JOINT_WEIGHT * l1
     total = torch.stack(list(parts.values())).sum()
     return total, {f"loss_{k}": v.item() for k, v in parts.items()}
@@ -147,6 +173,11 @@ def train_vae(
         def step_fn(step: int) -> dict[str, float]:
             batch = train[stream.next()].to(info.device)
             total, parts = loss_net(batch, step < extra_until)
+            if not bool(torch.isfinite(total)):
+                raise FloatingPointError(
+                    f"VAE loss is not finite at step {step + 1} ({parts}); the last good "
+                    f"checkpoint is in {out}"
+                )
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
