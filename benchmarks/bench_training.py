@@ -56,7 +56,7 @@ def main() -> None:
                 max_samples=2000 if args.quick else 0)
         gmm_s = time.perf_counter() - t0
     result = {
-        "benchmark": "training", "data": str(data) if args.data.is_file() else "synthetic",
+        "benchmark": "training", "data": data.name if args.data.is_file() else "synthetic",
         "gan-s": {**gan, "batch": 128, "d_steps_per_step": 10},
         "vae": {**vae, "batch": 128},
         "gmm": {"fit_seconds": gmm_s, "components": 8},
