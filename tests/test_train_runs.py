@@ -100,6 +100,17 @@ def test_gan_short_run_on_real_mocap_improves_recall(real_subset, tmp_path):
     assert "HDM05" in card and "mocap.cs.cmu.edu" in card
     config = json.loads((result.model_dir / "config.json").read_text())
     assert config["training"]["steps"] == 40
+    # model selection: the exported generator is the validated step (>= 1) with the lowest
+    # recall + precision, and its validation numbers are the ones recorded
+    rows = {int(r["step"]): r for r in val if int(r["step"]) >= 1}
+    best = min(rows, key=lambda k: float(rows[k]["recall_mean_mm"])
+               + float(rows[k]["precision_mean_mm"]))
+    assert config["training"]["selected_step"] == best == result.best_step
+    assert config["training"]["metrics_val_mm"]["recall_mean_mm"] == pytest.approx(
+        float(rows[best]["recall_mean_mm"]))
+    if best == 40:  # the last step won: the export is the final generator
+        final = ckpt.load(tmp_path / "run" / "checkpoint.pt")["models"]["generator"]
+        assert all(torch.equal(prior.state_dict()[k], v) for k, v in final.items())
     assert config["training"]["data"]["train_frames"] > 0
     assert (tmp_path / "run" / "tb").is_dir() is False  # tensorboard off here
 
@@ -135,6 +146,7 @@ def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path):
     lb = _read_csv(tmp_path / "b" / "train_log.csv")
     assert [r["loss_g"] for r in la] == [r["loss_g"] for r in lb]
     assert straight.val == resumed.val
+    assert straight.best_step == resumed.best_step and straight.best_val == resumed.best_val
     za = PosePrior.from_pretrained(straight.model_dir).sample(4, generator=torch.Generator())
     zb = PosePrior.from_pretrained(resumed.model_dir).sample(4, generator=torch.Generator())
     assert torch.equal(za, zb)
@@ -215,7 +227,7 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
                 "--steps", "2", "--batch-size", "16", "--val-every", "0", "--val-samples", "100",
                 "--no-progress"]
         if model == "gan":
-            args += ["--latent", "uniform", "--d-steps", "2"]
+            args += ["--latent", "uniform", "--d-steps", "2", "--select", "last"]
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["model_dir"] == str(out / "model")

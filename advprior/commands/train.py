@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--d-steps", type=int, default=10, help="GAN: discriminator steps per G step")
     p.add_argument("--disc-hidden", type=int, default=1024,
                    help="GAN: width of the discriminator's whole-pose MLP")
+    p.add_argument("--select", choices=("best", "last"), default="best",
+                   help="export the best-validation weights (recall + precision) or the last")
     p.add_argument("--no-mirror", action="store_true", help="do not add mirrored poses")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if present)")
@@ -63,12 +65,12 @@ def run(args: argparse.Namespace) -> int:
         from advprior.train.gan import train_gan
 
         result = train_gan(args.data, args.out, latent=args.latent, d_steps=args.d_steps,
-                           disc_hidden_dim=args.disc_hidden,
+                           disc_hidden_dim=args.disc_hidden, select=args.select,
                            **common, **loop)
     elif args.model == "vae":
         from advprior.train.vae import train_vae
 
-        result = train_vae(args.data, args.out, **common, **loop)
+        result = train_vae(args.data, args.out, select=args.select, **common, **loop)
     else:
         from advprior.train.gmm import fit_gmm
 

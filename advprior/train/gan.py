@@ -81,11 +81,18 @@ def export_model(
 ) -> Path:
     """``save_pretrained`` the trained model into ``<out>/model`` with a model card."""
     model_dir = out / "model"
+    selected = result.best_step is not None and config.get("select") == "best"
     training = {
         "data": data_description,
         "steps": result.step,
+        "selected_step": result.best_step if selected else result.step,
+        "selection": (
+            "lowest validation recall + precision (mean, mm) among the validated steps"
+            if selected else "last step"
+        ),
         "config": {k: v for k, v in config.items() if k not in ("data", "out")},
-        "metrics_val_mm": result.val,
+        "metrics_val_mm": result.best_val if selected else result.val,
+        "final_step_val_mm": result.val,
         "wall_time_s": round(result.wall_time_s, 1),
         "licence": DATA_LICENCE,
         "attribution": ATTRIBUTION,
@@ -118,6 +125,7 @@ def train_gan(
     tensorboard: bool = True,
     device: str | torch.device | None = None,
     export: bool = True,
+    select: str = "best",
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train a :class:`advprior.PosePrior` adversarially on a dataset file.
@@ -138,6 +146,9 @@ def train_gan(
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
             and thread count); settings other than ``steps`` and the periods must match.
         device: default CUDA under torchrun if available, else CPU.
+        select: ``"best"`` exports the generator of the validated step with the lowest
+            validation recall + precision (mean, mm; model selection on the validation split,
+            the test split is never seen); ``"last"`` exports the final generator.
         callback: called as ``callback(step, losses)`` after every step (main process only
             logs; every process calls it).
 
@@ -146,6 +157,8 @@ def train_gan(
     """
     from advprior.prior import PosePrior
 
+    if select not in ("best", "last"):
+        raise ValueError(f"select must be 'best' or 'last', got {select!r}")
     if d_steps < 1:
         raise ValueError(f"d_steps must be >= 1, got {d_steps}")
     out = Path(out)
@@ -168,6 +181,7 @@ def train_gan(
         "val_samples": val_samples,
         "max_val_poses": max_val_poses,
         "ckpt_every": ckpt_every,
+        "select": select,
     }
     info = ddp.setup(device)
     try:
@@ -199,6 +213,7 @@ def train_gan(
             progress=progress,
             tensorboard=tensorboard,
             callback=callback,
+            select="generator",
         )
         trainer.add_module("generator", prior, opt_g)
         trainer.add_module("discriminator", disc, opt_d)
@@ -250,7 +265,8 @@ def train_gan(
         result = trainer.run(step_fn, validate)
         if export and not result.interrupted and info.is_main:
             model = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
-            model.load_state_dict({k: v.cpu() for k, v in prior.state_dict().items()})
+            state = result.best_state if select == "best" and result.best_state else None
+            model.load_state_dict(state or {k: v.cpu() for k, v in prior.state_dict().items()})
             result.model_dir = export_model(model, out, result, poses.description, config)
         ddp.barrier(info)
         return result

@@ -47,7 +47,9 @@ class TrainResult:
 
     ``step``: steps done (of ``steps``); ``interrupted``: stopped by a signal (checkpoint saved);
     ``wall_time_s``: training wall time summed over resumed runs; ``val``: the last validation
-    metrics (mm); ``model_dir``: the exported ``save_pretrained`` directory (None if interrupted).
+    metrics (mm); ``model_dir``: the exported ``save_pretrained`` directory (None if interrupted);
+    ``best_step`` / ``best_val`` / ``best_state``: the validated step (>= 1) with the lowest
+    recall + precision (mean, mm) and the selected module's weights then (see ``select``).
     """
 
     out: Path
@@ -57,6 +59,9 @@ class TrainResult:
     wall_time_s: float
     val: dict[str, float] = field(default_factory=dict)
     model_dir: Path | None = None
+    best_step: int | None = None
+    best_val: dict[str, float] = field(default_factory=dict)
+    best_state: dict[str, torch.Tensor] | None = None
 
 
 class _StopFlag:
@@ -98,6 +103,7 @@ class Trainer:
         progress: bool = True,
         tensorboard: bool = True,
         callback: Callable[[int, dict[str, float]], None] | None = None,
+        select: str | None = None,
     ) -> None:
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
@@ -118,6 +124,10 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.last_val: dict[str, float] = {}
+        # Model selection on the validation split: the module named ``select`` is copied
+        # whenever recall + precision (mean, mm) reaches a new low (step 0 never counts).
+        self.select = select
+        self.best: dict[str, Any] = {}
 
     def add_module(self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.modules[name] = module
@@ -152,6 +162,7 @@ class Trainer:
                 "config": self.config,
                 "elapsed_s": elapsed,
                 "last_val": self.last_val,
+                "best": self.best,
                 "world_size": self.dist.world_size,
             }
             ckpt.save_atomic(state, self.checkpoint_path)
@@ -185,6 +196,7 @@ class Trainer:
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
         self.last_val = dict(state.get("last_val", {}))
+        self.best = dict(state.get("best", {}))
         return True
 
     # -- the loop ------------------------------------------------------------------------------
@@ -197,9 +209,7 @@ class Trainer:
         resumed = self.resume and self._restore()
         if resumed and self.step >= self.steps:
             # Already finished: nothing to train, log or save (re-export only).
-            return TrainResult(out=self.out, step=self.step, steps=self.steps,
-                               interrupted=False, wall_time_s=self.elapsed,
-                               val=dict(self.last_val))
+            return self._result(False, self.elapsed)
         logger = TrainLogger(
             self.out,
             self.steps,
@@ -218,6 +228,7 @@ class Trainer:
             if validate_fn is not None and self.dist.is_main:
                 self.last_val = validate_fn()
                 logger.val(self.step, self.last_val)
+                self._track_best()
             validated_at = self.step
 
         try:
@@ -245,11 +256,30 @@ class Trainer:
                 self.save_checkpoint(self.elapsed + time.perf_counter() - t0)
         finally:
             logger.close()
+        return self._result(interrupted, self.elapsed + time.perf_counter() - t0)
+
+    def _track_best(self) -> None:
+        if self.select is None or self.step < 1:
+            return
+        score = self.last_val["recall_mean_mm"] + self.last_val["precision_mean_mm"]
+        if not self.best or score < self.best["score"]:
+            state = unwrap(self.modules[self.select]).state_dict()
+            self.best = {
+                "step": self.step,
+                "score": score,
+                "val": dict(self.last_val),
+                "state": {k: v.detach().cpu().clone() for k, v in state.items()},
+            }
+
+    def _result(self, interrupted: bool, wall: float) -> TrainResult:
         return TrainResult(
             out=self.out,
             step=self.step,
             steps=self.steps,
             interrupted=interrupted,
-            wall_time_s=self.elapsed + time.perf_counter() - t0,
+            wall_time_s=wall,
             val=dict(self.last_val),
+            best_step=self.best.get("step"),
+            best_val=dict(self.best.get("val", {})),
+            best_state=self.best.get("state"),
         )

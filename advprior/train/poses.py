@@ -28,16 +28,19 @@ class TrainingPoses:
 
 
 def _sources(meta: Any) -> Any:
+    """The provenance part of a dataset's ``meta`` (a dict, or its JSON text)."""
     if meta is None:
         return None
-    try:
-        parsed = json.loads(str(meta))
-    except (TypeError, ValueError):
-        return str(meta)[:500]
+    parsed = meta
+    if not isinstance(meta, dict):
+        try:
+            parsed = json.loads(str(meta))
+        except (TypeError, ValueError):
+            return str(meta)[:500]
     if isinstance(parsed, dict):
-        keep = ("sources", "frames_per_source", "per_source_frames", "fps", "version", "package")
-        picked = {k: v for k, v in parsed.items() if k in keep or "source" in k}
-        return picked or {k: parsed[k] for k in list(parsed)[:8]}
+        keep = ("sources", "frames_per_source", "frames_per_split", "fps", "advprior_version")
+        picked = {k: parsed[k] for k in keep if k in parsed}
+        return picked or {k: parsed[k] for k in list(parsed)[:4]}
     return parsed
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 DATA_LICENCE = (
     "Trained on motion capture from the CMU Graphics Lab Motion Capture Database (free for all "
     "uses; the data may not be resold directly, even in converted form) and HDM05 (Creative "
-    "Commons Attribution-ShareAlike 3.0 Unported, CC BY-SA 3.0). Code: MIT."
+    "Commons Attribution-ShareAlike 3.0 Unported, CC BY-SA 3.0): credit both sources as below."
 )
 
 ATTRIBUTION = (

@@ -112,15 +112,19 @@ def train_vae(
     tensorboard: bool = True,
     device: str | torch.device | None = None,
     export: bool = True,
+    select: str = "best",
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train :class:`advprior.baselines.VPoserVAE` on a dataset file.
 
     Arguments as :func:`advprior.train.train_gan` (``steps`` counts optimiser updates, one batch
-    each). The exported model lands in ``<out>/model``.
+    each; ``select`` picks the best-validation or the last weights). The exported model lands in
+    ``<out>/model``.
     """
     from advprior.baselines import VPoserVAE
 
+    if select not in ("best", "last"):
+        raise ValueError(f"select must be 'best' or 'last', got {select!r}")
     out = Path(out)
     config = {
         "model": "vae",
@@ -138,6 +142,7 @@ def train_vae(
         "val_samples": val_samples,
         "max_val_poses": max_val_poses,
         "ckpt_every": ckpt_every,
+        "select": select,
     }
     info = ddp.setup(device)
     try:
@@ -162,6 +167,7 @@ def train_vae(
             progress=progress,
             tensorboard=tensorboard,
             callback=callback,
+            select="vae",
         )
         trainer.add_module("vae", model, opt)
         trainer.add_stream("data", stream)
@@ -189,7 +195,8 @@ def train_vae(
         result = trainer.run(step_fn, validate)
         if export and not result.interrupted and info.is_main:
             final = VPoserVAE(latent_dim=latent_dim, hidden_dim=hidden_dim)
-            final.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+            state = result.best_state if select == "best" and result.best_state else None
+            final.load_state_dict(state or {k: v.cpu() for k, v in model.state_dict().items()})
             final.eval()
             result.model_dir = export_model(final, out, result, poses.description, config)
         ddp.barrier(info)
