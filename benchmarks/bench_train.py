@@ -67,6 +67,7 @@ def measure(args: argparse.Namespace) -> dict:
             "precision_median_mm": float(prec.median()),
             "train_wall_time_s": training.get("wall_time_s"),
             "train_steps": training.get("steps"),
+            "selected_step": training.get("selected_step", training.get("steps")),
             "measure_time_s": round(time.perf_counter() - t0, 1),
         }
         print(name, json.dumps(rows[name]), flush=True)
@@ -90,7 +91,7 @@ def table(result: dict) -> str:
         f"{result['train_poses']:,} training poses; seed {result['seed']}; {result['machine']}.",
         "",
         "| model | recall mean (mm) | recall median (mm) | precision mean (mm) "
-        "| precision median (mm) | training wall time | steps |",
+        "| precision median (mm) | training wall time | steps (selected) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in result["models"].items():
@@ -99,7 +100,7 @@ def table(result: dict) -> str:
         lines.append(
             f"| {name} | {r['recall_mean_mm']:.1f} | {r['recall_median_mm']:.1f} | "
             f"{r['precision_mean_mm']:.1f} | {r['precision_median_mm']:.1f} | {wall_s} | "
-            f"{r['train_steps']} |"
+            f"{r['train_steps']} ({r.get('selected_step', r['train_steps'])}) |"
         )
     return "\n".join(lines)
 
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--data", default="data/mocap30.npz")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--n-recall", type=int, default=100_000)
-    parser.add_argument("--n-precision", type=int, default=10_000)
+    parser.add_argument("--n-precision", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/train.json")
     parser.add_argument("--doc", default=None, help="Markdown file whose marked block is updated")
