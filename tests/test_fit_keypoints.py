@@ -317,3 +317,15 @@ def test_camera_convention_and_validation() -> None:
     with pytest.raises(ValueError, match="center"):
         PinholeCamera(1000.0, (0, 0, 0))
     assert PinholeCamera.from_dict(cam.to_dict()).focal == cam.focal
+
+
+def test_numpy_float64_input_with_a_confidence_column(body) -> None:
+    truth = 0.2 * torch.randn(1, 63, generator=seeded(21))
+    kp, conf, _ = scene(body, truth, seed=22)
+    packed = np.concatenate([kp.numpy(), conf.numpy()[..., None]], -1).astype(np.float64)
+    a = fit_keypoints(packed, None, CAMERA, body_model=body, prior=None, iterations=5)
+    assert a.body_pose.dtype == torch.float64 and a.body_pose.shape == (1, 63)
+    b = fit_keypoints(kp.double(), conf, CAMERA, body_model=body, prior=None, iterations=5)
+    assert torch.equal(a.body_pose, b.body_pose)
+    with pytest.raises(ValueError, match="third"):
+        fit_keypoints(packed, conf, CAMERA, body_model=body, prior=None)
