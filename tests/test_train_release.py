@@ -1,0 +1,75 @@
+"""Shipping weights: the bundling helper and the five shipped checkpoints themselves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from advprior.baselines import GMMPrior, VPoserVAE
+from advprior.hub import PACKAGE_DIR, load_pretrained, read_manifest, sha256_file
+from advprior.prior import PosePrior
+from advprior.train.release import release
+
+SHIPPED = {
+    "gan-s": ("gan", "sphere"),
+    "gan-u": ("gan", "uniform"),
+    "gan-n": ("gan", "normal"),
+    "vae": ("vae", "normal"),
+    "gmm": ("gmm", None),
+}
+
+
+def _empty_manifest(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"format_version": 1, "models": {}}))
+    return path
+
+
+def test_release_refuses_untrained_models(tmp_path):
+    PosePrior().save_pretrained(tmp_path / "fresh")
+    with pytest.raises(ValueError, match="refusing to ship"):
+        release("gan-x", tmp_path / "fresh", manifest=_empty_manifest(tmp_path),
+                weights_dir=tmp_path / "weights")
+    assert not (tmp_path / "weights").exists()
+
+
+def test_release_copies_files_and_pins_sha256(tmp_path):
+    model = PosePrior(latent="uniform")
+    training = {"steps": 12, "data": {"file": "d.npz", "sha256": "ab" * 32, "train_frames": 5}}
+    model.save_pretrained(tmp_path / "trained", training=training)
+    manifest = _empty_manifest(tmp_path)
+    entry = release("gan-x", tmp_path / "trained", manifest=manifest,
+                    weights_dir=tmp_path / "weights")
+    bundled = tmp_path / "weights" / "gan-x"
+    assert sorted(p.name for p in bundled.iterdir()) == ["README.md", "config.json",
+                                                         "model.safetensors"]
+    assert entry["sha256"] == sha256_file(bundled / "model.safetensors")
+    assert entry["config_sha256"] == sha256_file(bundled / "config.json")
+    assert entry["latent"] == "uniform" and entry["model_type"] == "gan"
+    assert entry["revision"] == "v0.1.0" and entry["repo_id"] == "advprior/gan-x"
+    assert "HDM05" in entry["licence"] and "5 training frames" in entry["training_data"]
+    assert read_manifest(manifest)["gan-x"] == entry  # valid for advprior.hub
+
+
+@pytest.mark.parametrize("alias", sorted(SHIPPED))
+def test_shipped_weights_load_offline_and_match_manifest(alias, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    entry = read_manifest()[alias]
+    model_type, latent = SHIPPED[alias]
+    assert entry["model_type"] == model_type and entry["latent"] == latent
+    folder = PACKAGE_DIR / entry["bundled"]
+    assert sha256_file(folder / "model.safetensors") == entry["sha256"]
+    assert sha256_file(folder / "config.json") == entry["config_sha256"]
+    model = load_pretrained(alias)
+    expected = {"gan": PosePrior, "vae": VPoserVAE, "gmm": GMMPrior}[model_type]
+    assert isinstance(model, expected)
+    assert model.training_metadata["steps"] >= 1
+    assert model.training_metadata["data"]["train_frames"] > 1000
+    poses = model.sample(8, generator=torch.Generator().manual_seed(0))
+    assert poses.shape == (8, 63) and bool(torch.isfinite(poses).all())
+    card = (folder / "README.md").read_text()
+    assert "mocap.cs.cmu.edu" in card and "CC BY-SA 3.0" in card
+    if model_type == "gan":
+        assert PosePrior.from_pretrained(alias).latent == latent
