@@ -16,6 +16,7 @@ from advprior.baselines import GMMPrior, VPoserVAE
 from advprior.cli import main
 from advprior.prior import PosePrior
 
+SHIPPED = ("gan-s", "gan-u", "gan-n", "vae", "gmm")
 CLIPS = ("02/02_01", "06/06_09", "07/07_03", "08/08_07", "09/09_02", "10/10_05", "11/11_01",
          "127/127_03")
 
@@ -30,7 +31,28 @@ def tiny_dataset(shared_mocap: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.mark.slow
-def test_eval_quick_cli(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_eval_quick_cli_shipped_priors(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The documented command with ``--quick``, on the five shipped priors."""
+    out = tmp_path / "docs" / "results"
+    assert main(["eval", "--models", *SHIPPED, "--data", str(tiny_dataset), "--out", str(out),
+                 "--quick", "--samples", "1500", "--pairs", "3", "--fit-frames", "3"]) == 0
+    report = (tmp_path / "docs" / "results.md").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["models"]) == list(SHIPPED)
+    assert set(results["fitting"]) == {*SHIPPED, "no prior"}
+    assert "excluded" in results["smoothness"]["gmm"]
+    for name in SHIPPED:
+        assert f"| {name} |" in report
+        rp = results["models"][name]["recall_precision_mm"]["joints"]
+        # Trained priors sit far closer to real poses than the ~1 m of a random rotation set.
+        assert 0 < rp["recall_mean"] < 300 and 0 < rp["precision_mean"] < 300
+    for pic in results["pictures"].values():
+        assert (tmp_path / "docs" / pic).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_eval_quick_cli_checkpoint_folders(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Checkpoint folders (here untrained models) work as ``--models`` too."""
     torch.manual_seed(0)
     gmm = GMMPrior()
     gmm.covariances.mul_(0.05)
