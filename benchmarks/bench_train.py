@@ -14,7 +14,7 @@ Writes JSON (``--out``) and, with ``--doc``, replaces the block between
 with the table.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_train.py --data data/mocap30.npz \
-        --out benchmarks/results/train.json --doc docs/training.md
+        --out docs/training_results.json --doc docs/training.md
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--n-recall", type=int, default=100_000)
     parser.add_argument("--n-precision", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="benchmarks/results/train.json")
+    parser.add_argument("--out", default="docs/training_results.json")
     parser.add_argument("--doc", default=None, help="Markdown file whose marked block is updated")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
