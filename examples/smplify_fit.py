@@ -90,12 +90,18 @@ def goal_lines(rows: dict[str, dict]) -> list[str]:
         if other in rows:
             gain = 100.0 * (1.0 - gs["p_mpjpe_mm"] / rows[other]["p_mpjpe_mm"])
             verdict = "met" if gain >= goal else "NOT met"
-            out.append(f"- GAN-S P-MPJPE vs {other.upper()}: {gain:+.1f}% lower "
-                       f"(goal >= {goal:.0f}%: {verdict})")
+            change = f"{gain:.1f}% lower" if gain >= 0 else f"{-gain:.1f}% higher"
+            out.append(f"- GAN-S P-MPJPE vs {other.upper()}: {gs['p_mpjpe_mm']:.1f} vs "
+                       f"{rows[other]['p_mpjpe_mm']:.1f} mm, {change} (goal: at least "
+                       f"{goal:.0f}% lower; {verdict})")
     if "none" in rows:
-        worst = max(r["p_mpjpe_mm"] for k, r in rows.items() if k != "none")
-        out.append(f"- every prior vs no prior: worst prior {worst:.1f} mm vs no prior "
-                   f"{rows['none']['p_mpjpe_mm']:.1f} mm")
+        base = rows["none"]["p_mpjpe_mm"]
+        gains = {k: 100.0 * (1.0 - r["p_mpjpe_mm"] / base) for k, r in rows.items()
+                 if k != "none"}
+        if gains:
+            lo, hi = min(gains, key=gains.get), max(gains, key=gains.get)
+            out.append(f"- every prior vs no prior ({base:.1f} mm): {gains[lo]:.0f}% ({lo}) to "
+                       f"{gains[hi]:.0f}% ({hi}) lower P-MPJPE")
     if "vae" in rows:
         ratio = gs["seconds_per_frame"] / rows["vae"]["seconds_per_frame"]
         out.append(f"- GAN-S time per frame vs VAE: {ratio:.2f}x (goal <= 1.2x: "
