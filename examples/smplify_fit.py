@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             inversion[name] = run_inversion(prior, test.body_pose[rest])
             if args.encoder_steps > 0:
+                torch.manual_seed(args.seed)  # the encoder's initial weights
                 encoder = PoseEncoder(prior)
                 start = time.perf_counter()
                 encoder.fit(steps=args.encoder_steps, seed=args.seed)
