@@ -17,18 +17,15 @@ import torch
 
 
 def pose_joints(body_pose: torch.Tensor, body_model: Any = None, chunk: int = 8192) -> torch.Tensor:
-    """``(N, 63)`` axis-angle body poses -> ``(N, 24, 3)`` joints in millimetres, pelvis at 0."""
-    from advprior.body import forward_kinematics
+    """``(N, 63)`` axis-angle body poses -> ``(N, 24, 3)`` joints in millimetres, pelvis at 0.
 
-    out = []
-    for i in range(0, body_pose.shape[0], chunk):
-        bp = body_pose[i : i + chunk]
-        go = torch.zeros(bp.shape[0], 3, dtype=bp.dtype, device=bp.device)
-        j = forward_kinematics(go, bp, body_model=body_model)
-        out.append((j - j[:, :1]) * 1000.0)
-    if not out:
+    :func:`advprior.eval.metrics.pose_joints` in chunks of ``chunk`` poses, scaled to mm.
+    """
+    from advprior.eval.metrics import pose_joints as joints_m
+
+    if body_pose.shape[0] == 0:
         return body_pose.new_zeros(0, 24, 3)
-    return torch.cat(out)
+    return torch.cat([joints_m(bp, body_model) for bp in body_pose.split(chunk)]) * 1000.0
 
 
 def recall_precision_mm(
