@@ -8,6 +8,7 @@ on CPU. Without them training runs in one plain process.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,11 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
 
 def teardown(info: DistInfo) -> None:
     if info.owns_group and dist.is_initialized():
+        # gloo's worker thread frees finished work (all_gather_object's Python-owned tensors)
+        # and needs the GIL to do so; if the last reference to the group drops while the main
+        # thread holds the GIL, ~ProcessGroupGloo joins that thread and both wait forever (seen
+        # under CPU load). Sleeping releases the GIL so the worker can finish first.
+        time.sleep(0.2)
         dist.destroy_process_group()
 
 
