@@ -30,10 +30,7 @@ import inspect
 import json
 import os
 import re
-import secrets
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -47,6 +44,7 @@ from advprior.errors import (
     ModelNotFoundError,
     OfflineError,
 )
+from advprior.fileio import atomic_path, write_text_atomic
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -90,27 +88,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # os.open with 0o666 honours the umask (mkstemp would leave the file private, 0o600).
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write UTF-8 text to ``path`` via a temporary file and ``os.replace``."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def _env_true(name: str) -> bool:
@@ -715,7 +692,6 @@ def registered_model_types() -> dict[str, type]:
 __all__ = [
     "CheckpointFiles",
     "PretrainedMixin",
-    "atomic_path",
     "known_aliases",
     "load_pretrained",
     "manifest_path",
@@ -726,5 +702,4 @@ __all__ = [
     "resolve",
     "resolve_files",
     "sha256_file",
-    "write_text_atomic",
 ]

@@ -26,9 +26,9 @@ from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import nn
 
 from advprior.body import files, standin
-from advprior.body._atomic import write_atomic
 from advprior.body.kinematics import check_pose
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+from advprior.fileio import write_atomic
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from advprior.body._atomic import write_atomic
+from advprior.fileio import write_atomic
 from advprior.skeleton import PARENTS
 
 __all__ = ["plot_bodies", "plot_skeleton_pairs", "standin_overview"]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from advprior.body._atomic import write_atomic
+from advprior.fileio import write_atomic
 from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
 
 __all__ = [

@@ -83,7 +83,7 @@ def _draw(model: Any, n: int, seed: int, body: str, latent_only: bool) -> tuple[
 def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
     import numpy as np
 
-    from advprior.hub import atomic_path
+    from advprior.fileio import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:

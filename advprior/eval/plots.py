@@ -5,11 +5,11 @@ Every function writes one PNG atomically and returns its path.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from advprior.fileio import write_atomic
 
 
 def _pyplot():
@@ -22,18 +22,11 @@ def _pyplot():
 
 
 def _save(fig: object, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110,
+                                                         bbox_inches="tight"))
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         _pyplot().close(fig)
-    return path
 
 
 def cumulative_curves(dists: dict[str, dict[str, dict[str, np.ndarray]]], path: Path) -> Path:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import torch
 
 from advprior.eval import protocol
 from advprior.eval.data import load_split, subsample
+from advprior.fileio import write_text_atomic
 
 
 @dataclass
@@ -51,18 +51,6 @@ QUICK = EvalSettings(n_samples=2000, n_vertex_samples=1000, n_queries=200, n_ref
 FULL = EvalSettings(n_samples=1_000_000, n_vertex_samples=10_000, n_queries=2000,
                     n_reference=50_000, n_vertices=256, n_pairs=128, steps=16, fit_frames=128,
                     fit_iterations=None, pca_points=2000)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, object]:
@@ -310,10 +298,10 @@ def run_eval(
     results["command"] = command or _default_command(list(priors), data, split, out, quick,
                                                      cfg.n_samples, seed)
 
-    _atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     from advprior.eval.report import render
 
-    _atomic_write_text(out.parent / f"{out.name}.md", render(results))
+    write_text_atomic(out.parent / f"{out.name}.md", render(results))
     log(f"wrote {out.parent / (out.name + '.md')} in {results['wall_seconds']:.0f}s")
     return results
 

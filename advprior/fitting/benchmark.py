@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from advprior.fileio import write_text_atomic
 from advprior.fitting.camera import PinholeCamera
 from advprior.fitting.smplify import fit_keypoints
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
@@ -143,13 +143,5 @@ def write_generated_block(path: str | os.PathLike, source: str, block: str) -> P
         text = f"{head}{begin}\n{block}\n{GENERATED_END}{tail}"
     else:
         text = f"{text.rstrip()}\n\n{begin}\n{block}\n{GENERATED_END}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
     return path

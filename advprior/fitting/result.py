@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import Tensor
+
+from advprior.fileio import save_npz_atomic
 
 
 @dataclass
@@ -63,13 +64,5 @@ class FitResult:
         path = Path(path)
         arrays = self.as_dict()
         arrays["info"] = np.array(json.dumps(arrays.pop("info", {})))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz_atomic(path, arrays)
         return path

@@ -10,33 +10,26 @@ plain tensors and containers only, never arbitrary pickled objects.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+from advprior.fileio import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """``torch.save`` to a temporary file in the same folder, synced, then moved into place."""
+
+    def write(fh: Any) -> None:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())  # a checkpoint must survive a crash right after the rename
+
+    return write_atomic(path, write)
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from advprior.hub import write_text_atomic
+from advprior.fileio import write_text_atomic
 from advprior.train.gan import export_model, make_validator
 from advprior.train.loop import TrainResult
 from advprior.train.poses import load_training_poses

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from advprior.fileio import write_text_atomic
 from advprior.hub import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
@@ -23,7 +24,6 @@ from advprior.hub import (
     WEIGHTS_NAME,
     read_config,
     sha256_file,
-    write_text_atomic,
 )
 from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE
 

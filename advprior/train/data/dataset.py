@@ -16,9 +16,7 @@ import csv
 import fnmatch
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from advprior.errors import MotionFormatError
+from advprior.fileio import save_npz_atomic
 from advprior.train.data.loader import load_motion
 
 if TYPE_CHECKING:
@@ -341,24 +340,11 @@ def build_dataset(
         fps=np.float32(fps),
         meta=np.array(json.dumps(meta)),
     )
-    _save_atomic(out, arrays)
+    save_npz_atomic(out, arrays)
     return BuildReport(out=out, frames=int(arrays["split"].shape[0]), sequences=len(seqs),
                        per_source=per_source, per_split=per_split,
                        subjects={s: SPLIT_NAMES[assignment[s]] for s in subject_names},
                        skipped=skipped)
-
-
-def _save_atomic(out: Path, arrays: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
