@@ -76,6 +76,14 @@ def make_validator(
     return validate
 
 
+def selected_state(result: TrainResult, model: torch.nn.Module, select: str) -> dict:
+    """The weights to export: the best-validation state when ``select == "best"`` and a
+    validation ran, else ``model``'s current state (on the CPU)."""
+    if select == "best" and result.best_state:
+        return result.best_state
+    return {k: v.cpu() for k, v in model.state_dict().items()}
+
+
 def export_model(
     model: Any, out: Path, result: TrainResult, data_description: dict[str, Any], config: dict
 ) -> Path:
@@ -265,8 +273,7 @@ def train_gan(
         result = trainer.run(step_fn, validate)
         if export and not result.interrupted and info.is_main:
             model = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
-            state = result.best_state if select == "best" and result.best_state else None
-            model.load_state_dict(state or {k: v.cpu() for k, v in prior.state_dict().items()})
+            model.load_state_dict(selected_state(result, prior, select))
             result.model_dir = export_model(model, out, result, poses.description, config)
         ddp.barrier(info)
         return result

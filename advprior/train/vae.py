@@ -24,7 +24,7 @@ import torch
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import PARENTS, REST_JOINTS
 from advprior.train import distributed as ddp
-from advprior.train.gan import _SEED_DATA, export_model, make_validator
+from advprior.train.gan import _SEED_DATA, export_model, make_validator, selected_state
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
 from advprior.train.sampler import BatchStream
@@ -195,8 +195,7 @@ def train_vae(
         result = trainer.run(step_fn, validate)
         if export and not result.interrupted and info.is_main:
             final = VPoserVAE(latent_dim=latent_dim, hidden_dim=hidden_dim)
-            state = result.best_state if select == "best" and result.best_state else None
-            final.load_state_dict(state or {k: v.cpu() for k, v in model.state_dict().items()})
+            final.load_state_dict(selected_state(result, model, select))
             final.eval()
             result.model_dir = export_model(final, out, result, poses.description, config)
         ddp.barrier(info)
