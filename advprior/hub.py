@@ -404,7 +404,10 @@ def _model_card(model: PretrainedMixin, config: dict[str, Any]) -> str:
     cls = type(model)
     card = ModelCardData(
         library_name="advprior",
-        license=getattr(cls, "card_license", "mit"),
+        # Weights carry the licence of their training data when it was recorded (share-alike
+        # data); otherwise the class default.
+        license=(config.get("training") or {}).get("weights_license")
+        or getattr(cls, "card_license", "mit"),
         tags=["advprior", "pose-prior", "smpl", f"model-type-{config['model_type']}"],
     )
     args = {k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS}

@@ -11,7 +11,7 @@ from test_data_importers import random_pose, write_asf_amc, write_bvh
 
 from advprior.errors import MotionFormatError
 from advprior.train.data import build_dataset, load_dataset
-from advprior.train.data.dataset import assign_splits, subject_of
+from advprior.train.data.dataset import assign_splits, subject_group, subject_of
 from advprior.train.data.rotmath import rotvec_to_matrix
 
 
@@ -155,6 +155,30 @@ def test_assign_splits_hits_fractions_and_is_order_free() -> None:
     assert assign_splits(shuffled, (0.8, 0.1, 0.1), seed="x") == out
     with pytest.raises(ValueError, match="fractions"):
         assign_splits(frames, (0.5, 0.1, 0.1))
+
+
+def test_assign_splits_stratifies_by_subject_group() -> None:
+    # One group of many small subjects and two groups of a few large ones: stratified, each
+    # group reaches the held-out splits and hits the fractions on its own.
+    frames = {f"small:{i}": 100 for i in range(40)}
+    frames |= {f"big{g}:{i}": 5000 + 300 * i for g in range(2) for i in range(5)}
+    pooled = assign_splits(frames, (0.8, 0.1, 0.1), seed="x", stratify=False)
+    strat = assign_splits(frames, (0.8, 0.1, 0.1), seed="x")
+    for g in ("small", "big0", "big1"):
+        members = [s for s in frames if s.startswith(g + ":")]
+        total = sum(frames[s] for s in members)
+        held_out = {strat[s] for s in members} - {0}
+        assert held_out, g  # every group reaches val or test
+        train_share = sum(frames[s] for s in members if strat[s] == 0) / total
+        assert 0.6 <= train_share <= 0.9, (g, train_share)
+    assert {strat[s] for s in frames if not s.startswith("small")} >= {0, 1, 2}
+    shares = [sum(n for s, n in frames.items() if pooled[s] == k) for k in range(3)]
+    assert abs(shares[0] / sum(shares) - 0.8) < 0.05  # one pool still hits the fractions
+    # Known subjects keep their split; ids without a group form one pool.
+    fixed = {"big0:0": 2, "small:3": 1}
+    again = assign_splits(frames, (0.8, 0.1, 0.1), seed="x", fixed=fixed)
+    assert again["big0:0"] == 2 and again["small:3"] == 1
+    assert subject_group("cmu:02") == "cmu" and subject_group("loose") == ""
 
 
 def test_subject_ids_are_global_across_sources() -> None:

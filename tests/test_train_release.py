@@ -37,7 +37,8 @@ def test_release_refuses_untrained_models(tmp_path):
 
 def test_release_copies_files_and_pins_sha256(tmp_path):
     model = PosePrior(latent="uniform")
-    training = {"steps": 12, "data": {"file": "d.npz", "sha256": "ab" * 32, "train_frames": 5}}
+    training = {"steps": 12, "data": {"file": "d.npz", "sha256": "ab" * 32, "train_frames": 5},
+                "weights_license": "cc-by-sa-3.0"}
     model.save_pretrained(tmp_path / "trained", training=training)
     manifest = _empty_manifest(tmp_path)
     entry = release("gan-x", tmp_path / "trained", manifest=manifest,
@@ -51,6 +52,9 @@ def test_release_copies_files_and_pins_sha256(tmp_path):
     assert entry["revision"] == "v0.1.0" and entry["repo_id"] == "advprior/gan-x"
     assert "HDM05" in entry["licence"] and "5 training frames" in entry["training_data"]
     assert read_manifest(manifest)["gan-x"] == entry  # valid for advprior.hub
+    # Share-alike training data: the card and the manifest carry the data's licence, not MIT.
+    assert entry["weights_license"] == "cc-by-sa-3.0"
+    assert "license: cc-by-sa-3.0" in (bundled / "README.md").read_text()
 
 
 @pytest.mark.parametrize("alias", sorted(SHIPPED))
@@ -71,5 +75,6 @@ def test_shipped_weights_load_offline_and_match_manifest(alias, monkeypatch):
     assert poses.shape == (8, 63) and bool(torch.isfinite(poses).all())
     card = (folder / "README.md").read_text()
     assert "mocap.cs.cmu.edu" in card and "CC BY-SA 3.0" in card
+    assert entry["weights_license"] == "cc-by-sa-3.0" and "license: cc-by-sa-3.0" in card
     if model_type == "gan":
         assert PosePrior.from_pretrained(alias).latent == latent

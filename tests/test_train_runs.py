@@ -27,6 +27,10 @@ from advprior.train.vae import train_vae
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(progress=False, tensorboard=False, val_samples=200, max_val_poses=100)
+# The paper's GAN, and the same with the two optional extras (EMA generator, R1 penalty).
+EXTRAS = pytest.mark.parametrize(
+    "extras", [{}, {"ema_decay": 0.9, "r1_gamma": 1.0}], ids=["paper", "ema-r1"]
+)
 
 
 def _write_dataset(path: Path, n: int = 400, seed: int = 0) -> Path:
@@ -123,9 +127,10 @@ def _weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 
 @pytest.mark.slow
-def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path):
+@EXTRAS
+def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path, extras):
     kw = dict(steps=6, batch_size=16, d_steps=3, disc_hidden_dim=64, val_every=2, ckpt_every=0,
-              **FAST)
+              **FAST, **extras)
     straight = train_gan(synthetic, tmp_path / "a", **kw)
 
     def interrupt(step: int, values: dict) -> None:
@@ -138,7 +143,8 @@ def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path):
     resumed = train_gan(synthetic, tmp_path / "b", resume=True, **kw)
     assert resumed.step == 6 and not resumed.interrupted
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
-    for name in ("generator", "discriminator"):
+    assert a.keys() == b.keys()
+    for name in a:
         assert a[name].keys() == b[name].keys()
         for key in a[name]:
             assert torch.equal(a[name][key], b[name][key]), (name, key)
@@ -166,6 +172,40 @@ def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CorruptCheckpointError, match="checkpoint.pt"):
         train_gan(synthetic, tmp_path / "r", resume=True, **kw)
+
+
+def test_ema_generator_is_validated_and_exported(synthetic, tmp_path):
+    kw = dict(steps=4, batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=0, ckpt_every=0,
+              select="last", **FAST)
+    result = train_gan(synthetic, tmp_path / "ema", ema_decay=0.5, r1_gamma=10.0, **kw)
+    models = _weights(tmp_path / "ema")
+    exported = PosePrior.from_pretrained(result.model_dir).state_dict()
+    raw, avg = models["generator"], models["generator_ema"]
+    assert all(torch.equal(exported[k], avg[k]) for k in avg)
+    assert not all(torch.equal(raw[k], avg[k]) for k in raw)  # an average, not a copy
+    plain = train_gan(synthetic, tmp_path / "plain", **kw)
+    assert "generator_ema" not in _weights(tmp_path / "plain")
+    with pytest.raises(ValueError, match="ema_decay"):  # a plain run cannot resume with EMA
+        train_gan(synthetic, tmp_path / "plain", resume=True, ema_decay=0.5, **kw)
+    # R1 changes the discriminator updates and so the generator the run ends with.
+    no_r1 = train_gan(synthetic, tmp_path / "no_r1", ema_decay=0.5, **kw)
+    other = _weights(tmp_path / "no_r1")["generator"]
+    assert not all(torch.equal(raw[k], other[k]) for k in raw)
+    assert plain.model_dir is not None and no_r1.model_dir is not None
+    for bad in ({"ema_decay": 1.0}, {"ema_decay": -0.1}, {"r1_gamma": -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            train_gan(synthetic, tmp_path / "bad", **{**kw, **bad})
+
+
+def test_moved_run_folder_and_data_file_still_resume(synthetic, tmp_path):
+    kw = dict(batch_size=16, d_steps=1, disc_hidden_dim=16, val_every=0, ckpt_every=0,
+              export=False, **FAST)
+    train_gan(synthetic, tmp_path / "a", steps=2, **kw)
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = tmp_path / "moved.npz"
+    moved.write_bytes(synthetic.read_bytes())  # same content, other path: same sha256
+    result = train_gan(moved, tmp_path / "b", resume=True, steps=3, **kw)
+    assert result.step == 3 and not result.interrupted
 
 
 def test_checkpoint_writes_are_atomic(tmp_path):
@@ -238,7 +278,7 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
 
 _DDP_SCRIPT = textwrap.dedent(
     """
-    import hashlib, os, sys, torch
+    import hashlib, json, os, sys, torch
     torch.set_num_threads(1)
     import advprior.prior
     import advprior.train.gan as gan_module
@@ -257,10 +297,11 @@ _DDP_SCRIPT = textwrap.dedent(
     gan_module.PoseDiscriminator = capturing(gan_module.PoseDiscriminator)
     advprior.prior.PosePrior = capturing(advprior.prior.PosePrior)
 
-    data, out = sys.argv[1], sys.argv[2]
+    data, out, extras = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     result = gan_module.train_gan(
         data, out, steps=4, batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=2,
-        ckpt_every=2, progress=False, tensorboard=False, val_samples=100, max_val_poses=50)
+        ckpt_every=2, progress=False, tensorboard=False, val_samples=100, max_val_poses=50,
+        **extras)
     digest = hashlib.sha256()
     for net in captured[:2]:
         for p in net.parameters():
@@ -272,13 +313,14 @@ _DDP_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_ddp_gloo_two_processes(synthetic, tmp_path):
+@EXTRAS
+def test_ddp_gloo_two_processes(synthetic, tmp_path, extras):
     script = tmp_path / "ddp_train.py"
     script.write_text(_DDP_SCRIPT)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(synthetic), str(out)]
+           str(script), str(synthetic), str(out), json.dumps(extras)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     step0, hash0 = (out / "rank0.txt").read_text().split()

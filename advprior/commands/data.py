@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--split-seed", default="advprior", help="seed of the subject order")
     b.add_argument("--split-from", default=None,
                    help="previous dataset file: its subjects keep their split")
+    b.add_argument("--no-stratify", action="store_true",
+                   help="split all subjects as one pool instead of per subject group "
+                   "(cmu, hdm05, one per other source)")
     b.add_argument("--source-fps", action="append", default=[], metavar="GLOB=FPS",
                    help="override the frame rate of files whose relative path matches GLOB")
     b.set_defaults(func=_build)
@@ -49,6 +52,7 @@ def _build(args: argparse.Namespace) -> int:
     report = build_dataset(
         args.paths, args.out, fps=args.fps, split=split, on_error=args.on_error,
         split_seed=args.split_seed, split_from=args.split_from, source_fps=overrides,
+        stratify=not args.no_stratify,
         log=lambda line: print(line, file=sys.stderr),
     )
     print(f"wrote {report.out}: {report.frames} frames, {report.sequences} sequences, "

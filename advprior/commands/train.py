@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--d-steps", type=int, default=10, help="GAN: discriminator steps per G step")
     p.add_argument("--disc-hidden", type=int, default=1024,
                    help="GAN: width of the discriminator's whole-pose MLP")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="GAN: validate and export an exponential moving average of the "
+                   "generator's weights with this decay per step (e.g. 0.999; 0: off)")
+    p.add_argument("--r1", type=float, default=0.0, metavar="GAMMA",
+                   help="GAN: R1 gradient penalty weight on real poses (0: off, as the paper)")
     p.add_argument("--select", choices=("best", "last"), default="best",
                    help="export the best-validation weights (recall + precision) or the last")
     p.add_argument("--no-mirror", action="store_true", help="do not add mirrored poses")
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = train_gan(args.data, args.out, latent=args.latent, d_steps=args.d_steps,
                            disc_hidden_dim=args.disc_hidden, select=args.select,
+                           ema_decay=args.ema, r1_gamma=args.r1,
                            **common, **loop)
     elif args.model == "vae":
         from advprior.train.vae import train_vae

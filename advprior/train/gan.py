@@ -11,6 +11,7 @@ wrapped in DistributedDataParallel and every rank draws its own data shard and l
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from advprior.train import distributed as ddp
 from advprior.train.discriminator import PoseDiscriminator, discriminator_loss, generator_loss
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
-from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE
+from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE, WEIGHTS_LICENSE
 from advprior.train.sampler import BatchStream
 from advprior.train.validation import pose_joints, recall_precision_mm
 
@@ -103,6 +104,7 @@ def export_model(
         "final_step_val_mm": result.val,
         "wall_time_s": round(result.wall_time_s, 1),
         "licence": DATA_LICENCE,
+        "weights_license": WEIGHTS_LICENSE,
         "attribution": ATTRIBUTION,
     }
     model.save_pretrained(model_dir, training=training)
@@ -124,6 +126,8 @@ def train_gan(
     hidden_dim: int = 512,
     disc_hidden_dim: int = 1024,
     mirror: bool = True,
+    ema_decay: float = 0.0,
+    r1_gamma: float = 0.0,
     val_every: int = 500,
     val_samples: int = 5000,
     max_val_poses: int = 2000,
@@ -149,6 +153,12 @@ def train_gan(
         batch_size: real and generated poses per update, per process.
         seed: seeds model initialisation, data order, latents (per rank) and validation.
         mirror: also train on left/right mirrored copies of the training poses.
+        ema_decay: when > 0, keep an exponential moving average of the generator's weights
+            (decay per generator step, e.g. 0.999; warmed up as ``min(decay, (1+t)/(10+t))``);
+            the average is what is validated and exported. 0 (the paper): the raw generator.
+        r1_gamma: when > 0, add ``r1_gamma / 2 * E||d(sum of D's real scores)/d(real rotmat)||^2``
+            to the discriminator loss (R1 penalty on real poses, Mescheder et al. 2018); keeps the
+            critic from memorising a small training set. 0 (the paper): no penalty.
         val_every / ckpt_every: validation and checkpoint periods in steps (0: only at the end).
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
@@ -169,6 +179,10 @@ def train_gan(
         raise ValueError(f"select must be 'best' or 'last', got {select!r}")
     if d_steps < 1:
         raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+    if r1_gamma < 0.0:
+        raise ValueError(f"r1_gamma must be >= 0, got {r1_gamma}")
     out = Path(out)
     config = {
         "model": "gan",
@@ -191,6 +205,9 @@ def train_gan(
         "ckpt_every": ckpt_every,
         "select": select,
     }
+    # Recorded only when on, so that checkpoints of plain (paper) runs from before these
+    # options existed still resume.
+    config.update({k: v for k, v in (("ema_decay", ema_decay), ("r1_gamma", r1_gamma)) if v})
     info = ddp.setup(device)
     try:
         poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
@@ -225,6 +242,12 @@ def train_gan(
         )
         trainer.add_module("generator", prior, opt_g)
         trainer.add_module("discriminator", disc, opt_d)
+        # The model that is validated and exported: the raw generator, or its weight average.
+        shown = prior
+        if ema_decay > 0:
+            shown = copy.deepcopy(prior).requires_grad_(False)
+            trainer.add_module("generator_ema", shown)
+            trainer.select = "generator_ema"
         trainer.add_generator("latent", zgen)
         trainer.add_stream("data", stream)
 
@@ -237,9 +260,16 @@ def train_gan(
                 real = real_rotmat[stream.next()].to(info.device)
                 with torch.no_grad():
                     fake = prior.decode(latents(), output="rotmat")
+                if r1_gamma > 0:
+                    real.requires_grad_(True)
                 joint, pose = disc_net(torch.cat([real, fake]))
                 n = real.shape[0]
                 loss_d = discriminator_loss((joint[:n], pose[:n]), (joint[n:], pose[n:]))
+                if r1_gamma > 0:
+                    (grad,) = torch.autograd.grad(
+                        joint[:n].sum() + pose[:n].sum(), real, create_graph=True
+                    )
+                    loss_d = loss_d + 0.5 * r1_gamma * grad.pow(2).sum(dim=(1, 2, 3)).mean()
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
@@ -255,6 +285,11 @@ def train_gan(
                 opt_g.step()
             finally:
                 disc.requires_grad_(True)
+            if shown is not prior:
+                decay = min(ema_decay, (1 + step) / (10 + step))
+                with torch.no_grad():
+                    for avg, cur in zip(shown.parameters(), prior.parameters(), strict=True):
+                        avg.lerp_(cur, 1.0 - decay)
             if not (math.isfinite(d_total) and math.isfinite(loss_g.item())):
                 raise FloatingPointError(
                     f"GAN losses are not finite at step {step + 1} (D {d_total}, G "
@@ -269,11 +304,11 @@ def train_gan(
 
         validate = None
         if info.is_main:
-            validate = make_validator(prior, poses.val, num_samples=val_samples, seed=seed)
+            validate = make_validator(shown, poses.val, num_samples=val_samples, seed=seed)
         result = trainer.run(step_fn, validate)
         if export and not result.interrupted and info.is_main:
             model = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
-            model.load_state_dict(selected_state(result, prior, select))
+            model.load_state_dict(selected_state(result, shown, select))
             result.model_dir = export_model(model, out, result, poses.description, config)
         ddp.barrier(info)
         return result

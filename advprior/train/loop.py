@@ -38,7 +38,11 @@ from advprior.train.logs import TrainLogger
 from advprior.train.sampler import BatchStream
 
 # Config keys allowed to differ between the original run and a resumed one.
-_RESUMABLE_CHANGES = {"steps", "resume", "progress", "tensorboard", "val_every", "ckpt_every"}
+# Settings a resumed run may change. The run folder and the data file may move (the data's
+# identity is checked by its sha256, which is part of the config).
+_RESUMABLE_CHANGES = {
+    "steps", "resume", "progress", "tensorboard", "val_every", "ckpt_every", "out", "data"
+}
 
 
 @dataclass
@@ -129,9 +133,13 @@ class Trainer:
         self.select = select
         self.best: dict[str, Any] = {}
 
-    def add_module(self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def add_module(
+        self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
+        """Checkpoint ``module`` (and ``optimizer``, when it has one) under ``name``."""
         self.modules[name] = module
-        self.optimizers[name] = optimizer
+        if optimizer is not None:
+            self.optimizers[name] = optimizer
 
     def add_generator(self, name: str, generator: torch.Generator) -> None:
         self.generators[name] = generator

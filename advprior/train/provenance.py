@@ -18,3 +18,8 @@ ATTRIBUTION = (
     "M. Mueller, T. Roeder, M. Clausen, B. Eberhardt, B. Krueger, A. Weber. Documentation Mocap "
     "Database HDM05. Technical report CG-2007-2, Universitaet Bonn, June 2007."
 )
+
+#: Licence tag of weights trained on these data (Hugging Face model-card identifier). HDM05 is
+#: share-alike, and weights fitted to it are its adaptation on the cautious reading, so they are
+#: offered under the same terms; the code stays MIT.
+WEIGHTS_LICENSE = "cc-by-sa-3.0"

@@ -83,6 +83,7 @@ def release(
         "training_data": _training_data(config),
         "training_steps": training["steps"],
         "licence": "Code MIT. " + DATA_LICENCE,
+        "weights_license": training.get("weights_license", "mit"),
         "attribution": ATTRIBUTION,
     }
     path = Path(manifest)

@@ -5,9 +5,13 @@ DeepMimic retargets of CMU trials) are subject ``cmu:SS``; ``HDM_<actor>_*`` fil
 ``hdm05:<actor>``; anything else is ``<source>:<folder>`` (e.g. ``cmu_bvh_daz_aclstm:salsa``,
 AMASS ``CMU:01``), where the source is the first folder below the path given to the build.
 
-The split is by subject, never by frame: subjects are visited in the order of
-``sha256(seed:subject)`` and each goes to the split furthest below its target frame fraction.
-Passing the previous file as ``split_from`` keeps every known subject in its old split.
+The split is by subject, never by frame, and stratified by subject group (the part of the
+subject id before ``:``: ``cmu``, ``hdm05``, one per other source), so that every group with
+enough subjects reaches the validation and test splits, not only the groups of many small
+subjects. Within a group, subjects are visited in the order of ``sha256(seed:subject)`` and each
+goes to the split furthest below its target share of the group's frames; ties go to the split
+furthest below its target over all groups. Passing the previous file as ``split_from`` keeps
+every known subject in its old split.
 """
 
 from __future__ import annotations
@@ -186,30 +190,60 @@ def source_rate(
     return None
 
 
+def subject_group(subject: str) -> str:
+    """The stratum of a subject id: the part before ``:`` (``"cmu:02"`` -> ``"cmu"``); ids
+    without one share the group ``""``."""
+    return subject.split(":", 1)[0] if ":" in subject else ""
+
+
 def assign_splits(
     frames: Mapping[str, int],
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     *,
     seed: str = "advprior",
     fixed: Mapping[str, int] | None = None,
+    stratify: bool = True,
 ) -> dict[str, int]:
-    """Subject -> split index, deterministic, by subject frame counts (see module docstring)."""
+    """Subject -> split index (0 train, 1 val, 2 test), deterministic, by frame counts.
+
+    Args:
+        frames: subject id -> number of frames.
+        fractions: target train/val/test fractions of frames.
+        seed: seed of the subject order (``sha256(seed:subject)``).
+        fixed: subjects whose split is already decided (kept as they are).
+        stratify: split every subject group (:func:`subject_group`) to the fractions on its
+            own; ``False`` treats all subjects as one group.
+    """
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
                          f"got {fractions}")
     fixed = dict(fixed or {})
-    out = {s: fixed[s] for s in frames if s in fixed}
-    done = np.zeros(3)
-    for s, k in out.items():
-        done[k] += frames[s]
-    order = sorted((s for s in frames if s not in out),
-                   key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
     target = np.asarray(fractions, dtype=np.float64)
-    for s in order:
-        total = done.sum() + frames[s]
-        k = int(np.argmax(target * total - done))
-        out[s] = k
-        done[k] += frames[s]
+    out = {s: fixed[s] for s in frames if s in fixed}
+    group_of = subject_group if stratify else (lambda s: "")
+    groups: dict[str, list[str]] = {}
+    for s in sorted(frames):
+        groups.setdefault(group_of(s), []).append(s)
+    done_all = np.zeros(3)
+    done_group = {g: np.zeros(3) for g in groups}
+    for s, k in out.items():
+        done_all[k] += frames[s]
+        done_group[group_of(s)][k] += frames[s]
+    total_all = float(sum(frames.values()))
+    for g in sorted(groups):
+        total = float(sum(frames[s] for s in groups[g]))
+        done = done_group[g]
+        order = sorted((s for s in groups[g] if s not in out),
+                       key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+        for s in order:
+            # Largest deficit of the group first; equal deficits (an untouched group) are
+            # broken by the deficit over all groups, so that small groups take turns.
+            deficit = target * total - done
+            overall = target * total_all - done_all
+            k = max(range(3), key=lambda i: (round(float(deficit[i]), 6), float(overall[i])))
+            out[s] = k
+            done[k] += frames[s]
+            done_all[k] += frames[s]
     return out
 
 
@@ -222,6 +256,7 @@ def build_dataset(
     on_error: str = "skip",
     split_seed: str = "advprior",
     split_from: str | Path | None = None,
+    stratify: bool = True,
     source_fps: Mapping[str, float] | None = None,
     min_seconds: float = 0.25,
     log: Callable[[str], None] | None = None,
@@ -237,6 +272,8 @@ def build_dataset(
         on_error: ``"skip"`` (report the file and go on) or ``"abort"`` (raise).
         split_seed: seed of the subject order.
         split_from: a previous dataset file whose subjects keep their split.
+        stratify: split each subject group (``cmu``, ``hdm05``, ...) to the fractions on its
+            own (see the module docstring); ``False``: one pool of subjects.
         source_fps: glob on the relative path -> frame rate, overriding file headers; folders
             named in a ``readme.txt`` line ``<folder> framerate <fps>`` are overridden too, and
             CMU-named AMC files (``SS_TT.amc``) take their rate from a CMU index csv found among
@@ -306,7 +343,7 @@ def build_dataset(
             rows = np.flatnonzero(prev["subject"] == k)
             if len(rows):
                 fixed[str(name)] = int(prev["split"][rows[0]])
-    assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed)
+    assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed, stratify=stratify)
 
     sub_index = {s: i for i, s in enumerate(subject_names)}
     cat = {k: [] for k in ("body_pose", "global_orient", "transl", "sequence", "subject", "split")}
@@ -329,6 +366,7 @@ def build_dataset(
         "subject_split": {s: SPLIT_NAMES[assignment[s]] for s in subject_names},
         "skipped": skipped,
         "build": {"fps": fps, "split": list(split), "split_seed": split_seed,
+                  "stratify": stratify,
                   "on_error": on_error, "min_seconds": min_seconds,
                   "paths": [str(p) for p in paths]},
         "advprior_version": __version__,
