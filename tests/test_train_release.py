@@ -78,3 +78,25 @@ def test_shipped_weights_load_offline_and_match_manifest(alias, monkeypatch):
     assert entry["weights_license"] == "cc-by-sa-3.0" and "license: cc-by-sa-3.0" in card
     if model_type == "gan":
         assert PosePrior.from_pretrained(alias).latent == latent
+
+
+def test_licence_follows_the_training_sources(tmp_path):
+    from advprior.train.provenance import data_terms, source_names
+
+    shared = ["cmu_asfamc", "cmu_deepmimic_retarget_jump", "hdm05_asfamc"]
+    both = data_terms(shared)
+    assert both["weights_license"] == "cc-by-sa-3.0" and "HDM05" in both["licence"]
+    assert "mocap.cs.cmu.edu" in both["attribution"] and "HDM05" in both["attribution"]
+    cmu = data_terms(["cmu_asfamc"])
+    assert cmu["weights_license"] == "mit" and "HDM05" not in cmu["licence"] + cmu["attribution"]
+    hdm = data_terms(["hdm05_asfamc"])
+    assert hdm["weights_license"] == "cc-by-sa-3.0" and "CMU" not in hdm["licence"]
+    # AMASS's folders (and anything unknown) never borrow the open data's terms.
+    for sources in (["CMU", "MPI_HDM05"], ["cmu_asfamc", "my_capture"], []):
+        terms = data_terms(sources)
+        assert terms["weights_license"] == "other" and terms["attribution"] == ""
+        assert "does not know" in terms["licence"]
+    description = {"sources": {"sources": ["hdm05_asfamc", "cmu_asfamc"], "fps": 30.0}}
+    assert source_names(description) == ["cmu_asfamc", "hdm05_asfamc"]
+    assert source_names({"sources": "unparsed meta"}) == [] and source_names(None) == []
+

@@ -26,7 +26,7 @@ from advprior.train import distributed as ddp
 from advprior.train.discriminator import PoseDiscriminator, discriminator_loss, generator_loss
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
-from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE, WEIGHTS_LICENSE
+from advprior.train.provenance import data_terms, source_names
 from advprior.train.sampler import BatchStream
 from advprior.train.validation import pose_joints, recall_precision_mm
 
@@ -103,9 +103,7 @@ def export_model(
         "metrics_val_mm": result.best_val if selected else result.val,
         "final_step_val_mm": result.val,
         "wall_time_s": round(result.wall_time_s, 1),
-        "licence": DATA_LICENCE,
-        "weights_license": WEIGHTS_LICENSE,
-        "attribution": ATTRIBUTION,
+        **data_terms(source_names(data_description)),
     }
     model.save_pretrained(model_dir, training=training)
     return model_dir

@@ -25,7 +25,7 @@ from advprior.hub import (
     read_config,
     sha256_file,
 )
-from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE
+from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE, WEIGHTS_LICENSE
 
 RELEASE_REVISION = "v0.1.0"
 MANIFEST = PACKAGE_DIR.parent / "weights_manifest.json"
@@ -82,9 +82,9 @@ def release(
         "bundled": f"weights/{alias}",
         "training_data": _training_data(config),
         "training_steps": training["steps"],
-        "licence": "Code MIT. " + DATA_LICENCE,
-        "weights_license": training.get("weights_license", "mit"),
-        "attribution": ATTRIBUTION,
+        "licence": "Code MIT. " + training.get("licence", DATA_LICENCE),
+        "weights_license": training.get("weights_license", WEIGHTS_LICENSE),
+        "attribution": training.get("attribution", ATTRIBUTION),
     }
     path = Path(manifest)
     data = json.loads(path.read_text(encoding="utf-8"))
