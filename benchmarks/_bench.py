@@ -10,13 +10,14 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from advprior.fileio import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "data" / "mocap30.npz"
@@ -122,9 +123,5 @@ def emit(result: dict, out: Path | None) -> None:
     result = {"machine": machine(), **result}
     text = json.dumps(result, indent=2) + "\n"
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out)
+        write_text_atomic(out, text)
     sys.stdout.write(text)

@@ -141,6 +141,8 @@ def _stack(parts: list[Path], out: Path, rows: int) -> None:
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
 
+    from advprior.fileio import atomic_path
+
     imgs = [mpimg.imread(p) for p in parts]
     h = max(i.shape[0] for i in imgs)
     cols = -(-len(imgs) // rows)
@@ -150,10 +152,9 @@ def _stack(parts: list[Path], out: Path, rows: int) -> None:
         ax.imshow(img)
         ax.axis("off")
     fig.tight_layout(pad=0.2)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    os.replace(tmp, out)
     for p in parts:
         p.unlink()
 

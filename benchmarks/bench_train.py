@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from advprior.fileio import write_text_atomic
+
 DEFAULT_MODELS = ("gan-s", "gan-u", "gan-n", "vae", "gmm")
 START, END = "<!-- bench_train:start -->", "<!-- bench_train:end -->"
 
@@ -129,11 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     result = measure(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     md = table(result)
     print(md)
     if args.doc:
@@ -143,9 +141,7 @@ def main() -> None:
             raise SystemExit(f"{doc} lacks the {START} ... {END} markers")
         head, rest = text.split(START, 1)
         tail = rest.split(END, 1)[1]
-        tmp = doc.with_name(f".{doc.name}.tmp")
-        tmp.write_text(f"{head}{START}\n{md}\n{END}{tail}")
-        os.replace(tmp, doc)
+        write_text_atomic(doc, f"{head}{START}\n{md}\n{END}{tail}")
 
 
 if __name__ == "__main__":

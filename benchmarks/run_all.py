@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from advprior.fileio import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -136,14 +136,6 @@ def render(results: dict[str, dict], command: str) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
@@ -168,7 +160,7 @@ def main() -> int:
             results[name] = json.loads(out.read_text())
     command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "") + (
         f" --threads {args.threads}" if args.threads != 1 else "")
-    _write(args.doc, render(results, command))
+    write_text_atomic(args.doc, render(results, command))
     print(f"wrote {args.doc}")
     return 0
 

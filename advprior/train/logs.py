@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
+
+from advprior.fileio import atomic_path
 
 
 class CSVLog:
@@ -28,12 +29,10 @@ class CSVLog:
             if self.fields is None:
                 path.unlink()
                 return
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", newline="") as fh:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=self.fields)
                 writer.writeheader()
                 writer.writerows(rows)
-            os.replace(tmp, path)
 
     def write(self, row: dict[str, Any]) -> None:
         new = self.fields is None

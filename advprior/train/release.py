@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from advprior.fileio import write_text_atomic
+from advprior.fileio import atomic_path, write_text_atomic
 from advprior.hub import (
     CONFIG_NAME,
     MODEL_CARD_NAME,
@@ -67,9 +67,8 @@ def release(
     target = Path(weights_dir or PACKAGE_DIR / "weights") / alias
     target.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS_NAME, CONFIG_NAME, MODEL_CARD_NAME):
-        tmp = target / f".{name}.tmp"
-        shutil.copyfile(model_dir / name, tmp)
-        os.replace(tmp, target / name)
+        with atomic_path(target / name) as tmp:
+            shutil.copyfile(model_dir / name, tmp)
     entry = {
         "repo_id": repo_id or f"advprior/{alias}",
         "revision": revision,
