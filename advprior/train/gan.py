@@ -224,6 +224,8 @@ def train_gan(
             real_rotmat.shape[0], batch_size, seed + _SEED_DATA, info.rank, info.world_size
         )
         zgen = torch.Generator().manual_seed(seed + _SEED_LATENT + 7919 * info.rank)
+        # The model that is validated and exported: the raw generator, or its weight average.
+        shown = copy.deepcopy(prior).requires_grad_(False) if ema_decay > 0 else prior
 
         trainer = Trainer(
             out,
@@ -236,16 +238,12 @@ def train_gan(
             progress=progress,
             tensorboard=tensorboard,
             callback=callback,
-            select="generator",
+            select="generator" if shown is prior else "generator_ema",
         )
         trainer.add_module("generator", prior, opt_g)
         trainer.add_module("discriminator", disc, opt_d)
-        # The model that is validated and exported: the raw generator, or its weight average.
-        shown = prior
-        if ema_decay > 0:
-            shown = copy.deepcopy(prior).requires_grad_(False)
+        if shown is not prior:
             trainer.add_module("generator_ema", shown)
-            trainer.select = "generator_ema"
         trainer.add_generator("latent", zgen)
         trainer.add_stream("data", stream)
 
