@@ -8,11 +8,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from advprior import _moved
 from advprior.hub import load_pretrained
 from advprior.latent import LatentSpace
 from advprior.prior import LatentPose, PosePrior
 
 __version__ = "0.1.0"
+
+_moved.install()
 
 # Names owned by other modules, imported when first touched so `import advprior` stays light.
 _LAZY = {

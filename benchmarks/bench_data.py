@@ -34,7 +34,7 @@ DEFAULT = HERE.parent.parent / "shared" / "data" / "mocap"
 
 
 def motion_files(root: Path) -> list[tuple[Path, Path, str]]:
-    from advprior.train.data.dataset import _candidates, classify
+    from advprior.data.dataset import _candidates, classify
 
     return [(f, rel, src) for f, rel, src in _candidates([root]) if classify(f) is None]
 
@@ -42,10 +42,10 @@ def motion_files(root: Path) -> list[tuple[Path, Path, str]]:
 def rigid_transfer_angles(motion) -> dict[str, np.ndarray]:
     """Per bone, degrees between the source bone and SMPL's bone moved by ``W_driver A_j`` alone."""
     from advprior.skeleton import REST_JOINTS
-    from advprior.train.data import rotmath
-    from advprior.train.data.naming import map_to_smpl
-    from advprior.train.data.quality import BONES
-    from advprior.train.data.retarget import _reference, mapped_points, source_frame
+    from advprior.data import rotmath
+    from advprior.data.naming import map_to_smpl
+    from advprior.data.quality import BONES
+    from advprior.data.retarget import _reference, mapped_points, source_frame
 
     m = map_to_smpl(motion.skeleton)
     rest_src = motion.skeleton.rest_positions()
@@ -75,9 +75,9 @@ def rigid_transfer_angles(motion) -> dict[str, np.ndarray]:
 
 
 def cross_check(root: Path) -> dict:
-    from advprior.train.data import load_motion
-    from advprior.train.data.quality import posed_joints
-    from advprior.train.data.rotmath import rotvec_to_matrix
+    from advprior.data import load_motion
+    from advprior.data.quality import posed_joints
+    from advprior.data.rotmath import rotvec_to_matrix
 
     out = {}
     for dm in sorted((root / "cmu_deepmimic_retarget_jump").rglob("*_*.txt")):
@@ -104,8 +104,8 @@ def figure(root: Path, path: Path) -> None:
 
     from advprior.body import load_body_model
     from advprior.body.plot import plot_skeleton_pairs
-    from advprior.train.data import load_motion
-    from advprior.train.data.retarget import source_positions
+    from advprior.data import load_motion
+    from advprior.data.retarget import source_positions
 
     picks = [
         ("cmu_asfamc/02/02_05.amc", None, 0.45, "CMU"),
@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the docs tables too")
     args = ap.parse_args(argv)
     root = Path(args.root)
-    from advprior.train.data import bone_direction_errors, load_motion
-    from advprior.train.data.dataset import source_rate
+    from advprior.data import bone_direction_errors, load_motion
+    from advprior.data.dataset import source_rate
 
     files = motion_files(root)
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """SMPLify-style fitting of 256 frames in one batch from noisy 2D keypoints with each prior
 (``advprior.fitting.fit_keypoints``), same observations for all: seconds per frame and errors.
 
-Observations from ``advprior.fitting.benchmark.make_views`` (the protocol of ``docs/fitting.md``:
+Observations from ``advprior.eval.benchmark.make_views`` (the protocol of ``docs/fitting.md``:
 real test poses from a random heading, 3-6 m from a f = 1000 px camera, 5 px noise, 20% of joints
 dropped). Run: ``python benchmarks/bench_fitting.py [--out FILE.json]``.
 """
@@ -13,7 +13,7 @@ from _bench import emit, load_priors, parser, real_poses, setup
 
 
 def main() -> None:
-    from advprior.fitting.benchmark import make_views, run_fitting
+    from advprior.eval.benchmark import make_views, run_fitting
 
     p = parser(__doc__)
     p.add_argument("--frames", type=int, default=256)

@@ -46,7 +46,7 @@ def _sample(model: object, n: int, seed: int, chunk: int = 20000) -> torch.Tenso
 def measure(args: argparse.Namespace) -> dict:
     from advprior.eval.metrics import nn_distances
     from advprior.hub import load_pretrained
-    from advprior.train.data import load_dataset
+    from advprior.data import load_dataset
     from advprior.train.validation import pose_joints
 
     test = load_dataset(args.data, split="test").body_pose.float()

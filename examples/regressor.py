@@ -5,7 +5,7 @@
 Both regressors read 24 noisy 2D keypoints (normalised to zero mean and unit spread, plus their
 confidences), share the same MLP backbone and the same global-orientation head (6D), and are
 trained with the same 3D joint loss on training-split poses seen from random views
-(:func:`advprior.fitting.benchmark.make_views`: 5 px noise, 20% dropped). The pose head is
+(:func:`advprior.eval.benchmark.make_views`: 5 px noise, 20% dropped). The pose head is
 either ``LatentHead(512, prior)`` (frozen prior; the latent is normalised onto the sphere) or a
 ``Linear(512, 63)`` giving axis-angle directly. Reports MPJPE (pelvis-aligned) and P-MPJPE on
 test-split views, millimetres. Needs the dataset (see examples/smplify_fit.py).
@@ -63,7 +63,7 @@ def joints_of(orient: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
 
 
 def train(model: Regressor, data, steps: int, batch: int, seed: int) -> float:
-    from advprior.fitting.benchmark import make_views
+    from advprior.eval.benchmark import make_views
 
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from advprior.fitting.benchmark import make_views, write_generated_block
+    from advprior.eval.benchmark import make_views, write_generated_block
     from advprior.head import LatentHead
     from advprior.hub import load_pretrained
-    from advprior.train.data import load_dataset
+    from advprior.data import load_dataset
 
     if not args.data.is_file():
         print(f"no dataset at {args.data}; build it with\n  advprior data build "

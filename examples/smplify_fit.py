@@ -5,7 +5,7 @@
 For each prior (GAN-S, GAN-U, GAN-N, VAE, GMM, no prior) the same keypoints are fitted in one
 batch with :func:`advprior.fitting.fit_keypoints`: test-split poses of the dataset, seen from a
 random heading and elevation 3-6 m in front of a 1000 px focal-length camera, 5 px Gaussian noise,
-20% of the keypoints dropped (confidence 0) -- see :mod:`advprior.fitting.benchmark`. Prints
+20% of the keypoints dropped (confidence 0) -- see :mod:`advprior.eval.benchmark`. Prints
 P-MPJPE / MPJPE (mm) of the recovered 3D joints and seconds per frame, then the inversion error
 of ``project_pose`` on held-out poses and its time. ``--write-docs`` rewrites the generated
 block of docs/fitting.md; ``--json`` writes the numbers.
@@ -123,14 +123,14 @@ def inversion_table(rows: dict[str, dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from advprior.fitting.benchmark import (
+    from advprior.eval.benchmark import (
         make_views,
         run_fitting,
         run_inversion,
         write_generated_block,
     )
     from advprior.inversion import PoseEncoder
-    from advprior.train.data import load_dataset
+    from advprior.data import load_dataset
 
     if not args.data.is_file():
         print(f"no dataset at {args.data}; build it with\n  advprior data build "

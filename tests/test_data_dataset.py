@@ -10,9 +10,9 @@ import pytest
 from test_data_importers import random_pose, write_asf_amc, write_bvh
 
 from advprior.errors import MotionFormatError
-from advprior.train.data import build_dataset, load_dataset
-from advprior.train.data.dataset import assign_splits, subject_group, subject_of
-from advprior.train.data.rotmath import rotvec_to_matrix
+from advprior.data import build_dataset, load_dataset
+from advprior.data.dataset import assign_splits, subject_group, subject_of
+from advprior.data.rotmath import rotvec_to_matrix
 
 
 def _tree(root: Path, n_folders: int = 5) -> Path:

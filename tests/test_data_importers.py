@@ -13,8 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from advprior.errors import MotionFormatError
 from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
-from advprior.train.data import load_motion
-from advprior.train.data.rotmath import euler_matrix, rotvec_to_matrix
+from advprior.data import load_motion
+from advprior.data.rotmath import euler_matrix, rotvec_to_matrix
 
 RNG = np.random.default_rng(0)
 
@@ -193,7 +193,7 @@ def test_bvh_round_trip_every_naming_variant(tmp_path: Path, variant: str) -> No
 
 
 def test_bvh_leftshoulder_is_collar_or_upper_arm_by_hierarchy(tmp_path: Path) -> None:
-    from advprior.train.data.naming import map_to_smpl
+    from advprior.data.naming import map_to_smpl
 
     local, root = random_pose(2)
     roles = {}
@@ -420,7 +420,7 @@ def test_deepmimic_hinges_and_builtin_character(tmp_path: Path) -> None:
     motion = load_motion(path)
     assert motion.fps == pytest.approx(30.0) and motion.meta["character"] == "built-in humanoid3d"
     smpl = motion.to_smpl(fps=None)
-    from advprior.train.data.quality import posed_joints
+    from advprior.data.quality import posed_joints
 
     j = posed_joints(smpl)[0]
     unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
@@ -439,7 +439,7 @@ def test_deepmimic_hinges_and_builtin_character(tmp_path: Path) -> None:
 
 
 def test_deepmimic_character_file_beside_is_used(tmp_path: Path) -> None:
-    from advprior.train.data.deepmimic import HUMANOID3D
+    from advprior.data.deepmimic import HUMANOID3D
 
     joints = [{"ID": i, "Name": n, "Type": t, "Parent": p, "AttachX": a[0], "AttachY": a[1],
                "AttachZ": a[2]} for i, (n, t, p, a) in enumerate(HUMANOID3D)]
@@ -534,7 +534,7 @@ def test_unsupported_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_joint_names_table_is_case_and_prefix_insensitive() -> None:
-    from advprior.train.data.naming import side_and_core
+    from advprior.data.naming import side_and_core
 
     cases = {"LeftLeg": ("L", "leg"), "lShin": ("L", "shin"), "RIGHTKNEE": ("R", "knee"),
              "mixamorig:RightForeArm": ("R", "forearm"), "Knee_L": ("L", "knee"),

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from advprior.train.data import bone_direction_errors, load_motion
-from advprior.train.data.quality import posed_joints
-from advprior.train.data.rotmath import rotvec_to_matrix
+from advprior.data import bone_direction_errors, load_motion
+from advprior.data.quality import posed_joints
+from advprior.data.rotmath import rotvec_to_matrix
 
 FILES = {
     "cmu_asfamc/02/02_03.amc": (173, 120.0),

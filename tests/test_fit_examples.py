@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from advprior.body import forward_kinematics
-from advprior.fitting.benchmark import BENCH_CAMERA, joint_errors_mm, make_views
+from advprior.eval.benchmark import BENCH_CAMERA, joint_errors_mm, make_views
 from advprior.prior import PosePrior
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

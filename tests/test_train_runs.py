@@ -64,8 +64,8 @@ def synthetic(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def real_subset(tmp_path_factory, shared_mocap) -> Path:
-    """A small dataset built with ``advprior.train.data`` from real HDM05 clips of 4 actors."""
-    from advprior.train.data import build_dataset
+    """A small dataset built with ``advprior.data`` from real HDM05 clips of 4 actors."""
+    from advprior.data import build_dataset
 
     amc = sorted((shared_mocap / "hdm05_asfamc" / "amc").glob("*.amc"))
     picked: list[Path] = []

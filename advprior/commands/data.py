@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from advprior.train.data.dataset import build_dataset
+    from advprior.data.dataset import build_dataset
 
     try:
         split = tuple(float(x) for x in args.split.split(","))
@@ -72,7 +72,7 @@ def _print_counts(per_source: dict, per_split: dict, subjects: dict) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from advprior.train.data.dataset import load_dataset
+    from advprior.data.dataset import load_dataset
 
     data = load_dataset(args.path)
     meta = data.meta

@@ -276,7 +276,7 @@ def run_eval(
     # docs/fitting.md uses), every prior on the same observations.
     fits: dict = {}
     if fitting and cfg.fit_frames > 0:
-        from advprior.fitting.benchmark import make_views, run_fitting
+        from advprior.eval.benchmark import make_views, run_fitting
 
         f_idx = subsample(len(test), cfg.fit_frames, g)
         views = make_views(test.body_pose[f_idx], test.global_orient[f_idx], seed=seed,

@@ -1,6 +1,6 @@
 """Training: the adversarial prior (GAN-S/U/N), the same-data baselines, and the dataset tools.
 
-Import-light on purpose: ``import advprior.train.data`` must work without the training extras
+Import-light on purpose: ``import advprior.data`` must work without the training extras
 (tqdm, tensorboard, scikit-learn), so the trainers load on first attribute access.
 """
 

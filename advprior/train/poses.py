@@ -1,7 +1,7 @@
 """Training and validation poses from a dataset file, with an optional mirrored copy.
 
 The dataset file is ``advprior data build``'s npz (see docs/design.md), read through
-``advprior.train.data.load_dataset``. All three models (GAN, VAE, GMM) see the same rows.
+``advprior.data.load_dataset``. All three models (GAN, VAE, GMM) see the same rows.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def load_training_poses(
             in the description).
     """
     from advprior.hub import sha256_file
-    from advprior.train.data import load_dataset
+    from advprior.data import load_dataset
 
     path = Path(data)
     if not path.is_file():

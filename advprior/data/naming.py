@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from advprior.skeleton import JOINT_NAMES, REST_JOINTS
-from advprior.train.data.motion import Skeleton
+from advprior.data.motion import Skeleton
 
 KNEE_NAMES = ("leg", "knee", "shin", "tibia", "lowerleg", "calf", "crus")
 ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna")

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from advprior.errors import MotionFormatError
-from advprior.train.data import rotmath
-from advprior.train.data.bvh import snap_rate
-from advprior.train.data.motion import Motion, Skeleton
+from advprior.data import rotmath
+from advprior.data.bvh import snap_rate
+from advprior.data.motion import Motion, Skeleton
 
 # (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
 HUMANOID3D = (

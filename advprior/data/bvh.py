@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from advprior.errors import MotionFormatError
-from advprior.train.data import rotmath
-from advprior.train.data.motion import Motion, Skeleton
+from advprior.data import rotmath
+from advprior.data.motion import Motion, Skeleton
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "asf": 0.0254 / 0.45}
 _TYPICAL_LEG_M = 0.85
@@ -250,7 +250,7 @@ def _locate_bad_line(lines: list[str], n_ch: int, path: Path, first: int) -> Non
 
 def _detect_scale(names, parents, offsets) -> float:
     """Unit scale making the longest root-to-leaf leg path ~0.85 m (hip to ankle)."""
-    from advprior.train.data.naming import KNEE_NAMES, side_and_core
+    from advprior.data.naming import KNEE_NAMES, side_and_core
 
     off = np.asarray(offsets)
     knees = [i for i, n in enumerate(names) if side_and_core(n)[1] in KNEE_NAMES

@@ -30,7 +30,7 @@ import numpy as np
 
 from advprior.errors import MotionFormatError
 from advprior.fileio import save_npz_atomic
-from advprior.train.data.loader import load_motion
+from advprior.data.loader import load_motion
 
 if TYPE_CHECKING:
     import torch
@@ -118,11 +118,11 @@ def classify(path: Path) -> str | None:
     if suffix in (".amc", ".bvh"):
         return None
     if suffix == ".npz":
-        from advprior.train.data.amass import is_amass
+        from advprior.data.amass import is_amass
 
         return None if is_amass(path) else "npz without a 'poses' array (not an AMASS motion)"
     if suffix in (".txt", ".json"):
-        from advprior.train.data.deepmimic import is_deepmimic
+        from advprior.data.deepmimic import is_deepmimic
 
         return None if is_deepmimic(path) else "not a DeepMimic motion JSON"
     if suffix == ".asf":

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from advprior.errors import MotionFormatError
-from advprior.train.data import rotmath
-from advprior.train.data.motion import Motion, Skeleton
+from advprior.data import rotmath
+from advprior.data.motion import Motion, Skeleton
 
 INCH = 0.0254
 

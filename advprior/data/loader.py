@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advprior.errors import MotionFormatError
-from advprior.train.data.motion import Motion
+from advprior.data.motion import Motion
 
 #: Extensions this package reads as motion (``.txt`` only when it is DeepMimic JSON).
 MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt")
@@ -18,7 +18,7 @@ def load_motion(
     fps: float | None = None,
     units: str | None = None,
 ) -> Motion:
-    """Read one motion file into a :class:`~advprior.train.data.motion.Motion`.
+    """Read one motion file into a :class:`~advprior.data.motion.Motion`.
 
     Args:
         path: ``.amc`` (Acclaim; the ASF is found beside it, in ``../asf/``, or given as
@@ -40,7 +40,7 @@ def load_motion(
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if suffix == ".amc":
-        from advprior.train.data.asf_amc import find_asf, read_amc, read_asf
+        from advprior.data.asf_amc import find_asf, read_amc, read_asf
 
         asf = read_asf(skeleton if skeleton is not None else find_asf(path))
         if fps is None:
@@ -51,15 +51,15 @@ def load_motion(
             fps = float(rate) if 24 <= rate <= 480 else 120.0
         return read_amc(path, asf, fps=fps)
     if suffix == ".bvh":
-        from advprior.train.data.bvh import read_bvh
+        from advprior.data.bvh import read_bvh
 
         return read_bvh(path, fps=fps, units=units)
     if suffix == ".npz":
-        from advprior.train.data.amass import read_amass
+        from advprior.data.amass import read_amass
 
         return read_amass(path, fps=fps)
     if suffix in (".txt", ".json"):
-        from advprior.train.data.deepmimic import is_deepmimic, read_deepmimic
+        from advprior.data.deepmimic import is_deepmimic, read_deepmimic
 
         if not is_deepmimic(path):
             raise MotionFormatError("not a DeepMimic motion (no \"Frames\" JSON)", path, 1)

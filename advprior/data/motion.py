@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from advprior.train.data import rotmath
+from advprior.data import rotmath
 
 
 @dataclass(frozen=True)
@@ -193,12 +193,12 @@ class Motion:
         )
 
     def to_smpl(self, fps: float | None = 30.0) -> SMPLMotion:
-        """Retarget onto SMPL's skeleton (see :mod:`advprior.train.data.retarget`).
+        """Retarget onto SMPL's skeleton (see :mod:`advprior.data.retarget`).
 
         Args:
             fps: output frame rate; ``None`` keeps the source rate.
         """
-        from advprior.train.data.retarget import retarget
+        from advprior.data.retarget import retarget
 
         src = self if fps is None else self.resample(fps)
         return retarget(src)

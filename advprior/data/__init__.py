@@ -5,10 +5,10 @@ Needs only numpy, torch and roma (no training extras, no scipy). Public names:
 :func:`build_dataset`, :func:`load_dataset`, :class:`PoseData`, :func:`bone_direction_errors`.
 """
 
-from advprior.train.data.dataset import PoseData, build_dataset, load_dataset
-from advprior.train.data.loader import load_motion
-from advprior.train.data.motion import Motion, Skeleton, SMPLMotion
-from advprior.train.data.quality import bone_direction_errors
+from advprior.data.dataset import PoseData, build_dataset, load_dataset
+from advprior.data.loader import load_motion
+from advprior.data.motion import Motion, Skeleton, SMPLMotion
+from advprior.data.quality import bone_direction_errors
 
 __all__ = [
     "Motion",

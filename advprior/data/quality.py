@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from advprior.train.data.motion import SMPLMotion
+from advprior.data.motion import SMPLMotion
 
 #: Bone name -> SMPL (joint, child) pairs measured.
 BONES: dict[str, tuple[tuple[int, int], ...]] = {

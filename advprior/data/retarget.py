@@ -1,4 +1,4 @@
-"""Retarget a source :class:`~advprior.train.data.motion.Motion` onto SMPL's skeleton.
+"""Retarget a source :class:`~advprior.data.motion.Motion` onto SMPL's skeleton.
 
 Method (all steps vectorised over frames; the only Python loop is over SMPL's 24 joints):
 
@@ -8,7 +8,7 @@ Method (all steps vectorised over frames; the only Python loop is over SMPL's 24
    fixed rotation found on its rest skeleton: up = hips centre to neck, left = right to left
    hip plus right to left shoulder; each snapped to the nearest coordinate axis when within 30
    degrees (capture worlds are axis-aligned, rest skeletons lean a little).
-3. Every SMPL joint ``j`` gets a point on the source (:mod:`~advprior.train.data.naming`). For a
+3. Every SMPL joint ``j`` gets a point on the source (:mod:`~advprior.data.naming`). For a
    joint with a child ``c``, a constant offset ``A_j`` maps SMPL's rest bone ``j -> c`` plus a
    reference direction (the body's forward axis, or its left axis for bones that point
    forward, e.g. the feet) onto the source's rest bone and the same reference, which carries the
@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 from advprior.skeleton import PARENTS, REST_JOINTS
-from advprior.train.data import rotmath
-from advprior.train.data.motion import Motion, SMPLMotion
-from advprior.train.data.naming import SMPLMapping, map_to_smpl
+from advprior.data import rotmath
+from advprior.data.motion import Motion, SMPLMotion
+from advprior.data.naming import SMPLMapping, map_to_smpl
 
 #: SMPL joint -> the child that defines its bone direction (pelvis uses the hip line).
 BONE_CHILD = {
