@@ -21,6 +21,7 @@ from types import ModuleType
 MOVED: dict[str, str] = {
     "advprior.train.data": "advprior.data",
     "advprior.fitting.benchmark": "advprior.eval.benchmark",
+    "advprior.fitting.lbfgs": "advprior.lbfgs",
 }
 
 #: The release that drops the old paths.

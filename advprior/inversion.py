@@ -4,7 +4,7 @@ Used by :meth:`advprior.PosePrior.invert` and :meth:`advprior.PosePrior.project_
 
 Method, per pose (all poses in one batch, each its own problem): decode a fixed bank of latents
 drawn from the prior (seed 0), start from the ``restarts`` bank latents whose poses are nearest
-(chordal rotation distance), run the batched L-BFGS of :mod:`advprior.fitting.lbfgs` on
+(chordal rotation distance), run the batched L-BFGS of :mod:`advprior.lbfgs` on
 
     ``E(z) = mean_j |R_j(z) - R_j|_F^2 + joint_weight * mean_j |p_j(z) - p_j|^2``
 
@@ -96,7 +96,7 @@ def invert(
         ``(z, error)``. Each pose is optimised independently of the others in its batch.
     """
     from advprior.body import forward_kinematics
-    from advprior.fitting.lbfgs import minimize_lbfgs
+    from advprior.lbfgs import minimize_lbfgs
     from advprior.fitting.priors import frozen, latent_gauge
     from advprior.rotations import axis_angle_to_rotmat
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from advprior.fitting.lbfgs import evaluate, minimize_lbfgs
+from advprior.lbfgs import evaluate, minimize_lbfgs
 
 
 def rosenbrock(x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """SMPLify-style fitting of SMPL-family bodies to 2D keypoints, with any pose prior.
 
 Public names: :func:`fit_keypoints`, :class:`PinholeCamera`, :class:`FitResult`,
-:data:`KEYPOINT_FORMATS`; the batched optimiser is :func:`advprior.fitting.lbfgs.minimize_lbfgs`.
+:data:`KEYPOINT_FORMATS`; the batched optimiser is :func:`advprior.lbfgs.minimize_lbfgs`.
 """
 
 from advprior.fitting.camera import PinholeCamera

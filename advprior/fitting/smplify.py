@@ -13,7 +13,7 @@ Stages (all per frame; see ``docs/fitting.md``):
 
 Objective per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_shape |beta|^2``
 (+ a depth anchor in stage 0), ``rho_sigma(r) = sigma^2 r^2 / (sigma^2 + r^2)`` per pixel
-coordinate. Each frame is its own optimisation problem (see :mod:`advprior.fitting.lbfgs`).
+coordinate. Each frame is its own optimisation problem (see :mod:`advprior.lbfgs`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from advprior.fitting.keypoints import (
     get_format,
     model_joint_indices,
 )
-from advprior.fitting.lbfgs import minimize_lbfgs
+from advprior.lbfgs import minimize_lbfgs
 from advprior.fitting.priors import PriorTerm, frozen, resolve_prior
 from advprior.fitting.result import FitResult
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
