@@ -10,10 +10,10 @@ from typing import Any
 
 from advprior import _moved
 from advprior.hub import load_pretrained
+from advprior.interface import Prior
 from advprior.latent import LatentSpace
 from advprior.prior import LatentPose, PosePrior
-
-__version__ = "0.1.0"
+from advprior.version import __version__
 
 _moved.install()
 
@@ -25,7 +25,7 @@ _LAZY = {
 }
 
 # The lazy names stay out of __all__ so `from advprior import *` stays light too.
-__all__ = ["LatentPose", "LatentSpace", "PosePrior", "__version__", "load_pretrained"]
+__all__ = ["LatentPose", "LatentSpace", "PosePrior", "Prior", "__version__", "load_pretrained"]
 
 
 def __getattr__(name: str) -> Any:

@@ -5,34 +5,32 @@
 - :class:`GMMPrior`: SMPLify's prior (Bogo et al. 2016): an 8-component full-covariance Gaussian
   mixture on the 63-d axis-angle pose, scored with the "max-mixture" negative log-likelihood.
 
-Both save and load through :class:`advprior.hub.PretrainedMixin` (``model_type`` ``"vae"`` and
-``"gmm"``), and both have ``sample(n, *, generator=None) -> (n, 63)``, so the evaluation treats
-them like the GANs. Poses are SMPL joints 1..21 in axis-angle radians, ``(..., 63)``.
+Both implement :class:`advprior.interface.Prior` (the VAE a latent prior, the GMM a pose-space
+prior), so fitting, inversion, the head, the evaluation and the CLI treat them like the GANs, and
+both save and load through :class:`advprior.hub.PretrainedMixin` (``model_type`` ``"vae"`` and
+``"gmm"``). Poses are SMPL joints 1..21 in axis-angle radians, ``(..., 63)``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
 from advprior.hub import PretrainedMixin
-from advprior.rotations import rot6d_to_rotmat, rotmat_to_axis_angle
+from advprior.interface import Prior, body_joints, check_output, convert_rotmat
+from advprior.latent import LatentSpace
+from advprior.rotations import rot6d_to_rotmat
+from advprior.skeleton import pad_hand_joints
+from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 __all__ = ["VPoserVAE", "GMMPrior"]
 
-
-def _check_pose(body_pose: object, dim: int, name: str = "body_pose") -> torch.Tensor:
-    if not isinstance(body_pose, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (..., {dim})")
-    if not body_pose.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {body_pose.dtype}")
-    if body_pose.ndim == 0 or body_pose.shape[-1] != dim:
-        raise ValueError(f"{name} must have shape (..., {dim}), got {tuple(body_pose.shape)}")
-    if body_pose.numel() and not bool(torch.isfinite(body_pose).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return body_pose
+#: Keyword options of :func:`advprior.inversion.invert` that :meth:`VPoserVAE.invert` accepts
+#: (so that one call inverts any latent prior) but does not need: its encoder is one pass.
+_OPTIMISER_OPTIONS = frozenset({"steps", "restarts", "joint_weight", "bank_size", "body_model"})
 
 
 def _check_n(n: object) -> int:
@@ -41,17 +39,18 @@ def _check_n(n: object) -> int:
     return n
 
 
-class VPoserVAE(PretrainedMixin, nn.Module):
+class VPoserVAE(PretrainedMixin, nn.Module, Prior):
     """A VAE pose prior with VPoser v2's architecture, trained on our data.
 
     Encoder: BatchNorm, Linear 63->512, LeakyReLU, BatchNorm, Dropout, Linear 512->512, Linear
     512->512, then Linear heads to the mean and (through softplus) the scale of a 32-d Normal.
     Decoder: Linear 32->512, LeakyReLU, Dropout, Linear 512->512, LeakyReLU, Linear 512->21*6,
     then 6D -> rotation matrix by Gram-Schmidt (the same shape as the GAN generator).
-    The latent prior is N(0, I).
+    The latent prior is N(0, I). :meth:`invert` is the encoder's posterior mean (VPoser's).
     """
 
     model_type = "vae"
+    invert_method = "encoder mean"
     latent = "normal"
 
     def __init__(
@@ -64,6 +63,7 @@ class VPoserVAE(PretrainedMixin, nn.Module):
         super().__init__()
         self.num_joints = num_joints
         self.latent_dim = latent_dim
+        self._latent_space = LatentSpace("normal", latent_dim)
         n_in = num_joints * 3
         # VPoser v2 stacks two Linear layers without a nonlinearity in between; kept as is.
         self.encoder = nn.Sequential(
@@ -90,38 +90,51 @@ class VPoserVAE(PretrainedMixin, nn.Module):
     def pose_dim(self) -> int:
         return self.num_joints * 3
 
+    @property
+    def latent_space(self) -> LatentSpace:
+        """N(0, I) in ``latent_dim`` dimensions."""
+        return self._latent_space
+
     def encode(self, body_pose: torch.Tensor) -> torch.distributions.Normal:
         """``(..., 63)`` axis-angle poses -> the posterior ``Normal`` over ``(..., latent_dim)``.
 
         In training mode BatchNorm needs more than one pose per batch.
         """
-        _check_pose(body_pose, self.pose_dim)
-        lead = body_pose.shape[:-1]
-        h = self.encoder(body_pose.reshape(-1, self.pose_dim))
-        loc = self.enc_mean(h).reshape(*lead, self.latent_dim)
-        scale = nn.functional.softplus(self.enc_scale(h)).reshape(*lead, self.latent_dim)
+        check_tensor(body_pose, "body_pose", self.pose_dim)
+        flat, lead = flatten_batch_dims(body_pose, -2)
+        h = self.encoder(flat)
+        loc = unflatten_batch_dims(self.enc_mean(h), lead)
+        scale = unflatten_batch_dims(nn.functional.softplus(self.enc_scale(h)), lead)
         return torch.distributions.Normal(loc, scale)
 
-    def decode(self, z: torch.Tensor, output: str = "axis_angle") -> torch.Tensor:
-        """``(..., latent_dim)`` latents -> poses: ``"axis_angle"`` ``(..., 63)`` or ``"rotmat"``
-        ``(..., 21, 3, 3)``."""
-        _check_pose(z, self.latent_dim, "z")
-        rotmat = rot6d_to_rotmat(self.decoder(z).reshape(*z.shape[:-1], self.num_joints, 6))
-        if output == "rotmat":
-            return rotmat
-        if output == "axis_angle":
-            return rotmat_to_axis_angle(rotmat).reshape(*z.shape[:-1], self.pose_dim)
-        raise ValueError(f"output must be 'axis_angle' or 'rotmat', got {output!r}")
+    def decode(
+        self, z: torch.Tensor, output: str = "axis_angle", body: str = "smplx"
+    ) -> torch.Tensor:
+        """``(..., latent_dim)`` latents -> poses; ``output`` and ``body`` as in
+        :meth:`advprior.PosePrior.decode` (default ``(..., 63)`` axis-angle)."""
+        check_output(output)
+        joints = body_joints(body)
+        check_tensor(z, "z", self.latent_dim)
+        rotmat = rot6d_to_rotmat(self.decoder(z).unflatten(-1, (self.num_joints, 6)))
+        return convert_rotmat(pad_hand_joints(rotmat, joints, rotmat=True), output)
+
+    def invert(self, body_pose: torch.Tensor, **options: Any) -> torch.Tensor:
+        """The encoder's posterior mean ``(..., latent_dim)`` of poses ``(..., 63)``.
+
+        The keyword options of :func:`advprior.inversion.invert` (``steps``, ``restarts``,
+        ``joint_weight``, ``bank_size``, ``body_model``) are accepted, so that one call inverts
+        any latent prior, and unused; others raise ``TypeError``. For the optimising inversion
+        of this decoder call :func:`advprior.inversion.invert` itself.
+        """
+        unknown = sorted(set(options) - _OPTIMISER_OPTIONS)
+        if unknown:
+            raise TypeError(f"VPoserVAE.invert got unexpected keyword arguments {unknown}")
+        with torch.no_grad():
+            return self.encode(body_pose).mean
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`decode`: latents ``(..., latent_dim)`` -> poses ``(..., 63)``."""
         return self.decode(z)
-
-    def sample_latent(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n, latent_dim)`` draws from the N(0, I) latent prior."""
-        p = next(self.parameters())
-        z = torch.randn(_check_n(n), self.latent_dim, generator=generator, dtype=p.dtype)
-        return z.to(p.device)
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, 63)`` axis-angle poses decoded from N(0, I) latents (in the current mode:
@@ -129,7 +142,7 @@ class VPoserVAE(PretrainedMixin, nn.Module):
         return self.decode(self.sample_latent(n, generator=generator))
 
 
-class GMMPrior(PretrainedMixin, nn.Module):
+class GMMPrior(PretrainedMixin, nn.Module, Prior):
     """SMPLify's Gaussian-mixture pose prior on ``(..., dim)`` axis-angle poses.
 
     Stored as tensors (``means (K, D)``, ``covariances (K, D, D)``, ``weights (K,)``); fit it with
@@ -164,7 +177,7 @@ class GMMPrior(PretrainedMixin, nn.Module):
 
     def _component_log_density(self, body_pose: torch.Tensor) -> torch.Tensor:
         """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``."""
-        _check_pose(body_pose, self.dim)
+        check_tensor(body_pose, "body_pose", self.dim)
         dtype = body_pose.dtype
         # Cholesky in float64: the mixture's covariances can be nearly singular.
         chol = torch.linalg.cholesky(self.covariances.double()).to(dtype)  # (K, D, D)
@@ -192,6 +205,14 @@ class GMMPrior(PretrainedMixin, nn.Module):
     def forward(self, body_pose: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`nll`."""
         return self.nll(body_pose)
+
+    def energy(self, body_pose: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The fitting energy: :meth:`nll` (SMPLify's term); there is no latent ``z``."""
+        return self.nll(body_pose)
+
+    def fit_start(self) -> torch.Tensor:
+        """The mixture's weighted mean pose ``(dim,)``: where SMPLify starts a fit."""
+        return (self.weights[:, None] * self.means).sum(0)
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, dim)`` poses drawn from the mixture (component by weight, then its Gaussian)."""

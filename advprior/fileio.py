@@ -1,4 +1,4 @@
-"""Atomic file writes, shared by every module that writes files.
+"""Atomic file writes, shared by every module that writes files, and the one file checksum.
 
 A file is written to a temporary name in its destination folder and moved into place with
 ``os.replace``, so readers see either the old file or the complete new one, never a partial
@@ -8,6 +8,7 @@ leave them 0600, and ``os.replace`` keeps that).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -51,3 +52,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
     """``np.savez`` the arrays to ``path`` atomically (no ``.npz`` suffix is appended)."""
     return write_atomic(path, lambda fh: np.savez(fh, **arrays))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

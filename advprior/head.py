@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-#: How a raw linear output is mapped onto each latent manifold.
+from advprior.interface import Prior
+from advprior.tensors import check_tensor
+
+#: How a raw linear output is mapped onto each latent manifold
+#: (:meth:`advprior.latent.LatentSpace.map_unconstrained`).
 MANIFOLD_MAPS = {"sphere": "normalise", "uniform": "tanh", "normal": "identity"}
 
 
@@ -22,7 +25,8 @@ class LatentHead(nn.Module):
 
     Args:
         in_features: F, the size of the features.
-        prior: a :class:`advprior.PosePrior` (or a VAE with ``decode`` and ``latent_dim``).
+        prior: a prior with a latent space (:class:`advprior.PosePrior`, the VAE baseline, any
+            :class:`advprior.interface.Prior` whose ``latent_space`` is not None).
         hidden: optional width of one hidden layer (LeakyReLU) before the latent layer.
 
     ``forward(features (..., F)) -> body_pose (..., 63)`` axis-angle, radians;
@@ -30,20 +34,19 @@ class LatentHead(nn.Module):
     latent ``(..., D)``.
     """
 
-    def __init__(self, in_features: int, prior: nn.Module, hidden: int | None = None) -> None:
+    def __init__(self, in_features: int, prior: Prior, hidden: int | None = None) -> None:
         super().__init__()
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
             raise ValueError(f"in_features must be a positive int, got {in_features!r}")
-        if not isinstance(prior, nn.Module) or not hasattr(prior, "decode"):
-            raise TypeError(f"prior must be a PosePrior (an nn.Module with decode), got "
-                            f"{type(prior).__name__}")
-        kind = getattr(prior, "latent", "normal")
-        if kind not in MANIFOLD_MAPS:
-            raise ValueError(f"unknown latent kind {kind!r} of the prior; known: "
-                             f"{sorted(MANIFOLD_MAPS)}")
+        if not isinstance(prior, nn.Module) or not isinstance(prior, Prior) or (
+            prior.latent_space is None
+        ):
+            raise TypeError(f"prior must be an nn.Module prior with a latent space (a PosePrior, "
+                            f"a VPoserVAE), got {type(prior).__name__}")
         self.in_features = in_features
-        self.kind = kind
-        dim = int(prior.latent_dim)
+        self.space = prior.latent_space
+        self.kind = self.space.kind
+        dim = self.space.dim
         if hidden is None:
             self.net = nn.Linear(in_features, dim)
         else:
@@ -61,17 +64,8 @@ class LatentHead(nn.Module):
 
     def latent(self, features: Tensor) -> Tensor:
         """Latents ``(..., D)`` on the prior's manifold for features ``(..., F)``."""
-        if not isinstance(features, Tensor) or not features.is_floating_point():
-            raise TypeError("features must be a floating-point torch.Tensor of shape (..., F)")
-        if features.ndim == 0 or features.shape[-1] != self.in_features:
-            raise ValueError(f"features must have shape (..., {self.in_features}), got "
-                             f"{tuple(features.shape)}")
-        raw = self.net(features)
-        if self.kind == "sphere":
-            return raw / raw.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-        if self.kind == "uniform":
-            return torch.tanh(raw)
-        return raw
+        check_tensor(features, "features", self.in_features, finite=False)
+        return self.space.map_unconstrained(self.net(features))
 
     def forward(self, features: Tensor, **decode_kwargs: Any) -> Tensor:
         """Body pose ``(..., 63)`` (or as ``decode_kwargs`` ask, e.g. ``output="rotmat"``)."""

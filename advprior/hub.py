@@ -24,7 +24,6 @@ first imported.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import json
@@ -44,7 +43,7 @@ from advprior.errors import (
     ModelNotFoundError,
     OfflineError,
 )
-from advprior.fileio import atomic_path, write_text_atomic
+from advprior.fileio import atomic_path, sha256_file, write_text_atomic
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -79,15 +78,6 @@ T = TypeVar("T", bound="PretrainedMixin")
 
 # ---------------------------------------------------------------------------------------------
 # Small file helpers
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _env_true(name: str) -> bool:

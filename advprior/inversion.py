@@ -11,56 +11,62 @@ drawn from the prior (seed 0), start from the ``restarts`` bank latents whose po
 (``R_j`` joint rotations; ``p_j`` joint positions in metres from forward kinematics with zero
 global orientation, so a wrong hip rotation costs more than a wrong wrist rotation), with ``z``
 projected onto the latent manifold inside ``E`` (plus a pose-neutral term keeping the free ``z``
-near the manifold, :func:`advprior.fitting.priors.latent_gauge`), and keep the best restart.
+near the manifold, :meth:`advprior.latent.LatentSpace.gauge`), and keep the best restart.
 The Frobenius (chordal) distance ``4 (1 - cos angle)`` is the squared geodesic angle to second
 order and is smooth where the geodesic distance's gradient is not (at zero).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
+from advprior.lbfgs import minimize_lbfgs
+from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle, rotmat_to_rot6d
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
+
+if TYPE_CHECKING:
+    from advprior.interface import Prior
 
 #: Latents decoded once per call to seed the optimisation.
 DEFAULT_BANK = 4096
-#: Weight of :func:`advprior.fitting.priors.latent_gauge` (no effect on the decoded pose).
+#: Weight of :meth:`advprior.latent.LatentSpace.gauge` (no effect on the decoded pose).
 GAUGE_WEIGHT = 1.0
+_BODY_OF_JOINTS = {NUM_BODY_JOINTS: "smplx", NUM_SMPL_BODY_JOINTS: "smpl"}
 
 
-def _check_pose(body_pose: object) -> Tensor:
-    if not isinstance(body_pose, Tensor):
-        raise TypeError(f"body_pose must be a torch.Tensor of shape (..., 63) or (..., 69), got "
-                        f"{type(body_pose).__name__}")
-    if not body_pose.is_floating_point():
-        raise TypeError(f"body_pose must be a floating-point tensor, got dtype {body_pose.dtype}")
-    if body_pose.ndim == 0 or body_pose.shape[-1] not in (3 * NUM_BODY_JOINTS,
-                                                          3 * NUM_SMPL_BODY_JOINTS):
-        raise ValueError(f"body_pose must have shape (..., 63) or (..., 69), got "
-                         f"{tuple(body_pose.shape)}")
-    if body_pose.numel() and not bool(torch.isfinite(body_pose).all()):
-        raise ValueError("body_pose contains NaN or Inf values")
-    return body_pose
+@contextmanager
+def frozen(module: object) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration; the previous state is restored.
+    Anything that is not an ``nn.Module`` passes through unchanged."""
+    if not isinstance(module, nn.Module):
+        yield
+        return
+    was_training = module.training
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    module.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        module.train(was_training)
 
 
-def _decode_rotmat(prior: object, z: Tensor, joints: int) -> Tensor:
-    """``(n, joints, 3, 3)``: the prior's joints, identity-padded or cut to ``joints``."""
-    rot = prior.decode(z, output="rotmat")
-    have = rot.shape[-3]
-    if have < joints:
-        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
-        rot = torch.cat([rot, eye.expand(*rot.shape[:-3], joints - have, 3, 3)], -3)
-    return rot[..., :joints, :, :]
-
-
-def _project(prior: object, z: Tensor) -> Tensor:
-    project = getattr(prior, "project", None)
-    return project(z) if project is not None else z
+def _decode_rotmat(prior: Prior, z: Tensor, joints: int) -> Tensor:
+    """``(n, joints, 3, 3)``: the prior's decoded joints in the layout of ``joints`` (21, 23)."""
+    return prior.decode(z, output="rotmat", body=_BODY_OF_JOINTS[joints])
 
 
 def invert(
-    prior: object,
+    prior: Prior,
     body_pose: Tensor,
     *,
     steps: int = 50,
@@ -74,8 +80,8 @@ def invert(
     """Latents ``(..., D)`` whose decoded poses best match ``body_pose``.
 
     Args:
-        prior: a :class:`advprior.PosePrior` (or any model with ``decode(z, output="rotmat")``,
-            ``sample_latent`` and ``latent_dim``, e.g. the VAE baseline).
+        prior: a latent prior (:class:`advprior.interface.Prior` with a ``latent_space``:
+            :class:`advprior.PosePrior`, the VAE baseline, ...).
         body_pose: ``(..., 63)`` axis-angle, radians, SMPL joints 1..21 (or ``(..., 69)``,
             joints 1..23; the prior's missing hand joints count as identity).
         steps: L-BFGS iterations per restart.
@@ -95,42 +101,40 @@ def invert(
         ``z (..., D)`` on the prior's manifold (projected), detached; with ``return_error``,
         ``(z, error)``. Each pose is optimised independently of the others in its batch.
     """
+    # The body module (smplx) loads on first use, so that `import advprior` stays light.
     from advprior.body import forward_kinematics
-    from advprior.lbfgs import minimize_lbfgs
-    from advprior.fitting.priors import frozen, latent_gauge
-    from advprior.rotations import axis_angle_to_rotmat
 
-    body_pose = _check_pose(body_pose)
+    body_pose = check_tensor(
+        body_pose, "body_pose", (3 * NUM_BODY_JOINTS, 3 * NUM_SMPL_BODY_JOINTS)
+    )
     for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "steps"
                                                                               else 1):
             raise ValueError(f"{name} must be a {'non-negative' if name == 'steps' else 'positive'}"
                              f" int, got {value!r}")
     restarts = min(restarts, bank_size)
-    lead = body_pose.shape[:-1]
-    dim = int(prior.latent_dim)
-    kind = getattr(prior, "latent", None)
+    space = prior.latent_space
+    if space is None:
+        raise TypeError(f"{type(prior).__name__} has no latent space to invert into")
+    dim = space.dim
     joints = body_pose.shape[-1] // 3
-    target = body_pose.reshape(-1, body_pose.shape[-1])
+    target, lead = flatten_batch_dims(body_pose, -2)
     n = target.shape[0]
-    param = next(prior.parameters())
+    param = torch.empty(0, dtype=prior.dtype, device=prior.device)
     dtype = target.dtype
     if n == 0:
         z = target.new_zeros(*lead, dim)
         return (z, target.new_zeros(lead)) if return_error else z
 
     def pose_of(rot: Tensor) -> Tensor:
-        from advprior.rotations import rotmat_to_axis_angle
-
-        return rotmat_to_axis_angle(rot).reshape(rot.shape[0], -1)
+        return rotmat_to_axis_angle(rot).flatten(-2)
 
     with frozen(prior):
         target_rot = axis_angle_to_rotmat(target.reshape(n, joints, 3))
         zero = target.new_zeros(n, 3)
         target_pos = forward_kinematics(zero, target, body_model=body_model)
         gen = torch.Generator().manual_seed(0)
-        bank = prior.sample_latent(bank_size, generator=gen).to(param.device)
-        bank = _project(prior, bank)
+        bank = prior.project(prior.sample_latent(bank_size, generator=gen).to(param.device))
         with torch.no_grad():
             bank_rot = _decode_rotmat(prior, bank, joints).to(dtype).reshape(bank_size, -1)
         flat = target_rot.reshape(n, -1)
@@ -147,23 +151,23 @@ def invert(
         zero_r = zero.repeat_interleave(restarts, 0)
 
         def energy(z: Tensor) -> Tensor:
-            zp = _project(prior, z.to(param.dtype))
+            zp = prior.project(z.to(param.dtype))
             rot = _decode_rotmat(prior, zp, joints).to(dtype)
             pos = forward_kinematics(zero_r, pose_of(rot), body_model=body_model)
             rot_err = ((rot - rot_r) ** 2).sum((-1, -2)).mean(-1)
             pos_err = ((pos - pos_r) ** 2).sum(-1).mean(-1)
-            return rot_err + joint_weight * pos_err + GAUGE_WEIGHT * latent_gauge(z, kind)
+            return rot_err + joint_weight * pos_err + GAUGE_WEIGHT * space.gauge(z)
 
         res = minimize_lbfgs(energy, z0, max_iter=steps)
         best = res.loss.view(n, restarts).argmin(1) + torch.arange(n, device=z0.device) * restarts
-        z = _project(prior, res.x[best].to(param.dtype)).detach()
+        z = prior.project(res.x[best].to(param.dtype)).detach()
         if return_error:
             with torch.no_grad():
                 rot = _decode_rotmat(prior, z, joints).to(dtype)
                 pos = forward_kinematics(zero, pose_of(rot), body_model=body_model)
                 error = (pos - target_pos).norm(dim=-1).mean(-1)
-            return z.reshape(*lead, dim), error.reshape(lead)
-    return z.reshape(*lead, dim)
+            return unflatten_batch_dims(z, lead), unflatten_batch_dims(error, lead)
+    return unflatten_batch_dims(z, lead)
 
 
 class PoseEncoder(nn.Module):
@@ -176,27 +180,24 @@ class PoseEncoder(nn.Module):
     land near the right latent. Pass it to :func:`invert` (``encoder=``) as a starting point.
     """
 
-    def __init__(self, prior: nn.Module, hidden: int = 512, joints: int = NUM_BODY_JOINTS) -> None:
+    def __init__(self, prior: Prior, hidden: int = 512, joints: int = NUM_BODY_JOINTS) -> None:
         super().__init__()
+        if prior.latent_space is None:
+            raise TypeError(f"{type(prior).__name__} has no latent space to encode into")
         self.prior = prior
         self.joints = joints
         self.net = nn.Sequential(nn.Linear(joints * 6, hidden), nn.LeakyReLU(0.2),
                                  nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, int(prior.latent_dim)))
+                                 nn.Linear(hidden, prior.latent_space.dim))
 
     def forward(self, rotmat: Tensor) -> Tensor:
-        from advprior.rotations import rotmat_to_rot6d
-
         x = rotmat_to_rot6d(rotmat[..., : self.joints, :, :]).flatten(-2)
-        return _project(self.prior, self.net(x))
+        return self.prior.project(self.net(x))
 
     def fit(self, steps: int = 1500, batch_size: int = 512, lr: float = 1e-3,
             noise: float = 0.05, seed: int = 0) -> list[float]:
         """Train on ``steps`` batches of prior samples (deterministic for a seed); returns the
         loss curve. The prior stays frozen."""
-        from advprior.fitting.priors import frozen
-        from advprior.rotations import axis_angle_to_rotmat
-
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         losses = []
@@ -205,7 +206,7 @@ class PoseEncoder(nn.Module):
             for _ in range(steps):
                 with torch.no_grad():
                     z = self.prior.sample_latent(batch_size, generator=gen).to(param)
-                    rot = _decode_rotmat(self.prior, _project(self.prior, z), self.joints)
+                    rot = _decode_rotmat(self.prior, self.prior.project(z), self.joints)
                     jitter = noise * torch.randn(*rot.shape[:-2], 3, generator=gen).to(param)
                     noisy = rot @ axis_angle_to_rotmat(jitter)
                 pred = _decode_rotmat(self.prior, self(noisy), self.joints)

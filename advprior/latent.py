@@ -13,32 +13,24 @@ from __future__ import annotations
 
 import torch
 
+from advprior.tensors import check_tensor
+
 LATENT_KINDS: tuple[str, ...] = ("sphere", "uniform", "normal")
 
 # Below this norm a sphere latent has no direction; it is sent to a fixed pole instead of NaN.
 _SPHERE_EPS = 1e-12
+# Smallest norm map_unconstrained divides by (a regressor's raw output is never exactly zero).
+_MAP_EPS = 1e-8
 
 
 def check_latent(z: object, dim: int, name: str = "z") -> torch.Tensor:
-    """Validate a latent batch and return it unchanged.
+    """Validate a latent batch ``(..., dim)`` and return it unchanged.
 
     Raises ``TypeError`` unless ``z`` is a floating-point ``torch.Tensor`` and ``ValueError``
     unless its shape is ``(..., dim)`` and every entry is finite. Empty batches are allowed.
+    (:func:`advprior.tensors.check_tensor` with the latent's size.)
     """
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (..., {dim}), got {type(z).__name__}"
-        )
-    if not z.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor (float32 or float64) of shape (..., {dim}), "
-            f"got dtype {z.dtype}"
-        )
-    if z.ndim == 0 or z.shape[-1] != dim:
-        raise ValueError(f"{name} must have shape (..., {dim}), got {tuple(z.shape)}")
-    if z.numel() and not bool(torch.isfinite(z).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return z
+    return check_tensor(z, name, dim)
 
 
 class LatentSpace:
@@ -103,6 +95,42 @@ class LatentSpace:
         pole = torch.zeros_like(z)
         pole[..., 0] = 1.0
         return torch.where(norm > _SPHERE_EPS, z / norm.clamp_min(_SPHERE_EPS), pole)
+
+    def energy(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent prior's energy ``(...)`` (twice the negative log-density, up to a constant):
+        ``|z|^2`` for the normal latent; 0 on the sphere and the cube, whose prior is uniform
+        (the manifold itself is the prior there). A fit in the latent adds it, weighted."""
+        if self.kind == "normal":
+            return (z * z).sum(-1)
+        return z.new_zeros(z.shape[:-1])
+
+    def gauge(self, z: torch.Tensor) -> torch.Tensor:
+        """Pose-neutral penalty ``(...)`` on a free latent ``z (..., dim)`` decoded after
+        :meth:`project`.
+
+        Sphere: ``(|z|^2 - 1)^2``: the pose depends on the direction of ``z`` only, so this fixes
+        the free radial direction (and keeps the angular step per unit of ``z`` constant).
+        Uniform: ``sum relu(|z_i| - 1)^2``: clamping has zero gradient outside the cube, so a
+        coordinate that left it would stay stuck on the face; this pulls it back inside. Zero on
+        the manifold in both cases; zero for the normal latent.
+        """
+        if self.kind == "sphere":
+            return ((z * z).sum(-1) - 1) ** 2
+        if self.kind == "uniform":
+            return (torch.relu(z.abs() - 1) ** 2).sum(-1)
+        return z.new_zeros(z.shape[:-1])
+
+    def map_unconstrained(self, x: torch.Tensor) -> torch.Tensor:
+        """A smooth map from any ``x (..., dim)`` (a network's raw output) into the space.
+
+        Sphere: ``x / |x|`` (norm clamped at 1e-8); uniform: ``tanh`` (inside the cube, smooth,
+        unlike the clamp of :meth:`project`); normal: ``x`` itself.
+        """
+        if self.kind == "sphere":
+            return x / x.norm(dim=-1, keepdim=True).clamp(min=_MAP_EPS)
+        if self.kind == "uniform":
+            return torch.tanh(x)
+        return x
 
     def contains(self, z: torch.Tensor, atol: float = 1e-5) -> torch.Tensor:
         """Boolean ``(...)``: whether each latent lies in the space up to ``atol``."""

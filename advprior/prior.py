@@ -8,48 +8,27 @@ first two columns (:mod:`advprior.rotations`); quaternions are ``(x, y, z, w)``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from advprior.hub import PretrainedMixin
-from advprior.latent import LatentSpace, check_latent
-from advprior.rotations import (
-    rot6d_to_rotmat,
-    rotmat_to_axis_angle,
-    rotmat_to_quat,
-    rotmat_to_rot6d,
+from advprior.interface import (
+    BODIES,
+    OUTPUTS,
+    Prior,
+    body_joints,
+    check_output,
+    convert_rotmat,
 )
-from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.latent import LatentSpace, check_latent
+from advprior.rotations import rot6d_to_rotmat
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
+from advprior.tensors import flatten_batch_dims, unflatten_batch_dims
 
-OUTPUTS: tuple[str, ...] = ("axis_angle", "rotmat", "rot6d", "quat")
-BODIES: tuple[str, ...] = ("smplx", "smplh", "smpl")
-_BODY_JOINTS = {"smplx": NUM_BODY_JOINTS, "smplh": NUM_BODY_JOINTS, "smpl": NUM_SMPL_BODY_JOINTS}
-
-
-def convert_rotmat(rotmat: torch.Tensor, output: str) -> torch.Tensor:
-    """Per-joint rotations ``(..., J, 3, 3)`` to ``output``: ``"axis_angle"`` ``(..., J*3)``,
-    ``"rotmat"`` ``(..., J, 3, 3)``, ``"rot6d"`` ``(..., J, 6)`` or ``"quat"`` ``(..., J, 4)``."""
-    if output == "rotmat":
-        return rotmat
-    if output == "axis_angle":
-        aa = rotmat_to_axis_angle(rotmat)
-        return aa.reshape(*aa.shape[:-2], aa.shape[-2] * 3)
-    if output == "rot6d":
-        return rotmat_to_rot6d(rotmat)
-    if output == "quat":
-        return rotmat_to_quat(rotmat)
-    raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+__all__ = ["BODIES", "OUTPUTS", "LatentPose", "PosePrior", "convert_rotmat"]
 
 
-def _check_body(body: str) -> int:
-    if body not in _BODY_JOINTS:
-        raise ValueError(f"body must be one of {BODIES}, got {body!r}")
-    return _BODY_JOINTS[body]
-
-
-class PosePrior(nn.Module, PretrainedMixin):
+class PosePrior(nn.Module, PretrainedMixin, Prior):
     """Adversarial parametric pose prior (Davydov et al., CVPR 2022): latent ``z`` -> body pose.
 
     Generator: Linear(D, H) - LeakyReLU(0.2) - Dropout - Linear(H, H) - LeakyReLU(0.2) -
@@ -64,6 +43,7 @@ class PosePrior(nn.Module, PretrainedMixin):
     """
 
     model_type = "gan"
+    invert_method = "invert (PosePrior.invert)"
 
     def __init__(
         self,
@@ -101,9 +81,6 @@ class PosePrior(nn.Module, PretrainedMixin):
         """The :class:`LatentSpace` this prior samples from and projects onto."""
         return self._latent_space
 
-    def _param(self) -> torch.Tensor:
-        return next(self.generator.parameters())
-
     # -- decoding -----------------------------------------------------------------------------
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -120,34 +97,21 @@ class PosePrior(nn.Module, PretrainedMixin):
         ``"quat"`` ``(..., J, 4)`` in ``(x, y, z, w)`` order. ``J`` is 21 for
         ``body="smplx"``/``"smplh"`` and 23 for ``body="smpl"`` (hand joints appended as identity).
         """
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        joints = _check_body(body)
+        check_output(output)
+        joints = body_joints(body)
         check_latent(z, self.latent_dim)
-        dtype = self._param().dtype
+        dtype = self.dtype
         if z.dtype != dtype:
             raise TypeError(
                 f"z has dtype {z.dtype} but the prior's weights are {dtype}; "
                 f"convert one of them (z.to({dtype}) or prior.to({z.dtype}))"
             )
-        lead = z.shape[:-1]
-        rot6d = self.generator(z.reshape(-1, self.latent_dim))
-        rotmat = rot6d_to_rotmat(rot6d.reshape(-1, self.num_joints, 6))
-        if joints > self.num_joints:
-            eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device)
-            pad = eye.expand(rotmat.shape[0], joints - self.num_joints, 3, 3)
-            rotmat = torch.cat([rotmat, pad], dim=1)
-        elif joints < self.num_joints:
-            rotmat = rotmat[:, :joints]
-        return convert_rotmat(rotmat.reshape(*lead, joints, 3, 3), output)
+        flat, lead = flatten_batch_dims(z, -2)
+        rotmat = rot6d_to_rotmat(self.generator(flat).unflatten(-1, (self.num_joints, 6)))
+        rotmat = pad_hand_joints(rotmat, joints, rotmat=True)
+        return convert_rotmat(unflatten_batch_dims(rotmat, lead), output)
 
     # -- latent space -------------------------------------------------------------------------
-
-    def sample_latent(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n, D)`` latents from the prior's latent distribution, on the model's device/dtype.
-        With a seeded ``generator`` the result is reproducible and the global RNG is untouched."""
-        p = self._param()
-        return self._latent_space.sample(n, generator=generator, device=p.device, dtype=p.dtype)
 
     def sample(
         self,
@@ -160,35 +124,10 @@ class PosePrior(nn.Module, PretrainedMixin):
         """``n`` random poses: :meth:`decode` of :meth:`sample_latent` (shapes as in ``decode``)."""
         return self.decode(self.sample_latent(n, generator=generator), output=output, body=body)
 
-    def project(self, z: torch.Tensor) -> torch.Tensor:
-        """``z`` ``(..., D)`` moved onto the latent manifold (see :meth:`LatentSpace.project`)."""
-        return self._latent_space.project(z)
-
     def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
         """Latent path ``(steps, D)`` or ``(B, steps, D)`` incl. endpoints: slerp on the sphere,
         linear otherwise (see :meth:`LatentSpace.interpolate`)."""
         return self._latent_space.interpolate(z0, z1, steps)
-
-    # -- pose -> latent -----------------------------------------------------------------------
-
-    def invert(self, body_pose: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Latents ``(..., D)`` whose decoding best matches ``body_pose``; see
-        :func:`advprior.inversion.invert` for the keyword arguments."""
-        from advprior.inversion import invert
-
-        return invert(self, body_pose, **kwargs)
-
-    def project_pose(self, body_pose: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """The closest pose the prior can produce: ``decode(invert(body_pose))``, same layout as
-        ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input). Returns the pose only,
-        also when ``return_error=True`` is passed through to ``invert``."""
-        if not isinstance(body_pose, torch.Tensor):
-            raise TypeError(f"body_pose must be a torch.Tensor (..., 63), got {type(body_pose)}")
-        body = "smpl" if body_pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
-        z = self.invert(body_pose, **kwargs)
-        if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
-            z = z[0]
-        return self.decode(z, body=body)
 
 
 class LatentPose(nn.Module):
@@ -200,33 +139,37 @@ class LatentPose(nn.Module):
     only ``z``.
 
     Args:
-        prior: a :class:`PosePrior`.
+        prior: a prior with a latent space (:class:`PosePrior`, or any
+            :class:`advprior.interface.Prior` whose ``latent_space`` is not None).
         batch_size: B.
         init: ``(B, D)`` or ``(D,)`` initial latents; default: draws from the latent distribution
             with a fixed seed (0), so fits are reproducible and the global RNG is untouched.
     """
 
-    def __init__(self, prior: PosePrior, batch_size: int, init: torch.Tensor | None = None) -> None:
+    def __init__(self, prior: Prior, batch_size: int, init: torch.Tensor | None = None) -> None:
         super().__init__()
-        if not isinstance(prior, PosePrior):
-            raise TypeError(f"prior must be a PosePrior, got {type(prior).__name__}")
+        if not isinstance(prior, Prior) or prior.latent_space is None:
+            raise TypeError(
+                f"prior must have a latent space (a PosePrior, a VPoserVAE), got "
+                f"{type(prior).__name__}"
+            )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
             raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
         self.prior = prior
-        p = prior._param()
+        dim, dtype = prior.latent_space.dim, prior.dtype
         if init is None:
             seeded = torch.Generator().manual_seed(0)
-            init = prior.latent_space.sample(batch_size, generator=seeded, dtype=p.dtype)
+            init = prior.latent_space.sample(batch_size, generator=seeded, dtype=dtype)
         else:
-            check_latent(init, prior.latent_dim, "init")
+            check_latent(init, dim, "init")
             if init.ndim == 1:
                 init = init.expand(batch_size, -1)
-            if tuple(init.shape) != (batch_size, prior.latent_dim):
+            if tuple(init.shape) != (batch_size, dim):
                 raise ValueError(
-                    f"init must have shape ({batch_size}, {prior.latent_dim}) or "
-                    f"({prior.latent_dim},), got {tuple(init.shape)}"
+                    f"init must have shape ({batch_size}, {dim}) or ({dim},), "
+                    f"got {tuple(init.shape)}"
                 )
-        self.z = nn.Parameter(init.detach().to(device=p.device, dtype=p.dtype).clone())
+        self.z = nn.Parameter(init.detach().to(device=prior.device, dtype=dtype).clone())
 
     def latent(self) -> torch.Tensor:
         """The projected latents ``(B, D)`` actually decoded."""

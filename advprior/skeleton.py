@@ -10,6 +10,7 @@ file was used.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 JOINT_NAMES: tuple[str, ...] = (
     "pelvis",
@@ -87,3 +88,22 @@ def rest_offsets() -> np.ndarray:
         if p >= 0:
             offsets[i] = REST_JOINTS[i] - REST_JOINTS[p]
     return offsets
+
+
+def pad_hand_joints(pose: torch.Tensor, joints: int, *, rotmat: bool = False) -> torch.Tensor:
+    """Give a body pose exactly ``joints`` joints: append identity rotations, or drop the last.
+
+    SMPL's ``body_pose`` has 23 joints, SMPL-H/SMPL-X's 21: SMPL's two hand joints (22, 23) are
+    absent from the others and count as identity (at rest). Works on axis-angle ``(..., 3J)``
+    (identity = zeros) or, with ``rotmat=True``, on matrices ``(..., J, 3, 3)``; returns
+    ``(..., 3 * joints)`` or ``(..., joints, 3, 3)``, the input itself when it already fits.
+    """
+    have = pose.shape[-3] if rotmat else pose.shape[-1] // 3
+    if have == joints:
+        return pose
+    if have > joints:
+        return pose[..., :joints, :, :] if rotmat else pose[..., : 3 * joints]
+    if rotmat:
+        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+        return torch.cat([pose, eye.expand(*pose.shape[:-3], joints - have, 3, 3)], -3)
+    return torch.cat([pose, pose.new_zeros(*pose.shape[:-1], 3 * (joints - have))], -1)

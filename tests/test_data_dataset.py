@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from test_data_importers import random_pose, write_asf_amc, write_bvh
 
-from advprior.errors import MotionFormatError
 from advprior.data import build_dataset, load_dataset
 from advprior.data.dataset import assign_splits, subject_group, subject_of
 from advprior.data.rotmath import rotvec_to_matrix
+from advprior.errors import MotionFormatError
 
 
 def _tree(root: Path, n_folders: int = 5) -> Path:

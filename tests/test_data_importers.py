@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from advprior.errors import MotionFormatError
-from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 from advprior.data import load_motion
 from advprior.data.rotmath import euler_matrix, rotvec_to_matrix
+from advprior.errors import MotionFormatError
+from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 
 RNG = np.random.default_rng(0)
 

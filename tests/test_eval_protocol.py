@@ -15,6 +15,7 @@ from advprior.eval import protocol, run_eval
 from advprior.eval.data import load_split
 from advprior.eval.metrics import recall_precision
 from advprior.eval.runner import POSE_SLERP
+from advprior.interface import Prior
 from advprior.prior import PosePrior
 from advprior.skeleton import REST_JOINTS
 
@@ -41,10 +42,12 @@ class _CubeBody:
         return SimpleNamespace(vertices=verts, joints=joints)
 
 
-class _TablePrior:
-    """A 'prior' that replays a fixed table of poses (known recall/precision answers)."""
+class _TablePrior(Prior):
+    """A 'prior' that replays a fixed table of poses (known recall/precision answers); it can
+    only be sampled (no latent space, no energy)."""
 
     model_type = "table"
+    fittable = False
 
     def __init__(self, poses: torch.Tensor) -> None:
         self.poses = poses
@@ -75,13 +78,22 @@ def _with_invert(prior: PosePrior) -> PosePrior:
 def _dataset(path: Path, n_per_split: int = 120, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     n = 3 * n_per_split
-    np.savez(path,
-             body_pose=(rng.normal(size=(n, 63)) * 0.25).astype(np.float32),
-             global_orient=(rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
-             transl=np.zeros((n, 3), np.float32),
-             split=np.repeat(np.array([0, 1, 2], np.int8), n_per_split),
-             sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32))
+    _write_dataset(path, body_pose=(rng.normal(size=(n, 63)) * 0.25).astype(np.float32),
+                   global_orient=(rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
+                   split=np.repeat(np.array([0, 1, 2], np.int8), n_per_split),
+                   sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32))
     return path
+
+
+def _write_dataset(path: Path, body_pose: np.ndarray, split: np.ndarray, **arrays) -> None:
+    """A dataset file in the layout of docs/design.md (zeros where ``arrays`` gives nothing)."""
+    n = body_pose.shape[0]
+    full = {"global_orient": np.zeros((n, 3), np.float32), "transl": np.zeros((n, 3), np.float32),
+            "sequence": np.zeros(n, np.int32), "subject": split.astype(np.int32),
+            "sequence_names": np.array(["s"]), "subject_names": np.array(["a", "b", "c"]),
+            "split_names": np.array(["train", "val", "test"]), "fps": np.float32(30.0),
+            "meta": np.array("{}"), **arrays}
+    np.savez(path, body_pose=body_pose, split=split, **full)
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +169,8 @@ def test_load_split_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "nokey.npz", split=np.zeros(3, np.int8))
     with pytest.raises(ValueError, match="body_pose"):
         load_split(tmp_path / "nokey.npz", "test")
-    np.savez(tmp_path / "train_only.npz", body_pose=np.zeros((3, 63), np.float32),
-             split=np.zeros(3, np.int8))
+    _write_dataset(tmp_path / "train_only.npz", np.zeros((3, 63), np.float32),
+                   np.zeros(3, np.int8))
     with pytest.raises(ValueError, match="no frames"):
         load_split(tmp_path / "train_only.npz", "test")
     with pytest.raises(ValueError, match="split must be"):

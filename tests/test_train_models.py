@@ -168,7 +168,21 @@ def test_vae_rejects_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         vae.decode(torch.full((1, 32), float("nan")))
     with pytest.raises(ValueError, match="output"):
-        vae.decode(torch.zeros(1, 32), output="quat")
+        vae.decode(torch.zeros(1, 32), output="euler")
+    with pytest.raises(ValueError, match="body"):
+        vae.decode(torch.zeros(1, 32), body="smal")
+
+
+def test_vae_decodes_every_output_and_body_of_the_interface():
+    vae = VPoserVAE().eval()
+    z = torch.randn(2, 3, 32, generator=torch.Generator().manual_seed(0))
+    rot = vae.decode(z, output="rotmat")
+    assert rot.shape == (2, 3, 21, 3, 3)
+    assert vae.decode(z, output="quat").shape == (2, 3, 21, 4)
+    assert vae.decode(z, output="rot6d").shape == (2, 3, 21, 6)
+    smpl = vae.decode(z, body="smpl")
+    assert smpl.shape == (2, 3, 69) and bool((smpl[..., 63:] == 0).all())
+    torch.testing.assert_close(smpl[..., :63], vae.decode(z))
 
 
 def test_vae_save_load_round_trip(tmp_path):

@@ -7,24 +7,14 @@ plus ``transl`` -- exactly what SMPL's linear blend skinning does to its joints.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
+from advprior.body.model import BodyModel, check_pose, default_standin
 from advprior.rotations import axis_angle_to_rotmat
-from advprior.skeleton import (
-    NUM_BODY_JOINTS,
-    NUM_JOINTS,
-    NUM_SMPL_BODY_JOINTS,
-    PARENTS,
-    REST_JOINTS,
-)
+from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS, pad_hand_joints
 
-if TYPE_CHECKING:
-    from advprior.body.model import BodyModel
-
-__all__ = ["forward_kinematics", "rest_joints", "check_pose"]
+__all__ = ["forward_kinematics", "forward_kinematics_rotmat", "rest_joints", "check_pose"]
 
 _PARENTS = np.asarray(PARENTS)
 
@@ -52,36 +42,6 @@ def _depth_levels(parents: np.ndarray) -> list[tuple[int, int]]:
 _LEVELS = _depth_levels(_PARENTS)
 
 
-def check_pose(
-    global_orient: torch.Tensor, body_pose: torch.Tensor, name: str = "body_pose"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate ``global_orient (..., 3)`` and ``body_pose (..., 63 | 69)`` and return them as
-    floating tensors on the same device/dtype (``body_pose``'s dtype wins for numpy input)."""
-    tensors = []
-    for label, x in (("global_orient", global_orient), (name, body_pose)):
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(x)
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(
-                f"{label} must be a torch.Tensor of shape (..., D), got {type(x).__name__}"
-            )
-        if not x.is_floating_point():
-            raise TypeError(f"{label} must be a floating tensor, got dtype {x.dtype}")
-        tensors.append(x)
-    go, bp = tensors
-    if go.shape[-1:] != (3,):
-        raise ValueError(f"global_orient must have shape (..., 3), got {tuple(go.shape)}")
-    if bp.ndim == 0 or bp.shape[-1] not in (NUM_BODY_JOINTS * 3, NUM_SMPL_BODY_JOINTS * 3):
-        raise ValueError(
-            f"{name} must have shape (..., 63) (21 body joints) or (..., 69) (23 SMPL joints), "
-            f"got {tuple(bp.shape)}"
-        )
-    if go.device != bp.device:
-        raise ValueError(f"global_orient is on {go.device} but {name} is on {bp.device}")
-    go = go.to(bp.dtype)
-    return go, bp
-
-
 def rest_joints(
     body_model: BodyModel | None = None,
     betas: torch.Tensor | None = None,
@@ -99,8 +59,6 @@ def rest_joints(
     if body_model is None and betas is None:
         return torch.as_tensor(REST_JOINTS, dtype=dtype, device=device)
     if body_model is None:
-        from advprior.body.model import default_standin
-
         body_model = default_standin()
     out = body_model.rest_joints(betas)
     if betas is None:
@@ -136,7 +94,6 @@ def forward_kinematics(
         same model and parameters.
     """
     go, bp = check_pose(global_orient, body_pose)
-    dtype, device = bp.dtype, bp.device
     try:
         lead = torch.broadcast_shapes(go.shape[:-1], bp.shape[:-1])
     except RuntimeError as exc:
@@ -148,11 +105,46 @@ def forward_kinematics(
         [go.expand(*lead, 3)[..., None, :], bp.expand(*lead, bp.shape[-1]).unflatten(-1, (-1, 3))],
         -2,
     )
-    local = axis_angle_to_rotmat(aa)
-    if local.shape[-3] < NUM_JOINTS:
-        missing = NUM_JOINTS - local.shape[-3]
-        eye = torch.eye(3, dtype=dtype, device=device).expand(*lead, missing, 3, 3)
-        local = torch.cat([local, eye], -3)
+    return forward_kinematics_rotmat(
+        axis_angle_to_rotmat(aa), betas, transl, body_model, return_rotations=return_rotations
+    )
+
+
+def forward_kinematics_rotmat(
+    local_rotmat: torch.Tensor,
+    betas: torch.Tensor | None = None,
+    transl: torch.Tensor | None = None,
+    body_model: BodyModel | None = None,
+    *,
+    return_rotations: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Posed positions of SMPL's 24 joints from local rotation matrices.
+
+    Args:
+        local_rotmat: ``(..., J, 3, 3)``, J = 22 (pelvis, then SMPL joints 1..21; the hand
+            joints stay at rest) or 24, each relative to its parent.
+        betas, transl, body_model, return_rotations: as in :func:`forward_kinematics`.
+
+    Returns:
+        joints ``(..., 24, 3)`` in metres (and the global rotations ``(..., 24, 3, 3)``). Works
+        on the matrices directly: training losses use it because the gradient of a matrix ->
+        axis-angle conversion is unstable near zero angle.
+    """
+    if not isinstance(local_rotmat, torch.Tensor) or local_rotmat.shape[-2:] != (3, 3) or (
+        local_rotmat.ndim < 3 or local_rotmat.shape[-3] not in (NUM_JOINTS - 2, NUM_JOINTS)
+    ):
+        got = (
+            tuple(local_rotmat.shape)
+            if isinstance(local_rotmat, torch.Tensor)
+            else type(local_rotmat).__name__
+        )
+        raise ValueError(
+            f"local_rotmat must have shape (..., 22, 3, 3) or (..., 24, 3, 3), got {got}"
+        )
+    dtype, device = local_rotmat.dtype, local_rotmat.device
+    lead = local_rotmat.shape[:-3]
+    # Joint 0 is the pelvis, so the body joints 1..J-1 pad like a body pose of J-1 joints.
+    local = pad_hand_joints(local_rotmat, NUM_JOINTS, rotmat=True)
 
     if betas is not None:
         if not isinstance(betas, torch.Tensor) or betas.ndim == 0:

@@ -26,11 +26,11 @@ from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import nn
 
 from advprior.body import files, standin
-from advprior.body.kinematics import check_pose
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
 from advprior.fileio import write_atomic
 from advprior.rotations import axis_angle_to_rotmat
-from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
+from advprior.tensors import check_tensor
 
 __all__ = ["BodyModel", "BodyOutput", "load_body_model", "default_standin"]
 
@@ -48,6 +48,24 @@ _FEET = ("LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel")
 _TIPS = tuple(f"{s}{n}" for s in "lr" for n in ("thumb", "index", "middle", "ring", "pinky"))
 #: Names of the vertex joints smplx appends after the skeleton, in its order.
 EXTRA_JOINT_NAMES: tuple[str, ...] = _FACE + _FEET + _TIPS
+
+
+def check_pose(
+    global_orient: torch.Tensor, body_pose: torch.Tensor, name: str = "body_pose"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ``global_orient (..., 3)`` and ``body_pose (..., 63 | 69)`` and return them as
+    floating tensors on the same device/dtype (``body_pose``'s dtype wins for numpy input)."""
+    go, bp = (torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+              for x in (global_orient, body_pose))
+    # Type and dtype first for both, then shapes: a list for either is a TypeError.
+    check_tensor(go, "global_orient", None, finite=False)
+    check_tensor(bp, name, None, finite=False)
+    check_tensor(go, "global_orient", 3, finite=False)
+    check_tensor(bp, name, (NUM_BODY_JOINTS * 3, NUM_SMPL_BODY_JOINTS * 3), finite=False)
+    if go.device != bp.device:
+        raise ValueError(f"global_orient is on {go.device} but {name} is on {bp.device}")
+    go = go.to(bp.dtype)
+    return go, bp
 
 
 @dataclass
@@ -200,12 +218,7 @@ class BodyModel(nn.Module):
         go = go.to(self.dtype).expand(*lead, 3).reshape(n, 3)
         bp = bp.to(self.dtype).expand(*lead, bp.shape[-1]).reshape(n, -1, 3)
         wanted = NUM_SMPL_BODY_JOINTS if self.model_type == "smpl" else NUM_BODY_JOINTS
-        if bp.shape[1] > wanted:
-            bp = bp[:, :wanted]
-        rot = axis_angle_to_rotmat(bp)
-        if rot.shape[1] < wanted:
-            eye = torch.eye(3, dtype=self.dtype, device=self.device)
-            rot = torch.cat([rot, eye.expand(n, wanted - rot.shape[1], 3, 3)], 1)
+        rot = pad_hand_joints(axis_angle_to_rotmat(bp[:, :wanted]), wanted, rotmat=True)
         kwargs: dict[str, Any] = {}
         if transl is not None:
             kwargs["transl"] = transl.to(self.dtype).expand(*lead, 3).reshape(n, 3)

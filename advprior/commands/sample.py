@@ -51,33 +51,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _draw(model: Any, n: int, seed: int, body: str, latent_only: bool) -> tuple[Any, Any]:
-    """``(body_pose or None, z or None)`` for any prior type; never touches the global RNG."""
+    """``(body_pose or None, z or None)`` from any prior (only the prior interface is used);
+    never touches the global RNG."""
     import torch
 
-    from advprior.prior import PosePrior
+    from advprior.interface import body_joints
+    from advprior.skeleton import pad_hand_joints
 
     generator = torch.Generator().manual_seed(seed)
-    z = None
+    joints = body_joints(body)
     with torch.no_grad():
-        if isinstance(model, PosePrior):
+        if model.latent_space is not None:
             z = model.sample_latent(n, generator=generator)
-            pose = None if latent_only else model.decode(z, body=body)
-            return pose, z
-        if hasattr(model, "decode") and hasattr(model, "latent_dim"):
-            # a VAE: N(0, I) latents through its decoder
-            param = next(model.parameters())
-            z = torch.randn(n, model.latent_dim, generator=generator, dtype=param.dtype)
-            z = z.to(param.device)
-            pose = None if latent_only else model.decode(z)
-        elif hasattr(model, "sample"):
-            if latent_only:
-                raise ValueError(f"{type(model).__name__} has no latent space; drop --latent-only")
-            pose = model.sample(n, generator=generator)
-        else:
-            raise ValueError(f"cannot sample from a {type(model).__name__}")
-    if pose is not None and body == "smpl" and pose.shape[-1] == 63:
-        pose = torch.cat([pose, pose.new_zeros(n, 6)], dim=-1)  # identity hand joints
-    return pose, z
+            return (None if latent_only else model.decode(z, body=body)), z
+        if latent_only:
+            raise ValueError(f"{type(model).__name__} has no latent space; drop --latent-only")
+        return pad_hand_joints(model.sample(n, generator=generator), joints), None
 
 
 def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
@@ -116,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     from advprior.errors import AdvPriorError
     from advprior.hub import load_pretrained
+    from advprior.interface import as_prior
 
     def fail(message: str, code: int = 2) -> int:
         print(f"advprior sample: error: {message}", file=sys.stderr)
@@ -126,14 +116,16 @@ def run(args: argparse.Namespace) -> int:
     if args.png is not None and args.latent_only:
         return fail("--png needs poses; drop --latent-only")
     try:
-        model = load_pretrained(
-            args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device
+        model = as_prior(
+            load_pretrained(
+                args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device
+            )
         )
         pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
-    except (AdvPriorError, ValueError) as err:
+    except (AdvPriorError, TypeError, ValueError) as err:
         return fail(str(err))
 
-    latent = getattr(model, "latent", None)
+    latent = None if model.latent_space is None else model.latent_space.kind
     arrays: dict[str, Any] = {
         "model": np.array(str(args.model)),
         "model_type": np.array(model.model_type),

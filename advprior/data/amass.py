@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from advprior.errors import MotionFormatError
-from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS, rest_offsets
 from advprior.data import rotmath
 from advprior.data.motion import Motion, Skeleton
+from advprior.errors import MotionFormatError
+from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS, rest_offsets
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
 

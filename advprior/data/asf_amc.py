@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from advprior.errors import MotionFormatError
 from advprior.data import rotmath
 from advprior.data.motion import Motion, Skeleton
+from advprior.errors import MotionFormatError
 
 INCH = 0.0254
 

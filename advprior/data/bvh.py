@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from advprior.errors import MotionFormatError
 from advprior.data import rotmath
 from advprior.data.motion import Motion, Skeleton
+from advprior.errors import MotionFormatError
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "asf": 0.0254 / 0.45}
 _TYPICAL_LEG_M = 0.85

@@ -22,15 +22,16 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from advprior.data.loader import load_motion
 from advprior.errors import MotionFormatError
 from advprior.fileio import save_npz_atomic
-from advprior.data.loader import load_motion
+from advprior.version import __version__
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +68,23 @@ class PoseData:
 
     def __len__(self) -> int:
         return int(self.body_pose.shape[0])
+
+    def select(self, split: str | int) -> PoseData:
+        """The frames of one split: ``"train"``, ``"val"`` (or ``"validation"``), ``"test"``,
+        or a split code; the names and ``meta`` are kept."""
+        if isinstance(split, str):
+            alias = {"validation": "val", "valid": "val"}.get(split, split)
+            if alias not in self.split_names:
+                raise ValueError(f"split must be None or one of {self.split_names}, got {split!r}")
+            code = self.split_names.index(alias)
+        else:
+            code = int(split)
+        keep = self.split == code
+        return replace(
+            self,
+            **{k: getattr(self, k)[keep] for k in
+               ("body_pose", "global_orient", "transl", "sequence", "subject", "split")},
+        )
 
 
 @dataclass
@@ -284,8 +302,6 @@ def build_dataset(
     Leading frames that are exactly the rest pose are dropped (CMU BVH conversions start with a
     T-pose frame).
     """
-    from advprior import __version__
-
     if on_error not in ("skip", "abort"):
         raise ValueError(f"on_error must be 'skip' or 'abort', got {on_error!r}")
     if fps <= 0:
@@ -416,18 +432,7 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         if not np.all(np.isfinite(data[k])):
             raise ValueError(f"{path}: {k} contains NaN or inf")
     split_names = [str(s) for s in data["split_names"]]
-    if split is not None:
-        if isinstance(split, str):
-            alias = {"validation": "val", "valid": "val"}.get(split, split)
-            if alias not in split_names:
-                raise ValueError(f"split must be None or one of {split_names}, got {split!r}")
-            k = split_names.index(alias)
-        else:
-            k = int(split)
-        keep = data["split"] == k
-        for key in shapes:
-            data[key] = data[key][keep]
-    return PoseData(
+    poses = PoseData(
         body_pose=torch.from_numpy(data["body_pose"].astype(np.float32)),
         global_orient=torch.from_numpy(data["global_orient"].astype(np.float32)),
         transl=torch.from_numpy(data["transl"].astype(np.float32)),
@@ -440,3 +445,4 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         fps=float(data["fps"]),
         meta=json.loads(str(data["meta"])),
     )
+    return poses if split is None else poses.select(split)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from advprior.errors import MotionFormatError
 from advprior.data import rotmath
 from advprior.data.bvh import snap_rate
 from advprior.data.motion import Motion, Skeleton
+from advprior.errors import MotionFormatError
 
 # (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
 HUMANOID3D = (

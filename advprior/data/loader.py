@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advprior.errors import MotionFormatError
 from advprior.data.motion import Motion
+from advprior.errors import MotionFormatError
 
 #: Extensions this package reads as motion (``.txt`` only when it is DeepMimic JSON).
 MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt")

@@ -1,4 +1,5 @@
-"""In-memory motion: a source skeleton, per-frame local joint rotations, and the SMPL result.
+"""In-memory motion: a source skeleton and per-frame local joint rotations (the SMPL result,
+:class:`SMPLMotion`, is defined with the retargeting that makes it and re-exported here).
 
 Every importer produces a :class:`Motion` in one normal form: the rest pose has identity joint
 rotations, ``offsets`` are rest offsets from the parent joint in the source's world frame
@@ -13,6 +14,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from advprior.data import rotmath
+from advprior.data.retarget import SMPLMotion, retarget
+
+__all__ = ["Motion", "SMPLMotion", "Skeleton"]
 
 
 @dataclass(frozen=True)
@@ -48,33 +52,6 @@ class Skeleton:
         for j, p in enumerate(self.parents):
             pos[j] = self.offsets[j] + (pos[p] if p >= 0 else 0.0)
         return pos
-
-
-@dataclass
-class SMPLMotion:
-    """A motion on SMPL's skeleton, SMPL's frame (y up, x to the body's left, facing +z), metres.
-
-    Attributes:
-        body_pose: ``(T, 63)`` axis-angle of SMPL joints 1..21, radians.
-        global_orient: ``(T, 3)`` pelvis axis-angle, radians.
-        transl: ``(T, 3)`` SMPL ``transl`` for zero shape (the pelvis lands at
-            ``REST_JOINTS[0] + transl``), metres.
-        source_joints: ``(T, 24, 3)`` source positions matching SMPL's joints, NaN where the
-            source has no counterpart; spine1-3 are points along the source's spine chain.
-        fps: frames per second.
-        name: where the motion came from.
-    """
-
-    body_pose: np.ndarray
-    global_orient: np.ndarray
-    transl: np.ndarray
-    source_joints: np.ndarray
-    fps: float
-    name: str = ""
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.body_pose.shape[0])
 
 
 @dataclass
@@ -198,7 +175,5 @@ class Motion:
         Args:
             fps: output frame rate; ``None`` keeps the source rate.
         """
-        from advprior.data.retarget import retarget
-
         src = self if fps is None else self.resample(fps)
         return retarget(src)

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from advprior.skeleton import JOINT_NAMES, REST_JOINTS
-from advprior.data.motion import Skeleton
+
+if TYPE_CHECKING:
+    from advprior.data.motion import Skeleton
 
 KNEE_NAMES = ("leg", "knee", "shin", "tibia", "lowerleg", "calf", "crus")
 ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna")

@@ -26,12 +26,47 @@ Method (all steps vectorised over frames; the only Python loop is over SMPL's 24
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from advprior.skeleton import PARENTS, REST_JOINTS
 from advprior.data import rotmath
-from advprior.data.motion import Motion, SMPLMotion
 from advprior.data.naming import SMPLMapping, map_to_smpl
+from advprior.skeleton import PARENTS, REST_JOINTS
+
+if TYPE_CHECKING:
+    # Motion.to_smpl calls retarget, which takes a Motion: the types refer to each other, the
+    # modules do not (motion imports this module).
+    from advprior.data.motion import Motion
+
+
+@dataclass
+class SMPLMotion:
+    """A motion on SMPL's skeleton, SMPL's frame (y up, x to the body's left, facing +z), metres.
+
+    Attributes:
+        body_pose: ``(T, 63)`` axis-angle of SMPL joints 1..21, radians.
+        global_orient: ``(T, 3)`` pelvis axis-angle, radians.
+        transl: ``(T, 3)`` SMPL ``transl`` for zero shape (the pelvis lands at
+            ``REST_JOINTS[0] + transl``), metres.
+        source_joints: ``(T, 24, 3)`` source positions matching SMPL's joints, NaN where the
+            source has no counterpart; spine1-3 are points along the source's spine chain.
+        fps: frames per second.
+        name: where the motion came from.
+    """
+
+    body_pose: np.ndarray
+    global_orient: np.ndarray
+    transl: np.ndarray
+    source_joints: np.ndarray
+    fps: float
+    name: str = ""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.body_pose.shape[0])
+
 
 #: SMPL joint -> the child that defines its bone direction (pelvis uses the hip line).
 BONE_CHILD = {

@@ -1,4 +1,8 @@
-"""Vectorised numpy rotation helpers for the importers (no torch, no per-frame Python loops).
+"""numpy faces of roma's rotation functions for the importers, plus the few roma lacks.
+
+The importers work on float64 numpy arrays; every rotation here is computed by roma (a core
+dependency; keeps scipy out of the install) on float64 CPU tensors, except
+:func:`align_vectors`, :func:`skew` and :func:`frame_from`, which roma has no counterpart for.
 
 Conventions: rotation matrices ``(..., 3, 3)`` act on column vectors; quaternions ``(..., 4)`` are
 ``(x, y, z, w)`` (SciPy's and roma's order); angles in radians.
@@ -7,45 +11,35 @@ Conventions: rotation matrices ``(..., 3, 3)`` act on column vectors; quaternion
 from __future__ import annotations
 
 import numpy as np
+import roma
+import torch
 
-_AXES = {"x": 0, "y": 1, "z": 2}
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
 
 def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
     """Rotation ``(..., 3, 3)`` by ``angle (...)`` radians about coordinate ``axis`` x|y|z."""
-    angle = np.asarray(angle, dtype=np.float64)
-    c, s = np.cos(angle), np.sin(angle)
-    out = np.zeros(angle.shape + (3, 3))
-    i = _AXES[axis.lower()]
-    j, k = (i + 1) % 3, (i + 2) % 3
-    out[..., i, i] = 1.0
-    out[..., j, j] = c
-    out[..., k, k] = c
-    out[..., k, j] = s
-    out[..., j, k] = -s
-    return out
+    return euler_matrix(np.asarray(angle, dtype=np.float64)[..., None], axis)
 
 
 def euler_matrix(angles: np.ndarray, axes: str) -> np.ndarray:
     """``R = R_axes[0](a0) @ R_axes[1](a1) @ ...`` for ``angles (..., len(axes))`` in radians.
 
-    This is the BVH channel convention (channels listed left to right multiply left to right).
-    Acclaim ``dof``/``axis`` orders apply the *first* listed axis first, i.e. pass them reversed.
+    This is the BVH channel convention (channels listed left to right multiply left to right),
+    i.e. roma's intrinsic (upper-case) Euler convention. Acclaim ``dof``/``axis`` orders apply
+    the *first* listed axis first, i.e. pass them reversed.
     """
     angles = np.asarray(angles, dtype=np.float64)
-    out = np.broadcast_to(np.eye(3), angles.shape[:-1] + (3, 3)).copy()
-    for n, ax in enumerate(axes):
-        out = out @ axis_rotation(ax, angles[..., n])
-    return out
+    if not axes:  # a joint without rotation channels
+        return np.broadcast_to(np.eye(3), angles.shape[:-1] + (3, 3)).copy()
+    return roma.euler_to_rotmat(axes.upper(), _tensor(angles)).numpy()
 
 
 def _roma(fn, x: np.ndarray, tail: int, out_tail: tuple[int, ...]) -> np.ndarray:
-    # roma (a core dependency) on float64 CPU tensors; keeps scipy out of the install.
-    import roma
-    import torch
-
     lead = x.shape[: x.ndim - tail]
-    flat = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).reshape(-1, *x.shape[-tail:]))
+    flat = _tensor(x).reshape(-1, *x.shape[-tail:])
     return getattr(roma, fn)(flat).numpy().reshape(*lead, *out_tail)
 
 
@@ -71,20 +65,18 @@ def rotvec_to_matrix(v: np.ndarray) -> np.ndarray:
 
 
 def quat_slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Shortest-path slerp of ``(..., 4)`` unit quaternions; ``t`` broadcasts as ``(..., 1)``."""
-    t = np.asarray(t, dtype=np.float64)[..., None]
-    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)
-    dot = np.abs(dot).clip(max=1.0)
-    theta = np.arccos(dot)
-    sin = np.sin(theta)
-    # Nearly equal quaternions: the slerp weights tend to the lerp weights.
-    small = sin < 1e-6
-    safe = np.where(small, 1.0, sin)
-    w0 = np.where(small, 1.0 - t, np.sin((1.0 - t) * theta) / safe)
-    w1 = np.where(small, t, np.sin(t * theta) / safe)
-    out = w0 * q0 + w1 * q1
-    return out / np.linalg.norm(out, axis=-1, keepdims=True)
+    """Shortest-path slerp of ``(..., 4)`` unit quaternions, each pair at its own fraction ``t``
+    (broadcasts as ``(..., 1)``): ``q0 exp(t log(q0^-1 q1))``.
+
+    roma's ``unitquat_slerp`` evaluates every step for every pair (a ``(steps, pairs)`` grid);
+    resampling needs one step per pair, so this composes roma's quaternion maps instead (the
+    same great arc; ``unitquat_to_rotvec`` takes the shortest one).
+    """
+    a, b = _tensor(q0), _tensor(q1)
+    fraction = _tensor(t)[..., None]
+    relative = roma.unitquat_to_rotvec(roma.quat_product(roma.quat_conjugation(a), b))
+    out = roma.quat_product(a, roma.rotvec_to_unitquat(fraction * relative))
+    return roma.quat_normalize(out).numpy()
 
 
 def align_vectors(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ search in torch and do not use FAISS.
 
 from __future__ import annotations
 
+import roma
 import torch
 from torch import Tensor
 
@@ -250,30 +251,21 @@ def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
         target: ``(..., J, 3)`` points, same shape.
 
     Returns:
-        ``(..., J, 3)``: ``s R pred + t`` minimising the squared error to ``target``
-        (Umeyama's solution), in target's unit.
+        ``(..., J, 3)``: ``s R pred + t`` minimising the squared error to ``target`` (Umeyama's
+        solution, :func:`roma.rigid_points_registration` with ``compute_scaling=True``), in
+        target's unit. A ``pred`` whose points all coincide has no rotation or scale to fit: it
+        maps to the centroid of ``target`` (``s = 0``), not to NaN.
     """
     _check_points("pred", pred)
     _check_points("target", target)
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
-    mu_p = pred.mean(dim=-2, keepdim=True)
-    mu_t = target.mean(dim=-2, keepdim=True)
-    p = pred - mu_p
-    t = target - mu_t
-    cov = t.transpose(-1, -2) @ p  # (..., 3, 3), target x pred
-    u, s, vh = torch.linalg.svd(cov)
-    # Flip the last singular direction where the best orthogonal map would be a reflection.
-    sign = torch.sign(torch.linalg.det(u @ vh))
-    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    d = torch.ones_like(s)
-    d[..., -1] = sign
-    rot = u @ torch.diag_embed(d) @ vh
-    var_p = p.square().sum(dim=(-1, -2))
-    scale = (s * d).sum(-1) / var_p.clamp_min(torch.finfo(p.dtype).tiny)
-    aligned = scale[..., None, None] * (p @ rot.transpose(-1, -2)) + mu_t
-    return aligned
+    rot, shift, scale = roma.rigid_points_registration(pred, target, compute_scaling=True)
+    spread = (pred - pred.mean(dim=-2, keepdim=True)).abs().amax(dim=(-1, -2))
+    scale = torch.where(spread > 0, scale, torch.zeros_like(scale))
+    shift = torch.where(spread[..., None] > 0, shift, target.mean(dim=-2))
+    return scale[..., None, None] * (pred @ rot.transpose(-1, -2)) + shift[..., None, :]
 
 
 def mpjpe(pred: Tensor, target: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import roma
 import torch
 from torch import Tensor
 
@@ -21,6 +22,7 @@ from advprior.eval.metrics import (
     pose_joints,
     smoothness_ratio,
 )
+from advprior.interface import Prior
 
 #: Point kinds compared by the protocol.
 KINDS = ("joints", "vertices")
@@ -75,7 +77,7 @@ class Poser:
         return out
 
 
-def sample_stream(prior: object, n: int, chunk: int, generator: torch.Generator,
+def sample_stream(prior: Prior, n: int, chunk: int, generator: torch.Generator,
                   ) -> Iterator[Tensor]:
     """``n`` samples of ``prior.sample`` in chunks of at most ``chunk`` poses ``(m, 63)``."""
     done = 0
@@ -107,7 +109,7 @@ class RecallPrecision:
 
 
 def sample_recall_precision(
-    prior: object,
+    prior: Prior,
     poser: Poser,
     real_queries: dict[str, Tensor],
     reference: dict[str, Tensor],
@@ -127,7 +129,7 @@ def sample_recall_precision(
     real ``reference`` point sets.
 
     Args:
-        prior: anything with ``sample(n, *, generator=None) -> (n, 63)``.
+        prior: a :class:`advprior.interface.Prior` (only ``sample`` is used).
         poser: turns poses into point sets.
         real_queries: ``{kind: (Q, K, 3)}`` real poses whose nearest sample defines recall.
         reference: ``{kind: (R, K, 3)}`` real poses that precision compares samples with.
@@ -182,14 +184,9 @@ def sample_recall_precision(
     return result
 
 
-def model_kind(model: object) -> str:
-    """``"gan"``, ``"vae"``, ``"gmm"`` or the object's ``model_type`` attribute."""
-    return str(getattr(model, "model_type", type(model).__name__.lower()))
-
-
-def _linear(z0: Tensor, z1: Tensor, steps: int) -> Tensor:
-    t = torch.linspace(0.0, 1.0, steps, dtype=z0.dtype, device=z0.device)
-    return z0[:, None] + t[None, :, None] * (z1 - z0)[:, None]
+def model_kind(model: Prior) -> str:
+    """The prior's ``model_type`` (``"gan"``, ``"vae"``, ``"gmm"``, ...)."""
+    return str(model.model_type)
 
 
 def pose_space_slerp(pose_a: Tensor, pose_b: Tensor, steps: int) -> Tensor:
@@ -197,8 +194,6 @@ def pose_space_slerp(pose_a: Tensor, pose_b: Tensor, steps: int) -> Tensor:
 
     The model-free reference path: each joint turns at constant angular speed.
     """
-    import roma
-
     b = pose_a.shape[0]
     qa = roma.rotvec_to_unitquat(pose_a.reshape(b, 21, 3))
     qb = roma.rotvec_to_unitquat(pose_b.reshape(b, 21, 3))
@@ -208,7 +203,7 @@ def pose_space_slerp(pose_a: Tensor, pose_b: Tensor, steps: int) -> Tensor:
 
 
 def interpolation_paths(
-    model: object | None,
+    model: Prior | None,
     pose_a: Tensor,
     pose_b: Tensor,
     steps: int,
@@ -217,35 +212,28 @@ def interpolation_paths(
 ) -> tuple[Tensor, str] | None:
     """Poses along the model's interpolation from ``pose_a`` to ``pose_b``.
 
-    - GAN (``PosePrior``): invert both ends with ``PosePrior.invert``, interpolate with
-      ``PosePrior.interpolate`` (slerp on the sphere, linear otherwise), decode.
-    - VAE: the encoder's mean of both ends, linear interpolation, decode.
+    - A latent prior: both ends mapped to latents by its ``invert`` (``PosePrior``: optimisation;
+      ``VPoserVAE``: the encoder's mean), interpolated with its latent space's ``interpolate``
+      (slerp on the sphere, linear otherwise), decoded.
     - ``None``: per-joint rotation slerp in pose space (the model-free reference).
-    - Anything else (the GMM has no latent space): ``None``.
+    - A pose-space prior (the GMM has no latent space): ``None``.
 
     Returns:
         ``((B, steps, 63) poses, description)`` or ``None`` when the model has no latent.
     """
     if model is None:
         return pose_space_slerp(pose_a, pose_b, steps), "per-joint rotation slerp, no model"
-    kind = model_kind(model)
+    space = model.latent_space
+    if space is None:
+        return None
     b = pose_a.shape[0]
-    if kind == "gan":
-        z0 = model.invert(pose_a, **(invert_kwargs or {})).detach()
-        z1 = model.invert(pose_b, **(invert_kwargs or {})).detach()
-        with torch.no_grad():
-            z = model.interpolate(z0, z1, steps)
-            poses = model(z.reshape(b * steps, -1)).reshape(b, steps, 63)
-        how = "slerp" if getattr(model, "latent", "") == "sphere" else "linear"
-        return poses, f"invert (PosePrior.invert), {how} in latent space, decode"
-    if kind == "vae":
-        with torch.no_grad():
-            z0 = model.encode(pose_a).mean
-            z1 = model.encode(pose_b).mean
-            z = _linear(z0, z1, steps)
-            poses = model.decode(z.reshape(b * steps, -1)).reshape(b, steps, 63)
-        return poses, "encoder mean, linear in latent space, decode"
-    return None
+    z0 = model.invert(pose_a, **(invert_kwargs or {})).detach()
+    z1 = model.invert(pose_b, **(invert_kwargs or {})).detach()
+    with torch.no_grad():
+        z = space.interpolate(z0, z1, steps)
+        poses = model.decode(z.reshape(b * steps, -1)).reshape(b, steps, 63)
+    how = "slerp" if space.kind == "sphere" else "linear"
+    return poses, f"{model.invert_method}, {how} in latent space, decode"
 
 
 def smoothness(poser: Poser, paths: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,6 @@ Writes into ``out`` (a folder): ``results.json`` and the PNGs, and ``<out>.md`` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -20,7 +19,9 @@ import torch
 
 from advprior.eval import protocol
 from advprior.eval.data import load_split, subsample
-from advprior.fileio import write_text_atomic
+from advprior.fileio import sha256_file, write_text_atomic
+from advprior.hub import load_pretrained
+from advprior.interface import Prior, as_prior
 
 
 @dataclass
@@ -39,9 +40,6 @@ class EvalSettings:
     pca_points: int  # poses per model in the PCA plot
 
 
-#: Model types ``advprior.fitting.fit_keypoints`` accepts as priors.
-FITTABLE = ("gan", "vae", "gmm")
-
 #: Label of the model-free reference path (real endpoints, per-joint rotation slerp).
 POSE_SLERP = "joint slerp"
 
@@ -53,35 +51,27 @@ FULL = EvalSettings(n_samples=1_000_000, n_vertex_samples=10_000, n_queries=2000
                     fit_iterations=None, pca_points=2000)
 
 
-def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, object]:
+def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, Prior]:
     if isinstance(models, Mapping):
         loaded = dict(models)
     else:
         if isinstance(models, str):
             raise TypeError("models must be a list of names/paths or a {label: prior} mapping, "
                             "not a single string")
-        from advprior.hub import load_pretrained
-
         loaded = {}
         for name in models:
             label = Path(name).name if os.sep in str(name) else str(name)
             loaded[label] = load_pretrained(name)
     if not loaded:
         raise ValueError("models is empty: give at least one prior")
+    priors = {}
     for label, model in loaded.items():
-        if not callable(getattr(model, "sample", None)):
+        if not isinstance(model, Prior) and not callable(getattr(model, "sample", None)):
             raise TypeError(f"model {label!r} has no sample(n, *, generator=None) method")
         if isinstance(model, torch.nn.Module):
             model.eval()
-    return loaded
-
-
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        priors[label] = as_prior(model)
+    return priors
 
 
 def _machine() -> str:
@@ -205,7 +195,7 @@ def run_eval(
 
     results: dict = {"settings": asdict(cfg), "seed": seed, "split": split,
                      "reference_split": reference_split, "data": str(data),
-                     "data_sha256": _sha256(data),
+                     "data_sha256": sha256_file(data),
                      "body": body_label, "num_vertices": poser.num_vertices,
                      "n_test_frames": len(test), "n_reference_frames": len(train),
                      "n_vertex_reference": n_vref,
@@ -252,9 +242,8 @@ def run_eval(
             got = protocol.interpolation_paths(prior, pose_a, pose_b, cfg.steps,
                                                invert_kwargs=invert_kwargs)
             if got is None:
-                kind = protocol.model_kind(prior)
-                smooth[label] = {"excluded": "no latent space to interpolate in" + (
-                    " (the GMM is a density on poses)" if kind == "gmm" else f" ({kind})")}
+                smooth[label] = {"excluded": "no latent space to interpolate in (a "
+                                 f"{protocol.model_kind(prior)} prior is a density on poses)"}
                 log(f"{label}: interpolation excluded (no latent space)")
                 continue
             paths, how = got
@@ -283,8 +272,8 @@ def run_eval(
                            body_model=body)
         kwargs = {} if cfg.fit_iterations is None else {"iterations": cfg.fit_iterations}
         for label, prior in [*priors.items(), ("no prior", None)]:
-            if prior is not None and protocol.model_kind(prior) not in FITTABLE:
-                log(f"{label}: not fitted (advprior.fitting takes {', '.join(FITTABLE)} priors)")
+            if prior is not None and not prior.fittable:
+                log(f"{label}: not fitted (it can only be sampled: no latent, no energy)")
                 continue
             score = run_fitting(views, prior, body_model=body, **kwargs)
             fits[label] = {k: score[k] for k in ("frames", "mpjpe_mm", "mpjpe_median_mm",

@@ -35,9 +35,9 @@ from advprior.fitting.keypoints import (
     get_format,
     model_joint_indices,
 )
-from advprior.lbfgs import minimize_lbfgs
 from advprior.fitting.priors import PriorTerm, frozen, resolve_prior
 from advprior.fitting.result import FitResult
+from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
 #: SMPLify's stage weights (Bogo et al. 2016): (pose-prior weight, shape weight) per stage; the
@@ -286,12 +286,12 @@ def fit_keypoints(
     if not stages:
         raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt)
-    model, kind = resolve_prior(prior)
+    model, _ = resolve_prior(prior)
     if body_model is None:
         from advprior.body import load_body_model
 
         body_model = load_body_model()
-    term = PriorTerm(model, kind)
+    term = PriorTerm(model)
     body = _Body(body_model, fmt)
     if orientations not in (1, 2):
         raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
@@ -424,7 +424,7 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         return fn
 
     for prior_weight, shape_weight in o.stages:
-        pw = prior_weight ** 2 if term.staged else (NO_PRIOR_WEIGHT if term.kind == "none" else 0.)
+        pw = NO_PRIOR_WEIGHT if term.prior is None else prior_weight ** 2
         x, loss, it = _minimize(objective(pw, shape_weight ** 2), x, o.optimizer, o.iterations,
                                 o.lr)
         steps = steps + it.view(n, k).sum(1)

@@ -1,16 +1,29 @@
-"""Training: the adversarial prior (GAN-S/U/N), the same-data baselines, and the dataset tools.
+"""Training: the adversarial prior (GAN-S/U/N) and the same-data baselines (VAE, GMM).
 
-Import-light on purpose: ``import advprior.data`` must work without the training extras
-(tqdm, tensorboard, scikit-learn), so the trainers load on first attribute access.
+Settings are dataclasses (:mod:`advprior.train.config`); the dataset tools live in
+:mod:`advprior.data`. The trainers load on first attribute access, so that importing this
+package (and the settings) needs none of the training extras (tqdm, tensorboard, scikit-learn).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["train_gan", "train_vae", "fit_gmm", "PoseDiscriminator", "TrainResult"]
+__all__ = [
+    "train_gan",
+    "train_vae",
+    "fit_gmm",
+    "PoseDiscriminator",
+    "TrainResult",
+    "GANConfig",
+    "VAEConfig",
+    "GMMConfig",
+]
 
 _LAZY = {
+    "GANConfig": "advprior.train.config",
+    "VAEConfig": "advprior.train.config",
+    "GMMConfig": "advprior.train.config",
     "train_gan": "advprior.train.gan",
     "train_vae": "advprior.train.vae",
     "fit_gmm": "advprior.train.gmm",

@@ -21,17 +21,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from advprior.prior import PosePrior
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import distributed as ddp
+from advprior.train.config import GANConfig
 from advprior.train.discriminator import PoseDiscriminator, discriminator_loss, generator_loss
+from advprior.train.export import (
+    SEED_DATA,
+    SEED_LATENT,
+    export_model,
+    make_validator,
+    selected_state,
+)
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
-from advprior.train.provenance import data_terms, source_names
 from advprior.train.sampler import BatchStream
-from advprior.train.validation import pose_joints, recall_precision_mm
-
-# Offsets that give each random stream of a run its own seed.
-_SEED_DATA, _SEED_LATENT, _SEED_VAL = 0, 1_000_003, 2_000_003
 
 
 class _RotmatGenerator(nn.Module):
@@ -45,100 +49,25 @@ class _RotmatGenerator(nn.Module):
         return self.prior.decode(z, output="rotmat")
 
 
-def make_validator(
-    prior: nn.Module,
-    val_poses: torch.Tensor,
-    *,
-    num_samples: int,
-    seed: int,
-    sample_fn: Callable[[int, torch.Generator], torch.Tensor] | None = None,
-) -> Callable[[], dict[str, float]]:
-    """A function returning recall/precision (mm) of ``num_samples`` prior samples against
-    ``val_poses``. Samples come from a fixed seed (same poses-to-latents every time) and the
-    model is switched to eval mode meanwhile; the global RNG is never touched."""
-    val_joints = pose_joints(val_poses)
-
-    def draw(n: int, gen: torch.Generator) -> torch.Tensor:
-        return prior.sample(n, generator=gen)
-
-    sample = sample_fn or draw
-
-    def validate() -> dict[str, float]:
-        was_training = prior.training
-        prior.eval()
-        try:
-            with torch.no_grad():
-                gen = torch.Generator().manual_seed(seed + _SEED_VAL)
-                poses = sample(num_samples, gen).float().cpu()
-        finally:
-            prior.train(was_training)
-        return recall_precision_mm(val_joints, pose_joints(poses))
-
-    return validate
-
-
-def selected_state(result: TrainResult, model: torch.nn.Module, select: str) -> dict:
-    """The weights to export: the best-validation state when ``select == "best"`` and a
-    validation ran, else ``model``'s current state (on the CPU)."""
-    if select == "best" and result.best_state:
-        return result.best_state
-    return {k: v.cpu() for k, v in model.state_dict().items()}
-
-
-def export_model(
-    model: Any, out: Path, result: TrainResult, data_description: dict[str, Any], config: dict
-) -> Path:
-    """``save_pretrained`` the trained model into ``<out>/model`` with a model card."""
-    model_dir = out / "model"
-    selected = result.best_step is not None and config.get("select") == "best"
-    training = {
-        "data": data_description,
-        "steps": result.step,
-        "selected_step": result.best_step if selected else result.step,
-        "selection": (
-            "lowest validation recall + precision (mean, mm) among the validated steps"
-            if selected else "last step"
-        ),
-        "config": {k: v for k, v in config.items() if k not in ("data", "out")},
-        "metrics_val_mm": result.best_val if selected else result.val,
-        "final_step_val_mm": result.val,
-        "wall_time_s": round(result.wall_time_s, 1),
-        **data_terms(source_names(data_description)),
-    }
-    model.save_pretrained(model_dir, training=training)
-    return model_dir
-
-
 def train_gan(
     data: str | os.PathLike,
     out: str | os.PathLike,
+    settings: GANConfig | None = None,
     *,
-    latent: str = "sphere",
-    steps: int = 5000,
-    batch_size: int = 128,
-    seed: int = 0,
-    d_steps: int = 10,
-    lr: float = 2e-4,
-    betas: tuple[float, float] = (0.5, 0.999),
-    latent_dim: int = 32,
-    hidden_dim: int = 512,
-    disc_hidden_dim: int = 1024,
-    mirror: bool = True,
-    ema_decay: float = 0.0,
-    r1_gamma: float = 0.0,
-    val_every: int = 500,
-    val_samples: int = 5000,
-    max_val_poses: int = 2000,
-    ckpt_every: int = 250,
     resume: bool = False,
     progress: bool = True,
     tensorboard: bool = True,
     device: str | torch.device | None = None,
     export: bool = True,
-    select: str = "best",
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    **overrides: Any,
 ) -> TrainResult:
     """Train a :class:`advprior.PosePrior` adversarially on a dataset file.
+
+    Settings come as a :class:`~advprior.train.config.GANConfig` (``settings``), as keywords
+    (0.1.0's signature: ``train_gan(data, out, latent="uniform", steps=100)``), or both (the
+    keywords override fields of ``settings``); the record of them goes into the checkpoint and
+    the model card.
 
     Args:
         data: dataset npz (``advprior data build``); its train split is used for training and
@@ -146,6 +75,7 @@ def train_gan(
         out: run folder: ``checkpoint.pt``, ``train_log.csv``, ``val_log.csv``, ``tb/`` and, when
             finished, the exported generator in ``model/`` (load it with
             ``PosePrior.from_pretrained(out / "model")``).
+        settings: a :class:`~advprior.train.config.GANConfig`; default: its defaults.
         latent: ``"sphere"`` (GAN-S), ``"uniform"`` (GAN-U) or ``"normal"`` (GAN-N).
         steps: generator updates (each preceded by ``d_steps`` discriminator updates).
         batch_size: real and generated poses per update, per process.
@@ -171,49 +101,24 @@ def train_gan(
     Returns:
         :class:`~advprior.train.loop.TrainResult`; ``model_dir`` is set when the run finished.
     """
-    from advprior.prior import PosePrior
-
-    if select not in ("best", "last"):
-        raise ValueError(f"select must be 'best' or 'last', got {select!r}")
-    if d_steps < 1:
-        raise ValueError(f"d_steps must be >= 1, got {d_steps}")
-    if not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-    if r1_gamma < 0.0:
-        raise ValueError(f"r1_gamma must be >= 0, got {r1_gamma}")
+    cfg = GANConfig.build(settings, overrides)
     out = Path(out)
-    config = {
-        "model": "gan",
-        "data": str(Path(data).resolve()),
-        "out": str(out.resolve()),
-        "latent": latent,
-        "steps": steps,
-        "batch_size": batch_size,
-        "seed": seed,
-        "d_steps": d_steps,
-        "lr": lr,
-        "betas": list(betas),
-        "latent_dim": latent_dim,
-        "hidden_dim": hidden_dim,
-        "disc_hidden_dim": disc_hidden_dim,
-        "mirror": mirror,
-        "val_every": val_every,
-        "val_samples": val_samples,
-        "max_val_poses": max_val_poses,
-        "ckpt_every": ckpt_every,
-        "select": select,
-    }
-    # Recorded only when on, so that checkpoints of plain (paper) runs from before these
-    # options existed still resume.
-    config.update({k: v for k, v in (("ema_decay", ema_decay), ("r1_gamma", r1_gamma)) if v})
+    config = cfg.record(data, out)
+    latent, steps, batch_size, seed, select = (
+        cfg.latent, cfg.steps, cfg.batch_size, cfg.seed, cfg.select
+    )
+    d_steps, lr, betas, ema_decay, r1_gamma = (
+        cfg.d_steps, cfg.lr, cfg.betas, cfg.ema_decay, cfg.r1_gamma
+    )
+    mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
     info = ddp.setup(device)
     try:
-        poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
+        poses = load_training_poses(data, mirror=mirror, max_val=cfg.max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(seed)  # identical initial weights on every rank
-        prior = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
+        prior = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
         prior = prior.to(info.device)
-        disc = PoseDiscriminator(hidden_dim=disc_hidden_dim).to(info.device)
+        disc = PoseDiscriminator(hidden_dim=cfg.disc_hidden_dim).to(info.device)
         torch.manual_seed(seed + info.rank)  # dropout noise differs per rank
         gen_net = ddp.wrap(_RotmatGenerator(prior), info)
         disc_net = ddp.wrap(disc, info)
@@ -221,9 +126,9 @@ def train_gan(
         opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=tuple(betas))
         real_rotmat = axis_angle_to_rotmat(poses.train.reshape(-1, 21, 3))
         stream = BatchStream(
-            real_rotmat.shape[0], batch_size, seed + _SEED_DATA, info.rank, info.world_size
+            real_rotmat.shape[0], batch_size, seed + SEED_DATA, info.rank, info.world_size
         )
-        zgen = torch.Generator().manual_seed(seed + _SEED_LATENT + 7919 * info.rank)
+        zgen = torch.Generator().manual_seed(seed + SEED_LATENT + 7919 * info.rank)
         # The model that is validated and exported: the raw generator, or its weight average.
         shown = copy.deepcopy(prior).requires_grad_(False) if ema_decay > 0 else prior
 
@@ -300,10 +205,10 @@ def train_gan(
 
         validate = None
         if info.is_main:
-            validate = make_validator(shown, poses.val, num_samples=val_samples, seed=seed)
+            validate = make_validator(shown, poses.val, num_samples=cfg.val_samples, seed=seed)
         result = trainer.run(step_fn, validate)
         if export and not result.interrupted and info.is_main:
-            model = PosePrior(latent=latent, latent_dim=latent_dim, hidden_dim=hidden_dim)
+            model = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
             model.load_state_dict(selected_state(result, shown, select))
             result.model_dir = export_model(model, out, result, poses.description, config)
         ddp.barrier(info)

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from advprior.data.dataset import load_dataset
+from advprior.fileio import sha256_file
 from advprior.train.augment import mirror_body_pose
 
 
@@ -63,14 +65,12 @@ def load_training_poses(
             file has no validation rows, every 20th training pose is held out instead (recorded
             in the description).
     """
-    from advprior.hub import sha256_file
-    from advprior.data import load_dataset
-
     path = Path(data)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file not found: {path}")
-    train = load_dataset(path, split="train").body_pose.float()
-    val = load_dataset(path, split="val").body_pose.float()
+    full = load_dataset(path)
+    train = full.select("train").body_pose.float()
+    val = full.select("val").body_pose.float()
     val_source = "validation split"
     if train.shape[0] == 0:
         raise ValueError(f"{path} has no training rows (split == 0)")
@@ -82,7 +82,6 @@ def load_training_poses(
     n_train = int(train.shape[0])
     if mirror:
         train = torch.cat([train, mirror_body_pose(train)])
-    full = load_dataset(path)
     description = {
         "file": path.name,
         "sha256": sha256_file(path),
@@ -90,7 +89,7 @@ def load_training_poses(
         "val_frames": int(val.shape[0]),
         "validation": val_source,
         "mirrored": bool(mirror),
-        "sources": _sources(getattr(full, "meta", None)),
+        "sources": _sources(full.meta),
     }
     val = _evenly(val, max_val)
     description["val_poses_used"] = int(val.shape[0])

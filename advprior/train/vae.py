@@ -18,13 +18,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from advprior.baselines import VPoserVAE
+from advprior.body import forward_kinematics_rotmat
 from advprior.rotations import axis_angle_to_rotmat
-from advprior.skeleton import PARENTS, REST_JOINTS
 from advprior.train import distributed as ddp
-from advprior.train.gan import _SEED_DATA, export_model, make_validator, selected_state
+from advprior.train.config import VAEConfig
+from advprior.train.export import SEED_DATA, export_model, make_validator, selected_state
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
 from advprior.train.sampler import BatchStream
@@ -40,20 +43,13 @@ def _joints_from_rotmat(rotmat: torch.Tensor) -> torch.Tensor:
     """Joints ``(B, 24, 3)`` in metres of local rotations ``(B, 21, 3, 3)`` (SMPL joints 1..21),
     zero global orientation, hands at rest, neutral rest skeleton.
 
-    Works on rotation matrices directly: the gradient of a matrix -> axis-angle conversion is
-    unstable near zero angle, which made the VAE loss diverge.
+    Works on rotation matrices directly (:func:`advprior.body.forward_kinematics_rotmat`): the
+    gradient of a matrix -> axis-angle conversion is unstable near zero angle, which made the
+    VAE loss diverge.
     """
-    b = rotmat.shape[0]
-    rest = torch.as_tensor(REST_JOINTS, dtype=rotmat.dtype, device=rotmat.device)
-    eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device).expand(b, 3, 3)
-    local = [eye, *rotmat.unbind(1), eye, eye]
-    rots = [eye]
-    pos = [rest[0].expand(b, 3)]
-    for j in range(1, len(PARENTS)):
-        p = PARENTS[j]
-        pos.append(pos[p] + rots[p] @ (rest[j] - rest[p]))
-        rots.append(rots[p] @ local[j])
-    return torch.stack(pos, dim=1)
+    eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device)
+    pelvis = eye.expand(*rotmat.shape[:-3], 1, 3, 3)
+    return forward_kinematics_rotmat(torch.cat([pelvis, rotmat], -3))
 
 
 def _geodesic(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
@@ -94,67 +90,43 @@ def vae_loss(
 def train_vae(
     data: str | os.PathLike,
     out: str | os.PathLike,
+    settings: VAEConfig | None = None,
     *,
-    steps: int = 10000,
-    batch_size: int = 128,
-    seed: int = 0,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-5,
-    latent_dim: int = 32,
-    hidden_dim: int = 512,
-    mirror: bool = True,
-    val_every: int = 1000,
-    val_samples: int = 5000,
-    max_val_poses: int = 2000,
-    ckpt_every: int = 500,
     resume: bool = False,
     progress: bool = True,
     tensorboard: bool = True,
     device: str | torch.device | None = None,
     export: bool = True,
-    select: str = "best",
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    **overrides: Any,
 ) -> TrainResult:
     """Train :class:`advprior.baselines.VPoserVAE` on a dataset file.
 
-    Arguments as :func:`advprior.train.train_gan` (``steps`` counts optimiser updates, one batch
-    each; ``select`` picks the best-validation or the last weights). The exported model lands in
-    ``<out>/model``.
+    Settings as a :class:`~advprior.train.config.VAEConfig` and/or keywords, run options and
+    results as :func:`advprior.train.train_gan` (``steps`` counts optimiser updates, one batch
+    each; ``select`` picks the best-validation or the last weights). The exported model lands
+    in ``<out>/model``.
     """
-    from advprior.baselines import VPoserVAE
-
-    if select not in ("best", "last"):
-        raise ValueError(f"select must be 'best' or 'last', got {select!r}")
+    cfg = VAEConfig.build(settings, overrides)
     out = Path(out)
-    config = {
-        "model": "vae",
-        "data": str(Path(data).resolve()),
-        "out": str(out.resolve()),
-        "steps": steps,
-        "batch_size": batch_size,
-        "seed": seed,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "latent_dim": latent_dim,
-        "hidden_dim": hidden_dim,
-        "mirror": mirror,
-        "val_every": val_every,
-        "val_samples": val_samples,
-        "max_val_poses": max_val_poses,
-        "ckpt_every": ckpt_every,
-        "select": select,
-    }
+    config = cfg.record(data, out)
+    steps, batch_size, seed, select, mirror = (
+        cfg.steps, cfg.batch_size, cfg.seed, cfg.select, cfg.mirror
+    )
+    latent_dim, hidden_dim, val_every, ckpt_every = (
+        cfg.latent_dim, cfg.hidden_dim, cfg.val_every, cfg.ckpt_every
+    )
     info = ddp.setup(device)
     try:
-        poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
+        poses = load_training_poses(data, mirror=mirror, max_val=cfg.max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(seed)
         model = VPoserVAE(latent_dim=latent_dim, hidden_dim=hidden_dim).to(info.device)
         torch.manual_seed(seed + info.rank)  # reparameterisation and dropout noise per rank
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         train = poses.train
         stream = BatchStream(
-            train.shape[0], batch_size, seed + _SEED_DATA, info.rank, info.world_size
+            train.shape[0], batch_size, seed + SEED_DATA, info.rank, info.world_size
         )
         trainer = Trainer(
             out,
@@ -191,7 +163,7 @@ def train_vae(
 
         validate = None
         if info.is_main:
-            validate = make_validator(model, poses.val, num_samples=val_samples, seed=seed)
+            validate = make_validator(model, poses.val, num_samples=cfg.val_samples, seed=seed)
         result = trainer.run(step_fn, validate)
         if export and not result.interrupted and info.is_main:
             final = VPoserVAE(latent_dim=latent_dim, hidden_dim=hidden_dim)

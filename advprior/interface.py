@@ -1,0 +1,230 @@
+"""The prior interface: everything fitting, inversion, the head, evaluation and the CLI use.
+
+A *prior* is a distribution over body poses ``(..., 63)`` (axis-angle, radians, SMPL joints
+1..21). There are two families, told apart by :attr:`Prior.latent_space` alone:
+
+- **latent priors** (``latent_space`` is a :class:`~advprior.latent.LatentSpace`): poses are
+  decoded from latents ``(..., D)``; a fit optimises the latent. They have :meth:`Prior.decode`,
+  :meth:`Prior.project`, :meth:`Prior.sample_latent` and :meth:`Prior.invert`.
+  :class:`~advprior.prior.PosePrior` (``"gan"``) and :class:`~advprior.baselines.VPoserVAE`
+  (``"vae"``).
+- **pose-space priors** (``latent_space`` is None): a density on poses; a fit optimises the
+  pose and adds :meth:`Prior.energy`. :class:`~advprior.baselines.GMMPrior` (``"gmm"``).
+
+Adding a prior means writing one subclass of :class:`Prior` (usually also an ``nn.Module``):
+set ``model_type``, return the latent space, and implement ``decode`` (latent prior) or
+``sample`` and ``energy`` (pose-space prior); everything else has a default here. Mix in
+:class:`advprior.hub.PretrainedMixin` to save and load it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from advprior.inversion import frozen, invert
+from advprior.latent import LatentSpace
+from advprior.rotations import rotmat_to_axis_angle, rotmat_to_quat, rotmat_to_rot6d
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.tensors import check_tensor
+
+#: ``output=`` values of :meth:`Prior.decode`.
+OUTPUTS: tuple[str, ...] = ("axis_angle", "rotmat", "rot6d", "quat")
+#: ``body=`` values of :meth:`Prior.decode`: the joint layout of the pose.
+BODIES: tuple[str, ...] = ("smplx", "smplh", "smpl")
+_BODY_JOINTS = {"smplx": NUM_BODY_JOINTS, "smplh": NUM_BODY_JOINTS, "smpl": NUM_SMPL_BODY_JOINTS}
+# Latents drawn to pick a sphere prior's starting point (the medoid of their decoded poses).
+_START_SAMPLES = 512
+
+
+def body_joints(body: str) -> int:
+    """Joints in ``body_pose`` for a ``body`` of :data:`BODIES`: 21, or 23 for ``"smpl"``."""
+    if body not in _BODY_JOINTS:
+        raise ValueError(f"body must be one of {BODIES}, got {body!r}")
+    return _BODY_JOINTS[body]
+
+
+def check_output(output: str) -> str:
+    """``output`` itself when it is one of :data:`OUTPUTS`; ValueError otherwise."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    return output
+
+
+def convert_rotmat(rotmat: Tensor, output: str) -> Tensor:
+    """Per-joint rotations ``(..., J, 3, 3)`` to ``output``: ``"axis_angle"`` ``(..., J*3)``,
+    ``"rotmat"`` ``(..., J, 3, 3)``, ``"rot6d"`` ``(..., J, 6)`` or ``"quat"`` ``(..., J, 4)``."""
+    check_output(output)
+    if output == "rotmat":
+        return rotmat
+    if output == "axis_angle":
+        return rotmat_to_axis_angle(rotmat).flatten(-2)
+    if output == "rot6d":
+        return rotmat_to_rot6d(rotmat)
+    return rotmat_to_quat(rotmat)
+
+
+class Prior:
+    """Base class of every pose prior (see the module docstring for the two families).
+
+    Class attributes a subclass sets: ``model_type`` (its name in checkpoints and reports);
+    optionally ``invert_method`` (how :meth:`invert` maps a pose to a latent, for reports) and
+    ``fittable`` (False for an object that can only be sampled).
+    """
+
+    model_type: ClassVar[str] = "prior"
+    invert_method: ClassVar[str] = "invert (advprior.inversion.invert)"
+    fittable: ClassVar[bool] = True
+
+    # -- what the prior is ------------------------------------------------------------------
+
+    @property
+    def latent_space(self) -> LatentSpace | None:
+        """The latent space poses are decoded from, or None for a pose-space prior."""
+        return None
+
+    def _first_tensor(self) -> Tensor | None:
+        if not isinstance(self, nn.Module):
+            return None
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the prior's tensors live (CPU for a prior without tensors)."""
+        first = self._first_tensor()
+        return first.device if first is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The prior's floating dtype (torch's default for a prior without tensors)."""
+        first = self._first_tensor()
+        return first.dtype if first is not None else torch.get_default_dtype()
+
+    def _latent(self) -> LatentSpace:
+        space = self.latent_space
+        if space is None:
+            raise TypeError(
+                f"{type(self).__name__} ({self.model_type!r}) has no latent space; it is a "
+                "density on poses (use sample and energy)"
+            )
+        return space
+
+    # -- sampling ---------------------------------------------------------------------------
+
+    def sample_latent(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """``(n, D)`` latents from the latent distribution, on the prior's device and dtype.
+        With a seeded ``generator`` the draw is reproducible and the global RNG is untouched."""
+        return self._latent().sample(n, generator=generator, device=self.device, dtype=self.dtype)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` random poses ``(n, 63)`` (axis-angle, radians). A latent prior decodes
+        :meth:`sample_latent`; a pose-space prior must override this."""
+        if self.latent_space is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement sample")
+        return self.decode(self.sample_latent(n, generator=generator))
+
+    # -- latent priors ----------------------------------------------------------------------
+
+    def decode(self, z: Tensor, output: str = "axis_angle", body: str = "smplx") -> Tensor:
+        """Poses of latents ``z (..., D)``: ``output`` as in :func:`convert_rotmat`, ``body``
+        one of :data:`BODIES` (``"smpl"``: 23 joints, the hand joints identity)."""
+        self._latent()
+        raise NotImplementedError(f"{type(self).__name__} must implement decode")
+
+    def project(self, z: Tensor) -> Tensor:
+        """``z (..., D)`` moved onto the latent manifold (:meth:`LatentSpace.project`)."""
+        return self._latent().project(z)
+
+    def invert(self, body_pose: Tensor, **options: Any) -> Tensor:
+        """Latents ``(..., D)`` whose decoded poses best match ``body_pose (..., 63 | 69)``.
+
+        Default: optimisation through the decoder, :func:`advprior.inversion.invert`, whose
+        keyword arguments ``options`` are.
+        """
+        self._latent()
+        return invert(self, body_pose, **options)
+
+    def project_pose(self, body_pose: Tensor, **options: Any) -> Tensor:
+        """The closest pose the prior can produce: ``decode(invert(body_pose))``, in the layout
+        of ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input). Returns the pose only,
+        also when ``return_error=True`` is passed through to :meth:`invert`."""
+        if not isinstance(body_pose, Tensor):
+            raise TypeError(f"body_pose must be a torch.Tensor (..., 63), got {type(body_pose)}")
+        body = "smpl" if body_pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
+        z = self.invert(body_pose, **options)
+        if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
+            z = z[0]
+        return self.decode(z, body=body)
+
+    # -- fitting ----------------------------------------------------------------------------
+
+    def energy(self, body_pose: Tensor, z: Tensor | None = None) -> Tensor:
+        """The prior's unweighted energy ``(...)``, the term a fit adds (scaled by its stage
+        weight) for poses ``body_pose (..., 63)``.
+
+        Latent priors score the free latent ``z (..., D)`` the poses were decoded from:
+        :meth:`LatentSpace.energy` (``|z|^2`` for a normal latent, as VPoser; 0 on the sphere
+        and the cube). A pose-space prior must override this (GMM: its negative log-likelihood).
+        """
+        space = self.latent_space
+        if space is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement energy")
+        if z is None:
+            raise ValueError(f"{type(self).__name__}.energy needs the latents z (..., D)")
+        return space.energy(z)
+
+    def fit_start(self) -> Tensor:
+        """Where a fit starts, the same for every frame: a latent ``(D,)`` for a latent prior,
+        else a pose ``(63,)``; on the prior's device and dtype.
+
+        Default: the origin of a cube or normal latent; on the sphere, which has no origin, the
+        latent whose decoded pose is the medoid of 512 seeded samples (smallest summed squared
+        rotation-matrix distance to the others); the zero pose for a pose-space prior.
+        """
+        space = self.latent_space
+        if space is None:
+            return torch.zeros(3 * NUM_BODY_JOINTS, dtype=self.dtype, device=self.device)
+        if space.kind != "sphere":
+            return torch.zeros(space.dim, dtype=self.dtype, device=self.device)
+        gen = torch.Generator().manual_seed(0)
+        z = space.sample(_START_SAMPLES, generator=gen, dtype=self.dtype)
+        with torch.no_grad(), frozen(self):
+            rot = self.decode(z.to(self.device), output="rotmat").cpu()
+        flat = rot.reshape(len(z), -1)
+        # Squared Frobenius distances between all pairs via one matmul.
+        sq = (flat * flat).sum(-1)
+        dist = sq[:, None] + sq[None, :] - 2 * flat @ flat.T
+        return z[dist.sum(1).argmin()].to(self.device)
+
+
+class SampleOnly(Prior):
+    """A prior that can only be sampled: wraps any object with ``sample(n, *, generator=None)
+    -> (n, 63)`` (0.1.0's duck-typed evaluation models). No latent space; not fittable."""
+
+    fittable = False
+
+    def __init__(self, model: object) -> None:
+        sample = getattr(model, "sample", None)
+        if not callable(sample):
+            raise TypeError(
+                f"a prior must be an advprior.interface.Prior or have sample(n, *, generator=None)"
+                f", got {type(model).__name__}"
+            )
+        self.model = model
+        self.label = str(getattr(model, "model_type", type(model).__name__.lower()))
+
+    @property
+    def model_type(self) -> str:  # type: ignore[override]  # per instance: the wrapped name
+        return self.label
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        return check_tensor(self.model.sample(n, generator=generator), "sample()", 63)
+
+
+def as_prior(model: object) -> Prior:
+    """``model`` itself when it is a :class:`Prior`, else a :class:`SampleOnly` around it."""
+    return model if isinstance(model, Prior) else SampleOnly(model)

@@ -1,0 +1,70 @@
+"""Batched-tensor helpers every layer shares: the one input checker and batch flattening.
+
+advprior's functions take ``(..., D)`` tensors: any leading batch shape ``...`` and fixed
+trailing dimensions, in the habit of roma. :func:`check_tensor` is the one validation of such an
+input (type, floating dtype, trailing size, finiteness) with messages that name the argument
+and the expected shape. :func:`flatten_batch_dims` / :func:`unflatten_batch_dims` fold the
+leading dimensions into one for code that works on ``(N, D)`` and restore them afterwards
+(the pattern of roma's private helpers of the same names).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _shape_text(sizes: tuple[int, ...]) -> str:
+    return " or ".join(f"(..., {d})" for d in sizes)
+
+
+def check_tensor(
+    x: object, name: str, last: int | tuple[int, ...] | None, *, finite: bool = True
+) -> Tensor:
+    """Validate a batched input ``(..., D)`` and return it unchanged.
+
+    Args:
+        x: the value to check.
+        name: the argument's name, used in the messages.
+        last: the allowed size(s) of the last dimension; None accepts any size (at least one
+            dimension is still required).
+        finite: also reject NaN and infinite entries.
+
+    Raises:
+        TypeError: ``x`` is not a ``torch.Tensor`` or not floating point.
+        ValueError: ``x`` is 0-d, has another last size, or (``finite``) a NaN/Inf entry.
+    """
+    sizes = () if last is None else ((last,) if isinstance(last, int) else tuple(last))
+    want = _shape_text(sizes) if sizes else "(..., D)"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {want}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (float32 or float64) of shape {want}, "
+            f"got dtype {x.dtype}"
+        )
+    if x.ndim == 0 or (sizes and x.shape[-1] not in sizes):
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return x
+
+
+def flatten_batch_dims(x: Tensor, end_dim: int) -> tuple[Tensor, torch.Size]:
+    """Fold the leading dimensions ``x.shape[:end_dim + 1]`` into one.
+
+    ``end_dim`` is negative, counted from the end as in :meth:`torch.Tensor.flatten` (``-2`` for
+    ``(..., D)`` inputs, ``-3`` for ``(..., J, 3)``). Returns ``(flat, batch_shape)``; with no
+    leading dimension a batch of one is added. :func:`unflatten_batch_dims` undoes it.
+    """
+    batch_shape = x.shape[: x.ndim + end_dim + 1]
+    if len(batch_shape) == 0:
+        return x.unsqueeze(0), batch_shape
+    return x.flatten(end_dim=end_dim), batch_shape
+
+
+def unflatten_batch_dims(x: Tensor, batch_shape: torch.Size) -> Tensor:
+    """Undo :func:`flatten_batch_dims`: ``(N, ...)`` back to ``(*batch_shape, ...)``."""
+    if len(batch_shape) == 0:
+        return x.squeeze(0)
+    return x.reshape(*batch_shape, *x.shape[1:])

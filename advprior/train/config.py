@@ -1,0 +1,131 @@
+"""Training settings as dataclasses: what a run is asked to do, and what it records.
+
+:func:`~advprior.train.train_gan`, :func:`~advprior.train.train_vae` and
+:func:`~advprior.train.fit_gmm` take one of these (or the same names as keywords, 0.1.0's
+signatures). :meth:`TrainSettings.record` is the dict the checkpoint stores (a resumed run must
+match it, see :mod:`advprior.train.loop`) and the model card shows under ``config``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+S = TypeVar("S", bound="TrainSettings")
+
+SELECTIONS = ("best", "last")
+
+
+@dataclass(kw_only=True)
+class TrainSettings:
+    """Settings every model's training shares. ``model`` (class attribute) names the model in
+    the record."""
+
+    model: ClassVar[str]
+    #: Recorded only when not zero, so that checkpoints of runs from before a setting existed
+    #: (when it was implicitly zero) still resume.
+    omit_when_zero: ClassVar[tuple[str, ...]] = ()
+
+    seed: int = 0
+    mirror: bool = True
+    val_samples: int = 5000
+    max_val_poses: int = 2000
+
+    @classmethod
+    def build(cls: type[S], config: S | None, overrides: dict[str, Any]) -> S:
+        """``config`` (default: all defaults) with ``overrides`` applied; unknown names raise
+        ``TypeError`` as a function signature would."""
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unexpected {cls.__name__} settings {unknown}; known: {sorted(names)}")
+        return replace(config, **overrides) if config is not None else cls(**overrides)
+
+    def record(self, data: str | os.PathLike, out: str | os.PathLike | None = None) -> dict:
+        """The JSON dict the checkpoint and the model card hold: ``model``, the resolved
+        ``data`` (and ``out``) paths, then every setting (tuples as lists)."""
+        paths = {"data": str(Path(data).resolve())}
+        if out is not None:
+            paths["out"] = str(Path(out).resolve())
+        settings = {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if not (k in self.omit_when_zero and not v)
+        }
+        return {"model": self.model, **paths, **settings}
+
+
+@dataclass(kw_only=True)
+class LoopSettings(TrainSettings):
+    """Settings of a run of :class:`advprior.train.loop.Trainer` (GAN, VAE)."""
+
+    steps: int
+    batch_size: int = 128
+    lr: float
+    latent_dim: int = 32
+    hidden_dim: int = 512
+    val_every: int
+    ckpt_every: int
+    select: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be 'best' or 'last', got {self.select!r}")
+
+
+@dataclass(kw_only=True)
+class GANConfig(LoopSettings):
+    """The adversarial prior (see :func:`advprior.train.train_gan` for every field)."""
+
+    model = "gan"
+    omit_when_zero = ("ema_decay", "r1_gamma")
+
+    latent: str = "sphere"
+    steps: int = 5000
+    d_steps: int = 10
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    disc_hidden_dim: int = 1024
+    ema_decay: float = 0.0
+    r1_gamma: float = 0.0
+    val_every: int = 500
+    ckpt_every: int = 250
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.betas = tuple(self.betas)
+        if self.d_steps < 1:
+            raise ValueError(f"d_steps must be >= 1, got {self.d_steps}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.r1_gamma < 0.0:
+            raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
+
+
+@dataclass(kw_only=True)
+class VAEConfig(LoopSettings):
+    """The VPoser-style baseline (see :func:`advprior.train.train_vae`)."""
+
+    model = "vae"
+
+    steps: int = 10000
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    val_every: int = 1000
+    ckpt_every: int = 500
+
+
+@dataclass(kw_only=True)
+class GMMConfig(TrainSettings):
+    """The SMPLify-style mixture (see :func:`advprior.train.fit_gmm`)."""
+
+    model = "gmm"
+
+    num_components: int = 8
+    max_iter: int = 200
+    reg_covar: float = 1e-5
+    max_samples: int = 0
