@@ -41,11 +41,11 @@ def motion_files(root: Path) -> list[tuple[Path, Path, str]]:
 
 def rigid_transfer_angles(motion) -> dict[str, np.ndarray]:
     """Per bone, degrees between the source bone and SMPL's bone moved by ``W_driver A_j`` alone."""
-    from advprior.skeleton import REST_JOINTS
     from advprior.data import rotmath
     from advprior.data.naming import map_to_smpl
     from advprior.data.quality import BONES
     from advprior.data.retarget import _reference, mapped_points, source_frame
+    from advprior.skeleton import REST_JOINTS
 
     m = map_to_smpl(motion.skeleton)
     rest_src = motion.skeleton.rest_positions()

@@ -44,9 +44,9 @@ def _sample(model: object, n: int, seed: int, chunk: int = 20000) -> torch.Tenso
 
 
 def measure(args: argparse.Namespace) -> dict:
+    from advprior.data import load_dataset
     from advprior.eval.metrics import nn_distances
     from advprior.hub import load_pretrained
-    from advprior.data import load_dataset
     from advprior.train.validation import pose_joints
 
     test = load_dataset(args.data, split="test").body_pose.float()

@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    from advprior.data import load_dataset
     from advprior.eval.benchmark import make_views, write_generated_block
     from advprior.head import LatentHead
     from advprior.hub import load_pretrained
-    from advprior.data import load_dataset
 
     if not args.data.is_file():
         print(f"no dataset at {args.data}; build it with\n  advprior data build "

@@ -123,6 +123,7 @@ def inversion_table(rows: dict[str, dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    from advprior.data import load_dataset
     from advprior.eval.benchmark import (
         make_views,
         run_fitting,
@@ -130,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         write_generated_block,
     )
     from advprior.inversion import PoseEncoder
-    from advprior.data import load_dataset
 
     if not args.data.is_file():
         print(f"no dataset at {args.data}; build it with\n  advprior data build "
