@@ -75,25 +75,13 @@ def _with_invert(prior: PosePrior) -> PosePrior:
     return prior.eval()
 
 
-def _dataset(path: Path, n_per_split: int = 120, seed: int = 0) -> Path:
+def _dataset(write_dataset, path: Path, n_per_split: int = 120, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     n = 3 * n_per_split
-    _write_dataset(path, body_pose=(rng.normal(size=(n, 63)) * 0.25).astype(np.float32),
-                   global_orient=(rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
-                   split=np.repeat(np.array([0, 1, 2], np.int8), n_per_split),
-                   sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32))
-    return path
-
-
-def _write_dataset(path: Path, body_pose: np.ndarray, split: np.ndarray, **arrays) -> None:
-    """A dataset file in the layout of docs/design.md (zeros where ``arrays`` gives nothing)."""
-    n = body_pose.shape[0]
-    full = {"global_orient": np.zeros((n, 3), np.float32), "transl": np.zeros((n, 3), np.float32),
-            "sequence": np.zeros(n, np.int32), "subject": split.astype(np.int32),
-            "sequence_names": np.array(["s"]), "subject_names": np.array(["a", "b", "c"]),
-            "split_names": np.array(["train", "val", "test"]), "fps": np.float32(30.0),
-            "meta": np.array("{}"), **arrays}
-    np.savez(path, body_pose=body_pose, split=split, **full)
+    return write_dataset(path, body_pose=(rng.normal(size=(n, 63)) * 0.25).astype(np.float32),
+                          global_orient=(rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
+                          split=np.repeat(np.array([0, 1, 2], np.int8), n_per_split),
+                          sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32))
 
 
 @pytest.fixture(scope="module")
@@ -163,13 +151,13 @@ def test_interpolation_paths_dispatch(body: _CubeBody) -> None:
     torch.testing.assert_close(deform.mean(dim=1), torch.ones(2))
 
 
-def test_load_split_errors(tmp_path: Path) -> None:
+def test_load_split_errors(tmp_path: Path, write_dataset) -> None:
     with pytest.raises(FileNotFoundError):
         load_split(tmp_path / "missing.npz", "test")
     np.savez(tmp_path / "nokey.npz", split=np.zeros(3, np.int8))
     with pytest.raises(ValueError, match="body_pose"):
         load_split(tmp_path / "nokey.npz", "test")
-    _write_dataset(tmp_path / "train_only.npz", np.zeros((3, 63), np.float32),
+    write_dataset(tmp_path / "train_only.npz", np.zeros((3, 63), np.float32),
                    np.zeros(3, np.int8))
     with pytest.raises(ValueError, match="no frames"):
         load_split(tmp_path / "train_only.npz", "test")
@@ -178,8 +166,8 @@ def test_load_split_errors(tmp_path: Path) -> None:
     assert len(load_split(tmp_path / "train_only.npz", "train")) == 3
 
 
-def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody) -> None:
-    data = _dataset(tmp_path / "tiny.npz")
+def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody, write_dataset) -> None:
+    data = _dataset(write_dataset, tmp_path / "tiny.npz")
     test_poses = load_split(data, "test").body_pose
     torch.manual_seed(0)  # the untrained generators' weights
     models = {"gan-s": _with_invert(PosePrior("sphere")),
@@ -219,8 +207,8 @@ def test_vertex_budget_limits_only_the_vertex_comparison(body: _CubeBody) -> Non
     assert rp.recall["vertices"].min() > 1e-2
 
 
-def test_run_eval_bad_arguments(tmp_path: Path, body: _CubeBody) -> None:
-    data = _dataset(tmp_path / "tiny.npz", n_per_split=30)
+def test_run_eval_bad_arguments(tmp_path: Path, body: _CubeBody, write_dataset) -> None:
+    data = _dataset(write_dataset, tmp_path / "tiny.npz", n_per_split=30)
     prior = {"gan-s": PosePrior("sphere")}
     with pytest.raises(TypeError, match="list of names"):
         run_eval("gan-s", data, out=tmp_path / "r", quick=True, body_model=body)
