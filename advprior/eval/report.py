@@ -141,7 +141,7 @@ def render(results: dict) -> str:
         first = next(iter(fits.values()))
         lines += [
             f"{first['frames']} random `{results['split']}` frames, seen through the fitting"
-            " module's benchmark protocol (`advprior.eval.benchmark.make_views`, the one"
+            " benchmark protocol (`advprior.eval.benchmark.make_views`, the one"
             " [fitting.md](fitting.md) uses): the recorded global orientation turned to a random"
             " heading and a camera elevation of -10 to 20 degrees, the pelvis 3-6 m in front of a"
             " 1000 x 1000 px camera with f = 1000 px, the 24 SMPL joints projected, Gaussian"
