@@ -21,6 +21,9 @@ documented in docs/design.md.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -277,3 +280,34 @@ def test_the_checker_sees_cycles_upward_and_hidden_imports(tmp_path: Path) -> No
 )
 def test_layer_lookup(module: str, layer: str) -> None:
     assert LAYERS[layer_of(module)][0] == layer
+
+
+def test_moved_modules_keep_their_0_1_0_paths() -> None:
+    # A fresh interpreter, so that the first import of each old path happens here.
+    code = """
+import importlib, warnings
+pairs = [("advprior.train.data", "advprior.data"),
+         ("advprior.train.data.dataset", "advprior.data.dataset"),
+         ("advprior.train.data.rotmath", "advprior.data.rotmath"),
+         ("advprior.fitting.benchmark", "advprior.eval.benchmark"),
+         ("advprior.fitting.lbfgs", "advprior.lbfgs")]
+for old, new in pairs:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", DeprecationWarning)
+        importlib.import_module(old)
+    said = [str(w.message) for w in seen if issubclass(w.category, DeprecationWarning)]
+    assert f"{old} moved to {new} in advprior 0.2.0; the old path goes in 0.3.0" in said, said
+warnings.simplefilter("ignore", DeprecationWarning)
+for old, new in pairs:
+    assert importlib.import_module(old) is importlib.import_module(new), old
+    assert importlib.import_module(new).__spec__.name == new
+from advprior.train.data import load_dataset, PoseData
+from advprior.train.data.rotmath import rotvec_to_matrix
+from advprior.fitting.benchmark import make_views
+import advprior.data
+assert load_dataset is advprior.data.load_dataset
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -16,6 +16,8 @@ import roma
 import torch
 from torch import Tensor
 
+from advprior.tensors import check_tensor
+
 __all__ = [
     "nn_distances",
     "recall_precision",
@@ -33,13 +35,18 @@ _DEFAULT_CHUNK = 512
 
 
 def _check_points(name: str, x: Tensor, ndim: int | None = None) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    check_tensor(x, name, None, finite=False)
     want = "(..., K, 3)" if ndim is None else "(N, K, 3)"
     if x.shape[-1:] != (3,) or x.ndim < 2 or (ndim is not None and x.ndim != ndim):
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+
+
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    _check_points("pred", pred)
+    _check_points("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
 
 
 def nn_distances(
@@ -256,11 +263,7 @@ def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
         target's unit. A ``pred`` whose points all coincide has no rotation or scale to fit: it
         maps to the centroid of ``target`` (``s = 0``), not to NaN.
     """
-    _check_points("pred", pred)
-    _check_points("target", target)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+    _check_pair(pred, target)
     rot, shift, scale = roma.rigid_points_registration(pred, target, compute_scaling=True)
     spread = (pred - pred.mean(dim=-2, keepdim=True)).abs().amax(dim=(-1, -2))
     scale = torch.where(spread > 0, scale, torch.zeros_like(scale))
@@ -273,11 +276,7 @@ def mpjpe(pred: Tensor, target: Tensor) -> Tensor:
 
     No alignment is applied; root-align beforehand if the protocol asks for it.
     """
-    _check_points("pred", pred)
-    _check_points("target", target)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+    _check_pair(pred, target)
     return (pred - target).norm(dim=-1).mean(dim=-1)
 
 
@@ -287,11 +286,8 @@ def p_mpjpe(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def _zero_orient_inputs(body_pose: Tensor) -> Tensor:
-    if not isinstance(body_pose, Tensor):
-        raise TypeError(f"body_pose must be a torch.Tensor, got {type(body_pose).__name__}")
-    if not body_pose.is_floating_point():
-        raise TypeError(f"body_pose must be a floating-point tensor, got dtype {body_pose.dtype}")
-    if body_pose.ndim != 2 or body_pose.shape[-1] not in (63, 69):
+    check_tensor(body_pose, "body_pose", (63, 69), finite=False)
+    if body_pose.ndim != 2:
         raise ValueError(f"body_pose must have shape (N, 63) or (N, 69) axis-angle, got "
                          f"{tuple(body_pose.shape)}")
     return body_pose.new_zeros(body_pose.shape[0], 3)

@@ -9,13 +9,42 @@ match it, see :mod:`advprior.train.loop`) and the model card shows under ``confi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    import torch
 
 S = TypeVar("S", bound="TrainSettings")
 
 SELECTIONS = ("best", "last")
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """How a training call runs; not recorded, since none of them changes the weights.
+
+    ``resume``: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same
+    machine and thread count; the recorded settings other than ``steps`` and the periods must
+    match). ``progress``: a tqdm bar. ``tensorboard``: logs in ``out/tb``. ``device``: default
+    CUDA under torchrun if available, else CPU. ``export``: save the selected weights to
+    ``out/model`` when the run finishes. ``callback``: called as ``callback(step, losses)``
+    after every step (on every process).
+    """
+
+    resume: bool = False
+    progress: bool = True
+    tensorboard: bool = True
+    device: str | torch.device | None = None
+    export: bool = True
+    callback: Callable[[int, dict[str, float]], None] | None = None
+
+    def trainer_options(self) -> dict[str, Any]:
+        """The keywords :class:`advprior.train.loop.Trainer` takes from these options."""
+        return {"resume": self.resume, "progress": self.progress,
+                "tensorboard": self.tensorboard, "callback": self.callback}
 
 
 @dataclass(kw_only=True)
@@ -44,6 +73,15 @@ class TrainSettings:
         if unknown:
             raise TypeError(f"unexpected {cls.__name__} settings {unknown}; known: {sorted(names)}")
         return replace(config, **overrides) if config is not None else cls(**overrides)
+
+    @classmethod
+    def split(cls: type[S], config: S | None, keywords: dict[str, Any]) -> tuple[S, RunOptions]:
+        """Settings (:meth:`build` from ``config`` and the keywords naming its fields) and the
+        :class:`RunOptions` among ``keywords``: 0.1.0's flat keyword signature, sorted."""
+        run_names = {f.name for f in fields(RunOptions)}
+        run = RunOptions(**{k: v for k, v in keywords.items() if k in run_names})
+        settings = {k: v for k, v in keywords.items() if k not in run_names}
+        return cls.build(config, settings), run
 
     def record(self, data: str | os.PathLike, out: str | os.PathLike | None = None) -> dict:
         """The JSON dict the checkpoint and the model card hold: ``model``, the resolved

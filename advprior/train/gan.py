@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,21 +52,15 @@ def train_gan(
     data: str | os.PathLike,
     out: str | os.PathLike,
     settings: GANConfig | None = None,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    tensorboard: bool = True,
-    device: str | torch.device | None = None,
-    export: bool = True,
-    callback: Callable[[int, dict[str, float]], None] | None = None,
-    **overrides: Any,
+    **keywords: Any,
 ) -> TrainResult:
     """Train a :class:`advprior.PosePrior` adversarially on a dataset file.
 
     Settings come as a :class:`~advprior.train.config.GANConfig` (``settings``), as keywords
     (0.1.0's signature: ``train_gan(data, out, latent="uniform", steps=100)``), or both (the
     keywords override fields of ``settings``); the record of them goes into the checkpoint and
-    the model card.
+    the model card. The other keywords are :class:`~advprior.train.config.RunOptions`
+    (``resume``, ``progress``, ``tensorboard``, ``device``, ``export``, ``callback``).
 
     Args:
         data: dataset npz (``advprior data build``); its train split is used for training and
@@ -101,7 +94,7 @@ def train_gan(
     Returns:
         :class:`~advprior.train.loop.TrainResult`; ``model_dir`` is set when the run finished.
     """
-    cfg = GANConfig.build(settings, overrides)
+    cfg, run = GANConfig.split(settings, keywords)
     out = Path(out)
     config = cfg.record(data, out)
     latent, steps, batch_size, seed, select = (
@@ -111,7 +104,7 @@ def train_gan(
         cfg.d_steps, cfg.lr, cfg.betas, cfg.ema_decay, cfg.r1_gamma
     )
     mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
-    info = ddp.setup(device)
+    info = ddp.setup(run.device)
     try:
         poses = load_training_poses(data, mirror=mirror, max_val=cfg.max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
@@ -139,10 +132,7 @@ def train_gan(
             dist=info,
             val_every=val_every,
             ckpt_every=ckpt_every,
-            resume=resume,
-            progress=progress,
-            tensorboard=tensorboard,
-            callback=callback,
+            **run.trainer_options(),
             select="generator" if shown is prior else "generator_ema",
         )
         trainer.add_module("generator", prior, opt_g)
@@ -207,7 +197,7 @@ def train_gan(
         if info.is_main:
             validate = make_validator(shown, poses.val, num_samples=cfg.val_samples, seed=seed)
         result = trainer.run(step_fn, validate)
-        if export and not result.interrupted and info.is_main:
+        if run.export and not result.interrupted and info.is_main:
             model = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
             model.load_state_dict(selected_state(result, shown, select))
             result.model_dir = export_model(model, out, result, poses.description, config)

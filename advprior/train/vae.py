@@ -16,7 +16,6 @@ Adam (lr 1e-3, weight decay 1e-5) as VPoser; its ReduceLROnPlateau/early stoppin
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,59 +90,44 @@ def train_vae(
     data: str | os.PathLike,
     out: str | os.PathLike,
     settings: VAEConfig | None = None,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    tensorboard: bool = True,
-    device: str | torch.device | None = None,
-    export: bool = True,
-    callback: Callable[[int, dict[str, float]], None] | None = None,
-    **overrides: Any,
+    **keywords: Any,
 ) -> TrainResult:
     """Train :class:`advprior.baselines.VPoserVAE` on a dataset file.
 
-    Settings as a :class:`~advprior.train.config.VAEConfig` and/or keywords, run options and
-    results as :func:`advprior.train.train_gan` (``steps`` counts optimiser updates, one batch
-    each; ``select`` picks the best-validation or the last weights). The exported model lands
-    in ``<out>/model``.
+    Settings as a :class:`~advprior.train.config.VAEConfig` and/or keywords, run options
+    (:class:`~advprior.train.config.RunOptions`) and results as
+    :func:`advprior.train.train_gan` (``steps`` counts optimiser updates, one batch each;
+    ``select`` picks the best-validation or the last weights). The exported model lands in
+    ``<out>/model``.
     """
-    cfg = VAEConfig.build(settings, overrides)
+    cfg, run = VAEConfig.split(settings, keywords)
     out = Path(out)
     config = cfg.record(data, out)
-    steps, batch_size, seed, select, mirror = (
-        cfg.steps, cfg.batch_size, cfg.seed, cfg.select, cfg.mirror
-    )
-    latent_dim, hidden_dim, val_every, ckpt_every = (
-        cfg.latent_dim, cfg.hidden_dim, cfg.val_every, cfg.ckpt_every
-    )
-    info = ddp.setup(device)
+    info = ddp.setup(run.device)
     try:
-        poses = load_training_poses(data, mirror=mirror, max_val=cfg.max_val_poses)
+        poses = load_training_poses(data, mirror=cfg.mirror, max_val=cfg.max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
-        torch.manual_seed(seed)
-        model = VPoserVAE(latent_dim=latent_dim, hidden_dim=hidden_dim).to(info.device)
-        torch.manual_seed(seed + info.rank)  # reparameterisation and dropout noise per rank
+        torch.manual_seed(cfg.seed)
+        model = VPoserVAE(latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim).to(info.device)
+        torch.manual_seed(cfg.seed + info.rank)  # reparameterisation and dropout noise per rank
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         train = poses.train
         stream = BatchStream(
-            train.shape[0], batch_size, seed + SEED_DATA, info.rank, info.world_size
+            train.shape[0], cfg.batch_size, cfg.seed + SEED_DATA, info.rank, info.world_size
         )
         trainer = Trainer(
             out,
-            steps=steps,
+            steps=cfg.steps,
             config=config,
             dist=info,
-            val_every=val_every,
-            ckpt_every=ckpt_every,
-            resume=resume,
-            progress=progress,
-            tensorboard=tensorboard,
-            callback=callback,
+            val_every=cfg.val_every,
+            ckpt_every=cfg.ckpt_every,
+            **run.trainer_options(),
             select="vae",
         )
         trainer.add_module("vae", model, opt)
         trainer.add_stream("data", stream)
-        extra_until = int(EXTRA_TERMS_FRACTION * steps)
+        extra_until = int(EXTRA_TERMS_FRACTION * cfg.steps)
         # DDP needs the whole loss computed through the wrapped module's forward.
         loss_module = _LossModule(model)
         loss_net = ddp.wrap(loss_module, info)
@@ -163,11 +147,13 @@ def train_vae(
 
         validate = None
         if info.is_main:
-            validate = make_validator(model, poses.val, num_samples=cfg.val_samples, seed=seed)
+            validate = make_validator(
+                model, poses.val, num_samples=cfg.val_samples, seed=cfg.seed
+            )
         result = trainer.run(step_fn, validate)
-        if export and not result.interrupted and info.is_main:
-            final = VPoserVAE(latent_dim=latent_dim, hidden_dim=hidden_dim)
-            final.load_state_dict(selected_state(result, model, select))
+        if run.export and not result.interrupted and info.is_main:
+            final = VPoserVAE(latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
+            final.load_state_dict(selected_state(result, model, cfg.select))
             final.eval()
             result.model_dir = export_model(final, out, result, poses.description, config)
         ddp.barrier(info)
