@@ -7,7 +7,7 @@ import pytest
 import torch
 from smplx.lbs import batch_rigid_transform
 
-from advprior.body import forward_kinematics, rest_joints
+from advprior.body import forward_kinematics, forward_kinematics_rotmat, rest_joints
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import PARENTS, REST_JOINTS
 
@@ -110,3 +110,23 @@ def test_bad_betas_and_transl_shapes() -> None:
         forward_kinematics(go, bp, transl=torch.zeros(2, 4, 3))
     with pytest.raises(ValueError, match="transl"):
         forward_kinematics(go, bp, transl=torch.zeros(3, 3))
+
+
+def test_rotmat_chain_matches_axis_angle_fk_and_a_per_joint_loop() -> None:
+    g = torch.Generator().manual_seed(4)
+    go, bp = 0.3 * torch.randn(5, 3, generator=g), 0.4 * torch.randn(5, 63, generator=g)
+    local = axis_angle_to_rotmat(torch.cat([go, bp], -1).unflatten(-1, (22, 3)))
+    chain = forward_kinematics_rotmat(local)
+    torch.testing.assert_close(chain, forward_kinematics(go, bp))
+    # The 0.1.0 VAE loss's own kinematics (one joint at a time) gives the same joints.
+    rest = torch.as_tensor(REST_JOINTS, dtype=torch.float32)
+    eye = torch.eye(3).expand(5, 3, 3)
+    rots, pos = [local[:, 0]], [rest[0].expand(5, 3)]
+    joints = [*local.unbind(1), eye, eye]
+    for j in range(1, 24):
+        p = PARENTS[j]
+        pos.append(pos[p] + rots[p] @ (rest[j] - rest[p]))
+        rots.append(rots[p] @ joints[j])
+    torch.testing.assert_close(chain, torch.stack(pos, 1))
+    with pytest.raises(ValueError, match="22, 3, 3"):
+        forward_kinematics_rotmat(local[:, :21])

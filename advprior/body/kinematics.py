@@ -94,6 +94,7 @@ def forward_kinematics(
         same model and parameters.
     """
     go, bp = check_pose(global_orient, body_pose)
+    dtype, device = bp.dtype, bp.device
     try:
         lead = torch.broadcast_shapes(go.shape[:-1], bp.shape[:-1])
     except RuntimeError as exc:
@@ -105,47 +106,6 @@ def forward_kinematics(
         [go.expand(*lead, 3)[..., None, :], bp.expand(*lead, bp.shape[-1]).unflatten(-1, (-1, 3))],
         -2,
     )
-    return forward_kinematics_rotmat(
-        axis_angle_to_rotmat(aa), betas, transl, body_model, return_rotations=return_rotations
-    )
-
-
-def forward_kinematics_rotmat(
-    local_rotmat: torch.Tensor,
-    betas: torch.Tensor | None = None,
-    transl: torch.Tensor | None = None,
-    body_model: BodyModel | None = None,
-    *,
-    return_rotations: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Posed positions of SMPL's 24 joints from local rotation matrices.
-
-    Args:
-        local_rotmat: ``(..., J, 3, 3)``, J = 22 (pelvis, then SMPL joints 1..21; the hand
-            joints stay at rest) or 24, each relative to its parent.
-        betas, transl, body_model, return_rotations: as in :func:`forward_kinematics`.
-
-    Returns:
-        joints ``(..., 24, 3)`` in metres (and the global rotations ``(..., 24, 3, 3)``). Works
-        on the matrices directly: training losses use it because the gradient of a matrix ->
-        axis-angle conversion is unstable near zero angle.
-    """
-    if not isinstance(local_rotmat, torch.Tensor) or local_rotmat.shape[-2:] != (3, 3) or (
-        local_rotmat.ndim < 3 or local_rotmat.shape[-3] not in (NUM_JOINTS - 2, NUM_JOINTS)
-    ):
-        got = (
-            tuple(local_rotmat.shape)
-            if isinstance(local_rotmat, torch.Tensor)
-            else type(local_rotmat).__name__
-        )
-        raise ValueError(
-            f"local_rotmat must have shape (..., 22, 3, 3) or (..., 24, 3, 3), got {got}"
-        )
-    dtype, device = local_rotmat.dtype, local_rotmat.device
-    lead = local_rotmat.shape[:-3]
-    # Joint 0 is the pelvis, so the body joints 1..J-1 pad like a body pose of J-1 joints.
-    local = pad_hand_joints(local_rotmat, NUM_JOINTS, rotmat=True)
-
     if betas is not None:
         if not isinstance(betas, torch.Tensor) or betas.ndim == 0:
             raise TypeError("betas must be a torch.Tensor of shape (..., K)")
@@ -153,25 +113,13 @@ def forward_kinematics_rotmat(
     else:
         rest = rest_joints(body_model, None, device=device, dtype=dtype)
     rest = rest.to(dtype=dtype, device=device)
-    parents = torch.as_tensor(_PARENTS[1:], device=device)
-    offsets = torch.cat([rest[..., :1, :], rest[..., 1:, :] - rest[..., parents, :]], -2)
     try:
-        lead = torch.broadcast_shapes(lead, offsets.shape[:-2])
+        lead = torch.broadcast_shapes(lead, rest.shape[:-2])
     except RuntimeError as exc:
         raise ValueError(
             f"betas {tuple(betas.shape)} do not broadcast with the poses' leading shape {lead}"
         ) from exc
-    local = local.expand(*lead, NUM_JOINTS, 3, 3)
-    offsets = offsets.expand(*lead, NUM_JOINTS, 3)
-
-    rot = local[..., :1, :, :]
-    pos = offsets[..., :1, :]
-    for start, stop in _LEVELS[1:]:
-        par = parents[start - 1 : stop - 1]
-        prot = rot[..., par, :, :]
-        rot = torch.cat([rot, prot @ local[..., start:stop, :, :]], -3)
-        step = (prot @ offsets[..., start:stop, :, None])[..., 0]
-        pos = torch.cat([pos, pos[..., par, :] + step], -2)
+    pos, rot = forward_kinematics_rotmat(axis_angle_to_rotmat(aa), rest, return_rotations=True)
 
     if transl is not None:
         if not isinstance(transl, torch.Tensor) or transl.shape[-1:] != (3,):
@@ -189,3 +137,56 @@ def forward_kinematics_rotmat(
     if return_rotations:
         return pos, rot
     return pos
+
+
+def forward_kinematics_rotmat(
+    local_rotmat: torch.Tensor,
+    rest: torch.Tensor | None = None,
+    *,
+    return_rotations: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The kinematic chain: SMPL's 24 posed joints from local rotation matrices.
+
+    Args:
+        local_rotmat: ``(..., J, 3, 3)``, J = 22 (pelvis, then SMPL joints 1..21; the hand
+            joints stay at rest) or 24, each relative to its parent.
+        rest: ``(..., 24, 3)`` rest joints in metres (:func:`rest_joints`); default the neutral
+            :data:`~advprior.skeleton.REST_JOINTS`.
+        return_rotations: also return the global rotations ``(..., 24, 3, 3)``.
+
+    Returns:
+        joints ``(..., 24, 3)`` in metres, the pelvis at its rest position; leading dimensions
+        broadcast. Works on the matrices directly: training losses use it because the gradient
+        of a matrix -> axis-angle conversion is unstable near zero angle.
+    """
+    if not isinstance(local_rotmat, torch.Tensor) or local_rotmat.shape[-2:] != (3, 3) or (
+        local_rotmat.ndim < 3 or local_rotmat.shape[-3] not in (NUM_JOINTS - 2, NUM_JOINTS)
+    ):
+        got = (
+            tuple(local_rotmat.shape)
+            if isinstance(local_rotmat, torch.Tensor)
+            else type(local_rotmat).__name__
+        )
+        raise ValueError(
+            f"local_rotmat must have shape (..., 22, 3, 3) or (..., 24, 3, 3), got {got}"
+        )
+    device = local_rotmat.device
+    if rest is None:
+        rest = rest_joints(device=device, dtype=local_rotmat.dtype)
+    # Joint 0 is the pelvis, so the body joints 1..J-1 pad like a body pose of J-1 joints.
+    local = pad_hand_joints(local_rotmat, NUM_JOINTS, rotmat=True)
+    parents = torch.as_tensor(_PARENTS[1:], device=device)
+    offsets = torch.cat([rest[..., :1, :], rest[..., 1:, :] - rest[..., parents, :]], -2)
+    lead = torch.broadcast_shapes(local.shape[:-3], offsets.shape[:-2])
+    local = local.expand(*lead, NUM_JOINTS, 3, 3)
+    offsets = offsets.expand(*lead, NUM_JOINTS, 3)
+
+    rot = local[..., :1, :, :]
+    pos = offsets[..., :1, :]
+    for start, stop in _LEVELS[1:]:
+        par = parents[start - 1 : stop - 1]
+        prot = rot[..., par, :, :]
+        rot = torch.cat([rot, prot @ local[..., start:stop, :, :]], -3)
+        step = (prot @ offsets[..., start:stop, :, None])[..., 0]
+        pos = torch.cat([pos, pos[..., par, :] + step], -2)
+    return (pos, rot) if return_rotations else pos
