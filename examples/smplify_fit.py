@@ -202,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *goal_lines(fitting),
         "",
-        *(["Inversion (`PosePrior.project_pose`, defaults: bank start, 50 L-BFGS steps; and from a "
-           f"`PoseEncoder` trained {args.encoder_steps} steps, then 10 steps) of held-out test "
+        *(["Inversion (`PosePrior.project_pose`, defaults: bank start, 50 L-BFGS "
+           "steps; and from a "
+           f"`PoseEncoder` trained {args.encoder_steps} steps, then 10 steps) "
+           "of held-out test "
            "poses not used above:", "",
            *inversion_table(inversion)] if inversion else []),
     ])
