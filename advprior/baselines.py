@@ -23,14 +23,19 @@ from advprior.rotations import rot6d_to_rotmat, rotmat_to_axis_angle
 __all__ = ["VPoserVAE", "GMMPrior"]
 
 
-def _check_pose(body_pose: object, dim: int, name: str = "body_pose") -> torch.Tensor:
+def _check_pose(
+    body_pose: object, dim: int, name: str = "body_pose", *, finite: bool = True
+) -> torch.Tensor:
+    """Type and shape check; with ``finite`` also no NaN/Inf. Calls that run inside an
+    optimiser's forward pass (``decode``, ``nll``) pass ``finite=False`` so that NaN/Inf
+    propagate as in torch instead of raising from inside a line search."""
     if not isinstance(body_pose, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (..., {dim})")
     if not body_pose.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {body_pose.dtype}")
     if body_pose.ndim == 0 or body_pose.shape[-1] != dim:
         raise ValueError(f"{name} must have shape (..., {dim}), got {tuple(body_pose.shape)}")
-    if body_pose.numel() and not bool(torch.isfinite(body_pose).all()):
+    if finite and body_pose.numel() and not bool(torch.isfinite(body_pose).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
     return body_pose
 
@@ -105,7 +110,7 @@ class VPoserVAE(PretrainedMixin, nn.Module):
     def decode(self, z: torch.Tensor, output: str = "axis_angle") -> torch.Tensor:
         """``(..., latent_dim)`` latents -> poses: ``"axis_angle"`` ``(..., 63)`` or ``"rotmat"``
         ``(..., 21, 3, 3)``."""
-        _check_pose(z, self.latent_dim, "z")
+        _check_pose(z, self.latent_dim, "z", finite=False)
         rotmat = rot6d_to_rotmat(self.decoder(z).reshape(*z.shape[:-1], self.num_joints, 6))
         if output == "rotmat":
             return rotmat
@@ -164,7 +169,7 @@ class GMMPrior(PretrainedMixin, nn.Module):
 
     def _component_log_density(self, body_pose: torch.Tensor) -> torch.Tensor:
         """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``."""
-        _check_pose(body_pose, self.dim)
+        _check_pose(body_pose, self.dim, finite=False)
         dtype = body_pose.dtype
         # Cholesky in float64: the mixture's covariances can be nearly singular.
         chol = torch.linalg.cholesky(self.covariances.double()).to(dtype)  # (K, D, D)

@@ -8,6 +8,7 @@ first two columns (:mod:`advprior.rotations`); quaternions are ``(x, y, z, w)``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -26,6 +27,8 @@ from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 OUTPUTS: tuple[str, ...] = ("axis_angle", "rotmat", "rot6d", "quat")
 BODIES: tuple[str, ...] = ("smplx", "smplh", "smpl")
 _BODY_JOINTS = {"smplx": NUM_BODY_JOINTS, "smplh": NUM_BODY_JOINTS, "smpl": NUM_SMPL_BODY_JOINTS}
+# Latents decoded to pick the sphere's typical latent (their medoid).
+_TYPICAL_SAMPLES = 512
 
 
 def convert_rotmat(rotmat: torch.Tensor, output: str) -> torch.Tensor:
@@ -111,19 +114,36 @@ class PosePrior(nn.Module, PretrainedMixin):
         return self.decode(z)
 
     def decode(
-        self, z: torch.Tensor, output: str = "axis_angle", body: str = "smplx"
+        self,
+        z: torch.Tensor,
+        output: str = "axis_angle",
+        body: str = "smplx",
+        *,
+        project: bool = True,
     ) -> torch.Tensor:
-        """Decode latents ``(..., D)`` (not projected: pass :meth:`project` output if needed).
+        """Decode latents ``(..., D)``.
 
         ``output``: ``"axis_angle"`` ``(..., 3J)``, ``"rotmat"`` ``(..., J, 3, 3)``,
         ``"rot6d"`` ``(..., J, 6)`` (first two columns of the orthonormalised matrix),
         ``"quat"`` ``(..., J, 4)`` in ``(x, y, z, w)`` order. ``J`` is 21 for
         ``body="smplx"``/``"smplh"`` and 23 for ``body="smpl"`` (hand joints appended as identity).
+
+        ``project`` (default True) first moves ``z`` onto the latent manifold
+        (:meth:`project`). That is the default because every fit (:class:`LatentPose`,
+        :func:`advprior.fitting.fit_keypoints`) decodes ``project(z)``: a raw fitted ``z``, saved
+        and decoded later, gives the pose that was fitted. The projection is idempotent, so a
+        latent already on the manifold decodes exactly as with ``project=False``, which decodes
+        ``z`` as given (the generator never saw latents off the manifold).
+
+        NaN/Inf latents decode to NaN/Inf poses (no exception), so the call is safe inside any
+        optimiser's line search; shape, dtype and type errors still raise.
         """
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         joints = _check_body(body)
-        check_latent(z, self.latent_dim)
+        check_latent(z, self.latent_dim, finite=False)
+        if project:
+            z = self._latent_space.project(z)
         dtype = self._param().dtype
         if z.dtype != dtype:
             raise TypeError(
@@ -164,6 +184,29 @@ class PosePrior(nn.Module, PretrainedMixin):
         """``z`` ``(..., D)`` moved onto the latent manifold (see :meth:`LatentSpace.project`)."""
         return self._latent_space.project(z)
 
+    @torch.no_grad()
+    def typical_latent(self) -> torch.Tensor:
+        """The latent ``(D,)`` of a typical pose, a pure function of the weights: the medoid
+        (least summed squared rotation-matrix distance to the others) of the decodings of
+        512 latents drawn with seed 0 on the sphere; the origin (itself on the manifold) for the
+        cube and the Gaussian. It is :func:`advprior.fitting.fit_keypoints`' starting latent,
+        ``LatentPose(init="typical")`` and the centre of :mod:`advprior.compat`'s chart."""
+        p = self._param()
+        if self.latent != "sphere":
+            return torch.zeros(self.latent_dim, device=p.device, dtype=p.dtype)
+        gen = torch.Generator().manual_seed(0)
+        z = self._latent_space.sample(_TYPICAL_SAMPLES, generator=gen, dtype=p.dtype)
+        was_training = self.training
+        self.eval()  # dropout off: the result must not depend on the module's mode
+        try:
+            rot = self.decode(z.to(p.device), output="rotmat").reshape(len(z), -1).cpu()
+        finally:
+            self.train(was_training)
+        # Squared Frobenius distances between all pairs via one matmul.
+        sq = (rot * rot).sum(-1)
+        dist = sq[:, None] + sq[None, :] - 2 * rot @ rot.T
+        return z[dist.sum(1).argmin()].to(p.device)
+
     def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
         """Latent path ``(steps, D)`` or ``(B, steps, D)`` incl. endpoints: slerp on the sphere,
         linear otherwise (see :meth:`LatentSpace.interpolate`)."""
@@ -202,11 +245,21 @@ class LatentPose(nn.Module):
     Args:
         prior: a :class:`PosePrior`.
         batch_size: B.
-        init: ``(B, D)`` or ``(D,)`` initial latents; default: draws from the latent distribution
-            with a fixed seed (0), so fits are reproducible and the global RNG is untouched.
+        init: where :attr:`z` starts (and where :meth:`reset` puts it back): ``None`` (default)
+            draws from the latent distribution with a fixed seed (0), so fits are reproducible
+            and the global RNG is untouched; ``"typical"`` is :meth:`PosePrior.typical_latent`
+            for every item, the start of :func:`advprior.fitting.fit_keypoints`; or a tensor
+            ``(B, D)`` / ``(D,)``.
+
+    Do not reset :attr:`z` with ``z.data.fill_(0)`` as VPoser code does: on the sphere the zero
+    vector has no direction, decodes to a fixed pole with zero gradient and never moves (a
+    ``RuntimeWarning`` says so). Call :meth:`reset`, or use :mod:`advprior.compat`, whose chart
+    puts a typical pose at ``z = 0``.
     """
 
-    def __init__(self, prior: PosePrior, batch_size: int, init: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, prior: PosePrior, batch_size: int, init: torch.Tensor | str | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(prior, PosePrior):
             raise TypeError(f"prior must be a PosePrior, got {type(prior).__name__}")
@@ -217,6 +270,10 @@ class LatentPose(nn.Module):
         if init is None:
             seeded = torch.Generator().manual_seed(0)
             init = prior.latent_space.sample(batch_size, generator=seeded, dtype=p.dtype)
+        elif isinstance(init, str):
+            if init != "typical":
+                raise ValueError(f'init must be None, "typical" or a tensor, got {init!r}')
+            init = prior.typical_latent().cpu().expand(batch_size, -1)
         else:
             check_latent(init, prior.latent_dim, "init")
             if init.ndim == 1:
@@ -226,12 +283,42 @@ class LatentPose(nn.Module):
                     f"init must have shape ({batch_size}, {prior.latent_dim}) or "
                     f"({prior.latent_dim},), got {tuple(init.shape)}"
                 )
-        self.z = nn.Parameter(init.detach().to(device=p.device, dtype=p.dtype).clone())
+        start = init.detach().to(device=p.device, dtype=p.dtype).clone()
+        self.z = nn.Parameter(start.clone())
+        # A buffer, so that the start follows .to() and is saved with the state dict.
+        self.register_buffer("z_init", start)
+        self._warned_zero = False
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Put :attr:`z` back to its starting value (VPoser code's ``pose_embedding.fill_(0)``
+        before each new try). In place: an optimiser holding :attr:`z` keeps working, but
+        clear its state (a new ``torch.optim`` instance) as you would after ``fill_``."""
+        self.z.copy_(self.z_init.to(self.z.dtype))
 
     def latent(self) -> torch.Tensor:
         """The projected latents ``(B, D)`` actually decoded."""
+        if self.prior.latent == "sphere" and not self._warned_zero:
+            self._warn_if_zero()
         return self.prior.project(self.z)
 
+    def _warn_if_zero(self) -> None:
+        with torch.no_grad():
+            zero = bool((self.z.norm(dim=-1) <= 1e-12).any())
+        if zero:
+            self._warned_zero = True
+            warnings.warn(
+                "LatentPose.z has a zero row: on the sphere it has no direction, decodes to a "
+                "fixed pole with zero gradient and will not move; call LatentPose.reset() "
+                "instead of z.fill_(0), or use advprior.compat (z = 0 is a typical pose there)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def forward(self, output: str = "axis_angle", body: str = "smplx") -> torch.Tensor:
-        """Decoded poses, ``(B, 63)`` by default; ``output``/``body`` as in ``PosePrior.decode``."""
-        return self.prior.decode(self.latent(), output=output, body=body)
+        """Decoded poses, ``(B, 63)`` by default; ``output``/``body`` as in ``PosePrior.decode``.
+        Exactly ``prior.decode(z)`` (which projects), so a saved raw :attr:`z` decodes bitwise to
+        the pose returned here."""
+        if self.prior.latent == "sphere" and not self._warned_zero:
+            self._warn_if_zero()
+        return self.prior.decode(self.z, output=output, body=body)

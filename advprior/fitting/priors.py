@@ -1,6 +1,6 @@
 """How each kind of prior enters a fit: its free variables, the pose they give, its energy.
 
-- ``PosePrior`` (``model_type "gan"``): free latent ``z``; pose ``prior(prior.project(z))`` --
+- ``PosePrior`` (``model_type "gan"``): free latent ``z``; pose ``prior(z)`` = ``decode(project(z))`` --
   exactly :class:`advprior.LatentPose`'s forward, so the pose is on the prior's manifold at every
   evaluation. Energy: none on the sphere and the cube (the manifold is the prior); ``||z||^2``
   for the normal latent (as VPoser).
@@ -23,8 +23,6 @@ from torch import Tensor, nn
 from advprior.skeleton import NUM_BODY_JOINTS
 
 POSE_DIM = 3 * NUM_BODY_JOINTS
-# Latents drawn to pick a sphere prior's starting point (the medoid of their decoded poses).
-_INIT_SAMPLES = 512
 
 
 def latent_gauge(z: Tensor, kind: str | None) -> Tensor:
@@ -121,16 +119,7 @@ class PriorTerm:
         the latent origin (VAE, normal and uniform GANs), the medoid of decoded samples (sphere),
         the mixture's weighted mean pose as SMPLify (GMM), the zero pose (no prior)."""
         if self.kind == "gan" and self.latent_kind == "sphere":
-            gen = torch.Generator().manual_seed(0)
-            z = self.prior.latent_space.sample(_INIT_SAMPLES, generator=gen, dtype=dtype)
-            p = self._param()
-            with torch.no_grad():
-                rot = self.prior.decode(z.to(p.device, p.dtype), output="rotmat").to(dtype).cpu()
-            flat = rot.reshape(len(z), -1)
-            # Squared Frobenius distances between all pairs via one matmul.
-            sq = (flat * flat).sum(-1)
-            dist = sq[:, None] + sq[None, :] - 2 * flat @ flat.T
-            z0 = z[dist.sum(1).argmin()]
+            z0 = self.prior.typical_latent().to(dtype).cpu()
         elif self.kind in ("gan", "vae"):
             z0 = torch.zeros(self.dim, dtype=dtype)
         elif self.kind == "gmm":
@@ -146,7 +135,8 @@ class PriorTerm:
     def pose(self, params: Tensor) -> Tensor:
         """Body pose ``(n, 63)`` (axis-angle, radians) from the free numbers ``(n, dim)``."""
         if self.kind == "gan":
-            out = self.prior(self.prior.project(self._model_input(params)))
+            # decode projects onto the manifold (PosePrior.decode's default), as LatentPose does
+            out = self.prior(self._model_input(params))
         elif self.kind == "vae":
             out = self.prior.decode(self._model_input(params))
         else:
