@@ -1,11 +1,20 @@
 """Body models: forward kinematics on SMPL's tree, the open stand-in body, real SMPL files.
 
 Public names: :func:`forward_kinematics`, :func:`rest_joints`, :func:`load_body_model`,
-:class:`BodyModel`, :class:`BodyOutput`. Plotting lives in :mod:`advprior.body.plot`
+:class:`BodyModel`, :class:`BodyOutput`, :func:`standin_folder` (the stand-in as an SMPL model
+folder for ``smplx.create``). Plotting lives in :mod:`advprior.body.plot`
 (:func:`~advprior.body.plot.plot_bodies`; needs the ``viz`` extra).
 """
 
 from advprior.body.kinematics import forward_kinematics, rest_joints
 from advprior.body.model import BodyModel, BodyOutput, load_body_model
+from advprior.body.standin import standin_folder
 
-__all__ = ["BodyModel", "BodyOutput", "forward_kinematics", "load_body_model", "rest_joints"]
+__all__ = [
+    "BodyModel",
+    "BodyOutput",
+    "forward_kinematics",
+    "load_body_model",
+    "rest_joints",
+    "standin_folder",
+]

@@ -1,6 +1,7 @@
 """How each kind of prior enters a fit: its free variables, the pose they give, its energy.
 
-- ``PosePrior`` (``model_type "gan"``): free latent ``z``; pose ``prior(z)`` = ``decode(project(z))`` --
+- ``PosePrior`` (``model_type "gan"``): free latent ``z``; pose ``prior(z)`` (which decodes
+  ``project(z)``) --
   exactly :class:`advprior.LatentPose`'s forward, so the pose is on the prior's manifold at every
   evaluation. Energy: none on the sphere and the cube (the manifold is the prior); ``||z||^2``
   for the normal latent (as VPoser).
