@@ -150,13 +150,13 @@ def run_optimizer(params: list[Tensor], closure_factory: Callable, maxiters: int
     closure = closure_factory(optimizer)
     prev = None
     for _ in range(maxiters):
-        loss = float(optimizer.step(closure))
+        loss = float(optimizer.step(closure).detach())
         if not math.isfinite(loss):
             break
         if prev is not None and abs(prev - loss) <= ftol * max(abs(prev), abs(loss), 1.0):
             break
         prev = loss
-    return float(closure())
+    return float(closure().detach())
 
 
 @dataclass
