@@ -232,7 +232,7 @@ class GMMPrior(PretrainedMixin, nn.Module):
            Every such weight is brought to at least ``min_nll_weight`` (default 1e-36, 100x
            above float32's smallest normal number) by scaling ``S_k`` by a factor ``a_k``: the
            narrowest components are widened, the widest narrowed, the largest ``|log a_k|`` as
-           small as possible (on the shipped GMM ``a_k`` lies in [0.73, 1.37]).
+           small as possible (the shipped GMM's ``a_k``: ``docs/compat.md``).
         """
         if not 0 < eig_floor < 1:
             raise ValueError(f"eig_floor must be in (0, 1), got {eig_floor!r}")
