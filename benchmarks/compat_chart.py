@@ -24,8 +24,9 @@ SOURCE = "benchmarks/compat_chart.py"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", type=Path, default=REPO / "data" / "mocap30.npz")
     p.add_argument("--poses", type=int, default=500)
     p.add_argument("--write-docs", action="store_true")
@@ -59,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             z = z - (z @ c)[:, None] * c
             dims -= 1  # the sphere has D - 1 dimensions; the part along c is 0
         per_dim = float(z.pow(2).sum(-1).mean() / dims)
-        lines.append(f"| {alias} | {ps.chart} | {ps.chart_scale:.4f} | {per_dim:.2f} | "
-                     f"{float(z.norm(dim=-1).median()):.2f} |")
+        lines.append(
+            f"| {alias} | {ps.chart} | {ps.chart_scale:.4f} | {per_dim:.2f} | "
+            f"{float(z.norm(dim=-1).median()):.2f} |"
+        )
         print(lines[-1], flush=True)
 
     gmm = load_pretrained("gmm")
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     sqrdets = np.exp(0.5 * np.linalg.slogdet(out["covars"])[1])
     nll_w = (out["weights"] / ((2 * np.pi) ** 34.5 * sqrdets / sqrdets.min())).astype(np.float32)
     raw_sq = np.exp(0.5 * np.linalg.slogdet(cov)[1])
-    raw_w = (gmm.weights.double().numpy() / ((2 * np.pi) ** 34.5 * raw_sq / raw_sq.min()))
+    raw_w = gmm.weights.double().numpy() / ((2 * np.pi) ** 34.5 * raw_sq / raw_sq.min())
     lines += [
         "",
         f"GMM export (`GMMPrior.export_smplify()`, eig_floor 1e-4): component scale factors "

@@ -34,8 +34,9 @@ SOURCE = "benchmarks/vposer_loop.py"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", type=Path, default=REPO / "data" / "mocap30.npz")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
@@ -57,19 +58,25 @@ def main(argv: list[str] | None = None) -> int:
 
     test = load_split(args.data, "test")
     idx = subsample(len(test), args.frames, torch.Generator().manual_seed(args.seed))
-    body = smplx.create(str(standin_folder()), model_type="smpl",
-                        joint_mapper=smpl_joint_mapper())
+    body = smplx.create(str(standin_folder()), model_type="smpl", joint_mapper=smpl_joint_mapper())
     kp, true = make_frames(body, test.body_pose[idx], test.global_orient[idx], seed=args.seed)
     focal, center = 1000.0, (500.0, 500.0)
     seen = kp[..., 2] > 0
 
-    def row(name: str, joints: torch.Tensor, projected: torch.Tensor, spf: float,
-            extra: str = "-") -> dict:
+    def row(
+        name: str, joints: torch.Tensor, projected: torch.Tensor, spf: float, extra: str = "-"
+    ) -> dict:
         err = joint_errors_mm(joints, true)
         reproj = float((projected - kp[..., :2]).norm(dim=-1)[seen].mean())
-        r = {"name": name, "p_mpjpe": float(err["p_mpjpe"].mean()),
-             "p_mpjpe_median": float(err["p_mpjpe"].median()), "mpjpe": float(err["mpjpe"].mean()),
-             "reproj": reproj, "spf": spf, "extra": extra}
+        r = {
+            "name": name,
+            "p_mpjpe": float(err["p_mpjpe"].mean()),
+            "p_mpjpe_median": float(err["p_mpjpe"].median()),
+            "mpjpe": float(err["mpjpe"].mean()),
+            "reproj": reproj,
+            "spf": spf,
+            "extra": extra,
+        }
         print(r, flush=True)
         return r
 
@@ -80,26 +87,38 @@ def main(argv: list[str] | None = None) -> int:
         fits, spf = fit_frames(kp, body, focal, center, vposer=vposer, **loop)
         moved = sum(bool((f.embedding_end - f.embedding_start).norm() > 1e-3) for f in fits)
         norm = torch.stack([f.embedding_end.norm() for f in fits]).mean()
-        rows.append(row(f"loop + `load_vposer(\"{alias}\")`", torch.stack([f.joints for f in fits]),
-                        torch.stack([f.projected for f in fits]), spf,
-                        f"z moved in {moved}/{len(fits)} frames, mean norm(z) {norm:.2f}"))
+        rows.append(
+            row(
+                f'loop + `load_vposer("{alias}")`',
+                torch.stack([f.joints for f in fits]),
+                torch.stack([f.projected for f in fits]),
+                spf,
+                f"z moved in {moved}/{len(fits)} frames, mean norm(z) {norm:.2f}",
+            )
+        )
     with tempfile.TemporaryDirectory() as tmp:
         gmm_file = Path(tmp) / "gmm_08.pkl"
         load_pretrained("gmm").export_smplify(gmm_file)
         energy = MaxMixtureEnergy(str(gmm_file))
-    fits, spf = fit_frames(kp, body, focal, center, pose_prior=energy,
-                           mean_pose=energy.mean_pose(), **loop)
-    rows.append(row("loop + exported `gmm_08.pkl` (max-mixture, float32)",
-                    torch.stack([f.joints for f in fits]), torch.stack([f.projected for f in fits]),
-                    spf))
+    fits, spf = fit_frames(
+        kp, body, focal, center, pose_prior=energy, mean_pose=energy.mean_pose(), **loop
+    )
+    rows.append(
+        row(
+            "loop + exported `gmm_08.pkl` (max-mixture, float32)",
+            torch.stack([f.joints for f in fits]),
+            torch.stack([f.projected for f in fits]),
+            spf,
+        )
+    )
     camera = PinholeCamera(focal, center)
     for alias in ("gan-s", "vae", "gmm"):
         start = time.perf_counter()
-        result = fit_keypoints(kp[..., :2], kp[..., 2], camera, prior=alias,
-                               keypoint_format="openpose25")
+        result = fit_keypoints(
+            kp[..., :2], kp[..., 2], camera, prior=alias, keypoint_format="openpose25"
+        )
         spf = (time.perf_counter() - start) / len(idx)
-        rows.append(row(f"`fit_keypoints(prior=\"{alias}\")`", result.joints, result.projected,
-                        spf))
+        rows.append(row(f'`fit_keypoints(prior="{alias}")`', result.joints, result.projected, spf))
 
     gan, fk = rows[0]["p_mpjpe"], rows[3]["p_mpjpe"]
     lines = [
@@ -115,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['p_mpjpe']:.1f} ({r['p_mpjpe_median']:.1f}) | "
-                     f"{r['mpjpe']:.1f} | {r['reproj']:.2f} | {r['spf']:.2f} | {r['extra']} |")
+        lines.append(
+            f"| {r['name']} | {r['p_mpjpe']:.1f} ({r['p_mpjpe_median']:.1f}) | "
+            f"{r['mpjpe']:.1f} | {r['reproj']:.2f} | {r['spf']:.2f} | {r['extra']} |"
+        )
     lines += [
         "",
         f"- GAN-S through the VPoser loop vs `fit_keypoints` with GAN-S: {gan:.1f} vs {fk:.1f} mm "

@@ -35,13 +35,18 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prior", default="gan-s", help="an alias or checkpoint folder")
     parser.add_argument("--api", choices=("v1", "v2", "native"), default="v1")
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--prior-weight", type=float, default=1e-3,
-                        help="w in w * |pose_embedding|^2 (VPoser code's own term)")
+    parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=1e-3,
+        help="w in w * |pose_embedding|^2 (VPoser code's own term)",
+    )
     args = parser.parse_args(argv)
 
     from advprior.body import load_body_model
@@ -76,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from advprior.compat import load_model  # was: from human_body_prior... import load_model
 
-        vp, _ = load_model(args.prior, remove_words_in_model_weights="vp_model.",
-                           disable_grad=True)
+        vp, _ = load_model(args.prior, remove_words_in_model_weights="vp_model.", disable_grad=True)
         pose_embedding = torch.zeros(batch, vp.latentD, requires_grad=True)
 
         def decode(z: torch.Tensor) -> torch.Tensor:
@@ -99,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             joints = body(global_orient=orient, body_pose=smpl_pose(decode(pose_embedding)))
         return 1000.0 * float((joints.joints[:, :24] - target).norm(dim=-1).mean())
 
-    print(f"api {args.api}, prior {args.prior}: start (a typical pose): mean joint error "
-          f"{error_mm():.1f} mm")
+    print(
+        f"api {args.api}, prior {args.prior}: start (a typical pose): mean joint error "
+        f"{error_mm():.1f} mm"
+    )
     for _ in range(args.steps):
         opt.zero_grad()
         pose = decode(pose_embedding)
@@ -111,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
     final = error_mm()
-    print(f"after {args.steps} Adam steps: mean joint error {final:.1f} mm; "
-          f"|pose_embedding| {float(pose_embedding.detach().norm(dim=-1).mean()):.2f}")
+    print(
+        f"after {args.steps} Adam steps: mean joint error {final:.1f} mm; "
+        f"|pose_embedding| {float(pose_embedding.detach().norm(dim=-1).mean()):.2f}"
+    )
     return 0
 
 

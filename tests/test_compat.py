@@ -95,8 +95,9 @@ def test_encode_returns_the_latent_of_the_pose(v1) -> None:
 
 
 def test_v2_api() -> None:
-    vp, cfg = load_model("gan-s", model_code=object, remove_words_in_model_weights="vp_model.",
-                         disable_grad=True)
+    vp, cfg = load_model(
+        "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True
+    )
     assert cfg.vposer_api == 2 and load_model("gan-s", load_only_cfg=True)["latentD"] == 32
     out = vp.decode(torch.zeros(2, 32))
     assert out["pose_body"].shape == (2, 21, 3) and out["pose_body_matrot"].shape == (2, 21, 9)
@@ -223,8 +224,13 @@ def test_fit_keypoints_starts_at_the_typical_latent() -> None:
 # --- GMM export -----------------------------------------------------------------------------
 
 
-_PLAIN = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-          ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+_PLAIN = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
 
 
 def _globals(data: bytes) -> set[tuple[str, str]]:
@@ -248,8 +254,9 @@ def smplify_float32_energy(gmm: dict, pose: torch.Tensor) -> tuple[torch.Tensor,
     covars = gmm["covars"]
     sqrdets = np.array([np.sqrt(np.linalg.det(c)) for c in covars])
     const = (2 * np.pi) ** (69 / 2.0)
-    nll_weights = torch.tensor(gmm["weights"] / (const * (sqrdets / sqrdets.min())),
-                               dtype=torch.float32)
+    nll_weights = torch.tensor(
+        gmm["weights"] / (const * (sqrdets / sqrdets.min())), dtype=torch.float32
+    )
     means = torch.tensor(gmm["means"], dtype=torch.float32)
     prec = torch.tensor(np.stack([np.linalg.inv(c) for c in covars]), dtype=torch.float32)
     diff = pose[:, None] - means
@@ -281,8 +288,9 @@ def test_gmm_export_loads_as_smplify_does(tmp_path) -> None:
 def test_gmm_export_stays_finite_in_float32_smplify() -> None:
     gmm = load_pretrained("gmm")
     exported = gmm.export_smplify()
-    pose = torch.cat([gmm.sample(64, generator=torch.Generator().manual_seed(0)),
-                      torch.zeros(64, 6)], 1)
+    pose = torch.cat(
+        [gmm.sample(64, generator=torch.Generator().manual_seed(0)), torch.zeros(64, 6)], 1
+    )
     pose.requires_grad_(True)
     energy, nll_w = smplify_float32_energy(exported, pose)
     # every component survives: no weight below float32's smallest normal number
@@ -291,8 +299,11 @@ def test_gmm_export_stays_finite_in_float32_smplify() -> None:
     assert torch.isfinite(energy).all() and torch.isfinite(pose.grad).all()
     # the raw 63-d mixture in the same layout loses components to float32 underflow (why the
     # export conditions it); measured: 4 of 8 weights become 0
-    raw = {"means": exported["means"].copy(), "weights": exported["weights"],
-           "covars": np.tile(np.eye(69) * 1e-4, (8, 1, 1))}
+    raw = {
+        "means": exported["means"].copy(),
+        "weights": exported["weights"],
+        "covars": np.tile(np.eye(69) * 1e-4, (8, 1, 1)),
+    }
     raw["covars"][:, :63, :63] = gmm.covariances.double().numpy()
     _, raw_w = smplify_float32_energy(raw, pose.detach())
     assert (raw_w == 0).any()
@@ -337,9 +348,11 @@ def test_standin_folder_loads_through_plain_smplx(tmp_path, monkeypatch) -> None
     # same body as load_body_model(): skeleton and all 21 landmark joints
     ours = load_body_model()
     gen = torch.Generator().manual_seed(0)
-    kw = {"global_orient": 0.3 * torch.randn(2, 3, generator=gen),
-          "body_pose": 0.3 * torch.randn(2, 69, generator=gen),
-          "betas": torch.randn(2, 10, generator=gen)}
+    kw = {
+        "global_orient": 0.3 * torch.randn(2, 3, generator=gen),
+        "body_pose": 0.3 * torch.randn(2, 69, generator=gen),
+        "betas": torch.randn(2, 10, generator=gen),
+    }
     a = model(**kw).joints
     b = ours(**kw).model_joints
     assert torch.allclose(a, b, atol=1e-5)

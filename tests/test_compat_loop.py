@@ -31,8 +31,7 @@ def frames(shared_mocap):
     # CMU subject 16 is in the test split (dataset v4): held out from training and selection
     motion = load_motion(shared_mocap / "cmu_asfamc" / "16" / "16_48.amc").to_smpl(30)
     pick = [3, 12]
-    body = smplx.create(str(standin_folder()), model_type="smpl",
-                        joint_mapper=smpl_joint_mapper())
+    body = smplx.create(str(standin_folder()), model_type="smpl", joint_mapper=smpl_joint_mapper())
     pose = torch.as_tensor(motion.body_pose, dtype=torch.float32)[pick]
     orient = torch.as_tensor(motion.global_orient, dtype=torch.float32)[pick]
     keypoints, joints = make_frames(body, pose, orient, seed=0)
@@ -42,8 +41,13 @@ def frames(shared_mocap):
 @pytest.fixture(scope="module")
 def reference(frames):
     _, keypoints, joints = frames
-    result = fit_keypoints(keypoints[..., :2], keypoints[..., 2], PinholeCamera(FOCAL, CENTER),
-                           prior="gan-s", keypoint_format="openpose25")
+    result = fit_keypoints(
+        keypoints[..., :2],
+        keypoints[..., 2],
+        PinholeCamera(FOCAL, CENTER),
+        prior="gan-s",
+        keypoint_format="openpose25",
+    )
     return joint_errors_mm(result.joints, joints)["p_mpjpe"]
 
 

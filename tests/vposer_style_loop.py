@@ -30,8 +30,12 @@ import torch
 from torch import Tensor, nn
 
 #: SMPLify's (pose-prior weight, shape weight) per stage.
-STAGE_WEIGHTS: tuple[tuple[float, float], ...] = ((404.0, 100.0), (404.0, 50.0), (57.4, 10.0),
-                                                  (4.78, 5.0))
+STAGE_WEIGHTS: tuple[tuple[float, float], ...] = (
+    (404.0, 100.0),
+    (404.0, 50.0),
+    (57.4, 10.0),
+    (4.78, 5.0),
+)
 #: BODY_25 keypoints used by the camera stage: RShoulder, LShoulder, RHip, LHip.
 TORSO = (2, 5, 9, 12)
 DEPTH_WEIGHT = 100.0
@@ -104,8 +108,9 @@ def guess_depth(keypoints: Tensor, joints3d: Tensor, focal: float) -> Tensor:
     return focal * l3 / l2.clamp_min(1e-3)
 
 
-def decode_body_pose(vposer: object, pose_embedding: Tensor | None, body_model: nn.Module
-                     ) -> Tensor:
+def decode_body_pose(
+    vposer: object, pose_embedding: Tensor | None, body_model: nn.Module
+) -> Tensor:
     """SMPL ``body_pose (1, 69)``: the embedding decoded as VPoser v1 (``output_type="aa"``)
     with the two hand joints appended as zeros; the model's own ``body_pose`` without VPoser."""
     if vposer is None:
@@ -114,10 +119,17 @@ def decode_body_pose(vposer: object, pose_embedding: Tensor | None, body_model: 
     return torch.cat([body_pose, body_pose.new_zeros(1, 6)], dim=1)
 
 
-def create_closure(optimizer: torch.optim.Optimizer, body_model: nn.Module, camera: Camera,
-                   keypoints: Tensor, vposer: object, pose_embedding: Tensor | None,
-                   pose_prior: Callable[[Tensor], Tensor] | None, weights: tuple[float, float],
-                   stage: str) -> Callable[[], Tensor]:
+def create_closure(
+    optimizer: torch.optim.Optimizer,
+    body_model: nn.Module,
+    camera: Camera,
+    keypoints: Tensor,
+    vposer: object,
+    pose_embedding: Tensor | None,
+    pose_prior: Callable[[Tensor], Tensor] | None,
+    weights: tuple[float, float],
+    stage: str,
+) -> Callable[[], Tensor]:
     conf = keypoints[..., 2]
     target = keypoints[..., :2]
     prior_w, shape_w = weights
@@ -144,8 +156,9 @@ def create_closure(optimizer: torch.optim.Optimizer, body_model: nn.Module, came
     return closure
 
 
-def run_optimizer(params: list[Tensor], closure_factory: Callable, maxiters: int, inner: int,
-                  ftol: float = 1e-9) -> float:
+def run_optimizer(
+    params: list[Tensor], closure_factory: Callable, maxiters: int, inner: int, ftol: float = 1e-9
+) -> float:
     optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=inner, line_search_fn="strong_wolfe")
     closure = closure_factory(optimizer)
     prev = None
@@ -171,21 +184,30 @@ class FrameFit:
     reprojection_end: float
 
 
-def fit_single_frame(keypoints: Tensor, body_model: nn.Module, focal: float,
-                     center: tuple[float, float], vposer: object = None,
-                     pose_prior: Callable[[Tensor], Tensor] | None = None,
-                     mean_pose: Tensor | None = None, orientations: int = 2, maxiters: int = 6,
-                     inner: int = 10) -> FrameFit:
+def fit_single_frame(
+    keypoints: Tensor,
+    body_model: nn.Module,
+    focal: float,
+    center: tuple[float, float],
+    vposer: object = None,
+    pose_prior: Callable[[Tensor], Tensor] | None = None,
+    mean_pose: Tensor | None = None,
+    orientations: int = 2,
+    maxiters: int = 6,
+    inner: int = 10,
+) -> FrameFit:
     """Fit one frame ``keypoints (1, 25, 3)`` (x, y, confidence). With ``vposer`` the pose is
     its embedding; else ``pose_prior`` (e.g. :class:`MaxMixtureEnergy`) scores a free pose that
     starts at ``mean_pose (69,)``."""
     use_vposer = vposer is not None
     dtype = keypoints.dtype
-    pose_embedding = (torch.zeros(1, 32, dtype=dtype, requires_grad=True) if use_vposer
-                      else None)
+    pose_embedding = torch.zeros(1, 32, dtype=dtype, requires_grad=True) if use_vposer else None
     upright = torch.tensor([[math.pi, 0.0, 0.0]], dtype=dtype)
-    start_pose = (torch.zeros(1, 69, dtype=dtype) if use_vposer or mean_pose is None
-                  else mean_pose.reshape(1, 69).to(dtype))
+    start_pose = (
+        torch.zeros(1, 69, dtype=dtype)
+        if use_vposer or mean_pose is None
+        else mean_pose.reshape(1, 69).to(dtype)
+    )
     body_model.reset_params(global_orient=upright, body_pose=start_pose)
     with torch.no_grad():
         rest = body_model(body_pose=decode_body_pose(vposer, pose_embedding, body_model)).joints
@@ -196,10 +218,22 @@ def fit_single_frame(keypoints: Tensor, body_model: nn.Module, focal: float,
 
     # camera stage: camera translation and body orientation on the torso
     body_model.global_orient.requires_grad_(True)
-    run_optimizer([camera.translation, body_model.global_orient],
-                  lambda opt: create_closure(opt, body_model, camera, keypoints, vposer,
-                                             pose_embedding, pose_prior, (0.0, 0.0), "camera"),
-                  maxiters, inner)
+    run_optimizer(
+        [camera.translation, body_model.global_orient],
+        lambda opt: create_closure(
+            opt,
+            body_model,
+            camera,
+            keypoints,
+            vposer,
+            pose_embedding,
+            pose_prior,
+            (0.0, 0.0),
+            "camera",
+        ),
+        maxiters,
+        inner,
+    )
     camera.translation.requires_grad_(False)
     with torch.no_grad():
         base = body_model.global_orient.detach().clone()
@@ -220,11 +254,22 @@ def fit_single_frame(keypoints: Tensor, body_model: nn.Module, focal: float,
         params += [pose_embedding] if use_vposer else [body_model.body_pose]
         loss = math.nan
         for weights in STAGE_WEIGHTS:
-            loss = run_optimizer(params,
-                                 lambda opt, w=weights: create_closure(
-                                     opt, body_model, camera, keypoints, vposer, pose_embedding,
-                                     pose_prior, w, "pose"),
-                                 maxiters, inner)
+            loss = run_optimizer(
+                params,
+                lambda opt, w=weights: create_closure(
+                    opt,
+                    body_model,
+                    camera,
+                    keypoints,
+                    vposer,
+                    pose_embedding,
+                    pose_prior,
+                    w,
+                    "pose",
+                ),
+                maxiters,
+                inner,
+            )
         with torch.no_grad():
             body_pose = decode_body_pose(vposer, pose_embedding, body_model)
             out = body_model(body_pose=body_pose)
@@ -236,8 +281,9 @@ def fit_single_frame(keypoints: Tensor, body_model: nn.Module, focal: float,
                 embedding_start=start_emb,
                 embedding_end=pose_embedding.detach().clone() if use_vposer else None,
                 reprojection_start=reproj0,
-                reprojection_end=_reprojection(body_model, camera, keypoints, vposer,
-                                               pose_embedding),
+                reprojection_end=_reprojection(
+                    body_model, camera, keypoints, vposer, pose_embedding
+                ),
             )
         if best is None or (math.isfinite(fit.loss) and not fit.loss >= best.loss):
             best = fit
@@ -260,21 +306,35 @@ def _axis_angle(rot: Tensor) -> Tensor:
     return roma.rotmat_to_rotvec(rot)
 
 
-def fit_frames(keypoints: Tensor, body_model: nn.Module, focal: float,
-               center: tuple[float, float], **kwargs: object) -> tuple[list[FrameFit], float]:
+def fit_frames(
+    keypoints: Tensor,
+    body_model: nn.Module,
+    focal: float,
+    center: tuple[float, float],
+    **kwargs: object,
+) -> tuple[list[FrameFit], float]:
     """Fit each frame of ``keypoints (B, 25, 3)`` in turn (as the pipelines do); returns the
     fits and the seconds per frame."""
     start = time.perf_counter()
-    fits = [fit_single_frame(keypoints[i:i + 1], body_model, focal, center, **kwargs)
-            for i in range(keypoints.shape[0])]
+    fits = [
+        fit_single_frame(keypoints[i : i + 1], body_model, focal, center, **kwargs)
+        for i in range(keypoints.shape[0])
+    ]
     return fits, (time.perf_counter() - start) / max(keypoints.shape[0], 1)
 
 
 @torch.no_grad()
-def make_frames(body_model: nn.Module, body_pose: Tensor, global_orient: Tensor, *,
-                focal: float = 1000.0, center: tuple[float, float] = (500.0, 500.0),
-                seed: int = 0, noise_px: float = 5.0, drop: float = 0.2
-                ) -> tuple[Tensor, Tensor]:
+def make_frames(
+    body_model: nn.Module,
+    body_pose: Tensor,
+    global_orient: Tensor,
+    *,
+    focal: float = 1000.0,
+    center: tuple[float, float] = (500.0, 500.0),
+    seed: int = 0,
+    noise_px: float = 5.0,
+    drop: float = 0.2,
+) -> tuple[Tensor, Tensor]:
     """BODY_25 keypoints ``(B, 25, 3)`` (pixels + confidence) and the true 24 SMPL joints
     ``(B, 24, 3)`` (camera frame, metres) of ``body_pose (B, 63)`` seen from a random heading
     and elevation 3-6 m in front of the camera (the protocol of ``docs/fitting.md``).
@@ -288,9 +348,14 @@ def make_frames(body_model: nn.Module, body_pose: Tensor, global_orient: Tensor,
     view = _rotmat(torch.stack([math.pi + elevation, zeros, zeros], -1))
     turn = _rotmat(torch.stack([zeros, yaw, zeros], -1))
     orient = _axis_angle(view @ turn @ _rotmat(global_orient.float()))
-    pelvis = torch.stack([(torch.rand(n, generator=gen) - 0.5) * 0.6,
-                          (torch.rand(n, generator=gen) - 0.5) * 0.6,
-                          3.0 + 3.0 * torch.rand(n, generator=gen)], -1)
+    pelvis = torch.stack(
+        [
+            (torch.rand(n, generator=gen) - 0.5) * 0.6,
+            (torch.rand(n, generator=gen) - 0.5) * 0.6,
+            3.0 + 3.0 * torch.rand(n, generator=gen),
+        ],
+        -1,
+    )
     pose69 = torch.cat([body_pose.float(), torch.zeros(n, 6)], 1)
     kw = {"betas": torch.zeros(n, 10), "global_orient": orient, "body_pose": pose69}
     joints = body_model(transl=torch.zeros(n, 3), **kw).joints
