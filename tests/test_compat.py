@@ -383,6 +383,17 @@ def test_load_body_model_as_smplx() -> None:
     assert model.faces_tensor.shape[1] == 3
     with pytest.raises(TypeError, match="as_smplx"):
         load_body_model(batch_size=2)
+    # the folder is also an ordinary model folder for our own loader (smplx's default landmark
+    # table applies to its 6890 vertices), and a user path goes through as_smplx too
+    kw = {"global_orient": torch.full((1, 3), 0.2), "body_pose": torch.full((1, 63), 0.1)}
+    ours = load_body_model()(**kw).model_joints
+    folder = load_body_model(standin_folder())
+    assert folder.num_vertices == SMPL_NUM_VERTICES
+    assert torch.allclose(folder(**kw).model_joints, ours, atol=1e-6)
+    plain = load_body_model(standin_folder(), as_smplx=True, gender="female")
+    pose69 = torch.cat([kw["body_pose"], torch.zeros(1, 6)], 1)
+    out = plain(global_orient=kw["global_orient"], body_pose=pose69).joints
+    assert torch.allclose(out, ours, atol=1e-5)
 
 
 def test_gan_prior_roundtrip_still_plain() -> None:
