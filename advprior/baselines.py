@@ -14,11 +14,16 @@ both save and load through :class:`advprior.hub.PretrainedMixin` (``model_type``
 from __future__ import annotations
 
 import math
+import os
+import pickle
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from advprior.fileio import write_atomic
 from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output, convert_rotmat
 from advprior.latent import LatentSpace
@@ -26,7 +31,10 @@ from advprior.rotations import rot6d_to_rotmat
 from advprior.skeleton import pad_hand_joints
 from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
 
-__all__ = ["VPoserVAE", "GMMPrior"]
+__all__ = ["VPoserVAE", "GMMPrior", "SMPLIFY_POSE_DIM"]
+
+#: SMPL's ``body_pose`` size, the dimension of SMPLify's ``gmm_08.pkl`` (joints 1..23).
+SMPLIFY_POSE_DIM = 69
 
 #: Keyword options of :func:`advprior.inversion.invert` that :meth:`VPoserVAE.invert` accepts
 #: (so that one call inverts any latent prior) but does not need: its encoder is one pass.
@@ -114,7 +122,7 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         :meth:`advprior.PosePrior.decode` (default ``(..., 63)`` axis-angle)."""
         check_output(output)
         joints = body_joints(body)
-        check_tensor(z, "z", self.latent_dim)
+        check_tensor(z, "z", self.latent_dim, finite=False)
         rotmat = rot6d_to_rotmat(self.decoder(z).unflatten(-1, (self.num_joints, 6)))
         return convert_rotmat(pad_hand_joints(rotmat, joints, rotmat=True), output)
 
@@ -177,7 +185,7 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
 
     def _component_log_density(self, body_pose: torch.Tensor) -> torch.Tensor:
         """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``."""
-        check_tensor(body_pose, "body_pose", self.dim)
+        check_tensor(body_pose, "body_pose", self.dim, finite=False)
         dtype = body_pose.dtype
         # Cholesky in float64: the mixture's covariances can be nearly singular.
         chol = torch.linalg.cholesky(self.covariances.double()).to(dtype)  # (K, D, D)
@@ -213,6 +221,76 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
     def fit_start(self) -> torch.Tensor:
         """The mixture's weighted mean pose ``(dim,)``: where SMPLify starts a fit."""
         return (self.weights[:, None] * self.means).sum(0)
+
+    def export_smplify(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        eig_floor: float = 1e-4,
+        min_nll_weight: float = 1e-36,
+    ) -> dict[str, np.ndarray]:
+        """The mixture in the layout of SMPLify's ``gmm_08.pkl``, optionally written to ``path``.
+
+        Returns (and pickles, protocol 2, atomically) a plain dict of float64 numpy arrays:
+        ``means (K, 69)``, ``covars (K, 69, 69)``, ``weights (K,)``, which SMPLify-style code
+        reads with ``pickle.load(f, encoding="latin1")`` (e.g. SMPLify-X's ``MaxMixturePrior``).
+
+        SMPL's ``body_pose`` has 69 numbers: the two hand joints (22, 23) get mean 0 and an
+        independent variance ``eig_floor`` (the hands are rigid in our data). Two changes keep
+        SMPLify's float32 code finite; the first is a mild regulariser, the second a model change
+        that the returned arrays carry (see ``docs/compat.md`` for its size on the shipped GMM):
+
+        1. covariance eigenvalues are floored at ``eig_floor`` (rad^2; float32 precisions stay
+           within about 1e4 of each other);
+        2. SMPLify weighs component ``k`` by ``w_k / ((2 pi)^(69/2) sqrt|S_k| / min_j sqrt|S_j|)``
+           and casts that to float32; the constant alone is 3.4e27, so components whose
+           ``|S_k|`` is much larger than the smallest underflow to 0 (the fit then goes NaN).
+           Every such weight is brought to at least ``min_nll_weight`` (default 1e-36, 100x
+           above float32's smallest normal number) by scaling ``S_k`` by a factor ``a_k``: the
+           narrowest components are widened, the widest narrowed, the largest ``|log a_k|`` as
+           small as possible (the shipped GMM's ``a_k``: ``docs/compat.md``).
+        """
+        if not 0 < eig_floor < 1:
+            raise ValueError(f"eig_floor must be in (0, 1), got {eig_floor!r}")
+        if not 0 < min_nll_weight < 1e-30:
+            raise ValueError(f"min_nll_weight must be in (0, 1e-30), got {min_nll_weight!r}")
+        if self.dim not in (63, SMPLIFY_POSE_DIM):
+            raise ValueError(f"only a 63-d (or 69-d) pose GMM has SMPLify's layout, not {self.dim}")
+        k, d = self.num_components, SMPLIFY_POSE_DIM
+        means = np.zeros((k, d))
+        covars = np.zeros((k, d, d))
+        means[:, : self.dim] = self.means.double().cpu().numpy()
+        cov = self.covariances.double().cpu().numpy()
+        covars[:, : self.dim, : self.dim] = 0.5 * (cov + cov.transpose(0, 2, 1))
+        pad = np.arange(self.dim, d)
+        covars[:, pad, pad] = eig_floor
+        eigval, eigvec = np.linalg.eigh(covars)
+        eigval = np.maximum(eigval, eig_floor)
+        logdet = np.log(eigval).sum(-1)
+        weights = self.weights.double().cpu().numpy()
+        weights = weights / weights.sum()
+        # SMPLify's weight in log: log w_k - (d/2) log 2 pi - (logdet_k - min logdet) / 2.
+        # Need it >= log(min_nll_weight) for every k: logdet_k - min logdet <= budget_k.
+        log_const = 0.5 * d * math.log(2 * math.pi)
+        budget = 2.0 * (np.log(weights) - log_const - math.log(min_nll_weight))
+        if (budget < 0).any():
+            raise ValueError(
+                "a mixture weight is too small to survive SMPLify's float32 "
+                f"weighting at min_nll_weight={min_nll_weight}"
+            )
+        # Pick the new smallest log-determinant m; components below it are widened to m, those
+        # above m + budget narrowed to it; m minimises the largest change (a 1-D scan).
+        grid = np.linspace(logdet.min(), max(logdet.min(), float((logdet - budget).max())), 4001)
+        cost = np.maximum(grid[:, None] - logdet, logdet - grid[:, None] - budget).max(1)
+        m = float(grid[np.argmin(cost)])
+        target = np.minimum(np.maximum(logdet, m), m + budget)
+        eigval = eigval * np.exp((target - logdet) / d)[:, None]
+        covars = np.einsum("kij,kj,klj->kil", eigvec, eigval, eigvec)
+        covars = 0.5 * (covars + covars.transpose(0, 2, 1))
+        out = {"means": means, "covars": covars, "weights": weights}
+        if path is not None:
+            write_atomic(Path(path), lambda fh: pickle.dump(out, fh, protocol=2))
+        return out
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, dim)`` poses drawn from the mixture (component by weight, then its Gaussian)."""

@@ -131,7 +131,12 @@ class Prior:
 
     def decode(self, z: Tensor, output: str = "axis_angle", body: str = "smplx") -> Tensor:
         """Poses of latents ``z (..., D)``: ``output`` as in :func:`convert_rotmat`, ``body``
-        one of :data:`BODIES` (``"smpl"``: 23 joints, the hand joints identity)."""
+        one of :data:`BODIES` (``"smpl"``: 23 joints, the hand joints identity).
+
+        Contract: ``decode(z)`` is the pose of ``project(z)`` (a latent on the manifold decodes
+        as given), so a free latent from an optimiser decodes to the pose that was fitted; and
+        NaN/Inf latents give NaN/Inf poses instead of raising (safe inside a line search), while
+        type, dtype and shape errors raise."""
         self._latent()
         raise NotImplementedError(f"{type(self).__name__} must implement decode")
 

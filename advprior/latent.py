@@ -23,14 +23,17 @@ _SPHERE_EPS = 1e-12
 _MAP_EPS = 1e-8
 
 
-def check_latent(z: object, dim: int, name: str = "z") -> torch.Tensor:
+def check_latent(z: object, dim: int, name: str = "z", *, finite: bool = True) -> torch.Tensor:
     """Validate a latent batch ``(..., dim)`` and return it unchanged.
 
     Raises ``TypeError`` unless ``z`` is a floating-point ``torch.Tensor`` and ``ValueError``
-    unless its shape is ``(..., dim)`` and every entry is finite. Empty batches are allowed.
-    (:func:`advprior.tensors.check_tensor` with the latent's size.)
+    unless its shape is ``(..., dim)`` and (with ``finite``) every entry is finite. Empty batches
+    are allowed (:func:`advprior.tensors.check_tensor` with the latent's size). Functions that run
+    inside an optimiser's forward pass (``decode``, ``project``) pass ``finite=False``: a line
+    search may try a NaN/Inf step and must see NaN/Inf come back, as from any torch op, not an
+    exception; data the user hands in (``init``, endpoints, poses to invert) is checked in full.
     """
-    return check_tensor(z, name, dim)
+    return check_tensor(z, name, dim, finite=finite)
 
 
 class LatentSpace:
@@ -83,10 +86,12 @@ class LatentSpace:
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest point of the space to ``z`` ``(..., dim)``; differentiable.
 
-        Sphere: ``z / |z|`` (a latent of norm below 1e-12 maps to the pole ``e_0``, so the result
-        is always finite); uniform: clamp to [-1, 1]; normal: ``z`` itself.
+        Sphere: ``z / |z|`` (a latent of norm below 1e-12 has no direction and maps to the pole
+        ``e_0`` with zero gradient: a zero start cannot move, see :meth:`advprior.LatentPose.reset`
+        and :mod:`advprior.compat`); uniform: clamp to [-1, 1]; normal: ``z`` itself. NaN/Inf
+        entries propagate (no exception), as in any torch op.
         """
-        check_latent(z, self.dim)
+        check_latent(z, self.dim, finite=False)
         if self.kind == "uniform":
             return z.clamp(-1.0, 1.0)
         if self.kind == "normal":
@@ -94,7 +99,8 @@ class LatentSpace:
         norm = z.norm(dim=-1, keepdim=True)
         pole = torch.zeros_like(z)
         pole[..., 0] = 1.0
-        return torch.where(norm > _SPHERE_EPS, z / norm.clamp_min(_SPHERE_EPS), pole)
+        # ``norm <= eps`` is False for a NaN norm, so NaN propagates instead of becoming the pole.
+        return torch.where(norm <= _SPHERE_EPS, pole, z / norm.clamp_min(_SPHERE_EPS))
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         """The latent prior's energy ``(...)`` (twice the negative log-density, up to a constant):

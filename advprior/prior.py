@@ -8,6 +8,8 @@ first two columns (:mod:`advprior.rotations`); quaternions are ``(x, y, z, w)``.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -88,18 +90,35 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         return self.decode(z)
 
     def decode(
-        self, z: torch.Tensor, output: str = "axis_angle", body: str = "smplx"
+        self,
+        z: torch.Tensor,
+        output: str = "axis_angle",
+        body: str = "smplx",
+        *,
+        project: bool = True,
     ) -> torch.Tensor:
-        """Decode latents ``(..., D)`` (not projected: pass :meth:`project` output if needed).
+        """Decode latents ``(..., D)``.
 
         ``output``: ``"axis_angle"`` ``(..., 3J)``, ``"rotmat"`` ``(..., J, 3, 3)``,
         ``"rot6d"`` ``(..., J, 6)`` (first two columns of the orthonormalised matrix),
         ``"quat"`` ``(..., J, 4)`` in ``(x, y, z, w)`` order. ``J`` is 21 for
         ``body="smplx"``/``"smplh"`` and 23 for ``body="smpl"`` (hand joints appended as identity).
+
+        ``project`` (default True) first moves ``z`` onto the latent manifold
+        (:meth:`project`). That is the default because every fit (:class:`LatentPose`,
+        :func:`advprior.fitting.fit_keypoints`) decodes ``project(z)``: a raw fitted ``z``, saved
+        and decoded later, gives the pose that was fitted. The projection is idempotent, so a
+        latent already on the manifold decodes exactly as with ``project=False``, which decodes
+        ``z`` as given (the generator never saw latents off the manifold).
+
+        NaN/Inf latents decode to NaN/Inf poses (no exception), so the call is safe inside any
+        optimiser's line search; shape, dtype and type errors still raise.
         """
         check_output(output)
         joints = body_joints(body)
-        check_latent(z, self.latent_dim)
+        check_latent(z, self.latent_dim, finite=False)
+        if project:
+            z = self.project(z)
         dtype = self.dtype
         if z.dtype != dtype:
             raise TypeError(
@@ -124,6 +143,14 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         """``n`` random poses: :meth:`decode` of :meth:`sample_latent` (shapes as in ``decode``)."""
         return self.decode(self.sample_latent(n, generator=generator), output=output, body=body)
 
+    def typical_latent(self) -> torch.Tensor:
+        """The latent ``(D,)`` of a typical pose, a pure function of the weights
+        (:meth:`advprior.interface.Prior.fit_start`): on the sphere the medoid of the decodings of
+        512 latents drawn with seed 0; the origin (itself on the manifold) for the cube and the
+        Gaussian. It is :func:`advprior.fitting.fit_keypoints`' starting latent,
+        ``LatentPose(init="typical")`` and the centre of :mod:`advprior.compat`'s chart."""
+        return self.fit_start()
+
     def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
         """Latent path ``(steps, D)`` or ``(B, steps, D)`` incl. endpoints: slerp on the sphere,
         linear otherwise (see :meth:`LatentSpace.interpolate`)."""
@@ -142,11 +169,21 @@ class LatentPose(nn.Module):
         prior: a prior with a latent space (:class:`PosePrior`, or any
             :class:`advprior.interface.Prior` whose ``latent_space`` is not None).
         batch_size: B.
-        init: ``(B, D)`` or ``(D,)`` initial latents; default: draws from the latent distribution
-            with a fixed seed (0), so fits are reproducible and the global RNG is untouched.
+        init: where :attr:`z` starts (and where :meth:`reset` puts it back): ``None`` (default)
+            draws from the latent distribution with a fixed seed (0), so fits are reproducible
+            and the global RNG is untouched; ``"typical"`` is :meth:`PosePrior.typical_latent`
+            for every item, the start of :func:`advprior.fitting.fit_keypoints`; or a tensor
+            ``(B, D)`` / ``(D,)``.
+
+    Do not reset :attr:`z` with ``z.data.fill_(0)`` as VPoser code does: on the sphere the zero
+    vector has no direction, decodes to a fixed pole with zero gradient and never moves (a
+    ``RuntimeWarning`` says so). Call :meth:`reset`, or use :mod:`advprior.compat`, whose chart
+    puts a typical pose at ``z = 0``.
     """
 
-    def __init__(self, prior: Prior, batch_size: int, init: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, prior: Prior, batch_size: int, init: torch.Tensor | str | None = None
+    ) -> None:
         super().__init__()
         if not isinstance(prior, Prior) or prior.latent_space is None:
             raise TypeError(
@@ -160,6 +197,10 @@ class LatentPose(nn.Module):
         if init is None:
             seeded = torch.Generator().manual_seed(0)
             init = prior.latent_space.sample(batch_size, generator=seeded, dtype=dtype)
+        elif isinstance(init, str):
+            if init != "typical":
+                raise ValueError(f'init must be None, "typical" or a tensor, got {init!r}')
+            init = prior.fit_start().detach().cpu().expand(batch_size, -1)
         else:
             check_latent(init, dim, "init")
             if init.ndim == 1:
@@ -169,12 +210,42 @@ class LatentPose(nn.Module):
                     f"init must have shape ({batch_size}, {dim}) or ({dim},), "
                     f"got {tuple(init.shape)}"
                 )
-        self.z = nn.Parameter(init.detach().to(device=prior.device, dtype=dtype).clone())
+        start = init.detach().to(device=prior.device, dtype=dtype).clone()
+        self.z = nn.Parameter(start.clone())
+        # A buffer, so that the start follows .to() and is saved with the state dict.
+        self.register_buffer("z_init", start)
+        self._warned_zero = False
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Put :attr:`z` back to its starting value (VPoser code's ``pose_embedding.fill_(0)``
+        before each new try). In place: an optimiser holding :attr:`z` keeps working, but
+        clear its state (a new ``torch.optim`` instance) as you would after ``fill_``."""
+        self.z.copy_(self.z_init.to(self.z.dtype))
 
     def latent(self) -> torch.Tensor:
         """The projected latents ``(B, D)`` actually decoded."""
+        if self.prior.latent_space.kind == "sphere" and not self._warned_zero:
+            self._warn_if_zero()
         return self.prior.project(self.z)
 
+    def _warn_if_zero(self) -> None:
+        with torch.no_grad():
+            zero = bool((self.z.norm(dim=-1) <= 1e-12).any())
+        if zero:
+            self._warned_zero = True
+            warnings.warn(
+                "LatentPose.z has a zero row: on the sphere it has no direction, decodes to a "
+                "fixed pole with zero gradient and will not move; call LatentPose.reset() "
+                "instead of z.fill_(0), or use advprior.compat (z = 0 is a typical pose there)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def forward(self, output: str = "axis_angle", body: str = "smplx") -> torch.Tensor:
-        """Decoded poses, ``(B, 63)`` by default; ``output``/``body`` as in ``PosePrior.decode``."""
-        return self.prior.decode(self.latent(), output=output, body=body)
+        """Decoded poses, ``(B, 63)`` by default; ``output``/``body`` as in ``PosePrior.decode``.
+        Exactly ``prior.decode(z)`` (which projects), so a saved raw :attr:`z` decodes bitwise to
+        the pose returned here."""
+        if self.prior.latent_space.kind == "sphere" and not self._warned_zero:
+            self._warn_if_zero()
+        return self.prior.decode(self.z, output=output, body=body)

@@ -113,10 +113,22 @@ def test_sphere_projection_defined_at_and_near_zero() -> None:
     ],
 )
 def test_bad_latents(bad: object, error: type, match: str) -> None:
-    with pytest.raises(error, match=match):
-        LatentSpace("sphere", DIM).project(bad)
+    if match not in ("NaN", "Inf"):
+        with pytest.raises(error, match=match):
+            LatentSpace("sphere", DIM).project(bad)
     with pytest.raises(error, match=match):
         check_latent(bad, DIM)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_project_propagates_non_finite(kind: str) -> None:
+    # project runs inside optimisers' forward passes: NaN/Inf come back, no exception
+    z = _vectors(0, 3)
+    z[1, 2] = float("nan")
+    p = LatentSpace(kind, DIM).project(z)
+    assert bool(torch.isnan(p[1]).any())
+    assert bool(torch.isfinite(p[[0, 2]]).all())
+    assert check_latent(z, DIM, finite=False) is z
 
 
 # --- interpolation --------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_rotations_orthonormal_and_forms_agree(seed: int, scale: float) -> None:
 def test_rotmat_is_the_gram_schmidt_of_the_generator(prior: PosePrior) -> None:
     z = _z()
     raw = prior.generator(z).reshape(6, 21, 6)
-    assert torch.equal(prior.decode(z, output="rotmat"), rot6d_to_rotmat(raw))
+    assert torch.equal(prior.decode(z, output="rotmat", project=False), rot6d_to_rotmat(raw))
     # the same rotations as roma's single pass on ordinary input, up to the single pass's own
     # rounding: removing b's part along a cancels to |b| sin(angle), so its error is about
     # eps / sin(angle) per step (a few steps: factor 8), largest for the most parallel columns
@@ -166,8 +166,6 @@ def test_float64_model(prior: PosePrior) -> None:
     [
         (torch.zeros(4, 31), ValueError, r"\(\.\.\., 32\)"),
         (torch.zeros(4, 32, dtype=torch.int64), TypeError, "floating-point"),
-        (torch.full((4, 32), float("nan")), ValueError, "NaN"),
-        (torch.full((4, 32), float("-inf")), ValueError, "Inf"),
         (torch.zeros(32).numpy(), TypeError, "torch.Tensor"),
     ],
 )
@@ -176,6 +174,25 @@ def test_bad_latents(prior: PosePrior, z: object, error: type, match: str) -> No
         prior(z)
     with pytest.raises(error, match=match):
         prior.decode(z, output="rotmat")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("project", [True, False])
+def test_non_finite_latents_propagate_without_raising(
+    prior: PosePrior, bad: float, project: bool
+) -> None:
+    # an optimiser's line search may try such a step: it must get NaN back, not an exception
+    z = _z()
+    z[1, 3] = bad
+    z.requires_grad_(True)
+    out = prior.decode(z, project=project)
+    assert not bool(torch.isfinite(out[1]).all())
+    # the other rows are untouched (same batch shape, so the same kernels: bitwise)
+    ref = prior.decode(_z(), project=project)
+    rows = [0, 2, 3, 4, 5]
+    assert torch.equal(out[rows], ref[rows])
+    out[0].sum().backward()
+    assert bool(torch.isfinite(z.grad[0]).all())
 
 
 def test_dtype_mismatch_is_a_clear_error(prior: PosePrior) -> None:
@@ -287,7 +304,8 @@ def test_latent_pose_optimisation_reduces_loss_on_manifold(latent: str, optimise
     assert loss_fn().item() < 0.2 * start
     z = lp.latent()
     assert bool(prior.latent_space.contains(z).all())
-    assert torch.equal(lp(), prior(z))
+    # the raw latent decodes bitwise to the fitted pose (decode projects by default)
+    assert torch.equal(lp(), prior(lp.z))
 
 
 def test_latent_pose_init_and_errors(prior: PosePrior) -> None:

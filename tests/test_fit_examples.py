@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +87,13 @@ def test_joint_errors_ignore_position_and_pose_alignment() -> None:
 def test_quickstart_and_replace_vposer_run(checkpoint, capsys) -> None:
     assert load_example("quickstart").main(["--prior", str(checkpoint)]) == 0
     assert "fit: mean 3D joint error" in capsys.readouterr().out
-    assert load_example("replace_vposer").main(["--prior", str(checkpoint), "--steps", "20"]) == 0
-    out = capsys.readouterr().out
-    assert "latents on the manifold: True" in out
+    for api in ("v1", "v2", "native"):
+        code = load_example("replace_vposer").main(
+            ["--prior", str(checkpoint), "--api", api, "--steps", "20"])
+        assert code == 0
+        out = capsys.readouterr().out
+        start, end = (float(x) for x in re.findall(r"mean joint error ([0-9.]+) mm", out))
+        assert end < start, out
 
 
 def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:

@@ -46,7 +46,8 @@ class LinearSpherePrior(nn.Module, Prior):
         return self._space
 
     def decode(self, z: torch.Tensor, output: str = "axis_angle", body: str = "smplx"):
-        check_latent(z, 4)
+        # the interface's contract: decode(z) is the pose of project(z), NaN/Inf pass through
+        z = self.project(check_latent(z, 4, finite=False))
         rot = axis_angle_to_rotmat((z @ self.weight.T).unflatten(-1, (21, 3)))
         return convert_rotmat(pad_hand_joints(rot, body_joints(body), rotmat=True), output)
 

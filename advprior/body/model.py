@@ -352,7 +352,9 @@ def load_body_model(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     vertex_ids: dict[str, int] | None = None,
-) -> BodyModel:
+    as_smplx: bool = False,
+    **smplx_kwargs: Any,
+) -> BodyModel | nn.Module:
     """Load a body model.
 
     Args:
@@ -373,6 +375,12 @@ def load_body_model(
             for a non-standard mesh. Default: the file's own ``vertex_ids`` entry (the stand-in
             has one), else smplx's table for standard SMPL/SMPL-H/SMPL-X meshes, else none
             (``model_joints`` then holds only the skeleton).
+        as_smplx: return the plain ``smplx`` model object instead (``smplx.SMPL``/``SMPLH``/
+            ``SMPLX``, built by ``smplx.create``: ``reset_params``, ``joint_mapper``,
+            ``faces_tensor``, parameters as attributes), for pipelines written against smplx.
+            The stand-in comes from :func:`advprior.body.standin_folder` (SMPL's vertex
+            layout, so smplx's default landmark vertices are right). ``smplx_kwargs`` go to
+            ``smplx.create`` (``batch_size``, ``joint_mapper``, ``create_*`` ...).
 
     Raises:
         ValueError: unknown model_type/gender, or a model_type that contradicts the file.
@@ -386,6 +394,14 @@ def load_body_model(
     if not isinstance(num_betas, int) or num_betas < 1:
         raise ValueError(f"num_betas must be a positive int, got {num_betas!r}")
     gender = gender.lower()
+    if as_smplx:
+        model = _load_smplx(path, model_type, gender, num_betas, dtype, vertex_ids, smplx_kwargs)
+        return model.to(device) if device is not None else model
+    if smplx_kwargs:
+        raise TypeError(
+            f"unexpected arguments {sorted(smplx_kwargs)} (smplx.create's arguments "
+            "are accepted only with as_smplx=True)"
+        )
     if path is None:
         model = _load_standin(num_betas, dtype)
     else:
@@ -409,6 +425,44 @@ def load_body_model(
             vertex_ids=vertex_ids,
         )
     return model.to(device) if device is not None else model
+
+
+def _load_smplx(
+    path: str | Path | None,
+    model_type: str | None,
+    gender: str,
+    num_betas: int,
+    dtype: torch.dtype,
+    vertex_ids: dict[str, int] | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
+    """``smplx.create`` on the stand-in folder or the user's model, files read safely."""
+    common = {"gender": gender, "num_betas": num_betas, "dtype": dtype, **kwargs}
+    if vertex_ids is not None:
+        common["vertex_ids"] = vertex_ids
+    if path is None:
+        folder = standin.standin_folder()
+        return _quiet(smplx.create, str(folder), model_type="smpl", **common)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = files.find_model_file(path, model_type or "smpl", gender)
+    elif not path.exists():
+        raise ModelNotFoundError(f"body model path does not exist: {path}")
+    data = files.read_model_file(path)
+    found = files.infer_model_type(data)
+    if model_type is not None and model_type != found:
+        raise ValueError(f"{path} holds an {found} model, not {model_type}")
+    if found == "smplx":
+        ext = "npz" if path.suffix.lower() == ".npz" else "pkl"
+        if ext == "pkl" and _needs_clean_copy(path):
+            path, ext = _clean_copy(path, data), "npz"
+        return _quiet(smplx.create, str(path), model_type="smplx", ext=ext, **common)
+    if found == "smplh":
+        for side in "lr":  # AMASS's SMPL-H files carry no hand PCA; smplx reads it anyway
+            data.setdefault(f"hands_components{side}", np.eye(45))
+            data.setdefault(f"hands_mean{side}", np.zeros(45))
+    # the arrays come from our safe reader; smplx would unpickle the file itself
+    return _quiet(smplx.create, str(path), model_type=found, data_struct=Struct(**data), **common)
 
 
 def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:

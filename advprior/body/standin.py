@@ -19,6 +19,8 @@ Contract with SMPL's format (checked by the tests):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import os
 import pickle
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from smplx.vertex_ids import vertex_ids as _SMPLX_VERTEX_IDS
 
 from advprior.fileio import write_atomic
 from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
@@ -34,9 +37,20 @@ __all__ = [
     "STANDIN_VERSION",
     "SHAPE_NAMES",
     "build_standin",
+    "smpl_layout",
     "standin_path",
+    "standin_folder",
     "cache_dir",
+    "SMPL_NUM_VERTICES",
+    "SMPL_VERTEX_IDS",
 ]
+
+#: SMPL's (and SMPL-H's) vertex count.
+SMPL_NUM_VERTICES = 6890
+#: The SMPL/SMPL-H mesh indices of the vertices smplx turns into extra joints (read from smplx:
+#: its ``vertex_ids["smplh"]`` table, the default of ``smplx.create(..., model_type="smpl")``).
+SMPL_VERTEX_IDS: dict[str, int] = {k: int(v) for k, v in _SMPLX_VERTEX_IDS["smplh"].items()}
+_GENDERS = ("NEUTRAL", "MALE", "FEMALE")
 
 #: Bumped whenever the generated geometry changes; part of the cached file's name.
 STANDIN_VERSION = 1
@@ -579,3 +593,94 @@ def standin_path(*, refresh: bool = False) -> Path:
         data = build_standin()
         write_atomic(path, lambda fh: pickle.dump(data, fh, protocol=4))
     return path
+
+
+def smpl_layout(data: dict[str, object]) -> dict[str, object]:
+    """The stand-in (``build_standin()`` output) renumbered into SMPL's vertex layout: 6890
+    vertices, the landmark vertex of each of smplx's extra joints at SMPL's index for it
+    (:data:`SMPL_VERTEX_IDS`), so plain smplx code (default ``vertex_ids``) finds the nose, eyes,
+    ears, toes, heels and fingertips on it.
+
+    The body is the same: same surface (faces renumbered), skinning, shape directions and joint
+    regressor, so every joint and landmark lands exactly where the compact stand-in puts it. The
+    stand-in has fewer vertices than SMPL; the remaining slots hold copies of its vertices
+    (same position, skinning and shape directions; in no face, zero regressor weight), so they
+    move with the body and change nothing. Only plain numpy arrays (no ``vertex_ids`` dict).
+    """
+    verts = np.asarray(data["v_template"])
+    n_old = len(verts)
+    if n_old > SMPL_NUM_VERTICES:
+        raise RuntimeError(f"the stand-in has {n_old} vertices, more than SMPL's 6890")
+    order = np.full(SMPL_NUM_VERTICES, -1, dtype=np.int64)  # new slot -> old vertex
+    own = data["vertex_ids"]
+    for name, slot in SMPL_VERTEX_IDS.items():
+        order[slot] = own[name]
+    placed = set(order[order >= 0].tolist())
+    rest = iter(v for v in range(n_old) if v not in placed)
+    free = np.flatnonzero(order < 0)
+    for k, slot in enumerate(free):
+        # every old vertex once, in order; then copies, cycling through the mesh
+        order[slot] = next(rest, None) if k < n_old - len(placed) else (k % n_old)
+    first = np.full(n_old, -1, dtype=np.int64)  # old vertex -> its first (primary) slot
+    for slot, old in enumerate(order):
+        if first[old] < 0:
+            first[old] = slot
+    if (first < 0).any():
+        raise RuntimeError("SMPL layout lost a stand-in vertex")
+    primary = first[order] == np.arange(SMPL_NUM_VERTICES)
+    regressor = np.asarray(data["J_regressor"])[:, order] * primary[None]
+    return {
+        "v_template": verts[order],
+        "f": first[np.asarray(data["f"], dtype=np.int64)].astype(np.uint32),
+        "weights": np.asarray(data["weights"])[order],
+        "J_regressor": regressor,
+        "J": regressor @ verts[order],
+        "kintree_table": np.asarray(data["kintree_table"]),
+        "shapedirs": np.asarray(data["shapedirs"])[order],
+        "posedirs": np.asarray(data["posedirs"])[order],
+        "advprior_standin_version": np.asarray(STANDIN_VERSION, dtype=np.int64),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _smpl_file_bytes() -> bytes:
+    """The pickle of :func:`smpl_layout` of the stand-in (deterministic; built once per process)."""
+    return pickle.dumps(smpl_layout(build_standin()), protocol=4)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def standin_folder(*, refresh: bool = False) -> Path:
+    """A model folder that ``smplx.create(folder, model_type="smpl")`` loads with no other
+    argument: ``<folder>/smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl``, all three the neutral stand-in in
+    SMPL's vertex layout (:func:`smpl_layout`). Pass it wherever a pipeline wants its
+    ``--model_folder``.
+
+    The files are plain pickles of numpy arrays (smplx reads SMPL only from ``.pkl``), written
+    atomically into :func:`cache_dir` with a ``SHA256SUMS`` file written last; a call finds them
+    by that file and rewrites any file whose sha256 differs (or all with ``refresh``). Versioned
+    by :data:`STANDIN_VERSION` like :func:`standin_path`.
+    """
+    root = cache_dir() / "body" / f"standin-v{STANDIN_VERSION}-smpl-layout"
+    names = [f"smpl/SMPL_{g}.pkl" for g in _GENDERS]
+    sums = root / "SHA256SUMS"
+    if not refresh and sums.is_file():
+        listed = dict(
+            reversed(line.split("  ", 1)) for line in sums.read_text().splitlines() if line
+        )
+        if all(
+            n in listed and (root / n).is_file() and _sha256(root / n) == listed[n] for n in names
+        ):
+            return root
+    payload = _smpl_file_bytes()
+    digest = hashlib.sha256(payload).hexdigest()
+    for n in names:
+        write_atomic(root / n, lambda fh: fh.write(payload))
+    write_atomic(sums, lambda fh: fh.write("".join(f"{digest}  {n}\n" for n in names).encode()))
+    return root

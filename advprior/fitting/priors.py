@@ -3,8 +3,9 @@
 Only the prior interface (:class:`advprior.interface.Prior`) is used:
 
 - a latent prior (``latent_space`` not None: ``PosePrior``, ``VPoserVAE``, ...): the free numbers
-  are a latent ``z``; pose ``decode(project(z))`` -- exactly :class:`advprior.LatentPose`'s
-  forward, so the pose is on the prior's manifold at every evaluation. Energy
+  are a latent ``z``; pose ``decode(z)`` (which decodes ``project(z)``) -- exactly
+  :class:`advprior.LatentPose`'s forward, so the pose is on the prior's manifold at every
+  evaluation. Energy
   ``prior.energy(pose, z)`` (``|z|^2`` for a normal latent, as VPoser; none on the sphere and the
   cube, where the manifold is the prior), plus :meth:`LatentSpace.gauge` on the free ``z``.
 - a pose-space prior (``GMMPrior``, ...): the free numbers are the pose; energy
@@ -85,8 +86,8 @@ class PriorTerm:
         """Body pose ``(n, 63)`` (axis-angle, radians) from the free numbers ``(n, dim)``."""
         if self.space is None:
             return params
-        prior = self.prior
-        return prior.decode(prior.project(self._model_input(params))).to(params.dtype)
+        # decode projects onto the manifold (the interface's contract), as LatentPose does
+        return self.prior.decode(self._model_input(params)).to(params.dtype)
 
     def energy(self, params: Tensor, pose: Tensor) -> Tensor:
         """Unweighted prior energy per frame ``(n,)``."""

@@ -1,0 +1,265 @@
+"""VPoser-compatible loaders: existing VPoser v1 / v2 code runs on an advprior prior by changing
+the import line and the checkpoint name.
+
+- v1: ``from human_body_prior.tools.model_loader import load_vposer`` becomes
+  ``from advprior.compat import load_vposer``; ``load_vposer(expr_dir, vp_model="snapshot")``
+  takes ``"gan-s"`` (or any alias / checkpoint folder) as ``expr_dir``.
+- v2: ``from human_body_prior.tools.model_loader import load_model`` becomes
+  ``from advprior.compat import load_model``; ``load_model("gan-s", model_code=VPoser, ...)``.
+
+The returned modules decode VPoser's embedding ``z (B, 32)`` through a :class:`LatentChart`, so
+``z = 0`` is a typical pose with a non-zero gradient, an ``|z|^2`` term keeps VPoser's meaning,
+and a raw ``z`` decodes to the same pose whenever it is decoded. Output shapes are VPoser's:
+
+- v1 ``decode(z, output_type="matrot")`` -> ``(B, 1, 21, 9)``; ``"aa"`` -> ``(B, 1, 21, 3)``
+  (axis-angle, radians, SMPL joints 1..21; ``.view(B, -1)`` gives SMPL-H/SMPL-X ``body_pose``).
+- v2 ``decode(z)`` -> ``{"pose_body": (B, 21, 3), "pose_body_matrot": (B, 21, 9)}``.
+- ``encode(pose)`` -> a ``torch.distributions.Normal`` over chart coordinates whose ``.mean`` is
+  the latent of the pose (for a GAN: the inversion, :meth:`advprior.PosePrior.invert`, with zero
+  spread, a point estimate; for the VAE: its posterior).
+- ``sample_poses(num_poses, ...)``: poses from the prior's own latent distribution.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from advprior.compat.chart import LatentChart, chart_for
+from advprior.rotations import rotmat_to_axis_angle
+
+__all__ = ["VPoserV1", "VPoserV2", "load_vposer", "load_model", "VPoserSettings"]
+
+_OUTPUT_TYPES = ("matrot", "aa")
+
+
+class VPoserSettings(dict):
+    """What ``load_vposer``/``load_model`` return as ``ps``/``model_cfg``: a dict that also reads
+    as attributes (``ps.latentD``), like human_body_prior's configuration objects."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _resolve(expr_dir: object) -> nn.Module:
+    if isinstance(expr_dir, nn.Module):
+        return expr_dir
+    if not isinstance(expr_dir, (str, os.PathLike)):
+        raise TypeError(
+            "expr_dir must be an advprior alias ('gan-s', 'vae', ...), a checkpoint folder or a "
+            f"loaded prior, got {type(expr_dir).__name__}"
+        )
+    from advprior.hub import load_pretrained
+
+    return load_pretrained(expr_dir)
+
+
+def _check_z(z: object, dim: int) -> torch.Tensor:
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch.Tensor of shape (B, {dim}), got {type(z).__name__}")
+    if z.ndim == 0 or z.shape[-1] != dim:
+        raise ValueError(f"z must have shape (B, {dim}), got {tuple(z.shape)}")
+    return z.reshape(-1, dim)
+
+
+class VPoserV1(nn.Module):
+    """VPoser v1's interface around an advprior prior with a latent (any GAN, or the VAE).
+
+    Attributes as v1: ``latentD`` (32), ``num_joints`` (21). The prior is frozen (eval mode, no
+    parameter gradients); only the embedding a caller optimises changes.
+    """
+
+    def __init__(self, prior: nn.Module, chart: LatentChart | None = None) -> None:
+        super().__init__()
+        if getattr(prior, "model_type", None) not in ("gan", "vae"):
+            raise TypeError(
+                f"{type(prior).__name__} has no latent; VPoser's interface needs a GAN or the VAE "
+                "(export a GMM with GMMPrior.export_smplify for SMPLify's MaxMixturePrior)"
+            )
+        self.prior = prior.eval().requires_grad_(False)
+        self.chart = chart if chart is not None else chart_for(prior)
+        self.latentD = int(prior.latent_dim)
+        self.num_joints = 21
+
+    def train(self, mode: bool = True) -> VPoserV1:
+        # VPoser users call .train()/.eval() on it; the wrapped prior always decodes in eval mode
+        # (dropout off), so that a fitted z gives the same pose whenever it is decoded.
+        super().train(mode)
+        self.prior.eval()
+        return self
+
+    def _param(self) -> torch.Tensor:
+        return next(self.prior.parameters())
+
+    def latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The prior's latents ``(B, D)`` for embeddings ``z (B, D)`` (the chart)."""
+        return self.chart(_check_z(z, self.latentD))
+
+    def decode_rotmat(self, z: torch.Tensor) -> torch.Tensor:
+        """Rotation matrices ``(B, 21, 3, 3)`` for embeddings ``z (B, D)``."""
+        w = self.latent(z)
+        if w.dtype != self._param().dtype:
+            w = w.to(self._param().dtype)
+        if self.prior.model_type == "gan":
+            return self.prior.decode(w, output="rotmat", project=False)
+        return self.prior.decode(w, output="rotmat")
+
+    def decode(self, Zin: torch.Tensor, output_type: str = "matrot") -> torch.Tensor:  # noqa: N803
+        """``(B, 1, 21, 9)`` rotation matrices (``"matrot"``) or ``(B, 1, 21, 3)`` axis-angle
+        (``"aa"``), as VPoser v1."""
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
+        rot = self.decode_rotmat(Zin)
+        if output_type == "aa":
+            return rotmat_to_axis_angle(rot).reshape(rot.shape[0], 1, self.num_joints, 3)
+        return rot.reshape(rot.shape[0], 1, self.num_joints, 9)
+
+    def encode(self, Pin: torch.Tensor, **invert_kwargs: Any) -> torch.distributions.Normal:  # noqa: N803
+        """The latent of axis-angle poses ``Pin`` (``(B, 63)`` or anything with ``B * 63``
+        entries, e.g. ``(B, 1, 21, 3)``) as a ``Normal`` over embeddings; ``.mean (B, D)``.
+
+        GAN: the inversion (``invert_kwargs`` go to :meth:`advprior.PosePrior.invert`) through
+        the chart's inverse, zero spread. VAE: the posterior (the chart is the identity)."""
+        if not isinstance(Pin, torch.Tensor):
+            raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
+        pose = Pin.reshape(Pin.shape[0], -1)
+        if pose.shape[1] != 3 * self.num_joints:
+            raise ValueError(f"Pin must hold B x 63 axis-angle numbers, got {tuple(Pin.shape)}")
+        pose = pose.to(self._param().dtype)
+        if self.prior.model_type == "vae":
+            return self.prior.encode(pose)
+        loc = self.chart.inverse(self.prior.invert(pose, **invert_kwargs))
+        return torch.distributions.Normal(loc, torch.zeros_like(loc), validate_args=False)
+
+    def _sample_latent(self, num_poses: int, seed: int | None) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        return self.prior.sample_latent(num_poses, generator=gen)
+
+    @torch.no_grad()
+    def sample_poses(
+        self, num_poses: int, output_type: str = "aa", seed: int | None = None
+    ) -> torch.Tensor:
+        """``num_poses`` poses from the prior's own latent distribution, shapes as
+        :meth:`decode`; ``seed`` makes them reproducible without touching the global RNG."""
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
+        w = self._sample_latent(num_poses, seed)
+        rot = self.prior.decode(w, output="rotmat")
+        if output_type == "aa":
+            return rotmat_to_axis_angle(rot).reshape(num_poses, 1, self.num_joints, 3)
+        return rot.reshape(num_poses, 1, self.num_joints, 9)
+
+    def forward(self, Pin: torch.Tensor, output_type: str = "matrot") -> dict[str, torch.Tensor]:  # noqa: N803
+        """Encode then decode the mean: ``{"pose", "mean", "std"}`` as v1's autoencoder."""
+        q = self.encode(Pin)
+        return {
+            "pose": self.decode(q.mean, output_type=output_type),
+            "mean": q.mean,
+            "std": q.stddev,
+        }
+
+
+class VPoserV2(VPoserV1):
+    """VPoser v2's interface (``decode(z)`` returns a dict) around an advprior prior."""
+
+    def decode(self, Zin: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: N803
+        """``{"pose_body": (B, 21, 3), "pose_body_matrot": (B, 21, 9)}`` as VPoser v2."""
+        rot = self.decode_rotmat(Zin)
+        n = rot.shape[0]
+        return {
+            "pose_body": rotmat_to_axis_angle(rot).reshape(n, self.num_joints, 3),
+            "pose_body_matrot": rot.reshape(n, self.num_joints, 9),
+        }
+
+    @torch.no_grad()
+    def sample_poses(self, num_poses: int, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """``num_poses`` poses from the prior's latent distribution, as :meth:`decode`'s dict."""
+        rot = self.prior.decode(self._sample_latent(num_poses, seed), output="rotmat")
+        return {
+            "pose_body": rotmat_to_axis_angle(rot).reshape(num_poses, self.num_joints, 3),
+            "pose_body_matrot": rot.reshape(num_poses, self.num_joints, 9),
+        }
+
+    def forward(self, pose_body: torch.Tensor) -> dict[str, Any]:
+        """Encode then decode the mean: v2's keys ``pose_body``, ``pose_body_matrot``,
+        ``poZ_body_mean``, ``poZ_body_std``, ``q_z``."""
+        q = self.encode(pose_body)
+        out: dict[str, Any] = self.decode(q.mean)
+        out.update({"poZ_body_mean": q.mean, "poZ_body_std": q.stddev, "q_z": q})
+        return out
+
+
+def _settings(vposer: VPoserV1, name: object, version: int) -> VPoserSettings:
+    prior = vposer.prior
+    return VPoserSettings(
+        latentD=vposer.latentD,
+        num_joints=vposer.num_joints,
+        model_type=prior.model_type,
+        latent=prior.latent,
+        chart=vposer.chart.kind,
+        chart_scale=vposer.chart.scale,
+        expr_dir=str(name) if not isinstance(name, nn.Module) else type(name).__name__,
+        vposer_api=version,
+    )
+
+
+def _device(comp_device: object) -> torch.device | None:
+    if comp_device is None:
+        return None
+    if comp_device == "gpu":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(comp_device)
+
+
+def load_vposer(
+    expr_dir: str | os.PathLike | nn.Module, vp_model: str = "snapshot"
+) -> tuple[VPoserV1, VPoserSettings]:
+    """VPoser v1's loader: ``(vposer, ps)`` for an advprior alias (``"gan-s"``, ``"gan-u"``,
+    ``"gan-n"``, ``"vae"``), a checkpoint folder or a loaded prior. ``vp_model`` is accepted
+    for v1's signature and must be a string (there is one snapshot per checkpoint).
+
+    Raises:
+        TypeError: a prior without a latent (the GMM) or a bad argument type.
+        advprior.errors.ModelNotFoundError: unknown alias or path (as ``load_pretrained``).
+    """
+    if not isinstance(vp_model, str):
+        raise TypeError(f"vp_model must be a str, got {type(vp_model).__name__}")
+    vposer = VPoserV1(_resolve(expr_dir))
+    return vposer, _settings(vposer, expr_dir, 1)
+
+
+def load_model(
+    expr_dir: str | os.PathLike | nn.Module,
+    model_code: object = None,
+    remove_words_in_model_weights: str | None = None,
+    load_only_cfg: bool = False,
+    disable_grad: bool = True,
+    custom_hparams: dict[str, Any] | None = None,
+    comp_device: str | torch.device | None = None,
+) -> tuple[VPoserV2, VPoserSettings] | VPoserSettings:
+    """VPoser v2's loader: ``(model, cfg)`` (``cfg`` alone with ``load_only_cfg``).
+
+    ``model_code`` (v2's class) and ``remove_words_in_model_weights`` are accepted and unused:
+    the model's class and weights come from the checkpoint. ``custom_hparams`` entries are added
+    to ``cfg``. ``comp_device``: None keeps the CPU, ``"gpu"`` means CUDA when available, or any
+    torch device. The prior never has parameter gradients (``disable_grad`` is accepted).
+    """
+    if remove_words_in_model_weights is not None and not isinstance(
+        remove_words_in_model_weights, str
+    ):
+        raise TypeError("remove_words_in_model_weights must be a str or None")
+    vposer = VPoserV2(_resolve(expr_dir))
+    cfg = _settings(vposer, expr_dir, 2)
+    cfg.update(custom_hparams or {})
+    if load_only_cfg:
+        return cfg
+    device = _device(comp_device)
+    if device is not None:
+        vposer = vposer.to(device)
+    return vposer, cfg

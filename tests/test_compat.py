@@ -1,0 +1,404 @@
+"""advprior.compat: VPoser v1/v2 loaders, the latent chart, the GMM export for SMPLify, and the
+stand-in as an smplx model folder."""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+
+import numpy as np
+import pytest
+import smplx
+import torch
+
+from advprior import LatentPose, PosePrior
+from advprior.baselines import GMMPrior
+from advprior.body import load_body_model, standin_folder
+from advprior.body.standin import SMPL_NUM_VERTICES, SMPL_VERTEX_IDS
+from advprior.compat import LatentChart, chart_for, load_model, load_vposer
+from advprior.hub import load_pretrained
+
+LATENT_ALIASES = ("gan-s", "gan-u", "gan-n", "vae")
+
+
+@pytest.fixture(scope="module", params=LATENT_ALIASES)
+def v1(request):
+    return load_vposer(request.param)
+
+
+def test_v1_shapes_and_settings(v1) -> None:
+    vposer, ps = v1
+    assert ps.latentD == vposer.latentD == 32 and ps["vposer_api"] == 1
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(0))
+    aa = vposer.decode(z, output_type="aa")
+    rot = vposer.decode(z, output_type="matrot")
+    assert aa.shape == (3, 1, 21, 3) and rot.shape == (3, 1, 21, 9)
+    assert vposer.decode(z).shape == (3, 1, 21, 9)  # v1's default output_type is matrot
+    r = rot.reshape(3, 21, 3, 3).double()
+    eye = torch.eye(3, dtype=torch.float64).expand_as(r)
+    assert torch.allclose(r @ r.transpose(-1, -2), eye, atol=1e-5)
+    # the SMPLify-X idiom: .view(B, -1) is a 63-d body_pose
+    assert aa.view(3, -1).shape == (3, 63)
+    with pytest.raises(ValueError, match="output_type"):
+        vposer.decode(z, output_type="rot6d")
+    with pytest.raises(ValueError, match=r"\(B, 32\)"):
+        vposer.decode(torch.zeros(3, 31))
+    sample = vposer.sample_poses(4, seed=1)
+    assert sample.shape == (4, 1, 21, 3)
+    assert torch.equal(sample, vposer.sample_poses(4, seed=1))
+
+
+def test_zero_embedding_is_a_typical_pose_with_a_gradient(v1) -> None:
+    vposer, _ = v1
+    z = torch.zeros(2, 32, requires_grad=True)
+    pose = vposer.decode(z, output_type="aa").view(2, -1)
+    (pose * torch.linspace(-1, 1, 63)).sum().backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 1e-3
+    prior = vposer.prior
+    if prior.model_type == "gan":
+        # z = 0 is the typical latent: fit_keypoints' start, LatentPose(init="typical")
+        typical = LatentPose(prior, 1, init="typical")().detach()
+        assert torch.allclose(pose[0].detach(), typical[0], atol=1e-5)
+
+
+def test_non_finite_embedding_propagates(v1) -> None:
+    vposer, _ = v1
+    z = torch.zeros(2, 32)
+    z[1, 0] = float("nan")
+    out = vposer.decode(z, output_type="aa")
+    assert torch.isfinite(out[0]).all() and torch.isnan(out[1]).any()
+
+
+def test_raw_embedding_decodes_the_same_after_saving(v1, tmp_path) -> None:
+    vposer, _ = v1
+    z = 3.0 * torch.randn(5, 32, generator=torch.Generator().manual_seed(2))  # off any manifold
+    before = vposer.decode(z, output_type="aa")
+    torch.save({"pose_embedding": z}, tmp_path / "fit.pt")
+    again, _ = load_vposer(vposer.prior)  # a new adapter, its chart recomputed from weights
+    z2 = torch.load(tmp_path / "fit.pt", weights_only=True)["pose_embedding"]
+    vposer.train()  # mode changes do not change decoding
+    assert torch.equal(again.decode(z2, output_type="aa"), before)
+    assert torch.equal(vposer.decode(z2, output_type="aa"), before)
+    vposer.eval()
+
+
+def test_encode_returns_the_latent_of_the_pose(v1) -> None:
+    vposer, _ = v1
+    target = vposer.sample_poses(3, seed=4).reshape(3, 63)
+    q = vposer.encode(target)
+    assert q.mean.shape == (3, 32)
+    back = vposer.decode(q.mean, output_type="aa").reshape(3, 63)
+    err = (back - target).abs().mean()
+    # GAN: inversion of its own samples; VAE: an autoencoder's reconstruction error
+    assert err < (0.05 if vposer.prior.model_type == "gan" else 0.3)
+
+
+def test_v2_api() -> None:
+    vp, cfg = load_model(
+        "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True
+    )
+    assert cfg.vposer_api == 2 and load_model("gan-s", load_only_cfg=True)["latentD"] == 32
+    out = vp.decode(torch.zeros(2, 32))
+    assert out["pose_body"].shape == (2, 21, 3) and out["pose_body_matrot"].shape == (2, 21, 9)
+    v1, _ = load_vposer("gan-s")
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out["pose_body"], v1.decode(torch.zeros(2, 32), "aa").reshape(2, 21, 3))
+    assert torch.equal(vp.decode(z)["pose_body_matrot"], v1.decode(z).reshape(2, 21, 9))
+    s = vp.sample_poses(num_poses=3, seed=0)
+    assert s["pose_body"].shape == (3, 21, 3)
+    assert not any(p.requires_grad for p in vp.parameters())
+
+
+def test_gmm_has_no_latent() -> None:
+    with pytest.raises(TypeError, match="export_smplify"):
+        load_vposer("gmm")
+    with pytest.raises(TypeError, match="alias"):
+        load_vposer(3)
+
+
+# --- the chart ------------------------------------------------------------------------------
+
+
+def test_sphere_chart_is_the_exponential_map() -> None:
+    gen = torch.Generator().manual_seed(0)
+    c = torch.randn(8, generator=gen, dtype=torch.float64)
+    chart = LatentChart("sphere", c, 0.3)
+    c = c / c.norm()
+    z = torch.randn(64, 8, generator=gen, dtype=torch.float64)
+    w = chart(z)
+    assert torch.allclose(w.norm(dim=-1), torch.ones(64, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(chart(torch.zeros(1, 8, dtype=torch.float64))[0], c, atol=1e-15)
+    # the geodesic distance from the centre is s |P_c z|
+    tangent = z - (z @ c)[:, None] * c
+    angle = torch.acos((w @ c).clamp(-1, 1))
+    assert torch.allclose(angle, (0.3 * tangent.norm(dim=-1)).clamp(max=math.pi), atol=1e-7)
+    # log map inverts it inside the injectivity radius
+    inside = tangent[0.3 * tangent.norm(dim=-1) < 3.0]
+    assert torch.allclose(chart.inverse(chart(inside)), inside, atol=1e-9)
+    # the component along c does not move the pose
+    assert torch.allclose(chart(z + 2.0 * c), w, atol=1e-12)
+
+
+def test_chart_jacobian_at_zero_is_finite_and_full_rank_on_the_tangent() -> None:
+    c = torch.zeros(6, dtype=torch.float64)
+    c[2] = 1.0
+    for kind in ("sphere", "uniform"):
+        chart = LatentChart(kind, c, 0.5)
+        jac = torch.autograd.functional.jacobian(chart, torch.zeros(6, dtype=torch.float64))
+        assert torch.isfinite(jac).all()
+        rank = int(torch.linalg.matrix_rank(jac))
+        assert rank == (5 if kind == "sphere" else 6)
+    # near zero the series branch and the trigonometric branch agree
+    sphere = LatentChart("sphere", c, 1.0)
+    tiny = torch.full((1, 6), 3e-5, dtype=torch.float64)
+    tiny[0, 2] = 0.0
+    r = float(tiny.norm())
+    expected = math.cos(r) * c + math.sin(r) / r * tiny[0]
+    assert torch.allclose(sphere(tiny)[0], expected, atol=1e-15)
+
+
+def test_cube_chart_maps_normals_to_uniform() -> None:
+    chart = LatentChart("uniform", torch.zeros(4), 1.0)
+    z = torch.randn(20000, 4, generator=torch.Generator().manual_seed(0))
+    u = chart(z)
+    assert u.abs().max() < 1
+    # N(0, 1) through erf(z / sqrt 2) is U[-1, 1]: variance 1/3
+    assert (u.var(0) - 1 / 3).abs().max() < 0.01
+    assert torch.allclose(chart.inverse(u), z, atol=1e-3)
+
+
+def test_chart_scale_comes_from_the_models_own_samples() -> None:
+    prior = load_pretrained("gan-s")
+    chart = chart_for(prior)
+    assert torch.allclose(chart.centre, prior.typical_latent(), atol=1e-6)
+    samples = prior.sample_latent(2000, generator=torch.Generator().manual_seed(7)).double()
+    z = chart.inverse(samples.to(torch.float32)).double()
+    per_dim = z.pow(2).sum(-1).mean() / (prior.latent_dim - 1)
+    # independent draws: unit variance per tangent dimension up to sampling error (~3%)
+    assert abs(float(per_dim) - 1.0) < 0.1
+
+
+def test_real_validation_poses_have_about_unit_variance(shared_mocap) -> None:
+    from advprior.data import load_motion
+
+    # CMU subject 01 is in the validation split (dataset v4); never the test split here
+    motion = load_motion(shared_mocap / "cmu_asfamc" / "01" / "01_06.amc").to_smpl(30)
+    pose = torch.as_tensor(motion.body_pose, dtype=torch.float32)[::8]
+    vposer, ps = load_vposer("gan-s")
+    z = vposer.encode(pose).mean
+    tangent = z - (z @ vposer.chart.centre)[:, None] * vposer.chart.centre
+    per_dim = float(tangent.pow(2).sum(-1).mean() / 31)
+    # measured 1.01 on 500 validation frames of all subjects; one clip varies more
+    assert 0.5 < per_dim < 2.0, per_dim
+
+
+# --- LatentPose -----------------------------------------------------------------------------
+
+
+def test_latent_pose_typical_reset_and_zero_warning() -> None:
+    prior = load_pretrained("gan-s")
+    lp = LatentPose(prior, 3, init="typical")
+    start = lp.z.detach().clone()
+    assert torch.equal(start[0], prior.typical_latent())
+    with torch.no_grad():
+        lp.z.add_(0.5)
+    lp.reset()
+    assert torch.equal(lp.z.detach(), start)
+    with torch.no_grad():
+        lp.z.fill_(0)
+    with pytest.warns(RuntimeWarning, match="reset"):
+        lp()
+    with pytest.raises(ValueError, match="typical"):
+        LatentPose(prior, 1, init="medoid")
+
+
+def test_fit_keypoints_starts_at_the_typical_latent() -> None:
+    from advprior.fitting.priors import PriorTerm
+
+    prior = load_pretrained("gan-s")
+    z0 = PriorTerm(prior).init(2, torch.float32, torch.device("cpu"))
+    assert torch.equal(z0[0], LatentPose(prior, 1, init="typical").z.detach()[0])
+
+
+# --- GMM export -----------------------------------------------------------------------------
+
+
+_PLAIN = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+def _globals(data: bytes) -> set[tuple[str, str]]:
+    """The classes a pickle needs, loading it with only plain numpy arrays allowed."""
+    seen: set[tuple[str, str]] = set()
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            seen.add((module, name))
+            if (module, name) not in _PLAIN:
+                raise pickle.UnpicklingError(f"{module}.{name} is not a plain array class")
+            return super().find_class(module, name)
+
+    Recording(io.BytesIO(data), encoding="latin1").load()
+    return seen
+
+
+def smplify_float32_energy(gmm: dict, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SMPLify's max-mixture energy as its code computes it, float32 buffers; returns the
+    energy ``(B,)`` and the float32 ``nll_weights``."""
+    covars = gmm["covars"]
+    sqrdets = np.array([np.sqrt(np.linalg.det(c)) for c in covars])
+    const = (2 * np.pi) ** (69 / 2.0)
+    nll_weights = torch.tensor(
+        gmm["weights"] / (const * (sqrdets / sqrdets.min())), dtype=torch.float32
+    )
+    means = torch.tensor(gmm["means"], dtype=torch.float32)
+    prec = torch.tensor(np.stack([np.linalg.inv(c) for c in covars]), dtype=torch.float32)
+    diff = pose[:, None] - means
+    quad = torch.einsum("bki,kij,bkj->bk", diff, prec, diff)
+    return (0.5 * quad - torch.log(nll_weights)).min(dim=1).values, nll_weights
+
+
+def test_gmm_export_loads_as_smplify_does(tmp_path) -> None:
+    gmm = load_pretrained("gmm")
+    path = tmp_path / "gmm_08.pkl"
+    out = gmm.export_smplify(path)
+    raw = path.read_bytes()
+    assert _globals(raw) <= _PLAIN
+    with open(path, "rb") as fh:
+        loaded = pickle.load(fh, encoding="latin1")
+    assert type(loaded) is dict and set(loaded) == {"means", "covars", "weights"}
+    assert loaded["means"].shape == (8, 69) and loaded["covars"].shape == (8, 69, 69)
+    assert loaded["weights"].shape == (8,) and math.isclose(loaded["weights"].sum(), 1.0)
+    for key in out:
+        np.testing.assert_array_equal(loaded[key], out[key])
+    # the body block keeps the fitted means; hands: mean 0, independent
+    np.testing.assert_allclose(loaded["means"][:, :63], gmm.means.double().numpy(), atol=1e-7)
+    assert not loaded["means"][:, 63:].any() and not loaded["covars"][:, :63, 63:].any()
+    # well conditioned: eigenvalues floored at 1e-4, then each component scaled by its a_k
+    # (0.71 to 1.41 on the shipped GMM, docs/compat.md)
+    assert (np.linalg.eigvalsh(loaded["covars"]) >= 1e-5).all()
+
+
+def test_gmm_export_stays_finite_in_float32_smplify() -> None:
+    gmm = load_pretrained("gmm")
+    exported = gmm.export_smplify()
+    pose = torch.cat(
+        [gmm.sample(64, generator=torch.Generator().manual_seed(0)), torch.zeros(64, 6)], 1
+    )
+    pose.requires_grad_(True)
+    energy, nll_w = smplify_float32_energy(exported, pose)
+    # every component survives: no weight below float32's smallest normal number
+    assert (nll_w >= torch.finfo(torch.float32).tiny).all()
+    energy.sum().backward()
+    assert torch.isfinite(energy).all() and torch.isfinite(pose.grad).all()
+    # the raw 63-d mixture in the same layout loses components to float32 underflow (why the
+    # export conditions it); measured: 4 of 8 weights become 0
+    raw = {
+        "means": exported["means"].copy(),
+        "weights": exported["weights"],
+        "covars": np.tile(np.eye(69) * 1e-4, (8, 1, 1)),
+    }
+    raw["covars"][:, :63, :63] = gmm.covariances.double().numpy()
+    _, raw_w = smplify_float32_energy(raw, pose.detach())
+    assert (raw_w == 0).any()
+
+
+def test_gmm_export_ranks_poses_like_the_mixture() -> None:
+    gmm = load_pretrained("gmm")
+    exported = gmm.export_smplify()
+    pose = gmm.sample(256, generator=torch.Generator().manual_seed(1))
+    ours = gmm.nll(pose)
+    theirs, _ = smplify_float32_energy(exported, torch.cat([pose, torch.zeros(256, 6)], 1))
+    # the conditioning changes the energy (component scales a_k of 0.71 to 1.41) but keeps
+    # its ordering of poses
+    rank = lambda x: x.argsort().argsort().double()  # noqa: E731
+    corr = torch.corrcoef(torch.stack([rank(ours), rank(theirs)]))[0, 1]
+    assert corr > 0.95, float(corr)
+
+
+def test_gmm_export_arguments() -> None:
+    gmm = GMMPrior(num_components=2)
+    with pytest.raises(ValueError, match="eig_floor"):
+        gmm.export_smplify(eig_floor=0.0)
+    with pytest.raises(ValueError, match="63-d"):
+        GMMPrior(num_components=2, dim=10).export_smplify()
+    out = gmm.export_smplify()
+    assert out["covars"].shape == (2, 69, 69)
+
+
+# --- the stand-in as an smplx model folder --------------------------------------------------
+
+
+def test_standin_folder_loads_through_plain_smplx(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ADVPRIOR_CACHE", str(tmp_path))
+    folder = standin_folder()
+    assert folder.is_relative_to(tmp_path)
+    for gender in ("neutral", "male", "female"):
+        model = smplx.create(str(folder), model_type="smpl", gender=gender)
+        assert model.v_template.shape == (SMPL_NUM_VERTICES, 3)
+    out = model(return_verts=True)
+    assert out.joints.shape == (1, 45, 3) and torch.isfinite(out.vertices).all()
+    assert not list(folder.rglob(".*.tmp"))
+    # same body as load_body_model(): skeleton and all 21 landmark joints
+    ours = load_body_model()
+    gen = torch.Generator().manual_seed(0)
+    kw = {
+        "global_orient": 0.3 * torch.randn(2, 3, generator=gen),
+        "body_pose": 0.3 * torch.randn(2, 69, generator=gen),
+        "betas": torch.randn(2, 10, generator=gen),
+    }
+    a = model(**kw).joints
+    b = ours(**kw).model_joints
+    assert torch.allclose(a, b, atol=1e-5)
+    # landmarks at SMPL's own vertex indices
+    verts = model(**kw).vertices
+    assert torch.allclose(a[:, 24:], verts[:, [SMPL_VERTEX_IDS[n] for n in ours.extra_joint_names]])
+
+
+def test_standin_folder_is_verified_and_rewritten(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ADVPRIOR_CACHE", str(tmp_path))
+    folder = standin_folder()
+    path = folder / "smpl" / "SMPL_MALE.pkl"
+    good = path.read_bytes()
+    mtime = (folder / "smpl" / "SMPL_NEUTRAL.pkl").stat().st_mtime_ns
+    assert standin_folder() == folder
+    assert (folder / "smpl" / "SMPL_NEUTRAL.pkl").stat().st_mtime_ns == mtime  # not rewritten
+    path.write_bytes(good[:1000])  # truncated / corrupted
+    assert standin_folder() == folder and path.read_bytes() == good
+    # the files hold plain arrays only
+    assert _globals(good) <= _PLAIN
+
+
+def test_load_body_model_as_smplx() -> None:
+    model = load_body_model(as_smplx=True, batch_size=2)
+    assert isinstance(model, smplx.SMPL) and model.betas.shape == (2, 10)
+    model.reset_params(global_orient=torch.ones(2, 3) * 0.1)
+    assert torch.allclose(model.global_orient, torch.full((2, 3), 0.1))
+    assert model.faces_tensor.shape[1] == 3
+    with pytest.raises(TypeError, match="as_smplx"):
+        load_body_model(batch_size=2)
+    # the folder is also an ordinary model folder for our own loader (smplx's default landmark
+    # table applies to its 6890 vertices), and a user path goes through as_smplx too
+    kw = {"global_orient": torch.full((1, 3), 0.2), "body_pose": torch.full((1, 63), 0.1)}
+    ours = load_body_model()(**kw).model_joints
+    folder = load_body_model(standin_folder())
+    assert folder.num_vertices == SMPL_NUM_VERTICES
+    assert torch.allclose(folder(**kw).model_joints, ours, atol=1e-6)
+    plain = load_body_model(standin_folder(), as_smplx=True, gender="female")
+    pose69 = torch.cat([kw["body_pose"], torch.zeros(1, 6)], 1)
+    out = plain(global_orient=kw["global_orient"], body_pose=pose69).joints
+    assert torch.allclose(out, ours, atol=1e-5)
+
+
+def test_gan_prior_roundtrip_still_plain() -> None:
+    # PosePrior.decode projects by default: a raw off-manifold z decodes like LatentPose's pose
+    prior = PosePrior().eval()
+    z = 5 * torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    lp = LatentPose(prior, 4, init=z)
+    assert torch.equal(lp(), prior.decode(z))
