@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,7 @@ from torch import nn
 
 from advprior.body import files, standin
 from advprior.body.kinematics import check_pose
-from advprior.errors import CorruptCheckpointError, ModelNotFoundError
-from advprior.fileio import write_atomic
+from advprior.errors import ModelNotFoundError
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS
 
@@ -267,10 +268,8 @@ def _build(
     # smplx always builds its vertex selector; placeholder ids (0) are replaced below
     placeholder = ids or dict.fromkeys(EXTRA_JOINT_NAMES, 0)
     if model_type == "smplx":
-        ext = "npz" if path.suffix.lower() == ".npz" else "pkl"
-        if ext == "pkl" and _needs_clean_copy(path):
-            path, ext = _clean_copy(path, data), "npz"
-        layer = _quiet(smplx.SMPLXLayer, str(path), ext=ext, use_pca=False, **common)
+        with _clean_copy(data) as copy:
+            layer = _quiet(smplx.SMPLXLayer, str(copy), ext="npz", use_pca=False, **common)
     else:
         extra = {"use_pca": False, "flat_hand_mean": True} if model_type == "smplh" else {}
         if model_type == "smplh":
@@ -306,28 +305,23 @@ def _build(
     )
 
 
-def _needs_clean_copy(path: Path) -> bool:
-    """A pkl smplx cannot unpickle itself (chumpy inside, or numpy 1 module paths)."""
-    with open(path, "rb") as fh:
-        return b"chumpy" in fh.read()
-
-
-def _clean_copy(path: Path, data: dict[str, Any]) -> Path:
-    """A chumpy-free ``.npz`` copy of ``path`` in the cache (SMPL-X reads only from a path)."""
-    import hashlib
-
-    st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    out = standin.cache_dir() / "body" / "converted" / f"{path.stem}-{key[:16]}.npz"
-    if not out.is_file():
-        # keep plain data only: smplx must be able to read the copy back without our classes
-        arrays = {
-            k: np.asarray(v)
-            for k, v in data.items()
-            if isinstance(v, (np.ndarray, str, int, float)) and np.asarray(v).dtype != object
-        }
-        write_atomic(out, lambda fh: np.savez(fh, **arrays))
-    return out
+@contextlib.contextmanager
+def _clean_copy(data: dict[str, Any]) -> Iterator[Path]:
+    """A plain-arrays ``.npz`` of ``data`` in a private temporary folder, for smplx's SMPL-X
+    layer, which reads only from a path and unpickles whatever it finds there
+    (``np.load(allow_pickle=True)``): it is given only this file, written from the arrays our
+    safe reader returned, never the user's file nor a cached copy another process could swap."""
+    # numeric arrays only: smplx must be able to read the copy back without our classes
+    arrays = {
+        k: np.asarray(v)
+        for k, v in data.items()
+        if isinstance(v, (np.ndarray, str, int, float)) and np.asarray(v).dtype != object
+    }
+    with tempfile.TemporaryDirectory(prefix="advprior-smplx-") as folder:
+        path = Path(folder) / "SMPLX_MODEL.npz"
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+        yield path
 
 
 def load_body_model(
@@ -399,17 +393,11 @@ def load_body_model(
 
 
 def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:
-    path = standin.standin_path()
-    try:
-        data = files.read_model_file(path)
-        if data.get("advprior_standin_version") != standin.STANDIN_VERSION:
-            raise CorruptCheckpointError("stale stand-in file")
-    except (CorruptCheckpointError, ModelNotFoundError):
-        path = standin.standin_path(refresh=True)
-        data = files.read_model_file(path)
+    # Generated in memory (deterministic, ~30 ms): the cached file is written for smplx users
+    # (and verified against these bytes), but never read back by us.
     return _build(
-        path,
-        data,
+        standin.standin_path(),
+        standin.build_standin(),
         "smpl",
         "neutral",
         num_betas=num_betas,

@@ -19,6 +19,7 @@ Contract with SMPL's format (checked by the tests):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import pickle
@@ -570,12 +571,21 @@ def cache_dir() -> Path:
 def standin_path(*, refresh: bool = False) -> Path:
     """Path of the stand-in's SMPL-format ``.pkl`` in the cache, generated on first use.
 
-    The file is an ordinary SMPL model file (``smplx.create(path)`` loads it). It is written
-    when missing or when ``refresh`` (the loader refreshes a file it cannot read); the
-    :data:`STANDIN_VERSION` is part of its folder name, so a new geometry never reads an old file.
+    The file is an ordinary SMPL model file (``smplx.create(path)`` loads it). A pickle is not
+    safe to trust, so the file is checked on every call: its bytes must equal those generated
+    here (compared by sha256), else it is rewritten (atomically). ``load_body_model()`` never
+    reads it (it generates the body in memory). ``refresh`` is kept for compatibility; the
+    check makes it unnecessary. The :data:`STANDIN_VERSION` is part of the folder name.
     """
     path = cache_dir() / "body" / f"standin-v{STANDIN_VERSION}" / "SMPL_NEUTRAL.pkl"
-    if refresh or not path.is_file():
-        data = build_standin()
-        write_atomic(path, lambda fh: pickle.dump(data, fh, protocol=4))
+    blob = pickle.dumps(build_standin(), protocol=4)
+    if refresh or not path.is_file() or _sha256(path) != hashlib.sha256(blob).hexdigest():
+        write_atomic(path, lambda fh: fh.write(blob))
     return path
+
+
+def _sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""

@@ -63,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_camera(spec: str) -> Any:
     """A :class:`PinholeCamera` from ``"fx,fy,cx,cy"``, ``"f,cx,cy"`` or a JSON file path."""
+    from advprior.errors import UsageError
     from advprior.fitting import PinholeCamera
 
     path = Path(spec)
@@ -73,13 +74,13 @@ def parse_camera(spec: str) -> Any:
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError as exc:
-        raise ValueError(f'--camera must be "fx,fy,cx,cy", "f,cx,cy" or a JSON file, got '
+        raise UsageError(f'--camera must be "fx,fy,cx,cy", "f,cx,cy" or a JSON file, got '
                          f"{spec!r}") from exc
     if len(values) == 4:
         return PinholeCamera(values[:2], values[2:])
     if len(values) == 3:
         return PinholeCamera(values[0], values[1:])
-    raise ValueError(f'--camera must be "fx,fy,cx,cy" or "f,cx,cy", got {len(values)} numbers')
+    raise UsageError(f'--camera must be "fx,fy,cx,cy" or "f,cx,cy", got {len(values)} numbers')
 
 
 def _keypoint_array(value: Any, path: Path) -> Any:
@@ -149,14 +150,6 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"advprior fit: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
