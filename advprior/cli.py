@@ -23,11 +23,15 @@ EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPT = 1, 2, 130
 def build_parser() -> argparse.ArgumentParser:
     from advprior import __version__
 
-    parser = argparse.ArgumentParser(prog="advprior", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="advprior", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"advprior {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error (also: ADVPRIOR_DEBUG=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (also: ADVPRIOR_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:

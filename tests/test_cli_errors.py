@@ -33,46 +33,141 @@ def files(tmp_path: Path) -> dict[str, Path]:
     notjson.write_text("{not json")
     kp = tmp_path / "ok.json"
     kp.write_text(json.dumps({"keypoints": [[[1.0, 2.0]] * 24]}))
-    return {"junk": junk, "notjson": notjson, "kp": kp, "missing": tmp_path / "nope.npz",
-            "tmp": tmp_path}
+    return {
+        "junk": junk,
+        "notjson": notjson,
+        "kp": kp,
+        "missing": tmp_path / "nope.npz",
+        "tmp": tmp_path,
+    }
 
 
 # (argv builder, command, exit code, words the message must contain)
 CASES = {
-    "sample-unknown-model": (lambda f: ["sample", "--model", "gan-zzz", "--out",
-                                        str(f["tmp"] / "s.npz")], "sample", 1, ["gan-zzz"]),
+    "sample-unknown-model": (
+        lambda f: ["sample", "--model", "gan-zzz", "--out", str(f["tmp"] / "s.npz")],
+        "sample",
+        1,
+        ["gan-zzz"],
+    ),
     "sample-negative-n": (lambda f: ["sample", "-n", "-1"], "sample", 2, ["-n must be >= 0"]),
-    "sample-missing-dir": (lambda f: ["sample", "--model", str(f["tmp"] / "no" / "dir")],
-                           "sample", 1, ["no"]),
-    "data-build-missing-input": (lambda f: ["data", "build", str(f["missing"]), "--out",
-                                            str(f["tmp"] / "d.npz")], "data build", 1,
-                                 ["nope.npz"]),
-    "data-build-bad-split": (lambda f: ["data", "build", str(f["tmp"]), "--out",
-                                        str(f["tmp"] / "d.npz"), "--split", "a,b"],
-                             "data build", 2, ["--split"]),
-    "data-info-missing": (lambda f: ["data", "info", str(f["missing"])], "data info", 1,
-                          ["nope.npz"]),
+    "sample-missing-dir": (
+        lambda f: ["sample", "--model", str(f["tmp"] / "no" / "dir")],
+        "sample",
+        1,
+        ["no"],
+    ),
+    "data-build-missing-input": (
+        lambda f: ["data", "build", str(f["missing"]), "--out", str(f["tmp"] / "d.npz")],
+        "data build",
+        1,
+        ["nope.npz"],
+    ),
+    "data-build-bad-split": (
+        lambda f: [
+            "data",
+            "build",
+            str(f["tmp"]),
+            "--out",
+            str(f["tmp"] / "d.npz"),
+            "--split",
+            "a,b",
+        ],
+        "data build",
+        2,
+        ["--split"],
+    ),
+    "data-info-missing": (
+        lambda f: ["data", "info", str(f["missing"])],
+        "data info",
+        1,
+        ["nope.npz"],
+    ),
     "data-info-junk": (lambda f: ["data", "info", str(f["junk"])], "data info", 1, ["junk.npz"]),
-    "train-missing-data": (lambda f: ["train", "--data", str(f["missing"]), "--out",
-                                      str(f["tmp"] / "run"), "--model", "gmm"], "train", 1,
-                           ["nope.npz"]),
-    "train-junk-data": (lambda f: ["train", "--data", str(f["junk"]), "--out",
-                                   str(f["tmp"] / "run"), "--model", "vae"], "train", 1,
-                        ["junk.npz"]),
-    "fit-missing-keypoints": (lambda f: ["fit", str(f["missing"]), "--camera", "1000,500,500"],
-                              "fit", 1, ["nope.npz"]),
-    "fit-not-json": (lambda f: ["fit", str(f["notjson"]), "--camera", "1000,500,500"], "fit", 1,
-                     ["kp.json", "JSON"]),
-    "fit-bad-camera": (lambda f: ["fit", str(f["kp"]), "--camera", "x,y"], "fit", 2,
-                       ["--camera"]),
-    "fit-missing-body-model": (lambda f: ["fit", str(f["kp"]), "--camera", "1000,500,500",
-                                          "--prior", "none", "--body-model",
-                                          str(f["tmp"] / "nobody.pkl")], "fit", 1,
-                               ["nobody.pkl"]),
-    "eval-missing-data": (lambda f: ["eval", "--models", "gmm", "--data", str(f["missing"]),
-                                     "--out", str(f["tmp"] / "ev")], "eval", 1, ["nope.npz"]),
-    "eval-unknown-model": (lambda f: ["eval", "--models", "gan-zzz", "--data", str(f["junk"]),
-                                      "--out", str(f["tmp"] / "ev")], "eval", 1, []),
+    "train-missing-data": (
+        lambda f: [
+            "train",
+            "--data",
+            str(f["missing"]),
+            "--out",
+            str(f["tmp"] / "run"),
+            "--model",
+            "gmm",
+        ],
+        "train",
+        1,
+        ["nope.npz"],
+    ),
+    "train-junk-data": (
+        lambda f: [
+            "train",
+            "--data",
+            str(f["junk"]),
+            "--out",
+            str(f["tmp"] / "run"),
+            "--model",
+            "vae",
+        ],
+        "train",
+        1,
+        ["junk.npz"],
+    ),
+    "fit-missing-keypoints": (
+        lambda f: ["fit", str(f["missing"]), "--camera", "1000,500,500"],
+        "fit",
+        1,
+        ["nope.npz"],
+    ),
+    "fit-not-json": (
+        lambda f: ["fit", str(f["notjson"]), "--camera", "1000,500,500"],
+        "fit",
+        1,
+        ["kp.json", "JSON"],
+    ),
+    "fit-bad-camera": (lambda f: ["fit", str(f["kp"]), "--camera", "x,y"], "fit", 2, ["--camera"]),
+    "fit-missing-body-model": (
+        lambda f: [
+            "fit",
+            str(f["kp"]),
+            "--camera",
+            "1000,500,500",
+            "--prior",
+            "none",
+            "--body-model",
+            str(f["tmp"] / "nobody.pkl"),
+        ],
+        "fit",
+        1,
+        ["nobody.pkl"],
+    ),
+    "eval-missing-data": (
+        lambda f: [
+            "eval",
+            "--models",
+            "gmm",
+            "--data",
+            str(f["missing"]),
+            "--out",
+            str(f["tmp"] / "ev"),
+        ],
+        "eval",
+        1,
+        ["nope.npz"],
+    ),
+    "eval-unknown-model": (
+        lambda f: [
+            "eval",
+            "--models",
+            "gan-zzz",
+            "--data",
+            str(f["junk"]),
+            "--out",
+            str(f["tmp"] / "ev"),
+        ],
+        "eval",
+        1,
+        [],
+    ),
 }
 
 
@@ -112,7 +207,8 @@ def test_debug_flag_and_environment_show_the_traceback(files, monkeypatch, capsy
         assert cli.main([*extra, *argv]) == 1
         err = capsys.readouterr().err
         assert "Traceback" in err and err.strip().splitlines()[-1].startswith(
-            "advprior data info: error: ")
+            "advprior data info: error: "
+        )
     monkeypatch.setenv("ADVPRIOR_DEBUG", "1")
     assert cli.main([*argv, "--debug"]) == 1  # after the sub-command too
     assert "Traceback" in capsys.readouterr().err
@@ -122,8 +218,13 @@ def test_real_entry_point_in_a_subprocess(files) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("ADVPRIOR_DEBUG", None)
     base = [sys.executable, "-m", "advprior.cli"]
-    res = subprocess.run([*base, "data", "info", str(files["junk"])], capture_output=True,
-                         text=True, env=env, cwd=REPO)
+    res = subprocess.run(
+        [*base, "data", "info", str(files["junk"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert res.returncode == 1
     _one_error_line(res.stderr, "data info", "junk.npz")
     res = subprocess.run([*base, "sample", "-n", "x"], capture_output=True, text=True, env=env)

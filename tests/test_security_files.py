@@ -25,8 +25,11 @@ from advprior.errors import UnsafeFileError
 # (callable, argument builder, the name the pickle gives the callable)
 PAYLOADS = {
     "os.system": (os.system, lambda m: (f"touch {m}",), f"{os.system.__module__}.system"),
-    "builtins.exec": (builtins.exec, lambda m: (f"open({str(m)!r}, 'w').close()",),
-                      "builtins.exec"),
+    "builtins.exec": (
+        builtins.exec,
+        lambda m: (f"open({str(m)!r}, 'w').close()",),
+        "builtins.exec",
+    ),
 }
 
 
@@ -115,8 +118,20 @@ def test_cli_fit_body_model_never_runs_code(payload, layout, tmp_path: Path, cap
     kp = tmp_path / "kp.json"
     kp.write_text('{"keypoints": [[[1.0, 2.0]]], "format": "smpl24"}')
     for where in (path, path.parent):
-        code = cli.main(["fit", str(kp), "--camera", "500,100,100", "--body-model", str(where),
-                         "--iterations", "1", "--out", str(tmp_path / "fit.npz")])
+        code = cli.main(
+            [
+                "fit",
+                str(kp),
+                "--camera",
+                "500,100,100",
+                "--body-model",
+                str(where),
+                "--iterations",
+                "1",
+                "--out",
+                str(tmp_path / "fit.npz"),
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 1 and err.startswith("advprior fit: error: ")
         _assert_refused(err, marker, name)
@@ -136,8 +151,13 @@ def test_tampered_standin_cache_is_never_unpickled(payload) -> None:
 
 
 def test_allow_list_still_reads_numpy_pickles_of_every_protocol() -> None:
-    data = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float64(2.5),
-            "ids": {"nose": 3}, "t": (1, "x"), "set": {1, 2}}
+    data = {
+        "a": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "s": np.float64(2.5),
+        "ids": {"nose": 3},
+        "t": (1, "x"),
+        "set": {1, 2},
+    }
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
         back = safe_unpickle(io.BytesIO(pickle.dumps(data, protocol=protocol)))
         np.testing.assert_array_equal(back["a"], data["a"])
