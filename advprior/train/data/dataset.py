@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from advprior.errors import MotionFormatError
-from advprior.fileio import save_npz_atomic
+from advprior.fileio import check_writable, save_npz_atomic
 from advprior.train.data.loader import load_motion
 
 if TYPE_CHECKING:
@@ -292,7 +292,7 @@ def build_dataset(
         raise ValueError(f"fps must be positive, got {fps}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    out = Path(out)
+    out = check_writable(out)  # before hours of importing, not after
     skipped: list[tuple[str, str]] = []
     seqs = []
 

@@ -76,6 +76,9 @@ def read_character(path: Path) -> tuple:
         )
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise MotionFormatError(f"not a DeepMimic character file: {err}", path) from None
+    for name, _, _, attach, theta in table:
+        if not np.isfinite(attach + theta).all():
+            raise MotionFormatError(f"non-finite attach values of joint {name!r}", path)
     ends = dict(_END_SITES)
     for b in d.get("BodyDefs", []):
         name = b.get("Name")
@@ -124,6 +127,15 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
                 raise MotionFormatError(f"frame {i} has {n} numbers, expected {width} for the "
                                         "character", path, lines[i] if i < len(lines) else None)
         raise MotionFormatError("frames are not numeric", path)
+    # Python's JSON reader accepts NaN and Infinity; a motion must not hold them
+    bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
+    if len(bad):
+        lines = _frame_lines(text)
+        i = int(bad[0])
+        col = int(np.flatnonzero(~np.isfinite(data[i]))[0])
+        raise MotionFormatError(f"non-finite value {data[i, col]} in frame {i} (number "
+                                f"{col + 1} of {width})", path, lines[i] if i < len(lines)
+                                else None)
 
     names, parents, offsets, is_end, kinds, thetas = [], [], [], [], [], []
     for name, kind, parent, attach, theta in table:
