@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from advprior.hub import PretrainedMixin
+from advprior.latent import check_decoded, check_generator
 from advprior.rotations import rot6d_to_rotmat, rotmat_to_axis_angle
 
 __all__ = ["VPoserVAE", "GMMPrior"]
@@ -106,7 +107,8 @@ class VPoserVAE(PretrainedMixin, nn.Module):
         """``(..., latent_dim)`` latents -> poses: ``"axis_angle"`` ``(..., 63)`` or ``"rotmat"``
         ``(..., 21, 3, 3)``."""
         _check_pose(z, self.latent_dim, "z")
-        rotmat = rot6d_to_rotmat(self.decoder(z).reshape(*z.shape[:-1], self.num_joints, 6))
+        rot6d = check_decoded(self.decoder(z), z)
+        rotmat = rot6d_to_rotmat(rot6d.reshape(*z.shape[:-1], self.num_joints, 6))
         if output == "rotmat":
             return rotmat
         if output == "axis_angle":
@@ -120,6 +122,7 @@ class VPoserVAE(PretrainedMixin, nn.Module):
     def sample_latent(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, latent_dim)`` draws from the N(0, I) latent prior."""
         p = next(self.parameters())
+        check_generator(generator)
         z = torch.randn(_check_n(n), self.latent_dim, generator=generator, dtype=p.dtype)
         return z.to(p.device)
 
@@ -196,6 +199,7 @@ class GMMPrior(PretrainedMixin, nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, dim)`` poses drawn from the mixture (component by weight, then its Gaussian)."""
         n = _check_n(n)
+        check_generator(generator)
         device = self.means.device
         comp = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, 1, generator=generator, dtype=self.means.dtype)

@@ -50,3 +50,8 @@ class UnsafeFileError(CorruptCheckpointError):
 
 class UsageError(AdvPriorError, ValueError):
     """A command-line argument with an invalid value (the ``advprior`` script exits 2)."""
+
+
+class RunFolderError(AdvPriorError, OSError):
+    """A training run folder that holds a checkpoint (and neither resume nor overwrite was
+    asked for), or that another live process has locked."""

@@ -24,7 +24,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -34,9 +35,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+def remove_stale_temps(path: str | os.PathLike, *, owner: bool = False) -> list[Path]:
     """Remove the temporary files a killed writer of ``path`` left beside it (those whose
-    process no longer runs on this machine); returns what was removed."""
+    process no longer runs on this machine); returns what was removed. ``owner``: the caller
+    is the only legitimate writer of ``path`` (it holds a lock), so every temp file of
+    another pid is stale, whether or not that pid has been reused since."""
     path = Path(path)
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
     removed = []
@@ -46,7 +49,8 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         return removed
     for name in names:
         match = pattern.match(name)
-        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+        pid = int(match.group(1)) if match else os.getpid()
+        if pid != os.getpid() and (owner or not process_alive(pid)):
             try:
                 os.unlink(path.parent / name)
                 removed.append(path.parent / name)

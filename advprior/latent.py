@@ -41,6 +41,29 @@ def check_latent(z: object, dim: int, name: str = "z") -> torch.Tensor:
     return z
 
 
+def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:
+    """``generator`` itself if it is None or a ``torch.Generator``; else a ``TypeError`` naming
+    the argument (a seed int or a numpy Generator would otherwise fail deep inside torch)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{name} must be a torch.Generator or None, got {type(generator).__name__} "
+            f"(for a seed use torch.Generator().manual_seed(seed))"
+        )
+    return generator
+
+
+def check_decoded(out: torch.Tensor, z: torch.Tensor, name: str = "z") -> torch.Tensor:
+    """``out`` if finite; else a ``ValueError`` for finite latents too large for the network
+    (e.g. 1e38 overflows float32 in the first layer) naming the argument and its largest entry."""
+    if out.numel() and not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"{name} is too large to decode: the network's output overflowed {out.dtype} "
+            f"(max |{name}| = {float(z.abs().max()):.3g}); latents are meant to be O(1): project "
+            "them onto the latent space first (prior.project)"
+        )
+    return out
+
+
 class LatentSpace:
     """A latent space of kind ``"sphere"``, ``"uniform"`` or ``"normal"`` and dimension ``dim``."""
 
@@ -75,6 +98,7 @@ class LatentSpace:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
+        check_generator(generator)
         dtype = dtype or torch.get_default_dtype()
         if not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from advprior.hub import PretrainedMixin
-from advprior.latent import LatentSpace, check_latent
+from advprior.latent import LatentSpace, check_decoded, check_latent
 from advprior.rotations import (
     rot6d_to_rotmat,
     rotmat_to_axis_angle,
@@ -131,7 +131,7 @@ class PosePrior(nn.Module, PretrainedMixin):
                 f"convert one of them (z.to({dtype}) or prior.to({z.dtype}))"
             )
         lead = z.shape[:-1]
-        rot6d = self.generator(z.reshape(-1, self.latent_dim))
+        rot6d = check_decoded(self.generator(z.reshape(-1, self.latent_dim)), z)
         rotmat = rot6d_to_rotmat(rot6d.reshape(-1, self.num_joints, 6))
         if joints > self.num_joints:
             eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device)

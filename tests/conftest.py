@@ -8,6 +8,14 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+
+#: Tolerance (metres) between two float32 routes to the same joint positions (smplx's LBS and
+#: advprior's forward kinematics). Each level of the kinematic chain multiplies a rotation into
+#: the accumulated transform (~4 roundings of eps |x| per coordinate); SMPL's deepest chain has 9
+#: levels and bodies lie within a few metres of the origin, so one route is within 4*9 eps m per
+#: metre and two routes within twice that: 72 eps = 8.6e-6 m, still a thousand times below the
+#: smallest real error (a joint off by a millimetre).
+FK32_ATOL = 72 * torch.finfo(torch.float32).eps
 SHARED_MOCAP = REPO.parent / "shared" / "data" / "mocap"
 
 

@@ -27,6 +27,7 @@ from advprior.train.discriminator import PoseDiscriminator, discriminator_loss, 
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
 from advprior.train.provenance import data_terms, source_names
+from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream
 from advprior.train.validation import pose_joints, recall_precision_mm
 
@@ -131,6 +132,7 @@ def train_gan(
     max_val_poses: int = 2000,
     ckpt_every: int = 250,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     tensorboard: bool = True,
     device: str | torch.device | None = None,
@@ -161,6 +163,10 @@ def train_gan(
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
             and thread count); settings other than ``steps`` and the periods must match.
+        overwrite: start afresh in a folder that holds a checkpoint. Without ``resume`` or
+            ``overwrite`` such a folder raises :class:`~advprior.errors.RunFolderError`, as does
+            a folder another live process trains in (``run.lock``; see
+            :mod:`advprior.train.runfolder`).
         device: default CUDA under torchrun if available, else CPU.
         select: ``"best"`` exports the generator of the validated step with the lowest
             validation recall + precision (mean, mm; model selection on the validation split,
@@ -207,7 +213,10 @@ def train_gan(
     # options existed still resume.
     config.update({k: v for k, v in (("ema_decay", ema_decay), ("r1_gamma", r1_gamma)) if v})
     info = ddp.setup(device)
+    folder = None
     try:
+        # before any data is read: refuse a folder with a checkpoint or one in use
+        folder = claim_run_folder(out, resume=resume, overwrite=overwrite, dist=info)
         poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(seed)  # identical initial weights on every rank
@@ -309,4 +318,6 @@ def train_gan(
         ddp.barrier(info)
         return result
     finally:
+        if folder is not None:
+            folder.release()
         ddp.teardown(info)

@@ -27,6 +27,7 @@ from advprior.train import distributed as ddp
 from advprior.train.gan import _SEED_DATA, export_model, make_validator, selected_state
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
+from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream
 
 KL_WEIGHT = 0.005
@@ -108,6 +109,7 @@ def train_vae(
     max_val_poses: int = 2000,
     ckpt_every: int = 500,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     tensorboard: bool = True,
     device: str | torch.device | None = None,
@@ -118,8 +120,8 @@ def train_vae(
     """Train :class:`advprior.baselines.VPoserVAE` on a dataset file.
 
     Arguments as :func:`advprior.train.train_gan` (``steps`` counts optimiser updates, one batch
-    each; ``select`` picks the best-validation or the last weights). The exported model lands in
-    ``<out>/model``.
+    each; ``select`` picks the best-validation or the last weights; ``resume``/``overwrite``
+    for a folder that holds a checkpoint). The exported model lands in ``<out>/model``.
     """
     from advprior.baselines import VPoserVAE
 
@@ -145,7 +147,10 @@ def train_vae(
         "select": select,
     }
     info = ddp.setup(device)
+    folder = None
     try:
+        # before any data is read: refuse a folder with a checkpoint or one in use
+        folder = claim_run_folder(out, resume=resume, overwrite=overwrite, dist=info)
         poses = load_training_poses(data, mirror=mirror, max_val=max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(seed)
@@ -201,6 +206,8 @@ def train_vae(
         ddp.barrier(info)
         return result
     finally:
+        if folder is not None:
+            folder.release()
         ddp.teardown(info)
 
 
