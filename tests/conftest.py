@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,26 @@ REPO = Path(__file__).resolve().parents[1]
 #: smallest real error (a joint off by a millimetre).
 FK32_ATOL = 72 * torch.finfo(torch.float32).eps
 SHARED_MOCAP = REPO.parent / "shared" / "data" / "mocap"
+FIXTURE_MOCAP = REPO / "tests" / "data" / "mocap"
 
 
 @pytest.fixture(scope="session")
 def shared_mocap() -> Path:
-    """The real mocap folder beside the checkout (CI lays it there)."""
+    """The real mocap folder beside the checkout (CI lays it there). Absent on a fresh clone:
+    the tests that need it are skipped (the committed clips in ``tests/data/mocap`` cover every
+    importer); ``ADVPRIOR_REQUIRE_SHARED=1`` (CI's first stage) makes its absence a failure."""
     if not SHARED_MOCAP.is_dir():
-        pytest.fail(f"../shared/data/mocap is missing (looked at {SHARED_MOCAP})")
+        message = (
+            f"the shared mocap collection is not beside this checkout (looked at {SHARED_MOCAP}); "
+            "larger real-data checks need it"
+        )
+        if os.environ.get("ADVPRIOR_REQUIRE_SHARED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     return SHARED_MOCAP
+
+
+@pytest.fixture(scope="session")
+def fixture_mocap() -> Path:
+    """A few real clips committed in ``tests/data/mocap`` (see ``tests/data/SOURCES.md``)."""
+    return FIXTURE_MOCAP
