@@ -155,8 +155,8 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise ModelNotFoundError(f"weights manifest not found: {path}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ManifestError(f"weights manifest {path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ManifestError(f"weights manifest {path} is not valid JSON: {err}") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
         raise ManifestError(f"weights manifest {path} needs a top-level 'models' object")
@@ -366,8 +366,8 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """Parse and check a checkpoint's ``config.json``; raises :class:`CorruptCheckpointError`."""
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptCheckpointError(f"{path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CorruptCheckpointError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(config, dict):
         raise CorruptCheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
     model_type = config.get("model_type")

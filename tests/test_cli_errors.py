@@ -237,3 +237,37 @@ def test_unwritable_output_is_one_line(files, capsys) -> None:
     assert cli.main(["sample", "-n", "1", "--out", str(blocked / "s.npz")]) == 1
     _one_error_line(capsys.readouterr().err, "sample")
     assert not (blocked / "s.npz").exists()
+
+
+def test_hostile_json_and_npz_inputs_are_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Nesting too deep for Python's JSON reader, and a pickled member in a dataset npz."""
+    import numpy as np
+
+    from advprior import PosePrior
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps({"keypoints": [[[1.0, 2.0]] * 24]}))
+    PosePrior(latent_dim=8, hidden_dim=16).save_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text(deep.read_text())
+    pickled = tmp_path / "ds.npz"
+    arrays = {k: np.zeros((2, n)) for k, n in (("body_pose", 63), ("global_orient", 3),
+                                               ("transl", 3))}  # fmt: skip
+    np.savez(pickled, **arrays, sequence=np.zeros(2), subject=np.zeros(2), split=np.zeros(2),
+             sequence_names=np.array(["a"]), subject_names=np.array(["a"]),
+             split_names=np.array(["train", "val", "test"]), fps=np.array(30.0),
+             meta=np.array({"x": 1}, dtype=object))  # fmt: skip
+    cases = [
+        (["fit", str(deep), "--camera", "1000,500,500"], "fit", "deep.json"),
+        (["fit", str(ok), "--camera", str(deep)], "fit", "deep.json"),
+        (["sample", "--model", str(tmp_path / "ck"), "--out", str(tmp_path / "s.npz")],
+         "sample", "config.json"),
+        (["data", "info", str(pickled)], "data info", "ds.npz"),
+    ]  # fmt: skip
+    for argv, command, name in cases:
+        assert cli.main(argv) == 1
+        _one_error_line(capsys.readouterr().err, command, name)
+    monkeypatch.setenv("ADVPRIOR_MANIFEST", str(deep))
+    assert cli.main(["sample", "--out", str(tmp_path / "s.npz")]) == 1
+    _one_error_line(capsys.readouterr().err, "sample", "manifest")

@@ -186,3 +186,10 @@ def test_killed_writer_temp_file_is_removed_by_the_next_build(tmp_path: Path) ->
         mine.write_bytes(b"")
     assert not stale[0].exists() and out.is_file()
     assert list(tmp_path.glob(".data.npz.*.tmp")) == []
+
+
+def test_deepmimic_json_nested_too_deep(tmp_path: Path) -> None:
+    path = tmp_path / "deep.txt"
+    path.write_text('{"Frames": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(MotionFormatError, match=r"deep\.txt: invalid JSON: nested too deeply"):
+        load_motion(path)

@@ -70,7 +70,11 @@ def parse_camera(spec: str) -> Any:
     if path.suffix.lower() == ".json" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"camera file not found: {path}")
-        return PinholeCamera.from_dict(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable camera JSON file ({exc})") from None
+        return PinholeCamera.from_dict(data)
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError as exc:
@@ -109,8 +113,9 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting too deep for Python's JSON reader (a hostile file)
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with 'keypoints' or 'people'")
     if "people" in data:

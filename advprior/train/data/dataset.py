@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import json
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,7 +406,11 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         missing = [k for k in KEYS if k not in f.files]
         if missing:
             raise ValueError(f"{path}: missing keys {missing} (not an advprior dataset file?)")
-        data = {k: f[k] for k in KEYS}
+        try:
+            data = {k: f[k] for k in KEYS}  # object (pickled) members are refused here
+            meta = json.loads(str(data["meta"]))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RecursionError) as err:
+            raise ValueError(f"{path}: unreadable dataset member ({err})") from None
     n = data["body_pose"].shape[0]
     shapes = {"body_pose": (n, 63), "global_orient": (n, 3), "transl": (n, 3),
               "sequence": (n,), "subject": (n,), "split": (n,)}
@@ -438,5 +443,5 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         subject_names=[str(s) for s in data["subject_names"]],
         split_names=split_names,
         fps=float(data["fps"]),
-        meta=json.loads(str(data["meta"])),
+        meta=meta,
     )

@@ -74,7 +74,7 @@ def read_character(path: Path) -> tuple:
               float(j.get("AttachThetaZ", 0))))
             for j in sorted(joints, key=lambda j: j["ID"])
         )
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise MotionFormatError(f"not a DeepMimic character file: {err}", path) from None
     for name, _, _, attach, theta in table:
         if not np.isfinite(attach + theta).all():
@@ -109,6 +109,8 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
         doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise MotionFormatError(f"invalid JSON: {err.msg}", path, err.lineno) from None
+    except RecursionError:
+        raise MotionFormatError("invalid JSON: nested too deeply", path) from None
     except OSError as err:
         raise MotionFormatError(f"cannot read: {err}", path) from None
     frames = doc.get("Frames") if isinstance(doc, dict) else None
