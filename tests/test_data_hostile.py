@@ -106,9 +106,9 @@ def test_amc_and_asf_non_finite(tmp_path: Path, token: str) -> None:
 def test_deepmimic_non_finite(tmp_path: Path, token: str, frame: int) -> None:
     frames = [json.dumps(f) for f in _deepmimic_frames(3, -0.2, 0.1)]
     values = json.loads(frames[frame])
-    frames[frame] = json.dumps(values[:5]).rstrip("]") + f", {token}, " + json.dumps(
-        values[6:]
-    ).lstrip("[")
+    frames[frame] = (
+        json.dumps(values[:5]).rstrip("]") + f", {token}, " + json.dumps(values[6:]).lstrip("[")
+    )
     path = tmp_path / "d.txt"
     path.write_text('{"Frames": [\n' + ",\n".join(frames) + "\n]}")
     with pytest.raises(MotionFormatError, match=rf"d\.txt:{frame + 2}: non-finite .* frame"):
