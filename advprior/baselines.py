@@ -26,7 +26,7 @@ from torch import nn
 from advprior.fileio import write_atomic
 from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output, convert_rotmat
-from advprior.latent import LatentSpace
+from advprior.latent import LatentSpace, check_generator
 from advprior.rotations import rot6d_to_rotmat
 from advprior.skeleton import pad_hand_joints
 from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
@@ -295,6 +295,7 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(n, dim)`` poses drawn from the mixture (component by weight, then its Gaussian)."""
         n = _check_n(n)
+        check_generator(generator)
         device = self.means.device
         comp = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, 1, generator=generator, dtype=self.means.dtype)

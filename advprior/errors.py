@@ -41,3 +41,17 @@ class MotionFormatError(AdvPriorError, ValueError):
 
 class ManifestError(CorruptCheckpointError):
     """A ``weights_manifest.json`` that is not valid JSON or breaks its schema."""
+
+
+class UnsafeFileError(CorruptCheckpointError):
+    """A file that asks to run code when loaded (e.g. a pickle naming ``os.system``); refused
+    before anything from it runs. The message names the refused ``module.name``."""
+
+
+class UsageError(AdvPriorError, ValueError):
+    """A command-line argument with an invalid value (the ``advprior`` script exits 2)."""
+
+
+class RunFolderError(AdvPriorError, OSError):
+    """A training run folder that holds a checkpoint (and neither resume nor overwrite was
+    asked for), or that another live process has locked."""

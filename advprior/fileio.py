@@ -4,13 +4,19 @@ A file is written to a temporary name in its destination folder and moved into p
 ``os.replace``, so readers see either the old file or the complete new one, never a partial
 write. Temporary files are created with mode 0666 less the umask (``tempfile.mkstemp`` would
 leave them 0600, and ``os.replace`` keeps that).
+
+A process killed outright (SIGKILL, power loss) cannot remove its temporary file
+(``.<name>.<pid>.<random>.tmp``); the next write to the same path removes those whose process is
+gone (:func:`remove_stale_temps`), so they never pile up.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,17 +25,93 @@ from typing import Any, BinaryIO
 import numpy as np
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike, *, owner: bool = False) -> list[Path]:
+    """Remove the temporary files a killed writer of ``path`` left beside it (those whose
+    process no longer runs on this machine); returns what was removed. ``owner``: the caller
+    is the only legitimate writer of ``path`` (it holds a lock), so every temp file of
+    another pid is stale, whether or not that pid has been reused since."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
+    removed = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        match = pattern.match(name)
+        pid = int(match.group(1)) if match else os.getpid()
+        if pid != os.getpid() and (owner or not process_alive(pid)):
+            try:
+                os.unlink(path.parent / name)
+                removed.append(path.parent / name)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                warnings.warn(f"cannot remove stale temporary file {name}: {err}", stacklevel=2)
+    return removed
+
+
+def _named(err: OSError, path: Path) -> OSError:
+    """``err`` reworded to name the destination, not the temporary file (same type, errno)."""
+    reason = err.strerror or str(err)
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        reason = f"{blocker} is a file, not a folder"
+    new = type(err)(f"cannot write {path}: {reason}")
+    new.errno = err.errno
+    return new
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, naming ``path``, if ``path`` cannot be written (its folder is created): a
+    probe temporary file is created and removed beside it. Returns ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = _temp_name(path)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
+    except OSError as err:
+        raise _named(err, path) from None
+    return path
+
+
+def _temp_name(path: Path) -> Path:
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (its folder is created); on success it replaces
-    ``path`` atomically, on error it is removed and ``path`` is left untouched."""
+    ``path`` atomically, on error it is removed and ``path`` is left untouched. Errors creating
+    the temporary file name ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+        tmp = _temp_name(path)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as err:
+        raise _named(err, path) from None
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise _named(err, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -24,12 +24,15 @@ first imported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
 import os
 import re
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -85,9 +88,33 @@ def _env_true(name: str) -> bool:
 
 
 def _offline(local_files_only: bool) -> bool:
+    """Offline for this call: ``local_files_only``, else ``$HF_HUB_OFFLINE`` as it is now (set
+    to 0 it turns offline mode off again), else huggingface_hub's import-time setting."""
     from huggingface_hub import constants
 
-    return bool(local_files_only or _env_true("HF_HUB_OFFLINE") or constants.HF_HUB_OFFLINE)
+    if local_files_only:
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "").strip():
+        return _env_true("HF_HUB_OFFLINE")
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+_OFFLINE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _hub_offline_mode(offline: bool) -> Iterator[None]:
+    """huggingface_hub's HTTP layer checks its import-time ``HF_HUB_OFFLINE``; for this call it
+    must see the value read now (serialised, since it is a module global)."""
+    from huggingface_hub import constants
+
+    with _OFFLINE_LOCK:
+        old = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = offline
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = old
 
 
 def _endpoint() -> str | None:
@@ -118,8 +145,8 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise ModelNotFoundError(f"weights manifest not found: {path}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ManifestError(f"weights manifest {path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ManifestError(f"weights manifest {path} is not valid JSON: {err}") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
         raise ManifestError(f"weights manifest {path} needs a top-level 'models' object")
@@ -208,8 +235,8 @@ def _hub_download(
     offline = _offline(local_files_only)
     where = f"{repo_id}@{revision or 'main'}/{filename}"
     try:
-        return Path(
-            hf_hub_download(
+        with _hub_offline_mode(offline):
+            path = hf_hub_download(
                 repo_id,
                 filename,
                 revision=revision,
@@ -220,7 +247,7 @@ def _hub_download(
                 endpoint=_endpoint(),
                 library_name="advprior",
             )
-        )
+        return Path(path)
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         reason = (
             "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True)"
@@ -329,8 +356,8 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """Parse and check a checkpoint's ``config.json``; raises :class:`CorruptCheckpointError`."""
     try:
         config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CorruptCheckpointError(f"{path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CorruptCheckpointError(f"{path} is not valid JSON: {err}") from None
     if not isinstance(config, dict):
         raise CorruptCheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
     model_type = config.get("model_type")
@@ -346,6 +373,51 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if training is not None and not isinstance(training, dict):
         raise CorruptCheckpointError(f"{path}: 'training' must be an object or null")
     return config
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors file's header; no tensor data is read."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CorruptCheckpointError(
+            f"{weights} is not a readable safetensors file: {err}"
+        ) from err
+
+
+def _check_sizes(cls: type, kwargs: dict[str, Any], files: CheckpointFiles) -> None:
+    """Refuse a config whose model would not have exactly the header's tensors and shapes
+    (so never allocate more than the weights file holds)."""
+    shapes = _header_shapes(files.weights)
+    try:
+        with torch.device("meta"):
+            skeleton = cls(**kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError, NotImplementedError) as err:
+        raise CorruptCheckpointError(f"{files.config}: cannot build {cls.__name__}: {err}") from err
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong = {
+        k: (expected[k], shapes[k]) for k in expected if k in shapes and expected[k] != shapes[k]
+    }
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k, (want, got) = next(iter(wrong.items()))
+            parts.append(
+                f"{len(wrong)} tensor shape(s) differ, e.g. {k!r}: the config implies "
+                f"{want}, the weights hold {got}"
+            )
+        if missing:
+            parts.append(f"missing tensors {missing[:5]}")
+        if unexpected:
+            parts.append(f"unexpected tensors {unexpected[:5]}")
+        raise CorruptCheckpointError(
+            f"{files.config} does not match {files.weights.name}: " + "; ".join(parts)
+        )
 
 
 def _load_state(module: torch.nn.Module, weights: Path) -> None:
@@ -603,6 +675,10 @@ class PretrainedMixin:
             raise CorruptCheckpointError(
                 f"{files.config}: {unknown} are not arguments of {cls.__name__}"
             )
+        # Sizes are checked before anything is allocated: the model is first built on the
+        # meta device (shapes only) and compared with the safetensors header, so a config.json
+        # asking for hidden_dim 1e9 fails here instead of exhausting memory.
+        _check_sizes(cls, kwargs, files)
         try:
             model = cls(**kwargs)
         except (TypeError, ValueError) as err:

@@ -36,6 +36,17 @@ def check_latent(z: object, dim: int, name: str = "z", *, finite: bool = True) -
     return check_tensor(z, name, dim, finite=finite)
 
 
+def check_generator(generator: object, name: str = "generator") -> torch.Generator | None:
+    """``generator`` itself if it is None or a ``torch.Generator``; else a ``TypeError`` naming
+    the argument (a seed int or a numpy Generator would otherwise fail deep inside torch)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{name} must be a torch.Generator or None, got {type(generator).__name__} "
+            f"(for a seed use torch.Generator().manual_seed(seed))"
+        )
+    return generator
+
+
 class LatentSpace:
     """A latent space of kind ``"sphere"``, ``"uniform"`` or ``"normal"`` and dimension ``dim``."""
 
@@ -70,6 +81,7 @@ class LatentSpace:
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r}")
+        check_generator(generator)
         dtype = dtype or torch.get_default_dtype()
         if not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
@@ -86,9 +98,9 @@ class LatentSpace:
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest point of the space to ``z`` ``(..., dim)``; differentiable.
 
-        Sphere: ``z / |z|`` (a latent of norm below 1e-12 has no direction and maps to the pole
-        ``e_0`` with zero gradient: a zero start cannot move, see :meth:`advprior.LatentPose.reset`
-        and :mod:`advprior.compat`); uniform: clamp to [-1, 1]; normal: ``z`` itself. NaN/Inf
+        Sphere: ``z / |z|``, overflow-safe for any finite ``z`` (a latent whose entries are all
+        below 1e-12 in size has no direction and maps to the pole ``e_0`` with zero gradient: a
+        zero start cannot move, see :meth:`advprior.LatentPose.reset` and :mod:`advprior.compat`); uniform: clamp to [-1, 1]; normal: ``z`` itself. NaN/Inf
         entries propagate (no exception), as in any torch op.
         """
         check_latent(z, self.dim, finite=False)
@@ -96,11 +108,15 @@ class LatentSpace:
             return z.clamp(-1.0, 1.0)
         if self.kind == "normal":
             return z
-        norm = z.norm(dim=-1, keepdim=True)
+        # Divide by the largest entry first: |z|^2 of a finite latent as large as 1e20 overflows
+        # float32 (z / inf would be 0, a wrong direction); the direction is unchanged by it.
+        scale = z.abs().amax(dim=-1, keepdim=True)
+        unit = z / scale.clamp_min(_SPHERE_EPS)
+        unit = unit / unit.norm(dim=-1, keepdim=True).clamp_min(_SPHERE_EPS)
         pole = torch.zeros_like(z)
         pole[..., 0] = 1.0
-        # ``norm <= eps`` is False for a NaN norm, so NaN propagates instead of becoming the pole.
-        return torch.where(norm <= _SPHERE_EPS, pole, z / norm.clamp_min(_SPHERE_EPS))
+        # ``scale <= eps`` is False for NaN, so NaN propagates instead of becoming the pole.
+        return torch.where(scale <= _SPHERE_EPS, pole, unit)
 
     def energy(self, z: torch.Tensor) -> torch.Tensor:
         """The latent prior's energy ``(...)`` (twice the negative log-density, up to a constant):

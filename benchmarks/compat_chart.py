@@ -33,9 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    from advprior.fitting.benchmark import write_generated_block
-
     from advprior.compat import load_vposer
+    from advprior.eval.benchmark import write_generated_block
     from advprior.eval.data import load_split, subsample
     from advprior.hub import load_pretrained
 

@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     import smplx
-    from advprior.fitting.benchmark import joint_errors_mm, write_generated_block
     from vposer_style_loop import MaxMixtureEnergy, fit_frames, make_frames, smpl_joint_mapper
 
     from advprior.body import standin_folder
     from advprior.compat import load_vposer
+    from advprior.eval.benchmark import joint_errors_mm, write_generated_block
     from advprior.eval.data import load_split, subsample
     from advprior.fitting import PinholeCamera, fit_keypoints
     from advprior.hub import load_pretrained

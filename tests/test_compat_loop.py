@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import smplx
 import torch
-from advprior.fitting.benchmark import joint_errors_mm
 
 from advprior.body import standin_folder
 from advprior.compat import load_vposer  # the one changed line of a VPoser pipeline
+from advprior.eval.benchmark import joint_errors_mm
 from advprior.fitting import PinholeCamera, fit_keypoints
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -548,3 +548,27 @@ def test_missing_manifest(
     assert isinstance(model, PosePrior)
     with pytest.raises(ModelNotFoundError, match="none yet"):
         load_pretrained("gan-s", cache_dir=tmp_path / "cache")
+
+
+def test_hf_hub_offline_is_read_per_call(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub freezes HF_HUB_OFFLINE at import; advprior follows the variable as it is
+    at each call: 0 turns offline mode off again, 1 on, unset falls back to the import value."""
+    from huggingface_hub import constants
+
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as if HF_HUB_OFFLINE=1 at import
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c0")
+    assert fake_hub.requests and constants.HF_HUB_OFFLINE is True  # restored afterwards
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(OfflineError, match="offline mode is on"):
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    n = len(fake_hub.requests)
+    with pytest.raises(OfflineError, match="offline mode is on"):
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c2")
+    assert len(fake_hub.requests) == n

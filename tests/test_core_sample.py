@@ -97,12 +97,12 @@ def test_model_without_latent_space(tmp_path: Path) -> None:
     assert data["body_pose"].shape == (4, 69) and "z" not in data
     np.testing.assert_allclose(data["body_pose"][:, :63], 0.1, atol=0.05)
     assert main(["sample", "--model", str(tmp_path / "mix"), "--latent-only",
-                 "--out", str(out)]) == 2  # fmt: skip
+                 "--out", str(out)]) == 1  # fmt: skip
 
 
 def test_unknown_model_and_bad_count(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "x.npz"
-    assert main(["sample", "--model", "gan-zzz", "--out", str(out)]) == 2
+    assert main(["sample", "--model", "gan-zzz", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "gan-zzz" in err and "known" in err
     assert main(["sample", "--model", "gan-zzz", "-n", "-1", "--out", str(out)]) == 2

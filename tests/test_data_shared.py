@@ -1,5 +1,6 @@
-"""One real file of each shared mocap format (``../shared/data/mocap``): import, retarget, check
-bone directions, and compare two independent paths to the same CMU trial."""
+"""One real file of each mocap format: import, retarget, check bone directions, and compare two
+independent paths to the same CMU trial. The clips committed in ``tests/data/mocap`` always run;
+the full files of ``../shared/data/mocap`` run when it is beside the checkout."""
 
 from __future__ import annotations
 
@@ -20,10 +21,35 @@ FILES = {
 }
 
 
+# The committed clips (tests/data/SOURCES.md): the same trials, the BVH cut to 60 frames.
+FIXTURE_FILES = {
+    "cmu_asfamc/02/02_03.amc": (173, 120.0),
+    "hdm05_asfamc/amc/HDM_bk_hopBothLegs1hops_020_120.amc": (56, 120.0),
+    "cmu_bvh_daz_aclstm/martial/04_first60.bvh": (60, 120.0),
+    "cmu_deepmimic_retarget_jump/02/02_03.txt": (42, 30.0),
+}
+
+
+@pytest.mark.parametrize("rel", sorted(FIXTURE_FILES))
+def test_fixture_file_imports_and_retargets(fixture_mocap: Path, rel: str) -> None:
+    _check_import(fixture_mocap / rel, *FIXTURE_FILES[rel])
+
+
+def test_fixture_clips_are_small_and_attributed(fixture_mocap: Path) -> None:
+    sources = (fixture_mocap.parent / "SOURCES.md").read_text(encoding="utf-8")
+    assert "NSF EIA-0196217" in sources and "CC BY-SA 3.0" in sources
+    for path in fixture_mocap.rglob("*.*"):
+        assert path.stat().st_size < 200_000, path
+        assert f"`{path.relative_to(fixture_mocap).as_posix()}`" in sources, path
+
+
 @pytest.mark.parametrize("rel", sorted(FILES))
 def test_shared_file_imports_and_retargets(shared_mocap: Path, rel: str) -> None:
-    frames, fps = FILES[rel]
-    motion = load_motion(shared_mocap / rel)
+    _check_import(shared_mocap / rel, *FILES[rel])
+
+
+def _check_import(path: Path, frames: int, fps: float) -> None:
+    motion = load_motion(path)
     assert motion.num_frames == frames and motion.fps == pytest.approx(fps, rel=1e-4)
     smpl = motion.to_smpl(30)
     assert smpl.num_frames == int(np.floor((frames - 1) * 30 / fps + 1e-6)) + 1
@@ -46,12 +72,12 @@ def test_salsa_fps_override(shared_mocap: Path) -> None:
     assert motion.fps == 60 and motion.to_smpl(30).num_frames == 840
 
 
-def test_asf_import_agrees_with_deepmimic_retarget_of_the_same_trial(shared_mocap: Path) -> None:
+def test_asf_import_agrees_with_deepmimic_retarget_of_the_same_trial(fixture_mocap: Path) -> None:
     """CMU 02_03 reached two ways (our ASF/AMC reader; DeepMimic's own retarget to its
     character) gives the same pelvis-relative joints within a few centimetres."""
 
     def pelvis_frame(rel: str) -> np.ndarray:
-        smpl = load_motion(shared_mocap / rel).to_smpl(30)
+        smpl = load_motion(fixture_mocap / rel).to_smpl(30)
         j = posed_joints(smpl)
         r = rotvec_to_matrix(smpl.global_orient)
         return np.einsum("tji,tkj->tki", r, j - j[:, :1])

@@ -69,14 +69,15 @@ def test_fit_openpose_files_without_a_prior(tmp_path) -> None:
 def test_cli_errors_are_reported(tmp_path, keypoints, capsys) -> None:
     src = tmp_path / "kp.json"
     src.write_text(json.dumps({"keypoints": keypoints.tolist()}))
-    assert main(["fit", str(src), "--prior", "none", "--out", str(tmp_path / "x.npz")]) == 2
+    # failures exit 1, a malformed option value 2 (a usage error), each with one stderr line
+    assert main(["fit", str(src), "--prior", "none", "--out", str(tmp_path / "x.npz")]) == 1
     assert "no camera" in capsys.readouterr().err
-    assert main(["fit", str(src), "--camera", "1000,0,500,500", "--prior", "none"]) == 2
+    assert main(["fit", str(src), "--camera", "1000,0,500,500", "--prior", "none"]) == 1
     assert "focal" in capsys.readouterr().err
     assert main(["fit", str(src), "--camera", "1,2", "--prior", "none"]) == 2
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"people": [{"pose_keypoints_2d": [0.0] * 54}]}))
-    assert main(["fit", str(bad), "--camera", "1000,500,500", "--prior", "none"]) == 2
+    assert main(["fit", str(bad), "--camera", "1000,500,500", "--prior", "none"]) == 1
     assert "BODY_25" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
 

@@ -347,3 +347,13 @@ def test_ddp_gloo_two_processes(synthetic, tmp_path, extras):
     prior = PosePrior.from_pretrained(out / "model")
     assert prior.sample(3).shape == (3, 63)
     assert len(_read_csv(out / "train_log.csv")) == 4  # only rank 0 logs
+    assert not (out / "run.lock").exists()  # rank 0 owned the lock and released it
+    if not extras:
+        # the folder now holds a checkpoint: without --resume/--overwrite every rank stops
+        # (rank 0 refuses, the others learn it through a collective instead of hanging)
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180,
+                               cwd=REPO)  # fmt: skip
+        assert again.returncode != 0
+        assert "already holds a training checkpoint" in again.stderr
+        assert "rank 0 could not claim" in again.stderr
+        assert ckpt.load(out / "checkpoint.pt")["step"] == 4

@@ -4,10 +4,21 @@ SMPL's original ``.pkl`` files (2015, Python 2) pickle some arrays as ``chumpy.C
 ``J_regressor`` as a ``scipy.sparse`` matrix. :func:`read_model_file` unpickles them with stub
 classes that keep the pickled state and turns each into a plain ``numpy`` array, so neither
 chumpy nor scipy is needed. ``.npz`` files (SMPL-X, AMASS's SMPL-H, converted SMPL) load as is.
+
+Loading never runs code from the file: the unpickler resolves only an allow-list of harmless
+constructors (numpy's array/dtype/scalar reconstruction, ``set``/``frozenset``/``object``, the
+latin-1 bytes codec, and inert stand-ins for chumpy and ``scipy.sparse`` classes); any other
+global a pickle names (``os.system``, ``builtins.eval``, ...) is refused with
+:class:`~advprior.errors.UnsafeFileError` naming it. ``.npz`` members are read with
+``allow_pickle=False``; a member holding Python objects (SMPL-X's ``joint2num``, a saved
+``vertex_ids`` dict) goes through the same allow-list unpickler.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
+import codecs
+import copyreg
 import pickle
 import zipfile
 from pathlib import Path
@@ -15,9 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+from advprior.errors import CorruptCheckpointError, ModelNotFoundError, UnsafeFileError
 
-__all__ = ["MODEL_TYPES", "GENDERS", "read_model_file", "find_model_file", "infer_model_type"]
+__all__ = [
+    "MODEL_TYPES",
+    "GENDERS",
+    "SafeUnpickler",
+    "find_model_file",
+    "infer_model_type",
+    "read_model_file",
+    "read_npz",
+    "safe_unpickle",
+]
 
 MODEL_TYPES: tuple[str, ...] = ("smpl", "smplh", "smplx")
 GENDERS: tuple[str, ...] = ("neutral", "male", "female")
@@ -101,24 +121,111 @@ def _plain_dict(raw: dict) -> dict[str, Any]:
     return out
 
 
-class _Unpickler(pickle.Unpickler):
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol < 3, limited to latin-1."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        name = None
+    if name != "iso8859-1":
+        raise UnsafeFileError(f"refused _codecs.encode with codec {encoding!r} (only latin-1)")
+    return codecs.encode(text, "latin-1", errors)
+
+
+def _numpy_global(name: str) -> Any:
+    """numpy's array/scalar reconstruction functions, under numpy 1 or 2 module paths."""
+    core = np._core if hasattr(np, "_core") else np.core
+    if name in ("_reconstruct", "scalar"):
+        return getattr(core.multiarray, name)
+    return core.numeric._frombuffer  # protocol-5 pickles of contiguous arrays
+
+
+#: ``(module, name)`` -> object: everything a pickle may name besides the stand-in stubs.
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("builtins", "object"): object,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    # protocol 0/1 pickles (Python 2's) build objects this way; its class arguments are
+    # themselves resolved through this allow-list
+    ("copyreg", "_reconstructor"): copyreg._reconstructor,
+    ("_codecs", "encode"): _latin1_encode,
+}
+for _core in ("numpy.core", "numpy._core"):
+    _ALLOWED[(f"{_core}.multiarray", "_reconstruct")] = "_reconstruct"
+    _ALLOWED[(f"{_core}.multiarray", "scalar")] = "scalar"
+    _ALLOWED[(f"{_core}.numeric", "_frombuffer")] = "_frombuffer"
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`_ALLOWED` globals, chumpy classes (as inert stubs
+    holding their state) and ``scipy.sparse`` matrices (stubs rebuilt densely); everything else
+    raises :class:`UnsafeFileError` naming ``module.name``."""
+
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (``__builtin__``, ``copy_reg``) as the standard unpickler maps them
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyStub,), {"chumpy_name": f"{module}.{name}"})
-        if module.startswith("scipy.sparse") and name.endswith("_matrix"):
+        if (module == "scipy.sparse" or module.startswith("scipy.sparse.")) and name.endswith(
+            "_matrix"
+        ):
             return type(name, (_SparseStub,), {"sparse_name": name})
-        if module.startswith("numpy.core") and hasattr(np, "_core"):
-            # numpy 2 renamed numpy.core; the old path still imports but warns
-            module = "numpy._core" + module[len("numpy.core") :]
-        return super().find_class(module, name)
+        found = _ALLOWED.get((module, name))
+        if found is None:
+            raise UnsafeFileError(
+                f"refused to unpickle {module}.{name}: a model file may hold only numpy arrays, "
+                "scipy.sparse matrices and chumpy arrays (nothing from a file is ever run)"
+            )
+        return _numpy_global(found) if isinstance(found, str) else found
+
+
+def safe_unpickle(fh: Any) -> Any:
+    """Unpickle ``fh`` (a binary file) through :class:`SafeUnpickler` (latin-1 for Python 2)."""
+    return SafeUnpickler(fh, encoding="latin1").load()
+
+
+def read_npz(path: str | Path) -> dict[str, Any]:
+    """Every array of an ``.npz`` file, read with ``allow_pickle=False``; an object member (a
+    pickled array of dicts or strings) is unpickled through :class:`SafeUnpickler`."""
+    out: dict[str, Any] = {}
+    with np.load(path, allow_pickle=False) as npz, zipfile.ZipFile(path) as zf:
+        for key in npz.files:
+            try:
+                out[key] = npz[key]
+            except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise
+                out[key] = _object_member(zf, key)
+    return out
+
+
+def _object_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    with zf.open(f"{key}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(fh)
+        else:
+            np.lib.format.read_array_header_2_0(fh)
+        value = safe_unpickle(fh)
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"npz member {key!r} unpickles to {type(value).__name__}, not an array")
+    return value
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:
     """Load an SMPL/SMPL-H/SMPL-X model file (``.pkl`` of any age, or ``.npz``) into a dict of
     numpy arrays (chumpy arrays and sparse matrices made dense numpy).
 
+    Nothing in the file is executed (see the module docstring).
+
     Raises:
         ModelNotFoundError: ``path`` is not a file.
+        UnsafeFileError: the pickle names a class or function outside the allow-list.
         CorruptCheckpointError: unreadable, or lacking one of SMPL's keys.
     """
     path = Path(path)
@@ -126,14 +233,15 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         raise ModelNotFoundError(f"body model file not found: {path}")
     try:
         if zipfile.is_zipfile(path):
-            with np.load(path, allow_pickle=True) as npz:
-                data = {k: npz[k] for k in npz.files}
+            data = read_npz(path)
         else:
             with open(path, "rb") as fh:
-                data = _Unpickler(fh, encoding="latin1").load()
+                data = safe_unpickle(fh)
             if not isinstance(data, dict):
                 raise ValueError(f"expected a pickled dict, found {type(data).__name__}")
             data = _plain_dict(data)
+    except UnsafeFileError as exc:
+        raise UnsafeFileError(f"{path}: {exc}") from None
     except (
         OSError,
         EOFError,

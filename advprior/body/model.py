@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,7 @@ from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import nn
 
 from advprior.body import files, standin
-from advprior.errors import CorruptCheckpointError, ModelNotFoundError
-from advprior.fileio import write_atomic
+from advprior.errors import ModelNotFoundError
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
 from advprior.tensors import check_tensor
@@ -280,10 +281,8 @@ def _build(
     # smplx always builds its vertex selector; placeholder ids (0) are replaced below
     placeholder = ids or dict.fromkeys(EXTRA_JOINT_NAMES, 0)
     if model_type == "smplx":
-        ext = "npz" if path.suffix.lower() == ".npz" else "pkl"
-        if ext == "pkl" and _needs_clean_copy(path):
-            path, ext = _clean_copy(path, data), "npz"
-        layer = _quiet(smplx.SMPLXLayer, str(path), ext=ext, use_pca=False, **common)
+        with _clean_copy(data) as copy:
+            layer = _quiet(smplx.SMPLXLayer, str(copy), ext="npz", use_pca=False, **common)
     else:
         extra = {"use_pca": False, "flat_hand_mean": True} if model_type == "smplh" else {}
         if model_type == "smplh":
@@ -319,28 +318,23 @@ def _build(
     )
 
 
-def _needs_clean_copy(path: Path) -> bool:
-    """A pkl smplx cannot unpickle itself (chumpy inside, or numpy 1 module paths)."""
-    with open(path, "rb") as fh:
-        return b"chumpy" in fh.read()
-
-
-def _clean_copy(path: Path, data: dict[str, Any]) -> Path:
-    """A chumpy-free ``.npz`` copy of ``path`` in the cache (SMPL-X reads only from a path)."""
-    import hashlib
-
-    st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
-    out = standin.cache_dir() / "body" / "converted" / f"{path.stem}-{key[:16]}.npz"
-    if not out.is_file():
-        # keep plain data only: smplx must be able to read the copy back without our classes
-        arrays = {
-            k: np.asarray(v)
-            for k, v in data.items()
-            if isinstance(v, (np.ndarray, str, int, float)) and np.asarray(v).dtype != object
-        }
-        write_atomic(out, lambda fh: np.savez(fh, **arrays))
-    return out
+@contextlib.contextmanager
+def _clean_copy(data: dict[str, Any]) -> Iterator[Path]:
+    """A plain-arrays ``.npz`` of ``data`` in a private temporary folder, for smplx's SMPL-X
+    layer, which reads only from a path and unpickles whatever it finds there
+    (``np.load(allow_pickle=True)``): it is given only this file, written from the arrays our
+    safe reader returned, never the user's file nor a cached copy another process could swap."""
+    # numeric arrays only: smplx must be able to read the copy back without our classes
+    arrays = {
+        k: np.asarray(v)
+        for k, v in data.items()
+        if isinstance(v, (np.ndarray, str, int, float)) and np.asarray(v).dtype != object
+    }
+    with tempfile.TemporaryDirectory(prefix="advprior-smplx-") as folder:
+        path = Path(folder) / "SMPLX_MODEL.npz"
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+        yield path
 
 
 def load_body_model(
@@ -441,8 +435,12 @@ def _load_smplx(
     if vertex_ids is not None:
         common["vertex_ids"] = vertex_ids
     if path is None:
+        # the arrays are built here, never read back from the cache folder (a pickle)
         folder = standin.standin_folder()
-        return _quiet(smplx.create, str(folder), model_type="smpl", **common)
+        arrays = standin.smpl_layout(standin.build_standin())
+        return _quiet(
+            smplx.create, str(folder), model_type="smpl", data_struct=Struct(**arrays), **common
+        )
     path = Path(path).expanduser()
     if path.is_dir():
         path = files.find_model_file(path, model_type or "smpl", gender)
@@ -453,10 +451,9 @@ def _load_smplx(
     if model_type is not None and model_type != found:
         raise ValueError(f"{path} holds an {found} model, not {model_type}")
     if found == "smplx":
-        ext = "npz" if path.suffix.lower() == ".npz" else "pkl"
-        if ext == "pkl" and _needs_clean_copy(path):
-            path, ext = _clean_copy(path, data), "npz"
-        return _quiet(smplx.create, str(path), model_type="smplx", ext=ext, **common)
+        # smplx's SMPL-X reads only from a path and unpickles it: give it the private plain copy
+        with _clean_copy(data) as copy:
+            return _quiet(smplx.create, str(copy), model_type="smplx", ext="npz", **common)
     if found == "smplh":
         for side in "lr":  # AMASS's SMPL-H files carry no hand PCA; smplx reads it anyway
             data.setdefault(f"hands_components{side}", np.eye(45))
@@ -466,17 +463,11 @@ def _load_smplx(
 
 
 def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:
-    path = standin.standin_path()
-    try:
-        data = files.read_model_file(path)
-        if data.get("advprior_standin_version") != standin.STANDIN_VERSION:
-            raise CorruptCheckpointError("stale stand-in file")
-    except (CorruptCheckpointError, ModelNotFoundError):
-        path = standin.standin_path(refresh=True)
-        data = files.read_model_file(path)
+    # Generated in memory (deterministic, ~30 ms): the cached file is written for smplx users
+    # (and verified against these bytes), but never read back by us.
     return _build(
-        path,
-        data,
+        standin.standin_path(),
+        standin.build_standin(),
         "smpl",
         "neutral",
         num_betas=num_betas,

@@ -584,14 +584,16 @@ def cache_dir() -> Path:
 def standin_path(*, refresh: bool = False) -> Path:
     """Path of the stand-in's SMPL-format ``.pkl`` in the cache, generated on first use.
 
-    The file is an ordinary SMPL model file (``smplx.create(path)`` loads it). It is written
-    when missing or when ``refresh`` (the loader refreshes a file it cannot read); the
-    :data:`STANDIN_VERSION` is part of its folder name, so a new geometry never reads an old file.
+    The file is an ordinary SMPL model file (``smplx.create(path)`` loads it). A pickle is not
+    safe to trust, so the file is checked on every call: its bytes must equal those generated
+    here (compared by sha256), else it is rewritten (atomically). ``load_body_model()`` never
+    reads it (it generates the body in memory). ``refresh`` is kept for compatibility; the
+    check makes it unnecessary. The :data:`STANDIN_VERSION` is part of the folder name.
     """
     path = cache_dir() / "body" / f"standin-v{STANDIN_VERSION}" / "SMPL_NEUTRAL.pkl"
-    if refresh or not path.is_file():
-        data = build_standin()
-        write_atomic(path, lambda fh: pickle.dump(data, fh, protocol=4))
+    blob = pickle.dumps(build_standin(), protocol=4)
+    if refresh or not path.is_file() or _sha256(path) != hashlib.sha256(blob).hexdigest():
+        write_atomic(path, lambda fh: fh.write(blob))
     return path
 
 
@@ -649,11 +651,10 @@ def _smpl_file_bytes() -> bytes:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def standin_folder(*, refresh: bool = False) -> Path:
@@ -663,24 +664,20 @@ def standin_folder(*, refresh: bool = False) -> Path:
     ``--model_folder``.
 
     The files are plain pickles of numpy arrays (smplx reads SMPL only from ``.pkl``), written
-    atomically into :func:`cache_dir` with a ``SHA256SUMS`` file written last; a call finds them
-    by that file and rewrites any file whose sha256 differs (or all with ``refresh``). Versioned
+    atomically into :func:`cache_dir`; every call compares each file's sha256 with that of the
+    bytes generated here and rewrites any that differs (all with ``refresh``), as
+    :func:`standin_path` does, and writes a ``SHA256SUMS`` for the user. Versioned
     by :data:`STANDIN_VERSION` like :func:`standin_path`.
     """
     root = cache_dir() / "body" / f"standin-v{STANDIN_VERSION}-smpl-layout"
     names = [f"smpl/SMPL_{g}.pkl" for g in _GENDERS]
-    sums = root / "SHA256SUMS"
-    if not refresh and sums.is_file():
-        listed = dict(
-            reversed(line.split("  ", 1)) for line in sums.read_text().splitlines() if line
-        )
-        if all(
-            n in listed and (root / n).is_file() and _sha256(root / n) == listed[n] for n in names
-        ):
-            return root
     payload = _smpl_file_bytes()
     digest = hashlib.sha256(payload).hexdigest()
+    # compared with the bytes generated here, never with a checksum file from the cache
     for n in names:
-        write_atomic(root / n, lambda fh: fh.write(payload))
-    write_atomic(sums, lambda fh: fh.write("".join(f"{digest}  {n}\n" for n in names).encode()))
+        if refresh or _sha256(root / n) != digest:
+            write_atomic(root / n, lambda fh: fh.write(payload))
+    sums = "".join(f"{digest}  {n}\n" for n in names).encode()
+    if refresh or not (root / "SHA256SUMS").is_file() or (root / "SHA256SUMS").read_bytes() != sums:
+        write_atomic(root / "SHA256SUMS", lambda fh: fh.write(sums))
     return root

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from advprior.data.dataset import build_dataset
+    from advprior.errors import UsageError
 
     try:
         split = tuple(float(x) for x in args.split.split(","))
@@ -46,9 +47,8 @@ def _build(args: argparse.Namespace) -> int:
             glob, _, rate = item.rpartition("=")
             overrides[glob] = float(rate)
     except ValueError:
-        print("error: --split takes three numbers like 0.8,0.1,0.1 and --source-fps GLOB=FPS",
-              file=sys.stderr)
-        return 2
+        raise UsageError("--split takes three numbers like 0.8,0.1,0.1 and --source-fps "
+                         "GLOB=FPS") from None
     report = build_dataset(
         args.paths, args.out, fps=args.fps, split=split, on_error=args.on_error,
         split_seed=args.split_seed, split_from=args.split_from, source_fps=overrides,

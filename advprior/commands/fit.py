@@ -63,23 +63,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_camera(spec: str) -> Any:
     """A :class:`PinholeCamera` from ``"fx,fy,cx,cy"``, ``"f,cx,cy"`` or a JSON file path."""
+    from advprior.errors import UsageError
     from advprior.fitting import PinholeCamera
 
     path = Path(spec)
     if path.suffix.lower() == ".json" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"camera file not found: {path}")
-        return PinholeCamera.from_dict(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a readable camera JSON file ({exc})") from None
+        return PinholeCamera.from_dict(data)
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError as exc:
-        raise ValueError(f'--camera must be "fx,fy,cx,cy", "f,cx,cy" or a JSON file, got '
+        raise UsageError(f'--camera must be "fx,fy,cx,cy", "f,cx,cy" or a JSON file, got '
                          f"{spec!r}") from exc
     if len(values) == 4:
         return PinholeCamera(values[:2], values[2:])
     if len(values) == 3:
         return PinholeCamera(values[0], values[1:])
-    raise ValueError(f'--camera must be "fx,fy,cx,cy" or "f,cx,cy", got {len(values)} numbers')
+    raise UsageError(f'--camera must be "fx,fy,cx,cy" or "f,cx,cy", got {len(values)} numbers')
 
 
 def _keypoint_array(value: Any, path: Path) -> Any:
@@ -108,8 +113,9 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting too deep for Python's JSON reader (a hostile file)
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with 'keypoints' or 'people'")
     if "people" in data:
@@ -149,14 +155,6 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"advprior fit: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -103,27 +102,20 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from advprior.errors import AdvPriorError
+    from advprior.errors import UsageError
     from advprior.hub import load_pretrained
     from advprior.interface import as_prior
 
-    def fail(message: str, code: int = 2) -> int:
-        print(f"advprior sample: error: {message}", file=sys.stderr)
-        return code
-
     if args.num < 0:
-        return fail(f"-n must be >= 0, got {args.num}")
+        raise UsageError(f"-n must be >= 0, got {args.num}")
     if args.png is not None and args.latent_only:
-        return fail("--png needs poses; drop --latent-only")
-    try:
-        model = as_prior(
-            load_pretrained(
-                args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device
-            )
+        raise UsageError("--png needs poses; drop --latent-only")
+    model = as_prior(
+        load_pretrained(
+            args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device
         )
-        pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
-    except (AdvPriorError, TypeError, ValueError) as err:
-        return fail(str(err))
+    )
+    pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
 
     latent = None if model.latent_space is None else model.latent_space.kind
     arrays: dict[str, Any] = {
@@ -153,9 +145,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.png is not None:
         if pose is None or args.num == 0:
-            return fail("no poses to draw", 1)
+            raise ValueError("no poses to draw")
         error = _render(pose, args.body, args.png)
         if error is not None:
-            return fail(f"PNG not written: {error}", 1)
+            raise ValueError(f"PNG not written: {error}")
         print(f"  drew {min(args.num, MAX_PNG_BODIES)} bodies -> {args.png}")
     return 0

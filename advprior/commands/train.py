@@ -43,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--select", choices=("best", "last"), default="best",
                    help="export the best-validation weights (recall + precision) or the last")
     p.add_argument("--no-mirror", action="store_true", help="do not add mirrored poses")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="start afresh over a run folder that holds a checkpoint (without "
+                      "--resume or --overwrite such a folder is refused)")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         ckpt_every=args.ckpt_every,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
         device=args.device,
     )

@@ -56,10 +56,15 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
         trans = np.zeros((t, 3))
     if trans.shape != (t, 3):
         raise MotionFormatError(f"'trans' must be ({t}, 3), got {trans.shape}", path)
-    if not np.all(np.isfinite(poses)) or not np.all(np.isfinite(trans)):
-        raise MotionFormatError("non-finite values in poses or trans", path)
+    for key, arr in (("poses", poses), ("trans", trans)):
+        bad = np.argwhere(~np.isfinite(arr))
+        if len(bad):
+            frame, col = (int(x) for x in bad[0])
+            raise MotionFormatError(
+                f"non-finite value {arr[frame, col]} in '{key}' at frame {frame}, column {col}",
+                path)
     fps = fps if fps is not None else rate
-    if fps is None or fps <= 0:
+    if fps is None or not np.isfinite(fps) or fps <= 0:
         raise MotionFormatError("no mocap_framerate / mocap_frame_rate; pass fps=", path)
     rot = np.broadcast_to(np.eye(3), (t, 24, 3, 3)).copy()
     rot[:, :22] = rotmath.rotvec_to_matrix(poses[:, :66].reshape(t, 22, 3))

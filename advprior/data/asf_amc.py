@@ -102,9 +102,12 @@ def _floats(tokens: list[str], path: Path, line: int, count: int | None = None) 
     if count is not None and len(tokens) != count:
         raise MotionFormatError(f"expected {count} numbers, found {len(tokens)}", path, line)
     try:
-        return np.array([float(x) for x in tokens])
+        values = np.array([float(x) for x in tokens])
     except ValueError as err:
         raise MotionFormatError(f"not a number: {err}", path, line) from None
+    if not np.isfinite(values).all():
+        raise MotionFormatError(f"non-finite number in {' '.join(tokens)!r}", path, line)
+    return values
 
 
 def read_asf(path: str | Path) -> ASFSkeleton:
@@ -265,10 +268,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
                 f"bone {name!r} has {n} dof in {asf.path.name} but {len(tok) - 1} values "
                 "(truncated or mismatched file?)", path, num,
             )
-        try:
-            values[name].append([float(x) for x in tok[1:]])
-        except ValueError as err:
-            raise MotionFormatError(f"not a number: {err}", path, num) from None
+        values[name].append(_floats(tok[1:], path, num))
         frame_of[name].append(frame)
     t = frame + 1
     if t <= 0:

@@ -48,10 +48,13 @@ class _Tokens:
     def number(self, what: str) -> float:
         tok, num = self.next(what)
         try:
-            return float(tok)
+            value = float(tok)
         except ValueError:
             raise MotionFormatError(f"expected a number ({what}), found {tok!r}",
                                     self.path, num) from None
+        if not np.isfinite(value):
+            raise MotionFormatError(f"non-finite {what} {tok!r}", self.path, num)
+        return value
 
 
 def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = None) -> Motion:
@@ -117,18 +120,31 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     frames, frame_time, data_line = _motion_header(motion_lines, path, body_start)
     n_ch = sum(len(c) for c in channels)
     data_text = motion_lines[data_line:]
-    try:
-        data = np.array(" ".join(data_text).split(), dtype=np.float64)
-    except ValueError:
-        _locate_bad_line(data_text, n_ch, path, body_start + data_line)
-        raise
-    if frames == 0 or data.size < frames * n_ch:
-        _locate_bad_line(data_text, n_ch, path, body_start + data_line)
+    first_data = body_start + data_line
+    if frames == 0:
+        raise MotionFormatError("no frames (the header says Frames: 0)", path, first_data - 1)
+    # every frame line must hold n_ch numbers, and their count must be the header's: a
+    # mismatch means a truncated file or a wrong header, never silently cut or padded
+    numbered = [(first_data + i, line) for i, line in enumerate(data_text) if line.strip()]
+    _locate_bad_line([line for _, line in numbered], n_ch, path,
+                     [num for num, _ in numbered])
+    if len(numbered) != frames:
+        where = numbered[-1][0] if numbered else first_data
         raise MotionFormatError(
-            f"truncated: header says {frames} frames of {n_ch} channels, found {data.size} "
-            "numbers", path, body_start + data_line + len(data_text),
+            f"the header says Frames: {frames} but the file has {len(numbered)} frame lines "
+            f"(of {n_ch} channels)" + (" (truncated?)" if len(numbered) < frames else ""),
+            path, where,
         )
-    data = data[: frames * n_ch].reshape(frames, n_ch)
+    data = np.array(" ".join(line for _, line in numbered).split(), dtype=np.float64)
+    data = data.reshape(frames, n_ch)
+    bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
+    if len(bad):
+        row = data[bad[0]]
+        col = int(np.flatnonzero(~np.isfinite(row))[0])
+        raise MotionFormatError(
+            f"non-finite value {row[col]} in frame {bad[0]} (channel {col + 1} of {n_ch})",
+            path, numbered[bad[0]][0],
+        )
 
     j = len(names)
     scale = UNITS[units] if units is not None else _detect_scale(names, parents, offsets)
@@ -222,9 +238,13 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
                 frames = int(line.split(":", 1)[1])
             elif low.startswith("frame time:"):
                 frame_time = float(line.split(":", 1)[1])
+                if not np.isfinite(frame_time):
+                    raise MotionFormatError(f"non-finite Frame Time in {line!r}", path, num)
             else:
                 raise MotionFormatError(f"expected 'Frames:' / 'Frame Time:', found {line[:40]!r}",
                                         path, num)
+        except MotionFormatError:
+            raise
         except ValueError:
             raise MotionFormatError(f"bad MOTION header line {line!r}", path, num) from None
     if frames is None or frame_time is None:
@@ -234,18 +254,17 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
     return frames, frame_time, i
 
 
-def _locate_bad_line(lines: list[str], n_ch: int, path: Path, first: int) -> None:
-    for i, line in enumerate(lines):
+def _locate_bad_line(lines: list[str], n_ch: int, path: Path, numbers: list[int]) -> None:
+    """Raise for the first line (``numbers``: their line numbers) that is not ``n_ch`` floats."""
+    for num, line in zip(numbers, lines, strict=True):
         tok = line.split()
-        if not tok:
-            continue
         if len(tok) != n_ch:
             raise MotionFormatError(f"frame line has {len(tok)} numbers, expected {n_ch}",
-                                    path, first + i)
+                                    path, num)
         try:
             [float(x) for x in tok]
         except ValueError as err:
-            raise MotionFormatError(f"not a number: {err}", path, first + i) from None
+            raise MotionFormatError(f"not a number: {err}", path, num) from None
 
 
 def _detect_scale(names, parents, offsets) -> float:

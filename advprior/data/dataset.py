@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import json
 import re
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 
 from advprior.data.loader import load_motion
 from advprior.errors import MotionFormatError
-from advprior.fileio import save_npz_atomic
+from advprior.fileio import check_writable, save_npz_atomic
 from advprior.version import __version__
 
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ def build_dataset(
         raise ValueError(f"fps must be positive, got {fps}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    out = Path(out)
+    out = check_writable(out)  # before hours of importing, not after
     skipped: list[tuple[str, str]] = []
     seqs = []
 
@@ -421,7 +422,11 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         missing = [k for k in KEYS if k not in f.files]
         if missing:
             raise ValueError(f"{path}: missing keys {missing} (not an advprior dataset file?)")
-        data = {k: f[k] for k in KEYS}
+        try:
+            data = {k: f[k] for k in KEYS}  # object (pickled) members are refused here
+            meta = json.loads(str(data["meta"]))
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RecursionError) as err:
+            raise ValueError(f"{path}: unreadable dataset member ({err})") from None
     n = data["body_pose"].shape[0]
     shapes = {"body_pose": (n, 63), "global_orient": (n, 3), "transl": (n, 3),
               "sequence": (n,), "subject": (n,), "split": (n,)}
@@ -443,6 +448,6 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         subject_names=[str(s) for s in data["subject_names"]],
         split_names=split_names,
         fps=float(data["fps"]),
-        meta=json.loads(str(data["meta"])),
+        meta=meta,
     )
     return poses if split is None else poses.select(split)

@@ -74,8 +74,11 @@ def read_character(path: Path) -> tuple:
               float(j.get("AttachThetaZ", 0))))
             for j in sorted(joints, key=lambda j: j["ID"])
         )
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise MotionFormatError(f"not a DeepMimic character file: {err}", path) from None
+    for name, _, _, attach, theta in table:
+        if not np.isfinite(attach + theta).all():
+            raise MotionFormatError(f"non-finite attach values of joint {name!r}", path)
     ends = dict(_END_SITES)
     for b in d.get("BodyDefs", []):
         name = b.get("Name")
@@ -106,6 +109,8 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
         doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise MotionFormatError(f"invalid JSON: {err.msg}", path, err.lineno) from None
+    except RecursionError:
+        raise MotionFormatError("invalid JSON: nested too deeply", path) from None
     except OSError as err:
         raise MotionFormatError(f"cannot read: {err}", path) from None
     frames = doc.get("Frames") if isinstance(doc, dict) else None
@@ -124,6 +129,15 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
                 raise MotionFormatError(f"frame {i} has {n} numbers, expected {width} for the "
                                         "character", path, lines[i] if i < len(lines) else None)
         raise MotionFormatError("frames are not numeric", path)
+    # Python's JSON reader accepts NaN and Infinity; a motion must not hold them
+    bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
+    if len(bad):
+        lines = _frame_lines(text)
+        i = int(bad[0])
+        col = int(np.flatnonzero(~np.isfinite(data[i]))[0])
+        raise MotionFormatError(f"non-finite value {data[i, col]} in frame {i} (number "
+                                f"{col + 1} of {width})", path, lines[i] if i < len(lines)
+                                else None)
 
     names, parents, offsets, is_end, kinds, thetas = [], [], [], [], [], []
     for name, kind, parent, attach, theta in table:

@@ -37,7 +37,7 @@ def load_motion(
     if not path.is_file():
         raise FileNotFoundError(f"no such motion file: {path}")
     suffix = path.suffix.lower()
-    if fps is not None and not fps > 0:
+    if fps is not None and not 0 < fps < float("inf"):
         raise ValueError(f"fps must be positive, got {fps}")
     if suffix == ".amc":
         from advprior.data.asf_amc import find_asf, read_amc, read_asf

@@ -67,14 +67,20 @@ def _as_tensor(x: object, name: str) -> Tensor:
     return x
 
 
+#: Largest accepted keypoint coordinate (pixels). The robust reprojection loss squares
+#: residuals and multiplies by sigma^2; beyond ~1e17 px float32 overflows (the fit returns NaN),
+#: and no camera image is anywhere near this size, so a far smaller bound loses nothing.
+MAX_KEYPOINT_PX = 1e9
+
+
 def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
                       ) -> tuple[Tensor, Tensor]:
     """Validate ``keypoints (B, J, 2)`` (or ``(B, J, 3)`` with confidence in the last column
     when ``confidence`` is None) and ``confidence (B, J)``; return float tensors.
 
-    NaN keypoints count as missing (their confidence becomes 0); Inf keypoints, NaN or
-    out-of-range confidences, and frames with fewer than two keypoints of positive confidence
-    raise ``ValueError``.
+    NaN keypoints count as missing (their confidence becomes 0); Inf keypoints, coordinates
+    beyond :data:`MAX_KEYPOINT_PX`, NaN or out-of-range confidences, and frames with fewer than
+    two keypoints of positive confidence raise ``ValueError``.
     """
     kp = _as_tensor(keypoints, "keypoints")
     dtype = kp.dtype if kp.dtype == torch.float64 else torch.float32
@@ -101,6 +107,12 @@ def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
         raise ValueError("confidence must lie in [0, 1] (no NaN)")
     if bool(torch.isinf(kp).any()):
         raise ValueError("keypoints contain +-Inf; mark missing keypoints with NaN or confidence 0")
+    big = float(torch.nan_to_num(kp.abs(), nan=0.0).max()) if kp.numel() else 0.0
+    if big > MAX_KEYPOINT_PX:
+        raise ValueError(
+            f"keypoints must be pixel coordinates with |x|, |y| <= {MAX_KEYPOINT_PX:.0e}, got "
+            f"{big:.3g}: squared residuals that large overflow float32 and the fit turns NaN"
+        )
     missing = torch.isnan(kp).any(-1)
     conf = torch.where(missing, torch.zeros_like(conf), conf)
     kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)

@@ -28,13 +28,16 @@ class RunOptions:
 
     ``resume``: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same
     machine and thread count; the recorded settings other than ``steps`` and the periods must
-    match). ``progress``: a tqdm bar. ``tensorboard``: logs in ``out/tb``. ``device``: default
-    CUDA under torchrun if available, else CPU. ``export``: save the selected weights to
+    match). ``overwrite``: start afresh in a folder that holds a checkpoint (without ``resume``
+    or ``overwrite`` such a folder raises :class:`~advprior.errors.RunFolderError`; see
+    :mod:`advprior.train.runfolder`). ``progress``: a tqdm bar. ``tensorboard``: logs in
+    ``out/tb``. ``device``: default CUDA under torchrun if available, else CPU. ``export``: save the selected weights to
     ``out/model`` when the run finishes. ``callback``: called as ``callback(step, losses)``
     after every step (on every process).
     """
 
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
     tensorboard: bool = True
     device: str | torch.device | None = None

@@ -34,6 +34,7 @@ from advprior.train.export import (
 )
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
+from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream
 
 
@@ -84,6 +85,10 @@ def train_gan(
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
             and thread count); settings other than ``steps`` and the periods must match.
+        overwrite: start afresh in a folder that holds a checkpoint. Without ``resume`` or
+            ``overwrite`` such a folder raises :class:`~advprior.errors.RunFolderError`, as does
+            a folder another live process trains in (``run.lock``; see
+            :mod:`advprior.train.runfolder`).
         device: default CUDA under torchrun if available, else CPU.
         select: ``"best"`` exports the generator of the validated step with the lowest
             validation recall + precision (mean, mm; model selection on the validation split,
@@ -105,7 +110,10 @@ def train_gan(
     )
     mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
     info = ddp.setup(run.device)
+    folder = None
     try:
+        # before any data is read: refuse a folder with a checkpoint or one in use
+        folder = claim_run_folder(out, resume=run.resume, overwrite=run.overwrite, dist=info)
         poses = load_training_poses(data, mirror=mirror, max_val=cfg.max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(seed)  # identical initial weights on every rank
@@ -204,4 +212,6 @@ def train_gan(
         ddp.barrier(info)
         return result
     finally:
+        if folder is not None:
+            folder.release()
         ddp.teardown(info)

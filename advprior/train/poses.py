@@ -37,7 +37,7 @@ def _sources(meta: Any) -> Any:
     if not isinstance(meta, dict):
         try:
             parsed = json.loads(str(meta))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             return str(meta)[:500]
     if isinstance(parsed, dict):
         keep = ("sources", "frames_per_source", "frames_per_split", "fps", "advprior_version")

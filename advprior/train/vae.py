@@ -29,6 +29,7 @@ from advprior.train.config import VAEConfig
 from advprior.train.export import SEED_DATA, export_model, make_validator, selected_state
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
+from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream
 
 KL_WEIGHT = 0.005
@@ -95,7 +96,8 @@ def train_vae(
     """Train :class:`advprior.baselines.VPoserVAE` on a dataset file.
 
     Settings as a :class:`~advprior.train.config.VAEConfig` and/or keywords, run options
-    (:class:`~advprior.train.config.RunOptions`) and results as
+    (:class:`~advprior.train.config.RunOptions`, ``resume``/``overwrite`` for a folder that
+    holds a checkpoint) and results as
     :func:`advprior.train.train_gan` (``steps`` counts optimiser updates, one batch each;
     ``select`` picks the best-validation or the last weights). The exported model lands in
     ``<out>/model``.
@@ -104,7 +106,10 @@ def train_vae(
     out = Path(out)
     config = cfg.record(data, out)
     info = ddp.setup(run.device)
+    folder = None
     try:
+        # before any data is read: refuse a folder with a checkpoint or one in use
+        folder = claim_run_folder(out, resume=run.resume, overwrite=run.overwrite, dist=info)
         poses = load_training_poses(data, mirror=cfg.mirror, max_val=cfg.max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(cfg.seed)
@@ -159,6 +164,8 @@ def train_vae(
         ddp.barrier(info)
         return result
     finally:
+        if folder is not None:
+            folder.release()
         ddp.teardown(info)
 
 

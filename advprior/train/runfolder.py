@@ -1,0 +1,166 @@
+"""Protected run folders: one training process (group) per folder, and no silent restarts.
+
+:func:`claim_run_folder` is called by the trainers before they load data:
+
+- a folder that holds a checkpoint is refused unless the caller resumes it (``resume=True``,
+  ``--resume``) or explicitly starts over (``overwrite=True``, ``--overwrite``);
+- a lock file ``<out>/run.lock`` (JSON: pid, host, start time) is created atomically; a lock of
+  a live process is refused (naming its pid and host), a lock whose process is gone (same host)
+  is taken over with a warning. A lock from another host cannot be checked and is refused (the
+  message says which file to remove);
+- temporary files a killed checkpoint write left (``.checkpoint.pt.<pid>.<hex>.tmp``) are
+  removed: the lock's owner is the only writer.
+
+Under DDP (torchrun) only rank 0 owns the lock and checks the folder; its verdict is shared with
+the other ranks, so every rank fails together instead of waiting for a partner that left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from advprior.errors import RunFolderError
+from advprior.fileio import process_alive, remove_stale_temps
+from advprior.train import checkpoint as ckpt
+from advprior.train.distributed import DistInfo, broadcast_flag
+
+LOCK_NAME = "run.lock"
+
+
+class RunFolder:
+    """A claimed run folder; :meth:`release` removes the lock (only if it is still ours)."""
+
+    def __init__(self, out: Path, lock: Path | None) -> None:
+        self.out = out
+        self.lock = lock
+
+    def release(self) -> None:
+        if self.lock is None:
+            return
+        try:
+            owner = _read_lock(self.lock)
+            if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+                self.lock.unlink()
+        except OSError:
+            pass
+        self.lock = None
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _read_lock(lock: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(lock.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _create_lock(lock: Path) -> bool:
+    """Atomically create ``lock`` with our identity; False if it already exists."""
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    tmp = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info), encoding="utf-8")
+    try:
+        os.link(tmp, lock)  # fails if the lock exists: creation with full content, atomically
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _take_lock(out: Path) -> Path:
+    lock = out / LOCK_NAME
+    for _ in range(5):
+        if _create_lock(lock):
+            return lock
+        owner = _read_lock(lock)
+        pid, host = owner.get("pid"), owner.get("host")
+        if host not in (None, socket.gethostname()):
+            raise RunFolderError(
+                f"{out} is locked by pid {pid} on host {host!r} ({lock}); if that run is "
+                "over, remove the lock file"
+            )
+        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
+            raise RunFolderError(
+                f"{out} is in use by another training process (pid {pid}, lock {lock}); wait "
+                "for it to finish or use another --out"
+            )
+        # stale: the owner is gone (or the lock is unreadable); move it aside atomically so
+        # that two processes taking over cannot both succeed
+        aside = lock.with_name(f".{lock.name}.stale.{os.getpid()}")
+        try:
+            os.rename(lock, aside)
+        except FileNotFoundError:
+            continue  # someone else moved it; try to create again
+        if _read_lock(aside) != owner:  # a fresh lock was created meanwhile: put it back
+            os.rename(aside, lock)
+            continue
+        aside.unlink(missing_ok=True)
+        warnings.warn(
+            f"{out}: took over a stale lock of pid {pid} (no such process any more)",
+            stacklevel=3,
+        )
+    raise RunFolderError(f"could not lock {out}: the lock file keeps changing ({lock})")
+
+
+def _check_and_lock(out: Path, resume: bool, overwrite: bool) -> Path:
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"run folder {out} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _take_lock(out)
+    try:
+        checkpoint = out / ckpt.CHECKPOINT_NAME
+        if checkpoint.is_file() and not resume and not overwrite:
+            raise RunFolderError(
+                f"{out} already holds a training checkpoint ({checkpoint.name}); pass "
+                "--resume (resume=True) to continue it or --overwrite (overwrite=True) to "
+                "start over"
+            )
+        # we own the folder: any checkpoint temp file not ours was left by a killed write
+        for stale in remove_stale_temps(checkpoint, owner=True):
+            warnings.warn(
+                f"removed {stale.name}, left by an interrupted checkpoint write", stacklevel=3
+            )
+    except BaseException:
+        RunFolder(out, lock).release()
+        raise
+    return lock
+
+
+def claim_run_folder(
+    out: str | os.PathLike, *, resume: bool, overwrite: bool, dist: DistInfo | None = None
+) -> RunFolder:
+    """Check and lock ``out`` for a training run (see the module docstring).
+
+    Raises:
+        ValueError: both ``resume`` and ``overwrite``.
+        RunFolderError: a checkpoint is there (and neither flag), or another process holds it.
+    """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    out = Path(out)
+    dist = dist or DistInfo()
+    lock, error = None, None
+    if dist.is_main:
+        try:
+            lock = _check_and_lock(out, resume, overwrite)
+        except (RunFolderError, OSError) as err:
+            error = err
+    failed = broadcast_flag(error is not None, dist)  # every rank learns rank 0's verdict
+    if error is not None:
+        raise error
+    if failed:
+        raise RunFolderError(f"rank 0 could not claim the run folder {out}")
+    return RunFolder(out, lock)

@@ -1,0 +1,273 @@
+"""Every ``advprior`` sub-command answers bad input with one stderr line and the right exit code:
+``advprior <cmd>: error: <message>``; 2 for usage, 1 for failures, 130 for an interrupt."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advprior import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _one_error_line(err: str, command: str, *needles: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"advprior {command}: error: "), err
+    for needle in needles:
+        assert needle in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is not a zip file")
+    notjson = tmp_path / "kp.json"
+    notjson.write_text("{not json")
+    kp = tmp_path / "ok.json"
+    kp.write_text(json.dumps({"keypoints": [[[1.0, 2.0]] * 24]}))
+    return {
+        "junk": junk,
+        "notjson": notjson,
+        "kp": kp,
+        "missing": tmp_path / "nope.npz",
+        "tmp": tmp_path,
+    }
+
+
+# (argv builder, command, exit code, words the message must contain)
+CASES = {
+    "sample-unknown-model": (
+        lambda f: ["sample", "--model", "gan-zzz", "--out", str(f["tmp"] / "s.npz")],
+        "sample",
+        1,
+        ["gan-zzz"],
+    ),
+    "sample-negative-n": (lambda f: ["sample", "-n", "-1"], "sample", 2, ["-n must be >= 0"]),
+    "sample-missing-dir": (
+        lambda f: ["sample", "--model", str(f["tmp"] / "no" / "dir")],
+        "sample",
+        1,
+        ["no"],
+    ),
+    "data-build-missing-input": (
+        lambda f: ["data", "build", str(f["missing"]), "--out", str(f["tmp"] / "d.npz")],
+        "data build",
+        1,
+        ["nope.npz"],
+    ),
+    "data-build-bad-split": (
+        lambda f: [
+            "data",
+            "build",
+            str(f["tmp"]),
+            "--out",
+            str(f["tmp"] / "d.npz"),
+            "--split",
+            "a,b",
+        ],
+        "data build",
+        2,
+        ["--split"],
+    ),
+    "data-info-missing": (
+        lambda f: ["data", "info", str(f["missing"])],
+        "data info",
+        1,
+        ["nope.npz"],
+    ),
+    "data-info-junk": (lambda f: ["data", "info", str(f["junk"])], "data info", 1, ["junk.npz"]),
+    "train-missing-data": (
+        lambda f: [
+            "train",
+            "--data",
+            str(f["missing"]),
+            "--out",
+            str(f["tmp"] / "run"),
+            "--model",
+            "gmm",
+        ],
+        "train",
+        1,
+        ["nope.npz"],
+    ),
+    "train-junk-data": (
+        lambda f: [
+            "train",
+            "--data",
+            str(f["junk"]),
+            "--out",
+            str(f["tmp"] / "run"),
+            "--model",
+            "vae",
+        ],
+        "train",
+        1,
+        ["junk.npz"],
+    ),
+    "fit-missing-keypoints": (
+        lambda f: ["fit", str(f["missing"]), "--camera", "1000,500,500"],
+        "fit",
+        1,
+        ["nope.npz"],
+    ),
+    "fit-not-json": (
+        lambda f: ["fit", str(f["notjson"]), "--camera", "1000,500,500"],
+        "fit",
+        1,
+        ["kp.json", "JSON"],
+    ),
+    "fit-bad-camera": (lambda f: ["fit", str(f["kp"]), "--camera", "x,y"], "fit", 2, ["--camera"]),
+    "fit-missing-body-model": (
+        lambda f: [
+            "fit",
+            str(f["kp"]),
+            "--camera",
+            "1000,500,500",
+            "--prior",
+            "none",
+            "--body-model",
+            str(f["tmp"] / "nobody.pkl"),
+        ],
+        "fit",
+        1,
+        ["nobody.pkl"],
+    ),
+    "eval-missing-data": (
+        lambda f: [
+            "eval",
+            "--models",
+            "gmm",
+            "--data",
+            str(f["missing"]),
+            "--out",
+            str(f["tmp"] / "ev"),
+        ],
+        "eval",
+        1,
+        ["nope.npz"],
+    ),
+    "eval-unknown-model": (
+        lambda f: [
+            "eval",
+            "--models",
+            "gan-zzz",
+            "--data",
+            str(f["junk"]),
+            "--out",
+            str(f["tmp"] / "ev"),
+        ],
+        "eval",
+        1,
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line(case: str, files, capsys) -> None:
+    argv, command, code, needles = CASES[case]
+    assert cli.main(argv(files)) == code
+    captured = capsys.readouterr()
+    _one_error_line(captured.err, command, *needles)
+
+
+def test_usage_errors_from_argparse_exit_2(capsys) -> None:
+    for argv in (["sample", "-n", "many"], ["nosuchcommand"], ["fit"], ["data"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+        assert "error:" in capsys.readouterr().err
+
+
+def test_interrupt_exits_130(monkeypatch, capsys) -> None:
+    import advprior.commands.sample as sample
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample, "run", interrupted)
+    assert cli.main(["sample"]) == 130
+    _one_error_line(capsys.readouterr().err, "sample", "interrupted")
+
+
+def test_debug_flag_and_environment_show_the_traceback(files, monkeypatch, capsys) -> None:
+    argv = ["data", "info", str(files["missing"])]
+    monkeypatch.delenv("ADVPRIOR_DEBUG", raising=False)
+    for extra, env in ((["--debug"], None), ([], "1")):
+        if env is not None:
+            monkeypatch.setenv("ADVPRIOR_DEBUG", env)
+        assert cli.main([*extra, *argv]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" in err and err.strip().splitlines()[-1].startswith(
+            "advprior data info: error: "
+        )
+    monkeypatch.setenv("ADVPRIOR_DEBUG", "1")
+    assert cli.main([*argv, "--debug"]) == 1  # after the sub-command too
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_real_entry_point_in_a_subprocess(files) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("ADVPRIOR_DEBUG", None)
+    base = [sys.executable, "-m", "advprior.cli"]
+    res = subprocess.run(
+        [*base, "data", "info", str(files["junk"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert res.returncode == 1
+    _one_error_line(res.stderr, "data info", "junk.npz")
+    res = subprocess.run([*base, "sample", "-n", "x"], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "advprior sample: error:" in res.stderr
+
+
+def test_unwritable_output_is_one_line(files, capsys) -> None:
+    blocked = files["tmp"] / "file-not-folder"
+    blocked.write_text("")
+    assert cli.main(["sample", "-n", "1", "--out", str(blocked / "s.npz")]) == 1
+    _one_error_line(capsys.readouterr().err, "sample")
+    assert not (blocked / "s.npz").exists()
+
+
+def test_hostile_json_and_npz_inputs_are_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Nesting too deep for Python's JSON reader, and a pickled member in a dataset npz."""
+    import numpy as np
+
+    from advprior import PosePrior
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps({"keypoints": [[[1.0, 2.0]] * 24]}))
+    PosePrior(latent_dim=8, hidden_dim=16).save_pretrained(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text(deep.read_text())
+    pickled = tmp_path / "ds.npz"
+    arrays = {k: np.zeros((2, n)) for k, n in (("body_pose", 63), ("global_orient", 3),
+                                               ("transl", 3))}  # fmt: skip
+    np.savez(pickled, **arrays, sequence=np.zeros(2), subject=np.zeros(2), split=np.zeros(2),
+             sequence_names=np.array(["a"]), subject_names=np.array(["a"]),
+             split_names=np.array(["train", "val", "test"]), fps=np.array(30.0),
+             meta=np.array({"x": 1}, dtype=object))  # fmt: skip
+    cases = [
+        (["fit", str(deep), "--camera", "1000,500,500"], "fit", "deep.json"),
+        (["fit", str(ok), "--camera", str(deep)], "fit", "deep.json"),
+        (["sample", "--model", str(tmp_path / "ck"), "--out", str(tmp_path / "s.npz")],
+         "sample", "config.json"),
+        (["data", "info", str(pickled)], "data info", "ds.npz"),
+    ]  # fmt: skip
+    for argv, command, name in cases:
+        assert cli.main(argv) == 1
+        _one_error_line(capsys.readouterr().err, command, name)
+    monkeypatch.setenv("ADVPRIOR_MANIFEST", str(deep))
+    assert cli.main(["sample", "--out", str(tmp_path / "s.npz")]) == 1
+    _one_error_line(capsys.readouterr().err, "sample", "manifest")

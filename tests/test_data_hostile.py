@@ -1,0 +1,195 @@
+"""Hostile motion files and outputs: no silent data loss. A frame count that disagrees with the
+frames, or a nan/inf anywhere, is a MotionFormatError naming file and line (whichever frame is
+bad); `advprior data build` checks its output before importing and leaves no temporary files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_data_importers import _deepmimic_frames, random_pose, write_asf_amc, write_bvh
+
+from advprior import cli
+from advprior.data import load_motion
+from advprior.errors import MotionFormatError
+from advprior.fileio import atomic_path
+
+BAD_TOKENS = ["nan", "NaN", "inf", "-inf", "Infinity"]
+
+
+def _bvh(tmp_path: Path, frames: int = 5) -> tuple[Path, list[str], int]:
+    """A BVH file, its lines and the index of its first frame line."""
+    local, root = random_pose(frames)
+    path = tmp_path / "t.bvh"
+    write_bvh(path, "motionbuilder", local, root)
+    lines = path.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Frame Time")) + 1
+    return path, lines, first
+
+
+@pytest.mark.parametrize("header", [3, 4, 6, 50])
+def test_bvh_frame_count_mismatch_names_file_and_both_counts(tmp_path: Path, header) -> None:
+    path, lines, first = _bvh(tmp_path, 5)
+    text = "\n".join(lines).replace("Frames: 5", f"Frames: {header}")
+    path.write_text(text + "\n")
+    with pytest.raises(MotionFormatError, match=rf"t\.bvh:\d+: .*Frames: {header} .* 5 frame"):
+        load_motion(path)
+
+
+def test_bvh_frames_zero_is_no_frames(tmp_path: Path) -> None:
+    path, lines, first = _bvh(tmp_path, 5)
+    path.write_text("\n".join(lines[:first]).replace("Frames: 5", "Frames: 0") + "\n")
+    with pytest.raises(MotionFormatError, match=r"t\.bvh:\d+: no frames") as err:
+        load_motion(path)
+    assert "truncated" not in str(err.value)
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+@pytest.mark.parametrize("frame", [0, 2, 4])
+def test_bvh_non_finite_value_in_any_frame(tmp_path: Path, token: str, frame: int) -> None:
+    path, lines, first = _bvh(tmp_path, 5)
+    values = lines[first + frame].split()
+    values[len(values) // 2] = token
+    lines[first + frame] = " ".join(values)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(MotionFormatError, match=rf"t\.bvh:{first + frame + 1}: non-finite"):
+        load_motion(path)
+
+
+def test_bvh_non_finite_offset_and_frame_time(tmp_path: Path) -> None:
+    path, lines, first = _bvh(tmp_path, 3)
+    k = next(i for i, line in enumerate(lines) if line.strip().startswith("OFFSET"))
+    bad = list(lines)
+    bad[k] = "OFFSET nan 0 0"
+    path.write_text("\n".join(bad) + "\n")
+    with pytest.raises(MotionFormatError, match=rf"t\.bvh:{k + 1}: non-finite OFFSET"):
+        load_motion(path)
+    bad = list(lines)
+    bad[first - 1] = "Frame Time: inf"
+    path.write_text("\n".join(bad) + "\n")
+    with pytest.raises(MotionFormatError, match=rf"t\.bvh:{first}: non-finite Frame Time"):
+        load_motion(path)
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_amc_and_asf_non_finite(tmp_path: Path, token: str) -> None:
+    local, root = random_pose(3)
+    path = write_asf_amc(tmp_path, local, root)
+    lines = path.read_text().splitlines()
+    k = [i for i, line in enumerate(lines) if line.startswith("ltibia")][-1]  # the last frame
+    values = lines[k].split()
+    values[1] = token
+    lines[k] = " ".join(values)
+    path.write_text("\n".join(lines))
+    with pytest.raises(MotionFormatError, match=rf"07_01\.amc:{k + 1}: non-finite"):
+        load_motion(path)
+    local, root = random_pose(3)
+    (tmp_path / "b").mkdir()
+    path = write_asf_amc(tmp_path / "b", local, root)
+    asf = next((tmp_path / "b").glob("*.asf"))
+    lines = asf.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.strip().startswith("length"))
+    lines[k] = f"     length {token}"
+    asf.write_text("\n".join(lines))
+    with pytest.raises(MotionFormatError, match=rf"{asf.name}:{k + 1}: non-finite"):
+        load_motion(path)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("frame", [0, 2])
+def test_deepmimic_non_finite(tmp_path: Path, token: str, frame: int) -> None:
+    frames = [json.dumps(f) for f in _deepmimic_frames(3, -0.2, 0.1)]
+    values = json.loads(frames[frame])
+    frames[frame] = (
+        json.dumps(values[:5]).rstrip("]") + f", {token}, " + json.dumps(values[6:]).lstrip("[")
+    )
+    path = tmp_path / "d.txt"
+    path.write_text('{"Frames": [\n' + ",\n".join(frames) + "\n]}")
+    with pytest.raises(MotionFormatError, match=rf"d\.txt:{frame + 2}: non-finite .* frame"):
+        load_motion(path)
+
+
+@pytest.mark.parametrize("key", ["poses", "trans"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_amass_non_finite_names_key_and_frame(tmp_path: Path, key: str, value: float) -> None:
+    arrays = {"poses": np.zeros((4, 156)), "trans": np.zeros((4, 3)), "mocap_framerate": 60.0}
+    arrays[key][2, 1] = value
+    np.savez(tmp_path / "a.npz", **arrays)
+    with pytest.raises(MotionFormatError, match=rf"a\.npz: non-finite .*'{key}' at frame 2"):
+        load_motion(tmp_path / "a.npz")
+    arrays[key][2, 1] = 0.0
+    np.savez(tmp_path / "b.npz", **{**arrays, "mocap_framerate": np.nan})
+    with pytest.raises(MotionFormatError, match="mocap_framerate"):
+        load_motion(tmp_path / "b.npz")
+
+
+# ------------------------------------------------------------------------ data build output
+
+
+def _clip(tmp_path: Path) -> Path:
+    local, root = random_pose(40)
+    src = tmp_path / "src" / "clip.bvh"
+    src.parent.mkdir()
+    write_bvh(src, "motionbuilder", local, root)
+    return src
+
+
+def test_unwritable_out_fails_before_importing(tmp_path: Path, monkeypatch, capsys) -> None:
+    import advprior.data.dataset as dataset
+
+    def never(*args, **kwargs):
+        raise AssertionError("imported a motion before checking the output")
+
+    monkeypatch.setattr(dataset, "load_motion", never)
+    src = _clip(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    outs = [blocker / "d.npz", tmp_path, ro / "d.npz"]
+    if os.access(ro, os.W_OK):  # root ignores permissions
+        outs.pop()
+    for out in outs:
+        assert cli.main(["data", "build", str(src), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("advprior data build: error: cannot write ") and str(out) in err
+        assert ".tmp" not in err
+    ro.chmod(0o755)
+
+
+def test_killed_writer_temp_file_is_removed_by_the_next_build(tmp_path: Path) -> None:
+    out = tmp_path / "data.npz"
+    # a writer killed outright mid-write cannot clean up after itself
+    code = (
+        "import os, signal, sys\n"
+        "from advprior.fileio import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'partial')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run([sys.executable, "-c", code, str(out)], env=env)
+    assert res.returncode == -signal.SIGKILL
+    stale = list(tmp_path.glob(".data.npz.*.tmp"))
+    assert len(stale) == 1
+    # a live writer's temp file (this process) is left alone
+    with atomic_path(out) as mine:
+        assert cli.main(["data", "build", str(_clip(tmp_path)), "--out", str(out)]) == 0
+        assert mine.exists()
+        mine.write_bytes(b"")
+    assert not stale[0].exists() and out.is_file()
+    assert list(tmp_path.glob(".data.npz.*.tmp")) == []
+
+
+def test_deepmimic_json_nested_too_deep(tmp_path: Path) -> None:
+    path = tmp_path / "deep.txt"
+    path.write_text('{"Frames": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(MotionFormatError, match=r"deep\.txt: invalid JSON: nested too deeply"):
+        load_motion(path)

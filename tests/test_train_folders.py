@@ -1,0 +1,145 @@
+"""Protected run folders: a checkpoint is never overwritten by accident, one process per folder
+(stale locks taken over), and stale checkpoint temp files are removed on resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_train_runs import FAST, _write_dataset
+
+from advprior import cli
+from advprior.errors import RunFolderError
+from advprior.train import checkpoint as ckpt
+from advprior.train.gan import train_gan
+from advprior.train.runfolder import LOCK_NAME, claim_run_folder
+from advprior.train.vae import train_vae
+
+KW = dict(steps=1, batch_size=16, d_steps=1, disc_hidden_dim=16, val_every=0, ckpt_every=0,
+          export=False, **FAST)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return _write_dataset(tmp_path_factory.mktemp("data") / "d.npz")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _lock(out: Path, pid: int, host: str | None = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_NAME
+    lock.write_text(json.dumps({"pid": pid, "host": host or socket.gethostname()}))
+    return lock
+
+
+def test_checkpoint_folder_needs_resume_or_overwrite(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train_gan(data, out, **KW)
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunFolderError, match="--resume .* --overwrite"):
+        train_gan(data, out, **KW)
+    with pytest.raises(RunFolderError, match="checkpoint"):
+        train_vae(data, out, steps=1, batch_size=16, val_every=0, export=False, **FAST)
+    assert (out / "checkpoint.pt").read_bytes() == before  # untouched
+    assert train_gan(data, out, resume=True, **{**KW, "steps": 2}).step == 2
+    assert train_gan(data, out, overwrite=True, **KW).step == 1
+    assert ckpt.load(out / "checkpoint.pt")["step"] == 1
+    with pytest.raises(ValueError, match="exclude"):
+        train_gan(data, out, resume=True, overwrite=True, **KW)
+    assert not (out / LOCK_NAME).exists()  # released after every run
+
+
+def test_cli_refuses_checkpoint_folder_in_one_line(data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        "vae",
+        "--steps",
+        "1",
+        "--batch-size",
+        "16",
+        "--val-every",
+        "0",
+        "--val-samples",
+        "50",
+        "--no-progress",
+    ]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("advprior train: error: ") and "--overwrite" in err
+    assert len(err.strip().splitlines()) == 1
+    assert cli.main([*args, "--overwrite"]) == 0
+    with pytest.raises(SystemExit) as exc:  # argparse: the two exclude each other
+        cli.main([*args, "--overwrite", "--resume"])
+    assert exc.value.code == 2
+
+
+def test_live_lock_is_refused_and_stale_lock_taken_over(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = _lock(out, sleeper.pid)
+        with pytest.raises(RunFolderError, match=rf"pid {sleeper.pid}"):
+            train_gan(data, out, **KW)
+        assert json.loads(lock.read_text())["pid"] == sleeper.pid  # not stolen
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _lock(out, _dead_pid())
+    with pytest.warns(UserWarning, match="stale lock"):
+        assert train_gan(data, out, **KW).step == 1
+    assert not (out / LOCK_NAME).exists()
+    _lock(out, 1, host="some-other-machine")
+    with pytest.raises(RunFolderError, match="some-other-machine"):
+        train_gan(data, out, resume=True, **KW)
+
+
+def test_second_claim_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "from advprior.train.runfolder import claim_run_folder\n"
+        "with claim_run_folder(sys.argv[1], resume=False, overwrite=False):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    other = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderError, match=rf"pid {other.pid}"):
+            claim_run_folder(tmp_path, resume=True, overwrite=False)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_stale_checkpoint_temp_files_are_removed_on_resume(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train_gan(data, out, **KW)
+    # a checkpoint write killed midway; the pid may even be alive again (reused): the lock
+    # owner is the only writer, so every temp file of another pid is stale
+    stale = [out / f".checkpoint.pt.{pid}.0123abcd.tmp" for pid in (_dead_pid(), 1)]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    with pytest.warns(UserWarning, match="interrupted checkpoint write"):
+        assert train_gan(data, out, resume=True, **{**KW, "steps": 2}).step == 2
+    assert not any(p.exists() for p in stale)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
