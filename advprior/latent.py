@@ -100,8 +100,9 @@ class LatentSpace:
 
         Sphere: ``z / |z|``, overflow-safe for any finite ``z`` (a latent whose entries are all
         below 1e-12 in size has no direction and maps to the pole ``e_0`` with zero gradient: a
-        zero start cannot move, see :meth:`advprior.LatentPose.reset` and :mod:`advprior.compat`); uniform: clamp to [-1, 1]; normal: ``z`` itself. NaN/Inf
-        entries propagate (no exception), as in any torch op.
+        zero start cannot move, see :meth:`advprior.LatentPose.reset` and :mod:`advprior.compat`);
+        uniform: clamp to [-1, 1]; normal: ``z`` itself. NaN/Inf entries propagate (no
+        exception), as in any torch op.
         """
         check_latent(z, self.dim, finite=False)
         if self.kind == "uniform":
