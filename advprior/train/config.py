@@ -32,8 +32,8 @@ class RunOptions:
     or ``overwrite`` such a folder raises :class:`~advprior.errors.RunFolderError`; see
     :mod:`advprior.train.runfolder`). ``progress``: a tqdm bar. ``tensorboard``: logs in
     ``out/tb``. ``device``: default CUDA under torchrun if available, else CPU. ``export``:
-    save the selected weights to ``out/model`` when the run finishes. ``callback``: called as ``callback(step, losses)``
-    after every step (on every process).
+    save the selected weights to ``out/model`` when the run finishes. ``callback``: called as
+    ``callback(step, losses)`` after every step (on every process).
     """
 
     resume: bool = False
