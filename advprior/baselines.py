@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from advprior.hub import PretrainedMixin
-from advprior.rotations import rot6d_to_rotmat, rotmat_to_axis_angle
+from advprior.prior import OUTPUTS, decode_6d, run_mlp
 
 __all__ = ["VPoserVAE", "GMMPrior"]
 
@@ -103,15 +103,16 @@ class VPoserVAE(PretrainedMixin, nn.Module):
         return torch.distributions.Normal(loc, scale)
 
     def decode(self, z: torch.Tensor, output: str = "axis_angle") -> torch.Tensor:
-        """``(..., latent_dim)`` latents -> poses: ``"axis_angle"`` ``(..., 63)`` or ``"rotmat"``
-        ``(..., 21, 3, 3)``."""
+        """``(..., latent_dim)`` latents -> poses: ``"axis_angle"`` ``(..., 63)``, ``"rotmat"``
+        ``(..., 21, 3, 3)``, ``"rot6d"`` ``(..., 21, 6)`` or ``"quat"`` ``(..., 21, 4)``
+        (``(x, y, z, w)``), on ``z``'s device and dtype (the model's must match)."""
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         _check_pose(z, self.latent_dim, "z")
-        rotmat = rot6d_to_rotmat(self.decoder(z).reshape(*z.shape[:-1], self.num_joints, 6))
-        if output == "rotmat":
-            return rotmat
-        if output == "axis_angle":
-            return rotmat_to_axis_angle(rotmat).reshape(*z.shape[:-1], self.pose_dim)
-        raise ValueError(f"output must be 'axis_angle' or 'rotmat', got {output!r}")
+        lead = z.shape[:-1]
+        rot6d = run_mlp(self.decoder, z.reshape(-1, self.latent_dim))
+        out = decode_6d(rot6d, output, self.num_joints)
+        return out.reshape(*lead, *out.shape[1:])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`decode`: latents ``(..., latent_dim)`` -> poses ``(..., 63)``."""

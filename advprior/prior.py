@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from advprior.hub import PretrainedMixin
 from advprior.latent import LatentSpace, check_latent
 from advprior.rotations import (
-    rot6d_to_rotmat,
+    rot6d_to,
     rotmat_to_axis_angle,
     rotmat_to_quat,
     rotmat_to_rot6d,
@@ -26,6 +27,8 @@ from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 OUTPUTS: tuple[str, ...] = ("axis_angle", "rotmat", "rot6d", "quat")
 BODIES: tuple[str, ...] = ("smplx", "smplh", "smpl")
 _BODY_JOINTS = {"smplx": NUM_BODY_JOINTS, "smplh": NUM_BODY_JOINTS, "smpl": NUM_SMPL_BODY_JOINTS}
+# The identity rotation in 6D (first two columns, row-major): Gram-Schmidt maps it exactly to I.
+_IDENTITY_6D = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
 
 def convert_rotmat(rotmat: torch.Tensor, output: str) -> torch.Tensor:
@@ -43,10 +46,56 @@ def convert_rotmat(rotmat: torch.Tensor, output: str) -> torch.Tensor:
     raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
+def _has_hooks(module: nn.Module) -> bool:
+    # torch keeps hooks in these (private but long-stable) dicts; any hook means the layers
+    # must run as modules so that it fires.
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)``; in eval mode without hooks, its Linear / LeakyReLU / Dropout layers run as
+    functions: same numbers, but a module call costs ~3-5 us of Python per layer, as much as
+    the layer's own arithmetic at batch 1."""
+    if mlp.training or _has_hooks(mlp):
+        return mlp(x)
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight, layer.bias)
+        elif isinstance(layer, nn.LeakyReLU):
+            x = F.leaky_relu(x, layer.negative_slope)
+        elif not isinstance(layer, nn.Dropout):  # eval-mode dropout is the identity
+            x = layer(x)
+    return x
+
+
+def decode_6d(rot6d: torch.Tensor, output: str, joints: int) -> torch.Tensor:
+    """Network output ``(B, J0 * 6)`` -> ``output`` for ``joints`` joints (identity rotations
+    appended when ``joints > J0``, trailing joints dropped when fewer): ``"axis_angle"``
+    ``(B, joints * 3)``, ``"rotmat"`` ``(B, joints, 3, 3)``, ``"rot6d"`` ``(B, joints, 6)``,
+    ``"quat"`` ``(B, joints, 4)``. No input checks: callers validate once at their API."""
+    have = rot6d.shape[1] // 6
+    x = rot6d.reshape(rot6d.shape[0], have, 6)
+    if joints > have:
+        eye = torch.tensor(_IDENTITY_6D, dtype=x.dtype, device=x.device)
+        x = torch.cat([x, eye.expand(x.shape[0], joints - have, 6)], dim=1)
+    elif joints < have:
+        x = x[:, :joints]
+    out = rot6d_to(x, output)
+    return out.reshape(out.shape[0], joints * 3) if output == "axis_angle" else out
+
+
 def _check_body(body: str) -> int:
     if body not in _BODY_JOINTS:
         raise ValueError(f"body must be one of {BODIES}, got {body!r}")
     return _BODY_JOINTS[body]
+
+
+def _check_output_and_body(output: str, body: str) -> int:
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    return _check_body(body)
 
 
 class PosePrior(nn.Module, PretrainedMixin):
@@ -120,9 +169,7 @@ class PosePrior(nn.Module, PretrainedMixin):
         ``"quat"`` ``(..., J, 4)`` in ``(x, y, z, w)`` order. ``J`` is 21 for
         ``body="smplx"``/``"smplh"`` and 23 for ``body="smpl"`` (hand joints appended as identity).
         """
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        joints = _check_body(body)
+        joints = _check_output_and_body(output, body)
         check_latent(z, self.latent_dim)
         dtype = self._param().dtype
         if z.dtype != dtype:
@@ -130,16 +177,14 @@ class PosePrior(nn.Module, PretrainedMixin):
                 f"z has dtype {z.dtype} but the prior's weights are {dtype}; "
                 f"convert one of them (z.to({dtype}) or prior.to({z.dtype}))"
             )
+        return self._decode(z, output, joints)
+
+    def _decode(self, z: torch.Tensor, output: str, joints: int) -> torch.Tensor:
+        """:meth:`decode` without the input checks (for callers that made them already)."""
         lead = z.shape[:-1]
-        rot6d = self.generator(z.reshape(-1, self.latent_dim))
-        rotmat = rot6d_to_rotmat(rot6d.reshape(-1, self.num_joints, 6))
-        if joints > self.num_joints:
-            eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device)
-            pad = eye.expand(rotmat.shape[0], joints - self.num_joints, 3, 3)
-            rotmat = torch.cat([rotmat, pad], dim=1)
-        elif joints < self.num_joints:
-            rotmat = rotmat[:, :joints]
-        return convert_rotmat(rotmat.reshape(*lead, joints, 3, 3), output)
+        rot6d = run_mlp(self.generator, z.reshape(-1, self.latent_dim))
+        out = decode_6d(rot6d, output, joints)
+        return out.reshape(*lead, *out.shape[1:])
 
     # -- latent space -------------------------------------------------------------------------
 
@@ -158,7 +203,8 @@ class PosePrior(nn.Module, PretrainedMixin):
         body: str = "smplx",
     ) -> torch.Tensor:
         """``n`` random poses: :meth:`decode` of :meth:`sample_latent` (shapes as in ``decode``)."""
-        return self.decode(self.sample_latent(n, generator=generator), output=output, body=body)
+        joints = _check_output_and_body(output, body)
+        return self._decode(self.sample_latent(n, generator=generator), output, joints)
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """``z`` ``(..., D)`` moved onto the latent manifold (see :meth:`LatentSpace.project`)."""
@@ -234,4 +280,6 @@ class LatentPose(nn.Module):
 
     def forward(self, output: str = "axis_angle", body: str = "smplx") -> torch.Tensor:
         """Decoded poses, ``(B, 63)`` by default; ``output``/``body`` as in ``PosePrior.decode``."""
-        return self.prior.decode(self.latent(), output=output, body=body)
+        joints = _check_output_and_body(output, body)
+        # z is this module's own parameter, checked by project(); decode need not check again
+        return self.prior._decode(self.latent(), output, joints)

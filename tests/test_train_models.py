@@ -168,7 +168,7 @@ def test_vae_rejects_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         vae.decode(torch.full((1, 32), float("nan")))
     with pytest.raises(ValueError, match="output"):
-        vae.decode(torch.zeros(1, 32), output="quat")
+        vae.decode(torch.zeros(1, 32), output="euler")
 
 
 def test_vae_save_load_round_trip(tmp_path):
