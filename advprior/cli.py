@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Each module registers its own sub-command; heavy imports happen inside the handlers.
-COMMANDS = ("sample", "data", "train", "fit", "eval")
+COMMANDS = ("sample", "data", "train", "fit", "eval", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
