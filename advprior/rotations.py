@@ -23,18 +23,48 @@ from __future__ import annotations
 import roma
 import torch
 
-# Below this angle theta / (2 sin theta) is its series 1/2 + theta^2/12 (next term 7/720
-# theta^4 < 1e-18): the quotient's gradient cancels catastrophically as theta -> 0.
-_SERIES_ANGLE = 1e-4
+# Below this angle theta / (2 sin theta) is taken as 1/2: the next term, theta^2 / 12 < 1e-17,
+# is below float64's eps, and the quotient's gradient would cancel catastrophically (or its
+# 1/s^2 underflow in float32) as theta -> 0.
+_SMALL_ANGLE = 1e-8
+# At and above this many rotations the "component" kernels are faster than the "vector" ones
+# (measured crossover ~1-2k rotations on one CPU thread; both are within 1.5x around it).
+_COMPONENT_MIN = 1024
 
-_CONSTANTS: dict[str, list] = {
-    # planar rows of v = (R21 - R12, R02 - R20, R10 - R01), and of R^T
-    "skew+": [7, 2, 3],
-    "skew-": [5, 6, 1],
-    "transpose": [0, 3, 6, 1, 4, 7, 2, 5, 8],
-    "eye_rows": [[float(r in (0, 4, 8))] for r in range(9)],
+
+def _log_map_linear() -> tuple[list[list[float]], list[list[float]]]:
+    """``(L, c)`` with ``L @ p + c`` the linear parts of the logarithm of planar matrices ``p``
+    ``(9, N)`` (``R[i, j]`` at row ``3 i + j``): rows 0-2 the skew part ``v = (R21 - R12, R02 -
+    R20, R10 - R01)``, row 3 ``trace - 1``, rows 4-12 the symmetric part ``B = R + R^T - (trace
+    - 1) I`` (symmetric, so rows ``4 + 3 k ..`` are its column ``k``), rows 13-15 its diagonal."""
+
+    def row(*terms: tuple[int, float]) -> list[float]:
+        r = [0.0] * 9
+        for idx, coef in terms:
+            r[idx] += coef
+        return r
+
+    trace = ((0, 1.0), (4, 1.0), (8, 1.0))
+    rows = [row((7, 1.0), (5, -1.0)), row((2, 1.0), (6, -1.0)), row((3, 1.0), (1, -1.0))]
+    rows.append(row(*trace))
+    for k in range(3):
+        for i in range(3):
+            if i == k:
+                rows.append(row((4 * k, 2.0), *((t, -c) for t, c in trace)))
+            else:
+                rows.append(row((3 * i + k, 1.0), (3 * k + i, 1.0)))
+    rows += [list(rows[4 + 4 * k]) for k in range(3)]
+    const = [0.0, 0.0, 0.0, -1.0] + [float(i == k) for k in range(3) for i in range(3)]
+    return rows, [[c] for c in const + [1.0, 1.0, 1.0]]
+
+
+_LOG_L, _LOG_C = _log_map_linear()
+_CONSTANTS: dict[str, object] = {
+    "L": _LOG_L,
+    "c": _LOG_C,
     # one-hot matrices: a product with them moves rows to columns far faster than a strided copy
     # and is exact (x * 1 + 0 * y + ... is x); the 6D permutation puts columns a, b first.
+    "half": 0.5,
     "perm6": [[float(k == (2 * r if r < 3 else 2 * r - 5)) for k in range(6)] for r in range(6)],
     **{f"eye{n}": [[float(i == j) for j in range(n)] for i in range(n)] for n in (3, 4, 6, 9)},
 }
@@ -47,22 +77,11 @@ def _const(name: str, like: torch.Tensor) -> torch.Tensor:
     key = (name, like.dtype, like.device)
     value = _CONST_CACHE.get(key)
     if value is None:
-        data = _CONSTANTS[name]
-        dtype = torch.long if isinstance(data[0], int) else like.dtype
         # Outside inference mode, so the constant can also serve autograd-tracked calls.
         with torch.inference_mode(False):
-            value = torch.tensor(data, dtype=dtype, device=like.device)
+            value = torch.tensor(_CONSTANTS[name], dtype=like.dtype, device=like.device)
         _CONST_CACHE[key] = value
     return value
-
-
-def _select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a`` where ``mask`` else ``b``, exactly (``lerp`` returns its end points unrounded).
-
-    Both sides must be finite. ``torch.where`` is ~10x slower than ``lerp`` on CPU at large N,
-    and a selected-out side still gets an exact zero gradient.
-    """
-    return torch.lerp(b, a, mask.to(a.dtype))
 
 
 def _check_last(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
@@ -75,14 +94,13 @@ def _check_last(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
 
 # -- planar kernels ---------------------------------------------------------------------------
 #
-# Two equivalent implementations of each step, picked by size: for a few rotations every
-# kernel launch costs ~1-2 us whatever its size, so the "vector" kernels work on (3, N) blocks
-# (fewest launches); for many, the "component" kernels work on contiguous (N,) rows, which stay
-# in cache and vectorise (a (3, N) elementwise op is ~9x slower per element at N = 86016).
-
-# At and above this many rotations the component kernels are faster (measured crossover ~1-2k
-# on one CPU thread; the exact value hardly matters, both sides are within 1.5x there).
-_COMPONENT_MIN = 1024
+# Every kernel works on a planar layout, one row per coordinate: ``(6, N)`` for 6D, ``(9, N)``
+# for matrices (``R[i, j]`` at row ``3 i + j``). Two implementations of each step, picked by N:
+# for few rotations every torch call costs ~1 us whatever its size, so the "vector" kernels
+# use the fewest calls ((3, N) blocks, one matmul for all linear parts); for many, the
+# "component" kernels work on contiguous (N,) rows, which stay in cache and vectorise (there a
+# (3, N) op is ~9x slower per element, and argmax, gather, vector_norm over the leading
+# dimension and torch.where are 10-50x slower than an elementwise kernel).
 
 
 def _planar_6d(x6: torch.Tensor) -> torch.Tensor:
@@ -105,8 +123,7 @@ def _dot3(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> torch.Ten
 
 
 def _gram_schmidt(ab: torch.Tensor) -> torch.Tensor:
-    """Planar 6D ``(6, N)`` (see :func:`_planar_6d`) -> planar matrices ``(9, N)``, ``R[i, j]``
-    at row ``3 i + j``.
+    """Planar 6D ``(6, N)`` -> planar rotation matrices ``(9, N)``.
 
     The second column is projected twice ("twice is enough"): when the two 6D columns are
     nearly parallel, as an untrained network emits them, one float32 pass (roma's
@@ -114,14 +131,13 @@ def _gram_schmidt(ab: torch.Tensor) -> torch.Tensor:
     same cost. A zero column gives zeros instead of NaN (clamped norms).
     """
     if ab.shape[1] < _COMPONENT_MIN:
-        a, b = ab[0:3], ab[3:6]
-        # torch.linalg.vector_norm over a leading dimension is ~50x slower than these kernels.
-        e1 = a * torch.rsqrt(torch.linalg.vecdot(a, a, dim=0).clamp_min(1e-24))
+        a, b = ab.view(2, 3, -1).unbind(0)
+        e1 = a / torch.linalg.vector_norm(a, dim=0).clamp_min(1e-12)
         e2 = torch.addcmul(b, e1, torch.linalg.vecdot(e1, b, dim=0), value=-1.0)
         e2 = torch.addcmul(e2, e1, torch.linalg.vecdot(e1, e2, dim=0), value=-1.0)
-        e2 = e2 * torch.rsqrt(torch.linalg.vecdot(e2, e2, dim=0).clamp_min(1e-24))
+        e2 = e2 / torch.linalg.vector_norm(e2, dim=0).clamp_min(1e-12)
         e3 = torch.linalg.cross(e1, e2, dim=0)
-        return torch.stack((e1, e2, e3), dim=1).reshape(9, -1)  # [i, j] = e_j[i]
+        return torch.stack((e1, e2, e3), dim=1).view(9, -1)  # [i, j] = e_j[i]
     rows = ab.unbind(0)
     a, b = rows[0:3], rows[3:6]
     inv = torch.rsqrt(_dot3(a, a).clamp_min(1e-24))
@@ -137,44 +153,37 @@ def _gram_schmidt(ab: torch.Tensor) -> torch.Tensor:
     return torch.stack([e[i] for i in range(3) for e in (e1, e2, e3)])
 
 
-def _angle_and_axes(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Shared part of the logarithm of planar matrices ``p`` ``(9, N)``.
+# The logarithm of R (angle theta, unit axis n) in closed form:
+#   cos2 = trace - 1 = 2 cos(theta), v = skew part = 2 sin(theta) n, sin2 = |v|,
+#   theta = atan2(sin2, cos2), accurate over [0, pi].
+# Below pi/2 the axis is v / sin2. Near pi v vanishes and is all rounding, so above pi/2 the
+# axis comes from w = v + s B[:, k]: B = R + R^T - cos2 I = 2 (1 - cos) n n^T, k its largest
+# diagonal entry (|n_k| >= 1/sqrt(3)), s = +-1 signing B[:, k] = 2 (1 - cos) n_k n like v. Both
+# terms point along n, so |w| >= 2 for theta >= pi/2 and w / |w| is accurate up to pi. Each
+# branch is computed on guarded (clamped) values everywhere, so the side a select drops has a
+# finite gradient and the select's zero gradient stays zero.
 
-    Returns ``cos2 = trace - 1 = 2 cos(theta)``, ``sin2 = |v| = 2 sin(theta)``, ``theta``
-    ``(N,)``, ``v`` (the skew part, ``2 sin(theta) n``) and ``w_hat``, the unit axis from ``v``
-    plus the symmetric part's column of the largest diagonal entry (``2 (1 - cos) |n_k| n``,
-    signed like ``v``): both point along ``n``, so ``|w| >= 2`` for ``theta >= pi / 2`` and that
-    axis is accurate up to ``pi``, where ``v`` alone vanishes. ``w_hat`` is only meant for
-    ``theta >= pi / 2``; elsewhere it is finite (clamped), not accurate. ``v`` and ``w_hat`` are
-    ``(3, N)`` tensors (vector kernels) or 3-tuples of ``(N,)`` rows (component kernels).
-    """
-    tiny = torch.finfo(p.dtype).tiny
-    if p.shape[1] < _COMPONENT_MIN:
-        # elementwise, not one matmul: a BLAS sum's rounding depends on the batch size
-        v = p.index_select(0, _const("skew+", p)) - p.index_select(0, _const("skew-", p))
-        r00, r11, r22 = p[0], p[4], p[8]
-        cos2 = (r00 + r11 + r22) - 1.0
-        # the symmetric part B = R + R^T - (trace - 1) I; rows 3k..3k+2 are its column k
-        b = torch.addcmul(
-            p + p.index_select(0, _const("transpose", p)), _const("eye_rows", p), cos2, value=-1.0
-        )
-        # B[:, k] for the largest diagonal entry (largest R_kk), by comparisons: torch's argmax
-        # and gather over a leading dimension of size 3 are ~40x slower than elementwise ops.
-        col = _select(r11 > r00, b[3:6], b[0:3])
-        col = _select(r22 > torch.maximum(r00, r11), b[6:9], col)
-        # B[:, k] = 2 (1 - cos) n_k n; signed like v = 2 sin n, so the two add up.
-        col = _select(torch.linalg.vecdot(v, col, dim=0) >= 0, col, -col)
-        w = v + col
-        w_hat = w * torch.rsqrt(torch.linalg.vecdot(w, w, dim=0).clamp_min(1.0))
-        # sqrt of a clamped square: its gradient at v = 0 is 0, not NaN
-        sin2 = torch.sqrt(torch.linalg.vecdot(v, v, dim=0).clamp_min(tiny))
-        return cos2, sin2, torch.atan2(sin2, cos2), v, w_hat
+
+def _log_vector(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    lin = torch.addmm(_const("c", p), _const("L", p), p)  # (16, N), see _log_map_linear
+    v, cos2, b, diag = lin.split((3, 1, 9, 3))
+    k = diag.argmax(0).view(1, 1, -1)
+    col = b.view(3, 3, -1).gather(0, k.expand(1, 3, -1)).squeeze(0)  # B[:, k]
+    col = torch.where(torch.linalg.vecdot(v, col, dim=0) >= 0, col, -col)
+    w = v + col
+    w_hat = w / torch.linalg.vector_norm(w, dim=0).clamp_min(1.0)
+    sin2 = torch.linalg.vector_norm(v, dim=0)  # its gradient at 0 is 0, not NaN
+    return cos2.squeeze(0), sin2, torch.atan2(sin2, cos2.squeeze(0)), v, w_hat
+
+
+def _log_components(p: torch.Tensor) -> tuple[object, ...]:
     r00, r01, r02, r10, r11, r12, r20, r21, r22 = p.unbind(0)
     v = (r21 - r12, r02 - r20, r10 - r01)
     cos2 = (r00 + r11 + r22) - 1.0
     neg_cos2 = -cos2
     s01, s02, s12 = r01 + r10, r02 + r20, r12 + r21
     q0, q1, q2 = (torch.add(neg_cos2, r, alpha=2.0) for r in (r00, r11, r22))  # B_kk
+    # the largest diagonal entry by comparisons, the selects by lerp with a 0/1 weight (exact)
     m1 = (r11 > r00).to(p.dtype)
     m2 = (r22 > torch.maximum(r00, r11)).to(p.dtype)
     col = tuple(
@@ -185,37 +194,50 @@ def _angle_and_axes(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
     w = tuple(torch.addcmul(vi, ci, sign) for vi, ci in zip(v, col, strict=True))
     inv = torch.rsqrt(_dot3(w, w).clamp_min(1.0))
     w_hat = tuple(wi * inv for wi in w)
-    sin2 = torch.sqrt(_dot3(v, v).clamp_min(tiny))
+    # sqrt of a clamped square: its gradient at v = 0 is 0, not NaN
+    sin2 = torch.sqrt(_dot3(v, v).clamp_min(torch.finfo(p.dtype).tiny))
     return cos2, sin2, torch.atan2(sin2, cos2), v, w_hat
 
 
-def _blend(mask: torch.Tensor, a: object, sa: torch.Tensor, b: object, sb: torch.Tensor) -> object:
-    """``a * sa`` where ``mask`` else ``b * sb``, for (3, N) blocks or 3-tuples of rows."""
+def _blend(
+    mask: torch.Tensor, a: object, scale_a: torch.Tensor, b: object, scale_b: torch.Tensor
+) -> torch.Tensor:
+    """Planar ``a * scale_a`` where ``mask`` else ``b * scale_b``."""
     if isinstance(a, torch.Tensor):
-        return _select(mask, a * sa, b * sb)
-    m = mask.to(sa.dtype)
-    return torch.stack([torch.lerp(bi * sb, ai * sa, m) for ai, bi in zip(a, b, strict=True)])
+        return torch.where(mask, a * scale_a, b * scale_b)
+    m = mask.to(scale_a.dtype)  # lerp is exact at weights 0 and 1, and ~10x faster than where
+    return torch.stack(
+        [torch.lerp(bi * scale_b, ai * scale_a, m) for ai, bi in zip(a, b, strict=True)]
+    )
 
 
 def _axis_angle_planar(p: torch.Tensor) -> torch.Tensor:
     """Planar matrices ``(9, N)`` -> planar rotation vectors ``(3, N)``."""
-    cos2, sin2, theta, v, w_hat = _angle_and_axes(p)
-    # theta < pi/2: theta n = v theta / (2 sin theta), smooth in sin2 (atan2(s, c) / s); there
-    # sin2 >= 2e-4 wherever the quotient is used, so the clamp only guards the other side.
-    series = (theta * theta).mul(1.0 / 12.0).add(0.5)
-    factor = _select(theta < _SERIES_ANGLE, series, theta / sin2.clamp_min(_SERIES_ANGLE))
+    small = p.shape[1] < _COMPONENT_MIN
+    cos2, sin2, theta, v, w_hat = (_log_vector if small else _log_components)(p)
+    # theta n = v * theta / (2 sin theta) below pi/2: atan2(s, c) / s is smooth in s
+    quotient = theta / sin2.clamp_min(_SMALL_ANGLE)
+    tiny = theta < _SMALL_ANGLE
+    # (a cached 0-d tensor: a Python 0.5 costs torch.where two dtype conversions per call)
+    half = _const("half", p)
+    if small:
+        factor = torch.where(tiny, half, quotient)
+    else:
+        factor = torch.lerp(quotient, half.expand_as(quotient), tiny.to(p.dtype))
     return _blend(cos2 > 0, v, factor, w_hat, theta)
 
 
 def _quat_planar(p: torch.Tensor) -> torch.Tensor:
     """Planar matrices ``(9, N)`` -> planar quaternions ``(4, N)``, ``(x, y, z, w)``, ``w >= 0``."""
-    cos2, _, theta, v, w_hat = _angle_and_axes(p)
+    small = p.shape[1] < _COMPONENT_MIN
+    cos2, _, theta, v, w_hat = (_log_vector if small else _log_components)(p)
     half = 0.5 * theta
     half_cos = torch.cos(half)
-    # theta < pi/2: sin(theta/2) n = v / (4 cos(theta/2)), exact and smooth at the identity.
-    # There 4 cos(theta/2) > 2.8; the clamp only keeps the unused side finite near pi.
-    small = torch.reciprocal((4.0 * half_cos).clamp_min(1.0))
-    xyz = _blend(cos2 > 0, v, small, w_hat, torch.sin(half))
+    # below pi/2: sin(theta/2) n = v / (4 cos(theta/2)), exact and smooth at the identity;
+    # there 4 cos(theta/2) > 2.8, and the clamp only keeps the other side finite near pi
+    xyz = _blend(
+        cos2 > 0, v, torch.reciprocal((4.0 * half_cos).clamp_min(1.0)), w_hat, torch.sin(half)
+    )
     return torch.cat((xyz, half_cos[None]), dim=0)
 
 
