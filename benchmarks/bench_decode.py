@@ -80,9 +80,9 @@ def versus_mlp(models: dict, big: int, device: torch.device, threads: int, secs:
         zb = torch.randn(big, dim, generator=g).to(device)
         variants = {}
         for batch, z in ((1, z1), (big, zb)):
-            variants[f"mlp b{batch}"] = lambda z=z: mlp(z)
+            variants[f"mlp b{batch}"] = lambda z=z, f=mlp: f(z)
             for kind in OUTPUT_KINDS:
-                variants[f"{kind} b{batch}"] = lambda z=z, k=kind: model.decode(z, output=k)
+                variants[f"{kind} b{batch}"] = lambda z=z, k=kind, m=model: m.decode(z, output=k)
         sessions = _onnx_sessions(name, threads, folder) if device.type == "cpu" else {
             "unavailable": "onnxruntime measured on CPU only"}
         for kind, session in sessions.items():
@@ -101,12 +101,12 @@ def versus_mlp(models: dict, big: int, device: torch.device, threads: int, secs:
             w6 = torch.randn(batch, mlp[-1].out_features, generator=g).to(device)
             waa = torch.randn(batch, mlp[-1].out_features // 2, generator=g).to(device)
             wrm = torch.randn(batch, mlp[-1].out_features // 6, 3, 3, generator=g).to(device)
-            grads[f"mlp grad b{batch}"] = lambda zg=zg, w=w6: torch.autograd.grad(
-                (mlp(zg) * w).sum(), zg)
-            grads[f"axis_angle grad b{batch}"] = lambda zg=zg, w=waa: torch.autograd.grad(
-                (model.decode(zg) * w).sum(), zg)
-            grads[f"rotmat grad b{batch}"] = lambda zg=zg, w=wrm: torch.autograd.grad(
-                (model.decode(zg, output="rotmat") * w).sum(), zg)
+            grads[f"mlp grad b{batch}"] = lambda zg=zg, w=w6, f=mlp: torch.autograd.grad(
+                (f(zg) * w).sum(), zg)
+            grads[f"axis_angle grad b{batch}"] = lambda zg=zg, w=waa, m=model: (
+                torch.autograd.grad((m.decode(zg) * w).sum(), zg))
+            grads[f"rotmat grad b{batch}"] = lambda zg=zg, w=wrm, m=model: torch.autograd.grad(
+                (m.decode(zg, output="rotmat") * w).sum(), zg)
         t.update(time_interleaved({k: synced(f, device) for k, f in grads.items()},
                                   min_seconds=secs, rounds=rounds))
         ratios = {}
