@@ -40,8 +40,9 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--frames", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--iterations", type=int, default=10, help="fitting iterations")
     p.add_argument("--busy", type=int, default=os.cpu_count() or 2,
                    help="busy processes in the loaded condition (default: one per logical CPU)")
     args = p.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
     from advprior.fitting.benchmark import make_views, run_fitting
 
     frames = 8 if args.quick else args.frames
-    iterations = 5 if args.quick else 30
+    iterations = 5 if args.quick else args.iterations
     rounds = 2 if args.quick else args.rounds
     priors, weights = load_priors(("gan-s",))
     gan = priors["gan-s"]

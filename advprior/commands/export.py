@@ -47,10 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from advprior.commands._device import parse_device
     from advprior.errors import AdvPriorError
     from advprior.export import export_prior
 
     try:
+        device = parse_device(args.device)
         meta = export_prior(
             args.model,
             args.output,
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             output_kind=args.output_kind,
             project=args.project,
             body=args.body,
-            device=args.device,
+            device=device,
             opset=args.opset,
             revision=args.revision,
             cache_dir=args.cache_dir,

@@ -125,9 +125,12 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"-n must be >= 0, got {args.num}")
     if args.png is not None and args.latent_only:
         return fail("--png needs poses; drop --latent-only")
+    from advprior.commands._device import parse_device
+
     try:
+        device = parse_device(args.device)
         model = load_pretrained(
-            args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device
+            args.model, revision=args.revision, cache_dir=args.cache_dir, device=device
         )
         pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
     except (AdvPriorError, ValueError) as err:
