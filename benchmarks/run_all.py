@@ -155,7 +155,9 @@ def render_versus_mlp(d: dict) -> list[str]:
         f"Device: {d.get('device', 'cpu')}. Machine load (1/5/15-min load average) before the",
         f"run: {load}; after: {load_after} on {d['machine']['logical_cpus']} logical CPUs",
         "(shared with other jobs, so absolute numbers are noisy; the ratios come from",
-        "interleaved rounds and are the figures to read). Goals: axis-angle throughput >="
+        "interleaved rounds and are the figures to read). Ratios are decode over MLP for",
+        "throughput (above 1 would be faster than the MLP alone) and decode over MLP for time.",
+        "Goals: axis-angle throughput >="
         f" {goals['axis_angle_throughput_ratio']}x the MLP's at batch {big}, rotation matrices"
         f" >= {goals['rotmat_throughput_ratio']}x, a batch-1 decode <="
         f" {goals['batch1_time_ratio']}x a bare MLP call (worst output kind), gradients to z"
@@ -244,7 +246,20 @@ def render_threads(r: dict) -> list[str]:
             if one is None or many is None:
                 continue
             lines.append(f"| {task} | {cond} | {one:.3f} | {many:.3f} | {many / one:.1f}x |")
-    lines.append("")
+    lines += [
+        "",
+        "**What to set.** torch starts one intra-op thread per core, and every op waits for all",
+        "of them: when another process takes a core, the thread on it is descheduled and the",
+        "others spin until it comes back, so each of the thousands of small ops of a fit pays a",
+        "scheduler time slice. On a shared or busy machine (other jobs, several worker",
+        "processes, a data loader or a training beside), and for small batches anywhere, call",
+        "`torch.set_num_threads(1)` at the start of the program, or start Python with",
+        "`OMP_NUM_THREADS=1 MKL_NUM_THREADS=1`, and run several processes for throughput;",
+        "for onnxruntime set `SessionOptions.intra_op_num_threads = 1` likewise. Keep torch's",
+        "default only for large batches on an otherwise idle machine, after measuring it there",
+        "(this table cannot show an idle machine: the 'as is' rows ran beside other jobs).",
+        "",
+    ]
     return lines
 
 
