@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -133,11 +134,30 @@ def versus_mlp(models: dict, big: int, device: torch.device, threads: int, secs:
         }
         met = {k: (v >= GOALS[k] if "throughput" in k else v <= GOALS[k])
                for k, v in goals.items()}
+        ops = {"mlp": count_ops(lambda f=mlp, z=z1: f(z))}
+        ops.update({kind: count_ops(lambda k=kind, m=model, z=z1: m.decode(z, output=k))
+                    for kind in OUTPUT_KINDS})
         out[name] = {"seconds": t, "ratios": ratios, "goals": goals, "goal_met": met,
-                     "onnxruntime": sessions.get("unavailable", "measured")}
+                     "ops_batch_1": ops, "onnxruntime": sessions.get("unavailable", "measured")}
         if not all(met.values()):
             out[name]["profile"] = profile_decode(model, z1, zb)
     return out
+
+
+def count_ops(fn: Callable[[], object]) -> int:
+    """Number of torch operator calls (aten dispatches, views included) that ``fn`` makes."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with torch.inference_mode(), Count():
+        fn()
+    return Count.calls
 
 
 def profile_decode(model: torch.nn.Module, z1: torch.Tensor, zb: torch.Tensor) -> dict:

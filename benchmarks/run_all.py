@@ -165,6 +165,24 @@ def render_versus_mlp(d: dict) -> list[str]:
         f" batch {big}, worst of axis-angle and rotation matrices).",
         "",
     ]
+    ops = v["runs"][0]["gan-s"].get("ops_batch_1")
+    counted = (f" (counted: {ops['axis_angle']} for an axis-angle decode, {ops['rotmat']} for"
+               f" rotation matrices, against the bare MLP's {ops['mlp']})") if ops else ""
+    lines += [
+        "Reading. At large batches the conversions run as ~100 elementwise kernels over",
+        "contiguous rows (the component kernels of `advprior.rotations`), a fraction of the",
+        "MLP's three matmuls. At batch 1 (21 rotations) every torch call costs about a",
+        "microsecond of dispatch whatever its size, and decoding makes many more calls than",
+        f"the MLP alone{counted}: input checks, the MLP, Gram-Schmidt, the guarded logarithm",
+        "and the layout changes. The profiles below show the time spread thinly over many",
+        "small ops, no single hot spot. Closing that gap needs one fused kernel (a",
+        "compiled extension or `torch.compile`), which this package does not ship. For",
+        "per-pose latency, run the exported file in onnxruntime (the onnxruntime rows), or",
+        "batch the poses. With more threads than free cores (the default-thread rows on this",
+        "busy machine) every op waits for a descheduled thread, which swamps all other costs:",
+        "see the thread section below.",
+        "",
+    ]
     for run in v["runs"]:
         threads = run["threads"]
         default = " (torch's default here)" if threads == v["default_threads"] else ""
