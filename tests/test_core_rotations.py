@@ -184,3 +184,19 @@ def test_prior_decode_follows_input_dtype(dtype: torch.dtype, output: str) -> No
     if output == "quat":  # q and -q: decode returns w >= 0 in both dtypes
         assert (out[..., 3] >= 0).all()
     assert torch.allclose(out.double(), exact, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vae_decode_and_sampling_follow_dtype(dtype: torch.dtype) -> None:
+    from advprior.baselines import VPoserVAE
+
+    torch.manual_seed(0)
+    vae = VPoserVAE().to(dtype).eval()
+    z = torch.randn(4, 32, dtype=dtype)
+    for output, shape in (("axis_angle", (4, 63)), ("rotmat", (4, 21, 3, 3)), ("quat", (4, 21, 4))):
+        out = vae.decode(z, output=output)
+        assert out.dtype == dtype and out.shape == shape
+    assert vae.sample(3, generator=torch.Generator().manual_seed(0)).dtype == dtype
+    prior = PosePrior().to(dtype).eval()
+    assert prior.sample(2, output="quat").dtype == dtype
+    assert prior.project(torch.randn(2, 32, dtype=dtype)).dtype == dtype
