@@ -156,7 +156,8 @@ def render_versus_mlp(d: dict) -> list[str]:
         f"run: {load}; after: {load_after} on {d['machine']['logical_cpus']} logical CPUs",
         "(shared with other jobs, so absolute numbers are noisy; the ratios come from",
         "interleaved rounds and are the figures to read). Ratios are decode over MLP for",
-        "throughput (above 1 would be faster than the MLP alone) and decode over MLP for time.",
+        "throughput and decode over MLP for time. Decode cannot be faster than the MLP it",
+        "contains: a throughput ratio above 1 shows how noisy a run on this machine is.",
         "Goals: axis-angle throughput >="
         f" {goals['axis_angle_throughput_ratio']}x the MLP's at batch {big}, rotation matrices"
         f" >= {goals['rotmat_throughput_ratio']}x, a batch-1 decode <="
