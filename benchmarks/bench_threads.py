@@ -26,8 +26,9 @@ BUSY_TIMEOUT_S = 600
 
 
 def busy_processes(n: int) -> list[subprocess.Popen]:
-    code = (f"import time\nend = time.time() + {BUSY_TIMEOUT_S}\n"
-            "while time.time() < end:\n    pass\n")
+    code = (
+        f"import time\nend = time.time() + {BUSY_TIMEOUT_S}\nwhile time.time() < end:\n    pass\n"
+    )
     return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
 
 
@@ -43,8 +44,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--iterations", type=int, default=10, help="fitting iterations")
-    p.add_argument("--busy", type=int, default=os.cpu_count() or 2,
-                   help="busy processes in the loaded condition (default: one per logical CPU)")
+    p.add_argument(
+        "--busy",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="busy processes in the loaded condition (default: one per logical CPU)",
+    )
     args = p.parse_args()
     torch.manual_seed(0)
     from advprior.fitting.benchmark import make_views, run_fitting
@@ -86,10 +91,16 @@ def main() -> None:
             finally:
                 stop(procs)
     result: dict = {
-        "benchmark": "threads", "weights": weights, "pose_source": source,
-        "frames": frames, "fit_iterations": iterations, "decode_batch": z.shape[0],
-        "default_threads": DEFAULT_THREADS, "busy_processes": args.busy,
-        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"), "rounds": rounds,
+        "benchmark": "threads",
+        "weights": weights,
+        "pose_source": source,
+        "frames": frames,
+        "fit_iterations": iterations,
+        "decode_batch": z.shape[0],
+        "default_threads": DEFAULT_THREADS,
+        "busy_processes": args.busy,
+        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        "rounds": rounds,
         "load_average_1min": {k: [v[0] for v in vs] for k, vs in load.items()},
         "median_seconds": {k: float(np.median(v)) for k, v in seconds.items()},
         "all_seconds": seconds,
@@ -102,7 +113,8 @@ def main() -> None:
                 med = result["median_seconds"]
                 ratios[f"{task} {condition}: {d} threads / 1 thread (time)"] = (
                     med[f"{task} | {condition} | {d} thread(s)"]
-                    / med[f"{task} | {condition} | 1 thread(s)"])
+                    / med[f"{task} | {condition} | 1 thread(s)"]
+                )
     result["ratios"] = ratios
     emit(result, args.out)
 
