@@ -161,15 +161,17 @@ def count_ops(fn: Callable[[], object]) -> int:
 
 
 def profile_decode(model: torch.nn.Module, z1: torch.Tensor, zb: torch.Tensor) -> dict:
-    """torch.profiler tables (self time per op) of axis-angle decode at batch 1 and large."""
+    """torch.profiler tables (self time per op): axis-angle decode at batch 1, axis-angle and
+    rotation-matrix decode at the large batch."""
     tables = {}
-    for label, z, reps in (("batch_1", z1, 200), (f"batch_{zb.shape[0]}", zb, 5)):
+    cases = (("axis_angle", z1, 200), ("axis_angle", zb, 5), ("rotmat", zb, 5))
+    for kind, z, reps in cases:
         with torch.inference_mode():
-            model.decode(z)
+            model.decode(z, output=kind)
             with torch.profiler.profile() as prof:
                 for _ in range(reps):
-                    model.decode(z)
-        tables[label] = {"calls": reps, "table": prof.key_averages().table(
+                    model.decode(z, output=kind)
+        tables[f"{kind}, batch {z.shape[0]}"] = {"calls": reps, "table": prof.key_averages().table(
             sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=28)}
     return tables
 

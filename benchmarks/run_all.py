@@ -233,7 +233,7 @@ def render_versus_mlp(d: dict) -> list[str]:
             if not prof:
                 continue
             missed = [k for k, ok in run[name]["goal_met"].items() if not ok]
-            lines += [f"Profile of {name} axis-angle decode at {threads} thread(s) (goal missed:"
+            lines += [f"Profiles of {name} decode at {threads} thread(s) (goal missed:"
                       f" {', '.join(missed)}), torch.profiler, self CPU time per op:", ""]
             for label, t in prof.items():
                 lines += [f"{label} ({t['calls']} calls):", "", "```", t["table"].rstrip(), "```",
