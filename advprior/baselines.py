@@ -25,10 +25,9 @@ from torch import nn
 
 from advprior.fileio import write_atomic
 from advprior.hub import PretrainedMixin
-from advprior.interface import Prior, body_joints, check_output, convert_rotmat
+from advprior.interface import Prior, body_joints, check_output
 from advprior.latent import LatentSpace, check_generator
-from advprior.rotations import rot6d_to_rotmat
-from advprior.skeleton import pad_hand_joints
+from advprior.prior import decode_6d, run_mlp
 from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 __all__ = ["VPoserVAE", "GMMPrior", "SMPLIFY_POSE_DIM"]
@@ -119,12 +118,14 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         self, z: torch.Tensor, output: str = "axis_angle", body: str = "smplx"
     ) -> torch.Tensor:
         """``(..., latent_dim)`` latents -> poses; ``output`` and ``body`` as in
-        :meth:`advprior.PosePrior.decode` (default ``(..., 63)`` axis-angle)."""
+        :meth:`advprior.PosePrior.decode` (default ``(..., 63)`` axis-angle), on ``z``'s device
+        and dtype (the model's must match). NaN/Inf latents give NaN/Inf poses (no exception)."""
         check_output(output)
         joints = body_joints(body)
         check_tensor(z, "z", self.latent_dim, finite=False)
-        rotmat = rot6d_to_rotmat(self.decoder(z).unflatten(-1, (self.num_joints, 6)))
-        return convert_rotmat(pad_hand_joints(rotmat, joints, rotmat=True), output)
+        flat, lead = flatten_batch_dims(z, -2)
+        out = decode_6d(run_mlp(self.decoder, flat), output, joints)
+        return unflatten_batch_dims(out, lead)
 
     def invert(self, body_pose: torch.Tensor, **options: Any) -> torch.Tensor:
         """The encoder's posterior mean ``(..., latent_dim)`` of poses ``(..., 63)``.

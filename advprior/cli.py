@@ -16,7 +16,7 @@ import sys
 import traceback
 
 # Each module registers its own sub-command; heavy imports happen inside the handlers.
-COMMANDS = ("sample", "data", "train", "fit", "eval")
+COMMANDS = ("sample", "data", "train", "fit", "eval", "export")
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPT = 1, 2, 130
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from advprior.hub import PretrainedMixin
@@ -23,11 +24,54 @@ from advprior.interface import (
     convert_rotmat,
 )
 from advprior.latent import LatentSpace, check_latent
-from advprior.rotations import rot6d_to_rotmat
-from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
-from advprior.tensors import flatten_batch_dims, unflatten_batch_dims
+from advprior.rotations import rot6d_to
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 
-__all__ = ["BODIES", "OUTPUTS", "LatentPose", "PosePrior", "convert_rotmat"]
+__all__ = ["BODIES", "OUTPUTS", "LatentPose", "PosePrior", "convert_rotmat", "decode_6d", "run_mlp"]
+
+# The identity rotation in 6D (first two columns, row-major): Gram-Schmidt maps it exactly to I.
+_IDENTITY_6D = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    # torch keeps hooks in these (private but long-stable) dicts; any hook means the layers
+    # must run as modules so that it fires.
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)``; in eval mode without hooks, its Linear / LeakyReLU / Dropout layers run as
+    functions: same numbers, but a module call costs ~3-5 us of Python per layer, as much as
+    the layer's own arithmetic at batch 1."""
+    if mlp.training or _has_hooks(mlp):
+        return mlp(x)
+    for layer in mlp:
+        if isinstance(layer, nn.Linear):
+            x = F.linear(x, layer.weight, layer.bias)
+        elif isinstance(layer, nn.LeakyReLU):
+            x = F.leaky_relu(x, layer.negative_slope)
+        elif not isinstance(layer, nn.Dropout):  # eval-mode dropout is the identity
+            x = layer(x)
+    return x
+
+
+def decode_6d(rot6d: torch.Tensor, output: str, joints: int) -> torch.Tensor:
+    """Network output ``(B, J0 * 6)`` -> ``output`` for ``joints`` joints (identity rotations
+    appended when ``joints > J0``, trailing joints dropped when fewer): ``"axis_angle"``
+    ``(B, joints * 3)``, ``"rotmat"`` ``(B, joints, 3, 3)``, ``"rot6d"`` ``(B, joints, 6)``,
+    ``"quat"`` ``(B, joints, 4)``. No input checks: callers validate once at their API."""
+    have = rot6d.shape[1] // 6
+    x = rot6d.reshape(rot6d.shape[0], have, 6)
+    if joints > have:
+        eye = torch.tensor(_IDENTITY_6D, dtype=x.dtype, device=x.device)
+        x = torch.cat([x, eye.expand(x.shape[0], joints - have, 6)], dim=1)
+    elif joints < have:
+        x = x[:, :joints]
+    out = rot6d_to(x, output)
+    return out.reshape(out.shape[0], joints * 3) if output == "axis_angle" else out
+
 
 
 class PosePrior(nn.Module, PretrainedMixin, Prior):
@@ -125,10 +169,14 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
                 f"z has dtype {z.dtype} but the prior's weights are {dtype}; "
                 f"convert one of them (z.to({dtype}) or prior.to({z.dtype}))"
             )
-        flat, lead = flatten_batch_dims(z, -2)
-        rotmat = rot6d_to_rotmat(self.generator(flat).unflatten(-1, (self.num_joints, 6)))
-        rotmat = pad_hand_joints(rotmat, joints, rotmat=True)
-        return convert_rotmat(unflatten_batch_dims(rotmat, lead), output)
+        return self._decode(z, output, joints)
+
+    def _decode(self, z: torch.Tensor, output: str, joints: int) -> torch.Tensor:
+        """:meth:`decode` without the input checks (for callers that made them already)."""
+        lead = z.shape[:-1]
+        rot6d = run_mlp(self.generator, z.reshape(-1, self.latent_dim))
+        out = decode_6d(rot6d, output, joints)
+        return out.reshape(*lead, *out.shape[1:])
 
     # -- latent space -------------------------------------------------------------------------
 
@@ -141,7 +189,11 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         body: str = "smplx",
     ) -> torch.Tensor:
         """``n`` random poses: :meth:`decode` of :meth:`sample_latent` (shapes as in ``decode``)."""
-        return self.decode(self.sample_latent(n, generator=generator), output=output, body=body)
+        check_output(output)
+        joints = body_joints(body)
+        # decode's own path (projection included), so sample(n) == decode(sample_latent(n))
+        z = self.project(self.sample_latent(n, generator=generator))
+        return self._decode(z, output, joints)
 
     def typical_latent(self) -> torch.Tensor:
         """The latent ``(D,)`` of a typical pose, a pure function of the weights

@@ -1,12 +1,21 @@
-"""Rotation conversions on batched tensors, thin wrappers over ``roma``.
+"""Rotation conversions on batched tensors, written for the decode hot path.
 
 Conventions (all functions accept any leading batch shape ``...``):
 
-- axis-angle (rotation vector): ``(..., 3)``, radians, direction = axis.
-- rotation matrix: ``(..., 3, 3)``, acting on column vectors.
+- axis-angle (rotation vector): ``(..., 3)``, radians, direction = axis, angle in ``[0, pi]``.
+- rotation matrix: ``(..., 3, 3)``, acting on column vectors, row-major in memory.
 - 6D: ``(..., 6)``, the first two *columns* of the rotation matrix, flattened row-major from the
   ``(3, 2)`` block (the layout of Zhou et al. 2019 and VPoser's decoder). Decoded by Gram-Schmidt.
-- quaternion: ``(..., 4)`` in roma's and SciPy's ``(x, y, z, w)`` order, unit norm.
+- quaternion: ``(..., 4)`` in roma's and SciPy's ``(x, y, z, w)`` order, unit norm, ``w >= 0``.
+
+Speed: the conversions from 6D and from matrices work on a *planar* layout (one contiguous row
+per matrix entry, ``(9, N)``), so that every step is one elementwise kernel over ``N`` numbers;
+torch's reductions over a trailing dimension of size 3 are an order of magnitude slower. The
+6D outputs go straight to axis-angle and quaternions by closed forms (no detour through a second
+representation). Angles come from ``atan2(|skew|, trace - 1)``, accurate over ``[0, pi]``; the
+axis near ``pi`` comes from the symmetric part of the matrix. Every branch is evaluated on
+guarded (finite) values, so gradients are finite everywhere, also at the identity and at ``pi``.
+These functions check shapes only; the public model APIs validate their inputs once.
 """
 
 from __future__ import annotations
@@ -14,22 +23,263 @@ from __future__ import annotations
 import roma
 import torch
 
+# Below this angle theta / (2 sin theta) is taken as 1/2: the next term, theta^2 / 12 < 1e-17,
+# is below float64's eps, and the quotient's gradient would cancel catastrophically (or its
+# 1/s^2 underflow in float32) as theta -> 0.
+_SMALL_ANGLE = 1e-8
+# At and above this many rotations the "component" kernels are faster than the "vector" ones
+# (measured crossover ~1-2k rotations on one CPU thread; both are within 1.5x around it).
+_COMPONENT_MIN = 1024
 
-def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
-    """Gram-Schmidt a 6D representation ``(..., 6)`` into a rotation matrix ``(..., 3, 3)``.
+
+def _log_map_linear() -> tuple[list[list[float]], list[list[float]]]:
+    """``(L, c)`` with ``L @ p + c`` the linear parts of the logarithm of planar matrices ``p``
+    ``(9, N)`` (``R[i, j]`` at row ``3 i + j``): rows 0-2 the skew part ``v = (R21 - R12, R02 -
+    R20, R10 - R01)``, row 3 ``trace - 1``, rows 4-12 the symmetric part ``B = R + R^T - (trace
+    - 1) I`` (symmetric, so rows ``4 + 3 k ..`` are its column ``k``), rows 13-15 its diagonal."""
+
+    def row(*terms: tuple[int, float]) -> list[float]:
+        r = [0.0] * 9
+        for idx, coef in terms:
+            r[idx] += coef
+        return r
+
+    trace = ((0, 1.0), (4, 1.0), (8, 1.0))
+    rows = [row((7, 1.0), (5, -1.0)), row((2, 1.0), (6, -1.0)), row((3, 1.0), (1, -1.0))]
+    rows.append(row(*trace))
+    for k in range(3):
+        for i in range(3):
+            if i == k:
+                rows.append(row((4 * k, 2.0), *((t, -c) for t, c in trace)))
+            else:
+                rows.append(row((3 * i + k, 1.0), (3 * k + i, 1.0)))
+    rows += [list(rows[4 + 4 * k]) for k in range(3)]
+    const = [0.0, 0.0, 0.0, -1.0] + [float(i == k) for k in range(3) for i in range(3)]
+    return rows, [[c] for c in const + [1.0, 1.0, 1.0]]
+
+
+_LOG_L, _LOG_C = _log_map_linear()
+_CONSTANTS: dict[str, object] = {
+    "L": _LOG_L,
+    "c": _LOG_C,
+    # one-hot matrices: a product with them moves rows to columns far faster than a strided copy
+    # and is exact (x * 1 + 0 * y + ... is x); the 6D permutation puts columns a, b first.
+    "half": 0.5,
+    "perm6": [[float(k == (2 * r if r < 3 else 2 * r - 5)) for k in range(6)] for r in range(6)],
+    **{f"eye{n}": [[float(i == j) for j in range(n)] for i in range(n)] for n in (3, 4, 6, 9)},
+}
+_CONST_CACHE: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _const(name: str, like: torch.Tensor) -> torch.Tensor:
+    """A small constant tensor on ``like``'s dtype and device, built once per pair (building a
+    tensor costs more than a whole small kernel on the hot path)."""
+    key = (name, like.dtype, like.device)
+    value = _CONST_CACHE.get(key)
+    if value is None:
+        # Outside inference mode, so the constant can also serve autograd-tracked calls.
+        with torch.inference_mode(False):
+            value = torch.tensor(_CONSTANTS[name], dtype=like.dtype, device=like.device)
+        _CONST_CACHE[key] = value
+    return value
+
+
+def _check_last(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (..., {shape}), got {type(x)}")
+    if x.ndim < len(shape) or tuple(x.shape[x.ndim - len(shape) :]) != shape:
+        dims = ", ".join(str(d) for d in shape)
+        raise ValueError(f"{name} must have shape (..., {dims}), got {tuple(x.shape)}")
+
+
+# -- planar kernels ---------------------------------------------------------------------------
+#
+# Every kernel works on a planar layout, one row per coordinate: ``(6, N)`` for 6D, ``(9, N)``
+# for matrices (``R[i, j]`` at row ``3 i + j``). Two implementations of each step, picked by N:
+# for few rotations every torch call costs ~1 us whatever its size, so the "vector" kernels
+# use the fewest calls ((3, N) blocks, one matmul for all linear parts); for many, the
+# "component" kernels work on contiguous (N,) rows, which stay in cache and vectorise (there a
+# (3, N) op is ~9x slower per element, and argmax, gather, vector_norm over the leading
+# dimension and torch.where are 10-50x slower than an elementwise kernel).
+
+
+def _planar_6d(x6: torch.Tensor) -> torch.Tensor:
+    """``(..., 6)`` -> ``(6, N)``: rows ``a_0, a_1, a_2, b_0, b_1, b_2`` (the two 6D columns)."""
+    x2d = x6.reshape(-1, 6)
+    return torch.mm(_const("perm6", x2d), x2d.t())
+
+
+def _to_planar(rotmat: torch.Tensor) -> torch.Tensor:
+    r2d = rotmat.reshape(-1, 9)
+    return torch.mm(_const("eye9", r2d), r2d.t())
+
+
+def _from_planar(p: torch.Tensor, lead: torch.Size, tail: tuple[int, ...]) -> torch.Tensor:
+    return torch.mm(p.t(), _const(f"eye{p.shape[0]}", p)).reshape(*lead, *tail)
+
+
+def _dot3(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return torch.addcmul(torch.addcmul(a[0] * b[0], a[1], b[1]), a[2], b[2])
+
+
+def _gram_schmidt(ab: torch.Tensor) -> torch.Tensor:
+    """Planar 6D ``(6, N)`` -> planar rotation matrices ``(9, N)``.
 
     The second column is projected twice ("twice is enough"): when the two 6D columns are
     nearly parallel, as an untrained network emits them, one float32 pass (roma's
     ``special_gramschmidt``) leaves ~3e-5 in ``R R^T - I``; the second brings it to ~3e-7 at the
-    same cost.
+    same cost. A zero column gives zeros instead of NaN (clamped norms).
     """
-    cols = x.reshape(*x.shape[:-1], 3, 2)
-    a, b = cols[..., 0], cols[..., 1]
-    e1 = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    e2 = b - (e1 * b).sum(-1, keepdim=True) * e1
-    e2 = e2 - (e1 * e2).sum(-1, keepdim=True) * e1
-    e2 = e2 / e2.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return torch.stack((e1, e2, torch.linalg.cross(e1, e2, dim=-1)), dim=-1)
+    if ab.shape[1] < _COMPONENT_MIN:
+        a, b = ab.view(2, 3, -1).unbind(0)
+        e1 = a / torch.linalg.vector_norm(a, dim=0).clamp_min(1e-12)
+        e2 = torch.addcmul(b, e1, torch.linalg.vecdot(e1, b, dim=0), value=-1.0)
+        e2 = torch.addcmul(e2, e1, torch.linalg.vecdot(e1, e2, dim=0), value=-1.0)
+        e2 = e2 / torch.linalg.vector_norm(e2, dim=0).clamp_min(1e-12)
+        e3 = torch.linalg.cross(e1, e2, dim=0)
+        return torch.stack((e1, e2, e3), dim=1).view(9, -1)  # [i, j] = e_j[i]
+    rows = ab.unbind(0)
+    a, b = rows[0:3], rows[3:6]
+    inv = torch.rsqrt(_dot3(a, a).clamp_min(1e-24))
+    e1 = tuple(ai * inv for ai in a)
+    for _ in range(2):
+        d = _dot3(e1, b)
+        b = tuple(torch.addcmul(bi, ei, d, value=-1.0) for bi, ei in zip(b, e1, strict=True))
+    inv = torch.rsqrt(_dot3(b, b).clamp_min(1e-24))
+    e2 = tuple(bi * inv for bi in b)
+    e3 = tuple(
+        torch.addcmul(e1[i] * e2[j], e1[j], e2[i], value=-1.0) for i, j in ((1, 2), (2, 0), (0, 1))
+    )
+    return torch.stack([e[i] for i in range(3) for e in (e1, e2, e3)])
+
+
+# The logarithm of R (angle theta, unit axis n) in closed form:
+#   cos2 = trace - 1 = 2 cos(theta), v = skew part = 2 sin(theta) n, sin2 = |v|,
+#   theta = atan2(sin2, cos2), accurate over [0, pi].
+# Below pi/2 the axis is v / sin2. Near pi v vanishes and is all rounding, so above pi/2 the
+# axis comes from w = v + s B[:, k]: B = R + R^T - cos2 I = 2 (1 - cos) n n^T, k its largest
+# diagonal entry (|n_k| >= 1/sqrt(3)), s = +-1 signing B[:, k] = 2 (1 - cos) n_k n like v. Both
+# terms point along n, so |w| >= 2 for theta >= pi/2 and w / |w| is accurate up to pi. Each
+# branch is computed on guarded (clamped) values everywhere, so the side a select drops has a
+# finite gradient and the select's zero gradient stays zero.
+
+
+def _log_vector(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    lin = torch.addmm(_const("c", p), _const("L", p), p)  # (16, N), see _log_map_linear
+    v, cos2, b, diag = lin.split((3, 1, 9, 3))
+    k = diag.argmax(0).view(1, 1, -1)
+    col = b.view(3, 3, -1).gather(0, k.expand(1, 3, -1)).squeeze(0)  # B[:, k]
+    col = torch.where(torch.linalg.vecdot(v, col, dim=0) >= 0, col, -col)
+    w = v + col
+    w_hat = w / torch.linalg.vector_norm(w, dim=0).clamp_min(1.0)
+    sin2 = torch.linalg.vector_norm(v, dim=0)  # its gradient at 0 is 0, not NaN
+    return cos2.squeeze(0), sin2, torch.atan2(sin2, cos2.squeeze(0)), v, w_hat
+
+
+def _log_components(p: torch.Tensor) -> tuple[object, ...]:
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = p.unbind(0)
+    v = (r21 - r12, r02 - r20, r10 - r01)
+    cos2 = (r00 + r11 + r22) - 1.0
+    neg_cos2 = -cos2
+    s01, s02, s12 = r01 + r10, r02 + r20, r12 + r21
+    q0, q1, q2 = (torch.add(neg_cos2, r, alpha=2.0) for r in (r00, r11, r22))  # B_kk
+    # the largest diagonal entry by comparisons, the selects by lerp with a 0/1 weight (exact)
+    m1 = (r11 > r00).to(p.dtype)
+    m2 = (r22 > torch.maximum(r00, r11)).to(p.dtype)
+    col = tuple(
+        torch.lerp(torch.lerp(c0, c1, m1), c2, m2)
+        for c0, c1, c2 in ((q0, s01, s02), (s01, q1, s12), (s02, s12, q2))
+    )
+    sign = (_dot3(v, col) >= 0).to(p.dtype).mul(2.0).sub(1.0)
+    w = tuple(torch.addcmul(vi, ci, sign) for vi, ci in zip(v, col, strict=True))
+    inv = torch.rsqrt(_dot3(w, w).clamp_min(1.0))
+    w_hat = tuple(wi * inv for wi in w)
+    # sqrt of a clamped square: its gradient at v = 0 is 0, not NaN
+    sin2 = torch.sqrt(_dot3(v, v).clamp_min(torch.finfo(p.dtype).tiny))
+    return cos2, sin2, torch.atan2(sin2, cos2), v, w_hat
+
+
+def _blend(
+    mask: torch.Tensor, a: object, scale_a: torch.Tensor, b: object, scale_b: torch.Tensor
+) -> torch.Tensor:
+    """Planar ``a * scale_a`` where ``mask`` else ``b * scale_b``."""
+    if isinstance(a, torch.Tensor):
+        return torch.where(mask, a * scale_a, b * scale_b)
+    m = mask.to(scale_a.dtype)  # lerp is exact at weights 0 and 1, and ~10x faster than where
+    return torch.stack(
+        [torch.lerp(bi * scale_b, ai * scale_a, m) for ai, bi in zip(a, b, strict=True)]
+    )
+
+
+def _axis_angle_planar(p: torch.Tensor) -> torch.Tensor:
+    """Planar matrices ``(9, N)`` -> planar rotation vectors ``(3, N)``."""
+    small = p.shape[1] < _COMPONENT_MIN
+    cos2, sin2, theta, v, w_hat = (_log_vector if small else _log_components)(p)
+    # theta n = v * theta / (2 sin theta) below pi/2: atan2(s, c) / s is smooth in s
+    quotient = theta / sin2.clamp_min(_SMALL_ANGLE)
+    tiny = theta < _SMALL_ANGLE
+    # (a cached 0-d tensor: a Python 0.5 costs torch.where two dtype conversions per call)
+    half = _const("half", p)
+    if small:
+        factor = torch.where(tiny, half, quotient)
+    else:
+        factor = torch.lerp(quotient, half.expand_as(quotient), tiny.to(p.dtype))
+    return _blend(cos2 > 0, v, factor, w_hat, theta)
+
+
+def _quat_planar(p: torch.Tensor) -> torch.Tensor:
+    """Planar matrices ``(9, N)`` -> planar quaternions ``(4, N)``, ``(x, y, z, w)``, ``w >= 0``."""
+    small = p.shape[1] < _COMPONENT_MIN
+    cos2, _, theta, v, w_hat = (_log_vector if small else _log_components)(p)
+    half = 0.5 * theta
+    half_cos = torch.cos(half)
+    # below pi/2: sin(theta/2) n = v / (4 cos(theta/2)), exact and smooth at the identity;
+    # there 4 cos(theta/2) > 2.8, and the clamp only keeps the other side finite near pi
+    xyz = _blend(
+        cos2 > 0, v, torch.reciprocal((4.0 * half_cos).clamp_min(1.0)), w_hat, torch.sin(half)
+    )
+    return torch.cat((xyz, half_cos[None]), dim=0)
+
+
+# -- public conversions -----------------------------------------------------------------------
+
+
+def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
+    """Gram-Schmidt a 6D representation ``(..., 6)`` into a rotation matrix ``(..., 3, 3)``.
+
+    The second column is projected twice, so the result is orthonormal to ~3e-7 in float32 even
+    for nearly parallel columns (one pass, as in roma's ``special_gramschmidt``, leaves ~3e-5).
+    """
+    _check_last(x, (6,), "x")
+    return _from_planar(_gram_schmidt(_planar_6d(x)), x.shape[:-1], (3, 3))
+
+
+def rot6d_to(x: torch.Tensor, output: str) -> torch.Tensor:
+    """6D ``(..., 6)`` to ``output`` by the shortest route: ``"rotmat"`` ``(..., 3, 3)``,
+    ``"axis_angle"`` ``(..., 3)``, ``"quat"`` ``(..., 4)`` or ``"rot6d"`` ``(..., 6)`` (the
+    first two columns of the orthonormalised matrix)."""
+    _check_last(x, (6,), "x")
+    p = _gram_schmidt(_planar_6d(x))
+    lead = x.shape[:-1]
+    if output == "rotmat":
+        return _from_planar(p, lead, (3, 3))
+    if output == "axis_angle":
+        return _from_planar(_axis_angle_planar(p), lead, (3,))
+    if output == "quat":
+        return _from_planar(_quat_planar(p), lead, (4,))
+    if output == "rot6d":
+        return _from_planar(p.reshape(3, 3, -1)[:, :2].reshape(6, -1), lead, (6,))
+    raise ValueError(f"output must be 'rotmat', 'axis_angle', 'quat' or 'rot6d', got {output!r}")
+
+
+def rot6d_to_axis_angle(x: torch.Tensor) -> torch.Tensor:
+    """6D ``(..., 6)`` to rotation vectors ``(..., 3)`` (radians, angle in ``[0, pi]``)."""
+    return rot6d_to(x, "axis_angle")
+
+
+def rot6d_to_quat(x: torch.Tensor) -> torch.Tensor:
+    """6D ``(..., 6)`` to unit quaternions ``(..., 4)``, ``(x, y, z, w)``, ``w >= 0``."""
+    return rot6d_to(x, "quat")
 
 
 def rotmat_to_rot6d(rotmat: torch.Tensor) -> torch.Tensor:
@@ -43,13 +293,20 @@ def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
 
 
 def rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, 3)`` matrices to ``(..., 3)`` rotation vectors, angle in ``[0, pi]``."""
-    return roma.rotmat_to_rotvec(rotmat)
+    """``(..., 3, 3)`` matrices to ``(..., 3)`` rotation vectors, angle in ``[0, pi]``.
+
+    Closed form: ``theta = atan2(|v|, trace - 1)`` with ``v`` the skew part; the axis is ``v``
+    below ``pi/2`` and comes from the symmetric part above, so angles near ``pi`` keep full
+    accuracy; exact series at the identity; finite gradients everywhere.
+    """
+    _check_last(rotmat, (3, 3), "rotmat")
+    return _from_planar(_axis_angle_planar(_to_planar(rotmat)), rotmat.shape[:-2], (3,))
 
 
 def rotmat_to_quat(rotmat: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, 3)`` matrices to unit quaternions ``(..., 4)``, ``(x, y, z, w)`` order."""
-    return roma.rotmat_to_unitquat(rotmat)
+    """``(..., 3, 3)`` matrices to unit quaternions ``(..., 4)``, ``(x, y, z, w)``, ``w >= 0``."""
+    _check_last(rotmat, (3, 3), "rotmat")
+    return _from_planar(_quat_planar(_to_planar(rotmat)), rotmat.shape[:-2], (4,))
 
 
 def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="dataset .npz for real poses (synthetic poses if missing)")
@@ -69,7 +70,44 @@ def time_call(fn: Callable[[], object], *, min_seconds: float = 0.5, repeats: in
             "calls_per_round": calls, "rounds": repeats}
 
 
-def load_priors(names: tuple[str, ...] = ("gan-s", "vae", "gmm")) -> tuple[dict, dict]:
+def time_interleaved(variants: dict[str, Callable[[], object]], *, min_seconds: float = 0.2,
+                     rounds: int = 7) -> dict[str, dict[str, float]]:
+    """Seconds per call of each variant, measured in turns: round r times every variant once
+    (each for about ``min_seconds``) before round r + 1 starts, so a change in the machine's
+    load hits all variants alike. Returns the median and best round per variant."""
+    calls = {}
+    for name, fn in variants.items():
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        calls[name] = int(min(10_000, max(1, min_seconds / max(time.perf_counter() - t0, 1e-7))))
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            seconds[name].append((time.perf_counter() - t0) / calls[name])
+    return {name: {"median_s": float(np.median(s)), "best_s": float(min(s)),
+                   "calls_per_round": calls[name], "rounds": rounds}
+            for name, s in seconds.items()}
+
+
+def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``fn`` followed by a device synchronisation (CUDA work is asynchronous)."""
+    if device.type != "cuda":
+        return fn
+
+    def call() -> object:
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return call
+
+
+def load_priors(names: tuple[str, ...] = ("gan-s", "vae", "gmm"),
+                device: str = "cpu") -> tuple[dict, dict]:
     """The shipped priors by alias; an alias that is not available yet is replaced by an
     untrained model of the same architecture (same speed, meaningless accuracy), and says so.
 
@@ -85,7 +123,7 @@ def load_priors(names: tuple[str, ...] = ("gan-s", "vae", "gmm")) -> tuple[dict,
         except (FileNotFoundError, ValueError, OSError) as err:
             models[name] = _untrained(name)
             weights[name] = f"untrained stand-in ({type(err).__name__})"
-        models[name].eval()
+        models[name].eval().to(device)
         for p in models[name].parameters():
             p.requires_grad_(False)
     return models, weights

@@ -18,7 +18,7 @@ from advprior.fileio import write_text_atomic
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-BENCHMARKS = ("decode", "inversion", "fitting", "training")
+BENCHMARKS = ("decode", "inversion", "fitting", "training", "threads")
 
 
 def _fmt(x: float, digits: int = 0) -> str:
@@ -81,6 +81,10 @@ def render(results: dict[str, dict], command: str) -> str:
             f" {_fmt(it['vae_linear_path_poses_per_s'])} poses/s; GMM: {it['gmm']}.",
             "",
         ]
+    if "decode" in results and "versus_mlp" in results["decode"]:
+        lines += render_versus_mlp(results["decode"])
+    if "threads" in results:
+        lines += render_threads(results["threads"])
     if "inversion" in results:
         r = results["inversion"]
         lines += [
@@ -134,6 +138,148 @@ def render(results: dict[str, dict], command: str) -> str:
         lines += [f"| {b} | {k} | {v:.2f} |" for b, k, v in ratios]
         lines.append("")
     return "\n".join(lines)
+
+
+def render_versus_mlp(d: dict) -> list[str]:
+    v = d["versus_mlp"]
+    big = d["batch_large"]
+    goals = v["goals"]
+    load = ", ".join(f"{x:.1f}" for x in v["load_average_before"])
+    load_after = ", ".join(f"{x:.1f}" for x in v["load_average_after"])
+    lines = [
+        "## Decode next to the bare MLP",
+        "",
+        "The decoder MLP alone (`prior.generator(z)`, the VAE's `decoder(z)`) against the full",
+        "`decode(z, output=...)` (input checks, MLP, 6D -> rotations), same model, same thread",
+        "count, in inference mode; every variant timed in turns, 9 rounds, median reported.",
+        f"Device: {d.get('device', 'cpu')}. Machine load (1/5/15-min load average) before the",
+        f"run: {load}; after: {load_after} on {d['machine']['logical_cpus']} logical CPUs",
+        "(shared with other jobs, so absolute numbers are noisy; the ratios come from",
+        "interleaved rounds and are the figures to read). Ratios are decode over MLP for",
+        "throughput and decode over MLP for time. Decode cannot be faster than the MLP it",
+        "contains: a throughput ratio above 1 shows how noisy a run on this machine is.",
+        "Goals: axis-angle throughput >="
+        f" {goals['axis_angle_throughput_ratio']}x the MLP's at batch {big}, rotation matrices"
+        f" >= {goals['rotmat_throughput_ratio']}x, a batch-1 decode <="
+        f" {goals['batch1_time_ratio']}x a bare MLP call (worst output kind), gradients to z"
+        f" through decode <= {goals['gradient_time_ratio']}x the MLP's (forward + backward,"
+        f" batch {big}, worst of axis-angle and rotation matrices).",
+        "",
+    ]
+    ops = v["runs"][0]["gan-s"].get("ops_batch_1")
+    counted = (f" (counted: {ops['axis_angle']} for an axis-angle decode, {ops['rotmat']} for"
+               f" rotation matrices, against the bare MLP's {ops['mlp']})") if ops else ""
+    lines += [
+        "Reading. At large batches the conversions run as ~100 elementwise kernels over",
+        "contiguous rows (the component kernels of `advprior.rotations`), a fraction of the",
+        "MLP's three matmuls. At batch 1 (21 rotations) every torch call costs about a",
+        "microsecond of dispatch whatever its size, and decoding makes many more calls than",
+        f"the MLP alone{counted}: input checks, the MLP, Gram-Schmidt, the guarded logarithm",
+        "and the layout changes. The profiles below show the time spread thinly over many",
+        "small ops, no single hot spot. Closing that gap needs one fused kernel (a",
+        "compiled extension or `torch.compile`), which this package does not ship. For",
+        "per-pose latency, run the exported file in onnxruntime (the onnxruntime rows), or",
+        "batch the poses. With more threads than free cores (the default-thread rows on this",
+        "busy machine) every op waits for a descheduled thread, which swamps all other costs:",
+        "see the thread section below.",
+        "",
+    ]
+    for run in v["runs"]:
+        threads = run["threads"]
+        default = " (torch's default here)" if threads == v["default_threads"] else ""
+        lines += [f"### {threads} thread(s){default}", "",
+                  "| model | MLP poses/s batch " + str(big) + " | axis-angle | rotmat | quat |"
+                  " rot6d | MLP us batch 1 | axis-angle | rotmat | quat | rot6d |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name in ("gan-s", "vae"):
+            s = run[name]["seconds"]
+            cells = [_fmt(big / s[f"mlp b{big}"]["median_s"])]
+            cells += [_fmt(big / s[f"{k} b{big}"]["median_s"])
+                      for k in ("axis_angle", "rotmat", "quat", "rot6d")]
+            cells += [f"{1e6 * s['mlp b1']['median_s']:.0f}"]
+            cells += [f"{1e6 * s[f'{k} b1']['median_s']:.0f}"
+                      for k in ("axis_angle", "rotmat", "quat", "rot6d")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "| model | goal | measured | goal | met |", "|---|---|---:|---:|---|"]
+        for name in ("gan-s", "vae"):
+            r = run[name]
+            for key, value in r["goals"].items():
+                sense = ">=" if "throughput" in key else "<="
+                lines.append(f"| {name} | {key.replace('_', ' ')} | {value:.2f} |"
+                             f" {sense} {goals[key]} | {'yes' if r['goal_met'][key] else 'NO'} |")
+        lines += ["", "| model | batch | PyTorch decode | onnxruntime (exported file) | ratio |",
+                  "|---|---:|---:|---:|---:|"]
+        for name in ("gan-s", "vae"):
+            s = run[name]["seconds"]
+            for kind in ("axis_angle", "rotmat"):
+                for batch in (1, big):
+                    key = f"onnxruntime {kind} b{batch}"
+                    if key not in s:
+                        continue
+                    pt, ort = s[f"{kind} b{batch}"]["median_s"], s[key]["median_s"]
+                    lines.append(f"| {name} {kind} | {batch} | {_fmt(batch / pt)} poses/s |"
+                                 f" {_fmt(batch / ort)} poses/s | {pt / ort:.2f}x |")
+        lines += ["", "Gradient to z (forward + backward), time relative to the bare MLP's:", "",
+                  "| model | batch | axis-angle | rotmat |", "|---|---:|---:|---:|"]
+        for name in ("gan-s", "vae"):
+            rat = run[name]["ratios"]
+            for batch in (1, big):
+                aa = rat[f"axis_angle grad b{batch} time ratio"]
+                rm = rat[f"rotmat grad b{batch} time ratio"]
+                lines.append(f"| {name} | {batch} | {aa:.2f}x | {rm:.2f}x |")
+        lines.append("")
+        for name in ("gan-s", "vae"):
+            prof = run[name].get("profile")
+            if not prof:
+                continue
+            missed = [k for k, ok in run[name]["goal_met"].items() if not ok]
+            lines += [f"Profiles of {name} decode at {threads} thread(s) (goal missed:"
+                      f" {', '.join(missed)}), torch.profiler, self CPU time per op:", ""]
+            for label, t in prof.items():
+                lines += [f"{label} ({t['calls']} calls):", "", "```", t["table"].rstrip(), "```",
+                          ""]
+    return lines
+
+
+def render_threads(r: dict) -> list[str]:
+    med = r["median_seconds"]
+    d = r["default_threads"]
+    lines = [
+        "## Threads on a busy machine",
+        "",
+        f"A batched fit (`fit_keypoints`, GAN-S, {r['frames']} frames, {r['fit_iterations']}"
+        f" iterations) and a batch-{r['decode_batch']} decode, at 1 thread and at torch's"
+        f" default ({d} here), with the machine as it is (1-min load average"
+        f" {min(r['load_average_1min']['as is']):.1f}-{max(r['load_average_1min']['as is']):.1f})"
+        f" and with {r['busy_processes']} extra busy processes (load"
+        f" {min(r['load_average_1min']['busy']):.1f}-{max(r['load_average_1min']['busy']):.1f});"
+        f" median of {r['rounds']} interleaved rounds, seconds per call.",
+        "",
+        "| task | machine | 1 thread | " + f"{d} threads | {d} threads / 1 thread |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for task in ("fit", "decode"):
+        for cond in ("as is", "busy"):
+            one = med.get(f"{task} | {cond} | 1 thread(s)")
+            many = med.get(f"{task} | {cond} | {d} thread(s)")
+            if one is None or many is None:
+                continue
+            lines.append(f"| {task} | {cond} | {one:.3f} | {many:.3f} | {many / one:.1f}x |")
+    lines += [
+        "",
+        "**What to set.** torch starts one intra-op thread per core, and every op waits for all",
+        "of them: when another process takes a core, the thread on it is descheduled and the",
+        "others spin until it comes back, so each of the thousands of small ops of a fit pays a",
+        "scheduler time slice. On a shared or busy machine (other jobs, several worker",
+        "processes, a data loader or a training beside), and for small batches anywhere, call",
+        "`torch.set_num_threads(1)` at the start of the program, or start Python with",
+        "`OMP_NUM_THREADS=1 MKL_NUM_THREADS=1`, and run several processes for throughput;",
+        "for onnxruntime set `SessionOptions.intra_op_num_threads = 1` likewise. Keep torch's",
+        "default only for large batches on an otherwise idle machine, after measuring it there",
+        "(this table cannot show an idle machine: the 'as is' rows ran beside other jobs).",
+        "",
+    ]
+    return lines
 
 
 def main() -> int:

@@ -154,3 +154,16 @@ def test_outputs_honour_the_umask(ckpt: Path, tmp_path: Path) -> None:
         os.umask(old)
     for path in (out, *(tmp_path / "saved").iterdir()):
         assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_device_option(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "d.npz"
+    assert (
+        main(["sample", "--model", str(ckpt), "-n", "2", "--device", "cpu", "--out", str(out)]) == 0
+    )
+    assert np.allclose(np.load(out)["body_pose"], _expected(ckpt, 2, 0)[0])
+    assert main(["sample", "--model", str(ckpt), "--device", "gpu0", "--out", str(out)]) == 2
+    assert "not a torch device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["sample", "--model", str(ckpt), "--device", "cuda", "--out", str(out)]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err

@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("advprior.data",)),
     ("weights", ("advprior.hub",)),
     ("prior", ("advprior.interface", "advprior.inversion", "advprior.prior", "advprior.baselines")),
-    ("use", ("advprior.fitting", "advprior.head", "advprior.compat")),
+    ("use", ("advprior.fitting", "advprior.head", "advprior.compat", "advprior.export")),
     ("eval", ("advprior.eval",)),
     ("train", ("advprior.train",)),
     ("cli", ("advprior.commands", "advprior.cli", "advprior")),

@@ -110,9 +110,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-n must be >= 0, got {args.num}")
     if args.png is not None and args.latent_only:
         raise UsageError("--png needs poses; drop --latent-only")
+    from advprior.commands._device import parse_device
+
     model = as_prior(
         load_pretrained(
-            args.model, revision=args.revision, cache_dir=args.cache_dir, device=args.device
+            args.model,
+            revision=args.revision,
+            cache_dir=args.cache_dir,
+            device=parse_device(args.device),
         )
     )
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)

@@ -1,0 +1,79 @@
+"""``advprior export``: write a prior's decoder (z -> pose) as an ONNX or TorchScript file.
+
+The file takes ``z`` ``(batch, D)`` float32 and returns the pose in ``--output-kind``; its
+metadata (alias, weights sha256, latent kind, joint order, output kind, advprior version) is
+stored inside it. See docs/deploy.md for running it from C++ or JavaScript.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a prior's decoder to ONNX or TorchScript",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        default="gan-s",
+        help="manifest alias (gan-s, gan-u, gan-n, vae), checkpoint directory or Hub repo id "
+        "(default: gan-s)",
+    )
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--output", type=Path, required=True, help="the file to write")
+    p.add_argument(
+        "--output-kind",
+        choices=("axis_angle", "rotmat", "rot6d", "quat"),
+        default="axis_angle",
+        help="pose representation the file returns (default: axis_angle)",
+    )
+    p.add_argument(
+        "--project",
+        action="store_true",
+        help="project z onto the latent space (sphere / cube) inside the graph",
+    )
+    p.add_argument("--body", choices=("smplx", "smplh", "smpl"), default="smplx")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--revision", default=None, help="Hub revision for a repo id")
+    p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache directory")
+    p.add_argument("--device", default="cpu", help="torch device to trace on (default: cpu)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from advprior.commands._device import parse_device
+    from advprior.errors import AdvPriorError
+    from advprior.export import export_prior
+
+    device = parse_device(args.device)
+    try:
+        meta = export_prior(
+            args.model,
+            args.output,
+            format=args.format,
+            output_kind=args.output_kind,
+            project=args.project,
+            body=args.body,
+            device=device,
+            opset=args.opset,
+            revision=args.revision,
+            cache_dir=args.cache_dir,
+        )
+    except (TypeError, ImportError) as err:
+        # a prior without a latent, or the optional ``export`` extra missing: one line, exit 1
+        raise AdvPriorError(str(err)) from err
+    shape = ", ".join(str(d) for d in meta["output_shape"])
+    print(
+        f"{args.model} ({meta['model_type']}, latent {meta['latent']}, D={meta['latent_dim']}) "
+        f"-> {args.output} [{args.format}]\n"
+        f"  input z (batch, {meta['latent_dim']}) float32"
+        f"{', projected in the graph' if meta['projected'] else ''}; "
+        f"output pose ({shape}) {args.output_kind}, {len(meta['joint_names'])} joints\n"
+        f"  weights sha256 {meta['weights_sha256']}"
+    )
+    return 0

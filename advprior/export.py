@@ -1,0 +1,238 @@
+"""Export a prior's decoder (latent ``z`` -> body pose) to ONNX or TorchScript for deployment.
+
+The exported graph takes ``z`` ``(B, D)`` float32 (``B`` dynamic) and returns one tensor:
+
+- ``"axis_angle"``: ``(B, 3 J)``, rotation vectors in radians, joint after joint;
+- ``"rotmat"``: ``(B, J, 3, 3)``, row-major matrices acting on column vectors;
+- ``"rot6d"``: ``(B, J, 6)``, the first two columns of each matrix, row-major ``(3, 2)``;
+- ``"quat"``: ``(B, J, 4)``, unit quaternions ``(x, y, z, w)`` with ``w >= 0``;
+
+for the joints named in the metadata's ``joint_names`` (SMPL joints 1..21 for ``body="smplx"``
+or ``"smplh"``, 1..23 for ``"smpl"``). With ``project=True`` the graph first projects ``z`` onto
+the latent space (unit sphere for GAN-S, the cube for GAN-U), as ``PosePrior.project`` does.
+
+The file carries its provenance: the ONNX ``metadata_props`` entry ``advprior.json`` (and one
+entry per field) and the TorchScript extra file ``advprior.json`` hold the same JSON fields
+(``alias``, ``weights_sha256``, ``latent``, ``latent_dim``, ``joint_names``, ``output_kind``,
+``output_shape``, ``projected``, ``body``, ``advprior_version``, ...);
+:func:`read_export_metadata` reads either without running the model.
+ONNX export needs the ``onnx`` package (``pip install 'advprior[export]'``, which also brings
+``onnxruntime`` to run the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advprior.fileio import atomic_path, write_atomic
+from advprior.hub import load_pretrained, resolve_files, sha256_file
+from advprior.interface import OUTPUTS, body_joints, check_output
+from advprior.prior import decode_6d, run_mlp
+from advprior.skeleton import JOINT_NAMES
+from advprior.version import __version__
+
+FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+METADATA_FILE = "advprior.json"
+# The ONNX opset: 17 is read by every onnxruntime since 1.11 and by onnxruntime-web.
+DEFAULT_OPSET = 17
+
+
+class ExportedDecoder(nn.Module):
+    """The traced graph: ``z`` ``(B, D)`` -> (projection) -> decoder MLP -> ``output_kind``.
+
+    No input checks inside (a graph cannot raise readable errors); the metadata documents the
+    expected input.
+    """
+
+    def __init__(self, model: nn.Module, output_kind: str, joints: int, project: bool) -> None:
+        super().__init__()
+        self.mlp = _decoder_mlp(model)
+        space = getattr(model, "latent_space", None)
+        # the prior's own projection (sphere, cube; the identity for a normal latent) in the graph
+        self.space = space if project and space is not None else None
+        self.latent = None if self.space is None else self.space.kind
+        self.output_kind = output_kind
+        self.joints = joints
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.space is not None:
+            z = self.space.project(z)
+        return decode_6d(run_mlp(self.mlp, z), self.output_kind, self.joints)
+
+
+def _decoder_mlp(model: nn.Module) -> nn.Sequential:
+    for name in ("generator", "decoder"):  # PosePrior, VPoserVAE
+        mlp = getattr(model, name, None)
+        if isinstance(mlp, nn.Sequential):
+            return mlp
+    raise TypeError(
+        f"cannot export a {type(model).__name__}: only models with a latent decoder "
+        "(PosePrior 'gan', VPoserVAE 'vae') can be exported"
+    )
+
+
+def _weights_sha256(model: nn.Module) -> str:
+    """sha256 of the weights as safetensors bytes (what ``save_pretrained`` writes)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return hashlib.sha256(save(state, metadata={"format": "pt"})).hexdigest()
+
+
+def export_prior(
+    model: str | os.PathLike | nn.Module,
+    output: str | os.PathLike,
+    *,
+    format: str = "onnx",
+    output_kind: str = "axis_angle",
+    project: bool = False,
+    body: str = "smplx",
+    device: str | torch.device = "cpu",
+    opset: int = DEFAULT_OPSET,
+    **load_kwargs: Any,
+) -> dict[str, Any]:
+    """Export the decoder of ``model`` to ``output`` (written atomically); returns the metadata.
+
+    Args:
+        model: a manifest alias (``"gan-s"``), checkpoint directory, Hub repo id, or a loaded
+            ``PosePrior`` / ``VPoserVAE``.
+        output: the file to write (``.onnx`` or ``.pt`` by convention).
+        format: ``"onnx"`` or ``"torchscript"``.
+        output_kind: ``"axis_angle"``, ``"rotmat"``, ``"rot6d"`` or ``"quat"`` (module docstring).
+        project: include the latent projection (sphere / cube) in the graph.
+        body: ``"smplx"``/``"smplh"`` (21 joints) or ``"smpl"`` (23, hands identity).
+        device: where to trace; the files run anywhere (TorchScript keeps the device it was
+            traced on for constants, so trace on the device you will run on).
+        opset: ONNX opset version.
+        load_kwargs: passed to :func:`advprior.load_pretrained` when ``model`` is a name.
+
+    Raises ``ValueError`` for an unknown format, output kind or body, ``TypeError`` for a model
+    without a latent decoder (the GMM), ``ImportError`` when ONNX is asked for without ``onnx``.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    check_output(output_kind)
+    joints = body_joints(body)
+    if format == "onnx":
+        try:
+            import onnx
+        except ImportError as err:
+            raise ImportError(
+                "ONNX export needs the onnx package: pip install 'advprior[export]'"
+            ) from err
+
+    alias, sha256 = None, None
+    if isinstance(model, (str, os.PathLike)):
+        alias = os.fspath(model)
+        files = resolve_files(model, **load_kwargs)
+        sha256 = sha256_file(files.weights)
+        model = load_pretrained(model, device=device, **load_kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a name or an nn.Module, got {type(model).__name__}")
+    mlp = _decoder_mlp(model)
+    param = next(mlp.parameters())
+    wrapper = ExportedDecoder(model, output_kind, joints, project).eval()
+    latent_dim = mlp[0].in_features
+
+    meta: dict[str, Any] = {
+        "format": format,
+        "alias": alias,
+        "model_type": getattr(model, "model_type", type(model).__name__),
+        "weights_sha256": sha256 or _weights_sha256(model),
+        "weights_sha256_of": "checkpoint file" if sha256 else "safetensors bytes of state_dict",
+        "latent": None if model.latent_space is None else model.latent_space.kind,
+        "latent_dim": latent_dim,
+        "projected": bool(project and wrapper.latent in ("sphere", "uniform")),
+        "body": body,
+        "joint_names": list(JOINT_NAMES[1 : 1 + joints]),
+        "output_kind": output_kind,
+        "output_shape": _output_shape(output_kind, joints),
+        "units": "radians (axis_angle); unitless otherwise",
+        "conventions": "rotation matrices act on column vectors, row-major; 6D = first two "
+        "columns, row-major (3, 2); quaternions (x, y, z, w), w >= 0",
+        "input": {"name": "z", "shape": ["batch", latent_dim], "dtype": "float32"},
+        "advprior_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    # Trace with enough rows that the many-rotation kernels are recorded: they are the faster
+    # ones for batches, and the graph is the same arithmetic at any batch size.
+    example = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0))
+    example = example.to(device=param.device, dtype=torch.float32)
+    if param.dtype != torch.float32:
+        raise TypeError(f"export needs float32 weights, got {param.dtype}; call model.float()")
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer notes that shapes and small index tensors become constants: they are
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch >= 2.9 marks TorchScript and the TorchScript-based ONNX exporter deprecated; the
+        # torch.export-based exporter needs onnxscript, an extra dependency (docs/deploy.md)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if format == "onnx":
+            meta["opset"] = opset
+            buf = io.BytesIO()
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                buf,
+                input_names=["z"],
+                output_names=["pose"],
+                dynamic_axes={"z": {0: "batch"}, "pose": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+            proto = onnx.load_from_string(buf.getvalue())
+            proto.doc_string = f"advprior {alias or meta['model_type']} decoder: z -> {output_kind}"
+            # one JSON entry for programs, and each field on its own for people and tools
+            props = {METADATA_FILE: json.dumps(meta)}
+            props.update((k, v if isinstance(v, str) else json.dumps(v)) for k, v in meta.items())
+            for key, value in props.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            write_atomic(output, lambda fh: fh.write(proto.SerializeToString()))
+        else:
+            traced = torch.jit.trace(wrapper, (example,), check_trace=False)
+            with atomic_path(output) as tmp:
+                torch.jit.save(traced, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
+    return meta
+
+
+def _output_shape(output_kind: str, joints: int) -> list[Any]:
+    return {
+        "axis_angle": ["batch", 3 * joints],
+        "rotmat": ["batch", joints, 3, 3],
+        "rot6d": ["batch", joints, 6],
+        "quat": ["batch", joints, 4],
+    }[output_kind]
+
+
+def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of an exported file (ONNX or TorchScript), read without running it."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):  # TorchScript archives are zip files
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
+            if not names:
+                raise ValueError(f"{path} is a TorchScript archive without {METADATA_FILE}")
+            return json.loads(archive.read(names[0]))
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError("reading ONNX metadata needs: pip install 'advprior[export]'") from err
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {entry.key: entry.value for entry in proto.metadata_props}
+    if METADATA_FILE not in props:
+        raise ValueError(f"{path} has no advprior metadata ({METADATA_FILE} entry)")
+    return json.loads(props[METADATA_FILE])
+
+
+__all__ = ["FORMATS", "OUTPUTS", "ExportedDecoder", "export_prior", "read_export_metadata"]

@@ -1,0 +1,202 @@
+"""advprior.rotations against roma in float64: 6D -> matrix / axis-angle / quaternion, and matrix
+-> axis-angle / quaternion, near 0 and near pi, on both kernel paths, with finite gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import roma
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from advprior import rotations as rot
+from advprior.prior import PosePrior
+
+# Sizes that take the vector kernels (few rotations) and the component kernels (many).
+SIZES = (1, rot._COMPONENT_MIN + 3)
+F64 = torch.float64
+
+
+def _tile(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``x`` ``(k, ...)`` repeated to ``n`` rows: the kernel path is picked by the row count."""
+    reps = -(-n // x.shape[0])
+    return x.repeat(reps, *([1] * (x.ndim - 1)))[:n]
+
+
+def _same_rotation_vector(aa: torch.Tensor, rv: torch.Tensor, atol: float) -> torch.Tensor:
+    """At angle pi, ``n pi`` and ``-n pi`` are the same rotation; elsewhere the vector is unique."""
+    near_pi = rv.norm(dim=-1) > math.pi - 1e-6
+    err = (aa - rv).norm(dim=-1)
+    err = torch.where(near_pi, torch.minimum(err, (aa + rv).norm(dim=-1)), err)
+    return err <= atol
+
+
+sixd = st.lists(
+    st.floats(-10.0, 10.0, allow_nan=False, allow_infinity=False), min_size=6, max_size=6
+).filter(lambda v: sum(t * t for t in v[0::2]) > 1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=sixd, size=st.sampled_from(SIZES))
+def test_from_6d_matches_roma_float64(values: list[float], size: int) -> None:
+    x6 = torch.tensor(values, dtype=F64)
+    cols = x6.reshape(3, 2)
+    # skip (almost) parallel columns: Gram-Schmidt is ill-conditioned there for everyone
+    assume(torch.linalg.cross(cols[:, 0], cols[:, 1], dim=0).norm() > 1e-6 * cols.norm() ** 2)
+    x = _tile(x6[None], size)
+    ref = roma.special_gramschmidt(x.reshape(-1, 3, 2))
+    r = rot.rot6d_to_rotmat(x)
+    assert torch.allclose(r, ref, atol=1e-10)
+    aa = rot.rot6d_to_axis_angle(x)
+    assert _same_rotation_vector(aa, roma.rotmat_to_rotvec(ref), 1e-9).all()
+    assert torch.allclose(roma.rotvec_to_rotmat(aa), ref, atol=1e-10)
+    q = rot.rot6d_to_quat(x)
+    q_ref = roma.rotmat_to_unitquat(ref)
+    assert (q[:, 3] >= 0).all()
+    assert torch.minimum((q - q_ref).abs().amax(-1), (q + q_ref).abs().amax(-1)).max() < 1e-10
+    assert torch.allclose(rot.rot6d_to(x, "rot6d"), rot.rotmat_to_rot6d(ref), atol=1e-10)
+
+
+axes = st.lists(st.floats(-1.0, 1.0), min_size=3, max_size=3).filter(
+    lambda v: sum(t * t for t in v) > 1e-2
+)
+angles = st.one_of(
+    st.just(0.0),
+    st.floats(0.0, 1e-3),
+    st.floats(1e-3, math.pi - 1e-3),
+    st.floats(math.pi - 1e-3, math.pi),
+    st.just(math.pi),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(axis=axes, angle=angles, size=st.sampled_from(SIZES))
+def test_matrix_logarithm_near_0_and_pi(axis: list[float], angle: float, size: int) -> None:
+    n = torch.tensor(axis, dtype=F64)
+    rv = _tile((n / n.norm() * angle)[None], size)
+    r = roma.rotvec_to_rotmat(rv)
+    aa = rot.rotmat_to_axis_angle(r)
+    # float64: the angle and axis come back to a few ulps at every angle, pi included
+    assert _same_rotation_vector(aa, rv, 1e-12).all()
+    assert (aa.norm(dim=-1) <= math.pi + 1e-12).all()
+    q = rot.rotmat_to_quat(r)
+    q_ref = roma.rotvec_to_unitquat(rv)
+    close = torch.minimum((q - q_ref).abs().amax(-1), (q + q_ref).abs().amax(-1))
+    assert (close < 1e-12).all() and (q[:, 3] >= 0).all()
+    # through 6D too
+    assert _same_rotation_vector(rot.rot6d_to_axis_angle(rot.rotmat_to_rot6d(r)), rv, 1e-12).all()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_float32_accuracy_is_a_few_ulps(size: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    n = torch.nn.functional.normalize(torch.randn(size, 3, generator=g, dtype=F64), dim=-1)
+    theta = torch.rand(size, 1, generator=g, dtype=F64) * math.pi
+    theta[: size // 4] = math.pi - theta[: size // 4] * 1e-4  # near pi
+    rv = n * theta
+    r = roma.rotvec_to_rotmat(rv)
+    aa = rot.rotmat_to_axis_angle(r.float()).double()
+    # float32 rounding of R (~6e-8) moves the rotation by about that much: allow 16 ulps of pi
+    err = roma.rotmat_geodesic_distance(roma.rotvec_to_rotmat(aa), r)
+    assert err.max() < 16 * torch.finfo(torch.float32).eps * math.pi
+    q = rot.rotmat_to_quat(r.float()).double()
+    assert roma.rotmat_geodesic_distance(roma.unitquat_to_rotmat(q), r).max() < 1e-5
+
+
+GRAD_POINTS = [
+    [0.0, 0.0, 0.0],  # the identity: 0/0 in theta / sin(theta)
+    [0.0, 3e-9, 0.0],
+    [2e-5, 0.0, 1e-5],
+    [0.3, -0.2, 0.4],
+    [0.0, 0.0, math.pi / 2],
+    [0.0, math.pi - 1e-3, 0.0],
+    [1.0, 1.0, 1.0],  # near the switch between the two largest diagonal entries
+]
+
+
+@pytest.mark.parametrize("point", GRAD_POINTS)
+def test_gradients_match_finite_differences(point: list[float]) -> None:
+    r = roma.rotvec_to_rotmat(torch.tensor([point], dtype=F64))
+    x = rot.rotmat_to_rot6d(r).clone().requires_grad_(True)
+    for fn in (rot.rot6d_to_rotmat, rot.rot6d_to_axis_angle, rot.rot6d_to_quat):
+        assert torch.autograd.gradcheck(fn, (x,), eps=1e-7, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_gradients_finite_everywhere_including_pi(size: int) -> None:
+    points = [*GRAD_POINTS, [0.0, 0.0, math.pi], [math.pi, 0.0, 0.0], [0.0, 1e-30, 0.0]]
+    r = _tile(roma.rotvec_to_rotmat(torch.tensor(points, dtype=F64)), size)
+    for dtype in (torch.float32, F64):
+        x = rot.rotmat_to_rot6d(r).to(dtype).requires_grad_(True)
+        out = rot.rot6d_to_axis_angle(x).sum() + rot.rot6d_to_quat(x).sum()
+        (grad,) = torch.autograd.grad(out, x)
+        assert torch.isfinite(grad).all()
+        m = r.to(dtype).requires_grad_(True)
+        (grad,) = torch.autograd.grad(rot.rotmat_to_axis_angle(m).sum(), m)
+        assert torch.isfinite(grad).all()
+
+
+def test_both_kernel_paths_agree_with_gradients() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 6, generator=g, dtype=F64)
+    big = _tile(x, rot._COMPONENT_MIN + 8)
+    for output in ("rotmat", "axis_angle", "quat", "rot6d"):
+        xs, xb = x.clone().requires_grad_(True), big.clone().requires_grad_(True)
+        ys, yb = rot.rot6d_to(xs, output), rot.rot6d_to(xb, output)
+        assert torch.allclose(ys, yb[:8], atol=1e-13)
+        w = torch.randn(ys.shape, generator=g, dtype=F64)
+        (gs,) = torch.autograd.grad((ys * w).sum(), xs)
+        wb = torch.zeros(yb.shape, dtype=F64)
+        wb[:8] = w
+        (gb,) = torch.autograd.grad((yb * wb).sum(), xb)
+        assert torch.allclose(gs, gb[:8], atol=1e-11)
+
+
+def test_shapes_and_bad_input() -> None:
+    assert rot.rot6d_to_rotmat(torch.zeros(2, 5, 6)).shape == (2, 5, 3, 3)
+    assert rot.rot6d_to_axis_angle(torch.zeros(0, 6)).shape == (0, 3)
+    assert rot.rotmat_to_quat(torch.eye(3)).shape == (4,)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 6\)"):
+        rot.rot6d_to_rotmat(torch.zeros(3, 9))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3, 3\)"):
+        rot.rotmat_to_axis_angle(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="output"):
+        rot.rot6d_to(torch.zeros(1, 6), "euler")
+    # a zero first column gives zeros, not NaN
+    assert torch.isfinite(rot.rot6d_to_axis_angle(torch.zeros(1, 6))).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("output", ["axis_angle", "rotmat", "rot6d", "quat"])
+def test_prior_decode_follows_input_dtype(dtype: torch.dtype, output: str) -> None:
+    torch.manual_seed(0)
+    prior = PosePrior().to(dtype).eval()
+    z = prior.sample_latent(3)
+    out = prior.decode(z, output=output)
+    assert out.dtype == dtype and out.device == z.device
+    ref = PosePrior().eval()
+    ref.load_state_dict(prior.state_dict())
+    ref = ref.double()
+    exact = ref.decode(z.double(), output=output)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    if output == "quat":  # q and -q: decode returns w >= 0 in both dtypes
+        assert (out[..., 3] >= 0).all()
+    assert torch.allclose(out.double(), exact, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_vae_decode_and_sampling_follow_dtype(dtype: torch.dtype) -> None:
+    from advprior.baselines import VPoserVAE
+
+    torch.manual_seed(0)
+    vae = VPoserVAE().to(dtype).eval()
+    z = torch.randn(4, 32, dtype=dtype)
+    for output, shape in (("axis_angle", (4, 63)), ("rotmat", (4, 21, 3, 3)), ("quat", (4, 21, 4))):
+        out = vae.decode(z, output=output)
+        assert out.dtype == dtype and out.shape == shape
+    assert vae.sample(3, generator=torch.Generator().manual_seed(0)).dtype == dtype
+    prior = PosePrior().to(dtype).eval()
+    assert prior.sample(2, output="quat").dtype == dtype
+    assert prior.project(torch.randn(2, 32, dtype=dtype)).dtype == dtype

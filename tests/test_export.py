@@ -1,0 +1,179 @@
+"""advprior.export and ``advprior export``: ONNX (run in onnxruntime) and TorchScript files match
+PyTorch's decode for every output kind at batch 1 and 4096, with a dynamic batch dimension and
+the provenance metadata inside the file."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from advprior.cli import main
+from advprior.export import export_prior, read_export_metadata
+from advprior.hub import load_pretrained, resolve_files, sha256_file
+from advprior.skeleton import JOINT_NAMES
+
+# torch >= 2.9 deprecates TorchScript; loading the files still works and is what is tested here
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+
+OUTPUT_KINDS = ("axis_angle", "rotmat", "rot6d", "quat")
+# Two float32 implementations of the same graph (BLAS kernels, 512-term sums, atan2) differ by
+# a few ulps of the ~1-magnitude 6D outputs, i.e. ~1e-6 in the pose: 1e-5 leaves 10x margin.
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def gan():
+    return load_pretrained("gan-s")
+
+
+@pytest.fixture(scope="module")
+def latents() -> dict[int, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {b: torch.randn(b, 32, generator=g) for b in (1, 4096)}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict:
+    """One file per (format, output kind), exported once for the module."""
+    folder = tmp_path_factory.mktemp("export")
+    cache: dict = {}
+
+    def get(fmt: str, kind: str, **kwargs) -> Path:
+        key = (fmt, kind, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            suffix = ".onnx" if fmt == "onnx" else ".pt"
+            path = folder / f"{fmt}-{kind}-{len(cache)}{suffix}"
+            export_prior("gan-s", path, format=fmt, output_kind=kind, **kwargs)
+            cache[key] = path
+        return cache[key]
+
+    return get
+
+
+def _onnx_session(path: Path):
+    ort = pytest.importorskip(
+        "onnxruntime", reason="onnxruntime is not installed (advprior[export])"
+    )
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_onnx_matches_pytorch(gan, latents, exported, kind: str) -> None:
+    pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+    session = _onnx_session(exported("onnx", kind))
+    assert session.get_inputs()[0].name == "z"
+    assert session.get_inputs()[0].shape[0] == "batch"  # dynamic batch dimension
+    for batch, z in latents.items():
+        (out,) = session.run(None, {"z": z.numpy()})
+        ref = gan.decode(z, output=kind, project=False)
+        assert out.shape == tuple(ref.shape)
+        assert torch.allclose(torch.from_numpy(out), ref, rtol=0, atol=ATOL), (kind, batch)
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_torchscript_matches_pytorch(gan, latents, exported, kind: str) -> None:
+    module = torch.jit.load(str(exported("torchscript", kind)))
+    for batch, z in latents.items():
+        ref = gan.decode(z, output=kind, project=False)
+        out = module(z)
+        assert out.shape == ref.shape
+        assert torch.allclose(out, ref, rtol=0, atol=ATOL), (kind, batch)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_projection_in_the_graph(gan, latents, exported, fmt: str) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+        session = _onnx_session(exported("onnx", "axis_angle", project=True))
+
+        def run(z: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {"z": z.numpy()})[0])
+    else:
+        run = torch.jit.load(str(exported("torchscript", "axis_angle", project=True)))
+    z = latents[4096] * 3.0  # off the sphere: the graph must project
+    zp = gan.project(z)
+    ref = gan.decode(zp)
+    # The runtimes round |z| differently (an ulp or two of the projected z); the decoder's own
+    # response to a 2-ulp change of z bounds what that may move, on these very inputs.
+    ulps = 2 * torch.finfo(torch.float32).eps
+    sign = torch.randint(0, 2, zp.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    sensitivity = (gan.decode(zp * (1 + ulps * sign)) - ref).abs().max()
+    assert (run(z) - ref).abs().max() <= ATOL + sensitivity
+    assert torch.allclose(run(latents[1]), gan.decode(gan.project(latents[1])), atol=ATOL)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_metadata_in_the_file(exported, fmt: str) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+    path = exported(fmt, "quat")
+    meta = read_export_metadata(path)
+    from advprior import __version__
+
+    assert meta["alias"] == "gan-s"
+    assert meta["weights_sha256"] == sha256_file(resolve_files("gan-s").weights)
+    assert meta["latent"] == "sphere" and meta["latent_dim"] == 32
+    assert meta["joint_names"] == list(JOINT_NAMES[1:22])
+    assert meta["output_kind"] == "quat" and meta["output_shape"] == ["batch", 21, 4]
+    assert meta["advprior_version"] == __version__
+    assert meta["projected"] is False
+    if fmt == "onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert props["alias"] == "gan-s" and json.loads(props["advprior.json"]) == meta
+    else:
+        with zipfile.ZipFile(path) as archive:
+            assert any(n.endswith("/extra/advprior.json") for n in archive.namelist())
+        extra = {"advprior.json": ""}
+        torch.jit.load(str(path), _extra_files=extra)
+        assert json.loads(extra["advprior.json"]) == meta
+
+
+def test_vae_and_smpl_body_export(tmp_path: Path) -> None:
+    vae = load_pretrained("vae")
+    path = tmp_path / "vae.pt"
+    meta = export_prior(vae, path, format="torchscript", output_kind="rotmat", body="smpl")
+    assert meta["alias"] is None and len(meta["weights_sha256"]) == 64
+    assert meta["joint_names"][-2:] == ["left_hand", "right_hand"]
+    z = torch.randn(5, 32)
+    out = torch.jit.load(str(path))(z)
+    assert out.shape == (5, 23, 3, 3)
+    assert torch.allclose(out[:, :21], vae.decode(z, output="rotmat"), atol=ATOL)
+    assert torch.equal(out[:, 21:], torch.eye(3).expand(5, 2, 3, 3))
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="format"):
+        export_prior("gan-s", tmp_path / "x", format="tflite")
+    with pytest.raises(ValueError, match="output must be one of"):
+        export_prior("gan-s", tmp_path / "x", output_kind="euler")
+    with pytest.raises(ValueError, match="body"):
+        export_prior("gan-s", tmp_path / "x", body="mano")
+    with pytest.raises(TypeError, match="latent decoder"):
+        export_prior("gmm", tmp_path / "x", format="torchscript")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_cli_export(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "gan.pt"
+    code = main(
+        ["export", "--model", "gan-s", "--format", "torchscript", "--output", str(out),
+         "--output-kind", "rotmat", "--project", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "projected in the graph" in text and "(batch, 21, 3, 3)" in text
+    meta = read_export_metadata(out)
+    assert meta["projected"] is True and meta["output_kind"] == "rotmat"
+    # a model that cannot be exported is a failure (exit 1, one line), as for every command
+    assert main(["export", "--model", "gmm", "--output", str(tmp_path / "g.pt")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("advprior export: error:") and "latent decoder" in err
+    assert err.count("\n") == 1
+    # a bad option value is a usage error (exit 2)
+    assert main(["export", "--model", "gan-s", "--output", str(out), "--device", "nope"]) == 2
