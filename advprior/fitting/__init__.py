@@ -11,4 +11,12 @@ from advprior.fitting.result import FitResult
 from advprior.fitting.sequence import Smoothness, fit_sequence
 from advprior.fitting.smplify import fit_keypoints
 
-__all__ = ["fit_keypoints", "fit_sequence", "Smoothness", "PinholeCamera", "FitResult", "KEYPOINT_FORMATS", "KeypointFormat"]
+__all__ = [
+    "fit_keypoints",
+    "fit_sequence",
+    "Smoothness",
+    "PinholeCamera",
+    "FitResult",
+    "KEYPOINT_FORMATS",
+    "KeypointFormat",
+]

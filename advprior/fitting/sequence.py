@@ -95,8 +95,10 @@ def as_smoothness(value: object) -> Smoothness:
             raise ValueError(f"smoothness has unknown keys {unknown}; known: {sorted(names)}")
         out = Smoothness(**{k: float(v) for k, v in value.items()})
     else:
-        raise TypeError("smoothness must be None, a number, a mapping or a Smoothness, got "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            "smoothness must be None, a number, a mapping or a Smoothness, got "
+            f"{type(value).__name__}"
+        )
     for f in fields(out):
         weight = getattr(out, f.name)
         if not (math.isfinite(weight) and weight >= 0):
@@ -122,8 +124,13 @@ def latent_step(space: LatentSpace | None, a: Tensor, b: Tensor) -> Tensor:
     return (2 * torch.asin((chord / 2).clamp(max=1.0))) ** 2
 
 
-def temporal_energy(space: LatentSpace | None, params: Tensor, global_orient: Tensor,
-                    transl: Tensor, smoothness: Smoothness) -> Tensor:
+def temporal_energy(
+    space: LatentSpace | None,
+    params: Tensor,
+    global_orient: Tensor,
+    transl: Tensor,
+    smoothness: Smoothness,
+) -> Tensor:
     """Temporal terms ``(B,)`` of clips: ``params (B, T, D)`` (latents, or poses when ``space``
     is None), ``global_orient (B, T, 3)`` axis-angle, ``transl (B, T, 3)`` metres; see
     :class:`Smoothness`. Zero for ``T = 1``."""
@@ -172,9 +179,17 @@ class _Window:
     iterations: int
 
 
-def _fit_window(kp: Tensor, w2: Tensor, betas: Tensor, go: Tensor, tr: Tensor, pp: Tensor,
-                prev: tuple[Tensor, Tensor, Tensor] | None, free_betas: bool, o: _Window
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _fit_window(
+    kp: Tensor,
+    w2: Tensor,
+    betas: Tensor,
+    go: Tensor,
+    tr: Tensor,
+    pp: Tensor,
+    prev: tuple[Tensor, Tensor, Tensor] | None,
+    free_betas: bool,
+    o: _Window,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One window for all clips: ``kp (B, W, J, 2)``, ``w2 (B, W, J)`` squared confidences,
     starting values ``betas (B, K)``, ``go``/``tr (B, W, 3)``, ``pp (B, W, P)``; ``prev`` the
     fixed previous frame's ``(go, tr, pp)``, each ``(B, 1, .)``. Returns the optimised
@@ -190,9 +205,9 @@ def _fit_window(kp: Tensor, w2: Tensor, betas: Tensor, go: Tensor, tr: Tensor, p
             be, i = x[:, :nb], nb
         else:
             be = betas
-        g = x[:, i:i + 3 * w].reshape(b, w, 3)
-        t = x[:, i + 3 * w:i + 6 * w].reshape(b, w, 3)
-        p = x[:, i + 6 * w:].reshape(b, w, dim)
+        g = x[:, i : i + 3 * w].reshape(b, w, 3)
+        t = x[:, i + 3 * w : i + 6 * w].reshape(b, w, 3)
+        p = x[:, i + 6 * w :].reshape(b, w, dim)
         return be, g, t, p
 
     def per_frame(be: Tensor, g: Tensor, t: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
@@ -208,13 +223,14 @@ def _fit_window(kp: Tensor, w2: Tensor, betas: Tensor, go: Tensor, tr: Tensor, p
         be, g, t, p = unpack(x)
         frames, _ = per_frame(be, g, t, p)
         if prev is not None:
-            g, t, p = (torch.cat([a, c], 1) for a, c in zip(prev, (g, t, p)))
+            g, t, p = (torch.cat([a, c], 1) for a, c in zip(prev, (g, t, p), strict=True))
         smooth = temporal_energy(term.space, p, g, t, o.smoothness)
         return frames.sum(-1) + o.shape_weight * (be * be).sum(-1) + smooth
 
     parts = ([betas] if free_betas else []) + [go.flatten(1), tr.flatten(1), pp.flatten(1)]
-    res = minimize_lbfgs(objective, torch.cat(parts, -1), max_iter=o.iterations,
-                         max_evals=o.iterations * 5 // 4)
+    res = minimize_lbfgs(
+        objective, torch.cat(parts, -1), max_iter=o.iterations, max_evals=o.iterations * 5 // 4
+    )
     be, g, t, p = unpack(res.x)
     with torch.no_grad():
         frames, proj = per_frame(be, g, t, p)
@@ -281,23 +297,29 @@ def fit_sequence(
     start = time.perf_counter()
     fmt = get_format(keypoint_format)
     if not isinstance(camera, PinholeCamera):
-        raise TypeError(f"camera must be an advprior.fitting.PinholeCamera, got "
-                        f"{type(camera).__name__}")
+        raise TypeError(
+            f"camera must be an advprior.fitting.PinholeCamera, got {type(camera).__name__}"
+        )
     kp_in = _as_tensor(keypoints, "keypoints")
     if kp_in.ndim not in (3, 4):
-        raise ValueError(f"keypoints must have shape (T, {fmt.num_keypoints}, 2) or "
-                         f"(B, T, {fmt.num_keypoints}, 2), got {tuple(kp_in.shape)}")
+        raise ValueError(
+            f"keypoints must have shape (T, {fmt.num_keypoints}, 2) or "
+            f"(B, T, {fmt.num_keypoints}, 2), got {tuple(kp_in.shape)}"
+        )
     single = kp_in.ndim == 3
     lead = tuple(kp_in.shape[:-2])
     if 0 in lead:
-        raise ValueError(f"keypoints has no frames (shape {tuple(kp_in.shape)}); a sequence "
-                         "needs T >= 1 frames")
+        raise ValueError(
+            f"keypoints has no frames (shape {tuple(kp_in.shape)}); a sequence needs T >= 1 frames"
+        )
     conf_in = confidence
     if confidence is not None:
         conf_in = _as_tensor(confidence, "confidence")
         if tuple(conf_in.shape) != lead + (fmt.num_keypoints,):
-            raise ValueError(f"confidence must have shape {lead + (fmt.num_keypoints,)} to "
-                             f"match keypoints {tuple(kp_in.shape)}, got {tuple(conf_in.shape)}")
+            raise ValueError(
+                f"confidence must have shape {lead + (fmt.num_keypoints,)} to "
+                f"match keypoints {tuple(kp_in.shape)}, got {tuple(conf_in.shape)}"
+            )
         conf_in = conf_in.reshape(-1, fmt.num_keypoints)
     window = _check_int(window, "window", 2)
     overlap = _check_int(overlap, "overlap", 0)
@@ -308,16 +330,19 @@ def fit_sequence(
     if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
     weights = as_smoothness(smoothness)
-    kp, conf = prepare_keypoints(kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt,
-                                 min_keypoints=0)
+    kp, conf = prepare_keypoints(
+        kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0
+    )
     n_clips, length = (1, lead[0]) if single else lead
     kp = kp.view(n_clips, length, fmt.num_keypoints, 2)
     conf = conf.view(n_clips, length, fmt.num_keypoints)
-    seen = (conf > 0).sum(-1) >= 2                                         # (B, T)
+    seen = (conf > 0).sum(-1) >= 2  # (B, T)
     empty = torch.nonzero(~seen.any(1)).flatten().tolist()
     if empty:
-        raise ValueError(f"clip(s) {empty} have no frame with two or more keypoints of positive "
-                         "confidence (all frames missing); nothing to fit")
+        raise ValueError(
+            f"clip(s) {empty} have no frame with two or more keypoints of positive "
+            "confidence (all frames missing); nothing to fit"
+        )
 
     model, _ = resolve_prior(prior)
     if body_model is None:
@@ -326,18 +351,29 @@ def fit_sequence(
         body_model = load_body_model()
     term = PriorTerm(model)
     if init is None:
-        init = fit_keypoints(kp[seen], conf[seen], camera, body_model=body_model, prior=model,
-                             keypoint_format=fmt, iterations=init_iterations, sigma=sigma,
-                             orientations=orientations)
+        init = fit_keypoints(
+            kp[seen],
+            conf[seen],
+            camera,
+            body_model=body_model,
+            prior=model,
+            keypoint_format=fmt,
+            iterations=init_iterations,
+            sigma=sigma,
+            orientations=orientations,
+        )
     elif not isinstance(init, FitResult):
         raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
     if len(init) != int(seen.sum()):
-        raise ValueError(f"init has {len(init)} frames; it must fit the {int(seen.sum())} "
-                         "frames that are not missing")
+        raise ValueError(
+            f"init has {len(init)} frames; it must fit the {int(seen.sum())} "
+            "frames that are not missing"
+        )
     params = init.latent if term.has_latent else init.body_pose
     if params is None or params.shape[-1] != term.dim:
-        raise ValueError(f"init must come from a fit with the same prior (pose parameters of "
-                         f"size {term.dim})")
+        raise ValueError(
+            f"init must come from a fit with the same prior (pose parameters of size {term.dim})"
+        )
     dtype, device = kp.dtype, kp.device
 
     def spread(values: Tensor) -> Tensor:
@@ -351,9 +387,16 @@ def fit_sequence(
     betas = (be_frames * seen[..., None]).sum(1) / seen.sum(1, keepdim=True)
 
     prior_w, shape_w = SMPLIFY_STAGES[-1]
-    opts = _Window(camera, _Body(body_model, fmt), term, float(sigma),
-                   NO_PRIOR_WEIGHT if model is None else prior_w ** 2, shape_w ** 2, weights,
-                   iterations)
+    opts = _Window(
+        camera,
+        _Body(body_model, fmt),
+        term,
+        float(sigma),
+        NO_PRIOR_WEIGHT if model is None else prior_w**2,
+        shape_w**2,
+        weights,
+        iterations,
+    )
     w2 = conf * conf
     loss = torch.zeros(n_clips, length, dtype=dtype, device=device)
     steps = torch.zeros(n_clips, length, dtype=torch.long, device=device)
@@ -363,14 +406,22 @@ def fit_sequence(
         while s < length:
             e = min(s + window, length)
             keep = e if e == length else e - overlap
-            prev = None if s == 0 else (go[:, s - 1:s], tr[:, s - 1:s], pp[:, s - 1:s])
-            out = _fit_window(kp[:, s:e], w2[:, s:e], betas, go[:, s:e], tr[:, s:e], pp[:, s:e],
-                              prev, s == 0, opts)
+            prev = None if s == 0 else (go[:, s - 1 : s], tr[:, s - 1 : s], pp[:, s - 1 : s])
+            out = _fit_window(
+                kp[:, s:e],
+                w2[:, s:e],
+                betas,
+                go[:, s:e],
+                tr[:, s:e],
+                pp[:, s:e],
+                prev,
+                s == 0,
+                opts,
+            )
             betas = out[0]
             k = keep - s
-            go[:, s:keep], tr[:, s:keep], pp[:, s:keep] = out[1][:, :k], out[2][:, :k], out[3][:, :k]
-            # The refitted tail keeps the window's values as the next window's start.
-            go[:, keep:e], tr[:, keep:e], pp[:, keep:e] = out[1][:, k:], out[2][:, k:], out[3][:, k:]
+            # The refitted tail [keep, e) keeps the window's values as the next window's start.
+            go[:, s:e], tr[:, s:e], pp[:, s:e] = out[1], out[2], out[3]
             loss[:, s:keep] = out[4][:, :k].detach()
             steps[:, s:keep] = out[5][:, None]
             projected[:, s:keep] = out[6][:, :k]
@@ -390,16 +441,28 @@ def fit_sequence(
 
     info: dict[str, Any] = {
         "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
-        "prior_kind": term.describe(), "keypoint_format": fmt.name, "window": window,
-        "overlap": overlap, "iterations_per_window": iterations,
-        "init_iterations": init_iterations, "sigma_px": float(sigma),
+        "prior_kind": term.describe(),
+        "keypoint_format": fmt.name,
+        "window": window,
+        "overlap": overlap,
+        "iterations_per_window": iterations,
+        "init_iterations": init_iterations,
+        "sigma_px": float(sigma),
         "smoothness": {f.name: getattr(weights, f.name) for f in fields(weights)},
-        "missing_frames": int((~seen).sum()), "clips": n_clips, "frames_per_clip": length,
+        "missing_frames": int((~seen).sum()),
+        "clips": n_clips,
+        "frames_per_clip": length,
         "seconds": time.perf_counter() - start,
     }
     return FitResult(
-        body_pose=out(pose), global_orient=out(go.reshape(-1, 3)), transl=out(tr.reshape(-1, 3)),
-        betas=out(be_all), latent=out(latent), loss=out(loss.reshape(-1)),
-        joints=out(joints), projected=out(projected.reshape(-1, *projected.shape[2:])),
-        iterations=out(steps.reshape(-1)), info=info,
+        body_pose=out(pose),
+        global_orient=out(go.reshape(-1, 3)),
+        transl=out(tr.reshape(-1, 3)),
+        betas=out(be_all),
+        latent=out(latent),
+        loss=out(loss.reshape(-1)),
+        joints=out(joints),
+        projected=out(projected.reshape(-1, *projected.shape[2:])),
+        iterations=out(steps.reshape(-1)),
+        info=info,
     )
