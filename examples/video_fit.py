@@ -78,8 +78,13 @@ def main(argv: list[str] | None = None) -> Path:
     ax2d = fig.add_subplot(1, 2, 1)
     ax3d = fig.add_subplot(1, 2, 2, projection="3d")
 
+    # matplotlib takes numpy arrays (tensors work but warn).
+    kp, conf = kp.numpy(), conf.numpy()
+    projected, joints_single, joints_seq = (
+        x.numpy() for x in (seq.projected, single.joints, seq.joints)
+    )
     seen_kp = kp[conf > 0]
-    lo, hi = seen_kp.min(0).values - 60, seen_kp.max(0).values + 60
+    lo, hi = seen_kp.min(0) - 60, seen_kp.max(0) + 60
 
     def bones(points):
         return [(points[[j, parent]]) for j, parent in enumerate(PARENTS) if parent >= 0]
@@ -89,13 +94,13 @@ def main(argv: list[str] | None = None) -> Path:
         ax3d.cla()
         seen = conf[t] > 0
         ax2d.scatter(kp[t, seen, 0], kp[t, seen, 1], s=8, c="k", label="keypoints")
-        for seg in bones(seq.projected[t]):
+        for seg in bones(projected[t]):
             ax2d.plot(seg[:, 0], seg[:, 1], c="tab:red", lw=1.5)
         ax2d.set_xlim(lo[0], hi[0])
         ax2d.set_ylim(hi[1], lo[1])
         ax2d.set_aspect("equal")
         ax2d.set_title(f"frame {t}: keypoints, sequence fit")
-        for joints, colour in ((single.joints[t], "0.6"), (seq.joints[t], "tab:red")):
+        for joints, colour in ((joints_single[t], "0.6"), (joints_seq[t], "tab:red")):
             rel = joints - joints[:1]  # each skeleton about its own pelvis
             for seg in bones(rel):
                 # Camera frame: x right, y down, z away; draw with up = -y and depth = z.
