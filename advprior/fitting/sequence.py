@@ -70,9 +70,9 @@ class Smoothness:
     The defaults were chosen on validation clips (docs/results.md, "Sequence fitting").
     """
 
-    latent: float = 1e4
-    orient: float = 1e4
-    transl: float = 1e5
+    latent: float = 1e5
+    orient: float = 1e5
+    transl: float = 1e6
 
     def scaled(self, factor: float) -> Smoothness:
         """All three weights times ``factor``."""
