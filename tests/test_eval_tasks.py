@@ -190,3 +190,17 @@ def test_tasks_run_a_prior_defined_here() -> None:
     )
     assert set(res["plausibility"]) == {"tiny", "gauss"}
     assert "motion denoising (4 cm)" in res
+
+
+def test_the_protocol_report_keeps_other_generated_blocks(tmp_path) -> None:
+    from advprior.eval.benchmark import write_generated_block
+    from advprior.eval.runner import _other_generated_blocks
+
+    report = tmp_path / "results.md"
+    assert _other_generated_blocks(report) == ""
+    report.write_text("# protocol tables\n")
+    write_generated_block(report, "advprior eval --tasks", "## tasks\n| a |")
+    write_generated_block(report, "bench_tasks sequence", "## sequence\n| b |")
+    kept = _other_generated_blocks(report)
+    assert "protocol tables" not in kept
+    assert kept.count("<!-- BEGIN GENERATED:") == 2 and "| a |" in kept and "| b |" in kept
