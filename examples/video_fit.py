@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--iterations", type=int, default=30, help="per-frame fit iterations")
     p.add_argument("--out", type=Path, default=Path("video_fit.gif"))
+    p.add_argument("--dpi", type=int, default=60, help="picture resolution (60)")
     args = p.parse_args(argv)
 
     import matplotlib
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> Path:
         import PIL  # noqa: F401
 
         anim = animation.FuncAnimation(fig, draw, frames=kp.shape[0])
-        anim.save(args.out, writer=animation.PillowWriter(fps=15))
+        anim.save(args.out, writer=animation.PillowWriter(fps=15), dpi=args.dpi)
         out = args.out
     except ImportError:
         out = args.out.with_suffix(".png")
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> Path:
             ax2d = fig.add_subplot(len(picks), 2, 2 * row + 1)
             ax3d = fig.add_subplot(len(picks), 2, 2 * row + 2, projection="3d")
             draw(t)
-        fig.savefig(out, dpi=80)
+        fig.savefig(out, dpi=args.dpi)
     plt.close(fig)
     print(f"wrote {out}")
     return out
