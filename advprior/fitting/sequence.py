@@ -21,7 +21,8 @@ Method (``docs/fitting.md``, "Sequences"):
    window and held in the later ones; each later window starts at the last frame the previous
    one kept, which enters its temporal terms as a fixed neighbour, and a window keeps all but its
    last ``overlap`` frames (refitted by the next with more context). Memory grows with
-   ``B * window``, not with the clip length.
+   ``B * window``, not with the clip length (the per-frame start runs in chunks of
+   :data:`INIT_CHUNK` frames).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from advprior.fitting.smplify import (
     SMPLIFY_STAGES,
     _as_tensor,
     _Body,
+    _concat,
     fit_keypoints,
     geman_mcclure,
     prepare_keypoints,
@@ -54,6 +56,9 @@ from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat
 
 __all__ = ["Smoothness", "fit_sequence", "latent_step", "temporal_energy"]
+
+#: Frames per call of the per-frame start (:func:`fit_keypoints`).
+INIT_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -351,16 +356,24 @@ def fit_sequence(
         body_model = load_body_model()
     term = PriorTerm(model)
     if init is None:
-        init = fit_keypoints(
-            kp[seen],
-            conf[seen],
-            camera,
-            body_model=body_model,
-            prior=model,
-            keypoint_format=fmt,
-            iterations=init_iterations,
-            sigma=sigma,
-            orientations=orientations,
+        # Frames are independent problems: chunks of INIT_CHUNK keep the per-frame start's
+        # memory bounded too (8 yaws x 2 orientations per frame in its first stage).
+        kp_seen, conf_seen = kp[seen], conf[seen]
+        init = _concat(
+            [
+                fit_keypoints(
+                    kp_seen[i : i + INIT_CHUNK],
+                    conf_seen[i : i + INIT_CHUNK],
+                    camera,
+                    body_model=body_model,
+                    prior=model,
+                    keypoint_format=fmt,
+                    iterations=init_iterations,
+                    sigma=sigma,
+                    orientations=orientations,
+                )
+                for i in range(0, len(kp_seen), INIT_CHUNK)
+            ]
         )
     elif not isinstance(init, FitResult):
         raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
