@@ -133,3 +133,14 @@ def test_examples_need_the_dataset(tmp_path, capsys) -> None:
     missing = tmp_path / "none.npz"
     assert load_example("smplify_fit").main(["--data", str(missing)]) == 2
     assert "advprior data build" in capsys.readouterr().err
+
+
+def test_score_poses_example() -> None:
+    out = load_example("score_poses").main(["--prior", "gmm", "--poses", "40"])
+    assert 0.0 <= out["auc past limits"] <= 1.0 and 0.0 <= out["flagged real"] <= 1.0
+
+
+def test_video_fit_example(tmp_path: Path) -> None:
+    out = load_example("video_fit").main(["--prior", "gmm", "--frames", "5", "--iterations",
+                                          "3", "--out", str(tmp_path / "clip.gif")])
+    assert out.exists() and out.stat().st_size > 0

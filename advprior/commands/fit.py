@@ -14,6 +14,12 @@ OpenPose output (one frame per file, BODY_25)::
 
     {"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}
 
+With --sequence the frames of all files, in order, are one clip (a video): the advprior
+layout's (B, J, 2) keypoints are then (T, J, 2) over time, one OpenPose file is one frame, and
+frames with fewer than two keypoints of positive confidence are filled in from their neighbours
+(advprior.fitting.fit_sequence: one shape for the clip, temporal terms on the latents,
+orientation and translation); FIT.npz then holds (T, ...) arrays.
+
 The person is chosen with --person (default: the first). The camera comes from --camera
 ("fx,fy,cx,cy", "f,cx,cy" or a JSON file with focal/center/rotation) or else from the
 keypoints file. FIT.npz holds the FitResult arrays (body_pose (B,63), global_orient, transl,
@@ -57,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
+    p.add_argument("--sequence", action="store_true",
+                   help="fit the frames as one clip with temporal smoothness (fit_sequence)")
+    p.add_argument("--smoothness", type=float, default=1.0,
+                   help="--sequence: scale of the default temporal weights (1; 0 turns them off)")
+    p.add_argument("--window", type=int, default=64,
+                   help="--sequence: frames optimised together (64)")
     p.add_argument("--out", type=Path, default=Path("fit.npz"), help="output .npz (fit.npz)")
     p.set_defaults(func=run)
 
@@ -185,9 +197,17 @@ def run(args: argparse.Namespace) -> int:
         body_model = load_body_model(args.body_model, model_type=args.model_type,
                                      gender=args.gender)
     prior = None if args.prior.lower() == "none" else args.prior
-    result = fit_keypoints(kp, conf, camera, body_model=body_model, prior=prior,
-                           keypoint_format=fmt, iterations=args.iterations,
-                           optimizer=args.optimizer, sigma=args.sigma)
+    if args.sequence:
+        from advprior.fitting import fit_sequence
+
+        result = fit_sequence(kp, conf, camera, body_model=body_model, prior=prior,
+                              keypoint_format=fmt, init_iterations=args.iterations,
+                              sigma=args.sigma, smoothness=args.smoothness,
+                              window=args.window, overlap=min(16, args.window // 4))
+    else:
+        result = fit_keypoints(kp, conf, camera, body_model=body_model, prior=prior,
+                               keypoint_format=fmt, iterations=args.iterations,
+                               optimizer=args.optimizer, sigma=args.sigma)
     result.info["camera"] = camera.to_dict()
     result.info["inputs"] = [str(p) for p in args.keypoints]
     out = result.to_npz(args.out)

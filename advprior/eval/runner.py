@@ -290,9 +290,29 @@ def run_eval(
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     from advprior.eval.report import render
 
-    write_text_atomic(out.parent / f"{out.name}.md", render(results))
+    report = out.parent / f"{out.name}.md"
+    write_text_atomic(report, render(results) + _other_generated_blocks(report))
     log(f"wrote {out.parent / (out.name + '.md')} in {results['wall_seconds']:.0f}s")
     return results
+
+
+def _other_generated_blocks(report: Path) -> str:
+    """The ``<!-- BEGIN GENERATED: ... -->`` blocks other commands wrote into ``report``
+    (``advprior eval --tasks``, benchmarks), kept when the protocol rewrites the report."""
+    from advprior.eval.benchmark import GENERATED_END
+
+    if not report.exists():
+        return ""
+    text = report.read_text()
+    blocks = []
+    while "<!-- BEGIN GENERATED:" in text:
+        text = text[text.index("<!-- BEGIN GENERATED:"):]
+        if GENERATED_END not in text:
+            break
+        end = text.index(GENERATED_END) + len(GENERATED_END)
+        blocks.append(text[:end])
+        text = text[end:]
+    return "".join(f"\n{block}\n" for block in blocks)
 
 
 def _default_command(labels: list[str], data: str | Path, split: str, out: Path, quick: bool,

@@ -73,14 +73,15 @@ def _as_tensor(x: object, name: str) -> Tensor:
 MAX_KEYPOINT_PX = 1e9
 
 
-def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
-                      ) -> tuple[Tensor, Tensor]:
+def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat,
+                      min_keypoints: int = 2) -> tuple[Tensor, Tensor]:
     """Validate ``keypoints (B, J, 2)`` (or ``(B, J, 3)`` with confidence in the last column
     when ``confidence`` is None) and ``confidence (B, J)``; return float tensors.
 
     NaN keypoints count as missing (their confidence becomes 0); Inf keypoints, coordinates
     beyond :data:`MAX_KEYPOINT_PX`, NaN or out-of-range confidences, and frames with fewer than
-    two keypoints of positive confidence raise ``ValueError``.
+    two keypoints of positive confidence raise ``ValueError`` (the last check uses
+    ``min_keypoints``; 0 skips it).
     """
     kp = _as_tensor(keypoints, "keypoints")
     dtype = kp.dtype if kp.dtype == torch.float64 else torch.float32
@@ -117,7 +118,7 @@ def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
     conf = torch.where(missing, torch.zeros_like(conf), conf)
     kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
     seen = (conf > 0).sum(-1)
-    bad = torch.nonzero(seen < 2).flatten().tolist()
+    bad = torch.nonzero(seen < min_keypoints).flatten().tolist()
     if bad:
         shown = ", ".join(str(b) for b in bad[:10]) + (" ..." if len(bad) > 10 else "")
         raise ValueError(f"frames [{shown}] have fewer than 2 keypoints with confidence > 0 "

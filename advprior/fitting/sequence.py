@@ -1,0 +1,481 @@
+"""Fitting a body to a 2D keypoint sequence (video) through a pose prior, with temporal terms.
+
+Method (``docs/fitting.md``, "Sequences"):
+
+1. Every frame with at least two keypoints is fitted on its own by :func:`fit_keypoints` (or
+   ``init=`` gives such a fit); frames without keypoints start from the linear interpolation of
+   their nearest fitted neighbours' free numbers (the nearest one at the ends of the clip).
+2. The clip is refined in overlapping windows of ``window`` frames, one batched L-BFGS problem
+   per clip (:mod:`advprior.lbfgs`, clips never influence each other), on
+
+   ``sum_t [reprojection_t + w_p E_prior,t] + w_s |beta|^2
+   + lambda_z sum_t d(z_t, z_t+1)^2 + lambda_R sum_t |R_t - R_t+1|_F^2
+   + lambda_T sum_t |T_t - T_t+1|^2``
+
+   with the Geman-McClure reprojection term and prior energy of :func:`fit_keypoints`' last
+   stage (``w_p``, ``w_s``), one shape ``beta`` for the whole clip, ``d`` the geodesic angle
+   between consecutive latents on the sphere (the latents are projected first), the Euclidean
+   distance between projected latents in other latent spaces, and the distance between
+   consecutive axis-angle poses for a pose-space prior (or none); ``R_t`` the global
+   orientation's matrix, ``T_t`` the translation in metres. The shape is optimised in the first
+   window and held in the later ones; each later window starts at the last frame the previous
+   one kept, which enters its temporal terms as a fixed neighbour, and a window keeps all but its
+   last ``overlap`` frames (refitted by the next with more context). Memory grows with
+   ``B * window``, not with the clip length (the per-frame start runs in chunks of
+   :data:`INIT_CHUNK` frames).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advprior.fitting.camera import PinholeCamera
+from advprior.fitting.keypoints import KeypointFormat, get_format
+from advprior.fitting.priors import PriorTerm, frozen, resolve_prior
+from advprior.fitting.result import FitResult
+from advprior.fitting.smplify import (
+    GAUGE_WEIGHT,
+    NO_PRIOR_WEIGHT,
+    SMPLIFY_STAGES,
+    _as_tensor,
+    _Body,
+    _concat,
+    fit_keypoints,
+    geman_mcclure,
+    prepare_keypoints,
+)
+from advprior.latent import LatentSpace
+from advprior.lbfgs import minimize_lbfgs
+from advprior.rotations import axis_angle_to_rotmat
+
+__all__ = ["Smoothness", "fit_sequence", "latent_step", "temporal_energy"]
+
+#: Frames per call of the per-frame start (:func:`fit_keypoints`).
+INIT_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Smoothness:
+    """Weights of the temporal terms of :func:`fit_sequence` (the objective's units: pixels^2
+    of the reprojection term per frame).
+
+    Attributes:
+        latent: weight of the squared step between consecutive frames' pose parameters (radians^2
+            on the sphere; latent units^2 otherwise; axis-angle radians^2 for a pose-space prior).
+        orient: weight of ``|R_t - R_t+1|_F^2`` (global orientation matrices).
+        transl: weight of ``|T_t - T_t+1|^2`` (metres^2).
+
+    The defaults were chosen on validation clips (docs/results.md, "Sequence fitting").
+    """
+
+    latent: float = 1e5
+    orient: float = 1e5
+    transl: float = 1e6
+
+    def scaled(self, factor: float) -> Smoothness:
+        """All three weights times ``factor``."""
+        return Smoothness(self.latent * factor, self.orient * factor, self.transl * factor)
+
+
+def as_smoothness(value: object) -> Smoothness:
+    """``None`` -> the defaults; a number -> the defaults scaled by it; a mapping with keys
+    ``latent``/``orient``/``transl``; or a :class:`Smoothness`. Weights must be finite and >= 0."""
+    if value is None:
+        out = Smoothness()
+    elif isinstance(value, Smoothness):
+        out = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = Smoothness().scaled(float(value))
+    elif isinstance(value, Mapping):
+        names = {f.name for f in fields(Smoothness)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ValueError(f"smoothness has unknown keys {unknown}; known: {sorted(names)}")
+        out = Smoothness(**{k: float(v) for k, v in value.items()})
+    else:
+        raise TypeError(
+            "smoothness must be None, a number, a mapping or a Smoothness, got "
+            f"{type(value).__name__}"
+        )
+    for f in fields(out):
+        weight = getattr(out, f.name)
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"smoothness.{f.name} must be a finite number >= 0, got {weight!r}")
+    return out
+
+
+def latent_step(space: LatentSpace | None, a: Tensor, b: Tensor) -> Tensor:
+    """Squared step ``(...)`` between pose parameters ``a, b (..., D)`` of consecutive frames.
+
+    Sphere: the squared geodesic angle between ``a/|a|`` and ``b/|b|``,
+    ``(2 asin(|a^ - b^| / 2))^2`` (radians^2); another latent space: ``|P(a) - P(b)|^2`` of the
+    projected latents; ``space=None`` (poses): ``|a - b|^2``.
+    """
+    if space is None:
+        return ((a - b) ** 2).sum(-1)
+    pa, pb = space.project(a), space.project(b)
+    sq = ((pa - pb) ** 2).sum(-1)
+    if space.kind != "sphere":
+        return sq
+    # sqrt's gradient is infinite at 0 (two identical latents); below 1e-12 the step is 0 anyway.
+    chord = sq.clamp(min=1e-12).sqrt()
+    return (2 * torch.asin((chord / 2).clamp(max=1.0))) ** 2
+
+
+def temporal_energy(
+    space: LatentSpace | None,
+    params: Tensor,
+    global_orient: Tensor,
+    transl: Tensor,
+    smoothness: Smoothness,
+) -> Tensor:
+    """Temporal terms ``(B,)`` of clips: ``params (B, T, D)`` (latents, or poses when ``space``
+    is None), ``global_orient (B, T, 3)`` axis-angle, ``transl (B, T, 3)`` metres; see
+    :class:`Smoothness`. Zero for ``T = 1``."""
+    if params.shape[1] < 2:
+        return params.new_zeros(params.shape[0])
+    steps = latent_step(space, params[:, 1:], params[:, :-1]).sum(-1)
+    rot = axis_angle_to_rotmat(global_orient)
+    turn = ((rot[:, 1:] - rot[:, :-1]) ** 2).sum((-1, -2, -3))
+    move = ((transl[:, 1:] - transl[:, :-1]) ** 2).sum((-1, -2))
+    return smoothness.latent * steps + smoothness.orient * turn + smoothness.transl * move
+
+
+def _fill_missing(values: Tensor, seen: Tensor) -> Tensor:
+    """``values (B, T, P)`` with the rows of unseen frames (``seen (B, T)`` False) replaced by
+    the linear interpolation of their nearest seen neighbours (the nearest at the ends)."""
+    out = values.clone()
+    t_idx = torch.arange(values.shape[1], dtype=values.dtype, device=values.device)
+    for b in range(values.shape[0]):
+        have = torch.nonzero(seen[b]).flatten()
+        missing = torch.nonzero(~seen[b]).flatten()
+        if len(missing) == 0:
+            continue
+        right = torch.searchsorted(have, missing).clamp(max=len(have) - 1)
+        left = (right - 1).clamp(min=0)
+        # searchsorted finds the first seen frame after; the one before is one step left of it,
+        # unless the missing frame lies beyond the last seen frame.
+        after = have[right] > missing
+        left = torch.where(after, left, right)
+        t0, t1 = have[left], have[right]
+        span = (t_idx[t1] - t_idx[t0]).clamp(min=1)
+        w = ((t_idx[missing] - t_idx[t0]) / span).clamp(0, 1)[:, None]
+        w = torch.where((t1 == t0)[:, None], torch.zeros_like(w), w)
+        out[b, missing] = (1 - w) * values[b, t0] + w * values[b, t1]
+    return out
+
+
+@dataclass(frozen=True)
+class _Window:
+    camera: PinholeCamera
+    body: _Body
+    term: PriorTerm
+    sigma: float
+    prior_weight: float
+    shape_weight: float
+    smoothness: Smoothness
+    iterations: int
+
+
+def _fit_window(
+    kp: Tensor,
+    w2: Tensor,
+    betas: Tensor,
+    go: Tensor,
+    tr: Tensor,
+    pp: Tensor,
+    prev: tuple[Tensor, Tensor, Tensor] | None,
+    free_betas: bool,
+    o: _Window,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One window for all clips: ``kp (B, W, J, 2)``, ``w2 (B, W, J)`` squared confidences,
+    starting values ``betas (B, K)``, ``go``/``tr (B, W, 3)``, ``pp (B, W, P)``; ``prev`` the
+    fixed previous frame's ``(go, tr, pp)``, each ``(B, 1, .)``. Returns the optimised
+    ``betas, go, tr, pp``, per-frame loss ``(B, W)`` (reprojection + prior), the L-BFGS
+    iterations ``(B,)`` and the projected keypoints ``(B, W, J, 2)``."""
+    b, w, dim = pp.shape
+    nb = betas.shape[-1]
+    term = o.term
+
+    def unpack(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        i = 0
+        if free_betas:
+            be, i = x[:, :nb], nb
+        else:
+            be = betas
+        g = x[:, i : i + 3 * w].reshape(b, w, 3)
+        t = x[:, i + 3 * w : i + 6 * w].reshape(b, w, 3)
+        p = x[:, i + 6 * w :].reshape(b, w, dim)
+        return be, g, t, p
+
+    def per_frame(be: Tensor, g: Tensor, t: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        flat_p = p.reshape(b * w, dim)
+        pose = term.pose(flat_p)
+        pts, _ = o.body(g.reshape(-1, 3), pose, be.repeat_interleave(w, 0), t.reshape(-1, 3))
+        proj = o.camera.project(pts).view(b, w, -1, 2)
+        data = (w2 * geman_mcclure((proj - kp) ** 2, o.sigma).sum(-1)).sum(-1)
+        prior = o.prior_weight * term.energy(flat_p, pose).view(b, w)
+        return data + prior + GAUGE_WEIGHT * term.gauge(flat_p).view(b, w), proj
+
+    def objective(x: Tensor) -> Tensor:
+        be, g, t, p = unpack(x)
+        frames, _ = per_frame(be, g, t, p)
+        if prev is not None:
+            g, t, p = (torch.cat([a, c], 1) for a, c in zip(prev, (g, t, p), strict=True))
+        smooth = temporal_energy(term.space, p, g, t, o.smoothness)
+        return frames.sum(-1) + o.shape_weight * (be * be).sum(-1) + smooth
+
+    parts = ([betas] if free_betas else []) + [go.flatten(1), tr.flatten(1), pp.flatten(1)]
+    res = minimize_lbfgs(
+        objective, torch.cat(parts, -1), max_iter=o.iterations, max_evals=o.iterations * 5 // 4
+    )
+    be, g, t, p = unpack(res.x)
+    with torch.no_grad():
+        frames, proj = per_frame(be, g, t, p)
+    return be.detach(), g.detach(), t.detach(), p.detach(), frames, res.iterations, proj
+
+
+def _check_int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def fit_sequence(
+    keypoints: object,
+    confidence: object,
+    camera: PinholeCamera,
+    *,
+    prior: object = "gan-s",
+    smoothness: object = None,
+    body_model: object | None = None,
+    keypoint_format: str | KeypointFormat = "smpl24",
+    window: int = 64,
+    overlap: int = 16,
+    iterations: int = 100,
+    init_iterations: int = 30,
+    sigma: float = 100.0,
+    orientations: int = 2,
+    init: FitResult | None = None,
+) -> FitResult:
+    """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
+
+    Args:
+        keypoints: ``(T, J, 2)`` pixels for one clip or ``(B, T, J, 2)`` for B clips of equal
+            length (or ``(..., J, 3)`` with the confidence in the last column when
+            ``confidence`` is None); NaN marks a missing keypoint.
+        confidence: ``(T, J)`` / ``(B, T, J)`` in ``[0, 1]``, or None. A frame with fewer than
+            two keypoints of positive confidence is *missing*: it has no data term and gets its
+            pose from its neighbours through the temporal terms. A clip needs one frame that is
+            not missing.
+        camera: a :class:`PinholeCamera` shared by every frame.
+        prior: as in :func:`fit_keypoints` (alias or path, a prior object, or None / "none").
+        smoothness: weights of the temporal terms: None (the defaults), a number (the defaults
+            times it; 0 turns them off), a mapping or a :class:`Smoothness`.
+        body_model: as in :func:`fit_keypoints` (default: the open stand-in body).
+        keypoint_format: ``"smpl24"``, ``"openpose25"`` or ``"coco17"``.
+        window: frames optimised together (memory grows with ``B * window``).
+        overlap: frames at the end of a window that the next window refits (``< window``).
+        iterations: L-BFGS iterations per window.
+        init_iterations: ``iterations`` of the per-frame :func:`fit_keypoints` that starts it.
+        sigma: Geman-McClure scale in pixels.
+        orientations: as in :func:`fit_keypoints` (for the per-frame start).
+        init: a per-frame fit to start from instead of running :func:`fit_keypoints`: its rows
+            are the frames that are not missing, clip after clip, in time order (so
+            ``fit_keypoints`` on exactly those frames, with the same prior).
+
+    Returns:
+        A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
+        dimensions: ``body_pose (.., T, 63)``, ``global_orient``, ``transl``, ``betas`` (the
+        clip's one shape on every frame), ``latent`` (or None), ``loss (.., T)`` (reprojection
+        + prior per frame), ``joints (.., T, 24, 3)``, ``projected (.., T, J, 2)``,
+        ``iterations (.., T)`` (L-BFGS iterations of the window that kept the frame). ``info``
+        holds the settings, ``missing_frames`` and ``seconds`` (the per-frame start included).
+    """
+    start = time.perf_counter()
+    fmt = get_format(keypoint_format)
+    if not isinstance(camera, PinholeCamera):
+        raise TypeError(
+            f"camera must be an advprior.fitting.PinholeCamera, got {type(camera).__name__}"
+        )
+    kp_in = _as_tensor(keypoints, "keypoints")
+    if kp_in.ndim not in (3, 4):
+        raise ValueError(
+            f"keypoints must have shape (T, {fmt.num_keypoints}, 2) or "
+            f"(B, T, {fmt.num_keypoints}, 2), got {tuple(kp_in.shape)}"
+        )
+    single = kp_in.ndim == 3
+    lead = tuple(kp_in.shape[:-2])
+    if 0 in lead:
+        raise ValueError(
+            f"keypoints has no frames (shape {tuple(kp_in.shape)}); a sequence needs T >= 1 frames"
+        )
+    conf_in = confidence
+    if confidence is not None:
+        conf_in = _as_tensor(confidence, "confidence")
+        if tuple(conf_in.shape) != lead + (fmt.num_keypoints,):
+            raise ValueError(
+                f"confidence must have shape {lead + (fmt.num_keypoints,)} to "
+                f"match keypoints {tuple(kp_in.shape)}, got {tuple(conf_in.shape)}"
+            )
+        conf_in = conf_in.reshape(-1, fmt.num_keypoints)
+    window = _check_int(window, "window", 2)
+    overlap = _check_int(overlap, "overlap", 0)
+    if overlap >= window:
+        raise ValueError(f"overlap ({overlap}) must be smaller than window ({window})")
+    iterations = _check_int(iterations, "iterations", 1)
+    init_iterations = _check_int(init_iterations, "init_iterations", 1)
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    weights = as_smoothness(smoothness)
+    kp, conf = prepare_keypoints(
+        kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0
+    )
+    n_clips, length = (1, lead[0]) if single else lead
+    kp = kp.view(n_clips, length, fmt.num_keypoints, 2)
+    conf = conf.view(n_clips, length, fmt.num_keypoints)
+    seen = (conf > 0).sum(-1) >= 2  # (B, T)
+    empty = torch.nonzero(~seen.any(1)).flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"clip(s) {empty} have no frame with two or more keypoints of positive "
+            "confidence (all frames missing); nothing to fit"
+        )
+
+    model, _ = resolve_prior(prior)
+    if body_model is None:
+        from advprior.body import load_body_model
+
+        body_model = load_body_model()
+    term = PriorTerm(model)
+    if init is None:
+        # Frames are independent problems: chunks of INIT_CHUNK keep the per-frame start's
+        # memory bounded too (8 yaws x 2 orientations per frame in its first stage).
+        kp_seen, conf_seen = kp[seen], conf[seen]
+        init = _concat(
+            [
+                fit_keypoints(
+                    kp_seen[i : i + INIT_CHUNK],
+                    conf_seen[i : i + INIT_CHUNK],
+                    camera,
+                    body_model=body_model,
+                    prior=model,
+                    keypoint_format=fmt,
+                    iterations=init_iterations,
+                    sigma=sigma,
+                    orientations=orientations,
+                )
+                for i in range(0, len(kp_seen), INIT_CHUNK)
+            ]
+        )
+    elif not isinstance(init, FitResult):
+        raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
+    if len(init) != int(seen.sum()):
+        raise ValueError(
+            f"init has {len(init)} frames; it must fit the {int(seen.sum())} "
+            "frames that are not missing"
+        )
+    params = init.latent if term.has_latent else init.body_pose
+    if params is None or params.shape[-1] != term.dim:
+        raise ValueError(
+            f"init must come from a fit with the same prior (pose parameters of size {term.dim})"
+        )
+    dtype, device = kp.dtype, kp.device
+
+    def spread(values: Tensor) -> Tensor:
+        full = torch.zeros(n_clips, length, values.shape[-1], dtype=dtype, device=device)
+        full[seen] = values.to(dtype)
+        return _fill_missing(full, seen)
+
+    go, tr, pp = spread(init.global_orient), spread(init.transl), spread(params)
+    be_frames = torch.zeros(n_clips, length, init.betas.shape[-1], dtype=dtype, device=device)
+    be_frames[seen] = init.betas.to(dtype)
+    betas = (be_frames * seen[..., None]).sum(1) / seen.sum(1, keepdim=True)
+
+    prior_w, shape_w = SMPLIFY_STAGES[-1]
+    opts = _Window(
+        camera,
+        _Body(body_model, fmt),
+        term,
+        float(sigma),
+        NO_PRIOR_WEIGHT if model is None else prior_w**2,
+        shape_w**2,
+        weights,
+        iterations,
+    )
+    w2 = conf * conf
+    loss = torch.zeros(n_clips, length, dtype=dtype, device=device)
+    steps = torch.zeros(n_clips, length, dtype=torch.long, device=device)
+    projected = torch.zeros_like(kp)
+    s = 0
+    with frozen(model), frozen(body_model):
+        while s < length:
+            e = min(s + window, length)
+            keep = e if e == length else e - overlap
+            prev = None if s == 0 else (go[:, s - 1 : s], tr[:, s - 1 : s], pp[:, s - 1 : s])
+            out = _fit_window(
+                kp[:, s:e],
+                w2[:, s:e],
+                betas,
+                go[:, s:e],
+                tr[:, s:e],
+                pp[:, s:e],
+                prev,
+                s == 0,
+                opts,
+            )
+            betas = out[0]
+            k = keep - s
+            # The refitted tail [keep, e) keeps the window's values as the next window's start.
+            go[:, s:e], tr[:, s:e], pp[:, s:e] = out[1], out[2], out[3]
+            loss[:, s:keep] = out[4][:, :k].detach()
+            steps[:, s:keep] = out[5][:, None]
+            projected[:, s:keep] = out[6][:, :k]
+            s = keep
+
+        with torch.no_grad():
+            flat_p = pp.reshape(-1, term.dim)
+            pose = term.pose(flat_p)
+            be_all = betas.repeat_interleave(length, 0)
+            _, joints = opts.body(go.reshape(-1, 3), pose, be_all, tr.reshape(-1, 3))
+            latent = term.latent(flat_p)
+
+    shape = (length,) if single else (n_clips, length)
+
+    def out(x: Tensor | None) -> Tensor | None:
+        return None if x is None else x.detach().reshape(*shape, *x.shape[1:])
+
+    info: dict[str, Any] = {
+        "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
+        "prior_kind": term.describe(),
+        "keypoint_format": fmt.name,
+        "window": window,
+        "overlap": overlap,
+        "iterations_per_window": iterations,
+        "init_iterations": init_iterations,
+        "sigma_px": float(sigma),
+        "smoothness": {f.name: getattr(weights, f.name) for f in fields(weights)},
+        "missing_frames": int((~seen).sum()),
+        "clips": n_clips,
+        "frames_per_clip": length,
+        "seconds": time.perf_counter() - start,
+    }
+    return FitResult(
+        body_pose=out(pose),
+        global_orient=out(go.reshape(-1, 3)),
+        transl=out(tr.reshape(-1, 3)),
+        betas=out(be_all),
+        latent=out(latent),
+        loss=out(loss.reshape(-1)),
+        joints=out(joints),
+        projected=out(projected.reshape(-1, *projected.shape[2:])),
+        iterations=out(steps.reshape(-1)),
+        info=info,
+    )

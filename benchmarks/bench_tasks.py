@@ -1,0 +1,137 @@
+"""Issue 13's measurements: plausibility score, pose denoising, partial-body completion, motion
+denoising (``--section tasks``) and sequence fitting (``--section sequence``), gan-s, vae, gmm
+side by side. Settings (smoothness weights) are chosen on validation clips; the test split is
+measured once with them. Writes JSON (``--out``) and a generated block of docs/results.md.
+
+    PYTHONPATH=. python benchmarks/bench_tasks.py --section tasks --docs \
+        --out benchmarks/results/tasks.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+from advprior.data import load_dataset
+from advprior.eval import tasks
+from advprior.eval.benchmark import write_generated_block
+from advprior.eval.sequence_benchmark import clip_errors, make_clip_views, run_sequence_fitting
+from advprior.fileio import write_text_atomic
+from advprior.fitting import fit_keypoints, fit_sequence
+from advprior.hub import load_pretrained
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from _bench import REPO, parser, setup  # noqa: E402
+
+PRIORS = ("gan-s", "vae", "gmm")
+SMOOTH_SCALES = (0.01, 0.1, 1.0, 10.0)
+
+
+def _clips(data, length, count):
+    index = tasks.contiguous_clips(data.sequence, length, count)
+    pick = torch.stack(index)
+    return data.body_pose[pick], data.global_orient[pick], data.transl[pick]
+
+
+def run_tasks(args, priors, test, val):
+    out = tasks.run_tasks(priors, test, val, quick=args.quick, log=print)
+    _save(args, out)
+    return out
+
+
+def run_sequence(args, priors, test, val):
+    count, length = (1, 12) if args.quick else (4, 60)
+    window = {"window": 32, "overlap": 8}
+    vp, vg, vt = _clips(val, length, max(1, count // 2))
+    views_val = make_clip_views(vp, vg, vt, seed=1)
+    tp, tg, tt = _clips(test, length, count)
+    views = make_clip_views(tp, tg, tt, seed=2)
+    gaps = make_clip_views(tp, tg, tt, seed=2, missing_every=5)
+    out = {
+        "settings": {
+            "clips": count,
+            "frames": length,
+            **window,
+            "noise_px": 5.0,
+            "drop": 0.2,
+            "missing_every": 5,
+        }
+    }
+    for label, prior in priors.items():
+        t0 = time.perf_counter()
+        seen = (views_val.confidence > 0).sum(-1) >= 2
+        init = fit_keypoints(
+            views_val.keypoints[seen], views_val.confidence[seen], views_val.camera, prior=prior
+        )
+        scores = {}
+        for scale in SMOOTH_SCALES:
+            seq = fit_sequence(
+                views_val.keypoints,
+                views_val.confidence,
+                views_val.camera,
+                prior=prior,
+                smoothness=scale,
+                init=init,
+                **window,
+            )
+            e = clip_errors(seq.joints, views_val)
+            scores[scale] = (e["p_mpjpe_mm"], e["accel_mm"])
+        # The smoothest setting whose validation P-MPJPE is within 1 mm of the best.
+        best_p = min(v[0] for v in scores.values())
+        scale = max(s for s, v in scores.items() if v[0] <= best_p + 1.0)
+        main = run_sequence_fitting(views, prior, smoothness=scale, **window)
+        missing = run_sequence_fitting(gaps, prior, smoothness=scale, **window)
+        out.setdefault("sequence fitting", {})[label] = {
+            "smoothness scale (val)": scale,
+            **{f"{k} {m}": v for k, r in main.items() for m, v in r.items()},
+        }
+        out.setdefault("sequence fitting, every 5th frame missing", {})[label] = {
+            f"{k} {m}": v for k, r in missing.items() for m, v in r.items()
+        }
+        out.setdefault("validation", {})[label] = {str(s): v for s, v in scores.items()}
+        print(label, f"{time.perf_counter() - t0:.0f}s", flush=True)
+        _save(args, out)
+    return out
+
+
+def _save(args, out):
+    if args.out is not None:
+        write_text_atomic(args.out, json.dumps(out, indent=2) + "\n")
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--section", choices=("tasks", "sequence"), required=True)
+    p.add_argument("--docs", action="store_true", help="write the block into docs/results.md")
+    p.add_argument(
+        "--from-json",
+        action="store_true",
+        help="only write the docs block from the --out JSON of an earlier run",
+    )
+    args = p.parse_args()
+    setup(args)
+    if args.from_json:
+        out = json.loads(args.out.read_text())
+    else:
+        priors = {name: load_pretrained(name).eval() for name in PRIORS}
+        test = load_dataset(args.data, 2)
+        val = load_dataset(args.data, 1)
+        run = run_tasks if args.section == "tasks" else run_sequence
+        out = run(args, priors, test, val)
+    if args.docs:
+        title = {"tasks": "The field's prior tasks", "sequence": "Sequence fitting"}
+        block = (
+            f"## {title[args.section]}\n\n"
+            f"Protocol: docs/eval.md and docs/fitting.md.\n\n"
+            f"_Generated by `benchmarks/bench_tasks.py --section {args.section}` "
+            f"({json.dumps(out['settings'])})._\n\n"
+            + tasks.format_tables({k: v for k, v in out.items() if k != "validation"})
+        )
+        write_generated_block(REPO / "docs" / "results.md", f"bench_tasks {args.section}", block)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""fit_sequence: shapes, bad input (T=0, T=1, all frames missing, NaN), missing frames, windows,
+batched clips, and that the temporal terms remove jitter; ``advprior fit --sequence``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advprior.body import forward_kinematics
+from advprior.cli import main
+from advprior.fitting import PinholeCamera, Smoothness, fit_sequence
+from advprior.fitting.sequence import as_smoothness, latent_step
+from advprior.hub import load_pretrained
+from advprior.latent import LatentSpace
+
+CAMERA = PinholeCamera(1000.0, (500.0, 500.0))
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return load_pretrained("gan-s").eval()
+
+
+def _clip(prior, t: int, seed: int = 0, noise_px: float = 5.0):
+    """A smooth clip: slerp between two prior samples, walking sideways 4 m from the camera."""
+    gen = torch.Generator().manual_seed(seed)
+    z = prior.sample_latent(2, generator=gen)
+    pose = prior.decode(prior.latent_space.interpolate(z[0], z[1], t))
+    go = torch.tensor([math.pi, 0.0, 0.0]).expand(t, 3)
+    tr = torch.stack([torch.linspace(0, 0.3, t), torch.zeros(t), torch.full((t,), 4.0)], -1)
+    joints = forward_kinematics(go, pose, transl=tr)
+    kp = CAMERA.project(joints) + noise_px * torch.randn(t, 24, 2, generator=gen)
+    return kp, torch.ones(t, 24), joints
+
+
+def _accel(joints: torch.Tensor) -> float:
+    rel = joints - joints[..., :1, :]
+    return float((rel[2:] - 2 * rel[1:-1] + rel[:-2]).norm(dim=-1).mean())
+
+
+def test_bad_input_is_refused(prior) -> None:
+    kp, conf, _ = _clip(prior, 3)
+    with pytest.raises(ValueError, match="no frames"):
+        fit_sequence(kp[:0], conf[:0], CAMERA, prior=prior)
+    with pytest.raises(ValueError, match="all frames missing"):
+        fit_sequence(kp, torch.zeros_like(conf), CAMERA, prior=prior)
+    with pytest.raises(ValueError, match="all frames missing"):
+        fit_sequence(torch.full_like(kp, float("nan")), conf, CAMERA, prior=prior)
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        fit_sequence(kp, torch.full_like(conf, float("nan")), CAMERA, prior=prior)
+    with pytest.raises(ValueError, match=r"\(T, 24, 2\)"):
+        fit_sequence(kp[0], conf[0], CAMERA, prior=prior)
+    with pytest.raises(ValueError, match="confidence must have shape"):
+        fit_sequence(kp, conf[:2], CAMERA, prior=prior)
+    with pytest.raises(ValueError, match="overlap"):
+        fit_sequence(kp, conf, CAMERA, prior=prior, window=4, overlap=4)
+    with pytest.raises(ValueError, match="smoothness"):
+        fit_sequence(kp, conf, CAMERA, prior=prior, smoothness={"pose": 1.0})
+    with pytest.raises(ValueError, match="smoothness.latent"):
+        as_smoothness({"latent": -1.0})
+    with pytest.raises(TypeError, match="smoothness"):
+        as_smoothness("smooth")
+    assert as_smoothness(2.0) == Smoothness().scaled(2.0)
+
+
+def test_one_frame_and_a_missing_frame(prior) -> None:
+    kp, conf, _ = _clip(prior, 4)
+    one = fit_sequence(kp[:1], conf[:1], CAMERA, prior=prior, iterations=5, init_iterations=3)
+    assert one.body_pose.shape == (1, 63) and one.joints.shape == (1, 24, 3)
+    torch.testing.assert_close(one.latent.norm(dim=-1), torch.ones(1))
+    kp = kp.clone()
+    kp[2] = float("nan")  # a whole frame without keypoints
+    res = fit_sequence(kp, conf, CAMERA, prior=prior, iterations=5, init_iterations=3)
+    assert res.info["missing_frames"] == 1
+    assert bool(torch.isfinite(res.joints).all()) and bool(torch.isfinite(res.body_pose).all())
+    # One shape for the clip.
+    assert bool((res.betas == res.betas[:1]).all())
+
+
+def test_windows_batches_and_smoothness(prior) -> None:
+    t = 10
+    kp0, conf0, truth = _clip(prior, t, seed=1, noise_px=8.0)
+    kp1, conf1, _ = _clip(prior, t, seed=2)
+    kp, conf = torch.stack([kp0, kp1]), torch.stack([conf0, conf1])
+    kw = {"iterations": 40, "init_iterations": 8, "window": 4, "overlap": 1}
+    both = fit_sequence(kp, conf, CAMERA, prior=prior, **kw)
+    assert both.body_pose.shape == (2, t, 63) and both.latent.shape == (2, t, 32)
+    assert both.projected.shape == (2, t, 24, 2) and both.iterations.shape == (2, t)
+    # Clips are separate problems: with another second clip in the batch, the first clip's fit
+    # is the same to the last bit (each clip is its own L-BFGS row, and a batch of the same size
+    # runs the same kernels). A batch of another size may round differently (BLAS blocking), and
+    # 40 iterations of a non-convex fit can amplify that, so it is not compared.
+    kp2, conf2, _ = _clip(prior, t, seed=3)
+    other = fit_sequence(torch.stack([kp0, kp2]), torch.stack([conf0, conf2]), CAMERA,
+                         prior=prior, **kw)  # fmt: skip
+    assert torch.equal(other.joints[0], both.joints[0])
+    assert not torch.equal(other.joints[1], both.joints[1])
+    alone = fit_sequence(kp0, conf0, CAMERA, prior=prior, **kw)
+    # The temporal terms remove the per-frame jitter of the noisy keypoints.
+    rough = fit_sequence(kp0, conf0, CAMERA, prior=prior, smoothness=0.0, **kw)
+    assert _accel(alone.joints) < 0.5 * _accel(rough.joints)
+
+
+def test_latent_step_is_the_squared_geodesic_angle() -> None:
+    sphere = LatentSpace("sphere", 3)
+    a = torch.tensor([1.0, 0.0, 0.0])
+    for angle in (0.0, 0.3, 2.0, math.pi):
+        b = 2.5 * torch.tensor([math.cos(angle), math.sin(angle), 0.0])  # norm does not count
+        # asin near pi/2 (antipodes) amplifies the chord's rounding: eps / sqrt(eps) ~ 3e-4.
+        assert abs(float(latent_step(sphere, a, b)) - angle**2) < (1e-5 if angle < 3 else 2e-3)
+    z = a.clone().requires_grad_(True)
+    latent_step(sphere, z, a.clone()).backward()
+    assert bool(torch.isfinite(z.grad).all())
+    normal = LatentSpace("normal", 3)
+    assert float(latent_step(normal, a, 2 * a)) == 1.0
+    assert float(latent_step(None, a, -a)) == 4.0
+
+
+def test_fit_command_on_a_sequence(prior, tmp_path) -> None:
+    kp, conf, _ = _clip(prior, 3)
+    frames = kp.tolist()
+    frames[1] = [None] * 24
+    path = tmp_path / "clip.json"
+    path.write_text(
+        json.dumps(
+            {
+                "format": "smpl24",
+                "keypoints": frames,
+                "camera": {"focal": [1000, 1000], "center": [500, 500]},
+            }
+        )
+    )
+    out = tmp_path / "fit.npz"
+    rc = main(["fit", str(path), "--sequence", "--iterations", "3", "--out", str(out)])
+    assert rc == 0
+    with np.load(out, allow_pickle=False) as data:
+        assert data["body_pose"].shape == (3, 63) and np.isfinite(data["joints"]).all()
+    empty = tmp_path / "empty.json"
+    empty.write_text(
+        json.dumps(
+            {
+                "keypoints": [[None] * 24] * 2,
+                "camera": {"focal": [1000, 1000], "center": [500, 500]},
+            }
+        )
+    )
+    # a file whose frames are all missing is a failure (exit 1), reported in one line
+    assert main(["fit", str(empty), "--sequence", "--out", str(out)]) == 1
