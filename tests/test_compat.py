@@ -157,7 +157,7 @@ def test_sphere_chart_of_a_normal_is_nearly_uniform() -> None:
     c = torch.zeros(d, dtype=torch.float64)
     c[0] = 1.0
     s = chart_for(load_pretrained("gan-s")).scale
-    assert s > 2.0  # within a standard deviation of uniform (the tangent-plane chart: s = 0.28)
+    assert s >= 2.0  # within a standard deviation of uniform (the tangent-plane chart: s = 0.28)
     sphere = LatentChart("sphere", c, s)
     z = torch.randn(20000, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     cos = sphere(z)[:, 0]

@@ -45,12 +45,12 @@ __all__ = ["LatentChart", "chart_for"]
 
 #: Samples of the prior's own latent distribution that set the cube chart's scale (seed 0).
 SCALE_SAMPLES = 4096
-#: ``s`` of the sphere chart ``normalize(c + s z)``: ``1 / s = 0.3`` (the offset of the Gaussian
-#: from the sphere's centre) was chosen on validation frames of a VPoser-style loop from 1, 0.3
-#: and 0.1 (``benchmarks/vposer_chart_ablation.py``, docs/compat.md). Larger ``s`` is closer to
-#: GAN-S's uniform prior and pulls less; too large and the fit's free radius shrinks until the
-#: chart is ill-conditioned for L-BFGS.
-SPHERE_SCALE = 1.0 / 0.3
+#: ``s`` of the sphere chart ``normalize(c + s z)``: ``1 / s = 0.5`` (the offset of the Gaussian
+#: from the sphere's centre) was chosen on validation frames of a VPoser-style loop from 1, 0.5,
+#: 0.3, 0.2 and 0.1 (``benchmarks/vposer_chart_ablation.py``, docs/compat.md). Larger ``s`` is
+#: closer to GAN-S's uniform prior and pulls less; too large and the fit's free radius shrinks
+#: until the chart is ill-conditioned for L-BFGS.
+SPHERE_SCALE = 2.0
 # Below this size c + s z has no direction (the one point where the chart is singular).
 _SPHERE_EPS = 1e-12
 # Keeps erfinv finite for latents that rounded onto the cube's faces.
