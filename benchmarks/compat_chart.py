@@ -54,12 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         vposer, ps = load_vposer(alias)
         with torch.no_grad() if alias == "vae" else torch.enable_grad():
             z = vposer.encode(pose).mean.detach().double()
-        dims = vposer.latentD
-        if ps.chart == "sphere":
-            c = vposer.chart.centre.double()
-            z = z - (z @ c)[:, None] * c
-            dims -= 1  # the sphere has D - 1 dimensions; the part along c is 0
-        per_dim = float(z.pow(2).sum(-1).mean() / dims)
+        # sphere: the most probable z of each latent (LatentChart.inverse), all D entries
+        per_dim = float(z.pow(2).sum(-1).mean() / vposer.latentD)
         lines.append(
             f"| {alias} | {ps.chart} | {ps.chart_scale:.4f} | {per_dim:.2f} | "
             f"{float(z.norm(dim=-1).median()):.2f} |"

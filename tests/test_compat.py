@@ -120,24 +120,51 @@ def test_gmm_has_no_latent() -> None:
 # --- the chart ------------------------------------------------------------------------------
 
 
-def test_sphere_chart_is_the_exponential_map() -> None:
+def test_sphere_chart_is_the_direction_of_a_shifted_gaussian() -> None:
     gen = torch.Generator().manual_seed(0)
     c = torch.randn(8, generator=gen, dtype=torch.float64)
-    chart = LatentChart("sphere", c, 0.3)
+    chart = LatentChart("sphere", c, 3.0)
     c = c / c.norm()
     z = torch.randn(64, 8, generator=gen, dtype=torch.float64)
     w = chart(z)
     assert torch.allclose(w.norm(dim=-1), torch.ones(64, dtype=torch.float64), atol=1e-12)
+    x = c + 3.0 * z
+    assert torch.allclose(w, x / x.norm(dim=-1, keepdim=True), atol=1e-14)
     assert torch.allclose(chart(torch.zeros(1, 8, dtype=torch.float64))[0], c, atol=1e-15)
-    # the geodesic distance from the centre is s |P_c z|
-    tangent = z - (z @ c)[:, None] * c
-    angle = torch.acos((w @ c).clamp(-1, 1))
-    assert torch.allclose(angle, (0.3 * tangent.norm(dim=-1)).clamp(max=math.pi), atol=1e-7)
-    # log map inverts it inside the injectivity radius
-    inside = tangent[0.3 * tangent.norm(dim=-1) < 3.0]
-    assert torch.allclose(chart.inverse(chart(inside)), inside, atol=1e-9)
-    # the component along c does not move the pose
-    assert torch.allclose(chart(z + 2.0 * c), w, atol=1e-12)
+    # the free radius: z + t (c / s + z), t > -1, is the same latent
+    for t in (-0.9, 0.5, 20.0):
+        assert torch.allclose(chart(z + t * (c / 3.0 + z)), w, atol=1e-12)
+    # the inverse is a right inverse on the sphere, also at the antipode of the centre
+    u = torch.cat([w, -c[None]])
+    assert torch.allclose(chart(chart.inverse(u)), u, atol=1e-12)
+    # |z|^2 minimised over the free radius is sin^2(a) / s^2 (a < 90 degrees): the bounded
+    # pull an |z|^2 term exerts toward the centre
+    cos = w @ c
+    front = cos > 0
+    best = (cos[front, None] * w[front] - c) / 3.0
+    assert torch.allclose(chart(best), w[front], atol=1e-12)
+    assert torch.allclose(best.pow(2).sum(-1), (1 - cos[front] ** 2) / 9.0, atol=1e-12)
+    rho = torch.linspace(0.05, 3.0, 60, dtype=torch.float64)
+    fibre = (rho[:, None, None] * w[front] - c) / 3.0
+    assert (fibre.pow(2).sum(-1) >= best.pow(2).sum(-1) - 1e-12).all()
+
+
+def test_sphere_chart_of_a_normal_is_nearly_uniform() -> None:
+    # z ~ N(0, I) through the shipped chart: nearly GAN-S's own uniform prior, whose cos(angle)
+    # to any fixed point has mean 0 and standard deviation 1 / sqrt(D); the shift c / s moves
+    # the mean toward the centre by about 1 / (s sqrt D), i.e. 1 / s standard deviations
+    d = 32
+    c = torch.zeros(d, dtype=torch.float64)
+    c[0] = 1.0
+    s = chart_for(load_pretrained("gan-s")).scale
+    assert s >= 2.0  # within a standard deviation of uniform (the tangent-plane chart: s = 0.28)
+    sphere = LatentChart("sphere", c, s)
+    z = torch.randn(20000, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cos = sphere(z)[:, 0]
+    sd = 1 / math.sqrt(d)
+    # sampling error of the mean: 1 / sqrt(20000) = 0.007 sd; the 1 / s law holds to O(1 / D)
+    assert abs(float(cos.mean()) / sd - 1 / s) < 0.03
+    assert abs(float(cos.var()) / sd**2 - 1) < 0.1
 
 
 def test_chart_jacobian_at_zero_is_finite_and_full_rank_on_the_tangent() -> None:
@@ -149,13 +176,18 @@ def test_chart_jacobian_at_zero_is_finite_and_full_rank_on_the_tangent() -> None
         assert torch.isfinite(jac).all()
         rank = int(torch.linalg.matrix_rank(jac))
         assert rank == (5 if kind == "sphere" else 6)
-    # near zero the series branch and the trigonometric branch agree
-    sphere = LatentChart("sphere", c, 1.0)
-    tiny = torch.full((1, 6), 3e-5, dtype=torch.float64)
-    tiny[0, 2] = 0.0
-    r = float(tiny.norm())
-    expected = math.cos(r) * c + math.sin(r) / r * tiny[0]
-    assert torch.allclose(sphere(tiny)[0], expected, atol=1e-15)
+        if kind == "sphere":  # s (I - c c^T)
+            expected = 0.5 * (torch.eye(6, dtype=torch.float64) - torch.outer(c, c))
+            assert torch.allclose(jac, expected, atol=1e-15)
+    # the singular point z = -c / s and huge finite trial steps stay finite and on the sphere
+    sphere = LatentChart("sphere", c, 0.5)
+    z = torch.stack([-c / 0.5, torch.full((6,), 1e30, dtype=torch.float64)])
+    w = sphere(z)
+    assert torch.isfinite(w).all() and torch.allclose(w.norm(dim=-1), torch.ones(2).double())
+    assert torch.equal(w[0], c)
+    sphere32 = LatentChart("sphere", c.float(), 0.5)
+    w32 = sphere32(torch.full((1, 6), 3e37))
+    assert torch.isfinite(w32).all() and abs(float(w32.norm()) - 1) < 1e-6
 
 
 def test_cube_chart_maps_normals_to_uniform() -> None:
@@ -168,14 +200,15 @@ def test_cube_chart_maps_normals_to_uniform() -> None:
     assert torch.allclose(chart.inverse(u), z, atol=1e-3)
 
 
-def test_chart_scale_comes_from_the_models_own_samples() -> None:
+def test_chart_centre_and_the_scale_of_the_models_own_samples() -> None:
     prior = load_pretrained("gan-s")
     chart = chart_for(prior)
     assert torch.allclose(chart.centre, prior.typical_latent(), atol=1e-6)
     samples = prior.sample_latent(2000, generator=torch.Generator().manual_seed(7)).double()
     z = chart.inverse(samples.to(torch.float32)).double()
-    per_dim = z.pow(2).sum(-1).mean() / (prior.latent_dim - 1)
-    # independent draws: unit variance per tangent dimension up to sampling error (~3%)
+    assert torch.allclose(chart(z.float()), samples.float(), atol=1e-5)
+    per_dim = z.pow(2).sum(-1).mean() / prior.latent_dim
+    # the most probable radius: |z|^2 ~ (D - 1 + 1 / s^2) / D per dimension, about 1
     assert abs(float(per_dim) - 1.0) < 0.1
 
 
@@ -187,8 +220,7 @@ def test_real_validation_poses_have_about_unit_variance(shared_mocap) -> None:
     pose = torch.as_tensor(motion.body_pose, dtype=torch.float32)[::8]
     vposer, ps = load_vposer("gan-s")
     z = vposer.encode(pose).mean
-    tangent = z - (z @ vposer.chart.centre)[:, None] * vposer.chart.centre
-    per_dim = float(tangent.pow(2).sum(-1).mean() / 31)
+    per_dim = float(z.pow(2).sum(-1).mean() / 32)
     # measured 1.01 on 500 validation frames of all subjects; one clip varies more
     assert 0.5 < per_dim < 2.0, per_dim
 

@@ -8,23 +8,28 @@ or a cube, where ``0`` is not a latent (on the sphere it has no direction and ze
 ``|z|^2`` means nothing. :class:`LatentChart` maps ``R^D`` onto the prior's latent space so that
 those habits keep their meaning:
 
-- sphere (GAN-S): ``w = exp_c(s P_c z)``, the exponential map at the centre ``c`` of the tangent
-  part ``P_c z = z - (z . c) c`` scaled by ``s``: ``exp_c(v) = cos|v| c + sin|v| v / |v|``.
-  ``c`` is :meth:`advprior.PosePrior.typical_latent` (a typical pose, the start of
-  ``fit_keypoints``); ``s`` makes the model's own latent samples (uniform on the sphere) unit
-  variance per tangent dimension: ``s^2 = E|log_c w|^2 / (D - 1)`` over 4096 samples drawn with
-  seed 0. The component of ``z`` along ``c`` does not change the pose (the sphere has ``D - 1``
-  dimensions); an ``|z|^2`` term pulls it to 0.
+- sphere (GAN-S): ``w = (c + s z) / |c + s z|``, ``c`` the centre
+  (:meth:`advprior.PosePrior.typical_latent`, the start of ``fit_keypoints``). GAN-S's own
+  prior is ``x / |x|`` of a Gaussian ``x``; with ``z ~ N(0, I)`` the chart's ``c + s z`` is that
+  Gaussian shifted by ``c / s``, so ``N(0, I)`` in chart coordinates is (nearly, exactly as
+  ``s -> inf``) GAN-S's uniform prior and ``|z|^2`` is its negative log-density, as VPoser's is.
+  ``z = 0`` is ``c`` with Jacobian ``s (I - c c^T)``. The chart is onto but not one-to-one:
+  ``z`` and ``z + t (c / s + z)`` (``t > -1``) give the same pose. So an ``|z|^2`` term, minimised
+  over that free radius, is a bounded pull toward ``c``: ``min |z|^2 = sin^2(a) / s^2`` at
+  geodesic angle ``a`` from ``c`` (``1 / s^2`` beyond 90 degrees), not the unbounded ``a^2`` of a
+  Gaussian on a tangent plane, which drags every fit back to ``c`` (GAN-S's prior has no
+  centre). :attr:`scale` ``s`` = :data:`SPHERE_SCALE`, chosen on validation frames of a
+  VPoser-style loop (``docs/compat.md``). :meth:`LatentChart.inverse` returns the most probable
+  ``z`` of a latent (the mode of the radius given the direction), whose entries have about unit
+  variance for the model's own samples and for real poses.
 - cube (GAN-U): ``w = erf(s z / sqrt 2) = 2 Phi(s z) - 1`` coordinate-wise (centre: the
   origin; ``Phi`` the standard normal CDF, which carries N(0, 1) onto U[-1, 1] exactly),
   ``s^2 = E[2 erfinv(u)^2]`` over the model's own samples ``u`` (1 up to sampling error).
 - Gaussian (GAN-N, VAE): ``w = z``, already unit variance and centred.
 
-The map is a pure function of ``z`` and of two buffers computed deterministically from the
-weights, smooth everywhere (``sin|v| / |v|`` and ``cos|v|`` by their series near 0), with a
-non-zero Jacobian at ``z = 0`` (``s P_c``, ``s sqrt(2 / pi)``, 1). :meth:`LatentChart.inverse`
-is the log map (``sqrt 2 erfinv``, identity), so ``inverse(forward(z)) = z`` for ``z``
-orthogonal to ``c`` with ``s |z| < pi``.
+The map is a pure function of ``z`` and of buffers computed deterministically from the weights,
+smooth wherever ``c + s z != 0``, with a non-zero Jacobian at ``z = 0`` (``s (I - c c^T)``,
+``s sqrt(2 / pi)``, 1); ``forward(inverse(w)) = w`` on the latent space.
 """
 
 from __future__ import annotations
@@ -38,22 +43,18 @@ from advprior.latent import check_latent
 
 __all__ = ["LatentChart", "chart_for"]
 
-#: Samples of the prior's own latent distribution that set the chart's scale (seed 0).
+#: Samples of the prior's own latent distribution that set the cube chart's scale (seed 0).
 SCALE_SAMPLES = 4096
-# Below this |v|^2 the series of cos and sin(r)/r are exact to float64 rounding (r^6/720 < eps).
-_SMALL_SQ = 1e-8
+#: ``s`` of the sphere chart ``normalize(c + s z)``: ``1 / s = 0.5`` (the offset of the Gaussian
+#: from the sphere's centre) was chosen on validation frames of a VPoser-style loop from 1, 0.5,
+#: 0.3, 0.2 and 0.1 (``benchmarks/vposer_chart_ablation.py``, docs/compat.md). Larger ``s`` is
+#: closer to GAN-S's uniform prior and pulls less; too large and the fit's free radius shrinks
+#: until the chart is ill-conditioned for L-BFGS.
+SPHERE_SCALE = 2.0
+# Below this size c + s z has no direction (the one point where the chart is singular).
+_SPHERE_EPS = 1e-12
 # Keeps erfinv finite for latents that rounded onto the cube's faces.
 _CUBE_EDGE = 1.0 - 1e-6
-
-
-def _cos_sinc(sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos(r)`` and ``sin(r) / r`` of ``r = sqrt(sq)``, with finite values and gradients at 0."""
-    small = sq < _SMALL_SQ
-    safe = torch.where(small, torch.ones_like(sq), sq)
-    r = safe.sqrt()
-    cos = torch.where(small, 1 - sq / 2 + sq * sq / 24, torch.cos(r))
-    sinc = torch.where(small, 1 - sq / 6 + sq * sq / 120, torch.sin(r) / r)
-    return cos, sinc
 
 
 class LatentChart(nn.Module):
@@ -62,7 +63,8 @@ class LatentChart(nn.Module):
     Args:
         kind: the prior's latent kind.
         centre: ``(D,)`` unit vector (sphere only; ignored otherwise).
-        scale: ``s`` (see the module docstring); 1 for ``"normal"``.
+        scale: ``s`` (see the module docstring: the Jacobian at ``z = 0`` is ``s`` times a
+            projection); 1 for ``"normal"``.
 
     Build it for a model with :func:`chart_for`. ``forward(z (..., D)) -> (..., D)``; NaN/Inf
     propagate (no exception), so it is safe inside any optimiser.
@@ -95,14 +97,25 @@ class LatentChart(nn.Module):
         if self.kind == "uniform":
             return torch.erf(self.scale * z / math.sqrt(2.0))
         c = self.centre.to(z.dtype)
-        v = self.scale * (z - (z * c).sum(-1, keepdim=True) * c)
-        cos, sinc = _cos_sinc((v * v).sum(-1, keepdim=True))
-        return cos * c + sinc * v
+        x = c + self.scale * z
+        # Divide by the largest entry first (as LatentSpace.project): |x|^2 overflows float32 for
+        # |x| beyond ~1e19, which an optimiser's trial step can reach; the direction is unchanged.
+        big = x.abs().amax(dim=-1, keepdim=True)
+        unit = x / big.clamp_min(_SPHERE_EPS)
+        unit = unit / unit.norm(dim=-1, keepdim=True).clamp_min(_SPHERE_EPS)
+        # x = 0 (z = -c / s) has no direction: take c. ``big <= eps`` is False for NaN, so NaN
+        # propagates.
+        return torch.where(big <= _SPHERE_EPS, c.expand_as(unit), unit)
 
     def inverse(self, w: torch.Tensor) -> torch.Tensor:
-        """Chart coordinates ``(..., D)`` of latents ``w (..., D)`` on the manifold (sphere: the
-        log map at the centre, orthogonal to it; antipodal points of the centre are ambiguous and
-        map to a point at distance pi / s)."""
+        """Chart coordinates ``(..., D)`` of latents ``w (..., D)`` on the manifold, with
+        ``forward(inverse(w)) = w``.
+
+        Sphere: of the ``z`` that give ``w`` (``c + s z = rho w``, any ``rho > 0``), the most
+        probable under ``z ~ N(0, I)``: ``rho`` maximises ``rho^(D-1) exp(-|rho w - c|^2 /
+        (2 s^2))``, ``rho = (cos a + sqrt(cos^2 a + 4 (D - 1) s^2)) / 2`` with ``cos a = w . c``.
+        (A fit that minimises ``|z|^2`` instead moves to the smallest such ``z``, which decodes
+        to the same pose.) Cube: ``sqrt 2 erfinv(w) / s``; Gaussian: ``w / s``."""
         check_latent(w, self.dim, "w", finite=False)
         if self.kind == "normal":
             return w / self.scale if self.scale != 1.0 else w
@@ -111,22 +124,8 @@ class LatentChart(nn.Module):
         c = self.centre.to(w.dtype)
         w = w / w.norm(dim=-1, keepdim=True)
         cos = (w * c).sum(-1, keepdim=True)
-        perp = w - cos * c
-        sin = perp.norm(dim=-1, keepdim=True)
-        angle = torch.atan2(sin, cos)
-        # Antipodes: no direction; take the deterministic least-aligned axis (as slerp does).
-        axis = torch.zeros_like(c).scatter_(-1, c.abs().argmin(-1, keepdim=True), 1.0)
-        axis = axis - (axis * c).sum() * c
-        direction = torch.where(
-            sin > 8 * torch.finfo(w.dtype).eps, perp / sin.clamp_min(1e-30), axis / axis.norm()
-        )
-        return angle * direction / self.scale
-
-
-def _sphere_log_sq(w: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    cos = (w * c).sum(-1)
-    sin = (w - cos[:, None] * c).norm(dim=-1)
-    return torch.atan2(sin, cos) ** 2
+        rho = (cos + (cos * cos + 4 * (self.dim - 1) * self.scale**2).sqrt()) / 2
+        return (rho * w - c) / self.scale
 
 
 @torch.no_grad()
@@ -145,13 +144,11 @@ def chart_for(model: nn.Module) -> LatentChart:
     p = next(model.parameters())
     if kind == "normal":
         return LatentChart("normal", torch.zeros(dim, dtype=p.dtype), 1.0).to(p.device)
-    gen = torch.Generator().manual_seed(0)
-    samples = space.sample(SCALE_SAMPLES, generator=gen, dtype=torch.float64)
     if kind == "uniform":
+        gen = torch.Generator().manual_seed(0)
+        samples = space.sample(SCALE_SAMPLES, generator=gen, dtype=torch.float64)
         u = samples.clamp(-_CUBE_EDGE, _CUBE_EDGE)
         scale = float((2.0 * torch.erfinv(u).pow(2).mean()).sqrt())
         return LatentChart("uniform", torch.zeros(dim, dtype=p.dtype), scale).to(p.device)
-    centre = model.fit_start().double().cpu()
-    centre = centre / centre.norm()
-    scale = float((_sphere_log_sq(samples, centre).mean() / (dim - 1)).sqrt())
-    return LatentChart("sphere", centre.to(p.dtype), scale).to(p.device)
+    centre = model.fit_start().detach().to(device=p.device, dtype=p.dtype)
+    return LatentChart("sphere", centre, SPHERE_SCALE)
