@@ -399,15 +399,7 @@ def load_body_model(
     if path is None:
         model = _load_standin(num_betas, dtype)
     else:
-        path = Path(path).expanduser()
-        if path.is_dir():
-            path = files.find_model_file(path, model_type or "smpl", gender)
-        elif not path.exists():
-            raise ModelNotFoundError(f"body model path does not exist: {path}")
-        data = files.read_model_file(path)
-        found = files.infer_model_type(data)
-        if model_type is not None and model_type != found:
-            raise ValueError(f"{path} holds an {found} model, not {model_type}")
+        path, data, found = _read_user_model(path, model_type, gender)
         model = _build(
             path,
             data,
@@ -419,6 +411,23 @@ def load_body_model(
             vertex_ids=vertex_ids,
         )
     return model.to(device) if device is not None else model
+
+
+def _read_user_model(
+    path: str | Path, model_type: str | None, gender: str
+) -> tuple[Path, dict[str, Any], str]:
+    """The user's model file (a folder is searched as smplx lays it out), read by the safe
+    reader: ``(file, arrays, model type found in it)``; the type must match ``model_type``."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = files.find_model_file(path, model_type or "smpl", gender)
+    elif not path.exists():
+        raise ModelNotFoundError(f"body model path does not exist: {path}")
+    data = files.read_model_file(path)
+    found = files.infer_model_type(data)
+    if model_type is not None and model_type != found:
+        raise ValueError(f"{path} holds an {found} model, not {model_type}")
+    return path, data, found
 
 
 def _load_smplx(
@@ -441,15 +450,7 @@ def _load_smplx(
         return _quiet(
             smplx.create, str(folder), model_type="smpl", data_struct=Struct(**arrays), **common
         )
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = files.find_model_file(path, model_type or "smpl", gender)
-    elif not path.exists():
-        raise ModelNotFoundError(f"body model path does not exist: {path}")
-    data = files.read_model_file(path)
-    found = files.infer_model_type(data)
-    if model_type is not None and model_type != found:
-        raise ValueError(f"{path} holds an {found} model, not {model_type}")
+    path, data, found = _read_user_model(path, model_type, gender)
     if found == "smplx":
         # smplx's SMPL-X reads only from a path and unpickles it: give it the private plain copy
         with _clean_copy(data) as copy:
