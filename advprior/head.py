@@ -38,11 +38,15 @@ class LatentHead(nn.Module):
         super().__init__()
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
             raise ValueError(f"in_features must be a positive int, got {in_features!r}")
-        if not isinstance(prior, nn.Module) or not isinstance(prior, Prior) or (
-            prior.latent_space is None
+        if (
+            not isinstance(prior, nn.Module)
+            or not isinstance(prior, Prior)
+            or (prior.latent_space is None)
         ):
-            raise TypeError(f"prior must be an nn.Module prior with a latent space (a PosePrior, "
-                            f"a VPoserVAE), got {type(prior).__name__}")
+            raise TypeError(
+                f"prior must be an nn.Module prior with a latent space (a PosePrior, "
+                f"a VPoserVAE), got {type(prior).__name__}"
+            )
         self.in_features = in_features
         self.space = prior.latent_space
         self.kind = self.space.kind
@@ -50,8 +54,9 @@ class LatentHead(nn.Module):
         if hidden is None:
             self.net = nn.Linear(in_features, dim)
         else:
-            self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.LeakyReLU(0.2),
-                                     nn.Linear(hidden, dim))
+            self.net = nn.Sequential(
+                nn.Linear(in_features, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, dim)
+            )
         self.prior = prior
         for p in self.prior.parameters():
             p.requires_grad_(False)

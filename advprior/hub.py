@@ -152,9 +152,7 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
         raise ManifestError(f"weights manifest {path} needs a top-level 'models' object")
     for alias, entry in models.items():
         if not isinstance(entry, dict):
-            raise ManifestError(
-                f"weights manifest {path}: entry {alias!r} is not an object"
-            )
+            raise ManifestError(f"weights manifest {path}: entry {alias!r} is not an object")
         # "latent" must be present but may be null (a model without a latent space, e.g. gmm).
         missing = [
             k

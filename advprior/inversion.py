@@ -108,10 +108,15 @@ def invert(
         body_pose, "body_pose", (3 * NUM_BODY_JOINTS, 3 * NUM_SMPL_BODY_JOINTS)
     )
     for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "steps"
-                                                                              else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'steps' else 'positive'}"
-                             f" int, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < (0 if name == "steps" else 1)
+        ):
+            raise ValueError(
+                f"{name} must be a {'non-negative' if name == 'steps' else 'positive'}"
+                f" int, got {value!r}"
+            )
     restarts = min(restarts, bank_size)
     space = prior.latent_space
     if space is None:
@@ -139,8 +144,8 @@ def invert(
             bank_rot = _decode_rotmat(prior, bank, joints).to(dtype).reshape(bank_size, -1)
         flat = target_rot.reshape(n, -1)
         # |A - B|^2 = |A|^2 + |B|^2 - 2 <A, B>; |R|_F^2 = 3 per joint, so only <A, B> ranks.
-        nearest = (flat @ bank_rot.T).topk(restarts, dim=1).indices           # (n, restarts)
-        z0 = bank[nearest].to(dtype)                                          # (n, r, D)
+        nearest = (flat @ bank_rot.T).topk(restarts, dim=1).indices  # (n, restarts)
+        z0 = bank[nearest].to(dtype)  # (n, r, D)
         if encoder is not None:
             with torch.no_grad():
                 guess = encoder(target_rot.to(param.dtype)).to(dtype)
@@ -186,16 +191,26 @@ class PoseEncoder(nn.Module):
             raise TypeError(f"{type(prior).__name__} has no latent space to encode into")
         self.prior = prior
         self.joints = joints
-        self.net = nn.Sequential(nn.Linear(joints * 6, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
-                                 nn.Linear(hidden, prior.latent_space.dim))
+        self.net = nn.Sequential(
+            nn.Linear(joints * 6, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, prior.latent_space.dim),
+        )
 
     def forward(self, rotmat: Tensor) -> Tensor:
         x = rotmat_to_rot6d(rotmat[..., : self.joints, :, :]).flatten(-2)
         return self.prior.project(self.net(x))
 
-    def fit(self, steps: int = 1500, batch_size: int = 512, lr: float = 1e-3,
-            noise: float = 0.05, seed: int = 0) -> list[float]:
+    def fit(
+        self,
+        steps: int = 1500,
+        batch_size: int = 512,
+        lr: float = 1e-3,
+        noise: float = 0.05,
+        seed: int = 0,
+    ) -> list[float]:
         """Train on ``steps`` batches of prior samples (deterministic for a seed); returns the
         loss curve. The prior stays frozen."""
         gen = torch.Generator().manual_seed(seed)

@@ -51,8 +51,10 @@ def evaluate(fn: Objective, x: Tensor) -> tuple[Tensor, Tensor]:
     with torch.enable_grad():
         f = fn(x)
         if f.shape != x.shape[:1]:
-            raise ValueError(f"objective must return per-row losses of shape ({x.shape[0]},), "
-                             f"got {tuple(f.shape)}")
+            raise ValueError(
+                f"objective must return per-row losses of shape ({x.shape[0]},), "
+                f"got {tuple(f.shape)}"
+            )
         (g,) = torch.autograd.grad(f.sum(), x)
     return f.detach(), g.detach()
 
@@ -66,8 +68,9 @@ def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(mask.view(-1, *([1] * (a.ndim - 1))), a, b)
 
 
-def _cubic_minimiser(t1: Tensor, f1: Tensor, d1: Tensor, t2: Tensor, f2: Tensor, d2: Tensor,
-                     lo: Tensor, hi: Tensor) -> Tensor:
+def _cubic_minimiser(
+    t1: Tensor, f1: Tensor, d1: Tensor, t2: Tensor, f2: Tensor, d2: Tensor, lo: Tensor, hi: Tensor
+) -> Tensor:
     """Minimiser of the cubic through ``(t1, f1, f1')`` and ``(t2, f2, f2')``, clipped to
     ``[lo, hi]``; the interval midpoint where the cubic has no real minimiser (N&W eq. 3.59)."""
     a = d1 + d2 - 3 * (f1 - f2) / (t1 - t2)
@@ -91,8 +94,7 @@ def _direction(g: Tensor, s_hist: Tensor, y_hist: Tensor, rho: Tensor, valid: Te
         alphas.append(a)
     alphas.reverse()
     yy = _rowdot(y_hist[:, -1], y_hist[:, -1])
-    gamma = torch.where(valid[:, -1], 1.0 / (rho[:, -1] * yy).clamp(min=1e-30),
-                        torch.ones_like(yy))
+    gamma = torch.where(valid[:, -1], 1.0 / (rho[:, -1] * yy).clamp(min=1e-30), torch.ones_like(yy))
     r = gamma[:, None] * q
     for i in range(m):
         b = torch.where(valid[:, i], rho[:, i] * _rowdot(y_hist[:, i], r), zero)
@@ -122,15 +124,26 @@ class _LineSearch:
         """Begin a search along ``d`` from the current point ``(f, g)`` with trial ``t``."""
         dphi = _rowdot(g, d)
         zero = torch.zeros_like(f)
-        for name, value in (("d", d), ("f0", f), ("g0", g), ("dphi0", dphi), ("t", t),
-                            ("t_prev", zero), ("f_prev", f), ("d_prev", dphi),
-                            ("t_best", zero), ("f_best", f), ("g_best", g)):
+        for name, value in (
+            ("d", d),
+            ("f0", f),
+            ("g0", g),
+            ("dphi0", dphi),
+            ("t", t),
+            ("t_prev", zero),
+            ("f_prev", f),
+            ("d_prev", dphi),
+            ("t_best", zero),
+            ("f_best", f),
+            ("g_best", g),
+        ):
             setattr(self, name, _where(rows, value, getattr(self, name)))
         self.evals = torch.where(rows, torch.zeros_like(self.evals), self.evals)
         self.zoom = self.zoom & ~rows
 
-    def observe(self, live: Tensor, ft: Tensor, gt: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def observe(
+        self, live: Tensor, ft: Tensor, gt: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Take ``f, g`` at each row's trial point. Returns ``(finished, ok, t, f, g)``: rows
         whose search ended now, whether it found a decrease, and the step and point taken."""
         t, f0, dphi0 = self.t, self.f0, self.dphi0
@@ -170,17 +183,20 @@ class _LineSearch:
         f_hi = torch.where(br_hi, fs, torch.where(br_rev, self.f_prev, self.f_hi))
         d_hi = torch.where(br_hi, ds, torch.where(br_rev, self.d_prev, self.d_hi))
         # Zoom updates: "flip" moves hi to the old lo before lo moves to t.
-        hi, f_hi, d_hi = (torch.where(zm_hi, t, torch.where(zm_flip, lo, hi)),
-                          torch.where(zm_hi, fs, torch.where(zm_flip, f_lo, f_hi)),
-                          torch.where(zm_hi, ds, torch.where(zm_flip, d_lo, d_hi)))
+        hi, f_hi, d_hi = (
+            torch.where(zm_hi, t, torch.where(zm_flip, lo, hi)),
+            torch.where(zm_hi, fs, torch.where(zm_flip, f_lo, f_hi)),
+            torch.where(zm_hi, ds, torch.where(zm_flip, d_lo, d_hi)),
+        )
         lo = torch.where(zm_lo, t, lo)
         f_lo = torch.where(zm_lo, fs, f_lo)
         d_lo = torch.where(zm_lo, ds, d_lo)
         zoom = self.zoom | br_hi | br_rev
 
         # Next trials: extrapolate (bracketing) or interpolate inside [lo, hi] (zoom).
-        t_ext = _cubic_minimiser(self.t_prev, self.f_prev, self.d_prev, t, fs, ds,
-                                 t + 0.01 * (t - self.t_prev), 10 * t)
+        t_ext = _cubic_minimiser(
+            self.t_prev, self.f_prev, self.d_prev, t, fs, ds, t + 0.01 * (t - self.t_prev), 10 * t
+        )
         self.t_prev = torch.where(br_ext, t, self.t_prev)
         self.f_prev = torch.where(br_ext, fs, self.f_prev)
         self.d_prev = torch.where(br_ext, ds, self.d_prev)
@@ -193,8 +209,11 @@ class _LineSearch:
         self.zoom = zoom
 
         # A bracket below numerical resolution or the evaluation budget ends the search.
-        gave_up = live & ~accepted & ((zoom & (width * self.d.abs().amax(-1) < self.tol))
-                                      | (self.evals >= self.max_evals))
+        gave_up = (
+            live
+            & ~accepted
+            & ((zoom & (width * self.d.abs().amax(-1) < self.tol)) | (self.evals >= self.max_evals))
+        )
         fallback = gave_up & (self.f_best < f0)
         finished = accepted | gave_up
         step = torch.where(accepted, t, torch.where(fallback, self.t_best, torch.zeros_like(t)))
@@ -203,9 +222,17 @@ class _LineSearch:
         return finished, accepted | fallback, step, f_new, g_new
 
 
-def minimize_lbfgs(fn: Objective, x0: Tensor, *, max_iter: int = 100, history_size: int = 10,
-                   tolerance_grad: float = 1e-7, tolerance_change: float | None = None,
-                   max_evals_per_step: int = 20, max_evals: int | None = None) -> LBFGSResult:
+def minimize_lbfgs(
+    fn: Objective,
+    x0: Tensor,
+    *,
+    max_iter: int = 100,
+    history_size: int = 10,
+    tolerance_grad: float = 1e-7,
+    tolerance_change: float | None = None,
+    max_evals_per_step: int = 20,
+    max_evals: int | None = None,
+) -> LBFGSResult:
     """Minimise ``B`` independent problems ``fn(x)[b]`` over ``x[b]`` from ``x0 (B, P)``.
 
     Per row: L-BFGS with ``history_size`` pairs, a strong-Wolfe line search (c1=1e-4, c2=0.9,
@@ -247,8 +274,9 @@ def minimize_lbfgs(fn: Objective, x0: Tensor, *, max_iter: int = 100, history_si
             d = _where(descent, d, -g)
             valid &= (descent | ~begin)[:, None]
             fresh |= begin & ~descent
-            t0 = torch.where(fresh, (1.0 / g.abs().sum(-1).clamp(min=1e-30)).clamp(max=1.0),
-                             torch.ones_like(f))
+            t0 = torch.where(
+                fresh, (1.0 / g.abs().sum(-1).clamp(min=1e-30)).clamp(max=1.0), torch.ones_like(f)
+            )
             search.start(begin, f, g, d, t0)
         live = ~stopped
         if not bool(live.any()) or (max_evals is not None and evaluations > max_evals):
@@ -282,10 +310,13 @@ def minimize_lbfgs(fn: Objective, x0: Tensor, *, max_iter: int = 100, history_si
         valid &= ~retry[:, None]
         fresh = torch.where(finished, retry, fresh)
         stopped |= stuck | (finished & (iterations >= max_iter))
-        stopped |= ok & ((g.abs().amax(-1) <= tolerance_grad)
-                         | (change <= tolerance_change * scale)
-                         | (s.abs().amax(-1) <= tolerance_change))
+        stopped |= ok & (
+            (g.abs().amax(-1) <= tolerance_grad)
+            | (change <= tolerance_change * scale)
+            | (s.abs().amax(-1) <= tolerance_change)
+        )
         begin = finished & ~stopped
     converged = stopped & (iterations < max_iter) & torch.isfinite(f)
-    return LBFGSResult(x=x, loss=f, grad=g, iterations=iterations, evaluations=evaluations,
-                       converged=converged)
+    return LBFGSResult(
+        x=x, loss=f, grad=g, iterations=iterations, evaluations=evaluations, converged=converged
+    )

@@ -73,7 +73,6 @@ def decode_6d(rot6d: torch.Tensor, output: str, joints: int) -> torch.Tensor:
     return out.reshape(out.shape[0], joints * 3) if output == "axis_angle" else out
 
 
-
 class PosePrior(nn.Module, PretrainedMixin, Prior):
     """Adversarial parametric pose prior (Davydov et al., CVPR 2022): latent ``z`` -> body pose.
 

@@ -29,8 +29,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                   help="dataset .npz for real poses (synthetic poses if missing)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="dataset .npz for real poses (synthetic poses if missing)",
+    )
     return p
 
 
@@ -43,16 +47,23 @@ def machine() -> dict[str, object]:
     cpu = platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
     except OSError:
         pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
 
 
-def time_call(fn: Callable[[], object], *, min_seconds: float = 0.5, repeats: int = 5,
-              max_calls: int = 10_000) -> dict[str, float]:
+def time_call(
+    fn: Callable[[], object], *, min_seconds: float = 0.5, repeats: int = 5, max_calls: int = 10_000
+) -> dict[str, float]:
     """Wall seconds per call of ``fn``: the best and the median of ``repeats`` rounds, each
     round running ``fn`` enough times to last ``min_seconds``. One warm-up call first."""
     fn()
@@ -66,12 +77,17 @@ def time_call(fn: Callable[[], object], *, min_seconds: float = 0.5, repeats: in
         for _ in range(calls):
             fn()
         rounds.append((time.perf_counter() - t0) / calls)
-    return {"best_s": float(min(rounds)), "median_s": float(np.median(rounds)),
-            "calls_per_round": calls, "rounds": repeats}
+    return {
+        "best_s": float(min(rounds)),
+        "median_s": float(np.median(rounds)),
+        "calls_per_round": calls,
+        "rounds": repeats,
+    }
 
 
-def time_interleaved(variants: dict[str, Callable[[], object]], *, min_seconds: float = 0.2,
-                     rounds: int = 7) -> dict[str, dict[str, float]]:
+def time_interleaved(
+    variants: dict[str, Callable[[], object]], *, min_seconds: float = 0.2, rounds: int = 7
+) -> dict[str, dict[str, float]]:
     """Seconds per call of each variant, measured in turns: round r times every variant once
     (each for about ``min_seconds``) before round r + 1 starts, so a change in the machine's
     load hits all variants alike. Returns the median and best round per variant."""
@@ -88,9 +104,15 @@ def time_interleaved(variants: dict[str, Callable[[], object]], *, min_seconds: 
             for _ in range(calls[name]):
                 fn()
             seconds[name].append((time.perf_counter() - t0) / calls[name])
-    return {name: {"median_s": float(np.median(s)), "best_s": float(min(s)),
-                   "calls_per_round": calls[name], "rounds": rounds}
-            for name, s in seconds.items()}
+    return {
+        name: {
+            "median_s": float(np.median(s)),
+            "best_s": float(min(s)),
+            "calls_per_round": calls[name],
+            "rounds": rounds,
+        }
+        for name, s in seconds.items()
+    }
 
 
 def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
@@ -106,8 +128,9 @@ def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], objec
     return call
 
 
-def load_priors(names: tuple[str, ...] = ("gan-s", "vae", "gmm"),
-                device: str = "cpu") -> tuple[dict, dict]:
+def load_priors(
+    names: tuple[str, ...] = ("gan-s", "vae", "gmm"), device: str = "cpu"
+) -> tuple[dict, dict]:
     """The shipped priors by alias; an alias that is not available yet is replaced by an
     untrained model of the same architecture (same speed, meaningless accuracy), and says so.
 

@@ -54,8 +54,10 @@ def main() -> None:
         t0 = time.perf_counter()
         model = load_body_model()  # writes the cache file, then loads it through smplx
         first_load_s = time.perf_counter() - t0
-        load = _bench.time_call(load_body_model, **({"min_seconds": 0.05, "repeats": 2}
-                                                    if args.quick else {"min_seconds": 1.0}))
+        load = _bench.time_call(
+            load_body_model,
+            **({"min_seconds": 0.05, "repeats": 2} if args.quick else {"min_seconds": 1.0}),
+        )
     err = float(np.abs(data["J_regressor"] @ data["v_template"] - REST_JOINTS).max())
 
     n = fk_batches[-1]

@@ -67,7 +67,8 @@ def rigid_transfer_angles(motion) -> dict[str, np.ndarray]:
             moved = w[:, m.driver[j]] @ off @ d_smpl
             tgt = pts[:, c] - pts[:, j]
             cos = np.sum(moved * tgt, -1) / (
-                np.linalg.norm(moved, axis=-1) * np.linalg.norm(tgt, axis=-1))
+                np.linalg.norm(moved, axis=-1) * np.linalg.norm(tgt, axis=-1)
+            )
             vals.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
         if vals:
             out[name] = np.concatenate(vals)
@@ -93,8 +94,10 @@ def cross_check(root: Path) -> dict:
 
         a, b = local(amc), local(dm)
         limbs = [4, 5, 7, 8, 12, 15, 18, 19]
-        dist = [np.linalg.norm(a[k : k + len(b)] - b, axis=-1)[:, limbs].mean()
-                for k in range(len(a) - len(b) + 1)]
+        dist = [
+            np.linalg.norm(a[k : k + len(b)] - b, axis=-1)[:, limbs].mean()
+            for k in range(len(a) - len(b) + 1)
+        ]
         out[dm.stem] = round(float(min(dist)), 4)
     return out
 
@@ -128,9 +131,15 @@ def figure(root: Path, path: Path) -> None:
         for overlay in (False, True):
             part = path.with_name(f".{path.stem}_{i}_{int(overlay)}.png")
             plot_skeleton_pairs(
-                source_positions(motion)[k : k + 1], list(motion.skeleton.parents), part,
-                vertices=out.vertices.numpy(), faces=model.faces, joints=out.joints.numpy(),
-                titles=[title], yaw_deg=30.0, overlay=overlay,
+                source_positions(motion)[k : k + 1],
+                list(motion.skeleton.parents),
+                part,
+                vertices=out.vertices.numpy(),
+                faces=model.faces,
+                joints=out.joints.numpy(),
+                titles=[title],
+                yaw_deg=30.0,
+                overlay=overlay,
             )
             parts[overlay].append(part)
     _stack(parts[False], path, rows=2)
@@ -162,8 +171,11 @@ def _stack(parts: list[Path], out: Path, rows: int) -> None:
 def markdown(report: dict) -> str:
     """The tables of ``docs/data.md`` from a report."""
     bones = ("thigh", "shin", "upper_arm", "forearm", "spine", "neck")
-    head = "| source | files | source frames | frames at 30 fps | " + " | ".join(
-        b.replace("_", " ") for b in bones) + " | all | rigid spine |"
+    head = (
+        "| source | files | source frames | frames at 30 fps | "
+        + " | ".join(b.replace("_", " ") for b in bones)
+        + " | all | rigid spine |"
+    )
     rows = [head, "|" + "---|" * (len(bones) + 6)]
     for name, s in sorted(report["per_source"].items()):
         cells = [f"{s[b]['mean']:.3f} / {s[b]['p95']:.3f}" if b in s else "-" for b in bones]
@@ -172,15 +184,24 @@ def markdown(report: dict) -> str:
             f"| {name} | {s['files']} | {s['source_frames']:,} | {s['frames_30fps']:,} | "
             + " | ".join(cells)
             + f" | {s['all_bones']['mean']:.3f} / {s['all_bones']['p95']:.3f} | "
-            + (f"{rigid['mean']:.1f} / {rigid['p95']:.1f}" if rigid else "-") + " |")
+            + (f"{rigid['mean']:.1f} / {rigid['p95']:.1f}" if rigid else "-")
+            + " |"
+        )
     cc = report["cross_check_asf_vs_deepmimic_m"]
-    rows += ["", "Bone angles: mean / 95th percentile, degrees.", "",
-             f"Speed: import and retarget all {report['files']} files to {report['fps']:g} fps "
-             f"in **{report['seconds_import_retarget']:.1f} s** (one thread, 2-core machine "
-             "shared with other jobs).", "",
-             "| CMU trial | " + " | ".join(cc) + " |", "|---|" + "---|" * len(cc),
-             "| ASF/AMC vs DeepMimic, mean joint distance (m) | "
-             + " | ".join(f"{v:.3f}" for v in cc.values()) + " |"]
+    rows += [
+        "",
+        "Bone angles: mean / 95th percentile, degrees.",
+        "",
+        f"Speed: import and retarget all {report['files']} files to {report['fps']:g} fps "
+        f"in **{report['seconds_import_retarget']:.1f} s** (one thread, 2-core machine "
+        "shared with other jobs).",
+        "",
+        "| CMU trial | " + " | ".join(cc) + " |",
+        "|---|" + "---|" * len(cc),
+        "| ASF/AMC vs DeepMimic, mean joint distance (m) | "
+        + " | ".join(f"{v:.3f}" for v in cc.values())
+        + " |",
+    ]
     return "\n".join(rows)
 
 
@@ -223,12 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     for source, bones in acc.items():
         for name, parts in bones.items():
             deg = np.concatenate(parts)
-            per_source[source][name] = {"mean": round(float(deg.mean()), 4),
-                                        "p95": round(float(np.percentile(deg, 95)), 4)}
-        allb = np.concatenate([np.concatenate(v) for k, v in bones.items()
-                               if not k.startswith("rigid_")])
-        per_source[source]["all_bones"] = {"mean": round(float(allb.mean()), 4),
-                                           "p95": round(float(np.percentile(allb, 95)), 4)}
+            per_source[source][name] = {
+                "mean": round(float(deg.mean()), 4),
+                "p95": round(float(np.percentile(deg, 95)), 4),
+            }
+        allb = np.concatenate(
+            [np.concatenate(v) for k, v in bones.items() if not k.startswith("rigid_")]
+        )
+        per_source[source]["all_bones"] = {
+            "mean": round(float(allb.mean()), 4),
+            "p95": round(float(np.percentile(allb, 95)), 4),
+        }
     report = {
         "root": str(root),
         "files": len(files),

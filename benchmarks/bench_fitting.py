@@ -32,16 +32,26 @@ def main() -> None:
         poses, orient = split.body_pose[idx], split.global_orient[idx]
     views = make_views(poses, orient, seed=0)
     kwargs = {"iterations": 10} if args.quick else {}
-    result: dict = {"benchmark": "fitting", "weights": weights, "frames": frames,
-                    "pose_source": source, "priors": {}}
+    result: dict = {
+        "benchmark": "fitting",
+        "weights": weights,
+        "frames": frames,
+        "pose_source": source,
+        "priors": {},
+    }
     for name, prior in [*priors.items(), ("no prior", None)]:
         score = run_fitting(views, prior, **kwargs)
-        result["priors"][name] = {"seconds_per_frame": score["seconds_per_frame"],
-                                  "seconds_total": score["seconds"],
-                                  "mpjpe_mm": score["mpjpe_mm"], "p_mpjpe_mm": score["p_mpjpe_mm"]}
+        result["priors"][name] = {
+            "seconds_per_frame": score["seconds_per_frame"],
+            "seconds_total": score["seconds"],
+            "mpjpe_mm": score["mpjpe_mm"],
+            "p_mpjpe_mm": score["p_mpjpe_mm"],
+        }
     per = {k: v["seconds_per_frame"] for k, v in result["priors"].items()}
-    result["ratios"] = {"gan-s/vae seconds per frame": per["gan-s"] / per["vae"],
-                        "gan-s/gmm seconds per frame": per["gan-s"] / per["gmm"]}
+    result["ratios"] = {
+        "gan-s/vae seconds per frame": per["gan-s"] / per["vae"],
+        "gan-s/gmm seconds per frame": per["gan-s"] / per["gmm"],
+    }
     emit(result, args.out)
 
 

@@ -45,19 +45,34 @@ def main() -> None:
     with torch.no_grad():
         back_vae_opt = vae.decode(zo)
     result = {
-        "benchmark": "inversion", "weights": weights, "poses": n, "pose_source": source,
-        "gan-s": {"seconds": t_gan, "poses_per_s": n / t_gan,
-                  "method": "PosePrior.invert (defaults)",
-                  "round_trip_joint_error_mm": joint_error_mm(back_gan, poses)},
-        "vae": {"seconds": t_vae, "poses_per_s": n / t_vae, "method": "encoder mean",
-                "round_trip_joint_error_mm": joint_error_mm(back_vae, poses)},
-        "vae (optimised)": {"seconds": t_vae_opt, "poses_per_s": n / t_vae_opt,
-                            "method": "advprior.inversion.invert (defaults)",
-                            "round_trip_joint_error_mm": joint_error_mm(back_vae_opt, poses)},
+        "benchmark": "inversion",
+        "weights": weights,
+        "poses": n,
+        "pose_source": source,
+        "gan-s": {
+            "seconds": t_gan,
+            "poses_per_s": n / t_gan,
+            "method": "PosePrior.invert (defaults)",
+            "round_trip_joint_error_mm": joint_error_mm(back_gan, poses),
+        },
+        "vae": {
+            "seconds": t_vae,
+            "poses_per_s": n / t_vae,
+            "method": "encoder mean",
+            "round_trip_joint_error_mm": joint_error_mm(back_vae, poses),
+        },
+        "vae (optimised)": {
+            "seconds": t_vae_opt,
+            "poses_per_s": n / t_vae_opt,
+            "method": "advprior.inversion.invert (defaults)",
+            "round_trip_joint_error_mm": joint_error_mm(back_vae_opt, poses),
+        },
         "gmm": "no latent space",
     }
-    result["ratios"] = {"gan-s/vae seconds (vae: encoder)": t_gan / t_vae,
-                        "gan-s/vae seconds (both optimised)": t_gan / t_vae_opt}
+    result["ratios"] = {
+        "gan-s/vae seconds (vae: encoder)": t_gan / t_vae,
+        "gan-s/vae seconds (both optimised)": t_gan / t_vae_opt,
+    }
     emit(result, args.out)
 
 

@@ -58,17 +58,23 @@ def render(results: dict[str, dict], command: str) -> str:
             f" (float32 1024x1024x1024), {mm['decoder_hidden_layer']['gflops_best']:.1f}"
             f" GFLOP/s for the decoder's own hidden layer shape ({big}x512 @ 512x512).",
             "",
-            "| model | FLOPs per pose | poses/s batch 1 | poses/s batch " + str(big) +
-            " | GFLOP/s at " + str(big) + " | share of matmul ceiling | poses/s batch " +
-            str(big) + " (rotation matrices) |",
+            "| model | FLOPs per pose | poses/s batch 1 | poses/s batch "
+            + str(big)
+            + " | GFLOP/s at "
+            + str(big)
+            + " | share of matmul ceiling | poses/s batch "
+            + str(big)
+            + " (rotation matrices) |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for name, r in d["decode"].items():
             b1, bb = r["batch_1"], r[f"batch_{big}"]
-            lines.append(f"| {name} | {r['flops_per_pose']:,} | {_fmt(b1['poses_per_s'])} |"
-                         f" {_fmt(bb['poses_per_s'])} | {bb['gflops']:.1f} |"
-                         f" {100 * bb['fraction_of_matmul_peak']:.0f}% |"
-                         f" {_fmt(r[f'batch_{big}_rotmat']['poses_per_s'])} |")
+            lines.append(
+                f"| {name} | {r['flops_per_pose']:,} | {_fmt(b1['poses_per_s'])} |"
+                f" {_fmt(bb['poses_per_s'])} | {bb['gflops']:.1f} |"
+                f" {100 * bb['fraction_of_matmul_peak']:.0f}% |"
+                f" {_fmt(r[f'batch_{big}_rotmat']['poses_per_s'])} |"
+            )
         lines += ["", f"| model | sampling, poses/s (batch {big}) |", "|---|---:|"]
         for name, r in d["sampling"].items():
             lines.append(f"| {name} | {_fmt(r['poses_per_s'])} |")
@@ -98,8 +104,10 @@ def render(results: dict[str, dict], command: str) -> str:
         ]
         for name in ("gan-s", "vae", "vae (optimised)"):
             x = r[name]
-            lines.append(f"| {name} | {x['method']} | {x['seconds']:.2f} |"
-                         f" {_fmt(x['poses_per_s'])} | {x['round_trip_joint_error_mm']:.1f} |")
+            lines.append(
+                f"| {name} | {x['method']} | {x['seconds']:.2f} |"
+                f" {_fmt(x['poses_per_s'])} | {x['round_trip_joint_error_mm']:.1f} |"
+            )
         lines += [f"| gmm | {r['gmm']} | - | - | - |", ""]
     if "fitting" in results:
         r = results["fitting"]
@@ -114,8 +122,10 @@ def render(results: dict[str, dict], command: str) -> str:
             "|---|---:|---:|---:|---:|",
         ]
         for name, x in r["priors"].items():
-            lines.append(f"| {name} | {x['seconds_per_frame']:.3f} | {x['seconds_total']:.1f} |"
-                         f" {x['mpjpe_mm']:.1f} | {x['p_mpjpe_mm']:.1f} |")
+            lines.append(
+                f"| {name} | {x['seconds_per_frame']:.3f} | {x['seconds_total']:.1f} |"
+                f" {x['mpjpe_mm']:.1f} | {x['p_mpjpe_mm']:.1f} |"
+            )
         lines.append("")
     if "training" in results:
         r = results["training"]
@@ -167,8 +177,14 @@ def render_versus_mlp(d: dict) -> list[str]:
         "",
     ]
     ops = v["runs"][0]["gan-s"].get("ops_batch_1")
-    counted = (f" (counted: {ops['axis_angle']} for an axis-angle decode, {ops['rotmat']} for"
-               f" rotation matrices, against the bare MLP's {ops['mlp']})") if ops else ""
+    counted = (
+        (
+            f" (counted: {ops['axis_angle']} for an axis-angle decode, {ops['rotmat']} for"
+            f" rotation matrices, against the bare MLP's {ops['mlp']})"
+        )
+        if ops
+        else ""
+    )
     lines += [
         "Reading. At large batches the conversions run as ~100 elementwise kernels over",
         "contiguous rows (the component kernels of `advprior.rotations`), a fraction of the",
@@ -187,28 +203,40 @@ def render_versus_mlp(d: dict) -> list[str]:
     for run in v["runs"]:
         threads = run["threads"]
         default = " (torch's default here)" if threads == v["default_threads"] else ""
-        lines += [f"### {threads} thread(s){default}", "",
-                  "| model | MLP poses/s batch " + str(big) + " | axis-angle | rotmat | quat |"
-                  " rot6d | MLP us batch 1 | axis-angle | rotmat | quat | rot6d |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"### {threads} thread(s){default}",
+            "",
+            "| model | MLP poses/s batch " + str(big) + " | axis-angle | rotmat | quat |"
+            " rot6d | MLP us batch 1 | axis-angle | rotmat | quat | rot6d |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for name in ("gan-s", "vae"):
             s = run[name]["seconds"]
             cells = [_fmt(big / s[f"mlp b{big}"]["median_s"])]
-            cells += [_fmt(big / s[f"{k} b{big}"]["median_s"])
-                      for k in ("axis_angle", "rotmat", "quat", "rot6d")]
+            cells += [
+                _fmt(big / s[f"{k} b{big}"]["median_s"])
+                for k in ("axis_angle", "rotmat", "quat", "rot6d")
+            ]
             cells += [f"{1e6 * s['mlp b1']['median_s']:.0f}"]
-            cells += [f"{1e6 * s[f'{k} b1']['median_s']:.0f}"
-                      for k in ("axis_angle", "rotmat", "quat", "rot6d")]
+            cells += [
+                f"{1e6 * s[f'{k} b1']['median_s']:.0f}"
+                for k in ("axis_angle", "rotmat", "quat", "rot6d")
+            ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "| model | goal | measured | goal | met |", "|---|---|---:|---:|---|"]
         for name in ("gan-s", "vae"):
             r = run[name]
             for key, value in r["goals"].items():
                 sense = ">=" if "throughput" in key else "<="
-                lines.append(f"| {name} | {key.replace('_', ' ')} | {value:.2f} |"
-                             f" {sense} {goals[key]} | {'yes' if r['goal_met'][key] else 'NO'} |")
-        lines += ["", "| model | batch | PyTorch decode | onnxruntime (exported file) | ratio |",
-                  "|---|---:|---:|---:|---:|"]
+                lines.append(
+                    f"| {name} | {key.replace('_', ' ')} | {value:.2f} |"
+                    f" {sense} {goals[key]} | {'yes' if r['goal_met'][key] else 'NO'} |"
+                )
+        lines += [
+            "",
+            "| model | batch | PyTorch decode | onnxruntime (exported file) | ratio |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name in ("gan-s", "vae"):
             s = run[name]["seconds"]
             for kind in ("axis_angle", "rotmat"):
@@ -217,10 +245,17 @@ def render_versus_mlp(d: dict) -> list[str]:
                     if key not in s:
                         continue
                     pt, ort = s[f"{kind} b{batch}"]["median_s"], s[key]["median_s"]
-                    lines.append(f"| {name} {kind} | {batch} | {_fmt(batch / pt)} poses/s |"
-                                 f" {_fmt(batch / ort)} poses/s | {pt / ort:.2f}x |")
-        lines += ["", "Gradient to z (forward + backward), time relative to the bare MLP's:", "",
-                  "| model | batch | axis-angle | rotmat |", "|---|---:|---:|---:|"]
+                    lines.append(
+                        f"| {name} {kind} | {batch} | {_fmt(batch / pt)} poses/s |"
+                        f" {_fmt(batch / ort)} poses/s | {pt / ort:.2f}x |"
+                    )
+        lines += [
+            "",
+            "Gradient to z (forward + backward), time relative to the bare MLP's:",
+            "",
+            "| model | batch | axis-angle | rotmat |",
+            "|---|---:|---:|---:|",
+        ]
         for name in ("gan-s", "vae"):
             rat = run[name]["ratios"]
             for batch in (1, big):
@@ -233,11 +268,20 @@ def render_versus_mlp(d: dict) -> list[str]:
             if not prof:
                 continue
             missed = [k for k, ok in run[name]["goal_met"].items() if not ok]
-            lines += [f"Profiles of {name} decode at {threads} thread(s) (goal missed:"
-                      f" {', '.join(missed)}), torch.profiler, self CPU time per op:", ""]
+            lines += [
+                f"Profiles of {name} decode at {threads} thread(s) (goal missed:"
+                f" {', '.join(missed)}), torch.profiler, self CPU time per op:",
+                "",
+            ]
             for label, t in prof.items():
-                lines += [f"{label} ({t['calls']} calls):", "", "```", t["table"].rstrip(), "```",
-                          ""]
+                lines += [
+                    f"{label} ({t['calls']} calls):",
+                    "",
+                    "```",
+                    t["table"].rstrip(),
+                    "```",
+                    "",
+                ]
     return lines
 
 
@@ -295,8 +339,16 @@ def main() -> int:
     for name in BENCHMARKS:
         out = args.results / f"{name}.json"
         if name in args.only:
-            cmd = [sys.executable, str(HERE / f"bench_{name}.py"), "--out", str(out),
-                   "--threads", str(args.threads), "--data", str(args.data)]
+            cmd = [
+                sys.executable,
+                str(HERE / f"bench_{name}.py"),
+                "--out",
+                str(out),
+                "--threads",
+                str(args.threads),
+                "--data",
+                str(args.data),
+            ]
             if args.quick:
                 cmd.append("--quick")
             t0 = time.perf_counter()
@@ -304,8 +356,11 @@ def main() -> int:
             print(f"{name}: {time.perf_counter() - t0:.0f}s -> {out}", flush=True)
         if out.is_file():
             results[name] = json.loads(out.read_text())
-    command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "") + (
-        f" --threads {args.threads}" if args.threads != 1 else "")
+    command = (
+        "python benchmarks/run_all.py"
+        + (" --quick" if args.quick else "")
+        + (f" --threads {args.threads}" if args.threads != 1 else "")
+    )
     write_text_atomic(args.doc, render(results, command))
     print(f"wrote {args.doc}")
     return 0

@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     from advprior.fitting import PinholeCamera, fit_keypoints
     from advprior.hub import load_pretrained
 
-    prior = load_pretrained(args.prior)            # frozen, eval mode
-    body = load_body_model()                       # the open stand-in (SMPL format)
+    prior = load_pretrained(args.prior)  # frozen, eval mode
+    body = load_body_model()  # the open stand-in (SMPL format)
     gen = torch.Generator().manual_seed(0)
 
     # 1. Random plausible poses: (4, 63) axis-angle, SMPL joints 1..21.
@@ -48,23 +48,31 @@ def main(argv: list[str] | None = None) -> int:
             diff = forward_kinematics(zero, pose) - forward_kinematics(zero, poses)
             return 1000.0 * float(diff.norm(dim=-1).mean())
 
-        print(f"noisy poses: {joint_error_mm(noisy):.0f} mm from the clean ones; after "
-              f"project_pose: {joint_error_mm(fixed):.0f} mm")
+        print(
+            f"noisy poses: {joint_error_mm(noisy):.0f} mm from the clean ones; after "
+            f"project_pose: {joint_error_mm(fixed):.0f} mm"
+        )
 
     # 4. SMPLify-style fit of 2D keypoints seen by a pinhole camera (OpenCV convention).
     camera = PinholeCamera(focal=1000.0, center=(500.0, 500.0))
-    facing = torch.tensor([[math.pi, 0.0, 0.0]]).expand(4, 3)   # upright, facing the camera
+    facing = torch.tensor([[math.pi, 0.0, 0.0]]).expand(4, 3)  # upright, facing the camera
     with torch.no_grad():
-        truth = body(global_orient=facing, body_pose=poses,
-                     transl=torch.tensor([[0.0, 0.0, 4.0]]).expand(4, 3))
-    keypoints = camera.project(truth.joints)                     # (4, 24, 2) pixels
+        truth = body(
+            global_orient=facing,
+            body_pose=poses,
+            transl=torch.tensor([[0.0, 0.0, 4.0]]).expand(4, 3),
+        )
+    keypoints = camera.project(truth.joints)  # (4, 24, 2) pixels
     confidence = torch.ones(4, 24)
-    result = fit_keypoints(keypoints, confidence, camera, body_model=body, prior=prior,
-                           iterations=30)
+    result = fit_keypoints(
+        keypoints, confidence, camera, body_model=body, prior=prior, iterations=30
+    )
     err = (result.joints - truth.joints).norm(dim=-1).mean()
-    print(f"fit: mean 3D joint error {1000 * float(err):.0f} mm, "
-          f"reprojection {float((result.projected - keypoints).norm(dim=-1).mean()):.1f} px, "
-          f"{result.info['seconds']:.1f} s")
+    print(
+        f"fit: mean 3D joint error {1000 * float(err):.0f} mm, "
+        f"reprojection {float((result.projected - keypoints).norm(dim=-1).mean()):.1f} px, "
+        f"{result.info['seconds']:.1f} s"
+    )
     return 0
 
 

@@ -42,15 +42,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drop", type=float, default=0.2, help="fraction of keypoints dropped")
     p.add_argument("--iterations", type=int, default=None, help="per stage (fit default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timing-repeats", type=int, default=2,
-                   help="fit every prior this often, keep the fastest time (errors: first run)")
-    p.add_argument("--inversion-poses", type=int, default=1000,
-                   help="held-out poses for project_pose (0: skip)")
-    p.add_argument("--encoder-steps", type=int, default=1000,
-                   help="also train a PoseEncoder this long per GAN and invert from it (0: skip)")
+    p.add_argument(
+        "--timing-repeats",
+        type=int,
+        default=2,
+        help="fit every prior this often, keep the fastest time (errors: first run)",
+    )
+    p.add_argument(
+        "--inversion-poses",
+        type=int,
+        default=1000,
+        help="held-out poses for project_pose (0: skip)",
+    )
+    p.add_argument(
+        "--encoder-steps",
+        type=int,
+        default=1000,
+        help="also train a PoseEncoder this long per GAN and invert from it (0: skip)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the numbers here")
-    p.add_argument("--write-docs", action="store_true", help="rewrite the generated block of "
-                   "--docs")
+    p.add_argument(
+        "--write-docs", action="store_true", help="rewrite the generated block of --docs"
+    )
     p.add_argument("--docs", type=Path, default=DOCS, help="Markdown file (docs/fitting.md)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable runs)")
     return p.parse_args(argv)
@@ -71,13 +84,18 @@ def select(n_total: int, n: int, seed: int) -> torch.Tensor:
 
 def fitting_table(rows: dict[str, dict]) -> list[str]:
     vae_time = rows.get("vae", {}).get("seconds_per_frame")
-    lines = ["| prior | P-MPJPE mm (median) | MPJPE mm (median) | reprojection px | "
-             "s / frame | time vs VAE |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| prior | P-MPJPE mm (median) | MPJPE mm (median) | reprojection px | "
+        "s / frame | time vs VAE |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         ratio = f"{r['seconds_per_frame'] / vae_time:.2f}x" if vae_time else "-"
-        lines.append(f"| {name} | {r['p_mpjpe_mm']:.1f} ({r['p_mpjpe_median_mm']:.1f}) | "
-                     f"{r['mpjpe_mm']:.1f} ({r['mpjpe_median_mm']:.1f}) | "
-                     f"{r['reprojection_px']:.2f} | {r['seconds_per_frame']:.3f} | {ratio} |")
+        lines.append(
+            f"| {name} | {r['p_mpjpe_mm']:.1f} ({r['p_mpjpe_median_mm']:.1f}) | "
+            f"{r['mpjpe_mm']:.1f} ({r['mpjpe_median_mm']:.1f}) | "
+            f"{r['reprojection_px']:.2f} | {r['seconds_per_frame']:.3f} | {ratio} |"
+        )
     return lines
 
 
@@ -91,32 +109,42 @@ def goal_lines(rows: dict[str, dict]) -> list[str]:
             gain = 100.0 * (1.0 - gs["p_mpjpe_mm"] / rows[other]["p_mpjpe_mm"])
             verdict = "met" if gain >= goal else "NOT met"
             change = f"{gain:.1f}% lower" if gain >= 0 else f"{-gain:.1f}% higher"
-            out.append(f"- GAN-S P-MPJPE vs {other.upper()}: {gs['p_mpjpe_mm']:.1f} vs "
-                       f"{rows[other]['p_mpjpe_mm']:.1f} mm, {change} (goal: at least "
-                       f"{goal:.0f}% lower; {verdict})")
+            out.append(
+                f"- GAN-S P-MPJPE vs {other.upper()}: {gs['p_mpjpe_mm']:.1f} vs "
+                f"{rows[other]['p_mpjpe_mm']:.1f} mm, {change} (goal: at least "
+                f"{goal:.0f}% lower; {verdict})"
+            )
     if "none" in rows:
         base = rows["none"]["p_mpjpe_mm"]
-        gains = {k: 100.0 * (1.0 - r["p_mpjpe_mm"] / base) for k, r in rows.items()
-                 if k != "none"}
+        gains = {k: 100.0 * (1.0 - r["p_mpjpe_mm"] / base) for k, r in rows.items() if k != "none"}
         if gains:
             lo, hi = min(gains, key=gains.get), max(gains, key=gains.get)
-            out.append(f"- every prior vs no prior ({base:.1f} mm): {gains[lo]:.0f}% ({lo}) to "
-                       f"{gains[hi]:.0f}% ({hi}) lower P-MPJPE")
+            out.append(
+                f"- every prior vs no prior ({base:.1f} mm): {gains[lo]:.0f}% ({lo}) to "
+                f"{gains[hi]:.0f}% ({hi}) lower P-MPJPE"
+            )
     if "vae" in rows:
         ratio = gs["seconds_per_frame"] / rows["vae"]["seconds_per_frame"]
-        out.append(f"- GAN-S time per frame vs VAE: {ratio:.2f}x (goal <= 1.2x: "
-                   f"{'met' if ratio <= 1.2 else 'NOT met'})")
+        out.append(
+            f"- GAN-S time per frame vs VAE: {ratio:.2f}x (goal <= 1.2x: "
+            f"{'met' if ratio <= 1.2 else 'NOT met'})"
+        )
     return out
 
 
 def inversion_table(rows: dict[str, dict]) -> list[str]:
-    lines = ["| prior (inversion) | mean joint error mm | median mm | poses | seconds | "
-             "encoder training s |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| prior (inversion) | mean joint error mm | median mm | poses | seconds | "
+        "encoder training s |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         train = r.get("encoder_train_seconds")
-        lines.append(f"| {name} | {r['joint_error_mm']:.1f} | {r['joint_error_median_mm']:.1f} | "
-                     f"{r['poses']} | {r['seconds']:.1f} | "
-                     f"{'-' if train is None else f'{train:.0f}'} |")
+        lines.append(
+            f"| {name} | {r['joint_error_mm']:.1f} | {r['joint_error_median_mm']:.1f} | "
+            f"{r['poses']} | {r['seconds']:.1f} | "
+            f"{'-' if train is None else f'{train:.0f}'} |"
+        )
     return lines
 
 
@@ -133,14 +161,22 @@ def main(argv: list[str] | None = None) -> int:
     from advprior.inversion import PoseEncoder
 
     if not args.data.is_file():
-        print(f"no dataset at {args.data}; build it with\n  advprior data build "
-              f"../shared/data/mocap --out {args.data}", file=sys.stderr)
+        print(
+            f"no dataset at {args.data}; build it with\n  advprior data build "
+            f"../shared/data/mocap --out {args.data}",
+            file=sys.stderr,
+        )
         return 2
     test = load_dataset(args.data, split="test")
     n_test = test.body_pose.shape[0]
     idx = select(n_test, min(args.frames, n_test), args.seed)
-    views = make_views(test.body_pose[idx], test.global_orient[idx], seed=args.seed,
-                       noise_px=args.noise, drop=args.drop)
+    views = make_views(
+        test.body_pose[idx],
+        test.global_orient[idx],
+        seed=args.seed,
+        noise_px=args.noise,
+        drop=args.drop,
+    )
     fit_kwargs = {} if args.iterations is None else {"iterations": args.iterations}
 
     fitting: dict[str, dict] = {}
@@ -148,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, prior in priors.items():
         fitting[name] = run_fitting(views, prior, **fit_kwargs)
         r = fitting[name]
-        print(f"{name:6s} P-MPJPE {r['p_mpjpe_mm']:6.1f} mm  MPJPE {r['mpjpe_mm']:6.1f} mm  "
-              f"reproj {r['reprojection_px']:5.2f} px  {r['seconds']:.1f} s", flush=True)
+        print(
+            f"{name:6s} P-MPJPE {r['p_mpjpe_mm']:6.1f} mm  MPJPE {r['mpjpe_mm']:6.1f} mm  "
+            f"reproj {r['reprojection_px']:5.2f} px  {r['seconds']:.1f} s",
+            flush=True,
+        )
     # The machine is shared: time every prior again in reverse order and keep each one's
     # fastest run, so that a burst of load elsewhere does not decide the time ratios (the
     # fits themselves are deterministic: same errors every run).
@@ -157,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in reversed(list(priors)):
             again = run_fitting(views, priors[name], **fit_kwargs)
             if again["seconds"] < fitting[name]["seconds"]:
-                fitting[name].update(seconds=again["seconds"],
-                                     seconds_per_frame=again["seconds_per_frame"])
+                fitting[name].update(
+                    seconds=again["seconds"], seconds_per_frame=again["seconds_per_frame"]
+                )
     for name, r in fitting.items():
         print(f"{name:6s} {r['seconds_per_frame']:.3f} s/frame (best of {args.timing_repeats})")
 
@@ -180,39 +220,63 @@ def main(argv: list[str] | None = None) -> int:
                 trained = time.perf_counter() - start
                 encoder.eval()
                 row = run_inversion(prior, test.body_pose[rest], encoder=encoder, steps=10)
-                inversion[f"{name} + PoseEncoder, 10 steps"] = {**row, "encoder_train_seconds":
-                                                                trained}
+                inversion[f"{name} + PoseEncoder, 10 steps"] = {
+                    **row,
+                    "encoder_train_seconds": trained,
+                }
             for label, r in inversion.items():
                 if label.split(" ")[0] == name:
-                    print(f"{label}: project_pose {r['joint_error_mm']:.1f} mm mean joint error, "
-                          f"{r['seconds']:.1f} s for {r['poses']} poses", flush=True)
+                    print(
+                        f"{label}: project_pose {r['joint_error_mm']:.1f} mm mean joint error, "
+                        f"{r['seconds']:.1f} s for {r['poses']} poses",
+                        flush=True,
+                    )
 
-    command = "python examples/smplify_fit.py " + shlex.join(sys.argv[1:] if argv is None
-                                                              else argv)
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-               f"torch {torch.__version__}, {args.threads} thread(s)")
-    block = "\n".join([
-        f"Generated by `{command.strip()}` on {datetime.date.today().isoformat()} ({machine}).",
-        f"Data: `{args.data.name}`, test split, {len(idx)} frames in one batch (seed "
-        f"{args.seed}); {args.noise:g} px Gaussian noise, {100 * args.drop:.0f}% of keypoints "
-        f"dropped; stand-in body; SMPL 24-joint keypoints; time: fastest of "
-        f"{args.timing_repeats} runs per prior.",
-        "",
-        *fitting_table(fitting),
-        "",
-        *goal_lines(fitting),
-        "",
-        *(["Inversion (`PosePrior.project_pose`, defaults: bank start, 50 L-BFGS "
-           "steps; and from a "
-           f"`PoseEncoder` trained {args.encoder_steps} steps, then 10 steps) "
-           "of held-out test "
-           "poses not used above:", "",
-           *inversion_table(inversion)] if inversion else []),
-    ])
+    command = "python examples/smplify_fit.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}, {args.threads} thread(s)"
+    )
+    block = "\n".join(
+        [
+            f"Generated by `{command.strip()}` on {datetime.date.today().isoformat()} ({machine}).",
+            f"Data: `{args.data.name}`, test split, {len(idx)} frames in one batch (seed "
+            f"{args.seed}); {args.noise:g} px Gaussian noise, {100 * args.drop:.0f}% of keypoints "
+            f"dropped; stand-in body; SMPL 24-joint keypoints; time: fastest of "
+            f"{args.timing_repeats} runs per prior.",
+            "",
+            *fitting_table(fitting),
+            "",
+            *goal_lines(fitting),
+            "",
+            *(
+                [
+                    "Inversion (`PosePrior.project_pose`, defaults: bank start, 50 L-BFGS "
+                    "steps; and from a "
+                    f"`PoseEncoder` trained {args.encoder_steps} steps, then 10 steps) "
+                    "of held-out test "
+                    "poses not used above:",
+                    "",
+                    *inversion_table(inversion),
+                ]
+                if inversion
+                else []
+            ),
+        ]
+    )
     print("\n" + block)
     if args.json is not None:
-        args.json.write_text(json.dumps({"fitting": fitting, "inversion": inversion,
-                                         "command": command, "machine": machine}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "fitting": fitting,
+                    "inversion": inversion,
+                    "command": command,
+                    "machine": machine,
+                },
+                indent=2,
+            )
+        )
     if args.write_docs:
         write_generated_block(args.docs, "examples/smplify_fit.py", block)
         print(f"wrote {args.docs}")

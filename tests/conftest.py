@@ -42,11 +42,18 @@ def _write_dataset(path: Path, body_pose: np.ndarray, split: np.ndarray, **array
     """A dataset file in the layout of docs/design.md: ``body_pose (N, 63)``, ``split (N,)``
     codes, zeros and single names for whatever ``arrays`` does not give."""
     n = body_pose.shape[0]
-    full = {"global_orient": np.zeros((n, 3), np.float32), "transl": np.zeros((n, 3), np.float32),
-            "sequence": np.zeros(n, np.int32), "subject": split.astype(np.int32),
-            "sequence_names": np.array(["s"]), "subject_names": np.array(["a", "b", "c"]),
-            "split_names": np.array(["train", "val", "test"]), "fps": np.float32(30.0),
-            "meta": np.array("{}"), **arrays}
+    full = {
+        "global_orient": np.zeros((n, 3), np.float32),
+        "transl": np.zeros((n, 3), np.float32),
+        "sequence": np.zeros(n, np.int32),
+        "subject": split.astype(np.int32),
+        "sequence_names": np.array(["s"]),
+        "subject_names": np.array(["a", "b", "c"]),
+        "split_names": np.array(["train", "val", "test"]),
+        "fps": np.float32(30.0),
+        "meta": np.array("{}"),
+        **arrays,
+    }
     np.savez(path, body_pose=body_pose.astype(np.float32), split=split.astype(np.int8), **full)
     return path
 

@@ -41,8 +41,14 @@ def test_build_writes_the_design_format_split_by_subject(tmp_path: Path) -> None
     out = tmp_path / "out" / "poses.npz"
     report = build_dataset(src, out, fps=30)
     f = np.load(out, allow_pickle=False)
-    dtypes = {"body_pose": np.float32, "global_orient": np.float32, "transl": np.float32,
-              "sequence": np.int32, "subject": np.int32, "split": np.int8}
+    dtypes = {
+        "body_pose": np.float32,
+        "global_orient": np.float32,
+        "transl": np.float32,
+        "sequence": np.int32,
+        "subject": np.int32,
+        "split": np.int8,
+    }
     n = f["body_pose"].shape[0]
     assert n == report.frames > 0
     for key, dtype in dtypes.items():
@@ -208,7 +214,8 @@ def test_cmu_index_csv_sets_amc_rates(tmp_path: Path) -> None:
     src = _tree(tmp_path, n_folders=1)
     before = build_dataset(src, tmp_path / "a.npz").per_source["asfamc"]
     (src / "cmu_index.csv").write_text(
-        '"Subject","Trial #","Motion Description","framerate"\n5,2,"walk",60\n5,3,"run",120\n')
+        '"Subject","Trial #","Motion Description","framerate"\n5,2,"walk",60\n5,3,"run",120\n'
+    )
     after = build_dataset(src, tmp_path / "b.npz").per_source["asfamc"]
     # 80 frames: 0.66 s at 120 fps (20 frames at 30 fps), 1.32 s at 60 fps (40 frames).
     assert (before, after) == (20, 40)

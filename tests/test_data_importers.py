@@ -21,43 +21,158 @@ RNG = np.random.default_rng(0)
 VARIANTS = {
     # SMPL joint -> joint name; extras: (name, parent SMPL joint, child SMPL joint, fraction).
     "motionbuilder": {
-        "names": ["Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1",
-                  "LeftFoot", "RightFoot", "Spine2", "LeftToeBase", "RightToeBase", "Neck",
-                  "LeftShoulder", "RightShoulder", "Head", "LeftArm", "RightArm", "LeftForeArm",
-                  "RightForeArm", "LeftHand", "RightHand", "LeftFingerBase", "RightFingerBase"],
+        "names": [
+            "Hips",
+            "LeftUpLeg",
+            "RightUpLeg",
+            "Spine",
+            "LeftLeg",
+            "RightLeg",
+            "Spine1",
+            "LeftFoot",
+            "RightFoot",
+            "Spine2",
+            "LeftToeBase",
+            "RightToeBase",
+            "Neck",
+            "LeftShoulder",
+            "RightShoulder",
+            "Head",
+            "LeftArm",
+            "RightArm",
+            "LeftForeArm",
+            "RightForeArm",
+            "LeftHand",
+            "RightHand",
+            "LeftFingerBase",
+            "RightFingerBase",
+        ],
         "extras": [("LHipJoint", 0, 1, 0.0), ("RHipJoint", 0, 2, 0.0)],
         "order": "ZYX",
     },
     "3dsmax": {
-        "names": ["Hips", "LeftHip", "RightHip", "lowerback", "LeftKnee", "RightKnee", "Chest",
-                  "LeftAnkle", "RightAnkle", "Chest2", "LeftToe", "RightToe", "Neck",
-                  "LeftCollar", "RightCollar", "Head", "LeftShoulder", "RightShoulder",
-                  "LeftElbow", "RightElbow", "LeftWrist", "RightWrist", "lhand", "rhand"],
+        "names": [
+            "Hips",
+            "LeftHip",
+            "RightHip",
+            "lowerback",
+            "LeftKnee",
+            "RightKnee",
+            "Chest",
+            "LeftAnkle",
+            "RightAnkle",
+            "Chest2",
+            "LeftToe",
+            "RightToe",
+            "Neck",
+            "LeftCollar",
+            "RightCollar",
+            "Head",
+            "LeftShoulder",
+            "RightShoulder",
+            "LeftElbow",
+            "RightElbow",
+            "LeftWrist",
+            "RightWrist",
+            "lhand",
+            "rhand",
+        ],
         "extras": [("LHipJoint", 0, 1, 0.5), ("RHipJoint", 0, 2, 0.5), ("lowerneck", 9, 12, 0.5)],
         "order": "YZX",
     },
     "daz": {
-        "names": ["hip", "lThigh", "rThigh", "abdomen", "lShin", "rShin", "abdomen2", "lFoot",
-                  "rFoot", "chest", "", "", "neck", "lCollar", "rCollar", "head", "lShldr",
-                  "rShldr", "lForeArm", "rForeArm", "lHand", "rHand", "lMid1", "rMid1"],
+        "names": [
+            "hip",
+            "lThigh",
+            "rThigh",
+            "abdomen",
+            "lShin",
+            "rShin",
+            "abdomen2",
+            "lFoot",
+            "rFoot",
+            "chest",
+            "",
+            "",
+            "neck",
+            "lCollar",
+            "rCollar",
+            "head",
+            "lShldr",
+            "rShldr",
+            "lForeArm",
+            "rForeArm",
+            "lHand",
+            "rHand",
+            "lMid1",
+            "rMid1",
+        ],
         "extras": [("lButtock", 0, 1, 0.5), ("rButtock", 0, 2, 0.5)],
         "order": "ZXY",
     },
     "biped": {  # 3ds Max Biped: names with spaces
-        "names": ["Bip01 " + n for n in [
-            "Pelvis", "L Thigh", "R Thigh", "Spine", "L Calf", "R Calf", "Spine1", "L Foot",
-            "R Foot", "Spine2", "L Toe0", "R Toe0", "Neck", "L Clavicle", "R Clavicle", "Head",
-            "L UpperArm", "R UpperArm", "L Forearm", "R Forearm", "L Hand", "R Hand",
-            "L Finger2", "R Finger2"]],
+        "names": [
+            "Bip01 " + n
+            for n in [
+                "Pelvis",
+                "L Thigh",
+                "R Thigh",
+                "Spine",
+                "L Calf",
+                "R Calf",
+                "Spine1",
+                "L Foot",
+                "R Foot",
+                "Spine2",
+                "L Toe0",
+                "R Toe0",
+                "Neck",
+                "L Clavicle",
+                "R Clavicle",
+                "Head",
+                "L UpperArm",
+                "R UpperArm",
+                "L Forearm",
+                "R Forearm",
+                "L Hand",
+                "R Hand",
+                "L Finger2",
+                "R Finger2",
+            ]
+        ],
         "extras": [],
         "order": "XZY",
     },
     "mixamo": {
-        "names": ["mixamorig:" + n for n in [
-            "Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1",
-            "LeftFoot", "RightFoot", "Spine2", "LeftToeBase", "RightToeBase", "Neck",
-            "LeftShoulder", "RightShoulder", "Head", "LeftArm", "RightArm", "LeftForeArm",
-            "RightForeArm", "LeftHand", "RightHand", "LeftHandMiddle1", "RightHandMiddle1"]],
+        "names": [
+            "mixamorig:" + n
+            for n in [
+                "Hips",
+                "LeftUpLeg",
+                "RightUpLeg",
+                "Spine",
+                "LeftLeg",
+                "RightLeg",
+                "Spine1",
+                "LeftFoot",
+                "RightFoot",
+                "Spine2",
+                "LeftToeBase",
+                "RightToeBase",
+                "Neck",
+                "LeftShoulder",
+                "RightShoulder",
+                "Head",
+                "LeftArm",
+                "RightArm",
+                "LeftForeArm",
+                "RightForeArm",
+                "LeftHand",
+                "RightHand",
+                "LeftHandMiddle1",
+                "RightHandMiddle1",
+            ]
+        ],
         "extras": [],
         "order": "XYZ",
     },
@@ -89,21 +204,37 @@ def _tree(variant: str) -> list[dict]:
             add(c, me)
         if not kids:
             # Daz-like feet end at SMPL's toe joints, so the rest skeletons agree.
-            tip = {15: [0, 0.12, 0], 10: [0, -0.02, 0.06], 11: [0, -0.02, 0.06],
-                   7: REST_JOINTS[10] - REST_JOINTS[7], 8: REST_JOINTS[11] - REST_JOINTS[8]}.get(j)
+            tip = {
+                15: [0, 0.12, 0],
+                10: [0, -0.02, 0.06],
+                11: [0, -0.02, 0.06],
+                7: REST_JOINTS[10] - REST_JOINTS[7],
+                8: REST_JOINTS[11] - REST_JOINTS[8],
+            }.get(j)
             if tip is None:
                 d = REST_JOINTS[j] - REST_JOINTS[PARENTS[j]]
                 tip = 0.3 * d
-            joints.append({"name": None, "parent": me, "smpl": None,
-                           "pos": REST_JOINTS[j] + np.asarray(tip)})
+            joints.append(
+                {"name": None, "parent": me, "smpl": None, "pos": REST_JOINTS[j] + np.asarray(tip)}
+            )
 
     add(0, -1)
     return joints
 
 
-def write_bvh(path: Path, variant: str, local: np.ndarray, root: np.ndarray, *, scale: float = 1.0,
-              world: np.ndarray | None = None, six: bool = False, frame_time: float = 1 / 60,
-              newline: str = "\n", indent: str = "  ") -> None:
+def write_bvh(
+    path: Path,
+    variant: str,
+    local: np.ndarray,
+    root: np.ndarray,
+    *,
+    scale: float = 1.0,
+    world: np.ndarray | None = None,
+    six: bool = False,
+    frame_time: float = 1 / 60,
+    newline: str = "\n",
+    indent: str = "  ",
+) -> None:
     """Write SMPL local rotations ``(T, 24, 3, 3)`` and pelvis positions ``(T, 3)`` as a BVH.
 
     ``world`` rotates the whole capture (rest skeleton and motion) into another world frame.
@@ -120,13 +251,23 @@ def write_bvh(path: Path, variant: str, local: np.ndarray, root: np.ndarray, *, 
         off = j["pos"] - (joints[j["parent"]]["pos"] if j["parent"] >= 0 else 0)
         off = world @ off * scale
         if j["name"] is None:
-            lines.extend([f"{pad}End Site", f"{pad}{{",
-                          f"{pad}{indent}OFFSET {off[0]:.9f} {off[1]:.9f} {off[2]:.9f}",
-                          f"{pad}}}"])
+            lines.extend(
+                [
+                    f"{pad}End Site",
+                    f"{pad}{{",
+                    f"{pad}{indent}OFFSET {off[0]:.9f} {off[1]:.9f} {off[2]:.9f}",
+                    f"{pad}}}",
+                ]
+            )
             return
         head = "ROOT" if j["parent"] < 0 else "JOINT"
-        lines.extend([f"{pad}{head} {j['name']}", f"{pad}{{",
-                      f"{pad}{indent}OFFSET {off[0]:.9f} {off[1]:.9f} {off[2]:.9f}"])
+        lines.extend(
+            [
+                f"{pad}{head} {j['name']}",
+                f"{pad}{{",
+                f"{pad}{indent}OFFSET {off[0]:.9f} {off[1]:.9f} {off[2]:.9f}",
+            ]
+        )
         rot = " ".join(f"{a}rotation" for a in order)
         if j["parent"] < 0 or six:
             lines.append(f"{pad}{indent}CHANNELS 6 Xposition Yposition Zposition {rot}")
@@ -211,8 +352,17 @@ def test_bvh_z_up_world_six_channels_tabs_crlf_and_units(tmp_path: Path) -> None
     local, root = random_pose(8, seed=3)
     z_up = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # y -> z
     path = tmp_path / "zup.bvh"
-    write_bvh(path, "mixamo", local, root, scale=1 / 0.0254, world=z_up, six=True,
-              newline="\r\n", indent="\t")
+    write_bvh(
+        path,
+        "mixamo",
+        local,
+        root,
+        scale=1 / 0.0254,
+        world=z_up,
+        six=True,
+        newline="\r\n",
+        indent="\t",
+    )
     motion = load_motion(path)
     assert motion.local_translations is not None
     smpl = motion.to_smpl(fps=None)
@@ -244,8 +394,9 @@ def test_bvh_fps_override_and_resampling(tmp_path: Path) -> None:
 
     mid = Slerp([0, 1], expected)([a])
     assert (mid.inv() * Rotation.from_rotvec(smpl.global_orient[7:8])).magnitude()[0] < 1e-3
-    np.testing.assert_allclose(smpl.transl[7], (1 - a) * src.transl[i0] + a * src.transl[i0 + 1],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        smpl.transl[7], (1 - a) * src.transl[i0] + a * src.transl[i0 + 1], atol=1e-6
+    )
 
 
 def _asf_bones(axis_humerus: str = "180 -30 -90 XYZ") -> list[tuple]:
@@ -281,37 +432,75 @@ def _asf_bones(axis_humerus: str = "180 -30 -90 XYZ") -> list[tuple]:
 
 
 _ASF_TREE = [
-    ("root", ["lhipjoint", "rhipjoint", "lowerback"]), ("lhipjoint", ["lfemur"]),
-    ("lfemur", ["ltibia"]), ("ltibia", ["lfoot"]), ("lfoot", ["ltoes"]),
-    ("rhipjoint", ["rfemur"]), ("rfemur", ["rtibia"]), ("rtibia", ["rfoot"]),
-    ("rfoot", ["rtoes"]), ("lowerback", ["upperback"]), ("upperback", ["thorax"]),
-    ("thorax", ["lowerneck", "lclavjoint", "rclavjoint"]), ("lowerneck", ["upperneck"]),
-    ("upperneck", ["head"]), ("lclavjoint", ["lclavicle"]), ("lclavicle", ["lhumerus"]),
-    ("lhumerus", ["lradius"]), ("lradius", ["lwrist"]), ("lwrist", ["lhand"]),
-    ("rclavjoint", ["rclavicle"]), ("rclavicle", ["rhumerus"]), ("rhumerus", ["rradius"]),
-    ("rradius", ["rwrist"]), ("rwrist", ["rhand"]),
+    ("root", ["lhipjoint", "rhipjoint", "lowerback"]),
+    ("lhipjoint", ["lfemur"]),
+    ("lfemur", ["ltibia"]),
+    ("ltibia", ["lfoot"]),
+    ("lfoot", ["ltoes"]),
+    ("rhipjoint", ["rfemur"]),
+    ("rfemur", ["rtibia"]),
+    ("rtibia", ["rfoot"]),
+    ("rfoot", ["rtoes"]),
+    ("lowerback", ["upperback"]),
+    ("upperback", ["thorax"]),
+    ("thorax", ["lowerneck", "lclavjoint", "rclavjoint"]),
+    ("lowerneck", ["upperneck"]),
+    ("upperneck", ["head"]),
+    ("lclavjoint", ["lclavicle"]),
+    ("lclavicle", ["lhumerus"]),
+    ("lhumerus", ["lradius"]),
+    ("lradius", ["lwrist"]),
+    ("lwrist", ["lhand"]),
+    ("rclavjoint", ["rclavicle"]),
+    ("rclavicle", ["rhumerus"]),
+    ("rhumerus", ["rradius"]),
+    ("rradius", ["rwrist"]),
+    ("rwrist", ["rhand"]),
 ]
 
 
-def write_asf_amc(folder: Path, local: np.ndarray, root: np.ndarray, *, length: float = 0.45,
-                  angle: str = "deg", root_order: str = "TX TY TZ RX RY RZ",
-                  stem: str = "07_01") -> Path:
+def write_asf_amc(
+    folder: Path,
+    local: np.ndarray,
+    root: np.ndarray,
+    *,
+    length: float = 0.45,
+    angle: str = "deg",
+    root_order: str = "TX TY TZ RX RY RZ",
+    stem: str = "07_01",
+) -> Path:
     """Write ``<subject>.asf`` and ``<stem>.amc`` for SMPL local rotations ``(T, 24, 3, 3)``."""
     unit = length / 0.0254  # file units per metre
     to_file = (lambda a: np.degrees(a)) if angle == "deg" else (lambda a: a)
     bones = _asf_bones()
-    lines = [":version 1.10", ":name VICON", ":units", "  mass 1.0", f"  length {length}",
-             f"  angle {angle}", ":root", f"   order {root_order}", "   axis XYZ",
-             "   position 0 0 0", "   orientation 0 0 0", ":bonedata"]
+    lines = [
+        ":version 1.10",
+        ":name VICON",
+        ":units",
+        "  mass 1.0",
+        f"  length {length}",
+        f"  angle {angle}",
+        ":root",
+        f"   order {root_order}",
+        "   axis XYZ",
+        "   position 0 0 0",
+        "   orientation 0 0 0",
+        ":bonedata",
+    ]
     start_of = {}
     for i, (name, start, end, axis, dof) in enumerate(bones, 1):
         vec = np.asarray(end) - REST_JOINTS[start]
         n = np.linalg.norm(vec)
         ax = np.asarray(axis.split()[:3], dtype=float)
         ax_text = " ".join(f"{to_file(np.radians(a)):.9f}" for a in ax) + " " + axis.split()[3]
-        lines += ["  begin", f"     id {i}", f"     name {name}",
-                  "     direction " + " ".join(f"{v / n:.9f}" for v in vec),
-                  f"     length {n * unit:.9f}", f"     axis {ax_text}"]
+        lines += [
+            "  begin",
+            f"     id {i}",
+            f"     name {name}",
+            "     direction " + " ".join(f"{v / n:.9f}" for v in vec),
+            f"     length {n * unit:.9f}",
+            f"     axis {ax_text}",
+        ]
         if dof:
             lines.append(f"    dof {dof}")
         lines.append("  end")
@@ -329,8 +518,10 @@ def write_asf_amc(folder: Path, local: np.ndarray, root: np.ndarray, *, length: 
         ang = Rotation.from_matrix(local[f, 0]).as_euler("".join(rot_axes))
         vals = {"tx": root[f, 0] * unit, "ty": root[f, 1] * unit, "tz": root[f, 2] * unit}
         vals.update({f"r{a}": v for a, v in zip(rot_axes, ang, strict=True)})
-        out = [vals[t.lower()] if t.startswith("T") else to_file(vals[t.lower()])
-               for t in root_order.split()]
+        out = [
+            vals[t.lower()] if t.startswith("T") else to_file(vals[t.lower()])
+            for t in root_order.split()
+        ]
         amc.append("root " + " ".join(f"{v:.9f}" for v in out))
         for name, start, _end, axis, dof in bones:
             if not dof:
@@ -396,11 +587,16 @@ def test_amass_npz_is_rotated_into_y_up(tmp_path: Path) -> None:
         np.savez(path, poses=poses, trans=trans, betas=np.zeros(16), **{rate_key: 60.0})
         smpl = load_motion(path).to_smpl(fps=None)
         np.testing.assert_allclose(smpl.body_pose, poses[:, 3:66], atol=1e-9)
-        zup = forward_kinematics(torch.from_numpy(poses[:, :3]), torch.from_numpy(poses[:, 3:66]),
-                                 transl=torch.from_numpy(trans)).numpy()
-        yup = forward_kinematics(torch.from_numpy(smpl.global_orient),
-                                 torch.from_numpy(smpl.body_pose),
-                                 transl=torch.from_numpy(smpl.transl)).numpy()
+        zup = forward_kinematics(
+            torch.from_numpy(poses[:, :3]),
+            torch.from_numpy(poses[:, 3:66]),
+            transl=torch.from_numpy(trans),
+        ).numpy()
+        yup = forward_kinematics(
+            torch.from_numpy(smpl.global_orient),
+            torch.from_numpy(smpl.body_pose),
+            transl=torch.from_numpy(smpl.transl),
+        ).numpy()
         z_to_y = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
         np.testing.assert_allclose(yup, zup @ z_to_y.T, atol=1e-9)
         np.testing.assert_allclose(smpl.source_joints, yup, atol=1e-9)
@@ -441,8 +637,18 @@ def test_deepmimic_hinges_and_builtin_character(tmp_path: Path) -> None:
 def test_deepmimic_character_file_beside_is_used(tmp_path: Path) -> None:
     from advprior.data.deepmimic import HUMANOID3D
 
-    joints = [{"ID": i, "Name": n, "Type": t, "Parent": p, "AttachX": a[0], "AttachY": a[1],
-               "AttachZ": a[2]} for i, (n, t, p, a) in enumerate(HUMANOID3D)]
+    joints = [
+        {
+            "ID": i,
+            "Name": n,
+            "Type": t,
+            "Parent": p,
+            "AttachX": a[0],
+            "AttachY": a[1],
+            "AttachZ": a[2],
+        }
+        for i, (n, t, p, a) in enumerate(HUMANOID3D)
+    ]
     (tmp_path / "my_character.txt").write_text(json.dumps({"Skeleton": {"Joints": joints}}))
     path = tmp_path / "clip.txt"
     path.write_text(json.dumps({"Frames": _deepmimic_frames(3, -0.5, 0.2)}))
@@ -471,10 +677,12 @@ def test_bvh_truncated_names_file_and_line(tmp_path: Path) -> None:
 
 def test_bvh_unmapped_joints_error_lists_them(tmp_path: Path) -> None:
     path = tmp_path / "robot.bvh"
-    path.write_text("HIERARCHY\nROOT base\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition "
-                    "Zposition Zrotation Xrotation Yrotation\n JOINT arm\n {\n  OFFSET 0 1 0\n"
-                    "  CHANNELS 3 Zrotation Xrotation Yrotation\n  End Site\n  {\n   OFFSET 0 1 0\n"
-                    "  }\n }\n}\nMOTION\nFrames: 1\nFrame Time: 0.1\n0 0 0 0 0 0 0 0 0\n")
+    path.write_text(
+        "HIERARCHY\nROOT base\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition "
+        "Zposition Zrotation Xrotation Yrotation\n JOINT arm\n {\n  OFFSET 0 1 0\n"
+        "  CHANNELS 3 Zrotation Xrotation Yrotation\n  End Site\n  {\n   OFFSET 0 1 0\n"
+        "  }\n }\n}\nMOTION\nFrames: 1\nFrame Time: 0.1\n0 0 0 0 0 0 0 0 0\n"
+    )
     motion = load_motion(path)
     with pytest.raises(MotionFormatError, match=r"robot\.bvh: .*left knee.*right elbow.*base, arm"):
         motion.to_smpl()
@@ -536,10 +744,17 @@ def test_unsupported_and_missing_files(tmp_path: Path) -> None:
 def test_joint_names_table_is_case_and_prefix_insensitive() -> None:
     from advprior.data.naming import side_and_core
 
-    cases = {"LeftLeg": ("L", "leg"), "lShin": ("L", "shin"), "RIGHTKNEE": ("R", "knee"),
-             "mixamorig:RightForeArm": ("R", "forearm"), "Knee_L": ("L", "knee"),
-             "ltibia": ("L", "tibia"), "rradius": ("R", "radius"), "lowerback": (None, "lowerback"),
-             "right_elbow": ("R", "elbow")}
+    cases = {
+        "LeftLeg": ("L", "leg"),
+        "lShin": ("L", "shin"),
+        "RIGHTKNEE": ("R", "knee"),
+        "mixamorig:RightForeArm": ("R", "forearm"),
+        "Knee_L": ("L", "knee"),
+        "ltibia": ("L", "tibia"),
+        "rradius": ("R", "radius"),
+        "lowerback": (None, "lowerback"),
+        "right_elbow": ("R", "elbow"),
+    }
     for name, want in cases.items():
         assert side_and_core(name) == want, name
     assert JOINT_NAMES[0] == "pelvis"

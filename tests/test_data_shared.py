@@ -85,6 +85,8 @@ def test_asf_import_agrees_with_deepmimic_retarget_of_the_same_trial(fixture_moc
     a = pelvis_frame("cmu_asfamc/02/02_03.amc")
     b = pelvis_frame("cmu_deepmimic_retarget_jump/02/02_03.txt")
     limbs = [4, 5, 7, 8, 12, 15, 18, 19]
-    dist = [np.linalg.norm(a[k : k + len(b)] - b, axis=-1)[:, limbs].mean()
-            for k in range(len(a) - len(b) + 1)]
+    dist = [
+        np.linalg.norm(a[k : k + len(b)] - b, axis=-1)[:, limbs].mean()
+        for k in range(len(a) - len(b) + 1)
+    ]
     assert min(dist) < 0.06

@@ -17,16 +17,25 @@ from advprior.cli import main
 from advprior.prior import PosePrior
 
 SHIPPED = ("gan-s", "gan-u", "gan-n", "vae", "gmm")
-CLIPS = ("02/02_01", "06/06_09", "07/07_03", "08/08_07", "09/09_02", "10/10_05", "11/11_01",
-         "127/127_03")
+CLIPS = (
+    "02/02_01",
+    "06/06_09",
+    "07/07_03",
+    "08/08_07",
+    "09/09_02",
+    "10/10_05",
+    "11/11_01",
+    "127/127_03",
+)
 
 
 @pytest.fixture(scope="module")
 def tiny_dataset(shared_mocap: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data") / "tiny.npz"
     folder = shared_mocap / "cmu_deepmimic_retarget_jump"
-    assert main(["data", "build", *(str(folder / f"{c}.txt") for c in CLIPS),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["data", "build", *(str(folder / f"{c}.txt") for c in CLIPS), "--out", str(out)]) == 0
+    )
     return out
 
 
@@ -34,8 +43,27 @@ def tiny_dataset(shared_mocap: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_eval_quick_cli_shipped_priors(tiny_dataset: Path, tmp_path: Path) -> None:
     """The documented command with ``--quick``, on the five shipped priors."""
     out = tmp_path / "docs" / "results"
-    assert main(["eval", "--models", *SHIPPED, "--data", str(tiny_dataset), "--out", str(out),
-                 "--quick", "--samples", "1500", "--pairs", "3", "--fit-frames", "3"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--models",
+                *SHIPPED,
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--quick",
+                "--samples",
+                "1500",
+                "--pairs",
+                "3",
+                "--fit-frames",
+                "3",
+            ]
+        )
+        == 0
+    )
     report = (tmp_path / "docs" / "results.md").read_text()
     results = json.loads((out / "results.json").read_text())
     assert list(results["models"]) == list(SHIPPED)
@@ -61,8 +89,27 @@ def test_eval_quick_cli_checkpoint_folders(tiny_dataset: Path, tmp_path: Path) -
         model.save_pretrained(tmp_path / "ckpt" / name)
         dirs.append(str(tmp_path / "ckpt" / name))
     out = tmp_path / "docs" / "results"
-    assert main(["eval", "--models", *dirs, "--data", str(tiny_dataset), "--out", str(out),
-                 "--quick", "--samples", "1500", "--pairs", "3", "--fit-frames", "3"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--models",
+                *dirs,
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--quick",
+                "--samples",
+                "1500",
+                "--pairs",
+                "3",
+                "--fit-frames",
+                "3",
+            ]
+        )
+        == 0
+    )
     report = (tmp_path / "docs" / "results.md").read_text()
     results = json.loads((out / "results.json").read_text())
     assert list(results["models"]) == ["gan-s", "vae", "gmm"]

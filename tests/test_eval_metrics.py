@@ -49,8 +49,14 @@ def test_nn_distances_pruned_search_is_exact(dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(7)
     query = torch.randn(40, 30, 3, generator=g, dtype=dtype)
     near = query + 0.01 * torch.randn(40, 30, 3, generator=g, dtype=dtype)
-    reference = torch.cat([3 * torch.randn(50, 30, 3, generator=g, dtype=dtype), near[:20],
-                           3 * torch.randn(400, 30, 3, generator=g, dtype=dtype), near[20:]])
+    reference = torch.cat(
+        [
+            3 * torch.randn(50, 30, 3, generator=g, dtype=dtype),
+            near[:20],
+            3 * torch.randn(400, 30, 3, generator=g, dtype=dtype),
+            near[20:],
+        ]
+    )
     dist, idx = nn_distances(query, reference, chunk_size=16, return_index=True)
     want, want_idx = _brute_force(query, reference)
     torch.testing.assert_close(dist, want)
@@ -63,8 +69,10 @@ def test_nn_distances_bound_streams_exactly() -> None:
     reference = torch.randn(500, 24, 3, generator=g)
     running = torch.full((60,), float("inf"))
     for start in range(0, 500, 64):
-        running = torch.minimum(running, nn_distances(query, reference[start:start + 64],
-                                                      bound=running, chunk_size=32))
+        running = torch.minimum(
+            running,
+            nn_distances(query, reference[start : start + 64], bound=running, chunk_size=32),
+        )
     torch.testing.assert_close(running, _brute_force(query, reference)[0])
     # Nothing is closer than a zero bound: every query reports inf and index -1.
     dist, idx = nn_distances(query, reference, bound=torch.zeros(60), return_index=True)
@@ -142,18 +150,22 @@ def test_smoothness_of_uneven_path() -> None:
     path[..., 0] = xs[:, None]
     assert smoothness_ratio(path).item() == pytest.approx(3.0)
     torch.testing.assert_close(per_step_deformation(path), torch.tensor([1.0, 1.0, 3.0]))
-    torch.testing.assert_close(per_step_deformation(path, normalize=True),
-                               torch.tensor([0.6, 0.6, 1.8]))
+    torch.testing.assert_close(
+        per_step_deformation(path, normalize=True), torch.tensor([0.6, 0.6, 1.8])
+    )
     with pytest.raises(ValueError, match="T >= 2"):
         smoothness_ratio(path[:1])
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 10.0),
-       shift=st.lists(st.floats(-5, 5), min_size=3, max_size=3))
+@given(
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.1, 10.0),
+    shift=st.lists(st.floats(-5, 5), min_size=3, max_size=3),
+)
 def test_procrustes_recovers_similarity(seed: int, scale: float, shift: list[float]) -> None:
     target = torch.randn(24, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    pred = (scale * target @ _rotation(seed + 1).T + torch.tensor(shift, dtype=torch.float64))
+    pred = scale * target @ _rotation(seed + 1).T + torch.tensor(shift, dtype=torch.float64)
     torch.testing.assert_close(procrustes_align(pred, target), target)
     assert p_mpjpe(pred, target).item() == pytest.approx(0.0, abs=1e-9)
 

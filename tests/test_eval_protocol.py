@@ -28,16 +28,21 @@ class _CubeBody:
         self.offsets = torch.tensor(corners).repeat(24, 1)
         self.owner = torch.arange(24).repeat_interleave(8)
         quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-        faces = [(8 * j + a, 8 * j + b, 8 * j + c) for j in range(24) for a, b, c, d in quads
-                 for a, b, c in ((a, b, c), (a, c, d))]
+        faces = [
+            (8 * j + a, 8 * j + b, 8 * j + c)
+            for j in range(24)
+            for a, b, c, d in quads
+            for a, b, c in ((a, b, c), (a, c, d))
+        ]
         self.faces = np.array(faces, dtype=np.int64)
 
     def rest_joints(self, betas: torch.Tensor | None) -> torch.Tensor:
         return torch.as_tensor(REST_JOINTS, dtype=torch.float32)
 
     def __call__(self, global_orient, body_pose, betas=None, transl=None):  # noqa: ANN001
-        joints, rot = forward_kinematics(global_orient, body_pose, transl=transl,
-                                         return_rotations=True)
+        joints, rot = forward_kinematics(
+            global_orient, body_pose, transl=transl, return_rotations=True
+        )
         verts = joints[:, self.owner] + (rot[:, self.owner] @ self.offsets[:, :, None])[..., 0]
         return SimpleNamespace(vertices=verts, joints=joints)
 
@@ -78,10 +83,13 @@ def _with_invert(prior: PosePrior) -> PosePrior:
 def _dataset(write_dataset, path: Path, n_per_split: int = 120, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     n = 3 * n_per_split
-    return write_dataset(path, body_pose=(rng.normal(size=(n, 63)) * 0.25).astype(np.float32),
-                          global_orient=(rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
-                          split=np.repeat(np.array([0, 1, 2], np.int8), n_per_split),
-                          sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32))
+    return write_dataset(
+        path,
+        body_pose=(rng.normal(size=(n, 63)) * 0.25).astype(np.float32),
+        global_orient=(rng.normal(size=(n, 3)) * 0.1).astype(np.float32),
+        split=np.repeat(np.array([0, 1, 2], np.int8), n_per_split),
+        sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +113,16 @@ def test_streaming_matches_all_at_once(body: _CubeBody) -> None:
     poser = protocol.Poser(body, n_vertices=40)
     real_pts, gen_pts = poser(real), poser(table)
     rp = protocol.sample_recall_precision(
-        _TablePrior(table), poser, real_pts, real_pts, n_samples=70, n_precision_queries=70,
-        generator=torch.Generator(), sample_chunk=9, nn_chunk=4)
+        _TablePrior(table),
+        poser,
+        real_pts,
+        real_pts,
+        n_samples=70,
+        n_precision_queries=70,
+        generator=torch.Generator(),
+        sample_chunk=9,
+        nn_chunk=4,
+    )
     for kind in protocol.KINDS:
         want = recall_precision(real_pts[kind], gen_pts[kind])
         torch.testing.assert_close(rp.recall[kind], want["recall_dists"])
@@ -118,15 +134,28 @@ def test_prior_that_replays_the_data_scores_zero(body: _CubeBody) -> None:
     poses = torch.randn(25, 63, generator=torch.Generator().manual_seed(1)) * 0.3
     poser = protocol.Poser(body, n_vertices=None)
     pts = poser(poses)
-    rp = protocol.sample_recall_precision(_TablePrior(poses), poser, pts, pts, n_samples=25,
-                                          n_precision_queries=10, generator=torch.Generator())
+    rp = protocol.sample_recall_precision(
+        _TablePrior(poses),
+        poser,
+        pts,
+        pts,
+        n_samples=25,
+        n_precision_queries=10,
+        generator=torch.Generator(),
+    )
     for kind in protocol.KINDS:
         assert rp.recall[kind].abs().max() < 1e-6
         assert rp.precision[kind].abs().max() < 1e-6
     # Shifting every sample's pose changes the answer: the search is not trivially zero.
-    rp2 = protocol.sample_recall_precision(_TablePrior(poses + 0.2), poser, pts, pts,
-                                           n_samples=25, n_precision_queries=10,
-                                           generator=torch.Generator())
+    rp2 = protocol.sample_recall_precision(
+        _TablePrior(poses + 0.2),
+        poser,
+        pts,
+        pts,
+        n_samples=25,
+        n_precision_queries=10,
+        generator=torch.Generator(),
+    )
     assert rp2.summary()["joints"]["recall_mean"] > 1.0
 
 
@@ -157,8 +186,7 @@ def test_load_split_errors(tmp_path: Path, write_dataset) -> None:
     np.savez(tmp_path / "nokey.npz", split=np.zeros(3, np.int8))
     with pytest.raises(ValueError, match="body_pose"):
         load_split(tmp_path / "nokey.npz", "test")
-    write_dataset(tmp_path / "train_only.npz", np.zeros((3, 63), np.float32),
-                   np.zeros(3, np.int8))
+    write_dataset(tmp_path / "train_only.npz", np.zeros((3, 63), np.float32), np.zeros(3, np.int8))
     with pytest.raises(ValueError, match="no frames"):
         load_split(tmp_path / "train_only.npz", "test")
     with pytest.raises(ValueError, match="split must be"):
@@ -170,12 +198,22 @@ def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody, write_dat
     data = _dataset(write_dataset, tmp_path / "tiny.npz")
     test_poses = load_split(data, "test").body_pose
     torch.manual_seed(0)  # the untrained generators' weights
-    models = {"gan-s": _with_invert(PosePrior("sphere")),
-              "gan-u": _with_invert(PosePrior("uniform")),
-              "oracle": _TablePrior(test_poses)}
+    models = {
+        "gan-s": _with_invert(PosePrior("sphere")),
+        "gan-u": _with_invert(PosePrior("uniform")),
+        "oracle": _TablePrior(test_poses),
+    }
     out = tmp_path / "docs" / "results"
-    res = run_eval(models, data, out=out, quick=True, body_model=body, fitting=False,
-                   n_samples=500, progress=False)
+    res = run_eval(
+        models,
+        data,
+        out=out,
+        quick=True,
+        body_model=body,
+        fitting=False,
+        n_samples=500,
+        progress=False,
+    )
     report = (tmp_path / "docs" / "results.md").read_text()
     saved = json.loads((out / "results.json").read_text())
     assert saved["models"].keys() == res["models"].keys() == models.keys()
@@ -200,9 +238,16 @@ def test_vertex_budget_limits_only_the_vertex_comparison(body: _CubeBody) -> Non
     pts = poser(poses)
     # The first 20 samples are far from the data, the next 20 replay it exactly.
     rp = protocol.sample_recall_precision(
-        _TablePrior(torch.cat([far, poses])), poser, pts, pts, n_samples=40,
-        n_precision_queries=5, n_vertex_samples=20, generator=torch.Generator(),
-        sample_chunk=8)
+        _TablePrior(torch.cat([far, poses])),
+        poser,
+        pts,
+        pts,
+        n_samples=40,
+        n_precision_queries=5,
+        n_vertex_samples=20,
+        generator=torch.Generator(),
+        sample_chunk=8,
+    )
     assert rp.recall["joints"].abs().max() < 1e-6
     assert rp.recall["vertices"].min() > 1e-2
 

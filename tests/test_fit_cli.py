@@ -22,9 +22,11 @@ def keypoints() -> np.ndarray:
     body = load_body_model()
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        out = body(global_orient=torch.tensor([[math.pi, 0.0, 0.0]] * 2),
-                   body_pose=0.2 * torch.randn(2, 63, generator=gen),
-                   transl=torch.tensor([[0.0, 0.2, 4.0], [0.1, 0.1, 5.0]]))
+        out = body(
+            global_orient=torch.tensor([[math.pi, 0.0, 0.0]] * 2),
+            body_pose=0.2 * torch.randn(2, 63, generator=gen),
+            transl=torch.tensor([[0.0, 0.2, 4.0], [0.1, 0.1, 5.0]]),
+        )
         return CAMERA.project(out.joints).numpy()
 
 
@@ -35,11 +37,11 @@ def test_fit_advprior_layout_with_a_checkpoint(tmp_path, keypoints, capsys) -> N
     kp = keypoints.tolist()
     kp[0][3] = None  # a missing keypoint
     src = tmp_path / "kp.json"
-    src.write_text(json.dumps({"format": "smpl24", "keypoints": kp,
-                               "camera": CAMERA.to_dict()}))
+    src.write_text(json.dumps({"format": "smpl24", "keypoints": kp, "camera": CAMERA.to_dict()}))
     out = tmp_path / "fit.npz"
-    assert main(["fit", str(src), "--prior", str(ckpt), "--iterations", "3",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["fit", str(src), "--prior", str(ckpt), "--iterations", "3", "--out", str(out)]) == 0
+    )
     data = np.load(out)
     assert data["body_pose"].shape == (2, 63)
     assert data["latent"].shape == (2, 32)
@@ -52,14 +54,32 @@ def test_fit_advprior_layout_with_a_checkpoint(tmp_path, keypoints, capsys) -> N
 def test_fit_openpose_files_without_a_prior(tmp_path) -> None:
     files = []
     for i in range(2):
-        flat = np.concatenate([np.full((25, 2), 400.0 + 10 * i) + 40 * np.random.default_rng(i)
-                               .standard_normal((25, 2)), np.ones((25, 1))], 1).reshape(-1)
+        flat = np.concatenate(
+            [
+                np.full((25, 2), 400.0 + 10 * i)
+                + 40 * np.random.default_rng(i).standard_normal((25, 2)),
+                np.ones((25, 1)),
+            ],
+            1,
+        ).reshape(-1)
         path = tmp_path / f"frame{i}_keypoints.json"
         path.write_text(json.dumps({"people": [{"pose_keypoints_2d": flat.tolist()}]}))
         files.append(str(path))
     out = tmp_path / "op.npz"
-    code = main(["fit", *files, "--camera", "1000,500,500", "--prior", "none",
-                 "--iterations", "2", "--out", str(out)])
+    code = main(
+        [
+            "fit",
+            *files,
+            "--camera",
+            "1000,500,500",
+            "--prior",
+            "none",
+            "--iterations",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     data = np.load(out)
     assert data["projected"].shape == (2, 25, 2)
@@ -92,17 +112,37 @@ def test_fit_with_a_body_model_file_and_coco_keypoints(tmp_path) -> None:
 
     spec = get_format("coco17")
     with torch.no_grad():
-        out = model(global_orient=torch.tensor([[math.pi, 0.0, 0.0]]),
-                    body_pose=torch.zeros(1, 63), transl=torch.tensor([[0.0, 0.2, 4.0]]))
-    idx = model_joint_indices(spec, model.model_type, out.model_joints.shape[1],
-                              model.extra_joint_names)
+        out = model(
+            global_orient=torch.tensor([[math.pi, 0.0, 0.0]]),
+            body_pose=torch.zeros(1, 63),
+            transl=torch.tensor([[0.0, 0.2, 4.0]]),
+        )
+    idx = model_joint_indices(
+        spec, model.model_type, out.model_joints.shape[1], model.extra_joint_names
+    )
     kp = CAMERA.project(out.model_joints[:, idx])
     src = tmp_path / "coco.json"
     src.write_text(json.dumps({"format": "coco17", "keypoints": kp.tolist()}))
     out_path = tmp_path / "coco.npz"
-    assert main(["fit", str(src), "--camera", "1000,500,500", "--prior", "none",
-                 "--body-model", str(standin.source), "--iterations", "10",
-                 "--out", str(out_path)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(src),
+                "--camera",
+                "1000,500,500",
+                "--prior",
+                "none",
+                "--body-model",
+                str(standin.source),
+                "--iterations",
+                "10",
+                "--out",
+                str(out_path),
+            ]
+        )
+        == 0
+    )
     data = np.load(out_path)
     assert data["projected"].shape == (1, 17, 2)
     assert float(np.abs(data["projected"] - kp.numpy()).mean()) < 5.0

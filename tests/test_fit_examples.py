@@ -50,10 +50,14 @@ def dataset(tmp_path_factory) -> Path:
         path,
         body_pose=(0.2 * rng.standard_normal((n, 63))).astype(np.float32),
         global_orient=(0.1 * rng.standard_normal((n, 3))).astype(np.float32),
-        transl=np.zeros((n, 3), np.float32), sequence=np.zeros(n, np.int32),
-        subject=split.astype(np.int32), split=split,
-        sequence_names=np.array(["s"]), subject_names=np.array(["a", "b", "c"]),
-        split_names=np.array(["train", "val", "test"]), fps=np.float32(30.0),
+        transl=np.zeros((n, 3), np.float32),
+        sequence=np.zeros(n, np.int32),
+        subject=split.astype(np.int32),
+        split=split,
+        sequence_names=np.array(["s"]),
+        subject_names=np.array(["a", "b", "c"]),
+        split_names=np.array(["train", "val", "test"]),
+        fps=np.float32(30.0),
         meta=np.array(json.dumps({"test": True})),
     )
     return path
@@ -76,8 +80,9 @@ def test_views_project_the_true_joints() -> None:
 
 def test_joint_errors_ignore_position_and_pose_alignment() -> None:
     joints = torch.randn(3, 24, 3)
-    rot = torch.tensor([[math.cos(0.5), 0.0, math.sin(0.5)], [0.0, 1.0, 0.0],
-                        [-math.sin(0.5), 0.0, math.cos(0.5)]])
+    rot = torch.tensor(
+        [[math.cos(0.5), 0.0, math.sin(0.5)], [0.0, 1.0, 0.0], [-math.sin(0.5), 0.0, math.cos(0.5)]]
+    )
     moved = joints @ rot.T * 1.1 + 2.0
     err = joint_errors_mm(moved, joints)
     assert float(err["p_mpjpe"].max()) < 1e-3
@@ -89,7 +94,8 @@ def test_quickstart_and_replace_vposer_run(checkpoint, capsys) -> None:
     assert "fit: mean 3D joint error" in capsys.readouterr().out
     for api in ("v1", "v2", "native"):
         code = load_example("replace_vposer").main(
-            ["--prior", str(checkpoint), "--api", api, "--steps", "20"])
+            ["--prior", str(checkpoint), "--api", api, "--steps", "20"]
+        )
         assert code == 0
         out = capsys.readouterr().out
         start, end = (float(x) for x in re.findall(r"mean joint error ([0-9.]+) mm", out))
@@ -99,14 +105,34 @@ def test_quickstart_and_replace_vposer_run(checkpoint, capsys) -> None:
 def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
     out = tmp_path / "numbers.json"
     docs = tmp_path / "fitting.md"
-    docs.write_text("# Fitting\n\n<!-- BEGIN GENERATED: examples/smplify_fit.py -->\nold\n"
-                    "<!-- END GENERATED -->\n\nkept\n")
-    code = load_example("smplify_fit").main([
-        "--data", str(dataset), "--frames", "4", "--priors", "none", str(checkpoint),
-        "--iterations", "3", "--inversion-poses", "3", "--encoder-steps", "5", "--json", str(out),
-        "--timing-repeats", "2",
-        "--write-docs",
-        "--docs", str(docs)])
+    docs.write_text(
+        "# Fitting\n\n<!-- BEGIN GENERATED: examples/smplify_fit.py -->\nold\n"
+        "<!-- END GENERATED -->\n\nkept\n"
+    )
+    code = load_example("smplify_fit").main(
+        [
+            "--data",
+            str(dataset),
+            "--frames",
+            "4",
+            "--priors",
+            "none",
+            str(checkpoint),
+            "--iterations",
+            "3",
+            "--inversion-poses",
+            "3",
+            "--encoder-steps",
+            "5",
+            "--json",
+            str(out),
+            "--timing-repeats",
+            "2",
+            "--write-docs",
+            "--docs",
+            str(docs),
+        ]
+    )
     assert code == 0
     written = docs.read_text()
     assert "old" not in written and written.endswith("kept\n")
@@ -120,9 +146,23 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
 
 def test_regressor_runs(checkpoint, dataset, tmp_path, capsys) -> None:
     docs = tmp_path / "fitting.md"
-    code = load_example("regressor").main([
-        "--data", str(dataset), "--prior", str(checkpoint), "--steps", "3", "--batch", "8",
-        "--test-frames", "6", "--write-docs", "--docs", str(docs)])
+    code = load_example("regressor").main(
+        [
+            "--data",
+            str(dataset),
+            "--prior",
+            str(checkpoint),
+            "--steps",
+            "3",
+            "--batch",
+            "8",
+            "--test-frames",
+            "6",
+            "--write-docs",
+            "--docs",
+            str(docs),
+        ]
+    )
     assert code == 0
     assert "| LatentHead |" in docs.read_text()
     out = capsys.readouterr().out
@@ -141,6 +181,16 @@ def test_score_poses_example() -> None:
 
 
 def test_video_fit_example(tmp_path: Path) -> None:
-    out = load_example("video_fit").main(["--prior", "gmm", "--frames", "5", "--iterations",
-                                          "3", "--out", str(tmp_path / "clip.gif")])
+    out = load_example("video_fit").main(
+        [
+            "--prior",
+            "gmm",
+            "--frames",
+            "5",
+            "--iterations",
+            "3",
+            "--out",
+            str(tmp_path / "clip.gif"),
+        ]
+    )
     assert out.exists() and out.stat().st_size > 0

@@ -30,8 +30,14 @@ def seeded(seed: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def scene(body, body_pose: torch.Tensor, seed: int = 0, noise: float = 2.0, drop: float = 0.0,
-          camera: PinholeCamera = CAMERA):
+def scene(
+    body,
+    body_pose: torch.Tensor,
+    seed: int = 0,
+    noise: float = 2.0,
+    drop: float = 0.0,
+    camera: PinholeCamera = CAMERA,
+):
     """Keypoints of ``body_pose`` seen upright at ~4 m with random yaw, noise in px, dropped
     joints; returns (keypoints, confidence, true joints)."""
     n = body_pose.shape[0]
@@ -43,9 +49,14 @@ def scene(body, body_pose: torch.Tensor, seed: int = 0, noise: float = 2.0, drop
     turn = axis_angle_to_rotmat(torch.stack([torch.zeros(n), yaw, torch.zeros(n)], -1))
     cam_rot = torch.as_tensor(camera.rotation, dtype=torch.float32)
     orient = rotmat_to_axis_angle(cam_rot.T @ flip @ turn)
-    transl_cam = torch.stack([0.2 * torch.randn(n, generator=gen),
-                              0.2 * torch.randn(n, generator=gen),
-                              4.0 + 0.3 * torch.randn(n, generator=gen)], -1)
+    transl_cam = torch.stack(
+        [
+            0.2 * torch.randn(n, generator=gen),
+            0.2 * torch.randn(n, generator=gen),
+            4.0 + 0.3 * torch.randn(n, generator=gen),
+        ],
+        -1,
+    )
     transl = transl_cam @ cam_rot
     out = body(global_orient=orient, body_pose=body_pose, transl=transl)
     kp = camera.project(out.joints) + noise * torch.randn(n, 24, 2, generator=gen)
@@ -151,10 +162,18 @@ def test_one_frame_cannot_change_another(body) -> None:
     bad_kp[1] = torch.rand(24, 2, generator=seeded(11)) * 1000  # garbage detections
     bad_conf[1, :5] = 0.0
     for optimizer in ("lbfgs", "adam"):
-        a = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=prior, iterations=ITERS,
-                          optimizer=optimizer)
-        b = fit_keypoints(bad_kp, bad_conf, CAMERA, body_model=body, prior=prior,
-                          iterations=ITERS, optimizer=optimizer)
+        a = fit_keypoints(
+            kp, conf, CAMERA, body_model=body, prior=prior, iterations=ITERS, optimizer=optimizer
+        )
+        b = fit_keypoints(
+            bad_kp,
+            bad_conf,
+            CAMERA,
+            body_model=body,
+            prior=prior,
+            iterations=ITERS,
+            optimizer=optimizer,
+        )
         for name in ("body_pose", "global_orient", "transl", "betas", "latent", "loss", "joints"):
             assert torch.equal(getattr(a, name)[0], getattr(b, name)[0]), (optimizer, name)
         assert not torch.equal(a.body_pose[1], b.body_pose[1])
@@ -164,8 +183,9 @@ def test_unbatched_fit_matches_the_batched_fit(body) -> None:
     truth = 0.2 * torch.randn(2, 63, generator=seeded(12))
     kp, conf, _ = scene(body, truth, seed=13)
     batched = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=ITERS)
-    single = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=ITERS,
-                           batch=False)
+    single = fit_keypoints(
+        kp, conf, CAMERA, body_model=body, prior=None, iterations=ITERS, batch=False
+    )
     # Batch size 1 runs other matmul kernels: rounding differences, which the optimiser may
     # amplify a little (a line search accepting one evaluation earlier), but the same fit.
     assert torch.allclose(batched.loss, single.loss, rtol=0.05)
@@ -203,12 +223,16 @@ def test_known_camera_rotation(body) -> None:
 def test_detector_formats_on_the_standin(body, fmt: str) -> None:
     spec = get_format(fmt)
     truth = 0.2 * torch.randn(2, 63, generator=seeded(18))
-    out = body(global_orient=torch.tensor([[math.pi, 0.0, 0.0]] * 2), body_pose=truth,
-               transl=torch.tensor([[0.0, 0.2, 4.0]] * 2))
+    out = body(
+        global_orient=torch.tensor([[math.pi, 0.0, 0.0]] * 2),
+        body_pose=truth,
+        transl=torch.tensor([[0.0, 0.2, 4.0]] * 2),
+    )
     idx = model_joint_indices(spec, "smpl", out.model_joints.shape[1], body.extra_joint_names)
     kp = CAMERA.project(out.model_joints[:, idx])
-    result = fit_keypoints(kp, None, CAMERA, body_model=body, prior=None, keypoint_format=fmt,
-                           iterations=ITERS)
+    result = fit_keypoints(
+        kp, None, CAMERA, body_model=body, prior=None, keypoint_format=fmt, iterations=ITERS
+    )
     assert result.projected.shape == (2, spec.num_keypoints, 2)
     assert reprojection_px(result, kp, torch.ones(2, spec.num_keypoints)) < 3.0
 
@@ -234,8 +258,15 @@ def test_fit_result_round_trip(body, tmp_path) -> None:
     result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=3)
     path = result.to_npz(tmp_path / "out" / "fit.npz")
     data = np.load(path)
-    assert set(data.files) >= {"body_pose", "global_orient", "transl", "betas", "loss", "joints",
-                               "info"}
+    assert set(data.files) >= {
+        "body_pose",
+        "global_orient",
+        "transl",
+        "betas",
+        "loss",
+        "joints",
+        "info",
+    }
     assert "latent" not in data.files
     np.testing.assert_array_equal(data["body_pose"], result.body_pose.numpy())
     assert result.as_dict()["joints"].shape == (1, 24, 3)
@@ -245,6 +276,7 @@ def test_fit_result_round_trip(body, tmp_path) -> None:
 
 # -- bad input ------------------------------------------------------------------------------
 
+
 def _ok_inputs():
     kp = torch.full((2, 24, 2), 500.0) + 50 * torch.randn(2, 24, 2, generator=seeded(0))
     return kp, torch.ones(2, 24)
@@ -252,13 +284,17 @@ def _ok_inputs():
 
 @pytest.mark.parametrize(
     ("kp_shape", "conf_shape", "match"),
-    [((2, 23, 2), (2, 23), r"\(B, 24, 2\)"), ((2, 24), (2, 24), r"\(B, 24, 2\)"),
-     ((2, 24, 2), (3, 24), r"confidence must have shape \(2, 24\)")],
+    [
+        ((2, 23, 2), (2, 23), r"\(B, 24, 2\)"),
+        ((2, 24), (2, 24), r"\(B, 24, 2\)"),
+        ((2, 24, 2), (3, 24), r"confidence must have shape \(2, 24\)"),
+    ],
 )
 def test_shape_mismatch(body, kp_shape, conf_shape, match) -> None:
     with pytest.raises(ValueError, match=match):
-        fit_keypoints(torch.zeros(kp_shape), torch.ones(conf_shape), CAMERA, body_model=body,
-                      prior=None)
+        fit_keypoints(
+            torch.zeros(kp_shape), torch.ones(conf_shape), CAMERA, body_model=body, prior=None
+        )
 
 
 def test_all_zero_confidence_is_an_error(body) -> None:

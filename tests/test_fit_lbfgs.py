@@ -20,11 +20,23 @@ def ill_conditioned(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("iters", [5, 25])
 def test_matches_torch_lbfgs_on_a_single_problem(iters: int) -> None:
     x0 = torch.randn(1, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    ours = minimize_lbfgs(ill_conditioned, x0, max_iter=iters, history_size=10,
-                          tolerance_grad=0.0, tolerance_change=0.0)
+    ours = minimize_lbfgs(
+        ill_conditioned,
+        x0,
+        max_iter=iters,
+        history_size=10,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+    )
     x = x0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], max_iter=iters, history_size=10, line_search_fn="strong_wolfe",
-                            tolerance_grad=0.0, tolerance_change=0.0)
+    opt = torch.optim.LBFGS(
+        [x],
+        max_iter=iters,
+        history_size=10,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -39,8 +51,7 @@ def test_matches_torch_lbfgs_on_a_single_problem(iters: int) -> None:
 def test_rows_converge_to_the_minimum() -> None:
     # In 2D the Rosenbrock function has one minimum, (1, 1), at the end of a curved valley.
     x0 = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2
-    res = minimize_lbfgs(rosenbrock, x0, max_iter=300, tolerance_grad=1e-10,
-                         tolerance_change=1e-15)
+    res = minimize_lbfgs(rosenbrock, x0, max_iter=300, tolerance_grad=1e-10, tolerance_change=1e-15)
     assert torch.allclose(res.x, torch.ones_like(res.x), atol=1e-4)
     assert bool(res.converged.all())
     # Rows take their own number of iterations (no shared stopping rule).

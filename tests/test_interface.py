@@ -108,8 +108,9 @@ def test_fitting_a_few_iterations(make) -> None:
     prior = make()
     truth = prior.sample(2, generator=torch.Generator().manual_seed(2))
     views = make_views(truth, torch.zeros(2, 3), seed=0)
-    result = fit_keypoints(views.keypoints, views.confidence, views.camera, prior=prior,
-                           iterations=4)
+    result = fit_keypoints(
+        views.keypoints, views.confidence, views.camera, prior=prior, iterations=4
+    )
     assert result.body_pose.shape == (2, 63) and bool(torch.isfinite(result.loss).all())
     if prior.latent_space is None:
         assert result.latent is None
@@ -124,13 +125,17 @@ def test_fitting_a_few_iterations(make) -> None:
 def test_eval_protocol_quick_path(latent_prior, tmp_path: Path, write_dataset) -> None:
     rng = np.random.default_rng(0)
     n = 90
-    data = write_dataset(tmp_path / "tiny.npz", 0.2 * rng.standard_normal((n, 63)),
-                         np.repeat([0, 1, 2], n // 3),
-                         sequence=np.repeat(np.arange(9), 10).astype(np.int32))
+    data = write_dataset(
+        tmp_path / "tiny.npz",
+        0.2 * rng.standard_normal((n, 63)),
+        np.repeat([0, 1, 2], n // 3),
+        sequence=np.repeat(np.arange(9), 10).astype(np.int32),
+    )
     models = {"sphere4": latent_prior, "gauss": GaussianPosePrior()}
     out = tmp_path / "results"
-    res = run_eval(models, data, out=out, quick=True, n_samples=200, n_pairs=2, fit_frames=2,
-                   progress=False)
+    res = run_eval(
+        models, data, out=out, quick=True, n_samples=200, n_pairs=2, fit_frames=2, progress=False
+    )
     saved = json.loads((out / "results.json").read_text())
     for label, prior in models.items():
         entry = saved["models"][label]

@@ -96,8 +96,11 @@ def imports(path: Path, name: str, known: set[str]) -> dict[str, set[str]]:
     imports run."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: dict[str, set[str]] = {"module-level": set(), "function-local": set(),
-                                  "type-checking": set()}
+    found: dict[str, set[str]] = {
+        "module-level": set(),
+        "function-local": set(),
+        "type-checking": set(),
+    }
 
     def targets(node: ast.Import | ast.ImportFrom) -> list[str]:
         if isinstance(node, ast.Import):
@@ -308,6 +311,11 @@ import advprior.data
 assert load_dataset is advprior.data.load_dataset
 print("ok")
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

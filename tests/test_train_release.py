@@ -30,22 +30,33 @@ def _empty_manifest(tmp_path):
 def test_release_refuses_untrained_models(tmp_path):
     PosePrior().save_pretrained(tmp_path / "fresh")
     with pytest.raises(ValueError, match="refusing to ship"):
-        release("gan-x", tmp_path / "fresh", manifest=_empty_manifest(tmp_path),
-                weights_dir=tmp_path / "weights")
+        release(
+            "gan-x",
+            tmp_path / "fresh",
+            manifest=_empty_manifest(tmp_path),
+            weights_dir=tmp_path / "weights",
+        )
     assert not (tmp_path / "weights").exists()
 
 
 def test_release_copies_files_and_pins_sha256(tmp_path):
     model = PosePrior(latent="uniform")
-    training = {"steps": 12, "data": {"file": "d.npz", "sha256": "ab" * 32, "train_frames": 5},
-                "weights_license": "cc-by-sa-3.0"}
+    training = {
+        "steps": 12,
+        "data": {"file": "d.npz", "sha256": "ab" * 32, "train_frames": 5},
+        "weights_license": "cc-by-sa-3.0",
+    }
     model.save_pretrained(tmp_path / "trained", training=training)
     manifest = _empty_manifest(tmp_path)
-    entry = release("gan-x", tmp_path / "trained", manifest=manifest,
-                    weights_dir=tmp_path / "weights")
+    entry = release(
+        "gan-x", tmp_path / "trained", manifest=manifest, weights_dir=tmp_path / "weights"
+    )
     bundled = tmp_path / "weights" / "gan-x"
-    assert sorted(p.name for p in bundled.iterdir()) == ["README.md", "config.json",
-                                                         "model.safetensors"]
+    assert sorted(p.name for p in bundled.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     assert entry["sha256"] == sha256_file(bundled / "model.safetensors")
     assert entry["config_sha256"] == sha256_file(bundled / "config.json")
     assert entry["latent"] == "uniform" and entry["model_type"] == "gan"
@@ -99,4 +110,3 @@ def test_licence_follows_the_training_sources(tmp_path):
     description = {"sources": {"sources": ["hdm05_asfamc", "cmu_asfamc"], "fps": 30.0}}
     assert source_names(description) == ["cmu_asfamc", "hdm05_asfamc"]
     assert source_names({"sources": "unparsed meta"}) == [] and source_names(None) == []
-

@@ -87,7 +87,12 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_gan_short_run_on_real_mocap_improves_recall(real_subset, tmp_path):
     result = train_gan(
-        real_subset, tmp_path / "run", steps=40, batch_size=32, val_every=20, ckpt_every=20,
+        real_subset,
+        tmp_path / "run",
+        steps=40,
+        batch_size=32,
+        val_every=20,
+        ckpt_every=20,
         **FAST,
     )
     assert result.step == 40 and not result.interrupted
@@ -109,11 +114,13 @@ def test_gan_short_run_on_real_mocap_improves_recall(real_subset, tmp_path):
     # model selection: the exported generator is the validated step (>= 1) with the lowest
     # recall + precision, and its validation numbers are the ones recorded
     rows = {int(r["step"]): r for r in val if int(r["step"]) >= 1}
-    best = min(rows, key=lambda k: float(rows[k]["recall_mean_mm"])
-               + float(rows[k]["precision_mean_mm"]))
+    best = min(
+        rows, key=lambda k: float(rows[k]["recall_mean_mm"]) + float(rows[k]["precision_mean_mm"])
+    )
     assert config["training"]["selected_step"] == best == result.best_step
     assert config["training"]["metrics_val_mm"]["recall_mean_mm"] == pytest.approx(
-        float(rows[best]["recall_mean_mm"]))
+        float(rows[best]["recall_mean_mm"])
+    )
     if best == 40:  # the last step won: the export is the final generator
         final = ckpt.load(tmp_path / "run" / "checkpoint.pt")["models"]["generator"]
         assert all(torch.equal(prior.state_dict()[k], v) for k, v in final.items())
@@ -131,8 +138,16 @@ def _weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
 @pytest.mark.slow
 @EXTRAS
 def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path, extras):
-    kw = dict(steps=6, batch_size=16, d_steps=3, disc_hidden_dim=64, val_every=2, ckpt_every=0,
-              **FAST, **extras)
+    kw = dict(
+        steps=6,
+        batch_size=16,
+        d_steps=3,
+        disc_hidden_dim=64,
+        val_every=2,
+        ckpt_every=0,
+        **FAST,
+        **extras,
+    )
     straight = train_gan(synthetic, tmp_path / "a", **kw)
 
     def interrupt(step: int, values: dict) -> None:
@@ -161,8 +176,16 @@ def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path, extras):
 
 
 def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
-    kw = dict(steps=1, batch_size=16, d_steps=1, disc_hidden_dim=16, val_every=0, ckpt_every=0,
-              export=False, **FAST)
+    kw = dict(
+        steps=1,
+        batch_size=16,
+        d_steps=1,
+        disc_hidden_dim=16,
+        val_every=0,
+        ckpt_every=0,
+        export=False,
+        **FAST,
+    )
     train_gan(synthetic, tmp_path / "r", **kw)
     with pytest.raises(ValueError, match="batch_size"):
         train_gan(synthetic, tmp_path / "r", resume=True, **{**kw, "batch_size": 8})
@@ -177,8 +200,16 @@ def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
 
 
 def test_ema_generator_is_validated_and_exported(synthetic, tmp_path):
-    kw = dict(steps=4, batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=0, ckpt_every=0,
-              select="last", **FAST)
+    kw = dict(
+        steps=4,
+        batch_size=16,
+        d_steps=2,
+        disc_hidden_dim=32,
+        val_every=0,
+        ckpt_every=0,
+        select="last",
+        **FAST,
+    )
     result = train_gan(synthetic, tmp_path / "ema", ema_decay=0.5, r1_gamma=10.0, **kw)
     models = _weights(tmp_path / "ema")
     exported = PosePrior.from_pretrained(result.model_dir).state_dict()
@@ -200,8 +231,15 @@ def test_ema_generator_is_validated_and_exported(synthetic, tmp_path):
 
 
 def test_moved_run_folder_and_data_file_still_resume(synthetic, tmp_path):
-    kw = dict(batch_size=16, d_steps=1, disc_hidden_dim=16, val_every=0, ckpt_every=0,
-              export=False, **FAST)
+    kw = dict(
+        batch_size=16,
+        d_steps=1,
+        disc_hidden_dim=16,
+        val_every=0,
+        ckpt_every=0,
+        export=False,
+        **FAST,
+    )
     train_gan(synthetic, tmp_path / "a", steps=2, **kw)
     (tmp_path / "a").rename(tmp_path / "b")
     moved = tmp_path / "moved.npz"
@@ -243,8 +281,9 @@ def test_batch_too_large_for_data_is_a_clear_error(synthetic, tmp_path):
 
 @pytest.mark.slow
 def test_vae_training_improves_and_exports(synthetic, tmp_path):
-    result = train_vae(synthetic, tmp_path / "vae", steps=80, batch_size=32, val_every=40,
-                       ckpt_every=40, **FAST)
+    result = train_vae(
+        synthetic, tmp_path / "vae", steps=80, batch_size=32, val_every=40, ckpt_every=40, **FAST
+    )
     val = _read_csv(tmp_path / "vae" / "val_log.csv")
     assert float(val[-1]["recall_mean_mm"]) < 0.8 * float(val[0]["recall_mean_mm"])
     rows = _read_csv(tmp_path / "vae" / "train_log.csv")
@@ -273,9 +312,24 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
 
     for model in ("gan", "vae", "gmm"):
         out = tmp_path / model
-        args = ["train", "--data", str(synthetic), "--out", str(out), "--model", model,
-                "--steps", "2", "--batch-size", "16", "--val-every", "0", "--val-samples", "100",
-                "--no-progress"]
+        args = [
+            "train",
+            "--data",
+            str(synthetic),
+            "--out",
+            str(out),
+            "--model",
+            model,
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--val-every",
+            "0",
+            "--val-samples",
+            "100",
+            "--no-progress",
+        ]
         if model == "gan":
             args += ["--latent", "uniform", "--d-steps", "2", "--select", "last"]
         assert main(args) == 0
@@ -329,8 +383,18 @@ def test_ddp_gloo_two_processes(synthetic, tmp_path, extras):
     script.write_text(_DDP_SCRIPT)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(synthetic), str(out), json.dumps(extras)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(synthetic),
+        str(out),
+        json.dumps(extras),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     step0, hash0 = (out / "rank0.txt").read_text().split()

@@ -159,8 +159,10 @@ def forward_kinematics_rotmat(
         broadcast. Works on the matrices directly: training losses use it because the gradient
         of a matrix -> axis-angle conversion is unstable near zero angle.
     """
-    if not isinstance(local_rotmat, torch.Tensor) or local_rotmat.shape[-2:] != (3, 3) or (
-        local_rotmat.ndim < 3 or local_rotmat.shape[-3] not in (NUM_JOINTS - 2, NUM_JOINTS)
+    if (
+        not isinstance(local_rotmat, torch.Tensor)
+        or local_rotmat.shape[-2:] != (3, 3)
+        or (local_rotmat.ndim < 3 or local_rotmat.shape[-3] not in (NUM_JOINTS - 2, NUM_JOINTS))
     ):
         got = (
             tuple(local_rotmat.shape)

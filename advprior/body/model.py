@@ -56,8 +56,9 @@ def check_pose(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate ``global_orient (..., 3)`` and ``body_pose (..., 63 | 69)`` and return them as
     floating tensors on the same device/dtype (``body_pose``'s dtype wins for numpy input)."""
-    go, bp = (torch.from_numpy(x) if isinstance(x, np.ndarray) else x
-              for x in (global_orient, body_pose))
+    go, bp = (
+        torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in (global_orient, body_pose)
+    )
     # Type and dtype first for both, then shapes: a list for either is a TypeError.
     check_tensor(go, "global_orient", None, finite=False)
     check_tensor(bp, name, None, finite=False)

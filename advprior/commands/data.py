@@ -17,18 +17,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("paths", nargs="+", help="motion files or folders (searched recursively)")
     b.add_argument("--out", required=True, help="output .npz (written atomically)")
     b.add_argument("--fps", type=float, default=30.0, help="output frame rate (default 30)")
-    b.add_argument("--on-error", choices=("skip", "abort"), default="skip",
-                   help="skip (and report) or abort on a bad file (default skip)")
-    b.add_argument("--split", default="0.8,0.1,0.1",
-                   help="train,val,test frame fractions, split by subject (default 0.8,0.1,0.1)")
+    b.add_argument(
+        "--on-error",
+        choices=("skip", "abort"),
+        default="skip",
+        help="skip (and report) or abort on a bad file (default skip)",
+    )
+    b.add_argument(
+        "--split",
+        default="0.8,0.1,0.1",
+        help="train,val,test frame fractions, split by subject (default 0.8,0.1,0.1)",
+    )
     b.add_argument("--split-seed", default="advprior", help="seed of the subject order")
-    b.add_argument("--split-from", default=None,
-                   help="previous dataset file: its subjects keep their split")
-    b.add_argument("--no-stratify", action="store_true",
-                   help="split all subjects as one pool instead of per subject group "
-                   "(cmu, hdm05, one per other source)")
-    b.add_argument("--source-fps", action="append", default=[], metavar="GLOB=FPS",
-                   help="override the frame rate of files whose relative path matches GLOB")
+    b.add_argument(
+        "--split-from", default=None, help="previous dataset file: its subjects keep their split"
+    )
+    b.add_argument(
+        "--no-stratify",
+        action="store_true",
+        help="split all subjects as one pool instead of per subject group "
+        "(cmu, hdm05, one per other source)",
+    )
+    b.add_argument(
+        "--source-fps",
+        action="append",
+        default=[],
+        metavar="GLOB=FPS",
+        help="override the frame rate of files whose relative path matches GLOB",
+    )
     b.set_defaults(func=_build)
 
     i = sub.add_parser("info", help="print frame counts per source and split of a dataset file")
@@ -47,16 +63,25 @@ def _build(args: argparse.Namespace) -> int:
             glob, _, rate = item.rpartition("=")
             overrides[glob] = float(rate)
     except ValueError:
-        raise UsageError("--split takes three numbers like 0.8,0.1,0.1 and --source-fps "
-                         "GLOB=FPS") from None
+        raise UsageError(
+            "--split takes three numbers like 0.8,0.1,0.1 and --source-fps GLOB=FPS"
+        ) from None
     report = build_dataset(
-        args.paths, args.out, fps=args.fps, split=split, on_error=args.on_error,
-        split_seed=args.split_seed, split_from=args.split_from, source_fps=overrides,
+        args.paths,
+        args.out,
+        fps=args.fps,
+        split=split,
+        on_error=args.on_error,
+        split_seed=args.split_seed,
+        split_from=args.split_from,
+        source_fps=overrides,
         stratify=not args.no_stratify,
         log=lambda line: print(line, file=sys.stderr),
     )
-    print(f"wrote {report.out}: {report.frames} frames, {report.sequences} sequences, "
-          f"{len(report.subjects)} subjects, {len(report.skipped)} files skipped")
+    print(
+        f"wrote {report.out}: {report.frames} frames, {report.sequences} sequences, "
+        f"{len(report.subjects)} subjects, {len(report.skipped)} files skipped"
+    )
     _print_counts(report.per_source, report.per_split, report.subjects)
     return 0
 
@@ -76,8 +101,13 @@ def _info(args: argparse.Namespace) -> int:
 
     data = load_dataset(args.path)
     meta = data.meta
-    print(f"{args.path}: {len(data)} frames at {data.fps:g} fps, {len(data.sequence_names)} "
-          f"sequences, {len(data.subject_names)} subjects")
-    _print_counts(meta.get("frames_per_source", {}), meta.get("frames_per_split", {}),
-                  meta.get("subject_split", {}))
+    print(
+        f"{args.path}: {len(data)} frames at {data.fps:g} fps, {len(data.sequence_names)} "
+        f"sequences, {len(data.subject_names)} subjects"
+    )
+    _print_counts(
+        meta.get("frames_per_source", {}),
+        meta.get("frames_per_split", {}),
+        meta.get("subject_split", {}),
+    )
     return 0

@@ -9,37 +9,81 @@ import sys
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "eval", help="recall/precision, interpolation smoothness and fitting, side by side",
+        "eval",
+        help="recall/precision, interpolation smoothness and fitting, side by side",
         description="Run the paper's evaluation protocol for several priors and write "
-                    "OUT.md with tables and pictures (pictures and results.json in OUT/).")
-    p.add_argument("--models", nargs="+", required=True,
-                   help="aliases (gan-s gan-u gan-n vae gmm) or checkpoint folders")
+        "OUT.md with tables and pictures (pictures and results.json in OUT/).",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="aliases (gan-s gan-u gan-n vae gmm) or checkpoint folders",
+    )
     p.add_argument("--data", required=True, help="dataset .npz from `advprior data build`")
-    p.add_argument("--split", default="test", choices=("test", "validation"),
-                   help="split whose poses are the recall queries (default: test)")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "validation"),
+        help="split whose poses are the recall queries (default: test)",
+    )
     p.add_argument("--out", default="docs/results", help="output folder; report at OUT.md")
     p.add_argument("--quick", action="store_true", help="small sizes (CI, a few minutes)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="generated poses per model for recall (default 1,000,000; quick 2,000)")
-    p.add_argument("--vertex-samples", type=int, default=None,
-                   help="of those, compared per vertex (default 10,000; quick 1,000)")
-    p.add_argument("--queries", type=int, default=None,
-                   help="real and generated query poses (default 2,000; quick 200)")
-    p.add_argument("--reference", type=int, default=None,
-                   help="training poses precision compares with (default 50,000)")
-    p.add_argument("--vertices", type=int, default=None,
-                   help="vertex subset for the per-vertex distance (default 256)")
-    p.add_argument("--pairs", type=int, default=None,
-                   help="held-out pairs for interpolation smoothness (default 128)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="generated poses per model for recall (default 1,000,000; quick 2,000)",
+    )
+    p.add_argument(
+        "--vertex-samples",
+        type=int,
+        default=None,
+        help="of those, compared per vertex (default 10,000; quick 1,000)",
+    )
+    p.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help="real and generated query poses (default 2,000; quick 200)",
+    )
+    p.add_argument(
+        "--reference",
+        type=int,
+        default=None,
+        help="training poses precision compares with (default 50,000)",
+    )
+    p.add_argument(
+        "--vertices",
+        type=int,
+        default=None,
+        help="vertex subset for the per-vertex distance (default 256)",
+    )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="held-out pairs for interpolation smoothness (default 128)",
+    )
     p.add_argument("--steps", type=int, default=None, help="poses per interpolation (16)")
-    p.add_argument("--fit-frames", type=int, default=None,
-                   help="frames fitted from 2D keypoints per prior (default 128; 0 skips)")
-    p.add_argument("--body-model", default=None,
-                   help="real SMPL/SMPL-H/SMPL-X model file or folder (default: stand-in)")
-    p.add_argument("--tasks", action="store_true",
-                   help="run the prior tasks instead (plausibility-score ROC AUC, pose denoising, "
-                        "partial-body completion, motion denoising; docs/eval.md): a generated "
-                        "section of OUT.md and OUT/tasks.json; --quick for small sizes")
+    p.add_argument(
+        "--fit-frames",
+        type=int,
+        default=None,
+        help="frames fitted from 2D keypoints per prior (default 128; 0 skips)",
+    )
+    p.add_argument(
+        "--body-model",
+        default=None,
+        help="real SMPL/SMPL-H/SMPL-X model file or folder (default: stand-in)",
+    )
+    p.add_argument(
+        "--tasks",
+        action="store_true",
+        help="run the prior tasks instead (plausibility-score ROC AUC, pose denoising, "
+        "partial-body completion, motion denoising; docs/eval.md): a generated "
+        "section of OUT.md and OUT/tasks.json; --quick for small sizes",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=run)
@@ -55,11 +99,24 @@ def run(args: argparse.Namespace) -> int:
     command = "advprior " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
     if args.tasks:
         return run_tasks_command(args, command)
-    run_eval(args.models, args.data, split=args.split, out=args.out, quick=args.quick,
-             seed=args.seed, n_samples=args.samples, body_model=args.body_model,
-             n_vertex_samples=args.vertex_samples, n_queries=args.queries,
-             n_reference=args.reference, n_vertices=args.vertices,
-             n_pairs=args.pairs, steps=args.steps, fit_frames=args.fit_frames, command=command)
+    run_eval(
+        args.models,
+        args.data,
+        split=args.split,
+        out=args.out,
+        quick=args.quick,
+        seed=args.seed,
+        n_samples=args.samples,
+        body_model=args.body_model,
+        n_vertex_samples=args.vertex_samples,
+        n_queries=args.queries,
+        n_reference=args.reference,
+        n_vertices=args.vertices,
+        n_pairs=args.pairs,
+        steps=args.steps,
+        fit_frames=args.fit_frames,
+        command=command,
+    )
     return 0
 
 
@@ -78,14 +135,22 @@ def run_tasks_command(args: argparse.Namespace, command: str | None) -> int:
     priors = _load_models(args.models)
     test = load_split(args.data, "test")
     validation = load_split(args.data, "validation")
-    results = run_tasks(priors, test, validation, quick=args.quick, seed=args.seed,
-                        log=lambda line: print(line, file=sys.stderr))
+    results = run_tasks(
+        priors,
+        test,
+        validation,
+        quick=args.quick,
+        seed=args.seed,
+        log=lambda line: print(line, file=sys.stderr),
+    )
     out = Path(args.out)
     write_text_atomic(out / "tasks.json", json.dumps(results, indent=2) + "\n")
-    block = ("## The field's prior tasks\n\n"
-             "Protocol: docs/eval.md, \"The field's prior tasks\".\n\n"
-             f"_Generated by `{command or 'advprior eval --tasks'}`; sizes "
-             f"{json.dumps(results['settings'])}._\n\n" + format_tables(results))
+    block = (
+        "## The field's prior tasks\n\n"
+        'Protocol: docs/eval.md, "The field\'s prior tasks".\n\n'
+        f"_Generated by `{command or 'advprior eval --tasks'}`; sizes "
+        f"{json.dumps(results['settings'])}._\n\n" + format_tables(results)
+    )
     report = write_generated_block(out.with_suffix(".md"), "advprior eval --tasks", block)
     print(f"prior tasks for {', '.join(priors)} -> {report}")
     return 0

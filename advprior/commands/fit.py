@@ -45,30 +45,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("keypoints", nargs="+", type=Path, help="KEYPOINTS.json file(s)")
-    p.add_argument("--camera", default=None,
-                   help='"fx,fy,cx,cy", "f,cx,cy" or a camera JSON file (default: from the '
-                        "keypoints file)")
-    p.add_argument("--prior", default="gan-s",
-                   help="gan-s, gan-u, gan-n, vae, gmm, a checkpoint directory or Hub id, or "
-                        "'none' (default: gan-s)")
-    p.add_argument("--format", dest="keypoint_format", default=None,
-                   choices=("smpl24", "openpose25", "coco17"),
-                   help="keypoint layout (default: the file's, else smpl24)")
-    p.add_argument("--body-model", default=None,
-                   help="SMPL/SMPL-H/SMPL-X model file or folder (default: the open stand-in)")
-    p.add_argument("--model-type", default=None, choices=("smpl", "smplh", "smplx"),
-                   help="model type for a --body-model folder")
+    p.add_argument(
+        "--camera",
+        default=None,
+        help='"fx,fy,cx,cy", "f,cx,cy" or a camera JSON file (default: from the keypoints file)',
+    )
+    p.add_argument(
+        "--prior",
+        default="gan-s",
+        help="gan-s, gan-u, gan-n, vae, gmm, a checkpoint directory or Hub id, or "
+        "'none' (default: gan-s)",
+    )
+    p.add_argument(
+        "--format",
+        dest="keypoint_format",
+        default=None,
+        choices=("smpl24", "openpose25", "coco17"),
+        help="keypoint layout (default: the file's, else smpl24)",
+    )
+    p.add_argument(
+        "--body-model",
+        default=None,
+        help="SMPL/SMPL-H/SMPL-X model file or folder (default: the open stand-in)",
+    )
+    p.add_argument(
+        "--model-type",
+        default=None,
+        choices=("smpl", "smplh", "smplx"),
+        help="model type for a --body-model folder",
+    )
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.add_argument("--person", type=int, default=0, help="person index in OpenPose files")
     p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
-    p.add_argument("--sequence", action="store_true",
-                   help="fit the frames as one clip with temporal smoothness (fit_sequence)")
-    p.add_argument("--smoothness", type=float, default=1.0,
-                   help="--sequence: scale of the default temporal weights (1; 0 turns them off)")
-    p.add_argument("--window", type=int, default=64,
-                   help="--sequence: frames optimised together (64)")
+    p.add_argument(
+        "--sequence",
+        action="store_true",
+        help="fit the frames as one clip with temporal smoothness (fit_sequence)",
+    )
+    p.add_argument(
+        "--smoothness",
+        type=float,
+        default=1.0,
+        help="--sequence: scale of the default temporal weights (1; 0 turns them off)",
+    )
+    p.add_argument(
+        "--window", type=int, default=64, help="--sequence: frames optimised together (64)"
+    )
     p.add_argument("--out", type=Path, default=Path("fit.npz"), help="output .npz (fit.npz)")
     p.set_defaults(func=run)
 
@@ -90,8 +114,9 @@ def parse_camera(spec: str) -> Any:
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError as exc:
-        raise UsageError(f'--camera must be "fx,fy,cx,cy", "f,cx,cy" or a JSON file, got '
-                         f"{spec!r}") from exc
+        raise UsageError(
+            f'--camera must be "fx,fy,cx,cy", "f,cx,cy" or a JSON file, got {spec!r}'
+        ) from exc
     if len(values) == 4:
         return PinholeCamera(values[:2], values[2:])
     if len(values) == 3:
@@ -105,11 +130,18 @@ def _keypoint_array(value: Any, path: Path) -> Any:
 
     if not isinstance(value, list) or not value:
         raise ValueError(f"{path}: keypoints must be a non-empty list")
-    frames = value if isinstance(value[0], list) and value[0] and (
-        value[0][0] is None or isinstance(value[0][0], list)) else [value]
+    frames = (
+        value
+        if isinstance(value[0], list)
+        and value[0]
+        and (value[0][0] is None or isinstance(value[0][0], list))
+        else [value]
+    )
     width = max((len(k) for f in frames for k in f if isinstance(k, list)), default=2)
-    rows = [[[np.nan] * width if k is None else [np.nan if c is None else c for c in k]
-             for k in f] for f in frames]
+    rows = [
+        [[np.nan] * width if k is None else [np.nan if c is None else c for c in k] for k in f]
+        for f in frames
+    ]
     try:
         return np.asarray(rows, dtype=np.float64)
     except ValueError as exc:
@@ -133,16 +165,24 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
     if "people" in data:
         people = data["people"]
         if not isinstance(people, list) or not 0 <= person < len(people):
-            raise ValueError(f"{path}: has {len(people) if isinstance(people, list) else 0} "
-                             f"people; --person {person} does not exist")
+            raise ValueError(
+                f"{path}: has {len(people) if isinstance(people, list) else 0} "
+                f"people; --person {person} does not exist"
+            )
         flat = np.asarray(people[person].get("pose_keypoints_2d", []), dtype=np.float64)
         if flat.size != OPENPOSE_BODY25_VALUES:
-            raise ValueError(f"{path}: pose_keypoints_2d has {flat.size} values; only OpenPose "
-                             f"BODY_25 ({OPENPOSE_BODY25_VALUES} values) is supported")
+            raise ValueError(
+                f"{path}: pose_keypoints_2d has {flat.size} values; only OpenPose "
+                f"BODY_25 ({OPENPOSE_BODY25_VALUES} values) is supported"
+            )
         arr = flat.reshape(1, 25, 3)
         # OpenPose writes undetected keypoints as (0, 0, 0).
-        return {"keypoints": arr[..., :2], "confidence": np.clip(arr[..., 2], 0.0, 1.0),
-                "format": "openpose25", "camera": None}
+        return {
+            "keypoints": arr[..., :2],
+            "confidence": np.clip(arr[..., 2], 0.0, 1.0),
+            "format": "openpose25",
+            "camera": None,
+        }
     if "keypoints" not in data:
         raise ValueError(f"{path}: expected a 'keypoints' array (B, J, 2|3) or OpenPose 'people'")
     kp = _keypoint_array(data["keypoints"], path)
@@ -152,18 +192,24 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
     if conf is not None:
         conf = np.asarray(conf, dtype=np.float64)
         if conf.size != kp.shape[0] * kp.shape[1]:
-            raise ValueError(f"{path}: confidence must be (B, J) = {kp.shape[:2]}, got "
-                             f"{conf.shape}")
+            raise ValueError(
+                f"{path}: confidence must be (B, J) = {kp.shape[:2]}, got {conf.shape}"
+            )
         conf = conf.reshape(kp.shape[:2])
         if kp.shape[-1] == 3:
-            raise ValueError(f"{path}: give confidence either as a third column or as "
-                             "'confidence', not both")
+            raise ValueError(
+                f"{path}: give confidence either as a third column or as 'confidence', not both"
+            )
     elif kp.shape[-1] == 3:
         conf = np.nan_to_num(kp[..., 2])
     else:
         conf = np.ones(kp.shape[:2])
-    return {"keypoints": kp[..., :2], "confidence": conf, "format": data.get("format"),
-            "camera": data.get("camera")}
+    return {
+        "keypoints": kp[..., :2],
+        "confidence": conf,
+        "format": data.get("format"),
+        "camera": data.get("camera"),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,8 +228,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         cams = [f["camera"] for f in frames if f["camera"] is not None]
         if not cams:
-            raise ValueError("no camera: pass --camera fx,fy,cx,cy (or put 'camera' in the "
-                             "keypoints file)")
+            raise ValueError(
+                "no camera: pass --camera fx,fy,cx,cy (or put 'camera' in the keypoints file)"
+            )
         camera = PinholeCamera.from_dict(cams[0])
     widths = {f["keypoints"].shape[1] for f in frames}
     if len(widths) > 1:
@@ -194,26 +241,47 @@ def run(args: argparse.Namespace) -> int:
     if args.body_model is not None:
         from advprior.body import load_body_model
 
-        body_model = load_body_model(args.body_model, model_type=args.model_type,
-                                     gender=args.gender)
+        body_model = load_body_model(
+            args.body_model, model_type=args.model_type, gender=args.gender
+        )
     prior = None if args.prior.lower() == "none" else args.prior
     if args.sequence:
         from advprior.fitting import fit_sequence
 
-        result = fit_sequence(kp, conf, camera, body_model=body_model, prior=prior,
-                              keypoint_format=fmt, init_iterations=args.iterations,
-                              sigma=args.sigma, smoothness=args.smoothness,
-                              window=args.window, overlap=min(16, args.window // 4))
+        result = fit_sequence(
+            kp,
+            conf,
+            camera,
+            body_model=body_model,
+            prior=prior,
+            keypoint_format=fmt,
+            init_iterations=args.iterations,
+            sigma=args.sigma,
+            smoothness=args.smoothness,
+            window=args.window,
+            overlap=min(16, args.window // 4),
+        )
     else:
-        result = fit_keypoints(kp, conf, camera, body_model=body_model, prior=prior,
-                               keypoint_format=fmt, iterations=args.iterations,
-                               optimizer=args.optimizer, sigma=args.sigma)
+        result = fit_keypoints(
+            kp,
+            conf,
+            camera,
+            body_model=body_model,
+            prior=prior,
+            keypoint_format=fmt,
+            iterations=args.iterations,
+            optimizer=args.optimizer,
+            sigma=args.sigma,
+        )
     result.info["camera"] = camera.to_dict()
     result.info["inputs"] = [str(p) for p in args.keypoints]
     out = result.to_npz(args.out)
     seen = conf > 0
     err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()
-    print(f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}: mean reprojection "
-          f"{float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "
-          f"{result.info['seconds']:.1f} s -> {out}", file=sys.stdout)
+    print(
+        f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}: mean reprojection "
+        f"{float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "
+        f"{result.info['seconds']:.1f} s -> {out}",
+        file=sys.stdout,
+    )
     return 0

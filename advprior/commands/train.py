@@ -22,32 +22,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset npz from `advprior data build`")
     p.add_argument("--out", required=True, help="run folder (checkpoint, logs, model/)")
     p.add_argument("--model", choices=("gan", "vae", "gmm"), default="gan")
-    p.add_argument("--latent", choices=("sphere", "uniform", "normal"), default="sphere",
-                   help="GAN latent space (GAN-S, GAN-U, GAN-N)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="generator/optimiser steps (GMM: EM iterations); "
-                   f"default {DEFAULT_STEPS}")
+    p.add_argument(
+        "--latent",
+        choices=("sphere", "uniform", "normal"),
+        default="sphere",
+        help="GAN latent space (GAN-S, GAN-U, GAN-N)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"generator/optimiser steps (GMM: EM iterations); default {DEFAULT_STEPS}",
+    )
     p.add_argument("--batch-size", type=int, default=128, help="poses per update per process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=500, help="steps between validations (0: end)")
     p.add_argument("--val-samples", type=int, default=5000, help="generated poses per validation")
     p.add_argument("--ckpt-every", type=int, default=250, help="steps between checkpoints")
     p.add_argument("--d-steps", type=int, default=10, help="GAN: discriminator steps per G step")
-    p.add_argument("--disc-hidden", type=int, default=1024,
-                   help="GAN: width of the discriminator's whole-pose MLP")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                   help="GAN: validate and export an exponential moving average of the "
-                   "generator's weights with this decay per step (e.g. 0.999; 0: off)")
-    p.add_argument("--r1", type=float, default=0.0, metavar="GAMMA",
-                   help="GAN: R1 gradient penalty weight on real poses (0: off, as the paper)")
-    p.add_argument("--select", choices=("best", "last"), default="best",
-                   help="export the best-validation weights (recall + precision) or the last")
+    p.add_argument(
+        "--disc-hidden",
+        type=int,
+        default=1024,
+        help="GAN: width of the discriminator's whole-pose MLP",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="GAN: validate and export an exponential moving average of the "
+        "generator's weights with this decay per step (e.g. 0.999; 0: off)",
+    )
+    p.add_argument(
+        "--r1",
+        type=float,
+        default=0.0,
+        metavar="GAMMA",
+        help="GAN: R1 gradient penalty weight on real poses (0: off, as the paper)",
+    )
+    p.add_argument(
+        "--select",
+        choices=("best", "last"),
+        default="best",
+        help="export the best-validation weights (recall + precision) or the last",
+    )
     p.add_argument("--no-mirror", action="store_true", help="do not add mirrored poses")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    mode.add_argument("--overwrite", action="store_true",
-                      help="start afresh over a run folder that holds a checkpoint (without "
-                      "--resume or --overwrite such a folder is refused)")
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh over a run folder that holds a checkpoint (without "
+        "--resume or --overwrite such a folder is refused)",
+    )
     p.add_argument("--device", default=None, help="torch device (default: CUDA if present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -74,10 +102,18 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "gan":
         from advprior.train.gan import train_gan
 
-        result = train_gan(args.data, args.out, latent=args.latent, d_steps=args.d_steps,
-                           disc_hidden_dim=args.disc_hidden, select=args.select,
-                           ema_decay=args.ema, r1_gamma=args.r1,
-                           **common, **loop)
+        result = train_gan(
+            args.data,
+            args.out,
+            latent=args.latent,
+            d_steps=args.d_steps,
+            disc_hidden_dim=args.disc_hidden,
+            select=args.select,
+            ema_decay=args.ema,
+            r1_gamma=args.r1,
+            **common,
+            **loop,
+        )
     elif args.model == "vae":
         from advprior.train.vae import train_vae
 
@@ -91,9 +127,19 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if result.interrupted:
-        print(f"interrupted at step {result.step}/{result.steps}; checkpoint saved in {args.out}; "
-              "rerun with --resume to continue")
+        print(
+            f"interrupted at step {result.step}/{result.steps}; checkpoint saved in {args.out}; "
+            "rerun with --resume to continue"
+        )
         return 130
-    print(json.dumps({"model_dir": str(result.model_dir), "steps": result.step,
-                      "wall_time_s": round(result.wall_time_s, 1), "val_mm": result.val}))
+    print(
+        json.dumps(
+            {
+                "model_dir": str(result.model_dir),
+                "steps": result.step,
+                "wall_time_s": round(result.wall_time_s, 1),
+                "val_mm": result.val,
+            }
+        )
+    )
     return 0

@@ -39,7 +39,8 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
         with np.load(path, allow_pickle=False) as f:
             if "poses" not in f.files:
                 raise MotionFormatError(
-                    f"no 'poses' array (keys: {', '.join(f.files)}); not an AMASS motion", path)
+                    f"no 'poses' array (keys: {', '.join(f.files)}); not an AMASS motion", path
+                )
             poses = np.asarray(f["poses"], dtype=np.float64)
             trans = np.asarray(f["trans"], dtype=np.float64) if "trans" in f.files else None
             rate = None
@@ -50,7 +51,8 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
         raise MotionFormatError(f"cannot read npz: {err}", path) from None
     if poses.ndim != 2 or poses.shape[1] not in (156, 165) or poses.shape[0] == 0:
         raise MotionFormatError(
-            f"'poses' must be (T, 156) SMPL-H or (T, 165) SMPL-X, got {poses.shape}", path)
+            f"'poses' must be (T, 156) SMPL-H or (T, 165) SMPL-X, got {poses.shape}", path
+        )
     t = poses.shape[0]
     if trans is None:
         trans = np.zeros((t, 3))
@@ -62,7 +64,8 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
             frame, col = (int(x) for x in bad[0])
             raise MotionFormatError(
                 f"non-finite value {arr[frame, col]} in '{key}' at frame {frame}, column {col}",
-                path)
+                path,
+            )
     fps = fps if fps is not None else rate
     if fps is None or not np.isfinite(fps) or fps <= 0:
         raise MotionFormatError("no mocap_framerate / mocap_frame_rate; pass fps=", path)
@@ -72,7 +75,18 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
     if z_up:
         rot[:, 0] = Z_UP_TO_Y_UP @ rot[:, 0]
         pelvis = pelvis @ Z_UP_TO_Y_UP.T
-    sk = Skeleton(names=JOINT_NAMES, parents=np.asarray(PARENTS), offsets=rest_offsets(),
-                  is_end=np.zeros(24, dtype=bool))
-    return Motion(skeleton=sk, rotations=rot, root_position=pelvis, fps=float(fps),
-                  path=str(path), format="amass", is_smpl=True)
+    sk = Skeleton(
+        names=JOINT_NAMES,
+        parents=np.asarray(PARENTS),
+        offsets=rest_offsets(),
+        is_end=np.zeros(24, dtype=bool),
+    )
+    return Motion(
+        skeleton=sk,
+        rotations=rot,
+        root_position=pelvis,
+        fps=float(fps),
+        path=str(path),
+        format="amass",
+        is_smpl=True,
+    )

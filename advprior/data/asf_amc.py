@@ -87,7 +87,9 @@ class ASFSkeleton:
                 order.append("")
             stack.extend((c, me) for c in reversed(kids))
         sk = Skeleton(
-            names=tuple(names), parents=np.asarray(parents), offsets=np.asarray(offsets),
+            names=tuple(names),
+            parents=np.asarray(parents),
+            offsets=np.asarray(offsets),
             is_end=np.asarray(is_end),
         )
         return sk, order, frames
@@ -121,8 +123,12 @@ def read_asf(path: str | Path) -> ASFSkeleton:
     section = None
     bones: dict[str, _Bone] = {}
     children: dict[str, list[str]] = {}
-    root = {"order": ("tx", "ty", "tz", "rx", "ry", "rz"), "axis": "xyz",
-            "position": np.zeros(3), "orientation": np.zeros(3)}
+    root = {
+        "order": ("tx", "ty", "tz", "rx", "ry", "rz"),
+        "axis": "xyz",
+        "position": np.zeros(3),
+        "orientation": np.zeros(3),
+    }
     cur: dict | None = None
     for num, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -154,16 +160,31 @@ def read_asf(path: str | Path) -> ASFSkeleton:
                 root[key] = _floats(tok[1:4], path, num, 3)
         elif section == "bonedata":
             if key == "begin":
-                cur = {"line": num, "dof": (), "axis": np.zeros(3), "order": "xyz",
-                       "direction": None, "length": None, "name": None}
+                cur = {
+                    "line": num,
+                    "dof": (),
+                    "axis": np.zeros(3),
+                    "order": "xyz",
+                    "direction": None,
+                    "length": None,
+                    "name": None,
+                }
             elif key == "end":
                 if cur is None or cur["name"] is None:
                     raise MotionFormatError("bone without a name", path, num)
                 if cur["direction"] is None or cur["length"] is None:
-                    raise MotionFormatError(f"bone {cur['name']!r} lacks direction or length",
-                                            path, cur["line"])
-                bones[cur["name"]] = _Bone(cur["name"], cur["direction"], cur["length"],
-                                           cur["axis"], cur["order"], cur["dof"], cur["line"])
+                    raise MotionFormatError(
+                        f"bone {cur['name']!r} lacks direction or length", path, cur["line"]
+                    )
+                bones[cur["name"]] = _Bone(
+                    cur["name"],
+                    cur["direction"],
+                    cur["length"],
+                    cur["axis"],
+                    cur["order"],
+                    cur["dof"],
+                    cur["line"],
+                )
                 cur = None
             elif cur is None:
                 raise MotionFormatError(f"{tok[0]!r} outside a begin/end bone block", path, num)
@@ -190,8 +211,12 @@ def read_asf(path: str | Path) -> ASFSkeleton:
     for b in bones.values():
         b.length *= scale
     return ASFSkeleton(
-        path=path, bones=bones, children=children, root_order=root["order"],
-        root_axis=root["axis"], root_position=root["position"] * scale,
+        path=path,
+        bones=bones,
+        children=children,
+        root_order=root["order"],
+        root_axis=root["axis"],
+        root_position=root["position"] * scale,
         root_orientation=root["orientation"],
         angle_scale=np.pi / 180.0 if angle_unit == "deg" else 1.0,
         length_unit=length_unit,
@@ -222,7 +247,8 @@ def find_asf(amc: Path) -> Path:
                 return asfs[0]
     raise MotionFormatError(
         "no ASF skeleton found beside the AMC (looked for "
-        + ", ".join(names or ["*.asf"]) + " in . and ../asf); pass skeleton=PATH",
+        + ", ".join(names or ["*.asf"])
+        + " in . and ../asf); pass skeleton=PATH",
         amc,
     )
 
@@ -260,13 +286,16 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
             raise MotionFormatError("data before the first frame number", path, num)
         name = tok[0]
         if name not in dofs:
-            raise MotionFormatError(f"bone {name!r} is not in the skeleton {asf.path.name}",
-                                    path, num)
+            raise MotionFormatError(
+                f"bone {name!r} is not in the skeleton {asf.path.name}", path, num
+            )
         n = len(dofs[name])
         if len(tok) - 1 != n:
             raise MotionFormatError(
                 f"bone {name!r} has {n} dof in {asf.path.name} but {len(tok) - 1} values "
-                "(truncated or mismatched file?)", path, num,
+                "(truncated or mismatched file?)",
+                path,
+                num,
             )
         values[name].append(_floats(tok[1:], path, num))
         frame_of[name].append(frame)
@@ -299,5 +328,12 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
             for k, d in enumerate(dofs[name]):
                 if d in ("tx", "ty", "tz"):
                     root_pos[:, "xyz".index(d[1])] = vals[:, k] * scale
-    return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=fps, path=str(path),
-                  format="asf/amc", meta={"asf": str(asf.path)})
+    return Motion(
+        skeleton=sk,
+        rotations=rot,
+        root_position=root_pos,
+        fps=fps,
+        path=str(path),
+        format="asf/amc",
+        meta={"asf": str(asf.path)},
+    )

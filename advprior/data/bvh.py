@@ -50,8 +50,9 @@ class _Tokens:
         try:
             value = float(tok)
         except ValueError:
-            raise MotionFormatError(f"expected a number ({what}), found {tok!r}",
-                                    self.path, num) from None
+            raise MotionFormatError(
+                f"expected a number ({what}), found {tok!r}", self.path, num
+            ) from None
         if not np.isfinite(value):
             raise MotionFormatError(f"non-finite {what} {tok!r}", self.path, num)
         return value
@@ -67,8 +68,9 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     found = re.search(r"^[ \t]*MOTION[ \t]*\r?$", text, re.M)
     head = text[: found.start()] if found else text
     if not found:
-        raise MotionFormatError("no MOTION section (truncated or not a BVH file)", path,
-                                text.count("\n") + 1)
+        raise MotionFormatError(
+            "no MOTION section (truncated or not a BVH file)", path, text.count("\n") + 1
+        )
     tokens = _Tokens(head, path)
     tokens.expect("HIERARCHY")
     names: list[str] = []
@@ -95,14 +97,26 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
                 raise MotionFormatError("more than one ROOT is not supported", path, num)
             name, line = tokens.next("joint name")
             # Names may contain spaces (3ds Max Biped: "Bip01 L Thigh"): the rest of the line.
-            while tokens.i < len(tokens.items) and tokens.items[tokens.i][1] == line \
-                    and tokens.items[tokens.i][0] != "{":
+            while (
+                tokens.i < len(tokens.items)
+                and tokens.items[tokens.i][1] == line
+                and tokens.items[tokens.i][0] != "{"
+            ):
                 name += " " + tokens.next("joint name")[0]
             _open(tokens, stack, names, parents, offsets, is_end, channels, name, False)
         elif up == "END":
             tokens.expect("Site")
-            _open(tokens, stack, names, parents, offsets, is_end, channels,
-                  f"{names[stack[-1]]}_end" if stack else "end", True)
+            _open(
+                tokens,
+                stack,
+                names,
+                parents,
+                offsets,
+                is_end,
+                channels,
+                f"{names[stack[-1]]}_end" if stack else "end",
+                True,
+            )
         elif up == "}":
             if not stack:
                 raise MotionFormatError("unbalanced '}'", path, num)
@@ -112,11 +126,12 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         else:
             raise MotionFormatError(f"unexpected {kind!r} in HIERARCHY", path, num)
     if stack:
-        raise MotionFormatError("HIERARCHY ends inside a joint block (missing '}')", path,
-                                tokens.items[-1][1])
+        raise MotionFormatError(
+            "HIERARCHY ends inside a joint block (missing '}')", path, tokens.items[-1][1]
+        )
 
     body_start = head.count("\n") + 1
-    motion_lines = text[found.end():].splitlines()
+    motion_lines = text[found.end() :].splitlines()
     frames, frame_time, data_line = _motion_header(motion_lines, path, body_start)
     n_ch = sum(len(c) for c in channels)
     data_text = motion_lines[data_line:]
@@ -126,14 +141,14 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     # every frame line must hold n_ch numbers, and their count must be the header's: a
     # mismatch means a truncated file or a wrong header, never silently cut or padded
     numbered = [(first_data + i, line) for i, line in enumerate(data_text) if line.strip()]
-    _locate_bad_line([line for _, line in numbered], n_ch, path,
-                     [num for num, _ in numbered])
+    _locate_bad_line([line for _, line in numbered], n_ch, path, [num for num, _ in numbered])
     if len(numbered) != frames:
         where = numbered[-1][0] if numbered else first_data
         raise MotionFormatError(
             f"the header says Frames: {frames} but the file has {len(numbered)} frame lines "
             f"(of {n_ch} channels)" + (" (truncated?)" if len(numbered) < frames else ""),
-            path, where,
+            path,
+            where,
         )
     data = np.array(" ".join(line for _, line in numbered).split(), dtype=np.float64)
     data = data.reshape(frames, n_ch)
@@ -143,7 +158,8 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         col = int(np.flatnonzero(~np.isfinite(row))[0])
         raise MotionFormatError(
             f"non-finite value {row[col]} in frame {bad[0]} (channel {col + 1} of {n_ch})",
-            path, numbered[bad[0]][0],
+            path,
+            numbered[bad[0]][0],
         )
 
     j = len(names)
@@ -160,8 +176,9 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         rot_cols = [i for i, c in enumerate(ch) if c.endswith("rotation")]
         pos_cols = [i for i, c in enumerate(ch) if c.endswith("position")]
         if len(rot_cols) > 3:
-            raise MotionFormatError(f"joint {names[k]!r} has {len(rot_cols)} rotation channels",
-                                    path)
+            raise MotionFormatError(
+                f"joint {names[k]!r} has {len(rot_cols)} rotation channels", path
+            )
         if rot_cols:
             axes = "".join(ch[i][0] for i in rot_cols)
             rot[:, k] = rotmath.euler_matrix(np.radians(block[:, rot_cols]), axes)
@@ -175,16 +192,26 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
                 if local_t is None:
                     local_t = np.tile(np.asarray(offsets) * scale, (frames, 1, 1))
                 local_t[:, k] = p
-    sk = Skeleton(names=tuple(names), parents=np.asarray(parents),
-                  offsets=np.asarray(offsets) * scale, is_end=np.asarray(is_end))
+    sk = Skeleton(
+        names=tuple(names),
+        parents=np.asarray(parents),
+        offsets=np.asarray(offsets) * scale,
+        is_end=np.asarray(is_end),
+    )
     if fps is None:
         if frame_time <= 0:
             raise MotionFormatError("Frame Time must be positive (or pass fps=)", path)
         fps = snap_rate(1.0 / frame_time)
-    return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=float(fps),
-                  path=str(path), format="bvh", local_translations=local_t,
-                  meta={"units_scale": scale, "header_fps": 1.0 / frame_time
-                        if frame_time > 0 else None})
+    return Motion(
+        skeleton=sk,
+        rotations=rot,
+        root_position=root_pos,
+        fps=float(fps),
+        path=str(path),
+        format="bvh",
+        local_translations=local_t,
+        meta={"units_scale": scale, "header_fps": 1.0 / frame_time if frame_time > 0 else None},
+    )
 
 
 def snap_rate(fps: float) -> float:
@@ -199,14 +226,16 @@ _CHANNELS = {f"{a}{k}" for a in "xyz" for k in ("position", "rotation")}
 def _open(tokens, stack, names, parents, offsets, is_end, channels, name, end) -> None:
     tokens.expect("{")
     tokens.expect("OFFSET")
-    off = np.array([tokens.number("OFFSET x"), tokens.number("OFFSET y"),
-                    tokens.number("OFFSET z")])
+    off = np.array(
+        [tokens.number("OFFSET x"), tokens.number("OFFSET y"), tokens.number("OFFSET z")]
+    )
     ch: list[str] = []
     if not end:
         tok, num = tokens.next("CHANNELS")
         if tok.upper() != "CHANNELS":
-            raise MotionFormatError(f"expected CHANNELS after OFFSET of {name!r}, found {tok!r}",
-                                    tokens.path, num)
+            raise MotionFormatError(
+                f"expected CHANNELS after OFFSET of {name!r}, found {tok!r}", tokens.path, num
+            )
         cnt_tok, num = tokens.next("channel count")
         if not cnt_tok.isdigit():
             raise MotionFormatError(f"bad channel count {cnt_tok!r}", tokens.path, num)
@@ -241,8 +270,9 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
                 if not np.isfinite(frame_time):
                     raise MotionFormatError(f"non-finite Frame Time in {line!r}", path, num)
             else:
-                raise MotionFormatError(f"expected 'Frames:' / 'Frame Time:', found {line[:40]!r}",
-                                        path, num)
+                raise MotionFormatError(
+                    f"expected 'Frames:' / 'Frame Time:', found {line[:40]!r}", path, num
+                )
         except MotionFormatError:
             raise
         except ValueError:
@@ -259,8 +289,9 @@ def _locate_bad_line(lines: list[str], n_ch: int, path: Path, numbers: list[int]
     for num, line in zip(numbers, lines, strict=True):
         tok = line.split()
         if len(tok) != n_ch:
-            raise MotionFormatError(f"frame line has {len(tok)} numbers, expected {n_ch}",
-                                    path, num)
+            raise MotionFormatError(
+                f"frame line has {len(tok)} numbers, expected {n_ch}", path, num
+            )
         try:
             [float(x) for x in tok]
         except ValueError as err:
@@ -272,8 +303,11 @@ def _detect_scale(names, parents, offsets) -> float:
     from advprior.data.naming import KNEE_NAMES, side_and_core
 
     off = np.asarray(offsets)
-    knees = [i for i, n in enumerate(names) if side_and_core(n)[1] in KNEE_NAMES
-             and side_and_core(n)[0] is not None]
+    knees = [
+        i
+        for i, n in enumerate(names)
+        if side_and_core(n)[1] in KNEE_NAMES and side_and_core(n)[0] is not None
+    ]
     if knees:
         k = knees[0]
         kids = [c for c, p in enumerate(parents) if p == k]

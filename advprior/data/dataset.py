@@ -38,8 +38,19 @@ if TYPE_CHECKING:
     import torch
 
 SPLIT_NAMES = ("train", "val", "test")
-KEYS = ("body_pose", "global_orient", "transl", "sequence", "subject", "split",
-        "sequence_names", "subject_names", "split_names", "fps", "meta")
+KEYS = (
+    "body_pose",
+    "global_orient",
+    "transl",
+    "sequence",
+    "subject",
+    "split",
+    "sequence_names",
+    "subject_names",
+    "split_names",
+    "fps",
+    "meta",
+)
 _README_RATE = re.compile(r"^\s*(\S+)\s+frame\s*rate\s*[:=]?\s*([0-9.]+)\s*$", re.I)
 
 
@@ -83,8 +94,10 @@ class PoseData:
         keep = self.split == code
         return replace(
             self,
-            **{k: getattr(self, k)[keep] for k in
-               ("body_pose", "global_orient", "transl", "sequence", "subject", "split")},
+            **{
+                k: getattr(self, k)[keep]
+                for k in ("body_pose", "global_orient", "transl", "sequence", "subject", "split")
+            },
         )
 
 
@@ -234,8 +247,9 @@ def assign_splits(
             own; ``False`` treats all subjects as one group.
     """
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, "
-                         f"got {fractions}")
+        raise ValueError(
+            f"split fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
     fixed = dict(fixed or {})
     target = np.asarray(fractions, dtype=np.float64)
     out = {s: fixed[s] for s in frames if s in fixed}
@@ -252,8 +266,10 @@ def assign_splits(
     for g in sorted(groups):
         total = float(sum(frames[s] for s in groups[g]))
         done = done_group[g]
-        order = sorted((s for s in groups[g] if s not in out),
-                       key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+        order = sorted(
+            (s for s in groups[g] if s not in out),
+            key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest(),
+        )
         for s in order:
             # Largest deficit of the group first; equal deficits (an untouched group) are
             # broken by the deficit over all groups, so that small groups take turns.
@@ -331,8 +347,11 @@ def build_dataset(
             motion = load_motion(file, fps=source_rate(file, rel, source_fps, cmu_rates))
             motion = motion.without_rest_frames()
             if motion.duration < min_seconds:
-                skip(file, f"too short ({motion.num_frames} frames, {motion.duration:.2f} s "
-                     f"< {min_seconds} s)")
+                skip(
+                    file,
+                    f"too short ({motion.num_frames} frames, {motion.duration:.2f} s "
+                    f"< {min_seconds} s)",
+                )
                 continue
             smpl = motion.to_smpl(fps)
             arrays = (smpl.body_pose, smpl.global_orient, smpl.transl)
@@ -343,8 +362,14 @@ def build_dataset(
                 raise
             skip(file, f"{type(err).__name__}: {err}")
             continue
-        seqs.append((rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}",
-                     subject_of(rel, source), source, smpl))
+        seqs.append(
+            (
+                rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}",
+                subject_of(rel, source),
+                source,
+                smpl,
+            )
+        )
     if not seqs:
         raise ValueError("no motion could be imported from " + ", ".join(map(str, paths)))
 
@@ -382,10 +407,15 @@ def build_dataset(
         "frames_per_split": per_split,
         "subject_split": {s: SPLIT_NAMES[assignment[s]] for s in subject_names},
         "skipped": skipped,
-        "build": {"fps": fps, "split": list(split), "split_seed": split_seed,
-                  "stratify": stratify,
-                  "on_error": on_error, "min_seconds": min_seconds,
-                  "paths": [str(p) for p in paths]},
+        "build": {
+            "fps": fps,
+            "split": list(split),
+            "split_seed": split_seed,
+            "stratify": stratify,
+            "on_error": on_error,
+            "min_seconds": min_seconds,
+            "paths": [str(p) for p in paths],
+        },
         "advprior_version": __version__,
     }
     arrays.update(
@@ -396,10 +426,15 @@ def build_dataset(
         meta=np.array(json.dumps(meta)),
     )
     save_npz_atomic(out, arrays)
-    return BuildReport(out=out, frames=int(arrays["split"].shape[0]), sequences=len(seqs),
-                       per_source=per_source, per_split=per_split,
-                       subjects={s: SPLIT_NAMES[assignment[s]] for s in subject_names},
-                       skipped=skipped)
+    return BuildReport(
+        out=out,
+        frames=int(arrays["split"].shape[0]),
+        sequences=len(seqs),
+        per_source=per_source,
+        per_split=per_split,
+        subjects={s: SPLIT_NAMES[assignment[s]] for s in subject_names},
+        skipped=skipped,
+    )
 
 
 def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
@@ -428,8 +463,14 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, RecursionError) as err:
             raise ValueError(f"{path}: unreadable dataset member ({err})") from None
     n = data["body_pose"].shape[0]
-    shapes = {"body_pose": (n, 63), "global_orient": (n, 3), "transl": (n, 3),
-              "sequence": (n,), "subject": (n,), "split": (n,)}
+    shapes = {
+        "body_pose": (n, 63),
+        "global_orient": (n, 3),
+        "transl": (n, 3),
+        "sequence": (n,),
+        "subject": (n,),
+        "split": (n,),
+    }
     for k, shape in shapes.items():
         if data[k].shape != shape:
             raise ValueError(f"{path}: {k} must have shape {shape}, got {data[k].shape}")

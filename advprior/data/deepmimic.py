@@ -40,8 +40,11 @@ HUMANOID3D = (
     ("left_wrist", "fixed", 13, (0.0, -0.258947, 0.0)),
 )
 # End sites: head top above the neck joint, toe tip in front of / below each ankle.
-_END_SITES = {"neck": ("head", (0.0, 0.175, 0.0)), "right_ankle": ("right_toe", (0.13, -0.05, 0.0)),
-              "left_ankle": ("left_toe", (0.13, -0.05, 0.0))}
+_END_SITES = {
+    "neck": ("head", (0.0, 0.175, 0.0)),
+    "right_ankle": ("right_toe", (0.13, -0.05, 0.0)),
+    "left_ankle": ("left_toe", (0.13, -0.05, 0.0)),
+}
 _WIDTH = {"none": 7, "spherical": 4, "revolute": 1, "fixed": 0}
 
 
@@ -68,10 +71,17 @@ def read_character(path: Path) -> tuple:
         d = json.loads(path.read_text())
         joints = d["Skeleton"]["Joints"]
         table = tuple(
-            (j["Name"], j["Type"], int(j["Parent"]),
-             (float(j["AttachX"]), float(j["AttachY"]), float(j["AttachZ"])),
-             (float(j.get("AttachThetaX", 0)), float(j.get("AttachThetaY", 0)),
-              float(j.get("AttachThetaZ", 0))))
+            (
+                j["Name"],
+                j["Type"],
+                int(j["Parent"]),
+                (float(j["AttachX"]), float(j["AttachY"]), float(j["AttachZ"])),
+                (
+                    float(j.get("AttachThetaX", 0)),
+                    float(j.get("AttachThetaY", 0)),
+                    float(j.get("AttachThetaZ", 0)),
+                ),
+            )
             for j in sorted(joints, key=lambda j: j["ID"])
         )
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
@@ -86,16 +96,20 @@ def read_character(path: Path) -> tuple:
             if name == "neck":
                 ends["neck"] = ("head", (0.0, 2 * float(b["AttachY"]), 0.0))
             elif name in ("right_ankle", "left_ankle") and b.get("Shape") == "box":
-                tip = (float(b["AttachX"]) + 0.5 * float(b["Param0"]),
-                       float(b["AttachY"]) - 0.5 * float(b["Param1"]), 0.0)
+                tip = (
+                    float(b["AttachX"]) + 0.5 * float(b["Param0"]),
+                    float(b["AttachY"]) - 0.5 * float(b["Param1"]),
+                    0.0,
+                )
                 ends[name] = (name.replace("ankle", "toe"), tip)
         except (KeyError, TypeError, ValueError):
             continue
     return table, ends
 
 
-def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
-                   fps: float | None = None) -> Motion:
+def read_deepmimic(
+    path: str | Path, *, skeleton: str | Path | None = None, fps: float | None = None
+) -> Motion:
     """Parse a DeepMimic motion file into a normal-form :class:`Motion`."""
     path = Path(path)
     char = Path(skeleton) if skeleton is not None else find_character(path)
@@ -126,8 +140,11 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
         for i, f in enumerate(frames):
             if not isinstance(f, list) or len(f) != width:
                 n = len(f) if isinstance(f, list) else 0
-                raise MotionFormatError(f"frame {i} has {n} numbers, expected {width} for the "
-                                        "character", path, lines[i] if i < len(lines) else None)
+                raise MotionFormatError(
+                    f"frame {i} has {n} numbers, expected {width} for the character",
+                    path,
+                    lines[i] if i < len(lines) else None,
+                )
         raise MotionFormatError("frames are not numeric", path)
     # Python's JSON reader accepts NaN and Infinity; a motion must not hold them
     bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
@@ -135,9 +152,11 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
         lines = _frame_lines(text)
         i = int(bad[0])
         col = int(np.flatnonzero(~np.isfinite(data[i]))[0])
-        raise MotionFormatError(f"non-finite value {data[i, col]} in frame {i} (number "
-                                f"{col + 1} of {width})", path, lines[i] if i < len(lines)
-                                else None)
+        raise MotionFormatError(
+            f"non-finite value {data[i, col]} in frame {i} (number {col + 1} of {width})",
+            path,
+            lines[i] if i < len(lines) else None,
+        )
 
     names, parents, offsets, is_end, kinds, thetas = [], [], [], [], [], []
     for name, kind, parent, attach, theta in table:
@@ -180,11 +199,21 @@ def read_deepmimic(path: str | Path, *, skeleton: str | Path | None = None,
         if dt <= 0:
             raise MotionFormatError("frame durations must be positive (or pass fps=)", path)
         fps = snap_rate(1.0 / dt)
-    sk = Skeleton(names=tuple(names), parents=np.asarray(parents),
-                  offsets=np.asarray(offsets, dtype=np.float64), is_end=np.asarray(is_end))
-    return Motion(skeleton=sk, rotations=rot, root_position=root_pos, fps=float(fps),
-                  path=str(path), format="deepmimic",
-                  meta={"character": str(char) if char else "built-in humanoid3d"})
+    sk = Skeleton(
+        names=tuple(names),
+        parents=np.asarray(parents),
+        offsets=np.asarray(offsets, dtype=np.float64),
+        is_end=np.asarray(is_end),
+    )
+    return Motion(
+        skeleton=sk,
+        rotations=rot,
+        root_position=root_pos,
+        fps=float(fps),
+        path=str(path),
+        format="deepmimic",
+        meta={"character": str(char) if char else "built-in humanoid3d"},
+    )
 
 
 def _quat(wxyz: np.ndarray, path: Path) -> np.ndarray:

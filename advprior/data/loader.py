@@ -62,10 +62,12 @@ def load_motion(
         from advprior.data.deepmimic import is_deepmimic, read_deepmimic
 
         if not is_deepmimic(path):
-            raise MotionFormatError("not a DeepMimic motion (no \"Frames\" JSON)", path, 1)
+            raise MotionFormatError('not a DeepMimic motion (no "Frames" JSON)', path, 1)
         return read_deepmimic(path, skeleton=skeleton, fps=fps)
     if suffix == ".asf":
         raise MotionFormatError("an ASF holds only a skeleton; load its AMC motion files", path)
     raise MotionFormatError(
         f"unsupported motion format {suffix or '(no extension)'!r}; supported: "
-        ".amc (+.asf), .bvh, AMASS .npz, DeepMimic .txt/.json", path)
+        ".amc (+.asf), .bvh, AMASS .npz, DeepMimic .txt/.json",
+        path,
+    )

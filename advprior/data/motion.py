@@ -130,7 +130,10 @@ class Motion:
 
         lt = None if self.local_translations is None else lerp(self.local_translations)
         return replace(
-            self, rotations=rot, root_position=lerp(self.root_position), fps=float(fps),
+            self,
+            rotations=rot,
+            root_position=lerp(self.root_position),
+            fps=float(fps),
             local_translations=lt,
         )
 
@@ -165,7 +168,9 @@ class Motion:
             return self
         lt = None if self.local_translations is None else self.local_translations[k:]
         return replace(
-            self, rotations=self.rotations[k:], root_position=self.root_position[k:],
+            self,
+            rotations=self.rotations[k:],
+            root_position=self.root_position[k:],
             local_translations=lt,
         )
 

@@ -152,8 +152,10 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
         word = "left" if side == "L" else "right"
         k = _by_core(sk, KNEE_NAMES, side)
         if k is None or sk.parents[k] < 0:
-            missing.append(f"{word} knee (e.g. {word.title()}Leg, {word.title()}Knee, "
-                           f"{side.lower()}Shin, {side.lower()}tibia)")
+            missing.append(
+                f"{word} knee (e.g. {word.title()}Leg, {word.title()}Knee, "
+                f"{side.lower()}Shin, {side.lower()}tibia)"
+            )
         else:
             point[knee], point[hip] = k, sk.parents[k]
             a = _main_child(sk, k)
@@ -163,8 +165,10 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
                 point[ankle] = a
         e = _by_core(sk, ELBOW_NAMES, side)
         if e is None or sk.parents[e] < 0:
-            missing.append(f"{word} elbow (e.g. {word.title()}ForeArm, {word.title()}Elbow, "
-                           f"{side.lower()}ForeArm, {side.lower()}radius)")
+            missing.append(
+                f"{word} elbow (e.g. {word.title()}ForeArm, {word.title()}Elbow, "
+                f"{side.lower()}ForeArm, {side.lower()}radius)"
+            )
         else:
             point[elbow], point[shoulder] = e, sk.parents[e]
             w = _main_child(sk, e)
@@ -176,7 +180,8 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
             roles[f"{side}_collar_candidate"] = int(sk.parents[point[shoulder]])
     if missing:
         raise MotionFormatError(
-            "cannot map the skeleton onto SMPL; unmapped required joints: " + "; ".join(missing)
+            "cannot map the skeleton onto SMPL; unmapped required joints: "
+            + "; ".join(missing)
             + ". Joint names in the file: "
             + ", ".join(n for n, e in zip(sk.names, sk.is_end, strict=True) if not e),
             path,

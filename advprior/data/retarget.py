@@ -70,8 +70,24 @@ class SMPLMotion:
 
 #: SMPL joint -> the child that defines its bone direction (pelvis uses the hip line).
 BONE_CHILD = {
-    1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9, 7: 10, 8: 11, 9: 12, 12: 15,
-    13: 16, 14: 17, 16: 18, 17: 19, 18: 20, 19: 21, 20: 22, 21: 23,
+    1: 4,
+    2: 5,
+    3: 6,
+    4: 7,
+    5: 8,
+    6: 9,
+    7: 10,
+    8: 11,
+    9: 12,
+    12: 15,
+    13: 16,
+    14: 17,
+    16: 18,
+    17: 19,
+    18: 20,
+    19: 21,
+    20: 22,
+    21: 23,
 }
 _AXIS_SNAP_DEG = 30.0
 
@@ -121,9 +137,13 @@ def _check_standing(rest: np.ndarray, path: object) -> None:
     """
     from advprior.errors import MotionFormatError
 
-    for name, (a, b, sign) in {"left thigh": (1, 4, -1), "right thigh": (2, 5, -1),
-                               "left shin": (4, 7, -1), "right shin": (5, 8, -1),
-                               "spine": (0, 12, 1)}.items():
+    for name, (a, b, sign) in {
+        "left thigh": (1, 4, -1),
+        "right thigh": (2, 5, -1),
+        "left shin": (4, 7, -1),
+        "right shin": (5, 8, -1),
+        "spine": (0, 12, 1),
+    }.items():
         d = rest[b] - rest[a]
         cos = sign * d[1] / max(float(np.linalg.norm(d)), 1e-12)
         if cos < 0.5:
@@ -131,7 +151,9 @@ def _check_standing(rest: np.ndarray, path: object) -> None:
                 f"the rest pose is not a standing pose (the {name} is "
                 f"{np.degrees(np.arccos(np.clip(cos, -1, 1))):.0f} degrees from "
                 f"{'down' if sign < 0 else 'up'}); retargeting needs a T-, A- or arms-down "
-                "rest skeleton", path)
+                "rest skeleton",
+                path,
+            )
 
 
 def _reference(d: np.ndarray) -> np.ndarray:
@@ -219,4 +241,3 @@ def source_positions(motion: Motion) -> np.ndarray:
     m = map_to_smpl(motion.skeleton, motion.path)
     frame = source_frame(mapped_points(motion.skeleton.rest_positions(), m))
     return motion.global_transforms()[1] @ frame.T
-

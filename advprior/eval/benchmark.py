@@ -45,9 +45,16 @@ class SyntheticViews:
 
 
 @torch.no_grad()
-def make_views(body_pose: Tensor, global_orient: Tensor, *, seed: int = 0, noise_px: float = 5.0,
-               drop: float = 0.2, body_model: Any = None,
-               camera: PinholeCamera = BENCH_CAMERA) -> SyntheticViews:
+def make_views(
+    body_pose: Tensor,
+    global_orient: Tensor,
+    *,
+    seed: int = 0,
+    noise_px: float = 5.0,
+    drop: float = 0.2,
+    body_model: Any = None,
+    camera: PinholeCamera = BENCH_CAMERA,
+) -> SyntheticViews:
     """Project ``body_pose (B, 63)`` with its recorded ``global_orient (B, 3)`` (SMPL frame, y up)
     through ``camera`` from a random heading and elevation; see the module docstring."""
     from advprior.body import forward_kinematics
@@ -61,9 +68,14 @@ def make_views(body_pose: Tensor, global_orient: Tensor, *, seed: int = 0, noise
     view = axis_angle_to_rotmat(torch.stack([math.pi + elevation, zeros, zeros], -1))
     turn = axis_angle_to_rotmat(torch.stack([zeros, yaw, zeros], -1))
     orient = rotmat_to_axis_angle(view @ turn @ axis_angle_to_rotmat(global_orient.float()))
-    pelvis = torch.stack([(torch.rand(n, generator=gen) - 0.5) * 0.6,
-                          (torch.rand(n, generator=gen) - 0.5) * 0.6,
-                          3.0 + 3.0 * torch.rand(n, generator=gen)], -1)
+    pelvis = torch.stack(
+        [
+            (torch.rand(n, generator=gen) - 0.5) * 0.6,
+            (torch.rand(n, generator=gen) - 0.5) * 0.6,
+            3.0 + 3.0 * torch.rand(n, generator=gen),
+        ],
+        -1,
+    )
     body_pose = body_pose.float()
     rest = forward_kinematics(orient, body_pose, body_model=body_model)
     transl = pelvis - rest[:, 0]
@@ -85,29 +97,40 @@ def joint_errors_mm(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
 
     rel_pred = pred - pred[:, :1]
     rel_target = target - target[:, :1]
-    return {"mpjpe": 1000.0 * mpjpe(rel_pred, rel_target),
-            "p_mpjpe": 1000.0 * p_mpjpe(pred, target)}
+    return {
+        "mpjpe": 1000.0 * mpjpe(rel_pred, rel_target),
+        "p_mpjpe": 1000.0 * p_mpjpe(pred, target),
+    }
 
 
-def run_fitting(views: SyntheticViews, prior: Any, *, body_model: Any = None,
-                **fit_kwargs: Any) -> dict[str, Any]:
+def run_fitting(
+    views: SyntheticViews, prior: Any, *, body_model: Any = None, **fit_kwargs: Any
+) -> dict[str, Any]:
     """Fit ``views`` in one batch with ``prior`` (alias, model or None); returns the errors
     (mean/median mm), the wall-clock seconds of the fit call and seconds per frame."""
     n = views.keypoints.shape[0]
     start = time.perf_counter()
-    result = fit_keypoints(views.keypoints, views.confidence, views.camera, body_model=body_model,
-                           prior=prior, **fit_kwargs)
+    result = fit_keypoints(
+        views.keypoints,
+        views.confidence,
+        views.camera,
+        body_model=body_model,
+        prior=prior,
+        **fit_kwargs,
+    )
     seconds = time.perf_counter() - start
     err = joint_errors_mm(result.joints, views.joints)
     seen = views.confidence > 0
     reproj = (result.projected - views.keypoints).norm(dim=-1)[seen].mean()
     return {
         "frames": n,
-        "mpjpe_mm": float(err["mpjpe"].mean()), "mpjpe_median_mm": float(err["mpjpe"].median()),
+        "mpjpe_mm": float(err["mpjpe"].mean()),
+        "mpjpe_median_mm": float(err["mpjpe"].median()),
         "p_mpjpe_mm": float(err["p_mpjpe"].mean()),
         "p_mpjpe_median_mm": float(err["p_mpjpe"].median()),
         "reprojection_px": float(reproj),
-        "seconds": seconds, "seconds_per_frame": seconds / max(n, 1),
+        "seconds": seconds,
+        "seconds_per_frame": seconds / max(n, 1),
         "iterations_mean": float(result.iterations.float().mean()),
     }
 
@@ -123,8 +146,12 @@ def run_inversion(prior: Any, body_pose: Tensor, **invert_kwargs: Any) -> dict[s
     zero = torch.zeros(body_pose.shape[0], 3)
     err = (forward_kinematics(zero, projected) - forward_kinematics(zero, body_pose)).norm(dim=-1)
     per_pose = 1000.0 * err.mean(-1)
-    return {"poses": int(body_pose.shape[0]), "joint_error_mm": float(per_pose.mean()),
-            "joint_error_median_mm": float(per_pose.median()), "seconds": seconds}
+    return {
+        "poses": int(body_pose.shape[0]),
+        "joint_error_mm": float(per_pose.mean()),
+        "joint_error_median_mm": float(per_pose.median()),
+        "seconds": seconds,
+    }
 
 
 GENERATED_END = "<!-- END GENERATED -->"

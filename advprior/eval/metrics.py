@@ -45,8 +45,10 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
     _check_points("pred", pred)
     _check_points("target", target)
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
-                         f"and {tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
 
 
 def nn_distances(
@@ -96,8 +98,10 @@ def nn_distances(
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     n, k = query.shape[:2]
     if bound is not None and (not isinstance(bound, Tensor) or bound.shape != (n,)):
-        raise ValueError(f"bound must be a tensor of shape ({n},), got "
-                         f"{getattr(bound, 'shape', type(bound).__name__)}")
+        raise ValueError(
+            f"bound must be a tensor of shape ({n},), got "
+            f"{getattr(bound, 'shape', type(bound).__name__)}"
+        )
     dtype = torch.promote_types(query.dtype, reference.dtype)
     dev = query.device
     query = query.to(dtype)
@@ -128,21 +132,36 @@ def nn_distances(
         qe = min(qs + chunk_size, n)
         q, q_sq = q_all[:, qs:qe], q_sq_all[:, qs:qe]
         # Best full sum (= K x distance) known so far for each query of the chunk.
-        chunk_best = (torch.full((qe - qs,), inf, dtype=dtype, device=dev) if bound is None
-                      else bound[qs:qe].to(dtype) * k)
+        chunk_best = (
+            torch.full((qe - qs,), inf, dtype=dtype, device=dev)
+            if bound is None
+            else bound[qs:qe].to(dtype) * k
+        )
         chunk_idx = torch.full((qe - qs,), -1, dtype=torch.int64, device=dev)
         for rs in range(0, m, chunk_size):
             re_ = min(rs + chunk_size, m)
             acc = torch.zeros(qe - qs, re_ - rs, dtype=dtype, device=dev)
             tile = torch.empty_like(acc)
 
-            def add_points(points: range, acc: Tensor = acc, tile: Tensor = tile,
-                           q: Tensor = q, q_sq: Tensor = q_sq, rs: int = rs,
-                           re_: int = re_) -> None:
+            def add_points(
+                points: range,
+                acc: Tensor = acc,
+                tile: Tensor = tile,
+                q: Tensor = q,
+                q_sq: Tensor = q_sq,
+                rs: int = rs,
+                re_: int = re_,
+            ) -> None:
                 for j in points:
                     # tile = |r|^2 - 2 q.r + |q|^2 -> the point's norm, added to the sum.
-                    torch.addmm(r_sq_all[j, rs:re_].unsqueeze(0), q[j], r_all[j, rs:re_].T,
-                                beta=1.0, alpha=-2.0, out=tile)
+                    torch.addmm(
+                        r_sq_all[j, rs:re_].unsqueeze(0),
+                        q[j],
+                        r_all[j, rs:re_].T,
+                        beta=1.0,
+                        alpha=-2.0,
+                        out=tile,
+                    )
                     tile.add_(q_sq[j].unsqueeze(1)).clamp_(min=0.0).sqrt_()
                     acc.add_(tile)
 
@@ -228,8 +247,9 @@ def per_step_deformation(meshes: Tensor, *, normalize: bool = False) -> Tensor:
     """
     _check_points("meshes", meshes)
     if meshes.ndim < 3 or meshes.shape[-3] < 2:
-        raise ValueError(f"meshes must have shape (..., T, V, 3) with T >= 2, got "
-                         f"{tuple(meshes.shape)}")
+        raise ValueError(
+            f"meshes must have shape (..., T, V, 3) with T >= 2, got {tuple(meshes.shape)}"
+        )
     deltas = (meshes[..., 1:, :, :] - meshes[..., :-1, :, :]).norm(dim=-1).mean(dim=-1)
     if normalize:
         deltas = deltas / deltas.mean(dim=-1, keepdim=True)
@@ -288,8 +308,9 @@ def p_mpjpe(pred: Tensor, target: Tensor) -> Tensor:
 def _zero_orient_inputs(body_pose: Tensor) -> Tensor:
     check_tensor(body_pose, "body_pose", (63, 69), finite=False)
     if body_pose.ndim != 2:
-        raise ValueError(f"body_pose must have shape (N, 63) or (N, 69) axis-angle, got "
-                         f"{tuple(body_pose.shape)}")
+        raise ValueError(
+            f"body_pose must have shape (N, 63) or (N, 69) axis-angle, got {tuple(body_pose.shape)}"
+        )
     return body_pose.new_zeros(body_pose.shape[0], 3)
 
 

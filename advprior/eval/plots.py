@@ -23,8 +23,9 @@ def _pyplot():
 
 def _save(fig: object, path: Path) -> Path:
     try:
-        return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110,
-                                                         bbox_inches="tight"))
+        return write_atomic(
+            path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+        )
     finally:
         _pyplot().close(fig)
 
@@ -94,8 +95,7 @@ def pca_scatter(real: np.ndarray, generated: dict[str, np.ndarray], path: Path) 
     axes2 = vt[:2].T
     r2 = (real - mean) @ axes2
     n = len(generated)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4), sharex=True, sharey=True, squeeze=False)
     for ax, (name, g) in zip(axes[0], generated.items(), strict=True):
         g2 = (g - mean) @ axes2
         ax.scatter(r2[:, 0], r2[:, 1], s=2, c="0.6", alpha=0.5, label="real (test)")

@@ -40,8 +40,9 @@ class Poser:
         chunk: poses per body-model call.
     """
 
-    def __init__(self, body_model: object, n_vertices: int | None = 256, seed: int = 0,
-                 chunk: int = 2048) -> None:
+    def __init__(
+        self, body_model: object, n_vertices: int | None = 256, seed: int = 0, chunk: int = 2048
+    ) -> None:
         self.body_model = body_model
         self.chunk = chunk
         with torch.no_grad():
@@ -54,31 +55,40 @@ class Poser:
             self.vertex_ids = torch.randperm(self.num_vertices, generator=g)[:n_vertices].sort()[0]
 
     @torch.no_grad()
-    def __call__(self, body_pose: Tensor, *, kinds: tuple[str, ...] = KINDS,
-                 all_vertices: bool = False) -> dict[str, Tensor]:
+    def __call__(
+        self, body_pose: Tensor, *, kinds: tuple[str, ...] = KINDS, all_vertices: bool = False
+    ) -> dict[str, Tensor]:
         """``body_pose (N, 63)`` -> ``{"joints": (N, 24, 3), "vertices": (N, V', 3)}`` metres
         (only the ``kinds`` asked for). Joints come from forward kinematics (fast); vertices
         need the full body model (linear blend skinning of every vertex, slow)."""
         out: dict[str, Tensor] = {}
         body_pose = body_pose.float()
         if "joints" in kinds:
-            out["joints"] = pose_joints(body_pose, self.body_model) if body_pose.shape[0] else \
-                body_pose.new_zeros(0, 24, 3)
+            out["joints"] = (
+                pose_joints(body_pose, self.body_model)
+                if body_pose.shape[0]
+                else body_pose.new_zeros(0, 24, 3)
+            )
         if "vertices" in kinds:
             n_v = self.num_vertices if all_vertices else len(self.vertex_ids)
             verts = [body_pose.new_zeros(0, n_v, 3)]
             for start in range(0, body_pose.shape[0], self.chunk):
-                pose = body_pose[start:start + self.chunk]
-                res = self.body_model(global_orient=pose.new_zeros(pose.shape[0], 3),
-                                      body_pose=pose)
+                pose = body_pose[start : start + self.chunk]
+                res = self.body_model(
+                    global_orient=pose.new_zeros(pose.shape[0], 3), body_pose=pose
+                )
                 v = res.vertices if all_vertices else res.vertices[:, self.vertex_ids]
                 verts.append(v - res.joints[:, :1])
             out["vertices"] = torch.cat(verts)
         return out
 
 
-def sample_stream(prior: Prior, n: int, chunk: int, generator: torch.Generator,
-                  ) -> Iterator[Tensor]:
+def sample_stream(
+    prior: Prior,
+    n: int,
+    chunk: int,
+    generator: torch.Generator,
+) -> Iterator[Tensor]:
     """``n`` samples of ``prior.sample`` in chunks of at most ``chunk`` poses ``(m, 63)``."""
     done = 0
     with torch.no_grad():
@@ -102,9 +112,12 @@ class RecallPrecision:
         out = {}
         for kind in self.recall:
             r, p = self.recall[kind] * 1000, self.precision[kind] * 1000
-            out[kind] = {"recall_mean": float(r.mean()), "recall_median": float(r.median()),
-                         "precision_mean": float(p.mean()),
-                         "precision_median": float(p.median())}
+            out[kind] = {
+                "recall_mean": float(r.mean()),
+                "recall_median": float(r.median()),
+                "precision_mean": float(p.mean()),
+                "precision_median": float(p.median()),
+            }
         return out
 
 

@@ -19,8 +19,13 @@ def _subset(k: int, n: int) -> str:
 
 
 def _count(n: int) -> str:
-    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 \
+    return (
+        f"{n // 1_000_000}M"
+        if n % 1_000_000 == 0
+        else f"{n // 1000}k"
+        if n % 1000 == 0
         else f"{n:,}"
+    )
 
 
 def _headline(results: dict) -> list[str]:
@@ -29,22 +34,42 @@ def _headline(results: dict) -> list[str]:
     s = results["settings"]
     smooth, fits = results.get("smoothness", {}), results.get("fitting", {})
     n_joint, n_vert = s["n_samples"], min(s["n_vertex_samples"], s["n_samples"])
-    header = ["model", f"recall, per joint, {_count(n_joint)} samples (mm)",
-              "precision, per joint (mm)", f"recall, per vertex, {_count(n_vert)} samples (mm)",
-              "precision, per vertex (mm)", "interpolation R (mean)", "fitting P-MPJPE (mm)"]
+    header = [
+        "model",
+        f"recall, per joint, {_count(n_joint)} samples (mm)",
+        "precision, per joint (mm)",
+        f"recall, per vertex, {_count(n_vert)} samples (mm)",
+        "precision, per vertex (mm)",
+        "interpolation R (mean)",
+        "fitting P-MPJPE (mm)",
+    ]
     rows: list[list[float | str | None]] = []
     for name, m in results["models"].items():
         v, j = m["recall_precision_mm"]["vertices"], m["recall_precision_mm"]["joints"]
         r = smooth.get(name, {})
-        rows.append([name, j["recall_mean"], j["precision_mean"], v["recall_mean"],
-                     v["precision_mean"], r.get("R_mean", "n/a (no latent)" if r else None),
-                     fits[name]["p_mpjpe_mm"] if name in fits else None])
+        rows.append(
+            [
+                name,
+                j["recall_mean"],
+                j["precision_mean"],
+                v["recall_mean"],
+                v["precision_mean"],
+                r.get("R_mean", "n/a (no latent)" if r else None),
+                fits[name]["p_mpjpe_mm"] if name in fits else None,
+            ]
+        )
     if "no prior" in fits:
         rows.append(["no prior", None, None, None, None, None, fits["no prior"]["p_mpjpe_mm"]])
-    best = [min((row[c] for row in rows if isinstance(row[c], float)), default=None)
-            for c in range(len(header))]
-    lines = ["## Headline", "", "| " + " | ".join(header) + " |",
-             "|---|" + "---:|" * (len(header) - 1)]
+    best = [
+        min((row[c] for row in rows if isinstance(row[c], float)), default=None)
+        for c in range(len(header))
+    ]
+    lines = [
+        "## Headline",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
     for row in rows:
         cells = [str(row[0])]
         for c, value in enumerate(row[1:], start=1):
@@ -54,8 +79,12 @@ def _headline(results: dict) -> list[str]:
             else:
                 cells.append("-" if value is None else str(value))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Lower is better in every column (R is 1 for a perfectly even path); the best"
-              " value of each column is in bold. Details, settings and pictures below.", ""]
+    lines += [
+        "",
+        "Lower is better in every column (R is 1 for a perfectly even path); the best"
+        " value of each column is in bold. Details, settings and pictures below.",
+        "",
+    ]
     return lines
 
 
@@ -103,8 +132,16 @@ def render(results: dict) -> str:
     ]
     for name, m in results["models"].items():
         v, j = m["recall_precision_mm"]["vertices"], m["recall_precision_mm"]["joints"]
-        cells = [v["recall_mean"], v["recall_median"], v["precision_mean"], v["precision_median"],
-                 j["recall_mean"], j["recall_median"], j["precision_mean"], j["precision_median"]]
+        cells = [
+            v["recall_mean"],
+            v["recall_median"],
+            v["precision_mean"],
+            v["precision_median"],
+            j["recall_mean"],
+            j["recall_median"],
+            j["precision_mean"],
+            j["precision_median"],
+        ]
         lines.append(f"| {name} | " + " | ".join(_f(c) for c in cells) + " |")
     pics = results.get("pictures", {})
     lines += ["", f"![cumulative distance curves]({pics.get('cumulative', '')})", ""]
@@ -126,12 +163,20 @@ def render(results: dict) -> str:
             if "excluded" in r:
                 lines.append(f"| {name} | - | - | - | excluded: {r['excluded']} |")
             else:
-                lines.append(f"| {name} | {_f(r['R_mean'], 2)} | {_f(r['R_std'], 2)} |"
-                             f" {_f(r['R_median'], 2)} | {r['method']} |")
-        lines += ["", f"![per-step deformation]({pics.get('deformation', '')})", "",
-                  "One pair, every model (rows); each model starts and ends at its own"
-                  " reconstruction of the two real poses, the joint-slerp row at the real poses.",
-                  "", f"![interpolation strip]({pics.get('strip', '')})", ""]
+                lines.append(
+                    f"| {name} | {_f(r['R_mean'], 2)} | {_f(r['R_std'], 2)} |"
+                    f" {_f(r['R_median'], 2)} | {r['method']} |"
+                )
+        lines += [
+            "",
+            f"![per-step deformation]({pics.get('deformation', '')})",
+            "",
+            "One pair, every model (rows); each model starts and ends at its own"
+            " reconstruction of the two real poses, the joint-slerp row at the real poses.",
+            "",
+            f"![interpolation strip]({pics.get('strip', '')})",
+            "",
+        ]
     else:
         lines += ["Not run (no pairs requested).", ""]
 
@@ -154,23 +199,39 @@ def render(results: dict) -> str:
             "|---|---:|---:|---:|---:|---:|",
         ]
         for name, f in fits.items():
-            lines.append(f"| {name} | {_f(f['mpjpe_mm'])} | {_f(f['mpjpe_median_mm'])} |"
-                         f" {_f(f['p_mpjpe_mm'])} | {_f(f['p_mpjpe_median_mm'])} |"
-                         f" {f['seconds_per_frame']:.3f} |")
-        lines += ["", "Regression (a keypoint-to-pose network with `LatentHead` versus the same"
-                  " network giving the 63 numbers directly) is trained and reported by"
-                  " `examples/regressor.py` in [fitting.md](fitting.md); it is a training run"
-                  " of its own and is not repeated here.", ""]
+            lines.append(
+                f"| {name} | {_f(f['mpjpe_mm'])} | {_f(f['mpjpe_median_mm'])} |"
+                f" {_f(f['p_mpjpe_mm'])} | {_f(f['p_mpjpe_median_mm'])} |"
+                f" {f['seconds_per_frame']:.3f} |"
+            )
+        lines += [
+            "",
+            "Regression (a keypoint-to-pose network with `LatentHead` versus the same"
+            " network giving the 63 numbers directly) is trained and reported by"
+            " `examples/regressor.py` in [fitting.md](fitting.md); it is a training run"
+            " of its own and is not repeated here.",
+            "",
+        ]
     else:
         lines += ["Not run.", ""]
 
-    lines += ["## Real versus generated poses", "",
-              f"![PCA of real and generated poses]({pics.get('pca', '')})", ""]
-    lines += ["## Time per model (s)", "", "| model | sampling | body model | nearest neighbour |"
-              " total |", "|---|---:|---:|---:|---:|"]
+    lines += [
+        "## Real versus generated poses",
+        "",
+        f"![PCA of real and generated poses]({pics.get('pca', '')})",
+        "",
+    ]
+    lines += [
+        "## Time per model (s)",
+        "",
+        "| model | sampling | body model | nearest neighbour | total |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, m in results["models"].items():
         t = m["seconds"]
-        lines.append(f"| {name} | {_f(t['sample'])} | {_f(t['pose'])} |"
-                     f" {_f(t['nearest_neighbour'])} | {_f(t['total'])} |")
+        lines.append(
+            f"| {name} | {_f(t['sample'])} | {_f(t['pose'])} |"
+            f" {_f(t['nearest_neighbour'])} | {_f(t['total'])} |"
+        )
     lines.append("")
     return "\n".join(lines)

@@ -43,12 +43,30 @@ class EvalSettings:
 #: Label of the model-free reference path (real endpoints, per-joint rotation slerp).
 POSE_SLERP = "joint slerp"
 
-QUICK = EvalSettings(n_samples=2000, n_vertex_samples=1000, n_queries=200, n_reference=2000,
-                     n_vertices=64, n_pairs=4, steps=8, fit_frames=4, fit_iterations=20,
-                     pca_points=300)
-FULL = EvalSettings(n_samples=1_000_000, n_vertex_samples=10_000, n_queries=2000,
-                    n_reference=50_000, n_vertices=256, n_pairs=128, steps=16, fit_frames=128,
-                    fit_iterations=None, pca_points=2000)
+QUICK = EvalSettings(
+    n_samples=2000,
+    n_vertex_samples=1000,
+    n_queries=200,
+    n_reference=2000,
+    n_vertices=64,
+    n_pairs=4,
+    steps=8,
+    fit_frames=4,
+    fit_iterations=20,
+    pca_points=300,
+)
+FULL = EvalSettings(
+    n_samples=1_000_000,
+    n_vertex_samples=10_000,
+    n_queries=2000,
+    n_reference=50_000,
+    n_vertices=256,
+    n_pairs=128,
+    steps=16,
+    fit_frames=128,
+    fit_iterations=None,
+    pca_points=2000,
+)
 
 
 def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, Prior]:
@@ -56,8 +74,10 @@ def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, Prio
         loaded = dict(models)
     else:
         if isinstance(models, str):
-            raise TypeError("models must be a list of names/paths or a {label: prior} mapping, "
-                            "not a single string")
+            raise TypeError(
+                "models must be a list of names/paths or a {label: prior} mapping, "
+                "not a single string"
+            )
         loaded = {}
         for name in models:
             label = Path(name).name if os.sep in str(name) else str(name)
@@ -84,13 +104,16 @@ def _machine() -> str:
                     break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
-def _pairs(data: torch.Tensor, sequence: torch.Tensor, n: int,
-           g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _pairs(
+    data: torch.Tensor, sequence: torch.Tensor, n: int, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` random frame pairs, from different sequences where the split has several."""
     count = data.shape[0]
     a = torch.randint(count, (n,), generator=g)
@@ -150,11 +173,25 @@ def run_eval(
         The results dictionary that is also written to ``<out>/results.json``.
     """
     base = QUICK if quick else FULL
-    cfg = EvalSettings(**{**asdict(base), **{k: v for k, v in dict(
-        n_samples=n_samples, n_vertex_samples=n_vertex_samples, n_queries=n_queries,
-        n_reference=n_reference, n_vertices=n_vertices, n_pairs=n_pairs, steps=steps,
-        fit_frames=fit_frames,
-    ).items() if v is not None}})
+    cfg = EvalSettings(
+        **{
+            **asdict(base),
+            **{
+                k: v
+                for k, v in dict(
+                    n_samples=n_samples,
+                    n_vertex_samples=n_vertex_samples,
+                    n_queries=n_queries,
+                    n_reference=n_reference,
+                    n_vertices=n_vertices,
+                    n_pairs=n_pairs,
+                    steps=steps,
+                    fit_frames=fit_frames,
+                ).items()
+                if v is not None
+            },
+        }
+    )
     for key, value in asdict(cfg).items():
         if key != "fit_iterations" and (not isinstance(value, int) or value < 0):
             raise ValueError(f"{key} must be a non-negative int, got {value!r}")
@@ -189,35 +226,57 @@ def run_eval(
     reference = poser(train.body_pose[r_idx], kinds=("joints",))
     n_vref = min(len(r_idx), cfg.n_vertex_samples)
     reference.update(poser(train.body_pose[r_idx[:n_vref]], kinds=("vertices",)))
-    log(f"{len(priors)} model(s); {len(q_idx)} {split} queries of {len(test)}, "
+    log(
+        f"{len(priors)} model(s); {len(q_idx)} {split} queries of {len(test)}, "
         f"{len(r_idx)} {reference_split} references of {len(train)}; body {poser.num_vertices} "
-        f"vertices, {len(poser.vertex_ids)} used")
+        f"vertices, {len(poser.vertex_ids)} used"
+    )
 
-    results: dict = {"settings": asdict(cfg), "seed": seed, "split": split,
-                     "reference_split": reference_split, "data": str(data),
-                     "data_sha256": sha256_file(data),
-                     "body": body_label, "num_vertices": poser.num_vertices,
-                     "n_test_frames": len(test), "n_reference_frames": len(train),
-                     "n_vertex_reference": n_vref,
-                     "machine": _machine(), "models": {}}
+    results: dict = {
+        "settings": asdict(cfg),
+        "seed": seed,
+        "split": split,
+        "reference_split": reference_split,
+        "data": str(data),
+        "data_sha256": sha256_file(data),
+        "body": body_label,
+        "num_vertices": poser.num_vertices,
+        "n_test_frames": len(test),
+        "n_reference_frames": len(train),
+        "n_vertex_reference": n_vref,
+        "machine": _machine(),
+        "models": {},
+    }
     curves_dist: dict = {}
     generated_joints: dict = {}
     for label, prior in priors.items():
         t0 = time.perf_counter()
         rp = protocol.sample_recall_precision(
-            prior, poser, real_queries, reference, n_samples=cfg.n_samples,
-            n_precision_queries=cfg.n_queries, n_vertex_samples=cfg.n_vertex_samples,
-            generator=torch.Generator().manual_seed(seed))
-        entry = {"model_type": protocol.model_kind(prior), "recall_precision_mm": rp.summary(),
-                 "seconds": {**rp.seconds, "total": time.perf_counter() - t0}}
+            prior,
+            poser,
+            real_queries,
+            reference,
+            n_samples=cfg.n_samples,
+            n_precision_queries=cfg.n_queries,
+            n_vertex_samples=cfg.n_vertex_samples,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        entry = {
+            "model_type": protocol.model_kind(prior),
+            "recall_precision_mm": rp.summary(),
+            "seconds": {**rp.seconds, "total": time.perf_counter() - t0},
+        }
         results["models"][label] = entry
         curves_dist[label] = {
             "recall": {k: v.numpy() * 1000 for k, v in rp.recall.items()},
-            "precision": {k: v.numpy() * 1000 for k, v in rp.precision.items()}}
+            "precision": {k: v.numpy() * 1000 for k, v in rp.precision.items()},
+        }
         generated_joints[label] = poser(rp.samples[: cfg.pca_points], kinds=("joints",))["joints"]
         s = entry["recall_precision_mm"]["joints"]
-        log(f"{label}: recall {s['recall_mean']:.1f} mm, precision {s['precision_mean']:.1f} mm "
-            f"(joints) in {entry['seconds']['total']:.1f}s")
+        log(
+            f"{label}: recall {s['recall_mean']:.1f} mm, precision {s['precision_mean']:.1f} mm "
+            f"(joints) in {entry['seconds']['total']:.1f}s"
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     from advprior.eval import plots
@@ -225,8 +284,10 @@ def run_eval(
     pictures = {"cumulative": plots.cumulative_curves(curves_dist, out / "cumulative.png")}
     real_pca = real_queries["joints"][: cfg.pca_points].reshape(-1, 72).numpy()
     pictures["pca"] = plots.pca_scatter(
-        real_pca, {k: v.reshape(-1, 72).numpy() for k, v in generated_joints.items()},
-        out / "pca.png")
+        real_pca,
+        {k: v.reshape(-1, 72).numpy() for k, v in generated_joints.items()},
+        out / "pca.png",
+    )
 
     # Interpolation smoothness on held-out pairs.
     smooth: dict = {}
@@ -239,23 +300,29 @@ def run_eval(
         invert_kwargs = {"body_model": body, **({"steps": 10, "restarts": 1} if quick else {})}
         for label, prior in [*priors.items(), (POSE_SLERP, None)]:
             t0 = time.perf_counter()
-            got = protocol.interpolation_paths(prior, pose_a, pose_b, cfg.steps,
-                                               invert_kwargs=invert_kwargs)
+            got = protocol.interpolation_paths(
+                prior, pose_a, pose_b, cfg.steps, invert_kwargs=invert_kwargs
+            )
             if got is None:
-                smooth[label] = {"excluded": "no latent space to interpolate in (a "
-                                 f"{protocol.model_kind(prior)} prior is a density on poses)"}
+                smooth[label] = {
+                    "excluded": "no latent space to interpolate in (a "
+                    f"{protocol.model_kind(prior)} prior is a density on poses)"
+                }
                 log(f"{label}: interpolation excluded (no latent space)")
                 continue
             paths, how = got
             ratio, deform = protocol.smoothness(poser, paths)
-            smooth[label] = {"method": how, "R_mean": float(ratio.mean()),
-                             "R_std": float(ratio.std()) if ratio.numel() > 1 else 0.0,
-                             "R_median": float(ratio.median()), "pairs": int(ratio.numel()),
-                             "seconds": time.perf_counter() - t0}
+            smooth[label] = {
+                "method": how,
+                "R_mean": float(ratio.mean()),
+                "R_std": float(ratio.std()) if ratio.numel() > 1 else 0.0,
+                "R_median": float(ratio.median()),
+                "pairs": int(ratio.numel()),
+                "seconds": time.perf_counter() - t0,
+            }
             curves[label] = deform.numpy()
             strip[label] = poser(paths[0, show], all_vertices=True)["vertices"].numpy()
-            log(f"{label}: R mean {smooth[label]['R_mean']:.2f} "
-                f"({smooth[label]['seconds']:.1f}s)")
+            log(f"{label}: R mean {smooth[label]['R_mean']:.2f} ({smooth[label]['seconds']:.1f}s)")
         pictures["deformation"] = plots.deformation_curves(curves, out / "deformation.png")
         faces = np.asarray(body.faces)
         pictures["strip"] = plots.interpolation_strip(strip, faces, out / "interpolation.png")
@@ -268,24 +335,36 @@ def run_eval(
         from advprior.eval.benchmark import make_views, run_fitting
 
         f_idx = subsample(len(test), cfg.fit_frames, g)
-        views = make_views(test.body_pose[f_idx], test.global_orient[f_idx], seed=seed,
-                           body_model=body)
+        views = make_views(
+            test.body_pose[f_idx], test.global_orient[f_idx], seed=seed, body_model=body
+        )
         kwargs = {} if cfg.fit_iterations is None else {"iterations": cfg.fit_iterations}
         for label, prior in [*priors.items(), ("no prior", None)]:
             if prior is not None and not prior.fittable:
                 log(f"{label}: not fitted (it can only be sampled: no latent, no energy)")
                 continue
             score = run_fitting(views, prior, body_model=body, **kwargs)
-            fits[label] = {k: score[k] for k in ("frames", "mpjpe_mm", "mpjpe_median_mm",
-                                                 "p_mpjpe_mm", "p_mpjpe_median_mm",
-                                                 "seconds_per_frame")}
-            log(f"{label}: fit P-MPJPE {score['p_mpjpe_mm']:.1f} mm, "
-                f"{score['seconds_per_frame']:.3f} s/frame")
+            fits[label] = {
+                k: score[k]
+                for k in (
+                    "frames",
+                    "mpjpe_mm",
+                    "mpjpe_median_mm",
+                    "p_mpjpe_mm",
+                    "p_mpjpe_median_mm",
+                    "seconds_per_frame",
+                )
+            }
+            log(
+                f"{label}: fit P-MPJPE {score['p_mpjpe_mm']:.1f} mm, "
+                f"{score['seconds_per_frame']:.3f} s/frame"
+            )
     results["fitting"] = fits
     results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
     results["wall_seconds"] = time.perf_counter() - t_start
-    results["command"] = command or _default_command(list(priors), data, split, out, quick,
-                                                     cfg.n_samples, seed)
+    results["command"] = command or _default_command(
+        list(priors), data, split, out, quick, cfg.n_samples, seed
+    )
 
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     from advprior.eval.report import render
@@ -306,7 +385,7 @@ def _other_generated_blocks(report: Path) -> str:
     text = report.read_text()
     blocks = []
     while "<!-- BEGIN GENERATED:" in text:
-        text = text[text.index("<!-- BEGIN GENERATED:"):]
+        text = text[text.index("<!-- BEGIN GENERATED:") :]
         if GENERATED_END not in text:
             break
         end = text.index(GENERATED_END) + len(GENERATED_END)
@@ -315,10 +394,29 @@ def _other_generated_blocks(report: Path) -> str:
     return "".join(f"\n{block}\n" for block in blocks)
 
 
-def _default_command(labels: list[str], data: str | Path, split: str, out: Path, quick: bool,
-                     n_samples: int, seed: int) -> str:
-    parts = ["advprior eval --models", *labels, "--data", str(data), "--split", split,
-             "--out", str(out), "--samples", str(n_samples), "--seed", str(seed)]
+def _default_command(
+    labels: list[str],
+    data: str | Path,
+    split: str,
+    out: Path,
+    quick: bool,
+    n_samples: int,
+    seed: int,
+) -> str:
+    parts = [
+        "advprior eval --models",
+        *labels,
+        "--data",
+        str(data),
+        "--split",
+        split,
+        "--out",
+        str(out),
+        "--samples",
+        str(n_samples),
+        "--seed",
+        str(seed),
+    ]
     if quick:
         parts.append("--quick")
     return " ".join(parts)

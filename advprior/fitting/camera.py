@@ -46,8 +46,12 @@ class PinholeCamera:
             accounts for that.
     """
 
-    def __init__(self, focal: float | Sequence[float], center: Sequence[float],
-                 rotation: object | None = None) -> None:
+    def __init__(
+        self,
+        focal: float | Sequence[float],
+        center: Sequence[float],
+        rotation: object | None = None,
+    ) -> None:
         fx, fy = _pair(focal, "focal")
         if fx <= 0 or fy <= 0:
             raise ValueError(f"focal length must be positive (pixels), got ({fx}, {fy})")
@@ -74,14 +78,19 @@ class PinholeCamera:
     def from_dict(cls, data: dict) -> PinholeCamera:
         """From ``{"focal": [fx, fy], "center": [cx, cy], "rotation": [[...]] (optional)}``."""
         if not isinstance(data, dict) or "focal" not in data or "center" not in data:
-            raise ValueError('a camera needs "focal" and "center" keys, e.g. '
-                             '{"focal": [1000, 1000], "center": [512, 512]}')
+            raise ValueError(
+                'a camera needs "focal" and "center" keys, e.g. '
+                '{"focal": [1000, 1000], "center": [512, 512]}'
+            )
         return cls(data["focal"], data["center"], data.get("rotation"))
 
     def to_dict(self) -> dict:
         """JSON-ready ``{"focal", "center", "rotation"}``."""
-        return {"focal": list(self.focal), "center": list(self.center),
-                "rotation": self.rotation.tolist()}
+        return {
+            "focal": list(self.focal),
+            "center": list(self.center),
+            "rotation": self.rotation.tolist(),
+        }
 
     def rotation_tensor(self, like: Tensor) -> Tensor:
         """``R`` ``(3, 3)`` with ``like``'s dtype and device."""

@@ -30,8 +30,17 @@ from advprior.skeleton import JOINT_NAMES
 #: Surface points smplx appends after a model's kinematic joints (smplx's names and order; a
 #: :class:`~advprior.body.BodyModel` lists its own in ``extra_joint_names``).
 SURFACE_POINTS: tuple[str, ...] = (
-    "nose", "reye", "leye", "rear", "lear",
-    "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+    "nose",
+    "reye",
+    "leye",
+    "rear",
+    "lear",
+    "LBigToe",
+    "LSmallToe",
+    "LHeel",
+    "RBigToe",
+    "RSmallToe",
+    "RHeel",
 )
 
 #: Kinematic joints per model type: where the surface points start in ``model_joints``.
@@ -62,32 +71,111 @@ class KeypointFormat:
 _J = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 SMPL24 = KeypointFormat(
-    "smpl24", JOINT_NAMES, tuple(range(24)),
+    "smpl24",
+    JOINT_NAMES,
+    tuple(range(24)),
     ((_J["left_shoulder"], _J["left_hip"]), (_J["right_shoulder"], _J["right_hip"])),
 )
 
 OPENPOSE25 = KeypointFormat(
     "openpose25",
-    ("Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
-     "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
-     "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel"),
-    ("nose", _J["neck"], _J["right_shoulder"], _J["right_elbow"], _J["right_wrist"],
-     _J["left_shoulder"], _J["left_elbow"], _J["left_wrist"], _J["pelvis"], _J["right_hip"],
-     _J["right_knee"], _J["right_ankle"], _J["left_hip"], _J["left_knee"], _J["left_ankle"],
-     "reye", "leye", "rear", "lear", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe",
-     "RHeel"),
+    (
+        "Nose",
+        "Neck",
+        "RShoulder",
+        "RElbow",
+        "RWrist",
+        "LShoulder",
+        "LElbow",
+        "LWrist",
+        "MidHip",
+        "RHip",
+        "RKnee",
+        "RAnkle",
+        "LHip",
+        "LKnee",
+        "LAnkle",
+        "REye",
+        "LEye",
+        "REar",
+        "LEar",
+        "LBigToe",
+        "LSmallToe",
+        "LHeel",
+        "RBigToe",
+        "RSmallToe",
+        "RHeel",
+    ),
+    (
+        "nose",
+        _J["neck"],
+        _J["right_shoulder"],
+        _J["right_elbow"],
+        _J["right_wrist"],
+        _J["left_shoulder"],
+        _J["left_elbow"],
+        _J["left_wrist"],
+        _J["pelvis"],
+        _J["right_hip"],
+        _J["right_knee"],
+        _J["right_ankle"],
+        _J["left_hip"],
+        _J["left_knee"],
+        _J["left_ankle"],
+        "reye",
+        "leye",
+        "rear",
+        "lear",
+        "LBigToe",
+        "LSmallToe",
+        "LHeel",
+        "RBigToe",
+        "RSmallToe",
+        "RHeel",
+    ),
     ((5, 12), (2, 9)),
 )
 
 COCO17 = KeypointFormat(
     "coco17",
-    ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
-     "left_knee", "right_knee", "left_ankle", "right_ankle"),
-    ("nose", "leye", "reye", "lear", "rear", _J["left_shoulder"],
-     _J["right_shoulder"], _J["left_elbow"], _J["right_elbow"], _J["left_wrist"],
-     _J["right_wrist"], _J["left_hip"], _J["right_hip"], _J["left_knee"], _J["right_knee"],
-     _J["left_ankle"], _J["right_ankle"]),
+    (
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
+    ),
+    (
+        "nose",
+        "leye",
+        "reye",
+        "lear",
+        "rear",
+        _J["left_shoulder"],
+        _J["right_shoulder"],
+        _J["left_elbow"],
+        _J["right_elbow"],
+        _J["left_wrist"],
+        _J["right_wrist"],
+        _J["left_hip"],
+        _J["right_hip"],
+        _J["left_knee"],
+        _J["right_knee"],
+        _J["left_ankle"],
+        _J["right_ankle"],
+    ),
     ((5, 11), (6, 12)),
 )
 
@@ -103,16 +191,21 @@ def get_format(name: str | KeypointFormat) -> KeypointFormat:
     return KEYPOINT_FORMATS[name]
 
 
-def model_joint_indices(fmt: KeypointFormat, model_type: str, num_model_joints: int,
-                        extra_names: tuple[str, ...] = SURFACE_POINTS) -> list[int]:
+def model_joint_indices(
+    fmt: KeypointFormat,
+    model_type: str,
+    num_model_joints: int,
+    extra_names: tuple[str, ...] = SURFACE_POINTS,
+) -> list[int]:
     """Indices into ``BodyOutput.model_joints`` ``(B, J, 3)`` for each keypoint of ``fmt``, for
     a model of ``model_type`` whose vertex joints ``extra_names`` follow its skeleton.
 
     Raises ``ValueError`` when the body model does not provide the surface points ``fmt`` needs.
     """
     if model_type not in KINEMATIC_JOINTS:
-        raise ValueError(f"unknown body model type {model_type!r}; known: "
-                         f"{sorted(KINEMATIC_JOINTS)}")
+        raise ValueError(
+            f"unknown body model type {model_type!r}; known: {sorted(KINEMATIC_JOINTS)}"
+        )
     offset = KINEMATIC_JOINTS[model_type]
     needed = [s for s in fmt.sources if isinstance(s, str)]
     missing = [s for s in needed if s not in extra_names]

@@ -111,5 +111,8 @@ class PriorTerm:
 
     def describe(self) -> dict[str, Any]:
         kind = "none" if self.prior is None else self.prior.model_type
-        return {"kind": kind, "latent": None if self.space is None else self.space.kind,
-                "dim": self.dim}
+        return {
+            "kind": kind,
+            "latent": None if self.space is None else self.space.kind,
+            "dim": self.dim,
+        }

@@ -42,8 +42,12 @@ from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
 #: SMPLify's stage weights (Bogo et al. 2016): (pose-prior weight, shape weight) per stage; the
 #: objective multiplies the energies by their squares, as SMPLify's sum-of-squares residuals do.
-SMPLIFY_STAGES: tuple[tuple[float, float], ...] = ((404.0, 100.0), (404.0, 50.0), (57.4, 10.0),
-                                                   (4.78, 5.0))
+SMPLIFY_STAGES: tuple[tuple[float, float], ...] = (
+    (404.0, 100.0),
+    (404.0, 50.0),
+    (57.4, 10.0),
+    (4.78, 5.0),
+)
 #: Fixed weight of ``|pose|^2`` when fitting without a prior (radians^2 vs pixels^2).
 NO_PRIOR_WEIGHT = 1.0
 #: Weight of :meth:`PriorTerm.gauge` (keeps a sphere latent's norm near 1; no effect on poses).
@@ -73,8 +77,9 @@ def _as_tensor(x: object, name: str) -> Tensor:
 MAX_KEYPOINT_PX = 1e9
 
 
-def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat,
-                      min_keypoints: int = 2) -> tuple[Tensor, Tensor]:
+def prepare_keypoints(
+    keypoints: object, confidence: object, fmt: KeypointFormat, min_keypoints: int = 2
+) -> tuple[Tensor, Tensor]:
     """Validate ``keypoints (B, J, 2)`` (or ``(B, J, 3)`` with confidence in the last column
     when ``confidence`` is None) and ``confidence (B, J)``; return float tensors.
 
@@ -88,8 +93,10 @@ def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
     kp = kp.to(dtype)
     j = fmt.num_keypoints
     if kp.ndim != 3 or kp.shape[1] != j or kp.shape[2] not in (2, 3):
-        raise ValueError(f"keypoints must have shape (B, {j}, 2) for keypoint_format "
-                         f"{fmt.name!r} (or (B, {j}, 3) with confidence), got {tuple(kp.shape)}")
+        raise ValueError(
+            f"keypoints must have shape (B, {j}, 2) for keypoint_format "
+            f"{fmt.name!r} (or (B, {j}, 3) with confidence), got {tuple(kp.shape)}"
+        )
     if confidence is None:
         if kp.shape[2] == 3:
             conf = kp[..., 2]
@@ -97,12 +104,16 @@ def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
             conf = torch.ones(kp.shape[:2], dtype=dtype, device=kp.device)
     else:
         if kp.shape[2] == 3:
-            raise ValueError("keypoints has a third (confidence) column and confidence is also "
-                             "given; pass keypoints (B, J, 2) with confidence, or (B, J, 3) alone")
+            raise ValueError(
+                "keypoints has a third (confidence) column and confidence is also "
+                "given; pass keypoints (B, J, 2) with confidence, or (B, J, 3) alone"
+            )
         conf = _as_tensor(confidence, "confidence").to(dtype=dtype, device=kp.device)
         if conf.shape != kp.shape[:2]:
-            raise ValueError(f"confidence must have shape {tuple(kp.shape[:2])} (B, J) to match "
-                             f"keypoints {tuple(kp.shape)}, got {tuple(conf.shape)}")
+            raise ValueError(
+                f"confidence must have shape {tuple(kp.shape[:2])} (B, J) to match "
+                f"keypoints {tuple(kp.shape)}, got {tuple(conf.shape)}"
+            )
     kp = kp[..., :2]
     if bool(torch.isnan(conf).any()) or bool(((conf < 0) | (conf > 1)).any()):
         raise ValueError("confidence must lie in [0, 1] (no NaN)")
@@ -121,8 +132,10 @@ def prepare_keypoints(keypoints: object, confidence: object, fmt: KeypointFormat
     bad = torch.nonzero(seen < min_keypoints).flatten().tolist()
     if bad:
         shown = ", ".join(str(b) for b in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        raise ValueError(f"frames [{shown}] have fewer than 2 keypoints with confidence > 0 "
-                         "(all-zero confidence or NaN keypoints); nothing to fit there: drop them")
+        raise ValueError(
+            f"frames [{shown}] have fewer than 2 keypoints with confidence > 0 "
+            "(all-zero confidence or NaN keypoints); nothing to fit there: drop them"
+        )
     return kp, conf
 
 
@@ -139,17 +152,22 @@ class _Body:
         self._fk = forward_kinematics
         self.index: list[int] | None = None
         if fmt.needs_surface:
-            like = {"dtype": getattr(body_model, "dtype", torch.float32),
-                    "device": getattr(body_model, "device", "cpu")}
+            like = {
+                "dtype": getattr(body_model, "dtype", torch.float32),
+                "device": getattr(body_model, "device", "cpu"),
+            }
             with torch.no_grad():
-                out = body_model(global_orient=torch.zeros(1, 3, **like),
-                                 body_pose=torch.zeros(1, 63, **like))
+                out = body_model(
+                    global_orient=torch.zeros(1, 3, **like), body_pose=torch.zeros(1, 63, **like)
+                )
             names = tuple(getattr(body_model, "extra_joint_names", SURFACE_POINTS))
-            self.index = model_joint_indices(fmt, body_model.model_type,
-                                             out.model_joints.shape[1], names)
+            self.index = model_joint_indices(
+                fmt, body_model.model_type, out.model_joints.shape[1], names
+            )
 
-    def __call__(self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
-                 ) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
+    ) -> tuple[Tensor, Tensor]:
         if self.index is None:
             joints = self._fk(go, pose, betas, transl, body_model=self.model)
             return joints[:, list(self.fmt.sources)], joints
@@ -168,8 +186,9 @@ def _yaw_orients(camera: PinholeCamera, like: Tensor) -> Tensor:
     each of :data:`YAW_CANDIDATES`: ``R_go = R_cam^T Rx(pi) Ry(yaw)``."""
     flip = axis_angle_to_rotmat(like.new_tensor([math.pi, 0.0, 0.0]))
     yaws = like.new_tensor(YAW_CANDIDATES)
-    turn = axis_angle_to_rotmat(torch.stack([torch.zeros_like(yaws), yaws, torch.zeros_like(yaws)],
-                                            -1))
+    turn = axis_angle_to_rotmat(
+        torch.stack([torch.zeros_like(yaws), yaws, torch.zeros_like(yaws)], -1)
+    )
     rot = camera.rotation_tensor(like).T @ flip @ turn
     return rotmat_to_axis_angle(rot)
 
@@ -180,8 +199,14 @@ def _pair_lengths(points: Tensor, pairs: Sequence[tuple[int, int]]) -> Tensor:
     return (a - b).norm(dim=-1)
 
 
-def _initial_translation(kp: Tensor, conf: Tensor, camera: PinholeCamera, fmt: KeypointFormat,
-                         rest3d: Tensor, posed3d: Tensor) -> Tensor:
+def _initial_translation(
+    kp: Tensor,
+    conf: Tensor,
+    camera: PinholeCamera,
+    fmt: KeypointFormat,
+    rest3d: Tensor,
+    posed3d: Tensor,
+) -> Tensor:
     """SMPLify's depth guess ``f * L3 / L2`` from the shoulder-hip lengths seen in 2D (the
     spread of all visible keypoints when no shoulder-hip pair is visible), then the translation
     ``(n, 3)`` putting the visible keypoints' 3D centroid on the ray of their 2D centroid.
@@ -210,11 +235,12 @@ def _initial_translation(kp: Tensor, conf: Tensor, camera: PinholeCamera, fmt: K
 
 
 def _split(x: Tensor, nb: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return x[:, :3], x[:, 3:6], x[:, 6:6 + nb], x[:, 6 + nb:]
+    return x[:, :3], x[:, 3:6], x[:, 6 : 6 + nb], x[:, 6 + nb :]
 
 
-def _minimize(fn, x0: Tensor, optimizer: str, iterations: int, lr: float
-              ) -> tuple[Tensor, Tensor, Tensor]:
+def _minimize(
+    fn, x0: Tensor, optimizer: str, iterations: int, lr: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """Run one stage; returns ``(x, loss, iterations)`` per row."""
     if optimizer == "lbfgs":
         # torch.optim.LBFGS's default evaluation budget (max_iter * 5 / 4): without it a few
@@ -287,8 +313,9 @@ def fit_keypoints(
     """
     fmt = get_format(keypoint_format)
     if not isinstance(camera, PinholeCamera):
-        raise TypeError(f"camera must be an advprior.fitting.PinholeCamera, got "
-                        f"{type(camera).__name__}")
+        raise TypeError(
+            f"camera must be an advprior.fitting.PinholeCamera, got {type(camera).__name__}"
+        )
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     if optimizer not in OPTIMIZERS:
@@ -308,19 +335,34 @@ def fit_keypoints(
     body = _Body(body_model, fmt)
     if orientations not in (1, 2):
         raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
-    opts = _Options(camera, body, term, fmt, iterations, optimizer, float(sigma), stages,
-                    float(lr), orientations)
+    opts = _Options(
+        camera,
+        body,
+        term,
+        fmt,
+        iterations,
+        optimizer,
+        float(sigma),
+        stages,
+        float(lr),
+        orientations,
+    )
     info: dict[str, Any] = {
         "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
-        "prior_kind": term.describe(), "keypoint_format": fmt.name, "optimizer": optimizer,
-        "iterations_per_stage": iterations, "sigma_px": float(sigma), "stages": stages,
-        "orientations": orientations, "batch": bool(batch),
+        "prior_kind": term.describe(),
+        "keypoint_format": fmt.name,
+        "optimizer": optimizer,
+        "iterations_per_stage": iterations,
+        "sigma_px": float(sigma),
+        "stages": stages,
+        "orientations": orientations,
+        "batch": bool(batch),
     }
     with frozen(model), frozen(body_model):
         if batch or kp.shape[0] <= 1:
             parts = [_fit(kp, conf, opts)]
         else:
-            parts = [_fit(kp[i:i + 1], conf[i:i + 1], opts) for i in range(kp.shape[0])]
+            parts = [_fit(kp[i : i + 1], conf[i : i + 1], opts) for i in range(kp.shape[0])]
     result = _concat(parts)
     result.info = {**info, "seconds": sum(p.info["seconds"] for p in parts)}
     return result
@@ -334,9 +376,15 @@ def _concat(parts: list[FitResult]) -> FitResult:
     if len(parts) == 1:
         return parts[0]
     return FitResult(
-        body_pose=cat("body_pose"), global_orient=cat("global_orient"), transl=cat("transl"),
-        betas=cat("betas"), latent=cat("latent"), loss=cat("loss"), joints=cat("joints"),
-        projected=cat("projected"), iterations=cat("iterations"),
+        body_pose=cat("body_pose"),
+        global_orient=cat("global_orient"),
+        transl=cat("transl"),
+        betas=cat("betas"),
+        latent=cat("latent"),
+        loss=cat("loss"),
+        joints=cat("joints"),
+        projected=cat("projected"),
+        iterations=cat("iterations"),
     )
 
 
@@ -354,8 +402,9 @@ class _Options:
     orientations: int
 
 
-def _pick_orientations(x_cam: Tensor, loss_cam: Tensor, n: int, ny: int, k: int,
-                       camera: PinholeCamera) -> Tensor:
+def _pick_orientations(
+    x_cam: Tensor, loss_cam: Tensor, n: int, ny: int, k: int, camera: PinholeCamera
+) -> Tensor:
     """Row indices ``(n, k)`` into the stage-0 results: per frame the lowest loss, then (k=2)
     the lowest loss among orientations facing >= 60 degrees away from it (the best again if
     none does)."""
@@ -384,10 +433,11 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         pose0 = term.pose(pose_params0)
         zeros3 = torch.zeros(1, 3, **like)
         rest3d, _ = body(zeros3, torch.zeros_like(pose0), torch.zeros(1, nb, **like), zeros3)
-        orients = _yaw_orients(camera, kp)                                   # (Y, 3)
+        orients = _yaw_orients(camera, kp)  # (Y, 3)
         ny = orients.shape[0]
-        posed, _ = body(orients, pose0.expand(ny, -1), torch.zeros(ny, nb, **like),
-                        torch.zeros(ny, 3, **like))                          # (Y, J, 3)
+        posed, _ = body(
+            orients, pose0.expand(ny, -1), torch.zeros(ny, nb, **like), torch.zeros(ny, 3, **like)
+        )  # (Y, J, 3)
 
     def data_term(points3d: Tensor, target: Tensor, weight: Tensor) -> Tensor:
         sq = (camera.project(points3d) - target) ** 2
@@ -401,7 +451,7 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     torso_w = torch.zeros_like(conf_y)
     torso_w[:, torso] = conf_y[:, torso] ** 2
     # Frames without any torso keypoint align on all their keypoints instead.
-    torso_w = torch.where(torso_w.sum(-1, keepdim=True) > 0, torso_w, conf_y ** 2)
+    torso_w = torch.where(torso_w.sum(-1, keepdim=True) > 0, torso_w, conf_y**2)
     depth0 = camera.to_camera(transl_y)[:, 2]
     rot_cam = camera.rotation_tensor(kp)
     betas0 = torch.zeros(n * ny, nb, **like)
@@ -412,18 +462,21 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         depth = (x[:, 3:6] @ rot_cam.T)[:, 2]
         return data_term(pts, kp_y, torso_w) + DEPTH_WEIGHT * (depth - depth0) ** 2
 
-    x_cam, loss_cam, it_cam = _minimize(camera_objective, torch.cat([orients.repeat(n, 1),
-                                                                     transl_y], -1),
-                                        o.optimizer, o.iterations, o.lr)
+    x_cam, loss_cam, it_cam = _minimize(
+        camera_objective,
+        torch.cat([orients.repeat(n, 1), transl_y], -1),
+        o.optimizer,
+        o.iterations,
+        o.lr,
+    )
     k = o.orientations
     # Four torso points fit many yaws about equally well; the limbs (even in the initial pose)
     # tell them apart, so rank the aligned orientations on all keypoints.
     with torch.no_grad():
         pts, _ = body(x_cam[:, :3], pose0_y, betas0, x_cam[:, 3:6])
-        rank = data_term(pts, kp_y, conf_y ** 2)
-    pick = _pick_orientations(x_cam, rank, n, ny, k, camera).reshape(-1)   # (n * k,)
-    x = torch.cat([x_cam[pick], torch.zeros(n * k, nb, **like),
-                   pose_params0.expand(n * k, -1)], -1)
+        rank = data_term(pts, kp_y, conf_y**2)
+    pick = _pick_orientations(x_cam, rank, n, ny, k, camera).reshape(-1)  # (n * k,)
+    x = torch.cat([x_cam[pick], torch.zeros(n * k, nb, **like), pose_params0.expand(n * k, -1)], -1)
     steps = it_cam.view(n, ny).sum(1)
     kp_k, w2_k = kp.repeat_interleave(k, 0), (conf * conf).repeat_interleave(k, 0)
 
@@ -434,12 +487,12 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
             pts, _ = body(go, pose, be, tr)
             loss = data_term(pts, kp_k, w2_k) + shape_w * (be * be).sum(-1)
             return loss + prior_w * term.energy(pp, pose) + GAUGE_WEIGHT * term.gauge(pp)
+
         return fn
 
     for prior_weight, shape_weight in o.stages:
-        pw = NO_PRIOR_WEIGHT if term.prior is None else prior_weight ** 2
-        x, loss, it = _minimize(objective(pw, shape_weight ** 2), x, o.optimizer, o.iterations,
-                                o.lr)
+        pw = NO_PRIOR_WEIGHT if term.prior is None else prior_weight**2
+        x, loss, it = _minimize(objective(pw, shape_weight**2), x, o.optimizer, o.iterations, o.lr)
         steps = steps + it.view(n, k).sum(1)
     keep = loss.view(n, k).argmin(1) + torch.arange(n, device=device) * k
     x, loss = x[keep], loss[keep]
@@ -451,7 +504,15 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         projected = camera.project(pts)
         latent = term.latent(pp)
     info = {"seconds": time.perf_counter() - start}
-    return FitResult(body_pose=pose.detach(), global_orient=go.detach(), transl=tr.detach(),
-                     betas=be.detach(), latent=None if latent is None else latent.detach(),
-                     loss=loss.detach(), joints=joints.detach(), projected=projected.detach(),
-                     iterations=steps, info=info)
+    return FitResult(
+        body_pose=pose.detach(),
+        global_orient=go.detach(),
+        transl=tr.detach(),
+        betas=be.detach(),
+        latent=None if latent is None else latent.detach(),
+        loss=loss.detach(),
+        joints=joints.detach(),
+        projected=projected.detach(),
+        iterations=steps,
+        info=info,
+    )

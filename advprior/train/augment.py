@@ -11,7 +11,27 @@ import torch
 
 # SMPL joints 1..21 (body_pose order, index = joint - 1): each joint's mirror partner.
 _MIRROR_JOINT = (
-    1, 0, 2, 4, 3, 5, 7, 6, 8, 10, 9, 11, 13, 12, 14, 16, 15, 18, 17, 20, 19,
+    1,
+    0,
+    2,
+    4,
+    3,
+    5,
+    7,
+    6,
+    8,
+    10,
+    9,
+    11,
+    13,
+    12,
+    14,
+    16,
+    15,
+    18,
+    17,
+    20,
+    19,
 )
 _MIRROR_SIGN = (1.0, -1.0, -1.0)
 

@@ -46,8 +46,12 @@ class RunOptions:
 
     def trainer_options(self) -> dict[str, Any]:
         """The keywords :class:`advprior.train.loop.Trainer` takes from these options."""
-        return {"resume": self.resume, "progress": self.progress,
-                "tensorboard": self.tensorboard, "callback": self.callback}
+        return {
+            "resume": self.resume,
+            "progress": self.progress,
+            "tensorboard": self.tensorboard,
+            "callback": self.callback,
+        }
 
 
 @dataclass(kw_only=True)

@@ -41,7 +41,7 @@ class PoseDiscriminator(nn.Module):
         # One independent linear critic per joint, evaluated as a batched einsum.
         self.joint_weight = nn.Parameter(torch.empty(num_joints, channels))
         self.joint_bias = nn.Parameter(torch.zeros(num_joints))
-        nn.init.uniform_(self.joint_weight, -channels**-0.5, channels**-0.5)
+        nn.init.uniform_(self.joint_weight, -(channels**-0.5), channels**-0.5)
         self.pose_critic = nn.Sequential(
             nn.Linear(num_joints * channels, hidden_dim),
             nn.LeakyReLU(0.2),

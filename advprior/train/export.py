@@ -75,7 +75,8 @@ def export_model(
         "selected_step": result.best_step if selected else result.step,
         "selection": (
             "lowest validation recall + precision (mean, mm) among the validated steps"
-            if selected else "last step"
+            if selected
+            else "last step"
         ),
         "config": {k: v for k, v in config.items() if k not in ("data", "out")},
         "metrics_val_mm": result.best_val if selected else result.val,

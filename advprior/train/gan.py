@@ -103,10 +103,18 @@ def train_gan(
     out = Path(out)
     config = cfg.record(data, out)
     latent, steps, batch_size, seed, select = (
-        cfg.latent, cfg.steps, cfg.batch_size, cfg.seed, cfg.select
+        cfg.latent,
+        cfg.steps,
+        cfg.batch_size,
+        cfg.seed,
+        cfg.select,
     )
     d_steps, lr, betas, ema_decay, r1_gamma = (
-        cfg.d_steps, cfg.lr, cfg.betas, cfg.ema_decay, cfg.r1_gamma
+        cfg.d_steps,
+        cfg.lr,
+        cfg.betas,
+        cfg.ema_decay,
+        cfg.r1_gamma,
     )
     mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
     info = ddp.setup(run.device)

@@ -66,10 +66,18 @@ def fit_gmm(
         "converged": bool(mixture.converged_),
         "em_iterations": int(mixture.n_iter_),
     }
-    result = TrainResult(out=out, step=int(mixture.n_iter_), steps=cfg.max_iter, interrupted=False,
-                         wall_time_s=wall, val=val)
-    write_text_atomic(out / "gmm_fit.json", json.dumps({**config, "val_mm": val,
-                                                        "wall_time_s": wall}, indent=2) + "\n")
+    result = TrainResult(
+        out=out,
+        step=int(mixture.n_iter_),
+        steps=cfg.max_iter,
+        interrupted=False,
+        wall_time_s=wall,
+        val=val,
+    )
+    write_text_atomic(
+        out / "gmm_fit.json",
+        json.dumps({**config, "val_mm": val, "wall_time_s": wall}, indent=2) + "\n",
+    )
     if export:
         result.model_dir = export_model(prior, out, result, poses.description, config)
     return result

@@ -99,9 +99,7 @@ class TrainLogger:
             for k, v in values.items():
                 self.tb.add_scalar(f"val/{k}", v, step)
         if self.bar is not None:
-            self.bar.write(
-                f"step {step}: " + ", ".join(f"{k}={v:.2f}" for k, v in values.items())
-            )
+            self.bar.write(f"step {step}: " + ", ".join(f"{k}={v:.2f}" for k, v in values.items()))
 
     def close(self) -> None:
         if self.bar is not None:

@@ -41,7 +41,14 @@ from advprior.train.sampler import BatchStream
 # Settings a resumed run may change. The run folder and the data file may move (the data's
 # identity is checked by its sha256, which is part of the config).
 _RESUMABLE_CHANGES = {
-    "steps", "resume", "progress", "tensorboard", "val_every", "ckpt_every", "out", "data"
+    "steps",
+    "resume",
+    "progress",
+    "tensorboard",
+    "val_every",
+    "ckpt_every",
+    "out",
+    "data",
 }
 
 
@@ -187,7 +194,8 @@ class Trainer:
             )
         old = state.get("config", {})
         changed = sorted(
-            k for k in set(old) | set(self.config)
+            k
+            for k in set(old) | set(self.config)
             if k not in _RESUMABLE_CHANGES and old.get(k) != self.config.get(k)
         )
         if changed:

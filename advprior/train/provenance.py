@@ -71,11 +71,20 @@ def data_terms(sources: Iterable[str]) -> dict[str, str]:
             "attribution": "",
         }
     if families == {"cmu", "hdm05"}:
-        return {"licence": DATA_LICENCE, "weights_license": WEIGHTS_LICENSE,
-                "attribution": ATTRIBUTION}
+        return {
+            "licence": DATA_LICENCE,
+            "weights_license": WEIGHTS_LICENSE,
+            "attribution": ATTRIBUTION,
+        }
     if families == {"hdm05"}:
-        return {"licence": f"Trained on motion capture from {_HDM05}: credit it as below.",
-                "weights_license": WEIGHTS_LICENSE, "attribution": _HDM05_CREDIT}
+        return {
+            "licence": f"Trained on motion capture from {_HDM05}: credit it as below.",
+            "weights_license": WEIGHTS_LICENSE,
+            "attribution": _HDM05_CREDIT,
+        }
     # CMU alone allows every use, so the weights can take the code's licence.
-    return {"licence": f"Trained on motion capture from {_CMU}: credit it as below.",
-            "weights_license": "mit", "attribution": _CMU_CREDIT}
+    return {
+        "licence": f"Trained on motion capture from {_CMU}: credit it as below.",
+        "weights_license": "mit",
+        "attribution": _CMU_CREDIT,
+    }

@@ -58,8 +58,12 @@ def _geodesic(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     rel = r1.transpose(-1, -2) @ r2
     cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
     skew = torch.stack(
-        [rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0],
-         rel[..., 1, 0] - rel[..., 0, 1]], -1
+        [
+            rel[..., 2, 1] - rel[..., 1, 2],
+            rel[..., 0, 2] - rel[..., 2, 0],
+            rel[..., 1, 0] - rel[..., 0, 1],
+        ],
+        -1,
     )
     sin = skew.norm(dim=-1) / 2.0
     return torch.atan2(sin, cos)
@@ -152,9 +156,7 @@ def train_vae(
 
         validate = None
         if info.is_main:
-            validate = make_validator(
-                model, poses.val, num_samples=cfg.val_samples, seed=cfg.seed
-            )
+            validate = make_validator(model, poses.val, num_samples=cfg.val_samples, seed=cfg.seed)
         result = trainer.run(step_fn, validate)
         if run.export and not result.interrupted and info.is_main:
             final = VPoserVAE(latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
