@@ -91,9 +91,18 @@ class PriorTerm:
     """The pose part of a fit for one prior: ``dim`` free numbers per frame, :meth:`pose`,
     :meth:`energy` and :meth:`latent`."""
 
-    def __init__(self, prior: object, kind: str) -> None:
+    def __init__(self, prior: object, kind: str, density: object | None = None,
+                 density_weight: float = 0.0) -> None:
         self.prior = prior
         self.kind = kind
+        if density is not None and (kind != "gan" or getattr(prior, "latent", None) != "sphere"):
+            raise ValueError("latent_density is a density on the latent sphere: it needs a "
+                             f"sphere-latent prior (GAN-S), got a {kind!r} prior")
+        if density is not None and int(density.dim) != int(prior.latent_dim):
+            raise ValueError(f"latent_density has dimension {density.dim}, the prior's latent "
+                             f"{prior.latent_dim}")
+        self.density = density
+        self.density_weight = float(density_weight)
         self.latent_kind = getattr(prior, "latent", None) if kind == "gan" else None
         if kind in ("gan", "vae"):
             self.dim = int(prior.latent_dim)
@@ -139,6 +148,48 @@ class PriorTerm:
             z0 = torch.zeros(POSE_DIM, dtype=dtype)
         return z0.to(device).expand(n, -1).clone()
 
+    def starts(self, s: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``s`` starting points ``(s, dim)`` for multi-start fits, the same for every frame:
+        :meth:`init`'s point first. Then, for latent priors, the latents of representative
+        decoded samples: greedy k-medoids (PAM's BUILD step, chordal distance of the joint
+        rotations) over :data:`_INIT_SAMPLES` seeded samples, each next one the sample that most
+        lowers the total distance of all samples to their nearest chosen pose, so the starts are
+        common poses that differ; for the GMM the means of its heaviest components."""
+        first = self.init(1, dtype, device)
+        if s == 1 or self.kind == "none":
+            return first.expand(s, -1).clone()
+        if self.kind == "gmm":
+            order = torch.argsort(self.prior.weights, descending=True)[: s - 1]
+            rest = self.prior.means[order].to(device=device, dtype=dtype)
+            rest = torch.cat([rest, first.expand(s - 1 - rest.shape[0], -1)]) if rest.shape[
+                0] < s - 1 else rest
+            return torch.cat([first, rest])
+        gen = torch.Generator().manual_seed(0)
+        p = self._param()
+        z = self.prior.sample_latent(_INIT_SAMPLES, generator=gen).to(p.device, p.dtype)
+        if self.kind == "gan":
+            z = self.prior.project(z)
+        with torch.no_grad():
+            rot = self.prior.decode(z, output="rotmat").to(dtype).cpu()
+            first_rot = self.prior.decode(self.pose_input(first), output="rotmat").to(dtype).cpu()
+        flat = rot.reshape(len(z), -1)
+        sq = (flat * flat).sum(-1)
+        dist = (sq[:, None] + sq[None, :] - 2 * flat @ flat.T).clamp(min=0)
+        f = first_rot.reshape(1, -1)
+        nearest = ((flat - f) ** 2).sum(-1)                     # distance to the chosen set
+        chosen = []
+        for _ in range(s - 1):
+            gain = (nearest[None, :] - dist).clamp(min=0).sum(1)   # total decrease per candidate
+            best = int(gain.argmax())
+            chosen.append(best)
+            nearest = torch.minimum(nearest, dist[best])
+        return torch.cat([first, z[chosen].to(device=device, dtype=dtype)])
+
+    def pose_input(self, params: Tensor) -> Tensor:
+        """``params`` as the latent the model decodes (projected onto a GAN's manifold)."""
+        z = self._model_input(params)
+        return self.prior.project(z) if self.kind == "gan" else z
+
     def _model_input(self, params: Tensor) -> Tensor:
         p = self._param()
         return params if p is None else params.to(p.dtype)
@@ -162,6 +213,14 @@ class PriorTerm:
         if self.staged:
             return (params * params).sum(-1)
         return params.new_zeros(params.shape[0])
+
+    def density_energy(self, params: Tensor) -> Tensor:
+        """``density_weight * nll(z)`` of the latent density at the projected latent ``(n,)``
+        (0 without a density): a preference for common poses, per frame."""
+        if self.density is None or self.density_weight == 0.0:
+            return params.new_zeros(params.shape[0])
+        z = self.prior.project(self._model_input(params))
+        return self.density_weight * self.density.nll(z).to(params.dtype)
 
     def gauge(self, params: Tensor) -> Tensor:
         """A term that changes no pose but keeps the free latent well-behaved, ``(n,)``:
