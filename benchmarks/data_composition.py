@@ -27,14 +27,31 @@ DEFAULT_INDEX = HERE.parent.parent / "shared" / "data" / "mocap" / "cmu_index" /
 _CMU_GROUPS = (
     ("dance", ("ballet", "dance", "lindy", "salsa", "pirouette", "arabesque", "jete", "dancing")),
     ("basketball", ("basketball", "dribble", "dribbling")),
-    ("stretch/exercise", ("stretch", "exercise", "yoga", "jumping jack", "squat", "toe touch",
-                          "twist", "side step", "lunge", "pushup", "push up", "situp")),
+    (
+        "stretch/exercise",
+        (
+            "stretch",
+            "exercise",
+            "yoga",
+            "jumping jack",
+            "squat",
+            "toe touch",
+            "twist",
+            "side step",
+            "lunge",
+            "pushup",
+            "push up",
+            "situp",
+        ),
+    ),
     ("playground/climb", ("playground", "climb", "hang", "swing")),
     ("fight/sword", ("punch", "strike", "sword", "box", "kick", "fight")),
     ("jump", ("jump", "hop", "leap")),
     ("run/jog", ("run", "jog", "sprint")),
-    ("walk", ("walk", "stride", "march", "stroll", "figure", "turn", "mummy", "digital",
-              "forward")),
+    (
+        "walk",
+        ("walk", "stride", "march", "stroll", "figure", "turn", "mummy", "digital", "forward"),
+    ),
 )
 
 
@@ -43,8 +60,10 @@ def cmu_descriptions(path: Path) -> dict[tuple[int, int], str]:
     if not path.is_file():
         return {}
     with open(path, newline="") as f:
-        return {(int(r["Subject"]), int(r["Trial #"])): r["Motion Description"]
-                for r in csv.DictReader(f)}
+        return {
+            (int(r["Subject"]), int(r["Trial #"])): r["Motion Description"]
+            for r in csv.DictReader(f)
+        }
 
 
 def action_group(name: str, descriptions: dict[tuple[int, int], str]) -> str:
@@ -86,36 +105,50 @@ def composition(path: str | Path, index: Path = DEFAULT_INDEX) -> dict:
         s, sp = sub_names[seq_subject[k]], split_names[seq_split[k]]
         source = Path(name).parts[0]
         per_source[source][sp] += int(seq_frames[k])
-        entry = subjects.setdefault(s, {"split": sp, "frames": 0, "sources": Counter(),
-                                        "groups": Counter()})
+        entry = subjects.setdefault(
+            s, {"split": sp, "frames": 0, "sources": Counter(), "groups": Counter()}
+        )
         if entry["split"] != sp:  # a subject is one person: one side of the split only
             raise ValueError(f"subject {s} has frames in both {entry['split']} and {sp}")
         entry["frames"] += int(seq_frames[k])
         entry["sources"][source] += int(seq_frames[k])
         entry["groups"][action_group(name, desc)] += int(seq_frames[k])
-    return {"per_source": {k: dict(v) for k, v in sorted(per_source.items())},
-            "subjects": dict(sorted(subjects.items())), "split_names": split_names}
+    return {
+        "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
+        "subjects": dict(sorted(subjects.items())),
+        "split_names": split_names,
+    }
 
 
 def markdown(comp: dict) -> str:
     splits = comp["split_names"]
-    lines = ["| source | " + " | ".join(splits) + " | all |",
-             "|---|" + "---|" * (len(splits) + 1)]
+    lines = ["| source | " + " | ".join(splits) + " | all |", "|---|" + "---|" * (len(splits) + 1)]
     totals = Counter()
     for source, c in comp["per_source"].items():
         totals.update(c)
-        lines.append(f"| {source} | " + " | ".join(f"{c.get(s, 0):,}" for s in splits)
-                     + f" | {sum(c.values()):,} |")
-    lines.append("| **all** | " + " | ".join(f"**{totals.get(s, 0):,}**" for s in splits)
-                 + f" | **{sum(totals.values()):,}** |")
-    lines += ["", "| split | subject | frames | sources (frames) | action groups (frames) |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {source} | "
+            + " | ".join(f"{c.get(s, 0):,}" for s in splits)
+            + f" | {sum(c.values()):,} |"
+        )
+    lines.append(
+        "| **all** | "
+        + " | ".join(f"**{totals.get(s, 0):,}**" for s in splits)
+        + f" | **{sum(totals.values()):,}** |"
+    )
+    lines += [
+        "",
+        "| split | subject | frames | sources (frames) | action groups (frames) |",
+        "|---|---|---|---|---|",
+    ]
     for sp in splits:
         for s, e in comp["subjects"].items():
             if e["split"] != sp:
                 continue
-            src = ", ".join(f"{k.split('_')[0]}{'-' + k.split('_')[1] if '_' in k else ''} "
-                            f"{v:,}" for k, v in e["sources"].most_common())
+            src = ", ".join(
+                f"{k.split('_')[0]}{'-' + k.split('_')[1] if '_' in k else ''} {v:,}"
+                for k, v in e["sources"].most_common()
+            )
             grp = ", ".join(f"{k} {v:,}" for k, v in e["groups"].most_common())
             lines.append(f"| {sp} | `{s}` | {e['frames']:,} | {src} | {grp} |")
     return "\n".join(lines)

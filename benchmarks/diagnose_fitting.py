@@ -31,10 +31,12 @@ def load(spec: str):
 
 
 def table(rows: dict[str, dict]) -> str:
-    lines = ["| prior | fit P-MPJPE (obs / dropped) | representability (obs / dropped) | "
-             "oracle | misses: frames, excess mm | preferences: frames, excess mm | "
-             "fine: excess mm | fit below truth objective | s / frame |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| prior | fit P-MPJPE (obs / dropped) | representability (obs / dropped) | "
+        "oracle | misses: frames, excess mm | preferences: frames, excess mm | "
+        "fine: excess mm | fit below truth objective | s / frame |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in rows.items():
         e = r["p_mpjpe_mm"]
         n = r["frames"]
@@ -45,23 +47,34 @@ def table(rows: dict[str, dict]) -> str:
             f" | {e['oracle']['all']:.1f} | {r['frames_miss']}/{n}, {r['excess_mm']['miss']:.1f} "
             f"| {r['frames_prefer']}/{n}, {r['excess_mm']['prefer']:.1f} | "
             f"{r['excess_mm']['fine']:.1f} | {r['frames_below_truth_objective']}/{n} | "
-            f"{r['fit_seconds'] / n:.3f} |")
+            f"{r['fit_seconds'] / n:.3f} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / "data" / "mocap30_v5.npz")
-    ap.add_argument("--split", default="val", choices=("train", "val"),
-                    help="never the test split: diagnosis drives choices")
+    ap.add_argument(
+        "--split",
+        default="val",
+        choices=("train", "val"),
+        help="never the test split: diagnosis drives choices",
+    )
     ap.add_argument("--frames", type=int, default=128)
     ap.add_argument("--priors", nargs="+", default=["gan-s", "gan-u", "vae"])
     ap.add_argument("--starts", nargs="+", type=int, default=[1])
-    ap.add_argument("--density-weights", nargs="+", type=float, default=[],
-                    help="also fit sphere priors with a vMF-mixture latent density of training "
-                    "poses at these weights")
-    ap.add_argument("--density-poses", type=int, default=4000,
-                    help="training poses inverted to fit the density")
+    ap.add_argument(
+        "--density-weights",
+        nargs="+",
+        type=float,
+        default=[],
+        help="also fit sphere priors with a vMF-mixture latent density of training "
+        "poses at these weights",
+    )
+    ap.add_argument(
+        "--density-poses", type=int, default=4000, help="training poses inverted to fit the density"
+    )
     ap.add_argument("--density-components", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -85,14 +98,19 @@ def main(argv: list[str] | None = None) -> int:
             from advprior.fitting.latent_density import fit_latent_density
 
             train = load_dataset(args.data, split="train").body_pose
-            pick = torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(
-                args.seed))[: args.density_poses]
+            pick = torch.randperm(
+                train.shape[0], generator=torch.Generator().manual_seed(args.seed)
+            )[: args.density_poses]
             t = time.perf_counter()
-            density = fit_latent_density(prior, train[pick],
-                                         components=args.density_components, seed=args.seed)
-            print(f"{name}: vMF mixture of {args.density_components} on {len(pick)} inverted "
-                  f"training poses in {time.perf_counter() - t:.0f} s; kappa "
-                  f"{density.kappa.min():.0f}-{density.kappa.max():.0f}", flush=True)
+            density = fit_latent_density(
+                prior, train[pick], components=args.density_components, seed=args.seed
+            )
+            print(
+                f"{name}: vMF mixture of {args.density_components} on {len(pick)} inverted "
+                f"training poses in {time.perf_counter() - t:.0f} s; kappa "
+                f"{density.kappa.min():.0f}-{density.kappa.max():.0f}",
+                flush=True,
+            )
             variants += [(s, density, w) for s in args.starts for w in args.density_weights]
         for s, density, w in variants:
             label = name if len(args.starts) == 1 else f"{name}, {s} start(s)"
@@ -102,16 +120,24 @@ def main(argv: list[str] | None = None) -> int:
             extra = {} if density is None else {"latent_density": density, "latent_weight": w}
             r = diagnose_fitting(views, prior, starts=s, **extra)
             rows[label] = r
-            print(f"{label}: fit {r['p_mpjpe_mm']['fit']['all']:.1f} rep "
-                  f"{r['p_mpjpe_mm']['representability']['all']:.1f} oracle "
-                  f"{r['p_mpjpe_mm']['oracle']['all']:.1f} miss {r['frames_miss']} "
-                  f"({r['excess_mm']['miss']:.1f}) prefer {r['frames_prefer']} "
-                  f"({r['excess_mm']['prefer']:.1f}) fine {r['excess_mm']['fine']:.1f} "
-                  f"[{time.perf_counter() - t:.0f} s]", flush=True)
+            print(
+                f"{label}: fit {r['p_mpjpe_mm']['fit']['all']:.1f} rep "
+                f"{r['p_mpjpe_mm']['representability']['all']:.1f} oracle "
+                f"{r['p_mpjpe_mm']['oracle']['all']:.1f} miss {r['frames_miss']} "
+                f"({r['excess_mm']['miss']:.1f}) prefer {r['frames_prefer']} "
+                f"({r['excess_mm']['prefer']:.1f}) fine {r['excess_mm']['fine']:.1f} "
+                f"[{time.perf_counter() - t:.0f} s]",
+                flush=True,
+            )
     print(table(rows))
-    meta = {"data": str(args.data), "split": args.split, "frames": len(idx), "seed": args.seed,
-            "command": "python benchmarks/diagnose_fitting.py " + " ".join(
-                sys.argv[1:] if argv is None else argv)}
+    meta = {
+        "data": str(args.data),
+        "split": args.split,
+        "frames": len(idx),
+        "seed": args.seed,
+        "command": "python benchmarks/diagnose_fitting.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+    }
     if args.json:
         from advprior.fileio import write_text_atomic
 

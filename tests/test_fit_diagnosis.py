@@ -48,13 +48,14 @@ def test_starts_begin_with_the_single_start_and_differ(sphere_prior) -> None:
 def test_one_start_is_the_default_fit_and_more_starts_do_not_hurt(body, sphere_prior) -> None:
     truth = sphere_prior.sample(3, generator=seeded(3))
     kp, conf, _ = scene(body, truth, seed=4, drop=0.2)
-    base = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=sphere_prior,
-                         iterations=ITERS)
-    one = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=sphere_prior,
-                        iterations=ITERS, starts=1)
+    base = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=sphere_prior, iterations=ITERS)
+    one = fit_keypoints(
+        kp, conf, CAMERA, body_model=body, prior=sphere_prior, iterations=ITERS, starts=1
+    )
     assert torch.equal(base.body_pose, one.body_pose) and torch.equal(base.loss, one.loss)
-    many = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=sphere_prior,
-                         iterations=ITERS, starts=4)
+    many = fit_keypoints(
+        kp, conf, CAMERA, body_model=body, prior=sphere_prior, iterations=ITERS, starts=4
+    )
     assert many.info["starts"] == 4 and many.body_pose.shape == (3, 63)
     # The first start of each frame repeats the single-start problem (rows are independent; a
     # larger batch only changes matmul rounding, which a line search can amplify a little).
@@ -83,14 +84,19 @@ def test_vmf_density_integrates_to_one_and_em_finds_two_clusters() -> None:
     mu = torch.nn.functional.normalize(torch.randn(2, d, generator=gen), dim=-1)
     mix = VMFMixture(mu, torch.tensor([5.0, 20.0]), torch.tensor([0.3, 0.7]))
     # Monte Carlo over the uniform sphere: E[p] * area(S^{d-1}) = 1.
-    u = torch.nn.functional.normalize(torch.randn(400_000, d, generator=gen,
-                                                  dtype=torch.float64), dim=-1)
+    u = torch.nn.functional.normalize(
+        torch.randn(400_000, d, generator=gen, dtype=torch.float64), dim=-1
+    )
     log_area = math.log(2) + (d / 2) * math.log(math.pi) - math.lgamma(d / 2)
     mass = torch.exp(mix.double().log_prob(u) + log_area).mean()
     assert abs(float(mass) - 1.0) < 0.03  # MC standard error here is about 0.005
     # Two tight clusters, 1:3.
-    pts = torch.cat([mu[0] + 0.05 * torch.randn(250, d, generator=gen),
-                     mu[1] + 0.05 * torch.randn(750, d, generator=gen)])
+    pts = torch.cat(
+        [
+            mu[0] + 0.05 * torch.randn(250, d, generator=gen),
+            mu[1] + 0.05 * torch.randn(750, d, generator=gen),
+        ]
+    )
     fit = VMFMixture.fit(pts, components=2, iterations=50, seed=1)
     match = (fit.mu @ mu.T).argmax(1)
     assert sorted(match.tolist()) == [0, 1]
@@ -104,37 +110,67 @@ def test_latent_density_energy_enters_the_fit(body, sphere_prior) -> None:
     density = fit_latent_density(sphere_prior, truth, components=4, iterations=20, steps=5)
     assert density.dim == 32
     kp, conf, _ = scene(body, truth[:2], seed=6, drop=0.2)
-    fn, term, nb = final_objective(kp, conf, CAMERA, prior=sphere_prior, body_model=body,
-                                   latent_density=density, latent_weight=3.0)
-    x = torch.cat([torch.zeros(2, 6 + nb), torch.nn.functional.normalize(
-        torch.randn(2, 32, generator=seeded(7)), dim=-1)], -1)
+    fn, term, nb = final_objective(
+        kp,
+        conf,
+        CAMERA,
+        prior=sphere_prior,
+        body_model=body,
+        latent_density=density,
+        latent_weight=3.0,
+    )
+    x = torch.cat(
+        [
+            torch.zeros(2, 6 + nb),
+            torch.nn.functional.normalize(torch.randn(2, 32, generator=seeded(7)), dim=-1),
+        ],
+        -1,
+    )
     plain, _, _ = final_objective(kp, conf, CAMERA, prior=sphere_prior, body_model=body)
-    z = x[:, 6 + nb:]
+    z = x[:, 6 + nb :]
     # A difference of two float32 sums of size |plain|: rounding of a few eps * |plain|.
     tol = 16 * torch.finfo(torch.float32).eps * plain(x).abs()
     assert bool(((fn(x) - plain(x) - 3.0 * density.nll(z)).abs() <= tol + 1e-4).all())
-    res = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=sphere_prior,
-                        iterations=ITERS, latent_density=density, latent_weight=3.0)
+    res = fit_keypoints(
+        kp,
+        conf,
+        CAMERA,
+        body_model=body,
+        prior=sphere_prior,
+        iterations=ITERS,
+        latent_density=density,
+        latent_weight=3.0,
+    )
     assert res.info["latent_density"] == {"components": 4, "weight": 3.0}
     with pytest.raises(ValueError, match="sphere"):
         fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, latent_density=density)
     with pytest.raises(ValueError, match="latent_weight"):
-        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=sphere_prior,
-                      latent_density=density, latent_weight=-1.0)
+        fit_keypoints(
+            kp,
+            conf,
+            CAMERA,
+            body_model=body,
+            prior=sphere_prior,
+            latent_density=density,
+            latent_weight=-1.0,
+        )
 
 
 def test_diagnosis_decomposes_the_fit_error(body) -> None:
     """No prior: the truth is representable exactly; the classes partition the frames and the
     excesses add up to the fit's error."""
     truth = 0.3 * torch.randn(4, 63, generator=seeded(8))
-    views = make_views(truth, torch.zeros(4, 3), seed=1, noise_px=5.0, drop=0.3,
-                       body_model=body)
+    views = make_views(truth, torch.zeros(4, 3), seed=1, noise_px=5.0, drop=0.3, body_model=body)
     r = diagnose_fitting(views, None, body_model=body, refine_iterations=20, iterations=ITERS)
     e = r["p_mpjpe_mm"]
     assert e["representability"]["all"] < 1e-2  # the true pose itself (float32 FK rounding)
     assert r["frames_miss"] + r["frames_prefer"] + r["frames_fine"] == 4
-    assert math.isclose(e["fit"]["all"], e["oracle"]["all"] + sum(r["excess_mm"].values()),
-                        rel_tol=1e-4, abs_tol=1e-3)
+    assert math.isclose(
+        e["fit"]["all"],
+        e["oracle"]["all"] + sum(r["excess_mm"].values()),
+        rel_tol=1e-4,
+        abs_tol=1e-3,
+    )
     pf = r["per_frame"]
     assert bool((pf["loss_oracle"] <= pf["loss_truth"] + 1e-3).all())  # refined from the truth
     assert bool((pf["miss"] == (pf["loss_fit"] > 1.01 * pf["loss_oracle"].clamp(min=1))).all())

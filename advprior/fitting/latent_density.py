@@ -26,10 +26,14 @@ def log_bessel_iv(v: float, x: Tensor) -> Tensor:
     s = torch.sqrt(1 + z * z)
     t = 1 / s
     eta = s + torch.log(z / (1 + s))
-    u1 = (3 * t - 5 * t ** 3) / 24
-    u2 = (81 * t ** 2 - 462 * t ** 4 + 385 * t ** 6) / 1152
-    return (v * eta - 0.5 * math.log(2 * math.pi * v) - 0.5 * torch.log(s)
-            + torch.log1p(u1 / v + u2 / (v * v)))
+    u1 = (3 * t - 5 * t**3) / 24
+    u2 = (81 * t**2 - 462 * t**4 + 385 * t**6) / 1152
+    return (
+        v * eta
+        - 0.5 * math.log(2 * math.pi * v)
+        - 0.5 * torch.log(s)
+        + torch.log1p(u1 / v + u2 / (v * v))
+    )
 
 
 class VMFMixture(nn.Module):
@@ -42,8 +46,10 @@ class VMFMixture(nn.Module):
     def __init__(self, mu: Tensor, kappa: Tensor, weight: Tensor) -> None:
         super().__init__()
         if mu.ndim != 2 or kappa.shape != mu.shape[:1] or weight.shape != mu.shape[:1]:
-            raise ValueError(f"mu must be (K, D), kappa and weight (K,); got {tuple(mu.shape)}, "
-                             f"{tuple(kappa.shape)}, {tuple(weight.shape)}")
+            raise ValueError(
+                f"mu must be (K, D), kappa and weight (K,); got {tuple(mu.shape)}, "
+                f"{tuple(kappa.shape)}, {tuple(weight.shape)}"
+            )
         self.register_buffer("mu", mu / mu.norm(dim=-1, keepdim=True))
         self.register_buffer("kappa", kappa.clamp(min=1e-3))
         self.register_buffer("weight", weight / weight.sum())
@@ -56,29 +62,40 @@ class VMFMixture(nn.Module):
         """``(..., K)`` log densities of unit vectors ``z (..., D)`` under each component."""
         d = self.dim
         k = self.kappa.to(z.dtype)
-        log_c = (d / 2 - 1) * torch.log(k) - (d / 2) * math.log(2 * math.pi) \
+        log_c = (
+            (d / 2 - 1) * torch.log(k)
+            - (d / 2) * math.log(2 * math.pi)
             - log_bessel_iv(d / 2 - 1, k)
+        )
         return log_c + k * (z @ self.mu.to(z.dtype).T)
 
     def log_prob(self, z: Tensor) -> Tensor:
         """``(...)`` log density of ``z (..., D)`` after normalising it to unit length."""
         u = z / z.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        return torch.logsumexp(self.component_log_density(u)
-                               + torch.log(self.weight.to(z.dtype)), -1)
+        return torch.logsumexp(
+            self.component_log_density(u) + torch.log(self.weight.to(z.dtype)), -1
+        )
 
     def nll(self, z: Tensor) -> Tensor:
         """Negative log density ``(...)``: the fitting energy."""
         return -self.log_prob(z)
 
     @classmethod
-    def fit(cls, z: Tensor, components: int = 16, iterations: int = 100, seed: int = 0,
-            max_kappa: float = 1e4) -> VMFMixture:
+    def fit(
+        cls,
+        z: Tensor,
+        components: int = 16,
+        iterations: int = 100,
+        seed: int = 0,
+        max_kappa: float = 1e4,
+    ) -> VMFMixture:
         """Expectation-maximisation on unit vectors ``z (N, D)`` (normalised first), started
         from k-means++ directions; concentrations by Banerjee et al.'s approximation
         ``kappa = r (D - r^2) / (1 - r^2)`` of the mean resultant length ``r``."""
         if z.ndim != 2 or z.shape[0] < components:
-            raise ValueError(f"z must be (N, D) with N >= components ({components}), got "
-                             f"{tuple(z.shape)}")
+            raise ValueError(
+                f"z must be (N, D) with N >= components ({components}), got {tuple(z.shape)}"
+            )
         u = (z / z.norm(dim=-1, keepdim=True)).double()
         n, d = u.shape
         gen = torch.Generator().manual_seed(seed)
@@ -92,25 +109,34 @@ class VMFMixture(nn.Module):
         for _ in range(iterations):
             model = cls(mu, kappa, weight)
             log_r = model.component_log_density(u) + torch.log(model.weight)
-            r = torch.softmax(log_r, -1)                                    # (N, K)
+            r = torch.softmax(log_r, -1)  # (N, K)
             mass = r.sum(0).clamp(min=1e-9)
-            s = r.T @ u                                                     # (K, D)
+            s = r.T @ u  # (K, D)
             length = s.norm(dim=-1).clamp(min=1e-12)
             mu = s / length[:, None]
             rbar = (length / mass).clamp(max=1 - 1e-9)
-            kappa = (rbar * (d - rbar ** 2) / (1 - rbar ** 2)).clamp(max=max_kappa)
+            kappa = (rbar * (d - rbar**2) / (1 - rbar**2)).clamp(max=max_kappa)
             weight = mass / n
         return cls(mu.float(), kappa.float(), weight.float())
 
 
-def fit_latent_density(prior: nn.Module, body_pose: Tensor, *, components: int = 16,
-                       iterations: int = 100, seed: int = 0, **invert_kwargs) -> VMFMixture:
+def fit_latent_density(
+    prior: nn.Module,
+    body_pose: Tensor,
+    *,
+    components: int = 16,
+    iterations: int = 100,
+    seed: int = 0,
+    **invert_kwargs,
+) -> VMFMixture:
     """A :class:`VMFMixture` fitted to the inverted latents of ``body_pose (N, 63)`` (training
     poses; :func:`advprior.inversion.invert`) of a sphere-latent ``prior``."""
     from advprior.inversion import invert
 
     if getattr(prior, "latent", None) != "sphere":
-        raise ValueError("a latent density on the sphere needs a sphere-latent prior (GAN-S), "
-                         f"got latent {getattr(prior, 'latent', None)!r}")
+        raise ValueError(
+            "a latent density on the sphere needs a sphere-latent prior (GAN-S), "
+            f"got latent {getattr(prior, 'latent', None)!r}"
+        )
     z = invert(prior, body_pose, **invert_kwargs)
     return VMFMixture.fit(z.float(), components=components, iterations=iterations, seed=seed)
