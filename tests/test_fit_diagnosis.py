@@ -102,7 +102,7 @@ def test_vmf_density_integrates_to_one_and_em_finds_two_clusters() -> None:
     assert sorted(match.tolist()) == [0, 1]
     assert bool(((fit.mu @ mu.T).max(1).values > 0.99).all())
     assert torch.allclose(fit.weight[match.argsort()], torch.tensor([0.25, 0.75]), atol=0.01)
-    assert bool((fit.log_prob(mu[1]) > fit.log_prob(-mu[1])))
+    assert bool(fit.log_prob(mu[1]) > fit.log_prob(-mu[1]))
 
 
 def test_latent_density_energy_enters_the_fit(body, sphere_prior) -> None:
