@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         help="never the test split: diagnosis drives choices",
     )
     ap.add_argument("--frames", type=int, default=128)
+    ap.add_argument(
+        "--subjects",
+        nargs="+",
+        default=None,
+        help="only frames of these subjects (e.g. those an older model never saw)",
+    )
     ap.add_argument("--priors", nargs="+", default=["gan-s", "gan-u", "vae"])
     ap.add_argument("--starts", nargs="+", type=int, default=[1])
     ap.add_argument(
@@ -76,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         "--density-poses", type=int, default=4000, help="training poses inverted to fit the density"
     )
     ap.add_argument("--density-components", type=int, default=16)
+    ap.add_argument(
+        "--invert-restarts",
+        type=int,
+        default=1,
+        help="restarts of the inversion that defines the truth's latent",
+    )
+    ap.add_argument("--invert-steps", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
@@ -86,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     from advprior.train.data import load_dataset
 
     data = load_dataset(args.data, split=args.split)
-    n = data.body_pose.shape[0]
+    pool = torch.arange(data.body_pose.shape[0])
+    if args.subjects:
+        known = [data.subject_names.index(s) for s in args.subjects]
+        pool = pool[torch.isin(data.subject, torch.tensor(known, dtype=data.subject.dtype))]
     gen = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(n, generator=gen)[: min(args.frames, n)].sort().values
+    idx = pool[torch.randperm(len(pool), generator=gen)[: min(args.frames, len(pool))]].sort()
+    idx = idx.values
     views = make_views(data.body_pose[idx], data.global_orient[idx], seed=args.seed)
     rows: dict[str, dict] = {}
     for spec in args.priors:
@@ -118,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 label += f", density w={w:g}"
             t = time.perf_counter()
             extra = {} if density is None else {"latent_density": density, "latent_weight": w}
-            r = diagnose_fitting(views, prior, starts=s, **extra)
+            inv = {"restarts": args.invert_restarts, "steps": args.invert_steps}
+            r = diagnose_fitting(views, prior, starts=s, invert_kwargs=inv, **extra)
             rows[label] = r
             print(
                 f"{label}: fit {r['p_mpjpe_mm']['fit']['all']:.1f} rep "
@@ -133,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "data": str(args.data),
         "split": args.split,
+        "subjects": args.subjects,
         "frames": len(idx),
         "seed": args.seed,
         "command": "python benchmarks/diagnose_fitting.py "
