@@ -83,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--density-components", type=int, default=16)
     ap.add_argument(
+        "--density-only",
+        action="store_true",
+        help="skip the runs without the density for sphere priors",
+    )
+    ap.add_argument(
+        "--density-cache",
+        type=Path,
+        default=None,
+        help="folder caching each prior's fitted density (reused when present)",
+    )
+    ap.add_argument(
         "--invert-restarts",
         type=int,
         default=1,
@@ -112,22 +123,40 @@ def main(argv: list[str] | None = None) -> int:
         name, prior = load(spec)
         variants = [(s, None, 0.0) for s in args.starts]
         if args.density_weights and getattr(prior, "latent", None) == "sphere":
-            from advprior.fitting.latent_density import fit_latent_density
+            from advprior.fitting.latent_density import VMFMixture, fit_latent_density
 
-            train = load_dataset(args.data, split="train").body_pose
-            pick = torch.randperm(
-                train.shape[0], generator=torch.Generator().manual_seed(args.seed)
-            )[: args.density_poses]
-            t = time.perf_counter()
-            density = fit_latent_density(
-                prior, train[pick], components=args.density_components, seed=args.seed
-            )
-            print(
-                f"{name}: vMF mixture of {args.density_components} on {len(pick)} inverted "
-                f"training poses in {time.perf_counter() - t:.0f} s; kappa "
-                f"{density.kappa.min():.0f}-{density.kappa.max():.0f}",
-                flush=True,
-            )
+            cache = None
+            if args.density_cache:
+                tag = name.replace("/", "_")
+                cache = (
+                    args.density_cache / f"{tag}_{args.density_components}_{args.density_poses}.pt"
+                )
+            if cache is not None and cache.is_file():
+                state = torch.load(cache, weights_only=True)
+                density = VMFMixture(state["mu"], state["kappa"], state["weight"])
+                print(f"{name}: density from {cache}", flush=True)
+            else:
+                train = load_dataset(args.data, split="train").body_pose
+                pick = torch.randperm(
+                    train.shape[0], generator=torch.Generator().manual_seed(args.seed)
+                )[: args.density_poses]
+                t = time.perf_counter()
+                density = fit_latent_density(
+                    prior, train[pick], components=args.density_components, seed=args.seed
+                )
+                print(
+                    f"{name}: vMF mixture of {args.density_components} on {len(pick)} inverted "
+                    f"training poses in {time.perf_counter() - t:.0f} s; kappa "
+                    f"{density.kappa.min():.0f}-{density.kappa.max():.0f}",
+                    flush=True,
+                )
+                if cache is not None:
+                    from advprior.train.checkpoint import save_atomic
+
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    save_atomic(dict(density.state_dict()), cache)
+            if args.density_only:
+                variants = []
             variants += [(s, density, w) for s in args.starts for w in args.density_weights]
         for s, density, w in variants:
             label = name if len(args.starts) == 1 else f"{name}, {s} start(s)"
