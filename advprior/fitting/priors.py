@@ -159,11 +159,11 @@ class PriorTerm:
         if s == 1 or self.kind == "none":
             return first.expand(s, -1).clone()
         if self.kind == "gmm":
-            order = torch.argsort(self.prior.weights, descending=True)[: s - 1]
-            rest = self.prior.means[order].to(device=device, dtype=dtype)
-            rest = torch.cat([rest, first.expand(s - 1 - rest.shape[0], -1)]) if rest.shape[
-                0] < s - 1 else rest
-            return torch.cat([first, rest])
+            # Heaviest component means first; a mixture with fewer components than starts
+            # repeats them (a repeated start costs time, never accuracy).
+            order = torch.argsort(self.prior.weights, descending=True)
+            order = order.repeat(-(-(s - 1) // len(order)))[: s - 1]
+            return torch.cat([first, self.prior.means[order].to(device=device, dtype=dtype)])
         gen = torch.Generator().manual_seed(0)
         p = self._param()
         z = self.prior.sample_latent(_INIT_SAMPLES, generator=gen).to(p.device, p.dtype)
