@@ -223,6 +223,16 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         """The mixture's weighted mean pose ``(dim,)``: where SMPLify starts a fit."""
         return (self.weights[:, None] * self.means).sum(0)
 
+    def fit_starts(self, s: int) -> torch.Tensor:
+        """``s`` starts ``(s, dim)``: :meth:`fit_start`, then the means of the heaviest
+        components (repeated when there are fewer components than starts)."""
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ValueError(f"s must be a positive int, got {s!r}")
+        first = self.fit_start()[None]
+        order = torch.argsort(self.weights, descending=True)
+        order = order.repeat(-(-(s - 1) // len(order)))[: s - 1]
+        return torch.cat([first, self.means[order]])
+
     def export_smplify(
         self,
         path: str | os.PathLike | None = None,

@@ -212,6 +212,36 @@ class Prior:
 
     # -- plausibility ---------------------------------------------------------------------
 
+
+    def fit_starts(self, s: int) -> Tensor:
+        """``s`` starting points ``(s, D)`` (or ``(s, 63)``) for a multi-start fit, the same for
+        every frame: :meth:`fit_start` first. Default, for a latent prior: then the latents of
+        representative decoded samples, by greedy k-medoids (PAM's BUILD step, chordal distance
+        of the joint rotations) over 512 seeded samples, each next one the sample that most
+        lowers the summed distance of all samples to their nearest chosen pose, so the starts are
+        common poses that differ. A pose-space prior repeats :meth:`fit_start` (a repeated start
+        costs time, never accuracy) unless it overrides this."""
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ValueError(f"s must be a positive int, got {s!r}")
+        first = self.fit_start().detach()[None]
+        space = self.latent_space
+        if s == 1 or space is None:
+            return first.expand(s, -1).clone()
+        gen = torch.Generator().manual_seed(0)
+        z = space.sample(_START_SAMPLES, generator=gen, dtype=self.dtype).to(self.device)
+        with torch.no_grad(), frozen(self):
+            flat = self.decode(z, output="rotmat").reshape(len(z), -1).cpu()
+            f = self.decode(first, output="rotmat").reshape(1, -1).cpu()
+        sq = (flat * flat).sum(-1)
+        dist = (sq[:, None] + sq[None, :] - 2 * flat @ flat.T).clamp(min=0)
+        nearest = ((flat - f) ** 2).sum(-1)  # each sample's distance to the chosen set
+        chosen = []
+        for _ in range(s - 1):
+            gain = (nearest[None, :] - dist).clamp(min=0).sum(1)  # total decrease per candidate
+            best = int(gain.argmax())
+            chosen.append(best)
+            nearest = torch.minimum(nearest, dist[best])
+        return torch.cat([first, z[chosen]])
     def score(self, body_pose: Tensor, **options: Any) -> Tensor:
         """How plausible poses ``body_pose (..., 63 | 69)`` are under the prior, ``(...)``:
         higher is more plausible; comparable between poses of one prior, not between priors.

@@ -52,7 +52,7 @@ def main() -> None:
     )
     args = p.parse_args()
     torch.manual_seed(0)
-    from advprior.fitting.benchmark import make_views, run_fitting
+    from advprior.eval.benchmark import make_views, run_fitting
 
     frames = 8 if args.quick else args.frames
     iterations = 5 if args.quick else args.iterations

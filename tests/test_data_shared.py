@@ -90,3 +90,37 @@ def test_asf_import_agrees_with_deepmimic_retarget_of_the_same_trial(fixture_moc
         for k in range(len(a) - len(b) + 1)
     ]
     assert min(dist) < 0.06
+
+
+def test_one_cmu_person_is_one_subject_across_formats(shared_mocap: Path, tmp_path: Path) -> None:
+    """Raw AMC and the DeepMimic retarget of CMU subject 06 are one person: one subject id, one
+    split. Subject 105's AMC files have CRLF line endings and are read like the others."""
+    from advprior.data import build_dataset
+
+    links = ["cmu_asfamc/06/06.asf", "cmu_asfamc/06/06_14.amc", "cmu_asfamc/105/105.asf",
+             "cmu_asfamc/105/105_06.amc", "cmu_deepmimic_retarget_jump/06/06_09.txt",
+             "cmu_deepmimic_retarget_jump/humanoid3d_jumper60kg_character.txt"]
+    root = tmp_path / "mocap"
+    for rel in links:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(shared_mocap / rel)
+    assert b"\r\n" in (shared_mocap / "cmu_asfamc/105/105_06.amc").read_bytes()[:2000]
+    report = build_dataset(root, tmp_path / "d.npz", fps=30)
+    f = np.load(tmp_path / "d.npz", allow_pickle=False)
+    subjects = list(f["subject_names"])
+    assert subjects == ["cmu:06", "cmu:105"]
+    assert set(report.per_source) == {"cmu_asfamc", "cmu_deepmimic_retarget_jump"}
+    names = list(f["sequence_names"])
+    for k, s in enumerate(subjects):
+        rows = f["subject"] == k
+        assert len(np.unique(f["split"][rows])) == 1
+        sources = {names[i].split("/")[0] for i in np.unique(f["sequence"][rows])}
+        expected = {"cmu_asfamc", "cmu_deepmimic_retarget_jump"} if s == "cmu:06" else {
+            "cmu_asfamc"}
+        assert sources == expected, s
+    # 105_06: 120 fps in the file; every source frame read (none lost to the CRLF endings).
+    motion = load_motion(shared_mocap / "cmu_asfamc/105/105_06.amc")
+    text = (shared_mocap / "cmu_asfamc/105/105_06.amc").read_text()
+    assert motion.num_frames == sum(1 for line in text.splitlines() if line.strip().isdigit())
+    k105 = names.index("cmu_asfamc/105/105_06.amc")
+    assert int((f["sequence"] == k105).sum()) == motion.to_smpl(30).num_frames

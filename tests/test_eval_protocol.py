@@ -226,6 +226,9 @@ def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody, write_dat
     assert res["models"]["gan-s"]["recall_precision_mm"]["joints"]["recall_mean"] > 1.0
     assert "excluded" in res["smoothness"]["oracle"]
     assert res["smoothness"][POSE_SLERP]["R_mean"] < res["smoothness"]["gan-s"]["R_mean"]
+    for name in ("gan-s", "gan-u", POSE_SLERP):
+        assert res["smoothness"][name]["path_ratio_median"] >= 1.0 - 1e-6
+    assert "path ratio mean" in report
     for name in models:
         assert f"| {name} |" in report
     assert res["command"] in report and "seed 0" in report
@@ -268,3 +271,15 @@ def test_run_eval_bad_arguments(tmp_path: Path, body: _CubeBody, write_dataset) 
     with pytest.raises(FileNotFoundError):
         run_eval(prior, tmp_path / "none.npz", out=tmp_path / "r", quick=True, body_model=body)
     assert not (tmp_path / "r.md").exists()
+
+
+def test_path_ratio_counts_the_detour(body: _CubeBody) -> None:
+    gen = torch.Generator().manual_seed(4)
+    a, b = 0.3 * torch.randn(2, 63, generator=gen), 0.3 * torch.randn(2, 63, generator=gen)
+    direct = torch.stack([a, b], 1)                         # (2, 2, 63): the ends only
+    torch.testing.assert_close(protocol.path_ratio(direct, body), torch.ones(2))
+    there_and_back = torch.stack([a, b, a, b], 1)           # three times the direct distance
+    torch.testing.assert_close(protocol.path_ratio(there_and_back, body), torch.full((2,), 3.0))
+    paths, _ = protocol.interpolation_paths(None, a, b, 9)  # joint slerp: arcs, not chords
+    ratio = protocol.path_ratio(paths, body)
+    assert bool((ratio >= 1 - 1e-6).all()) and bool((ratio < 1.5).all())

@@ -258,6 +258,22 @@ def smoothness(poser: Poser, paths: Tensor) -> tuple[Tensor, Tensor]:
     return smoothness_ratio(verts), per_step_deformation(verts, normalize=True)
 
 
+def path_ratio(paths: Tensor, body_model: object | None = None) -> Tensor:
+    """Detour of interpolation paths ``(B, T, 63)``: the path length over the direct distance,
+    ``(B,)``. Length = sum over consecutive poses of the mean displacement of the 24 joints
+    (pelvis-relative: zero global orientation, :func:`advprior.eval.metrics.pose_joints`);
+    direct = the mean joint distance between the path's two ends. 1 for a path that moves
+    every joint straight at constant speed; a path that detours through a third pose (a kick
+    between two standing poses) is much longer than 1."""
+    from advprior.eval.metrics import pose_joints
+
+    b, t = paths.shape[:2]
+    joints = pose_joints(paths.reshape(b * t, -1), body_model=body_model).reshape(b, t, -1, 3)
+    length = (joints[:, 1:] - joints[:, :-1]).norm(dim=-1).mean(-1).sum(-1)
+    direct = (joints[:, -1] - joints[:, 0]).norm(dim=-1).mean(-1)
+    return length / direct.clamp(min=torch.finfo(paths.dtype).tiny)
+
+
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
     """``(fn(), seconds)`` by wall clock."""
     t0 = time.perf_counter()

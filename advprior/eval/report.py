@@ -154,29 +154,27 @@ def render(results: dict) -> str:
             f" sequences), each interpolated with {s['steps']} poses including both ends."
             " R = max/min over the path of the mean per-vertex displacement between consecutive"
             " meshes (all vertices); 1 is perfectly even. `joint slerp` is the model-free"
-            " reference: every joint's rotation slerped between the two real poses.",
+            " reference: every joint's rotation slerped between the two real poses."
+            " Path ratio = path length / direct distance: the sum over consecutive poses of"
+            " the mean displacement of the 24 pelvis-relative joints, over the mean joint"
+            " distance between the two ends (1: straight; R only measures how even the steps"
+            " are, not the detour).",
             "",
-            "| model | R mean | R std | R median | how |",
-            "|---|---:|---:|---:|---|",
+            "| model | R mean | R std | R median | path ratio mean | path ratio median | how |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
         for name, r in smooth.items():
             if "excluded" in r:
-                lines.append(f"| {name} | - | - | - | excluded: {r['excluded']} |")
+                lines.append(f"| {name} | - | - | - | - | - | excluded: {r['excluded']} |")
             else:
-                lines.append(
-                    f"| {name} | {_f(r['R_mean'], 2)} | {_f(r['R_std'], 2)} |"
-                    f" {_f(r['R_median'], 2)} | {r['method']} |"
-                )
-        lines += [
-            "",
-            f"![per-step deformation]({pics.get('deformation', '')})",
-            "",
-            "One pair, every model (rows); each model starts and ends at its own"
-            " reconstruction of the two real poses, the joint-slerp row at the real poses.",
-            "",
-            f"![interpolation strip]({pics.get('strip', '')})",
-            "",
-        ]
+                pr = [_f(r[k], 2) if k in r else "-"
+                      for k in ("path_ratio_mean", "path_ratio_median")]
+                lines.append(f"| {name} | {_f(r['R_mean'], 2)} | {_f(r['R_std'], 2)} |"
+                             f" {_f(r['R_median'], 2)} | {pr[0]} | {pr[1]} | {r['method']} |")
+        lines += ["", f"![per-step deformation]({pics.get('deformation', '')})", "",
+                  "One pair, every model (rows); each model starts and ends at its own"
+                  " reconstruction of the two real poses, the joint-slerp row at the real poses.",
+                  "", f"![interpolation strip]({pics.get('strip', '')})", ""]
     else:
         lines += ["Not run (no pairs requested).", ""]
 

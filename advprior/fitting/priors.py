@@ -61,10 +61,23 @@ class PriorTerm:
     """The pose part of a fit for one prior (or None): ``dim`` free numbers per frame,
     :meth:`pose`, :meth:`energy`, :meth:`gauge` and :meth:`latent`."""
 
-    def __init__(self, prior: Prior | None) -> None:
+    def __init__(
+        self, prior: Prior | None, density: object | None = None, density_weight: float = 0.0
+    ) -> None:
         self.prior = prior
         self.space = None if prior is None else prior.latent_space
         self.dim = POSE_DIM if self.space is None else self.space.dim
+        if density is not None and (self.space is None or self.space.kind != "sphere"):
+            raise ValueError(
+                "latent_density is a density on the latent sphere: it needs a sphere-latent "
+                f"prior (GAN-S), got {'no prior' if prior is None else prior.model_type!r}"
+            )
+        if density is not None and int(density.dim) != self.dim:
+            raise ValueError(
+                f"latent_density has dimension {density.dim}, the prior's latent {self.dim}"
+            )
+        self.density = density
+        self.density_weight = float(density_weight)
 
     @property
     def has_latent(self) -> bool:
@@ -78,6 +91,13 @@ class PriorTerm:
         else:
             start = self.prior.fit_start().detach()
         return start.to(device=device, dtype=dtype).expand(n, -1).clone()
+
+    def starts(self, s: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``s`` starting points ``(s, dim)`` for multi-start fits, the same for every frame:
+        :meth:`init`'s point first, then :meth:`advprior.interface.Prior.fit_starts`."""
+        if s == 1 or self.prior is None:
+            return self.init(s, dtype, device)
+        return self.prior.fit_starts(s).detach().to(device=device, dtype=dtype)
 
     def _model_input(self, params: Tensor) -> Tensor:
         return params if self.prior is None else params.to(self.prior.dtype)
@@ -95,6 +115,14 @@ class PriorTerm:
             return (pose * pose).sum(-1)
         z = self._model_input(params) if self.space is not None else None
         return self.prior.energy(self._model_input(pose), z).to(pose.dtype)
+
+    def density_energy(self, params: Tensor) -> Tensor:
+        """``density_weight * nll(z)`` of the latent density at the projected latent ``(n,)``
+        (0 without a density): a preference for common poses, per frame."""
+        if self.density is None or self.density_weight == 0.0:
+            return params.new_zeros(params.shape[0])
+        z = self.prior.project(self._model_input(params))
+        return self.density_weight * self.density.nll(z).to(params.dtype)
 
     def gauge(self, params: Tensor) -> Tensor:
         """A term that changes no pose but keeps the free latent well-behaved, ``(n,)``:

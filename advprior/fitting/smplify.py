@@ -275,6 +275,9 @@ def fit_keypoints(
     stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
     lr: float = 0.02,
     orientations: int = 2,
+    starts: int = 1,
+    latent_density: object | None = None,
+    latent_weight: float = 1.0,
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -306,6 +309,15 @@ def fit_keypoints(
             per frame, the frame keeping the one with the lower final loss: 2 (the best and the
             best facing at least 60 degrees away from it: SMPLify's guard against the torso's
             front/back ambiguity) or 1 (half the work).
+        starts: starting poses per frame and orientation, the frame keeping the lowest final
+            loss: 1 (the prior's central pose, :meth:`PriorTerm.init`) or more
+            (:meth:`PriorTerm.starts`: the central pose, then representative poses of the
+            prior's samples, or the GMM's heaviest component means). The work grows
+            ``starts``-fold; frames stay independent. Without a prior there is one start.
+        latent_density: for a sphere-latent prior (GAN-S), a density on its latent sphere
+            (:class:`advprior.fitting.latent_density.VMFMixture`) whose negative log-density,
+            times ``latent_weight``, is added to every pose stage: prefers common poses among
+            those that explain the keypoints equally well.
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -331,10 +343,18 @@ def fit_keypoints(
         from advprior.body import load_body_model
 
         body_model = load_body_model()
-    term = PriorTerm(model)
+    if not (
+        isinstance(latent_weight, (int, float))
+        and math.isfinite(latent_weight)
+        and latent_weight >= 0
+    ):
+        raise ValueError(f"latent_weight must be a non-negative number, got {latent_weight!r}")
+    term = PriorTerm(model, latent_density, latent_weight)
     body = _Body(body_model, fmt)
     if orientations not in (1, 2):
         raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+        raise ValueError(f"starts must be a positive int, got {starts!r}")
     opts = _Options(
         camera,
         body,
@@ -346,6 +366,7 @@ def fit_keypoints(
         stages,
         float(lr),
         orientations,
+        starts if term.prior is not None else 1,
     )
     info: dict[str, Any] = {
         "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
@@ -356,7 +377,11 @@ def fit_keypoints(
         "sigma_px": float(sigma),
         "stages": stages,
         "orientations": orientations,
+        "starts": opts.starts,
         "batch": bool(batch),
+        "latent_density": None
+        if latent_density is None
+        else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
     }
     with frozen(model), frozen(body_model):
         if batch or kp.shape[0] <= 1:
@@ -400,6 +425,58 @@ class _Options:
     stages: list[tuple[float, float]]
     lr: float
     orientations: int
+    starts: int = 1
+
+
+def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
+    """The multipliers ``(prior, shape)`` of one pose stage's energies for ``term``: the squared
+    stage weights (a prior's energy is 0 where its manifold is the prior: GAN-S, GAN-U), and
+    :data:`NO_PRIOR_WEIGHT` without a prior."""
+    pw = NO_PRIOR_WEIGHT if term.prior is None else prior_weight**2
+    return pw, shape_weight**2
+
+
+def pose_objective(camera: PinholeCamera, body: _Body, term: PriorTerm, keypoints: Tensor,
+                   weight: Tensor, sigma: float, prior_w: float, shape_w: float):
+    """The objective of a pose stage as a function of packed parameters ``x (n, 6 + K + dim)``
+    (global orientation, translation, betas, the prior's free numbers) -> ``(n,)``:
+    robust reprojection of ``keypoints (n, J, 2)`` weighted by ``weight (n, J)`` (squared
+    confidences), plus ``shape_w |beta|^2 + prior_w E_prior + GAUGE_WEIGHT gauge``."""
+    nb = body.num_betas
+
+    def fn(x: Tensor) -> Tensor:
+        go, tr, be, pp = _split(x, nb)
+        pose = term.pose(pp)
+        pts, _ = body(go, pose, be, tr)
+        sq = (camera.project(pts) - keypoints) ** 2
+        loss = (weight * geman_mcclure(sq, sigma).sum(-1)).sum(-1) + shape_w * (be * be).sum(-1)
+        return (loss + prior_w * term.energy(pp, pose) + term.density_energy(pp)
+                + GAUGE_WEIGHT * term.gauge(pp))
+
+    return fn
+
+
+def final_objective(keypoints: object, confidence: object, camera: PinholeCamera, *,
+                    prior: object, body_model: object | None = None,
+                    keypoint_format: str | KeypointFormat = "smpl24", sigma: float = 100.0,
+                    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
+                    latent_density: object | None = None, latent_weight: float = 1.0):
+    """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
+    for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
+    with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
+    orientation, translation, betas, the prior's free numbers)``."""
+    fmt = get_format(keypoint_format)
+    kp, conf = prepare_keypoints(keypoints, confidence, fmt)
+    model, _ = resolve_prior(prior)
+    if body_model is None:
+        from advprior.body import load_body_model
+
+        body_model = load_body_model()
+    term = PriorTerm(model, latent_density, latent_weight)
+    body = _Body(body_model, fmt)
+    pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
+    return pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw), term, \
+        body.num_betas
 
 
 def _pick_orientations(
@@ -476,25 +553,27 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         pts, _ = body(x_cam[:, :3], pose0_y, betas0, x_cam[:, 3:6])
         rank = data_term(pts, kp_y, conf_y**2)
     pick = _pick_orientations(x_cam, rank, n, ny, k, camera).reshape(-1)  # (n * k,)
-    x = torch.cat([x_cam[pick], torch.zeros(n * k, nb, **like), pose_params0.expand(n * k, -1)], -1)
+    # Rows frame-major, then orientation, then start: n * k * s independent problems.
+    s = o.starts
+    starts = pose_params0 if s == 1 else term.starts(s, dtype, device)  # (s, dim)
+    ks = k * s
+    x = torch.cat(
+        [
+            x_cam[pick].repeat_interleave(s, 0),
+            torch.zeros(n * ks, nb, **like),
+            starts.repeat(n * k, 1),
+        ],
+        -1,
+    )
     steps = it_cam.view(n, ny).sum(1)
-    kp_k, w2_k = kp.repeat_interleave(k, 0), (conf * conf).repeat_interleave(k, 0)
-
-    def objective(prior_w: float, shape_w: float):
-        def fn(x: Tensor) -> Tensor:
-            go, tr, be, pp = _split(x, nb)
-            pose = term.pose(pp)
-            pts, _ = body(go, pose, be, tr)
-            loss = data_term(pts, kp_k, w2_k) + shape_w * (be * be).sum(-1)
-            return loss + prior_w * term.energy(pp, pose) + GAUGE_WEIGHT * term.gauge(pp)
-
-        return fn
+    kp_k, w2_k = kp.repeat_interleave(ks, 0), (conf * conf).repeat_interleave(ks, 0)
 
     for prior_weight, shape_weight in o.stages:
-        pw = NO_PRIOR_WEIGHT if term.prior is None else prior_weight**2
-        x, loss, it = _minimize(objective(pw, shape_weight**2), x, o.optimizer, o.iterations, o.lr)
-        steps = steps + it.view(n, k).sum(1)
-    keep = loss.view(n, k).argmin(1) + torch.arange(n, device=device) * k
+        pw, sw = stage_weights(term, prior_weight, shape_weight)
+        fn = pose_objective(camera, body, term, kp_k, w2_k, o.sigma, pw, sw)
+        x, loss, it = _minimize(fn, x, o.optimizer, o.iterations, o.lr)
+        steps = steps + it.view(n, ks).sum(1)
+    keep = loss.view(n, ks).argmin(1) + torch.arange(n, device=device) * ks
     x, loss = x[keep], loss[keep]
 
     with torch.no_grad():
