@@ -212,7 +212,6 @@ class Prior:
 
     # -- plausibility ---------------------------------------------------------------------
 
-
     def fit_starts(self, s: int) -> Tensor:
         """``s`` starting points ``(s, D)`` (or ``(s, 63)``) for a multi-start fit, the same for
         every frame: :meth:`fit_start` first. Default, for a latent prior: then the latents of
@@ -242,6 +241,7 @@ class Prior:
             chosen.append(best)
             nearest = torch.minimum(nearest, dist[best])
         return torch.cat([first, z[chosen]])
+
     def score(self, body_pose: Tensor, **options: Any) -> Tensor:
         """How plausible poses ``body_pose (..., 63 | 69)`` are under the prior, ``(...)``:
         higher is more plausible; comparable between poses of one prior, not between priors.

@@ -97,9 +97,14 @@ def test_one_cmu_person_is_one_subject_across_formats(shared_mocap: Path, tmp_pa
     split. Subject 105's AMC files have CRLF line endings and are read like the others."""
     from advprior.data import build_dataset
 
-    links = ["cmu_asfamc/06/06.asf", "cmu_asfamc/06/06_14.amc", "cmu_asfamc/105/105.asf",
-             "cmu_asfamc/105/105_06.amc", "cmu_deepmimic_retarget_jump/06/06_09.txt",
-             "cmu_deepmimic_retarget_jump/humanoid3d_jumper60kg_character.txt"]
+    links = [
+        "cmu_asfamc/06/06.asf",
+        "cmu_asfamc/06/06_14.amc",
+        "cmu_asfamc/105/105.asf",
+        "cmu_asfamc/105/105_06.amc",
+        "cmu_deepmimic_retarget_jump/06/06_09.txt",
+        "cmu_deepmimic_retarget_jump/humanoid3d_jumper60kg_character.txt",
+    ]
     root = tmp_path / "mocap"
     for rel in links:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +120,9 @@ def test_one_cmu_person_is_one_subject_across_formats(shared_mocap: Path, tmp_pa
         rows = f["subject"] == k
         assert len(np.unique(f["split"][rows])) == 1
         sources = {names[i].split("/")[0] for i in np.unique(f["sequence"][rows])}
-        expected = {"cmu_asfamc", "cmu_deepmimic_retarget_jump"} if s == "cmu:06" else {
-            "cmu_asfamc"}
+        expected = (
+            {"cmu_asfamc", "cmu_deepmimic_retarget_jump"} if s == "cmu:06" else {"cmu_asfamc"}
+        )
         assert sources == expected, s
     # 105_06: 120 fps in the file; every source frame read (none lost to the CRLF endings).
     motion = load_motion(shared_mocap / "cmu_asfamc/105/105_06.amc")

@@ -276,9 +276,9 @@ def test_run_eval_bad_arguments(tmp_path: Path, body: _CubeBody, write_dataset) 
 def test_path_ratio_counts_the_detour(body: _CubeBody) -> None:
     gen = torch.Generator().manual_seed(4)
     a, b = 0.3 * torch.randn(2, 63, generator=gen), 0.3 * torch.randn(2, 63, generator=gen)
-    direct = torch.stack([a, b], 1)                         # (2, 2, 63): the ends only
+    direct = torch.stack([a, b], 1)  # (2, 2, 63): the ends only
     torch.testing.assert_close(protocol.path_ratio(direct, body), torch.ones(2))
-    there_and_back = torch.stack([a, b, a, b], 1)           # three times the direct distance
+    there_and_back = torch.stack([a, b, a, b], 1)  # three times the direct distance
     torch.testing.assert_close(protocol.path_ratio(there_and_back, body), torch.full((2,), 3.0))
     paths, _ = protocol.interpolation_paths(None, a, b, 9)  # joint slerp: arcs, not chords
     ratio = protocol.path_ratio(paths, body)

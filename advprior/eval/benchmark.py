@@ -181,11 +181,18 @@ def _aligned_joint_errors_mm(pred: Tensor, target: Tensor) -> Tensor:
     return 1000.0 * (procrustes_align(pred, target) - target).norm(dim=-1)
 
 
-def diagnose_fitting(views: SyntheticViews, prior: Any, *, body_model: Any = None,
-                     margin_mm: float = 10.0, rel_tol: float = 1e-2,
-                     invert_kwargs: dict | None = None,
-                     refine_iterations: int = 100, fit_result: Any = None,
-                     **fit_kwargs: Any) -> dict[str, Any]:
+def diagnose_fitting(
+    views: SyntheticViews,
+    prior: Any,
+    *,
+    body_model: Any = None,
+    margin_mm: float = 10.0,
+    rel_tol: float = 1e-2,
+    invert_kwargs: dict | None = None,
+    refine_iterations: int = 100,
+    fit_result: Any = None,
+    **fit_kwargs: Any,
+) -> dict[str, Any]:
     """Split each fit's 3D error (P-MPJPE, mm) into what the prior cannot represent, what the
     optimiser missed, and what the prior prefers over the truth (``docs/fitting.md``).
 
@@ -218,23 +225,41 @@ def diagnose_fitting(views: SyntheticViews, prior: Any, *, body_model: Any = Non
 
     n = views.keypoints.shape[0]
     start = time.perf_counter()
-    fit = fit_result if fit_result is not None else fit_keypoints(
-        views.keypoints, views.confidence, views.camera, body_model=body_model, prior=prior,
-        **fit_kwargs)
+    fit = (
+        fit_result
+        if fit_result is not None
+        else fit_keypoints(
+            views.keypoints,
+            views.confidence,
+            views.camera,
+            body_model=body_model,
+            prior=prior,
+            **fit_kwargs,
+        )
+    )
     fit_seconds = time.perf_counter() - start
-    fn_kwargs = {k: fit_kwargs[k] for k in ("keypoint_format", "sigma", "stages",
-                                             "latent_density", "latent_weight")
-                 if k in fit_kwargs}
-    fn, term, nb = final_objective(views.keypoints, views.confidence, views.camera, prior=prior,
-                                   body_model=body_model, **fn_kwargs)
+    fn_kwargs = {
+        k: fit_kwargs[k]
+        for k in ("keypoint_format", "sigma", "stages", "latent_density", "latent_weight")
+        if k in fit_kwargs
+    }
+    fn, term, nb = final_objective(
+        views.keypoints,
+        views.confidence,
+        views.camera,
+        prior=prior,
+        body_model=body_model,
+        **fn_kwargs,
+    )
     with frozen(term.prior):
         if term.has_latent:
             params = invert(term.prior, views.body_pose, **(invert_kwargs or {}))
             params = params.to(views.keypoints.dtype)
         else:
             params = views.body_pose.to(views.keypoints.dtype)
-        x_true = torch.cat([views.global_orient, views.transl,
-                            views.keypoints.new_zeros(n, nb), params], -1)
+        x_true = torch.cat(
+            [views.global_orient, views.transl, views.keypoints.new_zeros(n, nb), params], -1
+        )
         with torch.no_grad():
             loss_truth = fn(x_true)
         refined = minimize_lbfgs(fn, x_true, max_iter=refine_iterations)
@@ -243,7 +268,7 @@ def diagnose_fitting(views: SyntheticViews, prior: Any, *, body_model: Any = Non
         def joints_of(x: Tensor) -> Tensor:
             with torch.no_grad():
                 go, tr = x[:, :3], x[:, 3:6]
-                be, pp = x[:, 6:6 + nb], x[:, 6 + nb:]
+                be, pp = x[:, 6 : 6 + nb], x[:, 6 + nb :]
                 return forward_kinematics(go, term.pose(pp), be, tr, body_model=body_model)
 
         joints_truth = joints_of(x_true)
@@ -260,25 +285,45 @@ def diagnose_fitting(views: SyntheticViews, prior: Any, *, body_model: Any = Non
     fine = ~miss & ~prefer
 
     def split(err: Tensor) -> dict[str, float]:
-        return {"all": float(err.mean()), "observed": float(err[seen].mean()),
-                "dropped": float(err[~seen].mean()) if bool((~seen).any()) else float("nan")}
+        return {
+            "all": float(err.mean()),
+            "observed": float(err[seen].mean()),
+            "dropped": float(err[~seen].mean()) if bool((~seen).any()) else float("nan"),
+        }
 
     return {
         "frames": n,
         "fit_seconds": fit_seconds,
-        "p_mpjpe_mm": {"fit": split(err_fit), "representability": split(err_truth),
-                       "oracle": split(err_oracle)},
-        "frames_miss": int(miss.sum()), "frames_prefer": int(prefer.sum()),
+        "p_mpjpe_mm": {
+            "fit": split(err_fit),
+            "representability": split(err_truth),
+            "oracle": split(err_oracle),
+        },
+        "frames_miss": int(miss.sum()),
+        "frames_prefer": int(prefer.sum()),
         "frames_fine": int(fine.sum()),
         "frames_below_truth_objective": int((loss_fit <= loss_truth).sum()),
-        "excess_mm": {name: float(excess[mask].sum() / n)
-                      for name, mask in (("miss", miss), ("prefer", prefer), ("fine", fine))},
-        "excess_mean_mm": {name: float(excess[mask].mean()) if bool(mask.any()) else 0.0
-                           for name, mask in (("miss", miss), ("prefer", prefer),
-                                              ("fine", fine))},
-        "objective_median": {"fit": float(loss_fit.median()), "truth": float(loss_truth.median()),
-                             "oracle": float(loss_oracle.median())},
-        "per_frame": {"loss_fit": loss_fit, "loss_truth": loss_truth, "loss_oracle": loss_oracle,
-                      "error_fit": err_fit.mean(-1), "error_truth": err_truth.mean(-1),
-                      "error_oracle": err_oracle.mean(-1), "miss": miss, "prefer": prefer},
+        "excess_mm": {
+            name: float(excess[mask].sum() / n)
+            for name, mask in (("miss", miss), ("prefer", prefer), ("fine", fine))
+        },
+        "excess_mean_mm": {
+            name: float(excess[mask].mean()) if bool(mask.any()) else 0.0
+            for name, mask in (("miss", miss), ("prefer", prefer), ("fine", fine))
+        },
+        "objective_median": {
+            "fit": float(loss_fit.median()),
+            "truth": float(loss_truth.median()),
+            "oracle": float(loss_oracle.median()),
+        },
+        "per_frame": {
+            "loss_fit": loss_fit,
+            "loss_truth": loss_truth,
+            "loss_oracle": loss_oracle,
+            "error_fit": err_fit.mean(-1),
+            "error_truth": err_truth.mean(-1),
+            "error_oracle": err_oracle.mean(-1),
+            "miss": miss,
+            "prefer": prefer,
+        },
     }

@@ -167,14 +167,23 @@ def render(results: dict) -> str:
             if "excluded" in r:
                 lines.append(f"| {name} | - | - | - | - | - | excluded: {r['excluded']} |")
             else:
-                pr = [_f(r[k], 2) if k in r else "-"
-                      for k in ("path_ratio_mean", "path_ratio_median")]
-                lines.append(f"| {name} | {_f(r['R_mean'], 2)} | {_f(r['R_std'], 2)} |"
-                             f" {_f(r['R_median'], 2)} | {pr[0]} | {pr[1]} | {r['method']} |")
-        lines += ["", f"![per-step deformation]({pics.get('deformation', '')})", "",
-                  "One pair, every model (rows); each model starts and ends at its own"
-                  " reconstruction of the two real poses, the joint-slerp row at the real poses.",
-                  "", f"![interpolation strip]({pics.get('strip', '')})", ""]
+                pr = [
+                    _f(r[k], 2) if k in r else "-" for k in ("path_ratio_mean", "path_ratio_median")
+                ]
+                lines.append(
+                    f"| {name} | {_f(r['R_mean'], 2)} | {_f(r['R_std'], 2)} |"
+                    f" {_f(r['R_median'], 2)} | {pr[0]} | {pr[1]} | {r['method']} |"
+                )
+        lines += [
+            "",
+            f"![per-step deformation]({pics.get('deformation', '')})",
+            "",
+            "One pair, every model (rows); each model starts and ends at its own"
+            " reconstruction of the two real poses, the joint-slerp row at the real poses.",
+            "",
+            f"![interpolation strip]({pics.get('strip', '')})",
+            "",
+        ]
     else:
         lines += ["Not run (no pairs requested).", ""]
 

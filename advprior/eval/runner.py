@@ -313,12 +313,16 @@ def run_eval(
             paths, how = got
             ratio, deform = protocol.smoothness(poser, paths)
             detour = protocol.path_ratio(paths, body)
-            smooth[label] = {"method": how, "R_mean": float(ratio.mean()),
-                             "R_std": float(ratio.std()) if ratio.numel() > 1 else 0.0,
-                             "R_median": float(ratio.median()), "pairs": int(ratio.numel()),
-                             "path_ratio_mean": float(detour.mean()),
-                             "path_ratio_median": float(detour.median()),
-                             "seconds": time.perf_counter() - t0}
+            smooth[label] = {
+                "method": how,
+                "R_mean": float(ratio.mean()),
+                "R_std": float(ratio.std()) if ratio.numel() > 1 else 0.0,
+                "R_median": float(ratio.median()),
+                "pairs": int(ratio.numel()),
+                "path_ratio_mean": float(detour.mean()),
+                "path_ratio_median": float(detour.median()),
+                "seconds": time.perf_counter() - t0,
+            }
             curves[label] = deform.numpy()
             strip[label] = poser(paths[0, show], all_vertices=True)["vertices"].numpy()
             log(f"{label}: R mean {smooth[label]['R_mean']:.2f} ({smooth[label]['seconds']:.1f}s)")

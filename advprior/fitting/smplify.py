@@ -436,8 +436,16 @@ def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> 
     return pw, shape_weight**2
 
 
-def pose_objective(camera: PinholeCamera, body: _Body, term: PriorTerm, keypoints: Tensor,
-                   weight: Tensor, sigma: float, prior_w: float, shape_w: float):
+def pose_objective(
+    camera: PinholeCamera,
+    body: _Body,
+    term: PriorTerm,
+    keypoints: Tensor,
+    weight: Tensor,
+    sigma: float,
+    prior_w: float,
+    shape_w: float,
+):
     """The objective of a pose stage as a function of packed parameters ``x (n, 6 + K + dim)``
     (global orientation, translation, betas, the prior's free numbers) -> ``(n,)``:
     robust reprojection of ``keypoints (n, J, 2)`` weighted by ``weight (n, J)`` (squared
@@ -450,17 +458,29 @@ def pose_objective(camera: PinholeCamera, body: _Body, term: PriorTerm, keypoint
         pts, _ = body(go, pose, be, tr)
         sq = (camera.project(pts) - keypoints) ** 2
         loss = (weight * geman_mcclure(sq, sigma).sum(-1)).sum(-1) + shape_w * (be * be).sum(-1)
-        return (loss + prior_w * term.energy(pp, pose) + term.density_energy(pp)
-                + GAUGE_WEIGHT * term.gauge(pp))
+        return (
+            loss
+            + prior_w * term.energy(pp, pose)
+            + term.density_energy(pp)
+            + GAUGE_WEIGHT * term.gauge(pp)
+        )
 
     return fn
 
 
-def final_objective(keypoints: object, confidence: object, camera: PinholeCamera, *,
-                    prior: object, body_model: object | None = None,
-                    keypoint_format: str | KeypointFormat = "smpl24", sigma: float = 100.0,
-                    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
-                    latent_density: object | None = None, latent_weight: float = 1.0):
+def final_objective(
+    keypoints: object,
+    confidence: object,
+    camera: PinholeCamera,
+    *,
+    prior: object,
+    body_model: object | None = None,
+    keypoint_format: str | KeypointFormat = "smpl24",
+    sigma: float = 100.0,
+    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
+    latent_density: object | None = None,
+    latent_weight: float = 1.0,
+):
     """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
     for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
     with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
@@ -475,8 +495,11 @@ def final_objective(keypoints: object, confidence: object, camera: PinholeCamera
     term = PriorTerm(model, latent_density, latent_weight)
     body = _Body(body_model, fmt)
     pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
-    return pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw), term, \
-        body.num_betas
+    return (
+        pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw),
+        term,
+        body.num_betas,
+    )
 
 
 def _pick_orientations(
