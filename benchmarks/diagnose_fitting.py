@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from advprior.eval.benchmark import diagnose_fitting, make_views
     from advprior.data import load_dataset
+    from advprior.eval.benchmark import diagnose_fitting, make_views
 
     data = load_dataset(args.data, split=args.split)
     pool = torch.arange(data.body_pose.shape[0])

@@ -32,9 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from advprior.data import load_dataset
-
     from advprior.body import load_body_model
+    from advprior.data import load_dataset
     from advprior.eval import protocol
     from advprior.eval.runner import _pairs
     from advprior.hub import load_pretrained

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from advprior.eval.benchmark import diagnose_fitting, make_views
 from test_fit_keypoints import CAMERA, make_gmm, scene, seeded, tame
 
 from advprior.body import load_body_model
+from advprior.eval.benchmark import diagnose_fitting, make_views
 from advprior.fitting import fit_keypoints
 from advprior.fitting.latent_density import VMFMixture, fit_latent_density, log_bessel_iv
 from advprior.fitting.priors import PriorTerm
