@@ -260,9 +260,10 @@ def main(argv: list[str] | None = None) -> int:
             "",
             *(
                 [
-                    "Inversion (`PosePrior.project_pose`, defaults: bank start, 50 L-BFGS steps; and from a "
-                    f"`PoseEncoder` trained {args.encoder_steps} steps, then 10 steps) of held-out test "
-                    "poses not used above:",
+                    "Inversion (`PosePrior.project_pose`, defaults: bank start, 50 L-BFGS "
+                    "steps; and from a "
+                    f"`PoseEncoder` trained {args.encoder_steps} steps, then 10 steps) "
+                    "of held-out test poses not used above:",
                     "",
                     *inversion_table(inversion),
                 ]
