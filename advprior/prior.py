@@ -150,9 +150,10 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         ``project`` (default True) first moves ``z`` onto the latent manifold
         (:meth:`project`). That is the default because every fit (:class:`LatentPose`,
         :func:`advprior.fitting.fit_keypoints`) decodes ``project(z)``: a raw fitted ``z``, saved
-        and decoded later, gives the pose that was fitted. The projection is idempotent, so a
-        latent already on the manifold decodes exactly as with ``project=False``, which decodes
-        ``z`` as given (the generator never saw latents off the manifold).
+        and decoded later, gives the pose that was fitted. A latent already on the manifold decodes
+        as with ``project=False`` up to float rounding (renormalising a unit vector can move it by
+        an ulp); ``project=False`` decodes ``z`` as given (the generator never saw latents off
+        the manifold).
 
         NaN/Inf latents decode to NaN/Inf poses (no exception), so the call is safe inside any
         optimiser's line search; shape, dtype and type errors still raise.
