@@ -27,9 +27,12 @@ from advprior.train.vae import train_vae
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(progress=False, tensorboard=False, val_samples=200, max_val_poses=100)
-# The paper's GAN, and the same with the two optional extras (EMA generator, R1 penalty).
+# The paper's GAN, and the same with the optional extras (EMA generator, R1 penalty, jointly
+# trained encoder).
 EXTRAS = pytest.mark.parametrize(
-    "extras", [{}, {"ema_decay": 0.9, "r1_gamma": 1.0}], ids=["paper", "ema-r1"]
+    "extras",
+    [{}, {"ema_decay": 0.9, "r1_gamma": 1.0, "cycle_weight": 1.0}],
+    ids=["paper", "ema-r1-cycle"],
 )
 
 
@@ -228,6 +231,28 @@ def test_ema_generator_is_validated_and_exported(synthetic, tmp_path):
     for bad in ({"ema_decay": 1.0}, {"ema_decay": -0.1}, {"r1_gamma": -1.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             train_gan(synthetic, tmp_path / "bad", **{**kw, **bad})
+
+
+def test_cycle_encoder_is_trained_with_the_generator(synthetic, tmp_path):
+    kw = dict(steps=100, batch_size=32, d_steps=1, disc_hidden_dim=32, val_every=0, **FAST)
+    train_gan(synthetic, tmp_path / "cycle", cycle_weight=5.0, **kw)
+    rows = _read_csv(tmp_path / "cycle" / "train_log.csv")
+    pose = [float(r["cycle_pose"]) for r in rows]
+    zerr = [float(r["cycle_z"]) for r in rows]
+    # both cycle errors fall while the generator also learns from the critic
+    assert np.mean(pose[-5:]) < 0.7 * np.mean(pose[:5]), pose
+    assert np.mean(zerr[-5:]) < 0.7 * np.mean(zerr[:5]), zerr
+    models = _weights(tmp_path / "cycle")
+    assert set(models) == {"generator", "discriminator", "encoder"}
+    train_gan(synthetic, tmp_path / "plain", **kw)
+    assert "encoder" not in _weights(tmp_path / "plain")
+    assert "cycle_pose" not in _read_csv(tmp_path / "plain" / "train_log.csv")[0]
+    config = json.loads((tmp_path / "cycle" / "model" / "config.json").read_text())
+    assert config["training"]["config"]["cycle_weight"] == 5.0
+    with pytest.raises(ValueError, match="cycle_weight"):  # a plain run cannot resume with one
+        train_gan(synthetic, tmp_path / "plain", resume=True, cycle_weight=5.0, **kw)
+    with pytest.raises(ValueError, match="cycle_weight"):
+        train_gan(synthetic, tmp_path / "bad", **{**kw, "cycle_weight": -1.0})
 
 
 def test_moved_run_folder_and_data_file_still_resume(synthetic, tmp_path):

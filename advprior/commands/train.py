@@ -62,6 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="GAN: R1 gradient penalty weight on real poses (0: off, as the paper)",
     )
     p.add_argument(
+        "--cycle",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="GAN: train a pose encoder jointly and add WEIGHT x (pose and latent cycle "
+        "errors) to the generator loss (0: off, as the paper)",
+    )
+    p.add_argument(
         "--select",
         choices=("best", "last"),
         default="best",
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             select=args.select,
             ema_decay=args.ema,
             r1_gamma=args.r1,
+            cycle_weight=args.cycle,
             **common,
             **loop,
         )

@@ -127,7 +127,7 @@ class GANConfig(LoopSettings):
     """The adversarial prior (see :func:`advprior.train.train_gan` for every field)."""
 
     model = "gan"
-    omit_when_zero = ("ema_decay", "r1_gamma")
+    omit_when_zero = ("ema_decay", "r1_gamma", "cycle_weight")
 
     latent: str = "sphere"
     steps: int = 5000
@@ -137,6 +137,7 @@ class GANConfig(LoopSettings):
     disc_hidden_dim: int = 1024
     ema_decay: float = 0.0
     r1_gamma: float = 0.0
+    cycle_weight: float = 0.0
     val_every: int = 500
     ckpt_every: int = 250
 
@@ -149,6 +150,8 @@ class GANConfig(LoopSettings):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.r1_gamma < 0.0:
             raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
+        if self.cycle_weight < 0.0:
+            raise ValueError(f"cycle_weight must be >= 0, got {self.cycle_weight}")
 
 
 @dataclass(kw_only=True)

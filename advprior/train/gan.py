@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advprior.inversion import PoseEncoder
 from advprior.prior import PosePrior
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import distributed as ddp
@@ -39,14 +40,29 @@ from advprior.train.sampler import BatchStream
 
 
 class _RotmatGenerator(nn.Module):
-    """The prior's decoder to ``(B, 21, 3, 3)`` as ``forward``, so DDP can wrap it."""
+    """The prior's decoder to ``(B, 21, 3, 3)`` as ``forward``, so DDP can wrap it; with an
+    encoder, ``forward(z, real)`` also returns the two cycle errors (see :func:`train_gan`'s
+    ``cycle_weight``), so that one forward and one backward cover every trained weight and DDP
+    averages all of their gradients."""
 
-    def __init__(self, prior: nn.Module) -> None:
+    def __init__(self, prior: PosePrior, encoder: PoseEncoder | None = None) -> None:
         super().__init__()
         self.prior = prior
+        self.encoder = encoder
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.prior.decode(z, output="rotmat")
+    def forward(
+        self, z: torch.Tensor, real: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        fake = self.prior.decode(z, output="rotmat")
+        if self.encoder is None or real is None:
+            return fake
+        recon = self.prior.decode(self.encoder(real), output="rotmat")
+        z_back = self.encoder(fake)
+        return fake, {
+            # squared chordal error summed over joints, squared latent distance; batch means
+            "cycle_pose": ((recon - real) ** 2).sum(dim=(1, 2, 3)).mean(),
+            "cycle_z": ((z_back - self.prior.project(z)) ** 2).sum(dim=-1).mean(),
+        }
 
 
 def train_gan(
@@ -81,6 +97,14 @@ def train_gan(
         r1_gamma: when > 0, add ``r1_gamma / 2 * E||d(sum of D's real scores)/d(real rotmat)||^2``
             to the discriminator loss (R1 penalty on real poses, Mescheder et al. 2018); keeps the
             critic from memorising a small training set. 0 (the paper): no penalty.
+        cycle_weight: when > 0, train a :class:`~advprior.inversion.PoseEncoder` ``E`` with the
+            generator and add ``cycle_weight * (||G(E(x)) - x||^2 + ||E(G(z)) - z||^2)`` to the
+            generator loss (squared chordal rotation error summed over the joints for real
+            poses ``x``; squared latent distance for prior latents ``z``). The first term makes
+            every training pose reachable (coverage), the second keeps ``G`` from folding the
+            latent space onto itself (shorter latent paths); a jointly trained encoder in the
+            spirit of ALI/BiGAN. The encoder is saved in the checkpoint, not exported. 0 (the
+            paper): no encoder.
         val_every / ckpt_every: validation and checkpoint periods in steps (0: only at the end).
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
@@ -117,6 +141,7 @@ def train_gan(
         cfg.r1_gamma,
     )
     mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
+    cycle_weight = cfg.cycle_weight
     info = ddp.setup(run.device)
     folder = None
     try:
@@ -129,7 +154,12 @@ def train_gan(
         prior = prior.to(info.device)
         disc = PoseDiscriminator(hidden_dim=cfg.disc_hidden_dim).to(info.device)
         torch.manual_seed(seed + info.rank)  # dropout noise differs per rank
-        gen_net = ddp.wrap(_RotmatGenerator(prior), info)
+        encoder = opt_e = None
+        if cycle_weight > 0:
+            encoder = PoseEncoder(prior, hidden=cfg.hidden_dim).to(info.device)
+            # Only the encoder's own layers: the generator inside it has its own optimiser.
+            opt_e = torch.optim.Adam(encoder.net.parameters(), lr=lr, betas=tuple(betas))
+        gen_net = ddp.wrap(_RotmatGenerator(prior, encoder), info)
         disc_net = ddp.wrap(disc, info)
         opt_g = torch.optim.Adam(prior.parameters(), lr=lr, betas=tuple(betas))
         opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=tuple(betas))
@@ -153,6 +183,8 @@ def train_gan(
         )
         trainer.add_module("generator", prior, opt_g)
         trainer.add_module("discriminator", disc, opt_d)
+        if encoder is not None:
+            trainer.add_module("encoder", encoder.net, opt_e)
         if shown is not prior:
             trainer.add_module("generator_ema", shown)
         trainer.add_generator("latent", zgen)
@@ -185,11 +217,22 @@ def train_gan(
                 d_fake += pose[n:].mean().item()
             # The generator step goes through D without DDP and without D's gradients.
             disc.requires_grad_(False)
+            cycle = {}
             try:
-                loss_g = generator_loss(disc(gen_net(latents())))
+                if encoder is None:
+                    loss_g = generator_loss(disc(gen_net(latents())))
+                    total_g = loss_g
+                else:
+                    real = real_rotmat[stream.next()].to(info.device)
+                    fake, cycle = gen_net(latents(), real)
+                    loss_g = generator_loss(disc(fake))
+                    total_g = loss_g + cycle_weight * (cycle["cycle_pose"] + cycle["cycle_z"])
+                    opt_e.zero_grad(set_to_none=True)
                 opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
+                total_g.backward()
                 opt_g.step()
+                if encoder is not None:
+                    opt_e.step()
             finally:
                 disc.requires_grad_(True)
             if shown is not prior:
@@ -207,6 +250,7 @@ def train_gan(
                 "loss_g": loss_g.item(),
                 "d_real": d_real / d_steps,
                 "d_fake": d_fake / d_steps,
+                **{k: v.item() for k, v in cycle.items()},
             }
 
         validate = None
@@ -223,3 +267,4 @@ def train_gan(
         if folder is not None:
             folder.release()
         ddp.teardown(info)
+
