@@ -34,7 +34,7 @@ def load(spec: str):
 
 def table(rows: dict[str, dict]) -> str:
     lines = [
-        "| prior | fit P-MPJPE (obs / dropped) | representability (obs / dropped) | "
+        "| prior | fit P-MPJPE (observed / not observed) | representability (obs / not obs) | "
         "oracle | misses: frames, excess mm | preferences: frames, excess mm | "
         "fine: excess mm | fit below truth objective | s / frame |",
         "|---|---|---|---|---|---|---|---|---|",
