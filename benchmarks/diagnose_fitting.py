@@ -1,10 +1,12 @@
 """Why a prior fits 2D keypoints as well as it does: representability, optimisation, preference.
 
     python benchmarks/diagnose_fitting.py --data data/mocap30_v5.npz --split val --frames 128 \
-        --priors gan-s gan-u vae [--starts 1 4] [--json out.json] [--markdown out.md]
+        --priors gan-s gan-u vae [--starts 1 4] [--keypoints coco17] [--json out.json] \
+        [--markdown out.md]
 
 Uses the fitting benchmark's views (:func:`advprior.eval.benchmark.make_views`: 5 px noise,
-20% dropped, random heading and elevation) of ``--frames`` poses of ``--split`` (validation: this
+20% dropped, random heading and elevation; ``--keypoints`` smpl24, coco17 or openpose25, fitted
+in the same format) of ``--frames`` poses of ``--split`` (validation: this
 is where choices are made; never the test split) and
 :func:`advprior.eval.benchmark.diagnose_fitting` per prior and number of starts. A prior is an
 alias or a model folder (``runs/x/model``); ``name=path`` labels it.
@@ -32,7 +34,7 @@ def load(spec: str):
 
 def table(rows: dict[str, dict]) -> str:
     lines = [
-        "| prior | fit P-MPJPE (obs / dropped) | representability (obs / dropped) | "
+        "| prior | fit P-MPJPE (observed / not observed) | representability (obs / not obs) | "
         "oracle | misses: frames, excess mm | preferences: frames, excess mm | "
         "fine: excess mm | fit below truth objective | s / frame |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -52,7 +54,7 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / "data" / "mocap30_v5.npz")
     ap.add_argument(
@@ -62,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         help="never the test split: diagnosis drives choices",
     )
     ap.add_argument("--frames", type=int, default=128)
+    ap.add_argument(
+        "--keypoints",
+        choices=("smpl24", "coco17", "openpose25"),
+        default="smpl24",
+        help="observed keypoint set, fitted in the same format",
+    )
     ap.add_argument(
         "--subjects",
         nargs="+",
@@ -104,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     from advprior.data import load_dataset
     from advprior.eval.benchmark import diagnose_fitting, make_views
@@ -117,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     idx = pool[torch.randperm(len(pool), generator=gen)[: min(args.frames, len(pool))]].sort()
     idx = idx.values
-    views = make_views(data.body_pose[idx], data.global_orient[idx], seed=args.seed)
+    views = make_views(
+        data.body_pose[idx], data.global_orient[idx], seed=args.seed, keypoints=args.keypoints
+    )
     rows: dict[str, dict] = {}
     for spec in args.priors:
         name, prior = load(spec)
@@ -182,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
         "subjects": args.subjects,
         "frames": len(idx),
+        "keypoints": args.keypoints,
         "seed": args.seed,
         "command": "python benchmarks/diagnose_fitting.py "
         + " ".join(sys.argv[1:] if argv is None else argv),

@@ -1,14 +1,21 @@
 """Fit noisy 2D keypoints of held-out mocap poses with every prior and compare (docs/fitting.md).
 
     python examples/smplify_fit.py --frames 256 --write-docs
+    python examples/smplify_fit.py --frames 256 --keypoints coco17 --inversion-poses 0 \
+        --write-docs --docs docs/fitting.md docs/results.md
 
 For each prior (GAN-S, GAN-U, GAN-N, VAE, GMM, no prior) the same keypoints are fitted in one
 batch with :func:`advprior.fitting.fit_keypoints`: test-split poses of the dataset, seen from a
 random heading and elevation 3-6 m in front of a 1000 px focal-length camera, 5 px Gaussian noise,
-20% of the keypoints dropped (confidence 0) -- see :mod:`advprior.eval.benchmark`. Prints
+20% of the keypoints dropped (confidence 0) -- see :mod:`advprior.eval.benchmark`. The
+keypoints are SMPL's 24 joints (``--keypoints smpl24``) or a 2D detector's (``coco17``,
+``openpose25``: limb joints plus face and feet points on the body's surface), fitted in the same
+format; errors are always on the 24 SMPL joints. Prints
 P-MPJPE / MPJPE (mm) of the recovered 3D joints and seconds per frame, then the inversion error
 of ``project_pose`` on held-out poses and its time. ``--write-docs`` rewrites the generated
-block of docs/fitting.md; ``--json`` writes the numbers.
+block of each ``--docs`` file, one block per keypoint set (``<!-- BEGIN GENERATED:
+examples/smplify_fit.py -->`` for smpl24, ``... examples/smplify_fit.py --keypoints coco17 -->``
+for the others; added at the end of the file when missing); ``--json`` writes the numbers.
 
 Needs the dataset (``advprior data build ../shared/data/mocap --out data/mocap30.npz``) and the
 shipped weights (aliases gan-s, gan-u, gan-n, vae, gmm).
@@ -31,6 +38,27 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "fitting.md"
 PRIORS = ("gan-s", "gan-u", "gan-n", "vae", "gmm", "none")
+KEYPOINT_SETS = ("smpl24", "coco17", "openpose25")
+#: How the generated block describes each keypoint set.
+KEYPOINT_TITLE = {
+    "smpl24": "SMPL-24 joint keypoints",
+    "coco17": "COCO-17 detector keypoints",
+    "openpose25": "OpenPose BODY_25 detector keypoints",
+}
+KEYPOINT_TEXT = {
+    "smpl24": "SMPL 24-joint keypoints",
+    "coco17": "COCO-17 detector keypoints (12 limb joints; nose, eyes, ears from the stand-in's "
+    "surface vertices; no spine, collar, neck, pelvis, hand or foot joint)",
+    "openpose25": "OpenPose BODY_25 detector keypoints (limb joints, MidHip = pelvis, Neck = "
+    "SMPL's neck; nose, eyes, ears, big/small toes, heels from the stand-in's surface "
+    "vertices; no spine or collar joint)",
+}
+
+
+def docs_source(keypoints: str) -> str:
+    """The name in the ``BEGIN GENERATED`` marker of the block for ``keypoints``."""
+    name = "examples/smplify_fit.py"
+    return name if keypoints == "smpl24" else f"{name} --keypoints {keypoints}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=REPO / "data" / "mocap30.npz")
     p.add_argument("--frames", type=int, default=256, help="test frames fitted in one batch")
     p.add_argument("--priors", nargs="+", default=list(PRIORS))
+    p.add_argument(
+        "--keypoints",
+        choices=KEYPOINT_SETS,
+        default="smpl24",
+        help="observed keypoint set, fitted in the same format (default smpl24)",
+    )
     p.add_argument("--noise", type=float, default=5.0, help="2D noise std, pixels")
     p.add_argument("--drop", type=float, default=0.2, help="fraction of keypoints dropped")
     p.add_argument("--iterations", type=int, default=None, help="per stage (fit default)")
@@ -68,9 +102,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", type=Path, default=None, help="write the numbers here")
     p.add_argument(
-        "--write-docs", action="store_true", help="rewrite the generated block of --docs"
+        "--write-docs",
+        action="store_true",
+        help="rewrite this keypoint set's generated block of each --docs file",
     )
-    p.add_argument("--docs", type=Path, default=DOCS, help="Markdown file (docs/fitting.md)")
+    p.add_argument(
+        "--docs",
+        type=Path,
+        nargs="+",
+        default=[DOCS],
+        help="Markdown files (default docs/fitting.md; e.g. also docs/results.md)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: comparable runs)")
     return p.parse_args(argv)
 
@@ -182,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         noise_px=args.noise,
         drop=args.drop,
+        keypoints=args.keypoints,
     )
     fit_kwargs = {} if args.iterations is None else {"iterations": args.iterations}
     if args.starts != 1:
@@ -247,11 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     block = "\n".join(
         [
+            # A title, since the block also lands in pages without its surrounding text.
+            f"**Fitting from 2D keypoints: {KEYPOINT_TITLE[args.keypoints]}**",
+            "",
             f"Generated by `{command.strip()}` on {datetime.date.today().isoformat()} ({machine}).",
             f"Data: `{args.data.name}`, test split, {len(idx)} frames in one batch (seed "
             f"{args.seed}); {args.noise:g} px Gaussian noise, {100 * args.drop:.0f}% of keypoints "
-            f"dropped; stand-in body; SMPL 24-joint keypoints; {args.starts} start(s) per frame "
-            f"for every prior; time: fastest of "
+            f"dropped; stand-in body; {KEYPOINT_TEXT[args.keypoints]}; {args.starts} "
+            "start(s) per frame for every prior; time: fastest of "
             f"{args.timing_repeats} runs per prior.",
             "",
             *fitting_table(fitting),
@@ -277,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
+                    "keypoints": args.keypoints,
                     "fitting": fitting,
                     "inversion": inversion,
                     "command": command,
@@ -286,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     if args.write_docs:
-        write_generated_block(args.docs, "examples/smplify_fit.py", block)
-        print(f"wrote {args.docs}")
+        for path in args.docs:
+            write_generated_block(path, docs_source(args.keypoints), block)
+            print(f"wrote {path}")
     return 0
 
 

@@ -78,6 +78,158 @@ def test_views_project_the_true_joints() -> None:
     assert float((noisy.keypoints - views.keypoints).std()) == pytest.approx(5.0, rel=0.25)
 
 
+# Where a detector's keypoint sits, written out independently of advprior.fitting.keypoints:
+# an SMPL joint name, or ("surface", the stand-in's landmark vertex name).
+_LIMBS = {
+    side + part: f"{'left' if side == 'L' else 'right'}_{joint}"
+    for side in ("L", "R")
+    for part, joint in (
+        ("Shoulder", "shoulder"),
+        ("Elbow", "elbow"),
+        ("Wrist", "wrist"),
+        ("Hip", "hip"),
+        ("Knee", "knee"),
+        ("Ankle", "ankle"),
+    )
+}
+DETECTOR_POINTS = {
+    "coco17": {
+        **{name: name for name in _LIMBS.values()},
+        "nose": ("surface", "nose"),
+        "left_eye": ("surface", "leye"),
+        "right_eye": ("surface", "reye"),
+        "left_ear": ("surface", "lear"),
+        "right_ear": ("surface", "rear"),
+    },
+    "openpose25": {
+        **_LIMBS,
+        "Nose": ("surface", "nose"),
+        "Neck": "neck",
+        "MidHip": "pelvis",
+        "REye": ("surface", "reye"),
+        "LEye": ("surface", "leye"),
+        "REar": ("surface", "rear"),
+        "LEar": ("surface", "lear"),
+        **{
+            f"{s}{t}": ("surface", f"{s}{t}")
+            for s in ("L", "R")
+            for t in ("BigToe", "SmallToe", "Heel")
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("fmt", ["coco17", "openpose25"])
+def test_detector_views_are_the_fitters_keypoints(fmt: str) -> None:
+    from advprior.body import load_body_model
+    from advprior.fitting.keypoints import get_format
+    from advprior.fitting.smplify import final_objective
+    from advprior.skeleton import JOINT_NAMES
+
+    body = load_body_model()
+    pose = 0.3 * torch.randn(4, 63, generator=torch.Generator().manual_seed(2))
+    orient = 0.2 * torch.randn(4, 3, generator=torch.Generator().manual_seed(3))
+    views = make_views(pose, orient, seed=4, noise_px=0.0, drop=0.0, keypoints=fmt)
+    names = get_format(fmt).names
+    assert views.keypoint_format == fmt
+    assert views.keypoints.shape == (4, len(names), 2) and views.confidence.shape == (4, len(names))
+    assert views.joints.shape == (4, 24, 3)
+    # 1. Each keypoint is the projection of its joint (forward kinematics) or landmark vertex
+    # (the posed mesh), per the table above. ~500 px coordinates in float32: 1e-3 px is far
+    # above rounding (6e-5 px) and far below any misplaced point (centimetres = pixels here).
+    out = body(global_orient=views.global_orient, body_pose=pose, transl=views.transl)
+    selector = body.layer.vertex_joint_selector.extra_joints_idxs
+    expected = []
+    for name in names:
+        source = DETECTOR_POINTS[fmt][name]
+        if isinstance(source, tuple):
+            vertex = int(selector[body.extra_joint_names.index(source[1])])
+            expected.append(out.vertices[:, vertex])
+        else:
+            expected.append(views.joints[:, JOINT_NAMES.index(source)])
+    expected = BENCH_CAMERA.project(torch.stack(expected, 1))
+    assert torch.allclose(views.keypoints, expected, atol=1e-3)
+    # 2. The fitter's own objective sees zero reprojection error at the truth (no prior: the
+    # objective is the data term plus |pose|^2).
+    fn, _, nb = final_objective(
+        views.keypoints, views.confidence, BENCH_CAMERA, prior=None, keypoint_format=fmt
+    )
+    x_true = torch.cat([views.global_orient, views.transl, torch.zeros(4, nb), pose], -1)
+    data_term = fn(x_true) - (pose * pose).sum(-1)
+    assert float(data_term.abs().max()) < 1e-3  # px^2 over all keypoints; rounding ~1e-6
+    # 3. No spine or collar joint is observed (nor head, hands, feet: no keypoint sits there).
+    never = [
+        i
+        for i, n in enumerate(JOINT_NAMES)
+        if n.startswith("spine") or n.endswith(("collar", "hand", "foot")) or n == "head"
+    ]
+    assert len(never) == 10
+    assert not views.observed_joints[:, never].any()
+    limbs = [JOINT_NAMES.index(n) for n in _LIMBS.values()]
+    assert views.observed_joints[:, limbs].all()  # drop 0: every limb joint seen
+
+
+def test_detector_views_keep_noise_drop_and_two_keypoints() -> None:
+    pose = 0.2 * torch.randn(64, 63, generator=torch.Generator().manual_seed(0))
+    clean = make_views(pose, torch.zeros(64, 3), seed=1, noise_px=0.0, drop=0.0, keypoints="coco17")
+    noisy = make_views(pose, torch.zeros(64, 3), seed=1, noise_px=5.0, drop=0.2, keypoints="coco17")
+    assert torch.equal(noisy.joints, clean.joints)
+    assert float((noisy.keypoints - clean.keypoints).std()) == pytest.approx(5.0, rel=0.1)
+    assert 0.12 < float(1 - noisy.confidence.mean()) < 0.28
+    sparse = make_views(pose, torch.zeros(64, 3), seed=1, drop=0.99, keypoints="openpose25")
+    assert bool((sparse.confidence.sum(-1) >= 2).all())
+    # smpl24 stays today's benchmark: the joints themselves, in SMPL order.
+    smpl = make_views(pose, torch.zeros(64, 3), seed=1, noise_px=0.0, drop=0.0)
+    assert torch.equal(smpl.keypoints, BENCH_CAMERA.project(smpl.joints))
+    assert torch.equal(smpl.observed_joints, smpl.confidence > 0)
+    with pytest.raises(ValueError, match="keypoint_format"):
+        make_views(pose, torch.zeros(64, 3), keypoints="body17")
+
+
+def test_tiny_fit_and_diagnosis_on_coco17_keypoints(checkpoint) -> None:
+    from advprior.eval.benchmark import diagnose_fitting, run_fitting
+
+    pose = 0.2 * torch.randn(3, 63, generator=torch.Generator().manual_seed(5))
+    views = make_views(pose, torch.zeros(3, 3), seed=2, keypoints="coco17")
+    r = run_fitting(views, str(checkpoint), iterations=3)
+    assert r["frames"] == 3
+    for key in ("mpjpe_mm", "p_mpjpe_mm", "reprojection_px"):
+        assert math.isfinite(r[key]) and r[key] > 0, (key, r)
+    d = diagnose_fitting(views, None, refine_iterations=5, iterations=3)
+    fit = d["p_mpjpe_mm"]["fit"]
+    # Unobserved joints include the spine, never seen in coco17: both groups exist.
+    assert math.isfinite(fit["observed"]) and math.isfinite(fit["dropped"])
+
+
+def test_keypoints_flag_is_wired(checkpoint, dataset, tmp_path) -> None:
+    fit = load_example("smplify_fit")
+    args = fit.parse_args(["--keypoints", "openpose25", "--docs", "a.md", "b.md"])
+    assert args.keypoints == "openpose25" and args.docs == [Path("a.md"), Path("b.md")]
+    assert fit.parse_args([]).keypoints == "smpl24"
+    with pytest.raises(SystemExit):
+        fit.parse_args(["--keypoints", "body17"])
+    spec = importlib.util.spec_from_file_location(
+        "diagnose_fitting", EXAMPLES.parent / "benchmarks" / "diagnose_fitting.py"
+    )
+    diagnose = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnose)
+    assert diagnose.parse_args(["--keypoints", "coco17"]).keypoints == "coco17"
+    assert diagnose.parse_args([]).keypoints == "smpl24"
+    # One generated block per keypoint set: a coco17 run adds its own and keeps smpl24's.
+    docs = [tmp_path / "fitting.md", tmp_path / "results.md"]
+    smpl_block = "<!-- BEGIN GENERATED: examples/smplify_fit.py -->\nsmpl\n<!-- END GENERATED -->"
+    for path in docs:
+        path.write_text(f"# Page\n\n{smpl_block}\n\nkept\n")
+    argv = ["--data", str(dataset), "--frames", "3", "--priors", "none", "--iterations", "2"]
+    argv += ["--inversion-poses", "0", "--timing-repeats", "1", "--keypoints", "coco17"]
+    assert fit.main([*argv, "--write-docs", "--docs", *map(str, docs)]) == 0
+    for path in docs:
+        text = path.read_text()
+        assert smpl_block in text and "kept" in text
+        coco = text.split("<!-- BEGIN GENERATED: examples/smplify_fit.py --keypoints coco17 -->")
+        assert len(coco) == 2 and "COCO-17" in coco[1] and "| none |" in coco[1]
+
+
 def test_joint_errors_ignore_position_and_pose_alignment() -> None:
     joints = torch.randn(3, 24, 3)
     rot = torch.tensor(

@@ -4,6 +4,14 @@ Protocol (``docs/fitting.md``): held-out poses (body pose and the recorded globa
 are turned to a random heading, tilted by a random camera elevation, placed 3-6 m in front of a
 1000 x 1000 px pinhole camera (focal 1000 px) and projected; Gaussian noise (``noise_px``) is
 added to every keypoint and a random ``drop`` fraction of keypoints per frame gets confidence 0.
+
+The observed keypoints (``keypoints``) are either SMPL's 24 joints (``smpl24``, the default) or
+the points a 2D detector reports (``coco17``, ``openpose25``): placed on the body by the very
+mapping :func:`advprior.fitting.fit_keypoints` fits with
+(:func:`advprior.fitting.smplify.body_keypoints`): limb joints, the pelvis as OpenPose's MidHip,
+SMPL's neck as its Neck, and nose, eyes, ears, big/small toes and heels from the body's surface
+vertices; no spine or collar joint is observed in those formats.
+
 Errors compare the fitted body's 24 SMPL joints with the true ones (betas 0, the stand-in body
 unless another is given): MPJPE after aligning the pelvis, and P-MPJPE after a similarity
 (Procrustes) alignment, both in millimetres.
@@ -23,7 +31,8 @@ from torch import Tensor
 
 from advprior.fileio import write_text_atomic
 from advprior.fitting.camera import PinholeCamera
-from advprior.fitting.smplify import fit_keypoints
+from advprior.fitting.keypoints import KeypointFormat, get_format
+from advprior.fitting.smplify import body_keypoints, fit_keypoints
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
 #: The benchmark camera: 1000 x 1000 px image, focal length 1000 px.
@@ -32,8 +41,9 @@ BENCH_CAMERA = PinholeCamera(focal=1000.0, center=(500.0, 500.0))
 
 @dataclass
 class SyntheticViews:
-    """Keypoints ``(B, 24, 2)``, confidence ``(B, 24)``, true joints ``(B, 24, 3)`` (world =
-    camera frame), the true ``global_orient``/``transl`` ``(B, 3)`` and ``body_pose (B, 63)``."""
+    """Keypoints ``(B, K, 2)`` and confidence ``(B, K)`` in ``keypoint_format`` (K = 24 for
+    ``smpl24``), true joints ``(B, 24, 3)`` (world = camera frame), the true
+    ``global_orient``/``transl`` ``(B, 3)`` and ``body_pose (B, 63)``."""
 
     keypoints: Tensor
     confidence: Tensor
@@ -42,6 +52,19 @@ class SyntheticViews:
     transl: Tensor
     body_pose: Tensor
     camera: PinholeCamera
+    keypoint_format: str = "smpl24"
+
+    @property
+    def observed_joints(self) -> Tensor:
+        """``(B, 24)`` bool: which of SMPL's 24 joints a keypoint of positive confidence sits
+        on (surface points observe no joint; joints the format lacks are never observed)."""
+        fmt = get_format(self.keypoint_format)
+        seen = self.confidence > 0
+        observed = torch.zeros(*seen.shape[:-1], 24, dtype=torch.bool, device=seen.device)
+        for k, source in enumerate(fmt.sources):
+            if isinstance(source, int):
+                observed[..., source] |= seen[..., k]
+        return observed
 
 
 @torch.no_grad()
@@ -54,11 +77,17 @@ def make_views(
     drop: float = 0.2,
     body_model: Any = None,
     camera: PinholeCamera = BENCH_CAMERA,
+    keypoints: str | KeypointFormat = "smpl24",
 ) -> SyntheticViews:
     """Project ``body_pose (B, 63)`` with its recorded ``global_orient (B, 3)`` (SMPL frame, y up)
-    through ``camera`` from a random heading and elevation; see the module docstring."""
+    through ``camera`` from a random heading and elevation; see the module docstring.
+
+    ``keypoints``: the observed keypoint set, ``"smpl24"``, ``"coco17"`` or ``"openpose25"``
+    (:mod:`advprior.fitting.keypoints`); pass the same to :func:`fit_keypoints` as
+    ``keypoint_format`` (:func:`run_fitting` does). A frame keeps at least two keypoints."""
     from advprior.body import forward_kinematics
 
+    fmt = get_format(keypoints)
     n = body_pose.shape[0]
     gen = torch.Generator().manual_seed(seed)
     yaw = torch.rand(n, generator=gen) * 2 * math.pi
@@ -84,11 +113,21 @@ def make_views(
     joints_world = joints @ cam_rot  # the camera frame is R X, so X = R^T X_c
     transl_world = (transl[:, None] @ cam_rot)[:, 0]
     orient_world = rotmat_to_axis_angle(cam_rot.T @ axis_angle_to_rotmat(orient))
-    kp = camera.project(joints_world) + noise_px * torch.randn(n, 24, 2, generator=gen)
-    conf = (torch.rand(n, 24, generator=gen) >= drop).float()
+    if fmt.needs_surface:
+        # Surface points come from the mesh: the fitter's own mapping, on the same true body.
+        points, _ = body_keypoints(
+            orient_world, body_pose, None, transl_world, body_model=body_model, keypoint_format=fmt
+        )
+    else:
+        points = joints_world[:, list(fmt.sources)]
+    k = fmt.num_keypoints
+    kp = camera.project(points) + noise_px * torch.randn(n, k, 2, generator=gen)
+    conf = (torch.rand(n, k, generator=gen) >= drop).float()
     # Every frame keeps at least two keypoints (a fit needs them).
     conf[:, :2] = torch.where(conf.sum(-1, keepdim=True) < 2, 1.0, conf[:, :2])
-    return SyntheticViews(kp, conf, joints_world, orient_world, transl_world, body_pose, camera)
+    return SyntheticViews(
+        kp, conf, joints_world, orient_world, transl_world, body_pose, camera, fmt.name
+    )
 
 
 def joint_errors_mm(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
@@ -106,9 +145,11 @@ def joint_errors_mm(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
 def run_fitting(
     views: SyntheticViews, prior: Any, *, body_model: Any = None, **fit_kwargs: Any
 ) -> dict[str, Any]:
-    """Fit ``views`` in one batch with ``prior`` (alias, model or None); returns the errors
-    (mean/median mm), the wall-clock seconds of the fit call and seconds per frame."""
+    """Fit ``views`` in one batch with ``prior`` (alias, model or None), in the views'
+    ``keypoint_format``; returns the errors on the 24 joints (mean/median mm), the wall-clock
+    seconds of the fit call and seconds per frame."""
     n = views.keypoints.shape[0]
+    fit_kwargs.setdefault("keypoint_format", views.keypoint_format)
     start = time.perf_counter()
     result = fit_keypoints(
         views.keypoints,
@@ -212,8 +253,10 @@ def diagnose_fitting(
     oracle's by more than ``margin_mm``, a **prior preference** (the objective prefers a wrong
     pose); else **fine**. The mean fit error is exactly ``oracle + excess of misses + excess of
     preferences + excess of fine frames`` (excess = fit minus oracle error, summed over the
-    class, divided by all frames). Joint errors are also split by whether the joint's keypoint
-    was observed or dropped.
+    class, divided by all frames). Joint errors are also split by whether the joint was
+    observed (:attr:`SyntheticViews.observed_joints`) or not ("dropped": its keypoint was
+    dropped, or the views' keypoint format has none on it, e.g. the spine in ``coco17``).
+    The fit uses the views' ``keypoint_format`` unless ``fit_kwargs`` names one.
 
     Returns a dict of summary numbers and ``per_frame`` tensors.
     """
@@ -224,6 +267,7 @@ def diagnose_fitting(
     from advprior.lbfgs import minimize_lbfgs
 
     n = views.keypoints.shape[0]
+    fit_kwargs.setdefault("keypoint_format", views.keypoint_format)
     start = time.perf_counter()
     fit = (
         fit_result
@@ -276,7 +320,7 @@ def diagnose_fitting(
     err_fit = _aligned_joint_errors_mm(fit.joints, views.joints)
     err_truth = _aligned_joint_errors_mm(joints_truth, views.joints)
     err_oracle = _aligned_joint_errors_mm(joints_oracle, views.joints)
-    seen = views.confidence > 0
+    seen = views.observed_joints
     loss_fit = fit.loss.to(loss_oracle.dtype)
     tol = rel_tol * loss_oracle.abs().clamp(min=1.0)
     miss = loss_fit > loss_oracle + tol

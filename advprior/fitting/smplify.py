@@ -175,6 +175,35 @@ class _Body:
         return out.model_joints[:, self.index].to(go.dtype), out.joints.to(go.dtype)
 
 
+def body_keypoints(
+    global_orient: Tensor,
+    body_pose: Tensor,
+    betas: Tensor | None = None,
+    transl: Tensor | None = None,
+    *,
+    body_model: object | None = None,
+    keypoint_format: str | KeypointFormat = "smpl24",
+) -> tuple[Tensor, Tensor]:
+    """Where :func:`fit_keypoints` places the keypoints of ``keypoint_format`` on a body:
+    ``(keypoints3d (B, K, 3), joints (B, 24, 3))`` in metres, world frame, for
+    ``global_orient (B, 3)``, ``body_pose (B, 63)``, ``betas (B, num_betas)`` (default 0) and
+    ``transl (B, 3)`` (default 0). SMPL joints come from forward kinematics, surface points
+    (nose, eyes, ears, toes, heels) from the body model's mesh vertices; default body: the
+    stand-in. Project them with the camera to get the fitter's own 2D keypoints of this body."""
+    fmt = get_format(keypoint_format)
+    if body_model is None:
+        from advprior.body import load_body_model
+
+        body_model = load_body_model()
+    n = global_orient.shape[0]
+    like = {"dtype": global_orient.dtype, "device": global_orient.device}
+    if betas is None:
+        betas = torch.zeros(n, int(body_model.num_betas), **like)
+    if transl is None:
+        transl = torch.zeros(n, 3, **like)
+    return _Body(body_model, fmt)(global_orient, body_pose, betas, transl)
+
+
 def geman_mcclure(sq_residual: Tensor, sigma: float) -> Tensor:
     """``sigma^2 r^2 / (sigma^2 + r^2)`` of squared residuals (pixels^2), elementwise."""
     s2 = sigma * sigma
