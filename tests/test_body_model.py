@@ -447,3 +447,32 @@ def test_amass_style_smplh_with_16_betas(cache, data: dict, tmp_path: Path) -> N
     torch.testing.assert_close(moved, expect, atol=1e-6, rtol=0)
     assert load_body_model(path, num_betas=12).num_betas == 12
     assert load_body_model(path, num_betas=40).num_betas == 16
+
+
+def test_posed_points_match_the_full_mesh() -> None:
+    # Skinning a handful of vertices must give the same points as posing the whole mesh: two
+    # float32 routes through the same kinematic chain (FK32_ATOL's error analysis), the skinning
+    # sum over 24 weights adding a few ulps more.
+    body = load_body_model()
+    gen = torch.Generator().manual_seed(3)
+    n = 6
+    go = 0.5 * torch.randn(n, 3, generator=gen)
+    pose = 0.4 * torch.randn(n, 69, generator=gen)
+    betas = torch.randn(n, body.num_betas, generator=gen)
+    transl = torch.randn(n, 3, generator=gen)
+    ids = [0, 17, body.num_vertices - 1, 1291, 17]
+    points, joints = body.posed_points(go, pose, ids, betas=betas, transl=transl)
+    full = body(go, pose, betas=betas, transl=transl)
+    assert points.shape == (n, len(ids), 3) and joints.shape == (n, 24, 3)
+    assert torch.allclose(points, full.vertices[:, ids], atol=2 * FK32_ATOL, rtol=0)
+    assert torch.allclose(joints, full.joints, atol=FK32_ATOL, rtol=0)
+    # broadcasting leading dimensions and defaults, as forward
+    p2, j2 = body.posed_points(go[:2, None], pose[:2, None], ids)
+    assert p2.shape == (2, 1, len(ids), 3) and j2.shape == (2, 1, 24, 3)
+    # gradients reach the pose through the points
+    grad_pose = pose.clone().requires_grad_(True)
+    body.posed_points(go, grad_pose, ids)[0].sum().backward()
+    assert grad_pose.grad is not None and grad_pose.grad[:, :63].abs().sum() > 0
+    for bad in ([-1], [body.num_vertices], [[1, 2]]):
+        with pytest.raises(ValueError, match="vertex_ids"):
+            body.posed_points(go, pose, bad)

@@ -180,26 +180,16 @@ class BodyModel(nn.Module):
             "...k,jck->...jc", b, self.rest_jdirs.to(**like)
         )
 
-    def forward(
+    def _inputs(
         self,
         global_orient: torch.Tensor,
         body_pose: torch.Tensor,
-        betas: torch.Tensor | None = None,
-        transl: torch.Tensor | None = None,
-    ) -> BodyOutput:
-        """Pose the body.
-
-        Args:
-            global_orient: ``(..., 3)`` pelvis axis-angle, radians.
-            body_pose: ``(..., 63)`` joints 1..21 or ``(..., 69)`` joints 1..23, axis-angle.
-                SMPL: a 63-d pose gets identity hand joints. SMPL-H / SMPL-X: a 69-d pose has its
-                last 6 values (SMPL's hand joints, absent from these models) dropped; fingers,
-                jaw and eyes stay at identity (flat hands, neutral face).
-            betas: ``(..., K)``, K <= num_betas (missing coefficients are zero); default zeros.
-            transl: ``(..., 3)`` metres; default zeros.
-
-        Leading dimensions broadcast; any batch size works. Inputs are cast to the model dtype.
-        """
+        betas: torch.Tensor | None,
+        transl: torch.Tensor | None,
+    ) -> tuple[tuple[int, ...], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Checked, broadcast and flattened inputs of :meth:`forward`: ``(lead, global_orient
+        (n, 3), joint rotations (n, J, 3, 3) as the layer takes them, betas (n, num_betas),
+        transl (n, 3) or None)`` in the model's dtype."""
         go, bp = check_pose(global_orient, body_pose)
         if go.device != self.device:
             raise ValueError(f"inputs are on {go.device} but the body model is on {self.device}")
@@ -221,9 +211,81 @@ class BodyModel(nn.Module):
         bp = bp.to(self.dtype).expand(*lead, bp.shape[-1]).reshape(n, -1, 3)
         wanted = NUM_SMPL_BODY_JOINTS if self.model_type == "smpl" else NUM_BODY_JOINTS
         rot = pad_hand_joints(axis_angle_to_rotmat(bp[:, :wanted]), wanted, rotmat=True)
-        kwargs: dict[str, Any] = {}
         if transl is not None:
-            kwargs["transl"] = transl.to(self.dtype).expand(*lead, 3).reshape(n, 3)
+            transl = transl.to(self.dtype).expand(*lead, 3).reshape(n, 3)
+        return lead, go, rot, betas, transl
+
+    def posed_points(
+        self,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        vertex_ids: torch.Tensor | list[int],
+        betas: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posed vertices ``vertex_ids`` ``(..., M, 3)`` and the 24 SMPL joints
+        ``(..., 24, 3)``, metres, for the inputs of :meth:`forward`; equal to
+        ``forward(...).vertices[..., vertex_ids, :]`` and ``.joints`` up to float rounding.
+
+        Why: fitting to detector keypoints needs a dozen surface points (nose, eyes, ears, toes,
+        heels), and skinning only those skips the pose blend shapes and skinning of the other
+        ~5,000-10,000 vertices, which dominate the cost of every objective evaluation. SMPL
+        models (the stand-in included) take this route; SMPL-H/SMPL-X pose the full mesh (their
+        hand and face parameters live inside the smplx layer).
+        """
+        ids = torch.as_tensor(vertex_ids, dtype=torch.long, device=self.device)
+        if ids.ndim != 1 or (ids.numel() and (ids.min() < 0 or ids.max() >= self.num_vertices)):
+            raise ValueError(
+                f"vertex_ids must be a 1-d list of indices in [0, {self.num_vertices}), "
+                f"got {vertex_ids!r}"
+            )
+        if self.model_type != "smpl":
+            out = self.forward(global_orient, body_pose, betas, transl)
+            return out.vertices[..., ids, :], out.joints
+        from smplx.lbs import batch_rigid_transform
+
+        lead, go, rot, betas, transl = self._inputs(global_orient, body_pose, betas, transl)
+        layer = self.layer
+        n, m = go.shape[0], ids.numel()
+        rot = torch.cat([axis_angle_to_rotmat(go)[:, None], rot], 1)  # (n, 24, 3, 3)
+        shaped = layer.v_template[ids] + torch.einsum("nk,mck->nmc", betas, layer.shapedirs[ids])
+        # the same linear blend shapes as smplx's lbs, restricted to the chosen vertices
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        features = (rot[:, 1:] - eye).reshape(n, -1)
+        dirs = layer.posedirs.reshape(layer.posedirs.shape[0], -1, 3)[:, ids]
+        posed = shaped + torch.einsum("np,pmc->nmc", features, dirs)
+        joints, transforms = batch_rigid_transform(
+            rot, self.rest_joints(betas), layer.parents, dtype=self.dtype
+        )
+        skin = torch.einsum("mj,njab->nmab", layer.lbs_weights[ids], transforms)
+        points = (skin[..., :3, :3] @ posed[..., None])[..., 0] + skin[..., :3, 3]
+        if transl is not None:
+            points = points + transl[:, None]
+            joints = joints + transl[:, None]
+        return points.reshape(*lead, m, 3), joints.reshape(*lead, -1, 3)
+
+    def forward(
+        self,
+        global_orient: torch.Tensor,
+        body_pose: torch.Tensor,
+        betas: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> BodyOutput:
+        """Pose the body.
+
+        Args:
+            global_orient: ``(..., 3)`` pelvis axis-angle, radians.
+            body_pose: ``(..., 63)`` joints 1..21 or ``(..., 69)`` joints 1..23, axis-angle.
+                SMPL: a 63-d pose gets identity hand joints. SMPL-H / SMPL-X: a 69-d pose has its
+                last 6 values (SMPL's hand joints, absent from these models) dropped; fingers,
+                jaw and eyes stay at identity (flat hands, neutral face).
+            betas: ``(..., K)``, K <= num_betas (missing coefficients are zero); default zeros.
+            transl: ``(..., 3)`` metres; default zeros.
+
+        Leading dimensions broadcast; any batch size works. Inputs are cast to the model dtype.
+        """
+        lead, go, rot, betas, transl = self._inputs(global_orient, body_pose, betas, transl)
+        kwargs: dict[str, Any] = {} if transl is None else {"transl": transl}
         out = self.layer(
             betas=betas,
             global_orient=axis_angle_to_rotmat(go)[:, None],

@@ -141,7 +141,8 @@ def prepare_keypoints(
 
 class _Body:
     """Keypoints in 3D ``(n, J, 3)`` and the 24 joints for body parameters, through the fastest
-    route: forward kinematics for SMPL's joints, the full mesh for surface keypoints."""
+    route: forward kinematics for SMPL's joints; for surface keypoints, only those vertices on
+    an SMPL :class:`~advprior.body.BodyModel`, else the full mesh."""
 
     def __init__(self, body_model: object, fmt: KeypointFormat) -> None:
         from advprior.body import forward_kinematics
@@ -151,6 +152,7 @@ class _Body:
         self.num_betas = int(body_model.num_betas)
         self._fk = forward_kinematics
         self.index: list[int] | None = None
+        self.points: tuple[list[int], list[int]] | None = None
         if fmt.needs_surface:
             like = {
                 "dtype": getattr(body_model, "dtype", torch.float32),
@@ -164,6 +166,17 @@ class _Body:
             self.index = model_joint_indices(
                 fmt, body_model.model_type, out.model_joints.shape[1], names
             )
+            # An SMPL BodyModel can skin just the surface points (BodyModel.posed_points); its
+            # model_joints are SMPL's 24 joints, then one vertex per extra joint name.
+            extra = getattr(getattr(body_model, "layer", None), "vertex_joint_selector", None)
+            extra = getattr(extra, "extra_joints_idxs", None)
+            first = out.model_joints.shape[1] - (len(extra) if extra is not None else 0)
+            fast = hasattr(body_model, "posed_points") and body_model.model_type == "smpl"
+            if fast and extra is not None and first == 24:
+                vertex = [int(extra[i - first]) for i in self.index if i >= first]
+                slots = [i if i < first else first + vertex.index(int(extra[i - first]))
+                         for i in self.index]  # fmt: skip
+                self.points = (vertex, slots)
 
     def __call__(
         self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
@@ -171,6 +184,11 @@ class _Body:
         if self.index is None:
             joints = self._fk(go, pose, betas, transl, body_model=self.model)
             return joints[:, list(self.fmt.sources)], joints
+        if self.points is not None:
+            vertex, slots = self.points
+            points, joints = self.model.posed_points(go, pose, vertex, betas=betas, transl=transl)
+            keypoints = torch.cat([joints, points], 1)[:, slots]
+            return keypoints.to(go.dtype), joints.to(go.dtype)
         out = self.model(global_orient=go, body_pose=pose, betas=betas, transl=transl)
         return out.model_joints[:, self.index].to(go.dtype), out.joints.to(go.dtype)
 
