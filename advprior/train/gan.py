@@ -267,4 +267,3 @@ def train_gan(
         if folder is not None:
             folder.release()
         ddp.teardown(info)
-
