@@ -31,7 +31,7 @@ FAST = dict(progress=False, tensorboard=False, val_samples=200, max_val_poses=10
 # trained encoder).
 EXTRAS = pytest.mark.parametrize(
     "extras",
-    [{}, {"ema_decay": 0.9, "r1_gamma": 1.0, "cycle_weight": 1.0}],
+    [{}, {"ema_decay": 0.9, "r1_gamma": 1.0, "cycle_weight": 1.0, "latent_cycle_weight": 1.0}],
     ids=["paper", "ema-r1-cycle"],
 )
 
@@ -235,7 +235,7 @@ def test_ema_generator_is_validated_and_exported(synthetic, tmp_path):
 
 def test_cycle_encoder_is_trained_with_the_generator(synthetic, tmp_path):
     kw = dict(steps=100, batch_size=32, d_steps=1, disc_hidden_dim=32, val_every=0, **FAST)
-    train_gan(synthetic, tmp_path / "cycle", cycle_weight=5.0, **kw)
+    train_gan(synthetic, tmp_path / "cycle", cycle_weight=5.0, latent_cycle_weight=5.0, **kw)
     rows = _read_csv(tmp_path / "cycle" / "train_log.csv")
     pose = [float(r["cycle_pose"]) for r in rows]
     zerr = [float(r["cycle_z"]) for r in rows]
@@ -251,8 +251,12 @@ def test_cycle_encoder_is_trained_with_the_generator(synthetic, tmp_path):
     assert config["training"]["config"]["cycle_weight"] == 5.0
     with pytest.raises(ValueError, match="cycle_weight"):  # a plain run cannot resume with one
         train_gan(synthetic, tmp_path / "plain", resume=True, cycle_weight=5.0, **kw)
-    with pytest.raises(ValueError, match="cycle_weight"):
-        train_gan(synthetic, tmp_path / "bad", **{**kw, "cycle_weight": -1.0})
+    for name in ("cycle_weight", "latent_cycle_weight"):
+        with pytest.raises(ValueError, match=name):
+            train_gan(synthetic, tmp_path / "bad", **{**kw, name: -1.0})
+    # the pose term alone still trains the encoder; the latent term then has no weight
+    train_gan(synthetic, tmp_path / "pose_only", cycle_weight=5.0, **{**kw, "steps": 3})
+    assert "encoder" in _weights(tmp_path / "pose_only")
 
 
 def test_moved_run_folder_and_data_file_still_resume(synthetic, tmp_path):

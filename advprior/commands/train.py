@@ -66,8 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="WEIGHT",
-        help="GAN: train a pose encoder jointly and add WEIGHT x (pose and latent cycle "
-        "errors) to the generator loss (0: off, as the paper)",
+        help="GAN: train a pose encoder jointly; weight of the pose cycle error "
+        "|G(E(x)) - x|^2 of real poses (0: off, as the paper)",
+    )
+    p.add_argument(
+        "--latent-cycle",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="GAN: weight of the latent cycle error |E(G(z)) - z|^2 (0: off)",
     )
     p.add_argument(
         "--select",
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             ema_decay=args.ema,
             r1_gamma=args.r1,
             cycle_weight=args.cycle,
+            latent_cycle_weight=args.latent_cycle,
             **common,
             **loop,
         )

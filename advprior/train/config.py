@@ -127,7 +127,7 @@ class GANConfig(LoopSettings):
     """The adversarial prior (see :func:`advprior.train.train_gan` for every field)."""
 
     model = "gan"
-    omit_when_zero = ("ema_decay", "r1_gamma", "cycle_weight")
+    omit_when_zero = ("ema_decay", "r1_gamma", "cycle_weight", "latent_cycle_weight")
 
     latent: str = "sphere"
     steps: int = 5000
@@ -138,6 +138,7 @@ class GANConfig(LoopSettings):
     ema_decay: float = 0.0
     r1_gamma: float = 0.0
     cycle_weight: float = 0.0
+    latent_cycle_weight: float = 0.0
     val_every: int = 500
     ckpt_every: int = 250
 
@@ -150,8 +151,9 @@ class GANConfig(LoopSettings):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.r1_gamma < 0.0:
             raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
-        if self.cycle_weight < 0.0:
-            raise ValueError(f"cycle_weight must be >= 0, got {self.cycle_weight}")
+        for name in ("cycle_weight", "latent_cycle_weight"):
+            if getattr(self, name) < 0.0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(kw_only=True)

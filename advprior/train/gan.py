@@ -97,9 +97,10 @@ def train_gan(
         r1_gamma: when > 0, add ``r1_gamma / 2 * E||d(sum of D's real scores)/d(real rotmat)||^2``
             to the discriminator loss (R1 penalty on real poses, Mescheder et al. 2018); keeps the
             critic from memorising a small training set. 0 (the paper): no penalty.
-        cycle_weight: when > 0, train a :class:`~advprior.inversion.PoseEncoder` ``E`` with the
-            generator and add ``cycle_weight * (||G(E(x)) - x||^2 + ||E(G(z)) - z||^2)`` to the
-            generator loss (squared chordal rotation error summed over the joints for real
+        cycle_weight / latent_cycle_weight: when either is > 0, train a
+            :class:`~advprior.inversion.PoseEncoder` ``E`` with the generator and add
+            ``cycle_weight * ||G(E(x)) - x||^2 + latent_cycle_weight * ||E(G(z)) - z||^2`` to
+            the generator loss (squared chordal rotation error summed over the joints for real
             poses ``x``; squared latent distance for prior latents ``z``). The first term makes
             every training pose reachable (coverage), the second keeps ``G`` from folding the
             latent space onto itself (shorter latent paths); a jointly trained encoder in the
@@ -141,7 +142,7 @@ def train_gan(
         cfg.r1_gamma,
     )
     mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
-    cycle_weight = cfg.cycle_weight
+    cycle_weight, latent_cycle_weight = cfg.cycle_weight, cfg.latent_cycle_weight
     info = ddp.setup(run.device)
     folder = None
     try:
@@ -155,7 +156,7 @@ def train_gan(
         disc = PoseDiscriminator(hidden_dim=cfg.disc_hidden_dim).to(info.device)
         torch.manual_seed(seed + info.rank)  # dropout noise differs per rank
         encoder = opt_e = None
-        if cycle_weight > 0:
+        if cycle_weight > 0 or latent_cycle_weight > 0:
             encoder = PoseEncoder(prior, hidden=cfg.hidden_dim).to(info.device)
             # Only the encoder's own layers: the generator inside it has its own optimiser.
             opt_e = torch.optim.Adam(encoder.net.parameters(), lr=lr, betas=tuple(betas))
@@ -226,7 +227,11 @@ def train_gan(
                     real = real_rotmat[stream.next()].to(info.device)
                     fake, cycle = gen_net(latents(), real)
                     loss_g = generator_loss(disc(fake))
-                    total_g = loss_g + cycle_weight * (cycle["cycle_pose"] + cycle["cycle_z"])
+                    total_g = (
+                        loss_g
+                        + cycle_weight * cycle["cycle_pose"]
+                        + latent_cycle_weight * cycle["cycle_z"]
+                    )
                     opt_e.zero_grad(set_to_none=True)
                 opt_g.zero_grad(set_to_none=True)
                 total_g.backward()
