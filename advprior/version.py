@@ -1,3 +1,3 @@
 """The package version, in the lowest layer so that any module can record it."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -55,10 +55,14 @@ KEYPOINT_TEXT = {
 }
 
 
-def docs_source(keypoints: str) -> str:
-    """The name in the ``BEGIN GENERATED`` marker of the block for ``keypoints``."""
+def docs_source(keypoints: str, starts: int = 1) -> str:
+    """The name in the ``BEGIN GENERATED`` marker of the block for ``keypoints`` and
+    ``starts`` (one block per combination, so one- and several-start tables live side by
+    side)."""
     name = "examples/smplify_fit.py"
-    return name if keypoints == "smpl24" else f"{name} --keypoints {keypoints}"
+    if keypoints != "smpl24":
+        name += f" --keypoints {keypoints}"
+    return name if starts == 1 else f"{name} --starts {starts}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.write_docs:
         for path in args.docs:
-            write_generated_block(path, docs_source(args.keypoints), block)
+            write_generated_block(path, docs_source(args.keypoints, args.starts), block)
             print(f"wrote {path}")
     return 0
 

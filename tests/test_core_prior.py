@@ -361,7 +361,7 @@ def test_import_is_light_and_exports() -> None:
         "print(advprior.__version__, heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["0.1.0", "[]"]
+    assert out.stdout.split() == ["0.2.0", "[]"]
     for name in ("PosePrior", "LatentPose", "LatentSpace", "load_pretrained", "__version__"):
         assert name in advprior.__all__ and hasattr(advprior, name)
     with pytest.raises(AttributeError, match="no attribute"):

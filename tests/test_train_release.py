@@ -60,7 +60,7 @@ def test_release_copies_files_and_pins_sha256(tmp_path):
     assert entry["sha256"] == sha256_file(bundled / "model.safetensors")
     assert entry["config_sha256"] == sha256_file(bundled / "config.json")
     assert entry["latent"] == "uniform" and entry["model_type"] == "gan"
-    assert entry["revision"] == "v0.1.0" and entry["repo_id"] == "advprior/gan-x"
+    assert entry["revision"] == "v0.2.0" and entry["repo_id"] == "advprior/gan-x"
     assert "HDM05" in entry["licence"] and "5 training frames" in entry["training_data"]
     assert read_manifest(manifest)["gan-x"] == entry  # valid for advprior.hub
     # Share-alike training data: the card and the manifest carry the data's licence, not MIT.

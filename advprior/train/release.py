@@ -26,8 +26,9 @@ from advprior.hub import (
     sha256_file,
 )
 from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE, WEIGHTS_LICENSE
+from advprior.version import __version__
 
-RELEASE_REVISION = "v0.1.0"
+RELEASE_REVISION = f"v{__version__}"
 MANIFEST = PACKAGE_DIR.parent / "weights_manifest.json"
 
 
