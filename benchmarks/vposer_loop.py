@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inner", type=int, default=10, help="L-BFGS max_iter per step")
     p.add_argument("--jobs", type=int, default=1, help="rows run in this many processes")
     p.add_argument("--write-docs", action="store_true")
+    p.add_argument(
+        "--docs",
+        type=Path,
+        default=REPO / "docs" / "fitting.md",
+        help="the Markdown file whose generated block --write-docs rewrites",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     block = "\n".join(lines)
     print(block)
     if args.write_docs:
-        write_generated_block(REPO / "docs" / "fitting.md", SOURCE, block)
+        write_generated_block(args.docs, SOURCE, block)
     return 0
 
 
