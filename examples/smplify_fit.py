@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from advprior.prior import PosePrior
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "fitting.md"
 PRIORS = ("gan-s", "gan-u", "gan-n", "vae", "gmm", "none")
@@ -264,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         rest = rest[~torch.isin(rest, idx)][: args.inversion_poses]
         for name in args.priors:
             prior = priors[name]
-            if not hasattr(prior, "project_pose"):  # only a PosePrior has an inversion
+            # The GANs' inversion is an optimisation (the VAE's is its encoder, the GMM has no
+            # latent): only they get the rows and an amortised PoseEncoder.
+            if not isinstance(prior, PosePrior):
                 continue
             inversion[name] = run_inversion(prior, test.body_pose[rest])
             if args.encoder_steps > 0:

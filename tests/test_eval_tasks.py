@@ -204,3 +204,23 @@ def test_the_protocol_report_keeps_other_generated_blocks(tmp_path) -> None:
     kept = _other_generated_blocks(report)
     assert "protocol tables" not in kept
     assert kept.count("<!-- BEGIN GENERATED:") == 2 and "| a |" in kept and "| b |" in kept
+
+
+def test_a_marker_quoted_in_prose_is_not_a_block(tmp_path) -> None:
+    # A page that explains its markers (in backticks) must keep that prose when a block is
+    # written; only whole-line markers count.
+    from advprior.eval.benchmark import write_generated_block
+    from advprior.eval.runner import _other_generated_blocks
+
+    page = tmp_path / "fitting.md"
+    prose = "Each set has its own block (`<!-- BEGIN GENERATED: tool --keypoints coco17 -->`)."
+    page.write_text(
+        f"# Fitting\n{prose}\n\n<!-- BEGIN GENERATED: tool -->\nold\n<!-- END GENERATED -->\n"
+    )
+    write_generated_block(page, "tool --keypoints coco17", "| coco |")
+    write_generated_block(page, "tool", "| smpl |")
+    text = page.read_text()
+    assert prose in text and "| smpl |" in text and "old" not in text
+    assert text.index("| smpl |") < text.index("| coco |")  # appended, not put in the prose
+    kept = _other_generated_blocks(page)
+    assert prose not in kept and kept.count("<!-- BEGIN GENERATED:") == 2

@@ -270,6 +270,7 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
             "--priors",
             "none",
             str(checkpoint),
+            "vae",  # has project_pose too, but its inversion is its encoder: no inversion row
             "--iterations",
             "3",
             "--inversion-poses",
@@ -290,7 +291,8 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
     assert "old" not in written and written.endswith("kept\n")
     assert "| none |" in written and "Inversion" in written and "PoseEncoder, 10 steps" in written
     numbers = json.loads(out.read_text())
-    assert set(numbers["fitting"]) == {"none", str(checkpoint)}
+    assert set(numbers["fitting"]) == {"none", str(checkpoint), "vae"}
+    assert not any(label.startswith("vae") for label in numbers["inversion"])
     assert numbers["fitting"]["none"]["frames"] == 4
     text = capsys.readouterr().out
     assert "| prior | P-MPJPE mm" in text

@@ -199,16 +199,25 @@ GENERATED_END = "<!-- END GENERATED -->"
 
 
 def write_generated_block(path: str | os.PathLike, source: str, block: str) -> Path:
-    """Replace the text between ``<!-- BEGIN GENERATED: {source} -->`` and the next
-    ``<!-- END GENERATED -->`` in the Markdown file ``path`` by ``block`` (appending the marked
-    block when absent); written atomically. Returns the path."""
+    """Replace the text between the line ``<!-- BEGIN GENERATED: {source} -->`` and the next
+    line ``<!-- END GENERATED -->`` in the Markdown file ``path`` by ``block`` (appending the
+    marked block when absent); written atomically. Returns the path.
+
+    Markers count only as whole lines, so prose that quotes a marker (in backticks, say) is never
+    taken for one and never overwritten."""
     path = Path(path)
     begin = f"<!-- BEGIN GENERATED: {source} -->"
     text = path.read_text() if path.exists() else ""
-    if begin in text and GENERATED_END in text.split(begin, 1)[1]:
-        head, rest = text.split(begin, 1)
-        tail = rest.split(GENERATED_END, 1)[1]
-        text = f"{head}{begin}\n{block}\n{GENERATED_END}{tail}"
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.strip() == begin), None)
+    end = None
+    if start is not None:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].strip() == GENERATED_END), None
+        )
+    if start is not None and end is not None:
+        lines[start : end + 1] = [begin, block, GENERATED_END]
+        text = "\n".join(lines)
     else:
         text = f"{text.rstrip()}\n\n{begin}\n{block}\n{GENERATED_END}\n"
     write_text_atomic(path, text)

@@ -385,15 +385,16 @@ def _other_generated_blocks(report: Path) -> str:
 
     if not report.exists():
         return ""
-    text = report.read_text()
-    blocks = []
-    while "<!-- BEGIN GENERATED:" in text:
-        text = text[text.index("<!-- BEGIN GENERATED:") :]
-        if GENERATED_END not in text:
-            break
-        end = text.index(GENERATED_END) + len(GENERATED_END)
-        blocks.append(text[:end])
-        text = text[end:]
+    blocks, current = [], None
+    # whole-line markers only, as write_generated_block writes them
+    for line in report.read_text().split("\n"):
+        if current is None and line.strip().startswith("<!-- BEGIN GENERATED:"):
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line.strip() == GENERATED_END:
+                blocks.append("\n".join(current))
+                current = None
     return "".join(f"\n{block}\n" for block in blocks)
 
 
