@@ -233,12 +233,15 @@ class BodyModel(nn.Module):
         models (the stand-in included) take this route; SMPL-H/SMPL-X pose the full mesh (their
         hand and face parameters live inside the smplx layer).
         """
-        ids = torch.as_tensor(vertex_ids, dtype=torch.long, device=self.device)
+        # checked where the indices live (a list: on the CPU, so a GPU fit loop never waits for
+        # this check), then moved to the model's device
+        ids = torch.as_tensor(vertex_ids, dtype=torch.long)
         if ids.ndim != 1 or (ids.numel() and (ids.min() < 0 or ids.max() >= self.num_vertices)):
             raise ValueError(
                 f"vertex_ids must be a 1-d list of indices in [0, {self.num_vertices}), "
                 f"got {vertex_ids!r}"
             )
+        ids = ids.to(self.device)
         if self.model_type != "smpl":
             out = self.forward(global_orient, body_pose, betas, transl)
             return out.vertices[..., ids, :], out.joints
