@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from advprior.geodesic import geodesic_path
 from advprior.inversion import frozen, invert
 from advprior.latent import LatentSpace
 from advprior.rotations import (
@@ -169,6 +170,26 @@ class Prior:
         if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
             z = z[0]
         return self.decode(z, body=body)
+
+    def interpolate(
+        self, z0: Tensor, z1: Tensor, steps: int, *, geodesic: bool = False, **options: Any
+    ) -> Tensor:
+        """Latent path ``(steps, D)`` or ``(B, steps, D)`` from ``z0`` to ``z1`` (``(D,)`` or
+        ``(B, D)``), both projected ends included.
+
+        Default: the latent space's own path (:meth:`LatentSpace.interpolate`: slerp on the
+        sphere, linear otherwise). ``geodesic=True``: that path shortened on the decoded poses,
+        the inner latents moved by :func:`advprior.geodesic.geodesic_path` (whose keyword
+        arguments ``options`` are: ``iterations``, ``joint_weight``, ``body_model``), so that
+        it does not detour through unrelated poses; about 0.2 s per 16-step path on one CPU
+        thread.
+        """
+        space = self._latent()
+        if geodesic:
+            return geodesic_path(self, z0, z1, steps, **options)
+        if options:
+            raise TypeError(f"{sorted(options)} apply only with geodesic=True")
+        return space.interpolate(z0, z1, steps)
 
     # -- fitting ----------------------------------------------------------------------------
 

@@ -203,11 +203,6 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         ``LatentPose(init="typical")`` and the centre of :mod:`advprior.compat`'s chart."""
         return self.fit_start()
 
-    def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
-        """Latent path ``(steps, D)`` or ``(B, steps, D)`` incl. endpoints: slerp on the sphere,
-        linear otherwise (see :meth:`LatentSpace.interpolate`)."""
-        return self._latent_space.interpolate(z0, z1, steps)
-
 
 class LatentPose(nn.Module):
     """One free latent per batch item, decoded through a prior: VPoser's ``pose_embedding``.

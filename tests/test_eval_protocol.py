@@ -178,6 +178,9 @@ def test_interpolation_paths_dispatch(body: _CubeBody) -> None:
     assert ratio.shape == (2,) and deform.shape == (2, 5)
     assert bool((ratio >= 1).all())
     torch.testing.assert_close(deform.mean(dim=1), torch.ones(2))
+    geo, how = protocol.interpolation_paths(prior, a, b, 6, geodesic=5)
+    assert geo.shape == (2, 6, 63) and "geodesic (5 L-BFGS iterations from the slerp" in how
+    torch.testing.assert_close(geo[:, [0, -1]], paths[:, [0, -1]])  # same inverted ends
 
 
 def test_load_split_errors(tmp_path: Path, write_dataset) -> None:

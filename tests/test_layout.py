@@ -50,7 +50,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("body", ("advprior.body",)),
     ("data", ("advprior.data",)),
     ("weights", ("advprior.hub",)),
-    ("prior", ("advprior.interface", "advprior.inversion", "advprior.prior", "advprior.baselines")),
+    (
+        "prior",
+        (
+            "advprior.interface",
+            "advprior.inversion",
+            "advprior.geodesic",
+            "advprior.prior",
+            "advprior.baselines",
+        ),
+    ),
     ("use", ("advprior.fitting", "advprior.head", "advprior.compat", "advprior.export")),
     ("eval", ("advprior.eval",)),
     ("train", ("advprior.train",)),

@@ -222,12 +222,14 @@ def interpolation_paths(
     steps: int,
     *,
     invert_kwargs: dict | None = None,
+    geodesic: int = 0,
 ) -> tuple[Tensor, str] | None:
     """Poses along the model's interpolation from ``pose_a`` to ``pose_b``.
 
     - A latent prior: both ends mapped to latents by its ``invert`` (``PosePrior``: optimisation;
       ``VPoserVAE``: the encoder's mean), interpolated with its latent space's ``interpolate``
-      (slerp on the sphere, linear otherwise), decoded.
+      (slerp on the sphere, linear otherwise), decoded. ``geodesic > 0``: that path shortened
+      by ``geodesic`` L-BFGS iterations of :func:`advprior.geodesic.geodesic_path`.
     - ``None``: per-joint rotation slerp in pose space (the model-free reference).
     - A pose-space prior (the GMM has no latent space): ``None``.
 
@@ -242,10 +244,17 @@ def interpolation_paths(
     b = pose_a.shape[0]
     z0 = model.invert(pose_a, **(invert_kwargs or {})).detach()
     z1 = model.invert(pose_b, **(invert_kwargs or {})).detach()
-    with torch.no_grad():
-        z = space.interpolate(z0, z1, steps)
-        poses = model.decode(z.reshape(b * steps, -1)).reshape(b, steps, 63)
     how = "slerp" if space.kind == "sphere" else "linear"
+    if geodesic > 0:
+        from advprior.geodesic import geodesic_path
+
+        body = (invert_kwargs or {}).get("body_model")
+        z = geodesic_path(model, z0, z1, steps, iterations=geodesic, body_model=body)
+        how = f"geodesic ({geodesic} L-BFGS iterations from the {how} path)"
+    else:
+        z = space.interpolate(z0, z1, steps)
+    with torch.no_grad():
+        poses = model.decode(z.reshape(b * steps, -1)).reshape(b, steps, 63)
     return poses, f"{model.invert_method}, {how} in latent space, decode"
 
 
