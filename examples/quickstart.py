@@ -1,4 +1,5 @@
-"""advprior in one screen: sample poses, pose a body, project a pose, fit 2D keypoints.
+"""advprior in one screen: sample poses, pose a body, project a pose, interpolate, fit 2D
+keypoints.
 
     python examples/quickstart.py [--prior gan-s]
 
@@ -53,7 +54,24 @@ def main(argv: list[str] | None = None) -> int:
             f"project_pose: {joint_error_mm(fixed):.0f} mm"
         )
 
-    # 4. SMPLify-style fit of 2D keypoints seen by a pinhole camera (OpenCV convention).
+    # 4. A path between two latents: the latent space's own (slerp on the sphere), and the same
+    # path shortened on the decoded poses (geodesic=True), which does not detour.
+    if getattr(prior, "latent_space", None) is not None:
+        from advprior.body import forward_kinematics
+
+        z0, z1 = prior.sample_latent(2, generator=gen)
+        for geodesic in (False, True):
+            with torch.no_grad():
+                path = prior.decode(prior.interpolate(z0, z1, 16, geodesic=geodesic))
+            joints = forward_kinematics(torch.zeros(16, 3), path)  # (16, 24, 3)
+            length = (joints[1:] - joints[:-1]).norm(dim=-1).mean(-1).sum()
+            direct = (joints[-1] - joints[0]).norm(dim=-1).mean()
+            print(
+                f"{'geodesic' if geodesic else 'latent'} path: "
+                f"{float(length / direct):.2f}x the direct distance"
+            )
+
+    # 5. SMPLify-style fit of 2D keypoints seen by a pinhole camera (OpenCV convention).
     camera = PinholeCamera(focal=1000.0, center=(500.0, 500.0))
     facing = torch.tensor([[math.pi, 0.0, 0.0]]).expand(4, 3)  # upright, facing the camera
     with torch.no_grad():

@@ -77,6 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="GAN: weight of the latent cycle error |E(G(z)) - z|^2 (0: off)",
     )
     p.add_argument(
+        "--path-length",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="GAN: weight of the path-length penalty (spread of the pose speed along random "
+        "latent steps; 0: off, as the paper)",
+    )
+    p.add_argument(
         "--select",
         choices=("best", "last"),
         default="best",
@@ -128,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             r1_gamma=args.r1,
             cycle_weight=args.cycle,
             latent_cycle_weight=args.latent_cycle,
+            path_length_weight=args.path_length,
             **common,
             **loop,
         )

@@ -127,7 +127,13 @@ class GANConfig(LoopSettings):
     """The adversarial prior (see :func:`advprior.train.train_gan` for every field)."""
 
     model = "gan"
-    omit_when_zero = ("ema_decay", "r1_gamma", "cycle_weight", "latent_cycle_weight")
+    omit_when_zero = (
+        "ema_decay",
+        "r1_gamma",
+        "cycle_weight",
+        "latent_cycle_weight",
+        "path_length_weight",
+    )
 
     latent: str = "sphere"
     steps: int = 5000
@@ -139,6 +145,7 @@ class GANConfig(LoopSettings):
     r1_gamma: float = 0.0
     cycle_weight: float = 0.0
     latent_cycle_weight: float = 0.0
+    path_length_weight: float = 0.0
     val_every: int = 500
     ckpt_every: int = 250
 
@@ -151,7 +158,7 @@ class GANConfig(LoopSettings):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.r1_gamma < 0.0:
             raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
-        for name in ("cycle_weight", "latent_cycle_weight"):
+        for name in ("cycle_weight", "latent_cycle_weight", "path_length_weight"):
             if getattr(self, name) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -38,12 +38,17 @@ from advprior.train.poses import load_training_poses
 from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream
 
+#: Latent step of the path-length penalty (radians on the sphere, latent units otherwise): about
+#: one step of a 16-pose path between two typical latents (90 degrees apart on the sphere).
+PATH_STEP = 0.1
+
 
 class _RotmatGenerator(nn.Module):
     """The prior's decoder to ``(B, 21, 3, 3)`` as ``forward``, so DDP can wrap it; with an
     encoder, ``forward(z, real)`` also returns the two cycle errors (see :func:`train_gan`'s
-    ``cycle_weight``), so that one forward and one backward cover every trained weight and DDP
-    averages all of their gradients."""
+    ``cycle_weight``), and with ``direction`` the path-length spread (``path_length_weight``),
+    so that one forward and one backward cover every trained weight and DDP averages all of
+    their gradients."""
 
     def __init__(self, prior: PosePrior, encoder: PoseEncoder | None = None) -> None:
         super().__init__()
@@ -51,18 +56,41 @@ class _RotmatGenerator(nn.Module):
         self.encoder = encoder
 
     def forward(
-        self, z: torch.Tensor, real: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        real: torch.Tensor | None = None,
+        direction: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         fake = self.prior.decode(z, output="rotmat")
-        if self.encoder is None or real is None:
+        if (self.encoder is None or real is None) and direction is None:
             return fake
-        recon = self.prior.decode(self.encoder(real), output="rotmat")
-        z_back = self.encoder(fake)
-        return fake, {
+        extra = {}
+        if self.encoder is not None and real is not None:
+            recon = self.prior.decode(self.encoder(real), output="rotmat")
+            z_back = self.encoder(fake)
             # squared chordal error summed over joints, squared latent distance; batch means
-            "cycle_pose": ((recon - real) ** 2).sum(dim=(1, 2, 3)).mean(),
-            "cycle_z": ((z_back - self.prior.project(z)) ** 2).sum(dim=-1).mean(),
-        }
+            extra["cycle_pose"] = ((recon - real) ** 2).sum(dim=(1, 2, 3)).mean()
+            extra["cycle_z"] = ((z_back - self.prior.project(z)) ** 2).sum(dim=-1).mean()
+        if direction is not None:
+            extra["path_spread"] = self._path_spread(z, fake, direction)
+        return fake, extra
+
+    def _path_spread(self, z: torch.Tensor, fake: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Squared coefficient of variation, over the batch, of the pose speed ``|G(z + step v)
+        - G(z)| / step`` (chordal, all joints) along random unit directions ``v (B, D)``
+        (tangent to the sphere for GAN-S, the step then a slerp)."""
+        w = self.prior.project(z)
+        if self.prior.latent_space.kind == "sphere":
+            v = v - (v * w).sum(-1, keepdim=True) * w
+            v = v / v.norm(dim=-1, keepdim=True)
+            moved = w * math.cos(PATH_STEP) + v * math.sin(PATH_STEP)
+        else:
+            moved = w + PATH_STEP * v / v.norm(dim=-1, keepdim=True)
+        speed = (self.prior.decode(moved, output="rotmat") - fake).flatten(1).norm(dim=-1)
+        speed = speed / PATH_STEP
+        # Relative to the batch's mean speed (no running state to checkpoint), so the weight
+        # does not depend on the scale the generator happens to have.
+        return ((speed / speed.mean().detach().clamp_min(1e-8) - 1) ** 2).mean()
 
 
 def train_gan(
@@ -106,6 +134,12 @@ def train_gan(
             latent space onto itself (shorter latent paths); a jointly trained encoder in the
             spirit of ALI/BiGAN. The encoder is saved in the checkpoint, not exported. 0 (the
             paper): no encoder.
+        path_length_weight: when > 0, add ``path_length_weight * Var(s) / E(s)^2`` to the
+            generator loss, ``s = |G(z + 0.1 v) - G(z)| / 0.1`` the pose speed (chordal, all
+            joints) along a random unit latent direction ``v`` (a slerp step on the sphere): a
+            finite-difference path-length regulariser in the spirit of StyleGAN2's (Karras et
+            al. 2020), which asks that equal latent steps move the pose equally far everywhere
+            and in every direction (even interpolation steps). 0 (the paper): off.
         val_every / ckpt_every: validation and checkpoint periods in steps (0: only at the end).
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
@@ -143,6 +177,7 @@ def train_gan(
     )
     mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
     cycle_weight, latent_cycle_weight = cfg.cycle_weight, cfg.latent_cycle_weight
+    path_weight = cfg.path_length_weight
     info = ddp.setup(run.device)
     folder = None
     try:
@@ -218,21 +253,31 @@ def train_gan(
                 d_fake += pose[n:].mean().item()
             # The generator step goes through D without DDP and without D's gradients.
             disc.requires_grad_(False)
-            cycle = {}
+            extra = {}
             try:
-                if encoder is None:
+                if encoder is None and path_weight == 0:
                     loss_g = generator_loss(disc(gen_net(latents())))
                     total_g = loss_g
                 else:
-                    real = real_rotmat[stream.next()].to(info.device)
-                    fake, cycle = gen_net(latents(), real)
+                    z = latents()
+                    real = None
+                    if encoder is not None:
+                        real = real_rotmat[stream.next()].to(info.device)
+                    direction = None
+                    if path_weight > 0:
+                        direction = torch.randn(z.shape, generator=zgen).to(z)
+                    fake, extra = gen_net(z, real, direction)
                     loss_g = generator_loss(disc(fake))
-                    total_g = (
-                        loss_g
-                        + cycle_weight * cycle["cycle_pose"]
-                        + latent_cycle_weight * cycle["cycle_z"]
-                    )
-                    opt_e.zero_grad(set_to_none=True)
+                    total_g = loss_g
+                    if encoder is not None:
+                        total_g = (
+                            total_g
+                            + cycle_weight * extra["cycle_pose"]
+                            + latent_cycle_weight * extra["cycle_z"]
+                        )
+                        opt_e.zero_grad(set_to_none=True)
+                    if path_weight > 0:
+                        total_g = total_g + path_weight * extra["path_spread"]
                 opt_g.zero_grad(set_to_none=True)
                 total_g.backward()
                 opt_g.step()
@@ -255,7 +300,7 @@ def train_gan(
                 "loss_g": loss_g.item(),
                 "d_real": d_real / d_steps,
                 "d_fake": d_fake / d_steps,
-                **{k: v.item() for k, v in cycle.items()},
+                **{k: v.item() for k, v in extra.items()},
             }
 
         validate = None
