@@ -46,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--write-docs", action="store_true", help="table into docs/results.md")
     ap.add_argument("--strip", type=Path, default=None, help="PNG: bodies along one pair per row")
-    ap.add_argument("--strip-pair", type=int, default=0, help="which pair the strip shows")
+    ap.add_argument(
+        "--strip-pair",
+        default="0",
+        help="the pair the strip shows: an index, or 'detour' for the pair whose path of the "
+        "first model detours most (largest path ratio)",
+    )
+    ap.add_argument("--strip-rows", nargs="+", default=None, help="rows of the strip (default all)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from advprior.body import load_body_model
@@ -98,10 +104,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         paths, how = got
         r, _ = protocol.smoothness(poser, paths)
-        if args.strip is not None:
-            one = paths[args.strip_pair, shown]
-            strip[name] = poser(one, all_vertices=True)["vertices"].numpy()
         ratio = protocol.path_ratio(paths, body)
+        if args.strip is not None and args.strip_pair == "detour":
+            # the first run is the first model's own path
+            args.strip_pair = str(int(ratio.argmax()))
+            args.strip_detour = True
+        if args.strip is not None and (args.strip_rows is None or name in args.strip_rows):
+            one = paths[int(args.strip_pair), shown]
+            strip[name.replace(" geodesic", "\ngeodesic")] = poser(one, all_vertices=True)[
+                "vertices"
+            ].numpy()
         rows[name] = {
             "R_mean": float(r.mean()),
             "R_median": float(r.median()),
@@ -122,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             args.json,
             json.dumps(
                 {
-                    "args": vars(args) | {"data": str(args.data), "json": str(args.json)},
+                    "args": {
+                        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                    },
                     "rows": rows,
                 },
                 indent=1,
@@ -166,8 +180,14 @@ def write_docs(args: argparse.Namespace, table: list[str]) -> None:
         table = [
             *table,
             "",
-            f"Pair {args.strip_pair} of the table, every path kind (rows; each row starts and "
-            "ends at that prior's own reconstruction of the two real poses):",
+            f"Pair {args.strip_pair} of the table"
+            + (
+                f" (the pair where {args.models[0].partition('=')[0]}'s own path detours most)"
+                if getattr(args, "strip_detour", False)
+                else ""
+            )
+            + ", by path kind (rows; each row starts and ends at that prior's own "
+            "reconstruction of the two real poses):",
             "",
             f"![geodesic and latent paths]({rel})",
         ]
