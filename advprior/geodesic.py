@@ -17,7 +17,7 @@ minimiser is a shortest path of the decoded poses walked at constant speed (Shao
 generative models"). Every inner pose is still a decoding of a latent on the prior's manifold,
 so the path stays inside what the prior generates; it is as plausible as the prior is. The
 paths are found by a local search (batched L-BFGS, :mod:`advprior.lbfgs`), so they are locally
-shortest: never longer than the starting interpolation, not guaranteed globally shortest.
+shortest, not guaranteed globally shortest; their energy never exceeds the starting path's.
 """
 
 from __future__ import annotations
@@ -53,13 +53,12 @@ def path_energy(
     body_model: object | None = None,
 ) -> Tensor:
     """Discrete energy ``(B,)`` of latent paths ``(B, T, D)`` (module docstring): ``(T - 1)``
-    times the sum of squared pose distances between consecutive decoded latents. Latents are
-    projected onto the manifold first, as every decode does; differentiable in ``path``."""
+    times the sum of squared pose distances between consecutive decoded latents (``decode``
+    projects them onto the manifold first); differentiable in ``path``."""
     from advprior.body import forward_kinematics_rotmat, rest_joints
 
     b, t, d = path.shape
-    flat = prior.project(path.reshape(b * t, d))
-    rot = prior.decode(flat, output="rotmat", body="smplx")  # (b t, 21, 3, 3)
+    rot = prior.decode(path.reshape(b * t, d), output="rotmat", body="smplx")  # (b t, 21, 3, 3)
     pelvis = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(b * t, 1, 3, 3)
     rest = rest_joints(body_model, dtype=rot.dtype, device=rot.device)
     pos = forward_kinematics_rotmat(torch.cat([pelvis, rot], 1), rest).reshape(b, t, -1, 3)
@@ -111,7 +110,7 @@ def geodesic_path(
 
         def energy(x: Tensor) -> Tensor:
             inner = x.view(b, t - 2, d)
-            full = torch.cat([ends0.to(x.dtype), inner, ends1.to(x.dtype)], 1)
+            full = torch.cat([ends0, inner, ends1], 1)
             # The gauge fixes the inner latents' free radius (sphere) and keeps them inside the
             # cube, where projecting has a gradient; it does not change the decoded poses.
             gauge = GAUGE_WEIGHT * space.gauge(inner).sum(-1)
