@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     poser = protocol.Poser(body)
     rows = {}
     strip = {}
+    detour = args.strip_pair == "detour"
+    pair = None if detour else int(args.strip_pair)  # detour: known after the first run
     shown = np.unique(np.linspace(0, args.steps - 1, min(args.steps, 7)).round().astype(int))
     table = [
         "| paths | R mean | R median | path ratio mean | path ratio median | s per "
@@ -105,12 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         paths, how = got
         r, _ = protocol.smoothness(poser, paths)
         ratio = protocol.path_ratio(paths, body)
-        if args.strip is not None and args.strip_pair == "detour":
-            # the first run is the first model's own path
-            args.strip_pair = str(int(ratio.argmax()))
-            args.strip_detour = True
+        if pair is None:  # the first run is the first model's own path
+            pair = int(ratio.argmax())
         if args.strip is not None and (args.strip_rows is None or name in args.strip_rows):
-            one = paths[int(args.strip_pair), shown]
+            one = paths[pair, shown]
             strip[name.replace(" geodesic", "\ngeodesic")] = poser(one, all_vertices=True)[
                 "vertices"
             ].numpy()
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     "args": {
                         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
                     },
+                    "strip_pair_shown": pair,
                     "rows": rows,
                 },
                 indent=1,
@@ -147,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
 
         interpolation_strip(strip, np.asarray(body.faces), args.strip)
     if args.write_docs:
-        write_docs(args, table)
+        write_docs(args, table, pair, detour)
     return 0
 
 
-def write_docs(args: argparse.Namespace, table: list[str]) -> None:
+def write_docs(args: argparse.Namespace, table: list[str], pair: int, detour: bool) -> None:
     import datetime
     import platform
 
@@ -180,10 +181,10 @@ def write_docs(args: argparse.Namespace, table: list[str]) -> None:
         table = [
             *table,
             "",
-            f"Pair {args.strip_pair} of the table"
+            f"Pair {pair} of the table"
             + (
                 f" (the pair where {args.models[0].partition('=')[0]}'s own path detours most)"
-                if getattr(args, "strip_detour", False)
+                if detour
                 else ""
             )
             + ", by path kind (rows; each row starts and ends at that prior's own "
