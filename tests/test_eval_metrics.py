@@ -193,3 +193,28 @@ def test_mpjpe_known_value_and_shapes() -> None:
     assert mpjpe(joints + 0.3, joints).min().item() == pytest.approx(0.3 * math.sqrt(3.0))
     with pytest.raises(ValueError, match="same shape"):
         mpjpe(pred, target[..., :23, :])
+
+
+def test_paired_ratio_interval() -> None:
+    from advprior.eval.metrics import paired_ratio_interval
+
+    gen = torch.Generator().manual_seed(0)
+    b = torch.rand(96, generator=gen, dtype=torch.float64) * 100 + 20
+    # A constant relative difference survives every resample exactly.
+    low, high = paired_ratio_interval(1.1 * b, b)
+    assert low == pytest.approx(0.1, abs=1e-12) and high == pytest.approx(0.1, abs=1e-12)
+    # Independent noise: the interval holds the point estimate, and pairing narrows it (a shared
+    # per-frame difficulty cancels) compared with resampling the two methods separately.
+    a = b + torch.randn(96, generator=gen, dtype=torch.float64) * 10
+    low, high = paired_ratio_interval(a, b)
+    point = float(a.mean() / b.mean() - 1)
+    assert low < point < high
+    idx = torch.randint(96, (10_000, 2, 96), generator=gen)
+    unpaired = a[idx[:, 0]].mean(-1) / b[idx[:, 1]].mean(-1) - 1
+    wide = torch.quantile(unpaired, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    assert high - low < 0.5 * float(wide[1] - wide[0])
+    assert paired_ratio_interval(a, b) == (low, high)  # seeded
+    with pytest.raises(ValueError, match="paired"):
+        paired_ratio_interval(a, b[:10])
+    with pytest.raises(ValueError, match="level"):
+        paired_ratio_interval(a, b, level=1.0)

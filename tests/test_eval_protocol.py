@@ -237,6 +237,25 @@ def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody, write_dat
     assert res["command"] in report and "seed 0" in report
 
 
+def test_run_eval_geodesic_rows(tmp_path: Path, body: _CubeBody, write_dataset) -> None:
+    """``geodesic=N`` adds a row per latent prior between the same inverted ends; the pictures
+    keep one row per model (the paper's paths)."""
+    data = _dataset(write_dataset, tmp_path / "tiny.npz")
+    torch.manual_seed(0)
+    models = {"gan-s": _with_invert(PosePrior("sphere")), "oracle": _TablePrior(torch.zeros(2, 63))}
+    kw = dict(quick=True, body_model=body, fitting=False, n_samples=200, progress=False)
+    res = run_eval(models, data, out=tmp_path / "a" / "r", geodesic=30, **kw)
+    smooth = res["smoothness"]
+    assert list(smooth) == ["gan-s", "oracle", "gan-s, geodesic", POSE_SLERP]
+    assert "geodesic (30 L-BFGS" in smooth["gan-s, geodesic"]["method"]
+    # the geodesic shortens the paths (here 1.19 -> 1.05 on average)
+    assert smooth["gan-s, geodesic"]["path_ratio_mean"] < smooth["gan-s"]["path_ratio_mean"]
+    assert "| gan-s, geodesic |" in (tmp_path / "a" / "r.md").read_text()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="geodesic must be"):
+            run_eval(models, data, out=tmp_path / "b" / "r", geodesic=bad, **kw)
+
+
 def test_vertex_budget_limits_only_the_vertex_comparison(body: _CubeBody) -> None:
     poses = torch.randn(20, 63, generator=torch.Generator().manual_seed(3)) * 0.3
     far = poses + 1.0

@@ -52,6 +52,25 @@ def test_discriminator_joint_critic_sees_only_its_joint():
     assert not torch.allclose(px, py)
 
 
+def test_discriminator_positions_are_the_posed_skeleton():
+    """The optional position input is the neutral skeleton posed by the input rotations, pelvis
+    at the origin: the same joints as forward_kinematics on axis-angle (float32 rounding)."""
+    from advprior.body import forward_kinematics
+
+    d = PoseDiscriminator(hidden_dim=8, positions=True)
+    aa = torch.randn(4, 21, 3, generator=torch.Generator().manual_seed(2)) * 0.5
+    pos = d._joint_positions(axis_angle_to_rotmat(aa))
+    ref = forward_kinematics(torch.zeros(4, 3), aa.reshape(4, 63))
+    torch.testing.assert_close(pos.reshape(4, 23, 3), ref[:, 1:] - ref[:, :1], atol=1e-5, rtol=0)
+    assert d.pose_critic[0].weight.shape == (8, 21 * 32 + 69)
+    # the positions reach the whole-pose critic (its first layer's position columns learn)
+    _, pose = d(axis_angle_to_rotmat(aa))
+    pose.sum().backward()
+    assert d.pose_critic[0].weight.grad[:, 21 * 32 :].abs().amax() > 0
+    with pytest.raises(ValueError, match="21 SMPL body joints"):
+        PoseDiscriminator(num_joints=24, positions=True)
+
+
 def test_discriminator_rejects_bad_input():
     d = PoseDiscriminator(hidden_dim=8)
     with pytest.raises(ValueError, match=r"\(B, 21, 3, 3\)"):

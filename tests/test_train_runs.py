@@ -28,7 +28,7 @@ from advprior.train.vae import train_vae
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(progress=False, tensorboard=False, val_samples=200, max_val_poses=100)
 # The paper's GAN, and the same with the optional extras (EMA generator, R1 penalty, jointly
-# trained encoder, path-length penalty).
+# trained encoder, path-length penalty, joint positions for the critic).
 EXTRAS = pytest.mark.parametrize(
     "extras",
     [
@@ -39,9 +39,10 @@ EXTRAS = pytest.mark.parametrize(
             "cycle_weight": 1.0,
             "latent_cycle_weight": 1.0,
             "path_length_weight": 1.0,
+            "disc_positions": True,
         },
     ],
-    ids=["paper", "ema-r1-cycle-pl"],
+    ids=["paper", "ema-r1-cycle-pl-pos"],
 )
 
 
@@ -266,6 +267,23 @@ def test_cycle_encoder_is_trained_with_the_generator(synthetic, tmp_path):
     # the pose term alone still trains the encoder; the latent term then has no weight
     train_gan(synthetic, tmp_path / "pose_only", cycle_weight=5.0, **{**kw, "steps": 3})
     assert "encoder" in _weights(tmp_path / "pose_only")
+
+
+def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
+    """`advprior train` flags reach the recorded config (a flag parsed but dropped would train
+    the paper's GAN silently)."""
+    from advprior.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(synthetic), "--out", str(out), "--model", "gan"]
+    argv += ["--steps", "2", "--batch-size", "16", "--d-steps", "1", "--disc-hidden", "16"]
+    argv += ["--val-every", "0", "--no-progress", "--threads", "1"]
+    argv += ["--ema", "0.5", "--r1", "2", "--path-length", "0.25", "--disc-positions"]
+    assert main(argv) == 0
+    recorded = json.loads((out / "model" / "config.json").read_text())["training"]["config"]
+    assert recorded["ema_decay"] == 0.5 and recorded["r1_gamma"] == 2.0
+    assert recorded["path_length_weight"] == 0.25 and recorded["disc_positions"] is True
+    assert recorded["disc_hidden_dim"] == 16 and recorded["d_steps"] == 1
 
 
 def test_path_length_penalty_evens_out_the_pose_speed(synthetic, tmp_path):

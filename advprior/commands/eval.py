@@ -67,6 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, default=None, help="poses per interpolation (16)")
     p.add_argument(
+        "--geodesic",
+        type=int,
+        default=0,
+        metavar="ITERATIONS",
+        help="also interpolate every latent prior along geodesic paths (Prior.interpolate("
+        "geodesic=True)) with this many L-BFGS iterations, as extra rows (0: off; 300 is the "
+        "API's default)",
+    )
+    p.add_argument(
         "--fit-frames",
         type=int,
         default=None,
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         n_pairs=args.pairs,
         steps=args.steps,
         fit_frames=args.fit_frames,
+        geodesic=args.geodesic,
         command=command,
     )
     return 0

@@ -85,6 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "latent steps; 0: off, as the paper)",
     )
     p.add_argument(
+        "--disc-positions",
+        action="store_true",
+        help="GAN: also show the whole-pose critic the posed joint positions (off: the paper)",
+    )
+    p.add_argument(
         "--select",
         choices=("best", "last"),
         default="best",
@@ -137,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             cycle_weight=args.cycle,
             latent_cycle_weight=args.latent_cycle,
             path_length_weight=args.path_length,
+            disc_positions=args.disc_positions,
             **common,
             **loop,
         )

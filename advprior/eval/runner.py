@@ -144,6 +144,7 @@ def run_eval(
     n_pairs: int | None = None,
     steps: int | None = None,
     fit_frames: int | None = None,
+    geodesic: int = 0,
     fitting: bool = True,
     command: str | None = None,
     progress: bool = True,
@@ -166,6 +167,10 @@ def run_eval(
             body model's skinning is far slower than forward kinematics); the per-vertex
             precision reference is capped at the same number of training poses.
         n_queries, n_reference, n_vertices, n_pairs, steps, fit_frames: override the sizes.
+        geodesic: when > 0, every latent prior also gets a row for its geodesic paths
+            between the same inverted ends (:func:`advprior.geodesic.geodesic_path` with this
+            many L-BFGS iterations; 300 is ``Prior.interpolate``'s default), labelled
+            ``"<model>, geodesic"``. 0: only the prior's own paths (the paper's protocol).
         fitting: also fit 2D keypoints with each prior (``advprior.fitting``).
         command: the command line to quote in the report.
 
@@ -195,6 +200,8 @@ def run_eval(
     for key, value in asdict(cfg).items():
         if key != "fit_iterations" and (not isinstance(value, int) or value < 0):
             raise ValueError(f"{key} must be a non-negative int, got {value!r}")
+    if isinstance(geodesic, bool) or not isinstance(geodesic, int) or geodesic < 0:
+        raise ValueError(f"geodesic must be a non-negative int, got {geodesic!r}")
     if cfg.n_samples < 1 or cfg.n_queries < 1 or cfg.steps < 2:
         raise ValueError("n_samples and n_queries must be >= 1 and steps >= 2")
     out = Path(out)
@@ -298,17 +305,26 @@ def run_eval(
         strip: dict = {}
         show = np.unique(np.linspace(0, cfg.steps - 1, min(cfg.steps, 7)).round().astype(int))
         invert_kwargs = {"body_model": body, **({"steps": 10, "restarts": 1} if quick else {})}
-        for label, prior in [*priors.items(), (POSE_SLERP, None)]:
+        runs = [(label, prior, 0) for label, prior in priors.items()]
+        if geodesic > 0:
+            runs += [(f"{label}, geodesic", prior, geodesic) for label, prior in priors.items()]
+        for label, prior, iterations in [*runs, (POSE_SLERP, None, 0)]:
             t0 = time.perf_counter()
             got = protocol.interpolation_paths(
-                prior, pose_a, pose_b, cfg.steps, invert_kwargs=invert_kwargs
+                prior,
+                pose_a,
+                pose_b,
+                cfg.steps,
+                invert_kwargs=invert_kwargs,
+                geodesic=iterations,
             )
             if got is None:
-                smooth[label] = {
-                    "excluded": "no latent space to interpolate in (a "
-                    f"{protocol.model_kind(prior)} prior is a density on poses)"
-                }
-                log(f"{label}: interpolation excluded (no latent space)")
+                if iterations == 0:
+                    smooth[label] = {
+                        "excluded": "no latent space to interpolate in (a "
+                        f"{protocol.model_kind(prior)} prior is a density on poses)"
+                    }
+                    log(f"{label}: interpolation excluded (no latent space)")
                 continue
             paths, how = got
             ratio, deform = protocol.smoothness(poser, paths)
@@ -323,9 +339,10 @@ def run_eval(
                 "path_ratio_median": float(detour.median()),
                 "seconds": time.perf_counter() - t0,
             }
-            curves[label] = deform.numpy()
-            strip[label] = poser(paths[0, show], all_vertices=True)["vertices"].numpy()
             log(f"{label}: R mean {smooth[label]['R_mean']:.2f} ({smooth[label]['seconds']:.1f}s)")
+            if iterations == 0:  # the pictures show the paper's paths, one row per model
+                curves[label] = deform.numpy()
+                strip[label] = poser(paths[0, show], all_vertices=True)["vertices"].numpy()
         pictures["deformation"] = plots.deformation_curves(curves, out / "deformation.png")
         faces = np.asarray(body.faces)
         pictures["strip"] = plots.interpolation_strip(strip, faces, out / "interpolation.png")

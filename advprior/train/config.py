@@ -133,6 +133,7 @@ class GANConfig(LoopSettings):
         "cycle_weight",
         "latent_cycle_weight",
         "path_length_weight",
+        "disc_positions",
     )
 
     latent: str = "sphere"
@@ -141,6 +142,7 @@ class GANConfig(LoopSettings):
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     disc_hidden_dim: int = 1024
+    disc_positions: bool = False
     ema_decay: float = 0.0
     r1_gamma: float = 0.0
     cycle_weight: float = 0.0

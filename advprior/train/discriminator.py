@@ -9,6 +9,11 @@ discriminator that Davydov et al. (CVPR 2022) reuse.
 Loss weighting (our reading of the paper): the 21 per-joint least-squares terms are summed, so
 together they weigh 21, and the whole-pose term weighs 1. Equivalently: 21 x (mean over joints)
 + 1 x (whole pose). Each term is a mean over the batch.
+
+Optionally (``positions=True``, not in the paper) the whole-pose critic also sees the posed joint
+positions of the neutral SMPL skeleton, pelvis-relative: the per-joint rotation features say
+little about where a hand ends up after six chained rotations, and coverage and realism are
+measured on joint positions.
 """
 
 from __future__ import annotations
@@ -16,7 +21,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from advprior.body import forward_kinematics_rotmat
+
 NUM_JOINTS = 21
+#: Metres -> critic input units for the optional joint positions: a body is about 1.7 m tall,
+#: so positions come in at about the magnitude of the rotation features (entries in [-1, 1]).
+POSITION_SCALE = 2.0
 
 
 class PoseDiscriminator(nn.Module):
@@ -26,11 +36,22 @@ class PoseDiscriminator(nn.Module):
         num_joints: joints per pose (21 for the SMPL-H/SMPL-X body).
         channels: width of the shared per-joint embedding (32 in the paper).
         hidden_dim: width of the two hidden layers of the whole-pose MLP (1024 as in HMR).
+        positions: also give the whole-pose MLP the 23 pelvis-relative joint positions of the
+            neutral skeleton posed by the input (SMPL joints 1..23, zero global orientation).
     """
 
-    def __init__(self, num_joints: int = NUM_JOINTS, channels: int = 32, hidden_dim: int = 1024):
+    def __init__(
+        self,
+        num_joints: int = NUM_JOINTS,
+        channels: int = 32,
+        hidden_dim: int = 1024,
+        positions: bool = False,
+    ):
         super().__init__()
+        if positions and num_joints != NUM_JOINTS:
+            raise ValueError(f"positions=True needs the {NUM_JOINTS} SMPL body joints")
         self.num_joints = num_joints
+        self.positions = positions
         # A 1x1 conv over the joint axis = one Linear shared by all joints.
         self.embed = nn.Sequential(
             nn.Conv1d(9, channels, 1),
@@ -43,7 +64,7 @@ class PoseDiscriminator(nn.Module):
         self.joint_bias = nn.Parameter(torch.zeros(num_joints))
         nn.init.uniform_(self.joint_weight, -(channels**-0.5), channels**-0.5)
         self.pose_critic = nn.Sequential(
-            nn.Linear(num_joints * channels, hidden_dim),
+            nn.Linear(num_joints * channels + (69 if positions else 0), hidden_dim),
             nn.LeakyReLU(0.2),
             nn.Linear(hidden_dim, hidden_dim),
             nn.LeakyReLU(0.2),
@@ -69,8 +90,19 @@ class PoseDiscriminator(nn.Module):
         feats = self.embed(rotmat.reshape(b, self.num_joints, 9).transpose(1, 2))  # (B, C, J)
         feats = feats.transpose(1, 2)  # (B, J, C)
         joint = torch.einsum("bjc,jc->bj", feats, self.joint_weight) + self.joint_bias
-        pose = self.pose_critic(feats.reshape(b, -1))
+        whole = feats.reshape(b, -1)
+        if self.positions:
+            whole = torch.cat([whole, POSITION_SCALE * self._joint_positions(rotmat)], dim=-1)
+        pose = self.pose_critic(whole)
         return joint, pose
+
+    @staticmethod
+    def _joint_positions(rotmat: torch.Tensor) -> torch.Tensor:
+        """``(B, 69)``: SMPL joints 1..23 relative to the pelvis, metres, identity root."""
+        eye = torch.eye(3, dtype=rotmat.dtype, device=rotmat.device)
+        local = torch.cat([eye.expand(rotmat.shape[0], 1, 3, 3), rotmat], dim=1)
+        joints = forward_kinematics_rotmat(local)
+        return (joints[:, 1:] - joints[:, :1]).flatten(1)
 
 
 def _ls_term(scores: torch.Tensor, label: float) -> torch.Tensor:

@@ -140,6 +140,9 @@ def train_gan(
             finite-difference path-length regulariser in the spirit of StyleGAN2's (Karras et
             al. 2020), which asks that equal latent steps move the pose equally far everywhere
             and in every direction (even interpolation steps). 0 (the paper): off.
+        disc_positions: also show the whole-pose critic the posed joint positions of the
+            neutral skeleton (:class:`~advprior.train.discriminator.PoseDiscriminator`'s
+            ``positions``). False (the paper): rotations only.
         val_every / ckpt_every: validation and checkpoint periods in steps (0: only at the end).
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
@@ -188,7 +191,9 @@ def train_gan(
         torch.manual_seed(seed)  # identical initial weights on every rank
         prior = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
         prior = prior.to(info.device)
-        disc = PoseDiscriminator(hidden_dim=cfg.disc_hidden_dim).to(info.device)
+        disc = PoseDiscriminator(hidden_dim=cfg.disc_hidden_dim, positions=cfg.disc_positions).to(
+            info.device
+        )
         torch.manual_seed(seed + info.rank)  # dropout noise differs per rank
         encoder = opt_e = None
         if cycle_weight > 0 or latent_cycle_weight > 0:
