@@ -65,7 +65,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--run", type=Path, required=True, help="GAN training run folder")
     ap.add_argument("--prior", default=None, help="generator to fit with (default RUN/model)")
     ap.add_argument("--data", type=Path, default=REPO / "data" / "mocap30_v5.npz")
-    ap.add_argument("--split", default="validation", choices=("validation", "val"))
     ap.add_argument("--keypoints", default="smpl24", choices=("smpl24", "coco17", "openpose25"))
     ap.add_argument("--frames", type=int, default=128)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 10.0, 30.0, 100.0])

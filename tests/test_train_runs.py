@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -284,6 +285,42 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     assert recorded["ema_decay"] == 0.5 and recorded["r1_gamma"] == 2.0
     assert recorded["path_length_weight"] == 0.25 and recorded["disc_positions"] is True
     assert recorded["disc_hidden_dim"] == 16 and recorded["d_steps"] == 1
+
+
+def test_critic_energy_benchmark_reads_a_run(synthetic, tmp_path):
+    """benchmarks/critic_energy.py: the critic of a run (with the position input, recognised
+    from its weights) is loaded safely and its energy plugs into fit_keypoints."""
+    import importlib.util
+
+    run = tmp_path / "run"
+    train_gan(
+        synthetic,
+        run,
+        steps=3,
+        batch_size=16,
+        d_steps=1,
+        disc_hidden_dim=16,
+        val_every=0,
+        disc_positions=True,
+        **FAST,
+    )
+    spec = importlib.util.spec_from_file_location(
+        "critic_energy", REPO / "benchmarks" / "critic_energy.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    critic = bench.load_critic(run)
+    assert critic.positions and not any(p.requires_grad for p in critic.parameters())
+    out = tmp_path / "energy.json"
+    argv = ["--run", str(run), "--data", str(synthetic), "--frames", "3", "--weights", "0", "50"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert [r["weight"] for r in saved["rows"]] == [0.0, 50.0]
+    assert all(math.isfinite(r["p_mpjpe_mm"]) for r in saved["rows"])
+    # the energy reaches the fit: weighting it changes the result
+    assert saved["rows"][0]["p_mpjpe_mm"] != saved["rows"][1]["p_mpjpe_mm"]
+    low, high = saved["energy"]["samples_p10_p90"]
+    assert math.isfinite(low) and low <= high
 
 
 def test_path_length_penalty_evens_out_the_pose_speed(synthetic, tmp_path):
