@@ -53,9 +53,14 @@ def load_critic(run: Path) -> nn.Module:
     from advprior.train.checkpoint import load
     from advprior.train.discriminator import PoseDiscriminator
 
-    state = load(run / "checkpoint.pt")["models"]["discriminator"]
-    first = state["pose_critic.0.weight"]
-    critic = PoseDiscriminator(hidden_dim=first.shape[0], positions=first.shape[1] > 21 * 32)
+    ckpt = load(run / "checkpoint.pt")
+    config, state = ckpt["config"], ckpt["models"]["discriminator"]
+    if config.get("disc_pack", 1) != 1:
+        # A packed whole-pose critic scores groups of poses: it has no energy of one pose.
+        raise SystemExit(f"{run}: the critic judges {config['disc_pack']} poses at once")
+    critic = PoseDiscriminator(
+        hidden_dim=config["disc_hidden_dim"], positions=config.get("disc_positions", False)
+    )
     critic.load_state_dict(state)
     return critic.eval().requires_grad_(False)
 

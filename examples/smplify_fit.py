@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from advprior.eval.metrics import paired_ratio_interval
 from advprior.prior import PosePrior
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,6 +154,10 @@ def fitting_table(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _signed_change(ratio_minus_one: float) -> str:
+    return f"{100.0 * ratio_minus_one:+.1f}%"
+
+
 def goal_lines(rows: dict[str, dict]) -> list[str]:
     out = []
     gs = rows.get("gan-s")
@@ -163,9 +168,17 @@ def goal_lines(rows: dict[str, dict]) -> list[str]:
             gain = 100.0 * (1.0 - gs["p_mpjpe_mm"] / rows[other]["p_mpjpe_mm"])
             verdict = "met" if gain >= goal else "NOT met"
             change = f"{gain:.1f}% lower" if gain >= 0 else f"{-gain:.1f}% higher"
+            # The same frames for both priors: a paired bootstrap over frames says how much of
+            # the difference a different draw of frames could undo.
+            low, high = paired_ratio_interval(
+                torch.tensor(gs["p_mpjpe_per_frame_mm"]),
+                torch.tensor(rows[other]["p_mpjpe_per_frame_mm"]),
+            )
             out.append(
                 f"- GAN-S P-MPJPE vs {other.upper()}: {gs['p_mpjpe_mm']:.1f} vs "
-                f"{rows[other]['p_mpjpe_mm']:.1f} mm, {change} (goal: at least "
+                f"{rows[other]['p_mpjpe_mm']:.1f} mm, {change} (GAN-S / {other.upper()} - 1, "
+                f"95% interval over frames: {_signed_change(low)} to {_signed_change(high)}; "
+                f"goal: at least "
                 f"{goal:.0f}% lower; {verdict})"
             )
     if "none" in rows:

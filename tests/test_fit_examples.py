@@ -348,3 +348,29 @@ def test_video_fit_example(tmp_path: Path) -> None:
         ]
     )
     assert out.exists() and out.stat().st_size > 0
+
+
+def test_smplify_fit_goal_lines_carry_a_paired_interval() -> None:
+    """The goal lines compare priors on the same frames: a constant per-frame ratio has an
+    interval of zero width at that ratio; a difference carried by one frame has a wide one."""
+    goal_lines = load_example("smplify_fit").goal_lines
+
+    def row(per_frame: list[float], seconds: float = 0.1) -> dict:
+        return {
+            "p_mpjpe_mm": sum(per_frame) / len(per_frame),
+            "p_mpjpe_per_frame_mm": per_frame,
+            "seconds_per_frame": seconds,
+        }
+
+    vae = [50.0, 60.0, 70.0, 80.0, 90.0, 100.0]
+    lines = goal_lines({"gan-s": row([0.8 * v for v in vae]), "vae": row(vae)})
+    assert lines[0].startswith("- GAN-S P-MPJPE vs VAE: 60.0 vs 75.0 mm, 20.0% lower")
+    assert "95% interval over frames: -20.0% to -20.0%; goal: at least 10% lower; met)" in lines[0]
+    assert lines[-1] == "- GAN-S time per frame vs VAE: 1.00x (goal <= 1.2x: met)"
+    # the same means, but all of the gap in one frame: the interval reaches past zero
+    one = [*vae[:-1], vae[-1] - 6 * 15.0]
+    lines = goal_lines({"gan-s": row(one), "vae": row(vae)})
+    low, high = (
+        float(x.rstrip("%")) for x in lines[0].split("frames: ")[1].split(";")[0].split(" to ")
+    )
+    assert low < -20.0 < 0.0 <= high

@@ -71,6 +71,53 @@ def test_discriminator_positions_are_the_posed_skeleton():
         PoseDiscriminator(num_joints=24, positions=True)
 
 
+def test_packed_discriminator_scores_groups_of_consecutive_poses():
+    d = PoseDiscriminator(hidden_dim=8, pack=2)
+    x = _rotmats(6)
+    joint, pose = d(x)
+    assert joint.shape == (6, 21) and pose.shape == (3, 1)
+    assert d.pose_critic[0].weight.shape == (8, 2 * 21 * 32)
+    y = x.clone()
+    y[3] = _rotmats(1, seed=5)[0]  # second pose of the second group
+    _, pose_y = d(y)
+    changed = (pose - pose_y).abs()[:, 0] > 0
+    assert changed.tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="multiple of pack=2"):
+        d(_rotmats(5))
+    with pytest.raises(ValueError, match="pack must be >= 1"):
+        PoseDiscriminator(pack=0)
+
+
+def test_packed_critic_sees_mode_dropping_that_one_pose_critic_cannot():
+    """Two poses A and B. Real groups are independent draws (AB, BA, AA, BB); a collapsed
+    generator pairs each pose with itself (AA, BB). Every single pose is A or B half the time in
+    both, so a one-pose critic's least-squares loss cannot go below its chance value (each of the
+    22 terms at least 1/4 + 1/4), while a packed critic learns to score mixed groups above
+    same-pose groups (optimum 1 for AB, 1/3 for AA: the whole-pose term drops by 1/6)."""
+    a, b = _rotmats(2, seed=11)
+    real = torch.stack([a, b, b, a, a, a, b, b])  # groups AB, BA, AA, BB
+    fake = torch.stack([a, a, b, b, a, a, b, b])  # groups AA, BB, AA, BB
+    losses, scores = {}, {}
+    for pack in (1, 2):
+        torch.manual_seed(1)
+        d = PoseDiscriminator(hidden_dim=32, pack=pack)
+        opt = torch.optim.Adam(d.parameters(), 2e-3, betas=(0.5, 0.999))
+        for _ in range(300):
+            j, p = d(torch.cat([real, fake]))
+            m = p.shape[0] // 2
+            loss = discriminator_loss((j[:8], p[:m]), (j[8:], p[m:]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        losses[pack] = loss.item()
+        with torch.no_grad():
+            scores[pack] = d(torch.stack([a, b, a, a]))[1][:, 0].tolist()
+    assert losses[1] > 11.0 - 1e-3 and losses[2] < 10.9, losses
+    mixed, same = scores[2]
+    assert mixed - same > 0.4, scores  # optimum 1 - 1/3
+    assert abs(scores[1][0] - scores[1][1]) < 0.05, scores  # A and B alike to a one-pose critic
+
+
 def test_discriminator_rejects_bad_input():
     d = PoseDiscriminator(hidden_dim=8)
     with pytest.raises(ValueError, match=r"\(B, 21, 3, 3\)"):

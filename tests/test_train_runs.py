@@ -29,7 +29,7 @@ from advprior.train.vae import train_vae
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(progress=False, tensorboard=False, val_samples=200, max_val_poses=100)
 # The paper's GAN, and the same with the optional extras (EMA generator, R1 penalty, jointly
-# trained encoder, path-length penalty, joint positions for the critic).
+# trained encoder, path-length penalty, joint positions for the critic, packed critic).
 EXTRAS = pytest.mark.parametrize(
     "extras",
     [
@@ -41,9 +41,10 @@ EXTRAS = pytest.mark.parametrize(
             "latent_cycle_weight": 1.0,
             "path_length_weight": 1.0,
             "disc_positions": True,
+            "disc_pack": 2,
         },
     ],
-    ids=["paper", "ema-r1-cycle-pl-pos"],
+    ids=["paper", "ema-r1-cycle-pl-pos-pack"],
 )
 
 
@@ -280,11 +281,17 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     argv += ["--steps", "2", "--batch-size", "16", "--d-steps", "1", "--disc-hidden", "16"]
     argv += ["--val-every", "0", "--no-progress", "--threads", "1"]
     argv += ["--ema", "0.5", "--r1", "2", "--path-length", "0.25", "--disc-positions"]
+    argv += ["--disc-pack", "4"]
     assert main(argv) == 0
     recorded = json.loads((out / "model" / "config.json").read_text())["training"]["config"]
     assert recorded["ema_decay"] == 0.5 and recorded["r1_gamma"] == 2.0
     assert recorded["path_length_weight"] == 0.25 and recorded["disc_positions"] is True
     assert recorded["disc_hidden_dim"] == 16 and recorded["d_steps"] == 1
+    assert recorded["disc_pack"] == 4
+    # a pack that does not divide the batch is refused before anything is written
+    bad = tmp_path / "bad"
+    assert main([*argv[:4], str(bad), *argv[5:-1], "3"]) != 0
+    assert not bad.exists()
 
 
 def test_critic_energy_benchmark_reads_a_run(synthetic, tmp_path):

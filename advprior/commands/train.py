@@ -90,6 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="GAN: also show the whole-pose critic the posed joint positions (off: the paper)",
     )
     p.add_argument(
+        "--disc-pack",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GAN: the whole-pose critic judges N poses together (PacGAN; 1: the paper)",
+    )
+    p.add_argument(
         "--select",
         choices=("best", "last"),
         default="best",
@@ -143,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
             latent_cycle_weight=args.latent_cycle,
             path_length_weight=args.path_length,
             disc_positions=args.disc_positions,
+            disc_pack=args.disc_pack,
             **common,
             **loop,
         )

@@ -146,8 +146,10 @@ def run_fitting(
     views: SyntheticViews, prior: Any, *, body_model: Any = None, **fit_kwargs: Any
 ) -> dict[str, Any]:
     """Fit ``views`` in one batch with ``prior`` (alias, model or None), in the views'
-    ``keypoint_format``; returns the errors on the 24 joints (mean/median mm), the wall-clock
-    seconds of the fit call and seconds per frame."""
+    ``keypoint_format``; returns the errors on the 24 joints (mean/median mm, and
+    ``p_mpjpe_per_frame_mm``: each frame's P-MPJPE in the views' order, for paired comparisons
+    of priors on the same frames), the wall-clock seconds of the fit call and seconds per
+    frame."""
     n = views.keypoints.shape[0]
     fit_kwargs.setdefault("keypoint_format", views.keypoint_format)
     start = time.perf_counter()
@@ -169,6 +171,7 @@ def run_fitting(
         "mpjpe_median_mm": float(err["mpjpe"].median()),
         "p_mpjpe_mm": float(err["p_mpjpe"].mean()),
         "p_mpjpe_median_mm": float(err["p_mpjpe"].median()),
+        "p_mpjpe_per_frame_mm": err["p_mpjpe"].tolist(),
         "reprojection_px": float(reproj),
         "seconds": seconds,
         "seconds_per_frame": seconds / max(n, 1),

@@ -60,9 +60,9 @@ class TrainSettings:
     the record."""
 
     model: ClassVar[str]
-    #: Recorded only when not zero, so that checkpoints of runs from before a setting existed
-    #: (when it was implicitly zero) still resume.
-    omit_when_zero: ClassVar[tuple[str, ...]] = ()
+    #: Recorded only when not at their default, so that checkpoints of runs from before a
+    #: setting existed (when it implicitly had its default) still resume.
+    omit_when_default: ClassVar[tuple[str, ...]] = ()
 
     seed: int = 0
     mirror: bool = True
@@ -96,10 +96,11 @@ class TrainSettings:
         paths = {"data": str(Path(data).resolve())}
         if out is not None:
             paths["out"] = str(Path(out).resolve())
+        defaults = {f.name: f.default for f in fields(self)}
         settings = {
             k: list(v) if isinstance(v, tuple) else v
             for k, v in asdict(self).items()
-            if not (k in self.omit_when_zero and not v)
+            if not (k in self.omit_when_default and v == defaults[k])
         }
         return {"model": self.model, **paths, **settings}
 
@@ -127,13 +128,14 @@ class GANConfig(LoopSettings):
     """The adversarial prior (see :func:`advprior.train.train_gan` for every field)."""
 
     model = "gan"
-    omit_when_zero = (
+    omit_when_default = (
         "ema_decay",
         "r1_gamma",
         "cycle_weight",
         "latent_cycle_weight",
         "path_length_weight",
         "disc_positions",
+        "disc_pack",
     )
 
     latent: str = "sphere"
@@ -143,6 +145,7 @@ class GANConfig(LoopSettings):
     betas: tuple[float, float] = (0.5, 0.999)
     disc_hidden_dim: int = 1024
     disc_positions: bool = False
+    disc_pack: int = 1
     ema_decay: float = 0.0
     r1_gamma: float = 0.0
     cycle_weight: float = 0.0
@@ -156,6 +159,11 @@ class GANConfig(LoopSettings):
         self.betas = tuple(self.betas)
         if self.d_steps < 1:
             raise ValueError(f"d_steps must be >= 1, got {self.d_steps}")
+        if self.disc_pack < 1 or self.batch_size % self.disc_pack:
+            raise ValueError(
+                f"disc_pack must be >= 1 and divide batch_size ({self.batch_size}), "
+                f"got {self.disc_pack}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.r1_gamma < 0.0:

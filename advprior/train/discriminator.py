@@ -14,6 +14,13 @@ Optionally (``positions=True``, not in the paper) the whole-pose critic also see
 positions of the neutral SMPL skeleton, pelvis-relative: the per-joint rotation features say
 little about where a hand ends up after six chained rotations, and coverage and realism are
 measured on joint positions.
+
+Optionally (``pack > 1``, not in the paper) the whole-pose critic judges ``pack`` poses at once
+(PacGAN, Lin et al. 2018): it sees the concatenated features of ``pack`` consecutive poses of a
+batch that are all real or all generated and gives one score per group. A generator that covers
+only some modes makes groups whose poses are too alike, which a packed critic can tell from
+groups of independent real poses, while a one-pose critic cannot: it penalises mode dropping,
+the usual reason a GAN's recall trails a VAE's. The per-joint critics still score single poses.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class PoseDiscriminator(nn.Module):
         hidden_dim: width of the two hidden layers of the whole-pose MLP (1024 as in HMR).
         positions: also give the whole-pose MLP the 23 pelvis-relative joint positions of the
             neutral skeleton posed by the input (SMPL joints 1..23, zero global orientation).
+        pack: poses the whole-pose MLP judges together (1: one score per pose, the paper).
     """
 
     def __init__(
@@ -46,12 +54,16 @@ class PoseDiscriminator(nn.Module):
         channels: int = 32,
         hidden_dim: int = 1024,
         positions: bool = False,
+        pack: int = 1,
     ):
         super().__init__()
+        if pack < 1:
+            raise ValueError(f"pack must be >= 1, got {pack}")
         if positions and num_joints != NUM_JOINTS:
             raise ValueError(f"positions=True needs the {NUM_JOINTS} SMPL body joints")
         self.num_joints = num_joints
         self.positions = positions
+        self.pack = pack
         # A 1x1 conv over the joint axis = one Linear shared by all joints.
         self.embed = nn.Sequential(
             nn.Conv1d(9, channels, 1),
@@ -64,7 +76,7 @@ class PoseDiscriminator(nn.Module):
         self.joint_bias = nn.Parameter(torch.zeros(num_joints))
         nn.init.uniform_(self.joint_weight, -(channels**-0.5), channels**-0.5)
         self.pose_critic = nn.Sequential(
-            nn.Linear(num_joints * channels + (69 if positions else 0), hidden_dim),
+            nn.Linear(pack * (num_joints * channels + (69 if positions else 0)), hidden_dim),
             nn.LeakyReLU(0.2),
             nn.Linear(hidden_dim, hidden_dim),
             nn.LeakyReLU(0.2),
@@ -75,10 +87,11 @@ class PoseDiscriminator(nn.Module):
         """Score poses.
 
         Args:
-            rotmat: ``(B, J, 3, 3)`` rotation matrices.
+            rotmat: ``(B, J, 3, 3)`` rotation matrices; ``B`` a multiple of ``pack``, each
+                ``pack`` consecutive poses one group.
 
         Returns:
-            ``(joint_scores (B, J), pose_scores (B, 1))``.
+            ``(joint_scores (B, J), pose_scores (B / pack, 1))``.
         """
         if rotmat.ndim != 4 or rotmat.shape[1:] != (self.num_joints, 3, 3):
             raise ValueError(
@@ -87,13 +100,15 @@ class PoseDiscriminator(nn.Module):
         if not rotmat.is_floating_point():
             raise TypeError(f"rotmat must be a floating-point tensor, got {rotmat.dtype}")
         b = rotmat.shape[0]
+        if b % self.pack:
+            raise ValueError(f"batch size {b} is not a multiple of pack={self.pack}")
         feats = self.embed(rotmat.reshape(b, self.num_joints, 9).transpose(1, 2))  # (B, C, J)
         feats = feats.transpose(1, 2)  # (B, J, C)
         joint = torch.einsum("bjc,jc->bj", feats, self.joint_weight) + self.joint_bias
         whole = feats.reshape(b, -1)
         if self.positions:
             whole = torch.cat([whole, POSITION_SCALE * self._joint_positions(rotmat)], dim=-1)
-        pose = self.pose_critic(whole)
+        pose = self.pose_critic(whole.reshape(b // self.pack, -1))
         return joint, pose
 
     @staticmethod

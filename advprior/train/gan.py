@@ -143,6 +143,8 @@ def train_gan(
         disc_positions: also show the whole-pose critic the posed joint positions of the
             neutral skeleton (:class:`~advprior.train.discriminator.PoseDiscriminator`'s
             ``positions``). False (the paper): rotations only.
+        disc_pack: poses the whole-pose critic judges together (PacGAN; the
+            discriminator's ``pack``); must divide ``batch_size``. 1 (the paper): one at a time.
         val_every / ckpt_every: validation and checkpoint periods in steps (0: only at the end).
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
@@ -191,9 +193,9 @@ def train_gan(
         torch.manual_seed(seed)  # identical initial weights on every rank
         prior = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
         prior = prior.to(info.device)
-        disc = PoseDiscriminator(hidden_dim=cfg.disc_hidden_dim, positions=cfg.disc_positions).to(
-            info.device
-        )
+        disc = PoseDiscriminator(
+            hidden_dim=cfg.disc_hidden_dim, positions=cfg.disc_positions, pack=cfg.disc_pack
+        ).to(info.device)
         torch.manual_seed(seed + info.rank)  # dropout noise differs per rank
         encoder = opt_e = None
         if cycle_weight > 0 or latent_cycle_weight > 0:
@@ -242,20 +244,21 @@ def train_gan(
                     fake = prior.decode(latents(), output="rotmat")
                 if r1_gamma > 0:
                     real.requires_grad_(True)
+                # batch_size is a multiple of the pack size, so no group mixes real and fake.
                 joint, pose = disc_net(torch.cat([real, fake]))
-                n = real.shape[0]
-                loss_d = discriminator_loss((joint[:n], pose[:n]), (joint[n:], pose[n:]))
+                n, m = real.shape[0], pose.shape[0] // 2
+                loss_d = discriminator_loss((joint[:n], pose[:m]), (joint[n:], pose[m:]))
                 if r1_gamma > 0:
                     (grad,) = torch.autograd.grad(
-                        joint[:n].sum() + pose[:n].sum(), real, create_graph=True
+                        joint[:n].sum() + pose[:m].sum(), real, create_graph=True
                     )
                     loss_d = loss_d + 0.5 * r1_gamma * grad.pow(2).sum(dim=(1, 2, 3)).mean()
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
                 d_total += loss_d.item()
-                d_real += pose[:n].mean().item()
-                d_fake += pose[n:].mean().item()
+                d_real += pose[:m].mean().item()
+                d_fake += pose[m:].mean().item()
             # The generator step goes through D without DDP and without D's gradients.
             disc.requires_grad_(False)
             extra = {}
