@@ -161,5 +161,16 @@ def test_regenerate_docs_lists_its_steps_without_running_them():
     lines = out.stdout.splitlines()
     assert len(lines) == len(_regeneration_steps())
     assert lines[0].startswith("1: python -m advprior.cli eval ")
-    bad = subprocess.run(["bash", str(script), "--bogus"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "usage" in bad.stderr
+    for argv in (["--bogus"], ["--from"], ["--from", "x"]):
+        bad = subprocess.run(["bash", str(script), *argv], capture_output=True, text=True)
+        assert bad.returncode == 2 and "usage" in bad.stderr, argv
+    # a range runs only its steps ("echo" stands in for python, so nothing is measured)
+    n = len(lines)
+    ran = subprocess.run(
+        ["bash", str(script), "--from", str(n - 1), "--to", str(n - 1)],
+        capture_output=True, text=True, timeout=30,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": "echo"},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert f"step {n - 1}/{n}: " in ran.stdout and f"step {n}/{n}" not in ran.stdout
+    assert f"step {n - 2}/{n}" not in ran.stdout
