@@ -12,6 +12,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from advprior.data import load_motion
+from advprior.data.dataset import classify
 from advprior.data.rotmath import euler_matrix, rotvec_to_matrix
 from advprior.errors import MotionFormatError
 from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
@@ -600,6 +601,49 @@ def test_amass_npz_is_rotated_into_y_up(tmp_path: Path) -> None:
         z_to_y = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
         np.testing.assert_allclose(yup, zup @ z_to_y.T, atol=1e-9)
         np.testing.assert_allclose(smpl.source_joints, yup, atol=1e-9)
+
+
+def test_amass_layouts_of_other_tools_give_the_same_motion(tmp_path: Path) -> None:
+    """SMPL's (T, 72), per-joint (T, J, 3) and the split pose_body/root_orient arrays (AMASS's
+    SMPL-X release, VPoser's prepared data) are the same body pose as SMPL-H's (T, 156)."""
+    rng = np.random.default_rng(4)
+    poses = rng.normal(0, 0.3, (6, 156))
+    trans = rng.normal(0, 1, (6, 3))
+    common = dict(trans=trans, mocap_frame_rate=30.0)
+    np.savez(tmp_path / "smplh.npz", poses=poses, **common)
+    np.savez(tmp_path / "smpl.npz", poses=np.concatenate([poses[:, :66], poses[:, 66:72]], 1),
+             **common)  # fmt: skip
+    np.savez(tmp_path / "per_joint.npz", poses=poses.reshape(6, 52, 3), **common)
+    np.savez(tmp_path / "split.npz", pose_body=poses[:, 3:66], root_orient=poses[:, :3], **common)
+    # AMASS's SMPL-X files hold both; 'poses' is read
+    np.savez(tmp_path / "both.npz", poses=poses, pose_body=np.zeros((6, 63)), **common)
+    ref = load_motion(tmp_path / "smplh.npz").to_smpl(fps=None)
+    for name in ("smpl", "per_joint", "split", "both"):
+        got = load_motion(tmp_path / f"{name}.npz").to_smpl(fps=None)
+        np.testing.assert_allclose(got.body_pose, ref.body_pose, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(got.global_orient, ref.global_orient, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(got.transl, ref.transl, atol=1e-12, err_msg=name)
+    # without root_orient the root is the identity (rotated into y-up), the body unchanged
+    np.savez(tmp_path / "body_only.npz", pose_body=poses[:, 3:66], **common)
+    body_only = load_motion(tmp_path / "body_only.npz").to_smpl(fps=None)
+    np.testing.assert_allclose(body_only.body_pose, ref.body_pose, atol=1e-12)
+    assert classify(tmp_path / "body_only.npz") is None
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"poses": np.zeros((4, 66))}, r"'poses' must be \(T, 72\) SMPL.*got \(4, 66\)"),
+        ({"poses": np.zeros((4, 23, 3))}, r"got \(4, 69\)"),
+        ({"pose_body": np.zeros((4, 60))}, r"'pose_body' must be \(T, 63\)"),
+        ({"pose_body": np.zeros((4, 63)), "root_orient": np.zeros((3, 3))}, "'root_orient' must"),
+        ({"betas": np.zeros(16)}, "no 'poses' or 'pose_body' array"),
+    ],
+)
+def test_amass_layout_errors_name_the_array(tmp_path: Path, arrays: dict, message: str) -> None:
+    np.savez(tmp_path / "m.npz", mocap_framerate=30.0, **arrays)
+    with pytest.raises(MotionFormatError, match=message):
+        load_motion(tmp_path / "m.npz")
 
 
 def _deepmimic_frames(t: int, knee: float, elbow: float) -> list[list[float]]:

@@ -1,6 +1,11 @@
 """AMASS-style ``.npz``: SMPL-H ``poses (T, 156)`` or SMPL-X ``poses (T, 165)``, ``trans (T, 3)``,
 ``betas``, ``mocap_framerate`` (or ``mocap_frame_rate``).
 
+The same layout from other tools is read too: SMPL's ``poses (T, 72)``, poses stored per joint
+``(T, 24 | 52 | 55, 3)``, and files with only the split arrays ``pose_body (T, 63)`` (+
+``root_orient (T, 3)``, zero when absent) that AMASS's SMPL-X release and VPoser's prepared data
+carry. When both are present, ``poses`` is read (AMASS stores the same numbers in both).
+
 Already SMPL: columns 0:3 are the root orientation and 3:66 the 21 body joints. AMASS stores
 motion in a z-up world; it is rotated into SMPL's y-up frame by ``R = Rx(-90 deg)``
 (``(x, y, z) -> (x, z, -y)``): ``global_orient' = R global_orient`` and, because SMPL rotates
@@ -23,13 +28,69 @@ from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS, rest_offsets
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
 
 
+#: ``poses`` widths (joints x 3) of the SMPL family: SMPL, SMPL-H, SMPL-X.
+POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
+
+
 def is_amass(path: Path) -> bool:
-    """True when the ``.npz`` holds a ``poses`` array (AMASS motion, not a shape file)."""
+    """True when the ``.npz`` holds a ``poses`` or ``pose_body`` array (a motion, not a shape
+    file)."""
     try:
         with zipfile.ZipFile(path) as z:
-            return "poses.npy" in z.namelist()
+            names = set(z.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
+    return bool(names & {"poses.npy", "pose_body.npy"})
+
+
+def _check_finite(key: str, arr: np.ndarray, path: Path) -> None:
+    bad = np.argwhere(~np.isfinite(arr.reshape(arr.shape[0], -1)))
+    if len(bad):
+        frame, col = (int(x) for x in bad[0])
+        value = arr.reshape(arr.shape[0], -1)[frame, col]
+        raise MotionFormatError(
+            f"non-finite value {value} in '{key}' at frame {frame}, column {col}", path
+        )
+
+
+def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
+    """``(T, 66)``: root orientation then the 21 body joints, from ``poses`` or the split
+    ``root_orient`` / ``pose_body`` arrays."""
+    if "poses" in f.files:
+        poses = np.asarray(f["poses"], dtype=np.float64)
+        if poses.ndim >= 1 and poses.shape[0] > 0:
+            _check_finite("poses", poses, path)
+        if poses.ndim == 3 and poses.shape[2] == 3:
+            poses = poses.reshape(poses.shape[0], -1)
+        if poses.ndim != 2 or poses.shape[1] not in POSE_WIDTHS or poses.shape[0] == 0:
+            raise MotionFormatError(
+                f"'poses' must be (T, 72) SMPL, (T, 156) SMPL-H or (T, 165) SMPL-X (or per joint "
+                f"(T, 24 | 52 | 55, 3)), got {poses.shape}",
+                path,
+            )
+        return poses[:, :66]
+    if "pose_body" not in f.files:
+        raise MotionFormatError(
+            f"no 'poses' or 'pose_body' array (keys: {', '.join(f.files)}); not an AMASS motion",
+            path,
+        )
+    body = np.asarray(f["pose_body"], dtype=np.float64)
+    if body.ndim == 3 and body.shape[1:] == (21, 3):
+        body = body.reshape(body.shape[0], 63)
+    if body.ndim != 2 or body.shape[1] != 63 or body.shape[0] == 0:
+        raise MotionFormatError(f"'pose_body' must be (T, 63), got {body.shape}", path)
+    _check_finite("pose_body", body, path)
+    if "root_orient" in f.files:
+        root = np.asarray(f["root_orient"], dtype=np.float64)
+        if root.shape != (body.shape[0], 3):
+            raise MotionFormatError(
+                f"'root_orient' must be ({body.shape[0]}, 3) like 'pose_body', got {root.shape}",
+                path,
+            )
+        _check_finite("root_orient", root, path)
+    else:
+        root = np.zeros((body.shape[0], 3))
+    return np.concatenate([root, body], axis=1)
 
 
 def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True) -> Motion:
@@ -37,11 +98,7 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
-            if "poses" not in f.files:
-                raise MotionFormatError(
-                    f"no 'poses' array (keys: {', '.join(f.files)}); not an AMASS motion", path
-                )
-            poses = np.asarray(f["poses"], dtype=np.float64)
+            poses = _pose_columns(f, path)
             trans = np.asarray(f["trans"], dtype=np.float64) if "trans" in f.files else None
             rate = None
             for key in ("mocap_framerate", "mocap_frame_rate"):
@@ -49,23 +106,12 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
                     rate = float(f[key])
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise MotionFormatError(f"cannot read npz: {err}", path) from None
-    if poses.ndim != 2 or poses.shape[1] not in (156, 165) or poses.shape[0] == 0:
-        raise MotionFormatError(
-            f"'poses' must be (T, 156) SMPL-H or (T, 165) SMPL-X, got {poses.shape}", path
-        )
     t = poses.shape[0]
     if trans is None:
         trans = np.zeros((t, 3))
     if trans.shape != (t, 3):
         raise MotionFormatError(f"'trans' must be ({t}, 3), got {trans.shape}", path)
-    for key, arr in (("poses", poses), ("trans", trans)):
-        bad = np.argwhere(~np.isfinite(arr))
-        if len(bad):
-            frame, col = (int(x) for x in bad[0])
-            raise MotionFormatError(
-                f"non-finite value {arr[frame, col]} in '{key}' at frame {frame}, column {col}",
-                path,
-            )
+    _check_finite("trans", trans, path)
     fps = fps if fps is not None else rate
     if fps is None or not np.isfinite(fps) or fps <= 0:
         raise MotionFormatError("no mocap_framerate / mocap_frame_rate; pass fps=", path)

@@ -152,7 +152,9 @@ def classify(path: Path) -> str | None:
     if suffix == ".npz":
         from advprior.data.amass import is_amass
 
-        return None if is_amass(path) else "npz without a 'poses' array (not an AMASS motion)"
+        return (
+            None if is_amass(path) else "npz without a 'poses' or 'pose_body' array (not a motion)"
+        )
     if suffix in (".txt", ".json"):
         from advprior.data.deepmimic import is_deepmimic
 
