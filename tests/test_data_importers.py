@@ -20,7 +20,9 @@ from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 RNG = np.random.default_rng(0)
 
 VARIANTS = {
-    # SMPL joint -> joint name; extras: (name, parent SMPL joint, child SMPL joint, fraction).
+    # SMPL joint -> joint name; extras: (name, parent SMPL joint, child SMPL joint, fraction[,
+    # "twist"]): a joint inserted on the bone; a "twist" extra carries the twist of its parent
+    # joint's rotation about the bone, the parent joint keeps the swing (Daz Genesis' Bend/Twist).
     "motionbuilder": {
         "names": [
             "Hips",
@@ -111,6 +113,44 @@ VARIANTS = {
         "extras": [("lButtock", 0, 1, 0.5), ("rButtock", 0, 2, 0.5)],
         "order": "ZXY",
     },
+    "genesis": {  # Daz Genesis 3/8: Bend joints, with Twist bones inside the limb chains
+        "names": [
+            "hip",
+            "lThighBend",
+            "rThighBend",
+            "abdomenLower",
+            "lShin",
+            "rShin",
+            "abdomenUpper",
+            "lFoot",
+            "rFoot",
+            "chestLower",
+            "lToe",
+            "rToe",
+            "neckLower",
+            "lCollar",
+            "rCollar",
+            "head",
+            "lShldrBend",
+            "rShldrBend",
+            "lForearmBend",
+            "rForearmBend",
+            "lHand",
+            "rHand",
+            "lMid1",
+            "rMid1",
+        ],
+        "extras": [
+            ("lThighTwist", 1, 4, 0.5, "twist"),
+            ("rThighTwist", 2, 5, 0.5, "twist"),
+            ("chestUpper", 9, 12, 0.5),
+            ("lShldrTwist", 16, 18, 0.5, "twist"),
+            ("rShldrTwist", 17, 19, 0.5, "twist"),
+            ("lForearmTwist", 18, 20, 0.5, "twist"),
+            ("rForearmTwist", 19, 21, 0.5, "twist"),
+        ],
+        "order": "ZYX",
+    },
     "biped": {  # 3ds Max Biped: names with spaces
         "names": [
             "Bip01 " + n
@@ -184,15 +224,19 @@ def _tree(variant: str) -> list[dict]:
     """Joints of a BVH built on SMPL's rest skeleton: name, parent, smpl index, rest position."""
     spec = VARIANTS[variant]
     names = spec["names"]
-    extra_for = {child: (name, parent, frac) for name, parent, child, frac in spec["extras"]}
+    extra_for = {e[2]: (e[0], e[1], e[3], e[4:] == ("twist",)) for e in spec["extras"]}
     joints: list[dict] = []
     index_of: dict[int, int] = {}
 
     def add(j: int, parent: int) -> None:
         if j in extra_for:
-            name, pj, frac = extra_for[j]
+            name, pj, frac, twist = extra_for[j]
             pos = REST_JOINTS[pj] + frac * (REST_JOINTS[j] - REST_JOINTS[pj])
+            axis = REST_JOINTS[j] - REST_JOINTS[pj] if twist else None
             joints.append({"name": name, "parent": parent, "smpl": None, "pos": pos})
+            if twist:
+                joints[-1].update(smpl=pj, part="twist", axis=axis)
+                joints[parent].update(part="swing", axis=axis)
             parent = len(joints) - 1
         if names[j]:
             joints.append({"name": names[j], "parent": parent, "smpl": j, "pos": REST_JOINTS[j]})
@@ -286,6 +330,9 @@ def write_bvh(
     for k, has_pos, off in cols:
         j = joints[k]
         r = local[:, j["smpl"]] if j["smpl"] is not None else np.broadcast_to(np.eye(3), (t, 3, 3))
+        if "part" in j:
+            swing, twist = _swing_twist(r, j["axis"])
+            r = swing if j["part"] == "swing" else twist
         r = world @ r @ world.T
         if has_pos:
             pos = (root @ world.T) * scale if j["parent"] < 0 else np.tile(off, (t, 1))
@@ -295,6 +342,15 @@ def write_bvh(
     lines += ["MOTION", f"Frames: {t}", f"Frame Time: {frame_time:.8f}"]
     lines += [" ".join(f"{v:.9f}" for v in row) for row in data]
     path.write_text(newline.join(lines) + newline)
+
+
+def _swing_twist(r: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``r (T, 3, 3) = swing @ twist`` with ``twist`` a rotation about ``axis``."""
+    q = Rotation.from_matrix(r).as_quat()  # (x, y, z, w)
+    d = axis / np.linalg.norm(axis)
+    tw = np.concatenate([(q[:, :3] @ d)[:, None] * d, q[:, 3:]], axis=1)
+    twist = Rotation.from_quat(tw / np.linalg.norm(tw, axis=1, keepdims=True))
+    return (Rotation.from_matrix(r) * twist.inv()).as_matrix(), twist.as_matrix()
 
 
 def random_pose(t: int, scale: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,9 @@ arm in the 3dsMax-friendly one):
 - thigh = parent of the knee; ankle = the knee's child; toe = the ankle's child;
 - upper arm = parent of the elbow; collar = parent of the upper arm unless that joint is on the
   spine; wrist = the elbow's child; hand = the wrist's child most in line with the forearm;
+- twist bones (names containing ``twist``: Daz Genesis ``lThighTwist`` between ``lThighBend`` and
+  ``lShin``, Unreal's ``upperarm_twist_01_l``) are helpers, not joints: the walks above step over
+  them, and a ``Bend`` suffix (Genesis' ``lForearmBend``) names the joint itself;
 - pelvis = lowest common ancestor of both thighs and the head; neck = the last joint named
   ``*neck*`` between pelvis and head (else the head's parent); SMPL's spine1-3 are points on the
   source's pelvis-to-neck chain at SMPL's rest arc-length fractions.
@@ -32,6 +35,8 @@ ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna")
 _CORES = set(KNEE_NAMES + ELBOW_NAMES)
 _PREFIXES = ("mixamorig", "bip01", "bip001", "character1", "def")
 _SPINE = (0, 3, 6, 9, 12)
+# Daz Genesis splits a limb joint into "<core>Bend" (the joint) and "<core>Twist" (a helper).
+_BEND = "bend"
 
 
 def normalize(name: str) -> str:
@@ -44,19 +49,27 @@ def normalize(name: str) -> str:
     return n
 
 
+def _unbent(core: str) -> str:
+    """``core`` without a Genesis ``Bend`` suffix when what is left is a known joint core."""
+    if core.endswith(_BEND) and core[: -len(_BEND)] in _CORES:
+        return core[: -len(_BEND)]
+    return core
+
+
 def side_and_core(name: str) -> tuple[str | None, str]:
-    """``("L"|"R"|None, core)`` of a joint name, e.g. ``lShin -> ("L", "shin")``."""
+    """``("L"|"R"|None, core)`` of a joint name, e.g. ``lShin -> ("L", "shin")``,
+    ``lForearmBend -> ("L", "forearm")``."""
     n = normalize(name)
     for word, side in (("left", "L"), ("right", "R")):
         if n.startswith(word):
-            return side, n[len(word) :]
+            return side, _unbent(n[len(word) :])
         if n.endswith(word):
-            return side, n[: -len(word)]
+            return side, _unbent(n[: -len(word)])
     for letter, side in (("l", "L"), ("r", "R")):
-        if n.startswith(letter) and n[1:] in _CORES:
-            return side, n[1:]
-        if n.endswith(letter) and n[:-1] in _CORES:
-            return side, n[:-1]
+        if n.startswith(letter) and _unbent(n[1:]) in _CORES:
+            return side, _unbent(n[1:])
+        if n.endswith(letter) and _unbent(n[:-1]) in _CORES:
+            return side, _unbent(n[:-1])
     return None, n
 
 
@@ -87,6 +100,29 @@ def _by_core(sk: Skeleton, cores: tuple[str, ...], side: str) -> int | None:
         return None
     depth = [_depth(sk, j) for j in hits]
     return hits[int(np.argmin(depth))]
+
+
+def _is_twist(sk: Skeleton, j: int) -> bool:
+    return "twist" in normalize(sk.names[j])
+
+
+def _joint_parent(sk: Skeleton, j: int) -> int:
+    """The parent of ``j``, stepping over twist bones (-1 at the root)."""
+    p = int(sk.parents[j])
+    while p >= 0 and _is_twist(sk, p) and sk.parents[p] >= 0:
+        p = int(sk.parents[p])
+    return p
+
+
+def _joint_child(sk: Skeleton, j: int) -> int | None:
+    """:func:`_main_child` of ``j``, stepping down over twist bones."""
+    c = _main_child(sk, j)
+    while c is not None and _is_twist(sk, c) and not sk.is_end[c]:
+        below = _main_child(sk, c)
+        if below is None:
+            break
+        c = below
+    return c
 
 
 def _depth(sk: Skeleton, j: int) -> int:
@@ -151,33 +187,33 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     ):
         word = "left" if side == "L" else "right"
         k = _by_core(sk, KNEE_NAMES, side)
-        if k is None or sk.parents[k] < 0:
+        if k is None or _joint_parent(sk, k) < 0:
             missing.append(
                 f"{word} knee (e.g. {word.title()}Leg, {word.title()}Knee, "
                 f"{side.lower()}Shin, {side.lower()}tibia)"
             )
         else:
-            point[knee], point[hip] = k, sk.parents[k]
-            a = _main_child(sk, k)
+            point[knee], point[hip] = k, _joint_parent(sk, k)
+            a = _joint_child(sk, k)
             if a is None or sk.is_end[a]:
                 missing.append(f"{word} ankle (a joint below the {word} knee)")
             else:
                 point[ankle] = a
         e = _by_core(sk, ELBOW_NAMES, side)
-        if e is None or sk.parents[e] < 0:
+        if e is None or _joint_parent(sk, e) < 0:
             missing.append(
                 f"{word} elbow (e.g. {word.title()}ForeArm, {word.title()}Elbow, "
                 f"{side.lower()}ForeArm, {side.lower()}radius)"
             )
         else:
-            point[elbow], point[shoulder] = e, sk.parents[e]
-            w = _main_child(sk, e)
+            point[elbow], point[shoulder] = e, _joint_parent(sk, e)
+            w = _joint_child(sk, e)
             if w is not None:
                 point[wrist] = w
                 h = _aligned_child(sk, w, rest[w] - rest[e])
                 if h is not None:
                     point[hand] = h
-            roles[f"{side}_collar_candidate"] = int(sk.parents[point[shoulder]])
+            roles[f"{side}_collar_candidate"] = _joint_parent(sk, int(point[shoulder]))
     if missing:
         raise MotionFormatError(
             "cannot map the skeleton onto SMPL; unmapped required joints: "
@@ -214,6 +250,13 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     a, b = point.copy(), point.copy()
     alpha = np.zeros(n)
     driver = np.where(point >= 0, point, -1)
+    # A limb bone split by twist helpers twists in its last helper: that one's global rotation
+    # holds the joint's rotation and the bone's twist, so it drives the SMPL joint.
+    for j, c in ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19, 21)):
+        if point[j] >= 0 and point[c] >= 0:
+            helper = int(sk.parents[point[c]])
+            if helper != point[j] and _is_twist(sk, helper):
+                driver[j] = helper
     # Spine1-3 on the source chain pelvis..neck at SMPL's rest arc-length fractions.
     spine_chain = chain[: chain.index(neck) + 1]
     seg = np.linalg.norm(np.diff(rest[spine_chain], axis=0), axis=1)
