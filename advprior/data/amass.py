@@ -44,10 +44,11 @@ def is_amass(path: Path) -> bool:
 
 
 def _check_finite(key: str, arr: np.ndarray, path: Path) -> None:
-    bad = np.argwhere(~np.isfinite(arr.reshape(arr.shape[0], -1)))
+    rows = arr.reshape(arr.shape[0], -1)
+    bad = np.argwhere(~np.isfinite(rows))
     if len(bad):
         frame, col = (int(x) for x in bad[0])
-        value = arr.reshape(arr.shape[0], -1)[frame, col]
+        value = rows[frame, col]
         raise MotionFormatError(
             f"non-finite value {value} in '{key}' at frame {frame}, column {col}", path
         )
