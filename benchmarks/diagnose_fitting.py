@@ -2,14 +2,16 @@
 
     python benchmarks/diagnose_fitting.py --data data/mocap30_v5.npz --split val --frames 128 \
         --priors gan-s gan-u vae [--starts 1 4] [--keypoints coco17] [--json out.json] \
-        [--markdown out.md]
+        [--markdown out.md] [--pose-weights 0 1 2 3]
 
 Uses the fitting benchmark's views (:func:`advprior.eval.benchmark.make_views`: 5 px noise,
 20% dropped, random heading and elevation; ``--keypoints`` smpl24, coco17 or openpose25, fitted
 in the same format) of ``--frames`` poses of ``--split`` (validation: this
 is where choices are made; never the test split) and
 :func:`advprior.eval.benchmark.diagnose_fitting` per prior and number of starts. A prior is an
-alias or a model folder (``runs/x/model``); ``name=path`` labels it.
+alias or a model folder (``runs/x/model``); ``name=path`` labels it. The fits use
+``fit_keypoints``' defaults (``pose_density="auto"``: the bundled GMM's energy for GAN-S) unless
+``--pose-weights`` asks for the GMM's energy at given weights for every prior (0: none).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def load(spec: str):
 
     name, _, path = spec.partition("=")
     return (name, load_pretrained(path or name))
+
+
+def _pose_density_kwargs(weight: float) -> dict:
+    """``fit_keypoints`` keywords for the bundled GMM's pose energy at ``weight`` (0: none)."""
+    if weight == 0:
+        return {"pose_density": None, "pose_weight": 0.0}
+    return {"pose_density": "gmm", "pose_weight": weight}
 
 
 def table(rows: dict[str, dict]) -> str:
@@ -108,6 +117,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="restarts of the inversion that defines the truth's latent",
     )
     ap.add_argument("--invert-steps", type=int, default=50)
+    ap.add_argument(
+        "--pose-weights",
+        nargs="+",
+        type=float,
+        default=None,
+        help="fit every prior with the bundled GMM's pose energy at these weights (0: without "
+        "any pose density) instead of the default pose_density='auto'",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
@@ -135,7 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict] = {}
     for spec in args.priors:
         name, prior = load(spec)
-        variants = [(s, None, 0.0) for s in args.starts]
+        # (starts, latent density, its weight, pose-density keywords)
+        if args.pose_weights is None:
+            variants = [(s, None, 0.0, {}) for s in args.starts]
+        else:
+            variants = [
+                (s, None, 0.0, _pose_density_kwargs(w))
+                for s in args.starts
+                for w in args.pose_weights
+            ]
         if args.density_weights and getattr(prior, "latent", None) == "sphere":
             from advprior.fitting.latent_density import VMFMixture, fit_latent_density
 
@@ -171,13 +196,16 @@ def main(argv: list[str] | None = None) -> int:
                     save_atomic(dict(density.state_dict()), cache)
             if args.density_only:
                 variants = []
-            variants += [(s, density, w) for s in args.starts for w in args.density_weights]
-        for s, density, w in variants:
+            variants += [(s, density, w, {}) for s in args.starts for w in args.density_weights]
+        for s, density, w, pose_kw in variants:
             label = name if len(args.starts) == 1 else f"{name}, {s} start(s)"
             if density is not None:
                 label += f", density w={w:g}"
+            if pose_kw:
+                label += f", pose density w={pose_kw.get('pose_weight', 0.0):g}"
             t = time.perf_counter()
             extra = {} if density is None else {"latent_density": density, "latent_weight": w}
+            extra.update(pose_kw)
             inv = {"restarts": args.invert_restarts, "steps": args.invert_steps}
             r = diagnose_fitting(views, prior, starts=s, invert_kwargs=inv, **extra)
             rows[label] = r

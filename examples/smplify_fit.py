@@ -5,9 +5,11 @@
         --write-docs --docs docs/fitting.md docs/results.md
 
 For each prior (GAN-S, GAN-U, GAN-N, VAE, GMM, no prior) the same keypoints are fitted in one
-batch with :func:`advprior.fitting.fit_keypoints`: test-split poses of the dataset, seen from a
-random heading and elevation 3-6 m in front of a 1000 px focal-length camera, 5 px Gaussian noise,
-20% of the keypoints dropped (confidence 0) -- see :mod:`advprior.eval.benchmark`. The
+batch with :func:`advprior.fitting.fit_keypoints` and its defaults (GAN-S with the bundled GMM's
+pose energy, ``pose_density="auto"``; ``gan-s:no-pose-density`` is GAN-S without it):
+test-split poses of the dataset, seen from a random heading and elevation 3-6 m in front of a
+1000 px focal-length camera, 5 px Gaussian noise, 20% of the keypoints dropped (confidence 0) --
+see :mod:`advprior.eval.benchmark`. The
 keypoints are SMPL's 24 joints (``--keypoints smpl24``) or a 2D detector's (``coco17``,
 ``openpose25``: limb joints plus face and feet points on the body's surface), fitted in the same
 format; errors are always on the 24 SMPL joints. Prints
@@ -40,7 +42,10 @@ from advprior.prior import PosePrior
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "fitting.md"
-PRIORS = ("gan-s", "gan-u", "gan-n", "vae", "gmm", "none")
+#: A prior name with this suffix is fitted without any pose density (``pose_density=None``), so
+#: that GAN-S's default GMM energy is also reported the other way.
+NO_POSE_DENSITY = ":no-pose-density"
+PRIORS = ("gan-s", f"gan-s{NO_POSE_DENSITY}", "gan-u", "gan-n", "vae", "gmm", "none")
 KEYPOINT_SETS = ("smpl24", "coco17", "openpose25")
 #: How the generated block describes each keypoint set.
 KEYPOINT_TITLE = {
@@ -125,6 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_prior(name: str):
+    name = name.removesuffix(NO_POSE_DENSITY)
     if name == "none":
         return None
     from advprior.hub import load_pretrained
@@ -251,8 +257,12 @@ def main(argv: list[str] | None = None) -> int:
 
     fitting: dict[str, dict] = {}
     priors = {name: load_prior(name) for name in args.priors}
+    row_kwargs = {
+        name: {**fit_kwargs, "pose_density": None} if name.endswith(NO_POSE_DENSITY) else fit_kwargs
+        for name in priors
+    }
     for name, prior in priors.items():
-        fitting[name] = run_fitting(views, prior, **fit_kwargs)
+        fitting[name] = run_fitting(views, prior, **row_kwargs[name])
         r = fitting[name]
         print(
             f"{name:6s} P-MPJPE {r['p_mpjpe_mm']:6.1f} mm  MPJPE {r['mpjpe_mm']:6.1f} mm  "
@@ -264,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     # fits themselves are deterministic: same errors every run).
     for _ in range(args.timing_repeats - 1):
         for name in reversed(list(priors)):
-            again = run_fitting(views, priors[name], **fit_kwargs)
+            again = run_fitting(views, priors[name], **row_kwargs[name])
             if again["seconds"] < fitting[name]["seconds"]:
                 fitting[name].update(
                     seconds=again["seconds"], seconds_per_frame=again["seconds_per_frame"]
@@ -281,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             prior = priors[name]
             # The GANs' inversion is an optimisation (the VAE's is its encoder, the GMM has no
             # latent): only they get the rows and an amortised PoseEncoder.
-            if not isinstance(prior, PosePrior):
+            if not isinstance(prior, PosePrior) or name.endswith(NO_POSE_DENSITY):
                 continue
             inversion[name] = run_inversion(prior, test.body_pose[rest])
             if args.encoder_steps > 0:

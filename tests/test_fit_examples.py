@@ -270,6 +270,7 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
             "--priors",
             "none",
             str(checkpoint),
+            f"{checkpoint}:no-pose-density",  # the same prior without a pose density
             "vae",  # has project_pose too, but its inversion is its encoder: no inversion row
             "--iterations",
             "3",
@@ -291,8 +292,9 @@ def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
     assert "old" not in written and written.endswith("kept\n")
     assert "| none |" in written and "Inversion" in written and "PoseEncoder, 10 steps" in written
     numbers = json.loads(out.read_text())
-    assert set(numbers["fitting"]) == {"none", str(checkpoint), "vae"}
-    assert not any(label.startswith("vae") for label in numbers["inversion"])
+    bare = f"{checkpoint}:no-pose-density"
+    assert set(numbers["fitting"]) == {"none", str(checkpoint), bare, "vae"}
+    assert not any(label.startswith(("vae", bare)) for label in numbers["inversion"])
     assert numbers["fitting"]["none"]["frames"] == 4
     text = capsys.readouterr().out
     assert "| prior | P-MPJPE mm" in text

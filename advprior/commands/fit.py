@@ -74,6 +74,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("smpl", "smplh", "smplx"),
         help="model type for a --body-model folder",
     )
+    p.add_argument(
+        "--pose-density",
+        default="auto",
+        help="energy on the fitted pose that prefers common poses: auto (the bundled GMM for "
+        "gan-s, nothing for the others), none, or a pose-space prior alias/folder (default: auto)",
+    )
+    p.add_argument(
+        "--pose-weight",
+        type=float,
+        default=None,
+        help="weight of --pose-density (default: advprior's, 2.0)",
+    )
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.add_argument("--person", type=int, default=0, help="person index in OpenPose files")
     p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
@@ -245,6 +257,9 @@ def run(args: argparse.Namespace) -> int:
             args.body_model, model_type=args.model_type, gender=args.gender
         )
     prior = None if args.prior.lower() == "none" else args.prior
+    density = {"pose_density": args.pose_density}
+    if args.pose_weight is not None:
+        density["pose_weight"] = args.pose_weight
     if args.sequence:
         from advprior.fitting import fit_sequence
 
@@ -260,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
             smoothness=args.smoothness,
             window=args.window,
             overlap=min(16, args.window // 4),
+            **density,
         )
     else:
         result = fit_keypoints(
@@ -272,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
             iterations=args.iterations,
             optimizer=args.optimizer,
             sigma=args.sigma,
+            **density,
         )
     result.info["camera"] = camera.to_dict()
     result.info["inputs"] = [str(p) for p in args.keypoints]

@@ -296,7 +296,15 @@ def diagnose_fitting(
     fit_seconds = time.perf_counter() - start
     fn_kwargs = {
         k: fit_kwargs[k]
-        for k in ("keypoint_format", "sigma", "stages", "latent_density", "latent_weight")
+        for k in (
+            "keypoint_format",
+            "sigma",
+            "stages",
+            "latent_density",
+            "latent_weight",
+            "pose_density",
+            "pose_weight",
+        )
         if k in fit_kwargs
     }
     fn, term, nb = final_objective(

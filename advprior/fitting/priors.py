@@ -13,6 +13,12 @@ Only the prior interface (:class:`advprior.interface.Prior`) is used:
 - ``None``: free pose; energy ``||pose||^2`` with a small fixed weight, only so that a joint
   without a keypoint has a defined optimum.
 
+A sphere-latent prior has no energy of its own: every pose on its manifold is equally likely,
+so among the poses that explain the keypoints it has no reason to prefer the common one.
+:func:`resolve_pose_density` gives it one by default (``"auto"``): the bundled GMM's negative
+log-likelihood of the decoded pose at a fixed weight (:data:`POSE_DENSITY_WEIGHT`), chosen on
+the validation split (``docs/fitting.md``); priors with an energy of their own get none.
+
 Fits start from :meth:`Prior.fit_start`.
 """
 
@@ -28,9 +34,24 @@ from advprior.interface import Prior, frozen
 from advprior.latent import LatentSpace
 from advprior.skeleton import NUM_BODY_JOINTS
 
-__all__ = ["POSE_DIM", "PriorTerm", "frozen", "latent_gauge", "resolve_prior"]
+__all__ = [
+    "POSE_DENSITY_WEIGHT",
+    "POSE_DIM",
+    "PriorTerm",
+    "frozen",
+    "latent_gauge",
+    "resolve_pose_density",
+    "resolve_prior",
+]
 
 POSE_DIM = 3 * NUM_BODY_JOINTS
+#: Weight of the pose density's energy, constant over the pose stages (squared pixels per nat).
+#: Chosen for GAN-S with the bundled GMM on the validation split (two draws of 128 frames, SMPL-24,
+#: COCO-17 and BODY_25 keypoints; ``docs/fitting.md``): weights 1, 2 and 3 tie (72.7-72.8 mm mean
+#: P-MPJPE against 77.6 without), 0.3 and 10 are worse; 2 is the middle of that plateau.
+POSE_DENSITY_WEIGHT = 2.0
+#: The pose density ``"auto"`` gives a sphere-latent prior.
+AUTO_POSE_DENSITY = "gmm"
 
 
 def latent_gauge(z: Tensor, kind: str | None) -> Tensor:
@@ -57,12 +78,59 @@ def resolve_prior(prior: object) -> tuple[Prior | None, str]:
     return prior, prior.model_type
 
 
+def resolve_pose_density(pose_density: object, prior: Prior | None) -> Prior | None:
+    """The pose-space density a fit adds to ``prior``'s energy, or None.
+
+    ``"auto"``: the bundled GMM (:data:`AUTO_POSE_DENSITY`) for a sphere-latent prior (GAN-S,
+    which has no energy of its own), None for every other prior (the VAE's ``|z|^2``, the cube's
+    box and the GMM already prefer common poses; adding the GMM made their validation fits worse).
+    ``None`` or ``"none"``: no density. Another string: an alias or path of a pose-space prior
+    (:func:`advprior.hub.load_pretrained`). A pose-space :class:`advprior.interface.Prior`
+    (``latent_space`` None, e.g. a :class:`advprior.baselines.GMMPrior`) is used as it is.
+    The density is moved to ``prior``'s device.
+    """
+    if isinstance(pose_density, str):
+        key = pose_density.lower()
+        if key == "none":
+            return None
+        if key == "auto":
+            space = None if prior is None else prior.latent_space
+            if space is None or space.kind != "sphere":
+                return None
+            pose_density = AUTO_POSE_DENSITY
+        pose_density = load_pretrained(pose_density)
+    if pose_density is None:
+        return None
+    if not isinstance(pose_density, Prior) or pose_density.latent_space is not None:
+        raise TypeError(
+            "pose_density must be 'auto', 'none', None, an alias/path of a pose-space prior or a "
+            "pose-space advprior.interface.Prior (latent_space None, e.g. a GMMPrior), got "
+            + (
+                f"a latent prior ({pose_density.model_type})"
+                if isinstance(pose_density, Prior)
+                else type(pose_density).__name__
+            )
+        )
+    if prior is not None and isinstance(pose_density, torch.nn.Module):
+        pose_density = pose_density.to(prior.device)
+    return pose_density
+
+
 class PriorTerm:
     """The pose part of a fit for one prior (or None): ``dim`` free numbers per frame,
-    :meth:`pose`, :meth:`energy`, :meth:`gauge` and :meth:`latent`."""
+    :meth:`pose`, :meth:`energy`, :meth:`preference`, :meth:`gauge` and :meth:`latent`.
+
+    ``density`` is a latent density (sphere priors only) weighted by ``density_weight``;
+    ``pose_density`` a resolved pose-space prior (:func:`resolve_pose_density`) weighted by
+    ``pose_weight``."""
 
     def __init__(
-        self, prior: Prior | None, density: object | None = None, density_weight: float = 0.0
+        self,
+        prior: Prior | None,
+        density: object | None = None,
+        density_weight: float = 0.0,
+        pose_density: Prior | None = None,
+        pose_weight: float = 0.0,
     ) -> None:
         self.prior = prior
         self.space = None if prior is None else prior.latent_space
@@ -78,6 +146,8 @@ class PriorTerm:
             )
         self.density = density
         self.density_weight = float(density_weight)
+        self.pose_density = pose_density
+        self.pose_weight = float(pose_weight)
 
     @property
     def has_latent(self) -> bool:
@@ -124,6 +194,17 @@ class PriorTerm:
         z = self.prior.project(self._model_input(params))
         return self.density_weight * self.density.nll(z).to(params.dtype)
 
+    def preference(self, params: Tensor, pose: Tensor) -> Tensor:
+        """Weighted energies that prefer common poses beyond the prior's own, per frame
+        ``(n,)``: :meth:`density_energy` plus ``pose_weight`` times the pose density's energy of
+        ``pose (n, 63)`` (0 without either)."""
+        out = self.density_energy(params)
+        if self.pose_density is not None and self.pose_weight != 0.0:
+            dens = self.pose_density
+            e = dens.energy(pose.to(device=dens.device, dtype=dens.dtype))
+            out = out + self.pose_weight * e.to(device=pose.device, dtype=pose.dtype)
+        return out
+
     def gauge(self, params: Tensor) -> Tensor:
         """A term that changes no pose but keeps the free latent well-behaved, ``(n,)``:
         :meth:`LatentSpace.gauge` for a latent prior, 0 otherwise."""
@@ -143,4 +224,7 @@ class PriorTerm:
             "kind": kind,
             "latent": None if self.space is None else self.space.kind,
             "dim": self.dim,
+            "pose_density": None
+            if self.pose_density is None
+            else {"kind": self.pose_density.model_type, "weight": self.pose_weight},
         }

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from advprior.fitting.camera import PinholeCamera
 from advprior.fitting.keypoints import KeypointFormat, get_format
-from advprior.fitting.priors import PriorTerm, frozen, resolve_prior
+from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen, resolve_prior
 from advprior.fitting.result import FitResult
 from advprior.fitting.smplify import (
     GAUGE_WEIGHT,
@@ -47,6 +47,7 @@ from advprior.fitting.smplify import (
     _as_tensor,
     _Body,
     _concat,
+    _prior_term,
     fit_keypoints,
     geman_mcclure,
     prepare_keypoints,
@@ -221,7 +222,9 @@ def _fit_window(
         pts, _ = o.body(g.reshape(-1, 3), pose, be.repeat_interleave(w, 0), t.reshape(-1, 3))
         proj = o.camera.project(pts).view(b, w, -1, 2)
         data = (w2 * geman_mcclure((proj - kp) ** 2, o.sigma).sum(-1)).sum(-1)
-        prior = o.prior_weight * term.energy(flat_p, pose).view(b, w)
+        prior = (o.prior_weight * term.energy(flat_p, pose) + term.preference(flat_p, pose)).view(
+            b, w
+        )
         return data + prior + GAUGE_WEIGHT * term.gauge(flat_p).view(b, w), proj
 
     def objective(x: Tensor) -> Tensor:
@@ -264,6 +267,8 @@ def fit_sequence(
     sigma: float = 100.0,
     orientations: int = 2,
     init: FitResult | None = None,
+    pose_density: object = "auto",
+    pose_weight: float = POSE_DENSITY_WEIGHT,
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
@@ -290,6 +295,8 @@ def fit_sequence(
         init: a per-frame fit to start from instead of running :func:`fit_keypoints`: its rows
             are the frames that are not missing, clip after clip, in time order (so
             ``fit_keypoints`` on exactly those frames, with the same prior).
+        pose_density, pose_weight: as in :func:`fit_keypoints` (by default the GMM's energy
+            for a sphere-latent prior), in the per-frame start and every window.
 
     Returns:
         A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
@@ -354,7 +361,7 @@ def fit_sequence(
         from advprior.body import load_body_model
 
         body_model = load_body_model()
-    term = PriorTerm(model)
+    term = _prior_term(model, None, 0.0, pose_density, pose_weight)
     if init is None:
         # Frames are independent problems: chunks of INIT_CHUNK keep the per-frame start's
         # memory bounded too (8 yaws x 2 orientations per frame in its first stage).
@@ -371,6 +378,8 @@ def fit_sequence(
                     iterations=init_iterations,
                     sigma=sigma,
                     orientations=orientations,
+                    pose_density=term.pose_density,
+                    pose_weight=term.pose_weight,
                 )
                 for i in range(0, len(kp_seen), INIT_CHUNK)
             ]

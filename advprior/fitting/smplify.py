@@ -12,7 +12,8 @@ Stages (all per frame; see ``docs/fitting.md``):
    Geman-McClure reprojection term and decreasing prior/shape weights (SMPLify's schedule).
 
 Objective per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_shape |beta|^2``
-(+ a depth anchor in stage 0), ``rho_sigma(r) = sigma^2 r^2 / (sigma^2 + r^2)`` per pixel
+(+ ``w_pose E_pose`` from a pose density, by default the GMM's for GAN-S; + a depth anchor in
+stage 0), ``rho_sigma(r) = sigma^2 r^2 / (sigma^2 + r^2)`` per pixel
 coordinate. Each frame is its own optimisation problem (see :mod:`advprior.lbfgs`).
 """
 
@@ -35,7 +36,13 @@ from advprior.fitting.keypoints import (
     get_format,
     model_joint_indices,
 )
-from advprior.fitting.priors import PriorTerm, frozen, resolve_prior
+from advprior.fitting.priors import (
+    POSE_DENSITY_WEIGHT,
+    PriorTerm,
+    frozen,
+    resolve_pose_density,
+    resolve_prior,
+)
 from advprior.fitting.result import FitResult
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
@@ -325,6 +332,8 @@ def fit_keypoints(
     starts: int = 1,
     latent_density: object | None = None,
     latent_weight: float = 1.0,
+    pose_density: object = "auto",
+    pose_weight: float = POSE_DENSITY_WEIGHT,
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -365,6 +374,17 @@ def fit_keypoints(
             (:class:`advprior.fitting.latent_density.VMFMixture`) whose negative log-density,
             times ``latent_weight``, is added to every pose stage: prefers common poses among
             those that explain the keypoints equally well.
+        pose_density: a density on poses whose energy of the fitted pose, times
+            ``pose_weight``, is added to every pose stage (not scaled by the stage weights):
+            ``"auto"`` (default) the bundled GMM for a sphere-latent prior (GAN-S has no energy
+            of its own, so without it nothing prefers a common pose over a rare one that
+            projects as well) and nothing for the others; ``None``/``"none"``; an alias or path
+            of a pose-space prior; or a pose-space prior object (e.g. a ``GMMPrior``). See
+            :func:`advprior.fitting.priors.resolve_pose_density`.
+        pose_weight: the pose density's weight (default
+            :data:`advprior.fitting.priors.POSE_DENSITY_WEIGHT`, chosen on validation for the
+            pixel scale of ``docs/fitting.md``'s benchmark; like SMPLify's stage weights it is
+            relative to squared pixels).
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -390,13 +410,7 @@ def fit_keypoints(
         from advprior.body import load_body_model
 
         body_model = load_body_model()
-    if not (
-        isinstance(latent_weight, (int, float))
-        and math.isfinite(latent_weight)
-        and latent_weight >= 0
-    ):
-        raise ValueError(f"latent_weight must be a non-negative number, got {latent_weight!r}")
-    term = PriorTerm(model, latent_density, latent_weight)
+    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight)
     body = _Body(body_model, fmt)
     if orientations not in (1, 2):
         raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
@@ -429,6 +443,7 @@ def fit_keypoints(
         "latent_density": None
         if latent_density is None
         else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
+        "pose_density": term.describe()["pose_density"],
     }
     with frozen(model), frozen(body_model):
         if batch or kp.shape[0] <= 1:
@@ -438,6 +453,31 @@ def fit_keypoints(
     result = _concat(parts)
     result.info = {**info, "seconds": sum(p.info["seconds"] for p in parts)}
     return result
+
+
+def _check_weight(value: object, name: str) -> float:
+    if not (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    ):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _prior_term(
+    model: object,
+    latent_density: object | None,
+    latent_weight: object,
+    pose_density: object,
+    pose_weight: object,
+) -> PriorTerm:
+    """The :class:`PriorTerm` of a fit, its weights checked and its pose density resolved."""
+    latent_weight = _check_weight(latent_weight, "latent_weight")
+    pose_weight = _check_weight(pose_weight, "pose_weight")
+    density = resolve_pose_density(pose_density, model)
+    return PriorTerm(model, latent_density, latent_weight, density, pose_weight)
 
 
 def _concat(parts: list[FitResult]) -> FitResult:
@@ -496,7 +536,8 @@ def pose_objective(
     """The objective of a pose stage as a function of packed parameters ``x (n, 6 + K + dim)``
     (global orientation, translation, betas, the prior's free numbers) -> ``(n,)``:
     robust reprojection of ``keypoints (n, J, 2)`` weighted by ``weight (n, J)`` (squared
-    confidences), plus ``shape_w |beta|^2 + prior_w E_prior + GAUGE_WEIGHT gauge``."""
+    confidences), plus ``shape_w |beta|^2 + prior_w E_prior + preference + GAUGE_WEIGHT gauge``
+    (:meth:`PriorTerm.preference`: the latent and pose densities, not scaled by the stage)."""
     nb = body.num_betas
 
     def fn(x: Tensor) -> Tensor:
@@ -508,7 +549,7 @@ def pose_objective(
         return (
             loss
             + prior_w * term.energy(pp, pose)
-            + term.density_energy(pp)
+            + term.preference(pp, pose)
             + GAUGE_WEIGHT * term.gauge(pp)
         )
 
@@ -527,6 +568,8 @@ def final_objective(
     stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
     latent_density: object | None = None,
     latent_weight: float = 1.0,
+    pose_density: object = "auto",
+    pose_weight: float = POSE_DENSITY_WEIGHT,
 ):
     """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
     for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
@@ -539,7 +582,7 @@ def final_objective(
         from advprior.body import load_body_model
 
         body_model = load_body_model()
-    term = PriorTerm(model, latent_density, latent_weight)
+    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight)
     body = _Body(body_model, fmt)
     pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
     return (
