@@ -19,6 +19,7 @@ from advprior.fileio import write_text_atomic
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BENCHMARKS = ("decode", "inversion", "fitting", "training", "threads")
+DEFAULT_DATA = REPO / "data" / "mocap30.npz"
 
 
 def _fmt(x: float, digits: int = 0) -> str:
@@ -331,7 +332,7 @@ def main() -> int:
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--data", type=Path, default=REPO / "data" / "mocap30.npz")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--doc", type=Path, default=REPO / "docs" / "performance.md")
     args = p.parse_args()
@@ -360,6 +361,7 @@ def main() -> int:
         "python benchmarks/run_all.py"
         + (" --quick" if args.quick else "")
         + (f" --threads {args.threads}" if args.threads != 1 else "")
+        + (f" --data {args.data}" if args.data != DEFAULT_DATA else "")
     )
     write_text_atomic(args.doc, render(results, command))
     print(f"wrote {args.doc}")

@@ -25,8 +25,8 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 STEPS=(
     # docs/results.md: the paper's protocol, every prior side by side
     "$PY -m advprior.cli eval --models gan-s gan-u gan-n vae gmm --data $DATA --split test --samples 100000 --out docs/results --threads 1"
-    "$PY benchmarks/bench_tasks.py --section sequence"
-    "$PY benchmarks/bench_tasks.py --section tasks"
+    "$PY benchmarks/bench_tasks.py --section sequence --data $DATA --docs --out benchmarks/results/sequence.json"
+    "$PY benchmarks/bench_tasks.py --section tasks --data $DATA --docs --out benchmarks/results/tasks.json"
     "$PY benchmarks/interpolation_paths.py --data $DATA --split test --models gan-s gan-u gan-n vae --pairs 128 --geodesic 300 --json benchmarks/results/geodesic_paths.json --strip docs/results/geodesic_strip.png --strip-pair detour --strip-rows gan-s gan-s geodesic 300 vae vae geodesic 300 joint slerp --write-docs"
     # docs/fitting.md and docs/results.md: fitting from 2D keypoints
     "$PY examples/smplify_fit.py --data $DATA --frames 256 --write-docs --docs docs/fitting.md docs/results.md --inversion-poses 1000"
@@ -38,13 +38,13 @@ STEPS=(
     "$PY examples/regressor.py --data $DATA --steps 2000 --write-docs"
     "$PY examples/video_fit.py --data $DATA --frames 40 --out docs/images/video_fit.gif"
     # docs/fitting.md and docs/compat.md: the VPoser drop-in
-    "$PY benchmarks/vposer_loop.py --frames 96 --jobs 2 --write-docs"
+    "$PY benchmarks/vposer_loop.py --data $DATA --frames 96 --jobs 1 --write-docs"
     "$PY benchmarks/compat_chart.py --poses 500 --write-docs"
     # docs/training.md: test-split coverage of every shipped model, and the samples figure
     "$PY benchmarks/bench_train.py --data $DATA --out docs/training_results.json --doc docs/training.md"
     "$PY -m advprior.cli sample --model gan-s -n 12 --seed 0 --png docs/images/gan_s_samples.png --out /tmp/gan_s_samples.npz"
     # docs/performance.md: speed and memory of every prior
-    "$PY benchmarks/run_all.py"
+    "$PY benchmarks/run_all.py --data $DATA"
 )
 
 usage() {
