@@ -68,3 +68,23 @@ def write_dataset():
 def fixture_mocap() -> Path:
     """A few real clips committed in ``tests/data/mocap`` (see ``tests/data/SOURCES.md``)."""
     return FIXTURE_MOCAP
+
+
+@pytest.fixture(scope="module")
+def body():
+    """The open stand-in body (modules that need another body define their own ``body``)."""
+    from advprior.body import load_body_model
+
+    return load_body_model()
+
+
+@pytest.fixture(scope="module")
+def sphere_prior():
+    """A randomly initialised GAN-S whose decoded poses stay moderate (seeded)."""
+    from test_fit_keypoints import tame
+
+    from advprior.prior import PosePrior
+
+    torch.manual_seed(0)
+    prior = PosePrior(latent="sphere")
+    return tame(prior, prior.generator[-1])

@@ -6,29 +6,15 @@ import math
 
 import pytest
 import torch
-from test_fit_keypoints import CAMERA, make_gmm, scene, seeded, tame
+from test_fit_keypoints import CAMERA, make_gmm, scene, seeded
 
-from advprior.body import load_body_model
 from advprior.eval.benchmark import diagnose_fitting, make_views
 from advprior.fitting import fit_keypoints
 from advprior.fitting.latent_density import VMFMixture, fit_latent_density, log_bessel_iv
 from advprior.fitting.priors import PriorTerm
 from advprior.fitting.smplify import final_objective
-from advprior.prior import PosePrior
 
 ITERS = 10
-
-
-@pytest.fixture(scope="module")
-def body():
-    return load_body_model()
-
-
-@pytest.fixture(scope="module")
-def sphere_prior() -> PosePrior:
-    torch.manual_seed(0)
-    prior = PosePrior(latent="sphere")
-    return tame(prior, prior.generator[-1])
 
 
 def test_starts_begin_with_the_single_start_and_differ(sphere_prior) -> None:

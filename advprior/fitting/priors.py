@@ -82,8 +82,8 @@ def resolve_pose_density(pose_density: object, prior: Prior | None) -> Prior | N
     """The pose-space density a fit adds to ``prior``'s energy, or None.
 
     ``"auto"``: the bundled GMM (:data:`AUTO_POSE_DENSITY`) for a sphere-latent prior (GAN-S,
-    which has no energy of its own), None for every other prior (the VAE's ``|z|^2``, the cube's
-    box and the GMM already prefer common poses; adding the GMM made their validation fits worse).
+    which has no energy of its own), None for every other prior (measured on validation: adding
+    the GMM made GAN-U's and the VAE's fits worse; the GMM prior has it already).
     ``None`` or ``"none"``: no density. Another string: an alias or path of a pose-space prior
     (:func:`advprior.hub.load_pretrained`). A pose-space :class:`advprior.interface.Prior`
     (``latent_space`` None, e.g. a :class:`advprior.baselines.GMMPrior`) is used as it is.
