@@ -36,6 +36,10 @@ def test_auto_gives_the_bundled_gmm_to_sphere_priors_only(sphere_prior) -> None:
     assert resolve_pose_density(None, sphere_prior) is None
     own = make_gmm(torch.zeros(63))
     assert resolve_pose_density(own, sphere_prior) is own
+    # On another device the density is copied there; the caller's object stays where it was.
+    elsewhere = PosePrior(latent="sphere").to("meta")
+    moved = resolve_pose_density(own, elsewhere)
+    assert moved is not own and moved.device.type == "meta" and own.device.type == "cpu"
     with pytest.raises(TypeError, match="pose-space"):
         resolve_pose_density(sphere_prior, sphere_prior)  # a latent prior is not a pose density
     with pytest.raises(TypeError, match="pose_density must be"):

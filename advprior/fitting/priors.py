@@ -24,6 +24,7 @@ Fits start from :meth:`Prior.fit_start`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -87,7 +88,8 @@ def resolve_pose_density(pose_density: object, prior: Prior | None) -> Prior | N
     ``None`` or ``"none"``: no density. Another string: an alias or path of a pose-space prior
     (:func:`advprior.hub.load_pretrained`). A pose-space :class:`advprior.interface.Prior`
     (``latent_space`` None, e.g. a :class:`advprior.baselines.GMMPrior`) is used as it is.
-    The density is moved to ``prior``'s device.
+    A density on another device than ``prior`` is copied to ``prior``'s device (the caller's
+    object is not moved).
     """
     if isinstance(pose_density, str):
         key = pose_density.lower()
@@ -111,8 +113,13 @@ def resolve_pose_density(pose_density: object, prior: Prior | None) -> Prior | N
                 else type(pose_density).__name__
             )
         )
-    if prior is not None and isinstance(pose_density, torch.nn.Module):
-        pose_density = pose_density.to(prior.device)
+    if (
+        prior is not None
+        and isinstance(pose_density, torch.nn.Module)
+        and pose_density.device != prior.device
+    ):
+        # Module.to moves in place: a copy leaves the caller's density where it was.
+        pose_density = copy.deepcopy(pose_density).to(prior.device)
     return pose_density
 
 

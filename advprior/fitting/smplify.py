@@ -380,7 +380,9 @@ def fit_keypoints(
             of its own, so without it nothing prefers a common pose over a rare one that
             projects as well) and nothing for the others; ``None``/``"none"``; an alias or path
             of a pose-space prior; or a pose-space prior object (e.g. a ``GMMPrior``). See
-            :func:`advprior.fitting.priors.resolve_pose_density`.
+            :func:`advprior.fitting.priors.resolve_pose_density`. Validated for the shipped
+            GAN-S; with a GAN-S of your own, compare with ``None`` on validation frames (one
+            of three other generators measured fitted worse with it; ``docs/fitting.md``).
         pose_weight: the pose density's weight (default
             :data:`advprior.fitting.priors.POSE_DENSITY_WEIGHT`, chosen on validation for the
             pixel scale of ``docs/fitting.md``'s benchmark; like SMPLify's stage weights it is
