@@ -81,6 +81,37 @@ def test_fit_reports_and_checks_its_pose_density(body, sphere_prior) -> None:
             fit_keypoints(kp, conf, CAMERA, body_model=body, prior=sphere_prior, pose_weight=bad)
 
 
+class _ScaledGMM(GMMPrior):
+    """A pose density with a trainable parameter, as a user's own learned density might have;
+    it records its mode and whether its parameter wants gradients at every evaluation."""
+
+    def __init__(self) -> None:
+        super().__init__(num_components=2)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.seen: set[tuple[bool, bool]] = set()
+
+    def energy(self, body_pose: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        self.seen.add((self.training, self.scale.requires_grad))
+        return self.scale * self.nll(body_pose)
+
+
+def test_a_learned_density_is_frozen_during_the_fit(body, sphere_prior) -> None:
+    """The fit optimises the pose, never the density: it is evaluated in eval mode (a learned
+    density's dropout would make the objective random) without parameter gradients, and both
+    are restored afterwards."""
+    kp, conf, _ = scene(body, sphere_prior.sample(2, generator=seeded(13)), seed=14)
+    for fit in (fit_keypoints, fit_sequence):
+        dens = _ScaledGMM()  # training mode, as freshly built
+        kw = (
+            {"iterations": 2}
+            if fit is fit_keypoints
+            else {"iterations": 2, "window": 2, "overlap": 1}
+        )
+        fit(kp, conf, CAMERA, body_model=body, prior=sphere_prior, pose_density=dens, **kw)
+        assert dens.seen == {(False, False)}, fit.__name__
+        assert dens.training and dens.scale.requires_grad and dens.scale.grad is None
+
+
 def test_the_density_decides_what_the_keypoints_leave_open(body, sphere_prior) -> None:
     """Only the torso is seen: the limbs are the prior's choice. With a pose density the fit
     ends at a pose the density finds far more likely than without one."""

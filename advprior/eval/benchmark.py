@@ -315,7 +315,7 @@ def diagnose_fitting(
         body_model=body_model,
         **fn_kwargs,
     )
-    with frozen(term.prior):
+    with frozen(term.prior), frozen(term.pose_density):
         if term.has_latent:
             params = invert(term.prior, views.body_pose, **(invert_kwargs or {}))
             params = params.to(views.keypoints.dtype)

@@ -424,7 +424,7 @@ def fit_sequence(
     steps = torch.zeros(n_clips, length, dtype=torch.long, device=device)
     projected = torch.zeros_like(kp)
     s = 0
-    with frozen(model), frozen(body_model):
+    with frozen(model), frozen(body_model), frozen(term.pose_density):
         while s < length:
             e = min(s + window, length)
             keep = e if e == length else e - overlap

@@ -447,7 +447,7 @@ def fit_keypoints(
         else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
         "pose_density": term.describe()["pose_density"],
     }
-    with frozen(model), frozen(body_model):
+    with frozen(model), frozen(body_model), frozen(term.pose_density):
         if batch or kp.shape[0] <= 1:
             parts = [_fit(kp, conf, opts)]
         else:
