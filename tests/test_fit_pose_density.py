@@ -142,7 +142,7 @@ def test_sequence_fits_carry_the_pose_density(body, sphere_prior) -> None:
     assert res.info["prior_kind"]["pose_density"] is None
 
 
-def test_cli_pose_density_options(tmp_path, body) -> None:
+def test_cli_pose_density_options(tmp_path, body, capsys) -> None:
     ckpt = tmp_path / "prior"
     torch.manual_seed(0)
     PosePrior(latent="sphere").save_pretrained(ckpt)
@@ -157,6 +157,8 @@ def test_cli_pose_density_options(tmp_path, body) -> None:
         args = ["fit", str(src), "--prior", str(ckpt), "--iterations", "2", "--out", str(out)]
         assert main(args + extra) == 0
         infos.append(json.loads(str(np.load(out)["info"]))["pose_density"])
+        said = capsys.readouterr().out
+        assert ("pose energy" in said) == (extra != ["--pose-density", "none"]), said
     assert infos == [
         {"kind": "gmm", "weight": POSE_DENSITY_WEIGHT},
         None,

@@ -295,9 +295,11 @@ def run(args: argparse.Namespace) -> int:
     out = result.to_npz(args.out)
     seen = conf > 0
     err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()
+    dens = result.info["prior_kind"]["pose_density"]
+    with_density = "" if dens is None else f" + {dens['kind']} pose energy (w {dens['weight']:g})"
     print(
-        f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}: mean reprojection "
-        f"{float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "
+        f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}{with_density}: mean "
+        f"reprojection {float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "
         f"{result.info['seconds']:.1f} s -> {out}",
         file=sys.stdout,
     )
