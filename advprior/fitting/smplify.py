@@ -431,9 +431,10 @@ def fit_keypoints(
         orientations,
         starts if term.prior is not None else 1,
     )
+    kind = term.describe()
     info: dict[str, Any] = {
         "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
-        "prior_kind": term.describe(),
+        "prior_kind": kind,
         "keypoint_format": fmt.name,
         "optimizer": optimizer,
         "iterations_per_stage": iterations,
@@ -445,7 +446,7 @@ def fit_keypoints(
         "latent_density": None
         if latent_density is None
         else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
-        "pose_density": term.describe()["pose_density"],
+        "pose_density": kind["pose_density"],
     }
     with frozen(model), frozen(body_model), frozen(term.pose_density):
         if batch or kp.shape[0] <= 1:
