@@ -28,7 +28,8 @@ from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output
 from advprior.latent import LatentSpace, check_generator
 from advprior.prior import decode_6d, run_mlp
-from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
+from advprior.tensors import check_dtype, check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 __all__ = ["VPoserVAE", "GMMPrior", "SMPLIFY_POSE_DIM"]
 
@@ -38,6 +39,18 @@ SMPLIFY_POSE_DIM = 69
 #: Keyword options of :func:`advprior.inversion.invert` that :meth:`VPoserVAE.invert` accepts
 #: (so that one call inverts any latent prior) but does not need: its encoder is one pass.
 _OPTIMISER_OPTIONS = frozenset({"steps", "restarts", "joint_weight", "bank_size", "body_model"})
+
+
+_BODY_SIZES = (3 * NUM_BODY_JOINTS, 3 * NUM_SMPL_BODY_JOINTS)
+
+
+def _as_pose_dim(body_pose: torch.Tensor, dim: int, *, finite: bool = True) -> torch.Tensor:
+    """``body_pose`` checked and given ``dim`` entries: a model of 63 (SMPL-H/SMPL-X body) or 69
+    (SMPL body) values takes either layout, SMPL's two hand joints dropped or added at rest, as
+    :class:`advprior.PosePrior` does; any other ``dim`` takes exactly ``dim``."""
+    sizes = _BODY_SIZES if dim in _BODY_SIZES else dim
+    check_tensor(body_pose, "body_pose", sizes, finite=finite)
+    return pad_hand_joints(body_pose, dim // 3) if dim in _BODY_SIZES else body_pose
 
 
 def _check_n(n: object) -> int:
@@ -103,12 +116,14 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         return self._latent_space
 
     def encode(self, body_pose: torch.Tensor) -> torch.distributions.Normal:
-        """``(..., 63)`` axis-angle poses -> the posterior ``Normal`` over ``(..., latent_dim)``.
+        """``(..., 63)`` axis-angle poses (or SMPL's ``(..., 69)``, whose hand joints are
+        dropped) -> the posterior ``Normal`` over ``(..., latent_dim)``, in the model's dtype.
 
         In training mode BatchNorm needs more than one pose per batch.
         """
-        check_tensor(body_pose, "body_pose", self.pose_dim)
-        flat, lead = flatten_batch_dims(body_pose, -2)
+        # poses are data (often float64 from numpy): cast, as PosePrior.invert does
+        pose = _as_pose_dim(body_pose, self.pose_dim).to(self.dtype)
+        flat, lead = flatten_batch_dims(pose, -2)
         h = self.encoder(flat)
         loc = unflatten_batch_dims(self.enc_mean(h), lead)
         scale = unflatten_batch_dims(nn.functional.softplus(self.enc_scale(h)), lead)
@@ -123,12 +138,12 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         check_output(output)
         joints = body_joints(body)
         check_tensor(z, "z", self.latent_dim, finite=False)
-        flat, lead = flatten_batch_dims(z, -2)
+        flat, lead = flatten_batch_dims(check_dtype(z, self.dtype, "z"), -2)
         out = decode_6d(run_mlp(self.decoder, flat), output, joints)
         return unflatten_batch_dims(out, lead)
 
     def invert(self, body_pose: torch.Tensor, **options: Any) -> torch.Tensor:
-        """The encoder's posterior mean ``(..., latent_dim)`` of poses ``(..., 63)``.
+        """The encoder's posterior mean ``(..., latent_dim)`` of poses ``(..., 63 | 69)``.
 
         The keyword options of :func:`advprior.inversion.invert` (``steps``, ``restarts``,
         ``joint_weight``, ``bank_size``, ``body_model``) are accepted, so that one call inverts
@@ -144,11 +159,6 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`decode`: latents ``(..., latent_dim)`` -> poses ``(..., 63)``."""
         return self.decode(z)
-
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n, 63)`` axis-angle poses decoded from N(0, I) latents (in the current mode:
-        call ``.eval()`` first for deterministic decoding; loaded models already are)."""
-        return self.decode(self.sample_latent(n, generator=generator))
 
 
 class GMMPrior(PretrainedMixin, nn.Module, Prior):
@@ -186,7 +196,7 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
 
     def _component_log_density(self, body_pose: torch.Tensor) -> torch.Tensor:
         """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``."""
-        check_tensor(body_pose, "body_pose", self.dim, finite=False)
+        body_pose = _as_pose_dim(body_pose, self.dim, finite=False)
         dtype = body_pose.dtype
         # Cholesky in float64: the mixture's covariances can be nearly singular.
         chol = torch.linalg.cholesky(self.covariances.double()).to(dtype)  # (K, D, D)
@@ -199,7 +209,9 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         return torch.log(self.weights.to(dtype)) - const - half_logdet - 0.5 * maha
 
     def nll(self, body_pose: torch.Tensor) -> torch.Tensor:
-        """SMPLify's max-mixture negative log-likelihood ``(...)``, differentiable.
+        """SMPLify's max-mixture negative log-likelihood ``(...)`` of poses ``(..., dim)``,
+        differentiable. A 63-d mixture also takes SMPL's ``(..., 69)`` (hand joints ignored), a
+        69-d one ``(..., 63)`` (hands at rest).
 
         ``min_k [0.5 d_k^T Sigma_k^-1 d_k - log(w_k / ((2 pi)^(D/2) |Sigma_k|^(1/2)))]`` with
         ``d_k = x - mu_k``, i.e. ``-max_k log(w_k N(x | mu_k, Sigma_k))``: the best single

@@ -126,12 +126,23 @@ class Prior:
         With a seeded ``generator`` the draw is reproducible and the global RNG is untouched."""
         return self._latent().sample(n, generator=generator, device=self.device, dtype=self.dtype)
 
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` random poses ``(n, 63)`` (axis-angle, radians). A latent prior decodes
-        :meth:`sample_latent`; a pose-space prior must override this."""
+    def sample(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        output: str = "axis_angle",
+        body: str = "smplx",
+    ) -> Tensor:
+        """``n`` random poses, ``(n, 63)`` axis-angle radians by default. A latent prior decodes
+        :meth:`sample_latent` (``output`` and ``body`` as in :meth:`decode`, so every latent
+        prior samples in every layout; a VAE decodes in its current mode: loaded models are in
+        eval mode); a pose-space prior must override this (``(n, 63)`` axis-angle)."""
         if self.latent_space is None:
             raise NotImplementedError(f"{type(self).__name__} must implement sample")
-        return self.decode(self.sample_latent(n, generator=generator))
+        check_output(output)
+        body_joints(body)
+        return self.decode(self.sample_latent(n, generator=generator), output=output, body=body)
 
     # -- latent priors ----------------------------------------------------------------------
 

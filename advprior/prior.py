@@ -26,6 +26,7 @@ from advprior.interface import (
 from advprior.latent import LatentSpace, check_latent
 from advprior.rotations import rot6d_to
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.tensors import check_dtype
 
 __all__ = ["BODIES", "OUTPUTS", "LatentPose", "PosePrior", "convert_rotmat", "decode_6d", "run_mlp"]
 
@@ -163,13 +164,7 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         check_latent(z, self.latent_dim, finite=False)
         if project:
             z = self.project(z)
-        dtype = self.dtype
-        if z.dtype != dtype:
-            raise TypeError(
-                f"z has dtype {z.dtype} but the prior's weights are {dtype}; "
-                f"convert one of them (z.to({dtype}) or prior.to({z.dtype}))"
-            )
-        return self._decode(z, output, joints)
+        return self._decode(check_dtype(z, self.dtype, "z"), output, joints)
 
     def _decode(self, z: torch.Tensor, output: str, joints: int) -> torch.Tensor:
         """:meth:`decode` without the input checks (for callers that made them already)."""
@@ -179,21 +174,6 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         return out.reshape(*lead, *out.shape[1:])
 
     # -- latent space -------------------------------------------------------------------------
-
-    def sample(
-        self,
-        n: int,
-        *,
-        generator: torch.Generator | None = None,
-        output: str = "axis_angle",
-        body: str = "smplx",
-    ) -> torch.Tensor:
-        """``n`` random poses: :meth:`decode` of :meth:`sample_latent` (shapes as in ``decode``)."""
-        check_output(output)
-        joints = body_joints(body)
-        # decode's own path (projection included), so sample(n) == decode(sample_latent(n))
-        z = self.project(self.sample_latent(n, generator=generator))
-        return self._decode(z, output, joints)
 
     def typical_latent(self) -> torch.Tensor:
         """The latent ``(D,)`` of a typical pose, a pure function of the weights

@@ -50,6 +50,18 @@ def check_tensor(
     return x
 
 
+def check_dtype(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
+    """Return ``x`` when its dtype is the model's ``dtype``, else raise a ``TypeError`` that says
+    which conversion fixes it (torch's own error, ``mat1 and mat2 must have the same dtype``,
+    names neither the argument nor the model)."""
+    if x.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the prior's weights are {dtype}; convert one of "
+            f"them ({name}.to({dtype}) or prior.to({x.dtype}))"
+        )
+    return x
+
+
 def flatten_batch_dims(x: Tensor, end_dim: int) -> tuple[Tensor, torch.Size]:
     """Fold the leading dimensions ``x.shape[:end_dim + 1]`` into one.
 

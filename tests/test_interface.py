@@ -163,3 +163,43 @@ def test_as_prior_wraps_objects_that_can_only_be_sampled() -> None:
         prior.decode(torch.zeros(1, 4))
     with pytest.raises(NotImplementedError, match="energy"):
         Prior().energy(torch.zeros(1, 63))
+
+
+# --- the shipped priors take the same inputs ---------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ["gan-s", "vae", "gmm"])
+def test_shipped_priors_take_smpl_poses_and_float64_data(alias: str) -> None:
+    """Swapping one shipped prior for another never breaks code that worked: SMPL's 69-d
+    ``body_pose`` and float64 poses are taken by every prior's pose-taking methods."""
+    from advprior.hub import load_pretrained
+
+    prior = load_pretrained(alias)
+    gen = torch.Generator().manual_seed(0)
+    pose = 0.3 * torch.randn(3, 63, generator=gen)
+    smpl = torch.cat([pose, torch.zeros(3, 6)], -1)
+    score = prior.score(smpl)
+    assert score.shape == (3,) and bool(torch.isfinite(score).all())
+    # float64 data is converted to the prior's dtype (the score is returned in the data's);
+    # GAN-S inverts by optimisation, whose path rounding changes, so only one-pass priors are
+    # compared to the float32 score (to float32 resolution of the O(1) residuals)
+    score64 = prior.score(pose.double())
+    assert score64.dtype == torch.float64 and bool(torch.isfinite(score64).all())
+    if alias != "gan-s":
+        assert torch.allclose(score64.float(), prior.score(pose), rtol=1e-5, atol=1e-5)
+    if prior.latent_space is None:
+        # a density on the 21 body joints: SMPL's hand joints are ignored, at rest or not
+        smpl[:, 63:] = torch.randn(3, 6, generator=gen)
+        assert torch.equal(prior.energy(smpl), prior.energy(pose))
+        return
+    z = prior.invert(smpl)
+    assert z.shape == (3, prior.latent_dim) and z.dtype == prior.dtype
+    if alias == "vae":  # the encoder sees the 21 body joints (float32 rounding of the layout)
+        torch.testing.assert_close(z, prior.invert(pose))
+    # the SMPL layout comes back from project_pose and sample(body="smpl"), hands at rest
+    assert prior.project_pose(smpl).shape == (3, 69)
+    drawn = prior.sample(2, generator=torch.Generator().manual_seed(1), body="smpl")
+    assert drawn.shape == (2, 69) and torch.equal(drawn[:, 63:], torch.zeros(2, 6))
+    assert prior.sample(2, output="rotmat").shape == (2, 21, 3, 3)
+    with pytest.raises(TypeError, match=r"z\.to\(torch\.float32\)"):
+        prior.decode(z.double())

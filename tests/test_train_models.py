@@ -228,8 +228,10 @@ def test_vae_sample_is_reproducible_and_leaves_global_rng():
 
 def test_vae_rejects_bad_input():
     vae = VPoserVAE()
-    with pytest.raises(ValueError, match=r"\(\.\.\., 63\)"):
-        vae.encode(torch.zeros(3, 69))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 63\) or \(\.\.\., 69\)"):
+        vae.encode(torch.zeros(3, 66))  # SMPL's 69 (hands dropped) is accepted, 66 is nothing
+    with pytest.raises(TypeError, match=r"z\.to\(torch\.float32\)"):
+        vae.decode(torch.zeros(3, 32, dtype=torch.float64))
     with pytest.raises(TypeError, match="floating"):
         vae.decode(torch.zeros(3, 32, dtype=torch.int32))
     # decode runs inside optimisers' line searches: NaN propagates instead of raising
