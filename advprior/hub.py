@@ -200,12 +200,47 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
 
 
+# What a human_body_prior VPoser experiment folder holds (v1: ``snapshots/*.pt`` and an ``.ini``;
+# v2: ``snapshots/*.ckpt`` and a ``.yaml``): users who swap only the import keep passing it.
+_VPOSER_HINT = (
+    "advprior cannot load VPoser's own weights (another model, stored as pickles, which advprior "
+    "never unpickles); pass an advprior alias ('gan-s', 'vae', ...) or an advprior checkpoint "
+    f"folder ({CONFIG_NAME} + {WEIGHTS_NAME}) instead"
+)
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".pkl", ".tar")
+
+
+def _looks_like_vposer(directory: Path) -> bool:
+    snapshots = directory / "snapshots"
+    if not snapshots.is_dir():
+        return False
+    settings = any(directory.glob("*.yaml")) or any(directory.glob("*.ini"))
+    return settings or any(f.suffix.lower() in _PICKLE_SUFFIXES for f in snapshots.iterdir())
+
+
 def _local_files(directory: Path) -> CheckpointFiles:
     config, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for f in (config, weights):
         if not f.is_file():
+            if _looks_like_vposer(directory):
+                raise ModelNotFoundError(
+                    f"{directory} looks like a VPoser (human_body_prior) folder: {_VPOSER_HINT}"
+                )
             raise ModelNotFoundError(f"checkpoint directory {directory} has no {f.name}")
     return CheckpointFiles(config, weights, "local")
+
+
+def _file_error(path: Path) -> ModelNotFoundError:
+    """Why a file is not a checkpoint name, and what to pass instead."""
+    parent = path.parent
+    if (parent / CONFIG_NAME).is_file() and (parent / WEIGHTS_NAME).is_file():
+        return ModelNotFoundError(f"{path} is a file; pass the checkpoint directory {parent}")
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return ModelNotFoundError(f"{path} is a pickled PyTorch/VPoser checkpoint: {_VPOSER_HINT}")
+    return ModelNotFoundError(
+        f"{path} is a file, not a checkpoint directory ({CONFIG_NAME} + {WEIGHTS_NAME}) or a "
+        "model alias"
+    )
 
 
 def _hub_download(
@@ -316,7 +351,7 @@ def resolve_files(
     if path.is_dir():
         return _local_files(path)
     if path.exists():
-        raise ModelNotFoundError(f"{path} is a file; pass the checkpoint directory that holds it")
+        raise _file_error(path)
     hub_kwargs = dict(
         revision=revision,
         cache_dir=cache_dir,

@@ -434,3 +434,70 @@ def test_gan_prior_roundtrip_still_plain() -> None:
     z = 5 * torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
     lp = LatentPose(prior, 4, init=z)
     assert torch.equal(lp(), prior.decode(z))
+
+
+# --- what VPoser users pass by habit ---------------------------------------------------------
+
+
+class _Marker:
+    """Unpickling this runs code (creates a file); a loader that opens the file would show it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_vposer_folder_or_snapshot_is_refused_clearly_and_never_unpickled(
+    tmp_path, version: str
+) -> None:
+    """A user who swaps only the import keeps passing VPoser's experiment folder (v1: an ``.ini``
+    and ``snapshots/*.pt``; v2: a ``.yaml`` and ``snapshots/*.ckpt``) or its snapshot file: the
+    error says what it is and what to pass, and the pickle inside is never opened."""
+    from advprior.errors import ModelNotFoundError
+
+    expr = tmp_path / "V02_05"
+    (expr / "snapshots").mkdir(parents=True)
+    settings, snap = (
+        ("TR00.ini", "TR00_E096.pt") if version == "v1" else ("V02_05.yaml", "e13.ckpt")
+    )
+    (expr / settings).write_text("latentD: 32\n")
+    marker = tmp_path / "unpickled"
+    (expr / "snapshots" / snap).write_bytes(pickle.dumps(_Marker(str(marker))))
+    loader = load_vposer if version == "v1" else load_model
+    for arg in (expr, str(expr / "snapshots" / snap)):
+        with pytest.raises(ModelNotFoundError, match=r"VPoser.*alias \('gan-s', 'vae'"):
+            loader(arg)
+    assert not marker.exists()
+
+
+def test_an_advprior_weights_file_points_to_its_folder(tmp_path) -> None:
+    from advprior.errors import ModelNotFoundError
+
+    folder = tmp_path / "ckpt"
+    load_pretrained("vae").save_pretrained(folder)
+    with pytest.raises(ModelNotFoundError, match=rf"pass the checkpoint directory {folder}$"):
+        load_vposer(folder / "model.safetensors")
+
+
+def test_loading_a_users_own_prior_leaves_it_trainable() -> None:
+    mine = load_pretrained("gan-s").requires_grad_(True).train()
+    vposer, _ = load_vposer(mine)
+    assert mine.training and all(p.requires_grad for p in mine.parameters())
+    assert not vposer.prior.training and not any(p.requires_grad for p in vposer.parameters())
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    # the copy decodes as the user's module does in eval mode
+    expected = mine.eval().decode(vposer.latent(z), output="rotmat", project=False)
+    assert torch.equal(vposer.decode_rotmat(z), expected)
+
+
+@pytest.mark.parametrize("alias", ["gan-s", "vae"])
+def test_empty_batches_pass_through_every_method(alias: str) -> None:
+    vp, _ = load_model(alias)
+    assert vp.encode(torch.zeros(0, 63)).mean.shape == (0, 32)
+    assert vp(torch.zeros(0, 21, 3))["pose_body"].shape == (0, 21, 3)
+    assert vp.decode(torch.zeros(0, 32))["pose_body_matrot"].shape == (0, 21, 9)
+    with pytest.raises(ValueError, match="B x 63"):
+        vp.encode(torch.zeros(2, 62))

@@ -22,6 +22,7 @@ and a raw ``z`` decodes to the same pose whenever it is decoded. Output shapes a
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -71,8 +72,9 @@ def _check_z(z: object, dim: int) -> torch.Tensor:
 class VPoserV1(nn.Module):
     """VPoser v1's interface around an advprior prior with a latent (any GAN, or the VAE).
 
-    Attributes as v1: ``latentD`` (32), ``num_joints`` (21). The prior is frozen (eval mode, no
-    parameter gradients); only the embedding a caller optimises changes.
+    Attributes as v1: ``latentD`` (32), ``num_joints`` (21). It holds a frozen copy of ``prior``
+    (eval mode, no parameter gradients; the caller's module keeps its own mode and gradients);
+    only the embedding a caller optimises changes.
     """
 
     def __init__(self, prior: nn.Module, chart: LatentChart | None = None) -> None:
@@ -82,7 +84,8 @@ class VPoserV1(nn.Module):
                 f"{type(prior).__name__} has no latent; VPoser's interface needs a GAN or the VAE "
                 "(export a GMM with GMMPrior.export_smplify for SMPLify's MaxMixturePrior)"
             )
-        self.prior = prior.eval().requires_grad_(False)
+        # a copy: freezing the caller's own module in place would silently stop its training
+        self.prior = copy.deepcopy(prior).eval().requires_grad_(False)
         self.chart = chart if chart is not None else chart_for(prior)
         self.latentD = int(prior.latent_dim)
         self.num_joints = 21
@@ -128,9 +131,10 @@ class VPoserV1(nn.Module):
         the chart's inverse, zero spread. VAE: the posterior (the chart is the identity)."""
         if not isinstance(Pin, torch.Tensor):
             raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
-        pose = Pin.reshape(Pin.shape[0], -1)
-        if pose.shape[1] != 3 * self.num_joints:
+        size = 3 * self.num_joints
+        if Pin.ndim == 0 or Pin.numel() % size or Pin.shape[0] * size != Pin.numel():
             raise ValueError(f"Pin must hold B x 63 axis-angle numbers, got {tuple(Pin.shape)}")
+        pose = Pin.reshape(Pin.shape[0], size)
         pose = pose.to(self._param().dtype)
         if self.prior.model_type == "vae":
             return self.prior.encode(pose)
