@@ -20,6 +20,45 @@ COMMANDS = ("sample", "data", "train", "fit", "eval", "export")
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPT = 1, 2, 130
 
 
+# reST in the docstrings that become help texts: ``code`` and :role:`~pkg.mod.Name` / `text <t>`
+_LITERAL = re.compile(r"``([^`]+)``")
+_ROLE = re.compile(r":[a-z]+:`~?([^`<]*?)\s*(?:<[^`>]*>)?`")
+_BLOCK = re.compile(r"(?m)(\S)::$")
+
+
+def plain_text(text: str) -> str:
+    """``text`` with Sphinx markup turned into what a terminal reader expects: ``code`` and
+    :class:`~advprior.PosePrior` read as ``code`` and ``PosePrior``."""
+
+    def role(match: re.Match[str]) -> str:
+        target = match.group(1)
+        return target.rsplit(".", 1)[-1] if "~" in match.group(0) else target
+
+    text = _LITERAL.sub(r"\1", _ROLE.sub(role, text))
+    return _BLOCK.sub(r"\1:", text)  # "layout::" (a literal block follows) reads "layout:"
+
+
+class _PlainHelp:
+    """Mixed into a parser's formatter class: descriptions and argument help as plain text."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(plain_text(text), width, indent)  # type: ignore[misc]
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain_text(super()._expand_help(action))  # type: ignore[misc]
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every sub-command parser below it a plain-text formatter."""
+    base = parser.formatter_class
+    if isinstance(base, type) and not issubclass(base, _PlainHelp):
+        parser.formatter_class = type(f"Plain{base.__name__}", (_PlainHelp, base), {})
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _plain_help(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from advprior import __version__
 
@@ -41,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    _plain_help(parser)
     return parser
 
 
@@ -65,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     from advprior.errors import AdvPriorError, UsageError
 
     name = _command_name(args)
+    if not debug:
+        # huggingface_hub logs a warning per retry of an unreachable Hub (five, over ~25 s);
+        # the command's answer stays one line (its error says the Hub could not be reached)
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()  # after its import, which sets its own level
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

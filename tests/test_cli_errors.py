@@ -271,3 +271,42 @@ def test_hostile_json_and_npz_inputs_are_one_line(tmp_path: Path, capsys, monkey
     monkeypatch.setenv("ADVPRIOR_MANIFEST", str(deep))
     assert cli.main(["sample", "--out", str(tmp_path / "s.npz")]) == 1
     _one_error_line(capsys.readouterr().err, "sample", "manifest")
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["sample"], ["fit"], ["export"], ["train"], ["eval"], ["data", "build"]]
+)
+def test_help_is_plain_text(command: list[str], capsys: pytest.CaptureFixture) -> None:
+    """The help texts come from docstrings; Sphinx markup (``code``, :class:`~x.Y`, ``::``)
+    reads as plain words in a terminal."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*command, "--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: advprior")
+    for markup in ("``", ":class:`", ":func:`", ":meth:`", ":mod:`", ":data:`", "::\n"):
+        assert markup not in text, (markup, text)
+
+
+def test_plain_text_keeps_the_words() -> None:
+    text = ":class:`~advprior.errors.UsageError` or :func:`advprior.fit` (``x``), layout::"
+    assert cli.plain_text(text) == "UsageError or advprior.fit (x), layout:"
+
+
+def test_an_unreachable_hub_does_not_add_lines_to_the_answer(tmp_path: Path) -> None:
+    """huggingface_hub logs a warning per retry when the Hub is unreachable; the CLI silences
+    them so its error stays one line (``--debug`` keeps them). Checked on the logger's level,
+    since waiting out the real retries takes ~25 s."""
+    import logging
+
+    hub = logging.getLogger("huggingface_hub")
+    before = hub.level
+    try:
+        hub.setLevel(logging.WARNING)
+        assert cli.main(["sample", "-n", "1", "--out", str(tmp_path / "s.npz")]) == 0
+        assert hub.getEffectiveLevel() >= logging.ERROR
+        hub.setLevel(logging.WARNING)
+        cli.main(["sample", "-n", "1", "--out", str(tmp_path / "s.npz"), "--debug"])
+        assert hub.getEffectiveLevel() == logging.WARNING
+    finally:
+        hub.setLevel(before)

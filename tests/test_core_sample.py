@@ -139,7 +139,9 @@ def test_png_is_drawn(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture)
     rc = main(["sample", "--model", str(ckpt), "-n", "3", "--out", str(out), "--png", str(png)])
     assert rc == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "drew 3 bodies" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "drew 3 bodies" in text and "body_pose (3, 63)" in text
+    assert text.count("\n") == 1  # the answer is one line, PNG included
 
 
 def test_outputs_honour_the_umask(ckpt: Path, tmp_path: Path) -> None:

@@ -168,6 +168,7 @@ def test_cli_export(tmp_path: Path, capsys) -> None:
     assert code == 0
     text = capsys.readouterr().out
     assert "projected in the graph" in text and "(batch, 21, 3, 3)" in text
+    assert text.count("\n") == 1  # the answer is one line
     meta = read_export_metadata(out)
     assert meta["projected"] is True and meta["output_kind"] == "rotmat"
     # a model that cannot be exported is a failure (exit 1, one line), as for every command

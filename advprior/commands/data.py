@@ -78,11 +78,13 @@ def _build(args: argparse.Namespace) -> int:
         stratify=not args.no_stratify,
         log=lambda line: print(line, file=sys.stderr),
     )
+    # one line; `advprior data info FILE` prints the per-source and per-subject counts
+    splits = ", ".join(f"{name} {n}" for name, n in report.per_split.items())
     print(
-        f"wrote {report.out}: {report.frames} frames, {report.sequences} sequences, "
-        f"{len(report.subjects)} subjects, {len(report.skipped)} files skipped"
+        f"wrote {report.out}: {report.frames} frames ({splits}), {report.sequences} sequences, "
+        f"{len(report.subjects)} subjects, {len(report.per_source)} sources, "
+        f"{len(report.skipped)} files skipped"
     )
-    _print_counts(report.per_source, report.per_split, report.subjects)
     return 0
 
 

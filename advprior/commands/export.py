@@ -69,11 +69,9 @@ def run(args: argparse.Namespace) -> int:
         raise AdvPriorError(str(err)) from err
     shape = ", ".join(str(d) for d in meta["output_shape"])
     print(
-        f"{args.model} ({meta['model_type']}, latent {meta['latent']}, D={meta['latent_dim']}) "
-        f"-> {args.output} [{args.format}]\n"
-        f"  input z (batch, {meta['latent_dim']}) float32"
-        f"{', projected in the graph' if meta['projected'] else ''}; "
-        f"output pose ({shape}) {args.output_kind}, {len(meta['joint_names'])} joints\n"
-        f"  weights sha256 {meta['weights_sha256']}"
+        f"{args.model} ({meta['model_type']}, latent {meta['latent']}) -> {args.output} "
+        f"[{args.format}]: z (batch, {meta['latent_dim']}) float32"
+        f"{' projected in the graph' if meta['projected'] else ''} -> pose ({shape}) "
+        f"{args.output_kind}; weights sha256 {meta['weights_sha256']}"
     )
     return 0

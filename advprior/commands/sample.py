@@ -137,22 +137,19 @@ def run(args: argparse.Namespace) -> int:
     _save_npz(args.out, arrays)
 
     kind = f"{model.model_type}, latent {latent}" + (f", D={z.shape[-1]}" if z is not None else "")
-    lines = [f"{args.num} samples from {args.model} ({kind}), seed {args.seed} -> {args.out}"]
-    if pose is not None:
-        angles = pose.reshape(args.num, -1, 3).norm(dim=-1) if args.num else torch.zeros(1)
-        lines.append(
-            f"  body_pose {tuple(pose.shape)} float32 ({args.body}); joint angle "
-            f"mean {angles.mean():.3f} rad, max {angles.max():.3f} rad"
-        )
-    if z is not None:
-        lines.append(f"  z {tuple(z.shape)} float32")
-    print("\n".join(lines))
-
+    written = [f"body_pose {tuple(pose.shape)}"] if pose is not None else []
+    written += [f"z {tuple(z.shape)}"] if z is not None else []
+    drawn = ""
     if args.png is not None:
         if pose is None or args.num == 0:
             raise ValueError("no poses to draw")
         error = _render(pose, args.body, args.png)
         if error is not None:
             raise ValueError(f"PNG not written: {error}")
-        print(f"  drew {min(args.num, MAX_PNG_BODIES)} bodies -> {args.png}")
+        drawn = f"; drew {min(args.num, MAX_PNG_BODIES)} bodies -> {args.png}"
+    # one line: what was drawn from what, where it went, and the arrays' shapes (float32)
+    print(
+        f"{args.num} samples from {args.model} ({kind}), seed {args.seed} -> {args.out} "
+        f"[{', '.join(written)} float32, {args.body}]{drawn}"
+    )
     return 0
