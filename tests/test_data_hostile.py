@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -193,3 +194,128 @@ def test_deepmimic_json_nested_too_deep(tmp_path: Path) -> None:
     path.write_text('{"Frames": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(MotionFormatError, match=r"deep\.txt: invalid JSON: nested too deeply"):
         load_motion(path)
+
+
+# ------------------------------------------------------------ variants real files have (round 9)
+
+
+def _same_motion(a, b) -> None:
+    assert a.num_frames == b.num_frames and a.fps == b.fps
+    np.testing.assert_array_equal(a.rotations, b.rotations)
+    np.testing.assert_array_equal(a.root_position, b.root_position)
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_word(tmp_path: Path) -> None:
+    """Windows editors start files with a UTF-8 BOM: the BVH, ASF and AMC import as without."""
+    path, lines, _ = _bvh(tmp_path)
+    bom = tmp_path / "bom.bvh"
+    bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    _same_motion(load_motion(bom), load_motion(path))
+    local, root = random_pose(3)
+    (tmp_path / "plain").mkdir()
+    amc = write_asf_amc(tmp_path / "plain", local, root)
+    ref = load_motion(amc)
+    for f in (amc, next(amc.parent.glob("*.asf"))):
+        f.write_bytes(b"\xef\xbb\xbf" + f.read_bytes())
+    _same_motion(load_motion(amc), ref)
+
+
+def test_acclaim_comments_and_commas_are_separators(tmp_path: Path) -> None:
+    """A ``#`` comment may end any line (AMC too), and commas separate ASF numbers as spaces do."""
+    local, root = random_pose(3)
+    amc = write_asf_amc(tmp_path, local, root)
+    ref = load_motion(amc)
+    asf = next(tmp_path.glob("*.asf"))
+    text = asf.read_text()
+    # "direction 0.1 0.2 0.3" -> "direction 0.1, 0.2, 0.3"
+    asf.write_text(re.sub(r"(?m)^(\s*direction\s+\S+)\s+(\S+)\s+", r"\1, \2, ", text))
+    amc.write_text(
+        "\n".join(
+            f"{line}  # note" if line.startswith("ltibia") else line
+            for line in amc.read_text().splitlines()
+        )
+    )
+    assert "," in asf.read_text() and "# note" in amc.read_text()
+    _same_motion(load_motion(amc), ref)
+
+
+@pytest.mark.parametrize("cut", ["bone", "line"])
+def test_amc_frame_cut_short_is_an_error_not_a_rest_pose(tmp_path: Path, cut: str) -> None:
+    """A truncated AMC used to give its last frame's missing bones the rest pose, silently."""
+    local, root = random_pose(3)
+    amc = write_asf_amc(tmp_path, local, root)
+    lines = amc.read_text().splitlines()
+    k = [i for i, line in enumerate(lines) if line.startswith("lfemur")][-1]
+    kept = lines[:k] if cut == "bone" else [*lines[:k], lines[k].split()[0]]
+    amc.write_text("\n".join(kept) + "\n")
+    match = r"frame 3 of 3 has no values for bone 'lfemur'" if cut == "bone" else "lfemur"
+    with pytest.raises(MotionFormatError, match=match):
+        load_motion(amc)
+    # a bone listed twice in one frame is as damaged
+    amc.write_text("\n".join([*lines, lines[k]]) + "\n")
+    with pytest.raises(MotionFormatError, match=r"frame 3 of 3 has 2 lines of values"):
+        load_motion(amc)
+
+
+@pytest.mark.parametrize(
+    ("printed", "fps"),
+    [
+        ("0.0083", 120.0),
+        ("0.00833", 120.0),
+        ("0.008333", 120.0),
+        ("8.333333e-03", 120.0),
+        ("0.0333", 30.0),
+        ("0.0167", 60.0),
+        ("0.0417", 24.0),
+        ("0.01", 100.0),
+        ("0.0333667", 1 / 0.0333667),  # NTSC 29.97 printed precisely: no integer fits, kept
+    ],
+)
+def test_bvh_frame_time_is_read_to_its_printed_precision(
+    tmp_path: Path, printed: str, fps: float
+) -> None:
+    """A rounded Frame Time means the integer rate within half a unit of its last digit."""
+    path, lines, first = _bvh(tmp_path)
+    lines[first - 1] = f"Frame Time: {printed}"
+    path.write_text("\n".join(lines) + "\n")
+    assert load_motion(path).fps == pytest.approx(fps, rel=1e-12)
+
+
+@pytest.mark.parametrize("rate", [np.array([60.0]), np.array([[60]]), np.float32(60.0)])
+def test_amass_rate_as_a_one_element_array(tmp_path: Path, rate) -> None:
+    np.savez(tmp_path / "a.npz", poses=np.zeros((4, 156)), mocap_framerate=rate)
+    assert load_motion(tmp_path / "a.npz").fps == 60.0
+    np.savez(tmp_path / "b.npz", poses=np.zeros((4, 156)), mocap_framerate=np.array([60.0, 30]))
+    with pytest.raises(MotionFormatError, match=r"b\.npz: 'mocap_framerate' must be one number"):
+        load_motion(tmp_path / "b.npz")
+    np.savez(tmp_path / "c.npz", poses=np.zeros((0, 156)), mocap_framerate=60.0)
+    with pytest.raises(MotionFormatError, match=r"c\.npz: 'poses' has no frames") as err:
+        load_motion(tmp_path / "c.npz")
+    assert str(err.value).count("c.npz") == 1  # the path once, not wrapped twice
+
+
+def test_an_unanticipated_reader_error_skips_one_file_not_the_build(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``on_error="skip"`` reports a file whose reading fails in a way no check anticipated (a
+    TypeError from an odd array, say) and goes on; ``"abort"`` still raises it."""
+    import advprior.data.dataset as dataset
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.bvh", "b.bvh"):
+        local, root = random_pose(40)
+        write_bvh(src / name, "motionbuilder", local, root)
+    real = dataset.load_motion
+
+    def odd(path, **kwargs):
+        if Path(path).name == "b.bvh":
+            raise TypeError("only 0-dimensional arrays can be converted")
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(dataset, "load_motion", odd)
+    report = dataset.build_dataset(src, tmp_path / "d.npz", log=lambda line: None)
+    assert report.sequences == 1
+    assert any("b.bvh" in f and "unexpected TypeError" in why for f, why in report.skipped)
+    with pytest.raises(TypeError):
+        dataset.build_dataset(src, tmp_path / "e.npz", on_error="abort")

@@ -63,7 +63,9 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
             _check_finite("poses", poses, path)
         if poses.ndim == 3 and poses.shape[2] == 3:
             poses = poses.reshape(poses.shape[0], -1)
-        if poses.ndim != 2 or poses.shape[1] not in POSE_WIDTHS or poses.shape[0] == 0:
+        if poses.ndim == 2 and poses.shape[1] in POSE_WIDTHS and poses.shape[0] == 0:
+            raise MotionFormatError(f"'poses' has no frames (shape {poses.shape})", path)
+        if poses.ndim != 2 or poses.shape[1] not in POSE_WIDTHS:
             raise MotionFormatError(
                 f"'poses' must be (T, 72) SMPL, (T, 156) SMPL-H or (T, 165) SMPL-X (or per joint "
                 f"(T, 24 | 52 | 55, 3)), got {poses.shape}",
@@ -78,8 +80,10 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
     body = np.asarray(f["pose_body"], dtype=np.float64)
     if body.ndim == 3 and body.shape[1:] == (21, 3):
         body = body.reshape(body.shape[0], 63)
-    if body.ndim != 2 or body.shape[1] != 63 or body.shape[0] == 0:
+    if body.ndim != 2 or body.shape[1] != 63:
         raise MotionFormatError(f"'pose_body' must be (T, 63), got {body.shape}", path)
+    if body.shape[0] == 0:
+        raise MotionFormatError(f"'pose_body' has no frames (shape {body.shape})", path)
     _check_finite("pose_body", body, path)
     if "root_orient" in f.files:
         root = np.asarray(f["root_orient"], dtype=np.float64)
@@ -94,6 +98,16 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
     return np.concatenate([root, body], axis=1)
 
 
+def _rate(value: np.ndarray, key: str, path: Path) -> float:
+    """A frame rate stored as a scalar or as any one-element array (``(1,)`` is common)."""
+    arr = np.asarray(value)
+    if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise MotionFormatError(
+            f"'{key}' must be one number, got an array of shape {arr.shape} ({arr.dtype})", path
+        )
+    return float(arr.reshape(-1)[0])
+
+
 def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True) -> Motion:
     """Read an AMASS ``.npz`` into a :class:`Motion` on SMPL's own skeleton (``is_smpl``)."""
     path = Path(path)
@@ -104,7 +118,9 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
             rate = None
             for key in ("mocap_framerate", "mocap_frame_rate"):
                 if key in f.files:
-                    rate = float(f[key])
+                    rate = _rate(f[key], key, path)
+    except MotionFormatError:
+        raise  # already names the file and the array (it is a ValueError too)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise MotionFormatError(f"cannot read npz: {err}", path) from None
     t = poses.shape[0]

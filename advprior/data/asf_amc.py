@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from advprior.data import rotmath
-from advprior.data.motion import Motion, Skeleton
+from advprior.data.motion import Motion, Skeleton, read_motion_text
 from advprior.errors import MotionFormatError
 
 INCH = 0.0254
@@ -116,7 +116,7 @@ def read_asf(path: str | Path) -> ASFSkeleton:
     """Parse an ASF file; raise :class:`MotionFormatError` naming file and line on bad input."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="latin-1")
+        text = read_motion_text(path)
     except OSError as err:
         raise MotionFormatError(f"cannot read ASF: {err}", path) from None
     length_unit, angle_unit = 1.0, "deg"
@@ -131,7 +131,8 @@ def read_asf(path: str | Path) -> ASFSkeleton:
     }
     cur: dict | None = None
     for num, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
+        # commas separate numbers as whitespace does in the Acclaim format ("0.65, -0.71, 0.25")
+        line = raw.split("#", 1)[0].replace(",", " ").strip()
         if not line:
             continue
         tok = line.split()
@@ -253,11 +254,29 @@ def find_asf(amc: Path) -> Path:
     )
 
 
+def _check_complete_frames(frame_of: dict[str, list], t: int, path: Path) -> None:
+    """Every frame holds each bone that any frame holds, once: a frame cut short (a truncated
+    file, an interrupted export) would otherwise put the missing bones at rest in that frame, a
+    wrong pose that nothing downstream can tell from a real one. Bones that no frame holds are
+    the file's choice and stay at rest."""
+    for name, seen in frame_of.items():
+        if not seen or len(seen) == t and len(set(seen)) == t:
+            continue
+        counts = np.bincount(np.asarray(seen), minlength=t)
+        bad = int(np.flatnonzero(counts != 1)[0])
+        what = "no" if counts[bad] == 0 else f"{counts[bad]} lines of"
+        raise MotionFormatError(
+            f"frame {bad + 1} of {t} has {what} values for bone {name!r}, which other frames "
+            "have (truncated or damaged file?)",
+            path,
+        )
+
+
 def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
     """Read AMC frames against a parsed ASF into a normal-form :class:`Motion`."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="latin-1").splitlines()
+        lines = read_motion_text(path).splitlines()
     except OSError as err:
         raise MotionFormatError(f"cannot read AMC: {err}", path) from None
     sk, order, frames = asf.build()
@@ -268,8 +287,8 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
     frame_of: dict[str, list] = {n: [] for n in dofs}
     frame = -1
     for num, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+        line = raw.split("#", 1)[0].replace(",", " ").strip()  # comments anywhere, as the ASF
+        if not line:
             continue
         if line.startswith(":"):
             key = line[1:].split()[0].upper()
@@ -304,6 +323,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
         raise MotionFormatError("no frames", path)
     if not values["root"]:
         raise MotionFormatError("no root values in any frame", path)
+    _check_complete_frames(frame_of, t, path)
 
     def table(name: str) -> np.ndarray:
         out = np.zeros((t, len(dofs[name])))

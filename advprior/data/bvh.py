@@ -10,13 +10,15 @@ unit that makes hip-to-ankle length closest to 0.85 m. ``Frame Time`` can be ove
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
 
 from advprior.data import rotmath
-from advprior.data.motion import Motion, Skeleton
+from advprior.data.motion import Motion, Skeleton, read_motion_text
 from advprior.errors import MotionFormatError
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "asf": 0.0254 / 0.45}
@@ -62,7 +64,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     """Parse a BVH file into a normal-form :class:`Motion`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="latin-1")
+        text = read_motion_text(path)
     except OSError as err:
         raise MotionFormatError(f"cannot read BVH: {err}", path) from None
     found = re.search(r"^[ \t]*MOTION[ \t]*\r?$", text, re.M)
@@ -132,7 +134,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
 
     body_start = head.count("\n") + 1
     motion_lines = text[found.end() :].splitlines()
-    frames, frame_time, data_line = _motion_header(motion_lines, path, body_start)
+    frames, frame_time, frame_time_text, data_line = _motion_header(motion_lines, path, body_start)
     n_ch = sum(len(c) for c in channels)
     data_text = motion_lines[data_line:]
     first_data = body_start + data_line
@@ -201,7 +203,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     if fps is None:
         if frame_time <= 0:
             raise MotionFormatError("Frame Time must be positive (or pass fps=)", path)
-        fps = snap_rate(1.0 / frame_time)
+        fps = snap_rate(1.0 / frame_time, frame_time_text)
     return Motion(
         skeleton=sk,
         rotations=rot,
@@ -214,10 +216,33 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     )
 
 
-def snap_rate(fps: float) -> float:
-    """Round a rate read from a rounded frame time (``0.00833333`` s) to the integer it means."""
+def snap_rate(fps: float, frame_time_text: str | None = None) -> float:
+    """The integer rate a rate read from a rounded frame time means, else ``fps`` as read.
+
+    Without ``frame_time_text``: the nearest integer when within 1e-4 relative (``0.00833333``
+    s -> 120). With the frame time as printed in the file, its precision decides: the printed
+    ``0.0083`` is any time in ``[0.00825, 0.00835]``, i.e. any rate in ``[119.8, 121.2]``, so
+    the integer in that range nearest to ``1 / 0.0083 = 120.5`` is taken (120); a precisely
+    printed non-integer rate (``0.0333667``, NTSC's 29.97) has no integer in its range and is
+    kept."""
     near = round(fps)
-    return float(near) if near > 0 and abs(fps - near) < 1e-4 * fps else float(fps)
+    if near > 0 and abs(fps - near) < 1e-4 * fps:
+        return float(near)
+    if frame_time_text is None:
+        return float(fps)
+    try:
+        exponent = Decimal(frame_time_text.strip()).as_tuple().exponent
+    except InvalidOperation:
+        return float(fps)
+    if not isinstance(exponent, int):  # NaN / Infinity spelled out
+        return float(fps)
+    half = 0.5 * 10.0**exponent
+    frame_time = 1.0 / fps
+    if frame_time <= half:
+        return float(fps)
+    low, high = 1.0 / (frame_time + half), 1.0 / (frame_time - half)
+    candidates = [r for r in range(max(1, math.ceil(low)), math.floor(high) + 1)]
+    return float(min(candidates, key=lambda r: abs(r - fps))) if candidates else float(fps)
 
 
 _CHANNELS = {f"{a}{k}" for a in "xyz" for k in ("position", "rotation")}
@@ -252,8 +277,9 @@ def _open(tokens, stack, names, parents, offsets, is_end, channels, name, end) -
     stack.append(len(names) - 1)
 
 
-def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float, int]:
+def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float, str, int]:
     frames = frame_time = None
+    frame_time_text = ""
     i = 0
     while i < len(lines) and (frames is None or frame_time is None):
         line = lines[i].strip()
@@ -266,7 +292,8 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
             if low.startswith("frames:"):
                 frames = int(line.split(":", 1)[1])
             elif low.startswith("frame time:"):
-                frame_time = float(line.split(":", 1)[1])
+                frame_time_text = line.split(":", 1)[1].strip()
+                frame_time = float(frame_time_text)
                 if not np.isfinite(frame_time):
                     raise MotionFormatError(f"non-finite Frame Time in {line!r}", path, num)
             else:
@@ -281,7 +308,7 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
         raise MotionFormatError("MOTION header lacks Frames: or Frame Time:", path, first + i)
     if frames < 0:
         raise MotionFormatError("negative frame count", path, first)
-    return frames, frame_time, i
+    return frames, frame_time, frame_time_text, i
 
 
 def _locate_bad_line(lines: list[str], n_ch: int, path: Path, numbers: list[int]) -> None:

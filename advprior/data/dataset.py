@@ -364,6 +364,13 @@ def build_dataset(
                 raise
             skip(file, f"{type(err).__name__}: {err}")
             continue
+        except (TypeError, IndexError, KeyError, ArithmeticError) as err:
+            # a file no reader check anticipated: in "skip" mode one odd file must not cost the
+            # whole build (it is reported with the error's type, for a bug report)
+            if on_error == "abort":
+                raise
+            skip(file, f"unexpected {type(err).__name__} while reading: {err}")
+            continue
         seqs.append(
             (
                 rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}",

@@ -10,13 +10,29 @@ without channels) are joints too, with identity rotations, so every bone has two
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.retarget import SMPLMotion, retarget
 
-__all__ = ["Motion", "SMPLMotion", "Skeleton"]
+__all__ = ["Motion", "SMPLMotion", "Skeleton", "read_motion_text"]
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def read_motion_text(path: str | Path) -> str:
+    """The text of a BVH/ASF/AMC file: bytes as latin-1 (those formats are ASCII, and latin-1
+    decodes any byte, so a stray non-ASCII comment never stops an import), without the UTF-8
+    byte-order mark that Windows editors write (it would otherwise stick to the first word).
+    Raises ``OSError`` as ``Path.read_bytes``."""
+    data = Path(path).read_bytes()
+    return (
+        data[len(_UTF8_BOM) :].decode("latin-1")
+        if data.startswith(_UTF8_BOM)
+        else (data.decode("latin-1"))
+    )
 
 
 @dataclass(frozen=True)
