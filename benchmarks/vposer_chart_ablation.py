@@ -8,7 +8,8 @@ Variants (``kind:param``): ``exp:m`` the first shipped chart (the exponential ma
 latent, :class:`ExpChart`) with its scale times ``m``; ``radial:k`` ``w = normalize(k c + z)``
 (``advprior.compat.LatentChart`` with ``s = 1 / k``); ``default`` the shipped chart of
 ``--alias``; ``erf:m`` the cube chart (GAN-U) with its scale times ``m``; ``vae`` the VAE;
-``fk`` (or ``fk-vae``) ``fit_keypoints`` on the same frames. One JSON line per variant is
+``fk`` (or ``fk-vae``) ``fit_keypoints`` on the same frames; ``learned:DIR`` a chart trained by
+``vposer_learned_chart.py`` into ``DIR``. One JSON line per variant is
 appended to ``--out``; ``--write-docs`` (no ``--variant``) turns the lines of ``--out`` into the
 table in ``docs/compat.md``.
 """
@@ -26,6 +27,7 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 class ExpChart(nn.Module):
@@ -63,6 +65,7 @@ NAMES = {
     "radial": "loop, `normalize(c + s z)`, s = 1 / {p}",
     "default": "loop, shipped chart",
     "erf": "loop, cube chart `erf(s z / sqrt 2)` with its s x {p}",
+    "learned": "loop, learned chart (`vposer_learned_chart.py`, VAE-trained on GAN-S)",
 }
 
 
@@ -73,11 +76,12 @@ def write_docs(path: Path) -> int:
     from advprior.eval.metrics import paired_ratio_interval
 
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    order = ["fk", "fk-vae", "vae", "default", "exp", "erf", "radial"]
+    order = ["fk", "fk-vae", "vae", "default", "exp", "erf", "radial", "learned"]
 
     def key(r: dict) -> tuple:
         kind, _, param = r["variant"].partition(":")
-        return (r["alias"], order.index(kind), -float(param or 0))
+        value = 0.0 if kind == "learned" else -float(param or 0)  # a folder, not a number
+        return (r["alias"], order.index(kind), value)
 
     recs.sort(key=key)
     ref = {r["alias"]: r["p_mpjpe"] for r in recs if r["variant"] == "fk"}
@@ -176,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             elif kind == "erf":  # the cube chart with its scale times param
                 base = chart_for(prior)
                 chart = LatentChart("uniform", base.centre, base.scale * float(param))
+            elif kind == "learned":  # a chart trained by vposer_learned_chart.py in folder param
+                from vposer_learned_chart import load_chart
+
+                chart = load_chart(param)
             vposer = VPoserV1(prior, chart=chart)
             fits, _ = fit_frames(kp, body, focal, center, vposer=vposer)
             joints = torch.stack([f.joints for f in fits])
