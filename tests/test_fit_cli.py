@@ -48,7 +48,16 @@ def test_fit_advprior_layout_with_a_checkpoint(tmp_path, keypoints, capsys) -> N
     assert data["joints"].shape == (2, 24, 3)
     info = json.loads(str(data["info"]))
     assert info["keypoint_format"] == "smpl24" and info["camera"]["focal"] == [1000.0, 1000.0]
+    assert info["starts"] == 1
     assert "fitted 2 frame(s)" in capsys.readouterr().out
+    # several starts per frame: recorded, named in the one-line answer; 0 is a usage error
+    args = ["fit", str(src), "--prior", str(ckpt), "--iterations", "2", "--out", str(out)]
+    assert main([*args, "--starts", "3"]) == 0
+    assert json.loads(str(np.load(out)["info"]))["starts"] == 3
+    text = capsys.readouterr().out
+    assert "3 starts" in text and text.count("\n") == 1
+    assert main([*args, "--starts", "0", "--sequence"]) == 2
+    assert "--starts must be at least 1" in capsys.readouterr().err
 
 
 def test_fit_openpose_files_without_a_prior(tmp_path) -> None:

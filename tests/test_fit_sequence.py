@@ -81,6 +81,21 @@ def test_one_frame_and_a_missing_frame(prior) -> None:
     assert bool((res.betas == res.betas[:1]).all())
 
 
+def test_starts_go_to_the_per_frame_start(prior) -> None:
+    """``starts`` is the per-frame start's: the same as passing that fit as ``init``."""
+    from advprior.fitting import fit_keypoints
+
+    kp, conf, _ = _clip(prior, 3)
+    kw = {"iterations": 2}
+    res = fit_sequence(kp, conf, CAMERA, prior=prior, init_iterations=2, starts=2, **kw)
+    init = fit_keypoints(kp, conf, CAMERA, prior=prior, iterations=2, starts=2)
+    same = fit_sequence(kp, conf, CAMERA, prior=prior, init=init, **kw)
+    torch.testing.assert_close(res.body_pose, same.body_pose, rtol=0, atol=0)
+    assert res.info["init_starts"] == 2 and same.info["init_starts"] is None
+    with pytest.raises(ValueError, match="starts must be a positive int"):
+        fit_sequence(kp, conf, CAMERA, prior=prior, starts=0)
+
+
 def test_windows_batches_and_smoothness(prior) -> None:
     t = 10
     kp0, conf0, truth = _clip(prior, t, seed=1, noise_px=8.0)

@@ -89,6 +89,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.add_argument("--person", type=int, default=0, help="person index in OpenPose files")
     p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
+    p.add_argument(
+        "--starts",
+        type=int,
+        default=1,
+        help="starting poses per frame, the lowest final loss kept (1; 4-8 fit better with "
+        "GAN-S/GAN-U/the VAE at 4-8x the time, docs/fitting.md)",
+    )
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
     p.add_argument(
@@ -228,8 +235,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from advprior.errors import UsageError
     from advprior.fitting import PinholeCamera, fit_keypoints
 
+    if args.starts < 1:
+        raise UsageError(f"--starts must be at least 1, got {args.starts}")
     frames = [read_keypoints(p, args.person) for p in args.keypoints]
     formats = {f["format"] for f in frames if f["format"] is not None}
     fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"
@@ -271,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
             prior=prior,
             keypoint_format=fmt,
             init_iterations=args.iterations,
+            starts=args.starts,
             sigma=args.sigma,
             smoothness=args.smoothness,
             window=args.window,
@@ -286,6 +297,7 @@ def run(args: argparse.Namespace) -> int:
             prior=prior,
             keypoint_format=fmt,
             iterations=args.iterations,
+            starts=args.starts,
             optimizer=args.optimizer,
             sigma=args.sigma,
             **density,
@@ -297,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
     err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()
     dens = result.info["prior_kind"]["pose_density"]
     with_density = "" if dens is None else f" + {dens['kind']} pose energy (w {dens['weight']:g})"
+    with_density += f", {args.starts} starts" if args.starts > 1 else ""
     print(
         f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}{with_density}: mean "
         f"reprojection {float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "

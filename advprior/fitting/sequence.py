@@ -266,6 +266,7 @@ def fit_sequence(
     init_iterations: int = 30,
     sigma: float = 100.0,
     orientations: int = 2,
+    starts: int = 1,
     init: FitResult | None = None,
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
@@ -292,6 +293,8 @@ def fit_sequence(
         init_iterations: ``iterations`` of the per-frame :func:`fit_keypoints` that starts it.
         sigma: Geman-McClure scale in pixels.
         orientations: as in :func:`fit_keypoints` (for the per-frame start).
+        starts: as in :func:`fit_keypoints`: starting poses of the per-frame start (more help
+            every latent prior; docs/fitting.md, "How many starts").
         init: a per-frame fit to start from instead of running :func:`fit_keypoints`: its rows
             are the frames that are not missing, clip after clip, in time order (so
             ``fit_keypoints`` on exactly those frames, with the same prior).
@@ -362,6 +365,9 @@ def fit_sequence(
 
         body_model = load_body_model()
     term = _prior_term(model, None, 0.0, pose_density, pose_weight)
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+        raise ValueError(f"starts must be a positive int, got {starts!r}")
+    init_given = init
     if init is None:
         # Frames are independent problems: chunks of INIT_CHUNK keep the per-frame start's
         # memory bounded too (8 yaws x 2 orientations per frame in its first stage).
@@ -378,6 +384,7 @@ def fit_sequence(
                     iterations=init_iterations,
                     sigma=sigma,
                     orientations=orientations,
+                    starts=starts,
                     pose_density=term.pose_density,
                     pose_weight=term.pose_weight,
                 )
@@ -469,6 +476,7 @@ def fit_sequence(
         "overlap": overlap,
         "iterations_per_window": iterations,
         "init_iterations": init_iterations,
+        "init_starts": starts if init_given is None else None,
         "sigma_px": float(sigma),
         "smoothness": {f.name: getattr(weights, f.name) for f in fields(weights)},
         "missing_frames": int((~seen).sum()),
