@@ -2,7 +2,8 @@
 
 Errors are one line on stderr, ``advprior <command>: error: <message>``, with exit status 2 for
 usage errors (argparse's, and :class:`~advprior.errors.UsageError`), 1 for failures
-(:class:`~advprior.errors.AdvPriorError`, ``ValueError``, ``OSError``) and 130 for an interrupt.
+(:class:`~advprior.errors.AdvPriorError`, ``ValueError``, ``OSError``, a missing optional extra)
+and 130 for an interrupt.
 ``--debug`` (anywhere on the command line) or ``ADVPRIOR_DEBUG=1`` adds the traceback.
 """
 
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"advprior {name}: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPT
-    except (AdvPriorError, ValueError, OSError) as err:
+    except (AdvPriorError, ValueError, OSError, ImportError) as err:
+        # ImportError: an optional extra that is not installed (MissingExtraError names it)
         if debug:
             traceback.print_exc()
         print(f"advprior {name}: error: {_one_line(err)}", file=sys.stderr)

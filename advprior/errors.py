@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class AdvPriorError(Exception):
     """Base class of every advprior-specific error."""
@@ -55,3 +58,22 @@ class UsageError(AdvPriorError, ValueError):
 class RunFolderError(AdvPriorError, OSError):
     """A training run folder that holds a checkpoint (and neither resume nor overwrite was
     asked for), or that another live process has locked."""
+
+
+class MissingExtraError(AdvPriorError, ImportError):
+    """An optional dependency (a pip extra of advprior) is not installed; the message names the
+    package and the ``pip install "advprior[EXTRA]"`` that adds it."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module`` (e.g. ``"sklearn.mixture"``) or raise :class:`MissingExtraError` saying
+    that ``purpose`` needs it and which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        package = module.split(".")[0]
+        raise MissingExtraError(
+            f"{purpose} needs the optional package {package!r} ({err}); install it with "
+            f'pip install "advprior[{extra}]"',
+            name=package,
+        ) from err

@@ -192,8 +192,8 @@ class Prior:
         sphere, linear otherwise). ``geodesic=True``: that path shortened on the decoded poses,
         the inner latents moved by :func:`advprior.geodesic.geodesic_path` (whose keyword
         arguments ``options`` are: ``iterations``, ``joint_weight``, ``body_model``), so that
-        it does not detour through unrelated poses; about 0.2 s per 16-step path on one CPU
-        thread.
+        it does not detour through unrelated poses; on one CPU thread about 0.2 s per 16-step
+        path when many paths are batched (``(B, D)`` ends), 1-1.5 s for a single path.
         """
         space = self._latent()
         if geodesic:

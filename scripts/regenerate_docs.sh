@@ -39,7 +39,7 @@ STEPS=(
     "$PY examples/video_fit.py --data $DATA --frames 40 --out docs/images/video_fit.gif"
     # docs/fitting.md and docs/compat.md: the VPoser drop-in
     "$PY benchmarks/vposer_loop.py --data $DATA --frames 96 --jobs 1 --write-docs"
-    "$PY benchmarks/compat_chart.py --poses 500 --write-docs"
+    "$PY benchmarks/compat_chart.py --data $DATA --poses 500 --write-docs"
     # docs/training.md: test-split coverage of every shipped model, and the samples figure
     "$PY benchmarks/bench_train.py --data $DATA --out docs/training_results.json --doc docs/training.md"
     "$PY -m advprior.cli sample --model gan-s -n 12 --seed 0 --png docs/images/gan_s_samples.png --out /tmp/gan_s_samples.npz"

@@ -91,6 +91,28 @@ def test_cli_refuses_checkpoint_folder_in_one_line(data: Path, tmp_path: Path, c
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize(
+    ("blocked", "model", "what"),
+    [
+        ("torch.utils.tensorboard", "vae", "TensorBoard logging"),
+        ("tqdm.auto", "vae", "progress bar"),
+        ("sklearn.mixture", "gmm", "fitting the GMM"),
+    ],
+)
+def test_a_missing_training_extra_is_one_line_naming_it(
+    data: Path, tmp_path: Path, capsys, monkeypatch, blocked: str, model: str, what: str
+) -> None:
+    """Installed without ``[train]``, ``advprior train`` says which package and extra it needs
+    (it ended in a traceback from deep inside the trainer)."""
+    monkeypatch.setitem(sys.modules, blocked, None)  # makes ``import blocked`` fail
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--model", model]
+    args += ["--steps", "1", "--batch-size", "16", "--val-every", "0", "--val-samples", "50"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert what in err and 'pip install "advprior[train]"' in err
+
+
 def test_live_lock_is_refused_and_stale_lock_taken_over(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from advprior.baselines import GMMPrior
+from advprior.errors import require_extra
 from advprior.fileio import write_text_atomic
 from advprior.train.config import GMMConfig
 from advprior.train.export import export_model, make_validator
@@ -41,7 +42,7 @@ def fit_gmm(
     ``model/`` holds the exported prior, ``gmm_fit.json`` the settings and validation metrics.
     """
     # scikit-learn is a training extra: loaded when a mixture is fitted, not on import.
-    from sklearn.mixture import GaussianMixture
+    sk_mixture = require_extra("sklearn.mixture", "train", "fitting the GMM")
 
     cfg = GMMConfig.build(settings, overrides)
     out = Path(out)
@@ -51,7 +52,7 @@ def fit_gmm(
     x = poses.train
     if cfg.max_samples and x.shape[0] > cfg.max_samples:
         x = x[torch.linspace(0, x.shape[0] - 1, cfg.max_samples).round().long()]
-    mixture = GaussianMixture(
+    mixture = sk_mixture.GaussianMixture(
         n_components=cfg.num_components,
         covariance_type="full",
         max_iter=cfg.max_iter,

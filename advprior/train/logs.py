@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from advprior.errors import require_extra
 from advprior.fileio import atomic_path
 
 
@@ -72,12 +73,12 @@ class TrainLogger:
         self.train_csv = CSVLog(out / "train_log.csv", resume_step)
         self.val_csv = CSVLog(out / "val_log.csv", resume_step)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tb"), purge_step=start_step + 1 if resume else None)
+            writer = require_extra("torch.utils.tensorboard", "train", "TensorBoard logging")
+            self.tb = writer.SummaryWriter(
+                str(out / "tb"), purge_step=start_step + 1 if resume else None
+            )
         if progress:
-            from tqdm.auto import tqdm
-
+            tqdm = require_extra("tqdm.auto", "train", "the training progress bar").tqdm
             self.bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
 
     def train(self, step: int, values: dict[str, float]) -> None:
