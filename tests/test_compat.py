@@ -99,6 +99,8 @@ def test_v2_api() -> None:
         "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True
     )
     assert cfg.vposer_api == 2 and load_model("gan-s", load_only_cfg=True)["latentD"] == 32
+    # v2 code sizes its embedding from the nested config, as VPoser's own class reads it
+    assert cfg.model_params.latentD == 32 and cfg.model_params.num_neurons == 512
     out = vp.decode(torch.zeros(2, 32))
     assert out["pose_body"].shape == (2, 21, 3) and out["pose_body_matrot"].shape == (2, 21, 9)
     v1, _ = load_vposer("gan-s")

@@ -201,8 +201,12 @@ class VPoserV2(VPoserV1):
 
 def _settings(vposer: VPoserV1, name: object, version: int) -> VPoserSettings:
     prior = vposer.prior
+    config = getattr(prior, "config", None)
+    hidden = config.get("hidden_dim") if isinstance(config, dict) else None
     return VPoserSettings(
         latentD=vposer.latentD,
+        # v2 code reads its sizes from the nested config: ``cfg.model_params.latentD``
+        model_params=VPoserSettings(latentD=vposer.latentD, num_neurons=hidden),
         num_joints=vposer.num_joints,
         model_type=prior.model_type,
         latent=prior.latent,
