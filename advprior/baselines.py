@@ -28,7 +28,7 @@ from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output
 from advprior.latent import LatentSpace, check_generator
 from advprior.prior import decode_6d, run_mlp
-from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
+from advprior.skeleton import BODY_POSE_SIZES, pad_hand_joints
 from advprior.tensors import check_dtype, check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 __all__ = ["VPoserVAE", "GMMPrior", "SMPLIFY_POSE_DIM"]
@@ -41,16 +41,13 @@ SMPLIFY_POSE_DIM = 69
 _OPTIMISER_OPTIONS = frozenset({"steps", "restarts", "joint_weight", "bank_size", "body_model"})
 
 
-_BODY_SIZES = (3 * NUM_BODY_JOINTS, 3 * NUM_SMPL_BODY_JOINTS)
-
-
 def _as_pose_dim(body_pose: torch.Tensor, dim: int, *, finite: bool = True) -> torch.Tensor:
     """``body_pose`` checked and given ``dim`` entries: a model of 63 (SMPL-H/SMPL-X body) or 69
     (SMPL body) values takes either layout, SMPL's two hand joints dropped or added at rest, as
     :class:`advprior.PosePrior` does; any other ``dim`` takes exactly ``dim``."""
-    sizes = _BODY_SIZES if dim in _BODY_SIZES else dim
+    sizes = BODY_POSE_SIZES if dim in BODY_POSE_SIZES else dim
     check_tensor(body_pose, "body_pose", sizes, finite=finite)
-    return pad_hand_joints(body_pose, dim // 3) if dim in _BODY_SIZES else body_pose
+    return pad_hand_joints(body_pose, dim // 3) if dim in BODY_POSE_SIZES else body_pose
 
 
 def _check_n(n: object) -> int:

@@ -33,7 +33,7 @@ from advprior.rotations import (
     rotmat_to_quat,
     rotmat_to_rot6d,
 )
-from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.skeleton import BODY_POSE_SIZES, NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 #: ``output=`` values of :meth:`Prior.decode`.
@@ -292,7 +292,7 @@ class Prior:
         negative log-likelihood). Thresholds: docs/results.md lists each shipped prior's score
         percentiles on held-out real poses. Gradients do not flow through the score.
         """
-        pose = check_tensor(body_pose, "body_pose", (3 * NUM_BODY_JOINTS, 3 * NUM_SMPL_BODY_JOINTS))
+        pose = check_tensor(body_pose, "body_pose", BODY_POSE_SIZES)
         space = self.latent_space
         with torch.no_grad():
             if space is None:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle, rotmat_to_rot6d
-from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.skeleton import BODY_POSE_SIZES, NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 if TYPE_CHECKING:
@@ -104,9 +104,7 @@ def invert(
     # The body module (smplx) loads on first use, so that `import advprior` stays light.
     from advprior.body import forward_kinematics
 
-    body_pose = check_tensor(
-        body_pose, "body_pose", (3 * NUM_BODY_JOINTS, 3 * NUM_SMPL_BODY_JOINTS)
-    )
+    body_pose = check_tensor(body_pose, "body_pose", BODY_POSE_SIZES)
     for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
         if (
             isinstance(value, bool)

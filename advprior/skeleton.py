@@ -71,6 +71,8 @@ NUM_JOINTS = 24
 NUM_BODY_JOINTS = 21
 #: Joints 1..23: SMPL's ``body_pose`` (adds the two hand joints).
 NUM_SMPL_BODY_JOINTS = 23
+#: ``body_pose`` sizes every prior takes: 63 (SMPL-H/SMPL-X body) or 69 (SMPL, hands included).
+BODY_POSE_SIZES = (3 * NUM_BODY_JOINTS, 3 * NUM_SMPL_BODY_JOINTS)
 
 #: Neutral SMPL rest joints, (24, 3), metres.
 REST_JOINTS = np.array(

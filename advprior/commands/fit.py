@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         help="starting poses per frame, the lowest final loss kept (1; 4-8 fit better with "
-        "GAN-S/GAN-U/the VAE at 4-8x the time, docs/fitting.md)",
+        "GAN-S/GAN-U/the VAE at 2-4x the time, docs/fitting.md)",
     )
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
