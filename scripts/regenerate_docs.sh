@@ -14,7 +14,8 @@
 # forgotten. Hand-written prose that quotes these numbers (README.md's headline, the "What the
 # numbers say" paragraphs, the CHANGELOG) is not rewritten: read the new tables and update it.
 # The validation-split choices (docs/training.md's recipe tables, docs/compat.md's chart
-# ablation, docs/fitting.md's diagnosis) are not re-run: they chose the recipe before training.
+# ablation, docs/fitting.md's diagnosis and its "How many starts" study) are not re-run: they
+# chose the recipe or a default on validation data before the test tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
