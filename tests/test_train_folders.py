@@ -165,3 +165,76 @@ def test_stale_checkpoint_temp_files_are_removed_on_resume(data: Path, tmp_path:
         assert train_gan(data, out, resume=True, **{**KW, "steps": 2}).step == 2
     assert not any(p.exists() for p in stale)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+# --- round 9: what a user hit (the GMM's folder, --overwrite, devices, damaged files) ---------
+
+
+def test_a_gmm_fit_claims_its_folder_like_the_trainers(data: Path, tmp_path: Path) -> None:
+    """``--model gmm`` into a GAN's run folder silently replaced its ``model/``; a finished GMM
+    fit (``model/``, no checkpoint) is protected too."""
+    from advprior.train.gmm import fit_gmm
+
+    gan = tmp_path / "gan"
+    train_gan(data, gan, **{**KW, "export": True})
+    exported = (gan / "model" / "model.safetensors").read_bytes()
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        fit_gmm(data, gan, max_iter=2, val_samples=50)
+    assert (gan / "model" / "model.safetensors").read_bytes() == exported
+    out = tmp_path / "gmm"
+    fit_gmm(data, out, max_iter=2, val_samples=50)
+    with pytest.raises(RunFolderError, match=r"exported model \(model/\)"):
+        fit_gmm(data, out, max_iter=2, val_samples=50)
+    assert fit_gmm(data, out, max_iter=2, val_samples=50, overwrite=True).model_dir is not None
+    # a GMM has no checkpoint: resuming refits (train_release.sh reruns every model so)
+    assert fit_gmm(data, out, max_iter=2, val_samples=50, resume=True).model_dir is not None
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_overwrite_clears_the_earlier_runs_checkpoint_model_and_events(
+    data: Path, tmp_path: Path
+) -> None:
+    """An interrupted ``--overwrite`` run must not leave the old checkpoint (``--resume`` would
+    continue the old run), model or TensorBoard events beside its own."""
+    out = tmp_path / "run"
+    train_gan(data, out, **{**KW, "export": True})
+    (out / "tb").mkdir(exist_ok=True)
+    (out / "tb" / "events.old").write_text("x")
+    folder = claim_run_folder(out, resume=False, overwrite=True)
+    folder.release()
+    assert not (out / ckpt.CHECKPOINT_NAME).exists()
+    assert not (out / "model").exists() and not (out / "tb").exists()
+
+
+def test_train_device_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU
+    else:
+        device = "cuda"
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--steps", "1"]
+    assert cli.main([*args, "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--device" in err
+    assert cli.main([*args, "--device", "bogus"]) == 2
+    assert "is not a torch device" in capsys.readouterr().err
+
+
+def test_damaged_or_unsplit_dataset_files(data: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from advprior.data.dataset import load_dataset
+    from advprior.train.poses import load_training_poses
+
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(data.read_bytes()[: len(data.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="not a dataset .npz"):
+        load_dataset(cut)
+    with np.load(data) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["split"] = np.zeros_like(arrays["split"])  # no validation rows
+    np.savez(tmp_path / "unsplit.npz", **arrays)
+    with pytest.warns(UserWarning, match="no validation split.*optimistic"):
+        poses = load_training_poses(tmp_path / "unsplit.npz")
+    assert "every 20th" in poses.description["validation"]

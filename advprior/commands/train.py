@@ -120,6 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from advprior.commands._device import parse_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.model]
@@ -132,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        device=args.device,
+        # checked here: a CUDA/MPS device this machine lacks is one line, not a torch traceback
+        device=None if args.device is None else str(parse_device(args.device)),
     )
     if args.model == "gan":
         from advprior.train.gan import train_gan
@@ -161,7 +164,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         from advprior.train.gmm import fit_gmm
 
-        result = fit_gmm(args.data, args.out, max_iter=steps, **common)
+        result = fit_gmm(
+            args.data,
+            args.out,
+            max_iter=steps,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            **common,
+        )
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:

@@ -460,7 +460,8 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         raise FileNotFoundError(f"no such dataset file: {path}")
     try:
         f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        # BadZipFile: a truncated download or copy (it is neither an OSError nor a ValueError)
         raise ValueError(f"{path}: not a dataset .npz ({err})") from None
     with f:
         missing = [k for k in KEYS if k not in f.files]

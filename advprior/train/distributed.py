@@ -47,6 +47,9 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
     else:
         dev = torch.device(device)
     if dev.type == "cuda":
+        # "cuda" means the current GPU; set_device and DDP's device_ids need its index
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)
     owns = False
     if world > 1 and not dist.is_initialized():

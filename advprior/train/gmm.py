@@ -23,6 +23,7 @@ from advprior.train.config import GMMConfig
 from advprior.train.export import export_model, make_validator
 from advprior.train.loop import TrainResult
 from advprior.train.poses import load_training_poses
+from advprior.train.runfolder import claim_run_folder
 
 
 def fit_gmm(
@@ -31,6 +32,8 @@ def fit_gmm(
     settings: GMMConfig | None = None,
     *,
     export: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
     **overrides: Any,
 ) -> TrainResult:
     """Fit :class:`advprior.baselines.GMMPrior` to a dataset file's training split.
@@ -40,13 +43,25 @@ def fit_gmm(
     ``reg_covar`` (EM); ``max_samples`` (fit on at most this many evenly spaced rows, 0: all);
     ``mirror``, ``val_samples``, ``max_val_poses`` as for the GAN. ``out`` is the run folder:
     ``model/`` holds the exported prior, ``gmm_fit.json`` the settings and validation metrics.
+    ``out`` is claimed as the trainers claim theirs (:func:`advprior.train.runfolder.
+    claim_run_folder`): a folder holding an earlier run (a checkpoint or ``model/``) is refused
+    unless ``overwrite=True`` or ``resume=True`` (a GMM has no checkpoint: resuming refits it,
+    deterministic for a seed, and replaces ``model/``), and one in use by another process is
+    refused.
     """
     # scikit-learn is a training extra: loaded when a mixture is fitted, not on import.
     sk_mixture = require_extra("sklearn.mixture", "train", "fitting the GMM")
 
     cfg = GMMConfig.build(settings, overrides)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = claim_run_folder(out, resume=resume, overwrite=overwrite)
+    try:
+        return _fit(sk_mixture, cfg, data, out, export)
+    finally:
+        folder.release()
+
+
+def _fit(sk_mixture: Any, cfg: GMMConfig, data: Any, out: Path, export: bool) -> TrainResult:
     t0 = time.perf_counter()
     poses = load_training_poses(data, mirror=cfg.mirror, max_val=cfg.max_val_poses)
     x = poses.train

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,13 @@ def load_training_poses(
         held[::20] = True
         val, train = train[held], train[~held]
         val_source = "every 20th training pose (the file has no validation split)"
+        # neighbouring frames are near-duplicates: such validation numbers flatter the model
+        warnings.warn(
+            f"{path.name} has no validation split: every 20th training pose is held out for "
+            "validation instead, and its neighbours are near-duplicates, so validation "
+            "numbers are optimistic (build the file with a validation split)",
+            stacklevel=2,
+        )
     n_train = int(train.shape[0])
     if mirror:
         train = torch.cat([train, mirror_body_pose(train)])

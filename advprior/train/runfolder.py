@@ -3,7 +3,9 @@
 :func:`claim_run_folder` is called by the trainers before they load data:
 
 - a folder that holds a checkpoint is refused unless the caller resumes it (``resume=True``,
-  ``--resume``) or explicitly starts over (``overwrite=True``, ``--overwrite``);
+  ``--resume``) or explicitly starts over (``overwrite=True``, ``--overwrite``), and so is one
+  that holds an exported ``model/`` without a checkpoint (a finished GMM fit);
+  starting over removes the earlier run's checkpoint, ``model/`` and ``tb/`` first;
 - a lock file ``<out>/run.lock`` (JSON: pid, host, start time) is created atomically; a lock of
   a live process is refused (naming its pid and host), a lock whose process is gone (same host)
   is taken over with a warning. A lock from another host cannot be checked and is refused (the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 import warnings
@@ -31,6 +34,12 @@ from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
 
 LOCK_NAME = "run.lock"
+#: Where a finished run exports its model (``save_pretrained`` layout).
+MODEL_DIR = "model"
+#: What a run leaves besides its logs: ``overwrite=True`` removes these before the new run
+#: starts, so that an interrupted new run never leaves the old checkpoint (which ``--resume``
+#: would continue), model or TensorBoard events looking like its own.
+_EARLIER_RUN = (MODEL_DIR, "tb")
 
 
 class RunFolder:
@@ -128,6 +137,18 @@ def _check_and_lock(out: Path, resume: bool, overwrite: bool) -> Path:
                 "--resume (resume=True) to continue it or --overwrite (overwrite=True) to "
                 "start over"
             )
+        if (out / MODEL_DIR).is_dir() and not checkpoint.is_file() and not resume and not overwrite:
+            # a finished run without a checkpoint (the GMM's fit) is as much a run to protect
+            raise RunFolderError(
+                f"{out} already holds an exported model ({MODEL_DIR}/) of an earlier run; pass "
+                "--overwrite (overwrite=True) to replace it (--resume: to continue or refit it), "
+                "or choose another --out"
+            )
+        if overwrite:
+            checkpoint.unlink(missing_ok=True)
+            for name in _EARLIER_RUN:
+                if (out / name).is_dir():
+                    shutil.rmtree(out / name)
         # we own the folder: any checkpoint temp file not ours was left by a killed write
         for stale in remove_stale_temps(checkpoint, owner=True):
             warnings.warn(
