@@ -238,3 +238,34 @@ def test_damaged_or_unsplit_dataset_files(data: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="no validation split.*optimistic"):
         poses = load_training_poses(tmp_path / "unsplit.npz")
     assert "every 20th" in poses.description["validation"]
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "match"),
+    [
+        ("GANConfig", {"steps": -1}, "steps must be an int >= 1"),
+        ("GANConfig", {"batch_size": 0}, "batch_size"),
+        ("GANConfig", {"latent": "foo"}, "latent must be one of"),
+        ("GANConfig", {"betas": (0.5,)}, "betas must be two numbers"),
+        ("GANConfig", {"val_every": -5}, "val_every must be an int >= 0"),
+        ("VAEConfig", {"lr": 0.0}, "lr must be > 0"),
+        ("VAEConfig", {"val_samples": 0}, "val_samples"),
+        ("GMMConfig", {"num_components": 0}, "num_components"),
+    ],
+)
+def test_bad_settings_fail_before_a_folder_is_claimed(
+    data: Path, tmp_path: Path, cls: str, kwargs: dict, match: str
+) -> None:
+    """Settings are checked when made: nothing is created (they used to fail after the run
+    folder was claimed and the data read, leaving an empty run folder, or as a bare
+    IndexError)."""
+    import advprior.train.config as config
+
+    with pytest.raises(ValueError, match=match):
+        getattr(config, cls)(**kwargs)
+    out = tmp_path / "run"
+    train = {"GANConfig": train_gan, "VAEConfig": train_vae}.get(cls)
+    if train is not None:
+        with pytest.raises(ValueError, match=match):
+            train(data, out, **kwargs)
+        assert not out.exists()

@@ -14,12 +14,20 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from advprior.latent import LATENT_KINDS
+
 if TYPE_CHECKING:
     import torch
 
 S = TypeVar("S", bound="TrainSettings")
 
 SELECTIONS = ("best", "last")
+
+
+def _at_least(settings: object, name: str, low: int) -> None:
+    value = getattr(settings, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 @dataclass(kw_only=True)
@@ -68,6 +76,11 @@ class TrainSettings:
     mirror: bool = True
     val_samples: int = 5000
     max_val_poses: int = 2000
+
+    def __post_init__(self) -> None:
+        # checked when the settings are made, before a run folder is claimed or data read
+        _at_least(self, "val_samples", 1)
+        _at_least(self, "max_val_poses", 0)
 
     @classmethod
     def build(cls: type[S], config: S | None, overrides: dict[str, Any]) -> S:
@@ -119,8 +132,15 @@ class LoopSettings(TrainSettings):
     select: str = "best"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.select not in SELECTIONS:
             raise ValueError(f"select must be 'best' or 'last', got {self.select!r}")
+        for name in ("steps", "batch_size", "latent_dim", "hidden_dim"):
+            _at_least(self, name, 1)
+        for name in ("val_every", "ckpt_every"):  # 0: never
+            _at_least(self, name, 0)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 @dataclass(kw_only=True)
@@ -156,7 +176,11 @@ class GANConfig(LoopSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.latent not in LATENT_KINDS:
+            raise ValueError(f"latent must be one of {LATENT_KINDS}, got {self.latent!r}")
         self.betas = tuple(self.betas)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.d_steps < 1:
             raise ValueError(f"d_steps must be >= 1, got {self.d_steps}")
         if self.disc_pack < 1 or self.batch_size % self.disc_pack:
@@ -196,3 +220,11 @@ class GMMConfig(TrainSettings):
     max_iter: int = 200
     reg_covar: float = 1e-5
     max_samples: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least(self, "num_components", 1)
+        _at_least(self, "max_iter", 1)
+        _at_least(self, "max_samples", 0)
+        if not self.reg_covar >= 0:
+            raise ValueError(f"reg_covar must be >= 0, got {self.reg_covar}")
