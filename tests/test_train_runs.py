@@ -210,7 +210,12 @@ def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
     with pytest.raises(ValueError, match="data_sha256"):
         train_gan(data, tmp_path / "d", resume=True, **kw)
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CorruptCheckpointError, match="checkpoint.pt"):
+    with pytest.raises(CorruptCheckpointError, match="checkpoint.pt") as err:
+        train_gan(synthetic, tmp_path / "r", resume=True, **kw)
+    # torch's advice to retry with weights_only=False (running code from the file) is not passed on
+    assert "weights_only" not in str(err.value) and "never loaded" in str(err.value)
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match="is empty"):
         train_gan(synthetic, tmp_path / "r", resume=True, **kw)
 
 

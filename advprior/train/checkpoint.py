@@ -32,15 +32,34 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return write_atomic(path, write)
 
 
+def _reason(err: Exception) -> str:
+    """torch's reason for refusing a file, without its advice to retry with
+    ``weights_only=False`` (which would run code from the file)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        tail = text.split("WeightsUnpickler error:", 1)[1]
+        lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+        return lines[0] if lines else type(err).__name__
+    return (text.strip().splitlines() or [type(err).__name__])[0]
+
+
 def load(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_atomic`; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"no training checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CorruptCheckpointError(
+            f"training checkpoint {path} is empty (a write that never finished); remove it, or "
+            "start over with --overwrite"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated/garbage files
-        raise CorruptCheckpointError(f"cannot read training checkpoint {path}: {err}") from err
+        raise CorruptCheckpointError(
+            f"cannot read training checkpoint {path} (damaged, or not an advprior checkpoint; "
+            f"it is never loaded with pickle's code execution): {_reason(err)}"
+        ) from err
     if not isinstance(state, dict) or "step" not in state or "models" not in state:
         raise CorruptCheckpointError(f"{path} is not an advprior training checkpoint")
     return state
