@@ -209,6 +209,10 @@ def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
     _write_dataset(data, seed=1)  # the dataset file changed since the checkpoint
     with pytest.raises(ValueError, match="data_sha256"):
         train_gan(data, tmp_path / "d", resume=True, **kw)
+    # resuming with fewer steps than the checkpoint holds trains nothing and says so
+    train_gan(synthetic, tmp_path / "two", **{**kw, "steps": 2})
+    with pytest.warns(UserWarning, match=r"at step 2, beyond steps=1; nothing to train"):
+        assert train_gan(synthetic, tmp_path / "two", resume=True, **kw).step == 2
     (tmp_path / "r" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CorruptCheckpointError, match="checkpoint.pt") as err:
         train_gan(synthetic, tmp_path / "r", resume=True, **kw)

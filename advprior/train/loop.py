@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +226,13 @@ class Trainer:
         resumed = self.resume and self._restore()
         if resumed and self.step >= self.steps:
             # Already finished: nothing to train, log or save (re-export only).
+            if self.step > self.steps and self.dist.is_main:
+                warnings.warn(
+                    f"{self.out}: the checkpoint is at step {self.step}, beyond "
+                    f"steps={self.steps}; nothing to train, the step-{self.step} weights are "
+                    "exported as they are",
+                    stacklevel=2,
+                )
             return self._result(False, self.elapsed)
         logger = TrainLogger(
             self.out,
