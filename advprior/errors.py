@@ -65,13 +65,17 @@ class MissingExtraError(AdvPriorError, ImportError):
     package and the ``pip install "advprior[EXTRA]"`` that adds it."""
 
 
-def require_extra(module: str, extra: str, purpose: str) -> ModuleType:
+def require_extra(
+    module: str, extra: str, purpose: str, package: str | None = None
+) -> ModuleType:
     """Import ``module`` (e.g. ``"sklearn.mixture"``) or raise :class:`MissingExtraError` saying
-    that ``purpose`` needs it and which extra installs it."""
+    that ``purpose`` needs ``package`` (default: ``module``'s top level; pass it when the module
+    lives elsewhere, as ``torch.utils.tensorboard`` needs ``tensorboard``) and which extra
+    installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        package = module.split(".")[0]
+        package = package or module.split(".")[0]
         raise MissingExtraError(
             f"{purpose} needs the optional package {package!r} ({err}); install it with "
             f'pip install "advprior[{extra}]"',

@@ -111,6 +111,10 @@ def test_a_missing_training_extra_is_one_line_naming_it(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert what in err and 'pip install "advprior[train]"' in err
+    package = {"torch.utils.tensorboard": "tensorboard", "tqdm.auto": "tqdm"}.get(
+        blocked, "sklearn"
+    )
+    assert f"optional package {package!r}" in err
 
 
 def test_live_lock_is_refused_and_stale_lock_taken_over(data: Path, tmp_path: Path) -> None:

@@ -241,7 +241,7 @@ def snap_rate(fps: float, frame_time_text: str | None = None) -> float:
     if frame_time <= half:
         return float(fps)
     low, high = 1.0 / (frame_time + half), 1.0 / (frame_time - half)
-    candidates = [r for r in range(max(1, math.ceil(low)), math.floor(high) + 1)]
+    candidates = range(max(1, math.ceil(low)), math.floor(high) + 1)
     return float(min(candidates, key=lambda r: abs(r - fps))) if candidates else float(fps)
 
 

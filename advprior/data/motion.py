@@ -27,12 +27,7 @@ def read_motion_text(path: str | Path) -> str:
     decodes any byte, so a stray non-ASCII comment never stops an import), without the UTF-8
     byte-order mark that Windows editors write (it would otherwise stick to the first word).
     Raises ``OSError`` as ``Path.read_bytes``."""
-    data = Path(path).read_bytes()
-    return (
-        data[len(_UTF8_BOM) :].decode("latin-1")
-        if data.startswith(_UTF8_BOM)
-        else (data.decode("latin-1"))
-    )
+    return Path(path).read_bytes().removeprefix(_UTF8_BOM).decode("latin-1")
 
 
 @dataclass(frozen=True)

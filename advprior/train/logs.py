@@ -73,7 +73,9 @@ class TrainLogger:
         self.train_csv = CSVLog(out / "train_log.csv", resume_step)
         self.val_csv = CSVLog(out / "val_log.csv", resume_step)
         if tensorboard:
-            writer = require_extra("torch.utils.tensorboard", "train", "TensorBoard logging")
+            writer = require_extra(
+                "torch.utils.tensorboard", "train", "TensorBoard logging", package="tensorboard"
+            )
             self.tb = writer.SummaryWriter(
                 str(out / "tb"), purge_step=start_step + 1 if resume else None
             )
