@@ -65,9 +65,7 @@ class MissingExtraError(AdvPriorError, ImportError):
     package and the ``pip install "advprior[EXTRA]"`` that adds it."""
 
 
-def require_extra(
-    module: str, extra: str, purpose: str, package: str | None = None
-) -> ModuleType:
+def require_extra(module: str, extra: str, purpose: str, package: str | None = None) -> ModuleType:
     """Import ``module`` (e.g. ``"sklearn.mixture"``) or raise :class:`MissingExtraError` saying
     that ``purpose`` needs ``package`` (default: ``module``'s top level; pass it when the module
     lives elsewhere, as ``torch.utils.tensorboard`` needs ``tensorboard``) and which extra
