@@ -50,6 +50,8 @@ from advprior.fileio import atomic_path, sha256_file, write_text_atomic
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
+#: The folder a training run (``advprior train``) exports its finished model into.
+RUN_MODEL_DIR = "model"
 CONFIG_NAME = "config.json"
 MODEL_CARD_NAME = "README.md"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -222,6 +224,11 @@ def _local_files(directory: Path) -> CheckpointFiles:
     config, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for f in (config, weights):
         if not f.is_file():
+            exported = directory / RUN_MODEL_DIR
+            if (exported / CONFIG_NAME).is_file():
+                raise ModelNotFoundError(
+                    f"{directory} is a training run folder; its model is {exported}"
+                )
             if _looks_like_vposer(directory):
                 raise ModelNotFoundError(
                     f"{directory} looks like a VPoser (human_body_prior) folder: {_VPOSER_HINT}"
@@ -235,6 +242,14 @@ def _file_error(path: Path) -> ModelNotFoundError:
     parent = path.parent
     if (parent / CONFIG_NAME).is_file() and (parent / WEIGHTS_NAME).is_file():
         return ModelNotFoundError(f"{path} is a file; pass the checkpoint directory {parent}")
+    if path.name == "checkpoint.pt":  # advprior.train's resume state, not a model
+        exported = parent / RUN_MODEL_DIR
+        where = (
+            f"its model is {exported}"
+            if exported.is_dir()
+            else f"the run exports its model to {exported} when it finishes"
+        )
+        return ModelNotFoundError(f"{path} is a training checkpoint (the state to resume); {where}")
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         return ModelNotFoundError(f"{path} is a pickled PyTorch/VPoser checkpoint: {_VPOSER_HINT}")
     return ModelNotFoundError(

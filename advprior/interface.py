@@ -19,6 +19,7 @@ set ``model_type``, return the latent space, and implement ``decode`` (latent pr
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -354,13 +355,33 @@ class SampleOnly(Prior):
             )
         self.model = model
         self.label = str(getattr(model, "model_type", type(model).__name__.lower()))
+        self._takes_generator = _takes_keyword(sample, "generator")
 
     @property
     def model_type(self) -> str:  # type: ignore[override]  # per instance: the wrapped name
         return self.label
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
-        return check_tensor(self.model.sample(n, generator=generator), "sample()", 63)
+        if self._takes_generator:
+            drawn = self.model.sample(n, generator=generator)
+        else:
+            # a plain sample(n) draws from torch's global RNG: seed it from ``generator`` inside
+            # a forked RNG, so the draw is reproducible and the caller's global RNG untouched
+            with torch.random.fork_rng(devices=[]):
+                if generator is not None:
+                    torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+                drawn = self.model.sample(n)
+        return check_tensor(drawn, "sample()", 63)
+
+
+def _takes_keyword(fn: Any, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword ``name`` (or any keyword); True when its signature
+    cannot be read (a builtin), the documented protocol."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def as_prior(model: object) -> Prior:

@@ -126,3 +126,80 @@ def test_eval_quick_cli_checkpoint_folders(tiny_dataset: Path, tmp_path: Path) -
             assert 0 < rp["recall_mean"] < 2000 and 0 < rp["precision_mean"] < 2000
     for pic in results["pictures"].values():
         assert (tmp_path / "docs" / pic).stat().st_size > 1000
+
+
+# --- round 9: what a user evaluating their own priors hit (no evaluation run needed) ----------
+
+
+def test_rows_of_trained_runs_get_distinct_labels() -> None:
+    """``advprior train`` exports every run into ``OUT/model``: labelled by the folder's name,
+    all but the last run silently vanished from the report."""
+    from advprior.eval.runner import model_labels
+
+    names = ["runs/g/model", "runs/v/model/", "./runs/b/model", "gan-s", "a/x/model", "b/x/model"]
+    assert model_labels(names) == ["g", "v", "b", "gan-s", "a/x", "b/x"]
+    assert model_labels(["advprior/gan-s", "gan-s"]) == ["advprior/gan-s", "gan-s"]
+    with pytest.raises(ValueError, match="'gan-s' is given twice"):
+        model_labels(["gan-s", "gan-s"])
+
+
+def test_a_run_folder_or_its_checkpoint_points_to_the_model(tmp_path: Path) -> None:
+    from advprior.errors import ModelNotFoundError
+    from advprior.hub import load_pretrained
+
+    run = tmp_path / "run"
+    PosePrior("sphere").save_pretrained(run / "model")
+    (run / "checkpoint.pt").write_bytes(b"x")
+    with pytest.raises(ModelNotFoundError, match=r"training run folder; its model is .*model$"):
+        load_pretrained(run)
+    with pytest.raises(ModelNotFoundError, match=r"training checkpoint .*; its model is"):
+        load_pretrained(run / "checkpoint.pt")
+
+
+def test_eval_usage_errors_come_before_any_work(tmp_path: Path, capsys) -> None:
+    base = ["eval", "--models", "gan-s", "--data", str(tmp_path / "none.npz")]
+    for flag, value in (("--samples", "0"), ("--vertices", "0"), ("--threads", "0")):
+        assert main([*base, "--out", str(tmp_path / "r"), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} must be at least" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "file").write_text("x")
+    assert main([*base, "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main([*base, "--out", "."]) == 2
+    assert "must name a folder" in capsys.readouterr().err
+    # flags of the main protocol are refused with --tasks instead of being ignored
+    out = ["--out", str(tmp_path / "r")]
+    assert main([*base, *out, "--tasks", "--samples", "100", "--split", "validation"]) == 2
+    assert "--samples, --split do(es) not apply to --tasks" in capsys.readouterr().err
+
+
+def test_an_object_with_a_plain_sample_n_is_evaluated_reproducibly() -> None:
+    """0.1.0's protocol is ``sample(n, *, generator=None)``; ``sample(n)`` alone (a user's own
+    model) is drawn from torch's global RNG, seeded from the generator inside a fork."""
+    from advprior.eval.runner import _load_models
+
+    class Mine:
+        def sample(self, n):
+            return 0.1 * torch.randn(n, 63)
+
+    priors = _load_models({"mine": Mine(), "gan-s": "gan-s"})  # a name among objects loads
+    assert set(priors) == {"mine", "gan-s"}
+    state = torch.get_rng_state()
+    a = priors["mine"].sample(4, generator=torch.Generator().manual_seed(3))
+    b = priors["mine"].sample(4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.equal(state, torch.get_rng_state())
+
+
+def test_an_empty_split_names_the_files_splits(tmp_path: Path, write_dataset) -> None:
+    import numpy as np
+
+    from advprior.eval.data import load_split
+
+    path = write_dataset(
+        tmp_path / "d.npz",
+        np.zeros((4, 63)),
+        np.zeros(4),
+        meta=np.array(json.dumps({"frames_per_split": {"train": 4, "val": 0, "test": 0}})),
+    )
+    with pytest.raises(ValueError, match=r"'test' has no frames \(the file has train 4, val 0"):
+        load_split(path, "test")

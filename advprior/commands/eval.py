@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--split",
         default="test",
-        choices=("test", "validation"),
-        help="split whose poses are the recall queries (default: test)",
+        choices=("test", "validation", "val"),
+        help="split whose poses are the recall queries (default: test; val = validation)",
     )
     p.add_argument("--out", default="docs/results", help="output folder; report at OUT.md")
     p.add_argument("--quick", action="store_true", help="small sizes (CI, a few minutes)")
@@ -98,15 +98,76 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# Sizes a user passes; checked here so that a bad value is a usage error naming its flag
+# (exit 2), before any model is loaded or pose generated. None means "the default".
+_SIZE_FLAGS = {
+    "samples": 1,
+    "vertex_samples": 1,
+    "queries": 1,
+    "reference": 1,
+    "vertices": 1,
+    "pairs": 0,
+    "steps": 2,
+    "fit_frames": 0,
+    "geodesic": 0,
+    "threads": 1,
+}
+
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    from advprior.errors import UsageError
+
+    for name, low in _SIZE_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be at least {low}, got {value}")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """The report's folder and file must be writable before minutes of work (one line)."""
+    from pathlib import Path
+
+    from advprior.errors import UsageError
+    from advprior.fileio import check_writable
+
+    out = Path(args.out)
+    if out.name in ("", ".", ".."):
+        raise UsageError(f"--out {args.out!r} must name a folder (the report goes to OUT.md)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out!r} is a file; it must be a folder")
+    check_writable(out / "results.json")
+    check_writable(out.with_suffix(".md"))
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from advprior.eval import run_eval
 
+    _check_sizes(args)
+    if args.split == "val":
+        args.split = "validation"
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    _check_out(args)
     command = "advprior " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
     if args.tasks:
+        # the tasks have their own protocol and sizes (--quick picks the small ones): a flag of
+        # the main protocol given with --tasks would be silently ignored
+        ignored = [
+            "--" + name.replace("_", "-")
+            for name in (*_SIZE_FLAGS, "body_model")
+            if name not in ("threads",) and getattr(args, name) not in (None, 0)
+        ]
+        ignored += ["--split"] if args.split != "test" else []
+        if ignored:
+            from advprior.errors import UsageError
+
+            raise UsageError(
+                f"{', '.join(ignored)} do(es) not apply to --tasks (the tasks use the test and "
+                "validation splits at their own sizes; --quick for small ones)"
+            )
         return run_tasks_command(args, command)
     run_eval(
         args.models,

@@ -25,7 +25,14 @@ def load_split(path: str | Path, split: str) -> PoseData:
         raise ValueError(f"split must be one of train, validation, test; got {split!r}")
     poses = load_dataset(path, SPLIT_CODES[split])
     if len(poses) == 0:
-        raise ValueError(f"{path}: split {split!r} has no frames")
+        counts = load_dataset(path).meta.get("frames_per_split", {})
+        have = ", ".join(f"{k} {v}" for k, v in counts.items())
+        raise ValueError(
+            f"{path}: split {split!r} has no frames"
+            + (f" (the file has {have})" if have else "")
+            + "; choose another split, or rebuild the file with a larger share for it "
+            "(advprior data build --split TRAIN,VAL,TEST)"
+        )
     return poses
 
 

@@ -20,7 +20,7 @@ import torch
 from advprior.eval import protocol
 from advprior.eval.data import load_split, subsample
 from advprior.fileio import sha256_file, write_text_atomic
-from advprior.hub import load_pretrained
+from advprior.hub import RUN_MODEL_DIR, load_pretrained
 from advprior.interface import Prior, as_prior
 
 
@@ -69,19 +69,50 @@ FULL = EvalSettings(
 )
 
 
+def model_labels(names: Sequence[str | os.PathLike]) -> list[str]:
+    """One distinct row label per model name: an alias as given; a path by its last folder
+    name, without the ``model`` folder ``advprior train`` exports into (``runs/g/model`` ->
+    ``g``), with as many parent folders as it takes to tell paths apart. Raises ``ValueError``
+    for a name given twice."""
+    cores = []
+    for name in names:
+        parts = Path(os.fspath(name)).parts if "/" in str(name) or os.sep in str(name) else ()
+        parts = parts[:-1] if len(parts) > 1 and parts[-1] == RUN_MODEL_DIR else parts
+        cores.append(parts or (str(name),))
+    depth = [1] * len(cores)
+    while True:
+        labels = ["/".join(c[-d:]) for c, d in zip(cores, depth, strict=True)]
+        clash = {label for label in labels if labels.count(label) > 1}
+        if not clash:
+            return labels
+        grown = False
+        for i, label in enumerate(labels):
+            if label in clash and depth[i] < len(cores[i]):
+                depth[i] += 1
+                grown = True
+        if not grown:
+            twice = next(str(n) for n, lab in zip(names, labels, strict=True) if lab in clash)
+            raise ValueError(f"model {twice!r} is given twice")
+
+
 def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, Prior]:
     if isinstance(models, Mapping):
-        loaded = dict(models)
+        # a name or path among the objects is loaded as in the list form
+        loaded = {
+            str(label): load_pretrained(m) if isinstance(m, (str, os.PathLike)) else m
+            for label, m in models.items()
+        }
     else:
         if isinstance(models, str):
             raise TypeError(
                 "models must be a list of names/paths or a {label: prior} mapping, "
                 "not a single string"
             )
-        loaded = {}
-        for name in models:
-            label = Path(name).name if os.sep in str(name) else str(name)
-            loaded[label] = load_pretrained(name)
+        names = list(models)
+        loaded = {
+            label: load_pretrained(name)
+            for label, name in zip(model_labels(names), names, strict=True)
+        }
     if not loaded:
         raise ValueError("models is empty: give at least one prior")
     priors = {}
@@ -202,8 +233,11 @@ def run_eval(
             raise ValueError(f"{key} must be a non-negative int, got {value!r}")
     if isinstance(geodesic, bool) or not isinstance(geodesic, int) or geodesic < 0:
         raise ValueError(f"geodesic must be a non-negative int, got {geodesic!r}")
-    if cfg.n_samples < 1 or cfg.n_queries < 1 or cfg.steps < 2:
-        raise ValueError("n_samples and n_queries must be >= 1 and steps >= 2")
+    for key in ("n_samples", "n_queries", "n_vertices", "n_vertex_samples", "n_reference"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.steps < 2:
+        raise ValueError(f"steps must be >= 2, got {cfg.steps}")
     out = Path(out)
     t_start = time.perf_counter()
 
@@ -320,10 +354,12 @@ def run_eval(
             )
             if got is None:
                 if iterations == 0:
-                    smooth[label] = {
-                        "excluded": "no latent space to interpolate in (a "
-                        f"{protocol.model_kind(prior)} prior is a density on poses)"
-                    }
+                    what = (
+                        "it can only be sampled"
+                        if not prior.fittable
+                        else f"a {protocol.model_kind(prior)} prior is a density on poses"
+                    )
+                    smooth[label] = {"excluded": f"no latent space to interpolate in ({what})"}
                     log(f"{label}: interpolation excluded (no latent space)")
                 continue
             paths, how = got

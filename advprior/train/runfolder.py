@@ -30,12 +30,13 @@ from typing import Any
 
 from advprior.errors import RunFolderError
 from advprior.fileio import process_alive, remove_stale_temps
+from advprior.hub import RUN_MODEL_DIR
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
 
 LOCK_NAME = "run.lock"
 #: Where a finished run exports its model (``save_pretrained`` layout).
-MODEL_DIR = "model"
+MODEL_DIR = RUN_MODEL_DIR
 #: What a run leaves besides its logs: ``overwrite=True`` removes these before the new run
 #: starts, so that an interrupted new run never leaves the old checkpoint (which ``--resume``
 #: would continue), model or TensorBoard events looking like its own.
