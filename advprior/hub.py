@@ -380,7 +380,9 @@ def resolve_files(
     if name in models:
         return _alias_files(name, models[name], **hub_kwargs)
     if isinstance(name_or_path, str) and not _looks_like_path(name) and _HUB_ID.fullmatch(name):
-        what = f"Hub model {name!r}"
+        # "runs/a" is both a relative path and a Hub id: say which was tried, since a mistyped
+        # local folder ends up here
+        what = f"Hub model {name!r} (no local folder {name!r} exists either)"
         config = _hub_download(name, CONFIG_NAME, what=what, **hub_kwargs)
         weights = _hub_download(name, WEIGHTS_NAME, what=what, **hub_kwargs)
         return CheckpointFiles(config, weights, "hub")

@@ -572,3 +572,14 @@ def test_hf_hub_offline_is_read_per_call(
     with pytest.raises(OfflineError, match="offline mode is on"):
         PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c2")
     assert len(fake_hub.requests) == n
+
+
+def test_a_mistyped_local_folder_is_named_as_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runs/a`` is a relative path and a Hub id alike: when it is neither, the error says
+    that no local folder of that name exists either (offline, so no request is made)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=r"no local folder 'rns/a' exists either"):
+        PosePrior.from_pretrained("rns/a", cache_dir=tmp_path / "c")
