@@ -203,3 +203,14 @@ def test_an_empty_split_names_the_files_splits(tmp_path: Path, write_dataset) ->
     )
     with pytest.raises(ValueError, match=r"'test' has no frames \(the file has train 4, val 0"):
         load_split(path, "test")
+
+
+def test_the_quoted_command_rerun_keeps_every_changed_size() -> None:
+    from dataclasses import replace
+
+    from advprior.eval.runner import QUICK, _default_command
+
+    cfg = replace(QUICK, n_pairs=3, fit_frames=2)
+    line = _default_command(["gan-s"], "d.npz", "test", Path("r"), True, cfg, 0, 50, True)
+    assert "--pairs 3 --fit-frames 2 --geodesic 50 --quick" in line
+    assert "--queries" not in line  # at its preset: not repeated

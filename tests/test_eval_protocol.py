@@ -235,6 +235,8 @@ def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody, write_dat
     for name in models:
         assert f"| {name} |" in report
     assert res["command"] in report and "seed 0" in report
+    # objects cannot be named on a command line: the quoted line says so
+    assert res["command"].endswith("(models given as Python objects: labels shown)")
 
 
 def test_run_eval_geodesic_rows(tmp_path: Path, body: _CubeBody, write_dataset) -> None:

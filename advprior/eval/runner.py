@@ -418,8 +418,11 @@ def run_eval(
     results["fitting"] = fits
     results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
     results["wall_seconds"] = time.perf_counter() - t_start
+    named = not isinstance(models, Mapping) or all(
+        isinstance(m, (str, os.PathLike)) for m in models.values()
+    )
     results["command"] = command or _default_command(
-        list(priors), data, split, out, quick, cfg.n_samples, seed
+        list(priors), data, split, out, quick, cfg, seed, geodesic, named
     )
 
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
@@ -451,29 +454,42 @@ def _other_generated_blocks(report: Path) -> str:
     return "".join(f"\n{block}\n" for block in blocks)
 
 
+# The CLI flag of each size (fit_iterations and pca_points have none).
+_SIZE_FLAGS = {
+    "n_samples": "--samples",
+    "n_vertex_samples": "--vertex-samples",
+    "n_queries": "--queries",
+    "n_reference": "--reference",
+    "n_vertices": "--vertices",
+    "n_pairs": "--pairs",
+    "steps": "--steps",
+    "fit_frames": "--fit-frames",
+}
+
+
 def _default_command(
     labels: list[str],
     data: str | Path,
     split: str,
     out: Path,
     quick: bool,
-    n_samples: int,
+    cfg: EvalSettings,
     seed: int,
+    geodesic: int,
+    named: bool,
 ) -> str:
-    parts = [
-        "advprior eval --models",
-        *labels,
-        "--data",
-        str(data),
-        "--split",
-        split,
-        "--out",
-        str(out),
-        "--samples",
-        str(n_samples),
-        "--seed",
-        str(seed),
-    ]
+    """The ``advprior eval`` line that re-runs a Python call: every size that differs from its
+    preset, ``--geodesic``; ``named`` False when the models were Python objects, which no
+    command line can name (said in the line)."""
+    base = QUICK if quick else FULL
+    parts = ["advprior eval --models", *labels, "--data", str(data), "--split", split]
+    parts += ["--out", str(out), "--samples", str(cfg.n_samples), "--seed", str(seed)]
+    for key, flag in _SIZE_FLAGS.items():
+        if key != "n_samples" and getattr(cfg, key) != getattr(base, key):
+            parts += [flag, str(getattr(cfg, key))]
+    if geodesic:
+        parts += ["--geodesic", str(geodesic)]
     if quick:
         parts.append("--quick")
-    return " ".join(parts)
+    line = " ".join(parts)
+    return line if named else f"{line} (models given as Python objects: labels shown)"
