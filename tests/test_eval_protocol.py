@@ -197,7 +197,9 @@ def test_load_split_errors(tmp_path: Path, write_dataset) -> None:
     assert len(load_split(tmp_path / "train_only.npz", "train")) == 3
 
 
-def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody, write_dataset) -> None:
+def test_run_eval_quick_writes_report(
+    tmp_path: Path, body: _CubeBody, write_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = _dataset(write_dataset, tmp_path / "tiny.npz")
     test_poses = load_split(data, "test").body_pose
     torch.manual_seed(0)  # the untrained generators' weights
@@ -237,6 +239,18 @@ def test_run_eval_quick_writes_report(tmp_path: Path, body: _CubeBody, write_dat
     assert res["command"] in report and "seed 0" in report
     # objects cannot be named on a command line: the quoted line says so
     assert res["command"].endswith("(models given as Python objects: labels shown)")
+    # a run that fails after drawing its pictures leaves the previous run's outputs as a set
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("stop after the pictures")
+
+    import advprior.eval.benchmark as benchmark
+
+    monkeypatch.setattr(benchmark, "run_fitting", fail)
+    with pytest.raises(RuntimeError, match="stop after the pictures"):
+        run_eval(models, data, out=out, quick=True, body_model=body, n_samples=400, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging folder left
 
 
 def test_run_eval_geodesic_rows(tmp_path: Path, body: _CubeBody, write_dataset) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -320,118 +321,129 @@ def run_eval(
         )
 
     out.mkdir(parents=True, exist_ok=True)
-    from advprior.eval import plots
+    stage = out / f".staging-{os.getpid()}"
+    stage.mkdir(exist_ok=True)
+    try:
+        from advprior.eval import plots
 
-    pictures = {"cumulative": plots.cumulative_curves(curves_dist, out / "cumulative.png")}
-    real_pca = real_queries["joints"][: cfg.pca_points].reshape(-1, 72).numpy()
-    pictures["pca"] = plots.pca_scatter(
-        real_pca,
-        {k: v.reshape(-1, 72).numpy() for k, v in generated_joints.items()},
-        out / "pca.png",
-    )
-
-    # Interpolation smoothness on held-out pairs.
-    smooth: dict = {}
-    if cfg.n_pairs > 0:
-        a, b = _pairs(test.body_pose, test.sequence, cfg.n_pairs, g)
-        pose_a, pose_b = test.body_pose[a], test.body_pose[b]
-        curves: dict = {}
-        strip: dict = {}
-        show = np.unique(np.linspace(0, cfg.steps - 1, min(cfg.steps, 7)).round().astype(int))
-        invert_kwargs = {"body_model": body, **({"steps": 10, "restarts": 1} if quick else {})}
-        runs = [(label, prior, 0) for label, prior in priors.items()]
-        if geodesic > 0:
-            runs += [(f"{label}, geodesic", prior, geodesic) for label, prior in priors.items()]
-        for label, prior, iterations in [*runs, (POSE_SLERP, None, 0)]:
-            t0 = time.perf_counter()
-            got = protocol.interpolation_paths(
-                prior,
-                pose_a,
-                pose_b,
-                cfg.steps,
-                invert_kwargs=invert_kwargs,
-                geodesic=iterations,
-            )
-            if got is None:
-                if iterations == 0:
-                    what = (
-                        "it can only be sampled"
-                        if not prior.fittable
-                        else f"a {protocol.model_kind(prior)} prior is a density on poses"
-                    )
-                    smooth[label] = {"excluded": f"no latent space to interpolate in ({what})"}
-                    log(f"{label}: interpolation excluded (no latent space)")
-                continue
-            paths, how = got
-            ratio, deform = protocol.smoothness(poser, paths)
-            detour = protocol.path_ratio(paths, body)
-            smooth[label] = {
-                "method": how,
-                "R_mean": float(ratio.mean()),
-                "R_std": float(ratio.std()) if ratio.numel() > 1 else 0.0,
-                "R_median": float(ratio.median()),
-                "pairs": int(ratio.numel()),
-                "path_ratio_mean": float(detour.mean()),
-                "path_ratio_median": float(detour.median()),
-                "seconds": time.perf_counter() - t0,
-            }
-            log(f"{label}: R mean {smooth[label]['R_mean']:.2f} ({smooth[label]['seconds']:.1f}s)")
-            if iterations == 0:  # the pictures show the paper's paths, one row per model
-                curves[label] = deform.numpy()
-                strip[label] = poser(paths[0, show], all_vertices=True)["vertices"].numpy()
-        pictures["deformation"] = plots.deformation_curves(curves, out / "deformation.png")
-        faces = np.asarray(body.faces)
-        pictures["strip"] = plots.interpolation_strip(strip, faces, out / "interpolation.png")
-    results["smoothness"] = smooth
-
-    # Fitting from noisy 2D keypoints with the fitting module's own benchmark protocol (the one
-    # docs/fitting.md uses), every prior on the same observations.
-    fits: dict = {}
-    if fitting and cfg.fit_frames > 0:
-        from advprior.eval.benchmark import make_views, run_fitting
-
-        f_idx = subsample(len(test), cfg.fit_frames, g)
-        views = make_views(
-            test.body_pose[f_idx], test.global_orient[f_idx], seed=seed, body_model=body
+        pictures = {"cumulative": plots.cumulative_curves(curves_dist, stage / "cumulative.png")}
+        real_pca = real_queries["joints"][: cfg.pca_points].reshape(-1, 72).numpy()
+        pictures["pca"] = plots.pca_scatter(
+            real_pca,
+            {k: v.reshape(-1, 72).numpy() for k, v in generated_joints.items()},
+            stage / "pca.png",
         )
-        kwargs = {} if cfg.fit_iterations is None else {"iterations": cfg.fit_iterations}
-        for label, prior in [*priors.items(), ("no prior", None)]:
-            if prior is not None and not prior.fittable:
-                log(f"{label}: not fitted (it can only be sampled: no latent, no energy)")
-                continue
-            score = run_fitting(views, prior, body_model=body, **kwargs)
-            fits[label] = {
-                k: score[k]
-                for k in (
-                    "frames",
-                    "mpjpe_mm",
-                    "mpjpe_median_mm",
-                    "p_mpjpe_mm",
-                    "p_mpjpe_median_mm",
-                    "seconds_per_frame",
+
+        # Interpolation smoothness on held-out pairs.
+        smooth: dict = {}
+        if cfg.n_pairs > 0:
+            a, b = _pairs(test.body_pose, test.sequence, cfg.n_pairs, g)
+            pose_a, pose_b = test.body_pose[a], test.body_pose[b]
+            curves: dict = {}
+            strip: dict = {}
+            show = np.unique(np.linspace(0, cfg.steps - 1, min(cfg.steps, 7)).round().astype(int))
+            invert_kwargs = {"body_model": body, **({"steps": 10, "restarts": 1} if quick else {})}
+            runs = [(label, prior, 0) for label, prior in priors.items()]
+            if geodesic > 0:
+                runs += [(f"{label}, geodesic", prior, geodesic) for label, prior in priors.items()]
+            for label, prior, iterations in [*runs, (POSE_SLERP, None, 0)]:
+                t0 = time.perf_counter()
+                got = protocol.interpolation_paths(
+                    prior,
+                    pose_a,
+                    pose_b,
+                    cfg.steps,
+                    invert_kwargs=invert_kwargs,
+                    geodesic=iterations,
                 )
-            }
-            log(
-                f"{label}: fit P-MPJPE {score['p_mpjpe_mm']:.1f} mm, "
-                f"{score['seconds_per_frame']:.3f} s/frame"
+                if got is None:
+                    if iterations == 0:
+                        what = (
+                            "it can only be sampled"
+                            if not prior.fittable
+                            else f"a {protocol.model_kind(prior)} prior is a density on poses"
+                        )
+                        smooth[label] = {"excluded": f"no latent space to interpolate in ({what})"}
+                        log(f"{label}: interpolation excluded (no latent space)")
+                    continue
+                paths, how = got
+                ratio, deform = protocol.smoothness(poser, paths)
+                detour = protocol.path_ratio(paths, body)
+                smooth[label] = {
+                    "method": how,
+                    "R_mean": float(ratio.mean()),
+                    "R_std": float(ratio.std()) if ratio.numel() > 1 else 0.0,
+                    "R_median": float(ratio.median()),
+                    "pairs": int(ratio.numel()),
+                    "path_ratio_mean": float(detour.mean()),
+                    "path_ratio_median": float(detour.median()),
+                    "seconds": time.perf_counter() - t0,
+                }
+                row = smooth[label]
+                log(f"{label}: R mean {row['R_mean']:.2f} ({row['seconds']:.1f}s)")
+                if iterations == 0:  # the pictures show the paper's paths, one row per model
+                    curves[label] = deform.numpy()
+                    strip[label] = poser(paths[0, show], all_vertices=True)["vertices"].numpy()
+            pictures["deformation"] = plots.deformation_curves(curves, stage / "deformation.png")
+            faces = np.asarray(body.faces)
+            pictures["strip"] = plots.interpolation_strip(strip, faces, stage / "interpolation.png")
+        results["smoothness"] = smooth
+
+        # Fitting from noisy 2D keypoints with the fitting module's own benchmark protocol (the one
+        # docs/fitting.md uses), every prior on the same observations.
+        fits: dict = {}
+        if fitting and cfg.fit_frames > 0:
+            from advprior.eval.benchmark import make_views, run_fitting
+
+            f_idx = subsample(len(test), cfg.fit_frames, g)
+            views = make_views(
+                test.body_pose[f_idx], test.global_orient[f_idx], seed=seed, body_model=body
             )
-    results["fitting"] = fits
-    results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
-    results["wall_seconds"] = time.perf_counter() - t_start
-    named = not isinstance(models, Mapping) or all(
-        isinstance(m, (str, os.PathLike)) for m in models.values()
-    )
-    results["command"] = command or _default_command(
-        list(priors), data, split, out, quick, cfg, seed, geodesic, named
-    )
+            kwargs = {} if cfg.fit_iterations is None else {"iterations": cfg.fit_iterations}
+            for label, prior in [*priors.items(), ("no prior", None)]:
+                if prior is not None and not prior.fittable:
+                    log(f"{label}: not fitted (it can only be sampled: no latent, no energy)")
+                    continue
+                score = run_fitting(views, prior, body_model=body, **kwargs)
+                fits[label] = {
+                    k: score[k]
+                    for k in (
+                        "frames",
+                        "mpjpe_mm",
+                        "mpjpe_median_mm",
+                        "p_mpjpe_mm",
+                        "p_mpjpe_median_mm",
+                        "seconds_per_frame",
+                    )
+                }
+                log(
+                    f"{label}: fit P-MPJPE {score['p_mpjpe_mm']:.1f} mm, "
+                    f"{score['seconds_per_frame']:.3f} s/frame"
+                )
+        results["fitting"] = fits
+        # the pictures join results.json and the report only when the whole run succeeded,
+        # so an interrupted run never leaves new pictures beside the previous run's results
+        for key, path in pictures.items():
+            pictures[key] = out / Path(path).name
+            os.replace(path, pictures[key])
+        results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
+        results["wall_seconds"] = time.perf_counter() - t_start
+        named = not isinstance(models, Mapping) or all(
+            isinstance(m, (str, os.PathLike)) for m in models.values()
+        )
+        results["command"] = command or _default_command(
+            list(priors), data, split, out, quick, cfg, seed, geodesic, named
+        )
 
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-    from advprior.eval.report import render
+        write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+        from advprior.eval.report import render
 
-    report = out.parent / f"{out.name}.md"
-    write_text_atomic(report, render(results) + _other_generated_blocks(report))
-    log(f"wrote {out.parent / (out.name + '.md')} in {results['wall_seconds']:.0f}s")
-    return results
+        report = out.parent / f"{out.name}.md"
+        write_text_atomic(report, render(results) + _other_generated_blocks(report))
+        log(f"wrote {out.parent / (out.name + '.md')} in {results['wall_seconds']:.0f}s")
+        return results
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _other_generated_blocks(report: Path) -> str:
