@@ -127,11 +127,18 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         return torch.distributions.Normal(loc, scale)
 
     def decode(
-        self, z: torch.Tensor, output: str = "axis_angle", body: str = "smplx"
+        self,
+        z: torch.Tensor,
+        output: str = "axis_angle",
+        body: str = "smplx",
+        *,
+        project: bool = True,
     ) -> torch.Tensor:
         """``(..., latent_dim)`` latents -> poses; ``output`` and ``body`` as in
         :meth:`advprior.PosePrior.decode` (default ``(..., 63)`` axis-angle), on ``z``'s device
-        and dtype (the model's must match). NaN/Inf latents give NaN/Inf poses (no exception)."""
+        and dtype (the model's must match). NaN/Inf latents give NaN/Inf poses (no exception).
+        ``project`` is accepted as :meth:`advprior.PosePrior.decode` takes it, so one call
+        decodes any latent prior; a Gaussian latent's projection is the identity."""
         check_output(output)
         joints = body_joints(body)
         check_tensor(z, "z", self.latent_dim, finite=False)

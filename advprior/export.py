@@ -228,7 +228,12 @@ def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
         import onnx
     except ImportError as err:
         raise ImportError("reading ONNX metadata needs: pip install 'advprior[export]'") from err
-    proto = onnx.load(str(path), load_external_data=False)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and friends, for any other file
+        raise ValueError(
+            f"{path} is neither a TorchScript archive nor an ONNX model ({type(err).__name__})"
+        ) from None
     props = {entry.key: entry.value for entry in proto.metadata_props}
     if METADATA_FILE not in props:
         raise ValueError(f"{path} has no advprior metadata ({METADATA_FILE} entry)")

@@ -178,3 +178,11 @@ def test_cli_export(tmp_path: Path, capsys) -> None:
     assert err.count("\n") == 1
     # a bad option value is a usage error (exit 2)
     assert main(["export", "--model", "gan-s", "--output", str(out), "--device", "nope"]) == 2
+
+
+def test_reading_metadata_of_a_file_that_is_no_export(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    other = tmp_path / "notes.py"
+    other.write_text("print('hello')\n")
+    with pytest.raises(ValueError, match="neither a TorchScript archive nor an ONNX model"):
+        read_export_metadata(other)

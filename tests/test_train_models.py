@@ -242,6 +242,9 @@ def test_vae_rejects_bad_input():
         vae.decode(torch.zeros(1, 32), output="euler")
     with pytest.raises(ValueError, match="body"):
         vae.decode(torch.zeros(1, 32), body="smal")
+    # project= as PosePrior.decode takes it (a Gaussian latent's projection is the identity)
+    z = torch.randn(2, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(vae.eval().decode(z, project=False), vae.decode(z))
 
 
 def test_vae_decodes_every_output_and_body_of_the_interface():
