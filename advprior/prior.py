@@ -64,7 +64,7 @@ def decode_6d(rot6d: torch.Tensor, output: str, joints: int) -> torch.Tensor:
     ``(B, joints * 3)``, ``"rotmat"`` ``(B, joints, 3, 3)``, ``"rot6d"`` ``(B, joints, 6)``,
     ``"quat"`` ``(B, joints, 4)``. No input checks: callers validate once at their API."""
     have = rot6d.shape[1] // 6
-    x = rot6d.reshape(rot6d.shape[0], have, 6)
+    x = rot6d.reshape(-1, have, 6)  # -1: onnxruntime cannot infer a dim beside a 0 batch
     if joints > have:
         eye = torch.tensor(_IDENTITY_6D, dtype=x.dtype, device=x.device)
         x = torch.cat([x, eye.expand(x.shape[0], joints - have, 6)], dim=1)
