@@ -89,7 +89,8 @@ def geodesic_path(
         body_model: body whose rest joints give the joint positions (stand-in when None).
 
     Returns:
-        ``(steps, D)`` or ``(B, steps, D)`` latents on the manifold, detached, ``[..., 0, :]``
+        ``(..., steps, D)`` latents on the manifold (``...`` the ends' broadcast leading shape:
+        ``(steps, D)`` for two ``(D,)`` ends), detached, ``[..., 0, :]``
         and ``[..., -1, :]`` the projected ends. Starts from the prior's ``interpolate``
         (slerp on the sphere, linear otherwise) and lowers the decoded path's energy; each
         pair is optimised independently of the others in its batch (:mod:`advprior.lbfgs`).
@@ -102,8 +103,8 @@ def geodesic_path(
     check_latent(z0, space.dim, "z0")
     check_latent(z1, space.dim, "z1")
     start = space.interpolate(z0, z1, steps)  # checks steps and the shapes
-    single = start.ndim == 2
-    path = start[None] if single else start
+    lead = start.shape[:-2]  # the ends' broadcast leading shape: one path per entry
+    path = start.reshape(-1, *start.shape[-2:])
     b, t, d = path.shape
     if t > 2 and iterations > 0 and b > 0:
         ends0, ends1 = path[:, :1], path[:, -1:]
@@ -122,5 +123,4 @@ def geodesic_path(
             res = minimize_lbfgs(energy, path[:, 1:-1].reshape(b, -1), max_iter=iterations)
         inner = space.project(res.x.view(b, t - 2, d).to(path.dtype))
         path = torch.cat([path[:, :1], inner, path[:, -1:]], 1)
-    path = path.detach()
-    return path[0] if single else path
+    return path.detach().reshape(*lead, t, d)

@@ -186,8 +186,8 @@ class Prior:
     def interpolate(
         self, z0: Tensor, z1: Tensor, steps: int, *, geodesic: bool = False, **options: Any
     ) -> Tensor:
-        """Latent path ``(steps, D)`` or ``(B, steps, D)`` from ``z0`` to ``z1`` (``(D,)`` or
-        ``(B, D)``), both projected ends included.
+        """Latent path ``(..., steps, D)`` from ``z0`` to ``z1`` (``(..., D)``, leading shapes
+        that broadcast: ``(D,)`` ends give ``(steps, D)``), both projected ends included.
 
         Default: the latent space's own path (:meth:`LatentSpace.interpolate`: slerp on the
         sphere, linear otherwise). ``geodesic=True``: that path shortened on the decoded poses,

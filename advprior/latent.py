@@ -167,7 +167,9 @@ class LatentSpace:
     def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
         """Path of ``steps`` latents from ``z0`` to ``z1``, both endpoints included.
 
-        ``z0``, ``z1``: ``(dim,)`` gives ``(steps, dim)``; ``(B, dim)`` gives ``(B, steps, dim)``.
+        ``z0``, ``z1``: ``(dim,)`` gives ``(steps, dim)``; ``(B, dim)`` gives ``(B, steps, dim)``;
+        any leading shapes that broadcast together, ``(..., dim)``, give ``(..., steps, dim)``
+        (one end ``(dim,)`` and the other ``(B, dim)``: B paths from one latent).
         The endpoints are first projected onto the space. Sphere: slerp along the great circle,
         constant angular step; identical endpoints give a constant path; antipodal endpoints
         follow the deterministic great circle through the coordinate axis least aligned with
@@ -179,11 +181,13 @@ class LatentSpace:
             )
         z0 = self.project(check_latent(z0, self.dim, "z0"))
         z1 = self.project(check_latent(z1, self.dim, "z1"))
-        if z0.shape != z1.shape or z0.ndim > 2:
+        try:
+            z0, z1 = torch.broadcast_tensors(z0, z1)
+        except RuntimeError:
             raise ValueError(
-                f"z0 and z1 must both be ({self.dim},) or both (B, {self.dim}), "
+                f"z0 and z1 must have shapes that broadcast, (..., {self.dim}), "
                 f"got {tuple(z0.shape)} and {tuple(z1.shape)}"
-            )
+            ) from None
         t = torch.linspace(0.0, 1.0, steps, device=z0.device, dtype=z0.dtype)[:, None]
         a, b = z0.unsqueeze(-2), z1.unsqueeze(-2)  # (..., 1, D)
         if self.kind != "sphere":

@@ -216,7 +216,20 @@ def test_interpolation_bad_arguments() -> None:
     z = _vectors(0, 2)
     with pytest.raises(ValueError, match="steps"):
         space.interpolate(z, z, 1)
-    with pytest.raises(ValueError, match="both"):
-        space.interpolate(z, z[0], 3)
-    with pytest.raises(ValueError, match="both"):
-        space.interpolate(z[None], z[None], 3)
+    with pytest.raises(ValueError, match="broadcast"):
+        space.interpolate(z, _vectors(1, 3), 3)  # (2, D) and (3, D)
+
+
+def test_interpolation_broadcasts_leading_shapes() -> None:
+    """Ends of any broadcastable leading shapes, ``(..., D)``: one path per entry, as
+    ``decode`` and ``invert`` take any leading shape."""
+    space = LatentSpace("sphere", DIM)
+    z0, z1 = _vectors(2, 6).view(2, 3, DIM), _vectors(3, 6).view(2, 3, DIM)
+    paths = space.interpolate(z0, z1, 5)
+    assert paths.shape == (2, 3, 5, DIM)
+    assert torch.equal(
+        paths.view(6, 5, DIM), space.interpolate(z0.view(6, DIM), z1.view(6, DIM), 5)
+    )
+    fan = space.interpolate(z0[0, 0], z1[0], 5)  # one start, three ends
+    assert fan.shape == (3, 5, DIM)
+    assert torch.allclose(fan[1], space.interpolate(z0[0, 0], z1[0, 1], 5))

@@ -108,5 +108,9 @@ def test_bad_arguments(gan_s) -> None:
         gan_s.interpolate(z0, z1, 1, geodesic=True)
     with pytest.raises(TypeError, match="geodesic=True"):
         gan_s.interpolate(z0, z1, 4, iterations=3)
-    with pytest.raises(ValueError):
-        geodesic_path(gan_s, z0, z1[:1], 4)
+    with pytest.raises(ValueError, match="broadcast"):
+        geodesic_path(gan_s, z0, torch.cat([z1, z1[:1]]), 4)  # (2, D) and (3, D)
+    # leading shapes that broadcast give one path per entry, each its own problem
+    fan = geodesic_path(gan_s, z0[0], z1, 4, iterations=5)
+    assert fan.shape == (2, 4, z0.shape[-1])
+    torch.testing.assert_close(fan[1], geodesic_path(gan_s, z0[0], z1[1], 4, iterations=5))
