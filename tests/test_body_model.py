@@ -476,3 +476,74 @@ def test_posed_points_match_the_full_mesh() -> None:
     for bad in ([-1], [body.num_vertices], [[1, 2]]):
         with pytest.raises(ValueError, match="vertex_ids"):
             body.posed_points(go, pose, bad)
+
+
+# --- round 9: file variants users bring ----------------------------------------------------
+
+
+def test_as_smplx_on_the_official_file_names(
+    cache, data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """smplx.create takes a file's model type from its name (``basicModel_...`` ->
+    "basicmodel"); the plain smplx object is built from the type in the file instead."""
+    official = tmp_path / "SMPL_python_v.1.0.0" / "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl"
+    _write_smpl_pickle(data, official, monkeypatch)
+    smpl = load_body_model(official, as_smplx=True)
+    assert type(smpl).__name__ == "SMPL" and smpl.faces_tensor.shape[-1] == 3
+    amass = tmp_path / "smplh" / "male" / "model.npz"
+    amass.parent.mkdir(parents=True)
+    np.savez(amass, **_fake_family(data, "smplh"))
+    assert type(load_body_model(amass, as_smplx=True)).__name__ == "SMPLH"
+
+
+def test_models_subfolder_of_smplify_style_repositories(
+    cache, data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_smpl_pickle(data, tmp_path / "models" / "smpl" / "SMPL_NEUTRAL.pkl", monkeypatch)
+    assert load_body_model(tmp_path).source == tmp_path / "models" / "smpl" / "SMPL_NEUTRAL.pkl"
+
+
+def test_npz_saved_from_an_smpl_pickle_dict(cache, data: dict, standin: BodyModel, tmp_path: Path):
+    """``np.savez(**pkl_dict)`` keeps the sparse J_regressor as a pickled object member: it is
+    read through the safe reader and made dense, as in the pickle."""
+    arrays = {k: np.asarray(v) for k, v in data.items() if k != "J_regressor"}
+    path = tmp_path / "SMPL_NEUTRAL.npz"
+    np.savez(path, J_regressor=scipy.sparse.csc_matrix(data["J_regressor"]), **arrays)
+    go, bp = _pose(2, seed=4)
+    model = load_body_model(path)
+    torch.testing.assert_close(model(go, bp).vertices, standin(go, bp).vertices)
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "match"),
+    [
+        ("posedirs", lambda a: a[..., :200], r"posedirs must be \(\d+, 3, 207\)"),
+        ("weights", lambda a: a[:, :23], r"weights must be \(\d+, 24\)"),
+        ("J_regressor", lambda a: a[:, :100], r"J_regressor must be \(24, \d+\)"),
+        ("shapedirs", lambda a: a[..., 0], r"shapedirs must be \(\d+, 3, K\)"),
+        ("f", lambda a: a + 100_000, "f indexes vertices"),
+        ("__class__", None, r"\['__class__'\] are not model array names"),
+    ],
+)
+def test_inconsistent_arrays_are_named_when_read(
+    cache, data: dict, tmp_path: Path, key: str, change, match: str
+) -> None:
+    """A damaged file fails when read, naming the array (it failed as a traceback inside a
+    forward pass, or, for posedirs and weights, only when vertices were posed)."""
+    arrays = {k: np.asarray(v) for k, v in data.items()}
+    arrays[key] = arrays["v_template"] if change is None else change(arrays[key])
+    path = tmp_path / "SMPL_NEUTRAL.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(CorruptCheckpointError, match=match):
+        load_body_model(path)
+
+
+def test_as_smplx_smplx_file_with_own_vertex_ids(cache, data: dict, tmp_path: Path) -> None:
+    """smplx's SMPL-X layer fixes its vertex table (passing one was a TypeError): the given
+    table selects the extra joints."""
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(path, **_fake_family(data, "smplx"))
+    ids = {name: int(i) for name, i in data["vertex_ids"].items()}
+    model = load_body_model(path, as_smplx=True, vertex_ids=ids)
+    chosen = model.vertex_joint_selector.extra_joints_idxs.tolist()
+    assert ids["nose"] in chosen and ids["LHeel"] in chosen

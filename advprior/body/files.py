@@ -93,7 +93,12 @@ def _dense(stub: _SparseStub) -> np.ndarray:
 
 
 def _plain(value: Any, key: str) -> Any:
-    """Replace stubs by numpy arrays (recursively through chumpy's wrapped ``x``)."""
+    """Replace stubs by numpy arrays (recursively through chumpy's wrapped ``x``, and through
+    the 0-d object array ``np.savez`` wraps a sparse matrix or chumpy array in)."""
+    if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 0:
+        inner = value.item()
+        if isinstance(inner, (_SparseStub, _ChumpyStub)):
+            return _plain(inner, key)
     if isinstance(value, _SparseStub):
         return _dense(value)
     if isinstance(value, _ChumpyStub):
@@ -233,7 +238,10 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         raise ModelNotFoundError(f"body model file not found: {path}")
     try:
         if zipfile.is_zipfile(path):
-            data = read_npz(path)
+            # an npz saved from an SMPL pickle's dict keeps its sparse J_regressor as an object
+            data = _plain_dict(read_npz(path))
+        elif path.suffix.lower() == ".npz":
+            raise ValueError("not a zip archive, as an .npz is (truncated, or another format)")
         else:
             with open(path, "rb") as fh:
                 data = safe_unpickle(fh)
@@ -260,7 +268,57 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise CorruptCheckpointError(f"{path}: not an SMPL-family model file (missing {missing})")
+    _check_shapes(data, path)
     return data
+
+
+def _check_shapes(data: dict[str, Any], path: Path) -> None:
+    """The arrays agree with each other (V vertices, J joints), so that a damaged or mixed-up
+    file fails here, naming the array, and not as a traceback deep inside a forward pass (or,
+    for ``posedirs``/``weights``, only once vertices are posed)."""
+    dunder = sorted(k for k in data if k.startswith("__"))
+    if dunder:  # smplx turns keys into attributes: "__class__" would replace the object's class
+        raise CorruptCheckpointError(f"{path}: {dunder} are not model array names")
+
+    def shape(key: str) -> tuple[int, ...]:
+        value = data[key]
+        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.number):
+            raise CorruptCheckpointError(f"{path}: {key} is not a numeric array")
+        return value.shape
+
+    tree = shape("kintree_table")
+    if len(tree) != 2 or tree[0] != 2:
+        raise CorruptCheckpointError(f"{path}: kintree_table must be (2, J), got {tree}")
+    n_joints = tree[1]
+    vertices = shape("v_template")
+    if len(vertices) != 2 or vertices[1] != 3:
+        raise CorruptCheckpointError(f"{path}: v_template must be (V, 3), got {vertices}")
+    v = vertices[0]
+    want = {
+        "shapedirs": (v, 3, None),
+        "weights": (v, n_joints),
+        "J_regressor": (n_joints, v),
+        "f": (None, 3),
+    }
+    for key, expected in want.items():
+        got = shape(key)
+        fits = len(got) == len(expected) and all(
+            e is None or g == e for g, e in zip(got, expected, strict=True)
+        )
+        if not fits:
+            text = ", ".join("K" if e is None else str(e) for e in expected)
+            raise CorruptCheckpointError(f"{path}: {key} must be ({text}), got {got}")
+    basis = 9 * (n_joints - 1)  # one 3x3 rotation (minus identity) per non-root joint
+    posedirs = shape("posedirs")
+    if posedirs[-1] != basis or int(np.prod(posedirs)) != v * 3 * basis:
+        raise CorruptCheckpointError(
+            f"{path}: posedirs must be ({v}, 3, {basis}) for {n_joints} joints, got {posedirs}"
+        )
+    faces = np.asarray(data["f"])
+    if faces.size and (faces.min() < 0 or faces.max() >= v):
+        raise CorruptCheckpointError(
+            f"{path}: f indexes vertices {int(faces.min())}..{int(faces.max())}, but there are {v}"
+        )
 
 
 def infer_model_type(data: dict[str, Any]) -> str:
@@ -286,12 +344,19 @@ def find_model_file(folder: str | Path, model_type: str, gender: str) -> Path:
     Looks (case-insensitively) where smplx and the official downloads put it:
     ``folder[/<model_type>]/<PREFIX>_<GENDER>.{pkl,npz}``, AMASS's
     ``folder[/<model_type>]/<gender>/model.npz``, and SMPL's original names
-    ``basicmodel_{neutral,m,f}_lbs_10_207_0_v1.*.pkl`` (also under ``models/``).
+    ``basicmodel_{neutral,m,f}_lbs_10_207_0_v1.*.pkl`` (also under ``models/``), and
+    SMPLify-X/SPIN-style repositories' ``folder/models/<model_type>/``.
     """
     folder = Path(folder)
     prefix, g = _PREFIX[model_type], gender.lower()
     short = {"neutral": "neutral", "male": "m", "female": "f"}[g]
-    places = [folder / model_type, folder, folder / model_type / "models", folder / "models"]
+    places = [
+        folder / model_type,
+        folder,
+        folder / model_type / "models",
+        folder / "models",
+        folder / "models" / model_type,
+    ]
     tried = []
     for place in places:
         files = _listing(place)

@@ -507,12 +507,12 @@ def _load_smplx(
 ) -> nn.Module:
     """``smplx.create`` on the stand-in folder or the user's model, files read safely."""
     common = {"gender": gender, "num_betas": num_betas, "dtype": dtype, **kwargs}
-    if vertex_ids is not None:
-        common["vertex_ids"] = vertex_ids
     if path is None:
         # the arrays are built here, never read back from the cache folder (a pickle)
         folder = standin.standin_folder()
         arrays = standin.smpl_layout(standin.build_standin())
+        if vertex_ids is not None:
+            common["vertex_ids"] = vertex_ids
         return _quiet(
             smplx.create, str(folder), model_type="smpl", data_struct=Struct(**arrays), **common
         )
@@ -520,13 +520,24 @@ def _load_smplx(
     if found == "smplx":
         # smplx's SMPL-X reads only from a path and unpickles it: give it the private plain copy
         with _clean_copy(data) as copy:
-            return _quiet(smplx.create, str(copy), model_type="smplx", ext="npz", **common)
+            model = _quiet(smplx.create, str(copy), model_type="smplx", ext="npz", **common)
+        if vertex_ids is not None:
+            # smplx's SMPL-X layer passes its own table to its parent (a second vertex_ids
+            # argument is a TypeError): its selector is rebuilt the way smplx builds it
+            selector = smplx.vertex_joint_selector.VertexJointSelector(vertex_ids=vertex_ids)
+            model.vertex_joint_selector = selector
+        return model
     if found == "smplh":
         for side in "lr":  # AMASS's SMPL-H files carry no hand PCA; smplx reads it anyway
             data.setdefault(f"hands_components{side}", np.eye(45))
             data.setdefault(f"hands_mean{side}", np.zeros(45))
-    # the arrays come from our safe reader; smplx would unpickle the file itself
-    return _quiet(smplx.create, str(path), model_type=found, data_struct=Struct(**data), **common)
+    if vertex_ids is not None:
+        common["vertex_ids"] = vertex_ids
+    # The class, not smplx.create: create takes a file's model type from its name
+    # (basicModel_neutral_lbs_... -> "basicmodel"), and the arrays come from our safe reader,
+    # where smplx would unpickle the file itself.
+    layer = {"smpl": smplx.SMPL, "smplh": smplx.SMPLH}[found]
+    return _quiet(layer, str(path), data_struct=Struct(**data), **common)
 
 
 def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:
