@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from advprior.hub import RUN_MODEL_DIR
 from advprior.train.loop import TrainResult
 from advprior.train.provenance import data_terms, source_names
-from advprior.train.runfolder import MODEL_DIR
 from advprior.train.validation import pose_joints, recall_precision_mm
 
 #: Offsets that give each random stream of a run its own seed (data order, latents, validation).
@@ -68,7 +68,7 @@ def export_model(
     model: Any, out: Path, result: TrainResult, data_description: dict[str, Any], config: dict
 ) -> Path:
     """``save_pretrained`` the trained model into ``<out>/model`` with a model card."""
-    model_dir = out / MODEL_DIR
+    model_dir = out / RUN_MODEL_DIR
     selected = result.best_step is not None and config.get("select") == "best"
     training = {
         "data": data_description,

@@ -35,12 +35,10 @@ from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
 
 LOCK_NAME = "run.lock"
-#: Where a finished run exports its model (``save_pretrained`` layout).
-MODEL_DIR = RUN_MODEL_DIR
 #: What a run leaves besides its logs: ``overwrite=True`` removes these before the new run
 #: starts, so that an interrupted new run never leaves the old checkpoint (which ``--resume``
 #: would continue), model or TensorBoard events looking like its own.
-_EARLIER_RUN = (MODEL_DIR, "tb")
+_EARLIER_RUN = (RUN_MODEL_DIR, "tb")
 
 
 class RunFolder:
@@ -138,10 +136,11 @@ def _check_and_lock(out: Path, resume: bool, overwrite: bool) -> Path:
                 "--resume (resume=True) to continue it or --overwrite (overwrite=True) to "
                 "start over"
             )
-        if (out / MODEL_DIR).is_dir() and not checkpoint.is_file() and not resume and not overwrite:
+        exported = (out / RUN_MODEL_DIR).is_dir()
+        if exported and not checkpoint.is_file() and not resume and not overwrite:
             # a finished run without a checkpoint (the GMM's fit) is as much a run to protect
             raise RunFolderError(
-                f"{out} already holds an exported model ({MODEL_DIR}/) of an earlier run; pass "
+                f"{out} already holds an exported model ({RUN_MODEL_DIR}/) of an earlier run; pass "
                 "--overwrite (overwrite=True) to replace it (--resume: to continue or refit it), "
                 "or choose another --out"
             )
