@@ -42,6 +42,11 @@ class MotionFormatError(AdvPriorError, ValueError):
         self.line = line
 
 
+class RetargetWarning(UserWarning):
+    """A motion imported with an approximation worth knowing (e.g. a foot without a toe or End
+    Site below its ankle); the message names the file and what was approximated."""
+
+
 class ManifestError(CorruptCheckpointError):
     """A ``weights_manifest.json`` that is not valid JSON or breaks its schema."""
 

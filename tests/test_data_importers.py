@@ -5,6 +5,7 @@ JSON; round trips from SMPL poses we choose back to those poses; errors naming f
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -403,6 +404,66 @@ def test_bvh_leftshoulder_is_collar_or_upper_arm_by_hierarchy(tmp_path: Path) ->
     assert roles["3dsmax"]["left_collar"] == "LeftCollar"
     assert roles["3dsmax"]["left_shoulder"] == "LeftShoulder"
     assert roles["3dsmax"]["neck"] == "Neck"
+
+
+def _end_sites_below(text: str, joints: tuple[str, ...], offset: str | None) -> str:
+    """``text`` with the End Site that is the only child of each of ``joints`` given the
+    OFFSET ``offset``, or removed if ``offset`` is None."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        out.append(lines[i])
+        words = lines[i].split()
+        if words[:1] == ["JOINT"] and words[1] in joints:
+            assert lines[i + 4].strip() == "End Site"  # JOINT, {, OFFSET, CHANNELS, End Site
+            out.extend(lines[i + 1 : i + 4])
+            if offset is not None:
+                out.extend([lines[i + 4], lines[i + 5], f"OFFSET {offset}", lines[i + 7]])
+            i += 8  # past the End Site's four lines
+            continue
+        i += 1
+    return "\n".join(out) + "\n"
+
+
+def test_bvh_feet_without_end_sites_import_with_a_note(tmp_path: Path) -> None:
+    from advprior.data.dataset import build_dataset
+    from advprior.errors import RetargetWarning
+
+    local, root = random_pose(40, seed=5)
+    local[:, 10:12] = np.eye(3)
+    write_bvh(tmp_path / "daz.bvh", "daz", local, root, scale=100.0)
+    text = (tmp_path / "daz.bvh").read_text()
+    # a rest foot flatter than SMPL's (toe tip 2 cm above the ankle, 14 cm forward): with its
+    # End Site the ankle is aligned to it, without one the source's rest foot angle stays
+    full = tmp_path / "with" / "daz.bvh"
+    full.parent.mkdir()
+    full.write_text(_end_sites_below(text, ("lFoot", "rFoot"), "0 2 14"))
+    bare = tmp_path / "without" / "daz.bvh"
+    bare.parent.mkdir()
+    bare.write_text(_end_sites_below(text, ("lFoot", "rFoot"), None))
+    assert load_motion(bare).num_frames == 40
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RetargetWarning)
+        exact = load_motion(full).to_smpl(fps=None)  # no warning with the End Sites
+    expected = r"daz\.bvh: no joint or End Site below left_ankle, right_ankle"
+    with pytest.warns(RetargetWarning, match=expected):
+        approx = load_motion(bare).to_smpl(fps=None)
+    # what the note warns of: the ankles lose the rest-foot alignment, every other joint is exact
+    diff = np.abs(approx.body_pose - exact.body_pose).reshape(40, 21, 3).max(axis=(0, 2))
+    ankles = [JOINT_NAMES.index("left_ankle") - 1, JOINT_NAMES.index("right_ankle") - 1]
+    assert diff[ankles].min() > 1e-3
+    assert np.delete(diff, ankles).max() < 1e-6
+
+    lines: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RetargetWarning)  # a build reports notes, never warns
+        report = build_dataset([bare.parent], tmp_path / "d.npz", fps=30, log=lines.append)
+    assert [f for f, _ in report.notes] == [str(bare)]
+    assert any(line.startswith("note: ") and "left_ankle" in line for line in lines)
+    meta = json.loads(str(np.load(tmp_path / "d.npz", allow_pickle=False)["meta"]))
+    assert meta["notes"] == [list(n) for n in report.notes]
+    clean = build_dataset([full.parent], tmp_path / "c.npz", fps=30)
+    assert clean.notes == []
 
 
 def test_bvh_z_up_world_six_channels_tabs_crlf_and_units(tmp_path: Path) -> None:

@@ -84,6 +84,7 @@ def _build(args: argparse.Namespace) -> int:
         f"wrote {report.out}: {report.frames} frames ({splits}), {report.sequences} sequences, "
         f"{len(report.subjects)} subjects, {len(report.per_source)} sources, "
         f"{len(report.skipped)} files skipped"
+        + (f", {len(report.notes)} imported with notes" if report.notes else "")
     )
     return 0
 

@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import json
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from advprior.data.loader import load_motion
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.fileio import check_writable, save_npz_atomic
 from advprior.version import __version__
 
@@ -112,6 +113,8 @@ class BuildReport:
     per_split: dict[str, int]
     subjects: dict[str, str]
     skipped: list[tuple[str, str]]
+    #: (file, message) for files imported with an approximation (:class:`RetargetWarning`)
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 def subject_of(rel: Path, source: str) -> str:
@@ -316,7 +319,9 @@ def build_dataset(
             CMU-named AMC files (``SS_TT.amc``) take their rate from a CMU index csv found among
             ``paths`` (columns ``Subject``, ``Trial #``, ``framerate``).
         min_seconds: shorter sequences are skipped (e.g. the 3-frame acLSTM ``standard.bvh``).
-        log: called with one line per skipped file.
+        log: called with one line per skipped file, and per file imported with an
+            approximation (a :class:`~advprior.errors.RetargetWarning`, kept as a note in the
+            report and the file's metadata).
 
     Leading frames that are exactly the rest pose are dropped (CMU BVH conversions start with a
     T-pose frame).
@@ -330,6 +335,13 @@ def build_dataset(
     out = check_writable(out)  # before hours of importing, not after
     skipped: list[tuple[str, str]] = []
     seqs = []
+
+    notes: list[tuple[str, str]] = []
+
+    def note(path: Path, message: str) -> None:
+        notes.append((str(path), message))
+        if log is not None:
+            log(f"note: {message}")
 
     def skip(path: Path, reason: str) -> None:
         skipped.append((str(path), reason))
@@ -346,16 +358,26 @@ def build_dataset(
             skip(file, reason)
             continue
         try:
-            motion = load_motion(file, fps=source_rate(file, rel, source_fps, cmu_rates))
-            motion = motion.without_rest_frames()
-            if motion.duration < min_seconds:
+            # retargeting approximations become notes of the build (in its log and metadata),
+            # not one Python warning per file on the user's terminal
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RetargetWarning)
+                motion = load_motion(file, fps=source_rate(file, rel, source_fps, cmu_rates))
+                motion = motion.without_rest_frames()
+                long_enough = motion.duration >= min_seconds
+                smpl = motion.to_smpl(fps) if long_enough else None
+            for w in caught:
+                if issubclass(w.category, RetargetWarning):
+                    note(file, str(w.message))
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if smpl is None:
                 skip(
                     file,
                     f"too short ({motion.num_frames} frames, {motion.duration:.2f} s "
                     f"< {min_seconds} s)",
                 )
                 continue
-            smpl = motion.to_smpl(fps)
             arrays = (smpl.body_pose, smpl.global_orient, smpl.transl)
             if not all(np.all(np.isfinite(a)) for a in arrays):
                 raise MotionFormatError("retargeting produced NaN/inf poses", file)
@@ -416,6 +438,7 @@ def build_dataset(
         "frames_per_split": per_split,
         "subject_split": {s: SPLIT_NAMES[assignment[s]] for s in subject_names},
         "skipped": skipped,
+        "notes": notes,
         "build": {
             "fps": fps,
             "split": list(split),
@@ -443,6 +466,7 @@ def build_dataset(
         per_split=per_split,
         subjects={s: SPLIT_NAMES[assignment[s]] for s in subject_names},
         skipped=skipped,
+        notes=notes,
     )
 
 

@@ -26,6 +26,7 @@ Method (all steps vectorised over frames; the only Python loop is over SMPL's 24
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.naming import SMPLMapping, map_to_smpl
-from advprior.skeleton import PARENTS, REST_JOINTS
+from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 
 if TYPE_CHECKING:
     # Motion.to_smpl calls retarget, which takes a Motion: the types refer to each other, the
@@ -156,6 +157,29 @@ def _check_standing(rest: np.ndarray, path: object) -> None:
             )
 
 
+def _warn_unaligned_ends(m: SMPLMapping, path: object) -> None:
+    """Warn for ankles whose bone has no end point on the source.
+
+    Without a toe (or End Site) below the ankle there is no foot bone to align, so the ankle
+    falls back to the source rotation relative to its parent (step 4 of the module docstring)
+    and the source's rest foot angle stays in every frame (a CMU BVH with its foot End Sites
+    removed: ankles off by up to 0.16 rad). Wrists are not warned about: a wrist without a hand
+    below it (DeepMimic's fixed wrists) is rigid with the forearm, as SMPL's rest hand is.
+    """
+    from advprior.errors import RetargetWarning
+
+    missing = [JOINT_NAMES[j] for j in (7, 8) if m.a[j] >= 0 and m.a[BONE_CHILD[j]] < 0]
+    if missing:
+        warnings.warn(
+            RetargetWarning(
+                f"{path}: no joint or End Site below {', '.join(missing)}; "
+                "their rotations are copied relative to the knee without the rest-pose "
+                "alignment, so they keep the source's rest foot angle"
+            ),
+            stacklevel=3,
+        )
+
+
 def _reference(d: np.ndarray) -> np.ndarray:
     d = d / np.linalg.norm(d)
     return np.array([1.0, 0, 0]) if abs(d[2]) > 0.7 else np.array([0, 0, 1.0])
@@ -174,6 +198,7 @@ def retarget(motion: Motion) -> SMPLMotion:
     pts = mapped_points(p_src @ frame.T, m)
     rest = mapped_points(rest_src @ frame.T, m)
     _check_standing(rest, motion.path)
+    _warn_unaligned_ends(m, motion.path)
 
     t = motion.num_frames
     g = np.empty((t, 24, 3, 3))
