@@ -107,7 +107,10 @@ def geodesic_path(
     path = start.reshape(-1, *start.shape[-2:])
     b, t, d = path.shape
     if t > 2 and iterations > 0 and b > 0:
-        ends0, ends1 = path[:, :1], path[:, -1:]
+        # optimised in the prior's dtype (ends of another float dtype interpolate as they do
+        # without geodesic=True, in their own dtype, and come back in it)
+        work = path.to(prior.dtype)
+        ends0, ends1 = work[:, :1], work[:, -1:]
 
         def energy(x: Tensor) -> Tensor:
             inner = x.view(b, t - 2, d)
@@ -120,7 +123,7 @@ def geodesic_path(
             )
 
         with frozen(prior):
-            res = minimize_lbfgs(energy, path[:, 1:-1].reshape(b, -1), max_iter=iterations)
-        inner = space.project(res.x.view(b, t - 2, d).to(path.dtype))
+            res = minimize_lbfgs(energy, work[:, 1:-1].reshape(b, -1), max_iter=iterations)
+        inner = space.project(res.x.view(b, t - 2, d)).to(path.dtype)
         path = torch.cat([path[:, :1], inner, path[:, -1:]], 1)
     return path.detach().reshape(*lead, t, d)

@@ -125,8 +125,8 @@ def invert(
     n = target.shape[0]
     param = torch.empty(0, dtype=prior.dtype, device=prior.device)
     dtype = target.dtype
-    if n == 0:
-        z = target.new_zeros(*lead, dim)
+    if n == 0:  # the dtypes of a non-empty batch: z the prior's, the error the pose's
+        z = torch.zeros(*lead, dim, dtype=prior.dtype, device=prior.device)
         return (z, target.new_zeros(lead)) if return_error else z
 
     def pose_of(rot: Tensor) -> Tensor:

@@ -243,6 +243,13 @@ class LatentPose(nn.Module):
         self.register_buffer("z_init", start)
         self._warned_zero = False
 
+    def train(self, mode: bool = True) -> LatentPose:
+        super().train(mode)
+        # a wrapper's .train() (user code, Lightning) would switch on the generator's dropout:
+        # random poses, and a saved z no longer decoding to the pose it fitted
+        self.prior.eval()
+        return self
+
     @torch.no_grad()
     def reset(self) -> None:
         """Put :attr:`z` back to its starting value (VPoser code's ``pose_embedding.fill_(0)``

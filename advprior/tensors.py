@@ -53,13 +53,25 @@ def check_tensor(
 def check_dtype(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
     """Return ``x`` when its dtype is the model's ``dtype``, else raise a ``TypeError`` that says
     which conversion fixes it (torch's own error, ``mat1 and mat2 must have the same dtype``,
-    names neither the argument nor the model)."""
-    if x.dtype != dtype:
+    names neither the argument nor the model).
+
+    Inside ``torch.autocast``, ``x`` in the autocast dtype is accepted: the linear layers run in
+    that dtype anyway, and a regressor's own layers hand it over (mixed-precision training)."""
+    if x.dtype != dtype and not _autocast_dtype(x):
         raise TypeError(
             f"{name} has dtype {x.dtype} but the prior's weights are {dtype}; convert one of "
             f"them ({name}.to({dtype}) or prior.to({x.dtype}))"
         )
     return x
+
+
+def _autocast_dtype(x: Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device and ``x`` has its dtype."""
+    kind = x.device.type
+    try:
+        return torch.is_autocast_enabled(kind) and x.dtype == torch.get_autocast_dtype(kind)
+    except RuntimeError:  # a device type autocast does not know (e.g. meta)
+        return False
 
 
 def flatten_batch_dims(x: Tensor, end_dim: int) -> tuple[Tensor, torch.Size]:

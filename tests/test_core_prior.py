@@ -344,6 +344,16 @@ def test_latent_pose_init_and_errors(prior: PosePrior) -> None:
         LatentPose(prior, -1)
 
 
+def test_latent_pose_keeps_the_prior_in_eval_mode_when_its_owner_trains() -> None:
+    torch.manual_seed(0)
+    prior = PosePrior(latent="sphere").eval()
+    owner = nn.ModuleDict({"pose": LatentPose(prior, 3)}).train()  # e.g. a Lightning module
+    assert owner.training and owner["pose"].training and not prior.training
+    # no dropout: the same z gives the same pose, the one prior.decode(z) gives
+    assert torch.equal(owner["pose"](), owner["pose"]())
+    assert torch.equal(owner["pose"](), prior.decode(owner["pose"].z))
+
+
 def test_latent_pose_trains_only_z_when_prior_frozen(prior: PosePrior) -> None:
     prior.requires_grad_(False)
     lp = LatentPose(prior, 2)

@@ -52,6 +52,24 @@ def test_only_the_head_trains_and_the_prior_stays_in_eval_mode() -> None:
     assert torch.equal(head(feats), head(feats))
 
 
+@pytest.mark.parametrize("prior", [PosePrior(latent="sphere"), VPoserVAE()], ids=["gan", "vae"])
+def test_mixed_precision_training_step(prior) -> None:
+    # torch.autocast makes the head's Linear hand bfloat16 latents to the float32 prior
+    torch.manual_seed(0)
+    head = LatentHead(8, prior).train()
+    opt = torch.optim.SGD(head.net.parameters(), lr=0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pose = head(torch.randn(5, 8))
+        loss = pose.float().square().mean()
+    assert pose.dtype == torch.bfloat16 and pose.shape == (5, 63)
+    loss.backward()
+    assert head.net.weight.grad is not None and torch.isfinite(head.net.weight.grad).all()
+    opt.step()
+    # outside autocast a bfloat16 latent is still the one-line dtype error
+    with pytest.raises(TypeError, match="dtype torch.bfloat16 but the prior's weights"):
+        prior.decode(torch.randn(2, 32, dtype=torch.bfloat16))
+
+
 def test_works_with_the_vae_and_rejects_a_gmm() -> None:
     head = LatentHead(4, VPoserVAE())
     assert head(torch.randn(3, 4)).shape == (3, 63)

@@ -63,6 +63,15 @@ def test_shapes_leading_dims_smpl_layout_and_empty() -> None:
     smpl = torch.cat([poses, torch.zeros(2, 3, 6)], -1)
     assert prior.project_pose(smpl, steps=5).shape == (2, 3, 69)
     assert invert(prior, torch.zeros(0, 63)).shape == (0, 32)
+    # float64 poses: z in the prior's dtype, the error in the pose's, for any batch size
+    for n in (2, 0):
+        z, err = invert(prior, poses[0, :n].double(), steps=2, return_error=True)
+        assert (z.dtype, err.dtype, z.shape, err.shape) == (
+            torch.float32,
+            torch.float64,
+            (n, 32),
+            (n,),
+        )
 
 
 def test_each_pose_is_inverted_independently() -> None:

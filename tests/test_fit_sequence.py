@@ -12,7 +12,7 @@ import torch
 
 from advprior.body import forward_kinematics
 from advprior.cli import main
-from advprior.fitting import PinholeCamera, Smoothness, fit_sequence
+from advprior.fitting import PinholeCamera, Smoothness, fit_keypoints, fit_sequence
 from advprior.fitting.sequence import as_smoothness, latent_step
 from advprior.hub import load_pretrained
 from advprior.latent import LatentSpace
@@ -56,6 +56,9 @@ def test_bad_input_is_refused(prior) -> None:
         fit_sequence(kp[0], conf[0], CAMERA, prior=prior)
     with pytest.raises(ValueError, match="confidence must have shape"):
         fit_sequence(kp, conf[:2], CAMERA, prior=prior)
+    # 24 keypoints under another format's name: the keypoints are named, not the confidence
+    with pytest.raises(ValueError, match=r"keypoints must have shape \(\.\.\., 17, 2\)"):
+        fit_sequence(kp, conf, CAMERA, prior=prior, keypoint_format="coco17")
     with pytest.raises(ValueError, match="overlap"):
         fit_sequence(kp, conf, CAMERA, prior=prior, window=4, overlap=4)
     with pytest.raises(ValueError, match="smoothness"):
@@ -83,8 +86,6 @@ def test_one_frame_and_a_missing_frame(prior) -> None:
 
 def test_starts_go_to_the_per_frame_start(prior) -> None:
     """``starts`` is the per-frame start's: the same as passing that fit as ``init``."""
-    from advprior.fitting import fit_keypoints
-
     kp, conf, _ = _clip(prior, 3)
     kw = {"iterations": 2}
     res = fit_sequence(kp, conf, CAMERA, prior=prior, init_iterations=2, starts=2, **kw)
@@ -94,6 +95,18 @@ def test_starts_go_to_the_per_frame_start(prior) -> None:
     assert res.info["init_starts"] == 2 and same.info["init_starts"] is None
     with pytest.raises(ValueError, match="starts must be a positive int"):
         fit_sequence(kp, conf, CAMERA, prior=prior, starts=0)
+
+
+def test_init_from_another_prior_is_refused(prior) -> None:
+    # every shipped latent prior has 32 numbers: the fit's recorded prior tells them apart
+    kp, conf, _ = _clip(prior, 2)
+    init = fit_keypoints(kp, conf, CAMERA, prior=prior, iterations=2)
+    with pytest.raises(ValueError, match=r"fitted with a gan prior \(latent sphere\).*vae"):
+        fit_sequence(kp, conf, CAMERA, prior="vae", init=init, iterations=2)
+    with pytest.raises(ValueError, match=r"latent sphere\).*gan prior \(latent uniform\)"):
+        fit_sequence(kp, conf, CAMERA, prior="gan-u", init=init, iterations=2)
+    same = fit_sequence(kp, conf, CAMERA, prior=prior, init=init, iterations=2)
+    assert same.body_pose.shape == (2, 63)
 
 
 def test_windows_batches_and_smoothness(prior) -> None:

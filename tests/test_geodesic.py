@@ -85,6 +85,18 @@ def test_single_pair_zero_iterations_and_two_steps(gan_s) -> None:
     assert torch.equal(geodesic_path(gan_s, z0, z1, 2), gan_s.interpolate(z0, z1, 2))
 
 
+def test_ends_of_another_dtype_as_without_geodesic(gan_s) -> None:
+    z0, z1 = _pairs(gan_s, 2)
+    plain = gan_s.interpolate(z0.double(), z1.double(), 5)
+    path = gan_s.interpolate(z0.double(), z1.double(), 5, geodesic=True, iterations=10)
+    assert plain.dtype == path.dtype == torch.float64
+    # optimised in the prior's float32 from a start that differs from the float32 ends' by
+    # rounding (~1e-7): 10 L-BFGS iterations keep it within 1e-4 of that path
+    same = gan_s.interpolate(z0, z1, 5, geodesic=True, iterations=10)
+    assert torch.equal(path[:, [0, -1]], plain[:, [0, -1]])
+    assert torch.allclose(path.float(), same, atol=1e-4)
+
+
 @pytest.mark.parametrize("alias", ["gan-u", "vae"])
 def test_cube_and_gaussian_latents(alias: str) -> None:
     prior = load_pretrained(alias)

@@ -327,6 +327,12 @@ def fit_sequence(
         raise ValueError(
             f"keypoints has no frames (shape {tuple(kp_in.shape)}); a sequence needs T >= 1 frames"
         )
+    if kp_in.shape[-2] != fmt.num_keypoints or kp_in.shape[-1] not in (2, 3):
+        raise ValueError(
+            f"keypoints must have shape (..., {fmt.num_keypoints}, 2) for keypoint_format "
+            f"{fmt.name!r} (or (..., {fmt.num_keypoints}, 3) with confidence), got "
+            f"{tuple(kp_in.shape)}"
+        )
     conf_in = confidence
     if confidence is not None:
         conf_in = _as_tensor(confidence, "confidence")
@@ -398,6 +404,17 @@ def fit_sequence(
             f"init has {len(init)} frames; it must fit the {int(seen.sum())} "
             "frames that are not missing"
         )
+    # latents of every shipped latent prior have 32 numbers: the size alone cannot tell a GAN-S
+    # latent from a VAE's, the prior recorded by the fit can
+    made = (init.info or {}).get("prior_kind")
+    if isinstance(made, dict):
+        want = term.describe()
+        if (made.get("kind"), made.get("latent")) != (want["kind"], want["latent"]):
+            raise ValueError(
+                f"init must come from a fit with the same prior: it was fitted with a "
+                f"{made.get('kind')} prior (latent {made.get('latent')}), this fit uses a "
+                f"{want['kind']} prior (latent {want['latent']})"
+            )
     params = init.latent if term.has_latent else init.body_pose
     if params is None or params.shape[-1] != term.dim:
         raise ValueError(
