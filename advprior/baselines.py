@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advprior.fileio import write_atomic
+from advprior.fileio import portable_pickle, write_atomic
 from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output
 from advprior.latent import LatentSpace, check_generator
@@ -316,7 +315,8 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         covars = 0.5 * (covars + covars.transpose(0, 2, 1))
         out = {"means": means, "covars": covars, "weights": weights}
         if path is not None:
-            write_atomic(Path(path), lambda fh: pickle.dump(out, fh, protocol=2))
+            blob = portable_pickle(out)
+            write_atomic(Path(path), lambda fh: fh.write(blob))
         return out
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import pickletools
 import re
 import secrets
 import warnings
@@ -143,3 +145,26 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def portable_pickle(obj: object) -> bytes:
+    """A protocol-2 pickle of plain numpy arrays and containers that every numpy reads.
+
+    numpy 2 pickles arrays through ``numpy._core.multiarray``, a module that numpy before 1.26
+    does not have (``ModuleNotFoundError: numpy._core`` in the older environments that SMPLify
+    and SPIN-style code still run in). Those globals are written under numpy 1.x's
+    ``numpy.core`` names, as SMPL's and SMPLify's own files have them; numpy 2 resolves those
+    names for old pickles. Protocol 2 is what those files use (Python 2 could read them).
+    """
+    data = pickle.dumps(obj, protocol=2)
+    out, last = bytearray(), 0
+    for op, arg, pos in pickletools.genops(data):
+        if op.name != "GLOBAL":
+            continue
+        module, name = arg.split(" ", 1)
+        if module == "numpy._core" or module.startswith("numpy._core."):
+            legacy = "numpy.core" + module[len("numpy._core") :]
+            out += data[last:pos] + b"c" + f"{legacy}\n{name}\n".encode("ascii")
+            last = pos + len(f"c{module}\n{name}\n")
+    out += data[last:]
+    return bytes(out)

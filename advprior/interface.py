@@ -46,6 +46,17 @@ _BODY_JOINTS = {"smplx": NUM_BODY_JOINTS, "smplh": NUM_BODY_JOINTS, "smpl": NUM_
 _START_SAMPLES = 512
 
 
+def start_samples(space: LatentSpace, dtype: torch.dtype, n: int = _START_SAMPLES) -> Tensor:
+    """The ``n`` seeded latents ``(n, D)`` that fit starts are chosen from, in ``dtype``.
+
+    Drawn in float32 whatever ``dtype`` is: a seeded generator gives other numbers in float64,
+    so a ``.double()`` prior (or ``torch.set_default_dtype(torch.float64)``) would otherwise start
+    fits, and centre :mod:`advprior.compat`'s chart, at another pose.
+    """
+    gen = torch.Generator().manual_seed(0)
+    return space.sample(n, generator=gen, dtype=torch.float32).to(dtype)
+
+
 def body_joints(body: str) -> int:
     """Joints in ``body_pose`` for a ``body`` of :data:`BODIES`: 21, or 23 for ``"smpl"``."""
     if body not in _BODY_JOINTS:
@@ -233,10 +244,9 @@ class Prior:
             return torch.zeros(3 * NUM_BODY_JOINTS, dtype=self.dtype, device=self.device)
         if space.kind != "sphere":
             return torch.zeros(space.dim, dtype=self.dtype, device=self.device)
-        gen = torch.Generator().manual_seed(0)
-        z = space.sample(_START_SAMPLES, generator=gen, dtype=self.dtype)
+        z = start_samples(space, self.dtype)
         with torch.no_grad(), frozen(self):
-            rot = self.decode(z.to(self.device), output="rotmat").cpu()
+            rot = self.decode(z.to(self.device), output="rotmat").cpu().float()
         flat = rot.reshape(len(z), -1)
         # Squared Frobenius distances between all pairs via one matmul.
         sq = (flat * flat).sum(-1)
@@ -259,11 +269,10 @@ class Prior:
         space = self.latent_space
         if s == 1 or space is None:
             return first.expand(s, -1).clone()
-        gen = torch.Generator().manual_seed(0)
-        z = space.sample(_START_SAMPLES, generator=gen, dtype=self.dtype).to(self.device)
+        z = start_samples(space, self.dtype).to(self.device)
         with torch.no_grad(), frozen(self):
-            flat = self.decode(z, output="rotmat").reshape(len(z), -1).cpu()
-            f = self.decode(first, output="rotmat").reshape(1, -1).cpu()
+            flat = self.decode(z, output="rotmat").reshape(len(z), -1).cpu().float()
+            f = self.decode(first, output="rotmat").reshape(1, -1).cpu().float()
         sq = (flat * flat).sum(-1)
         dist = (sq[:, None] + sq[None, :] - 2 * flat @ flat.T).clamp(min=0)
         nearest = ((flat - f) ** 2).sum(-1)  # each sample's distance to the chosen set

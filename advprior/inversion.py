@@ -105,6 +105,21 @@ def invert(
     from advprior.body import forward_kinematics
 
     body_pose = check_tensor(body_pose, "body_pose", BODY_POSE_SIZES)
+    if torch.is_inference_mode_enabled():
+        # the inversion is an optimisation: it needs autograd, which inference mode (Lightning's
+        # validate/predict) switches off for good; ordinary tensors of the pose do the work
+        with torch.inference_mode(False):
+            return invert(
+                prior,
+                body_pose.clone(),
+                steps=steps,
+                restarts=restarts,
+                joint_weight=joint_weight,
+                bank_size=bank_size,
+                body_model=body_model,
+                return_error=return_error,
+                encoder=encoder,
+            )
     for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
         if (
             isinstance(value, bool)

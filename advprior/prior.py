@@ -22,6 +22,7 @@ from advprior.interface import (
     body_joints,
     check_output,
     convert_rotmat,
+    start_samples,
 )
 from advprior.latent import LatentSpace, check_latent
 from advprior.rotations import rot6d_to
@@ -222,8 +223,7 @@ class LatentPose(nn.Module):
         self.prior = prior
         dim, dtype = prior.latent_space.dim, prior.dtype
         if init is None:
-            seeded = torch.Generator().manual_seed(0)
-            init = prior.latent_space.sample(batch_size, generator=seeded, dtype=dtype)
+            init = start_samples(prior.latent_space, dtype, batch_size)
         elif isinstance(init, str):
             if init != "typical":
                 raise ValueError(f'init must be None, "typical" or a tensor, got {init!r}')

@@ -23,6 +23,8 @@ from __future__ import annotations
 import roma
 import torch
 
+from advprior.tensors import cacheable
+
 # Below this angle theta / (2 sin theta) is taken as 1/2: the next term, theta^2 / 12 < 1e-17,
 # is below float64's eps, and the quotient's gradient would cancel catastrophically (or its
 # 1/s^2 underflow in float32) as theta -> 0.
@@ -80,7 +82,8 @@ def _const(name: str, like: torch.Tensor) -> torch.Tensor:
         # Outside inference mode, so the constant can also serve autograd-tracked calls.
         with torch.inference_mode(False):
             value = torch.tensor(_CONSTANTS[name], dtype=like.dtype, device=like.device)
-        _CONST_CACHE[key] = value
+        if cacheable(value):
+            _CONST_CACHE[key] = value
     return value
 
 

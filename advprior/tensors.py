@@ -11,7 +11,7 @@ leading dimensions into one for code that works on ``(N, D)`` and restore them a
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def _shape_text(sizes: tuple[int, ...]) -> str:
@@ -63,6 +63,13 @@ def check_dtype(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
             f"them ({name}.to({dtype}) or prior.to({x.dtype}))"
         )
     return x
+
+
+def cacheable(t: Tensor) -> bool:
+    """Whether ``t`` may be kept past this call: a plain tensor made outside any tracing.
+    ``torch.export`` runs eager code with fake tensors (a ``Tensor`` subclass); one kept in a
+    module-level cache would make every later eager call return fake tensors."""
+    return type(t) in (torch.Tensor, nn.Parameter) and not torch.compiler.is_compiling()
 
 
 def _autocast_dtype(x: Tensor) -> bool:

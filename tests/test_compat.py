@@ -94,6 +94,41 @@ def test_encode_returns_the_latent_of_the_pose(v1) -> None:
     assert err < (0.05 if vposer.prior.model_type == "gan" else 0.3)
 
 
+def test_v1_dtypes_forward_signature_and_encode_gradient(v1) -> None:
+    v1, _ = v1
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(0))
+    aa32 = v1.decode(z, output_type="aa")
+    aa64 = v1.decode(z.double(), output_type="aa")
+    # a float64 pipeline keeps float64 poses, computed in the prior's float32 (the chart and
+    # the axis-angle conversion in float64: float32 rounding apart, ~1e-6 rad)
+    assert aa64.dtype == torch.float64 and torch.allclose(aa64, aa32.double(), atol=1e-5)
+    pose = aa32.reshape(3, 63)
+    assert v1.encode(pose.double()).mean.dtype == torch.float64
+    # v1's forward(Pin, input_type="matrot", output_type="matrot")
+    mat = v1.decode(z, output_type="matrot")
+    out = v1(mat)
+    assert out["pose"].shape == (3, 1, 21, 9) and out["mean"].shape == (3, 32)
+    assert v1(mat, "matrot", "aa")["pose"].shape == (3, 1, 21, 3)
+    same = v1(pose, input_type="aa", output_type="aa")
+    assert torch.allclose(same["mean"], out["mean"], atol=1e-4)
+    with pytest.raises(ValueError, match="input_type='aa'"):
+        v1(pose, output_type="aa")  # axis-angle under v1's matrot default
+    with pytest.raises(ValueError, match="input_type"):
+        v1(mat, input_type="quat")
+    # the GAN's encode is an optimisation: no gradient, and a warning when one was expected;
+    # the VAE's encoder is differentiable
+    wanted = pose.clone().requires_grad_(True)
+    if v1.prior.model_type == "gan":
+        with pytest.warns(UserWarning, match="no gradient to the pose"):
+            assert not v1.encode(wanted).mean.requires_grad
+    else:
+        assert v1.encode(wanted).mean.requires_grad
+    # inside inference mode (Lightning's validation) it still inverts
+    with torch.inference_mode():
+        inferred = v1.encode(pose).mean
+    assert torch.allclose(inferred, v1.encode(pose).mean)
+
+
 def test_v2_api() -> None:
     vp, cfg = load_model(
         "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True
@@ -214,6 +249,19 @@ def test_chart_centre_and_the_scale_of_the_models_own_samples() -> None:
     assert abs(float(per_dim) - 1.0) < 0.1
 
 
+def test_the_typical_pose_and_the_chart_do_not_depend_on_the_dtype() -> None:
+    # seeded draws differ between float32 and float64: the start samples are drawn in float32
+    f32, f64 = load_pretrained("gan-s"), load_pretrained("gan-s").double()
+    assert torch.equal(f64.typical_latent(), f32.typical_latent().double())
+    assert torch.equal(f64.fit_starts(4), f32.fit_starts(4).double())
+    assert torch.equal(LatentPose(f64, 2).z.detach(), LatentPose(f32, 2).z.detach().double())
+    z = torch.randn(5, 32, generator=torch.Generator().manual_seed(3))
+    a = load_vposer(f32)[0].decode(z, output_type="aa")
+    b = load_vposer(f64)[0].decode(z.double(), output_type="aa")
+    # the same chart evaluated in float32 and float64: float32 rounding through the MLP (~1e-6)
+    assert torch.allclose(a.double(), b, atol=1e-5)
+
+
 def test_real_validation_poses_have_about_unit_variance(shared_mocap) -> None:
     from advprior.data import load_motion
 
@@ -258,9 +306,10 @@ def test_fit_keypoints_starts_at_the_typical_latent() -> None:
 # --- GMM export -----------------------------------------------------------------------------
 
 
+# numpy 1.x names only: numpy < 1.26 has no numpy._core (older SMPLify environments), numpy 2
+# resolves the old names
 _PLAIN = {
     ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("_codecs", "encode"),

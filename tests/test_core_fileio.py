@@ -44,3 +44,27 @@ def test_files_honour_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o644
+
+
+def test_portable_pickle_uses_numpy1_names_and_round_trips() -> None:
+    import pickle
+    import pickletools
+
+    from advprior.fileio import portable_pickle
+
+    obj = {
+        "a": np.arange(6.0).reshape(2, 3),
+        "f": np.zeros((0, 3), np.uint32),
+        "s": np.float64(3.5),
+        "v": np.asarray(3, dtype=np.int64),
+        "nested": {"k": [1, 2]},
+    }
+    blob = portable_pickle(obj)
+    names = [arg for op, arg, _ in pickletools.genops(blob) if op.name == "GLOBAL"]
+    assert "numpy.core.multiarray _reconstruct" in names
+    assert "numpy.core.multiarray scalar" in names
+    assert not [n for n in names if n.startswith("numpy._core")]  # numpy < 1.26 lacks it
+    back = pickle.loads(blob, encoding="latin1")
+    assert back.keys() == obj.keys() and back["nested"] == obj["nested"]
+    for key in ("a", "f", "s", "v"):
+        assert np.array_equal(back[key], obj[key]) and back[key].dtype == obj[key].dtype

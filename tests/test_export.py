@@ -5,6 +5,8 @@ the provenance metadata inside the file."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -187,3 +189,32 @@ def test_reading_metadata_of_a_file_that_is_no_export(tmp_path: Path) -> None:
     other.write_text("print('hello')\n")
     with pytest.raises(ValueError, match="neither a TorchScript archive nor an ONNX model"):
         read_export_metadata(other)
+
+
+def test_torch_export_of_user_code_leaves_later_eager_calls_alone() -> None:
+    # torch.export (non-strict, its default) runs our eager code on fake tensors; constants or
+    # the stand-in body built during that trace must not be cached for later calls. A fresh
+    # process, so the trace is the first call that builds them.
+    code = """
+import torch
+from advprior import PosePrior
+from advprior.body import forward_kinematics
+
+torch.manual_seed(0)
+prior = PosePrior(latent="sphere").eval()
+
+class Fk(torch.nn.Module):
+    def forward(self, z):
+        pose = prior.decode(z)
+        return forward_kinematics(torch.zeros(z.shape[0], 3), pose)
+
+z = prior.project(torch.randn(3, 32))
+exported = torch.export.export(Fk(), (z,), strict=False).module()
+eager = Fk()(z)
+assert type(eager) is torch.Tensor, type(eager)
+assert torch.isfinite(eager).all() and eager.shape == (3, 24, 3)
+assert torch.allclose(exported(z), eager, atol=1e-5)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

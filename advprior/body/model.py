@@ -11,7 +11,6 @@ Conventions: axis-angle in radians, metres, SMPL's frame (y up, x to the body's 
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import tempfile
 import warnings
@@ -31,7 +30,7 @@ from advprior.body import files, standin
 from advprior.errors import ModelNotFoundError
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
-from advprior.tensors import check_tensor
+from advprior.tensors import cacheable, check_tensor
 
 __all__ = ["BodyModel", "BodyOutput", "load_body_model", "default_standin"]
 
@@ -555,9 +554,16 @@ def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:
     )
 
 
-@functools.lru_cache(maxsize=1)
+_DEFAULT_STANDIN: list[BodyModel] = []
+
+
 def default_standin() -> BodyModel:
     """The stand-in body (float32, CPU), built once per process; do not modify it."""
+    if _DEFAULT_STANDIN:
+        return _DEFAULT_STANDIN[0]
     model = load_body_model()
     model.requires_grad_(False)
+    # one built while torch.export traces holds fake tensors: used for that trace only
+    if all(cacheable(b) for b in model.buffers()):
+        _DEFAULT_STANDIN.append(model)
     return model

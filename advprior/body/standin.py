@@ -23,14 +23,13 @@ import functools
 import hashlib
 import math
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from smplx.vertex_ids import vertex_ids as _SMPLX_VERTEX_IDS
 
-from advprior.fileio import write_atomic
+from advprior.fileio import portable_pickle, write_atomic
 from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
 
 __all__ = [
@@ -591,7 +590,7 @@ def standin_path(*, refresh: bool = False) -> Path:
     check makes it unnecessary. The :data:`STANDIN_VERSION` is part of the folder name.
     """
     path = cache_dir() / "body" / f"standin-v{STANDIN_VERSION}" / "SMPL_NEUTRAL.pkl"
-    blob = pickle.dumps(build_standin(), protocol=4)
+    blob = portable_pickle(build_standin())
     if refresh or not path.is_file() or _sha256(path) != hashlib.sha256(blob).hexdigest():
         write_atomic(path, lambda fh: fh.write(blob))
     return path
@@ -647,7 +646,7 @@ def smpl_layout(data: dict[str, object]) -> dict[str, object]:
 @functools.lru_cache(maxsize=1)
 def _smpl_file_bytes() -> bytes:
     """The pickle of :func:`smpl_layout` of the stand-in (deterministic; built once per process)."""
-    return pickle.dumps(smpl_layout(build_standin()), protocol=4)
+    return portable_pickle(smpl_layout(build_standin()))
 
 
 def _sha256(path: Path) -> str:

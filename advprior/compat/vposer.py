@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -89,6 +90,7 @@ class VPoserV1(nn.Module):
         self.chart = chart if chart is not None else chart_for(prior)
         self.latentD = int(prior.latent_dim)
         self.num_joints = 21
+        self._warned_no_grad = False
 
     def train(self, mode: bool = True) -> VPoserV1:
         # VPoser users call .train()/.eval() on it; the wrapped prior always decodes in eval mode
@@ -105,13 +107,15 @@ class VPoserV1(nn.Module):
         return self.chart(_check_z(z, self.latentD))
 
     def decode_rotmat(self, z: torch.Tensor) -> torch.Tensor:
-        """Rotation matrices ``(B, 21, 3, 3)`` for embeddings ``z (B, D)``."""
+        """Rotation matrices ``(B, 21, 3, 3)`` for embeddings ``z (B, D)``, in ``z``'s dtype
+        (computed in the prior's: SMPLify-X run in float64 keeps float64 poses)."""
         w = self.latent(z)
-        if w.dtype != self._param().dtype:
-            w = w.to(self._param().dtype)
+        w = w.to(self._param().dtype)
         if self.prior.model_type == "gan":
-            return self.prior.decode(w, output="rotmat", project=False)
-        return self.prior.decode(w, output="rotmat")
+            rot = self.prior.decode(w, output="rotmat", project=False)
+        else:
+            rot = self.prior.decode(w, output="rotmat")
+        return rot.to(z.dtype)
 
     def decode(self, Zin: torch.Tensor, output_type: str = "matrot") -> torch.Tensor:  # noqa: N803
         """``(B, 1, 21, 9)`` rotation matrices (``"matrot"``) or ``(B, 1, 21, 3)`` axis-angle
@@ -128,18 +132,54 @@ class VPoserV1(nn.Module):
         entries, e.g. ``(B, 1, 21, 3)``) as a ``Normal`` over embeddings; ``.mean (B, D)``.
 
         GAN: the inversion (``invert_kwargs`` go to :meth:`advprior.PosePrior.invert`) through
-        the chart's inverse, zero spread. VAE: the posterior (the chart is the identity)."""
+        the chart's inverse, zero spread, **no gradient to the pose** (an optimisation, not a
+        network; a warning says so once when the pose requires grad). A loss on
+        ``decode(encode(pose).mean)`` against ``pose`` still gets a gradient through ``pose``
+        itself, close to the full one: the inverted latent minimises a pose distance of that
+        kind, so the latent's own derivative nearly drops out (envelope theorem).
+        VAE: the posterior (the chart is the identity), differentiable. The distribution is in
+        ``Pin``'s dtype."""
         if not isinstance(Pin, torch.Tensor):
             raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
         size = 3 * self.num_joints
         if Pin.ndim == 0 or Pin.numel() % size or Pin.shape[0] * size != Pin.numel():
             raise ValueError(f"Pin must hold B x 63 axis-angle numbers, got {tuple(Pin.shape)}")
         pose = Pin.reshape(Pin.shape[0], size)
+        dtype = Pin.dtype if Pin.dtype.is_floating_point else self._param().dtype
         pose = pose.to(self._param().dtype)
         if self.prior.model_type == "vae":
-            return self.prior.encode(pose)
-        loc = self.chart.inverse(self.prior.invert(pose, **invert_kwargs))
+            q = self.prior.encode(pose)
+            return torch.distributions.Normal(
+                q.mean.to(dtype), q.stddev.to(dtype), validate_args=False
+            )
+        if Pin.requires_grad and torch.is_grad_enabled() and not self._warned_no_grad:
+            self._warned_no_grad = True
+            warnings.warn(
+                "encode() of a GAN prior inverts the pose by optimisation: its latent carries no "
+                "gradient to the pose, so a loss on encode(pose).mean trains nothing (a loss on "
+                "decode(encode(pose).mean) - pose does get its gradient through pose)",
+                UserWarning,
+                stacklevel=2,
+            )
+        loc = self.chart.inverse(self.prior.invert(pose, **invert_kwargs)).to(dtype)
         return torch.distributions.Normal(loc, torch.zeros_like(loc), validate_args=False)
+
+    def _matrot_to_aa(self, Pin: torch.Tensor) -> torch.Tensor:  # noqa: N803
+        size = 9 * self.num_joints
+        if not isinstance(Pin, torch.Tensor):
+            raise TypeError(f"Pin must be a torch.Tensor of rotation matrices, got {type(Pin)}")
+        if Pin.ndim == 0 or Pin.numel() % size or Pin.shape[0] * size != Pin.numel():
+            hint = (
+                "; it holds B x 63 numbers: axis-angle? pass input_type='aa' (VPoser v1's "
+                "forward takes rotation matrices by default)"
+                if Pin.ndim and Pin.numel() == Pin.shape[0] * 3 * self.num_joints
+                else ""
+            )
+            raise ValueError(
+                f"Pin must hold B x 21 x 9 rotation-matrix numbers, got {tuple(Pin.shape)}{hint}"
+            )
+        rot = Pin.reshape(Pin.shape[0], self.num_joints, 3, 3)
+        return rotmat_to_axis_angle(rot).reshape(Pin.shape[0], 3 * self.num_joints)
 
     def _sample_latent(self, num_poses: int, seed: int | None) -> torch.Tensor:
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
@@ -159,8 +199,21 @@ class VPoserV1(nn.Module):
             return rotmat_to_axis_angle(rot).reshape(num_poses, 1, self.num_joints, 3)
         return rot.reshape(num_poses, 1, self.num_joints, 9)
 
-    def forward(self, Pin: torch.Tensor, output_type: str = "matrot") -> dict[str, torch.Tensor]:  # noqa: N803
-        """Encode then decode the mean: ``{"pose", "mean", "std"}`` as v1's autoencoder."""
+    def forward(
+        self,
+        Pin: torch.Tensor,  # noqa: N803
+        input_type: str = "matrot",
+        output_type: str = "matrot",
+    ) -> dict[str, torch.Tensor]:
+        """Encode then decode the mean: ``{"pose", "mean", "std"}`` as v1's autoencoder, with
+        v1's signature: ``Pin`` rotation matrices (``B x 21 x 9`` numbers, ``input_type="matrot"``,
+        v1's default) or axis-angle (``B x 63``, ``input_type="aa"``)."""
+        if input_type not in _OUTPUT_TYPES:
+            raise ValueError(f"input_type must be 'matrot' or 'aa', got {input_type!r}")
+        if output_type not in _OUTPUT_TYPES:
+            raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
+        if input_type == "matrot":
+            Pin = self._matrot_to_aa(Pin)  # noqa: N806
         q = self.encode(Pin)
         return {
             "pose": self.decode(q.mean, output_type=output_type),
