@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -193,6 +194,30 @@ def test_subject_ids_are_global_across_sources() -> None:
     assert subject_of(Path("127/127_03.txt"), "cmu_deepmimic") == "cmu:127"
     assert subject_of(Path("amc/HDM_bd_squat_001_120.amc"), "hdm05_asfamc") == "hdm05:bd"
     assert subject_of(Path("salsa/01.bvh"), "cmu_daz") == "cmu_daz:salsa"
+    # AMASS names one CMU person's trials SS_TT_poses (SMPL-H) and SS_TT_stageii (SMPL-X)
+    assert subject_of(Path("CMU/02/02_01_poses.npz"), "amass") == "cmu:02"
+    assert subject_of(Path("CMU/02/02_01_stageii.npz"), "amass_x") == "cmu:02"
+
+
+def test_a_group_the_greedy_puts_all_in_train_still_holds_one_subject_out() -> None:
+    # the hash order puts the group's largest subject (here almost half the frames) last: the
+    # greedy keeps train's deficit the largest throughout and takes it too
+    from advprior.data.dataset import assign_splits as assign
+
+    small = {f"g:{i}": 100 for i in range(9)}
+    for big in range(2000):
+        frames = small | {f"g:big{big}": 900}
+        order = sorted(frames, key=lambda s: hashlib.sha256(f"x:{s}".encode()).hexdigest())
+        if order[-1] == f"g:big{big}":
+            break
+    out = assign(frames, (0.8, 0.1, 0.1), seed="x")
+    assert sorted(out.values()).count(0) == len(frames) - 1  # one held out, the rest train
+    held = next(s for s, k in out.items() if k)
+    assert frames[held] == 100  # the subject nearest that split's share (180 frames)
+    # fixed subjects stay where they are; a group of one stays in train
+    assert assign({"a:1": 10}, (0.8, 0.1, 0.1)) == {"a:1": 0}
+    all_fixed = dict.fromkeys(frames, 0)
+    assert assign(frames, (0.8, 0.1, 0.1), seed="x", fixed=all_fixed) == all_fixed
 
 
 def test_cli_build_and_info_print_counts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -220,3 +245,9 @@ def test_cmu_index_csv_sets_amc_rates(tmp_path: Path) -> None:
     after = build_dataset(src, tmp_path / "b.npz").per_source["asfamc"]
     # 80 frames: 0.66 s at 120 fps (20 frames at 30 fps), 1.32 s at 60 fps (40 frames).
     assert (before, after) == (20, 40)
+    # a CMU BVH conversion says 120 fps in its header also for a 60 fps trial: the index wins
+    local, pelvis = random_pose(80, seed=9)
+    (src / "cmubvh").mkdir()
+    write_bvh(src / "cmubvh" / "05_02.bvh", "motionbuilder", local, pelvis, frame_time=1 / 120)
+    bvh = build_dataset(src, tmp_path / "c.npz").per_source["cmubvh"]
+    assert bvh == 40

@@ -269,6 +269,14 @@ def test_amc_frame_cut_short_is_an_error_not_a_rest_pose(tmp_path: Path, cut: st
         ("0.0417", 24.0),
         ("0.01", 100.0),
         ("0.0333667", 1 / 0.0333667),  # NTSC 29.97 printed precisely: no integer fits, kept
+        # three decimals: a common capture rate within the printed precision wins over the
+        # integer nearest 1 / time (59, 125, 238)
+        ("0.017", 60.0),
+        ("0.008", 120.0),
+        ("0.0042", 240.0),
+        ("0.004", 250.0),  # exactly 250, itself a common rate
+        ("0.0080000", 125.0),  # printed precisely: 125, no common rate fits
+        ("0.016666", 60.0),  # truncated, not rounded: within 1e-4 of 60
     ],
 )
 def test_bvh_frame_time_is_read_to_its_printed_precision(
@@ -313,6 +321,18 @@ def test_an_unanticipated_reader_error_skips_one_file_not_the_build(
             raise TypeError("only 0-dimensional arrays can be converted")
         return real(path, **kwargs)
 
+    monkeypatch.setattr(dataset, "load_motion", odd)
+    for error in (TypeError("only 0-dimensional arrays can be converted"), AttributeError("x")):
+
+        def failing(path, raised=error, **kwargs):
+            if Path(path).name == "b.bvh":
+                raise raised
+            return real(path, **kwargs)
+
+        monkeypatch.setattr(dataset, "load_motion", failing)
+        report = dataset.build_dataset(src, tmp_path / "d.npz", log=lambda line: None)
+        kind = type(error).__name__
+        assert any(f"unexpected {kind}" in why for f, why in report.skipped), kind
     monkeypatch.setattr(dataset, "load_motion", odd)
     report = dataset.build_dataset(src, tmp_path / "d.npz", log=lambda line: None)
     assert report.sequences == 1

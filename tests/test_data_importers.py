@@ -493,6 +493,17 @@ def test_bvh_z_up_world_six_channels_tabs_crlf_and_units(tmp_path: Path) -> None
     np.testing.assert_allclose(load_motion(mm, units="mm").root_position, root, atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [1.0, 0.6, 0.55])
+def test_bvh_units_of_a_small_body_in_cm(tmp_path: Path, size: float) -> None:
+    # a child in cm (hip to ankle 0.43-0.47 m at 0.55-0.6 of SMPL's size) is nearer a typical
+    # adult read as inches (1.1-1.2 m), a leg no person has: cm is the unit that fits a person
+    local, root = random_pose(4, seed=2)
+    path = tmp_path / "child.bvh"
+    write_bvh(path, "mixamo", local, root, scale=100.0 * size)  # a body `size` of SMPL, in cm
+    motion = load_motion(path)
+    np.testing.assert_allclose(motion.root_position, root * size, atol=1e-6)
+
+
 def test_bvh_fps_override_and_resampling(tmp_path: Path) -> None:
     local, root = random_pose(61, seed=5)
     path = tmp_path / "a.bvh"
@@ -793,6 +804,25 @@ def test_deepmimic_hinges_and_builtin_character(tmp_path: Path) -> None:
         assert np.arccos(fore @ [0, -1, 0]) == pytest.approx(0.5, abs=1e-6) and fore[2] > 0
     # The character faces +x; in SMPL's frame the body faces +z, so the pelvis is near identity.
     assert np.linalg.norm(smpl.global_orient[0]) < 0.03
+
+
+def test_deepmimic_with_a_byte_order_mark_or_a_long_header(tmp_path: Path) -> None:
+    from advprior.data.deepmimic import is_deepmimic
+
+    frames = _deepmimic_frames(5, -1.0, 0.5)
+    bom = tmp_path / "01_01.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"Loop": "none", "Frames": frames}).encode())
+    long = tmp_path / "01_02.txt"  # "Frames" after 100 KB of other keys
+    long.write_text(json.dumps({"Notes": "x" * 100_000, "Loop": "none", "Frames": frames}))
+    plain = tmp_path / "01_03.txt"
+    plain.write_text(json.dumps({"Loop": "none", "Frames": frames}))
+    want = load_motion(plain).to_smpl(fps=None).body_pose
+    for path in (bom, long):
+        assert is_deepmimic(path)
+        np.testing.assert_array_equal(load_motion(path).to_smpl(fps=None).body_pose, want)
+    other = tmp_path / "settings.json"
+    other.write_text(json.dumps({"Notes": "x" * 100_000}))
+    assert not is_deepmimic(other)
 
 
 def test_deepmimic_character_file_beside_is_used(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from advprior.errors import MotionFormatError
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "asf": 0.0254 / 0.45}
 _TYPICAL_LEG_M = 0.85
+_LEG_RANGE_M = (0.3, 1.05)
 
 
 class _Tokens:
@@ -216,33 +217,41 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     )
 
 
-def snap_rate(fps: float, frame_time_text: str | None = None) -> float:
-    """The integer rate a rate read from a rounded frame time means, else ``fps`` as read.
+#: Capture and video rates a rounded frame time most likely means.
+COMMON_RATES = (24, 25, 30, 48, 50, 60, 90, 100, 120, 144, 150, 180, 200, 240, 250, 300, 360, 480)
 
-    Without ``frame_time_text``: the nearest integer when within 1e-4 relative (``0.00833333``
-    s -> 120). With the frame time as printed in the file, its precision decides: the printed
-    ``0.0083`` is any time in ``[0.00825, 0.00835]``, i.e. any rate in ``[119.8, 121.2]``, so
-    the integer in that range nearest to ``1 / 0.0083 = 120.5`` is taken (120); a precisely
-    printed non-integer rate (``0.0333667``, NTSC's 29.97) has no integer in its range and is
-    kept."""
+
+def snap_rate(fps: float, frame_time_text: str | None = None) -> float:
+    """The rate a rate read from a rounded frame time means, else ``fps`` as read.
+
+    With the frame time as printed in the file, its precision decides: the printed ``0.0083``
+    is any time in ``[0.00825, 0.00835]``, i.e. any rate in ``[119.8, 121.2]``. A common
+    capture rate (:data:`COMMON_RATES`) in that range is taken, the nearest to ``1 / 0.0083``
+    if several (``0.017`` -> 60, not 59; ``0.008`` -> 120, not 125; ``0.004`` -> 250); else the
+    integer in the range nearest to it; a precisely printed non-integer rate (``0.0333667``,
+    NTSC's 29.97) has no integer in its range and is kept. Otherwise (no ``frame_time_text``, or
+    a truncated one such as ``0.016666``): the nearest integer when within 1e-4 relative
+    (``0.00833333`` s -> 120)."""
+    exponent = None
+    if frame_time_text is not None:
+        try:
+            exponent = Decimal(frame_time_text.strip()).as_tuple().exponent
+        except InvalidOperation:
+            exponent = None
+    if isinstance(exponent, int):  # not for NaN / Infinity spelled out
+        half = 0.5 * 10.0**exponent
+        frame_time = 1.0 / fps
+        if frame_time > half:
+            low, high = 1.0 / (frame_time + half), 1.0 / (frame_time - half)
+            common = [r for r in COMMON_RATES if low <= r <= high]
+            candidates = common or range(max(1, math.ceil(low)), math.floor(high) + 1)
+            if candidates:
+                return float(min(candidates, key=lambda r: abs(r - fps)))
+    # truncated rather than rounded (0.016666) or no text: an integer within 1e-4 relative
     near = round(fps)
     if near > 0 and abs(fps - near) < 1e-4 * fps:
         return float(near)
-    if frame_time_text is None:
-        return float(fps)
-    try:
-        exponent = Decimal(frame_time_text.strip()).as_tuple().exponent
-    except InvalidOperation:
-        return float(fps)
-    if not isinstance(exponent, int):  # NaN / Infinity spelled out
-        return float(fps)
-    half = 0.5 * 10.0**exponent
-    frame_time = 1.0 / fps
-    if frame_time <= half:
-        return float(fps)
-    low, high = 1.0 / (frame_time + half), 1.0 / (frame_time - half)
-    candidates = range(max(1, math.ceil(low)), math.floor(high) + 1)
-    return float(min(candidates, key=lambda r: abs(r - fps))) if candidates else float(fps)
+    return float(fps)
 
 
 _CHANNELS = {f"{a}{k}" for a in "xyz" for k in ("position", "rotation")}
@@ -347,4 +356,9 @@ def _detect_scale(names, parents, offsets) -> float:
     if leg <= 0:
         return 1.0
     scales = np.array(list(UNITS.values()))
-    return float(scales[np.argmin(np.abs(np.log(leg * scales / _TYPICAL_LEG_M)))])
+    # Units that give a human hip-to-ankle length (a small child's to a 2 m adult's) first: a
+    # child captured in cm (leg 0.47 m) is nearer 0.85 m read as inches (1.19 m), which no
+    # person has. Then the nearest to a typical adult, by ratio.
+    plausible = scales[(leg * scales >= _LEG_RANGE_M[0]) & (leg * scales <= _LEG_RANGE_M[1])]
+    pool = plausible if len(plausible) else scales
+    return float(pool[np.argmin(np.abs(np.log(leg * pool / _TYPICAL_LEG_M)))])

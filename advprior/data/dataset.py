@@ -120,7 +120,9 @@ class BuildReport:
 def subject_of(rel: Path, source: str) -> str:
     """Global subject id of a motion file at ``rel`` (relative to the build root)."""
     stem = rel.stem
-    m = re.fullmatch(r"(\d+)_(\d+)(_poses)?", stem)
+    # CMU trial names in every format: AMC/BVH/DeepMimic "SS_TT", AMASS SMPL-H "SS_TT_poses",
+    # AMASS SMPL-X "SS_TT_stageii" (one person must be one subject whichever file holds them)
+    m = re.fullmatch(r"(\d+)_(\d+)(_poses|_stageii)?", stem)
     if m:
         return f"cmu:{int(m.group(1)):02d}"
     m = re.match(r"HDM_([A-Za-z]+)_", rel.name)
@@ -213,8 +215,9 @@ def source_rate(
     cmu_rates: Mapping[tuple[int, int], float] | None = None,
 ) -> float | None:
     """Frame-rate override for ``file``: a ``source_fps`` glob on its relative path, else a
-    readme declaration for its folder, else (AMC named ``SS_TT``) the CMU index rate, else None
-    (the file's own rate)."""
+    readme declaration for its folder, else (AMC or BVH named ``SS_TT``) the CMU index rate,
+    else None (the file's own rate). The CMU BVH conversions say 120 fps in every header, also
+    for the trials CMU captured at 60; AMASS and DeepMimic files carry their own true rates."""
     for pattern, rate in (source_fps or {}).items():
         if fnmatch.fnmatch(rel.as_posix(), pattern) or fnmatch.fnmatch(file.as_posix(), pattern):
             return float(rate)
@@ -222,7 +225,7 @@ def source_rate(
     if file.parent.name in rates:
         return rates[file.parent.name]
     m = re.fullmatch(r"(\d+)_(\d+)", file.stem)
-    if m and file.suffix.lower() == ".amc" and cmu_rates:
+    if m and file.suffix.lower() in (".amc", ".bvh") and cmu_rates:
         return cmu_rates.get((int(m.group(1)), int(m.group(2))))
     return None
 
@@ -284,7 +287,34 @@ def assign_splits(
             out[s] = k
             done[k] += frames[s]
             done_all[k] += frames[s]
+        _hold_one_out(groups[g], out, frames, target, done_all, fixed)
     return out
+
+
+def _hold_one_out(
+    subjects: list[str],
+    out: dict[str, int],
+    frames: Mapping[str, int],
+    target: np.ndarray,
+    done_all: np.ndarray,
+    fixed: Mapping[str, int],
+) -> None:
+    """Give a group of two or more subjects that the greedy put all in train one held-out
+    subject: the greedy keeps train's deficit the largest until a big subject comes last in the
+    hash order, and then takes it too (ten CMU subjects, one of them half the frames)."""
+    free = [s for s in subjects if s not in fixed]
+    if len(subjects) < 2 or len(free) < 1 or any(out[s] != 0 for s in subjects):
+        return
+    if target[1:].sum() <= 0:
+        return
+    total = float(sum(frames[s] for s in subjects))
+    # the held-out split with the larger target; on a tie the one with fewer frames so far
+    k = max((1, 2), key=lambda i: (target[i], -done_all[i]))
+    # the subject whose frames come closest to that split's share of the group
+    pick = min(free, key=lambda s: (abs(frames[s] - target[k] * total), s))
+    out[pick] = k
+    done_all[0] -= frames[pick]
+    done_all[k] += frames[pick]
 
 
 def build_dataset(
@@ -386,9 +416,10 @@ def build_dataset(
                 raise
             skip(file, f"{type(err).__name__}: {err}")
             continue
-        except (TypeError, IndexError, KeyError, ArithmeticError) as err:
-            # a file no reader check anticipated: in "skip" mode one odd file must not cost the
-            # whole build (it is reported with the error's type, for a bug report)
+        except Exception as err:
+            # a file no reader check anticipated (a TypeError from an odd array, an
+            # AttributeError from a JSON dict where a list belongs): in "skip" mode one odd
+            # file must not cost the whole build (it is reported with the error's type)
             if on_error == "abort":
                 raise
             skip(file, f"unexpected {type(err).__name__} while reading: {err}")

@@ -18,7 +18,7 @@ import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.bvh import snap_rate
-from advprior.data.motion import Motion, Skeleton
+from advprior.data.motion import UTF8_BOM, Motion, Skeleton
 from advprior.errors import MotionFormatError
 
 # (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
@@ -49,13 +49,29 @@ _WIDTH = {"none": 7, "spherical": 4, "revolute": 1, "fixed": 0}
 
 
 def is_deepmimic(path: Path) -> bool:
-    """True when ``path`` starts like a DeepMimic motion JSON (has ``"Frames"``)."""
+    """True when ``path`` is a JSON object with a ``"Frames"`` key (a UTF-8 byte-order mark and
+    any keys before it allowed), read in chunks: the file is not parsed here."""
+    key, tail = b'"Frames"', b""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            head = f.read(4096)
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            if not head.removeprefix(UTF8_BOM).lstrip().startswith(b"{"):
+                return False
+            chunk = head
+            while chunk:
+                if key in tail + chunk:
+                    return True
+                tail = chunk[-(len(key) - 1) :]
+                chunk = f.read(1 << 16)
     except OSError:
         return False
-    return head.lstrip().startswith("{") and '"Frames"' in head
+    return False
+
+
+def _read_text(path: Path) -> str:
+    """A JSON file's UTF-8 text, a byte-order mark dropped; raises ``OSError`` or
+    ``UnicodeDecodeError``."""
+    return path.read_bytes().decode("utf-8-sig")
 
 
 def find_character(path: Path) -> Path | None:
@@ -68,7 +84,7 @@ def find_character(path: Path) -> Path | None:
 def read_character(path: Path) -> tuple:
     """Joint table ``((name, type, parent, attach), ...)`` and end sites from a character file."""
     try:
-        d = json.loads(path.read_text())
+        d = json.loads(_read_text(path))
         joints = d["Skeleton"]["Joints"]
         table = tuple(
             (
@@ -90,7 +106,12 @@ def read_character(path: Path) -> tuple:
         if not np.isfinite(attach + theta).all():
             raise MotionFormatError(f"non-finite attach values of joint {name!r}", path)
     ends = dict(_END_SITES)
-    for b in d.get("BodyDefs", []):
+    bodies = d.get("BodyDefs", [])
+    if not isinstance(bodies, list) or not all(isinstance(b, dict) for b in bodies):
+        raise MotionFormatError(
+            f"'BodyDefs' must be a list of objects, got {type(bodies).__name__}", path
+        )
+    for b in bodies:
         name = b.get("Name")
         try:
             if name == "neck":
@@ -119,10 +140,12 @@ def read_deepmimic(
         table = tuple(row + ((0.0, 0.0, 0.0),) for row in HUMANOID3D)
         ends = dict(_END_SITES)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
         doc = json.loads(text)
     except json.JSONDecodeError as err:
         raise MotionFormatError(f"invalid JSON: {err.msg}", path, err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise MotionFormatError(f"not UTF-8 text ({err.reason})", path) from None
     except RecursionError:
         raise MotionFormatError("invalid JSON: nested too deeply", path) from None
     except OSError as err:

@@ -19,7 +19,7 @@ from advprior.data.retarget import SMPLMotion, retarget
 
 __all__ = ["Motion", "SMPLMotion", "Skeleton", "read_motion_text"]
 
-_UTF8_BOM = b"\xef\xbb\xbf"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def read_motion_text(path: str | Path) -> str:
@@ -27,7 +27,7 @@ def read_motion_text(path: str | Path) -> str:
     decodes any byte, so a stray non-ASCII comment never stops an import), without the UTF-8
     byte-order mark that Windows editors write (it would otherwise stick to the first word).
     Raises ``OSError`` as ``Path.read_bytes``."""
-    return Path(path).read_bytes().removeprefix(_UTF8_BOM).decode("latin-1")
+    return Path(path).read_bytes().removeprefix(UTF8_BOM).decode("latin-1")
 
 
 @dataclass(frozen=True)
