@@ -104,17 +104,16 @@ def test_v1_dtypes_forward_signature_and_encode_gradient(v1) -> None:
     assert aa64.dtype == torch.float64 and torch.allclose(aa64, aa32.double(), atol=1e-5)
     pose = aa32.reshape(3, 63)
     assert v1.encode(pose.double()).mean.dtype == torch.float64
-    # v1's forward(Pin, input_type="matrot", output_type="matrot")
-    mat = v1.decode(z, output_type="matrot")
-    out = v1(mat)
+    # v1's forward(Pin, input_type="matrot", output_type="matrot"): v1's encoder takes
+    # axis-angle whatever input_type says; rotation matrices (B x 189 numbers) are converted
+    out = v1(pose)
     assert out["pose"].shape == (3, 1, 21, 9) and out["mean"].shape == (3, 32)
-    assert v1(mat, "matrot", "aa")["pose"].shape == (3, 1, 21, 3)
-    same = v1(pose, input_type="aa", output_type="aa")
-    assert torch.allclose(same["mean"], out["mean"], atol=1e-4)
-    with pytest.raises(ValueError, match="input_type='aa'"):
-        v1(pose, output_type="aa")  # axis-angle under v1's matrot default
+    assert v1(pose, "aa")["pose"].shape == (3, 1, 21, 9)  # the 2nd positional is input_type
+    assert v1(pose, "aa", "aa")["pose"].shape == (3, 1, 21, 3)
+    mat = v1(v1.decode(z, output_type="matrot"), output_type="aa")
+    assert torch.allclose(mat["mean"], out["mean"], atol=1e-4)
     with pytest.raises(ValueError, match="input_type"):
-        v1(mat, input_type="quat")
+        v1(pose, input_type="quat")
     # the GAN's encode is an optimisation: no gradient, and a warning when one was expected;
     # the VAE's encoder is differentiable
     wanted = pose.clone().requires_grad_(True)

@@ -164,23 +164,6 @@ class VPoserV1(nn.Module):
         loc = self.chart.inverse(self.prior.invert(pose, **invert_kwargs)).to(dtype)
         return torch.distributions.Normal(loc, torch.zeros_like(loc), validate_args=False)
 
-    def _matrot_to_aa(self, Pin: torch.Tensor) -> torch.Tensor:  # noqa: N803
-        size = 9 * self.num_joints
-        if not isinstance(Pin, torch.Tensor):
-            raise TypeError(f"Pin must be a torch.Tensor of rotation matrices, got {type(Pin)}")
-        if Pin.ndim == 0 or Pin.numel() % size or Pin.shape[0] * size != Pin.numel():
-            hint = (
-                "; it holds B x 63 numbers: axis-angle? pass input_type='aa' (VPoser v1's "
-                "forward takes rotation matrices by default)"
-                if Pin.ndim and Pin.numel() == Pin.shape[0] * 3 * self.num_joints
-                else ""
-            )
-            raise ValueError(
-                f"Pin must hold B x 21 x 9 rotation-matrix numbers, got {tuple(Pin.shape)}{hint}"
-            )
-        rot = Pin.reshape(Pin.shape[0], self.num_joints, 3, 3)
-        return rotmat_to_axis_angle(rot).reshape(Pin.shape[0], 3 * self.num_joints)
-
     def _sample_latent(self, num_poses: int, seed: int | None) -> torch.Tensor:
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         return self.prior.sample_latent(num_poses, generator=gen)
@@ -206,14 +189,16 @@ class VPoserV1(nn.Module):
         output_type: str = "matrot",
     ) -> dict[str, torch.Tensor]:
         """Encode then decode the mean: ``{"pose", "mean", "std"}`` as v1's autoencoder, with
-        v1's signature: ``Pin`` rotation matrices (``B x 21 x 9`` numbers, ``input_type="matrot"``,
-        v1's default) or axis-angle (``B x 63``, ``input_type="aa"``)."""
+        v1's signature. ``Pin`` is axis-angle (``B x 63`` numbers, what v1's encoder takes
+        whatever ``input_type`` says: v1 checks it and ignores it) or rotation matrices
+        (``B x 21 x 9`` numbers, converted); its size tells which."""
         if input_type not in _OUTPUT_TYPES:
             raise ValueError(f"input_type must be 'matrot' or 'aa', got {input_type!r}")
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
-        if input_type == "matrot":
-            Pin = self._matrot_to_aa(Pin)  # noqa: N806
+        if isinstance(Pin, torch.Tensor) and Pin.ndim and Pin.numel() == Pin.shape[0] * 189:
+            rot = Pin.reshape(Pin.shape[0], self.num_joints, 3, 3)
+            Pin = rotmat_to_axis_angle(rot).reshape(Pin.shape[0], 3 * self.num_joints)  # noqa: N806
         q = self.encode(Pin)
         return {
             "pose": self.decode(q.mean, output_type=output_type),
