@@ -236,8 +236,9 @@ class Prior:
         else a pose ``(63,)``; on the prior's device and dtype.
 
         Default: the origin of a cube or normal latent; on the sphere, which has no origin, the
-        latent whose decoded pose is the medoid of 512 seeded samples (smallest summed squared
-        rotation-matrix distance to the others); the zero pose for a pose-space prior.
+        latent whose decoded pose is the medoid of 512 seeded samples (:func:`start_samples`;
+        smallest summed squared rotation-matrix distance to the others, in float32); the zero
+        pose for a pose-space prior.
         """
         space = self.latent_space
         if space is None:

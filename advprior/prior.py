@@ -179,7 +179,8 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
     def typical_latent(self) -> torch.Tensor:
         """The latent ``(D,)`` of a typical pose, a pure function of the weights
         (:meth:`advprior.interface.Prior.fit_start`): on the sphere the medoid of the decodings of
-        512 latents drawn with seed 0; the origin (itself on the manifold) for the cube and the
+        512 latents drawn with seed 0 (in float32 whatever the prior's dtype: a ``.double()``
+        prior has the same one); the origin (itself on the manifold) for the cube and the
         Gaussian. It is :func:`advprior.fitting.fit_keypoints`' starting latent,
         ``LatentPose(init="typical")`` and the centre of :mod:`advprior.compat`'s chart."""
         return self.fit_start()
