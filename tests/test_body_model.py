@@ -447,6 +447,12 @@ def test_amass_style_smplh_with_16_betas(cache, data: dict, tmp_path: Path) -> N
     torch.testing.assert_close(moved, expect, atol=1e-6, rtol=0)
     assert load_body_model(path, num_betas=12).num_betas == 12
     assert load_body_model(path, num_betas=40).num_betas == 16
+    # the plain smplx model keeps them too (smplx alone keeps 10 of a file's < 300)
+    ids = {name: int(i) for name, i in data["vertex_ids"].items()}  # the stand-in's mesh
+    plain = load_body_model(path, num_betas=16, as_smplx=True, ext="npz", vertex_ids=ids)
+    assert plain.num_betas == 16 and plain.shapedirs.shape[-1] == 16
+    out = plain(betas=betas).vertices[0] - plain().vertices[0]
+    torch.testing.assert_close(out, expect, atol=1e-6, rtol=0)
 
 
 def test_posed_points_match_the_full_mesh() -> None:
@@ -536,6 +542,35 @@ def test_inconsistent_arrays_are_named_when_read(
     np.savez(path, **arrays)
     with pytest.raises(CorruptCheckpointError, match=match):
         load_body_model(path)
+
+
+def test_empty_batches_and_plain_smplx_models_as_body_model(
+    cache, data: dict, standin: BodyModel, tmp_path: Path
+) -> None:
+    path = tmp_path / "SMPLX_NEUTRAL.npz"
+    np.savez(path, **_fake_family(data, "smplx"))
+    for model in (standin, load_body_model(path)):
+        out = model(torch.zeros(2, 0, 3), torch.zeros(2, 0, 63))
+        assert out.vertices.shape == (2, 0, model.num_vertices, 3)
+        assert out.joints.shape == (2, 0, 24, 3)
+        assert out.model_joints.shape[:2] == (2, 0)
+        points, joints = model.posed_points(torch.zeros(0, 3), torch.zeros(0, 63), [0, 1])
+        assert points.shape == (0, 2, 3) and joints.shape == (0, 24, 3)
+    # a plain smplx model takes other inputs: named as the problem, with the way out
+    plain = load_body_model(path, as_smplx=True, ext="pkl")  # ext: smplx.create's own argument
+    with pytest.raises(TypeError, match=r"BodyModel from load_body_model\(\), got smplx\."):
+        forward_kinematics(torch.zeros(1, 3), torch.zeros(1, 63), body_model=plain)
+    from advprior.fitting import PinholeCamera, fit_keypoints
+
+    with pytest.raises(TypeError, match="load_body_model"):
+        fit_keypoints(
+            torch.zeros(1, 24, 2),
+            torch.ones(1, 24),
+            PinholeCamera(1000.0, (500.0, 500.0)),
+            prior=None,
+            body_model=plain,
+            iterations=1,
+        )
 
 
 def test_as_smplx_smplx_file_with_own_vertex_ids(cache, data: dict, tmp_path: Path) -> None:

@@ -171,6 +171,27 @@ def test_eval_usage_errors_come_before_any_work(tmp_path: Path, capsys) -> None:
     out = ["--out", str(tmp_path / "r")]
     assert main([*base, *out, "--tasks", "--samples", "100", "--split", "validation"]) == 2
     assert "--samples, --split do(es) not apply to --tasks" in capsys.readouterr().err
+    assert main([*base, *out, "--tasks", "--model-type", "smplx"]) == 2
+    assert "--model-type do(es) not apply to --tasks" in capsys.readouterr().err
+    # --model-type / --gender choose the file in a --body-model folder, so they need one
+    assert main([*base, *out, "--gender", "female"]) == 2
+    assert "choose the file in a --body-model folder" in capsys.readouterr().err
+
+
+def test_eval_body_model_folder_of_another_model_type(tmp_path: Path, monkeypatch) -> None:
+    import advprior.eval
+    from advprior.body import BodyModel, load_body_model
+
+    seen = {}
+    monkeypatch.setattr(advprior.eval, "run_eval", lambda *a, **kw: seen.update(kw))
+    folder = tmp_path / "models" / "smpl"
+    folder.mkdir(parents=True)
+    src = load_body_model().source  # the stand-in's SMPL-format file
+    (folder / "SMPL_FEMALE.pkl").write_bytes(Path(src).read_bytes())
+    argv = ["eval", "--models", "gan-s", "--data", "d.npz", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--body-model", str(tmp_path), "--gender", "female"]) == 0
+    body = seen["body_model"]
+    assert isinstance(body, BodyModel) and Path(body.source).name == "SMPL_FEMALE.pkl"
 
 
 def test_an_object_with_a_plain_sample_n_is_evaluated_reproducibly() -> None:

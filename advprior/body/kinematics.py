@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from advprior.body.model import BodyModel, check_pose, default_standin
+from advprior.body.model import BodyModel, check_body_model, check_pose, default_standin
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS, pad_hand_joints
 
@@ -56,6 +56,7 @@ def rest_joints(
     joints ``(..., 24, 3)`` of ``body_model`` (or of the stand-in body when ``body_model`` is
     ``None``). With ``body_model`` and no betas: that model's joints at zero shape, ``(24, 3)``.
     """
+    check_body_model(body_model)
     if body_model is None and betas is None:
         return torch.as_tensor(REST_JOINTS, dtype=dtype, device=device)
     if body_model is None:
@@ -94,6 +95,7 @@ def forward_kinematics(
         same model and parameters.
     """
     go, bp = check_pose(global_orient, body_pose)
+    check_body_model(body_model)
     dtype, device = bp.dtype, bp.device
     try:
         lead = torch.broadcast_shapes(go.shape[:-1], bp.shape[:-1])

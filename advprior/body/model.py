@@ -205,9 +205,10 @@ class BodyModel(nn.Module):
         except RuntimeError as exc:
             raise ValueError(f"leading dimensions do not broadcast: {shapes}") from exc
         n = int(np.prod(lead)) if lead else 1
-        betas = self._betas(betas, lead).expand(*lead, self.num_betas).reshape(n, -1)
+        # explicit sizes: an empty batch (n = 0) cannot infer a -1 dimension
+        betas = self._betas(betas, lead).expand(*lead, self.num_betas).reshape(n, self.num_betas)
         go = go.to(self.dtype).expand(*lead, 3).reshape(n, 3)
-        bp = bp.to(self.dtype).expand(*lead, bp.shape[-1]).reshape(n, -1, 3)
+        bp = bp.to(self.dtype).expand(*lead, bp.shape[-1]).reshape(n, bp.shape[-1] // 3, 3)
         wanted = NUM_SMPL_BODY_JOINTS if self.model_type == "smpl" else NUM_BODY_JOINTS
         rot = pad_hand_joints(axis_angle_to_rotmat(bp[:, :wanted]), wanted, rotmat=True)
         if transl is not None:
@@ -249,6 +250,9 @@ class BodyModel(nn.Module):
         lead, go, rot, betas, transl = self._inputs(global_orient, body_pose, betas, transl)
         layer = self.layer
         n, m = go.shape[0], ids.numel()
+        if n == 0:
+            empty = go.new_zeros(*lead, m, 3), go.new_zeros(*lead, 24, 3)
+            return empty
         rot = torch.cat([axis_angle_to_rotmat(go)[:, None], rot], 1)  # (n, 24, 3, 3)
         shaped = layer.v_template[ids] + torch.einsum("nk,mck->nmc", betas, layer.shapedirs[ids])
         # the same linear blend shapes as smplx's lbs, restricted to the chosen vertices
@@ -287,6 +291,14 @@ class BodyModel(nn.Module):
         Leading dimensions broadcast; any batch size works. Inputs are cast to the model dtype.
         """
         lead, go, rot, betas, transl = self._inputs(global_orient, body_pose, betas, transl)
+        n = go.shape[0]
+        if n == 0:  # smplx's layers need a batch: pose one neutral body, keep none of it
+            go, rot, betas = (
+                go.new_zeros(1, 3),
+                _identity_like(rot),
+                betas.new_zeros(1, betas.shape[-1]),
+            )
+            transl = None
         kwargs: dict[str, Any] = {} if transl is None else {"transl": transl}
         out = self.layer(
             betas=betas,
@@ -294,12 +306,39 @@ class BodyModel(nn.Module):
             body_pose=rot,
             **kwargs,
         )
-        model_joints = out.joints.reshape(*lead, -1, 3)
+        verts, joints = out.vertices[:n], out.joints[:n]
+        model_joints = joints.reshape(*lead, joints.shape[-2], 3)
         return BodyOutput(
-            vertices=out.vertices.reshape(*lead, -1, 3),
+            vertices=verts.reshape(*lead, verts.shape[-2], 3),
             joints=model_joints[..., self.skeleton_index, :],
             model_joints=model_joints,
         )
+
+
+def check_body_model(body_model: object, name: str = "body_model") -> BodyModel | None:
+    """``body_model`` when it is None or a :class:`BodyModel`, else a ``TypeError`` saying how to
+    get one (a plain ``smplx`` model takes other inputs: axis-angle per call, its own joint
+    order; :func:`load_body_model` reads the same file into a :class:`BodyModel`)."""
+    if body_model is None or isinstance(body_model, BodyModel):
+        return body_model
+    kind = type(body_model)
+    hint = ""
+    if kind.__module__.split(".")[0] == "smplx":
+        hint = (
+            "; for a plain smplx model, load the same file with "
+            "advprior.body.load_body_model(path, model_type=...) (as_smplx=True gives the "
+            "plain smplx model back for your own code)"
+        )
+    raise TypeError(
+        f"{name} must be an advprior.body.BodyModel from load_body_model(), got "
+        f"{kind.__module__}.{kind.__qualname__}{hint}"
+    )
+
+
+def _identity_like(rot: torch.Tensor) -> torch.Tensor:
+    """One batch item of identity rotations ``(1, J, 3, 3)`` for ``rot (n, J, 3, 3)``."""
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+    return eye.expand(1, rot.shape[1], 3, 3).clone()
 
 
 def _quiet(fn, *args: Any, **kwargs: Any) -> Any:
@@ -516,6 +555,8 @@ def _load_smplx(
             smplx.create, str(folder), model_type="smpl", data_struct=Struct(**arrays), **common
         )
     path, data, found = _read_user_model(path, model_type, gender)
+    # the file is resolved here; smplx.create's own `ext` would name its format a second time
+    common.pop("ext", None)
     if found == "smplx":
         # smplx's SMPL-X reads only from a path and unpickles it: give it the private plain copy
         with _clean_copy(data) as copy:
@@ -530,6 +571,14 @@ def _load_smplx(
         for side in "lr":  # AMASS's SMPL-H files carry no hand PCA; smplx reads it anyway
             data.setdefault(f"hands_components{side}", np.eye(45))
             data.setdefault(f"hands_mean{side}", np.zeros(45))
+    file_betas = int(np.asarray(data["shapedirs"]).shape[-1])
+    if _SMPLX_CAPPED_BELOW > file_betas > _SMPLX_CAP:
+        # smplx keeps 10 of a file's shape directions when it has fewer than 300 (AMASS's
+        # SMPL-H has 16): zero columns up to 300 make it keep what was asked, up to the file's
+        dirs = np.asarray(data["shapedirs"])
+        pad = np.zeros((*dirs.shape[:-1], _SMPLX_CAPPED_BELOW - file_betas), dtype=dirs.dtype)
+        data["shapedirs"] = np.concatenate([dirs, pad], -1)
+        common["num_betas"] = min(num_betas, file_betas)
     if vertex_ids is not None:
         common["vertex_ids"] = vertex_ids
     # The class, not smplx.create: create takes a file's model type from its name
@@ -537,6 +586,10 @@ def _load_smplx(
     # where smplx would unpickle the file itself.
     layer = {"smpl": smplx.SMPL, "smplh": smplx.SMPLH}[found]
     return _quiet(layer, str(path), data_struct=Struct(**data), **common)
+
+
+# smplx's SMPL / SMPL-H keep min(num_betas, 10) shape directions of a file with fewer than 300
+_SMPLX_CAP, _SMPLX_CAPPED_BELOW = 10, 300
 
 
 def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:

@@ -87,6 +87,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="real SMPL/SMPL-H/SMPL-X model file or folder (default: stand-in)",
     )
     p.add_argument(
+        "--model-type",
+        default=None,
+        choices=("smpl", "smplh", "smplx"),
+        help="model type for a --body-model folder (default smpl)",
+    )
+    p.add_argument(
+        "--gender",
+        default=None,
+        choices=("neutral", "male", "female"),
+        help="gender for a --body-model folder (default neutral)",
+    )
+    p.add_argument(
         "--tasks",
         action="store_true",
         help="run the prior tasks instead (plausibility-score ROC AUC, pose denoising, "
@@ -157,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         # the main protocol given with --tasks would be silently ignored
         ignored = [
             "--" + name.replace("_", "-")
-            for name in (*_SIZE_FLAGS, "body_model")
+            for name in (*_SIZE_FLAGS, "body_model", "model_type", "gender")
             if name not in ("threads",) and getattr(args, name) not in (None, 0)
         ]
         ignored += ["--split"] if args.split != "test" else []
@@ -169,6 +181,17 @@ def run(args: argparse.Namespace) -> int:
                 "validation splits at their own sizes; --quick for small ones)"
             )
         return run_tasks_command(args, command)
+    body_model = args.body_model
+    if body_model is None and (args.model_type or args.gender):
+        from advprior.errors import UsageError
+
+        raise UsageError("--model-type and --gender choose the file in a --body-model folder")
+    if body_model is not None and (args.model_type or args.gender):
+        from advprior.body import load_body_model
+
+        body_model = load_body_model(
+            body_model, model_type=args.model_type, gender=args.gender or "neutral"
+        )
     run_eval(
         args.models,
         args.data,
@@ -177,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         seed=args.seed,
         n_samples=args.samples,
-        body_model=args.body_model,
+        body_model=body_model,
         n_vertex_samples=args.vertex_samples,
         n_queries=args.queries,
         n_reference=args.reference,

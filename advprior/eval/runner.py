@@ -259,7 +259,14 @@ def run_eval(
         body_label = "open stand-in body" if body_model is None else f"real model {body_model}"
         body = load_body_model(body_model)
     else:
-        body, body_label = body_model, f"given {type(body_model).__name__}"
+        body = body_model
+        source = getattr(body, "source", None)
+        if getattr(body, "is_standin", False):
+            body_label = "open stand-in body"
+        elif source is not None:
+            body_label = f"real model {source}"
+        else:
+            body_label = f"given {type(body).__name__}"
     poser = protocol.Poser(body, n_vertices=cfg.n_vertices, seed=seed)
     g = torch.Generator().manual_seed(seed)
     q_idx = subsample(len(test), cfg.n_queries, g)

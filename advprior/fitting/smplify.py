@@ -153,8 +153,9 @@ class _Body:
 
     def __init__(self, body_model: object, fmt: KeypointFormat) -> None:
         from advprior.body import forward_kinematics
+        from advprior.body.model import check_body_model
 
-        self.model = body_model
+        self.model = check_body_model(body_model)
         self.fmt = fmt
         self.num_betas = int(body_model.num_betas)
         self._fk = forward_kinematics
