@@ -111,6 +111,60 @@ def test_cli_errors_are_reported(tmp_path, keypoints, capsys) -> None:
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_keypoint_files_as_detectors_and_tools_write_them(tmp_path, keypoints, capsys) -> None:
+    from advprior.commands.fit import read_keypoints
+
+    cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "2"]
+    op = np.concatenate([np.full((25, 2), 450.0), np.ones((25, 1))], 1).reshape(-1)
+    frames = []
+    for i, people in enumerate([[op], [], [op]]):  # OpenPose writes "people": [] for nobody
+        path = tmp_path / f"clip_{i:012d}_keypoints.json"
+        path.write_text(
+            json.dumps({"version": 1.3, "people": [{"pose_keypoints_2d": list(p)} for p in people]})
+        )
+        frames.append(str(path))
+    # a clip: the empty frame is a gap the sequence fills; per frame it is an error
+    out = tmp_path / "seq.npz"
+    assert main(["fit", *frames, *cam, "--sequence", "--out", str(out)]) == 0
+    assert json.loads(str(np.load(out)["info"]))["missing_frames"] == 1
+    capsys.readouterr()
+    assert main(["fit", *frames, *cam, "--out", str(tmp_path / "x.npz")]) == 1
+    assert "has 0 people; --person 0 does not exist" in capsys.readouterr().err
+    # OpenPose 1.0's 'pose_keypoints', a byte-order mark, a first keypoint [null, null]
+    old = tmp_path / "v10.json"
+    old.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"people": [{"pose_keypoints": list(op)}]}).encode()
+    )
+    assert read_keypoints(old)["keypoints"].shape == (1, 25, 2)
+    kp = keypoints[:1].tolist()
+    kp[0][0] = [None, None]
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"keypoints": kp[0]}))  # one frame (J, 2)
+    got = read_keypoints(one)["keypoints"]
+    assert got.shape == (1, 24, 2) and np.isnan(got[0, 0]).all()
+    np.testing.assert_array_equal(got[0, 1:], keypoints[0, 1:])
+    # missing points are not counted in the printed reprojection error (they were, at (0, 0))
+    assert main(["fit", str(one), *cam, "--out", str(tmp_path / "o.npz")]) == 0
+    res = np.load(tmp_path / "o.npz")
+    want = np.linalg.norm(res["projected"][0, 1:] - keypoints[0, 1:], axis=-1).mean()
+    assert f"mean reprojection {want:.1f} px" in capsys.readouterr().out
+    # malformed layouts are one-line errors naming the file
+    bad = {
+        "flat.json": ({"keypoints": [1.0] * 51}, "flat list of 51 numbers"),
+        "fmt.json": ({"format": ["coco17"], "keypoints": kp}, "'format' must be"),
+        "null.json": ({"people": [None]}, "person 0 is not a JSON object"),
+        "nokp.json": ({"people": [{"pose_keypoints_2d": None}]}, "no 'pose_keypoints_2d' list"),
+    }
+    for name, (content, message) in bad.items():
+        (tmp_path / name).write_text(json.dumps(content))
+        assert main(["fit", str(tmp_path / name), *cam]) == 1
+        err = capsys.readouterr().err
+        assert name in err and message in err and len(err.strip().splitlines()) == 1, err
+    (tmp_path / "latin1.json").write_bytes(b'{"keypoints": "\xf3"}')
+    assert main(["fit", str(tmp_path / "latin1.json"), *cam]) == 1
+    assert "latin1.json: not a readable JSON file" in capsys.readouterr().err
+
+
 def test_fit_with_a_body_model_file_and_coco_keypoints(tmp_path) -> None:
     """A model given by path goes through the user-file loader (the stand-in's SMPL-format
     file stands in for a licensed SMPL file); COCO keypoints use its surface points."""

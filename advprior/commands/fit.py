@@ -143,19 +143,36 @@ def parse_camera(spec: str) -> Any:
     raise UsageError(f'--camera must be "fx,fy,cx,cy" or "f,cx,cy", got {len(values)} numbers')
 
 
+def _is_number(x: Any) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
+
+
+def _is_point(x: Any) -> bool:
+    """A keypoint as written in a file: ``null`` or ``[x, y]`` / ``[x, y, c]`` (nulls allowed)."""
+    return x is None or (isinstance(x, list) and len(x) in (2, 3) and all(map(_is_number, x)))
+
+
 def _keypoint_array(value: Any, path: Path) -> Any:
-    """Nested lists -> float array ``(B, J, C)``; a null keypoint or coordinate becomes NaN."""
+    """Nested lists -> float array ``(B, J, C)``: one frame ``(J, C)`` or frames ``(B, J, C)``;
+    a null keypoint or coordinate becomes NaN."""
     import numpy as np
 
     if not isinstance(value, list) or not value:
         raise ValueError(f"{path}: keypoints must be a non-empty list")
-    frames = (
-        value
-        if isinstance(value[0], list)
-        and value[0]
-        and (value[0][0] is None or isinstance(value[0][0], list))
-        else [value]
-    )
+    if all(_is_number(v) for v in value):
+        raise ValueError(
+            f"{path}: keypoints is a flat list of {len(value)} numbers; give nested lists "
+            "(J, 2|3) or (B, J, 2|3) (a COCO/MMPose 'keypoints' [x, y, v, ...] list is "
+            "(17, 3) once reshaped)"
+        )
+    # a frame is a list of points; anything else is a list of frames
+    frames = [value] if all(_is_point(v) for v in value) else value
+    for i, f in enumerate(frames):
+        if not isinstance(f, list) or not all(_is_point(k) for k in f):
+            raise ValueError(
+                f"{path}: keypoints must be a (B, J, 2|3) array of numbers or nulls; frame {i} "
+                "is not a list of [x, y] or [x, y, c] points"
+            )
     width = max((len(k) for f in frames for k in f if isinstance(k, list)), default=2)
     rows = [
         [[np.nan] * width if k is None else [np.nan if c is None else c for c in k] for k in f]
@@ -167,28 +184,58 @@ def _keypoint_array(value: Any, path: Path) -> Any:
         raise ValueError(f"{path}: keypoints must be a (B, J, 2|3) array ({exc})") from exc
 
 
-def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
+def _missing_openpose_frame() -> dict[str, Any]:
+    """An OpenPose frame without the person: every keypoint missing (a gap a sequence fills)."""
+    import numpy as np
+
+    return {
+        "keypoints": np.full((1, 25, 2), np.nan),
+        "confidence": np.zeros((1, 25)),
+        "format": "openpose25",
+        "camera": None,
+    }
+
+
+def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> dict[str, Any]:
     """One file -> ``{"keypoints" (B,J,2), "confidence" (B,J), "format", "camera"}`` (numpy;
-    format and camera may be None). Raises ``ValueError`` naming the file on a bad layout."""
+    format and camera may be None). Raises ``ValueError`` naming the file on a bad layout.
+    ``missing_ok``: an OpenPose frame without person ``person`` (OpenPose writes
+    ``"people": []`` when nobody is detected) is a frame whose keypoints are all missing."""
     import numpy as np
 
     try:
-        data = json.loads(Path(path).read_text())
+        # UTF-8 with or without the byte-order mark that .NET / PowerShell tools write
+        data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
         raise
-    except (OSError, json.JSONDecodeError, RecursionError) as exc:
-        # RecursionError: nesting too deep for Python's JSON reader (a hostile file)
+    except (OSError, ValueError, RecursionError) as exc:
+        # ValueError: bad JSON or not UTF-8 text (a .npy given here, say); RecursionError:
+        # nesting too deep for Python's JSON reader (a hostile file)
         raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with 'keypoints' or 'people'")
     if "people" in data:
         people = data["people"]
-        if not isinstance(people, list) or not 0 <= person < len(people):
+        if not isinstance(people, list):
+            raise ValueError(f"{path}: 'people' must be a list, got {type(people).__name__}")
+        if not 0 <= person < len(people):
+            if missing_ok and person >= 0:
+                return _missing_openpose_frame()
+            raise ValueError(f"{path}: has {len(people)} people; --person {person} does not exist")
+        entry = people[person]
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: person {person} is not a JSON object")
+        # OpenPose's JSON version 1.0 called the array 'pose_keypoints'
+        values = entry.get("pose_keypoints_2d", entry.get("pose_keypoints"))
+        if not isinstance(values, list):
             raise ValueError(
-                f"{path}: has {len(people) if isinstance(people, list) else 0} "
-                f"people; --person {person} does not exist"
+                f"{path}: person {person} has no 'pose_keypoints_2d' list; only OpenPose "
+                f"BODY_25 ({OPENPOSE_BODY25_VALUES} values) is supported"
             )
-        flat = np.asarray(people[person].get("pose_keypoints_2d", []), dtype=np.float64)
+        try:
+            flat = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: pose_keypoints_2d must hold numbers") from None
         if flat.size != OPENPOSE_BODY25_VALUES:
             raise ValueError(
                 f"{path}: pose_keypoints_2d has {flat.size} values; only OpenPose "
@@ -204,12 +251,18 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
         }
     if "keypoints" not in data:
         raise ValueError(f"{path}: expected a 'keypoints' array (B, J, 2|3) or OpenPose 'people'")
+    fmt = data.get("format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise ValueError(f"{path}: 'format' must be a keypoint format name, got {fmt!r}")
     kp = _keypoint_array(data["keypoints"], path)
     if kp.ndim != 3 or kp.shape[-1] not in (2, 3):
         raise ValueError(f"{path}: keypoints must be (B, J, 2) or (B, J, 3), got {kp.shape}")
     conf = data.get("confidence")
     if conf is not None:
-        conf = np.asarray(conf, dtype=np.float64)
+        try:
+            conf = np.asarray(conf, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: confidence must be a (B, J) array of numbers") from None
         if conf.size != kp.shape[0] * kp.shape[1]:
             raise ValueError(
                 f"{path}: confidence must be (B, J) = {kp.shape[:2]}, got {conf.shape}"
@@ -226,7 +279,7 @@ def read_keypoints(path: Path, person: int = 0) -> dict[str, Any]:
     return {
         "keypoints": kp[..., :2],
         "confidence": conf,
-        "format": data.get("format"),
+        "format": fmt,
         "camera": data.get("camera"),
     }
 
@@ -240,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.starts < 1:
         raise UsageError(f"--starts must be at least 1, got {args.starts}")
-    frames = [read_keypoints(p, args.person) for p in args.keypoints]
+    frames = [read_keypoints(p, args.person, missing_ok=args.sequence) for p in args.keypoints]
     formats = {f["format"] for f in frames if f["format"] is not None}
     fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"
     if args.keypoint_format is None and len(formats) > 1:
@@ -305,7 +358,8 @@ def run(args: argparse.Namespace) -> int:
     result.info["camera"] = camera.to_dict()
     result.info["inputs"] = [str(p) for p in args.keypoints]
     out = result.to_npz(args.out)
-    seen = conf > 0
+    # the points the fit used: missing ones (NaN or null, confidence 0) are left out
+    seen = (conf > 0) & torch.isfinite(kp).all(-1)
     err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()
     dens = result.info["prior_kind"]["pose_density"]
     with_density = "" if dens is None else f" + {dens['kind']} pose energy (w {dens['weight']:g})"
