@@ -18,7 +18,8 @@ With --sequence the frames of all files, in order, are one clip (a video): the a
 layout's (B, J, 2) keypoints are then (T, J, 2) over time, one OpenPose file is one frame, and
 frames with fewer than two keypoints of positive confidence are filled in from their neighbours
 (advprior.fitting.fit_sequence: one shape for the clip, temporal terms on the latents,
-orientation and translation); FIT.npz then holds (T, ...) arrays.
+orientation and translation), as are OpenPose files without the chosen person ("people": []);
+FIT.npz then holds (T, ...) arrays.
 
 The person is chosen with --person (default: the first). The camera comes from --camera
 ("fx,fy,cx,cy", "f,cx,cy" or a JSON file with focal/center/rotation) or else from the
