@@ -19,6 +19,7 @@ import pickletools
 import re
 import secrets
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,3 +169,34 @@ def portable_pickle(obj: object) -> bytes:
             last = pos + len(f"c{module}\n{name}\n")
     out += data[last:]
     return bytes(out)
+
+
+#: Members above this uncompressed size are checked for a bomb's compression ratio.
+ZIP_CHECK_ABOVE = 64 * 2**20
+#: Largest uncompressed / compressed size of a large member. Arrays of real data compress a few
+#: times at most (np.savez stores them uncompressed: ratio 1); a zip bomb is ~1000.
+ZIP_MAX_RATIO = 100
+
+
+def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
+    """Refuse a zip (``.npz``, TorchScript archive) that would decompress into a memory bomb.
+
+    Reading a member allocates its uncompressed size, which the archive declares; a small file
+    can declare gigabytes of zeros. A member is refused when it is larger than
+    :data:`ZIP_CHECK_ABOVE` and more than :data:`ZIP_MAX_RATIO` times its compressed size (a
+    lying declared size fails zipfile's own check when read). Raises ``ValueError`` naming the
+    file and the member; not a zip or unreadable: nothing to check here (the reader says so).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return
+    for info in members:
+        big = info.file_size > ZIP_CHECK_ABOVE
+        if big and info.file_size > ZIP_MAX_RATIO * max(info.compress_size, 1):
+            raise ValueError(
+                f"{path}: {what} member {info.filename!r} would decompress to "
+                f"{info.file_size / 2**20:.0f} MiB from {info.compress_size / 2**20:.1f} MiB "
+                f"(over {ZIP_MAX_RATIO}x): not read (a zip bomb?)"
+            )

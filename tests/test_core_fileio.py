@@ -68,3 +68,20 @@ def test_portable_pickle_uses_numpy1_names_and_round_trips() -> None:
     assert back.keys() == obj.keys() and back["nested"] == obj["nested"]
     for key in ("a", "f", "s", "v"):
         assert np.array_equal(back[key], obj[key]) and back[key].dtype == obj[key].dtype
+
+
+def test_check_zip_members_refuses_a_bomb(tmp_path: Path, monkeypatch) -> None:
+    import advprior.fileio as fileio
+
+    monkeypatch.setattr(fileio, "ZIP_CHECK_ABOVE", 1000)  # the real threshold is 64 MiB
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, a=np.zeros(1_000_000, np.uint8))  # ~1 MB of zeros, ~1 KB stored
+    with pytest.raises(ValueError, match=r"bomb\.npz: dataset member 'a\.npy' would decompress"):
+        fileio.check_zip_members(bomb, "dataset")
+    data = np.random.default_rng(0).normal(size=100_000)  # real numbers barely compress
+    np.savez_compressed(tmp_path / "real.npz", a=data)
+    np.savez(tmp_path / "plain.npz", a=np.zeros(1_000_000, np.uint8))  # stored: ratio 1
+    fileio.check_zip_members(tmp_path / "real.npz")
+    fileio.check_zip_members(tmp_path / "plain.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    fileio.check_zip_members(tmp_path / "text.npz")  # the reader reports that, not this check
