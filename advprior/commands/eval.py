@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from advprior.commands._body import add_body_model_arguments, body_model_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -81,23 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="frames fitted from 2D keypoints per prior (default 128; 0 skips)",
     )
-    p.add_argument(
-        "--body-model",
-        default=None,
-        help="real SMPL/SMPL-H/SMPL-X model file or folder (default: stand-in)",
-    )
-    p.add_argument(
-        "--model-type",
-        default=None,
-        choices=("smpl", "smplh", "smplx"),
-        help="model type for a --body-model folder (default smpl)",
-    )
-    p.add_argument(
-        "--gender",
-        default=None,
-        choices=("neutral", "male", "female"),
-        help="gender for a --body-model folder (default neutral)",
-    )
+    add_body_model_arguments(p, "real SMPL/SMPL-H/SMPL-X model file or folder (default: stand-in)")
     p.add_argument(
         "--tasks",
         action="store_true",
@@ -181,17 +167,7 @@ def run(args: argparse.Namespace) -> int:
                 "validation splits at their own sizes; --quick for small ones)"
             )
         return run_tasks_command(args, command)
-    body_model = args.body_model
-    if body_model is None and (args.model_type or args.gender):
-        from advprior.errors import UsageError
-
-        raise UsageError("--model-type and --gender choose the file in a --body-model folder")
-    if body_model is not None and (args.model_type or args.gender):
-        from advprior.body import load_body_model
-
-        body_model = load_body_model(
-            body_model, model_type=args.model_type, gender=args.gender or "neutral"
-        )
+    body_model = body_model_from_args(args)
     run_eval(
         args.models,
         args.data,

@@ -35,6 +35,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from advprior.commands._body import add_body_model_arguments, body_model_from_args
+
 OPENPOSE_BODY25_VALUES = 75
 
 
@@ -64,16 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("smpl24", "openpose25", "coco17"),
         help="keypoint layout (default: the file's, else smpl24)",
     )
-    p.add_argument(
-        "--body-model",
-        default=None,
-        help="SMPL/SMPL-H/SMPL-X model file or folder (default: the open stand-in)",
-    )
-    p.add_argument(
-        "--model-type",
-        default=None,
-        choices=("smpl", "smplh", "smplx"),
-        help="model type for a --body-model folder",
+    add_body_model_arguments(
+        p, "SMPL/SMPL-H/SMPL-X model file or folder (default: the open stand-in)"
     )
     p.add_argument(
         "--pose-density",
@@ -87,7 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="weight of --pose-density (default: advprior's, 2.0)",
     )
-    p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.add_argument("--person", type=int, default=0, help="person index in OpenPose files")
     p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
     p.add_argument(
@@ -313,13 +306,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the keypoint files have different keypoint counts {sorted(widths)}")
     kp = torch.as_tensor(np.concatenate([f["keypoints"] for f in frames]), dtype=torch.float32)
     conf = torch.as_tensor(np.concatenate([f["confidence"] for f in frames]), dtype=torch.float32)
-    body_model = None
-    if args.body_model is not None:
-        from advprior.body import load_body_model
-
-        body_model = load_body_model(
-            args.body_model, model_type=args.model_type, gender=args.gender
-        )
+    body_model = body_model_from_args(args)
     prior = None if args.prior.lower() == "none" else args.prior
     density = {"pose_density": args.pose_density}
     if args.pose_weight is not None:
