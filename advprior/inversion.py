@@ -18,9 +18,10 @@ order and is smooth where the geodesic distance's gradient is not (at zero).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -65,6 +66,26 @@ def _decode_rotmat(prior: Prior, z: Tensor, joints: int) -> Tensor:
     return prior.decode(z, output="rotmat", body=_BODY_OF_JOINTS[joints])
 
 
+def _with_autograd(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` outside inference mode, on ordinary copies of its tensor arguments.
+
+    Why: an inversion is an optimisation and needs autograd, which ``torch.inference_mode()``
+    (Lightning's validate and predict loops) switches off in a way ``enable_grad`` cannot undo,
+    and tensors made inside it can never join an autograd graph."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_inference_mode_enabled():
+            return fn(*args, **kwargs)
+        with torch.inference_mode(False):
+            args = tuple(a.clone() if isinstance(a, Tensor) else a for a in args)
+            kwargs = {k: v.clone() if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_with_autograd
 def invert(
     prior: Prior,
     body_pose: Tensor,
@@ -105,21 +126,6 @@ def invert(
     from advprior.body import forward_kinematics
 
     body_pose = check_tensor(body_pose, "body_pose", BODY_POSE_SIZES)
-    if torch.is_inference_mode_enabled():
-        # the inversion is an optimisation: it needs autograd, which inference mode (Lightning's
-        # validate/predict) switches off for good; ordinary tensors of the pose do the work
-        with torch.inference_mode(False):
-            return invert(
-                prior,
-                body_pose.clone(),
-                steps=steps,
-                restarts=restarts,
-                joint_weight=joint_weight,
-                bank_size=bank_size,
-                body_model=body_model,
-                return_error=return_error,
-                encoder=encoder,
-            )
     for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
         if (
             isinstance(value, bool)
