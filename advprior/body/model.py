@@ -389,11 +389,7 @@ def _build(
             layer = _quiet(smplx.SMPLXLayer, str(copy), ext="npz", use_pca=False, **common)
     else:
         extra = {"use_pca": False, "flat_hand_mean": True} if model_type == "smplh" else {}
-        if model_type == "smplh":
-            # AMASS's SMPL-H files carry no hand PCA; smplx reads it even when unused
-            for side in "lr":
-                data.setdefault(f"hands_components{side}", np.eye(45))
-                data.setdefault(f"hands_mean{side}", np.zeros(45))
+        common["num_betas"] = _prepare_for_smplx(data, model_type, num_betas)
         layer = _quiet(
             _LAYERS[model_type],
             str(path),
@@ -402,12 +398,6 @@ def _build(
             **common,
             **extra,
         )
-    file_betas = int(np.asarray(data["shapedirs"]).shape[-1])
-    if model_type != "smplx" and layer.num_betas < min(num_betas, file_betas):
-        # smplx caps files with fewer than 300 shape directions at 10 (AMASS's SMPL-H has 16)
-        k = min(num_betas, file_betas)
-        layer.shapedirs = torch.as_tensor(np.asarray(data["shapedirs"])[:, :, :k], dtype=dtype)
-        layer._num_betas = k
     selector = smplx.vertex_joint_selector.VertexJointSelector(vertex_ids=placeholder)
     if ids is None:
         selector.extra_joints_idxs = selector.extra_joints_idxs[:0]
@@ -567,18 +557,7 @@ def _load_smplx(
             selector = smplx.vertex_joint_selector.VertexJointSelector(vertex_ids=vertex_ids)
             model.vertex_joint_selector = selector
         return model
-    if found == "smplh":
-        for side in "lr":  # AMASS's SMPL-H files carry no hand PCA; smplx reads it anyway
-            data.setdefault(f"hands_components{side}", np.eye(45))
-            data.setdefault(f"hands_mean{side}", np.zeros(45))
-    file_betas = int(np.asarray(data["shapedirs"]).shape[-1])
-    if _SMPLX_CAPPED_BELOW > file_betas > _SMPLX_CAP:
-        # smplx keeps 10 of a file's shape directions when it has fewer than 300 (AMASS's
-        # SMPL-H has 16): zero columns up to 300 make it keep what was asked, up to the file's
-        dirs = np.asarray(data["shapedirs"])
-        pad = np.zeros((*dirs.shape[:-1], _SMPLX_CAPPED_BELOW - file_betas), dtype=dirs.dtype)
-        data["shapedirs"] = np.concatenate([dirs, pad], -1)
-        common["num_betas"] = min(num_betas, file_betas)
+    common["num_betas"] = _prepare_for_smplx(data, found, num_betas)
     if vertex_ids is not None:
         common["vertex_ids"] = vertex_ids
     # The class, not smplx.create: create takes a file's model type from its name
@@ -590,6 +569,26 @@ def _load_smplx(
 
 # smplx's SMPL / SMPL-H keep min(num_betas, 10) shape directions of a file with fewer than 300
 _SMPLX_CAP, _SMPLX_CAPPED_BELOW = 10, 300
+
+
+def _prepare_for_smplx(data: dict[str, Any], model_type: str, num_betas: int) -> int:
+    """Complete a SMPL / SMPL-H file's arrays (in place) for smplx's classes; returns the
+    ``num_betas`` to ask for: the requested number, up to the file's.
+
+    AMASS's SMPL-H files carry no hand PCA, which smplx reads even when unused; and smplx keeps
+    only 10 shape directions of a file with fewer than 300 (AMASS's SMPL-H has 16): zero columns
+    up to 300 make it keep what was asked."""
+    if model_type == "smplh":
+        for side in "lr":
+            data.setdefault(f"hands_components{side}", np.eye(45))
+            data.setdefault(f"hands_mean{side}", np.zeros(45))
+    dirs = np.asarray(data["shapedirs"])
+    file_betas = int(dirs.shape[-1])
+    if not _SMPLX_CAPPED_BELOW > file_betas > _SMPLX_CAP:
+        return num_betas
+    pad = np.zeros((*dirs.shape[:-1], _SMPLX_CAPPED_BELOW - file_betas), dtype=dirs.dtype)
+    data["shapedirs"] = np.concatenate([dirs, pad], -1)
+    return min(num_betas, file_betas)
 
 
 def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:
