@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 import types
 from pathlib import Path
@@ -529,6 +530,19 @@ def test_npz_saved_from_an_smpl_pickle_dict(cache, data: dict, standin: BodyMode
         ("shapedirs", lambda a: a[..., 0], r"shapedirs must be \(\d+, 3, K\)"),
         ("f", lambda a: a + 100_000, "f indexes vertices"),
         ("__class__", None, r"\['__class__'\] are not model array names"),
+        # a parent out of range, negative, or later than its joint (a cycle) failed only at the
+        # first forward pass, inside smplx
+        ("kintree_table", lambda a: _parent(a, 5, 10**9), "gives joint 5 the parent 1000000000"),
+        ("kintree_table", lambda a: _parent(a, 3, -7), "gives joint 3 the parent -7"),
+        ("kintree_table", lambda a: _parent(a, 1, 2), r"joint 1 the parent 2; .* earlier joint"),
+        ("kintree_table", lambda a: _parent(a, 0, 7), "root .* must have parent -1, got 7"),
+        ("kintree_table", lambda a: a.astype(np.float64), "must hold integer joint indices"),
+        ("vertex_ids", lambda a: np.asarray(5), "vertex_ids must map joint names"),
+        (
+            "vertex_ids",
+            lambda a: np.asarray(dict.fromkeys(EXTRA_JOINT_NAMES, "x")),
+            "vertex_ids holds entries that are not vertex indices",
+        ),
     ],
 )
 def test_inconsistent_arrays_are_named_when_read(
@@ -540,8 +554,25 @@ def test_inconsistent_arrays_are_named_when_read(
     arrays[key] = arrays["v_template"] if change is None else change(arrays[key])
     path = tmp_path / "SMPL_NEUTRAL.npz"
     np.savez(path, **arrays)
-    with pytest.raises(CorruptCheckpointError, match=match):
+    with pytest.raises(CorruptCheckpointError, match=f"^{re.escape(str(path))}: .*{match}"):
         load_body_model(path)
+
+
+def _parent(table: np.ndarray, joint: int, parent: int) -> np.ndarray:
+    out = table.astype(np.int64)
+    out[0, joint] = parent
+    return out
+
+
+def test_smpl_uint32_root_marker_reads(cache, data: dict, tmp_path: Path) -> None:
+    """SMPL's pickles mark the root's parent 4294967295 (uint32 -1), also once widened."""
+    for table in (
+        data["kintree_table"].astype(np.uint32),
+        np.where(data["kintree_table"] < 0, 2**32 - 1, data["kintree_table"]),
+    ):
+        path = tmp_path / "SMPL_NEUTRAL.npz"
+        np.savez(path, **{**{k: np.asarray(v) for k, v in data.items()}, "kintree_table": table})
+        assert load_body_model(path).num_vertices == data["v_template"].shape[0]
 
 
 def test_empty_batches_and_plain_smplx_models_as_body_model(

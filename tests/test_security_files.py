@@ -10,6 +10,11 @@ import builtins
 import io
 import os
 import pickle
+import re
+import resource
+import signal
+import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from advprior import cli
 from advprior.body import load_body_model
 from advprior.body.files import read_model_file, safe_unpickle
 from advprior.body.standin import build_standin, standin_path
-from advprior.errors import UnsafeFileError
+from advprior.errors import CorruptCheckpointError, UnsafeFileError
 
 # (callable, argument builder, the name the pickle gives the callable)
 PAYLOADS = {
@@ -180,3 +185,248 @@ def test_npz_without_objects_reads_with_allow_pickle_false(tmp_path: Path) -> No
     assert data["vertex_ids"].item() == {"nose": 1}
     with zipfile.ZipFile(path) as zf:
         assert "vertex_ids.npy" in zf.namelist()
+
+
+# ------------------------------------------------ files that crash numpy or exhaust memory
+# Raw pickle opcodes, to write what no pickler would: each fragment pushes one object.
+
+
+def _g(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _u(text: str) -> bytes:
+    return b"X" + struct.pack("<I", len(text.encode())) + text.encode()
+
+
+def _i(n: int) -> bytes:
+    return b"J" + struct.pack("<i", n)
+
+
+def _t(*parts: bytes) -> bytes:
+    return b"(" + b"".join(parts) + b"t"
+
+
+def _d(**items: bytes) -> bytes:
+    return b"}(" + b"".join(_u(k) + v for k, v in items.items()) + b"u"
+
+
+_REDUCE, _BUILD = b"R", b"b"
+_DTYPE_O = _g("numpy", "dtype") + _u("O") + b"\x85" + _REDUCE
+# numpy's own opening of a pickled array: _reconstruct(ndarray, (0,), b"b")
+_EMPTY = (
+    _g("numpy.core.multiarray", "_reconstruct")
+    + _g("numpy", "ndarray")
+    + _t(_i(0))
+    + _g("_codecs", "encode")
+    + _u("b")
+    + _u("latin1")
+    + b"\x86"
+    + _REDUCE
+    + b"\x87"
+    + _REDUCE
+)
+# an object array of shape (4,) whose BUILD state lists no element (numpy reads past the list)
+_SHORT_OBJECT_ARRAY = _EMPTY + _t(_i(1), _t(_i(4)), _DTYPE_O, b"\x89", b"]") + _BUILD
+
+
+def _list_dag(depth: int) -> bytes:
+    """[[...[1.0, 1.0]...], [...]]: each level holds the one below twice, through the memo
+    (2**depth numbers from a file of a few hundred bytes)."""
+    leaf = b"G" + struct.pack(">d", 1.0)
+    out = b"(" + leaf + leaf + b"l" + b"r" + struct.pack("<I", 0)
+    for k in range(1, depth + 1):
+        get = b"j" + struct.pack("<I", k - 1)
+        out += b"0(" + get + get + b"l" + b"r" + struct.pack("<I", k)
+    return out
+
+
+def _ch(state: bytes) -> bytes:
+    return _g("chumpy.ch", "Ch") + b")" + _REDUCE + state + _BUILD
+
+
+def _csc(**state: bytes) -> bytes:
+    return _g("scipy.sparse.csc", "csc_matrix") + b")" + _REDUCE + _d(**state) + _BUILD
+
+
+def _model_pickle(key: str, fragment: bytes) -> bytes:
+    return b"\x80\x02}" + _u(key) + fragment + b"s."
+
+
+def _in_child(path: Path, memory: int = 1 << 30, seconds: int = 20) -> tuple[int, str]:
+    """``read_model_file(path)`` in a forked child with ``memory`` bytes of address space more
+    than pytest holds: ``(exit code, outcome)``; a crash or a memory bomb kills only the child."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            signal.alarm(seconds)
+            vm = next(
+                int(line.split()[1]) * 1024
+                for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmSize:")
+            )
+            resource.setrlimit(resource.RLIMIT_AS, (vm + memory, vm + memory))
+            try:
+                read_model_file(path)
+                text = "loaded"
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                text = f"{type(exc).__name__}: {exc}"
+            os.write(w, text.encode()[:8000])
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        text = fh.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), text
+
+
+_fork_only = pytest.mark.skipif(
+    not hasattr(os, "fork") or not Path("/proc/self/status").exists(), reason="Linux fork"
+)
+
+
+@_fork_only
+@pytest.mark.parametrize("layout", ["pkl", "npz"])
+def test_object_array_shorter_than_its_shape_is_refused_not_a_crash(
+    layout: str, tmp_path: Path
+) -> None:
+    """numpy's ``ndarray.__setstate__`` trusts the element count of an object array (SIGSEGV
+    from a 200-byte file); every array state is now checked before numpy sees it."""
+    if layout == "pkl":
+        path = tmp_path / "SMPL_NEUTRAL.pkl"
+        path.write_bytes(_model_pickle("v_template", _SHORT_OBJECT_ARRAY))
+    else:  # an npz member holding objects goes through the same unpickler
+        path = tmp_path / "SMPL_NEUTRAL.npz"
+        header = b"{'descr': '|O', 'fortran_order': False, 'shape': (), }".ljust(117) + b"\n"
+        npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("vertex_ids.npy", npy + b"\x80\x02" + _SHORT_OBJECT_ARRAY + b".")
+    code, text = _in_child(path)
+    assert code == 0, f"the reader crashed (exit {code})"
+    assert text.startswith("CorruptCheckpointError: ") and str(path) in text
+    assert "object array of shape (4,) pickled with 0 items" in text
+
+
+@_fork_only
+@pytest.mark.parametrize(
+    ("key", "fragment", "match"),
+    [
+        ("v_template", _ch(b"}" + _u("x") + _list_dag(30) + b"s"), "nests one list more than"),
+        (
+            "J_regressor",
+            _csc(_shape=_t(_i(24), _i(10)), data=_list_dag(30), indices=b"]", indptr=b"]"),
+            "nests one list more than",
+        ),
+        (
+            "J_regressor",
+            _csc(_shape=_t(_i(30000), _i(30000)), data=b"(Nl", indices=b"]", indptr=b"]"),
+            r"shape \(30000, 30000\)",
+        ),
+        (
+            "J_regressor",
+            _csc(
+                _shape=_t(_i(24), _i(1)),
+                data=b"(G" + struct.pack(">d", 1.0) + b"l",
+                indices=b"(" + _i(0) + b"l",
+                indptr=b"(" + _i(0) + b"\x8a\x05" + (10**10).to_bytes(5, "little") + b"l",
+            ),
+            "indptr holds 0..10000000000, outside 0..1",
+        ),
+        (
+            "J_regressor",
+            _csc(
+                _shape=_t(_i(1), _i(24)),
+                data=b"(G" + struct.pack(">d", 1.0) + b"l",
+                indices=b"(" + _i(0) + b"l",
+                indptr=b"(" + _i(0) + b"\x8a\x05" + (10**10).to_bytes(5, "little") + b"l",
+            ),
+            "sparse indptr has 2 entries, expected 25",
+        ),
+        (
+            "v_template",
+            (_g("chumpy.ch", "Ch") + b")" + _REDUCE + b"}" + _u("x")) * 20000
+            + _EMPTY
+            # a (0, 3) float array: its data, an empty bytes object
+            + _t(
+                _i(1),
+                _t(_i(0), _i(3)),
+                _g("numpy", "dtype") + _u("f8") + b"\x85R",
+                b"\x89",
+                b"C\x00",
+            )
+            + _BUILD
+            + (b"s" + _BUILD) * 20000,
+            "nests chumpy arrays deeper than",
+        ),
+        (
+            "J",
+            _g("numpy.core.multiarray", "_reconstruct")
+            + _g("numpy", "ndarray")
+            + _t(_i(600_000_000))
+            + _DTYPE_O
+            + b"\x87"
+            + _REDUCE,
+            r"shape \(600000000,\)",
+        ),
+    ],
+    ids=["list-dag", "sparse-data-dag", "sparse-shape", "indptr", "indptr-length", "deep", "empty"],
+)
+def test_tiny_files_that_would_expand_to_gigabytes_are_refused(
+    key: str, fragment: bytes, match: str, tmp_path: Path
+) -> None:
+    """Each file is under 2 MB and asked for GBs (a shared list converted 2**30 times, a dense
+    matrix of the sparse shape it states, an indptr reaching 10**10) or recursed 20000 deep."""
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(_model_pickle(key, fragment))
+    code, text = _in_child(path, memory=256 << 20)
+    assert code == 0, f"the reader crashed (exit {code})"
+    assert text.startswith("CorruptCheckpointError: ") and str(path) in text, text
+    assert re.search(match, text), text
+
+
+def test_declared_length_past_memory_is_a_corrupt_file(tmp_path: Path) -> None:
+    """A BINBYTES8 of 2**62 bytes: a bare MemoryError before, now the reader's own error."""
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(b"\x80\x04\x8e" + (2**62).to_bytes(8, "little") + b"abc")
+    with pytest.raises(CorruptCheckpointError, match=f"{re.escape(str(path))}.*MemoryError"):
+        read_model_file(path)
+
+
+def test_structured_dtype_state_is_refused() -> None:
+    """numpy does not check a dtype state's field offsets against its item size: a field at
+    offset 10**6 of an 8-byte item reads outside the array."""
+    state = _t(
+        _i(3),
+        _u("|"),
+        b"N",
+        _t(_u("a")),
+        _d(a=_t(_g("numpy", "dtype") + _u("f8") + b"\x85R", _i(10**6))),
+        _i(8),
+        _i(1),
+        _i(16),
+    )
+    blob = b"\x80\x02" + _g("numpy", "dtype") + _u("V8") + b"\x85" + _REDUCE + state + _BUILD
+    with pytest.raises(ValueError, match="structured numpy dtypes"):
+        safe_unpickle(io.BytesIO(blob + b"."))
+    plain = pickle.dumps(np.dtype("V8"), protocol=2)  # numpy's own dtype pickles still read
+    assert safe_unpickle(io.BytesIO(plain)) == np.dtype("V8")
+
+
+def test_ndarray_is_only_a_reconstruct_argument() -> None:
+    """``numpy.ndarray(shape)`` itself would allocate whatever the file asks, uninitialised."""
+    for blob in (
+        _g("numpy", "ndarray") + _t(_t(_i(10**9))) + _REDUCE,
+        _g("copyreg", "_reconstructor")
+        + _g("numpy", "ndarray")
+        + _g("numpy", "ndarray")
+        + _t(_i(10**9))
+        + b"\x87"
+        + _REDUCE,
+    ):
+        with pytest.raises((TypeError, ValueError)):
+            safe_unpickle(io.BytesIO(b"\x80\x02" + blob + b"."))

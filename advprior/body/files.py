@@ -12,6 +12,12 @@ global a pickle names (``os.system``, ``builtins.eval``, ...) is refused with
 :class:`~advprior.errors.UnsafeFileError` naming it. ``.npz`` members are read with
 ``allow_pickle=False``; a member holding Python objects (SMPL-X's ``joint2num``, a saved
 ``vertex_ids`` dict) goes through the same allow-list unpickler.
+
+A hostile file cannot crash the interpreter or exhaust memory either: every array state the
+pickle hands numpy is checked first (numpy trusts it: an object array whose element list is
+shorter than its shape is a segmentation fault), and sizes are bounded by what a body model can
+hold (:data:`_MAX_ELEMENTS`) before anything is allocated; what a tiny file would expand into
+(a list shared through the pickle's memo, a sparse matrix's declared shape) is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import copyreg
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -47,6 +54,14 @@ _JOINTS_OF = {24: "smpl", 52: "smplh", 55: "smplx"}
 _REQUIRED = ("v_template", "f", "weights", "J_regressor", "kintree_table", "shapedirs", "posedirs")
 #: Further keys smplx reads for SMPL-H / SMPL-X.
 _NEEDED_PREFIXES = ("hands_", "lmk_", "dynamic_lmk_")
+#: Most elements one array of a body model file may have. The largest real ones are SMPL-X's
+#: posedirs (10475 x 3 x 486, 15 M) and shapedirs with 400 components (12.6 M); a sparse matrix
+#: is made dense within the same bound (a few hundred joints x a few hundred thousand vertices).
+_MAX_ELEMENTS = 1 << 26
+#: numpy's own limit on dimensions (1.x); deeper nesting is never an array of a model file.
+_MAX_NDIM = 32
+#: A chumpy array wrapping a chumpy array ...: one level in real files.
+_MAX_CHUMPY_DEPTH = 32
 
 
 class _ChumpyStub:
@@ -73,43 +88,106 @@ class _SparseStub:
         self.state = state
 
 
+def _index_array(value: Any, what: str, length: int | None, bound: int) -> np.ndarray:
+    """A 1-d integer array of ``length`` entries (None: any), each in ``[0, bound]``."""
+    arr = _to_array(value, what)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{what} must be a 1-d integer array, got {arr.dtype} {arr.shape}")
+    if length is not None and arr.size != length:
+        raise ValueError(f"{what} has {arr.size} entries, expected {length}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > bound):
+        raise ValueError(f"{what} holds {int(arr.min())}..{int(arr.max())}, outside 0..{bound}")
+    return arr.astype(np.int64)
+
+
 def _dense(stub: _SparseStub) -> np.ndarray:
+    """The matrix, after checking its stored arrays against each other and its shape against
+    :data:`_MAX_ELEMENTS` (the shape, ``indptr`` and ``nnz`` are the file's word: trusted,
+    they would allocate whatever they claim)."""
     st = stub.state
     if not isinstance(st, dict):
         raise ValueError(f"unexpected pickled state of scipy.sparse.{stub.sparse_name}")
-    shape = tuple(int(x) for x in st.get("_shape", st.get("shape")))
-    out = np.zeros(shape, dtype=np.asarray(st["data"]).dtype)
     fmt = stub.sparse_name[:3]
-    if fmt in ("csc", "csr"):
-        indptr, indices = np.asarray(st["indptr"]), np.asarray(st["indices"])
-        major = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        rows, cols = (indices, major) if fmt == "csc" else (major, indices)
-    elif fmt == "coo":
-        rows, cols = np.asarray(st["row"]), np.asarray(st["col"])
-    else:
+    if fmt not in ("csc", "csr", "coo"):
         raise ValueError(f"scipy.sparse.{stub.sparse_name} is not supported (csc, csr, coo are)")
-    np.add.at(out, (rows, cols), np.asarray(st["data"]))
+    shape = st.get("_shape", st.get("shape"))
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) != 2
+        or not all(isinstance(n, (int, np.integer)) and 0 <= n for n in shape)
+        or math.prod(int(n) for n in shape) > _MAX_ELEMENTS
+    ):
+        raise ValueError(
+            f"scipy.sparse.{stub.sparse_name} has shape {shape!r}; a body model's is (rows, "
+            f"columns) with at most {_MAX_ELEMENTS} entries"
+        )
+    n_rows, n_cols = (int(n) for n in shape)
+    data = _to_array(st.get("data"), "sparse data")
+    if data.ndim != 1 or not (data.dtype == bool or np.issubdtype(data.dtype, np.number)):
+        raise ValueError(f"sparse data must be a 1-d numeric array, got {data.dtype} {data.shape}")
+    nnz = data.size
+    if fmt in ("csc", "csr"):
+        n_major, n_minor = (n_cols, n_rows) if fmt == "csc" else (n_rows, n_cols)
+        indptr = _index_array(st.get("indptr"), "sparse indptr", n_major + 1, nnz)
+        if indptr[0] != 0 or indptr[-1] != nnz or np.any(np.diff(indptr) < 0):
+            raise ValueError(f"sparse indptr does not run from 0 up to nnz={nnz}")
+        indices = _index_array(st.get("indices"), "sparse indices", nnz, n_minor - 1)
+        major = np.repeat(np.arange(n_major), np.diff(indptr))
+        rows, cols = (indices, major) if fmt == "csc" else (major, indices)
+    else:
+        rows = _index_array(st.get("row"), "sparse row", nnz, n_rows - 1)
+        cols = _index_array(st.get("col"), "sparse col", nnz, n_cols - 1)
+    out = np.zeros((n_rows, n_cols), dtype=data.dtype)
+    np.add.at(out, (rows, cols), data)
     return out
 
 
+def _to_array(value: Any, key: str) -> np.ndarray:
+    """``np.asarray(value)``, refusing first what would expand past :data:`_MAX_ELEMENTS`:
+    nested lists are walked once (iteratively), and a list or tuple met twice (the pickle's
+    memo lets a tiny file nest one list in itself 2**30 times) is refused."""
+    if isinstance(value, np.ndarray):
+        return value
+    total, seen, todo = 0, set(), [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (list, tuple)):
+            if id(item) in seen:
+                raise ValueError(f"{key} nests one list more than once (a memory bomb)")
+            if depth >= _MAX_NDIM:
+                raise ValueError(f"{key} nests lists deeper than {_MAX_NDIM}")
+            seen.add(id(item))
+            total += 1
+            todo.extend((x, depth + 1) for x in item)
+        else:
+            total += item.size if isinstance(item, np.ndarray) else 1
+        if total > _MAX_ELEMENTS:
+            raise ValueError(f"{key} would have more than {_MAX_ELEMENTS} elements")
+    return np.asarray(value)
+
+
 def _plain(value: Any, key: str) -> Any:
-    """Replace stubs by numpy arrays (recursively through chumpy's wrapped ``x``, and through
-    the 0-d object array ``np.savez`` wraps a sparse matrix or chumpy array in)."""
-    if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 0:
-        inner = value.item()
-        if isinstance(inner, (_SparseStub, _ChumpyStub)):
-            return _plain(inner, key)
-    if isinstance(value, _SparseStub):
-        return _dense(value)
-    if isinstance(value, _ChumpyStub):
+    """Replace stubs by numpy arrays (through chumpy's wrapped ``x``, and through the 0-d
+    object array ``np.savez`` wraps a sparse matrix or chumpy array in)."""
+    for _ in range(_MAX_CHUMPY_DEPTH):
+        if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 0:
+            inner = value.item()
+            if isinstance(inner, (_SparseStub, _ChumpyStub)):
+                value = inner
+        if isinstance(value, _SparseStub):
+            return _dense(value)
+        if not isinstance(value, _ChumpyStub):
+            return value
         state = value.state if isinstance(getattr(value, "state", None), dict) else {}
         if "x" not in state:
             raise ValueError(
                 f"key {key!r} holds a chumpy expression ({value.chumpy_name}) that cannot be "
                 "evaluated without chumpy; re-save the model with plain numpy arrays"
             )
-        return np.asarray(_plain(state["x"], key))
-    return value
+        value = state["x"]
+        if not isinstance(value, (_SparseStub, _ChumpyStub, np.ndarray)):
+            return _to_array(value, key)
+    raise ValueError(f"key {key!r} nests chumpy arrays deeper than {_MAX_CHUMPY_DEPTH}")
 
 
 def _plain_dict(raw: dict) -> dict[str, Any]:
@@ -137,36 +215,125 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     return codecs.encode(text, "latin-1", errors)
 
 
-def _numpy_global(name: str) -> Any:
-    """numpy's array/scalar reconstruction functions, under numpy 1 or 2 module paths."""
-    core = np._core if hasattr(np, "_core") else np.core
-    if name in ("_reconstruct", "scalar"):
-        return getattr(core.multiarray, name)
-    return core.numeric._frombuffer  # protocol-5 pickles of contiguous arrays
+class _NdarrayName:
+    """What a pickle's ``numpy.ndarray`` resolves to: the class argument of numpy's
+    ``_reconstruct`` (the only use numpy's own pickles make of it). Calling ``ndarray`` itself
+    would allocate any shape the file names, so this stand-in is not callable."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _count(shape: Any, what: str) -> int:
+    """Element count of a pickled shape (an int or a tuple of them), bounded."""
+    dims = shape if isinstance(shape, tuple) else (shape,)
+    if len(dims) > _MAX_NDIM or not all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in dims
+    ):
+        raise ValueError(f"{what}: {shape!r} is not an array shape")
+    count = math.prod(int(n) for n in dims)
+    if count > _MAX_ELEMENTS:
+        raise ValueError(f"{what}: shape {shape!r} exceeds {_MAX_ELEMENTS} elements")
+    return count
+
+
+def _core() -> Any:
+    return np._core if hasattr(np, "_core") else np.core
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's ``_reconstruct`` (the empty array a pickled array's BUILD then fills), for an
+    empty plain ``ndarray`` only."""
+    if subtype is not _NDARRAY:
+        raise ValueError(f"numpy _reconstruct of {subtype!r}, not numpy.ndarray")
+    # numpy pickles (0,) here, then the real shape with its data; a larger empty array is
+    # memory the file need not hold (an object one is even filled)
+    if _count(shape, "numpy _reconstruct") != 0:
+        raise ValueError(f"numpy _reconstruct of shape {shape!r}; numpy's pickles use (0,)")
+    return _core().multiarray._reconstruct(np.ndarray, shape, dtype)
+
+
+def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    """``copyreg._reconstructor`` as Python 2 pickles objects (chumpy's, scipy's): only for the
+    inert stubs, based on ``object`` (numpy's classes would allocate unchecked)."""
+    if not (isinstance(cls, type) and issubclass(cls, (_ChumpyStub, _SparseStub))):
+        raise ValueError(f"copyreg._reconstructor of {cls!r}: only chumpy/scipy objects")
+    if base is not object:
+        raise ValueError(f"copyreg._reconstructor based on {base!r}, not object")
+    return copyreg._reconstructor(cls, base, state)
+
+
+def _check_array_state(state: Any) -> None:
+    """Refuse an ``ndarray.__setstate__`` state that numpy would not check itself: it reads an
+    object array's elements from the list for as many as the shape says (past the list's end:
+    a segmentation fault)."""
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise ValueError("numpy array state is not a (version, shape, dtype, fortran, data)")
+    shape, dtype, _, raw = state[-4:]
+    if not isinstance(shape, tuple):
+        raise ValueError(f"numpy array state: shape {shape!r} is not a tuple")
+    count = _count(shape, "numpy array state")
+    if not isinstance(dtype, np.dtype):
+        raise ValueError(f"numpy array state: {dtype!r} is not a numpy dtype")
+    if dtype.hasobject:
+        if dtype != np.dtype(object):
+            raise ValueError(f"numpy array state: dtype {dtype} holds objects in fields")
+        if not isinstance(raw, list) or len(raw) != count:
+            got = f"{len(raw)} items" if isinstance(raw, list) else type(raw).__name__
+            raise ValueError(f"numpy object array of shape {shape} pickled with {got}")
+    else:
+        if not isinstance(raw, (bytes, bytearray, str)):
+            raise ValueError(f"numpy array state: data is {type(raw).__name__}, not bytes")
+        if len(raw) != count * dtype.itemsize:
+            raise ValueError(
+                f"numpy array state: {len(raw)} bytes for shape {shape} of {dtype} "
+                f"({count * dtype.itemsize} needed)"
+            )
+
+
+def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
+    """Only a plain (unstructured) dtype's byte order and flags may be set from a file: the
+    fields of a structured state are not checked by numpy (an offset past the item size reads
+    outside the array), nor is an item size other than the dtype's own."""
+    if not isinstance(state, tuple) or len(state) not in (8, 9):
+        raise ValueError("numpy dtype state is not numpy's (version, byteorder, ...)")
+    subarray, names, fields, elsize = state[2:6]
+    if subarray is not None or names is not None or fields is not None:
+        raise ValueError("structured numpy dtypes are not part of a body model file")
+    if elsize not in (-1, dtype.itemsize):
+        raise ValueError(f"numpy dtype state: item size {elsize!r} for {dtype}")
 
 
 #: ``(module, name)`` -> object: everything a pickle may name besides the stand-in stubs.
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
     ("builtins", "object"): object,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     # protocol 0/1 pickles (Python 2's) build objects this way; its class arguments are
     # themselves resolved through this allow-list
-    ("copyreg", "_reconstructor"): copyreg._reconstructor,
+    ("copyreg", "_reconstructor"): _reconstructor,
     ("_codecs", "encode"): _latin1_encode,
 }
-for _core in ("numpy.core", "numpy._core"):
-    _ALLOWED[(f"{_core}.multiarray", "_reconstruct")] = "_reconstruct"
-    _ALLOWED[(f"{_core}.multiarray", "scalar")] = "scalar"
-    _ALLOWED[(f"{_core}.numeric", "_frombuffer")] = "_frombuffer"
+for _prefix in ("numpy.core", "numpy._core"):
+    _ALLOWED[(f"{_prefix}.multiarray", "_reconstruct")] = _reconstruct
+    _ALLOWED[(f"{_prefix}.multiarray", "scalar")] = _core().multiarray.scalar
+    # protocol-5 pickles of contiguous arrays: a view of bytes already read, BUILD is checked
+    _ALLOWED[(f"{_prefix}.numeric", "_frombuffer")] = _core().numeric._frombuffer
 
 
-class SafeUnpickler(pickle.Unpickler):
+# The pure-Python unpickler, so that BUILD (``inst.__setstate__(state)``) can be checked before
+# numpy trusts the state; the C one offers no such hook. Model files are a few large binary
+# strings, so it is as fast here.
+class SafeUnpickler(pickle._Unpickler):
     """An unpickler that resolves only :data:`_ALLOWED` globals, chumpy classes (as inert stubs
     holding their state) and ``scipy.sparse`` matrices (stubs rebuilt densely); everything else
-    raises :class:`UnsafeFileError` naming ``module.name``."""
+    raises :class:`UnsafeFileError` naming ``module.name``. The state of every numpy array and
+    dtype is checked before numpy sees it (ValueError when numpy would crash or over-allocate)."""
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 names (``__builtin__``, ``copy_reg``) as the standard unpickler maps them
@@ -186,7 +353,20 @@ class SafeUnpickler(pickle.Unpickler):
                 f"refused to unpickle {module}.{name}: a model file may hold only numpy arrays, "
                 "scipy.sparse matrices and chumpy arrays (nothing from a file is ever run)"
             )
-        return _numpy_global(found) if isinstance(found, str) else found
+        return found
+
+    def load_build(self) -> None:
+        inst, state = self.stack[-2], self.stack[-1]
+        if isinstance(inst, np.ndarray):
+            _check_array_state(state)
+        elif isinstance(inst, np.dtype):
+            _check_dtype_state(inst, state)
+        elif isinstance(inst, np.generic):
+            raise ValueError("a numpy scalar has no state to set")
+        super().load_build()
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def safe_unpickle(fh: Any) -> Any:
@@ -261,6 +441,10 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         ImportError,
         IndexError,
         zipfile.BadZipFile,
+        # what a hostile file's sizes or nesting could still cause despite the bounds above
+        MemoryError,
+        RecursionError,
+        OverflowError,
     ) as exc:
         raise CorruptCheckpointError(
             f"{path}: not a readable SMPL-family model file ({type(exc).__name__}: {exc})"
@@ -290,6 +474,7 @@ def _check_shapes(data: dict[str, Any], path: Path) -> None:
     if len(tree) != 2 or tree[0] != 2:
         raise CorruptCheckpointError(f"{path}: kintree_table must be (2, J), got {tree}")
     n_joints = tree[1]
+    _check_tree(data["kintree_table"], path)
     vertices = shape("v_template")
     if len(vertices) != 2 or vertices[1] != 3:
         raise CorruptCheckpointError(f"{path}: v_template must be (V, 3), got {vertices}")
@@ -318,6 +503,34 @@ def _check_shapes(data: dict[str, Any], path: Path) -> None:
     if faces.size and (faces.min() < 0 or faces.max() >= v):
         raise CorruptCheckpointError(
             f"{path}: f indexes vertices {int(faces.min())}..{int(faces.max())}, but there are {v}"
+        )
+
+
+def _check_tree(table: np.ndarray, path: Path) -> None:
+    """``kintree_table[0]`` are the joints' parents: joint 0's is the root marker (-1, or the
+    largest value of an unsigned type: SMPL's uint32 4294967295), every other joint's an
+    earlier joint, so that they form the tree smplx walks (a parent out of range, or a cycle,
+    failed only at the first forward pass)."""
+    if table.shape[1] < 1 or table.dtype.kind not in "iu":
+        raise CorruptCheckpointError(
+            f"{path}: kintree_table must hold integer joint indices, got {table.dtype} "
+            f"{table.shape}"
+        )
+    root = int(table[0, 0])
+    markers = {-1, 2**32 - 1}  # SMPL's uint32 -1, also once converted to a wider type
+    if table.dtype.kind == "u":
+        markers.add(int(np.iinfo(table.dtype).max))
+    if root not in markers:
+        raise CorruptCheckpointError(
+            f"{path}: kintree_table's root (joint 0) must have parent -1, got {root}"
+        )
+    parents = table[0, 1:].astype(np.int64)
+    bad = np.flatnonzero((parents < 0) | (parents > np.arange(parents.size)))
+    if bad.size:
+        j = int(bad[0]) + 1
+        raise CorruptCheckpointError(
+            f"{path}: kintree_table gives joint {j} the parent {int(table[0, j])}; each joint's "
+            f"parent must be an earlier joint (0..{j - 1}) so that the joints form a tree"
         )
 
 

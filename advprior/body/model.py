@@ -14,7 +14,7 @@ import contextlib
 import io
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import nn
 
 from advprior.body import files, standin
-from advprior.errors import ModelNotFoundError
+from advprior.errors import CorruptCheckpointError, ModelNotFoundError
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
 from advprior.tensors import cacheable, check_tensor
@@ -348,25 +348,51 @@ def _quiet(fn, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
 
+def _first(table: dict[str, Any], n: int = 3) -> str:
+    """The first ``n`` entries of ``table`` for a message (its values may be long)."""
+    items = list(table.items())
+    more = f", ... ({len(items)} entries)" if len(items) > n else ""
+    return ", ".join(f"{k}={str(v)[:40]!r}" for k, v in items[:n]) + more
+
+
 def _select_vertex_ids(
-    data: dict[str, Any], model_type: str, vertex_ids: dict[str, int] | None
+    data: dict[str, Any], model_type: str, vertex_ids: dict[str, int] | None, path: Path
 ) -> dict[str, int] | None:
-    """The vertex-joint selectors for this mesh, or None where none can be meaningful."""
+    """The vertex-joint selectors for this mesh, or None where none can be meaningful.
+
+    Raises:
+        ValueError: the ``vertex_ids`` argument is not a table of this mesh's vertex indices.
+        CorruptCheckpointError: the file's own ``vertex_ids`` entry is not (naming the file).
+    """
     num_v = int(np.asarray(data["v_template"]).shape[0])
+    where, error = "vertex_ids", ValueError
     if vertex_ids is None and "vertex_ids" in data:
         stored = data["vertex_ids"]
-        vertex_ids = stored.item() if isinstance(stored, np.ndarray) else stored
+        vertex_ids = (
+            stored.item() if isinstance(stored, np.ndarray) and stored.ndim == 0 else stored
+        )
+        where, error = f"{path}: vertex_ids", CorruptCheckpointError
     if vertex_ids is None and num_v == _STANDARD_VERTICES[model_type]:
         vertex_ids = SMPLX_VERTEX_IDS["smplx" if model_type == "smplx" else "smplh"]
     if vertex_ids is None:
         return None
+    if not isinstance(vertex_ids, Mapping):
+        raise error(f"{where} must map joint names to vertex indices, got {type(vertex_ids)}")
     missing = [k for k in EXTRA_JOINT_NAMES if k not in vertex_ids]
     if missing:
-        raise ValueError(f"vertex_ids lacks {missing}")
-    bad = {k: int(vertex_ids[k]) for k in EXTRA_JOINT_NAMES if not 0 <= int(vertex_ids[k]) < num_v}
+        raise error(f"{where} lacks {missing}")
+    ids = {k: vertex_ids[k] for k in EXTRA_JOINT_NAMES}
+    not_int = {
+        k: v
+        for k, v in ids.items()
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_))
+    }
+    if not_int:
+        raise error(f"{where} holds entries that are not vertex indices: {_first(not_int)}")
+    bad = {k: int(v) for k, v in ids.items() if not 0 <= int(v) < num_v}
     if bad:
-        raise ValueError(f"vertex_ids index past the mesh's {num_v} vertices: {bad}")
-    return {k: int(vertex_ids[k]) for k in EXTRA_JOINT_NAMES}
+        raise error(f"{where} index past the mesh's {num_v} vertices: {_first(bad)}")
+    return {k: int(v) for k, v in ids.items()}
 
 
 def _build(
@@ -380,7 +406,7 @@ def _build(
     is_standin: bool,
     vertex_ids: dict[str, int] | None,
 ) -> BodyModel:
-    ids = _select_vertex_ids(data, model_type, vertex_ids)
+    ids = _select_vertex_ids(data, model_type, vertex_ids, path)
     common: dict[str, Any] = {"num_betas": num_betas, "dtype": dtype, "gender": gender}
     # smplx always builds its vertex selector; placeholder ids (0) are replaced below
     placeholder = ids or dict.fromkeys(EXTRA_JOINT_NAMES, 0)
