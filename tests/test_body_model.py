@@ -589,7 +589,7 @@ def test_empty_batches_and_plain_smplx_models_as_body_model(
         assert points.shape == (0, 2, 3) and joints.shape == (0, 24, 3)
     # a plain smplx model takes other inputs: named as the problem, with the way out
     plain = load_body_model(path, as_smplx=True, ext="pkl")  # ext: smplx.create's own argument
-    with pytest.raises(TypeError, match=r"BodyModel from load_body_model\(\), got smplx\."):
+    with pytest.raises(TypeError, match=r"BodyModel from load_body_model\(\).*got smplx\."):
         forward_kinematics(torch.zeros(1, 3), torch.zeros(1, 63), body_model=plain)
     from advprior.fitting import PinholeCamera, fit_keypoints
 

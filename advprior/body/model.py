@@ -315,11 +315,14 @@ class BodyModel(nn.Module):
         )
 
 
-def check_body_model(body_model: object, name: str = "body_model") -> BodyModel | None:
-    """``body_model`` when it is None or a :class:`BodyModel`, else a ``TypeError`` saying how to
-    get one (a plain ``smplx`` model takes other inputs: axis-angle per call, its own joint
-    order; :func:`load_body_model` reads the same file into a :class:`BodyModel`)."""
+def check_body_model(body_model: object, name: str = "body_model") -> Any:
+    """``body_model`` when it is None, a :class:`BodyModel` or an object with its
+    ``rest_joints(betas)`` (a body of one's own, e.g. for evaluation), else a ``TypeError``
+    saying how to get one (a plain ``smplx`` model takes other inputs: axis-angle per call, its
+    own joint order; :func:`load_body_model` reads the same file into a :class:`BodyModel`)."""
     if body_model is None or isinstance(body_model, BodyModel):
+        return body_model
+    if callable(getattr(body_model, "rest_joints", None)):
         return body_model
     kind = type(body_model)
     hint = ""
@@ -330,7 +333,8 @@ def check_body_model(body_model: object, name: str = "body_model") -> BodyModel 
             "plain smplx model back for your own code)"
         )
     raise TypeError(
-        f"{name} must be an advprior.body.BodyModel from load_body_model(), got "
+        f"{name} must be an advprior.body.BodyModel from load_body_model() (or have its "
+        f"rest_joints(betas)), got "
         f"{kind.__module__}.{kind.__qualname__}{hint}"
     )
 
