@@ -225,12 +225,14 @@ def parse_json(data: str | bytes, source: object, error: type[Exception] = Value
 def read_json(
     path: str | os.PathLike,
     error: type[Exception] = ValueError,
-    max_bytes: int = JSON_MAX_BYTES,
+    max_bytes: int | None = None,
 ) -> Any:
     """Read and parse the UTF-8 JSON file ``path`` (see :func:`parse_json`), at most
-    ``max_bytes`` of it. A missing file is ``FileNotFoundError``; other read failures keep their
-    ``OSError`` type and errno and name ``path``; too large or not JSON: ``error``."""
+    ``max_bytes`` (default :data:`JSON_MAX_BYTES`) of it. A missing file is
+    ``FileNotFoundError``; other read failures keep their ``OSError`` type and errno and name
+    ``path``; too large or not JSON: ``error``."""
     path = Path(path)
+    max_bytes = JSON_MAX_BYTES if max_bytes is None else max_bytes
     try:
         with open(path, "rb") as fh:
             data = fh.read(max_bytes + 1)
