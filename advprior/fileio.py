@@ -226,12 +226,15 @@ def read_json(
     path: str | os.PathLike,
     error: type[Exception] = ValueError,
     max_bytes: int | None = None,
+    what: str = "",
 ) -> Any:
     """Read and parse the UTF-8 JSON file ``path`` (see :func:`parse_json`), at most
     ``max_bytes`` (default :data:`JSON_MAX_BYTES`) of it. A missing file is
     ``FileNotFoundError``; other read failures keep their ``OSError`` type and errno and name
-    ``path``; too large or not JSON: ``error``."""
+    ``path``; too large or not JSON: ``error``. ``what`` (e.g. ``"weights manifest"``)
+    precedes the path in messages."""
     path = Path(path)
+    label = f"{what} {path}" if what else str(path)
     max_bytes = JSON_MAX_BYTES if max_bytes is None else max_bytes
     try:
         with open(path, "rb") as fh:
@@ -239,8 +242,8 @@ def read_json(
     except FileNotFoundError:
         raise
     except OSError as err:
-        new = type(err)(err.errno, f"cannot read {path}: {err.strerror or err}")
+        new = type(err)(err.errno, f"cannot read {label}: {err.strerror or err}")
         raise new from err
     if len(data) > max_bytes:
-        raise error(f"{path} is larger than {max_bytes} bytes: not a JSON file advprior reads")
-    return parse_json(data, path, error)
+        raise error(f"{label} is larger than {max_bytes} bytes: not a JSON file advprior reads")
+    return parse_json(data, label, error)

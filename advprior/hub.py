@@ -144,7 +144,7 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
     """
     path = manifest_path(manifest)
     try:
-        data = read_json(path, ManifestError)
+        data = read_json(path, ManifestError, what="weights manifest")
     except FileNotFoundError as err:
         raise ModelNotFoundError(f"weights manifest not found: {path}") from err
     models = data.get("models") if isinstance(data, dict) else None

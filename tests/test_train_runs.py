@@ -532,13 +532,23 @@ def test_code_naming_checkpoint_is_refused_with_the_reason_not_the_advice(tmp_pa
         "load unsupported GLOBAL posix.system whose module posix is blocked.\n\nCheck the "
         "documentation of torch.load to learn more about types accepted by default with "
         "weights_only https://pytorch.org/docs/stable/generated/torch.load.html.",
+        # a global outside the allowlist, with advice to allowlist it
+        "Weights only load failed. This file can still be loaded, to do so you have two options"
+        "\n\t(1) In PyTorch 2.6, we changed the default value of the `weights_only` argument in "
+        "`torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to "
+        "`False` will likely succeed, but it can result in arbitrary code execution.\n\t"
+        "WeightsUnpickler error: Unsupported global: GLOBAL posix.system was not an allowed "
+        "global by default. Please use `torch.serialization.add_safe_globals([system])` or the "
+        "`torch.serialization.safe_globals([system])` context manager to allowlist this global "
+        "if you trust this class/function.\n\nCheck the documentation of torch.load",
     ],
-    ids=["torch-2.6", "torch-2.13"],
+    ids=["torch-2.6", "torch-2.13", "allowlist-advice"],
 )
 def test_refusal_reason_drops_torchs_advice_in_both_forms(message):
     reason = ckpt._reason(RuntimeError(message))
     assert "GLOBAL posix.system" in reason
     assert "weights_only" not in reason and "trusted" not in reason
+    assert "safe_globals" not in reason and "allowlist" not in reason
 
 
 def test_moved_run_folder_and_data_file_still_resume(synthetic, tmp_path):

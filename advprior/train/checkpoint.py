@@ -51,7 +51,9 @@ def _reason(err: Exception) -> str:
     for line in text.splitlines():
         line = line.strip()
         if line and not any(a in line.lower() for a in _ADVICE):
-            return line
+            # "... Please use `torch.serialization.add_safe_globals([eval])` ... to allowlist
+            # this global": advice to allow the very function the file names; not passed on.
+            return line.split(" Please use", 1)[0]
     return type(err).__name__
 
 
