@@ -34,7 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from advprior.fileio import atomic_path, write_atomic
+from advprior.fileio import (
+    JSON_MAX_BYTES,
+    atomic_path,
+    check_zip_members,
+    parse_json,
+    write_atomic,
+)
 from advprior.hub import load_pretrained, resolve_files, sha256_file
 from advprior.interface import OUTPUTS, body_joints, check_output
 from advprior.prior import decode_6d, run_mlp
@@ -216,14 +222,49 @@ def _output_shape(output_kind: str, joints: int) -> list[Any]:
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of an exported file (ONNX or TorchScript), read without running it."""
+    """The metadata of an exported file (ONNX or TorchScript), read without running it.
+
+    Raises ``FileNotFoundError`` for a missing file and one ``ValueError`` naming the file for
+    anything else wrong with it (not an export, no or malformed metadata, a zip bomb).
+    """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no exported model at {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file (an exported ONNX or TorchScript model)")
     if zipfile.is_zipfile(path):  # TorchScript archives are zip files
+        raw = _torchscript_metadata(path)
+    else:
+        raw = _onnx_metadata(path)
+    meta = parse_json(raw, f"{path} ({METADATA_FILE})")
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{path}: {METADATA_FILE} must hold a JSON object, not {type(meta).__name__}"
+        )
+    return meta
+
+
+def _torchscript_metadata(path: Path) -> bytes:
+    check_zip_members(path, "TorchScript archive")
+    try:
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
-            if not names:
+            infos = [
+                i for i in archive.infolist() if i.filename.endswith(f"/extra/{METADATA_FILE}")
+            ]
+            if not infos:
                 raise ValueError(f"{path} is a TorchScript archive without {METADATA_FILE}")
-            return json.loads(archive.read(names[0]))
+            if infos[0].file_size > JSON_MAX_BYTES:
+                raise ValueError(
+                    f"{path}: {METADATA_FILE} declares {infos[0].file_size} bytes, more than "
+                    f"{JSON_MAX_BYTES}: not read"
+                )
+            with archive.open(infos[0]) as fh:
+                return fh.read(JSON_MAX_BYTES + 1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as err:
+        raise ValueError(f"{path}: cannot read its {METADATA_FILE} ({err})") from None
+
+
+def _onnx_metadata(path: Path) -> str:
     try:
         import onnx
     except ImportError as err:
@@ -237,7 +278,7 @@ def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
     props = {entry.key: entry.value for entry in proto.metadata_props}
     if METADATA_FILE not in props:
         raise ValueError(f"{path} has no advprior metadata ({METADATA_FILE} entry)")
-    return json.loads(props[METADATA_FILE])
+    return props[METADATA_FILE]
 
 
 __all__ = ["FORMATS", "OUTPUTS", "ExportedDecoder", "export_prior", "read_export_metadata"]

@@ -13,6 +13,7 @@ gone (:func:`remove_stale_temps`), so they never pile up.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import pickletools
@@ -200,3 +201,49 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
                 f"{info.file_size / 2**20:.0f} MiB from {info.compress_size / 2**20:.1f} MiB "
                 f"(over {ZIP_MAX_RATIO}x): not read (a zip bomb?)"
             )
+
+
+# A JSON file advprior reads (config.json, weights_manifest.json, export metadata) is a few KiB;
+# anything this large is not one (and a symlink to /dev/zero must not fill the memory).
+JSON_MAX_BYTES = 16 * 2**20
+
+
+def parse_json(data: str | bytes, source: object, error: type[Exception] = ValueError) -> Any:
+    """``json.loads`` of UTF-8 ``data`` where every decoding problem (bad syntax, bad UTF-8,
+    nesting too deep, an integer of more digits than Python converts) is one ``error`` naming
+    ``source`` (a file name, or e.g. ``"model.onnx metadata"``)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(text)
+    except RecursionError:
+        raise error(f"{source} is not valid JSON: nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, the int-digits limit
+        reason = str(err).split("; use sys.set_int_max_str_digits", 1)[0]
+        raise error(f"{source} is not valid JSON: {reason}") from None
+
+
+def read_json(
+    path: str | os.PathLike,
+    error: type[Exception] = ValueError,
+    max_bytes: int | None = None,
+    what: str = "",
+) -> Any:
+    """Read and parse the UTF-8 JSON file ``path`` (see :func:`parse_json`), at most
+    ``max_bytes`` (default :data:`JSON_MAX_BYTES`) of it. A missing file is
+    ``FileNotFoundError``; other read failures keep their ``OSError`` type and errno and name
+    ``path``; too large or not JSON: ``error``. ``what`` (e.g. ``"weights manifest"``)
+    precedes the path in messages."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    max_bytes = JSON_MAX_BYTES if max_bytes is None else max_bytes
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        new = type(err)(err.errno, f"cannot read {label}: {err.strerror or err}")
+        raise new from err
+    if len(data) > max_bytes:
+        raise error(f"{label} is larger than {max_bytes} bytes: not a JSON file advprior reads")
+    return parse_json(data, label, error)

@@ -34,7 +34,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -46,7 +46,7 @@ from advprior.errors import (
     ModelNotFoundError,
     OfflineError,
 )
-from advprior.fileio import atomic_path, sha256_file, write_text_atomic
+from advprior.fileio import atomic_path, read_json, sha256_file, write_text_atomic
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
@@ -144,11 +144,9 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
     """
     path = manifest_path(manifest)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, ManifestError, what="weights manifest")
     except FileNotFoundError as err:
         raise ModelNotFoundError(f"weights manifest not found: {path}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise ManifestError(f"weights manifest {path} is not valid JSON: {err}") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
         raise ManifestError(f"weights manifest {path} needs a top-level 'models' object")
@@ -167,11 +165,39 @@ def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[s
             )
         for key in ("sha256", "config_sha256"):
             value = entry.get(key)
-            if value is not None and not _SHA256.fullmatch(str(value)):
+            if value is not None and not (isinstance(value, str) and _SHA256.fullmatch(value)):
                 raise ManifestError(
                     f"weights manifest {path}: entry {alias!r} {key} must be 64 lowercase hex"
                 )
+        # File names are looked up in a Hub repo and inside the package: plain relative paths
+        # only, so an entry can never point at a file elsewhere on this machine.
+        for key in ("filename", "config_filename", "bundled"):
+            value = entry.get(key)
+            if value is None and key != "filename":
+                continue
+            problem = _relative_path_problem(value)
+            if problem:
+                raise ManifestError(
+                    f"weights manifest {path}: entry {alias!r} {key} {value!r:.80} {problem}"
+                )
     return models
+
+
+def _relative_path_problem(value: Any) -> str | None:
+    """Why ``value`` is not a plain relative path ("dir/file", no ".." or absolute), or None."""
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    parts = value.split("/")
+    if (
+        not value
+        or "\\" in value
+        or "\0" in value
+        or value.startswith("/")
+        or PureWindowsPath(value).drive
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        return "must be a plain relative path (no '..', no absolute path, no backslash)"
+    return None
 
 
 def known_aliases(manifest: str | os.PathLike | None = None) -> list[str]:
@@ -404,10 +430,7 @@ def resolve(name_or_path: str | os.PathLike, **kwargs: Any) -> Path:
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """Parse and check a checkpoint's ``config.json``; raises :class:`CorruptCheckpointError`."""
-    try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise CorruptCheckpointError(f"{path} is not valid JSON: {err}") from None
+    config = read_json(path, CorruptCheckpointError)
     if not isinstance(config, dict):
         raise CorruptCheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
     model_type = config.get("model_type")
@@ -499,6 +522,8 @@ def _load_state(module: torch.nn.Module, weights: Path) -> None:
             raise CorruptCheckpointError(
                 f"{weights}: tensor {key!r} has dtype {tensors[key].dtype}, expected {value.dtype}"
             )
+        if tensors[key].is_floating_point() and not bool(tensors[key].isfinite().all()):
+            raise CorruptCheckpointError(f"{weights}: tensor {key!r} holds NaN or infinite values")
     module.load_state_dict(tensors, strict=True)
 
 

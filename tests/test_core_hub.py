@@ -7,6 +7,7 @@ is reached through ``HF_ENDPOINT``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import threading
@@ -293,6 +294,50 @@ def test_bad_config(checkpoint: Path, text: str, match: str) -> None:
         load_pretrained(checkpoint)
 
 
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ('{"model_type": "gan", "format_version": 1, "hidden_dim": ' + "9" * 5000 + "}", "digits"),
+        ('{"training": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        (b'{"model_type": "g\xff"}', "'utf-8' codec"),
+    ],
+    ids=["int-5000-digits", "deep", "not-utf8"],
+)
+def test_config_json_problems_name_the_file(checkpoint: Path, raw: str | bytes, match: str):
+    path = checkpoint / "config.json"
+    path.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
+    with pytest.raises(CorruptCheckpointError, match=match) as err:
+        load_pretrained(checkpoint)
+    assert f"{path} is not valid JSON" in str(err.value)
+
+
+def test_unreadable_or_endless_config_names_the_file(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = checkpoint / "config.json"
+    if Path("/proc/self/mem").exists():  # Linux: a "regular file" whose reads fail with EIO
+        path.unlink()
+        path.symlink_to("/proc/self/mem")
+        with pytest.raises(OSError, match=r"cannot read .*config.json: Input/output error") as e:
+            load_pretrained(checkpoint)
+        assert e.value.errno == errno.EIO
+    path.unlink()
+    path.symlink_to("/dev/zero")  # endless: only a bounded prefix of it is read
+    monkeypatch.setattr(advprior.fileio, "JSON_MAX_BYTES", 1000)
+    with pytest.raises(CorruptCheckpointError, match=r"config.json is larger than 1000 bytes"):
+        hubmod.read_config(path)
+
+
+def test_non_finite_weights_are_refused(checkpoint: Path, prior: PosePrior) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in prior.state_dict().items()}
+    state["generator.0.weight"][0, 0] = float("nan")
+    save_file(state, str(checkpoint / "model.safetensors"))
+    with pytest.raises(CorruptCheckpointError, match="'generator.0.weight' holds NaN or inf"):
+        load_pretrained(checkpoint)
+
+
 def test_missing_local_files(checkpoint: Path, tmp_path: Path) -> None:
     (checkpoint / "model.safetensors").unlink()
     with pytest.raises(ModelNotFoundError, match="model.safetensors"):
@@ -327,6 +372,17 @@ def test_manifest_from_environment(
         ({"sha256": None}, "sha256"),
         ({"sha256": "abc"}, "sha256"),
         ({"repo_id": "DROP"}, "repo_id"),
+        # file names must stay inside the Hub repo / the package, and be strings
+        ({"filename": "../../../SECRET.json"}, "filename '../../../SECRET.json' must be a plain"),
+        ({"filename": "/etc/passwd"}, "filename '/etc/passwd' must be a plain"),
+        ({"filename": "sub\\..\\..\\x"}, "filename .* must be a plain relative path"),
+        ({"config_filename": "../../x.json"}, "config_filename '../../x.json' must be a plain"),
+        ({"config_filename": 5}, "config_filename 5 must be a string, not int"),
+        ({"bundled": 5}, "bundled 5 must be a string, not int"),
+        ({"bundled": ["weights/gan-s"]}, "bundled .* must be a string, not list"),
+        ({"bundled": "../../../../etc"}, "bundled '../../../../etc' must be a plain"),
+        ({"bundled": "/etc"}, "bundled '/etc' must be a plain"),
+        ({"sha256": 12345}, "sha256"),
     ],
 )
 def test_invalid_manifest_entries(
@@ -341,6 +397,23 @@ def test_invalid_manifest_entries(
     path.write_text(json.dumps(data))
     with pytest.raises(ManifestError, match=match):
         read_manifest(path)
+
+
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ('{"models": {"x": ' + "9" * 5000 + "}}", "not valid JSON: Exceeds the limit"),
+        ('{"models": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON: nested too deeply"),
+        (b'{"models": {"\xff": {}}}', "not valid JSON: 'utf-8' codec"),
+    ],
+    ids=["int-5000-digits", "deep", "not-utf8"],
+)
+def test_manifest_json_problems_name_the_manifest(tmp_path: Path, raw: str | bytes, match: str):
+    path = tmp_path / "manifest.json"
+    path.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
+    with pytest.raises(ManifestError, match=match) as err:
+        read_manifest(path)
+    assert str(path) in str(err.value) and "set_int_max_str_digits" not in str(err.value)
 
 
 def test_packaged_manifest_is_valid_and_every_bundled_entry_verifies() -> None:

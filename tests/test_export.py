@@ -191,6 +191,77 @@ def test_reading_metadata_of_a_file_that_is_no_export(tmp_path: Path) -> None:
         read_export_metadata(other)
 
 
+def _torchscript_like(path: Path, member: bytes | None = None, spaces: int = 0) -> Path:
+    """A zip laid out like a TorchScript archive whose extra/advprior.json is ``member`` (or
+    ``spaces`` bytes of blanks, which deflate ~1000:1)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr(
+            "model/extra/advprior.json", member if member is not None else b" " * spaces
+        )
+    return path
+
+
+@pytest.mark.parametrize(
+    "member, match",
+    [
+        (b"{not json", "is not valid JSON: Expecting property name"),
+        (b"\xff\xfe\x00", "is not valid JSON: 'utf-8' codec"),
+        (b"[" * 100_000 + b"]" * 100_000, "is not valid JSON: nested too deeply"),
+        (b"9" * 5000, "is not valid JSON: Exceeds the limit"),
+        (b"[1, 2]", "must hold a JSON object, not list"),
+    ],
+    ids=["syntax", "not-utf8", "deep", "int-5000-digits", "list"],
+)
+def test_malformed_torchscript_metadata_is_one_valueerror(tmp_path: Path, member, match) -> None:
+    path = _torchscript_like(tmp_path / "m.pt", member)
+    with pytest.raises(ValueError, match=match) as err:
+        read_export_metadata(path)
+    assert type(err.value) is ValueError and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [("{nope", "not valid JSON"), ("[" * 100_000 + "]" * 100_000, "nested too deeply")],
+    ids=["syntax", "deep"],
+)
+def test_malformed_onnx_metadata_is_one_valueerror(tmp_path: Path, value, match) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "advprior.json", value
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ValueError, match=match) as err:
+        read_export_metadata(path)
+    assert type(err.value) is ValueError and str(path) in str(err.value)
+
+
+def test_missing_or_bomb_export_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import advprior.export
+    import advprior.fileio
+
+    with pytest.raises(FileNotFoundError, match="no exported model at .*absent.pt"):
+        read_export_metadata(tmp_path / "absent.pt")
+    with pytest.raises(ValueError, match="is not a file"):
+        read_export_metadata(tmp_path)
+    # 2 MB of blanks in ~2 KB: a bomb once the threshold is scaled down (the real one is 64 MiB)
+    bomb = _torchscript_like(tmp_path / "bomb.pt", spaces=2_000_000)
+    monkeypatch.setattr(advprior.fileio, "ZIP_CHECK_ABOVE", 2**20)
+    with pytest.raises(ValueError, match="'model/extra/advprior.json' would decompress to 2 MiB"):
+        read_export_metadata(bomb)
+    # below the bomb check, a member larger than a JSON file can be is not read either
+    monkeypatch.setattr(advprior.fileio, "ZIP_CHECK_ABOVE", 2**30)
+    monkeypatch.setattr(advprior.export, "JSON_MAX_BYTES", 10**6)
+    with pytest.raises(ValueError, match="declares 2000000 bytes, more than 1000000: not read"):
+        read_export_metadata(bomb)
+
+
 def test_torch_export_of_user_code_leaves_later_eager_calls_alone() -> None:
     # torch.export (non-strict, its default) runs our eager code on fake tensors; constants or
     # the stand-in body built during that trace must not be cached for later calls. A fresh

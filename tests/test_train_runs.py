@@ -384,6 +384,173 @@ def test_path_length_penalty_evens_out_the_pose_speed(synthetic, tmp_path):
         train_gan(synthetic, tmp_path / "bad", **{**kw, "path_length_weight": -1.0})
 
 
+# A damaged or hostile checkpoint.pt is refused when it is loaded, naming the file and the key,
+# before anything is trained, logged or written: the run folder stays as it was.
+_RESUME_KW = dict(batch_size=16, d_steps=1, disc_hidden_dim=16, ckpt_every=0, export=False, **FAST)
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "r"
+    train_gan(synthetic, out, steps=2, val_every=1, **_RESUME_KW)
+    return out
+
+
+def _first_param_state(s: dict) -> dict:
+    return next(iter(s["optimizers"]["generator"]["state"].values()))
+
+
+def _damage(s: dict, case: str) -> dict:
+    rank = s["ranks"][0]
+    if case == "missing_optimizers":
+        del s["optimizers"]
+    elif case == "models_wrong_key":
+        s["models"] = {"other": {}}
+    elif case == "ranks_empty":
+        s["ranks"] = []
+    elif case == "ranks_no_rng":
+        del rank["rng"]
+    elif case == "rng_float":
+        rank["rng"]["torch"] = torch.zeros(3)
+    elif case == "rng_short":
+        rank["rng"]["torch"] = torch.zeros(3, dtype=torch.uint8)
+    elif case == "rng_named_missing":
+        rank["rng"]["named"] = {}
+    elif case == "streams_garbage":
+        rank["streams"] = {"data": {"x": 1}}
+    elif case == "optimizer_garbage":
+        s["optimizers"]["generator"] = {"state": 5, "param_groups": "x"}
+    elif case == "optimizer_state_shape":
+        _first_param_state(s)["exp_avg"] = torch.zeros(2)
+    elif case == "config_list":
+        s["config"] = [1, 2]
+    elif case == "model_tensor_shape":
+        s["models"]["generator"] = {k: v[:1] for k, v in s["models"]["generator"].items()}
+    elif case == "model_tensor_nan":
+        next(iter(s["models"]["discriminator"].values())).fill_(float("nan"))
+    elif case == "optimizer_nan":
+        _first_param_state(s)["exp_avg_sq"].fill_(float("inf"))
+    elif case == "elapsed_nan":
+        s["elapsed_s"] = float("nan")
+    elif case == "step_string":
+        s["step"] = "abc"
+    elif case == "step_huge":
+        s["step"] = 10**30
+    elif case == "last_val_nan":
+        s["last_val"] = {"recall_mean_mm": float("nan")}
+    elif case == "best_state_shape":
+        s["best"]["state"] = {k: v[:1] for k, v in s["best"]["state"].items()}
+    return s
+
+
+@pytest.mark.parametrize(
+    "case, key",
+    [
+        ("missing_optimizers", "'optimizers' must be an object (missing)"),
+        ("models_wrong_key", "models['generator'] is missing"),
+        ("ranks_empty", "'ranks' must be a non-empty list"),
+        ("ranks_no_rng", "ranks[0]['rng'] must be an object"),
+        ("rng_float", "ranks[0]['rng']['torch'] is not an RNG state"),
+        ("rng_short", "ranks[0]['rng']['torch'] has the wrong size"),
+        ("rng_named_missing", "ranks[0]['rng']['named']['latent'] is missing"),
+        ("streams_garbage", "ranks[0]['streams']['data'] must hold non-negative integers"),
+        ("optimizer_garbage", "optimizers['generator'] is not an optimiser state dict"),
+        ("optimizer_state_shape", "['exp_avg'] has shape (2,), the parameter"),
+        ("config_list", "'config' must be an object (list)"),
+        ("model_tensor_shape", "has shape (1,"),
+        ("model_tensor_nan", "models['discriminator']"),
+        ("optimizer_nan", "['exp_avg_sq'] holds NaN or infinite values"),
+        ("elapsed_nan", "'elapsed_s' must be a finite number >= 0, got nan"),
+        ("step_string", "'step' must be an integer in [0, 2**63), got 'abc'"),
+        ("step_huge", "'step' must be an integer in [0, 2**63)"),
+        ("last_val_nan", "'last_val' must map metric names to finite numbers"),
+        ("best_state_shape", "best['state']"),
+    ],
+)
+def test_resume_refuses_a_damaged_checkpoint_before_writing(
+    synthetic, finished_run, tmp_path, case, key
+):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    path = run / "checkpoint.pt"
+    torch.save(_damage(torch.load(path, weights_only=True), case), path)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(CorruptCheckpointError) as err:
+        train_gan(synthetic, run, steps=4, val_every=1, resume=True, **_RESUME_KW)
+    assert str(path) in str(err.value) and key in str(err.value)
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # nothing trained, logged or overwritten
+
+
+def test_an_intact_checkpoint_still_resumes(synthetic, finished_run, tmp_path):
+    import shutil
+
+    shutil.copytree(finished_run, tmp_path / "run")
+    result = train_gan(synthetic, tmp_path / "run", steps=3, val_every=1, resume=True, **_RESUME_KW)
+    assert result.step == 3 and result.best_step is not None
+
+
+def test_code_naming_checkpoint_is_refused_with_the_reason_not_the_advice(tmp_path):
+    import pickle
+    import zipfile
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo never run",))
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"step": 1}, path)  # a real torch zip, whose data.pkl is then replaced
+    with zipfile.ZipFile(path) as zin:
+        items = [(i, zin.read(i.filename)) for i in zin.infolist()]
+    with zipfile.ZipFile(path, "w") as zout:
+        for info, data in items:
+            evil = pickle.dumps({"step": 1, "models": Evil()}, protocol=2)
+            zout.writestr(info, evil if info.filename.endswith("data.pkl") else data)
+    with pytest.raises(CorruptCheckpointError, match="checkpoint.pt") as err:
+        ckpt.load(path)
+    text = str(err.value)
+    assert "system" in text and "GLOBAL" in text  # torch's reason: the refused global
+    assert "weights_only" not in text and "will likely succeed" not in text
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        # torch 2.6 - 2.12: the reason after "WeightsUnpickler error:"
+        "Weights only load failed. This file can still be loaded, to do so you have two options"
+        "\n\t(1) Re-running `torch.load` with `weights_only` set to `False` will likely succeed,"
+        " but it can result in arbitrary code execution.\n\t(2) Alternatively, load with "
+        "`torch.serialization.safe_globals`.\n WeightsUnpickler error: Unsupported global: "
+        "GLOBAL posix.system was not an allowed global by default.\n\nCheck the documentation",
+        # torch 2.13: the reason in its own paragraph after the advice
+        "Weights only load failed. In PyTorch 2.6, we changed the default value of the "
+        "`weights_only` argument in `torch.load` from `False` to `True`. Re-running `torch.load` "
+        "with `weights_only` set to `False` will likely succeed, but it can result in arbitrary "
+        "code execution. Do it only if you got the file from a trusted source.\n\n\nTrying to "
+        "load unsupported GLOBAL posix.system whose module posix is blocked.\n\nCheck the "
+        "documentation of torch.load to learn more about types accepted by default with "
+        "weights_only https://pytorch.org/docs/stable/generated/torch.load.html.",
+        # a global outside the allowlist, with advice to allowlist it
+        "Weights only load failed. This file can still be loaded, to do so you have two options"
+        "\n\t(1) In PyTorch 2.6, we changed the default value of the `weights_only` argument in "
+        "`torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to "
+        "`False` will likely succeed, but it can result in arbitrary code execution.\n\t"
+        "WeightsUnpickler error: Unsupported global: GLOBAL posix.system was not an allowed "
+        "global by default. Please use `torch.serialization.add_safe_globals([system])` or the "
+        "`torch.serialization.safe_globals([system])` context manager to allowlist this global "
+        "if you trust this class/function.\n\nCheck the documentation of torch.load",
+    ],
+    ids=["torch-2.6", "torch-2.13", "allowlist-advice"],
+)
+def test_refusal_reason_drops_torchs_advice_in_both_forms(message):
+    reason = ckpt._reason(RuntimeError(message))
+    assert "GLOBAL posix.system" in reason
+    assert "weights_only" not in reason and "trusted" not in reason
+    assert "safe_globals" not in reason and "allowlist" not in reason
+
+
 def test_moved_run_folder_and_data_file_still_resume(synthetic, tmp_path):
     kw = dict(
         batch_size=16,
@@ -410,9 +577,15 @@ def test_trained_model_card_names_unknown_data_terms(synthetic, tmp_path):
     assert "mocap.cs.cmu.edu" not in card and "HDM05" not in card
 
 
+def _minimal_checkpoint(step: int) -> dict:
+    """The smallest state ``ckpt.load`` accepts: no models, one process."""
+    ranks = [{"rng": ckpt.rng_state({}), "streams": {}}]
+    return dict(step=step, models={}, optimizers={}, config={}, ranks=ranks, elapsed_s=0.0)
+
+
 def test_checkpoint_writes_are_atomic(tmp_path):
     target = tmp_path / "c.pt"
-    ckpt.save_atomic({"step": 1, "models": {}}, target)
+    ckpt.save_atomic(_minimal_checkpoint(1), target)
     assert ckpt.load(target)["step"] == 1
 
     class Boom:
@@ -420,7 +593,7 @@ def test_checkpoint_writes_are_atomic(tmp_path):
             raise RuntimeError("serialisation failed")
 
     with pytest.raises(RuntimeError, match="serialisation failed"):
-        ckpt.save_atomic({"step": 2, "models": {}, "bad": Boom()}, target)
+        ckpt.save_atomic({**_minimal_checkpoint(2), "bad": Boom()}, target)
     assert ckpt.load(target)["step"] == 1  # the old file is intact
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left
 

@@ -9,6 +9,7 @@ plain tensors and containers only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,28 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return write_atomic(path, write)
 
 
+# Lines of torch's refusal that advise loading the file with ``weights_only=False`` (which would
+# run code from it), or point at its documentation: never passed on.
+_ADVICE = ("weights_only", "weights only load failed", "trusted source", "check the documentation")
+
+
 def _reason(err: Exception) -> str:
-    """torch's reason for refusing a file, without its advice to retry with
-    ``weights_only=False`` (which would run code from the file)."""
+    """torch's reason for refusing a file (e.g. "unsupported GLOBAL posix.system"), without its
+    advice to retry with ``weights_only=False`` (which would run code from the file).
+
+    torch < 2.6-ish wrote the reason after "WeightsUnpickler error:"; newer versions put it in
+    its own paragraph after the advice. Either way the first line that is not advice is kept.
+    """
     text = str(err)
     if "WeightsUnpickler error:" in text:
-        tail = text.split("WeightsUnpickler error:", 1)[1]
-        lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
-        return lines[0] if lines else type(err).__name__
-    return (text.strip().splitlines() or [type(err).__name__])[0]
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not any(a in line.lower() for a in _ADVICE):
+            # "... Please use `torch.serialization.add_safe_globals([eval])` ... to allowlist
+            # this global": advice to allow the very function the file names; not passed on.
+            return line.split(" Please use", 1)[0]
+    return type(err).__name__
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -62,7 +76,133 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         ) from err
     if not isinstance(state, dict) or "step" not in state or "models" not in state:
         raise CorruptCheckpointError(f"{path} is not an advprior training checkpoint")
+    check_structure(state, path)
     return state
+
+
+def _bad(path: Path, key: str, problem: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"training checkpoint {path} is damaged: {key} {problem}; remove it, or start over "
+        "with --overwrite"
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_tensors(tree: Any, path: Path, key: str) -> None:
+    """Every floating-point tensor in ``tree`` (dicts/lists of tensors and numbers) is finite."""
+    if isinstance(tree, torch.Tensor):
+        if (tree.is_floating_point() or tree.is_complex()) and not bool(tree.isfinite().all()):
+            raise _bad(path, key, "holds NaN or infinite values")
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            _check_tensors(v, path, f"{key}[{k!r}]")
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            _check_tensors(v, path, f"{key}[{i}]")
+    elif isinstance(tree, float) and not math.isfinite(tree):
+        raise _bad(path, key, "is NaN or infinite")
+
+
+def _check_state_dict(sd: Any, path: Path, key: str) -> None:
+    if not isinstance(sd, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
+    ):
+        raise _bad(path, key, "is not a {name: tensor} state dict")
+    _check_tensors(sd, path, key)
+
+
+def _check_rng(rng: Any, path: Path, key: str) -> None:
+    if not isinstance(rng, dict) or not isinstance(rng.get("named"), dict):
+        raise _bad(path, key, "must be an object with 'torch' and 'named' RNG states")
+    states = {"torch": rng.get("torch"), **{f"named[{k!r}]": v for k, v in rng["named"].items()}}
+    if "cuda" in rng:
+        if not isinstance(rng["cuda"], (list, tuple)):
+            raise _bad(path, f"{key}['cuda']", "must be a list of RNG states")
+        states.update({f"cuda[{i}]": v for i, v in enumerate(rng["cuda"])})
+    for name, value in states.items():
+        ok = isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.ndim == 1
+        if not ok:
+            raise _bad(path, f"{key}[{name!r}]", "is not an RNG state (a 1-d uint8 tensor)")
+
+
+def check_structure(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Check that ``state`` has the layout :class:`~advprior.train.loop.Trainer` writes: every
+    key with its type, numbers finite, state dicts of finite tensors. Raises
+    :class:`CorruptCheckpointError` naming ``path`` and the key; checks the names a particular
+    run needs (and that the tensors fit its models) only when the state is applied."""
+    path = Path(path)
+    step = state["step"]
+    if not _is_int(step) or not 0 <= step < 2**63:
+        raise _bad(path, "'step'", f"must be an integer in [0, 2**63), got {step!r:.40}")
+    for key in ("models", "optimizers", "config"):
+        if not isinstance(state.get(key), dict):
+            got = type(state.get(key)).__name__ if key in state else "missing"
+            raise _bad(path, repr(key), f"must be an object ({got})")
+    for name, sd in state["models"].items():
+        _check_state_dict(sd, path, f"models[{name!r}]")
+    for name, opt in state["optimizers"].items():
+        key = f"optimizers[{name!r}]"
+        if (
+            not isinstance(opt, dict)
+            or not isinstance(opt.get("state"), dict)
+            or not isinstance(opt.get("param_groups"), list)
+            or not all(
+                isinstance(g, dict)
+                and isinstance(g.get("params"), list)
+                and all(_is_int(i) for i in g["params"])
+                for g in opt["param_groups"]
+            )
+        ):
+            raise _bad(path, key, "is not an optimiser state dict")
+        _check_tensors(opt, path, key)
+    ranks = state.get("ranks")
+    if not isinstance(ranks, list) or not ranks:
+        raise _bad(path, "'ranks'", "must be a non-empty list (one entry per process)")
+    world = state.get("world_size", 1)
+    if not _is_int(world) or world != len(ranks):
+        raise _bad(path, "'world_size'", f"is {world!r:.40}, but 'ranks' has {len(ranks)}")
+    for i, rank in enumerate(ranks):
+        if not isinstance(rank, dict):
+            raise _bad(path, f"ranks[{i}]", "is not an object")
+        _check_rng(rank.get("rng"), path, f"ranks[{i}]['rng']")
+        streams = rank.get("streams")
+        if not isinstance(streams, dict):
+            raise _bad(path, f"ranks[{i}]['streams']", "must be an object")
+        for name, pos in streams.items():
+            ok = isinstance(pos, dict) and all(
+                _is_int(pos.get(k)) and pos[k] >= 0 for k in ("epoch", "pos")
+            )
+            if not ok:
+                raise _bad(
+                    path,
+                    f"ranks[{i}]['streams'][{name!r}]",
+                    "must hold non-negative integers 'epoch' and 'pos'",
+                )
+    elapsed = state.get("elapsed_s")
+    if not _finite_number(elapsed) or elapsed < 0:
+        raise _bad(path, "'elapsed_s'", f"must be a finite number >= 0, got {elapsed!r:.40}")
+    last_val = state.get("last_val", {})
+    if not isinstance(last_val, dict) or not all(
+        isinstance(k, str) and _finite_number(v) for k, v in last_val.items()
+    ):
+        raise _bad(path, "'last_val'", "must map metric names to finite numbers")
+    best = state.get("best", {})
+    if not isinstance(best, dict):
+        raise _bad(path, "'best'", "must be an object")
+    if best:
+        if not _is_int(best.get("step")) or not _finite_number(best.get("score")):
+            raise _bad(path, "'best'", "needs an integer 'step' and a finite 'score'")
+        val = best.get("val")
+        if not isinstance(val, dict) or not all(_finite_number(v) for v in val.values()):
+            raise _bad(path, "best['val']", "must map metric names to finite numbers")
+        _check_state_dict(best.get("state"), path, "best['state']")
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advprior.errors import CorruptCheckpointError
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import (
     DistInfo,
@@ -193,7 +194,7 @@ class Trainer:
                 f"{self.checkpoint_path} was written by {state.get('world_size')} process(es); "
                 f"resume it with the same number, not {self.dist.world_size}"
             )
-        old = state.get("config", {})
+        old = state["config"]  # an object: checked by ckpt.load
         changed = sorted(
             k
             for k in set(old) | set(self.config)
@@ -202,19 +203,93 @@ class Trainer:
         if changed:
             diffs = ", ".join(f"{k}: {old.get(k)!r} -> {self.config.get(k)!r}" for k in changed)
             raise ValueError(f"cannot resume {self.checkpoint_path} with other settings ({diffs})")
-        for k, m in self.modules.items():
-            unwrap(m).load_state_dict(state["models"][k])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
-        mine = state["ranks"][self.dist.rank]
-        ckpt.set_rng_state(mine["rng"], self.generators)
-        for k, s in self.streams.items():
-            s.load_state_dict(mine["streams"][k])
+        self._check_fits(state)
+        # Everything is checked; what still fails here is a damaged file torch noticed first.
+        try:
+            for k, m in self.modules.items():
+                unwrap(m).load_state_dict(state["models"][k], strict=True)
+            for k, o in self.optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
+            mine = state["ranks"][self.dist.rank]
+            ckpt.set_rng_state(mine["rng"], self.generators)
+            for k, s in self.streams.items():
+                s.load_state_dict(mine["streams"][k])
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+            raise CorruptCheckpointError(
+                f"training checkpoint {self.checkpoint_path} does not fit this run: {err}"
+            ) from err
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
         self.last_val = dict(state.get("last_val", {}))
         self.best = dict(state.get("best", {}))
         return True
+
+    def _check_fits(self, state: dict[str, Any]) -> None:
+        """Refuse a checkpoint (structurally valid, see ``ckpt.check_structure``) that lacks a
+        name this run needs or whose tensors do not fit its models and optimisers, before any
+        of it is applied."""
+        path = self.checkpoint_path
+
+        def bad(key: str, problem: str) -> CorruptCheckpointError:
+            return CorruptCheckpointError(
+                f"training checkpoint {path} does not fit this run: {key} {problem}"
+            )
+
+        def same_tensors(want: dict[str, torch.Tensor], got: dict[str, Any], key: str) -> None:
+            missing = sorted(set(want) - set(got))
+            unexpected = sorted(set(got) - set(want))
+            if missing or unexpected:
+                raise bad(key, f"has missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
+            for name, t in want.items():
+                if tuple(got[name].shape) != tuple(t.shape):
+                    raise bad(
+                        f"{key}[{name!r}]",
+                        f"has shape {tuple(got[name].shape)}, the model {tuple(t.shape)}",
+                    )
+
+        for k, m in self.modules.items():
+            if k not in state["models"]:
+                raise bad(f"models[{k!r}]", "is missing")
+            same_tensors(unwrap(m).state_dict(), state["models"][k], f"models[{k!r}]")
+        for k, o in self.optimizers.items():
+            saved = state["optimizers"].get(k)
+            if saved is None:
+                raise bad(f"optimizers[{k!r}]", "is missing")
+            groups = saved["param_groups"]
+            if [len(g["params"]) for g in groups] != [len(g["params"]) for g in o.param_groups]:
+                raise bad(f"optimizers[{k!r}]", "has other parameter groups than the model")
+            params = {}
+            for g_saved, g_now in zip(groups, o.param_groups, strict=True):
+                params.update(zip(g_saved["params"], g_now["params"], strict=True))
+            for pid, per_param in saved["state"].items():
+                if pid not in params or not isinstance(per_param, dict):
+                    raise bad(f"optimizers[{k!r}]['state'][{pid!r}]", "names no parameter")
+                for name, value in per_param.items():
+                    if not isinstance(value, torch.Tensor) or value.ndim == 0:
+                        continue  # step counters
+                    if tuple(value.shape) != tuple(params[pid].shape):
+                        raise bad(
+                            f"optimizers[{k!r}]['state'][{pid!r}][{name!r}]",
+                            f"has shape {tuple(value.shape)}, the parameter "
+                            f"{tuple(params[pid].shape)}",
+                        )
+        mine = state["ranks"][self.dist.rank]
+        rng = mine["rng"]
+        if rng["torch"].numel() != torch.get_rng_state().numel():
+            raise bad(f"ranks[{self.dist.rank}]['rng']['torch']", "has the wrong size")
+        for k, g in self.generators.items():
+            saved = rng["named"].get(k)
+            if saved is None:
+                raise bad(f"ranks[{self.dist.rank}]['rng']['named'][{k!r}]", "is missing")
+            if saved.numel() != g.get_state().numel():
+                raise bad(f"ranks[{self.dist.rank}]['rng']['named'][{k!r}]", "has the wrong size")
+        for k in self.streams:
+            if k not in mine["streams"]:
+                raise bad(f"ranks[{self.dist.rank}]['streams'][{k!r}]", "is missing")
+        best = state.get("best") or {}
+        if best and self.select is not None:
+            selected = unwrap(self.modules[self.select]).state_dict()
+            same_tensors(selected, best["state"], "best['state']")
 
     # -- the loop ------------------------------------------------------------------------------
 
