@@ -539,7 +539,8 @@ def _f64_1e300() -> dict:
         ({"fps": np.array("fast")}, "fps must be one number"),
         ({"split_names": np.array("train")}, "split_names must be a list of strings"),
         ({"sequence_names": np.array("s")}, "sequence_names must be a list of strings"),
-        ({"subject": np.full(12, 7, np.int32)}, r"subject values must be in 0\.\.1"),
+        ({"sequence": np.full(12, 2**32)}, r"sequence values must be in 0\.\.2147483647"),
+        ({"subject": np.full(12, -1, np.int32)}, r"subject values must be in 0\.\.2147483647"),
         (
             {
                 "body_pose": _npy(
@@ -560,7 +561,8 @@ def _f64_1e300() -> dict:
         "fps_string",
         "split_names_0d",
         "names_0d",
-        "subject_out_of_range",
+        "sequence_wraps_int32",
+        "subject_negative",
         "huge_header_shape",
     ],
 )

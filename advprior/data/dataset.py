@@ -582,10 +582,12 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         if not np.all(np.isfinite(floats[k])):
             raise bad(f"{k} contains NaN or inf (or values beyond float32's range)")
     names = {k: _names(k, data[k], bad) for k in ("sequence_names", "subject_names", "split_names")}
-    # integer codes are range-checked before any cast: 256 must not wrap to int8's 0
+    # integer codes are range-checked before any cast: 256 must not wrap to int8's 0, 2**32
+    # not to int32's (sequence and subject need not index their name lists: files made by
+    # hand often carry one name)
     codes = {
-        "sequence": _codes("sequence", data["sequence"], n, len(names["sequence_names"]), bad),
-        "subject": _codes("subject", data["subject"], n, len(names["subject_names"]), bad),
+        "sequence": _codes("sequence", data["sequence"], n, 2**31, bad),
+        "subject": _codes("subject", data["subject"], n, 2**31, bad),
         "split": _codes("split", data["split"], n, len(SPLIT_NAMES), bad),
     }
     fps = data["fps"]
