@@ -339,3 +339,283 @@ def test_an_unanticipated_reader_error_skips_one_file_not_the_build(
     assert any("b.bvh" in f and "unexpected TypeError" in why for f, why in report.skipped)
     with pytest.raises(TypeError):
         dataset.build_dataset(src, tmp_path / "e.npz", on_error="abort")
+
+
+# ------------------------------------------------------------------ hostile files (round 10)
+
+
+def _hierarchy_hostile_asf(folder: Path, kind: str) -> tuple[Path, Path]:
+    """The test skeleton with its hierarchy made a cycle, a repeated child or a second parent."""
+    local, root = random_pose(3)
+    folder.mkdir(exist_ok=True)
+    amc = write_asf_amc(folder, local, root)
+    asf = folder / "07.asf"
+    text = asf.read_text()
+    edit = {
+        "cycle": ("    upperneck head\n", "    upperneck head\n    head lowerback\n"),
+        "repeated": ("    lowerback upperback\n", "    lowerback" + " upperback" * 40 + "\n"),
+        "two_parents": ("    upperneck head\n", "    upperneck head\n    lhumerus lfemur\n"),
+    }[kind]
+    assert edit[0] in text
+    asf.write_text(text.replace(edit[0], edit[1]))
+    return amc, asf
+
+
+def test_asf_hierarchy_cycle_or_repeated_child_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    # before the checks the skeleton walk never ended (memory growing): run it where it can be
+    # stopped, memory-capped
+    cases = [_hierarchy_hostile_asf(tmp_path / k, k) for k in ("cycle", "repeated")]
+    local, root = random_pose(2)
+    (tmp_path / "clean").mkdir()
+    write_asf_amc(tmp_path / "clean", local, root)
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "from advprior.data import load_motion\n"
+        "from advprior.data.asf_amc import read_asf\n"
+        "from advprior.errors import MotionFormatError\n"
+        "def attempt(fn, *args, **kwargs):\n"
+        "    try:\n"
+        "        fn(*args, **kwargs)\n"
+        "        print('LOADED', flush=True)\n"
+        "    except MotionFormatError as err:\n"
+        "        print('REFUSED', err, flush=True)\n"
+        "for amc, asf in zip(sys.argv[1:-1:2], sys.argv[2:-1:2]):\n"
+        "    attempt(load_motion, amc, skeleton=asf)\n"
+        "# an ASFSkeleton changed by hand after read_asf: build() itself must not loop\n"
+        "skeleton = read_asf(sys.argv[-1])\n"
+        "skeleton.children['head'] = ['lowerback']\n"
+        "attempt(skeleton.build)\n"
+    )
+    args = [str(p) for pair in cases for p in pair] + [str(tmp_path / "clean" / "07.asf")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = res.stdout.splitlines()
+    assert res.returncode == 0 and len(lines) == 3, res.stderr[-2000:]
+    cycle, repeated, by_hand = lines
+    assert re.match(
+        r"REFUSED .*cycle/07\.asf:\d+: bone 'lowerback' is listed as a child of 'head' but "
+        r"already of 'root' \(line \d+\)",
+        cycle,
+    )
+    assert re.match(
+        r"REFUSED .*repeated/07\.asf:\d+: bone 'upperback' is listed as a child of "
+        r"'lowerback' again",
+        repeated,
+    )
+    assert re.match(r"REFUSED .*clean/07\.asf: hierarchy reaches bone 'lowerback' twice", by_hand)
+
+
+def test_asf_bone_with_two_parents_names_file_and_line(tmp_path: Path) -> None:
+    amc, asf = _hierarchy_hostile_asf(tmp_path, "two_parents")
+    line = asf.read_text().splitlines().index("    lhumerus lfemur") + 1
+    with pytest.raises(MotionFormatError, match=rf"07\.asf:{line}: bone 'lfemur' .*'lhipjoint'"):
+        load_motion(amc, skeleton=asf)
+
+
+def _character(parent_of_3: int | None = None, ids: list[int] | None = None) -> dict:
+    from advprior.data.deepmimic import HUMANOID3D
+
+    joints = [
+        {"ID": i, "Name": n, "Type": t, "Parent": p, "AttachX": a[0], "AttachY": a[1]}
+        | {"AttachZ": a[2]}
+        for i, (n, t, p, a) in enumerate(HUMANOID3D)
+    ]
+    if parent_of_3 is not None:
+        joints[3]["Parent"] = parent_of_3
+    for joint, i in zip(joints, ids or [], strict=False):
+        joint["ID"] = i
+    return {"Skeleton": {"Joints": joints}}
+
+
+@pytest.mark.parametrize(
+    ("parent", "ids"),
+    [(3, None), (99, None), (14, None), (-7, None), (-1, None), (None, [0, 1, 1])],
+    ids=["self", "out_of_range", "later_joint", "negative", "second_root", "duplicate_id"],
+)
+def test_deepmimic_character_parents_are_checked(tmp_path: Path, parent, ids) -> None:
+    char = tmp_path / "char.txt"
+    char.write_text(json.dumps(_character(parent, ids)))
+    path = tmp_path / "clip.txt"
+    path.write_text(json.dumps({"Frames": _deepmimic_frames(3, -0.5, 0.2)}))
+    what = "joint IDs must be" if ids else rf"joint 3 \('right_hip'\) has Parent {parent}"
+    with pytest.raises(MotionFormatError, match=rf"char\.txt: {what}"):
+        load_motion(path, skeleton=char)
+
+
+def test_deepmimic_character_root_must_come_first(tmp_path: Path) -> None:
+    doc = _character()
+    doc["Skeleton"]["Joints"][0]["Parent"] = 1
+    (tmp_path / "char.txt").write_text(json.dumps(doc))
+    path = tmp_path / "clip.txt"
+    path.write_text(json.dumps({"Frames": _deepmimic_frames(3, -0.5, 0.2)}))
+    with pytest.raises(MotionFormatError, match=r"char\.txt: joint 0 \('root'\) must be the root"):
+        load_motion(path, skeleton=tmp_path / "char.txt")
+
+
+def _npy(arr=None, header: dict | None = None) -> bytes:
+    """An ``.npy`` file's bytes: ``arr`` saved, or a crafted ``header`` with no data."""
+    import io
+
+    if header is None:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
+        return buf.getvalue()
+    text = repr(header).encode("latin1")
+    text += b" " * ((64 - (11 + len(text)) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+def _write_zip(path: Path, members: dict, deflate: tuple[str, ...] = ()) -> Path:
+    """An npz of ``{key: array | bytes}`` (bytes are written as the member as they are); the
+    ``deflate`` keys are compressed (zeros compress ~1000x: a small zip bomb)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for key, value in members.items():
+            data = value if isinstance(value, bytes) else _npy(value)
+            kind = zipfile.ZIP_DEFLATED if key in deflate else zipfile.ZIP_STORED
+            z.writestr(f"{key}.npy", data, compress_type=kind)
+    return path
+
+
+def _dataset_arrays(n: int = 12, **over) -> dict:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "body_pose": rng.normal(0, 0.2, (n, 63)).astype(np.float32),
+        "global_orient": np.zeros((n, 3), np.float32),
+        "transl": np.zeros((n, 3), np.float32),
+        "sequence": np.zeros(n, np.int32),
+        "subject": (np.arange(n) % 2).astype(np.int32),
+        "split": (np.arange(n) % 3).astype(np.int8),
+        "sequence_names": np.array(["s0"]),
+        "subject_names": np.array(["a:1", "b:2"]),
+        "split_names": np.array(["train", "val", "test"]),
+        "fps": np.float32(30),
+        "meta": np.array(json.dumps({"sources": ["x"]})),
+    }
+    arrays.update(over)
+    return arrays
+
+
+@pytest.fixture
+def small_zip_check(monkeypatch):
+    """Members above 64 KiB get the zip-bomb ratio check (the library's bound is 64 MiB)."""
+    import advprior.fileio
+
+    monkeypatch.setattr(advprior.fileio, "ZIP_CHECK_ABOVE", 1 << 16)
+
+
+def test_dataset_zip_bomb_is_refused_before_reading(tmp_path: Path, small_zip_check) -> None:
+    from advprior.data import build_dataset, load_dataset
+
+    bomb = _dataset_arrays(body_pose=np.zeros((8000, 63), np.float32))
+    path = _write_zip(tmp_path / "bomb.npz", bomb, deflate=("body_pose",))
+    with pytest.raises(ValueError, match=r"bomb\.npz: .*'body_pose\.npy'.*zip bomb"):
+        load_dataset(path)
+    # the previous file of split_from is read through the same checks
+    subject_bomb = _dataset_arrays(subject=np.zeros(500_000, np.int32))
+    prev = _write_zip(tmp_path / "prev.npz", subject_bomb, deflate=("subject",))
+    with pytest.raises(ValueError, match=r"prev\.npz: .*'subject\.npy'.*zip bomb"):
+        build_dataset(_clip(tmp_path), tmp_path / "out.npz", split_from=prev)
+
+
+def _f64_1e300() -> dict:
+    return {"body_pose": np.full((12, 63), 1e300)}
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        (_f64_1e300(), "body_pose contains NaN or inf"),
+        ({"split": np.arange(12) % 3 + 256}, r"split values must be in 0\.\.2, got 256\.\.258"),
+        ({"split": np.full(12, np.nan)}, "split must hold integers, got float64"),
+        ({"body_pose": np.float32(1)}, r"body_pose must have shape \(N, 63\), got \(\)"),
+        ({"body_pose": np.array([["x"] * 63] * 12)}, "body_pose must hold real numbers"),
+        ({"body_pose": b"garbage"}, "'body_pose' is not a .npy array"),
+        ({"fps": np.array([30.0, 60.0])}, r"fps must be one number, got shape \(2,\)"),
+        ({"fps": np.array("fast")}, "fps must be one number"),
+        ({"split_names": np.array("train")}, "split_names must be a list of strings"),
+        ({"sequence_names": np.array("s")}, "sequence_names must be a list of strings"),
+        ({"sequence": np.full(12, 2**32)}, r"sequence values must be in 0\.\.2147483647"),
+        ({"subject": np.full(12, -1, np.int32)}, r"subject values must be in 0\.\.2147483647"),
+        (
+            {
+                "body_pose": _npy(
+                    header={"descr": "<f4", "fortran_order": False, "shape": (10**12, 63)}
+                )
+            },
+            r"'body_pose' declares shape \(1000000000000, 63\).* holds 0 bytes",
+        ),
+    ],
+    ids=[
+        "f64_1e300",
+        "split_256",
+        "split_nan",
+        "body_pose_0d",
+        "body_pose_strings",
+        "member_not_npy",
+        "fps_array",
+        "fps_string",
+        "split_names_0d",
+        "names_0d",
+        "sequence_wraps_int32",
+        "subject_negative",
+        "huge_header_shape",
+    ],
+)
+def test_load_dataset_hostile_member_is_a_value_error_naming_file_and_key(
+    tmp_path: Path, over: dict, message: str
+) -> None:
+    from advprior.data import load_dataset
+    from advprior.train.poses import load_training_poses
+
+    path = _write_zip(tmp_path / "hostile.npz", _dataset_arrays(**over))
+    with pytest.raises(ValueError, match=rf"hostile\.npz: {message}"):
+        load_dataset(path)
+    with pytest.raises(ValueError, match=rf"hostile\.npz: {message}"):
+        load_training_poses(path)
+
+
+def _amass(t: int = 10, **over) -> dict:
+    arrays = {
+        "poses": np.zeros((t, 156)),
+        "trans": np.zeros((t, 3)),
+        "mocap_framerate": np.array(120.0),
+    }
+    arrays.update(over)
+    return arrays
+
+
+def test_amass_zip_bomb_and_non_npy_member_are_refused(tmp_path: Path, small_zip_check) -> None:
+    from advprior.data.amass import is_amass
+
+    bomb = _write_zip(tmp_path / "bomb.npz", _amass(2000), deflate=("poses",))
+    assert is_amass(bomb)  # only the member names are read to tell
+    with pytest.raises(MotionFormatError, match=r"bomb\.npz: .*'poses\.npy'.*zip bomb"):
+        load_motion(bomb)
+    raw = _amass(trans=bytes(1 << 21))  # a member without the .npy magic: 2 MB of zeros
+    nonnpy = _write_zip(tmp_path / "raw.npz", raw, deflate=("trans",))
+    with pytest.raises(MotionFormatError, match=r"raw\.npz: .*'trans\.npy'.*zip bomb"):
+        load_motion(nonnpy)
+    small = _write_zip(tmp_path / "small.npz", _amass(trans=b"not an npy"))
+    with pytest.raises(MotionFormatError, match=r"small\.npz: 'trans' is not a \.npy array"):
+        load_motion(small)
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**12, 156)}
+    huge = _write_zip(tmp_path / "huge.npz", _amass(poses=_npy(header=header)))
+    with pytest.raises(MotionFormatError, match=r"huge\.npz: 'poses' declares shape"):
+        load_motion(huge)
+
+
+@pytest.mark.parametrize("key", ["poses", "pose_body"])
+def test_amass_angles_too_large_to_convert_name_file_and_key(tmp_path: Path, key: str) -> None:
+    arrays = _amass()
+    if key == "pose_body":
+        del arrays["poses"]
+        arrays["pose_body"] = np.zeros((10, 63))
+    arrays[key][4, 7] = 1e200  # finite, but its square overflows in the conversion
+    path = _write_zip(tmp_path / "big.npz", arrays)
+    with pytest.raises(MotionFormatError, match=rf"big\.npz: '{key}' at frame 4 .*too large"):
+        load_motion(path)

@@ -22,7 +22,9 @@ import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.motion import Motion, Skeleton
+from advprior.data.npz import read_npz_array
 from advprior.errors import MotionFormatError
+from advprior.fileio import check_zip_members
 from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS, rest_offsets
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
@@ -38,7 +40,7 @@ def is_amass(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile):
         return False
     return bool(names & {"poses.npy", "pose_body.npy"})
 
@@ -54,11 +56,20 @@ def _check_finite(key: str, arr: np.ndarray, path: Path) -> None:
         )
 
 
+def _array(f: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """``f[key]`` as float64, read by :func:`read_npz_array` (a member that is not an ``.npy``,
+    or declares more data than it holds, is refused before it is read)."""
+    arr = read_npz_array(f, key, lambda message: MotionFormatError(message, path))
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise MotionFormatError(f"'{key}' must hold real numbers, got {arr.dtype}", path)
+    return arr.astype(np.float64)
+
+
 def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
     """``(T, 66)``: root orientation then the 21 body joints, from ``poses`` or the split
     ``root_orient`` / ``pose_body`` arrays."""
     if "poses" in f.files:
-        poses = np.asarray(f["poses"], dtype=np.float64)
+        poses = _array(f, "poses", path)
         if poses.ndim >= 1 and poses.shape[0] > 0:
             _check_finite("poses", poses, path)
         if poses.ndim == 3 and poses.shape[2] == 3:
@@ -77,7 +88,7 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
             f"no 'poses' or 'pose_body' array (keys: {', '.join(f.files)}); not an AMASS motion",
             path,
         )
-    body = np.asarray(f["pose_body"], dtype=np.float64)
+    body = _array(f, "pose_body", path)
     if body.ndim == 3 and body.shape[1:] == (21, 3):
         body = body.reshape(body.shape[0], 63)
     if body.ndim != 2 or body.shape[1] != 63:
@@ -86,7 +97,7 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
         raise MotionFormatError(f"'pose_body' has no frames (shape {body.shape})", path)
     _check_finite("pose_body", body, path)
     if "root_orient" in f.files:
-        root = np.asarray(f["root_orient"], dtype=np.float64)
+        root = _array(f, "root_orient", path)
         if root.shape != (body.shape[0], 3):
             raise MotionFormatError(
                 f"'root_orient' must be ({body.shape[0]}, 3) like 'pose_body', got {root.shape}",
@@ -101,7 +112,8 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
 def _rate(value: np.ndarray, key: str, path: Path) -> float:
     """A frame rate stored as a scalar or as any one-element array (``(1,)`` is common)."""
     arr = np.asarray(value)
-    if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    real = np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr)
+    if arr.size != 1 or not (real or arr.dtype == bool):
         raise MotionFormatError(
             f"'{key}' must be one number, got an array of shape {arr.shape} ({arr.dtype})", path
         )
@@ -112,16 +124,24 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
     """Read an AMASS ``.npz`` into a :class:`Motion` on SMPL's own skeleton (``is_smpl``)."""
     path = Path(path)
     try:
+        check_zip_members(path, "AMASS npz")
+    except ValueError as err:  # a zip bomb: the message names the file and the member
+        refused = MotionFormatError(str(err))
+        refused.path = path
+        raise refused from None
+    try:
         with np.load(path, allow_pickle=False) as f:
+            pose_key = "poses" if "poses" in f.files else "pose_body"
             poses = _pose_columns(f, path)
-            trans = np.asarray(f["trans"], dtype=np.float64) if "trans" in f.files else None
+            trans = _array(f, "trans", path) if "trans" in f.files else None
             rate = None
             for key in ("mocap_framerate", "mocap_frame_rate"):
                 if key in f.files:
-                    rate = _rate(f[key], key, path)
+                    value = read_npz_array(f, key, lambda m: MotionFormatError(m, path))
+                    rate = _rate(value, key, path)
     except MotionFormatError:
         raise  # already names the file and the array (it is a ValueError too)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise MotionFormatError(f"cannot read npz: {err}", path) from None
     t = poses.shape[0]
     if trans is None:
@@ -133,7 +153,17 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
     if fps is None or not np.isfinite(fps) or fps <= 0:
         raise MotionFormatError("no mocap_framerate / mocap_frame_rate; pass fps=", path)
     rot = np.broadcast_to(np.eye(3), (t, 24, 3, 3)).copy()
-    rot[:, :22] = rotmath.rotvec_to_matrix(poses[:, :66].reshape(t, 22, 3))
+    # finite angles beyond ~1e154 overflow the conversion's squared norm into NaN matrices:
+    # refused (with the frame) below rather than warned about here
+    with np.errstate(over="ignore", invalid="ignore"):
+        rot[:, :22] = rotmath.rotvec_to_matrix(poses[:, :66].reshape(t, 22, 3))
+    bad = np.flatnonzero(~np.isfinite(rot).all(axis=(1, 2, 3)))
+    if len(bad):
+        raise MotionFormatError(
+            f"'{pose_key}' at frame {bad[0]} holds rotation angles too large to convert "
+            f"(largest |value| {np.abs(poses[bad[0]]).max():.3g} rad)",
+            path,
+        )
     pelvis = REST_JOINTS[0] + trans
     if z_up:
         rot[:, 0] = Z_UP_TO_Y_UP @ rot[:, 0]

@@ -63,10 +63,17 @@ class ASFSkeleton:
         )
         order = ["root"]
         stack = [(c, 0) for c in reversed(self.children.get("root", []))]
+        seen = {"root"}
         while stack:
             name, parent = stack.pop()
             if name not in self.bones:
                 raise MotionFormatError(f"hierarchy names unknown bone {name!r}", self.path)
+            if name in seen:  # read_asf refuses these; an ASFSkeleton built by hand may not
+                raise MotionFormatError(
+                    f"hierarchy reaches bone {name!r} twice (a cycle or a repeated child)",
+                    self.path,
+                )
+            seen.add(name)
             pname = names[parent]
             off = np.zeros(3) if pname == "root" else _vector(self.bones[pname])
             names.append(name)
@@ -123,6 +130,7 @@ def read_asf(path: str | Path) -> ASFSkeleton:
     section = None
     bones: dict[str, _Bone] = {}
     children: dict[str, list[str]] = {}
+    parent_of: dict[str, tuple[str, int]] = {}  # hierarchy: bone -> (parent, line)
     root = {
         "order": ("tx", "ty", "tz", "rx", "ry", "rz"),
         "axis": "xyz",
@@ -203,6 +211,23 @@ def read_asf(path: str | Path) -> ASFSkeleton:
         elif section == "hierarchy":
             if key in ("begin", "end"):
                 continue
+            for child in tok[1:]:
+                # one parent per bone: a bone listed twice (a cycle like "head lowerback", or
+                # one child repeated) would make the skeleton an endless or exploding tree
+                if child == "root" or child == tok[0]:
+                    raise MotionFormatError(
+                        f"bone {child!r} cannot be a child of {tok[0]!r}", path, num
+                    )
+                if child in parent_of:
+                    first, first_line = parent_of[child]
+                    again = "again" if first == tok[0] else f"but already of {first!r}"
+                    raise MotionFormatError(
+                        f"bone {child!r} is listed as a child of {tok[0]!r} {again} "
+                        f"(line {first_line}): each bone has one parent, listed once",
+                        path,
+                        num,
+                    )
+                parent_of[child] = (tok[0], num)
             children.setdefault(tok[0], []).extend(tok[1:])
     if not bones:
         raise MotionFormatError("no :bonedata bones found (not an ASF file?)", path)

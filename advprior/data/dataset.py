@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from advprior.data.loader import load_motion
+from advprior.data.npz import read_npz_array
 from advprior.errors import MotionFormatError, RetargetWarning
-from advprior.fileio import check_writable, save_npz_atomic
+from advprior.fileio import check_writable, check_zip_members, save_npz_atomic
 from advprior.version import __version__
 
 if TYPE_CHECKING:
@@ -441,12 +442,12 @@ def build_dataset(
         frames[s] += m.num_frames
     fixed = None
     if split_from is not None:
-        prev = np.load(split_from, allow_pickle=False)
+        prev = load_dataset(split_from)  # checked like any dataset file (zip bombs included)
         fixed = {}
-        for k, name in enumerate(prev["subject_names"]):
-            rows = np.flatnonzero(prev["subject"] == k)
+        for k, name in enumerate(prev.subject_names):
+            rows = np.flatnonzero(prev.subject.numpy() == k)
             if len(rows):
-                fixed[str(name)] = int(prev["split"][rows[0]])
+                fixed[name] = int(prev.split[rows[0]])
     assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed, stratify=stratify)
 
     sub_index = {s: i for i, s in enumerate(subject_names)}
@@ -501,59 +502,117 @@ def build_dataset(
     )
 
 
+def _is_real(arr: np.ndarray) -> bool:
+    """Integer or floating point (not bool, complex, strings or bytes)."""
+    return arr.dtype.kind in "iuf"
+
+
+def _rows(body_pose: np.ndarray, bad: Callable[[str], ValueError]) -> int:
+    if body_pose.ndim != 2:
+        raise bad(f"body_pose must have shape (N, 63), got {body_pose.shape}")
+    return int(body_pose.shape[0])
+
+
+def _check_shape(
+    key: str, arr: np.ndarray, shape: tuple[int, ...], bad: Callable[[str], ValueError]
+) -> None:
+    if arr.shape != shape:
+        raise bad(f"{key} must have shape {shape}, got {arr.shape}")
+
+
+def _names(key: str, arr: np.ndarray, bad: Callable[[str], ValueError]) -> list[str]:
+    if arr.ndim != 1 or arr.dtype.kind not in "US":
+        raise bad(f"{key} must be a list of strings (1-d), got shape {arr.shape} of {arr.dtype}")
+    return [str(s) for s in arr]
+
+
+def _codes(
+    key: str, arr: np.ndarray, n: int, count: int, bad: Callable[[str], ValueError]
+) -> np.ndarray:
+    """``(n,)`` integer indices in ``0..count-1``, checked before any narrowing cast."""
+    _check_shape(key, arr, (n,), bad)
+    if arr.dtype.kind not in "iu":
+        raise bad(f"{key} must hold integers, got {arr.dtype}")
+    if n and (int(arr.min()) < 0 or int(arr.max()) >= count):
+        raise bad(f"{key} values must be in 0..{count - 1}, got {int(arr.min())}..{int(arr.max())}")
+    return arr
+
+
 def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
     """Load a dataset file; ``split`` = ``None`` (all), ``"train"``, ``"val"`` or ``"test"``.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not an npz, missing keys, wrong shapes, NaN/inf poses, or an unknown split.
+        ValueError: naming the file (and the key): not an npz, a zip bomb, a member that is
+            not a plain ``.npy`` array or declares more data than it holds, missing keys,
+            wrong shapes or dtypes, NaN/inf poses (also after the cast to float32), indices
+            outside their name lists or ``0..2`` (split), a bad ``fps`` or ``meta``, or an
+            unknown ``split``.
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such dataset file: {path}")
+    check_zip_members(path, "dataset")  # a zip bomb: ValueError naming the file and member
     try:
         f = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         # BadZipFile: a truncated download or copy (it is neither an OSError nor a ValueError)
         raise ValueError(f"{path}: not a dataset .npz ({err})") from None
+
+    def bad(message: str) -> ValueError:
+        return ValueError(f"{path}: {message}")
+
     with f:
         missing = [k for k in KEYS if k not in f.files]
         if missing:
             raise ValueError(f"{path}: missing keys {missing} (not an advprior dataset file?)")
-        try:
-            data = {k: f[k] for k in KEYS}  # object (pickled) members are refused here
-            meta = json.loads(str(data["meta"]))
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RecursionError) as err:
-            raise ValueError(f"{path}: unreadable dataset member ({err})") from None
-    n = data["body_pose"].shape[0]
-    shapes = {
-        "body_pose": (n, 63),
-        "global_orient": (n, 3),
-        "transl": (n, 3),
-        "sequence": (n,),
-        "subject": (n,),
-        "split": (n,),
+        data = {k: read_npz_array(f, k, bad) for k in KEYS}
+    n = _rows(data["body_pose"], bad)
+    float_shapes = {"body_pose": (n, 63), "global_orient": (n, 3), "transl": (n, 3)}
+    floats = {}
+    for k, shape in float_shapes.items():
+        _check_shape(k, data[k], shape, bad)
+        if not _is_real(data[k]):
+            raise bad(f"{k} must hold real numbers, got {data[k].dtype}")
+        # after the cast: a float64 1e300 is finite but becomes inf in float32
+        with np.errstate(over="ignore", invalid="ignore"):
+            floats[k] = data[k].astype(np.float32)
+        if not np.all(np.isfinite(floats[k])):
+            raise bad(f"{k} contains NaN or inf (or values beyond float32's range)")
+    names = {k: _names(k, data[k], bad) for k in ("sequence_names", "subject_names", "split_names")}
+    # integer codes are range-checked before any cast: 256 must not wrap to int8's 0, 2**32
+    # not to int32's (sequence and subject need not index their name lists: files made by
+    # hand often carry one name)
+    codes = {
+        "sequence": _codes("sequence", data["sequence"], n, 2**31, bad),
+        "subject": _codes("subject", data["subject"], n, 2**31, bad),
+        "split": _codes("split", data["split"], n, len(SPLIT_NAMES), bad),
     }
-    for k, shape in shapes.items():
-        if data[k].shape != shape:
-            raise ValueError(f"{path}: {k} must have shape {shape}, got {data[k].shape}")
-    for k in ("body_pose", "global_orient", "transl"):
-        if not np.all(np.isfinite(data[k])):
-            raise ValueError(f"{path}: {k} contains NaN or inf")
-    split_names = [str(s) for s in data["split_names"]]
+    fps = data["fps"]
+    if fps.size != 1 or not _is_real(fps):
+        raise bad(f"fps must be one number, got shape {fps.shape} of {fps.dtype}")
+    fps = float(fps.reshape(-1)[0])
+    if not np.isfinite(fps) or fps <= 0:
+        raise bad(f"fps must be a positive number, got {fps}")
+    if data["meta"].ndim != 0 or data["meta"].dtype.kind not in "US":
+        raise bad(f"meta must be one JSON string, got shape {data['meta'].shape}")
+    try:
+        meta = json.loads(str(data["meta"]))
+    except (ValueError, RecursionError) as err:
+        raise bad(f"meta is not JSON ({err})") from None
     poses = PoseData(
-        body_pose=torch.from_numpy(data["body_pose"].astype(np.float32)),
-        global_orient=torch.from_numpy(data["global_orient"].astype(np.float32)),
-        transl=torch.from_numpy(data["transl"].astype(np.float32)),
-        sequence=torch.from_numpy(data["sequence"].astype(np.int32)),
-        subject=torch.from_numpy(data["subject"].astype(np.int32)),
-        split=torch.from_numpy(data["split"].astype(np.int8)),
-        sequence_names=[str(s) for s in data["sequence_names"]],
-        subject_names=[str(s) for s in data["subject_names"]],
-        split_names=split_names,
-        fps=float(data["fps"]),
+        body_pose=torch.from_numpy(floats["body_pose"]),
+        global_orient=torch.from_numpy(floats["global_orient"]),
+        transl=torch.from_numpy(floats["transl"]),
+        sequence=torch.from_numpy(codes["sequence"].astype(np.int32)),
+        subject=torch.from_numpy(codes["subject"].astype(np.int32)),
+        split=torch.from_numpy(codes["split"].astype(np.int8)),
+        sequence_names=names["sequence_names"],
+        subject_names=names["subject_names"],
+        split_names=names["split_names"],
+        fps=fps,
         meta=meta,
     )
     return poses if split is None else poses.select(split)

@@ -102,6 +102,7 @@ def read_character(path: Path) -> tuple:
         )
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise MotionFormatError(f"not a DeepMimic character file: {err}", path) from None
+    _check_parents(table, joints, path)
     for name, _, _, attach, theta in table:
         if not np.isfinite(attach + theta).all():
             raise MotionFormatError(f"non-finite attach values of joint {name!r}", path)
@@ -126,6 +127,26 @@ def read_character(path: Path) -> tuple:
         except (KeyError, TypeError, ValueError):
             continue
     return table, ends
+
+
+def _check_parents(table: tuple, joints: list, path: Path) -> None:
+    """Joint ``ID`` s are ``0..J-1`` and every ``Parent`` is an earlier joint, ``-1`` for the one
+    root: the parents index the table, and a joint that is its own (or a later joint's) child
+    would send the retargeting's walk up the tree round in a loop."""
+    ids = sorted(j["ID"] for j in joints)
+    if ids != list(range(len(joints))) or not all(type(i) is int for i in ids):
+        raise MotionFormatError(
+            f"joint IDs must be 0..{len(joints) - 1}, each once, got {ids[:20]}", path
+        )
+    for k, (name, _, parent, _, _) in enumerate(table):
+        if k == 0 and parent != -1:
+            raise MotionFormatError(f"joint 0 ({name!r}) must be the root (Parent -1)", path)
+        if k > 0 and not 0 <= parent < k:
+            raise MotionFormatError(
+                f"joint {k} ({name!r}) has Parent {parent}: must be an earlier joint's ID "
+                f"(0..{k - 1}); only joint 0 is the root",
+                path,
+            )
 
 
 def read_deepmimic(

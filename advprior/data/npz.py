@@ -1,0 +1,83 @@
+"""Reading arrays from an untrusted ``.npz`` (AMASS motions, dataset files) without surprises.
+
+``np.load`` on an npz trusts the archive: a member that would decompress into gigabytes is read
+whole, a member that is not an ``.npy`` comes back as raw ``bytes``, and an ``.npy`` header may
+declare a shape whose allocation alone exhausts memory (``(10**12, 63)`` in a 1 KB file).
+:func:`open_npz` refuses zip bombs before anything is read and :func:`read_npz_array` reads the
+member's ``.npy`` header first, so each of these is a ``ValueError`` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+from collections.abc import Callable
+
+import numpy as np
+
+from advprior.fileio import check_zip_members
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def open_npz(path: str | os.PathLike, what: str = "npz") -> np.lib.npyio.NpzFile:
+    """``np.load(path, allow_pickle=False)`` after :func:`advprior.fileio.check_zip_members`.
+
+    Raises ``ValueError`` naming the file for a zip bomb, ``OSError`` / ``ValueError`` /
+    ``zipfile.BadZipFile`` / ``EOFError`` from ``np.load`` for a file that is not an npz.
+    """
+    check_zip_members(path, what)
+    return np.load(path, allow_pickle=False)
+
+
+def read_npz_array(
+    f: np.lib.npyio.NpzFile,
+    key: str,
+    error: Callable[[str], Exception],
+) -> np.ndarray:
+    """The array ``key`` of the open npz ``f``, checked before it is read.
+
+    Args:
+        f: an npz opened by :func:`open_npz` (members already checked for zip bombs).
+        key: the array's name (the member ``key.npy``).
+        error: makes the exception to raise from a message that names the key (callers add the
+            file, e.g. ``lambda m: ValueError(f"{path}: {m}")``).
+
+    Refused: a member that does not start with the ``.npy`` magic (``np.load`` would return its
+    bytes), an unreadable header, object arrays (pickles), and a header whose shape needs more
+    bytes than the member holds (a small file declaring a huge array).
+    """
+    names = f.zip.namelist()
+    member = key if key in names else f"{key}.npy"
+    try:
+        info = f.zip.getinfo(member)
+        with f.zip.open(member) as fh:
+            magic = fh.read(len(_NPY_MAGIC))
+            if magic == _NPY_MAGIC:
+                fh.seek(0)
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:  # 2.0 and 3.0: a 4-byte header length (a 3.0 UTF-8 header is refused)
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                header_end = fh.tell()
+    except KeyError:
+        raise error(f"no array {key!r}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as err:
+        raise error(f"{key!r} has an unreadable .npy header ({err})") from None
+    if magic != _NPY_MAGIC:
+        raise error(f"{key!r} is not a .npy array (member {member!r})")
+    if dtype.hasobject:
+        raise error(f"{key!r} holds Python objects ({dtype}); only plain arrays are read")
+    need = math.prod(shape) * dtype.itemsize
+    have = info.file_size - header_end
+    if need > have:
+        raise error(
+            f"{key!r} declares shape {shape} of {dtype} ({need} bytes) but its member holds "
+            f"{have} bytes (damaged or crafted file)"
+        )
+    try:
+        return f[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise error(f"{key!r} cannot be read ({err})") from None
