@@ -192,6 +192,24 @@ def test_corrupt_cache_is_regenerated(cache) -> None:
     assert not list(path.parent.glob(".*.tmp"))
 
 
+def test_a_cache_that_cannot_be_written_costs_only_the_smplx_files(tmp_path, monkeypatch) -> None:
+    """A read-only container or compute node: the stand-in is made in memory, so loading and
+    fitting work; only the SMPL files for smplx users need the cache, and say how to get one."""
+    from advprior.body import standin_folder
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("ADVPRIOR_CACHE", str(blocked / "cache"))  # below a file: never writable
+    model = load_body_model()
+    assert model.is_standin and not model.source.exists()
+    go, bp = _pose(2)
+    torch.testing.assert_close(
+        model(go, bp).joints, forward_kinematics(go, bp), atol=FK32_ATOL, rtol=0
+    )
+    with pytest.raises(OSError, match="set ADVPRIOR_CACHE to a writable folder"):
+        standin_folder()
+
+
 # ------------------------------------------------------------ fake licensed model files
 
 

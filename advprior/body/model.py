@@ -623,9 +623,14 @@ def _prepare_for_smplx(data: dict[str, Any], model_type: str, num_betas: int) ->
 
 def _load_standin(num_betas: int, dtype: torch.dtype) -> BodyModel:
     # Generated in memory (deterministic, ~30 ms): the cached file is written for smplx users
-    # (and verified against these bytes), but never read back by us.
+    # (and verified against these bytes), but never read back by us; a cache that cannot be
+    # written (a read-only container or compute node) costs only that file.
+    try:
+        source = standin.standin_path()
+    except OSError:
+        source = standin.standin_file()
     return _build(
-        standin.standin_path(),
+        source,
         standin.build_standin(),
         "smpl",
         "neutral",

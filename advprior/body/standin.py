@@ -589,11 +589,27 @@ def standin_path(*, refresh: bool = False) -> Path:
     reads it (it generates the body in memory). ``refresh`` is kept for compatibility; the
     check makes it unnecessary. The :data:`STANDIN_VERSION` is part of the folder name.
     """
-    path = cache_dir() / "body" / f"standin-v{STANDIN_VERSION}" / "SMPL_NEUTRAL.pkl"
+    path = standin_file()
     blob = portable_pickle(build_standin())
     if refresh or not path.is_file() or _sha256(path) != hashlib.sha256(blob).hexdigest():
-        write_atomic(path, lambda fh: fh.write(blob))
+        _write_cache(path, blob)
     return path
+
+
+def standin_file() -> Path:
+    """Where :func:`standin_path` keeps the stand-in's SMPL-format file (nothing is written)."""
+    return cache_dir() / "body" / f"standin-v{STANDIN_VERSION}" / "SMPL_NEUTRAL.pkl"
+
+
+def _write_cache(path: Path, blob: bytes) -> None:
+    try:
+        write_atomic(path, lambda fh: fh.write(blob))
+    except OSError as err:
+        raise type(err)(
+            err.errno,
+            f"{err.strerror or err}; set ADVPRIOR_CACHE to a writable folder for the stand-in's "
+            "model files",
+        ) from err
 
 
 def smpl_layout(data: dict[str, object]) -> dict[str, object]:
@@ -675,8 +691,8 @@ def standin_folder(*, refresh: bool = False) -> Path:
     # compared with the bytes generated here, never with a checksum file from the cache
     for n in names:
         if refresh or _sha256(root / n) != digest:
-            write_atomic(root / n, lambda fh: fh.write(payload))
+            _write_cache(root / n, payload)
     sums = "".join(f"{digest}  {n}\n" for n in names).encode()
     if refresh or not (root / "SHA256SUMS").is_file() or (root / "SHA256SUMS").read_bytes() != sums:
-        write_atomic(root / "SHA256SUMS", lambda fh: fh.write(sums))
+        _write_cache(root / "SHA256SUMS", sums)
     return root
