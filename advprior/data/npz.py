@@ -3,32 +3,20 @@
 ``np.load`` on an npz trusts the archive: a member that would decompress into gigabytes is read
 whole, a member that is not an ``.npy`` comes back as raw ``bytes``, and an ``.npy`` header may
 declare a shape whose allocation alone exhausts memory (``(10**12, 63)`` in a 1 KB file).
-:func:`open_npz` refuses zip bombs before anything is read and :func:`read_npz_array` reads the
-member's ``.npy`` header first, so each of these is a ``ValueError`` naming the file and the key.
+:func:`advprior.fileio.check_zip_members` (called by the readers before ``np.load``) refuses zip
+bombs before anything is read, and :func:`read_npz_array` reads the member's ``.npy`` header
+first, so each of these is an error naming the file and the key.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import zipfile
 from collections.abc import Callable
 
 import numpy as np
 
-from advprior.fileio import check_zip_members
-
 _NPY_MAGIC = b"\x93NUMPY"
-
-
-def open_npz(path: str | os.PathLike, what: str = "npz") -> np.lib.npyio.NpzFile:
-    """``np.load(path, allow_pickle=False)`` after :func:`advprior.fileio.check_zip_members`.
-
-    Raises ``ValueError`` naming the file for a zip bomb, ``OSError`` / ``ValueError`` /
-    ``zipfile.BadZipFile`` / ``EOFError`` from ``np.load`` for a file that is not an npz.
-    """
-    check_zip_members(path, what)
-    return np.load(path, allow_pickle=False)
 
 
 def read_npz_array(
@@ -39,7 +27,8 @@ def read_npz_array(
     """The array ``key`` of the open npz ``f``, checked before it is read.
 
     Args:
-        f: an npz opened by :func:`open_npz` (members already checked for zip bombs).
+        f: an open npz whose members were checked for zip bombs
+            (:func:`advprior.fileio.check_zip_members`).
         key: the array's name (the member ``key.npy``).
         error: makes the exception to raise from a message that names the key (callers add the
             file, e.g. ``lambda m: ValueError(f"{path}: {m}")``).
