@@ -290,13 +290,14 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     argv += ["--steps", "2", "--batch-size", "16", "--d-steps", "1", "--disc-hidden", "16"]
     argv += ["--val-every", "0", "--no-progress", "--threads", "1"]
     argv += ["--ema", "0.5", "--r1", "2", "--path-length", "0.25", "--disc-positions"]
-    argv += ["--disc-pack", "4"]
+    argv += ["--generator-lr", "1e-4", "--disc-warmup", "3", "--disc-pack", "4"]
     assert main(argv) == 0
     recorded = json.loads((out / "model" / "config.json").read_text())["training"]["config"]
     assert recorded["ema_decay"] == 0.5 and recorded["r1_gamma"] == 2.0
     assert recorded["path_length_weight"] == 0.25 and recorded["disc_positions"] is True
     assert recorded["disc_hidden_dim"] == 16 and recorded["d_steps"] == 1
-    assert recorded["disc_pack"] == 4
+    assert recorded["disc_pack"] == 4 and recorded["generator_lr"] == 1e-4
+    assert recorded["disc_warmup"] == 3
     # a pack that does not divide the batch is refused before anything is written
     bad = tmp_path / "bad"
     assert main([*argv[:4], str(bad), *argv[5:-1], "3"]) != 0

@@ -97,6 +97,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="GAN: the whole-pose critic judges N poses together (PacGAN; 1: the paper)",
     )
     p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="VAE",
+        help="GAN: start the generator from this VAE (alias or checkpoint folder, trained on "
+        "the same --data), distilled onto the GAN's latent space (default: random weights, "
+        "as the paper)",
+    )
+    p.add_argument(
+        "--init-steps",
+        type=int,
+        default=3000,
+        metavar="N",
+        help="GAN: distillation steps of --init-from (default 3000)",
+    )
+    p.add_argument(
+        "--generator-lr",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="GAN: the generator's learning rate (default: the same as the critic's, 2e-4)",
+    )
+    p.add_argument(
+        "--disc-warmup",
+        type=int,
+        default=0,
+        metavar="N",
+        help="GAN: critic updates before the first generator update (default 0: the paper)",
+    )
+    p.add_argument(
         "--select",
         choices=("best", "last"),
         default="best",
@@ -154,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
             path_length_weight=args.path_length,
             disc_positions=args.disc_positions,
             disc_pack=args.disc_pack,
+            init_from=args.init_from,
+            init_steps=args.init_steps,
+            generator_lr=args.generator_lr,
+            disc_warmup=args.disc_warmup,
             **common,
             **loop,
         )

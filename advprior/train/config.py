@@ -156,6 +156,10 @@ class GANConfig(LoopSettings):
         "path_length_weight",
         "disc_positions",
         "disc_pack",
+        "init_from",
+        "init_steps",
+        "generator_lr",
+        "disc_warmup",
     )
 
     latent: str = "sphere"
@@ -171,6 +175,10 @@ class GANConfig(LoopSettings):
     cycle_weight: float = 0.0
     latent_cycle_weight: float = 0.0
     path_length_weight: float = 0.0
+    init_from: str | None = None
+    init_steps: int = 3000
+    generator_lr: float | None = None
+    disc_warmup: int = 0
     val_every: int = 500
     ckpt_every: int = 250
 
@@ -195,6 +203,13 @@ class GANConfig(LoopSettings):
         for name in ("cycle_weight", "latent_cycle_weight", "path_length_weight"):
             if getattr(self, name) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.init_from is not None:
+            # a path object would not survive the JSON record that resume compares
+            self.init_from = os.fspath(self.init_from)
+        _at_least(self, "init_steps", 1)
+        _at_least(self, "disc_warmup", 0)
+        if self.generator_lr is not None and not self.generator_lr > 0:
+            raise ValueError(f"generator_lr must be > 0, got {self.generator_lr}")
 
 
 @dataclass(kw_only=True)

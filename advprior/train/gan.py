@@ -24,6 +24,8 @@ from advprior.inversion import PoseEncoder
 from advprior.prior import PosePrior
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import distributed as ddp
+from advprior.train.checkpoint import CHECKPOINT_NAME
+from advprior.train.checkpoint import load as load_checkpoint
 from advprior.train.config import GANConfig
 from advprior.train.discriminator import PoseDiscriminator, discriminator_loss, generator_loss
 from advprior.train.export import (
@@ -37,6 +39,7 @@ from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
 from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream
+from advprior.train.warmstart import distil_decoder, load_teacher
 
 #: Latent step of the path-length penalty (radians on the sphere, latent units otherwise): about
 #: one step of a 16-pose path between two typical latents (90 degrees apart on the sphere).
@@ -145,6 +148,16 @@ def train_gan(
             ``positions``). False (the paper): rotations only.
         disc_pack: poses the whole-pose critic judges together (PacGAN; the
             discriminator's ``pack``); must divide ``batch_size``. 1 (the paper): one at a time.
+        init_from: a VAE (alias such as ``"vae"`` or a checkpoint folder) trained on the same
+            dataset file; before the adversarial steps the generator is distilled from its
+            decoder for ``init_steps`` steps (:mod:`advprior.train.warmstart`), so the game
+            starts from a generator that covers the data with a smooth latent map. A VAE
+            trained on other data raises ``ValueError`` (its decoder may have seen this run's
+            held-out poses). None (the paper): random initial weights.
+        generator_lr: the generator's Adam learning rate (None: ``lr``, as the paper); a
+            warm-started generator may want smaller steps than one trained from scratch.
+        disc_warmup: extra discriminator updates before the first generator update of a
+            fresh run (0, the paper: none).
         val_every / ckpt_every: validation and checkpoint periods in steps (0: only at the end).
         val_samples: generated poses per validation; ``max_val_poses``: validation poses used.
         resume: continue from ``out/checkpoint.pt`` if it exists (bit-for-bit on the same machine
@@ -193,6 +206,24 @@ def train_gan(
         torch.manual_seed(seed)  # identical initial weights on every rank
         prior = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
         prior = prior.to(info.device)
+        if cfg.init_from is not None:
+            teacher = load_teacher(
+                cfg.init_from, data_sha256=config["data_sha256"], latent_dim=cfg.latent_dim
+            )
+            saved = out / CHECKPOINT_NAME
+            if run.resume and saved.is_file():
+                # The checkpoint restores the distilled-then-trained weights; its record of the
+                # distillation is carried over, so the resumed config matches.
+                config["init_distillation"] = load_checkpoint(saved)["config"].get(
+                    "init_distillation"
+                )
+            else:
+                # Same seed on every rank: every rank distils the same generator.
+                warm = torch.Generator().manual_seed(seed + SEED_LATENT - 1)
+                config["init_distillation"] = distil_decoder(
+                    prior, teacher, steps=cfg.init_steps, generator=warm
+                )
+            del teacher
         disc = PoseDiscriminator(
             hidden_dim=cfg.disc_hidden_dim, positions=cfg.disc_positions, pack=cfg.disc_pack
         ).to(info.device)
@@ -204,7 +235,8 @@ def train_gan(
             opt_e = torch.optim.Adam(encoder.net.parameters(), lr=lr, betas=tuple(betas))
         gen_net = ddp.wrap(_RotmatGenerator(prior, encoder), info)
         disc_net = ddp.wrap(disc, info)
-        opt_g = torch.optim.Adam(prior.parameters(), lr=lr, betas=tuple(betas))
+        lr_g = lr if cfg.generator_lr is None else cfg.generator_lr
+        opt_g = torch.optim.Adam(prior.parameters(), lr=lr_g, betas=tuple(betas))
         opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=tuple(betas))
         real_rotmat = axis_angle_to_rotmat(poses.train.reshape(-1, 21, 3))
         stream = BatchStream(
@@ -238,7 +270,11 @@ def train_gan(
 
         def step_fn(step: int) -> dict[str, float]:
             d_total = d_real = d_fake = 0.0
-            for _ in range(d_steps):
+            # A fresh run may first train the critic alone against the initial generator, so
+            # that a warm-started generator's first updates follow a critic that has learned
+            # something rather than a random one.
+            n_d = d_steps + (cfg.disc_warmup if step == 0 else 0)
+            for _ in range(n_d):
                 real = real_rotmat[stream.next()].to(info.device)
                 with torch.no_grad():
                     fake = prior.decode(latents(), output="rotmat")
@@ -304,10 +340,10 @@ def train_gan(
                     f"{loss_g.item()}); the last good checkpoint is in {out}"
                 )
             return {
-                "loss_d": d_total / d_steps,
+                "loss_d": d_total / n_d,
                 "loss_g": loss_g.item(),
-                "d_real": d_real / d_steps,
-                "d_fake": d_fake / d_steps,
+                "d_real": d_real / n_d,
+                "d_fake": d_fake / n_d,
                 **{k: v.item() for k, v in extra.items()},
             }
 
