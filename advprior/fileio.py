@@ -211,9 +211,10 @@ JSON_MAX_BYTES = 16 * 2**20
 def parse_json(data: str | bytes, source: object, error: type[Exception] = ValueError) -> Any:
     """``json.loads`` of UTF-8 ``data`` where every decoding problem (bad syntax, bad UTF-8,
     nesting too deep, an integer of more digits than Python converts) is one ``error`` naming
-    ``source`` (a file name, or e.g. ``"model.onnx metadata"``)."""
+    ``source`` (a file name, or e.g. ``"model.onnx metadata"``). A leading byte-order mark, which
+    .NET and PowerShell tools write into UTF-8 files, is dropped (``json.loads`` refuses it)."""
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.removeprefix("\ufeff")
         return json.loads(text)
     except RecursionError:
         raise error(f"{source} is not valid JSON: nested too deeply") from None

@@ -162,7 +162,27 @@ def test_keypoint_files_as_detectors_and_tools_write_them(tmp_path, keypoints, c
         assert name in err and message in err and len(err.strip().splitlines()) == 1, err
     (tmp_path / "latin1.json").write_bytes(b'{"keypoints": "\xf3"}')
     assert main(["fit", str(tmp_path / "latin1.json"), *cam]) == 1
-    assert "latin1.json: not a readable JSON file" in capsys.readouterr().err
+    assert "latin1.json is not valid JSON: 'utf-8' codec" in capsys.readouterr().err
+
+
+def test_camera_and_keypoint_files_share_one_json_reader(tmp_path, keypoints, capsys) -> None:
+    """A camera file written by a .NET / PowerShell tool (UTF-8 with a byte-order mark) is read
+    as the keypoint files next to it are (it was refused as 'not a readable camera JSON file')."""
+    bom = b"\xef\xbb\xbf"
+    src = tmp_path / "kp.json"
+    src.write_bytes(bom + json.dumps({"keypoints": keypoints.tolist()}).encode())
+    cam = tmp_path / "camera.json"
+    cam.write_bytes(bom + json.dumps(CAMERA.to_dict()).encode())
+    out = tmp_path / "fit.npz"
+    argv = ["fit", str(src), "--camera", str(cam), "--prior", "none", "--iterations", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    info = json.loads(str(np.load(out)["info"]))
+    assert info["camera"]["focal"] == list(CAMERA.to_dict()["focal"])
+    capsys.readouterr()
+    cam.write_bytes(b"{" * 100_000)  # hostile nesting: one line, not a traceback
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "camera file" in err and "not valid JSON" in err
 
 
 def test_fit_with_a_body_model_file_and_coco_keypoints(tmp_path) -> None:

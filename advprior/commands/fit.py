@@ -30,12 +30,17 @@ betas, latent if any, loss, joints (B,24,3), projected, iterations) and ``info``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from advprior.commands._body import add_body_model_arguments, body_model_from_args
+from advprior.fileio import read_json
+
+# A keypoint file may hold a whole sequence (frames x people x joints), far more than the
+# JSON files advprior itself writes; the bound only keeps a symlink to /dev/zero from filling
+# the memory.
+KEYPOINT_JSON_MAX_BYTES = 2**30
 
 OPENPOSE_BODY25_VALUES = 75
 
@@ -119,11 +124,7 @@ def parse_camera(spec: str) -> Any:
     if path.suffix.lower() == ".json" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"camera file not found: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not a readable camera JSON file ({exc})") from None
-        return PinholeCamera.from_dict(data)
+        return PinholeCamera.from_dict(read_json(path, ValueError, what="camera file"))
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError as exc:
@@ -198,13 +199,10 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
     import numpy as np
 
     try:
-        # UTF-8 with or without the byte-order mark that .NET / PowerShell tools write
-        data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+        data = read_json(path, ValueError, max_bytes=KEYPOINT_JSON_MAX_BYTES)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, RecursionError) as exc:
-        # ValueError: bad JSON or not UTF-8 text (a .npy given here, say); RecursionError:
-        # nesting too deep for Python's JSON reader (a hostile file)
+    except OSError as exc:  # a folder, no permission: one line naming the file
         raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with 'keypoints' or 'people'")
