@@ -48,7 +48,10 @@ def frozen(module: object) -> Iterator[None]:
     if not isinstance(module, nn.Module):
         yield
         return
-    was_training = module.training
+    # Each submodule's own mode, not just the top one: ``module.train(True)`` afterwards would
+    # also switch on layers the caller had put in eval mode on purpose (frozen BatchNorm
+    # statistics, dropout off while fine-tuning), which then silently change during training.
+    modes = [(m, m.training) for m in module.modules()]
     flags = [(p, p.requires_grad) for p in module.parameters()]
     module.eval()
     for p, _ in flags:
@@ -58,7 +61,8 @@ def frozen(module: object) -> Iterator[None]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-        module.train(was_training)
+        for m, mode in modes:
+            m.training = mode
 
 
 def _decode_rotmat(prior: Prior, z: Tensor, joints: int) -> Tensor:
