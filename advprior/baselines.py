@@ -116,8 +116,14 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         """``(..., 63)`` axis-angle poses (or SMPL's ``(..., 69)``, whose hand joints are
         dropped) -> the posterior ``Normal`` over ``(..., latent_dim)``, in the model's dtype.
 
-        In training mode BatchNorm needs more than one pose per batch.
+        In training mode BatchNorm needs more than one pose per batch. A frozen encoder (no
+        parameter requires grad, as ``from_pretrained`` loads it) runs as in eval mode whatever
+        the mode: a user's ``model.train()`` reaching it would otherwise make each pose's
+        posterior depend on the rest of the batch and move the BatchNorm statistics.
         """
+        if self.encoder.training and not any(p.requires_grad for p in self.encoder.parameters()):
+            with frozen(self.encoder):
+                return self.encode(body_pose)
         # poses are data (often float64 from numpy): cast, as PosePrior.invert does
         pose = _as_pose_dim(body_pose, self.pose_dim).to(self.dtype)
         flat, lead = flatten_batch_dims(pose, -2)
@@ -138,7 +144,8 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         :meth:`advprior.PosePrior.decode` (default ``(..., 63)`` axis-angle), on ``z``'s device
         and dtype (the model's must match). NaN/Inf latents give NaN/Inf poses (no exception).
         ``project`` is accepted as :meth:`advprior.PosePrior.decode` takes it, so one call
-        decodes any latent prior; a Gaussian latent's projection is the identity."""
+        decodes any latent prior; a Gaussian latent's projection is the identity. A frozen
+        decoder decodes as in eval mode whatever the mode (:func:`advprior.prior.run_mlp`)."""
         check_output(output)
         joints = body_joints(body)
         check_tensor(z, "z", self.latent_dim, finite=False)

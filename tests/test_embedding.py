@@ -66,3 +66,64 @@ def test_vae_invert_of_a_model_in_training_neither_mixes_the_batch_nor_moves_its
     vae.score(poses)
     for key, value in stats.items():
         assert torch.equal(vae.state_dict()[key], value), key
+
+
+def _user_model(prior: nn.Module) -> nn.Module:
+    class Regressor(nn.Module):  # a user's model holding the prior as a plain submodule
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = nn.Linear(10, prior.latent_space.dim)
+            self.prior = prior
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.prior.decode(self.encoder(x))
+
+    return Regressor()
+
+
+@pytest.mark.parametrize("cls", [PosePrior, VPoserVAE])
+def test_a_frozen_prior_decodes_deterministically_under_the_users_train_mode(cls) -> None:
+    torch.manual_seed(0)
+    prior = cls().eval().requires_grad_(False)  # as from_pretrained returns it
+    model = _user_model(prior).train()
+    assert prior.training  # torch's own propagation; decoding must not depend on it
+    x = torch.randn(64, 10)
+    first = model(x)
+    assert torch.equal(model(x), first)
+    assert torch.equal(first, model.eval()(x))
+    # gradients still reach the user's layers through the frozen decoder
+    model.train()(x).square().sum().backward()
+    assert model.encoder.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in prior.parameters())
+
+
+@pytest.mark.parametrize("cls", [PosePrior, VPoserVAE])
+def test_a_prior_being_trained_keeps_its_dropout(cls) -> None:
+    torch.manual_seed(0)
+    prior = cls().train()
+    z = torch.randn(256, prior.latent_space.dim)
+    assert not torch.equal(prior.decode(z), prior.decode(z))
+
+
+def test_a_frozen_prior_in_train_mode_runs_the_hooks_of_its_layers() -> None:
+    prior = PosePrior().requires_grad_(False).train()
+    seen = []
+    handle = prior.generator[3].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    try:
+        z = torch.randn(4, 32)
+        assert torch.equal(prior.decode(z), prior.decode(z))
+    finally:
+        handle.remove()
+    assert seen == [torch.Size([4, 512])] * 2
+
+
+def test_a_frozen_vae_encoder_in_train_mode_keeps_its_statistics() -> None:
+    torch.manual_seed(0)
+    vae = VPoserVAE().eval().requires_grad_(False)
+    stats = {k: v.clone() for k, v in vae.state_dict().items() if "running" in k or "batches" in k}
+    vae.train()
+    poses = 0.3 * torch.randn(5, 63)
+    q = vae.encode(poses)
+    assert torch.equal(q.mean, vae.eval().encode(poses).mean)
+    for key, value in stats.items():
+        assert torch.equal(vae.state_dict()[key], value), key
