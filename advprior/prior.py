@@ -282,8 +282,16 @@ class LatentPose(nn.Module):
         return self.prior.project(self.z)
 
     def _warn_if_zero(self) -> None:
+        # Advice only, so never in a traced graph: torch.export (and jit.trace) would otherwise
+        # depend on the latent's values, and inside torch.func.vmap a value cannot steer Python.
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
         with torch.no_grad():
-            zero = bool((self.z.norm(dim=-1) <= 1e-12).any())
+            small = (self.z.norm(dim=-1) <= 1e-12).any()
+            try:
+                zero = bool(small)
+            except RuntimeError:  # vmap's "data-dependent control flow"
+                return
         if zero:
             self._warned_zero = True
             warnings.warn(

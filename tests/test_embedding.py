@@ -9,7 +9,7 @@ from torch import nn
 
 from advprior.baselines import VPoserVAE
 from advprior.inversion import frozen
-from advprior.prior import PosePrior
+from advprior.prior import LatentPose, PosePrior
 
 
 def _modes(module: nn.Module) -> dict[str, bool]:
@@ -127,3 +127,25 @@ def test_a_frozen_vae_encoder_in_train_mode_keeps_its_statistics() -> None:
     assert torch.equal(q.mean, vae.eval().encode(poses).mean)
     for key, value in stats.items():
         assert torch.equal(vae.state_dict()[key], value), key
+
+
+def test_latent_pose_exports_and_vmaps() -> None:
+    torch.manual_seed(0)
+    pose = LatentPose(PosePrior().eval().requires_grad_(False), 3)
+    # torch.export: the zero-row warning must not put a value-dependent branch in the graph
+    exported = torch.export.export(pose, ())
+    assert torch.equal(exported.module()(), pose())
+    # torch.func.vmap over several sets of latents (functional_call swaps z)
+    zs = torch.randn(4, 3, 32)
+    batched = torch.func.vmap(lambda z: torch.func.functional_call(pose, {"z": z}, ()))(zs)
+    eager = torch.stack([pose.prior.decode(z) for z in zs])
+    # the same arithmetic in another batching: matmul sums of <= 512 terms of size <= 1 each
+    assert torch.allclose(batched, eager, rtol=0, atol=512 * torch.finfo(torch.float32).eps)
+
+
+def test_latent_pose_still_warns_about_a_zero_row_in_eager_mode() -> None:
+    pose = LatentPose(PosePrior().eval().requires_grad_(False), 2)
+    with torch.no_grad():
+        pose.z.zero_()
+    with pytest.warns(RuntimeWarning, match="zero row"):
+        pose()
