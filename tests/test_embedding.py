@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from advprior.baselines import VPoserVAE
+from advprior.baselines import GMMPrior, VPoserVAE
 from advprior.inversion import frozen
 from advprior.prior import LatentPose, PosePrior
 
@@ -149,3 +149,33 @@ def test_latent_pose_still_warns_about_a_zero_row_in_eager_mode() -> None:
         pose.z.zero_()
     with pytest.warns(RuntimeWarning, match="zero row"):
         pose()
+
+
+def _fitted_gmm() -> GMMPrior:
+    # a mixture with the spread of real pose covariances: eigenvalues from 1e-4 to 1 rad^2
+    gen = torch.Generator().manual_seed(0)
+    gmm = GMMPrior(num_components=3)
+    for k in range(3):
+        q, _ = torch.linalg.qr(torch.randn(63, 63, generator=gen, dtype=torch.float64))
+        eig = torch.logspace(-4, 0, 63, dtype=torch.float64)
+        gmm.covariances[k] = ((q * eig) @ q.T).float()
+        gmm.means[k] = 0.1 * torch.randn(63, generator=gen)
+    return gmm
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_users_half_model_keeps_the_gmm_usable(dtype: torch.dtype) -> None:
+    gmm = _fitted_gmm()
+    poses = gmm.sample(8, generator=torch.Generator().manual_seed(1))
+    model = nn.ModuleDict({"gmm": gmm, "layer": nn.Linear(3, 3)}).to(dtype)
+    assert model["layer"].weight.dtype == dtype
+    assert gmm.covariances.dtype == torch.float32  # a half covariance is not positive definite
+    low = poses.to(dtype)
+    nll = gmm.nll(low)
+    assert nll.dtype == dtype
+    # scored in float32 and rounded once to ``dtype`` (half an ulp, eps / 2 relative)
+    assert torch.allclose(nll.float(), gmm.nll(low.float()), rtol=torch.finfo(dtype).eps, atol=0)
+    assert torch.isfinite(nll).all()
+    assert gmm.sample(2).dtype == torch.float32
+    # device and float64 moves still apply
+    assert gmm.double().covariances.dtype == torch.float64
