@@ -50,6 +50,10 @@ def _as_pose_dim(body_pose: torch.Tensor, dim: int, *, finite: bool = True) -> t
     return pad_hand_joints(body_pose, dim // 3) if dim in BODY_POSE_SIZES else body_pose
 
 
+#: Floating dtypes too coarse for a mixture's covariances (3 significant digits or fewer).
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def _check_n(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
@@ -182,7 +186,10 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
 
     Stored as tensors (``means (K, D)``, ``covariances (K, D, D)``, ``weights (K,)``); fit it with
     :func:`advprior.train.fit_gmm` (scikit-learn) or :meth:`from_sklearn`. A freshly built prior
-    is K standard normals with equal weights.
+    is K standard normals with equal weights. ``.half()`` / ``.bfloat16()`` (of it or of a
+    model holding it) leave its tensors in their precision: float16 covariances are not
+    positive definite; float16 / bfloat16 poses are scored in float32 and the nll returned in
+    their dtype.
     """
 
     model_type = "gmm"
@@ -210,9 +217,26 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         prior.weights.copy_(torch.as_tensor(mixture.weights_, dtype=torch.float32))
         return prior
 
+    def _apply(self, fn: Any, recurse: bool = True) -> GMMPrior:
+        # ``.half()`` / ``.to(torch.bfloat16)`` (also of a user's model holding this prior) would
+        # round the covariances to 3 significant digits: they stop being positive definite and
+        # every nll and sample fails. Keep the stored precision; device moves still apply, and
+        # nll returns in the dtype of the poses.
+        def keep_precision(t: torch.Tensor) -> torch.Tensor:
+            out = fn(t)
+            if t.is_floating_point() and out.dtype in _HALF_DTYPES and t.dtype not in _HALF_DTYPES:
+                return t.to(device=out.device)
+            return out
+
+        return super()._apply(keep_precision, recurse)
+
     def _component_log_density(self, body_pose: torch.Tensor) -> torch.Tensor:
-        """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``."""
+        """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``, in the dtype of ``body_pose``
+        (computed in float32 for float16 / bfloat16 poses, which CPU solvers do not take and
+        whose precision a near-singular covariance would not survive)."""
         body_pose = _as_pose_dim(body_pose, self.dim, finite=False)
+        if body_pose.dtype in _HALF_DTYPES:
+            return self._component_log_density(body_pose.float()).to(body_pose.dtype)
         dtype = body_pose.dtype
         # Cholesky in float64: the mixture's covariances can be nearly singular.
         chol = torch.linalg.cholesky(self.covariances.double()).to(dtype)  # (K, D, D)
