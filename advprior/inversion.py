@@ -70,8 +70,9 @@ def _decode_rotmat(prior: Prior, z: Tensor, joints: int) -> Tensor:
     return prior.decode(z, output="rotmat", body=_BODY_OF_JOINTS[joints])
 
 
-def _with_autograd(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` outside inference mode, on ordinary copies of its tensor arguments.
+def with_autograd(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` outside inference mode, on ordinary copies of its tensor arguments (a
+    decorator for every function that optimises: inversion, geodesic paths, fitting).
 
     Why: an inversion is an optimisation and needs autograd, which ``torch.inference_mode()``
     (Lightning's validate and predict loops) switches off in a way ``enable_grad`` cannot undo,
@@ -89,7 +90,7 @@ def _with_autograd(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@_with_autograd
+@with_autograd
 def invert(
     prior: Prior,
     body_pose: Tensor,

@@ -179,3 +179,38 @@ def test_a_users_half_model_keeps_the_gmm_usable(dtype: torch.dtype) -> None:
     assert gmm.sample(2).dtype == torch.float32
     # device and float64 moves still apply
     assert gmm.double().covariances.dtype == torch.float64
+
+
+@pytest.fixture(scope="module")
+def keypoints():
+    """Two frames of the stand-in body's 24 joints seen by a camera: ``(kp, conf, camera)``."""
+    from advprior.body import load_body_model
+    from advprior.fitting import PinholeCamera
+
+    camera = PinholeCamera(focal=(1000.0, 1000.0), center=(512.0, 512.0))
+    pose = 0.2 * torch.randn(2, 63, generator=torch.Generator().manual_seed(0))
+    transl = torch.tensor([[0.0, 0.2, 3.0]]).expand(2, 3)
+    joints = load_body_model()(global_orient=torch.zeros(2, 3), body_pose=pose, transl=transl)
+    return camera.project(joints.joints[:, :24]), torch.ones(2, 24), camera
+
+
+@pytest.mark.parametrize("call", ["fit_keypoints", "fit_sequence", "geodesic"])
+def test_optimising_calls_work_inside_inference_mode(call: str, keypoints) -> None:
+    # Lightning runs validation and prediction steps under torch.inference_mode()
+    from advprior.fitting import fit_keypoints, fit_sequence
+
+    torch.manual_seed(0)
+    prior = PosePrior().eval().requires_grad_(False)
+    kp, conf, camera = keypoints
+    z0, z1 = prior.sample_latent(2, generator=torch.Generator().manual_seed(0))
+    calls = {
+        "fit_keypoints": lambda: (
+            fit_keypoints(kp, conf, camera, prior=prior, iterations=2, pose_density=None).body_pose
+        ),
+        "fit_sequence": lambda: fit_sequence(kp, conf, camera, prior=prior, iterations=2).body_pose,
+        "geodesic": lambda: prior.interpolate(z0, z1, 4, geodesic=True, iterations=2),
+    }
+    expected = calls[call]()
+    with torch.inference_mode():
+        got = calls[call]()
+    assert torch.equal(got, expected)
