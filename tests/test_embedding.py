@@ -214,3 +214,52 @@ def test_optimising_calls_work_inside_inference_mode(call: str, keypoints) -> No
     with torch.inference_mode():
         got = calls[call]()
     assert torch.equal(got, expected)
+
+
+class _Pipeline(nn.Module):
+    """A user's model holding every embeddable piece: a head, a free latent, VPoser's wrapper."""
+
+    def __init__(self, prior: PosePrior) -> None:
+        from advprior.compat import load_model
+        from advprior.head import LatentHead
+
+        super().__init__()
+        self.backbone = nn.Linear(6, 16)
+        self.head = LatentHead(16, prior)
+        self.pose = LatentPose(prior, 2)
+        self.vposer, _ = load_model(prior)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embedding = torch.zeros(x.shape[0], 32, dtype=x.dtype)
+        return self.head(self.backbone(x)) + self.vposer.decode(embedding)["pose_body"].flatten(1)
+
+
+def test_a_users_model_round_trips_its_state_dict_and_trains_only_its_own_weights() -> None:
+    import io
+
+    torch.manual_seed(0)
+    prior = PosePrior().eval().requires_grad_(False)
+    model = _Pipeline(prior).train()
+    x = torch.randn(4, 6)
+    frozen_state = {
+        k: v.clone()
+        for k, v in model.state_dict().items()
+        if k.startswith(("head.prior.", "pose.prior.", "vposer."))
+    }
+    # weight decay changes every parameter an optimiser holds that has a gradient: the frozen
+    # decoder has none, so AdamW over all of parameters() leaves it bit for bit
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.5)
+    for _ in range(20):
+        opt.zero_grad()
+        (model(x).square().mean() + model.pose().square().mean()).backward()
+        opt.step()
+    for key, value in frozen_state.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    # weights_only loading of the state dict, strict, into a fresh model
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    again = _Pipeline(PosePrior().eval().requires_grad_(False))
+    again.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
+    assert torch.equal(again.eval()(x), model.eval()(x))
+    assert torch.equal(again.pose(), model.pose())
