@@ -25,7 +25,7 @@ from torch import nn
 from advprior.fileio import portable_pickle, write_atomic
 from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output
-from advprior.inversion import frozen
+from advprior.inversion import frozen, full_precision
 from advprior.latent import LatentSpace, check_generator
 from advprior.prior import decode_6d, run_mlp
 from advprior.skeleton import BODY_POSE_SIZES, pad_hand_joints
@@ -165,7 +165,7 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         any latent prior, and unused; others raise ``TypeError``. For the optimising inversion
         of this decoder call :func:`advprior.inversion.invert` itself. Runs in eval mode (the
         model's modes are restored), so a VAE in training gives each pose its own latent and
-        keeps its BatchNorm statistics.
+        keeps its BatchNorm statistics, and in full precision inside ``torch.autocast``.
         """
         unknown = sorted(set(options) - _OPTIMISER_OPTIONS)
         if unknown:
@@ -173,7 +173,7 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         # eval mode whatever the caller's: a VAE being trained would otherwise give each pose a
         # latent that depends on the rest of the batch (BatchNorm) and move its running
         # statistics, so a query (invert, score, project_pose) would change the model
-        with torch.no_grad(), frozen(self):
+        with torch.no_grad(), frozen(self), full_precision():
             return self.encode(body_pose).mean
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -263,3 +263,31 @@ def test_a_users_model_round_trips_its_state_dict_and_trains_only_its_own_weight
     again.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
     assert torch.equal(again.eval()(x), model.eval()(x))
     assert torch.equal(again.pose(), model.pose())
+
+
+@pytest.mark.parametrize("call", ["invert", "score", "vae_invert", "fit_keypoints", "geodesic"])
+def test_optimising_calls_ignore_the_callers_autocast(call: str, keypoints) -> None:
+    # a user's mixed-precision loop (Lightning's precision="bf16-mixed") calls them under
+    # autocast; decoding in bfloat16 there made every answer worse, silently
+    from advprior.fitting import fit_keypoints
+
+    torch.manual_seed(0)
+    prior = PosePrior().eval().requires_grad_(False)
+    vae = VPoserVAE().eval().requires_grad_(False)
+    kp, conf, camera = keypoints
+    poses = 0.3 * torch.randn(3, 63, generator=torch.Generator().manual_seed(1))
+    z0, z1 = prior.sample_latent(2, generator=torch.Generator().manual_seed(0))
+    calls = {
+        "invert": lambda: prior.invert(poses, steps=3, bank_size=64),
+        "score": lambda: prior.score(poses, steps=3, bank_size=64),
+        "vae_invert": lambda: vae.invert(poses),
+        "fit_keypoints": lambda: (
+            fit_keypoints(kp, conf, camera, prior=prior, iterations=2, pose_density=None).body_pose
+        ),
+        "geodesic": lambda: prior.interpolate(z0, z1, 4, geodesic=True, iterations=2),
+    }
+    expected = calls[call]()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = calls[call]()
+    assert got.dtype == expected.dtype
+    assert torch.equal(got, expected)
