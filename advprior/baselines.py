@@ -25,6 +25,7 @@ from torch import nn
 from advprior.fileio import portable_pickle, write_atomic
 from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output
+from advprior.inversion import frozen, full_precision
 from advprior.latent import LatentSpace, check_generator
 from advprior.prior import decode_6d, run_mlp
 from advprior.skeleton import BODY_POSE_SIZES, pad_hand_joints
@@ -47,6 +48,10 @@ def _as_pose_dim(body_pose: torch.Tensor, dim: int, *, finite: bool = True) -> t
     sizes = BODY_POSE_SIZES if dim in BODY_POSE_SIZES else dim
     check_tensor(body_pose, "body_pose", sizes, finite=finite)
     return pad_hand_joints(body_pose, dim // 3) if dim in BODY_POSE_SIZES else body_pose
+
+
+#: Floating dtypes too coarse for a mixture's covariances (3 significant digits or fewer).
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _check_n(n: object) -> int:
@@ -115,8 +120,14 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         """``(..., 63)`` axis-angle poses (or SMPL's ``(..., 69)``, whose hand joints are
         dropped) -> the posterior ``Normal`` over ``(..., latent_dim)``, in the model's dtype.
 
-        In training mode BatchNorm needs more than one pose per batch.
+        In training mode BatchNorm needs more than one pose per batch. A frozen encoder (no
+        parameter requires grad, as ``from_pretrained`` loads it) runs as in eval mode whatever
+        the mode: a user's ``model.train()`` reaching it would otherwise make each pose's
+        posterior depend on the rest of the batch and move the BatchNorm statistics.
         """
+        if self.encoder.training and not any(p.requires_grad for p in self.encoder.parameters()):
+            with frozen(self.encoder):
+                return self.encode(body_pose)
         # poses are data (often float64 from numpy): cast, as PosePrior.invert does
         pose = _as_pose_dim(body_pose, self.pose_dim).to(self.dtype)
         flat, lead = flatten_batch_dims(pose, -2)
@@ -137,7 +148,8 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         :meth:`advprior.PosePrior.decode` (default ``(..., 63)`` axis-angle), on ``z``'s device
         and dtype (the model's must match). NaN/Inf latents give NaN/Inf poses (no exception).
         ``project`` is accepted as :meth:`advprior.PosePrior.decode` takes it, so one call
-        decodes any latent prior; a Gaussian latent's projection is the identity."""
+        decodes any latent prior; a Gaussian latent's projection is the identity. A frozen
+        decoder decodes as in eval mode whatever the mode (:func:`advprior.prior.run_mlp`)."""
         check_output(output)
         joints = body_joints(body)
         check_tensor(z, "z", self.latent_dim, finite=False)
@@ -151,12 +163,17 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         The keyword options of :func:`advprior.inversion.invert` (``steps``, ``restarts``,
         ``joint_weight``, ``bank_size``, ``body_model``) are accepted, so that one call inverts
         any latent prior, and unused; others raise ``TypeError``. For the optimising inversion
-        of this decoder call :func:`advprior.inversion.invert` itself.
+        of this decoder call :func:`advprior.inversion.invert` itself. Runs in eval mode (the
+        model's modes are restored), so a VAE in training gives each pose its own latent and
+        keeps its BatchNorm statistics, and in full precision inside ``torch.autocast``.
         """
         unknown = sorted(set(options) - _OPTIMISER_OPTIONS)
         if unknown:
             raise TypeError(f"VPoserVAE.invert got unexpected keyword arguments {unknown}")
-        with torch.no_grad():
+        # eval mode whatever the caller's: a VAE being trained would otherwise give each pose a
+        # latent that depends on the rest of the batch (BatchNorm) and move its running
+        # statistics, so a query (invert, score, project_pose) would change the model
+        with torch.no_grad(), frozen(self), full_precision():
             return self.encode(body_pose).mean
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -169,7 +186,10 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
 
     Stored as tensors (``means (K, D)``, ``covariances (K, D, D)``, ``weights (K,)``); fit it with
     :func:`advprior.train.fit_gmm` (scikit-learn) or :meth:`from_sklearn`. A freshly built prior
-    is K standard normals with equal weights.
+    is K standard normals with equal weights. ``.half()`` / ``.bfloat16()`` (of it or of a
+    model holding it) leave its tensors in their precision: float16 covariances are not
+    positive definite; float16 / bfloat16 poses are scored in float32 and the nll returned in
+    their dtype.
     """
 
     model_type = "gmm"
@@ -197,9 +217,26 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         prior.weights.copy_(torch.as_tensor(mixture.weights_, dtype=torch.float32))
         return prior
 
+    def _apply(self, fn: Any, recurse: bool = True) -> GMMPrior:
+        # ``.half()`` / ``.to(torch.bfloat16)`` (also of a user's model holding this prior) would
+        # round the covariances to 3 significant digits: they stop being positive definite and
+        # every nll and sample fails. Keep the stored precision; device moves still apply, and
+        # nll returns in the dtype of the poses.
+        def keep_precision(t: torch.Tensor) -> torch.Tensor:
+            out = fn(t)
+            if t.is_floating_point() and out.dtype in _HALF_DTYPES and t.dtype not in _HALF_DTYPES:
+                return t.to(device=out.device)
+            return out
+
+        return super()._apply(keep_precision, recurse)
+
     def _component_log_density(self, body_pose: torch.Tensor) -> torch.Tensor:
-        """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``."""
+        """``(..., K)``: ``log w_k + log N(x | mu_k, Sigma_k)``, in the dtype of ``body_pose``
+        (computed in float32 for float16 / bfloat16 poses, which CPU solvers do not take and
+        whose precision a near-singular covariance would not survive)."""
         body_pose = _as_pose_dim(body_pose, self.dim, finite=False)
+        if body_pose.dtype in _HALF_DTYPES:
+            return self._component_log_density(body_pose.float()).to(body_pose.dtype)
         dtype = body_pose.dtype
         # Cholesky in float64: the mixture's covariances can be nearly singular.
         chol = torch.linalg.cholesky(self.covariances.double()).to(dtype)  # (K, D, D)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from advprior.inversion import GAUGE_WEIGHT, frozen
+from advprior.inversion import GAUGE_WEIGHT, frozen, with_autograd
 from advprior.latent import check_latent
 from advprior.lbfgs import minimize_lbfgs
 from advprior.skeleton import NUM_BODY_JOINTS
@@ -68,6 +68,7 @@ def path_energy(
     return (t - 1) * (d_rot + joint_weight * d_pos).sum(-1)
 
 
+@with_autograd
 def geodesic_path(
     prior: Prior,
     z0: Tensor,

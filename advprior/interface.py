@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from advprior.geodesic import geodesic_path
-from advprior.inversion import frozen, invert
+from advprior.inversion import frozen, invert, with_autograd
 from advprior.latent import LatentSpace
 from advprior.rotations import (
     axis_angle_to_rotmat,
@@ -285,6 +285,7 @@ class Prior:
             nearest = torch.minimum(nearest, dist[best])
         return torch.cat([first, z[chosen]])
 
+    @with_autograd
     def score(self, body_pose: Tensor, **options: Any) -> Tensor:
         """How plausible poses ``body_pose (..., 63 | 69)`` are under the prior, ``(...)``:
         higher is more plausible; comparable between poses of one prior, not between priors.

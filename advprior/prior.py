@@ -46,9 +46,22 @@ def _has_hooks(module: nn.Module) -> bool:
 def run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """``mlp(x)``; in eval mode without hooks, its Linear / LeakyReLU / Dropout layers run as
     functions: same numbers, but a module call costs ~3-5 us of Python per layer, as much as
-    the layer's own arithmetic at batch 1."""
-    if mlp.training or _has_hooks(mlp):
+    the layer's own arithmetic at batch 1.
+
+    A frozen ``mlp`` (no parameter requires grad, as ``from_pretrained`` loads a prior) runs as
+    in eval mode even in training mode: it is not being trained, and a user's
+    ``model.train()`` reaching a prior held as a plain submodule would otherwise switch on its
+    dropout and make every decoded pose random. (With hooks, the layers then run as modules
+    except the dropout, so hooks on the layers fire; one on ``mlp`` itself does not.)"""
+    if mlp.training and any(p.requires_grad for p in mlp.parameters()):
         return mlp(x)
+    if _has_hooks(mlp):
+        if not mlp.training:
+            return mlp(x)
+        for layer in mlp:
+            if not isinstance(layer, nn.Dropout):
+                x = layer(x)
+        return x
     for layer in mlp:
         if isinstance(layer, nn.Linear):
             x = F.linear(x, layer.weight, layer.bias)
@@ -159,6 +172,10 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
 
         NaN/Inf latents decode to NaN/Inf poses (no exception), so the call is safe inside any
         optimiser's line search; shape, dtype and type errors still raise.
+
+        Dropout acts only in training mode while some generator weight requires grad: a frozen
+        prior (``from_pretrained``'s default) held in a user's model decodes deterministically
+        after ``model.train()``.
         """
         check_output(output)
         joints = body_joints(body)
@@ -265,8 +282,16 @@ class LatentPose(nn.Module):
         return self.prior.project(self.z)
 
     def _warn_if_zero(self) -> None:
+        # Advice only, so never in a traced graph: torch.export (and jit.trace) would otherwise
+        # depend on the latent's values, and inside torch.func.vmap a value cannot steer Python.
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
         with torch.no_grad():
-            zero = bool((self.z.norm(dim=-1) <= 1e-12).any())
+            small = (self.z.norm(dim=-1) <= 1e-12).any()
+            try:
+                zero = bool(small)
+            except RuntimeError:  # vmap's "data-dependent control flow"
+                return
         if zero:
             self._warned_zero = True
             warnings.warn(

@@ -52,6 +52,7 @@ from advprior.fitting.smplify import (
     geman_mcclure,
     prepare_keypoints,
 )
+from advprior.inversion import with_autograd
 from advprior.latent import LatentSpace
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat
@@ -251,6 +252,7 @@ def _check_int(value: object, name: str, low: int) -> int:
     return value
 
 
+@with_autograd
 def fit_sequence(
     keypoints: object,
     confidence: object,

@@ -44,6 +44,7 @@ from advprior.fitting.priors import (
     resolve_prior,
 )
 from advprior.fitting.result import FitResult
+from advprior.inversion import with_autograd
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
@@ -315,6 +316,7 @@ def _minimize(
     return x.detach(), loss, steps
 
 
+@with_autograd
 def fit_keypoints(
     keypoints: object,
     confidence: object,
