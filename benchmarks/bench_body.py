@@ -52,7 +52,7 @@ def main() -> None:
         data = build_standin()
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        model = load_body_model()  # writes the cache file, then loads it through smplx
+        model = load_body_model()  # built in memory (the cache file is for smplx users)
         first_load_s = time.perf_counter() - t0
         load = _bench.time_call(
             load_body_model,
