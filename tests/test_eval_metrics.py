@@ -317,3 +317,25 @@ def test_nn_distances_on_real_poses_with_duplicates(body, fixture_mocap) -> None
             # among ties (the duplicated frames) any of the equal references is the answer
             chosen = (q - r[idx]).norm(dim=-1).mean(-1)
             torch.testing.assert_close(chosen, want, atol=tol, rtol=0)
+
+
+def test_nn_distances_settles_near_ties_below_the_expanded_form_rounding() -> None:
+    # float32 sets at metre scale whose candidates differ by ~10 micrometres: the expanded form
+    # |q|^2 + |r|^2 - 2 q.r rounds at ~sqrt(eps) * 1 m ~ 0.3 mm per point and used to pick the
+    # wrong one of them (returned distances up to 80% too large at this scale).
+    g = torch.Generator().manual_seed(15)
+    query = torch.randn(100, 256, 3, generator=g)
+    near = [query + 1e-5 * f * torch.randn(100, 256, 3, generator=g) for f in (1.0, 1.3, 1.6)]
+    reference = torch.cat([*near, torch.randn(100, 256, 3, generator=g)])
+    dist, idx = nn_distances(query, reference, return_index=True)
+    want, want_idx = _brute_force(query.double(), reference.double())
+    # the direct mean of 256 norms in float32: a few eps relative
+    torch.testing.assert_close(dist.double(), want, rtol=1e-6, atol=0)
+    assert torch.equal(idx, want_idx)
+    # a bound just above the true distance still finds the reference (it used to give inf)
+    again = nn_distances(query, reference, bound=dist * (1 + 1e-6))
+    torch.testing.assert_close(again, dist)
+    # exact duplicates across a chunk border: the first copy, as a brute-force argmin picks
+    dup = torch.cat([reference[:150], query[:40], reference[150:], query[:40]])
+    _, idx = nn_distances(query[:40], dup, return_index=True, chunk_size=64)
+    assert torch.equal(idx, torch.arange(150, 190))

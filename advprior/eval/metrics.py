@@ -78,9 +78,7 @@ def nn_distances(
         bound: optional ``(N,)`` distances already known to be reachable (e.g. the running
             minimum over earlier reference chunks). References not closer than a query's bound
             may be skipped; a query with no reference closer than its bound gets ``inf`` (and
-            index -1), so ``torch.minimum(bound, result)`` is the running minimum (to float
-            rounding: a reference closer than the bound by less than the rounding of the
-            expanded-form norms below, ~1e-6 relative in float32, may be skipped).
+            index -1), so ``torch.minimum(bound, result)`` is the exact running minimum.
 
     Returns:
         ``(N,)`` distances in the input's unit and the common dtype of the inputs (and indices
@@ -95,8 +93,10 @@ def nn_distances(
     the full sum, and pairs already farther than the best distance known for their query are
     dropped before the remaining points are added. Norms inside a tile use the expanded form
     ``|q|^2 + |r|^2 - 2 q.r`` (points centred on the reference mean to limit cancellation,
-    and a slack on the bound for its rounding); the returned distance is recomputed directly
-    from the differences for the chosen pair, so identical sets give exactly 0.
+    and a slack on the bound for its rounding); references whose expanded-form sums lie within
+    that rounding of the best are compared on direct differences (the first of equal ones
+    wins, as in a brute-force argmin), and the returned distance is recomputed directly from
+    the differences, so identical sets give exactly 0.
     """
     return _nn_distances(
         query, reference, chunk_size, return_index, bound, names=("query", "reference")
@@ -154,15 +154,20 @@ def _nn_distances(
     q_rest, r_rest = q_c[:, rest], r_c[:, rest]
     q_sq_all = q_all.square().sum(-1)  # (K, N)
     r_sq_all = r_all.square().sum(-1)  # (K, M)
-    # Worst rounding of one expanded-form norm is ~sqrt(eps * max |x|^2); pad the bound by it.
+    # |q|^2 + |r|^2 - 2 q.r rounds by at most a few eps * max |x|^2 (32 is generous), so one
+    # expanded-form norm is off by at most point_err (the square root: the worst case is a
+    # norm near 0). The pruning bound compares a partial sum of n_first such norms with a
+    # directly computed best; near-ties of full sums (k norms each side) are settled directly.
     biggest = float(torch.maximum(q_sq_all.max(), r_sq_all.max()))
-    slack = 4.0 * n_first * (torch.finfo(dtype).eps * max(biggest, 1e-30)) ** 0.5
+    point_err = (32.0 * torch.finfo(dtype).eps * max(biggest, 1e-30)) ** 0.5
+    slack = n_first * point_err
+    tie = 2.0 * k * point_err
     m = reference.shape[0]
     inf = float("inf")
     for qs in range(0, n, chunk_size):
         qe = min(qs + chunk_size, n)
         q, q_sq = q_all[:, qs:qe], q_sq_all[:, qs:qe]
-        # Best full sum (= K x distance) known so far for each query of the chunk.
+        # Best full sum (= K x distance, from direct differences) known so far per query.
         chunk_best = (
             torch.full((qe - qs,), inf, dtype=dtype, device=dev)
             if bound is None
@@ -201,19 +206,34 @@ def _nn_distances(
             n_alive = int(alive.sum())
             if n_alive == 0:
                 continue
+            # The expanded form can misorder references closer to each other than its
+            # rounding (sets within ~0.1 mm in float32 at metre scale): every candidate within
+            # `tie` of the tile's best (or of the best so far) is measured directly below, and
+            # the first of equal ones wins, as a brute-force argmin would pick.
             if n_alive > 0.25 * alive.numel():
                 add_points(range(n_first, k))
                 acc.masked_fill_(~alive, inf)
+                limit = torch.minimum(acc.min(dim=1).values, chunk_best) + tie
+                qi, rj = (acc <= limit.unsqueeze(1)).nonzero(as_tuple=True)
             else:
                 qi, rj = alive.nonzero(as_tuple=True)
                 extra = (q_rest[qs + qi] - r_rest[rs + rj]).norm(dim=-1).sum(-1)
                 full = acc[qi, rj] + extra
-                acc.fill_(inf)
-                acc[qi, rj] = full
-            vals, idx = acc.min(dim=1)
+                tile_best = torch.full((qe - qs,), inf, dtype=dtype, device=dev)
+                tile_best.scatter_reduce_(0, qi, full, reduce="amin")
+                near = full <= (torch.minimum(tile_best, chunk_best) + tie)[qi]
+                qi, rj = qi[near], rj[near]
+            if qi.numel() == 0:
+                continue
+            direct = (query[qs + qi] - reference[rs + rj]).norm(dim=-1).sum(-1)
+            vals = torch.full((qe - qs,), inf, dtype=dtype, device=dev)
+            vals.scatter_reduce_(0, qi, direct, reduce="amin")
+            first = torch.full((qe - qs,), m, dtype=torch.int64, device=dev)
+            at_min = direct == vals[qi]
+            first.scatter_reduce_(0, qi[at_min], rj[at_min] + rs, reduce="amin")
             better = vals < chunk_best
             chunk_best = torch.where(better, vals, chunk_best)
-            chunk_idx = torch.where(better, idx + rs, chunk_idx)
+            chunk_idx = torch.where(better, first, chunk_idx)
         best_idx[qs:qe] = chunk_idx
     found = best_idx >= 0
     best = torch.full((n,), inf, dtype=dtype, device=dev)
