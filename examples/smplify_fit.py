@@ -138,9 +138,14 @@ def load_prior(name: str):
     return load_pretrained(name)
 
 
-def select(n_total: int, n: int, seed: int) -> torch.Tensor:
+def select(n_total: int, n: int, seed: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """``n`` random indices of ``range(n_total)`` not in ``exclude``, sorted (seeded)."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=gen)[:n].sort().values
+    order = torch.randperm(n_total, generator=gen)
+    if exclude is not None:
+        # drop before cutting: the first n of the *sorted* rest would be the file's first frames
+        order = order[~torch.isin(order, exclude)]
+    return order[:n].sort().values
 
 
 def fitting_table(rows: dict[str, dict]) -> list[str]:
@@ -285,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     inversion: dict[str, dict] = {}
     if args.inversion_poses > 0:
         # Other held-out poses than the fitted ones.
-        rest = select(n_test, n_test, args.seed + 1)
-        rest = rest[~torch.isin(rest, idx)][: args.inversion_poses]
+        rest = select(n_test, args.inversion_poses, args.seed + 1, exclude=idx)
         for name in args.priors:
             prior = priors[name]
             # The GANs' inversion is an optimisation (the VAE's is its encoder, the GMM has no

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -218,3 +219,123 @@ def test_paired_ratio_interval() -> None:
         paired_ratio_interval(a, b[:10])
     with pytest.raises(ValueError, match="level"):
         paired_ratio_interval(a, b, level=1.0)
+
+
+def _umeyama(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Independent float64 similarity alignment of ``x (J, 3)`` to ``y`` (det R = +1)."""
+    mx, my = x.mean(0), y.mean(0)
+    u, s, vt = np.linalg.svd((y - my).T @ (x - mx) / len(x))
+    d = np.ones(3)
+    d[2] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    var = ((x - mx) ** 2).sum() / len(x)
+    scale = (s * d).sum() / var if var > 0 else 0.0
+    rot = u @ np.diag(d) @ vt
+    return scale * (x - mx) @ rot.T + my
+
+
+def test_procrustes_matches_an_independent_umeyama() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(6, 24, 3))
+    y = rng.normal(size=(6, 24, 3))
+    y[0] = x[0] * [1, 1, -1] + 0.05 * rng.normal(size=(24, 3))  # a mirror: no reflection allowed
+    x[1] = np.outer(rng.normal(size=24), [1.0, 2.0, 3.0])  # collinear
+    x[2, :, 2] = 0.0  # planar
+    want = np.stack([_umeyama(a, b) for a, b in zip(x, y, strict=True)])
+    got = procrustes_align(torch.tensor(x), torch.tensor(y)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    # float32 inputs: the same up to float32 rounding of O(1) coordinates
+    got32 = procrustes_align(torch.tensor(x).float(), torch.tensor(y).float()).double().numpy()
+    np.testing.assert_allclose(got32, want, atol=1e-5)
+
+
+def test_metrics_reject_what_they_cannot_measure() -> None:
+    pts = torch.randn(5, 24, 3, generator=torch.Generator().manual_seed(12))
+    # NaN used to read as "no neighbour" (inf); one NaN reference made every query inf
+    bad = pts.clone()
+    bad[2, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match="query contains NaN"):
+        nn_distances(bad, pts)
+    with pytest.raises(ValueError, match="reference contains NaN"):
+        nn_distances(pts, bad)
+    with pytest.raises(ValueError, match="bound contains NaN"):
+        nn_distances(pts, pts, bound=torch.full((5,), float("nan")))
+    with pytest.raises(ValueError, match="bound must be a torch.Tensor of shape"):
+        nn_distances(pts, pts, bound=np.zeros(5))
+    with pytest.raises(ValueError, match="chunk_size"):
+        nn_distances(pts, pts, chunk_size=True)
+    # recall_precision names its own arguments
+    with pytest.raises(ValueError, match="generated contains NaN"):
+        recall_precision(pts, bad)
+    with pytest.raises(ValueError, match="real must hold at least one"):
+        recall_precision(pts[:0], pts)
+    with pytest.raises(ValueError, match="generated must hold at least one"):
+        recall_precision(pts, pts[:0])
+    with pytest.raises(ValueError, match="generated and precision_reference"):
+        recall_precision(pts, pts, precision_reference=pts[:, :23])
+    with pytest.raises(TypeError, match="generated must be a torch.Tensor"):
+        recall_precision(pts, pts.numpy())
+    # no points at all: a ValueError, not ZeroDivisionError / NaN / a torch reduction error
+    empty = torch.zeros(5, 0, 3)
+    for fn in (mpjpe, p_mpjpe, procrustes_align):
+        with pytest.raises(ValueError, match="at least one point"):
+            fn(empty, empty)
+    with pytest.raises(ValueError, match="at least one point"):
+        nn_distances(empty, empty)
+    with pytest.raises(ValueError, match="at least one point"):
+        smoothness_ratio(torch.zeros(2, 4, 0, 3))
+
+
+def test_pair_metrics_take_mixed_dtypes() -> None:
+    g = torch.Generator().manual_seed(13)
+    pred, target = torch.randn(4, 24, 3, generator=g), torch.randn(4, 24, 3, generator=g)
+    want = p_mpjpe(pred.double(), target.double())
+    got = p_mpjpe(pred, target.double())
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert procrustes_align(pred.double(), target).dtype == torch.float64
+
+
+def test_nn_distances_on_real_poses_with_duplicates(body, fixture_mocap) -> None:  # noqa: ANN001
+    from advprior.data import load_motion
+    from advprior.eval.metrics import pose_joints
+
+    # A real clip at 120 fps: consecutive frames are near duplicates (ties within rounding),
+    # and exact copies are placed across a chunk border.
+    clip = load_motion(fixture_mocap / "cmu_asfamc/02/02_03.amc").to_smpl(120)
+    joints = pose_joints(torch.as_tensor(clip.body_pose, dtype=torch.float32), body)
+    reference = torch.cat([joints[:90], joints[60:100], joints[90:]])
+    g = torch.Generator().manual_seed(14)
+    query = joints[::5] + 1e-4 * torch.randn(joints[::5].shape, generator=g)
+    for chunk in (13, 64, 512):
+        for dtype in (torch.float32, torch.float64):
+            q, r = query.to(dtype), reference.to(dtype)
+            dist, idx = nn_distances(q, r, chunk_size=chunk, return_index=True)
+            want, _ = _brute_force(q, r)
+            # float32: the direct recomputation rounds at ~eps * |x| ~ 1e-7 m per point
+            tol = 1e-6 if dtype == torch.float32 else 1e-12
+            torch.testing.assert_close(dist, want, atol=tol, rtol=0)
+            # among ties (the duplicated frames) any of the equal references is the answer
+            chosen = (q - r[idx]).norm(dim=-1).mean(-1)
+            torch.testing.assert_close(chosen, want, atol=tol, rtol=0)
+
+
+def test_nn_distances_settles_near_ties_below_the_expanded_form_rounding() -> None:
+    # float32 sets at metre scale whose candidates differ by ~10 micrometres: the expanded form
+    # |q|^2 + |r|^2 - 2 q.r rounds at ~sqrt(eps) * 1 m ~ 0.3 mm per point and used to pick the
+    # wrong one of them (returned distances up to 80% too large at this scale).
+    g = torch.Generator().manual_seed(15)
+    query = torch.randn(100, 256, 3, generator=g)
+    near = [query + 1e-5 * f * torch.randn(100, 256, 3, generator=g) for f in (1.0, 1.3, 1.6)]
+    reference = torch.cat([*near, torch.randn(100, 256, 3, generator=g)])
+    dist, idx = nn_distances(query, reference, return_index=True)
+    want, want_idx = _brute_force(query.double(), reference.double())
+    # the direct mean of 256 norms in float32: a few eps relative
+    torch.testing.assert_close(dist.double(), want, rtol=1e-6, atol=0)
+    assert torch.equal(idx, want_idx)
+    # a bound just above the true distance still finds the reference (it used to give inf)
+    again = nn_distances(query, reference, bound=dist * (1 + 1e-6))
+    torch.testing.assert_close(again, dist)
+    # exact duplicates across a chunk border: the first copy, as a brute-force argmin picks
+    dup = torch.cat([reference[:150], query[:40], reference[150:], query[:40]])
+    _, idx = nn_distances(query[:40], dup, return_index=True, chunk_size=64)
+    assert torch.equal(idx, torch.arange(150, 190))

@@ -321,3 +321,77 @@ def test_path_ratio_counts_the_detour(body: _CubeBody) -> None:
     paths, _ = protocol.interpolation_paths(None, a, b, 9)  # joint slerp: arcs, not chords
     ratio = protocol.path_ratio(paths, body)
     assert bool((ratio >= 1 - 1e-6).all()) and bool((ratio < 1.5).all())
+
+
+def test_vertex_reference_is_a_random_part_of_the_reference(
+    tmp_path: Path, body: _CubeBody, write_dataset
+) -> None:
+    """The per-vertex precision reference is a random part of the (sorted) reference frames, not
+    the frames nearest the start of the file: here the train split holds 60 frames of one kind
+    and then 60 of another, and the prior replays the second 60."""
+    rng = np.random.default_rng(5)
+    n = 360
+    pose = (rng.normal(size=(n, 63)) * 0.25).astype(np.float32)
+    data = write_dataset(
+        tmp_path / "ordered.npz",
+        body_pose=pose,
+        global_orient=np.zeros((n, 3), np.float32),
+        split=np.repeat(np.array([0, 1, 2], np.int8), 120),
+        sequence=np.repeat(np.arange(n // 20), 20).astype(np.int32),
+    )
+    late = load_split(data, "train").body_pose[60:]
+    res = run_eval(
+        {"late": _TablePrior(late)},
+        data,
+        out=tmp_path / "r",
+        quick=True,
+        body_model=body,
+        fitting=False,
+        n_samples=60,
+        n_queries=60,
+        n_reference=120,
+        n_vertex_samples=60,
+        n_pairs=0,
+        progress=False,
+    )
+    assert res["n_vertex_reference"] == 60
+    got = res["models"]["late"]["recall_precision_mm"]
+    assert got["joints"]["precision_mean"] == pytest.approx(0.0, abs=1e-3)
+    # Precision against the first 60 frames only: none of the samples is among them.
+    early = load_split(data, "train").body_pose[:60]
+    poser = protocol.Poser(body, n_vertices=64, seed=0)
+    first_only = recall_precision(
+        poser(early)["vertices"], poser(late)["vertices"], precision_reference=None
+    )["precision_mean"]
+    # A random half of the 120 holds about half of the replayed frames (0 mm for those).
+    assert got["vertices"]["precision_mean"] < 0.75 * 1000.0 * first_only
+
+
+def test_random_part_is_spread_and_seeded() -> None:
+    from advprior.eval.runner import random_part
+
+    index = torch.arange(0, 2000, 2)  # sorted, as subsample returns them
+    part = random_part(index, 100, seed=0)
+    assert len(part) == 100 and len(set(part.tolist())) == 100
+    assert bool(torch.isin(part, index).all())
+    assert bool((part.diff() > 0).all())
+    # Not the first 100: spread over the whole index (a uniform 100 of 1000 has ~50 above the
+    # median; the first 100 have none).
+    assert 30 <= int((part > index.median()).sum()) <= 70
+    assert torch.equal(part, random_part(index, 100, seed=0))
+    assert not torch.equal(part, random_part(index, 100, seed=1))
+    assert torch.equal(random_part(index, 5000, seed=0), index)
+
+
+def test_poser_and_slerp_inputs(body: _CubeBody) -> None:
+    poser = protocol.Poser(body, n_vertices=16)
+    with pytest.raises(TypeError, match="body_pose"):
+        poser(np.zeros((2, 63), np.float32))
+    with pytest.raises(ValueError, match="body_pose"):
+        poser(torch.zeros(2, 3, 63))
+    # SMPL's 69 numbers: the two hand joints slerp like the others
+    g = torch.Generator().manual_seed(9)
+    a, b = torch.randn(2, 69, generator=g) * 0.3, torch.randn(2, 69, generator=g) * 0.3
+    path = protocol.pose_space_slerp(a, b, 5)
+    assert path.shape == (2, 5, 69)
+    torch.testing.assert_close(path[:, :, :63], protocol.pose_space_slerp(a[:, :63], b[:, :63], 5))

@@ -59,6 +59,31 @@ def test_roc_auc_counts_pairs_with_half_ties() -> None:
     pairs = (pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()
     assert tasks.roc_auc(pos, neg) == pytest.approx(float(pairs.mean()), abs=1e-12)
     assert tasks.roc_auc(torch.ones(3), torch.zeros(2)) == 1.0
+    # +-inf rank as the extremes they are; NaN used to sort above everything (AUC 1.0)
+    assert tasks.roc_auc(torch.tensor([-math.inf, 1.0]), torch.zeros(2)) == 0.5
+    with pytest.raises(ValueError, match="positive contains NaN"):
+        tasks.roc_auc(torch.tensor([math.nan, 1.0]), torch.zeros(3))
+    with pytest.raises(ValueError, match="negative must have shape"):
+        tasks.roc_auc(torch.ones(3), torch.zeros(0))
+
+
+def test_acceleration_error_matches_numpy_and_checks_shapes() -> None:
+    rng = np.random.default_rng(1)
+    pred, target = rng.normal(size=(2, 9, 24, 3)), rng.normal(size=(2, 9, 24, 3))
+
+    def accel(x: np.ndarray) -> np.ndarray:
+        return x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]
+
+    want = 1000 * np.linalg.norm(accel(pred) - accel(target), axis=-1).mean()
+    got = tasks.acceleration_error(torch.tensor(pred), torch.tensor(target))
+    assert got == pytest.approx(want, rel=1e-12)
+    # a constant velocity has no acceleration
+    line = torch.arange(5.0)[:, None, None] * torch.ones(5, 24, 3)
+    assert tasks.acceleration_error(line, torch.zeros(5, 24, 3)) == 0.0
+    with pytest.raises(ValueError, match="T >= 3"):  # used to return NaN
+        tasks.acceleration_error(torch.zeros(2, 24, 3), torch.zeros(2, 24, 3))
+    with pytest.raises(ValueError, match="same shape"):
+        tasks.acceleration_error(torch.zeros(4, 24, 3), torch.zeros(5, 24, 3))
 
 
 def test_corruptions() -> None:

@@ -376,3 +376,17 @@ def test_smplify_fit_goal_lines_carry_a_paired_interval() -> None:
         float(x.rstrip("%")) for x in lines[0].split("frames: ")[1].split(";")[0].split(" to ")
     )
     assert low < -20.0 < 0.0 <= high
+
+
+def test_inversion_poses_are_a_random_part_of_the_held_out_frames() -> None:
+    """The inversion rows of examples/smplify_fit.py use held-out poses drawn at random, not the
+    split's first frames (the rest of a full sorted permutation is the file's order)."""
+    fit = load_example("smplify_fit")
+    fitted = fit.select(1000, 50, seed=0)
+    rest = fit.select(1000, 100, seed=1, exclude=fitted)
+    assert len(rest) == 100 and not bool(torch.isin(rest, fitted).any())
+    assert bool((rest.diff() > 0).all())
+    # spread over the whole split: ~half above the middle frame (the first 100 have none)
+    assert 30 <= int((rest >= 500).sum()) <= 70
+    assert torch.equal(rest, fit.select(1000, 100, seed=1, exclude=fitted))
+    assert torch.equal(fit.select(10, 20, seed=3), torch.arange(10))

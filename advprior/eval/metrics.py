@@ -35,14 +35,17 @@ __all__ = [
 _DEFAULT_CHUNK = 512
 
 
-def _check_points(name: str, x: Tensor, ndim: int | None = None) -> None:
-    check_tensor(x, name, None, finite=False)
+def _check_points(name: str, x: Tensor, ndim: int | None = None, *, finite: bool = False) -> None:
+    check_tensor(x, name, None, finite=finite)
     want = "(..., K, 3)" if ndim is None else "(N, K, 3)"
     if x.shape[-1:] != (3,) or x.ndim < 2 or (ndim is not None and x.ndim != ndim):
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if x.shape[-2] == 0:
+        raise ValueError(f"{name} must hold at least one point (K >= 1), got {tuple(x.shape)}")
 
 
-def _check_pair(pred: Tensor, target: Tensor) -> None:
+def _check_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Both checked, same shape, in their common dtype."""
     _check_points("pred", pred)
     _check_points("target", target)
     if pred.shape != target.shape:
@@ -50,6 +53,8 @@ def _check_pair(pred: Tensor, target: Tensor) -> None:
             f"pred and target must have the same shape, got {tuple(pred.shape)} "
             f"and {tuple(target.shape)}"
         )
+    dtype = torch.promote_types(pred.dtype, target.dtype)
+    return pred.to(dtype), target.to(dtype)
 
 
 def nn_distances(
@@ -76,33 +81,58 @@ def nn_distances(
             index -1), so ``torch.minimum(bound, result)`` is the exact running minimum.
 
     Returns:
-        ``(N,)`` distances in the input's unit and dtype (and indices if asked).
+        ``(N,)`` distances in the input's unit and the common dtype of the inputs (and indices
+        if asked).
+
+    Raises:
+        TypeError: a non-tensor or non-floating input.
+        ValueError: shapes other than above, K = 0, M = 0, a NaN or Inf point, a NaN bound.
 
     Exact search by branch and bound: per tile, the norms of the K/2 points that vary most
     are summed first; since every term is non-negative, that partial sum is a lower bound of
     the full sum, and pairs already farther than the best distance known for their query are
     dropped before the remaining points are added. Norms inside a tile use the expanded form
     ``|q|^2 + |r|^2 - 2 q.r`` (points centred on the reference mean to limit cancellation,
-    and a slack on the bound for its rounding); the returned distance is recomputed directly
-    from the differences for the chosen pair, so identical sets give exactly 0.
+    and a slack on the bound for its rounding); references whose expanded-form sums lie within
+    that rounding of the best are compared on direct differences (the first of equal ones
+    wins, as in a brute-force argmin), and the returned distance is recomputed directly from
+    the differences, so identical sets give exactly 0.
     """
-    _check_points("query", query, 3)
-    _check_points("reference", reference, 3)
+    return _nn_distances(
+        query, reference, chunk_size, return_index, bound, names=("query", "reference")
+    )
+
+
+def _nn_distances(
+    query: Tensor,
+    reference: Tensor,
+    chunk_size: int,
+    return_index: bool,
+    bound: Tensor | None,
+    names: tuple[str, str],
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`nn_distances`, its messages naming the caller's arguments ``names``."""
+    q_name, r_name = names
+    # A NaN would silently read as "no neighbour" (inf), and one in the reference poisons the
+    # centring of every query's distances.
+    _check_points(q_name, query, 3, finite=True)
+    _check_points(r_name, reference, 3, finite=True)
     if query.shape[1] != reference.shape[1]:
         raise ValueError(
-            f"query and reference must have the same number of points K, got "
+            f"{q_name} and {r_name} must have the same number of points K, got "
             f"{query.shape[1]} and {reference.shape[1]}"
         )
     if reference.shape[0] == 0:
-        raise ValueError("reference must hold at least one set of points (M >= 1)")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"{r_name} must hold at least one set of points (M >= 1)")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     n, k = query.shape[:2]
-    if bound is not None and (not isinstance(bound, Tensor) or bound.shape != (n,)):
-        raise ValueError(
-            f"bound must be a tensor of shape ({n},), got "
-            f"{getattr(bound, 'shape', type(bound).__name__)}"
-        )
+    if bound is not None:
+        if not isinstance(bound, Tensor) or bound.shape != (n,):
+            got = tuple(bound.shape) if isinstance(bound, Tensor) else type(bound).__name__
+            raise ValueError(f"bound must be a torch.Tensor of shape ({n},), got {got}")
+        if bool(bound.isnan().any()):
+            raise ValueError("bound contains NaN (use inf for a query with no known distance)")
     dtype = torch.promote_types(query.dtype, reference.dtype)
     dev = query.device
     query = query.to(dtype)
@@ -124,15 +154,20 @@ def nn_distances(
     q_rest, r_rest = q_c[:, rest], r_c[:, rest]
     q_sq_all = q_all.square().sum(-1)  # (K, N)
     r_sq_all = r_all.square().sum(-1)  # (K, M)
-    # Worst rounding of one expanded-form norm is ~sqrt(eps * max |x|^2); pad the bound by it.
+    # |q|^2 + |r|^2 - 2 q.r rounds by at most a few eps * max |x|^2 (32 is generous), so one
+    # expanded-form norm is off by at most point_err (the square root: the worst case is a
+    # norm near 0). The pruning bound compares a partial sum of n_first such norms with a
+    # directly computed best; near-ties of full sums (k norms each side) are settled directly.
     biggest = float(torch.maximum(q_sq_all.max(), r_sq_all.max()))
-    slack = 4.0 * n_first * (torch.finfo(dtype).eps * max(biggest, 1e-30)) ** 0.5
+    point_err = (32.0 * torch.finfo(dtype).eps * max(biggest, 1e-30)) ** 0.5
+    slack = n_first * point_err
+    tie = 2.0 * k * point_err
     m = reference.shape[0]
     inf = float("inf")
     for qs in range(0, n, chunk_size):
         qe = min(qs + chunk_size, n)
         q, q_sq = q_all[:, qs:qe], q_sq_all[:, qs:qe]
-        # Best full sum (= K x distance) known so far for each query of the chunk.
+        # Best full sum (= K x distance, from direct differences) known so far per query.
         chunk_best = (
             torch.full((qe - qs,), inf, dtype=dtype, device=dev)
             if bound is None
@@ -171,19 +206,34 @@ def nn_distances(
             n_alive = int(alive.sum())
             if n_alive == 0:
                 continue
+            # The expanded form can misorder references closer to each other than its
+            # rounding (sets within ~0.1 mm in float32 at metre scale): every candidate within
+            # `tie` of the tile's best (or of the best so far) is measured directly below, and
+            # the first of equal ones wins, as a brute-force argmin would pick.
             if n_alive > 0.25 * alive.numel():
                 add_points(range(n_first, k))
                 acc.masked_fill_(~alive, inf)
+                limit = torch.minimum(acc.min(dim=1).values, chunk_best) + tie
+                qi, rj = (acc <= limit.unsqueeze(1)).nonzero(as_tuple=True)
             else:
                 qi, rj = alive.nonzero(as_tuple=True)
                 extra = (q_rest[qs + qi] - r_rest[rs + rj]).norm(dim=-1).sum(-1)
                 full = acc[qi, rj] + extra
-                acc.fill_(inf)
-                acc[qi, rj] = full
-            vals, idx = acc.min(dim=1)
+                tile_best = torch.full((qe - qs,), inf, dtype=dtype, device=dev)
+                tile_best.scatter_reduce_(0, qi, full, reduce="amin")
+                near = full <= (torch.minimum(tile_best, chunk_best) + tie)[qi]
+                qi, rj = qi[near], rj[near]
+            if qi.numel() == 0:
+                continue
+            direct = (query[qs + qi] - reference[rs + rj]).norm(dim=-1).sum(-1)
+            vals = torch.full((qe - qs,), inf, dtype=dtype, device=dev)
+            vals.scatter_reduce_(0, qi, direct, reduce="amin")
+            first = torch.full((qe - qs,), m, dtype=torch.int64, device=dev)
+            at_min = direct == vals[qi]
+            first.scatter_reduce_(0, qi[at_min], rj[at_min] + rs, reduce="amin")
             better = vals < chunk_best
             chunk_best = torch.where(better, vals, chunk_best)
-            chunk_idx = torch.where(better, idx + rs, chunk_idx)
+            chunk_idx = torch.where(better, first, chunk_idx)
         best_idx[qs:qe] = chunk_idx
     found = best_idx >= 0
     best = torch.full((n,), inf, dtype=dtype, device=dev)
@@ -220,10 +270,18 @@ def recall_precision(
         dict with floats ``recall_mean``, ``recall_median``, ``precision_mean``,
         ``precision_median`` and tensors ``recall_dists`` ``(N,)``, ``precision_dists``
         ``(M,)``, all in the input unit.
+
+    Raises ``ValueError`` naming the argument for an empty set (N, M or R = 0), a NaN/Inf
+    point, or shapes that differ in K (and ``TypeError`` for a non-tensor).
     """
     ref = real if precision_reference is None else precision_reference
-    recall = nn_distances(real, generated, chunk_size=chunk_size)
-    precision = nn_distances(generated, ref, chunk_size=chunk_size)
+    ref_name = "real" if precision_reference is None else "precision_reference"
+    for name, x in (("real", real), ("generated", generated), (ref_name, ref)):
+        _check_points(name, x, 3, finite=True)
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} must hold at least one set of points, got {tuple(x.shape)}")
+    recall = _nn_distances(real, generated, chunk_size, False, None, ("real", "generated"))
+    precision = _nn_distances(generated, ref, chunk_size, False, None, ("generated", ref_name))
     return {
         "recall_mean": float(recall.mean()),
         "recall_median": float(recall.median()),
@@ -281,10 +339,11 @@ def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(..., J, 3)``: ``s R pred + t`` minimising the squared error to ``target`` (Umeyama's
         solution, :func:`roma.rigid_points_registration` with ``compute_scaling=True``), in
-        target's unit. A ``pred`` whose points all coincide has no rotation or scale to fit: it
-        maps to the centroid of ``target`` (``s = 0``), not to NaN.
+        target's unit and the inputs' common dtype. A ``pred`` whose points all coincide has no
+        rotation or scale to fit: it maps to the centroid of ``target`` (``s = 0``), not to NaN.
+        A NaN point makes its own set NaN, no other set of the batch.
     """
-    _check_pair(pred, target)
+    pred, target = _check_pair(pred, target)
     rot, shift, scale = roma.rigid_points_registration(pred, target, compute_scaling=True)
     spread = (pred - pred.mean(dim=-2, keepdim=True)).abs().amax(dim=(-1, -2))
     scale = torch.where(spread > 0, scale, torch.zeros_like(scale))
@@ -295,9 +354,10 @@ def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
 def mpjpe(pred: Tensor, target: Tensor) -> Tensor:
     """Mean per-joint position error ``mean_j ||pred_j - target_j||``, ``(..., J, 3) -> (...)``.
 
-    No alignment is applied; root-align beforehand if the protocol asks for it.
+    No alignment is applied; root-align beforehand if the protocol asks for it. The inputs'
+    common dtype; a NaN point gives NaN for its set.
     """
-    _check_pair(pred, target)
+    pred, target = _check_pair(pred, target)
     return (pred - target).norm(dim=-1).mean(dim=-1)
 
 

@@ -23,6 +23,7 @@ from advprior.eval.metrics import (
     smoothness_ratio,
 )
 from advprior.interface import Prior
+from advprior.tensors import check_tensor
 
 #: Point kinds compared by the protocol.
 KINDS = ("joints", "vertices")
@@ -62,6 +63,11 @@ class Poser:
         (only the ``kinds`` asked for). Joints come from forward kinematics (fast); vertices
         need the full body model (linear blend skinning of every vertex, slow)."""
         out: dict[str, Tensor] = {}
+        check_tensor(body_pose, "body_pose", (63, 69))
+        if body_pose.ndim != 2:
+            raise ValueError(
+                f"body_pose must have shape (N, 63) or (N, 69), got {tuple(body_pose.shape)}"
+            )
         body_pose = body_pose.float()
         if "joints" in kinds:
             out["joints"] = (
@@ -203,16 +209,17 @@ def model_kind(model: Prior) -> str:
 
 
 def pose_space_slerp(pose_a: Tensor, pose_b: Tensor, steps: int) -> Tensor:
-    """Per-joint rotation slerp between two poses, ``(B, 63)`` x2 -> ``(B, steps, 63)``.
+    """Per-joint rotation slerp between two poses, ``(B, D)`` x2 -> ``(B, steps, D)``, D = 63
+    (or 69 for SMPL).
 
-    The model-free reference path: each joint turns at constant angular speed.
+    The model-free reference path: each joint turns at constant angular speed (shortest arc).
     """
-    b = pose_a.shape[0]
-    qa = roma.rotvec_to_unitquat(pose_a.reshape(b, 21, 3))
-    qb = roma.rotvec_to_unitquat(pose_b.reshape(b, 21, 3))
+    b, d = pose_a.shape
+    qa = roma.rotvec_to_unitquat(pose_a.reshape(b, d // 3, 3))
+    qb = roma.rotvec_to_unitquat(pose_b.reshape(b, d // 3, 3))
     t = torch.linspace(0.0, 1.0, steps, dtype=pose_a.dtype)
-    q = roma.utils.unitquat_slerp(qa, qb, t)  # (steps, B, 21, 4)
-    return roma.unitquat_to_rotvec(q).permute(1, 0, 2, 3).reshape(b, steps, 63)
+    q = roma.utils.unitquat_slerp(qa, qb, t)  # (steps, B, J, 4)
+    return roma.unitquat_to_rotvec(q).permute(1, 0, 2, 3).reshape(b, steps, d)
 
 
 def interpolation_paths(

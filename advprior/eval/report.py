@@ -110,7 +110,7 @@ def render(results: dict) -> str:
         f" per joint, the first {min(s['n_vertex_samples'], s['n_samples']):,} of them also per"
         f" vertex (generated, posed, compared and discarded in chunks; skinning every vertex"
         f" costs ~100x more than forward kinematics); {s['n_queries']:,} generated poses per"
-        f" model as precision queries, compared per vertex with the first"
+        f" model as precision queries, compared per vertex with a random"
         f" {results['n_vertex_reference']:,} of the precision reference frames",
         f"- body: {results['body']} ({results['num_vertices']} vertices); per-vertex distances"
         f" use a fixed random subset of {min(s['n_vertices'], results['num_vertices'])} vertices"

@@ -143,6 +143,19 @@ def _machine() -> str:
     )
 
 
+def random_part(index: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """A uniform random ``min(k, len(index))`` of ``index (N,)`` (sorted), from its own
+    generator seeded with ``seed``.
+
+    ``subsample`` returns sorted indices and dataset frames lie in file order (sequence by
+    sequence, source by source), so the *first* k of a subsample are the frames nearest the
+    start of the file, not a random part of it. Its own generator leaves the draws of the run's
+    shared generator (pairs, fitted frames) unchanged."""
+    if k >= len(index):
+        return index
+    return index[subsample(len(index), k, torch.Generator().manual_seed(seed))]
+
+
 def _pairs(
     data: torch.Tensor, sequence: torch.Tensor, n: int, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,8 +286,9 @@ def run_eval(
     r_idx = subsample(len(train), cfg.n_reference, g)
     real_queries = poser(test.body_pose[q_idx])
     reference = poser(train.body_pose[r_idx], kinds=("joints",))
-    n_vref = min(len(r_idx), cfg.n_vertex_samples)
-    reference.update(poser(train.body_pose[r_idx[:n_vref]], kinds=("vertices",)))
+    v_idx = random_part(r_idx, cfg.n_vertex_samples, seed)
+    n_vref = len(v_idx)
+    reference.update(poser(train.body_pose[v_idx], kinds=("vertices",)))
     log(
         f"{len(priors)} model(s); {len(q_idx)} {split} queries of {len(test)}, "
         f"{len(r_idx)} {reference_split} references of {len(train)}; body {poser.num_vertices} "
@@ -334,7 +348,8 @@ def run_eval(
         from advprior.eval import plots
 
         pictures = {"cumulative": plots.cumulative_curves(curves_dist, stage / "cumulative.png")}
-        real_pca = real_queries["joints"][: cfg.pca_points].reshape(-1, 72).numpy()
+        pca_idx = random_part(torch.arange(len(q_idx)), cfg.pca_points, seed)
+        real_pca = real_queries["joints"][pca_idx].reshape(-1, 72).numpy()
         pictures["pca"] = plots.pca_scatter(
             real_pca,
             {k: v.reshape(-1, 72).numpy() for k, v in generated_joints.items()},

@@ -34,6 +34,7 @@ from advprior.fitting.sequence import latent_step
 from advprior.interface import Prior, frozen
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, geodesic_distance, rotmat_to_axis_angle
+from advprior.tensors import check_tensor
 
 #: Joint (SMPL index), rotation axis (local frame) and sign of a bend *backwards* past the
 #: straight limb: knees flex about +x (hyperextension is -x), the left elbow flexes about -y and
@@ -101,8 +102,18 @@ def past_limits(body_pose: Tensor, generator: torch.Generator) -> Tensor:
 
 def roc_auc(positive: Tensor, negative: Tensor) -> float:
     """Probability that a positive scores higher than a negative (ties count one half): the
-    area under the ROC curve, from the Mann-Whitney U statistic with average ranks."""
-    scores = torch.cat([positive, negative]).double().cpu().numpy()
+    area under the ROC curve, from the Mann-Whitney U statistic with average ranks.
+
+    ``positive (N,)``, ``negative (M,)``, N, M >= 1. A NaN score is a ``ValueError`` naming
+    its side (it would sort above every number and count as the most plausible); +-inf ranks
+    as the extreme it is."""
+    for name, x in (("positive", positive), ("negative", negative)):
+        check_tensor(x, name, None, finite=False)
+        if x.ndim != 1 or x.numel() == 0:
+            raise ValueError(f"{name} must have shape (N,) with N >= 1, got {tuple(x.shape)}")
+        if bool(x.isnan().any()):
+            raise ValueError(f"{name} contains NaN scores")
+    scores = torch.cat([positive.detach(), negative.detach()]).double().cpu().numpy()
     order = scores.argsort(kind="mergesort")
     ranks = np.empty(len(scores))
     sorted_scores = scores[order]
@@ -319,7 +330,20 @@ def motion_denoising_task(
 
 def acceleration_error(pred: Tensor, target: Tensor) -> float:
     """Mean norm (mm/frame^2) of the difference of second differences along time of joints
-    ``(..., T, J, 3)`` (metres): ``|(p_t+1 - 2 p_t + p_t-1) - (q_t+1 - 2 q_t + q_t-1)|``."""
+    ``(..., T, J, 3)`` (metres): ``|(p_t+1 - 2 p_t + p_t-1) - (q_t+1 - 2 q_t + q_t-1)|``.
+    ``pred`` and ``target`` of one shape with T >= 3 (``ValueError`` otherwise)."""
+    for name, x in (("pred", pred), ("target", target)):
+        check_tensor(x, name, 3, finite=False)
+        if x.ndim < 3 or x.shape[-3] < 3 or x.shape[-2] == 0:
+            raise ValueError(
+                f"{name} must have shape (..., T, J, 3) with T >= 3 frames and J >= 1, "
+                f"got {tuple(x.shape)}"
+            )
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} "
+            f"and {tuple(target.shape)}"
+        )
 
     def accel(x: Tensor) -> Tensor:
         return x[..., 2:, :, :] - 2 * x[..., 1:-1, :, :] + x[..., :-2, :, :]
