@@ -105,7 +105,8 @@ def render(results: dict) -> str:
         f" {_subset(s['n_queries'], results['n_test_frames'])} of the `{results['split']}`"
         " split;"
         f" precision reference: {_subset(s['n_reference'], results['n_reference_frames'])}"
-        f" of the `{results['reference_split']}` split",
+        f" of the `{results['reference_split']}` split (its recorded poses, without the mirrored"
+        " copies the models also train on)",
         f"- seed {results['seed']}; {s['n_samples']:,} generated poses per model for recall"
         f" per joint, the first {min(s['n_vertex_samples'], s['n_samples']):,} of them also per"
         f" vertex (generated, posed, compared and discarded in chunks; skinning every vertex"
