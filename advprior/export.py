@@ -22,6 +22,7 @@ ONNX export needs the ``onnx`` package (``pip install 'advprior[export]'``, whic
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -65,12 +66,13 @@ class ExportedDecoder(nn.Module):
     """The traced graph: ``z`` ``(B, D)`` -> (projection) -> decoder MLP -> ``output_kind``.
 
     No input checks inside (a graph cannot raise readable errors); the metadata documents the
-    expected input.
+    expected input. It holds a copy of the decoder, so putting it in eval mode for tracing
+    leaves ``model`` (perhaps mid-training, dropout on) as it was.
     """
 
     def __init__(self, model: nn.Module, output_kind: str, joints: int, project: bool) -> None:
         super().__init__()
-        self.mlp = _decoder_mlp(model)
+        self.mlp = copy.deepcopy(_decoder_mlp(model))
         space = getattr(model, "latent_space", None)
         # the prior's own projection (sphere, cube; the identity for a normal latent) in the graph
         self.space = space if project and space is not None else None

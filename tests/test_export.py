@@ -390,3 +390,22 @@ print("ok")
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_export_leaves_the_callers_model_in_its_mode(tmp_path: Path) -> None:
+    # Exporting a checkpoint from inside a training loop: the traced copy is put in eval mode,
+    # the caller's generator must keep training with its dropout (it had been left in eval).
+    from advprior import PosePrior
+
+    prior = PosePrior(latent="sphere").train()
+    before = [m.training for m in prior.modules()]
+    export_prior(prior, tmp_path / "mid-training.pt", format="torchscript")
+    assert [m.training for m in prior.modules()] == before
+    prior.eval()
+    export_prior(prior, tmp_path / "eval.pt", format="torchscript")
+    assert not any(m.training for m in prior.modules())
+    # the file is the eval-mode decoder either way (no dropout in the graph)
+    z = prior.sample_latent(4, generator=torch.Generator().manual_seed(0))
+    for name in ("mid-training.pt", "eval.pt"):
+        out = torch.jit.load(str(tmp_path / name))(z)
+        assert torch.allclose(out, prior.decode(z, project=False), rtol=0, atol=ATOL)
