@@ -50,11 +50,13 @@ from advprior.version import __version__
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 METADATA_FILE = "advprior.json"
-# The ONNX opset: 17 is read by every onnxruntime since 1.11 and by onnxruntime-web.
+# The ONNX opset: 17 is read by every onnxruntime since 1.12 (1.11 stops at opset 16) and by
+# onnxruntime-web.
 DEFAULT_OPSET = 17
-# The graph needs opset 11 (GAN-S's projection writes e_0 with index_put, Gram-Schmidt uses
-# Where); below it torch fails with a page of graph dump on stdout, or (8) writes a file
-# onnxruntime refuses. Above the TorchScript-based exporter's maximum torch only warns.
+# The graph needs opset 11: below it torch cannot write index_put (GAN-S's projection writes
+# e_0 with it) and fails after printing a page of graph dump on stdout, or (8) writes a Where
+# that the opset lacks, a file onnxruntime refuses. Above the TorchScript-based exporter's
+# maximum torch only warns.
 MIN_OPSET = 11
 try:
     from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET
