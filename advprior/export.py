@@ -22,6 +22,7 @@ ONNX export needs the ``onnx`` package (``pip install 'advprior[export]'``, whic
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -49,20 +50,31 @@ from advprior.version import __version__
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 METADATA_FILE = "advprior.json"
-# The ONNX opset: 17 is read by every onnxruntime since 1.11 and by onnxruntime-web.
+# The ONNX opset: 17 is read by every onnxruntime since 1.12 (1.11 stops at opset 16) and by
+# onnxruntime-web.
 DEFAULT_OPSET = 17
+# The graph needs opset 11: below it torch cannot write index_put (GAN-S's projection writes
+# e_0 with it) and fails after printing a page of graph dump on stdout, or (8) writes a Where
+# that the opset lacks, a file onnxruntime refuses. Above the TorchScript-based exporter's
+# maximum torch only warns.
+MIN_OPSET = 11
+try:
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET
+except ImportError:  # a private module: torch 2.13's value
+    MAX_OPSET = 20
 
 
 class ExportedDecoder(nn.Module):
     """The traced graph: ``z`` ``(B, D)`` -> (projection) -> decoder MLP -> ``output_kind``.
 
     No input checks inside (a graph cannot raise readable errors); the metadata documents the
-    expected input.
+    expected input. It holds a copy of the decoder, so putting it in eval mode for tracing
+    leaves ``model`` (perhaps mid-training, dropout on) as it was.
     """
 
     def __init__(self, model: nn.Module, output_kind: str, joints: int, project: bool) -> None:
         super().__init__()
-        self.mlp = _decoder_mlp(model)
+        self.mlp = copy.deepcopy(_decoder_mlp(model))
         space = getattr(model, "latent_space", None)
         # the prior's own projection (sphere, cube; the identity for a normal latent) in the graph
         self.space = space if project and space is not None else None
@@ -130,6 +142,7 @@ def export_prior(
     check_output(output_kind)
     joints = body_joints(body)
     if format == "onnx":
+        check_opset(opset)
         try:
             import onnx
         except ImportError as err:
@@ -183,20 +196,37 @@ def export_prior(
         # torch >= 2.9 marks TorchScript and the TorchScript-based ONNX exporter deprecated; the
         # torch.export-based exporter needs onnxscript, an extra dependency (docs/deploy.md)
         warnings.simplefilter("ignore", DeprecationWarning)
+        # torch's notes on opsets <= 8 (refused by check_opset; the tests lower its bound)
+        warnings.filterwarnings("ignore", "Setting 'keep_initializers_as_inputs", UserWarning)
+        warnings.filterwarnings("ignore", "Constant folding - unsupported opset", UserWarning)
         if format == "onnx":
             meta["opset"] = opset
             buf = io.BytesIO()
-            torch.onnx.export(
-                wrapper,
-                (example,),
-                buf,
-                input_names=["z"],
-                output_names=["pose"],
-                dynamic_axes={"z": {0: "batch"}, "pose": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
-            )
+            try:
+                torch.onnx.export(
+                    wrapper,
+                    (example,),
+                    buf,
+                    input_names=["z"],
+                    output_names=["pose"],
+                    dynamic_axes={"z": {0: "batch"}, "pose": {0: "batch"}},
+                    opset_version=opset,
+                    dynamo=False,
+                )
+            except torch.onnx.OnnxExporterError as err:  # an op the opset lacks
+                reason = str(err).split(". ")[0]
+                raise ValueError(f"cannot export at ONNX opset {opset}: {reason}") from None
             proto = onnx.load_from_string(buf.getvalue())
+            # The tracer leaves the joint dim of the reshaped outputs symbolic
+            # ('Reshapepose_dim_1'): declare what the metadata says, then let onnx check it
+            _declare_shape(proto.graph.input[0], meta["input"]["shape"])
+            _declare_shape(proto.graph.output[0], meta["output_shape"])
+            try:  # torch writes some graphs an opset cannot hold without a word
+                onnx.checker.check_model(proto)
+                onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+            except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+                reason = str(err).strip().splitlines()[0]
+                raise ValueError(f"cannot export at ONNX opset {opset}: {reason}") from None
             proto.doc_string = f"advprior {alias or meta['model_type']} decoder: z -> {output_kind}"
             # one JSON entry for programs, and each field on its own for people and tools
             props = {METADATA_FILE: json.dumps(meta)}
@@ -210,6 +240,29 @@ def export_prior(
             with atomic_path(output) as tmp:
                 torch.jit.save(traced, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
     return meta
+
+
+def check_opset(opset: Any) -> int:
+    """``opset`` if the exporter can write it; ``ValueError`` naming the range otherwise."""
+    in_range = isinstance(opset, int) and MIN_OPSET <= opset <= MAX_OPSET
+    if isinstance(opset, bool) or not in_range:
+        raise ValueError(
+            f"opset must be an integer from {MIN_OPSET} (what the graph needs) to {MAX_OPSET} "
+            f"(what torch.onnx's TorchScript-based exporter writes), got {opset!r}"
+        )
+    return opset
+
+
+def _declare_shape(value: Any, dims: list[Any]) -> None:
+    """Set the declared shape of an ONNX graph input/output: a str is a named (dynamic) dim."""
+    shape = value.type.tensor_type.shape
+    del shape.dim[:]
+    for size in dims:
+        dim = shape.dim.add()
+        if isinstance(size, str):
+            dim.dim_param = size
+        else:
+            dim.dim_value = size
 
 
 def _output_shape(output_kind: str, joints: int) -> list[Any]:
@@ -281,4 +334,11 @@ def _onnx_metadata(path: Path) -> str:
     return props[METADATA_FILE]
 
 
-__all__ = ["FORMATS", "OUTPUTS", "ExportedDecoder", "export_prior", "read_export_metadata"]
+__all__ = [
+    "FORMATS",
+    "OUTPUTS",
+    "ExportedDecoder",
+    "check_opset",
+    "export_prior",
+    "read_export_metadata",
+]

@@ -289,3 +289,123 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", OUTPUT_KINDS)
+def test_onnx_declares_static_joint_dims(exported, kind: str) -> None:
+    # Code that sizes its buffers from the file's declared shapes must see J: only the batch
+    # dim is symbolic ("batch"); the tracer had left rotmat's J as 'Reshapepose_dim_1'.
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+    path = exported("onnx", kind)
+    meta = read_export_metadata(path)
+    model = onnx.load(str(path))
+
+    def dims(value) -> list:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    assert meta["output_shape"][0] == "batch" and all(
+        isinstance(d, int) for d in meta["output_shape"][1:]
+    )
+    assert dims(model.graph.input[0]) == ["batch", 32] == meta["input"]["shape"]
+    assert dims(model.graph.output[0]) == meta["output_shape"]
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    assert dims(inferred.graph.output[0]) == meta["output_shape"]
+    onnx.checker.check_model(model, full_check=True)
+    assert _onnx_session(path).get_outputs()[0].shape == meta["output_shape"]
+
+
+def test_opset_outside_the_exporter_range_is_refused(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+    import advprior.export
+    from advprior.export import MAX_OPSET, MIN_OPSET
+
+    for bad in (MIN_OPSET - 1, MAX_OPSET + 1, True, "17"):
+        with pytest.raises(ValueError, match=f"opset must be an integer from {MIN_OPSET} "):
+            export_prior("gan-s", tmp_path / "x.onnx", opset=bad)
+    code = main(["export", "--output", str(tmp_path / "x.onnx"), "--opset", str(MAX_OPSET + 9)])
+    err_text = capsys.readouterr().err
+    assert code == 2 and err_text.startswith("advprior export: error: --opset: opset must be")
+    assert err_text.count("\n") == 1
+    # Why the lower bound: below it torch fails (7: expand_as) or (8: Where) writes a file that
+    # onnxruntime refuses to load. Both, if reached, are one ValueError and no file.
+    monkeypatch.setattr(advprior.export, "MIN_OPSET", 7)
+    for low in (7, 8):
+        with pytest.raises(ValueError, match=f"cannot export at ONNX opset {low}: ") as err:
+            export_prior("gan-s", tmp_path / "x.onnx", opset=low)
+        assert "\n" not in str(err.value)
+    assert not list(tmp_path.iterdir())
+    # the lowest accepted opset exports every projection (GAN-S's writes e_0 by index_put)
+    meta = export_prior("gan-s", tmp_path / "low.onnx", opset=MIN_OPSET, project=True)
+    assert meta["opset"] == MIN_OPSET
+    session = _onnx_session(tmp_path / "low.onnx")
+    # 0 -> e_0 and 4 e_3 -> e_3 are exact in float32: only the graph's own rounding remains
+    z = torch.zeros(2, 32)
+    z[1, 3] = 4.0
+    ref = load_pretrained("gan-s").decode(torch.eye(32)[[0, 3]], project=False)
+    out = torch.from_numpy(session.run(None, {"z": z.numpy()})[0])
+    assert torch.allclose(out, ref, rtol=0, atol=ATOL)
+
+
+def test_files_run_without_advprior(gan, exported, tmp_path: Path) -> None:
+    """A deployment's view: a fresh process where advprior cannot be imported reads the
+    metadata, the declared shapes, and runs two batch sizes in one session."""
+    pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (advprior[export])")
+    import numpy as np
+
+    z7 = gan.sample_latent(7, generator=torch.Generator().manual_seed(3))
+    np.save(tmp_path / "z.npy", z7.numpy())
+    np.save(tmp_path / "ref.npy", gan.decode(z7, output="rotmat", project=False).numpy())
+    code = f"""
+import json, sys, warnings
+sys.modules["advprior"] = None  # the package is not there on the deployment machine
+import numpy as np, onnx, onnxruntime as ort, torch
+z, ref = np.load("z.npy"), np.load("ref.npy")
+onnx_path, ts_path = {str(exported("onnx", "rotmat"))!r}, {str(exported("torchscript", "rotmat"))!r}
+props = {{p.key: p.value for p in onnx.load(onnx_path).metadata_props}}
+meta = json.loads(props["advprior.json"])
+assert props["output_kind"] == "rotmat" and json.loads(props["output_shape"]) == [
+    "batch", 21, 3, 3], props
+session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+assert session.get_modelmeta().custom_metadata_map["alias"] == "gan-s"
+(inp,), (out,) = session.get_inputs(), session.get_outputs()
+assert (inp.name, inp.type, inp.shape) == ("z", "tensor(float)", ["batch", 32]), inp
+assert (out.name, out.type, out.shape) == ("pose", "tensor(float)", meta["output_shape"]), out
+for batch in (7, 0, 3):
+    pose = session.run(None, {{"z": z[:batch]}})[0]
+    assert pose.shape == (batch, 21, 3, 3) and np.abs(pose - ref[:batch]).max(initial=0) <= {ATOL}
+extra = {{"advprior.json": ""}}
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    module = torch.jit.load(ts_path, _extra_files=extra)
+assert json.loads(extra["advprior.json"])["output_shape"] == meta["output_shape"]
+pose = module(torch.from_numpy(z)).numpy()
+assert np.abs(pose - ref).max() <= {ATOL}
+print("ok")
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_export_leaves_the_callers_model_in_its_mode(tmp_path: Path) -> None:
+    # Exporting a checkpoint from inside a training loop: the traced copy is put in eval mode,
+    # the caller's generator must keep training with its dropout (it had been left in eval).
+    from advprior import PosePrior
+
+    prior = PosePrior(latent="sphere").train()
+    before = [m.training for m in prior.modules()]
+    export_prior(prior, tmp_path / "mid-training.pt", format="torchscript")
+    assert [m.training for m in prior.modules()] == before
+    prior.eval()
+    export_prior(prior, tmp_path / "eval.pt", format="torchscript")
+    assert not any(m.training for m in prior.modules())
+    # the file is the eval-mode decoder either way (no dropout in the graph)
+    z = prior.sample_latent(4, generator=torch.Generator().manual_seed(0))
+    for name in ("mid-training.pt", "eval.pt"):
+        out = torch.jit.load(str(tmp_path / name))(z)
+        assert torch.allclose(out, prior.decode(z, project=False), rtol=0, atol=ATOL)

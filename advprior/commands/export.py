@@ -47,10 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from advprior.commands._device import parse_device
-    from advprior.errors import AdvPriorError
-    from advprior.export import export_prior
+    from advprior.errors import AdvPriorError, UsageError
+    from advprior.export import check_opset, export_prior
 
     device = parse_device(args.device)
+    if args.format == "onnx":
+        try:
+            check_opset(args.opset)
+        except ValueError as err:  # a bad argument: exit 2 before loading anything
+            raise UsageError(f"--opset: {err}") from None
     try:
         meta = export_prior(
             args.model,
