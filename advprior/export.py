@@ -285,7 +285,12 @@ def read_export_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"no exported model at {path}")
     if not path.is_file():
         raise ValueError(f"{path} is not a file (an exported ONNX or TorchScript model)")
-    if zipfile.is_zipfile(path):  # TorchScript archives are zip files
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    # TorchScript archives are zip files written from the start, so they begin with a local
+    # file header. zipfile.is_zipfile looks for the end record instead, which the weights or
+    # metadata at the end of an ONNX file can hold by chance.
+    if head == b"PK\x03\x04":
         raw = _torchscript_metadata(path)
     else:
         raw = _onnx_metadata(path)

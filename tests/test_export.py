@@ -409,3 +409,31 @@ def test_export_leaves_the_callers_model_in_its_mode(tmp_path: Path) -> None:
     for name in ("mid-training.pt", "eval.pt"):
         out = torch.jit.load(str(tmp_path / name))(z)
         assert torch.allclose(out, prior.decode(z, project=False), rtol=0, atol=ATOL)
+
+
+def test_cli_takes_the_format_from_the_file_name(tmp_path: Path, capsys) -> None:
+    """``--output decoder.pt`` without ``--format`` writes TorchScript (it wrote ONNX bytes
+    under a name every PyTorch user reads as ``torch.jit.load``-able)."""
+    pytest.importorskip("onnx")
+    for name, fmt in (("d.pt", "torchscript"), ("d.TS", "torchscript"), ("d.onnx", "onnx")):
+        assert main(["export", "--output", str(tmp_path / name)]) == 0
+        assert f"[{fmt}]" in capsys.readouterr().out
+        assert read_export_metadata(tmp_path / name)["format"] == fmt
+    torch.jit.load(str(tmp_path / "d.pt"))  # loads as what its name says
+    # an explicit --format still wins
+    assert main(["export", "--format", "onnx", "--output", str(tmp_path / "x.pt")]) == 0
+    assert read_export_metadata(tmp_path / "x.pt")["format"] == "onnx"
+
+
+def test_onnx_file_ending_like_a_zip_is_read_as_onnx(tmp_path: Path) -> None:
+    """A zip's end record (what ``zipfile.is_zipfile`` looks for) can end an ONNX file by
+    chance; such a file was read as a TorchScript archive and refused."""
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "d.onnx"
+    export_prior("gan-s", path, format="onnx")
+    model = onnx.load(str(path))
+    # metadata_props is serialised last, so the file ends with this value
+    model.metadata_props.add(key="zz", value="PK\x05\x06" + "\x00" * 18)
+    onnx.save(model, str(path))
+    assert zipfile.is_zipfile(path)
+    assert read_export_metadata(path)["format"] == "onnx"

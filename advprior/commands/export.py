@@ -24,7 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="manifest alias (gan-s, gan-u, gan-n, vae), checkpoint directory or Hub repo id "
         "(default: gan-s)",
     )
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument(
+        "--format",
+        choices=("onnx", "torchscript"),
+        default=None,
+        help="file format (default: from the --output suffix, .pt/.pth/.ts/.torchscript -> "
+        "torchscript, anything else -> onnx)",
+    )
     p.add_argument("--output", type=Path, required=True, help="the file to write")
     p.add_argument(
         "--output-kind",
@@ -45,12 +51,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# Suffixes PyTorch users give TorchScript files; a user who names a file ``decoder.pt`` and
+# gets ONNX bytes in it finds out only when torch.jit.load fails.
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")
+
+
+def format_for(path: Path) -> str:
+    """The export format a file name asks for: TorchScript for :data:`TORCHSCRIPT_SUFFIXES`
+    (any case), else ONNX."""
+    return "torchscript" if path.suffix.lower() in TORCHSCRIPT_SUFFIXES else "onnx"
+
+
 def run(args: argparse.Namespace) -> int:
     from advprior.commands._device import parse_device
     from advprior.errors import AdvPriorError, UsageError
     from advprior.export import check_opset, export_prior
 
     device = parse_device(args.device)
+    if args.format is None:
+        args.format = format_for(args.output)
     if args.format == "onnx":
         try:
             check_opset(args.opset)
