@@ -246,6 +246,7 @@ def train_gan(
         # The model that is validated and exported: the raw generator, or its weight average.
         shown = copy.deepcopy(prior).requires_grad_(False) if ema_decay > 0 else prior
 
+        folder.start_over()  # --overwrite: only now that this run can start
         trainer = Trainer(
             out,
             steps=steps,
