@@ -199,6 +199,20 @@ def test_subject_ids_are_global_across_sources() -> None:
     assert subject_of(Path("CMU/02/02_01_stageii.npz"), "amass_x") == "cmu:02"
 
 
+def test_trial_like_names_outside_cmu_are_not_cmu_subjects() -> None:
+    """A lab's own takes named like CMU trials (``alice/01_01.bvh``) were keyed to ``cmu:01``:
+    alice's ``walk.bvh`` became ``lab:alice``, one person on both sides of the split, and bob's
+    ``01_01.bvh`` merged with alice (and with a real CMU subject 01). The CMU rule needs CMU's
+    layout (the folder is the subject number) or a path that names CMU."""
+    assert subject_of(Path("alice/01_01.bvh"), "lab") == "lab:alice"
+    assert subject_of(Path("bob/01_01.bvh"), "lab") == "lab:bob"
+    assert subject_of(Path("alice/walk.bvh"), "lab") == "lab:alice"
+    # CMU's own layouts still key to the CMU person, whatever the source folder is called
+    assert subject_of(Path("subjects/02/02_01.amc"), "allasfamc") == "cmu:02"
+    assert subject_of(Path("02_01.bvh"), "cmu_bvh") == "cmu:02"  # a flat CMU folder
+    assert subject_of(Path("misc/02_01_poses.npz"), "CMU") == "cmu:02"
+
+
 def test_a_group_the_greedy_puts_all_in_train_still_holds_one_subject_out() -> None:
     # the hash order puts the group's largest subject (here almost half the frames) last: the
     # greedy keeps train's deficit the largest throughout and takes it too
