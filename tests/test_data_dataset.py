@@ -250,6 +250,26 @@ def test_cli_build_and_info_print_counts(tmp_path: Path, capsys: pytest.CaptureF
     assert "frames per split" in info and "asfamc" in info and "bvhsrc" in info
 
 
+def test_cli_build_says_when_a_requested_split_stays_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """One subject cannot be split by subject: ``--split 0.5,0.5,0`` wrote a file without
+    validation rows and said nothing until training warned (or eval refused)."""
+    from advprior.cli import main
+
+    src = _tree(tmp_path, n_folders=1) / "asfamc"  # one person, CMU subject 05
+    out = tmp_path / "one.npz"
+    assert main(["data", "build", str(src), "--out", str(out), "--split", "0.5,0.5,0"]) == 0
+    text = capsys.readouterr()
+    notes = [line for line in text.err.splitlines() if line.startswith("note: split")]
+    assert len(notes) == 1 and "'val'" in notes[0] and "1 subject" in notes[0]
+    assert "every 20th" in notes[0]  # what training does instead
+    assert text.out.count("\n") == 1
+    # no note for a split nobody asked for
+    assert main(["data", "build", str(src), "--out", str(out), "--split", "1,0,0"]) == 0
+    assert "note: split" not in capsys.readouterr().err
+
+
 def test_cmu_index_csv_sets_amc_rates(tmp_path: Path) -> None:
     src = _tree(tmp_path, n_folders=1)
     before = build_dataset(src, tmp_path / "a.npz").per_source["asfamc"]
