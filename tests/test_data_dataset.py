@@ -270,6 +270,30 @@ def test_cli_build_says_when_a_requested_split_stays_empty(
     assert "note: split" not in capsys.readouterr().err
 
 
+def test_a_copy_under_another_name_is_noted(tmp_path: Path) -> None:
+    """The same capture filed twice (``cmu/05/05_02.amc`` and a renamed copy in a lab folder)
+    became two subjects that the split could put on both sides, silently: identical poses in
+    two subjects are now a note of the build, naming both files and their splits."""
+    import shutil
+
+    src = _tree(tmp_path, n_folders=1)
+    copy = src / "lab" / "alice"
+    shutil.copytree(src / "asfamc" / "05", copy)
+    (copy / "05_02.amc").rename(copy / "take.amc")
+    lines: list[str] = []
+    report = build_dataset(src, tmp_path / "d.npz", log=lines.append)
+    assert {"cmu:05", "lab:alice"} <= set(report.subjects)
+    same = [(f, m) for f, m in report.notes if "same poses" in m]
+    assert len(same) == 1 and "take.amc" in same[0][1] and "05_02.amc" in same[0][1]
+    assert "cmu:05" in same[0][1] and "lab:alice" in same[0][1]
+    assert any("same poses" in line for line in lines)
+    meta = json.loads(str(np.load(tmp_path / "d.npz")["meta"]))
+    assert any("same poses" in m for _, m in meta["notes"])
+    # without the copy: no such note
+    shutil.rmtree(src / "lab")
+    assert not [m for _, m in build_dataset(src, tmp_path / "e.npz").notes if "same poses" in m]
+
+
 def test_cmu_index_csv_sets_amc_rates(tmp_path: Path) -> None:
     src = _tree(tmp_path, n_folders=1)
     before = build_dataset(src, tmp_path / "a.npz").per_source["asfamc"]

@@ -460,6 +460,20 @@ def build_dataset(
             if len(rows):
                 fixed[name] = int(prev.split[rows[0]])
     assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed, stratify=stratify)
+    # The same capture filed twice under two names (a renamed copy, another folder) is two
+    # subjects, which the split may put on both sides: exact copies of the poses are noted.
+    first: dict[bytes, tuple[str, str]] = {}
+    for name, s, _, m in seqs:
+        key = hashlib.sha256(np.ascontiguousarray(m.body_pose, np.float32).tobytes()).digest()
+        seen = first.setdefault(key, (name, s))
+        if seen[1] != s:
+            note(
+                Path(name),
+                f"{name}: the same poses as {seen[0]}, but subject {s} "
+                f"({SPLIT_NAMES[assignment[s]]}) and {seen[1]} "
+                f"({SPLIT_NAMES[assignment[seen[1]]]}): one person under two names? Remove the "
+                "copy or file both under one subject",
+            )
 
     sub_index = {s: i for i, s in enumerate(subject_names)}
     cat = {k: [] for k in ("body_pose", "global_orient", "transl", "sequence", "subject", "split")}
