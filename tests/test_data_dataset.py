@@ -199,6 +199,20 @@ def test_subject_ids_are_global_across_sources() -> None:
     assert subject_of(Path("CMU/02/02_01_stageii.npz"), "amass_x") == "cmu:02"
 
 
+def test_trial_like_names_outside_cmu_are_not_cmu_subjects() -> None:
+    """A lab's own takes named like CMU trials (``alice/01_01.bvh``) were keyed to ``cmu:01``:
+    alice's ``walk.bvh`` became ``lab:alice``, one person on both sides of the split, and bob's
+    ``01_01.bvh`` merged with alice (and with a real CMU subject 01). The CMU rule needs CMU's
+    layout (the folder is the subject number) or a path that names CMU."""
+    assert subject_of(Path("alice/01_01.bvh"), "lab") == "lab:alice"
+    assert subject_of(Path("bob/01_01.bvh"), "lab") == "lab:bob"
+    assert subject_of(Path("alice/walk.bvh"), "lab") == "lab:alice"
+    # CMU's own layouts still key to the CMU person, whatever the source folder is called
+    assert subject_of(Path("subjects/02/02_01.amc"), "allasfamc") == "cmu:02"
+    assert subject_of(Path("02_01.bvh"), "cmu_bvh") == "cmu:02"  # a flat CMU folder
+    assert subject_of(Path("misc/02_01_poses.npz"), "CMU") == "cmu:02"
+
+
 def test_a_group_the_greedy_puts_all_in_train_still_holds_one_subject_out() -> None:
     # the hash order puts the group's largest subject (here almost half the frames) last: the
     # greedy keeps train's deficit the largest throughout and takes it too
@@ -234,6 +248,50 @@ def test_cli_build_and_info_print_counts(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["data", "info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "frames per split" in info and "asfamc" in info and "bvhsrc" in info
+
+
+def test_cli_build_says_when_a_requested_split_stays_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """One subject cannot be split by subject: ``--split 0.5,0.5,0`` wrote a file without
+    validation rows and said nothing until training warned (or eval refused)."""
+    from advprior.cli import main
+
+    src = _tree(tmp_path, n_folders=1) / "asfamc"  # one person, CMU subject 05
+    out = tmp_path / "one.npz"
+    assert main(["data", "build", str(src), "--out", str(out), "--split", "0.5,0.5,0"]) == 0
+    text = capsys.readouterr()
+    notes = [line for line in text.err.splitlines() if line.startswith("note: split")]
+    assert len(notes) == 1 and "'val'" in notes[0] and "1 subject" in notes[0]
+    assert "every 20th" in notes[0]  # what training does instead
+    assert text.out.count("\n") == 1
+    # no note for a split nobody asked for
+    assert main(["data", "build", str(src), "--out", str(out), "--split", "1,0,0"]) == 0
+    assert "note: split" not in capsys.readouterr().err
+
+
+def test_a_copy_under_another_name_is_noted(tmp_path: Path) -> None:
+    """The same capture filed twice (``cmu/05/05_02.amc`` and a renamed copy in a lab folder)
+    became two subjects that the split could put on both sides, silently: identical poses in
+    two subjects are now a note of the build, naming both files and their splits."""
+    import shutil
+
+    src = _tree(tmp_path, n_folders=1)
+    copy = src / "lab" / "alice"
+    shutil.copytree(src / "asfamc" / "05", copy)
+    (copy / "05_02.amc").rename(copy / "take.amc")
+    lines: list[str] = []
+    report = build_dataset(src, tmp_path / "d.npz", log=lines.append)
+    assert {"cmu:05", "lab:alice"} <= set(report.subjects)
+    same = [(f, m) for f, m in report.notes if "same poses" in m]
+    assert len(same) == 1 and "take.amc" in same[0][1] and "05_02.amc" in same[0][1]
+    assert "cmu:05" in same[0][1] and "lab:alice" in same[0][1]
+    assert any("same poses" in line for line in lines)
+    meta = json.loads(str(np.load(tmp_path / "d.npz")["meta"]))
+    assert any("same poses" in m for _, m in meta["notes"])
+    # without the copy: no such note
+    shutil.rmtree(src / "lab")
+    assert not [m for _, m in build_dataset(src, tmp_path / "e.npz").notes if "same poses" in m]
 
 
 def test_cmu_index_csv_sets_amc_rates(tmp_path: Path) -> None:

@@ -205,9 +205,12 @@ def test_overwrite_clears_the_earlier_runs_checkpoint_model_and_events(
     (out / "tb").mkdir(exist_ok=True)
     (out / "tb" / "events.old").write_text("x")
     folder = claim_run_folder(out, resume=False, overwrite=True)
+    assert (out / ckpt.CHECKPOINT_NAME).exists()  # kept until the new run can start
+    folder.start_over()  # what the trainers call once data and models are ready
     folder.release()
     assert not (out / ckpt.CHECKPOINT_NAME).exists()
     assert not (out / "model").exists() and not (out / "tb").exists()
+    assert not (out / "train_log.csv").exists()
 
 
 def test_train_device_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
@@ -273,3 +276,29 @@ def test_bad_settings_fail_before_a_folder_is_claimed(
         with pytest.raises(ValueError, match=match):
             train(data, out, **kwargs)
         assert not out.exists()
+
+
+# --- round 11 audit: a researcher's own data ------------------------------------------------
+
+
+def test_overwrite_that_fails_to_start_keeps_the_earlier_run(data: Path, tmp_path: Path) -> None:
+    """``--overwrite`` with a setting the data refuses (a batch larger than the training split,
+    a missing data file) deleted the earlier run's checkpoint and model, then failed: the old
+    run was lost to a typo. The earlier run is removed only once the new run can start."""
+    from advprior.train.gmm import fit_gmm
+
+    out = tmp_path / "run"
+    train_gan(data, out, **{**KW, "export": True})
+    saved = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match="lower --batch-size"):
+        train_gan(data, out, overwrite=True, **{**KW, "batch_size": 100_000})
+    with pytest.raises(ValueError, match="lower --batch-size"):
+        train_vae(data, out, overwrite=True, steps=1, batch_size=100_000, val_every=0, **FAST)
+    with pytest.raises(FileNotFoundError):
+        fit_gmm(tmp_path / "missing.npz", out, max_iter=2, val_samples=50, overwrite=True)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == saved
+    # a GMM over the GAN's folder: none of the GAN's files (its logs included) stay beside it
+    fit_gmm(data, out, max_iter=2, val_samples=50, overwrite=True)
+    assert not (out / ckpt.CHECKPOINT_NAME).exists()
+    assert not (out / "train_log.csv").exists() and not (out / "val_log.csv").exists()

@@ -134,6 +134,33 @@ def test_gan_run_starts_from_the_distilled_decoder_and_resumes(data_and_vae, tmp
     assert "init_from" not in ckpt.load(tmp_path / "random" / "checkpoint.pt")["config"]
 
 
+def test_a_warm_started_run_resumes_after_its_vae_moved(data_and_vae, tmp_path):
+    """The checkpoint holds the distilled generator, yet ``--resume`` loaded the VAE again and
+    compared its path: after moving (or deleting) the VAE folder the run could never be resumed
+    (a missing path failed, the new path was "other settings"). The record keeps the path the
+    VAE was distilled from."""
+    import shutil
+
+    data, vae_dir = data_and_vae
+    vae = tmp_path / "vae"
+    shutil.copytree(vae_dir, vae)
+    kw = dict(steps=1, batch_size=16, d_steps=1, disc_hidden_dim=16, val_every=0,
+              ckpt_every=0, init_steps=20, export=False, **FAST)  # fmt: skip
+    train_gan(data, tmp_path / "run", init_from=str(vae), **kw)
+    record = ckpt.load(tmp_path / "run" / "checkpoint.pt")["config"]
+    moved = tmp_path / "moved"
+    vae.rename(moved)
+    for where in (vae, moved):  # the old path (gone) and the new one both resume
+        kw["steps"] += 1
+        resumed = train_gan(data, tmp_path / "run", init_from=str(where), resume=True, **kw)
+        assert resumed.step == kw["steps"]
+    again = ckpt.load(tmp_path / "run" / "checkpoint.pt")["config"]
+    assert again["init_from"] == str(vae)
+    assert again["init_distillation"] == record["init_distillation"]
+    with pytest.raises(ValueError, match="init_from"):  # still one of the run's settings
+        train_gan(data, tmp_path / "run", resume=True, **{**kw, "steps": 9})
+
+
 def test_a_vae_of_other_data_is_refused(data_and_vae, tmp_path):
     data, vae_dir = data_and_vae
     other = _write_dataset(tmp_path / "other.npz", seed=1)

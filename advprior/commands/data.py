@@ -78,6 +78,22 @@ def _build(args: argparse.Namespace) -> int:
         stratify=not args.no_stratify,
         log=lambda line: print(line, file=sys.stderr),
     )
+    # The split is by subject: too few subjects leave a requested split empty. Said here, not
+    # first by a training warning or an eval refusal.
+    subjects = len(report.subjects)
+    instead = {
+        "val": "advprior train then holds out every 20th training pose for validation, with "
+        "optimistic numbers",
+        "test": "advprior eval then needs --split val",
+    }
+    for (name, n), share in zip(report.per_split.items(), split, strict=True):
+        if n == 0 and share > 0 and report.frames > 0 and name in instead:
+            print(
+                f"note: split {name!r} is empty although --split gives it {share:g}: the split "
+                f"is by subject and {subjects} subject{'s' if subjects != 1 else ''} did not "
+                f"reach it ({instead[name]}); add people or change --split",
+                file=sys.stderr,
+            )
     # one line; `advprior data info FILE` prints the per-source and per-subject counts
     splits = ", ".join(f"{name} {n}" for name, n in report.per_split.items())
     print(

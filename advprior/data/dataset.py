@@ -124,13 +124,24 @@ def subject_of(rel: Path, source: str) -> str:
     # CMU trial names in every format: AMC/BVH/DeepMimic "SS_TT", AMASS SMPL-H "SS_TT_poses",
     # AMASS SMPL-X "SS_TT_stageii" (one person must be one subject whichever file holds them)
     m = re.fullmatch(r"(\d+)_(\d+)(_poses|_stageii)?", stem)
-    if m:
+    if m and _cmu_layout(rel, source, int(m.group(1))):
         return f"cmu:{int(m.group(1)):02d}"
     m = re.match(r"HDM_([A-Za-z]+)_", rel.name)
     if m:
         return f"hdm05:{m.group(1).lower()}"
     folder = rel.parent.name or source
     return f"{source}:{folder}"
+
+
+def _cmu_layout(rel: Path, source: str, number: int) -> bool:
+    """Whether a trial-like name ``SS_TT`` at ``rel`` is CMU's: in a folder named by the subject
+    number (CMU's own layout, its BVH conversions, AMASS's ``CMU/SS/``) or under a path that
+    names CMU. Other labs number their takes so too (``alice/01_01.bvh``): keyed to ``cmu:01``,
+    such a person would be split from their other files and merged with other people."""
+    folder = rel.parent.name
+    if folder.isdigit() and int(folder) == number:
+        return True
+    return any("cmu" in part.casefold() for part in (source, *rel.parent.parts))
 
 
 def _candidates(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
@@ -449,6 +460,20 @@ def build_dataset(
             if len(rows):
                 fixed[name] = int(prev.split[rows[0]])
     assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed, stratify=stratify)
+    # The same capture filed twice under two names (a renamed copy, another folder) is two
+    # subjects, which the split may put on both sides: exact copies of the poses are noted.
+    first: dict[bytes, tuple[str, str]] = {}
+    for name, s, _, m in seqs:
+        key = hashlib.sha256(np.ascontiguousarray(m.body_pose, np.float32).tobytes()).digest()
+        seen = first.setdefault(key, (name, s))
+        if seen[1] != s:
+            note(
+                Path(name),
+                f"{name}: the same poses as {seen[0]}, but subject {s} "
+                f"({SPLIT_NAMES[assignment[s]]}) and {seen[1]} "
+                f"({SPLIT_NAMES[assignment[seen[1]]]}): one person under two names? Remove the "
+                "copy or file both under one subject",
+            )
 
     sub_index = {s: i for i, s in enumerate(subject_names)}
     cat = {k: [] for k in ("body_pose", "global_orient", "transl", "sequence", "subject", "split")}

@@ -207,23 +207,26 @@ def train_gan(
         prior = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
         prior = prior.to(info.device)
         if cfg.init_from is not None:
-            teacher = load_teacher(
-                cfg.init_from, data_sha256=config["data_sha256"], latent_dim=cfg.latent_dim
-            )
             saved = out / CHECKPOINT_NAME
             if run.resume and saved.is_file():
-                # The checkpoint restores the distilled-then-trained weights; its record of the
-                # distillation is carried over, so the resumed config matches.
-                config["init_distillation"] = load_checkpoint(saved)["config"].get(
-                    "init_distillation"
-                )
+                # The checkpoint restores the distilled-then-trained weights, so the VAE is not
+                # read again (it may have moved or gone since; the checkpoint's data sha256 is
+                # still checked). Its record of the VAE's path and of the distillation carries
+                # over, so the resumed config matches; a run that had no init_from is refused.
+                old = load_checkpoint(saved)["config"]
+                if old.get("init_from") is not None:
+                    config["init_from"] = old["init_from"]
+                config["init_distillation"] = old.get("init_distillation")
             else:
+                teacher = load_teacher(
+                    cfg.init_from, data_sha256=config["data_sha256"], latent_dim=cfg.latent_dim
+                )
                 # Same seed on every rank: every rank distils the same generator.
                 warm = torch.Generator().manual_seed(seed + SEED_LATENT - 1)
                 config["init_distillation"] = distil_decoder(
                     prior, teacher, steps=cfg.init_steps, generator=warm
                 )
-            del teacher
+                del teacher
         disc = PoseDiscriminator(
             hidden_dim=cfg.disc_hidden_dim, positions=cfg.disc_positions, pack=cfg.disc_pack
         ).to(info.device)
@@ -246,6 +249,7 @@ def train_gan(
         # The model that is validated and exported: the raw generator, or its weight average.
         shown = copy.deepcopy(prior).requires_grad_(False) if ema_decay > 0 else prior
 
+        folder.start_over()  # --overwrite: only now that this run can start
         trainer = Trainer(
             out,
             steps=steps,

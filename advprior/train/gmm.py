@@ -23,7 +23,7 @@ from advprior.train.config import GMMConfig
 from advprior.train.export import export_model, make_validator
 from advprior.train.loop import TrainResult
 from advprior.train.poses import load_training_poses
-from advprior.train.runfolder import claim_run_folder
+from advprior.train.runfolder import RunFolder, claim_run_folder
 
 
 def fit_gmm(
@@ -56,12 +56,14 @@ def fit_gmm(
     out = Path(out)
     folder = claim_run_folder(out, resume=resume, overwrite=overwrite)
     try:
-        return _fit(sk_mixture, cfg, data, out, export)
+        return _fit(sk_mixture, cfg, data, out, export, folder)
     finally:
         folder.release()
 
 
-def _fit(sk_mixture: Any, cfg: GMMConfig, data: Any, out: Path, export: bool) -> TrainResult:
+def _fit(
+    sk_mixture: Any, cfg: GMMConfig, data: Any, out: Path, export: bool, folder: RunFolder
+) -> TrainResult:
     t0 = time.perf_counter()
     poses = load_training_poses(data, mirror=cfg.mirror, max_val=cfg.max_val_poses)
     x = poses.train
@@ -90,6 +92,7 @@ def _fit(sk_mixture: Any, cfg: GMMConfig, data: Any, out: Path, export: bool) ->
         wall_time_s=wall,
         val=val,
     )
+    folder.start_over()  # --overwrite: only now that the fit succeeded
     write_text_atomic(
         out / "gmm_fit.json",
         json.dumps({**config, "val_mm": val, "wall_time_s": wall}, indent=2) + "\n",

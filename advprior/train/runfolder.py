@@ -5,7 +5,10 @@
 - a folder that holds a checkpoint is refused unless the caller resumes it (``resume=True``,
   ``--resume``) or explicitly starts over (``overwrite=True``, ``--overwrite``), and so is one
   that holds an exported ``model/`` without a checkpoint (a finished GMM fit);
-  starting over removes the earlier run's checkpoint, ``model/`` and ``tb/`` first;
+  starting over removes the earlier run's checkpoint, ``model/``, ``tb/`` and logs, but only
+  when the new run can start (:meth:`RunFolder.start_over`, called by the trainers once the data
+  is read and the models are built): a new run that fails its checks (a batch larger than the
+  data, a refused ``init_from``, a missing file) leaves the earlier run as it was;
 - a lock file ``<out>/run.lock`` (JSON: pid, host, start time) is created atomically; a lock of
   a live process is refused (naming its pid and host), a lock whose process is gone (same host)
   is taken over with a warning. A lock from another host cannot be checked and is refused (the
@@ -35,18 +38,38 @@ from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
 
 LOCK_NAME = "run.lock"
-#: What a run leaves besides its logs: ``overwrite=True`` removes these before the new run
-#: starts, so that an interrupted new run never leaves the old checkpoint (which ``--resume``
-#: would continue), model or TensorBoard events looking like its own.
-_EARLIER_RUN = (RUN_MODEL_DIR, "tb")
+#: What a run leaves: ``overwrite=True`` removes these when the new run starts, so that an
+#: interrupted new run never leaves the old checkpoint (which ``--resume`` would continue),
+#: model, TensorBoard events or logs looking like its own (a GMM writes no CSV logs, so a GAN's
+#: would stay beside its model).
+_EARLIER_RUN = (RUN_MODEL_DIR, "tb", "train_log.csv", "val_log.csv", "gmm_fit.json")
 
 
 class RunFolder:
     """A claimed run folder; :meth:`release` removes the lock (only if it is still ours)."""
 
-    def __init__(self, out: Path, lock: Path | None) -> None:
+    def __init__(self, out: Path, lock: Path | None, overwrite: bool = False) -> None:
         self.out = out
         self.lock = lock
+        self.overwrite = overwrite
+
+    def start_over(self) -> None:
+        """Remove the earlier run's files if this run was claimed with ``overwrite=True``.
+
+        Called by a trainer once nothing but training itself can fail any more (data read,
+        models built), so that an ``overwrite`` run refused at its start loses nothing. Only
+        the lock's owner (rank 0) removes; once done, later calls do nothing.
+        """
+        if not self.overwrite or self.lock is None:
+            return
+        self.overwrite = False
+        (self.out / ckpt.CHECKPOINT_NAME).unlink(missing_ok=True)
+        for name in _EARLIER_RUN:
+            path = self.out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
 
     def release(self) -> None:
         if self.lock is None:
@@ -144,11 +167,6 @@ def _check_and_lock(out: Path, resume: bool, overwrite: bool) -> Path:
                 "--overwrite (overwrite=True) to replace it (--resume: to continue or refit it), "
                 "or choose another --out"
             )
-        if overwrite:
-            checkpoint.unlink(missing_ok=True)
-            for name in _EARLIER_RUN:
-                if (out / name).is_dir():
-                    shutil.rmtree(out / name)
         # we own the folder: any checkpoint temp file not ours was left by a killed write
         for stale in remove_stale_temps(checkpoint, owner=True):
             warnings.warn(
@@ -184,4 +202,4 @@ def claim_run_folder(
         raise error
     if failed:
         raise RunFolderError(f"rank 0 could not claim the run folder {out}")
-    return RunFolder(out, lock)
+    return RunFolder(out, lock, overwrite=overwrite)

@@ -124,6 +124,7 @@ def train_vae(
         stream = BatchStream(
             train.shape[0], cfg.batch_size, cfg.seed + SEED_DATA, info.rank, info.world_size
         )
+        folder.start_over()  # --overwrite: only now that this run can start
         trainer = Trainer(
             out,
             steps=cfg.steps,
