@@ -11,6 +11,7 @@ import torch
 from test_train_runs import FAST, _read_csv, _write_dataset
 
 from advprior.baselines import VPoserVAE
+from advprior.hub import sha256_file
 from advprior.prior import PosePrior
 from advprior.train import checkpoint as ckpt
 from advprior.train.gan import train_gan
@@ -76,8 +77,13 @@ def test_teacher_must_come_from_the_same_data(tmp_path):
     vae.save_pretrained(tmp_path / "same", training={"config": {"data_sha256": "a" * 64}})
     vae.save_pretrained(tmp_path / "other", training={"config": {"data_sha256": "b" * 64}})
     VPoserVAE(latent_dim=8, hidden_dim=16).save_pretrained(tmp_path / "unknown")
-    same = load_teacher(tmp_path / "same", data_sha256="a" * 64, latent_dim=8)
+    same, sha = load_teacher(tmp_path / "same", data_sha256="a" * 64, latent_dim=8)
     assert isinstance(same, VPoserVAE) and not same.training
+    assert sha == sha256_file(tmp_path / "same" / "model.safetensors")
+    # a GAN has no decoder of Gaussian latents: named as such, not as a loading error
+    PosePrior(latent_dim=8, hidden_dim=16).save_pretrained(tmp_path / "gan")
+    with pytest.raises(ValueError, match="is a 'gan' checkpoint; it takes a VAE"):
+        load_teacher(tmp_path / "gan", data_sha256="a" * 64, latent_dim=8)
     with pytest.raises(ValueError, match=r"bbbbbbbbbbbb.*aaaaaaaaaaaa.*validation or test"):
         load_teacher(tmp_path / "other", data_sha256="a" * 64, latent_dim=8)
     with pytest.raises(ValueError, match="does not record the data"):
@@ -114,6 +120,8 @@ def test_gan_run_starts_from_the_distilled_decoder_and_resumes(data_and_vae, tmp
     assert record["init_from"] == str(vae_dir) and record["init_steps"] == 200
     distil = record["init_distillation"]
     assert distil["final_loss"] < 0.2 * distil["first_loss"]
+    # the record names the VAE's weights, not only a path that may later hold others
+    assert distil["teacher_weights_sha256"] == sha256_file(vae_dir / "model.safetensors")
     # step 0's validation is the distilled generator: closer to the data than a random one
     random_run = train_gan(data, tmp_path / "random", **{**kw, "init_from": None})
     assert first.step == 2 and random_run.step == 2

@@ -218,14 +218,15 @@ def train_gan(
                     config["init_from"] = old["init_from"]
                 config["init_distillation"] = old.get("init_distillation")
             else:
-                teacher = load_teacher(
+                teacher, teacher_sha256 = load_teacher(
                     cfg.init_from, data_sha256=config["data_sha256"], latent_dim=cfg.latent_dim
                 )
                 # Same seed on every rank: every rank distils the same generator.
                 warm = torch.Generator().manual_seed(seed + SEED_LATENT - 1)
-                config["init_distillation"] = distil_decoder(
-                    prior, teacher, steps=cfg.init_steps, generator=warm
-                )
+                config["init_distillation"] = {
+                    **distil_decoder(prior, teacher, steps=cfg.init_steps, generator=warm),
+                    "teacher_weights_sha256": teacher_sha256,
+                }
                 del teacher
         disc = PoseDiscriminator(
             hidden_dim=cfg.disc_hidden_dim, positions=cfg.disc_positions, pack=cfg.disc_pack

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from advprior.baselines import VPoserVAE
+from advprior.hub import read_config, resolve_files, sha256_file
 from advprior.prior import PosePrior
 
 #: Distillation batch: latents are free, so larger than a GAN batch (smoother regression).
@@ -51,14 +52,23 @@ def teacher_scale(kind: str, dim: int) -> float:
 
 def load_teacher(
     name_or_path: str | os.PathLike, *, data_sha256: str, latent_dim: int
-) -> VPoserVAE:
-    """The frozen VAE of ``name_or_path`` (an alias such as ``"vae"`` or a checkpoint folder),
-    after checking that it was trained on the dataset with ``data_sha256`` (its model card's
-    ``config.data_sha256``) and has ``latent_dim`` latents.
+) -> tuple[VPoserVAE, str]:
+    """The frozen VAE of ``name_or_path`` (an alias such as ``"vae"`` or a checkpoint folder)
+    and the sha256 of its weights file (for the run's record: a path can later hold other
+    weights), after checking that it was trained on the dataset with ``data_sha256`` (its model
+    card's ``config.data_sha256``) and has ``latent_dim`` latents.
 
-    Raises ``ValueError`` naming both hashes for another dataset, and for a checkpoint that
-    does not record its data (a decoder of unknown provenance could carry held-out poses).
+    Raises ``ValueError`` for a checkpoint of another model type (a GAN has no decoder of
+    Gaussian latents to distil), naming both hashes for another dataset, and for a checkpoint
+    that does not record its data (a decoder of unknown provenance could carry held-out poses).
     """
+    files = resolve_files(name_or_path)
+    kind = read_config(files.config)["model_type"]
+    if kind != VPoserVAE.model_type:
+        raise ValueError(
+            f"init_from {str(name_or_path)!r} is a {kind!r} checkpoint; it takes a VAE "
+            f"({VPoserVAE.model_type!r}) trained on the same dataset: advprior train --model vae"
+        )
     teacher = VPoserVAE.from_pretrained(name_or_path, freeze=True)
     trained_on = ((teacher.training_metadata or {}).get("config") or {}).get("data_sha256")
     if trained_on is None:
@@ -78,7 +88,7 @@ def load_teacher(
             f"init_from {str(name_or_path)!r} has {teacher.latent_dim} latent dimensions, "
             f"this run {latent_dim}"
         )
-    return teacher
+    return teacher, sha256_file(files.weights)
 
 
 def distil_decoder(
