@@ -666,6 +666,15 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
         model_obj = load_pretrained(out / "model")
         assert model_obj.sample(2).shape == (2, 63)
     assert load_pretrained(tmp_path / "gan" / "model").latent == "uniform"
+    # GAN options with another model: a usage error before anything is read or written (they
+    # were dropped silently: `--model gmm --latent uniform` trained the GMM as if not given)
+    for model, extra in (("gmm", ["--latent", "uniform"]), ("vae", ["--ema", "0.9", "--r1", "1"])):
+        out = tmp_path / f"{model}-gan-options"
+        argv = ["train", "--data", str(synthetic), "--out", str(out), "--model", model, *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and not out.exists()
+        assert " ".join(extra[::2]).replace(" ", ", ") in err and f"--model {model}" in err
 
 
 _DDP_SCRIPT = textwrap.dedent(

@@ -10,6 +10,34 @@ import argparse
 import json
 
 DEFAULT_STEPS = {"gan": 5000, "vae": 10000, "gmm": 200}
+# Options only the GAN trainer reads; given with --model vae/gmm they would be dropped silently
+# and the user would get a model other than the one asked for.
+GAN_ONLY = (
+    "latent",
+    "d_steps",
+    "disc_hidden",
+    "ema",
+    "r1",
+    "cycle",
+    "latent_cycle",
+    "path_length",
+    "disc_positions",
+    "disc_pack",
+    "init_from",
+    "init_steps",
+    "generator_lr",
+    "disc_warmup",
+)
+
+
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where it says something: not for flags (False), for
+    options whose absence is explained in their help (None), or whose help names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a pose prior (GAN-S/U/N) or a baseline (VAE, GMM) on a dataset npz",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     p.add_argument("--data", required=True, help="dataset npz from `advprior data build`")
     p.add_argument("--out", required=True, help="run folder (checkpoint, logs, model/)")
@@ -143,13 +171,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device (default: CUDA if present)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, gan_only_defaults={dest: p.get_default(dest) for dest in GAN_ONLY})
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from advprior.commands._device import parse_device
+    from advprior.errors import UsageError
+
+    if args.model != "gan":
+        given = [
+            "--" + dest.replace("_", "-")
+            for dest, default in args.gan_only_defaults.items()
+            if getattr(args, dest) != default
+        ]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: GAN option(s), which --model {args.model} does not use"
+            )
 
     if args.threads:
         torch.set_num_threads(args.threads)
