@@ -187,7 +187,7 @@ def run_inversion(prior: Any, body_pose: Tensor, **invert_kwargs: Any) -> dict[s
     start = time.perf_counter()
     projected = prior.project_pose(body_pose, **invert_kwargs)
     seconds = time.perf_counter() - start
-    zero = torch.zeros(body_pose.shape[0], 3)
+    zero = body_pose.new_zeros(body_pose.shape[0], 3)
     err = (forward_kinematics(zero, projected) - forward_kinematics(zero, body_pose)).norm(dim=-1)
     per_pose = 1000.0 * err.mean(-1)
     return {

@@ -46,8 +46,16 @@ class Poser:
     ) -> None:
         self.body_model = body_model
         self.chunk = chunk
+        # The rest pose on the body model's device (advprior.body.BodyModel and the fitting's
+        # duck-typed models expose .device/.dtype; CPU float32 otherwise).
+        like = {
+            "dtype": getattr(body_model, "dtype", torch.float32),
+            "device": getattr(body_model, "device", "cpu"),
+        }
         with torch.no_grad():
-            rest = body_model(global_orient=torch.zeros(1, 3), body_pose=torch.zeros(1, 63))
+            rest = body_model(
+                global_orient=torch.zeros(1, 3, **like), body_pose=torch.zeros(1, 63, **like)
+            )
         self.num_vertices = int(rest.vertices.shape[1])
         if n_vertices is None or n_vertices >= self.num_vertices:
             self.vertex_ids = torch.arange(self.num_vertices)
@@ -159,7 +167,9 @@ def sample_recall_precision(
             every vertex is ~100x slower than forward kinematics); None: all of them.
     """
     result = RecallPrecision()
-    best = {k: torch.full((v.shape[0],), float("inf")) for k, v in real_queries.items()}
+    best = {
+        k: torch.full((v.shape[0],), float("inf"), device=v.device) for k, v in real_queries.items()
+    }
     kept: list[Tensor] = []
     n_kept = n_seen = 0
     t_sample = t_pose = t_nn = 0.0
@@ -217,7 +227,7 @@ def pose_space_slerp(pose_a: Tensor, pose_b: Tensor, steps: int) -> Tensor:
     b, d = pose_a.shape
     qa = roma.rotvec_to_unitquat(pose_a.reshape(b, d // 3, 3))
     qb = roma.rotvec_to_unitquat(pose_b.reshape(b, d // 3, 3))
-    t = torch.linspace(0.0, 1.0, steps, dtype=pose_a.dtype)
+    t = torch.linspace(0.0, 1.0, steps, dtype=pose_a.dtype, device=pose_a.device)
     q = roma.utils.unitquat_slerp(qa, qb, t)  # (steps, B, J, 4)
     return roma.unitquat_to_rotvec(q).permute(1, 0, 2, 3).reshape(b, steps, d)
 

@@ -94,7 +94,7 @@ def past_limits(body_pose: Tensor, generator: torch.Generator) -> Tensor:
     angle = torch.deg2rad(lo + (hi - lo) * torch.rand(n, generator=generator)).to(out)
     for k, (joint, axis, sign) in enumerate(HYPEREXTENSION.values()):
         rows = which == k
-        value = torch.zeros(int(rows.sum()), 3, dtype=out.dtype)
+        value = out.new_zeros(int(rows.sum()), 3)
         value[:, axis] = sign * angle[rows]
         out[rows, joint - 1] = value
     return out.flatten(-2)
@@ -176,7 +176,7 @@ def fit_joints(
     term = PriorTerm(prior)
     b, t = targets.shape[:2]
     dtype = targets.dtype
-    mask = torch.zeros(24, dtype=dtype)
+    mask = torch.zeros(24, dtype=dtype, device=targets.device)
     mask[list(range(24)) if visible is None else list(visible)] = 1.0
     if starts is None:
         starts = term.init(b * t, dtype, targets.device).view(b, t, -1)

@@ -1,0 +1,53 @@
+"""Evaluation helpers keep to the device of their inputs.
+
+The suite runs without a GPU, so the "other device" here is ``meta``: a real torch device with
+shapes and dtypes but no data, which raises on a CPU operand exactly where CUDA would.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from advprior.eval import protocol
+
+META = torch.device("meta")
+
+
+def test_pose_space_slerp_stays_on_the_device_of_the_poses(monkeypatch) -> None:
+    config = pytest.importorskip("torch.fx.experimental._config")
+    if not hasattr(config, "meta_nonzero_assume_all_nonzero"):
+        pytest.skip("this torch cannot run roma's slerp (torch.nonzero) on meta tensors")
+    # roma's slerp picks the short way round with a boolean mask: let meta tensors take it.
+    monkeypatch.setattr(config, "meta_nonzero_assume_all_nonzero", True)
+    a = torch.empty(2, 63, device=META)
+    path = protocol.pose_space_slerp(a, torch.empty(2, 63, device=META), 5)
+    assert path.device == META
+    assert path.shape == (2, 5, 63)
+
+
+class _DeviceBody:
+    """A body model on ``device`` that refuses inputs from another device (as CUDA layers do)."""
+
+    def __init__(self, device: torch.device, vertices: int = 40) -> None:
+        self.device = device
+        self.dtype = torch.float32
+        self.vertices = vertices
+
+    def __call__(self, global_orient: torch.Tensor, body_pose: torch.Tensor) -> SimpleNamespace:
+        for name, x in (("global_orient", global_orient), ("body_pose", body_pose)):
+            if x.device != self.device:
+                raise RuntimeError(f"{name} on {x.device}, body model on {self.device}")
+        n = body_pose.shape[0]
+        return SimpleNamespace(
+            vertices=torch.empty(n, self.vertices, 3, device=self.device),
+            joints=torch.empty(n, 24, 3, device=self.device),
+        )
+
+
+def test_poser_calls_the_body_model_on_its_own_device() -> None:
+    poser = protocol.Poser(_DeviceBody(META), n_vertices=8)
+    assert poser.num_vertices == 40
+    assert len(poser.vertex_ids) == 8
