@@ -21,6 +21,7 @@ from advprior.baselines import GMMPrior, VPoserVAE
 from advprior.errors import CorruptCheckpointError
 from advprior.hub import load_pretrained
 from advprior.prior import PosePrior
+from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import checkpoint as ckpt
 from advprior.train.gan import train_gan
 from advprior.train.gmm import fit_gmm
@@ -40,11 +41,13 @@ EXTRAS = pytest.mark.parametrize(
             "cycle_weight": 1.0,
             "latent_cycle_weight": 1.0,
             "path_length_weight": 1.0,
+            "coverage_weight": 1.0,
+            "coverage_pool": 32,
             "disc_positions": True,
             "disc_pack": 2,
         },
     ],
-    ids=["paper", "ema-r1-cycle-pl-pos-pack"],
+    ids=["paper", "ema-r1-cycle-pl-cov-pos-pack"],
 )
 
 
@@ -290,7 +293,8 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     argv += ["--steps", "2", "--batch-size", "16", "--d-steps", "1", "--disc-hidden", "16"]
     argv += ["--val-every", "0", "--no-progress", "--threads", "1"]
     argv += ["--ema", "0.5", "--r1", "2", "--path-length", "0.25", "--disc-positions"]
-    argv += ["--generator-lr", "1e-4", "--disc-warmup", "3", "--disc-pack", "4"]
+    argv += ["--generator-lr", "1e-4", "--disc-warmup", "3", "--coverage", "0.5"]
+    argv += ["--coverage-pool", "64", "--disc-pack", "4"]
     assert main(argv) == 0
     recorded = json.loads((out / "model" / "config.json").read_text())["training"]["config"]
     assert recorded["ema_decay"] == 0.5 and recorded["r1_gamma"] == 2.0
@@ -298,6 +302,7 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     assert recorded["disc_hidden_dim"] == 16 and recorded["d_steps"] == 1
     assert recorded["disc_pack"] == 4 and recorded["generator_lr"] == 1e-4
     assert recorded["disc_warmup"] == 3
+    assert recorded["coverage_weight"] == 0.5 and recorded["coverage_pool"] == 64
     # a pack that does not divide the batch is refused before anything is written
     bad = tmp_path / "bad"
     assert main([*argv[:4], str(bad), *argv[5:-1], "3"]) != 0
@@ -383,6 +388,56 @@ def test_path_length_penalty_evens_out_the_pose_speed(synthetic, tmp_path):
         assert net(z, None, v)[1]["path_spread"].item() < 0.5 * first
     with pytest.raises(ValueError, match="path_length_weight"):
         train_gan(synthetic, tmp_path / "bad", **{**kw, "path_length_weight": -1.0})
+
+
+def test_coverage_term_is_the_nearest_sample_distance_and_pulls_only_it(synthetic, tmp_path):
+    """The coverage term (implicit maximum likelihood) against a brute-force nearest-neighbour
+    search, its gradient on the nearest samples only, and its effect: trained alone it brings
+    a pool's nearest poses closer to held-out training poses."""
+    from advprior.train.gan import _RotmatGenerator
+
+    torch.manual_seed(0)
+    prior = PosePrior().eval()  # no dropout: the brute force decodes the pool again
+    net = _RotmatGenerator(prior)
+    pool = prior.sample_latent(40, generator=torch.Generator().manual_seed(1))
+    real = prior.decode(prior.sample_latent(6, generator=torch.Generator().manual_seed(2)),
+                        output="rotmat").detach()
+    real = real + 0.01 * torch.randn(real.shape, generator=torch.Generator().manual_seed(3))
+    gen = prior.decode(pool, output="rotmat").detach().flatten(1)
+    expected = torch.stack(
+        [min(((g - r.flatten()) ** 2).sum() for g in gen) for r in real]
+    ).mean()
+    pool.requires_grad_(True)
+    value = net(prior.sample_latent(4), None, None, pool, real)[1]["coverage"]
+    torch.testing.assert_close(value, expected)
+    (grad,) = torch.autograd.grad(value, pool)
+    nearest = torch.cdist(real.flatten(1), gen).argmin(dim=1)
+    moved = grad.norm(dim=-1) > 0
+    assert set(torch.nonzero(moved).flatten().tolist()) == set(nearest.tolist())
+
+    kw = dict(steps=60, batch_size=32, d_steps=1, disc_hidden_dim=32, val_every=0, **FAST)
+    for name, weight in (("plain", 0.0), ("cov", 10.0)):
+        train_gan(synthetic, tmp_path / name, coverage_weight=weight, select="last", **kw)
+    assert "coverage" in _read_csv(tmp_path / "cov" / "train_log.csv")[0]
+    assert "coverage" not in _read_csv(tmp_path / "plain" / "train_log.csv")[0]
+    record = json.loads((tmp_path / "cov" / "model" / "config.json").read_text())
+    assert record["training"]["config"]["coverage_weight"] == 10.0
+    plain_record = json.loads((tmp_path / "plain" / "model" / "config.json").read_text())
+    assert "coverage_weight" not in plain_record["training"]["config"]  # old runs resume
+    with np.load(synthetic) as data:
+        poses = torch.from_numpy(data["body_pose"][data["split"] == 0]).double()
+    target = axis_angle_to_rotmat(poses.reshape(-1, 21, 3)).float()
+    dist = {}
+    for name in ("plain", "cov"):
+        model = PosePrior.from_pretrained(tmp_path / name / "model")
+        z = model.sample_latent(512, generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            dist[name] = _RotmatGenerator(model)(z, None, None, z, target)[1]["coverage"].item()
+    assert dist["cov"] < dist["plain"], dist
+    with pytest.raises(ValueError, match="coverage_weight"):
+        train_gan(synthetic, tmp_path / "bad", **{**kw, "coverage_weight": -1.0})
+    with pytest.raises(ValueError, match="coverage_pool"):
+        train_gan(synthetic, tmp_path / "bad", **{**kw, "coverage_pool": 0})
 
 
 # A damaged or hostile checkpoint.pt is refused when it is loaded, naming the file and the key,

@@ -21,6 +21,8 @@ GAN_ONLY = (
     "cycle",
     "latent_cycle",
     "path_length",
+    "coverage",
+    "coverage_pool",
     "disc_positions",
     "disc_pack",
     "init_from",
@@ -111,6 +113,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="WEIGHT",
         help="GAN: weight of the path-length penalty (spread of the pose speed along random "
         "latent steps; 0: off, as the paper)",
+    )
+    p.add_argument(
+        "--coverage",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="GAN: weight of the coverage term, the squared distance of every real pose to "
+        "the nearest of a pool of generated poses (implicit maximum likelihood; 0: off, as "
+        "the paper)",
+    )
+    p.add_argument(
+        "--coverage-pool",
+        type=int,
+        default=512,
+        metavar="K",
+        help="GAN: generated poses the coverage term searches per step",
     )
     p.add_argument(
         "--disc-positions",
@@ -221,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
             cycle_weight=args.cycle,
             latent_cycle_weight=args.latent_cycle,
             path_length_weight=args.path_length,
+            coverage_weight=args.coverage,
+            coverage_pool=args.coverage_pool,
             disc_positions=args.disc_positions,
             disc_pack=args.disc_pack,
             init_from=args.init_from,

@@ -154,6 +154,8 @@ class GANConfig(LoopSettings):
         "cycle_weight",
         "latent_cycle_weight",
         "path_length_weight",
+        "coverage_weight",
+        "coverage_pool",
         "disc_positions",
         "disc_pack",
         "init_from",
@@ -175,6 +177,8 @@ class GANConfig(LoopSettings):
     cycle_weight: float = 0.0
     latent_cycle_weight: float = 0.0
     path_length_weight: float = 0.0
+    coverage_weight: float = 0.0
+    coverage_pool: int = 512
     init_from: str | None = None
     init_steps: int = 3000
     generator_lr: float | None = None
@@ -200,12 +204,13 @@ class GANConfig(LoopSettings):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.r1_gamma < 0.0:
             raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
-        for name in ("cycle_weight", "latent_cycle_weight", "path_length_weight"):
+        for name in ("cycle_weight", "latent_cycle_weight", "path_length_weight", "coverage_weight"):
             if getattr(self, name) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.init_from is not None:
             # a path object would not survive the JSON record that resume compares
             self.init_from = os.fspath(self.init_from)
+        _at_least(self, "coverage_pool", 1)
         _at_least(self, "init_steps", 1)
         _at_least(self, "disc_warmup", 0)
         if self.generator_lr is not None and not self.generator_lr > 0:

@@ -63,9 +63,11 @@ class _RotmatGenerator(nn.Module):
         z: torch.Tensor,
         real: torch.Tensor | None = None,
         direction: torch.Tensor | None = None,
+        pool: torch.Tensor | None = None,
+        cover: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         fake = self.prior.decode(z, output="rotmat")
-        if (self.encoder is None or real is None) and direction is None:
+        if (self.encoder is None or real is None) and direction is None and pool is None:
             return fake
         extra = {}
         if self.encoder is not None and real is not None:
@@ -76,7 +78,23 @@ class _RotmatGenerator(nn.Module):
             extra["cycle_z"] = ((z_back - self.prior.project(z)) ** 2).sum(dim=-1).mean()
         if direction is not None:
             extra["path_spread"] = self._path_spread(z, fake, direction)
+        if pool is not None and cover is not None:
+            extra["coverage"] = self._coverage(pool, cover)
         return fake, extra
+
+    def _coverage(self, pool: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Mean over the real poses ``real (B, 21, 3, 3)`` of the squared chordal distance
+        (summed over the joints) to the nearest decoded pose of the latents ``pool (K, D)``.
+
+        Implicit maximum likelihood (Li & Malik 2019): only the nearest sample of each real
+        pose is pulled toward it, so the map need not send any particular latent to any
+        particular pose (unlike an encoder's cycle), but no training pose is left without a
+        generated pose nearby, which is what the adversarial loss alone does not ask for."""
+        gen = self.prior.decode(pool, output="rotmat").flatten(1)
+        target = real.flatten(1)
+        with torch.no_grad():
+            nearest = torch.cdist(target, gen).argmin(dim=1)
+        return ((gen[nearest] - target) ** 2).sum(dim=-1).mean()
 
     def _path_spread(self, z: torch.Tensor, fake: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Squared coefficient of variation, over the batch, of the pose speed ``|G(z + step v)
@@ -143,6 +161,12 @@ def train_gan(
             finite-difference path-length regulariser in the spirit of StyleGAN2's (Karras et
             al. 2020), which asks that equal latent steps move the pose equally far everywhere
             and in every direction (even interpolation steps). 0 (the paper): off.
+        coverage_weight / coverage_pool: when ``coverage_weight`` > 0, add ``coverage_weight
+            * mean_x min_k ||G(z_k) - x||^2`` to the generator loss, over a fresh batch of real
+            poses ``x`` and ``coverage_pool`` fresh prior latents ``z_k`` (squared chordal
+            error summed over the joints): implicit maximum likelihood (Li & Malik 2019), a
+            pull of the nearest generated pose toward every training pose against the mode
+            dropping of adversarial training (recall). 0 (the paper): off.
         disc_positions: also show the whole-pose critic the posed joint positions of the
             neutral skeleton (:class:`~advprior.train.discriminator.PoseDiscriminator`'s
             ``positions``). False (the paper): rotations only.
@@ -196,6 +220,7 @@ def train_gan(
     mirror, val_every, ckpt_every = cfg.mirror, cfg.val_every, cfg.ckpt_every
     cycle_weight, latent_cycle_weight = cfg.cycle_weight, cfg.latent_cycle_weight
     path_weight = cfg.path_length_weight
+    coverage_weight, coverage_pool = cfg.coverage_weight, cfg.coverage_pool
     info = ddp.setup(run.device)
     folder = None
     try:
@@ -304,7 +329,7 @@ def train_gan(
             disc.requires_grad_(False)
             extra = {}
             try:
-                if encoder is None and path_weight == 0:
+                if encoder is None and path_weight == 0 and coverage_weight == 0:
                     loss_g = generator_loss(disc(gen_net(latents())))
                     total_g = loss_g
                 else:
@@ -315,7 +340,11 @@ def train_gan(
                     direction = None
                     if path_weight > 0:
                         direction = torch.randn(z.shape, generator=zgen).to(z)
-                    fake, extra = gen_net(z, real, direction)
+                    pool = cover = None
+                    if coverage_weight > 0:
+                        cover = real_rotmat[stream.next()].to(info.device)
+                        pool = prior.sample_latent(coverage_pool, generator=zgen)
+                    fake, extra = gen_net(z, real, direction, pool, cover)
                     loss_g = generator_loss(disc(fake))
                     total_g = loss_g
                     if encoder is not None:
@@ -327,6 +356,8 @@ def train_gan(
                         opt_e.zero_grad(set_to_none=True)
                     if path_weight > 0:
                         total_g = total_g + path_weight * extra["path_spread"]
+                    if coverage_weight > 0:
+                        total_g = total_g + coverage_weight * extra["coverage"]
                 opt_g.zero_grad(set_to_none=True)
                 total_g.backward()
                 opt_g.step()
