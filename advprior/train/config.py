@@ -204,7 +204,12 @@ class GANConfig(LoopSettings):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.r1_gamma < 0.0:
             raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
-        for name in ("cycle_weight", "latent_cycle_weight", "path_length_weight", "coverage_weight"):
+        for name in (
+            "cycle_weight",
+            "latent_cycle_weight",
+            "path_length_weight",
+            "coverage_weight",
+        ):
             if getattr(self, name) < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.init_from is not None:
