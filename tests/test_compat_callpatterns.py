@@ -264,6 +264,28 @@ def test_v2_decode_keeps_the_first_dimension_as_v2() -> None:
     assert vp.decode(torch.zeros(0, 32))["pose_body"].shape == (0, 21, 3)
 
 
+def test_place_decodes_a_slice_of_a_parameter_vector() -> None:
+    """sanweiliti/PLACE test_optimize.py: the embedding is columns ``16:48`` of one ``(1, 72)``
+    parameter vector started from ``torch.randn`` (so ``z ~ N(0, I)``, the chart's prior),
+    decoded ``output_type='aa'`` then ``.view(1, -1)``; the VPoser term is
+    ``torch.mean(vposer_pose ** 2)``; Adam steps with ``loss.backward(retain_graph=True)``."""
+    vposer_model, _ = load_vposer("gan-s", vp_model="snapshot")
+    params = torch.randn(1, 72, generator=_gen()).requires_grad_(True)
+    target = vposer_model.sample_poses(1, seed=8).reshape(1, 63)
+    optimizer = torch.optim.Adam([params], lr=0.1)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        body_pose_joint = vposer_model.decode(params[:, 16:48], output_type="aa").view(1, -1)
+        loss = (body_pose_joint - target).abs().mean() + 1e-3 * torch.mean(params[:, 16:48] ** 2)
+        loss.backward(retain_graph=True)
+        # only the embedding's columns get a gradient through the decoder
+        assert params.grad[:, 16:48].abs().sum() > 0 and not params.grad[:, :16].any()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+
+
 # --- HuMoR / SLAHMR: VPoser v1 over a batch of sequences -------------------------------------
 
 
@@ -420,6 +442,7 @@ def _load_like_smplify(folder: Path, num_gaussians: int, dtype: torch.dtype) -> 
         "nll_weights": torch.tensor(nll_weights, dtype=dtype)[None],
         "weights": torch.tensor(gmm["weights"], dtype=dtype)[None],
         "neg_log_nll_weights": torch.tensor(-np.log(nll_weights[None]), dtype=dtype),
+        "cov_dets": torch.tensor([np.log(np.linalg.det(c) + 1e-16) for c in covs], dtype=dtype),
     }
 
 
@@ -427,7 +450,8 @@ def _load_like_smplify(folder: Path, num_gaussians: int, dtype: torch.dtype) -> 
 def test_gmm_export_in_smplify_max_mixture_prior(tmp_path: Path, dtype: torch.dtype) -> None:
     """Both of SMPLify's energies on our export, in float32 and float64 runs: the merged one
     (``0.5 d^T P d - log nll_weights``, min over components) and the per-component one
-    (``use_merged=False``: ``+ 0.5 (log(det(cov) + eps) + 69 log 2 pi)``, torch's det); its
+    (``use_merged=False``: ``d^T P d + 0.5 (log(det(cov) + eps) + 69 log 2 pi)``, torch's det,
+    whose float32 determinant underflows to 0 for 69 dimensions: ``eps`` keeps it finite); its
     ``get_mean()`` (``weights @ means``, the start pose of a fit without VPoser); EasyMocap's
     variant (easymocap/multistage/gmm.py: ``-log(nll_weights)`` taken in float64 first)."""
     gmm = load_pretrained("gmm")
@@ -435,6 +459,7 @@ def test_gmm_export_in_smplify_max_mixture_prior(tmp_path: Path, dtype: torch.dt
     prior = _load_like_smplify(tmp_path, 8, dtype)
     mean_pose = prior["weights"] @ prior["means"]
     assert mean_pose.shape == (1, 69) and not mean_pose[0, 63:].any()
+    assert torch.isfinite(prior["cov_dets"]).all() and torch.isfinite(prior["precisions"]).all()
 
     pose = torch.cat(
         [gmm.sample(16, generator=_gen()).to(dtype), torch.zeros(16, 6, dtype=dtype)], 1
@@ -445,7 +470,8 @@ def test_gmm_export_in_smplify_max_mixture_prior(tmp_path: Path, dtype: torch.dt
     merged = (0.5 * quad - torch.log(prior["nll_weights"])).min(dim=1).values
     easymocap = (0.5 * quad + prior["neg_log_nll_weights"]).min(dim=1).values
     cov_term = torch.log(torch.det(prior["covs"]) + 1e-16)
-    per_component = 0.5 * (quad + cov_term + 69 * math.log(2 * math.pi))
+    # SMPLify's per-component energy adds the quadratic form unhalved
+    per_component = quad + 0.5 * (cov_term + 69 * math.log(2 * math.pi))
     picked = per_component.argmin(dim=1)
     unmerged = -torch.log(prior["nll_weights"][0, picked]) + per_component.gather(
         1, picked[:, None]
