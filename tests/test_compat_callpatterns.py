@@ -119,6 +119,21 @@ def test_v1_sampling_patterns() -> None:
     assert ps.latentD == vposer.latentD == 32
 
 
+def test_v1_loader_takes_a_model_class() -> None:
+    """human_body_prior/tools/model_loader.py documents ``vp_model`` as ``'snapshot'`` or a
+    VPoser class (``from human_body_prior.train.vposer_smpl import VPoser`` then
+    ``load_vposer(expr_dir, vp_model=VPoser)``); code that swapped only the loader's import
+    still passes its class."""
+
+    class VPoser(torch.nn.Module):  # stands for human_body_prior's class
+        pass
+
+    vposer, ps = load_vposer("gan-s", vp_model=VPoser)
+    assert ps.latentD == 32 and vposer.decode(torch.zeros(1, 32)).shape == (1, 1, 21, 9)
+    with pytest.raises(TypeError, match="vp_model"):
+        load_vposer("gan-s", vp_model=False)
+
+
 def test_v1_settings_have_the_ini_keys() -> None:
     """v1's loader builds its model from the settings file's ``num_neurons``, ``latentD`` and
     ``data_shape`` (human_body_prior/tools/model_loader.py); code that reads them from ``ps``

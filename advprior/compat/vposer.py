@@ -311,18 +311,20 @@ def _device(comp_device: object) -> torch.device | None:
 
 
 def load_vposer(
-    expr_dir: str | os.PathLike | nn.Module, vp_model: str = "snapshot"
+    expr_dir: str | os.PathLike | nn.Module, vp_model: str | type = "snapshot"
 ) -> tuple[VPoserV1, VPoserSettings]:
     """VPoser v1's loader: ``(vposer, ps)`` for an advprior alias (``"gan-s"``, ``"gan-u"``,
     ``"gan-n"``, ``"vae"``), a checkpoint folder or a loaded prior. ``vp_model`` is accepted
-    for v1's signature and must be a string (there is one snapshot per checkpoint).
+    for v1's signature, ``"snapshot"`` or a model class as v1 documents it (VPoser's own
+    class, still imported by code that swapped only the loader), and unused: the model comes
+    from the checkpoint.
 
     Raises:
         TypeError: a prior without a latent (the GMM) or a bad argument type.
         advprior.errors.ModelNotFoundError: unknown alias or path (as ``load_pretrained``).
     """
-    if not isinstance(vp_model, str):
-        raise TypeError(f"vp_model must be a str, got {type(vp_model).__name__}")
+    if not isinstance(vp_model, (str, type)):
+        raise TypeError(f"vp_model must be 'snapshot' or a class, got {type(vp_model).__name__}")
     vposer = VPoserV1(_resolve(expr_dir))
     return vposer, _settings(vposer, expr_dir, 1)
 
