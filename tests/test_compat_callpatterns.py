@@ -434,6 +434,35 @@ def test_batch_of_one_dtypes_and_output_types(alias: str) -> None:
         vposer.decode(z, output_type="rot6d")
 
 
+@pytest.mark.parametrize("alias", ["gan-s", "vae"])
+def test_device_and_dtype_follow_the_module_and_the_input(alias: str) -> None:
+    """``vposer.to(device)`` / ``.to(dtype=...)`` as pipelines call them: every decode and
+    sample runs where the module is (meta tensors stand for CUDA: a CPU constant inside would
+    raise), answers in the input's dtype, and a float64 module decodes a saved float32 ``z`` to
+    the same pose as the float32 module (the chart's centre does not depend on the dtype)."""
+    meta, _ = load_vposer(alias)
+    meta.to("meta")
+    z = torch.zeros(2, 32, device="meta")
+    assert meta.decode(z, output_type="aa").device.type == "meta"
+    assert meta.decode(z.double()).dtype == torch.float64
+    assert meta.sample_poses(3, seed=0).device.type == "meta"
+    v2, _ = load_model(alias, comp_device="cpu")
+    assert v2.to("meta").decode(z)["pose_body"].device.type == "meta"
+
+    f32, _ = load_vposer(alias)
+    f64, _ = load_vposer(alias)
+    f64 = f64.to(dtype=torch.float64)
+    zz = torch.randn(3, 32, generator=_gen())
+    a = f32.decode(zz, "aa")
+    b = f64.decode(zz, "aa")
+    # the same network in float32 and float64: float32 rounding through the MLP (~1e-6 rad)
+    assert b.dtype == torch.float32 and torch.allclose(a, b, atol=1e-5)
+    # a VAE-backed adapter put in train mode still encodes a batch of one (VPoser's BatchNorm
+    # would not): the frozen prior runs in eval mode
+    f32.train()
+    assert f32.encode(a[:1].reshape(1, 63)).mean.shape == (1, 32)
+
+
 # --- SMPLify's GMM: gmm_08.pkl as SMPLify-X, SPIN and EasyMocap read it ----------------------
 
 
