@@ -530,3 +530,32 @@ def test_gmm_export_in_smplify_max_mixture_prior(tmp_path: Path, dtype: torch.dt
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow/invalid-value warning while loading
         _load_like_smplify(tmp_path, 8, dtype)
+
+
+@pytest.mark.parametrize("exclude_hands", [False, True])
+def test_gmm_export_in_moshpp_body_prior(tmp_path: Path, exclude_hands: bool) -> None:
+    """nghorbani/moshpp src/moshpp/prior/gmm_prior_ch.py (``create_gmm_body_prior``): reads the
+    pickle with ``encoding='latin-1'``, slices the first 63 dimensions for SMPL-H/SMPL-X bodies
+    (``exclude_hands=True``), takes Cholesky factors of the precisions, normalises the weights
+    with ``(2 pi)^(npose / 2)`` and uses ``sqrt(-log(w))`` of the chosen component as a
+    residual; a SMPLify-X copy for SMPL-X does the same slicing with ``model_type='smplx'``."""
+    load_pretrained("gmm").export_smplify(tmp_path / "gmm_08.pkl")
+    with open(tmp_path / "gmm_08.pkl", "rb") as fh:
+        gmm = pickle.load(fh, encoding="latin-1")
+    npose = 63 if exclude_hands else 69
+    covars = gmm["covars"][:, :npose, :npose]
+    means = gmm["means"][:, :npose]
+    precs = np.stack([np.linalg.inv(c) for c in covars])
+    chols = np.stack([np.linalg.cholesky(p) for p in precs])  # raises unless positive definite
+    sqrdets = np.array([np.sqrt(np.linalg.det(c)) for c in covars])
+    weights = gmm["weights"] / ((2 * np.pi) ** (npose / 2.0) * (sqrdets / sqrdets.min()))
+    assert ((weights > 0) & (weights < 1)).all()
+    x = load_pretrained("gmm").sample(4, generator=_gen()).double().numpy()
+    x = np.concatenate([x, np.zeros((4, 6))], 1)[:, :npose]
+    for pose in x:
+        residuals = [np.sqrt(0.5) * (pose - m) @ c for m, c in zip(means, chols, strict=True)]
+        k = int(
+            np.argmin([(r**2).sum() - np.log(w) for r, w in zip(residuals, weights, strict=True)])
+        )
+        full = np.concatenate([residuals[k], [np.sqrt(-np.log(weights[k]))]])
+        assert np.isfinite(full).all()
