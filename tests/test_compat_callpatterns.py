@@ -217,6 +217,11 @@ def test_v2_loader_signature() -> None:
         load_model("gan-s", model_cfg_override={"model_params.latentD": 16})
     with pytest.raises(TypeError, match="model_cfg_override"):
         load_model("gan-s", model_cfg_override=["dirs.x=1"])
+    # v2 loads on the CPU when the machine has no GPU, whatever comp_device says
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    for device in ("gpu", "cuda", torch.device("cuda")):
+        vp, _ = load_model("gan-s", comp_device=device)
+        assert next(vp.parameters()).device.type == expected
 
 
 def test_v2_ik_engine_pattern() -> None:

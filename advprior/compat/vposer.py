@@ -305,9 +305,12 @@ def _settings(vposer: VPoserV1, name: object, version: int) -> VPoserSettings:
 def _device(comp_device: object) -> torch.device | None:
     if comp_device is None:
         return None
-    if comp_device == "gpu":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(comp_device)
+    device = torch.device("cuda" if comp_device == "gpu" else comp_device)
+    # v2 loads on the CPU when no GPU is there, whatever comp_device says (scripts pass
+    # comp_device="cuda" and run on CPU-only machines too)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return device
 
 
 def load_vposer(
@@ -379,8 +382,9 @@ def load_model(
     into ``cfg`` as v2 merges it (dotted keys such as ``"dirs.work_base_dir"`` set nested
     entries); it cannot change the model's sizes (``latentD``, ``num_neurons``: ``ValueError``).
     ``custom_hparams`` (keyword only, this module's earlier spelling) adds flat entries.
-    ``comp_device``: None keeps the CPU, ``"gpu"`` means CUDA when available, or any torch
-    device. The prior never has parameter gradients (``disable_grad`` is accepted).
+    ``comp_device``: None keeps the CPU, ``"gpu"`` means CUDA, or any torch device; a CUDA
+    device on a machine without one falls back to the CPU, as v2 loads there. The prior never
+    has parameter gradients (``disable_grad`` is accepted).
     """
     if remove_words_in_model_weights is not None and not isinstance(
         remove_words_in_model_weights, str
