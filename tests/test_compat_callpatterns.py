@@ -38,8 +38,17 @@ def _is_rotation(rot: torch.Tensor) -> bool:
 # --- SMPLify-X (vchoutas/smplify-x): VPoser v1 inside a single-frame fit ---------------------
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_smplifyx_fit_single_frame_pattern(tmp_path: Path, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(
+    ("alias", "dtype"),
+    [
+        ("gan-s", torch.float32),
+        ("gan-s", torch.float64),
+        ("gan-u", torch.float32),
+        ("gan-n", torch.float32),
+        ("vae", torch.float64),
+    ],
+)
+def test_smplifyx_fit_single_frame_pattern(tmp_path: Path, alias: str, dtype: torch.dtype) -> None:
     """smplifyx/fit_single_frame.py + fitting.py: the embedding is a (1, 32) leaf in the run's
     dtype (``--float_dtype float64`` too), the loader's module is moved with ``.to(device=)``
     and put in eval mode; ``guess_init`` decodes under ``@torch.no_grad()``; each orientation
@@ -48,7 +57,7 @@ def test_smplifyx_fit_single_frame_pattern(tmp_path: Path, dtype: torch.dtype) -
     ``body_pose`` and decoded again later by the renderer, through ``pose_embedding[:] = ...``.
     """
     device = torch.device("cpu")
-    vposer, _ = load_vposer("gan-s", vp_model="snapshot")
+    vposer, _ = load_vposer(alias, vp_model="snapshot")
     vposer = vposer.to(device=device)
     vposer.eval()
     pose_embedding = torch.zeros([1, 32], dtype=dtype, device=device, requires_grad=True)
@@ -78,7 +87,7 @@ def test_smplifyx_fit_single_frame_pattern(tmp_path: Path, dtype: torch.dtype) -
         for _ in range(60):
             optimizer.step(closure)
         last = float(closure().detach())
-        # z = 0 has a gradient (the GAN's sphere has no origin: the chart gives it one)
+        # z = 0 has a gradient (GAN-S's sphere has no origin: the chart gives it one)
         assert last < 0.5 * first
         best = last if best is None else min(best, last)
     assert pose_embedding.abs().sum() > 0
@@ -91,7 +100,7 @@ def test_smplifyx_fit_single_frame_pattern(tmp_path: Path, dtype: torch.dtype) -
     # render_results.py: a fresh embedding filled from the pickle, then decoded
     with open(tmp_path / "000.pkl", "rb") as fh:
         data = pickle.load(fh, encoding="latin1")
-    again, _ = load_vposer("gan-s", vp_model="snapshot")
+    again, _ = load_vposer(alias, vp_model="snapshot")
     embedding = torch.zeros([1, 32], dtype=dtype, requires_grad=True)
     with torch.no_grad():
         embedding[:] = torch.tensor(data["body_pose"], device=device, dtype=dtype)
