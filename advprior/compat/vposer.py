@@ -23,15 +23,17 @@ and a raw ``z`` decodes to the same pose whenever it is decoded. Output shapes a
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from advprior.compat.chart import LatentChart, chart_for
-from advprior.rotations import rotmat_to_axis_angle
+from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
 __all__ = ["VPoserV1", "VPoserV2", "load_vposer", "load_model", "VPoserSettings"]
 
@@ -66,7 +68,13 @@ def _check_z(z: object, dim: int) -> torch.Tensor:
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"z must be a torch.Tensor of shape (B, {dim}), got {type(z).__name__}")
     if z.ndim == 0 or z.shape[-1] != dim:
-        raise ValueError(f"z must have shape (B, {dim}), got {tuple(z.shape)}")
+        # a pose passed where the embedding goes is the likely mix-up
+        hint = (
+            " (that is a body pose: encode(pose).mean gives its z)"
+            if z.ndim and (z.shape[-1] in (63, 69))
+            else ""
+        )
+        raise ValueError(f"z must have shape (B, {dim}), got {tuple(z.shape)}{hint}")
     return z.reshape(-1, dim)
 
 
@@ -129,7 +137,8 @@ class VPoserV1(nn.Module):
 
     def encode(self, Pin: torch.Tensor, **invert_kwargs: Any) -> torch.distributions.Normal:  # noqa: N803
         """The latent of axis-angle poses ``Pin`` (``(B, 63)`` or anything with ``B * 63``
-        entries, e.g. ``(B, 1, 21, 3)``) as a ``Normal`` over embeddings; ``.mean (B, D)``.
+        entries, e.g. ``(B, 1, 21, 3)``; SMPL's ``B * 69``, whose two hand joints are dropped, as
+        every advprior prior takes it) as a ``Normal`` over embeddings; ``.mean (B, D)``.
 
         GAN: the inversion (``invert_kwargs`` go to :meth:`advprior.PosePrior.invert`) through
         the chart's inverse, zero spread, **no gradient to the pose** (an optimisation, not a
@@ -141,10 +150,14 @@ class VPoserV1(nn.Module):
         ``Pin``'s dtype."""
         if not isinstance(Pin, torch.Tensor):
             raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
-        size = 3 * self.num_joints
-        if Pin.ndim == 0 or Pin.numel() % size or Pin.shape[0] * size != Pin.numel():
-            raise ValueError(f"Pin must hold B x 63 axis-angle numbers, got {tuple(Pin.shape)}")
-        pose = Pin.reshape(Pin.shape[0], size)
+        per_pose = math.prod(Pin.shape[1:]) if Pin.ndim else 0
+        if per_pose not in (3 * self.num_joints, 3 * (self.num_joints + 2)):
+            raise ValueError(
+                "Pin must hold B x 63 axis-angle numbers (or SMPL's B x 69), got "
+                f"{tuple(Pin.shape)}"
+            )
+        # SMPL's two hand joints are dropped here, so that both layouts invert the same body
+        pose = Pin.reshape(Pin.shape[0], per_pose)[:, : 3 * self.num_joints].contiguous()
         dtype = Pin.dtype if Pin.dtype.is_floating_point else self._param().dtype
         pose = pose.to(self._param().dtype)
         if self.prior.model_type == "vae":
@@ -206,17 +219,48 @@ class VPoserV1(nn.Module):
             "std": q.stddev,
         }
 
+    @staticmethod
+    def matrot2aa(pose_matrot: torch.Tensor) -> torch.Tensor:
+        """VPoser v1's helper: rotation matrices ``(N, 1, J, 9)`` (any ``N x J*9`` numbers) ->
+        axis-angle ``(N, 1, J, 3)`` (radians, angle in ``[0, pi]``), differentiable."""
+        per = _per_row(pose_matrot, 9, "pose_matrot")
+        aa = rotmat_to_axis_angle(pose_matrot.reshape(-1, 3, 3))
+        return aa.reshape(pose_matrot.shape[0], 1, per, 3)
+
+    @staticmethod
+    def aa2matrot(pose: torch.Tensor) -> torch.Tensor:
+        """VPoser v1's helper: axis-angle ``(N, 1, J, 3)`` (any ``N x J*3`` numbers, radians) ->
+        rotation matrices ``(N, 1, J, 9)``, differentiable."""
+        per = _per_row(pose, 3, "pose")
+        rot = axis_angle_to_rotmat(pose.reshape(-1, 3))
+        return rot.reshape(pose.shape[0], 1, per, 9)
+
+
+def _per_row(x: object, size: int, name: str) -> int:
+    """Rotations per leading row of ``x`` (``size`` numbers each), for v1's static helpers."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    numbers = math.prod(x.shape[1:]) if x.ndim else 0
+    if x.ndim < 2 or numbers % size:
+        raise ValueError(f"{name} must have shape (N, 1, J, {size}), got {tuple(x.shape)}")
+    return numbers // size
+
 
 class VPoserV2(VPoserV1):
     """VPoser v2's interface (``decode(z)`` returns a dict) around an advprior prior."""
 
     def decode(self, Zin: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: N803
-        """``{"pose_body": (B, 21, 3), "pose_body_matrot": (B, 21, 9)}`` as VPoser v2."""
+        """``{"pose_body": (B, 21, 3), "pose_body_matrot": (B, 21, 9)}`` as VPoser v2.
+
+        As v2, the first dimension of ``Zin`` is kept and the joints of any further leading
+        dimensions are stacked: ``Zin (B, T, 32)`` gives ``(B, T * 21, 3)`` (``.reshape(B, T,
+        63)`` is each frame's ``body_pose``); ``Zin (32,)`` gives ``(1, 21, 3)``."""
         rot = self.decode_rotmat(Zin)
-        n = rot.shape[0]
+        lead = Zin.shape[0] if Zin.ndim > 1 else 1
+        per = self.num_joints * math.prod(Zin.shape[1:-1])
         return {
-            "pose_body": rotmat_to_axis_angle(rot).reshape(n, self.num_joints, 3),
-            "pose_body_matrot": rot.reshape(n, self.num_joints, 9),
+            "pose_body": rotmat_to_axis_angle(rot).reshape(lead, per, 3),
+            "pose_body_matrot": rot.reshape(lead, per, 9),
         }
 
     @torch.no_grad()
@@ -243,6 +287,9 @@ def _settings(vposer: VPoserV1, name: object, version: int) -> VPoserSettings:
     hidden = config.get("hidden_dim") if isinstance(config, dict) else None
     return VPoserSettings(
         latentD=vposer.latentD,
+        # v1's settings file (.ini) keys, which its loader builds the model from
+        num_neurons=hidden,
+        data_shape=[1, vposer.num_joints, 3],
         # v2 code reads its sizes from the nested config: ``cfg.model_params.latentD``
         model_params=VPoserSettings(latentD=vposer.latentD, num_neurons=hidden),
         num_joints=vposer.num_joints,
@@ -258,26 +305,62 @@ def _settings(vposer: VPoserV1, name: object, version: int) -> VPoserSettings:
 def _device(comp_device: object) -> torch.device | None:
     if comp_device is None:
         return None
-    if comp_device == "gpu":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(comp_device)
+    device = torch.device("cuda" if comp_device == "gpu" else comp_device)
+    # v2 loads on the CPU when no GPU is there, whatever comp_device says (scripts pass
+    # comp_device="cuda" and run on CPU-only machines too)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return device
 
 
 def load_vposer(
-    expr_dir: str | os.PathLike | nn.Module, vp_model: str = "snapshot"
+    expr_dir: str | os.PathLike | nn.Module, vp_model: str | type = "snapshot"
 ) -> tuple[VPoserV1, VPoserSettings]:
     """VPoser v1's loader: ``(vposer, ps)`` for an advprior alias (``"gan-s"``, ``"gan-u"``,
     ``"gan-n"``, ``"vae"``), a checkpoint folder or a loaded prior. ``vp_model`` is accepted
-    for v1's signature and must be a string (there is one snapshot per checkpoint).
+    for v1's signature, ``"snapshot"`` or a model class as v1 documents it (VPoser's own
+    class, still imported by code that swapped only the loader), and unused: the model comes
+    from the checkpoint.
 
     Raises:
         TypeError: a prior without a latent (the GMM) or a bad argument type.
         advprior.errors.ModelNotFoundError: unknown alias or path (as ``load_pretrained``).
     """
-    if not isinstance(vp_model, str):
-        raise TypeError(f"vp_model must be a str, got {type(vp_model).__name__}")
+    if not isinstance(vp_model, (str, type)):
+        raise TypeError(f"vp_model must be 'snapshot' or a class, got {type(vp_model).__name__}")
     vposer = VPoserV1(_resolve(expr_dir))
     return vposer, _settings(vposer, expr_dir, 1)
+
+
+def _override(cfg: VPoserSettings, override: object) -> None:
+    """Merge v2's ``model_cfg_override`` into ``cfg``: keys are dotted paths
+    (``"model_params.latentD"``, ``"dirs.work_base_dir"``) as v2 merges them into its config.
+    Keys that describe the model must keep their values: the model comes from the checkpoint."""
+    if not isinstance(override, Mapping):
+        raise TypeError(
+            f"model_cfg_override must be a dict of dotted keys, got {type(override).__name__}"
+        )
+    fixed = {
+        "latentD": cfg["latentD"],
+        "num_neurons": cfg["num_neurons"],
+        "model_params.latentD": cfg["latentD"],
+        "model_params.num_neurons": cfg["num_neurons"],
+    }
+    for key, value in override.items():
+        parts = key.split(".") if isinstance(key, str) else []
+        if not parts or not all(parts):
+            raise ValueError(f"model_cfg_override keys must be dotted names, got {key!r}")
+        if key in fixed and value != fixed[key]:
+            raise ValueError(
+                f"model_cfg_override cannot change {key!r} ({fixed[key]!r}): advprior's model "
+                "and its sizes come from the checkpoint (pick another alias or checkpoint)"
+            )
+        node = cfg
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = VPoserSettings()
+            node = node[part]
+        node[parts[-1]] = value
 
 
 def load_model(
@@ -286,15 +369,22 @@ def load_model(
     remove_words_in_model_weights: str | None = None,
     load_only_cfg: bool = False,
     disable_grad: bool = True,
-    custom_hparams: dict[str, Any] | None = None,
+    model_cfg_override: Mapping[str, Any] | None = None,
     comp_device: str | torch.device | None = None,
+    *,
+    custom_hparams: dict[str, Any] | None = None,
 ) -> tuple[VPoserV2, VPoserSettings] | VPoserSettings:
-    """VPoser v2's loader: ``(model, cfg)`` (``cfg`` alone with ``load_only_cfg``).
+    """VPoser v2's loader: ``(model, cfg)`` (``cfg`` alone with ``load_only_cfg``), with v2's
+    signature.
 
     ``model_code`` (v2's class) and ``remove_words_in_model_weights`` are accepted and unused:
-    the model's class and weights come from the checkpoint. ``custom_hparams`` entries are added
-    to ``cfg``. ``comp_device``: None keeps the CPU, ``"gpu"`` means CUDA when available, or any
-    torch device. The prior never has parameter gradients (``disable_grad`` is accepted).
+    the model's class and weights come from the checkpoint. ``model_cfg_override`` is merged
+    into ``cfg`` as v2 merges it (dotted keys such as ``"dirs.work_base_dir"`` set nested
+    entries); it cannot change the model's sizes (``latentD``, ``num_neurons``: ``ValueError``).
+    ``custom_hparams`` (keyword only, this module's earlier spelling) adds flat entries.
+    ``comp_device``: None keeps the CPU, ``"gpu"`` means CUDA, or any torch device; a CUDA
+    device on a machine without one falls back to the CPU, as v2 loads there. The prior never
+    has parameter gradients (``disable_grad`` is accepted).
     """
     if remove_words_in_model_weights is not None and not isinstance(
         remove_words_in_model_weights, str
@@ -302,6 +392,8 @@ def load_model(
         raise TypeError("remove_words_in_model_weights must be a str or None")
     vposer = VPoserV2(_resolve(expr_dir))
     cfg = _settings(vposer, expr_dir, 2)
+    if model_cfg_override is not None:
+        _override(cfg, model_cfg_override)
     cfg.update(custom_hparams or {})
     if load_only_cfg:
         return cfg
