@@ -25,6 +25,7 @@ first imported.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import inspect
 import json
@@ -32,7 +33,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any, ClassVar, TypeVar
@@ -527,6 +528,22 @@ def _load_state(module: torch.nn.Module, weights: Path) -> None:
     module.load_state_dict(tensors, strict=True)
 
 
+def safetensors_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    """``state`` serialised as ``save_pretrained`` writes ``model.safetensors``: each tensor
+    detached, on the CPU and contiguous, header metadata ``{"format": "pt"}``."""
+    from safetensors.torch import save
+
+    # Clone so tied/shared tensors serialise independently; safetensors refuses shared storage.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    return save(tensors, metadata={"format": "pt"})
+
+
+def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of :func:`safetensors_bytes`: for a model saved with ``save_pretrained`` it is the
+    sha256 of its ``model.safetensors`` (the manifest's ``sha256`` for a released alias)."""
+    return hashlib.sha256(safetensors_bytes(state)).hexdigest()
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False)
@@ -659,8 +676,6 @@ class PretrainedMixin:
         directory, or the commit URL when ``push_to_hub=True`` (``repo_id`` defaults to the
         directory name).
         """
-        from safetensors.torch import save
-
         if training is not None:
             if not isinstance(training, dict) or not _jsonable(training):
                 raise TypeError(
@@ -676,12 +691,10 @@ class PretrainedMixin:
             )
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        # Clone so tied/shared tensors serialise independently; safetensors refuses shared storage.
-        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
         # Serialise to bytes and write them ourselves: safetensors' own file writer leaves the
         # file private (0o600) whatever the umask.
         with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            tmp.write_bytes(save(state, metadata={"format": "pt"}))
+            tmp.write_bytes(safetensors_bytes(self.state_dict()))
         write_text_atomic(
             directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n"
         )
@@ -845,5 +858,7 @@ __all__ = [
     "registered_model_types",
     "resolve",
     "resolve_files",
+    "safetensors_bytes",
     "sha256_file",
+    "state_sha256",
 ]
