@@ -45,7 +45,8 @@ class LatentHead(nn.Module):
     :class:`~advprior.errors.PriorMismatchError` naming both priors, before changing anything,
     when the head is built on another prior than the state dict's record: another class, latent
     kind or dim, or other weights (those the state dict carries under ``prior.``, else the head's
-    own prior's). A state dict without the record (advprior < 0.2) loads with a ``UserWarning``.
+    own prior's). A state dict without the record (advprior 0.2.0 and older) loads with a
+    ``UserWarning``.
     """
 
     def __init__(self, in_features: int, prior: Prior, hidden: int | None = None) -> None:
@@ -119,7 +120,7 @@ class LatentHead(nn.Module):
             where = f" (at {prefix[:-1]!r})" if prefix else ""
             warnings.warn(
                 f"this LatentHead state dict{where} records no prior (saved by advprior "
-                "< 0.2): it cannot be checked that it was trained for this prior "
+                "0.2.0 or older): it cannot be checked that it was trained for this prior "
                 f"({_describe(self.prior_record())}); save it again to record it",
                 UserWarning,
                 stacklevel=4,
@@ -155,11 +156,13 @@ def _record(prior: nn.Module, state: dict[str, Tensor]) -> dict[str, Any]:
     # the prior went through .double() and back
     canonical = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     space = prior.latent_space
+    # a prior on the meta device (deferred initialisation) has no weights to hash yet
+    known = not any(v.is_meta for v in canonical.values())
     return {
         "prior": type(prior).__name__,
         "latent": space.kind,
         "latent_dim": space.dim,
-        "prior_sha256": state_sha256(canonical),
+        "prior_sha256": state_sha256(canonical) if known else None,
     }
 
 
@@ -188,11 +191,11 @@ def _alias_of(sha256: str) -> str | None:
 
 def _describe(record: dict[str, Any]) -> str:
     sha = record["prior_sha256"]
-    alias = _alias_of(sha)
+    alias = _alias_of(sha) if sha else None
     name = f"{alias!r} " if alias else ""
     return (
         f"{name}{record['prior']} latent {record['latent']!r} dim {record['latent_dim']}, "
-        f"weights sha256 {sha[:12]}..."
+        f"weights sha256 {sha[:12] + '...' if sha else 'unknown (meta device)'}"
     )
 
 
@@ -202,16 +205,17 @@ def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Te
     own = prior.state_dict()
     mine = _record(prior, own)
     differ = [k for k in ("prior", "latent", "latent_dim") if saved[k] != mine[k]]
-    if not differ and carried:
+    saved_sha = saved["prior_sha256"]  # None: saved from a prior on the meta device
+    if not differ and saved_sha is not None and carried:
         after = _record(prior, {**own, **carried})["prior_sha256"]
-        if after != saved["prior_sha256"]:
+        if after is not None and after != saved_sha:
             raise PriorMismatchError(
                 f"this LatentHead state dict records the prior {_describe(saved)}, but its own "
                 f"prior.* tensors give weights sha256 {after[:12]}...: it was edited after "
                 "saving, and the head's layer was not trained for these weights. Nothing was "
                 "loaded."
             )
-    elif not differ and mine["prior_sha256"] != saved["prior_sha256"]:
+    elif not differ and saved_sha is not None and mine["prior_sha256"] not in (None, saved_sha):
         differ = ["weights"]
     if differ:
         raise PriorMismatchError(

@@ -236,3 +236,20 @@ def test_record_through_torch_compile_and_ddp(tmp_path) -> None:
         DistributedDataParallel(LatentHead(8, _prior())).load_state_dict(state)
     finally:
         dist.destroy_process_group()
+
+
+def test_a_head_built_on_the_meta_device_saves_and_loads() -> None:
+    # deferred initialisation: nothing to hash on meta, so the weights are not compared there
+    trained = _trained_head(_prior())
+    with torch.device("meta"):
+        deferred = LatentHead(8, PosePrior())
+    assert deferred.prior_record()["prior_sha256"] is None
+    deferred.load_state_dict(trained.state_dict(), assign=True)
+    feats = torch.randn(2, 8)
+    assert torch.equal(deferred(feats), trained(feats))
+    with torch.device("meta"):
+        other = LatentHead(8, PosePrior(latent="uniform"))
+    from advprior.errors import PriorMismatchError
+
+    with pytest.raises(PriorMismatchError, match="they differ in: latent"):
+        other.load_state_dict(trained.state_dict(), assign=True)
