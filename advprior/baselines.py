@@ -26,7 +26,7 @@ from advprior.fileio import portable_pickle, write_atomic
 from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output
 from advprior.inversion import frozen, full_precision
-from advprior.latent import LatentSpace, check_generator
+from advprior.latent import LatentSpace, check_generator, draw_device
 from advprior.prior import decode_6d, run_mlp
 from advprior.skeleton import BODY_POSE_SIZES, pad_hand_joints
 from advprior.tensors import check_dtype, check_tensor, flatten_batch_dims, unflatten_batch_dims
@@ -357,12 +357,21 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         return out
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n, dim)`` poses drawn from the mixture (component by weight, then its Gaussian)."""
+        """``(n, dim)`` poses drawn from the mixture (component by weight, then its Gaussian),
+        on the mixture's device.
+
+        As :meth:`advprior.latent.LatentSpace.sample` (torch's convention): the draw happens on
+        ``generator``'s device, so a seeded CPU generator gives the same poses whether the
+        mixture is on the CPU or a GPU, and the global RNG is untouched; without a generator,
+        on the mixture's device from torch's default generator there."""
         n = _check_n(n)
         check_generator(generator)
         device = self.means.device
-        comp = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.dim, 1, generator=generator, dtype=self.means.dtype)
-        chol = torch.linalg.cholesky(self.covariances.double()).to(self.means.dtype).cpu()
-        x = self.means.cpu()[comp] + (chol[comp] @ eps).squeeze(-1)
+        where = draw_device(generator, device)
+        dtype = self.means.dtype
+        chol = torch.linalg.cholesky(self.covariances.double()).to(device=where, dtype=dtype)
+        weights = self.weights.to(where)
+        comp = torch.multinomial(weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, 1, generator=generator, dtype=dtype, device=where)
+        x = self.means.to(where)[comp] + (chol[comp] @ eps).squeeze(-1)
         return x.to(device)

@@ -23,6 +23,11 @@ class CorruptCheckpointError(AdvPriorError, ValueError):
     """A checkpoint that cannot be parsed, or whose tensors do not match its config."""
 
 
+class PriorMismatchError(AdvPriorError, ValueError):
+    """A state dict trained for one prior loaded onto another (e.g. a ``LatentHead`` trained on
+    GAN-S loaded onto a head built on GAN-U); the message names both priors."""
+
+
 class OfflineError(AdvPriorError, OSError):
     """Offline mode (or no network) and the requested file is not in the cache."""
 

@@ -23,7 +23,6 @@ ONNX export needs the ``onnx`` package (``pip install 'advprior[export]'``, whic
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import os
@@ -42,10 +41,11 @@ from advprior.fileio import (
     parse_json,
     write_atomic,
 )
-from advprior.hub import load_pretrained, resolve_files, sha256_file
+from advprior.hub import load_files, resolve_files, sha256_file, state_sha256
 from advprior.interface import OUTPUTS, body_joints, check_output
 from advprior.prior import decode_6d, run_mlp
 from advprior.skeleton import JOINT_NAMES
+from advprior.tensors import check_device
 from advprior.version import __version__
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -99,12 +99,18 @@ def _decoder_mlp(model: nn.Module) -> nn.Sequential:
     )
 
 
-def _weights_sha256(model: nn.Module) -> str:
-    """sha256 of the weights as safetensors bytes (what ``save_pretrained`` writes)."""
-    from safetensors.torch import save
-
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    return hashlib.sha256(save(state, metadata={"format": "pt"})).hexdigest()
+def trace_device(device: object, model_device: torch.device) -> torch.device:
+    """Where :func:`export_prior` traces: ``device``, or ``model_device`` (the in-memory
+    model's, CPU for a name) when it is None. ``ValueError`` for a malformed or unavailable
+    device and for ``meta``, which holds no values to trace with."""
+    dev = model_device if device is None else check_device(device)
+    if dev.type == "meta":
+        what = "the model is on the meta device" if device is None else "device 'meta'"
+        raise ValueError(
+            f"cannot export from the meta device ({what}): tracing runs the decoder on real "
+            "numbers; load the weights and pass device='cpu' or the device the file will run on"
+        )
+    return dev
 
 
 def export_prior(
@@ -115,7 +121,7 @@ def export_prior(
     output_kind: str = "axis_angle",
     project: bool = False,
     body: str = "smplx",
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     opset: int = DEFAULT_OPSET,
     **load_kwargs: Any,
 ) -> dict[str, Any]:
@@ -129,13 +135,22 @@ def export_prior(
         output_kind: ``"axis_angle"``, ``"rotmat"``, ``"rot6d"`` or ``"quat"`` (module docstring).
         project: include the latent projection (sphere / cube) in the graph.
         body: ``"smplx"``/``"smplh"`` (21 joints) or ``"smpl"`` (23, hands identity).
-        device: where to trace; the files run anywhere (TorchScript keeps the device it was
-            traced on for constants, so trace on the device you will run on).
+        device: where to trace (the files run anywhere, but TorchScript keeps the device it
+            was traced on for its constants, so trace on the device you will run on). None
+            (default): CPU for a name, the model's own device for an in-memory model. An
+            in-memory model is never moved: a copy of its decoder is traced on ``device``.
         opset: ONNX opset version.
         load_kwargs: passed to :func:`advprior.load_pretrained` when ``model`` is a name.
 
-    Raises ``ValueError`` for an unknown format, output kind or body, ``TypeError`` for a model
-    without a latent decoder (the GMM), ``ImportError`` when ONNX is asked for without ``onnx``.
+    A name is resolved and loaded once, as :func:`advprior.load_pretrained` does, so its
+    weights file passes the same sha256 check (:class:`~advprior.errors.ChecksumMismatchError`
+    for a file that differs from the manifest's ``sha256`` or its ``config.json``'s
+    ``weights_sha256``), and the metadata's ``weights_sha256`` is that of the file loaded.
+
+    Raises ``ValueError`` for an unknown format, output kind or body, a malformed, unavailable
+    or ``meta`` device, ``TypeError`` for a model without a latent decoder (the GMM),
+    ``ImportError`` when ONNX is asked for without ``onnx``, and :func:`advprior.load_pretrained`'s
+    errors for a name.
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
@@ -152,22 +167,26 @@ def export_prior(
 
     alias, sha256 = None, None
     if isinstance(model, (str, os.PathLike)):
+        device = trace_device(device, torch.device("cpu"))
         alias = os.fspath(model)
+        # one resolution: the file verified is the file loaded is the file whose sha256 is
+        # recorded in the export
         files = resolve_files(model, **load_kwargs)
+        model = load_files(files, device=device)
         sha256 = sha256_file(files.weights)
-        model = load_pretrained(model, device=device, **load_kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a name or an nn.Module, got {type(model).__name__}")
     mlp = _decoder_mlp(model)
     param = next(mlp.parameters())
-    wrapper = ExportedDecoder(model, output_kind, joints, project).eval()
+    device = trace_device(device, param.device)
+    wrapper = ExportedDecoder(model, output_kind, joints, project).eval().to(device)
     latent_dim = mlp[0].in_features
 
     meta: dict[str, Any] = {
         "format": format,
         "alias": alias,
         "model_type": getattr(model, "model_type", type(model).__name__),
-        "weights_sha256": sha256 or _weights_sha256(model),
+        "weights_sha256": sha256 or state_sha256(model.state_dict()),
         "weights_sha256_of": "checkpoint file" if sha256 else "safetensors bytes of state_dict",
         "latent": None if model.latent_space is None else model.latent_space.kind,
         "latent_dim": latent_dim,
@@ -186,7 +205,7 @@ def export_prior(
     # Trace with enough rows that the many-rotation kernels are recorded: they are the faster
     # ones for batches, and the graph is the same arithmetic at any batch size.
     example = torch.randn(64, latent_dim, generator=torch.Generator().manual_seed(0))
-    example = example.to(device=param.device, dtype=torch.float32)
+    example = example.to(device=device, dtype=torch.float32)
     if param.dtype != torch.float32:
         raise TypeError(f"export needs float32 weights, got {param.dtype}; call model.float()")
 
@@ -346,4 +365,5 @@ __all__ = [
     "check_opset",
     "export_prior",
     "read_export_metadata",
+    "trace_device",
 ]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from advprior.errors import PriorMismatchError
+from advprior.hub import read_manifest, state_sha256
 from advprior.interface import Prior
 from advprior.tensors import check_tensor
 
@@ -32,6 +37,16 @@ class LatentHead(nn.Module):
     ``forward(features (..., F)) -> body_pose (..., 63)`` axis-angle, radians;
     ``forward(features, output="rotmat")`` -> ``(..., 21, 3, 3)``. :meth:`latent` gives the
     latent ``(..., D)``.
+
+    The state dict records the prior the head was trained for (``_extra_state``, a uint8 tensor
+    of JSON: the prior's class, latent kind, latent dim and weights sha256, see
+    :meth:`prior_record`), so ``torch.save`` with ``torch.load(weights_only=True)`` and
+    safetensors both keep it. ``load_state_dict`` raises
+    :class:`~advprior.errors.PriorMismatchError` naming both priors, before changing anything,
+    when the head is built on another prior than the state dict's record: another class, latent
+    kind or dim, or other weights (those the state dict carries under ``prior.``, else the head's
+    own prior's). A state dict without the record (advprior 0.2.0 and older) loads with a
+    ``UserWarning``.
     """
 
     def __init__(self, in_features: int, prior: Prior, hidden: int | None = None) -> None:
@@ -62,6 +77,61 @@ class LatentHead(nn.Module):
             p.requires_grad_(False)
         self.prior.eval()
 
+    # -- which prior the head was trained for --------------------------------------------------
+
+    def prior_record(self) -> dict[str, Any]:
+        """What the state dict records of the prior: ``{"prior": class name, "latent": kind,
+        "latent_dim": D, "prior_sha256": sha256 of the prior's weights}``. The sha256 is that of
+        the weights serialised as ``save_pretrained`` writes them (floating tensors in float32),
+        so for a released prior it is the manifest's ``sha256`` (e.g. ``gan-s``'s)."""
+        return _record(self.prior, self.prior.state_dict())
+
+    def get_extra_state(self) -> Tensor:
+        # a tensor (not a dict) so the state dict stays all tensors: safetensors can save it
+        blob = json.dumps(self.prior_record(), sort_keys=True).encode()
+        return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+
+    def set_extra_state(self, state: Any) -> None:
+        # The record describes the prior, so there is nothing to set; _load_from_state_dict
+        # checked it against the prior before anything was loaded.
+        _decode_record(state)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + "_extra_state"
+        if key in state_dict:
+            saved = _decode_record(state_dict[key])
+            # the state dict's prior.* tensors replace the prior's where it has them
+            carried = {
+                k: state_dict[f"{prefix}prior.{k}"]
+                for k in self.prior.state_dict()
+                if f"{prefix}prior.{k}" in state_dict
+            }
+            _check_record(saved, self.prior, carried)
+        elif any(k.startswith(prefix + "net.") for k in state_dict):
+            where = f" (at {prefix[:-1]!r})" if prefix else ""
+            warnings.warn(
+                f"this LatentHead state dict{where} records no prior (saved by advprior "
+                "0.2.0 or older): it cannot be checked that it was trained for this prior "
+                f"({_describe(self.prior_record())}); save it again to record it",
+                UserWarning,
+                stacklevel=4,
+            )
+        before = len(missing_keys)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if key not in state_dict and key in missing_keys[before:]:
+            missing_keys.remove(key)
+
     def train(self, mode: bool = True) -> LatentHead:
         super().train(mode)
         self.prior.eval()  # dropout in the decoder would make poses random
@@ -75,3 +145,81 @@ class LatentHead(nn.Module):
     def forward(self, features: Tensor, **decode_kwargs: Any) -> Tensor:
         """Body pose ``(..., 63)`` (or as ``decode_kwargs`` ask, e.g. ``output="rotmat"``)."""
         return self.prior.decode(self.latent(features), **decode_kwargs)
+
+
+_RECORD_KEYS = ("prior", "latent", "latent_dim", "prior_sha256")
+
+
+def _record(prior: nn.Module, state: dict[str, Tensor]) -> dict[str, Any]:
+    """The record of ``prior`` with weights ``state`` (see :meth:`LatentHead.prior_record`)."""
+    # float32 whatever the prior's dtype: a head trained on gan-s still matches gan-s after
+    # the prior went through .double() and back
+    canonical = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    space = prior.latent_space
+    # a prior on the meta device (deferred initialisation) has no weights to hash yet
+    known = not any(v.is_meta for v in canonical.values())
+    return {
+        "prior": type(prior).__name__,
+        "latent": space.kind,
+        "latent_dim": space.dim,
+        "prior_sha256": state_sha256(canonical) if known else None,
+    }
+
+
+def _decode_record(state: Any) -> dict[str, Any]:
+    if isinstance(state, Tensor) and state.dtype == torch.uint8 and state.ndim == 1:
+        try:
+            record = json.loads(bytes(state.cpu().tolist()).decode())
+        except (UnicodeDecodeError, ValueError):
+            record = None
+        if isinstance(record, dict) and all(k in record for k in _RECORD_KEYS):
+            return record
+    raise PriorMismatchError(
+        "the LatentHead state dict's '_extra_state' is not a prior record (a uint8 tensor of "
+        f"JSON with keys {list(_RECORD_KEYS)}); was it saved from a LatentHead?"
+    )
+
+
+def _alias_of(sha256: str) -> str | None:
+    """The manifest alias whose weights have this sha256, if any (only to name it)."""
+    try:
+        models = read_manifest()
+    except Exception:  # naming the alias is a courtesy; a broken manifest must not hide the error
+        return None
+    return next((a for a, e in sorted(models.items()) if e.get("sha256") == sha256), None)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    sha = record["prior_sha256"]
+    alias = _alias_of(sha) if sha else None
+    name = f"{alias!r} " if alias else ""
+    return (
+        f"{name}{record['prior']} latent {record['latent']!r} dim {record['latent_dim']}, "
+        f"weights sha256 {sha[:12] + '...' if sha else 'unknown (meta device)'}"
+    )
+
+
+def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Tensor]) -> None:
+    """Raise PriorMismatchError unless a head trained for the prior ``saved`` describes runs
+    on ``prior`` once the state dict's prior tensors ``carried`` are loaded into it."""
+    own = prior.state_dict()
+    mine = _record(prior, own)
+    differ = [k for k in ("prior", "latent", "latent_dim") if saved[k] != mine[k]]
+    saved_sha = saved["prior_sha256"]  # None: saved from a prior on the meta device
+    if not differ and saved_sha is not None and carried:
+        after = _record(prior, {**own, **carried})["prior_sha256"]
+        if after is not None and after != saved_sha:
+            raise PriorMismatchError(
+                f"this LatentHead state dict records the prior {_describe(saved)}, but its own "
+                f"prior.* tensors give weights sha256 {after[:12]}...: it was edited after "
+                "saving, and the head's layer was not trained for these weights. Nothing was "
+                "loaded."
+            )
+    elif not differ and saved_sha is not None and mine["prior_sha256"] not in (None, saved_sha):
+        differ = ["weights"]
+    if differ:
+        raise PriorMismatchError(
+            f"this LatentHead state dict was trained for the prior {_describe(saved)}, but the "
+            f"head's prior is {_describe(mine)} (they differ in: {', '.join(differ)}); build the "
+            "head on the prior it was trained for. Nothing was loaded."
+        )

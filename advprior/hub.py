@@ -3,8 +3,10 @@
 A checkpoint is a directory (or Hub repo) holding
 
 - ``model.safetensors``: the state dict (safetensors only; nothing is ever unpickled),
-- ``config.json``: every constructor argument, ``"model_type"``, ``"format_version": 1`` and an
-  optional free-form ``"training"`` dict (data, steps, metrics),
+- ``config.json``: every constructor argument, ``"model_type"``, ``"format_version": 1``,
+  ``"weights_sha256"`` (the sha256 of ``model.safetensors``, checked whenever the folder is
+  loaded; absent from checkpoints saved by advprior 0.2.0 and older) and an optional
+  free-form ``"training"`` dict (data, steps, metrics),
 - ``README.md``: a model card rendered from the config.
 
 :class:`PretrainedMixin` gives ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` to any
@@ -25,6 +27,7 @@ first imported.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import inspect
 import json
@@ -32,7 +35,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any, ClassVar, TypeVar
@@ -57,7 +60,7 @@ MODEL_CARD_NAME = "README.md"
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MANIFEST = PACKAGE_DIR / "weights_manifest.json"
 # Keys of config.json that are not constructor arguments.
-RESERVED_CONFIG_KEYS = ("model_type", "format_version", "training")
+RESERVED_CONFIG_KEYS = ("model_type", "format_version", "training", "weights_sha256")
 MANIFEST_REQUIRED_KEYS = (
     "repo_id",
     "revision",
@@ -338,15 +341,53 @@ def _hub_download(
         raise ModelNotFoundError(f"{what}: {repo_id!r} is not a valid Hub repo id ({err})") from err
 
 
-def _verify(path: Path, expected: str | None, what: str) -> None:
+def _verify(
+    path: Path,
+    expected: str | None,
+    what: str,
+    pinned_by: str = "the manifest pins",
+    hint: str = "re-download with force_download=True if the cached copy is damaged",
+) -> None:
+    """The one sha256 check of every checkpoint file advprior loads (or exports)."""
     if expected is None:
         return
     actual = sha256_file(path)
     if actual != expected:
         raise ChecksumMismatchError(
-            f"{what}: {path} has sha256 {actual}, but the manifest pins {expected}; refusing to "
-            "load it (re-download with force_download=True if the cached copy is damaged)"
+            f"{what}: {path} has sha256 {actual}, but {pinned_by} {expected}; refusing to "
+            f"load it ({hint})"
         )
+
+
+def _verify_recorded(files: CheckpointFiles, models: dict[str, dict[str, Any]]) -> None:
+    """Check a folder's (or Hub repo's) weights against the sha256 recorded for them: its
+    config.json's ``weights_sha256`` (written by ``save_pretrained``), else, for a config.json
+    without one that is a released alias's own (its ``config_sha256``: a copy of a bundled or
+    downloaded checkpoint), that alias's ``sha256``. Nothing is recorded for other folders."""
+    what = f"checkpoint {files.directory}"
+    recorded = read_config(files.config).get("weights_sha256")
+    if recorded is not None:
+        _verify(
+            files.weights,
+            recorded,
+            what,
+            f"its {CONFIG_NAME} records",
+            "it was changed or damaged after it was saved",
+        )
+        return
+    digest = sha256_file(files.config)
+    for alias, entry in sorted(models.items()):
+        if entry.get("config_sha256") == digest:
+            _verify(
+                files.weights,
+                entry["sha256"],
+                what,
+                f"its {CONFIG_NAME} is that of {alias!r}, whose weights the manifest pins at",
+                f"it was changed or damaged; a fine-tune of {alias!r} saved by advprior 0.2.0 "
+                f"or older keeps its {CONFIG_NAME}: load the weights into PosePrior yourself "
+                "and save_pretrained them again",
+            )
+            return
 
 
 def _alias_files(alias: str, entry: dict[str, Any], **hub_kwargs: Any) -> CheckpointFiles:
@@ -390,7 +431,9 @@ def resolve_files(
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():
-        return _local_files(path)
+        files = _local_files(path)
+        _verify_recorded(files, _manifest_models(manifest, quiet=True))
+        return files
     if path.exists():
         raise _file_error(path)
     hub_kwargs = dict(
@@ -400,9 +443,7 @@ def resolve_files(
         force_download=force_download,
         token=token,
     )
-    path = manifest_path(manifest)
-    # An install without the packaged manifest can still load directories and Hub repo ids.
-    models = read_manifest(path) if path.exists() or path != DEFAULT_MANIFEST else {}
+    models = _manifest_models(manifest)
     if name in models:
         return _alias_files(name, models[name], **hub_kwargs)
     if isinstance(name_or_path, str) and not _looks_like_path(name) and _HUB_ID.fullmatch(name):
@@ -411,12 +452,31 @@ def resolve_files(
         what = f"Hub model {name!r} (no local folder {name!r} exists either)"
         config = _hub_download(name, CONFIG_NAME, what=what, **hub_kwargs)
         weights = _hub_download(name, WEIGHTS_NAME, what=what, **hub_kwargs)
-        return CheckpointFiles(config, weights, "hub")
+        files = CheckpointFiles(config, weights, "hub")
+        _verify_recorded(files, models)
+        return files
     known = ", ".join(sorted(models)) or "none yet"
     raise ModelNotFoundError(
         f"{name!r} is not a checkpoint directory, a known model alias (known: {known}), "
         "or a Hub repo id of the form 'owner/name'"
     )
+
+
+def _manifest_models(
+    manifest: str | os.PathLike | None, *, quiet: bool = False
+) -> dict[str, dict[str, Any]]:
+    """The manifest's entries; ``{}`` for an install without the packaged manifest (it can
+    still load directories and Hub repo ids) and, with ``quiet``, for a broken one (a local
+    folder is only looked up in it)."""
+    path = manifest_path(manifest)
+    if not path.exists() and path == DEFAULT_MANIFEST:
+        return {}
+    try:
+        return read_manifest(path)
+    except (ManifestError, ModelNotFoundError):
+        if quiet:
+            return {}
+        raise
 
 
 def resolve(name_or_path: str | os.PathLike, **kwargs: Any) -> Path:
@@ -445,6 +505,11 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     training = config.get("training")
     if training is not None and not isinstance(training, dict):
         raise CorruptCheckpointError(f"{path}: 'training' must be an object or null")
+    recorded = config.get("weights_sha256")
+    if recorded is not None and not (isinstance(recorded, str) and _SHA256.fullmatch(recorded)):
+        raise CorruptCheckpointError(
+            f"{path}: 'weights_sha256' must be 64 lowercase hex digits, got {recorded!r:.80}"
+        )
     return config
 
 
@@ -527,6 +592,22 @@ def _load_state(module: torch.nn.Module, weights: Path) -> None:
     module.load_state_dict(tensors, strict=True)
 
 
+def safetensors_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    """``state`` serialised as ``save_pretrained`` writes ``model.safetensors``: each tensor
+    detached, on the CPU and contiguous, header metadata ``{"format": "pt"}``."""
+    from safetensors.torch import save
+
+    # Clone so tied/shared tensors serialise independently; safetensors refuses shared storage.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    return save(tensors, metadata={"format": "pt"})
+
+
+def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of :func:`safetensors_bytes`: for a model saved with ``save_pretrained`` it is the
+    sha256 of its ``model.safetensors`` (the manifest's ``sha256`` for a released alias)."""
+    return hashlib.sha256(safetensors_bytes(state)).hexdigest()
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False)
@@ -585,7 +666,13 @@ def _model_card(model: PretrainedMixin, config: dict[str, Any]) -> str:
                 )
     else:
         lines.append("No training metadata was recorded with this checkpoint.")
-    lines += ["", f"Checkpoint format version {FORMAT_VERSION}; weights in safetensors.", ""]
+    sha = config.get("weights_sha256")
+    lines += [
+        "",
+        f"Checkpoint format version {FORMAT_VERSION}; weights in safetensors"
+        + (f" (sha256 `{sha}`)." if sha else "."),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -659,8 +746,6 @@ class PretrainedMixin:
         directory, or the commit URL when ``push_to_hub=True`` (``repo_id`` defaults to the
         directory name).
         """
-        from safetensors.torch import save
-
         if training is not None:
             if not isinstance(training, dict) or not _jsonable(training):
                 raise TypeError(
@@ -676,12 +761,13 @@ class PretrainedMixin:
             )
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
-        # Clone so tied/shared tensors serialise independently; safetensors refuses shared storage.
-        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
         # Serialise to bytes and write them ourselves: safetensors' own file writer leaves the
         # file private (0o600) whatever the umask.
+        blob = safetensors_bytes(self.state_dict())
+        # recorded so that loading (and exporting) the folder refuses a changed weights file
+        config["weights_sha256"] = hashlib.sha256(blob).hexdigest()
         with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            tmp.write_bytes(save(state, metadata={"format": "pt"}))
+            tmp.write_bytes(blob)
         write_text_atomic(
             directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n"
         )
@@ -823,9 +909,17 @@ def load_pretrained(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
     """Load any advprior checkpoint (``"gan"``, ``"vae"``, ``"gmm"``, ...) by its config's
     ``model_type``. Accepts every keyword of :meth:`PretrainedMixin.from_pretrained`."""
     load_kwargs = {k: kwargs.pop(k) for k in ("device", "freeze") if k in kwargs}
-    files = resolve_files(name_or_path, **kwargs)
+    return load_files(resolve_files(name_or_path, **kwargs), **load_kwargs)
+
+
+def load_files(
+    files: CheckpointFiles, *, device: torch.device | str | None = None, freeze: bool = True
+) -> Any:
+    """The model of already resolved (and so sha256-verified) ``files``
+    (:func:`resolve_files`), as :func:`load_pretrained` loads it: for callers that also need
+    the files, e.g. to record the weights' sha256 of exactly what was loaded."""
     cls = model_class(read_config(files.config)["model_type"])
-    return cls._from_files(files, **load_kwargs)
+    return cls._from_files(files, device=device, freeze=freeze)
 
 
 def registered_model_types() -> dict[str, type]:
@@ -837,6 +931,7 @@ __all__ = [
     "CheckpointFiles",
     "PretrainedMixin",
     "known_aliases",
+    "load_files",
     "load_pretrained",
     "manifest_path",
     "model_class",
@@ -845,5 +940,7 @@ __all__ = [
     "registered_model_types",
     "resolve",
     "resolve_files",
+    "safetensors_bytes",
     "sha256_file",
+    "state_sha256",
 ]

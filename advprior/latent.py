@@ -47,6 +47,16 @@ def check_generator(generator: object, name: str = "generator") -> torch.Generat
     return generator
 
 
+def draw_device(
+    generator: torch.Generator | None, device: torch.device | str | None
+) -> torch.device | str | None:
+    """Where a sampler draws: on ``generator``'s device when one is given (torch's functions
+    refuse a generator of another device, and a seeded CPU generator then gives the same
+    numbers whatever device the result goes to), else on ``device`` (None: torch's default).
+    The sampler moves the draw to ``device`` afterwards."""
+    return generator.device if generator is not None else device
+
+
 class LatentSpace:
     """A latent space of kind ``"sphere"``, ``"uniform"`` or ``"normal"`` and dimension ``dim``."""
 
@@ -85,12 +95,12 @@ class LatentSpace:
         dtype = dtype or torch.get_default_dtype()
         if not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
-        draw_device = generator.device if generator is not None else device
+        where = draw_device(generator, device)
         shape = (n, self.dim)
         if self.kind == "uniform":
-            z = torch.rand(shape, generator=generator, device=draw_device, dtype=dtype) * 2 - 1
+            z = torch.rand(shape, generator=generator, device=where, dtype=dtype) * 2 - 1
         else:
-            z = torch.randn(shape, generator=generator, device=draw_device, dtype=dtype)
+            z = torch.randn(shape, generator=generator, device=where, dtype=dtype)
             if self.kind == "sphere":
                 z = self.project(z)
         return z.to(device) if device is not None else z

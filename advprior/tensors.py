@@ -65,6 +65,25 @@ def check_dtype(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
     return x
 
 
+def check_device(device: object, name: str = "device") -> torch.device:
+    """``torch.device(device)``, or a ``ValueError`` naming ``name`` for a malformed device, or
+    a CUDA/MPS device this machine does not have (torch's own error comes only at the first
+    ``.to()``, as an ``AssertionError`` about how torch was compiled)."""
+    try:
+        dev = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{name} {device!r} is not a torch device ({err})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} {device!r}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{name} {device!r}: this machine has {count} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name} {device!r}: MPS is not available on this machine")
+    return dev
+
+
 def cacheable(t: Tensor) -> bool:
     """Whether ``t`` may be kept past this call: a plain tensor made outside any tracing.
     ``torch.export`` runs eager code with fake tensors (a ``Tensor`` subclass); one kept in a

@@ -123,6 +123,14 @@ def checkpoint(tmp_path: Path, prior: PosePrior) -> Path:
     return out
 
 
+def _without_record(ckpt: Path) -> None:
+    """Drop config.json's weights_sha256, as in a folder saved by advprior 0.2.0 or another
+    tool: the structural checks below are then what catches a bad weights file."""
+    config = json.loads((ckpt / "config.json").read_text())
+    del config["weights_sha256"]
+    (ckpt / "config.json").write_text(json.dumps(config))
+
+
 def _publish(hub: FakeHub, ckpt: Path, repo: str = REPO) -> None:
     hub.repos[repo] = {
         "commit": COMMIT,
@@ -174,6 +182,7 @@ def test_save_writes_three_files_and_full_config(checkpoint: Path) -> None:
         "model_type": "gan",
         "format_version": 1,
         "training": {"data": "unit test", "steps": 0, "metrics": {"x": 1.5}},
+        "weights_sha256": sha256_file(checkpoint / "model.safetensors"),
     }
     card = (checkpoint / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: advprior" in card
@@ -249,12 +258,16 @@ def test_unjsonable_constructor_argument_is_refused(tmp_path: Path) -> None:
 def test_truncated_weights(checkpoint: Path) -> None:
     f = checkpoint / "model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ChecksumMismatchError, match="config.json records"):
+        PosePrior.from_pretrained(checkpoint)
+    _without_record(checkpoint)
     with pytest.raises(CorruptCheckpointError, match="safetensors"):
         PosePrior.from_pretrained(checkpoint)
 
 
 def test_garbage_weights(checkpoint: Path) -> None:
     (checkpoint / "model.safetensors").write_bytes(b"\x80\x04 this is not a safetensors file")
+    _without_record(checkpoint)
     with pytest.raises(CorruptCheckpointError):
         PosePrior.from_pretrained(checkpoint)
 
@@ -272,6 +285,7 @@ def test_missing_tensor(checkpoint: Path, prior: PosePrior) -> None:
 
     state = {k: v for k, v in prior.state_dict().items() if not k.endswith("5.bias")}
     save_file(state, str(checkpoint / "model.safetensors"))
+    _without_record(checkpoint)
     with pytest.raises(CorruptCheckpointError, match="missing tensors"):
         PosePrior.from_pretrained(checkpoint)
 
@@ -334,6 +348,7 @@ def test_non_finite_weights_are_refused(checkpoint: Path, prior: PosePrior) -> N
     state = {k: v.clone() for k, v in prior.state_dict().items()}
     state["generator.0.weight"][0, 0] = float("nan")
     save_file(state, str(checkpoint / "model.safetensors"))
+    _without_record(checkpoint)
     with pytest.raises(CorruptCheckpointError, match="'generator.0.weight' holds NaN or inf"):
         load_pretrained(checkpoint)
 
@@ -574,6 +589,66 @@ def test_plain_hub_repo_id(
     assert torch.equal(loaded(_z()), prior(_z()))
     with pytest.raises(ModelNotFoundError):
         PosePrior.from_pretrained("someone/absent", cache_dir=cache)
+
+
+def _flip_last_byte(path: Path) -> None:
+    # the last tensor's last byte: a few ulps of one float, still finite, still parseable
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_a_folder_with_changed_weights_is_refused_by_the_sha256_its_config_records(
+    checkpoint: Path, prior: PosePrior
+) -> None:
+    _flip_last_byte(checkpoint / "model.safetensors")
+    for load in (load_pretrained, PosePrior.from_pretrained, resolve):
+        with pytest.raises(ChecksumMismatchError, match="its config.json records"):
+            load(checkpoint)
+    # a model loaded, changed and saved again records its new weights
+    tuned = prior
+    with torch.no_grad():
+        tuned.generator[0].bias.add_(0.5)
+    tuned.save_pretrained(checkpoint)
+    assert torch.equal(load_pretrained(checkpoint)(_z()), tuned(_z()))
+
+
+def test_a_copy_of_a_released_checkpoint_is_checked_against_the_manifest(tmp_path: Path) -> None:
+    import shutil
+
+    files = resolve_files("gan-s")
+    copy = tmp_path / "gan-s-copy"
+    copy.mkdir()
+    for f in (files.weights, files.config):
+        shutil.copyfile(f, copy / f.name)
+    # released configs predate the record: the manifest's config_sha256 recognises the copy
+    assert "weights_sha256" not in json.loads((copy / "config.json").read_text())
+    load_pretrained(copy)
+    _flip_last_byte(copy / "model.safetensors")
+    with pytest.raises(ChecksumMismatchError, match="config.json is that of 'gan-s'"):
+        load_pretrained(copy)
+    # a broken manifest in $ADVPRIOR_MANIFEST does not stop a local folder from loading, but
+    # then nothing is known about it
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    load_pretrained(copy, manifest=broken)
+
+
+def test_a_malformed_weights_record_is_a_corrupt_config(checkpoint: Path) -> None:
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["weights_sha256"] = "ABC"
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CorruptCheckpointError, match="weights_sha256"):
+        load_pretrained(checkpoint)
+
+
+def test_a_hub_repo_is_checked_against_the_sha256_its_config_records(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path
+) -> None:
+    _flip_last_byte(checkpoint / "model.safetensors")
+    _publish(fake_hub, checkpoint, repo="someone/changed")
+    with pytest.raises(ChecksumMismatchError, match="its config.json records"):
+        load_pretrained("someone/changed", cache_dir=tmp_path / "cache")
 
 
 def test_push_to_hub_uploads_the_saved_folder(

@@ -121,6 +121,9 @@ SNIPPETS: dict[tuple[str, str], Run | Skip] = {
     ("docs/api/head.md", "head = LatentHead(512"): Run(
         "backbone = torch.nn.Linear(10, 512); images = torch.randn(2, 10); model = backbone"
     ),
+    ("docs/api/head.md", "head_u.load_state_dict(state)"): Run(
+        "from advprior import LatentHead, PosePrior"
+    ),
     ("docs/api/hub.md", "class MyPrior(PretrainedMixin, nn.Module):"): Run(),
     ("docs/api/interface.md", "class MyPrior(nn.Module, Prior):"): Run(),
     ("docs/api/inversion.md", "nearest = prior.project_pose(body_pose)"): Run(

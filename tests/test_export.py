@@ -437,3 +437,118 @@ def test_onnx_file_ending_like_a_zip_is_read_as_onnx(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     assert zipfile.is_zipfile(path)
     assert read_export_metadata(path)["format"] == "onnx"
+
+
+# -- the weights file is verified as for loading; the device is honoured -------------------------
+
+
+def _copy_of(alias: str, folder: Path) -> Path:
+    import shutil
+
+    files = resolve_files(alias)
+    folder.mkdir()
+    for f in (files.weights, files.config):
+        shutil.copyfile(f, folder / f.name)
+    return folder
+
+
+def _flip_last_byte(path: Path) -> None:
+    # the last byte belongs to the last tensor's data: a float changes by a few ulps and stays
+    # finite, so only the sha256 can tell
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_export_refuses_a_copied_checkpoint_whose_weights_changed(tmp_path: Path, capsys) -> None:
+    from advprior.errors import ChecksumMismatchError
+    from advprior.hub import read_manifest
+
+    folder = _copy_of("gan-s", tmp_path / "copy")
+    meta = export_prior(folder, tmp_path / "ok.pt", format="torchscript")
+    assert meta["weights_sha256"] == read_manifest()["gan-s"]["sha256"]
+    _flip_last_byte(folder / "model.safetensors")
+    out = tmp_path / "x.onnx"
+    with pytest.raises(ChecksumMismatchError, match="that of 'gan-s'") as loading:
+        load_pretrained(folder)
+    with pytest.raises(ChecksumMismatchError) as exporting:
+        export_prior(folder, out)
+    assert str(exporting.value) == str(loading.value)  # the same check, the same words
+    assert main(["export", "--model", str(folder), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("advprior export: error:") and "sha256" in err
+    assert err.count("\n") == 1
+    # truncated: the same refusal, before the file is parsed
+    weights = folder / "model.safetensors"
+    weights.write_bytes(resolve_files("gan-s").weights.read_bytes()[:1000])
+    with pytest.raises(ChecksumMismatchError):
+        export_prior(folder, out)
+    assert not out.exists()
+
+
+def test_export_checks_the_sha256_a_saved_folder_records(tmp_path: Path) -> None:
+    from advprior import PosePrior
+    from advprior.errors import ChecksumMismatchError
+
+    torch.manual_seed(0)
+    folder = tmp_path / "mine"
+    PosePrior(latent="uniform").save_pretrained(folder)
+    recorded = json.loads((folder / "config.json").read_text())["weights_sha256"]
+    assert recorded == sha256_file(folder / "model.safetensors")
+    assert export_prior(folder, tmp_path / "ok.pt", format="torchscript")["weights_sha256"] == (
+        recorded
+    )
+    _flip_last_byte(folder / "model.safetensors")
+    with pytest.raises(ChecksumMismatchError, match="its config.json records"):
+        export_prior(folder, tmp_path / "x.pt", format="torchscript")
+
+
+def test_trace_device_for_in_memory_models_and_names() -> None:
+    from advprior.export import trace_device
+
+    cuda0 = torch.device("cuda", 0)
+    # None: the model's own device; anything else wins (a string or a torch.device alike)
+    assert trace_device(None, cuda0) == cuda0
+    assert trace_device("cpu", cuda0) == torch.device("cpu")
+    assert trace_device(torch.device("cpu"), cuda0) == torch.device("cpu")
+    with pytest.raises(ValueError, match="meta"):
+        trace_device("meta", torch.device("cpu"))
+    with pytest.raises(ValueError, match="the model is on the meta device"):
+        trace_device(None, torch.device("meta"))
+    with pytest.raises(ValueError, match="not a torch device"):
+        trace_device("nope", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            trace_device("cuda", torch.device("cpu"))
+
+
+def test_export_traces_a_copy_on_the_requested_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import advprior.export as export_module
+    from advprior import PosePrior
+
+    torch.manual_seed(0)
+    prior = PosePrior(latent="sphere").eval()
+    moved: list[torch.device] = []
+    to = export_module.ExportedDecoder.to
+
+    def spy(self, device, *args, **kwargs):
+        moved.append(torch.device(device))
+        return to(self, device, *args, **kwargs)
+
+    monkeypatch.setattr(export_module.ExportedDecoder, "to", spy)
+    plain = export_prior(prior, tmp_path / "a.pt", format="torchscript")
+    typed = export_prior(prior, tmp_path / "b.pt", format="torchscript", device=torch.device("cpu"))
+    named = export_prior(prior, tmp_path / "c.pt", format="torchscript", device="cpu")
+    assert moved == [torch.device("cpu")] * 3
+    assert plain == typed == named
+    assert all(p.device.type == "cpu" for p in prior.parameters())
+    # a device nothing can be traced on is refused before anything is written
+    with pytest.raises(ValueError, match="meta"):
+        export_prior(prior, tmp_path / "d.pt", format="torchscript", device="meta")
+    with pytest.raises(ValueError, match="the model is on the meta device"):
+        export_prior(prior.to("meta"), tmp_path / "e.pt", format="torchscript")
+    with pytest.raises(ValueError, match="meta"):
+        export_prior("gan-s", tmp_path / "f.pt", format="torchscript", device="meta")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "c.pt"]

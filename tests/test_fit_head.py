@@ -85,3 +85,171 @@ def test_bad_input() -> None:
         head(torch.ones(3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="in_features"):
         LatentHead(0, PosePrior())
+
+
+# -- the state dict records the prior the head was trained for ---------------------------------
+
+
+def _prior(latent: str = "sphere", latent_dim: int = 32, seed: int = 0) -> PosePrior:
+    torch.manual_seed(seed)
+    return PosePrior(latent=latent, latent_dim=latent_dim).eval()
+
+
+def _trained_head(prior: PosePrior) -> LatentHead:
+    torch.manual_seed(1)
+    head = LatentHead(8, prior)
+    with torch.no_grad():
+        head.net.weight.normal_()
+    return head
+
+
+def test_record_names_the_prior_and_matches_the_checkpoint_sha256(tmp_path) -> None:
+    from advprior.fileio import sha256_file
+
+    prior = _prior("uniform")
+    prior.save_pretrained(tmp_path)
+    record = LatentHead(8, prior).prior_record()
+    assert record == {
+        "prior": "PosePrior",
+        "latent": "uniform",
+        "latent_dim": 32,
+        "prior_sha256": sha256_file(tmp_path / "model.safetensors"),
+    }
+    # float32 whatever the prior's dtype, so .double() keeps the identity
+    assert LatentHead(8, _prior("uniform").double()).prior_record() == record
+
+
+@pytest.mark.parametrize(
+    ("other", "named"),
+    [
+        (lambda: _prior("uniform"), "latent"),
+        (lambda: _prior("sphere", latent_dim=16), "latent_dim"),
+        (lambda: VPoserVAE(), "prior"),
+    ],
+    ids=["gan-u", "dim16", "vae"],
+)
+def test_loading_onto_another_prior_raises_before_changing_anything(other, named) -> None:
+    from advprior.errors import PriorMismatchError
+
+    state = _trained_head(_prior("sphere")).state_dict()
+    head = LatentHead(8, other())
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    with pytest.raises(PriorMismatchError, match=rf"they differ in: {named}\b") as err:
+        head.load_state_dict(state)
+    assert "'sphere' dim 32" in str(err.value)  # both priors are named
+    mine = head.prior_record()
+    assert f"{mine['prior']} latent {mine['latent']!r} dim {mine['latent_dim']}" in str(err.value)
+    for key, value in head.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_other_weights_are_refused_unless_the_state_dict_carries_the_prior() -> None:
+    from advprior.errors import PriorMismatchError
+
+    trained = _trained_head(_prior(seed=0))
+    state = trained.state_dict()
+    layer_only = {k: v for k, v in state.items() if not k.startswith("prior.")}
+    other = LatentHead(8, _prior(seed=1))
+    with pytest.raises(PriorMismatchError, match="they differ in: weights"):
+        other.load_state_dict(layer_only, strict=False)
+    # the whole state dict is self-contained: it restores the prior it was trained for
+    other.load_state_dict(state)
+    feats = torch.randn(3, 8)
+    assert torch.equal(other(feats), trained(feats))
+    # on the right prior the layer alone loads too
+    same = LatentHead(8, _prior(seed=0))
+    same.load_state_dict(layer_only, strict=False)
+    assert torch.equal(same(feats), trained(feats))
+    # prior tensors edited after saving no longer match the record
+    edited = dict(state)
+    edited["prior.generator.0.bias"] = edited["prior.generator.0.bias"] + 1
+    with pytest.raises(PriorMismatchError, match="edited after saving"):
+        LatentHead(8, _prior(seed=0)).load_state_dict(edited)
+
+
+def test_a_state_dict_without_the_record_still_loads_with_a_warning() -> None:
+    trained = _trained_head(_prior())
+    legacy = {k: v for k, v in trained.state_dict().items() if k != "_extra_state"}
+    head = LatentHead(8, _prior(seed=5))
+    with pytest.warns(UserWarning, match="records no prior"):
+        result = head.load_state_dict(legacy)  # strict: no missing '_extra_state'
+    assert not result.missing_keys and not result.unexpected_keys
+    feats = torch.randn(2, 8)
+    assert torch.equal(head(feats), trained(feats))
+
+
+def test_a_malformed_record_is_refused() -> None:
+    from advprior.errors import PriorMismatchError
+
+    state = _trained_head(_prior()).state_dict()
+    state["_extra_state"] = torch.zeros(3)
+    with pytest.raises(PriorMismatchError, match="not a prior record"):
+        LatentHead(8, _prior()).load_state_dict(state)
+
+
+def test_record_survives_torch_save_weights_only_and_safetensors(tmp_path) -> None:
+    import io
+
+    from safetensors.torch import load_file, save_file
+
+    from advprior.errors import PriorMismatchError
+
+    state = _trained_head(_prior()).state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    save_file(state, tmp_path / "head.safetensors")
+    from_safetensors = load_file(tmp_path / "head.safetensors")
+    for reloaded in (loaded, from_safetensors):
+        LatentHead(8, _prior()).load_state_dict(reloaded)
+        with pytest.raises(PriorMismatchError):
+            LatentHead(8, _prior("uniform")).load_state_dict(reloaded)
+
+
+def test_record_through_torch_compile_and_ddp(tmp_path) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from advprior.errors import PriorMismatchError
+
+    trained = _trained_head(_prior())
+    feats = torch.randn(4, 8)
+    compiled = torch.compile(LatentHead(8, _prior()), backend="eager")
+    compiled._orig_mod.load_state_dict(trained.state_dict())
+    assert torch.equal(compiled(feats), trained(feats))
+    assert "_orig_mod._extra_state" in compiled.state_dict()
+    with pytest.raises(PriorMismatchError):
+        torch.compile(LatentHead(8, _prior("uniform")), backend="eager").load_state_dict(
+            compiled.state_dict()
+        )
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(LatentHead(8, _prior()))
+        ddp.module.load_state_dict(trained.state_dict())
+        state = ddp.state_dict()
+        assert "module._extra_state" in state
+        with pytest.raises(PriorMismatchError):
+            DistributedDataParallel(LatentHead(8, _prior("uniform"))).load_state_dict(state)
+        DistributedDataParallel(LatentHead(8, _prior())).load_state_dict(state)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_head_built_on_the_meta_device_saves_and_loads() -> None:
+    # deferred initialisation: nothing to hash on meta, so the weights are not compared there
+    trained = _trained_head(_prior())
+    with torch.device("meta"):
+        deferred = LatentHead(8, PosePrior())
+    assert deferred.prior_record()["prior_sha256"] is None
+    deferred.load_state_dict(trained.state_dict(), assign=True)
+    feats = torch.randn(2, 8)
+    assert torch.equal(deferred(feats), trained(feats))
+    with torch.device("meta"):
+        other = LatentHead(8, PosePrior(latent="uniform"))
+    from advprior.errors import PriorMismatchError
+
+    with pytest.raises(PriorMismatchError, match="they differ in: latent"):
+        other.load_state_dict(trained.state_dict(), assign=True)

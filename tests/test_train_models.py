@@ -324,6 +324,39 @@ def test_gmm_shapes_gradients_and_sampling():
     assert torch.equal(a, fitted.sample(3, generator=torch.Generator().manual_seed(5)))
 
 
+def test_gmm_sample_draws_where_the_generator_is_then_moves_to_the_mixture():
+    from advprior.latent import draw_device
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    seeded = torch.Generator().manual_seed(0)
+    # torch's convention, as LatentSpace.sample: a CPU generator draws on the CPU whatever the
+    # model's device; without one, the draw happens on the model's device
+    assert draw_device(seeded, cuda) == cpu
+    assert draw_device(None, cuda) == cuda
+    assert draw_device(None, None) is None
+    # without a generator a mixture elsewhere (meta here, a GPU in use) draws where it is:
+    # the draw used to go through the CPU (so a meta mixture failed, a GPU one copied twice)
+    meta = GMMPrior().to("meta")
+    drawn = meta.sample(7)
+    assert drawn.device.type == "meta" and drawn.shape == (7, 63)
+    # a seeded CPU generator: reproducible, the global RNG untouched
+    fitted, _, _ = _fitted_gmm()
+    state = torch.get_rng_state()
+    a = fitted.sample(4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, fitted.sample(4, generator=torch.Generator().manual_seed(1)))
+    assert a.device == cpu and a.dtype == fitted.means.dtype
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gmm_sample_with_a_cpu_generator_on_a_cuda_mixture():
+    fitted, _, _ = _fitted_gmm()
+    a = fitted.sample(5, generator=torch.Generator().manual_seed(2))
+    b = fitted.to("cuda").sample(5, generator=torch.Generator().manual_seed(2))
+    assert b.device.type == "cuda"
+    assert torch.allclose(b.cpu(), a, atol=1e-5)
+
+
 def test_gmm_rejects_bad_input():
     prior = GMMPrior()
     with pytest.raises(ValueError, match=r"\(\.\.\., 63\)"):
