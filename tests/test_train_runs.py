@@ -400,13 +400,12 @@ def test_coverage_term_is_the_nearest_sample_distance_and_pulls_only_it(syntheti
     prior = PosePrior().eval()  # no dropout: the brute force decodes the pool again
     net = _RotmatGenerator(prior)
     pool = prior.sample_latent(40, generator=torch.Generator().manual_seed(1))
-    real = prior.decode(prior.sample_latent(6, generator=torch.Generator().manual_seed(2)),
-                        output="rotmat").detach()
+    real = prior.decode(
+        prior.sample_latent(6, generator=torch.Generator().manual_seed(2)), output="rotmat"
+    ).detach()
     real = real + 0.01 * torch.randn(real.shape, generator=torch.Generator().manual_seed(3))
     gen = prior.decode(pool, output="rotmat").detach().flatten(1)
-    expected = torch.stack(
-        [min(((g - r.flatten()) ** 2).sum() for g in gen) for r in real]
-    ).mean()
+    expected = torch.stack([min(((g - r.flatten()) ** 2).sum() for g in gen) for r in real]).mean()
     pool.requires_grad_(True)
     value = net(prior.sample_latent(4), None, None, pool, real)[1]["coverage"]
     torch.testing.assert_close(value, expected)
