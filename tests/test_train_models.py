@@ -12,7 +12,7 @@ from conftest import FK32_ATOL
 from advprior.baselines import GMMPrior, VPoserVAE
 from advprior.hub import load_pretrained
 from advprior.rotations import axis_angle_to_rotmat
-from advprior.train.augment import mirror_body_pose
+from advprior.train.augment import LEG_JOINTS, mirror_body_pose, mix_legs
 from advprior.train.discriminator import (
     PoseDiscriminator,
     discriminator_loss,
@@ -193,6 +193,40 @@ def test_mirror_reflects_joint_positions():
     # SMPL's neutral rest skeleton is symmetric to a few millimetres
     assert err.max() < 0.02
     assert (joints - mirrored).norm(dim=-1).max() > 0.1
+
+
+def test_leg_mix_swaps_exactly_the_leg_chains_of_the_drawn_poses():
+    from advprior.skeleton import JOINT_NAMES
+
+    # the leg chains by name: hips, knees, ankles, feet (body_pose index = joint - 1)
+    legs = [
+        JOINT_NAMES.index(n) - 1
+        for n in JOINT_NAMES
+        if n.split("_")[-1] in ("hip", "knee", "ankle", "foot")
+    ]
+    assert sorted(legs) == list(LEG_JOINTS)
+    upper = [j for j in range(21) if j not in LEG_JOINTS]
+    rot = _rotmats(400, seed=3)
+    out = mix_legs(rot, 0.5, torch.Generator().manual_seed(0))
+    assert out.shape == rot.shape and not torch.equal(out, rot)
+    assert torch.equal(out[:, upper], rot[:, upper])  # the upper body never changes
+    changed = (out[:, list(LEG_JOINTS)] != rot[:, list(LEG_JOINTS)]).flatten(1).any(dim=1)
+    # each changed pose's legs are, all together, one other pose's legs
+    flat = rot[:, list(LEG_JOINTS)].flatten(1)
+    for i in torch.nonzero(changed).flatten().tolist():
+        donors = (flat == out[i, list(LEG_JOINTS)].flatten()).all(dim=1).nonzero().flatten()
+        assert donors.numel() == 1 and donors.item() != i
+    # about half of the poses (binomial: 200 +- 10 sd; a donor may be the pose itself)
+    assert 150 < int(changed.sum()) < 230
+    # reproducible from the generator; fraction 0 and 1 are the ends
+    assert torch.equal(out, mix_legs(rot, 0.5, torch.Generator().manual_seed(0)))
+    assert torch.equal(mix_legs(rot, 0.0), rot)
+    full = mix_legs(rot, 1.0, torch.Generator().manual_seed(1))
+    assert (full[:, list(LEG_JOINTS)] != rot[:, list(LEG_JOINTS)]).flatten(1).any(1).sum() > 390
+    with pytest.raises(ValueError, match="fraction"):
+        mix_legs(rot, 1.5)
+    with pytest.raises(ValueError, match=r"\(B, 21, 3, 3\)"):
+        mix_legs(rot.reshape(400, 21, 9), 0.5)
 
 
 # -- VPoser-style VAE ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ GAN_ONLY = (
     "path_length",
     "coverage",
     "coverage_pool",
+    "leg_mix",
     "disc_positions",
     "disc_pack",
     "init_from",
@@ -129,6 +130,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=512,
         metavar="K",
         help="GAN: generated poses the coverage term searches per step",
+    )
+    p.add_argument(
+        "--leg-mix",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="GAN: fraction of real poses whose legs are swapped with another pose's "
+        "(0: off, as the paper)",
     )
     p.add_argument(
         "--disc-positions",
@@ -241,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
             path_length_weight=args.path_length,
             coverage_weight=args.coverage,
             coverage_pool=args.coverage_pool,
+            leg_mix=args.leg_mix,
             disc_positions=args.disc_positions,
             disc_pack=args.disc_pack,
             init_from=args.init_from,

@@ -1,4 +1,5 @@
-"""Left/right mirroring of SMPL body poses (SMPL's rest skeleton is left-right symmetric).
+"""Augmentations of SMPL body poses: left/right mirroring (SMPL's rest skeleton is left-right
+symmetric) and leg swapping between poses.
 
 Mirroring through the body's sagittal plane (x -> -x in SMPL's frame: x points to the body's left)
 maps a rotation R to M R M with M = diag(-1, 1, 1). For an axis-angle vector w that is
@@ -43,3 +44,32 @@ def mirror_body_pose(body_pose: torch.Tensor) -> torch.Tensor:
     aa = body_pose.reshape(*body_pose.shape[:-1], 21, 3)[..., list(_MIRROR_JOINT), :]
     sign = torch.tensor(_MIRROR_SIGN, dtype=body_pose.dtype, device=body_pose.device)
     return (aa * sign).reshape(body_pose.shape)
+
+
+#: ``body_pose`` indices (joint - 1) of SMPL's leg chains: hips, knees, ankles, feet.
+LEG_JOINTS = (0, 1, 3, 4, 6, 7, 9, 10)
+
+
+def mix_legs(
+    rotmat: torch.Tensor, fraction: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A copy of the poses ``rotmat (B, 21, 3, 3)`` in which about ``fraction`` of them have
+    their leg joints (:data:`LEG_JOINTS`, rotations relative to the pelvis) taken from another
+    pose of the batch.
+
+    Legs and upper body combine freely in everyday motion (waving while walking, reaching while
+    sitting), but a capture set holds only the combinations its actors happened to perform;
+    swapping legs shows the model the others. The poses to change and their donors are drawn
+    from ``generator`` (CPU), so a run stays reproducible and resumable."""
+    if rotmat.ndim != 4 or rotmat.shape[1:] != (21, 3, 3):
+        raise ValueError(f"rotmat must have shape (B, 21, 3, 3), got {tuple(rotmat.shape)}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    n = rotmat.shape[0]
+    changed = torch.rand(n, generator=generator) < fraction
+    donor = torch.randperm(n, generator=generator)
+    rows = torch.nonzero(changed).flatten().to(rotmat.device)
+    legs = torch.tensor(LEG_JOINTS, device=rotmat.device)
+    out = rotmat.clone()
+    out[rows[:, None], legs] = rotmat[donor.to(rotmat.device)[rows][:, None], legs]
+    return out

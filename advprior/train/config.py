@@ -156,6 +156,7 @@ class GANConfig(LoopSettings):
         "path_length_weight",
         "coverage_weight",
         "coverage_pool",
+        "leg_mix",
         "disc_positions",
         "disc_pack",
         "init_from",
@@ -179,6 +180,7 @@ class GANConfig(LoopSettings):
     path_length_weight: float = 0.0
     coverage_weight: float = 0.0
     coverage_pool: int = 512
+    leg_mix: float = 0.0
     init_from: str | None = None
     init_steps: int = 3000
     generator_lr: float | None = None
@@ -216,6 +218,8 @@ class GANConfig(LoopSettings):
             # a path object would not survive the JSON record that resume compares
             self.init_from = os.fspath(self.init_from)
         _at_least(self, "coverage_pool", 1)
+        if not 0.0 <= self.leg_mix <= 1.0:
+            raise ValueError(f"leg_mix must be in [0, 1], got {self.leg_mix}")
         _at_least(self, "init_steps", 1)
         _at_least(self, "disc_warmup", 0)
         if self.generator_lr is not None and not self.generator_lr > 0:

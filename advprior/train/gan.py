@@ -24,6 +24,7 @@ from advprior.inversion import PoseEncoder
 from advprior.prior import PosePrior
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import distributed as ddp
+from advprior.train.augment import mix_legs
 from advprior.train.checkpoint import CHECKPOINT_NAME
 from advprior.train.checkpoint import load as load_checkpoint
 from advprior.train.config import GANConfig
@@ -167,6 +168,10 @@ def train_gan(
             error summed over the joints): implicit maximum likelihood (Li & Malik 2019), a
             pull of the nearest generated pose toward every training pose against the mode
             dropping of adversarial training (recall). 0 (the paper): off.
+        leg_mix: the fraction of real poses in every batch (the critic's and the coverage
+            term's) whose legs are swapped with another pose's
+            (:func:`~advprior.train.augment.mix_legs`): combinations of legs and upper body
+            that the captures lack. 0 (the paper): off.
         disc_positions: also show the whole-pose critic the posed joint positions of the
             neutral skeleton (:class:`~advprior.train.discriminator.PoseDiscriminator`'s
             ``positions``). False (the paper): rotations only.
@@ -272,6 +277,12 @@ def train_gan(
             real_rotmat.shape[0], batch_size, seed + SEED_DATA, info.rank, info.world_size
         )
         zgen = torch.Generator().manual_seed(seed + SEED_LATENT + 7919 * info.rank)
+        mixgen = torch.Generator().manual_seed(seed + SEED_DATA + 104_729 + 7919 * info.rank)
+
+        def real_batch() -> torch.Tensor:
+            real = real_rotmat[stream.next()].to(info.device)
+            return mix_legs(real, cfg.leg_mix, mixgen) if cfg.leg_mix > 0 else real
+
         # The model that is validated and exported: the raw generator, or its weight average.
         shown = copy.deepcopy(prior).requires_grad_(False) if ema_decay > 0 else prior
 
@@ -293,6 +304,8 @@ def train_gan(
         if shown is not prior:
             trainer.add_module("generator_ema", shown)
         trainer.add_generator("latent", zgen)
+        if cfg.leg_mix > 0:  # only then: older checkpoints hold no such generator
+            trainer.add_generator("leg_mix", mixgen)
         trainer.add_stream("data", stream)
 
         def latents() -> torch.Tensor:
@@ -305,7 +318,7 @@ def train_gan(
             # something rather than a random one.
             n_d = d_steps + (cfg.disc_warmup if step == 0 else 0)
             for _ in range(n_d):
-                real = real_rotmat[stream.next()].to(info.device)
+                real = real_batch()
                 with torch.no_grad():
                     fake = prior.decode(latents(), output="rotmat")
                 if r1_gamma > 0:
@@ -342,7 +355,7 @@ def train_gan(
                         direction = torch.randn(z.shape, generator=zgen).to(z)
                     pool = cover = None
                     if coverage_weight > 0:
-                        cover = real_rotmat[stream.next()].to(info.device)
+                        cover = real_batch()
                         pool = prior.sample_latent(coverage_pool, generator=zgen)
                     fake, extra = gen_net(z, real, direction, pool, cover)
                     loss_g = generator_loss(disc(fake))
