@@ -229,6 +229,36 @@ def test_leg_mix_swaps_exactly_the_leg_chains_of_the_drawn_poses():
         mix_legs(rot.reshape(400, 21, 9), 0.5)
 
 
+def test_kmeans_finds_separated_clusters_and_rebalancing_evens_them():
+    from advprior.train.sampler import kmeans_labels, rebalanced_rows
+
+    g = torch.Generator().manual_seed(0)
+    sizes = (400, 100, 25)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + torch.randn(n, 2, generator=g) for c, n in zip(centres, sizes, strict=True)])
+    truth = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
+    labels = kmeans_labels(x, 3, seed=1)
+    # the same partition as the truth, up to the names of the clusters
+    pairs = set(zip(truth.tolist(), labels.tolist(), strict=True))
+    assert len(pairs) == 3 and len({b for _, b in pairs}) == 3
+    assert torch.equal(labels, kmeans_labels(x, 3, seed=1))  # deterministic for a seed
+    # power 0: every row once, in order
+    assert torch.equal(rebalanced_rows(truth, 0.0), torch.arange(525))
+    for power in (0.5, 1.0):
+        rows = rebalanced_rows(truth, power)
+        assert torch.equal(rows.unique(), torch.arange(525))  # nothing dropped
+        share = torch.bincount(truth[rows]).double() / rows.numel()
+        expected = torch.tensor(sizes).double() ** (1 - power)
+        expected /= expected.sum()
+        # rounding each row's repeat count to an integer (repeats 1, 2 or 4 here) is exact
+        # for these sizes: 400/100 = 4 and 400/25 = 16 are perfect squares
+        torch.testing.assert_close(share, expected)
+    with pytest.raises(ValueError, match="power"):
+        rebalanced_rows(truth, -1.0)
+    with pytest.raises(ValueError, match="clusters"):
+        kmeans_labels(x[:2], 3)
+
+
 # -- VPoser-style VAE ------------------------------------------------------------------------
 
 

@@ -44,11 +44,13 @@ EXTRAS = pytest.mark.parametrize(
             "coverage_weight": 1.0,
             "coverage_pool": 32,
             "leg_mix": 0.5,
+            "rebalance": 0.5,
+            "rebalance_clusters": 4,
             "disc_positions": True,
             "disc_pack": 2,
         },
     ],
-    ids=["paper", "ema-r1-cycle-pl-cov-mix-pos-pack"],
+    ids=["paper", "ema-r1-cycle-pl-cov-mix-rebal-pos-pack"],
 )
 
 
@@ -295,7 +297,8 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     argv += ["--val-every", "0", "--no-progress", "--threads", "1"]
     argv += ["--ema", "0.5", "--r1", "2", "--path-length", "0.25", "--disc-positions"]
     argv += ["--generator-lr", "1e-4", "--disc-warmup", "3", "--coverage", "0.5"]
-    argv += ["--coverage-pool", "64", "--leg-mix", "0.25", "--disc-pack", "4"]
+    argv += ["--coverage-pool", "64", "--leg-mix", "0.25", "--rebalance", "0.5"]
+    argv += ["--rebalance-clusters", "3", "--disc-pack", "4"]
     assert main(argv) == 0
     recorded = json.loads((out / "model" / "config.json").read_text())["training"]["config"]
     assert recorded["ema_decay"] == 0.5 and recorded["r1_gamma"] == 2.0
@@ -305,6 +308,7 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     assert recorded["disc_warmup"] == 3
     assert recorded["coverage_weight"] == 0.5 and recorded["coverage_pool"] == 64
     assert recorded["leg_mix"] == 0.25
+    assert recorded["rebalance"] == 0.5 and recorded["rebalance_clusters"] == 3
     # a pack that does not divide the batch is refused before anything is written
     bad = tmp_path / "bad"
     assert main([*argv[:4], str(bad), *argv[5:-1], "3"]) != 0

@@ -24,6 +24,8 @@ GAN_ONLY = (
     "coverage",
     "coverage_pool",
     "leg_mix",
+    "rebalance",
+    "rebalance_clusters",
     "disc_positions",
     "disc_pack",
     "init_from",
@@ -140,6 +142,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(0: off, as the paper)",
     )
     p.add_argument(
+        "--rebalance",
+        type=float,
+        default=0.0,
+        metavar="POWER",
+        help="GAN: read real poses with probability size(their k-means cluster)^-POWER "
+        "(0: the data's own frequencies, as the paper; 1: every cluster equally often)",
+    )
+    p.add_argument(
+        "--rebalance-clusters",
+        type=int,
+        default=256,
+        metavar="K",
+        help="GAN: k-means clusters of the training poses' joints for --rebalance",
+    )
+    p.add_argument(
         "--disc-positions",
         action="store_true",
         help="GAN: also show the whole-pose critic the posed joint positions (off: the paper)",
@@ -251,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
             coverage_weight=args.coverage,
             coverage_pool=args.coverage_pool,
             leg_mix=args.leg_mix,
+            rebalance=args.rebalance,
+            rebalance_clusters=args.rebalance_clusters,
             disc_positions=args.disc_positions,
             disc_pack=args.disc_pack,
             init_from=args.init_from,

@@ -157,6 +157,8 @@ class GANConfig(LoopSettings):
         "coverage_weight",
         "coverage_pool",
         "leg_mix",
+        "rebalance",
+        "rebalance_clusters",
         "disc_positions",
         "disc_pack",
         "init_from",
@@ -181,6 +183,8 @@ class GANConfig(LoopSettings):
     coverage_weight: float = 0.0
     coverage_pool: int = 512
     leg_mix: float = 0.0
+    rebalance: float = 0.0
+    rebalance_clusters: int = 256
     init_from: str | None = None
     init_steps: int = 3000
     generator_lr: float | None = None
@@ -218,6 +222,9 @@ class GANConfig(LoopSettings):
             # a path object would not survive the JSON record that resume compares
             self.init_from = os.fspath(self.init_from)
         _at_least(self, "coverage_pool", 1)
+        _at_least(self, "rebalance_clusters", 1)
+        if not 0.0 <= self.rebalance <= 1.0:
+            raise ValueError(f"rebalance must be in [0, 1], got {self.rebalance}")
         if not 0.0 <= self.leg_mix <= 1.0:
             raise ValueError(f"leg_mix must be in [0, 1], got {self.leg_mix}")
         _at_least(self, "init_steps", 1)

@@ -39,7 +39,8 @@ from advprior.train.export import (
 from advprior.train.loop import Trainer, TrainResult
 from advprior.train.poses import load_training_poses
 from advprior.train.runfolder import claim_run_folder
-from advprior.train.sampler import BatchStream
+from advprior.train.sampler import BatchStream, kmeans_labels, rebalanced_rows
+from advprior.train.validation import pose_joints
 from advprior.train.warmstart import distil_decoder, load_teacher
 
 #: Latent step of the path-length penalty (radians on the sphere, latent units otherwise): about
@@ -172,6 +173,13 @@ def train_gan(
             term's) whose legs are swapped with another pose's
             (:func:`~advprior.train.augment.mix_legs`): combinations of legs and upper body
             that the captures lack. 0 (the paper): off.
+        rebalance / rebalance_clusters: when ``rebalance`` > 0, the real poses are read from a
+            seeded resampling of the training poses in which a pose's probability is
+            proportional to ``size(its cluster) ** -rebalance``, the clusters k-means
+            (``rebalance_clusters``) of the training poses' joint positions
+            (:func:`~advprior.train.sampler.rebalanced_rows`): rare poses are seen more often
+            and common ones less, so the generator spends more of its samples on the former.
+            0 (the paper): the data's own frequencies.
         disc_positions: also show the whole-pose critic the posed joint positions of the
             neutral skeleton (:class:`~advprior.train.discriminator.PoseDiscriminator`'s
             ``positions``). False (the paper): rotations only.
@@ -273,14 +281,21 @@ def train_gan(
         opt_g = torch.optim.Adam(prior.parameters(), lr=lr_g, betas=tuple(betas))
         opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=tuple(betas))
         real_rotmat = axis_angle_to_rotmat(poses.train.reshape(-1, 21, 3))
+        # The rows the batch stream draws from: every training pose once, or with
+        # rebalance, rare poses repeated (the same table on every rank: same seed).
+        rows = torch.arange(real_rotmat.shape[0])
+        if cfg.rebalance > 0:
+            joints = pose_joints(poses.train).flatten(1)
+            labels = kmeans_labels(joints, cfg.rebalance_clusters, seed=seed + SEED_DATA)
+            rows = rebalanced_rows(labels, cfg.rebalance)
         stream = BatchStream(
-            real_rotmat.shape[0], batch_size, seed + SEED_DATA, info.rank, info.world_size
+            rows.shape[0], batch_size, seed + SEED_DATA, info.rank, info.world_size
         )
         zgen = torch.Generator().manual_seed(seed + SEED_LATENT + 7919 * info.rank)
         mixgen = torch.Generator().manual_seed(seed + SEED_DATA + 104_729 + 7919 * info.rank)
 
         def real_batch() -> torch.Tensor:
-            real = real_rotmat[stream.next()].to(info.device)
+            real = real_rotmat[rows[stream.next()]].to(info.device)
             return mix_legs(real, cfg.leg_mix, mixgen) if cfg.leg_mix > 0 else real
 
         # The model that is validated and exported: the raw generator, or its weight average.
@@ -349,7 +364,7 @@ def train_gan(
                     z = latents()
                     real = None
                     if encoder is not None:
-                        real = real_rotmat[stream.next()].to(info.device)
+                        real = real_rotmat[rows[stream.next()]].to(info.device)
                     direction = None
                     if path_weight > 0:
                         direction = torch.randn(z.shape, generator=zgen).to(z)
