@@ -161,6 +161,13 @@ def test_mmpose_image_and_video_predictions(tmp_path) -> None:
     frames = [{"frame_id": i, "instances": [_instance(xy, sa, 0.5)]} for i, xy in enumerate([a, b])]
     got = read_keypoints(_write(tmp_path, "clip.json", frames))
     np.testing.assert_array_equal(got["keypoints"], np.stack([a, b]))
+    # the demos write with json_tricks: a numpy bbox_score becomes an "__ndarray__" object
+    low, high = _instance(a, sa), _instance(b, sa)
+    low["bbox_score"] = {"__ndarray__": 0.25, "dtype": "float32", "shape": []}
+    high["bbox_score"] = {"__ndarray__": 0.75, "dtype": "float32", "shape": []}
+    tricks = {"meta_info": {"sigmas": {"__ndarray__": [0.1] * 17}}, "instance_info": [low, high]}
+    got = read_keypoints(_write(tmp_path, "tricks.json", tricks))
+    np.testing.assert_array_equal(got["keypoints"], b[None])
     # the demo's image file: instance_info is the image's instances
     image = {"meta_info": {}, "instance_info": [_instance(c, sa, 0.3)]}
     np.testing.assert_array_equal(

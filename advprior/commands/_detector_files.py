@@ -82,6 +82,10 @@ def _confidence(scores: np.ndarray) -> np.ndarray:
 
 def _score(entry: dict[str, Any], key: str, where: str) -> float | None:
     value = entry.get(key)
+    # MMPose's demos write with json_tricks, which stores a numpy scalar (bbox_score) as
+    # {"__ndarray__": value, "dtype": ..., "shape": []}
+    if isinstance(value, dict) and "__ndarray__" in value:
+        value = value["__ndarray__"]
     if isinstance(value, list) and len(value) == 1:  # a (1,) array written as a list
         value = value[0]
     if value is None:
