@@ -15,7 +15,8 @@ Two families, told apart by the JSON's structure (no option needed):
   ``{"meta_info": {...}, "instance_info": ...}`` (the demo scripts' ``--save-predictions``;
   ``instance_info`` is one image's instances or a list of frames). The keypoint count tells
   the layout as above; when ``meta_info`` names the keypoints (``keypoint_name2id`` or
-  ``keypoint_id2name``) COCO's 17 are found by name instead.
+  ``keypoint_id2name``) COCO's 17 are found by name instead. The demos write through
+  json_tricks, so ``bbox_score`` may be ``{"__ndarray__": value, ...}``: read as the value.
 
 Frames: one per image, in the order in which each ``image_id`` first appears in the file (the
 order the tool processed its input: frame order for a video; sorting instead would put
