@@ -39,6 +39,7 @@ squared confidence, so rescale a detector's scores yourself if they are far belo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,10 @@ def _numbers(values: Any, where: str, what: str) -> np.ndarray:
     for v in values:
         if not _is_number(v):
             raise ValueError(f"{where}: {what!r} must hold numbers only, found {v!r}")
-    return np.asarray(values, dtype=np.float64)
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{where}: {what!r} holds a number too large for a float") from None
 
 
 def _confidence(scores: np.ndarray) -> np.ndarray:
@@ -91,9 +95,13 @@ def _score(entry: dict[str, Any], key: str, where: str) -> float | None:
         value = value[0]
     if value is None:
         return None
-    if not _is_number(value) or not np.isfinite(value):
-        raise ValueError(f"{where}: {key!r} must be a finite number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value) if _is_number(value) else math.nan
+    except OverflowError:  # an integer beyond float64
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: {key!r} must be a finite number, got {value!r:.40}")
+    return number
 
 
 # One detection: keypoints (17, 2), confidence (17,), score for ranking (None: unscored).

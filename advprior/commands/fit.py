@@ -256,7 +256,7 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
             )
         try:
             flat = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{path}: pose_keypoints_2d must hold numbers") from None
         if flat.size != OPENPOSE_BODY25_VALUES:
             raise ValueError(
