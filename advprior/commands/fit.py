@@ -1,6 +1,6 @@
 """``advprior fit``: fit a body to 2D keypoints (SMPLify-style, through a pose prior).
 
-KEYPOINTS.json, either of two layouts (several files are fitted as one batch, in order):
+KEYPOINTS.json, any of these layouts (several files are fitted as one batch, in order):
 
 advprior layout (one or many frames)::
 
@@ -14,17 +14,32 @@ OpenPose output (one frame per file, BODY_25)::
 
     {"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}
 
+Detector output, read as coco17 (the layout is told from the JSON's structure)::
+
+    [{"image_id": 1, "keypoints": [x, y, s, ...], "score": 0.9}, ...]   # COCO keypoint results:
+        # COCO eval, Detectron2, AlphaPose ("image_id": "0.jpg"); 17, 26 (Halpe), 133
+        # (COCO-WholeBody) or 136 (Halpe) keypoints, the first 17 used; one frame per image
+        # in order of first appearance (the order the tool wrote: frame order for a video)
+    [{"keypoints": [[x, y], ...], "keypoint_scores": [...], "bbox_score": 0.9}, ...]   # MMPose
+    [{"frame_id": 0, "instances": [...]}, ...]          # MMPose 1.x predictions of a video
+    {"meta_info": {...}, "instance_info": [...]}        # MMPose demos' --save-predictions
+
+In detector files --person is a rank of score (0 = the highest: COCO 'score', MMPose
+'bbox_score'); confidence is the keypoint score clipped to [0, 1] (COCO flags 0/1/2 -> 0/1/1;
+scores above 1 count as 1). docs/fitting.md has the details.
+
 With --sequence the frames of all files, in order, are one clip (a video): the advprior
 layout's (B, J, 2) keypoints are then (T, J, 2) over time, one OpenPose file is one frame, and
 frames with fewer than two keypoints of positive confidence are filled in from their neighbours
 (advprior.fitting.fit_sequence: one shape for the clip, temporal terms on the latents,
-orientation and translation), as are OpenPose files without the chosen person ("people": []);
-FIT.npz then holds (T, ...) arrays.
+orientation and translation), as are frames without the chosen person (OpenPose's
+"people": [], an MMPose frame without instances); FIT.npz then holds (T, ...) arrays.
 
-The person is chosen with --person (default: the first). The camera comes from --camera
-("fx,fy,cx,cy", "f,cx,cy" or a JSON file with focal/center/rotation) or else from the
-keypoints file. FIT.npz holds the FitResult arrays (body_pose (B,63), global_orient, transl,
-betas, latent if any, loss, joints (B,24,3), projected, iterations) and ``info`` (JSON).
+The person is chosen with --person (default: the first; in detector files the best scored).
+The camera comes from --camera ("fx,fy,cx,cy", "f,cx,cy" or a JSON file with
+focal/center/rotation) or else from the keypoints file. FIT.npz holds the FitResult arrays
+(body_pose (B,63), global_orient, transl, betas, latent if any, loss, joints (B,24,3),
+projected, iterations) and ``info`` (JSON).
 """
 
 from __future__ import annotations
@@ -86,7 +101,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="weight of --pose-density (default: advprior's, 2.0)",
     )
-    p.add_argument("--person", type=int, default=0, help="person index in OpenPose files")
+    p.add_argument(
+        "--person",
+        type=int,
+        default=0,
+        help="which person: index in OpenPose files, rank of score (0 = highest) in COCO "
+        "results and MMPose files (0)",
+    )
     p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
     p.add_argument(
         "--starts",
@@ -194,8 +215,10 @@ def _missing_openpose_frame() -> dict[str, Any]:
 def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> dict[str, Any]:
     """One file -> ``{"keypoints" (B,J,2), "confidence" (B,J), "format", "camera"}`` (numpy;
     format and camera may be None). Raises ``ValueError`` naming the file on a bad layout.
-    ``missing_ok``: an OpenPose frame without person ``person`` (OpenPose writes
-    ``"people": []`` when nobody is detected) is a frame whose keypoints are all missing."""
+    ``person``: an index in OpenPose files, a rank of score (0 = highest) in COCO keypoint
+    results and MMPose predictions (:mod:`advprior.commands._detector_files`).
+    ``missing_ok``: a frame without person ``person`` (OpenPose writes ``"people": []`` when
+    nobody is detected) is a frame whose keypoints are all missing."""
     import numpy as np
 
     try:
@@ -204,8 +227,15 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
         raise
     except OSError as exc:  # a folder, no permission: one line naming the file
         raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+    from advprior.commands._detector_files import is_detector_file, read_detector_file
+
+    if is_detector_file(data):  # COCO keypoint results, MMPose predictions
+        return read_detector_file(data, path, person, missing_ok=missing_ok)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with 'keypoints' or 'people'")
+        raise ValueError(
+            f"{path}: expected a JSON object with 'keypoints' or 'people', or a list of "
+            "COCO keypoint results / MMPose instances"
+        )
     if "people" in data:
         people = data["people"]
         if not isinstance(people, list):
@@ -226,7 +256,7 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
             )
         try:
             flat = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{path}: pose_keypoints_2d must hold numbers") from None
         if flat.size != OPENPOSE_BODY25_VALUES:
             raise ValueError(

@@ -1,0 +1,278 @@
+"""Keypoint files that 2D detectors write, read as ``coco17`` keypoints for ``advprior fit``.
+
+Two families, told apart by the JSON's structure (no option needed):
+
+- COCO keypoint *results* (what COCO's evaluation reads, Detectron2's
+  ``coco_instances_results.json``, AlphaPose's ``alphapose-results.json``): a list of
+  ``{"image_id", "category_id", "keypoints": [x, y, s] * K, "score", ...}``, one entry per
+  person. ``image_id`` is an integer (COCO, Detectron2) or a file name (AlphaPose).
+  K = 17 (COCO), 26 (Halpe-26), 133 (COCO-WholeBody) or 136 (Halpe-136); in all four the first
+  17 keypoints are COCO's body keypoints in COCO's order, and only those are read.
+- MMPose 1.x saved predictions: ``split_instances`` dicts
+  ``{"keypoints": [[x, y], ...], "keypoint_scores": [...], "bbox": ..., "bbox_score": ...}``,
+  either one image's list of them (the inferencer's ``pred_out_dir`` per-image file), a list of
+  frames ``{"frame_id", "instances": [...]}`` (the inferencer's video file), or
+  ``{"meta_info": {...}, "instance_info": ...}`` (the demo scripts' ``--save-predictions``;
+  ``instance_info`` is one image's instances or a list of frames). The keypoint count tells
+  the layout as above; when ``meta_info`` names the keypoints (``keypoint_name2id`` or
+  ``keypoint_id2name``) COCO's 17 are found by name instead. The demos write through
+  json_tricks, so ``bbox_score`` may be ``{"__ndarray__": value, ...}``: read as the value.
+
+Frames: one per image, in the order in which each ``image_id`` first appears in the file (the
+order the tool processed its input: frame order for a video; sorting instead would put
+AlphaPose's ``"10.jpg"`` before ``"2.jpg"``, and COCO's integer ids are names, not times);
+MMPose frames in the order listed. Images in which nobody was detected are absent from COCO
+results files, so they cannot become frames; MMPose lists them with no instances.
+
+Person: ``person`` is a rank, 0 being the highest score of the image (COCO ``score``; MMPose
+``bbox_score``, else the mean keypoint score; entries without a score after those with one;
+ties in file order), because detectors do not write people in a fixed order. A frame without
+that person is an error, or with ``missing_ok`` a frame whose keypoints are all missing (NaN,
+confidence 0), which a sequence fit fills in from its neighbours.
+
+Confidence: the per-keypoint score clipped to [0, 1] (NaN -> 0). COCO visibility flags 0/1/2 thus
+become 0 (not labelled: missing), 1 and 1 (labelled, occluded or not); heatmap scores in [0, 1]
+(MMPose, AlphaPose, Detectron2's probabilities) are kept; scores above 1 (SimCC values of
+RTMPose, logits) count as 1 and negative ones as missing. The fit weights each keypoint by its
+squared confidence, so rescale a detector's scores yourself if they are far below 1.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advprior.fitting.keypoints import COCO17
+
+#: Keypoints per person in the layouts read, each starting with COCO's 17 body keypoints.
+LAYOUTS: dict[int, str] = {
+    17: "COCO",
+    26: "Halpe-26",
+    133: "COCO-WholeBody",
+    136: "Halpe-136",
+}
+
+_EXPECTED_COUNTS = ", ".join(f"{k} ({name})" for k, name in LAYOUTS.items())
+
+
+def is_detector_file(data: Any) -> bool:
+    """Whether parsed JSON ``data`` is one of this module's layouts (a list, or MMPose's
+    ``{"meta_info", "instance_info"}``), not advprior's or OpenPose's object."""
+    return isinstance(data, list) or (isinstance(data, dict) and "instance_info" in data)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _numbers(values: Any, where: str, what: str) -> np.ndarray:
+    """A flat list of JSON numbers -> float64 array; anything else is one ``ValueError``."""
+    if not isinstance(values, list):
+        raise ValueError(f"{where}: {what!r} must be a list, got {type(values).__name__}")
+    for v in values:
+        if not _is_number(v):
+            raise ValueError(f"{where}: {what!r} must hold numbers only, found {v!r}")
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{where}: {what!r} holds a number too large for a float") from None
+
+
+def _confidence(scores: np.ndarray) -> np.ndarray:
+    return np.clip(np.nan_to_num(scores, nan=0.0), 0.0, 1.0)
+
+
+def _score(entry: dict[str, Any], key: str, where: str) -> float | None:
+    value = entry.get(key)
+    # MMPose's demos write with json_tricks, which stores a numpy scalar (bbox_score) as
+    # {"__ndarray__": value, "dtype": ..., "shape": []}
+    if isinstance(value, dict) and "__ndarray__" in value:
+        value = value["__ndarray__"]
+    if isinstance(value, list) and len(value) == 1:  # a (1,) array written as a list
+        value = value[0]
+    if value is None:
+        return None
+    try:
+        number = float(value) if _is_number(value) else math.nan
+    except OverflowError:  # an integer beyond float64
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: {key!r} must be a finite number, got {value!r:.40}")
+    return number
+
+
+# One detection: keypoints (17, 2), confidence (17,), score for ranking (None: unscored).
+Detection = tuple[np.ndarray, np.ndarray, float | None]
+
+
+def _coco_detection(entry: dict[str, Any], where: str) -> Detection:
+    if "keypoints" not in entry:
+        raise ValueError(f"{where} has no 'keypoints' (a COCO keypoint result needs them)")
+    flat = _numbers(entry["keypoints"], where, "keypoints")
+    if flat.size % 3 or flat.size // 3 not in LAYOUTS:
+        raise ValueError(
+            f"{where}: 'keypoints' has {flat.size} values; expected [x, y, score] for "
+            f"{_EXPECTED_COUNTS} keypoints"
+        )
+    body = flat.reshape(-1, 3)[: COCO17.num_keypoints]
+    return body[:, :2], _confidence(body[:, 2]), _score(entry, "score", where)
+
+
+def _mmpose_detection(entry: Any, where: str, index: list[int] | None) -> Detection:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is not a JSON object (an MMPose instance)")
+    points = entry.get("keypoints")
+    if not isinstance(points, list) or not points:
+        raise ValueError(f"{where} has no 'keypoints' list of [x, y] points")
+    for k, p in enumerate(points):
+        if not isinstance(p, list) or len(p) != 2 or not all(map(_is_number, p)):
+            raise ValueError(
+                f"{where}: keypoint {k} must be [x, y] (two numbers), got {p!r}"
+                + (" (3D predictions are not 2D keypoints)" if isinstance(p, list) else "")
+            )
+    if "keypoint_scores" not in entry:
+        raise ValueError(f"{where} has no 'keypoint_scores' list")
+    scores = _numbers(entry["keypoint_scores"], where, "keypoint_scores")
+    if scores.size != len(points):
+        raise ValueError(f"{where}: {len(points)} keypoints but {scores.size} keypoint_scores")
+    if index is None:
+        if len(points) not in LAYOUTS:
+            raise ValueError(
+                f"{where}: {len(points)} keypoints; expected {_EXPECTED_COUNTS} "
+                "(or 'meta_info' naming them)"
+            )
+        index = list(range(COCO17.num_keypoints))
+    elif len(points) <= max(index):
+        raise ValueError(f"{where}: {len(points)} keypoints, fewer than 'meta_info' names")
+    xy = np.asarray(points, dtype=np.float64)[index]
+    score = _score(entry, "bbox_score", where)
+    if score is None:
+        score = float(np.nan_to_num(scores).mean())
+    return xy, _confidence(scores[index]), score
+
+
+def _meta_index(meta: Any, path: Path) -> list[int] | None:
+    """Where COCO's 17 keypoints sit, from MMPose ``meta_info`` names (None: no names)."""
+    if not isinstance(meta, dict):
+        return None
+    name2id = meta.get("keypoint_name2id")
+    if not isinstance(name2id, dict):
+        id2name = meta.get("keypoint_id2name")
+        if not isinstance(id2name, dict):
+            return None
+        name2id = {v: k for k, v in id2name.items()}
+    try:
+        name2id = {str(n): int(i) for n, i in name2id.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: meta_info keypoint ids must be integers") from None
+    missing = [n for n in COCO17.names if n not in name2id]
+    if missing:
+        dataset = meta.get("dataset_name", "this layout")
+        raise ValueError(
+            f"{path}: meta_info names no {', '.join(missing)} ({dataset}); only layouts "
+            "holding COCO's 17 body keypoints are read"
+        )
+    index = [name2id[n] for n in COCO17.names]
+    if min(index) < 0:
+        raise ValueError(f"{path}: meta_info keypoint ids must not be negative")
+    return index
+
+
+# A frame: its label for messages and its detections.
+Frame = tuple[str, list[Detection]]
+
+
+def _coco_frames(entries: list[Any], path: Path) -> list[Frame]:
+    frames: dict[Any, list[Detection]] = {}
+    for i, entry in enumerate(entries):
+        where = f"{path}: entry {i}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} is not a JSON object (a COCO keypoint result)")
+        if "image_id" not in entry:
+            raise ValueError(f"{where} has no 'image_id'")
+        image = entry["image_id"]
+        if not isinstance(image, (int, str)) or isinstance(image, bool):
+            raise ValueError(f"{where}: 'image_id' must be an integer or a string, got {image!r}")
+        # dicts keep insertion order: frames in order of each image's first appearance
+        frames.setdefault(image, []).append(_coco_detection(entry, where))
+    return [(f"image {image!r}", dets) for image, dets in frames.items()]
+
+
+def _mmpose_frames(entries: list[Any], path: Path, index: list[int] | None) -> list[Frame]:
+    frames = []
+    for i, frame in enumerate(entries):
+        if not isinstance(frame, dict) or not isinstance(frame.get("instances"), list):
+            raise ValueError(
+                f"{path}: frame {i} must be an object with an 'instances' list (MMPose)"
+            )
+        fid = frame.get("frame_id", i)
+        label = f"frame {fid}" if _is_number(fid) else f"frame {i}"
+        dets = [
+            _mmpose_detection(inst, f"{path}: {label}, instance {j}", index)
+            for j, inst in enumerate(frame["instances"])
+        ]
+        frames.append((label, dets))
+    return frames
+
+
+def _frames(data: Any, path: Path) -> list[Frame]:
+    index = None
+    entries = data
+    if isinstance(data, dict):
+        index = _meta_index(data.get("meta_info"), path)
+        entries = data["instance_info"]
+        if not isinstance(entries, list):
+            raise ValueError(
+                f"{path}: 'instance_info' must be a list, got {type(entries).__name__}"
+            )
+    if not entries:  # one image in which nobody was detected
+        return [("the image", [])]
+    first = entries[0]
+    if isinstance(first, dict) and "instances" in first:
+        return _mmpose_frames(entries, path, index)
+    if isinstance(first, dict) and "image_id" in first:
+        return _coco_frames(entries, path)
+    if isinstance(first, dict) and "keypoints" in first:
+        dets = [
+            _mmpose_detection(inst, f"{path}: instance {j}", index)
+            for j, inst in enumerate(entries)
+        ]
+        return [("the image", dets)]
+    raise ValueError(
+        f"{path}: a list whose entry 0 is neither a COCO keypoint result ('image_id', "
+        "'keypoints') nor an MMPose instance ('keypoints', 'keypoint_scores') or frame "
+        "('frame_id', 'instances')"
+    )
+
+
+def _ranked(dets: list[Detection]) -> list[Detection]:
+    """Highest score first; unscored after scored; ties in file order (a stable sort)."""
+    return sorted(dets, key=lambda d: (d[2] is None, -(d[2] or 0.0)))
+
+
+def read_detector_file(
+    data: Any, path: Path, person: int = 0, *, missing_ok: bool = False
+) -> dict[str, Any]:
+    """Parsed JSON ``data`` of ``path`` (see :func:`is_detector_file`) ->
+    ``{"keypoints" (B, 17, 2), "confidence" (B, 17), "format": "coco17", "camera": None}``,
+    one row per image/frame, person ``person`` by rank of score. ``ValueError`` naming the file
+    (and the entry) on a malformed file or a frame without that person (unless
+    ``missing_ok``)."""
+    if person < 0:
+        raise ValueError(f"{path}: --person must be 0 or more, got {person}")
+    frames = _frames(data, path)
+    n = COCO17.num_keypoints
+    kp = np.full((len(frames), n, 2), np.nan)
+    conf = np.zeros((len(frames), n))
+    for b, (label, dets) in enumerate(frames):
+        if person >= len(dets):
+            if missing_ok:
+                continue
+            raise ValueError(
+                f"{path}: {label} has {len(dets)} people; --person {person} does not exist"
+            )
+        kp[b], conf[b], _ = _ranked(dets)[person]
+    return {"keypoints": kp, "confidence": conf, "format": COCO17.name, "camera": None}

@@ -1,0 +1,280 @@
+"""``advprior fit`` on the files 2D detectors write: COCO keypoint results (COCO eval,
+Detectron2, AlphaPose with COCO-17, Halpe-26 or COCO-WholeBody keypoints) and MMPose 1.x
+saved predictions, all read as ``coco17``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advprior.body import load_body_model
+from advprior.cli import main
+from advprior.commands.fit import read_keypoints
+from advprior.fitting import PinholeCamera
+from advprior.fitting.keypoints import COCO17, get_format, model_joint_indices
+
+CAMERA = PinholeCamera(focal=1000.0, center=(500.0, 500.0))
+NAN2 = np.full((17, 2), np.nan)
+
+
+def _points(seed: int, n: int = 17) -> np.ndarray:
+    """(n, 2) pixel positions exactly representable in JSON (multiples of 1/4)."""
+    return np.round(4 * np.random.default_rng(seed).uniform(0, 1000, (n, 2))) / 4
+
+
+def _coco_entry(image_id, xy: np.ndarray, s: np.ndarray, score: float | None = 0.9) -> dict:
+    entry = {
+        "image_id": image_id,
+        "category_id": 1,
+        "keypoints": np.concatenate([xy, s[:, None]], 1).reshape(-1).tolist(),
+    }
+    if score is not None:
+        entry["score"] = score
+    return entry
+
+
+def _instance(xy: np.ndarray, s: np.ndarray, bbox_score: float | None = None) -> dict:
+    # what mmpose.structures.split_instances writes (bbox is a one-element tuple there)
+    inst = {"keypoints": xy.tolist(), "keypoint_scores": s.tolist(), "bbox": [[0, 0, 9, 9]]}
+    if bbox_score is not None:
+        inst["bbox_score"] = bbox_score
+    return inst
+
+
+def _write(tmp_path, name: str, content) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(content))
+    return path
+
+
+def test_coco_results_frames_people_and_confidences(tmp_path) -> None:
+    a, b, c = _points(0), _points(1), _points(2)
+    flags = np.array([0, 1, 2] * 5 + [2, 0], dtype=float)  # ground-truth style visibility
+    scores = np.linspace(-0.5, 1.5, 17)  # detector scores below 0 and above 1
+    entries = [
+        _coco_entry(7, a, scores, score=0.5),
+        _coco_entry(3, c, flags, score=0.8),
+        _coco_entry(7, b, flags, score=0.9),  # image 7 again, after image 3: still image 7
+    ]
+    path = _write(tmp_path, "coco_instances_results.json", entries)
+    got = read_keypoints(path)
+    assert got["format"] == "coco17" and got["camera"] is None
+    # frames in order of first appearance (7, then 3), not sorted by id
+    assert got["keypoints"].shape == (2, 17, 2) and got["confidence"].shape == (2, 17)
+    # --person 0 in image 7 is the best scored (0.9, written last)
+    np.testing.assert_array_equal(got["keypoints"], np.stack([b, c]))
+    np.testing.assert_array_equal(got["confidence"][0], np.minimum(flags, 1.0))
+    np.testing.assert_array_equal(got["confidence"][1], np.minimum(flags, 1.0))
+    second = read_keypoints(path, person=1, missing_ok=True)
+    np.testing.assert_array_equal(second["keypoints"][0], a)
+    np.testing.assert_array_equal(second["confidence"][0], np.clip(scores, 0.0, 1.0))
+    # image 3 has no second person: a gap in a sequence, else an error naming it
+    np.testing.assert_array_equal(second["keypoints"][1], NAN2)
+    np.testing.assert_array_equal(second["confidence"][1], np.zeros(17))
+    with pytest.raises(ValueError, match=r"image 3 has 1 people; --person 1 does not exist"):
+        read_keypoints(path, person=1)
+    # unscored entries rank after scored ones, ties keep file order
+    path = _write(
+        tmp_path,
+        "ties.json",
+        [
+            _coco_entry(1, a, flags, score=None),
+            _coco_entry(1, b, flags, score=0.4),
+            _coco_entry(1, c, flags, score=0.4),
+        ],
+    )
+    order = [read_keypoints(path, person=p)["keypoints"][0] for p in range(3)]
+    np.testing.assert_array_equal(np.stack(order), np.stack([b, c, a]))
+
+
+def test_alphapose_halpe26_and_wholebody(tmp_path) -> None:
+    names = ["0.jpg", "1.jpg", "2.jpg", "10.jpg"]  # AlphaPose's video frames, in frame order
+    body = [_points(10 + i) for i in range(4)]
+    extra = _points(99, 26)  # Halpe's head, neck, hip, feet and what follows: not read
+    s = np.full(26, 0.75)
+    entries = [
+        _coco_entry(n, np.concatenate([xy, extra[17:]]), s, score=2.5)
+        for n, xy in zip(names, body, strict=True)
+    ]
+    got = read_keypoints(_write(tmp_path, "alphapose-results.json", entries))
+    # the order written, not the string order ("10.jpg" < "2.jpg")
+    np.testing.assert_array_equal(got["keypoints"], np.stack(body))
+    np.testing.assert_array_equal(got["confidence"], np.full((4, 17), 0.75))
+    # COCO-WholeBody: 133 keypoints, the first 17 the body (feet, face, hands follow)
+    whole = np.concatenate([body[0], _points(5, 116)])
+    ws = np.concatenate([np.full(17, 0.25), np.ones(116)])
+    got = read_keypoints(_write(tmp_path, "wholebody.json", [_coco_entry("a.png", whole, ws)]))
+    np.testing.assert_array_equal(got["keypoints"], body[0][None])
+    np.testing.assert_array_equal(got["confidence"], np.full((1, 17), 0.25))
+    assert len(_coco_entry(0, whole, ws)["keypoints"]) == 399
+
+
+def test_mmpose_image_and_video_predictions(tmp_path) -> None:
+    a, b, c = _points(20), _points(21), _points(22)
+    sa, sb = np.full(17, 0.5), np.linspace(0.0, 1.25, 17)
+    # the inferencer's per-image file: a list of instances, ranked by bbox_score
+    path = _write(tmp_path, "img.json", [_instance(a, sa, 0.6), _instance(b, sb, 0.95)])
+    got = read_keypoints(path)
+    np.testing.assert_array_equal(got["keypoints"], b[None])
+    np.testing.assert_array_equal(got["confidence"], np.clip(sb, 0, 1)[None])
+    np.testing.assert_array_equal(read_keypoints(path, person=1)["keypoints"], a[None])
+    # without bbox_score: by the mean keypoint score (b's 0.625 > a's 0.5)
+    path = _write(tmp_path, "nobox.json", [_instance(a, sa), _instance(b, sb)])
+    np.testing.assert_array_equal(read_keypoints(path)["keypoints"], b[None])
+    # nobody detected in the image ([]): a gap in a sequence, else an error
+    empty = _write(tmp_path, "empty.json", [])
+    assert np.isnan(read_keypoints(empty, missing_ok=True)["keypoints"]).all()
+    with pytest.raises(ValueError, match=r"the image has 0 people; --person 0 does not"):
+        read_keypoints(empty)
+    # the demo's video file: meta_info names the keypoints, which may be in any order
+    order = np.random.default_rng(0).permutation(26)  # a 26-keypoint layout, shuffled
+    names = [*COCO17.names, *(f"extra{i}" for i in range(9))]
+    meta = {
+        "dataset_name": "custom",
+        "keypoint_id2name": {str(int(k)): names[i] for i, k in enumerate(order)},
+    }
+
+    def shuffled(xy: np.ndarray, s: np.ndarray) -> dict:
+        full_xy, full_s = np.zeros((26, 2)), np.zeros(26)
+        full_xy[order[:17]], full_s[order[:17]] = xy, s
+        return _instance(full_xy, full_s, 0.9)
+
+    video = {
+        "meta_info": meta,
+        "instance_info": [
+            {"frame_id": 1, "instances": [shuffled(a, sa)]},
+            {"frame_id": 2, "instances": []},
+            {"frame_id": 3, "instances": [shuffled(c, sb)]},
+        ],
+    }
+    path = _write(tmp_path, "results_clip.json", video)
+    got = read_keypoints(path, missing_ok=True)
+    np.testing.assert_array_equal(got["keypoints"], np.stack([a, NAN2, c]))
+    np.testing.assert_array_equal(got["confidence"], np.stack([sa, 0 * sa, np.clip(sb, 0, 1)]))
+    with pytest.raises(ValueError, match=r"frame 2 has 0 people; --person 0 does not exist"):
+        read_keypoints(path)
+    # the inferencer's video file: a bare list of frames (17 keypoints, no names needed)
+    frames = [{"frame_id": i, "instances": [_instance(xy, sa, 0.5)]} for i, xy in enumerate([a, b])]
+    got = read_keypoints(_write(tmp_path, "clip.json", frames))
+    np.testing.assert_array_equal(got["keypoints"], np.stack([a, b]))
+    # the demos write with json_tricks: a numpy bbox_score becomes an "__ndarray__" object
+    low, high = _instance(a, sa), _instance(b, sa)
+    low["bbox_score"] = {"__ndarray__": 0.25, "dtype": "float32", "shape": []}
+    high["bbox_score"] = {"__ndarray__": 0.75, "dtype": "float32", "shape": []}
+    tricks = {"meta_info": {"sigmas": {"__ndarray__": [0.1] * 17}}, "instance_info": [low, high]}
+    got = read_keypoints(_write(tmp_path, "tricks.json", tricks))
+    np.testing.assert_array_equal(got["keypoints"], b[None])
+    # the demo's image file: instance_info is the image's instances
+    image = {"meta_info": {}, "instance_info": [_instance(c, sa, 0.3)]}
+    np.testing.assert_array_equal(
+        read_keypoints(_write(tmp_path, "i.json", image))["keypoints"], c[None]
+    )
+
+
+def test_malformed_detector_files_are_one_line_errors(tmp_path, capsys) -> None:
+    xy, s = _points(30), np.ones(17)
+    good = _coco_entry(1, xy, s)
+    inst = _instance(xy, s, 0.5)
+    bad = {
+        "short.json": ([{**good, "keypoints": good["keypoints"][:-1]}], "has 50 values"),
+        "coco18.json": ([{**good, "keypoints": [1.0] * 54}], "has 54 values"),
+        "text.json": ([{**good, "keypoints": ["1.0", *good["keypoints"][1:]]}], "numbers only"),
+        "null.json": ([{**good, "keypoints": [None, *good["keypoints"][1:]]}], "numbers only"),
+        "bool.json": ([{**good, "keypoints": [True, *good["keypoints"][1:]]}], "numbers only"),
+        "score.json": ([{**good, "score": "high"}], "'score' must be a finite number"),
+        "huge.json": ([{**good, "score": 10**400}], "'score' must be a finite number"),
+        "hugekp.json": ([{**good, "keypoints": [10**400] * 51}], "too large for a float"),
+        "op.json": ({"people": [{"pose_keypoints_2d": [10**400] * 75}]}, "must hold numbers"),
+        "imgid.json": ([{**good, "image_id": 1.5}], "'image_id' must be an integer or a string"),
+        "nokp.json": ([{"image_id": 1, "score": 0.5}], "entry 0 has no 'keypoints'"),
+        "notdict.json": ([good, 3], "entry 1 is not a JSON object"),
+        "other.json": ([{"bbox": [0, 0, 1, 1]}], "neither a COCO keypoint result"),
+        "numbers.json": ([1.0, 2.0], "neither a COCO keypoint result"),
+        "empty.json": ([], "has 0 people; --person 0 does not exist"),
+        "3d.json": ([{**inst, "keypoints": [[1.0, 2.0, 3.0]] * 17}], "3D predictions"),
+        "nscores.json": ([{**inst, "keypoint_scores": [1.0] * 16}], "17 keypoints but 16"),
+        "count.json": ([_instance(_points(1, 18), np.ones(18))], "18 keypoints; expected 17"),
+        "noscores.json": ([{"keypoints": inst["keypoints"]}], "no 'keypoint_scores' list"),
+        "frames.json": ({"instance_info": [{"frame_id": 1, "instances": None}]}, "frame 0 must"),
+        "info.json": ({"instance_info": {}}, "'instance_info' must be a list"),
+        "meta.json": (
+            {"meta_info": {"keypoint_name2id": {"head": 0}}, "instance_info": [inst]},
+            "meta_info names no nose",
+        ),
+    }
+    cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "1"]
+    for name, (content, message) in bad.items():
+        path = _write(tmp_path, name, content)
+        assert main(["fit", str(path), *cam, "--out", str(tmp_path / "x.npz")]) == 1
+        err = capsys.readouterr().err
+        assert name in err and message in err and len(err.strip().splitlines()) == 1, err
+    assert main(["fit", str(tmp_path / "short.json"), *cam, "--person", "-1"]) == 1
+    assert not (tmp_path / "x.npz").exists()
+
+
+def _projected_coco(transl: list[list[float]]) -> np.ndarray:
+    """COCO-17 keypoints of the stand-in body, posed, projected by CAMERA: (B, 17, 2)."""
+    body = load_body_model()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        out = body(
+            global_orient=torch.tensor([[math.pi, 0.0, 0.0]] * len(transl)),
+            body_pose=0.2 * torch.randn(len(transl), 63, generator=gen),
+            transl=torch.tensor(transl),
+        )
+        idx = model_joint_indices(
+            get_format("coco17"),
+            body.model_type,
+            out.model_joints.shape[1],
+            body.extra_joint_names,
+        )
+        return CAMERA.project(out.model_joints[:, idx]).numpy().astype(np.float64)
+
+
+def test_fit_a_coco_results_file_end_to_end(tmp_path, capsys) -> None:
+    kp = _projected_coco([[0.0, 0.2, 4.0], [0.1, 0.1, 5.0], [0.3, 0.0, 6.0]])
+    ones = np.ones(17)
+    decoy = kp[2] + 150.0  # a second, less confident person in the first image
+    entries = [
+        _coco_entry(42, decoy, 0.5 * ones, score=0.3),
+        _coco_entry(42, kp[0], ones, score=0.98),
+        _coco_entry(17, kp[1], ones, score=0.95),
+    ]
+    src = _write(tmp_path, "coco_instances_results.json", entries)
+    out = tmp_path / "fit.npz"
+    argv = ["fit", str(src), "--camera", "1000,500,500", "--prior", "none", "--out", str(out)]
+    assert main([*argv, "--iterations", "10"]) == 0
+    assert "fitted 2 frame(s), format coco17" in capsys.readouterr().out
+    data = np.load(out)
+    assert json.loads(str(data["info"]))["keypoint_format"] == "coco17"
+    assert data["projected"].shape == (2, 17, 2)
+    for key in ("body_pose", "global_orient", "transl", "betas", "loss", "projected"):
+        assert np.isfinite(data[key]).all(), key
+    # the best-scored person was fitted, not the decoy: the fit lands near its keypoints
+    err = np.linalg.norm(data["projected"] - kp[:2], axis=-1).mean(-1)
+    decoy_err = np.linalg.norm(data["projected"][0] - decoy, axis=-1).mean()
+    assert (err < 20.0).all() and decoy_err > 100.0, (err, decoy_err)
+
+
+def test_fit_an_mmpose_video_with_a_gap_as_a_sequence(tmp_path, capsys) -> None:
+    kp = _projected_coco([[0.0, 0.2, 4.0], [0.0, 0.2, 4.0], [0.0, 0.2, 4.0]])
+    scores = np.full(17, 0.9)
+    frames = [
+        {"frame_id": 0, "instances": [_instance(kp[0], scores, 0.9)]},
+        {"frame_id": 1, "instances": []},
+        {"frame_id": 2, "instances": [_instance(kp[2], scores, 0.9)]},
+    ]
+    src = _write(tmp_path, "clip.json", frames)
+    out = tmp_path / "seq.npz"
+    argv = ["fit", str(src), "--camera", "1000,500,500", "--prior", "none", "--out", str(out)]
+    assert main([*argv, "--sequence", "--iterations", "2"]) == 0
+    data = np.load(out)
+    assert data["body_pose"].shape == (3, 63) and np.isfinite(data["body_pose"]).all()
+    assert json.loads(str(data["info"]))["missing_frames"] == 1
+    capsys.readouterr()
+    assert main([*argv, "--iterations", "2"]) == 1  # per frame, the empty frame is an error
+    assert "frame 1 has 0 people" in capsys.readouterr().err
