@@ -728,7 +728,12 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
     assert load_pretrained(tmp_path / "gan" / "model").latent == "uniform"
     # GAN options with another model: a usage error before anything is read or written (they
     # were dropped silently: `--model gmm --latent uniform` trained the GMM as if not given)
-    for model, extra in (("gmm", ["--latent", "uniform"]), ("vae", ["--ema", "0.9", "--r1", "1"])):
+    cases = (
+        ("gmm", ["--latent", "uniform"]),
+        ("vae", ["--ema", "0.9", "--r1", "1"]),
+        ("vae", ["--coverage", "1", "--leg-mix", "0.5", "--rebalance", "0.5"]),
+    )
+    for model, extra in cases:
         out = tmp_path / f"{model}-gan-options"
         argv = ["train", "--data", str(synthetic), "--out", str(out), "--model", model, *extra]
         assert main(argv) == 2
