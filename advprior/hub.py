@@ -35,6 +35,7 @@ import os
 import re
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -361,9 +362,12 @@ def _verify(
 
 def _verify_recorded(files: CheckpointFiles, models: dict[str, dict[str, Any]]) -> None:
     """Check a folder's (or Hub repo's) weights against the sha256 recorded for them: its
-    config.json's ``weights_sha256`` (written by ``save_pretrained``), else, for a config.json
-    without one that is a released alias's own (its ``config_sha256``: a copy of a bundled or
-    downloaded checkpoint), that alias's ``sha256``. Nothing is recorded for other folders."""
+    config.json's ``weights_sha256`` (written by ``save_pretrained``; a mismatch is a
+    :class:`ChecksumMismatchError`). A config.json without one that is a released alias's own
+    (its ``config_sha256``) is a copy of that checkpoint or a fine-tune of it saved by advprior
+    0.2.0, which wrote the loaded model's config unchanged and no record: weights other than the
+    alias's are then loaded with a ``UserWarning`` (the two cannot be told apart, and 0.2.0's
+    fine-tunes must keep loading). Nothing is recorded for other folders."""
     what = f"checkpoint {files.directory}"
     recorded = read_config(files.config).get("weights_sha256")
     if recorded is not None:
@@ -378,15 +382,17 @@ def _verify_recorded(files: CheckpointFiles, models: dict[str, dict[str, Any]]) 
     digest = sha256_file(files.config)
     for alias, entry in sorted(models.items()):
         if entry.get("config_sha256") == digest:
-            _verify(
-                files.weights,
-                entry["sha256"],
-                what,
-                f"its {CONFIG_NAME} is that of {alias!r}, whose weights the manifest pins at",
-                f"it was changed or damaged; a fine-tune of {alias!r} saved by advprior 0.2.0 "
-                f"or older keeps its {CONFIG_NAME}: load the weights into PosePrior yourself "
-                "and save_pretrained them again",
-            )
+            actual = sha256_file(files.weights)
+            if entry.get("sha256") not in (None, actual):
+                warnings.warn(
+                    f"{what}: its {CONFIG_NAME} is that of {alias!r} but {files.weights} has "
+                    f"sha256 {actual}, not {alias!r}'s {entry['sha256']}: a fine-tune saved by "
+                    "advprior 0.2.0 (which kept the config and recorded no weights sha256), or "
+                    "a changed or damaged copy; loading it. save_pretrained it again to record "
+                    "its sha256",
+                    UserWarning,
+                    stacklevel=2,
+                )
             return
 
 
