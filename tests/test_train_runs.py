@@ -445,6 +445,16 @@ def test_coverage_term_is_the_nearest_sample_distance_and_pulls_only_it(syntheti
         train_gan(synthetic, tmp_path / "bad", **{**kw, "coverage_pool": 0})
 
 
+def test_more_rebalance_clusters_than_training_poses_is_an_error_naming_the_option(
+    synthetic, tmp_path
+):
+    out = tmp_path / "run"
+    kw = dict(steps=1, batch_size=16, d_steps=1, disc_hidden_dim=16, val_every=0, **FAST)
+    with pytest.raises(ValueError, match=r"rebalance_clusters \(100000\) is more than"):
+        train_gan(synthetic, out, rebalance=1.0, rebalance_clusters=100_000, **kw)
+    assert not any(out.iterdir())  # nothing written, the lock released
+
+
 # A damaged or hostile checkpoint.pt is refused when it is loaded, naming the file and the key,
 # before anything is trained, logged or written: the run folder stays as it was.
 _RESUME_KW = dict(batch_size=16, d_steps=1, disc_hidden_dim=16, ckpt_every=0, export=False, **FAST)

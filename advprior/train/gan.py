@@ -179,7 +179,8 @@ def train_gan(
             (``rebalance_clusters``) of the training poses' joint positions
             (:func:`~advprior.train.sampler.rebalanced_rows`): rare poses are seen more often
             and common ones less, so the generator spends more of its samples on the former.
-            0 (the paper): the data's own frequencies.
+            0 (the paper): the data's own frequencies. More clusters than training poses is a
+            ``ValueError`` naming ``rebalance_clusters``, before anything is written.
         disc_positions: also show the whole-pose critic the posed joint positions of the
             neutral skeleton (:class:`~advprior.train.discriminator.PoseDiscriminator`'s
             ``positions``). False (the paper): rotations only.
@@ -285,6 +286,12 @@ def train_gan(
         # rebalance, rare poses repeated (the same table on every rank: same seed).
         rows = torch.arange(real_rotmat.shape[0])
         if cfg.rebalance > 0:
+            if cfg.rebalance_clusters > poses.train.shape[0]:
+                # known only now that the data is read; still before anything is written
+                raise ValueError(
+                    f"rebalance_clusters ({cfg.rebalance_clusters}) is more than the "
+                    f"{poses.train.shape[0]} training poses; use at most that many clusters"
+                )
             joints = pose_joints(poses.train).flatten(1)
             labels = kmeans_labels(joints, cfg.rebalance_clusters, seed=seed + SEED_DATA)
             rows = rebalanced_rows(labels, cfg.rebalance)
