@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from typing import Any
 
@@ -166,17 +167,45 @@ def _record(prior: nn.Module, state: dict[str, Tensor]) -> dict[str, Any]:
     }
 
 
+#: A record is about 150 bytes; anything much larger is not one (and is not parsed).
+_MAX_RECORD_BYTES = 4096
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _valid_record(record: Any) -> bool:
+    """Whether ``record`` has the keys and value types :meth:`LatentHead.prior_record` writes
+    (so that comparing and describing it cannot fail on a hand-edited one)."""
+    if not isinstance(record, dict) or not all(k in record for k in _RECORD_KEYS):
+        return False
+    sha, dim = record["prior_sha256"], record["latent_dim"]
+    return (
+        isinstance(record["prior"], str)
+        and isinstance(record["latent"], str)
+        and isinstance(dim, int)
+        and not isinstance(dim, bool)
+        and (sha is None or (isinstance(sha, str) and _SHA256_HEX.fullmatch(sha) is not None))
+    )
+
+
 def _decode_record(state: Any) -> dict[str, Any]:
-    if isinstance(state, Tensor) and state.dtype == torch.uint8 and state.ndim == 1:
+    if (
+        isinstance(state, Tensor)
+        and state.dtype == torch.uint8
+        and state.ndim == 1
+        and state.numel() <= _MAX_RECORD_BYTES
+        and not state.is_meta
+    ):
         try:
-            record = json.loads(bytes(state.cpu().tolist()).decode())
+            record = json.loads(state.cpu().numpy().tobytes().decode())
         except (UnicodeDecodeError, ValueError):
             record = None
-        if isinstance(record, dict) and all(k in record for k in _RECORD_KEYS):
+        if _valid_record(record):
             return record
     raise PriorMismatchError(
         "the LatentHead state dict's '_extra_state' is not a prior record (a uint8 tensor of "
-        f"JSON with keys {list(_RECORD_KEYS)}); was it saved from a LatentHead?"
+        f"at most {_MAX_RECORD_BYTES} bytes of JSON with keys {list(_RECORD_KEYS)}: class and "
+        "latent kind strings, latent dim an int, weights sha256 64 hex digits or null); was it "
+        "saved from a LatentHead?"
     )
 
 

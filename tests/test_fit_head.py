@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -184,6 +186,19 @@ def test_a_malformed_record_is_refused() -> None:
     state = _trained_head(_prior()).state_dict()
     state["_extra_state"] = torch.zeros(3)
     with pytest.raises(PriorMismatchError, match="not a prior record"):
+        LatentHead(8, _prior()).load_state_dict(state)
+    # the right keys with values of the wrong type (a hand-edited record) were a TypeError
+    # from inside load_state_dict, or compared as if valid
+    good = json.loads(bytes(_trained_head(_prior()).state_dict()["_extra_state"].tolist()))
+    for key, bad in (("prior_sha256", 123), ("prior_sha256", "abc"), ("latent_dim", "32")):
+        blob = json.dumps({**good, key: bad}).encode()
+        state["_extra_state"] = torch.tensor(list(blob), dtype=torch.uint8)
+        with pytest.raises(PriorMismatchError, match="not a prior record"):
+            LatentHead(8, _prior()).load_state_dict(state)
+    # a record padded past the bound is not parsed (a huge tensor would be read whole)
+    blob = (json.dumps(good) + " " * 5000).encode()
+    state["_extra_state"] = torch.tensor(list(blob), dtype=torch.uint8)
+    with pytest.raises(PriorMismatchError, match="at most 4096 bytes"):
         LatentHead(8, _prior()).load_state_dict(state)
 
 
