@@ -196,6 +196,7 @@ def test_malformed_detector_files_are_one_line_errors(tmp_path, capsys) -> None:
         "numbers.json": ([1.0, 2.0], "neither a COCO keypoint result"),
         "empty.json": ([], "has 0 people; --person 0 does not exist"),
         "3d.json": ([{**inst, "keypoints": [[1.0, 2.0, 3.0]] * 17}], "3D predictions"),
+        "hugemm.json": ([{**inst, "keypoints": [[10**400, 1]] * 17}], "too large for a float"),
         "nscores.json": ([{**inst, "keypoint_scores": [1.0] * 16}], "17 keypoints but 16"),
         "count.json": ([_instance(_points(1, 18), np.ones(18))], "18 keypoints; expected 17"),
         "noscores.json": ([{"keypoints": inst["keypoints"]}], "no 'keypoint_scores' list"),

@@ -147,7 +147,10 @@ def _mmpose_detection(entry: Any, where: str, index: list[int] | None) -> Detect
         index = list(range(COCO17.num_keypoints))
     elif len(points) <= max(index):
         raise ValueError(f"{where}: {len(points)} keypoints, fewer than 'meta_info' names")
-    xy = np.asarray(points, dtype=np.float64)[index]
+    try:
+        xy = np.asarray(points, dtype=np.float64)[index]
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{where}: 'keypoints' holds a number too large for a float") from None
     score = _score(entry, "bbox_score", where)
     if score is None:
         score = float(np.nan_to_num(scores).mean())
