@@ -820,6 +820,11 @@ def test_ddp_gloo_two_processes(synthetic, tmp_path, extras):
     r0, r1 = state["ranks"]
     assert not torch.equal(r0["rng"]["named"]["latent"], r1["rng"]["named"]["latent"])
     assert r0["streams"]["data"] == r1["streams"]["data"]
+    if extras.get("leg_mix"):  # each rank swaps its own poses' legs
+        legs0, legs1 = r0["rng"]["named"]["leg_mix"], r1["rng"]["named"]["leg_mix"]
+        assert not torch.equal(legs0, legs1)
+    else:  # registered only when used: older checkpoints hold no such generator
+        assert "leg_mix" not in r0["rng"]["named"]
     prior = PosePrior.from_pretrained(out / "model")
     assert prior.sample(3).shape == (3, 63)
     assert len(_read_csv(out / "train_log.csv")) == 4  # only rank 0 logs
