@@ -43,11 +43,12 @@ class LatentHead(nn.Module):
     of JSON: the prior's class, latent kind, latent dim and weights sha256, see
     :meth:`prior_record`), so ``torch.save`` with ``torch.load(weights_only=True)`` and
     safetensors both keep it. ``load_state_dict`` raises
-    :class:`~advprior.errors.PriorMismatchError` naming both priors, before changing anything,
-    when the head is built on another prior than the state dict's record: another class, latent
-    kind or dim, or other weights (those the state dict carries under ``prior.``, else the head's
-    own prior's). A state dict without the record (advprior 0.2.0 and older) loads with a
-    ``UserWarning``.
+    :class:`~advprior.errors.PriorMismatchError` naming both priors, before changing anything
+    in the head, when the head is built on another prior than the state dict's record: another
+    class, latent kind or dim, or other weights (those the state dict carries under ``prior.``,
+    else the head's own prior's). (In a model that holds the head, torch loads module by module:
+    modules before the head have then already loaded their tensors.) A state dict without the
+    record (advprior 0.2.0 and older) loads with a ``UserWarning``.
     """
 
     def __init__(self, in_features: int, prior: Prior, hidden: int | None = None) -> None:
@@ -242,7 +243,7 @@ def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Te
                 f"this LatentHead state dict records the prior {_describe(saved)}, but its own "
                 f"prior.* tensors give weights sha256 {after[:12]}...: it was edited after "
                 "saving, and the head's layer was not trained for these weights. Nothing was "
-                "loaded."
+                "loaded into the head."
             )
     elif not differ and saved_sha is not None and mine["prior_sha256"] not in (None, saved_sha):
         differ = ["weights"]
@@ -250,5 +251,5 @@ def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Te
         raise PriorMismatchError(
             f"this LatentHead state dict was trained for the prior {_describe(saved)}, but the "
             f"head's prior is {_describe(mine)} (they differ in: {', '.join(differ)}); build the "
-            "head on the prior it was trained for. Nothing was loaded."
+            "head on the prior it was trained for. Nothing was loaded into the head."
         )

@@ -143,6 +143,14 @@ def test_loading_onto_another_prior_raises_before_changing_anything(other, named
     assert f"{mine['prior']} latent {mine['latent']!r} dim {mine['latent_dim']}" in str(err.value)
     for key, value in head.state_dict().items():
         assert torch.equal(value, before[key]), key
+    # inside a model, torch loads module by module: the message promises only the head
+    outer = torch.nn.Sequential(torch.nn.Linear(2, 2), head)
+    saved = torch.nn.Sequential(torch.nn.Linear(2, 2), _trained_head(_prior("sphere")))
+    with pytest.raises(PriorMismatchError, match="Nothing was loaded into the head"):
+        outer.load_state_dict(saved.state_dict())
+    assert torch.equal(outer[0].weight, saved[0].weight)  # the layer before it did load
+    for key, value in head.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_other_weights_are_refused_unless_the_state_dict_carries_the_prior() -> None:
