@@ -174,11 +174,12 @@ def train_gan(
             (:func:`~advprior.train.augment.mix_legs`): combinations of legs and upper body
             that the captures lack. 0 (the paper): off.
         rebalance / rebalance_clusters: when ``rebalance`` > 0, the real poses are read from a
-            seeded resampling of the training poses in which a pose's probability is
-            proportional to ``size(its cluster) ** -rebalance``, the clusters k-means
-            (``rebalance_clusters``) of the training poses' joint positions
-            (:func:`~advprior.train.sampler.rebalanced_rows`): rare poses are seen more often
-            and common ones less, so the generator spends more of its samples on the former.
+            table in which every training pose appears ``round((s_max / s) ** rebalance)``
+            times, ``s`` the size of its cluster among the k-means (``rebalance_clusters``)
+            clusters of the training poses' joint positions
+            (:func:`~advprior.train.sampler.rebalanced_rows`): a pose's share is proportional to
+            ``s ** -rebalance``, so rare poses are seen more often and common ones less, and
+            the generator spends more of its samples on the former.
             0 (the paper): the data's own frequencies. More clusters than training poses is a
             ``ValueError`` naming ``rebalance_clusters``, before anything is written.
         disc_positions: also show the whole-pose critic the posed joint positions of the
