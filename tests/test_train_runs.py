@@ -838,3 +838,47 @@ def test_ddp_gloo_two_processes(synthetic, tmp_path, extras):
         assert "already holds a training checkpoint" in again.stderr
         assert "rank 0 could not claim" in again.stderr
         assert ckpt.load(out / "checkpoint.pt")["step"] == 4
+
+
+_DDP_REBALANCE_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, os, sys, torch
+    torch.set_num_threads(1)
+    import advprior.train.gan as gan_module
+
+    rank = int(os.environ["RANK"])
+    kmeans, rebalance = gan_module.kmeans_labels, gan_module.rebalanced_rows
+
+    def kmeans_per_rank(*args, **kwargs):
+        # Stands in for k-means rounding differently on another CPU: rank 1 clusters otherwise.
+        labels = kmeans(*args, **kwargs)
+        return labels if rank == 0 else torch.zeros_like(labels)
+
+    def recording(labels, power):
+        with open(os.path.join(sys.argv[2], f"labels{rank}.txt"), "w") as fh:
+            fh.write(hashlib.sha256(labels.numpy().tobytes()).hexdigest())
+        return rebalance(labels, power)
+
+    gan_module.kmeans_labels, gan_module.rebalanced_rows = kmeans_per_rank, recording
+    os.makedirs(sys.argv[2], exist_ok=True)
+    gan_module.train_gan(
+        sys.argv[1], os.path.join(sys.argv[2], "run"), steps=2, batch_size=16, d_steps=1,
+        disc_hidden_dim=32, val_every=0, ckpt_every=0, progress=False, tensorboard=False,
+        val_samples=100, max_val_poses=50, rebalance=1.0, rebalance_clusters=4, export=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_rebalance_reads_rank0_table(synthetic, tmp_path):
+    """Every rank must draw from one rebalanced table; k-means may round differently per
+    machine, so the ranks use rank 0's cluster labels (a rank-dependent clustering is forced)."""
+    script = tmp_path / "ddp_rebalance.py"
+    script.write_text(_DDP_REBALANCE_SCRIPT)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", str(script), str(synthetic), str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "labels0.txt").read_text() == (out / "labels1.txt").read_text()

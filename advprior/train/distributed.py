@@ -91,6 +91,16 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
+def broadcast_from_main(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Rank 0's ``t`` on every rank (``t`` itself when not distributed). Every rank passes a
+    tensor of the same shape and dtype; the result is on ``t``'s device."""
+    if not info.enabled:
+        return t
+    buf = t.to(info.device).contiguous()
+    dist.broadcast(buf, src=0)
+    return buf.to(t.device)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -284,7 +284,8 @@ def train_gan(
         opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=tuple(betas))
         real_rotmat = axis_angle_to_rotmat(poses.train.reshape(-1, 21, 3))
         # The rows the batch stream draws from: every training pose once, or with
-        # rebalance, rare poses repeated (the same table on every rank: same seed).
+        # rebalance, rare poses repeated. Every rank must read the same table, and k-means'
+        # float sums may round differently on different CPUs: rank 0's labels are used.
         rows = torch.arange(real_rotmat.shape[0])
         if cfg.rebalance > 0:
             if cfg.rebalance_clusters > poses.train.shape[0]:
@@ -295,7 +296,7 @@ def train_gan(
                 )
             joints = pose_joints(poses.train).flatten(1)
             labels = kmeans_labels(joints, cfg.rebalance_clusters, seed=seed + SEED_DATA)
-            rows = rebalanced_rows(labels, cfg.rebalance)
+            rows = rebalanced_rows(ddp.broadcast_from_main(labels, info), cfg.rebalance)
         stream = BatchStream(
             rows.shape[0], batch_size, seed + SEED_DATA, info.rank, info.world_size
         )
