@@ -44,13 +44,12 @@ def run(args: argparse.Namespace) -> None:
             )
             for alias, prior in priors.items():
                 for starts in args.starts:
-                    r = run_fitting(views, prior, starts=starts, start=args.start)
+                    r = run_fitting(views, prior, starts=starts)
                     rec = {
                         "prior": alias,
                         "seed": seed,
                         "format": fmt,
                         "starts": starts,
-                        "start": args.start,
                         "frames": r["frames"],
                         "p_mpjpe": r["p_mpjpe_mm"],
                         "median": r["p_mpjpe_median_mm"],
@@ -113,10 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--starts", nargs="+", type=int, default=[1, 4, 8])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--frames", type=int, default=128)
-    p.add_argument(
-        "--start", choices=("typical", "match"), default="typical",
-        help="fit_keypoints' start: the same pose for every frame, or matched to the keypoints",
-    )
     p.add_argument("--json", type=Path, required=True, help="JSON lines, appended")
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args(argv)

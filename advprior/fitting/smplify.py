@@ -65,13 +65,6 @@ DEPTH_WEIGHT = 100.0
 #: Body yaws (radians, about the body's up axis) tried in stage 0; 0 faces the camera.
 YAW_CANDIDATES = tuple(i * math.pi / 4 for i in range(8))
 OPTIMIZERS = ("lbfgs", "adam")
-#: How a fit picks its starting pose(s): see :func:`fit_keypoints`' ``start``.
-START_MODES = ("typical", "match")
-#: Candidates :func:`fit_keypoints` ranks for ``start="match"``: the prior's
-#: :meth:`~advprior.interface.Prior.fit_starts` (the typical pose, then representative samples).
-MATCH_CANDIDATES = 64
-#: Candidate rows per batched objective evaluation when ranking them (bounds the memory).
-_MATCH_CHUNK = 8192
 
 
 def _as_tensor(x: object, name: str) -> Tensor:
@@ -340,7 +333,6 @@ def fit_keypoints(
     lr: float = 0.02,
     orientations: int = 2,
     starts: int = 1,
-    start: str = "typical",
     latent_density: object | None = None,
     latent_weight: float = 1.0,
     pose_density: object = "auto",
@@ -381,13 +373,6 @@ def fit_keypoints(
             (:meth:`PriorTerm.starts`: the central pose, then representative poses of the
             prior's samples, or the GMM's heaviest component means). The work grows
             ``starts``-fold; frames stay independent. Without a prior there is one start.
-        start: how the starting poses are chosen. ``"typical"``: the same for every frame, as
-            ``starts`` says. ``"match"``: per frame and orientation, the ``starts`` poses among
-            :data:`MATCH_CANDIDATES` candidates (``prior.fit_starts``: the central pose, then
-            representative samples) whose first-stage objective is lowest at the orientation
-            and translation of the camera stage: the keypoints choose where each frame starts
-            (the ranking costs one batched objective evaluation per candidate, no
-            optimisation). Frames stay independent either way.
         latent_density: for a sphere-latent prior (GAN-S), a density on its latent sphere
             (:class:`advprior.fitting.latent_density.VMFMixture`) whose negative log-density,
             times ``latent_weight``, is added to every pose stage: prefers common poses among
@@ -436,12 +421,6 @@ def fit_keypoints(
         raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
     if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
         raise ValueError(f"starts must be a positive int, got {starts!r}")
-    if start not in START_MODES:
-        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
-    if start == "match" and starts > MATCH_CANDIDATES:
-        raise ValueError(
-            f"start='match' picks at most {MATCH_CANDIDATES} starts per frame, got {starts}"
-        )
     opts = _Options(
         camera,
         body,
@@ -454,7 +433,6 @@ def fit_keypoints(
         float(lr),
         orientations,
         starts if term.prior is not None else 1,
-        start if term.prior is not None else "typical",
     )
     kind = term.describe()
     info: dict[str, Any] = {
@@ -467,7 +445,6 @@ def fit_keypoints(
         "stages": stages,
         "orientations": orientations,
         "starts": opts.starts,
-        "start": opts.start,
         "batch": bool(batch),
         "latent_density": None
         if latent_density is None
@@ -542,7 +519,6 @@ class _Options:
     lr: float
     orientations: int
     starts: int = 1
-    start: str = "typical"
 
 
 def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
@@ -641,62 +617,6 @@ def _pick_orientations(
     return torch.stack([first, second], 1) + base[:, None]
 
 
-def _matched_starts(
-    cams: Tensor, kp: Tensor, conf: Tensor, k: int, s: int, o: _Options
-) -> Tensor:
-    """``start="match"``: for each of the ``n * k`` (frame, orientation) rows of ``cams (n * k,
-    6)`` (orientation, translation from the camera stage), the ``s`` candidates of
-    ``term.starts(MATCH_CANDIDATES)`` with the lowest first-stage objective at that camera and
-    zero betas, best first -> ``(n * k * s, dim)``, rows grouped as ``_fit`` lays them out.
-
-    The ranking uses the objective the fit then minimises (reprojection, prior energy and pose
-    density at the first stage's weights), so a candidate wins only by what the fit itself
-    prefers; each row is ranked on its own frame's keypoints alone."""
-    term, body = o.term, o.body
-    rows, nb = cams.shape[0], body.num_betas
-    cand = term.starts(MATCH_CANDIDATES, kp.dtype, kp.device)
-    # A bank may repeat itself (a GMM has fewer means than candidates): rank each pose once,
-    # keeping the bank's order.
-    _, inverse = torch.unique(cand, dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), cand.shape[0], device=cand.device)
-    first = first.scatter_reduce(0, inverse, torch.arange(cand.shape[0], device=cand.device), "amin")
-    cand = cand[first.sort().values]  # (M, dim)
-    m = cand.shape[0]
-    pw, sw = stage_weights(term, *o.stages[0])
-    kp_r, w2_r = kp.repeat_interleave(k, 0), (conf * conf).repeat_interleave(k, 0)
-    scores = torch.empty(rows, m, dtype=kp.dtype, device=kp.device)
-    per = max(1, _MATCH_CHUNK // m)  # rows per chunk; each row carries all m candidates
-    with torch.no_grad():
-        for a in range(0, rows, per):
-            b = min(rows, a + per)
-            fn = pose_objective(
-                o.camera,
-                body,
-                term,
-                kp_r[a:b].repeat_interleave(m, 0),
-                w2_r[a:b].repeat_interleave(m, 0),
-                o.sigma,
-                pw,
-                sw,
-            )
-            x = torch.cat(
-                [
-                    cams[a:b].repeat_interleave(m, 0),
-                    cams.new_zeros((b - a) * m, nb),
-                    cand.repeat(b - a, 1),
-                ],
-                -1,
-            )
-            # A non-finite score (a candidate the body cannot pose) must never be picked.
-            sc = fn(x).view(b - a, m)
-            scores[a:b] = torch.where(torch.isfinite(sc), sc, torch.full_like(sc, float("inf")))
-    # Stable order so that ties keep the bank's order (the typical pose first).
-    order = torch.sort(scores, dim=1, stable=True).indices
-    # Fewer distinct candidates than starts: repeat the ranking (costs time, never accuracy).
-    best = order.repeat(1, -(-s // m))[:, :s]  # (rows, s)
-    return cand[best.reshape(-1)]
-
-
 def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     start = time.perf_counter()
     camera, body, term, fmt = o.camera, o.body, o.term, o.fmt
@@ -754,13 +674,15 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     pick = _pick_orientations(x_cam, rank, n, ny, k, camera).reshape(-1)  # (n * k,)
     # Rows frame-major, then orientation, then start: n * k * s independent problems.
     s = o.starts
+    starts = pose_params0 if s == 1 else term.starts(s, dtype, device)  # (s, dim)
     ks = k * s
-    if o.start == "match":
-        starts = _matched_starts(x_cam[pick], kp, conf, k, s, o)  # (n * k * s, dim)
-    else:
-        starts = (pose_params0 if s == 1 else term.starts(s, dtype, device)).repeat(n * k, 1)
     x = torch.cat(
-        [x_cam[pick].repeat_interleave(s, 0), torch.zeros(n * ks, nb, **like), starts], -1
+        [
+            x_cam[pick].repeat_interleave(s, 0),
+            torch.zeros(n * ks, nb, **like),
+            starts.repeat(n * k, 1),
+        ],
+        -1,
     )
     steps = it_cam.view(n, ny).sum(1)
     kp_k, w2_k = kp.repeat_interleave(ks, 0), (conf * conf).repeat_interleave(ks, 0)
