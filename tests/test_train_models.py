@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
+import roma
 import torch
 from conftest import FK32_ATOL
 
 from advprior.baselines import GMMPrior, VPoserVAE
 from advprior.hub import load_pretrained
 from advprior.rotations import axis_angle_to_rotmat
-from advprior.train.augment import LEG_JOINTS, mirror_body_pose, mix_legs
+from advprior.train.augment import LEG_JOINTS, blend_poses, mirror_body_pose, mix_legs
 from advprior.train.discriminator import (
     PoseDiscriminator,
     discriminator_loss,
@@ -227,6 +228,38 @@ def test_leg_mix_swaps_exactly_the_leg_chains_of_the_drawn_poses():
         mix_legs(rot, 1.5)
     with pytest.raises(ValueError, match=r"\(B, 21, 3, 3\)"):
         mix_legs(rot.reshape(400, 21, 9), 0.5)
+
+
+def test_blend_poses_moves_each_drawn_pose_along_the_geodesics_to_one_donor():
+    rot = _rotmats(300, seed=4)
+    out = blend_poses(rot, 0.5, torch.Generator().manual_seed(0))
+    assert out.shape == rot.shape and out.dtype == rot.dtype
+    # still rotations (float32 products of two rotations: orthonormal to ~1e-6)
+    eye = torch.eye(3).expand_as(out)
+    assert (out.transpose(-1, -2) @ out - eye).abs().max() < 1e-5
+    assert (torch.linalg.det(out) - 1).abs().max() < 1e-5
+    changed = (out != rot).flatten(1).any(dim=1)
+    assert 110 < int(changed.sum()) < 190  # binomial(300, 0.5): 150 +- 8.7 sd
+    # Each changed pose lies on the per-joint geodesics from itself to exactly one other pose,
+    # at one common fraction t: R^T out = exp(t log(R^T D)) for every joint.
+    for i in torch.nonzero(changed).flatten().tolist()[:20]:
+        own = roma.rotmat_to_rotvec(rot[i].transpose(-1, -2) @ out[i])  # (21, 3)
+        fits = []
+        for d in range(rot.shape[0]):
+            full = roma.rotmat_to_rotvec(rot[i].transpose(-1, -2) @ rot[d])
+            t = (own * full).sum() / (full * full).sum().clamp(min=1e-12)
+            if 0 <= t <= 1 and (own - t * full).abs().max() < 1e-4:
+                fits.append(d)
+        assert len(fits) == 1 and fits[0] != i
+    # reproducible from the generator; fraction 0 changes nothing, 1 nearly everything
+    assert torch.equal(out, blend_poses(rot, 0.5, torch.Generator().manual_seed(0)))
+    assert torch.equal(blend_poses(rot, 0.0), rot)
+    full = blend_poses(rot, 1.0, torch.Generator().manual_seed(1))
+    assert (full != rot).flatten(1).any(1).sum() > 290
+    with pytest.raises(ValueError, match="fraction"):
+        blend_poses(rot, -0.1)
+    with pytest.raises(ValueError, match=r"\(B, 21, 3, 3\)"):
+        blend_poses(rot.reshape(300, 21, 9), 0.5)
 
 
 def test_kmeans_finds_separated_clusters_and_rebalancing_evens_them():

@@ -44,6 +44,7 @@ EXTRAS = pytest.mark.parametrize(
             "coverage_weight": 1.0,
             "coverage_pool": 32,
             "leg_mix": 0.5,
+            "pose_mix": 0.5,
             "rebalance": 0.5,
             "rebalance_clusters": 4,
             "disc_positions": True,
@@ -297,7 +298,8 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     argv += ["--val-every", "0", "--no-progress", "--threads", "1"]
     argv += ["--ema", "0.5", "--r1", "2", "--path-length", "0.25", "--disc-positions"]
     argv += ["--generator-lr", "1e-4", "--disc-warmup", "3", "--coverage", "0.5"]
-    argv += ["--coverage-pool", "64", "--leg-mix", "0.25", "--rebalance", "0.5"]
+    argv += ["--coverage-pool", "64", "--leg-mix", "0.25", "--pose-mix", "0.75"]
+    argv += ["--rebalance", "0.5"]
     argv += ["--rebalance-clusters", "3", "--disc-pack", "4"]
     assert main(argv) == 0
     recorded = json.loads((out / "model" / "config.json").read_text())["training"]["config"]
@@ -307,7 +309,7 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     assert recorded["disc_pack"] == 4 and recorded["generator_lr"] == 1e-4
     assert recorded["disc_warmup"] == 3
     assert recorded["coverage_weight"] == 0.5 and recorded["coverage_pool"] == 64
-    assert recorded["leg_mix"] == 0.25
+    assert recorded["leg_mix"] == 0.25 and recorded["pose_mix"] == 0.75
     assert recorded["rebalance"] == 0.5 and recorded["rebalance_clusters"] == 3
     # a pack that does not divide the batch is refused before anything is written
     bad = tmp_path / "bad"
@@ -742,6 +744,7 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
         ("gmm", ["--latent", "uniform"]),
         ("vae", ["--ema", "0.9", "--r1", "1"]),
         ("vae", ["--coverage", "1", "--leg-mix", "0.5", "--rebalance", "0.5"]),
+        ("gmm", ["--pose-mix", "0.5"]),
     )
     for model, extra in cases:
         out = tmp_path / f"{model}-gan-options"

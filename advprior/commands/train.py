@@ -24,6 +24,7 @@ GAN_ONLY = (
     "coverage",
     "coverage_pool",
     "leg_mix",
+    "pose_mix",
     "rebalance",
     "rebalance_clusters",
     "disc_positions",
@@ -140,6 +141,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FRACTION",
         help="GAN: fraction of real poses whose legs are swapped with another pose's "
         "(0: off, as the paper)",
+    )
+    p.add_argument(
+        "--pose-mix",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="GAN: fraction of real poses blended with another pose (every joint slerped by "
+        "one random t; 0: off, as the paper)",
     )
     p.add_argument(
         "--rebalance",
@@ -268,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
             coverage_weight=args.coverage,
             coverage_pool=args.coverage_pool,
             leg_mix=args.leg_mix,
+            pose_mix=args.pose_mix,
             rebalance=args.rebalance,
             rebalance_clusters=args.rebalance_clusters,
             disc_positions=args.disc_positions,

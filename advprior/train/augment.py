@@ -1,5 +1,5 @@
 """Augmentations of SMPL body poses: left/right mirroring (SMPL's rest skeleton is left-right
-symmetric) and leg swapping between poses.
+symmetric), leg swapping between poses and blends of two poses.
 
 Mirroring through the body's sagittal plane (x -> -x in SMPL's frame: x points to the body's left)
 maps a rotation R to M R M with M = diag(-1, 1, 1). For an axis-angle vector w that is
@@ -8,6 +8,7 @@ maps a rotation R to M R M with M = diag(-1, 1, 1). For an axis-angle vector w t
 
 from __future__ import annotations
 
+import roma
 import torch
 
 # SMPL joints 1..21 (body_pose order, index = joint - 1): each joint's mirror partner.
@@ -72,4 +73,37 @@ def mix_legs(
     legs = torch.tensor(LEG_JOINTS, device=rotmat.device)
     out = rotmat.clone()
     out[rows[:, None], legs] = rotmat[donor.to(rotmat.device)[rows][:, None], legs]
+    return out
+
+
+def blend_poses(
+    rotmat: torch.Tensor, fraction: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A copy of the poses ``rotmat (B, 21, 3, 3)`` in which about ``fraction`` of them are
+    replaced by a blend with another pose of the batch: every joint rotation moved along its
+    geodesic toward the donor's, ``R (R^T R_donor)^t``, the same ``t ~ U(0, 1)`` for all joints
+    of a pose (per-joint slerp, each joint at most 180 degrees).
+
+    Held-out people's poses lie between the captured ones more often than on them (a sampler of
+    the training poses themselves covers held-out poses no better than GAN-S does;
+    ``docs/training.md``, round 13); blends show the model the space between. The poses to
+    change, their donors and ``t`` are drawn from ``generator`` (CPU), so a run stays
+    reproducible and resumable."""
+    if rotmat.ndim != 4 or rotmat.shape[1:] != (21, 3, 3):
+        raise ValueError(f"rotmat must have shape (B, 21, 3, 3), got {tuple(rotmat.shape)}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    n = rotmat.shape[0]
+    changed = torch.rand(n, generator=generator) < fraction
+    donor = torch.randperm(n, generator=generator)
+    t = torch.rand(n, generator=generator)
+    rows = torch.nonzero(changed).flatten().to(rotmat.device)
+    out = rotmat.clone()
+    if rows.numel() == 0:
+        return out
+    a = rotmat[rows]
+    b = rotmat[donor.to(rotmat.device)[rows]]
+    step = roma.rotmat_to_rotvec(a.transpose(-1, -2) @ b)  # (R, 21, 3), angle in [0, pi]
+    step = step * t.to(device=rotmat.device, dtype=rotmat.dtype)[rows][:, None, None]
+    out[rows] = a @ roma.rotvec_to_rotmat(step)
     return out

@@ -157,6 +157,7 @@ class GANConfig(LoopSettings):
         "coverage_weight",
         "coverage_pool",
         "leg_mix",
+        "pose_mix",
         "rebalance",
         "rebalance_clusters",
         "disc_positions",
@@ -183,6 +184,7 @@ class GANConfig(LoopSettings):
     coverage_weight: float = 0.0
     coverage_pool: int = 512
     leg_mix: float = 0.0
+    pose_mix: float = 0.0
     rebalance: float = 0.0
     rebalance_clusters: int = 256
     init_from: str | None = None
@@ -225,8 +227,9 @@ class GANConfig(LoopSettings):
         _at_least(self, "rebalance_clusters", 1)
         if not 0.0 <= self.rebalance <= 1.0:
             raise ValueError(f"rebalance must be in [0, 1], got {self.rebalance}")
-        if not 0.0 <= self.leg_mix <= 1.0:
-            raise ValueError(f"leg_mix must be in [0, 1], got {self.leg_mix}")
+        for name in ("leg_mix", "pose_mix"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         _at_least(self, "init_steps", 1)
         _at_least(self, "disc_warmup", 0)
         if self.generator_lr is not None and not self.generator_lr > 0:

@@ -24,7 +24,7 @@ from advprior.inversion import PoseEncoder
 from advprior.prior import PosePrior
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import distributed as ddp
-from advprior.train.augment import mix_legs
+from advprior.train.augment import blend_poses, mix_legs
 from advprior.train.checkpoint import CHECKPOINT_NAME
 from advprior.train.checkpoint import load as load_checkpoint
 from advprior.train.config import GANConfig
@@ -173,6 +173,10 @@ def train_gan(
             term's) whose legs are swapped with another pose's
             (:func:`~advprior.train.augment.mix_legs`): combinations of legs and upper body
             that the captures lack. 0 (the paper): off.
+        pose_mix: the fraction of real poses in every batch (after ``leg_mix``) replaced by a
+            blend with another pose, every joint slerped toward the other's by one random
+            ``t`` (:func:`~advprior.train.augment.blend_poses`): the space between captured
+            poses, where held-out people's poses often lie. 0 (the paper): off.
         rebalance / rebalance_clusters: when ``rebalance`` > 0, the real poses are read from a
             table in which every training pose appears ``round((s_max / s) ** rebalance)``
             times, ``s`` the size of its cluster among the k-means (``rebalance_clusters``)
@@ -302,10 +306,13 @@ def train_gan(
         )
         zgen = torch.Generator().manual_seed(seed + SEED_LATENT + 7919 * info.rank)
         mixgen = torch.Generator().manual_seed(seed + SEED_DATA + 104_729 + 7919 * info.rank)
+        blendgen = torch.Generator().manual_seed(seed + SEED_DATA + 130_363 + 7919 * info.rank)
 
         def real_batch() -> torch.Tensor:
             real = real_rotmat[rows[stream.next()]].to(info.device)
-            return mix_legs(real, cfg.leg_mix, mixgen) if cfg.leg_mix > 0 else real
+            if cfg.leg_mix > 0:
+                real = mix_legs(real, cfg.leg_mix, mixgen)
+            return blend_poses(real, cfg.pose_mix, blendgen) if cfg.pose_mix > 0 else real
 
         # The model that is validated and exported: the raw generator, or its weight average.
         shown = copy.deepcopy(prior).requires_grad_(False) if ema_decay > 0 else prior
@@ -330,6 +337,8 @@ def train_gan(
         trainer.add_generator("latent", zgen)
         if cfg.leg_mix > 0:  # only then: older checkpoints hold no such generator
             trainer.add_generator("leg_mix", mixgen)
+        if cfg.pose_mix > 0:
+            trainer.add_generator("pose_mix", blendgen)
         trainer.add_stream("data", stream)
 
         def latents() -> torch.Tensor:
