@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 KNEE_NAMES = ("leg", "knee", "shin", "tibia", "lowerleg", "calf", "crus")
 ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna")
 _CORES = set(KNEE_NAMES + ELBOW_NAMES)
-_PREFIXES = ("mixamorig", "bip01", "bip001", "character1", "def")
+# rig prefixes glued to the name once punctuation is gone, with the copy number some tools add
+# (Mixamo "mixamorig1:", "mixamorig2_" for a second character in a scene; Biped "Bip001")
+_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def)(?=[a-z])")
 _SPINE = (0, 3, 6, 9, 12)
 # Daz Genesis splits a limb joint into "<core>Bend" (the joint) and "<core>Twist" (a helper).
 _BEND = "bend"
@@ -43,10 +45,7 @@ def normalize(name: str) -> str:
     """Lower-case alphanumerics of ``name`` without namespace or rig prefixes."""
     n = re.split(r"[:|]", name)[-1].lower()
     n = re.sub(r"[^a-z0-9]", "", n)
-    for p in _PREFIXES:
-        if n.startswith(p) and len(n) > len(p):
-            n = n[len(p) :]
-    return n
+    return _PREFIX.sub("", n, count=1)
 
 
 def _unbent(core: str) -> str:
@@ -103,7 +102,12 @@ def _by_core(sk: Skeleton, cores: tuple[str, ...], side: str) -> int | None:
 
 
 def _is_twist(sk: Skeleton, j: int) -> bool:
-    return "twist" in normalize(sk.names[j])
+    """A twist helper: ``twist`` anywhere in the name (Daz ``lThighTwist``, Unreal
+    ``upperarm_twist_01_l``), or ``Roll`` as a word of it (MotionBuilder/HumanIK ``LeftArmRoll``,
+    ``LeftUpLegRoll``; a word, so that e.g. ``Controller`` is not one)."""
+    name = sk.names[j]
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name.split(":")[-1])
+    return "twist" in normalize(name) or "roll" in (w.lower() for w in words)
 
 
 def _joint_parent(sk: Skeleton, j: int) -> int:
