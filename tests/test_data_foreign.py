@@ -285,6 +285,7 @@ def write_bvh(
     blank_lines: bool = False,
     end_site: str = "End Site",
     digits: int = 6,
+    keys: tuple[str, str] = ("Frames:", "Frame Time:"),
 ) -> None:
     """Write ``joints`` and ``values`` as BVH text in the given dialect."""
 
@@ -318,7 +319,7 @@ def write_bvh(
         lines.append(pad + "}")
 
     emit(0, 0)
-    lines += [kw("MOTION"), f"{kw('Frames:')} {len(values)}", f"{kw('Frame Time:')} {frame_time}"]
+    lines += [kw("MOTION"), f"{kw(keys[0])} {len(values)}", f"{kw(keys[1])} {frame_time}"]
     for row in values:
         lines.append(nums(row))
         if blank_lines:
@@ -418,6 +419,7 @@ LAYOUTS = {
             "trailing": " \t",
             "blank_lines": True,
             "end_site": "end site",
+            "keys": ("Frames :", "Frame Time :"),
         },
         "roles": {"left_knee": "mixamorig:LeftLeg"},
     },

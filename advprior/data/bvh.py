@@ -321,11 +321,12 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
         i += 1
         if not line:
             continue
-        low = line.lower()
+        # the key without case or spaces: "Frames:", "frames :", "Frame Time:", "FrameTime:"
+        key = "".join(line.split(":", 1)[0].lower().split()) if ":" in line else ""
         try:
-            if low.startswith("frames:"):
+            if key == "frames":
                 frames = int(line.split(":", 1)[1])
-            elif low.startswith("frame time:"):
+            elif key == "frametime":
                 frame_time_text = line.split(":", 1)[1].strip()
                 frame_time = float(frame_time_text)
                 if not np.isfinite(frame_time):
