@@ -1,4 +1,5 @@
-"""BVH reader: any hierarchy, any channel order, 6-channel non-root joints, End Sites, tabs/CRLF.
+"""BVH reader: any hierarchy, any channel order, 6-channel non-root joints, End Sites, tabs/CRLF,
+keywords in any case; of several ROOT trees (a prop beside the character) the largest is read.
 
 Conventions: a joint's rotation channels multiply in listed order (``Zrotation Xrotation
 Yrotation`` is ``Rz Rx Ry`` on column vectors); position channels replace the joint's OFFSET

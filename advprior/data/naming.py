@@ -10,8 +10,9 @@ arm in the 3dsMax-friendly one):
 - upper arm = parent of the elbow; collar = parent of the upper arm unless that joint is on the
   spine; wrist = the elbow's child; hand = the wrist's child most in line with the forearm;
 - twist bones (names containing ``twist``: Daz Genesis ``lThighTwist`` between ``lThighBend`` and
-  ``lShin``, Unreal's ``upperarm_twist_01_l``) are helpers, not joints: the walks above step over
-  them, and a ``Bend`` suffix (Genesis' ``lForearmBend``) names the joint itself;
+  ``lShin``, Unreal's ``upperarm_twist_01_l``; or the word ``Roll``: HumanIK's ``LeftArmRoll``)
+  are helpers, not joints: the walks above step over them, and a ``Bend`` suffix (Genesis'
+  ``lForearmBend``) names the joint itself;
 - pelvis = lowest common ancestor of both thighs and the head; neck = the last joint named
   ``*neck*`` between pelvis and head (else the head's parent); SMPL's spine1-3 are points on the
   source's pelvis-to-neck chain at SMPL's rest arc-length fractions.
