@@ -123,6 +123,9 @@ def _rate(value: np.ndarray, key: str, path: Path) -> float:
 def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True) -> Motion:
     """Read an AMASS ``.npz`` into a :class:`Motion` on SMPL's own skeleton (``is_smpl``)."""
     path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        # np.load would take any other bytes for a pickle and say so, which misleads
+        raise MotionFormatError("not an npz archive (not a zip file: truncated or damaged?)", path)
     try:
         check_zip_members(path, "AMASS npz")
     except ValueError as err:  # a zip bomb: the message names the file and the member

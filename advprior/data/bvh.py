@@ -1,4 +1,5 @@
-"""BVH reader: any hierarchy, any channel order, 6-channel non-root joints, End Sites, tabs/CRLF.
+"""BVH reader: any hierarchy, any channel order, 6-channel non-root joints, End Sites, tabs/CRLF,
+keywords in any case; of several ROOT trees (a prop beside the character) the largest is read.
 
 Conventions: a joint's rotation channels multiply in listed order (``Zrotation Xrotation
 Yrotation`` is ``Rz Rx Ry`` on column vectors); position channels replace the joint's OFFSET
@@ -68,7 +69,8 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         text = read_motion_text(path)
     except OSError as err:
         raise MotionFormatError(f"cannot read BVH: {err}", path) from None
-    found = re.search(r"^[ \t]*MOTION[ \t]*\r?$", text, re.M)
+    # keywords in any case: some exporters write ``motion`` / ``Motion``
+    found = re.search(r"^[ \t]*MOTION[ \t]*\r?$", text, re.M | re.I)
     head = text[: found.start()] if found else text
     if not found:
         raise MotionFormatError(
@@ -86,6 +88,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     if kind.upper() != "ROOT":
         raise MotionFormatError(f"expected ROOT, found {kind!r}", path, num)
     pending = ("ROOT", num)
+    roots: list[int] = []  # first joint of each ROOT tree (a prop or camera can be its own root)
     while True:
         if pending is None:
             if tokens.i >= len(tokens.items):
@@ -95,9 +98,12 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
             kind, num = pending
             pending = None
         up = kind.upper()
+        if (up == "ROOT") != (not stack) and up in ("ROOT", "JOINT", "END", "}"):
+            where = "inside a joint block" if stack else "outside a ROOT block"
+            raise MotionFormatError(f"unexpected {kind!r} {where}", path, num)
         if up in ("ROOT", "JOINT"):
-            if up == "ROOT" and names:
-                raise MotionFormatError("more than one ROOT is not supported", path, num)
+            if up == "ROOT":
+                roots.append(len(names))
             name, line = tokens.next("joint name")
             # Names may contain spaces (3ds Max Biped: "Bip01 L Thigh"): the rest of the line.
             while (
@@ -121,11 +127,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
                 True,
             )
         elif up == "}":
-            if not stack:
-                raise MotionFormatError("unbalanced '}'", path, num)
             stack.pop()
-            if not stack:
-                break
         else:
             raise MotionFormatError(f"unexpected {kind!r} in HIERARCHY", path, num)
     if stack:
@@ -155,6 +157,11 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         )
     data = np.array(" ".join(line for _, line in numbered).split(), dtype=np.float64)
     data = data.reshape(frames, n_ch)
+    dropped: list[str] = []
+    if len(roots) > 1:
+        names, parents, offsets, is_end, channels, data, dropped = _largest_tree(
+            roots, names, parents, offsets, is_end, channels, data
+        )
     bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
     if len(bad):
         row = data[bad[0]]
@@ -166,7 +173,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         )
 
     j = len(names)
-    scale = UNITS[units] if units is not None else _detect_scale(names, parents, offsets)
+    scale = UNITS[units] if units is not None else _detect_scale(names, parents, offsets, is_end)
     rot = np.broadcast_to(np.eye(3), (frames, j, 3, 3)).copy()
     local_t = None
     root_pos = np.broadcast_to(np.asarray(offsets[0]) * scale, (frames, 3)).copy()
@@ -213,8 +220,27 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         path=str(path),
         format="bvh",
         local_translations=local_t,
-        meta={"units_scale": scale, "header_fps": 1.0 / frame_time if frame_time > 0 else None},
+        meta={
+            "units_scale": scale,
+            "header_fps": 1.0 / frame_time if frame_time > 0 else None,
+            **({"dropped_roots": dropped} if dropped else {}),
+        },
     )
+
+
+def _largest_tree(roots, names, parents, offsets, is_end, channels, data):
+    """Keep the ROOT tree with the most joints (the character; the others are props, cameras or
+    markers that some exporters write as extra ROOTs) and its data columns. Returns the kept
+    lists, the data and the names of the dropped roots."""
+    bounds = list(zip(roots, roots[1:] + [len(names)], strict=True))
+    start, end = max(bounds, key=lambda b: b[1] - b[0])  # ties: the first
+    widths = np.array([len(c) for c in channels])
+    first_col = np.concatenate([[0], np.cumsum(widths)])
+    cols = np.arange(first_col[start], first_col[end])
+    dropped = [names[a] for a, _ in bounds if a != start]
+    keep = slice(start, end)
+    parents = [p - start if p >= 0 else -1 for p in parents[keep]]
+    return names[keep], parents, offsets[keep], is_end[keep], channels[keep], data[:, cols], dropped
 
 
 #: Capture and video rates a rounded frame time most likely means.
@@ -296,11 +322,12 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
         i += 1
         if not line:
             continue
-        low = line.lower()
+        # the key without case or spaces: "Frames:", "frames :", "Frame Time:", "FrameTime:"
+        key = "".join(line.split(":", 1)[0].lower().split()) if ":" in line else ""
         try:
-            if low.startswith("frames:"):
+            if key == "frames":
                 frames = int(line.split(":", 1)[1])
-            elif low.startswith("frame time:"):
+            elif key == "frametime":
                 frame_time_text = line.split(":", 1)[1].strip()
                 frame_time = float(frame_time_text)
                 if not np.isfinite(frame_time):
@@ -334,25 +361,26 @@ def _locate_bad_line(lines: list[str], n_ch: int, path: Path, numbers: list[int]
             raise MotionFormatError(f"not a number: {err}", path, num) from None
 
 
-def _detect_scale(names, parents, offsets) -> float:
-    """Unit scale making the longest root-to-leaf leg path ~0.85 m (hip to ankle)."""
-    from advprior.data.naming import KNEE_NAMES, side_and_core
+def _detect_scale(names, parents, offsets, is_end) -> float:
+    """Unit scale making the hip-to-ankle length ~0.85 m (see :data:`UNITS`)."""
+    from advprior.data.naming import KNEE_NAMES, _by_core, _joint_child, _joint_parent
 
     off = np.asarray(offsets)
-    knees = [
-        i
-        for i, n in enumerate(names)
-        if side_and_core(n)[1] in KNEE_NAMES and side_and_core(n)[0] is not None
-    ]
-    if knees:
-        k = knees[0]
-        kids = [c for c, p in enumerate(parents) if p == k]
-        leg = np.linalg.norm(off[k]) + max((np.linalg.norm(off[c]) for c in kids), default=0.0)
+    sk = Skeleton(tuple(names), np.asarray(parents), off, np.asarray(is_end))
+    rest = sk.rest_positions()
+    knee = _by_core(sk, KNEE_NAMES, "L")
+    if knee is None:
+        knee = _by_core(sk, KNEE_NAMES, "R")
+    hip = _joint_parent(sk, knee) if knee is not None else -1
+    ankle = _joint_child(sk, knee) if knee is not None else None
+    if hip >= 0 and ankle is not None:
+        # along the rest chain, not the knee's own offset: twist/roll helpers split the thigh
+        # and shin (lThighBend > lThighTwist > lShin, LeftUpLeg > LeftUpLegRoll > LeftLeg)
+        leg = float(
+            np.linalg.norm(rest[knee] - rest[hip]) + np.linalg.norm(rest[ankle] - rest[knee])
+        )
     else:
-        pos = np.zeros_like(off)
-        for i, p in enumerate(parents):
-            pos[i] = off[i] + (pos[p] if p >= 0 else 0)
-        leg = 0.5 * float(np.ptp(pos[:, 1])) if len(pos) > 1 else 1.0
+        leg = 0.5 * float(np.ptp(rest[:, 1])) if len(rest) > 1 else 1.0
     if leg <= 0:
         return 1.0
     scales = np.array(list(UNITS.values()))

@@ -169,9 +169,11 @@ def classify(path: Path) -> str | None:
     if suffix == ".npz":
         from advprior.data.amass import is_amass
 
-        return (
-            None if is_amass(path) else "npz without a 'poses' or 'pose_body' array (not a motion)"
-        )
+        # an npz that is not a readable zip (a truncated download) is a damaged motion file,
+        # for the reader to report as an error, not a shape file to skip quietly
+        if is_amass(path) or not zipfile.is_zipfile(path):
+            return None
+        return "npz without a 'poses' or 'pose_body' array (not a motion)"
     if suffix in (".txt", ".json"):
         from advprior.data.deepmimic import is_deepmimic
 

@@ -10,8 +10,9 @@ arm in the 3dsMax-friendly one):
 - upper arm = parent of the elbow; collar = parent of the upper arm unless that joint is on the
   spine; wrist = the elbow's child; hand = the wrist's child most in line with the forearm;
 - twist bones (names containing ``twist``: Daz Genesis ``lThighTwist`` between ``lThighBend`` and
-  ``lShin``, Unreal's ``upperarm_twist_01_l``) are helpers, not joints: the walks above step over
-  them, and a ``Bend`` suffix (Genesis' ``lForearmBend``) names the joint itself;
+  ``lShin``, Unreal's ``upperarm_twist_01_l``; or the word ``Roll``: HumanIK's ``LeftArmRoll``)
+  are helpers, not joints: the walks above step over them, and a ``Bend`` suffix (Genesis'
+  ``lForearmBend``) names the joint itself;
 - pelvis = lowest common ancestor of both thighs and the head; neck = the last joint named
   ``*neck*`` between pelvis and head (else the head's parent); SMPL's spine1-3 are points on the
   source's pelvis-to-neck chain at SMPL's rest arc-length fractions.
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 KNEE_NAMES = ("leg", "knee", "shin", "tibia", "lowerleg", "calf", "crus")
 ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna")
 _CORES = set(KNEE_NAMES + ELBOW_NAMES)
-_PREFIXES = ("mixamorig", "bip01", "bip001", "character1", "def")
+# rig prefixes glued to the name once punctuation is gone, with the copy number some tools add
+# (Mixamo "mixamorig1:", "mixamorig2_" for a second character in a scene; Biped "Bip001")
+_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def)(?=[a-z])")
 _SPINE = (0, 3, 6, 9, 12)
 # Daz Genesis splits a limb joint into "<core>Bend" (the joint) and "<core>Twist" (a helper).
 _BEND = "bend"
@@ -43,10 +46,7 @@ def normalize(name: str) -> str:
     """Lower-case alphanumerics of ``name`` without namespace or rig prefixes."""
     n = re.split(r"[:|]", name)[-1].lower()
     n = re.sub(r"[^a-z0-9]", "", n)
-    for p in _PREFIXES:
-        if n.startswith(p) and len(n) > len(p):
-            n = n[len(p) :]
-    return n
+    return _PREFIX.sub("", n, count=1)
 
 
 def _unbent(core: str) -> str:
@@ -103,7 +103,12 @@ def _by_core(sk: Skeleton, cores: tuple[str, ...], side: str) -> int | None:
 
 
 def _is_twist(sk: Skeleton, j: int) -> bool:
-    return "twist" in normalize(sk.names[j])
+    """A twist helper: ``twist`` anywhere in the name (Daz ``lThighTwist``, Unreal
+    ``upperarm_twist_01_l``), or ``Roll`` as a word of it (MotionBuilder/HumanIK ``LeftArmRoll``,
+    ``LeftUpLegRoll``; a word, so that e.g. ``Controller`` is not one)."""
+    name = sk.names[j]
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name.split(":")[-1])
+    return "twist" in normalize(name) or "roll" in (w.lower() for w in words)
 
 
 def _joint_parent(sk: Skeleton, j: int) -> int:

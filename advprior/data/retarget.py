@@ -119,6 +119,20 @@ def source_frame(rest_points: np.ndarray) -> np.ndarray:
     return np.stack([left, up, forward])
 
 
+def _source_frame(rest_points: np.ndarray, path: object) -> np.ndarray:
+    """:func:`source_frame`, whose failure on a degenerate rest skeleton is the file's fault."""
+    from advprior.errors import MotionFormatError
+
+    try:
+        return source_frame(rest_points)
+    except ValueError as err:
+        raise MotionFormatError(
+            f"the rest pose is not a standing pose ({err}); retargeting needs a T-, A- or "
+            "arms-down rest skeleton",
+            path,
+        ) from None
+
+
 def mapped_points(pos: np.ndarray, m: SMPLMapping) -> np.ndarray:
     """SMPL joint points ``(..., 24, 3)`` from source positions ``(..., J, 3)``; NaN if unmapped."""
     a = np.where(m.a >= 0, m.a, 0)
@@ -192,7 +206,7 @@ def retarget(motion: Motion) -> SMPLMotion:
     sk = motion.skeleton
     m = map_to_smpl(sk, motion.path)
     rest_src = sk.rest_positions()
-    frame = source_frame(mapped_points(rest_src, m))
+    frame = _source_frame(mapped_points(rest_src, m), motion.path)
     w_src, p_src = motion.global_transforms()
     w = frame @ w_src @ frame.T
     pts = mapped_points(p_src @ frame.T, m)
@@ -264,5 +278,5 @@ def source_positions(motion: Motion) -> np.ndarray:
     if motion.is_smpl:
         return motion.global_transforms()[1]
     m = map_to_smpl(motion.skeleton, motion.path)
-    frame = source_frame(mapped_points(motion.skeleton.rest_positions(), m))
+    frame = _source_frame(mapped_points(motion.skeleton.rest_positions(), m), motion.path)
     return motion.global_transforms()[1] @ frame.T
