@@ -30,9 +30,9 @@ import smplx
 import torch
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 
-from advprior.body import load_body_model
+from advprior.body import forward_kinematics, load_body_model
 from advprior.body.standin import build_standin, smpl_layout
-from advprior.errors import CorruptCheckpointError
+from advprior.errors import CorruptCheckpointError, UnsafeFileError
 from advprior.skeleton import PARENTS
 
 SMPL_V, SMPLX_V = 6890, 10475
@@ -424,6 +424,10 @@ def test_each_real_layout_loads_and_poses_as_lbs(layout: str, tmp_path: Path) ->
         np.testing.assert_allclose(
             out.joints.numpy(), ref_joints[:, SKELETON[model_type]], atol=tol, rtol=0
         )
+        fk = forward_kinematics(*args, torch.as_tensor(betas, dtype=dtype), body_model=body)
+        np.testing.assert_allclose(
+            fk.numpy(), ref_joints[:, SKELETON[model_type]], atol=tol, rtol=0
+        )
         short = body(args[0], args[1][:, :63], betas=torch.as_tensor(betas, dtype=dtype))
         if model_type != "smpl":  # the same body: a 69-d pose's last 6 values are dropped
             torch.testing.assert_close(short.vertices, out.vertices, atol=0, rtol=0)
@@ -535,3 +539,140 @@ def test_smplx_file_without_hand_pca_loads(tmp_path: Path) -> None:
         torch.as_tensor(go), torch.as_tensor(pose[:, :21].reshape(1, 63)), torch.as_tensor(betas)
     )
     np.testing.assert_allclose(out.vertices.numpy(), _lbs(a, go, pose, betas)[0], atol=1e-12)
+
+
+# ------------------------------------------------------------ fitting on each family's file
+
+
+def _standard_file(model_type: str, root: Path) -> tuple[Path, dict]:
+    """A file of each family on the real vertex count (smplx's default landmark indices), and
+    its arrays."""
+    family = {"smpl": {}, "smplh": {"betas": 16}, "smplx": {"expr": 10}}[model_type]
+    writer = {"smpl": _smpl_v100, "smplh": _smplh_amass, "smplx": _smplx_npz_2019}[model_type]
+    a = _family(model_type, standard=True, **family)
+    return writer(root, a), a
+
+
+@pytest.mark.parametrize("model_type", ["smpl", "smplh", "smplx"])
+def test_surface_keypoints_are_the_files_landmark_vertices(model_type: str, tmp_path) -> None:
+    """coco17 / openpose25 keypoints on each family's model are its skeleton joints and the
+    vertices smplx's table names (after 24, 52 or 55 skeleton joints; SMPL's route skins only
+    those vertices, with the file's pose blend shapes)."""
+    from advprior.fitting import KEYPOINT_FORMATS
+    from advprior.fitting.smplify import body_keypoints
+
+    path, a = _standard_file(model_type, tmp_path)
+    body = load_body_model(path)
+    table = SMPLX_VERTEX_IDS["smplx" if model_type == "smplx" else "smplh"]
+    go, pose, betas = (torch.as_tensor(x, dtype=torch.float32) for x in _inputs(2, 10, seed=5))
+    pose = pose[:, :21].reshape(2, 63)
+    out = body(go, pose, betas=betas)
+    for name in ("coco17", "openpose25"):
+        fmt = KEYPOINT_FORMATS[name]
+        points, joints = body_keypoints(go, pose, betas, body_model=body, keypoint_format=name)
+        want = torch.stack(
+            [
+                out.vertices[:, table[s]] if isinstance(s, str) else out.joints[:, s]
+                for s in fmt.sources
+            ],
+            1,
+        )
+        # SMPL: two float32 routes (skinning a few vertices, and smplx's whole mesh)
+        tol = 2 * _atol(a, torch.float32, betas.numpy())
+        torch.testing.assert_close(points, want, atol=tol, rtol=0)
+        torch.testing.assert_close(joints, out.joints, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "fmt"), [("smpl", "coco17"), ("smplh", "openpose25"), ("smplx", "coco17")]
+)
+def test_fit_keypoints_and_decode_on_each_family(model_type: str, fmt: str, tmp_path) -> None:
+    """fit_keypoints(body_model=...) with a pose prior on each family's file: a 63-d body
+    pose, the file's own betas, the keypoints reproduced; the prior's decodings pose the model
+    at 63 (and, for SMPL, 69) values."""
+    from advprior.fitting import PinholeCamera, fit_keypoints
+    from advprior.fitting.smplify import body_keypoints
+    from advprior.prior import PosePrior
+    from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+
+    body = load_body_model(_standard_file(model_type, tmp_path)[0], num_betas=16)
+    torch.manual_seed(0)
+    prior = PosePrior()
+    with torch.no_grad():  # an untrained generator's poses are wild: centre them on identity
+        prior.generator[-1].weight.mul_(4.0)
+        prior.generator[-1].bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(21))
+    prior.eval()
+    n = 2
+    truth = prior.decode(prior.sample_latent(n, generator=torch.Generator().manual_seed(1)))
+    assert truth.shape == (n, 63)
+    smpl_pose = prior.decode(prior.sample_latent(n), body="smpl")
+    assert smpl_pose.shape == (n, 69) and body(torch.zeros(n, 3), smpl_pose).joints.shape[1] == 24
+    camera = PinholeCamera(focal=(1000.0, 1000.0), center=(500.0, 500.0))
+    upright = rotmat_to_axis_angle(axis_angle_to_rotmat(torch.tensor([torch.pi, 0.0, 0.0])))
+    transl = torch.tensor([[0.1, 0.2, 4.0], [-0.2, 0.0, 4.5]])
+    with torch.no_grad():
+        points, _ = body_keypoints(
+            upright.expand(n, 3), truth, None, transl, body_model=body, keypoint_format=fmt
+        )
+    kp = camera.project(points)
+    result = fit_keypoints(
+        kp, None, camera, body_model=body, prior=prior, keypoint_format=fmt, iterations=10
+    )
+    assert result.body_pose.shape == (n, 63) and result.betas.shape == (n, body.num_betas)
+    assert torch.allclose(result.body_pose, prior.decode(result.latent), atol=1e-5)
+    px = (result.projected - kp).norm(dim=-1).mean()
+    assert px < 5.0, px
+
+
+# ------------------------------------------------------------------- hostile files, per family
+
+
+class _Evil:
+    """Pickles as ``os.system(command)``: an unrestricted unpickler runs it while loading."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+def _evil_files(root: Path, marker: Path) -> dict[str, tuple[Path, str]]:
+    """The payload where each family's real files keep Python objects: a chumpy array of SMPL's
+    Python 2 pickle, a hand array of MANO's SMPL-H pickle, SMPL-X's ``joint2num`` dict (an
+    object member of its ``.npz``), and a Python 2 protocol-0 pickle naming ``posix.system``."""
+    evil = _Evil(f"touch {marker}")
+    smpl = _smpl_original(_family("smpl"))
+    smpl["J"] = evil
+    smplh = _smpl_original(_family("smplh"))
+    smplh["hands_componentsl"] = evil
+    smplx_npz = _smplx_extras(_family("smplx", expr=10))
+    boxed = np.empty((), dtype=object)
+    boxed[()] = {"pelvis": evil}
+    smplx_npz["joint2num"] = boxed
+    protocol0 = b"(dp0\nS'v_template'\np1\ncposix\nsystem\np2\n(S'touch " + str(marker).encode()
+    protocol0 += b"'\np3\ntp4\nRp5\ns."
+    return {
+        "smpl": (_write(root / "smpl" / "SMPL_NEUTRAL.pkl", _pickled(smpl, py2=True)), "smpl"),
+        "smplh": (_write(root / "smplh" / "SMPLH_NEUTRAL.pkl", _pickled(smplh, py2=True)), "smplh"),
+        "smplx": (_write(root / "smplx" / "SMPLX_NEUTRAL.npz", smplx_npz), "smplx"),
+        "protocol0": (_write(root / "p0" / "SMPL_NEUTRAL.pkl", protocol0), "smpl"),
+    }
+
+
+@pytest.mark.parametrize("family", ["smpl", "smplh", "smplx", "protocol0"])
+def test_hostile_file_of_each_family_never_runs_code(family: str, tmp_path: Path) -> None:
+    """Every entry point (a file, its folder, the plain smplx model of ``as_smplx``) refuses
+    the payload by name before anything runs."""
+    marker = tmp_path / "PWNED"
+    path, model_type = _evil_files(tmp_path / "m", marker)[family]
+    for where, kwargs in (
+        (path, {}),
+        (path.parent.parent if family != "protocol0" else path.parent, {"model_type": model_type}),
+        (path, {"as_smplx": True}),
+    ):
+        with pytest.raises(UnsafeFileError, match=r"refused to unpickle (posix|os)\.system"):
+            load_body_model(where, **kwargs)
+        assert not marker.exists(), "the file's code ran"

@@ -453,7 +453,7 @@ def _clean_copy(data: dict[str, Any]) -> Iterator[Path]:
     arrays = {
         k: np.asarray(v)
         for k, v in data.items()
-        if isinstance(v, (np.ndarray, str, int, float)) and np.asarray(v).dtype != object
+        if isinstance(v, (np.ndarray, str, int, float)) and not np.asarray(v).dtype.hasobject
     }
     with tempfile.TemporaryDirectory(prefix="advprior-smplx-") as folder:
         path = Path(folder) / "SMPLX_MODEL.npz"
