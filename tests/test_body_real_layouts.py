@@ -211,8 +211,10 @@ def _smpl_v100(root: Path, a: dict) -> Path:
 
 
 def _smpl_v110(root: Path, a: dict) -> Path:
+    """As v1.0.0, 300 betas; arrays Fortran-ordered (pickled with numpy's Fortran flag)."""
     name = "smpl/models/basicmodel_m_lbs_10_207_0_v1.1.0.pkl"
-    return _write(root / name, _pickled(_smpl_original(a), py2=True))
+    fortran = {k: np.asfortranarray(v) for k, v in a.items()}
+    return _write(root / name, _pickled(_smpl_original(fortran), py2=True))
 
 
 def _smpl_clean_pkl(root: Path, a: dict) -> Path:

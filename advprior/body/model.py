@@ -609,8 +609,8 @@ def _keep_file_precision(
 
     smplx passes every array through ``np.array(x, dtype=np.float32)`` before casting it to the
     requested dtype, so a ``float64`` model held the file's float64 template, shape and pose
-    directions, regressor and skinning weights rounded to float32 (a relative 6e-8: joints off
-    by about 1e-8 m, a million times float64's resolution). The same buffers, sliced as smplx
+    directions, regressor and skinning weights rounded to float32 (a relative 6e-8: posed joints
+    off by about 2e-8 m and vertices by 7e-8 m, 1e8 times float64's resolution). The same buffers, sliced as smplx
     slices them, are set again from the file's arrays; a narrower dtype is left as smplx made it
     (rounding through float32 first changes nothing there, or at most an ulp for float16).
     What the caller gave smplx in ``kwargs`` instead (a ``v_template``, the kid shape
@@ -652,7 +652,7 @@ _SMPLX_CAP, _SMPLX_CAPPED_BELOW = 10, 300
 
 
 def _prepare_for_smplx(data: dict[str, Any], model_type: str, num_betas: int) -> int:
-    """Complete a SMPL / SMPL-H file's arrays (in place) for smplx's classes; returns the
+    """Complete an SMPL-family file's arrays (in place) for smplx's classes; returns the
     ``num_betas`` to ask for: the requested number, up to the file's.
 
     AMASS's SMPL-H files carry no hand PCA, which smplx reads even when unused (for SMPL-X as
