@@ -609,10 +609,11 @@ def _keep_file_precision(
 
     smplx passes every array through ``np.array(x, dtype=np.float32)`` before casting it to the
     requested dtype, so a ``float64`` model held the file's float64 template, shape and pose
-    directions, regressor and skinning weights rounded to float32 (a relative 6e-8: posed joints
-    off by about 2e-8 m and vertices by 7e-8 m, 1e8 times float64's resolution). The same buffers, sliced as smplx
-    slices them, are set again from the file's arrays; a narrower dtype is left as smplx made it
-    (rounding through float32 first changes nothing there, or at most an ulp for float16).
+    directions, regressor and skinning weights rounded to float32 (a relative 6e-8: posed
+    joints off by about 2e-8 m and vertices by 7e-8 m, 1e8 times float64's resolution). The
+    same buffers, sliced as smplx slices them, are set again from the file's arrays; a narrower
+    dtype is left as smplx made it (rounding through float32 first changes nothing there, or
+    at most an ulp for float16).
     What the caller gave smplx in ``kwargs`` instead (a ``v_template``, the kid shape
     direction of ``age="kid"``) is left alone."""
     kwargs = kwargs or {}
