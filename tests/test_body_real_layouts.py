@@ -678,3 +678,23 @@ def test_hostile_file_of_each_family_never_runs_code(family: str, tmp_path: Path
         with pytest.raises(UnsafeFileError, match=r"refused to unpickle (posix|os)\.system"):
             load_body_model(where, **kwargs)
         assert not marker.exists(), "the file's code ran"
+
+
+def test_standin_folder_holds_smpl_only_and_says_so() -> None:
+    """The stand-in folder claims SMPL alone (a 24-joint body: no hands or face to fake): smplx
+    loads it as SMPL, and asking either loader for SMPL-H / SMPL-X there names what is missing."""
+    from advprior.body import standin_folder
+    from advprior.errors import ModelNotFoundError
+
+    folder = standin_folder()
+    assert sorted(p.name for p in (folder / "smpl").iterdir()) == [
+        "SMPL_FEMALE.pkl",
+        "SMPL_MALE.pkl",
+        "SMPL_NEUTRAL.pkl",
+    ]
+    assert type(smplx.create(str(folder), model_type="smpl")).__name__ == "SMPL"
+    for model_type in ("smplh", "smplx"):
+        with pytest.raises(AssertionError, match=f"{model_type} does not exist"):
+            smplx.create(str(folder), model_type=model_type)
+        with pytest.raises(ModelNotFoundError, match=f"no {model_type.upper()} neutral model"):
+            load_body_model(folder, model_type)
