@@ -135,6 +135,12 @@ def _dense(stub: _SparseStub) -> np.ndarray:
         major = np.repeat(np.arange(n_major), np.diff(indptr))
         rows, cols = (indices, major) if fmt == "csc" else (major, indices)
     else:
+        # scipy < 1.13 pickles a COO matrix's indices as ``row``/``col``, later ones as ``coords``
+        coords = st.get("coords")
+        if coords is not None:
+            if not isinstance(coords, tuple) or len(coords) != 2:
+                raise ValueError("sparse coords must be a (row, col) pair of index arrays")
+            st = {"row": coords[0], "col": coords[1]}
         rows = _index_array(st.get("row"), "sparse row", nnz, n_rows - 1)
         cols = _index_array(st.get("col"), "sparse col", nnz, n_cols - 1)
     out = np.zeros((n_rows, n_cols), dtype=data.dtype)
@@ -343,8 +349,9 @@ class SafeUnpickler(pickle._Unpickler):
             module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyStub,), {"chumpy_name": f"{module}.{name}"})
+        # ``*_matrix`` and, from scipy 1.8, the ``*_array`` classes pickle the same state
         if (module == "scipy.sparse" or module.startswith("scipy.sparse.")) and name.endswith(
-            "_matrix"
+            ("_matrix", "_array")
         ):
             return type(name, (_SparseStub,), {"sparse_name": name})
         found = _ALLOWED.get((module, name))
@@ -504,6 +511,71 @@ def _check_shapes(data: dict[str, Any], path: Path) -> None:
         raise CorruptCheckpointError(
             f"{path}: f indexes vertices {int(faces.min())}..{int(faces.max())}, but there are {v}"
         )
+    _check_family_arrays(data, path, n_joints, len(faces))
+
+
+def _check_family_arrays(data: dict[str, Any], path: Path, n_joints: int, n_faces: int) -> None:
+    """SMPL-H's and SMPL-X's arrays beyond SMPL's, as smplx reads them: a missing or misshaped
+    one failed inside smplx, as an ``AttributeError`` while building the model or an
+    ``IndexError`` at the first forward pass. Hand PCA arrays may be absent (the hands are posed
+    without them); SMPL-X's face landmarks may not."""
+
+    def numeric(key: str) -> np.ndarray:
+        value = data[key]
+        if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.number):
+            raise CorruptCheckpointError(f"{path}: {key} is not a numeric array")
+        return value
+
+    def face_indices(key: str, ndim: int) -> np.ndarray:
+        idx = numeric(key)
+        # smplx casts these to int64: integer-valued floats are read as well
+        if idx.ndim != ndim or (idx.size and not np.array_equal(idx, np.round(idx))):
+            raise CorruptCheckpointError(
+                f"{path}: {key} must be a {ndim}-d array of triangle indices, got {idx.dtype} "
+                f"{idx.shape}"
+            )
+        if idx.size and (idx.min() < 0 or idx.max() >= n_faces):
+            raise CorruptCheckpointError(
+                f"{path}: {key} indexes triangles {int(idx.min())}..{int(idx.max())}, but f has "
+                f"{n_faces}"
+            )
+        return idx
+
+    def bary(key: str, idx: np.ndarray) -> None:
+        got = numeric(key).shape
+        if got != (*idx.shape, 3):
+            raise CorruptCheckpointError(
+                f"{path}: {key} must be {(*idx.shape, 3)} (3 barycentric coordinates per "
+                f"landmark), got {got}"
+            )
+
+    if n_joints in (52, 55):
+        for side in "lr":
+            if f"hands_mean{side}" in data and numeric(f"hands_mean{side}").shape != (45,):
+                raise CorruptCheckpointError(
+                    f"{path}: hands_mean{side} must be (45,) (15 finger joints x 3), got "
+                    f"{data[f'hands_mean{side}'].shape}"
+                )
+            comps = f"hands_components{side}"
+            if comps in data and (numeric(comps).ndim != 2 or data[comps].shape[1] != 45):
+                raise CorruptCheckpointError(
+                    f"{path}: {comps} must be (K, 45), got {data[comps].shape}"
+                )
+    if n_joints != 55:
+        return
+    missing = [k for k in ("lmk_faces_idx", "lmk_bary_coords") if k not in data]
+    if missing:
+        raise CorruptCheckpointError(
+            f"{path}: an SMPL-X model file (55 joints) needs {missing} (its face landmarks)"
+        )
+    bary("lmk_bary_coords", face_indices("lmk_faces_idx", 1))
+    dynamic = ("dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")
+    present = [k for k in dynamic if k in data]
+    if len(present) == 1:
+        other = dynamic[1 - dynamic.index(present[0])]
+        raise CorruptCheckpointError(f"{path}: {present[0]} without {other}")
+    if present:
+        bary(dynamic[1], face_indices(dynamic[0], 2))
 
 
 def _check_tree(table: np.ndarray, path: Path) -> None:

@@ -414,12 +414,12 @@ def _build(
     common: dict[str, Any] = {"num_betas": num_betas, "dtype": dtype, "gender": gender}
     # smplx always builds its vertex selector; placeholder ids (0) are replaced below
     placeholder = ids or dict.fromkeys(EXTRA_JOINT_NAMES, 0)
+    common["num_betas"] = _prepare_for_smplx(data, model_type, num_betas)
     if model_type == "smplx":
         with _clean_copy(data) as copy:
             layer = _quiet(smplx.SMPLXLayer, str(copy), ext="npz", use_pca=False, **common)
     else:
         extra = {"use_pca": False, "flat_hand_mean": True} if model_type == "smplh" else {}
-        common["num_betas"] = _prepare_for_smplx(data, model_type, num_betas)
         layer = _quiet(
             _LAYERS[model_type],
             str(path),
@@ -428,6 +428,7 @@ def _build(
             **common,
             **extra,
         )
+    _keep_file_precision(layer, data)
     selector = smplx.vertex_joint_selector.VertexJointSelector(vertex_ids=placeholder)
     if ids is None:
         selector.extra_joints_idxs = selector.extra_joints_idxs[:0]
@@ -452,7 +453,7 @@ def _clean_copy(data: dict[str, Any]) -> Iterator[Path]:
     arrays = {
         k: np.asarray(v)
         for k, v in data.items()
-        if isinstance(v, (np.ndarray, str, int, float)) and np.asarray(v).dtype != object
+        if isinstance(v, (np.ndarray, str, int, float)) and not np.asarray(v).dtype.hasobject
     }
     with tempfile.TemporaryDirectory(prefix="advprior-smplx-") as folder:
         path = Path(folder) / "SMPLX_MODEL.npz"
@@ -571,12 +572,15 @@ def _load_smplx(
         arrays = standin.smpl_layout(standin.build_standin())
         if vertex_ids is not None:
             common["vertex_ids"] = vertex_ids
-        return _quiet(
+        model = _quiet(
             smplx.create, str(folder), model_type="smpl", data_struct=Struct(**arrays), **common
         )
+        _keep_file_precision(model, arrays, kwargs)
+        return model
     path, data, found = _read_user_model(path, model_type, gender)
     # the file is resolved here; smplx.create's own `ext` would name its format a second time
     common.pop("ext", None)
+    common["num_betas"] = _prepare_for_smplx(data, found, num_betas)
     if found == "smplx":
         # smplx's SMPL-X reads only from a path and unpickles it: give it the private plain copy
         with _clean_copy(data) as copy:
@@ -586,15 +590,62 @@ def _load_smplx(
             # argument is a TypeError): its selector is rebuilt the way smplx builds it
             selector = smplx.vertex_joint_selector.VertexJointSelector(vertex_ids=vertex_ids)
             model.vertex_joint_selector = selector
-        return model
-    common["num_betas"] = _prepare_for_smplx(data, found, num_betas)
-    if vertex_ids is not None:
-        common["vertex_ids"] = vertex_ids
-    # The class, not smplx.create: create takes a file's model type from its name
-    # (basicModel_neutral_lbs_... -> "basicmodel"), and the arrays come from our safe reader,
-    # where smplx would unpickle the file itself.
-    layer = {"smpl": smplx.SMPL, "smplh": smplx.SMPLH}[found]
-    return _quiet(layer, str(path), data_struct=Struct(**data), **common)
+    else:
+        if vertex_ids is not None:
+            common["vertex_ids"] = vertex_ids
+        # The class, not smplx.create: create takes a file's model type from its name
+        # (basicModel_neutral_lbs_... -> "basicmodel"), and the arrays come from our safe
+        # reader, where smplx would unpickle the file itself.
+        layer = {"smpl": smplx.SMPL, "smplh": smplx.SMPLH}[found]
+        model = _quiet(layer, str(path), data_struct=Struct(**data), **common)
+    _keep_file_precision(model, data, kwargs)
+    return model
+
+
+def _keep_file_precision(
+    layer: nn.Module, data: dict[str, Any], kwargs: Mapping[str, Any] | None = None
+) -> None:
+    """Give a model built wider than float32 the file's own numbers.
+
+    smplx passes every array through ``np.array(x, dtype=np.float32)`` before casting it to the
+    requested dtype, so a ``float64`` model held the file's float64 template, shape and pose
+    directions, regressor and skinning weights rounded to float32 (a relative 6e-8: posed
+    joints off by about 2e-8 m and vertices by 7e-8 m, 1e8 times float64's resolution). The
+    same buffers, sliced as smplx slices them, are set again from the file's arrays; a narrower
+    dtype is left as smplx made it (rounding through float32 first changes nothing there, or
+    at most an ulp for float16).
+    What the caller gave smplx in ``kwargs`` instead (a ``v_template``, the kid shape
+    direction of ``age="kid"``) is left alone."""
+    kwargs = kwargs or {}
+    dtype = layer.v_template.dtype
+    if torch.finfo(dtype).eps >= torch.finfo(torch.float32).eps:
+        return
+    dirs = np.asarray(data["shapedirs"])
+    dirs = dirs[:, :, None] if dirs.ndim == 2 else dirs
+    posedirs = np.asarray(data["posedirs"])
+    exact = {
+        "v_template": data["v_template"],
+        "shapedirs": dirs[:, :, : layer.shapedirs.shape[-1]],
+        "J_regressor": data["J_regressor"],
+        "posedirs": posedirs.reshape(-1, posedirs.shape[-1]).T,
+        "lbs_weights": data["weights"],
+    }
+    if hasattr(layer, "expr_dirs"):
+        # smplx: expressions follow 300 betas in a 400-column file, else the first 10
+        full = layer.SHAPE_SPACE_DIM + layer.EXPRESSION_SPACE_DIM
+        start = 10 if dirs.shape[-1] < full else layer.SHAPE_SPACE_DIM
+        exact["expr_dirs"] = dirs[:, :, start : start + layer.expr_dirs.shape[-1]]
+    if kwargs.get("v_template") is not None:
+        del exact["v_template"]
+    if kwargs.get("age", "adult") != "adult":
+        del exact["shapedirs"]
+    with torch.no_grad():
+        for name, value in exact.items():
+            buffer = getattr(layer, name)
+            value = torch.as_tensor(np.asarray(value, dtype=np.float64)).to(dtype)
+            if value.shape != buffer.shape:  # smplx sliced differently: keep its copy
+                continue
+            buffer.copy_(value)
 
 
 # smplx's SMPL / SMPL-H keep min(num_betas, 10) shape directions of a file with fewer than 300
@@ -602,16 +653,19 @@ _SMPLX_CAP, _SMPLX_CAPPED_BELOW = 10, 300
 
 
 def _prepare_for_smplx(data: dict[str, Any], model_type: str, num_betas: int) -> int:
-    """Complete a SMPL / SMPL-H file's arrays (in place) for smplx's classes; returns the
+    """Complete an SMPL-family file's arrays (in place) for smplx's classes; returns the
     ``num_betas`` to ask for: the requested number, up to the file's.
 
-    AMASS's SMPL-H files carry no hand PCA, which smplx reads even when unused; and smplx keeps
-    only 10 shape directions of a file with fewer than 300 (AMASS's SMPL-H has 16): zero columns
-    up to 300 make it keep what was asked."""
-    if model_type == "smplh":
+    AMASS's SMPL-H files carry no hand PCA, which smplx reads even when unused (for SMPL-X as
+    well); and smplx's SMPL / SMPL-H keep only 10 shape directions of a file with fewer than 300
+    (AMASS's SMPL-H has 16): zero columns up to 300 make it keep what was asked. (SMPL-X's
+    columns are betas then expressions: smplx's own split is kept.)"""
+    if model_type in ("smplh", "smplx"):
         for side in "lr":
             data.setdefault(f"hands_components{side}", np.eye(45))
             data.setdefault(f"hands_mean{side}", np.zeros(45))
+    if model_type == "smplx":
+        return num_betas
     dirs = np.asarray(data["shapedirs"])
     file_betas = int(dirs.shape[-1])
     if not _SMPLX_CAPPED_BELOW > file_betas > _SMPLX_CAP:

@@ -612,11 +612,17 @@ def _write_cache(path: Path, blob: bytes) -> None:
         ) from err
 
 
-def smpl_layout(data: dict[str, object]) -> dict[str, object]:
+def smpl_layout(
+    data: dict[str, object],
+    *,
+    num_vertices: int = SMPL_NUM_VERTICES,
+    vertex_ids: dict[str, int] | None = None,
+) -> dict[str, object]:
     """The stand-in (``build_standin()`` output) renumbered into SMPL's vertex layout: 6890
     vertices, the landmark vertex of each of smplx's extra joints at SMPL's index for it
     (:data:`SMPL_VERTEX_IDS`), so plain smplx code (default ``vertex_ids``) finds the nose, eyes,
-    ears, toes, heels and fingertips on it.
+    ears, toes, heels and fingertips on it. ``num_vertices`` and ``vertex_ids`` give another
+    mesh's layout (SMPL-X's: 10475 and smplx's ``vertex_ids["smplx"]``).
 
     The body is the same: same surface (faces renumbered), skinning, shape directions and joint
     regressor, so every joint and landmark lands exactly where the compact stand-in puts it. The
@@ -625,12 +631,12 @@ def smpl_layout(data: dict[str, object]) -> dict[str, object]:
     move with the body and change nothing. Only plain numpy arrays (no ``vertex_ids`` dict).
     """
     verts = np.asarray(data["v_template"])
-    n_old = len(verts)
-    if n_old > SMPL_NUM_VERTICES:
-        raise RuntimeError(f"the stand-in has {n_old} vertices, more than SMPL's 6890")
-    order = np.full(SMPL_NUM_VERTICES, -1, dtype=np.int64)  # new slot -> old vertex
+    n_old, n_new = len(verts), num_vertices
+    if n_old > n_new:
+        raise RuntimeError(f"the stand-in has {n_old} vertices, more than the layout's {n_new}")
+    order = np.full(n_new, -1, dtype=np.int64)  # new slot -> old vertex
     own = data["vertex_ids"]
-    for name, slot in SMPL_VERTEX_IDS.items():
+    for name, slot in (SMPL_VERTEX_IDS if vertex_ids is None else vertex_ids).items():
         order[slot] = own[name]
     placed = set(order[order >= 0].tolist())
     rest = iter(v for v in range(n_old) if v not in placed)
@@ -644,7 +650,7 @@ def smpl_layout(data: dict[str, object]) -> dict[str, object]:
             first[old] = slot
     if (first < 0).any():
         raise RuntimeError("SMPL layout lost a stand-in vertex")
-    primary = first[order] == np.arange(SMPL_NUM_VERTICES)
+    primary = first[order] == np.arange(n_new)
     regressor = np.asarray(data["J_regressor"])[:, order] * primary[None]
     return {
         "v_template": verts[order],
