@@ -310,3 +310,34 @@ def test_an_unreachable_hub_does_not_add_lines_to_the_answer(tmp_path: Path) -> 
         assert hub.getEffectiveLevel() == logging.WARNING
     finally:
         hub.setLevel(before)
+
+
+def test_interrupt_while_the_parser_imports_exits_130(monkeypatch, capsys) -> None:
+    """Building the parser imports torch (seconds); a Ctrl-C then used to print a traceback."""
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("ADVPRIOR_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["sample"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["advprior: error: interrupted"], err
+
+
+def test_png_without_matplotlib_fails_before_writing(files, monkeypatch, capsys) -> None:
+    """--png without the viz extra: one line, and no .npz left behind (it used to be written
+    first, then the command failed)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == "matplotlib" else real(name, *a, **k),
+    )
+    out = files["tmp"] / "s.npz"
+    argv = ["sample", "-n", "2", "--out", str(out), "--png", str(files["tmp"] / "s.png")]
+    assert cli.main(argv) == 1
+    _one_error_line(capsys.readouterr().err, "sample", "advprior[viz]", "nothing written")
+    assert not out.exists()
