@@ -178,3 +178,34 @@ def test_unpacked_wheel_loads_the_bundled_priors_offline_and_writes_nothing(buil
     assert lines[1:] == ["(2, 63)"]
     written = [p for d in (home, work) for p in d.rglob("*")]
     assert written == [], written
+
+
+# Optional extras (viz, eval, train, export) and torch's compiler stack (torch._dynamo, which
+# roma imports: about a second) are imported where they are used, never by ``import advprior``.
+NOT_AT_IMPORT = ("matplotlib", "onnx", "onnxruntime", "scipy", "sklearn", "tensorboard")
+NOT_AT_IMPORT += ("roma", "torch._dynamo")
+
+
+def test_import_advprior_loads_no_optional_or_compiler_module_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    script = (  # `import advprior` alone imports not even torch (the CLI answers --help at once)
+        "import sys, advprior, advprior.cli\n"
+        f"print(sorted(m for m in {NOT_AT_IMPORT + ('torch',)!r} if m in sys.modules))\n"
+        "from advprior import PosePrior\n"
+        "PosePrior.from_pretrained('gan-s').sample(2)\n"  # sampling needs none of them either
+        f"print(sorted(m for m in {NOT_AT_IMPORT!r} if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env |= {"PYTHONDONTWRITEBYTECODE": "1", "XDG_CACHE_HOME": str(home / ".cache")}
+    env.pop("ADVPRIOR_CACHE", None)
+    res = subprocess.run(
+        [sys.executable, "-c", script], cwd=work, capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert res.stdout.splitlines() == ["[]", "[]"], res.stdout
+    written = [p for d in (home, work) for p in d.rglob("*")]
+    assert written == [], written
