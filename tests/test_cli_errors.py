@@ -83,7 +83,12 @@ CASES = {
         1,
         ["nope.npz"],
     ),
-    "data-info-junk": (lambda f: ["data", "info", str(f["junk"])], "data info", 1, ["junk.npz"]),
+    "data-info-junk": (
+        lambda f: ["data", "info", str(f["junk"])],
+        "data info",
+        1,
+        ["junk.npz", "not a zip archive"],
+    ),
     "train-missing-data": (
         lambda f: [
             "train",
@@ -116,7 +121,7 @@ CASES = {
         lambda f: ["fit", str(f["missing"]), "--camera", "1000,500,500"],
         "fit",
         1,
-        ["nope.npz"],
+        ["no such keypoints file", "nope.npz"],
     ),
     "fit-not-json": (
         lambda f: ["fit", str(f["notjson"]), "--camera", "1000,500,500"],
