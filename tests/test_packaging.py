@@ -82,7 +82,7 @@ def _build(source: Path, out: Path) -> tuple[Path, Path | None]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    setuptools = pytest.importorskip("setuptools")
+    setuptools = pytest.importorskip("setuptools")  # in the dev extra
     major = int(setuptools.__version__.split(".")[0])
     if major < 77:  # pyproject.toml's build-system.requires
         pytest.skip(f"setuptools {setuptools.__version__} < 77 cannot build this project")
