@@ -328,21 +328,3 @@ def test_interrupt_while_the_parser_imports_exits_130(monkeypatch, capsys) -> No
     assert cli.main(["sample"]) == 130
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["advprior: error: interrupted"], err
-
-
-def test_png_without_matplotlib_fails_before_writing(files, monkeypatch, capsys) -> None:
-    """--png without the viz extra: one line, and no .npz left behind (it used to be written
-    first, then the command failed)."""
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a, **k: None if name == "matplotlib" else real(name, *a, **k),
-    )
-    out = files["tmp"] / "s.npz"
-    argv = ["sample", "-n", "2", "--out", str(out), "--png", str(files["tmp"] / "s.png")]
-    assert cli.main(argv) == 1
-    _one_error_line(capsys.readouterr().err, "sample", "advprior[viz]", "nothing written")
-    assert not out.exists()
