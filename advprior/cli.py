@@ -102,17 +102,28 @@ def main(argv: list[str] | None = None) -> int:
     # --debug is accepted after the sub-command too, where argparse would not know it
     debug = "--debug" in argv or os.environ.get("ADVPRIOR_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
-    args = build_parser().parse_args(argv)  # usage errors: argparse prints them, exits 2
+    try:
+        # building the parser imports torch (seconds): a Ctrl-C then is as common as later on
+        args = build_parser().parse_args(argv)  # usage errors: argparse prints them, exits 2
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("advprior: error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+    return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     from advprior.errors import AdvPriorError, UsageError
 
     name = _command_name(args)
-    if not debug:
-        # huggingface_hub logs a warning per retry of an unreachable Hub (five, over ~25 s);
-        # the command's answer stays one line (its error says the Hub could not be reached)
-        from huggingface_hub.utils import logging as hub_logging
-
-        hub_logging.set_verbosity_error()  # after its import, which sets its own level
     try:
+        if not debug:
+            # huggingface_hub logs a warning per retry of an unreachable Hub (five, over ~25 s);
+            # the command's answer stays one line (its error says the Hub could not be reached)
+            from huggingface_hub.utils import logging as hub_logging
+
+            hub_logging.set_verbosity_error()  # after its import, which sets its own level
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if debug:

@@ -20,7 +20,6 @@ These functions check shapes only; the public model APIs validate their inputs o
 
 from __future__ import annotations
 
-import roma
 import torch
 
 from advprior.tensors import cacheable
@@ -292,6 +291,8 @@ def rotmat_to_rot6d(rotmat: torch.Tensor) -> torch.Tensor:
 
 def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
     """``(..., 3)`` rotation vectors in radians to ``(..., 3, 3)`` matrices."""
+    import roma  # here, not at import: roma imports torch._dynamo (about 1 s)
+
     return roma.rotvec_to_rotmat(aa)
 
 
@@ -314,9 +315,13 @@ def rotmat_to_quat(rotmat: torch.Tensor) -> torch.Tensor:
 
 def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` in ``(x, y, z, w)`` order to ``(..., 3, 3)`` matrices."""
+    import roma  # here, not at import: roma imports torch._dynamo (about 1 s)
+
     return roma.unitquat_to_rotmat(quat)
 
 
 def geodesic_distance(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     """Angle in radians ``(...,)`` of the relative rotation between ``(..., 3, 3)`` matrices."""
+    import roma  # here, not at import: roma imports torch._dynamo (about 1 s)
+
     return roma.rotmat_geodesic_distance(r1, r2)

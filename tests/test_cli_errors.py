@@ -83,7 +83,12 @@ CASES = {
         1,
         ["nope.npz"],
     ),
-    "data-info-junk": (lambda f: ["data", "info", str(f["junk"])], "data info", 1, ["junk.npz"]),
+    "data-info-junk": (
+        lambda f: ["data", "info", str(f["junk"])],
+        "data info",
+        1,
+        ["junk.npz", "not a zip archive"],
+    ),
     "train-missing-data": (
         lambda f: [
             "train",
@@ -116,7 +121,7 @@ CASES = {
         lambda f: ["fit", str(f["missing"]), "--camera", "1000,500,500"],
         "fit",
         1,
-        ["nope.npz"],
+        ["no such keypoints file", "nope.npz"],
     ),
     "fit-not-json": (
         lambda f: ["fit", str(f["notjson"]), "--camera", "1000,500,500"],
@@ -310,3 +315,16 @@ def test_an_unreachable_hub_does_not_add_lines_to_the_answer(tmp_path: Path) -> 
         assert hub.getEffectiveLevel() == logging.WARNING
     finally:
         hub.setLevel(before)
+
+
+def test_interrupt_while_the_parser_imports_exits_130(monkeypatch, capsys) -> None:
+    """Building the parser imports torch (seconds); a Ctrl-C then used to print a traceback."""
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("ADVPRIOR_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["sample"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["advprior: error: interrupted"], err

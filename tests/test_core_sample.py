@@ -122,8 +122,11 @@ def test_png_without_matplotlib_is_a_clear_message(
     )
     out, png = tmp_path / "p.npz", tmp_path / "p.png"
     rc = main(["sample", "--model", str(ckpt), "-n", "2", "--out", str(out), "--png", str(png)])
-    assert rc == 1 and out.exists() and not png.exists()
-    assert "pip install 'advprior[viz]'" in capsys.readouterr().err
+    # said before sampling: nothing written (the .npz used to be written, then the command failed)
+    assert rc == 1 and not out.exists() and not png.exists()
+    err = capsys.readouterr().err
+    assert "pip install 'advprior[viz]'" in err and "nothing written" in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_console_script_entry_point(ckpt: Path, tmp_path: Path) -> None:

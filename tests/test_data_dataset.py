@@ -309,3 +309,29 @@ def test_cmu_index_csv_sets_amc_rates(tmp_path: Path) -> None:
     write_bvh(src / "cmubvh" / "05_02.bvh", "motionbuilder", local, pelvis, frame_time=1 / 120)
     bvh = build_dataset(src, tmp_path / "c.npz").per_source["cmubvh"]
     assert bvh == 40
+
+
+def test_split_and_split_from_are_checked_before_importing(tmp_path: Path) -> None:
+    """A bad --split or a missing --split-from used to be reported only after every file was
+    imported (hours on a full collection)."""
+    src = _tree(tmp_path, n_folders=1)
+    lines: list[str] = []
+    with pytest.raises(ValueError, match="split fractions"):
+        build_dataset(src, tmp_path / "o.npz", split=(1.0, 2.0, 0.0), log=lines.append)
+    with pytest.raises(FileNotFoundError, match="no such dataset file"):
+        build_dataset(src, tmp_path / "o.npz", split_from=tmp_path / "gone.npz", log=lines.append)
+    assert lines == []  # nothing was imported (each skipped non-motion file logs a line)
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_load_dataset_names_a_file_that_is_not_an_npz(tmp_path: Path) -> None:
+    """A .npy (np.load returns one array: a TypeError used to escape) or any other file (numpy
+    then suggests allow_pickle=True) is one ValueError saying it is not a zip archive."""
+    npy = tmp_path / "poses.npy"
+    np.save(npy, np.zeros((4, 63), np.float32))
+    text = tmp_path / "notes.npz"
+    text.write_text("not a dataset")
+    for path in (npy, text):
+        with pytest.raises(ValueError, match="not a zip archive") as err:
+            load_dataset(path)
+        assert path.name in str(err.value) and "pickle" not in str(err.value)

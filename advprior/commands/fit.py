@@ -224,7 +224,7 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
     try:
         data = read_json(path, ValueError, max_bytes=KEYPOINT_JSON_MAX_BYTES)
     except FileNotFoundError:
-        raise
+        raise FileNotFoundError(f"no such keypoints file: {path}") from None
     except OSError as exc:  # a folder, no permission: one line naming the file
         raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
     from advprior.commands._detector_files import is_detector_file, read_detector_file

@@ -78,10 +78,18 @@ def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
         np.savez(f, **arrays)  # a file object: numpy must not append ".npz" to the temp name
 
 
-def _render(body_pose: Any, body: str, path: Path) -> str | None:
-    """Draw the first bodies to ``path``; returns an error message instead of raising."""
+def _missing_viz() -> str | None:
+    """Why a PNG cannot be drawn in this installation, or None."""
     if importlib.util.find_spec("matplotlib") is None:
         return "matplotlib is not installed; install it with: pip install 'advprior[viz]'"
+    return None
+
+
+def _render(body_pose: Any, body: str, path: Path) -> str | None:
+    """Draw the first bodies to ``path``; returns an error message instead of raising."""
+    missing = _missing_viz()
+    if missing is not None:
+        return missing
     try:
         from advprior.body import load_body_model
         from advprior.body.plot import plot_bodies
@@ -110,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-n must be >= 0, got {args.num}")
     if args.png is not None and args.latent_only:
         raise UsageError("--png needs poses; drop --latent-only")
+    missing = _missing_viz() if args.png is not None else None
+    if missing is not None:
+        # said before loading and sampling, and before the .npz is written: all or nothing
+        raise ValueError(f"--png: {missing} (nothing written)")
     from advprior.commands._device import parse_device
 
     model = as_prior(

@@ -250,6 +250,13 @@ def subject_group(subject: str) -> str:
     return subject.split(":", 1)[0] if ":" in subject else ""
 
 
+def _check_fractions(fractions: tuple[float, ...]) -> None:
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise ValueError(
+            f"split fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
+
+
 def assign_splits(
     frames: Mapping[str, int],
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
@@ -268,10 +275,7 @@ def assign_splits(
         stratify: split every subject group (:func:`subject_group`) to the fractions on its
             own; ``False`` treats all subjects as one group.
     """
-    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(
-            f"split fractions must be three non-negative numbers summing to 1, got {fractions}"
-        )
+    _check_fractions(fractions)
     fixed = dict(fixed or {})
     target = np.asarray(fractions, dtype=np.float64)
     out = {s: fixed[s] for s in frames if s in fixed}
@@ -377,6 +381,15 @@ def build_dataset(
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out = check_writable(out)  # before hours of importing, not after
+    _check_fractions(tuple(split))  # likewise the split and the file it is taken from
+    fixed = None
+    if split_from is not None:
+        prev = load_dataset(split_from)  # checked like any dataset file (zip bombs included)
+        fixed = {}
+        for k, name in enumerate(prev.subject_names):
+            rows = np.flatnonzero(prev.subject.numpy() == k)
+            if len(rows):
+                fixed[name] = int(prev.split[rows[0]])
     skipped: list[tuple[str, str]] = []
     seqs = []
 
@@ -453,14 +466,6 @@ def build_dataset(
     frames = {s: 0 for s in subject_names}
     for _, s, _, m in seqs:
         frames[s] += m.num_frames
-    fixed = None
-    if split_from is not None:
-        prev = load_dataset(split_from)  # checked like any dataset file (zip bombs included)
-        fixed = {}
-        for k, name in enumerate(prev.subject_names):
-            rows = np.flatnonzero(prev.subject.numpy() == k)
-            if len(rows):
-                fixed[name] = int(prev.split[rows[0]])
     assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed, stratify=stratify)
     # The same capture filed twice under two names (a renamed copy, another folder) is two
     # subjects, which the split may put on both sides: exact copies of the poses are noted.
@@ -581,6 +586,12 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such dataset file: {path}")
+    if not zipfile.is_zipfile(path):
+        # np.load would read a .npy as one array, and call any other file a pickle ("load it
+        # with allow_pickle=True"): neither is a dataset, and no pickle is ever loaded here
+        raise ValueError(
+            f"{path}: not a dataset .npz (not a zip archive; `advprior data build` writes one)"
+        )
     check_zip_members(path, "dataset")  # a zip bomb: ValueError naming the file and member
     try:
         f = np.load(path, allow_pickle=False)

@@ -29,7 +29,9 @@ from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE, WEIGHTS_LICENSE
 from advprior.version import __version__
 
 RELEASE_REVISION = f"v{__version__}"
-MANIFEST = PACKAGE_DIR.parent / "weights_manifest.json"
+# The top-level file in a checkout (the package's copy is a symlink to it); in an installed
+# package the packaged file itself (PACKAGE_DIR.parent would be site-packages/)
+MANIFEST = (PACKAGE_DIR / "weights_manifest.json").resolve()
 
 
 def _training_data(config: dict[str, Any]) -> str:
