@@ -828,6 +828,10 @@ def test_ddp_gloo_two_processes(synthetic, tmp_path, extras):
         assert not torch.equal(legs0, legs1)
     else:  # registered only when used: older checkpoints hold no such generator
         assert "leg_mix" not in r0["rng"]["named"]
+    if extras.get("pose_mix"):  # each rank blends its own poses
+        assert not torch.equal(r0["rng"]["named"]["pose_mix"], r1["rng"]["named"]["pose_mix"])
+    else:
+        assert "pose_mix" not in r0["rng"]["named"]
     prior = PosePrior.from_pretrained(out / "model")
     assert prior.sample(3).shape == (3, 63)
     assert len(_read_csv(out / "train_log.csv")) == 4  # only rank 0 logs
