@@ -468,7 +468,11 @@ def test_amass_style_smplh_with_16_betas(cache, data: dict, tmp_path: Path) -> N
     assert load_body_model(path, num_betas=40).num_betas == 16
     # the plain smplx model keeps them too (smplx alone keeps 10 of a file's < 300)
     ids = {name: int(i) for name, i in data["vertex_ids"].items()}  # the stand-in's mesh
-    plain = load_body_model(path, num_betas=16, as_smplx=True, ext="npz", vertex_ids=ids)
+    with pytest.raises(ValueError, match=r"no hand PCA \(hands_componentsl, .*use_pca=False"):
+        load_body_model(path, num_betas=16, as_smplx=True, ext="npz", vertex_ids=ids)
+    plain = load_body_model(
+        path, num_betas=16, as_smplx=True, ext="npz", vertex_ids=ids, use_pca=False
+    )
     assert plain.num_betas == 16 and plain.shapedirs.shape[-1] == 16
     out = plain(betas=betas).vertices[0] - plain().vertices[0]
     torch.testing.assert_close(out, expect, atol=1e-6, rtol=0)

@@ -535,6 +535,9 @@ def test_smplx_file_without_hand_pca_loads(tmp_path: Path) -> None:
         del a[key]
     path = _write(tmp_path / "SMPLX_NEUTRAL.npz", a)
     assert type(load_body_model(path, as_smplx=True, use_pca=False)).__name__ == "SMPLX"
+    # smplx's default hand PCA would read a made-up identity: refused, naming the way out
+    with pytest.raises(ValueError, match=r"no hand PCA .*pass use_pca=False"):
+        load_body_model(path, as_smplx=True)
     go, pose, betas = _inputs(1, 10, seed=3)
     pose = np.concatenate([pose[:, :21], np.zeros((1, 33, 3))], 1)
     out = load_body_model(path, dtype=torch.float64)(

@@ -645,6 +645,67 @@ def test_bvh_with_a_prop_as_a_second_root_keeps_the_character(tmp_path: Path) ->
         load_motion(bad)
 
 
+def test_twist_helpers_by_name_in_common_rigs() -> None:
+    """The Roll rule and the rig prefixes on the joint names of common capture and game rigs:
+    no joint of theirs is taken for a helper, the helpers are."""
+    from advprior.data.motion import Skeleton
+    from advprior.data.naming import _is_twist
+
+    joints = (
+        "Hips LeftUpLeg LeftLeg LeftFoot LeftToeBase Spine Spine1 Spine2 Neck Head LeftShoulder "
+        "LeftArm LeftForeArm LeftHand mixamorig1:LeftLeg mixamorig2_LeftForeArm "  # Mixamo, Vicon
+        "root lhipjoint lfemur ltibia lowerback thorax lclavicle lhumerus lradius lwrist "  # CMU
+        "LHipJoint LowerBack LeftFingerBase LThumb "  # cgspeed's CMU BVH
+        "LeftThigh LeftShin LeftToe Spine4 "  # Rokoko
+        "Pelvis L5 L3 T12 T8 RightUpperArm RightUpperLeg RightLowerLeg "  # Xsens MVN
+        "Hip Ab Chest LShoulder LUArm LFArm LThigh LShin "  # OptiTrack Motive
+        "Neck1 RightHandThumb1 RightInHandIndex "  # Perception Neuron
+        "Bip01_L_Calf Character1_LeftLeg DEF-thigh.L Controller Rig|LeftArmRoll|LeftForeArm"
+    ).split()
+    helpers = (
+        "LeftUpLegRoll LeftLegRoll LeftArmRoll LeftForeArmRoll mixamorig1:LeftArmRoll "
+        "left_arm_roll LEFT_ARM_ROLL lThighTwist upperarm_twist_01_l"
+    ).split()
+    names = joints + helpers
+    n = len(names)
+    sk = Skeleton(tuple(names), np.array([-1] + [0] * (n - 1)), np.zeros((n, 3)), np.zeros(n, bool))
+    assert [names[j] for j in range(n) if _is_twist(sk, j)] == helpers
+
+
+def test_bvh_with_two_performers_is_refused_not_cut_to_one(tmp_path: Path) -> None:
+    # Two people in one take (same rig, two namespaces): keeping the largest (or the first of
+    # equal) trees would silently drop the second person's motion.
+    path, _, _ = _layout_file(tmp_path, "mixamo_cm")
+    head, body = path.read_text().split("MOTION\n")
+    tree = head.removeprefix("HIERARCHY\n")
+    rows = body.splitlines()
+    two = tmp_path / "duet.bvh"
+    second = tree.replace("mixamorig:", "mixamorig2:")
+    two.write_text(
+        "HIERARCHY\n" + tree + second + "MOTION\n"
+        + "\n".join(rows[:2] + [r + " " + r for r in rows[2:]]) + "\n"
+    )  # fmt: skip
+    with pytest.raises(MotionFormatError, match=r"duet\.bvh: holds 2 characters .*one character"):
+        load_motion(two)
+
+
+def test_bvh_non_finite_value_beside_a_prop_names_the_files_column(tmp_path: Path) -> None:
+    path, _, _ = _layout_file(tmp_path, "mixamo_cm")
+    head, body = path.read_text().split("MOTION\n")
+    prop = "ROOT Sword\n{\n  OFFSET 10 100 0\n  CHANNELS 3 Xposition Yposition Zposition\n}\n"
+    rows = body.splitlines()
+    data = [r.split() for r in rows[2:]]
+    data[1][4] = "nan"  # the character's 5th channel: the file's 8th, after the prop's 3
+    bad = tmp_path / "prop_nan.bvh"
+    bad.write_text(
+        "HIERARCHY\n" + prop + head.removeprefix("HIERARCHY\n") + "MOTION\n"
+        + "\n".join(rows[:2] + ["1 2 3 " + " ".join(r) for r in data]) + "\n"
+    )  # fmt: skip
+    n_ch = 3 + len(data[0])
+    with pytest.raises(MotionFormatError, match=rf"frame 1 \(channel 8 of {n_ch}\)"):
+        load_motion(bad)
+
+
 @pytest.mark.parametrize(
     ("frame_time", "fps"), [("0.016683", 1 / 0.016683), ("0.004", 250.0), ("0.01", 100.0)]
 )

@@ -828,6 +828,10 @@ def test_ddp_gloo_two_processes(synthetic, tmp_path, extras):
         assert not torch.equal(legs0, legs1)
     else:  # registered only when used: older checkpoints hold no such generator
         assert "leg_mix" not in r0["rng"]["named"]
+    if extras.get("pose_mix"):  # each rank blends its own poses
+        assert not torch.equal(r0["rng"]["named"]["pose_mix"], r1["rng"]["named"]["pose_mix"])
+    else:
+        assert "pose_mix" not in r0["rng"]["named"]
     prior = PosePrior.from_pretrained(out / "model")
     assert prior.sample(3).shape == (3, 63)
     assert len(_read_csv(out / "train_log.csv")) == 4  # only rank 0 logs
@@ -885,3 +889,25 @@ def test_ddp_rebalance_reads_rank0_table(synthetic, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "labels0.txt").read_text() == (out / "labels1.txt").read_text()
+
+
+def test_broadcast_from_main_leaves_the_callers_tensor_alone(monkeypatch):
+    """A non-main rank's own tensor must not be overwritten by the broadcast (it was, in place,
+    whenever it already lay contiguous on the group's device: every gloo run)."""
+    from advprior.train import distributed as ddp
+
+    def fake_broadcast(buf, src):  # what rank 0 sends to this (non-main) rank
+        assert src == 0 and buf.is_contiguous()
+        buf.fill_(7)
+
+    monkeypatch.setattr(ddp.dist, "broadcast", fake_broadcast)
+    info = ddp.DistInfo(rank=1, world_size=2)
+    mine = torch.arange(6, dtype=torch.int64)
+    got = ddp.broadcast_from_main(mine, info)
+    assert torch.equal(mine, torch.arange(6)) and torch.equal(got, torch.full((6,), 7))
+    assert got.dtype == mine.dtype and got.device == mine.device
+    # a strided view is sent as a contiguous copy, and comes back with the view's shape
+    view = torch.arange(12.0).reshape(3, 4).T
+    got = ddp.broadcast_from_main(view, info)
+    assert got.shape == (4, 3) and torch.equal(got, torch.full((4, 3), 7.0))
+    assert torch.equal(view, torch.arange(12.0).reshape(3, 4).T)

@@ -580,6 +580,14 @@ def _load_smplx(
     path, data, found = _read_user_model(path, model_type, gender)
     # the file is resolved here; smplx.create's own `ext` would name its format a second time
     common.pop("ext", None)
+    no_pca = [f"hands_components{side}" for side in "lr" if f"hands_components{side}" not in data]
+    if found in ("smplh", "smplx") and no_pca and common.get("use_pca", True):
+        # smplx's hand PCA (its default) would read the identity filled in below: a hand pose of
+        # num_pca_comps numbers would silently pose only the first finger joints
+        raise ValueError(
+            f"{path} has no hand PCA ({', '.join(no_pca)}): pass use_pca=False (each hand "
+            "posed by its 45 axis-angle numbers)"
+        )
     common["num_betas"] = _prepare_for_smplx(data, found, num_betas)
     if found == "smplx":
         # smplx's SMPL-X reads only from a path and unpickles it: give it the private plain copy

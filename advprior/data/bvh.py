@@ -158,16 +158,19 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     data = np.array(" ".join(line for _, line in numbered).split(), dtype=np.float64)
     data = data.reshape(frames, n_ch)
     dropped: list[str] = []
+    file_cols = np.arange(n_ch)  # the file's column of each kept data column
     if len(roots) > 1:
-        names, parents, offsets, is_end, channels, data, dropped = _largest_tree(
-            roots, names, parents, offsets, is_end, channels, data
+        names, parents, offsets, is_end, channels, file_cols, dropped = _largest_tree(
+            roots, names, parents, offsets, is_end, channels, path
         )
+        data = data[:, file_cols]
     bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
     if len(bad):
         row = data[bad[0]]
         col = int(np.flatnonzero(~np.isfinite(row))[0])
         raise MotionFormatError(
-            f"non-finite value {row[col]} in frame {bad[0]} (channel {col + 1} of {n_ch})",
+            f"non-finite value {row[col]} in frame {bad[0]} "
+            f"(channel {file_cols[col] + 1} of {n_ch})",
             path,
             numbered[bad[0]][0],
         )
@@ -228,19 +231,43 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     )
 
 
-def _largest_tree(roots, names, parents, offsets, is_end, channels, data):
+def _largest_tree(roots, names, parents, offsets, is_end, channels, path):
     """Keep the ROOT tree with the most joints (the character; the others are props, cameras or
-    markers that some exporters write as extra ROOTs) and its data columns. Returns the kept
-    lists, the data and the names of the dropped roots."""
+    markers that some exporters write as extra ROOTs). Returns the kept lists, the file's data
+    columns of the kept tree and the names of the dropped roots. A file with two or more trees
+    that are people (two performers in one take) is refused: keeping one would silently lose
+    the others' motion, and which one is meant cannot be told from the file."""
+    from advprior.data.naming import map_to_smpl
+
     bounds = list(zip(roots, roots[1:] + [len(names)], strict=True))
-    start, end = max(bounds, key=lambda b: b[1] - b[0])  # ties: the first
+    start, end = max(bounds, key=lambda b: b[1] - b[0])  # ties: the first (a person is refused)
     widths = np.array([len(c) for c in channels])
     first_col = np.concatenate([[0], np.cumsum(widths)])
     cols = np.arange(first_col[start], first_col[end])
     dropped = [names[a] for a, _ in bounds if a != start]
-    keep = slice(start, end)
-    parents = [p - start if p >= 0 else -1 for p in parents[keep]]
-    return names[keep], parents, offsets[keep], is_end[keep], channels[keep], data[:, cols], dropped
+
+    def tree(a: int, b: int) -> tuple[list, list, list, list, list]:
+        keep = slice(a, b)
+        ps = [p - a if p >= 0 else -1 for p in parents[keep]]
+        return names[keep], ps, offsets[keep], is_end[keep], channels[keep]
+
+    people = []
+    for a, b in bounds:
+        if a == start:
+            continue
+        n, p, o, e, _ = tree(a, b)
+        try:
+            map_to_smpl(Skeleton(tuple(n), np.asarray(p), np.asarray(o), np.asarray(e)))
+        except MotionFormatError:
+            continue  # a prop, camera or marker set: not a person
+        people.append(names[a])
+    if people:
+        raise MotionFormatError(
+            f"holds {len(people) + 1} characters (ROOTs {[names[start], *people]}); reading one "
+            "would drop the others' motion: export one character per file",
+            path,
+        )
+    return (*tree(start, end), cols, dropped)
 
 
 #: Capture and video rates a rounded frame time most likely means.

@@ -107,7 +107,8 @@ def _is_twist(sk: Skeleton, j: int) -> bool:
     ``upperarm_twist_01_l``), or ``Roll`` as a word of it (MotionBuilder/HumanIK ``LeftArmRoll``,
     ``LeftUpLegRoll``; a word, so that e.g. ``Controller`` is not one)."""
     name = sk.names[j]
-    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name.split(":")[-1])
+    # the joint's own name, as normalize() takes it: not a namespace or a DAG path's ancestors
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", re.split(r"[:|]", name)[-1])
     return "twist" in normalize(name) or "roll" in (w.lower() for w in words)
 
 

@@ -93,10 +93,11 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
 
 def broadcast_from_main(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Rank 0's ``t`` on every rank (``t`` itself when not distributed). Every rank passes a
-    tensor of the same shape and dtype; the result is on ``t``'s device."""
+    tensor of the same shape and dtype; the result is on ``t``'s device and ``t`` is left as it
+    was (the broadcast writes into a copy, also where ``t`` already is on the group's device)."""
     if not info.enabled:
         return t
-    buf = t.to(info.device).contiguous()
+    buf = t.to(info.device, memory_format=torch.contiguous_format, copy=True)
     dist.broadcast(buf, src=0)
     return buf.to(t.device)
 
