@@ -108,6 +108,12 @@ def test_wheel_holds_the_package_and_its_pinned_weights(built) -> None:
         assert "advprior = advprior.cli:main" in read(info).decode()
         assert f"{dist_info}/licenses/LICENSE" in names
         assert read(f"{dist_info}/licenses/LICENSE") == (src / "LICENSE").read_bytes()
+        # the bundled weights are CC BY-SA 3.0 (their data's licence): the metadata says so and
+        # the notice with the attribution travels with the wheel
+        weights_notice = f"{dist_info}/licenses/LICENSE-WEIGHTS.md"
+        assert read(weights_notice) == (src / "LICENSE-WEIGHTS.md").read_bytes()
+        metadata = read(f"{dist_info}/METADATA").decode()
+        assert "License-Expression: MIT AND CC-BY-SA-3.0" in metadata
         # the packaged manifest is the top-level one (a symlink in the checkout, a file here)
         manifest = read("advprior/weights_manifest.json")
         assert manifest == (src / "weights_manifest.json").read_bytes()
