@@ -84,9 +84,9 @@ def blend_poses(
     geodesic toward the donor's, ``R (R^T R_donor)^t``, the same ``t ~ U(0, 1)`` for all joints
     of a pose (per-joint slerp, each joint at most 180 degrees).
 
-    Held-out people's poses lie between the captured ones more often than on them (a sampler of
-    the training poses themselves covers held-out poses no better than GAN-S does;
-    ``docs/training.md``, round 13); blends show the model the space between. The poses to
+    The training poses themselves cover held-out people's poses no better than GAN-S does, and
+    the VAE's new poses cover them better (``docs/training.md``, round 13); blends show the
+    model poses between the captured ones. The poses to
     change, their donors and ``t`` are drawn from ``generator`` (CPU), so a run stays
     reproducible and resumable."""
     if rotmat.ndim != 4 or rotmat.shape[1:] != (21, 3, 3):
