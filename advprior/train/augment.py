@@ -51,6 +51,23 @@ def mirror_body_pose(body_pose: torch.Tensor) -> torch.Tensor:
 LEG_JOINTS = (0, 1, 3, 4, 6, 7, 9, 10)
 
 
+def _pairs(
+    rotmat: torch.Tensor, fraction: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check ``rotmat (B, 21, 3, 3)`` and ``fraction``, then draw (on the CPU ``generator``) which
+    poses change (each with probability ``fraction``) and one donor per pose: ``(rows, donors)``,
+    the changed poses' indices and their donors' indices, on ``rotmat``'s device."""
+    if rotmat.ndim != 4 or rotmat.shape[1:] != (21, 3, 3):
+        raise ValueError(f"rotmat must have shape (B, 21, 3, 3), got {tuple(rotmat.shape)}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    n = rotmat.shape[0]
+    changed = torch.rand(n, generator=generator) < fraction
+    donor = torch.randperm(n, generator=generator)
+    rows = torch.nonzero(changed).flatten()
+    return rows.to(rotmat.device), donor[rows].to(rotmat.device)
+
+
 def mix_legs(
     rotmat: torch.Tensor, fraction: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -62,17 +79,10 @@ def mix_legs(
     sitting), but a capture set holds only the combinations its actors happened to perform;
     swapping legs shows the model the others. The poses to change and their donors are drawn
     from ``generator`` (CPU), so a run stays reproducible and resumable."""
-    if rotmat.ndim != 4 or rotmat.shape[1:] != (21, 3, 3):
-        raise ValueError(f"rotmat must have shape (B, 21, 3, 3), got {tuple(rotmat.shape)}")
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    n = rotmat.shape[0]
-    changed = torch.rand(n, generator=generator) < fraction
-    donor = torch.randperm(n, generator=generator)
-    rows = torch.nonzero(changed).flatten().to(rotmat.device)
+    rows, donors = _pairs(rotmat, fraction, generator)
     legs = torch.tensor(LEG_JOINTS, device=rotmat.device)
     out = rotmat.clone()
-    out[rows[:, None], legs] = rotmat[donor.to(rotmat.device)[rows][:, None], legs]
+    out[rows[:, None], legs] = rotmat[donors[:, None], legs]
     return out
 
 
@@ -89,20 +99,13 @@ def blend_poses(
     model poses between the captured ones. The poses to
     change, their donors and ``t`` are drawn from ``generator`` (CPU), so a run stays
     reproducible and resumable."""
-    if rotmat.ndim != 4 or rotmat.shape[1:] != (21, 3, 3):
-        raise ValueError(f"rotmat must have shape (B, 21, 3, 3), got {tuple(rotmat.shape)}")
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-    n = rotmat.shape[0]
-    changed = torch.rand(n, generator=generator) < fraction
-    donor = torch.randperm(n, generator=generator)
-    t = torch.rand(n, generator=generator)
-    rows = torch.nonzero(changed).flatten().to(rotmat.device)
+    rows, donors = _pairs(rotmat, fraction, generator)
+    t = torch.rand(rotmat.shape[0], generator=generator)  # after the pairs: resumable streams
     out = rotmat.clone()
     if rows.numel() == 0:
         return out
     a = rotmat[rows]
-    b = rotmat[donor.to(rotmat.device)[rows]]
+    b = rotmat[donors]
     step = roma.rotmat_to_rotvec(a.transpose(-1, -2) @ b)  # (R, 21, 3), angle in [0, pi]
     step = step * t.to(device=rotmat.device, dtype=rotmat.dtype)[rows][:, None, None]
     out[rows] = a @ roma.rotvec_to_rotmat(step)
