@@ -20,7 +20,7 @@ from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 
 RNG = np.random.default_rng(0)
 
-# Mixamo's (and HumanIK's) joint names, without a rig prefix.
+# Mixamo's joint names without a rig prefix (HumanIK's; MotionBuilder's up to the hands).
 _MIXAMO_JOINTS = (
     "Hips",
     "LeftUpLeg",
@@ -53,32 +53,7 @@ VARIANTS = {
     # "twist"]): a joint inserted on the bone; a "twist" extra carries the twist of its parent
     # joint's rotation about the bone, the parent joint keeps the swing (Daz Genesis' Bend/Twist).
     "motionbuilder": {
-        "names": [
-            "Hips",
-            "LeftUpLeg",
-            "RightUpLeg",
-            "Spine",
-            "LeftLeg",
-            "RightLeg",
-            "Spine1",
-            "LeftFoot",
-            "RightFoot",
-            "Spine2",
-            "LeftToeBase",
-            "RightToeBase",
-            "Neck",
-            "LeftShoulder",
-            "RightShoulder",
-            "Head",
-            "LeftArm",
-            "RightArm",
-            "LeftForeArm",
-            "RightForeArm",
-            "LeftHand",
-            "RightHand",
-            "LeftFingerBase",
-            "RightFingerBase",
-        ],
+        "names": [*_MIXAMO_JOINTS[:22], "LeftFingerBase", "RightFingerBase"],
         "extras": [("LHipJoint", 0, 1, 0.0), ("RHipJoint", 0, 2, 0.0)],
         "order": "ZYX",
     },
