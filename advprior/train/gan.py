@@ -176,8 +176,9 @@ def train_gan(
         pose_mix: the fraction of real poses in every batch (the critic's and the coverage
             term's, after ``leg_mix``) replaced by a blend with another pose, every joint
             slerped toward the other's by one random ``t``
-            (:func:`~advprior.train.augment.blend_poses`): the space between captured poses,
-            where held-out people's poses often lie. 0 (the paper): off.
+            (:func:`~advprior.train.augment.blend_poses`): poses between the captured ones
+            (measured in docs/training.md, round 13: it widens the generator's range, not its
+            coverage). 0 (the paper): off.
         rebalance / rebalance_clusters: when ``rebalance`` > 0, the real poses are read from a
             table in which every training pose appears ``round((s_max / s) ** rebalance)``
             times, ``s`` the size of its cluster among the k-means (``rebalance_clusters``)
