@@ -96,15 +96,20 @@ def run(args: argparse.Namespace) -> dict:
         g = torch.Generator().manual_seed(args.seed + 1)
         sets: list[torch.Tensor] = []
         with torch.no_grad():
-            for a in range(0, FULL_SAMPLES, CHUNK):
-                sets.append(_joints_mm(prior.sample(min(CHUNK, FULL_SAMPLES - a), generator=g)))
+            # as many samples as the larger of the two counts; both recalls read a prefix
+            n_gen = max(FULL_SAMPLES, n_train)
+            for a in range(0, n_gen, CHUNK):
+                sets.append(_joints_mm(prior.sample(min(CHUNK, n_gen - a), generator=g)))
         allp = torch.cat(sets)
-        at_train = _recall(queries, list(allp[:n_train].split(CHUNK)))
-        at_full = torch.minimum(at_train, _recall(queries, list(allp[n_train:].split(CHUNK))))
+        first = min(n_train, FULL_SAMPLES)
+        head = _recall(queries, list(allp[:first].split(CHUNK)))
+        # the longer prefix extends the shorter one's running minimum
+        rest = torch.minimum(head, _recall(queries, list(allp[first:n_gen].split(CHUNK))))
+        at_train, at_full = (head, rest) if n_train <= FULL_SAMPLES else (rest, head)
         rows.append(
             {
                 "model": alias,
-                "samples": FULL_SAMPLES,
+                "samples": n_gen,
                 "spread": spread(sets),
                 "recall_at_train_size": _stats(at_train),
                 "recall_at_100k": _stats(at_full),
