@@ -147,7 +147,10 @@ class VPoserV1(nn.Module):
         itself, close to the full one: the inverted latent minimises a pose distance of that
         kind, so the latent's own derivative nearly drops out (envelope theorem).
         VAE: the posterior (the chart is the identity), differentiable. The distribution is in
-        ``Pin``'s dtype."""
+        ``Pin``'s dtype. A row of ``Pin`` holding NaN/Inf gets a NaN ``mean`` (as VPoser's
+        encoder network gives, and no exception: code encodes inside its loss closure, where a
+        line search may try a non-finite step) and ``stddev`` 0 (so ``.sample()`` gives NaN
+        there); the other rows are encoded as if alone."""
         if not isinstance(Pin, torch.Tensor):
             raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
         per_pose = math.prod(Pin.shape[1:]) if Pin.ndim else 0
@@ -160,11 +163,33 @@ class VPoserV1(nn.Module):
         pose = Pin.reshape(Pin.shape[0], per_pose)[:, : 3 * self.num_joints].contiguous()
         dtype = Pin.dtype if Pin.dtype.is_floating_point else self._param().dtype
         pose = pose.to(self._param().dtype)
+        finite = torch.isfinite(pose).all(dim=-1)
+        if bool(finite.all()):
+            loc, scale = self._encode_rows(Pin, pose, invert_kwargs)
+        else:
+            # Row-wise NaN, as VPoser's encoder network gives: code calls encode inside its loss
+            # closure (HuMoR's third stage, EasyMocap's VPoserPrior), where a strong-Wolfe trial
+            # step may be non-finite and must give a NaN loss, not an exception; and v2's IK
+            # engine masks such rows with isnan(z). The finite rows are encoded on their own.
+            # Their spread is 0, not NaN: torch.normal refuses a NaN spread, and EasyMocap's
+            # loss calls .sample().
+            rows = finite.nonzero().squeeze(1)
+            inner, spread = self._encode_rows(Pin, pose[rows], invert_kwargs)
+            shape = (pose.shape[0], self.latentD)
+            loc = inner.new_full(shape, math.nan).index_copy(0, rows, inner)
+            scale = spread.new_zeros(shape).index_copy(0, rows, spread)
+        return torch.distributions.Normal(loc.to(dtype), scale.to(dtype), validate_args=False)
+
+    def _encode_rows(
+        self,
+        Pin: torch.Tensor,  # noqa: N803
+        pose: torch.Tensor,
+        invert_kwargs: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, stddev)`` ``(B, D)`` of finite ``(B, 63)`` poses in the prior's dtype."""
         if self.prior.model_type == "vae":
             q = self.prior.encode(pose)
-            return torch.distributions.Normal(
-                q.mean.to(dtype), q.stddev.to(dtype), validate_args=False
-            )
+            return q.mean, q.stddev
         if Pin.requires_grad and torch.is_grad_enabled() and not self._warned_no_grad:
             self._warned_no_grad = True
             warnings.warn(
@@ -172,10 +197,10 @@ class VPoserV1(nn.Module):
                 "gradient to the pose, so a loss on encode(pose).mean trains nothing (a loss on "
                 "decode(encode(pose).mean) - pose does get its gradient through pose)",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller of encode()
             )
-        loc = self.chart.inverse(self.prior.invert(pose, **invert_kwargs)).to(dtype)
-        return torch.distributions.Normal(loc, torch.zeros_like(loc), validate_args=False)
+        loc = self.chart.inverse(self.prior.invert(pose, **invert_kwargs))
+        return loc, torch.zeros_like(loc)
 
     def _sample_latent(self, num_poses: int, seed: int | None) -> torch.Tensor:
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
