@@ -897,6 +897,277 @@ def test_rest_from_a_frame_keeps_every_frame_posed_as_it_was(tmp_path: Path) -> 
     )
 
 
+def _rig(rows: list) -> list:
+    """Rows (name, parent, rest point, SMPL joint or None; for an End Site, the SMPL joint it
+    stands at) with ``{S}``/``{Side}``/``{s}`` rows written for both sides. The right side is
+    SMPL's right (not quite the left's mirror image): each right row sits where the left one
+    sits relative to its SMPL joint (or its parent's), mirrored, relative to that joint's right
+    counterpart."""
+    right = {1: 2, 4: 5, 7: 8, 10: 11, 13: 14, 16: 17, 18: 19, 20: 21, 22: 23}
+    smpl_of = {r[0]: r[3] for r in rows if r[0] is not None}
+    out = []
+    for name, parent, point, smpl in rows:
+        point = np.asarray(point, dtype=float)
+        if not ((name and "{" in name) or (parent and "{" in parent)):
+            out.append((name, parent, point, smpl))
+            continue
+        near = smpl if smpl is not None else smpl_of[parent]
+        mirrored = REST_JOINTS[right[near]] + (point - REST_JOINTS[near]) * v(-1, 1, 1)
+        for s, pt in (("L", point), ("R", mirrored)):
+            j = smpl if s == "L" or smpl is None else right[smpl]
+            out.append((_side(name, s) if name else None, _side(parent, s), pt, j))
+    return out
+
+
+def _on(a: str, b: str, f: float) -> np.ndarray:
+    return (1 - f) * P[a] + f * P[b]
+
+
+# Each tool's names on SMPL's joints (extra spine and neck joints on the straight line to the
+# next one, turning with their parent): the file must give back the SMPL motion it was written
+# from. "limbs": the rig has fewer spine joints than SMPL, so only the limbs and the pelvis
+# have an exact answer (its spine is checked by the bone metric).
+RIGS = {
+    "optitrack_motive": {  # Motive's skeleton: Hip > Ab > Chest, LUArm / LFArm, LThigh / LShin
+        "rows": [
+            ("Hip", None, P["pelvis"], 0),
+            ("Ab", "Hip", P["spine1"], 3),
+            ("Chest", "Ab", P["spine3"], 9),
+            ("Neck", "Chest", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{S}Shoulder", "Chest", P["left_collar"], 13),
+            ("{S}UArm", "{S}Shoulder", P["left_shoulder"], 16),
+            ("{S}FArm", "{S}UArm", P["left_elbow"], 18),
+            ("{S}Hand", "{S}FArm", P["left_wrist"], 20),
+            (None, "{S}Hand", P["left_hand"], 22),
+            ("{S}Thigh", "Hip", P["left_hip"], 1),
+            ("{S}Shin", "{S}Thigh", P["left_knee"], 4),
+            ("{S}Foot", "{S}Shin", P["left_ankle"], 7),
+            ("{S}Toe", "{S}Foot", P["left_foot"], 10),
+            (None, "{S}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+        ],
+        "order": "ZXY",
+        "limbs": True,
+        "roles": {"left_elbow": "LFArm", "left_shoulder": "LUArm", "left_collar": "LShoulder"},
+    },
+    "character_creator": {  # Reallusion CC3/CC4, iClone: CC_Base_ names, twist and share bones
+        "rows": [
+            ("CC_Base_BoneRoot", None, v(0, 0, 0), None),
+            ("CC_Base_Hip", "CC_Base_BoneRoot", P["pelvis"], 0),
+            ("CC_Base_Pelvis", "CC_Base_Hip", P["pelvis"], None),
+            ("CC_Base_{S}_Thigh", "CC_Base_Pelvis", P["left_hip"], 1),
+            # a leaf helper named like the joint, first among the thigh's children (the knee is
+            # the calf, the joint with the ankle below it)
+            ("CC_Base_{S}_Knee", "CC_Base_{S}_Thigh", _on("left_hip", "left_knee", 0.9), None),
+            ("CC_Base_{S}_Calf", "CC_Base_{S}_Thigh", P["left_knee"], 4),
+            ("CC_Base_{S}_Foot", "CC_Base_{S}_Calf", P["left_ankle"], 7),
+            ("CC_Base_{S}_ToeBase", "CC_Base_{S}_Foot", P["left_foot"], 10),
+            (
+                "CC_Base_{S}_CalfTwist01",
+                "CC_Base_{S}_Calf",
+                _on("left_knee", "left_ankle", 0.3),
+                None,
+            ),
+            ("CC_Base_{S}_KneeShareBone", "CC_Base_{S}_Calf", P["left_knee"] + v(0, 0, 0.05), None),
+            (
+                "CC_Base_{S}_ThighTwist01",
+                "CC_Base_{S}_Thigh",
+                _on("left_hip", "left_knee", 0.3),
+                None,
+            ),
+            ("CC_Base_Waist", "CC_Base_Hip", P["spine1"], 3),
+            ("CC_Base_Spine01", "CC_Base_Waist", P["spine2"], 6),
+            ("CC_Base_Spine02", "CC_Base_Spine01", P["spine3"], 9),
+            ("CC_Base_NeckTwist01", "CC_Base_Spine02", P["neck"], 12),
+            ("CC_Base_NeckTwist02", "CC_Base_NeckTwist01", _on("neck", "head", 0.5), None),
+            ("CC_Base_Head", "CC_Base_NeckTwist02", P["head"], 15),
+            (None, "CC_Base_Head", P["head"] + v(0, 0.15, 0), None),
+            ("CC_Base_{S}_Clavicle", "CC_Base_Spine02", P["left_collar"], 13),
+            ("CC_Base_{S}_Upperarm", "CC_Base_{S}_Clavicle", P["left_shoulder"], 16),
+            (
+                "CC_Base_{S}_UpperarmTwist01",
+                "CC_Base_{S}_Upperarm",
+                _on("left_shoulder", "left_elbow", 0.3),
+                None,
+            ),
+            ("CC_Base_{S}_Forearm", "CC_Base_{S}_Upperarm", P["left_elbow"], 18),
+            (
+                "CC_Base_{S}_ForearmTwist01",
+                "CC_Base_{S}_Forearm",
+                _on("left_elbow", "left_wrist", 0.7),
+                None,
+            ),
+            ("CC_Base_{S}_Hand", "CC_Base_{S}_Forearm", P["left_wrist"], 20),
+            ("CC_Base_{S}_Mid1", "CC_Base_{S}_Hand", P["left_hand"], 22),
+        ],
+        "order": "ZXY",
+        "roles": {
+            "pelvis": "CC_Base_Hip",
+            "left_knee": "CC_Base_L_Calf",
+            "neck": "CC_Base_NeckTwist01",
+        },
+    },
+    "xsens_mvn_segments": {  # MVN's segment names (FBX, MVNX): L5 L3 T12 T8, UpperArm / ForeArm
+        "rows": [
+            ("Pelvis", None, P["pelvis"], 0),
+            ("L5", "Pelvis", P["spine1"], 3),
+            ("L3", "L5", P["spine2"], 6),
+            ("T12", "L3", P["spine3"], 9),
+            ("T8", "T12", _on("spine3", "neck", 0.4), None),
+            ("Neck", "T8", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "T8", P["left_collar"], 13),
+            ("{Side}UpperArm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}UpperArm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            (None, "{Side}Hand", P["left_hand"], 22),
+            ("{Side}UpperLeg", "Pelvis", P["left_hip"], 1),
+            ("{Side}LowerLeg", "{Side}UpperLeg", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}LowerLeg", P["left_ankle"], 7),
+            ("{Side}Toe", "{Side}Foot", P["left_foot"], 10),
+            (None, "{Side}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+        ],
+        "order": "YXZ",
+        "roles": {"left_hip": "LeftUpperLeg", "left_knee": "LeftLowerLeg", "neck": "Neck"},
+    },
+    "xsens_mvn_bvh": {  # MVN Analyze's BVH export: Chest..Chest4, Collar > Shoulder > Elbow
+        "rows": [
+            ("Hips", None, P["pelvis"], 0),
+            ("Chest", "Hips", P["spine1"], 3),
+            ("Chest2", "Chest", P["spine2"], 6),
+            ("Chest3", "Chest2", P["spine3"], 9),
+            ("Chest4", "Chest3", _on("spine3", "neck", 0.4), None),
+            ("Neck", "Chest4", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Collar", "Chest4", P["left_collar"], 13),
+            ("{Side}Shoulder", "{Side}Collar", P["left_shoulder"], 16),
+            ("{Side}Elbow", "{Side}Shoulder", P["left_elbow"], 18),
+            ("{Side}Wrist", "{Side}Elbow", P["left_wrist"], 20),
+            (None, "{Side}Wrist", P["left_hand"], 22),
+            ("{Side}Hip", "Hips", P["left_hip"], 1),
+            ("{Side}Knee", "{Side}Hip", P["left_knee"], 4),
+            ("{Side}Ankle", "{Side}Knee", P["left_ankle"], 7),
+            ("{Side}Toe", "{Side}Ankle", P["left_foot"], 10),
+            (None, "{Side}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+        ],
+        "order": "YXZ",
+        "roles": {"left_collar": "LeftCollar", "left_shoulder": "LeftShoulder"},
+    },
+    "perception_neuron": {  # Axis Neuron: 6 channels everywhere, no toes, InHand bones
+        "rows": [
+            ("Hips", None, P["pelvis"], 0),
+            ("{Side}UpLeg", "Hips", P["left_hip"], 1),
+            ("{Side}Leg", "{Side}UpLeg", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}Leg", P["left_ankle"], 7),
+            (None, "{Side}Foot", P["left_foot"], 10),
+            ("Spine", "Hips", P["spine1"], 3),
+            ("Spine1", "Spine", P["spine2"], 6),
+            ("Spine2", "Spine1", P["spine3"], 9),
+            ("Spine3", "Spine2", _on("spine3", "neck", 0.4), None),
+            ("Neck", "Spine3", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "Spine3", P["left_collar"], 13),
+            ("{Side}Arm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}Arm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            ("{Side}HandThumb1", "{Side}Hand", P["left_wrist"] + v(0.025, -0.002, 0.032), None),
+            ("{Side}InHandMiddle", "{Side}Hand", P["left_hand"], 22),
+            ("{Side}HandMiddle1", "{Side}InHandMiddle", P["left_hand"] + v(0.05, 0, 0), None),
+        ],
+        "order": "YXZ",
+        "six": True,
+        "still": (10, 11),  # no toe joint: the feet are rigid with the ankles
+        "roles": {"left_hand": "LeftInHandMiddle", "left_ankle": "LeftFoot"},
+    },
+    "rokoko": {  # Rokoko Studio: Thigh / Shin, Spine1..Spine4
+        "rows": [
+            ("Hips", None, P["pelvis"], 0),
+            ("{Side}Thigh", "Hips", P["left_hip"], 1),
+            ("{Side}Shin", "{Side}Thigh", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}Shin", P["left_ankle"], 7),
+            ("{Side}Toe", "{Side}Foot", P["left_foot"], 10),
+            (None, "{Side}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+            ("Spine1", "Hips", P["spine1"], 3),
+            ("Spine2", "Spine1", P["spine2"], 6),
+            ("Spine3", "Spine2", P["spine3"], 9),
+            ("Spine4", "Spine3", _on("spine3", "neck", 0.4), None),
+            ("Neck", "Spine4", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "Spine4", P["left_collar"], 13),
+            ("{Side}Arm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}Arm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            (None, "{Side}Hand", P["left_hand"], 22),
+        ],
+        "order": "ZXY",
+        "roles": {"left_hip": "LeftThigh", "left_knee": "LeftShin", "neck": "Neck"},
+    },
+    "humanik_reference": {  # MotionBuilder HumanIK with its floor-level Reference root
+        "rows": [
+            ("Reference", None, v(0, 0, 0), None),
+            ("Hips", "Reference", P["pelvis"], 0),
+            ("{Side}UpLeg", "Hips", P["left_hip"], 1),
+            ("{Side}Leg", "{Side}UpLeg", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}Leg", P["left_ankle"], 7),
+            ("{Side}ToeBase", "{Side}Foot", P["left_foot"], 10),
+            (None, "{Side}ToeBase", P["left_foot"] + v(0, 0, 0.05), None),
+            ("Spine", "Hips", P["spine1"], 3),
+            ("Spine1", "Spine", P["spine2"], 6),
+            ("Spine2", "Spine1", P["spine3"], 9),
+            ("Neck", "Spine2", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "Spine2", P["left_collar"], 13),
+            ("{Side}Arm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}Arm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            ("{Side}HandMiddle1", "{Side}Hand", P["left_hand"], 22),
+        ],
+        "order": "ZXY",
+        "roles": {"pelvis": "Hips", "left_hip": "LeftUpLeg"},
+    },
+}
+
+
+@pytest.mark.parametrize("rig", sorted(RIGS))
+def test_capture_tools_joint_names_give_the_smpl_motion_back(tmp_path: Path, rig: str) -> None:
+    # A known SMPL motion written on each tool's skeleton (its names, nesting, helper bones,
+    # channel order, cm) must retarget back to that motion. Tolerance as for the star rests:
+    # 9-digit channels give ~1e-9 rad; a wrong mapping (an upper arm taken for the elbow, the
+    # neck's helper for the neck) gives tenths of a radian.
+    spec = RIGS[rig]
+    local, root = _smpl_clip(8, stand=None, seed=5)
+    local[:, list(spec.get("still", ()))] = np.eye(3)
+    g, _ = _smpl_fk(local, root)
+    rows = _rig(spec["rows"])
+    _write_rig(
+        tmp_path / f"{rig}.bvh", rows, g, root, order=spec["order"], six=spec.get("six", False)
+    )
+    motion = load_motion(tmp_path / f"{rig}.bvh")
+    assert motion.meta["units_scale"] == pytest.approx(0.01)
+    roles = map_to_smpl(motion.skeleton).roles
+    assert {k: roles.get(k) for k in spec["roles"]} == spec["roles"]
+    got = motion.to_smpl(fps=None)
+    want = Rotation.from_matrix(local[:, 1:22].reshape(-1, 3, 3)).as_rotvec().reshape(8, 21, 3)
+    check = [j - 1 for j in range(1, 22)]
+    if spec.get("limbs"):
+        check = [j - 1 for j in (1, 2, 4, 5, 7, 8, 10, 11, 15, 16, 17, 18, 19, 20, 21)]
+        errors = bone_direction_errors(got)
+        assert max(float(errors[b].max()) for b in ("neck", "thigh", "upper_arm")) < 1e-4
+    np.testing.assert_allclose(
+        got.body_pose.reshape(8, 21, 3)[:, check], want[:, check], atol=ATOL_RAD
+    )
+    np.testing.assert_allclose(
+        got.global_orient, Rotation.from_matrix(local[:, 0]).as_rotvec(), atol=ATOL_RAD
+    )
+    np.testing.assert_allclose(got.transl, root - REST_JOINTS[0], atol=1e-8)
+
+
 def test_bvh_with_a_prop_as_a_second_root_keeps_the_character(tmp_path: Path) -> None:
     path, joints, values = _layout_file(tmp_path, "mixamo_cm")
     head, body = path.read_text().split("MOTION\n")
