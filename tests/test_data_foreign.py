@@ -25,7 +25,7 @@ from scipy.spatial.transform import Rotation
 from advprior.data import bone_direction_errors, load_motion
 from advprior.data.dataset import build_dataset
 from advprior.data.naming import map_to_smpl
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS
 
 ATOL_M = 1e-9
@@ -589,7 +589,8 @@ def _both_sides(spec: list) -> list:
 
 
 def test_rest_poses_that_are_not_standing_fail_naming_the_file(tmp_path: Path) -> None:
-    # LAFAN1's flattened rest (ZYX channels, cm): read exactly, refused at retargeting
+    # LAFAN1's flattened rest (ZYX channels, cm): read exactly; no frame of this random motion
+    # stands (see the star-rest tests for one that does), so it is refused at retargeting
     lafan = _both_sides(LAFAN_LIKE)
     joints = skeleton(lafan, scale=100, root_ch=R6 + ZYX, joint_ch=ZYX)
     values = channel_values(joints, 6, scale=100)
@@ -598,7 +599,9 @@ def test_rest_poses_that_are_not_standing_fail_naming_the_file(tmp_path: Path) -
     np.testing.assert_allclose(
         motion.global_transforms()[1], bvh_fk(joints, values) / 100, atol=ATOL_M
     )
-    with pytest.raises(MotionFormatError, match=r"lafan\.bvh: the rest pose is not a standing"):
+    with pytest.raises(
+        MotionFormatError, match=r"lafan\.bvh: the rest pose is not a standing pose .* no frame"
+    ):
         motion.to_smpl()
     # a rest skeleton whose left and right sides coincide has no facing: the same error type
     # with the file's name (it was a bare ValueError)
@@ -607,6 +610,562 @@ def test_rest_poses_that_are_not_standing_fail_naming_the_file(tmp_path: Path) -
     write_bvh(tmp_path / "flat.bvh", joints, channel_values(joints, 6, scale=100))
     with pytest.raises(MotionFormatError, match=r"flat\.bvh: the rest pose is not a standing"):
         load_motion(tmp_path / "flat.bvh").to_smpl()
+
+
+# ---------------------------------------------------------------------------------------------
+# A known SMPL motion on other rigs: star rests (LAFAN1) and other capture tools' joint names
+# ---------------------------------------------------------------------------------------------
+
+# SMPL joint -> the child its bone points to (the retargeting's bones; pelvis: the hip line)
+_BONE = {1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9, 7: 10, 8: 11, 9: 12, 12: 15, 13: 16, 14: 17}
+_BONE |= {16: 18, 17: 19, 18: 20, 19: 21, 20: 22, 21: 23}
+
+
+def _basis(d: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Columns: ``d``, ``ref`` without its ``d`` part, their cross product (unit)."""
+    e1 = d / np.linalg.norm(d)
+    e2 = ref - (ref @ e1) * e1
+    e2 /= np.linalg.norm(e2)
+    return np.stack([e1, e2, np.cross(e1, e2)], axis=-1)
+
+
+def _untwisted(j: int, turn: np.ndarray) -> np.ndarray:
+    """The local rotation of SMPL joint ``j`` that turns its bone by ``turn`` with no twist: the
+    documented meaning of "no twist" (the bone and the body's forward axis, or its left axis
+    for a bone that points forward, keep their relation)."""
+    d = REST_JOINTS[_BONE[j]] - REST_JOINTS[j]
+    ref = v(1, 0, 0) if abs(d[2]) > 0.7 * np.linalg.norm(d) else v(0, 0, 1)
+    return _basis(turn @ d, ref) @ _basis(d, ref).T
+
+
+def _stance() -> np.ndarray:
+    """``(24, 3, 3)`` local rotations of a standing pose with no twist in any bone: pelvis turned
+    20 degrees, tilted and rolled; knees and hips bent; arms lowered 65-70 degrees in the
+    frontal plane; elbows bent; feet, hands and head straight (they have no bone to measure)."""
+    local = np.broadcast_to(np.eye(3), (24, 3, 3)).copy()
+    local[0] = elem("y", 20) @ elem("x", 8) @ elem("z", 3)
+    turns = {1: ("z", 8), 2: ("x", -15), 4: ("x", 20), 5: ("x", 10), 7: ("x", -10)}
+    turns |= {8: ("x", 5), 3: ("x", 5), 6: ("z", 4), 9: ("x", -3), 12: ("x", 10)}
+    turns |= {13: ("z", -5), 14: ("y", 5), 16: ("z", -70), 17: ("z", 65), 18: ("y", -30)}
+    turns |= {19: ("y", 25), 20: ("z", 10), 21: ("x", 10)}
+    for j, (axis, deg) in turns.items():
+        local[j] = _untwisted(j, elem(axis, deg))
+    return local
+
+
+def _smpl_clip(t: int, stand: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Local rotations ``(T, 24, 3, 3)`` and pelvis path ``(T, 3)`` of a clip in which only frame
+    ``stand`` stands (:func:`_stance`); in the others both thighs are raised 85 degrees (a
+    sitting or crouching person: no stance) and every joint is turned at random."""
+    rng = np.random.default_rng(seed)
+    local = Rotation.from_rotvec(rng.normal(0, 0.35, (t * 24, 3))).as_matrix().reshape(t, 24, 3, 3)
+    local[:, [1, 2]] = elem("x", -85) @ local[:, [1, 2]]
+    if stand is not None:
+        local[stand] = _stance()
+    s = np.linspace(0, 1, t)[:, None]
+    root = P["pelvis"] + np.concatenate([0.4 * s, 0.05 * np.sin(4 * s), -0.3 * s], axis=1)
+    return local, root
+
+
+def _smpl_fk(local: np.ndarray, root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Global rotations and joint positions of SMPL's rest skeleton posed by ``local``."""
+    g = np.empty_like(local)
+    pos = np.empty(local.shape[:2] + (3,))
+    for j, p in enumerate(PARENTS):
+        if p < 0:
+            g[:, j], pos[:, j] = local[:, j], root
+        else:
+            g[:, j] = g[:, p] @ local[:, j]
+            pos[:, j] = pos[:, p] + g[:, p] @ (REST_JOINTS[j] - REST_JOINTS[p])
+    return g, pos
+
+
+def _write_rig(
+    path: Path,
+    rig: list,
+    g: np.ndarray,
+    root: np.ndarray,
+    *,
+    star: int | None = None,
+    order: str = "ZYX",
+    scale: float = 100.0,
+    six: bool = False,
+) -> tuple[list[dict], np.ndarray]:
+    """Write SMPL global rotations ``g (T, 24, 3, 3)`` and pelvis path on ``rig``: rows (name,
+    parent, rest point, SMPL joint or None); name None is an End Site. A joint with an SMPL
+    joint turns as that joint; one without turns with its parent (a root without one stays
+    still, and the pelvis below it gets position channels). ``star``: a seed for LAFAN1's kind
+    of rest, each joint's frame Q (its own twist) turned so that its first child's offset lies
+    along its +x, offsets written in the parent's frame and rotations relative to it
+    (``W = G Q``): the same posed joints. Returns the joints and values written (as
+    :func:`bvh_fk` takes them; the values rounded as printed)."""
+    rng = np.random.default_rng(star)
+    t = len(root)
+
+    def depth_first(k: int) -> list:  # BVH's order of joints and of their channels
+        kids = [r for r in rig if r[1] is not None and r[1] == rig[k][0]]
+        return [rig[k]] + [x for c in kids for x in depth_first(rig.index(c))]
+
+    rig = depth_first(0)
+    names = [r[0] for r in rig]
+    index = {n: i for i, n in enumerate(names) if n}
+    parent = [index[r[1]] if r[1] else -1 for r in rig]
+    point = [np.asarray(r[2], dtype=float) for r in rig]
+    glob: list[np.ndarray] = []
+    for k, (_, _, _, smpl) in enumerate(rig):
+        p = parent[k]
+        if smpl is not None:
+            glob.append(g[:, smpl])
+        else:
+            glob.append(glob[p] if p >= 0 else np.broadcast_to(np.eye(3), (t, 3, 3)))
+    q = []
+    for k in range(len(rig)):
+        kids = [c for c in range(len(rig)) if parent[c] == k]
+        off = [point[c] - point[k] for c in kids if np.linalg.norm(point[c] - point[k]) > 1e-9]
+        if star is None or names[k] is None or not off:
+            q.append(np.eye(3))
+        else:
+            q.append(_basis(off[0], rng.normal(size=3)))
+    rot_ch = [f"{a}rotation" for a in order]
+    joints, cols = [], []
+    for k, (name, _, _, smpl) in enumerate(rig):
+        p = parent[k]
+        if p < 0:
+            joints.append({"name": name, "parent": -1, "offset": point[k] * scale})
+            joints[-1]["channels"] = R6 + rot_ch
+            cols.append(np.tile(point[k] * scale, (t, 1)) if smpl is None else root * scale)
+            w = glob[k] @ q[k]
+        else:
+            offset = q[p].T @ (point[k] - point[p])
+            joints.append({"name": name, "parent": p, "offset": offset * scale, "channels": []})
+            if name is None:
+                continue
+            moving = smpl == 0 and rig[p][3] is None  # the pelvis below a still root
+            joints[-1]["channels"] = (R6 if six or moving else []) + rot_ch
+            if six or moving:
+                at = root - point[p] if moving else np.tile(point[k] - point[p], (t, 1))
+                cols.append(at * scale)
+            w = np.swapaxes(glob[p] @ q[p], -1, -2) @ glob[k] @ q[k]
+        cols.append(Rotation.from_matrix(w).as_euler(order, degrees=True))
+    values = np.concatenate(cols, axis=1)
+    write_bvh(path, joints, values, digits=9)
+    return joints, values
+
+
+def _smpl_rig(names: list, ends: list[tuple[int, np.ndarray]]) -> list:
+    """SMPL's skeleton with joint ``j`` named ``names[j]`` (None: not in the rig), and an End
+    Site below SMPL joint ``j`` at the point ``p`` for each ``(j, p)`` of ``ends``."""
+    rows = [
+        (n, names[PARENTS[i]] if PARENTS[i] >= 0 else None, REST_JOINTS[i], i)
+        for i, n in enumerate(names)
+        if n is not None
+    ]
+    return rows + [(None, names[j], p, None) for j, p in ends]
+
+
+_ENDS = [(10, P["left_foot"] + v(0, 0, 0.05)), (11, P["right_foot"] + v(0, 0, 0.05))]
+_ENDS += [(15, P["head"] + v(0, 0.15, 0))]
+_LAFAN = ["Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg", "Spine1"]
+_LAFAN += ["LeftFoot", "RightFoot", "Spine2", "LeftToe", "RightToe", "Neck", "LeftShoulder"]
+_LAFAN += ["RightShoulder", "Head", "LeftArm", "RightArm", "LeftForeArm", "RightForeArm"]
+_LAFAN += ["LeftHand", "RightHand", None, None]  # LAFAN1 has no joint below the wrists
+STAR_RIGS = {
+    "smpl_names": _smpl_rig(
+        _SMPL_BVH,
+        _ENDS + [(22, P["left_hand"] + v(0.08, 0, 0)), (23, P["right_hand"] + v(-0.08, 0, 0))],
+    ),
+    "lafan1_names": _smpl_rig(_LAFAN, _ENDS + [(20, P["left_hand"]), (21, P["right_hand"])]),
+}
+
+
+def _body_positions(smpl) -> np.ndarray:
+    """SMPL joints 0..21 ``(T, 22, 3)`` of a retargeted motion, by SMPL's own kinematics."""
+    local = np.concatenate(
+        [
+            Rotation.from_rotvec(smpl.global_orient).as_matrix()[:, None],
+            Rotation.from_rotvec(smpl.body_pose.reshape(-1, 3)).as_matrix().reshape(-1, 21, 3, 3),
+            np.broadcast_to(np.eye(3), (smpl.num_frames, 2, 3, 3)),
+        ],
+        axis=1,
+    )
+    return _smpl_fk(local, smpl.transl + REST_JOINTS[0])[1][:, :22]
+
+
+@pytest.mark.parametrize("rig", sorted(STAR_RIGS))
+def test_star_rest_calibrates_on_the_standing_frame_and_gives_the_smpl_motion_back(
+    tmp_path: Path, rig: str
+) -> None:
+    # A known SMPL motion, written twice on SMPL's skeleton: with SMPL's T-pose rest, and with
+    # LAFAN1's kind of rest (every joint's frame turned, with a random twist, so that its first
+    # child lies along its +x; the rest rotations folded into the channels). Only frame 6
+    # stands. The T-pose file retargets exactly; the star file, calibrated on frame 6, too,
+    # because that frame holds no twist in any bone (the method's one assumption: a twist held
+    # in the calibration frame is taken for none, see the next test).
+    # Tolerance: 9-digit degrees and offsets (1e-11 rad, 1e-13 m) through 24 Euler conversions
+    # and ~8 levels of rotation products stay below 1e-9 rad; 1e-7 rad / 1e-8 m leave room and
+    # are 5 orders of magnitude below a twist or calibration error (0.1 rad, cm).
+    local, root = _smpl_clip(10, stand=6)
+    g, pos = _smpl_fk(local, root)
+    rows = STAR_RIGS[rig]
+    t_joints, t_values = _write_rig(tmp_path / "tpose.bvh", rows, g, root)
+    s_joints, s_values = _write_rig(tmp_path / "star.bvh", rows, g, root, star=1)
+    # the same posed joints (the writer's own check), the star rest nothing like a stance
+    np.testing.assert_allclose(bvh_fk(s_joints, s_values), bvh_fk(t_joints, t_values), atol=1e-7)
+    star = load_motion(tmp_path / "star.bvh")
+    assert star.meta["units_scale"] == pytest.approx(0.01)
+    rest = star.skeleton.rest_positions()
+    knee = star.skeleton.index(rows[4][0])
+    assert (rest[knee] - rest[0])[0] > 0.3  # the left knee out along +x, not below the hips
+
+    want = Rotation.from_matrix(local[:, 1:22].reshape(-1, 3, 3)).as_rotvec().reshape(10, 63)
+    tpose = load_motion(tmp_path / "tpose.bvh").to_smpl(fps=None)
+    with pytest.warns(
+        RetargetWarning,
+        match=r"star\.bvh: the rest pose is not a standing pose "
+        r"\(the left thigh is \d+ degrees from down\); calibrated on frame 6 ",
+    ):
+        got = star.to_smpl(fps=None)  # fmt: skip
+    for smpl in (tpose, got):
+        np.testing.assert_allclose(smpl.body_pose, want, atol=ATOL_RAD)
+        np.testing.assert_allclose(
+            smpl.global_orient, Rotation.from_matrix(local[:, 0]).as_rotvec(), atol=ATOL_RAD
+        )
+        np.testing.assert_allclose(smpl.transl, root - REST_JOINTS[0], atol=1e-8)
+        np.testing.assert_allclose(_body_positions(smpl), pos[:, :22], atol=1e-8)
+    # resampled: calibrated on the file's frame 6 (named so), the output at 15 fps being the
+    # motion at the file's even frames
+    with pytest.warns(RetargetWarning, match=r"calibrated on frame 6 \(counted from 0, 0\.200 s"):
+        half = star.to_smpl(fps=15)
+    np.testing.assert_allclose(half.body_pose, want[::2], atol=ATOL_RAD)
+
+
+def test_twist_held_in_the_calibration_frame_is_the_one_error_it_admits(tmp_path: Path) -> None:
+    # The same, with the left forearm pronated 25 degrees (about its own bone) in the standing
+    # frame. Nothing in a star rest says how much twist that frame holds (the rig's joint
+    # frames cancel out of W(t) W(t0)^T), so it counts as none: the elbow's rotation is off by
+    # exactly that twist in every frame, R_elbow(t) Tw(-25 deg); every other body joint but the
+    # wrist below it stays exact, and the joints' positions too (a twist about a bone moves
+    # nothing on it).
+    tau = np.radians(25.0)
+    local, root = _smpl_clip(10, stand=6, seed=2)
+    d = REST_JOINTS[20] - REST_JOINTS[18]
+    twist = Rotation.from_rotvec(tau * d / np.linalg.norm(d)).as_matrix()
+    local[6, 18] = local[6, 18] @ twist
+    g, pos = _smpl_fk(local, root)
+    _write_rig(tmp_path / "star.bvh", STAR_RIGS["lafan1_names"], g, root, star=3)
+    with pytest.warns(RetargetWarning, match="calibrated on frame 6"):
+        got = load_motion(tmp_path / "star.bvh").to_smpl(fps=None)
+    out = Rotation.from_rotvec(got.body_pose.reshape(-1, 3)).as_matrix().reshape(10, 21, 3, 3)
+    np.testing.assert_allclose(out[:, 17], local[:, 18] @ twist.T, atol=ATOL_RAD)
+    exact = [j for j in range(1, 22) if j not in (18, 20)]
+    np.testing.assert_allclose(out[:, [j - 1 for j in exact]], local[:, exact], atol=ATOL_RAD)
+    np.testing.assert_allclose(_body_positions(got), pos[:, :22], atol=1e-8)
+    wrist = Rotation.from_matrix(np.swapaxes(out[:, 19], -1, -2) @ local[:, 20]).magnitude()
+    assert 1e-3 < wrist.max() <= tau + 1e-9  # the wrist's own share, at most the twist
+
+
+def test_no_standing_frame_and_a_chosen_rest_that_is_not_one_are_refused(tmp_path: Path) -> None:
+    local, root = _smpl_clip(8, stand=None)
+    g, _ = _smpl_fk(local, root)
+    _write_rig(tmp_path / "sitting.bvh", STAR_RIGS["lafan1_names"], g, root, star=4)
+    motion = load_motion(tmp_path / "sitting.bvh")
+    with pytest.raises(
+        MotionFormatError,
+        match=r"sitting\.bvh: the rest pose is not a standing pose \(the .*\) and no frame of "
+        r"the motion is one either",
+    ):
+        motion.to_smpl()
+    with pytest.raises(MotionFormatError, match=r"the rest pose \(frame 3\) is not a standing"):
+        motion.with_rest_from_frame(3).to_smpl()
+
+
+def test_rest_from_a_frame_keeps_every_frame_posed_as_it_was(tmp_path: Path) -> None:
+    # with_rest_from_frame re-expresses the motion, it does not change it: every frame's joints
+    # (6-channel joints' moving offsets included) stay where the file puts them, and the chosen
+    # frame is the new rest (identity rotations)
+    path, joints, values = _layout_file(tmp_path, "cgspeed_six_channels_everywhere")
+    motion = load_motion(path)
+    moved = motion.with_rest_from_frame(4)
+    assert moved.meta["rest_frame"] == 4
+    np.testing.assert_allclose(
+        moved.global_transforms()[1], motion.global_transforms()[1], atol=ATOL_M
+    )
+    eye = np.broadcast_to(np.eye(3), moved.rotations.shape[1:])
+    np.testing.assert_allclose(moved.rotations[4], eye, atol=1e-12)
+    np.testing.assert_allclose(
+        moved.skeleton.rest_positions(), motion.global_transforms()[1][4], atol=ATOL_M
+    )
+
+
+def _rig(rows: list) -> list:
+    """Rows (name, parent, rest point, SMPL joint or None; for an End Site, the SMPL joint it
+    stands at) with ``{S}``/``{Side}``/``{s}`` rows written for both sides. The right side is
+    SMPL's right (not quite the left's mirror image): each right row sits where the left one
+    sits relative to its SMPL joint (or its parent's), mirrored, relative to that joint's right
+    counterpart."""
+    right = {1: 2, 4: 5, 7: 8, 10: 11, 13: 14, 16: 17, 18: 19, 20: 21, 22: 23}
+    smpl_of = {r[0]: r[3] for r in rows if r[0] is not None}
+    out = []
+    for name, parent, point, smpl in rows:
+        point = np.asarray(point, dtype=float)
+        if not ((name and "{" in name) or (parent and "{" in parent)):
+            out.append((name, parent, point, smpl))
+            continue
+        near = smpl if smpl is not None else smpl_of[parent]
+        mirrored = REST_JOINTS[right[near]] + (point - REST_JOINTS[near]) * v(-1, 1, 1)
+        for s, pt in (("L", point), ("R", mirrored)):
+            j = smpl if s == "L" or smpl is None else right[smpl]
+            out.append((_side(name, s) if name else None, _side(parent, s), pt, j))
+    return out
+
+
+def _on(a: str, b: str, f: float) -> np.ndarray:
+    return (1 - f) * P[a] + f * P[b]
+
+
+# Each tool's names on SMPL's joints (extra spine and neck joints on the straight line to the
+# next one, turning with their parent): the file must give back the SMPL motion it was written
+# from. "limbs": the rig has fewer spine joints than SMPL, so only the limbs and the pelvis
+# have an exact answer (its spine is checked by the bone metric).
+RIGS = {
+    "optitrack_motive": {  # Motive's skeleton: Hip > Ab > Chest, LUArm / LFArm, LThigh / LShin
+        "rows": [
+            ("Hip", None, P["pelvis"], 0),
+            ("Ab", "Hip", P["spine1"], 3),
+            ("Chest", "Ab", P["spine3"], 9),
+            ("Neck", "Chest", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{S}Shoulder", "Chest", P["left_collar"], 13),
+            ("{S}UArm", "{S}Shoulder", P["left_shoulder"], 16),
+            ("{S}FArm", "{S}UArm", P["left_elbow"], 18),
+            ("{S}Hand", "{S}FArm", P["left_wrist"], 20),
+            (None, "{S}Hand", P["left_hand"], 22),
+            ("{S}Thigh", "Hip", P["left_hip"], 1),
+            ("{S}Shin", "{S}Thigh", P["left_knee"], 4),
+            ("{S}Foot", "{S}Shin", P["left_ankle"], 7),
+            ("{S}Toe", "{S}Foot", P["left_foot"], 10),
+            (None, "{S}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+        ],
+        "order": "ZXY",
+        "limbs": True,
+        "roles": {"left_elbow": "LFArm", "left_shoulder": "LUArm", "left_collar": "LShoulder"},
+    },
+    "character_creator": {  # Reallusion CC3/CC4, iClone: CC_Base_ names, twist and share bones
+        "rows": [
+            ("CC_Base_BoneRoot", None, v(0, 0, 0), None),
+            ("CC_Base_Hip", "CC_Base_BoneRoot", P["pelvis"], 0),
+            ("CC_Base_Pelvis", "CC_Base_Hip", P["pelvis"], None),
+            ("CC_Base_{S}_Thigh", "CC_Base_Pelvis", P["left_hip"], 1),
+            # a leaf helper named like the joint, first among the thigh's children (the knee is
+            # the calf, the joint with the ankle below it)
+            ("CC_Base_{S}_Knee", "CC_Base_{S}_Thigh", _on("left_hip", "left_knee", 0.9), None),
+            ("CC_Base_{S}_Calf", "CC_Base_{S}_Thigh", P["left_knee"], 4),
+            ("CC_Base_{S}_Foot", "CC_Base_{S}_Calf", P["left_ankle"], 7),
+            ("CC_Base_{S}_ToeBase", "CC_Base_{S}_Foot", P["left_foot"], 10),
+            (
+                "CC_Base_{S}_CalfTwist01",
+                "CC_Base_{S}_Calf",
+                _on("left_knee", "left_ankle", 0.3),
+                None,
+            ),
+            ("CC_Base_{S}_KneeShareBone", "CC_Base_{S}_Calf", P["left_knee"] + v(0, 0, 0.05), None),
+            (
+                "CC_Base_{S}_ThighTwist01",
+                "CC_Base_{S}_Thigh",
+                _on("left_hip", "left_knee", 0.3),
+                None,
+            ),
+            ("CC_Base_Waist", "CC_Base_Hip", P["spine1"], 3),
+            ("CC_Base_Spine01", "CC_Base_Waist", P["spine2"], 6),
+            ("CC_Base_Spine02", "CC_Base_Spine01", P["spine3"], 9),
+            ("CC_Base_NeckTwist01", "CC_Base_Spine02", P["neck"], 12),
+            ("CC_Base_NeckTwist02", "CC_Base_NeckTwist01", _on("neck", "head", 0.5), None),
+            ("CC_Base_Head", "CC_Base_NeckTwist02", P["head"], 15),
+            (None, "CC_Base_Head", P["head"] + v(0, 0.15, 0), None),
+            ("CC_Base_{S}_Clavicle", "CC_Base_Spine02", P["left_collar"], 13),
+            ("CC_Base_{S}_Upperarm", "CC_Base_{S}_Clavicle", P["left_shoulder"], 16),
+            (
+                "CC_Base_{S}_UpperarmTwist01",
+                "CC_Base_{S}_Upperarm",
+                _on("left_shoulder", "left_elbow", 0.3),
+                None,
+            ),
+            ("CC_Base_{S}_Forearm", "CC_Base_{S}_Upperarm", P["left_elbow"], 18),
+            (
+                "CC_Base_{S}_ForearmTwist01",
+                "CC_Base_{S}_Forearm",
+                _on("left_elbow", "left_wrist", 0.7),
+                None,
+            ),
+            ("CC_Base_{S}_Hand", "CC_Base_{S}_Forearm", P["left_wrist"], 20),
+            ("CC_Base_{S}_Mid1", "CC_Base_{S}_Hand", P["left_hand"], 22),
+        ],
+        "order": "ZXY",
+        "roles": {
+            "pelvis": "CC_Base_Hip",
+            "left_knee": "CC_Base_L_Calf",
+            "neck": "CC_Base_NeckTwist01",
+        },
+    },
+    "xsens_mvn_segments": {  # MVN's segment names (FBX, MVNX): L5 L3 T12 T8, UpperArm / ForeArm
+        "rows": [
+            ("Pelvis", None, P["pelvis"], 0),
+            ("L5", "Pelvis", P["spine1"], 3),
+            ("L3", "L5", P["spine2"], 6),
+            ("T12", "L3", P["spine3"], 9),
+            ("T8", "T12", _on("spine3", "neck", 0.4), None),
+            ("Neck", "T8", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "T8", P["left_collar"], 13),
+            ("{Side}UpperArm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}UpperArm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            (None, "{Side}Hand", P["left_hand"], 22),
+            ("{Side}UpperLeg", "Pelvis", P["left_hip"], 1),
+            ("{Side}LowerLeg", "{Side}UpperLeg", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}LowerLeg", P["left_ankle"], 7),
+            ("{Side}Toe", "{Side}Foot", P["left_foot"], 10),
+            (None, "{Side}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+        ],
+        "order": "YXZ",
+        "roles": {"left_hip": "LeftUpperLeg", "left_knee": "LeftLowerLeg", "neck": "Neck"},
+    },
+    "xsens_mvn_bvh": {  # MVN Analyze's BVH export: Chest..Chest4, Collar > Shoulder > Elbow
+        "rows": [
+            ("Hips", None, P["pelvis"], 0),
+            ("Chest", "Hips", P["spine1"], 3),
+            ("Chest2", "Chest", P["spine2"], 6),
+            ("Chest3", "Chest2", P["spine3"], 9),
+            ("Chest4", "Chest3", _on("spine3", "neck", 0.4), None),
+            ("Neck", "Chest4", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Collar", "Chest4", P["left_collar"], 13),
+            ("{Side}Shoulder", "{Side}Collar", P["left_shoulder"], 16),
+            ("{Side}Elbow", "{Side}Shoulder", P["left_elbow"], 18),
+            ("{Side}Wrist", "{Side}Elbow", P["left_wrist"], 20),
+            (None, "{Side}Wrist", P["left_hand"], 22),
+            ("{Side}Hip", "Hips", P["left_hip"], 1),
+            ("{Side}Knee", "{Side}Hip", P["left_knee"], 4),
+            ("{Side}Ankle", "{Side}Knee", P["left_ankle"], 7),
+            ("{Side}Toe", "{Side}Ankle", P["left_foot"], 10),
+            (None, "{Side}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+        ],
+        "order": "YXZ",
+        "roles": {"left_collar": "LeftCollar", "left_shoulder": "LeftShoulder"},
+    },
+    "perception_neuron": {  # Axis Neuron: 6 channels everywhere, no toes, InHand bones
+        "rows": [
+            ("Hips", None, P["pelvis"], 0),
+            ("{Side}UpLeg", "Hips", P["left_hip"], 1),
+            ("{Side}Leg", "{Side}UpLeg", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}Leg", P["left_ankle"], 7),
+            (None, "{Side}Foot", P["left_foot"], 10),
+            ("Spine", "Hips", P["spine1"], 3),
+            ("Spine1", "Spine", P["spine2"], 6),
+            ("Spine2", "Spine1", P["spine3"], 9),
+            ("Spine3", "Spine2", _on("spine3", "neck", 0.4), None),
+            ("Neck", "Spine3", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "Spine3", P["left_collar"], 13),
+            ("{Side}Arm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}Arm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            ("{Side}HandThumb1", "{Side}Hand", P["left_wrist"] + v(0.025, -0.002, 0.032), None),
+            ("{Side}InHandMiddle", "{Side}Hand", P["left_hand"], 22),
+            ("{Side}HandMiddle1", "{Side}InHandMiddle", P["left_hand"] + v(0.05, 0, 0), None),
+        ],
+        "order": "YXZ",
+        "six": True,
+        "still": (10, 11),  # no toe joint: the feet are rigid with the ankles
+        "roles": {"left_hand": "LeftInHandMiddle", "left_ankle": "LeftFoot"},
+    },
+    "rokoko": {  # Rokoko Studio: Thigh / Shin, Spine1..Spine4
+        "rows": [
+            ("Hips", None, P["pelvis"], 0),
+            ("{Side}Thigh", "Hips", P["left_hip"], 1),
+            ("{Side}Shin", "{Side}Thigh", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}Shin", P["left_ankle"], 7),
+            ("{Side}Toe", "{Side}Foot", P["left_foot"], 10),
+            (None, "{Side}Toe", P["left_foot"] + v(0, 0, 0.05), None),
+            ("Spine1", "Hips", P["spine1"], 3),
+            ("Spine2", "Spine1", P["spine2"], 6),
+            ("Spine3", "Spine2", P["spine3"], 9),
+            ("Spine4", "Spine3", _on("spine3", "neck", 0.4), None),
+            ("Neck", "Spine4", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "Spine4", P["left_collar"], 13),
+            ("{Side}Arm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}Arm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            (None, "{Side}Hand", P["left_hand"], 22),
+        ],
+        "order": "ZXY",
+        "roles": {"left_hip": "LeftThigh", "left_knee": "LeftShin", "neck": "Neck"},
+    },
+    "humanik_reference": {  # MotionBuilder HumanIK with its floor-level Reference root
+        "rows": [
+            ("Reference", None, v(0, 0, 0), None),
+            ("Hips", "Reference", P["pelvis"], 0),
+            ("{Side}UpLeg", "Hips", P["left_hip"], 1),
+            ("{Side}Leg", "{Side}UpLeg", P["left_knee"], 4),
+            ("{Side}Foot", "{Side}Leg", P["left_ankle"], 7),
+            ("{Side}ToeBase", "{Side}Foot", P["left_foot"], 10),
+            (None, "{Side}ToeBase", P["left_foot"] + v(0, 0, 0.05), None),
+            ("Spine", "Hips", P["spine1"], 3),
+            ("Spine1", "Spine", P["spine2"], 6),
+            ("Spine2", "Spine1", P["spine3"], 9),
+            ("Neck", "Spine2", P["neck"], 12),
+            ("Head", "Neck", P["head"], 15),
+            (None, "Head", P["head"] + v(0, 0.15, 0), None),
+            ("{Side}Shoulder", "Spine2", P["left_collar"], 13),
+            ("{Side}Arm", "{Side}Shoulder", P["left_shoulder"], 16),
+            ("{Side}ForeArm", "{Side}Arm", P["left_elbow"], 18),
+            ("{Side}Hand", "{Side}ForeArm", P["left_wrist"], 20),
+            ("{Side}HandMiddle1", "{Side}Hand", P["left_hand"], 22),
+        ],
+        "order": "ZXY",
+        "roles": {"pelvis": "Hips", "left_hip": "LeftUpLeg"},
+    },
+}
+
+
+@pytest.mark.parametrize("rig", sorted(RIGS))
+def test_capture_tools_joint_names_give_the_smpl_motion_back(tmp_path: Path, rig: str) -> None:
+    # A known SMPL motion written on each tool's skeleton (its names, nesting, helper bones,
+    # channel order, cm) must retarget back to that motion. Tolerance as for the star rests:
+    # 9-digit channels give ~1e-9 rad; a wrong mapping (an upper arm taken for the elbow, the
+    # neck's helper for the neck) gives tenths of a radian.
+    spec = RIGS[rig]
+    local, root = _smpl_clip(8, stand=None, seed=5)
+    local[:, list(spec.get("still", ()))] = np.eye(3)
+    g, _ = _smpl_fk(local, root)
+    rows = _rig(spec["rows"])
+    _write_rig(
+        tmp_path / f"{rig}.bvh", rows, g, root, order=spec["order"], six=spec.get("six", False)
+    )
+    motion = load_motion(tmp_path / f"{rig}.bvh")
+    assert motion.meta["units_scale"] == pytest.approx(0.01)
+    roles = map_to_smpl(motion.skeleton).roles
+    assert {k: roles.get(k) for k in spec["roles"]} == spec["roles"]
+    got = motion.to_smpl(fps=None)
+    want = Rotation.from_matrix(local[:, 1:22].reshape(-1, 3, 3)).as_rotvec().reshape(8, 21, 3)
+    check = [j - 1 for j in range(1, 22)]
+    if spec.get("limbs"):
+        check = [j - 1 for j in (1, 2, 4, 5, 7, 8, 10, 11, 15, 16, 17, 18, 19, 20, 21)]
+        errors = bone_direction_errors(got)
+        assert max(float(errors[b].max()) for b in ("neck", "thigh", "upper_arm")) < 1e-4
+    np.testing.assert_allclose(
+        got.body_pose.reshape(8, 21, 3)[:, check], want[:, check], atol=ATOL_RAD
+    )
+    np.testing.assert_allclose(
+        got.global_orient, Rotation.from_matrix(local[:, 0]).as_rotvec(), atol=ATOL_RAD
+    )
+    np.testing.assert_allclose(got.transl, root - REST_JOINTS[0], atol=1e-8)
 
 
 def test_bvh_with_a_prop_as_a_second_root_keeps_the_character(tmp_path: Path) -> None:

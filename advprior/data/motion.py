@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from advprior.data import rotmath
-from advprior.data.retarget import SMPLMotion, retarget
+from advprior.data.retarget import SMPLMotion, retarget, standing_rest
 
 __all__ = ["Motion", "SMPLMotion", "Skeleton", "read_motion_text"]
 
@@ -118,6 +118,40 @@ class Motion:
                 pos[:, i] = pos[:, p] + step
         return rot, pos
 
+    def with_rest_from_frame(self, t: int) -> Motion:
+        """The same motion with frame ``t``'s pose as its rest pose (identity rotations there).
+
+        Global rotations are rebased, ``W'(s) = W(s) W(t)^T``: local rotations become
+        ``R'_j = W_p(t) R_j W_j(t)^T`` and offsets (and per-frame local translations)
+        ``o'_j = W_p(t) o_j``, so every frame's joint positions are unchanged. The rest is what
+        :mod:`~advprior.data.retarget` measures poses from: rigs whose rest is no stance
+        (LAFAN1's, every bone along its parent's +x) are retargeted from a standing frame.
+        ``meta["rest_frame"]`` records ``t``.
+        """
+        if not -self.num_frames <= t < self.num_frames:
+            raise IndexError(f"frame {t} of a {self.num_frames}-frame motion")
+        t = t % self.num_frames
+        sk = self.skeleton
+        w, pos = self.global_transforms()
+        w_t = w[t]
+        par = sk.parents
+        w_par = np.stack([w_t[p] if p >= 0 else np.eye(3) for p in par])  # (J, 3, 3)
+        rot = w_par @ self.rotations @ np.swapaxes(w_t, -1, -2)
+        offsets = np.array(sk.offsets, dtype=float)
+        for j, p in enumerate(par):
+            offsets[j] = pos[t, j] - pos[t, p] if p >= 0 else self.root_position[t]
+        lt = None
+        if self.local_translations is not None:
+            lt = np.einsum("jab,tjb->tja", w_par, self.local_translations)
+            lt[:, par < 0] = self.local_translations[:, par < 0]
+        return replace(
+            self,
+            skeleton=replace(sk, offsets=offsets),
+            rotations=rot,
+            local_translations=lt,
+            meta={**self.meta, "rest_frame": t},
+        )
+
     def resample(self, fps: float) -> Motion:
         """Resample to ``fps``: slerp on rotations, linear on positions; any rate ratio.
 
@@ -191,5 +225,6 @@ class Motion:
         Args:
             fps: output frame rate; ``None`` keeps the source rate.
         """
-        src = self if fps is None else self.resample(fps)
-        return retarget(src)
+        # calibrated before resampling, so that a rest taken from a frame is one of the file's
+        src = standing_rest(self)
+        return retarget(src if fps is None else src.resample(fps))

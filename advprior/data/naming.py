@@ -14,7 +14,8 @@ arm in the 3dsMax-friendly one):
   are helpers, not joints: the walks above step over them, and a ``Bend`` suffix (Genesis'
   ``lForearmBend``) names the joint itself;
 - pelvis = lowest common ancestor of both thighs and the head; neck = the last joint named
-  ``*neck*`` between pelvis and head (else the head's parent); SMPL's spine1-3 are points on the
+  ``*neck*`` between pelvis and head that is not a twist helper (if all are, the first of them;
+  with none, the head's parent); SMPL's spine1-3 are points on the
   source's pelvis-to-neck chain at SMPL's rest arc-length fractions.
 """
 
@@ -32,11 +33,13 @@ if TYPE_CHECKING:
     from advprior.data.motion import Skeleton
 
 KNEE_NAMES = ("leg", "knee", "shin", "tibia", "lowerleg", "calf", "crus")
-ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna")
+# "farm": OptiTrack Motive's LFArm / RFArm (its upper arm is LUArm, found as the parent)
+ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna", "farm")
 _CORES = set(KNEE_NAMES + ELBOW_NAMES)
 # rig prefixes glued to the name once punctuation is gone, with the copy number some tools add
-# (Mixamo "mixamorig1:", "mixamorig2_" for a second character in a scene; Biped "Bip001")
-_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def)(?=[a-z])")
+# (Mixamo "mixamorig1:", "mixamorig2_" for a second character in a scene; Biped "Bip001";
+# Reallusion Character Creator / iClone "CC_Base_L_Calf")
+_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def|ccbase)(?=[a-z])")
 _SPINE = (0, 3, 6, 9, 12)
 # Daz Genesis splits a limb joint into "<core>Bend" (the joint) and "<core>Twist" (a helper).
 _BEND = "bend"
@@ -98,8 +101,11 @@ def _by_core(sk: Skeleton, cores: tuple[str, ...], side: str) -> int | None:
             hits.append(j)
     if not hits:
         return None
-    depth = [_depth(sk, j) for j in hits]
-    return hits[int(np.argmin(depth))]
+    # a joint with a joint below it before a leaf helper of the same name (Character Creator's
+    # KneeShareBone-style helpers beside the limb), then the shallowest
+    return min(
+        hits, key=lambda j: (not any(not sk.is_end[c] for c in sk.children(j)), _depth(sk, j))
+    )
 
 
 def _is_twist(sk: Skeleton, j: int) -> bool:
@@ -245,7 +251,10 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     point[0] = pelvis
     chain = head_path[: head_path.index(pelvis) + 1][::-1]  # pelvis ... head
     necks = [j for j in chain[1:-1] if "neck" in normalize(sk.names[j])]
-    neck = necks[-1] if necks else chain[-2]
+    # twist helpers are not the neck unless all are (Character Creator's NeckTwist01 >
+    # NeckTwist02 > Head: the first starts at the neck's base)
+    joints = [j for j in necks if not _is_twist(sk, j)]
+    neck = joints[-1] if joints else necks[0] if necks else chain[-2]
     point[12], point[15] = neck, head
     spine = set(chain)
     for side, collar in (("L", 13), ("R", 14)):

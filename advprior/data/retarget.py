@@ -2,6 +2,10 @@
 
 Method (all steps vectorised over frames; the only Python loop is over SMPL's 24 joints):
 
+0. A rest skeleton that is not a standing pose (LAFAN1's, every bone along its parent's +x) is
+   replaced by the pose of the motion's straightest standing frame (:func:`standing_rest`);
+   its twist references in step 3 are then the parent's rest alignment (the pelvis's: its own
+   spine), since that rest is a pose, not a stance facing the world's axes.
 1. Forward kinematics of the source: global rotations ``W_s(t)`` (relative to its rest pose) and
    joint positions ``P_s(t)``.
 2. The source's world frame is turned into SMPL's (y up, x to the body's left, facing +z) by a
@@ -104,10 +108,13 @@ def _snap(v: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
     return v
 
 
-def source_frame(rest_points: np.ndarray) -> np.ndarray:
-    """Rotation ``(3, 3)`` from the source world frame to SMPL's, from rest ``(24, 3)`` points."""
+def source_frame(rest_points: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
+    """Rotation ``(3, 3)`` from the source world frame to SMPL's, from rest ``(24, 3)`` points.
+
+    ``up``: the world's up axis (unit), when known from the motion (a rest skeleton calibrated on
+    a frame, see :func:`standing_rest`); else hips centre to neck, snapped to an axis."""
     hips = 0.5 * (rest_points[1] + rest_points[2])
-    up = _snap(rest_points[12] - hips)
+    up = _snap(rest_points[12] - hips) if up is None else up / np.linalg.norm(up)
     left = (rest_points[1] - rest_points[2]) + (rest_points[16] - rest_points[17])
     left = left - (left @ up) * up
     if np.linalg.norm(left) < 1e-9:
@@ -117,20 +124,6 @@ def source_frame(rest_points: np.ndarray) -> np.ndarray:
     left /= np.linalg.norm(left)
     forward = np.cross(left, up)
     return np.stack([left, up, forward])
-
-
-def _source_frame(rest_points: np.ndarray, path: object) -> np.ndarray:
-    """:func:`source_frame`, whose failure on a degenerate rest skeleton is the file's fault."""
-    from advprior.errors import MotionFormatError
-
-    try:
-        return source_frame(rest_points)
-    except ValueError as err:
-        raise MotionFormatError(
-            f"the rest pose is not a standing pose ({err}); retargeting needs a T-, A- or "
-            "arms-down rest skeleton",
-            path,
-        ) from None
 
 
 def mapped_points(pos: np.ndarray, m: SMPLMapping) -> np.ndarray:
@@ -143,32 +136,124 @@ def mapped_points(pos: np.ndarray, m: SMPLMapping) -> np.ndarray:
     return out
 
 
-def _check_standing(rest: np.ndarray, path: object) -> None:
-    """Refuse rest skeletons that are not a standing pose (legs down, neck up).
+#: (name, a, b, sign): the source's bone ``a -> b`` must point within 60 degrees of ``sign`` *
+#: up for a pose to be standing (legs down, spine up).
+_STANDING = (
+    ("left thigh", 1, 4, -1),
+    ("right thigh", 2, 5, -1),
+    ("left shin", 4, 7, -1),
+    ("right shin", 5, 8, -1),
+    ("spine", 0, 12, 1),
+)
+_STANDING_COS = 0.5
+#: candidate world up axes for a calibration frame, in the order ties are broken (BVH's y first)
+_UP_AXES = np.array(
+    [[0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0], [-1.0, 0, 0]]
+)
+
+
+def _not_standing(rest_points: np.ndarray) -> str | None:
+    """Why the rest points ``(24, 3)`` (source world) are not a standing pose, or ``None``.
 
     The rest-pose offsets A_j and their twist references assume a T-, A- or arms-down pose;
-    rigs whose rest is a flattened "star" (all bones along one local axis) would get limb
-    twists off by up to 180 degrees, so they are rejected instead of silently mangled.
+    a rest that is not one (LAFAN1's flattened "star", every bone along its parent's +x) would
+    get limb twists off by up to 180 degrees, so :func:`standing_rest` calibrates on a frame.
     """
-    from advprior.errors import MotionFormatError
-
-    for name, (a, b, sign) in {
-        "left thigh": (1, 4, -1),
-        "right thigh": (2, 5, -1),
-        "left shin": (4, 7, -1),
-        "right shin": (5, 8, -1),
-        "spine": (0, 12, 1),
-    }.items():
+    try:
+        frame = source_frame(rest_points)
+    except ValueError as err:
+        return str(err)
+    rest = rest_points @ frame.T
+    for name, a, b, sign in _STANDING:
         d = rest[b] - rest[a]
         cos = sign * d[1] / max(float(np.linalg.norm(d)), 1e-12)
-        if cos < 0.5:
-            raise MotionFormatError(
-                f"the rest pose is not a standing pose (the {name} is "
-                f"{np.degrees(np.arccos(np.clip(cos, -1, 1))):.0f} degrees from "
-                f"{'down' if sign < 0 else 'up'}); retargeting needs a T-, A- or arms-down "
-                "rest skeleton",
-                path,
+        if cos < _STANDING_COS:
+            return (
+                f"the {name} is {np.degrees(np.arccos(np.clip(cos, -1, 1))):.0f} degrees from "
+                f"{'down' if sign < 0 else 'up'}"
             )
+    return None
+
+
+def _standing_frame(motion: Motion, m: SMPLMapping) -> tuple[int, np.ndarray] | None:
+    """The frame to calibrate on and the world's up axis, or ``None`` if no frame stands.
+
+    A frame stands when, with one coordinate axis as up, both thighs and shins point within 60
+    degrees of down and the pelvis-to-neck line within 60 degrees of up, and its hips and
+    shoulders are apart across the up axis and on the same side. The up axis is the one under
+    which most frames stand (a fall seen from the floor does not turn the world over); of its
+    standing frames, the one whose five bones are closest to vertical on average (the straightest
+    stance; the first of equals).
+    """
+    _, pos = motion.global_transforms()
+    pts = mapped_points(pos, m)
+    d = np.stack([s * (pts[:, b] - pts[:, a]) for _, a, b, s in _STANDING], axis=1)
+    d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
+    hips, shoulders = pts[:, 1] - pts[:, 2], pts[:, 16] - pts[:, 17]
+    spine = np.linalg.norm(pts[:, 12] - pts[:, 0], axis=-1)
+    best = None
+    for axis in _UP_AXES:
+        cos = d @ axis  # (T, 5)
+        flat_h = hips - (hips @ axis)[:, None] * axis
+        flat_s = shoulders - (shoulders @ axis)[:, None] * axis
+        # the facing is measurable: hips and shoulders each at least a tenth of the spine apart
+        # across the up axis, and on the same side (a torso turned by under 90 degrees)
+        apart = (np.linalg.norm(flat_h, axis=-1) > 0.1 * spine) & (
+            np.linalg.norm(flat_s, axis=-1) > 0.1 * spine
+        )
+        ok = np.all(cos >= _STANDING_COS, axis=1) & apart & (np.sum(flat_h * flat_s, -1) > 0)
+        if ok.any() and (best is None or ok.sum() > best[0]):
+            score = np.where(ok, cos.mean(axis=1), -np.inf)
+            best = (int(ok.sum()), int(np.argmax(score)), axis)
+    return None if best is None else (best[1], best[2])
+
+
+def standing_rest(motion: Motion) -> Motion:
+    """``motion`` itself when its rest skeleton is a standing pose; else the same motion with
+    the pose of a standing frame as its rest (:meth:`Motion.with_rest_from_frame`, the frame in
+    ``meta["rest_frame"]`` and the world's up axis in ``meta["world_up"]``), with a
+    :class:`~advprior.errors.RetargetWarning` naming the frame.
+
+    The twists held in that frame count as no twist: each SMPL joint's rest alignment there is
+    the smallest rotation of SMPL's bone onto the frame's bone relative to the parent's, so a
+    forearm pronated by 20 degrees in that frame is 20 degrees less pronated in every frame.
+
+    Raises:
+        MotionFormatError: no frame stands (see :func:`_standing_frame`), naming the file.
+    """
+    from advprior.errors import MotionFormatError, RetargetWarning
+
+    if motion.is_smpl:
+        return motion
+    m = map_to_smpl(motion.skeleton, motion.path)
+    why = _not_standing(mapped_points(motion.skeleton.rest_positions(), m))
+    if why is None:
+        return motion
+    if "rest_frame" in motion.meta:  # a rest already taken from a frame, by the caller
+        raise MotionFormatError(
+            f"the rest pose (frame {motion.meta['rest_frame']}) is not a standing pose ({why})",
+            motion.path,
+        )
+    found = _standing_frame(motion, m)
+    if found is None:
+        raise MotionFormatError(
+            f"the rest pose is not a standing pose ({why}) and no frame of the motion is one "
+            "either (thighs and shins within 60 degrees of down, spine within 60 degrees of "
+            "up); retargeting needs a T-, A- or arms-down rest skeleton or a standing frame",
+            motion.path,
+        )
+    t0, up = found
+    out = motion.with_rest_from_frame(t0)
+    out.meta["world_up"] = [float(x) for x in up]
+    warnings.warn(
+        RetargetWarning(
+            f"{motion.path}: the rest pose is not a standing pose ({why}); calibrated on "
+            f"frame {t0} (counted from 0, {t0 / motion.fps:.3f} s), whose pose is taken as the "
+            "rest: twists held in that frame count as none"
+        ),
+        stacklevel=3,
+    )
+    return out
 
 
 def _warn_unaligned_ends(m: SMPLMapping, path: object) -> None:
@@ -203,19 +288,25 @@ def retarget(motion: Motion) -> SMPLMotion:
     """SMPL parameters for ``motion`` at its own frame rate (see the module docstring)."""
     if motion.is_smpl:
         return _copy_smpl(motion)
+    motion = standing_rest(motion)
     sk = motion.skeleton
     m = map_to_smpl(sk, motion.path)
     rest_src = sk.rest_positions()
-    frame = _source_frame(mapped_points(rest_src, m), motion.path)
+    frame = _frame_of(motion, m)
     w_src, p_src = motion.global_transforms()
     w = frame @ w_src @ frame.T
     pts = mapped_points(p_src @ frame.T, m)
     rest = mapped_points(rest_src @ frame.T, m)
-    _check_standing(rest, motion.path)
     _warn_unaligned_ends(m, motion.path)
+    # A rest taken from a frame of the motion is a pose, not a neutral stance: its twist
+    # references are measured from the parent's rest alignment (and the pelvis's from its own
+    # spine), so that a bone's twist at rest is its parent's, not the world's (an arm raised
+    # forward and a torso turned by 40 degrees would otherwise gain that turn as twist).
+    posed_rest = "rest_frame" in motion.meta
 
     t = motion.num_frames
     g = np.empty((t, 24, 3, 3))
+    g_rest = np.empty((24, 3, 3))  # each SMPL joint's global rotation at the source's rest
     for j in range(24):
         p = PARENTS[j]
         c = BONE_CHILD.get(j)
@@ -228,8 +319,13 @@ def retarget(motion: Motion) -> SMPLMotion:
         if bone is not None and np.linalg.norm(rest[bone[0]] - rest[bone[1]]) > 1e-6:
             d_smpl = REST_JOINTS[bone[0]] - REST_JOINTS[bone[1]]
             d_rest = rest[bone[0]] - rest[bone[1]]
-            ref = _reference(d_smpl)
-            offset = rotmath.frame_from(d_rest, ref) @ rotmath.frame_from(d_smpl, ref).T
+            ref_smpl = ref_rest = _reference(d_smpl)
+            if posed_rest and j == 0:
+                ref_smpl, ref_rest = REST_JOINTS[3] - REST_JOINTS[0], rest[3] - rest[0]
+            elif posed_rest:
+                ref_rest = g_rest[p] @ ref_smpl
+            offset = rotmath.frame_from(d_rest, ref_rest) @ rotmath.frame_from(d_smpl, ref_smpl).T
+            g_rest[j] = offset
             cand = w[:, m.driver[j]] @ offset
             now = cand @ d_smpl
             target = pts[:, bone[0]] - pts[:, bone[1]]
@@ -239,10 +335,13 @@ def retarget(motion: Motion) -> SMPLMotion:
         elif p >= 0 and m.driver[j] >= 0 and m.driver[p] >= 0:
             rel = w[:, m.driver[j]] @ np.swapaxes(w[:, m.driver[p]], -1, -2)
             g[:, j] = rel @ g[:, p]
+            g_rest[j] = g_rest[p]
         elif p >= 0:
             g[:, j] = g[:, p]
+            g_rest[j] = g_rest[p]
         else:
             g[:, j] = w[:, m.driver[0]]
+            g_rest[j] = np.eye(3)
 
     par = np.asarray(PARENTS[1:])
     local = np.swapaxes(g[:, par], -1, -2) @ g[:, 1:]
@@ -277,6 +376,13 @@ def source_positions(motion: Motion) -> np.ndarray:
     uses), metres; parents are ``motion.skeleton.parents``. For pictures and checks."""
     if motion.is_smpl:
         return motion.global_transforms()[1]
+    motion = standing_rest(motion)
     m = map_to_smpl(motion.skeleton, motion.path)
-    frame = _source_frame(mapped_points(motion.skeleton.rest_positions(), m), motion.path)
-    return motion.global_transforms()[1] @ frame.T
+    return motion.global_transforms()[1] @ _frame_of(motion, m).T
+
+
+def _frame_of(motion: Motion, m: SMPLMapping) -> np.ndarray:
+    """:func:`source_frame` of a motion whose rest stands (after :func:`standing_rest`)."""
+    up = motion.meta.get("world_up")
+    rest = mapped_points(motion.skeleton.rest_positions(), m)
+    return source_frame(rest, up=None if up is None else np.asarray(up, dtype=float))
