@@ -3,9 +3,9 @@ the zero pose, torch.func transforms, and building a fresh prior from a loaded o
 
 from __future__ import annotations
 
-import io
 import math
 
+import pytest
 import torch
 
 from advprior import rotations as rot
@@ -71,3 +71,26 @@ def test_body_model_hessian_at_the_zero_pose_is_finite() -> None:
     hess = torch.autograd.functional.hessian(energy, torch.zeros(63, dtype=F64))
     assert torch.isfinite(hess).all()
     assert torch.allclose(hess, hess.T, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def prior() -> PosePrior:
+    return PosePrior.from_pretrained("gan-s")
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # vmap fallbacks warn
+def test_interpolate_and_contains_run_under_vmap_and_on_meta(prior: PosePrior) -> None:
+    # the endpoints' NaN/Inf check read values, which vmap refuses as "data-dependent control
+    # flow": the whole transform failed on it
+    z = prior.sample_latent(6, generator=torch.Generator().manual_seed(0))
+    path = torch.func.vmap(lambda a, b: prior.interpolate(a, b, 5))(z[:3], z[3:])
+    # the same elementwise arithmetic batched two ways: equal up to float32 rounding
+    assert torch.allclose(path, prior.interpolate(z[:3], z[3:], 5), rtol=0, atol=1e-6)
+    assert torch.equal(torch.func.vmap(prior.latent_space.contains)(z), torch.ones(6, dtype=bool))
+    jac = torch.func.jacrev(lambda a: prior.interpolate(a, z[1], 5))(z[0])
+    assert jac.shape == (5, 32, 32) and torch.isfinite(jac).all()
+    meta = z.to("meta")
+    assert prior.interpolate(meta[0], meta[1:], 4).shape == (5, 4, 32)
+    # outside the transforms the check still raises
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        prior.interpolate(z[0], torch.full((32,), float("nan")), 3)
