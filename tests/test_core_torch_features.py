@@ -3,6 +3,7 @@ the zero pose, torch.func transforms, and building a fresh prior from a loaded o
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -94,3 +95,36 @@ def test_interpolate_and_contains_run_under_vmap_and_on_meta(prior: PosePrior) -
     # outside the transforms the check still raises
     with pytest.raises(ValueError, match="NaN or Inf"):
         prior.interpolate(z[0], torch.full((32,), float("nan")), 3)
+
+
+@pytest.mark.parametrize("alias", ["gan-u", "vae", "gmm"])
+def test_a_fresh_model_built_from_config_loads_a_saved_state_dict(alias: str) -> None:
+    from advprior.hub import load_pretrained, model_class
+
+    loaded = load_pretrained(alias)
+    buf = io.BytesIO()
+    torch.save(loaded.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    # config holds model_type and format_version beside the constructor arguments, so the
+    # obvious ``type(loaded)(**loaded.config)`` is a TypeError
+    fresh = model_class(loaded.config["model_type"]).from_config(loaded.config)
+    assert type(fresh) is type(loaded)
+    assert fresh.config == {k: v for k, v in loaded.config.items() if k != "training"}
+    assert any(p.requires_grad for p in fresh.parameters()) or not list(fresh.parameters())
+    fresh.load_state_dict(state)
+    fresh.eval()
+    poses = loaded.sample(3, generator=torch.Generator().manual_seed(0))
+    again = fresh.sample(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(poses, again)
+
+
+def test_from_config_refuses_another_model_type() -> None:
+    from advprior.baselines import VPoserVAE
+
+    with pytest.raises(ValueError, match="'vae'.*PosePrior"):
+        PosePrior.from_config(VPoserVAE().config)
+    with pytest.raises(TypeError, match="hidden"):
+        PosePrior.from_config({"hidden": 3})
+    with pytest.raises(TypeError, match="dict"):
+        PosePrior.from_config([("latent", "sphere")])
