@@ -128,3 +128,25 @@ def test_from_config_refuses_another_model_type() -> None:
         PosePrior.from_config({"hidden": 3})
     with pytest.raises(TypeError, match="dict"):
         PosePrior.from_config([("latent", "sphere")])
+
+
+def test_a_prior_on_the_meta_device_gives_meta_starts(prior: PosePrior) -> None:
+    # deferred initialisation: a user's model built on the meta device (then to_empty and
+    # load_state_dict) holds LatentPose(init="typical") or a compat chart, which asked the
+    # prior for its typical latent and failed copying values out of a meta tensor
+    import copy
+
+    from advprior import LatentPose
+    from advprior.compat.chart import chart_for
+
+    meta = copy.deepcopy(prior).to("meta")
+    start = meta.typical_latent()
+    assert start.device.type == "meta" and start.shape == (32,)
+    assert meta.fit_starts(3).shape == (3, 32) and meta.fit_starts(3).device.type == "meta"
+    pose = LatentPose(meta, 2, init="typical")
+    assert pose().shape == (2, 63) and pose.z.device.type == "meta"
+    assert chart_for(meta).centre.device.type == "meta"
+    # the values come back with the state dict after to_empty
+    real = LatentPose(prior, 2, init="typical")
+    pose.to_empty(device="cpu").load_state_dict(real.state_dict())
+    assert torch.equal(pose(), real())
