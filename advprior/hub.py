@@ -735,6 +735,25 @@ class PretrainedMixin:
             config["training"] = self.training_metadata
         return config
 
+    @classmethod
+    def from_config(cls: type[T], config: Mapping[str, Any]) -> T:
+        """A fresh, randomly initialised, trainable model of the architecture ``config``
+        describes (``model.config``, or a parsed ``config.json``), e.g. to load a state dict
+        saved with ``torch.save(model.state_dict())``. Keys that are not constructor arguments
+        (``model_type``, ``format_version``, ``training``, ``weights_sha256``) are dropped;
+        ``model_type``, when given, must be this class's (``ValueError``; use
+        ``advprior.hub.model_class(config["model_type"])`` to pick the class). Unknown
+        arguments are the constructor's ``TypeError``."""
+        if not isinstance(config, Mapping):
+            raise TypeError(f"config must be a dict, got {type(config).__name__}")
+        kind = config.get("model_type", cls.model_type)
+        if kind != cls.model_type:
+            raise ValueError(
+                f"config describes a {kind!r} model, not {cls.__name__} ({cls.model_type!r}); "
+                f"build it with advprior.hub.model_class({kind!r}).from_config(config)"
+            )
+        return cls(**{k: v for k, v in config.items() if k not in RESERVED_CONFIG_KEYS})
+
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,

@@ -238,12 +238,13 @@ class Prior:
         Default: the origin of a cube or normal latent; on the sphere, which has no origin, the
         latent whose decoded pose is the medoid of 512 seeded samples (:func:`start_samples`;
         smallest summed squared rotation-matrix distance to the others, in float32); the zero
-        pose for a pose-space prior.
+        pose for a pose-space prior. A prior on the meta device (deferred initialisation) gives
+        a meta tensor of that shape: it has no values to choose from.
         """
         space = self.latent_space
         if space is None:
             return torch.zeros(3 * NUM_BODY_JOINTS, dtype=self.dtype, device=self.device)
-        if space.kind != "sphere":
+        if space.kind != "sphere" or self.device.type == "meta":
             return torch.zeros(space.dim, dtype=self.dtype, device=self.device)
         z = start_samples(space, self.dtype)
         with torch.no_grad(), frozen(self):
@@ -268,7 +269,7 @@ class Prior:
             raise ValueError(f"s must be a positive int, got {s!r}")
         first = self.fit_start().detach()[None]
         space = self.latent_space
-        if s == 1 or space is None:
+        if s == 1 or space is None or first.device.type == "meta":
             return first.expand(s, -1).clone()
         z = start_samples(space, self.dtype).to(self.device)
         with torch.no_grad(), frozen(self):

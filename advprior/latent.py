@@ -214,7 +214,9 @@ def _slerp(u: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     omega = torch.atan2(perp_norm, dot)
     # When v is (anti)parallel to u the direction perp vanishes; any unit vector orthogonal to u
     # then spans a valid great circle, so take the least-aligned coordinate axis (deterministic).
-    axis = torch.zeros_like(u).scatter_(-1, u.abs().argmin(dim=-1, keepdim=True), 1.0)
+    # (a comparison with arange, not scatter_, which torch.func.vmap runs by a slow fallback)
+    least = u.abs().argmin(dim=-1, keepdim=True)
+    axis = (torch.arange(u.shape[-1], device=u.device) == least).to(u.dtype)
     fallback = axis - (axis * u).sum(-1, keepdim=True) * u
     # Below a few ulps perp is pure rounding noise; elsewhere it is the true direction (at any
     # dtype), so a fixed threshold such as 1e-6 would bend short float64 paths off their arc.

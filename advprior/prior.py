@@ -245,7 +245,7 @@ class LatentPose(nn.Module):
         elif isinstance(init, str):
             if init != "typical":
                 raise ValueError(f'init must be None, "typical" or a tensor, got {init!r}')
-            init = prior.fit_start().detach().cpu().expand(batch_size, -1)
+            init = prior.fit_start().detach().expand(batch_size, -1)
         else:
             check_latent(init, dim, "init")
             if init.ndim == 1:

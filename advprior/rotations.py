@@ -31,6 +31,14 @@ _SMALL_ANGLE = 1e-8
 # At and above this many rotations the "component" kernels are faster than the "vector" ones
 # (measured crossover ~1-2k rotations on one CPU thread; both are within 1.5x around it).
 _COMPONENT_MIN = 1024
+# Below this theta^2 Rodrigues' coefficients are Taylor series: their next terms, x^7 / 15! and
+# x^7 / 16! at x = theta^2 = 0.1, are < 1e-19, below float64's eps, and above it the closed
+# forms' derivatives lose at most ~eps / theta^4 = 100 eps to cancellation.
+_RODRIGUES_SERIES = 0.1
+# sin(t) / t = 1 - x/6 (1 - x/20 (1 - x/42 ...)): ratio k is (2k + 2)(2k + 3), x = t^2.
+_SINC_RATIOS = (6.0, 20.0, 42.0, 72.0, 110.0, 156.0)
+# (1 - cos t) / t^2 = 1/2 (1 - x/12 (1 - x/30 ...)): ratio k is (2k + 3)(2k + 4).
+_COSC_RATIOS = (12.0, 30.0, 56.0, 90.0, 132.0, 182.0)
 
 
 def _log_map_linear() -> tuple[list[list[float]], list[list[float]]]:
@@ -66,6 +74,7 @@ _CONSTANTS: dict[str, object] = {
     # one-hot matrices: a product with them moves rows to columns far faster than a strided copy
     # and is exact (x * 1 + 0 * y + ... is x); the 6D permutation puts columns a, b first.
     "half": 0.5,
+    "rodrigues": [list(r) for r in zip(_SINC_RATIOS, _COSC_RATIOS, strict=True)],
     "perm6": [[float(k == (2 * r if r < 3 else 2 * r - 5)) for k in range(6)] for r in range(6)],
     **{f"eye{n}": [[float(i == j) for j in range(n)] for i in range(n)] for n in (3, 4, 6, 9)},
 }
@@ -289,11 +298,54 @@ def rotmat_to_rot6d(rotmat: torch.Tensor) -> torch.Tensor:
     return rotmat[..., :, :2].reshape(*rotmat.shape[:-2], 6)
 
 
-def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
-    """``(..., 3)`` rotation vectors in radians to ``(..., 3, 3)`` matrices."""
-    import roma  # here, not at import: roma imports torch._dynamo (about 1 s)
+def _rodrigues_series(sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sin t / t, (1 - cos t) / t^2)`` of ``t^2 = sq`` by their Taylor series in Horner form,
+    ``c0 (1 - x / r0 (1 - x / r1 (...)))``, both at once (half the kernel launches)."""
+    x = sq.unsqueeze(-1)
+    ratios = _const("rodrigues", sq)  # (terms, 2): sin t / t in column 0
+    acc = 1.0 - x / ratios[-1]
+    for k in range(ratios.shape[0] - 2, -1, -1):
+        acc = 1.0 - x / ratios[k] * acc
+    a, b = acc.unbind(-1)
+    return a, 0.5 * b
 
-    return roma.rotvec_to_rotmat(aa)
+
+def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` rotation vectors in radians to ``(..., 3, 3)`` matrices.
+
+    Rodrigues' formula as ``R = cos(theta) I + a [v]_x + b v v^T`` with ``a = sin(theta) /
+    theta`` and ``b = (1 - cos theta) / theta^2 = 2 sin^2(theta / 2) / theta^2`` (no
+    cancellation), both even functions of ``theta``; below ``theta^2 = 0.1`` they are their
+    Taylor series in ``theta^2`` (truncated below float64's eps), so the map and all its
+    derivatives are smooth and exact at the zero rotation: first *and second* derivatives
+    (``torch.autograd.functional.hessian``, double backward) are finite and correct there,
+    where a first-order small-angle branch (roma's ``rotvec_to_rotmat``) has none.
+    """
+    _check_last(aa, (3,), "aa")
+    x0, x1, x2 = aa.unbind(-1)
+    sq = x0 * x0 + x1 * x1 + x2 * x2
+    small = sq < _RODRIGUES_SERIES
+    # the closed forms on guarded values, so the branch a select drops has finite gradients
+    theta = torch.sqrt(torch.where(small, torch.ones_like(sq), sq))
+    half_sin = torch.sin(0.5 * theta) / theta
+    series_a, series_b = _rodrigues_series(sq)
+    a = torch.where(small, series_a, torch.sin(theta) / theta)
+    b = torch.where(small, series_b, 2.0 * half_sin * half_sin)
+    c = 1.0 - b * sq
+    bx0, bx1, bx2 = b * x0, b * x1, b * x2
+    ax0, ax1, ax2 = a * x0, a * x1, a * x2
+    rows = (
+        c + bx0 * x0,
+        bx0 * x1 - ax2,
+        bx0 * x2 + ax1,
+        bx0 * x1 + ax2,
+        c + bx1 * x1,
+        bx1 * x2 - ax0,
+        bx0 * x2 - ax1,
+        bx1 * x2 + ax0,
+        c + bx2 * x2,
+    )
+    return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
 
 
 def rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:

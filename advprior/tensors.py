@@ -28,7 +28,8 @@ def check_tensor(
         name: the argument's name, used in the messages.
         last: the allowed size(s) of the last dimension; None accepts any size (at least one
             dimension is still required).
-        finite: also reject NaN and infinite entries.
+        finite: also reject NaN and infinite entries (skipped where values cannot be read:
+            inside ``torch.func.vmap`` and on the meta device).
 
     Raises:
         TypeError: ``x`` is not a ``torch.Tensor`` or not floating point.
@@ -45,9 +46,20 @@ def check_tensor(
         )
     if x.ndim == 0 or (sizes and x.shape[-1] not in sizes):
         raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
-    if finite and x.numel() and not bool(torch.isfinite(x).all()):
+    if finite and x.numel() and not _all_finite(x):
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
+
+
+def _all_finite(x: Tensor) -> bool:
+    """Whether every entry of ``x`` is finite; True when the values cannot be read here:
+    inside ``torch.func.vmap`` (a value cannot steer Python there, torch raises "data-dependent
+    control flow") and on the meta device (no values). NaN/Inf then propagate, as in any torch
+    op, instead of the whole transform failing on a check."""
+    try:
+        return bool(torch.isfinite(x).all())
+    except RuntimeError:
+        return True
 
 
 def check_dtype(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
