@@ -135,9 +135,25 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def _write_npz(fh: BinaryIO, arrays: dict[str, Any]) -> None:
+    """The layout of ``np.savez`` (stored ``KEY.npy`` members, zip64, every member stamped
+    1980-01-01 as zipfile does by default), with no pickled members: ``np.savez`` pickles object
+    arrays, which every reader here refuses (``allow_pickle=False``), and numpy before 2.1 has
+    no switch to stop it."""
+    with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy")
+            info.compress_type = zipfile.ZIP_STORED
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
 def save_npz_atomic(path: str | os.PathLike, arrays: dict[str, Any]) -> Path:
-    """``np.savez`` the arrays to ``path`` atomically (no ``.npz`` suffix is appended)."""
-    return write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    """Write the arrays to ``path`` as an ``.npz`` (``np.load`` reads it), atomically; no
+    ``.npz`` suffix is appended. The same arrays in the same order give the same bytes. Object
+    arrays are refused (``ValueError``, the old file kept): nothing that reads them back may
+    unpickle."""
+    return write_atomic(path, lambda fh: _write_npz(fh, arrays))
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -85,3 +85,13 @@ def test_check_zip_members_refuses_a_bomb(tmp_path: Path, monkeypatch) -> None:
     fileio.check_zip_members(tmp_path / "plain.npz")
     (tmp_path / "text.npz").write_text("not a zip")
     fileio.check_zip_members(tmp_path / "text.npz")  # the reader reports that, not this check
+
+
+def test_npz_refuses_object_arrays_and_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "d.npz"
+    save_npz_atomic(target, {"x": np.zeros(2)})
+    before = target.read_bytes()
+    with pytest.raises(ValueError, match="[Oo]bject arrays"):
+        save_npz_atomic(target, {"x": np.zeros(2), "bad": np.array([{"a": 1}], dtype=object)})
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]

@@ -234,6 +234,40 @@ def test_a_group_the_greedy_puts_all_in_train_still_holds_one_subject_out() -> N
     assert assign(frames, (0.8, 0.1, 0.1), seed="x", fixed=all_fixed) == all_fixed
 
 
+def test_content_sha256_ignores_meta_and_storage_and_sees_one_ulp(tmp_path: Path) -> None:
+    """The published digest of a build must be reproducible by a later advprior (its version is
+    in ``meta``, so the file's own sha256 changes) and must change with any pose."""
+    from advprior.fileio import save_npz_atomic
+
+    src = _tree(tmp_path, n_folders=3)
+    built = tmp_path / "a.npz"
+    build_dataset(src, built)
+    with np.load(built) as f:
+        arrays = {k: f[k] for k in f.files}
+    digest = load_dataset(built).content_sha256()
+    meta = json.loads(str(arrays["meta"]))
+    meta["advprior_version"] = "9.9.9"
+    other = dict(arrays, meta=np.array(json.dumps(meta)))
+    # the names stored wider than needed: a storage detail, not content
+    other["sequence_names"] = arrays["sequence_names"].astype("<U300")
+    save_npz_atomic(tmp_path / "b.npz", other)
+    assert (
+        hashlib.sha256((tmp_path / "b.npz").read_bytes()).hexdigest()
+        != hashlib.sha256(built.read_bytes()).hexdigest()
+    )
+    assert load_dataset(tmp_path / "b.npz").content_sha256() == digest
+    nudged = dict(arrays)
+    pose = arrays["body_pose"].copy()
+    pose[3, 7] = np.nextafter(pose[3, 7], np.float32(np.inf))
+    nudged["body_pose"] = pose
+    save_npz_atomic(tmp_path / "c.npz", nudged)
+    assert load_dataset(tmp_path / "c.npz").content_sha256() != digest
+    split = arrays["split"].copy()
+    split[0] = (split[0] + 1) % 3
+    save_npz_atomic(tmp_path / "d.npz", dict(arrays, split=split))
+    assert load_dataset(tmp_path / "d.npz").content_sha256() != digest
+
+
 def test_cli_build_and_info_print_counts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from advprior.cli import main
 
@@ -243,11 +277,14 @@ def test_cli_build_and_info_print_counts(tmp_path: Path, capsys: pytest.CaptureF
     text = capsys.readouterr()
     assert text.out.startswith(f"wrote {out}:") and "train " in text.out
     assert text.out.count("\n") == 1  # the answer is one line; the counts are `data info`'s
+    digest = load_dataset(out).content_sha256()
+    assert text.out.rstrip().endswith(f"content sha256 {digest[:16]}")
     assert "skipped" in text.err and "notes.md" in text.err
     assert float(np.load(out)["fps"]) == 20.0
     assert main(["data", "info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "frames per split" in info and "asfamc" in info and "bvhsrc" in info
+    assert f"content sha256 {digest} (built by advprior " in info
 
 
 def test_cli_build_says_when_a_requested_split_stays_empty(

@@ -130,3 +130,21 @@ def test_one_cmu_person_is_one_subject_across_formats(shared_mocap: Path, tmp_pa
     assert motion.num_frames == sum(1 for line in text.splitlines() if line.strip().isdigit())
     k105 = names.index("cmu_asfamc/105/105_06.amc")
     assert int((f["sequence"] == k105).sum()) == motion.to_smpl(30).num_frames
+
+
+#: Content digest (``PoseData.content_sha256``) of build "v5", the data of the 0.2.0 weights
+#: (docs/data.md): poses, splits and names, not the advprior version recorded in ``meta``.
+V5_CONTENT_SHA256 = "d4b20978355948c34353ecc10f40110101c4b790c6b366ac5bf09c2340d9575e"
+
+
+def test_the_collection_rebuilds_the_published_v5_poses(shared_mocap: Path, tmp_path: Path) -> None:
+    """The shipped weights' training data is reproducible: `advprior data build` with its
+    defaults on the whole collection gives exactly v5's poses and splits. A change of any
+    importer or of the retargeting that moves one pose by one float32 step fails here; so does
+    a change of the collection (then the docs need a new build)."""
+    from advprior.data import build_dataset, load_dataset
+
+    assert V5_CONTENT_SHA256 in (Path(__file__).parents[1] / "docs" / "data.md").read_text()
+    out = tmp_path / "v5.npz"
+    build_dataset(shared_mocap, out)
+    assert load_dataset(out).content_sha256() == V5_CONTENT_SHA256

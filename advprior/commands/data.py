@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from advprior.data.dataset import build_dataset
+    from advprior.data.dataset import build_dataset, load_dataset
     from advprior.errors import UsageError
 
     try:
@@ -96,11 +96,14 @@ def _build(args: argparse.Namespace) -> int:
             )
     # one line; `advprior data info FILE` prints the per-source and per-subject counts
     splits = ", ".join(f"{name} {n}" for name, n in report.per_split.items())
+    # read back: the digest is of what a training run will load, and proves the file reads
+    content = load_dataset(report.out).content_sha256()
     print(
         f"wrote {report.out}: {report.frames} frames ({splits}), {report.sequences} sequences, "
         f"{len(report.subjects)} subjects, {len(report.per_source)} sources, "
         f"{len(report.skipped)} files skipped"
         + (f", {len(report.notes)} imported with notes" if report.notes else "")
+        + f"; content sha256 {content[:16]}"
     )
     return 0
 
@@ -124,6 +127,8 @@ def _info(args: argparse.Namespace) -> int:
         f"{args.path}: {len(data)} frames at {data.fps:g} fps, {len(data.sequence_names)} "
         f"sequences, {len(data.subject_names)} subjects"
     )
+    built = meta.get("advprior_version", "an unknown advprior version")
+    print(f"content sha256 {data.content_sha256()} (built by advprior {built})")
     _print_counts(
         meta.get("frames_per_source", {}),
         meta.get("frames_per_split", {}),

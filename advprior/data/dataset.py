@@ -102,6 +102,34 @@ class PoseData:
             },
         )
 
+    def content_sha256(self) -> str:
+        """Hex sha256 of the dataset's content: every frame's poses, translation, sequence,
+        subject and split, the name lists and the frame rate, not ``meta`` (which records the
+        advprior version and the paths it was built from). Two builds of the same poses agree
+        on it across advprior versions and machines, whatever their files' own sha256; it is
+        what ``advprior data build`` and ``advprior data info`` print, and what docs/data.md
+        gives for each published build."""
+        import numpy as np
+
+        digest = hashlib.sha256(b"advprior-dataset-content-v1")
+        for name, dtype in (
+            ("body_pose", np.float32),
+            ("global_orient", np.float32),
+            ("transl", np.float32),
+            ("sequence", np.int32),
+            ("subject", np.int32),
+            ("split", np.int8),
+        ):
+            arr = np.ascontiguousarray(getattr(self, name).cpu().numpy(), dtype=dtype)
+            digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+            digest.update(arr.tobytes())
+        for name in ("sequence_names", "subject_names", "split_names"):
+            # names are hashed as text, not as numpy's fixed-width unicode (whose width is
+            # that of the longest name, a storage detail)
+            digest.update(f"{name}:".encode() + "\n".join(getattr(self, name)).encode())
+        digest.update(f"fps:{float(np.float32(self.fps))!r}".encode())
+        return digest.hexdigest()
+
 
 @dataclass
 class BuildReport:
