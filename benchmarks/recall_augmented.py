@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recall_reference import CHUNK, _joints_mm, _recall, _stats  # noqa: E402
+from recall_reference import CHUNK, _joints_mm, _recall, _stats, finish, parser  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: body_pose joint indices (SMPL joint - 1) of the five parts that part-wise blends treat apart
@@ -199,34 +199,10 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--data", type=Path, default=REPO / "data" / "mocap30_v5.npz")
+    p = parser(__doc__)
     p.add_argument("--priors", nargs="*", default=["gan-s", "vae"])
-    p.add_argument("--queries", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--write-docs", action="store_true", help="write docs/training.md's block")
-    p.add_argument("--reuse", action="store_true", help="render --json instead of measuring")
     args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(1)
-    if args.reuse:
-        res = json.loads(args.json.read_text())
-    else:
-        from advprior.fileio import write_text_atomic
-
-        res = run(args)
-        write_text_atomic(args.json, json.dumps(res, indent=1) + "\n")
-    if args.write_docs:
-        from advprior.eval.benchmark import write_generated_block
-
-        write_generated_block(
-            REPO / "docs" / "training.md", "benchmarks/recall_augmented.py", markdown(res)
-        )
-    print(markdown(res))
-    return 0
+    return finish(args, argv, run, markdown, "benchmarks/recall_augmented.py")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -156,18 +157,37 @@ def markdown(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--data", type=Path, default=REPO / "data" / "mocap30_v5.npz")
+    p = parser(__doc__)
     p.add_argument("--split", choices=("val", "test"), default="val")
     p.add_argument("--priors", nargs="+", default=["gan-s", "gan-u", "gan-n", "vae", "gmm"])
+    args = p.parse_args(argv)
+    return finish(args, argv, run, markdown, f"benchmarks/recall_reference.py --split {args.split}")
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options both recall benchmarks share."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", type=Path, default=REPO / "data" / "mocap30_v5.npz")
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--write-docs", action="store_true", help="write docs/training.md's block")
     p.add_argument("--reuse", action="store_true", help="render --json instead of measuring")
-    args = p.parse_args(argv)
+    return p
+
+
+def finish(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    run: Callable[[argparse.Namespace], dict],
+    markdown: Callable[[dict], str],
+    marker: str,
+) -> int:
+    """The tail both recall benchmarks share: measure with ``run(args)`` into ``--json`` (or
+    read it back with ``--reuse``), write docs/training.md's block ``marker`` with
+    ``--write-docs``, print the table."""
     args.argv = list(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(1)
     if args.reuse:
@@ -180,11 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_docs:
         from advprior.eval.benchmark import write_generated_block
 
-        write_generated_block(
-            REPO / "docs" / "training.md",
-            f"benchmarks/recall_reference.py --split {res['split']}",
-            markdown(res),
-        )
+        write_generated_block(REPO / "docs" / "training.md", marker, markdown(res))
     print(markdown(res))
     return 0
 

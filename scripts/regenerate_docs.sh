@@ -45,6 +45,7 @@ STEPS=(
     "$PY benchmarks/bench_train.py --data $DATA --out docs/training_results.json --doc docs/training.md"
     "$PY benchmarks/recall_reference.py --data $DATA --split val --json benchmarks/results/recall_reference_val.json --write-docs"
     "$PY benchmarks/recall_reference.py --data $DATA --split test --json benchmarks/results/recall_reference_test.json --write-docs"
+    "$PY benchmarks/recall_augmented.py --data $DATA --json benchmarks/results/recall_augmented_val.json --write-docs"
     "$PY -m advprior.cli sample --model gan-s -n 12 --seed 0 --png docs/images/gan_s_samples.png --out /tmp/gan_s_samples.npz"
     # docs/performance.md: speed and memory of every prior; its thread benchmark compares one
     # thread with torch's default, so this step runs without the thread pins above
