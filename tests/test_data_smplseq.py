@@ -330,6 +330,8 @@ def test_npz_variants_bedlam_and_grab(tmp_path: Path) -> None:
     np.testing.assert_allclose(ref.body_pose, poses[:, 3:66], atol=EXACT)
     obj = load_motion(tmp_path / "bedlam_obj.npz").to_smpl(fps=None)
     np.testing.assert_allclose(obj.global_orient, ref.global_orient, atol=0)
+    # an npz written in a y-up world: read with up="y", its numbers are SMPL's unchanged
+    _check_same(load_motion(tmp_path / "bedlam.npz", up="y").to_smpl(fps=None), poses, trans)
     # GRAB: nested dicts of SMPL-X parameters stored as pickled object members
     body = {"params": {"global_orient": poses[:, :3], "body_pose": poses[:, 3:66]}}
     np.savez(

@@ -2,7 +2,8 @@
 
 Subjects are global across sources: ``SS_TT.*`` files (CMU trial naming; CMU ASF/AMC and the
 DeepMimic retargets of CMU trials) are subject ``cmu:SS``; ``HDM_<actor>_*`` files are
-``hdm05:<actor>``; anything else is ``<source>:<folder>`` (e.g. ``cmu_bvh_daz_aclstm:salsa``,
+``hdm05:<actor>``; AIST++ names (``gBR_sBM_cAll_d04_mBR0_ch01``) are ``aist:d04``, the
+dancer; anything else is ``<source>:<folder>`` (e.g. ``cmu_bvh_daz_aclstm:salsa``,
 AMASS ``CMU:01``), where the source is the first folder below the path given to the build.
 
 The split is by subject, never by frame, and stratified by subject group (the part of the
