@@ -339,7 +339,11 @@ class SafeUnpickler(pickle._Unpickler):
     """An unpickler that resolves only :data:`_ALLOWED` globals, chumpy classes (as inert stubs
     holding their state) and ``scipy.sparse`` matrices (stubs rebuilt densely); everything else
     raises :class:`UnsafeFileError` naming ``module.name``. The state of every numpy array and
-    dtype is checked before numpy sees it (ValueError when numpy would crash or over-allocate)."""
+    dtype is checked before numpy sees it (ValueError when numpy would crash or over-allocate).
+    Subclasses may say what their files hold in :attr:`holds` (the refusal quotes it)."""
+
+    #: What a file read by this unpickler may hold, for the refusal message.
+    holds = "a model file may hold only numpy arrays, scipy.sparse matrices and chumpy arrays"
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 names (``__builtin__``, ``copy_reg``) as the standard unpickler maps them
@@ -357,8 +361,8 @@ class SafeUnpickler(pickle._Unpickler):
         found = _ALLOWED.get((module, name))
         if found is None:
             raise UnsafeFileError(
-                f"refused to unpickle {module}.{name}: a model file may hold only numpy arrays, "
-                "scipy.sparse matrices and chumpy arrays (nothing from a file is ever run)"
+                f"refused to unpickle {module}.{name}: {self.holds} (nothing from a file is "
+                "ever run)"
             )
         return found
 

@@ -29,6 +29,15 @@ from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS, rest_offsets
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
 
+#: The world rotation into SMPL's y-up frame for each up axis a file may use: AMASS's z-up
+#: (``Rx(-90 deg)``), 3DPW's, AIST++'s and Motion-X's y-up (none), and a camera frame's y-down
+#: (OpenCV: x right, y down, z forward; ``Rx(180 deg)``).
+WORLD_TO_Y_UP = {
+    "z": Z_UP_TO_Y_UP,
+    "y": np.eye(3),
+    "-y": np.array([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]]),
+}
+
 
 #: ``poses`` widths (joints x 3) of the SMPL family: SMPL, SMPL-H, SMPL-X.
 POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
@@ -54,6 +63,33 @@ def _check_finite(key: str, arr: np.ndarray, path: Path) -> None:
         raise MotionFormatError(
             f"non-finite value {value} in '{key}' at frame {frame}, column {col}", path
         )
+
+
+def _check_trans(trans: np.ndarray | None, t: int, path: Path) -> None:
+    if trans is None:
+        return
+    if trans.shape != (t, 3):
+        raise MotionFormatError(f"'trans' must be ({t}, 3), got {trans.shape}", path)
+    _check_finite("trans", trans, path)
+
+
+def _object_members(f: np.lib.npyio.NpzFile) -> list[str]:
+    """Names of the members that hold pickled Python objects (read from their headers only)."""
+    found = []
+    for key in f.files:
+        member = key if key in f.zip.namelist() else f"{key}.npy"
+        try:
+            with f.zip.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    dtype = np.lib.format.read_array_header_1_0(fh)[2]
+                else:
+                    dtype = np.lib.format.read_array_header_2_0(fh)[2]
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, SyntaxError):
+            continue
+        if dtype.hasobject:
+            found.append(key)
+    return found
 
 
 def _array(f: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
@@ -84,9 +120,17 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
             )
         return poses[:, :66]
     if "pose_body" not in f.files:
+        pickled = _object_members(f)
+        why = (
+            f"; {', '.join(map(repr, pickled))} hold pickled Python objects (nested dicts, as "
+            "GRAB's and EgoBody's npz files store their SMPL-X parameters), which are never "
+            "unpickled from an npz: save the arrays as plain members (poses or root_orient + "
+            "pose_body, trans, mocap_frame_rate)"
+            if pickled
+            else "; not an AMASS motion"
+        )
         raise MotionFormatError(
-            f"no 'poses' or 'pose_body' array (keys: {', '.join(f.files)}); not an AMASS motion",
-            path,
+            f"no 'poses' or 'pose_body' array (keys: {', '.join(f.files)}){why}", path
         )
     body = _array(f, "pose_body", path)
     if body.ndim == 3 and body.shape[1:] == (21, 3):
@@ -120,8 +164,14 @@ def _rate(value: np.ndarray, key: str, path: Path) -> float:
     return float(arr.reshape(-1)[0])
 
 
-def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True) -> Motion:
-    """Read an AMASS ``.npz`` into a :class:`Motion` on SMPL's own skeleton (``is_smpl``)."""
+def read_amass(
+    path: str | Path, *, fps: float | None = None, z_up: bool = True, up: str | None = None
+) -> Motion:
+    """Read an AMASS ``.npz`` into a :class:`Motion` on SMPL's own skeleton (``is_smpl``).
+
+    ``up``: the file's world up axis (``"z"``, ``"y"`` or ``"-y"``, see
+    :data:`WORLD_TO_Y_UP`); None: ``"z"`` (AMASS's, and BEDLAM's that follows it), or ``"y"``
+    when ``z_up`` is False."""
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
         # np.load would take any other bytes for a pickle and say so, which misleads
@@ -146,15 +196,45 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
         raise  # already names the file and the array (it is a ValueError too)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise MotionFormatError(f"cannot read npz: {err}", path) from None
-    t = poses.shape[0]
-    if trans is None:
-        trans = np.zeros((t, 3))
-    if trans.shape != (t, 3):
-        raise MotionFormatError(f"'trans' must be ({t}, 3), got {trans.shape}", path)
-    _check_finite("trans", trans, path)
+    _check_trans(trans, poses.shape[0], path)
     fps = fps if fps is not None else rate
     if fps is None or not np.isfinite(fps) or fps <= 0:
         raise MotionFormatError("no mocap_framerate / mocap_frame_rate; pass fps=", path)
+    if up is None:
+        up = "z" if z_up else "y"
+    return smpl_motion(poses, trans, fps, up=up, path=path, key=pose_key, format="amass")
+
+
+def smpl_motion(
+    poses: np.ndarray,
+    trans: np.ndarray | None,
+    fps: float,
+    *,
+    up: str,
+    path: Path,
+    key: str,
+    format: str,
+    meta: dict | None = None,
+) -> Motion:
+    """A :class:`Motion` on SMPL's own skeleton (``is_smpl``) from SMPL parameters.
+
+    Args:
+        poses: ``(T, 66)`` axis-angle, radians: the root orientation then the 21 body joints
+            (columns 0:66 of any SMPL-family pose vector), checked finite by the caller.
+        trans: ``(T, 3)`` root translation, metres (None: zero).
+        fps: the sequence's frame rate.
+        up: the file's world up axis, a key of :data:`WORLD_TO_Y_UP`; the world is rotated
+            into SMPL's y-up frame by that rotation R: ``global_orient' = R global_orient``,
+            ``pelvis' = R (J0 + trans)`` (SMPL rotates about the pelvis J0).
+        path, key: the file and the pose array's name, for messages.
+        format: ``Motion.format``.
+    """
+    if up not in WORLD_TO_Y_UP:
+        raise ValueError(f"up must be one of {', '.join(map(repr, WORLD_TO_Y_UP))}, got {up!r}")
+    t = poses.shape[0]
+    if trans is None:
+        trans = np.zeros((t, 3))
+    _check_trans(trans, t, path)
     rot = np.broadcast_to(np.eye(3), (t, 24, 3, 3)).copy()
     # finite angles beyond ~1e154 overflow the conversion's squared norm into NaN matrices:
     # refused (with the frame) below rather than warned about here
@@ -163,14 +243,15 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
     bad = np.flatnonzero(~np.isfinite(rot).all(axis=(1, 2, 3)))
     if len(bad):
         raise MotionFormatError(
-            f"'{pose_key}' at frame {bad[0]} holds rotation angles too large to convert "
+            f"'{key}' at frame {bad[0]} holds rotation angles too large to convert "
             f"(largest |value| {np.abs(poses[bad[0]]).max():.3g} rad)",
             path,
         )
     pelvis = REST_JOINTS[0] + trans
-    if z_up:
-        rot[:, 0] = Z_UP_TO_Y_UP @ rot[:, 0]
-        pelvis = pelvis @ Z_UP_TO_Y_UP.T
+    if up != "y":  # y-up needs no rotation (and gets none: its numbers are copied exactly)
+        world = WORLD_TO_Y_UP[up]
+        rot[:, 0] = world @ rot[:, 0]
+        pelvis = pelvis @ world.T
     sk = Skeleton(
         names=JOINT_NAMES,
         parents=np.asarray(PARENTS),
@@ -183,6 +264,7 @@ def read_amass(path: str | Path, *, fps: float | None = None, z_up: bool = True)
         root_position=pelvis,
         fps=float(fps),
         path=str(path),
-        format="amass",
+        format=format,
         is_smpl=True,
+        meta=dict(meta or {}),
     )

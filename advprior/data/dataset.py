@@ -2,7 +2,8 @@
 
 Subjects are global across sources: ``SS_TT.*`` files (CMU trial naming; CMU ASF/AMC and the
 DeepMimic retargets of CMU trials) are subject ``cmu:SS``; ``HDM_<actor>_*`` files are
-``hdm05:<actor>``; anything else is ``<source>:<folder>`` (e.g. ``cmu_bvh_daz_aclstm:salsa``,
+``hdm05:<actor>``; AIST++ names (``gBR_sBM_cAll_d04_mBR0_ch01``) are ``aist:d04``, the
+dancer; anything else is ``<source>:<folder>`` (e.g. ``cmu_bvh_daz_aclstm:salsa``,
 AMASS ``CMU:01``), where the source is the first folder below the path given to the build.
 
 The split is by subject, never by frame, and stratified by subject group (the part of the
@@ -157,6 +158,11 @@ def subject_of(rel: Path, source: str) -> str:
     m = re.match(r"HDM_([A-Za-z]+)_", rel.name)
     if m:
         return f"hdm05:{m.group(1).lower()}"
+    # AIST++ names its dancer (``gBR_sBM_cAll_d04_mBR0_ch01``: dancer 04) in every file of
+    # that dancer, in its own pickles and in datasets that keep its names
+    m = re.fullmatch(r"g[A-Z]{2}_s[A-Z]{2}_c[A-Za-z0-9]+_d(\d+)_m[A-Z]{2}\d+_ch\d+", stem)
+    if m:
+        return f"aist:d{int(m.group(1)):02d}"
     folder = rel.parent.name or source
     return f"{source}:{folder}"
 
@@ -206,6 +212,20 @@ def classify(path: Path) -> str | None:
         from advprior.data.deepmimic import is_deepmimic
 
         return None if is_deepmimic(path) else "not a DeepMimic motion JSON"
+    if suffix == ".pkl":
+        from advprior.data.smplseq import is_motion_pickle
+
+        # walked opcode by opcode, nothing unpickled; a damaged pickle is the reader's to report
+        if is_motion_pickle(path) is False:
+            return (
+                "pickle without 3DPW 'poses'/'trans' or AIST++ 'smpl_poses'/'smpl_trans' (not "
+                "a motion, e.g. a body model file)"
+            )
+        return None
+    if suffix == ".npy":
+        from advprior.data.smplseq import npy_pose_shape
+
+        return npy_pose_shape(path)
     if suffix == ".asf":
         return "ASF skeleton (read with its AMC files)"
     return f"not a motion file ({suffix or 'no extension'})"
@@ -433,6 +453,56 @@ def build_dataset(
         if log is not None:
             log(f"skipped {path}: {reason}")
 
+    def import_one(file: Path, rel: Path, source: str, person: int | None) -> int:
+        """Import ``person`` of ``file`` into ``seqs``; returns how many people it holds."""
+        label, people = file, 1
+        try:
+            # retargeting approximations become notes of the build (in its log and metadata),
+            # not one Python warning per file on the user's terminal
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RetargetWarning)
+                rate = source_rate(file, rel, source_fps, cmu_rates)
+                motion = load_motion(file, fps=rate, person=person)
+                people = int(motion.meta.get("people", 1))
+                if people > 1:
+                    label = Path(f"{file}#{person or 0}")
+                motion = motion.without_rest_frames()
+                long_enough = motion.duration >= min_seconds
+                smpl = motion.to_smpl(fps) if long_enough else None
+            for w in caught:
+                if issubclass(w.category, RetargetWarning):
+                    note(label, str(w.message))
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if smpl is None:
+                skip(
+                    label,
+                    f"too short ({motion.num_frames} frames, {motion.duration:.2f} s "
+                    f"< {min_seconds} s)",
+                )
+                return people
+            arrays = (smpl.body_pose, smpl.global_orient, smpl.transl)
+            if not all(np.all(np.isfinite(a)) for a in arrays):
+                raise MotionFormatError("retargeting produced NaN/inf poses", label)
+        except (MotionFormatError, ValueError, OSError) as err:
+            if on_error == "abort":
+                raise
+            skip(label, f"{type(err).__name__}: {err}")
+            return people
+        except Exception as err:
+            # a file no reader check anticipated (a TypeError from an odd array, an
+            # AttributeError from a JSON dict where a list belongs): in "skip" mode one odd
+            # file must not cost the whole build (it is reported with the error's type)
+            if on_error == "abort":
+                raise
+            skip(label, f"unexpected {type(err).__name__} while reading: {err}")
+            return people
+        name = rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}"
+        if people > 1:
+            name += f"#{person or 0}"
+        seqs.append((name, subject_of(rel, source), source, smpl))
+        return people
+
     candidates = _candidates(paths)
     cmu_rates = cmu_index_rates(f for f, _, _ in candidates)
     for file, rel, source in candidates:
@@ -442,51 +512,11 @@ def build_dataset(
         if reason is not None:
             skip(file, reason)
             continue
-        try:
-            # retargeting approximations become notes of the build (in its log and metadata),
-            # not one Python warning per file on the user's terminal
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RetargetWarning)
-                motion = load_motion(file, fps=source_rate(file, rel, source_fps, cmu_rates))
-                motion = motion.without_rest_frames()
-                long_enough = motion.duration >= min_seconds
-                smpl = motion.to_smpl(fps) if long_enough else None
-            for w in caught:
-                if issubclass(w.category, RetargetWarning):
-                    note(file, str(w.message))
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            if smpl is None:
-                skip(
-                    file,
-                    f"too short ({motion.num_frames} frames, {motion.duration:.2f} s "
-                    f"< {min_seconds} s)",
-                )
-                continue
-            arrays = (smpl.body_pose, smpl.global_orient, smpl.transl)
-            if not all(np.all(np.isfinite(a)) for a in arrays):
-                raise MotionFormatError("retargeting produced NaN/inf poses", file)
-        except (MotionFormatError, ValueError, OSError) as err:
-            if on_error == "abort":
-                raise
-            skip(file, f"{type(err).__name__}: {err}")
-            continue
-        except Exception as err:
-            # a file no reader check anticipated (a TypeError from an odd array, an
-            # AttributeError from a JSON dict where a list belongs): in "skip" mode one odd
-            # file must not cost the whole build (it is reported with the error's type)
-            if on_error == "abort":
-                raise
-            skip(file, f"unexpected {type(err).__name__} while reading: {err}")
-            continue
-        seqs.append(
-            (
-                rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}",
-                subject_of(rel, source),
-                source,
-                smpl,
-            )
-        )
+        # a file of several people (3DPW) gives one sequence per person, all of the file's
+        # subject: nothing in such files says which actor is which
+        people = import_one(file, rel, source, None)
+        for k in range(1, people):
+            import_one(file, rel, source, k)
     if not seqs:
         raise ValueError("no motion could be imported from " + ", ".join(map(str, paths)))
 

@@ -8,7 +8,9 @@ from advprior.data.motion import Motion
 from advprior.errors import MotionFormatError
 
 #: Extensions this package reads as motion (``.txt`` only when it is DeepMimic JSON).
-MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt")
+MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt", ".pkl", ".npy")
+#: Formats of SMPL parameters (no skeleton to retarget): the ones ``person=`` and ``up=`` apply to.
+SMPL_PARAMETER_SUFFIXES = (".npz", ".pkl", ".npy")
 
 
 def load_motion(
@@ -17,17 +19,28 @@ def load_motion(
     skeleton: str | Path | None = None,
     fps: float | None = None,
     units: str | None = None,
+    person: int | None = None,
+    up: str | None = None,
 ) -> Motion:
     """Read one motion file into a :class:`~advprior.data.motion.Motion`.
 
     Args:
         path: ``.amc`` (Acclaim; the ASF is found beside it, in ``../asf/``, or given as
-            ``skeleton``), ``.bvh``, AMASS ``.npz``, or DeepMimic ``.txt``/``.json``.
+            ``skeleton``), ``.bvh``, AMASS ``.npz``, DeepMimic ``.txt``/``.json``, a 3DPW or
+            AIST++ ``.pkl`` (read without running code: :mod:`advprior.data.smplseq`), or a
+            Motion-X ``(T, 322)`` / SMPL-family pose ``.npy``.
         skeleton: the ASF for an AMC, or the DeepMimic character file.
         fps: override the file's frame rate (e.g. a wrong BVH ``Frame Time``). AMC files carry
             no rate: a ``_<fps>`` suffix on a name of 3+ parts (HDM05 ``..._001_120.amc``),
-            else 120.
+            else 120. 3DPW is read at 30, AIST++ at 60; an ``.npy`` has no rate: required.
         units: BVH length unit ("m", "cm", "mm", "inch", "asf"); detected when None.
+        person: which person of a multi-person file (3DPW ``.pkl``: 0 = the first, the
+            default; ``Motion.meta["people"]`` says how many there are). Files of one person
+            take only 0.
+        up: the world up axis of an SMPL-parameter file (``.npz``, ``.pkl``, ``.npy``):
+            ``"z"`` (AMASS, the ``.npz`` default), ``"y"`` (3DPW, AIST++, Motion-X: the
+            ``.pkl``/``.npy`` default) or ``"-y"`` (a camera frame, OpenCV's y down). Other
+            formats find their up axis from the skeleton.
 
     Raises:
         MotionFormatError: unsupported, malformed or truncated file (names file and line).
@@ -39,6 +52,15 @@ def load_motion(
     suffix = path.suffix.lower()
     if fps is not None and not 0 < fps < float("inf"):
         raise ValueError(f"fps must be positive, got {fps}")
+    if up is not None and suffix not in SMPL_PARAMETER_SUFFIXES:
+        raise ValueError(
+            f"up= applies to SMPL-parameter files (.npz, .pkl, .npy), not {suffix or 'this'} "
+            "files: their up axis is found from the skeleton"
+        )
+    if person not in (None, 0) and suffix != ".pkl":
+        raise MotionFormatError(
+            f"person={person!r} asked for, but a {suffix or 'such'} file holds one person", path
+        )
     if suffix == ".amc":
         from advprior.data.asf_amc import find_asf, read_amc, read_asf
 
@@ -57,7 +79,15 @@ def load_motion(
     if suffix == ".npz":
         from advprior.data.amass import read_amass
 
-        return read_amass(path, fps=fps)
+        return read_amass(path, fps=fps, up=up)
+    if suffix == ".pkl":
+        from advprior.data.smplseq import read_smpl_pickle
+
+        return read_smpl_pickle(path, fps=fps, person=person, up=up)
+    if suffix == ".npy":
+        from advprior.data.smplseq import read_smpl_npy
+
+        return read_smpl_npy(path, fps=fps, up=up)
     if suffix in (".txt", ".json"):
         from advprior.data.deepmimic import is_deepmimic, read_deepmimic
 
@@ -68,6 +98,7 @@ def load_motion(
         raise MotionFormatError("an ASF holds only a skeleton; load its AMC motion files", path)
     raise MotionFormatError(
         f"unsupported motion format {suffix or '(no extension)'!r}; supported: "
-        ".amc (+.asf), .bvh, AMASS .npz, DeepMimic .txt/.json",
+        ".amc (+.asf), .bvh, AMASS .npz, DeepMimic .txt/.json, 3DPW/AIST++ .pkl, "
+        "Motion-X/SMPL .npy",
         path,
     )

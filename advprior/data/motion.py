@@ -75,10 +75,14 @@ class Motion:
         root_position: ``(T, 3)`` root joint position, metres, source world frame.
         fps: frames per second.
         path: the file it came from.
-        format: ``"asf/amc"``, ``"bvh"``, ``"amass"`` or ``"deepmimic"``.
+        format: ``"asf/amc"``, ``"bvh"``, ``"amass"``, ``"deepmimic"``, ``"3dpw"``,
+            ``"aist++"``, ``"motion-x"`` or ``"npy"``.
         local_translations: optional ``(T, J, 3)`` per-frame local offsets replacing
             ``skeleton.offsets`` (BVH joints with position channels), metres.
-        is_smpl: the skeleton *is* SMPL's (AMASS): :meth:`to_smpl` copies instead of retargeting.
+        is_smpl: the skeleton *is* SMPL's (AMASS, 3DPW, AIST++, npy): :meth:`to_smpl` copies
+            instead of retargeting.
+        meta: what the reader noted (SMPL-parameter files: ``people``, ``person``; 3DPW:
+            ``sequence``, ``gender``, ``campose_invalid_frames``).
     """
 
     skeleton: Skeleton
