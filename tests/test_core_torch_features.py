@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from advprior import rotations as rot
+from advprior.latent import check_latent
 from advprior.prior import PosePrior
 
 F64 = torch.float64
@@ -111,6 +112,10 @@ def test_interpolate_and_contains_run_under_vmap_and_on_meta(prior: PosePrior) -
     # outside the transforms the check still raises
     with pytest.raises(ValueError, match="NaN or Inf"):
         prior.interpolate(z[0], torch.full((32,), float("nan")), 3)
+    # only the transform's refusal skips the check: a sparse endpoint, whose isfinite torch
+    # lacks, is torch's NotImplementedError as before, not a NaN let through
+    with pytest.raises(NotImplementedError):
+        check_latent(torch.full((32,), float("nan")).to_sparse(), 32)
 
 
 @pytest.mark.parametrize("alias", ["gan-u", "vae", "gmm"])
