@@ -328,7 +328,9 @@ def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
     # the closed forms on guarded values, so the branch a select drops has finite gradients
     theta = torch.sqrt(torch.where(small, torch.ones_like(sq), sq))
     half_sin = torch.sin(0.5 * theta) / theta
-    series_a, series_b = _rodrigues_series(sq)
+    # the series on clamped values likewise: its polynomial overflows beyond ~20 rad in half
+    # (1e4 rad in float32), and a select's zero gradient times inf is NaN
+    series_a, series_b = _rodrigues_series(sq.clamp(max=_RODRIGUES_SERIES))
     a = torch.where(small, series_a, torch.sin(theta) / theta)
     b = torch.where(small, series_b, 2.0 * half_sin * half_sin)
     c = 1.0 - b * sq

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from advprior import rotations as rot
+from advprior.latent import check_latent
 from advprior.prior import PosePrior
 
 F64 = torch.float64
@@ -60,6 +61,22 @@ def test_axis_angle_to_rotmat_is_accurate_across_angles() -> None:
     assert rot.axis_angle_to_rotmat(torch.zeros(3)).shape == (3, 3)
 
 
+@pytest.mark.parametrize(("dtype", "angle"), [(torch.float16, 30.0), (torch.float32, 1e5)])
+def test_axis_angle_to_rotmat_gradients_finite_at_large_angles(
+    dtype: torch.dtype, angle: float
+) -> None:
+    # The small-angle series must not be evaluated at a large theta^2 either: its degree-6
+    # polynomial overflows there (half: (30^2)^5 / 4e7 > 65504; float32: (1e10)^5 / 4e7 >
+    # 3.4e38), and torch.where's zero gradient for the unselected branch times inf is NaN. roma's
+    # rotvec_to_rotmat, which this replaced, had finite gradients at any finite angle.
+    axis = torch.nn.functional.normalize(torch.tensor([[0.6, -0.8, 0.3], [0.0, 0.0, 1.0]]), dim=-1)
+    v = (angle * axis).to(dtype).requires_grad_(True)
+    (grad,) = torch.autograd.grad(rot.axis_angle_to_rotmat(v).float().sum(), v)
+    assert torch.isfinite(grad).all()
+    # |d R / d v| <= |d R / d theta| + |d R / d axis| / theta <= 2 + 2 per entry, summed over 9
+    assert grad.abs().max() <= 36.0
+
+
 def test_body_model_hessian_at_the_zero_pose_is_finite() -> None:
     from advprior.body import load_body_model
 
@@ -95,6 +112,10 @@ def test_interpolate_and_contains_run_under_vmap_and_on_meta(prior: PosePrior) -
     # outside the transforms the check still raises
     with pytest.raises(ValueError, match="NaN or Inf"):
         prior.interpolate(z[0], torch.full((32,), float("nan")), 3)
+    # only the transform's refusal skips the check: a sparse endpoint, whose isfinite torch
+    # lacks, is torch's NotImplementedError as before, not a NaN let through
+    with pytest.raises(NotImplementedError):
+        check_latent(torch.full((32,), float("nan")).to_sparse(), 32)
 
 
 @pytest.mark.parametrize("alias", ["gan-u", "vae", "gmm"])

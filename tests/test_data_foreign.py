@@ -879,6 +879,29 @@ def test_no_standing_frame_and_a_chosen_rest_that_is_not_one_are_refused(tmp_pat
         motion.with_rest_from_frame(3).to_smpl()
 
 
+def test_a_standing_frame_leaning_over_45_degrees_is_calibrated_on_not_refused(
+    tmp_path: Path,
+) -> None:
+    # The only standing frame bends forward 50 degrees at the pelvis with the thighs 15 degrees
+    # behind vertical: thighs, shins and spine within 60 degrees of the world's y, so it stands.
+    # Retargeting re-checked the calibrated rest with the spine snapped to an axis instead: the
+    # spine is nearer z than y, no axis is within 30 degrees, so the spine itself was "up" and
+    # the thighs 65 degrees from it failed ("the rest pose (frame 6) is not a standing pose", a
+    # frame the caller never chose). Tolerance as for the other star rests.
+    local, root = _smpl_clip(10, stand=6)
+    local[6, 0] = elem("x", 50)
+    for j in (1, 2):
+        local[6, j] = _untwisted(j, elem("x", -65))
+    for j in (3, 4, 5, 6, 9, 12):
+        local[6, j] = np.eye(3)
+    g, _ = _smpl_fk(local, root)
+    _write_rig(tmp_path / "bow.bvh", STAR_RIGS["lafan1_names"], g, root, star=1)
+    with pytest.warns(RetargetWarning, match="calibrated on frame 6"):
+        got = load_motion(tmp_path / "bow.bvh").to_smpl(fps=None)
+    want = Rotation.from_matrix(local[:, 1:22].reshape(-1, 3, 3)).as_rotvec().reshape(10, 63)
+    np.testing.assert_allclose(got.body_pose, want, atol=ATOL_RAD)
+
+
 def test_rest_from_a_frame_keeps_every_frame_posed_as_it_was(tmp_path: Path) -> None:
     # with_rest_from_frame re-expresses the motion, it does not change it: every frame's joints
     # (6-channel joints' moving offsets included) stay where the file puts them, and the chosen

@@ -152,15 +152,16 @@ _UP_AXES = np.array(
 )
 
 
-def _not_standing(rest_points: np.ndarray) -> str | None:
-    """Why the rest points ``(24, 3)`` (source world) are not a standing pose, or ``None``.
+def _not_standing(rest_points: np.ndarray, up: np.ndarray | None = None) -> str | None:
+    """Why the rest points ``(24, 3)`` (source world) are not a standing pose, or ``None``;
+    ``up`` as for :func:`source_frame`.
 
     The rest-pose offsets A_j and their twist references assume a T-, A- or arms-down pose;
     a rest that is not one (LAFAN1's flattened "star", every bone along its parent's +x) would
     get limb twists off by up to 180 degrees, so :func:`standing_rest` calibrates on a frame.
     """
     try:
-        frame = source_frame(rest_points)
+        frame = source_frame(rest_points, up)
     except ValueError as err:
         return str(err)
     rest = rest_points @ frame.T
@@ -226,7 +227,11 @@ def standing_rest(motion: Motion) -> Motion:
     if motion.is_smpl:
         return motion
     m = map_to_smpl(motion.skeleton, motion.path)
-    why = _not_standing(mapped_points(motion.skeleton.rest_positions(), m))
+    # a rest calibrated here is judged against the up axis it was chosen under, as retarget
+    # uses it: the spine snapped to an axis is another up for a frame leaning over 45 degrees
+    up = motion.meta.get("world_up")
+    rest = mapped_points(motion.skeleton.rest_positions(), m)
+    why = _not_standing(rest, None if up is None else np.asarray(up, dtype=float))
     if why is None:
         return motion
     if "rest_frame" in motion.meta:  # a rest already taken from a frame, by the caller
