@@ -372,3 +372,30 @@ def test_load_dataset_names_a_file_that_is_not_an_npz(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not a zip archive") as err:
             load_dataset(path)
         assert path.name in str(err.value) and "pickle" not in str(err.value)
+
+
+def test_content_sha256_keeps_name_boundaries() -> None:
+    """Names are content: moving a boundary between two names must change the digest."""
+    import dataclasses
+
+    import torch
+
+    from advprior.data.dataset import PoseData
+
+    base = PoseData(
+        body_pose=torch.zeros(2, 63),
+        global_orient=torch.zeros(2, 3),
+        transl=torch.zeros(2, 3),
+        sequence=torch.tensor([0, 1], dtype=torch.int32),
+        subject=torch.tensor([0, 0], dtype=torch.int32),
+        split=torch.tensor([0, 0], dtype=torch.int8),
+        sequence_names=["a", "b"],
+        subject_names=["s"],
+        split_names=["train", "val", "test"],
+        fps=30.0,
+    )
+    joined = dataclasses.replace(base, sequence_names=["a\nb", ""])
+    moved = dataclasses.replace(base, sequence_names=["a", "b", ""])
+    digests = {p.content_sha256() for p in (base, joined, moved)}
+    assert len(digests) == 3
+    assert dataclasses.replace(base, meta={"x": 1}).content_sha256() == base.content_sha256()

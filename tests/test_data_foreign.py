@@ -902,6 +902,31 @@ def test_a_standing_frame_leaning_over_45_degrees_is_calibrated_on_not_refused(
     np.testing.assert_allclose(got.body_pose, want, atol=ATOL_RAD)
 
 
+def test_frames_standing_under_two_axes_are_named_in_the_warning(tmp_path: Path) -> None:
+    # Frames 0-2 lie along +x with straight legs (the pelvis turned -90 degrees about z, every
+    # other joint at rest): under "up = +x" they stand, as frame 6 does under +y. The axis with
+    # more standing frames is taken, as before; the warning now names the other axis and both
+    # counts, since a clip that lies more than it stands is then read turned by 90 degrees.
+    local, root = _smpl_clip(10, stand=6)
+    for k in (0, 1, 2):
+        local[k] = np.eye(3)
+        local[k, 0] = elem("z", -90)
+    g, _ = _smpl_fk(local, root)
+    _write_rig(tmp_path / "lying.bvh", STAR_RIGS["lafan1_names"], g, root, star=1)
+    with pytest.warns(
+        RetargetWarning,
+        match=r"frames stand with up \+y too \(1 frames, against 3 with up \+x, the axis taken\)",
+    ):
+        load_motion(tmp_path / "lying.bvh").to_smpl(fps=None)
+    # one axis only: no such clause
+    local, root = _smpl_clip(10, stand=6)
+    g, _ = _smpl_fk(local, root)
+    _write_rig(tmp_path / "one.bvh", STAR_RIGS["lafan1_names"], g, root, star=1)
+    with pytest.warns(RetargetWarning) as caught:
+        load_motion(tmp_path / "one.bvh").to_smpl(fps=None)
+    assert not any("too (" in str(w.message) for w in caught)
+
+
 def test_rest_from_a_frame_keeps_every_frame_posed_as_it_was(tmp_path: Path) -> None:
     # with_rest_from_frame re-expresses the motion, it does not change it: every frame's joints
     # (6-channel joints' moving offsets included) stay where the file puts them, and the chosen

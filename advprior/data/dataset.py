@@ -125,9 +125,11 @@ class PoseData:
             digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
             digest.update(arr.tobytes())
         for name in ("sequence_names", "subject_names", "split_names"):
-            # names are hashed as text, not as numpy's fixed-width unicode (whose width is
-            # that of the longest name, a storage detail)
-            digest.update(f"{name}:".encode() + "\n".join(getattr(self, name)).encode())
+            # names are hashed as a JSON list of text, not as numpy's fixed-width unicode
+            # (whose width is that of the longest name, a storage detail); JSON keeps the
+            # boundaries, so ["a\nb"] and ["a", "b"] (or [] and [""]) differ
+            names = json.dumps(list(getattr(self, name)), ensure_ascii=False)
+            digest.update(f"{name}:{names}".encode())
         digest.update(f"fps:{float(np.float32(self.fps))!r}".encode())
         return digest.hexdigest()
 

@@ -176,8 +176,12 @@ def _not_standing(rest_points: np.ndarray, up: np.ndarray | None = None) -> str 
     return None
 
 
-def _standing_frame(motion: Motion, m: SMPLMapping) -> tuple[int, np.ndarray] | None:
-    """The frame to calibrate on and the world's up axis, or ``None`` if no frame stands.
+def _standing_frame(
+    motion: Motion, m: SMPLMapping
+) -> tuple[int, np.ndarray, tuple[np.ndarray, int, int] | None] | None:
+    """The frame to calibrate on, the world's up axis and the runner-up ``(axis, its standing
+    frames, the chosen axis's)`` (``None`` when no other axis has a standing frame), or
+    ``None`` if no frame stands.
 
     A frame stands when, with one coordinate axis as up, both thighs and shins point within 60
     degrees of down and the pelvis-to-neck line within 60 degrees of up, and its hips and
@@ -192,7 +196,7 @@ def _standing_frame(motion: Motion, m: SMPLMapping) -> tuple[int, np.ndarray] | 
     d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
     hips, shoulders = pts[:, 1] - pts[:, 2], pts[:, 16] - pts[:, 17]
     spine = np.linalg.norm(pts[:, 12] - pts[:, 0], axis=-1)
-    best = None
+    found = []  # (standing frames, straightest frame, axis) per axis with any
     for axis in _UP_AXES:
         cos = d @ axis  # (T, 5)
         flat_h = hips - (hips @ axis)[:, None] * axis
@@ -203,10 +207,15 @@ def _standing_frame(motion: Motion, m: SMPLMapping) -> tuple[int, np.ndarray] | 
             np.linalg.norm(flat_s, axis=-1) > 0.1 * spine
         )
         ok = np.all(cos >= _STANDING_COS, axis=1) & apart & (np.sum(flat_h * flat_s, -1) > 0)
-        if ok.any() and (best is None or ok.sum() > best[0]):
+        if ok.any():
             score = np.where(ok, cos.mean(axis=1), -np.inf)
-            best = (int(ok.sum()), int(np.argmax(score)), axis)
-    return None if best is None else (best[1], best[2])
+            found.append((int(ok.sum()), int(np.argmax(score)), axis))
+    if not found:
+        return None
+    # stable: of equal counts the first axis in _UP_AXES' order wins
+    found.sort(key=lambda f: -f[0])
+    n, t0, axis = found[0]
+    return t0, axis, ((found[1][2], found[1][0], n) if len(found) > 1 else None)
 
 
 def standing_rest(motion: Motion) -> Motion:
@@ -247,14 +256,29 @@ def standing_rest(motion: Motion) -> Motion:
             "up); retargeting needs a T-, A- or arms-down rest skeleton or a standing frame",
             motion.path,
         )
-    t0, up = found
+    t0, up, runner_up = found
     out = motion.with_rest_from_frame(t0)
     out.meta["world_up"] = [float(x) for x in up]
+
+    def named(axis: np.ndarray) -> str:
+        k = int(np.argmax(np.abs(axis)))
+        return ("-" if axis[k] < 0 else "+") + "xyz"[k]
+
+    # A body lying with straight legs "stands" with its head's direction as up: when frames
+    # stand under two axes, the one with more frames is taken, and the user is told, since a
+    # clip that lies along one axis for most of its length is then read turned by 90 degrees.
+    other = (
+        f"; frames stand with up {named(runner_up[0])} too ({runner_up[1]} frames, against "
+        f"{runner_up[2]} with up {named(up)}, the axis taken): if the body lies more than it "
+        "stands, check the result"
+        if runner_up is not None
+        else ""
+    )
     warnings.warn(
         RetargetWarning(
             f"{motion.path}: the rest pose is not a standing pose ({why}); calibrated on "
             f"frame {t0} (counted from 0, {t0 / motion.fps:.3f} s), whose pose is taken as the "
-            "rest: twists held in that frame count as none"
+            f"rest: twists held in that frame count as none{other}"
         ),
         stacklevel=3,
     )
