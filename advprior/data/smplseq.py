@@ -190,6 +190,14 @@ def _upright(motion: Motion, up: str) -> Motion:
     return motion
 
 
+def _check_up(up: str | None) -> str:
+    """``up`` checked; ``None`` is ``"y"`` (3DPW's, AIST++'s and Motion-X's worlds are y-up)."""
+    up = "y" if up is None else up
+    if up not in WORLD_TO_Y_UP:
+        raise ValueError(f"up must be one of {', '.join(map(repr, WORLD_TO_Y_UP))}, got {up!r}")
+    return up
+
+
 def read_smpl_pickle(
     path: str | Path,
     *,
@@ -211,9 +219,7 @@ def read_smpl_pickle(
     """
     path = Path(path)
     data = read_pickle(path)
-    up = "y" if up is None else up
-    if up not in WORLD_TO_Y_UP:
-        raise ValueError(f"up must be one of {', '.join(map(repr, WORLD_TO_Y_UP))}, got {up!r}")
+    up = _check_up(up)
     if "smpl_poses" in data:
         return _aist(data, path, fps=fps, person=person, up=up)
     if "poses" in data:
@@ -389,9 +395,7 @@ def read_smpl_npy(
         MotionFormatError: another shape, object or damaged array, no ``fps`` (names the file).
     """
     path = Path(path)
-    up = "y" if up is None else up
-    if up not in WORLD_TO_Y_UP:
-        raise ValueError(f"up must be one of {', '.join(map(repr, WORLD_TO_Y_UP))}, got {up!r}")
+    up = _check_up(up)
     _check_person(person, 1, path)
     _npy_header(path)
     try:
