@@ -406,3 +406,28 @@ def test_build_a_folder_of_smpl_sequences(tmp_path: Path) -> None:
     assert "not a motion" in skipped[str(aist / "SMPL_NEUTRAL.pkl")]
     assert "not SMPL-family poses" in skipped[str(mx / "joints.npy")]
     assert json.dumps(meta)  # plain JSON
+
+
+def test_build_keeps_the_other_person_when_one_person_of_a_file_fails(tmp_path: Path) -> None:
+    # person 0 of x.pkl has a NaN, person 1 of y.pkl a wrong width: each bad person is skipped
+    # by its own name, and the good person of the same file is imported (it used to vanish
+    # with no trace when person 0 failed: the file was reported as one bad file)
+    from advprior.cli import main
+
+    folder = tmp_path / "3DPW" / "sequenceFiles" / "test"
+    folder.mkdir(parents=True)
+    bad0 = _threedpw(30)
+    bad0["poses"][0][5, 7] = np.nan
+    (folder / "x.pkl").write_bytes(py2_pickle(bad0))
+    bad1 = _threedpw(30)
+    bad1["poses"][1] = bad1["poses"][1][:, :70]
+    (folder / "y.pkl").write_bytes(py2_pickle(bad1))
+    out = tmp_path / "d.npz"
+    assert main(["data", "build", str(tmp_path / "3DPW"), "--out", str(out)]) == 0
+    ds = load_dataset(out)
+    assert ds.sequence_names == ["sequenceFiles/test/x.pkl#1", "sequenceFiles/test/y.pkl#0"]
+    skipped = dict(ds.meta["skipped"])
+    assert set(skipped) == {f"{folder / 'x.pkl'}#0", f"{folder / 'y.pkl'}#1"}
+    assert "non-finite value nan in 'poses[0]'" in skipped[f"{folder / 'x.pkl'}#0"]
+    rows = (ds.sequence == 0).numpy()
+    np.testing.assert_allclose(ds.body_pose[rows].numpy(), bad0["poses"][1][:, 3:66], atol=1e-6)

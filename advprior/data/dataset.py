@@ -455,6 +455,17 @@ def build_dataset(
         if log is not None:
             log(f"skipped {path}: {reason}")
 
+    def failed(file: Path, person: int | None, people: int, reason: str) -> int:
+        """Skip ``person`` of ``file`` (by its ``#k`` name in a file of several people); returns
+        the number of people, so that the file's other people are still read."""
+        if person is None and people == 1:  # failed before the file said how many there are
+            from advprior.data.smplseq import people_in
+
+            people = people_in(file)
+        several = person is not None or people > 1
+        skip(Path(f"{file}#{person or 0}") if several else file, reason)
+        return people
+
     def import_one(file: Path, rel: Path, source: str, person: int | None) -> int:
         """Import ``person`` of ``file`` into ``seqs``; returns how many people it holds."""
         label, people = file, 1
@@ -489,16 +500,16 @@ def build_dataset(
         except (MotionFormatError, ValueError, OSError) as err:
             if on_error == "abort":
                 raise
-            skip(label, f"{type(err).__name__}: {err}")
-            return people
+            return failed(file, person, people, f"{type(err).__name__}: {err}")
         except Exception as err:
             # a file no reader check anticipated (a TypeError from an odd array, an
             # AttributeError from a JSON dict where a list belongs): in "skip" mode one odd
             # file must not cost the whole build (it is reported with the error's type)
             if on_error == "abort":
                 raise
-            skip(label, f"unexpected {type(err).__name__} while reading: {err}")
-            return people
+            return failed(
+                file, person, people, f"unexpected {type(err).__name__} while reading: {err}"
+            )
         name = rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}"
         if people > 1:
             name += f"#{person or 0}"

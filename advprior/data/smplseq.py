@@ -96,6 +96,21 @@ def read_pickle(path: str | Path) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
+def people_in(path: str | Path) -> int:
+    """How many people a 3DPW-style pickle lists (``len(poses)``); 1 for any other file, or one
+    that cannot be read. Asked only after reading a person failed, so that the file's other
+    people are still imported (and a failure is reported per person)."""
+    path = Path(path)
+    if path.suffix.lower() != ".pkl":
+        return 1
+    try:
+        data = read_pickle(path)
+    except (MotionFormatError, OSError):
+        return 1
+    poses = data.get("poses") if "smpl_poses" not in data else None
+    return len(poses) if isinstance(poses, (list, tuple)) and poses else 1
+
+
 def pickle_strings(path: str | Path, limit: int = 64) -> set[str] | None:
     """The short strings (up to ``limit`` characters) a pickle holds, found by walking its
     opcodes (``pickletools``: nothing is built or run); None when it is not a readable pickle.
