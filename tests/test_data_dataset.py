@@ -399,3 +399,53 @@ def test_content_sha256_keeps_name_boundaries() -> None:
     digests = {p.content_sha256() for p in (base, joined, moved)}
     assert len(digests) == 3
     assert dataclasses.replace(base, meta={"x": 1}).content_sha256() == base.content_sha256()
+
+
+def test_split_from_an_older_file_keeps_sequences_whose_subject_was_rekeyed(
+    tmp_path: Path,
+) -> None:
+    # AIST++-named files used to be keyed by their folder (`dance:aist`, one subject); they are
+    # keyed by dancer (`aist:d01`...) since AIST++ support. Rebuilt with --split-from the older
+    # file, each dancer must keep the split its sequences had there, not be split afresh (which
+    # put held-out poses into training).
+    src = tmp_path / "mocap" / "dance" / "aist"
+    src.mkdir(parents=True)
+    for d in range(1, 6):
+        local, pelvis = random_pose(40, seed=d)
+        write_bvh(src / f"gBR_sBM_cAll_d{d:02d}_mBR0_ch01.bvh", "motionbuilder", local, pelvis)
+    local, pelvis = random_pose(20, seed=7)  # dancer 01 again, 10 frames at 30 fps
+    write_bvh(src / "gBR_sBM_cAll_d01_mBR1_ch02.bvh", "motionbuilder", local, pelvis)
+    local, pelvis = random_pose(400, seed=9)
+    (tmp_path / "mocap" / "lab" / "bob").mkdir(parents=True)
+    write_bvh(tmp_path / "mocap" / "lab" / "bob" / "walk.bvh", "motionbuilder", local, pelvis)
+    new = tmp_path / "new.npz"
+    build_dataset(tmp_path / "mocap", new)
+    # the same file as an older advprior wrote it: the dancers' folder one subject, in test
+    with np.load(new) as f:
+        arrays = {k: f[k] for k in f.files}
+    dancers = [k for k, s in enumerate(arrays["subject_names"]) if s.startswith("aist:")]
+    old_rows = np.isin(arrays["subject"], dancers)
+    names = ["dance:aist", "lab:bob"]
+    arrays["subject"] = np.where(old_rows, 0, 1).astype(np.int32)
+    arrays["subject_names"] = np.array(names)
+    arrays["split"] = np.where(old_rows, 2, 0).astype(np.int8)
+    # ... but dancer 01's second take in train (another folder then, say): her 20 test frames
+    # outweigh its 10 and keep her in test, with a note
+    second = list(arrays["sequence_names"]).index("dance/aist/gBR_sBM_cAll_d01_mBR1_ch02.bvh")
+    arrays["split"][arrays["sequence"] == second] = 0
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    lines: list[str] = []
+    report = build_dataset(
+        tmp_path / "mocap", tmp_path / "again.npz", split_from=old, log=lines.append
+    )
+    assert {s: sp for s, sp in report.subjects.items() if s.startswith("aist:")} == {
+        f"aist:d{d:02d}": "test" for d in range(1, 6)
+    }
+    assert report.subjects["lab:bob"] == "train"
+    assert lines == [
+        f"note: {old}: subject aist:d01: its sequences were on several sides of the previous "
+        "split (frames: train 10, test 20); all of it goes to test"
+    ]
+    again = load_dataset(tmp_path / "again.npz")
+    np.testing.assert_array_equal(again.split.numpy(), np.where(old_rows, 2, 0))

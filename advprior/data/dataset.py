@@ -12,7 +12,8 @@ enough subjects reaches the validation and test splits, not only the groups of m
 subjects. Within a group, subjects are visited in the order of ``sha256(seed:subject)`` and each
 goes to the split furthest below its target share of the group's frames; ties go to the split
 furthest below its target over all groups. Passing the previous file as ``split_from`` keeps
-every known subject in its old split.
+every known subject in its old split, and a subject it does not name (a key that changed) the split
+of its sequences there, found by name.
 """
 
 from __future__ import annotations
@@ -432,7 +433,8 @@ def build_dataset(
         paths = [paths]
     out = check_writable(out)  # before hours of importing, not after
     _check_fractions(tuple(split))  # likewise the split and the file it is taken from
-    fixed = None
+    fixed: dict[str, int] | None = None
+    old_sequences: dict[str, int] = {}
     if split_from is not None:
         prev = load_dataset(split_from)  # checked like any dataset file (zip bombs included)
         fixed = {}
@@ -440,6 +442,12 @@ def build_dataset(
             rows = np.flatnonzero(prev.subject.numpy() == k)
             if len(rows):
                 fixed[name] = int(prev.split[rows[0]])
+        # a subject keyed otherwise since (AIST++ files by dancer, once by folder) is found
+        # again by its sequences' names
+        for k, name in enumerate(prev.sequence_names):
+            rows = np.flatnonzero(prev.sequence.numpy() == k)
+            if len(rows):
+                old_sequences[name] = int(prev.split[rows[0]])
     skipped: list[tuple[str, str]] = []
     seqs = []
 
@@ -537,6 +545,10 @@ def build_dataset(
     frames = {s: 0 for s in subject_names}
     for _, s, _, m in seqs:
         frames[s] += m.num_frames
+    if fixed is not None:
+        _fix_by_sequence(
+            seqs, fixed, old_sequences, lambda m: note(Path(split_from), f"{split_from}: {m}")
+        )
     assignment = assign_splits(frames, split, seed=split_seed, fixed=fixed, stratify=stratify)
     # The same capture filed twice under two names (a renamed copy, another folder) is two
     # subjects, which the split may put on both sides: exact copies of the poses are noted.
@@ -603,6 +615,28 @@ def build_dataset(
         skipped=skipped,
         notes=notes,
     )
+
+
+def _fix_by_sequence(
+    seqs: list, fixed: dict[str, int], old_sequences: Mapping[str, int], note: Callable
+) -> None:
+    """Give each subject unknown to the previous file the split its sequences had there (by
+    name), so that a subject whose key changed keeps its side; where its sequences were on
+    several sides, the side of most of its frames, with a note."""
+    held: dict[str, np.ndarray] = {}
+    for name, subject, _, m in seqs:
+        if subject not in fixed and name in old_sequences:
+            held.setdefault(subject, np.zeros(3, dtype=np.int64))[old_sequences[name]] += (
+                m.num_frames
+            )
+    for subject, frames in sorted(held.items()):
+        fixed[subject] = 2 - int(np.argmax(frames[::-1]))  # a tie: the held-out side
+        if np.count_nonzero(frames) > 1:
+            sides = ", ".join(f"{SPLIT_NAMES[k]} {int(n)}" for k, n in enumerate(frames) if n)
+            note(
+                f"subject {subject}: its sequences were on several sides of the previous "
+                f"split (frames: {sides}); all of it goes to {SPLIT_NAMES[fixed[subject]]}"
+            )
 
 
 def _is_real(arr: np.ndarray) -> bool:
