@@ -402,7 +402,7 @@ def test_content_sha256_keeps_name_boundaries() -> None:
 
 
 def test_split_from_an_older_file_keeps_sequences_whose_subject_was_rekeyed(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     # AIST++-named files used to be keyed by their folder (`dance:aist`, one subject); they are
     # keyed by dancer (`aist:d01`...) since AIST++ support. Rebuilt with --split-from the older
@@ -435,17 +435,22 @@ def test_split_from_an_older_file_keeps_sequences_whose_subject_was_rekeyed(
     arrays["split"][arrays["sequence"] == second] = 0
     old = tmp_path / "old.npz"
     np.savez(old, **arrays)
-    lines: list[str] = []
-    report = build_dataset(
-        tmp_path / "mocap", tmp_path / "again.npz", split_from=old, log=lines.append
-    )
-    assert {s: sp for s, sp in report.subjects.items() if s.startswith("aist:")} == {
+    from advprior.cli import main
+
+    capsys.readouterr()
+    args = [str(tmp_path / "mocap"), "--out", str(tmp_path / "again.npz"), "--split-from", str(old)]
+    assert main(["data", "build", *args]) == 0
+    printed = capsys.readouterr()
+    again = load_dataset(tmp_path / "again.npz")
+    subjects = again.meta["subject_split"]
+    assert {s: sp for s, sp in subjects.items() if s.startswith("aist:")} == {
         f"aist:d{d:02d}": "test" for d in range(1, 6)
     }
-    assert report.subjects["lab:bob"] == "train"
-    assert lines == [
+    assert subjects["lab:bob"] == "train"
+    assert printed.err.splitlines()[:1] == [
         f"note: {old}: subject aist:d01: its sequences were on several sides of the previous "
         "split (frames: train 10, test 20); all of it goes to test"
     ]
-    again = load_dataset(tmp_path / "again.npz")
+    # the answer counts notes, and no file was imported with one
+    assert ", 1 note; content sha256 " in printed.out and "imported with" not in printed.out
     np.testing.assert_array_equal(again.split.numpy(), np.where(old_rows, 2, 0))

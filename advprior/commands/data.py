@@ -102,7 +102,13 @@ def _build(args: argparse.Namespace) -> int:
         f"wrote {report.out}: {report.frames} frames ({splits}), {report.sequences} sequences, "
         f"{len(report.subjects)} subjects, {len(report.per_source)} sources, "
         f"{len(report.skipped)} files skipped"
-        + (f", {len(report.notes)} imported with notes" if report.notes else "")
+        # notes are of files imported with an approximation and of the split (copies under
+        # two subjects, a subject on several sides of --split-from's file): counted as notes
+        + (
+            f", {len(report.notes)} note{'s' if len(report.notes) != 1 else ''}"
+            if report.notes
+            else ""
+        )
         + f"; content sha256 {content[:16]}"
     )
     return 0
