@@ -4,6 +4,7 @@ the provenance metadata inside the file."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -27,9 +28,33 @@ OUTPUT_KINDS = ("axis_angle", "rotmat", "rot6d", "quat")
 ATOL = 1e-5
 
 
+def assert_as_accurate(out: torch.Tensor, ref: torch.Tensor, exact: torch.Tensor, what) -> None:
+    """``out`` (a runtime's float32 decode) is as accurate as PyTorch's float32 ``ref``: per row,
+    its distance to the float64 decode ``exact`` is at most ATOL plus twice ``ref``'s own.
+
+    Comparing the two float32 results directly at ATOL holds for well-conditioned rows only:
+    where the generator's raw 6D columns are short or nearly parallel, Gram-Schmidt amplifies
+    the last-bit differences of the 512-term sums (seen: 1.3e-5 between onnxruntime 1.32 and
+    PyTorch on 2 of 4,096 latents), and PyTorch's own float32 result is then just as far from
+    the exact one (1.35e-5). That row's conditioning, measured as PyTorch's error, is the
+    tolerance it earns."""
+    if exact.shape[0] == 0:
+        return
+    own = (ref.double() - exact).abs().flatten(1).amax(1)
+    err = (out.double() - exact).abs().flatten(1).amax(1)
+    worst = int((err - 2 * own).argmax())
+    assert bool((err <= ATOL + 2 * own).all()), (what, worst, float(err[worst]), float(own[worst]))
+
+
 @pytest.fixture(scope="module")
 def gan():
     return load_pretrained("gan-s")
+
+
+@pytest.fixture(scope="module")
+def gan64(gan):
+    """The same weights in float64: the exact decode the float32 runtimes are measured against."""
+    return copy.deepcopy(gan).double()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +90,7 @@ def _onnx_session(path: Path):
 
 
 @pytest.mark.parametrize("kind", OUTPUT_KINDS)
-def test_onnx_matches_pytorch(gan, latents, exported, kind: str) -> None:
+def test_onnx_matches_pytorch(gan, gan64, latents, exported, kind: str) -> None:
     pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
     session = _onnx_session(exported("onnx", kind))
     assert session.get_inputs()[0].name == "z"
@@ -74,7 +99,8 @@ def test_onnx_matches_pytorch(gan, latents, exported, kind: str) -> None:
         (out,) = session.run(None, {"z": z.numpy()})
         ref = gan.decode(z, output=kind, project=False)
         assert out.shape == tuple(ref.shape)
-        assert torch.allclose(torch.from_numpy(out), ref, rtol=0, atol=ATOL), (kind, batch)
+        exact = gan64.decode(z.double(), output=kind, project=False)
+        assert_as_accurate(torch.from_numpy(out), ref, exact, (kind, batch))
 
 
 @pytest.mark.parametrize("kind", OUTPUT_KINDS)
