@@ -617,7 +617,7 @@ def test_empty_batches_and_plain_smplx_models_as_body_model(
 
     with pytest.raises(TypeError, match="load_body_model"):
         fit_keypoints(
-            torch.zeros(1, 24, 2),
+            500.0 + 10.0 * torch.arange(48.0).view(1, 24, 2),  # keypoints on one pixel: refused
             torch.ones(1, 24),
             PinholeCamera(1000.0, (500.0, 500.0)),
             prior=None,

@@ -115,7 +115,9 @@ def test_keypoint_files_as_detectors_and_tools_write_them(tmp_path, keypoints, c
     from advprior.commands.fit import read_keypoints
 
     cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "2"]
-    op = np.concatenate([np.full((25, 2), 450.0), np.ones((25, 1))], 1).reshape(-1)
+    # spread out: keypoints all on one pixel are refused (normalised coordinates, or no person)
+    xy = 450.0 + np.arange(25.0)[:, None] * np.array([2.0, 12.0])
+    op = np.concatenate([xy, np.ones((25, 1))], 1).reshape(-1)
     frames = []
     for i, people in enumerate([[op], [], [op]]):  # OpenPose writes "people": [] for nobody
         path = tmp_path / f"clip_{i:012d}_keypoints.json"

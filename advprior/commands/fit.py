@@ -37,7 +37,8 @@ orientation and translation), as are frames without the chosen person (OpenPose'
 
 The person is chosen with --person (default: the first; in detector files the best scored).
 The camera comes from --camera ("fx,fy,cx,cy", "f,cx,cy" or a JSON file with
-focal/center/rotation) or else from the keypoints file. FIT.npz holds the FitResult arrays
+focal/center/rotation, or K/rotation) or else from the keypoints files (files carrying
+different cameras are an error: fit them separately). FIT.npz holds the FitResult arrays
 (body_pose (B,63), global_orient, transl, betas, latent if any, loss, joints (B,24,3),
 projected, iterations) and ``info`` (JSON).
 """
@@ -323,12 +324,25 @@ def run(args: argparse.Namespace) -> int:
     if args.camera is not None:
         camera = parse_camera(args.camera)
     else:
-        cams = [f["camera"] for f in frames if f["camera"] is not None]
+        cams = [
+            (path, PinholeCamera.from_dict(f["camera"]))
+            for path, f in zip(args.keypoints, frames, strict=True)
+            if f["camera"] is not None
+        ]
         if not cams:
             raise ValueError(
                 "no camera: pass --camera fx,fy,cx,cy (or put 'camera' in the keypoints file)"
             )
-        camera = PinholeCamera.from_dict(cams[0])
+        camera = cams[0][1]
+        # one camera serves the whole batch: a file seen by another camera would be fitted at
+        # the wrong depth and place while still reprojecting well
+        for path, other in cams[1:]:
+            if other.to_dict() != camera.to_dict():
+                raise ValueError(
+                    f"the keypoint files carry different cameras ({cams[0][0]}: "
+                    f"{camera.to_dict()}, {path}: {other.to_dict()}); fit them separately, "
+                    "or pass --camera to use one for all"
+                )
     widths = {f["keypoints"].shape[1] for f in frames}
     if len(widths) > 1:
         raise ValueError(f"the keypoint files have different keypoint counts {sorted(widths)}")

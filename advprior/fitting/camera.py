@@ -15,19 +15,35 @@ MIN_DEPTH = 1e-2
 
 
 def _pair(value: object, name: str) -> tuple[float, float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        pair = (float(value), float(value))
-    else:
-        try:
-            items = [float(v) for v in np.asarray(value, dtype=float).reshape(-1)]
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a number or a pair (x, y) of numbers") from exc
-        if len(items) != 2:
-            raise ValueError(f"{name} must be a number or a pair (x, y), got {len(items)} values")
-        pair = (items[0], items[1])
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{name} must be a number or a pair (x, y) of numbers, got {value!r}")
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        items = [float(v) for v in np.asarray(value, dtype=float).reshape(-1)]
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number or a pair (x, y) of numbers") from exc
+    # one number of any kind (np.float32(f), a 0-d tensor, [f]) is both axes: K[0, 0] of a
+    # float32 K is not a Python float
+    if len(items) == 1:
+        items = items * 2
+    if len(items) != 2:
+        hint = (
+            "; for a 3x3 intrinsic matrix K use PinholeCamera.from_matrix(K)"
+            if len(items) == 9
+            else ""
+        )
+        raise ValueError(f"{name} must be a number or a pair (x, y), got {len(items)} values{hint}")
+    pair = (items[0], items[1])
     if not all(math.isfinite(v) for v in pair):
         raise ValueError(f"{name} must be finite, got {pair}")
     return pair
+
+
+#: Largest |skew| (K[0, 1]) accepted by :meth:`PinholeCamera.from_matrix`, relative to fx:
+#: calibrations (OpenCV, COLMAP's pinhole models) write exactly 0; a real skew cannot be
+#: represented by (focal, center), so it is refused rather than dropped.
+MAX_SKEW = 1e-6
 
 
 class PinholeCamera:
@@ -76,13 +92,47 @@ class PinholeCamera:
 
     @classmethod
     def from_dict(cls, data: dict) -> PinholeCamera:
-        """From ``{"focal": [fx, fy], "center": [cx, cy], "rotation": [[...]] (optional)}``."""
+        """From ``{"focal": [fx, fy], "center": [cx, cy], "rotation": [[...]] (optional)}``,
+        or ``{"K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], "rotation": ...}``
+        (:meth:`from_matrix`)."""
+        if isinstance(data, dict) and "K" in data and "focal" not in data:
+            return cls.from_matrix(data["K"], data.get("rotation"))
         if not isinstance(data, dict) or "focal" not in data or "center" not in data:
             raise ValueError(
-                'a camera needs "focal" and "center" keys, e.g. '
-                '{"focal": [1000, 1000], "center": [512, 512]}'
+                'a camera needs "focal" and "center" keys (or "K", a 3x3 intrinsic matrix), '
+                'e.g. {"focal": [1000, 1000], "center": [512, 512]}'
             )
         return cls(data["focal"], data["center"], data.get("rotation"))
+
+    @classmethod
+    def from_matrix(cls, matrix: object, rotation: object | None = None) -> PinholeCamera:
+        """From an intrinsic matrix ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` (pixels;
+        numpy, torch or nested lists) and an optional world-to-camera ``rotation``.
+
+        Raises ``ValueError`` for another shape, NaN/Inf, a last row other than ``[0, 0, 1]``,
+        ``K[1, 0] != 0`` or a skew ``K[0, 1]`` (a pinhole without skew cannot represent it).
+        """
+        if isinstance(matrix, Tensor):
+            matrix = matrix.detach().cpu().numpy()
+        try:
+            k = np.asarray(matrix, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError("the intrinsic matrix must be a (3, 3) array of numbers") from exc
+        if k.shape != (3, 3):
+            raise ValueError(f"the intrinsic matrix K must have shape (3, 3), got {k.shape}")
+        if not np.isfinite(k).all():
+            raise ValueError("the intrinsic matrix K contains NaN or Inf")
+        if not np.array_equal(k[2], [0.0, 0.0, 1.0]) or k[1, 0] != 0.0:
+            raise ValueError(
+                "the intrinsic matrix K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with last "
+                f"row [0, 0, 1], got {k.tolist()}"
+            )
+        if abs(k[0, 1]) > MAX_SKEW * abs(k[0, 0]):
+            raise ValueError(
+                f"the intrinsic matrix K has skew K[0, 1] = {k[0, 1]:g}; PinholeCamera has no "
+                "skew (undistort/rectify the keypoints to a skew-free camera first)"
+            )
+        return cls((k[0, 0], k[1, 1]), (k[0, 2], k[1, 2]), rotation)
 
     def to_dict(self) -> dict:
         """JSON-ready ``{"focal", "center", "rotation"}``."""

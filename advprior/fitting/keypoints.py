@@ -182,6 +182,33 @@ COCO17 = KeypointFormat(
 KEYPOINT_FORMATS: dict[str, KeypointFormat] = {f.name: f for f in (SMPL24, OPENPOSE25, COCO17)}
 
 
+#: Other layouts' keypoint counts -> what to do with them, for the shape error.
+_COCO_FIRST = "pass keypoints[:, :17] with keypoint_format='coco17' (its first 17 are COCO's)"
+_OTHER_LAYOUTS = {
+    133: f"COCO-WholeBody's 133 keypoints? {_COCO_FIRST}",
+    26: f"Halpe-26 (AlphaPose)? {_COCO_FIRST}",
+    136: f"Halpe-136 (AlphaPose)? {_COCO_FIRST}",
+    23: f"COCO-WholeBody's body and feet (23)? {_COCO_FIRST}",
+    18: (
+        "OpenPose's COCO-18 model (BODY_COCO) is not BODY_25: reorder it to coco17 with "
+        "keypoints[:, [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10]] "
+        "and keypoint_format='coco17'"
+    ),
+}
+
+
+def count_hint(count: int, fmt: KeypointFormat) -> str:
+    """A hint (``""`` if none) for keypoints with ``count`` points where ``fmt`` needs another
+    number: the format that has ``count`` keypoints, or how to convert a known other layout."""
+    count = int(count)
+    for other in KEYPOINT_FORMATS.values():
+        if other.num_keypoints == count and other.name != fmt.name:
+            return f"; {count} keypoints: keypoint_format={other.name!r}?"
+    if count in _OTHER_LAYOUTS and count != fmt.num_keypoints:
+        return f"; {_OTHER_LAYOUTS[count]}"
+    return ""
+
+
 def get_format(name: str | KeypointFormat) -> KeypointFormat:
     """The :class:`KeypointFormat` called ``name`` (``ValueError`` listing the known ones)."""
     if isinstance(name, KeypointFormat):

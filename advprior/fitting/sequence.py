@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from advprior.fitting.camera import PinholeCamera
-from advprior.fitting.keypoints import KeypointFormat, get_format
+from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen, resolve_prior
 from advprior.fitting.result import FitResult
 from advprior.fitting.smplify import (
@@ -48,6 +48,7 @@ from advprior.fitting.smplify import (
     _Body,
     _concat,
     _prior_term,
+    check_pixel_camera,
     fit_keypoints,
     geman_mcclure,
     prepare_keypoints,
@@ -313,10 +314,7 @@ def fit_sequence(
     """
     start = time.perf_counter()
     fmt = get_format(keypoint_format)
-    if not isinstance(camera, PinholeCamera):
-        raise TypeError(
-            f"camera must be an advprior.fitting.PinholeCamera, got {type(camera).__name__}"
-        )
+    check_pixel_camera(camera)
     kp_in = _as_tensor(keypoints, "keypoints")
     if kp_in.ndim not in (3, 4):
         raise ValueError(
@@ -333,7 +331,7 @@ def fit_sequence(
         raise ValueError(
             f"keypoints must have shape (..., {fmt.num_keypoints}, 2) for keypoint_format "
             f"{fmt.name!r} (or (..., {fmt.num_keypoints}, 3) with confidence), got "
-            f"{tuple(kp_in.shape)}"
+            f"{tuple(kp_in.shape)}{count_hint(kp_in.shape[-2], fmt)}"
         )
     conf_in = confidence
     if confidence is not None:

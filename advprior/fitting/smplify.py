@@ -33,6 +33,7 @@ from advprior.fitting.camera import PinholeCamera
 from advprior.fitting.keypoints import (
     SURFACE_POINTS,
     KeypointFormat,
+    count_hint,
     get_format,
     model_joint_indices,
 )
@@ -76,13 +77,40 @@ def _as_tensor(x: object, name: str) -> Tensor:
         raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
     if x.dtype == torch.bool or x.is_complex():
         raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    return x
+    # keypoints from a network may carry autograd; the fit is not differentiable in them
+    return x.detach()
 
 
 #: Largest accepted keypoint coordinate (pixels). The robust reprojection loss squares
 #: residuals and multiplies by sigma^2; beyond ~1e17 px float32 overflows (the fit returns NaN),
 #: and no camera image is anywhere near this size, so a far smaller bound loses nothing.
 MAX_KEYPOINT_PX = 1e9
+#: Smallest accepted extent (pixels, the larger side of the bounding box) of a frame's visible
+#: keypoints. Keypoints in normalised coordinates ([0, 1], [-1, 1]) span at most 2 units; no
+#: detector finds a person 2 px tall, and a fit of one would be meaningless anyway.
+MIN_KEYPOINT_SPAN_PX = 2.0
+#: Smallest accepted focal length (pixels). The fit's weights (``sigma``, the stage weights,
+#: the pose density's) are relative to squared pixels: in normalised units (focal ~1) the
+#: prior outweighs the keypoints by ~1e5 and the fit ignores them. A 20 px wide image at a
+#: 90 degree field of view still has a 10 px focal length.
+MIN_FOCAL_PX = 10.0
+
+
+def check_pixel_camera(camera: object) -> PinholeCamera:
+    """``camera`` if it is a :class:`PinholeCamera` in pixels: ``TypeError`` for another type,
+    ``ValueError`` for a focal length below :data:`MIN_FOCAL_PX` (normalised coordinates)."""
+    if not isinstance(camera, PinholeCamera):
+        raise TypeError(
+            f"camera must be an advprior.fitting.PinholeCamera, got {type(camera).__name__}"
+        )
+    if min(camera.focal) < MIN_FOCAL_PX:
+        raise ValueError(
+            f"camera focal length {camera.focal} is below {MIN_FOCAL_PX:g}: the fit works in "
+            "pixels (sigma and the prior weights are relative to squared pixels); for "
+            "normalised coordinates multiply the keypoints, focal length and centre by the "
+            "image size in pixels"
+        )
+    return camera
 
 
 def prepare_keypoints(
@@ -101,9 +129,10 @@ def prepare_keypoints(
     kp = kp.to(dtype)
     j = fmt.num_keypoints
     if kp.ndim != 3 or kp.shape[1] != j or kp.shape[2] not in (2, 3):
+        hint = count_hint(kp.shape[1], fmt) if kp.ndim == 3 else ""
         raise ValueError(
             f"keypoints must have shape (B, {j}, 2) for keypoint_format "
-            f"{fmt.name!r} (or (B, {j}, 3) with confidence), got {tuple(kp.shape)}"
+            f"{fmt.name!r} (or (B, {j}, 3) with confidence), got {tuple(kp.shape)}{hint}"
         )
     if confidence is None:
         if kp.shape[2] == 3:
@@ -136,15 +165,30 @@ def prepare_keypoints(
     missing = torch.isnan(kp).any(-1)
     conf = torch.where(missing, torch.zeros_like(conf), conf)
     kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
-    seen = (conf > 0).sum(-1)
+    visible = conf > 0
+    seen = visible.sum(-1)
     bad = torch.nonzero(seen < min_keypoints).flatten().tolist()
     if bad:
-        shown = ", ".join(str(b) for b in bad[:10]) + (" ..." if len(bad) > 10 else "")
         raise ValueError(
-            f"frames [{shown}] have fewer than 2 keypoints with confidence > 0 "
+            f"frames [{_frame_list(bad)}] have fewer than 2 keypoints with confidence > 0 "
             "(all-zero confidence or NaN keypoints); nothing to fit there: drop them"
         )
+    inf = torch.tensor(float("inf"), dtype=kp.dtype, device=kp.device)
+    low = torch.where(visible[..., None], kp, inf).amin(1)
+    high = torch.where(visible[..., None], kp, -inf).amax(1)
+    span = (high - low).amax(-1)  # (B,), -inf without visible keypoints
+    tiny = torch.nonzero((seen >= 2) & (span < MIN_KEYPOINT_SPAN_PX)).flatten().tolist()
+    if tiny:
+        raise ValueError(
+            f"frames [{_frame_list(tiny)}]: their visible keypoints span less than "
+            f"{MIN_KEYPOINT_SPAN_PX:g} px; keypoints must be pixel coordinates (normalised "
+            "[0, 1] or [-1, 1] ones? multiply them by the image size; else drop the frames)"
+        )
     return kp, conf
+
+
+def _frame_list(frames: list[int]) -> str:
+    return ", ".join(str(b) for b in frames[:10]) + (" ..." if len(frames) > 10 else "")
 
 
 class _Body:
@@ -396,10 +440,7 @@ def fit_keypoints(
         ``latent`` or None, ``loss (B,)``, ``joints (B, 24, 3)``, ...).
     """
     fmt = get_format(keypoint_format)
-    if not isinstance(camera, PinholeCamera):
-        raise TypeError(
-            f"camera must be an advprior.fitting.PinholeCamera, got {type(camera).__name__}"
-        )
+    check_pixel_camera(camera)
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     if optimizer not in OPTIMIZERS:
@@ -582,6 +623,7 @@ def final_objective(
     with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
     orientation, translation, betas, the prior's free numbers)``."""
     fmt = get_format(keypoint_format)
+    check_pixel_camera(camera)
     kp, conf = prepare_keypoints(keypoints, confidence, fmt)
     model, _ = resolve_prior(prior)
     if body_model is None:
