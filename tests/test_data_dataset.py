@@ -197,6 +197,13 @@ def test_subject_ids_are_global_across_sources() -> None:
     # AMASS names one CMU person's trials SS_TT_poses (SMPL-H) and SS_TT_stageii (SMPL-X)
     assert subject_of(Path("CMU/02/02_01_poses.npz"), "amass") == "cmu:02"
     assert subject_of(Path("CMU/02/02_01_stageii.npz"), "amass_x") == "cmu:02"
+    # LAFAN1: five actors in one folder, each file naming its actor
+    assert subject_of(Path("lafan1/aiming1_subject1.bvh"), "ubisoft") == "lafan1:subject1"
+    assert subject_of(Path("lafan1/fallAndGetUp2_subject2.bvh"), "x") == "lafan1:subject2"
+    assert subject_of(Path("lafan1/walk1_subject5.bvh"), "x") != subject_of(
+        Path("lafan1/walk1_subject1.bvh"), "x"
+    )
+    assert subject_of(Path("lab/subject1.bvh"), "lab") == "lab:lab"  # no take name: the folder
 
 
 def test_trial_like_names_outside_cmu_are_not_cmu_subjects() -> None:

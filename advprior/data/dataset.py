@@ -166,6 +166,12 @@ def subject_of(rel: Path, source: str) -> str:
     m = re.fullmatch(r"g[A-Z]{2}_s[A-Z]{2}_c[A-Za-z0-9]+_d(\d+)_m[A-Z]{2}\d+_ch\d+", stem)
     if m:
         return f"aist:d{int(m.group(1)):02d}"
+    # LAFAN1 (Ubisoft La Forge) keeps all five actors' takes in one folder and names the actor
+    # in each file (``aiming1_subject1.bvh``): keyed by folder, LAFAN1 would be one subject,
+    # never held out, and every actor on one side
+    m = re.fullmatch(r"[A-Za-z]+\d*_subject(\d+)", stem)
+    if m:
+        return f"lafan1:subject{int(m.group(1))}"
     folder = rel.parent.name or source
     return f"{source}:{folder}"
 
