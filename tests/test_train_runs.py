@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from advprior.baselines import GMMPrior, VPoserVAE
+from advprior.data import load_dataset
 from advprior.errors import CorruptCheckpointError
 from advprior.hub import load_pretrained
 from advprior.prior import PosePrior
@@ -25,6 +26,7 @@ from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import checkpoint as ckpt
 from advprior.train.gan import train_gan
 from advprior.train.gmm import fit_gmm
+from advprior.train.release import _training_data
 from advprior.train.vae import train_vae
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +149,10 @@ def test_gan_short_run_on_real_mocap_improves_recall(real_subset, tmp_path):
         final = ckpt.load(tmp_path / "run" / "checkpoint.pt")["models"]["generator"]
         assert all(torch.equal(prior.state_dict()[k], v) for k, v in final.items())
     assert config["training"]["data"]["train_frames"] > 0
+    # the data's identity that survives a rebuild by another advprior version
+    content = load_dataset(real_subset).content_sha256()
+    assert config["training"]["data"]["content_sha256"] == content
+    assert f"content sha256 {content[:12]}..." in _training_data(config)
     assert (tmp_path / "run" / "tb").is_dir() is False  # tensorboard off here
 
 

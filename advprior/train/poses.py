@@ -93,6 +93,8 @@ def load_training_poses(
     description = {
         "file": path.name,
         "sha256": sha256_file(path),
+        # the file's sha256 changes with the advprior that built it; this one only with poses
+        "content_sha256": full.content_sha256(),
         "train_frames": n_train,
         "val_frames": int(val.shape[0]),
         "validation": val_source,

@@ -41,8 +41,10 @@ def _training_data(config: dict[str, Any]) -> str:
     if isinstance(sources, dict):
         src = "; " + json.dumps(sources, sort_keys=True)
     mirrored = " plus their left/right mirrored copies" if data.get("mirrored") else ""
+    content = data.get("content_sha256")
+    content = f", content sha256 {content[:12]}..." if isinstance(content, str) else ""
     return (
-        f"{data.get('file', '?')} (sha256 {data.get('sha256', '?')[:12]}...): "
+        f"{data.get('file', '?')} (sha256 {data.get('sha256', '?')[:12]}...{content}): "
         f"{data.get('train_frames', '?')} training frames at 30 fps{mirrored}, split by subject, "
         f"retargeted to SMPL from CMU (ASF/AMC, BVH, DeepMimic) and HDM05 motion capture{src}"
     )
