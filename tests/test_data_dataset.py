@@ -123,6 +123,12 @@ def test_readme_frame_rate_and_leading_rest_frame(tmp_path: Path) -> None:
     report = build_dataset(src, tmp_path / "s.npz")
     # 60 frames after the rest frame, read at 60 fps (not the header's 120): 1 s -> 30 frames.
     assert report.frames == 30
+    # the readme is named for what it is, not as a failed DeepMimic file
+    (src / "aclstm" / "notes.txt").write_text("salsa framerate 60\n")  # not a readme's name
+    report = build_dataset(src, tmp_path / "s2.npz")
+    reasons = {Path(f).name: why for f, why in report.skipped}
+    assert reasons["readme.txt"].startswith("frame-rate readme")
+    assert reasons["notes.txt"] == "not a DeepMimic motion JSON"
     report = build_dataset(src, tmp_path / "t.npz", source_fps={"aclstm/salsa/*": 120})
     assert report.frames == 15
 

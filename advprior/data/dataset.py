@@ -56,6 +56,8 @@ KEYS = (
     "meta",
 )
 _README_RATE = re.compile(r"^\s*(\S+)\s+frame\s*rate\s*[:=]?\s*([0-9.]+)\s*$", re.I)
+#: Files whose ``<folder> framerate <fps>`` lines set the rates of the motion files below them.
+_README_NAMES = ("readme.txt", "README.txt", "readme.md")
 
 
 @dataclass
@@ -220,7 +222,11 @@ def classify(path: Path) -> str | None:
     if suffix in (".txt", ".json"):
         from advprior.data.deepmimic import is_deepmimic
 
-        return None if is_deepmimic(path) else "not a DeepMimic motion JSON"
+        if is_deepmimic(path):
+            return None
+        if path.name in _README_NAMES and _declares_rates(path):
+            return "frame-rate readme (its rates are read for the motion files below it)"
+        return "not a DeepMimic motion JSON"
     if suffix == ".pkl":
         from advprior.data.smplseq import is_motion_pickle
 
@@ -240,13 +246,19 @@ def classify(path: Path) -> str | None:
     return f"not a motion file ({suffix or 'no extension'})"
 
 
+def _declares_rates(readme: Path) -> bool:
+    """Whether a readme holds a ``<folder> framerate <fps>`` line (:func:`readme_rates`)."""
+    lines = readme.read_text(errors="replace").splitlines()
+    return any(_README_RATE.match(line) for line in lines)
+
+
 def readme_rates(file: Path, stop: Path | None = None) -> dict[str, float]:
     """Folder frame rates declared in a ``readme.txt`` above ``file`` (lines ``salsa framerate
     60``, the acLSTM convention), nearest readme first."""
     rates: dict[str, float] = {}
     folder = file.parent
     for _ in range(3):
-        for name in ("readme.txt", "README.txt", "readme.md"):
+        for name in _README_NAMES:
             r = folder / name
             if r.is_file():
                 for line in r.read_text(errors="replace").splitlines():
