@@ -15,6 +15,7 @@ so the rest pose has identity rotations and each bone becomes one joint at its s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,16 +108,22 @@ def _vector(b: _Bone) -> np.ndarray:
     return b.direction / (n if n > 0 else 1.0) * b.length
 
 
+def _float_list(tokens: list[str], path: Path, line: int) -> list[float]:
+    """The tokens as finite floats (plain Python: an AMC has one such line per bone and frame,
+    100k+ per file, where numpy's per-call overhead would be most of the read)."""
+    try:
+        values = [float(x) for x in tokens]
+    except ValueError as err:
+        raise MotionFormatError(f"not a number: {err}", path, line) from None
+    if not all(map(math.isfinite, values)):
+        raise MotionFormatError(f"non-finite number in {' '.join(tokens)!r}", path, line)
+    return values
+
+
 def _floats(tokens: list[str], path: Path, line: int, count: int | None = None) -> np.ndarray:
     if count is not None and len(tokens) != count:
         raise MotionFormatError(f"expected {count} numbers, found {len(tokens)}", path, line)
-    try:
-        values = np.array([float(x) for x in tokens])
-    except ValueError as err:
-        raise MotionFormatError(f"not a number: {err}", path, line) from None
-    if not np.isfinite(values).all():
-        raise MotionFormatError(f"non-finite number in {' '.join(tokens)!r}", path, line)
-    return values
+    return np.array(_float_list(tokens, path, line))
 
 
 def read_asf(path: str | Path) -> ASFSkeleton:
@@ -341,7 +348,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
                 path,
                 num,
             )
-        values[name].append(_floats(tok[1:], path, num))
+        values[name].append(_float_list(tok[1:], path, num))
         frame_of[name].append(frame)
     t = frame + 1
     if t <= 0:

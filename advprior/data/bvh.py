@@ -146,7 +146,16 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     # every frame line must hold n_ch numbers, and their count must be the header's: a
     # mismatch means a truncated file or a wrong header, never silently cut or padded
     numbered = [(first_data + i, line) for i, line in enumerate(data_text) if line.strip()]
-    _locate_bad_line([line for _, line in numbered], n_ch, path, [num for num, _ in numbered])
+    parsed = None
+    if all(len(line.split()) == n_ch for _, line in numbered):
+        try:
+            parsed = np.array(" ".join(line for _, line in numbered).split(), dtype=np.float64)
+        except ValueError:
+            pass
+    if parsed is None:  # only then the slow line-by-line pass, to name the line at fault
+        _locate_bad_line([line for _, line in numbered], n_ch, path, [num for num, _ in numbered])
+        # every line passed Python's float(), which numpy's parser refused: take float()'s
+        parsed = np.array([float(x) for _, line in numbered for x in line.split()])
     if len(numbered) != frames:
         where = numbered[-1][0] if numbered else first_data
         raise MotionFormatError(
@@ -155,8 +164,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
             path,
             where,
         )
-    data = np.array(" ".join(line for _, line in numbered).split(), dtype=np.float64)
-    data = data.reshape(frames, n_ch)
+    data = parsed.reshape(frames, n_ch)
     dropped: list[str] = []
     file_cols = np.arange(n_ch)  # the file's column of each kept data column
     if len(roots) > 1:
