@@ -315,6 +315,9 @@ def test_cli_build_says_when_a_requested_split_stays_empty(
     assert len(notes) == 1 and "'val'" in notes[0] and "1 subject" in notes[0]
     assert "every 20th" in notes[0]  # what training does instead
     assert text.out.count("\n") == 1
+    assert "1 sequence, 1 subject, 1 source, 1 file skipped" in text.out  # not "1 subjects"
+    assert main(["data", "info", str(out)]) == 0
+    assert ", 1 subject\n" in capsys.readouterr().out
     # no note for a split nobody asked for
     assert main(["data", "build", str(src), "--out", str(out), "--split", "1,0,0"]) == 0
     assert "note: split" not in capsys.readouterr().err

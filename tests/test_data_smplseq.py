@@ -408,7 +408,9 @@ def test_build_a_folder_of_smpl_sequences(tmp_path: Path) -> None:
     assert json.dumps(meta)  # plain JSON
 
 
-def test_build_keeps_the_other_person_when_one_person_of_a_file_fails(tmp_path: Path) -> None:
+def test_build_keeps_the_other_person_when_one_person_of_a_file_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     # person 0 of x.pkl has a NaN, person 1 of y.pkl a wrong width: each bad person is skipped
     # by its own name, and the good person of the same file is imported (it used to vanish
     # with no trace when person 0 failed: the file was reported as one bad file)
@@ -424,6 +426,10 @@ def test_build_keeps_the_other_person_when_one_person_of_a_file_fails(tmp_path: 
     (folder / "y.pkl").write_bytes(py2_pickle(bad1))
     out = tmp_path / "d.npz"
     assert main(["data", "build", str(tmp_path / "3DPW"), "--out", str(out)]) == 0
+    # the answer counts people, not files, and says "1 subject" (it said "2 files skipped",
+    # "1 subjects" where both files were read)
+    answer = capsys.readouterr().out
+    assert "2 sequences, 1 subject, 1 source, 2 people skipped" in answer
     ds = load_dataset(out)
     assert ds.sequence_names == ["sequenceFiles/test/x.pkl#1", "sequenceFiles/test/y.pkl#0"]
     skipped = dict(ds.meta["skipped"])

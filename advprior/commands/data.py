@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,19 +101,31 @@ def _build(args: argparse.Namespace) -> int:
     # read back: the digest is of what a training run will load, and proves the file reads
     content = load_dataset(report.out).content_sha256()
     print(
-        f"wrote {report.out}: {report.frames} frames ({splits}), {report.sequences} sequences, "
-        f"{len(report.subjects)} subjects, {len(report.per_source)} sources, "
-        f"{len(report.skipped)} files skipped"
+        f"wrote {report.out}: {report.frames} frames ({splits}), "
+        f"{_count(report.sequences, 'sequence')}, "
+        f"{_count(len(report.subjects), 'subject')}, {_count(len(report.per_source), 'source')}, "
+        f"{_skipped(report.skipped)}"
         # notes are of files imported with an approximation and of the split (copies under
         # two subjects, a subject on several sides of --split-from's file): counted as notes
-        + (
-            f", {len(report.notes)} note{'s' if len(report.notes) != 1 else ''}"
-            if report.notes
-            else ""
-        )
+        + (f", {_count(len(report.notes), 'note')}" if report.notes else "")
         + f"; content sha256 {content[:16]}"
     )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _skipped(skipped: list[tuple[str, str]]) -> str:
+    """``"3 files skipped"``, or ``"1 file and 2 people skipped"`` where single people of a file
+    of several (a 3DPW pickle's ``file#k``) were skipped while the file's others were read."""
+    people = sum(bool(re.search(r"#\d+$", path)) and not Path(path).exists() for path, _ in skipped)
+    files = len(skipped) - people
+    if not people:
+        return f"{_count(files, 'file')} skipped"
+    who = f"{people} {'person' if people == 1 else 'people'}"
+    return f"{_count(files, 'file')} and {who} skipped" if files else f"{who} skipped"
 
 
 def _print_counts(per_source: dict, per_split: dict, subjects: dict) -> None:
@@ -121,7 +135,7 @@ def _print_counts(per_source: dict, per_split: dict, subjects: dict) -> None:
     print("frames per split:")
     for name, n in per_split.items():
         subs = sorted(s for s, sp in subjects.items() if sp == name)
-        print(f"  {name:6s} {n:8d}  ({len(subs)} subjects: {', '.join(subs)})")
+        print(f"  {name:6s} {n:8d}  ({_count(len(subs), 'subject')}: {', '.join(subs)})")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -130,8 +144,9 @@ def _info(args: argparse.Namespace) -> int:
     data = load_dataset(args.path)
     meta = data.meta
     print(
-        f"{args.path}: {len(data)} frames at {data.fps:g} fps, {len(data.sequence_names)} "
-        f"sequences, {len(data.subject_names)} subjects"
+        f"{args.path}: {len(data)} frames at {data.fps:g} fps, "
+        f"{_count(len(data.sequence_names), 'sequence')}, "
+        f"{_count(len(data.subject_names), 'subject')}"
     )
     built = meta.get("advprior_version", "an unknown advprior version")
     print(f"content sha256 {data.content_sha256()} (built by advprior {built})")
