@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import torch
 
@@ -723,6 +723,18 @@ class PretrainedMixin:
                     config[name] = value
         object.__setattr__(instance, "_init_config", config)
         return instance
+
+    def __prepare_scriptable__(self) -> NoReturn:
+        # torch.jit.script calls this before compiling (also for a prior held inside a user's
+        # module). The API checks its inputs in Python and TorchScript cannot compile that, so
+        # say what works instead of failing deep inside the compiler on ``config``.
+        raise TypeError(
+            f"torch.jit.script cannot compile {type(self).__name__} (its methods check their "
+            "inputs in Python); trace it instead: torch.jit.trace(prior, z) with a latent z "
+            "of shape (B, D), or `advprior export --model NAME --output prior.pt` for a file "
+            "with its metadata; a module that holds a prior scripts once the prior in it is "
+            "traced"
+        )
 
     @property
     def config(self) -> dict[str, Any]:

@@ -85,7 +85,9 @@ def _const(name: str, like: torch.Tensor) -> torch.Tensor:
     """A small constant tensor on ``like``'s dtype and device, built once per pair (building a
     tensor costs more than a whole small kernel on the hot path)."""
     key = (name, like.dtype, like.device)
-    value = _CONST_CACHE.get(key)
+    # Not read while torch.jit.trace records: a graph that builds the constant on the first
+    # trace and reads it as a constant on the next one fails trace's own re-trace check.
+    value = None if torch.jit.is_tracing() else _CONST_CACHE.get(key)
     if value is None:
         # Outside inference mode, so the constant can also serve autograd-tracked calls.
         with torch.inference_mode(False):

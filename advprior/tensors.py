@@ -104,8 +104,13 @@ def check_device(device: object, name: str = "device") -> torch.device:
 def cacheable(t: Tensor) -> bool:
     """Whether ``t`` may be kept past this call: a plain tensor made outside any tracing.
     ``torch.export`` runs eager code with fake tensors (a ``Tensor`` subclass); one kept in a
-    module-level cache would make every later eager call return fake tensors."""
-    return type(t) in (torch.Tensor, nn.Parameter) and not torch.compiler.is_compiling()
+    module-level cache would make every later eager call return fake tensors. One made while
+    ``torch.jit.trace`` records is part of that graph."""
+    return (
+        type(t) in (torch.Tensor, nn.Parameter)
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+    )
 
 
 def _autocast_dtype(x: Tensor) -> bool:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from advprior import rotations as rot
+from advprior.hub import load_pretrained
 from advprior.latent import check_latent
 from advprior.prior import PosePrior
 
@@ -171,3 +172,28 @@ def test_a_prior_on_the_meta_device_gives_meta_starts(prior: PosePrior) -> None:
     real = LatentPose(prior, 2, init="typical")
     pose.to_empty(device="cpu").load_state_dict(real.state_dict())
     assert torch.equal(pose(), real())
+
+
+@pytest.mark.parametrize("alias", ["gan-s", "vae", "gmm"])
+def test_jit_script_says_to_trace_and_a_traced_prior_scripts_inside_a_module(alias: str) -> None:
+    # torch.jit.script(prior) used to fail inside TorchScript's compiler on `config` (a dict
+    # property it tried to compile), an error that named neither the cause nor what works.
+    model = load_pretrained(alias)
+    with pytest.raises(TypeError, match=r"torch\.jit\.script cannot compile .*torch\.jit\.trace"):
+        torch.jit.script(model)
+
+    class Holder(torch.nn.Module):  # a user's module with the prior inside
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    with pytest.raises(TypeError, match="torch.jit.script cannot compile"):
+        torch.jit.script(Holder(model))
+    if alias == "gmm":  # no decoder to trace
+        return
+    z = model.sample_latent(4, generator=torch.Generator().manual_seed(0))
+    scripted = torch.jit.script(Holder(torch.jit.trace(model, z)))
+    torch.testing.assert_close(scripted(z), model(z), rtol=0, atol=0)
