@@ -306,9 +306,12 @@ def test_cli_passes_the_gan_options_through(synthetic, tmp_path):
     argv += ["--generator-lr", "1e-4", "--disc-warmup", "3", "--coverage", "0.5"]
     argv += ["--coverage-pool", "64", "--leg-mix", "0.25", "--pose-mix", "0.75"]
     argv += ["--rebalance", "0.5"]
-    argv += ["--rebalance-clusters", "3", "--disc-pack", "4"]
+    argv += ["--hidden", "24", "--rebalance-clusters", "3", "--disc-pack", "4"]
     assert main(argv) == 0
+    # the generator's width is the model's (config.json's hidden_dim) and the run's
+    assert load_pretrained(out / "model").generator[0].out_features == 24
     recorded = json.loads((out / "model" / "config.json").read_text())["training"]["config"]
+    assert recorded["hidden_dim"] == 24
     assert recorded["ema_decay"] == 0.5 and recorded["r1_gamma"] == 2.0
     assert recorded["path_length_weight"] == 0.25 and recorded["disc_positions"] is True
     assert recorded["disc_hidden_dim"] == 16 and recorded["d_steps"] == 1
@@ -738,12 +741,15 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
         ]
         if model == "gan":
             args += ["--latent", "uniform", "--d-steps", "2", "--select", "last"]
+        if model == "vae":
+            args += ["--hidden", "40"]
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["model_dir"] == str(out / "model")
         model_obj = load_pretrained(out / "model")
         assert model_obj.sample(2).shape == (2, 63)
     assert load_pretrained(tmp_path / "gan" / "model").latent == "uniform"
+    assert load_pretrained(tmp_path / "vae" / "model").config["hidden_dim"] == 40
     # GAN options with another model: a usage error before anything is read or written (they
     # were dropped silently: `--model gmm --latent uniform` trained the GMM as if not given)
     cases = (
@@ -751,6 +757,7 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
         ("vae", ["--ema", "0.9", "--r1", "1"]),
         ("vae", ["--coverage", "1", "--leg-mix", "0.5", "--rebalance", "0.5"]),
         ("gmm", ["--pose-mix", "0.5"]),
+        ("gmm", ["--hidden", "64"]),
     )
     for model, extra in cases:
         out = tmp_path / f"{model}-gan-options"

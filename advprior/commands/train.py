@@ -69,6 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"generator/optimiser steps (GMM: EM iterations); default {DEFAULT_STEPS}",
     )
     p.add_argument("--batch-size", type=int, default=128, help="poses per update per process")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=512,
+        help="GAN: width of the generator's two hidden layers; VAE: of its encoder's and "
+        "decoder's (512: the paper's and VPoser's)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=500, help="steps between validations (0: end)")
     p.add_argument("--val-samples", type=int, default=5000, help="generated poses per validation")
@@ -243,6 +250,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"{', '.join(given)}: GAN option(s), which --model {args.model} does not use"
             )
+    if args.model == "gmm" and args.hidden != 512:
+        raise UsageError("--hidden: a network width, which --model gmm does not have")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -251,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
     loop = dict(
         steps=steps,
         batch_size=args.batch_size,
+        hidden_dim=args.hidden,
         val_every=args.val_every,
         ckpt_every=args.ckpt_every,
         resume=args.resume,
