@@ -3,6 +3,8 @@ global RNG, the thread count), and advprior leaving that state as it found it.""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -153,3 +155,60 @@ def test_an_export_made_under_autocast_computes_in_float32(fmt: str, tmp_path) -
     assert got.dtype == torch.float32
     # the same graph traced twice: the same arithmetic, bit for bit
     assert torch.equal(got, decode(plain))
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory, write_dataset):
+    """200 clustered random poses in the dataset layout (train / val / test splits)."""
+    gen = torch.Generator().manual_seed(0)
+    centres = 0.3 * torch.randn(4, 63, generator=gen)
+    poses = centres[torch.randint(0, 4, (200,), generator=gen)]
+    poses = poses + 0.05 * torch.randn(200, 63, generator=gen)
+    split = (torch.arange(200) % 5).clamp(max=2).numpy()
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    return write_dataset(path, poses.numpy(), split)
+
+
+def _set_default_float64():
+    @contextlib.contextmanager
+    def context():
+        torch.set_default_dtype(torch.float64)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(torch.float32)
+
+    return context()
+
+
+@pytest.mark.parametrize("trainer", ["gan", "vae"])
+@pytest.mark.parametrize("state", ["no_grad", "inference_mode", "default_float64"])
+def test_training_ignores_the_callers_grad_mode_and_default_dtype(
+    trainer: str, state: str, tiny_dataset, tmp_path
+) -> None:
+    # under no_grad / inference_mode training stopped at its first step ("element 0 of tensors
+    # does not require grad"); under a float64 default dtype it trained in float64 and gave
+    # other weights than the recorded settings and seed give
+    from advprior.train import train_gan, train_vae
+
+    fast = dict(steps=2, batch_size=16, val_every=0, ckpt_every=0, progress=False)
+    fast.update(tensorboard=False, val_samples=50, max_val_poses=20)
+    if trainer == "gan":
+        run = lambda out: train_gan(tiny_dataset, out, d_steps=1, disc_hidden_dim=16, **fast)  # noqa: E731
+    else:
+        run = lambda out: train_vae(tiny_dataset, out, **fast)  # noqa: E731
+    expected = load_pretrained(run(tmp_path / "plain").model_dir).state_dict()
+    context = {
+        "no_grad": torch.no_grad,
+        "inference_mode": torch.inference_mode,
+        "default_float64": _set_default_float64,
+    }[state]
+    with context():
+        result = run(tmp_path / state)
+        assert torch.get_default_dtype() == (
+            torch.float64 if state == "default_float64" else torch.float32
+        )
+    got = load_pretrained(result.model_dir).state_dict()
+    assert got.keys() == expected.keys()
+    # the same float32 arithmetic from the same seed: bit for bit
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
