@@ -136,6 +136,12 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
             traceback.print_exc()
         print(f"advprior {name}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(err, UsageError) else EXIT_FAILURE
+    finally:
+        # main is also called from Python (a notebook, a test): its later work must not run on
+        # the thread count a command's --threads set (advprior.commands._device.set_threads)
+        threads = getattr(args, "threads_before", None)
+        if threads is not None:
+            sys.modules["torch"].set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from advprior.fileio import (
 )
 from advprior.hub import load_files, resolve_files, sha256_file, state_sha256
 from advprior.interface import OUTPUTS, body_joints, check_output
+from advprior.inversion import full_precision
 from advprior.prior import decode_6d, run_mlp
 from advprior.skeleton import JOINT_NAMES
 from advprior.tensors import check_device
@@ -209,7 +210,10 @@ def export_prior(
     if param.dtype != torch.float32:
         raise TypeError(f"export needs float32 weights, got {param.dtype}; call model.float()")
 
-    with torch.no_grad(), warnings.catch_warnings():
+    # full_precision: traced inside a caller's torch.autocast, the file would compute and
+    # answer in bfloat16 / float16 (its casts recorded into the graph) while its metadata says
+    # float32
+    with torch.no_grad(), full_precision(), warnings.catch_warnings():
         # the tracer notes that shapes and small index tensors become constants: they are
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # torch >= 2.9 marks TorchScript and the TorchScript-based ONNX exporter deprecated; the

@@ -878,7 +878,11 @@ class PretrainedMixin:
         # asking for hidden_dim 1e9 fails here instead of exhausting memory.
         _check_sizes(cls, kwargs, files)
         try:
-            model = cls(**kwargs)
+            # The constructor's random initialisation is overwritten by the checkpoint at once;
+            # drawing it from the caller's global RNG would make their later draws depend on
+            # which checkpoint they loaded (torch.manual_seed(0); load; torch.randn(...)).
+            with torch.random.fork_rng(devices=[]):
+                model = cls(**kwargs)
         except (TypeError, ValueError) as err:
             raise CorruptCheckpointError(
                 f"{files.config}: cannot build {cls.__name__}: {err}"

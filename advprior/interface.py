@@ -182,10 +182,13 @@ class Prior:
         self._latent()
         return invert(self, body_pose, **options)
 
+    @with_autograd
     def project_pose(self, body_pose: Tensor, **options: Any) -> Tensor:
         """The closest pose the prior can produce: ``decode(invert(body_pose))``, in the layout
         of ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input). Returns the pose only,
-        also when ``return_error=True`` is passed through to :meth:`invert`."""
+        also when ``return_error=True`` is passed through to :meth:`invert`. Decoded in full
+        precision inside ``torch.autocast``, as the inversion is (a bfloat16 decode would add
+        up to ~1e-2 rad of rounding to the projection)."""
         if not isinstance(body_pose, Tensor):
             raise TypeError(f"body_pose must be a torch.Tensor (..., 63), got {type(body_pose)}")
         body = "smpl" if body_pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"

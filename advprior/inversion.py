@@ -18,6 +18,7 @@ order and is smooth where the geodesic distance's gradient is not (at zero).
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -102,19 +103,46 @@ def with_autograd(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     Why: an inversion is an optimisation and needs autograd, which ``torch.inference_mode()``
     (Lightning's validate and predict loops) switches off in a way ``enable_grad`` cannot undo,
-    and tensors made inside it can never join an autograd graph."""
+    and tensors made inside it can never join an autograd graph. That holds for the weights of
+    a prior or body model loaded inside ``inference_mode`` too (a script wrapped whole in it,
+    a model built lazily in a predict step), even once the mode has ended: such a module
+    argument is used through a copy made outside inference mode (every call, since the
+    caller's module cannot be changed in place; a module without inference tensors is used
+    as it is)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not torch.is_inference_mode_enabled():
+        inside = torch.is_inference_mode_enabled()
+        if not inside and not any(map(_holds_inference, (*args, *kwargs.values()))):
             with full_precision():
                 return fn(*args, **kwargs)
         with torch.inference_mode(False), full_precision():
-            args = tuple(a.clone() if isinstance(a, Tensor) else a for a in args)
-            kwargs = {k: v.clone() if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+            args = tuple(_autograd_copy(a, inside) for a in args)
+            kwargs = {k: _autograd_copy(v, inside) for k, v in kwargs.items()}
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _holds_inference(value: object) -> bool:
+    """Whether ``value`` is, or is a module holding, a tensor made in inference mode."""
+    if isinstance(value, Tensor):
+        return value.is_inference()
+    if isinstance(value, nn.Module):
+        return any(t.is_inference() for t in (*value.parameters(), *value.buffers()))
+    return False
+
+
+def _autograd_copy(value: Any, clone_tensors: bool) -> Any:
+    """``value`` usable in autograd outside inference mode: a tensor cloned (every tensor when
+    ``clone_tensors``, else only an inference tensor), a module holding inference tensors
+    deep-copied (its copies are ordinary tensors), anything else itself. Call it outside
+    inference mode: a clone made inside would be an inference tensor again."""
+    if isinstance(value, Tensor):
+        return value.clone() if clone_tensors or value.is_inference() else value
+    if isinstance(value, nn.Module) and _holds_inference(value):
+        return copy.deepcopy(value)
+    return value
 
 
 @with_autograd

@@ -1,6 +1,9 @@
-"""The ``--device`` option shared by the commands: a clear error instead of a torch traceback."""
+"""The ``--device`` and ``--threads`` options shared by the commands: a clear error instead of a
+torch traceback; a thread count that ends with the command."""
 
 from __future__ import annotations
+
+import argparse
 
 
 def parse_device(name: str):  # -> torch.device (torch is imported lazily, like every command)
@@ -13,3 +16,13 @@ def parse_device(name: str):  # -> torch.device (torch is imported lazily, like 
         return check_device(name, "--device")
     except ValueError as err:
         raise UsageError(str(err)) from None
+
+
+def set_threads(args: argparse.Namespace, threads: int) -> None:
+    """``torch.set_num_threads(threads)`` for this command; the count before it is kept in
+    ``args.threads_before`` for :func:`advprior.cli.main` to restore when the command ends."""
+    import torch
+
+    if getattr(args, "threads_before", None) is None:
+        args.threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)

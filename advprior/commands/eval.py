@@ -139,15 +139,15 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
+    from advprior.commands._device import set_threads
     from advprior.eval import run_eval
 
     _check_sizes(args)
     if args.split == "val":
         args.split = "validation"
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        set_threads(args, args.threads)
     _check_out(args)
     command = "advprior " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
     if args.tasks:

@@ -235,9 +235,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
-    from advprior.commands._device import parse_device
+    from advprior.commands._device import parse_device, set_threads
     from advprior.errors import UsageError
 
     if args.model != "gan":
@@ -254,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--hidden: a network width, which --model gmm does not have")
 
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args, args.threads)
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.model]
     common = dict(seed=args.seed, mirror=not args.no_mirror, val_samples=args.val_samples)
     loop = dict(

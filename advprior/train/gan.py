@@ -36,7 +36,7 @@ from advprior.train.export import (
     make_validator,
     selected_state,
 )
-from advprior.train.loop import Trainer, TrainResult
+from advprior.train.loop import Trainer, TrainResult, trainer_entry
 from advprior.train.poses import load_training_poses
 from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream, kmeans_labels, rebalanced_rows
@@ -116,6 +116,7 @@ class _RotmatGenerator(nn.Module):
         return ((speed / speed.mean().detach().clamp_min(1e-8) - 1) ** 2).mean()
 
 
+@trainer_entry
 def train_gan(
     data: str | os.PathLike,
     out: str | os.PathLike,

@@ -15,6 +15,7 @@ runs it ``steps`` times and takes care of the rest:
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 import time
@@ -52,6 +53,29 @@ _RESUMABLE_CHANGES = {
     "out",
     "data",
 }
+
+
+def trainer_entry(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a trainer (:func:`~advprior.train.train_gan`, :func:`~advprior.train.train_vae`)
+    with autograd on and float32 as torch's default dtype, whatever the caller's global state.
+
+    Why: called inside ``torch.no_grad()`` / ``torch.inference_mode()`` (an evaluation script
+    wrapped whole in one) training stopped at its first step with torch's "element 0 of
+    tensors does not require grad"; under ``torch.set_default_dtype(torch.float64)`` the
+    models were built and trained in float64, so a run gave other weights than its recorded
+    settings and seed give (the recipe is float32). The caller's default dtype is restored."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        dtype = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float32)
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                return fn(*args, **kwargs)
+        finally:
+            torch.set_default_dtype(dtype)
+
+    return wrapper
 
 
 @dataclass

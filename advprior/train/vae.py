@@ -27,7 +27,7 @@ from advprior.rotations import axis_angle_to_rotmat
 from advprior.train import distributed as ddp
 from advprior.train.config import VAEConfig
 from advprior.train.export import SEED_DATA, export_model, make_validator, selected_state
-from advprior.train.loop import Trainer, TrainResult
+from advprior.train.loop import Trainer, TrainResult, trainer_entry
 from advprior.train.poses import load_training_poses
 from advprior.train.runfolder import claim_run_folder
 from advprior.train.sampler import BatchStream
@@ -91,6 +91,7 @@ def vae_loss(
     return total, {f"loss_{k}": v.item() for k, v in parts.items()}
 
 
+@trainer_entry
 def train_vae(
     data: str | os.PathLike,
     out: str | os.PathLike,
