@@ -7,6 +7,7 @@ the outputs that release gave for fixed inputs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from advprior import LatentHead, LatentPose, PosePrior, load_pretrained
+from advprior.baselines import GMMPrior
 from advprior.cli import main
 from advprior.data import load_dataset
 from advprior.hub import read_config
@@ -120,3 +122,20 @@ def test_dataset_loads(release: str, capsys: pytest.CaptureFixture[str]) -> None
     assert len(data.body_pose) == 28 and data.meta["advprior_version"] == release
     assert main(["data", "info", str(OLD / release / "data.npz")]) == 0
     assert f"built by advprior {release}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: PosePrior(hidden_dim=8, latent_dim=4), lambda: GMMPrior(2)]
+)
+def test_saved_folders_are_refused_by_old_releases_as_newer(tmp_path: Path, make) -> None:
+    """0.1.0 and 0.2.0 read format_version 1 only, else "upgrade advprior for newer
+    checkpoints"; a format 1 config is handed to the constructor, so a key they do not know
+    (weights_sha256) made them call a newer folder corrupt ("are not arguments of PosePrior")."""
+    old_known = {"model_type", "format_version", "training"}
+    model = make()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    unknown_to_old = set(config) - old_known - set(model._init_config)
+    assert unknown_to_old == {"weights_sha256"}
+    assert config["format_version"] != 1
+    load_pretrained(tmp_path)  # and this advprior reads what it writes
