@@ -139,3 +139,22 @@ def test_saved_folders_are_refused_by_old_releases_as_newer(tmp_path: Path, make
     assert unknown_to_old == {"weights_sha256"}
     assert config["format_version"] != 1
     load_pretrained(tmp_path)  # and this advprior reads what it writes
+
+
+def test_an_old_head_on_another_prior_says_that_its_prior_weights_replace_the_priors() -> None:
+    # e.g. a head trained on 0.1.0's gan-s loaded onto today's gan-s: the prior.* tensors it
+    # carries are loaded into the (possibly shared) prior; the warning said only that nothing
+    # could be checked, naming the weights the prior no longer had
+    out = outputs("0.1.0")
+    torch.manual_seed(5)
+    other = PosePrior(hidden_dim=8, latent_dim=4)
+    head = LatentHead(5, other).eval()
+    before = head.prior_record()["prior_sha256"]
+    with pytest.warns(
+        UserWarning, match=rf"replace the weights of the head's prior .*{before[:12]}"
+    ):
+        head.load_state_dict(torch.load(OLD / "0.1.0" / "latent_head.pt", weights_only=True))
+    assert head.prior_record() == LatentHead(5, old_prior("0.1.0")).prior_record()
+    with torch.no_grad():
+        poses = head(torch.from_numpy(out["features"]), output="rotmat")
+    close_to_release("0.1.0", poses, out["head"])
