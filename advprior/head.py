@@ -48,7 +48,8 @@ class LatentHead(nn.Module):
     class, latent kind or dim, or other weights (those the state dict carries under ``prior.``,
     else the head's own prior's). (In a model that holds the head, torch loads module by module:
     modules before the head have then already loaded their tensors.) A state dict without the
-    record (advprior 0.2.0 and older) loads with a ``UserWarning``.
+    record (advprior 0.2.0 and older) loads with a ``UserWarning``, which says so when the
+    ``prior.*`` tensors it carries replace the prior's weights.
     """
 
     def __init__(self, in_features: int, prior: Prior, hidden: int | None = None) -> None:
@@ -109,21 +110,33 @@ class LatentHead(nn.Module):
         error_msgs: list[str],
     ) -> None:
         key = prefix + "_extra_state"
+        # the state dict's prior.* tensors replace the prior's where it has them
+        carried = {
+            k: state_dict[f"{prefix}prior.{k}"]
+            for k in self.prior.state_dict()
+            if f"{prefix}prior.{k}" in state_dict
+        }
         if key in state_dict:
             saved = _decode_record(state_dict[key])
-            # the state dict's prior.* tensors replace the prior's where it has them
-            carried = {
-                k: state_dict[f"{prefix}prior.{k}"]
-                for k in self.prior.state_dict()
-                if f"{prefix}prior.{k}" in state_dict
-            }
             _check_record(saved, self.prior, carried)
         elif any(k.startswith(prefix + "net.") for k in state_dict):
             where = f" (at {prefix[:-1]!r})" if prefix else ""
+            mine = self.prior_record()
+            after = _record(self.prior, {**self.prior.state_dict(), **carried})
+            if carried and after["prior_sha256"] not in (None, mine["prior_sha256"]):
+                # 0.1.0/0.2.0 saved the prior's weights with the head: they are loaded into the
+                # head's prior (the head keeps the poses it gave), which other code may share
+                what = (
+                    f"its prior.* tensors replace the weights of the head's prior "
+                    f"({_describe(mine)}) with those it was saved with ({_describe(after)})"
+                )
+            else:
+                what = (
+                    f"it cannot be checked that it was trained for this prior ({_describe(mine)})"
+                )
             warnings.warn(
                 f"this LatentHead state dict{where} records no prior (saved by advprior "
-                "0.2.0 or older): it cannot be checked that it was trained for this prior "
-                f"({_describe(self.prior_record())}); save it again to record it",
+                f"0.2.0 or older): {what}; save it again to record it",
                 UserWarning,
                 stacklevel=4,
             )

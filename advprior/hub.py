@@ -3,10 +3,11 @@
 A checkpoint is a directory (or Hub repo) holding
 
 - ``model.safetensors``: the state dict (safetensors only; nothing is ever unpickled),
-- ``config.json``: every constructor argument, ``"model_type"``, ``"format_version": 1``,
+- ``config.json``: every constructor argument, ``"model_type"``, ``"format_version": 2``,
   ``"weights_sha256"`` (the sha256 of ``model.safetensors``, checked whenever the folder is
-  loaded; absent from checkpoints saved by advprior 0.2.0 and older) and an optional
-  free-form ``"training"`` dict (data, steps, metrics),
+  loaded) and an optional free-form ``"training"`` dict (data, steps, metrics). advprior 0.2.0
+  and older wrote ``"format_version": 1`` and no ``weights_sha256``; those folders still load,
+  and they refuse format 2 folders with "upgrade advprior",
 - ``README.md``: a model card rendered from the config.
 
 :class:`PretrainedMixin` gives ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` to any
@@ -52,7 +53,13 @@ from advprior.errors import (
 )
 from advprior.fileio import atomic_path, read_json, sha256_file, write_text_atomic
 
-FORMAT_VERSION = 1
+#: The format ``save_pretrained`` writes; 2 since ``config.json`` records ``weights_sha256``.
+#: advprior 0.2.0 and older read only format 1 and pass unknown keys to the constructor, so a
+#: newer folder given to them must fail their version check ("upgrade advprior"), not look
+#: corrupt.
+FORMAT_VERSION = 2
+#: The formats this advprior reads: 1 (advprior 0.1.0 and 0.2.0), 2.
+READABLE_FORMAT_VERSIONS = (1, 2)
 WEIGHTS_NAME = "model.safetensors"
 #: The folder a training run (``advprior train``) exports its finished model into.
 RUN_MODEL_DIR = "model"
@@ -503,10 +510,11 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(model_type, str):
         raise CorruptCheckpointError(f"{path} lacks a string 'model_type'")
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
+    if isinstance(version, bool) or version not in READABLE_FORMAT_VERSIONS:
+        readable = " or ".join(str(v) for v in READABLE_FORMAT_VERSIONS)
         raise CorruptCheckpointError(
             f"{path} has format_version {version!r}; this advprior reads format_version "
-            f"{FORMAT_VERSION} (upgrade advprior for newer checkpoints)"
+            f"{readable} (upgrade advprior for newer checkpoints)"
         )
     training = config.get("training")
     if training is not None and not isinstance(training, dict):

@@ -9,6 +9,7 @@ first two columns (:mod:`advprior.rotations`); quaternions are ``(x, y, z, w)``.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -260,6 +261,26 @@ class LatentPose(nn.Module):
         # A buffer, so that the start follows .to() and is saved with the state dict.
         self.register_buffer("z_init", start)
         self._warned_zero = False
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        before = len(missing_keys)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        # advprior 0.1.0 saved no start (reset() came in 0.2.0): its state dicts keep this
+        # module's own start, as a LatentPose built with the same init would have had
+        key = prefix + "z_init"
+        if prefix + "z" in state_dict and key in missing_keys[before:]:
+            missing_keys.remove(key)
 
     def train(self, mode: bool = True) -> LatentPose:
         super().train(mode)

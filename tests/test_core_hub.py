@@ -181,7 +181,7 @@ def test_save_writes_three_files_and_full_config(checkpoint: Path) -> None:
         "hidden_dim": 16,
         "dropout": 0.1,
         "model_type": "gan",
-        "format_version": 1,
+        "format_version": 2,
         "training": {"data": "unit test", "steps": 0, "metrics": {"x": 1.5}},
         "weights_sha256": sha256_file(checkpoint / "model.safetensors"),
     }
@@ -297,7 +297,8 @@ def test_missing_tensor(checkpoint: Path, prior: PosePrior) -> None:
         ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),
         ('{"format_version": 1}', "model_type"),
-        ('{"model_type": "gan", "format_version": 2}', "format_version"),
+        ('{"model_type": "gan", "format_version": 3}', "format_version"),
+        ('{"model_type": "gan", "format_version": true}', "format_version"),
         ('{"model_type": "gan", "format_version": 1, "colour": "red"}', "colour"),
         ('{"model_type": "gan", "format_version": 1, "latent": "cube"}', "latent"),
         ('{"model_type": "nonexistent", "format_version": 1}', "unknown model_type"),
@@ -648,7 +649,8 @@ def test_a_fine_tune_of_a_released_prior_saved_by_0_2_0_still_loads(tmp_path: Pa
         tuned.generator[0].bias.add_(0.5)
     folder = tuned.save_pretrained(tmp_path / "tuned")
     config = json.loads((folder / "config.json").read_text())
-    del config["weights_sha256"]  # as 0.2.0 wrote it
+    del config["weights_sha256"]  # as 0.2.0 wrote it, at format 1
+    config["format_version"] = 1
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     assert sha256_file(folder / "config.json") == sha256_file(resolve_files("gan-s").config)
     with pytest.warns(UserWarning, match="fine-tune saved by advprior 0.2.0"):
