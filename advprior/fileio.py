@@ -228,10 +228,11 @@ def parse_json(data: str | bytes, source: object, error: type[Exception] = Value
     """``json.loads`` of UTF-8 ``data`` where every decoding problem (bad syntax, bad UTF-8,
     nesting too deep, an integer of more digits than Python converts) is one ``error`` naming
     ``source`` (a file name, or e.g. ``"model.onnx metadata"``). A leading byte-order mark, which
-    .NET and PowerShell tools write into UTF-8 files, is dropped (``json.loads`` refuses it)."""
+    .NET and PowerShell tools write into UTF-8 files, and a trailing Ctrl-Z, the end-of-file mark
+    of DOS-era tools (``copy /a``), are dropped (``json.loads`` refuses both)."""
     try:
         text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.removeprefix("\ufeff")
-        return json.loads(text)
+        return json.loads(text.rstrip("\x1a"))
     except RecursionError:
         raise error(f"{source} is not valid JSON: nested too deeply") from None
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, the int-digits limit

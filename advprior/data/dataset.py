@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from advprior.data.loader import load_motion
+from advprior.data.motion import read_motion_text
 from advprior.data.npz import read_npz_array
 from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.fileio import check_writable, check_zip_members, save_npz_atomic
@@ -248,7 +249,7 @@ def classify(path: Path) -> str | None:
 
 def _declares_rates(readme: Path) -> bool:
     """Whether a readme holds a ``<folder> framerate <fps>`` line (:func:`readme_rates`)."""
-    lines = readme.read_text(errors="replace").splitlines()
+    lines = read_motion_text(readme).splitlines()
     return any(_README_RATE.match(line) for line in lines)
 
 
@@ -261,7 +262,7 @@ def readme_rates(file: Path, stop: Path | None = None) -> dict[str, float]:
         for name in _README_NAMES:
             r = folder / name
             if r.is_file():
-                for line in r.read_text(errors="replace").splitlines():
+                for line in read_motion_text(r).splitlines():
                     m = _README_RATE.match(line)
                     if m:
                         rates.setdefault(m.group(1), float(m.group(2)))
@@ -279,7 +280,9 @@ def cmu_index_rates(files: Iterable[Path]) -> dict[tuple[int, int], float]:
         if f.suffix.lower() != ".csv":
             continue
         try:
-            with open(f, newline="", encoding="utf-8", errors="replace") as fh:
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would
+            # otherwise rename the first column and lose every rate
+            with open(f, newline="", encoding="utf-8-sig", errors="replace") as fh:
                 for row in csv.DictReader(fh):
                     try:
                         key = (int(row["Subject"]), int(row["Trial #"]))

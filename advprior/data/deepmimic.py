@@ -69,9 +69,9 @@ def is_deepmimic(path: Path) -> bool:
 
 
 def _read_text(path: Path) -> str:
-    """A JSON file's UTF-8 text, a byte-order mark dropped; raises ``OSError`` or
-    ``UnicodeDecodeError``."""
-    return path.read_bytes().decode("utf-8-sig")
+    """A JSON file's UTF-8 text, a byte-order mark and a DOS end-of-file Ctrl-Z dropped;
+    raises ``OSError`` or ``UnicodeDecodeError``."""
+    return path.read_bytes().rstrip(b"\x1a").decode("utf-8-sig")
 
 
 def find_character(path: Path) -> Path | None:

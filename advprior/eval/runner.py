@@ -477,7 +477,7 @@ def _other_generated_blocks(report: Path) -> str:
         return ""
     blocks, current = [], None
     # whole-line markers only, as write_generated_block writes them
-    for line in report.read_text().split("\n"):
+    for line in report.read_text(encoding="utf-8").split("\n"):
         if current is None and line.strip().startswith("<!-- BEGIN GENERATED:"):
             current = [line]
         elif current is not None:

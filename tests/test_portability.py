@@ -1,0 +1,217 @@
+"""Files as Windows and macOS tools write them, paths as users type them, and Windows' file and
+process semantics (simulated here: the tests run on Linux).
+
+Text variants are built from the committed fixtures in ``tests/data/mocap`` by rewriting their
+bytes: the same poses must come back bitwise, or a clear error naming the file.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advprior.data import load_motion
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "mocap"
+
+# (name, files copied, index of the file whose bytes are rewritten); the first file is loaded
+MOTIONS = {
+    "amc": (["cmu_asfamc/02/02_03.amc", "cmu_asfamc/02/02.asf"], 0),
+    "asf": (["cmu_asfamc/02/02_03.amc", "cmu_asfamc/02/02.asf"], 1),
+    "bvh": (["cmu_bvh_daz_aclstm/martial/04_first60.bvh"], 0),
+    "deepmimic": (
+        [
+            "cmu_deepmimic_retarget_jump/02/02_03.txt",
+            "cmu_deepmimic_retarget_jump/humanoid3d_jumper60kg_character.txt",
+        ],
+        0,
+    ),
+    "deepmimic-character": (
+        [
+            "cmu_deepmimic_retarget_jump/02/02_03.txt",
+            "cmu_deepmimic_retarget_jump/humanoid3d_jumper60kg_character.txt",
+        ],
+        1,
+    ),
+}
+
+
+def _lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n")
+
+
+def _mixed(data: bytes) -> bytes:
+    lines = _lf(data).split(b"\n")
+    ends = [b"\r\n" if i % 2 else b"\n" for i in range(len(lines) - 1)] + [b""]
+    return b"".join(line + end for line, end in zip(lines, ends, strict=True))
+
+
+# Windows tools: Notepad's UTF-8 with a byte-order mark, CRLF; `copy /a`'s Ctrl-Z; editors that
+# keep whatever line end they meet (mixed); no final newline; classic Mac's lone CR.
+VARIANTS: dict[str, Callable[[bytes], bytes]] = {
+    "lf": _lf,
+    "crlf": lambda b: _lf(b).replace(b"\n", b"\r\n"),
+    "bom-crlf": lambda b: b"\xef\xbb\xbf" + _lf(b).replace(b"\n", b"\r\n"),
+    "mixed": _mixed,
+    "ctrl-z": lambda b: _lf(b).replace(b"\n", b"\r\n") + b"\x1a",
+    "no-final-newline": lambda b: _lf(b).rstrip(b"\n"),
+    "cr-only": lambda b: _lf(b).replace(b"\n", b"\r"),
+}
+
+
+def _copy(tmp_path: Path, files: list[str]) -> list[Path]:
+    out = []
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(FIXTURES / rel, tmp_path / rel)
+        out.append(tmp_path / rel)
+    return out
+
+
+def _same_motion(a, b) -> None:
+    assert a.num_frames == b.num_frames and a.fps == b.fps
+    assert a.skeleton.names == b.skeleton.names
+    np.testing.assert_array_equal(a.skeleton.offsets, b.skeleton.offsets)
+    np.testing.assert_array_equal(a.rotations, b.rotations)
+    np.testing.assert_array_equal(a.root_position, b.root_position)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("kind", MOTIONS)
+def test_motion_text_as_windows_tools_write_it(tmp_path: Path, kind: str, variant: str) -> None:
+    files, rewrite = MOTIONS[kind]
+    reference = load_motion(FIXTURES / files[0])
+    paths = _copy(tmp_path, files)
+    paths[rewrite].write_bytes(VARIANTS[variant](paths[rewrite].read_bytes()))
+    _same_motion(load_motion(paths[0]), reference)
+
+
+# "Å" is c3 85 in UTF-8: read as latin-1, 0x85 is U+0085, a line break to str.splitlines and
+# whitespace to str.split; cp1252's "…" is the byte 0x85 itself.
+NAMES = ("José Müller Å", "José … Müller")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("kind", ["amc", "asf"])
+def test_acclaim_comments_in_any_windows_encoding(
+    tmp_path: Path, kind: str, name: str, encoding: str
+) -> None:
+    files, rewrite = MOTIONS[kind]
+    if not all(ch.encode(encoding, errors="ignore") for ch in name):
+        pytest.skip(f"{name!r} has no {encoding} encoding")
+    reference = load_motion(FIXTURES / files[0])
+    paths = _copy(tmp_path, files)
+    comment = b"# actor " + name.encode(encoding) + b" 1 2 3\r\n"
+    paths[rewrite].write_bytes(comment + paths[rewrite].read_bytes())
+    _same_motion(load_motion(paths[0]), reference)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252"])
+@pytest.mark.parametrize("name", ["abdomen_José_Å", "abdomen_José_…"])
+def test_bvh_joint_names_in_any_windows_encoding(tmp_path: Path, name: str, encoding: str) -> None:
+    """A non-ASCII joint name reads as written (not as mojibake, not split into two words)."""
+    if not all(ch.encode(encoding, errors="ignore") for ch in name):
+        pytest.skip(f"{name!r} has no {encoding} encoding")
+    (path,) = _copy(tmp_path, MOTIONS["bvh"][0])
+    reference = load_motion(path)
+    text = path.read_bytes().decode("ascii").replace("JOINT abdomen", f"JOINT {name}", 1)
+    path.write_bytes(text.encode(encoding))
+    motion = load_motion(path)
+    assert motion.skeleton.names[1] == name
+    np.testing.assert_array_equal(motion.rotations, reference.rotations)
+    np.testing.assert_array_equal(motion.root_position, reference.root_position)
+
+
+def test_deepmimic_in_an_ansi_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    from advprior.errors import MotionFormatError
+
+    files, _ = MOTIONS["deepmimic"]
+    paths = _copy(tmp_path, files)
+    data = paths[0].read_bytes()
+    paths[0].write_bytes(data.replace(b'"Loop"', '"Müller":1,"Loop"'.encode("cp1252"), 1))
+    with pytest.raises(MotionFormatError, match=r"02_03\.txt.*not UTF-8"):
+        load_motion(paths[0])
+
+
+def test_frame_rate_readme_and_index_csv_from_windows_tools(tmp_path: Path) -> None:
+    """A readme saved with a byte-order mark (and Ctrl-Z), and an index table saved by Excel as
+    "CSV UTF-8" (which starts with one), still set the rates: the mark used to rename the first
+    folder / column, so the rate was silently lost."""
+    from advprior.data.dataset import cmu_index_rates, readme_rates
+
+    (tmp_path / "salsa").mkdir()
+    clip = tmp_path / "salsa" / "a.bvh"
+    readme = b"\xef\xbb\xbfsalsa framerate 60\r\nwalk framerate 30\r\n\x1a"
+    (tmp_path / "readme.txt").write_bytes(readme)
+    assert readme_rates(clip) == {"salsa": 60.0, "walk": 30.0}
+    table = tmp_path / "cmu-index.csv"
+    table.write_bytes(b"\xef\xbb\xbfSubject,Trial #,framerate\r\n2,3,60\r\n")
+    assert cmu_index_rates([table]) == {(2, 3): 60.0}
+
+
+@pytest.mark.parametrize("variant", ["bom-crlf", "ctrl-z", "mixed", "cr-only"])
+def test_json_files_as_windows_tools_write_them(tmp_path: Path, variant: str) -> None:
+    """config.json, weights_manifest.json, camera and detector keypoint files all go through
+    ``read_json``."""
+    from advprior.fileio import read_json
+
+    doc = {"name": "José", "keypoints": [1.5, 2.25, 0.75], "nested": {"a": [1, 2]}}
+    import json
+
+    text = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+    path = tmp_path / "données" / "kp.json"
+    path.parent.mkdir()
+    path.write_bytes(VARIANTS[variant](text))
+    assert read_json(path) == doc
+
+
+def test_json_in_an_ansi_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    from advprior.fileio import read_json
+
+    path = tmp_path / "camera.json"
+    path.write_bytes('{"name": "José"}'.encode("cp1252"))
+    with pytest.raises(ValueError, match=r"camera\.json is not valid JSON.*utf-8"):
+        read_json(path)
+
+
+@pytest.fixture
+def ansi_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text files opened without an encoding get cp1252, as on a Windows machine set to a
+    Western European locale (Python before 3.15 without UTF-8 mode)."""
+    real_open, real_text_encoding = builtins.open, io.text_encoding
+
+    def text_encoding(encoding, stacklevel=2):
+        return "cp1252" if encoding is None else real_text_encoding(encoding)
+
+    def ansi_open(file, mode="r", buffering=-1, encoding=None, *args, **kwargs):
+        if "b" not in mode and encoding is None:
+            encoding = "cp1252"
+        return real_open(file, mode, buffering, encoding, *args, **kwargs)
+
+    monkeypatch.setattr(io, "text_encoding", text_encoding)
+    monkeypatch.setattr(io, "open", ansi_open)
+    monkeypatch.setattr(builtins, "open", ansi_open)
+
+
+def test_generated_block_keeps_a_utf8_document_under_an_ansi_locale(
+    tmp_path: Path, ansi_locale: None
+) -> None:
+    """Regenerating a block inside a user's UTF-8 Markdown file must not re-encode the rest of
+    it (read as cp1252 and written back as UTF-8, "—" became "â€”")."""
+    from advprior.eval.benchmark import write_generated_block
+
+    doc = tmp_path / "results.md"
+    prose = "# Résultats — Müller ±1 °\n\nsome text\n"
+    doc.write_bytes(prose.encode("utf-8"))
+    write_generated_block(doc, "advprior eval --tasks", "| a | b |")
+    write_generated_block(doc, "advprior eval --tasks", "| c | d |")
+    text = doc.read_bytes().decode("utf-8")
+    assert text.startswith(prose.rstrip("\n"))
+    assert "| c | d |" in text and "| a | b |" not in text
