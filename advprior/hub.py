@@ -779,7 +779,8 @@ class PretrainedMixin:
 
         ``training`` (JSON-serialisable: e.g. ``{"data": ..., "steps": ..., "metrics": {...}}``)
         is stored under ``config["training"]`` and rendered in the model card; it replaces any
-        metadata the model already carries. Each file is written atomically. Returns the
+        metadata the model already carries. A leading ``~`` is the home folder, as for
+        :meth:`from_pretrained`. Each file is written atomically. Returns the
         directory, or the commit URL when ``push_to_hub=True`` (``repo_id`` defaults to the
         directory name).
         """
@@ -796,7 +797,8 @@ class PretrainedMixin:
                 f"{type(self).__name__} constructor arguments {bad} are not JSON values; "
                 "config.json can only record JSON-serialisable arguments"
             )
-        directory = Path(save_directory)
+        # expanded as from_pretrained expands it, so that "~/m" names one folder for both
+        directory = Path(save_directory).expanduser()
         directory.mkdir(parents=True, exist_ok=True)
         # Serialise to bytes and write them ourselves: safetensors' own file writer leaves the
         # file private (0o600) whatever the umask.

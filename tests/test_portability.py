@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -163,8 +164,6 @@ def test_json_files_as_windows_tools_write_them(tmp_path: Path, variant: str) ->
     from advprior.fileio import read_json
 
     doc = {"name": "José", "keypoints": [1.5, 2.25, 0.75], "nested": {"a": [1, 2]}}
-    import json
-
     text = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
     path = tmp_path / "données" / "kp.json"
     path.parent.mkdir()
@@ -215,3 +214,97 @@ def test_generated_block_keeps_a_utf8_document_under_an_ansi_locale(
     text = doc.read_bytes().decode("utf-8")
     assert text.startswith(prose.rstrip("\n"))
     assert "| c | d |" in text and "| a | b |" not in text
+
+
+# ------------------------------------------------------------------------------------------
+# Paths: spaces, non-ASCII, relative, "~"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home folder of its own, and a working directory beside it."""
+    home = tmp_path / "home Müller"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))  # what expanduser reads on Windows
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return home
+
+
+def test_cli_expands_a_tilde_the_shell_left(home: Path, tmp_path: Path) -> None:
+    """``--out=~/x.npz`` (bash leaves that ``~``; cmd.exe and PowerShell leave every one) lands
+    in the home folder, not in a new folder named ``~``."""
+    from advprior.cli import main
+
+    assert main(["sample", "-n", "1", "--out=~/s.npz"]) == 0
+    assert (home / "s.npz").is_file()
+    assert main(["sample", "-n", "1", "--out", "~/données/s 2.npz"]) == 0
+    assert (home / "données" / "s 2.npz").is_file()
+    shutil.copyfile(FIXTURES / "cmu_bvh_daz_aclstm/martial/04_first60.bvh", home / "a b.bvh")
+    assert main(["data", "build", "~/a b.bvh", "--out=~/d.npz", "--split", "1,0,0"]) == 0
+    assert main(["data", "info", "~/d.npz"]) == 0
+    assert not (tmp_path / "work" / "~").exists()
+
+
+def test_save_pretrained_and_from_pretrained_agree_on_tilde(home: Path, tmp_path: Path) -> None:
+    import torch
+
+    from advprior import PosePrior
+
+    torch.manual_seed(0)
+    prior = PosePrior(latent="sphere")
+    prior.save_pretrained("~/models/mine")
+    assert (home / "models" / "mine" / "config.json").is_file()
+    assert not (tmp_path / "work" / "~").exists()
+    back = PosePrior.from_pretrained("~/models/mine")
+    z = prior.sample_latent(3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(back.decode(z), prior.eval().decode(z), rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:.*has no validation split")
+def test_cli_relative_paths_with_spaces_and_non_ascii(home: Path, capsys) -> None:
+    """Every command given relative paths with spaces and non-ASCII letters (as on a Windows
+    desktop, "C:\\Users\\José\\Mes données")."""
+    from advprior.cli import main
+
+    src = Path("mo cap é")
+    shutil.copytree(FIXTURES / "cmu_asfamc", src / "cmu")
+    data = "données/Müller set.npz"
+    assert main(["data", "build", str(src), "--out", data, "--split", "1,0,0"]) == 0
+    assert main(["data", "info", data]) == 0
+    assert main(["train", "--model", "gmm", "--data", data, "--out", "run ö", "--steps", "2"]) == 0
+    assert Path("run ö/model/config.json").is_file()
+    assert main(["sample", "-n", "2", "--model", "run ö/model", "--out", "s ü/x.npz"]) == 0
+    assert np.load("s ü/x.npz")["body_pose"].shape == (2, 63)
+    assert main(["export", "--output", "ex é/g.pt"]) == 0
+    assert Path("ex é/g.pt").is_file()
+    rng = np.random.default_rng(0)
+    keypoints = (500 + 100 * rng.standard_normal((1, 24, 2))).tolist()
+    camera = {"focal": [1000.0, 1000.0], "center": [500.0, 500.0]}
+    Path("vidéo 1").mkdir()
+    Path("vidéo 1/kp é.json").write_text(
+        json.dumps({"format": "smpl24", "keypoints": keypoints, "camera": camera}),
+        encoding="utf-8",
+    )
+    argv = ["fit", "vidéo 1/kp é.json", "--prior", "run ö/model", "--iterations", "2"]
+    assert main([*argv, "--out", "fits ö/f.npz"]) == 0
+    assert np.load("fits ö/f.npz")["body_pose"].shape == (1, 63)
+
+
+def test_cli_output_survives_an_ansi_console(tmp_path: Path, monkeypatch) -> None:
+    """On Windows, stdout redirected to a file or pipe encodes with the ANSI code page: a
+    message naming a path outside it must not fail the command after its file is written."""
+    from advprior.cli import main
+
+    raw_out, raw_err = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(raw_out, encoding="cp1252"))
+    monkeypatch.setattr("sys.stderr", io.TextIOWrapper(raw_err, encoding="cp1252"))
+    out = tmp_path / "张" / "s.npz"
+    assert main(["sample", "-n", "1", "--out", str(out)]) == 0
+    assert out.is_file()
+    import sys
+
+    sys.stdout.flush()
+    assert b"\\u5f20" in raw_out.getvalue()
