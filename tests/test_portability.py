@@ -10,7 +10,9 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -304,7 +306,188 @@ def test_cli_output_survives_an_ansi_console(tmp_path: Path, monkeypatch) -> Non
     out = tmp_path / "张" / "s.npz"
     assert main(["sample", "-n", "1", "--out", str(out)]) == 0
     assert out.is_file()
-    import sys
-
     sys.stdout.flush()
     assert b"\\u5f20" in raw_out.getvalue()
+
+
+# ------------------------------------------------------------------------------------------
+# Atomic writes under Windows semantics
+
+
+def _writers(tmp_path: Path) -> dict[str, tuple[Path, Callable[[], object]]]:
+    import torch
+
+    from advprior import PosePrior
+    from advprior.fileio import save_npz_atomic, write_atomic, write_text_atomic
+    from advprior.train.checkpoint import save_atomic
+
+    folder = tmp_path / "données é"
+    folder.mkdir(exist_ok=True)
+    prior = PosePrior(latent_dim=8, hidden_dim=16)
+    return {
+        "write_atomic": (folder / "a.bin", lambda: write_atomic(folder / "a.bin", lambda f: None)),
+        "write_text_atomic": (folder / "a.txt", lambda: write_text_atomic(folder / "a.txt", "x")),
+        "save_npz_atomic": (
+            folder / "a.npz",
+            lambda: save_npz_atomic(folder / "a.npz", {"x": np.zeros(2)}),
+        ),
+        "checkpoint": (
+            folder / "checkpoint.pt",
+            lambda: save_atomic({"w": torch.zeros(2)}, folder / "checkpoint.pt"),
+        ),
+        "save_pretrained": (
+            folder / "m" / "model.safetensors",
+            lambda: prior.save_pretrained(folder / "m"),
+        ),
+    }
+
+
+def _refuse_replace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.replace`` as Windows answers it when another process holds the target open."""
+
+    def replace(src, dst, **kwargs):
+        raise PermissionError(13, "Access is denied", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize(
+    "writer",
+    ["write_atomic", "write_text_atomic", "save_npz_atomic", "checkpoint", "save_pretrained"],
+)
+def test_replace_refused_keeps_the_target_and_removes_the_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    target, write = _writers(tmp_path)[writer]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"old content")
+    _refuse_replace(monkeypatch)
+    with pytest.raises(PermissionError) as info:
+        write()
+    assert str(target) in str(info.value) and info.value.errno == 13
+    assert target.read_bytes() == b"old content"
+    assert not [p.name for p in target.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_replace_refused_is_one_cli_line_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from advprior.cli import main
+
+    out = tmp_path / "s.npz"
+    out.write_bytes(b"old")
+    _refuse_replace(monkeypatch)
+    assert main(["sample", "-n", "1", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(out) in err and "denied" in err
+    assert out.read_bytes() == b"old"
+
+
+def test_windows_hint_names_the_likely_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Windows a refused replace almost always means the file is open elsewhere (an
+    editor, a viewer, a second Python session): the message says so."""
+    from advprior.fileio import write_text_atomic
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    _refuse_replace(monkeypatch)
+    with pytest.raises(PermissionError, match=r"a\.txt: Access is denied \(is it open in"):
+        write_text_atomic(tmp_path / "a.txt", "x")
+
+
+def test_a_temporary_that_cannot_be_removed_does_not_hide_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virus scanner may hold the fresh temporary open, so removing it fails too: the error
+    is still the one about the target (not the temporary's), and a warning names the leftover."""
+    from advprior.fileio import write_text_atomic
+
+    target = tmp_path / "a.txt"
+    target.write_text("old")
+    _refuse_replace(monkeypatch)
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise PermissionError(13, "Access is denied", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.warns(UserWarning, match=r"\.a\.txt\..*\.tmp"):
+        with pytest.raises(PermissionError, match=r"cannot write .*a\.txt: Access is denied"):
+            write_text_atomic(target, "new")
+    assert target.read_text() == "old"
+
+
+def test_read_only_folder_is_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A read-only folder (simulated: the tests may run as root, whom chmod does not stop)."""
+    from advprior.cli import main
+    from advprior.fileio import write_text_atomic
+
+    folder = tmp_path / "lecture seule"
+    folder.mkdir()
+    real_open = os.open
+
+    def os_open(path, flags, *args, **kwargs):
+        if Path(path).parent == folder and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+    with pytest.raises(PermissionError, match=r"cannot write .*lecture seule.a\.txt"):
+        write_text_atomic(folder / "a.txt", "x")
+    assert main(["sample", "-n", "1", "--out", str(folder / "s.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "s.npz" in err and "Permission denied" in err and ".tmp" not in err
+    assert list(folder.iterdir()) == []
+
+
+def test_process_probe_never_signals_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.kill(pid, 0)`` on Windows is no probe: 0 is CTRL_C_EVENT (an interrupt sent to a
+    console process group, ours when ``pid`` leads none) and any other signal terminates. The
+    stale-temporary sweep and the run-folder lock must ask Windows itself."""
+    from advprior import fileio
+
+    def kill(pid, sig):
+        raise AssertionError(f"os.kill({pid}, {sig}) on Windows")
+
+    alive = {1234}
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setattr(fileio, "_windows_process_alive", lambda pid: pid in alive, raising=False)
+    target = tmp_path / "a.npz"
+    live, dead = (tmp_path / f".a.npz.{pid}.0badc0de.tmp" for pid in (1234, 999_999))
+    live.write_bytes(b"")
+    dead.write_bytes(b"")
+    assert fileio.remove_stale_temps(target) == [dead]
+    assert live.exists() and not dead.exists()
+
+
+def test_run_folder_lock_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FAT/exFAT drives (a USB disk on Windows or macOS) have no hard links; the lock is then
+    created exclusively, still refuses a second claim, and is released."""
+    from advprior.errors import RunFolderError
+    from advprior.train.runfolder import LOCK_NAME, claim_run_folder
+
+    def link(src, dst, **kwargs):
+        raise OSError(1, "Operation not permitted", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "link", link)
+    out = tmp_path / "run é"
+    with claim_run_folder(out, resume=False, overwrite=False):
+        owner = json.loads((out / LOCK_NAME).read_text(encoding="utf-8"))
+        assert owner["pid"] == os.getpid()
+        monkeypatch.setattr("advprior.train.runfolder.process_alive", lambda pid: True)
+        monkeypatch.setattr(
+            "advprior.train.runfolder._read_lock", lambda lock: {**owner, "pid": owner["pid"] + 1}
+        )
+        with pytest.raises(RunFolderError, match="in use by another training process"):
+            claim_run_folder(out, resume=True, overwrite=False)
+        monkeypatch.undo()
+    assert not (out / LOCK_NAME).exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
