@@ -491,3 +491,32 @@ def test_run_folder_lock_without_hard_links(
         monkeypatch.undo()
     assert not (out / LOCK_NAME).exists()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------------------
+# The same outputs on every system
+
+
+def test_data_build_orders_files_as_on_linux_whatever_the_path_flavour() -> None:
+    """Windows paths sort case-insensitively; the build's order must not follow them."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    from advprior.data.dataset import files_in_order
+
+    names = ["b/x.bvh", "B.bvh", "a.bvh", "A/y.bvh", "a/Z.bvh", "a/z.bvh"]
+    posix = [
+        n for n in files_in_order(PurePosixPath("/d"), [PurePosixPath("/d", n) for n in names])
+    ]
+    win = files_in_order(PureWindowsPath("C:/d"), [PureWindowsPath("C:/d", n) for n in names])
+    expected = ["A/y.bvh", "B.bvh", "a/Z.bvh", "a/z.bvh", "a.bvh", "b/x.bvh"]
+    assert [p.relative_to("/d").as_posix() for p in posix] == expected
+    assert [p.relative_to("C:/d").as_posix() for p in win] == expected
+
+
+def test_eval_picture_links_use_forward_slashes() -> None:
+    from pathlib import PureWindowsPath
+
+    from advprior.eval.runner import picture_link
+
+    base = PureWindowsPath(r"C:\Users\José\docs")
+    assert picture_link(base / "results" / "pca.png", base) == "results/pca.png"

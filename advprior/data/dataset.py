@@ -27,7 +27,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -190,13 +190,22 @@ def _cmu_layout(rel: Path, source: str, number: int) -> bool:
     return any("cmu" in part.casefold() for part in (source, *rel.parent.parts))
 
 
+def files_in_order(root: PurePath, files: Iterable[PurePath]) -> list[PurePath]:
+    """``files`` under ``root`` in one order on every system: by their path components below
+    ``root``, case-sensitively. Sorting the paths themselves would not do: Windows paths
+    compare case-insensitively, so a build there would order ``B.bvh`` and ``a.bvh`` the other
+    way round, and the same folder would give another file (other sequence numbers, another
+    content sha256) than on Linux or macOS."""
+    return sorted(files, key=lambda f: f.relative_to(root).parts)
+
+
 def _candidates(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
     """``(file, path relative to its root, source)`` for every file under ``paths``."""
     out = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            for f in files_in_order(p, (x for x in p.rglob("*") if x.is_file())):
                 rel = f.relative_to(p)
                 source = rel.parts[0] if len(rel.parts) > 1 else p.name
                 out.append((f, rel, source))

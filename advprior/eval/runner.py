@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -448,7 +448,7 @@ def run_eval(
         for key, path in pictures.items():
             pictures[key] = out / Path(path).name
             os.replace(path, pictures[key])
-        results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
+        results["pictures"] = {k: picture_link(v, out.parent) for k, v in pictures.items()}
         results["wall_seconds"] = time.perf_counter() - t_start
         named = not isinstance(models, Mapping) or all(
             isinstance(m, (str, os.PathLike)) for m in models.values()
@@ -466,6 +466,13 @@ def run_eval(
         return results
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def picture_link(picture: PurePath, base: PurePath) -> str:
+    """The Markdown link (and results.json entry) of ``picture`` from the report's folder
+    ``base``: forward slashes on every system, as Markdown renderers and other machines read
+    them (``str`` of a Windows path has backslashes)."""
+    return picture.relative_to(base).as_posix()
 
 
 def _other_generated_blocks(report: Path) -> str:
