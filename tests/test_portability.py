@@ -520,3 +520,25 @@ def test_eval_picture_links_use_forward_slashes() -> None:
 
     base = PureWindowsPath(r"C:\Users\José\docs")
     assert picture_link(base / "results" / "pca.png", base) == "results/pca.png"
+
+
+def test_training_stops_cleanly_on_windows_ctrl_break(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-Break, and closing the console window, reach Python on Windows as SIGBREAK: training
+    must save its checkpoint then as on Ctrl-C (SIGUSR1 stands in for it here)."""
+    import signal
+
+    from advprior.train.loop import _StopFlag
+
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+
+    def ignore(signum, frame) -> None:
+        pass
+
+    original = signal.signal(signal.SIGUSR1, ignore)  # unhandled, it would end pytest
+    try:
+        with _StopFlag() as flag:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert flag.requested
+        assert signal.getsignal(signal.SIGUSR1) is ignore
+    finally:
+        signal.signal(signal.SIGUSR1, original)
