@@ -140,13 +140,33 @@ def manifest_path(manifest: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else DEFAULT_MANIFEST
 
 
+def _symlink_placeholder_target(path: Path) -> Path:
+    """``path``, or the file it names if it is a symlink checked out as a plain file.
+
+    The package's ``weights_manifest.json`` is a symlink to the checkout's top-level one; Git
+    on Windows without symlink support (``core.symlinks=false``, its default) writes it as a
+    small text file holding the link's target, ``../weights_manifest.json``, which an editable
+    install would then try to read as the manifest."""
+    try:
+        if path.is_symlink() or path.stat().st_size > 255:
+            return path
+        target = path.read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return path
+    if target.endswith(".json") and not target.startswith(("{", "[")) and "\n" not in target:
+        followed = path.parent / target
+        if followed.is_file() and followed.resolve() != path.resolve():
+            return followed
+    return path
+
+
 def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     """Read and validate the weights manifest; returns ``{alias: entry}``.
 
     Raises :class:`~advprior.errors.ManifestError` for a manifest that is not valid JSON or
     whose entries lack a required key (see ``docs/api/hub.md`` for the schema).
     """
-    path = manifest_path(manifest)
+    path = _symlink_placeholder_target(manifest_path(manifest))
     try:
         data = read_json(path, ManifestError, what="weights manifest")
     except FileNotFoundError as err:

@@ -542,3 +542,56 @@ def test_training_stops_cleanly_on_windows_ctrl_break(monkeypatch: pytest.Monkey
         assert signal.getsignal(signal.SIGUSR1) is ignore
     finally:
         signal.signal(signal.SIGUSR1, original)
+
+
+# ------------------------------------------------------------------------------------------
+# A checkout made by Git for Windows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_pinned_files_keep_their_bytes_in_a_windows_checkout() -> None:
+    """Git for Windows checks text out with CRLF (core.autocrlf=true): the bundled config.json
+    files, whose sha256 the manifest pins, must be exempt or every bundled model fails its
+    checksum in a Windows clone."""
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    listed = subprocess.run(
+        ["git", "ls-files", "advprior/weights", "weights_manifest.json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert any(name.endswith("config.json") for name in listed)
+    attrs = subprocess.run(
+        ["git", "check-attr", "text", "--", *listed],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert attrs and all(line.endswith(": text: unset") for line in attrs), attrs
+
+
+def test_manifest_symlink_checked_out_as_a_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without symlink support Git writes the package's weights_manifest.json as a text file
+    holding "../weights_manifest.json"; the bundled models must still load."""
+    import torch
+
+    from advprior import PosePrior, hub
+
+    top = tmp_path / "checkout é"
+    (top / "advprior").mkdir(parents=True)
+    shutil.copyfile(REPO / "weights_manifest.json", top / "weights_manifest.json")
+    placeholder = top / "advprior" / "weights_manifest.json"
+    placeholder.write_bytes(b"../weights_manifest.json")  # git writes no newline
+    assert "gan-s" in hub.known_aliases(placeholder)
+    monkeypatch.setattr(hub, "DEFAULT_MANIFEST", placeholder)
+    monkeypatch.delenv("ADVPRIOR_MANIFEST", raising=False)
+    prior = PosePrior.from_pretrained("gan-s")
+    assert prior.sample(1, generator=torch.Generator().manual_seed(0)).shape == (1, 63)
