@@ -595,3 +595,32 @@ def test_manifest_symlink_checked_out_as_a_placeholder(
     monkeypatch.delenv("ADVPRIOR_MANIFEST", raising=False)
     prior = PosePrior.from_pretrained("gan-s")
     assert prior.sample(1, generator=torch.Generator().manual_seed(0)).shape == (1, 63)
+
+
+def test_wildcards_the_shell_left_are_expanded(home: Path, capsys) -> None:
+    """cmd.exe and PowerShell pass ``frames\\*_keypoints.json`` on as typed: ``fit`` and
+    ``data build`` expand it (in name order, OpenPose's frame order), and a pattern that
+    matches nothing is one line naming it."""
+    from advprior.cli import main
+
+    rng = np.random.default_rng(0)
+    camera = {"focal": [1000.0, 1000.0], "center": [500.0, 500.0]}
+    Path("frames é").mkdir()
+    for frame in (1, 0, 2):
+        keypoints = (500 + 100 * rng.standard_normal((1, 24, 2))).tolist()
+        Path(f"frames é/v_{frame:012d}_keypoints.json").write_text(
+            json.dumps({"format": "smpl24", "keypoints": keypoints, "camera": camera}),
+            encoding="utf-8",
+        )
+    argv = ["fit", "frames é/*_keypoints.json", "--prior", "none", "--iterations", "1"]
+    assert main([*argv, "--out", "fit.npz"]) == 0
+    with np.load("fit.npz") as fit:
+        inputs = json.loads(str(fit["info"]))["inputs"]
+        assert fit["body_pose"].shape == (3, 63)
+    assert [Path(p).name[:4] for p in inputs] == ["v_00", "v_00", "v_00"]
+    assert inputs == sorted(inputs) and len(set(inputs)) == 3
+    assert main(["fit", "nothing/*.json", "--prior", "none"]) == 1
+    assert "no keypoints file matches nothing/*.json" in capsys.readouterr().err
+    Path("mo cap").mkdir()
+    shutil.copyfile(FIXTURES / "cmu_bvh_daz_aclstm/martial/04_first60.bvh", "mo cap/a.bvh")
+    assert main(["data", "build", "mo cap/*.bvh", "--out", "d.npz", "--split", "1,0,0"]) == 0
