@@ -624,3 +624,30 @@ def test_wildcards_the_shell_left_are_expanded(home: Path, capsys) -> None:
     Path("mo cap").mkdir()
     shutil.copyfile(FIXTURES / "cmu_bvh_daz_aclstm/martial/04_first60.bvh", "mo cap/a.bvh")
     assert main(["data", "build", "mo cap/*.bvh", "--out", "d.npz", "--split", "1,0,0"]) == 0
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_torchscript_export_to_a_non_ascii_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's C++ file writer takes a path through the ANSI API on Windows: a non-ASCII
+    folder fails there (pytorch#75171, not to be fixed: TorchScript is deprecated). The export
+    writes through a Python file object instead (simulated: a path argument must be ASCII)."""
+    import torch
+
+    from advprior.cli import main
+
+    real_save = torch.jit.save
+
+    def ansi_save(m, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and not os.fspath(f).isascii():
+            raise RuntimeError(f"Parent directory {Path(f).parent} does not exist.")
+        return real_save(m, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch.jit, "save", ansi_save)
+    out = tmp_path / "José" / "données" / "gan-s.pt"
+    assert main(["export", "--output", str(out)]) == 0
+    with open(out, "rb") as fh:
+        module = torch.jit.load(fh)
+    z = torch.nn.functional.normalize(torch.randn(2, 32, generator=torch.Generator()), dim=-1)
+    assert module(z).shape == (2, 63)
