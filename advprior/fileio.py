@@ -12,6 +12,7 @@ gone (:func:`remove_stale_temps`), so they never pile up.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -272,14 +273,24 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
 JSON_MAX_BYTES = 16 * 2**20
 
 
+def decode_text(data: bytes) -> str:
+    """UTF-8 ``data``, or UTF-16 when it starts with a UTF-16 byte-order mark (what Windows
+    PowerShell 5's ``Out-File`` and ``>`` write); a leading byte-order mark is dropped. Raises
+    ``UnicodeDecodeError``."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")  # the mark says the byte order and is dropped
+    return data.decode("utf-8-sig")
+
+
 def parse_json(data: str | bytes, source: object, error: type[Exception] = ValueError) -> Any:
     """``json.loads`` of UTF-8 ``data`` where every decoding problem (bad syntax, bad UTF-8,
     nesting too deep, an integer of more digits than Python converts) is one ``error`` naming
     ``source`` (a file name, or e.g. ``"model.onnx metadata"``). A leading byte-order mark, which
     .NET and PowerShell tools write into UTF-8 files, and a trailing Ctrl-Z, the end-of-file mark
-    of DOS-era tools (``copy /a``), are dropped (``json.loads`` refuses both)."""
+    of DOS-era tools (``copy /a``), are dropped (``json.loads`` refuses both); UTF-16 with its
+    byte-order mark (Windows PowerShell 5's ``Out-File`` and ``>``) is read too."""
     try:
-        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.removeprefix("\ufeff")
+        text = decode_text(data) if isinstance(data, bytes) else data.removeprefix("\ufeff")
         return json.loads(text.rstrip("\x1a"))
     except RecursionError:
         raise error(f"{source} is not valid JSON: nested too deeply") from None

@@ -65,6 +65,9 @@ VARIANTS: dict[str, Callable[[bytes], bytes]] = {
     "ctrl-z": lambda b: _lf(b).replace(b"\n", b"\r\n") + b"\x1a",
     "no-final-newline": lambda b: _lf(b).rstrip(b"\n"),
     "cr-only": lambda b: _lf(b).replace(b"\n", b"\r"),
+    # Windows PowerShell 5's Out-File and ">": UTF-16 little-endian with its byte-order mark
+    "utf-16": lambda b: b"\xff\xfe" + _lf(b).replace(b"\n", b"\r\n").decode().encode("utf-16-le"),
+    "utf-16-be": lambda b: b"\xfe\xff" + _lf(b).decode("utf-8").encode("utf-16-be"),
 }
 
 
@@ -159,7 +162,7 @@ def test_frame_rate_readme_and_index_csv_from_windows_tools(tmp_path: Path) -> N
     assert cmu_index_rates([table]) == {(2, 3): 60.0}
 
 
-@pytest.mark.parametrize("variant", ["bom-crlf", "ctrl-z", "mixed", "cr-only"])
+@pytest.mark.parametrize("variant", ["bom-crlf", "ctrl-z", "mixed", "cr-only", "utf-16"])
 def test_json_files_as_windows_tools_write_them(tmp_path: Path, variant: str) -> None:
     """config.json, weights_manifest.json, camera and detector keypoint files all go through
     ``read_json``."""
