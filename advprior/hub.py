@@ -482,9 +482,15 @@ def resolve_files(
         _verify_recorded(files, models)
         return files
     known = ", ".join(sorted(models)) or "none yet"
+    hint = ""
+    if os.sep == "/" and "\\" in name:
+        # a path copied from Windows: backslashes are no separators here
+        slashed = Path(name.replace("\\", "/")).expanduser()
+        if slashed.is_dir():
+            hint = f"; '\\' separates no folders on this system: did you mean {str(slashed)!r}?"
     raise ModelNotFoundError(
         f"{name!r} is not a checkpoint directory, a known model alias (known: {known}), "
-        "or a Hub repo id of the form 'owner/name'"
+        f"or a Hub repo id of the form 'owner/name'{hint}"
     )
 
 

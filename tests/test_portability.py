@@ -654,3 +654,16 @@ def test_torchscript_export_to_a_non_ascii_folder(
         module = torch.jit.load(fh)
     z = torch.nn.functional.normalize(torch.randn(2, 32, generator=torch.Generator()), dim=-1)
     assert module(z).shape == (2, 63)
+
+
+def test_a_windows_model_path_on_posix_says_what_it_means(home: Path) -> None:
+    """``run\\model`` typed on Windows and reused on Linux or macOS names one odd file name
+    there: refused, with the folder it probably means."""
+    from advprior import PosePrior
+    from advprior.errors import ModelNotFoundError
+
+    if os.sep != "/":
+        pytest.skip("backslashes are separators here")
+    PosePrior(latent_dim=8, hidden_dim=16).save_pretrained("run é/model")
+    with pytest.raises(ModelNotFoundError, match=r"did you mean 'run é/model'"):
+        PosePrior.from_pretrained("run é\\model")
