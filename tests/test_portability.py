@@ -667,3 +667,21 @@ def test_a_windows_model_path_on_posix_says_what_it_means(home: Path) -> None:
     PosePrior(latent_dim=8, hidden_dim=16).save_pretrained("run é/model")
     with pytest.raises(ModelNotFoundError, match=r"did you mean 'run é/model'"):
         PosePrior.from_pretrained("run é\\model")
+
+
+# ------------------------------------------------------------------------------------------
+# Several processes
+
+
+def test_ddp_backend_where_torch_has_no_nccl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's Windows (and macOS) wheels have no NCCL: GPUs there train over gloo."""
+    import torch
+    import torch.distributed as dist
+
+    from advprior.train import distributed
+
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: False)
+    assert distributed.backend_for(torch.device("cuda", 0)) == "gloo"
+    assert distributed.backend_for(torch.device("cpu")) == "gloo"
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    assert distributed.backend_for(torch.device("cuda", 1)) == "nccl"
