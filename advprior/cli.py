@@ -5,12 +5,15 @@ usage errors (argparse's, and :class:`~advprior.errors.UsageError`), 1 for failu
 (:class:`~advprior.errors.AdvPriorError`, ``ValueError``, ``OSError``, a missing optional extra)
 and 130 for an interrupt.
 ``--debug`` (anywhere on the command line) or ``ADVPRIOR_DEBUG=1`` adds the traceback.
+A leading ``~`` in any path argument is the home folder, also where the shell leaves it
+(``--out=~/x.npz``, cmd.exe, PowerShell).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import re
 import sys
@@ -97,14 +100,52 @@ def _one_line(err: BaseException) -> str:
     return re.sub(r"\s*\n\s*", " ", text.strip())
 
 
+def _tolerant_output() -> None:
+    """Let stdout and stderr write any character, escaped where their encoding has none.
+
+    Redirected to a file or a pipe on Windows they encode with the ANSI code page (cp1252), so
+    a message naming ``données/张.npz`` raised ``UnicodeEncodeError`` after the work was done,
+    and the command failed (exit 1) although its file was written."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
+_HOME_PREFIX = re.compile(r"~[^/\\]*(?:[/\\]|$)")
+
+
+def _expand_home(args: argparse.Namespace) -> None:
+    """Expand a leading ``~`` / ``~user`` in every path-like argument, in place.
+
+    Shells expand ``~`` only at the start of a word: ``--out=~/x.npz``, a quoted ``"~/x"``,
+    and every argument given in cmd.exe or PowerShell reach the command as typed, and used to
+    create a folder literally named ``~`` in the working directory. Values stay ``str`` or
+    ``Path`` as parsed; a ``~name`` that is no user's home is left as it is."""
+    from pathlib import PurePath
+
+    def expand(value: object) -> object:
+        if isinstance(value, (str, PurePath)) and _HOME_PREFIX.match(str(value)):
+            expanded = os.path.expanduser(str(value))
+            return type(value)(expanded) if isinstance(value, PurePath) else expanded
+        if isinstance(value, list):
+            return [expand(v) for v in value]
+        return value
+
+    for key, value in vars(args).items():
+        if key != "func":
+            setattr(args, key, expand(value))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerant_output()
     # --debug is accepted after the sub-command too, where argparse would not know it
     debug = "--debug" in argv or os.environ.get("ADVPRIOR_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     try:
         # building the parser imports torch (seconds): a Ctrl-C then is as common as later on
         args = build_parser().parse_args(argv)  # usage errors: argparse prints them, exits 2
+        _expand_home(args)
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()

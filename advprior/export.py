@@ -260,8 +260,10 @@ def export_prior(
             write_atomic(output, lambda fh: fh.write(proto.SerializeToString()))
         else:
             traced = torch.jit.trace(wrapper, (example,), check_trace=False)
-            with atomic_path(output) as tmp:
-                torch.jit.save(traced, str(tmp), _extra_files={METADATA_FILE: json.dumps(meta)})
+            # an open file, not a path: torch's C++ writer opens paths with the ANSI API on
+            # Windows and fails on any non-ASCII folder (C:\Users\José\...), pytorch#75171
+            with atomic_path(output) as tmp, open(tmp, "wb") as fh:
+                torch.jit.save(traced, fh, _extra_files={METADATA_FILE: json.dumps(meta)})
     return meta
 
 

@@ -12,6 +12,7 @@ gone (:func:`remove_stale_temps`), so they never pile up.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import pickle
 import pickletools
 import re
 import secrets
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -31,6 +33,10 @@ import numpy as np
 
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine."""
+    if sys.platform == "win32":
+        # not os.kill(pid, 0): on Windows signal 0 is CTRL_C_EVENT, sent to a console process
+        # group (the caller's own when pid leads none), and any other signal terminates
+        return _windows_process_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -38,6 +44,29 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # alive, owned by someone else
         return True
     return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    """``process_alive`` on Windows: the process can be opened and has no exit code yet."""
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+    kernel32.GetExitCodeProcess.argtypes = (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
+    kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
+    query_limited_information, still_active, access_denied = 0x1000, 259, 5
+    handle = kernel32.OpenProcess(query_limited_information, False, pid)
+    if not handle:
+        return ctypes.get_last_error() == access_denied  # alive, owned by someone else
+    try:
+        code = wintypes.DWORD()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True  # cannot tell: never take a live writer's file
+        return code.value == still_active
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def remove_stale_temps(path: str | os.PathLike, *, owner: bool = False) -> list[Path]:
@@ -114,11 +143,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         try:
             os.replace(tmp, path)
+        except PermissionError as err:
+            new = _named(err, path)
+            if sys.platform == "win32":
+                # Windows refuses to replace a file another process holds open
+                new = PermissionError(
+                    f"{new} (is it open in another program? close it and try again)"
+                )
+                new.errno = err.errno
+            raise new from None
         except OSError as err:
             raise _named(err, path) from None
     finally:
+        _remove_temp(tmp)
+
+
+def _remove_temp(tmp: Path) -> None:
+    """Remove a temporary file if it is there, without hiding the error that left it: on
+    Windows a virus scanner or indexer may still hold it open, and the caller must hear about
+    the write that failed, not about its leftover (which the next write removes once this
+    process has ended, :func:`remove_stale_temps`)."""
+    try:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    except OSError as err:
+        warnings.warn(f"cannot remove temporary file {tmp}: {err}", stacklevel=3)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
@@ -224,14 +273,25 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
 JSON_MAX_BYTES = 16 * 2**20
 
 
+def decode_text(data: bytes) -> str:
+    """UTF-8 ``data``, or UTF-16 when it starts with a UTF-16 byte-order mark (what Windows
+    PowerShell 5's ``Out-File`` and ``>`` write); a leading byte-order mark is dropped. Raises
+    ``UnicodeDecodeError``."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")  # the mark says the byte order and is dropped
+    return data.decode("utf-8-sig")
+
+
 def parse_json(data: str | bytes, source: object, error: type[Exception] = ValueError) -> Any:
     """``json.loads`` of UTF-8 ``data`` where every decoding problem (bad syntax, bad UTF-8,
     nesting too deep, an integer of more digits than Python converts) is one ``error`` naming
     ``source`` (a file name, or e.g. ``"model.onnx metadata"``). A leading byte-order mark, which
-    .NET and PowerShell tools write into UTF-8 files, is dropped (``json.loads`` refuses it)."""
+    .NET and PowerShell tools write into UTF-8 files, and a trailing Ctrl-Z, the end-of-file mark
+    of DOS-era tools (``copy /a``), are dropped (``json.loads`` refuses both); UTF-16 with its
+    byte-order mark (Windows PowerShell 5's ``Out-File`` and ``>``) is read too."""
     try:
-        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.removeprefix("\ufeff")
-        return json.loads(text)
+        text = decode_text(data) if isinstance(data, bytes) else data.removeprefix("\ufeff")
+        return json.loads(text.rstrip("\x1a"))
     except RecursionError:
         raise error(f"{source} is not valid JSON: nested too deeply") from None
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, the int-digits limit

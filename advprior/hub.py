@@ -147,13 +147,33 @@ def manifest_path(manifest: str | os.PathLike | None = None) -> Path:
     return Path(env) if env else DEFAULT_MANIFEST
 
 
+def _symlink_placeholder_target(path: Path) -> Path:
+    """``path``, or the file it names if it is a symlink checked out as a plain file.
+
+    The package's ``weights_manifest.json`` is a symlink to the checkout's top-level one; Git
+    on Windows without symlink support (``core.symlinks=false``, its default) writes it as a
+    small text file holding the link's target, ``../weights_manifest.json``, which an editable
+    install would then try to read as the manifest."""
+    try:
+        if path.is_symlink() or path.stat().st_size > 255:
+            return path
+        target = path.read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return path
+    if target.endswith(".json") and not target.startswith(("{", "[")) and "\n" not in target:
+        followed = path.parent / target
+        if followed.is_file() and followed.resolve() != path.resolve():
+            return followed
+    return path
+
+
 def read_manifest(manifest: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     """Read and validate the weights manifest; returns ``{alias: entry}``.
 
     Raises :class:`~advprior.errors.ManifestError` for a manifest that is not valid JSON or
     whose entries lack a required key (see ``docs/api/hub.md`` for the schema).
     """
-    path = manifest_path(manifest)
+    path = _symlink_placeholder_target(manifest_path(manifest))
     try:
         data = read_json(path, ManifestError, what="weights manifest")
     except FileNotFoundError as err:
@@ -469,9 +489,15 @@ def resolve_files(
         _verify_recorded(files, models)
         return files
     known = ", ".join(sorted(models)) or "none yet"
+    hint = ""
+    if os.sep == "/" and "\\" in name:
+        # a path copied from Windows: backslashes are no separators here
+        slashed = Path(name.replace("\\", "/")).expanduser()
+        if slashed.is_dir():
+            hint = f"; '\\' separates no folders on this system: did you mean {str(slashed)!r}?"
     raise ModelNotFoundError(
         f"{name!r} is not a checkpoint directory, a known model alias (known: {known}), "
-        "or a Hub repo id of the form 'owner/name'"
+        f"or a Hub repo id of the form 'owner/name'{hint}"
     )
 
 
@@ -787,7 +813,8 @@ class PretrainedMixin:
 
         ``training`` (JSON-serialisable: e.g. ``{"data": ..., "steps": ..., "metrics": {...}}``)
         is stored under ``config["training"]`` and rendered in the model card; it replaces any
-        metadata the model already carries. Each file is written atomically. Returns the
+        metadata the model already carries. A leading ``~`` is the home folder, as for
+        :meth:`from_pretrained`. Each file is written atomically. Returns the
         directory, or the commit URL when ``push_to_hub=True`` (``repo_id`` defaults to the
         directory name).
         """
@@ -804,7 +831,8 @@ class PretrainedMixin:
                 f"{type(self).__name__} constructor arguments {bad} are not JSON values; "
                 "config.json can only record JSON-serialisable arguments"
             )
-        directory = Path(save_directory)
+        # expanded as from_pretrained expands it, so that "~/m" names one folder for both
+        directory = Path(save_directory).expanduser()
         directory.mkdir(parents=True, exist_ok=True)
         # Serialise to bytes and write them ourselves: safetensors' own file writer leaves the
         # file private (0o600) whatever the umask.

@@ -68,8 +68,10 @@ def _build(args: argparse.Namespace) -> int:
         raise UsageError(
             "--split takes three numbers like 0.8,0.1,0.1 and --source-fps GLOB=FPS"
         ) from None
+    from advprior.commands._wildcards import expand_wildcards
+
     report = build_dataset(
-        args.paths,
+        expand_wildcards(args.paths, "motion file or folder"),
         args.out,
         fps=args.fps,
         split=split,

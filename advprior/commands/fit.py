@@ -311,11 +311,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from advprior.commands._wildcards import expand_wildcards
     from advprior.errors import UsageError
     from advprior.fitting import PinholeCamera, fit_keypoints
 
     if args.starts < 1:
         raise UsageError(f"--starts must be at least 1, got {args.starts}")
+    args.keypoints = expand_wildcards(args.keypoints, "keypoints file")
     frames = [read_keypoints(p, args.person, missing_ok=args.sequence) for p in args.keypoints]
     formats = {f["format"] for f in frames if f["format"] is not None}
     fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"

@@ -27,12 +27,13 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from advprior.data.loader import load_motion
+from advprior.data.motion import read_motion_text
 from advprior.data.npz import read_npz_array
 from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.fileio import check_writable, check_zip_members, save_npz_atomic
@@ -189,13 +190,22 @@ def _cmu_layout(rel: Path, source: str, number: int) -> bool:
     return any("cmu" in part.casefold() for part in (source, *rel.parent.parts))
 
 
+def files_in_order(root: PurePath, files: Iterable[PurePath]) -> list[PurePath]:
+    """``files`` under ``root`` in one order on every system: by their path components below
+    ``root``, case-sensitively. Sorting the paths themselves would not do: Windows paths
+    compare case-insensitively, so a build there would order ``B.bvh`` and ``a.bvh`` the other
+    way round, and the same folder would give another file (other sequence numbers, another
+    content sha256) than on Linux or macOS."""
+    return sorted(files, key=lambda f: f.relative_to(root).parts)
+
+
 def _candidates(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
     """``(file, path relative to its root, source)`` for every file under ``paths``."""
     out = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            for f in files_in_order(p, (x for x in p.rglob("*") if x.is_file())):
                 rel = f.relative_to(p)
                 source = rel.parts[0] if len(rel.parts) > 1 else p.name
                 out.append((f, rel, source))
@@ -248,7 +258,7 @@ def classify(path: Path) -> str | None:
 
 def _declares_rates(readme: Path) -> bool:
     """Whether a readme holds a ``<folder> framerate <fps>`` line (:func:`readme_rates`)."""
-    lines = readme.read_text(errors="replace").splitlines()
+    lines = read_motion_text(readme).splitlines()
     return any(_README_RATE.match(line) for line in lines)
 
 
@@ -261,7 +271,7 @@ def readme_rates(file: Path, stop: Path | None = None) -> dict[str, float]:
         for name in _README_NAMES:
             r = folder / name
             if r.is_file():
-                for line in r.read_text(errors="replace").splitlines():
+                for line in read_motion_text(r).splitlines():
                     m = _README_RATE.match(line)
                     if m:
                         rates.setdefault(m.group(1), float(m.group(2)))
@@ -279,7 +289,9 @@ def cmu_index_rates(files: Iterable[Path]) -> dict[tuple[int, int], float]:
         if f.suffix.lower() != ".csv":
             continue
         try:
-            with open(f, newline="", encoding="utf-8", errors="replace") as fh:
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would
+            # otherwise rename the first column and lose every rate
+            with open(f, newline="", encoding="utf-8-sig", errors="replace") as fh:
                 for row in csv.DictReader(fh):
                     try:
                         key = (int(row["Subject"]), int(row["Trial #"]))

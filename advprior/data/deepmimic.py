@@ -11,6 +11,7 @@ at the head and foot body centres' tips so SMPL's neck and ankles get directions
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from advprior.data import rotmath
 from advprior.data.bvh import snap_rate
 from advprior.data.motion import UTF8_BOM, Motion, Skeleton
 from advprior.errors import MotionFormatError
+from advprior.fileio import decode_text
 
 # (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
 HUMANOID3D = (
@@ -55,6 +57,10 @@ def is_deepmimic(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
+            if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                # PowerShell 5's UTF-16: the key's bytes differ, decode (such files are small)
+                text = decode_text(head + f.read())
+                return text.lstrip().startswith("{") and '"Frames"' in text
             if not head.removeprefix(UTF8_BOM).lstrip().startswith(b"{"):
                 return False
             chunk = head
@@ -63,15 +69,15 @@ def is_deepmimic(path: Path) -> bool:
                     return True
                 tail = chunk[-(len(key) - 1) :]
                 chunk = f.read(1 << 16)
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return False
     return False
 
 
 def _read_text(path: Path) -> str:
-    """A JSON file's UTF-8 text, a byte-order mark dropped; raises ``OSError`` or
-    ``UnicodeDecodeError``."""
-    return path.read_bytes().decode("utf-8-sig")
+    """A JSON file's UTF-8 (or UTF-16 with its mark) text, a byte-order mark and a DOS
+    end-of-file Ctrl-Z dropped; raises ``OSError`` or ``UnicodeDecodeError``."""
+    return decode_text(path.read_bytes()).rstrip("\x1a")
 
 
 def find_character(path: Path) -> Path | None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.retarget import SMPLMotion, retarget, standing_rest
+from advprior.fileio import decode_text
 
 __all__ = ["Motion", "SMPLMotion", "Skeleton", "read_motion_text"]
 
@@ -23,11 +24,26 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def read_motion_text(path: str | Path) -> str:
-    """The text of a BVH/ASF/AMC file: bytes as latin-1 (those formats are ASCII, and latin-1
-    decodes any byte, so a stray non-ASCII comment never stops an import), without the UTF-8
-    byte-order mark that Windows editors write (it would otherwise stick to the first word).
-    Raises ``OSError`` as ``Path.read_bytes``."""
-    return Path(path).read_bytes().removeprefix(UTF8_BOM).decode("latin-1")
+    """The text of a BVH/ASF/AMC file, as Windows and macOS tools write them: UTF-8 (a leading
+    byte-order mark dropped), UTF-16 with its mark (PowerShell 5) or, failing those, cp1252
+    (Windows' "ANSI"), so that a non-ASCII comment or name never stops an import; line ends
+    CRLF, LF or CR (mixed too), returned as ``"\\n"``; the end-of-file Ctrl-Z that DOS-era
+    tools append dropped. The numbers of those formats are ASCII, so every decoding reads the
+    same values. Raises ``OSError`` as ``Path.read_bytes``.
+
+    Decoding as UTF-8 first matters beyond names: latin-1 turns the UTF-8 bytes of e.g. "Å"
+    (``c3 85``) into U+0085, a line break for ``str.splitlines`` and whitespace for
+    ``str.split``, which would cut a comment into a line of data.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = decode_text(data)
+    except UnicodeDecodeError:  # an ANSI file; the 5 bytes cp1252 leaves undefined: U+FFFD
+        text = data.decode("cp1252", errors="replace")
+    text = text.rstrip("\x1a")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ def write_generated_block(path: str | os.PathLike, source: str, block: str) -> P
     taken for one and never overwritten."""
     path = Path(path)
     begin = f"<!-- BEGIN GENERATED: {source} -->"
-    text = path.read_text() if path.exists() else ""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if line.strip() == begin), None)
     end = None

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -448,7 +448,7 @@ def run_eval(
         for key, path in pictures.items():
             pictures[key] = out / Path(path).name
             os.replace(path, pictures[key])
-        results["pictures"] = {k: str(Path(v).relative_to(out.parent)) for k, v in pictures.items()}
+        results["pictures"] = {k: picture_link(v, out.parent) for k, v in pictures.items()}
         results["wall_seconds"] = time.perf_counter() - t_start
         named = not isinstance(models, Mapping) or all(
             isinstance(m, (str, os.PathLike)) for m in models.values()
@@ -468,6 +468,13 @@ def run_eval(
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def picture_link(picture: PurePath, base: PurePath) -> str:
+    """The Markdown link (and results.json entry) of ``picture`` from the report's folder
+    ``base``: forward slashes on every system, as Markdown renderers and other machines read
+    them (``str`` of a Windows path has backslashes)."""
+    return picture.relative_to(base).as_posix()
+
+
 def _other_generated_blocks(report: Path) -> str:
     """The ``<!-- BEGIN GENERATED: ... -->`` blocks other commands wrote into ``report``
     (``advprior eval --tasks``, benchmarks), kept when the protocol rewrites the report."""
@@ -477,7 +484,7 @@ def _other_generated_blocks(report: Path) -> str:
         return ""
     blocks, current = [], None
     # whole-line markers only, as write_generated_block writes them
-    for line in report.read_text().split("\n"):
+    for line in report.read_text(encoding="utf-8").split("\n"):
         if current is None and line.strip().startswith("<!-- BEGIN GENERATED:"):
             current = [line]
         elif current is not None:

@@ -1,8 +1,8 @@
 """PyTorch's own distributed stack: torchrun environment, process group, DDP wrapping.
 
 Launched by ``torchrun --nproc_per_node N -m advprior.cli train ...`` (or the ``advprior``
-script), the usual ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` variables select DDP: NCCL on GPUs, gloo
-on CPU. Without them training runs in one plain process.
+script), the usual ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` variables select DDP: NCCL on GPUs (gloo
+where torch has no NCCL: Windows), gloo on CPU. Without them training runs in one plain process.
 """
 
 from __future__ import annotations
@@ -53,9 +53,15 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
         torch.cuda.set_device(dev)
     owns = False
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend=backend_for(dev))
         owns = True
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev, owns_group=owns)
+
+
+def backend_for(device: torch.device) -> str:
+    """The process-group backend for ``device``: NCCL for CUDA where this torch has it (Linux
+    builds), else gloo (CPU; CUDA on Windows, whose torch wheels carry no NCCL)."""
+    return "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
 
 
 def teardown(info: DistInfo) -> None:

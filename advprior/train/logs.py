@@ -23,14 +23,14 @@ class CSVLog:
         if resume_step is None and path.exists():
             path.unlink()
         if resume_step is not None and path.exists():
-            with open(path, newline="") as fh:
+            with open(path, newline="", encoding="utf-8") as fh:
                 reader = csv.DictReader(fh)
                 self.fields = list(reader.fieldnames or []) or None
                 rows = [r for r in reader if int(float(r["step"])) <= resume_step]
             if self.fields is None:
                 path.unlink()
                 return
-            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
                 writer = csv.DictWriter(fh, fieldnames=self.fields)
                 writer.writeheader()
                 writer.writerows(rows)
@@ -39,7 +39,7 @@ class CSVLog:
         new = self.fields is None
         if new:
             self.fields = list(row)
-        with open(self.path, "a", newline="") as fh:
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
             if new:
                 writer.writeheader()

@@ -102,7 +102,8 @@ class TrainResult:
 
 
 class _StopFlag:
-    """SIGINT/SIGTERM set a flag (main thread only); a second signal raises KeyboardInterrupt."""
+    """SIGINT/SIGTERM (and Windows' SIGBREAK) set a flag (main thread only); a second signal
+    raises KeyboardInterrupt."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -115,7 +116,9 @@ class _StopFlag:
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            # SIGBREAK: Ctrl-Break, and closing the console window, on Windows
+            extra = (signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()
+            for sig in (signal.SIGINT, signal.SIGTERM, *extra):
                 self._old[sig] = signal.signal(sig, self._handler)
         return self
 

@@ -22,6 +22,7 @@ from advprior.hub import (
     MODEL_CARD_NAME,
     PACKAGE_DIR,
     WEIGHTS_NAME,
+    _symlink_placeholder_target,
     read_config,
     sha256_file,
 )
@@ -30,8 +31,9 @@ from advprior.version import __version__
 
 RELEASE_REVISION = f"v{__version__}"
 # The top-level file in a checkout (the package's copy is a symlink to it); in an installed
-# package the packaged file itself (PACKAGE_DIR.parent would be site-packages/)
-MANIFEST = (PACKAGE_DIR / "weights_manifest.json").resolve()
+# package the packaged file itself (PACKAGE_DIR.parent would be site-packages/); in a Windows
+# checkout without symlinks, the file the placeholder names
+MANIFEST = _symlink_placeholder_target(PACKAGE_DIR / "weights_manifest.json").resolve()
 
 
 def _training_data(config: dict[str, Any]) -> str:

@@ -101,14 +101,29 @@ def _create_lock(lock: Path) -> bool:
     """Atomically create ``lock`` with our identity; False if it already exists."""
     info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
     tmp = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info), encoding="utf-8")
+    text = json.dumps(info)
+    tmp.write_text(text, encoding="utf-8")
     try:
         os.link(tmp, lock)  # fails if the lock exists: creation with full content, atomically
         return True
     except FileExistsError:
         return False
+    except OSError:
+        # no hard links here (FAT/exFAT drives, some network shares): exclusive creation, then
+        # the content (a claim racing into that instant may take the empty lock for stale)
+        return _create_lock_exclusive(lock, text)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_lock_exclusive(lock: Path, text: str) -> bool:
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return True
 
 
 def _take_lock(out: Path) -> Path:
