@@ -4,7 +4,9 @@ Stages (all per frame; see ``docs/fitting.md``):
 
 0. Camera: depth from torso length and focal length (``depth = f * torso_3d / torso_2d``, as
    SMPLify), then global orientation and translation on the torso keypoints (shoulders, hips),
-   from each of the :data:`YAW_CANDIDATES` body yaws; each frame keeps its best orientation and
+   from each of the :data:`YAW_CANDIDATES` body yaws (upright) and from the two orientations
+   whose torso plane projects as the visible shoulders and hips do (a person lying, upside
+   down, seen from above; at the plane's depth); each frame keeps its best orientation and
    (by default) the best one facing >= 60 degrees away from it, since a torso seen in 2D does
    not tell front-left from back-right; both go through the next stages, the lower final loss
    wins (SMPLify fits a body and its flip the same way).
@@ -299,6 +301,92 @@ def _pair_lengths(points: Tensor, pairs: Sequence[tuple[int, int]]) -> Tensor:
     return (a - b).norm(dim=-1)
 
 
+def _torso_affine(
+    kp: Tensor, seen: Tensor, camera: PinholeCamera, fmt: KeypointFormat, rest3d: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The affine map ``(n, 2, 2)`` from the torso's frontal plane (the rest keypoints' x, y of
+    the shoulders and hips, metres) to their image (normalised image units, pixels minus the
+    centre over the focal length), least squares on the visible ones, and ``(n,)`` bool where
+    it is defined (at least three of them visible, not in a line)."""
+    torso = sorted({i for pair in fmt.torso for i in pair})
+    w = seen[:, torso]
+    q = torch.stack(
+        [
+            (kp[:, torso, 0] - camera.center[0]) / camera.focal[0],
+            (kp[:, torso, 1] - camera.center[1]) / camera.focal[1],
+        ],
+        -1,
+    )
+    p = rest3d[torso, :2][None].expand(kp.shape[0], -1, -1)
+    wn = w / w.sum(-1, keepdim=True).clamp(min=1e-9)
+    pc = p - (p * wn[..., None]).sum(1, keepdim=True)
+    qc = q - (q * wn[..., None]).sum(1, keepdim=True)
+    gram = (pc * w[..., None]).transpose(1, 2) @ pc  # (n, 2, 2)
+    cross = (qc * w[..., None]).transpose(1, 2) @ pc
+    # Three points span the plane when the smaller eigenvalue of their scatter is not tiny
+    # against the larger (shoulders and hips, ~0.3 x 0.5 m, give ~0.1-0.3).
+    eig = torch.linalg.eigvalsh(gram)
+    ok = (w.sum(-1) >= 3) & (eig[:, 0] > 1e-2 * eig[:, 1].clamp(min=1e-12))
+    eye = torch.eye(2, dtype=kp.dtype, device=kp.device)
+    affine = cross @ torch.linalg.inv(torch.where(ok[:, None, None], gram, eye))
+    return affine, ok
+
+
+def _torso_plane_depth(affine: Tensor, ok: Tensor) -> tuple[Tensor, Tensor]:
+    """Depth ``(n,)`` (metres) of the torso from :func:`_torso_affine`'s map, and where defined.
+
+    Seen from any direction, a plane's image is an affine map of it whose larger singular value
+    is the scale ``1 / depth``: a line in the plane parallel to the image keeps its length, only
+    the direction across it shortens (by the cosine of the tilt). SMPLify's shoulder-hip length
+    ratio is that shortened length whenever the torso leans towards or away from the camera (a
+    camera above the person, a person lying feet first) and overestimated the depth ~2x in such
+    views (``benchmarks/fit_views.py``)."""
+    scale = torch.linalg.svdvals(affine)[:, 0]
+    return 1.0 / scale.clamp(min=1e-9), ok & (scale > 0)
+
+
+def _plane_orients(affine: Tensor, ok: Tensor, camera: PinholeCamera) -> Tensor:
+    """The two body orientations ``(n, 2, 3)`` (axis-angle, world frame) whose frontal plane
+    projects as :func:`_torso_affine`'s map (weak perspective): the map divided by its scale is
+    the upper-left 2 x 2 block ``U diag(1, c) V^T`` of the camera-from-body rotation, which is
+    ``U Rx(+-acos c) V^T`` (block-extended); the sign is the torso's lean towards or away from
+    the camera, which the plane's image cannot tell. Rows where ``ok`` is False get the upright
+    body facing the camera."""
+    n = affine.shape[0]
+    like = {"dtype": affine.dtype, "device": affine.device}
+    eye = torch.eye(2, **like).expand(n, 2, 2)
+    u, sv, vh = torch.linalg.svd(torch.where(ok[:, None, None], affine, eye))
+    c = (sv[:, 1] / sv[:, 0].clamp(min=1e-12)).clamp(0.0, 1.0)
+    # For a rotation the 2 x 2 block's determinant is R_33 = c: negative where the body's
+    # forward axis points towards the camera (facing it), so the sign goes into c, not U.
+    mirror = torch.linalg.det(u) * torch.linalg.det(vh) < 0
+    u = torch.cat([u[:, :, :1], torch.where(mirror[:, None, None], -u[:, :, 1:], u[:, :, 1:])], -1)
+    c = torch.where(mirror, -c, c)
+    sn = (1.0 - c * c).clamp(min=0.0).sqrt()
+    out = []
+    for sign in (1.0, -1.0):
+        m = torch.zeros(n, 3, 3, **like)
+        m[:, 0, 0] = 1.0
+        m[:, 1, 1] = c
+        m[:, 2, 2] = c
+        m[:, 1, 2] = -sign * sn
+        m[:, 2, 1] = sign * sn
+        u3 = torch.zeros(n, 3, 3, **like)
+        u3[:, :2, :2] = u
+        u3[:, 2, 2] = 1.0
+        v3 = torch.zeros(n, 3, 3, **like)
+        v3[:, :2, :2] = vh
+        v3[:, 2, 2] = 1.0
+        out.append(u3 @ m @ v3)
+    rot = torch.stack(out, 1)  # (n, 2, 3, 3) camera from body
+    upright = camera.rotation_tensor(affine).T @ axis_angle_to_rotmat(
+        affine.new_tensor([math.pi, 0.0, 0.0])
+    )
+    rot = camera.rotation_tensor(affine).T @ rot
+    rot = torch.where(ok[:, None, None, None], rot, upright)
+    return rotmat_to_axis_angle(rot.reshape(-1, 3, 3)).view(n, 2, 3)
+
+
 def _initial_translation(
     kp: Tensor,
     conf: Tensor,
@@ -306,9 +394,12 @@ def _initial_translation(
     fmt: KeypointFormat,
     rest3d: Tensor,
     posed3d: Tensor,
+    plane: Tensor | None = None,
 ) -> Tensor:
-    """SMPLify's depth guess ``f * L3 / L2`` from the shoulder-hip lengths seen in 2D (the
-    spread of all visible keypoints when no shoulder-hip pair is visible), then the translation
+    """The torso's depth (SMPLify's ``f * L3 / L2`` from the shoulder-hip lengths seen in 2D,
+    the spread of all visible keypoints when no shoulder-hip pair is visible; on rows where
+    ``plane (n,)`` is True and three shoulders/hips are visible, :func:`_torso_plane_depth`),
+    then the translation
     ``(n, 3)`` putting the visible keypoints' 3D centroid on the ray of their 2D centroid.
 
     ``rest3d (J, 3)``: keypoints at rest; ``posed3d (n, J, 3)``: keypoints of the initial
@@ -328,7 +419,11 @@ def _initial_translation(
     spread3 = (((rest_xy - c3[:, None]) ** 2).sum(-1) * w).sum(-1).sqrt()
     use_torso = (pair_seen.sum(-1) > 0) & (l2 > 1e-6)
     ratio = torch.where(use_torso, l3 / l2.clamp(min=1e-6), spread3 / spread2.clamp(min=1e-6))
-    depth = (focal * ratio).clamp(min=0.1, max=1e3)
+    depth = focal * ratio
+    if plane is not None:
+        depth_plane, ok = _torso_plane_depth(*_torso_affine(kp, seen, camera, fmt, rest3d))
+        depth = torch.where(plane & ok, depth_plane, depth)
+    depth = depth.clamp(min=0.1, max=1e3)
     target = camera.backproject(c2, depth)
     centroid = (posed3d * w[..., None]).sum(1)
     return target - centroid
@@ -671,11 +766,20 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         pose0 = term.pose(pose_params0)
         zeros3 = torch.zeros(1, 3, **like)
         rest3d, _ = body(zeros3, torch.zeros_like(pose0), torch.zeros(1, nb, **like), zeros3)
-        orients = _yaw_orients(camera, kp)  # (Y, 3)
-        ny = orients.shape[0]
+        orients = _yaw_orients(camera, kp)  # (Y, 3), the same for every frame
+        # ...and per frame the two orientations whose torso plane projects as the visible
+        # shoulders and hips do: a person lying, upside down or seen from above starts close.
+        affine, plane_ok = _torso_affine(kp, conf > 0, camera, fmt, rest3d[0])
+        orients = torch.cat(
+            [orients.expand(n, -1, -1), _plane_orients(affine, plane_ok, camera)], 1
+        ).reshape(-1, 3)  # (n * Y, 3), frame-major
+        ny = orients.shape[0] // n
         posed, _ = body(
-            orients, pose0.expand(ny, -1), torch.zeros(ny, nb, **like), torch.zeros(ny, 3, **like)
-        )  # (Y, J, 3)
+            orients,
+            pose0.expand(n * ny, -1),
+            torch.zeros(n * ny, nb, **like),
+            torch.zeros(n * ny, 3, **like),
+        )  # (n * Y, J, 3)
 
     def data_term(points3d: Tensor, target: Tensor, weight: Tensor) -> Tensor:
         sq = (camera.project(points3d) - target) ** 2
@@ -684,7 +788,10 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     # Stage 0 on n * Y problems (frame-major): orientation + translation on the torso.
     kp_y = kp.repeat_interleave(ny, 0)
     conf_y = conf.repeat_interleave(ny, 0)
-    transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed.repeat(n, 1, 1))
+    # The yaw rows keep SMPLify's depth guess (right for an upright torso, less sensitive to
+    # noise on a small one), the torso-plane rows take the plane's.
+    plane_rows = torch.arange(n * ny, device=device) % ny >= ny - 2
+    transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed, plane_rows)
     torso = sorted({i for pair in fmt.torso for i in pair})
     torso_w = torch.zeros_like(conf_y)
     torso_w[:, torso] = conf_y[:, torso] ** 2
@@ -702,7 +809,7 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
 
     x_cam, loss_cam, it_cam = _minimize(
         camera_objective,
-        torch.cat([orients.repeat(n, 1), transl_y], -1),
+        torch.cat([orients, transl_y], -1),
         o.optimizer,
         o.iterations,
         o.lr,
