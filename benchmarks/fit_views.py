@@ -149,7 +149,16 @@ def torso_axis(joints: Tensor) -> Tensor:
     return v / v.norm(dim=-1, keepdim=True)
 
 
-def measure(data, idx: Tensor, name: str, fmt: str, starts: int, seed: int, prior: object) -> dict:
+def measure(
+    data,
+    idx: Tensor,
+    name: str,
+    fmt: str,
+    starts: int,
+    seed: int,
+    prior: object,
+    view_starts: bool = False,
+) -> dict:
     from advprior.eval.benchmark import joint_errors_mm
     from advprior.fitting import fit_keypoints
 
@@ -157,7 +166,9 @@ def measure(data, idx: Tensor, name: str, fmt: str, starts: int, seed: int, prio
         data.body_pose[idx], data.global_orient[idx], name, seed, fmt
     )
     t0 = time.perf_counter()
-    res = fit_keypoints(kp, conf, camera, prior=prior, keypoint_format=fmt, starts=starts)
+    res = fit_keypoints(
+        kp, conf, camera, prior=prior, keypoint_format=fmt, starts=starts, view_starts=view_starts
+    )
     seconds = time.perf_counter() - t0
     err = joint_errors_mm(res.joints, joints)
     seen = conf > 0
@@ -211,7 +222,7 @@ def run(args: argparse.Namespace) -> None:
     for fmt in args.formats:
         for starts in args.starts:
             for name in args.conditions:
-                r = measure(data, idx, name, fmt, starts, args.seed, prior)
+                r = measure(data, idx, name, fmt, starts, args.seed, prior, args.view_starts)
                 key = f"{args.label}|{name}|{fmt}|{starts}"
                 store["runs"][key] = r
                 short = {k: round(v, 2) for k, v in r.items() if not k.startswith("per_frame")}
@@ -254,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--starts", nargs="+", type=int, default=[1, 8])
     p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     p.add_argument("--label", default="after")
+    p.add_argument(
+        "--view-starts",
+        action="store_true",
+        help="fit_keypoints(view_starts=True): the torso-plane starts (the 'after' rows)",
+    )
     p.add_argument("--json", default=str(DEFAULT_JSON))
     p.add_argument("--table", action="store_true", help="print the markdown table and exit")
     args = p.parse_args(argv)

@@ -117,6 +117,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="starting poses per frame, the lowest final loss kept (1; 4-8 fit better with "
         "GAN-S/GAN-U/the VAE at 2-4x the time, docs/fitting.md)",
     )
+    p.add_argument(
+        "--view-starts",
+        action="store_true",
+        help="also start from the torso's 2D layout: for cameras looking down steeply and "
+        "people lying or upside down (docs/fitting.md, 'Views and body orientations')",
+    )
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
     p.add_argument(
@@ -367,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
             keypoint_format=fmt,
             init_iterations=args.iterations,
             starts=args.starts,
+            view_starts=args.view_starts,
             sigma=args.sigma,
             smoothness=args.smoothness,
             window=args.window,
@@ -383,6 +390,7 @@ def run(args: argparse.Namespace) -> int:
             keypoint_format=fmt,
             iterations=args.iterations,
             starts=args.starts,
+            view_starts=args.view_starts,
             optimizer=args.optimizer,
             sigma=args.sigma,
             **density,

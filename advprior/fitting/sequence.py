@@ -273,6 +273,7 @@ def fit_sequence(
     init: FitResult | None = None,
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
+    view_starts: bool = False,
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
@@ -303,6 +304,7 @@ def fit_sequence(
             ``fit_keypoints`` on exactly those frames, with the same prior).
         pose_density, pose_weight: as in :func:`fit_keypoints` (by default the GMM's energy
             for a sphere-latent prior), in the per-frame start and every window.
+        view_starts: as in :func:`fit_keypoints`, for the per-frame start.
 
     Returns:
         A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
@@ -393,6 +395,7 @@ def fit_sequence(
                     starts=starts,
                     pose_density=term.pose_density,
                     pose_weight=term.pose_weight,
+                    view_starts=view_starts,
                 )
                 for i in range(0, len(kp_seen), INIT_CHUNK)
             ]

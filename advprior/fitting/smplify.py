@@ -4,12 +4,12 @@ Stages (all per frame; see ``docs/fitting.md``):
 
 0. Camera: depth from torso length and focal length (``depth = f * torso_3d / torso_2d``, as
    SMPLify), then global orientation and translation on the torso keypoints (shoulders, hips),
-   from each of the :data:`YAW_CANDIDATES` body yaws (upright) and from the two orientations
-   whose torso plane projects as the visible shoulders and hips do (a person lying, upside
-   down, seen from above; at the plane's depth); each frame keeps its best orientation and
-   (by default) the best one facing >= 60 degrees away from it, since a torso seen in 2D does
-   not tell front-left from back-right; both go through the next stages, the lower final loss
-   wins (SMPLify fits a body and its flip the same way).
+   from each of the :data:`YAW_CANDIDATES` body yaws (upright) and, with ``view_starts``, from
+   the two orientations whose torso plane projects as the visible shoulders and hips do (a
+   person lying, upside down, seen from above; at the plane's depth); each frame keeps its best
+   orientation and (by default) the best one facing >= 60 degrees away from it, since a torso
+   seen in 2D does not tell front-left from back-right; both go through the next stages, the
+   lower final loss wins (SMPLify fits a body and its flip the same way).
 1..4. Everything (orientation, translation, betas, pose through the prior) with the
    Geman-McClure reprojection term and decreasing prior/shape weights (SMPLify's schedule).
 
@@ -476,6 +476,7 @@ def fit_keypoints(
     latent_weight: float = 1.0,
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
+    view_starts: bool = False,
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -529,6 +530,14 @@ def fit_keypoints(
             :data:`advprior.fitting.priors.POSE_DENSITY_WEIGHT`, chosen on validation for the
             pixel scale of ``docs/fitting.md``'s benchmark; like SMPLify's stage weights it is
             relative to squared pixels).
+        view_starts: also start the camera stage, per frame, from the two orientations whose
+            torso plane projects as the visible shoulders and hips do (the torso leaning
+            towards or away from the camera), at the depth that plane's image gives. For
+            people seen from a camera looking down steeply, lying feet first or upside down,
+            whose leaning torso makes SMPLify's depth guess about 2x too far (validation:
+            feet first 103 -> 82 mm P-MPJPE, seen from above 88 -> 83, handstand 90 -> 80;
+            upright people within noise; ``docs/fitting.md``, "Views and body orientations").
+            Off by default: the published test-split tables were measured without it.
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -569,6 +578,7 @@ def fit_keypoints(
         float(lr),
         orientations,
         starts if term.prior is not None else 1,
+        bool(view_starts),
     )
     kind = term.describe()
     info: dict[str, Any] = {
@@ -581,6 +591,7 @@ def fit_keypoints(
         "stages": stages,
         "orientations": orientations,
         "starts": opts.starts,
+        "view_starts": opts.view_starts,
         "batch": bool(batch),
         "latent_density": None
         if latent_density is None
@@ -655,6 +666,7 @@ class _Options:
     lr: float
     orientations: int
     starts: int = 1
+    view_starts: bool = False
 
 
 def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
@@ -767,19 +779,30 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         zeros3 = torch.zeros(1, 3, **like)
         rest3d, _ = body(zeros3, torch.zeros_like(pose0), torch.zeros(1, nb, **like), zeros3)
         orients = _yaw_orients(camera, kp)  # (Y, 3), the same for every frame
-        # ...and per frame the two orientations whose torso plane projects as the visible
-        # shoulders and hips do: a person lying, upside down or seen from above starts close.
-        affine, plane_ok = _torso_affine(kp, conf > 0, camera, fmt, rest3d[0])
-        orients = torch.cat(
-            [orients.expand(n, -1, -1), _plane_orients(affine, plane_ok, camera)], 1
-        ).reshape(-1, 3)  # (n * Y, 3), frame-major
-        ny = orients.shape[0] // n
-        posed, _ = body(
-            orients,
-            pose0.expand(n * ny, -1),
-            torch.zeros(n * ny, nb, **like),
-            torch.zeros(n * ny, 3, **like),
-        )  # (n * Y, J, 3)
+        if o.view_starts:
+            # ...and per frame the two orientations whose torso plane projects as the visible
+            # shoulders and hips do: a person lying, upside down or seen from above starts
+            # close.
+            affine, plane_ok = _torso_affine(kp, conf > 0, camera, fmt, rest3d[0])
+            orients = torch.cat(
+                [orients.expand(n, -1, -1), _plane_orients(affine, plane_ok, camera)], 1
+            ).reshape(-1, 3)  # (n * Y, 3), frame-major
+            ny = orients.shape[0] // n
+            posed, _ = body(
+                orients,
+                pose0.expand(n * ny, -1),
+                torch.zeros(n * ny, nb, **like),
+                torch.zeros(n * ny, 3, **like),
+            )  # (n * Y, J, 3)
+        else:  # the 0.2.0 camera stage, bit for bit: Y upright headings shared by all frames
+            ny = orients.shape[0]
+            posed, _ = body(
+                orients,
+                pose0.expand(ny, -1),
+                torch.zeros(ny, nb, **like),
+                torch.zeros(ny, 3, **like),
+            )  # (Y, J, 3)
+            orients, posed = orients.repeat(n, 1), posed.repeat(n, 1, 1)
 
     def data_term(points3d: Tensor, target: Tensor, weight: Tensor) -> Tensor:
         sq = (camera.project(points3d) - target) ** 2
@@ -790,7 +813,7 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     conf_y = conf.repeat_interleave(ny, 0)
     # The yaw rows keep SMPLify's depth guess (right for an upright torso, less sensitive to
     # noise on a small one), the torso-plane rows take the plane's.
-    plane_rows = torch.arange(n * ny, device=device) % ny >= ny - 2
+    plane_rows = (torch.arange(n * ny, device=device) % ny >= ny - 2) if o.view_starts else None
     transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed, plane_rows)
     torso = sorted({i for pair in fmt.torso for i in pair})
     torso_w = torch.zeros_like(conf_y)
