@@ -232,12 +232,14 @@ def _torchscript_like(path: Path, member: bytes | None = None, spaces: int = 0) 
     "member, match",
     [
         (b"{not json", "is not valid JSON: Expecting property name"),
-        (b"\xff\xfe\x00", "is not valid JSON: 'utf-8' codec"),
+        (b'{"a": "\xc3\x28"}', "is not valid JSON: 'utf-8' codec"),
+        # a UTF-16 byte-order mark is read as UTF-16 (what Windows PowerShell 5 writes)
+        (b"\xff\xfe\x00", "is not valid JSON: 'utf-16-le' codec"),
         (b"[" * 100_000 + b"]" * 100_000, "is not valid JSON: nested too deeply"),
         (b"9" * 5000, "is not valid JSON: Exceeds the limit"),
         (b"[1, 2]", "must hold a JSON object, not list"),
     ],
-    ids=["syntax", "not-utf8", "deep", "int-5000-digits", "list"],
+    ids=["syntax", "not-utf8", "truncated-utf16", "deep", "int-5000-digits", "list"],
 )
 def test_malformed_torchscript_metadata_is_one_valueerror(tmp_path: Path, member, match) -> None:
     path = _torchscript_like(tmp_path / "m.pt", member)
