@@ -5,8 +5,9 @@
         [--json benchmarks/results/fit_views_val.json] [--label before]
     python benchmarks/fit_views.py --table [--json ...]
 
-Validation-split poses only (their recorded global orientation, turned to a random heading), the
-same frames in every condition; the camera is ``BENCH_CAMERA`` (1000 x 1000 px, focal 1000 px,
+Validation-split poses (their recorded global orientation, turned to a random heading; ``--split
+test`` measures the test split once, after a choice: ``fit_views_test_96.json``), the same frames
+in every condition; the camera is ``BENCH_CAMERA`` (1000 x 1000 px, focal 1000 px,
 no rotation given to the fitter: as a user with only intrinsics), 5 px Gaussian noise and 20% of
 the keypoints dropped as in ``advprior.eval.benchmark``. Conditions (:data:`CONDITIONS`) set
 how the body lies in the world, the camera's elevation and roll, and the distance; ``close_*``
@@ -201,7 +202,7 @@ def run(args: argparse.Namespace) -> None:
     from advprior.data import load_dataset
     from advprior.hub import load_pretrained
 
-    data = load_dataset(args.data, split="val")
+    data = load_dataset(args.data, split=args.split)
     gen = torch.Generator().manual_seed(args.seed)
     idx = torch.randperm(data.body_pose.shape[0], generator=gen)[: args.frames].sort().values
     prior = load_pretrained(args.prior)
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> None:
     store.setdefault("runs", {})
     store["protocol"] = {
         "data": Path(args.data).name,
-        "split": "val",
+        "split": args.split,
         "frames": args.frames,
         "seed": args.seed,
         "prior": args.prior,
@@ -231,16 +232,32 @@ def run(args: argparse.Namespace) -> None:
                 path.write_text(json.dumps(store, indent=1) + "\n")
 
 
+def paired_difference(
+    after: list[float], before: list[float], resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(after - before)`` over the same frames and its 95% percentile bootstrap interval
+    (frames resampled with replacement, pairs kept together: a frame that is hard for both
+    cancels), seeded."""
+    d = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(d), (resamples, len(d)), generator=gen)
+    means = d[idx].mean(-1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return float(d.mean()), float(low), float(high)
+
+
 def table(path: Path) -> str:
     store = json.loads(path.read_text())
     runs = store["runs"]
     labels = sorted({k.split("|")[0] for k in runs}, key=lambda s: (s != "before", s))
     rows = sorted({tuple(k.split("|")[1:]) for k in runs},
                   key=lambda r: (r[1], int(r[2]), list(CONDITIONS).index(r[0])))  # fmt: skip
+    paired = "before" in labels and "after" in labels
     head = "| condition | keypoints | starts |" + "".join(
         f" {lab} P-MPJPE / MPJPE mm, px, flip |" for lab in labels
     )
-    lines = [head, "|---|---|---|" + "---|" * len(labels)]
+    head += " after - before, P-MPJPE mm (95% paired bootstrap) |" if paired else ""
+    lines = [head, "|---|---|---|" + "---|" * (len(labels) + paired)]
     for name, fmt, starts in rows:
         cells = []
         for lab in labels:
@@ -251,6 +268,14 @@ def table(path: Path) -> str:
                 else f"{r['p_mpjpe_mm']:.1f} / {r['mpjpe_mm']:.1f}, {r['reprojection_px']:.1f},"
                 f" {r['axis_flip'] * 100:.0f}%"
             )
+        if paired:
+            a = runs.get(f"after|{name}|{fmt}|{starts}")
+            b = runs.get(f"before|{name}|{fmt}|{starts}")
+            if a is None or b is None:
+                cells.append("-")
+            else:
+                mean, low, high = paired_difference(a["per_frame_p_mpjpe"], b["per_frame_p_mpjpe"])
+                cells.append(f"{mean:+.1f} ({low:+.1f} to {high:+.1f})")
         lines.append(f"| {name} | {fmt} | {starts} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -258,6 +283,12 @@ def table(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(REPO / "data" / "mocap30_v5.npz"))
+    p.add_argument(
+        "--split",
+        default="val",
+        choices=("val", "test"),
+        help="val (choices are made here); test once, after a choice",
+    )
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prior", default="gan-s")
@@ -267,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="after")
     p.add_argument(
         "--view-starts",
-        action="store_true",
-        help="fit_keypoints(view_starts=True): the torso-plane starts (the 'after' rows)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fit_keypoints(view_starts=...): the torso-plane starts (the default since round "
+        "16; the 'after' rows), --no-view-starts for the 'before' rows",
     )
     p.add_argument("--json", default=str(DEFAULT_JSON))
     p.add_argument("--table", action="store_true", help="print the markdown table and exit")

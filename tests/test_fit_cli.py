@@ -48,12 +48,13 @@ def test_fit_advprior_layout_with_a_checkpoint(tmp_path, keypoints, capsys) -> N
     assert data["joints"].shape == (2, 24, 3)
     info = json.loads(str(data["info"]))
     assert info["keypoint_format"] == "smpl24" and info["camera"]["focal"] == [1000.0, 1000.0]
-    assert info["starts"] == 1 and info["view_starts"] is False
+    assert info["starts"] == 1 and info["view_starts"] is True  # on by default since round 16
     assert "fitted 2 frame(s)" in capsys.readouterr().out
-    # the torso-plane starts reach the fit (recorded in its info), per frame and in --sequence
-    view = ["fit", str(src), "--prior", str(ckpt), "--iterations", "2", "--view-starts"]
+    # turning the torso-plane starts off reaches the fit (recorded in its info), per frame and
+    # in --sequence
+    view = ["fit", str(src), "--prior", str(ckpt), "--iterations", "2", "--no-view-starts"]
     assert main([*view, "--out", str(out)]) == 0
-    assert json.loads(str(np.load(out)["info"]))["view_starts"] is True
+    assert json.loads(str(np.load(out)["info"]))["view_starts"] is False
     assert main([*view, "--sequence", "--out", str(out)]) == 0
     capsys.readouterr()
     # several starts per frame: recorded, named in the one-line answer; 0 is a usage error

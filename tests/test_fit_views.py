@@ -129,9 +129,8 @@ def test_steep_views_fit_at_their_depth_and_lean() -> None:
     # start reaches it within 1% and 5 degrees; the bounds are 10% and 20 degrees.
     kps, orients = zip(*(view(name) for name in ("down75", "feet_first")), strict=True)
     kp, orient = torch.cat(kps), torch.cat(orients)
-    res = fit_keypoints(
-        kp, None, CAMERA, prior=None, iterations=15, body_model=standin(), view_starts=True
-    )
+    # the default fit (view_starts on since round 16)
+    res = fit_keypoints(kp, None, CAMERA, prior=None, iterations=15, body_model=standin())
     assert res.info["view_starts"] is True
     depth = res.joints[:, 0, 2]
     assert bool(((depth / 4.0 - 1.0).abs() < 0.1).all()), depth

@@ -685,3 +685,63 @@ def test_ddp_backend_where_torch_has_no_nccl(monkeypatch: pytest.MonkeyPatch) ->
     assert distributed.backend_for(torch.device("cpu")) == "gloo"
     monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
     assert distributed.backend_for(torch.device("cuda", 1)) == "nccl"
+
+
+def _nfd_tree(root: Path, form: str) -> Path:
+    """Six performers' folders, three of them with accented names spelled in Unicode form
+    ``form`` (what a macOS HFS+ copy, NFD, or a Linux or Windows one, NFC, holds)."""
+    import unicodedata
+
+    from test_data_importers import random_pose, write_bvh
+
+    src = root / form / "mocap"
+    names = ["José", "Åsa", "Zoë", "adam", "bert", "carl"]
+    for i, name in enumerate(names):
+        folder = src / "dance" / unicodedata.normalize(form, name)
+        folder.mkdir(parents=True)
+        local, pelvis = random_pose(40, seed=i)
+        write_bvh(folder / f"{unicodedata.normalize(form, 'pé')}{i}.bvh", "daz", local, pelvis)
+    return src
+
+
+def test_accented_names_give_the_same_dataset_from_a_macos_copy(tmp_path: Path) -> None:
+    """A folder copied through macOS holds "José" as "Jose" + a combining accent (NFD). Its
+    subjects, sequence names, order and split must be those of the same folder on Linux (NFC):
+    read raw, the subject ids differ, sort elsewhere and land in other splits (old code:
+    different subject_names and content)."""
+    from advprior.data import build_dataset
+
+    built = {}
+    for form in ("NFC", "NFD"):
+        out = tmp_path / f"{form}.npz"
+        build_dataset(_nfd_tree(tmp_path, form), out)
+        with np.load(out, allow_pickle=False) as d:
+            built[form] = {
+                k: d[k] for k in ("subject_names", "sequence_names", "split", "body_pose")
+            }
+    import unicodedata
+
+    names = {f"dance:{unicodedata.normalize('NFC', n)}" for n in ("José", "Åsa", "Zoë")}
+    assert names <= set(built["NFC"]["subject_names"].tolist())
+    for key, value in built["NFC"].items():
+        np.testing.assert_array_equal(built["NFD"][key], value, err_msg=key)
+
+
+def test_a_readme_in_any_case_declares_frame_rates(tmp_path: Path) -> None:
+    """Windows and macOS ignore a file name's case, so "ReadMe.TXT" is a readme there; a build on
+    Linux must read its rates too (old code: only three exact spellings)."""
+    from test_data_importers import random_pose, write_bvh
+
+    from advprior.data import build_dataset
+    from advprior.data.dataset import readme_rates
+
+    folder = tmp_path / "src" / "aclstm" / "salsa"
+    folder.mkdir(parents=True)
+    (tmp_path / "src" / "aclstm" / "ReadMe.TXT").write_text("salsa framerate 60\n")
+    local, pelvis = random_pose(61, seed=1)
+    write_bvh(folder / "01.bvh", "daz", local, pelvis, scale=100.0, frame_time=1 / 120)
+    assert readme_rates(folder / "01.bvh") == {"salsa": 60.0}
+    report = build_dataset(tmp_path / "src", tmp_path / "s.npz")
+    assert report.frames == 31  # 61 frames at 60 fps (not the header's 120) -> 30 fps
+    reasons = {Path(f).name: why for f, why in report.skipped}
+    assert reasons["ReadMe.TXT"].startswith("frame-rate readme")

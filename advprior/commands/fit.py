@@ -119,9 +119,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--view-starts",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="also start from the torso's 2D layout: for cameras looking down steeply and "
-        "people lying or upside down (docs/fitting.md, 'Views and body orientations')",
+        "people lying or upside down (on; --no-view-starts: 0.2.0's upright starts only; "
+        "docs/fitting.md, 'Views and body orientations')",
     )
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")

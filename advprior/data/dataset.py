@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
 import hashlib
 import json
 import re
+import unicodedata
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -58,7 +60,20 @@ KEYS = (
 )
 _README_RATE = re.compile(r"^\s*(\S+)\s+frame\s*rate\s*[:=]?\s*([0-9.]+)\s*$", re.I)
 #: Files whose ``<folder> framerate <fps>`` lines set the rates of the motion files below them.
-_README_NAMES = ("readme.txt", "README.txt", "readme.md")
+# Compared case-insensitively: "ReadMe.txt" or "README.TXT" written on Windows or macOS (whose
+# file systems ignore case) must be found on Linux too.
+_README_NAMES = ("readme.txt", "readme.md")
+
+
+def _is_readme(name: str) -> bool:
+    return name.lower() in _README_NAMES
+
+
+def _nfc(name: str) -> str:
+    """``name`` in Unicode normal form C. macOS (HFS+, and files copied from it) stores
+    accented names decomposed (NFD), Linux and Windows keep what was typed (NFC): a folder
+    "José" would otherwise be another subject, sorted elsewhere, on another system."""
+    return unicodedata.normalize("NFC", name)
 
 
 @dataclass
@@ -195,8 +210,9 @@ def files_in_order(root: PurePath, files: Iterable[PurePath]) -> list[PurePath]:
     ``root``, case-sensitively. Sorting the paths themselves would not do: Windows paths
     compare case-insensitively, so a build there would order ``B.bvh`` and ``a.bvh`` the other
     way round, and the same folder would give another file (other sequence numbers, another
-    content sha256) than on Linux or macOS."""
-    return sorted(files, key=lambda f: f.relative_to(root).parts)
+    content sha256) than on Linux or macOS. Components compare in Unicode normal form C, for
+    the same reason (:func:`_nfc`)."""
+    return sorted(files, key=lambda f: tuple(map(_nfc, f.relative_to(root).parts)))
 
 
 def _candidates(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
@@ -206,11 +222,14 @@ def _candidates(paths: Iterable[str | Path]) -> list[tuple[Path, Path, str]]:
         p = Path(p)
         if p.is_dir():
             for f in files_in_order(p, (x for x in p.rglob("*") if x.is_file())):
-                rel = f.relative_to(p)
-                source = rel.parts[0] if len(rel.parts) > 1 else p.name
+                # names (subjects, sequences, sources) in one normal form on every system; the
+                # file itself is read under its own name
+                rel = Path(_nfc(str(f.relative_to(p))))
+                source = rel.parts[0] if len(rel.parts) > 1 else _nfc(p.name)
                 out.append((f, rel, source))
         elif p.is_file():
-            out.append((p, Path(p.parent.name) / p.name, p.parent.name or "files"))
+            parent = _nfc(p.parent.name)
+            out.append((p, Path(parent) / _nfc(p.name), parent or "files"))
         else:
             raise FileNotFoundError(f"no such file or folder: {p}")
     return out
@@ -234,7 +253,7 @@ def classify(path: Path) -> str | None:
 
         if is_deepmimic(path):
             return None
-        if path.name in _README_NAMES and _declares_rates(path):
+        if _is_readme(path.name) and _declares_rates(path):
             return "frame-rate readme (its rates are read for the motion files below it)"
         return "not a DeepMimic motion JSON"
     if suffix == ".pkl":
@@ -262,19 +281,29 @@ def _declares_rates(readme: Path) -> bool:
     return any(_README_RATE.match(line) for line in lines)
 
 
+@functools.lru_cache(maxsize=64)
+def _readmes_in(folder: Path, mtime_ns: int) -> tuple[Path, ...]:
+    """The readme files of ``folder``, whatever their case, in name order. Listed once per
+    folder (``readme_rates`` asks for every motion file, and AMASS-style folders hold
+    thousands); ``mtime_ns`` in the key lists it again once its entries change."""
+    return tuple(sorted(f for f in folder.iterdir() if _is_readme(f.name) and f.is_file()))
+
+
 def readme_rates(file: Path, stop: Path | None = None) -> dict[str, float]:
     """Folder frame rates declared in a ``readme.txt`` above ``file`` (lines ``salsa framerate
     60``, the acLSTM convention), nearest readme first."""
     rates: dict[str, float] = {}
     folder = file.parent
     for _ in range(3):
-        for name in _README_NAMES:
-            r = folder / name
-            if r.is_file():
-                for line in read_motion_text(r).splitlines():
-                    m = _README_RATE.match(line)
-                    if m:
-                        rates.setdefault(m.group(1), float(m.group(2)))
+        try:
+            readmes = _readmes_in(folder, folder.stat().st_mtime_ns)
+        except OSError:  # an unreadable folder above the data declares nothing
+            readmes = ()
+        for r in readmes:
+            for line in read_motion_text(r).splitlines():
+                m = _README_RATE.match(line)
+                if m:
+                    rates.setdefault(m.group(1), float(m.group(2)))
         if stop is not None and folder == stop:
             break
         folder = folder.parent

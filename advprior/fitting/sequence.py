@@ -273,7 +273,7 @@ def fit_sequence(
     init: FitResult | None = None,
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
-    view_starts: bool = False,
+    view_starts: bool = True,
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
