@@ -232,21 +232,9 @@ def run(args: argparse.Namespace) -> None:
                 path.write_text(json.dumps(store, indent=1) + "\n")
 
 
-def paired_difference(
-    after: list[float], before: list[float], resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float, float]:
-    """``mean(after - before)`` over the same frames and its 95% percentile bootstrap interval
-    (frames resampled with replacement, pairs kept together: a frame that is hard for both
-    cancels), seeded."""
-    d = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(d), (resamples, len(d)), generator=gen)
-    means = d[idx].mean(-1)
-    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64))
-    return float(d.mean()), float(low), float(high)
-
-
 def table(path: Path) -> str:
+    from advprior.eval.metrics import paired_difference_interval
+
     store = json.loads(path.read_text())
     runs = store["runs"]
     labels = sorted({k.split("|")[0] for k in runs}, key=lambda s: (s != "before", s))
@@ -274,7 +262,10 @@ def table(path: Path) -> str:
             if a is None or b is None:
                 cells.append("-")
             else:
-                mean, low, high = paired_difference(a["per_frame_p_mpjpe"], b["per_frame_p_mpjpe"])
+                after = torch.tensor(a["per_frame_p_mpjpe"], dtype=torch.float64)
+                before = torch.tensor(b["per_frame_p_mpjpe"], dtype=torch.float64)
+                mean = float((after - before).mean())
+                low, high = paired_difference_interval(after, before)
                 cells.append(f"{mean:+.1f} ({low:+.1f} to {high:+.1f})")
         lines.append(f"| {name} | {fmt} | {starts} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

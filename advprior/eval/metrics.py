@@ -12,6 +12,8 @@ search in torch and do not use FAISS.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import roma
 import torch
 from torch import Tensor
@@ -27,6 +29,7 @@ __all__ = [
     "mpjpe",
     "p_mpjpe",
     "paired_ratio_interval",
+    "paired_difference_interval",
     "pose_joints",
     "pose_vertices",
 ]
@@ -380,6 +383,28 @@ def paired_ratio_interval(
     Returns:
         ``(low, high)`` relative differences (0.05 = A's mean 5% above B's), float64, seeded.
     """
+    return _paired_interval(a, b, lambda x, y: x / y - 1.0, level, resamples, seed)
+
+
+def paired_difference_interval(
+    a: Tensor, b: Tensor, *, level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)`` over paired items, in their unit
+    (e.g. mm of P-MPJPE: one method's change on the same frames); resampled as
+    :func:`paired_ratio_interval`, with the same seeded draws."""
+    return _paired_interval(a, b, lambda x, y: x - y, level, resamples, seed)
+
+
+def _paired_interval(
+    a: Tensor,
+    b: Tensor,
+    statistic: Callable[[Tensor, Tensor], Tensor],
+    level: float,
+    resamples: int,
+    seed: int,
+) -> tuple[float, float]:
+    """``statistic(mean(a*), mean(b*))`` over bootstrap resamples of the pairs: its ``level``
+    percentile interval, float64, seeded."""
     check_tensor(a, "a", None)
     check_tensor(b, "b", None)
     if a.ndim != 1 or a.shape != b.shape or a.numel() < 2:
@@ -389,9 +414,9 @@ def paired_ratio_interval(
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randint(a.numel(), (resamples, a.numel()), generator=gen)
     a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
-    ratios = a64[idx].mean(-1) / b64[idx].mean(-1) - 1.0
+    values = statistic(a64[idx].mean(-1), b64[idx].mean(-1))
     tail = (1.0 - level) / 2.0
-    low, high = torch.quantile(ratios, torch.tensor([tail, 1.0 - tail], dtype=torch.float64))
+    low, high = torch.quantile(values, torch.tensor([tail, 1.0 - tail], dtype=torch.float64))
     return float(low), float(high)
 
 
