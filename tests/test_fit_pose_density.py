@@ -164,3 +164,49 @@ def test_cli_pose_density_options(tmp_path, body, capsys) -> None:
         None,
         {"kind": "gmm", "weight": 0.5},
     ]
+
+
+def _reference_nll(gmm: GMMPrior, pose: torch.Tensor) -> torch.Tensor:
+    """SMPLify's max-mixture nll in float64 by the textbook formula (solve with each
+    covariance), independent of the whitening the prior keeps between calls."""
+    x, mu, cov = pose.double(), gmm.means.double(), gmm.covariances.double()
+    d = x[:, None, :] - mu[None]  # (B, K, D)
+    maha = torch.einsum("bkd,kde,bke->bk", d, torch.linalg.inv(cov), d)
+    logdet = torch.linalg.slogdet(cov).logabsdet
+    log_norm = 0.5 * gmm.dim * np.log(2 * np.pi) + 0.5 * logdet
+    return -(torch.log(gmm.weights.double()) - log_norm - 0.5 * maha).amax(-1)
+
+
+def test_gmm_nll_follows_every_change_of_its_covariances() -> None:
+    # The whitening factor is kept between calls (fits evaluate the energy thousands of
+    # times): an in-place update, a new tensor, a load_state_dict and another dtype must each
+    # give the nll of the covariances as they are now, never of the old ones.
+    gmm = GMMPrior(num_components=3, dim=6)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 6, 6, generator=gen)
+    gmm.covariances.copy_(a @ a.transpose(1, 2) + 0.5 * torch.eye(6))
+    gmm.means.copy_(torch.randn(3, 6, generator=gen))
+    pose = torch.randn(16, 6, generator=gen)
+    # float32 whitening of covariances with condition numbers ~1e2: nll values of ~10 agree
+    # with float64 to ~1e-5 relative; 1e-4 leaves a margin and still sees any stale factor
+    # (the changes below move the nll by more than 1%)
+    tol = {"rtol": 1e-4, "atol": 1e-4}
+    torch.testing.assert_close(gmm.nll(pose).double(), _reference_nll(gmm, pose), **tol)
+    before = gmm.nll(pose)
+    gmm.covariances.mul_(2.0)  # in place
+    torch.testing.assert_close(gmm.nll(pose).double(), _reference_nll(gmm, pose), **tol)
+    assert not torch.allclose(gmm.nll(pose), before, rtol=1e-2)
+    gmm.covariances = gmm.covariances * 0.25  # a new tensor
+    torch.testing.assert_close(gmm.nll(pose).double(), _reference_nll(gmm, pose), **tol)
+    state = {k: v.clone() for k, v in gmm.state_dict().items()}
+    state["covariances"] = state["covariances"] * 3.0
+    gmm.load_state_dict(state)
+    torch.testing.assert_close(gmm.nll(pose).double(), _reference_nll(gmm, pose), **tol)
+    torch.testing.assert_close(
+        gmm.nll(pose.double()), _reference_nll(gmm, pose), rtol=1e-10, atol=1e-10
+    )
+    with torch.inference_mode():
+        inside = gmm.nll(pose)
+    out = gmm.nll(pose.requires_grad_())
+    out.sum().backward()  # nothing kept from inside inference_mode
+    torch.testing.assert_close(inside, out.detach())
