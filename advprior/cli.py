@@ -177,6 +177,16 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
             traceback.print_exc()
         print(f"advprior {name}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE if isinstance(err, UsageError) else EXIT_FAILURE
+    except Exception as err:  # noqa: BLE001 - the last resort: still one line, and a way on
+        # an error no check above anticipated (a bug, or input of a kind nobody foresaw)
+        if debug:
+            traceback.print_exc()
+        print(
+            f"advprior {name}: error: {type(err).__name__}: {_one_line(err)} (unexpected; "
+            "rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     finally:
         # main is also called from Python (a notebook, a test): its later work must not run on
         # the thread count a command's --threads set (advprior.commands._device.set_threads)

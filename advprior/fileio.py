@@ -13,6 +13,7 @@ gone (:func:`remove_stale_temps`), so they never pile up.
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import json
 import os
@@ -95,6 +96,12 @@ def remove_stale_temps(path: str | os.PathLike, *, owner: bool = False) -> list[
     return removed
 
 
+#: Errors of a write itself (not of opening or reading anything): reworded to name the file.
+_WRITE_ERRNOS = {
+    e for e in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS) if e is not None
+}
+
+
 def _named(err: OSError, path: Path) -> OSError:
     """``err`` reworded to name the destination, not the temporary file (same type, errno)."""
     reason = err.strerror or str(err)
@@ -140,7 +147,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as err:
         raise _named(err, path) from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:
+            # a write that failed partway (a full disk, a quota): say which file, as for the
+            # other failures; other OSErrors of the caller's block are not about this file
+            if err.errno in _WRITE_ERRNOS:
+                raise _named(err, path) from None
+            raise
         try:
             os.replace(tmp, path)
         except PermissionError as err:

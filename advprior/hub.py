@@ -14,7 +14,9 @@ A checkpoint is a directory (or Hub repo) holding
 ``nn.Module`` that sets a class attribute ``model_type``; :func:`load_pretrained` returns the right
 class for whatever a checkpoint holds. Names resolve in this order (:func:`resolve`):
 
-1. an existing local directory;
+1. an existing local directory (a folder named exactly like an alias counts only when it
+   holds a checkpoint, ``config.json`` + ``model.safetensors``, or is written as a path such as
+   ``./gan-s``: an output folder called ``gan-s`` does not hide the alias);
 2. an alias in ``weights_manifest.json`` (e.g. ``"gan-s"``): the copy bundled in
    ``advprior/weights/<alias>/`` if present, else a download of the pinned ``repo_id`` /
    ``revision`` / ``filename``; either way the sha256 must match the manifest;
@@ -52,6 +54,7 @@ from advprior.errors import (
     OfflineError,
 )
 from advprior.fileio import atomic_path, read_json, sha256_file, write_text_atomic
+from advprior.tensors import check_device
 
 #: The format ``save_pretrained`` writes; 2 since ``config.json`` records ``weights_sha256``.
 #: advprior 0.2.0 and older read only format 1 and pass unknown keys to the constructor, so a
@@ -277,6 +280,22 @@ def _looks_like_vposer(directory: Path) -> bool:
     return settings or any(f.suffix.lower() in _PICKLE_SUFFIXES for f in snapshots.iterdir())
 
 
+def _is_checkpoint(directory: Path) -> bool:
+    return (directory / CONFIG_NAME).is_file() and (directory / WEIGHTS_NAME).is_file()
+
+
+def resolve_alias(alias: str, **kwargs: Any) -> CheckpointFiles:
+    """:func:`resolve_files` for a manifest alias only, whatever folders the working directory
+    holds: for defaults chosen by the library (a fit's ``pose_density="auto"``), which must not
+    change with the directory a user runs in. Keywords as :func:`resolve_files`'."""
+    manifest = kwargs.pop("manifest", None)
+    models = _manifest_models(manifest)
+    if alias not in models:
+        known = ", ".join(sorted(models)) or "none yet"
+        raise ModelNotFoundError(f"{alias!r} is not a known model alias (known: {known})")
+    return _alias_files(alias, models[alias], **kwargs)
+
+
 def _local_files(directory: Path) -> CheckpointFiles:
     config, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for f in (config, weights):
@@ -462,13 +481,10 @@ def resolve_files(
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a str or path, got {type(name_or_path).__name__}")
     name = os.fspath(name_or_path)
+    if not name.strip():
+        # Path("") is the working directory: never load whatever happens to be there
+        raise ModelNotFoundError("the model name is empty; pass an alias, a folder or a Hub id")
     path = Path(name).expanduser()
-    if path.is_dir():
-        files = _local_files(path)
-        _verify_recorded(files, _manifest_models(manifest, quiet=True))
-        return files
-    if path.exists():
-        raise _file_error(path)
     hub_kwargs = dict(
         revision=revision,
         cache_dir=cache_dir,
@@ -476,6 +492,22 @@ def resolve_files(
         force_download=force_download,
         token=token,
     )
+    if path.is_dir():
+        if (
+            isinstance(name_or_path, str)
+            and not _looks_like_path(name)
+            and not _is_checkpoint(path)
+        ):
+            # A bare alias names the alias unless the folder of that name is a checkpoint: an
+            # output folder called "gan-s" or a training run called "gmm" must not hide it.
+            models = _manifest_models(manifest, quiet=True)
+            if name in models:
+                return _alias_files(name, models[name], **hub_kwargs)
+        files = _local_files(path)
+        _verify_recorded(files, _manifest_models(manifest, quiet=True))
+        return files
+    if path.exists():
+        raise _file_error(path)
     models = _manifest_models(manifest)
     if name in models:
         return _alias_files(name, models[name], **hub_kwargs)
@@ -574,7 +606,9 @@ def _check_sizes(cls: type, kwargs: dict[str, Any], files: CheckpointFiles) -> N
         with torch.device("meta"):
             skeleton = cls(**kwargs)
     except (TypeError, ValueError, RuntimeError, OverflowError, NotImplementedError) as err:
-        raise CorruptCheckpointError(f"{files.config}: cannot build {cls.__name__}: {err}") from err
+        # torch's own messages may carry its C++ stack (kilobytes): the first line says it
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise CorruptCheckpointError(f"{files.config}: cannot build {cls.__name__}: {why}") from err
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
@@ -888,6 +922,10 @@ class PretrainedMixin:
         device: torch.device | str | None = None,
         freeze: bool = True,
     ) -> T:
+        if device is not None:
+            # before reading anything: "cuda" on a machine without one is a ValueError saying
+            # so, not torch's AssertionError about how it was compiled at the first .to()
+            device = check_device(device)
         config = read_config(files.config)
         if config["model_type"] != cls.model_type:
             raise CorruptCheckpointError(
@@ -1016,6 +1054,7 @@ __all__ = [
     "read_manifest",
     "registered_model_types",
     "resolve",
+    "resolve_alias",
     "resolve_files",
     "safetensors_bytes",
     "sha256_file",

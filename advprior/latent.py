@@ -201,7 +201,10 @@ class LatentSpace:
         t = torch.linspace(0.0, 1.0, steps, device=z0.device, dtype=z0.dtype)[:, None]
         a, b = z0.unsqueeze(-2), z1.unsqueeze(-2)  # (..., 1, D)
         if self.kind != "sphere":
-            return a + t * (b - a)
+            # a + 1 * (b - a) is not b in floating point: the ends are put back exactly, as on
+            # the sphere, so that the path's last pose is the decoded z1
+            a, b = torch.broadcast_tensors(a, b)
+            return torch.cat([a, (a + t * (b - a))[..., 1:-1, :], b], dim=-2)
         return _slerp(a, b, t)
 
 

@@ -239,7 +239,9 @@ class LatentPose(nn.Module):
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
             raise ValueError(f"batch_size must be a non-negative int, got {batch_size!r}")
-        self.prior = prior
+        # eval mode from the start, as LatentHead: a prior straight from training still has
+        # dropout on, and every call would decode the same z to another pose
+        self.prior = prior.eval()
         dim, dtype = prior.latent_space.dim, prior.dtype
         if init is None:
             init = start_samples(prior.latent_space, dtype, batch_size)

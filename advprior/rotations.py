@@ -41,6 +41,14 @@ _SINC_RATIOS = (6.0, 20.0, 42.0, 72.0, 110.0, 156.0)
 _COSC_RATIOS = (12.0, 30.0, 56.0, 90.0, 132.0, 182.0)
 
 
+def _small(n: int) -> bool:
+    """Whether ``n`` rotations take the small-batch ("vector") kernels."""
+    # A symbolic size (torch.export or torch.compile with a dynamic batch): a kernel chosen by
+    # it would guard the graph on the batch size, so the large-batch kernels, correct for every
+    # size, are recorded. (torch.jit.trace's sizes are no SymInt: it records what eager runs.)
+    return not isinstance(n, torch.SymInt) and n < _COMPONENT_MIN
+
+
 def _log_map_linear() -> tuple[list[list[float]], list[list[float]]]:
     """``(L, c)`` with ``L @ p + c`` the linear parts of the logarithm of planar matrices ``p``
     ``(9, N)`` (``R[i, j]`` at row ``3 i + j``): rows 0-2 the skew part ``v = (R21 - R12, R02 -
@@ -143,7 +151,7 @@ def _gram_schmidt(ab: torch.Tensor) -> torch.Tensor:
     ``special_gramschmidt``) leaves ~3e-5 in ``R R^T - I``; the second brings it to ~3e-7 at the
     same cost. A zero column gives zeros instead of NaN (clamped norms).
     """
-    if ab.shape[1] < _COMPONENT_MIN:
+    if _small(ab.shape[1]):
         a, b = ab.view(2, 3, -1).unbind(0)
         e1 = a / torch.linalg.vector_norm(a, dim=0).clamp_min(1e-12)
         e2 = torch.addcmul(b, e1, torch.linalg.vecdot(e1, b, dim=0), value=-1.0)
@@ -226,7 +234,7 @@ def _blend(
 
 def _axis_angle_planar(p: torch.Tensor) -> torch.Tensor:
     """Planar matrices ``(9, N)`` -> planar rotation vectors ``(3, N)``."""
-    small = p.shape[1] < _COMPONENT_MIN
+    small = _small(p.shape[1])
     cos2, sin2, theta, v, w_hat = (_log_vector if small else _log_components)(p)
     # theta n = v * theta / (2 sin theta) below pi/2: atan2(s, c) / s is smooth in s
     quotient = theta / sin2.clamp_min(_SMALL_ANGLE)
@@ -242,7 +250,7 @@ def _axis_angle_planar(p: torch.Tensor) -> torch.Tensor:
 
 def _quat_planar(p: torch.Tensor) -> torch.Tensor:
     """Planar matrices ``(9, N)`` -> planar quaternions ``(4, N)``, ``(x, y, z, w)``, ``w >= 0``."""
-    small = p.shape[1] < _COMPONENT_MIN
+    small = _small(p.shape[1])
     cos2, _, theta, v, w_hat = (_log_vector if small else _log_components)(p)
     half = 0.5 * theta
     half_cos = torch.cos(half)

@@ -51,6 +51,24 @@ CASES = {
         ["gan-zzz"],
     ),
     "sample-negative-n": (lambda f: ["sample", "-n", "-1"], "sample", 2, ["-n must be >= 0"]),
+    "export-meta-device": (
+        lambda f: ["export", "--output", str(f["tmp"] / "x.pt"), "--device", "meta"],
+        "export",
+        2,
+        ["--device meta"],
+    ),
+    "sample-png-of-nothing": (
+        lambda f: ["sample", "-n", "0", "--png", str(f["tmp"] / "x.png")],
+        "sample",
+        2,
+        ["-n 0 draws none"],
+    ),
+    "sample-huge-seed": (
+        lambda f: ["sample", "--seed", str(2**64), "--out", str(f["tmp"] / "s.npz")],
+        "sample",
+        2,
+        ["--seed must be in [0, 2**63)"],
+    ),
     "sample-missing-dir": (
         lambda f: ["sample", "--model", str(f["tmp"] / "no" / "dir")],
         "sample",
@@ -130,6 +148,26 @@ CASES = {
         ["kp.json", "JSON"],
     ),
     "fit-bad-camera": (lambda f: ["fit", str(f["kp"]), "--camera", "x,y"], "fit", 2, ["--camera"]),
+    "train-no-threads": (
+        lambda f: [
+            "train",
+            "--data",
+            str(f["junk"]),
+            "--out",
+            str(f["tmp"] / "r"),
+            "--threads",
+            "0",
+        ],
+        "train",
+        2,
+        ["--threads must be at least 1, got 0"],
+    ),
+    "train-negative-threads": (
+        lambda f: ["train", "--data", str(f["junk"]), "--out", str(f["tmp"] / "r"), "--threads=-1"],
+        "train",
+        2,
+        ["--threads must be at least 1, got -1"],
+    ),
     "fit-missing-body-model": (
         lambda f: [
             "fit",
@@ -201,6 +239,45 @@ def test_interrupt_exits_130(monkeypatch, capsys) -> None:
     monkeypatch.setattr(sample, "run", interrupted)
     assert cli.main(["sample"]) == 130
     _one_error_line(capsys.readouterr().err, "sample", "interrupted")
+
+
+def test_an_unexpected_error_is_still_one_line(monkeypatch, capsys) -> None:
+    import advprior.commands.sample as sample
+
+    def broken(args):
+        raise TypeError("something nobody foresaw")
+
+    monkeypatch.setattr(sample, "run", broken)
+    monkeypatch.delenv("ADVPRIOR_DEBUG", raising=False)
+    assert cli.main(["sample"]) == 1
+    _one_error_line(capsys.readouterr().err, "sample", "TypeError: something nobody", "--debug")
+    assert cli.main(["sample", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "camera",
+    [
+        {"focal": "a", "center": [500, 500]},
+        {"K": "abc"},
+        {"focal": 1000, "center": [500, 500], "rotation": {"a": 1}},
+        {"focal": {"x": 1}, "center": [500, 500]},
+    ],
+)
+def test_wrong_types_in_a_camera_file_name_the_file(tmp_path: Path, camera, capsys) -> None:
+    kp = [[[400 + 10 * j, 300 + 15 * j] for j in range(24)]]
+    for where in ("file", "keypoints"):
+        data = {"format": "smpl24", "keypoints": kp}
+        if where == "keypoints":
+            data["camera"] = camera
+        (tmp_path / "kp.json").write_text(json.dumps(data))
+        (tmp_path / "cam.json").write_text(json.dumps(camera))
+        argv = ["fit", str(tmp_path / "kp.json"), "--out", str(tmp_path / "f.npz")]
+        argv += ["--camera", str(tmp_path / "cam.json")] if where == "file" else []
+        assert cli.main(argv) == 1
+        name = "cam.json" if where == "file" else "kp.json"
+        _one_error_line(capsys.readouterr().err, "fit", f"{name}: camera: ")
+        assert not (tmp_path / "f.npz").exists()
 
 
 def test_debug_flag_and_environment_show_the_traceback(files, monkeypatch, capsys) -> None:

@@ -30,6 +30,7 @@ def v1(request):
 def test_v1_shapes_and_settings(v1) -> None:
     vposer, ps = v1
     assert ps.latentD == vposer.latentD == 32 and ps["vposer_api"] == 1
+    assert not vposer.training  # v1's loader returns its model in eval mode
     z = torch.randn(3, 32, generator=torch.Generator().manual_seed(0))
     aa = vposer.decode(z, output_type="aa")
     rot = vposer.decode(z, output_type="matrot")
@@ -133,6 +134,7 @@ def test_v2_api() -> None:
         "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True
     )
     assert cfg.vposer_api == 2 and load_model("gan-s", load_only_cfg=True)["latentD"] == 32
+    assert not vp.training  # v2's loader returns its model in eval mode
     # v2 code sizes its embedding from the nested config, as VPoser's own class reads it
     assert cfg.model_params.latentD == 32 and cfg.model_params.num_neurons == 512
     out = vp.decode(torch.zeros(2, 32))
@@ -441,6 +443,46 @@ def test_standin_folder_loads_through_plain_smplx(tmp_path, monkeypatch) -> None
     # landmarks at SMPL's own vertex indices
     verts = model(**kw).vertices
     assert torch.allclose(a[:, 24:], verts[:, [SMPL_VERTEX_IDS[n] for n in ours.extra_joint_names]])
+
+
+def _area(v: np.ndarray, f: np.ndarray) -> float:
+    e1, e2 = v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]
+    return float(0.5 * np.linalg.norm(np.cross(e1, e2), axis=1).sum())
+
+
+@pytest.mark.parametrize("num_vertices", [SMPL_NUM_VERTICES, 10475, 30000])
+def test_standin_layout_is_one_surface_of_distinct_vertices(num_vertices: int) -> None:
+    """Mesh code that merges coincident vertices or drops unreferenced ones (trimesh's default
+    processing, as SMPLify-X exports its meshes) keeps every vertex of the layout, and the
+    added vertices lie on the stand-in's own surface. 30000 is more than the stand-in's
+    vertices plus its faces, so some faces are split twice."""
+    from advprior.body.standin import build_standin, smpl_layout
+
+    base = build_standin()
+    data = smpl_layout(base, num_vertices=num_vertices, vertex_ids={"nose": 7})
+    v, f = data["v_template"], data["f"].astype(np.int64)
+    assert v.shape == (num_vertices, 3) and np.isin(np.arange(num_vertices), f).all()
+    assert len(np.unique(v, axis=0)) == num_vertices
+    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    assert len(np.unique(directed, axis=0)) == len(directed)  # orientation kept
+    _, count = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+    assert (count == 2).all()  # still closed
+    # a triangle split at its centroid covers the same surface: the area is unchanged up to
+    # float64 rounding of the cross products (relative 1e-16 per face)
+    area = _area(base["v_template"], base["f"].astype(np.int64))
+    assert abs(_area(v, f) - area) < 1e-12 * area
+    assert np.allclose(data["weights"].sum(axis=1), 1.0, atol=1e-12)
+    assert data["bs_type"] == "lrotmin" and data["bs_style"] == "lbs"  # SMPL's own loader
+    added = ~(v[:, None] == base["v_template"][None]).all(-1).any(-1)
+    assert added.sum() == num_vertices - len(base["v_template"])
+    if added.sum() <= len(base["f"]):
+        # split once: an added vertex's neighbours are its triangle's three corners, and it
+        # stays their centroid when the body changes shape (shape directions are linear)
+        shaped = v + data["shapedirs"] @ np.linspace(-2.0, 2.0, 10)
+        for n in np.flatnonzero(added)[:: max(1, int(added.sum()) // 200)]:
+            ring = np.setdiff1d(f[(f == n).any(axis=1)], [n])
+            assert len(ring) == 3
+            assert np.allclose(shaped[n], shaped[ring].mean(axis=0), atol=1e-12)
 
 
 def test_standin_folder_is_verified_and_rewritten(tmp_path, monkeypatch) -> None:

@@ -95,3 +95,27 @@ def test_npz_refuses_object_arrays_and_keeps_the_old_file(tmp_path: Path) -> Non
         save_npz_atomic(target, {"x": np.zeros(2), "bad": np.array([{"a": 1}], dtype=object)})
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+def test_a_write_that_fails_partway_names_the_file(tmp_path) -> None:
+    """A full disk while writing said only "[Errno 28] No space left on device"; the old file
+    stays and no temporary file is left. Other errors of the caller's block pass unchanged."""
+    import errno as errnos
+
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+
+    def full(fh) -> None:
+        fh.write(b"partial")
+        raise OSError(errnos.ENOSPC, os.strerror(errnos.ENOSPC))
+
+    with pytest.raises(OSError, match=r"cannot write .*out\.bin: No space left") as err:
+        write_atomic(path, full)
+    assert err.value.errno == errnos.ENOSPC
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+    def reads_a_missing_file(fh) -> None:
+        open(tmp_path / "absent.txt").close()
+
+    with pytest.raises(FileNotFoundError, match="absent.txt"):
+        write_atomic(path, reads_a_missing_file)

@@ -212,3 +212,24 @@ def test_training_ignores_the_callers_grad_mode_and_default_dtype(
     assert got.keys() == expected.keys()
     # the same float32 arithmetic from the same seed: bit for bit
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("call", ["fit_keypoints", "fit_sequence"])
+def test_fits_of_float32_keypoints_under_a_float64_default_dtype(scene, call) -> None:
+    """A user's ``torch.set_default_dtype(torch.float64)`` with a detector's float32 keypoints:
+    the torso-plane start once took the default dtype from a bool mask and crashed in a matmul
+    ("expected m1 and m2 to have the same dtype"). The fit runs in the keypoints' dtype."""
+    kp, conf, _ = scene
+    prior, body = load_pretrained("gan-s"), load_body_model()
+    kw = {"prior": prior, "body_model": body, "iterations": 2}
+    if call == "fit_keypoints":
+        fit = lambda: fit_keypoints(kp, conf, CAMERA, **kw).body_pose  # noqa: E731
+    else:
+        fit = lambda: fit_sequence(kp, conf, CAMERA, init_iterations=2, **kw).body_pose  # noqa: E731
+    expected = fit()
+    with _set_default_float64():
+        got = fit()
+    assert got.dtype == torch.float32
+    # float32 either way, but constants made from Python numbers may round once in float64:
+    # ~1e-6 rad after two L-BFGS iterations (more iterations amplify it chaotically)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)

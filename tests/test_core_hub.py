@@ -310,6 +310,17 @@ def test_bad_config(checkpoint: Path, text: str, match: str) -> None:
         load_pretrained(checkpoint)
 
 
+@pytest.mark.parametrize("key", ["latent_dim", "hidden_dim"])
+def test_absurd_sizes_in_a_config_are_one_short_line(checkpoint: Path, key: str) -> None:
+    """torch's error for a size it cannot hold carries its C++ stack; the CLI prints one line."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    config.pop("weights_sha256", None)
+    (checkpoint / "config.json").write_text(json.dumps({**config, key: 10**30}))
+    with pytest.raises(CorruptCheckpointError, match="cannot build PosePrior") as err:
+        load_pretrained(checkpoint)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300 + len(str(checkpoint)) + 60
+
+
 @pytest.mark.parametrize(
     "raw, match",
     [
@@ -365,6 +376,48 @@ def test_missing_local_files(checkpoint: Path, tmp_path: Path) -> None:
     for name in ("./absent", str(tmp_path / "absent"), "a/b/c", "~/absent"):
         with pytest.raises(ModelNotFoundError, match="not a checkpoint directory"):
             PosePrior.from_pretrained(name)
+
+
+def test_a_folder_named_like_an_alias_hides_it_only_when_it_is_a_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output folder ``gan-s/`` (``advprior sample --out gan-s/x.npz`` makes one) or a
+    training run called ``gmm`` where the user works must not break the aliases, nor the
+    fits whose ``pose_density="auto"`` loads the bundled GMM."""
+    from advprior.baselines import GMMPrior
+    from advprior.fitting.priors import resolve_pose_density
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gan-s").mkdir()
+    (tmp_path / "gmm" / "model").mkdir(parents=True)  # a run folder before its export
+    assert resolve_files("gan-s").source == "bundled"
+    assert resolve_files("gmm").source == "bundled"
+    with pytest.raises(ModelNotFoundError, match="has no config.json"):
+        resolve_files("./gan-s")  # written as a path: the folder is meant
+    with pytest.raises(ModelNotFoundError, match="empty"):
+        resolve_files("")  # not the working directory
+    # a checkpoint of the alias's name is the user's own model, as on the Hub's from_pretrained
+    mine = GMMPrior(num_components=2)
+    mine.save_pretrained(tmp_path / "gmm")
+    assert resolve_files("gmm").source == "local"
+    assert load_pretrained("gmm").num_components == 2
+    gan_s = load_pretrained("gan-s")
+    # ... but the library's own default never reads the working directory
+    auto = resolve_pose_density("auto", gan_s)
+    assert auto.num_components == 8 and hubmod.resolve_alias("gmm").source == "bundled"
+    with pytest.raises(ModelNotFoundError, match="not a known model alias"):
+        hubmod.resolve_alias("gmm-x")
+
+
+def test_a_device_this_machine_lacks_is_refused_before_loading() -> None:
+    """torch says only at the first ``.to()``, with an AssertionError about how it was built."""
+    if torch.cuda.is_available():
+        assert next(PosePrior.from_pretrained("gan-s", device="cuda").parameters()).is_cuda
+    else:
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            PosePrior.from_pretrained("gan-s", device="cuda")
+    with pytest.raises(ValueError, match="device"):
+        load_pretrained("gmm", device="tpu:x")
 
 
 # --- manifest ---------------------------------------------------------------------------------

@@ -233,3 +233,20 @@ def test_interpolation_broadcasts_leading_shapes() -> None:
     fan = space.interpolate(z0[0, 0], z1[0], 5)  # one start, three ends
     assert fan.shape == (3, 5, DIM)
     assert torch.allclose(fan[1], space.interpolate(z0[0, 0], z1[0, 1], 5))
+
+
+@pytest.mark.parametrize("kind", ["sphere", "uniform", "normal"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_path_ends_exactly_at_its_projected_inputs(kind: str, dtype: torch.dtype) -> None:
+    """``a + 1 * (b - a)`` is not ``b`` in floating point: a linear path's last latent was one
+    rounding away from ``project(z1)``, so its last pose was not the decoded ``z1``."""
+    space = LatentSpace(kind, 32)
+    gen = torch.Generator().manual_seed(0)
+    z0, z1 = (space.project(torch.randn(5, 32, generator=gen, dtype=dtype)) for _ in range(2))
+    for steps in (2, 3, 16):
+        path = space.interpolate(z0, z1, steps)
+        assert path.shape == (5, steps, 32)
+        assert torch.equal(path[:, 0], space.project(z0))
+        assert torch.equal(path[:, -1], space.project(z1))
+    # broadcasting still works: one start, several ends
+    assert space.interpolate(z0[0], z1, 4).shape == (5, 4, 32)

@@ -470,3 +470,30 @@ def test_split_from_an_older_file_keeps_sequences_whose_subject_was_rekeyed(
     # the answer counts notes, and no file was imported with one
     assert ", 1 note; content sha256 " in printed.out and "imported with" not in printed.out
     np.testing.assert_array_equal(again.split.numpy(), np.where(old_rows, 2, 0))
+
+
+def test_folders_of_one_person_each_say_how_to_get_a_split(tmp_path, capsys) -> None:
+    """Eight people, one folder each, built from their parent folder: every folder is its own
+    source and so its own subject group, a group of one person always trains, and val and
+    test came out empty with the advice to "add people". The note names --no-stratify."""
+    from advprior import cli
+
+    rng = np.random.default_rng(0)
+    for person in range(8):
+        folder = tmp_path / "lab" / f"person{person}"
+        folder.mkdir(parents=True)
+        t = np.arange(90)[:, None] / 60.0
+        poses = rng.normal(0, 0.15, (1, 156)) + 0.2 * np.sin(2 * np.pi * t * rng.uniform(0.3, 1.5))
+        poses[:, :3] = [np.pi / 2, 0, 0]  # upright in AMASS' z-up world
+        trans = np.zeros((90, 3))
+        trans[:, 2] = 0.9
+        np.savez(folder / "take_poses.npz", poses=poses, trans=trans, mocap_framerate=60.0)
+    out = tmp_path / "d.npz"
+    assert cli.main(["data", "build", str(tmp_path / "lab"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "split 'val' is empty" in err and "--no-stratify splits all 8 subjects" in err, err
+    argv = ["data", "build", str(tmp_path / "lab"), "--out", str(out), "--no-stratify"]
+    assert cli.main(argv) == 0
+    assert "is empty" not in capsys.readouterr().err
+    split = np.load(out)["split"]
+    assert {0, 1, 2} <= set(split.tolist())

@@ -1502,6 +1502,8 @@ ASF_DIALECTS = {
     "radians": {"angle": "rad"},
     "asf_radians_amc_degrees": {"angle": "rad", "amc_angle": "deg"},
     "length_1_mass_2_one_units_line": {"length": 1.0, "mass": "2.0", "units_one_line": True},
+    # CMU's length and radians on one line: read as the defaults before, bones 2.2x too short
+    "one_units_line_length_045_radians": {"units_one_line": True, "angle": "rad"},
     "lowercase_header_root_rotations_first_zyx_axis": {
         "header": ":fully-specified",
         "root_order": "RZ RY RX TX TY TZ",
@@ -1528,6 +1530,14 @@ def test_asf_amc_dialects_pose_as_cmus_reader(tmp_path: Path, dialect: str) -> N
             np.testing.assert_allclose(positions[:, child], ends[name], atol=ATOL_M)
     errors = bone_direction_errors(motion.to_smpl(fps=None))
     assert max(float(errors[b].max()) for b in ("thigh", "shin", "upper_arm", "forearm")) < 1e-4
+
+
+def test_asf_units_that_are_not_pairs_fail_naming_the_line(tmp_path: Path) -> None:
+    write_asf_amc(tmp_path, seed=0, units_one_line=True)
+    asf = tmp_path / "s.asf"
+    asf.write_text(asf.read_text().replace(" angle deg", " angle"))
+    with pytest.raises(MotionFormatError, match=r"s\.asf:4: units must be name/value pairs"):
+        load_motion(tmp_path / "s_01.amc")
 
 
 # ---------------------------------------------------------------------------------------------

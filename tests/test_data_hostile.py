@@ -125,9 +125,11 @@ def test_amass_non_finite_names_key_and_frame(tmp_path: Path, key: str, value: f
     with pytest.raises(MotionFormatError, match=rf"a\.npz: non-finite .*'{key}' at frame 2"):
         load_motion(tmp_path / "a.npz")
     arrays[key][2, 1] = 0.0
-    np.savez(tmp_path / "b.npz", **{**arrays, "mocap_framerate": np.nan})
-    with pytest.raises(MotionFormatError, match="mocap_framerate"):
-        load_motion(tmp_path / "b.npz")
+    for rate in (np.nan, 0.0, -120.0):
+        np.savez(tmp_path / "b.npz", **{**arrays, "mocap_framerate": rate})
+        with pytest.raises(MotionFormatError, match=rf"'mocap_framerate' is {rate}, not a posi"):
+            load_motion(tmp_path / "b.npz")
+        assert load_motion(tmp_path / "b.npz", fps=60.0).fps == 60.0  # the way out it names
 
 
 # ------------------------------------------------------------------------ data build output

@@ -207,6 +207,29 @@ VARIANTS = {
         "extras": [],
         "order": "XYZ",
     },
+    "advanced_skeleton": {  # Maya Advanced Skeleton: "_M" marks the centre line
+        "names": [
+            *("Root_M", "Hip_L", "Hip_R", "Spine1_M", "Knee_L", "Knee_R", "Spine2_M"),
+            *("Ankle_L", "Ankle_R", "Chest_M", "Toes_L", "Toes_R", "Neck_M", "Scapula_L"),
+            *("Scapula_R", "Head_M", "Shoulder_L", "Shoulder_R", "Elbow_L", "Elbow_R"),
+            *("Wrist_L", "Wrist_R", "MiddleFinger1_L", "MiddleFinger1_R"),
+        ],
+        "extras": [],
+        "order": "XYZ",
+    },
+    "vrm": {  # VRoid / VRM humanoids: "J_Bip_" prefix, "C" for the centre line
+        "names": [
+            "J_Bip_" + n
+            for n in (
+                *("C_Hips", "L_UpperLeg", "R_UpperLeg", "C_Spine", "L_LowerLeg", "R_LowerLeg"),
+                *("C_Chest", "L_Foot", "R_Foot", "C_UpperChest", "L_ToeBase", "R_ToeBase"),
+                *("C_Neck", "L_Shoulder", "R_Shoulder", "C_Head", "L_UpperArm", "R_UpperArm"),
+                *("L_LowerArm", "R_LowerArm", "L_Hand", "R_Hand", "L_Middle1", "R_Middle1"),
+            )
+        ],
+        "extras": [],
+        "order": "ZXY",
+    },
 }
 
 
@@ -515,6 +538,16 @@ def test_bvh_fps_override_and_resampling(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         smpl.transl[7], (1 - a) * src.transl[i0] + a * src.transl[i0 + 1], atol=1e-6
     )
+
+
+def test_bvh_with_a_rate_written_as_frame_time_fails_saying_so(tmp_path: Path) -> None:
+    """ "Frame Time: 30" read as seconds would resample 61 frames into 54,000 at 30 fps."""
+    local, root = random_pose(61, seed=5)
+    path = tmp_path / "a.bvh"
+    write_bvh(path, "motionbuilder", local, root, frame_time=30)
+    with pytest.raises(MotionFormatError, match=r"a\.bvh: Frame Time 30.* pass fps=30"):
+        load_motion(path)
+    assert load_motion(path, fps=30).fps == 30  # the way out it names
 
 
 def _asf_bones(axis_humerus: str = "180 -30 -90 XYZ") -> list[tuple]:

@@ -291,3 +291,13 @@ def test_optimising_calls_ignore_the_callers_autocast(call: str, keypoints) -> N
         got = calls[call]()
     assert got.dtype == expected.dtype
     assert torch.equal(got, expected)
+
+
+def test_latent_pose_on_a_prior_fresh_from_training_decodes_deterministically() -> None:
+    """A ``PosePrior()`` straight from a training loop is in train mode: dropout made every
+    ``pose()`` another pose until the user called ``.train()`` or ``.eval()`` on the wrapper."""
+    torch.manual_seed(0)
+    prior = PosePrior(latent="sphere")
+    assert prior.training
+    pose = LatentPose(prior, 3)
+    assert torch.equal(pose(), pose()) and not pose.prior.training

@@ -395,3 +395,19 @@ def test_poser_and_slerp_inputs(body: _CubeBody) -> None:
     path = protocol.pose_space_slerp(a, b, 5)
     assert path.shape == (2, 5, 69)
     torch.testing.assert_close(path[:, :, :63], protocol.pose_space_slerp(a[:, :63], b[:, :63], 5))
+
+
+def test_path_ratio_of_degenerate_and_empty_batches() -> None:
+    """Equal ends have no direct distance: NaN, not the length's float noise over the smallest
+    float (8.5e30); an empty batch is empty; a path needs two poses."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = 0.3 * torch.randn(2, 63, generator=gen)
+    t = torch.linspace(0, 1, 5)[:, None]
+    straight = (a + t * (b - a))[None]
+    ratio = protocol.path_ratio(straight)
+    assert ratio.shape == (1,) and 1.0 <= float(ratio) < 2.0
+    there_and_back = torch.stack([a, b, a])[None]
+    assert torch.isnan(protocol.path_ratio(there_and_back)).all()
+    assert protocol.path_ratio(torch.zeros(0, 4, 63)).shape == (0,)
+    with pytest.raises(ValueError, match=r"\(B, T >= 2, 63\)"):
+        protocol.path_ratio(a[None, None])

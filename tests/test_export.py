@@ -319,6 +319,30 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+@pytest.mark.parametrize("output", ["axis_angle", "rotmat"])
+def test_torch_export_with_a_dynamic_batch_serves_every_batch_size(output: str) -> None:
+    """The rotation code picks its kernels by batch size; with a symbolic size it must record
+    one set for every size instead of guarding the graph on the size it was traced at."""
+    from advprior import load_pretrained
+
+    prior = load_pretrained("gan-s")
+
+    class Decode(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return prior.decode(z, output=output)
+
+    gen = torch.Generator().manual_seed(0)
+    z = prior.sample_latent(4, generator=gen)
+    program = torch.export.export(Decode(), (z,), dynamic_shapes={"z": {0: torch.export.Dim("B")}})
+    for n in (1, 7, 1500):  # both sides of the eager kernels' switch at 1024
+        zz = prior.sample_latent(n, generator=gen)
+        # the two kernels are the same float32 arithmetic in another order: rounding only,
+        # a few float32 eps (1.2e-7) of angles up to pi
+        torch.testing.assert_close(
+            program.module()(zz), prior.decode(zz, output=output), atol=5e-6, rtol=0
+        )
+
+
 @pytest.mark.parametrize("kind", OUTPUT_KINDS)
 def test_onnx_declares_static_joint_dims(exported, kind: str) -> None:
     # Code that sizes its buffers from the file's declared shapes must see J: only the batch

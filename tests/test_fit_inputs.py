@@ -192,3 +192,48 @@ def test_cli_refuses_files_with_different_cameras(tmp_path, body, capsys) -> Non
     same = json.loads((tmp_path / "a.json").read_text())
     (tmp_path / "b.json").write_text(json.dumps(same))
     assert main([*argv, "--out", str(tmp_path / "aa.npz")]) == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("Infinity", "contain +-Inf"),
+        ("2e9", "|x|, |y| <= 1e+09"),
+        ("conf 1.5", "confidence must lie in [0, 1]"),
+        ("conf -0.1", "confidence must lie in [0, 1]"),
+    ],
+)
+def test_cli_names_the_file_whose_values_are_wrong(tmp_path, body, capsys, value, needle) -> None:
+    """With several files the error says which one holds the bad value (the API's own check
+    sees all frames at once and cannot)."""
+    good = _keypoints(body, CAMERA, n=1)[0].tolist()
+    bad = [row + [1.0] for row in good]
+    if value.startswith("conf"):
+        bad[3][2] = float(value.split()[1])
+    else:
+        bad[3][0] = float(value.replace("Infinity", "inf"))
+    for name, kp in (("a.json", [row + [1.0] for row in good]), ("b.json", bad)):
+        # json writes inf as Infinity, which Python's reader accepts (as detectors' files have it)
+        (tmp_path / name).write_text(json.dumps({"keypoints": [kp]}))
+    argv = ["fit", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--camera", "1000,512,512"]
+    assert main([*argv, "--prior", "none", "--out", str(tmp_path / "f.npz")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "b.json: " in err and needle in err, err
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_a_keypoint_row_of_nans_is_missing_in_any_layout(body) -> None:
+    """``(B, J, 3)`` with a missing keypoint written as ``[nan, nan, nan]`` (numpy's way of
+    saying "not detected") fits as with confidence 0 for it, not a confidence error."""
+    kp = _keypoints(body, CAMERA, n=1)
+    rows = torch.cat([kp, torch.ones(1, kp.shape[1], 1)], dim=-1)
+    rows[0, 5] = float("nan")
+    zeroed = rows.clone()
+    zeroed[0, 5] = torch.tensor([0.0, 0.0, 0.0])
+    kw = {"prior": None, "iterations": 2, "starts": 1}
+    a = fit_keypoints(rows, None, CAMERA, **kw)
+    b = fit_keypoints(zeroed, None, CAMERA, **kw)
+    assert torch.equal(a.body_pose, b.body_pose) and torch.equal(a.transl, b.transl)
+    rows[0, 6, 2] = float("nan")  # a seen keypoint with NaN confidence is still an error
+    with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]"):
+        fit_keypoints(rows, None, CAMERA, **kw)

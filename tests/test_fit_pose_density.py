@@ -44,6 +44,9 @@ def test_auto_gives_the_bundled_gmm_to_sphere_priors_only(sphere_prior) -> None:
         resolve_pose_density(sphere_prior, sphere_prior)  # a latent prior is not a pose density
     with pytest.raises(TypeError, match="pose_density must be"):
         resolve_pose_density(3, sphere_prior)
+    # a name of a latent prior is a wrong value (the CLI's --pose-density vae: one-line error)
+    with pytest.raises(ValueError, match="'vae' is a latent prior"):
+        resolve_pose_density("vae", sphere_prior)
 
 
 def test_the_objective_adds_the_weighted_energy_of_the_decoded_pose(body, sphere_prior) -> None:

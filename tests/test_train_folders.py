@@ -195,6 +195,35 @@ def test_a_gmm_fit_claims_its_folder_like_the_trainers(data: Path, tmp_path: Pat
     assert not (out / LOCK_NAME).exists()
 
 
+def test_resume_never_trains_another_model_type_or_settings_over_a_run(
+    data: Path, tmp_path: Path
+) -> None:
+    """``--resume`` continues the run that is there: another model type trained into the
+    folder replaced its exported model (data loss), and a GMM refit with another seed or
+    other data replaced it without a word."""
+    from advprior.train.gmm import fit_gmm
+
+    gan, gmm = tmp_path / "gan", tmp_path / "gmm"
+    train_gan(data, gan, **{**KW, "export": True})
+    fit_gmm(data, gmm, max_iter=2, val_samples=50)
+    kept = {p: (p / "model" / "model.safetensors").read_bytes() for p in (gan, gmm)}
+    with pytest.raises(RunFolderError, match="holds a gan run, not a gmm one"):
+        fit_gmm(data, gan, max_iter=2, val_samples=50, resume=True)
+    with pytest.raises(RunFolderError, match="holds a gmm run, not a gan one"):
+        train_gan(data, gmm, resume=True, **{**KW, "export": True})
+    with pytest.raises(RunFolderError, match="holds a gan run, not a vae one"):
+        train_vae(data, gan, resume=True, steps=1, batch_size=16, val_every=0, **FAST)
+    with pytest.raises(RunFolderError, match=r"seed 0 -> 3; pass --overwrite"):
+        fit_gmm(data, gmm, max_iter=2, val_samples=50, seed=3, resume=True)
+    other = _write_dataset(tmp_path / "other.npz", seed=5)
+    with pytest.raises(RunFolderError, match="data_sha256"):
+        fit_gmm(other, gmm, max_iter=2, val_samples=50, resume=True)
+    assert all((p / "model" / "model.safetensors").read_bytes() == b for p, b in kept.items())
+    assert not any((p / LOCK_NAME).exists() for p in (gan, gmm))
+    # the GMM's own iteration budget may change on a refit, as a network's steps may
+    assert fit_gmm(data, gmm, max_iter=3, val_samples=50, resume=True).model_dir is not None
+
+
 def test_overwrite_clears_the_earlier_runs_checkpoint_model_and_events(
     data: Path, tmp_path: Path
 ) -> None:
@@ -302,3 +331,27 @@ def test_overwrite_that_fails_to_start_keeps_the_earlier_run(data: Path, tmp_pat
     fit_gmm(data, out, max_iter=2, val_samples=50, overwrite=True)
     assert not (out / ckpt.CHECKPOINT_NAME).exists()
     assert not (out / "train_log.csv").exists() and not (out / "val_log.csv").exists()
+
+
+def test_a_full_disk_during_a_checkpoint_says_so_and_keeps_the_last_one(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's zip writer reported a failed write as "RuntimeError: unexpected pos ..."."""
+    import errno
+
+    import advprior.train.checkpoint as checkpoint_module
+
+    out = tmp_path / "run"
+    train_gan(data, out, **KW)
+    before = (out / "checkpoint.pt").read_bytes()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", full)
+    with pytest.raises(OSError, match=r"cannot write .*checkpoint\.pt: No space"):
+        train_gan(data, out, resume=True, **{**KW, "steps": 2})
+    monkeypatch.undo()
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not (out / LOCK_NAME).exists()

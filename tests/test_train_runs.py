@@ -203,6 +203,71 @@ def test_resume_after_sigint_is_bit_for_bit(synthetic, tmp_path, extras):
     assert torch.equal(za, zb)
 
 
+def _exported(result) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(result.model_dir / "model.safetensors")
+
+
+@pytest.mark.parametrize("case", ["interrupted_at_the_last_step", "extended_past_its_end"])
+def test_selection_equals_one_straight_run(synthetic, tmp_path, case):
+    """Model selection (``select="best"``) after a resume equals one uninterrupted run's: an
+    interrupt at the last step skipped the end-of-run validation for good, and a run extended
+    from k steps to N let its step-k end-of-run validation (off the validation grid, which one
+    N-step run never makes) compete. Steps 5 / 7 of 7 with validation every 4."""
+    kw = dict(steps=7, batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=4, **FAST)
+    straight = train_gan(synthetic, tmp_path / "a", **kw)
+    if case == "interrupted_at_the_last_step":
+
+        def interrupt(step: int, values: dict) -> None:
+            if step == kw["steps"]:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        stopped = train_gan(synthetic, tmp_path / "b", callback=interrupt, **kw)
+        assert stopped.interrupted and stopped.step == 7 and stopped.model_dir is None
+    else:
+        assert train_gan(synthetic, tmp_path / "b", **{**kw, "steps": 5}).best_step in (4, 5)
+    resumed = train_gan(synthetic, tmp_path / "b", resume=True, **kw)
+    assert (resumed.best_step, resumed.val) == (straight.best_step, straight.val)
+    a, b = _exported(straight), _exported(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [r["step"] for r in _read_csv(tmp_path / "b" / "val_log.csv")]
+    # the log keeps what was measured: the earlier run's own end-of-run validation stays in it
+    assert steps == (["0", "4", "7"] if case.startswith("interrupted") else ["0", "4", "5", "7"])
+
+
+def test_an_extension_never_selects_the_earlier_runs_end_of_run_validation(tmp_path):
+    """The selection rule itself, with scripted scores: the 5-step run's end-of-run validation
+    scores best of all, but one 8-step run (validation every 4) never measures step 5."""
+    from advprior.train.distributed import DistInfo
+    from advprior.train.loop import Trainer
+
+    score = {0: 9.0, 4: 5.0, 5: 1.0, 8: 3.0}
+
+    def run(out: Path, steps: int, resume: bool) -> Trainer:
+        weight = torch.nn.Parameter(torch.zeros(1))
+        trainer = Trainer(out, steps=steps, config={"x": 1}, dist=DistInfo(), val_every=4,
+                          resume=resume, progress=False, tensorboard=False, select="m")  # fmt: skip
+        trainer.add_module("m", torch.nn.ParameterList([weight]))
+
+        def step_fn(step: int) -> dict[str, float]:
+            with torch.no_grad():
+                weight.fill_(step + 1)  # the weights say which step they are
+            return {"loss": 0.0}
+
+        def validate() -> dict[str, float]:
+            return {"recall_mean_mm": score[trainer.step], "precision_mean_mm": 0.0}
+
+        trainer.run(step_fn, validate)
+        return trainer
+
+    straight = run(tmp_path / "a", 8, False)
+    assert straight.best["step"] == 8
+    assert run(tmp_path / "b", 5, False).best["step"] == 5
+    extended = run(tmp_path / "b", 8, True)
+    assert extended.best["step"] == 8 and extended.best["state"]["0"].item() == 8.0
+
+
 def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
     kw = dict(
         steps=1,

@@ -612,55 +612,91 @@ def _write_cache(path: Path, blob: bytes) -> None:
         ) from err
 
 
+def _split_faces(
+    verts: np.ndarray, faces: np.ndarray, per_vertex: list[np.ndarray], count: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Add ``count`` vertices to a mesh, each at the centroid of one triangle, which it splits
+    into three (same winding; the original face keeps its index and becomes the first of the
+    three, the other two are appended).
+
+    Each new vertex takes the mean of its triangle's rows of every array in ``per_vertex``
+    (skinning weights, shape and pose directions), so it stays on the surface as the body
+    moves. Faces are chosen at evenly spaced indices, not by size, so the result does not
+    depend on float rounding; if ``count`` is more than the faces, it repeats on the refined
+    mesh. Returns ``(verts, faces, per_vertex)``; the old vertices keep their indices.
+    """
+    faces = np.asarray(faces, dtype=np.int64)
+    while count > 0:
+        k = min(count, len(faces))
+        pick = (np.arange(k) * len(faces)) // k
+        tri = faces[pick]
+        new = len(verts) + np.arange(k)
+        verts = np.concatenate([verts, verts[tri].mean(axis=1)])
+        per_vertex = [np.concatenate([a, a[tri].mean(axis=1).astype(a.dtype)]) for a in per_vertex]
+        a, b, c = tri.T
+        faces = faces.copy()
+        faces[pick] = np.stack([a, b, new], axis=1)
+        split = [np.stack([b, c, new], axis=1), np.stack([c, a, new], axis=1)]
+        faces = np.concatenate([faces, *split])
+        count -= k
+    return verts, faces, per_vertex
+
+
 def smpl_layout(
     data: dict[str, object],
     *,
     num_vertices: int = SMPL_NUM_VERTICES,
     vertex_ids: dict[str, int] | None = None,
 ) -> dict[str, object]:
-    """The stand-in (``build_standin()`` output) renumbered into SMPL's vertex layout: 6890
-    vertices, the landmark vertex of each of smplx's extra joints at SMPL's index for it
+    """The stand-in (``build_standin()`` output) with SMPL's vertex count and landmark indices:
+    6890 vertices, the landmark vertex of each of smplx's extra joints at SMPL's index for it
     (:data:`SMPL_VERTEX_IDS`), so plain smplx code (default ``vertex_ids``) finds the nose, eyes,
     ears, toes, heels and fingertips on it. ``num_vertices`` and ``vertex_ids`` give another
     mesh's layout (SMPL-X's: 10475 and smplx's ``vertex_ids["smplx"]``).
 
-    The body is the same: same surface (faces renumbered), skinning, shape directions and joint
-    regressor, so every joint and landmark lands exactly where the compact stand-in puts it. The
-    stand-in has fewer vertices than SMPL; the remaining slots hold copies of its vertices
-    (same position, skinning and shape directions; in no face, zero regressor weight), so they
-    move with the body and change nothing. Only plain numpy arrays (no ``vertex_ids`` dict).
+    The body is the same: same surface, skinning, shape directions and joint regressor, so
+    every joint and landmark lands exactly where the compact stand-in puts it. The stand-in has
+    fewer vertices than SMPL; the others are added on its surface (:func:`_split_faces`: each
+    at a triangle's centroid, skinned as the triangle, zero regressor weight), so every vertex
+    is distinct and in a face (a mesh library that merges duplicate or drops unreferenced
+    vertices on export keeps all 6890). Only the landmark indices are SMPL's: any other SMPL
+    vertex index (anthropometric landmarks, marker sets, vertex-based joint regressors) points
+    somewhere else on this body. Only plain numpy arrays and strings (no ``vertex_ids`` dict);
+    ``bs_type`` / ``bs_style`` as SMPL's own files have them, for SMPL's original loader.
     """
     verts = np.asarray(data["v_template"])
     n_old, n_new = len(verts), num_vertices
     if n_old > n_new:
         raise RuntimeError(f"the stand-in has {n_old} vertices, more than the layout's {n_new}")
-    order = np.full(n_new, -1, dtype=np.int64)  # new slot -> old vertex
+    verts, faces, (weights, shapedirs, posedirs) = _split_faces(
+        verts,
+        np.asarray(data["f"]),
+        [np.asarray(data[k]) for k in ("weights", "shapedirs", "posedirs")],
+        n_new - n_old,
+    )
+    order = np.full(n_new, -1, dtype=np.int64)  # slot -> vertex
     own = data["vertex_ids"]
     for name, slot in (SMPL_VERTEX_IDS if vertex_ids is None else vertex_ids).items():
         order[slot] = own[name]
     placed = set(order[order >= 0].tolist())
-    rest = iter(v for v in range(n_old) if v not in placed)
-    free = np.flatnonzero(order < 0)
-    for k, slot in enumerate(free):
-        # every old vertex once, in order; then copies, cycling through the mesh
-        order[slot] = next(rest, None) if k < n_old - len(placed) else (k % n_old)
-    first = np.full(n_old, -1, dtype=np.int64)  # old vertex -> its first (primary) slot
-    for slot, old in enumerate(order):
-        if first[old] < 0:
-            first[old] = slot
-    if (first < 0).any():
-        raise RuntimeError("SMPL layout lost a stand-in vertex")
-    primary = first[order] == np.arange(n_new)
-    regressor = np.asarray(data["J_regressor"])[:, order] * primary[None]
+    # the stand-in's own vertices first, in order, then the added ones
+    order[order < 0] = [v for v in range(n_new) if v not in placed]
+    slot_of = np.empty(n_new, dtype=np.int64)
+    slot_of[order] = np.arange(n_new)
+    regressor = np.zeros((NUM_JOINTS, n_new), dtype=np.asarray(data["J_regressor"]).dtype)
+    regressor[:, :n_old] = np.asarray(data["J_regressor"])
+    regressor = regressor[:, order]
     return {
         "v_template": verts[order],
-        "f": first[np.asarray(data["f"], dtype=np.int64)].astype(np.uint32),
-        "weights": np.asarray(data["weights"])[order],
+        "f": slot_of[faces].astype(np.uint32),
+        "weights": weights[order],
         "J_regressor": regressor,
         "J": regressor @ verts[order],
         "kintree_table": np.asarray(data["kintree_table"]),
-        "shapedirs": np.asarray(data["shapedirs"])[order],
-        "posedirs": np.asarray(data["posedirs"])[order],
+        "shapedirs": shapedirs[order],
+        "posedirs": posedirs[order],
+        "bs_type": "lrotmin",
+        "bs_style": "lbs",
         "advprior_standin_version": np.asarray(STANDIN_VERSION, dtype=np.int64),
     }
 

@@ -166,6 +166,8 @@ def _meta_index(meta: Any, path: Path) -> list[int] | None:
         id2name = meta.get("keypoint_id2name")
         if not isinstance(id2name, dict):
             return None
+        if not all(isinstance(v, str) for v in id2name.values()):
+            raise ValueError(f"{path}: meta_info keypoint_id2name values must be names")
         name2id = {v: k for k, v in id2name.items()}
     try:
         name2id = {str(n): int(i) for n, i in name2id.items()}

@@ -23,6 +23,10 @@ def set_threads(args: argparse.Namespace, threads: int) -> None:
     ``args.threads_before`` for :func:`advprior.cli.main` to restore when the command ends."""
     import torch
 
+    from advprior.errors import UsageError
+
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
     if getattr(args, "threads_before", None) is None:
         args.threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)

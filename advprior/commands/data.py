@@ -90,12 +90,24 @@ def _build(args: argparse.Namespace) -> int:
         "optimistic numbers",
         "test": "advprior eval then needs --split val",
     }
+    from advprior.data.dataset import subject_group
+
+    groups = {subject_group(s) for s in report.subjects}
+    # Each group is split on its own, and a group of one person always trains: folders of one
+    # person each (each its own source, so its own group) leave val and test empty.
+    hint = (
+        f"; the split is stratified by subject group ({len(groups)} groups here, each split "
+        f"on its own, and a group of one person always trains): --no-stratify splits all "
+        f"{subjects} subjects as one group"
+        if not args.no_stratify and len(groups) > 1 and subjects >= 3
+        else ""
+    )
     for (name, n), share in zip(report.per_split.items(), split, strict=True):
         if n == 0 and share > 0 and report.frames > 0 and name in instead:
             print(
                 f"note: split {name!r} is empty although --split gives it {share:g}: the split "
                 f"is by subject and {subjects} subject{'s' if subjects != 1 else ''} did not "
-                f"reach it ({instead[name]}); add people or change --split",
+                f"reach it ({instead[name]}){hint or '; add people or change --split'}",
                 file=sys.stderr,
             )
     # one line; `advprior data info FILE` prints the per-source and per-subject counts

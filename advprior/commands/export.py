@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from advprior.export import check_opset, export_prior
 
     device = parse_device(args.device)
+    if device is not None and device.type == "meta":
+        # a bad option value like any other device (exit 2), not a failure of the export
+        raise UsageError("--device meta holds no values to trace with; use cpu or a GPU")
     if args.format is None:
         args.format = format_for(args.output)
     if args.format == "onnx":

@@ -145,6 +145,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _camera_from_file(data: Any, path: Path) -> Any:
+    """:meth:`PinholeCamera.from_dict` of what a file holds; a wrong type there (``"focal":
+    "a"``) is a wrong value of that file, reported with its name."""
+    from advprior.fitting import PinholeCamera
+
+    try:
+        return PinholeCamera.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: camera: {err}") from None
+
+
 def parse_camera(spec: str) -> Any:
     """A :class:`PinholeCamera` from ``"fx,fy,cx,cy"``, ``"f,cx,cy"`` or a JSON file path."""
     from advprior.errors import UsageError
@@ -154,7 +165,7 @@ def parse_camera(spec: str) -> Any:
     if path.suffix.lower() == ".json" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"camera file not found: {path}")
-        return PinholeCamera.from_dict(read_json(path, ValueError, what="camera file"))
+        return _camera_from_file(read_json(path, ValueError, what="camera file"), path)
     try:
         values = [float(v) for v in spec.split(",")]
     except ValueError as exc:
@@ -222,6 +233,30 @@ def _missing_openpose_frame() -> dict[str, Any]:
 
 
 def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> dict[str, Any]:
+    """:func:`_read_keypoints`, with the values checked here, where the file's name is known
+    (``fit_keypoints`` checks them again, but for all files at once)."""
+    import numpy as np
+
+    from advprior.fitting.smplify import MAX_KEYPOINT_PX
+
+    out = _read_keypoints(path, person, missing_ok=missing_ok)
+    kp, conf = np.asarray(out["keypoints"]), np.asarray(out["confidence"])
+    if np.isinf(kp).any():
+        raise ValueError(f"{path}: keypoints contain +-Inf; mark missing keypoints with null")
+    big = float(np.nan_to_num(np.abs(kp), nan=0.0).max()) if kp.size else 0.0
+    if big > MAX_KEYPOINT_PX:
+        raise ValueError(
+            f"{path}: keypoints must be pixel coordinates with |x|, |y| <= "
+            f"{MAX_KEYPOINT_PX:.0e}, got {big:.3g}"
+        )
+    seen = ~np.isnan(kp).any(-1)  # a missing keypoint's confidence is not read
+    bad = conf[seen]
+    if np.isnan(bad).any() or (bad < 0).any() or (bad > 1).any():
+        raise ValueError(f"{path}: confidence must lie in [0, 1] (no NaN)")
+    return out
+
+
+def _read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> dict[str, Any]:
     """One file -> ``{"keypoints" (B,J,2), "confidence" (B,J), "format", "camera"}`` (numpy;
     format and camera may be None). Raises ``ValueError`` naming the file on a bad layout.
     ``person``: an index in OpenPose files, a rank of score (0 = highest) in COCO keypoint
@@ -321,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
 
     from advprior.commands._wildcards import expand_wildcards
     from advprior.errors import UsageError
-    from advprior.fitting import PinholeCamera, fit_keypoints
+    from advprior.fitting import fit_keypoints
 
     if args.starts < 1:
         raise UsageError(f"--starts must be at least 1, got {args.starts}")
@@ -335,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
         camera = parse_camera(args.camera)
     else:
         cams = [
-            (path, PinholeCamera.from_dict(f["camera"]))
+            (path, _camera_from_file(f["camera"], path))
             for path, f in zip(args.keypoints, frames, strict=True)
             if f["camera"] is not None
         ]

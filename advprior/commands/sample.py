@@ -118,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-n must be >= 0, got {args.num}")
     if args.png is not None and args.latent_only:
         raise UsageError("--png needs poses; drop --latent-only")
+    if not 0 <= args.seed < 2**63:
+        # the file records it as an int64
+        raise UsageError(f"--seed must be in [0, 2**63), got {args.seed}")
+    if args.png is not None and args.num == 0:
+        raise UsageError("--png needs poses; -n 0 draws none")
     missing = _missing_viz() if args.png is not None else None
     if missing is not None:
         # said before loading and sampling, and before the .npz is written: all or nothing
@@ -153,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
     written += [f"z {tuple(z.shape)}"] if z is not None else []
     drawn = ""
     if args.png is not None:
-        if pose is None or args.num == 0:
-            raise ValueError("no poses to draw")
         error = _render(pose, args.body, args.png)
         if error is not None:
             raise ValueError(f"PNG not written: {error}")

@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "gmm" and args.hidden != 512:
         raise UsageError("--hidden: a network width, which --model gmm does not have")
 
-    if args.threads:
+    if args.threads is not None:
         set_threads(args, args.threads)
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.model]
     common = dict(seed=args.seed, mirror=not args.no_mirror, val_samples=args.val_samples)

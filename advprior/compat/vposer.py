@@ -353,7 +353,8 @@ def load_vposer(
     """
     if not isinstance(vp_model, (str, type)):
         raise TypeError(f"vp_model must be 'snapshot' or a class, got {type(vp_model).__name__}")
-    vposer = VPoserV1(_resolve(expr_dir))
+    # eval mode, as v1 returns it (code may read .training; decoding never depends on it)
+    vposer = VPoserV1(_resolve(expr_dir)).eval()
     return vposer, _settings(vposer, expr_dir, 1)
 
 
@@ -415,7 +416,7 @@ def load_model(
         remove_words_in_model_weights, str
     ):
         raise TypeError("remove_words_in_model_weights must be a str or None")
-    vposer = VPoserV2(_resolve(expr_dir))
+    vposer = VPoserV2(_resolve(expr_dir)).eval()  # as v2 returns it
     cfg = _settings(vposer, expr_dir, 2)
     if model_cfg_override is not None:
         _override(cfg, model_cfg_override)

@@ -187,19 +187,25 @@ def read_amass(
             pose_key = "poses" if "poses" in f.files else "pose_body"
             poses = _pose_columns(f, path)
             trans = _array(f, "trans", path) if "trans" in f.files else None
-            rate = None
+            rate = rate_key = None
             for key in ("mocap_framerate", "mocap_frame_rate"):
                 if key in f.files:
                     value = read_npz_array(f, key, lambda m: MotionFormatError(m, path))
-                    rate = _rate(value, key, path)
+                    rate, rate_key = _rate(value, key, path), key
     except MotionFormatError:
         raise  # already names the file and the array (it is a ValueError too)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise MotionFormatError(f"cannot read npz: {err}", path) from None
     _check_trans(trans, poses.shape[0], path)
-    fps = fps if fps is not None else rate
-    if fps is None or not np.isfinite(fps) or fps <= 0:
+    if fps is None and rate is None:
         raise MotionFormatError("no mocap_framerate / mocap_frame_rate; pass fps=", path)
+    if fps is None and not (np.isfinite(rate) and rate > 0):
+        raise MotionFormatError(
+            f"'{rate_key}' is {rate}, not a positive frame rate; pass fps=", path
+        )
+    fps = fps if fps is not None else rate
+    if not (np.isfinite(fps) and fps > 0):
+        raise MotionFormatError(f"fps must be a positive number, got {fps}", path)
     if up is None:
         up = "z" if z_up else "y"
     return smpl_motion(poses, trans, fps, up=up, path=path, key=pose_key, format="amass")

@@ -159,14 +159,22 @@ def read_asf(path: str | Path) -> ASFSkeleton:
                 continue
         key = tok[0].lower()
         if section == "units":
-            if key == "length" and len(tok) == 2:
-                length_unit = float(_floats(tok[1:], path, num)[0])
-                if length_unit <= 0:
-                    raise MotionFormatError("length unit must be positive", path, num)
-            elif key == "angle" and len(tok) == 2:
-                angle_unit = tok[1].lower()
-                if angle_unit not in ("deg", "rad"):
-                    raise MotionFormatError(f"unknown angle unit {tok[1]!r}", path, num)
+            # one pair per line or several on one (":units mass 1.0 length 0.45 angle rad");
+            # a pair left unread would silently scale every bone or turn radians into degrees
+            if len(tok) % 2:
+                raise MotionFormatError(
+                    f"units must be name/value pairs, got {' '.join(tok)!r}", path, num
+                )
+            for name, value in zip(tok[::2], tok[1::2], strict=True):
+                name = name.lower()
+                if name == "length":
+                    length_unit = float(_floats([value], path, num)[0])
+                    if not length_unit > 0:
+                        raise MotionFormatError("length unit must be positive", path, num)
+                elif name == "angle":
+                    angle_unit = value.lower()
+                    if angle_unit not in ("deg", "rad"):
+                        raise MotionFormatError(f"unknown angle unit {value!r}", path, num)
         elif section == "root":
             if key == "order":
                 root["order"] = tuple(t.lower() for t in tok[1:])

@@ -62,6 +62,10 @@ class _Tokens:
         return value
 
 
+#: Longest ``Frame Time`` (seconds) read as one: motion capture and animation run at 10-1000 fps.
+MAX_FRAME_TIME = 1.0
+
+
 def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = None) -> Motion:
     """Parse a BVH file into a normal-form :class:`Motion`."""
     path = Path(path)
@@ -222,6 +226,14 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     if fps is None:
         if frame_time <= 0:
             raise MotionFormatError("Frame Time must be positive (or pass fps=)", path)
+        if frame_time > MAX_FRAME_TIME:
+            # a rate written where seconds belong ("Frame Time: 30"): read as seconds it would
+            # resample a few hundred frames into hundreds of thousands, silently
+            raise MotionFormatError(
+                f"Frame Time {frame_time_text} s is more than {MAX_FRAME_TIME:g} s per frame: "
+                f"if it is a rate, pass fps={frame_time_text}",
+                path,
+            )
         fps = snap_rate(1.0 / frame_time, frame_time_text)
     return Motion(
         skeleton=sk,

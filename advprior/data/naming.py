@@ -1,7 +1,8 @@
 """Map a source skeleton's joints onto SMPL's 24 joints, by name *and* hierarchy.
 
 Only knees, elbows and the head are found by name (case-insensitive, any ``prefix:`` such as
-``mixamorig:`` dropped, side given as ``Left``/``Right``/``l``/``r``/``_L``/``_R``). Everything else
+``mixamorig:`` dropped, side given as ``Left``/``Right``/``l``/``r``/``_L``/``_R``, a centre
+marker such as Advanced Skeleton's ``Head_M`` dropped). Everything else
 follows from the tree, which is what resolves names that mean different bones in different
 conventions (``LeftShoulder`` is the collar in the MotionBuilder-friendly CMU BVH and the upper
 arm in the 3dsMax-friendly one):
@@ -38,8 +39,8 @@ ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna", "farm")
 _CORES = set(KNEE_NAMES + ELBOW_NAMES)
 # rig prefixes glued to the name once punctuation is gone, with the copy number some tools add
 # (Mixamo "mixamorig1:", "mixamorig2_" for a second character in a scene; Biped "Bip001";
-# Reallusion Character Creator / iClone "CC_Base_L_Calf")
-_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def|ccbase)(?=[a-z])")
+# Reallusion Character Creator / iClone "CC_Base_L_Calf"; VRoid / VRM "J_Bip_L_LowerLeg")
+_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def|ccbase|jbip)(?=[a-z])")
 _SPINE = (0, 3, 6, 9, 12)
 # Daz Genesis splits a limb joint into "<core>Bend" (the joint) and "<core>Twist" (a helper).
 _BEND = "bend"
@@ -174,9 +175,24 @@ def _aligned_child(sk: Skeleton, j: int, direction: np.ndarray) -> int | None:
     return max(kids, key=lambda c: float(sk.offsets[c] @ d / np.linalg.norm(sk.offsets[c])))
 
 
+# a centre-line marker as its own word: Maya Advanced Skeleton's "Head_M", VRM's "J_Bip_C_Head"
+_MIDDLE = re.compile(r"^(?:m|c|mid|middle|center|centre)$", re.IGNORECASE)
+
+
+def _is_head(name: str) -> bool:
+    if normalize(name) == "head":
+        return True
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", re.split(r"[:|]", name)[-1]) if w]
+    rest = [w for w in words if w.lower() != "head"]
+    # "head" as a word, the others a centre marker or a rig prefix ("J", "Bip"), never a side
+    return len(rest) < len(words) and all(
+        _MIDDLE.match(w) or normalize(w) == "" or w.lower() in ("j", "bip") for w in rest
+    )
+
+
 def _head(sk: Skeleton) -> int | None:
     for j, name in enumerate(sk.names):
-        if normalize(name) == "head":
+        if _is_head(name):
             return j
     return None
 

@@ -293,11 +293,19 @@ def path_ratio(paths: Tensor, body_model: object | None = None) -> Tensor:
     between two standing poses) is much longer than 1."""
     from advprior.eval.metrics import pose_joints
 
+    if paths.ndim != 3 or paths.shape[1] < 2:
+        raise ValueError(f"paths must be (B, T >= 2, 63), got {tuple(paths.shape)}")
     b, t = paths.shape[:2]
+    if b == 0:
+        return paths.new_zeros(0)
     joints = pose_joints(paths.reshape(b * t, -1), body_model=body_model).reshape(b, t, -1, 3)
     length = (joints[:, 1:] - joints[:, :-1]).norm(dim=-1).mean(-1).sum(-1)
     direct = (joints[:, -1] - joints[:, 0]).norm(dim=-1).mean(-1)
-    return length / direct.clamp(min=torch.finfo(paths.dtype).tiny)
+    # A path between two equal poses has no direct distance to compare with: NaN, not the
+    # float noise of its length over the smallest float (1e30)
+    return torch.where(
+        direct > 0, length / direct.clamp(min=torch.finfo(paths.dtype).tiny), torch.nan
+    )
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:

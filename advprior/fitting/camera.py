@@ -78,7 +78,10 @@ class PinholeCamera:
         else:
             if isinstance(rotation, Tensor):
                 rotation = rotation.detach().cpu().numpy()
-            rot = np.asarray(rotation, dtype=np.float64)
+            try:
+                rot = np.asarray(rotation, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError("rotation must be a (3, 3) array of numbers") from exc
             if rot.shape != (3, 3):
                 raise ValueError(f"rotation must have shape (3, 3), got {rot.shape}")
             if not np.isfinite(rot).all():

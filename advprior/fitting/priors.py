@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advprior.hub import load_pretrained
+from advprior.hub import load_files, load_pretrained, resolve_alias
 from advprior.interface import Prior, frozen
 from advprior.latent import LatentSpace
 from advprior.skeleton import NUM_BODY_JOINTS
@@ -99,8 +99,16 @@ def resolve_pose_density(pose_density: object, prior: Prior | None) -> Prior | N
             space = None if prior is None else prior.latent_space
             if space is None or space.kind != "sphere":
                 return None
-            pose_density = AUTO_POSE_DENSITY
-        pose_density = load_pretrained(pose_density)
+            # the library's default, never a folder of that name in the working directory
+            pose_density = load_files(resolve_alias(AUTO_POSE_DENSITY))
+        else:
+            named, pose_density = pose_density, load_pretrained(pose_density)
+            if pose_density.latent_space is not None:
+                # a wrong value, not a wrong type: the name loaded a model of another kind
+                raise ValueError(
+                    f"pose_density {named!r} is a latent prior ({pose_density.model_type}); it "
+                    "must name a pose-space prior such as 'gmm'"
+                )
     if pose_density is None:
         return None
     if not isinstance(pose_density, Prior) or pose_density.latent_space is not None:

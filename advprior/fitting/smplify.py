@@ -154,6 +154,9 @@ def prepare_keypoints(
                 f"keypoints {tuple(kp.shape)}, got {tuple(conf.shape)}"
             )
     kp = kp[..., :2]
+    # a missing keypoint (NaN coordinates) needs no confidence: a (B, J, 3) row [nan, nan, nan]
+    # is missing, not a NaN confidence
+    conf = torch.where(torch.isnan(kp).any(-1), torch.zeros_like(conf), conf)
     if bool(torch.isnan(conf).any()) or bool(((conf < 0) | (conf > 1)).any()):
         raise ValueError("confidence must lie in [0, 1] (no NaN)")
     if bool(torch.isinf(kp).any()):
@@ -309,7 +312,9 @@ def _torso_affine(
     centre over the focal length), least squares on the visible ones, and ``(n,)`` bool where
     it is defined (at least three of them visible, not in a line)."""
     torso = sorted({i for pair in fmt.torso for i in pair})
-    w = seen[:, torso]
+    # in the keypoints' dtype: a bool mask divided by its count would take torch's default
+    # dtype, and a user's float64 default met float32 keypoints in a matmul further on
+    w = seen[:, torso].to(kp.dtype)
     q = torch.stack(
         [
             (kp[:, torso, 0] - camera.center[0]) / camera.focal[0],
@@ -497,8 +502,11 @@ def fit_keypoints(
         iterations: optimiser iterations per stage (L-BFGS iterations, with at most
             ``iterations * 5 // 4`` batched objective evaluations as ``torch.optim.LBFGS``'s
             default budget; or Adam steps).
-        batch: fit all frames in one batched optimisation (True) or one after another (False);
-            the results are the same, frames never influence each other.
+        batch: fit all frames in one batched optimisation (True) or one after another (False).
+            Frames never influence each other (a frame gives the same bits in any batch of the
+            same size), but the batch size changes float32 rounding, which L-BFGS amplifies: a
+            frame fitted alone can end centimetres from its batched fit after 10-30 iterations
+            (and in another basin now and then), as any two nearly equal starts can.
         optimizer: ``"lbfgs"`` (batched, per-frame strong-Wolfe line search) or ``"adam"``.
         sigma: Geman-McClure scale in pixels.
         stages: ``(prior weight, shape weight)`` per pose stage; energies are multiplied by the

@@ -9,6 +9,7 @@ plain tensors and containers only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -26,11 +27,16 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, synced, then moved into place."""
 
     def write(fh: Any) -> None:
-        torch.save(obj, fh)
+        # Serialised in memory first: torch's zip writer turns a failed write (a full disk)
+        # into "RuntimeError: unexpected pos ...", while a plain write raises the OSError that
+        # says what happened. A checkpoint is a few MB.
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        fh.write(buffer.getbuffer())
         fh.flush()
         os.fsync(fh.fileno())  # a checkpoint must survive a crash right after the rename
 
-    return write_atomic(path, write)
+    return write_atomic(path, write)  # a write that fails partway names the file (fileio)
 
 
 # Lines of torch's refusal that advise loading the file with ``weights_only=False`` (which would
@@ -193,16 +199,20 @@ def check_structure(state: dict[str, Any], path: str | os.PathLike) -> None:
         isinstance(k, str) and _finite_number(v) for k, v in last_val.items()
     ):
         raise _bad(path, "'last_val'", "must map metric names to finite numbers")
-    best = state.get("best", {})
-    if not isinstance(best, dict):
-        raise _bad(path, "'best'", "must be an object")
-    if best:
-        if not _is_int(best.get("step")) or not _finite_number(best.get("score")):
-            raise _bad(path, "'best'", "needs an integer 'step' and a finite 'score'")
-        val = best.get("val")
-        if not isinstance(val, dict) or not all(_finite_number(v) for v in val.values()):
-            raise _bad(path, "best['val']", "must map metric names to finite numbers")
-        _check_state_dict(best.get("state"), path, "best['state']")
+    for key in ("best", "grid_best"):
+        best = state.get(key, {})
+        if not isinstance(best, dict):
+            raise _bad(path, repr(key), "must be an object")
+        if best:
+            if not _is_int(best.get("step")) or not _finite_number(best.get("score")):
+                raise _bad(path, repr(key), "needs an integer 'step' and a finite 'score'")
+            val = best.get("val")
+            if not isinstance(val, dict) or not all(_finite_number(v) for v in val.values()):
+                raise _bad(path, f"{key}['val']", "must map metric names to finite numbers")
+            _check_state_dict(best.get("state"), path, f"{key}['state']")
+    validated = state.get("validated_at", 0)
+    if not _is_int(validated) or not -1 <= validated < 2**63:
+        raise _bad(path, "'validated_at'", f"must be an integer >= -1, got {validated!r:.40}")
 
 
 def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from advprior.baselines import GMMPrior
-from advprior.errors import require_extra
+from advprior.errors import RunFolderError, require_extra
 from advprior.fileio import write_text_atomic
 from advprior.train.config import GMMConfig
 from advprior.train.export import export_model, make_validator
@@ -54,18 +54,45 @@ def fit_gmm(
 
     cfg = GMMConfig.build(settings, overrides)
     out = Path(out)
-    folder = claim_run_folder(out, resume=resume, overwrite=overwrite)
+    folder = claim_run_folder(out, resume=resume, overwrite=overwrite, model_type="gmm")
     try:
-        return _fit(sk_mixture, cfg, data, out, export, folder)
+        return _fit(sk_mixture, cfg, data, out, export, folder, resume)
     finally:
         folder.release()
 
 
+#: What a refit (``resume=True``) must keep: everything that decides the mixture but its
+#: iteration budget (as the networks' resume allows only ``steps`` and the periods to change).
+_REFIT_KEEPS = ("num_components", "seed", "reg_covar", "max_samples", "mirror", "data_sha256")
+
+
+def _check_refit(out: Path, config: dict[str, Any]) -> None:
+    try:
+        old = json.loads((out / "gmm_fit.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # nothing recorded (or unreadable): nothing to compare
+    changed = [k for k in _REFIT_KEEPS if k in old and old[k] != config.get(k)]
+    if changed:
+        raise RunFolderError(
+            f"{out}: --resume refits the run with its own settings, but "
+            + ", ".join(f"{k} {old[k]!r} -> {config.get(k)!r}" for k in changed)
+            + "; pass --overwrite to replace it, or use another --out"
+        )
+
+
 def _fit(
-    sk_mixture: Any, cfg: GMMConfig, data: Any, out: Path, export: bool, folder: RunFolder
+    sk_mixture: Any,
+    cfg: GMMConfig,
+    data: Any,
+    out: Path,
+    export: bool,
+    folder: RunFolder,
+    resume: bool = False,
 ) -> TrainResult:
     t0 = time.perf_counter()
     poses = load_training_poses(data, mirror=cfg.mirror, max_val=cfg.max_val_poses)
+    if resume:
+        _check_refit(out, {**cfg.record(data), "data_sha256": poses.description["sha256"]})
     x = poses.train
     if cfg.max_samples and x.shape[0] > cfg.max_samples:
         x = x[torch.linspace(0, x.shape[0] - 1, cfg.max_samples).round().long()]
@@ -81,6 +108,7 @@ def _fit(
     val = make_validator(prior, poses.val, num_samples=cfg.val_samples, seed=cfg.seed)()
     config = {
         **cfg.record(data),
+        "data_sha256": poses.description["sha256"],
         "converged": bool(mixture.converged_),
         "em_iterations": int(mixture.n_iter_),
     }

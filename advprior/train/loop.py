@@ -168,6 +168,13 @@ class Trainer:
         # whenever recall + precision (mean, mm) reaches a new low (step 0 never counts).
         self.select = select
         self.best: dict[str, Any] = {}
+        # The same over the periodic validations only (every ``val_every`` steps), without a
+        # run's end-of-run validation off that grid: a run extended past its end selects from
+        # what one longer run would have validated.
+        self.grid_best: dict[str, Any] = {}
+        # The step of the last validation; a run interrupted at its last step, before its
+        # end-of-run validation, does that validation when it is resumed.
+        self.validated_at = -1
 
     def add_module(
         self, name: str, module: nn.Module, optimizer: torch.optim.Optimizer | None = None
@@ -207,6 +214,8 @@ class Trainer:
                 "elapsed_s": elapsed,
                 "last_val": self.last_val,
                 "best": self.best,
+                "grid_best": self.grid_best,
+                "validated_at": self.validated_at,
                 "world_size": self.dist.world_size,
             }
             ckpt.save_atomic(state, self.checkpoint_path)
@@ -249,6 +258,9 @@ class Trainer:
         self.elapsed = float(state["elapsed_s"])
         self.last_val = dict(state.get("last_val", {}))
         self.best = dict(state.get("best", {}))
+        # checkpoints of 0.2.0 and before record neither: their runs keep the old behaviour
+        self.grid_best = dict(state.get("grid_best", self.best))
+        self.validated_at = int(state.get("validated_at", self.step))
         return True
 
     def _check_fits(self, state: dict[str, Any]) -> None:
@@ -313,10 +325,11 @@ class Trainer:
         for k in self.streams:
             if k not in mine["streams"]:
                 raise bad(f"ranks[{self.dist.rank}]['streams'][{k!r}]", "is missing")
-        best = state.get("best") or {}
-        if best and self.select is not None:
-            selected = unwrap(self.modules[self.select]).state_dict()
-            same_tensors(selected, best["state"], "best['state']")
+        for key in ("best", "grid_best"):
+            best = state.get(key) or {}
+            if best and self.select is not None:
+                selected = unwrap(self.modules[self.select]).state_dict()
+                same_tensors(selected, best["state"], f"{key}['state']")
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -326,13 +339,21 @@ class Trainer:
         validate_fn: Callable[[], dict[str, float]] | None = None,
     ) -> TrainResult:
         resumed = self.resume and self._restore()
-        if resumed and self.step >= self.steps:
+        unvalidated_end = (
+            self.step == self.steps and self.validated_at != self.step and validate_fn is not None
+        )
+        if resumed and self.step < self.steps and self.validated_at == self.step:
+            if not (self.val_every and self.step % self.val_every == 0):
+                # the last validation was the earlier run's end-of-run one: one longer run
+                # would not have made it, so it does not take part in the selection
+                self.best = dict(self.grid_best)
+        if resumed and self.step >= self.steps and not unvalidated_end:
             # Already finished: nothing to train, log or save (re-export only).
             if self.step > self.steps and self.dist.is_main:
                 warnings.warn(
                     f"{self.out}: the checkpoint is at step {self.step}, beyond "
-                    f"steps={self.steps}; nothing to train, the step-{self.step} weights are "
-                    "exported as they are",
+                    f"steps={self.steps}; nothing to train, its selected model is exported "
+                    "again as it is",
                     stacklevel=2,
                 )
             return self._result(False, self.elapsed)
@@ -347,15 +368,13 @@ class Trainer:
         )
         t0 = time.perf_counter()
         interrupted = False
-        validated_at = -1
 
-        def validate() -> None:
-            nonlocal validated_at
+        def validate(on_grid: bool = True) -> None:
             if validate_fn is not None and self.dist.is_main:
                 self.last_val = validate_fn()
                 logger.val(self.step, self.last_val)
-                self._track_best()
-            validated_at = self.step
+                self._track_best(on_grid)
+            self.validated_at = self.step
 
         try:
             if self.step == 0 and self.val_every:
@@ -377,25 +396,32 @@ class Trainer:
                         interrupted = True
                         break
             if not interrupted:
-                if validated_at != self.step and validate_fn is not None:
-                    validate()
+                # (a run resumed after an interrupt at its last step arrives here directly)
+                if self.validated_at != self.step and validate_fn is not None:
+                    validate(on_grid=False)
                 self.save_checkpoint(self.elapsed + time.perf_counter() - t0)
         finally:
             logger.close()
         return self._result(interrupted, self.elapsed + time.perf_counter() - t0)
 
-    def _track_best(self) -> None:
+    def _track_best(self, on_grid: bool) -> None:
         if self.select is None or self.step < 1:
             return
         score = self.last_val["recall_mean_mm"] + self.last_val["precision_mean_mm"]
-        if not self.best or score < self.best["score"]:
+        better = not self.best or score < self.best["score"]
+        better_on_grid = on_grid and (not self.grid_best or score < self.grid_best["score"])
+        if better or better_on_grid:
             state = unwrap(self.modules[self.select]).state_dict()
-            self.best = {
+            entry = {
                 "step": self.step,
                 "score": score,
                 "val": dict(self.last_val),
                 "state": {k: v.detach().cpu().clone() for k, v in state.items()},
             }
+            if better:
+                self.best = entry
+            if better_on_grid:
+                self.grid_best = entry
 
     def _result(self, interrupted: bool, wall: float) -> TrainResult:
         return TrainResult(

@@ -161,7 +161,17 @@ def _take_lock(out: Path) -> Path:
     raise RunFolderError(f"could not lock {out}: the lock file keeps changing ({lock})")
 
 
-def _check_and_lock(out: Path, resume: bool, overwrite: bool) -> Path:
+def _earlier_model_type(out: Path) -> str | None:
+    """The ``model_type`` of the run's exported ``model/config.json``, if it has one."""
+    config = out / RUN_MODEL_DIR / "config.json"
+    try:
+        found = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def _check_and_lock(out: Path, resume: bool, overwrite: bool, model_type: str | None) -> Path:
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"run folder {out} is a file")
     out.mkdir(parents=True, exist_ok=True)
@@ -182,6 +192,18 @@ def _check_and_lock(out: Path, resume: bool, overwrite: bool) -> Path:
                 "--overwrite (overwrite=True) to replace it (--resume: to continue or refit it), "
                 "or choose another --out"
             )
+        if resume and model_type is not None:
+            # --resume continues the run that is there; training another model type into it
+            # would replace that run's exported model/ (data loss), not continue anything
+            found = _earlier_model_type(out)
+            if found is None and model_type == "gmm" and checkpoint.is_file():
+                found = "network"  # a GMM fit writes no checkpoint
+            if found is not None and found != model_type:
+                raise RunFolderError(
+                    f"{out} holds a {found} run, not a {model_type} one: --resume continues "
+                    f"the run that is there; use its model type, --overwrite to replace it, or "
+                    "another --out"
+                )
         # we own the folder: any checkpoint temp file not ours was left by a killed write
         for stale in remove_stale_temps(checkpoint, owner=True):
             warnings.warn(
@@ -194,9 +216,16 @@ def _check_and_lock(out: Path, resume: bool, overwrite: bool) -> Path:
 
 
 def claim_run_folder(
-    out: str | os.PathLike, *, resume: bool, overwrite: bool, dist: DistInfo | None = None
+    out: str | os.PathLike,
+    *,
+    resume: bool,
+    overwrite: bool,
+    dist: DistInfo | None = None,
+    model_type: str | None = None,
 ) -> RunFolder:
-    """Check and lock ``out`` for a training run (see the module docstring).
+    """Check and lock ``out`` for a training run (see the module docstring). With
+    ``model_type`` (``"gan"``, ``"vae"``, ``"gmm"``), ``resume`` refuses a folder whose run is
+    of another type.
 
     Raises:
         ValueError: both ``resume`` and ``overwrite``.
@@ -209,7 +238,7 @@ def claim_run_folder(
     lock, error = None, None
     if dist.is_main:
         try:
-            lock = _check_and_lock(out, resume, overwrite)
+            lock = _check_and_lock(out, resume, overwrite, model_type)
         except (RunFolderError, OSError) as err:
             error = err
     failed = broadcast_flag(error is not None, dist)  # every rank learns rank 0's verdict

@@ -114,7 +114,9 @@ def train_vae(
     folder = None
     try:
         # before any data is read: refuse a folder with a checkpoint or one in use
-        folder = claim_run_folder(out, resume=run.resume, overwrite=run.overwrite, dist=info)
+        folder = claim_run_folder(
+            out, resume=run.resume, overwrite=run.overwrite, dist=info, model_type="vae"
+        )
         poses = load_training_poses(data, mirror=cfg.mirror, max_val=cfg.max_val_poses)
         config["data_sha256"] = poses.description["sha256"]  # resume refuses other data
         torch.manual_seed(cfg.seed)
