@@ -21,6 +21,7 @@ import pickle
 import pickletools
 import re
 import secrets
+import stat
 import sys
 import warnings
 import zipfile
@@ -228,6 +229,83 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+#: Deepest nesting of containers a pickle read here may build; advprior's own checkpoints
+#: nest about a dozen levels (dicts of dicts of torch's tensor-rebuild tuples).
+MAX_PICKLE_DEPTH = 100
+
+
+def check_pickle_shape(data: bytes, what: str) -> None:
+    """Refuse, before any unpickler runs, a pickle whose objects nest deeper than
+    :data:`MAX_PICKLE_DEPTH` or that expand (shared objects counted at every use) to far more
+    objects than it has opcodes. Both only show when the objects are built: a tuple nested a
+    million deep crashes the interpreter when it is hashed or printed (torch's own
+    ``weights_only`` unpickler included), one shared 64 levels deep (a few hundred bytes) takes
+    2**64 steps. The opcodes are only read (:func:`pickletools.genops`); nothing is built.
+    Raises ``ValueError`` naming ``what``."""
+    mark = object()
+    problem = ""
+    stack: list[Any] = []
+    memo: dict[Any, tuple[int, int]] = {}
+    ops = 0
+    cap = 2**62
+    in_place = {"SETITEMS", "APPENDS", "ADDITEMS", "SETITEM", "APPEND", "BUILD"}
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            ops += 1
+            name = op.name
+            if name == "STOP":
+                break
+            if name == "MARK":
+                stack.append(mark)
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = stack[-1]
+            elif name == "MEMOIZE":
+                memo[len(memo)] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo[arg])
+            elif name == "DUP":
+                stack.append(stack[-1])
+            else:
+                items: list[tuple[int, int]] = []
+                before = op.stack_before
+                if pickletools.markobject in before:
+                    at = len(stack) - 1 - stack[::-1].index(mark)
+                    items = stack[at + 1 :]
+                    del stack[at:]
+                    count = before.index(pickletools.markobject)
+                else:
+                    count = len(before)
+                pre = [stack.pop() for _ in range(count)][::-1]
+                if name in in_place:  # the container below keeps its place and grows
+                    (depth, size), rest = pre[0], pre[1:] + items
+                    node = (
+                        max(depth, 1 + max((d for d, _ in rest), default=0)),
+                        min(size + sum(n for _, n in rest), cap),
+                    )
+                    stack.append(node)
+                else:
+                    parts = pre + items
+                    node = (
+                        1 + max((d for d, _ in parts), default=-1),
+                        min(1 + sum(n for _, n in parts), cap),
+                    )
+                    stack.extend([node] * len(op.stack_after))
+                if node[0] > MAX_PICKLE_DEPTH:
+                    problem = f"objects nested deeper than {MAX_PICKLE_DEPTH}"
+                    break
+                if node[1] > 16 * ops + 10**6:
+                    problem = (
+                        f"{ops} pickle opcodes expand to more than {16 * ops + 10**6} objects "
+                        "(shared objects nested into an exponential structure)"
+                    )
+                    break
+    except (ValueError, IndexError, KeyError, EOFError, TypeError, AttributeError) as err:
+        # a malformed stream: unknown opcode, a mark or memo entry that is not there
+        raise ValueError(f"{what}: not a readable pickle ({type(err).__name__}: {err})") from None
+    if problem:
+        raise ValueError(f"{what}: {problem}")
+
+
 def portable_pickle(obj: object) -> bytes:
     """A protocol-2 pickle of plain numpy arrays and containers that every numpy reads.
 
@@ -280,6 +358,15 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
                 f"{info.file_size / 2**20:.0f} MiB from {info.compress_size / 2**20:.1f} MiB "
                 f"(over {ZIP_MAX_RATIO}x): not read (a zip bomb?)"
             )
+    # the same for the members together: many members each just under the size above
+    total = sum(info.file_size for info in members)
+    packed = sum(info.compress_size for info in members)
+    if total > ZIP_CHECK_ABOVE and total > ZIP_MAX_RATIO * max(packed, 1):
+        raise ValueError(
+            f"{path}: {what} of {len(members)} members would decompress to "
+            f"{total / 2**20:.0f} MiB from {packed / 2**20:.1f} MiB (over {ZIP_MAX_RATIO}x): "
+            "not read (a zip bomb?)"
+        )
 
 
 # A JSON file advprior reads (config.json, weights_manifest.json, export metadata) is a few KiB;
@@ -328,13 +415,18 @@ def read_json(
     label = f"{what} {path}" if what else str(path)
     max_bytes = JSON_MAX_BYTES if max_bytes is None else max_bytes
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+        if regular:
+            with open(path, "rb") as fh:
+                data = fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise
     except OSError as err:
         new = type(err)(err.errno, f"cannot read {label}: {err.strerror or err}")
         raise new from err
+    if not regular:
+        # a FIFO blocks in open() until someone writes to it; a device never ends
+        raise error(f"{label} is not a regular file: not a JSON file advprior reads")
     if len(data) > max_bytes:
         raise error(f"{label} is larger than {max_bytes} bytes: not a JSON file advprior reads")
     return parse_json(data, label, error)

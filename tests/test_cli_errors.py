@@ -148,26 +148,22 @@ CASES = {
         ["kp.json", "JSON"],
     ),
     "fit-bad-camera": (lambda f: ["fit", str(f["kp"]), "--camera", "x,y"], "fit", 2, ["--camera"]),
-    "train-no-threads": (
-        lambda f: [
+    **{
+        f"train-threads-{n}": (
+            lambda f, n=n: [
+                "train",
+                "--data",
+                str(f["junk"]),
+                "--out",
+                str(f["tmp"]),
+                f"--threads={n}",
+            ],
             "train",
-            "--data",
-            str(f["junk"]),
-            "--out",
-            str(f["tmp"] / "r"),
-            "--threads",
-            "0",
-        ],
-        "train",
-        2,
-        ["--threads must be at least 1, got 0"],
-    ),
-    "train-negative-threads": (
-        lambda f: ["train", "--data", str(f["junk"]), "--out", str(f["tmp"] / "r"), "--threads=-1"],
-        "train",
-        2,
-        ["--threads must be at least 1, got -1"],
-    ),
+            2,
+            [f"--threads must be at least 1, got {n}"],
+        )
+        for n in (0, -1)
+    },
     "fit-missing-body-model": (
         lambda f: [
             "fit",

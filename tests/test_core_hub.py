@@ -349,7 +349,11 @@ def test_unreadable_or_endless_config_names_the_file(
             load_pretrained(checkpoint)
         assert e.value.errno == errno.EIO
     path.unlink()
-    path.symlink_to("/dev/zero")  # endless: only a bounded prefix of it is read
+    path.symlink_to("/dev/zero")  # endless: not a regular file, never read
+    with pytest.raises(CorruptCheckpointError, match=r"config.json is not a regular file"):
+        hubmod.read_config(path)
+    path.unlink()
+    path.write_text(" " * 2000 + "{}")  # a large regular file: only a bounded prefix is read
     monkeypatch.setattr(advprior.fileio, "JSON_MAX_BYTES", 1000)
     with pytest.raises(CorruptCheckpointError, match=r"config.json is larger than 1000 bytes"):
         hubmod.read_config(path)

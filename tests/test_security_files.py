@@ -25,7 +25,7 @@ from advprior import cli
 from advprior.body import load_body_model
 from advprior.body.files import read_model_file, safe_unpickle
 from advprior.body.standin import build_standin, standin_path
-from advprior.errors import CorruptCheckpointError, UnsafeFileError
+from advprior.errors import CorruptCheckpointError, MotionFormatError, UnsafeFileError
 
 # (callable, argument builder, the name the pickle gives the callable)
 PAYLOADS = {
@@ -430,3 +430,105 @@ def test_ndarray_is_only_a_reconstruct_argument() -> None:
     ):
         with pytest.raises((TypeError, ValueError)):
             safe_unpickle(io.BytesIO(b"\x80\x02" + blob + b"."))
+
+
+# --- round 18: crafted structures that crash, hang or exhaust instead of running code ----------
+
+
+def _pickle_with_key(key_ops: bytes) -> bytes:
+    """A protocol-2 pickle ``{KEY: None}`` whose key is built by ``key_ops``."""
+    return b"\x80\x02}" + key_ops + b"Ns."
+
+
+DEEP_TUPLE = b")" + b"\x85" * 200_000  # () wrapped 200,000 times: hashing it crashes CPython
+SHARED_TUPLE = b")" + b"2\x86" * 64  # t = (t, t) 64 times: 2**64 nodes to hash, 130 bytes
+
+
+@pytest.mark.parametrize("key", [DEEP_TUPLE, SHARED_TUPLE], ids=["deep", "shared"])
+def test_a_crafted_dict_key_is_refused_before_it_is_hashed(tmp_path: Path, key: bytes) -> None:
+    from advprior.data import load_motion
+
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(_pickle_with_key(key))
+    with pytest.raises(CorruptCheckpointError, match="dict key or set item must be"):
+        read_model_file(path)
+    motion = tmp_path / "seq" / "clip.pkl"  # the same through the motion-pickle reader
+    motion.parent.mkdir()
+    motion.write_bytes(_pickle_with_key(key))
+    with pytest.raises(MotionFormatError, match="dict key or set item must be"):
+        load_motion(motion)
+
+
+def test_build_on_an_allow_listed_class_is_refused(tmp_path: Path) -> None:
+    """BUILD sets attributes: on the resolved ``numpy.ndarray`` (a module-level object) it
+    changed it for the whole process."""
+    path = tmp_path / "m.pkl"
+    path.write_bytes(b"\x80\x02cnumpy\nndarray\n}(U\x05pwnedK\x01ub.")
+    with pytest.raises(CorruptCheckpointError, match="refused to set the state"):
+        read_model_file(path)
+
+
+@pytest.mark.parametrize(
+    "ops, match",
+    [(DEEP_TUPLE, "nested deeper than"), (SHARED_TUPLE, "expand to more than")],
+    ids=["deep", "shared"],
+)
+def test_a_checkpoint_pickle_bomb_is_refused_before_torch_reads_it(tmp_path, ops, match) -> None:
+    """torch's own weights_only unpickler crashes (deep) or hangs (shared) on these keys."""
+    import zipfile
+
+    from advprior.train import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", _pickle_with_key(ops))
+    with pytest.raises(CorruptCheckpointError, match=match):
+        checkpoint.load(path)
+
+
+def test_a_model_npz_of_many_small_bombs_is_refused(tmp_path: Path) -> None:
+    """Each member just under the per-member limit, together gigabytes from a few MB."""
+    path = tmp_path / "SMPL_NEUTRAL.npz"
+    zeros = np.zeros(5 * 2**20 // 8)  # 5 MiB each, about 5 KiB compressed
+    np.savez_compressed(path, **{f"a{i}": zeros for i in range(16)})
+    with pytest.raises(CorruptCheckpointError, match=r"16 members would decompress to 80 MiB"):
+        read_model_file(path)
+
+
+def test_a_small_motion_file_cannot_ask_for_gigabytes(tmp_path: Path) -> None:
+    """End Sites take no bytes per frame but a rotation each: 130 KB asked for 1.1 GiB."""
+    from advprior.data import load_motion
+
+    n = 4000
+    lines = ["HIERARCHY", "ROOT Hips", "{", "OFFSET 0 0 0", "CHANNELS 1 Xrotation"]
+    lines += ["End Site", "{", "OFFSET 0 0 0", "}"] * n
+    lines += ["}", "MOTION", f"Frames: {n}", "Frame Time: 0.0333333"] + ["0"] * n
+    path = tmp_path / "wide.bvh"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(MotionFormatError, match="would need 1.1 GiB of rotations from a"):
+        load_motion(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_pipes_and_devices_beside_a_motion_or_as_a_json_never_block(tmp_path: Path) -> None:
+    """A FIFO named like a companion file (an AMC's ASF, a DeepMimic character) or passed as a
+    keypoint JSON blocked for ever in open(); a link to /dev/zero filled the memory."""
+    import signal
+
+    from advprior.fileio import read_json
+
+    os.mkfifo(tmp_path / "kp.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    old = signal.signal(signal.SIGALRM, lambda *a: pytest.fail("a reader blocked on a pipe"))
+    signal.alarm(20)
+    try:
+        for name in ("kp.json", "zero.json"):
+            with pytest.raises(ValueError, match=rf"{name} is not a regular file"):
+                read_json(tmp_path / name)
+        from advprior.data.deepmimic import find_character
+
+        os.mkfifo(tmp_path / "humanoid_character.txt")
+        assert find_character(tmp_path / "motion.txt") is None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -27,6 +27,7 @@ import codecs
 import copyreg
 import math
 import pickle
+import reprlib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError, UnsafeFileError
+from advprior.fileio import check_zip_members
 
 __all__ = [
     "MODEL_TYPES",
@@ -118,7 +120,7 @@ def _dense(stub: _SparseStub) -> np.ndarray:
         or math.prod(int(n) for n in shape) > _MAX_ELEMENTS
     ):
         raise ValueError(
-            f"scipy.sparse.{stub.sparse_name} has shape {shape!r}; a body model's is (rows, "
+            f"scipy.sparse.{stub.sparse_name} has shape {_brief(shape)}; a body model's is (rows, "
             f"columns) with at most {_MAX_ELEMENTS} entries"
         )
     n_rows, n_cols = (int(n) for n in shape)
@@ -239,10 +241,10 @@ def _count(shape: Any, what: str) -> int:
     if len(dims) > _MAX_NDIM or not all(
         isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in dims
     ):
-        raise ValueError(f"{what}: {shape!r} is not an array shape")
+        raise ValueError(f"{what}: {_brief(shape)} is not an array shape")
     count = math.prod(int(n) for n in dims)
     if count > _MAX_ELEMENTS:
-        raise ValueError(f"{what}: shape {shape!r} exceeds {_MAX_ELEMENTS} elements")
+        raise ValueError(f"{what}: shape {_brief(shape)} exceeds {_MAX_ELEMENTS} elements")
     return count
 
 
@@ -254,11 +256,11 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     """numpy's ``_reconstruct`` (the empty array a pickled array's BUILD then fills), for an
     empty plain ``ndarray`` only."""
     if subtype is not _NDARRAY:
-        raise ValueError(f"numpy _reconstruct of {subtype!r}, not numpy.ndarray")
+        raise ValueError(f"numpy _reconstruct of {_brief(subtype)}, not numpy.ndarray")
     # numpy pickles (0,) here, then the real shape with its data; a larger empty array is
     # memory the file need not hold (an object one is even filled)
     if _count(shape, "numpy _reconstruct") != 0:
-        raise ValueError(f"numpy _reconstruct of shape {shape!r}; numpy's pickles use (0,)")
+        raise ValueError(f"numpy _reconstruct of shape {_brief(shape)}; numpy's pickles use (0,)")
     return _core().multiarray._reconstruct(np.ndarray, shape, dtype)
 
 
@@ -266,9 +268,9 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """``copyreg._reconstructor`` as Python 2 pickles objects (chumpy's, scipy's): only for the
     inert stubs, based on ``object`` (numpy's classes would allocate unchecked)."""
     if not (isinstance(cls, type) and issubclass(cls, (_ChumpyStub, _SparseStub))):
-        raise ValueError(f"copyreg._reconstructor of {cls!r}: only chumpy/scipy objects")
+        raise ValueError(f"copyreg._reconstructor of {_brief(cls)}: only chumpy/scipy objects")
     if base is not object:
-        raise ValueError(f"copyreg._reconstructor based on {base!r}, not object")
+        raise ValueError(f"copyreg._reconstructor based on {_brief(base)}, not object")
     return copyreg._reconstructor(cls, base, state)
 
 
@@ -280,22 +282,22 @@ def _check_array_state(state: Any) -> None:
         raise ValueError("numpy array state is not a (version, shape, dtype, fortran, data)")
     shape, dtype, _, raw = state[-4:]
     if not isinstance(shape, tuple):
-        raise ValueError(f"numpy array state: shape {shape!r} is not a tuple")
+        raise ValueError(f"numpy array state: shape {_brief(shape)} is not a tuple")
     count = _count(shape, "numpy array state")
     if not isinstance(dtype, np.dtype):
-        raise ValueError(f"numpy array state: {dtype!r} is not a numpy dtype")
+        raise ValueError(f"numpy array state: {_brief(dtype)} is not a numpy dtype")
     if dtype.hasobject:
         if dtype != np.dtype(object):
             raise ValueError(f"numpy array state: dtype {dtype} holds objects in fields")
         if not isinstance(raw, list) or len(raw) != count:
             got = f"{len(raw)} items" if isinstance(raw, list) else type(raw).__name__
-            raise ValueError(f"numpy object array of shape {shape} pickled with {got}")
+            raise ValueError(f"numpy object array of shape {_brief(shape)} pickled with {got}")
     else:
         if not isinstance(raw, (bytes, bytearray, str)):
             raise ValueError(f"numpy array state: data is {type(raw).__name__}, not bytes")
         if len(raw) != count * dtype.itemsize:
             raise ValueError(
-                f"numpy array state: {len(raw)} bytes for shape {shape} of {dtype} "
+                f"numpy array state: {len(raw)} bytes for shape {_brief(shape)} of {_brief(dtype)} "
                 f"({count * dtype.itemsize} needed)"
             )
 
@@ -310,16 +312,63 @@ def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
     if subarray is not None or names is not None or fields is not None:
         raise ValueError("structured numpy dtypes are not part of a body model file")
     if elsize not in (-1, dtype.itemsize):
-        raise ValueError(f"numpy dtype state: item size {elsize!r} for {dtype}")
+        raise ValueError(f"numpy dtype state: item size {_brief(elsize)} for {_brief(dtype)}")
 
 
 #: ``(module, name)`` -> object: everything a pickle may name besides the stand-in stubs.
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxtuple, _BRIEF.maxlist, _BRIEF.maxstring, _BRIEF.maxother = (
+    3,
+    6,
+    6,
+    40,
+    40,
+)
+
+
+def _brief(value: Any) -> str:
+    """A bounded description of a value read from a file, for messages: a full repr of a
+    crafted, deeply shared structure takes exponential time and memory."""
+    return _BRIEF.repr(value)
+
+
+#: What a dict key or set item read from a file may be. Hashing a key walks it recursively in
+#: C: a tuple nested a million deep crashes the interpreter, one shared 64 levels deep (327
+#: bytes) hashes 2**64 nodes. Real files key their dicts by strings.
+_PLAIN_KEYS = (str, bytes, int, float, type(None), np.number, np.bool_)
+
+
+def _check_key(key: Any) -> Any:
+    if isinstance(key, _PLAIN_KEYS):
+        return key
+    if isinstance(key, tuple) and len(key) <= 64 and all(isinstance(k, _PLAIN_KEYS) for k in key):
+        return key
+    raise ValueError(
+        f"a dict key or set item must be a number, a string or a flat tuple of them, got "
+        f"{type(key).__name__}"
+    )
+
+
+def _checked_set(items: Any = ()) -> set:
+    return {_check_key(k) for k in _checked_items(items)}
+
+
+def _checked_frozenset(items: Any = ()) -> frozenset:
+    return frozenset(_checked_set(items))
+
+
+def _checked_items(items: Any) -> list:
+    if not isinstance(items, (list, tuple, set, frozenset)):
+        raise ValueError(f"a set is built from a list or tuple, got {type(items).__name__}")
+    return list(items)
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
     ("builtins", "object"): object,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
+    ("builtins", "set"): _checked_set,
+    ("builtins", "frozenset"): _checked_frozenset,
     # protocol 0/1 pickles (Python 2's) build objects this way; its class arguments are
     # themselves resolved through this allow-list
     ("copyreg", "_reconstructor"): _reconstructor,
@@ -374,10 +423,48 @@ class SafeUnpickler(pickle._Unpickler):
             _check_dtype_state(inst, state)
         elif isinstance(inst, np.generic):
             raise ValueError("a numpy scalar has no state to set")
+        elif not isinstance(inst, (_ChumpyStub, _SparseStub)):
+            # BUILD sets attributes: on an allow-listed class or function (the ndarray
+            # sentinel, numpy's _frombuffer) it would change them for the whole process
+            raise ValueError(f"refused to set the state of {type(inst).__name__} {_brief(inst)}")
         super().load_build()
+
+    def load_setitem(self) -> None:
+        _check_key(self.stack[-2])
+        super().load_setitem()
+
+    def load_setitems(self) -> None:
+        for key in self._after_mark()[::2]:
+            _check_key(key)
+        super().load_setitems()
+
+    def load_dict(self) -> None:
+        for key in self._after_mark()[::2]:
+            _check_key(key)
+        super().load_dict()
+
+    def load_additems(self) -> None:
+        for item in self._after_mark():
+            _check_key(item)
+        super().load_additems()
+
+    def load_frozenset(self) -> None:
+        for item in self._after_mark():
+            _check_key(item)
+        super().load_frozenset()
+
+    def _after_mark(self) -> list:
+        # pickle._Unpickler keeps the items since the last MARK in self.stack (the outer
+        # stack is in self.metastack), so they can be checked before it builds anything
+        return list(self.stack)
 
     dispatch = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    dispatch[pickle.ADDITEMS[0]] = load_additems
+    dispatch[pickle.FROZENSET[0]] = load_frozenset
 
 
 def safe_unpickle(fh: Any) -> Any:
@@ -389,6 +476,7 @@ def read_npz(path: str | Path) -> dict[str, Any]:
     """Every array of an ``.npz`` file, read with ``allow_pickle=False``; an object member (a
     pickled array of dicts or strings) is unpickled through :class:`SafeUnpickler`."""
     out: dict[str, Any] = {}
+    check_zip_members(path, "model")  # a zip bomb: ValueError naming the file and member
     with np.load(path, allow_pickle=False) as npz, zipfile.ZipFile(path) as zf:
         for key in npz.files:
             try:
@@ -456,9 +544,11 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         MemoryError,
         RecursionError,
         OverflowError,
+        RuntimeError,  # numpy's own refusals of a crafted scalar or array state
     ) as exc:
         raise CorruptCheckpointError(
-            f"{path}: not a readable SMPL-family model file ({type(exc).__name__}: {exc})"
+            f"{path}: not a readable SMPL-family model file ({type(exc).__name__}: "
+            f"{str(exc)[:300]})"
         ) from exc
     missing = [k for k in _REQUIRED if k not in data]
     if missing:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from advprior.data import rotmath
-from advprior.data.motion import Motion, Skeleton, read_motion_text
+from advprior.data.motion import Motion, Skeleton, check_expansion, read_motion_text
 from advprior.errors import MotionFormatError
 
 INCH = 0.0254
@@ -277,13 +277,17 @@ def find_asf(amc: Path) -> Path:
     for folder in folders:
         if not folder.is_dir():
             continue
-        listing = {p.name.lower(): p for p in folder.iterdir() if p.suffix.lower() == ".asf"}
+        listing = {
+            p.name.lower(): p
+            for p in folder.iterdir()
+            if p.suffix.lower() == ".asf" and p.is_file()
+        }
         for n in names:
             if n.lower() in listing:
                 return listing[n.lower()]
     for folder in folders:
         if folder.is_dir():
-            asfs = [p for p in folder.iterdir() if p.suffix.lower() == ".asf"]
+            asfs = [p for p in folder.iterdir() if p.suffix.lower() == ".asf" and p.is_file()]
             if len(asfs) == 1:
                 return asfs[0]
     raise MotionFormatError(
@@ -371,6 +375,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
             out[np.asarray(frame_of[name])] = np.asarray(values[name])
         return out
 
+    check_expansion(t, sk.num_joints, path)
     rot = np.broadcast_to(np.eye(3), (t, sk.num_joints, 3, 3)).copy()
     root_pos = np.broadcast_to(asf.root_position, (t, 3)).copy()
     scale = INCH / asf.length_unit

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from advprior.data import rotmath
-from advprior.data.motion import Motion, Skeleton, read_motion_text
+from advprior.data.motion import Motion, Skeleton, check_expansion, read_motion_text
 from advprior.errors import MotionFormatError
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "asf": 0.0254 / 0.45}
@@ -189,6 +189,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
 
     j = len(names)
     scale = UNITS[units] if units is not None else _detect_scale(names, parents, offsets, is_end)
+    check_expansion(frames, j, path)
     rot = np.broadcast_to(np.eye(3), (frames, j, 3, 3)).copy()
     local_t = None
     root_pos = np.broadcast_to(np.asarray(offsets[0]) * scale, (frames, 3)).copy()

@@ -12,14 +12,17 @@ at the head and foot body centres' tips so SMPL's neck and ankles get directions
 from __future__ import annotations
 
 import codecs
+import errno
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.bvh import snap_rate
-from advprior.data.motion import UTF8_BOM, Motion, Skeleton
+from advprior.data.motion import UTF8_BOM, Motion, Skeleton, check_expansion
 from advprior.errors import MotionFormatError
 from advprior.fileio import decode_text
 
@@ -77,13 +80,17 @@ def is_deepmimic(path: Path) -> bool:
 def _read_text(path: Path) -> str:
     """A JSON file's UTF-8 (or UTF-16 with its mark) text, a byte-order mark and a DOS
     end-of-file Ctrl-Z dropped; raises ``OSError`` or ``UnicodeDecodeError``."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # a FIFO would block for ever, a device such as /dev/zero fill the memory
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
     return decode_text(path.read_bytes()).rstrip("\x1a")
 
 
 def find_character(path: Path) -> Path | None:
     for folder in (path.parent, path.parent.parent):
         for p in sorted(folder.glob("*character*.txt")):
-            return p
+            if p.is_file():  # a regular file (or a link to one), never a FIFO that blocks
+                return p
     return None
 
 
@@ -106,7 +113,7 @@ def read_character(path: Path) -> tuple:
             )
             for j in sorted(joints, key=lambda j: j["ID"])
         )
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as err:
         raise MotionFormatError(f"not a DeepMimic character file: {err}", path) from None
     _check_parents(table, joints, path)
     for name, _, _, attach, theta in table:
@@ -228,6 +235,7 @@ def read_deepmimic(
             thetas.append((0.0, 0.0, 0.0))
 
     t, j = data.shape[0], len(names)
+    check_expansion(t, j, path)
     rot = np.broadcast_to(np.eye(3), (t, j, 3, 3)).copy()
     col = 1
     root_pos = np.zeros((t, 3))

@@ -9,6 +9,9 @@ without channels) are joints too, with identity rotations, so every bone has two
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +26,32 @@ __all__ = ["Motion", "SMPLMotion", "Skeleton", "read_motion_text"]
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
+#: A motion file may describe at most this many times its own size in joint rotations (float64
+#: 3x3 per joint and frame). Real files need a few bytes of text per channel and frame, so
+#: they stay far below; joints without channels (End Sites) cost memory per frame but no bytes,
+#: which lets a 100 KB file ask for gigabytes.
+MAX_EXPANSION = 2000
+
+
+def check_expansion(frames: int, joints: int, path: str | Path) -> None:
+    """Refuse (``MotionFormatError``) a file whose ``frames x joints`` rotations would need over
+    1 GiB and over :data:`MAX_EXPANSION` times the file's size, before allocating them."""
+    from advprior.errors import MotionFormatError
+
+    need = frames * joints * 9 * 8
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return
+    if need > 2**30 and need > MAX_EXPANSION * max(size, 1):
+        raise MotionFormatError(
+            f"{frames} frames x {joints} joints would need {need / 2**30:.1f} GiB of rotations "
+            f"from a {size / 2**10:.0f} KiB file: not read (joints without channels take memory "
+            "for every frame but no bytes of the file)",
+            path,
+        )
+
+
 def read_motion_text(path: str | Path) -> str:
     """The text of a BVH/ASF/AMC file, as Windows and macOS tools write them: UTF-8 (a leading
     byte-order mark dropped), UTF-16 with its mark (PowerShell 5) or, failing those, cp1252
@@ -35,6 +64,9 @@ def read_motion_text(path: str | Path) -> str:
     (``c3 85``) into U+0085, a line break for ``str.splitlines`` and whitespace for
     ``str.split``, which would cut a comment into a line of data.
     """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # a FIFO would block for ever, a device such as /dev/zero fill the memory
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
     data = Path(path).read_bytes()
     try:
         text = decode_text(data)

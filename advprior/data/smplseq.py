@@ -87,7 +87,8 @@ def read_pickle(path: str | Path) -> dict[str, Any]:
         raise
     except Exception as err:  # every way a damaged or crafted pickle can fail to parse
         raise MotionFormatError(
-            f"cannot unpickle ({type(err).__name__}: {err}; truncated or not a pickle?)", path
+            f"cannot unpickle ({type(err).__name__}: {str(err)[:300]}; truncated or not a pickle?)",
+            path,
         ) from None
     if not isinstance(data, dict):
         raise MotionFormatError(
@@ -123,7 +124,8 @@ def pickle_strings(path: str | Path, limit: int = 64) -> set[str] | None:
                     found.add(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
                 elif isinstance(arg, str) and len(arg) <= limit and "UNICODE" in op.name:
                     found.add(arg)
-    except (ValueError, OSError, EOFError, UnicodeDecodeError):
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, MemoryError, OverflowError):
+        # MemoryError: an opcode declaring 2**50 bytes, which genops asks the file for at once
         return None
     return found
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import io
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
-from advprior.fileio import write_atomic
+from advprior.fileio import check_pickle_shape, write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -73,6 +74,7 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
             f"training checkpoint {path} is empty (a write that never finished); remove it, or "
             "start over with --overwrite"
         )
+    _check_pickle(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated/garbage files
@@ -84,6 +86,40 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         raise CorruptCheckpointError(f"{path} is not an advprior training checkpoint")
     check_structure(state, path)
     return state
+
+
+#: Largest pickle (the objects around the tensor data) a checkpoint may hold; advprior's are a
+#: few hundred KB.
+MAX_PICKLE_BYTES = 256 * 2**20
+
+
+def _check_pickle(path: Path) -> None:
+    """Before torch unpickles anything: the file is torch's zip format, as :func:`save_atomic`
+    writes it, and its pickle is no nesting or sharing bomb (:func:`check_pickle_shape`; a
+    crafted one crashes or hangs even torch's ``weights_only`` unpickler)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            if len(names) != 1:
+                raise CorruptCheckpointError(
+                    f"{path} is not a training checkpoint (no single data.pkl in the archive)"
+                )
+            if archive.getinfo(names[0]).file_size > MAX_PICKLE_BYTES:
+                raise CorruptCheckpointError(
+                    f"{path}: its pickle is larger than {MAX_PICKLE_BYTES} bytes; not a "
+                    "checkpoint advprior writes"
+                )
+            data = archive.read(names[0])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+        raise CorruptCheckpointError(
+            f"cannot read training checkpoint {path} (damaged, or not an advprior checkpoint, "
+            f"which is torch's zip format; it is never loaded with pickle's code execution): "
+            f"{err}"
+        ) from err
+    try:
+        check_pickle_shape(data, str(path))
+    except ValueError as err:
+        raise CorruptCheckpointError(f"training checkpoint {err}; it was not loaded") from None
 
 
 def _bad(path: Path, key: str, problem: str) -> CorruptCheckpointError:
