@@ -374,6 +374,15 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
 JSON_MAX_BYTES = 16 * 2**20
 
 
+def read_regular_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path``, which must be a regular file (or a link to one): a FIFO would
+    block for ever and a device such as ``/dev/zero`` fill the memory. Raises ``OSError``
+    (``EINVAL`` for anything else than a regular file)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    return Path(path).read_bytes()
+
+
 def decode_text(data: bytes) -> str:
     """UTF-8 ``data``, or UTF-16 when it starts with a UTF-16 byte-order mark (what Windows
     PowerShell 5's ``Out-File`` and ``>`` write); a leading byte-order mark is dropped. Raises

@@ -12,10 +12,7 @@ at the head and foot body centres' tips so SMPL's neck and ankles get directions
 from __future__ import annotations
 
 import codecs
-import errno
 import json
-import os
-import stat
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +21,7 @@ from advprior.data import rotmath
 from advprior.data.bvh import snap_rate
 from advprior.data.motion import UTF8_BOM, Motion, Skeleton, check_expansion
 from advprior.errors import MotionFormatError
-from advprior.fileio import decode_text
+from advprior.fileio import decode_text, read_regular_bytes
 
 # (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
 HUMANOID3D = (
@@ -80,10 +77,7 @@ def is_deepmimic(path: Path) -> bool:
 def _read_text(path: Path) -> str:
     """A JSON file's UTF-8 (or UTF-16 with its mark) text, a byte-order mark and a DOS
     end-of-file Ctrl-Z dropped; raises ``OSError`` or ``UnicodeDecodeError``."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        # a FIFO would block for ever, a device such as /dev/zero fill the memory
-        raise OSError(errno.EINVAL, f"{path} is not a regular file")
-    return decode_text(path.read_bytes()).rstrip("\x1a")
+    return decode_text(read_regular_bytes(path)).rstrip("\x1a")
 
 
 def find_character(path: Path) -> Path | None:

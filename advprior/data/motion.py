@@ -9,9 +9,6 @@ without channels) are joints too, with identity rotations, so every bone has two
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.retarget import SMPLMotion, retarget, standing_rest
-from advprior.fileio import decode_text
+from advprior.fileio import decode_text, read_regular_bytes
 
 __all__ = ["Motion", "SMPLMotion", "Skeleton", "read_motion_text"]
 
@@ -64,10 +61,7 @@ def read_motion_text(path: str | Path) -> str:
     (``c3 85``) into U+0085, a line break for ``str.splitlines`` and whitespace for
     ``str.split``, which would cut a comment into a line of data.
     """
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        # a FIFO would block for ever, a device such as /dev/zero fill the memory
-        raise OSError(errno.EINVAL, f"{path} is not a regular file")
-    data = Path(path).read_bytes()
+    data = read_regular_bytes(path)
     try:
         text = decode_text(data)
     except UnicodeDecodeError:  # an ANSI file; the 5 bytes cp1252 leaves undefined: U+FFFD
