@@ -323,7 +323,9 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
 
         Returns (and pickles, protocol 2, atomically) a plain dict of float64 numpy arrays:
         ``means (K, 69)``, ``covars (K, 69, 69)``, ``weights (K,)``, which SMPLify-style code
-        reads with ``pickle.load(f, encoding="latin1")`` (e.g. SMPLify-X's ``MaxMixturePrior``).
+        reads with ``pickle.load(f, encoding="latin1")`` (e.g. SMPLify-X's ``MaxMixturePrior``);
+        the keys are Python 2 strings as in SMPLify's file, so ``encoding="bytes"`` gives
+        ``gmm[b"covars"]``, as code written for that file expects.
 
         SMPL's ``body_pose`` has 69 numbers: the two hand joints (22, 23) get mean 0 and an
         independent variance ``eig_floor`` (the hands are rigid in our data). Two changes keep

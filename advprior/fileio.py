@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import errno
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -306,16 +307,58 @@ def check_pickle_shape(data: bytes, what: str) -> None:
         raise ValueError(f"{what}: {problem}")
 
 
+class _Py2Str(str):
+    """An ASCII ``str`` of the caller's object, pickled as Python 2 pickled its ``str``."""
+
+
+class _Py2Pickler(pickle._Pickler):
+    """The pure-Python pickler, writing :class:`_Py2Str` with Python 2's string opcodes."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def _save_py2_str(self, obj: _Py2Str) -> None:
+        data = obj.encode("ascii")
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + len(data).to_bytes(4, "little") + data)
+        self.memoize(obj)
+
+    dispatch[_Py2Str] = _save_py2_str
+
+
+def _as_py2_strings(obj: object) -> object:
+    """``obj`` with every ASCII ``str`` in its dicts, lists and tuples marked as :class:`_Py2Str`
+    (numpy's own strings, made while pickling an array, are not reached and stay as they are)."""
+    if type(obj) is str:
+        return _Py2Str(obj) if obj.isascii() else obj
+    if type(obj) is dict:
+        return {_as_py2_strings(k): _as_py2_strings(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_as_py2_strings(v) for v in obj]
+    if type(obj) is tuple:
+        return tuple(_as_py2_strings(v) for v in obj)
+    return obj
+
+
 def portable_pickle(obj: object) -> bytes:
-    """A protocol-2 pickle of plain numpy arrays and containers that every numpy reads.
+    """A protocol-2 pickle of plain numpy arrays and containers that every numpy and every
+    reader of SMPL's and SMPLify's own (Python 2) files reads.
 
     numpy 2 pickles arrays through ``numpy._core.multiarray``, a module that numpy before 1.26
     does not have (``ModuleNotFoundError: numpy._core`` in the older environments that SMPLify
     and SPIN-style code still run in). Those globals are written under numpy 1.x's
     ``numpy.core`` names, as SMPL's and SMPLify's own files have them; numpy 2 resolves those
     names for old pickles. Protocol 2 is what those files use (Python 2 could read them).
+
+    ASCII strings of ``obj`` (dict keys such as ``"covars"``, values such as ``"lrotmin"``)
+    are written as Python 2 wrote its ``str``, as in those files: ``pickle.load`` gives ``str``
+    by default and with ``encoding="latin1"``, and ``bytes`` with ``encoding="bytes"``, which
+    code written for those files indexes with (``gmm[b"covars"]``).
     """
-    data = pickle.dumps(obj, protocol=2)
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(_as_py2_strings(obj))
+    data = buf.getvalue()
     out, last = bytearray(), 0
     for op, arg, pos in pickletools.genops(data):
         if op.name != "GLOBAL":

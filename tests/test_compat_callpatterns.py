@@ -573,3 +573,36 @@ def test_gmm_export_in_moshpp_body_prior(tmp_path: Path, exclude_hands: bool) ->
         )
         full = np.concatenate([residuals[k], [np.sqrt(-np.log(weights[k]))]])
         assert np.isfinite(full).all()
+
+
+def test_gmm_export_read_with_bytes_keys_as_scan_fitting_code_does(tmp_path: Path) -> None:
+    """Scan and multi-view fitting code derived from ICON / PaMIR (a ``MaxMixturePosePrior``
+    with ``n_gaussians=8, prefix=3``) opens SMPLify's ``gmm_08.pkl``, a Python 2 pickle, with
+    ``pickle.load(f, encoding='bytes')`` and indexes ``gmm[b'covars']``, ``gmm[b'means']``,
+    ``gmm[b'weights']``; its energy is ``|sqrt(1/2) d L|^2 - log w`` over the 69 numbers after
+    the global orientation of a ``(B, 72)`` pose, ``L`` the Cholesky factor of each precision,
+    the smallest over components. Our export was a Python 3 pickle whose ``str`` keys stay
+    ``str`` under ``encoding='bytes'``: ``KeyError: b'covars'``."""
+    gmm_prior = load_pretrained("gmm")
+    gmm_prior.export_smplify(tmp_path / "gmm_08.pkl")
+    with open(tmp_path / "gmm_08.pkl", "rb") as fh:
+        raw = pickle.load(fh, encoding="bytes")
+    assert set(raw) == {b"means", b"covars", b"weights"}
+    precs = np.stack([np.linalg.cholesky(np.linalg.inv(c)) for c in raw[b"covars"]])
+    sqrdets = np.array([np.sqrt(np.linalg.det(c)) for c in raw[b"covars"]])
+    weights = raw[b"weights"] / ((2 * np.pi) ** (69 / 2.0) * (sqrdets / sqrdets.min()))
+    means = torch.from_numpy(np.asarray(raw[b"means"]))
+    precs_t, weights_t = torch.from_numpy(precs), torch.from_numpy(weights)
+
+    body = gmm_prior.sample(8, generator=_gen()).double()
+    theta = torch.cat([torch.zeros(8, 3, dtype=torch.float64), body, torch.zeros(8, 6)], 1)
+    d = (theta[:, 3:][:, None] - means[None])[:, :, None, :]  # (B, 8, 1, 69)
+    r = math.sqrt(0.5) * (d @ precs_t).squeeze(2)
+    energy = ((r * r).sum(-1) - weights_t.log()).min(dim=1).values
+    assert torch.isfinite(energy).all()
+    # the same file read as SMPLify-X reads it (latin-1, str keys) holds the same arrays
+    with open(tmp_path / "gmm_08.pkl", "rb") as fh:
+        latin = pickle.load(fh, encoding="latin1")
+    assert type(latin) is dict and set(latin) == {"means", "covars", "weights"}
+    for key in ("means", "covars", "weights"):
+        assert np.array_equal(latin[key], raw[key.encode()])

@@ -68,6 +68,17 @@ def test_portable_pickle_uses_numpy1_names_and_round_trips() -> None:
     assert back.keys() == obj.keys() and back["nested"] == obj["nested"]
     for key in ("a", "f", "s", "v"):
         assert np.array_equal(back[key], obj[key]) and back[key].dtype == obj[key].dtype
+    # strings as Python 2 wrote them (SMPL's and SMPLify's own files): str by default and with
+    # latin-1, bytes with encoding="bytes" (code written for those files indexes gmm[b"covars"])
+    named = {"bs_type": "lrotmin", "t": ("x", ["y"]), "u": "\u00e9"}
+    assert pickle.loads(portable_pickle(named)) == named
+    assert pickle.loads(portable_pickle(named), encoding="latin1") == named
+    as_bytes = pickle.loads(portable_pickle(named), encoding="bytes")
+    # a non-ASCII str stays a unicode string (Python 2 would have needed unicode for it too)
+    assert as_bytes == {b"bs_type": b"lrotmin", b"t": (b"x", [b"y"]), b"u": "\u00e9"}
+    long_key = "k" * 300  # BINSTRING, over SHORT_BINSTRING's 255 bytes
+    assert pickle.loads(portable_pickle({long_key: 1}), encoding="bytes") == {long_key.encode(): 1}
+    assert np.array_equal(pickle.loads(blob, encoding="bytes")[b"a"], obj["a"])
 
 
 def test_check_zip_members_refuses_a_bomb(tmp_path: Path, monkeypatch) -> None:
