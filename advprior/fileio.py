@@ -342,8 +342,8 @@ def _as_py2_strings(obj: object) -> object:
 
 
 def portable_pickle(obj: object) -> bytes:
-    """A protocol-2 pickle of plain numpy arrays and containers that every numpy and every
-    reader of SMPL's and SMPLify's own (Python 2) files reads.
+    """A protocol-2 pickle of plain numpy arrays and containers that every numpy reads, with
+    its strings as in SMPL's and SMPLify's own (Python 2) files.
 
     numpy 2 pickles arrays through ``numpy._core.multiarray``, a module that numpy before 1.26
     does not have (``ModuleNotFoundError: numpy._core`` in the older environments that SMPLify
