@@ -437,3 +437,60 @@ def test_build_keeps_the_other_person_when_one_person_of_a_file_fails(
     assert "non-finite value nan in 'poses[0]'" in skipped[f"{folder / 'x.pkl'}#0"]
     rows = (ds.sequence == 0).numpy()
     np.testing.assert_allclose(ds.body_pose[rows].numpy(), bad0["poses"][1][:, 3:66], atol=1e-6)
+
+
+def _joint_positions(t: int) -> np.ndarray:
+    """HumanML3D's ``pose_data`` layout: SMPL-H's 52 joints ``Jtr`` (T, 52, 3) in metres, y up,
+    float32: a knee bending while the body walks 1.5 m; 15 finger joints hang off each wrist."""
+    import torch
+
+    from advprior.body.kinematics import forward_kinematics
+
+    s = np.linspace(0, 1, t)[:, None]
+    body = np.zeros((t, 63))
+    body[:, 9] = 1.2 * np.sin(6 * s[:, 0]) ** 2  # left knee
+    body[:, 47] = -0.3  # left shoulder
+    pos, rot = forward_kinematics(
+        torch.zeros(t, 3, dtype=torch.float64),
+        torch.tensor(body),
+        transl=torch.tensor(np.c_[0.5 * s, 0 * s, 1.5 * s]),
+        return_rotations=True,
+    )
+    pos, rot = pos.numpy(), rot.numpy()
+    tips = np.random.default_rng(0).normal(0, 0.04, (30, 3))
+    fingers = [pos[:, 20 + k // 15] + rot[:, 20 + k // 15] @ tips[k] for k in range(30)]
+    return np.concatenate([pos[:, :22], np.stack(fingers, 1)], 1).astype(np.float32)
+
+
+def test_joint_positions_shaped_like_poses_are_refused_not_read_as_rotations(
+    tmp_path: Path,
+) -> None:
+    # HumanML3D's pose_data/*.npy (T, 52, 3) has the shape of SMPL-H poses per joint: it was
+    # read as rotations and imported silently as another motion (a 33-degree knee came out 42)
+    jtr = _joint_positions(40)
+    layouts = {
+        "000021.npy": jtr,  # as HumanML3D saves it
+        "flat.npy": jtr.reshape(40, 156),  # the same, flattened: SMPL-H's pose width
+        "smpl24.npy": jtr[:, :24].copy(),  # 24 joints of a tool's SMPL output
+        # a regressor's joints, 1 mm of noise: bone lengths vary by ~5 mm at most (3.3 sigma of
+        # 840 differences of two joints), under the check's 1 cm
+        "noisy.npy": jtr + np.random.default_rng(1).normal(0, 0.001, jtr.shape),
+    }
+    for name, arr in layouts.items():
+        np.save(tmp_path / name, arr)
+        with pytest.raises(MotionFormatError, match=rf"{name}: .*holds joint positions"):
+            load_motion(tmp_path / name, fps=20)
+        assert "holds joint positions" in classify(tmp_path / name)
+
+
+def test_rotation_vectors_are_never_taken_for_joint_positions() -> None:
+    # the check needs 21 bones rigid to 1 cm over the frames, each within 2x of SMPL's rest
+    # length and the sides within 25% of each other: single frames (trivially rigid) of random
+    # poses of every spread never meet it
+    from advprior.data.smplseq import joint_positions_reason
+
+    rng = np.random.default_rng(1)
+    for sigma in (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0):
+        poses = rng.normal(0, sigma, (1500, 1, 72))
+        assert not any(joint_positions_reason(p) for p in poses), sigma
+    assert joint_positions_reason(_poses(3, 30)) is None
