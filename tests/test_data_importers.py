@@ -780,6 +780,43 @@ def test_amass_layouts_of_other_tools_give_the_same_motion(tmp_path: Path) -> No
     assert classify(tmp_path / "body_only.npz") is None
 
 
+def test_humor_processed_amass_npz_gives_its_rate_and_the_same_motion(tmp_path: Path) -> None:
+    # HuMoR's process_amass_data.py (also used by EgoAllo and others) keeps AMASS's z-up world
+    # and split arrays, states its rate as `fps` (it resamples to 30) and stores unused
+    # members as None (pickled object arrays, never loaded). It was refused: "no
+    # mocap_framerate / mocap_frame_rate; pass fps=".
+    rng = np.random.default_rng(5)
+    poses = rng.normal(0, 0.3, (8, 156))
+    trans = rng.normal(0, 1, (8, 3))
+    np.savez(tmp_path / "smplh.npz", poses=poses, trans=trans, mocap_framerate=30.0)
+    humor = tmp_path / "C1_-_stand_to_walk_poses_8_frames_30_fps.npz"
+    np.savez(
+        humor,
+        fps=30.0,
+        gender="female",
+        floor_height=0.02,
+        contacts=np.zeros((8, 22)),
+        trans=trans,
+        root_orient=poses[:, :3],
+        pose_body=poses[:, 3:66],
+        pose_hand=None,
+        betas=np.zeros(16),
+        joints=np.zeros((8, 22, 3)),
+        mojo_verts=None,
+        world2aligned_rot=None,
+    )
+    ref = load_motion(tmp_path / "smplh.npz").to_smpl(fps=None)
+    motion = load_motion(humor)
+    assert motion.fps == 30.0
+    got = motion.to_smpl(fps=None)
+    np.testing.assert_allclose(got.body_pose, ref.body_pose, atol=1e-12)
+    np.testing.assert_allclose(got.global_orient, ref.global_orient, atol=1e-12)
+    np.testing.assert_allclose(got.transl, ref.transl, atol=1e-12)
+    # AMASS's own keys come first
+    np.savez(tmp_path / "both.npz", poses=poses, mocap_framerate=120.0, fps=30.0)
+    assert load_motion(tmp_path / "both.npz").fps == 120.0
+
+
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [

@@ -1,5 +1,5 @@
 """AMASS-style ``.npz``: SMPL-H ``poses (T, 156)`` or SMPL-X ``poses (T, 165)``, ``trans (T, 3)``,
-``betas``, ``mocap_framerate`` (or ``mocap_frame_rate``).
+``betas``, ``mocap_framerate`` (or ``mocap_frame_rate``, or HuMoR's ``fps``).
 
 The same layout from other tools is read too: SMPL's ``poses (T, 72)``, poses stored per joint
 ``(T, 24 | 52 | 55, 3)``, and files with only the split arrays ``pose_body (T, 63)`` (+
@@ -38,6 +38,11 @@ WORLD_TO_Y_UP = {
     "-y": np.array([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]]),
 }
 
+
+#: The frame rate's keys, first found read: AMASS's SMPL-H and SMPL-X releases, then ``fps`` of
+#: the AMASS-derived files of HuMoR's ``process_amass_data.py`` (``pose_body``, ``root_orient``,
+#: ``trans`` in AMASS's z-up world).
+RATE_KEYS = ("mocap_framerate", "mocap_frame_rate", "fps")
 
 #: ``poses`` widths (joints x 3) of the SMPL family: SMPL, SMPL-H, SMPL-X.
 POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
@@ -188,17 +193,18 @@ def read_amass(
             poses = _pose_columns(f, path)
             trans = _array(f, "trans", path) if "trans" in f.files else None
             rate = rate_key = None
-            for key in ("mocap_framerate", "mocap_frame_rate"):
+            for key in RATE_KEYS:
                 if key in f.files:
                     value = read_npz_array(f, key, lambda m: MotionFormatError(m, path))
                     rate, rate_key = _rate(value, key, path), key
+                    break
     except MotionFormatError:
         raise  # already names the file and the array (it is a ValueError too)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise MotionFormatError(f"cannot read npz: {err}", path) from None
     _check_trans(trans, poses.shape[0], path)
     if fps is None and rate is None:
-        raise MotionFormatError("no mocap_framerate / mocap_frame_rate; pass fps=", path)
+        raise MotionFormatError(f"no {' / '.join(RATE_KEYS)}; pass fps=", path)
     if fps is None and not (np.isfinite(rate) and rate > 0):
         raise MotionFormatError(
             f"'{rate_key}' is {rate}, not a positive frame rate; pass fps=", path
