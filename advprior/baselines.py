@@ -396,8 +396,11 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         n = _check_n(n)
         check_generator(generator)
         device = self.means.device
-        where = draw_device(generator, device)
         dtype = self.means.dtype
+        if n == 0:
+            # torch.multinomial refuses to draw no sample; the latent priors return (0, 63) too
+            return torch.zeros(0, self.dim, dtype=dtype, device=device)
+        where = draw_device(generator, device)
         chol = torch.linalg.cholesky(self.covariances.double()).to(device=where, dtype=dtype)
         weights = self.weights.to(where)
         comp = torch.multinomial(weights, n, replacement=True, generator=generator)

@@ -445,6 +445,16 @@ def test_gmm_sample_draws_where_the_generator_is_then_moves_to_the_mixture():
     assert a.device == cpu and a.dtype == fitted.means.dtype
 
 
+def test_gmm_sample_of_no_poses_is_empty_like_the_latent_priors():
+    # torch.multinomial refuses n = 0 ("cannot sample n_sample <= 0 samples"), which
+    # `advprior sample --model gmm -n 0` reported as an unexpected error
+    fitted, _, _ = _fitted_gmm()
+    for generator in (None, torch.Generator().manual_seed(0)):
+        empty = fitted.sample(0, generator=generator)
+        assert empty.shape == (0, 6) and empty.dtype == fitted.means.dtype
+    assert GMMPrior().double().sample(0).dtype == torch.float64
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gmm_sample_with_a_cpu_generator_on_a_cuda_mixture():
     fitted, _, _ = _fitted_gmm()
