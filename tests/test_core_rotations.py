@@ -154,6 +154,36 @@ def test_both_kernel_paths_agree_with_gradients() -> None:
         assert torch.allclose(gs, gb[:8], atol=1e-11)
 
 
+@pytest.mark.parametrize("angle", [1e-6, 0.5, 2.0, math.pi - 1e-3, math.pi - 1e-5, math.pi])
+def test_geodesic_distance_accurate_with_bounded_gradients_up_to_pi(angle: float) -> None:
+    g = torch.Generator().manual_seed(3)
+    axes = torch.nn.functional.normalize(torch.randn(64, 3, generator=g, dtype=F64), dim=-1)
+    a = roma.rotvec_to_rotmat(torch.randn(64, 3, generator=g, dtype=F64))
+    b = a @ roma.rotvec_to_rotmat(axes * angle)
+    # float64: a few ulps at every angle (2 asin(|b - a| / 2 sqrt 2) lost half the digits near
+    # pi, its derivative 2 / cos(theta / 2) amplifying the rounding: ~6e-8 at pi - 1e-5)
+    assert float((rot.geodesic_distance(a, b) - angle).abs().max()) < 1e-13
+    # float32: rounding the inputs (eps ~ 6e-8 per entry) moves a well-conditioned angle by a
+    # few eps; through asin it moved by ~sqrt(eps) ~ 1e-3 rad near pi
+    a32 = a.float().requires_grad_(True)
+    d = rot.geodesic_distance(a32, b.float())
+    assert float((d.detach().double() - angle).abs().max()) < 1e-6
+    # the angle is 1-Lipschitz in the rotation: a gradient entry of order 1, not the ~1e3 asin's
+    # derivative gave at the half turn (nor NaN)
+    (grad,) = torch.autograd.grad(d.sum(), a32)
+    assert torch.isfinite(grad).all() and float(grad.abs().max()) < 2.0
+
+
+def test_geodesic_distance_shapes_and_gradcheck() -> None:
+    r = roma.rotvec_to_rotmat(torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(5)))
+    assert rot.geodesic_distance(r, torch.eye(3)).shape == (2, 4)  # leading shapes broadcast
+    assert rot.geodesic_distance(r[:0], r[:0]).shape == (0, 4)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3, 3\)"):
+        rot.geodesic_distance(torch.zeros(3, 4), torch.eye(3))
+    x, y = r.double()[0].requires_grad_(True), r.double()[1].requires_grad_(True)
+    assert torch.autograd.gradcheck(rot.geodesic_distance, (x, y))
+
+
 def test_shapes_and_bad_input() -> None:
     assert rot.rot6d_to_rotmat(torch.zeros(2, 5, 6)).shape == (2, 5, 3, 3)
     assert rot.rot6d_to_axis_angle(torch.zeros(0, 6)).shape == (0, 3)
