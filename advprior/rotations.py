@@ -105,6 +105,14 @@ def _const(name: str, like: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def _widen(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is float16, else ``x``: float16's range is too narrow for the
+    guards of the kernels below (``_SMALL_ANGLE``, the clamped squared norms and ``tiny`` all
+    round to 0 there, so an identity rotation gave ``0 / 0 = NaN``). Computed in float32 and
+    rounded once to float16, which is also more accurate; bfloat16 has float32's range."""
+    return x.float() if x.dtype == torch.float16 else x
+
+
 def _check_last(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (..., {shape}), got {type(x)}")
@@ -272,7 +280,7 @@ def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
     for nearly parallel columns (one pass, as in roma's ``special_gramschmidt``, leaves ~3e-5).
     """
     _check_last(x, (6,), "x")
-    return _from_planar(_gram_schmidt(_planar_6d(x)), x.shape[:-1], (3, 3))
+    return _from_planar(_gram_schmidt(_planar_6d(_widen(x))), x.shape[:-1], (3, 3)).to(x.dtype)
 
 
 def rot6d_to(x: torch.Tensor, output: str) -> torch.Tensor:
@@ -280,16 +288,16 @@ def rot6d_to(x: torch.Tensor, output: str) -> torch.Tensor:
     ``"axis_angle"`` ``(..., 3)``, ``"quat"`` ``(..., 4)`` or ``"rot6d"`` ``(..., 6)`` (the
     first two columns of the orthonormalised matrix)."""
     _check_last(x, (6,), "x")
-    p = _gram_schmidt(_planar_6d(x))
+    p = _gram_schmidt(_planar_6d(_widen(x)))
     lead = x.shape[:-1]
     if output == "rotmat":
-        return _from_planar(p, lead, (3, 3))
+        return _from_planar(p, lead, (3, 3)).to(x.dtype)
     if output == "axis_angle":
-        return _from_planar(_axis_angle_planar(p), lead, (3,))
+        return _from_planar(_axis_angle_planar(p), lead, (3,)).to(x.dtype)
     if output == "quat":
-        return _from_planar(_quat_planar(p), lead, (4,))
+        return _from_planar(_quat_planar(p), lead, (4,)).to(x.dtype)
     if output == "rot6d":
-        return _from_planar(p.reshape(3, 3, -1)[:, :2].reshape(6, -1), lead, (6,))
+        return _from_planar(p.reshape(3, 3, -1)[:, :2].reshape(6, -1), lead, (6,)).to(x.dtype)
     raise ValueError(f"output must be 'rotmat', 'axis_angle', 'quat' or 'rot6d', got {output!r}")
 
 
@@ -368,13 +376,15 @@ def rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
     accuracy; exact series at the identity; finite gradients everywhere.
     """
     _check_last(rotmat, (3, 3), "rotmat")
-    return _from_planar(_axis_angle_planar(_to_planar(rotmat)), rotmat.shape[:-2], (3,))
+    p = _to_planar(_widen(rotmat))
+    return _from_planar(_axis_angle_planar(p), rotmat.shape[:-2], (3,)).to(rotmat.dtype)
 
 
 def rotmat_to_quat(rotmat: torch.Tensor) -> torch.Tensor:
     """``(..., 3, 3)`` matrices to unit quaternions ``(..., 4)``, ``(x, y, z, w)``, ``w >= 0``."""
     _check_last(rotmat, (3, 3), "rotmat")
-    return _from_planar(_quat_planar(_to_planar(rotmat)), rotmat.shape[:-2], (4,))
+    p = _to_planar(_widen(rotmat))
+    return _from_planar(_quat_planar(p), rotmat.shape[:-2], (4,)).to(rotmat.dtype)
 
 
 def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
@@ -396,6 +406,9 @@ def geodesic_distance(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     """
     _check_last(r1, (3, 3), "r1")
     _check_last(r2, (3, 3), "r2")
+    dtype = torch.promote_types(r1.dtype, r2.dtype)
+    if dtype == torch.float16:
+        return geodesic_distance(r1.float(), r2.float()).to(dtype)
     s = torch.linalg.matrix_norm(r2 - r1) * (0.5 / 2.0**0.5)
     rel = r1.transpose(-1, -2) @ r2
     v = (

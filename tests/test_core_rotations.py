@@ -184,6 +184,55 @@ def test_geodesic_distance_shapes_and_gradcheck() -> None:
     assert torch.autograd.gradcheck(rot.geodesic_distance, (x, y))
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_float16_identity_and_zero_columns_are_finite(size: int) -> None:
+    # float16's range rounds the kernels' guards (1e-8, 1e-24) to 0: the identity gave 0 / 0
+    half = torch.float16
+    eye = torch.eye(3, dtype=half).expand(size, 3, 3).clone().requires_grad_(True)
+    aa = rot.rotmat_to_axis_angle(eye)
+    assert aa.dtype == half and bool((aa == 0).all())
+    assert bool((rot.rotmat_to_quat(eye) == torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=half)).all())
+    (grad,) = torch.autograd.grad(aa.sum() + rot.rotmat_to_quat(eye).sum(), eye)
+    assert torch.isfinite(grad).all()
+    six = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0], dtype=half).repeat(size, 1)
+    six.requires_grad_(True)
+    out = rot.rot6d_to_axis_angle(six)
+    assert bool((out == 0).all())
+    (grad,) = torch.autograd.grad(out.sum() + rot.rot6d_to_quat(six).sum(), six)
+    assert torch.isfinite(grad).all()
+    # a zero 6D column gives zeros, not NaN, as in float32
+    assert torch.isfinite(rot.rot6d_to_axis_angle(torch.zeros(size, 6, dtype=half))).all()
+    assert float(rot.geodesic_distance(eye.detach(), eye.detach()).abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_float16_results_are_the_exact_map_rounded_once(size: int) -> None:
+    # Against the float64 map of the same (rounded) input, so only the output's rounding is
+    # left: matrix entries in [-1, 1] are off by at most half an ulp at 1 (eps / 2), and a
+    # rotation vector by eps / 2 per unit of its length (<= pi), which moves its rotation by
+    # no more (exp is 1-Lipschitz). Computed in float16 throughout, they were off by ~5 eps.
+    eps = torch.finfo(torch.float16).eps
+    x = torch.randn(size, 6, generator=torch.Generator().manual_seed(7), dtype=F64).half()
+    exact = rot.rot6d_to_rotmat(x.double())
+    err = (rot.rot6d_to_rotmat(x).double() - exact).abs().max()
+    assert float(err) <= eps / 2 + 1e-6
+    aa = rot.rot6d_to_axis_angle(x).double()
+    angle = rot.geodesic_distance(rot.axis_angle_to_rotmat(aa), exact)
+    assert float(angle.max()) <= math.pi * eps / 2 + 1e-5
+    aa = rot.rotmat_to_axis_angle(exact.half()).double()
+    rounded = rot.rotmat_to_axis_angle(exact.half().double())
+    assert float((aa - rounded).abs().max()) <= math.pi * eps / 2 + 1e-5
+
+
+def test_a_float16_prior_decodes_the_smpl_hand_joints_as_rest() -> None:
+    # the hand joints are identity rotations: NaN in float16 before (a batch under 1024 joints)
+    prior = PosePrior().half().eval()
+    z = prior.sample_latent(4, generator=torch.Generator().manual_seed(0))
+    pose = prior.decode(z, body="smpl")
+    assert pose.dtype == torch.float16 and bool((pose[:, 63:] == 0).all())
+    assert torch.isfinite(pose).all()
+
+
 def test_shapes_and_bad_input() -> None:
     assert rot.rot6d_to_rotmat(torch.zeros(2, 5, 6)).shape == (2, 5, 3, 3)
     assert rot.rot6d_to_axis_angle(torch.zeros(0, 6)).shape == (0, 3)
