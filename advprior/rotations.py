@@ -313,6 +313,8 @@ def rot6d_to_quat(x: torch.Tensor) -> torch.Tensor:
 
 def rotmat_to_rot6d(rotmat: torch.Tensor) -> torch.Tensor:
     """First two columns of ``(..., 3, 3)`` as ``(..., 6)`` (inverse of :func:`rot6d_to_rotmat`)."""
+    # checked: a flattened (3, 9) batch (three joints) would pass the reshape as one (6,) result
+    _check_last(rotmat, (3, 3), "rotmat")
     return rotmat[..., :, :2].reshape(*rotmat.shape[:-2], 6)
 
 
@@ -389,6 +391,8 @@ def rotmat_to_quat(rotmat: torch.Tensor) -> torch.Tensor:
 
 def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` in ``(x, y, z, w)`` order to ``(..., 3, 3)`` matrices."""
+    # checked: roma reads entries 0-3 of any longer last dimension (a 6D batch) silently
+    _check_last(quat, (4,), "quat")
     import roma  # here, not at import: roma imports torch._dynamo (about 1 s)
 
     return roma.unitquat_to_rotmat(quat)

@@ -243,6 +243,12 @@ def test_shapes_and_bad_input() -> None:
         rot.rotmat_to_axis_angle(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="output"):
         rot.rot6d_to(torch.zeros(1, 6), "euler")
+    # these two reshaped or indexed such inputs into a result of the wrong rotations
+    with pytest.raises(ValueError, match=r"\(\.\.\., 3, 3\)"):
+        rot.rotmat_to_rot6d(torch.zeros(3, 9))  # three flattened matrices gave one (6,)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        rot.quat_to_rotmat(torch.zeros(5, 6))  # a 6D batch gave (5, 3, 3) matrices
+    assert rot.rotmat_to_rot6d(torch.eye(3)).shape == (6,)
     # a zero first column gives zeros, not NaN
     assert torch.isfinite(rot.rot6d_to_axis_angle(torch.zeros(1, 6))).all()
 
