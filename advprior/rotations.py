@@ -410,9 +410,11 @@ def geodesic_distance(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     """
     _check_last(r1, (3, 3), "r1")
     _check_last(r2, (3, 3), "r2")
+    # in the common dtype, as r2 - r1 would be (a matrix product refuses mixed dtypes)
     dtype = torch.promote_types(r1.dtype, r2.dtype)
     if dtype == torch.float16:
         return geodesic_distance(r1.float(), r2.float()).to(dtype)
+    r1, r2 = r1.to(dtype), r2.to(dtype)
     s = torch.linalg.matrix_norm(r2 - r1) * (0.5 / 2.0**0.5)
     rel = r1.transpose(-1, -2) @ r2
     v = (

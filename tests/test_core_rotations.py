@@ -178,6 +178,8 @@ def test_geodesic_distance_shapes_and_gradcheck() -> None:
     r = roma.rotvec_to_rotmat(torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(5)))
     assert rot.geodesic_distance(r, torch.eye(3)).shape == (2, 4)  # leading shapes broadcast
     assert rot.geodesic_distance(r[:0], r[:0]).shape == (0, 4)
+    mixed = rot.geodesic_distance(r, r.double().flip(0))  # promoted, as roma's r2 - r1 was
+    assert mixed.dtype == F64 and mixed.shape == (2, 4)
     with pytest.raises(ValueError, match=r"\(\.\.\., 3, 3\)"):
         rot.geodesic_distance(torch.zeros(3, 4), torch.eye(3))
     x, y = r.double()[0].requires_grad_(True), r.double()[1].requires_grad_(True)
