@@ -342,6 +342,8 @@ def axis_angle_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
     where a first-order small-angle branch (roma's ``rotvec_to_rotmat``) has none.
     """
     _check_last(aa, (3,), "aa")
+    if aa.dtype == torch.float16:  # theta^2 overflows float16 beyond 256 rad (NaN), see _widen
+        return axis_angle_to_rotmat(aa.float()).to(torch.float16)
     x0, x1, x2 = aa.unbind(-1)
     sq = x0 * x0 + x1 * x1 + x2 * x2
     small = sq < _RODRIGUES_SERIES
@@ -395,7 +397,7 @@ def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
     _check_last(quat, (4,), "quat")
     import roma  # here, not at import: roma imports torch._dynamo (about 1 s)
 
-    return roma.unitquat_to_rotmat(quat)
+    return roma.unitquat_to_rotmat(_widen(quat)).to(quat.dtype)
 
 
 def geodesic_distance(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:

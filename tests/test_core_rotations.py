@@ -226,6 +226,25 @@ def test_float16_results_are_the_exact_map_rounded_once(size: int) -> None:
     assert float((aa - rounded).abs().max()) <= math.pi * eps / 2 + 1e-5
 
 
+def test_float16_rotation_vectors_and_quaternions_to_matrices() -> None:
+    # entries in [-1, 1] rounded once: at most eps / 2 from the float64 map of the same input.
+    # In float16 throughout, theta^2 overflowed beyond 256 rad (NaN) and 1-3 rad were off by
+    # 3-6 eps (theta's own rounding, eps / 2 relative, times the angle).
+    eps = torch.finfo(torch.float16).eps
+    g = torch.Generator().manual_seed(8)
+    scale = torch.tensor([0.3, 3.0, 200.0], dtype=F64).repeat(667)[:, None]  # radians
+    aa = (torch.randn(2001, 3, generator=g, dtype=F64) * scale).half().requires_grad_(True)
+    out = rot.axis_angle_to_rotmat(aa)
+    exact = rot.axis_angle_to_rotmat(aa.detach().double())
+    assert out.dtype == torch.float16
+    assert float((out.detach().double() - exact).abs().max()) <= eps / 2 + 1e-6
+    (grad,) = torch.autograd.grad(out.float().sum(), aa)
+    assert torch.isfinite(grad).all()
+    q = torch.nn.functional.normalize(torch.randn(100, 4, generator=g, dtype=F64), dim=-1).half()
+    err = (rot.quat_to_rotmat(q).double() - rot.quat_to_rotmat(q.double())).abs().max()
+    assert rot.quat_to_rotmat(q).dtype == torch.float16 and float(err) <= eps / 2 + 1e-6
+
+
 def test_a_float16_prior_decodes_the_smpl_hand_joints_as_rest() -> None:
     # the hand joints are identity rotations: NaN in float16 before (a batch under 1024 joints)
     prior = PosePrior().half().eval()
