@@ -15,7 +15,8 @@ torch's reductions over a trailing dimension of size 3 are an order of magnitude
 representation). Angles come from ``atan2(|skew|, trace - 1)``, accurate over ``[0, pi]``; the
 axis near ``pi`` comes from the symmetric part of the matrix. Every branch is evaluated on
 guarded (finite) values, so gradients are finite everywhere, also at the identity and at ``pi``.
-These functions check shapes only; the public model APIs validate their inputs once.
+These functions check shapes only; the public model APIs validate their inputs once. float16
+inputs are computed in float32 and rounded once (:func:`_widen`); other dtypes are kept.
 """
 
 from __future__ import annotations
