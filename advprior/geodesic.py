@@ -52,20 +52,31 @@ def path_energy(
     joint_weight: float = DEFAULT_JOINT_WEIGHT,
     body_model: object | None = None,
 ) -> Tensor:
-    """Discrete energy ``(B,)`` of latent paths ``(B, T, D)`` (module docstring): ``(T - 1)``
+    """Discrete energy ``(...)`` of latent paths ``(..., T, D)`` (module docstring): ``(T - 1)``
     times the sum of squared pose distances between consecutive decoded latents (``decode``
-    projects them onto the manifold first); differentiable in ``path``."""
+    projects them onto the manifold first); differentiable in ``path``. Takes what
+    :func:`geodesic_path` and ``Prior.interpolate`` return: ``(T, D)`` for one path gives a
+    0-d energy, ``(B, T, D)`` gives ``(B,)``."""
     from advprior.body import forward_kinematics_rotmat, rest_joints
 
+    space = prior.latent_space
+    if space is None:
+        raise TypeError(f"{type(prior).__name__} has no latent space to measure paths in")
+    check_latent(path, space.dim, "path", finite=False)
+    if path.ndim < 2:
+        raise ValueError(f"path must have shape (..., T, {space.dim}), got {tuple(path.shape)}")
+    lead = path.shape[:-2]
+    path = path.reshape(-1, *path.shape[-2:])
     b, t, d = path.shape
     rot = prior.decode(path.reshape(b * t, d), output="rotmat", body="smplx")  # (b t, 21, 3, 3)
     pelvis = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(b * t, 1, 3, 3)
     rest = rest_joints(body_model, dtype=rot.dtype, device=rot.device)
-    pos = forward_kinematics_rotmat(torch.cat([pelvis, rot], 1), rest).reshape(b, t, -1, 3)
+    pos = forward_kinematics_rotmat(torch.cat([pelvis, rot], 1), rest)
+    pos = pos.reshape(b, t, *pos.shape[1:])  # not -1: ambiguous for an empty batch
     rot = rot.reshape(b, t, NUM_BODY_JOINTS, 3, 3)
     d_rot = (rot[:, 1:] - rot[:, :-1]).pow(2).sum((-1, -2)).mean(-1)
     d_pos = (pos[:, 1:] - pos[:, :-1]).pow(2).sum(-1).mean(-1)
-    return (t - 1) * (d_rot + joint_weight * d_pos).sum(-1)
+    return ((t - 1) * (d_rot + joint_weight * d_pos).sum(-1)).reshape(lead)
 
 
 @with_autograd

@@ -42,6 +42,24 @@ def test_path_energy_is_the_sum_of_squared_pose_distances(gan_s) -> None:
     assert torch.equal(path_energy(prior, still), torch.zeros(2, dtype=torch.float64))
 
 
+def test_path_energy_takes_the_paths_that_interpolation_returns(gan_s) -> None:
+    # one (T, D) path, as interpolate / geodesic_path give for (D,) ends, and (..., T, D)
+    # batches: each entry's energy, the same numbers as the (B, T, D) call (was "not enough
+    # values to unpack")
+    z0, z1 = _pairs(gan_s, 6)
+    paths = gan_s.interpolate(z0, z1, 5)  # (6, 5, D)
+    flat = path_energy(gan_s, paths)
+    one = path_energy(gan_s, gan_s.interpolate(z0[0], z1[0], 5))
+    assert one.shape == () and torch.allclose(one, flat[0], rtol=1e-6, atol=0)
+    grid = path_energy(gan_s, paths.reshape(2, 3, 5, -1))
+    assert grid.shape == (2, 3) and torch.allclose(grid.flatten(), flat, rtol=1e-6, atol=0)
+    assert path_energy(gan_s, paths[:0]).shape == (0,)
+    with pytest.raises(ValueError, match=r"\(\.\.\., T, 32\)"):
+        path_energy(gan_s, z0[0])
+    with pytest.raises(ValueError, match=r"\(\.\.\., 32\)"):
+        path_energy(gan_s, paths[..., :5])
+
+
 def test_geodesic_keeps_the_ends_stays_on_the_sphere_and_lowers_the_energy(gan_s) -> None:
     z0, z1 = _pairs(gan_s, 4)
     start = gan_s.interpolate(z0, z1, 8)
