@@ -267,6 +267,29 @@ def test_procrustes_matches_an_independent_umeyama() -> None:
     np.testing.assert_allclose(got32, want, atol=1e-5)
 
 
+def test_procrustes_of_coinciding_float32_points_is_the_centroid() -> None:
+    # One point repeated: its float32 mean is off by an ulp, so the set looked spread (no
+    # s = 0 fallback) while roma's centring gave exact zeros and a 0/0 scale: NaN P-MPJPE for a
+    # collapsed prediction, which made a batch mean NaN.
+    point = torch.tensor([1.24344242, -0.59403995, -0.57859124], dtype=torch.float32)
+    target = torch.randn(24, 3, generator=torch.Generator().manual_seed(21))
+    aligned = procrustes_align(point.expand(24, 3).clone(), target)
+    torch.testing.assert_close(aligned, target.mean(0, keepdim=True).expand(24, 3))
+    # any coinciding set, any size: exactly the centroid (before: 105 and 145 of 300 were not)
+    g = torch.Generator().manual_seed(22)
+    for j in (24, 6890):
+        for _ in range(100):
+            c = torch.randn(1, 3, generator=g) * 10.0 ** torch.randint(-3, 3, (1,), generator=g)
+            t = torch.randn(j, 3, generator=g)
+            got = procrustes_align(c.expand(j, 3).clone(), t)
+            assert torch.equal(got, t.mean(0, keepdim=True).expand(j, 3))
+    # a NaN point still makes its own set NaN and no other
+    batch = torch.stack([point.expand(24, 3), point.expand(24, 3)]).clone()
+    batch[1, 5, 0] = float("nan")
+    err = p_mpjpe(batch, torch.stack([target, target]))
+    assert torch.isfinite(err[0]) and torch.isnan(err[1])
+
+
 def test_metrics_reject_what_they_cannot_measure() -> None:
     pts = torch.randn(5, 24, 3, generator=torch.Generator().manual_seed(12))
     # NaN used to read as "no neighbour" (inf); one NaN reference made every query inf

@@ -342,16 +342,24 @@ def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
     Returns:
         ``(..., J, 3)``: ``s R pred + t`` minimising the squared error to ``target`` (Umeyama's
         solution, :func:`roma.rigid_points_registration` with ``compute_scaling=True``), in
-        target's unit and the inputs' common dtype. A ``pred`` whose points all coincide has no
-        rotation or scale to fit: it maps to the centroid of ``target`` (``s = 0``), not to NaN.
+        target's unit and the inputs' common dtype. A ``pred`` whose points all coincide (to
+        within 8 units in the last place of their dtype) has no rotation or scale to fit: it
+        maps to the centroid of ``target`` (``s = 0``), not to NaN.
         A NaN point makes its own set NaN, no other set of the batch.
     """
     pred, target = _check_pair(pred, target)
     rot, shift, scale = roma.rigid_points_registration(pred, target, compute_scaling=True)
+    aligned = scale[..., None, None] * (pred @ rot.transpose(-1, -2)) + shift[..., None, :]
+    # Coinciding points centre to rounding noise, not to exact zeros: in float32 roma's own
+    # centring could give exact zeros (a 0/0 scale, NaN) where ours left 1 ulp, or the reverse.
+    # Points within a few ulps of each other have no shape to align in this dtype.
     spread = (pred - pred.mean(dim=-2, keepdim=True)).abs().amax(dim=(-1, -2))
-    scale = torch.where(spread > 0, scale, torch.zeros_like(scale))
-    shift = torch.where(spread[..., None] > 0, shift, target.mean(dim=-2))
-    return scale[..., None, None] * (pred @ rot.transpose(-1, -2)) + shift[..., None, :]
+    size = pred.abs().amax(dim=(-1, -2))
+    tol = 8.0 * torch.finfo(pred.dtype).eps * size
+    finite = torch.isfinite(pred).all(dim=-1).all(dim=-1)  # a NaN point stays NaN
+    degenerate = finite & ((spread <= tol) | ~torch.isfinite(scale))
+    centroid = target.mean(dim=-2, keepdim=True).expand_as(target)
+    return torch.where(degenerate[..., None, None], centroid, aligned)
 
 
 def mpjpe(pred: Tensor, target: Tensor) -> Tensor:
