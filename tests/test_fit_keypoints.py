@@ -308,6 +308,13 @@ def test_all_zero_confidence_is_an_error(body) -> None:
         fit_keypoints(kp, torch.ones(2, 24), CAMERA, body_model=body, prior=None)
 
 
+def test_no_frames_is_an_error(body) -> None:
+    # a batch whose frames were all filtered out upstream: a ZeroDivisionError in the fit before
+    for conf in (torch.zeros(0, 24), None):
+        with pytest.raises(ValueError, match=r"keypoints has no frames \(shape \(0, 24, 2\)\)"):
+            fit_keypoints(torch.zeros(0, 24, 2), conf, CAMERA, body_model=body, prior=None)
+
+
 def test_bad_values(body) -> None:
     kp, conf = _ok_inputs()
     inf_kp = kp.clone()

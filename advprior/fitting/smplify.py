@@ -121,10 +121,10 @@ def prepare_keypoints(
     """Validate ``keypoints (B, J, 2)`` (or ``(B, J, 3)`` with confidence in the last column
     when ``confidence`` is None) and ``confidence (B, J)``; return float tensors.
 
-    NaN keypoints count as missing (their confidence becomes 0); Inf keypoints, coordinates
-    beyond :data:`MAX_KEYPOINT_PX`, NaN or out-of-range confidences, and frames with fewer than
-    two keypoints of positive confidence raise ``ValueError`` (the last check uses
-    ``min_keypoints``; 0 skips it).
+    NaN keypoints count as missing (their confidence becomes 0); no frames (B = 0), Inf
+    keypoints, coordinates beyond :data:`MAX_KEYPOINT_PX`, NaN or out-of-range confidences,
+    and frames with fewer than two keypoints of positive confidence raise ``ValueError`` (the
+    last check uses ``min_keypoints``; 0 skips it).
     """
     kp = _as_tensor(keypoints, "keypoints")
     dtype = kp.dtype if kp.dtype == torch.float64 else torch.float32
@@ -136,6 +136,10 @@ def prepare_keypoints(
             f"keypoints must have shape (B, {j}, 2) for keypoint_format "
             f"{fmt.name!r} (or (B, {j}, 3) with confidence), got {tuple(kp.shape)}{hint}"
         )
+    if kp.shape[0] == 0:
+        # an empty batch (every frame filtered out upstream) has nothing to fit; the fit
+        # itself failed on it with a ZeroDivisionError
+        raise ValueError(f"keypoints has no frames (shape {tuple(kp.shape)}); give B >= 1 frames")
     if confidence is None:
         if kp.shape[2] == 3:
             conf = kp[..., 2]
