@@ -1,6 +1,6 @@
 """``advprior fit`` on the files 2D detectors write: COCO keypoint results (COCO eval,
-Detectron2, AlphaPose with COCO-17, Halpe-26 or COCO-WholeBody keypoints) and MMPose 1.x
-saved predictions, all read as ``coco17``."""
+Detectron2, AlphaPose with COCO-17, Halpe-26 or COCO-WholeBody keypoints), MMPose 1.x
+saved predictions and MMPose 0.x / ViTPose ``pose_results``, all read as ``coco17``."""
 
 from __future__ import annotations
 
@@ -172,6 +172,37 @@ def test_mmpose_image_and_video_predictions(tmp_path) -> None:
     image = {"meta_info": {}, "instance_info": [_instance(c, sa, 0.3)]}
     np.testing.assert_array_equal(
         read_keypoints(_write(tmp_path, "i.json", image))["keypoints"], c[None]
+    )
+
+
+def test_mmpose_0x_and_vitpose_pose_results(tmp_path) -> None:
+    # MMPose 0.x's inference_top_down_pose_model (and ViTPose, built on it) returns per person
+    # {"bbox": [x1, y1, x2, y2, score], "keypoints": (K, 3) [x, y, score]}; the bottom-up API
+    # {"keypoints": (K, 3), "score", "area"}. Dumped with .tolist(), these were refused as
+    # "3D predictions".
+    a, b = _points(40), _points(41)
+    sa, sb = np.linspace(0.1, 0.9, 17), np.linspace(-0.2, 1.3, 17)
+
+    def legacy(xy: np.ndarray, s: np.ndarray, **extra) -> dict:
+        return {"keypoints": np.concatenate([xy, s[:, None]], 1).tolist(), **extra}
+
+    top_down = [
+        legacy(a, sa, bbox=[0.0, 0.0, 9.0, 9.0, 0.4], track_id=0),
+        legacy(b, sb, bbox=[1.0, 1.0, 8.0, 8.0, 0.8], track_id=1),
+    ]
+    path = _write(tmp_path, "vitpose.json", top_down)
+    got = read_keypoints(path)
+    np.testing.assert_array_equal(got["keypoints"], b[None])  # the box's score ranks
+    np.testing.assert_array_equal(got["confidence"], np.clip(sb, 0, 1)[None])
+    np.testing.assert_array_equal(read_keypoints(path, person=1)["keypoints"], a[None])
+    bottom_up = [legacy(b, sb, score=0.2, area=5.0), legacy(a, sa, score=0.7, area=5.0)]
+    got = read_keypoints(_write(tmp_path, "bottom_up.json", bottom_up))
+    np.testing.assert_array_equal(got["keypoints"], a[None])
+    np.testing.assert_array_equal(got["confidence"], sa[None])
+    # a box without a score: by the mean keypoint score (b's 0.55 > a's 0.5)
+    plain = [legacy(a, sa, bbox=[0, 0, 9, 9]), legacy(b, sb, bbox=[0, 0, 9, 9])]
+    np.testing.assert_array_equal(
+        read_keypoints(_write(tmp_path, "plain.json", plain))["keypoints"], b[None]
     )
 
 

@@ -8,6 +8,10 @@ Two families, told apart by the JSON's structure (no option needed):
   person. ``image_id`` is an integer (COCO, Detectron2) or a file name (AlphaPose).
   K = 17 (COCO), 26 (Halpe-26), 133 (COCO-WholeBody) or 136 (Halpe-136); in all four the first
   17 keypoints are COCO's body keypoints in COCO's order, and only those are read.
+- MMPose 0.x / ViTPose ``pose_results`` saved as JSON: ``{"bbox": [x1, y1, x2, y2, score],
+  "keypoints": [[x, y, score], ...]}`` (top-down) or ``{"keypoints": ..., "score"}``
+  (bottom-up), one image's list of them; read as MMPose 1.x instances whose scores are the
+  third column (ranked by ``score``, else the box's fifth number).
 - MMPose 1.x saved predictions: ``split_instances`` dicts
   ``{"keypoints": [[x, y], ...], "keypoint_scores": [...], "bbox": ..., "bbox_score": ...}``,
   either one image's list of them (the inferencer's ``pred_out_dir`` per-image file), a list of
@@ -127,15 +131,25 @@ def _mmpose_detection(entry: Any, where: str, index: list[int] | None) -> Detect
     points = entry.get("keypoints")
     if not isinstance(points, list) or not points:
         raise ValueError(f"{where} has no 'keypoints' list of [x, y] points")
+    # MMPose 0.x (and ViTPose, built on it) return (K, 3) [x, y, score] keypoints and no
+    # 'keypoint_scores'; MMPose 1.x writes the scores apart, so there [x, y, z] is a 3D point
+    legacy = "keypoint_scores" not in entry and all(
+        isinstance(p, list) and len(p) == 3 for p in points
+    )
+    width = 3 if legacy else 2
     for k, p in enumerate(points):
-        if not isinstance(p, list) or len(p) != 2 or not all(map(_is_number, p)):
+        if not isinstance(p, list) or len(p) != width or not all(map(_is_number, p)):
             raise ValueError(
                 f"{where}: keypoint {k} must be [x, y] (two numbers), got {p!r}"
                 + (" (3D predictions are not 2D keypoints)" if isinstance(p, list) else "")
             )
-    if "keypoint_scores" not in entry:
+    if legacy:
+        scores = np.asarray([p[2] for p in points], dtype=np.float64)
+        points = [p[:2] for p in points]
+    elif "keypoint_scores" not in entry:
         raise ValueError(f"{where} has no 'keypoint_scores' list")
-    scores = _numbers(entry["keypoint_scores"], where, "keypoint_scores")
+    else:
+        scores = _numbers(entry["keypoint_scores"], where, "keypoint_scores")
     if scores.size != len(points):
         raise ValueError(f"{where}: {len(points)} keypoints but {scores.size} keypoint_scores")
     if index is None:
@@ -152,6 +166,12 @@ def _mmpose_detection(entry: Any, where: str, index: list[int] | None) -> Detect
     except OverflowError:  # an integer beyond float64
         raise ValueError(f"{where}: 'keypoints' holds a number too large for a float") from None
     score = _score(entry, "bbox_score", where)
+    if score is None and legacy:
+        # MMPose 0.x: a bottom-up person's 'score', or a top-down box [x1, y1, x2, y2, score]
+        score = _score(entry, "score", where)
+        box = entry.get("bbox")
+        if score is None and isinstance(box, list) and len(box) == 5:
+            score = _score({"bbox": box[4]}, "bbox", where)
     if score is None:
         score = float(np.nan_to_num(scores).mean())
     return xy, _confidence(scores[index]), score

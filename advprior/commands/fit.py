@@ -21,6 +21,7 @@ Detector output, read as coco17 (the layout is told from the JSON's structure)::
         # (COCO-WholeBody) or 136 (Halpe) keypoints, the first 17 used; one frame per image
         # in order of first appearance (the order the tool wrote: frame order for a video)
     [{"keypoints": [[x, y], ...], "keypoint_scores": [...], "bbox_score": 0.9}, ...]   # MMPose
+    [{"keypoints": [[x, y, s], ...], "bbox": [x1, y1, x2, y2, s]}, ...]   # MMPose 0.x, ViTPose
     [{"frame_id": 0, "instances": [...]}, ...]          # MMPose 1.x predictions of a video
     {"meta_info": {...}, "instance_info": [...]}        # MMPose demos' --save-predictions
 
