@@ -1,6 +1,7 @@
 """``advprior fit`` on the files 2D detectors write: COCO keypoint results (COCO eval,
 Detectron2, AlphaPose with COCO-17, Halpe-26 or COCO-WholeBody keypoints), MMPose 1.x
-saved predictions and MMPose 0.x / ViTPose ``pose_results``, all read as ``coco17``."""
+saved predictions, MMPose 0.x / ViTPose ``pose_results`` and COCO-format datasets, all read
+as ``coco17``."""
 
 from __future__ import annotations
 
@@ -204,6 +205,43 @@ def test_mmpose_0x_and_vitpose_pose_results(tmp_path) -> None:
     np.testing.assert_array_equal(
         read_keypoints(_write(tmp_path, "plain.json", plain))["keypoints"], b[None]
     )
+
+
+def test_coco_format_dataset_of_ones_own_annotations(tmp_path) -> None:
+    # keypoints a user labelled (CVAT / Label Studio "COCO Keypoints" export, or COCO's own
+    # person_keypoints_*.json): refused before as "expected a 'keypoints' array"
+    a, b, c = _points(50), _points(51), _points(52)
+    flags = np.array([2, 1, 0] * 5 + [2, 2], dtype=float)
+
+    def ann(image_id: int, xy: np.ndarray, **extra) -> dict:
+        entry = _coco_entry(image_id, xy, flags, score=None)
+        return {"id": 0, "num_keypoints": 12, "bbox": [0, 0, 9, 9], "iscrowd": 0, **entry, **extra}
+
+    dataset = {
+        "info": {"description": "my clip"},
+        "images": [{"id": i, "file_name": f"frame_{i:06d}.png"} for i in (10, 2, 33)],
+        "annotations": [
+            ann(33, c),
+            {"id": 9, "image_id": 10, "category_id": 2, "bbox": [0, 0, 5, 5]},  # a box only
+            ann(10, b, iscrowd=1),  # a crowd region
+            ann(10, a),
+            ann(10, c),  # a second person: ranked after the first, as written
+        ],
+        "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17.names)}],
+    }
+    path = _write(tmp_path, "person_keypoints_default.json", dataset)
+    got = read_keypoints(path, missing_ok=True)
+    # frames in the order of 'images'; image 2 has nobody labelled: a gap
+    np.testing.assert_array_equal(got["keypoints"], np.stack([a, NAN2, c]))
+    conf = (flags > 0).astype(float)
+    np.testing.assert_array_equal(got["confidence"], np.stack([conf, 0 * conf, conf]))
+    assert got["format"] == "coco17"
+    np.testing.assert_array_equal(read_keypoints(path, 1, missing_ok=True)["keypoints"][0], c)
+    with pytest.raises(ValueError, match=r"image 2 has 0 people; --person 0 does not exist"):
+        read_keypoints(path)
+    dataset["annotations"].append(ann(7, a))
+    with pytest.raises(ValueError, match=r"annotation 5: image_id 7 is not listed in 'images'"):
+        read_keypoints(_write(tmp_path, "stray.json", dataset))
 
 
 def test_malformed_detector_files_are_one_line_errors(tmp_path, capsys) -> None:

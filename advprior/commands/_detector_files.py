@@ -8,6 +8,11 @@ Two families, told apart by the JSON's structure (no option needed):
   person. ``image_id`` is an integer (COCO, Detectron2) or a file name (AlphaPose).
   K = 17 (COCO), 26 (Halpe-26), 133 (COCO-WholeBody) or 136 (Halpe-136); in all four the first
   17 keypoints are COCO's body keypoints in COCO's order, and only those are read.
+- COCO-format datasets (``{"images", "annotations", "categories"}``: COCO's own annotation
+  files, and a user's keypoints labelled in CVAT or Label Studio and exported as COCO): the
+  annotations are read as COCO keypoint results (visibility flags as scores), one frame per
+  entry of ``images`` in that order; crowd regions and annotations without keypoints are
+  skipped, and unscored people keep the file's order.
 - MMPose 0.x / ViTPose ``pose_results`` saved as JSON: ``{"bbox": [x1, y1, x2, y2, score],
   "keypoints": [[x, y, score], ...]}`` (top-down) or ``{"keypoints": ..., "score"}``
   (bottom-up), one image's list of them; read as MMPose 1.x instances whose scores are the
@@ -62,10 +67,27 @@ LAYOUTS: dict[int, str] = {
 _EXPECTED_COUNTS = ", ".join(f"{k} ({name})" for k, name in LAYOUTS.items())
 
 
+def _is_coco_dataset(data: Any) -> bool:
+    """A COCO-format dataset file (``{"images", "annotations", "categories"}``), as labelling
+    tools (CVAT, Label Studio) export a user's own keypoint annotations."""
+    return (
+        isinstance(data, dict)
+        and "annotations" in data
+        and "images" in data
+        and "keypoints" not in data
+        and "people" not in data
+    )
+
+
 def is_detector_file(data: Any) -> bool:
-    """Whether parsed JSON ``data`` is one of this module's layouts (a list, or MMPose's
-    ``{"meta_info", "instance_info"}``), not advprior's or OpenPose's object."""
-    return isinstance(data, list) or (isinstance(data, dict) and "instance_info" in data)
+    """Whether parsed JSON ``data`` is one of this module's layouts (a list, MMPose's
+    ``{"meta_info", "instance_info"}`` or a COCO dataset), not advprior's or OpenPose's
+    object."""
+    return (
+        isinstance(data, list)
+        or (isinstance(data, dict) and "instance_info" in data)
+        or _is_coco_dataset(data)
+    )
 
 
 def _is_number(x: Any) -> bool:
@@ -216,13 +238,44 @@ def _coco_frames(entries: list[Any], path: Path) -> list[Frame]:
         where = f"{path}: entry {i}"
         if not isinstance(entry, dict):
             raise ValueError(f"{where} is not a JSON object (a COCO keypoint result)")
-        if "image_id" not in entry:
-            raise ValueError(f"{where} has no 'image_id'")
-        image = entry["image_id"]
-        if not isinstance(image, (int, str)) or isinstance(image, bool):
-            raise ValueError(f"{where}: 'image_id' must be an integer or a string, got {image!r}")
+        image = _image_id(entry, "image_id", where)
         # dicts keep insertion order: frames in order of each image's first appearance
         frames.setdefault(image, []).append(_coco_detection(entry, where))
+    return [(f"image {image!r}", dets) for image, dets in frames.items()]
+
+
+def _image_id(entry: dict[str, Any], key: str, where: str) -> int | str:
+    if key not in entry:
+        raise ValueError(f"{where} has no {key!r}")
+    image = entry[key]
+    if not isinstance(image, (int, str)) or isinstance(image, bool):
+        raise ValueError(f"{where}: {key!r} must be an integer or a string, got {image!r:.40}")
+    return image
+
+
+def _coco_dataset_frames(data: dict[str, Any], path: Path) -> list[Frame]:
+    """A COCO dataset's annotations: one frame per entry of ``images``, in that order (an
+    image without annotations is a frame without people); crowd regions and annotations
+    without keypoints (other labels' boxes) are skipped."""
+    images, annotations = data["images"], data["annotations"]
+    for key, value in (("images", images), ("annotations", annotations)):
+        if not isinstance(value, list):
+            raise ValueError(f"{path}: {key!r} must be a list, got {type(value).__name__}")
+    frames: dict[Any, list[Detection]] = {}
+    for i, image in enumerate(images):
+        if not isinstance(image, dict):
+            raise ValueError(f"{path}: image {i} is not a JSON object")
+        frames.setdefault(_image_id(image, "id", f"{path}: image {i}"), [])
+    for i, entry in enumerate(annotations):
+        where = f"{path}: annotation {i}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        if entry.get("iscrowd") or "keypoints" not in entry:
+            continue
+        image = _image_id(entry, "image_id", where)
+        if image not in frames:
+            raise ValueError(f"{where}: image_id {image!r} is not listed in 'images'")
+        frames[image].append(_coco_detection(entry, where))
     return [(f"image {image!r}", dets) for image, dets in frames.items()]
 
 
@@ -244,6 +297,8 @@ def _mmpose_frames(entries: list[Any], path: Path, index: list[int] | None) -> l
 
 
 def _frames(data: Any, path: Path) -> list[Frame]:
+    if _is_coco_dataset(data):
+        return _coco_dataset_frames(data, path)
     index = None
     entries = data
     if isinstance(data, dict):

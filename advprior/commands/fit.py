@@ -24,6 +24,8 @@ Detector output, read as coco17 (the layout is told from the JSON's structure)::
     [{"keypoints": [[x, y, s], ...], "bbox": [x1, y1, x2, y2, s]}, ...]   # MMPose 0.x, ViTPose
     [{"frame_id": 0, "instances": [...]}, ...]          # MMPose 1.x predictions of a video
     {"meta_info": {...}, "instance_info": [...]}        # MMPose demos' --save-predictions
+    {"images": [...], "annotations": [...], "categories": [...]}   # a COCO-format dataset
+        # (your own labels from CVAT / Label Studio): one frame per entry of "images"
 
 In detector files --person is a rank of score (0 = the highest: COCO 'score', MMPose
 'bbox_score'); confidence is the keypoint score clipped to [0, 1] (COCO flags 0/1/2 -> 0/1/1;
