@@ -253,6 +253,38 @@ def test_run_eval_quick_writes_report(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staging folder left
 
 
+def test_interpolation_pairs_of_a_split_with_one_sequence(
+    tmp_path: Path, body: _CubeBody, write_dataset
+) -> None:
+    from advprior.eval.runner import _pairs
+
+    # a user's own capture: the test split is one sequence, so pairs came from it and some
+    # were one frame twice: R and the path ratio were 0/0 and the table's means NaN
+    a, b = _pairs(torch.zeros(30, 63), torch.zeros(30), 256, torch.Generator().manual_seed(0))
+    assert not (a == b).any()
+    # one sequence holding 99% of the split kept a third of the pairs inside it
+    seq = torch.zeros(1000, dtype=torch.long)
+    seq[:10] = 1
+    a, b = _pairs(torch.zeros(1000, 63), seq, 128, torch.Generator().manual_seed(0))
+    assert not (seq[a] == seq[b]).any()
+    rng = np.random.default_rng(3)
+    data = write_dataset(
+        tmp_path / "one_capture.npz",
+        body_pose=(rng.normal(size=(90, 63)) * 0.25).astype(np.float32),
+        global_orient=np.zeros((90, 3), np.float32),
+        split=np.repeat(np.array([0, 1, 2], np.int8), 30),
+        sequence=np.repeat(np.arange(3), 30).astype(np.int32),
+    )
+    torch.manual_seed(0)
+    models = {"gan-s": _with_invert(PosePrior("sphere"))}
+    kw = dict(quick=True, body_model=body, fitting=False, n_samples=200, progress=False)
+    res = run_eval(models, data, out=tmp_path / "r" / "r", n_pairs=64, **kw)
+    for row in res["smoothness"].values():
+        assert all(np.isfinite(row[k]) for k in ("R_mean", "path_ratio_mean")), row
+    report = (tmp_path / "r" / "r.md").read_text()
+    assert "`test` frames (different frames of its one sequence)" in report
+
+
 def test_run_eval_geodesic_rows(tmp_path: Path, body: _CubeBody, write_dataset) -> None:
     """``geodesic=N`` adds a row per latent prior between the same inverted ends; the pictures
     keep one row per model (the paper's paths)."""

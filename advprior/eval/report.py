@@ -150,9 +150,11 @@ def render(results: dict) -> str:
     lines += ["## Interpolation smoothness (section 4.2)", ""]
     smooth = results.get("smoothness", {})
     if smooth:
+        one = results.get("n_test_sequences", 2) == 1
+        pairs_from = "different frames of its one sequence" if one else "from different sequences"
         lines += [
-            f"{s['n_pairs']} random pairs of `{results['split']}` frames (from different"
-            f" sequences), each interpolated with {s['steps']} poses including both ends."
+            f"{s['n_pairs']} random pairs of `{results['split']}` frames ({pairs_from}),"
+            f" each interpolated with {s['steps']} poses including both ends."
             " R = max/min over the path of the mean per-vertex displacement between consecutive"
             " meshes (all vertices); 1 is perfectly even. `joint slerp` is the model-free"
             " reference: every joint's rotation slerped between the two real poses."

@@ -159,7 +159,8 @@ def random_part(index: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 def _pairs(
     data: torch.Tensor, sequence: torch.Tensor, n: int, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` random frame pairs, from different sequences where the split has several."""
+    """``n`` random frame pairs, from different sequences where the split has several, else
+    (a split of one sequence, as a user's own capture often is) of different frames of it."""
     count = data.shape[0]
     a = torch.randint(count, (n,), generator=g)
     b = torch.randint(count, (n,), generator=g)
@@ -169,6 +170,17 @@ def _pairs(
             if not same.any():
                 break
             b[same] = torch.randint(count, (int(same.sum()),), generator=g)
+        # Redrawing from every frame rarely leaves a sequence that holds most of the split
+        # (99%: a third of its pairs stayed inside it); draw those among the other sequences.
+        # Runs only where the loop above failed, so it changes no other split's pairs.
+        for i in (sequence[a] == sequence[b]).nonzero().flatten().tolist():
+            others = (sequence != sequence[a[i]]).nonzero().flatten()
+            b[i] = others[torch.randint(len(others), (1,), generator=g)]
+    elif count > 1:
+        # a pair of one frame has no path: its R and path ratio are 0/0 (NaN), and one such
+        # pair made the table's means NaN
+        twice = (a == b).nonzero().flatten()
+        b[twice] = (a[twice] + torch.randint(1, count, (len(twice),), generator=g)) % count
     return a, b
 
 
@@ -305,6 +317,7 @@ def run_eval(
         "body": body_label,
         "num_vertices": poser.num_vertices,
         "n_test_frames": len(test),
+        "n_test_sequences": int(test.sequence.unique().numel()),
         "n_reference_frames": len(train),
         "n_vertex_reference": n_vref,
         "machine": _machine(),
