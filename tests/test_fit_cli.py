@@ -174,6 +174,32 @@ def test_keypoint_files_as_detectors_and_tools_write_them(tmp_path, keypoints, c
     assert "latin1.json is not valid JSON: 'utf-8' codec" in capsys.readouterr().err
 
 
+def test_a_file_with_nothing_to_fit_is_named(tmp_path, keypoints, capsys) -> None:
+    # a folder of OpenPose files, one of which holds a person OpenPose found no keypoints of
+    # (all (0, 0, 0)): the error said "frames [1]", an index into the batch, not the file
+    cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "2"]
+    xy = 450.0 + np.arange(25.0)[:, None] * np.array([2.0, 12.0])
+    op = np.concatenate([xy, np.ones((25, 1))], 1).reshape(-1)
+    ghost = [0.0] * 75
+    files = []
+    for i, people in enumerate([[op], [ghost, op], [op]]):
+        path = tmp_path / f"clip_{i:012d}_keypoints.json"
+        path.write_text(json.dumps({"people": [{"pose_keypoints_2d": list(p)} for p in people]}))
+        files.append(str(path))
+    assert main(["fit", *files, *cam, "--out", str(tmp_path / "x.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "clip_000000000001_keypoints.json: fewer than 2 keypoints" in err, err
+    assert "--person picks another" in err and len(err.strip().splitlines()) == 1
+    # a file of several frames names them too; a clip fills such frames in
+    kp = keypoints.tolist()
+    kp[1] = [None] * 24
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps({"keypoints": kp}))
+    assert main(["fit", str(many), *cam, "--out", str(tmp_path / "x.npz")]) == 1
+    assert "many.json: frames [1] fewer than 2 keypoints" in capsys.readouterr().err
+    assert main(["fit", str(many), *cam, "--sequence", "--out", str(tmp_path / "s.npz")]) == 0
+
+
 def test_camera_and_keypoint_files_share_one_json_reader(tmp_path, keypoints, capsys) -> None:
     """A camera file written by a .NET / PowerShell tool (UTF-8 with a byte-order mark) is read
     as the keypoint files next to it are (it was refused as 'not a readable camera JSON file')."""

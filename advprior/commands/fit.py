@@ -256,6 +256,21 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
     bad = conf[seen]
     if np.isnan(bad).any() or (bad < 0).any() or (bad > 1).any():
         raise ValueError(f"{path}: confidence must lie in [0, 1] (no NaN)")
+    if not missing_ok:
+        # fit_keypoints names such frames by their index in the whole batch, which a folder of
+        # one-frame files (OpenPose's) does not tell the user
+        empty = np.nonzero((seen & (conf > 0)).sum(-1) < 2)[0].tolist()
+        if empty:
+            which = (
+                ""
+                if kp.shape[0] == 1
+                else f" frames {empty[:10]}{'...' if len(empty) > 10 else ''}"
+            )
+            raise ValueError(
+                f"{path}:{which} fewer than 2 keypoints with confidence > 0 (nothing detected, "
+                "or a person without keypoints: --person picks another); nothing to fit: drop "
+                "the file, or fit the clip with --sequence, which fills such frames in"
+            )
     return out
 
 
