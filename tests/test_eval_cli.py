@@ -224,6 +224,16 @@ def test_an_empty_split_names_the_files_splits(tmp_path: Path, write_dataset) ->
     )
     with pytest.raises(ValueError, match=r"'test' has no frames \(the file has train 4, val 0"):
         load_split(path, "test")
+    # the counts are the file's own, not its meta's: a dataset filtered after its build keeps
+    # the build's frames_per_split (the message said "test 10536" of a file without test frames)
+    stale = json.dumps({"frames_per_split": {"train": 76622, "val": 11288, "test": 10536}})
+    path = write_dataset(
+        tmp_path / "mine.npz", np.zeros((5, 63)), np.array([0, 0, 0, 1, 1]), meta=np.array(stale)
+    )
+    with pytest.raises(
+        ValueError, match=r"'test' has no frames \(the file has train 3, val 2, test 0\)"
+    ):
+        load_split(path, "test")
 
 
 def test_the_quoted_command_rerun_keeps_every_changed_size() -> None:

@@ -25,8 +25,11 @@ def load_split(path: str | Path, split: str) -> PoseData:
         raise ValueError(f"split must be one of train, validation, test; got {split!r}")
     poses = load_dataset(path, SPLIT_CODES[split])
     if len(poses) == 0:
-        counts = load_dataset(path).meta.get("frames_per_split", {})
-        have = ", ".join(f"{k} {v}" for k, v in counts.items())
+        # counted, not read from meta's frames_per_split: a file filtered after its build (or
+        # written without advprior's meta) carries none or stale ones
+        full = load_dataset(path)
+        counts = torch.bincount(full.split.long(), minlength=len(full.split_names)).tolist()
+        have = ", ".join(f"{name} {n}" for name, n in zip(full.split_names, counts, strict=False))
         raise ValueError(
             f"{path}: split {split!r} has no frames"
             + (f" (the file has {have})" if have else "")
