@@ -224,6 +224,7 @@ def test_coco_format_dataset_of_ones_own_annotations(tmp_path) -> None:
             ann(33, c),
             {"id": 9, "image_id": 10, "category_id": 2, "bbox": [0, 0, 5, 5]},  # a box only
             ann(10, b, iscrowd=1),  # a crowd region
+            {**ann(10, b), "keypoints": [0.0] * 51, "num_keypoints": 0},  # nothing labelled
             ann(10, a),
             ann(10, c),  # a second person: ranked after the first, as written
         ],
@@ -240,7 +241,7 @@ def test_coco_format_dataset_of_ones_own_annotations(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"image 2 has 0 people; --person 0 does not exist"):
         read_keypoints(path)
     dataset["annotations"].append(ann(7, a))
-    with pytest.raises(ValueError, match=r"annotation 5: image_id 7 is not listed in 'images'"):
+    with pytest.raises(ValueError, match=r"annotation 6: image_id 7 is not listed in 'images'"):
         read_keypoints(_write(tmp_path, "stray.json", dataset))
 
 

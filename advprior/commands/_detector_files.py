@@ -11,8 +11,8 @@ Two families, told apart by the JSON's structure (no option needed):
 - COCO-format datasets (``{"images", "annotations", "categories"}``: COCO's own annotation
   files, and a user's keypoints labelled in CVAT or Label Studio and exported as COCO): the
   annotations are read as COCO keypoint results (visibility flags as scores), one frame per
-  entry of ``images`` in that order; crowd regions and annotations without keypoints are
-  skipped, and unscored people keep the file's order.
+  entry of ``images`` in that order; crowd regions, annotations without keypoints and people
+  with no keypoint labelled are skipped, and the others keep the file's order.
 - MMPose 0.x / ViTPose ``pose_results`` saved as JSON: ``{"bbox": [x1, y1, x2, y2, score],
   "keypoints": [[x, y, score], ...]}`` (top-down) or ``{"keypoints": ..., "score"}``
   (bottom-up), one image's list of them; read as MMPose 1.x instances whose scores are the
@@ -255,8 +255,8 @@ def _image_id(entry: dict[str, Any], key: str, where: str) -> int | str:
 
 def _coco_dataset_frames(data: dict[str, Any], path: Path) -> list[Frame]:
     """A COCO dataset's annotations: one frame per entry of ``images``, in that order (an
-    image without annotations is a frame without people); crowd regions and annotations
-    without keypoints (other labels' boxes) are skipped."""
+    image without annotations is a frame without people); crowd regions, annotations without
+    keypoints (other labels' boxes) and people with no keypoint labelled are skipped."""
     images, annotations = data["images"], data["annotations"]
     for key, value in (("images", images), ("annotations", annotations)):
         if not isinstance(value, list):
@@ -275,7 +275,11 @@ def _coco_dataset_frames(data: dict[str, Any], path: Path) -> list[Frame]:
         image = _image_id(entry, "image_id", where)
         if image not in frames:
             raise ValueError(f"{where}: image_id {image!r} is not listed in 'images'")
-        frames[image].append(_coco_detection(entry, where))
+        detection = _coco_detection(entry, where)
+        # COCO labels many small people with no keypoint at all (num_keypoints 0): unranked,
+        # the first of them would be --person 0 of its image with nothing to fit
+        if (detection[1] > 0).any():
+            frames[image].append(detection)
     return [(f"image {image!r}", dets) for image, dets in frames.items()]
 
 
