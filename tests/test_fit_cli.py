@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,6 +199,14 @@ def test_a_file_with_nothing_to_fit_is_named(tmp_path, keypoints, capsys) -> Non
     assert main(["fit", str(many), *cam, "--out", str(tmp_path / "x.npz")]) == 1
     assert "many.json: frames [1] fewer than 2 keypoints" in capsys.readouterr().err
     assert main(["fit", str(many), *cam, "--sequence", "--out", str(tmp_path / "s.npz")]) == 0
+    capsys.readouterr()
+    # one file of the folder in normalised coordinates (OpenPose's --keypoint_scale 3)
+    scaled = np.concatenate([xy / 1000.0, np.ones((25, 1))], 1).reshape(-1)
+    Path(files[1]).write_text(json.dumps({"people": [{"pose_keypoints_2d": list(scaled)}]}))
+    for extra in ([], ["--sequence"]):
+        assert main(["fit", *files, *cam, *extra, "--out", str(tmp_path / "x.npz")]) == 1
+        err = capsys.readouterr().err
+        assert "clip_000000000001_keypoints.json: the visible keypoints span less than 2 px" in err
 
 
 def test_camera_and_keypoint_files_share_one_json_reader(tmp_path, keypoints, capsys) -> None:

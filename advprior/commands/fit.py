@@ -240,7 +240,7 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
     (``fit_keypoints`` checks them again, but for all files at once)."""
     import numpy as np
 
-    from advprior.fitting.smplify import MAX_KEYPOINT_PX
+    from advprior.fitting.smplify import MAX_KEYPOINT_PX, MIN_KEYPOINT_SPAN_PX
 
     out = _read_keypoints(path, person, missing_ok=missing_ok)
     kp, conf = np.asarray(out["keypoints"]), np.asarray(out["confidence"])
@@ -256,10 +256,25 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
     bad = conf[seen]
     if np.isnan(bad).any() or (bad < 0).any() or (bad > 1).any():
         raise ValueError(f"{path}: confidence must lie in [0, 1] (no NaN)")
+    visible = seen & (conf > 0)
+    # normalised coordinates (OpenPose's --keypoint_scale 3 or 4, MediaPipe's landmarks) are the
+    # commonest wrong input; fit_keypoints refuses them too, but by an index into the batch
+    span = (
+        np.where(visible[..., None], kp, -np.inf).max(1)
+        - np.where(visible[..., None], kp, np.inf).min(1)
+    ).max(-1)  # -inf for a frame without visible keypoints
+    tiny = np.nonzero((visible.sum(-1) >= 2) & (span < MIN_KEYPOINT_SPAN_PX))[0].tolist()
+    if tiny:
+        which = "" if kp.shape[0] == 1 else f" frames {tiny[:10]}{'...' if len(tiny) > 10 else ''}"
+        raise ValueError(
+            f"{path}:{which} the visible keypoints span less than {MIN_KEYPOINT_SPAN_PX:g} px; "
+            "keypoints must be pixel coordinates (normalised [0, 1] or [-1, 1] ones? multiply "
+            "them by the image size)"
+        )
     if not missing_ok:
         # fit_keypoints names such frames by their index in the whole batch, which a folder of
         # one-frame files (OpenPose's) does not tell the user
-        empty = np.nonzero((seen & (conf > 0)).sum(-1) < 2)[0].tolist()
+        empty = np.nonzero(visible.sum(-1) < 2)[0].tolist()
         if empty:
             which = (
                 ""
