@@ -358,6 +358,13 @@ def _hub_download(
 
     offline = _offline(local_files_only)
     where = f"{repo_id}@{revision or 'main'}/{filename}"
+    if offline and force_download:
+        # huggingface_hub would blame local_files_only, which a caller with HF_HUB_OFFLINE=1
+        # who follows a checksum refusal's advice never passed
+        raise OfflineError(
+            f"{what}: force_download=True downloads {where} again, but offline mode is on "
+            "(HF_HUB_OFFLINE=1 or local_files_only=True); connect to the Hub to download it"
+        )
     try:
         with _hub_offline_mode(offline):
             path = hf_hub_download(
@@ -406,7 +413,11 @@ def _verify(
         )
 
 
-def _verify_recorded(files: CheckpointFiles, models: dict[str, dict[str, Any]]) -> None:
+def _verify_recorded(
+    files: CheckpointFiles,
+    models: dict[str, dict[str, Any]],
+    hint: str = "it was changed or damaged after it was saved",
+) -> None:
     """Check a folder's (or Hub repo's) weights against the sha256 recorded for them: its
     config.json's ``weights_sha256`` (written by ``save_pretrained``; a mismatch is a
     :class:`ChecksumMismatchError`). A config.json without one that is a released alias's own
@@ -422,7 +433,7 @@ def _verify_recorded(files: CheckpointFiles, models: dict[str, dict[str, Any]]) 
             recorded,
             what,
             f"its {CONFIG_NAME} records",
-            "it was changed or damaged after it was saved",
+            hint,
         )
         return
     digest = sha256_file(files.config)
@@ -456,11 +467,53 @@ def _alias_files(alias: str, entry: dict[str, Any], **hub_kwargs: Any) -> Checkp
             return CheckpointFiles(config, weights, "bundled", entry)
     # A pinned revision always wins over the caller's: the sha256 refers to that revision.
     hub_kwargs["revision"] = entry["revision"]
-    weights = _hub_download(entry["repo_id"], filename, what=what, **hub_kwargs)
-    _verify(weights, entry["sha256"], what)
-    config = _hub_download(entry["repo_id"], config_filename, what=what, **hub_kwargs)
-    _verify(config, entry.get("config_sha256"), what)
+    repo_id = entry["repo_id"]
+    weights = _pinned_hub_file(repo_id, filename, entry["sha256"], what, hub_kwargs)
+    config_sha256 = entry.get("config_sha256")
+    config = _pinned_hub_file(repo_id, config_filename, config_sha256, what, hub_kwargs)
     return CheckpointFiles(config, weights, "hub", entry)
+
+
+def _can_fetch_again(hub_kwargs: dict[str, Any]) -> bool:
+    """Whether a cached Hub file that fails its sha256 may be downloaded once more: online,
+    and not just downloaded (``force_download``), when the Hub itself serves other bytes."""
+    return not hub_kwargs.get("force_download") and not _offline(
+        bool(hub_kwargs.get("local_files_only"))
+    )
+
+
+def _cache_hint(path: Path, hub_kwargs: dict[str, Any]) -> str:
+    """What to do about a Hub file that fails its sha256 and is not downloaded again."""
+    if hub_kwargs.get("force_download") or not _offline(bool(hub_kwargs.get("local_files_only"))):
+        return "it was downloaded just now: the Hub serves other bytes than those pinned"
+    # the snapshot entry is a symlink into the cache's blobs: deleting it alone changes nothing
+    return (
+        f"offline, the damaged cached copy {path.resolve()} cannot be replaced: load it once "
+        "online, which downloads it again, or delete that file"
+    )
+
+
+def _pinned_hub_file(
+    repo_id: str, filename: str, expected: str | None, what: str, hub_kwargs: dict[str, Any]
+) -> Path:
+    """A Hub file that must have sha256 ``expected``. A cached copy that fails the check was
+    damaged after its download (a disk error, an edit, a half-copied cache) or is not what the
+    Hub serves now: online it is downloaded once more and checked again, so that a damaged
+    cache heals itself also for the CLI, which has no ``force_download``."""
+    path = _hub_download(repo_id, filename, what=what, **hub_kwargs)
+    try:
+        _verify(path, expected, what, hint=_cache_hint(path, hub_kwargs))
+    except ChecksumMismatchError as mismatch:
+        if not _can_fetch_again(hub_kwargs):
+            raise
+        try:
+            path = _hub_download(
+                repo_id, filename, what=what, **{**hub_kwargs, "force_download": True}
+            )
+        except OfflineError as err:  # the Hub went away: the damaged copy is the news
+            raise mismatch from err
+        _verify(path, expected, what, hint=_cache_hint(path, {"force_download": True}))
+    return path
 
 
 def resolve_files(
@@ -515,10 +568,18 @@ def resolve_files(
         # "runs/a" is both a relative path and a Hub id: say which was tried, since a mistyped
         # local folder ends up here
         what = f"Hub model {name!r} (no local folder {name!r} exists either)"
-        config = _hub_download(name, CONFIG_NAME, what=what, **hub_kwargs)
-        weights = _hub_download(name, WEIGHTS_NAME, what=what, **hub_kwargs)
-        files = CheckpointFiles(config, weights, "hub")
-        _verify_recorded(files, models)
+        files = _hub_repo_files(name, what, hub_kwargs)
+        try:
+            _verify_recorded(files, models, _cache_hint(files.weights, hub_kwargs))
+        except ChecksumMismatchError as mismatch:
+            # as _pinned_hub_file: a damaged cached copy is downloaded once more
+            if not _can_fetch_again(hub_kwargs):
+                raise
+            try:
+                files = _hub_repo_files(name, what, {**hub_kwargs, "force_download": True})
+            except OfflineError as err:
+                raise mismatch from err
+            _verify_recorded(files, models, _cache_hint(files.weights, {"force_download": True}))
         return files
     known = ", ".join(sorted(models)) or "none yet"
     hint = ""
@@ -531,6 +592,12 @@ def resolve_files(
         f"{name!r} is not a checkpoint directory, a known model alias (known: {known}), "
         f"or a Hub repo id of the form 'owner/name'{hint}"
     )
+
+
+def _hub_repo_files(name: str, what: str, hub_kwargs: dict[str, Any]) -> CheckpointFiles:
+    config = _hub_download(name, CONFIG_NAME, what=what, **hub_kwargs)
+    weights = _hub_download(name, WEIGHTS_NAME, what=what, **hub_kwargs)
+    return CheckpointFiles(config, weights, "hub")
 
 
 def _manifest_models(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from advprior import cli
+from advprior.version import __version__ as advprior_version
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -401,3 +402,18 @@ def test_interrupt_while_the_parser_imports_exits_130(monkeypatch, capsys) -> No
     assert cli.main(["sample"]) == 130
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["advprior: error: interrupted"], err
+
+
+def test_python_dash_m_advprior_runs_the_cli(tmp_path: Path) -> None:
+    """``python -m advprior``: the usual way in when the console script is not on PATH (a venv
+    that is not activated, ``pip install --user`` on Windows)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("ADVPRIOR_DEBUG", None)
+    base = [sys.executable, "-m", "advprior"]
+    res = subprocess.run(
+        [*base, "--version"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"advprior {advprior_version}"
+    res = subprocess.run([*base, "sample", "-n", "x"], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "advprior sample: error:" in res.stderr

@@ -812,3 +812,74 @@ def test_a_mistyped_local_folder_is_named_as_both(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match=r"no local folder 'rns/a' exists either"):
         PosePrior.from_pretrained("rns/a", cache_dir=tmp_path / "c")
+
+
+# --- a damaged cache -------------------------------------------------------------------------
+
+
+def _damage_cached_weights(cache: Path, repo: str) -> Path:
+    """Flip a byte of the cached weights' blob (the snapshot entry is a symlink to it), as a
+    disk error or an edit would; returns the blob."""
+    (snapshot,) = (cache / f"models--{repo.replace('/', '--')}" / "snapshots").iterdir()
+    blob = (snapshot / "model.safetensors").resolve()
+    _flip_last_byte(blob)
+    return blob
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+def test_a_cached_file_damaged_after_download_is_downloaded_again(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, prior: PosePrior, name: str
+) -> None:
+    """The CLI has no force_download, and deleting the file a refusal names (a symlink into the
+    cache's blobs) did not help: a damaged cached copy used to fail every later load. Online,
+    it is fetched once more and checked again."""
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    load_pretrained(name, manifest=manifest, cache_dir=cache)
+    repo = REPO if name == "tiny-s" else name
+    blob = _damage_cached_weights(cache, repo)
+    gets = [r for r in fake_hub.requests if r[0] == "GET" and r[1].endswith("model.safetensors")]
+    loaded = load_pretrained(name, manifest=manifest, cache_dir=cache)
+    assert torch.equal(loaded(_z()), prior(_z()))
+    assert blob.read_bytes() == (checkpoint / "model.safetensors").read_bytes()
+    again = [r for r in fake_hub.requests if r[0] == "GET" and r[1].endswith("model.safetensors")]
+    assert len(again) == len(gets) + 1
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+def test_a_damaged_cached_file_offline_is_refused_naming_the_file_to_delete(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    load_pretrained(name, manifest=manifest, cache_dir=cache)
+    blob = _damage_cached_weights(cache, REPO if name == "tiny-s" else name)
+    damaged = blob.read_bytes()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    n = len(fake_hub.requests)
+    with pytest.raises(ChecksumMismatchError) as info:
+        load_pretrained(name, manifest=manifest, cache_dir=cache)
+    assert str(blob) in str(info.value) and "offline" in str(info.value)
+    assert len(fake_hub.requests) == n and blob.read_bytes() == damaged
+
+
+def test_force_download_while_offline_is_an_offline_error(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HF_HUB_OFFLINE=1 and force_download=True (the remedy a checksum refusal suggests) was
+    huggingface_hub's ValueError about local_files_only, an argument the caller never passed."""
+    _publish(fake_hub, checkpoint)
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    load_pretrained("tiny-s", manifest=manifest, cache_dir=cache)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    n = len(fake_hub.requests)
+    for name in ("tiny-s", REPO):
+        with pytest.raises(OfflineError, match=r"force_download=True .*HF_HUB_OFFLINE=1"):
+            load_pretrained(name, manifest=manifest, cache_dir=cache, force_download=True)
+    assert len(fake_hub.requests) == n
