@@ -393,6 +393,15 @@ def _hub_download(
         raise ModelNotFoundError(f"{what}: {where} does not exist on the Hub ({err})") from err
     except HFValidationError as err:
         raise ModelNotFoundError(f"{what}: {repo_id!r} is not a valid Hub repo id ({err})") from err
+    except ValueError as err:
+        # with force_download, huggingface_hub reports a Hub it cannot reach as a bare
+        # ValueError("Force download failed due to the above error.") chained to the cause
+        if not force_download or err.__cause__ is None:
+            raise
+        raise OfflineError(
+            f"{what}: force_download=True could not download {where}: the Hub could not be "
+            f"reached ({type(err.__cause__).__name__}: {err.__cause__})"
+        ) from err
 
 
 def _verify(
@@ -483,12 +492,13 @@ def _can_fetch_again(hub_kwargs: dict[str, Any]) -> bool:
 
 
 def _cache_hint(path: Path, hub_kwargs: dict[str, Any]) -> str:
-    """What to do about a Hub file that fails its sha256 and is not downloaded again."""
-    if hub_kwargs.get("force_download") or not _offline(bool(hub_kwargs.get("local_files_only"))):
+    """What to do about a Hub file that fails its sha256 and was not downloaded again."""
+    if hub_kwargs.get("force_download"):
         return "it was downloaded just now: the Hub serves other bytes than those pinned"
+    why = "offline" if _offline(bool(hub_kwargs.get("local_files_only"))) else "Hub unreachable"
     # the snapshot entry is a symlink into the cache's blobs: deleting it alone changes nothing
     return (
-        f"offline, the damaged cached copy {path.resolve()} cannot be replaced: load it once "
+        f"{why}, so the damaged cached copy {path.resolve()} was not replaced: load it once "
         "online, which downloads it again, or delete that file"
     )
 

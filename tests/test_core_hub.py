@@ -883,3 +883,38 @@ def test_force_download_while_offline_is_an_offline_error(
         with pytest.raises(OfflineError, match=r"force_download=True .*HF_HUB_OFFLINE=1"):
             load_pretrained(name, manifest=manifest, cache_dir=cache, force_download=True)
     assert len(fake_hub.requests) == n
+
+
+def test_a_damaged_cached_file_with_the_hub_unreachable_names_the_file_to_delete(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Online, but the new download fails: the refusal is the checksum's, not a claim that the
+    file is missing from the cache."""
+    import huggingface_hub.utils._http as hf_http
+
+    _publish(fake_hub, checkpoint)
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    load_pretrained("tiny-s", manifest=manifest, cache_dir=cache)
+    blob = _damage_cached_weights(cache, REPO)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    with pytest.raises(ChecksumMismatchError, match="Hub unreachable") as info:
+        load_pretrained("tiny-s", manifest=manifest, cache_dir=cache)
+    assert str(blob) in str(info.value)
+    assert isinstance(info.value.__cause__, OfflineError)
+
+
+def test_force_download_with_the_hub_unreachable_is_an_offline_error(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was huggingface_hub's bare ValueError("Force download failed due to the above
+    error."), where the same call without force_download is an OfflineError."""
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    manifest = _manifest(tmp_path, checkpoint)
+    for name in ("tiny-s", REPO):
+        with pytest.raises(OfflineError, match="could not be reached"):
+            load_pretrained(name, manifest=manifest, cache_dir=tmp_path / "c", force_download=True)
