@@ -918,3 +918,36 @@ def test_force_download_with_the_hub_unreachable_is_an_offline_error(
     for name in ("tiny-s", REPO):
         with pytest.raises(OfflineError, match="could not be reached"):
             load_pretrained(name, manifest=manifest, cache_dir=tmp_path / "c", force_download=True)
+
+
+def test_huggingface_hub_0_23_errors_module_is_enough(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyproject allows huggingface_hub>=0.23, whose ``huggingface_hub.errors`` lacks
+    EntryNotFoundError and the other lookup errors: every download was an ImportError there.
+    (The Hub tests above also pass with huggingface_hub 0.23.5 installed.)"""
+    import sys
+    import types
+
+    import huggingface_hub.errors as current
+    import huggingface_hub.file_download  # noqa: F401 - imported before the module is swapped
+    import huggingface_hub.utils as hf_utils
+
+    old = types.ModuleType("huggingface_hub.errors")
+    old.__dict__.update(current.__dict__)
+    for name in ("Entry", "LocalEntry", "Repository", "Revision"):
+        # as in 0.23.5, which had them in huggingface_hub.utils (not lazily) and not in errors
+        error = f"{name}NotFoundError"
+        monkeypatch.setattr(hf_utils, error, getattr(hf_utils, error))
+        old.__dict__.pop(error, None)
+    monkeypatch.setitem(sys.modules, "huggingface_hub.errors", old)
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint)
+    loaded = load_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "cache")
+    assert torch.equal(loaded(_z()), prior(_z()))
+    with pytest.raises(ModelNotFoundError, match="does not exist on the Hub"):
+        load_pretrained("someone/absent", cache_dir=tmp_path / "cache")
