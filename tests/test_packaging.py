@@ -215,3 +215,32 @@ def test_import_advprior_loads_no_optional_or_compiler_module_and_writes_nothing
     assert res.stdout.splitlines() == ["[]", "[]"], res.stdout
     written = [p for d in (home, work) for p in d.rglob("*")]
     assert written == [], written
+
+
+# Lowest releases that have what advprior calls, found by running the tests against them: a
+# lower floor in pyproject.toml lets pip keep an older release that fails at run time.
+DEPENDENCY_FLOORS = {
+    # roma.euler_to_rotmat (advprior.data.rotmath, every BVH and ASF/AMC import) is new in 1.5.0
+    "roma": (1, 5),
+    # 0.23's huggingface_hub.errors lacks the lookup errors; advprior.hub falls back to .utils
+    "huggingface_hub": (0, 23),
+}
+
+
+def test_declared_dependency_floors_have_what_advprior_calls(built) -> None:
+    import re
+
+    with zipfile.ZipFile(built["wheel"]) as whl:
+        meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [
+            line.split(":", 1)[1].strip()
+            for line in whl.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist:") and "extra ==" not in line
+        ]
+    floors = {}
+    for req in requires:
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*>=\s*([0-9.]+)", req)
+        assert match, f"dependency {req!r} has no plain >= floor"
+        floors[match[1]] = tuple(int(p) for p in match[2].split("."))
+    for name, lowest in DEPENDENCY_FLOORS.items():
+        assert floors[name] >= lowest, f"{name}>={floors[name]} allows releases that fail"
