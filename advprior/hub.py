@@ -143,11 +143,13 @@ def _endpoint() -> str | None:
 
 
 def manifest_path(manifest: str | os.PathLike | None = None) -> Path:
-    """The manifest in use: ``manifest``, else ``$ADVPRIOR_MANIFEST``, else the packaged one."""
+    """The manifest in use: ``manifest``, else ``$ADVPRIOR_MANIFEST``, else the packaged one.
+    A leading ``~`` is the home folder, as for checkpoint paths and ``$ADVPRIOR_CACHE`` (a
+    variable set in a Dockerfile, a ``.env`` file or ``os.environ`` keeps it unexpanded)."""
     if manifest is not None:
-        return Path(manifest)
+        return Path(manifest).expanduser()
     env = os.environ.get("ADVPRIOR_MANIFEST")
-    return Path(env) if env else DEFAULT_MANIFEST
+    return Path(env).expanduser() if env else DEFAULT_MANIFEST
 
 
 def _symlink_placeholder_target(path: Path) -> Path:

@@ -440,6 +440,21 @@ def test_manifest_from_environment(
     assert list(read_manifest()) == ["tiny-s"]
 
 
+def test_a_manifest_path_with_a_leading_tilde_is_in_the_home_folder(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for checkpoint folders and $ADVPRIOR_CACHE: a Dockerfile ENV, a .env file or
+    os.environ leave the ``~`` to the program; it was "weights manifest not found: ~/..."."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _manifest(tmp_path, checkpoint)  # tmp_path / "manifest.json"
+    monkeypatch.setenv("ADVPRIOR_MANIFEST", "~/manifest.json")
+    assert list(read_manifest()) == ["tiny-s"]
+    monkeypatch.delenv("ADVPRIOR_MANIFEST")
+    assert list(read_manifest("~/manifest.json")) == ["tiny-s"]
+    model = PosePrior.from_pretrained(checkpoint, manifest="~/manifest.json")
+    assert model.latent_dim == 8
+
+
 @pytest.mark.parametrize(
     "broken, match",
     [
