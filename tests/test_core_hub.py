@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import threading
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -438,6 +439,28 @@ def test_manifest_from_environment(
 ) -> None:
     monkeypatch.setenv("ADVPRIOR_MANIFEST", str(_manifest(tmp_path, checkpoint)))
     assert list(read_manifest()) == ["tiny-s"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="'\\' separates folders there")
+def test_a_windows_style_home_path_is_not_found_with_a_hint_not_a_runtime_error(
+    tmp_path: Path, prior: PosePrior, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~\\runs\\x`` (PowerShell's spelling) is a ``~user`` path on POSIX, and
+    Path.expanduser raised RuntimeError("Could not determine home directory") for it, which
+    the CLI printed as an unexpected error to report."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prior.save_pretrained(tmp_path / "runs" / "x")
+    with pytest.raises(ModelNotFoundError, match=r"did you mean '.*runs/x'"):
+        PosePrior.from_pretrained("~\\runs\\x")
+    with pytest.raises(ModelNotFoundError):
+        PosePrior.from_pretrained("~no-such-user-advprior/x/y")
+    with pytest.raises(ModelNotFoundError, match="manifest not found"):
+        read_manifest("~no-such-user-advprior/manifest.json")
+    # saving keeps the name as given (no such user: a folder of that name here) and loads back
+    prior.save_pretrained("~no-such-user-advprior\\out")
+    assert torch.equal(PosePrior.from_pretrained("~no-such-user-advprior\\out")(_z()), prior(_z()))
 
 
 def test_a_manifest_path_with_a_leading_tilde_is_in_the_home_folder(
