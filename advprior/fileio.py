@@ -34,6 +34,14 @@ from typing import Any, BinaryIO
 import numpy as np
 
 
+def expand_home(path: str | os.PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded where that user exists, else as is.
+
+    Not ``Path.expanduser``, which raises RuntimeError("Could not determine home directory")
+    for a ``~user`` it cannot find, which is what a Windows-style ``~\\models\\x`` is here."""
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
 def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine."""
     if sys.platform == "win32":

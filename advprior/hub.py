@@ -53,7 +53,7 @@ from advprior.errors import (
     ModelNotFoundError,
     OfflineError,
 )
-from advprior.fileio import atomic_path, read_json, sha256_file, write_text_atomic
+from advprior.fileio import atomic_path, expand_home, read_json, sha256_file, write_text_atomic
 from advprior.tensors import check_device
 
 #: The format ``save_pretrained`` writes; 2 since ``config.json`` records ``weights_sha256``.
@@ -147,17 +147,9 @@ def manifest_path(manifest: str | os.PathLike | None = None) -> Path:
     A leading ``~`` is the home folder, as for checkpoint paths and ``$ADVPRIOR_CACHE`` (a
     variable set in a Dockerfile, a ``.env`` file or ``os.environ`` keeps it unexpanded)."""
     if manifest is not None:
-        return _expand_home(manifest)
+        return expand_home(manifest)
     env = os.environ.get("ADVPRIOR_MANIFEST")
-    return _expand_home(env) if env else DEFAULT_MANIFEST
-
-
-def _expand_home(path: str | os.PathLike) -> Path:
-    """``path`` with a leading ``~`` or ``~user`` expanded where that user exists, else as is.
-
-    Not ``Path.expanduser``, which raises RuntimeError("Could not determine home directory")
-    for a ``~user`` it cannot find, which is what a Windows-style ``~\\models\\x`` is here."""
-    return Path(os.path.expanduser(os.fspath(path)))
+    return expand_home(env) if env else DEFAULT_MANIFEST
 
 
 def _symlink_placeholder_target(path: Path) -> Path:
@@ -570,7 +562,7 @@ def resolve_files(
     if not name.strip():
         # Path("") is the working directory: never load whatever happens to be there
         raise ModelNotFoundError("the model name is empty; pass an alias, a folder or a Hub id")
-    path = _expand_home(name)
+    path = expand_home(name)
     hub_kwargs = dict(
         revision=revision,
         cache_dir=cache_dir,
@@ -618,7 +610,7 @@ def resolve_files(
     hint = ""
     if os.sep == "/" and "\\" in name:
         # a path copied from Windows: backslashes are no separators here
-        slashed = _expand_home(name.replace("\\", "/"))
+        slashed = expand_home(name.replace("\\", "/"))
         if slashed.is_dir():
             hint = f"; '\\' separates no folders on this system: did you mean {str(slashed)!r}?"
     raise ModelNotFoundError(
@@ -966,7 +958,7 @@ class PretrainedMixin:
                 "config.json can only record JSON-serialisable arguments"
             )
         # expanded as from_pretrained expands it, so that "~/m" names one folder for both
-        directory = _expand_home(save_directory)
+        directory = expand_home(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         # Serialise to bytes and write them ourselves: safetensors' own file writer leaves the
         # file private (0o600) whatever the umask.

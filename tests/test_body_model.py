@@ -170,6 +170,9 @@ def test_bad_arguments(cache, tmp_path: Path) -> None:
         load_body_model(num_betas=0)
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         load_body_model(tmp_path / "nope.pkl")
+    # an unknown ~user (or Windows' ~\\models) was Path.expanduser's RuntimeError
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        load_body_model("~no-such-user-advprior/SMPL_NEUTRAL.pkl")
     with pytest.raises(ModelNotFoundError, match="looked for"):
         load_body_model(tmp_path, model_type="smplh")
     junk = tmp_path / "junk.pkl"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import smplx
 import torch
 
-from advprior.body.standin import SHAPE_NAMES, STANDIN_VERSION, build_standin, standin_path
+from advprior.body.standin import (
+    SHAPE_NAMES,
+    STANDIN_VERSION,
+    build_standin,
+    cache_dir,
+    standin_path,
+)
 from advprior.skeleton import PARENTS, REST_JOINTS
 
 
@@ -142,6 +149,18 @@ def test_vertex_ids_are_meaningful(data: dict) -> None:
         big, small, heel = (v[ids[f"{side}{k}"]] for k in ("BigToe", "SmallToe", "Heel"))
         assert sign * small[0] > sign * big[0]  # big toe on the inside
         assert min(big[2], small[2]) > heel[2] + 0.15
+
+
+def test_cache_folder_from_the_environment_expands_home_and_survives_unknown_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~/x`` is the home folder; an unknown ``~user`` (a Windows-style ``~\\cache``) is a
+    folder of that name, as os.path.expanduser leaves it, not Path.expanduser's RuntimeError."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("ADVPRIOR_CACHE", "~/advprior-cache")
+    assert cache_dir() == tmp_path / "advprior-cache"
+    monkeypatch.setenv("ADVPRIOR_CACHE", "~no-such-user-advprior/cache")
+    assert cache_dir() == Path("~no-such-user-advprior/cache")
 
 
 def test_cache_file_loads_through_smplx(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,7 @@ from torch import nn
 
 from advprior.body import files, standin
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+from advprior.fileio import expand_home
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
 from advprior.tensors import cacheable, check_tensor
@@ -543,7 +544,7 @@ def _read_user_model(
 ) -> tuple[Path, dict[str, Any], str]:
     """The user's model file (a folder is searched as smplx lays it out), read by the safe
     reader: ``(file, arrays, model type found in it)``; the type must match ``model_type``."""
-    path = Path(path).expanduser()
+    path = expand_home(path)
     if path.is_dir():
         path = files.find_model_file(path, model_type or "smpl", gender)
     elif not path.exists():

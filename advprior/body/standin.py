@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from smplx.vertex_ids import vertex_ids as _SMPLX_VERTEX_IDS
 
-from advprior.fileio import portable_pickle, write_atomic
+from advprior.fileio import expand_home, portable_pickle, write_atomic
 from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS
 
 __all__ = [
@@ -577,7 +577,7 @@ def build_standin() -> dict[str, object]:
 def cache_dir() -> Path:
     """``$ADVPRIOR_CACHE`` or ``~/.cache/advprior``."""
     root = os.environ.get("ADVPRIOR_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "advprior"
+    return expand_home(root) if root else Path.home() / ".cache" / "advprior"
 
 
 def standin_path(*, refresh: bool = False) -> Path:
