@@ -119,6 +119,10 @@ class LatentSpace:
             return z.clamp(-1.0, 1.0)
         if self.kind == "normal":
             return z
+        if z.dtype == torch.float16:
+            # 1e-12 is 0 in float16: a zero latent's unused branch below is 0/0, whose NaN
+            # reached the gradient through torch.where. Computed in float32 and rounded.
+            return self.project(z.float()).half()
         # Divide by the largest entry first: |z|^2 of a finite latent as large as 1e20 overflows
         # float32 (z / inf would be 0, a wrong direction); the direction is unchanged by it.
         scale = z.abs().amax(dim=-1, keepdim=True)
@@ -160,7 +164,15 @@ class LatentSpace:
         unlike the clamp of :meth:`project`); normal: ``x`` itself.
         """
         if self.kind == "sphere":
-            return x / x.norm(dim=-1, keepdim=True).clamp(min=_MAP_EPS)
+            norm = x.norm(dim=-1, keepdim=True)
+            if norm.dtype == torch.float16:
+                # A .half() model (or CPU autocast, which keeps norm in float16): the clamp's
+                # 1e-8 is 0 in float16, so a zero row gave NaN, and the backward's |x|^2
+                # underflows for |x| < 2.4e-4, so a small-gain output layer got infinite
+                # gradients. Computed in float32 and rounded, as the float32 model's latent.
+                wide = x.float()
+                return (wide / wide.norm(dim=-1, keepdim=True).clamp(min=_MAP_EPS)).half()
+            return x / norm.clamp(min=_MAP_EPS)
         if self.kind == "uniform":
             return torch.tanh(x)
         return x

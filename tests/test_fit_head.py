@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -276,3 +277,34 @@ def test_a_head_built_on_the_meta_device_saves_and_loads() -> None:
 
     with pytest.raises(PriorMismatchError, match="they differ in: latent"):
         other.load_state_dict(trained.state_dict(), assign=True)
+
+
+def test_a_float16_head_whose_output_is_zero_or_tiny_stays_finite() -> None:
+    # A .half() regressor whose head's last layer starts at zero (or, under CPU autocast, any
+    # float16 output): the map's 1e-8 clamp and project's 1e-12 are 0 in float16, which made
+    # the latent 0/0 = NaN and the backward NaN; both now run in float32 and round.
+    torch.manual_seed(0)
+    head = LatentHead(8, PosePrior(latent="sphere")).eval()
+    with torch.no_grad():
+        head.net.weight.zero_()
+        head.net.bias.zero_()
+    half = copy.deepcopy(head).half()
+    feats = torch.randn(4, 8)
+    pose = half(feats.half())
+    assert torch.isfinite(pose).all()
+    # the float32 head sends the zero latent to project's pole; float16 rounds the same pose
+    # (decoder in float16: errors of a few 1e-3 rad on poses of size ~1)
+    assert torch.allclose(pose.float(), head(feats), atol=2e-2)
+    pose.float().square().sum().backward()
+    assert torch.isfinite(half.net.weight.grad).all()
+    # a tiny row: the true gradient of <z, v> is (v - <z, v> z) / |x|, up to 2e4 here, which
+    # float16 holds; its float16 backward overflowed where the two terms cancel (v along x)
+    space = head.space
+    for v in (torch.ones(32), torch.linspace(-1, 1, 32)):
+        x16 = torch.full((1, 32), 1e-5, dtype=torch.float16, requires_grad=True)
+        (space.map_unconstrained(x16).float() * v).sum().backward()
+        x32 = x16.detach().float().requires_grad_(True)
+        (space.map_unconstrained(x32) * v).sum().backward()
+        assert torch.isfinite(x16.grad).all()
+        # float16 rounding of a float32 gradient: relative 2^-11
+        assert torch.allclose(x16.grad.float(), x32.grad, rtol=2e-3, atol=1e-3)
