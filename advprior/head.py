@@ -84,9 +84,12 @@ class LatentHead(nn.Module):
 
     def prior_record(self) -> dict[str, Any]:
         """What the state dict records of the prior: ``{"prior": class name, "latent": kind,
-        "latent_dim": D, "prior_sha256": sha256 of the prior's weights}``. The sha256 is that of
-        the weights serialised as ``save_pretrained`` writes them (floating tensors in float32),
-        so for a released prior it is the manifest's ``sha256`` (e.g. ``gan-s``'s)."""
+        "latent_dim": D, "prior_sha256": sha256 of the prior's weights, "prior_sha256_float16",
+        "prior_sha256_bfloat16": the same of the weights rounded to those dtypes}``. The sha256
+        is that of the weights serialised as ``save_pretrained`` writes them (floating tensors
+        in float32), so for a released prior it is the manifest's ``sha256`` (e.g.
+        ``gan-s``'s); the rounded ones let a model cast to half precision on either side of
+        the save load (the weights then agree at that precision)."""
         return _record(self.prior, self.prior.state_dict())
 
     def get_extra_state(self) -> Tensor:
@@ -121,8 +124,8 @@ class LatentHead(nn.Module):
             _check_record(saved, self.prior, carried)
         elif any(k.startswith(prefix + "net.") for k in state_dict):
             where = f" (at {prefix[:-1]!r})" if prefix else ""
-            mine = self.prior_record()
-            after = _record(self.prior, {**self.prior.state_dict(), **carried})
+            mine = _record(self.prior, self.prior.state_dict(), halves=False)
+            after = _record(self.prior, {**self.prior.state_dict(), **carried}, halves=False)
             if carried and after["prior_sha256"] not in (None, mine["prior_sha256"]):
                 # 0.1.0/0.2.0 saved the prior's weights with the head: they are loaded into the
                 # head's prior (the head keeps the poses it gave), which other code may share
@@ -163,22 +166,66 @@ class LatentHead(nn.Module):
 
 
 _RECORD_KEYS = ("prior", "latent", "latent_dim", "prior_sha256")
+#: Optional: records written before these hashes were added (unreleased versions) still load.
+_OPTIONAL_KEYS = tuple(f"prior_sha256_{name}" for name in ("float16", "bfloat16"))
 
 
-def _record(prior: nn.Module, state: dict[str, Tensor]) -> dict[str, Any]:
-    """The record of ``prior`` with weights ``state`` (see :meth:`LatentHead.prior_record`)."""
+#: Half precisions a model may be cast to (``model.half()``, ``.bfloat16()``) after or before
+#: training its head: the record also hashes the weights as rounded to each.
+_HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _sha_at(state: dict[str, Tensor], dtype: torch.dtype | None) -> str | None:
+    """sha256 of ``state``'s weights rounded to ``dtype`` (None: as they are), floating tensors
+    written in float32; None for weights on the meta device (nothing to hash yet)."""
+    if any(v.is_meta for v in state.values()):
+        return None
+    canonical = {
+        k: (v if dtype is None else v.to(dtype)).float() if v.is_floating_point() else v
+        for k, v in state.items()
+    }
+    return state_sha256(canonical)
+
+
+def _record(prior: nn.Module, state: dict[str, Tensor], *, halves: bool = True) -> dict[str, Any]:
+    """The record of ``prior`` with weights ``state`` (see :meth:`LatentHead.prior_record`);
+    ``halves=False`` leaves out the half-precision hashes (only compared when needed)."""
+    space = prior.latent_space
     # float32 whatever the prior's dtype: a head trained on gan-s still matches gan-s after
     # the prior went through .double() and back
-    canonical = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    space = prior.latent_space
-    # a prior on the meta device (deferred initialisation) has no weights to hash yet
-    known = not any(v.is_meta for v in canonical.values())
-    return {
+    record = {
         "prior": type(prior).__name__,
         "latent": space.kind,
         "latent_dim": space.dim,
-        "prior_sha256": state_sha256(canonical) if known else None,
+        "prior_sha256": _sha_at(state, None),
     }
+    if halves:
+        for name, dtype in _HALF_DTYPES.items():
+            record[f"prior_sha256_{name}"] = _sha_at(state, dtype)
+    return record
+
+
+def _half_of(state: dict[str, Tensor]) -> str | None:
+    """The half precision all of ``state``'s floating tensors are in, if any."""
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    return next((n for n, d in _HALF_DTYPES.items() if dtypes == {d}), None)
+
+
+def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:
+    """Whether ``state`` holds the weights ``saved`` records, up to the rounding of a cast to
+    half precision on either side: a head trained on gan-s in float32 and loaded into a model
+    already cast to float16 (or trained in bfloat16 and loaded into float32) is gan-s's."""
+    mine = _sha_at(state, None)
+    if mine is None or mine == saved["prior_sha256"]:
+        return True
+    half = _half_of(state)
+    if half is not None and saved.get(f"prior_sha256_{half}") == mine:
+        return True  # the model here is in half precision: compare at its precision
+    for name, dtype in _HALF_DTYPES.items():
+        # rounding changed nothing: the saved weights were themselves in this half precision
+        if saved.get(f"prior_sha256_{name}") == saved["prior_sha256"]:
+            return _sha_at(state, dtype) == saved["prior_sha256"]
+    return False
 
 
 #: A record is about 150 bytes; anything much larger is not one (and is not parsed).
@@ -191,13 +238,17 @@ def _valid_record(record: Any) -> bool:
     (so that comparing and describing it cannot fail on a hand-edited one)."""
     if not isinstance(record, dict) or not all(k in record for k in _RECORD_KEYS):
         return False
-    sha, dim = record["prior_sha256"], record["latent_dim"]
+    dim = record["latent_dim"]
+    shas = [record["prior_sha256"], *(record.get(k) for k in _OPTIONAL_KEYS)]
     return (
         isinstance(record["prior"], str)
         and isinstance(record["latent"], str)
         and isinstance(dim, int)
         and not isinstance(dim, bool)
-        and (sha is None or (isinstance(sha, str) and _SHA256_HEX.fullmatch(sha) is not None))
+        and all(
+            sha is None or (isinstance(sha, str) and _SHA256_HEX.fullmatch(sha) is not None)
+            for sha in shas
+        )
     )
 
 
@@ -246,11 +297,11 @@ def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Te
     """Raise PriorMismatchError unless a head trained for the prior ``saved`` describes runs
     on ``prior`` once the state dict's prior tensors ``carried`` are loaded into it."""
     own = prior.state_dict()
-    mine = _record(prior, own)
+    mine = _record(prior, own, halves=False)
     differ = [k for k in ("prior", "latent", "latent_dim") if saved[k] != mine[k]]
     saved_sha = saved["prior_sha256"]  # None: saved from a prior on the meta device
     if not differ and saved_sha is not None and carried:
-        after = _record(prior, {**own, **carried})["prior_sha256"]
+        after = _sha_at({**own, **carried}, None)
         if after is not None and after != saved_sha:
             raise PriorMismatchError(
                 f"this LatentHead state dict records the prior {_describe(saved)}, but its own "
@@ -258,7 +309,7 @@ def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Te
                 "saving, and the head's layer was not trained for these weights. Nothing was "
                 "loaded into the head."
             )
-    elif not differ and saved_sha is not None and mine["prior_sha256"] not in (None, saved_sha):
+    elif not differ and saved_sha is not None and not _same_weights(saved, own):
         differ = ["weights"]
     if differ:
         raise PriorMismatchError(

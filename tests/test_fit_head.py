@@ -112,12 +112,18 @@ def test_record_names_the_prior_and_matches_the_checkpoint_sha256(tmp_path) -> N
     prior = _prior("uniform")
     prior.save_pretrained(tmp_path)
     record = LatentHead(8, prior).prior_record()
+    halves = {k: record.pop(k) for k in ("prior_sha256_float16", "prior_sha256_bfloat16")}
     assert record == {
         "prior": "PosePrior",
         "latent": "uniform",
         "latent_dim": 32,
         "prior_sha256": sha256_file(tmp_path / "model.safetensors"),
     }
+    # the weights as a .half() / .bfloat16() copy of the prior holds them
+    for key, dtype in (("prior_sha256_float16", "half"), ("prior_sha256_bfloat16", "bfloat16")):
+        rounded = getattr(LatentHead(8, _prior("uniform")), dtype)()
+        assert rounded.prior_record()["prior_sha256"] == halves[key] != record["prior_sha256"]
+    record.update(halves)
     # float32 whatever the prior's dtype, so .double() keeps the identity
     assert LatentHead(8, _prior("uniform").double()).prior_record() == record
 
@@ -178,6 +184,34 @@ def test_other_weights_are_refused_unless_the_state_dict_carries_the_prior() -> 
         LatentHead(8, _prior(seed=0)).load_state_dict(edited)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_model_cast_to_half_precision_loads_the_layer_saved_on_either_side_of_the_cast(
+    dtype: torch.dtype,
+) -> None:
+    # The layer alone (strict=False; the prior comes from from_pretrained) saved in float32 and
+    # loaded into a model already cast with .half(), or saved from a .bfloat16() model and
+    # loaded in float32: the prior is the same one rounded, and was refused as "other weights"
+    # ("build the head on the prior it was trained for").
+    from advprior.errors import PriorMismatchError
+
+    def layer_only(head: LatentHead) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in head.state_dict().items() if not k.startswith("prior.")}
+
+    trained = _trained_head(_prior(seed=0))
+    cast = LatentHead(8, _prior(seed=0)).to(dtype)
+    cast.load_state_dict(layer_only(trained), strict=False)
+    assert torch.equal(cast.net.weight, trained.net.weight.to(dtype))
+    saved_cast = copy.deepcopy(trained).to(dtype)
+    back = LatentHead(8, _prior(seed=0))
+    back.load_state_dict(layer_only(saved_cast), strict=False)
+    assert torch.equal(back.net.weight, saved_cast.net.weight.float())
+    # other weights are still told apart at half precision, both ways
+    with pytest.raises(PriorMismatchError, match="they differ in: weights"):
+        LatentHead(8, _prior(seed=1)).to(dtype).load_state_dict(layer_only(trained), strict=False)
+    with pytest.raises(PriorMismatchError, match="they differ in: weights"):
+        LatentHead(8, _prior(seed=1)).load_state_dict(layer_only(saved_cast), strict=False)
+
+
 def test_a_state_dict_without_the_record_still_loads_with_a_warning() -> None:
     trained = _trained_head(_prior())
     legacy = {k: v for k, v in trained.state_dict().items() if k != "_extra_state"}
@@ -199,7 +233,12 @@ def test_a_malformed_record_is_refused() -> None:
     # the right keys with values of the wrong type (a hand-edited record) were a TypeError
     # from inside load_state_dict, or compared as if valid
     good = json.loads(bytes(_trained_head(_prior()).state_dict()["_extra_state"].tolist()))
-    for key, bad in (("prior_sha256", 123), ("prior_sha256", "abc"), ("latent_dim", "32")):
+    for key, bad in (
+        ("prior_sha256", 123),
+        ("prior_sha256", "abc"),
+        ("latent_dim", "32"),
+        ("prior_sha256_float16", "abc"),
+    ):
         blob = json.dumps({**good, key: bad}).encode()
         state["_extra_state"] = torch.tensor(list(blob), dtype=torch.uint8)
         with pytest.raises(PriorMismatchError, match="not a prior record"):
