@@ -79,6 +79,7 @@ class LatentHead(nn.Module):
         for p in self.prior.parameters():
             p.requires_grad_(False)
         self.prior.eval()
+        self._zero_checked = False
 
     # -- which prior the head was trained for --------------------------------------------------
 
@@ -158,7 +159,38 @@ class LatentHead(nn.Module):
     def latent(self, features: Tensor) -> Tensor:
         """Latents ``(..., D)`` on the prior's manifold for features ``(..., F)``."""
         check_tensor(features, "features", self.in_features, finite=False)
-        return self.space.map_unconstrained(self.net(features))
+        raw = self.net(features)
+        # getattr: a head pickled whole by an earlier version has no flag
+        if (
+            self.kind == "sphere"
+            and raw.requires_grad
+            and not getattr(self, "_zero_checked", False)
+        ):
+            self._warn_if_zero(raw)
+        return self.space.map_unconstrained(raw)
+
+    def _warn_if_zero(self, raw: Tensor) -> None:
+        # Once, at the first forward that trains: an output layer initialised to zero (as
+        # regressors that start from the mean pose do) gives zero rows, which have no direction
+        # on the sphere: they decode to project's fixed pole with zero gradient, so the layer
+        # never moves and the loss stays flat, silently. Once only: the check costs a device
+        # sync. Never in a traced graph, where a value cannot steer Python.
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
+        try:
+            zero = bool((raw.detach() == 0).all(dim=-1).any())
+        except RuntimeError:  # vmap's "data-dependent control flow"
+            return
+        self._zero_checked = True
+        if zero:
+            warnings.warn(
+                "LatentHead's layer gave an all-zero output row: on the sphere it has no "
+                "direction, decodes to a fixed pose with zero gradient and will not train; "
+                "do not initialise the head's last layer to zero (a small random init, e.g. "
+                "xavier_uniform_ with gain 0.01, starts near a pose and trains)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def forward(self, features: Tensor, **decode_kwargs: Any) -> Tensor:
         """Body pose ``(..., 63)`` (or as ``decode_kwargs`` ask, e.g. ``output="rotmat"``)."""

@@ -329,11 +329,13 @@ def test_a_float16_head_whose_output_is_zero_or_tiny_stays_finite() -> None:
         head.net.bias.zero_()
     half = copy.deepcopy(head).half()
     feats = torch.randn(4, 8)
-    pose = half(feats.half())
+    with pytest.warns(RuntimeWarning, match="all-zero output row"):
+        pose = half(feats.half())
     assert torch.isfinite(pose).all()
     # the float32 head sends the zero latent to project's pole; float16 rounds the same pose
     # (decoder in float16: errors of a few 1e-3 rad on poses of size ~1)
-    assert torch.allclose(pose.float(), head(feats), atol=2e-2)
+    with torch.no_grad():
+        assert torch.allclose(pose.float(), head(feats), atol=2e-2)
     pose.float().square().sum().backward()
     assert torch.isfinite(half.net.weight.grad).all()
     # a tiny row: the true gradient of <z, v> is (v - <z, v> z) / |x|, up to 2e4 here, which
@@ -347,3 +349,33 @@ def test_a_float16_head_whose_output_is_zero_or_tiny_stays_finite() -> None:
         assert torch.isfinite(x16.grad).all()
         # float16 rounding of a float32 gradient: relative 2^-11
         assert torch.allclose(x16.grad.float(), x32.grad, rtol=2e-3, atol=1e-3)
+
+
+def test_a_zero_initialised_layer_on_the_sphere_warns_that_it_cannot_train() -> None:
+    # "start from the mean pose" regressors zero their last layer: on the sphere the zero
+    # latent has no direction (project's pole, zero gradient) and the loss stayed flat silently
+    feats = torch.randn(4, 8)
+
+    def zeroed(latent: str) -> LatentHead:
+        head = LatentHead(8, _prior(latent))
+        torch.nn.init.zeros_(head.net.weight)
+        torch.nn.init.zeros_(head.net.bias)
+        return head
+
+    head = zeroed("sphere")
+    with pytest.warns(RuntimeWarning, match="all-zero output row"):
+        head(feats).square().sum().backward()
+    assert float(head.net.weight.grad.abs().max()) == 0.0  # why it warns
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        head(feats)  # once only
+        with torch.no_grad():
+            zeroed("sphere")(feats)  # not training: a zero row there is only a pose
+        cube = zeroed("uniform")
+        cube(feats).square().sum().backward()  # z = 0 is the cube's centre: it trains
+        assert float(cube.net.weight.grad.abs().max()) > 0.0
+        _trained_head(_prior())(feats).square().sum().backward()
+        # under vmap a value cannot steer Python: no check, no error
+        torch.func.vmap(zeroed("sphere"))(feats.requires_grad_())
