@@ -198,13 +198,13 @@ class LatentHead(nn.Module):
 
 
 _RECORD_KEYS = ("prior", "latent", "latent_dim", "prior_sha256")
-#: Optional: records written before these hashes were added (unreleased versions) still load.
-_OPTIONAL_KEYS = tuple(f"prior_sha256_{name}" for name in ("float16", "bfloat16"))
 
 
 #: Half precisions a model may be cast to (``model.half()``, ``.bfloat16()``) after or before
 #: training its head: the record also hashes the weights as rounded to each.
 _HALF_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+#: Optional: records written before these hashes were added (unreleased versions) still load.
+_OPTIONAL_KEYS = tuple(f"prior_sha256_{name}" for name in _HALF_DTYPES)
 
 
 def _sha_at(state: dict[str, Tensor], dtype: torch.dtype | None) -> str | None:
@@ -237,12 +237,6 @@ def _record(prior: nn.Module, state: dict[str, Tensor], *, halves: bool = True) 
     return record
 
 
-def _half_of(state: dict[str, Tensor]) -> str | None:
-    """The half precision all of ``state``'s floating tensors are in, if any."""
-    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
-    return next((n for n, d in _HALF_DTYPES.items() if dtypes == {d}), None)
-
-
 def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:
     """Whether ``state`` holds the weights ``saved`` records, up to the rounding of a cast to
     half precision on either side: a head trained on gan-s in float32 and loaded into a model
@@ -250,9 +244,8 @@ def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:
     mine = _sha_at(state, None)
     if mine is None or mine == saved["prior_sha256"]:
         return True
-    half = _half_of(state)
-    if half is not None and saved.get(f"prior_sha256_{half}") == mine:
-        return True  # the model here is in half precision: compare at its precision
+    if mine in {saved.get(k) for k in _OPTIONAL_KEYS} - {None}:
+        return True  # the weights here are the saved ones rounded (a model cast after saving)
     for name, dtype in _HALF_DTYPES.items():
         # rounding changed nothing: the saved weights were themselves in this half precision
         if saved.get(f"prior_sha256_{name}") == saved["prior_sha256"]:

@@ -201,6 +201,8 @@ def test_a_model_cast_to_half_precision_loads_the_layer_saved_on_either_side_of_
     cast = LatentHead(8, _prior(seed=0)).to(dtype)
     cast.load_state_dict(layer_only(trained), strict=False)
     assert torch.equal(cast.net.weight, trained.net.weight.to(dtype))
+    # and cast back to float32: the rounded weights stay
+    cast.float().load_state_dict(layer_only(trained), strict=False)
     saved_cast = copy.deepcopy(trained).to(dtype)
     back = LatentHead(8, _prior(seed=0))
     back.load_state_dict(layer_only(saved_cast), strict=False)
