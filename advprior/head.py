@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -208,15 +209,24 @@ _OPTIONAL_KEYS = tuple(f"prior_sha256_{name}" for name in _HALF_DTYPES)
 
 
 def _sha_at(state: dict[str, Tensor], dtype: torch.dtype | None) -> str | None:
-    """sha256 of ``state``'s weights rounded to ``dtype`` (None: as they are), floating tensors
-    written in float32; None for weights on the meta device (nothing to hash yet)."""
+    """sha256 of ``state``'s weights: as ``save_pretrained`` writes them (``dtype`` None:
+    floating tensors in float32, the file's sha256), or rounded to the half precision
+    ``dtype`` (then of the names, shapes and raw 2-byte values: a quarter of the cost). None
+    for weights on the meta device (nothing to hash yet)."""
     if any(v.is_meta for v in state.values()):
         return None
-    canonical = {
-        k: (v if dtype is None else v.to(dtype)).float() if v.is_floating_point() else v
-        for k, v in state.items()
-    }
-    return state_sha256(canonical)
+    if dtype is None:
+        return state_sha256(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key].detach().to("cpu")
+        if value.is_floating_point():
+            value = value.to(dtype).view(torch.int16)  # numpy has no bfloat16
+        digest.update(f"{key}\0{tuple(value.shape)}\0{value.dtype}\0".encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _record(prior: nn.Module, state: dict[str, Tensor], *, halves: bool = True) -> dict[str, Any]:
@@ -238,18 +248,17 @@ def _record(prior: nn.Module, state: dict[str, Tensor], *, halves: bool = True) 
 
 
 def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:
-    """Whether ``state`` holds the weights ``saved`` records, up to the rounding of a cast to
-    half precision on either side: a head trained on gan-s in float32 and loaded into a model
-    already cast to float16 (or trained in bfloat16 and loaded into float32) is gan-s's."""
+    """Whether ``state`` holds the weights ``saved`` records, or the same ones at a half
+    precision: a head trained on gan-s in float32 and loaded into a model already cast to
+    float16 (or trained in bfloat16 and loaded into float32) is gan-s's. (Two trainings never
+    agree on every weight to bfloat16's 3 digits.)"""
     mine = _sha_at(state, None)
     if mine is None or mine == saved["prior_sha256"]:
         return True
-    if mine in {saved.get(k) for k in _OPTIONAL_KEYS} - {None}:
-        return True  # the weights here are the saved ones rounded (a model cast after saving)
     for name, dtype in _HALF_DTYPES.items():
-        # rounding changed nothing: the saved weights were themselves in this half precision
-        if saved.get(f"prior_sha256_{name}") == saved["prior_sha256"]:
-            return _sha_at(state, dtype) == saved["prior_sha256"]
+        half = saved.get(f"prior_sha256_{name}")  # absent from records of earlier versions
+        if half is not None and half == _sha_at(state, dtype):
+            return True
     return False
 
 

@@ -121,8 +121,9 @@ def test_record_names_the_prior_and_matches_the_checkpoint_sha256(tmp_path) -> N
     }
     # the weights as a .half() / .bfloat16() copy of the prior holds them
     for key, dtype in (("prior_sha256_float16", "half"), ("prior_sha256_bfloat16", "bfloat16")):
-        rounded = getattr(LatentHead(8, _prior("uniform")), dtype)()
-        assert rounded.prior_record()["prior_sha256"] == halves[key] != record["prior_sha256"]
+        rounded = getattr(LatentHead(8, _prior("uniform")), dtype)().prior_record()
+        assert rounded[key] == halves[key]
+        assert rounded["prior_sha256"] != record["prior_sha256"]
     record.update(halves)
     # float32 whatever the prior's dtype, so .double() keeps the identity
     assert LatentHead(8, _prior("uniform").double()).prior_record() == record
