@@ -87,11 +87,11 @@ class LatentHead(nn.Module):
     def prior_record(self) -> dict[str, Any]:
         """What the state dict records of the prior: ``{"prior": class name, "latent": kind,
         "latent_dim": D, "prior_sha256": sha256 of the prior's weights, "prior_sha256_float16",
-        "prior_sha256_bfloat16": the same of the weights rounded to those dtypes}``. The sha256
+        "prior_sha256_bfloat16": sha256 of the weights rounded to those dtypes}``. The first
         is that of the weights serialised as ``save_pretrained`` writes them (floating tensors
         in float32), so for a released prior it is the manifest's ``sha256`` (e.g.
-        ``gan-s``'s); the rounded ones let a model cast to half precision on either side of
-        the save load (the weights then agree at that precision)."""
+        ``gan-s``'s); the rounded ones (of names, shapes and 2-byte values) let a model cast to
+        half precision on either side of the save load (its weights agree at that precision)."""
         return _record(self.prior, self.prior.state_dict())
 
     def get_extra_state(self) -> Tensor:
