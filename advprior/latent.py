@@ -112,7 +112,7 @@ class LatentSpace:
         below 1e-12 in size has no direction and maps to the pole ``e_0`` with zero gradient: a
         zero start cannot move, see :meth:`advprior.LatentPose.reset` and :mod:`advprior.compat`);
         uniform: clamp to [-1, 1]; normal: ``z`` itself. NaN/Inf entries propagate (no
-        exception), as in any torch op.
+        exception), as in any torch op. A float16 ``z`` is projected in float32 and rounded.
         """
         check_latent(z, self.dim, finite=False)
         if self.kind == "uniform":
@@ -160,8 +160,9 @@ class LatentSpace:
     def map_unconstrained(self, x: torch.Tensor) -> torch.Tensor:
         """A smooth map from any ``x (..., dim)`` (a network's raw output) into the space.
 
-        Sphere: ``x / |x|`` (norm clamped at 1e-8); uniform: ``tanh`` (inside the cube, smooth,
-        unlike the clamp of :meth:`project`); normal: ``x`` itself.
+        Sphere: ``x / |x|`` (norm clamped at 1e-8; float16 ``x`` is mapped in float32 and
+        rounded); uniform: ``tanh`` (inside the cube, smooth, unlike the clamp of
+        :meth:`project`); normal: ``x`` itself.
         """
         if self.kind == "sphere":
             norm = x.norm(dim=-1, keepdim=True)
