@@ -382,3 +382,22 @@ def test_a_zero_initialised_layer_on_the_sphere_warns_that_it_cannot_train() -> 
         _trained_head(_prior())(feats).square().sum().backward()
         # under vmap a value cannot steer Python: no check, no error
         torch.func.vmap(zeroed("sphere"))(feats.requires_grad_())
+
+
+def test_a_float16_head_gives_smpl_hand_joints_and_identity_rotations_as_zeros() -> None:
+    # body="smpl" appends the hand joints as identity rotations; in float16 their axis-angle
+    # was NaN (the small-angle threshold 1e-8 rounds to 0 there, and the identity is 0 / 0)
+    from advprior.rotations import rotmat_to_axis_angle
+
+    torch.manual_seed(0)
+    head = _trained_head(_prior()).half()
+    with torch.no_grad():
+        pose = head(torch.randn(3, 8).half(), body="smpl")
+    assert pose.shape == (3, 69)
+    assert torch.isfinite(pose).all()
+    assert torch.equal(pose[:, 63:], torch.zeros(3, 6, dtype=torch.float16))
+    eye = torch.eye(3, dtype=torch.float16).expand(2, 3, 3).clone().requires_grad_(True)
+    rotvec = rotmat_to_axis_angle(eye)
+    assert torch.equal(rotvec, torch.zeros(2, 3, dtype=torch.float16))
+    rotvec.float().sum().backward()
+    assert torch.isfinite(eye.grad).all()
