@@ -262,7 +262,7 @@ def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:
     return False
 
 
-#: A record is about 150 bytes; anything much larger is not one (and is not parsed).
+#: A record is about 330 bytes; anything much larger is not one (and is not parsed).
 _MAX_RECORD_BYTES = 4096
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 

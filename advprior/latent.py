@@ -168,9 +168,9 @@ class LatentSpace:
             norm = x.norm(dim=-1, keepdim=True)
             if norm.dtype == torch.float16:
                 # A .half() model (or CPU autocast, which keeps norm in float16): the clamp's
-                # 1e-8 is 0 in float16, so a zero row gave NaN, and the backward's |x|^2
-                # underflows for |x| < 2.4e-4, so a small-gain output layer got infinite
-                # gradients. Computed in float32 and rounded, as the float32 model's latent.
+                # 1e-8 is 0 in float16, so a zero row gave NaN, and the backward divides by
+                # |x|^2, which underflows below |x| = 2.4e-4 (infinite gradients for a
+                # small-gain output layer). Computed in float32 and rounded.
                 wide = x.float()
                 return (wide / wide.norm(dim=-1, keepdim=True).clamp(min=_MAP_EPS)).half()
             return x / norm.clamp(min=_MAP_EPS)
