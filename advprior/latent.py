@@ -19,7 +19,8 @@ LATENT_KINDS: tuple[str, ...] = ("sphere", "uniform", "normal")
 
 # Below this norm a sphere latent has no direction; it is sent to a fixed pole instead of NaN.
 _SPHERE_EPS = 1e-12
-# Smallest norm map_unconstrained divides by (a regressor's raw output is never exactly zero).
+# Smallest norm map_unconstrained divides by. (A trained layer's output is never exactly zero; a
+# zero-initialised one's is, and has no direction: LatentHead warns.)
 _MAP_EPS = 1e-8
 
 
