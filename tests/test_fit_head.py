@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import pytest
 import torch
@@ -350,8 +351,9 @@ def test_a_float16_head_whose_output_is_zero_or_tiny_stays_finite() -> None:
         x32 = x16.detach().float().requires_grad_(True)
         (space.map_unconstrained(x32) * v).sum().backward()
         assert torch.isfinite(x16.grad).all()
-        # float16 rounding of a float32 gradient: relative 2^-11
-        assert torch.allclose(x16.grad.float(), x32.grad, rtol=2e-3, atol=1e-3)
+        # float16 rounding of a float32 gradient: relative 2^-11; absolute: float32 rounding
+        # of the two cancelling terms of size 2e4 (2e4 * 6e-8 = 1.2e-3 each)
+        assert torch.allclose(x16.grad.float(), x32.grad, rtol=2e-3, atol=1e-2)
 
 
 def test_a_zero_initialised_layer_on_the_sphere_warns_that_it_cannot_train() -> None:
@@ -369,8 +371,6 @@ def test_a_zero_initialised_layer_on_the_sphere_warns_that_it_cannot_train() -> 
     with pytest.warns(RuntimeWarning, match="all-zero output row"):
         head(feats).square().sum().backward()
     assert float(head.net.weight.grad.abs().max()) == 0.0  # why it warns
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         head(feats)  # once only
