@@ -245,12 +245,10 @@ def _axis_angle_planar(p: torch.Tensor) -> torch.Tensor:
     """Planar matrices ``(9, N)`` -> planar rotation vectors ``(3, N)``."""
     small = _small(p.shape[1])
     cos2, sin2, theta, v, w_hat = (_log_vector if small else _log_components)(p)
-    # float16 has no 1e-8 (it rounds to 0, and the identity's 0 / 0 was NaN): its smallest
-    # normal instead, where theta / (2 sin theta) is 1/2 to 1e-9 all the same
-    small_angle = max(_SMALL_ANGLE, torch.finfo(p.dtype).tiny)
     # theta n = v * theta / (2 sin theta) below pi/2: atan2(s, c) / s is smooth in s
-    quotient = theta / sin2.clamp_min(small_angle)
-    tiny = theta < small_angle
+    # (float16 never gets here: its 1e-8 would round to 0, see _widen)
+    quotient = theta / sin2.clamp_min(_SMALL_ANGLE)
+    tiny = theta < _SMALL_ANGLE
     # (a cached 0-d tensor: a Python 0.5 costs torch.where two dtype conversions per call)
     half = _const("half", p)
     if small:
