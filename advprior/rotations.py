@@ -47,7 +47,11 @@ def _small(n: int) -> bool:
     # A symbolic size (torch.export or torch.compile with a dynamic batch): a kernel chosen by
     # it would guard the graph on the batch size, so the large-batch kernels, correct for every
     # size, are recorded. (torch.jit.trace's sizes are no SymInt: it records what eager runs.)
-    return not isinstance(n, torch.SymInt) and n < _COMPONENT_MIN
+    # Strict torch.export traces with dynamo, where a symbolic size reads as a plain int:
+    # there every export takes the large-batch kernels (an export's inputs are not one size).
+    if isinstance(n, torch.SymInt) or torch.compiler.is_exporting():
+        return False
+    return n < _COMPONENT_MIN
 
 
 def _log_map_linear() -> tuple[list[list[float]], list[list[float]]]:
