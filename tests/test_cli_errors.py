@@ -33,7 +33,10 @@ def files(tmp_path: Path) -> dict[str, Path]:
     notjson = tmp_path / "kp.json"
     notjson.write_text("{not json")
     kp = tmp_path / "ok.json"
-    kp.write_text(json.dumps({"keypoints": [[[1.0, 2.0]] * 24]}))
+    # well-formed keypoints (spread over 230 x 460 px) for the cases whose error is elsewhere
+    kp.write_text(
+        json.dumps({"keypoints": [[[100.0 + 10 * j, 200.0 + 20 * j] for j in range(24)]]})
+    )
     return {
         "junk": junk,
         "notjson": notjson,

@@ -66,6 +66,14 @@ def test_fit_advprior_layout_with_a_checkpoint(tmp_path, keypoints, capsys) -> N
     assert "3 starts" in text and text.count("\n") == 1
     assert main([*args, "--starts", "0", "--sequence"]) == 2
     assert "--starts must be at least 1" in capsys.readouterr().err
+    # large images: the fit runs at the defaults' scale, recorded; 0 is a usage error
+    assert main([*args, "--pixel-scale", "2"]) == 0
+    assert json.loads(str(np.load(out)["info"]))["pixel_scale"] == 2.0
+    assert main([*args, "--pixel-scale", "2", "--sequence"]) == 0
+    assert json.loads(str(np.load(out)["info"]))["pixel_scale"] == 2.0
+    capsys.readouterr()
+    assert main([*args, "--pixel-scale", "0"]) == 2
+    assert "--pixel-scale must be a positive number" in capsys.readouterr().err
 
 
 def test_fit_openpose_files_without_a_prior(tmp_path) -> None:

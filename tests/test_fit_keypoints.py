@@ -193,6 +193,35 @@ def test_unbatched_fit_matches_the_batched_fit(body) -> None:
     assert single.info["batch"] is False and batched.info["batch"] is True
 
 
+def test_pixel_scale_makes_a_larger_image_fit_as_the_original(body) -> None:
+    """The weights are in squared pixels; pixel_scale divides keypoints and camera so a large
+    image keeps their balance. Scaling by 4 is exact in binary floating point, so the fit of
+    the 4x image with pixel_scale=4 is the original fit bit for bit, with projections and loss
+    back in the large image's units (x4, x16). Without it the prior and the robust scale are
+    16x weaker against the keypoints, and the fit differs."""
+    prior = PosePrior.from_pretrained("gan-s")
+    truth = prior.sample(2, generator=seeded(5))
+    kp, conf, _ = scene(body, truth, seed=6, drop=0.2)
+    big = CAMERA.scaled(4.0)
+    assert big.focal == (4000.0, 4000.0) and big.center == (2000.0, 2000.0)
+    ref = fit_keypoints(kp, conf, CAMERA, body_model=body, iterations=ITERS)
+    fit = fit_keypoints(kp * 4, conf, big, body_model=body, iterations=ITERS, pixel_scale=4)
+    assert torch.equal(fit.body_pose, ref.body_pose) and torch.equal(fit.transl, ref.transl)
+    assert torch.equal(fit.projected, ref.projected * 4) and torch.equal(fit.loss, ref.loss * 16)
+    assert fit.info["pixel_scale"] == 4.0 and ref.info["pixel_scale"] == 1.0
+    plain = fit_keypoints(kp * 4, conf, big, body_model=body, iterations=ITERS)
+    assert not torch.equal(plain.body_pose, ref.body_pose)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "2"])
+def test_pixel_scale_must_be_a_positive_number(body, bad) -> None:
+    kp, conf = _ok_inputs()
+    with pytest.raises(ValueError, match="pixel_scale"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, pixel_scale=bad)
+    with pytest.raises(ValueError, match="factor"):
+        CAMERA.scaled(bad)
+
+
 def test_nan_keypoints_count_as_missing(body) -> None:
     truth = 0.2 * torch.randn(2, 63, generator=seeded(14))
     kp, conf, _ = scene(body, truth, seed=15)

@@ -97,6 +97,21 @@ def test_starts_go_to_the_per_frame_start(prior) -> None:
         fit_sequence(kp, conf, CAMERA, prior=prior, starts=0)
 
 
+def test_pixel_scale_makes_a_larger_image_fit_as_the_original(prior) -> None:
+    """As for fit_keypoints: the 4x image with pixel_scale=4 is the original fit bit for bit (x4
+    is exact in binary floating point), projections and loss in the large image's units."""
+    kp, conf, _ = _clip(prior, 3)
+    kw = {"prior": prior, "iterations": 3, "init_iterations": 2}
+    ref = fit_sequence(kp, conf, CAMERA, **kw)
+    fit = fit_sequence(kp * 4, conf, CAMERA.scaled(4.0), pixel_scale=4, **kw)
+    torch.testing.assert_close(fit.body_pose, ref.body_pose, rtol=0, atol=0)
+    torch.testing.assert_close(fit.projected, ref.projected * 4, rtol=0, atol=0)
+    torch.testing.assert_close(fit.loss, ref.loss * 16, rtol=0, atol=0)
+    assert fit.info["pixel_scale"] == 4.0
+    with pytest.raises(ValueError, match="pixel_scale"):
+        fit_sequence(kp, conf, CAMERA, pixel_scale=0.0, **kw)
+
+
 def test_init_from_another_prior_is_refused(prior) -> None:
     # every shipped latent prior has 32 numbers: the fit's recorded prior tells them apart
     kp, conf, _ = _clip(prior, 2)

@@ -49,6 +49,7 @@ projected, iterations) and ``info`` (JSON).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
+    p.add_argument(
+        "--pixel-scale",
+        type=float,
+        default=1.0,
+        help="your pixels per pixel of the scale the defaults suit (1); for large images about "
+        "the person's height in pixels / 350 (docs/fitting.md, 'Large images')",
+    )
     p.add_argument(
         "--sequence",
         action="store_true",
@@ -393,15 +401,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.starts < 1:
         raise UsageError(f"--starts must be at least 1, got {args.starts}")
+    if not (math.isfinite(args.pixel_scale) and args.pixel_scale > 0):
+        raise UsageError(f"--pixel-scale must be a positive number, got {args.pixel_scale}")
+    # usage errors before any file is read
+    camera = parse_camera(args.camera) if args.camera is not None else None
     args.keypoints = expand_wildcards(args.keypoints, "keypoints file")
     frames = [read_keypoints(p, args.person, missing_ok=args.sequence) for p in args.keypoints]
     formats = {f["format"] for f in frames if f["format"] is not None}
     fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"
     if args.keypoint_format is None and len(formats) > 1:
         raise ValueError(f"the keypoint files use different formats {sorted(formats)}")
-    if args.camera is not None:
-        camera = parse_camera(args.camera)
-    else:
+    if camera is None:
         cams = [
             (path, _camera_from_file(f["camera"], path))
             for path, f in zip(args.keypoints, frames, strict=True)
@@ -445,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
             starts=args.starts,
             view_starts=args.view_starts,
             sigma=args.sigma,
+            pixel_scale=args.pixel_scale,
             smoothness=args.smoothness,
             window=args.window,
             overlap=min(16, args.window // 4),
@@ -463,6 +474,7 @@ def run(args: argparse.Namespace) -> int:
             view_starts=args.view_starts,
             optimizer=args.optimizer,
             sigma=args.sigma,
+            pixel_scale=args.pixel_scale,
             **density,
         )
     result.info["camera"] = camera.to_dict()

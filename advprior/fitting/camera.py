@@ -93,6 +93,22 @@ class PinholeCamera:
     def __repr__(self) -> str:
         return f"PinholeCamera(focal={self.focal}, center={self.center})"
 
+    def scaled(self, factor: float) -> PinholeCamera:
+        """The same camera for the image resized by ``factor`` (focal length and principal
+        point times ``factor``; the rotation is kept)."""
+        if not (
+            isinstance(factor, (int, float))
+            and not isinstance(factor, bool)
+            and math.isfinite(factor)
+            and factor > 0
+        ):
+            raise ValueError(f"factor must be a positive number, got {factor!r}")
+        fx, fy = self.focal
+        cx, cy = self.center
+        return PinholeCamera(
+            (fx * factor, fy * factor), (cx * factor, cy * factor), rotation=self.rotation
+        )
+
     @classmethod
     def from_dict(cls, data: dict) -> PinholeCamera:
         """From ``{"focal": [fx, fy], "center": [cx, cy], "rotation": [[...]] (optional)}``,

@@ -46,6 +46,7 @@ from advprior.fitting.smplify import (
     SMPLIFY_STAGES,
     _as_tensor,
     _Body,
+    _check_pixel_scale,
     _concat,
     _prior_term,
     check_pixel_camera,
@@ -274,6 +275,7 @@ def fit_sequence(
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
     view_starts: bool = True,
+    pixel_scale: float = 1.0,
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
@@ -305,6 +307,10 @@ def fit_sequence(
         pose_density, pose_weight: as in :func:`fit_keypoints` (by default the GMM's energy
             for a sphere-latent prior), in the per-frame start and every window.
         view_starts: as in :func:`fit_keypoints`, for the per-frame start.
+        pixel_scale: as in :func:`fit_keypoints`: the fit (start and windows) runs on
+            keypoints and camera divided by it, so that the robust scale, the prior's and the
+            temporal weights keep their balance on large images; ``projected`` and ``loss``
+            come back in your pixels.
 
     Returns:
         A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
@@ -356,6 +362,10 @@ def fit_sequence(
     kp, conf = prepare_keypoints(
         kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0
     )
+    scale = _check_pixel_scale(pixel_scale)
+    if scale != 1.0:
+        kp = kp / scale
+        camera = camera.scaled(1.0 / scale)
     n_clips, length = (1, lead[0]) if single else lead
     kp = kp.view(n_clips, length, fmt.num_keypoints, 2)
     conf = conf.view(n_clips, length, fmt.num_keypoints)
@@ -498,6 +508,7 @@ def fit_sequence(
         "init_iterations": init_iterations,
         "init_starts": starts if init_given is None else None,
         "sigma_px": float(sigma),
+        "pixel_scale": scale,
         "smoothness": {f.name: getattr(weights, f.name) for f in fields(weights)},
         "missing_frames": int((~seen).sum()),
         "clips": n_clips,
@@ -510,9 +521,10 @@ def fit_sequence(
         transl=out(tr.reshape(-1, 3)),
         betas=out(be_all),
         latent=out(latent),
-        loss=out(loss.reshape(-1)),
+        # back to the caller's pixels: every term of the objective is squared pixels there
+        loss=out(loss.reshape(-1) * (scale * scale)),
         joints=out(joints),
-        projected=out(projected.reshape(-1, *projected.shape[2:])),
+        projected=out(projected.reshape(-1, *projected.shape[2:]) * scale),
         iterations=out(steps.reshape(-1)),
         info=info,
     )

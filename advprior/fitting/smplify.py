@@ -486,6 +486,7 @@ def fit_keypoints(
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
     view_starts: bool = True,
+    pixel_scale: float = 1.0,
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -551,6 +552,14 @@ def fit_keypoints(
             upright people within noise; ``docs/fitting.md``, "Views and body orientations").
             On by default since round 16 (the test-split tables were measured again with it);
             ``False`` gives 0.2.0's camera stage bit for bit.
+        pixel_scale: how many of your pixels make one pixel of the scale the defaults suit
+            (``sigma``, ``stages`` and ``pose_weight`` are tuned for people a few hundred
+            pixels tall, as in ``docs/fitting.md``'s benchmark). The fit runs on keypoints and
+            camera divided by it, so that every weight keeps its balance; ``projected`` comes
+            back in your pixels and ``loss`` in your squared pixels. For large images use about
+            the person's height in pixels over 350 (``docs/fitting.md``, "Large images"). An
+            image scaled by a power of two, with ``pixel_scale`` scaled alike, gives the same
+            fit bit for bit.
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -568,6 +577,10 @@ def fit_keypoints(
     if not stages:
         raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt)
+    scale = _check_pixel_scale(pixel_scale)
+    if scale != 1.0:
+        kp = kp / scale
+        camera = camera.scaled(1.0 / scale)
     model, _ = resolve_prior(prior)
     if body_model is None:
         from advprior.body import load_body_model
@@ -605,6 +618,7 @@ def fit_keypoints(
         "orientations": orientations,
         "starts": opts.starts,
         "view_starts": opts.view_starts,
+        "pixel_scale": scale,
         "batch": bool(batch),
         "latent_density": None
         if latent_density is None
@@ -618,7 +632,22 @@ def fit_keypoints(
             parts = [_fit(kp[i : i + 1], conf[i : i + 1], opts) for i in range(kp.shape[0])]
     result = _concat(parts)
     result.info = {**info, "seconds": sum(p.info["seconds"] for p in parts)}
+    if scale != 1.0:
+        # back to the caller's pixels: every term of the objective is squared pixels there
+        result.projected = result.projected * scale
+        result.loss = result.loss * (scale * scale)
     return result
+
+
+def _check_pixel_scale(value: object) -> float:
+    if not (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    ):
+        raise ValueError(f"pixel_scale must be a positive number, got {value!r}")
+    return float(value)
 
 
 def _check_weight(value: object, name: str) -> float:
