@@ -73,7 +73,12 @@ def test_fit_advprior_layout_with_a_checkpoint(tmp_path, keypoints, capsys) -> N
     assert json.loads(str(np.load(out)["info"]))["pixel_scale"] == 2.0
     capsys.readouterr()
     assert main([*args, "--pixel-scale", "0"]) == 2
-    assert "--pixel-scale must be a positive number" in capsys.readouterr().err
+    assert "--pixel-scale must be a positive number or auto" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: not a number
+        main([*args, "--pixel-scale", "big"])
+    assert exit_info.value.code == 2 and "--pixel-scale" in capsys.readouterr().err
+    assert main(args) == 0  # auto by default: these people are ~500 px tall at most
+    assert json.loads(str(np.load(out)["info"]))["pixel_scale"] == 1.0
 
 
 def test_fit_openpose_files_without_a_prior(tmp_path) -> None:

@@ -209,11 +209,43 @@ def test_pixel_scale_makes_a_larger_image_fit_as_the_original(body) -> None:
     assert torch.equal(fit.body_pose, ref.body_pose) and torch.equal(fit.transl, ref.transl)
     assert torch.equal(fit.projected, ref.projected * 4) and torch.equal(fit.loss, ref.loss * 16)
     assert fit.info["pixel_scale"] == 4.0 and ref.info["pixel_scale"] == 1.0
-    plain = fit_keypoints(kp * 4, conf, big, body_model=body, iterations=ITERS)
+    plain = fit_keypoints(kp * 4, conf, big, body_model=body, iterations=ITERS, pixel_scale=1)
     assert not torch.equal(plain.body_pose, ref.body_pose)
+    # the default, "auto", sees people ~4x the reference size and picks 4
+    auto = fit_keypoints(kp * 4, conf, big, body_model=body, iterations=ITERS)
+    assert auto.info["pixel_scale"] == 4.0 and torch.equal(auto.body_pose, ref.body_pose)
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "2"])
+def test_auto_pixel_scale_is_the_nearest_power_of_two_and_at_least_one() -> None:
+    """Median over frames of the larger side of the visible keypoints' box over 350 px,
+    rounded to a power of two in log scale; missing keypoints and frames with fewer than two
+    visible ones do not count."""
+    from advprior.fitting import auto_pixel_scale
+
+    def frames(*sizes: float) -> tuple[torch.Tensor, torch.Tensor]:
+        # one keypoint at the origin and one `size` px below it (a box of size x 0), plus a
+        # missing keypoint far away
+        kp = torch.zeros(len(sizes), 3, 2)
+        kp[:, 1, 1] = torch.tensor(sizes)
+        kp[:, 2] = 1e6
+        conf = torch.tensor([[1.0, 1.0, 0.0]]).repeat(len(sizes), 1)
+        return kp, conf
+
+    assert auto_pixel_scale(*frames(300.0, 346.0, 400.0)) == 1.0  # the benchmark's people
+    assert auto_pixel_scale(*frames(100.0)) == 1.0  # never below 1
+    assert auto_pixel_scale(*frames(490.0)) == 1.0  # 1.4x: log2 0.49 rounds to 0
+    assert auto_pixel_scale(*frames(500.0)) == 2.0  # 1.43x: log2 0.51 rounds to 1
+    assert auto_pixel_scale(*frames(1400.0, 1300.0, 100.0)) == 4.0  # the median frame
+    kp, conf = frames(1400.0, 2800.0, 5000.0)
+    conf[1:, 1] = 0.0  # two frames left with one visible keypoint: only the first counts
+    assert auto_pixel_scale(kp, conf) == 4.0
+    kp = torch.zeros(2, 3, 2)
+    kp[:, 1, 0] = 2800.0  # a person lying across the image: the box's larger side counts
+    assert auto_pixel_scale(kp, torch.ones(2, 3)) == 8.0
+    assert auto_pixel_scale(kp, torch.zeros(2, 3)) == 1.0  # nothing visible
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "2", "Auto"])
 def test_pixel_scale_must_be_a_positive_number(body, bad) -> None:
     kp, conf = _ok_inputs()
     with pytest.raises(ValueError, match="pixel_scale"):

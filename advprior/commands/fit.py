@@ -133,10 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sigma", type=float, default=100.0, help="Geman-McClure scale, px (100)")
     p.add_argument(
         "--pixel-scale",
-        type=float,
-        default=1.0,
-        help="your pixels per pixel of the scale the defaults suit (1); for large images about "
-        "the person's height in pixels / 350 (docs/fitting.md, 'Large images')",
+        type=_pixel_scale,
+        default="auto",
+        help="your pixels per pixel of the scale the defaults suit: auto (default: 1 for "
+        "people up to ~500 px tall, then 2, 4, ...) or a positive number (1: 0.2.0's fit; "
+        "docs/fitting.md, 'Large images')",
     )
     p.add_argument(
         "--sequence",
@@ -154,6 +155,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("fit.npz"), help="output .npz (fit.npz)")
     p.set_defaults(func=run)
+
+
+def _pixel_scale(text: str) -> float | str:
+    """``--pixel-scale``: ``auto`` or a number (argparse reports anything else as a usage
+    error naming the option; :func:`run` checks that the number is positive)."""
+    return text if text == "auto" else float(text)
 
 
 def _camera_from_file(data: Any, path: Path) -> Any:
@@ -401,8 +408,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.starts < 1:
         raise UsageError(f"--starts must be at least 1, got {args.starts}")
-    if not (math.isfinite(args.pixel_scale) and args.pixel_scale > 0):
-        raise UsageError(f"--pixel-scale must be a positive number, got {args.pixel_scale}")
+    if args.pixel_scale != "auto" and not (
+        math.isfinite(args.pixel_scale) and args.pixel_scale > 0
+    ):
+        raise UsageError(f"--pixel-scale must be a positive number or auto, got {args.pixel_scale}")
     # usage errors before any file is read
     camera = parse_camera(args.camera) if args.camera is not None else None
     args.keypoints = expand_wildcards(args.keypoints, "keypoints file")

@@ -275,7 +275,7 @@ def fit_sequence(
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
     view_starts: bool = True,
-    pixel_scale: float = 1.0,
+    pixel_scale: float | str = "auto",
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
@@ -307,10 +307,10 @@ def fit_sequence(
         pose_density, pose_weight: as in :func:`fit_keypoints` (by default the GMM's energy
             for a sphere-latent prior), in the per-frame start and every window.
         view_starts: as in :func:`fit_keypoints`, for the per-frame start.
-        pixel_scale: as in :func:`fit_keypoints`: the fit (start and windows) runs on
-            keypoints and camera divided by it, so that the robust scale, the prior's and the
-            temporal weights keep their balance on large images; ``projected`` and ``loss``
-            come back in your pixels.
+        pixel_scale: as in :func:`fit_keypoints` (``"auto"``: one scale for all frames of
+            all clips): the fit (start and windows) runs on keypoints and camera divided by
+            it, so that the robust scale, the prior's and the temporal weights keep their
+            balance on large images; ``projected`` and ``loss`` come back in your pixels.
 
     Returns:
         A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
@@ -362,7 +362,7 @@ def fit_sequence(
     kp, conf = prepare_keypoints(
         kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0
     )
-    scale = _check_pixel_scale(pixel_scale)
+    scale = _check_pixel_scale(pixel_scale, kp, conf)
     if scale != 1.0:
         kp = kp / scale
         camera = camera.scaled(1.0 / scale)
@@ -406,6 +406,7 @@ def fit_sequence(
                     pose_density=term.pose_density,
                     pose_weight=term.pose_weight,
                     view_starts=view_starts,
+                    pixel_scale=1.0,  # kp_seen is at the fit's scale already
                 )
                 for i in range(0, len(kp_seen), INIT_CHUNK)
             ]

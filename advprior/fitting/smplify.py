@@ -486,7 +486,7 @@ def fit_keypoints(
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
     view_starts: bool = True,
-    pixel_scale: float = 1.0,
+    pixel_scale: float | str = "auto",
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -556,10 +556,11 @@ def fit_keypoints(
             (``sigma``, ``stages`` and ``pose_weight`` are tuned for people a few hundred
             pixels tall, as in ``docs/fitting.md``'s benchmark). The fit runs on keypoints and
             camera divided by it, so that every weight keeps its balance; ``projected`` comes
-            back in your pixels and ``loss`` in your squared pixels. For large images use about
-            the person's height in pixels over 350 (``docs/fitting.md``, "Large images"). An
-            image scaled by a power of two, with ``pixel_scale`` scaled alike, gives the same
-            fit bit for bit.
+            back in your pixels and ``loss`` in your squared pixels. ``"auto"`` (default):
+            :func:`auto_pixel_scale` of the keypoints (1 for people up to about 500 pixels
+            tall, then 2, 4, ...; ``docs/fitting.md``, "Large images"); a number: that scale
+            (``1`` is the fit of 0.2.0). An image scaled by a power of two, with
+            ``pixel_scale`` scaled alike, gives the same fit bit for bit.
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -577,7 +578,7 @@ def fit_keypoints(
     if not stages:
         raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt)
-    scale = _check_pixel_scale(pixel_scale)
+    scale = _check_pixel_scale(pixel_scale, kp, conf)
     if scale != 1.0:
         kp = kp / scale
         camera = camera.scaled(1.0 / scale)
@@ -639,14 +640,54 @@ def fit_keypoints(
     return result
 
 
-def _check_pixel_scale(value: object) -> float:
+#: Person size (pixels: the larger side of a frame's visible keypoints' bounding box) that the
+#: default weights suit: about the median of docs/fitting.md's benchmark people (303 px with
+#: SMPL-24 joints, 346 px with BODY_25, whose nose and heels reach further;
+#: benchmarks/fit_large_images.py, validation split).
+REFERENCE_PERSON_PX = 350.0
+
+
+def auto_pixel_scale(keypoints: Tensor, confidence: Tensor) -> float:
+    """The ``pixel_scale`` that ``pixel_scale="auto"`` uses for a batch.
+
+    Args:
+        keypoints: ``(..., J, 2)`` pixels; confidence ``(..., J)``, 0 for missing keypoints.
+
+    Returns:
+        The power of two nearest to the median over frames of the person's size (the larger
+        side of the visible keypoints' bounding box) over :data:`REFERENCE_PERSON_PX`, and at
+        least 1. Powers of two keep the scaling exact in floating point (so the benchmark's
+        people, 0.87-0.99 of the reference, get 1, the fit of 0.2.0, bit for bit), and a fit
+        is within noise of its best within a factor of 2 of the right scale
+        (``docs/fitting.md``, "Large images"). Never below 1: for people smaller than the
+        benchmark's a detector's noise does not shrink with them, and the defaults were not
+        measured against that.
+    """
+    seen = confidence > 0
+    xy = keypoints.detach()
+    big = torch.full_like(xy, float("inf"))
+    low = torch.where(seen[..., None], xy, big).amin(-2)
+    high = torch.where(seen[..., None], xy, -big).amax(-2)
+    size = (high - low).amax(-1).reshape(-1)
+    size = size[seen.sum(-1).reshape(-1) >= 2]
+    if size.numel() == 0:
+        return 1.0
+    ratio = float(size.float().median()) / REFERENCE_PERSON_PX
+    if not ratio > 0:
+        return 1.0
+    return float(max(1.0, 2.0 ** round(math.log2(ratio))))
+
+
+def _check_pixel_scale(value: object, keypoints: Tensor, confidence: Tensor) -> float:
+    if value == "auto":
+        return auto_pixel_scale(keypoints, confidence)
     if not (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
         and math.isfinite(value)
         and value > 0
     ):
-        raise ValueError(f"pixel_scale must be a positive number, got {value!r}")
+        raise ValueError(f"pixel_scale must be a positive number or 'auto', got {value!r}")
     return float(value)
 
 
