@@ -134,7 +134,10 @@ def test_latent_pose_exports_and_vmaps() -> None:
     pose = LatentPose(PosePrior().eval().requires_grad_(False), 3)
     # torch.export: the zero-row warning must not put a value-dependent branch in the graph
     exported = torch.export.export(pose, ())
-    assert torch.equal(exported.module()(), pose())
+    # while exporting, the rotation code takes its large-batch kernels (correct for every
+    # batch size; eager takes the small-batch ones for 3 rows): the same float32 arithmetic
+    # in another order, a few eps (1.2e-7) of angles up to pi
+    torch.testing.assert_close(exported.module()(), pose(), rtol=0, atol=5e-6)
     # torch.func.vmap over several sets of latents (functional_call swaps z)
     zs = torch.randn(4, 3, 32)
     batched = torch.func.vmap(lambda z: torch.func.functional_call(pose, {"z": z}, ()))(zs)

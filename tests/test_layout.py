@@ -63,7 +63,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("use", ("advprior.fitting", "advprior.head", "advprior.compat", "advprior.export")),
     ("eval", ("advprior.eval",)),
     ("train", ("advprior.train",)),
-    ("cli", ("advprior.commands", "advprior.cli", "advprior")),
+    ("cli", ("advprior.commands", "advprior.cli", "advprior.__main__", "advprior")),
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import pickle
 import re
@@ -121,7 +122,15 @@ def test_cli_fit_body_model_never_runs_code(payload, layout, tmp_path: Path, cap
     write, filename = LAYOUTS[layout]
     path = write(tmp_path / "m" / filename, evil)
     kp = tmp_path / "kp.json"
-    kp.write_text('{"keypoints": [[[1.0, 2.0]]], "format": "smpl24"}')
+    # well-formed keypoints, so that the body model is what the command refuses
+    kp.write_text(
+        json.dumps(
+            {
+                "keypoints": [[[100.0 + 10 * j, 200.0 + 20 * j] for j in range(24)]],
+                "format": "smpl24",
+            }
+        )
+    )
     for where in (path, path.parent):
         code = cli.main(
             [
