@@ -350,26 +350,16 @@ def _hub_download(
     """``hf_hub_download`` with its errors translated into advprior's."""
     from huggingface_hub import hf_hub_download
 
-    try:
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            HFValidationError,
-            LocalEntryNotFoundError,
-            OfflineModeIsEnabled,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
-    except ImportError:
-        # huggingface_hub 0.23 (pyproject's lower bound) has an errors module without these;
-        # huggingface_hub.utils exports them there and in every later release
-        from huggingface_hub.utils import (
-            EntryNotFoundError,
-            HFValidationError,
-            LocalEntryNotFoundError,
-            OfflineModeIsEnabled,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
+    # huggingface_hub.utils, not .errors: 0.23 (pyproject's lower bound) has an errors module
+    # without these, and .utils exports them from 0.23 through 2.x
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = _offline(local_files_only)
     where = f"{repo_id}@{revision or 'main'}/{filename}"

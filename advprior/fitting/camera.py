@@ -46,6 +46,16 @@ def _pair(value: object, name: str) -> tuple[float, float]:
 MAX_SKEW = 1e-6
 
 
+def is_positive_number(value: object) -> bool:
+    """Whether ``value`` is a finite, positive Python or numpy number (``bool`` is not one)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 class PinholeCamera:
     """Pinhole camera, OpenCV convention: x right, y down, looking down +z; pixels.
 
@@ -96,12 +106,7 @@ class PinholeCamera:
     def scaled(self, factor: float) -> PinholeCamera:
         """The same camera for the image resized by ``factor`` (focal length and principal
         point times ``factor``; the rotation is kept)."""
-        if not (
-            isinstance(factor, (int, float))
-            and not isinstance(factor, bool)
-            and math.isfinite(factor)
-            and factor > 0
-        ):
+        if not is_positive_number(factor):
             raise ValueError(f"factor must be a positive number, got {factor!r}")
         fx, fy = self.focal
         cx, cy = self.center

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advprior.fitting.camera import PinholeCamera
+from advprior.fitting.camera import PinholeCamera, is_positive_number
 from advprior.fitting.keypoints import (
     SURFACE_POINTS,
     KeypointFormat,
@@ -681,12 +681,7 @@ def auto_pixel_scale(keypoints: Tensor, confidence: Tensor) -> float:
 def _check_pixel_scale(value: object, keypoints: Tensor, confidence: Tensor) -> float:
     if value == "auto":
         return auto_pixel_scale(keypoints, confidence)
-    if not (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    ):
+    if not is_positive_number(value):
         raise ValueError(f"pixel_scale must be a positive number or 'auto', got {value!r}")
     return float(value)
 
