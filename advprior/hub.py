@@ -840,8 +840,9 @@ class PretrainedMixin:
     """Save/load/push for ``nn.Module`` subclasses; each concrete class sets ``model_type``.
 
     The constructor arguments are recorded when an instance is created (they must be JSON
-    values) and become ``config.json``. Loaded models are put in eval mode with every parameter
-    frozen (``requires_grad=False``) unless ``freeze=False``; a freshly constructed one is not.
+    values) and become ``config.json``. Loaded models are put in eval mode, with every parameter
+    frozen (``requires_grad=False``) unless ``freeze=False`` (call ``.train()`` to fine-tune
+    with dropout); a freshly constructed one is in train mode and trainable.
     """
 
     model_type: ClassVar[str]
@@ -1047,8 +1048,10 @@ class PretrainedMixin:
         model.training_metadata = config.get("training")
         if device is not None:
             model.to(device)
+        # eval mode whatever `freeze` says, as huggingface_hub's mixin and transformers load:
+        # left in train mode, dropout made every decode of a freeze=False model random
+        model.eval()
         if freeze:
-            model.eval()
             model.requires_grad_(False)
         return model
 

@@ -210,6 +210,19 @@ def test_round_trip_identical_outputs_and_frozen(prior: PosePrior, checkpoint: P
     )
 
 
+@pytest.mark.parametrize("name", ["gan-s", "vae"])
+def test_freeze_false_still_loads_in_eval_mode(name: str) -> None:
+    """freeze only decides requires_grad: a model loaded with freeze=False is in eval mode like
+    any loaded model (huggingface_hub's convention, docs/api/hub.md); it was left in train mode,
+    where dropout made two decodes of one latent differ by up to ~0.3 rad."""
+    model = load_pretrained(name, freeze=False)
+    assert not model.training
+    assert all(p.requires_grad for p in model.parameters())
+    z = model.sample_latent(16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.decode(z), model.decode(z))
+    assert torch.equal(model.decode(z), load_pretrained(name).decode(z))
+
+
 def test_resave_keeps_metadata_and_leaves_no_temp_files(checkpoint: Path, tmp_path: Path) -> None:
     loaded = PosePrior.from_pretrained(checkpoint)
     loaded.save_pretrained(checkpoint)  # overwrite in place
