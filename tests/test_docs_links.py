@@ -147,3 +147,46 @@ def test_training_md_counts_the_regeneration_steps() -> None:
     quoted = re.search(r"\((\d+) steps, each one of the commands", training)
     assert quoted is not None, "docs/training.md no longer quotes the number of steps"
     assert int(quoted.group(1)) == len(steps)
+
+
+def test_training_md_release_commands_are_those_of_the_shipped_weights() -> None:
+    """Each command of docs/training.md's "Reproduce the shipped weights" table, parsed by the
+    CLI, gives the settings its shipped model card records. Model selection picks among the
+    validated steps, so --val-every decides the weights: gan-u's selected step 3250 is never
+    validated at the CLI's default of every 500 steps."""
+    from advprior.cli import build_parser
+    from advprior.commands.train import DEFAULT_STEPS
+    from advprior.hub import load_pretrained
+
+    training = (REPO / "docs" / "training.md").read_text(encoding="utf-8")
+    common = re.search(r"\(after `advprior train ([^`]+)`\)", training)
+    assert common is not None, "docs/training.md no longer names the common arguments"
+    rows = dict(re.findall(r"^\| `(gan-[sun]|vae|gmm)` \| `([^`]+)`", training, flags=re.M))
+    assert sorted(rows) == ["gan-n", "gan-s", "gan-u", "gmm", "vae"]
+    # CLI option -> the name the trainers record in the model card's config
+    names = {
+        "seed": "seed",
+        "batch_size": "batch_size",
+        "hidden": "hidden_dim",
+        "val_every": "val_every",
+        "ckpt_every": "ckpt_every",
+        "val_samples": "val_samples",
+        "select": "select",
+        "latent": "latent",
+        "d_steps": "d_steps",
+        "disc_hidden": "disc_hidden_dim",
+        "ema": "ema_decay",
+        "r1": "r1_gamma",
+    }
+    for alias, flags in rows.items():
+        argv = ["train", *common.group(1).split(), "--out", "x", *flags.split()]
+        args = build_parser().parse_args(argv)
+        recorded = load_pretrained(alias).training_metadata["config"]
+        steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.model]
+        if args.model == "gmm":
+            assert (recorded["max_iter"], recorded["seed"]) == (steps, args.seed), alias
+            continue
+        assert recorded["steps"] == steps, alias
+        for option, key in names.items():
+            if key in recorded:
+                assert getattr(args, option) == recorded[key], (alias, option, recorded[key])
