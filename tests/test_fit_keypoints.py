@@ -245,6 +245,23 @@ def test_auto_pixel_scale_is_the_nearest_power_of_two_and_at_least_one() -> None
     assert auto_pixel_scale(kp, torch.zeros(2, 3)) == 1.0  # nothing visible
 
 
+def test_numpy_scalars_are_numbers(body) -> None:
+    """A scale computed from float32 keypoints (``height / 350`` on a numpy array) is an
+    ``np.float32``, not a ``float``: pixel_scale, sigma, the weights and ``scaled`` refused it
+    as "not a positive number". The fit equals the one given Python numbers."""
+    kp, conf = _ok_inputs()
+    kw = dict(body_model=body, prior=None, iterations=2, orientations=1, view_starts=False)
+    ref = fit_keypoints(kp, conf, CAMERA, pixel_scale=2, sigma=100.0, pose_weight=2.0, **kw)
+    for num in (np.float32, np.int64):
+        fit = fit_keypoints(
+            kp, conf, CAMERA, pixel_scale=num(2), sigma=num(100), pose_weight=num(2), **kw
+        )
+        assert fit.info["pixel_scale"] == 2.0 and torch.equal(fit.body_pose, ref.body_pose)
+        assert CAMERA.scaled(num(4)).focal == (4000.0, 4000.0)
+    with pytest.raises(ValueError, match="pixel_scale"):
+        fit_keypoints(kp, conf, CAMERA, pixel_scale=np.bool_(True), **kw)
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "2", "Auto"])
 def test_pixel_scale_must_be_a_positive_number(body, bad) -> None:
     kp, conf = _ok_inputs()

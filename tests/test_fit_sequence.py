@@ -68,6 +68,10 @@ def test_bad_input_is_refused(prior) -> None:
     with pytest.raises(TypeError, match="smoothness"):
         as_smoothness("smooth")
     assert as_smoothness(2.0) == Smoothness().scaled(2.0)
+    # a numpy scalar is a number too (it was a TypeError: "must be None, a number, ...")
+    assert as_smoothness(np.float32(2.0)) == Smoothness().scaled(2.0)
+    with pytest.raises(TypeError, match="smoothness"):
+        as_smoothness(np.bool_(True))
 
 
 def test_one_frame_and_a_missing_frame(prior) -> None:

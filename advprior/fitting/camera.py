@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +13,20 @@ from torch import Tensor
 # Points closer than this to the image plane are projected as if at this depth (metres), so a
 # body that an optimiser pushes behind the camera gives large but finite residuals.
 MIN_DEPTH = 1e-2
+
+
+def real_number(value: object) -> float | None:
+    """``float(value)`` for a real scalar (Python, or numpy's: keypoint arithmetic on float32
+    arrays gives ``np.float32``, which is not a ``float``), else None; bools are not numbers."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def positive_number(value: object) -> float | None:
+    """:func:`real_number` of ``value`` if it is finite and positive, else None."""
+    number = real_number(value)
+    return number if number is not None and math.isfinite(number) and number > 0 else None
 
 
 def _pair(value: object, name: str) -> tuple[float, float]:
@@ -44,16 +59,6 @@ def _pair(value: object, name: str) -> tuple[float, float]:
 #: calibrations (OpenCV, COLMAP's pinhole models) write exactly 0; a real skew cannot be
 #: represented by (focal, center), so it is refused rather than dropped.
 MAX_SKEW = 1e-6
-
-
-def is_positive_number(value: object) -> bool:
-    """Whether ``value`` is a finite, positive Python or numpy number (``bool`` is not one)."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
 
 
 class PinholeCamera:
@@ -106,8 +111,10 @@ class PinholeCamera:
     def scaled(self, factor: float) -> PinholeCamera:
         """The same camera for the image resized by ``factor`` (focal length and principal
         point times ``factor``; the rotation is kept)."""
-        if not is_positive_number(factor):
+        value = positive_number(factor)
+        if value is None:
             raise ValueError(f"factor must be a positive number, got {factor!r}")
+        factor = value
         fx, fy = self.focal
         cx, cy = self.center
         return PinholeCamera(

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advprior.fitting.camera import PinholeCamera
+from advprior.fitting.camera import PinholeCamera, real_number
 from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen, resolve_prior
 from advprior.fitting.result import FitResult
@@ -47,6 +47,7 @@ from advprior.fitting.smplify import (
     _as_tensor,
     _Body,
     _check_pixel_scale,
+    _check_sigma,
     _concat,
     _prior_term,
     check_pixel_camera,
@@ -95,8 +96,8 @@ def as_smoothness(value: object) -> Smoothness:
         out = Smoothness()
     elif isinstance(value, Smoothness):
         out = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        out = Smoothness().scaled(float(value))
+    elif real_number(value) is not None:
+        out = Smoothness().scaled(real_number(value))
     elif isinstance(value, Mapping):
         names = {f.name for f in fields(Smoothness)}
         unknown = sorted(set(value) - names)
@@ -356,8 +357,7 @@ def fit_sequence(
         raise ValueError(f"overlap ({overlap}) must be smaller than window ({window})")
     iterations = _check_int(iterations, "iterations", 1)
     init_iterations = _check_int(init_iterations, "init_iterations", 1)
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    sigma = _check_sigma(sigma)
     weights = as_smoothness(smoothness)
     kp, conf = prepare_keypoints(
         kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0

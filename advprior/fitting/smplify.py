@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advprior.fitting.camera import PinholeCamera, is_positive_number
+from advprior.fitting.camera import PinholeCamera, positive_number, real_number
 from advprior.fitting.keypoints import (
     SURFACE_POINTS,
     KeypointFormat,
@@ -572,8 +572,7 @@ def fit_keypoints(
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    sigma = _check_sigma(sigma)
     stages = [(float(a), float(b)) for a, b in stages]
     if not stages:
         raise ValueError("stages must list at least one (prior weight, shape weight) pair")
@@ -679,22 +678,26 @@ def auto_pixel_scale(keypoints: Tensor, confidence: Tensor) -> float:
 
 
 def _check_pixel_scale(value: object, keypoints: Tensor, confidence: Tensor) -> float:
-    if value == "auto":
+    if isinstance(value, str) and value == "auto":
         return auto_pixel_scale(keypoints, confidence)
-    if not is_positive_number(value):
+    number = positive_number(value)
+    if number is None:
         raise ValueError(f"pixel_scale must be a positive number or 'auto', got {value!r}")
-    return float(value)
+    return number
+
+
+def _check_sigma(value: object) -> float:
+    number = positive_number(value)
+    if number is None:
+        raise ValueError(f"sigma must be a positive number of pixels, got {value!r}")
+    return number
 
 
 def _check_weight(value: object, name: str) -> float:
-    if not (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    ):
+    number = real_number(value)
+    if number is None or not (math.isfinite(number) and number >= 0):
         raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _prior_term(
