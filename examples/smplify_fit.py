@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from advprior.eval.metrics import paired_ratio_interval
+from advprior.fileio import check_writable, write_text_atomic
 from advprior.prior import PosePrior
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.json is not None:
+        # now, not after a run of minutes to hours (the folder is created here)
+        try:
+            check_writable(args.json)
+        except OSError as err:
+            print(f"--json: {err}", file=sys.stderr)
+            return 2
     test = load_dataset(args.data, split="test")
     n_test = test.body_pose.shape[0]
     idx = select(n_test, min(args.frames, n_test), args.seed)
@@ -355,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n" + block)
     if args.json is not None:
-        args.json.write_text(
+        write_text_atomic(
+            args.json,
             json.dumps(
                 {
                     "keypoints": args.keypoints,
@@ -365,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": machine,
                 },
                 indent=2,
-            )
+            ),
         )
     if args.write_docs:
         for path in args.docs:

@@ -13,6 +13,11 @@ reprojection, and the fitted 3D skeleton (per frame in grey, sequence in colour)
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,6 +27,19 @@ from advprior.eval.tasks import contiguous_clips
 from advprior.fitting import fit_keypoints, fit_sequence
 from advprior.hub import load_pretrained
 from advprior.skeleton import PARENTS
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A path named like ``out`` (same suffix: matplotlib and pillow pick the format by it) in a
+    new hidden folder beside it, moved onto ``out`` only when the block completes. matplotlib's
+    writers save whatever frames they have when the drawing is interrupted or fails, so writing
+    straight to ``out`` would replace a previous picture by a truncated one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as folder:
+        path = Path(folder) / out.name
+        yield path
+        os.replace(path, out)
 
 
 def _clip(prior, data: str | None, frames: int):
@@ -56,6 +74,16 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--out", type=Path, default=Path("video_fit.gif"))
     p.add_argument("--dpi", type=int, default=60, help="picture resolution (60)")
     args = p.parse_args(argv)
+    if args.frames < 3:
+        p.error("--frames must be at least 3 (the acceleration error needs three frames)")
+    if args.data is not None and not Path(args.data).is_file():
+        # before the prior loads and the fit runs, and one line rather than a traceback
+        print(
+            f"no dataset at {args.data}; build it with\n  advprior data build "
+            f"../shared/data/mocap --out {args.data}  (or leave out --data)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
 
     import matplotlib
 
@@ -111,14 +139,18 @@ def main(argv: list[str] | None = None) -> Path:
         ax3d.set_zlim(-1, 1)
         ax3d.set_title("3D: per frame (grey), sequence (red)")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         import PIL  # noqa: F401
 
-        anim = animation.FuncAnimation(fig, draw, frames=kp.shape[0])
-        anim.save(args.out, writer=animation.PillowWriter(fps=15), dpi=args.dpi)
-        out = args.out
+        have_pillow = True
     except ImportError:
+        have_pillow = False
+    if have_pillow:
+        out = args.out
+        anim = animation.FuncAnimation(fig, draw, frames=kp.shape[0])
+        with staged(out) as path:
+            anim.save(path, writer=animation.PillowWriter(fps=15), dpi=args.dpi)
+    else:
         out = args.out.with_suffix(".png")
         picks = [round(i * (kp.shape[0] - 1) / 5) for i in range(6)]
         fig.set_size_inches(8, 4 * len(picks))
@@ -127,7 +159,8 @@ def main(argv: list[str] | None = None) -> Path:
             ax2d = fig.add_subplot(len(picks), 2, 2 * row + 1)
             ax3d = fig.add_subplot(len(picks), 2, 2 * row + 2, projection="3d")
             draw(t)
-        fig.savefig(out, dpi=args.dpi)
+        with staged(out) as path:
+            fig.savefig(path, dpi=args.dpi)
     plt.close(fig)
     print(f"wrote {out}")
     return out

@@ -331,6 +331,69 @@ def test_examples_need_the_dataset(tmp_path, capsys) -> None:
     assert "advprior data build" in capsys.readouterr().err
 
 
+def test_smplify_fit_json_lands_in_a_new_folder_or_fails_before_fitting(
+    dataset, tmp_path, capsys
+) -> None:
+    """--json into a folder that does not exist yet is created (it used to crash at the very
+    end of the run, the numbers lost); a --json that cannot be written stops before any fit."""
+    smplify_fit = load_example("smplify_fit")
+    common = ["--data", str(dataset), "--frames", "2", "--priors", "none", "--iterations", "2"]
+    common += ["--inversion-poses", "0", "--timing-repeats", "1"]
+    out = tmp_path / "new" / "deeper" / "numbers.json"
+    assert smplify_fit.main([*common, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["fitting"]["none"]["frames"] == 2
+    assert [p.name for p in out.parent.iterdir()] == ["numbers.json"]  # no temporary left
+    capsys.readouterr()
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert smplify_fit.main([*common, "--json", str(folder)]) == 2
+    captured = capsys.readouterr()
+    assert "--json" in captured.err and str(folder) in captured.err
+    assert "P-MPJPE" not in captured.out  # nothing was fitted
+
+
+@pytest.mark.parametrize("name", ["score_poses", "video_fit"])
+def test_examples_name_the_build_command_for_a_missing_dataset(name, tmp_path, capsys) -> None:
+    missing = tmp_path / "mocap30.npz"
+    with pytest.raises(SystemExit) as exit_info:
+        load_example(name).main(["--prior", "gmm", "--data", str(missing)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"no dataset at {missing}" in err and "advprior data build" in err
+
+
+def test_video_fit_needs_three_frames(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        load_example("video_fit").main(["--prior", "gmm", "--frames", "2"])
+    assert exit_info.value.code == 2
+    assert "--frames must be at least 3" in capsys.readouterr().err
+
+
+def test_video_fit_interrupted_drawing_keeps_the_previous_picture(tmp_path, monkeypatch) -> None:
+    """matplotlib's writer saves the frames it has when the drawing stops (Ctrl-C, an error):
+    the previous picture at --out must survive that, and no partial file may be left."""
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "clip.gif"
+    out.write_bytes(b"the previous picture")
+    real_savefig = Figure.savefig
+    calls = []
+
+    def savefig(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # PillowWriter grabs each frame with savefig: stop at the third
+            raise KeyboardInterrupt
+        return real_savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    args = ["--prior", "gmm", "--frames", "5", "--iterations", "2", "--out", str(out)]
+    with pytest.raises(KeyboardInterrupt):
+        load_example("video_fit").main(args)
+    assert len(calls) == 3
+    assert out.read_bytes() == b"the previous picture"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.gif"]
+
+
 def test_score_poses_example() -> None:
     out = load_example("score_poses").main(["--prior", "gmm", "--poses", "40"])
     assert 0.0 <= out["auc past limits"] <= 1.0 and 0.0 <= out["flagged real"] <= 1.0
