@@ -76,6 +76,20 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     if args.frames < 3:
         p.error("--frames must be at least 3 (the acceleration error needs three frames)")
+    try:
+        from PIL import Image
+    except ImportError:
+        Image = None
+    if Image is not None:
+        # pillow picks the format by the suffix: say so now rather than after the fit
+        animated = sorted(
+            e for e, f in Image.registered_extensions().items() if f in Image.SAVE_ALL
+        )
+        if args.out.suffix.lower() not in animated:
+            p.error(
+                f"--out {args.out}: name an animation file, e.g. video_fit.gif (suffixes pillow "
+                f"animates: {' '.join(animated)})"
+            )
     if args.data is not None and not Path(args.data).is_file():
         # before the prior loads and the fit runs, and one line rather than a traceback
         print(
@@ -139,13 +153,7 @@ def main(argv: list[str] | None = None) -> Path:
         ax3d.set_zlim(-1, 1)
         ax3d.set_title("3D: per frame (grey), sequence (red)")
 
-    try:
-        import PIL  # noqa: F401
-
-        have_pillow = True
-    except ImportError:
-        have_pillow = False
-    if have_pillow:
+    if Image is not None:
         out = args.out
         anim = animation.FuncAnimation(fig, draw, frames=kp.shape[0])
         with staged(out) as path:

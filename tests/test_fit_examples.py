@@ -362,11 +362,22 @@ def test_examples_name_the_build_command_for_a_missing_dataset(name, tmp_path, c
     assert f"no dataset at {missing}" in err and "advprior data build" in err
 
 
-def test_video_fit_needs_three_frames(capsys) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "2"], "--frames must be at least 3"),
+        # pillow picks the format by the suffix and has no video writer: said before the fit
+        (["--out", "clip.mp4"], "name an animation file, e.g. video_fit.gif"),
+        (["--out", "clip"], "name an animation file, e.g. video_fit.gif"),
+    ],
+)
+def test_video_fit_usage_errors_come_before_the_fit(args, message, tmp_path, capsys) -> None:
+    args = [str(tmp_path / a) if a.startswith("clip") else a for a in args]
     with pytest.raises(SystemExit) as exit_info:
-        load_example("video_fit").main(["--prior", "gmm", "--frames", "2"])
+        load_example("video_fit").main(["--prior", "gmm", "--frames", "5", *args])
     assert exit_info.value.code == 2
-    assert "--frames must be at least 3" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_video_fit_interrupted_drawing_keeps_the_previous_picture(tmp_path, monkeypatch) -> None:
