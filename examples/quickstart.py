@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         out = body(global_orient=torch.zeros(4, 3), body_pose=poses)
     print("vertices", tuple(out.vertices.shape), "joints", tuple(out.joints.shape))
 
-    # 3. The nearest plausible pose to a noisy one (a PosePrior; other priors have no latent).
-    if hasattr(prior, "project_pose"):
+    # 3. The nearest plausible pose to a noisy one (a latent prior: every Prior has the method,
+    # but the GMM, a density on poses, has no latent to project through and raises).
+    if getattr(prior, "latent_space", None) is not None:
         from advprior.body import forward_kinematics
 
         noisy = poses + 0.2 * torch.randn(4, 63, generator=gen)

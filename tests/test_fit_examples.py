@@ -254,6 +254,14 @@ def test_quickstart_and_replace_vposer_run(checkpoint, capsys) -> None:
         assert end < start, out
 
 
+def test_quickstart_runs_with_the_latent_free_gmm(capsys) -> None:
+    """``--prior`` takes any alias: the GMM has ``project_pose`` (every Prior has) but no latent,
+    so the latent steps are skipped rather than raising TypeError halfway through."""
+    assert load_example("quickstart").main(["--prior", "gmm"]) == 0
+    out = capsys.readouterr().out
+    assert "fit: mean 3D joint error" in out and "project_pose" not in out
+
+
 def test_smplify_fit_table(checkpoint, dataset, tmp_path, capsys) -> None:
     out = tmp_path / "numbers.json"
     docs = tmp_path / "fitting.md"
