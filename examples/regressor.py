@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from advprior.data import load_dataset
     from advprior.eval.benchmark import make_views, write_generated_block
+    from advprior.fileio import check_writable
     from advprior.head import LatentHead
     from advprior.hub import load_pretrained
 
@@ -132,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.write_docs:
+        # now, not after the training
+        try:
+            check_writable(args.docs)
+        except OSError as err:
+            print(f"--docs: {err}", file=sys.stderr)
+            return 2
     train_set = load_dataset(args.data, split="train")
     test_set = load_dataset(args.data, split="test")
     n_test = min(args.test_frames, test_set.body_pose.shape[0])

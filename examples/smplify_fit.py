@@ -246,12 +246,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.json is not None:
-        # now, not after a run of minutes to hours (the folder is created here)
+    # the outputs are checked now, not after a run of minutes to hours (folders are created)
+    outputs = [("--json", args.json)] if args.json is not None else []
+    outputs += [("--docs", path) for path in args.docs] if args.write_docs else []
+    for flag, path in outputs:
         try:
-            check_writable(args.json)
+            check_writable(path)
         except OSError as err:
-            print(f"--json: {err}", file=sys.stderr)
+            print(f"{flag}: {err}", file=sys.stderr)
             return 2
     test = load_dataset(args.data, split="test")
     n_test = test.body_pose.shape[0]

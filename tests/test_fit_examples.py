@@ -360,6 +360,17 @@ def test_smplify_fit_json_lands_in_a_new_folder_or_fails_before_fitting(
     assert "P-MPJPE" not in captured.out  # nothing was fitted
 
 
+@pytest.mark.parametrize("name", ["smplify_fit", "regressor"])
+def test_write_docs_into_a_folder_fails_before_the_run(name, dataset, tmp_path, capsys) -> None:
+    """``--docs docs`` (the folder, not a page) used to fail only after the whole run."""
+    args = ["--data", str(dataset), "--write-docs", "--docs", str(tmp_path)]
+    assert load_example(name).main(args) == 2
+    captured = capsys.readouterr()
+    assert "--docs" in captured.err and "it is a folder" in captured.err
+    assert "MPJPE" not in captured.out  # nothing was fitted or trained
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", ["score_poses", "video_fit"])
 def test_examples_name_the_build_command_for_a_missing_dataset(name, tmp_path, capsys) -> None:
     missing = tmp_path / "mocap30.npz"
