@@ -254,6 +254,21 @@ def test_quickstart_and_replace_vposer_run(checkpoint, capsys) -> None:
         assert end < start, out
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py")))
+def test_example_help_keeps_the_docstring_commands(name, capsys) -> None:
+    """``--help`` works and shows each command line of the docstring as written (argparse's
+    default formatter used to run quickstart's into the prose)."""
+    module = load_example(name)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:")
+    if "python examples/" in out:
+        commands = [ln for ln in module.__doc__.splitlines() if ln.startswith("    python ")]
+        assert commands and all(line in out.splitlines() for line in commands), out
+
+
 def test_quickstart_runs_with_the_latent_free_gmm(capsys) -> None:
     """``--prior`` takes any alias: the GMM has ``project_pose`` (every Prior has) but no latent,
     so the latent steps are skipped rather than raising TypeError halfway through."""
