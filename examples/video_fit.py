@@ -6,7 +6,7 @@ Takes a held-out mocap clip (the test split; without ``--data`` a blend of two p
 samples), projects its 24 joints through a 1000 px camera with 5 px noise and 20% of the
 keypoints dropped, fits it per frame (:func:`advprior.fitting.fit_keypoints`) and as a sequence
 (:func:`advprior.fitting.fit_sequence`), and writes an animated GIF (matplotlib's PillowWriter;
-a PNG strip of six frames when pillow is missing): the keypoints with the sequence fit's
+pillow comes with matplotlib): the keypoints with the sequence fit's
 reprojection, and the fitted 3D skeleton (per frame in grey, sequence in colour).
 """
 
@@ -76,20 +76,15 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     if args.frames < 3:
         p.error("--frames must be at least 3 (the acceleration error needs three frames)")
-    try:
-        from PIL import Image
-    except ImportError:
-        Image = None
-    if Image is not None:
-        # pillow picks the format by the suffix: say so now rather than after the fit
-        animated = sorted(
-            e for e, f in Image.registered_extensions().items() if f in Image.SAVE_ALL
+    from PIL import Image  # a dependency of matplotlib
+
+    # pillow picks the format by the suffix: say so now rather than after the fit
+    animated = sorted(e for e, f in Image.registered_extensions().items() if f in Image.SAVE_ALL)
+    if args.out.suffix.lower() not in animated:
+        p.error(
+            f"--out {args.out}: name an animation file, e.g. video_fit.gif (suffixes pillow "
+            f"animates: {' '.join(animated)})"
         )
-        if args.out.suffix.lower() not in animated:
-            p.error(
-                f"--out {args.out}: name an animation file, e.g. video_fit.gif (suffixes pillow "
-                f"animates: {' '.join(animated)})"
-            )
     if args.data is not None and not Path(args.data).is_file():
         # before the prior loads and the fit runs, and one line rather than a traceback
         print(
@@ -153,22 +148,10 @@ def main(argv: list[str] | None = None) -> Path:
         ax3d.set_zlim(-1, 1)
         ax3d.set_title("3D: per frame (grey), sequence (red)")
 
-    if Image is not None:
-        out = args.out
-        anim = animation.FuncAnimation(fig, draw, frames=kp.shape[0])
-        with staged(out) as path:
-            anim.save(path, writer=animation.PillowWriter(fps=15), dpi=args.dpi)
-    else:
-        out = args.out.with_suffix(".png")
-        picks = [round(i * (kp.shape[0] - 1) / 5) for i in range(6)]
-        fig.set_size_inches(8, 4 * len(picks))
-        fig.clf()
-        for row, t in enumerate(picks):
-            ax2d = fig.add_subplot(len(picks), 2, 2 * row + 1)
-            ax3d = fig.add_subplot(len(picks), 2, 2 * row + 2, projection="3d")
-            draw(t)
-        with staged(out) as path:
-            fig.savefig(path, dpi=args.dpi)
+    out = args.out
+    anim = animation.FuncAnimation(fig, draw, frames=kp.shape[0])
+    with staged(out) as path:
+        anim.save(path, writer=animation.PillowWriter(fps=15), dpi=args.dpi)
     plt.close(fig)
     print(f"wrote {out}")
     return out
