@@ -268,6 +268,37 @@ def test_an_extension_never_selects_the_earlier_runs_end_of_run_validation(tmp_p
     assert extended.best["step"] == 8 and extended.best["state"]["0"].item() == 8.0
 
 
+def test_resume_with_another_thread_count_warns(tmp_path):
+    """Thread counts round differently (a 1-thread and a 2-thread GAN run differ by ~2e-3 after
+    40 steps), so a ``--threads 1`` run resumed without it is not the run it continues: that
+    is said, not silent. The same count, and a finished run only exported again, stay quiet."""
+    import warnings
+
+    from advprior.train.distributed import DistInfo
+    from advprior.train.loop import Trainer
+
+    def run(steps: int, resume: bool) -> list[str]:
+        trainer = Trainer(tmp_path, steps=steps, config={"x": 1}, dist=DistInfo(),
+                          resume=resume, progress=False, tensorboard=False)  # fmt: skip
+        trainer.add_module("m", torch.nn.Linear(1, 1))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.run(lambda step: {"loss": 0.0})
+        return [str(w.message) for w in caught if "arithmetic" in str(w.message)]
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert run(2, False) == []
+        assert run(4, True) == []  # same thread count: quiet
+        torch.set_num_threads(2)
+        (message,) = run(6, True)
+        assert "threads 1 -> 2" in message and "not bit-for-bit" in message
+        assert run(6, True) == []  # finished: exported again only, nothing recomputed
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_refuses_other_settings_and_bad_files(synthetic, tmp_path):
     kw = dict(
         steps=1,

@@ -101,6 +101,11 @@ class TrainResult:
     best_state: dict[str, torch.Tensor] | None = None
 
 
+def _arithmetic(dist: DistInfo) -> dict[str, Any]:
+    """This process's settings that change float rounding: CPU threads and device type."""
+    return {"threads": torch.get_num_threads(), "device": dist.device.type}
+
+
 class _StopFlag:
     """SIGINT/SIGTERM (and Windows' SIGBREAK) set a flag (main thread only); a second signal
     raises KeyboardInterrupt."""
@@ -200,6 +205,9 @@ class Trainer:
         return {
             "rng": ckpt.rng_state(self.generators),
             "streams": {k: s.state_dict() for k, s in self.streams.items()},
+            # What else decides the float rounding: a resume that changes either cannot
+            # continue bit-for-bit, and says so (:meth:`_warn_if_other_arithmetic`).
+            "arithmetic": _arithmetic(self.dist),
         }
 
     def save_checkpoint(self, elapsed: float) -> None:
@@ -248,6 +256,8 @@ class Trainer:
                 o.load_state_dict(state["optimizers"][k])
             mine = state["ranks"][self.dist.rank]
             ckpt.set_rng_state(mine["rng"], self.generators)
+            if int(state["step"]) < self.steps:  # (a finished run is only exported again)
+                self._warn_if_other_arithmetic(mine.get("arithmetic"))
             for k, s in self.streams.items():
                 s.load_state_dict(mine["streams"][k])
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as err:
@@ -262,6 +272,32 @@ class Trainer:
         self.grid_best = dict(state.get("grid_best", self.best))
         self.validated_at = int(state.get("validated_at", self.step))
         return True
+
+    def _warn_if_other_arithmetic(self, saved: Any) -> None:
+        """Warn when this process's CPU thread count or device type differs from the one that
+        wrote the checkpoint (checkpoints from before they were recorded: no warning).
+
+        Why: torch splits reductions and matrix products by thread count, so the same step on
+        1 and on 2 threads rounds differently and the runs drift apart; resuming a
+        ``--threads 1`` run without ``--threads 1`` (or on another device) silently gave other
+        weights than the uninterrupted run, which ``--resume`` is documented to reproduce."""
+        if not isinstance(saved, dict):
+            return
+        now = _arithmetic(self.dist)
+        changed = [
+            f"{key} {saved[key]!r} -> {now[key]!r}"
+            for key in now
+            if key in saved and saved[key] != now[key]
+        ]
+        if changed:
+            warnings.warn(
+                f"{self.checkpoint_path} was written with other arithmetic settings "
+                f"({', '.join(changed)}): the resumed run is not bit-for-bit the run it "
+                "continues (float rounding differs); resume with the original --threads and "
+                "--device for that",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _check_fits(self, state: dict[str, Any]) -> None:
         """Refuse a checkpoint (structurally valid, see ``ckpt.check_structure``) that lacks a
