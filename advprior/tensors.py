@@ -98,6 +98,17 @@ def check_device(device: object, name: str = "device") -> torch.device:
             raise ValueError(f"{name} {device!r}: this machine has {count} CUDA device(s)")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{name} {device!r}: MPS is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps", "meta"):
+        # xla, xpu, hpu, ipu...: a well-formed name this torch may not be built for, which
+        # torch says only when the first tensor is made there ("PyTorch is not linked with
+        # support for xla devices"), so one empty tensor asks now
+        try:
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError, NotImplementedError):
+            raise ValueError(
+                f"{name} {device!r}: this PyTorch cannot make tensors on {dev.type!r} (not "
+                "built with it, or its backend package is not installed)"
+            ) from None
     return dev
 
 

@@ -255,6 +255,19 @@ def test_train_device_errors_are_one_line(data: Path, tmp_path: Path, capsys) ->
     assert len(err.strip().splitlines()) == 1 and "--device" in err
     assert cli.main([*args, "--device", "bogus"]) == 2
     assert "is not a torch device" in capsys.readouterr().err
+    # well-formed names that cannot train here: one line, exit 2, nothing written (they were
+    # "unexpected" errors, exit 1, after the run folder and its tb/ were made)
+    for device, says in (("meta", "holds no values"), ("ipu", "cannot make tensors on 'ipu'")):
+        assert cli.main([*args, "--device", device]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and says in err, err
+        assert not (tmp_path / "r").exists()
+    # the Python API refuses meta before claiming the folder
+    from advprior.train.gan import train_gan
+
+    with pytest.raises(ValueError, match="meta"):
+        train_gan(data, tmp_path / "api", steps=1, device="meta")
+    assert not (tmp_path / "api").exists()
 
 
 def test_damaged_or_unsplit_dataset_files(data: Path, tmp_path: Path) -> None:

@@ -252,6 +252,10 @@ def run(args: argparse.Namespace) -> int:
     if args.model == "gmm" and args.hidden != 512:
         raise UsageError("--hidden: a network width, which --model gmm does not have")
 
+    device = None if args.device is None else parse_device(args.device)
+    if device is not None and device.type == "meta":
+        # a bad option value like any other device (exit 2), as for `advprior export`
+        raise UsageError("--device meta holds no values to train with; use cpu or a GPU")
     if args.threads is not None:
         set_threads(args, args.threads)
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.model]
@@ -266,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         # checked here: a CUDA/MPS device this machine lacks is one line, not a torch traceback
-        device=None if args.device is None else str(parse_device(args.device)),
+        device=None if device is None else str(device),
     )
     if args.model == "gan":
         from advprior.train.gan import train_gan

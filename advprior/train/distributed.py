@@ -46,6 +46,10 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
         dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
     else:
         dev = torch.device(device)
+    if dev.type == "meta":
+        # before the run folder is claimed: meta tensors hold no values, so training would
+        # stop at its first loss with "Cannot copy out of meta tensor" and leave a tb/ folder
+        raise ValueError("device 'meta' holds no values to train with; use cpu or a GPU")
     if dev.type == "cuda":
         # "cuda" means the current GPU; set_device and DDP's device_ids need its index
         if dev.index is None:
