@@ -864,6 +864,52 @@ def test_cli_train_smoke(synthetic, tmp_path, capsys):
         assert " ".join(extra[::2]).replace(" ", ", ") in err and f"--model {model}" in err
 
 
+def test_cli_summary_quotes_the_exported_models_numbers(synthetic, tmp_path, capsys):
+    """The summary line's ``val_mm`` is what the model in ``model_dir`` scores (its card's
+    ``metrics_val_mm``, the selected step's), with the last step's beside it. It quoted the
+    last step's while ``--select best`` (the default) exported another step's weights, so the
+    exported model's own validation never matched the summary."""
+    from advprior.cli import main
+    from advprior.train.export import make_validator
+    from advprior.train.poses import load_training_poses
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(synthetic), "--out", str(out), "--steps", "6", "--batch-size",
+            "16", "--d-steps", "2", "--disc-hidden", "32", "--val-every", "2", "--val-samples",
+            "100", "--no-progress"]  # fmt: skip
+    # scripted validation scores: step 4 is the best, so the selection is not the last step
+    scores = iter([9.0, 5.0, 1.0, 3.0])  # steps 0, 2, 4, 6
+
+    def scripted(*a, **k):
+        validate = make_validator(*a, **k)
+
+        def scored() -> dict[str, float]:
+            return {**validate(), "recall_mean_mm": next(scores)}
+
+        return scored
+
+    import advprior.train.gan as gan_module
+
+    original = gan_module.make_validator
+    gan_module.make_validator = scripted
+    try:
+        assert main(args) == 0
+    finally:
+        gan_module.make_validator = original
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    card = json.loads((out / "model" / "config.json").read_text())["training"]
+    assert summary["selected_step"] == card["selected_step"] == 4
+    assert summary["val_mm"] == card["metrics_val_mm"]
+    assert summary["final_step_val_mm"] == card["final_step_val_mm"]
+    assert summary["val_mm"]["recall_mean_mm"] == 1.0
+    assert summary["final_step_val_mm"]["recall_mean_mm"] == 3.0
+    # and the exported model itself scores the quoted numbers (all but the scripted recall)
+    poses = load_training_poses(synthetic, mirror=True, max_val=2000)
+    model = PosePrior.from_pretrained(out / "model")
+    again = make_validator(model, poses.val, num_samples=100, seed=0)()
+    assert again["precision_mean_mm"] == summary["val_mm"]["precision_mean_mm"]
+
+
 _DDP_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys, torch

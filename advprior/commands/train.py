@@ -327,13 +327,19 @@ def run(args: argparse.Namespace) -> int:
             "rerun with --resume to continue"
         )
         return 130
+    # val_mm: the numbers of the model in model_dir, as its card's metrics_val_mm (with
+    # --select best, the selected step's, not the last step's, which a user comparing the
+    # exported model's own validation with the summary took for a bug)
+    selected = args.select == "best" and result.best_step is not None
     print(
         json.dumps(
             {
                 "model_dir": str(result.model_dir),
                 "steps": result.step,
+                "selected_step": result.best_step if selected else result.step,
                 "wall_time_s": round(result.wall_time_s, 1),
-                "val_mm": result.val,
+                "val_mm": result.best_val if selected else result.val,
+                "final_step_val_mm": result.val,
             }
         )
     )
