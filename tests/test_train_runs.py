@@ -747,6 +747,40 @@ def test_moved_run_folder_and_data_file_still_resume(synthetic, tmp_path):
     assert result.step == 3 and not result.interrupted
 
 
+def test_an_export_stopped_midway_keeps_the_earlier_model(synthetic, tmp_path, monkeypatch):
+    """An extended run whose export fails between its files (a full disk here; Ctrl-C or a
+    kill alike) keeps the earlier run's model/ whole and loadable. It left the new weights
+    with the old config.json, which refused to load as "changed or damaged"; a killed
+    export's staging folder is removed when the folder is next claimed."""
+    import errno
+
+    import advprior.hub as hub
+
+    kw = dict(batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=0, select="last", **FAST)
+    out = tmp_path / "run"
+    first = train_gan(synthetic, out, steps=2, **kw)
+    before = (out / "model" / "model.safetensors").read_bytes()
+    write_text = hub.write_text_atomic
+
+    def full_disk(path, text):
+        if Path(path).name == "config.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(path, text)
+
+    monkeypatch.setattr(hub, "write_text_atomic", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        train_gan(synthetic, out, steps=4, resume=True, **kw)
+    monkeypatch.setattr(hub, "write_text_atomic", write_text)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert (out / "model" / "model.safetensors").read_bytes() == before
+    assert PosePrior.from_pretrained(out / "model").config["training"]["steps"] == first.step
+    # a kill leaves the staging folder: the next claim removes it; --resume exports again
+    (out / ".model.export.99999.tmp").mkdir()
+    resumed = train_gan(synthetic, out, steps=4, resume=True, **kw)
+    assert not (out / ".model.export.99999.tmp").exists()
+    assert PosePrior.from_pretrained(resumed.model_dir).config["training"]["steps"] == 4
+
+
 def test_trained_model_card_names_unknown_data_terms(synthetic, tmp_path):
     # The synthetic file's only source is "synthetic": no borrowed CMU/HDM05 licence.
     result = fit_gmm(synthetic, tmp_path / "gmm", max_iter=5, val_samples=100, max_val_poses=50)

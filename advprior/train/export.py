@@ -8,6 +8,8 @@ their weights the same way.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,5 +87,25 @@ def export_model(
         "wall_time_s": round(result.wall_time_s, 1),
         **data_terms(source_names(data_description)),
     }
-    model.save_pretrained(model_dir, training=training)
+    # Written whole beside the run's model/ and then moved into place: save_pretrained writes
+    # its three files one by one, so a run stopped between them (Ctrl-C, a kill, a full disk)
+    # while replacing an earlier export (an extended or refitted run) left the new weights
+    # with the old config.json, a model/ that refused to load as "changed or damaged".
+    staging = out / f"{STAGING_PREFIX}{os.getpid()}.tmp"
+    aside = out / f"{STAGING_PREFIX}{os.getpid()}.old"
+    for leftover in (staging, aside):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        model.save_pretrained(staging, training=training)
+        if model_dir.is_dir():
+            os.replace(model_dir, aside)
+        os.replace(staging, model_dir)
+    finally:
+        for leftover in (staging, aside):
+            shutil.rmtree(leftover, ignore_errors=True)
     return model_dir
+
+
+#: Name prefix of the folders :func:`export_model` writes before moving them into place; a
+#: killed run's are removed when the next run claims the folder (``runfolder``).
+STAGING_PREFIX = f".{RUN_MODEL_DIR}.export."

@@ -43,6 +43,9 @@ LOCK_NAME = "run.lock"
 #: model, TensorBoard events or logs looking like its own (a GMM writes no CSV logs, so a GAN's
 #: would stay beside its model).
 _EARLIER_RUN = (RUN_MODEL_DIR, "tb", "train_log.csv", "val_log.csv", "gmm_fit.json")
+#: The prefix of the folders an export writes before moving them into place
+#: (``advprior.train.export.STAGING_PREFIX``; not imported: export imports the loop).
+_EXPORT_STAGING = f".{RUN_MODEL_DIR}.export."
 
 
 class RunFolder:
@@ -209,6 +212,10 @@ def _check_and_lock(out: Path, resume: bool, overwrite: bool, model_type: str | 
             warnings.warn(
                 f"removed {stale.name}, left by an interrupted checkpoint write", stacklevel=3
             )
+        # and so was any export folder not yet moved into place (or not yet removed)
+        for stale in out.glob(f"{_EXPORT_STAGING}*"):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
     except BaseException:
         RunFolder(out, lock).release()
         raise
