@@ -133,8 +133,30 @@ def test_live_lock_is_refused_and_stale_lock_taken_over(data: Path, tmp_path: Pa
         assert train_gan(data, out, **KW).step == 1
     assert not (out / LOCK_NAME).exists()
     _lock(out, 1, host="some-other-machine")
-    with pytest.raises(RunFolderError, match="some-other-machine"):
+    # a requeued job lands on another host: the message says what to do
+    with pytest.raises(RunFolderError, match=r"some-other-machine.*remove the lock.*--resume"):
         train_gan(data, out, resume=True, **KW)
+
+
+def test_a_full_disk_while_logging_names_the_log_and_the_way_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while appending to train_log.csv was a bare "[Errno 28] No space left on device"."""
+    import csv
+    import errno
+
+    from advprior.train.logs import CSVLog
+
+    log = CSVLog(tmp_path / "train_log.csv")
+    log.write({"step": 1, "loss": 0.5})
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerow", full)
+    with pytest.raises(OSError, match=r"train_log\.csv: No space left.*--resume") as info:
+        log.write({"step": 2, "loss": 0.4})
+    assert info.value.errno == errno.ENOSPC
 
 
 def test_second_claim_in_the_same_folder_is_refused(tmp_path: Path) -> None:

@@ -39,11 +39,20 @@ class CSVLog:
         new = self.fields is None
         if new:
             self.fields = list(row)
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        try:
+            with open(self.path, "a", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        except OSError as err:
+            # the bare "[Errno 28] No space left on device" named neither the file nor what is
+            # safe: the checkpoint is written atomically, and a resume drops rows after it
+            raise type(err)(
+                err.errno,
+                f"cannot write {self.path}: {err.strerror or err}; the last checkpoint is "
+                "intact, so --resume continues from it once this is fixed",
+            ) from err
 
 
 class TrainLogger:

@@ -138,8 +138,10 @@ def _take_lock(out: Path) -> Path:
         pid, host = owner.get("pid"), owner.get("host")
         if host not in (None, socket.gethostname()):
             raise RunFolderError(
-                f"{out} is locked by pid {pid} on host {host!r} ({lock}); if that run is "
-                "over, remove the lock file"
+                f"{out} is locked by pid {pid} on host {host!r} ({lock}); a process on another "
+                "host cannot be checked from here: if that run is over (a preempted or requeued "
+                "job, a container restarted under another host name), remove the lock file and "
+                "run again with --resume"
             )
         if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             raise RunFolderError(
