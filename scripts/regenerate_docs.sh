@@ -41,6 +41,9 @@ STEPS=(
     # docs/fitting.md and docs/compat.md: the VPoser drop-in
     "$PY benchmarks/vposer_loop.py --data $DATA --frames 96 --jobs 1 --write-docs"
     "$PY benchmarks/compat_chart.py --data $DATA --poses 500 --write-docs"
+    # docs/fitting.md "Large images": pixel_scale on scaled views (validation, then test once)
+    "$PY benchmarks/fit_large_images.py --data $DATA --frames 128 --json benchmarks/results/fit_large_images_val.json --write-docs"
+    "$PY benchmarks/fit_large_images.py --data $DATA --split test --frames 128 --json benchmarks/results/fit_large_images_test.json --write-docs"
     # docs/training.md: test-split coverage of every shipped model, and the samples figure
     "$PY benchmarks/bench_train.py --data $DATA --out docs/training_results.json --doc docs/training.md"
     "$PY benchmarks/recall_reference.py --data $DATA --split val --json benchmarks/results/recall_reference_val.json --write-docs"
