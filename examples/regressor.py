@@ -120,18 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from advprior.data import load_dataset
+    from advprior.data import load_dataset, require_dataset_file
     from advprior.eval.benchmark import make_views, write_generated_block
     from advprior.fileio import check_writable
     from advprior.head import LatentHead
     from advprior.hub import load_pretrained
 
-    if not args.data.is_file():
-        print(
-            f"no dataset at {args.data}; build it with\n  advprior data build "
-            f"../shared/data/mocap --out {args.data}",
-            file=sys.stderr,
-        )
+    try:  # before anything loads, and one line rather than a traceback
+        require_dataset_file(args.data)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
         return 2
     if args.write_docs:
         # now, not after the training

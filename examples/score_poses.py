@@ -12,11 +12,10 @@ these percentiles for the shipped priors).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
+from advprior.data import require_dataset_file
 from advprior.eval import tasks
 from advprior.hub import load_pretrained
 
@@ -28,14 +27,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--poses", type=int, default=200, help="poses to score (200)")
     p.add_argument("--steps", type=int, default=50, help="inversion steps of a latent prior")
     args = p.parse_args(argv)
-    if args.data is not None and not Path(args.data).is_file():
-        # before the prior loads, and one line rather than load_dataset's traceback
-        print(
-            f"no dataset at {args.data}; build it with\n  advprior data build "
-            f"../shared/data/mocap --out {args.data}  (or leave out --data)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
+    if args.data is not None:
+        try:  # before the prior loads, and one line rather than a traceback
+            require_dataset_file(args.data)
+        except FileNotFoundError as err:
+            p.exit(2, f"{err} (or leave out --data)\n")
 
     prior = load_pretrained(args.prior).eval()
     gen = torch.Generator().manual_seed(0)

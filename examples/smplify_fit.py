@@ -230,7 +230,7 @@ def inversion_table(rows: dict[str, dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from advprior.data import load_dataset
+    from advprior.data import load_dataset, require_dataset_file
     from advprior.eval.benchmark import (
         make_views,
         run_fitting,
@@ -239,12 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     from advprior.inversion import PoseEncoder
 
-    if not args.data.is_file():
-        print(
-            f"no dataset at {args.data}; build it with\n  advprior data build "
-            f"../shared/data/mocap --out {args.data}",
-            file=sys.stderr,
-        )
+    try:  # before anything loads, and one line rather than a traceback
+        require_dataset_file(args.data)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
         return 2
     # the outputs are checked now, not after a run of minutes to hours (folders are created)
     outputs = [("--json", args.json)] if args.json is not None else []

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from advprior.data import require_dataset_file
 from advprior.eval.sequence_benchmark import clip_errors, make_clip_views
 from advprior.eval.tasks import contiguous_clips
 from advprior.fitting import fit_keypoints, fit_sequence
@@ -85,14 +85,11 @@ def main(argv: list[str] | None = None) -> Path:
             f"--out {args.out}: name an animation file, e.g. video_fit.gif (suffixes pillow "
             f"animates: {' '.join(animated)})"
         )
-    if args.data is not None and not Path(args.data).is_file():
-        # before the prior loads and the fit runs, and one line rather than a traceback
-        print(
-            f"no dataset at {args.data}; build it with\n  advprior data build "
-            f"../shared/data/mocap --out {args.data}  (or leave out --data)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
+    if args.data is not None:
+        try:  # before the prior loads, and one line rather than a traceback
+            require_dataset_file(args.data)
+        except FileNotFoundError as err:
+            p.exit(2, f"{err} (or leave out --data)\n")
 
     import matplotlib
 

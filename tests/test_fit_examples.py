@@ -393,7 +393,7 @@ def test_examples_name_the_build_command_for_a_missing_dataset(name, tmp_path, c
         load_example(name).main(["--prior", "gmm", "--data", str(missing)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"no dataset at {missing}" in err and "advprior data build" in err
+    assert f"no such dataset file: {missing}" in err and "advprior data build" in err
 
 
 @pytest.mark.parametrize(

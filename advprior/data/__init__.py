@@ -5,7 +5,7 @@ Needs only numpy, torch and roma (no training extras, no scipy). Public names:
 :func:`build_dataset`, :func:`load_dataset`, :class:`PoseData`, :func:`bone_direction_errors`.
 """
 
-from advprior.data.dataset import PoseData, build_dataset, load_dataset
+from advprior.data.dataset import PoseData, build_dataset, load_dataset, require_dataset_file
 from advprior.data.loader import load_motion
 from advprior.data.motion import Motion, Skeleton, SMPLMotion
 from advprior.data.quality import bone_direction_errors
@@ -18,5 +18,6 @@ __all__ = [
     "bone_direction_errors",
     "build_dataset",
     "load_dataset",
+    "require_dataset_file",
     "load_motion",
 ]

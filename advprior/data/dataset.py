@@ -734,6 +734,18 @@ def _codes(
     return arr
 
 
+def require_dataset_file(path: str | Path) -> Path:
+    """``path`` if it is a file, else ``FileNotFoundError`` saying how to build a dataset there
+    (scripts call this before loading a prior or fitting, so that a wrong path fails first)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no such dataset file: {path}; build it with: advprior data build MOCAP_FOLDER "
+            f"--out {path} (this repository's data: ../shared/data/mocap)"
+        )
+    return path
+
+
 def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
     """Load a dataset file; ``split`` = ``None`` (all), ``"train"``, ``"val"`` or ``"test"``.
 
@@ -747,9 +759,7 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
     """
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such dataset file: {path}")
+    path = require_dataset_file(path)
     if not zipfile.is_zipfile(path):
         # np.load would read a .npy as one array, and call any other file a pickle ("load it
         # with allow_pickle=True"): neither is a dataset, and no pickle is ever loaded here
