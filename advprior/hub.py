@@ -39,7 +39,7 @@ import re
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any, ClassVar, NoReturn, TypeVar
@@ -93,6 +93,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 T = TypeVar("T", bound="PretrainedMixin")
+_R = TypeVar("_R")  # what a Hub fetch returns (a path, or a checkpoint's files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,20 +516,34 @@ def _pinned_hub_file(
     damaged after its download (a disk error, an edit, a half-copied cache) or is not what the
     Hub serves now: online it is downloaded once more and checked again, so that a damaged
     cache heals itself also for the CLI, which has no ``force_download``."""
-    path = _hub_download(repo_id, filename, what=what, **hub_kwargs)
+    return _verified_download(
+        lambda kw: _hub_download(repo_id, filename, what=what, **kw),
+        lambda path, kw: _verify(path, expected, what, hint=_cache_hint(path, kw)),
+        hub_kwargs,
+    )
+
+
+def _verified_download(
+    fetch: Callable[[dict[str, Any]], _R],
+    verify: Callable[[_R, dict[str, Any]], None],
+    hub_kwargs: dict[str, Any],
+) -> _R:
+    """``fetch(hub_kwargs)`` checked by ``verify(result, hub_kwargs)``; a cached copy that
+    fails the check is fetched once more with ``force_download`` (when online) and checked
+    again. One mechanism for manifest files and plain Hub repos."""
+    result = fetch(hub_kwargs)
     try:
-        _verify(path, expected, what, hint=_cache_hint(path, hub_kwargs))
+        verify(result, hub_kwargs)
     except ChecksumMismatchError as mismatch:
         if not _can_fetch_again(hub_kwargs):
             raise
+        forced = {**hub_kwargs, "force_download": True}
         try:
-            path = _hub_download(
-                repo_id, filename, what=what, **{**hub_kwargs, "force_download": True}
-            )
+            result = fetch(forced)
         except OfflineError as err:  # the Hub went away: the damaged copy is the news
             raise mismatch from err
-        _verify(path, expected, what, hint=_cache_hint(path, {"force_download": True}))
-    return path
+        verify(result, forced)
+    return result
 
 
 def resolve_files(
@@ -583,19 +598,11 @@ def resolve_files(
         # "runs/a" is both a relative path and a Hub id: say which was tried, since a mistyped
         # local folder ends up here
         what = f"Hub model {name!r} (no local folder {name!r} exists either)"
-        files = _hub_repo_files(name, what, hub_kwargs)
-        try:
-            _verify_recorded(files, models, _cache_hint(files.weights, hub_kwargs))
-        except ChecksumMismatchError as mismatch:
-            # as _pinned_hub_file: a damaged cached copy is downloaded once more
-            if not _can_fetch_again(hub_kwargs):
-                raise
-            try:
-                files = _hub_repo_files(name, what, {**hub_kwargs, "force_download": True})
-            except OfflineError as err:
-                raise mismatch from err
-            _verify_recorded(files, models, _cache_hint(files.weights, {"force_download": True}))
-        return files
+        return _verified_download(
+            lambda kw: _hub_repo_files(name, what, kw),
+            lambda files, kw: _verify_recorded(files, models, _cache_hint(files.weights, kw)),
+            hub_kwargs,
+        )
     known = ", ".join(sorted(models)) or "none yet"
     hint = ""
     if os.sep == "/" and "\\" in name:
