@@ -12,7 +12,10 @@ no rotation given to the fitter: as a user with only intrinsics), 5 px Gaussian 
 the keypoints dropped as in ``advprior.eval.benchmark``. Conditions (:data:`CONDITIONS`) set
 how the body lies in the world, the camera's elevation and roll, and the distance; ``close_*``
 put the person 1.1-1.6 m away, partly outside the image, with the keypoints outside it either at
-confidence 0 (``close_conf0``) or still given (``close_given``). Per fit: P-MPJPE and MPJPE
+confidence 0 (``close_conf0``) or still given (``close_given``); ``near_far`` is one call with
+people of two sizes (a 4K photo, :data:`NEAR_FAR_FOCAL_PX`), for ``--pixel-scale median``
+(round 19's one scale per call) against ``auto`` (round 20: a much nearer person at its own
+scale; docs/fitting.md, "Large images"). Per fit: P-MPJPE and MPJPE
 (pelvis-aligned) in mm on the 24 joints, the mean reprojection error over the used keypoints in
 px, and the angle between the fitted and the true torso axis (pelvis -> neck, camera frame):
 its median and the share of frames above 60 degrees (``axis_flip``: an upside-down or sideways
@@ -67,7 +70,26 @@ CONDITIONS: dict[
     "close_conf0": ("up", (-10, 20), (0,), (1.1, 1.6), None, "close, off-image keypoints conf 0"),
     "close_given": ("up", (-10, 20), (0,), (1.1, 1.6), None, "close, off-image keypoints given"),
     "facing_away": ("up", (-10, 20), (0,), (3, 6), (135, 225), "facing away (135-225 deg)"),
+    "near_far": (
+        "up",
+        (-10, 20),
+        (0,),
+        (12, 20),
+        None,
+        "4K photo: a third of the people 2-3 m away, the rest 12-20 m",
+    ),
 }
+#: Conditions whose keypoints outside the image get confidence 0, as a detector gives them.
+OFF_IMAGE_CONF0 = ("close_conf0", "near_far")
+#: ``near_far``: one call with people of two sizes, as in a photo with a group near the camera
+#: and a crowd behind it, taken with a 4000 x 4000 px camera of focal 3000 px (a third of the
+#: frames 2-3 m away, 1,500-2,500 px tall; the others at the depth range above, 200-350 px).
+#: Its noise is 5 px for a person of the benchmark's size and grows with the person (as a
+#: top-down detector's error does, working on a crop of the person): 5 px x 3000 / 1000 x 4.5 /
+#: depth.
+NEAR_FAR_FOCAL_PX = 3000.0
+NEAR_FAR_IMAGE_PX = 4000.0
+NEAR_FAR_NEAR_M = (2.0, 3.0)
 IMAGE_PX = 1000.0
 #: Keypoint noise (px, Gaussian per coordinate): the benchmark's 5 px, except that ``far_1px``
 #: scales it with the person's size (~80 px tall against ~320 px at 3-6 m), to tell the pixel
@@ -87,6 +109,7 @@ def make_condition(body_pose: Tensor, global_orient: Tensor, name: str, seed: in
     """Keypoints ``(B, K, 2)``, confidence ``(B, K)``, true joints ``(B, 24, 3)`` (camera frame)
     and camera of condition ``name`` for the given poses (their recorded orientation, y up)."""
     from advprior.eval.benchmark import BENCH_CAMERA
+    from advprior.fitting import PinholeCamera
     from advprior.fitting.smplify import body_keypoints
     from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
@@ -121,6 +144,9 @@ def make_condition(body_pose: Tensor, global_orient: Tensor, name: str, seed: in
     view = _rot(2, roll) @ _rot(0, math.pi + e)
     orient = rotmat_to_axis_angle(view @ body)
     z = depth[0] + (depth[1] - depth[0]) * u()
+    if name == "near_far":
+        near = NEAR_FAR_NEAR_M[0] + (NEAR_FAR_NEAR_M[1] - NEAR_FAR_NEAR_M[0]) * u()
+        z = torch.where(u() < 1 / 3, near, z)
     spread = 0.1 if depth[0] < 2 else 0.6
     pelvis = torch.stack([(u() - 0.5) * spread * z / 3, (u() - 0.5) * spread * z / 3, z], -1)
     pose = body_pose.float()
@@ -128,17 +154,21 @@ def make_condition(body_pose: Tensor, global_orient: Tensor, name: str, seed: in
     _, rest = body_keypoints(orient, pose, None, zero, keypoint_format="smpl24")
     transl = pelvis - rest[:, 0]
     points, joints = body_keypoints(orient, pose, None, transl, keypoint_format=fmt)
-    camera = BENCH_CAMERA
+    camera, image_px, noise = BENCH_CAMERA, IMAGE_PX, torch.full((n, 1, 1), NOISE_PX.get(name, 5.0))
+    if name == "near_far":
+        image_px = NEAR_FAR_IMAGE_PX
+        camera = PinholeCamera(NEAR_FAR_FOCAL_PX, (image_px / 2, image_px / 2))
+        noise = (5.0 * NEAR_FAR_FOCAL_PX / 1000.0 * 4.5 / z)[:, None, None]
     k = points.shape[1]
-    kp = camera.project(points) + NOISE_PX.get(name, 5.0) * torch.randn(n, k, 2, generator=gen)
+    kp = camera.project(points) + noise * torch.randn(n, k, 2, generator=gen)
     conf = (torch.rand(n, k, generator=gen) >= 0.2).float()
-    if name == "close_conf0":
-        inside = ((kp >= 0) & (kp <= IMAGE_PX)).all(-1)
+    if name in OFF_IMAGE_CONF0:
+        inside = ((kp >= 0) & (kp <= image_px)).all(-1)
         conf = conf * inside.float()
     # A frame needs two keypoints: keep the two most central ones if fewer survive.
     few = conf.sum(-1) < 2
     if bool(few.any()):
-        d = (kp - IMAGE_PX / 2).norm(dim=-1)
+        d = (kp - image_px / 2).norm(dim=-1)
         best = d.argsort(-1)[:, :2]
         conf[few.nonzero()[:, 0][:, None], best[few]] = 1.0
     return kp, conf, joints, camera
@@ -159,16 +189,26 @@ def measure(
     seed: int,
     prior: object,
     view_starts: bool = False,
+    pixel_scale: str = "auto",
 ) -> dict:
     from advprior.eval.benchmark import joint_errors_mm
-    from advprior.fitting import fit_keypoints
+    from advprior.fitting import auto_pixel_scale, fit_keypoints
 
     kp, conf, joints, camera = make_condition(
         data.body_pose[idx], data.global_orient[idx], name, seed, fmt
     )
+    # "median": round 19's rule, one scale for the call (the median frame's)
+    scale = auto_pixel_scale(kp, conf) if pixel_scale == "median" else pixel_scale
     t0 = time.perf_counter()
     res = fit_keypoints(
-        kp, conf, camera, prior=prior, keypoint_format=fmt, starts=starts, view_starts=view_starts
+        kp,
+        conf,
+        camera,
+        prior=prior,
+        keypoint_format=fmt,
+        starts=starts,
+        view_starts=view_starts,
+        pixel_scale=float(scale) if scale != "auto" else scale,
     )
     seconds = time.perf_counter() - t0
     err = joint_errors_mm(res.joints, joints)
@@ -176,7 +216,8 @@ def measure(
     reproj = (res.projected - kp).norm(dim=-1)[seen].mean()
     cos = (torso_axis(res.joints) * torso_axis(joints)).sum(-1).clamp(-1, 1)
     angle = torch.rad2deg(torch.acos(cos))
-    inside = ((kp >= 0) & (kp <= IMAGE_PX)).all(-1).float().mean()
+    image_px = 2.0 * camera.center[0]  # every condition's principal point is the centre
+    inside = ((kp >= 0) & (kp <= image_px)).all(-1).float().mean()
     return {
         "frames": int(idx.numel()),
         "p_mpjpe_mm": float(err["p_mpjpe"].mean()),
@@ -193,6 +234,9 @@ def measure(
             .median()
         ),
         "seconds": seconds,
+        "per_frame_pixel_scale": res.info["pixel_scale"]
+        if isinstance(res.info["pixel_scale"], list)
+        else [res.info["pixel_scale"]] * int(idx.numel()),
         "per_frame_p_mpjpe": [round(float(v), 1) for v in err["p_mpjpe"]],
         "per_frame_mpjpe": [round(float(v), 1) for v in err["mpjpe"]],
     }
@@ -215,15 +259,22 @@ def run(args: argparse.Namespace) -> None:
         "frames": args.frames,
         "seed": args.seed,
         "prior": args.prior,
-        "noise_px": {name: NOISE_PX.get(name, 5.0) for name in CONDITIONS},
+        "noise_px": {
+            name: "5 x 3 x 4.5 / depth" if name == "near_far" else NOISE_PX.get(name, 5.0)
+            for name in CONDITIONS
+        },
         "drop": 0.2,
-        "camera": "focal 1000 px, 1000 x 1000 px, no rotation given to the fitter",
+        "camera": "focal 1000 px, 1000 x 1000 px (near_far: 3000 px, 4000 x 4000 px), no "
+        "rotation given to the fitter",
         "conditions": {k: v[-1] for k, v in CONDITIONS.items()},
     }
     for fmt in args.formats:
         for starts in args.starts:
             for name in args.conditions:
-                r = measure(data, idx, name, fmt, starts, args.seed, prior, args.view_starts)
+                r = measure(
+                    data, idx, name, fmt, starts, args.seed, prior, args.view_starts,
+                    args.pixel_scale,
+                )  # fmt: skip
                 key = f"{args.label}|{name}|{fmt}|{starts}"
                 store["runs"][key] = r
                 short = {k: round(v, 2) for k, v in r.items() if not k.startswith("per_frame")}
@@ -293,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="fit_keypoints(view_starts=...): the torso-plane starts (the default since round "
         "16; the 'after' rows), --no-view-starts for the 'before' rows",
+    )
+    p.add_argument(
+        "--pixel-scale",
+        default="auto",
+        choices=("auto", "median", "1"),
+        help="fit_keypoints(pixel_scale=...): auto (the default: the median frame's scale, a "
+        "much nearer person at its own), median (round 19: one scale per call) or 1",
     )
     p.add_argument("--json", default=str(DEFAULT_JSON))
     p.add_argument("--table", action="store_true", help="print the markdown table and exit")

@@ -216,6 +216,41 @@ def test_pixel_scale_makes_a_larger_image_fit_as_the_original(body) -> None:
     assert auto.info["pixel_scale"] == 4.0 and torch.equal(auto.body_pose, ref.body_pose)
 
 
+def test_a_much_nearer_person_is_fitted_at_its_own_scale(body) -> None:
+    """One call, three people: two at the benchmark's size and one 8x larger (a person near the
+    camera). The batch's scale (the median frame's) is 1; the near person's own is 8, more than
+    twice it, so that frame is fitted at 8: bit for bit the fit of that frame alone with
+    pixel_scale=8, while the other two are bit for bit their fit as a batch of two, in the
+    caller's order. Before, all three shared scale 1."""
+    prior = PosePrior.from_pretrained("gan-s")
+    truth = prior.sample(3, generator=seeded(7))
+    kp, conf, _ = scene(body, truth, seed=8, drop=0.2)
+    kp[1] = (kp[1] - 500.0) * 8.0 + 500.0
+    kw = dict(body_model=body, prior=prior, iterations=ITERS, orientations=1)
+    mixed = fit_keypoints(kp, conf, CAMERA, **kw)
+    assert mixed.info["pixel_scale"] == [1.0, 8.0, 1.0]
+    rest = fit_keypoints(kp[[0, 2]], conf[[0, 2]], CAMERA, **kw)
+    near = fit_keypoints(kp[1:2], conf[1:2], CAMERA, pixel_scale=8, **kw)
+    assert rest.info["pixel_scale"] == 1.0 and near.info["pixel_scale"] == 8.0
+    for name in ("body_pose", "global_orient", "transl", "betas", "latent", "loss", "joints"):
+        a, b = getattr(rest, name), getattr(near, name)
+        assert torch.equal(getattr(mixed, name), torch.cat([a[:1], b, a[1:]])), name
+    assert torch.equal(mixed.projected[1], near.projected[0])
+    shared = fit_keypoints(kp, conf, CAMERA, pixel_scale=1, **kw)
+    assert not torch.equal(shared.body_pose[1], mixed.body_pose[1])
+
+
+def test_a_much_smaller_person_keeps_the_batch_scale(body) -> None:
+    """The other way round a small box is as often a crouching or partly seen person as a far
+    one, so it keeps the batch's scale: people 4x the benchmark's size with one 4x smaller
+    among them are all fitted at 4, one batch."""
+    kp, conf, _ = scene(body, 0.2 * torch.randn(3, 63, generator=seeded(9)), seed=10)
+    big = (kp - 500.0) * 4.0 + 500.0
+    big[1] = kp[1]
+    kw = dict(body_model=body, prior=None, iterations=2, orientations=1, view_starts=False)
+    assert fit_keypoints(big, conf, CAMERA, **kw).info["pixel_scale"] == 4.0
+
+
 def test_auto_pixel_scale_is_the_nearest_power_of_two_and_at_least_one() -> None:
     """Median over frames of the larger side of the visible keypoints' box over 350 px,
     rounded to a power of two in log scale; missing keypoints and frames with fewer than two
@@ -243,6 +278,11 @@ def test_auto_pixel_scale_is_the_nearest_power_of_two_and_at_least_one() -> None
     kp[:, 1, 0] = 2800.0  # a person lying across the image: the box's larger side counts
     assert auto_pixel_scale(kp, torch.ones(2, 3)) == 8.0
     assert auto_pixel_scale(kp, torch.zeros(2, 3)) == 1.0  # nothing visible
+    # per frame: each frame's own, 1 where fewer than two keypoints are visible
+    kp, conf = frames(300.0, 1400.0, 100.0, 2800.0)
+    conf[3, 1] = 0.0
+    own = auto_pixel_scale(kp, conf, per_frame=True)
+    assert own.dtype == torch.float64 and own.tolist() == [1.0, 4.0, 1.0, 1.0]
 
 
 def test_numpy_scalars_are_numbers(body) -> None:

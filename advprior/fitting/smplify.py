@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -558,9 +558,12 @@ def fit_keypoints(
             camera divided by it, so that every weight keeps its balance; ``projected`` comes
             back in your pixels and ``loss`` in your squared pixels. ``"auto"`` (default):
             :func:`auto_pixel_scale` of the keypoints (1 for people up to about 500 pixels
-            tall, then 2, 4, ...; ``docs/fitting.md``, "Large images"); a number: that scale
-            (``1`` is the fit of 0.2.0). An image scaled by a power of two, with
-            ``pixel_scale`` scaled alike, gives the same fit bit for bit.
+            tall, then 2, 4, ...; ``docs/fitting.md``, "Large images"), the median frame's for
+            the batch, except that a person whose own scale is more than twice it is fitted at
+            that (frames stay independent; ``info["pixel_scale"]`` is then a list, one scale
+            per frame); a number: that scale for every frame (``1`` is the fit of 0.2.0). An
+            image scaled by a power of two, with ``pixel_scale`` scaled alike, gives the same
+            fit bit for bit.
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -577,10 +580,7 @@ def fit_keypoints(
     if not stages:
         raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt)
-    scale = _check_pixel_scale(pixel_scale, kp, conf)
-    if scale != 1.0:
-        kp = kp / scale
-        camera = camera.scaled(1.0 / scale)
+    groups = _scale_groups(pixel_scale, kp, conf)
     model, _ = resolve_prior(prior)
     if body_model is None:
         from advprior.body import load_body_model
@@ -618,24 +618,42 @@ def fit_keypoints(
         "orientations": orientations,
         "starts": opts.starts,
         "view_starts": opts.view_starts,
-        "pixel_scale": scale,
+        "pixel_scale": _scale_info(groups, kp.shape[0]),
         "batch": bool(batch),
         "latent_density": None
         if latent_density is None
         else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
         "pose_density": kind["pose_density"],
     }
+    pieces = []
+    seconds = 0.0
     with frozen(model), frozen(body_model), frozen(term.pose_density):
-        if batch or kp.shape[0] <= 1:
-            parts = [_fit(kp, conf, opts)]
-        else:
-            parts = [_fit(kp[i : i + 1], conf[i : i + 1], opts) for i in range(kp.shape[0])]
-    result = _concat(parts)
-    result.info = {**info, "seconds": sum(p.info["seconds"] for p in parts)}
-    if scale != 1.0:
-        # back to the caller's pixels: every term of the objective is squared pixels there
-        result.projected = result.projected * scale
-        result.loss = result.loss * (scale * scale)
+        for scale, rows in groups:
+            # frames are independent, so people of different sizes are fitted as separate
+            # batches, each at its own scale; one group (every benchmark) is the whole batch
+            kp_g, conf_g = (kp, conf) if rows is None else (kp[rows], conf[rows])
+            opts_g = opts
+            if scale != 1.0:
+                kp_g = kp_g / scale
+                opts_g = replace(opts, camera=camera.scaled(1.0 / scale))
+            if batch or kp_g.shape[0] <= 1:
+                parts = [_fit(kp_g, conf_g, opts_g)]
+            else:
+                parts = [
+                    _fit(kp_g[i : i + 1], conf_g[i : i + 1], opts_g) for i in range(kp_g.shape[0])
+                ]
+            piece = _concat(parts)
+            seconds += sum(p.info["seconds"] for p in parts)
+            if scale != 1.0:
+                # back to the caller's pixels: every term of the objective is squared pixels there
+                piece.projected = piece.projected * scale
+                piece.loss = piece.loss * (scale * scale)
+            pieces.append(piece)
+    result = _concat(pieces)
+    if len(groups) > 1:
+        order = torch.cat([rows for _, rows in groups])
+        result = _take(result, torch.argsort(order))
+    result.info = {**info, "seconds": seconds}
     return result
 
 
@@ -646,35 +664,97 @@ def fit_keypoints(
 REFERENCE_PERSON_PX = 350.0
 
 
-def auto_pixel_scale(keypoints: Tensor, confidence: Tensor) -> float:
-    """The ``pixel_scale`` that ``pixel_scale="auto"`` uses for a batch.
+def auto_pixel_scale(keypoints: Tensor, confidence: Tensor, per_frame: bool = False) -> Any:
+    """The ``pixel_scale`` that ``pixel_scale="auto"`` picks.
 
     Args:
         keypoints: ``(..., J, 2)`` pixels; confidence ``(..., J)``, 0 for missing keypoints.
+        per_frame: each frame's own scale instead of one for the batch (the median frame's).
+            :func:`fit_keypoints` fits at the batch's scale, except a person whose own scale is
+            more than twice it (a nearer person among farther ones), who is fitted at its own;
+            :func:`fit_sequence` uses one scale per call, its frames being tied together.
 
     Returns:
-        The power of two nearest to the median over frames of the person's size (the larger
-        side of the visible keypoints' bounding box) over :data:`REFERENCE_PERSON_PX`, and at
-        least 1. Powers of two keep the scaling exact in floating point (so the benchmark's
-        people, 0.87-0.99 of the reference, get 1, the fit of 0.2.0, bit for bit), and a fit
-        is within noise of its best within a factor of 2 of the right scale
-        (``docs/fitting.md``, "Large images"). Never below 1: for people smaller than the
-        benchmark's a detector's noise does not shrink with them, and the defaults were not
-        measured against that.
+        The power of two nearest to the person's size (the larger side of the visible
+        keypoints' bounding box) over :data:`REFERENCE_PERSON_PX`, and at least 1: a float
+        for the median size over frames, or with ``per_frame`` a float64 tensor of shape
+        ``(...)`` (1 for a frame with fewer than two visible keypoints). Powers of two keep
+        the scaling exact in floating point (so the benchmark's people, 0.87-0.99 of the
+        reference, get 1, the fit of 0.2.0, bit for bit), and a fit is within noise of its
+        best within a factor of 2 of the right scale (``docs/fitting.md``, "Large images").
+        Never below 1: for people smaller than the benchmark's a detector's noise does not
+        shrink with them, and the defaults were not measured against that.
     """
     seen = confidence > 0
     xy = keypoints.detach()
     big = torch.full_like(xy, float("inf"))
     low = torch.where(seen[..., None], xy, big).amin(-2)
     high = torch.where(seen[..., None], xy, -big).amax(-2)
-    size = (high - low).amax(-1).reshape(-1)
-    size = size[seen.sum(-1).reshape(-1) >= 2]
+    size = (high - low).amax(-1)
+    valid = seen.sum(-1) >= 2
+    if per_frame:
+        ratio = torch.where(valid, size, 0.0).to(torch.float64) / REFERENCE_PERSON_PX
+        # a ratio of 0 or NaN (one point seen twice, no keypoints) keeps the scale of 0.2.0
+        ratio = torch.where(ratio > 0, ratio, 1.0)
+        return torch.exp2(torch.round(torch.log2(ratio))).clamp(min=1.0)
+    size = size[valid]
     if size.numel() == 0:
         return 1.0
     ratio = float(size.float().median()) / REFERENCE_PERSON_PX
     if not ratio > 0:
         return 1.0
     return float(max(1.0, 2.0 ** round(math.log2(ratio))))
+
+
+def _scale_groups(
+    value: object, keypoints: Tensor, confidence: Tensor
+) -> list[tuple[float, Tensor | None]]:
+    """``(scale, frame indices)`` per distinct pixel scale of a ``(B, J, 2)`` batch; one group
+    with ``None`` (every frame) when all frames share a scale."""
+    batch = _check_pixel_scale(value, keypoints, confidence)
+    if not (isinstance(value, str) and value == "auto") or keypoints.shape[0] <= 1:
+        return [(batch, None)]
+    # A person more than twice the batch's scale (a factor of 4 or more in size) is fitted at
+    # its own: that far off, the shared scale costs 20-50 mm (docs/fitting.md, "Large images").
+    # Never the other way: a body's box is at most about its height, so a box much larger than
+    # the others' is a nearer person, but a much smaller one is as often a crouching, folded or
+    # partly visible person of the batch's scale as a farther one.
+    own = auto_pixel_scale(keypoints, confidence, per_frame=True)
+    scales = torch.where(own > 2.0 * batch, own, torch.full_like(own, batch))
+    distinct = torch.unique(scales).tolist()
+    if len(distinct) == 1:
+        return [(batch, None)]
+    return [(float(v), torch.nonzero(scales == v).flatten()) for v in distinct]
+
+
+def _scale_info(groups: list[tuple[float, Tensor | None]], frames: int) -> Any:
+    """``info["pixel_scale"]``: the scale, or with several, the list of each frame's."""
+    if len(groups) == 1:
+        return groups[0][0]
+    scales = [0.0] * frames
+    for scale, rows in groups:
+        for i in rows.tolist():
+            scales[i] = scale
+    return scales
+
+
+def _take(result: FitResult, rows: Tensor) -> FitResult:
+    """The frames ``rows`` of ``result``, in that order."""
+    fields = {
+        name: None if getattr(result, name) is None else getattr(result, name)[rows]
+        for name in (
+            "body_pose",
+            "global_orient",
+            "transl",
+            "betas",
+            "latent",
+            "loss",
+            "joints",
+            "projected",
+            "iterations",
+        )
+    }
+    return FitResult(**fields)
 
 
 def _check_pixel_scale(value: object, keypoints: Tensor, confidence: Tensor) -> float:
