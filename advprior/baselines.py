@@ -28,7 +28,7 @@ from advprior.interface import Prior, body_joints, check_output
 from advprior.inversion import frozen, full_precision
 from advprior.latent import LatentSpace, check_generator, draw_device
 from advprior.prior import decode_6d, run_mlp
-from advprior.skeleton import BODY_POSE_SIZES, pad_hand_joints
+from advprior.skeleton import BODY_POSE_SIZES, check_body_pose, pad_hand_joints
 from advprior.tensors import check_dtype, check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 __all__ = ["VPoserVAE", "GMMPrior", "SMPLIFY_POSE_DIM"]
@@ -45,9 +45,10 @@ def _as_pose_dim(body_pose: torch.Tensor, dim: int, *, finite: bool = True) -> t
     """``body_pose`` checked and given ``dim`` entries: a model of 63 (SMPL-H/SMPL-X body) or 69
     (SMPL body) values takes either layout, SMPL's two hand joints dropped or added at rest, as
     :class:`advprior.PosePrior` does; any other ``dim`` takes exactly ``dim``."""
-    sizes = BODY_POSE_SIZES if dim in BODY_POSE_SIZES else dim
-    check_tensor(body_pose, "body_pose", sizes, finite=finite)
-    return pad_hand_joints(body_pose, dim // 3) if dim in BODY_POSE_SIZES else body_pose
+    if dim not in BODY_POSE_SIZES:
+        return check_tensor(body_pose, "body_pose", dim, finite=finite)
+    # smplx-based code's per-joint and rotation-matrix layouts too, as every prior takes them
+    return pad_hand_joints(check_body_pose(body_pose, finite=finite), dim // 3)
 
 
 #: Floating dtypes too coarse for a mixture's covariances (3 significant digits or fewer).

@@ -34,7 +34,12 @@ from advprior.rotations import (
     rotmat_to_quat,
     rotmat_to_rot6d,
 )
-from advprior.skeleton import BODY_POSE_SIZES, NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
+from advprior.skeleton import (
+    NUM_BODY_JOINTS,
+    NUM_SMPL_BODY_JOINTS,
+    body_pose_layout,
+    check_body_pose,
+)
 from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
 
 #: ``output=`` values of :meth:`Prior.decode`.
@@ -174,7 +179,8 @@ class Prior:
         return self._latent().project(z)
 
     def invert(self, body_pose: Tensor, **options: Any) -> Tensor:
-        """Latents ``(..., D)`` whose decoded poses best match ``body_pose (..., 63 | 69)``.
+        """Latents ``(..., D)`` whose decoded poses best match ``body_pose (..., 63 | 69)``
+        (or ``(..., J, 3)`` per joint, ``(..., J, 3, 3)`` rotation matrices; J = 21 or 23).
 
         Default: optimisation through the decoder, :func:`advprior.inversion.invert`, whose
         keyword arguments ``options`` are.
@@ -185,17 +191,21 @@ class Prior:
     @with_autograd
     def project_pose(self, body_pose: Tensor, **options: Any) -> Tensor:
         """The closest pose the prior can produce: ``decode(invert(body_pose))``, in the layout
-        of ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input). Returns the pose only,
-        also when ``return_error=True`` is passed through to :meth:`invert`. Decoded in full
+        of ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input; per joint
+        ``(..., J, 3)`` and rotation matrices ``(..., J, 3, 3)`` come back so). Returns the pose
+        only, also when ``return_error=True`` is passed through to :meth:`invert`. Decoded in full
         precision inside ``torch.autocast``, as the inversion is (a bfloat16 decode would add
         up to ~1e-2 rad of rounding to the projection)."""
-        if not isinstance(body_pose, Tensor):
-            raise TypeError(f"body_pose must be a torch.Tensor (..., 63), got {type(body_pose)}")
-        body = "smpl" if body_pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
-        z = self.invert(body_pose, **options)
+        layout = body_pose_layout(body_pose) if isinstance(body_pose, Tensor) else "flat"
+        pose = check_body_pose(body_pose)
+        body = "smpl" if pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
+        z = self.invert(pose, **options)
         if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
             z = z[0]
-        return self.decode(z, body=body)
+        if layout == "rotmat":
+            return self.decode(z, output="rotmat", body=body)
+        out = self.decode(z, body=body)
+        return out.unflatten(-1, (-1, 3)) if layout == "joints" else out
 
     def interpolate(
         self, z0: Tensor, z1: Tensor, steps: int, *, geodesic: bool = False, **options: Any
@@ -293,6 +303,8 @@ class Prior:
     def score(self, body_pose: Tensor, **options: Any) -> Tensor:
         """How plausible poses ``body_pose (..., 63 | 69)`` are under the prior, ``(...)``:
         higher is more plausible; comparable between poses of one prior, not between priors.
+        Per-joint ``(..., J, 3)`` and rotation-matrix ``(..., J, 3, 3)`` poses (J = 21 or 23)
+        are taken too (:func:`advprior.skeleton.check_body_pose`).
 
         Default for a latent prior: minus the distance to the prior's manifold,
         ``-(rot + SCORE_JOINT_WEIGHT * pos + SCORE_LATENT_WEIGHT * latent_space.energy(z))``
@@ -308,7 +320,7 @@ class Prior:
         negative log-likelihood). Thresholds: docs/results.md lists each shipped prior's score
         percentiles on held-out real poses. Gradients do not flow through the score.
         """
-        pose = check_tensor(body_pose, "body_pose", BODY_POSE_SIZES)
+        pose = check_body_pose(body_pose)
         space = self.latent_space
         with torch.no_grad():
             if space is None:

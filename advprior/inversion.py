@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle, rotmat_to_rot6d
-from advprior.skeleton import BODY_POSE_SIZES, NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
-from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
+from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, check_body_pose
+from advprior.tensors import flatten_batch_dims, unflatten_batch_dims
 
 if TYPE_CHECKING:
     from advprior.interface import Prior
@@ -164,7 +164,9 @@ def invert(
         prior: a latent prior (:class:`advprior.interface.Prior` with a ``latent_space``:
             :class:`advprior.PosePrior`, the VAE baseline, ...).
         body_pose: ``(..., 63)`` axis-angle, radians, SMPL joints 1..21 (or ``(..., 69)``,
-            joints 1..23; the prior's missing hand joints count as identity).
+            joints 1..23; the prior's missing hand joints count as identity); also per joint
+            ``(..., 21 | 23, 3)`` or as rotation matrices ``(..., 21 | 23, 3, 3)``
+            (:func:`advprior.skeleton.check_body_pose`).
         steps: L-BFGS iterations per restart.
         restarts: starting latents per pose (the nearest bank samples).
         joint_weight: weight of the mean squared joint-position error (metres^2) against the
@@ -185,7 +187,7 @@ def invert(
     # The body module (smplx) loads on first use, so that `import advprior` stays light.
     from advprior.body import forward_kinematics
 
-    body_pose = check_tensor(body_pose, "body_pose", BODY_POSE_SIZES)
+    body_pose = check_body_pose(body_pose)
     for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
         if (
             isinstance(value, bool)

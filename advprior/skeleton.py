@@ -132,3 +132,113 @@ def pad_hand_joints(pose: torch.Tensor, joints: int, *, rotmat: bool = False) ->
         eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
         return torch.cat([pose, eye.expand(*pose.shape[:-3], joints - have, 3, 3)], -3)
     return torch.cat([pose, pose.new_zeros(*pose.shape[:-1], 3 * (joints - have))], -1)
+
+
+#: How far a matrix given as a joint rotation may be from orthonormal (``max |R^T R - I|``)
+#: and still be read as the rotation it approximates: regressors' Gram-Schmidt outputs are
+#: orthonormal to float eps (bfloat16: ~1e-2), matrices averaged over frames for smoothing are a
+#: few 1e-2 off; a matrix that is no rotation at all (6D columns unnormalised, other data) is
+#: off by far more, and reading it would give a pose that nothing warns about.
+ROTATION_TOLERANCE = 0.1
+
+# Sizes of last dimensions that are whole poses of another layout -> what to pass instead.
+_FULL_POSE_HINTS = {
+    72: "SMPL's full pose (global orientation first)? pass body_pose[..., 3:]",
+    66: "the global orientation and SMPL-X's 21 body joints? pass body_pose[..., 3:]",
+    156: "SMPL-H's full pose (global, body, hands)? pass body_pose[..., 3:66]",
+    165: "SMPL-X's full pose (global, body, jaw, eyes, hands)? pass body_pose[..., 3:66]",
+}
+
+
+def body_pose_layout(body_pose: torch.Tensor) -> str:
+    """How ``body_pose`` holds its joints: ``"rotmat"`` for ``(..., 21 | 23, 3, 3)`` matrices,
+    ``"joints"`` for axis-angle per joint ``(..., 21 | 23, 3)``, else ``"flat"`` (the
+    ``(..., 63 | 69)`` layout every advprior function returns; other sizes are refused by
+    :func:`check_body_pose`)."""
+    joints = (NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS)
+    shape = tuple(body_pose.shape)
+    if len(shape) >= 3 and shape[-2:] == (3, 3) and shape[-3] in joints:
+        return "rotmat"
+    if len(shape) >= 2 and shape[-1] == 3 and shape[-2] in joints:
+        return "joints"
+    return "flat"
+
+
+def check_body_pose(
+    body_pose: object, name: str = "body_pose", *, finite: bool = True
+) -> torch.Tensor:
+    """``body_pose`` in any layout smplx-based code holds it, as axis-angle ``(..., 63 | 69)``.
+
+    Taken: ``(..., 63 | 69)`` axis-angle (SMPL joints 1..21 or 1..23); the same per joint,
+    ``(..., 21 | 23, 3)`` (smplx's ``body_pose.reshape(-1, 21, 3)``, a ``(B, 24, 3)`` pose's
+    ``[:, 1:]``); rotation matrices ``(..., 21 | 23, 3, 3)``, as smplx's layers take them
+    (``pose2rot=False``) and regressors return them (SPIN's ``pred_rotmat[:, 1:]``, 4D-Humans'
+    ``pred_smpl_params["body_pose"]``). Matrices must be rotations to
+    :data:`ROTATION_TOLERANCE` (``max |R^T R - I|``, determinant > 0): anything else is refused,
+    never read as some other pose. Rows holding NaN are not judged (``finite`` says whether
+    they are refused).
+
+    Raises:
+        TypeError: not a floating ``torch.Tensor``.
+        ValueError: another shape (with a hint for a full pose such as SMPL's 72 values), a
+            matrix that is no rotation, or (``finite``) NaN/Inf entries.
+    """
+    from advprior.tensors import _all_finite, check_tensor
+
+    sizes = BODY_POSE_SIZES
+    body_pose = check_tensor(body_pose, name, None, finite=False)
+    layout = body_pose_layout(body_pose)
+    if layout == "joints":
+        body_pose = body_pose.flatten(-2)
+    elif layout == "rotmat":
+        from advprior.rotations import rotmat_to_axis_angle
+
+        _check_rotations(body_pose, name)
+        body_pose = rotmat_to_axis_angle(body_pose).flatten(-2)
+    elif body_pose.shape[-1] not in sizes:
+        hint = _FULL_POSE_HINTS.get(int(body_pose.shape[-1]))
+        want = f"(..., {sizes[0]}) or (..., {sizes[1]}) axis-angle"
+        if hint is None and body_pose.ndim >= 2 and body_pose.shape[-2:] == (3, 3):
+            hint = (
+                "rotation matrices must be (..., 21, 3, 3) or (..., 23, 3, 3); a full "
+                "(..., 24, 3, 3) pose's body is [..., 1:, :, :]"
+            )
+        elif hint is None and body_pose.ndim >= 2 and body_pose.shape[-1] == 3:
+            hint = (
+                "axis-angle per joint must be (..., 21, 3) or (..., 23, 3); a full "
+                "(..., 24, 3) pose's body is [..., 1:, :]"
+            )
+        hint = f"; {hint}" if hint else ""
+        raise ValueError(
+            f"{name} must have shape {want}, (..., 21 | 23, 3) per joint or (..., 21 | 23, "
+            f"3, 3) rotation matrices, got {tuple(body_pose.shape)}{hint}"
+        )
+    if finite and body_pose.numel() and not _all_finite(body_pose):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return body_pose
+
+
+def _check_rotations(rotmat: torch.Tensor, name: str) -> None:
+    """ValueError unless every finite matrix of ``rotmat (..., 3, 3)`` is a rotation to
+    :data:`ROTATION_TOLERANCE`. Skipped where values cannot be read (the meta device, inside
+    ``torch.func.vmap``), as the finiteness check is."""
+    if rotmat.numel() == 0 or rotmat.device.type == "meta":
+        return
+    with torch.no_grad():
+        r = rotmat.detach().to(torch.float64 if rotmat.dtype == torch.float64 else torch.float32)
+        eye = torch.eye(3, dtype=r.dtype, device=r.device)
+        off = (r.transpose(-1, -2) @ r - eye).abs().amax((-1, -2))
+        det = torch.linalg.det(r)
+        bad = (off > ROTATION_TOLERANCE) | (det <= 0)  # NaN compares False: not judged here
+        try:
+            any_bad = bool(bad.any())
+        except RuntimeError:  # vmap's "data-dependent control flow"
+            return
+        if any_bad:
+            worst = float(torch.nan_to_num(off, nan=0.0).max())
+            raise ValueError(
+                f"{name} {tuple(rotmat.shape)} is read as rotation matrices, but some are not "
+                f"rotations (max |R^T R - I| = {worst:.3g}, tolerance {ROTATION_TOLERANCE}; or a "
+                "determinant <= 0); orthonormalise them first, e.g. "
+                "advprior.rotations.rot6d_to_rotmat(R[..., :2].flatten(-2))"
+            )

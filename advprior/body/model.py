@@ -29,8 +29,15 @@ from torch import nn
 from advprior.body import files, standin
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
 from advprior.fileio import expand_home
-from advprior.rotations import axis_angle_to_rotmat
-from advprior.skeleton import NUM_BODY_JOINTS, NUM_JOINTS, NUM_SMPL_BODY_JOINTS, pad_hand_joints
+from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from advprior.skeleton import (
+    NUM_BODY_JOINTS,
+    NUM_JOINTS,
+    NUM_SMPL_BODY_JOINTS,
+    _check_rotations,
+    check_body_pose,
+    pad_hand_joints,
+)
 from advprior.tensors import cacheable, check_tensor
 
 __all__ = ["BodyModel", "BodyOutput", "load_body_model", "default_standin"]
@@ -55,19 +62,44 @@ def check_pose(
     global_orient: torch.Tensor, body_pose: torch.Tensor, name: str = "body_pose"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate ``global_orient (..., 3)`` and ``body_pose (..., 63 | 69)`` and return them as
-    floating tensors on the same device/dtype (``body_pose``'s dtype wins for numpy input)."""
+    floating tensors on the same device/dtype (``body_pose``'s dtype wins for numpy input).
+
+    smplx's layouts are read as smplx reads them: ``body_pose`` per joint ``(..., J, 3)`` or as
+    rotation matrices ``(..., J, 3, 3)`` (:func:`advprior.skeleton.check_body_pose`), and a
+    ``global_orient`` of ``body_pose``'s batch with a joint axis, ``(B, 1, 3)``, or as a rotation
+    matrix, ``(B, 3, 3)`` / ``(B, 1, 3, 3)``. Why: by broadcasting alone a ``(B, 1, 3)``
+    orientation posed a ``(B, B)`` grid of bodies (every pose under every orientation) and a
+    batch-1 matrix three bodies, silently."""
     go, bp = (
         torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in (global_orient, body_pose)
     )
     # Type and dtype first for both, then shapes: a list for either is a TypeError.
     check_tensor(go, "global_orient", None, finite=False)
     check_tensor(bp, name, None, finite=False)
+    bp = check_body_pose(bp, name, finite=False)
+    go = _smplx_global_orient(go, tuple(bp.shape[:-1]))
     check_tensor(go, "global_orient", 3, finite=False)
-    check_tensor(bp, name, (NUM_BODY_JOINTS * 3, NUM_SMPL_BODY_JOINTS * 3), finite=False)
     if go.device != bp.device:
         raise ValueError(f"global_orient is on {go.device} but {name} is on {bp.device}")
     go = go.to(bp.dtype)
     return go, bp
+
+
+def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
+    """``go`` as ``(..., 3)`` axis-angle when it holds smplx's layout for a batch ``lead`` of
+    body poses (``lead + (1, 3)``, ``lead + (3, 3)``, ``lead + (1, 3, 3)``); otherwise unchanged,
+    for broadcasting. An unbatched pose (``lead == ()``) keeps broadcasting: ``(1, 3)`` and
+    ``(3, 3)`` are then batches of orientations."""
+    if not lead:
+        return go
+    shape = tuple(go.shape)
+    if shape == (*lead, 1, 3):
+        return go.squeeze(-2)
+    if shape in ((*lead, 3, 3), (*lead, 1, 3, 3)):
+        rot = go.reshape(*lead, 3, 3)
+        _check_rotations(rot, "global_orient")
+        return rotmat_to_axis_angle(rot)
+    return go
 
 
 @dataclass
