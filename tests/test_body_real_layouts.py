@@ -701,3 +701,9 @@ def test_standin_folder_holds_smpl_only_and_says_so() -> None:
             smplx.create(str(folder), model_type=model_type)
         with pytest.raises(ModelNotFoundError, match=f"no {model_type.upper()} neutral model"):
             load_body_model(folder, model_type)
+        # smplx's object for the stand-in: SMPL-X's arguments used to be dropped and smplx.SMPL
+        # returned, which failed at the first 63-d pose deep inside smplx
+        with pytest.raises(ValueError, match=r"stand-in is an SMPL body only.*model_type='smpl'"):
+            load_body_model(model_type=model_type, as_smplx=True, use_pca=False)
+        # advprior's own BodyModel takes the same poses for every family: still the stand-in
+        assert load_body_model(model_type=model_type).model_type == "smpl"

@@ -518,7 +518,8 @@ def load_body_model(
             (default ``"smpl"``); for a file it is inferred from the file and, when given, must
             match. The stand-in is always an SMPL-format body (24 joints, rigid hands): any of
             the three names is accepted for it and ``.model_type`` reports ``"smpl"``; the pose
-            conventions (63- or 69-d ``body_pose``) are the same for all.
+            conventions (63- or 69-d ``body_pose``) are the same for all (not with
+            ``as_smplx=True``, below).
         gender: ``"neutral"``, ``"male"`` or ``"female"``; picks the file in a folder. The
             stand-in has one neutral body and ignores it.
         num_betas: shape coefficients to use (capped by the file's; the stand-in has 10).
@@ -531,7 +532,9 @@ def load_body_model(
             ``SMPLX``, built by ``smplx.create``: ``reset_params``, ``joint_mapper``,
             ``faces_tensor``, parameters as attributes), for pipelines written against smplx.
             The stand-in comes from :func:`advprior.body.standin_folder` (SMPL's vertex
-            layout, so smplx's default landmark vertices are right). ``smplx_kwargs`` go to
+            layout, so smplx's default landmark vertices are right) and is SMPL only:
+            ``model_type="smplh"`` / ``"smplx"`` without ``path`` is a ``ValueError`` here (smplx
+            would build its SMPL class and drop SMPL-X's arguments). ``smplx_kwargs`` go to
             ``smplx.create`` (``batch_size``, ``joint_mapper``, ``create_*`` ...).
 
     Raises:
@@ -599,6 +602,17 @@ def _load_smplx(
 ) -> nn.Module:
     """``smplx.create`` on the stand-in folder or the user's model, files read safely."""
     common = {"gender": gender, "num_betas": num_betas, "dtype": dtype, **kwargs}
+    if path is None and model_type in ("smplh", "smplx"):
+        # smplx.create with model_type="smpl" takes SMPL-X's arguments (use_pca, create_jaw_pose,
+        # ...) and ignores them: an SMPL-X pipeline got smplx.SMPL, whose 69-d body_pose failed
+        # deep in smplx at its first 63-d pose ("mat1 and mat2 shapes cannot be multiplied")
+        raise ValueError(
+            f"model_type={model_type!r} with as_smplx=True needs your own {model_type.upper()} "
+            "model files (path=...): the open stand-in is an SMPL body only (24 joints, no "
+            "fingers or face). Use model_type='smpl' (smplx.SMPL: body_pose (B, 69), e.g. "
+            "prior.decode(z, body='smpl')), or drop as_smplx=True: a BodyModel takes 63- and "
+            "69-d poses for every family"
+        )
     if path is None:
         # the arrays are built here, never read back from the cache folder (a pickle)
         folder = standin.standin_folder()
