@@ -202,8 +202,9 @@ class Prior:
         z = self.invert(pose, **options)
         if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
             z = z[0]
-        if layout == "rotmat":
-            return self.decode(z, output="rotmat", body=body)
+        if layout in ("rotmat", "matrot"):
+            mats = self.decode(z, output="rotmat", body=body)
+            return mats if layout == "rotmat" else mats.flatten(-2)
         out = self.decode(z, body=body)
         return out.unflatten(-1, (-1, 3)) if layout == "joints" else out
 

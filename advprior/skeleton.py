@@ -152,15 +152,16 @@ _FULL_POSE_HINTS = {
 
 def body_pose_layout(body_pose: torch.Tensor) -> str:
     """How ``body_pose`` holds its joints: ``"rotmat"`` for ``(..., 21 | 23, 3, 3)`` matrices,
-    ``"joints"`` for axis-angle per joint ``(..., 21 | 23, 3)``, else ``"flat"`` (the
-    ``(..., 63 | 69)`` layout every advprior function returns; other sizes are refused by
-    :func:`check_body_pose`)."""
+    ``"matrot"`` for the same flattened row-major, ``(..., 21 | 23, 9)`` (VPoser's ``matrot``
+    / ``pose_body_matrot``), ``"joints"`` for axis-angle per joint ``(..., 21 | 23, 3)``, else
+    ``"flat"`` (the ``(..., 63 | 69)`` layout every advprior function returns; other sizes are
+    refused by :func:`check_body_pose`)."""
     joints = (NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS)
     shape = tuple(body_pose.shape)
     if len(shape) >= 3 and shape[-2:] == (3, 3) and shape[-3] in joints:
         return "rotmat"
-    if len(shape) >= 2 and shape[-1] == 3 and shape[-2] in joints:
-        return "joints"
+    if len(shape) >= 2 and shape[-1] in (3, 9) and shape[-2] in joints:
+        return "joints" if shape[-1] == 3 else "matrot"
     return "flat"
 
 
@@ -173,7 +174,8 @@ def check_body_pose(
     ``(..., 21 | 23, 3)`` (smplx's ``body_pose.reshape(-1, 21, 3)``, a ``(B, 24, 3)`` pose's
     ``[:, 1:]``); rotation matrices ``(..., 21 | 23, 3, 3)``, as smplx's layers take them
     (``pose2rot=False``) and regressors return them (SPIN's ``pred_rotmat[:, 1:]``, 4D-Humans'
-    ``pred_smpl_params["body_pose"]``). Matrices must be rotations to
+    ``pred_smpl_params["body_pose"]``), also flattened row-major ``(..., 21 | 23, 9)`` (VPoser
+    v2's ``pose_body_matrot``). Matrices must be rotations to
     :data:`ROTATION_TOLERANCE` (``max |R^T R - I|``, determinant > 0): anything else is refused,
     never read as some other pose. Rows holding NaN are not judged (``finite`` says whether
     they are refused).
@@ -190,9 +192,11 @@ def check_body_pose(
     layout = body_pose_layout(body_pose)
     if layout == "joints":
         body_pose = body_pose.flatten(-2)
-    elif layout == "rotmat":
+    elif layout in ("rotmat", "matrot"):
         from advprior.rotations import rotmat_to_axis_angle
 
+        if layout == "matrot":
+            body_pose = body_pose.unflatten(-1, (3, 3))
         _check_rotations(body_pose, name)
         body_pose = rotmat_to_axis_angle(body_pose).flatten(-2)
     elif body_pose.shape[-1] not in sizes:

@@ -42,9 +42,10 @@ def smpl_rotmats(gan) -> torch.Tensor:
 
 
 def _layouts(rotmat: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The same body pose ``(B, J, 3, 3)`` as matrices, per joint and flat."""
+    """The same body pose ``(B, J, 3, 3)`` as matrices (also VPoser's flattened ``matrot``),
+    per joint and flat."""
     aa = rotmat_to_axis_angle(rotmat)
-    return {"rotmat": rotmat, "joints": aa, "flat": aa.flatten(-2)}
+    return {"rotmat": rotmat, "matrot": rotmat.flatten(-2), "joints": aa, "flat": aa.flatten(-2)}
 
 
 def test_global_orient_with_a_joint_axis_poses_one_body_per_pose(body, smpl_rotmats) -> None:
@@ -119,10 +120,11 @@ def test_every_prior_takes_the_smplx_layouts(gan, smpl_rotmats, joints: int) -> 
         assert torch.equal(gan.score(pose, **opts), want_score), name
         projected = gan.project_pose(pose, **opts)
         assert projected.shape == pose.shape, name  # back in the layout it came in
-        if name == "rotmat":
+        if name in ("rotmat", "matrot"):
             # decoded as matrices, converted here, against the decoder's closed form to
             # axis-angle: float32 rounding of each, ~1e-6 rad
-            assert torch.allclose(rotmat_to_axis_angle(projected).flatten(-2), want_pose, atol=1e-5)
+            mats = projected.unflatten(-1, (3, 3)) if name == "matrot" else projected
+            assert torch.allclose(rotmat_to_axis_angle(mats).flatten(-2), want_pose, atol=1e-5)
         else:
             assert torch.equal(projected.flatten(-2) if name == "joints" else projected, want_pose)
         assert torch.equal(vae.invert(pose), vae.invert(flat)), name
