@@ -93,7 +93,11 @@ def test_rotation_matrices_pose_as_smplx_layer_does(gan, batch: int) -> None:
         # matrix -> axis-angle -> matrix in float32 (~1e-6 rad per joint) against smplx's
         # matrices, down SMPL's chain of a 1.7 m body: 1e-5 m is several times that
         assert torch.allclose(ours.vertices, theirs.vertices, atol=1e-5)
-        assert forward_kinematics(go, mats).shape == (batch, 24, 3)
+        fk = forward_kinematics(go, mats)
+        assert fk.shape == (batch, 24, 3)
+        # one sample at a time (torch.func.vmap): an unbatched matrix pose and its orientation
+        per_sample = torch.func.vmap(forward_kinematics)(go, mats)
+        assert torch.allclose(per_sample, fk, atol=FK32_ATOL)
     # the 21-joint decode (SMPL-X's body_pose) on the SMPL body: hands at rest, as for 63 values
     mats21 = gan.decode(z, output="rotmat")
     flat21 = gan.decode(z)

@@ -35,6 +35,7 @@ from advprior.skeleton import (
     NUM_JOINTS,
     NUM_SMPL_BODY_JOINTS,
     _check_rotations,
+    body_pose_layout,
     check_body_pose,
     pad_hand_joints,
 )
@@ -76,8 +77,9 @@ def check_pose(
     # Type and dtype first for both, then shapes: a list for either is a TypeError.
     check_tensor(go, "global_orient", None, finite=False)
     check_tensor(bp, name, None, finite=False)
+    layout = body_pose_layout(bp)
     bp = check_body_pose(bp, name, finite=False)
-    go = _smplx_global_orient(go, tuple(bp.shape[:-1]))
+    go = _smplx_global_orient(go, tuple(bp.shape[:-1]), layout != "flat")
     check_tensor(go, "global_orient", 3, finite=False)
     if go.device != bp.device:
         raise ValueError(f"global_orient is on {go.device} but {name} is on {bp.device}")
@@ -85,12 +87,14 @@ def check_pose(
     return go, bp
 
 
-def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
+def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...], smplx_pose: bool) -> torch.Tensor:
     """``go`` as ``(..., 3)`` axis-angle when it holds smplx's layout for a batch ``lead`` of
     body poses (``lead + (1, 3)``, ``lead + (3, 3)``, ``lead + (1, 3, 3)``); otherwise unchanged,
-    for broadcasting. An unbatched pose (``lead == ()``) keeps broadcasting: ``(1, 3)`` and
-    ``(3, 3)`` are then batches of orientations."""
-    if not lead:
+    for broadcasting. An unbatched flat pose (``lead == ()``, ``(63,)``) keeps broadcasting:
+    ``(1, 3)`` and ``(3, 3)`` are then batches of orientations; with an unbatched pose in
+    smplx's own layouts (``smplx_pose``: per joint or matrices, e.g. one sample inside
+    ``torch.func.vmap``) they are that pose's orientation."""
+    if not lead and not smplx_pose:
         return go
     shape = tuple(go.shape)
     if shape == (*lead, 1, 3):
