@@ -188,7 +188,12 @@ def check_body_pose(
     from advprior.tensors import _all_finite, check_tensor
 
     sizes = BODY_POSE_SIZES
-    body_pose = check_tensor(body_pose, name, None, finite=False)
+    if (
+        not isinstance(body_pose, torch.Tensor)
+        or not body_pose.is_floating_point()
+        or body_pose.ndim == 0
+    ):
+        check_tensor(body_pose, name, sizes, finite=False)  # raises, naming the shapes
     layout = body_pose_layout(body_pose)
     if layout == "joints":
         body_pose = body_pose.flatten(-2)

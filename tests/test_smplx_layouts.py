@@ -152,6 +152,9 @@ def test_non_rotations_and_whole_poses_are_refused_with_what_to_pass(gan, smpl_r
         gan.invert(full)
     with pytest.raises(ValueError, match=r"\(3, 24, 3, 3\); .*\[\.\.\., 1:, :, :\]"):
         load_pretrained("vae").encode(smpl_rotmats)
+    # type errors still name the shapes wanted
+    with pytest.raises(TypeError, match=r"floating-point .*\(\.\.\., 63\) or \(\.\.\., 69\)"):
+        gan.invert(torch.zeros(2, 21, 3, dtype=torch.long))
     # a NaN row stays what it was: refused where poses must be finite, passed on elsewhere
     nan = body.clone()
     nan[0] = float("nan")
