@@ -79,9 +79,11 @@ def forward_kinematics(
     """Posed positions of SMPL's 24 joints.
 
     Args:
-        global_orient: ``(..., 3)`` pelvis axis-angle, radians.
+        global_orient: ``(..., 3)`` pelvis axis-angle, radians (or smplx's ``(B, 1, 3)``,
+            ``(B, 3, 3)``, ``(B, 1, 3, 3)`` for B poses: :func:`advprior.body.model.check_pose`).
         body_pose: ``(..., 63)`` (SMPL joints 1..21; the hand joints 22, 23 stay at rest) or
-            ``(..., 69)`` (joints 1..23), axis-angle, radians.
+            ``(..., 69)`` (joints 1..23), axis-angle, radians; also per joint ``(..., J, 3)`` or
+            as rotation matrices ``(..., J, 3, 3)`` (:func:`advprior.skeleton.check_body_pose`).
         betas: optional ``(..., K)`` shape coefficients of ``body_model`` (the stand-in body when
             ``body_model`` is None).
         transl: optional ``(..., 3)`` translation, metres, added to every joint.

@@ -317,8 +317,10 @@ class BodyModel(nn.Module):
         """Pose the body.
 
         Args:
-            global_orient: ``(..., 3)`` pelvis axis-angle, radians.
-            body_pose: ``(..., 63)`` joints 1..21 or ``(..., 69)`` joints 1..23, axis-angle.
+            global_orient: ``(..., 3)`` pelvis axis-angle, radians (or smplx's layouts, as
+                :func:`check_pose` reads them).
+            body_pose: ``(..., 63)`` joints 1..21 or ``(..., 69)`` joints 1..23, axis-angle
+                (or per joint / as rotation matrices, :func:`check_pose`).
                 SMPL: a 63-d pose gets identity hand joints. SMPL-H / SMPL-X: a 69-d pose has its
                 last 6 values (SMPL's hand joints, absent from these models) dropped; fingers,
                 jaw and eyes stay at identity (flat hands, neutral face).
