@@ -197,3 +197,56 @@ def test_fit_command_on_a_sequence(prior, tmp_path) -> None:
     )
     # a file whose frames are all missing is a failure (exit 1), reported in one line
     assert main(["fit", str(empty), "--sequence", "--out", str(out)]) == 1
+
+
+def test_a_long_clip_poses_its_body_in_chunks() -> None:
+    """A body posed through its full mesh (SMPL-H and SMPL-X files) holds ~0.7 MB per frame:
+    the final joints were computed in one call for the whole clip (~12 GB for 10 minutes at
+    30 fps), though the docstring promises memory growing with the window. Every body call is
+    now at most FINAL_CHUNK frames."""
+    from advprior.body import load_body_model
+    from advprior.fitting import FitResult
+    from advprior.fitting.sequence import FINAL_CHUNK
+
+    body = load_body_model()
+    calls: list[int] = []
+
+    class FullMesh:  # what a SMPL-X model looks like to the fit: no surface-point shortcut
+        def __getattr__(self, name: str):
+            if name == "posed_points":
+                raise AttributeError(name)
+            return getattr(body, name)
+
+        def __call__(self, **kwargs):
+            calls.append(len(kwargs["body_pose"]))
+            return body(**kwargs)
+
+    t = FINAL_CHUNK + 40
+    kp = CAMERA.project(torch.tensor([[0.0, 0.0, 4.0]])).expand(t, 17, 2)
+    kp = kp + 200 * torch.rand(t, 17, 2, generator=torch.Generator().manual_seed(0))
+    init = FitResult(
+        body_pose=torch.zeros(t, 63),
+        global_orient=torch.tensor([math.pi, 0.0, 0.0]).expand(t, 3),
+        transl=torch.tensor([0.0, 0.0, 4.0]).expand(t, 3),
+        betas=torch.zeros(t, 10),
+        latent=None,
+        loss=torch.zeros(t),
+        joints=torch.zeros(t, 24, 3),
+        projected=torch.zeros(t, 17, 2),
+        iterations=torch.zeros(t, dtype=torch.long),
+    )
+    out = fit_sequence(
+        kp,
+        torch.ones(t, 17),
+        CAMERA,
+        prior=None,
+        pose_density=None,
+        body_model=FullMesh(),
+        keypoint_format="coco17",
+        init=init,
+        window=64,
+        overlap=0,
+        iterations=1,
+    )
+    assert calls[-2:] == [FINAL_CHUNK, 40] and max(calls) == FINAL_CHUNK, calls
+    assert out.joints.shape == (t, 24, 3) and torch.isfinite(out.joints).all()

@@ -22,7 +22,7 @@ Method (``docs/fitting.md``, "Sequences"):
    one kept, which enters its temporal terms as a fixed neighbour, and a window keeps all but its
    last ``overlap`` frames (refitted by the next with more context). Memory grows with
    ``B * window``, not with the clip length (the per-frame start runs in chunks of
-   :data:`INIT_CHUNK` frames).
+   :data:`INIT_CHUNK` frames, the final joints in chunks of :data:`FINAL_CHUNK`).
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ __all__ = ["Smoothness", "fit_sequence", "latent_step", "temporal_energy"]
 
 #: Frames per call of the per-frame start (:func:`fit_keypoints`).
 INIT_CHUNK = 256
+
+#: Frames (of all clips) per body-model call for the final joints (the benchmark's 4 x 60
+#: frames are one call, as before).
+FINAL_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -491,7 +495,17 @@ def fit_sequence(
             flat_p = pp.reshape(-1, term.dim)
             pose = term.pose(flat_p)
             be_all = betas.repeat_interleave(length, 0)
-            _, joints = opts.body(go.reshape(-1, 3), pose, be_all, tr.reshape(-1, 3))
+            flat_go, flat_tr = go.reshape(-1, 3), tr.reshape(-1, 3)
+            # in chunks: a body posed through its full mesh (SMPL-H, SMPL-X) holds ~0.7 MB per
+            # frame, so one call for a 10-minute clip needed ~12 GB; frames are independent
+            joints = torch.cat(
+                [
+                    opts.body(*(x[i : i + FINAL_CHUNK] for x in (flat_go, pose, be_all, flat_tr)))[
+                        1
+                    ]
+                    for i in range(0, len(pose), FINAL_CHUNK)
+                ]
+            )
             latent = term.latent(flat_p)
 
     shape = (length,) if single else (n_clips, length)
