@@ -349,3 +349,117 @@ def test_fit_an_mmpose_video_with_a_gap_as_a_sequence(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main([*argv, "--iterations", "2"]) == 1  # per frame, the empty frame is an error
     assert "frame 1 has 0 people" in capsys.readouterr().err
+
+
+def test_frames_a_results_file_leaves_out_are_missing_frames_of_a_clip(tmp_path) -> None:
+    # AlphaPose on a video names frames "0.jpg", "1.jpg", ...; nobody detected in frames 2-3
+    # means no entry for them. In a clip they are frames all the same (they were dropped: the
+    # clip had 4 frames for a 6-frame video, joined across the gap, rows no longer frames).
+    names = ["0.jpg", "1.jpg", "4.jpg", "5.jpg"]
+    body = [_points(30 + i) for i in range(4)]
+    ones = np.ones(17)
+    path = _write(
+        tmp_path,
+        "alphapose-results.json",
+        [_coco_entry(n, xy, ones, score=2.5) for n, xy in zip(names, body, strict=True)],
+    )
+    got = read_keypoints(path, missing_ok=True)
+    assert got["frame_ids"] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"]
+    assert got["absent"] == ["2.jpg", "3.jpg"]
+    np.testing.assert_array_equal(got["keypoints"][[0, 1, 4, 5]], np.stack(body))
+    assert np.isnan(got["keypoints"][2:4]).all() and (got["confidence"][2:4] == 0).all()
+    # per frame (no clip) the file's images are the frames, as before
+    assert read_keypoints(path)["frame_ids"] == names
+    # Detectron2's integer ids, zero-padded names: the same; ids that are not frame numbers
+    # in increasing order (COCO's, a shuffled file) keep the file's images
+    cases = {
+        (3, 5): [3, 4, 5],
+        ("frame_0009.png", "frame_0011.png"): [
+            "frame_0009.png",
+            "frame_0010.png",
+            "frame_0011.png",
+        ],
+        (5, 3): [5, 3],
+        ("a1.jpg", "b3.jpg"): ["a1.jpg", "b3.jpg"],
+        ("9.jpg", "11.png"): ["9.jpg", "11.png"],
+    }
+    for ids, want in cases.items():
+        entries = [_coco_entry(i, body[0], ones) for i in ids]
+        got = read_keypoints(_write(tmp_path, "ids.json", entries), missing_ok=True)
+        assert got["frame_ids"] == want, ids
+
+
+def test_fit_a_clip_with_frames_left_out_keeps_the_video_frames(tmp_path, capsys) -> None:
+    kp = _projected_coco([[0.0, 0.2, 4.0]] * 4)
+    ones = np.ones(17)
+    entries = [_coco_entry(f"{t}.jpg", kp[i], ones) for i, t in enumerate((0, 1, 3, 4))]
+    src = _write(tmp_path, "alphapose-results.json", entries)
+    out = tmp_path / "seq.npz"
+    argv = ["fit", str(src), "--camera", "1000,500,500", "--prior", "none", "--out", str(out)]
+    assert main([*argv, "--sequence", "--iterations", "2", "--window", "4"]) == 0
+    assert "1 frame(s) without detections ('2.jpg')" in capsys.readouterr().err
+    data = np.load(out)
+    info = json.loads(str(data["info"]))
+    assert data["body_pose"].shape == (5, 63) and info["missing_frames"] == 1
+    # each row names the file and image it came from
+    assert info["frames"] == [[str(src), f"{t}.jpg"] for t in range(5)]
+
+
+def _tracked(image_id, xy: np.ndarray, score: float, idx) -> dict:
+    return {**_coco_entry(image_id, xy, np.ones(17), score=score), "idx": idx}
+
+
+def test_track_follows_one_person_of_a_tracker(tmp_path, capsys) -> None:
+    # AlphaPose --pose_track: two people, 'idx' their identity; the better scored one changes
+    a, b = _points(40), _points(41)
+    entries = []
+    for t in range(3):
+        entries += [
+            _tracked(f"{t}.jpg", a, 0.9 if t < 2 else 0.5, 1),
+            _tracked(f"{t}.jpg", b, 0.7, 2),
+        ]
+    path = _write(tmp_path, "alphapose-results.json", entries)
+    got = read_keypoints(path, track=1)
+    np.testing.assert_array_equal(got["keypoints"], np.stack([a, a, a]))
+    assert got["tracks"] == [1, 1, 1]
+    ranked = read_keypoints(path)
+    np.testing.assert_array_equal(ranked["keypoints"], np.stack([a, a, b]))
+    assert ranked["tracks"] == [1, 1, 2]
+    with pytest.raises(ValueError, match=r"image '0.jpg' has no person with track id 3 .*\[1, 2\]"):
+        read_keypoints(path, track=3)
+    assert np.isnan(read_keypoints(path, track=3, missing_ok=True)["keypoints"]).all()
+    # AlphaPose without tracking writes box indices (a list of floats): no identity
+    plain = _write(tmp_path, "plain.json", [_tracked("0.jpg", a, 0.9, [0.0, 3.0])])
+    assert read_keypoints(plain)["tracks"] == [None]
+    # MMPose instances and OpenPose people carry track_id / person_id
+    frames = [
+        {
+            "frame_id": 0,
+            "instances": [
+                {**_instance(a, np.ones(17), 0.9), "track_id": 4},
+                {**_instance(b, np.ones(17), 0.5), "track_id": 7},
+            ],
+        }
+    ]
+    got = read_keypoints(_write(tmp_path, "mmpose.json", frames), track=7)
+    np.testing.assert_array_equal(got["keypoints"][0], b)
+    flat = [list(np.concatenate([_points(i, 25), np.ones((25, 1))], 1).reshape(-1)) for i in (1, 2)]
+    people = {
+        "people": [
+            {"person_id": [5], "pose_keypoints_2d": flat[0]},
+            {"person_id": [6], "pose_keypoints_2d": flat[1]},
+        ]
+    }
+    got = read_keypoints(_write(tmp_path, "op_keypoints.json", people), track=6)
+    np.testing.assert_array_equal(got["keypoints"][0], _points(2, 25))
+    # a sequence fit by rank that switches people says so; --track and --person are exclusive
+    cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "1"]
+    out = ["--out", str(tmp_path / "x.npz")]
+    assert main(["fit", str(path), "--sequence", *cam, *out]) == 0
+    assert "tracker's person 1, 2 in turn (1 switch(es))" in capsys.readouterr().err
+    assert main(["fit", str(path), "--sequence", "--track", "2", *cam, *out]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["fit", str(path), "--track", "1", "--person", "1", *cam, *out]) == 2
+    own = _write(tmp_path, "own.json", {"keypoints": a.tolist(), "format": "coco17"})
+    assert main(["fit", str(own), "--track", "1", *cam, *out]) == 1
+    assert "holds one person's keypoints and no ids" in capsys.readouterr().err

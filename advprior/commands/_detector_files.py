@@ -31,13 +31,18 @@ Frames: one per image, in the order in which each ``image_id`` first appears in 
 order the tool processed its input: frame order for a video; sorting instead would put
 AlphaPose's ``"10.jpg"`` before ``"2.jpg"``, and COCO's integer ids are names, not times);
 MMPose frames in the order listed. Images in which nobody was detected are absent from COCO
-results files, so they cannot become frames; MMPose lists them with no instances.
+results files; in a sequence (``missing_ok``) those between two listed images become missing
+frames when the image ids are frame numbers increasing in file order (integers, or names that
+differ only in their number, as AlphaPose's ``"0.jpg"``, ``"1.jpg"``, ... for a video), so
+that the clip keeps the video's frames. MMPose lists such frames with no instances.
 
 Person: ``person`` is a rank, 0 being the highest score of the image (COCO ``score``; MMPose
 ``bbox_score``, else the mean keypoint score; entries without a score after those with one;
-ties in file order), because detectors do not write people in a fixed order. A frame without
-that person is an error, or with ``missing_ok`` a frame whose keypoints are all missing (NaN,
-confidence 0), which a sequence fit fills in from its neighbours.
+ties in file order), because detectors do not write people in a fixed order. With ``track``,
+the person is the one a tracker gave that id (AlphaPose's ``idx`` with ``--pose_track``, a
+``track_id``), the same person in every frame. A frame without that person is an error, or
+with ``missing_ok`` a frame whose keypoints are all missing (NaN, confidence 0), which a
+sequence fit fills in from its neighbours.
 
 Confidence: the per-keypoint score clipped to [0, 1] (NaN -> 0). COCO visibility flags 0/1/2 thus
 become 0 (not labelled: missing), 1 and 1 (labelled, occluded or not); heatmap scores in [0, 1]
@@ -49,8 +54,9 @@ squared confidence, so rescale a detector's scores yourself if they are far belo
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -130,8 +136,22 @@ def _score(entry: dict[str, Any], key: str, where: str) -> float | None:
     return number
 
 
-# One detection: keypoints (17, 2), confidence (17,), score for ranking (None: unscored).
-Detection = tuple[np.ndarray, np.ndarray, float | None]
+# One detection: keypoints (17, 2), confidence (17,), score for ranking (None: unscored),
+# the tracker's identity of the person (None: not tracked).
+Detection = tuple[np.ndarray, np.ndarray, float | None, int | None]
+
+
+def track_id(value: Any) -> int | None:
+    """A tracker's person id as written: an integer (AlphaPose's ``idx`` with ``--pose_track``,
+    MMPose's ``track_id``, OpenPose's ``person_id`` ``[id]``), else None. AlphaPose without
+    tracking writes box indices as a list of floats there, and OpenPose ``[-1]``: no identity."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _coco_detection(entry: dict[str, Any], where: str) -> Detection:
@@ -144,7 +164,9 @@ def _coco_detection(entry: dict[str, Any], where: str) -> Detection:
             f"{_EXPECTED_COUNTS} keypoints"
         )
     body = flat.reshape(-1, 3)[: COCO17.num_keypoints]
-    return body[:, :2], _confidence(body[:, 2]), _score(entry, "score", where)
+    # AlphaPose's trackers write the identity as 'idx'; other trackers as 'track_id'
+    track = track_id(entry.get("track_id", entry.get("idx")))
+    return body[:, :2], _confidence(body[:, 2]), _score(entry, "score", where), track
 
 
 def _mmpose_detection(entry: Any, where: str, index: list[int] | None) -> Detection:
@@ -196,7 +218,7 @@ def _mmpose_detection(entry: Any, where: str, index: list[int] | None) -> Detect
             score = _score({"bbox": box[4]}, "bbox", where)
     if score is None:
         score = float(np.nan_to_num(scores).mean())
-    return xy, _confidence(scores[index]), score
+    return xy, _confidence(scores[index]), score, track_id(entry.get("track_id"))
 
 
 def _meta_index(meta: Any, path: Path) -> list[int] | None:
@@ -228,11 +250,49 @@ def _meta_index(meta: Any, path: Path) -> list[int] | None:
     return index
 
 
-# A frame: its label for messages and its detections.
-Frame = tuple[str, list[Detection]]
+class Frame(NamedTuple):
+    """A frame: its label for messages, its id as the file gives it (an image_id, a frame_id;
+    None for a file of one image), its detections, and whether the file left it out (a numbered
+    image without detections, between two with)."""
+
+    label: str
+    frame_id: Any
+    detections: list[Detection]
+    absent: bool = False
 
 
-def _coco_frames(entries: list[Any], path: Path) -> list[Frame]:
+#: An image name holding a frame number: the last run of digits before the extension
+#: (AlphaPose's ``"12.jpg"``, ``"frame_000012.png"``).
+_NUMBERED_NAME = re.compile(r"(.*?)(\d+)(\.[A-Za-z0-9]+)?")
+
+
+def _frame_numbers(ids: list[Any]) -> tuple[list[int], Any] | None:
+    """The frame numbers of image ids written in frame order, and a function naming frame
+    ``n`` as they are named; None unless every id is a frame number (an integer, or names that
+    differ only in their number) and they increase in file order."""
+    if all(isinstance(i, int) for i in ids):
+        numbers = list(ids)
+
+        def name(n: int) -> Any:
+            return n
+    else:
+        matches = [_NUMBERED_NAME.fullmatch(i) if isinstance(i, str) else None for i in ids]
+        if not all(matches) or len({(m[1], m[3]) for m in matches}) != 1:
+            return None
+        prefix, suffix = matches[0][1], matches[0][3] or ""
+        widths = {len(m[2]) for m in matches}
+        width = widths.pop() if len(widths) == 1 else 0
+        numbers = [int(m[2]) for m in matches]
+
+        def name(n: int) -> Any:
+            return f"{prefix}{n:0{width}d}{suffix}"
+
+    if any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
+        return None
+    return numbers, name
+
+
+def _coco_frames(entries: list[Any], path: Path, fill_gaps: bool = False) -> list[Frame]:
     frames: dict[Any, list[Detection]] = {}
     for i, entry in enumerate(entries):
         where = f"{path}: entry {i}"
@@ -241,7 +301,18 @@ def _coco_frames(entries: list[Any], path: Path) -> list[Frame]:
         image = _image_id(entry, "image_id", where)
         # dicts keep insertion order: frames in order of each image's first appearance
         frames.setdefault(image, []).append(_coco_detection(entry, where))
-    return [(f"image {image!r}", dets) for image, dets in frames.items()]
+    numbered = _frame_numbers(list(frames)) if fill_gaps else None
+    if numbered is not None:
+        # a video's frames in which nobody was detected are absent from a results file; in a
+        # clip they are frames all the same (left out, the clip would run faster from there on
+        # and no longer match the video's frames)
+        numbers, name = numbered
+        by_number = dict(zip(numbers, frames.values(), strict=True))
+        return [
+            Frame(f"image {name(n)!r}", name(n), by_number.get(n, []), n not in by_number)
+            for n in range(numbers[0], numbers[-1] + 1)
+        ]
+    return [Frame(f"image {image!r}", image, dets) for image, dets in frames.items()]
 
 
 def _image_id(entry: dict[str, Any], key: str, where: str) -> int | str:
@@ -280,7 +351,7 @@ def _coco_dataset_frames(data: dict[str, Any], path: Path) -> list[Frame]:
         # the first of them would be --person 0 of its image with nothing to fit
         if (detection[1] > 0).any():
             frames[image].append(detection)
-    return [(f"image {image!r}", dets) for image, dets in frames.items()]
+    return [Frame(f"image {image!r}", image, dets) for image, dets in frames.items()]
 
 
 def _mmpose_frames(entries: list[Any], path: Path, index: list[int] | None) -> list[Frame]:
@@ -291,16 +362,17 @@ def _mmpose_frames(entries: list[Any], path: Path, index: list[int] | None) -> l
                 f"{path}: frame {i} must be an object with an 'instances' list (MMPose)"
             )
         fid = frame.get("frame_id", i)
-        label = f"frame {fid}" if _is_number(fid) else f"frame {i}"
+        fid = fid if _is_number(fid) else i
+        label = f"frame {fid}"
         dets = [
             _mmpose_detection(inst, f"{path}: {label}, instance {j}", index)
             for j, inst in enumerate(frame["instances"])
         ]
-        frames.append((label, dets))
+        frames.append(Frame(label, fid, dets))
     return frames
 
 
-def _frames(data: Any, path: Path) -> list[Frame]:
+def _frames(data: Any, path: Path, fill_gaps: bool = False) -> list[Frame]:
     if _is_coco_dataset(data):
         return _coco_dataset_frames(data, path)
     index = None
@@ -313,18 +385,18 @@ def _frames(data: Any, path: Path) -> list[Frame]:
                 f"{path}: 'instance_info' must be a list, got {type(entries).__name__}"
             )
     if not entries:  # one image in which nobody was detected
-        return [("the image", [])]
+        return [Frame("the image", None, [])]
     first = entries[0]
     if isinstance(first, dict) and "instances" in first:
         return _mmpose_frames(entries, path, index)
     if isinstance(first, dict) and "image_id" in first:
-        return _coco_frames(entries, path)
+        return _coco_frames(entries, path, fill_gaps)
     if isinstance(first, dict) and "keypoints" in first:
         dets = [
             _mmpose_detection(inst, f"{path}: instance {j}", index)
             for j, inst in enumerate(entries)
         ]
-        return [("the image", dets)]
+        return [Frame("the image", None, dets)]
     raise ValueError(
         f"{path}: a list whose entry 0 is neither a COCO keypoint result ('image_id', "
         "'keypoints') nor an MMPose instance ('keypoints', 'keypoint_scores') or frame "
@@ -338,25 +410,58 @@ def _ranked(dets: list[Detection]) -> list[Detection]:
 
 
 def read_detector_file(
-    data: Any, path: Path, person: int = 0, *, missing_ok: bool = False
+    data: Any,
+    path: Path,
+    person: int = 0,
+    *,
+    missing_ok: bool = False,
+    track: int | None = None,
 ) -> dict[str, Any]:
     """Parsed JSON ``data`` of ``path`` (see :func:`is_detector_file`) ->
-    ``{"keypoints" (B, 17, 2), "confidence" (B, 17), "format": "coco17", "camera": None}``,
-    one row per image/frame, person ``person`` by rank of score. ``ValueError`` naming the file
-    (and the entry) on a malformed file or a frame without that person (unless
-    ``missing_ok``)."""
+    ``{"keypoints" (B, 17, 2), "confidence" (B, 17), "format": "coco17", "camera": None,
+    "frame_ids", "absent", "tracks"}``, one row per image/frame: person ``person`` by rank of
+    score, or with ``track`` the person the tracker gave that id (AlphaPose's ``idx``,
+    ``track_id``). ``frame_ids``: each row's image_id / frame_id (None for a one-image file);
+    ``absent``: the ids of rows that are frames the file left out; ``tracks``: each row's
+    tracker id (None: untracked or missing).
+
+    ``missing_ok`` (a sequence): a frame without that person is a missing frame, and the images
+    a COCO results file leaves out between two of its images are missing frames too when its
+    image ids are frame numbers in increasing order (an integer, or names differing only in their
+    number: AlphaPose's ``"12.jpg"``). ``ValueError`` naming the file (and the entry) on a
+    malformed file or, without ``missing_ok``, a frame without that person."""
     if person < 0:
         raise ValueError(f"{path}: --person must be 0 or more, got {person}")
-    frames = _frames(data, path)
+    frames = _frames(data, path, fill_gaps=missing_ok)
     n = COCO17.num_keypoints
     kp = np.full((len(frames), n, 2), np.nan)
     conf = np.zeros((len(frames), n))
-    for b, (label, dets) in enumerate(frames):
-        if person >= len(dets):
+    tracks: list[int | None] = [None] * len(frames)
+    for b, frame in enumerate(frames):
+        if track is not None:
+            chosen = [d for d in _ranked(frame.detections) if d[3] == track][:1]
+        else:
+            chosen = _ranked(frame.detections)[person : person + 1]
+        if not chosen:
             if missing_ok:
                 continue
+            if track is not None:
+                ids = sorted({d[3] for d in frame.detections if d[3] is not None})
+                raise ValueError(
+                    f"{path}: {frame.label} has no person with track id {track} (track ids "
+                    f"there: {ids or 'none'})"
+                )
             raise ValueError(
-                f"{path}: {label} has {len(dets)} people; --person {person} does not exist"
+                f"{path}: {frame.label} has {len(frame.detections)} people; --person {person} "
+                "does not exist"
             )
-        kp[b], conf[b], _ = _ranked(dets)[person]
-    return {"keypoints": kp, "confidence": conf, "format": COCO17.name, "camera": None}
+        kp[b], conf[b], _, tracks[b] = chosen[0]
+    return {
+        "keypoints": kp,
+        "confidence": conf,
+        "format": COCO17.name,
+        "camera": None,
+        "frame_ids": [f.frame_id for f in frames],
+        "absent": [f.frame_id for f in frames if f.absent],
+        "tracks": tracks,
+    }

@@ -28,15 +28,18 @@ Detector output, read as coco17 (the layout is told from the JSON's structure)::
         # (your own labels from CVAT / Label Studio): one frame per entry of "images"
 
 In detector files --person is a rank of score (0 = the highest: COCO 'score', MMPose
-'bbox_score'); confidence is the keypoint score clipped to [0, 1] (COCO flags 0/1/2 -> 0/1/1;
-scores above 1 count as 1). docs/fitting.md has the details.
+'bbox_score'); --track ID is instead the person a tracker gave that id (AlphaPose's 'idx',
+'track_id', OpenPose's 'person_id'); confidence is the keypoint score clipped to [0, 1] (COCO
+flags 0/1/2 -> 0/1/1; scores above 1 count as 1). docs/fitting.md has the details.
 
 With --sequence the frames of all files, in order, are one clip (a video): the advprior
 layout's (B, J, 2) keypoints are then (T, J, 2) over time, one OpenPose file is one frame, and
 frames with fewer than two keypoints of positive confidence are filled in from their neighbours
 (advprior.fitting.fit_sequence: one shape for the clip, temporal terms on the latents,
 orientation and translation), as are frames without the chosen person (OpenPose's
-"people": [], an MMPose frame without instances); FIT.npz then holds (T, ...) arrays.
+"people": [], an MMPose frame without instances) and the numbered images a COCO results file
+leaves out (AlphaPose's "3.jpg" between "2.jpg" and "4.jpg"); FIT.npz then holds (T, ...)
+arrays, and info["frames"] each row's [file, image or frame id].
 
 The person is chosen with --person (default: the first; in detector files the best scored).
 The camera comes from --camera ("fx,fy,cx,cy", "f,cx,cy" or a JSON file with
@@ -112,6 +115,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="which person: index in OpenPose files, rank of score (0 = highest) in COCO "
         "results and MMPose files (0)",
+    )
+    p.add_argument(
+        "--track",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="instead of --person: the person a tracker gave this id, in every frame "
+        "(AlphaPose --pose_track 'idx', MMPose/COCO 'track_id', OpenPose 'person_id')",
     )
     p.add_argument("--iterations", type=int, default=30, help="iterations per stage (30)")
     p.add_argument(
@@ -250,14 +261,16 @@ def _missing_openpose_frame() -> dict[str, Any]:
     }
 
 
-def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> dict[str, Any]:
+def read_keypoints(
+    path: Path, person: int = 0, *, missing_ok: bool = False, track: int | None = None
+) -> dict[str, Any]:
     """:func:`_read_keypoints`, with the values checked here, where the file's name is known
     (``fit_keypoints`` checks them again, but for all files at once)."""
     import numpy as np
 
     from advprior.fitting.smplify import MAX_KEYPOINT_PX, MIN_KEYPOINT_SPAN_PX
 
-    out = _read_keypoints(path, person, missing_ok=missing_ok)
+    out = _read_keypoints(path, person, missing_ok=missing_ok, track=track)
     kp, conf = np.asarray(out["keypoints"]), np.asarray(out["confidence"])
     if np.isinf(kp).any():
         raise ValueError(f"{path}: keypoints contain +-Inf; mark missing keypoints with null")
@@ -304,13 +317,27 @@ def read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> 
     return out
 
 
-def _read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) -> dict[str, Any]:
-    """One file -> ``{"keypoints" (B,J,2), "confidence" (B,J), "format", "camera"}`` (numpy;
-    format and camera may be None). Raises ``ValueError`` naming the file on a bad layout.
-    ``person``: an index in OpenPose files, a rank of score (0 = highest) in COCO keypoint
-    results and MMPose predictions (:mod:`advprior.commands._detector_files`).
-    ``missing_ok``: a frame without person ``person`` (OpenPose writes ``"people": []`` when
-    nobody is detected) is a frame whose keypoints are all missing."""
+def _read_keypoints(
+    path: Path, person: int = 0, *, missing_ok: bool = False, track: int | None = None
+) -> dict[str, Any]:
+    """One file -> ``{"keypoints" (B,J,2), "confidence" (B,J), "format", "camera",
+    "frame_ids", "absent", "tracks"}`` (numpy; format and camera may be None; the lists as
+    :func:`advprior.commands._detector_files.read_detector_file` returns them, ``frame_ids``
+    the row index in a file of several frames of ours). Raises ``ValueError`` naming the file
+    on a bad layout. ``person``: an index in OpenPose files, a rank of score (0 = highest) in
+    COCO keypoint results and MMPose predictions (:mod:`advprior.commands._detector_files`);
+    ``track``: instead, the person a tracker gave that id (OpenPose's ``person_id``).
+    ``missing_ok``: a frame without that person (OpenPose writes ``"people": []`` when nobody
+    is detected) is a frame whose keypoints are all missing."""
+    out = _read_one(path, person, missing_ok=missing_ok, track=track)
+    rows = len(out["keypoints"])
+    out.setdefault("frame_ids", [None] if rows == 1 else list(range(rows)))
+    out.setdefault("absent", [])
+    out.setdefault("tracks", [None] * rows)
+    return out
+
+
+def _read_one(path: Path, person: int, *, missing_ok: bool, track: int | None) -> dict[str, Any]:
     import numpy as np
 
     try:
@@ -319,10 +346,14 @@ def _read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) ->
         raise FileNotFoundError(f"no such keypoints file: {path}") from None
     except OSError as exc:  # a folder, no permission: one line naming the file
         raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
-    from advprior.commands._detector_files import is_detector_file, read_detector_file
+    from advprior.commands._detector_files import (
+        is_detector_file,
+        read_detector_file,
+        track_id,
+    )
 
     if is_detector_file(data):  # COCO keypoint results, MMPose predictions
-        return read_detector_file(data, path, person, missing_ok=missing_ok)
+        return read_detector_file(data, path, person, missing_ok=missing_ok, track=track)
     if not isinstance(data, dict):
         raise ValueError(
             f"{path}: expected a JSON object with 'keypoints' or 'people', or a list of "
@@ -332,6 +363,18 @@ def _read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) ->
         people = data["people"]
         if not isinstance(people, list):
             raise ValueError(f"{path}: 'people' must be a list, got {type(people).__name__}")
+        if track is not None:
+            # OpenPose's tracking writes the identity as person_id [id] (untracked: [-1])
+            tracked = [
+                i
+                for i, e in enumerate(people)
+                if isinstance(e, dict) and track_id(e.get("person_id")) == track
+            ]
+            if not tracked:
+                if missing_ok:
+                    return _missing_openpose_frame()
+                raise ValueError(f"{path}: has no person with person_id {track} (--track)")
+            person = tracked[0]
         if not 0 <= person < len(people):
             if missing_ok and person >= 0:
                 return _missing_openpose_frame()
@@ -362,9 +405,15 @@ def _read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) ->
             "confidence": np.clip(arr[..., 2], 0.0, 1.0),
             "format": "openpose25",
             "camera": None,
+            "tracks": [track_id(entry.get("person_id"))],
         }
     if "keypoints" not in data:
         raise ValueError(f"{path}: expected a 'keypoints' array (B, J, 2|3) or OpenPose 'people'")
+    if track is not None:
+        raise ValueError(
+            f"{path}: --track picks a person by a tracker's id; this file holds one person's "
+            "keypoints and no ids (leave --track out)"
+        )
     fmt = data.get("format")
     if fmt is not None and not isinstance(fmt, str):
         raise ValueError(f"{path}: 'format' must be a keypoint format name, got {fmt!r}")
@@ -398,6 +447,33 @@ def _read_keypoints(path: Path, person: int = 0, *, missing_ok: bool = False) ->
     }
 
 
+def _note_gaps_and_switches(paths: list[Path], frames: list[dict[str, Any]], person: int) -> None:
+    """Tell a sequence's user (stderr) about frames a detector file left out, which became
+    missing frames, and about a ``--person`` rank that several tracker ids took in turn (two
+    people fitted as one clip: ``--track`` follows one)."""
+    for path, f in zip(paths, frames, strict=True):
+        absent = f["absent"]
+        if absent:
+            ids = ", ".join(map(repr, absent[:5])) + (", ..." if len(absent) > 5 else "")
+            print(
+                f"advprior fit: note: {path}: {len(absent)} frame(s) without detections "
+                f"({ids}) are missing frames of the clip",
+                file=sys.stderr,
+            )
+    tracks = [t for f in frames for t in f["tracks"]]
+    ids = sorted({t for t in tracks if t is not None})
+    if len(ids) > 1:
+        changes = sum(
+            1 for a, b in zip(tracks, tracks[1:], strict=False) if None not in (a, b) and a != b
+        )
+        print(
+            f"advprior fit: warning: --person {person} (the rank by score in each frame) is the "
+            f"tracker's person {', '.join(map(str, ids))} in turn ({changes} switch(es)): the clip "
+            "mixes people; pass --track ID to follow one",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -415,7 +491,16 @@ def run(args: argparse.Namespace) -> int:
     # usage errors before any file is read
     camera = parse_camera(args.camera) if args.camera is not None else None
     args.keypoints = expand_wildcards(args.keypoints, "keypoints file")
-    frames = [read_keypoints(p, args.person, missing_ok=args.sequence) for p in args.keypoints]
+    if args.track is not None and args.person != 0:
+        raise UsageError("--track and --person both choose the person: give one of them")
+    if args.track is not None and args.track < 0:
+        raise UsageError(f"--track must be a tracker's id (0 or more), got {args.track}")
+    frames = [
+        read_keypoints(p, args.person, missing_ok=args.sequence, track=args.track)
+        for p in args.keypoints
+    ]
+    if args.sequence:
+        _note_gaps_and_switches(args.keypoints, frames, args.person)
     formats = {f["format"] for f in frames if f["format"] is not None}
     fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"
     if args.keypoint_format is None and len(formats) > 1:
@@ -488,6 +573,13 @@ def run(args: argparse.Namespace) -> int:
         )
     result.info["camera"] = camera.to_dict()
     result.info["inputs"] = [str(p) for p in args.keypoints]
+    # which file and image each row came from: detector files leave out images without people,
+    # and rows of several files are concatenated, so row t need not be the video's frame t
+    result.info["frames"] = [
+        [str(path), frame_id]
+        for path, f in zip(args.keypoints, frames, strict=True)
+        for frame_id in f["frame_ids"]
+    ]
     out = result.to_npz(args.out)
     # the points the fit used: missing ones (NaN or null, confidence 0) are left out
     seen = (conf > 0) & torch.isfinite(kp).all(-1)
