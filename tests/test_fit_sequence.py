@@ -250,3 +250,17 @@ def test_a_long_clip_poses_its_body_in_chunks() -> None:
     )
     assert calls[-2:] == [FINAL_CHUNK, 40] and max(calls) == FINAL_CHUNK, calls
     assert out.joints.shape == (t, 24, 3) and torch.isfinite(out.joints).all()
+
+
+def test_fit_command_refuses_what_a_sequence_cannot_do(tmp_path, capsys) -> None:
+    # --optimizer adam was silently replaced by L-BFGS with --sequence
+    folder = tmp_path / "openpose_json"
+    folder.mkdir()
+    (folder / "clip_000000000000_keypoints.json").write_text(json.dumps({"people": []}))
+    argv = ["fit", str(folder / "*.json"), "--sequence", "--camera", "1000,500,500"]
+    assert main([*argv, "--optimizer", "adam"]) == 2
+    assert "--optimizer adam is for per-frame fits" in capsys.readouterr().err
+    # OpenPose's --write_json folder itself: say to pass its files (was "not a regular file")
+    assert main(["fit", str(folder), "--sequence", "--camera", "1000,500,500"]) == 1
+    err = capsys.readouterr().err
+    assert "is a folder; pass its keypoint files" in err and "*.json" in err

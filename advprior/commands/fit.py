@@ -340,6 +340,12 @@ def _read_keypoints(
 def _read_one(path: Path, person: int, *, missing_ok: bool, track: int | None) -> dict[str, Any]:
     import numpy as np
 
+    if path.is_dir():
+        # OpenPose's --write_json gives a folder of one file per frame
+        raise ValueError(
+            f"{path} is a folder; pass its keypoint files, e.g. {path / '*.json'} (read in the "
+            "order given; OpenPose's zero-padded frame numbers sort into frame order)"
+        )
     try:
         data = read_json(path, ValueError, max_bytes=KEYPOINT_JSON_MAX_BYTES)
     except FileNotFoundError:
@@ -484,6 +490,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.starts < 1:
         raise UsageError(f"--starts must be at least 1, got {args.starts}")
+    if args.sequence and args.optimizer != "lbfgs":
+        # fit_sequence has no other optimiser: running L-BFGS anyway hid the choice
+        raise UsageError(
+            f"--optimizer {args.optimizer} is for per-frame fits; --sequence optimises with L-BFGS"
+        )
     if args.pixel_scale != "auto" and not (
         math.isfinite(args.pixel_scale) and args.pixel_scale > 0
     ):
