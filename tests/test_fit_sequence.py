@@ -264,3 +264,61 @@ def test_fit_command_refuses_what_a_sequence_cannot_do(tmp_path, capsys) -> None
     assert main(["fit", str(folder), "--sequence", "--camera", "1000,500,500"]) == 1
     err = capsys.readouterr().err
     assert "is a folder; pass its keypoint files" in err and "*.json" in err
+
+
+def _zoom_clip(t: int = 5):
+    """A body 4 m away, filmed by a camera zooming in by 1.2x per frame from 800 px focal length
+    (centre moving too): keypoints in each frame's own pixels, and the per-frame cameras."""
+    go = torch.tensor([math.pi, 0.0, 0.0]).expand(t, 3)
+    tr = torch.stack([torch.linspace(0, 0.2, t), torch.zeros(t), torch.full((t,), 4.0)], -1)
+    joints = forward_kinematics(go, torch.zeros(t, 63), transl=tr)
+    cams = [PinholeCamera(800.0 * 1.2**i, (500.0 + 10 * i, 500.0)) for i in range(t)]
+    kp = torch.stack([cam.project(j) for cam, j in zip(cams, joints, strict=True)])
+    return kp, cams, tr
+
+
+def test_per_frame_cameras_of_a_zoom() -> None:
+    kp, cams, tr = _zoom_clip()
+    opts = {"prior": None, "pose_density": None, "iterations": 30, "init_iterations": 10}
+    res = fit_sequence(kp, torch.ones(5, 24), cams, **opts)
+    # the body stays at one depth (it does not walk towards the camera as the focal grows)
+    depth = res.transl[:, 2]
+    assert float(depth.max() - depth.min()) < 0.05, depth
+    # projected is in each frame's own pixels
+    err = (res.projected - kp).norm(dim=-1).median(-1).values
+    assert float(err.max()) < 10.0, err
+    assert res.info["per_frame_cameras"] is True
+    # the one camera it had to take before cannot explain the zoomed frames (the temporal
+    # terms hold the body's size and place): they fit far worse
+    one = fit_sequence(kp, torch.ones(5, 24), cams[0], **opts)
+    one_err = (one.projected - kp).norm(dim=-1).median(-1).values
+    assert float(one_err.mean()) > 2 * float(err.mean()), (one_err, err)
+    # clips share the cameras; a wrong count or another rotation is refused
+    two = fit_sequence(torch.stack([kp, kp]), torch.ones(2, 5, 24), cams, **opts)
+    assert two.projected.shape == (2, 5, 24, 2)
+    with pytest.raises(ValueError, match="4 cameras for 5 frames"):
+        fit_sequence(kp, torch.ones(5, 24), cams[:4], **opts)
+    turned = PinholeCamera(900.0, (500.0, 500.0), rotation=[[0, 0, 1], [0, 1, 0], [-1, 0, 0]])
+    with pytest.raises(ValueError, match="frame 1's rotation differs"):
+        fit_sequence(kp, torch.ones(5, 24), [cams[0], turned, *cams[2:]], **opts)
+    with pytest.raises(TypeError, match="one per frame"):
+        fit_sequence(kp, torch.ones(5, 24), "1000,500,500", **opts)
+
+
+def test_fit_command_takes_each_files_camera_in_a_sequence(tmp_path, capsys) -> None:
+    kp, cams, _ = _zoom_clip(3)
+    files = []
+    for i, cam in enumerate(cams):
+        path = tmp_path / f"frame{i}.json"
+        path.write_text(json.dumps({"keypoints": kp[i].tolist(), "camera": cam.to_dict()}))
+        files.append(str(path))
+    out = tmp_path / "fit.npz"
+    argv = ["fit", *files, "--prior", "none", "--iterations", "3", "--out", str(out)]
+    assert main([*argv, "--sequence"]) == 0
+    with np.load(out, allow_pickle=False) as data:
+        info = json.loads(str(data["info"]))
+    assert [c["focal"] for c in info["frame_cameras"]] == [[800.0 * 1.2**i] * 2 for i in range(3)]
+    capsys.readouterr()
+    # one batch of frames still takes one camera, and the message names the sequence way
+    assert main(argv) == 1
+    assert "different cameras" in capsys.readouterr().err

@@ -527,15 +527,23 @@ def run(args: argparse.Namespace) -> int:
                 "no camera: pass --camera fx,fy,cx,cy (or put 'camera' in the keypoints file)"
             )
         camera = cams[0][1]
-        # one camera serves the whole batch: a file seen by another camera would be fitted at
-        # the wrong depth and place while still reprojecting well
-        for path, other in cams[1:]:
-            if other.to_dict() != camera.to_dict():
-                raise ValueError(
-                    f"the keypoint files carry different cameras ({cams[0][0]}: "
-                    f"{camera.to_dict()}, {path}: {other.to_dict()}); fit them separately, "
-                    "or pass --camera to use one for all"
-                )
+        differ = [(path, other) for path, other in cams[1:] if other.to_dict() != camera.to_dict()]
+        if differ and args.sequence:
+            # a clip's files with their own intrinsics (a zoom, per-frame calibration): one
+            # camera per frame, a file without one taking the first file's
+            own = {id(f): _camera_from_file(f["camera"], path) for path, f in
+                   zip(args.keypoints, frames, strict=True) if f["camera"] is not None}  # fmt: skip
+            camera = [own.get(id(f), camera) for f in frames for _ in range(len(f["keypoints"]))]
+        elif differ:
+            # one camera serves the whole batch: a file seen by another camera would be fitted
+            # at the wrong depth and place while still reprojecting well
+            path, other = differ[0]
+            raise ValueError(
+                f"the keypoint files carry different cameras ({cams[0][0]}: "
+                f"{camera.to_dict()}, {path}: {other.to_dict()}); fit them separately, "
+                "or pass --camera to use one for all (a clip's frames with their own focal "
+                "length and centre: --sequence fits each with its camera)"
+            )
     widths = {f["keypoints"].shape[1] for f in frames}
     if len(widths) > 1:
         raise ValueError(f"the keypoint files have different keypoint counts {sorted(widths)}")
@@ -582,7 +590,11 @@ def run(args: argparse.Namespace) -> int:
             pixel_scale=args.pixel_scale,
             **density,
         )
-    result.info["camera"] = camera.to_dict()
+    if isinstance(camera, list):  # one per frame (--sequence)
+        result.info["camera"] = camera[0].to_dict()
+        result.info["frame_cameras"] = [c.to_dict() for c in camera]
+    else:
+        result.info["camera"] = camera.to_dict()
     result.info["inputs"] = [str(p) for p in args.keypoints]
     # which file and image each row came from: detector files leave out images without people,
     # and rows of several files are concatenated, so row t need not be the video's frame t

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -253,6 +254,37 @@ def _fit_window(
     return be.detach(), g.detach(), t.detach(), p.detach(), frames, res.iterations, proj
 
 
+def _frame_cameras(cameras: object, length: int) -> tuple[PinholeCamera, Tensor, Tensor]:
+    """One camera per frame -> the first, and per-frame ``ratio``, ``offset`` ``(T, 2)`` that map
+    frame t's pixels to the first camera's: ``u_ref = u * ratio + offset``. Exact for a pinhole
+    without skew: ``u = f X/Z + c`` for every focal length ``f`` and centre ``c`` alike, so the
+    same body seen by another camera's intrinsics is the same body seen by the first's, at
+    other pixels. The cameras must share their rotation (the body's world frame)."""
+    if isinstance(cameras, (str, bytes)) or not hasattr(cameras, "__len__"):
+        raise TypeError(
+            "camera must be an advprior.fitting.PinholeCamera or a sequence of them, one per "
+            f"frame; got {type(cameras).__name__}"
+        )
+    cams = [check_pixel_camera(c) for c in cameras]  # type: ignore[union-attr]
+    if len(cams) != length:
+        raise ValueError(
+            f"camera: {len(cams)} cameras for {length} frames; give one PinholeCamera, or one "
+            "per frame"
+        )
+    ref = cams[0]
+    for t, cam in enumerate(cams):
+        if not np.allclose(cam.rotation, ref.rotation, atol=1e-9):
+            raise ValueError(
+                f"camera: frame {t}'s rotation differs from frame 0's; per-frame cameras may "
+                "differ in focal length and centre only (the body's world frame is the camera's)"
+            )
+    focal = torch.tensor([c.focal for c in cams], dtype=torch.float64)
+    center = torch.tensor([c.center for c in cams], dtype=torch.float64)
+    ratio = torch.tensor(ref.focal, dtype=torch.float64) / focal
+    offset = torch.tensor(ref.center, dtype=torch.float64) - center * ratio
+    return ref, ratio, offset
+
+
 def _check_int(value: object, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -263,7 +295,7 @@ def _check_int(value: object, name: str, low: int) -> int:
 def fit_sequence(
     keypoints: object,
     confidence: object,
-    camera: PinholeCamera,
+    camera: PinholeCamera | Sequence[PinholeCamera],
     *,
     prior: object = "gan-s",
     smoothness: object = None,
@@ -292,7 +324,11 @@ def fit_sequence(
             two keypoints of positive confidence is *missing*: it has no data term and gets its
             pose from its neighbours through the temporal terms. A clip needs one frame that is
             not missing.
-        camera: a :class:`PinholeCamera` shared by every frame.
+        camera: a :class:`PinholeCamera` shared by every frame, or a sequence of ``T``, one per
+            frame (shared by the clips), that differ in focal length and centre only (a zoom,
+            per-frame calibration): the fit then runs in the first camera's pixels (the
+            keypoints are mapped there exactly), ``projected`` is in each frame's pixels and
+            ``loss`` in the first camera's.
         prior: as in :func:`fit_keypoints` (alias or path, a prior object, or None / "none").
         smoothness: weights of the temporal terms: None (the defaults), a number (the defaults
             times it; 0 turns them off), a mapping or a :class:`Smoothness`.
@@ -327,7 +363,8 @@ def fit_sequence(
     """
     start = time.perf_counter()
     fmt = get_format(keypoint_format)
-    check_pixel_camera(camera)
+    if isinstance(camera, PinholeCamera):
+        check_pixel_camera(camera)
     kp_in = _as_tensor(keypoints, "keypoints")
     if kp_in.ndim not in (3, 4):
         raise ValueError(
@@ -363,6 +400,14 @@ def fit_sequence(
     init_iterations = _check_int(init_iterations, "init_iterations", 1)
     sigma = _check_sigma(sigma)
     weights = as_smoothness(smoothness)
+    frame_map = None
+    if not isinstance(camera, PinholeCamera):
+        camera, ratio, offset = _frame_cameras(camera, kp_in.shape[-3])
+        # (T, 1, 2): broadcast over the clips and keypoints; NaN (missing) stays NaN
+        if not kp_in.is_floating_point():  # integer pixels: the mapped ones are not
+            kp_in = kp_in.double()
+        frame_map = (ratio[:, None].to(kp_in), offset[:, None].to(kp_in))
+        kp_in = torch.cat([kp_in[..., :2] * frame_map[0] + frame_map[1], kp_in[..., 2:]], -1)
     kp, conf = prepare_keypoints(
         kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0
     )
@@ -509,6 +554,10 @@ def fit_sequence(
             latent = term.latent(flat_p)
 
     shape = (length,) if single else (n_clips, length)
+    projected = projected * scale
+    if frame_map is not None:  # back to each frame's own camera
+        ratio, offset = (x.to(projected) for x in frame_map)
+        projected = (projected - offset) / ratio
 
     def out(x: Tensor | None) -> Tensor | None:
         return None if x is None else x.detach().reshape(*shape, *x.shape[1:])
@@ -524,6 +573,7 @@ def fit_sequence(
         "init_starts": starts if init_given is None else None,
         "sigma_px": float(sigma),
         "pixel_scale": scale,
+        "per_frame_cameras": frame_map is not None,
         "smoothness": {f.name: getattr(weights, f.name) for f in fields(weights)},
         "missing_frames": int((~seen).sum()),
         "clips": n_clips,
@@ -539,7 +589,7 @@ def fit_sequence(
         # back to the caller's pixels: every term of the objective is squared pixels there
         loss=out(loss.reshape(-1) * (scale * scale)),
         joints=out(joints),
-        projected=out(projected.reshape(-1, *projected.shape[2:]) * scale),
+        projected=out(projected.reshape(-1, *projected.shape[2:])),
         iterations=out(steps.reshape(-1)),
         info=info,
     )
