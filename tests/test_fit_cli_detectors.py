@@ -463,3 +463,26 @@ def test_track_follows_one_person_of_a_tracker(tmp_path, capsys) -> None:
     own = _write(tmp_path, "own.json", {"keypoints": a.tolist(), "format": "coco17"})
     assert main(["fit", str(own), "--track", "1", *cam, *out]) == 1
     assert "holds one person's keypoints and no ids" in capsys.readouterr().err
+
+
+def test_a_clip_whose_person_jumps_to_another_says_so(tmp_path, capsys) -> None:
+    # no tracker ids: the best scored of two people 1.2 m apart changes after frame 1
+    a = _projected_coco([[0.0, 0.2, 4.0], [0.02, 0.2, 4.0], [0.04, 0.2, 4.0]])
+    b = _projected_coco([[1.2, 0.2, 4.0], [1.22, 0.2, 4.0], [1.24, 0.2, 4.0]])
+    ones = np.ones(17)
+    entries = []
+    for t in range(3):
+        entries += [
+            _coco_entry(f"{t}.jpg", a[t], ones, score=0.9 if t < 2 else 0.5),
+            _coco_entry(f"{t}.jpg", b[t], ones, score=0.7),
+        ]
+    src = _write(tmp_path, "results.json", entries)
+    cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "1"]
+    out = ["--out", str(tmp_path / "x.npz")]
+    assert main(["fit", str(src), "--sequence", *cam, *out]) == 0
+    err = capsys.readouterr().err
+    assert f"from {src} '1.jpg' to {src} '2.jpg'" in err, err
+    # the same person throughout: nothing to say
+    one = _write(tmp_path, "one.json", [_coco_entry(f"{t}.jpg", a[t], ones) for t in range(3)])
+    assert main(["fit", str(one), "--sequence", *cam, *out]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -453,10 +453,13 @@ def _read_one(path: Path, person: int, *, missing_ok: bool, track: int | None) -
     }
 
 
-def _note_gaps_and_switches(paths: list[Path], frames: list[dict[str, Any]], person: int) -> None:
+def _note_gaps_and_switches(
+    paths: list[Path], frames: list[dict[str, Any]], person: int, track: int | None
+) -> None:
     """Tell a sequence's user (stderr) about frames a detector file left out, which became
-    missing frames, and about a ``--person`` rank that several tracker ids took in turn (two
-    people fitted as one clip: ``--track`` follows one)."""
+    missing frames, and about a ``--person`` rank that several tracker ids took in turn, or
+    without ids a person who jumps further than their size between frames (two people fitted
+    as one clip: ``--track`` follows one)."""
     for path, f in zip(paths, frames, strict=True):
         absent = f["absent"]
         if absent:
@@ -478,6 +481,47 @@ def _note_gaps_and_switches(paths: list[Path], frames: list[dict[str, Any]], per
             "mixes people; pass --track ID to follow one",
             file=sys.stderr,
         )
+    elif track is None:
+        jumps = _jumps(frames)
+        if jumps:
+            labels = [
+                str(path) if fid is None else f"{path} {fid!r}"
+                for path, f in zip(paths, frames, strict=True)
+                for fid in f["frame_ids"]
+            ]
+            t = jumps[0]
+            more = f" (and {len(jumps) - 1} more)" if len(jumps) > 1 else ""
+            print(
+                f"advprior fit: warning: the person moves by more than half their size from "
+                f"{labels[t]} to {labels[t + 1]}{more}: another person? (--person {person} is an "
+                "index in OpenPose files, a rank by score in detector files; --track ID follows "
+                "a tracker's person)",
+                file=sys.stderr,
+            )
+
+
+def _jumps(frames: list[dict[str, Any]]) -> list[int]:
+    """Rows ``t`` after which the keypoints seen in both frames move, on average, by more than
+    half the person's size (the larger side of their box): 19% of a sprinter's height per frame
+    at 30 fps, while two people side by side are often less than a height apart. The person of
+    a rank or index may be somebody else in the next frame."""
+    import numpy as np
+
+    kp = np.concatenate([f["keypoints"] for f in frames])
+    conf = np.concatenate([f["confidence"] for f in frames])
+    vis = (conf > 0) & np.isfinite(kp).all(-1)
+    both = vis[1:] & vis[:-1]  # the same points in both frames: no shift from visibility
+    count = both.sum(-1)
+    xy0 = np.where(both[..., None], kp[:-1], 0.0)
+    xy1 = np.where(both[..., None], kp[1:], 0.0)
+    step = np.linalg.norm((xy1 - xy0).sum(1), axis=-1) / np.maximum(count, 1)
+    size = np.zeros(len(count))
+    for xy in (kp[:-1], kp[1:]):
+        high = np.where(both[..., None], xy, -np.inf).max(1)
+        low = np.where(both[..., None], xy, np.inf).min(1)
+        size = np.maximum(size, (high - low).max(-1))
+    far = (count >= 4) & (step > 0.5 * size)  # a few points say little
+    return np.nonzero(far)[0].tolist()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -511,7 +555,7 @@ def run(args: argparse.Namespace) -> int:
         for p in args.keypoints
     ]
     if args.sequence:
-        _note_gaps_and_switches(args.keypoints, frames, args.person)
+        _note_gaps_and_switches(args.keypoints, frames, args.person, args.track)
     formats = {f["format"] for f in frames if f["format"] is not None}
     fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"
     if args.keypoint_format is None and len(formats) > 1:
