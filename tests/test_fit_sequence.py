@@ -322,3 +322,21 @@ def test_fit_command_takes_each_files_camera_in_a_sequence(tmp_path, capsys) -> 
     # one batch of frames still takes one camera, and the message names the sequence way
     assert main(argv) == 1
     assert "different cameras" in capsys.readouterr().err
+
+
+def test_numpy_integers_are_integers(prior, tmp_path) -> None:
+    # np.int64 from array arithmetic (window = np.clip(...), a count from an array) was refused
+    # as "must be an int >= 2, got np.int64(3)"; it is an int, and info stays JSON (to_npz)
+    kp, conf, _ = _clip(prior, 4)
+    ints = {"window": np.int64(3), "overlap": np.int64(1), "iterations": np.int32(2)}
+    res = fit_sequence(
+        kp, conf, CAMERA, prior=None, pose_density=None, init_iterations=np.int64(2),
+        starts=np.int64(1), **ints,
+    )  # fmt: skip
+    assert res.info["window"] == 3 and type(res.info["window"]) is int
+    res.to_npz(tmp_path / "fit.npz")
+    one = fit_keypoints(kp[:1], conf[:1], CAMERA, prior=None, iterations=np.int64(2))
+    assert len(one) == 1
+    for bad in (True, np.bool_(True), 3.0):
+        with pytest.raises(ValueError, match="window must be an int"):
+            fit_sequence(kp, conf, CAMERA, prior=None, window=bad)

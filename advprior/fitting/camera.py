@@ -23,6 +23,14 @@ def real_number(value: object) -> float | None:
     return float(value)
 
 
+def whole_number(value: object) -> int | None:
+    """``int(value)`` for an integer (Python's, or numpy's: ``np.int64`` from array arithmetic
+    or indexing is not an ``int``), else None; bools are not numbers."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
 def positive_number(value: object) -> float | None:
     """:func:`real_number` of ``value`` if it is finite and positive, else None."""
     number = real_number(value)

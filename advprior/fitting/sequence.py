@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advprior.fitting.camera import PinholeCamera, real_number
+from advprior.fitting.camera import PinholeCamera, real_number, whole_number
 from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen, resolve_prior
 from advprior.fitting.result import FitResult
@@ -286,9 +286,10 @@ def _frame_cameras(cameras: object, length: int) -> tuple[PinholeCamera, Tensor,
 
 
 def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    number = whole_number(value)
+    if number is None or number < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
+    return number
 
 
 @with_autograd
@@ -432,8 +433,9 @@ def fit_sequence(
 
         body_model = load_body_model()
     term = _prior_term(model, None, 0.0, pose_density, pose_weight)
-    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+    if whole_number(starts) is None or starts < 1:
         raise ValueError(f"starts must be a positive int, got {starts!r}")
+    starts = int(starts)
     init_given = init
     if init is None:
         # Frames are independent problems: chunks of INIT_CHUNK keep the per-frame start's

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advprior.fitting.camera import PinholeCamera, positive_number, real_number
+from advprior.fitting.camera import PinholeCamera, positive_number, real_number, whole_number
 from advprior.fitting.keypoints import (
     SURFACE_POINTS,
     KeypointFormat,
@@ -571,8 +571,9 @@ def fit_keypoints(
     """
     fmt = get_format(keypoint_format)
     check_pixel_camera(camera)
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+    if whole_number(iterations) is None or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+    iterations = int(iterations)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     sigma = _check_sigma(sigma)
@@ -590,8 +591,9 @@ def fit_keypoints(
     body = _Body(body_model, fmt)
     if orientations not in (1, 2):
         raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
-    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+    if whole_number(starts) is None or starts < 1:
         raise ValueError(f"starts must be a positive int, got {starts!r}")
+    starts = int(starts)
     opts = _Options(
         camera,
         body,
