@@ -431,6 +431,12 @@ def test_track_follows_one_person_of_a_tracker(tmp_path, capsys) -> None:
     # AlphaPose without tracking writes box indices (a list of floats): no identity
     plain = _write(tmp_path, "plain.json", [_tracked("0.jpg", a, 0.9, [0.0, 3.0])])
     assert read_keypoints(plain)["tracks"] == [None]
+    # --track on such a file: say so (each frame would have been missing: "nothing to fit")
+    with pytest.raises(ValueError, match="no tracker ids"):
+        read_keypoints(plain, track=0, missing_ok=True)
+    untracked = {"people": [{"person_id": [-1], "pose_keypoints_2d": [1.0] * 75}]}
+    with pytest.raises(ValueError, match="no person here has a person_id"):
+        read_keypoints(_write(tmp_path, "u_keypoints.json", untracked), track=0, missing_ok=True)
     # MMPose instances and OpenPose people carry track_id / person_id
     frames = [
         {

@@ -433,6 +433,12 @@ def read_detector_file(
     if person < 0:
         raise ValueError(f"{path}: --person must be 0 or more, got {person}")
     frames = _frames(data, path, fill_gaps=missing_ok)
+    if track is not None and not any(d[3] is not None for f in frames for d in f.detections):
+        # else every frame would be a missing one, and the clip "has no frame" to fit
+        raise ValueError(
+            f"{path}: --track {track}: this file has no tracker ids ('idx', 'track_id'); it "
+            "comes from a run without tracking (AlphaPose: --pose_track); use --person"
+        )
     n = COCO17.num_keypoints
     kp = np.full((len(frames), n, 2), np.nan)
     conf = np.zeros((len(frames), n))

@@ -376,6 +376,13 @@ def _read_one(path: Path, person: int, *, missing_ok: bool, track: int | None) -
                 for i, e in enumerate(people)
                 if isinstance(e, dict) and track_id(e.get("person_id")) == track
             ]
+            if people and not any(
+                isinstance(e, dict) and track_id(e.get("person_id")) is not None for e in people
+            ):
+                raise ValueError(
+                    f"{path}: --track {track}: no person here has a person_id (OpenPose writes "
+                    "[-1] without tracking); use --person"
+                )
             if not tracked:
                 if missing_ok:
                     return _missing_openpose_frame()
