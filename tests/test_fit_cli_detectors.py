@@ -382,6 +382,7 @@ def test_frames_a_results_file_leaves_out_are_missing_frames_of_a_clip(tmp_path)
         (5, 3): [5, 3],
         ("a1.jpg", "b3.jpg"): ["a1.jpg", "b3.jpg"],
         ("9.jpg", "11.png"): ["9.jpg", "11.png"],
+        (139, 285, 632): [139, 285, 632],  # COCO's image ids: not frames of a video
     }
     for ids, want in cases.items():
         entries = [_coco_entry(i, body[0], ones) for i in ids]

@@ -261,6 +261,9 @@ class Frame(NamedTuple):
     absent: bool = False
 
 
+#: A results file's numbered images are filled in to at most this many times their count.
+MAX_FILL = 10
+
 #: An image name holding a frame number: the last run of digits before the extension
 #: (AlphaPose's ``"12.jpg"``, ``"frame_000012.png"``).
 _NUMBERED_NAME = re.compile(r"(.*?)(\d+)(\.[A-Za-z0-9]+)?")
@@ -302,6 +305,10 @@ def _coco_frames(entries: list[Any], path: Path, fill_gaps: bool = False) -> lis
         # dicts keep insertion order: frames in order of each image's first appearance
         frames.setdefault(image, []).append(_coco_detection(entry, where))
     numbered = _frame_numbers(list(frames)) if fill_gaps else None
+    # ids that skip far more numbers than they list are not a video's frames (COCO's image ids,
+    # timestamps in ms): filling them in would make a clip of mostly missing frames
+    if numbered is not None and numbered[0][-1] - numbered[0][0] + 1 > MAX_FILL * len(frames):
+        numbered = None
     if numbered is not None:
         # a video's frames in which nobody was detected are absent from a results file; in a
         # clip they are frames all the same (left out, the clip would run faster from there on
