@@ -340,3 +340,29 @@ def test_numpy_integers_are_integers(prior, tmp_path) -> None:
     for bad in (True, np.bool_(True), 3.0):
         with pytest.raises(ValueError, match="window must be an int"):
             fit_sequence(kp, conf, CAMERA, prior=None, window=bad)
+
+
+def test_a_fit_saved_as_json_is_json(prior, tmp_path) -> None:
+    # --out fit.json wrote the .npz's zip bytes under that name: json.load failed on them
+    kp, conf, _ = _clip(prior, 3)
+    frames = kp.tolist()
+    frames[1] = [None] * 24
+    src = tmp_path / "clip.json"
+    src.write_text(json.dumps({"keypoints": frames, "camera": CAMERA.to_dict()}))
+    argv = ["fit", str(src), "--sequence", "--prior", "none", "--iterations", "2"]
+    assert main([*argv, "--out", str(tmp_path / "fit.json")]) == 0
+    data = json.loads((tmp_path / "fit.json").read_text(encoding="utf-8"))
+    assert main([*argv, "--out", str(tmp_path / "fit.npz")]) == 0
+    with np.load(tmp_path / "fit.npz", allow_pickle=False) as npz:
+        # same names and shapes; float32 values come back exactly from their JSON decimals
+        assert set(data) == set(npz.files)
+        for name in npz.files:
+            if name != "info":
+                want = npz[name]
+                np.testing.assert_array_equal(np.asarray(data[name], dtype=want.dtype), want)
+        assert data["info"]["missing_frames"] == 1
+    # NaN is null (JSON has no NaN)
+    res = fit_sequence(kp[:1], conf[:1], CAMERA, prior=None, iterations=1, init_iterations=1)
+    res.loss[0] = float("nan")
+    res.to_json(tmp_path / "nan.json")
+    assert json.loads((tmp_path / "nan.json").read_text())["loss"] == [None]

@@ -164,7 +164,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--window", type=int, default=64, help="--sequence: frames optimised together (64)"
     )
-    p.add_argument("--out", type=Path, default=Path("fit.npz"), help="output .npz (fit.npz)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fit.npz"),
+        help="output .npz (fit.npz), or .json: the same arrays as nested lists",
+    )
     p.set_defaults(func=run)
 
 
@@ -654,7 +659,10 @@ def run(args: argparse.Namespace) -> int:
         for path, f in zip(args.keypoints, frames, strict=True)
         for frame_id in f["frame_ids"]
     ]
-    out = result.to_npz(args.out)
+    # a .json name got the .npz's zip bytes, which no JSON reader opens
+    out = (
+        result.to_json(args.out) if args.out.suffix.lower() == ".json" else result.to_npz(args.out)
+    )
     # the points the fit used: missing ones (NaN or null, confidence 0) are left out
     seen = (conf > 0) & torch.isfinite(kp).all(-1)
     err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()

@@ -1,4 +1,5 @@
-"""The outcome of a keypoint fit, convertible to numpy and saved atomically as ``.npz``."""
+"""The outcome of a keypoint fit, convertible to numpy and saved atomically as ``.npz`` or
+JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from advprior.fileio import save_npz_atomic
+from advprior.fileio import save_npz_atomic, write_text_atomic
 
 
 @dataclass
@@ -65,4 +66,19 @@ class FitResult:
         arrays = self.as_dict()
         arrays["info"] = np.array(json.dumps(arrays.pop("info", {})))
         save_npz_atomic(path, arrays)
+        return path
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write every array as nested lists (NaN as ``null``) and ``info`` as an object to a
+        UTF-8 JSON file, atomically; returns it. For tools without numpy (a Blender or web
+        script): ``json.load`` gives the same names and shapes as :meth:`to_npz`'s arrays."""
+        path = Path(path)
+        out: dict[str, Any] = {}
+        for name, value in self.as_dict().items():
+            if isinstance(value, np.ndarray):
+                # JSON has no NaN: null, as advprior's keypoint files mark a missing value
+                value = np.where(np.isnan(value), None, value) if value.dtype.kind == "f" else value
+                value = value.tolist()
+            out[name] = value
+        write_text_atomic(path, json.dumps(out, allow_nan=False))
         return path
