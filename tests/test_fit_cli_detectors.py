@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -493,3 +494,23 @@ def test_a_clip_whose_person_jumps_to_another_says_so(tmp_path, capsys) -> None:
     one = _write(tmp_path, "one.json", [_coco_entry(f"{t}.jpg", a[t], ones) for t in range(3)])
     assert main(["fit", str(one), "--sequence", *cam, *out]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_clips_files_numbered_without_padding_keep_frame_order(tmp_path, capsys) -> None:
+    # MMPose's per-image predictions of frames 1.jpg, 2.jpg, 10.jpg: a shell glob (and our
+    # wildcard) gives 1.json 10.json 2.json, and the clip took frame 10 second
+    kp = _projected_coco([[0.0, 0.2, 4.0], [0.01, 0.2, 4.0], [0.02, 0.2, 4.0]])
+    for n, xy in zip((1, 2, 10), kp, strict=True):
+        _write(tmp_path, f"{n}.json", [_instance(xy, np.ones(17), 0.9)])
+    out = tmp_path / "x.npz"
+    argv = ["fit", str(tmp_path / "*.json"), "--camera", "1000,500,500", "--prior", "none"]
+    assert main([*argv, "--sequence", "--iterations", "1", "--out", str(out)]) == 0
+    assert (
+        "taken in the order of their frame numbers (1.json, 2.json, ...)" in capsys.readouterr().err
+    )
+    info = json.loads(str(np.load(out)["info"]))
+    assert [Path(p).name for p in info["inputs"]] == ["1.json", "2.json", "10.json"]
+    # per frame (no clip) the order given is kept; padded names are left as they are
+    assert main([*argv, "--iterations", "1", "--out", str(out)]) == 0
+    info = json.loads(str(np.load(out)["info"]))
+    assert [Path(p).name for p in info["inputs"]] == ["1.json", "10.json", "2.json"]

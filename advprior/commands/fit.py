@@ -32,7 +32,8 @@ In detector files --person is a rank of score (0 = the highest: COCO 'score', MM
 'track_id', OpenPose's 'person_id'); confidence is the keypoint score clipped to [0, 1] (COCO
 flags 0/1/2 -> 0/1/1; scores above 1 count as 1). docs/fitting.md has the details.
 
-With --sequence the frames of all files, in order, are one clip (a video): the advprior
+With --sequence the frames of all files, in order (files named by unpadded frame numbers,
+1.json ... 10.json, in number order), are one clip (a video): the advprior
 layout's (B, J, 2) keypoints are then (T, J, 2) over time, one OpenPose file is one frame, and
 frames with fewer than two keypoints of positive confidence are filled in from their neighbours
 (advprior.fitting.fit_sequence: one shape for the clip, temporal terms on the latents,
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -465,6 +467,33 @@ def _read_one(path: Path, person: int, *, missing_ok: bool, track: int | None) -
     }
 
 
+#: A file name's last run of digits, and what comes before and after it.
+_NUMBERED_FILE = re.compile(r"(.*?)(\d+)(\D*)")
+
+
+def _in_frame_order(paths: list[Path]) -> list[Path]:
+    """The files of a clip in frame-number order when their names differ only in an unpadded
+    number given out of order: a shell (and a wildcard here) sorts ``10.json`` before
+    ``2.json``, which put frame 10 of an MMPose per-image folder after frame 1. Names padded
+    to one width (OpenPose's) sort right as text and keep their order; so does any other
+    list of files."""
+    matches = [_NUMBERED_FILE.fullmatch(str(p)) for p in paths]
+    if len(paths) < 2 or not all(matches):
+        return paths
+    if len({(m[1], m[3]) for m in matches}) != 1:  # type: ignore[index]
+        return paths
+    numbers = [int(m[2]) for m in matches]  # type: ignore[index]
+    if len(set(numbers)) != len(numbers) or numbers == sorted(numbers):
+        return paths
+    order = sorted(range(len(paths)), key=numbers.__getitem__)
+    print(
+        f"advprior fit: note: the {len(paths)} files are taken in the order of their frame "
+        f"numbers ({paths[order[0]].name}, {paths[order[1]].name}, ...), not as given",
+        file=sys.stderr,
+    )
+    return [paths[i] for i in order]
+
+
 def _note_gaps_and_switches(
     paths: list[Path], frames: list[dict[str, Any]], person: int, track: int | None
 ) -> None:
@@ -558,6 +587,8 @@ def run(args: argparse.Namespace) -> int:
     # usage errors before any file is read
     camera = parse_camera(args.camera) if args.camera is not None else None
     args.keypoints = expand_wildcards(args.keypoints, "keypoints file")
+    if args.sequence:
+        args.keypoints = _in_frame_order(args.keypoints)
     if args.track is not None and args.person != 0:
         raise UsageError("--track and --person both choose the person: give one of them")
     if args.track is not None and args.track < 0:
