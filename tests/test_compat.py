@@ -593,3 +593,97 @@ def test_empty_batches_pass_through_every_method(alias: str) -> None:
     assert vp.decode(torch.zeros(0, 32))["pose_body_matrot"].shape == (0, 21, 9)
     with pytest.raises(ValueError, match="B x 63"):
         vp.encode(torch.zeros(2, 62))
+
+
+# -- an adapter's state dict records its chart ---------------------------------------------------
+
+
+def _adapter(latent: str, seed: int = 0, version: int = 2) -> torch.nn.Module:
+    from advprior.compat import VPoserV1, VPoserV2
+
+    torch.manual_seed(seed)
+    prior = PosePrior(latent=latent, hidden_dim=16).eval()
+    return (VPoserV2 if version == 2 else VPoserV1)(prior)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize(("saved", "loaded"), [("sphere", "uniform"), ("uniform", "normal")])
+def test_an_adapter_state_dict_of_another_latent_kind_is_refused(
+    saved: str, loaded: str, version: int
+) -> None:
+    # The chart's kind is a constructor value, not a tensor: a gan-s adapter's state dict (its
+    # prior's weights and the sphere's centre, same shapes as gan-u's) loaded into a gan-u
+    # adapter silently, which then decoded every z through the cube's map (5 rad apart).
+    from advprior.errors import PriorMismatchError
+
+    state = _adapter(saved, version=version).state_dict()
+    assert "chart._extra_state" in state
+    target = _adapter(loaded, seed=1, version=version)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(PriorMismatchError, match="they differ in: chart") as err:
+        target.load_state_dict(state)
+    assert repr(saved) in str(err.value) and repr(loaded) in str(err.value)
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the prior kept its weights
+    # held by a user's module, under a prefix; and strict=False refuses too
+    outer = torch.nn.ModuleDict({"vposer": target})
+    with pytest.raises(PriorMismatchError, match="at 'vposer'"):
+        outer.load_state_dict({f"vposer.{k}": v for k, v in state.items()}, strict=False)
+    # a chart alone (built for a user's own loop) refuses another chart's record as well
+    with pytest.raises(PriorMismatchError, match="they differ in: chart"):
+        target.chart.load_state_dict(
+            {k[len("chart.") :]: v for k, v in state.items() if k.startswith("chart.")}
+        )
+
+
+def test_an_adapter_state_dict_of_the_same_kind_loads_through_torch_save_and_safetensors(
+    tmp_path,
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    saved = _adapter("sphere")
+    z = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    want = saved.decode(z)["pose_body"]
+    torch.save(saved.state_dict(), tmp_path / "vposer.pt")
+    save_file(saved.state_dict(), tmp_path / "vposer.safetensors")
+    for state in (
+        torch.load(tmp_path / "vposer.pt", weights_only=True),
+        load_file(tmp_path / "vposer.safetensors"),
+    ):
+        other = _adapter("sphere", seed=3)  # same kind, other weights: they are replaced
+        other.load_state_dict(state)
+        assert torch.equal(other.decode(z)["pose_body"], want)
+
+
+def test_an_adapter_state_dict_saved_before_the_chart_record_still_loads() -> None:
+    # state dicts written by earlier versions have no chart._extra_state: they load, strictly
+    saved = _adapter("uniform")
+    old = {k: v for k, v in saved.state_dict().items() if k != "chart._extra_state"}
+    target = _adapter("uniform", seed=2)
+    result = target.load_state_dict(old)
+    assert not result.missing_keys and not result.unexpected_keys
+    z = torch.randn(3, 32, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(target.decode(z)["pose_body"], saved.decode(z)["pose_body"])
+
+
+def test_a_malformed_chart_record_is_refused() -> None:
+    import json
+
+    from advprior.errors import PriorMismatchError
+
+    state = _adapter("sphere").state_dict()
+    good = json.loads(bytes(state["chart._extra_state"].tolist()))
+    assert good == {"chart": "sphere", "dim": 32, "scale": 2.0}
+    for bad in (
+        torch.zeros(3),
+        torch.tensor(list(b"not json"), dtype=torch.uint8),
+        torch.tensor(list(json.dumps({**good, "chart": "cube"}).encode()), dtype=torch.uint8),
+        torch.tensor(list(json.dumps({**good, "dim": "32"}).encode()), dtype=torch.uint8),
+        torch.tensor(list((json.dumps(good) + " " * 300).encode()), dtype=torch.uint8),
+    ):
+        with pytest.raises(PriorMismatchError, match="not a latent chart record"):
+            _adapter("sphere").load_state_dict({**state, "chart._extra_state": bad})
+    # another scale (a chart built by hand) is another chart
+    hand = LatentChart("sphere", torch.ones(32), 1.0)
+    with pytest.raises(PriorMismatchError, match="they differ in: scale"):
+        hand.load_state_dict(_adapter("sphere").chart.state_dict())

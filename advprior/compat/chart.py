@@ -34,11 +34,14 @@ smooth wherever ``c + s z != 0``, with a non-zero Jacobian at ``z = 0`` (``s (I 
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
+from advprior.errors import PriorMismatchError
 from advprior.latent import check_latent
 
 __all__ = ["LatentChart", "chart_for"]
@@ -55,6 +58,14 @@ SPHERE_SCALE = 2.0
 _SPHERE_EPS = 1e-12
 # Keeps erfinv finite for latents that rounded onto the cube's faces.
 _CUBE_EDGE = 1.0 - 1e-6
+#: The released alias each chart kind belongs to, to name it in a mismatch.
+_KIND_ALIAS = {"sphere": "gan-s", "uniform": "gan-u", "normal": "gan-n or vae"}
+#: A chart record is about 50 bytes; a larger tensor is not one (and is not parsed).
+_MAX_RECORD_BYTES = 256
+#: Two charts of one kind whose scales differ by less than this (relative) are the same: the
+#: cube's scale is a float64 mean over 4096 samples, which another build of erfinv may change
+#: by a few ulp (1e-16); a chart built with another scale differs by far more.
+_SCALE_RTOL = 1e-9
 
 
 class LatentChart(nn.Module):
@@ -88,6 +99,66 @@ class LatentChart(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, dim={self.dim}, scale={self.scale:.6g}"
+
+    # -- what the state dict records -----------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        """What the state dict records of the chart (``_extra_state``): ``{"chart": kind,
+        "dim": D, "scale": s}``. Kind and scale are constructor values, not tensors: without
+        the record a state dict of a GAN-S adapter (its prior's weights and the sphere's
+        centre) loaded into a GAN-U adapter silently, which then decoded the same ``z`` through
+        the cube's map into another pose."""
+        return {"chart": self.kind, "dim": self.dim, "scale": self.scale}
+
+    def get_extra_state(self) -> torch.Tensor:
+        # a uint8 tensor of JSON (as LatentHead's record): the state dict stays all tensors, so
+        # torch.load(weights_only=True) and safetensors keep it
+        blob = json.dumps(self.record(), sort_keys=True).encode()
+        return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+
+    def set_extra_state(self, state: Any) -> None:
+        # nothing to set: kind and scale are the constructor's; _load_from_state_dict compared
+        # the record with them before anything was loaded
+        _decode_chart_record(state)
+
+    def check_record(self, state: Any, where: str = "") -> None:
+        """Raise :class:`~advprior.errors.PriorMismatchError` unless the chart record ``state``
+        (a state dict's ``chart._extra_state``) describes this chart."""
+        saved = _decode_chart_record(state)
+        mine = self.record()
+        differ = [k for k in ("chart", "dim") if saved[k] != mine[k]]
+        if not differ and not math.isclose(saved["scale"], mine["scale"], rel_tol=_SCALE_RTOL):
+            differ = ["scale"]
+        if differ:
+            raise PriorMismatchError(
+                f"this state dict{where} was saved from a VPoser adapter whose latent chart is "
+                f"{_describe_chart(saved)}, but this one's is {_describe_chart(mine)} (they differ "
+                f"in: {', '.join(differ)}): the same z decodes to another pose through it. Load it "
+                "into an adapter of the prior it was saved from (e.g. load_model"
+                f"({_KIND_ALIAS[saved['chart']].split()[0]!r}) for a {saved['chart']!r} chart). "
+                "Nothing was loaded into the adapter."
+            )
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + "_extra_state"
+        if key in state_dict:
+            self.check_record(state_dict[key], _where(prefix))
+        before = len(missing_keys)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        # state dicts saved before the record existed still load, strictly too
+        if key not in state_dict and key in missing_keys[before:]:
+            missing_keys.remove(key)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Latents ``(..., D)`` on the prior's manifold for chart coordinates ``z (..., D)``."""
@@ -126,6 +197,49 @@ class LatentChart(nn.Module):
         cos = (w * c).sum(-1, keepdim=True)
         rho = (cos + (cos * cos + 4 * (self.dim - 1) * self.scale**2).sqrt()) / 2
         return (rho * w - c) / self.scale
+
+
+def _where(prefix: str) -> str:
+    return f" (at {prefix[:-1]!r})" if prefix else ""
+
+
+def _describe_chart(record: dict[str, Any]) -> str:
+    return (
+        f"{record['chart']!r} ({_KIND_ALIAS[record['chart']]}) dim {record['dim']} "
+        f"scale {record['scale']:.6g}"
+    )
+
+
+def _decode_chart_record(state: Any) -> dict[str, Any]:
+    """The chart record a state dict's ``chart._extra_state`` holds; PriorMismatchError if it
+    is not one (a hand-edited or foreign tensor)."""
+    record = None
+    if (
+        isinstance(state, torch.Tensor)
+        and state.dtype == torch.uint8
+        and state.ndim == 1
+        and state.numel() <= _MAX_RECORD_BYTES
+        and not state.is_meta
+    ):
+        try:
+            record = json.loads(state.cpu().numpy().tobytes().decode())
+        except (UnicodeDecodeError, ValueError):
+            record = None
+    if (
+        isinstance(record, dict)
+        and record.get("chart") in _KIND_ALIAS
+        and isinstance(record.get("dim"), int)
+        and not isinstance(record.get("dim"), bool)
+        and isinstance(record.get("scale"), (int, float))
+        and not isinstance(record.get("scale"), bool)
+        and math.isfinite(record["scale"])
+    ):
+        return record
+    raise PriorMismatchError(
+        "the state dict's 'chart._extra_state' is not a latent chart record (a uint8 tensor of "
+        f"at most {_MAX_RECORD_BYTES} bytes of JSON: 'chart' one of {sorted(_KIND_ALIAS)}, "
+        "'dim' an int, 'scale' a finite number); was it saved from an advprior.compat adapter?"
+    )
 
 
 @torch.no_grad()

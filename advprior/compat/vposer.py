@@ -100,6 +100,25 @@ class VPoserV1(nn.Module):
         self.num_joints = 21
         self._warned_no_grad = False
 
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # torch loads this module before its children: the chart's record is compared here so
+        # that an adapter of another latent kind refuses before its prior takes the weights
+        key = f"{prefix}chart._extra_state"
+        if key in state_dict:
+            self.chart.check_record(state_dict[key], f" (at {prefix[:-1]!r})" if prefix else "")
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
     def train(self, mode: bool = True) -> VPoserV1:
         # VPoser users call .train()/.eval() on it; the wrapped prior always decodes in eval mode
         # (dropout off), so that a fitted z gives the same pose whenever it is decoded.
