@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import warnings
 from typing import Any
@@ -47,8 +48,11 @@ class LatentHead(nn.Module):
     :class:`~advprior.errors.PriorMismatchError` naming both priors, before changing anything
     in the head, when the head is built on another prior than the state dict's record: another
     class, latent kind or dim, or other weights (those the state dict carries under ``prior.``,
-    else the head's own prior's). (In a model that holds the head, torch loads module by module:
-    modules before the head have then already loaded their tensors.) A state dict without the
+    else the head's own prior's). Weights that differ only by rounding are the same prior: cast
+    to float16 / bfloat16, or drifted in an EMA copy of the model (each weight within
+    ``2^-7 |w| + 2^-25`` of the record's, see ``docs/api/head.md``). (In a model that holds
+    the head, torch loads module by module: modules before the head have then already loaded
+    their tensors.) A state dict without the
     record (advprior 0.2.0 and older) loads with a ``UserWarning``, which says so when the
     ``prior.*`` tensors it carries replace the prior's weights.
     """
@@ -91,7 +95,9 @@ class LatentHead(nn.Module):
         is that of the weights serialised as ``save_pretrained`` writes them (floating tensors
         in float32), so for a released prior it is the manifest's ``sha256`` (e.g.
         ``gan-s``'s); the rounded ones (of names, shapes and 2-byte values) let a model cast to
-        half precision on either side of the save load (its weights agree at that precision)."""
+        half precision on either side of the save load (its weights agree at that precision);
+        ``"prior_fingerprint"`` (sums per tensor and 64 sampled weights) lets weights that
+        drifted by rounding load (an EMA copy of the model)."""
         return _record(self.prior, self.prior.state_dict())
 
     def get_extra_state(self) -> Tensor:
@@ -231,7 +237,8 @@ def _sha_at(state: dict[str, Tensor], dtype: torch.dtype | None) -> str | None:
 
 def _record(prior: nn.Module, state: dict[str, Tensor], *, halves: bool = True) -> dict[str, Any]:
     """The record of ``prior`` with weights ``state`` (see :meth:`LatentHead.prior_record`);
-    ``halves=False`` leaves out the half-precision hashes (only compared when needed)."""
+    ``halves=False`` leaves out the half-precision hashes and the fingerprint (only compared
+    when needed)."""
     space = prior.latent_space
     # float32 whatever the prior's dtype: a head trained on gan-s still matches gan-s after
     # the prior went through .double() and back
@@ -244,14 +251,133 @@ def _record(prior: nn.Module, state: dict[str, Tensor], *, halves: bool = True) 
     if halves:
         for name, dtype in _HALF_DTYPES.items():
             record[f"prior_sha256_{name}"] = _sha_at(state, dtype)
+        parts = _fingerprint_parts(state)
+        record["prior_fingerprint"] = None if parts is None else parts.record()
+        if len(json.dumps(record, sort_keys=True)) > _MAX_RECORD_BYTES:
+            record["prior_fingerprint"] = None  # a prior of thousands of tensors: hashes only
     return record
 
 
+# -- the prior's weights up to rounding -----------------------------------------------------------
+#
+# The sha256s tell the same weights bit for bit, or rounded once to float16 / bfloat16. Weights
+# that drifted by rounding are the same prior too, yet hash differently: an EMA copy of the
+# whole model (timm's ModelEmaV2 ``d * e + (1 - d) * m``, ``e.mul_(d).add_(m, alpha=1 - d)``)
+# moves a frozen weight ``w`` every step by the rounding of ``d w`` and of the sum, up to
+# 3 u |w| (u = 2^-24, float32), and the contraction ``(1 - d)`` only stops it at
+# ``|e - w| <= 3 u |w| / (1 - d)``: 1.8e-3 |w| at d = 0.9999 (measured: 1.7e-4 |w|, about one
+# ulp per step until then; 200 steps of d = 0.9998 moved a third of a GAN's weights). A
+# float16 / bfloat16 cast on top rounds by at most 2^-11 / 2^-8 of |w|, float16's subnormals
+# by 2^-25 absolutely. So two priors are the same when every weight agrees to within
+# _DRIFT_RTOL |w| + _DRIFT_ATOL: 2^-7 = 7.8e-3 covers a bfloat16 rounding on one side, a
+# float16 one on the other and the drift of an EMA of decay up to 0.9999 (3.9e-3 + 4.9e-4 +
+# 1.8e-3). The record cannot hold the weights, so it holds what tests that: per tensor three
+# sums (whose drift is bounded by the tolerance times the tensor's L1 norm: a changed tensor
+# shows there, however few weights it has), and _FINGERPRINT_SAMPLES weights spread over all
+# of them, each compared to the tolerance. Two trainings (gan-s and gan-u, two seeds,
+# a fine-tuning) differ by far more than 0.8% at almost every weight: a sample agrees by
+# chance with probability about 0.004, all 64 never.
+
+#: Relative and absolute difference of a weight that rounding and EMA drift can make.
+_DRIFT_RTOL = 2.0**-7
+_DRIFT_ATOL = 2.0**-25
+#: float64 summation (n 2^-53 of the L1 norm each side, n < 2^27) and the 9 digits the sums
+#: are stored with (5e-9 of it): far below the tolerance, bounded once.
+_SUM_SLACK = 2.0**-20
+#: Weights recorded, at positions spread over all floating tensors (a Weyl sequence).
+_FINGERPRINT_SAMPLES = 64
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def _short(value: float) -> float:
+    """``value`` to 9 significant digits: a float32 exactly, and a short JSON number."""
+    return float(f"{value:.9g}")
+
+
+class _Parts:
+    """A state dict's fingerprint: its layout's sha256 (names, shapes, which tensors are
+    floating, the values of the others), per floating tensor three sums of its values (plain,
+    with pseudo-random signs, of absolute values: each moves by at most ``sum |w - w'|``, and
+    a scaled, shifted or re-drawn tensor moves at least one by far more), and
+    :data:`_FINGERPRINT_SAMPLES` of its weights."""
+
+    def __init__(self, layout: str, tensors: list[Tensor]) -> None:
+        self.layout = layout
+        self.tensors = tensors
+        flat = torch.cat(tensors) if tensors else torch.zeros(0, dtype=torch.float64)
+        total = flat.numel()
+        positions = sorted(
+            {int(((k + 1) * _GOLDEN) % 1.0 * total) for k in range(_FINGERPRINT_SAMPLES)}
+        )
+        self.samples = [float(v) for v in flat[positions].tolist()] if total else []
+        self.sums = [
+            [float(t.sum()), float((t * _signs(t.numel())).sum()), float(t.abs().sum())]
+            for t in tensors
+        ]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            "sums": [[_short(v) for v in three] for three in self.sums],
+            "samples": [_short(v) for v in self.samples],
+        }
+
+    def matches(self, saved: dict[str, Any]) -> bool:
+        """Whether the recorded fingerprint ``saved`` is of these weights up to rounding."""
+        if (
+            saved["layout"] != self.layout
+            or len(saved["sums"]) != len(self.sums)
+            or len(saved["samples"]) != len(self.samples)
+        ):
+            return False
+        for theirs, mine, tensor in zip(saved["sums"], self.sums, self.tensors, strict=True):
+            # sum |w - w'| <= rtol max(|w|, |w'|) + atol summed, with |w| <= |w'| + |w - w'|;
+            # mine[2] is this tensor's L1 norm
+            bound = (_DRIFT_RTOL + _SUM_SLACK) * mine[2] + tensor.numel() * _DRIFT_ATOL
+            bound /= 1.0 - _DRIFT_RTOL
+            if not all(abs(a - b) <= bound for a, b in zip(theirs, mine, strict=True)):
+                return False
+        return all(
+            abs(theirs - mine) <= _DRIFT_RTOL * max(abs(theirs), abs(mine)) + _DRIFT_ATOL
+            for theirs, mine in zip(saved["samples"], self.samples, strict=True)
+        )
+
+
+def _signs(n: int) -> Tensor:
+    """``n`` pseudo-random +-1 (float64), the same on every machine (a multiplicative hash of
+    the index): a sum with them changes when weights are exchanged or shifted together."""
+    bits = (torch.arange(n, dtype=torch.int64) * 2654435761 % 2**32) >> 16 & 1
+    return 1.0 - 2.0 * bits.to(torch.float64)
+
+
+def _fingerprint_parts(state: dict[str, Tensor]) -> _Parts | None:
+    """The fingerprint of ``state``; None on the meta device or with non-finite weights (then
+    only the sha256s compare)."""
+    if any(v.is_meta for v in state.values()):
+        return None
+    layout = hashlib.sha256()
+    tensors = []
+    for key in sorted(state):
+        value = state[key].detach().to("cpu")
+        floating = value.is_floating_point()
+        layout.update(
+            f"{key}\0{tuple(value.shape)}\0{'float' if floating else value.dtype}\0".encode()
+        )
+        if floating:
+            tensors.append(value.to(torch.float64).flatten())
+        else:
+            layout.update(value.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    if any(not bool(torch.isfinite(t).all()) for t in tensors):
+        return None
+    return _Parts(layout.hexdigest(), tensors)
+
+
 def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:
-    """Whether ``state`` holds the weights ``saved`` records, or the same ones at a half
-    precision: a head trained on gan-s in float32 and loaded into a model already cast to
-    float16 (or trained in bfloat16 and loaded into float32) is gan-s's. (Two trainings never
-    agree on every weight to bfloat16's 3 digits.)"""
+    """Whether ``state`` holds the weights ``saved`` records, the same ones at a half precision
+    (a head trained on gan-s in float32 and loaded into a model already cast to float16, or
+    trained in bfloat16 and loaded into float32, is gan-s's), or the same ones up to rounding
+    drift (:data:`_DRIFT_RTOL`: an EMA copy of the model, with or without such a cast). Two
+    trainings never agree on every weight to bfloat16's 3 digits."""
     mine = _sha_at(state, None)
     if mine is None or mine == saved["prior_sha256"]:
         return True
@@ -259,11 +385,15 @@ def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:
         half = saved.get(f"prior_sha256_{name}")  # absent from records of earlier versions
         if half is not None and half == _sha_at(state, dtype):
             return True
-    return False
+    # rounding drift: see _DRIFT_RTOL
+    fingerprint = saved.get("prior_fingerprint")  # absent from records of earlier versions
+    parts = _fingerprint_parts(state) if fingerprint is not None else None
+    return parts is not None and parts.matches(fingerprint)
 
 
-#: A record is about 330 bytes; anything much larger is not one (and is not parsed).
-_MAX_RECORD_BYTES = 4096
+#: A record is about 2 kB (1.6 kB for a GAN and its six tensors, 2.2 kB for the VAE and its
+#: 26 tensors); anything much larger is not one (and is not parsed).
+_MAX_RECORD_BYTES = 16384
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -275,7 +405,8 @@ def _valid_record(record: Any) -> bool:
     dim = record["latent_dim"]
     shas = [record["prior_sha256"], *(record.get(k) for k in _OPTIONAL_KEYS)]
     return (
-        isinstance(record["prior"], str)
+        _valid_fingerprint(record.get("prior_fingerprint"))
+        and isinstance(record["prior"], str)
         and isinstance(record["latent"], str)
         and isinstance(dim, int)
         and not isinstance(dim, bool)
@@ -283,6 +414,26 @@ def _valid_record(record: Any) -> bool:
             sha is None or (isinstance(sha, str) and _SHA256_HEX.fullmatch(sha) is not None)
             for sha in shas
         )
+    )
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    )
+
+
+def _valid_fingerprint(fingerprint: Any) -> bool:
+    """None (records of earlier versions, priors on the meta device) or what
+    :func:`_fingerprint_parts` records."""
+    return fingerprint is None or (
+        isinstance(fingerprint, dict)
+        and isinstance(fingerprint.get("layout"), str)
+        and _SHA256_HEX.fullmatch(fingerprint["layout"]) is not None
+        and isinstance(fingerprint.get("sums"), list)
+        and all(_numbers(three) and len(three) == 3 for three in fingerprint["sums"])
+        and _numbers(fingerprint.get("samples"))
+        and len(fingerprint["samples"]) <= _FINGERPRINT_SAMPLES
     )
 
 
@@ -336,7 +487,9 @@ def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Te
     saved_sha = saved["prior_sha256"]  # None: saved from a prior on the meta device
     if not differ and saved_sha is not None and carried:
         after = _sha_at({**own, **carried}, None)
-        if after is not None and after != saved_sha:
+        # the state dict's tensors may be the record's rounded (a checkpoint cast to bfloat16
+        # to halve it) or drifted: the same prior, as for the head's own weights
+        if after is not None and not _same_weights(saved, {**own, **carried}):
             raise PriorMismatchError(
                 f"this LatentHead state dict records the prior {_describe(saved)}, but its own "
                 f"prior.* tensors give weights sha256 {after[:12]}...: it was edited after "

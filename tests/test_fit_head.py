@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import warnings
 
@@ -114,6 +115,7 @@ def test_record_names_the_prior_and_matches_the_checkpoint_sha256(tmp_path) -> N
     prior.save_pretrained(tmp_path)
     record = LatentHead(8, prior).prior_record()
     halves = {k: record.pop(k) for k in ("prior_sha256_float16", "prior_sha256_bfloat16")}
+    fingerprint = record.pop("prior_fingerprint")
     assert record == {
         "prior": "PosePrior",
         "latent": "uniform",
@@ -126,6 +128,7 @@ def test_record_names_the_prior_and_matches_the_checkpoint_sha256(tmp_path) -> N
         assert rounded[key] == halves[key]
         assert rounded["prior_sha256"] != record["prior_sha256"]
     record.update(halves)
+    record["prior_fingerprint"] = fingerprint
     # float32 whatever the prior's dtype, so .double() keeps the identity
     assert LatentHead(8, _prior("uniform").double()).prior_record() == record
 
@@ -242,15 +245,19 @@ def test_a_malformed_record_is_refused() -> None:
         ("prior_sha256", "abc"),
         ("latent_dim", "32"),
         ("prior_sha256_float16", "abc"),
+        ("prior_fingerprint", {"layout": "x", "sums": [], "samples": []}),
+        ("prior_fingerprint", {**good["prior_fingerprint"], "sums": [["1.0", 2.0, 3.0]]}),
+        ("prior_fingerprint", {**good["prior_fingerprint"], "sums": [[1.0, 2.0]]}),
+        ("prior_fingerprint", {**good["prior_fingerprint"], "samples": [0.1] * 65}),
     ):
         blob = json.dumps({**good, key: bad}).encode()
         state["_extra_state"] = torch.tensor(list(blob), dtype=torch.uint8)
         with pytest.raises(PriorMismatchError, match="not a prior record"):
             LatentHead(8, _prior()).load_state_dict(state)
     # a record padded past the bound is not parsed (a huge tensor would be read whole)
-    blob = (json.dumps(good) + " " * 5000).encode()
+    blob = (json.dumps(good) + " " * 20000).encode()
     state["_extra_state"] = torch.tensor(list(blob), dtype=torch.uint8)
-    with pytest.raises(PriorMismatchError, match="at most 4096 bytes"):
+    with pytest.raises(PriorMismatchError, match="at most 16384 bytes"):
         LatentHead(8, _prior()).load_state_dict(state)
 
 
@@ -401,3 +408,131 @@ def test_a_float16_head_gives_smpl_hand_joints_and_identity_rotations_as_zeros()
     assert torch.equal(rotvec, torch.zeros(2, 3, dtype=torch.float16))
     rotvec.float().sum().backward()
     assert torch.isfinite(eye.grad).all()
+
+
+# -- a prior whose weights drifted by rounding is the same prior ----------------------------------
+
+
+def _ema(prior: PosePrior, steps: int, decay: float) -> PosePrior:
+    """``prior`` after ``steps`` updates of an EMA copy of a model that holds it frozen, as
+    timm's ModelEmaV2 blends every state-dict tensor: ``d * e + (1 - d) * m`` with ``m`` the
+    unchanged weight. Each step rounds ``d * e`` and the sum, and the copy walks away by about
+    an ulp per step (in a third of the weights here), up to 3 u |w| / (1 - d)."""
+    ema = copy.deepcopy(prior)
+    with torch.no_grad():
+        for _ in range(steps):
+            for e, m in zip(ema.state_dict().values(), prior.state_dict().values(), strict=True):
+                e.copy_(decay * e + (1.0 - decay) * m)
+    return ema
+
+
+def _layer_only(head: LatentHead) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in head.state_dict().items() if not k.startswith("prior.")}
+
+
+def test_a_head_saved_from_an_ema_copy_loads_on_its_prior() -> None:
+    # A regressor trained with timm's EMA over the whole model: the EMA copy's frozen prior
+    # drifted (200 steps of d = 0.9998: 107k of 344k weights moved, by up to 200 float32 ulp),
+    # so its head layer, saved alone and loaded on from_pretrained's prior, was refused as
+    # "another prior" (the float32 and both half-precision sha256s differ).
+    from advprior.errors import PriorMismatchError
+
+    prior = _prior(seed=0)
+    drifted = _ema(prior, 200, 0.9998)
+    weights = [(a, b) for a, b in zip(prior.parameters(), drifted.parameters(), strict=True)]
+    assert any(not torch.equal(a, b) for a, b in weights)
+    assert max(float(((b - a).abs() / a.abs()).max().detach()) for a, b in weights) < 2.0**-14
+    trained = _trained_head(drifted)
+    head = LatentHead(8, _prior(seed=0))
+    head.load_state_dict(_layer_only(trained), strict=False)
+    assert torch.equal(head.net.weight, trained.net.weight)
+    # and saved from an EMA copy then cast to bfloat16 (a half-size checkpoint)
+    LatentHead(8, _prior(seed=0)).load_state_dict(
+        _layer_only(copy.deepcopy(trained).bfloat16()), strict=False
+    )
+    # other priors are still refused, drifted or not: another seed, and the same prior
+    # fine-tuned a little (the warm start of advprior.train: every weight moves by ~1e-3)
+    with pytest.raises(PriorMismatchError, match="they differ in: weights"):
+        LatentHead(8, _ema(_prior(seed=1), 20, 0.9998)).load_state_dict(
+            _layer_only(trained), strict=False
+        )
+    tuned = _prior(seed=0)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+    with pytest.raises(PriorMismatchError, match="they differ in: weights"):
+        LatentHead(8, tuned).load_state_dict(_layer_only(trained), strict=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [(0.9 * 2.0**-7, True), (2.0 * 2.0**-7, False)],
+    ids=["within-tolerance", "twice-the-tolerance"],
+)
+def test_the_drift_tolerance_is_relative_2_to_the_minus_7_per_weight(
+    change: float, same: bool
+) -> None:
+    # every weight moved by `change` of itself, in random directions: a bfloat16 rounding
+    # (2^-8) plus a float16 one plus an EMA's drift fit in 2^-7; twice that does not
+    from advprior.errors import PriorMismatchError
+
+    trained = _trained_head(_prior(seed=0))
+    moved = _prior(seed=0)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in moved.parameters():
+            signs = torch.randint(0, 2, p.shape, generator=gen).float() * 2 - 1
+            p.mul_(1 + change * signs)
+    head = LatentHead(8, moved)
+    if same:
+        head.load_state_dict(_layer_only(trained), strict=False)
+    else:
+        with pytest.raises(PriorMismatchError, match="they differ in: weights"):
+            head.load_state_dict(_layer_only(trained), strict=False)
+
+
+def test_one_changed_tensor_is_another_prior() -> None:
+    # the samples may miss a small tensor (a bias); its sums, bounded by its own L1 norm, do not
+    from advprior.errors import PriorMismatchError
+
+    trained = _trained_head(_prior(seed=0))
+    for name, edit in itertools.product(
+        ("generator.0.bias", "generator.5.bias"),
+        (lambda b: b.mul_(0.5), lambda b: b.add_(0.01), lambda b: b.copy_(b.flip(0))),
+    ):
+        edited = _prior(seed=0)
+        with torch.no_grad():
+            edit(edited.get_parameter(name))
+        with pytest.raises(PriorMismatchError, match="they differ in: weights"):
+            LatentHead(8, edited).load_state_dict(_layer_only(trained), strict=False)
+
+
+def test_a_whole_state_dict_cast_to_bfloat16_loads() -> None:
+    # a checkpoint halved with {k: v.bfloat16() for floating v}: its prior.* tensors are the
+    # record's rounded, and were refused as "edited after saving"
+    from advprior.errors import PriorMismatchError
+
+    trained = _trained_head(_prior(seed=0))
+    halved = {
+        k: v.bfloat16() if v.is_floating_point() else v for k, v in trained.state_dict().items()
+    }
+    head = LatentHead(8, _prior(seed=4))
+    head.load_state_dict(halved)
+    feats = torch.randn(3, 8)
+    assert torch.equal(head.net.weight, trained.net.weight.bfloat16().float())
+    for a, b in zip(head.prior.parameters(), trained.prior.parameters(), strict=True):
+        assert torch.equal(a, b.bfloat16().float())
+    assert torch.allclose(head(feats), trained(feats), atol=0.1)  # bfloat16's 3 digits
+    # a real edit is still one
+    halved["prior.generator.0.bias"] = halved["prior.generator.0.bias"] + 1
+    with pytest.raises(PriorMismatchError, match="edited after saving"):
+        LatentHead(8, _prior(seed=0)).load_state_dict(halved)
+
+
+@pytest.mark.parametrize("prior", [PosePrior, VPoserVAE], ids=["gan", "vae"])
+def test_the_record_stays_well_under_its_bound(prior) -> None:
+    from advprior import head as head_module
+
+    record = LatentHead(8, prior()).prior_record()
+    assert record["prior_fingerprint"] is not None
+    assert len(json.dumps(record)) < head_module._MAX_RECORD_BYTES / 4
