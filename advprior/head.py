@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from advprior.errors import PriorMismatchError
 from advprior.hub import read_manifest, state_sha256
 from advprior.interface import Prior
-from advprior.tensors import check_tensor
+from advprior.tensors import check_tensor, json_tensor, read_json_tensor
 
 #: How a raw linear output is mapped onto each latent manifold
 #: (:meth:`advprior.latent.LatentSpace.map_unconstrained`).
@@ -102,8 +102,7 @@ class LatentHead(nn.Module):
 
     def get_extra_state(self) -> Tensor:
         # a tensor (not a dict) so the state dict stays all tensors: safetensors can save it
-        blob = json.dumps(self.prior_record(), sort_keys=True).encode()
-        return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+        return json_tensor(self.prior_record())
 
     def set_extra_state(self, state: Any) -> None:
         # The record describes the prior, so there is nothing to set; _load_from_state_dict
@@ -438,19 +437,9 @@ def _valid_fingerprint(fingerprint: Any) -> bool:
 
 
 def _decode_record(state: Any) -> dict[str, Any]:
-    if (
-        isinstance(state, Tensor)
-        and state.dtype == torch.uint8
-        and state.ndim == 1
-        and state.numel() <= _MAX_RECORD_BYTES
-        and not state.is_meta
-    ):
-        try:
-            record = json.loads(state.cpu().numpy().tobytes().decode())
-        except (UnicodeDecodeError, ValueError):
-            record = None
-        if _valid_record(record):
-            return record
+    record = read_json_tensor(state, _MAX_RECORD_BYTES)
+    if _valid_record(record):
+        return record
     raise PriorMismatchError(
         "the LatentHead state dict's '_extra_state' is not a prior record (a uint8 tensor of "
         f"at most {_MAX_RECORD_BYTES} bytes of JSON with keys {list(_RECORD_KEYS)}: class and "

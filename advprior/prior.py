@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advprior.errors import PriorMismatchError
 from advprior.hub import PretrainedMixin
 from advprior.interface import (
     BODIES,
@@ -28,7 +29,7 @@ from advprior.interface import (
 from advprior.latent import LatentSpace, check_latent
 from advprior.rotations import rot6d_to
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
-from advprior.tensors import check_dtype
+from advprior.tensors import check_dtype, json_tensor, read_json_tensor
 
 __all__ = ["BODIES", "OUTPUTS", "LatentPose", "PosePrior", "convert_rotmat", "decode_6d", "run_mlp"]
 
@@ -204,6 +205,28 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
         return self.fit_start()
 
 
+#: The released priors of each latent kind, to name them when a LatentPose state dict is refused.
+_KIND_ALIAS = {"sphere": "gan-s", "uniform": "gan-u", "normal": "gan-n or the vae"}
+_MAX_LATENT_RECORD_BYTES = 256
+
+
+def _read_latent_record(state: Any) -> dict[str, Any]:
+    record = read_json_tensor(state, _MAX_LATENT_RECORD_BYTES)
+    if (
+        isinstance(record, dict)
+        and set(record) == {"latent", "latent_dim"}
+        and isinstance(record["latent"], str)
+        and isinstance(record["latent_dim"], int)
+        and not isinstance(record["latent_dim"], bool)
+    ):
+        return record
+    raise PriorMismatchError(
+        "the LatentPose state dict's '_extra_state' is not a latent record (a uint8 tensor of at "
+        f"most {_MAX_LATENT_RECORD_BYTES} bytes of JSON: 'latent' a kind, 'latent_dim' an int); "
+        "was it saved from a LatentPose?"
+    )
+
+
 class LatentPose(nn.Module):
     """One free latent per batch item, decoded through a prior: VPoser's ``pose_embedding``.
 
@@ -264,6 +287,24 @@ class LatentPose(nn.Module):
         self.register_buffer("z_init", start)
         self._warned_zero = False
 
+    # -- what the state dict records -----------------------------------------------------------
+
+    def latent_record(self) -> dict[str, Any]:
+        """What the state dict records (``_extra_state``, a uint8 tensor of JSON) of the latent
+        space its ``z`` live in: ``{"latent": kind, "latent_dim": D}``. The kind is the prior's
+        constructor value, not a tensor: without it a fit saved on GAN-U (its ``z`` and the
+        prior's weights) loaded silently into a ``LatentPose`` on GAN-S, whose projection
+        decoded every ``z`` to another pose (up to 5 rad apart)."""
+        space = self.prior.latent_space
+        return {"latent": space.kind, "latent_dim": space.dim}
+
+    def get_extra_state(self) -> torch.Tensor:
+        return json_tensor(self.latent_record())
+
+    def set_extra_state(self, state: Any) -> None:
+        # nothing to set (the kind is the prior's); _load_from_state_dict compared it already
+        _read_latent_record(state)
+
     def _load_from_state_dict(
         self,
         state_dict: dict[str, Any],
@@ -274,6 +315,20 @@ class LatentPose(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
+        extra = prefix + "_extra_state"
+        if extra in state_dict:
+            # before anything loads: torch loads this module, then its prior
+            saved, mine = _read_latent_record(state_dict[extra]), self.latent_record()
+            if saved != mine:
+                where = f" (at {prefix[:-1]!r})" if prefix else ""
+                raise PriorMismatchError(
+                    f"this LatentPose state dict{where} was fitted on a prior with latent "
+                    f"{saved['latent']!r} dim {saved['latent_dim']}, but this LatentPose's prior "
+                    f"has latent {mine['latent']!r} dim {mine['latent_dim']}: its z decode to "
+                    "other poses there. Build the LatentPose on the prior it was fitted with "
+                    f"({_KIND_ALIAS.get(saved['latent'], 'the same kind')}). Nothing was loaded "
+                    "into the LatentPose."
+                )
         before = len(missing_keys)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
@@ -283,6 +338,9 @@ class LatentPose(nn.Module):
         key = prefix + "z_init"
         if prefix + "z" in state_dict and key in missing_keys[before:]:
             missing_keys.remove(key)
+        # nor the latent record (added later): they load as before, strictly too
+        if extra not in state_dict and extra in missing_keys[before:]:
+            missing_keys.remove(extra)
 
     def train(self, mode: bool = True) -> LatentPose:
         super().train(mode)

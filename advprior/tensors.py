@@ -10,6 +10,9 @@ leading dimensions into one for code that works on ``(N, D)`` and restore them a
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -151,3 +154,28 @@ def unflatten_batch_dims(x: Tensor, batch_shape: torch.Size) -> Tensor:
     if len(batch_shape) == 0:
         return x.squeeze(0)
     return x.reshape(*batch_shape, *x.shape[1:])
+
+
+def json_tensor(value: Any) -> Tensor:
+    """``value`` as a uint8 tensor of its JSON (keys sorted): what a module's
+    ``get_extra_state`` returns to record its constructor values in its state dict, which stays
+    all tensors, so ``torch.load(weights_only=True)`` and safetensors keep it."""
+    blob = json.dumps(value, sort_keys=True).encode()
+    return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+
+
+def read_json_tensor(state: Any, max_bytes: int) -> Any:
+    """The JSON value a :func:`json_tensor` holds, or None when ``state`` is not a 1-d uint8
+    tensor of at most ``max_bytes`` bytes of JSON (a larger one is not read)."""
+    if (
+        not isinstance(state, Tensor)
+        or state.dtype != torch.uint8
+        or state.ndim != 1
+        or state.numel() > max_bytes
+        or state.is_meta
+    ):
+        return None
+    try:
+        return json.loads(state.cpu().numpy().tobytes().decode())
+    except (UnicodeDecodeError, ValueError):
+        return None

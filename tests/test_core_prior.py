@@ -388,3 +388,59 @@ def test_lazy_exports_resolve_to_their_modules() -> None:
     ):
         assert getattr(advprior, name) is getattr(importlib.import_module(module), name)
         assert name in dir(advprior)
+
+
+# -- a LatentPose's state dict records its latent space ------------------------------------------
+
+
+@pytest.mark.parametrize(("saved", "loaded"), [("uniform", "sphere"), ("normal", "uniform")])
+def test_a_latent_pose_state_dict_of_another_latent_kind_is_refused(
+    saved: str, loaded: str
+) -> None:
+    # z and the prior's weights have the same shapes on every kind: a GAN-U fit loaded silently
+    # into a LatentPose on GAN-S, whose projection decoded each z to another pose (5 rad apart)
+    from advprior.errors import PriorMismatchError
+
+    torch.manual_seed(0)
+    fitted = LatentPose(PosePrior(latent=saved, hidden_dim=16).eval(), 3)
+    target = LatentPose(PosePrior(latent=loaded, hidden_dim=16).eval(), 3)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(PriorMismatchError, match=f"latent {saved!r} dim 32, but .* {loaded!r}"):
+        target.load_state_dict(fitted.state_dict())
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    outer = torch.nn.ModuleDict({"fit": target})
+    with pytest.raises(PriorMismatchError, match="at 'fit'"):
+        outer.load_state_dict({f"fit.{k}": v for k, v in fitted.state_dict().items()}, False)
+
+
+def test_a_latent_pose_state_dict_of_the_same_kind_round_trips(tmp_path) -> None:
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from advprior.errors import PriorMismatchError
+
+    torch.manual_seed(0)
+    fitted = LatentPose(PosePrior(latent="sphere", hidden_dim=16).eval(), 3)
+    state = fitted.state_dict()
+    assert json.loads(bytes(state["_extra_state"].tolist())) == {
+        "latent": "sphere",
+        "latent_dim": 32,
+    }
+    torch.save(state, tmp_path / "fit.pt")
+    save_file(state, tmp_path / "fit.safetensors")
+    for reloaded in (
+        torch.load(tmp_path / "fit.pt", weights_only=True),
+        load_file(tmp_path / "fit.safetensors"),
+        # saved before the record existed: loads, strictly
+        {k: v for k, v in state.items() if k != "_extra_state"},
+    ):
+        again = LatentPose(PosePrior(latent="sphere", hidden_dim=16).eval(), 3)
+        result = again.load_state_dict(reloaded)
+        assert not result.missing_keys and not result.unexpected_keys
+        with torch.no_grad():
+            assert torch.equal(again(), fitted())
+    bad = {**state, "_extra_state": torch.tensor(list(b'{"latent": 1}'), dtype=torch.uint8)}
+    with pytest.raises(PriorMismatchError, match="not a latent record"):
+        LatentPose(PosePrior(latent="sphere", hidden_dim=16).eval(), 3).load_state_dict(bad)

@@ -34,7 +34,6 @@ smooth wherever ``c + s z != 0``, with a non-zero Jacobian at ``z = 0`` (``s (I 
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -43,6 +42,7 @@ from torch import nn
 
 from advprior.errors import PriorMismatchError
 from advprior.latent import check_latent
+from advprior.tensors import json_tensor, read_json_tensor
 
 __all__ = ["LatentChart", "chart_for"]
 
@@ -113,8 +113,7 @@ class LatentChart(nn.Module):
     def get_extra_state(self) -> torch.Tensor:
         # a uint8 tensor of JSON (as LatentHead's record): the state dict stays all tensors, so
         # torch.load(weights_only=True) and safetensors keep it
-        blob = json.dumps(self.record(), sort_keys=True).encode()
-        return torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+        return json_tensor(self.record())
 
     def set_extra_state(self, state: Any) -> None:
         # nothing to set: kind and scale are the constructor's; _load_from_state_dict compared
@@ -213,18 +212,7 @@ def _describe_chart(record: dict[str, Any]) -> str:
 def _decode_chart_record(state: Any) -> dict[str, Any]:
     """The chart record a state dict's ``chart._extra_state`` holds; PriorMismatchError if it
     is not one (a hand-edited or foreign tensor)."""
-    record = None
-    if (
-        isinstance(state, torch.Tensor)
-        and state.dtype == torch.uint8
-        and state.ndim == 1
-        and state.numel() <= _MAX_RECORD_BYTES
-        and not state.is_meta
-    ):
-        try:
-            record = json.loads(state.cpu().numpy().tobytes().decode())
-        except (UnicodeDecodeError, ValueError):
-            record = None
+    record = read_json_tensor(state, _MAX_RECORD_BYTES)
     if (
         isinstance(record, dict)
         and record.get("chart") in _KIND_ALIAS
