@@ -108,6 +108,13 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
             nn.Linear(hidden_dim, num_joints * 6),
         )
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A VAE pickled whole (torch.save(model)) by advprior 0.1.0 has no latent space
+        # attribute; every method that samples or decodes needs it.
+        super().__setstate__(state)
+        if "_latent_space" not in self.__dict__:
+            self._latent_space = LatentSpace("normal", self.latent_dim)
+
     @property
     def pose_dim(self) -> int:
         return self.num_joints * 3

@@ -86,6 +86,13 @@ class LatentHead(nn.Module):
         self.prior.eval()
         self._zero_checked = False
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A head pickled whole (torch.save(model)) by advprior 0.1.0 has no ``space``: its
+        # forward raised AttributeError. It is the prior's latent space, as __init__ sets it.
+        super().__setstate__(state)
+        if "space" not in self.__dict__:
+            self.space = self.prior.latent_space
+
     # -- which prior the head was trained for --------------------------------------------------
 
     def prior_record(self) -> dict[str, Any]:

@@ -287,6 +287,17 @@ class LatentPose(nn.Module):
         self.register_buffer("z_init", start)
         self._warned_zero = False
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A LatentPose pickled whole (torch.save(model)) by advprior 0.1.0 has neither the
+        # zero-row flag nor a start (reset() came in 0.2.0): every call raised AttributeError.
+        # Its start is the one a LatentPose built with the default init has, as for 0.1.0's
+        # state dicts (load_state_dict keeps the module's own start).
+        super().__setstate__(state)
+        self.__dict__.setdefault("_warned_zero", False)
+        if "z_init" not in self._buffers:
+            start = start_samples(self.prior.latent_space, self.z.dtype, self.z.shape[0])
+            self.register_buffer("z_init", start.to(self.z.device))
+
     # -- what the state dict records -----------------------------------------------------------
 
     def latent_record(self) -> dict[str, Any]:

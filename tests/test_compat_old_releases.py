@@ -117,6 +117,36 @@ def test_latent_pose_without_z_is_still_incomplete() -> None:
         pose.load_state_dict(state)
 
 
+def test_modules_pickled_whole_still_work(release: str) -> None:
+    # torch.save(model) of a whole module, as research code saves a model: 0.1.0's head had no
+    # `space`, its LatentPose no start nor zero-row flag, its VAE no latent space; each failed
+    # at its first call (AttributeError). The pickle is a fixture written by the release.
+    from advprior.baselines import VPoserVAE
+
+    out = outputs(release)
+    modules = torch.load(OLD / release / "modules.pt", weights_only=False)
+    head, pose, vae = modules["head"], modules["pose"], modules["vae"]
+    features = torch.from_numpy(out["features"])
+    with torch.no_grad():
+        close_to_release(release, head(features, output="rotmat"), out["head"])
+        close_to_release(release, pose(output="rotmat"), out["pose"])
+    np.testing.assert_array_equal(pose.z.detach().numpy(), out["pose_z"])
+    assert set(head.state_dict()) >= {"_extra_state", "net.weight"}
+    LatentPose(old_prior(release), 3).load_state_dict(pose.state_dict())  # strict
+    default_start = LatentPose(old_prior(release), 3).z_init
+    pose.reset()  # 0.1.0 recorded no start: the default one (seed 0), as for its state dicts
+    assert torch.equal(pose.z.detach(), default_start if release == "0.1.0" else pose.z_init)
+    assert not torch.equal(pose.z.detach(), torch.from_numpy(out["pose_z"]))
+    # the VAE samples and decodes as a VAE of this version with its weights
+    again = VPoserVAE(hidden_dim=8, latent_dim=4).eval()
+    again.load_state_dict(vae.state_dict())
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(vae.decode(z), again.decode(z))
+    assert vae.latent_space.kind == "normal"
+    assert vae.sample(2, generator=torch.Generator().manual_seed(1)).shape == (2, 63)
+
+
 def test_dataset_loads(release: str, capsys: pytest.CaptureFixture[str]) -> None:
     data = load_dataset(OLD / release / "data.npz")
     assert len(data.body_pose) == 28 and data.meta["advprior_version"] == release

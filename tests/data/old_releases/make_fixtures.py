@@ -9,6 +9,9 @@ Run from a checkout of the release (see README.md here), not by the test suite:
 It uses only API that 0.1.0 and 0.2.0 both have, and keeps every file a few KB: a tiny GAN-S
 (hidden 8, latent 4) trained two steps by ``train_gan`` on two committed clips, a ``LatentHead``
 and a ``LatentPose`` state dict on it, and the outputs the release gave for fixed inputs.
+``modules.pt`` holds the same head and pose, and a small VAE, pickled whole
+(``torch.save(module)``, as research code saves a model); ``--modules-only`` writes just it
+into a folder that holds the rest.
 """
 
 from __future__ import annotations
@@ -88,5 +91,24 @@ def main(out: Path) -> None:
         )
 
 
+def write_modules(out: Path) -> None:
+    """``modules.pt``: the head and pose of ``latent_head.pt`` / ``latent_pose.pt`` and a small
+    VAE (seed 2), each ``torch.save``d whole (a pickle of the release's classes)."""
+    from advprior.baselines import VPoserVAE
+
+    prior = load_pretrained(out / "model").eval()
+    head = LatentHead(5, prior).eval()
+    head.load_state_dict(torch.load(out / "latent_head.pt"))
+    pose = LatentPose(prior, 3)
+    pose.load_state_dict(torch.load(out / "latent_pose.pt"))
+    torch.manual_seed(2)
+    vae = VPoserVAE(hidden_dim=8, latent_dim=4).eval()
+    torch.save({"head": head, "pose": pose, "vae": vae}, out / "modules.pt")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]).resolve())
+    if sys.argv[2:] == ["--modules-only"]:
+        write_modules(Path(sys.argv[1]).resolve())
+    else:
+        main(Path(sys.argv[1]).resolve())
+        write_modules(Path(sys.argv[1]).resolve())
