@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -310,14 +311,18 @@ class _Parts:
     def __init__(self, layout: str, tensors: list[Tensor]) -> None:
         self.layout = layout
         self.tensors = tensors
-        flat = torch.cat(tensors) if tensors else torch.zeros(0, dtype=torch.float64)
-        total = flat.numel()
+        total = sum(t.numel() for t in tensors)
         positions = sorted(
             {int(((k + 1) * _GOLDEN) % 1.0 * total) for k in range(_FINGERPRINT_SAMPLES)}
         )
-        self.samples = [float(v) for v in flat[positions].tolist()] if total else []
+        self.samples = []
+        start = 0  # the positions index all tensors one after the other
+        for t in tensors:
+            mine = [i - start for i in positions if start <= i < start + t.numel()]
+            self.samples += t[mine].tolist()
+            start += t.numel()
         self.sums = [
-            [float(t.sum()), float((t * _signs(t.numel())).sum()), float(t.abs().sum())]
+            [float(t.sum()), float(torch.dot(t, _signs(t.numel()))), float(t.abs().sum())]
             for t in tensors
         ]
 
@@ -349,6 +354,7 @@ class _Parts:
         )
 
 
+@functools.lru_cache(maxsize=8)
 def _signs(n: int) -> Tensor:
     """``n`` pseudo-random +-1 (float64), the same on every machine (a multiplicative hash of
     the index): a sum with them changes when weights are exchanged or shifted together."""
@@ -373,9 +379,12 @@ def _fingerprint_parts(state: dict[str, Tensor]) -> _Parts | None:
             tensors.append(value.to(torch.float64).flatten())
         else:
             layout.update(value.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    if any(not bool(torch.isfinite(t).all()) for t in tensors):
+    parts = _Parts(layout.hexdigest(), tensors)
+    # a NaN or infinite weight makes its tensor's sum of absolute values so (a cheaper test
+    # than isfinite over every weight, which costs more than the fingerprint itself)
+    if not all(math.isfinite(three[2]) for three in parts.sums):
         return None
-    return _Parts(layout.hexdigest(), tensors)
+    return parts
 
 
 def _same_weights(saved: dict[str, Any], state: dict[str, Tensor]) -> bool:

@@ -536,3 +536,13 @@ def test_the_record_stays_well_under_its_bound(prior) -> None:
     record = LatentHead(8, prior()).prior_record()
     assert record["prior_fingerprint"] is not None
     assert len(json.dumps(record)) < head_module._MAX_RECORD_BYTES / 4
+
+
+def test_a_prior_with_non_finite_weights_records_no_fingerprint() -> None:
+    # nothing to compare up to rounding: the sha256s alone decide, as before
+    prior = _prior(seed=0)
+    with torch.no_grad():
+        prior.generator[0].bias[3] = float("nan")
+    trained = _trained_head(prior)
+    assert trained.prior_record()["prior_fingerprint"] is None
+    LatentHead(8, copy.deepcopy(prior)).load_state_dict(_layer_only(trained), strict=False)
