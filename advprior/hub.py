@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any, ClassVar, NoReturn, TypeVar
 
+import numpy as np
 import torch
 
 from advprior.errors import (
@@ -843,6 +844,15 @@ def _model_card(model: PretrainedMixin, config: dict[str, Any]) -> str:
 # The mixin
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar argument as the Python number it holds (``np.int64(8)`` -> ``8``,
+    ``np.float32(0.1)`` -> its exact value): a sweep's ``np.arange`` / ``np.float32`` values
+    built and trained a model whose ``save_pretrained`` then refused them as not JSON."""
+    if isinstance(value, np.generic) and isinstance(value.item(), (bool, int, float)):
+        return value.item()
+    return value
+
+
 class PretrainedMixin:
     """Save/load/push for ``nn.Module`` subclasses; each concrete class sets ``model_type``.
 
@@ -876,9 +886,9 @@ class PretrainedMixin:
             for name, value in list(bound.arguments.items())[1:]:
                 kind = signature.parameters[name].kind
                 if kind is inspect.Parameter.VAR_KEYWORD:
-                    config.update(value)
+                    config.update({k: _plain(v) for k, v in value.items()})
                 elif kind is not inspect.Parameter.VAR_POSITIONAL:
-                    config[name] = value
+                    config[name] = _plain(value)
         object.__setattr__(instance, "_init_config", config)
         return instance
 

@@ -1002,3 +1002,26 @@ def test_huggingface_hub_0_23_errors_module_is_enough(
     assert torch.equal(loaded(_z()), prior(_z()))
     with pytest.raises(ModelNotFoundError, match="does not exist on the Hub"):
         load_pretrained("someone/absent", cache_dir=tmp_path / "cache")
+
+
+def test_numpy_scalar_arguments_are_recorded_as_json_numbers(tmp_path: Path) -> None:
+    # A sweep's np.arange / np.float32 values built and trained a model whose save_pretrained
+    # then refused them ("constructor arguments ['num_components'] are not JSON values")
+    import numpy as np
+
+    from advprior.baselines import GMMPrior, VPoserVAE
+
+    for model in (
+        PosePrior(dropout=np.float32(0.25), hidden_dim=8, latent_dim=4),
+        VPoserVAE(hidden_dim=np.int64(8), latent_dim=4),
+        GMMPrior(np.int64(2)),
+    ):
+        model.save_pretrained(tmp_path / model.model_type)
+        config = json.loads((tmp_path / model.model_type / "config.json").read_text())
+        assert all(type(v) in (int, float, str, bool, type(None), dict) for v in config.values())
+        loaded = load_pretrained(tmp_path / model.model_type)
+        assert loaded.config == model.config
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+    assert PosePrior(dropout=np.float32(0.25)).config["dropout"] == 0.25
+    assert type(GMMPrior(np.int64(2)).config["num_components"]) is int
