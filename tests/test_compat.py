@@ -687,3 +687,27 @@ def test_a_malformed_chart_record_is_refused() -> None:
     hand = LatentChart("sphere", torch.ones(32), 1.0)
     with pytest.raises(PriorMismatchError, match="they differ in: scale"):
         hand.load_state_dict(_adapter("sphere").chart.state_dict())
+
+
+def test_an_adapter_with_a_chart_of_the_callers_own_loads_its_state_dict() -> None:
+    # a chart module of one's own (LatentChart's interface, as benchmarks/vposer_learned_chart)
+    # records nothing: its adapter loads its own state dicts, and a LatentChart adapter's is
+    # torch's missing-key error, not an AttributeError from the record check
+    from advprior.compat import VPoserV2
+
+    class OwnChart(torch.nn.Module):
+        kind, dim, scale = "sphere", 32, 2.0
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(32, 32)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            x = self.linear(z)
+            return x / x.norm(dim=-1, keepdim=True)
+
+    prior = PosePrior(hidden_dim=16).eval()
+    own = VPoserV2(prior, chart=OwnChart())
+    VPoserV2(prior, chart=OwnChart()).load_state_dict(own.state_dict())
+    with pytest.raises(RuntimeError, match="Missing key"):
+        VPoserV2(prior, chart=OwnChart()).load_state_dict(VPoserV2(prior).state_dict())
