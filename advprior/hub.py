@@ -844,6 +844,18 @@ def _model_card(model: PretrainedMixin, config: dict[str, Any]) -> str:
 # The mixin
 
 
+#: Keys of ``training`` metadata that a model fine-tuned from a loaded one keeps: its training
+#: data's licence (share-alike data makes derived weights share-alike) and credit.
+INHERITED_TRAINING_KEYS = ("weights_license", "licence", "attribution")
+
+
+def _float32_sha256(model: Any) -> str:
+    """sha256 of ``model``'s weights serialised with floating tensors in float32: unchanged by
+    ``.double()`` and back, changed by any training step."""
+    state = model.state_dict()
+    return state_sha256({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
 def _plain(value: Any) -> Any:
     """A numpy scalar argument as the Python number it holds (``np.int64(8)`` -> ``8``,
     ``np.float32(0.1)`` -> its exact value): a sweep's ``np.arange`` / ``np.float32`` values
@@ -867,6 +879,10 @@ class PretrainedMixin:
     card_license: ClassVar[str] = "mit"
     _init_config: dict[str, Any]
     training_metadata: dict[str, Any] | None = None
+    # (sha256 of the weights as loaded, the training_metadata loaded with them): from_pretrained
+    # sets it, so that the metadata of a loaded model is not saved as that of weights changed
+    # since (a fine-tuning in the user's own loop)
+    _loaded_training: tuple[str, dict[str, Any]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -912,8 +928,23 @@ class PretrainedMixin:
         config["model_type"] = type(self).model_type
         config["format_version"] = FORMAT_VERSION
         if self.training_metadata is not None:
-            config["training"] = self.training_metadata
+            config["training"] = self._training_of_these_weights()
         return config
+
+    def _training_of_these_weights(self) -> dict[str, Any]:
+        """``training_metadata``, unless it was loaded with weights that have changed since:
+        then its steps, data and validation numbers describe the model this one was
+        fine-tuned from, and are kept under ``fine_tuned_from`` (with that model's weights
+        sha256); the licence and attribution of the training data stay, as derived weights
+        carry them."""
+        metadata = self.training_metadata
+        loaded = self._loaded_training
+        if metadata is None or loaded is None or loaded[1] is not metadata:
+            return metadata  # new, or replaced by the user: it describes these weights
+        if _float32_sha256(self) == loaded[0]:
+            return metadata
+        kept = {k: metadata[k] for k in INHERITED_TRAINING_KEYS if k in metadata}
+        return {**kept, "fine_tuned_from": {"weights_sha256": loaded[0], "training": metadata}}
 
     @classmethod
     def from_config(cls: type[T], config: Mapping[str, Any]) -> T:
@@ -1063,6 +1094,8 @@ class PretrainedMixin:
             ) from err
         _load_state(model, files.weights)
         model.training_metadata = config.get("training")
+        if model.training_metadata is not None:
+            model._loaded_training = (_float32_sha256(model), model.training_metadata)
         if device is not None:
             model.to(device)
         # eval mode whatever `freeze` says, as huggingface_hub's mixin and transformers load:

@@ -756,10 +756,10 @@ def test_a_fine_tune_of_a_released_prior_saved_by_0_2_0_still_loads(tmp_path: Pa
     with torch.no_grad():
         tuned.generator[0].bias.add_(0.5)
     folder = tuned.save_pretrained(tmp_path / "tuned")
-    config = json.loads((folder / "config.json").read_text())
-    del config["weights_sha256"]  # as 0.2.0 wrote it, at format 1
-    config["format_version"] = 1
-    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    # as 0.2.0 wrote it: gan-s's config.json, at format 1 (today's save records the tuned
+    # weights' sha256 and moves gan-s's training record under fine_tuned_from)
+    (folder / "config.json").write_bytes(resolve_files("gan-s").config.read_bytes())
+    assert json.loads((folder / "config.json").read_text())["format_version"] == 1
     assert sha256_file(folder / "config.json") == sha256_file(resolve_files("gan-s").config)
     with pytest.warns(UserWarning, match="fine-tune saved by advprior 0.2.0"):
         loaded = load_pretrained(folder)
@@ -1025,3 +1025,49 @@ def test_numpy_scalar_arguments_are_recorded_as_json_numbers(tmp_path: Path) -> 
             assert torch.equal(loaded.state_dict()[key], value), key
     assert PosePrior(dropout=np.float32(0.25)).config["dropout"] == 0.25
     assert type(GMMPrior(np.int64(2)).config["num_components"]) is int
+
+
+def test_a_model_changed_after_loading_does_not_save_the_loaded_models_training_record(
+    tmp_path: Path,
+) -> None:
+    # from_pretrained(..., freeze=False), a fine-tuning in the user's own loop, save_pretrained:
+    # the card quoted the loaded model's steps, data and validation numbers for the new
+    # weights. They now sit under fine_tuned_from; the data's licence and credit stay.
+    torch.manual_seed(0)
+    base = PosePrior(hidden_dim=8, latent_dim=4)
+    record = {
+        "steps": 6000,
+        "metrics_val_mm": {"recall_mean_mm": 86.5},
+        "weights_license": "cc-by-sa-3.0",
+        "licence": "share-alike data",
+        "attribution": "credit X",
+    }
+    base.save_pretrained(tmp_path / "base", training=record)
+    base_sha = json.loads((tmp_path / "base" / "config.json").read_text())["weights_sha256"]
+
+    loaded = PosePrior.from_pretrained(tmp_path / "base", freeze=False)
+    loaded.double().float()  # a round trip is the same weights: the record stays
+    loaded.save_pretrained(tmp_path / "same")
+    assert json.loads((tmp_path / "same" / "config.json").read_text())["training"] == record
+
+    with torch.no_grad():
+        loaded.generator[0].bias.add_(0.01)  # one training step
+    loaded.save_pretrained(tmp_path / "tuned")
+    training = json.loads((tmp_path / "tuned" / "config.json").read_text())["training"]
+    assert training == {
+        "weights_license": "cc-by-sa-3.0",
+        "licence": "share-alike data",
+        "attribution": "credit X",
+        "fine_tuned_from": {"weights_sha256": base_sha, "training": record},
+    }
+    card = (tmp_path / "tuned" / "README.md").read_text()
+    assert "license: cc-by-sa-3.0" in card and "- **steps**" not in card
+    assert load_pretrained(tmp_path / "tuned").training_metadata == training
+    # the caller's own record describes the new weights, passed or assigned
+    loaded.save_pretrained(tmp_path / "own", training={"steps": 50})
+    assert json.loads((tmp_path / "own" / "config.json").read_text())["training"] == {"steps": 50}
+    again = PosePrior.from_pretrained(tmp_path / "base", freeze=False)
+    with torch.no_grad():
+        again.generator[0].bias.add_(0.01)
+    again.training_metadata = {"steps": 7}
+    assert again.config["training"] == {"steps": 7}
