@@ -504,8 +504,20 @@ def _check_record(saved: dict[str, Any], prior: nn.Module, carried: dict[str, Te
     elif not differ and saved_sha is not None and not _same_weights(saved, own):
         differ = ["weights"]
     if differ:
+        # Without prior.* tensors the head's own prior is compared as it is now. A prior the
+        # model also holds under another name, registered after the head, loads from there
+        # only after this check; safetensors' save_model keeps just the alphabetically first
+        # name of shared weights, so its load_model can get here with the right prior coming.
+        shared = (
+            " If the model also holds this prior under another name and the state dict has its "
+            "weights only there (safetensors' save_model keeps one name of shared weights), "
+            "they load after the head: save with torch.save(model.state_dict()), which keeps "
+            "every name."
+            if differ == ["weights"] and not carried
+            else ""
+        )
         raise PriorMismatchError(
             f"this LatentHead state dict was trained for the prior {_describe(saved)}, but the "
             f"head's prior is {_describe(mine)} (they differ in: {', '.join(differ)}); build the "
-            "head on the prior it was trained for. Nothing was loaded into the head."
+            f"head on the prior it was trained for. Nothing was loaded into the head.{shared}"
         )

@@ -546,3 +546,30 @@ def test_a_prior_with_non_finite_weights_records_no_fingerprint() -> None:
     trained = _trained_head(prior)
     assert trained.prior_record()["prior_fingerprint"] is None
     LatentHead(8, copy.deepcopy(prior)).load_state_dict(_layer_only(trained), strict=False)
+
+
+def test_a_prior_shared_under_another_name_says_why_it_was_refused(tmp_path) -> None:
+    # safetensors' save_model keeps one name of shared weights (the alphabetically first): a
+    # model holding its prior in the head and in a LatentPose registered after it ("fit") has
+    # the prior's weights only under fit.prior.*, which load after the head is checked. The
+    # refusal says so and what to do; torch.save of the state dict keeps every name and loads.
+    from safetensors.torch import load_model, save_model
+
+    from advprior import LatentPose
+    from advprior.errors import PriorMismatchError
+
+    class Net(torch.nn.Module):
+        def __init__(self, seed: int) -> None:
+            super().__init__()
+            self.head = LatentHead(8, _prior(seed=seed))
+            self.fit = LatentPose(self.head.prior, 2)
+
+    saved = Net(0)
+    save_model(saved, str(tmp_path / "net.safetensors"))
+    with pytest.raises(PriorMismatchError, match=r"under another name.*torch\.save"):
+        load_model(Net(1), str(tmp_path / "net.safetensors"))
+    torch.save(saved.state_dict(), tmp_path / "net.pt")
+    again = Net(1)
+    again.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True))
+    feats = torch.randn(2, 8)
+    assert torch.equal(again.head(feats), saved.head(feats))
