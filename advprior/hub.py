@@ -331,7 +331,14 @@ def _file_error(path: Path) -> ModelNotFoundError:
         )
         return ModelNotFoundError(f"{path} is a training checkpoint (the state to resume); {where}")
     if path.suffix.lower() in _PICKLE_SUFFIXES:
-        return ModelNotFoundError(f"{path} is a pickled PyTorch/VPoser checkpoint: {_VPOSER_HINT}")
+        # also what torch.save(prior.state_dict()) and Lightning write: say how those load
+        return ModelNotFoundError(
+            f"{path} is a pickled PyTorch/VPoser checkpoint: {_VPOSER_HINT}. A state dict saved "
+            "from an advprior model (torch.save(model.state_dict()), a Lightning .ckpt's "
+            "'state_dict' under its prefix) loads into a model of its architecture: "
+            "PosePrior.from_config(model.config).load_state_dict(torch.load(path, "
+            "weights_only=True)); save_pretrained writes a folder that loads here"
+        )
     return ModelNotFoundError(
         f"{path} is a file, not a checkpoint directory ({CONFIG_NAME} + {WEIGHTS_NAME}) or a "
         "model alias"

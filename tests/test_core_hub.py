@@ -1071,3 +1071,18 @@ def test_a_model_changed_after_loading_does_not_save_the_loaded_models_training_
         again.generator[0].bias.add_(0.01)
     again.training_metadata = {"steps": 7}
     assert again.config["training"] == {"steps": 7}
+
+
+def test_a_torch_saved_state_dict_passed_as_a_model_says_how_it_loads(tmp_path: Path) -> None:
+    # torch.save(prior.state_dict()) passed to load_pretrained was called VPoser's weights
+    # (another model) with no word on how a state dict of one's own advprior model loads
+    prior = PosePrior(hidden_dim=8, latent_dim=4)
+    torch.save(prior.state_dict(), tmp_path / "prior.pt")
+    with pytest.raises(ModelNotFoundError, match=r"from_config\(model\.config\)") as err:
+        load_pretrained(tmp_path / "prior.pt")
+    assert "torch.save(model.state_dict())" in str(err.value)
+    # and what it says works
+    again = PosePrior.from_config(prior.config)
+    again.load_state_dict(torch.load(tmp_path / "prior.pt", weights_only=True))
+    for key, value in prior.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
