@@ -857,10 +857,17 @@ INHERITED_TRAINING_KEYS = ("weights_license", "licence", "attribution")
 
 
 def _float32_sha256(model: Any) -> str:
-    """sha256 of ``model``'s weights serialised with floating tensors in float32: unchanged by
-    ``.double()`` and back, changed by any training step."""
-    state = model.state_dict()
-    return state_sha256({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    """sha256 of ``model``'s weights with floating tensors in float32 (names, shapes and raw
+    bytes; not a file's sha256, only compared with itself): unchanged by ``.double()`` and
+    back, changed by any training step. A third of the cost of serialising them."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        value = value.detach().to("cpu")
+        if value.is_floating_point():
+            value = value.float()
+        digest.update(f"{key}\0{tuple(value.shape)}\0{value.dtype}\0".encode())
+        digest.update(value.contiguous().view(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -886,10 +893,10 @@ class PretrainedMixin:
     card_license: ClassVar[str] = "mit"
     _init_config: dict[str, Any]
     training_metadata: dict[str, Any] | None = None
-    # (sha256 of the weights as loaded, the training_metadata loaded with them): from_pretrained
-    # sets it, so that the metadata of a loaded model is not saved as that of weights changed
-    # since (a fine-tuning in the user's own loop)
-    _loaded_training: tuple[str, dict[str, Any]] | None = None
+    # (_float32_sha256 of the weights as loaded, their file's sha256, the training_metadata
+    # loaded with them): from_pretrained sets it, so that the metadata of a loaded model is not
+    # saved as that of weights changed since (a fine-tuning in the user's own loop)
+    _loaded_training: tuple[str, str, dict[str, Any]] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -946,12 +953,12 @@ class PretrainedMixin:
         carry them."""
         metadata = self.training_metadata
         loaded = self._loaded_training
-        if metadata is None or loaded is None or loaded[1] is not metadata:
+        if metadata is None or loaded is None or loaded[2] is not metadata:
             return metadata  # new, or replaced by the user: it describes these weights
         if _float32_sha256(self) == loaded[0]:
             return metadata
         kept = {k: metadata[k] for k in INHERITED_TRAINING_KEYS if k in metadata}
-        return {**kept, "fine_tuned_from": {"weights_sha256": loaded[0], "training": metadata}}
+        return {**kept, "fine_tuned_from": {"weights_sha256": loaded[1], "training": metadata}}
 
     @classmethod
     def from_config(cls: type[T], config: Mapping[str, Any]) -> T:
@@ -1102,7 +1109,13 @@ class PretrainedMixin:
         _load_state(model, files.weights)
         model.training_metadata = config.get("training")
         if model.training_metadata is not None:
-            model._loaded_training = (_float32_sha256(model), model.training_metadata)
+            # the file was verified against these when recorded; else hashed once
+            file_sha = (
+                config.get("weights_sha256")
+                or (files.entry or {}).get("sha256")
+                or sha256_file(files.weights)
+            )
+            model._loaded_training = (_float32_sha256(model), file_sha, model.training_metadata)
         if device is not None:
             model.to(device)
         # eval mode whatever `freeze` says, as huggingface_hub's mixin and transformers load:
