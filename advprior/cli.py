@@ -3,7 +3,8 @@
 Errors are one line on stderr, ``advprior <command>: error: <message>``, with exit status 2 for
 usage errors (argparse's, and :class:`~advprior.errors.UsageError`), 1 for failures
 (:class:`~advprior.errors.AdvPriorError`, ``ValueError``, ``OSError``, a missing optional extra)
-and 130 for an interrupt.
+and 130 for an interrupt. Where the reader of stdout closes it early (``| head -1``) the command
+stops quietly with 141, as a Unix tool stopped by SIGPIPE.
 ``--debug`` (anywhere on the command line) or ``ADVPRIOR_DEBUG=1`` adds the traceback.
 A leading ``~`` in any path argument is the home folder, also where the shell leaves it
 (``--out=~/x.npz``, cmd.exe, PowerShell).
@@ -22,6 +23,8 @@ import traceback
 # Each module registers its own sub-command; heavy imports happen inside the handlers.
 COMMANDS = ("sample", "data", "train", "fit", "eval", "export")
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPT = 1, 2, 130
+# 128 + SIGPIPE: what a shell reports for `seq 1000000 | head -1`'s seq
+EXIT_BROKEN_PIPE = 141
 
 
 # reST in the docstrings that become help texts: ``code`` and :role:`~pkg.mod.Name` / `text <t>`
@@ -136,6 +139,36 @@ def _expand_home(args: argparse.Namespace) -> None:
             setattr(args, key, expand(value))
 
 
+def _stdout_gone() -> bool:
+    """Whether the reader of stdout has closed it (``advprior data info F | head -1``).
+
+    Asked of the stream itself: a ``BrokenPipeError`` can also come from another pipe (a
+    worker process, a socket), which is a failure to report."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    try:
+        import select
+
+        poller = select.poll()
+    except (ImportError, AttributeError):  # Windows: no poll(); a pipe is what breaks there
+        return True
+    poller.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's flush at exit cannot fail
+    again with "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tolerant_output()
@@ -165,13 +198,20 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
             from huggingface_hub.utils import logging as hub_logging
 
             hub_logging.set_verbosity_error()  # after its import, which sets its own level
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return code
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
         print(f"advprior {name}: error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPT
     except (AdvPriorError, ValueError, OSError, ImportError) as err:
+        if isinstance(err, BrokenPipeError) and _stdout_gone():
+            # the reader took what it wanted (`| head -1`): quiet, as any Unix tool; an error
+            # line about it ("[Errno 32] Broken pipe", exit 1) read as a failure of the command
+            _discard_stdout()
+            return EXIT_BROKEN_PIPE
         # ImportError: an optional extra that is not installed (MissingExtraError names it)
         if debug:
             traceback.print_exc()

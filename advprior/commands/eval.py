@@ -139,6 +139,7 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
     from advprior.commands._device import set_threads
     from advprior.eval import run_eval
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             )
         return run_tasks_command(args, command)
     body_model = body_model_from_args(args)
-    run_eval(
+    results = run_eval(
         args.models,
         args.data,
         split=args.split,
@@ -187,6 +188,11 @@ def run(args: argparse.Namespace) -> int:
         geodesic=args.geodesic,
         command=command,
     )
+    # one line on stdout, as every command answers (its progress went to stderr)
+    out = Path(args.out)
+    report = out.parent / (out.name + ".md")
+    labels = ", ".join(results["models"])
+    print(f"evaluated {labels} on the {args.split} split -> {report}, {out / 'results.json'}")
     return 0
 
 

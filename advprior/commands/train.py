@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 DEFAULT_STEPS = {"gan": 5000, "vae": 10000, "gmm": 200}
 # Options only the GAN trainer reads; given with --model vae/gmm they would be dropped silently
@@ -322,9 +323,11 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if result.interrupted:
+        # stderr: stdout carries only the closing JSON line, for scripts that parse it
         print(
-            f"interrupted at step {result.step}/{result.steps}; checkpoint saved in {args.out}; "
-            "rerun with --resume to continue"
+            f"advprior train: interrupted at step {result.step}/{result.steps}; checkpoint saved "
+            f"in {args.out}; rerun with --resume to continue",
+            file=sys.stderr,
         )
         return 130
     # val_mm: the numbers of the model in model_dir, as its card's metrics_val_mm (with

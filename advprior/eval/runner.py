@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -230,6 +231,7 @@ def run_eval(
             ``"<model>, geodesic"``. 0: only the prior's own paths (the paper's protocol).
         fitting: also fit 2D keypoints with each prior (``advprior.fitting``).
         command: the command line to quote in the report.
+        progress: print a line per stage to stderr.
 
     Returns:
         The results dictionary that is also written to ``<out>/results.json``.
@@ -269,7 +271,10 @@ def run_eval(
 
     def log(msg: str) -> None:
         if progress:
-            print(f"[eval {time.perf_counter() - t_start:7.1f}s] {msg}", flush=True)
+            # stderr: progress, not a result (results.json and the report are); on stdout a
+            # `| head` that closed it stopped the evaluation with a broken pipe
+            stamp = f"[eval {time.perf_counter() - t_start:7.1f}s]"
+            print(f"{stamp} {msg}", file=sys.stderr, flush=True)
 
     priors = _load_models(models)
     test = load_split(data, split)

@@ -1,8 +1,12 @@
-"""Training logs: a CSV file per stream, TensorBoard scalars and a tqdm progress bar."""
+"""Training logs: a CSV file per stream, TensorBoard scalars and a progress display: a tqdm bar
+on a terminal, a plain line every half minute where stderr is a file or a pipe (a batch job's
+log, CI)."""
 
 from __future__ import annotations
 
 import csv
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,54 @@ class CSVLog:
             ) from err
 
 
+def _interactive(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (a closed or replaced stream is not)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class LineProgress:
+    """The part of tqdm's interface :class:`TrainLogger` uses, writing whole lines to stderr.
+
+    tqdm redraws its bar with carriage returns up to ten times a second; in a log file (Slurm,
+    CI, ``nohup ... 2> log``) that is one ever-growing line of megabytes. This writes one line
+    per ``interval`` seconds (and one at the end), and validation lines as they come."""
+
+    def __init__(
+        self, total: int, initial: int = 0, *, desc: str = "train", interval: float = 30.0
+    ) -> None:
+        self.total, self.n, self.desc, self.interval = total, initial, desc, interval
+        self.postfix: dict[str, str] = {}
+        self._start_n = initial
+        self._t0 = self._last = time.monotonic()
+        self._shown = initial
+
+    def update(self, k: int = 1) -> None:
+        self.n += k
+        if time.monotonic() - self._last >= self.interval:
+            self._line()
+
+    def set_postfix(self, values: dict[str, Any]) -> None:
+        self.postfix = {k: str(v) for k, v in values.items()}
+
+    def write(self, text: str, file: Any = None) -> None:
+        print(text, file=file or sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.n != self._shown:
+            self._line()
+
+    def _line(self) -> None:
+        now = time.monotonic()
+        rate = (self.n - self._start_n) / max(now - self._t0, 1e-9)
+        losses = "".join(f", {k}={v}" for k, v in self.postfix.items())
+        share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        self.write(f"{self.desc}: step {self.n}/{self.total}{share}, {rate:.3g} steps/s{losses}")
+        self._last, self._shown = now, self.n
+
+
 class TrainLogger:
     """CSV (``train_log.csv``, ``val_log.csv``), TensorBoard (``tb/``) and a progress bar.
 
@@ -89,8 +141,14 @@ class TrainLogger:
                 str(out / "tb"), purge_step=start_step + 1 if resume else None
             )
         if progress:
+            # required either way: the [train] extra is one thing to install, wherever it runs
             tqdm = require_extra("tqdm.auto", "train", "the training progress bar").tqdm
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", dynamic_ncols=True)
+            if _interactive(sys.stderr):
+                self.bar = tqdm(
+                    total=total_steps, initial=start_step, desc="train", dynamic_ncols=True
+                )
+            else:
+                self.bar = LineProgress(total_steps, start_step)
 
     def train(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -111,7 +169,10 @@ class TrainLogger:
             for k, v in values.items():
                 self.tb.add_scalar(f"val/{k}", v, step)
         if self.bar is not None:
-            self.bar.write(f"step {step}: " + ", ".join(f"{k}={v:.2f}" for k, v in values.items()))
+            # stderr, with the bar: stdout is the command's answer (its closing JSON line),
+            # which `advprior train ... > result.json` or `| jq` reads; tqdm writes to stdout
+            line = ", ".join(f"{k}={v:.2f}" for k, v in values.items())
+            self.bar.write(f"step {step}: {line}", file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
