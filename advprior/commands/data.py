@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -68,6 +69,14 @@ def _build(args: argparse.Namespace) -> int:
         raise UsageError(
             "--split takes three numbers like 0.8,0.1,0.1 and --source-fps GLOB=FPS"
         ) from None
+    from advprior.commands._numbers import check_number
+
+    # a NaN or zero rate failed every file, reported as "no motion could be imported"
+    check_number(args.fps, "--fps", low_open=True)
+    for glob, rate in overrides.items():
+        check_number(rate, f"--source-fps {glob}=", low_open=True)
+    if len(split) != 3 or not all(math.isfinite(x) and x >= 0 for x in split):
+        raise UsageError(f"--split takes three numbers >= 0 like 0.8,0.1,0.1, got {args.split}")
     from advprior.commands._wildcards import expand_wildcards
 
     report = build_dataset(

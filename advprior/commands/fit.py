@@ -569,12 +569,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from advprior.commands._numbers import check_counts, check_non_negative, check_number
     from advprior.commands._wildcards import expand_wildcards
     from advprior.errors import UsageError
     from advprior.fitting import fit_keypoints
 
-    if args.starts < 1:
-        raise UsageError(f"--starts must be at least 1, got {args.starts}")
+    check_counts(args, {"starts": 1, "iterations": 1, "window": 2})
+    check_number(args.sigma, "--sigma", low_open=True)
+    check_non_negative(args, ("pose_weight", "smoothness"))
     if args.sequence and args.optimizer != "lbfgs":
         # fit_sequence has no other optimiser: running L-BFGS anyway hid the choice
         raise UsageError(

@@ -36,6 +36,23 @@ GAN_ONLY = (
     "disc_warmup",
 )
 
+# The lowest value of each integer option (``--steps`` is also the GMM's EM iterations).
+COUNTS = {
+    "steps": 1,
+    "batch_size": 1,
+    "hidden": 1,
+    "val_every": 0,
+    "val_samples": 1,
+    "ckpt_every": 0,
+    "d_steps": 1,
+    "disc_hidden": 1,
+    "coverage_pool": 1,
+    "rebalance_clusters": 1,
+    "disc_pack": 1,
+    "init_steps": 1,
+    "disc_warmup": 0,
+}
+
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
     """Appends ``(default: X)`` only where it says something: not for flags (False), for
@@ -238,8 +255,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
 
     from advprior.commands._device import parse_device, set_threads
+    from advprior.commands._numbers import check_counts, check_non_negative, check_number
     from advprior.errors import UsageError
 
+    check_counts(args, COUNTS)
+    check_non_negative(args, ("r1", "cycle", "latent_cycle", "path_length", "coverage"))
+    check_number(args.ema, "--ema", high=1.0, high_open=True)
+    for name in ("leg_mix", "pose_mix", "rebalance"):
+        check_number(getattr(args, name), "--" + name.replace("_", "-"), high=1.0)
+    check_number(args.generator_lr, "--generator-lr", low_open=True)
     if args.model != "gan":
         given = [
             "--" + dest.replace("_", "-")

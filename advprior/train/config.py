@@ -8,6 +8,7 @@ match it, see :mod:`advprior.train.loop`) and the model card shows under ``confi
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -203,6 +204,7 @@ class GANConfig(LoopSettings):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.d_steps < 1:
             raise ValueError(f"d_steps must be >= 1, got {self.d_steps}")
+        _at_least(self, "disc_hidden_dim", 1)  # 0 built an empty critic and trained on
         if self.disc_pack < 1 or self.batch_size % self.disc_pack:
             raise ValueError(
                 f"disc_pack must be >= 1 and divide batch_size ({self.batch_size}), "
@@ -210,16 +212,16 @@ class GANConfig(LoopSettings):
             )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.r1_gamma < 0.0:
-            raise ValueError(f"r1_gamma must be >= 0, got {self.r1_gamma}")
         for name in (
+            "r1_gamma",
             "cycle_weight",
             "latent_cycle_weight",
             "path_length_weight",
             "coverage_weight",
         ):
-            if getattr(self, name) < 0.0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            # NaN passed a "< 0" test, trained on NaN losses and failed at the export
+            if not 0.0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.init_from is not None:
             # a path object would not survive the JSON record that resume compares
             self.init_from = os.fspath(self.init_from)
