@@ -2,9 +2,10 @@
 
 Errors are one line on stderr, ``advprior <command>: error: <message>``, with exit status 2 for
 usage errors (argparse's, and :class:`~advprior.errors.UsageError`), 1 for failures
-(:class:`~advprior.errors.AdvPriorError`, ``ValueError``, ``OSError``, a missing optional extra)
-and 130 for an interrupt. Where the reader of stdout closes it early (``| head -1``) the command
-stops quietly with 141, as a Unix tool stopped by SIGPIPE.
+(:class:`~advprior.errors.AdvPriorError`, ``ValueError``, ``OSError``, a missing optional extra),
+130 for an interrupt (Ctrl-C) and 143 for SIGTERM (temporary files removed; ``advprior train``
+saves its checkpoint and exits 130). Where the reader of stdout closes it early (``| head -1``)
+the command stops quietly with 141, as a Unix tool stopped by SIGPIPE.
 ``--debug`` (anywhere on the command line) or ``ADVPRIOR_DEBUG=1`` adds the traceback.
 A leading ``~`` in any path argument is the home folder, also where the shell leaves it
 (``--out=~/x.npz``, cmd.exe, PowerShell).
@@ -13,18 +14,28 @@ A leading ``~`` in any path argument is the home folder, also where the shell le
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 
 # Each module registers its own sub-command; heavy imports happen inside the handlers.
 COMMANDS = ("sample", "data", "train", "fit", "eval", "export")
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPT = 1, 2, 130
 # 128 + SIGPIPE: what a shell reports for `seq 1000000 | head -1`'s seq
 EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a scheduler or workflow manager stopping the job), raised
+    where the command is so that it unwinds as for Ctrl-C: temporary files removed, one line."""
 
 
 # reST in the docstrings that become help texts: ``code`` and :role:`~pkg.mod.Name` / `text <t>`
@@ -169,7 +180,32 @@ def _discard_stdout() -> None:
         pass
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated`. By default it ended Python at
+    once: no message, and a half-written output's temporary file left beside it. The previous
+    handler comes back afterwards (``main`` is also called from Python)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        # None: a handler installed outside Python, which cannot be put back; the default is
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _sigterm_unwinds():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tolerant_output()
     # --debug is accepted after the sub-command too, where argparse would not know it
@@ -179,12 +215,19 @@ def main(argv: list[str] | None = None) -> int:
         # building the parser imports torch (seconds): a Ctrl-C then is as common as later on
         args = build_parser().parse_args(argv)  # usage errors: argparse prints them, exits 2
         _expand_home(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if debug:
             traceback.print_exc()
-        print("advprior: error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPT
+        return _interrupted("advprior", err)
     return _run(args, debug)
+
+
+def _interrupted(prefix: str, err: KeyboardInterrupt) -> int:
+    if isinstance(err, Terminated):
+        print(f"{prefix}: error: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
+    print(f"{prefix}: error: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPT
 
 
 def _run(args: argparse.Namespace, debug: bool) -> int:
@@ -201,11 +244,10 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
         return code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if debug:
             traceback.print_exc()
-        print(f"advprior {name}: error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPT
+        return _interrupted(f"advprior {name}", err)
     except (AdvPriorError, ValueError, OSError, ImportError) as err:
         if isinstance(err, BrokenPipeError) and _stdout_gone():
             # the reader took what it wanted (`| head -1`): quiet, as any Unix tool; an error

@@ -183,3 +183,39 @@ def test_gan_settings_refuse_an_empty_critic_and_nan_weights(settings, message) 
 
     with pytest.raises(ValueError, match=message):
         GANConfig(**settings)
+
+
+# SIGTERM arrives while sample's .npz is half written (its temporary file exists); the script
+# runs in a child process, which the default SIGTERM handler would end.
+SIGTERM_MID_WRITE = """
+import os, signal, sys, time
+import numpy as np
+from advprior import cli
+
+real = np.savez
+
+def savez_then_terminated(f, **arrays):
+    real(f, **arrays)
+    os.kill(os.getpid(), signal.SIGTERM)  # `timeout`, `kill`, a workflow manager
+    time.sleep(60)
+
+np.savez = savez_then_terminated
+before = signal.getsignal(signal.SIGTERM)
+code = cli.main(["sample", "-n", "2", "--model", "gmm", "--out", sys.argv[1]])
+assert signal.getsignal(signal.SIGTERM) is before  # main's caller gets its handler back
+sys.exit(code)
+"""
+
+
+def test_sigterm_is_one_line_143_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "s.npz"
+    res = subprocess.run(
+        [sys.executable, "-c", SIGTERM_MID_WRITE, str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert res.returncode == cli.EXIT_TERMINATED == 143, res.stderr
+    assert res.stderr == "advprior sample: error: terminated (SIGTERM)\n"
+    assert list(out.parent.iterdir()) == []  # neither s.npz nor its .s.npz.<pid>.<hex>.tmp

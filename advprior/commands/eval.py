@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             )
         return run_tasks_command(args, command)
     body_model = body_model_from_args(args)
-    results = run_eval(
+    run_eval(
         args.models,
         args.data,
         split=args.split,
@@ -191,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
     # one line on stdout, as every command answers (its progress went to stderr)
     out = Path(args.out)
     report = out.parent / (out.name + ".md")
-    labels = ", ".join(results["models"])
-    print(f"evaluated {labels} on the {args.split} split -> {report}, {out / 'results.json'}")
+    models = ", ".join(args.models)
+    print(f"evaluated {models} on the {args.split} split -> {report}, {out / 'results.json'}")
     return 0
 
 
