@@ -22,8 +22,10 @@ import pickle
 import pickletools
 import re
 import secrets
+import shutil
 import stat
 import sys
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -123,12 +125,27 @@ def _named(err: OSError, path: Path) -> OSError:
     return new
 
 
+def is_stream(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing device, named pipe or socket, also through a symlink
+    (``/dev/null``, ``/dev/stdout``, a FIFO a pipeline reads from): written in place, never
+    replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def check_writable(path: str | os.PathLike) -> Path:
     """Fail early, naming ``path``, if ``path`` cannot be written (its folder is created): a
     probe temporary file is created and removed beside it. Returns ``path``."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    if is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, f"cannot write {path}: Permission denied")
+        return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = _temp_name(path)
@@ -147,8 +164,27 @@ def _temp_name(path: Path) -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (its folder is created); on success it replaces
     ``path`` atomically, on error it is removed and ``path`` is left untouched. Errors creating
-    the temporary file name ``path``."""
+    the temporary file name ``path``. A device, named pipe or socket (:func:`is_stream`) is
+    yielded itself, to be written in place."""
     path = Path(path)
+    if is_stream(path):
+        # `--out /dev/null`, `/dev/stdout`, a FIFO: copied into once complete. Replacing it put
+        # a regular file where the device was (as root, in a container: /dev/null itself), or
+        # failed with "Permission denied" on /dev. The temporary file is a regular one because
+        # writers seek (zipfile, on /dev/null, computed offsets from a tell() stuck at 0).
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            try:
+                with open(tmp, "rb") as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except OSError as err:
+                raise _named(err, path) from None
+        finally:
+            _remove_temp(tmp)
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)

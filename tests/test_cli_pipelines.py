@@ -219,3 +219,51 @@ def test_sigterm_is_one_line_143_and_leaves_no_temporary_file(tmp_path: Path) ->
     assert res.returncode == cli.EXIT_TERMINATED == 143, res.stderr
     assert res.stderr == "advprior sample: error: terminated (SIGTERM)\n"
     assert list(out.parent.iterdir()) == []  # neither s.npz nor its .s.npz.<pid>.<hex>.tmp
+
+
+READ_FIFO = (
+    "import shutil, sys; shutil.copyfileobj(open(sys.argv[1], 'rb'), open(sys.argv[2], 'wb'))"
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_an_output_that_is_a_named_pipe_is_written_into_not_replaced(
+    tmp_path: Path, capsys
+) -> None:
+    """``--out /dev/null``, ``--out /dev/stdout`` or a FIFO a pipeline reads: the file was
+    written beside it and renamed over it, so a reader got nothing and the device or pipe was
+    replaced by a regular file (as root, in a container: /dev/null itself). A FIFO stands in for
+    the devices, which a test must not touch."""
+    import numpy as np
+
+    fifo = tmp_path / "poses.npz"
+    os.mkfifo(fifo)
+    received = tmp_path / "received.npz"
+    reader = subprocess.Popen([sys.executable, "-c", READ_FIFO, str(fifo), str(received)])
+    try:
+        assert cli.main(["sample", "-n", "3", "--model", "gmm", "--out", str(fifo)]) == 0
+        reader.wait(timeout=30)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    assert fifo.is_fifo()
+    with np.load(received) as f:
+        assert f["body_pose"].shape == (3, 63)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["poses.npz", "received.npz"]
+    capsys.readouterr()
+
+
+def test_streams_are_told_from_files(tmp_path: Path) -> None:
+    from advprior.fileio import check_writable, is_stream
+
+    (tmp_path / "f.npz").write_bytes(b"")
+    assert not is_stream(tmp_path / "f.npz") and not is_stream(tmp_path)
+    assert not is_stream(tmp_path / "missing.npz")
+    assert is_stream(os.devnull)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "p")
+        (tmp_path / "link").symlink_to(tmp_path / "p")
+        assert is_stream(tmp_path / "link")  # as /dev/stdout -> /proc/self/fd/1
+        # no probe file is made beside a stream (in /dev it failed for a user who is not root)
+        assert check_writable(tmp_path / "link") == tmp_path / "link"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "link", "p"]

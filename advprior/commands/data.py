@@ -122,7 +122,10 @@ def _build(args: argparse.Namespace) -> int:
     # one line; `advprior data info FILE` prints the per-source and per-subject counts
     splits = ", ".join(f"{name} {n}" for name, n in report.per_split.items())
     # read back: the digest is of what a training run will load, and proves the file reads
-    content = load_dataset(report.out).content_sha256()
+    from advprior.fileio import is_stream
+
+    # a stream (`--out /dev/null` to see what would be imported and skipped) cannot be read back
+    content = None if is_stream(report.out) else load_dataset(report.out).content_sha256()
     print(
         f"wrote {report.out}: {report.frames} frames ({splits}), "
         f"{_count(report.sequences, 'sequence')}, "
@@ -131,7 +134,7 @@ def _build(args: argparse.Namespace) -> int:
         # notes are of files imported with an approximation and of the split (copies under
         # two subjects, a subject on several sides of --split-from's file): counted as notes
         + (f", {_count(len(report.notes), 'note')}" if report.notes else "")
-        + f"; content sha256 {content[:16]}"
+        + (f"; content sha256 {content[:16]}" if content else "")
     )
     return 0
 
