@@ -127,13 +127,31 @@ def _named(err: OSError, path: Path) -> OSError:
 
 def is_stream(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an existing device, named pipe or socket, also through a symlink
-    (``/dev/null``, ``/dev/stdout``, a FIFO a pipeline reads from): written in place, never
-    replaced."""
+    (``/dev/null``, ``/dev/stdout``, a FIFO a pipeline reads from), or this process's stdout or
+    stderr whatever it is (``--out /dev/stdout > file``): written in place, never replaced."""
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
     except (OSError, ValueError):
         return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return True
+    return is_standard_stream(path, st)
+
+
+def is_standard_stream(path: str | os.PathLike, st: os.stat_result | None = None) -> bool:
+    """Whether ``path`` is the file this process's stdout or stderr writes to (``/dev/stdout``,
+    or the file the shell redirected stdout to)."""
+    try:
+        st = st or os.stat(path)
+    except (OSError, ValueError):
+        return False
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if os.path.samestat(st, os.fstat(stream.fileno())):
+                return True
+        except (AttributeError, OSError, ValueError):
+            continue
+    return False
 
 
 def check_writable(path: str | os.PathLike) -> Path:

@@ -267,3 +267,32 @@ def test_streams_are_told_from_files(tmp_path: Path) -> None:
         # no probe file is made beside a stream (in /dev it failed for a user who is not root)
         assert check_writable(tmp_path / "link") == tmp_path / "link"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "link", "p"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd/1").exists(), reason="Linux's /proc/self/fd")
+def test_out_dev_stdout_redirected_to_a_file_gets_the_file_and_the_answer_goes_to_stderr(
+    tmp_path: Path,
+) -> None:
+    """``advprior sample --out /dev/stdout > poses.npz``: the /dev/stdout symlink was replaced
+    by a regular file (as root) and poses.npz got only the answer line. A symlink to
+    /proc/self/fd/1, which is what /dev/stdout is, stands in for it."""
+    import numpy as np
+
+    stdout_link = tmp_path / "stdout"
+    stdout_link.symlink_to("/proc/self/fd/1")
+    redirected = tmp_path / "poses.npz"
+    with open(redirected, "wb") as fh:
+        res = subprocess.run(
+            [sys.executable, "-m", "advprior", "sample", "-n", "2", "--model", "gmm"]
+            + ["--out", str(stdout_link)],
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+            timeout=120,
+        )
+    assert res.returncode == 0, res.stderr
+    assert stdout_link.is_symlink()
+    with np.load(redirected) as f:
+        assert f["body_pose"].shape == (2, 63)
+    assert res.stderr.startswith("2 samples from gmm ")

@@ -126,7 +126,9 @@ def _build(args: argparse.Namespace) -> int:
 
     # a stream (`--out /dev/null` to see what would be imported and skipped) cannot be read back
     content = None if is_stream(report.out) else load_dataset(report.out).content_sha256()
-    print(
+    from advprior.commands._answer import answer
+
+    answer(
         f"wrote {report.out}: {report.frames} frames ({splits}), "
         f"{_count(report.sequences, 'sequence')}, "
         f"{_count(len(report.subjects), 'subject')}, {_count(len(report.per_source), 'source')}, "
@@ -134,7 +136,8 @@ def _build(args: argparse.Namespace) -> int:
         # notes are of files imported with an approximation and of the split (copies under
         # two subjects, a subject on several sides of --split-from's file): counted as notes
         + (f", {_count(len(report.notes), 'note')}" if report.notes else "")
-        + (f"; content sha256 {content[:16]}" if content else "")
+        + (f"; content sha256 {content[:16]}" if content else ""),
+        report.out,
     )
     return 0
 

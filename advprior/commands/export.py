@@ -95,10 +95,13 @@ def run(args: argparse.Namespace) -> int:
         # a prior without a latent, or the optional ``export`` extra missing: one line, exit 1
         raise AdvPriorError(str(err)) from err
     shape = ", ".join(str(d) for d in meta["output_shape"])
-    print(
+    from advprior.commands._answer import answer
+
+    answer(
         f"{args.model} ({meta['model_type']}, latent {meta['latent']}) -> {args.output} "
         f"[{args.format}]: z (batch, {meta['latent_dim']}) float32"
         f"{' projected in the graph' if meta['projected'] else ''} -> pose ({shape}) "
-        f"{args.output_kind}; weights sha256 {meta['weights_sha256']}"
+        f"{args.output_kind}; weights sha256 {meta['weights_sha256']}",
+        args.output,
     )
     return 0

@@ -702,10 +702,12 @@ def run(args: argparse.Namespace) -> int:
     dens = result.info["prior_kind"]["pose_density"]
     with_density = "" if dens is None else f" + {dens['kind']} pose energy (w {dens['weight']:g})"
     with_density += f", {args.starts} starts" if args.starts > 1 else ""
-    print(
+    from advprior.commands._answer import answer
+
+    answer(
         f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}{with_density}: mean "
         f"reprojection {float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "
         f"{result.info['seconds']:.1f} s -> {out}",
-        file=sys.stdout,
+        out,
     )
     return 0

@@ -163,8 +163,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"PNG not written: {error}")
         drawn = f"; drew {min(args.num, MAX_PNG_BODIES)} bodies -> {args.png}"
     # one line: what was drawn from what, where it went, and the arrays' shapes (float32)
-    print(
+    from advprior.commands._answer import answer
+
+    answer(
         f"{args.num} samples from {args.model} ({kind}), seed {args.seed} -> {args.out} "
-        f"[{', '.join(written)} float32, {args.body}]{drawn}"
+        f"[{', '.join(written)} float32, {args.body}]{drawn}",
+        args.out,
+        args.png,
     )
     return 0
