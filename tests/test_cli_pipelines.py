@@ -296,3 +296,23 @@ def test_out_dev_stdout_redirected_to_a_file_gets_the_file_and_the_answer_goes_t
     with np.load(redirected) as f:
         assert f["body_pose"].shape == (2, 63)
     assert res.stderr.startswith("2 samples from gmm ")
+
+
+def test_the_bar_is_tqdm_on_a_terminal_or_in_a_notebook_and_lines_elsewhere(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import io
+    import types
+
+    from advprior.train.logs import TrainLogger
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file: no terminal
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    logger = TrainLogger(tmp_path / "a", 10, 0, tensorboard=False)
+    assert isinstance(logger.bar, LineProgress)
+    logger.close()
+    # a Jupyter kernel's streams are no terminals either, but tqdm.auto draws a widget there
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    logger = TrainLogger(tmp_path / "b", 10, 0, tensorboard=False)
+    assert logger.bar is not None and not isinstance(logger.bar, LineProgress)
+    logger.close()

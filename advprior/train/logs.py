@@ -60,7 +60,10 @@ class CSVLog:
 
 
 def _interactive(stream: Any) -> bool:
-    """Whether ``stream`` is a terminal (a closed or replaced stream is not)."""
+    """Whether ``stream`` is a terminal (a closed or replaced stream is not), or a Jupyter
+    kernel's, where tqdm.auto draws a widget (the kernel's streams are no terminals)."""
+    if "ipykernel" in sys.modules:
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
