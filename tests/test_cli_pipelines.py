@@ -316,3 +316,24 @@ def test_the_bar_is_tqdm_on_a_terminal_or_in_a_notebook_and_lines_elsewhere(
     logger = TrainLogger(tmp_path / "b", 10, 0, tensorboard=False)
     assert logger.bar is not None and not isinstance(logger.bar, LineProgress)
     logger.close()
+
+
+def test_a_wrong_data_path_is_named_for_what_it_is_and_makes_no_run_folder(
+    tmp_path: Path, capsys
+) -> None:
+    """``advprior train --data nope.npz`` left an empty run folder (a Makefile's or workflow's
+    output then looked made); a folder or a pipe given as the dataset was "no such dataset
+    file" although it exists."""
+    run = tmp_path / "run"
+    argv = ["train", "--out", str(run), "--model", "gmm", "--data"]
+    assert cli.main([*argv, str(tmp_path / "nope.npz")]) == 1
+    assert "no such dataset file" in capsys.readouterr().err
+    assert not run.exists()
+    assert cli.main(["data", "info", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"advprior data info: error: {tmp_path} is a folder, not a dataset file"
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.npz")  # as `<(cat d.npz)` or /dev/stdin; never opened here
+        assert cli.main([*argv, str(tmp_path / "pipe.npz")]) == 1
+        assert "is a pipe or device (an .npz is read by seeking)" in capsys.readouterr().err
+        assert not run.exists()

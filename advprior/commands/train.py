@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
 
     from advprior.commands._device import parse_device, set_threads
     from advprior.commands._numbers import check_counts, check_non_negative, check_number
+    from advprior.data.dataset import require_dataset_file
     from advprior.errors import UsageError
 
     check_counts(args, COUNTS)
@@ -283,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--device meta holds no values to train with; use cpu or a GPU")
     if args.threads is not None:
         set_threads(args, args.threads)
+    # before the run folder is claimed (and made): a wrong --data left an empty one behind
+    require_dataset_file(args.data)
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.model]
     common = dict(seed=args.seed, mirror=not args.no_mirror, val_samples=args.val_samples)
     loop = dict(

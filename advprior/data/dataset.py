@@ -19,6 +19,7 @@ of its sequences there, found by name.
 from __future__ import annotations
 
 import csv
+import errno
 import fnmatch
 import functools
 import hashlib
@@ -738,6 +739,14 @@ def require_dataset_file(path: str | Path) -> Path:
     """``path`` if it is a file, else ``FileNotFoundError`` saying how to build a dataset there
     (scripts call this before loading a prior or fitting, so that a wrong path fails first)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # a folder, `/dev/stdin`, `<(...)`: "no such dataset file" sent users looking for it
+        what = "a folder" if path.is_dir() else "a pipe or device (an .npz is read by seeking)"
+        err = (IsADirectoryError if path.is_dir() else OSError)(
+            f"{path} is {what}, not a dataset file"
+        )
+        err.errno = errno.EISDIR if path.is_dir() else errno.EINVAL
+        raise err
     if not path.is_file():
         raise FileNotFoundError(
             f"no such dataset file: {path}; build it with: advprior data build MOCAP_FOLDER "

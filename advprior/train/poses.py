@@ -10,12 +10,11 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from advprior.data.dataset import load_dataset
+from advprior.data.dataset import load_dataset, require_dataset_file
 from advprior.fileio import sha256_file
 from advprior.train.augment import mirror_body_pose
 
@@ -66,9 +65,7 @@ def load_training_poses(
             file has no validation rows, every 20th training pose is held out instead (recorded
             in the description).
     """
-    path = Path(data)
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset file not found: {path}")
+    path = require_dataset_file(data)
     full = load_dataset(path)
     train = full.select("train").body_pose.float()
     val = full.select("val").body_pose.float()
