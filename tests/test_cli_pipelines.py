@@ -337,3 +337,16 @@ def test_a_wrong_data_path_is_named_for_what_it_is_and_makes_no_run_folder(
         assert cli.main([*argv, str(tmp_path / "pipe.npz")]) == 1
         assert "is a pipe or device (an .npz is read by seeking)" in capsys.readouterr().err
         assert not run.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_camera_given_as_a_pipe_is_refused_as_one(tmp_path: Path, capsys) -> None:
+    """``--camera <(jq ...)`` was "--camera must be "fx,fy,cx,cy" ... or a JSON file" (exit
+    2): it is a file, and the reader's refusal of pipes names it (exit 1)."""
+    kp = tmp_path / "kp.json"
+    points = [[100.0 + 10 * j, 200.0 + 20 * j] for j in range(24)]
+    kp.write_text(json.dumps({"keypoints": [points]}))
+    os.mkfifo(tmp_path / "cam")
+    assert cli.main(["fit", str(kp), "--camera", str(tmp_path / "cam")]) == 1
+    err = capsys.readouterr().err
+    assert f"camera file {tmp_path / 'cam'} is not a regular file" in err

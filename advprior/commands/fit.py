@@ -198,8 +198,9 @@ def parse_camera(spec: str) -> Any:
     from advprior.fitting import PinholeCamera
 
     path = Path(spec)
-    if path.suffix.lower() == ".json" or path.is_file():
-        if not path.is_file():
+    # exists, not is_file: `--camera <(jq ...)` is a pipe, which the reader refuses by name
+    if path.suffix.lower() == ".json" or path.exists():
+        if not path.exists():
             raise FileNotFoundError(f"camera file not found: {path}")
         return _camera_from_file(read_json(path, ValueError, what="camera file"), path)
     try:
