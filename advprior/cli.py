@@ -242,7 +242,8 @@ def _run(args: argparse.Namespace, debug: bool) -> int:
 
             hub_logging.set_verbosity_error()  # after its import, which sets its own level
         code = int(args.func(args) or 0)
-        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        if sys.stdout is not None:  # None: started with stdout closed (`>&-`)
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
         return code
     except KeyboardInterrupt as err:
         if debug:

@@ -350,3 +350,9 @@ def test_a_camera_given_as_a_pipe_is_refused_as_one(tmp_path: Path, capsys) -> N
     assert cli.main(["fit", str(kp), "--camera", str(tmp_path / "cam")]) == 1
     err = capsys.readouterr().err
     assert f"camera file {tmp_path / 'cam'} is not a regular file" in err
+
+
+def test_a_command_started_with_stdout_closed_still_succeeds(data: Path, monkeypatch) -> None:
+    """``advprior data info F >&-`` (cron jobs, daemons): Python then has no ``sys.stdout``."""
+    monkeypatch.setattr(sys, "stdout", None)
+    assert cli.main(["data", "info", str(data)]) == 0
