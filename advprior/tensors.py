@@ -127,6 +127,26 @@ def cacheable(t: Tensor) -> bool:
     )
 
 
+def chunk_bounds(n: int, size: int, *, min_last: int = 1) -> list[tuple[int, int]]:
+    """``(start, end)`` of consecutive chunks of ``size`` rows covering ``range(n)``; a last
+    chunk shorter than ``min_last`` joins the one before it (so that it runs the same kernels
+    as the rows before it). One chunk ``(0, n)`` while tracing or compiling, where a batch is
+    one graph (and its size may be symbolic)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"chunk size must be a positive int, got {size!r}")
+    if (
+        not isinstance(n, int)
+        or n <= size
+        or torch.compiler.is_compiling()
+        or (torch.jit.is_tracing())
+    ):
+        return [(0, n)]
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < min_last:
+        starts.pop()
+    return [(a, starts[k + 1] if k + 1 < len(starts) else n) for k, a in enumerate(starts)]
+
+
 def _autocast_dtype(x: Tensor) -> bool:
     """Whether autocast is on for ``x``'s device and ``x`` has its dtype."""
     kind = x.device.type

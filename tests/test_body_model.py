@@ -116,6 +116,48 @@ def test_gradients_reach_pose_and_shape(standin: BodyModel) -> None:
     assert bp.grad.abs().sum() > 0 and betas.grad.abs().sum() > 0
 
 
+def _layer_batches(model: BodyModel, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The batch sizes smplx's layer of ``model`` is called with, from now on."""
+    sizes: list[int] = []
+    call = type(model.layer).forward
+
+    def counted(layer, *args, **kwargs):
+        sizes.append(int(kwargs["body_pose"].shape[0]))
+        return call(layer, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.layer), "forward", counted)
+    return sizes
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_large_batches_are_posed_in_chunks_with_the_same_bits(
+    standin: BodyModel, monkeypatch: pytest.MonkeyPatch, grad: bool
+) -> None:
+    """smplx's skinning holds ~12x the vertices it returns per body: one call on 10^5 stand-in
+    bodies needed ~70 GB. Chunks of ``chunk_size`` bodies go through the same kernels, so the
+    result is bitwise that of one call, with and without gradients."""
+    go, bp = _pose(45, seed=11)
+    g = torch.Generator().manual_seed(12)
+    betas, transl = torch.randn(45, 10, generator=g), torch.randn(45, 3, generator=g)
+    whole = standin(go, bp, betas, transl)
+    sizes = _layer_batches(standin, monkeypatch)
+    monkeypatch.setattr(standin, "chunk_size", 16, raising=False)
+    bp_in = bp.clone().requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        out = standin(go, bp_in, betas, transl)
+    assert sizes == [16, 16, 13]
+    for name in ("vertices", "joints", "model_joints"):
+        assert torch.equal(getattr(out, name), getattr(whole, name)), name
+    assert out.vertices.requires_grad is grad
+    if grad:  # the gradient is that of one call too
+        out.vertices.square().sum().backward()
+        ref = bp.clone().requires_grad_()
+        monkeypatch.setattr(standin, "chunk_size", 64)
+        standin(go, ref, betas, transl).vertices.square().sum().backward()
+        assert sizes[-1] == 45
+        assert torch.equal(bp_in.grad, ref.grad)
+
+
 def test_dtype_and_fewer_betas(cache) -> None:
     model = load_body_model(dtype=torch.float64)
     go, bp = _pose(2, seed=7, dtype=torch.float64)

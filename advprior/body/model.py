@@ -39,7 +39,7 @@ from advprior.skeleton import (
     check_body_pose,
     pad_hand_joints,
 )
-from advprior.tensors import cacheable, check_tensor
+from advprior.tensors import cacheable, check_tensor, chunk_bounds
 
 __all__ = ["BodyModel", "BodyOutput", "load_body_model", "default_standin"]
 
@@ -130,7 +130,12 @@ class BodyModel(nn.Module):
         num_vertices: V.
         extra_joint_names: names of the vertex joints in ``model_joints`` after the skeleton.
         source: the file the model was read from.
+        chunk_size: bodies posed at once by :meth:`forward` (a larger batch is posed in chunks
+            of this size, with the same result); 512 by default, a class attribute you may
+            set per instance.
     """
+
+    chunk_size: int = 512
 
     def __init__(
         self,
@@ -307,6 +312,19 @@ class BodyModel(nn.Module):
             joints = joints + transl[:, None]
         return points.reshape(*lead, m, 3), joints.reshape(*lead, -1, 3)
 
+    def _pose(
+        self,
+        orient: torch.Tensor,
+        rot: torch.Tensor,
+        betas: torch.Tensor,
+        transl: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """smplx's layer on flat inputs (``orient (n, 1, 3, 3)``, the others of :meth:`_inputs`):
+        ``(vertices (n, V, 3), joints (n, J', 3))``."""
+        kwargs: dict[str, Any] = {} if transl is None else {"transl": transl}
+        out = self.layer(betas=betas, global_orient=orient, body_pose=rot, **kwargs)
+        return out.vertices, out.joints
+
     def forward(
         self,
         global_orient: torch.Tensor,
@@ -328,6 +346,8 @@ class BodyModel(nn.Module):
             transl: ``(..., 3)`` metres; default zeros.
 
         Leading dimensions broadcast; any batch size works. Inputs are cast to the model dtype.
+        Batches over :attr:`chunk_size` bodies are posed that many at a time (same result; the
+        memory is that of the returned vertices plus one chunk's skinning).
         """
         lead, go, rot, betas, transl = self._inputs(global_orient, body_pose, betas, transl)
         n = go.shape[0]
@@ -338,14 +358,34 @@ class BodyModel(nn.Module):
                 betas.new_zeros(1, betas.shape[-1]),
             )
             transl = None
-        kwargs: dict[str, Any] = {} if transl is None else {"transl": transl}
-        out = self.layer(
-            betas=betas,
-            global_orient=axis_angle_to_rotmat(go)[:, None],
-            body_pose=rot,
-            **kwargs,
-        )
-        verts, joints = out.vertices[:n], out.joints[:n]
+        orient = axis_angle_to_rotmat(go)[:, None]
+        bounds = chunk_bounds(n, self.chunk_size)
+        if len(bounds) > 1:
+            # smplx's skinning holds ~12x the vertices it returns (a (V, 4, 4) transform and a
+            # (V, J) weight copy per body): in chunks, 10^5 stand-in bodies take the ~6 GB of
+            # their vertices instead of ~70 GB. Each body goes through the same kernels as in
+            # one call, so the result is the same to the bit.
+            chunks = (
+                self._pose(
+                    orient[a:b], rot[a:b], betas[a:b], None if transl is None else transl[a:b]
+                )
+                for a, b in bounds
+            )
+            inputs = (orient, rot, betas, transl, *self.layer.parameters())
+            if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+                parts = list(chunks)
+                verts = torch.cat([v for v, _ in parts])
+                joints = torch.cat([j for _, j in parts])
+            else:  # filled in place: the chunks' outputs are not all held twice
+                for k, ((a, b), (v, j)) in enumerate(zip(bounds, chunks, strict=True)):
+                    if k == 0:
+                        verts = v.new_empty(n, *v.shape[1:])
+                        joints = j.new_empty(n, *j.shape[1:])
+                    verts[a:b] = v
+                    joints[a:b] = j
+        else:
+            verts, joints = self._pose(orient, rot, betas, transl)
+            verts, joints = verts[:n], joints[:n]
         model_joints = joints.reshape(*lead, joints.shape[-2], 3)
         return BodyOutput(
             vertices=verts.reshape(*lead, verts.shape[-2], 3),
