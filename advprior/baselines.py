@@ -38,7 +38,9 @@ SMPLIFY_POSE_DIM = 69
 
 #: Keyword options of :func:`advprior.inversion.invert` that :meth:`VPoserVAE.invert` accepts
 #: (so that one call inverts any latent prior) but does not need: its encoder is one pass.
-_OPTIMISER_OPTIONS = frozenset({"steps", "restarts", "joint_weight", "bank_size", "body_model"})
+_OPTIMISER_OPTIONS = frozenset(
+    {"steps", "restarts", "joint_weight", "bank_size", "body_model", "chunk_size"}
+)
 
 
 def _as_pose_dim(body_pose: torch.Tensor, dim: int, *, finite: bool = True) -> torch.Tensor:
@@ -169,8 +171,8 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         """The encoder's posterior mean ``(..., latent_dim)`` of poses ``(..., 63 | 69)``.
 
         The keyword options of :func:`advprior.inversion.invert` (``steps``, ``restarts``,
-        ``joint_weight``, ``bank_size``, ``body_model``) are accepted, so that one call inverts
-        any latent prior, and unused; others raise ``TypeError``. For the optimising inversion
+        ``joint_weight``, ``bank_size``, ``body_model``, ``chunk_size``) are accepted, so that
+        one call inverts any latent prior, and unused; others raise ``TypeError``. For the optimising inversion
         of this decoder call :func:`advprior.inversion.invert` itself. Runs in eval mode (the
         model's modes are restored), so a VAE in training gives each pose its own latent and
         keeps its BatchNorm statistics, and in full precision inside ``torch.autocast``.

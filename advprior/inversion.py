@@ -30,13 +30,17 @@ from torch import Tensor, nn
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle, rotmat_to_rot6d
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, check_body_pose
-from advprior.tensors import flatten_batch_dims, unflatten_batch_dims
+from advprior.tensors import chunk_bounds, flatten_batch_dims, unflatten_batch_dims
 
 if TYPE_CHECKING:
     from advprior.interface import Prior
 
 #: Latents decoded once per call to seed the optimisation.
 DEFAULT_BANK = 4096
+#: Poses one optimisation of :func:`invert` takes at once (its ``chunk_size``).
+DEFAULT_CHUNK = 4096
+# A last chunk of fewer poses joins the one before (its rotations would take other kernels).
+_MIN_CHUNK = 64
 #: Weight of :meth:`advprior.latent.LatentSpace.gauge` (no effect on the decoded pose).
 GAUGE_WEIGHT = 1.0
 _BODY_OF_JOINTS = {NUM_BODY_JOINTS: "smplx", NUM_SMPL_BODY_JOINTS: "smpl"}
@@ -157,6 +161,7 @@ def invert(
     body_model: object | None = None,
     return_error: bool = False,
     encoder: PoseEncoder | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Latents ``(..., D)`` whose decoded poses best match ``body_pose``.
 
@@ -179,16 +184,17 @@ def invert(
         encoder: an amortised :class:`PoseEncoder` trained for ``prior``: its prediction is the
             first starting latent (the other ``restarts - 1`` come from the bank), so a few
             ``steps`` suffice.
+        chunk_size: poses optimised at once. A larger batch is inverted in chunks (memory:
+            ~20 KB per pose and restart of a chunk, instead of the whole batch's); each pose
+            is its own problem, so a chunk changes a pose's result only by float rounding.
 
     Returns:
         ``z (..., D)`` on the prior's manifold (projected), detached; with ``return_error``,
         ``(z, error)``. Each pose is optimised independently of the others in its batch.
     """
-    # The body module (smplx) loads on first use, so that `import advprior` stays light.
-    from advprior.body import forward_kinematics
-
     body_pose = check_body_pose(body_pose)
-    for name, value in (("steps", steps), ("restarts", restarts), ("bank_size", bank_size)):
+    checked = {"steps": steps, "restarts": restarts, "bank_size": bank_size}
+    for name, value in {**checked, "chunk_size": chunk_size}.items():
         if (
             isinstance(value, bool)
             or not isinstance(value, int)
@@ -211,49 +217,98 @@ def invert(
     if n == 0:  # the dtypes of a non-empty batch: z the prior's, the error the pose's
         z = torch.zeros(*lead, dim, dtype=prior.dtype, device=prior.device)
         return (z, target.new_zeros(lead)) if return_error else z
-
-    def pose_of(rot: Tensor) -> Tensor:
-        return rotmat_to_axis_angle(rot).flatten(-2)
-
     with frozen(prior):
-        target_rot = axis_angle_to_rotmat(target.reshape(n, joints, 3))
-        zero = target.new_zeros(n, 3)
-        target_pos = forward_kinematics(zero, target, body_model=body_model)
         gen = torch.Generator().manual_seed(0)
         bank = prior.project(prior.sample_latent(bank_size, generator=gen).to(param.device))
         with torch.no_grad():
             bank_rot = _decode_rotmat(prior, bank, joints).to(dtype).reshape(bank_size, -1)
-        flat = target_rot.reshape(n, -1)
-        # |A - B|^2 = |A|^2 + |B|^2 - 2 <A, B>; |R|_F^2 = 3 per joint, so only <A, B> ranks.
-        nearest = (flat @ bank_rot.T).topk(restarts, dim=1).indices  # (n, restarts)
-        z0 = bank[nearest].to(dtype)  # (n, r, D)
-        if encoder is not None:
-            with torch.no_grad():
-                guess = encoder(target_rot.to(param.dtype)).to(dtype)
-            z0 = torch.cat([guess[:, None], z0[:, : restarts - 1]], 1)
-        z0 = z0.reshape(n * restarts, dim)
-        rot_r = target_rot.repeat_interleave(restarts, 0)
-        pos_r = target_pos.repeat_interleave(restarts, 0)
-        zero_r = zero.repeat_interleave(restarts, 0)
-
-        def energy(z: Tensor) -> Tensor:
-            zp = prior.project(z.to(param.dtype))
-            rot = _decode_rotmat(prior, zp, joints).to(dtype)
-            pos = forward_kinematics(zero_r, pose_of(rot), body_model=body_model)
-            rot_err = ((rot - rot_r) ** 2).sum((-1, -2)).mean(-1)
-            pos_err = ((pos - pos_r) ** 2).sum(-1).mean(-1)
-            return rot_err + joint_weight * pos_err + GAUGE_WEIGHT * space.gauge(z)
-
-        res = minimize_lbfgs(energy, z0, max_iter=steps)
-        best = res.loss.view(n, restarts).argmin(1) + torch.arange(n, device=z0.device) * restarts
-        z = prior.project(res.x[best].to(param.dtype)).detach()
-        if return_error:
-            with torch.no_grad():
-                rot = _decode_rotmat(prior, z, joints).to(dtype)
-                pos = forward_kinematics(zero, pose_of(rot), body_model=body_model)
-                error = (pos - target_pos).norm(dim=-1).mean(-1)
-            return unflatten_batch_dims(z, lead), unflatten_batch_dims(error, lead)
+        # Poses are optimised chunk_size at a time: the objective's graph (~20 KB per pose and
+        # restart) and the pose-to-bank similarities (bank_size floats per pose) of a whole
+        # AMASS would not fit in memory. Every pose is its own problem (advprior.lbfgs), so
+        # only float rounding can tell a chunk from the whole batch; a last chunk of a few
+        # poses joins the one before, so that it runs the same (large-batch) kernels.
+        parts = [
+            _invert_chunk(
+                prior,
+                target[a:b],
+                joints,
+                bank,
+                bank_rot,
+                steps,
+                restarts,
+                joint_weight,
+                body_model,
+                return_error,
+                encoder,
+            )
+            for a, b in chunk_bounds(n, chunk_size, min_last=_MIN_CHUNK)
+        ]
+    z = torch.cat([z for z, _ in parts])
+    if return_error:
+        error = torch.cat([e for _, e in parts])
+        return unflatten_batch_dims(z, lead), unflatten_batch_dims(error, lead)
     return unflatten_batch_dims(z, lead)
+
+
+def _invert_chunk(
+    prior: Prior,
+    target: Tensor,
+    joints: int,
+    bank: Tensor,
+    bank_rot: Tensor,
+    steps: int,
+    restarts: int,
+    joint_weight: float,
+    body_model: object | None,
+    return_error: bool,
+    encoder: PoseEncoder | None,
+) -> tuple[Tensor, Tensor | None]:
+    """:func:`invert` of ``target (n, 3 * joints)`` with the decoded ``bank``: latents ``(n,
+    D)`` and, with ``return_error``, the errors ``(n,)`` (else None)."""
+    # The body module (smplx) loads on first use, so that `import advprior` stays light.
+    from advprior.body import forward_kinematics
+
+    space = prior.latent_space
+    dim = space.dim
+    n = target.shape[0]
+    dtype, param_dtype = target.dtype, bank.dtype
+
+    def pose_of(rot: Tensor) -> Tensor:
+        return rotmat_to_axis_angle(rot).flatten(-2)
+
+    target_rot = axis_angle_to_rotmat(target.reshape(n, joints, 3))
+    zero = target.new_zeros(n, 3)
+    target_pos = forward_kinematics(zero, target, body_model=body_model)
+    flat = target_rot.reshape(n, -1)
+    # |A - B|^2 = |A|^2 + |B|^2 - 2 <A, B>; |R|_F^2 = 3 per joint, so only <A, B> ranks.
+    nearest = (flat @ bank_rot.T).topk(restarts, dim=1).indices  # (n, restarts)
+    z0 = bank[nearest].to(dtype)  # (n, r, D)
+    if encoder is not None:
+        with torch.no_grad():
+            guess = encoder(target_rot.to(param_dtype)).to(dtype)
+        z0 = torch.cat([guess[:, None], z0[:, : restarts - 1]], 1)
+    z0 = z0.reshape(n * restarts, dim)
+    rot_r = target_rot.repeat_interleave(restarts, 0)
+    pos_r = target_pos.repeat_interleave(restarts, 0)
+    zero_r = zero.repeat_interleave(restarts, 0)
+
+    def energy(z: Tensor) -> Tensor:
+        zp = prior.project(z.to(param_dtype))
+        rot = _decode_rotmat(prior, zp, joints).to(dtype)
+        pos = forward_kinematics(zero_r, pose_of(rot), body_model=body_model)
+        rot_err = ((rot - rot_r) ** 2).sum((-1, -2)).mean(-1)
+        pos_err = ((pos - pos_r) ** 2).sum(-1).mean(-1)
+        return rot_err + joint_weight * pos_err + GAUGE_WEIGHT * space.gauge(z)
+
+    res = minimize_lbfgs(energy, z0, max_iter=steps)
+    best = res.loss.view(n, restarts).argmin(1) + torch.arange(n, device=z0.device) * restarts
+    z = prior.project(res.x[best].to(param_dtype)).detach()
+    if not return_error:
+        return z, None
+    with torch.no_grad():
+        rot = _decode_rotmat(prior, z, joints).to(dtype)
+        pos = forward_kinematics(zero, pose_of(rot), body_model=body_model)
+        return z, (pos - target_pos).norm(dim=-1).mean(-1)
 
 
 class PoseEncoder(nn.Module):

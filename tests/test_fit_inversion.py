@@ -82,6 +82,37 @@ def test_each_pose_is_inverted_independently() -> None:
     assert torch.equal(invert(prior, poses)[0], invert(prior, other)[0])
 
 
+def test_large_batches_are_inverted_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One optimisation over a whole AMASS held ~36 KB per pose (10^6 poses: ~36 GB) in its
+    graph and its (poses x bank) similarities; ``chunk_size`` poses at a time it holds one
+    chunk's. A last chunk of a few poses joins the one before (same kernels as the rest)."""
+    import advprior.inversion as inversion
+
+    prior = prior_of("sphere")
+    g = torch.Generator().manual_seed(8)
+    poses = prior.sample(150, generator=g) + 0.05 * torch.randn(150, 63, generator=g)
+    opts = {"steps": 3, "restarts": 2, "bank_size": 256, "return_error": True}
+    whole = invert(prior, poses, **opts)
+    rows: list[int] = []
+    run = inversion.minimize_lbfgs
+
+    def counted(fn, x0, **kwargs):
+        rows.append(x0.shape[0])
+        return run(fn, x0, **kwargs)
+
+    monkeypatch.setattr(inversion, "minimize_lbfgs", counted)
+    chunked = invert(prior, poses, chunk_size=64, **opts)
+    assert rows == [2 * 64, 2 * 86]  # 150 = 64 + 64 + 22: the last 22 join the second chunk
+    # each pose is its own problem (advprior.lbfgs), and chunks of a multiple of 64 poses
+    # run the same kernels as the whole batch: the same bits
+    assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
+    with pytest.raises(ValueError, match="chunk_size"):
+        invert(prior, poses, chunk_size=0)
+    # the option is one of every latent prior's (the VAE's encoder accepts and ignores it)
+    vae = VPoserVAE().eval()
+    assert torch.equal(vae.invert(poses, chunk_size=64), vae.invert(poses))
+
+
 def test_vae_latents_can_be_inverted_too() -> None:
     torch.manual_seed(0)
     vae = VPoserVAE()
