@@ -172,10 +172,11 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
 
         The keyword options of :func:`advprior.inversion.invert` (``steps``, ``restarts``,
         ``joint_weight``, ``bank_size``, ``body_model``, ``chunk_size``) are accepted, so that
-        one call inverts any latent prior, and unused; others raise ``TypeError``. For the optimising inversion
-        of this decoder call :func:`advprior.inversion.invert` itself. Runs in eval mode (the
-        model's modes are restored), so a VAE in training gives each pose its own latent and
-        keeps its BatchNorm statistics, and in full precision inside ``torch.autocast``.
+        one call inverts any latent prior, and unused; others raise ``TypeError``. For the
+        optimising inversion of this decoder call :func:`advprior.inversion.invert` itself.
+        Runs in eval mode (the model's modes are restored), so a VAE in training gives each
+        pose its own latent and keeps its BatchNorm statistics, and in full precision inside
+        ``torch.autocast``.
         """
         unknown = sorted(set(options) - _OPTIMISER_OPTIONS)
         if unknown:
