@@ -27,7 +27,7 @@ from advprior.hub import PretrainedMixin
 from advprior.interface import Prior, body_joints, check_output
 from advprior.inversion import frozen, full_precision
 from advprior.latent import LatentSpace, check_generator, draw_device
-from advprior.prior import decode_6d, run_mlp
+from advprior.prior import decode_rows
 from advprior.skeleton import BODY_POSE_SIZES, check_body_pose, pad_hand_joints
 from advprior.tensors import check_dtype, check_tensor, flatten_batch_dims, unflatten_batch_dims
 
@@ -164,8 +164,7 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         joints = body_joints(body)
         check_tensor(z, "z", self.latent_dim, finite=False)
         flat, lead = flatten_batch_dims(check_dtype(z, self.dtype, "z"), -2)
-        out = decode_6d(run_mlp(self.decoder, flat), output, joints)
-        return unflatten_batch_dims(out, lead)
+        return unflatten_batch_dims(decode_rows(self.decoder, flat, output, joints), lead)
 
     def invert(self, body_pose: torch.Tensor, **options: Any) -> torch.Tensor:
         """The encoder's posterior mean ``(..., latent_dim)`` of poses ``(..., 63 | 69)``.

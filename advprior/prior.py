@@ -29,9 +29,18 @@ from advprior.interface import (
 from advprior.latent import LatentSpace, check_latent
 from advprior.rotations import rot6d_to
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
-from advprior.tensors import check_dtype, json_tensor, read_json_tensor
+from advprior.tensors import check_dtype, chunk_bounds, json_tensor, read_json_tensor
 
-__all__ = ["BODIES", "OUTPUTS", "LatentPose", "PosePrior", "convert_rotmat", "decode_6d", "run_mlp"]
+__all__ = [
+    "BODIES",
+    "OUTPUTS",
+    "LatentPose",
+    "PosePrior",
+    "convert_rotmat",
+    "decode_6d",
+    "decode_rows",
+    "run_mlp",
+]
 
 # The identity rotation in 6D (first two columns, row-major): Gram-Schmidt maps it exactly to I.
 _IDENTITY_6D = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
@@ -88,6 +97,37 @@ def decode_6d(rot6d: torch.Tensor, output: str, joints: int) -> torch.Tensor:
         x = x[:, :joints]
     out = rot6d_to(x, output)
     return out.reshape(out.shape[0], joints * 3) if output == "axis_angle" else out
+
+
+#: Latents decoded at once when no gradient is recorded (:func:`decode_rows`).
+DECODE_CHUNK = 65536
+# A last chunk of fewer latents joins the one before (its rotations would take other kernels).
+_MIN_CHUNK = 64
+
+
+def decode_rows(mlp: nn.Sequential, z: torch.Tensor, output: str, joints: int) -> torch.Tensor:
+    """``decode_6d(run_mlp(mlp, z), output, joints)`` for latents ``z (B, D)``, in chunks of
+    :data:`DECODE_CHUNK` rows where nothing records a gradient and the layers act row by row.
+
+    Why: the hidden layers hold ~4 KB per latent, 16x the axis-angle pose they give
+    (``sample(10**6)`` peaked at ~4 GB for 250 MB of poses; ~0.9 GB in chunks). Each row goes
+    through the same kernels as in one call (chunks are a multiple of 64 rows; a short last one
+    joins the one before), so the poses are the same to the bit. In training mode (dropout,
+    BatchNorm's batch statistics) or with a gradient to record, ``z`` is decoded in one call."""
+    n = z.shape[0]
+    params = list(mlp.parameters())
+    trains = mlp.training and any(p.requires_grad for p in params)
+    records = torch.is_grad_enabled() and (z.requires_grad or any(p.requires_grad for p in params))
+    bounds = [(0, n)] if trains or records else chunk_bounds(n, DECODE_CHUNK, min_last=_MIN_CHUNK)
+    if len(bounds) == 1:
+        return decode_6d(run_mlp(mlp, z), output, joints)
+    out = None
+    for a, b in bounds:
+        part = decode_6d(run_mlp(mlp, z[a:b]), output, joints)
+        if out is None:
+            out = part.new_empty(n, *part.shape[1:])
+        out[a:b] = part
+    return out
 
 
 class PosePrior(nn.Module, PretrainedMixin, Prior):
@@ -189,8 +229,7 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
     def _decode(self, z: torch.Tensor, output: str, joints: int) -> torch.Tensor:
         """:meth:`decode` without the input checks (for callers that made them already)."""
         lead = z.shape[:-1]
-        rot6d = run_mlp(self.generator, z.reshape(-1, self.latent_dim))
-        out = decode_6d(rot6d, output, joints)
+        out = decode_rows(self.generator, z.reshape(-1, self.latent_dim), output, joints)
         return out.reshape(*lead, *out.shape[1:])
 
     # -- latent space -------------------------------------------------------------------------

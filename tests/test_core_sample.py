@@ -172,3 +172,53 @@ def test_device_option(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     if not torch.cuda.is_available():
         assert main(["sample", "--model", str(ckpt), "--device", "cuda", "--out", str(out)]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("output", ["axis_angle", "quat"])
+def test_large_samples_are_decoded_in_chunks_with_the_same_bits(
+    monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """The hidden layers hold ~4 KB per latent, 16x the pose: ``sample(10**6)`` peaked at ~4 GB
+    for 250 MB of poses. Without a gradient to record, latents are decoded ``DECODE_CHUNK`` at
+    a time (a short last chunk joins the one before), bitwise as in one call; with a gradient,
+    or a generator in training (dropout), in one call."""
+    import advprior.baselines as baselines
+    import advprior.prior as prior_module
+    from advprior.baselines import VPoserVAE
+
+    torch.manual_seed(0)
+    gan = PosePrior(latent="sphere", latent_dim=16, hidden_dim=32).eval()
+    vae = VPoserVAE().eval()
+    for model in (gan, vae):
+        for p in model.parameters():
+            p.requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    z = {m: m.sample_latent(200, generator=g) for m in (gan, vae)}
+    whole = {m: m.decode(z[m], output=output, body="smpl") for m in (gan, vae)}
+    rows: list[int] = []
+    run = prior_module.run_mlp
+
+    def counted(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        rows.append(x.shape[0])
+        return run(mlp, x)
+
+    monkeypatch.setattr(prior_module, "run_mlp", counted)
+    monkeypatch.setattr(prior_module, "DECODE_CHUNK", 64)
+    assert baselines.decode_rows is prior_module.decode_rows  # the VAE decodes the same way
+    for m in (gan, vae):
+        rows.clear()
+        out = m.decode(z[m], output=output, body="smpl")
+        assert rows == [64, 64, 72]  # 200 = 64 + 64 + 64 + 8: the last 8 join the third
+        assert torch.equal(out, whole[m])
+    # a gradient to record: one call (the graph is kept anyway)
+    rows.clear()
+    zg = z[gan].clone().requires_grad_()
+    assert torch.equal(gan.decode(zg, output=output, body="smpl"), whole[gan])
+    assert rows == [200]
+    # a generator being trained (dropout on): one call, as the batch's statistics may matter
+    for p in gan.parameters():
+        p.requires_grad_(True)
+    rows.clear()
+    with torch.no_grad():
+        gan.train().decode(z[gan])
+    assert rows == [200]
