@@ -45,6 +45,8 @@ from advprior.version import __version__
 if TYPE_CHECKING:
     import torch
 
+    from advprior.data.retarget import SMPLMotion
+
 SPLIT_NAMES = ("train", "val", "test")
 KEYS = (
     "body_pose",
@@ -581,7 +583,10 @@ def build_dataset(
         name = rel.as_posix() if source in rel.parts[:1] else f"{source}/{rel.as_posix()}"
         if people > 1:
             name += f"#{person or 0}"
-        seqs.append((name, subject_of(rel, source), source, smpl))
+        # only what the file written keeps, as it keeps it: the retargeted motion also holds
+        # its source's joint positions, and in float64 it held 4x these arrays, for every file
+        # until the end of a build (~5 GB more for all of AMASS)
+        seqs.append((name, subject_of(rel, source), source, _Frames.of(smpl)))
         return people
 
     candidates = _candidates(paths)
@@ -630,9 +635,9 @@ def build_dataset(
     per_source: dict[str, int] = {}
     for i, (_, s, source, m) in enumerate(seqs):
         n = m.num_frames
-        cat["body_pose"].append(m.body_pose.astype(np.float32))
-        cat["global_orient"].append(m.global_orient.astype(np.float32))
-        cat["transl"].append(m.transl.astype(np.float32))
+        cat["body_pose"].append(m.body_pose)
+        cat["global_orient"].append(m.global_orient)
+        cat["transl"].append(m.transl)
         cat["sequence"].append(np.full(n, i, dtype=np.int32))
         cat["subject"].append(np.full(n, sub_index[s], dtype=np.int32))
         cat["split"].append(np.full(n, assignment[s], dtype=np.int8))
@@ -675,6 +680,27 @@ def build_dataset(
         skipped=skipped,
         notes=notes,
     )
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """The arrays a build keeps of one imported motion: float32, as the dataset stores them."""
+
+    body_pose: np.ndarray
+    global_orient: np.ndarray
+    transl: np.ndarray
+
+    @classmethod
+    def of(cls, smpl: SMPLMotion) -> _Frames:
+        return cls(
+            smpl.body_pose.astype(np.float32),
+            smpl.global_orient.astype(np.float32),
+            smpl.transl.astype(np.float32),
+        )
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.body_pose.shape[0])
 
 
 def _fix_by_sequence(
