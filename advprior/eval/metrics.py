@@ -403,6 +403,10 @@ def paired_difference_interval(
     return _paired_interval(a, b, lambda x, y: x - y, level, resamples, seed)
 
 
+# Resample x item entries one bootstrap block draws (:func:`_paired_interval`): ~25 MB.
+_BOOTSTRAP_BLOCK = 1 << 20
+
+
 def _paired_interval(
     a: Tensor,
     b: Tensor,
@@ -420,9 +424,26 @@ def _paired_interval(
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(a.numel(), (resamples, a.numel()), generator=gen)
+    n = a.numel()
     a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
-    values = statistic(a64[idx].mean(-1), b64[idx].mean(-1))
+    # Resamples drawn and averaged a block at a time: all at once they held ~24 bytes per
+    # resample and item (15 GB for 10^5 frames). One generator draws the blocks one after the
+    # other, the same numbers as one draw, and each resample's mean is its own row's: the
+    # interval is the same to the bit.
+    # (The blocks reuse two buffers: a fresh pair per block let glibc's heap grow by about a
+    # block per block.)
+    rows = max(1, min(resamples, _BOOTSTRAP_BLOCK // n))
+    idx = torch.empty(rows, n, dtype=torch.long)
+    picked = torch.empty(rows * n, dtype=torch.float64)
+    mean_a = torch.empty(resamples, dtype=torch.float64)
+    mean_b = torch.empty(resamples, dtype=torch.float64)
+    for start in range(0, resamples, rows):
+        r = min(rows, resamples - start)
+        block = torch.randint(n, (r, n), generator=gen, out=idx[:r]).view(-1)
+        for x, out in ((a64, mean_a), (b64, mean_b)):
+            torch.index_select(x, 0, block, out=picked[: r * n])
+            out[start : start + r] = picked[: r * n].view(r, n).mean(-1)
+    values = statistic(mean_a, mean_b)
     tail = (1.0 - level) / 2.0
     low, high = torch.quantile(values, torch.tensor([tail, 1.0 - tail], dtype=torch.float64))
     return float(low), float(high)
