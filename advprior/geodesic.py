@@ -22,6 +22,7 @@ shortest, not guaranteed globally shortest; their energy never exceeds the start
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,6 +32,7 @@ from advprior.inversion import GAUGE_WEIGHT, frozen, with_autograd
 from advprior.latent import check_latent
 from advprior.lbfgs import minimize_lbfgs
 from advprior.skeleton import NUM_BODY_JOINTS
+from advprior.tensors import chunk_bounds
 
 if TYPE_CHECKING:
     from advprior.interface import Prior
@@ -41,6 +43,9 @@ __all__ = ["geodesic_path", "path_energy"]
 #: path ratio mean 1.70 (slerp) -> 1.14 / 1.08 / 1.07 after 100 / 300 / 600 iterations, at
 #: 10 / 23 / 43 s per 128 paths on one CPU thread (docs/results.md "Geodesic paths").
 DEFAULT_ITERATIONS = 300
+#: Latents (paths x steps) one optimisation of :func:`geodesic_path` takes at most (a single
+#: longer path is one problem, optimised whole): ~35 KB each in the objective's graph.
+CHUNK_LATENTS = 16384
 #: Weight of the joint-position term (metres^2) against the rotation term, as in ``invert``.
 DEFAULT_JOINT_WEIGHT = 100.0
 
@@ -122,20 +127,39 @@ def geodesic_path(
         # optimised in the prior's dtype (ends of another float dtype interpolate as they do
         # without geodesic=True, in their own dtype, and come back in it)
         work = path.to(prior.dtype)
-        ends0, ends1 = work[:, :1], work[:, -1:]
-
-        def energy(x: Tensor) -> Tensor:
-            inner = x.view(b, t - 2, d)
-            full = torch.cat([ends0, inner, ends1], 1)
-            # The gauge fixes the inner latents' free radius (sphere) and keeps them inside the
-            # cube, where projecting has a gradient; it does not change the decoded poses.
-            gauge = GAUGE_WEIGHT * space.gauge(inner).sum(-1)
-            return path_energy(prior, full, joint_weight=joint_weight, body_model=body_model) + (
-                gauge
-            )
-
+        # Paths are optimised a chunk at a time: the objective's graph holds ~35 KB per latent
+        # (1,000 paths of 1,000 steps: ~35 GB). Every path is its own problem (advprior.lbfgs);
+        # chunks of paths x steps a multiple of 64 latents, and a last chunk not under 64
+        # latents, run the same kernels as one batch.
+        q = 64 // math.gcd(t, 64)
+        per = max(q, CHUNK_LATENTS // t // q * q)
         with frozen(prior):
-            res = minimize_lbfgs(energy, work[:, 1:-1].reshape(b, -1), max_iter=iterations)
-        inner = space.project(res.x.view(b, t - 2, d)).to(path.dtype)
-        path = torch.cat([path[:, :1], inner, path[:, -1:]], 1)
+            inner = torch.cat(
+                [
+                    _shorten(prior, work[i:j], iterations, joint_weight, body_model)
+                    for i, j in chunk_bounds(b, per, min_last=-(-64 // t))
+                ]
+            )
+        path = torch.cat([path[:, :1], inner.to(path.dtype), path[:, -1:]], 1)
     return path.detach().reshape(*lead, t, d)
+
+
+def _shorten(
+    prior: Prior, work: Tensor, iterations: int, joint_weight: float, body_model: object | None
+) -> Tensor:
+    """The projected inner latents ``(b, t - 2, D)`` of paths ``work (b, t, D)`` after
+    ``iterations`` of L-BFGS on :func:`path_energy` (ends kept)."""
+    space = prior.latent_space
+    b, t, d = work.shape
+    ends0, ends1 = work[:, :1], work[:, -1:]
+
+    def energy(x: Tensor) -> Tensor:
+        inner = x.view(b, t - 2, d)
+        full = torch.cat([ends0, inner, ends1], 1)
+        # The gauge fixes the inner latents' free radius (sphere) and keeps them inside the
+        # cube, where projecting has a gradient; it does not change the decoded poses.
+        gauge = GAUGE_WEIGHT * space.gauge(inner).sum(-1)
+        return path_energy(prior, full, joint_weight=joint_weight, body_model=body_model) + gauge
+
+    res = minimize_lbfgs(energy, work[:, 1:-1].reshape(b, -1), max_iter=iterations)
+    return space.project(res.x.view(b, t - 2, d))

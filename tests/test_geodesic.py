@@ -94,6 +94,36 @@ def test_pairs_are_independent(gan_s) -> None:
     assert torch.equal(full[0], changed[0])  # same shapes, same kernels: bitwise (lbfgs.py)
 
 
+def test_many_paths_are_optimised_in_chunks_with_the_same_bits(
+    gan_s, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The objective's graph holds ~20-35 KB per latent: 1,000 paths of 1,000 steps took ~20 GB
+    in one optimisation. Paths go ``CHUNK_LATENTS // steps`` at a time (rounded so that every
+    chunk but the last has a multiple of 64 latents): each path is its own problem and runs
+    the same kernels, so the paths are bitwise those of one batch."""
+    import advprior.geodesic as geodesic
+
+    z0, z1 = _pairs(gan_s, 70, seed=5)
+    whole = geodesic_path(gan_s, z0, z1, 12, iterations=3)
+    rows: list[int] = []
+    run = geodesic.minimize_lbfgs
+
+    def counted(fn, x0, **kwargs):
+        rows.append(x0.shape[0])
+        return run(fn, x0, **kwargs)
+
+    monkeypatch.setattr(geodesic, "minimize_lbfgs", counted)
+    monkeypatch.setattr(geodesic, "CHUNK_LATENTS", 12 * 40)  # 40 paths -> 32 (32 x 12 = 6 x 64)
+    chunked = geodesic_path(gan_s, z0, z1, 12, iterations=3)
+    # 70 = 32 + 32 + 6: the last 6 paths (72 latents) are a chunk of their own; 5 would
+    # join the one before (under 64 latents, their rotations would take other kernels)
+    assert rows == [32, 32, 6]
+    assert torch.equal(chunked, whole)
+    rows.clear()
+    geodesic_path(gan_s, z0[:69], z1[:69], 12, iterations=1)
+    assert rows == [32, 37]
+
+
 def test_single_pair_zero_iterations_and_two_steps(gan_s) -> None:
     z0, z1 = _pairs(gan_s, 1)
     one = gan_s.interpolate(z0[0], z1[0], 5, geodesic=True, iterations=10)
