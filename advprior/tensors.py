@@ -134,11 +134,15 @@ def chunk_bounds(n: int, size: int, *, min_last: int = 1) -> list[tuple[int, int
     one graph (and its size may be symbolic)."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"chunk size must be a positive int, got {size!r}")
+    # the tracing checks come first: comparing a symbolic size (strict export reads it as a
+    # plain int) would guard the graph on it
     if (
-        not isinstance(n, int)
+        torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.jit.is_tracing()
+        or not isinstance(n, int)
+        or isinstance(n, torch.SymInt)
         or n <= size
-        or torch.compiler.is_compiling()
-        or (torch.jit.is_tracing())
     ):
         return [(0, n)]
     starts = list(range(0, n, size))
