@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from advprior.errors import PriorMismatchError
 from advprior.hub import read_manifest, state_sha256
 from advprior.interface import Prior
-from advprior.tensors import check_tensor, json_tensor, read_json_tensor
+from advprior.tensors import check_tensor, follow_prior, json_tensor, read_json_tensor
 
 #: How a raw linear output is mapped onto each latent manifold
 #: (:meth:`advprior.latent.LatentSpace.map_unconstrained`).
@@ -76,11 +76,15 @@ class LatentHead(nn.Module):
         self.kind = self.space.kind
         dim = self.space.dim
         if hidden is None:
-            self.net = nn.Linear(in_features, dim)
+            net: nn.Module = nn.Linear(in_features, dim)
         else:
-            self.net = nn.Sequential(
+            net = nn.Sequential(
                 nn.Linear(in_features, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, dim)
             )
+        # beside the prior: a prior loaded onto a GPU (from_pretrained(..., device="cuda")) or
+        # cast to float64 would otherwise meet a CPU float32 layer at the first forward. Built
+        # first and then moved, so a seed gives the same initial weights on any device.
+        self.net = follow_prior(net, prior)
         self.prior = prior
         for p in self.prior.parameters():
             p.requires_grad_(False)

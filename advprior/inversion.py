@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle, rotmat_to_rot6d
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, check_body_pose
-from advprior.tensors import chunk_bounds, flatten_batch_dims, unflatten_batch_dims
+from advprior.tensors import chunk_bounds, flatten_batch_dims, follow_prior, unflatten_batch_dims
 
 if TYPE_CHECKING:
     from advprior.interface import Prior
@@ -327,13 +327,15 @@ class PoseEncoder(nn.Module):
             raise TypeError(f"{type(prior).__name__} has no latent space to encode into")
         self.prior = prior
         self.joints = joints
-        self.net = nn.Sequential(
+        net = nn.Sequential(
             nn.Linear(joints * 6, hidden),
             nn.LeakyReLU(0.2),
             nn.Linear(hidden, hidden),
             nn.LeakyReLU(0.2),
             nn.Linear(hidden, prior.latent_space.dim),
         )
+        # on the prior's device and dtype: fit() decodes the net's output through the prior
+        self.net = follow_prior(net, prior)
 
     def forward(self, rotmat: Tensor) -> Tensor:
         x = rotmat_to_rot6d(rotmat[..., : self.joints, :, :]).flatten(-2)
@@ -365,5 +367,6 @@ class PoseEncoder(nn.Module):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                losses.append(loss.item())
-        return losses
+                # kept as tensors: a .item() per step would make a GPU wait at every step
+                losses.append(loss.detach())
+        return torch.stack(losses).tolist() if losses else []

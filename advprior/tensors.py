@@ -115,6 +115,22 @@ def check_device(device: object, name: str = "device") -> torch.device:
     return dev
 
 
+def follow_prior(module: nn.Module, prior: object) -> nn.Module:
+    """``module`` (layers a class builds around ``prior``) moved to the device and floating
+    dtype of ``prior``'s first parameter or buffer; unchanged for a prior without tensors.
+
+    Layers are built where torch's defaults say (the CPU, float32) while the prior they feed or
+    read may already be on a GPU or in float64: the first call would then fail on mixed devices
+    or dtypes. Moved after they are built, so a seed gives the same initial weights on any
+    device."""
+    if isinstance(prior, nn.Module):
+        for t in (*prior.parameters(), *prior.buffers()):
+            if t.is_floating_point():
+                return module.to(device=t.device, dtype=t.dtype)
+            return module.to(device=t.device)
+    return module
+
+
 def cacheable(t: Tensor) -> bool:
     """Whether ``t`` may be kept past this call: a plain tensor made outside any tracing.
     ``torch.export`` runs eager code with fake tensors (a ``Tensor`` subclass); one kept in a

@@ -98,14 +98,21 @@ class VMFMixture(nn.Module):
             )
         u = (z / z.norm(dim=-1, keepdim=True)).double()
         n, d = u.shape
+        # The seeded draws happen on the CPU (a CPU generator cannot draw on a GPU, and
+        # torch.multinomial refuses one for GPU weights), so a seed picks the same starts on
+        # every device; the EM runs where z is. One weighted draw is the argmax of
+        # weight / Exp(1) noise (the draw torch.multinomial makes for one sample, same stream),
+        # with the noise drawn on the CPU and moved, which needs no copy of the weights back.
         gen = torch.Generator().manual_seed(seed)
-        centres = [u[torch.randint(n, (1,), generator=gen)].squeeze(0)]
+        centres = [u[torch.randint(n, (1,), generator=gen).to(u.device)].squeeze(0)]
         for _ in range(components - 1):
             dist = torch.stack([1 - u @ c for c in centres], 1).min(1).values.clamp(min=0)
-            centres.append(u[torch.multinomial(dist + 1e-12, 1, generator=gen)].squeeze(0))
+            noise = torch.empty(n, dtype=u.dtype).exponential_(1, generator=gen).to(u.device)
+            # a 1-element index, not a 0-d one: indexing by a 0-d tensor reads it on the host
+            centres.append(u[((dist + 1e-12) / noise).argmax().view(1)].squeeze(0))
         mu = torch.stack(centres)
-        kappa = torch.full((components,), 10.0, dtype=torch.float64)
-        weight = torch.full((components,), 1.0 / components, dtype=torch.float64)
+        kappa = torch.full((components,), 10.0, dtype=torch.float64, device=u.device)
+        weight = torch.full((components,), 1.0 / components, dtype=torch.float64, device=u.device)
         for _ in range(iterations):
             model = cls(mu, kappa, weight)
             log_r = model.component_log_density(u) + torch.log(model.weight)

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from advprior.fitting.camera import PinholeCamera, real_number, whole_number
 from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format
-from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen, resolve_prior
+from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
 from advprior.fitting.result import FitResult
 from advprior.fitting.smplify import (
     GAUGE_WEIGHT,
@@ -54,6 +54,7 @@ from advprior.fitting.smplify import (
     check_pixel_camera,
     fit_keypoints,
     geman_mcclure,
+    place_fit,
     prepare_keypoints,
 )
 from advprior.inversion import with_autograd
@@ -427,12 +428,9 @@ def fit_sequence(
             "confidence (all frames missing); nothing to fit"
         )
 
-    model, _ = resolve_prior(prior)
-    if body_model is None:
-        from advprior.body import load_body_model
-
-        body_model = load_body_model()
-    term = _prior_term(model, None, 0.0, pose_density, pose_weight)
+    kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
+    seen = seen.to(kp.device)
+    term = _prior_term(model, None, 0.0, pose_density, pose_weight, kp.device)
     if whole_number(starts) is None or starts < 1:
         raise ValueError(f"starts must be a positive int, got {starts!r}")
     starts = int(starts)

@@ -21,6 +21,7 @@ coordinate. Each frame is its own optimisation problem (see :mod:`advprior.lbfgs
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from advprior.fitting.priors import (
     resolve_prior,
 )
 from advprior.fitting.result import FitResult
+from advprior.interface import Prior
 from advprior.inversion import with_autograd
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
@@ -274,7 +276,7 @@ def body_keypoints(
     if body_model is None:
         from advprior.body import load_body_model
 
-        body_model = load_body_model()
+        body_model = load_body_model(device=global_orient.device)
     n = global_orient.shape[0]
     like = {"dtype": global_orient.dtype, "device": global_orient.device}
     if betas is None:
@@ -582,12 +584,8 @@ def fit_keypoints(
         raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt)
     groups = _scale_groups(pixel_scale, kp, conf)
-    model, _ = resolve_prior(prior)
-    if body_model is None:
-        from advprior.body import load_body_model
-
-        body_model = load_body_model()
-    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight)
+    kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
+    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
     body = _Body(body_model, fmt)
     if orientations not in (1, 2):
         raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
@@ -782,18 +780,61 @@ def _check_weight(value: object, name: str) -> float:
     return number
 
 
+def place_fit(
+    keypoints: object, kp: Tensor, conf: Tensor, prior: object, body_model: object | None
+) -> tuple[Tensor, Tensor, Prior | None, object]:
+    """``(kp, conf, prior model, body model)`` of a fit, all on the device it runs on.
+
+    That device is the prior's when the prior is passed as a module (its decoder cannot take
+    latents from elsewhere), else that of ``keypoints`` (the caller's) when they are a tensor,
+    else (numpy keypoints have no device) the body model's, else the CPU. The checked
+    keypoints ``kp``, ``conf``, a prior given by name and the default stand-in body are put
+    there: GPU keypoints with ``prior="gan-s"`` (which loads on the CPU), and numpy or CPU
+    keypoints with a prior on a GPU, met on mixed devices at the first decode."""
+    from advprior.body import load_body_model
+
+    model, _ = resolve_prior(prior)
+    named = isinstance(prior, str)
+    if model is not None and not named and isinstance(model, torch.nn.Module):
+        device = model.device
+    elif isinstance(keypoints, Tensor):
+        device = keypoints.device
+    else:
+        device = getattr(body_model, "device", kp.device)
+    if body_model is None:
+        body_model = load_body_model(device=device)
+    if named and model is not None:
+        model = model.to(device)  # loaded by this call: no one else holds it
+    return kp.to(device), conf.to(device), model, body_model
+
+
 def _prior_term(
     model: object,
     latent_density: object | None,
     latent_weight: object,
     pose_density: object,
     pose_weight: object,
+    device: torch.device | None = None,
 ) -> PriorTerm:
-    """The :class:`PriorTerm` of a fit, its weights checked and its pose density resolved."""
+    """The :class:`PriorTerm` of a fit, its weights checked and its pose density resolved; both
+    densities on ``device`` (the fit's), copied there when elsewhere (the caller's objects stay
+    where they are: a latent density fitted on the CPU serves a GPU fit)."""
     latent_weight = _check_weight(latent_weight, "latent_weight")
     pose_weight = _check_weight(pose_weight, "pose_weight")
     density = resolve_pose_density(pose_density, model)
+    if device is not None:
+        density = _on_device(density, device)
+        latent_density = _on_device(latent_density, device)
     return PriorTerm(model, latent_density, latent_weight, density, pose_weight)
+
+
+def _on_device(module: Any, device: torch.device) -> Any:
+    """``module``, or a copy of it on ``device`` when its tensors are elsewhere."""
+    if not isinstance(module, torch.nn.Module):
+        return module
+    for t in (*module.parameters(), *module.buffers()):
+        return module if t.device == device else copy.deepcopy(module).to(device)
+    return module
 
 
 def _concat(parts: list[FitResult]) -> FitResult:
@@ -895,12 +936,8 @@ def final_objective(
     fmt = get_format(keypoint_format)
     check_pixel_camera(camera)
     kp, conf = prepare_keypoints(keypoints, confidence, fmt)
-    model, _ = resolve_prior(prior)
-    if body_model is None:
-        from advprior.body import load_body_model
-
-        body_model = load_body_model()
-    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight)
+    kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
+    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
     body = _Body(body_model, fmt)
     pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
     return (

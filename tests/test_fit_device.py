@@ -1,0 +1,200 @@
+"""Fitting, the regressor head and the amortised encoder run on the device and dtype of the prior
+and data they are given.
+
+The suite runs without a GPU, so the "other device" here is ``meta``: a real torch device with
+shapes and dtypes but no data, which raises on a CPU operand exactly where CUDA would. Code that
+reads a value (an optimiser's convergence test, a count) gets fixed stand-ins for it from
+``_DataFreeScalars``; only where tensors live is under test there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from advprior import LatentHead, PosePrior
+from advprior.body import load_body_model
+from advprior.fitting import PinholeCamera, fit_keypoints
+from advprior.fitting.latent_density import VMFMixture
+from advprior.inversion import PoseEncoder
+
+META = torch.device("meta")
+CAMERA = PinholeCamera(focal=1000, center=(512, 512))
+
+
+_READS = ("item", "__float__", "__int__", "__index__", "__bool__", "tolist")
+
+
+class _DataFreeScalars(TorchFunctionMode):
+    """Python numbers read from meta tensors come back as fixed values, so code that reports a
+    float or tests convergence runs through (the same stand-in as tests/test_eval_device.py).
+    ``reads`` counts them: on a GPU each is a wait for the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        x = args[0] if args else None
+        name = getattr(func, "__name__", "")
+        if isinstance(x, torch.Tensor) and x.is_meta and name in _READS:
+            self.reads += 1
+            if name in ("item", "__float__"):
+                return 0.0 if x.is_floating_point() else 1
+            if name in ("__int__", "__index__"):
+                return 1
+            if name == "__bool__":
+                return True
+            if name == "tolist":
+                return torch.zeros(x.shape, dtype=x.dtype).tolist()
+        return func(*args, **(kwargs or {}))
+
+
+def _prior(latent: str = "normal") -> PosePrior:
+    torch.manual_seed(0)
+    return PosePrior(latent=latent).eval()
+
+
+def _keypoints(n: int = 2) -> np.ndarray:
+    """Detector-like keypoints (numpy, pixels) of ``n`` frames."""
+    return np.random.default_rng(0).uniform(300, 700, (n, 24, 2)).astype(np.float32)
+
+
+# -- LatentHead and PoseEncoder: their layers are built beside the prior ----------------------
+
+
+@pytest.mark.parametrize("where", [{"device": "meta"}, {"dtype": torch.float64}])
+def test_a_head_built_on_a_moved_prior_runs_there(where: dict) -> None:
+    # from_pretrained(..., device="cuda") or a .double() prior: the head's layer was built on
+    # the CPU in float32 and the first forward failed on mixed devices / dtypes
+    prior = _prior("sphere").to(**where)
+    for hidden in (None, 16):
+        head = LatentHead(8, prior, hidden=hidden)
+        assert {(p.device, p.dtype) for p in head.parameters()} == {(prior.device, prior.dtype)}
+        pose = head(torch.randn(3, 8).to(prior.device, prior.dtype))
+        assert (pose.device, pose.dtype, pose.shape) == (prior.device, prior.dtype, (3, 63))
+
+
+def test_a_head_gets_the_same_initial_weights_whatever_the_priors_dtype() -> None:
+    # built first, then moved: a seed gives the layer it gave before, rounded to the dtype
+    torch.manual_seed(5)
+    single = LatentHead(8, _prior()).net.weight.detach()
+    torch.manual_seed(5)
+    double = LatentHead(8, _prior().double()).net.weight.detach()
+    assert double.dtype == torch.float64 and torch.equal(double.float(), single)
+
+
+def test_an_encoder_trains_and_starts_an_inversion_on_the_priors_device_and_dtype() -> None:
+    prior = _prior().to(META)
+    encoder = PoseEncoder(prior)
+    assert next(encoder.parameters()).device == META
+    with _DataFreeScalars() as scalars:
+        losses = encoder.fit(steps=5, batch_size=4)
+    assert len(losses) == 5 and all(isinstance(v, float) for v in losses)
+    # the losses are read once at the end: loss.item() at every step made a GPU wait for
+    # each step before the next could be queued
+    assert scalars.reads == 1
+    double = _prior().double()
+    encoder = PoseEncoder(double)
+    encoder.fit(steps=2, batch_size=4)
+    poses = double.sample(2, generator=torch.Generator().manual_seed(1))
+    z = double.invert(poses, encoder=encoder, steps=1)
+    assert z.dtype == torch.float64 and z.shape == (2, 32)
+
+
+# -- the von Mises-Fisher latent density --------------------------------------------------
+
+
+def test_latent_density_fits_where_the_latents_are() -> None:
+    # a CPU generator drew the starts from GPU weights (torch.multinomial refuses that) and the
+    # concentrations and weights were made on the CPU
+    density = VMFMixture.fit(torch.empty(64, 32, device=META), components=4, iterations=2)
+    assert {b.device for b in density.buffers()} == {META}
+    assert density.nll(torch.empty(5, 32, device=META)).shape == (5,)
+
+
+def test_latent_density_starts_are_those_of_a_weighted_draw_on_the_cpu() -> None:
+    # the seeded k-means++ starts are unchanged: the same picks torch.multinomial made on the
+    # CPU from the same stream (docs/fitting.md's density was fitted with those)
+    z = torch.randn(300, 32, generator=torch.Generator().manual_seed(3))
+    u = (z / z.norm(dim=-1, keepdim=True)).double()
+    gen = torch.Generator().manual_seed(0)
+    centres = [u[torch.randint(len(u), (1,), generator=gen)].squeeze(0)]
+    for _ in range(7):
+        dist = torch.stack([1 - u @ c for c in centres], 1).min(1).values.clamp(min=0)
+        centres.append(u[torch.multinomial(dist + 1e-12, 1, generator=gen)].squeeze(0))
+    starts = VMFMixture.fit(z, components=8, iterations=0).mu
+    ones = torch.ones(8)
+    assert torch.equal(starts, VMFMixture(torch.stack(centres).float(), ones, ones).mu)
+
+
+# -- fit_keypoints / fit_sequence: the fit runs where the prior is --------------------------
+
+
+def _on_meta(result) -> set[torch.device]:
+    return {
+        getattr(result, name).device
+        for name in ("body_pose", "global_orient", "transl", "betas", "loss", "joints")
+    }
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_detector_keypoints_fit_with_a_prior_on_another_device(as_tensor: bool) -> None:
+    # numpy keypoints (or torch.from_numpy's CPU tensor) with the prior and body on a GPU: the
+    # fit ran on the CPU and the prior's decoder met CPU latents. (fit_sequence places its
+    # inputs by the same function, advprior.fitting.smplify.place_fit.)
+    kp = _keypoints()
+    keypoints = torch.from_numpy(kp) if as_tensor else kp
+    with _DataFreeScalars():
+        result = fit_keypoints(
+            keypoints,
+            None,
+            CAMERA,
+            body_model=load_body_model(device=META),
+            prior=_prior().to(META),
+            iterations=1,
+            pixel_scale=1,
+        )
+    assert _on_meta(result) == {META}
+
+
+def test_gpu_keypoints_fit_with_a_prior_given_by_name(monkeypatch) -> None:
+    # prior="gan-n" and the default stand-in load on the CPU; with keypoints on a GPU the fit
+    # ran there and decoded GPU latents through the CPU prior. The keypoint checks read values,
+    # which meta tensors lack: they run on CPU copies here, the fit itself on meta.
+    from advprior.fitting import smplify
+
+    real = torch.from_numpy(_keypoints())
+    check = smplify.prepare_keypoints
+
+    def checked_on_cpu(keypoints, confidence, fmt, *args):
+        kp, conf = check(real, None, fmt, *args)
+        return kp.to(META), conf.to(META)
+
+    monkeypatch.setattr(smplify, "prepare_keypoints", checked_on_cpu)
+    with _DataFreeScalars():
+        result = fit_keypoints(
+            real.to(META), None, CAMERA, prior="gan-n", iterations=1, pixel_scale=1
+        )
+    assert _on_meta(result) == {META}
+
+
+def test_a_latent_density_fitted_on_the_cpu_serves_a_fit_on_another_device() -> None:
+    prior = _prior("sphere")
+    density = VMFMixture.fit(prior.sample_latent(64), components=4, iterations=2)
+    with _DataFreeScalars():
+        result = fit_keypoints(
+            _keypoints(),
+            None,
+            CAMERA,
+            body_model=load_body_model(device=META),
+            prior=prior.to(META),
+            latent_density=density,
+            pose_density=None,
+            iterations=1,
+            pixel_scale=1,
+        )
+    assert _on_meta(result) == {META}
+    assert density.mu.device.type == "cpu"  # the caller's density is not moved
