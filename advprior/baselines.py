@@ -29,7 +29,13 @@ from advprior.inversion import frozen, full_precision
 from advprior.latent import LatentSpace, check_generator, draw_device
 from advprior.prior import decode_rows
 from advprior.skeleton import BODY_POSE_SIZES, check_body_pose, pad_hand_joints
-from advprior.tensors import check_dtype, check_tensor, flatten_batch_dims, unflatten_batch_dims
+from advprior.tensors import (
+    check_dtype,
+    check_tensor,
+    flatten_batch_dims,
+    float64_device,
+    unflatten_batch_dims,
+)
 
 __all__ = ["VPoserVAE", "GMMPrior", "SMPLIFY_POSE_DIM"]
 
@@ -277,10 +283,12 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         cached = self.__dict__.get("_whitening_cache")
         if reuse and cached is not None and cached[0][0] is cov and cached[0][1:] == key[1:]:
             return cached[1], cached[2]
-        chol = torch.linalg.cholesky(cov.double())
+        chol = torch.linalg.cholesky(cov.to(float64_device(cov.device), torch.float64))
         eye = torch.eye(self.dim, dtype=chol.dtype, device=chol.device).expand_as(chol)
-        whiten = torch.linalg.solve_triangular(chol, eye, upper=False).to(dtype)
-        half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1).to(dtype)
+        whiten = torch.linalg.solve_triangular(chol, eye, upper=False)
+        half_logdet = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        whiten = whiten.to(device=cov.device, dtype=dtype)
+        half_logdet = half_logdet.to(device=cov.device, dtype=dtype)
         if reuse:
             self.__dict__["_whitening_cache"] = (key, whiten, half_logdet)
         return whiten, half_logdet
@@ -361,15 +369,15 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         k, d = self.num_components, SMPLIFY_POSE_DIM
         means = np.zeros((k, d))
         covars = np.zeros((k, d, d))
-        means[:, : self.dim] = self.means.double().cpu().numpy()
-        cov = self.covariances.double().cpu().numpy()
+        means[:, : self.dim] = self.means.detach().cpu().double().numpy()
+        cov = self.covariances.detach().cpu().double().numpy()
         covars[:, : self.dim, : self.dim] = 0.5 * (cov + cov.transpose(0, 2, 1))
         pad = np.arange(self.dim, d)
         covars[:, pad, pad] = eig_floor
         eigval, eigvec = np.linalg.eigh(covars)
         eigval = np.maximum(eigval, eig_floor)
         logdet = np.log(eigval).sum(-1)
-        weights = self.weights.double().cpu().numpy()
+        weights = self.weights.detach().cpu().double().numpy()
         weights = weights / weights.sum()
         # SMPLify's weight in log: log w_k - (d/2) log 2 pi - (logdet_k - min logdet) / 2.
         # Need it >= log(min_nll_weight) for every k: logdet_k - min logdet <= budget_k.
@@ -411,7 +419,9 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
             # torch.multinomial refuses to draw no sample; the latent priors return (0, 63) too
             return torch.zeros(0, self.dim, dtype=dtype, device=device)
         where = draw_device(generator, device)
-        chol = torch.linalg.cholesky(self.covariances.double()).to(device=where, dtype=dtype)
+        cov = self.covariances
+        chol = torch.linalg.cholesky(cov.to(float64_device(cov.device), torch.float64))
+        chol = chol.to(device=where, dtype=dtype)
         weights = self.weights.to(where)
         comp = torch.multinomial(weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, 1, generator=generator, dtype=dtype, device=where)

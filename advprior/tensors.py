@@ -115,6 +115,14 @@ def check_device(device: object, name: str = "device") -> torch.device:
     return dev
 
 
+def float64_device(device: torch.device) -> torch.device:
+    """Where float64 work on behalf of tensors on ``device`` runs: ``device`` itself, or the CPU
+    for Apple's MPS, which has no float64 (torch raises "Cannot convert a MPS Tensor to float64
+    dtype"). For the few small float64 steps (a Cholesky factor, a seeded k-means++) whose
+    precision the library needs."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
 def follow_prior(module: nn.Module, prior: object) -> nn.Module:
     """``module`` (layers a class builds around ``prior``) moved to the device and floating
     dtype of ``prior``'s first parameter or buffer; unchanged for a prior without tensors.

@@ -87,3 +87,34 @@ def test_past_limits_writes_the_bent_joint_on_the_device_of_the_poses() -> None:
         out = tasks.past_limits(torch.empty(3, 63, device=META), torch.Generator().manual_seed(0))
     assert out.device == META
     assert out.shape == (3, 63)
+
+
+class _HostCopies(_DataFreeScalars):
+    """Also lets meta tensors be copied to the CPU (as zeros), as a GPU tensor would be; a test
+    of their values (a NaN check) finds nothing."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        x = args[0] if args else None
+        name = getattr(func, "__name__", "")
+        if isinstance(x, torch.Tensor) and x.is_meta and name == "cpu":
+            return torch.zeros(x.shape, dtype=x.dtype)
+        if isinstance(x, torch.Tensor) and x.is_meta and name == "__bool__":
+            return False
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+class _SumScore:
+    """A prior whose score is computed where the poses are (as every prior's is)."""
+
+    def score(self, body_pose: torch.Tensor, **options: object) -> torch.Tensor:
+        return -body_pose.pow(2).sum(-1)
+
+
+def test_plausibility_percentiles_of_scores_on_the_device_of_the_poses() -> None:
+    # the calibration scores' quantiles were taken against CPU levels: torch refuses the
+    # mix ("quantile() q tensor must be on the same device as the input tensor")
+    poses = torch.empty(6, 63, device=META)
+    with _HostCopies():
+        out = tasks.plausibility_task(_SumScore(), poses, poses, noise=(0.1,))
+    assert set(out["percentiles"]) == {"1%", "5%", "10%", "50%"}
+    assert set(out["auc"]) == {"noise 0.1 rad", "past limits"}

@@ -12,9 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from advprior import LatentHead, PosePrior
+from advprior.baselines import GMMPrior
 from advprior.body import load_body_model
 from advprior.fitting import PinholeCamera, fit_keypoints
 from advprior.fitting.latent_density import VMFMixture
@@ -198,3 +201,59 @@ def test_a_latent_density_fitted_on_the_cpu_serves_a_fit_on_another_device() -> 
         )
     assert _on_meta(result) == {META}
     assert density.mu.device.type == "cpu"  # the caller's density is not moved
+
+
+# -- Apple's MPS: no float64 --------------------------------------------------------------
+
+
+class _NoFloat64OnMps(TorchDispatchMode):
+    """Refuses float64 results on the mps device, as MPS does ("Cannot convert a MPS Tensor to
+    float64 dtype", pytorch#122602). With FakeTensorMode, which makes "mps" tensors (shapes
+    only) on any machine, it shows where float64 work would run on a Mac's GPU."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.device.type == "mps" and t.dtype == torch.float64:
+                raise TypeError(f"{func}: Cannot convert a MPS Tensor to float64 dtype")
+        return out
+
+
+def _fake_mps(module: torch.nn.Module) -> torch.nn.Module:
+    for name, buf in list(module.named_buffers()):
+        setattr(module, name, torch.empty(buf.shape, dtype=buf.dtype, device="mps"))
+    return module
+
+
+def test_the_gmm_scores_and_samples_poses_on_mps() -> None:
+    # GAN-S fits add the GMM's nll (their default pose density): its Cholesky factor was taken
+    # in float64 on the model's device, which MPS refuses; it is taken on the CPU there
+    with FakeTensorMode(allow_non_fake_inputs=True), _NoFloat64OnMps():
+        gmm = _fake_mps(GMMPrior())
+        poses = torch.empty(4, 63, device="mps")
+        for out in (gmm.nll(poses), gmm.log_prob(poses)):
+            assert (out.device.type, out.dtype, out.shape) == ("mps", torch.float32, (4,))
+        drawn = gmm.sample(3, generator=torch.Generator().manual_seed(0))
+        assert (drawn.device.type, drawn.shape) == ("mps", (3, 63))
+
+
+def test_numpy_keypoints_are_fitted_in_float32_on_mps() -> None:
+    # numpy keypoints are float64, which fits keep on the CPU and CUDA; MPS cannot hold them
+    from advprior.fitting.smplify import place_fit
+
+    detections = _keypoints().astype(np.float64)
+    body = load_body_model()  # given: place_fit leaves it as it is
+    with FakeTensorMode():
+        prior = PosePrior()
+        for layer in prior.generator:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight = torch.nn.Parameter(torch.empty(layer.weight.shape, device="mps"))
+                layer.bias = torch.nn.Parameter(torch.empty(layer.bias.shape, device="mps"))
+        kp64, conf64 = torch.empty(2, 24, 2, dtype=torch.float64), torch.ones(2, 24).double()
+        kp, conf, model, _ = place_fit(detections, kp64, conf64, prior, body)
+    assert model is prior
+    assert (kp.device.type, kp.dtype, conf.dtype) == ("mps", torch.float32, torch.float32)
+    cpu = place_fit(
+        detections, torch.from_numpy(detections), torch.ones(2, 24).double(), _prior(), None
+    )
+    assert cpu[0].dtype == torch.float64 and cpu[2].device.type == "cpu"

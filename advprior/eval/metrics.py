@@ -425,7 +425,8 @@ def _paired_interval(
         raise ValueError(f"level must be in (0, 1), got {level}")
     gen = torch.Generator().manual_seed(seed)
     n = a.numel()
-    a64, b64 = a.detach().double().cpu(), b.detach().double().cpu()
+    # to the CPU first: MPS has no float64
+    a64, b64 = a.detach().cpu().double(), b.detach().cpu().double()
     # Resamples drawn and averaged a block at a time: all at once they held ~24 bytes per
     # resample and item (15 GB for 10^5 frames). One generator draws the blocks one after the
     # other, the same numbers as one draw, and each resample's mean is its own row's: the

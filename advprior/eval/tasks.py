@@ -113,7 +113,7 @@ def roc_auc(positive: Tensor, negative: Tensor) -> float:
             raise ValueError(f"{name} must have shape (N,) with N >= 1, got {tuple(x.shape)}")
         if bool(x.isnan().any()):
             raise ValueError(f"{name} contains NaN scores")
-    scores = torch.cat([positive.detach(), negative.detach()]).double().cpu().numpy()
+    scores = torch.cat([positive.detach(), negative.detach()]).cpu().double().numpy()
     order = scores.argsort(kind="mergesort")
     ranks = np.empty(len(scores))
     sorted_scores = scores[order]
@@ -221,7 +221,8 @@ def plausibility_task(
         name: roc_auc(real_score, prior.score(poses, **options))
         for name, poses in corrupted.items()
     }
-    cal = prior.score(calibration, **options).double()
+    # on the CPU: a GPU score against the CPU quantiles failed, and MPS has no float64
+    cal = prior.score(calibration, **options).detach().cpu().double()
     q = torch.tensor([0.01, 0.05, 0.1, 0.5], dtype=torch.float64)
     return {
         "auc": auc,

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from advprior.tensors import float64_device
+
 
 def log_bessel_iv(v: float, x: Tensor) -> Tensor:
     """``log I_v(x)`` for order ``v >= 1`` and ``x > 0`` by Debye's uniform asymptotic expansion
@@ -96,7 +98,7 @@ class VMFMixture(nn.Module):
             raise ValueError(
                 f"z must be (N, D) with N >= components ({components}), got {tuple(z.shape)}"
             )
-        u = (z / z.norm(dim=-1, keepdim=True)).double()
+        u = (z / z.norm(dim=-1, keepdim=True)).to(float64_device(z.device), torch.float64)
         n, d = u.shape
         # The seeded draws happen on the CPU (a CPU generator cannot draw on a GPU, and
         # torch.multinomial refuses one for GPU weights), so a seed picks the same starts on
@@ -124,7 +126,7 @@ class VMFMixture(nn.Module):
             rbar = (length / mass).clamp(max=1 - 1e-9)
             kappa = (rbar * (d - rbar**2) / (1 - rbar**2)).clamp(max=max_kappa)
             weight = mass / n
-        return cls(mu.float(), kappa.float(), weight.float())
+        return cls(*(x.to(device=z.device, dtype=torch.float32) for x in (mu, kappa, weight)))
 
 
 def fit_latent_density(

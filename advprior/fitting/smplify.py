@@ -52,6 +52,7 @@ from advprior.interface import Prior
 from advprior.inversion import with_autograd
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from advprior.tensors import float64_device
 
 #: SMPLify's stage weights (Bogo et al. 2016): (pose-prior weight, shape weight) per stage; the
 #: objective multiplies the energies by their squares, as SMPLify's sum-of-squares residuals do.
@@ -790,7 +791,8 @@ def place_fit(
     else (numpy keypoints have no device) the body model's, else the CPU. The checked
     keypoints ``kp``, ``conf``, a prior given by name and the default stand-in body are put
     there: GPU keypoints with ``prior="gan-s"`` (which loads on the CPU), and numpy or CPU
-    keypoints with a prior on a GPU, met on mixed devices at the first decode."""
+    keypoints with a prior on a GPU, met on mixed devices at the first decode. On Apple's MPS,
+    which has no float64, float64 keypoints (numpy's default) are fitted in float32."""
     from advprior.body import load_body_model
 
     model, _ = resolve_prior(prior)
@@ -805,7 +807,8 @@ def place_fit(
         body_model = load_body_model(device=device)
     if named and model is not None:
         model = model.to(device)  # loaded by this call: no one else holds it
-    return kp.to(device), conf.to(device), model, body_model
+    dtype = kp.dtype if float64_device(device) == device else torch.float32
+    return kp.to(device, dtype), conf.to(device, dtype), model, body_model
 
 
 def _prior_term(
