@@ -257,3 +257,61 @@ def test_numpy_keypoints_are_fitted_in_float32_on_mps() -> None:
         detections, torch.from_numpy(detections), torch.ones(2, 24).double(), _prior(), None
     )
     assert cpu[0].dtype == torch.float64 and cpu[2].device.type == "cpu"
+
+
+# -- waits for the device inside a fit's objective ----------------------------------------
+
+
+class _HostToDevice(TorchDispatchMode):
+    """Counts copies of host data (more than one number) to the meta device: on a GPU each
+    copy from ordinary host memory makes the stream wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        made = out if isinstance(out, (tuple, list)) else (out,)
+        if any(isinstance(t, torch.Tensor) and t.is_meta for t in made) and any(
+            isinstance(a, torch.Tensor) and a.device.type == "cpu" and a.numel() > 1 for a in args
+        ):
+            self.copies += 1
+        return out
+
+
+def test_projection_and_kinematics_copy_nothing_from_the_host_once_warm() -> None:
+    # a fit projects and runs the kinematic chain at every evaluation of its objective: the
+    # camera's rotation, focal length and centre, and the chain's parent indices, were made
+    # from host numbers at every call
+    from advprior.body import forward_kinematics_rotmat
+
+    camera = PinholeCamera(focal=(1000, 990), center=(512, 500), rotation=np.eye(3))
+    points = torch.empty(4, 24, 3, device=META)
+    rot, rest = torch.empty(4, 22, 3, 3, device=META), torch.empty(4, 24, 3, device=META)
+    counts = []
+    for _ in range(3):  # the first call makes what is kept per device
+        with _HostToDevice() as counter:
+            camera.project(points)
+            camera.backproject(points[..., :2], points[..., 2])
+            forward_kinematics_rotmat(rot, rest)
+        counts.append(counter.copies)
+    assert counts[1:] == [0, 0]
+    cpu = torch.tensor([[0.5, 0.25, 2.0]])  # binary fractions: the pixels are exact
+    assert torch.equal(camera.project(cpu), torch.tensor([[762.0, 623.75]]))
+    camera.focal = (500.0, 500.0)  # reassigned: its tensors are made again
+    assert torch.equal(camera.project(cpu), torch.tensor([[637.0, 562.5]]))
+    camera.center = (10.0, 20.0)
+    assert torch.equal(camera.project(cpu.double()), torch.tensor([[135.0, 82.5]]).double())
+
+
+def test_surface_points_read_no_values_from_the_device() -> None:
+    # smplx's kinematic chain reads parents[i] at each of SMPL's 23 joints: from the layer's
+    # buffer on a GPU, 23 waits for the device per evaluation of a COCO / OpenPose fit
+    body = load_body_model(device=META)
+    with _DataFreeScalars() as scalars:
+        points, joints = body.posed_points(
+            torch.empty(4, 3, device=META), torch.empty(4, 63, device=META), [1, 2, 3]
+        )
+    assert scalars.reads == 0
+    assert points.shape == (4, 3, 3) and joints.shape == (4, 24, 3)

@@ -13,6 +13,7 @@ import torch
 from advprior.body.model import BodyModel, check_body_model, check_pose, default_standin
 from advprior.rotations import axis_angle_to_rotmat
 from advprior.skeleton import NUM_JOINTS, PARENTS, REST_JOINTS, pad_hand_joints
+from advprior.tensors import cacheable
 
 __all__ = ["forward_kinematics", "forward_kinematics_rotmat", "rest_joints", "check_pose"]
 
@@ -143,6 +144,23 @@ def forward_kinematics(
     return pos
 
 
+_PARENT_INDEX: dict[torch.device, torch.Tensor] = {}
+
+
+def _parent_index(device: torch.device) -> torch.Tensor:
+    """SMPL's parents of joints 1..23 as an index tensor on ``device``, made once per device: a
+    fit runs the kinematic chain at every evaluation of its objective, and a tensor made from
+    host numbers is a copy a GPU stream waits for."""
+    value = None if torch.jit.is_tracing() else _PARENT_INDEX.get(device)
+    if value is None:
+        # outside inference mode, so that it also serves calls that autograd records
+        with torch.inference_mode(False):
+            value = torch.as_tensor(_PARENTS[1:], device=device)
+        if cacheable(value):
+            _PARENT_INDEX[device] = value
+    return value
+
+
 def forward_kinematics_rotmat(
     local_rotmat: torch.Tensor,
     rest: torch.Tensor | None = None,
@@ -181,7 +199,7 @@ def forward_kinematics_rotmat(
         rest = rest_joints(device=device, dtype=local_rotmat.dtype)
     # Joint 0 is the pelvis, so the body joints 1..J-1 pad like a body pose of J-1 joints.
     local = pad_hand_joints(local_rotmat, NUM_JOINTS, rotmat=True)
-    parents = torch.as_tensor(_PARENTS[1:], device=device)
+    parents = _parent_index(device)
     offsets = torch.cat([rest[..., :1, :], rest[..., 1:, :] - rest[..., parents, :]], -2)
     lead = torch.broadcast_shapes(local.shape[:-3], offsets.shape[:-2])
     local = local.expand(*lead, NUM_JOINTS, 3, 3)

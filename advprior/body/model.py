@@ -302,8 +302,12 @@ class BodyModel(nn.Module):
         features = (rot[:, 1:] - eye).reshape(n, -1)
         dirs = layer.posedirs.reshape(layer.posedirs.shape[0], -1, 3)[:, ids]
         posed = shaped + torch.einsum("np,pmc->nmc", features, dirs)
+        # smplx's chain reads parents[i] into Python at each of the 23 joints: from the layer's
+        # buffer on a GPU every read waits for the device; the same indices (SMPL's, as the
+        # layer's) on the CPU do not
+        parents = torch.tensor(self.parents)
         joints, transforms = batch_rigid_transform(
-            rot, self.rest_joints(betas), layer.parents, dtype=self.dtype
+            rot, self.rest_joints(betas), parents, dtype=self.dtype
         )
         skin = torch.einsum("mj,njab->nmab", layer.lbs_weights[ids], transforms)
         points = (skin[..., :3, :3] @ posed[..., None])[..., 0] + skin[..., :3, 3]

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from advprior.tensors import cacheable
+
 # Points closer than this to the image plane are projected as if at this depth (metres), so a
 # body that an optimiser pushes behind the camera gives large but finite residuals.
 MIN_DEPTH = 1e-2
@@ -181,9 +183,33 @@ class PinholeCamera:
             "rotation": self.rotation.tolist(),
         }
 
+    def _tensors(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(R (3, 3), focal (2,), center (2,))`` with ``like``'s dtype and device, kept for
+        the last dtype and device (and these values: the attributes may be reassigned). A fit
+        projects at every evaluation of its objective, and each tensor made from host numbers
+        is a copy a GPU stream waits for."""
+        key = (like.dtype, like.device, self.focal, self.center, self.rotation.tobytes())
+        kept = None if torch.jit.is_tracing() else self.__dict__.get("_on_device")
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        # outside inference mode, so that they also serve calls that autograd records
+        with torch.inference_mode(False):
+            made = (
+                torch.as_tensor(self.rotation, dtype=like.dtype, device=like.device),
+                torch.tensor(self.focal, dtype=like.dtype, device=like.device),
+                torch.tensor(self.center, dtype=like.dtype, device=like.device),
+            )
+        if cacheable(made[0]):
+            self.__dict__["_on_device"] = (key, made)
+        return made
+
+    def __getstate__(self) -> dict:
+        # a copy or a pickle (another process) makes its own tensors where it needs them
+        return {k: v for k, v in self.__dict__.items() if k != "_on_device"}
+
     def rotation_tensor(self, like: Tensor) -> Tensor:
         """``R`` ``(3, 3)`` with ``like``'s dtype and device."""
-        return torch.as_tensor(self.rotation, dtype=like.dtype, device=like.device)
+        return self._tensors(like)[0]
 
     def to_camera(self, points: Tensor) -> Tensor:
         """World points ``(..., 3)`` to camera coordinates ``(..., 3)`` (metres)."""
@@ -193,14 +219,12 @@ class PinholeCamera:
         """World points ``(..., 3)`` (metres) to pixels ``(..., 2)``."""
         cam = self.to_camera(points)
         depth = cam[..., 2:].clamp(min=MIN_DEPTH)
-        f = cam.new_tensor(self.focal)
-        c = cam.new_tensor(self.center)
+        _, f, c = self._tensors(cam)
         return cam[..., :2] / depth * f + c
 
     def backproject(self, pixels: Tensor, depth: Tensor) -> Tensor:
         """Pixels ``(..., 2)`` at camera depth ``(...)`` (metres) to world points ``(..., 3)``."""
-        f = pixels.new_tensor(self.focal)
-        c = pixels.new_tensor(self.center)
+        _, f, c = self._tensors(pixels)
         xy = (pixels - c) / f * depth[..., None]
         cam = torch.cat([xy, depth[..., None]], -1)
         return cam @ self.rotation_tensor(pixels)
