@@ -14,7 +14,7 @@ import contextlib
 import io
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,6 +257,27 @@ class BodyModel(nn.Module):
             transl = transl.to(self.dtype).expand(*lead, 3).reshape(n, 3)
         return lead, go, rot, betas, transl
 
+    def _vertex_index(self, vertex_ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """``vertex_ids`` checked and as an index on the model's device. Checked where the
+        indices live (a list: on the CPU, so a GPU fit loop never waits for the check); the
+        last list's tensor is kept, since a fit passes the same list at every evaluation and
+        each copy of it to a GPU is a wait for the device."""
+        key = (tuple(vertex_ids), self.device) if isinstance(vertex_ids, (list, tuple)) else None
+        kept = self.__dict__.get("_vertex_ids")
+        if key is not None and kept is not None and kept[0] == key and not torch.jit.is_tracing():
+            return kept[1]
+        ids = torch.as_tensor(vertex_ids, dtype=torch.long)
+        if ids.ndim != 1 or (ids.numel() and (ids.min() < 0 or ids.max() >= self.num_vertices)):
+            raise ValueError(
+                f"vertex_ids must be a 1-d list of indices in [0, {self.num_vertices}), "
+                f"got {vertex_ids!r}"
+            )
+        with torch.inference_mode(False):
+            ids = ids.to(self.device)
+        if key is not None and cacheable(ids):
+            self.__dict__["_vertex_ids"] = (key, ids)
+        return ids
+
     def posed_points(
         self,
         global_orient: torch.Tensor,
@@ -275,15 +296,7 @@ class BodyModel(nn.Module):
         models (the stand-in included) take this route; SMPL-H/SMPL-X pose the full mesh (their
         hand and face parameters live inside the smplx layer).
         """
-        # checked where the indices live (a list: on the CPU, so a GPU fit loop never waits for
-        # this check), then moved to the model's device
-        ids = torch.as_tensor(vertex_ids, dtype=torch.long)
-        if ids.ndim != 1 or (ids.numel() and (ids.min() < 0 or ids.max() >= self.num_vertices)):
-            raise ValueError(
-                f"vertex_ids must be a 1-d list of indices in [0, {self.num_vertices}), "
-                f"got {vertex_ids!r}"
-            )
-        ids = ids.to(self.device)
+        ids = self._vertex_index(vertex_ids)
         if self.model_type != "smpl":
             out = self.forward(global_orient, body_pose, betas, transl)
             return out.vertices[..., ids, :], out.joints

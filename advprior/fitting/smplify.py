@@ -52,7 +52,7 @@ from advprior.interface import Prior
 from advprior.inversion import with_autograd
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
-from advprior.tensors import float64_device
+from advprior.tensors import cacheable, float64_device
 
 #: SMPLify's stage weights (Bogo et al. 2016): (pose-prior weight, shape weight) per stage; the
 #: objective multiplies the energies by their squares, as SMPLify's sum-of-squares residuals do.
@@ -243,19 +243,34 @@ class _Body:
                          for i in self.index]  # fmt: skip
                 self.points = (vertex, slots)
 
+    def _on(self, name: str, values: Sequence[int], device: torch.device) -> Tensor:
+        """The index list ``values`` as a tensor on ``device``, made once per device: indexing
+        a GPU tensor by a Python list copies the list to the GPU at every call (the objective
+        calls this at every evaluation), and the stream waits for each copy."""
+        kept = self.__dict__.setdefault("_indices", {})
+        key = (name, device)
+        value = None if torch.jit.is_tracing() else kept.get(key)
+        if value is None:
+            with torch.inference_mode(False):
+                value = torch.tensor(list(values), dtype=torch.long, device=device)
+            if cacheable(value):
+                kept[key] = value
+        return value
+
     def __call__(
         self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
     ) -> tuple[Tensor, Tensor]:
         if self.index is None:
             joints = self._fk(go, pose, betas, transl, body_model=self.model)
-            return joints[:, list(self.fmt.sources)], joints
+            return joints[:, self._on("sources", self.fmt.sources, joints.device)], joints
         if self.points is not None:
             vertex, slots = self.points
             points, joints = self.model.posed_points(go, pose, vertex, betas=betas, transl=transl)
-            keypoints = torch.cat([joints, points], 1)[:, slots]
+            keypoints = torch.cat([joints, points], 1)[:, self._on("slots", slots, joints.device)]
             return keypoints.to(go.dtype), joints.to(go.dtype)
         out = self.model(global_orient=go, body_pose=pose, betas=betas, transl=transl)
-        return out.model_joints[:, self.index].to(go.dtype), out.joints.to(go.dtype)
+        index = self._on("index", self.index, out.model_joints.device)
+        return out.model_joints[:, index].to(go.dtype), out.joints.to(go.dtype)
 
 
 def body_keypoints(
