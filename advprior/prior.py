@@ -27,7 +27,7 @@ from advprior.interface import (
     start_samples,
 )
 from advprior.latent import LatentSpace, check_latent
-from advprior.rotations import rot6d_to
+from advprior.rotations import _const, rot6d_to
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
 from advprior.tensors import check_dtype, chunk_bounds, json_tensor, read_json_tensor
 
@@ -41,9 +41,6 @@ __all__ = [
     "decode_rows",
     "run_mlp",
 ]
-
-# The identity rotation in 6D (first two columns, row-major): Gram-Schmidt maps it exactly to I.
-_IDENTITY_6D = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
 
 def _has_hooks(module: nn.Module) -> bool:
@@ -91,7 +88,9 @@ def decode_6d(rot6d: torch.Tensor, output: str, joints: int) -> torch.Tensor:
     have = rot6d.shape[1] // 6
     x = rot6d.reshape(-1, have, 6)  # -1: onnxruntime cannot infer a dim beside a 0 batch
     if joints > have:
-        eye = torch.tensor(_IDENTITY_6D, dtype=x.dtype, device=x.device)
+        # kept per dtype and device: made from host numbers at every call, it was a copy a GPU
+        # stream waited for at every decode of SMPL's 23 joints
+        eye = _const("identity6d", x)
         x = torch.cat([x, eye.expand(x.shape[0], joints - have, 6)], dim=1)
     elif joints < have:
         x = x[:, :joints]

@@ -90,6 +90,8 @@ _CONSTANTS: dict[str, object] = {
     "rodrigues": [list(r) for r in zip(_SINC_RATIOS, _COSC_RATIOS, strict=True)],
     "perm6": [[float(k == (2 * r if r < 3 else 2 * r - 5)) for k in range(6)] for r in range(6)],
     **{f"eye{n}": [[float(i == j) for j in range(n)] for i in range(n)] for n in (3, 4, 6, 9)},
+    # the identity rotation in 6D (first two columns, row-major): Gram-Schmidt maps it to I
+    "identity6d": [1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
 }
 _CONST_CACHE: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
 

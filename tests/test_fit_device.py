@@ -323,14 +323,23 @@ def test_surface_points_read_no_values_from_the_device() -> None:
 
 class _HostIndices(TorchFunctionMode):
     """Counts meta tensors indexed by host data (a Python list, a CPU tensor of more than one
-    number): on a GPU the index is copied to the device first, and the stream waits for it."""
+    number), and meta tensors made from Python numbers: on a GPU the data is copied to the
+    device first, and the stream waits for it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.copies = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", "") == "__getitem__" and isinstance(args[0], torch.Tensor):
+        name = getattr(func, "__name__", "")
+        device = (kwargs or {}).get("device")
+        if (
+            name in ("tensor", "as_tensor")
+            and device is not None
+            and not isinstance(args[0], torch.Tensor)
+        ):
+            self.copies += torch.device(device).type == "meta"
+        if name == "__getitem__" and isinstance(args[0], torch.Tensor):
             index = args[1] if isinstance(args[1], tuple) else (args[1],)
             host = [
                 i
@@ -366,3 +375,14 @@ def test_a_fit_copies_no_indices_to_the_device_per_evaluation(keypoint_format: s
     # (smplx's own chain still indexes by SMPL's parents once per evaluation: they stay on the
     # CPU so that its 23 reads of single parents do not wait for the device, test above)
     assert copies[1] == copies[2]
+
+
+def test_decoding_smpls_hand_joints_copies_nothing_once_warm() -> None:
+    # body="smpl" appends identity rotations, made from Python numbers at every decode
+    prior = _prior().to(META)
+    z = torch.empty(4, 32, device=META)
+    prior.decode(z, body="smpl")
+    with _HostIndices() as host:
+        for output in ("axis_angle", "rotmat"):
+            assert prior.decode(z, output=output, body="smpl").shape[1] in (69, 23)
+    assert host.copies == 0
