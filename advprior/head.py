@@ -16,7 +16,13 @@ from torch import Tensor, nn
 from advprior.errors import PriorMismatchError
 from advprior.hub import read_manifest, state_sha256
 from advprior.interface import Prior
-from advprior.tensors import check_tensor, follow_prior, json_tensor, read_json_tensor
+from advprior.tensors import (
+    check_tensor,
+    follow_prior,
+    forgive_missing,
+    json_tensor,
+    read_json_tensor,
+)
 
 #: How a raw linear output is mapped onto each latent manifold
 #: (:meth:`advprior.latent.LatentSpace.map_unconstrained`).
@@ -166,8 +172,7 @@ class LatentHead(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        if key not in state_dict and key in missing_keys[before:]:
-            missing_keys.remove(key)
+        forgive_missing(missing_keys, before, key)
 
     def train(self, mode: bool = True) -> LatentHead:
         super().train(mode)

@@ -29,7 +29,13 @@ from advprior.interface import (
 from advprior.latent import LatentSpace, check_latent
 from advprior.rotations import _const, rot6d_to
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS
-from advprior.tensors import check_dtype, chunk_bounds, json_tensor, read_json_tensor
+from advprior.tensors import (
+    check_dtype,
+    chunk_bounds,
+    forgive_missing,
+    json_tensor,
+    read_json_tensor,
+)
 
 __all__ = [
     "BODIES",
@@ -384,12 +390,10 @@ class LatentPose(nn.Module):
         )
         # advprior 0.1.0 saved no start (reset() came in 0.2.0): its state dicts keep this
         # module's own start, as a LatentPose built with the same init would have had
-        key = prefix + "z_init"
-        if prefix + "z" in state_dict and key in missing_keys[before:]:
-            missing_keys.remove(key)
+        if prefix + "z" in state_dict:
+            forgive_missing(missing_keys, before, prefix + "z_init")
         # nor the latent record (added later): they load as before, strictly too
-        if extra not in state_dict and extra in missing_keys[before:]:
-            missing_keys.remove(extra)
+        forgive_missing(missing_keys, before, extra)
 
     def train(self, mode: bool = True) -> LatentPose:
         super().train(mode)

@@ -204,6 +204,15 @@ def unflatten_batch_dims(x: Tensor, batch_shape: torch.Size) -> Tensor:
     return x.reshape(*batch_shape, *x.shape[1:])
 
 
+def forgive_missing(missing_keys: list[str], since: int, *keys: str) -> None:
+    """Take ``keys`` off the keys a ``load_state_dict`` found missing (those from index
+    ``since`` on: this module's own): records that state dicts of older versions lack, which
+    then still load, strictly too."""
+    for key in keys:
+        if key in missing_keys[since:]:
+            del missing_keys[since + missing_keys[since:].index(key)]
+
+
 def json_tensor(value: Any) -> Tensor:
     """``value`` as a uint8 tensor of its JSON (keys sorted): what a module's
     ``get_extra_state`` returns to record its constructor values in its state dict, which stays

@@ -42,7 +42,7 @@ from torch import nn
 
 from advprior.errors import PriorMismatchError
 from advprior.latent import check_latent
-from advprior.tensors import json_tensor, read_json_tensor
+from advprior.tensors import forgive_missing, json_tensor, read_json_tensor
 
 __all__ = ["LatentChart", "chart_for"]
 
@@ -156,8 +156,7 @@ class LatentChart(nn.Module):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
         # state dicts saved before the record existed still load, strictly too
-        if key not in state_dict and key in missing_keys[before:]:
-            missing_keys.remove(key)
+        forgive_missing(missing_keys, before, key)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Latents ``(..., D)`` on the prior's manifold for chart coordinates ``z (..., D)``."""
