@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from advprior.body import forward_kinematics
 from advprior.cli import main
 from advprior.fitting import PinholeCamera, Smoothness, fit_keypoints, fit_sequence
+from advprior.fitting.result import FitResult
 from advprior.fitting.sequence import as_smoothness, latent_step
 from advprior.hub import load_pretrained
 from advprior.latent import LatentSpace
@@ -114,6 +116,45 @@ def test_pixel_scale_makes_a_larger_image_fit_as_the_original(prior) -> None:
     assert fit.info["pixel_scale"] == 4.0
     with pytest.raises(ValueError, match="pixel_scale"):
         fit_sequence(kp, conf, CAMERA, pixel_scale=0.0, **kw)
+
+
+def test_a_much_nearer_clip_is_fitted_at_its_own_scale(prior) -> None:
+    """Two clips, the second 8x larger (a person near the camera). The call's scale (the
+    median frame's) is 1 and the near clip's own is 8, more than twice it, so that clip is
+    fitted at 8: bit for bit its fit alone with pixel_scale=8, and the other clip its fit alone
+    at 1, in the caller's order; a given per-frame start is cut per clip. Before, both clips
+    shared scale 1."""
+    kw = {"prior": prior, "iterations": 3, "init_iterations": 2, "orientations": 1}
+    (kp0, conf0, _), (kp1, conf1, _) = _clip(prior, 3, seed=4), _clip(prior, 3, seed=5)
+    kp = torch.stack([kp0, (kp1 - 500.0) * 8.0 + 500.0])
+    conf = torch.stack([conf0, conf1])
+    conf[1, 1] = 0.0  # a missing frame in the near clip: init rows are 3 + 2
+    mixed = fit_sequence(kp, conf, CAMERA, **kw)
+    assert mixed.info["pixel_scale"] == [1.0, 8.0] and mixed.info["clips"] == 2
+    assert mixed.info["missing_frames"] == 1 and mixed.body_pose.shape == (2, 3, 63)
+    far = fit_sequence(kp[:1], conf[:1], CAMERA, **kw)
+    near = fit_sequence(kp[1:], conf[1:], CAMERA, pixel_scale=8, **kw)
+    assert far.info["pixel_scale"] == 1.0 and near.info["pixel_scale"] == 8.0
+    for name in ("body_pose", "global_orient", "transl", "betas", "latent", "loss", "joints"):
+        want = torch.cat([getattr(far, name), getattr(near, name)])
+        assert torch.equal(getattr(mixed, name), want), name
+    shared = fit_sequence(kp, conf, CAMERA, pixel_scale=1, **kw)
+    assert not torch.equal(shared.body_pose[1], mixed.body_pose[1])
+    # the same with a per-frame start given: its rows are cut clip by clip
+    seen = (conf > 0).sum(-1) >= 2
+    init = fit_keypoints(kp[seen], conf[seen], CAMERA, prior=prior, iterations=2, pixel_scale=1)
+    given = fit_sequence(kp, conf, CAMERA, init=init, **kw)
+    alone = fit_sequence(kp[1:], conf[1:], CAMERA, pixel_scale=8, init=_rows(init, 3, 5), **kw)
+    assert torch.equal(given.body_pose[1], alone.body_pose[0])
+    with pytest.raises(ValueError, match="init has 4 frames"):
+        fit_sequence(kp, conf, CAMERA, init=_rows(init, 0, 4), **kw)
+
+
+def _rows(fit: FitResult, start: int, stop: int) -> FitResult:
+    """Frames ``start:stop`` of a per-frame fit."""
+    names = [f.name for f in fields(FitResult) if f.name != "info"]
+    part = {n: None if getattr(fit, n) is None else getattr(fit, n)[start:stop] for n in names}
+    return FitResult(**part, info=fit.info)
 
 
 def test_init_from_another_prior_is_refused(prior) -> None:

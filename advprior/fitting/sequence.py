@@ -47,10 +47,12 @@ from advprior.fitting.smplify import (
     SMPLIFY_STAGES,
     _as_tensor,
     _Body,
-    _check_pixel_scale,
     _check_sigma,
     _concat,
     _prior_term,
+    _scale_groups,
+    _scale_info,
+    _take,
     check_pixel_camera,
     fit_keypoints,
     geman_mcclure,
@@ -286,6 +288,56 @@ def _frame_cameras(cameras: object, length: int) -> tuple[PinholeCamera, Tensor,
     return ref, ratio, offset
 
 
+def _split_init(
+    init: FitResult | None, conf: Tensor, groups: list[tuple[float, Tensor | None]]
+) -> list[FitResult | None]:
+    """``init`` (rows: the frames that are not missing, clip after clip) cut into the rows of
+    each group's clips; ``conf`` is ``(B, T, J)``."""
+    if init is None:
+        return [None] * len(groups)
+    if not isinstance(init, FitResult):
+        raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
+    counts = ((conf > 0).sum(-1) >= 2).sum(1).tolist()
+    if len(init) != sum(counts):
+        raise ValueError(
+            f"init has {len(init)} frames; it must fit the {sum(counts)} "
+            "frames that are not missing"
+        )
+    first = [0, *np.cumsum(counts).tolist()]
+    parts = []
+    for _, clips in groups:
+        rows = torch.cat([torch.arange(first[c], first[c + 1]) for c in clips.tolist()])
+        part = _take(init, rows.to(init.body_pose.device))
+        part.info = init.info
+        parts.append(part)
+    return parts
+
+
+def _join_clips(
+    parts: list[FitResult], groups: list[tuple[float, Tensor | None]], seconds: float
+) -> FitResult:
+    """The fits of each group's clips, ``(B_g, T, ...)``, as one ``(B, T, ...)`` fit in the
+    caller's clip order."""
+    order = torch.argsort(torch.cat([rows for _, rows in groups]))
+
+    def join(name: str) -> Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        if values[0] is None:
+            return None
+        return torch.cat(values)[order.to(values[0].device)]
+
+    n_clips = len(order)
+    info = {
+        **parts[0].info,
+        "pixel_scale": _scale_info(groups, n_clips),
+        "missing_frames": sum(p.info["missing_frames"] for p in parts),
+        "clips": n_clips,
+        "seconds": seconds,
+    }
+    names = [f.name for f in fields(FitResult) if f.name != "info"]
+    return FitResult(**{name: join(name) for name in names}, info=info)
+
+
 def _check_int(value: object, name: str, low: int) -> int:
     number = whole_number(value)
     if number is None or number < low:
@@ -350,10 +402,13 @@ def fit_sequence(
         pose_density, pose_weight: as in :func:`fit_keypoints` (by default the GMM's energy
             for a sphere-latent prior), in the per-frame start and every window.
         view_starts: as in :func:`fit_keypoints`, for the per-frame start.
-        pixel_scale: as in :func:`fit_keypoints` (``"auto"``: one scale for all frames of
-            all clips): the fit (start and windows) runs on keypoints and camera divided by
-            it, so that the robust scale, the prior's and the temporal weights keep their
-            balance on large images; ``projected`` and ``loss`` come back in your pixels.
+        pixel_scale: as in :func:`fit_keypoints`, per clip: the fit (start and windows) runs
+            on keypoints and camera divided by it, so that the robust scale, the prior's and
+            the temporal weights keep their balance on large images; ``projected`` and
+            ``loss`` come back in your pixels. ``"auto"`` gives every clip the median frame's
+            scale, except a clip whose own (its median frame's) is more than twice that (a
+            person near the camera among farther ones), fitted at its own;
+            ``info["pixel_scale"]`` then lists each clip's.
 
     Returns:
         A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
@@ -386,6 +441,7 @@ def fit_sequence(
             f"{tuple(kp_in.shape)}{count_hint(kp_in.shape[-2], fmt)}"
         )
     conf_in = confidence
+    camera_in, kp_raw = camera, kp_in
     if confidence is not None:
         conf_in = _as_tensor(confidence, "confidence")
         if tuple(conf_in.shape) != lead + (fmt.num_keypoints,):
@@ -393,6 +449,7 @@ def fit_sequence(
                 f"confidence must have shape {lead + (fmt.num_keypoints,)} to "
                 f"match keypoints {tuple(kp_in.shape)}, got {tuple(conf_in.shape)}"
             )
+        conf_raw = conf_in
         conf_in = conf_in.reshape(-1, fmt.num_keypoints)
     window = _check_int(window, "window", 2)
     overlap = _check_int(overlap, "overlap", 0)
@@ -413,11 +470,34 @@ def fit_sequence(
     kp, conf = prepare_keypoints(
         kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0
     )
-    scale = _check_pixel_scale(pixel_scale, kp, conf)
+    n_clips, length = (1, lead[0]) if single else lead
+    groups = _scale_groups(pixel_scale, kp, conf, clips=n_clips)
+    if len(groups) > 1:
+        # clips are independent problems: each group of clips is fitted at its own scale
+        args = dict(
+            prior=prior, smoothness=smoothness, body_model=body_model,
+            keypoint_format=fmt, window=window, overlap=overlap, iterations=iterations,
+            init_iterations=init_iterations, sigma=sigma, orientations=orientations,
+            starts=starts, pose_density=pose_density, pose_weight=pose_weight,
+            view_starts=view_starts,
+        )  # fmt: skip
+        inits = _split_init(init, conf.view(n_clips, length, -1), groups)
+        parts = [
+            fit_sequence(
+                kp_raw[rows],
+                None if confidence is None else conf_raw[rows],
+                camera_in,
+                init=part_init,
+                pixel_scale=group_scale,
+                **args,
+            )
+            for (group_scale, rows), part_init in zip(groups, inits, strict=True)
+        ]
+        return _join_clips(parts, groups, time.perf_counter() - start)
+    scale = groups[0][0]
     if scale != 1.0:
         kp = kp / scale
         camera = camera.scaled(1.0 / scale)
-    n_clips, length = (1, lead[0]) if single else lead
     kp = kp.view(n_clips, length, fmt.num_keypoints, 2)
     conf = conf.view(n_clips, length, fmt.num_keypoints)
     seen = (conf > 0).sum(-1) >= 2  # (B, T)

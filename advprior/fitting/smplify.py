@@ -688,7 +688,8 @@ def auto_pixel_scale(keypoints: Tensor, confidence: Tensor, per_frame: bool = Fa
         per_frame: each frame's own scale instead of one for the batch (the median frame's).
             :func:`fit_keypoints` fits at the batch's scale, except a person whose own scale is
             more than twice it (a nearer person among farther ones), who is fitted at its own;
-            :func:`fit_sequence` uses one scale per call, its frames being tied together.
+            :func:`fit_sequence` does the same per clip (a clip's scale is its median
+            frame's), its frames being tied together.
 
     Returns:
         The power of two nearest to the person's size (the larger side of the visible
@@ -723,19 +724,26 @@ def auto_pixel_scale(keypoints: Tensor, confidence: Tensor, per_frame: bool = Fa
 
 
 def _scale_groups(
-    value: object, keypoints: Tensor, confidence: Tensor
+    value: object, keypoints: Tensor, confidence: Tensor, clips: int | None = None
 ) -> list[tuple[float, Tensor | None]]:
-    """``(scale, frame indices)`` per distinct pixel scale of a ``(B, J, 2)`` batch; one group
-    with ``None`` (every frame) when all frames share a scale."""
+    """``(scale, indices)`` per distinct pixel scale of a ``(B, J, 2)`` batch: indices of
+    frames, or with ``clips``, of the clips the B frames are (``clips`` x ``B / clips`` frames,
+    clip after clip; a clip's own scale is its median frame's). One group with ``None``
+    (everything) when all share a scale."""
     batch = _check_pixel_scale(value, keypoints, confidence)
-    if not (isinstance(value, str) and value == "auto") or keypoints.shape[0] <= 1:
+    items = keypoints.shape[0] if clips is None else clips
+    if not (isinstance(value, str) and value == "auto") or items <= 1:
         return [(batch, None)]
     # A person more than twice the batch's scale (a factor of 4 or more in size) is fitted at
     # its own: that far off, the shared scale costs 20-50 mm (docs/fitting.md, "Large images").
     # Never the other way: a body's box is at most about its height, so a box much larger than
     # the others' is a nearer person, but a much smaller one is as often a crouching, folded or
     # partly visible person of the batch's scale as a farther one.
-    own = auto_pixel_scale(keypoints, confidence, per_frame=True)
+    if clips is None:
+        own = auto_pixel_scale(keypoints, confidence, per_frame=True)
+    else:
+        per_clip = zip(keypoints.chunk(clips), confidence.chunk(clips), strict=True)
+        own = torch.tensor([auto_pixel_scale(k, c) for k, c in per_clip], dtype=torch.float64)
     scales = torch.where(own > 2.0 * batch, own, torch.full_like(own, batch))
     distinct = torch.unique(scales).tolist()
     if len(distinct) == 1:
@@ -744,7 +752,7 @@ def _scale_groups(
 
 
 def _scale_info(groups: list[tuple[float, Tensor | None]], frames: int) -> Any:
-    """``info["pixel_scale"]``: the scale, or with several, the list of each frame's."""
+    """``info["pixel_scale"]``: the scale, or with several, the list of each frame's (clip's)."""
     if len(groups) == 1:
         return groups[0][0]
     scales = [0.0] * frames
