@@ -307,6 +307,35 @@ def test_fit_command_refuses_what_a_sequence_cannot_do(tmp_path, capsys) -> None
     assert "is a folder; pass its keypoint files" in err and "*.json" in err
 
 
+def test_fps_scales_the_temporal_weights(prior, tmp_path, capsys) -> None:
+    """The temporal weights are per step between frames, chosen at 30 fps: fps=F is the fit with
+    the weights times (F / 30) ** FPS_EXPONENT, bit for bit (also the user's own weights), and
+    fps=30 the default fit; info records the frame rate and the weights used."""
+    from advprior.fitting.sequence import FPS_EXPONENT
+
+    kp, conf, _ = _clip(prior, 4, seed=6)
+    kw = {"prior": prior, "iterations": 3, "init_iterations": 2, "orientations": 1}
+    plain = fit_sequence(kp, conf, CAMERA, **kw)
+    assert plain.info["fps"] is None
+    at30 = fit_sequence(kp, conf, CAMERA, fps=30, **kw)
+    assert torch.equal(at30.body_pose, plain.body_pose) and at30.info["fps"] == 30.0
+    fast = fit_sequence(kp, conf, CAMERA, fps=60, **kw)
+    factor = 2.0**FPS_EXPONENT
+    same = fit_sequence(kp, conf, CAMERA, smoothness=Smoothness().scaled(factor), **kw)
+    assert torch.equal(fast.body_pose, same.body_pose) and torch.equal(fast.transl, same.transl)
+    assert fast.info["smoothness"]["latent"] == Smoothness().latent * factor
+    mine = fit_sequence(kp, conf, CAMERA, smoothness=0.5, fps=15, **kw)
+    assert mine.info["smoothness"]["orient"] == Smoothness().orient * 0.5 * 0.5**FPS_EXPONENT
+    for bad in (0, -30, float("nan"), float("inf"), "30"):
+        with pytest.raises(ValueError, match="fps must be a positive frame rate"):
+            fit_sequence(kp, conf, CAMERA, fps=bad, **kw)
+    argv = ["fit", str(tmp_path / "none.json"), "--camera", "1000,500,500"]
+    assert main([*argv, "--fps", "60"]) == 2
+    assert "--fps is the frame rate of a --sequence" in capsys.readouterr().err
+    assert main([*argv, "--sequence", "--fps", "0"]) == 2
+    assert "--fps must be a finite number > 0" in capsys.readouterr().err
+
+
 def _zoom_clip(t: int = 5):
     """A body 4 m away, filmed by a camera zooming in by 1.2x per frame from 800 px focal length
     (centre moving too): keypoints in each frame's own pixels, and the per-frame cameras."""

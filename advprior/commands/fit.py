@@ -164,6 +164,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--sequence: scale of the default temporal weights (1; 0 turns them off)",
     )
     p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="--sequence: the video's frame rate; scales the temporal weights, which suit 30 fps "
+        "(default: unscaled)",
+    )
+    p.add_argument(
         "--window", type=int, default=64, help="--sequence: frames optimised together (64)"
     )
     p.add_argument(
@@ -583,6 +590,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--optimizer {args.optimizer} is for per-frame fits; --sequence optimises with L-BFGS"
         )
+    if args.fps is not None:
+        if not args.sequence:
+            raise UsageError("--fps is the frame rate of a --sequence; per-frame fits have none")
+        check_number(args.fps, "--fps", low_open=True)
     if args.pixel_scale != "auto" and not (
         math.isfinite(args.pixel_scale) and args.pixel_scale > 0
     ):
@@ -660,6 +671,7 @@ def run(args: argparse.Namespace) -> int:
             sigma=args.sigma,
             pixel_scale=args.pixel_scale,
             smoothness=args.smoothness,
+            fps=args.fps,
             window=args.window,
             overlap=min(16, args.window // 4),
             **density,

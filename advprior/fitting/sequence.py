@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advprior.fitting.camera import PinholeCamera, real_number, whole_number
+from advprior.fitting.camera import PinholeCamera, positive_number, real_number, whole_number
 from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
 from advprior.fitting.result import FitResult
@@ -65,6 +65,15 @@ from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat
 
 __all__ = ["Smoothness", "fit_sequence", "latent_step", "temporal_energy"]
+
+#: Frame rate the default temporal weights were chosen at (docs/fitting.md, "Sequence results").
+REFERENCE_FPS = 30.0
+
+#: With ``fps`` given, :func:`fit_sequence` multiplies the temporal weights by
+#: ``(fps / REFERENCE_FPS) ** FPS_EXPONENT`` (chosen on validation clips at 15, 60 and 120 fps;
+#: docs/fitting.md, "Frame rates"). Consecutive frames of a faster video are closer, so the same
+#: weight would penalise the same motion less; 2 keeps that penalty per second of motion.
+FPS_EXPONENT = 2.0
 
 #: Frames per call of the per-frame start (:func:`fit_keypoints`).
 INIT_CHUNK = 256
@@ -367,6 +376,7 @@ def fit_sequence(
     pose_weight: float = POSE_DENSITY_WEIGHT,
     view_starts: bool = True,
     pixel_scale: float | str = "auto",
+    fps: float | None = None,
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
@@ -409,6 +419,11 @@ def fit_sequence(
             scale, except a clip whose own (its median frame's) is more than twice that (a
             person near the camera among farther ones), fitted at its own;
             ``info["pixel_scale"]`` then lists each clip's.
+        fps: the clips' frame rate. The temporal weights (``smoothness``, defaults or yours)
+            are per step between frames and were chosen at :data:`REFERENCE_FPS` (30); a
+            number multiplies them by ``(fps / 30) ** FPS_EXPONENT`` so that a faster or slower
+            video is smoothed alike per second of motion. None (default): the weights as they
+            are (right for 30 fps). ``info["fps"]`` records it.
 
     Returns:
         A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
@@ -459,6 +474,12 @@ def fit_sequence(
     init_iterations = _check_int(init_iterations, "init_iterations", 1)
     sigma = _check_sigma(sigma)
     weights = as_smoothness(smoothness)
+    if fps is not None:
+        rate = positive_number(fps)
+        if rate is None or not math.isfinite(rate):
+            raise ValueError(f"fps must be a positive frame rate or None, got {fps!r}")
+        weights = weights.scaled((rate / REFERENCE_FPS) ** FPS_EXPONENT)
+        fps = rate
     frame_map = None
     if not isinstance(camera, PinholeCamera):
         camera, ratio, offset = _frame_cameras(camera, kp_in.shape[-3])
@@ -479,7 +500,7 @@ def fit_sequence(
             keypoint_format=fmt, window=window, overlap=overlap, iterations=iterations,
             init_iterations=init_iterations, sigma=sigma, orientations=orientations,
             starts=starts, pose_density=pose_density, pose_weight=pose_weight,
-            view_starts=view_starts,
+            view_starts=view_starts, fps=fps,
         )  # fmt: skip
         inits = _split_init(init, conf.view(n_clips, length, -1), groups)
         parts = [
@@ -652,6 +673,7 @@ def fit_sequence(
         "init_iterations": init_iterations,
         "init_starts": starts if init_given is None else None,
         "sigma_px": float(sigma),
+        "fps": fps,
         "pixel_scale": scale,
         "per_frame_cameras": frame_map is not None,
         "smoothness": {f.name: getattr(weights, f.name) for f in fields(weights)},
