@@ -526,10 +526,12 @@ def fit_keypoints(
             ``iterations * 5 // 4`` batched objective evaluations as ``torch.optim.LBFGS``'s
             default budget; or Adam steps).
         batch: fit all frames in one batched optimisation (True) or one after another (False).
-            Frames never influence each other (a frame gives the same bits in any batch of the
-            same size), but the batch size changes float32 rounding, which L-BFGS amplifies: a
-            frame fitted alone can end centimetres from its batched fit after 10-30 iterations
-            (and in another basin now and then), as any two nearly equal starts can.
+            Frames never influence each other (a frame gives the same bits at the same place
+            in any batch of the same size, whatever the other frames hold), but the batch size
+            and the frame's place in it change float32 rounding (CPU matrix kernels treat rows
+            in blocks), which L-BFGS amplifies: a frame fitted alone, or in a reordered batch,
+            can end centimetres from its batched fit after 10-30 iterations (and in another
+            basin now and then), as any two nearly equal starts can.
         optimizer: ``"lbfgs"`` (batched, per-frame strong-Wolfe line search) or ``"adam"``.
         sigma: Geman-McClure scale in pixels.
         stages: ``(prior weight, shape weight)`` per pose stage; energies are multiplied by the
@@ -578,8 +580,9 @@ def fit_keypoints(
             :func:`auto_pixel_scale` of the keypoints (1 for people up to about 500 pixels
             tall, then 2, 4, ...; ``docs/fitting.md``, "Large images"), the median frame's for
             the batch, except that a person whose own scale is more than twice it is fitted at
-            that (frames stay independent; ``info["pixel_scale"]`` is then a list, one scale
-            per frame); a number: that scale for every frame (``1`` is the fit of 0.2.0). An
+            that (frames stay independent: the other frames keep their place in a batch of the
+            call's size; ``info["pixel_scale"]`` is then a list, one scale per frame); a
+            number: that scale for every frame (``1`` is the fit of 0.2.0). An
             image scaled by a power of two, with ``pixel_scale`` scaled alike, gives the same
             fit bit for bit.
 
@@ -644,10 +647,15 @@ def fit_keypoints(
     pieces = []
     seconds = 0.0
     with frozen(model), frozen(body_model), frozen(term.pose_density):
-        for scale, rows in groups:
-            # frames are independent, so people of different sizes are fitted as separate
-            # batches, each at its own scale; one group (every benchmark) is the whole batch
-            kp_g, conf_g = (kp, conf) if rows is None else (kp[rows], conf[rows])
+        for g, (scale, rows) in enumerate(groups):
+            # People of different sizes are fitted as separate batches, each at its own scale;
+            # one group (every benchmark) is the whole batch. The batch's scale (the first,
+            # smallest group) is fitted on every frame, the others' results unused, so that its
+            # frames keep their place in a batch of the caller's size: a frame's float rounding
+            # depends on both (L-BFGS amplifies it to centimetres), and a near person or a
+            # false detection spanning the image must not change everyone else's fit.
+            whole = rows is None or (batch and g == 0)
+            kp_g, conf_g = (kp, conf) if whole else (kp[rows], conf[rows])
             opts_g = opts
             if scale != 1.0:
                 kp_g = kp_g / scale
@@ -659,6 +667,8 @@ def fit_keypoints(
                     _fit(kp_g[i : i + 1], conf_g[i : i + 1], opts_g) for i in range(kp_g.shape[0])
                 ]
             piece = _concat(parts)
+            if whole and rows is not None:
+                piece = _take(piece, rows)
             seconds += sum(p.info["seconds"] for p in parts)
             if scale != 1.0:
                 # back to the caller's pixels: every term of the objective is squared pixels there
