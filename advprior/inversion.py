@@ -319,21 +319,37 @@ class PoseEncoder(nn.Module):
     needed): the decoded pose of the prediction must match the sampled pose (chordal rotation
     error), with small rotation noise on the inputs so that real, slightly off-manifold poses
     land near the right latent. Pass it to :func:`invert` (``encoder=``) as a starting point.
+
+    ``seed``: the net's initial weights come from a generator seeded with it, and the caller's
+    global RNG is left as it was; None (the default, as any torch module): from torch's global
+    RNG, so ``fit(seed=...)`` then gives the same encoder only after ``torch.manual_seed``.
     """
 
-    def __init__(self, prior: Prior, hidden: int = 512, joints: int = NUM_BODY_JOINTS) -> None:
+    def __init__(
+        self,
+        prior: Prior,
+        hidden: int = 512,
+        joints: int = NUM_BODY_JOINTS,
+        *,
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
         if prior.latent_space is None:
             raise TypeError(f"{type(prior).__name__} has no latent space to encode into")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.prior = prior
         self.joints = joints
-        net = nn.Sequential(
-            nn.Linear(joints * 6, hidden),
-            nn.LeakyReLU(0.2),
-            nn.Linear(hidden, hidden),
-            nn.LeakyReLU(0.2),
-            nn.Linear(hidden, prior.latent_space.dim),
-        )
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            net = nn.Sequential(
+                nn.Linear(joints * 6, hidden),
+                nn.LeakyReLU(0.2),
+                nn.Linear(hidden, hidden),
+                nn.LeakyReLU(0.2),
+                nn.Linear(hidden, prior.latent_space.dim),
+            )
         # on the prior's device and dtype: fit() decodes the net's output through the prior
         self.net = follow_prior(net, prior)
 
@@ -349,8 +365,10 @@ class PoseEncoder(nn.Module):
         noise: float = 0.05,
         seed: int = 0,
     ) -> list[float]:
-        """Train on ``steps`` batches of prior samples (deterministic for a seed); returns the
-        loss curve. The prior stays frozen."""
+        """Train on ``steps`` batches of prior samples; returns the loss curve. The prior stays
+        frozen. The batches and their noise come from ``seed`` (the global RNG is not read), so
+        the result is deterministic for a seed and the initial weights: construct the encoder
+        with ``seed=`` (or after ``torch.manual_seed``) for the same encoder every time."""
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         losses = []
