@@ -789,6 +789,38 @@ def test_trained_model_card_names_unknown_data_terms(synthetic, tmp_path):
     assert "mocap.cs.cmu.edu" not in card and "HDM05" not in card
 
 
+@pytest.mark.parametrize("kind", ["gan", "vae", "gmm"])
+def test_the_model_card_records_what_besides_the_seed_decides_the_weights(
+    synthetic, tmp_path, kind
+):
+    """A trained model's config.json held its settings and seed but not the software nor the
+    arithmetic that trained it: the same seed gives other weights with another torch, thread
+    count, device or number of processes (``--batch-size`` is per process), so nobody could
+    tell from the model how to reproduce it. ``training["environment"]`` records them."""
+    import platform
+
+    from advprior import __version__
+
+    if kind == "gmm":
+        result = fit_gmm(synthetic, tmp_path / "m", max_iter=3, val_samples=100, max_val_poses=50)
+    else:
+        trainer = train_gan if kind == "gan" else train_vae
+        extra = {"d_steps": 1, "disc_hidden_dim": 16} if kind == "gan" else {}
+        result = trainer(
+            synthetic, tmp_path / "m", steps=1, batch_size=16, val_every=0, **FAST, **extra
+        )
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["training"]["environment"] == {
+        "advprior": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "processes": 1,
+        "threads_per_process": torch.get_num_threads(),  # 1: conftest pins it
+        "device": "cpu",
+    }
+    assert "environment" in (result.model_dir / "README.md").read_text()
+
+
 def _minimal_checkpoint(step: int) -> dict:
     """The smallest state ``ckpt.load`` accepts: no models, one process."""
     ranks = [{"rng": ckpt.rng_state({}), "streams": {}}]

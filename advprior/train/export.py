@@ -9,6 +9,7 @@ their weights the same way.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +19,11 @@ import torch
 from torch import nn
 
 from advprior.hub import RUN_MODEL_DIR
+from advprior.train.distributed import DistInfo
 from advprior.train.loop import TrainResult
 from advprior.train.provenance import data_terms, source_names
 from advprior.train.validation import pose_joints, recall_precision_mm
+from advprior.version import __version__
 
 #: Offsets that give each random stream of a run its own seed (data order, latents, validation).
 SEED_DATA, SEED_LATENT, SEED_VAL = 0, 1_000_003, 2_000_003
@@ -66,10 +69,33 @@ def selected_state(result: TrainResult, model: torch.nn.Module, select: str) -> 
     return {k: v.cpu() for k, v in model.state_dict().items()}
 
 
+def environment(dist: DistInfo | None = None) -> dict[str, Any]:
+    """What besides the settings and the seed decides a run's numbers, for its model card:
+    advprior's, torch's and Python's versions, the processes (``--batch-size`` is per process),
+    the CPU threads per process and the device type (torch splits its sums by thread count and
+    device, so a seed gives other weights with either changed; docs/training.md, "Resume")."""
+    dist = dist or DistInfo()
+    return {
+        "advprior": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "processes": dist.world_size,
+        "threads_per_process": torch.get_num_threads(),
+        "device": dist.device.type,
+    }
+
+
 def export_model(
-    model: Any, out: Path, result: TrainResult, data_description: dict[str, Any], config: dict
+    model: Any,
+    out: Path,
+    result: TrainResult,
+    data_description: dict[str, Any],
+    config: dict,
+    dist: DistInfo | None = None,
 ) -> Path:
-    """``save_pretrained`` the trained model into ``<out>/model`` with a model card."""
+    """``save_pretrained`` the trained model into ``<out>/model`` with a model card; ``dist``:
+    the run's processes and device (None: one process on the CPU), recorded with the versions
+    under ``training["environment"]``."""
     model_dir = out / RUN_MODEL_DIR
     selected = result.best_step is not None and config.get("select") == "best"
     training = {
@@ -85,6 +111,7 @@ def export_model(
         "metrics_val_mm": result.best_val if selected else result.val,
         "final_step_val_mm": result.val,
         "wall_time_s": round(result.wall_time_s, 1),
+        "environment": environment(dist),
         **data_terms(source_names(data_description)),
     }
     # Written whole beside the run's model/ and then moved into place: save_pretrained writes

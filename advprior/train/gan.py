@@ -441,7 +441,7 @@ def train_gan(
         if run.export and not result.interrupted and info.is_main:
             model = PosePrior(latent=latent, latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
             model.load_state_dict(selected_state(result, shown, select))
-            result.model_dir = export_model(model, out, result, poses.description, config)
+            result.model_dir = export_model(model, out, result, poses.description, config, info)
         ddp.barrier(info)
         return result
     finally:

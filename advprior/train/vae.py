@@ -166,7 +166,7 @@ def train_vae(
             final = VPoserVAE(latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim)
             final.load_state_dict(selected_state(result, model, cfg.select))
             final.eval()
-            result.model_dir = export_model(final, out, result, poses.description, config)
+            result.model_dir = export_model(final, out, result, poses.description, config, info)
         ddp.barrier(info)
         return result
     finally:
