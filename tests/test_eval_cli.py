@@ -211,6 +211,50 @@ def test_an_object_with_a_plain_sample_n_is_evaluated_reproducibly() -> None:
     assert torch.equal(a, b) and torch.equal(state, torch.get_rng_state())
 
 
+def test_results_record_the_software_and_the_weights_beside_the_seed(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """results.json recorded the seed, the data's sha256 and torch's version, but neither
+    advprior's version nor which weights were evaluated (an alias or a run folder names other
+    weights in another release or after retraining): a rerun could not tell whether it should
+    match. It now records both; a model given as an object has no file (None)."""
+    from advprior import __version__
+    from advprior.eval import run_eval
+    from advprior.fileio import sha256_file
+    from advprior.hub import read_manifest
+
+    class Mine:
+        def sample(self, n, *, generator=None):
+            return 0.1 * torch.randn(n, 63, generator=generator)
+
+    folder = tmp_path / "mine-vae"
+    torch.manual_seed(0)
+    VPoserVAE().save_pretrained(folder)
+    sizes = dict(n_samples=50, n_vertex_samples=20, n_queries=20, n_reference=50, n_vertices=32)
+    results = run_eval(
+        {"gan-s": "gan-s", "folder": str(folder), "object": Mine()},
+        tiny_dataset,
+        out=tmp_path / "results",
+        quick=True,
+        n_pairs=0,
+        fitting=False,
+        progress=False,
+        **sizes,
+    )
+    assert results["seed"] == 0
+    assert results["software"]["advprior"] == __version__
+    assert results["software"]["torch"] == torch.__version__
+    weights = {k: v["weights_sha256"] for k, v in results["models"].items()}
+    assert weights == {
+        "gan-s": read_manifest()["gan-s"]["sha256"],
+        "folder": sha256_file(folder / "model.safetensors"),
+        "object": None,
+    }
+    saved = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert saved["software"] == results["software"]
+    assert saved["models"]["folder"]["weights_sha256"] == weights["folder"]
+
+
 def test_an_empty_split_names_the_files_splits(tmp_path: Path, write_dataset) -> None:
     import numpy as np
 

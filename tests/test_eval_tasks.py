@@ -190,6 +190,14 @@ def test_eval_tasks_quick(tmp_path, write_dataset) -> None:
         assert math.isfinite(saved["motion denoising (4 cm)"][label]["mm"])
     report = (tmp_path / "report.md").read_text()
     assert "#### plausibility" in report and "| gmm |" in report
+    # what a rerun needs beside the seed: the code's versions and the weights evaluated
+    from advprior import __version__
+    from advprior.hub import read_manifest
+
+    assert saved["settings"]["seed"] == 0 and saved["software"]["advprior"] == __version__
+    shipped = read_manifest()
+    assert saved["weights_sha256"] == {k: shipped[k]["sha256"] for k in ("vae", "gmm")}
+    assert "software" not in report and "weights_sha256" not in report
 
 
 def test_tasks_run_a_prior_defined_here() -> None:

@@ -204,11 +204,12 @@ def run_tasks_command(args: argparse.Namespace, command: str | None) -> int:
 
     from advprior.eval.benchmark import write_generated_block
     from advprior.eval.data import load_split
-    from advprior.eval.runner import _load_models
+    from advprior.eval.runner import _load_models, software_versions
     from advprior.eval.tasks import format_tables, run_tasks
     from advprior.fileio import write_text_atomic
 
-    priors = _load_models(args.models)
+    weights_sha256: dict[str, str] = {}
+    priors = _load_models(args.models, weights_sha256)
     test = load_split(args.data, "test")
     validation = load_split(args.data, "validation")
     results = run_tasks(
@@ -219,6 +220,9 @@ def run_tasks_command(args: argparse.Namespace, command: str | None) -> int:
         seed=args.seed,
         log=lambda line: print(line, file=sys.stderr),
     )
+    # beside the seed in "settings": what a rerun needs to give the same numbers
+    results["software"] = software_versions()
+    results["weights_sha256"] = weights_sha256
     out = Path(args.out)
     write_text_atomic(out / "tasks.json", json.dumps(results, indent=2) + "\n")
     block = (

@@ -22,7 +22,7 @@ import torch
 from advprior.eval import protocol
 from advprior.eval.data import load_split, subsample
 from advprior.fileio import sha256_file, write_text_atomic
-from advprior.hub import RUN_MODEL_DIR, load_pretrained
+from advprior.hub import RUN_MODEL_DIR, load_files, resolve_files
 from advprior.interface import Prior, as_prior
 
 
@@ -97,11 +97,26 @@ def model_labels(names: Sequence[str | os.PathLike]) -> list[str]:
             raise ValueError(f"model {twice!r} is given twice")
 
 
-def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, Prior]:
+def _load_named(name: str | os.PathLike, weights: dict[str, str], label: str) -> object:
+    """``load_pretrained(name)``, noting the sha256 of the weights file it read in
+    ``weights[label]`` (the same alias or folder may hold other weights another time)."""
+    files = resolve_files(name)
+    weights[label] = sha256_file(files.weights)
+    return load_files(files)
+
+
+def _load_models(
+    models: Sequence[str] | Mapping[str, object], weights: dict[str, str] | None = None
+) -> dict[str, Prior]:
+    """The priors to evaluate by label; ``weights`` (when given) receives the sha256 of the
+    weights file of each one loaded from a name or a path."""
+    weights = {} if weights is None else weights
     if isinstance(models, Mapping):
         # a name or path among the objects is loaded as in the list form
         loaded = {
-            str(label): load_pretrained(m) if isinstance(m, (str, os.PathLike)) else m
+            str(label): _load_named(m, weights, str(label))
+            if isinstance(m, (str, os.PathLike))
+            else m
             for label, m in models.items()
         }
     else:
@@ -112,7 +127,7 @@ def _load_models(models: Sequence[str] | Mapping[str, object]) -> dict[str, Prio
             )
         names = list(models)
         loaded = {
-            label: load_pretrained(name)
+            label: _load_named(name, weights, label)
             for label, name in zip(model_labels(names), names, strict=True)
         }
     if not loaded:
@@ -142,6 +157,19 @@ def _machine() -> str:
         f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"
     )
+
+
+def software_versions() -> dict[str, str]:
+    """advprior's, torch's, numpy's and Python's versions, for a results file: a seed gives
+    the same numbers only with the same code (and thread count, in ``machine``)."""
+    from advprior.version import __version__
+
+    return {
+        "advprior": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def random_part(index: torch.Tensor, k: int, seed: int) -> torch.Tensor:
@@ -276,7 +304,8 @@ def run_eval(
             stamp = f"[eval {time.perf_counter() - t_start:7.1f}s]"
             print(f"{stamp} {msg}", file=sys.stderr, flush=True)
 
-    priors = _load_models(models)
+    weights_sha256: dict[str, str] = {}
+    priors = _load_models(models, weights_sha256)
     test = load_split(data, split)
     try:
         train = load_split(data, "train")
@@ -326,6 +355,8 @@ def run_eval(
         "n_reference_frames": len(train),
         "n_vertex_reference": n_vref,
         "machine": _machine(),
+        # with the seed, the data's and the weights' sha256: what a rerun needs to match
+        "software": software_versions(),
         "models": {},
     }
     curves_dist: dict = {}
@@ -344,6 +375,8 @@ def run_eval(
         )
         entry = {
             "model_type": protocol.model_kind(prior),
+            # None for a model given as a Python object: no file to name
+            "weights_sha256": weights_sha256.get(label),
             "recall_precision_mm": rp.summary(),
             "seconds": {**rp.seconds, "total": time.perf_counter() - t0},
         }

@@ -463,11 +463,15 @@ def _clip_poses(data: PoseData, length: int, count: int) -> Tensor | None:
     return torch.stack([data.body_pose[i] for i in index]) if index else None
 
 
+#: Keys of a results file beside the tasks' (``advprior eval --tasks`` adds the last two).
+NOT_TASKS = ("settings", "software", "weights_sha256")
+
+
 def format_tables(results: Mapping[str, Mapping[str, Any]]) -> str:
     """Markdown tables of :func:`run_tasks` results."""
     lines: list[str] = []
     for task, per_prior in results.items():
-        if task == "settings":
+        if task in NOT_TASKS:
             continue
         lines += [f"#### {task}", ""]
         rows = [(label, _flatten(values)) for label, values in per_prior.items()]
