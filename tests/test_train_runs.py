@@ -797,9 +797,7 @@ def test_the_model_card_records_what_besides_the_seed_decides_the_weights(
     arithmetic that trained it: the same seed gives other weights with another torch, thread
     count, device or number of processes (``--batch-size`` is per process), so nobody could
     tell from the model how to reproduce it. ``training["environment"]`` records them."""
-    import platform
-
-    from advprior import __version__
+    from advprior.version import software_versions
 
     if kind == "gmm":
         result = fit_gmm(synthetic, tmp_path / "m", max_iter=3, val_samples=100, max_val_poses=50)
@@ -811,9 +809,7 @@ def test_the_model_card_records_what_besides_the_seed_decides_the_weights(
         )
     config = json.loads((result.model_dir / "config.json").read_text())
     assert config["training"]["environment"] == {
-        "advprior": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **software_versions(),  # advprior, torch, numpy, Python
         "processes": 1,
         "threads_per_process": torch.get_num_threads(),  # 1: conftest pins it
         "device": "cpu",

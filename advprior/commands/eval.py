@@ -204,9 +204,10 @@ def run_tasks_command(args: argparse.Namespace, command: str | None) -> int:
 
     from advprior.eval.benchmark import write_generated_block
     from advprior.eval.data import load_split
-    from advprior.eval.runner import _load_models, software_versions
+    from advprior.eval.runner import _load_models
     from advprior.eval.tasks import format_tables, run_tasks
     from advprior.fileio import write_text_atomic
+    from advprior.version import software_versions
 
     weights_sha256: dict[str, str] = {}
     priors = _load_models(args.models, weights_sha256)

@@ -24,6 +24,7 @@ from advprior.eval.data import load_split, subsample
 from advprior.fileio import sha256_file, write_text_atomic
 from advprior.hub import RUN_MODEL_DIR, load_files, resolve_files
 from advprior.interface import Prior, as_prior
+from advprior.version import software_versions
 
 
 @dataclass
@@ -157,19 +158,6 @@ def _machine() -> str:
         f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}"
     )
-
-
-def software_versions() -> dict[str, str]:
-    """advprior's, torch's, numpy's and Python's versions, for a results file: a seed gives
-    the same numbers only with the same code (and thread count, in ``machine``)."""
-    from advprior.version import __version__
-
-    return {
-        "advprior": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def random_part(index: torch.Tensor, k: int, seed: int) -> torch.Tensor:

@@ -9,7 +9,6 @@ their weights the same way.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from advprior.train.distributed import DistInfo
 from advprior.train.loop import TrainResult
 from advprior.train.provenance import data_terms, source_names
 from advprior.train.validation import pose_joints, recall_precision_mm
-from advprior.version import __version__
+from advprior.version import software_versions
 
 #: Offsets that give each random stream of a run its own seed (data order, latents, validation).
 SEED_DATA, SEED_LATENT, SEED_VAL = 0, 1_000_003, 2_000_003
@@ -71,14 +70,13 @@ def selected_state(result: TrainResult, model: torch.nn.Module, select: str) -> 
 
 def environment(dist: DistInfo | None = None) -> dict[str, Any]:
     """What besides the settings and the seed decides a run's numbers, for its model card:
-    advprior's, torch's and Python's versions, the processes (``--batch-size`` is per process),
-    the CPU threads per process and the device type (torch splits its sums by thread count and
-    device, so a seed gives other weights with either changed; docs/training.md, "Resume")."""
+    advprior's, torch's, numpy's and Python's versions, the processes (``--batch-size`` is per
+    process), the CPU threads per process and the device type (torch splits its sums by thread
+    count and device, so a seed gives other weights with either changed; docs/training.md,
+    "Resume")."""
     dist = dist or DistInfo()
     return {
-        "advprior": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **software_versions(),
         "processes": dist.world_size,
         "threads_per_process": torch.get_num_threads(),
         "device": dist.device.type,
