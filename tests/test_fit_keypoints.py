@@ -414,6 +414,28 @@ def test_fit_result_round_trip(body, tmp_path) -> None:
     assert not list(path.parent.glob("*.tmp"))
 
 
+def test_a_saved_fit_records_what_besides_its_inputs_decides_it(body, tmp_path) -> None:
+    """A fit is deterministic for its inputs and settings, the software and the arithmetic:
+    on 2 threads instead of 1, 16 validation frames ended up to 10 cm apart (L-BFGS amplifies
+    the other rounding). The saved info recorded the settings but neither the versions nor
+    the thread count; ``info["environment"]`` now holds them (so does ``fit_sequence``'s)."""
+    import json
+
+    from advprior.fitting import fit_sequence
+    from advprior.version import software_versions
+
+    kp, conf, _ = scene(body, 0.2 * torch.randn(2, 63, generator=seeded(24)), seed=25)
+    want = {**software_versions(), "threads": torch.get_num_threads(), "device": "cpu"}
+    result = fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, iterations=2)
+    assert result.info["environment"] == want
+    saved = np.load(result.to_npz(tmp_path / "fit.npz"))
+    assert json.loads(str(saved["info"]))["environment"] == want
+    clip = fit_sequence(
+        kp, conf, CAMERA, body_model=body, prior=None, iterations=2, init_iterations=2
+    )
+    assert clip.info["environment"] == want
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 

@@ -13,6 +13,21 @@ import numpy as np
 from torch import Tensor
 
 from advprior.fileio import save_npz_atomic, write_text_atomic
+from advprior.version import software_versions
+
+
+def fit_environment(device: Any) -> dict[str, Any]:
+    """``info["environment"]`` of a fit: the software versions, torch's CPU thread count and
+    the device type. A fit is deterministic for its inputs and these; another thread count or
+    device rounds differently, which L-BFGS amplifies (docs/fitting.md, "Frames are
+    independent"), so a saved fit says what it needs to be reproduced."""
+    import torch
+
+    return {
+        **software_versions(),
+        "threads": torch.get_num_threads(),
+        "device": torch.device(device).type,
+    }
 
 
 @dataclass

@@ -40,7 +40,7 @@ from torch import Tensor
 from advprior.fitting.camera import PinholeCamera, positive_number, real_number, whole_number
 from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
-from advprior.fitting.result import FitResult
+from advprior.fitting.result import FitResult, fit_environment
 from advprior.fitting.smplify import (
     GAUGE_WEIGHT,
     NO_PRIOR_WEIGHT,
@@ -680,6 +680,7 @@ def fit_sequence(
         "missing_frames": int((~seen).sum()),
         "clips": n_clips,
         "frames_per_clip": length,
+        "environment": fit_environment(device),
         "seconds": time.perf_counter() - start,
     }
     return FitResult(

@@ -47,7 +47,7 @@ from advprior.fitting.priors import (
     resolve_pose_density,
     resolve_prior,
 )
-from advprior.fitting.result import FitResult
+from advprior.fitting.result import FitResult, fit_environment
 from advprior.interface import Prior
 from advprior.inversion import with_autograd
 from advprior.lbfgs import minimize_lbfgs
@@ -643,6 +643,7 @@ def fit_keypoints(
         if latent_density is None
         else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
         "pose_density": kind["pose_density"],
+        "environment": fit_environment(kp.device),
     }
     pieces = []
     seconds = 0.0
