@@ -59,6 +59,28 @@ def test_seed_determines_samples(ckpt: Path, tmp_path: Path) -> None:
     assert not np.allclose(a, c)
 
 
+def test_the_file_records_the_weights_and_software_it_was_drawn_with(
+    ckpt: Path, tmp_path: Path
+) -> None:
+    """ "The same seed gives the same file" holds for the same weights and code; the file
+    named only the model (an alias, a folder that may be retrained, a Hub id without its
+    ``--revision``). It records the weights file's sha256, the revision and the versions."""
+    import json
+
+    from advprior.fileio import sha256_file
+    from advprior.hub import read_manifest
+    from advprior.version import software_versions
+
+    out = tmp_path / "s.npz"
+    assert main(["sample", "--model", str(ckpt), "-n", "2", "--out", str(out)]) == 0
+    saved = np.load(out)
+    assert str(saved["weights_sha256"]) == sha256_file(ckpt / "model.safetensors")
+    assert str(saved["revision"]) == ""
+    assert json.loads(str(saved["software"])) == software_versions()
+    assert main(["sample", "--model", "gmm", "-n", "2", "--out", str(out)]) == 0
+    assert str(np.load(out)["weights_sha256"]) == read_manifest()["gmm"]["sha256"]
+
+
 def test_smpl_body_and_latent_only(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "smpl.npz"
     assert (

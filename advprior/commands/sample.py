@@ -3,13 +3,15 @@
 The ``.npz`` holds ``body_pose`` ``(n, 63)`` float32 (``(n, 69)`` for ``--body smpl``; axis-angle
 radians, SMPL joints 1..21 or 1..23), ``z`` ``(n, D)`` float32 (the latents; absent for a model
 without a latent space, e.g. the GMM), and scalar strings/ints ``model``, ``model_type``,
-``latent``, ``body``, ``seed``.
+``latent``, ``body``, ``seed``, ``revision`` (empty when not given), ``weights_sha256`` (the
+weights file sampled) and ``software`` (JSON: advprior's, torch's, numpy's, Python's versions).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from advprior.errors import UsageError
-    from advprior.hub import load_pretrained
+    from advprior.fileio import sha256_file
+    from advprior.hub import load_files, resolve_files
     from advprior.interface import as_prior
+    from advprior.version import software_versions
 
     if args.num < 0:
         raise UsageError(f"-n must be >= 0, got {args.num}")
@@ -129,14 +133,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--png: {missing} (nothing written)")
     from advprior.commands._device import parse_device
 
-    model = as_prior(
-        load_pretrained(
-            args.model,
-            revision=args.revision,
-            cache_dir=args.cache_dir,
-            device=parse_device(args.device),
-        )
-    )
+    device = parse_device(args.device)  # a usage error before the model is looked for
+    files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
+    model = as_prior(load_files(files, device=device))
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
 
     latent = None if model.latent_space is None else model.latent_space.kind
@@ -146,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
         "latent": np.array(str(latent)),
         "body": np.array(args.body),
         "seed": np.array(args.seed, dtype=np.int64),
+        # the name alone does not say which weights (another release, a retrained folder, a
+        # Hub revision), nor which code drew from them: a rerun matches with these
+        "revision": np.array("" if args.revision is None else str(args.revision)),
+        "weights_sha256": np.array(sha256_file(files.weights)),
+        "software": np.array(json.dumps(software_versions())),
     }
     if pose is not None:
         arrays["body_pose"] = pose.detach().cpu().to(torch.float32).numpy()
