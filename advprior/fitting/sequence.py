@@ -23,6 +23,11 @@ Method (``docs/fitting.md``, "Sequences"):
    last ``overlap`` frames (refitted by the next with more context). Memory grows with
    ``B * window``, not with the clip length (the per-frame start runs in chunks of
    :data:`INIT_CHUNK` frames, the final joints in chunks of :data:`FINAL_CHUNK`).
+
+Clips never change each other's problem, but the per-frame start fits the frames that are not
+missing of all clips as one batch, so a clip's frames sit further up that batch when an
+earlier clip misses frames: other float32 rounding, which L-BFGS amplifies (two validation
+clips: up to 1 mm), as in :func:`fit_keypoints` for a frame at another place in its batch.
 """
 
 from __future__ import annotations
