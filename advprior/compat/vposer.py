@@ -233,7 +233,8 @@ class VPoserV1(nn.Module):
         self, num_poses: int, output_type: str = "aa", seed: int | None = None
     ) -> torch.Tensor:
         """``num_poses`` poses from the prior's own latent distribution, shapes as
-        :meth:`decode`; ``seed`` makes them reproducible without touching the global RNG."""
+        :meth:`decode`; ``seed`` makes them reproducible without touching the global RNG
+        (without it they are drawn from torch's global RNG)."""
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
         w = self._sample_latent(num_poses, seed)
