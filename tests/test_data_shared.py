@@ -136,15 +136,85 @@ def test_one_cmu_person_is_one_subject_across_formats(shared_mocap: Path, tmp_pa
 #: (docs/data.md): poses, splits and names, not the advprior version recorded in ``meta``.
 V5_CONTENT_SHA256 = "8de96339eb1f651b4cf5ad12c5ea2cabb9c0912391ab92fcbbc128d1bfe70e2c"
 
+#: A compact sketch of that build (:func:`pose_sketch`), written from a rebuild whose content
+#: sha256 was V5_CONTENT_SHA256 by ``write_v5_sketch`` below.
+V5_SKETCH = Path(__file__).parent / "data" / "v5_sketch.npz"
+
+# The importers compute in float64 and store float32. Another CPU's float64 kernels (numpy's
+# SIMD dispatch, OpenBLAS's core type) change only float64 rounding: components that are zero
+# in exact arithmetic come out as noise below 1e-16 (245,984 of v5's 6.2M values are such noise,
+# and these are what moved between two kernel choices on one machine, by at most 1.4e-17), and
+# a larger value can round to the neighbouring float32 (one ulp, at most 2.4e-7 below pi) with a
+# chance of about 1e-8. So a rebuild elsewhere may miss the content sha256 while being the same
+# data. The sketch projects each sequence's frames onto SKETCH_DIRS fixed directions (entries
+# of magnitude < 5, 69 per frame); rounding then moves a projection by < 69 * 5 * 1e-16 per
+# frame and < 5 * 2.4e-7 per flipped value, far below SKETCH_ATOL, while a change that moves one
+# frame's value by 1e-4 rad moves a projection by about 1e-4 (0.03 over a 300-frame clip).
+SKETCH_DIRS = 8
+SKETCH_ATOL = 1e-5
+
+
+def pose_sketch(data) -> dict[str, np.ndarray]:
+    """Per sequence: frame count, and the sums over its frames of (body_pose, global_orient,
+    transl) @ R and of (frame index / frames) * (...) @ R (order-sensitive), R a fixed
+    (69, SKETCH_DIRS) standard normal matrix (seed 2022); plus the exact structure (names,
+    split and subject per sequence)."""
+    rows = np.concatenate(
+        [data.body_pose.numpy(), data.global_orient.numpy(), data.transl.numpy()], 1
+    ).astype(np.float64)
+    r = np.random.default_rng(2022).standard_normal((rows.shape[1], SKETCH_DIRS))
+    assert np.abs(r).max() < 5  # the bound SKETCH_ATOL's analysis uses
+    seq = data.sequence.numpy().astype(np.int64)
+    n_seq = len(data.sequence_names)
+    count = np.bincount(seq, minlength=n_seq)
+    order = np.argsort(seq, kind="stable")
+    index = np.empty_like(seq)  # each frame's place in its sequence
+    index[order] = np.arange(len(seq)) - np.searchsorted(seq[order], seq[order])
+    proj = rows @ r
+    plain = np.zeros((n_seq, SKETCH_DIRS))
+    ordered = np.zeros((n_seq, SKETCH_DIRS))
+    np.add.at(plain, seq, proj)
+    np.add.at(ordered, seq, proj * (index / count[seq])[:, None])
+    split = np.full(n_seq, -1, np.int64)
+    subject = np.full(n_seq, -1, np.int64)
+    split[seq] = data.split.numpy()
+    subject[seq] = data.subject.numpy()
+    return {
+        "count": count,
+        "plain": plain,
+        "ordered": ordered,
+        "split": split,
+        "subject": subject,
+        "sequence_names": np.array(data.sequence_names),
+        "subject_names": np.array(data.subject_names),
+    }
+
+
+def write_v5_sketch(dataset: Path, out: Path = V5_SKETCH) -> None:
+    """Write the reference sketch from a build of v5 (refuses any other content)."""
+    from advprior.data import load_dataset
+
+    data = load_dataset(dataset)
+    assert data.content_sha256() == V5_CONTENT_SHA256, "not v5"
+    np.savez_compressed(out, **pose_sketch(data))
+
 
 def test_the_collection_rebuilds_the_published_v5_poses(shared_mocap: Path, tmp_path: Path) -> None:
     """The shipped weights' training data is reproducible: `advprior data build` with its
-    defaults on the whole collection gives exactly v5's poses and splits. A change of any
-    importer or of the retargeting that moves one pose by one float32 step fails here; so does
-    a change of the collection (then the docs need a new build)."""
+    defaults on the whole collection gives v5's sequences, subjects and splits exactly, and its
+    poses to the float64 rounding of the CPU it runs on (bit for bit on the CPU that built v5):
+    a change of an importer, of the retargeting or of the collection fails here (then the docs
+    need a new build)."""
     from advprior.data import build_dataset, load_dataset
 
     assert V5_CONTENT_SHA256 in (Path(__file__).parents[1] / "docs" / "data.md").read_text()
     out = tmp_path / "v5.npz"
     build_dataset(shared_mocap, out)
-    assert load_dataset(out).content_sha256() == V5_CONTENT_SHA256
+    got = pose_sketch(load_dataset(out))
+    with np.load(V5_SKETCH, allow_pickle=False) as f:
+        want = {k: f[k] for k in f.files}
+    assert set(got) == set(want)
+    for key in ("count", "split", "subject", "sequence_names", "subject_names"):
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    for key in ("plain", "ordered"):
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=SKETCH_ATOL, err_msg=key)

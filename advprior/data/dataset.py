@@ -129,9 +129,12 @@ class PoseData:
         """Hex sha256 of the dataset's content: every frame's poses, translation, sequence,
         subject and split, the name lists and the frame rate, not ``meta`` (which records the
         advprior version and the paths it was built from). Two builds of the same poses agree
-        on it across advprior versions and machines, whatever their files' own sha256; it is
-        what ``advprior data build`` and ``advprior data info`` print, and what docs/data.md
-        gives for each published build."""
+        on it across advprior versions, whatever their files' own sha256; it is what
+        ``advprior data build`` and ``advprior data info`` print, and what docs/data.md gives
+        for each published build. It is bit-exact: on a CPU whose float64 kernels round
+        differently, a rebuild of the same files can differ in components that are zero in
+        exact arithmetic (noise below 1e-16) and so in this digest (docs/data.md, "Content
+        digests across machines")."""
         import numpy as np
 
         digest = hashlib.sha256(b"advprior-dataset-content-v1")
