@@ -40,7 +40,11 @@ frames with fewer than two keypoints of positive confidence are filled in from t
 orientation and translation), as are frames without the chosen person (OpenPose's
 "people": [], an MMPose frame without instances) and the numbered images a COCO results file
 leaves out (AlphaPose's "3.jpg" between "2.jpg" and "4.jpg"); FIT.npz then holds (T, ...)
-arrays, and info["frames"] each row's [file, image or frame id].
+arrays, and info["frames"] each row's [file, image or frame id]. --amass FILE (with --sequence
+and --fps) also writes the clip as an AMASS-style .npz for AMASS viewers, motion datasets and
+Blender SMPL add-ons: poses (T, 156) SMPL-H (or the --body-model's own layout: 72 SMPL, 165
+SMPL-X), trans, betas (16), gender (--gender, else neutral), mocap_framerate, in AMASS's z-up
+world (the camera's x right, its forward +y, its up +z); docs/fitting.md, "Export to AMASS".
 
 The person is chosen with --person (default: the first; in detector files the best scored).
 The camera comes from --camera ("fx,fy,cx,cy", "f,cx,cy" or a JSON file with
@@ -178,6 +182,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=Path("fit.npz"),
         help="output .npz (fit.npz), or .json: the same arrays as nested lists",
+    )
+    p.add_argument(
+        "--amass",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="--sequence with --fps: also write the clip as an AMASS-style .npz (poses, trans, "
+        "betas, gender, mocap_framerate; z-up world; SMPL-H layout, or the --body-model's)",
     )
     p.set_defaults(func=run)
 
@@ -594,6 +606,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.sequence:
             raise UsageError("--fps is the frame rate of a --sequence; per-frame fits have none")
         check_number(args.fps, "--fps", low_open=True)
+    if args.amass is not None:
+        if not args.sequence:
+            raise UsageError("--amass writes a clip: it needs --sequence (and --fps)")
+        if args.fps is None:
+            raise UsageError("--amass needs --fps: the frame rate the AMASS file records")
+        if args.amass.resolve() == args.out.resolve():
+            raise UsageError(f"--amass and --out name the same file {args.out}")
     if args.pixel_scale != "auto" and not (
         math.isfinite(args.pixel_scale) and args.pixel_scale > 0
     ):
@@ -709,6 +728,13 @@ def run(args: argparse.Namespace) -> int:
     out = (
         result.to_json(args.out) if args.out.suffix.lower() == ".json" else result.to_npz(args.out)
     )
+    amass = None
+    if args.amass is not None:
+        model_type = "smplh" if body_model is None else body_model.model_type
+        # the camera's rotation, when it had one, is read from info["camera"]
+        amass = result.to_amass(
+            args.amass, fps=args.fps, gender=args.gender or "neutral", model_type=model_type
+        )
     # the points the fit used: missing ones (NaN or null, confidence 0) are left out
     seen = (conf > 0) & torch.isfinite(kp).all(-1)
     err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()
@@ -720,7 +746,8 @@ def run(args: argparse.Namespace) -> int:
     answer(
         f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}{with_density}: mean "
         f"reprojection {float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "
-        f"{result.info['seconds']:.1f} s -> {out}",
+        f"{result.info['seconds']:.1f} s -> {out}" + (f" and {amass}" if amass else ""),
         out,
+        amass,
     )
     return 0

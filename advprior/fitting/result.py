@@ -83,6 +83,67 @@ class FitResult:
         save_npz_atomic(path, arrays)
         return path
 
+    def to_amass(
+        self,
+        path: str | os.PathLike,
+        *,
+        fps: float | None = None,
+        gender: str = "neutral",
+        up: str = "z",
+        camera_rotation: Any = None,
+        clip: int | None = None,
+        shape: str = "mean",
+        model_type: str = "smplh",
+        num_betas: int | None = None,
+    ) -> Path:
+        """Write the fitted clip as an AMASS-style ``.npz`` (atomically; returns ``path``) for
+        AMASS viewers, motion datasets and Blender SMPL add-ons: ``poses (N, W)``, ``trans
+        (N, 3)``, ``betas``, ``gender``, ``mocap_framerate`` and ``mocap_frame_rate``,
+        ``surface_model_type``, ``root_orient``, ``pose_body`` (+ ``pose_hand``, ``pose_jaw``,
+        ``pose_eye`` as the model has them); no pickled member. docs/fitting.md, "Export to
+        AMASS".
+
+        Args:
+            path: the file to write (no suffix is added).
+            fps: the clip's frame rate; default the one the fit recorded (``info["fps"]``,
+                ``fit_sequence(..., fps=)``), which a given one must equal. Required when the
+                fit records none.
+            gender: ``"neutral"``, ``"male"`` or ``"female"`` (the body model readers pose).
+            up: the written world's up axis: ``"z"`` (AMASS's; default) or ``"y"``. The fit's
+                camera frame (x right, y down, z forward) is turned by
+                ``(x, y, z) -> (x, z, -y)`` for z up, ``(x, -y, -z)`` for y up; orientation and
+                translation alike, about the pelvis (the body lands where the fit put it).
+            camera_rotation: the world-to-camera rotation of a camera the fit used with one
+                (``PinholeCamera.rotation``, or the camera itself): the fit's world is taken
+                into that camera's frame first. Default: the one ``advprior fit`` recorded in
+                ``info["camera"]``, else none.
+            clip: which clip of a ``fit_sequence`` over ``(B, T, J, 2)`` keypoints (required
+                when B > 1). A one-clip fit, or per-frame ``fit_keypoints`` results (taken as
+                frames in their order), need none.
+            shape: the clip's one ``betas``: ``"mean"`` of the frames' (default; a
+                ``fit_sequence`` clip has one shape on every frame) or ``"first"`` frame's.
+            model_type: the layout: ``"smplh"`` (``poses (N, 156)``, AMASS's main release),
+                ``"smpl"`` (72) or ``"smplx"`` (165). Joints the fit does not estimate are
+                zeros.
+            num_betas: length of ``betas``: zeros appended, or the rest cut off (with a warning
+                when a dropped one is non-zero); default 16 (AMASS's SMPL-H and SMPL-X), 10
+                for ``"smpl"``.
+        """
+        from advprior.fitting.amass import write_amass
+
+        return write_amass(
+            self,
+            path,
+            fps=fps,
+            gender=gender,
+            up=up,
+            camera_rotation=camera_rotation,
+            clip=clip,
+            shape=shape,
+            model_type=model_type,
+            num_betas=num_betas,
+        )
+
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write every array as nested lists (NaN as ``null``) and ``info`` as an object to a
         UTF-8 JSON file, atomically; returns it. For tools without numpy (a Blender or web
