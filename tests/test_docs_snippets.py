@@ -112,6 +112,9 @@ SNIPPETS: dict[tuple[str, str], Run | Skip] = {
     ("docs/fitting.md", "res = fit_sequence(keypoints, confidence, PinholeCamera"): Run(
         "keypoints, confidence = _views(0, center=500.0, frames=3)"
     ),
+    ("docs/fitting.md", 'fit.to_amass("clip_poses.npz")'): Run(
+        "keypoints, confidence = _views(0, center=500.0, frames=3)"
+    ),
     ("docs/api/fitting.md", "result = fit_keypoints(keypoints, confidence, camera"): Run(
         "keypoints, confidence = _views(1)"
     ),
