@@ -321,6 +321,20 @@ def test_fit_command_writes_an_amass_file(tmp_path, capsys) -> None:
         np.testing.assert_allclose(pelvis, fitted["joints"][:, 0] @ q.T, atol=1e-5)
         # in front of the camera: along +y in the z-up world
         assert (pelvis[:, 1] > 1.0).all(), pelvis
+    # with a --body-model the layout is its type and the gender its --gender
+    from test_body_model import _fake_family
+
+    from advprior.body.standin import build_standin
+
+    models = tmp_path / "models"
+    (models / "smplx").mkdir(parents=True)
+    np.savez(models / "smplx" / "SMPLX_MALE.npz", **_fake_family(build_standin(), "smplx"))
+    own = ["--body-model", str(models), "--model-type", "smplx", "--gender", "male"]
+    assert main([*argv, *own, "--sequence", "--fps", "25", "--amass", str(amass)]) == 0
+    with np.load(amass, allow_pickle=False) as data:
+        assert data["poses"].shape == (t, 165) and str(data["gender"]) == "male"
+        assert str(data["surface_model_type"]) == "smplx" and data["pose_eye"].shape == (t, 6)
+    capsys.readouterr()
     # usage errors (exit 2, one line) before any file is read
     for extra, message in (
         (["--amass", str(amass)], "--amass writes a clip: it needs --sequence"),
