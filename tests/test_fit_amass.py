@@ -208,6 +208,9 @@ def test_betas_are_padded_or_cut_to_num_betas(body64, tmp_path) -> None:
     assert amass_arrays(fit, model_type="smpl")["betas"].shape == (10,)
     with pytest.warns(UserWarning, match="keeps the first 8"):
         assert amass_arrays(fit, num_betas=8)["betas"].shape == (8,)
+    with pytest.warns(UserWarning, match="keeps the first 8") as caught:
+        fit.to_amass(tmp_path / "a.npz", num_betas=8)
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="num_betas must be a positive int"):
             amass_arrays(fit, num_betas=bad)

@@ -132,7 +132,7 @@ def _betas(betas: np.ndarray, count: int) -> np.ndarray:
                 f"the fit has {betas.shape[0]} shape coefficients; the file keeps the first "
                 f"{count} (largest dropped |beta| {np.abs(dropped).max():.3g}); pass num_betas="
                 f"{betas.shape[0]} to keep them all",
-                stacklevel=4,
+                stacklevel=5,  # the caller of FitResult.to_amass
             )
         return betas[:count].copy()
     return np.concatenate([betas, np.zeros(count - betas.shape[0])])
