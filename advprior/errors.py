@@ -47,6 +47,17 @@ class MotionFormatError(AdvPriorError, ValueError):
         self.line = line
 
 
+class KeypointLayoutError(AdvPriorError, ValueError):
+    """2D keypoints whose geometry shows another layout than the ``keypoint_format`` they were
+    given with (e.g. OpenPose BODY_25B keypoints passed as ``openpose25``: the two put different
+    points at the same indices); the message names the likely right format, also kept in
+    ``likely_format``."""
+
+    def __init__(self, message: str, likely_format: str | None = None) -> None:
+        super().__init__(message)
+        self.likely_format = likely_format
+
+
 class RetargetWarning(UserWarning):
     """A motion imported with an approximation worth knowing (e.g. a foot without a toe or End
     Site below its ankle); the message names the file and what was approximated."""

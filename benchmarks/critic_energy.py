@@ -70,7 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--run", type=Path, required=True, help="GAN training run folder")
     ap.add_argument("--prior", default=None, help="generator to fit with (default RUN/model)")
     ap.add_argument("--data", type=Path, default=REPO / "data" / "mocap30_v5.npz")
-    ap.add_argument("--keypoints", default="smpl24", choices=("smpl24", "coco17", "openpose25"))
+    ap.add_argument(
+        "--keypoints", default="smpl24", choices=("smpl24", "coco17", "openpose25", "openpose25b")
+    )
     ap.add_argument("--frames", type=int, default=128)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 10.0, 30.0, 100.0])
     ap.add_argument("--seed", type=int, default=0)

@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=128)
     ap.add_argument(
         "--keypoints",
-        choices=("smpl24", "coco17", "openpose25"),
+        choices=("smpl24", "coco17", "openpose25", "openpose25b"),
         default="smpl24",
         help="observed keypoint set, fitted in the same format",
     )

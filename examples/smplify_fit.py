@@ -11,8 +11,8 @@ test-split poses of the dataset, seen from a random heading and elevation 3-6 m 
 1000 px focal-length camera, 5 px Gaussian noise, 20% of the keypoints dropped (confidence 0) --
 see :mod:`advprior.eval.benchmark`. The
 keypoints are SMPL's 24 joints (``--keypoints smpl24``) or a 2D detector's (``coco17``,
-``openpose25``: limb joints plus face and feet points on the body's surface), fitted in the same
-format; errors are always on the 24 SMPL joints. Prints
+``openpose25``, ``openpose25b``: limb joints plus face and feet points on the body's surface),
+fitted in the same format; errors are always on the 24 SMPL joints. Prints
 P-MPJPE / MPJPE (mm) of the recovered 3D joints and seconds per frame, then the inversion error
 of ``project_pose`` on held-out poses and its time. ``--write-docs`` rewrites the generated
 block of each ``--docs`` file, one block per keypoint set (``<!-- BEGIN GENERATED:
@@ -47,12 +47,13 @@ DOCS = REPO / "docs" / "fitting.md"
 #: that GAN-S's default GMM energy is also reported the other way.
 NO_POSE_DENSITY = ":no-pose-density"
 PRIORS = ("gan-s", f"gan-s{NO_POSE_DENSITY}", "gan-u", "gan-n", "vae", "gmm", "none")
-KEYPOINT_SETS = ("smpl24", "coco17", "openpose25")
+KEYPOINT_SETS = ("smpl24", "coco17", "openpose25", "openpose25b")
 #: How the generated block describes each keypoint set.
 KEYPOINT_TITLE = {
     "smpl24": "SMPL-24 joint keypoints",
     "coco17": "COCO-17 detector keypoints",
     "openpose25": "OpenPose BODY_25 detector keypoints",
+    "openpose25b": "OpenPose BODY_25B detector keypoints",
 }
 KEYPOINT_TEXT = {
     "smpl24": "SMPL 24-joint keypoints",
@@ -61,6 +62,9 @@ KEYPOINT_TEXT = {
     "openpose25": "OpenPose BODY_25 detector keypoints (limb joints, MidHip = pelvis, Neck = "
     "SMPL's neck; nose, eyes, ears, big/small toes, heels from the stand-in's surface "
     "vertices; no spine or collar joint)",
+    "openpose25b": "OpenPose BODY_25B detector keypoints (12 limb joints, UpperNeck = SMPL's "
+    "head; nose, eyes, ears, big/small toes, heels from the stand-in's surface vertices; "
+    "HeadTop unobserved; no spine, collar, neck or pelvis joint)",
 }
 
 

@@ -4,13 +4,14 @@ KEYPOINTS.json, any of these layouts (several files are fitted as one batch, in 
 
 advprior layout (one or many frames)::
 
-    {"format": "smpl24",                    # smpl24 | openpose25 | coco17 (else --format)
+    {"format": "smpl24",                    # smpl24 | openpose25 | openpose25b | coco17
      "keypoints": [[[x, y], ...], ...],     # (B, J, 2) pixels, or (B, J, 3) with confidence;
                                             # null (or NaN) marks a missing keypoint
      "confidence": [[c, ...], ...],         # optional (B, J) in [0, 1]
      "camera": {"focal": [fx, fy], "center": [cx, cy], "rotation": [[...], [...], [...]]}}
 
-OpenPose output (one frame per file, BODY_25)::
+OpenPose output (one frame per file, BODY_25; BODY_25B with --format openpose25b; BODY_135's
+405 values are read as their first 25, BODY_25B's)::
 
     {"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}
 
@@ -72,6 +73,8 @@ from advprior.fileio import read_json
 KEYPOINT_JSON_MAX_BYTES = 2**30
 
 OPENPOSE_BODY25_VALUES = 75
+#: OpenPose's BODY_135 (x, y, c per keypoint): its first 25 keypoints are BODY_25B's.
+OPENPOSE_BODY135_VALUES = 405
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,8 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format",
         dest="keypoint_format",
         default=None,
-        choices=("smpl24", "openpose25", "coco17"),
-        help="keypoint layout (default: the file's, else smpl24)",
+        choices=("smpl24", "openpose25", "openpose25b", "coco17"),
+        help="keypoint layout (default: the file's, else smpl24; OpenPose files: openpose25, "
+        "or openpose25b for OpenPose's BODY_25B model)",
     )
     add_body_model_arguments(
         p, "SMPL/SMPL-H/SMPL-X model file or folder (default: the open stand-in)"
@@ -283,7 +287,7 @@ def _missing_openpose_frame() -> dict[str, Any]:
     return {
         "keypoints": np.full((1, 25, 2), np.nan),
         "confidence": np.zeros((1, 25)),
-        "format": "openpose25",
+        "format": None,  # BODY_25 or BODY_25B: the other frames' (or --format) decide
         "camera": None,
     }
 
@@ -427,23 +431,29 @@ def _read_one(path: Path, person: int, *, missing_ok: bool, track: int | None) -
         if not isinstance(values, list):
             raise ValueError(
                 f"{path}: person {person} has no 'pose_keypoints_2d' list; only OpenPose "
-                f"BODY_25 ({OPENPOSE_BODY25_VALUES} values) is supported"
+                f"BODY_25 / BODY_25B ({OPENPOSE_BODY25_VALUES} values) and BODY_135 "
+                f"({OPENPOSE_BODY135_VALUES}) are supported"
             )
         try:
             flat = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{path}: pose_keypoints_2d must hold numbers") from None
-        if flat.size != OPENPOSE_BODY25_VALUES:
+        if flat.size not in (OPENPOSE_BODY25_VALUES, OPENPOSE_BODY135_VALUES):
             raise ValueError(
                 f"{path}: pose_keypoints_2d has {flat.size} values; only OpenPose "
-                f"BODY_25 ({OPENPOSE_BODY25_VALUES} values) is supported"
+                f"BODY_25 / BODY_25B ({OPENPOSE_BODY25_VALUES} values) and BODY_135 "
+                f"({OPENPOSE_BODY135_VALUES}) are supported"
             )
-        arr = flat.reshape(1, 25, 3)
+        # BODY_135: its first 25 keypoints are BODY_25B's (then hands and face)
+        body135 = flat.size == OPENPOSE_BODY135_VALUES
+        arr = flat.reshape(1, -1, 3)[:, :25]
         # OpenPose writes undetected keypoints as (0, 0, 0).
         return {
             "keypoints": arr[..., :2],
             "confidence": np.clip(arr[..., 2], 0.0, 1.0),
-            "format": "openpose25",
+            # 75 values: BODY_25 unless --format openpose25b (the fit tells a BODY_25B file
+            # read as BODY_25 from its geometry and says so)
+            "format": "openpose25b" if body135 else "openpose25",
             "camera": None,
             "tracks": [track_id(entry.get("person_id"))],
         }
@@ -736,7 +746,7 @@ def run(args: argparse.Namespace) -> int:
             args.amass, fps=args.fps, gender=args.gender or "neutral", model_type=model_type
         )
     # the points the fit used: missing ones (NaN or null, confidence 0) are left out
-    seen = (conf > 0) & torch.isfinite(kp).all(-1)
+    seen = (conf > 0) & torch.isfinite(kp).all(-1) & torch.isfinite(result.projected).all(-1)
     err = (result.projected - torch.nan_to_num(kp)).norm(dim=-1)[seen].mean()
     dens = result.info["prior_kind"]["pose_density"]
     with_density = "" if dens is None else f" + {dens['kind']} pose energy (w {dens['weight']:g})"

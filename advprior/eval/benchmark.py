@@ -6,11 +6,12 @@ are turned to a random heading, tilted by a random camera elevation, placed 3-6 
 added to every keypoint and a random ``drop`` fraction of keypoints per frame gets confidence 0.
 
 The observed keypoints (``keypoints``) are either SMPL's 24 joints (``smpl24``, the default) or
-the points a 2D detector reports (``coco17``, ``openpose25``): placed on the body by the very
-mapping :func:`advprior.fitting.fit_keypoints` fits with
+the points a 2D detector reports (``coco17``, ``openpose25``, ``openpose25b``): placed on the
+body by the very mapping :func:`advprior.fitting.fit_keypoints` fits with
 (:func:`advprior.fitting.smplify.body_keypoints`): limb joints, the pelvis as OpenPose's MidHip,
-SMPL's neck as its Neck, and nose, eyes, ears, big/small toes and heels from the body's surface
-vertices; no spine or collar joint is observed in those formats.
+SMPL's neck as its Neck, SMPL's head as BODY_25B's UpperNeck, and nose, eyes, ears, big/small
+toes and heels from the body's surface vertices; no spine or collar joint is observed in those
+formats (nor BODY_25B's HeadTop, which has confidence 0).
 
 Errors compare the fitted body's 24 SMPL joints with the true ones (betas 0, the stand-in body
 unless another is given): MPJPE after aligning the pelvis, and P-MPJPE after a similarity
@@ -82,8 +83,8 @@ def make_views(
     """Project ``body_pose (B, 63)`` with its recorded ``global_orient (B, 3)`` (SMPL frame, y up)
     through ``camera`` from a random heading and elevation; see the module docstring.
 
-    ``keypoints``: the observed keypoint set, ``"smpl24"``, ``"coco17"`` or ``"openpose25"``
-    (:mod:`advprior.fitting.keypoints`); pass the same to :func:`fit_keypoints` as
+    ``keypoints``: the observed keypoint set, ``"smpl24"``, ``"coco17"``, ``"openpose25"`` or
+    ``"openpose25b"`` (:mod:`advprior.fitting.keypoints`); pass the same to :func:`fit_keypoints` as
     ``keypoint_format`` (:func:`run_fitting` does). A frame keeps at least two keypoints."""
     from advprior.body import forward_kinematics
 
@@ -123,6 +124,8 @@ def make_views(
     k = fmt.num_keypoints
     kp = camera.project(points) + noise_px * torch.randn(n, k, 2, generator=gen)
     conf = (torch.rand(n, k, generator=gen) >= drop).float()
+    if fmt.unobserved:  # no counterpart on the body (BODY_25B's HeadTop): never seen
+        conf[:, list(fmt.unobserved)] = 0.0
     # Every frame keeps at least two keypoints (a fit needs them).
     conf[:, :2] = torch.where(conf.sum(-1, keepdim=True) < 2, 1.0, conf[:, :2])
     return SyntheticViews(

@@ -45,7 +45,8 @@ class FitResult:
             PosePrior, the VAE latent for a VAE), or ``None`` for the GMM and for no prior.
         loss: ``(B,)`` final objective per frame (robust reprojection + prior + shape terms).
         joints: ``(B, 24, 3)`` the 24 SMPL joints, metres, in the world frame.
-        projected: ``(B, J, 2)`` the fitted body's keypoints projected to pixels.
+        projected: ``(B, J, 2)`` the fitted body's keypoints projected to pixels (NaN for a
+            keypoint with no counterpart on the body, BODY_25B's HeadTop).
         iterations: ``(B,)`` optimiser iterations spent on each frame (all stages).
         info: free-form run description (prior, keypoint format, stages, optimiser, seconds).
     """

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from advprior.fitting.camera import PinholeCamera, positive_number, real_number, whole_number
-from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format
+from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format, mask_unobserved
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
 from advprior.fitting.result import FitResult, fit_environment
 from advprior.fitting.smplify import (
@@ -402,7 +402,8 @@ def fit_sequence(
         smoothness: weights of the temporal terms: None (the defaults), a number (the defaults
             times it; 0 turns them off), a mapping or a :class:`Smoothness`.
         body_model: as in :func:`fit_keypoints` (default: the open stand-in body).
-        keypoint_format: ``"smpl24"``, ``"openpose25"`` or ``"coco17"``.
+        keypoint_format: ``"smpl24"``, ``"openpose25"``, ``"openpose25b"`` or ``"coco17"``
+            (as in :func:`fit_keypoints`).
         window: frames optimised together (memory grows with ``B * window``).
         overlap: frames at the end of a window that the next window refits (``< window``).
         iterations: L-BFGS iterations per window.
@@ -660,7 +661,7 @@ def fit_sequence(
             latent = term.latent(flat_p)
 
     shape = (length,) if single else (n_clips, length)
-    projected = projected * scale
+    projected = mask_unobserved(projected * scale, fmt)
     if frame_map is not None:  # back to each frame's own camera
         ratio, offset = (x.to(projected) for x in frame_map)
         projected = (projected - offset) / ratio

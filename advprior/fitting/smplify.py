@@ -36,8 +36,10 @@ from advprior.fitting.camera import PinholeCamera, positive_number, real_number,
 from advprior.fitting.keypoints import (
     SURFACE_POINTS,
     KeypointFormat,
+    check_layout,
     count_hint,
     get_format,
+    mask_unobserved,
     model_joint_indices,
 )
 from advprior.fitting.priors import (
@@ -127,7 +129,10 @@ def prepare_keypoints(
     NaN keypoints count as missing (their confidence becomes 0); no frames (B = 0), Inf
     keypoints, coordinates beyond :data:`MAX_KEYPOINT_PX`, NaN or out-of-range confidences,
     and frames with fewer than two keypoints of positive confidence raise ``ValueError`` (the
-    last check uses ``min_keypoints``; 0 skips it).
+    last check uses ``min_keypoints``; 0 skips it). Keypoints with no counterpart on the body
+    (``fmt.unobserved``, BODY_25B's HeadTop) get confidence 0. :func:`check_layout` raises
+    :class:`~advprior.errors.KeypointLayoutError` for BODY_25B keypoints given as
+    ``openpose25`` and the reverse.
     """
     kp = _as_tensor(keypoints, "keypoints")
     dtype = kp.dtype if kp.dtype == torch.float64 else torch.float32
@@ -177,6 +182,13 @@ def prepare_keypoints(
     missing = torch.isnan(kp).any(-1)
     conf = torch.where(missing, torch.zeros_like(conf), conf)
     kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
+    # BODY_25B keypoints passed as openpose25 (or the reverse) raise KeypointLayoutError
+    check_layout(kp, conf, fmt)
+    if fmt.unobserved:
+        # keypoints with no counterpart on the body (BODY_25B's HeadTop): never fitted
+        missing[:, list(fmt.unobserved)] = True
+        conf = torch.where(missing, torch.zeros_like(conf), conf)
+        kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
     visible = conf > 0
     seen = visible.sum(-1)
     bad = torch.nonzero(seen < min_keypoints).flatten().tolist()
@@ -262,7 +274,7 @@ class _Body:
     ) -> tuple[Tensor, Tensor]:
         if self.index is None:
             joints = self._fk(go, pose, betas, transl, body_model=self.model)
-            return joints[:, self._on("sources", self.fmt.sources, joints.device)], joints
+            return joints[:, self._on("sources", self.fmt.body_sources, joints.device)], joints
         if self.points is not None:
             vertex, slots = self.points
             points, joints = self.model.posed_points(go, pose, vertex, betas=betas, transl=transl)
@@ -287,7 +299,8 @@ def body_keypoints(
     ``global_orient (B, 3)``, ``body_pose (B, 63)``, ``betas (B, num_betas)`` (default 0) and
     ``transl (B, 3)`` (default 0). SMPL joints come from forward kinematics, surface points
     (nose, eyes, ears, toes, heels) from the body model's mesh vertices; default body: the
-    stand-in. Project them with the camera to get the fitter's own 2D keypoints of this body."""
+    stand-in. Project them with the camera to get the fitter's own 2D keypoints of this body.
+    Keypoints with no counterpart on the body (BODY_25B's HeadTop) are NaN."""
     fmt = get_format(keypoint_format)
     if body_model is None:
         from advprior.body import load_body_model
@@ -299,7 +312,8 @@ def body_keypoints(
         betas = torch.zeros(n, int(body_model.num_betas), **like)
     if transl is None:
         transl = torch.zeros(n, 3, **like)
-    return _Body(body_model, fmt)(global_orient, body_pose, betas, transl)
+    points, joints = _Body(body_model, fmt)(global_orient, body_pose, betas, transl)
+    return mask_unobserved(points, fmt), joints
 
 
 def geman_mcclure(sq_residual: Tensor, sigma: float) -> Tensor:
@@ -520,8 +534,12 @@ def fit_keypoints(
         prior: ``"gan-s"`` or any alias/path :func:`advprior.hub.load_pretrained` accepts, a
             ``PosePrior``, a VAE (``model_type "vae"``), a GMM (``"gmm"``) or ``None`` (also
             ``"none"``).
-        keypoint_format: ``"smpl24"``, ``"openpose25"`` or ``"coco17"`` (see
-            :mod:`advprior.fitting.keypoints`; the last two need the body model's surface points).
+        keypoint_format: ``"smpl24"``, ``"openpose25"`` (OpenPose BODY_25), ``"openpose25b"``
+            (OpenPose BODY_25B, or the first 25 of BODY_135) or ``"coco17"`` (see
+            :mod:`advprior.fitting.keypoints`; all but the first need the body model's surface
+            points). BODY_25B's HeadTop has no counterpart on the body: ignored, NaN in
+            ``projected``. BODY_25B keypoints given as ``"openpose25"``, or the reverse, raise
+            :class:`~advprior.errors.KeypointLayoutError` naming the right format.
         iterations: optimiser iterations per stage (L-BFGS iterations, with at most
             ``iterations * 5 // 4`` batched objective evaluations as ``torch.optim.LBFGS``'s
             default budget; or Adam steps).
@@ -1108,7 +1126,7 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         go, tr, be, pp = _split(x, nb)
         pose = term.pose(pp)
         pts, joints = body(go, pose, be, tr)
-        projected = camera.project(pts)
+        projected = mask_unobserved(camera.project(pts), fmt)
         latent = term.latent(pp)
     info = {"seconds": time.perf_counter() - start}
     return FitResult(
