@@ -241,3 +241,23 @@ def test_cli_reads_body_25b_and_body_135_and_names_the_mixup(tmp_path, capsys) -
     # BODY_135 (405 values): its first 25 are BODY_25B's, read as such
     assert main(["fit", *b135, *cam, "--out", str(out)]) == 0
     assert json.loads(str(np.load(out)["info"]))["keypoint_format"] == "openpose25b"
+
+
+@pytest.mark.parametrize("model_type", ["smplh", "smplx"])
+@torch.no_grad()
+def test_the_mapping_on_smplh_and_smplx_files(model_type: str, tmp_path) -> None:
+    # every BODY_25B point is its BODY_25 namesake, UpperNeck the head joint (15 in each family)
+    from test_body_real_layouts import _standard_file
+
+    from advprior.body import load_body_model
+
+    body = load_body_model(_standard_file(model_type, tmp_path)[0])
+    go = torch.tensor([[math.pi, 0.1, 0.0]] * 2)
+    pose = 0.2 * torch.randn(2, 63, generator=seeded(47))
+    b, joints = body_keypoints(go, pose, body_model=body, keypoint_format=B25B)
+    a, _ = body_keypoints(go, pose, body_model=body, keypoint_format=B25)
+    for k, name in enumerate(B25B.names):
+        if name in B25.names:
+            assert torch.equal(b[:, k], a[:, B25.names.index(name)]), name
+    assert torch.allclose(b[:, 17], body(go, pose).joints[:, 15], atol=1e-5)
+    assert bool(torch.isnan(b[:, 18]).all()) and bool(torch.isfinite(b[:, :18]).all())
