@@ -371,7 +371,8 @@ def layout_ratios(kp: Tensor, conf: Tensor, fmt: KeypointFormat) -> Tensor | Non
     rival = LAYOUT_RIVALS.get(fmt.name)
     if rival is None or kp.shape[1] != fmt.num_keypoints:
         return None
-    kp = kp.detach().double()
+    kp = kp.detach()  # in its own dtype: MPS has no float64
+    kp = kp if kp.is_floating_point() else kp.float()
     seen = (conf > 0) & torch.isfinite(kp).all(-1)
     kp = torch.where(seen[..., None], kp, torch.zeros_like(kp))
     own = _close_distance(kp, seen, CLOSE_PAIRS[fmt.name])
