@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advprior._sync import GLOBAL_STATE
 from advprior.fileio import (
     JSON_MAX_BYTES,
     atomic_path,
@@ -213,7 +214,8 @@ def export_prior(
     # full_precision: traced inside a caller's torch.autocast, the file would compute and
     # answer in bfloat16 / float16 (its casts recorded into the graph) while its metadata says
     # float32
-    with torch.no_grad(), full_precision(), warnings.catch_warnings():
+    # (GLOBAL_STATE: the warnings filters are process-wide, see advprior._sync)
+    with GLOBAL_STATE, torch.no_grad(), full_precision(), warnings.catch_warnings():
         # the tracer notes that shapes and small index tensors become constants: they are
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         # torch >= 2.9 marks TorchScript and the TorchScript-based ONNX exporter deprecated; the

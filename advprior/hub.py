@@ -37,7 +37,6 @@ import json
 import os
 import re
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 import numpy as np
 import torch
 
+from advprior._sync import ForkSafeLock
 from advprior.errors import (
     ChecksumMismatchError,
     CorruptCheckpointError,
@@ -55,7 +55,7 @@ from advprior.errors import (
     OfflineError,
 )
 from advprior.fileio import atomic_path, expand_home, read_json, sha256_file, write_text_atomic
-from advprior.tensors import check_device
+from advprior.tensors import check_device, isolated_global_rng
 
 #: The format ``save_pretrained`` writes; 2 since ``config.json`` records ``weights_sha256``.
 #: advprior 0.2.0 and older read only format 1 and pass unknown keys to the constructor, so a
@@ -117,7 +117,7 @@ def _offline(local_files_only: bool) -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-_OFFLINE_LOCK = threading.Lock()
+_OFFLINE_LOCK = ForkSafeLock()  # a forked child must not inherit it held
 
 
 @contextlib.contextmanager
@@ -1100,7 +1100,7 @@ class PretrainedMixin:
             # The constructor's random initialisation is overwritten by the checkpoint at once;
             # drawing it from the caller's global RNG would make their later draws depend on
             # which checkpoint they loaded (torch.manual_seed(0); load; torch.randn(...)).
-            with torch.random.fork_rng(devices=[]):
+            with isolated_global_rng():
                 model = cls(**kwargs)
         except (TypeError, ValueError) as err:
             raise CorruptCheckpointError(

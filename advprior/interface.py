@@ -40,7 +40,12 @@ from advprior.skeleton import (
     body_pose_layout,
     check_body_pose,
 )
-from advprior.tensors import check_tensor, flatten_batch_dims, unflatten_batch_dims
+from advprior.tensors import (
+    check_tensor,
+    flatten_batch_dims,
+    isolated_global_rng,
+    unflatten_batch_dims,
+)
 
 #: ``output=`` values of :meth:`Prior.decode`.
 OUTPUTS: tuple[str, ...] = ("axis_angle", "rotmat", "rot6d", "quat")
@@ -395,9 +400,10 @@ class SampleOnly(Prior):
         else:
             # a plain sample(n) draws from torch's global RNG: seed it from ``generator`` inside
             # a forked RNG, so the draw is reproducible and the caller's global RNG untouched
-            with torch.random.fork_rng(devices=[]):
-                if generator is not None:
-                    torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+            seed = None
+            if generator is not None:
+                seed = int(torch.randint(2**62, (1,), generator=generator))
+            with isolated_global_rng(seed):
                 drawn = self.model.sample(n)
         return check_tensor(drawn, "sample()", 63)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,10 +28,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from advprior._sync import ForkSafeLock, after_fork_in_child
 from advprior.lbfgs import minimize_lbfgs
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle, rotmat_to_rot6d
 from advprior.skeleton import NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS, check_body_pose
-from advprior.tensors import chunk_bounds, flatten_batch_dims, follow_prior, unflatten_batch_dims
+from advprior.tensors import (
+    chunk_bounds,
+    flatten_batch_dims,
+    follow_prior,
+    isolated_global_rng,
+    unflatten_batch_dims,
+)
 
 if TYPE_CHECKING:
     from advprior.interface import Prior
@@ -46,28 +54,83 @@ GAUGE_WEIGHT = 1.0
 _BODY_OF_JOINTS = {NUM_BODY_JOINTS: "smplx", NUM_SMPL_BODY_JOINTS: "smpl"}
 
 
+#: What :func:`frozen` changed and must put back: ``id(obj) -> [obj, holders, saved]`` for every
+#: module (``saved``: its ``training``) and parameter (``saved``: its ``requires_grad``) inside at
+#: least one ``frozen`` block, ``holders`` counting those blocks. Per object, not per module
+#: passed: ``frozen(model)`` in one thread and ``frozen(model.prior)`` in another overlap.
+_FROZEN: dict[int, list[Any]] = {}
+#: The ``frozen`` blocks now running: ``token -> (thread ident, objects)``, so that a forked
+#: child, where only the forking thread goes on, can put back what the others froze.
+_FROZEN_CALLS: dict[int, tuple[int, list[Any]]] = {}
+_FROZEN_LOCK = ForkSafeLock()
+
+
+def _freeze(objs: list[Any], module: nn.Module) -> None:
+    for obj in objs:
+        entry = _FROZEN.get(id(obj))
+        if entry is not None:
+            entry[1] += 1
+            continue
+        saved = obj.training if isinstance(obj, nn.Module) else obj.requires_grad
+        _FROZEN[id(obj)] = [obj, 1, saved]
+    module.eval()
+    for obj in objs:
+        if not isinstance(obj, nn.Module):
+            obj.requires_grad_(False)
+
+
+def _thaw(objs: list[Any]) -> None:
+    for obj in objs:
+        entry = _FROZEN.get(id(obj))
+        if entry is None:
+            continue
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _FROZEN[id(obj)]
+            if isinstance(obj, nn.Module):
+                obj.training = entry[2]
+            else:
+                obj.requires_grad_(entry[2])
+
+
+@after_fork_in_child
+def _thaw_other_threads() -> None:
+    """In a forked child only the forking thread goes on: what the parent's other threads
+    froze is put back (their blocks will never end there)."""
+    me = threading.get_ident()
+    with _FROZEN_LOCK:
+        for token, (thread, objs) in list(_FROZEN_CALLS.items()):
+            if thread != me:
+                del _FROZEN_CALLS[token]
+                _thaw(objs)
+
+
 @contextmanager
 def frozen(module: object) -> Iterator[None]:
     """Eval mode and no parameter gradients for the duration; the previous state is restored.
-    Anything that is not an ``nn.Module`` passes through unchanged."""
+    Anything that is not an ``nn.Module`` passes through unchanged.
+
+    Safe across threads sharing one module (a server fitting requests concurrently with one
+    prior): the state is put back when the last block holding it ends, not when the first
+    does (which turned dropout and gradients back on under a thread still fitting, and then
+    restored the frozen state for good)."""
     if not isinstance(module, nn.Module):
         yield
         return
     # Each submodule's own mode, not just the top one: ``module.train(True)`` afterwards would
     # also switch on layers the caller had put in eval mode on purpose (frozen BatchNorm
     # statistics, dropout off while fine-tuning), which then silently change during training.
-    modes = [(m, m.training) for m in module.modules()]
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    module.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
+    objs: list[Any] = [*module.modules(), *module.parameters()]
+    token = object()
+    with _FROZEN_LOCK:
+        _freeze(objs, module)
+        _FROZEN_CALLS[id(token)] = (threading.get_ident(), objs)
     try:
         yield
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
+        with _FROZEN_LOCK:
+            if _FROZEN_CALLS.pop(id(token), None) is not None:
+                _thaw(objs)
 
 
 def _decode_rotmat(prior: Prior, z: Tensor, joints: int) -> Tensor:
@@ -340,9 +403,7 @@ class PoseEncoder(nn.Module):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.prior = prior
         self.joints = joints
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with isolated_global_rng(seed, enabled=seed is not None):
             net = nn.Sequential(
                 nn.Linear(joints * 6, hidden),
                 nn.LeakyReLU(0.2),

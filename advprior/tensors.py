@@ -11,10 +11,40 @@ leading dimensions into one for code that works on ``(N, D)`` and restore them a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from advprior._sync import GLOBAL_STATE
+
+
+@contextmanager
+def isolated_global_rng(seed: int | None = None, *, enabled: bool = True) -> Iterator[None]:
+    """torch's global RNG as it was before, afterwards (``torch.random.fork_rng``), seeded
+    with ``seed`` meanwhile when given; ``enabled=False``: nothing is done.
+
+    Process-wide state, so the block holds advprior's :data:`advprior._sync.GLOBAL_STATE`
+    lock: two threads in it at once drew each other's seeded streams and left the global RNG
+    at the other's seed. (A thread of the caller's own drawing from the global RNG meanwhile
+    still shares the stream: pass generators.) CUDA's generators are saved and seeded too when
+    CUDA is initialised; when it is not, only the CPU generator is seeded
+    (``torch.manual_seed`` would queue CUDA's seeding for its later start)."""
+    if not enabled:
+        yield
+        return
+    with GLOBAL_STATE:
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        devices = list(range(torch.cuda.device_count())) if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            if seed is not None:
+                if cuda:
+                    torch.manual_seed(seed)
+                else:
+                    torch.default_generator.manual_seed(seed)
+            yield
 
 
 def _shape_text(sizes: tuple[int, ...]) -> str:

@@ -26,6 +26,7 @@ from smplx.utils import Struct
 from smplx.vertex_ids import vertex_ids as SMPLX_VERTEX_IDS
 from torch import nn
 
+from advprior._sync import GLOBAL_STATE
 from advprior.body import files, standin
 from advprior.errors import CorruptCheckpointError, ModelNotFoundError
 from advprior.fileio import expand_home
@@ -442,8 +443,12 @@ def _identity_like(rot: torch.Tensor) -> torch.Tensor:
 
 
 def _quiet(fn, *args: Any, **kwargs: Any) -> Any:
-    """Run smplx code with its prints and warnings swallowed."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    """Run smplx code with its prints and warnings swallowed.
+
+    ``sys.stdout`` and the warnings filters are process-wide: each block saves them and puts
+    them back, so two threads interleaving put back each other's suppression (stdout swallowed
+    and every warning ignored for the rest of the process); hence the lock."""
+    with GLOBAL_STATE, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fn(*args, **kwargs)
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from advprior._sync import GLOBAL_STATE
 from advprior.data.loader import load_motion
 from advprior.data.motion import read_motion_text
 from advprior.data.npz import read_npz_array
@@ -545,7 +546,8 @@ def build_dataset(
         try:
             # retargeting approximations become notes of the build (in its log and metadata),
             # not one Python warning per file on the user's terminal
-            with warnings.catch_warnings(record=True) as caught:
+            # (GLOBAL_STATE: the warnings filters are process-wide, see advprior._sync)
+            with GLOBAL_STATE, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RetargetWarning)
                 rate = source_rate(file, rel, source_fps, cmu_rates)
                 motion = load_motion(file, fps=rate, person=person)
