@@ -6,8 +6,12 @@ write. Temporary files are created with mode 0666 less the umask (``tempfile.mks
 leave them 0600, and ``os.replace`` keeps that).
 
 A process killed outright (SIGKILL, power loss) cannot remove its temporary file
-(``.<name>.<pid>.<random>.tmp``); the next write to the same path removes those whose process is
-gone (:func:`remove_stale_temps`), so they never pile up.
+(``.<name>.<pid>.<scope>.<random>.tmp``); the next write to the same path removes those whose
+process is gone (:func:`remove_stale_temps`), so they never pile up. ``<scope>`` names the pid
+space the writer ran in (:func:`pid_scope`: host name, boot and pid namespace), so that writers
+on several hosts sharing a folder (NFS) never take each other's pids for their own: a temporary
+file of another scope cannot be checked and is removed only once it is older than
+:data:`STALE_TEMP_AGE`.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import pickletools
 import re
 import secrets
 import shutil
+import socket
 import stat
 import sys
 import tempfile
+import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -82,29 +88,77 @@ def _windows_process_alive(pid: int) -> bool:
         kernel32.CloseHandle(handle)
 
 
+#: Age in seconds (by modification time) after which a temporary file written from another
+#: host (another :func:`pid_scope`), whose writer cannot be asked whether it still runs, is
+#: taken for a killed write's leftover: a day. A live writer's file is written to as it goes,
+#: and no write of advprior's takes a day.
+STALE_TEMP_AGE = 24 * 3600.0
+
+_SCOPE: list[str] = []
+
+
+def pid_scope() -> str:
+    """12 hex digits naming the space this process's pid means something in: its host name,
+    and on Linux its boot (``/proc/sys/kernel/random/boot_id``) and pid namespace (containers
+    on one machine have their own pids, and hosts of a cluster may share names). Two processes
+    with the same scope can check each other's pids (:func:`process_alive`); others cannot."""
+    if not _SCOPE:
+        parts = [socket.gethostname()]
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+                parts.append(fh.read().strip())
+            parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+        except OSError:
+            pass
+        _SCOPE.append(hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12])
+    return _SCOPE[0]
+
+
 def remove_stale_temps(path: str | os.PathLike, *, owner: bool = False) -> list[Path]:
-    """Remove the temporary files a killed writer of ``path`` left beside it (those whose
-    process no longer runs on this machine); returns what was removed. ``owner``: the caller
-    is the only legitimate writer of ``path`` (it holds a lock), so every temp file of
-    another pid is stale, whether or not that pid has been reused since."""
+    """Remove the temporary files a killed writer of ``path`` left beside it; returns what was
+    removed. A file of this machine (this :func:`pid_scope`) is stale when its process no
+    longer runs; one of another host when it is older than :data:`STALE_TEMP_AGE` (its writer
+    cannot be asked). Files of this process (another thread's write) are never removed.
+    ``owner``: the caller is the only legitimate writer of ``path`` (it holds a lock, checked
+    across hosts), so every temp file of another process is stale, whether or not that pid has
+    been reused since, or runs on another host.
+
+    Names without a scope (advprior 0.2 and older: ``.<name>.<pid>.<random>.tmp``) are taken
+    for this machine's, as those versions did."""
     path = Path(path)
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
-    removed = []
+    name = re.escape(path.name)
+    pattern = re.compile(rf"^\.{name}\.(\d+)\.(?:([0-9a-f]{{12}})\.)?[0-9a-f]+\.tmp$")
+    removed: list[Path] = []
     try:
         names = os.listdir(path.parent)
     except OSError:
         return removed
-    for name in names:
-        match = pattern.match(name)
-        pid = int(match.group(1)) if match else os.getpid()
-        if pid != os.getpid() and (owner or not process_alive(pid)):
-            try:
-                os.unlink(path.parent / name)
-                removed.append(path.parent / name)
-            except FileNotFoundError:
-                pass
-            except OSError as err:
-                warnings.warn(f"cannot remove stale temporary file {name}: {err}", stacklevel=2)
+    me, here = os.getpid(), pid_scope()
+    for entry in names:
+        match = pattern.match(entry)
+        if not match:
+            continue
+        pid, scope = int(match.group(1)), match.group(2) or here
+        if pid == me and scope == here:
+            continue
+        if not owner:
+            if scope == here:
+                if process_alive(pid):
+                    continue
+            else:
+                try:
+                    age = time.time() - os.stat(path.parent / entry).st_mtime
+                except OSError:
+                    continue
+                if age < STALE_TEMP_AGE:
+                    continue
+        try:
+            os.unlink(path.parent / entry)
+            removed.append(path.parent / entry)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            warnings.warn(f"cannot remove stale temporary file {entry}: {err}", stacklevel=2)
     return removed
 
 
@@ -175,7 +229,9 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 def _temp_name(path: Path) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    """A temporary name beside ``path``, unique per host (:func:`pid_scope`), process and call
+    (64 random bits): ``.<name>.<pid>.<scope>.<random>.tmp``."""
+    return path.parent / f".{path.name}.{os.getpid()}.{pid_scope()}.{secrets.token_hex(8)}.tmp"
 
 
 @contextmanager

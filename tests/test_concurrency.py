@@ -6,17 +6,25 @@ timeout (:data:`BLOCKED`), which is then always reached, whatever the machine's 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import socket
+import subprocess
 import sys
 import threading
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from advprior import fileio
+from advprior.errors import RunFolderError
 from advprior.inversion import frozen
+from advprior.train.runfolder import LOCK_NAME, claim_run_folder
 
 #: How long a thread waits for another that a lock (correctly) keeps out.
 BLOCKED = 1.0
@@ -251,3 +259,122 @@ def test_forked_child_gets_back_what_another_thread_froze() -> None:
     code = _fork_while_held(lambda: frozen(module), _child_checks_thawed, (module, before))
     assert code == 0
     assert _state(module) == before
+
+
+# -- files shared by hosts ------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _as_host(monkeypatch: pytest.MonkeyPatch, host: str, pid: int) -> None:
+    """Look like process ``pid`` on host ``host``."""
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    monkeypatch.setattr(os, "getpid", lambda: pid)
+    monkeypatch.setattr(fileio, "_SCOPE", [], raising=False)  # the cached host identity
+
+
+def test_another_hosts_live_temp_file_is_not_taken_for_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two hosts writing into one NFS folder. Before: host B took host A's pid for one of its
+    # own, found no such process and removed A's temporary file in the middle of A's write.
+    target = tmp_path / "poses.npz"
+    real, dead = os.getpid(), _dead_pid()
+    with monkeypatch.context() as m:
+        _as_host(m, "host-a", dead)
+        theirs = fileio._temp_name(target)
+        theirs.write_bytes(b"half written")
+    with monkeypatch.context() as m:
+        _as_host(m, "host-b", real)
+        ours = fileio._temp_name(target)
+        assert ours.name != theirs.name
+        fileio.write_text_atomic(target, "x")
+        assert theirs.exists()  # live on host A, as far as host B can tell
+        # an old one of another host is a killed write's leftover
+        old = time.time() - fileio.STALE_TEMP_AGE - 60
+        os.utime(theirs, (old, old))
+        assert fileio.remove_stale_temps(target) == [theirs]
+
+
+def test_temp_names_of_hosts_with_the_same_pid_differ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run lock wrote its content to ".run.lock.<pid>.tmp" before linking it into place:
+    # two hosts (NFS) with the same pid wrote one file, and each linked the other's identity.
+    linked: list[str] = []
+    real_link = os.link
+
+    def link(src, dst, **kwargs):
+        linked.append(Path(src).name)
+        raise FileExistsError(dst)
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for host in ("node-1", "node-2"):
+        with monkeypatch.context() as m:
+            _as_host(m, host, 4242)
+            m.setattr(os, "link", link)
+            from advprior.train import runfolder
+
+            runfolder._create_lock(out / LOCK_NAME, *(("t",) if _takes_token() else ()))
+    assert os.link is real_link
+    assert len(linked) == 2 and linked[0] != linked[1]
+    names = [fileio._temp_name(out / "a.npz").name for _ in range(2)]
+    assert names[0] != names[1]
+
+
+def _takes_token() -> bool:
+    import inspect
+
+    from advprior.train import runfolder
+
+    return "token" in inspect.signature(runfolder._create_lock).parameters
+
+
+def test_lock_of_another_machine_with_our_host_name_and_pid_is_refused(tmp_path: Path) -> None:
+    # Containers on two machines may share a host name and a pid. Before: the lock's pid was
+    # ours and its host ours, so it was taken for a stale lock of this process and stolen.
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = out / LOCK_NAME
+    owner = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "scope": "0123456789ab",  # another boot / pid namespace
+        "token": "theirs",
+    }
+    lock.write_text(json.dumps(owner))
+    with pytest.raises(RunFolderError, match="another host"):
+        claim_run_folder(out, resume=False, overwrite=False)
+    assert json.loads(lock.read_text()) == owner
+
+
+def test_two_threads_claiming_one_run_folder(tmp_path: Path) -> None:
+    # Before: the second claim saw a lock of its own pid, took it for stale and stole it.
+    out = tmp_path / "run"
+    barrier = threading.Barrier(2, timeout=WAIT)
+    refused: list[str] = []
+
+    def first() -> None:
+        with claim_run_folder(out, resume=False, overwrite=False):
+            barrier.wait()  # 1: claimed
+            barrier.wait()  # 2: the other tried
+        assert not (out / LOCK_NAME).exists()
+
+    def other() -> None:
+        barrier.wait()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a "took over a stale lock" warning fails too
+                claim_run_folder(out, resume=False, overwrite=False).release()
+        except (RunFolderError, UserWarning) as err:
+            refused.append(str(err))
+        finally:
+            barrier.wait()
+
+    _run_threads(first, other)
+    assert len(refused) == 1 and "in use" in refused[0], refused

@@ -9,10 +9,13 @@
   when the new run can start (:meth:`RunFolder.start_over`, called by the trainers once the data
   is read and the models are built): a new run that fails its checks (a batch larger than the
   data, a refused ``init_from``, a missing file) leaves the earlier run as it was;
-- a lock file ``<out>/run.lock`` (JSON: pid, host, start time) is created atomically; a lock of
-  a live process is refused (naming its pid and host), a lock whose process is gone (same host)
-  is taken over with a warning. A lock from another host cannot be checked and is refused (the
-  message says which file to remove);
+- a lock file ``<out>/run.lock`` (JSON: pid, host, pid scope, a random token, start time) is
+  created atomically; a lock of a live process is refused (naming its pid and host), a lock
+  whose process is gone (same machine: same :func:`advprior.fileio.pid_scope`, not just the
+  same host name, which containers on several machines share) is taken over with a warning. A
+  lock from another machine cannot be checked and is refused (the message says which file to
+  remove). A lock of this very process is refused while its claim is live (another thread
+  training into the same folder) and released only by the claim that made it (its token);
 - temporary files a killed checkpoint write left (``.checkpoint.pt.<pid>.<hex>.tmp``) are
   removed: the lock's owner is the only writer.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -31,8 +35,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from advprior._sync import ForkSafeLock, after_fork_in_child
 from advprior.errors import RunFolderError
-from advprior.fileio import process_alive, remove_stale_temps
+from advprior.fileio import _temp_name, pid_scope, process_alive, remove_stale_temps
 from advprior.hub import RUN_MODEL_DIR
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
@@ -46,15 +51,27 @@ _EARLIER_RUN = (RUN_MODEL_DIR, "tb", "train_log.csv", "val_log.csv", "gmm_fit.js
 #: The prefix of the folders an export writes before moving them into place
 #: (``advprior.train.export.STAGING_PREFIX``; not imported: export imports the loop).
 _EXPORT_STAGING = f".{RUN_MODEL_DIR}.export."
+#: Tokens of the locks this process holds now (claims not yet released).
+_LIVE_CLAIMS: set[str] = set()
+_CLAIMS_LOCK = ForkSafeLock()
+
+
+@after_fork_in_child
+def _forget_parent_claims() -> None:
+    """A forked child holds none of its parent's run locks (and must not release them)."""
+    _LIVE_CLAIMS.clear()
 
 
 class RunFolder:
     """A claimed run folder; :meth:`release` removes the lock (only if it is still ours)."""
 
-    def __init__(self, out: Path, lock: Path | None, overwrite: bool = False) -> None:
+    def __init__(
+        self, out: Path, lock: Path | None, overwrite: bool = False, token: str | None = None
+    ) -> None:
         self.out = out
         self.lock = lock
         self.overwrite = overwrite
+        self.token = token
 
     def start_over(self) -> None:
         """Remove the earlier run's files if this run was claimed with ``overwrite=True``.
@@ -79,10 +96,12 @@ class RunFolder:
             return
         try:
             owner = _read_lock(self.lock)
-            if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            if self.token is not None and owner.get("token") == self.token:
                 self.lock.unlink()
         except OSError:
             pass
+        with _CLAIMS_LOCK:
+            _LIVE_CLAIMS.discard(self.token or "")
         self.lock = None
 
     def __enter__(self) -> RunFolder:
@@ -100,10 +119,18 @@ def _read_lock(lock: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _create_lock(lock: Path) -> bool:
+def _create_lock(lock: Path, token: str) -> bool:
     """Atomically create ``lock`` with our identity; False if it already exists."""
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    tmp = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "scope": pid_scope(),
+        "token": token,
+        "started": time.time(),
+    }
+    # unique per host, process and call: two hosts (NFS) of the same pid, or two threads of one
+    # process, wrote one name, and each linked the other's identity into the lock
+    tmp = _temp_name(lock)
     text = json.dumps(info)
     tmp.write_text(text, encoding="utf-8")
     try:
@@ -119,6 +146,14 @@ def _create_lock(lock: Path) -> bool:
         tmp.unlink(missing_ok=True)
 
 
+def _same_machine(owner: dict[str, Any]) -> bool:
+    """Whether the lock's pid can be checked here: same :func:`pid_scope` (locks of advprior
+    0.2 and older record only the host name)."""
+    if "scope" in owner:
+        return owner["scope"] == pid_scope()
+    return owner.get("host") in (None, socket.gethostname())
+
+
 def _create_lock_exclusive(lock: Path, text: str) -> bool:
     try:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -129,19 +164,27 @@ def _create_lock_exclusive(lock: Path, text: str) -> bool:
     return True
 
 
-def _take_lock(out: Path) -> Path:
+def _take_lock(out: Path, token: str) -> Path:
     lock = out / LOCK_NAME
+    remove_stale_temps(lock)  # a claim killed between writing its temp file and linking it
     for _ in range(5):
-        if _create_lock(lock):
+        if _create_lock(lock, token):
             return lock
         owner = _read_lock(lock)
         pid, host = owner.get("pid"), owner.get("host")
-        if host not in (None, socket.gethostname()):
+        if not _same_machine(owner):
             raise RunFolderError(
                 f"{out} is locked by pid {pid} on host {host!r} ({lock}); a process on another "
                 "host cannot be checked from here: if that run is over (a preempted or requeued "
                 "job, a container restarted under another host name), remove the lock file and "
                 "run again with --resume"
+            )
+        with _CLAIMS_LOCK:
+            ours_live = pid == os.getpid() and owner.get("token") in _LIVE_CLAIMS
+        if ours_live:
+            raise RunFolderError(
+                f"{out} is in use by another training run of this process (pid {pid}, another "
+                f"thread; lock {lock}); wait for it to finish or use another --out"
             )
         if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             raise RunFolderError(
@@ -150,7 +193,7 @@ def _take_lock(out: Path) -> Path:
             )
         # stale: the owner is gone (or the lock is unreadable); move it aside atomically so
         # that two processes taking over cannot both succeed
-        aside = lock.with_name(f".{lock.name}.stale.{os.getpid()}")
+        aside = lock.with_name(f".{lock.name}.stale.{os.getpid()}.{pid_scope()}.{token}")
         try:
             os.rename(lock, aside)
         except FileNotFoundError:
@@ -176,11 +219,22 @@ def _earlier_model_type(out: Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def _check_and_lock(out: Path, resume: bool, overwrite: bool, model_type: str | None) -> Path:
+def _check_and_lock(
+    out: Path, resume: bool, overwrite: bool, model_type: str | None, token: str
+) -> Path:
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"run folder {out} is a file")
     out.mkdir(parents=True, exist_ok=True)
-    lock = _take_lock(out)
+    # live before the lock exists: another thread of this process reading the new lock must
+    # find its claim live, never take it for a stale one of this pid
+    with _CLAIMS_LOCK:
+        _LIVE_CLAIMS.add(token)
+    try:
+        lock = _take_lock(out, token)
+    except BaseException:
+        with _CLAIMS_LOCK:
+            _LIVE_CLAIMS.discard(token)
+        raise
     try:
         checkpoint = out / ckpt.CHECKPOINT_NAME
         if checkpoint.is_file() and not resume and not overwrite:
@@ -219,7 +273,7 @@ def _check_and_lock(out: Path, resume: bool, overwrite: bool, model_type: str | 
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
     except BaseException:
-        RunFolder(out, lock).release()
+        RunFolder(out, lock, token=token).release()
         raise
     return lock
 
@@ -245,9 +299,10 @@ def claim_run_folder(
     out = Path(out)
     dist = dist or DistInfo()
     lock, error = None, None
+    token = secrets.token_hex(16)
     if dist.is_main:
         try:
-            lock = _check_and_lock(out, resume, overwrite, model_type)
+            lock = _check_and_lock(out, resume, overwrite, model_type, token)
         except (RunFolderError, OSError) as err:
             error = err
     failed = broadcast_flag(error is not None, dist)  # every rank learns rank 0's verdict
@@ -255,4 +310,4 @@ def claim_run_folder(
         raise error
     if failed:
         raise RunFolderError(f"rank 0 could not claim the run folder {out}")
-    return RunFolder(out, lock, overwrite=overwrite)
+    return RunFolder(out, lock, overwrite=overwrite, token=token)
