@@ -194,6 +194,44 @@ def test_seeded_draws_of_two_threads_through_the_global_rng_stay_apart() -> None
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def test_trainers_in_two_threads_restore_the_default_dtype_once_both_end() -> None:
+    # Trainers run with float32 as torch's (process-wide) default dtype. Before: each saved
+    # and restored it, so T1's end put the caller's float64 back under T2 (building its
+    # models in float64), and T2's end left float32 for good.
+    from advprior.train.loop import trainer_entry
+
+    barrier = threading.Barrier(2, timeout=WAIT)
+    seen: dict[str, torch.dtype] = {}
+
+    @trainer_entry
+    def first() -> None:
+        barrier.wait()  # 1: T1 inside
+        barrier.wait()  # 2: T2 inside
+
+    @trainer_entry
+    def second() -> None:
+        barrier.wait()  # 2
+        barrier.wait()  # 3: T1 ended
+        seen["inside"] = torch.get_default_dtype()
+
+    def other() -> None:
+        barrier.wait()
+        second()
+
+    def one() -> None:
+        first()
+        barrier.wait()  # 3: T1 ended
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        _run_threads(one, other)
+        assert seen["inside"] == torch.float32
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+
+
 # -- fork ---------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advprior._sync import ForkSafeLock
 from advprior.errors import CorruptCheckpointError
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import (
@@ -63,19 +64,36 @@ def trainer_entry(fn: Callable[..., Any]) -> Callable[..., Any]:
     wrapped whole in one) training stopped at its first step with torch's "element 0 of
     tensors does not require grad"; under ``torch.set_default_dtype(torch.float64)`` the
     models were built and trained in float64, so a run gave other weights than its recorded
-    settings and seed give (the recipe is float32). The caller's default dtype is restored."""
+    settings and seed give (the recipe is float32). The caller's default dtype is restored.
+
+    The default dtype is process-wide: trainers running in several threads share one setting,
+    saved by the first to start and restored by the last to end (each restoring its own put
+    the caller's float64 back under a run still building its models, and left float32 for
+    good)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        dtype = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float32)
+        with _DTYPE_LOCK:
+            if not _DTYPE_HOLDERS:
+                _DTYPE_HOLDERS.append(torch.get_default_dtype())
+            _DTYPE_HOLDERS.append(torch.float32)
+            torch.set_default_dtype(torch.float32)
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 return fn(*args, **kwargs)
         finally:
-            torch.set_default_dtype(dtype)
+            with _DTYPE_LOCK:
+                if _DTYPE_HOLDERS:
+                    _DTYPE_HOLDERS.pop()
+                if len(_DTYPE_HOLDERS) == 1:
+                    torch.set_default_dtype(_DTYPE_HOLDERS.pop())
 
     return wrapper
+
+
+#: The caller's default dtype, then one entry per trainer running (:func:`trainer_entry`).
+_DTYPE_HOLDERS: list[torch.dtype] = []
+_DTYPE_LOCK = ForkSafeLock()
 
 
 @dataclass
