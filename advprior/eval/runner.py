@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -381,8 +382,9 @@ def run_eval(
         )
 
     out.mkdir(parents=True, exist_ok=True)
-    stage = out / f".staging-{os.getpid()}"
-    stage.mkdir(exist_ok=True)
+    # a new folder of its own (mkdtemp: exclusive, random name): ".staging-<pid>" was shared by
+    # two hosts of one pid writing into one NFS folder, and by two threads of one process
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         from advprior.eval import plots
 
