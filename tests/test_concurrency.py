@@ -416,3 +416,24 @@ def test_two_threads_claiming_one_run_folder(tmp_path: Path) -> None:
 
     _run_threads(first, other)
     assert len(refused) == 1 and "in use" in refused[0], refused
+
+
+def test_a_lock_link_whose_reply_was_lost_is_still_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NFS retries a link() whose reply was lost; the retry fails with EEXIST although the
+    # first attempt made the lock. The claim must see its own token, not another run's lock.
+    real_link = os.link
+
+    def link(src, dst, **kwargs):
+        real_link(src, dst, **kwargs)
+        raise FileExistsError(dst)
+
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.setattr(os, "link", link)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folder = claim_run_folder(out, resume=False, overwrite=False)
+    folder.release()
+    assert not (out / LOCK_NAME).exists()

@@ -171,6 +171,10 @@ def _take_lock(out: Path, token: str) -> Path:
         if _create_lock(lock, token):
             return lock
         owner = _read_lock(lock)
+        if owner.get("token") == token:
+            # ours after all: on NFS a link whose reply was lost is retried and fails with
+            # EEXIST although the first attempt made the lock
+            return lock
         pid, host = owner.get("pid"), owner.get("host")
         if not _same_machine(owner):
             raise RunFolderError(
