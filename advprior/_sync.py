@@ -26,29 +26,46 @@ _CHILD_HOOKS: list[Callable[[], None]] = []
 
 
 class ForkSafeLock:
-    """A ``threading.RLock`` (re-entrant) that a forked child gets fresh and unheld.
+    """A ``threading.RLock`` (re-entrant) that a forked child gets fresh: unheld, or held as
+    many times by the forking thread as that thread held it at the fork (so its own blocks
+    still end normally there).
 
     Use as a context manager or with :meth:`acquire` / :meth:`release`."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
         _LOCKS.add(self)
 
     def _reset(self) -> None:
+        mine = self._owner == threading.get_ident()
         self._lock = threading.RLock()
+        if mine:
+            for _ in range(self._depth):
+                self._lock.acquire()
+        else:
+            self._owner, self._depth = None, 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        self._owner = threading.get_ident()
+        self._depth += 1
+        return True
 
     def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
         self._lock.release()
 
     def __enter__(self) -> ForkSafeLock:
-        self._lock.acquire()
+        self.acquire()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._lock.release()
+        self.release()
 
 
 def after_fork_in_child(hook: Callable[[], None]) -> Callable[[], None]:

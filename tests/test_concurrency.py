@@ -299,6 +299,32 @@ def test_forked_child_gets_back_what_another_thread_froze() -> None:
     assert _state(module) == before
 
 
+def _child_leaves_global_state() -> None:
+    from advprior._sync import GLOBAL_STATE
+
+    GLOBAL_STATE.release()  # the block the forking thread was in ends here too
+    if not GLOBAL_STATE.acquire(timeout=WAIT / 4):
+        sys.exit(6)
+    GLOBAL_STATE.release()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_lock_the_forking_thread_holds_is_still_its_own_in_the_child() -> None:
+    # Fork inside one of advprior's locked blocks (a foreign prior's sample() starting
+    # workers): the child's fresh lock is held by the forking thread as often as before, so
+    # the block's end releases it instead of raising "cannot release un-acquired lock".
+    from advprior._sync import GLOBAL_STATE
+
+    with GLOBAL_STATE:
+        proc = multiprocessing.get_context("fork").Process(target=_child_leaves_global_state)
+        proc.start()
+        proc.join(WAIT / 2)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    assert proc.exitcode == 0
+
+
 # -- files shared by hosts ------------------------------------------------------------------
 
 
