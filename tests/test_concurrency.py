@@ -364,6 +364,28 @@ def test_another_hosts_live_temp_file_is_not_taken_for_stale(
         assert fileio.remove_stale_temps(target) == [theirs]
 
 
+def test_this_hosts_temp_files_are_judged_by_their_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "poses.npz"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        temps = {}
+        for name, pid in (("dead", _dead_pid()), ("live", sleeper.pid), ("mine", os.getpid())):
+            with monkeypatch.context() as m:
+                m.setattr(os, "getpid", lambda pid=pid: pid)
+                temps[name] = fileio._temp_name(target)
+            temps[name].write_bytes(b"")
+        old = time.time() - 2 * fileio.STALE_TEMP_AGE
+        for path in temps.values():
+            os.utime(path, (old, old))  # age does not matter on this host
+        assert fileio.remove_stale_temps(target) == [temps["dead"]]
+        assert temps["live"].exists() and temps["mine"].exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_temp_names_of_hosts_with_the_same_pid_differ(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
