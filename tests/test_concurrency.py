@@ -17,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -230,6 +231,27 @@ def test_trainers_in_two_threads_restore_the_default_dtype_once_both_end() -> No
         assert torch.get_default_dtype() == torch.float64
     finally:
         torch.set_default_dtype(before)
+
+
+def test_evaluation_figures_leave_matplotlibs_process_state_alone(tmp_path: Path) -> None:
+    # Before: matplotlib.use("Agg") switched the caller's backend (a notebook's) and every
+    # figure went through pyplot's process-wide registry (not thread-safe).
+    matplotlib = pytest.importorskip("matplotlib")
+    from advprior.eval import plots
+
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")
+    try:
+        curves = {"a": np.linspace(0.5, 1.5, 8)[None].repeat(3, 0)}
+        path = plots.deformation_curves(curves, tmp_path / "d.png")
+        assert path.read_bytes().startswith(b"\x89PNG")
+        assert matplotlib.get_backend() == "pdf"
+        assert (
+            "matplotlib.pyplot" not in sys.modules
+            or not sys.modules["matplotlib.pyplot"].get_fignums()
+        )
+    finally:
+        matplotlib.use(before)
 
 
 # -- fork ---------------------------------------------------------------------------------

@@ -12,22 +12,23 @@ import numpy as np
 from advprior.fileio import write_atomic
 
 
-def _pyplot():
-    import matplotlib
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs):
+    """pyplot's ``subplots`` without pyplot: a figure of its own on an Agg canvas. pyplot keeps
+    figures in a process-wide registry (not thread-safe: two evaluations in threads shared
+    it), and ``matplotlib.use("Agg")`` switched the backend of the caller's whole process (a
+    notebook's inline or GUI backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig: object, path: Path) -> Path:
-    try:
-        return write_atomic(
-            path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
-        )
-    finally:
-        _pyplot().close(fig)
+    return write_atomic(
+        path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+    )
 
 
 def cumulative_curves(dists: dict[str, dict[str, dict[str, np.ndarray]]], path: Path) -> Path:
@@ -35,8 +36,7 @@ def cumulative_curves(dists: dict[str, dict[str, dict[str, np.ndarray]]], path: 
 
     ``dists[model]["recall" | "precision"][kind]`` holds distances in mm.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharey=True)
+    fig, axes = _subplots(2, 2, figsize=(10, 7.5), sharey=True)
     for row, which in enumerate(("recall", "precision")):
         for col, kind in enumerate(("joints", "vertices")):
             ax = axes[row, col]
@@ -66,8 +66,7 @@ def deformation_curves(curves: dict[str, np.ndarray], path: Path) -> Path:
     ``curves[model]`` is ``(pairs, T-1)``; drawn as the mean over pairs with a faint band
     between the 25th and 75th percentiles.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _subplots(figsize=(7, 4.2))
     for name, c in curves.items():
         c = np.asarray(c)
         steps = np.arange(1, c.shape[1] + 1)
@@ -89,13 +88,12 @@ def pca_scatter(real: np.ndarray, generated: dict[str, np.ndarray], path: Path) 
 
     ``real (N, F)`` and ``generated[model] (M, F)``: flattened pelvis-centred joint positions.
     """
-    plt = _pyplot()
     mean = real.mean(axis=0)
     _, _, vt = np.linalg.svd(real - mean, full_matrices=False)
     axes2 = vt[:2].T
     r2 = (real - mean) @ axes2
     n = len(generated)
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4), sharex=True, sharey=True, squeeze=False)
+    fig, axes = _subplots(1, n, figsize=(3.3 * n, 3.4), sharex=True, sharey=True, squeeze=False)
     for ax, (name, g) in zip(axes[0], generated.items(), strict=True):
         g2 = (g - mean) @ axes2
         ax.scatter(r2[:, 0], r2[:, 1], s=2, c="0.6", alpha=0.5, label="real (test)")
