@@ -197,20 +197,23 @@ class Prior:
     def project_pose(self, body_pose: Tensor, **options: Any) -> Tensor:
         """The closest pose the prior can produce: ``decode(invert(body_pose))``, in the layout
         of ``body_pose`` (``(..., 63)``, or ``(..., 69)`` for SMPL input; per joint
-        ``(..., J, 3)`` and rotation matrices ``(..., J, 3, 3)`` come back so). Returns the pose
-        only, also when ``return_error=True`` is passed through to :meth:`invert`. Decoded in full
-        precision inside ``torch.autocast``, as the inversion is (a bfloat16 decode would add
-        up to ~1e-2 rad of rounding to the projection)."""
+        ``(..., J, 3)`` and rotation matrices ``(..., J, 3, 3)`` come back so) and its dtype
+        (the prior works in its own). Returns the pose only, also when ``return_error=True``
+        is passed through to :meth:`invert`. Decoded in full precision inside
+        ``torch.autocast``, as the inversion is (a bfloat16 decode would add up to ~1e-2 rad of
+        rounding to the projection)."""
         layout = body_pose_layout(body_pose) if isinstance(body_pose, Tensor) else "flat"
         pose = check_body_pose(body_pose)
         body = "smpl" if pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
         z = self.invert(pose, **options)
         if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
             z = z[0]
+        # in the caller's dtype, as score's: a float64 pose from SMPLify-style code came back
+        # float32 (the prior's), and the next step mixing it with float64 tensors failed
         if layout in ("rotmat", "matrot"):
-            mats = self.decode(z, output="rotmat", body=body)
+            mats = self.decode(z, output="rotmat", body=body).to(pose.dtype)
             return mats if layout == "rotmat" else mats.flatten(-2)
-        out = self.decode(z, body=body)
+        out = self.decode(z, body=body).to(pose.dtype)
         return out.unflatten(-1, (-1, 3)) if layout == "joints" else out
 
     def interpolate(

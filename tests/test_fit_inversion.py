@@ -179,3 +179,18 @@ def test_a_seeded_encoder_is_the_same_encoder_every_time() -> None:
     assert not torch.equal(other["0.weight"], PoseEncoder(prior, hidden=32, seed=3).net[0].weight)
     with pytest.raises(TypeError, match="seed"):
         PoseEncoder(prior, seed=1.5)
+
+
+@pytest.mark.parametrize("layout", ["flat", "joints", "rotmat"])
+def test_project_pose_keeps_the_callers_dtype(layout: str) -> None:
+    # a float64 pose (SMPLify-style float64 fitting code) came back float32, the prior's dtype
+    prior = prior_of("uniform")
+    pose = prior.sample(2, generator=torch.Generator().manual_seed(5)).double()
+    if layout == "joints":
+        pose = pose.unflatten(-1, (21, 3))
+    elif layout == "rotmat":
+        from advprior.rotations import axis_angle_to_rotmat
+
+        pose = axis_angle_to_rotmat(pose.unflatten(-1, (21, 3)))
+    out = prior.project_pose(pose, steps=2)
+    assert (out.dtype, out.shape) == (torch.float64, pose.shape)
