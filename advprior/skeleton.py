@@ -143,11 +143,75 @@ ROTATION_TOLERANCE = 0.1
 
 # Sizes of last dimensions that are whole poses of another layout -> what to pass instead.
 _FULL_POSE_HINTS = {
-    72: "SMPL's full pose (global orientation first)? pass body_pose[..., 3:]",
-    66: "the global orientation and SMPL-X's 21 body joints? pass body_pose[..., 3:]",
+    72: "SMPL's full pose (global orientation first)? pass body_pose[..., 3:] (and "
+    "global_orient=body_pose[..., :3])",
+    66: "the global orientation and SMPL-X's 21 body joints? pass body_pose[..., 3:] (and "
+    "global_orient=body_pose[..., :3])",
     156: "SMPL-H's full pose (global, body, hands)? pass body_pose[..., 3:66]",
     165: "SMPL-X's full pose (global, body, jaw, eyes, hands)? pass body_pose[..., 3:66]",
 }
+# Joint counts of whole poses -> (what they are, the body joints' index).
+_FULL_JOINTS = {
+    22: ("the global orientation and SMPL-X's 21 body joints", "1:"),
+    24: ("SMPL's full pose (global orientation first)", "1:"),
+    52: ("SMPL-H's full pose (global, body, hands)", "1:22"),
+    55: ("SMPL-X's full pose (global, body, jaw, eyes, hands)", "1:22"),
+}
+# Sizes of one joint's rotation other than axis-angle -> how to make rotation matrices of it.
+_ROTATION_HINTS = {
+    4: "quaternions? advprior takes them as rotation matrices: "
+    "advprior.rotations.quat_to_rotmat(q) reads (x, y, z, w) as roma and SciPy write them "
+    "(PyTorch3D's are (w, x, y, z): q.roll(-1, -1) first)",
+    6: "6D rotations? advprior takes them as rotation matrices: "
+    "advprior.rotations.rot6d_to_rotmat(x) reads SPIN's and VPoser's layout, R[:, :2] row by "
+    "row; PyTorch3D's matrix_to_rotation_6d layout, R[:2, :], is "
+    "rot6d_to_rotmat(x.unflatten(-1, (2, 3)).mT.flatten(-2)).mT (docs/api/rotations.md)",
+}
+
+
+def _layout_hint(shape: tuple[int, ...]) -> str | None:
+    """What a ``body_pose`` of ``shape`` (refused) probably holds and how to convert it: a whole
+    pose (global orientation first), per-joint quaternions, 6D or flattened matrices, flat or
+    per joint; None when nothing fits."""
+    ok = (NUM_BODY_JOINTS, NUM_SMPL_BODY_JOINTS)
+    if not shape:
+        return None
+    if shape[-1] in _FULL_POSE_HINTS:
+        return _FULL_POSE_HINTS[shape[-1]]
+    if len(shape) >= 3 and shape[-2:] == (3, 3):
+        size, joints, unflatten = 9, shape[-3], ""
+    elif len(shape) >= 2 and shape[-1] in (3, 4, 6, 9) and shape[-2] in (*ok, *_FULL_JOINTS):
+        size, joints, unflatten = shape[-1], shape[-2], ""
+    else:  # flat: one pose's rotations side by side
+        found = [(k, shape[-1] // k) for k in (4, 6, 9) if shape[-1] % k == 0]
+        found = [(k, j) for k, j in found if j in (*ok, *_FULL_JOINTS)]
+        if not found:
+            if len(shape) >= 2 and shape[-1] == 3:
+                return (
+                    "axis-angle per joint must be (..., 21, 3) or (..., 23, 3); a full "
+                    "(..., 24, 3) pose's body is [..., 1:, :]"
+                )
+            return None
+        size, joints = found[0]
+        unflatten = (
+            f"{joints} rotations of {size} numbers flattened? "
+            f"body_pose.unflatten(-1, ({joints}, {size}))"
+        )
+    parts = [unflatten] if unflatten else []
+    if joints in _FULL_JOINTS:
+        what, index = _FULL_JOINTS[joints]
+        trail = ", :, :" if shape[-2:] == (3, 3) else ", :"
+        parts.append(f"{joints} joints: {what}? its body is [..., {index}{trail}]")
+    elif joints not in ok:
+        if size == 9 and shape[-2:] == (3, 3):
+            return (
+                "rotation matrices must be (..., 21, 3, 3) or (..., 23, 3, 3); a full "
+                "(..., 24, 3, 3) pose's body is [..., 1:, :, :]"
+            )
+        return None
+    if size in _ROTATION_HINTS:
+        parts.append(_ROTATION_HINTS[size])
+    return "; ".join(parts)
 
 
 def body_pose_layout(body_pose: torch.Tensor) -> str:
@@ -205,18 +269,8 @@ def check_body_pose(
         _check_rotations(body_pose, name)
         body_pose = rotmat_to_axis_angle(body_pose).flatten(-2)
     elif body_pose.shape[-1] not in sizes:
-        hint = _FULL_POSE_HINTS.get(int(body_pose.shape[-1]))
         want = f"(..., {sizes[0]}) or (..., {sizes[1]}) axis-angle"
-        if hint is None and body_pose.ndim >= 2 and body_pose.shape[-2:] == (3, 3):
-            hint = (
-                "rotation matrices must be (..., 21, 3, 3) or (..., 23, 3, 3); a full "
-                "(..., 24, 3, 3) pose's body is [..., 1:, :, :]"
-            )
-        elif hint is None and body_pose.ndim >= 2 and body_pose.shape[-1] == 3:
-            hint = (
-                "axis-angle per joint must be (..., 21, 3) or (..., 23, 3); a full "
-                "(..., 24, 3) pose's body is [..., 1:, :]"
-            )
+        hint = _layout_hint(tuple(body_pose.shape))
         hint = f"; {hint}" if hint else ""
         raise ValueError(
             f"{name} must have shape {want}, (..., 21 | 23, 3) per joint or (..., 21 | 23, "

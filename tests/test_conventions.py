@@ -1,0 +1,63 @@
+"""Rotations and poses in the conventions other libraries write them (SciPy, roma, PyTorch3D,
+SPIN/HMR/VIBE, smplx, OpenCV): converted as docs/api/rotations.md says, or refused with a message
+that names the shape received and the conversion that fixes it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from advprior.rotations import quat_to_rotmat, rot6d_to_rotmat
+from advprior.skeleton import check_body_pose
+
+
+def _rotations(n: int, seed: int = 0) -> Rotation:
+    return Rotation.random(n, random_state=seed)
+
+
+def _pose(joints: int, seed: int = 0) -> Rotation:
+    """``joints`` rotations for each of 2 poses, as one SciPy Rotation of 2 * joints."""
+    return _rotations(2 * joints, seed)
+
+
+# shape -> (what the message must say, how the hint converts the tensor to an accepted one)
+REFUSED = {
+    (2, 21, 4): (r"got \(2, 21, 4\); quaternions\? .*quat_to_rotmat\(q\) reads \(x, y, z, w\)"),
+    (2, 84): r"got \(2, 84\); 21 rotations of 4 numbers flattened\? .*unflatten\(-1, \(21, 4\)\)",
+    (2, 24, 4): r"got \(2, 24, 4\); 24 joints: SMPL's full pose .*\[\.\.\., 1:, :\]; quaternions",
+    (2, 21, 6): r"got \(2, 21, 6\); 6D rotations\? .*rot6d_to_rotmat\(x\) reads SPIN's",
+    (2, 138): r"got \(2, 138\); 23 rotations of 6 numbers flattened\?",
+    (2, 189): r"got \(2, 189\); 21 rotations of 9 numbers flattened\? .*unflatten\(-1, \(21, 9\)\)",
+    (2, 72): r"got \(2, 72\); SMPL's full pose .*body_pose\[\.\.\., 3:\] .*global_orient=",
+    (2, 52, 3): r"got \(2, 52, 3\); 52 joints: SMPL-H's full pose .*\[\.\.\., 1:22, :\]",
+    (2, 55, 3): r"got \(2, 55, 3\); 55 joints: SMPL-X's full pose .*\[\.\.\., 1:22, :\]",
+    (2, 22, 3, 3): r"got \(2, 22, 3, 3\); 22 joints: the global orientation .*\[\.\.\., 1:, :, :\]",
+}
+
+
+@pytest.mark.parametrize("shape", list(REFUSED), ids=str)
+def test_body_pose_of_another_layout_is_refused_with_the_conversion(shape) -> None:
+    # before, quaternions, 6D, flattened matrices and SMPL-H/SMPL-X full poses were refused
+    # with the accepted shapes only, nothing on what was received or how to convert it
+    with pytest.raises(ValueError, match=REFUSED[shape]):
+        check_body_pose(torch.zeros(shape))
+
+
+def test_following_the_hints_gives_the_pose() -> None:
+    rot = _pose(21)
+    want = torch.tensor(rot.as_rotvec()).reshape(2, 63)
+    quat = torch.tensor(rot.as_quat()).reshape(2, 84)  # SciPy: (x, y, z, w)
+    mats = quat_to_rotmat(quat.unflatten(-1, (21, 4)))
+    assert torch.allclose(check_body_pose(mats), want, atol=1e-10)
+    wxyz = torch.tensor(rot.as_quat(scalar_first=True)).reshape(2, 21, 4)  # PyTorch3D's order
+    assert torch.allclose(check_body_pose(quat_to_rotmat(wxyz.roll(-1, -1))), want, atol=1e-10)
+    matrix = torch.tensor(rot.as_matrix()).reshape(2, 21, 3, 3)
+    p3d6d = matrix[..., :2, :].flatten(-2)  # PyTorch3D's matrix_to_rotation_6d
+    back = rot6d_to_rotmat(p3d6d.unflatten(-1, (2, 3)).mT.flatten(-2)).mT
+    assert torch.allclose(check_body_pose(back), want, atol=1e-10)
+    spin6d = matrix[..., :2].flatten(-2)  # SPIN/HMR/VPoser: x.view(-1, 3, 2)
+    assert torch.allclose(check_body_pose(rot6d_to_rotmat(spin6d)), want, atol=1e-10)
+    assert torch.allclose(check_body_pose(matrix.flatten(-3).unflatten(-1, (21, 9))), want)
+    full = torch.cat([torch.zeros(2, 3, dtype=want.dtype), want, torch.zeros(2, 6)], -1)
+    assert torch.equal(check_body_pose(full[..., 3:]), torch.cat([want, torch.zeros(2, 6)], -1))
