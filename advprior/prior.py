@@ -3,7 +3,8 @@
 Conventions: ``body_pose`` is axis-angle in radians for SMPL joints 1..21 (the SMPL-H / SMPL-X
 body joints, AMASS ``pose_body``), ``(..., 63)``; ``body="smpl"`` adds SMPL's two hand joints
 (22, 23) as identity rotations, ``(..., 69)``. Rotation matrices act on column vectors; 6D is the
-first two columns (:mod:`advprior.rotations`); quaternions are ``(x, y, z, w)``.
+first two columns read row by row, ``R[..., :2].flatten(-2)`` (:mod:`advprior.rotations`);
+quaternions are ``(x, y, z, w)``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,14 @@ Conventions (all functions accept any leading batch shape ``...``):
 
 - axis-angle (rotation vector): ``(..., 3)``, radians, direction = axis, angle in ``[0, pi]``.
 - rotation matrix: ``(..., 3, 3)``, acting on column vectors, row-major in memory.
-- 6D: ``(..., 6)``, the first two *columns* of the rotation matrix, flattened row-major from the
-  ``(3, 2)`` block (the layout of Zhou et al. 2019 and VPoser's decoder). Decoded by Gram-Schmidt.
+- 6D: ``(..., 6)``, the first two *columns* of the rotation matrix read row by row,
+  ``R[..., :2].flatten(-2) = (R00, R01, R10, R11, R20, R21)``: the layout of SPIN, HMR, VIBE and
+  VPoser's decoder (``x.view(-1, 3, 2)``, columns 0 and 1; roma's ``special_gramschmidt`` of that
+  view). Decoded by Gram-Schmidt. Two other layouts of Zhou et al.'s representation are in use
+  and are *not* this one: PyTorch3D's ``matrix_to_rotation_6d`` holds the first two *rows*,
+  ``R[..., :2, :].flatten(-2)``, and Zhou et al.'s reference code the two columns one after the
+  other, ``(R00, R10, R20, R01, R11, R21)``. Both give a wrong rotation read as ours; the
+  conversions are in docs/api/rotations.md ("From other libraries").
 - quaternion: ``(..., 4)`` in roma's and SciPy's ``(x, y, z, w)`` order, unit norm, ``w >= 0``.
 
 Speed: the conversions from 6D and from matrices work on a *planar* layout (one contiguous row
@@ -284,6 +290,10 @@ def _quat_planar(p: torch.Tensor) -> torch.Tensor:
 def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
     """Gram-Schmidt a 6D representation ``(..., 6)`` into a rotation matrix ``(..., 3, 3)``.
 
+    ``x`` is the first two columns read row by row, ``(R00, R01, R10, R11, R20, R21)`` (SPIN's
+    and VPoser's layout, ``R[..., :2].flatten(-2)``); PyTorch3D's 6D (the first two rows) is
+    ``rot6d_to_rotmat(x.unflatten(-1, (2, 3)).mT.flatten(-2)).mT``.
+
     The second column is projected twice, so the result is orthonormal to ~3e-7 in float32 even
     for nearly parallel columns (one pass, as in roma's ``special_gramschmidt``, leaves ~3e-5).
     """
@@ -320,7 +330,8 @@ def rot6d_to_quat(x: torch.Tensor) -> torch.Tensor:
 
 
 def rotmat_to_rot6d(rotmat: torch.Tensor) -> torch.Tensor:
-    """First two columns of ``(..., 3, 3)`` as ``(..., 6)`` (inverse of :func:`rot6d_to_rotmat`)."""
+    """First two columns of ``(..., 3, 3)`` read row by row, ``R[..., :2].flatten(-2)``, as
+    ``(..., 6)`` (inverse of :func:`rot6d_to_rotmat`; PyTorch3D's layout is ``R[..., :2, :]``)."""
     # checked: a flattened (3, 9) batch (three joints) would pass the reshape as one (6,) result
     _check_last(rotmat, (3, 3), "rotmat")
     return rotmat[..., :, :2].reshape(*rotmat.shape[:-2], 6)

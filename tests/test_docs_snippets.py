@@ -143,6 +143,7 @@ SNIPPETS: dict[tuple[str, str], Run | Skip] = {
     ),
     ("docs/api/latent_pose.md", "pose = LatentPose(prior, B)"): Run("B = 2; other_params = []"),
     ("docs/api/pose_prior.md", "poses = prior.sample(16"): Run(),
+    ("docs/api/rotations.md", "spin6d = R[..., :2].flatten(-2)"): Run(),
 }
 
 
