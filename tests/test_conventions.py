@@ -115,3 +115,33 @@ def test_quaternion_and_axis_angle_conventions_match_scipy() -> None:
     wxyz = torch.tensor(rot.as_quat(scalar_first=True))
     assert torch.allclose(quat_to_rotmat(wxyz.roll(-1, -1)), R)
     assert torch.allclose(axis_angle_to_rotmat(torch.tensor(rot.as_rotvec())), R)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (1, 3, 3)])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_one_global_orient_matrix_poses_every_body(shape, batch: int) -> None:
+    # a single (3, 3) or (1, 3, 3) matrix with a batch of poses: "leading dimensions that do not
+    # broadcast" (or, for (3, 3) with one pose, three bodies, its rows read as rotation vectors)
+    from advprior.body import forward_kinematics, load_body_model
+
+    R = torch.tensor(_rotations(1, seed=4).as_matrix()[0], dtype=torch.float32)
+    pose = torch.tensor(_pose(21, seed=5).as_rotvec(), dtype=torch.float32).reshape(2, 63)
+    pose = pose[:1].expand(batch, 63) if batch == 1 else pose.repeat(2, 1)
+    each = forward_kinematics(R.expand(batch, 3, 3), pose)
+    # the same bodies, up to float32 rounding (a broadcast orientation runs other kernels)
+    assert torch.allclose(forward_kinematics(R.reshape(shape), pose), each, atol=1e-6)
+    body = load_body_model()
+    want = body(global_orient=R.expand(batch, 3, 3), body_pose=pose).joints
+    got = body(global_orient=R.reshape(shape), body_pose=pose).joints
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("size", "match"),
+    [(4, r"got \(2, 4\); quaternions\?"), (6, r"got \(2, 6\); 6D"), (9, r"unflatten\(-1, \(3")],
+)
+def test_global_orient_of_another_representation_says_how_to_convert(size, match) -> None:
+    from advprior.body import forward_kinematics
+
+    with pytest.raises(ValueError, match=r"global_orient must be axis-angle .*" + match):
+        forward_kinematics(torch.zeros(2, size), torch.zeros(2, 63))

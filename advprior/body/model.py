@@ -32,6 +32,7 @@ from advprior.errors import CorruptCheckpointError, ModelNotFoundError
 from advprior.fileio import expand_home
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 from advprior.skeleton import (
+    _ROTATION_HINTS,
     NUM_BODY_JOINTS,
     NUM_JOINTS,
     NUM_SMPL_BODY_JOINTS,
@@ -81,6 +82,15 @@ def check_pose(
     layout = body_pose_layout(bp)
     bp = check_body_pose(bp, name, finite=False)
     go = _smplx_global_orient(go, tuple(bp.shape[:-1]), layout != "flat")
+    hints = {**_ROTATION_HINTS, 9: "flattened rotation matrices? pass x.unflatten(-1, (3, 3))"}
+    if go.ndim and go.shape[-1] in hints:
+        # another library's representation (quaternions, 6D): torch's broadcasting error, or
+        # "must have shape (..., 3)", said nothing of the conversion
+        raise ValueError(
+            f"global_orient must be axis-angle (..., 3) or rotation matrices (B, 3, 3), "
+            f"(B, 1, 3, 3) or one (3, 3) for all poses, got {tuple(go.shape)}; "
+            f"{hints[go.shape[-1]]}"
+        )
     check_tensor(go, "global_orient", 3, finite=False)
     if go.device != bp.device:
         raise ValueError(f"global_orient is on {go.device} but {name} is on {bp.device}")
@@ -94,7 +104,9 @@ def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...], smplx_pose: bo
     for broadcasting. An unbatched flat pose (``lead == ()``, ``(63,)``) keeps broadcasting:
     ``(1, 3)`` and ``(3, 3)`` are then batches of orientations; with an unbatched pose in
     smplx's own layouts (``smplx_pose``: per joint or matrices, e.g. one sample inside
-    ``torch.func.vmap``) they are that pose's orientation."""
+    ``torch.func.vmap``) they are that pose's orientation. For batched poses a ``(3, 3)`` or
+    ``(1, 3, 3)`` that does not broadcast to ``lead`` as rows of axis-angle is one rotation
+    matrix for every pose (``(1, 3, 3)`` always is, unless ``lead`` ends in 3)."""
     if not lead and not smplx_pose:
         return go
     shape = tuple(go.shape)
@@ -104,7 +116,21 @@ def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...], smplx_pose: bo
         rot = go.reshape(*lead, 3, 3)
         _check_rotations(rot, "global_orient")
         return rotmat_to_axis_angle(rot)
+    if shape in ((3, 3), (1, 3, 3)) and not _broadcasts_to(shape[:-1], lead):
+        # one matrix for every pose (a camera-aligned orientation, SPIN's batch-1 init): read
+        # as rows of axis-angle it did not broadcast, and the error said only that
+        rot = go.reshape(3, 3)
+        _check_rotations(rot, "global_orient")
+        return rotmat_to_axis_angle(rot)
     return go
+
+
+def _broadcasts_to(shape: tuple[int, ...], lead: tuple[int, ...]) -> bool:
+    """Whether a batch ``shape`` broadcasts to ``lead`` without changing it."""
+    try:
+        return tuple(torch.broadcast_shapes(shape, lead)) == lead
+    except RuntimeError:
+        return False
 
 
 @dataclass
