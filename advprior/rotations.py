@@ -419,6 +419,32 @@ def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
     return roma.unitquat_to_rotmat(_widen(quat)).to(quat.dtype)
 
 
+# Newton-Schulz steps of nearest_rotation: a singular value 1 + e goes to 1 - 1.5 e^2 + ..., so
+# from |e| <= 0.17 (max |R^T R - I| <= 0.1, ROTATION_TOLERANCE) six steps reach float64's eps.
+_POLAR_STEPS = 6
+
+
+def nearest_rotation(rotmat: torch.Tensor) -> torch.Tensor:
+    """The nearest rotation (in the Frobenius norm) to each nearly orthonormal ``(..., 3, 3)``
+    matrix: its orthogonal polar factor ``U V^T`` (``rotmat = U S V^T``), here by Newton-Schulz
+    steps ``X <- X (3 I - X^T X) / 2``, matrix products only, so gradients are finite also at
+    exact rotations (where an SVD's backward divides by ``s_i - s_j = 0``).
+
+    For matrices off by float rounding or a little more (float32 round-trips through other
+    libraries, frame-averaged matrices): converges for singular values in ``(0, sqrt 3)``, to
+    float64's eps within ``max |R^T R - I| <= 0.1``. A matrix with determinant < 0 (a
+    reflection) stays one: check the determinant first (:func:`advprior.skeleton.check_body_pose`
+    does, and projects its matrices with this)."""
+    _check_last(rotmat, (3, 3), "rotmat")
+    # in float32 for both half types: bfloat16's 8-bit mantissa would stop the steps at ~1e-2
+    half = rotmat.dtype in (torch.float16, torch.bfloat16)
+    x = rotmat.float() if half else rotmat
+    eye3 = 3.0 * torch.eye(3, dtype=x.dtype, device=x.device)
+    for _ in range(_POLAR_STEPS):
+        x = 0.5 * (x @ (eye3 - x.mT @ x))
+    return x.to(rotmat.dtype)
+
+
 def geodesic_distance(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     """Angle in radians ``(...)``, in ``[0, pi]``, of the relative rotation ``r1^T r2`` between
     ``(..., 3, 3)`` matrices (leading shapes that broadcast); finite gradients everywhere.

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from advprior.rotations import quat_to_rotmat, rot6d_to_rotmat
+from advprior.rotations import quat_to_rotmat, rot6d_to_rotmat, rotmat_to_axis_angle
 from advprior.skeleton import check_body_pose
 
 
@@ -145,3 +145,50 @@ def test_global_orient_of_another_representation_says_how_to_convert(size, match
 
     with pytest.raises(ValueError, match=r"global_orient must be axis-angle .*" + match):
         forward_kinematics(torch.zeros(2, size), torch.zeros(2, 63))
+
+
+def _svd_nearest(m: torch.Tensor) -> torch.Tensor:
+    u, _, vh = torch.linalg.svd(m)
+    return u @ vh
+
+
+def test_nearly_orthonormal_matrices_are_read_as_their_nearest_rotation() -> None:
+    # a matrix off by e (a float32 round-trip, frame averaging) was read by the closed-form
+    # logarithm, which moved it ~e from the rotation it stands for (0.04 rad at e = 0.08)
+    from advprior.body import forward_kinematics
+    from advprior.rotations import nearest_rotation
+
+    R = torch.tensor(_pose(21, seed=6).as_matrix()).reshape(2, 21, 3, 3)
+    noise = torch.randn(R.shape, dtype=R.dtype, generator=torch.Generator().manual_seed(7))
+    M = R + 0.01 * noise  # max |R^T R - I| ~ 0.05, determinants 1 +- ~0.03
+    want = rotmat_to_axis_angle(_svd_nearest(M)).flatten(-2)
+    assert float((rotmat_to_axis_angle(M).flatten(-2) - want).abs().max()) > 1e-2  # before
+    assert torch.allclose(check_body_pose(M), want, atol=1e-10)
+    assert torch.allclose(nearest_rotation(M), _svd_nearest(M), atol=1e-12)
+    assert torch.allclose(nearest_rotation(M.float()), _svd_nearest(M).float(), atol=1e-6)
+    # rotations to rounding are kept bit for bit; gradients are finite at them
+    exact = R.float().requires_grad_(True)
+    assert torch.equal(check_body_pose(exact), rotmat_to_axis_angle(exact).flatten(-2))
+    check_body_pose(M.clone().requires_grad_(True)).sum().backward()
+    check_body_pose(exact).sum().backward()
+    assert torch.isfinite(exact.grad).all()
+    # and the same for a matrix global_orient
+    go = M[:, 0]
+    fk = forward_kinematics(go, torch.zeros(2, 63, dtype=go.dtype))
+    ref = forward_kinematics(rotmat_to_axis_angle(_svd_nearest(go)), torch.zeros(2, 63).double())
+    assert torch.allclose(fk, ref, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda R: R * torch.tensor([1.0, 1.0, -1.0], dtype=R.dtype), "42 are reflections"),
+        (lambda R: 1.2 * R, r"42 are rotations scaled by ~1\.2"),
+        (lambda R: 1.2 * R * torch.tensor([1.0, 1.0, -1.0], dtype=R.dtype), "42 are refl"),
+    ],
+    ids=["reflection", "scaled", "scaled-reflection"],
+)
+def test_matrices_no_rotation_is_near_are_refused_saying_what_they_are(make, match) -> None:
+    R = torch.tensor(_pose(21, seed=8).as_matrix()).reshape(2, 21, 3, 3)
+    with pytest.raises(ValueError, match=r"42 of 42 are not rotations \(" + match):
+        check_body_pose(make(R))

@@ -113,14 +113,12 @@ def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...], smplx_pose: bo
     if shape == (*lead, 1, 3):
         return go.squeeze(-2)
     if shape in ((*lead, 3, 3), (*lead, 1, 3, 3)):
-        rot = go.reshape(*lead, 3, 3)
-        _check_rotations(rot, "global_orient")
+        rot = _check_rotations(go.reshape(*lead, 3, 3), "global_orient")
         return rotmat_to_axis_angle(rot)
     if shape in ((3, 3), (1, 3, 3)) and not _broadcasts_to(shape[:-1], lead):
         # one matrix for every pose (a camera-aligned orientation, SPIN's batch-1 init): read
         # as rows of axis-angle it did not broadcast, and the error said only that
-        rot = go.reshape(3, 3)
-        _check_rotations(rot, "global_orient")
+        rot = _check_rotations(go.reshape(3, 3), "global_orient")
         return rotmat_to_axis_angle(rot)
     return go
 
