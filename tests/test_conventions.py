@@ -192,3 +192,39 @@ def test_matrices_no_rotation_is_near_are_refused_saying_what_they_are(make, mat
     R = torch.tensor(_pose(21, seed=8).as_matrix()).reshape(2, 21, 3, 3)
     with pytest.raises(ValueError, match=r"42 of 42 are not rotations \(" + match):
         check_body_pose(make(R))
+
+
+def test_camera_rotation_off_by_rounding_is_projected_further_off_refused() -> None:
+    # before: accepted as it came up to 1e-4 (every projected point scaled and sheared by its
+    # error), refused beyond with "must be a proper rotation" and no numbers
+    import numpy as np
+
+    from advprior.fitting import PinholeCamera
+
+    R = _rotations(1, seed=9).as_matrix()[0]
+    for noise in (1e-7, 2e-4, 3e-3):  # float32, 4 digits in a JSON file, a coarse export
+        off = R + noise * np.random.default_rng(0).standard_normal((3, 3))
+        cam = PinholeCamera(1000.0, (500.0, 500.0), rotation=off)
+        u, _, vt = np.linalg.svd(off)
+        assert np.allclose(cam.rotation, u @ vt, atol=1e-14)
+        assert np.abs(cam.rotation @ cam.rotation.T - np.eye(3)).max() < 1e-14
+    exact = PinholeCamera(1000.0, (0.0, 0.0), rotation=R)
+    assert np.array_equal(exact.rotation, R)  # a rotation to 1e-12 is kept as given
+    assert PinholeCamera(1000.0, (0.0, 0.0), rotation=torch.tensor(R).float()).rotation.dtype == (
+        np.float64
+    )
+    with pytest.raises(ValueError, match=r"max \|R R\^T - I\| = 0\.2.*singular values .*K @ R"):
+        PinholeCamera(1000.0, (0.0, 0.0), rotation=1.1 * R)
+    with pytest.raises(ValueError, match=r"det R = -1: a reflection"):
+        PinholeCamera(1000.0, (0.0, 0.0), rotation=R * np.array([1.0, -1.0, 1.0]))
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [((3,), "rvec"), ((3, 1), "rvec"), ((3, 4), r"Rt\[:, :3\]"), ((4, 4), r"T\[:3, :3\]")],
+)
+def test_camera_rotation_of_another_shape_says_what_to_pass(shape, match) -> None:
+    from advprior.fitting import PinholeCamera
+
+    with pytest.raises(ValueError, match=r"shape \(3, 3\), got .*" + match):
+        PinholeCamera(1000.0, (0.0, 0.0), rotation=torch.zeros(shape))

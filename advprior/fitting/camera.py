@@ -71,6 +71,55 @@ def _pair(value: object, name: str) -> tuple[float, float]:
 MAX_SKEW = 1e-6
 
 
+#: How far a camera ``rotation`` may be from orthonormal (``max |R R^T - I|``) and still be read
+#: as its nearest rotation: float32 round-trips (OpenCV, COLMAP, JSON with few digits) are off
+#: by 1e-7 to 1e-4; a matrix off by more is something else (a scaled matrix, ``K @ R``).
+CAMERA_ROTATION_TOLERANCE = 1e-2
+
+# Shapes of camera matrices other libraries hand over -> what to pass.
+_ROTATION_SHAPE_HINTS = {
+    (3,): "; an axis-angle (OpenCV rvec)? pass "
+    "advprior.rotations.axis_angle_to_rotmat(torch.as_tensor(rvec)), the matrix cv2.Rodrigues "
+    "gives",
+    (3, 1): "; an OpenCV rvec? pass advprior.rotations.axis_angle_to_rotmat("
+    "torch.as_tensor(rvec).reshape(3)), the matrix cv2.Rodrigues gives",
+    (3, 4): "; an [R | t] extrinsic? pass rotation=Rt[:, :3] and add t to the body's translation",
+    (4, 4): "; a 4x4 world-to-camera transform? pass rotation=T[:3, :3] and add T[:3, 3] to the "
+    "body's translation",
+    (1, 3, 3): "; one rotation with a batch axis? pass rotation[0]",
+}
+
+
+def _nearest_rotation(rot: np.ndarray) -> np.ndarray:
+    """``rot (3, 3)`` projected to the nearest rotation (``U V^T`` of its SVD) when it is off
+    orthonormal by rounding or a little more, up to :data:`CAMERA_ROTATION_TOLERANCE`; a
+    rotation to 1e-12 is kept as given. ValueError for a reflection or a matrix further off.
+
+    Why: a matrix accepted as it came (up to 1e-4 before) scaled and sheared every projected
+    point by its error; one off by 2e-4 (a float32 matrix written with 4 digits) was refused.
+    """
+    det = float(np.linalg.det(rot))
+    off = float(np.abs(rot @ rot.T - np.eye(3)).max())
+    if det <= 0:
+        raise ValueError(
+            f"rotation must be a proper rotation (det R = +1), got det R = {det:.3g}: a "
+            "reflection (a mirrored or left-handed frame, e.g. y flipped without z) has no "
+            "nearest rotation; flip one more axis or convert the frame first"
+        )
+    if off > CAMERA_ROTATION_TOLERANCE:
+        sv = np.linalg.svd(rot, compute_uv=False)
+        raise ValueError(
+            f"rotation must be a proper rotation (R R^T = I), got max |R R^T - I| = {off:.3g} "
+            f"(singular values {np.round(sv, 4).tolist()}; up to {CAMERA_ROTATION_TOLERANCE} it "
+            "is projected to the nearest rotation): a scaled matrix such as K @ R, or not a "
+            "rotation"
+        )
+    if off <= 1e-12:
+        return rot
+    u, _, vt = np.linalg.svd(rot)
+    return u @ vt
+
+
 class PinholeCamera:
     """Pinhole camera, OpenCV convention: x right, y down, looking down +z; pixels.
 
@@ -81,10 +130,11 @@ class PinholeCamera:
     Args:
         focal: ``(fx, fy)`` in pixels, or one number for both; must be positive.
         center: principal point ``(cx, cy)`` in pixels.
-        rotation: optional known world-to-camera rotation ``R`` ``(3, 3)`` (orthonormal, det +1);
-            identity when ``None``. SMPL's frame is y up, so with the identity an upright body
-            appears upside down unless its global orientation turns it; the fit's initialisation
-            accounts for that.
+        rotation: optional known world-to-camera rotation ``R`` ``(3, 3)`` (orthonormal, det +1;
+            within :data:`CAMERA_ROTATION_TOLERANCE` of that it is stored as its nearest
+            rotation, beyond it refused); identity when ``None``. SMPL's frame is y up, so
+            with the identity an upright body appears upside down unless its global
+            orientation turns it; the fit's initialisation accounts for that.
     """
 
     def __init__(
@@ -108,11 +158,11 @@ class PinholeCamera:
             except (TypeError, ValueError) as exc:
                 raise TypeError("rotation must be a (3, 3) array of numbers") from exc
             if rot.shape != (3, 3):
-                raise ValueError(f"rotation must have shape (3, 3), got {rot.shape}")
+                hint = _ROTATION_SHAPE_HINTS.get(rot.shape, "")
+                raise ValueError(f"rotation must have shape (3, 3), got {rot.shape}{hint}")
             if not np.isfinite(rot).all():
                 raise ValueError("rotation contains NaN or Inf")
-            if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-4) or np.linalg.det(rot) < 0:
-                raise ValueError("rotation must be a proper rotation (R R^T = I, det R = +1)")
+            rot = _nearest_rotation(rot)
         self.rotation = rot
 
     def __repr__(self) -> str:
