@@ -228,3 +228,24 @@ def test_camera_rotation_of_another_shape_says_what_to_pass(shape, match) -> Non
 
     with pytest.raises(ValueError, match=r"shape \(3, 3\), got .*" + match):
         PinholeCamera(1000.0, (0.0, 0.0), rotation=torch.zeros(shape))
+
+
+def test_vposer_v1_forward_checks_matrices_and_names_other_layouts() -> None:
+    # forward read any B x 189 numbers as matrices (all ones gave some pose, no error), refused
+    # SMPL's 23-joint matrices, and refused (B, 72) or quaternions without saying what to pass
+    from advprior.compat import VPoserV1
+    from advprior.hub import load_pretrained
+
+    v1 = VPoserV1(load_pretrained("gan-s"))
+    with pytest.raises(ValueError, match=r"Pin \(2, 21, 3, 3\) is read as rotation matrices"):
+        v1(torch.ones(2, 21, 3, 3))
+    with pytest.raises(ValueError, match=r"got \(2, 72\); SMPL's full pose"):
+        v1(torch.zeros(2, 72))
+    with pytest.raises(ValueError, match=r"got \(2, 1, 21, 4\); quaternions\?"):
+        v1(torch.zeros(2, 1, 21, 4))
+    R = torch.tensor(_pose(23, seed=10).as_matrix(), dtype=torch.float32).reshape(2, 23, 3, 3)
+    smpl = v1(R, output_type="aa")["mean"]
+    assert torch.equal(smpl, v1(R[:, :21].reshape(2, 1, 21, 9), output_type="aa")["mean"])
+    # float64 in, float64 out
+    out = v1(R[:, :21].double().reshape(2, 1, 21, 9))
+    assert out["pose"].dtype == out["mean"].dtype == torch.float64

@@ -34,6 +34,7 @@ from torch import nn
 
 from advprior.compat.chart import LatentChart, chart_for
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from advprior.skeleton import _layout_hint, check_body_pose
 
 __all__ = ["VPoserV1", "VPoserV2", "load_vposer", "load_model", "VPoserSettings"]
 
@@ -177,9 +178,12 @@ class VPoserV1(nn.Module):
             raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
         per_pose = math.prod(Pin.shape[1:]) if Pin.ndim else 0
         if per_pose not in (3 * self.num_joints, 3 * (self.num_joints + 2)):
+            hint = _layout_hint(tuple(Pin.shape)) if Pin.ndim else None
+            if hint is None and Pin.ndim:
+                hint = _layout_hint((Pin.shape[0], per_pose))
             raise ValueError(
                 "Pin must hold B x 63 axis-angle numbers (or SMPL's B x 69), got "
-                f"{tuple(Pin.shape)}"
+                f"{tuple(Pin.shape)}{f'; {hint}' if hint else ''}"
             )
         # SMPL's two hand joints are dropped here, so that both layouts invert the same body
         pose = Pin.reshape(Pin.shape[0], per_pose)[:, : 3 * self.num_joints].contiguous()
@@ -252,14 +256,19 @@ class VPoserV1(nn.Module):
         """Encode then decode the mean: ``{"pose", "mean", "std"}`` as v1's autoencoder, with
         v1's signature. ``Pin`` is axis-angle (``B x 63`` numbers, what v1's encoder takes
         whatever ``input_type`` says: v1 checks it and ignores it) or rotation matrices
-        (``B x 21 x 9`` numbers, converted); its size tells which."""
+        (``B x 21 x 9`` numbers, or SMPL's ``B x 23 x 9``, read as
+        :func:`advprior.skeleton.check_body_pose` reads matrices: projected to the nearest
+        rotation within its tolerance, refused beyond it); its size tells which."""
         if input_type not in _OUTPUT_TYPES:
             raise ValueError(f"input_type must be 'matrot' or 'aa', got {input_type!r}")
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
-        if isinstance(Pin, torch.Tensor) and Pin.ndim and Pin.numel() == Pin.shape[0] * 189:
-            rot = Pin.reshape(Pin.shape[0], self.num_joints, 3, 3)
-            Pin = rotmat_to_axis_angle(rot).reshape(Pin.shape[0], 3 * self.num_joints)  # noqa: N806
+        per_pose = math.prod(Pin.shape[1:]) if isinstance(Pin, torch.Tensor) and Pin.ndim else 0
+        if per_pose in (9 * self.num_joints, 9 * (self.num_joints + 2)):
+            # checked as every pose input is: matrices that were no rotations (all ones, 6D
+            # columns unnormalised) were converted to some pose without a word
+            rot = Pin.reshape(Pin.shape[0], per_pose // 9, 3, 3)
+            Pin = check_body_pose(rot, "Pin", finite=False)  # noqa: N806
         q = self.encode(Pin)
         return {
             "pose": self.decode(q.mean, output_type=output_type),
