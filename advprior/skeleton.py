@@ -211,7 +211,7 @@ def _layout_hint(shape: tuple[int, ...]) -> str | None:
         return None
     if size in _ROTATION_HINTS:
         parts.append(_ROTATION_HINTS[size])
-    return "; ".join(parts)
+    return "; ".join(parts) or None
 
 
 def body_pose_layout(body_pose: torch.Tensor) -> str:

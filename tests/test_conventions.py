@@ -249,3 +249,17 @@ def test_vposer_v1_forward_checks_matrices_and_names_other_layouts() -> None:
     # float64 in, float64 out
     out = v1(R[:, :21].double().reshape(2, 1, 21, 9))
     assert out["pose"].dtype == out["mean"].dtype == torch.float64
+
+
+def test_vposer_encode_takes_rotation_matrices_as_forward_does() -> None:
+    # encode of (B, 21, 3, 3) was refused with "B x 63 axis-angle numbers" and a hint to
+    # unflatten to (B, 21, 9), which it refused too; forward took them
+    from advprior.compat import VPoserV2
+    from advprior.hub import load_pretrained
+
+    vp = VPoserV2(load_pretrained("vae"))  # the VAE: its encoder, no inversion to wait for
+    R = torch.tensor(_pose(21, seed=11).as_matrix(), dtype=torch.float32).reshape(2, 21, 3, 3)
+    want = vp.encode(rotmat_to_axis_angle(R).flatten(-2)).mean
+    assert torch.equal(vp.encode(R).mean, want)
+    assert torch.equal(vp.encode(R.flatten(-2)).mean, want)
+    assert torch.equal(vp(R)["poZ_body_mean"], want)

@@ -161,7 +161,9 @@ class VPoserV1(nn.Module):
     def encode(self, Pin: torch.Tensor, **invert_kwargs: Any) -> torch.distributions.Normal:  # noqa: N803
         """The latent of axis-angle poses ``Pin`` (``(B, 63)`` or anything with ``B * 63``
         entries, e.g. ``(B, 1, 21, 3)``; SMPL's ``B * 69``, whose two hand joints are dropped, as
-        every advprior prior takes it) as a ``Normal`` over embeddings; ``.mean (B, D)``.
+        every advprior prior takes it; also rotation matrices, ``B x 21 x 9`` or ``B x 23 x 9``
+        numbers, checked and projected as :func:`advprior.skeleton.check_body_pose` does) as a
+        ``Normal`` over embeddings; ``.mean (B, D)``.
 
         GAN: the inversion (``invert_kwargs`` go to :meth:`advprior.PosePrior.invert`) through
         the chart's inverse, zero spread, **no gradient to the pose** (an optimisation, not a
@@ -177,6 +179,12 @@ class VPoserV1(nn.Module):
         if not isinstance(Pin, torch.Tensor):
             raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
         per_pose = math.prod(Pin.shape[1:]) if Pin.ndim else 0
+        if per_pose in (9 * self.num_joints, 9 * (self.num_joints + 2)):
+            # checked as every pose input is: matrices that were no rotations (all ones, 6D
+            # columns unnormalised) were converted to some pose without a word
+            rot = Pin.reshape(Pin.shape[0], per_pose // 9, 3, 3)
+            Pin = check_body_pose(rot, "Pin", finite=False)  # noqa: N806
+            per_pose = Pin.shape[-1]
         if per_pose not in (3 * self.num_joints, 3 * (self.num_joints + 2)):
             hint = _layout_hint(tuple(Pin.shape)) if Pin.ndim else None
             if hint is None and Pin.ndim:
@@ -263,12 +271,6 @@ class VPoserV1(nn.Module):
             raise ValueError(f"input_type must be 'matrot' or 'aa', got {input_type!r}")
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
-        per_pose = math.prod(Pin.shape[1:]) if isinstance(Pin, torch.Tensor) and Pin.ndim else 0
-        if per_pose in (9 * self.num_joints, 9 * (self.num_joints + 2)):
-            # checked as every pose input is: matrices that were no rotations (all ones, 6D
-            # columns unnormalised) were converted to some pose without a word
-            rot = Pin.reshape(Pin.shape[0], per_pose // 9, 3, 3)
-            Pin = check_body_pose(rot, "Pin", finite=False)  # noqa: N806
         q = self.encode(Pin)
         return {
             "pose": self.decode(q.mean, output_type=output_type),
