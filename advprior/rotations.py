@@ -411,12 +411,19 @@ def rotmat_to_quat(rotmat: torch.Tensor) -> torch.Tensor:
 
 
 def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions ``(..., 4)`` in ``(x, y, z, w)`` order to ``(..., 3, 3)`` matrices."""
+    """Quaternions ``(..., 4)`` in ``(x, y, z, w)`` order to ``(..., 3, 3)`` matrices.
+
+    Normalised first, as SciPy's ``Rotation.from_quat`` and PyTorch3D's
+    ``quaternion_to_matrix`` do: roma's ``unitquat_to_rotmat`` alone turns a quaternion of norm
+    ``n`` into a matrix scaled by ``n^2`` (a float32 or rounded quaternion from another library
+    gave a matrix that is no rotation). A zero quaternion gives the zero matrix, not NaN."""
     # checked: roma reads entries 0-3 of any longer last dimension (a 6D batch) silently
     _check_last(quat, (4,), "quat")
     import roma  # here, not at import: roma imports torch._dynamo (about 1 s)
 
-    return roma.unitquat_to_rotmat(_widen(quat)).to(quat.dtype)
+    q = _widen(quat)
+    q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-30)
+    return roma.unitquat_to_rotmat(q).to(quat.dtype)
 
 
 # Newton-Schulz steps of nearest_rotation: a singular value 1 + e goes to 1 - 1.5 e^2 + ..., so

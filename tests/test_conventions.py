@@ -263,3 +263,15 @@ def test_vposer_encode_takes_rotation_matrices_as_forward_does() -> None:
     assert torch.equal(vp.encode(R).mean, want)
     assert torch.equal(vp.encode(R.flatten(-2)).mean, want)
     assert torch.equal(vp(R)["poZ_body_mean"], want)
+
+
+def test_quaternions_not_quite_unit_give_rotations_as_scipy_does() -> None:
+    # quat_to_rotmat of a quaternion of norm n gave a matrix scaled by n^2 (roma's
+    # unitquat_to_rotmat): a float32 or 4-digit quaternion from another library was no rotation
+    rot = _rotations(64, seed=12)
+    scale = torch.linspace(0.9, 1.1, 64, dtype=torch.float64)[:, None]
+    q = torch.tensor(rot.as_quat()) * scale
+    assert torch.allclose(quat_to_rotmat(q), torch.tensor(rot.as_matrix()), atol=1e-12)
+    R32 = quat_to_rotmat(q.float())
+    assert float((R32.mT @ R32 - torch.eye(3)).abs().max()) < 1e-6
+    assert torch.equal(quat_to_rotmat(torch.zeros(4)), torch.zeros(3, 3))  # no NaN
