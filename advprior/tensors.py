@@ -71,7 +71,11 @@ def check_tensor(
     sizes = () if last is None else ((last,) if isinstance(last, int) else tuple(last))
     want = _shape_text(sizes) if sizes else "(..., D)"
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {want}, got {type(x).__name__}")
+        # numpy arrays are what SciPy, smplx's .npz files and OpenCV hand over
+        hint = "; convert it with torch.from_numpy(x)" if type(x).__module__ == "numpy" else ""
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape {want}, got {type(x).__name__}{hint}"
+        )
     if not x.is_floating_point():
         raise TypeError(
             f"{name} must be a floating-point tensor (float32 or float64) of shape {want}, "

@@ -275,3 +275,11 @@ def test_quaternions_not_quite_unit_give_rotations_as_scipy_does() -> None:
     R32 = quat_to_rotmat(q.float())
     assert float((R32.mT @ R32 - torch.eye(3)).abs().max()) < 1e-6
     assert torch.equal(quat_to_rotmat(torch.zeros(4)), torch.zeros(3, 3))  # no NaN
+
+
+def test_numpy_poses_are_refused_with_the_conversion() -> None:
+    # SciPy's as_rotvec and smplx's .npz arrays are numpy: refused with "got ndarray" only
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"got ndarray; convert it with torch\.from_numpy"):
+        check_body_pose(np.zeros((2, 63)))
