@@ -283,3 +283,25 @@ def test_numpy_poses_are_refused_with_the_conversion() -> None:
 
     with pytest.raises(TypeError, match=r"got ndarray; convert it with torch\.from_numpy"):
         check_body_pose(np.zeros((2, 63)))
+
+
+def test_camera_rotations_of_pytorch3d_and_opengl_convert_as_documented() -> None:
+    import numpy as np
+
+    from advprior.fitting import PinholeCamera
+
+    R = _rotations(1, seed=13).as_matrix()[0]
+    X = torch.tensor(_rotations(5, seed=14).as_rotvec())  # any points
+    # PyTorch3D's cameras_from_opencv_projection: R_p3d = R_cv^T, its first two columns negated
+    R_p3d = R.T.copy()
+    R_p3d[:, :2] *= -1
+    cam = PinholeCamera(1000.0, (0.0, 0.0), rotation=np.diag([-1.0, -1.0, 1.0]) @ R_p3d.T)
+    assert np.allclose(cam.rotation, R, atol=1e-15)
+    view = X @ torch.tensor(R_p3d)  # PyTorch3D's view frame: x left, y up, z forward
+    assert torch.allclose(cam.to_camera(X), view * torch.tensor([-1.0, -1.0, 1.0]).double())
+    # OpenGL: x right, y up, looking down -z
+    R_gl = np.diag([1.0, -1.0, -1.0]) @ R
+    gl = PinholeCamera(1000.0, (0.0, 0.0), rotation=np.diag([1.0, -1.0, -1.0]) @ R_gl)
+    assert torch.allclose(gl.to_camera(X), (X @ torch.tensor(R_gl).T) * torch.tensor([1, -1, -1]))
+    with pytest.raises(ValueError, match=r"got \(3, 4\); a projection matrix P = K \[R \| t\]"):
+        PinholeCamera.from_matrix(np.hstack([np.eye(3), np.zeros((3, 1))]))

@@ -83,9 +83,10 @@ _ROTATION_SHAPE_HINTS = {
     "gives",
     (3, 1): "; an OpenCV rvec? pass advprior.rotations.axis_angle_to_rotmat("
     "torch.as_tensor(rvec).reshape(3)), the matrix cv2.Rodrigues gives",
-    (3, 4): "; an [R | t] extrinsic? pass rotation=Rt[:, :3] and add t to the body's translation",
-    (4, 4): "; a 4x4 world-to-camera transform? pass rotation=T[:3, :3] and add T[:3, 3] to the "
-    "body's translation",
+    (3, 4): "; an [R | t] extrinsic? pass rotation=Rt[:, :3]: the fit's world frame then has its "
+    "origin at the camera centre (add -R^T t to its transl to return to yours)",
+    (4, 4): "; a 4x4 world-to-camera transform? pass rotation=T[:3, :3]: the fit's world frame "
+    "then has its origin at the camera centre (add -R^T T[:3, 3] to its transl)",
     (1, 3, 3): "; one rotation with a batch axis? pass rotation[0]",
 }
 
@@ -210,7 +211,13 @@ class PinholeCamera:
         except (TypeError, ValueError) as exc:
             raise TypeError("the intrinsic matrix must be a (3, 3) array of numbers") from exc
         if k.shape != (3, 3):
-            raise ValueError(f"the intrinsic matrix K must have shape (3, 3), got {k.shape}")
+            hint = {
+                (3, 4): "; a projection matrix P = K [R | t]? split it (cv2.decomposeProjection"
+                "Matrix(P) gives K, R and the camera centre) and pass K and rotation=R",
+                (4, 4): "; a 4x4 projection (PyTorch3D's or OpenGL's, in NDC, not pixels)? "
+                "pass the pixel intrinsics [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]",
+            }.get(k.shape, "")
+            raise ValueError(f"the intrinsic matrix K must have shape (3, 3), got {k.shape}{hint}")
         if not np.isfinite(k).all():
             raise ValueError("the intrinsic matrix K contains NaN or Inf")
         if not np.array_equal(k[2], [0.0, 0.0, 1.0]) or k[1, 0] != 0.0:
