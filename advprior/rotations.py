@@ -396,7 +396,9 @@ def rotmat_to_axis_angle(rotmat: torch.Tensor) -> torch.Tensor:
 
     Closed form: ``theta = atan2(|v|, trace - 1)`` with ``v`` the skew part; the axis is ``v``
     below ``pi/2`` and comes from the symmetric part above, so angles near ``pi`` keep full
-    accuracy; exact series at the identity; finite gradients everywhere.
+    accuracy; exact series at the identity; finite gradients everywhere. ``rotmat`` must be
+    rotations: one off orthonormal by ``e`` moves the result by about ``e`` (project it with
+    :func:`nearest_rotation` first).
     """
     _check_last(rotmat, (3, 3), "rotmat")
     p = _to_planar(_widen(rotmat))
