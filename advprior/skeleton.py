@@ -186,10 +186,12 @@ def _layout_hint(shape: tuple[int, ...]) -> str | None:
         found = [(k, shape[-1] // k) for k in (4, 6, 9) if shape[-1] % k == 0]
         found = [(k, j) for k, j in found if j in (*ok, *_FULL_JOINTS)]
         if not found:
-            if len(shape) >= 2 and shape[-1] == 3:
+            if shape[-1] == 3:
+                # a (B, 3) is more often the global orientation passed as the body than B joints
                 return (
-                    "axis-angle per joint must be (..., 21, 3) or (..., 23, 3); a full "
-                    "(..., 24, 3) pose's body is [..., 1:, :]"
+                    "3 numbers are one rotation: the global_orient? body_pose holds 21 or 23 "
+                    "joints per pose; axis-angle per joint must be (..., 21, 3) or (..., 23, 3), "
+                    "and a full (..., 24, 3) pose's body is [..., 1:, :]"
                 )
             return None
         size, joints = found[0]

@@ -33,6 +33,8 @@ REFUSED = {
     (2, 52, 3): r"got \(2, 52, 3\); 52 joints: SMPL-H's full pose .*\[\.\.\., 1:22, :\]",
     (2, 55, 3): r"got \(2, 55, 3\); 55 joints: SMPL-X's full pose .*\[\.\.\., 1:22, :\]",
     (2, 22, 3, 3): r"got \(2, 22, 3, 3\); 22 joints: the global orientation .*\[\.\.\., 1:, :, :\]",
+    (2, 3): r"got \(2, 3\); 3 numbers are one rotation: the global_orient\?",
+    (3,): r"got \(3,\); 3 numbers are one rotation",
 }
 
 
