@@ -65,43 +65,44 @@ def test_following_the_hints_gives_the_pose() -> None:
     assert torch.equal(check_body_pose(full[..., 3:]), torch.cat([want, torch.zeros(2, 6)], -1))
 
 
-# The libraries' own 6D decoders, transcribed (none is a dependency), for non-orthonormal 6D,
-# where a wrong layout or a different Gram-Schmidt would show even if rotations round-trip.
-def _spin_rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
-    """SPIN's ``utils/geometry.py`` rot6d_to_rotmat (also HMR2.0's, VIBE's, VPoser's)."""
-    x = x.reshape(-1, 3, 2)
-    a1, a2 = x[:, :, 0], x[:, :, 1]
-    b1 = torch.nn.functional.normalize(a1)
-    b2 = torch.nn.functional.normalize(a2 - torch.einsum("bi,bi->b", b1, a2).unsqueeze(-1) * b1)
-    return torch.stack((b1, b2, torch.cross(b1, b2, dim=1)), dim=-1)
+# An independent reference, written from the layouts' definitions (no library's code): the
+# rotation whose first two columns are the Gram-Schmidt orthonormalisation of (a1, a2). Each
+# library differs only in where a1 and a2 sit in its 6 numbers and in whether the frame is
+# returned as columns or rows; non-orthonormal 6D shows a wrong layout or a different
+# Gram-Schmidt even where exact rotations would round-trip.
+def _gram_schmidt_columns(a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+    b1 = a1 / a1.norm(dim=-1, keepdim=True)
+    u2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = u2 / u2.norm(dim=-1, keepdim=True)
+    return torch.stack((b1, b2, torch.linalg.cross(b1, b2)), dim=-1)
 
 
-def _pytorch3d_rotation_6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
-    """PyTorch3D's ``transforms.rotation_conversions.rotation_6d_to_matrix``."""
-    a1, a2 = d6[..., :3], d6[..., 3:]
-    b1 = torch.nn.functional.normalize(a1, dim=-1)
-    b2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
-    b2 = torch.nn.functional.normalize(b2, dim=-1)
-    return torch.stack((b1, b2, torch.cross(b1, b2, dim=-1)), dim=-2)
+def _spin_layout(x: torch.Tensor) -> torch.Tensor:
+    """SPIN/HMR/VIBE/VPoser: the 6 numbers are a (3, 2) matrix read row by row, whose
+    columns are a1 and a2; the frame is returned as columns."""
+    return _gram_schmidt_columns(x[..., 0::2], x[..., 1::2])
 
 
-def _zhou_rotation_matrix_from_ortho6d(poses: torch.Tensor) -> torch.Tensor:
-    """Zhou et al.'s ``compute_rotation_matrix_from_ortho6d`` (RotationContinuity)."""
-    x = torch.nn.functional.normalize(poses[:, 0:3], dim=-1)
-    z = torch.nn.functional.normalize(torch.cross(x, poses[:, 3:6], dim=-1), dim=-1)
-    y = torch.cross(z, x, dim=-1)
-    return torch.stack((x, y, z), dim=-1)
+def _pytorch3d_layout(x: torch.Tensor) -> torch.Tensor:
+    """PyTorch3D: a1 = x[:3], a2 = x[3:]; the frame is returned as rows."""
+    return _gram_schmidt_columns(x[..., :3], x[..., 3:]).mT
+
+
+def _zhou_layout(x: torch.Tensor) -> torch.Tensor:
+    """Zhou et al. 2019's reference code: a1 = x[:3], a2 = x[3:]; the frame as columns (their
+    code builds the third axis by cross products first, which is the same frame)."""
+    return _gram_schmidt_columns(x[..., :3], x[..., 3:])
 
 
 def test_six_d_layouts_of_other_libraries_convert_as_documented() -> None:
     # rotations.py said "the layout of Zhou et al. 2019", whose reference code and PyTorch3D use
     # other layouts: read as ours, their 6D gave another rotation without an error
     x = torch.randn(64, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(rot6d_to_rotmat(x), _spin_rot6d_to_rotmat(x), atol=1e-12)
+    assert torch.allclose(rot6d_to_rotmat(x), _spin_layout(x), atol=1e-12)
     p3d = rot6d_to_rotmat(x.unflatten(-1, (2, 3)).mT.flatten(-2)).mT
-    assert torch.allclose(p3d, _pytorch3d_rotation_6d_to_matrix(x), atol=1e-12)
+    assert torch.allclose(p3d, _pytorch3d_layout(x), atol=1e-12)
     zhou = rot6d_to_rotmat(x.unflatten(-1, (2, 3)).mT.flatten(-2))
-    assert torch.allclose(zhou, _zhou_rotation_matrix_from_ortho6d(x), atol=1e-12)
+    assert torch.allclose(zhou, _zhou_layout(x), atol=1e-12)
     # and the layouts differ: read as ours, PyTorch3D's 6D of R is another rotation
     R = torch.tensor(_rotations(64).as_matrix())
     wrong = rot6d_to_rotmat(R[..., :2, :].flatten(-2))
