@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from advprior.fileio import save_npz_atomic
-from advprior.fitting.camera import positive_number
+from advprior.fitting.camera import check_rotation, positive_number
 
 if TYPE_CHECKING:
     from advprior.fitting.result import FitResult
@@ -62,19 +62,9 @@ SHAPES = ("mean", "first")
 def _rotation(value: Any) -> np.ndarray:
     """A (3, 3) proper rotation from an array-like or a camera's ``rotation``."""
     value = getattr(value, "rotation", value)
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    try:
-        rot = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError("camera_rotation must be a (3, 3) rotation or a PinholeCamera") from None
-    if rot.shape != (3, 3):
-        raise ValueError(f"camera_rotation must have shape (3, 3), got {rot.shape}")
-    if not np.isfinite(rot).all():
-        raise ValueError("camera_rotation contains NaN or Inf")
-    if not np.allclose(rot @ rot.T, np.eye(3), atol=1e-4) or np.linalg.det(rot) < 0:
-        raise ValueError("camera_rotation must be a proper rotation (R R^T = I, det R = +1)")
-    return rot
+    if isinstance(value, str):  # np.asarray reads a string as a 0-d array, not a TypeError
+        raise TypeError("camera_rotation must be a (3, 3) rotation or a PinholeCamera")
+    return check_rotation(value, "camera_rotation")
 
 
 def world_rotation(up: str = "z", camera_rotation: Any = None) -> np.ndarray:

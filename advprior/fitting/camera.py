@@ -91,7 +91,25 @@ _ROTATION_SHAPE_HINTS = {
 }
 
 
-def _nearest_rotation(rot: np.ndarray) -> np.ndarray:
+def check_rotation(rotation: object, name: str = "rotation") -> np.ndarray:
+    """A camera rotation as given by a user (array-like or tensor ``(3, 3)``) -> float64
+    ``(3, 3)`` proper rotation, projected as :func:`_nearest_rotation` says; TypeError or
+    ValueError naming ``name`` and, for the shapes other libraries hand over, what to pass."""
+    if isinstance(rotation, Tensor):
+        rotation = rotation.detach().cpu().numpy()
+    try:
+        rot = np.asarray(rotation, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a (3, 3) array of numbers") from exc
+    if rot.shape != (3, 3):
+        hint = _ROTATION_SHAPE_HINTS.get(rot.shape, "")
+        raise ValueError(f"{name} must have shape (3, 3), got {rot.shape}{hint}")
+    if not np.isfinite(rot).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return _nearest_rotation(rot, name)
+
+
+def _nearest_rotation(rot: np.ndarray, name: str = "rotation") -> np.ndarray:
     """``rot (3, 3)`` projected to the nearest rotation (``U V^T`` of its SVD) when it is off
     orthonormal by rounding or a little more, up to :data:`CAMERA_ROTATION_TOLERANCE`; a
     rotation to 1e-12 is kept as given. ValueError for a reflection or a matrix further off.
@@ -103,14 +121,14 @@ def _nearest_rotation(rot: np.ndarray) -> np.ndarray:
     off = float(np.abs(rot @ rot.T - np.eye(3)).max())
     if det <= 0:
         raise ValueError(
-            f"rotation must be a proper rotation (det R = +1), got det R = {det:.3g}: a "
+            f"{name} must be a proper rotation (det R = +1), got det R = {det:.3g}: a "
             "reflection (a mirrored or left-handed frame, e.g. y flipped without z) has no "
             "nearest rotation; flip one more axis or convert the frame first"
         )
     if off > CAMERA_ROTATION_TOLERANCE:
         sv = np.linalg.svd(rot, compute_uv=False)
         raise ValueError(
-            f"rotation must be a proper rotation (R R^T = I), got max |R R^T - I| = {off:.3g} "
+            f"{name} must be a proper rotation (R R^T = I), got max |R R^T - I| = {off:.3g} "
             f"(singular values {np.round(sv, 4).tolist()}; up to {CAMERA_ROTATION_TOLERANCE} it "
             "is projected to the nearest rotation): a scaled matrix such as K @ R, or not a "
             "rotation"
@@ -149,22 +167,7 @@ class PinholeCamera:
             raise ValueError(f"focal length must be positive (pixels), got ({fx}, {fy})")
         self.focal = (fx, fy)
         self.center = _pair(center, "center")
-        if rotation is None:
-            rot = np.eye(3)
-        else:
-            if isinstance(rotation, Tensor):
-                rotation = rotation.detach().cpu().numpy()
-            try:
-                rot = np.asarray(rotation, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise TypeError("rotation must be a (3, 3) array of numbers") from exc
-            if rot.shape != (3, 3):
-                hint = _ROTATION_SHAPE_HINTS.get(rot.shape, "")
-                raise ValueError(f"rotation must have shape (3, 3), got {rot.shape}{hint}")
-            if not np.isfinite(rot).all():
-                raise ValueError("rotation contains NaN or Inf")
-            rot = _nearest_rotation(rot)
-        self.rotation = rot
+        self.rotation = np.eye(3) if rotation is None else check_rotation(rotation)
 
     def __repr__(self) -> str:
         return f"PinholeCamera(focal={self.focal}, center={self.center})"
