@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "core",
         (
             "advprior._moved",
+            "advprior._sync",
             "advprior.errors",
             "advprior.fileio",
             "advprior.lbfgs",
