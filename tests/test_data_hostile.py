@@ -18,7 +18,7 @@ from test_data_importers import _deepmimic_frames, random_pose, write_asf_amc, w
 
 from advprior import cli
 from advprior.data import load_motion
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.fileio import atomic_path
 
 BAD_TOKENS = ["nan", "NaN", "inf", "-inf", "Infinity"]
@@ -34,13 +34,20 @@ def _bvh(tmp_path: Path, frames: int = 5) -> tuple[Path, list[str], int]:
     return path, lines, first
 
 
-@pytest.mark.parametrize("header", [3, 4, 6, 50])
-def test_bvh_frame_count_mismatch_names_file_and_both_counts(tmp_path: Path, header) -> None:
+@pytest.mark.parametrize("header", [0, 3, 4, 6, 50])
+def test_bvh_frame_count_mismatch_reads_the_lines_and_warns_with_both_counts(
+    tmp_path: Path, header
+) -> None:
+    # an off-by-one (or stale) Frames: count is common; every whole line is a frame: the lines
+    # are read, and the mismatch is a warning naming the file, the line and both counts
     path, lines, first = _bvh(tmp_path, 5)
+    want = load_motion(path)
     text = "\n".join(lines).replace("Frames: 5", f"Frames: {header}")
     path.write_text(text + "\n")
-    with pytest.raises(MotionFormatError, match=rf"t\.bvh:\d+: .*Frames: {header} .* 5 frame"):
-        load_motion(path)
+    with pytest.warns(RetargetWarning, match=rf"t\.bvh:\d+: .*Frames: {header} .* 5 frame"):
+        motion = load_motion(path)
+    assert motion.num_frames == 5
+    np.testing.assert_array_equal(motion.rotations, want.rotations)
 
 
 def test_bvh_frames_zero_is_no_frames(tmp_path: Path) -> None:

@@ -6,13 +6,15 @@ Yrotation`` is ``Rz Rx Ry`` on column vectors); position channels replace the jo
 (for the root they are its world position). Units are declared with ``units=`` ("m", "cm",
 "mm", "inch", or "asf" for CMU's 1/0.45-inch unit) or detected from the rest skeleton as the
 unit that makes hip-to-ankle length closest to 0.85 m. ``Frame Time`` can be overridden with
-``fps=`` (some conversions write a wrong one).
+``fps=`` (some conversions write a wrong one). A ``Frames:`` count that disagrees with the frame
+lines (an off-by-one or stale header) is read as the lines, with a ``RetargetWarning``.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.motion import Motion, Skeleton, check_expansion, read_motion_text
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "asf": 0.0254 / 0.45}
 _TYPICAL_LEG_M = 0.85
@@ -145,10 +147,9 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
     n_ch = sum(len(c) for c in channels)
     data_text = motion_lines[data_line:]
     first_data = body_start + data_line
-    if frames == 0:
-        raise MotionFormatError("no frames (the header says Frames: 0)", path, first_data - 1)
-    # every frame line must hold n_ch numbers, and their count must be the header's: a
-    # mismatch means a truncated file or a wrong header, never silently cut or padded
+    # every frame line must hold n_ch numbers (a short last line is a file cut mid-write: an
+    # error naming it); a count of whole lines that disagrees with the header is read as the
+    # lines, with a warning (see below)
     numbered = [(first_data + i, line) for i, line in enumerate(data_text) if line.strip()]
     parsed = None
     if all(len(line.split()) == n_ch for _, line in numbered):
@@ -160,14 +161,28 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         _locate_bad_line([line for _, line in numbered], n_ch, path, [num for num, _ in numbered])
         # every line passed Python's float(), which numpy's parser refused: take float()'s
         parsed = np.array([float(x) for _, line in numbered for x in line.split()])
-    if len(numbered) != frames:
-        where = numbered[-1][0] if numbered else first_data
+    if not numbered:
         raise MotionFormatError(
-            f"the header says Frames: {frames} but the file has {len(numbered)} frame lines "
-            f"(of {n_ch} channels)" + (" (truncated?)" if len(numbered) < frames else ""),
+            "no frames (the header says Frames: 0)"
+            if frames == 0
+            else f"the header says Frames: {frames} but the file has no frame lines (truncated?)",
             path,
-            where,
+            first_data - 1,
         )
+    if len(numbered) != frames:
+        # Off-by-one headers are common (an exporter counting frames 0..N as N, or rewriting
+        # the count before the last line), and every whole line read is a frame of numbers: the
+        # lines are taken, as Blender's and most readers do, and the mismatch is reported
+        # (a note of the build, not a silent cut or padding).
+        warnings.warn(
+            RetargetWarning(
+                f"{path}:{numbered[-1][0]}: the header says Frames: {frames} but the file has "
+                f"{len(numbered)} frame lines (of {n_ch} channels); read the {len(numbered)} "
+                "lines" + (" (truncated?)" if len(numbered) < frames else "")
+            ),
+            stacklevel=2,
+        )
+        frames = len(numbered)
     data = parsed.reshape(frames, n_ch)
     dropped: list[str] = []
     file_cols = np.arange(n_ch)  # the file's column of each kept data column
