@@ -1,0 +1,330 @@
+"""Known poses through the BVH variants users' files come in: each file is written here (never a
+third-party file) with one tool's names, units, up axis, channel layout, rest pose and rate, and
+must give back the SMPL joint rotations of the pose it was written from.
+
+The pose: frame 0 is the rest skeleton; in frame 1 the left elbow bends 90 degrees forward (about
+the upper arm's own "up" axis: SMPL's elbow rotation is ``Ry(-90 deg)``) and the right knee
+bends 90 degrees backwards (``Rx(90 deg)``). An A-pose rest (arms 45 degrees down) must come out
+as SMPL's shoulders turned down by 45 degrees (``Rz(-+45 deg)``) with the same elbow rotation: the
+retarget accounts for the rest pose's bone directions. Tolerance: the channels are printed to 9
+decimals (~1e-9 rad); a wrong mapping, axis or rest alignment gives tenths of a radian.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from advprior.data import bone_direction_errors, load_motion
+from advprior.data.naming import map_to_smpl
+from advprior.skeleton import JOINT_NAMES, REST_JOINTS
+
+P = {n: REST_JOINTS[i] for i, n in enumerate(JOINT_NAMES)}
+J = {n: i for i, n in enumerate(JOINT_NAMES)}
+ATOL_RAD = 1e-6
+# writing a 90-degree bend as Euler angles meets gimbal lock in some orders: any angles are valid
+pytestmark = pytest.mark.filterwarnings("ignore:Gimbal lock detected")
+
+# SMPL's frame (x: the body's left, y up, z forward) -> the file's world frame
+Y_UP = np.eye(3)
+# Blender: z up, the character facing -y (its left is +x)
+Z_UP = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
+
+ARM = ("shoulder", "elbow", "wrist", "hand")
+HAND_OF = {J["left_wrist"]: J["left_hand"], J["right_wrist"]: J["right_hand"]}
+
+
+def _rows(names: dict[str, str], extra: list | None = None) -> list:
+    """(name, parent name, SMPL joint or None, rest point) from SMPL joint -> file name.
+
+    ``names`` maps SMPL joint names (``left_*`` written for both sides with ``{S}``/``{Side}``/
+    ``{s}``) to the file's names; ``extra``: rows (name, parent, None, point) added as given."""
+    rows = []
+    for smpl, name in names.items():
+        for side, word, s in (("left", "Left", "L"), ("right", "Right", "R")):
+            key = smpl.replace("left", side)
+            if key not in J:
+                continue
+            file = name.replace("{Side}", word).replace("{S}", s).replace("{s}", s.lower())
+            rows.append((file, key))
+            if "left" not in smpl:
+                break
+    out = []
+    by_smpl = {k: n for n, k in rows}
+    from advprior.skeleton import PARENTS
+
+    for name, key in rows:
+        j = J[key]
+        p = PARENTS[j]
+        while p >= 0 and JOINT_NAMES[p] not in by_smpl:
+            p = PARENTS[p]
+        out.append((name, by_smpl[JOINT_NAMES[p]] if p >= 0 else None, j, P[key]))
+    return out + list(extra or [])
+
+
+def _a_pose(rows: list) -> list:
+    """``rows`` with both arms turned 45 degrees down about the shoulders (SMPL's frame)."""
+    out = []
+    for name, parent, j, point in rows:
+        side, _, part = JOINT_NAMES[j].partition("_") if j is not None else ("", "", "")
+        if part in ARM and side in ("left", "right"):
+            pivot = P[f"{side}_shoulder"]
+            turn = Rotation.from_euler("z", -45 if side == "left" else 45, degrees=True)
+            point = pivot + turn.apply(point - pivot)
+        out.append((name, parent, j, np.asarray(point, dtype=float)))
+    return out
+
+
+def _pose(t: int, a_pose: bool) -> np.ndarray:
+    """Global rotations (SMPL's frame) ``(T, 24, 3, 3)`` of the source's joints relative to
+    their rest: identity in frame 0; frame 1 bends the left elbow and the right knee."""
+    g = np.broadcast_to(np.eye(3), (t, 24, 3, 3)).copy()
+    down = Rotation.from_euler("z", -45 if a_pose else 0, degrees=True).as_matrix()
+    bend = down @ Rotation.from_euler("y", -90, degrees=True).as_matrix() @ down.T
+    for j in ("left_elbow", "left_wrist", "left_hand"):
+        g[1:, J[j]] = bend
+    knee = Rotation.from_euler("x", 90, degrees=True).as_matrix()
+    for j in ("right_knee", "right_ankle", "right_foot"):
+        g[1:, J[j]] = knee
+    return g
+
+
+def write_variant(
+    path: Path,
+    rows: list,
+    *,
+    t: int = 3,
+    a_pose: bool = False,
+    world: np.ndarray = Y_UP,
+    scale: float = 100.0,
+    orders: tuple[str, ...] = ("ZXY",),
+    six: bool = False,
+    frame_time: str = "0.0333333",
+    newline: str = "\n",
+    indent: str = "\t",
+    end_sites: bool = True,
+) -> None:
+    """Write the pose of :func:`_pose` as BVH on ``rows``: joint ``k`` (depth first) gets the
+    rotation order ``orders[k % len(orders)]``; offsets and positions in ``1 / scale`` m, in the
+    ``world`` frame; a joint without an SMPL joint turns with its parent."""
+    if a_pose:
+        rows = _a_pose(rows)
+    g_smpl = _pose(t, a_pose)
+    names = [r[0] for r in rows]
+    kids = {n: [r for r in rows if r[1] == n] for n in names}
+    order_rows = []
+
+    def walk(r) -> None:
+        order_rows.append(r)
+        for c in kids[r[0]]:
+            walk(c)
+
+    walk(rows[0])
+    glob = {}
+    for name, parent, j, _ in order_rows:
+        if j is not None:
+            glob[name] = world @ g_smpl[:, j] @ world.T
+        else:
+            glob[name] = glob[parent] if parent else np.broadcast_to(np.eye(3), (t, 3, 3))
+    point = {r[0]: world @ r[3] * scale for r in rows}
+    lines, cols = ["HIERARCHY"], []
+    root_path = point[order_rows[0][0]] + np.outer(np.linspace(0, 0.3, t), [1, 0, 0]) * scale
+
+    def emit(r, depth: int, k: list) -> None:
+        name, parent, _, _ = r
+        pad = indent * depth
+        order = orders[k[0] % len(orders)]
+        k[0] += 1
+        rot = [f"{a}rotation" for a in order]
+        pos = ["Xposition", "Yposition", "Zposition"]
+        chans = pos + rot if parent is None or six else rot
+        off = point[name] - (point[parent] if parent else 0.0)
+        lines.append(f"{pad}{'ROOT' if parent is None else 'JOINT'} {name}")
+        lines.append(pad + "{")
+        lines.append(f"{pad}{indent}OFFSET " + " ".join(f"{x:.9f}" for x in off))
+        lines.append(f"{pad}{indent}CHANNELS {len(chans)} " + " ".join(chans))
+        if parent is None:
+            cols.append(root_path)
+        elif six:
+            cols.append(np.tile(off, (t, 1)))
+        local = glob[name] if parent is None else np.swapaxes(glob[parent], -1, -2) @ glob[name]
+        cols.append(Rotation.from_matrix(local).as_euler(order, degrees=True))
+        for c in kids[name]:
+            emit(c, depth + 1, k)
+        if not kids[name] and end_sites:
+            tip = off / max(np.linalg.norm(off), 1e-9) * 0.05 * scale
+            if r[2] in HAND_OF:  # a wrist without a hand joint: its End Site where SMPL's hand is
+                hand = _a_pose([(None, None, HAND_OF[r[2]], P[JOINT_NAMES[HAND_OF[r[2]]]])])
+                tip = world @ (hand[0][3] if a_pose else P[JOINT_NAMES[HAND_OF[r[2]]]]) * scale
+                tip = tip - point[name]
+            lines.append(f"{pad}{indent}End Site")
+            lines.append(f"{pad}{indent}{{")
+            lines.append(f"{pad}{indent}{indent}OFFSET " + " ".join(f"{x:.6f}" for x in tip))
+            lines.append(f"{pad}{indent}}}")
+        lines.append(pad + "}")
+
+    emit(order_rows[0], 0, [0])
+    values = np.concatenate(cols, axis=1)
+    lines += ["MOTION", f"Frames: {t}", f"Frame Time: {frame_time}"]
+    lines += [" ".join(f"{x:.9f}" for x in row) for row in values]
+    path.write_bytes((newline.join(lines) + newline).encode())
+
+
+MIXAMO = {
+    "pelvis": "mixamorig:Hips",
+    "left_hip": "mixamorig:{Side}UpLeg",
+    "left_knee": "mixamorig:{Side}Leg",
+    "left_ankle": "mixamorig:{Side}Foot",
+    "left_foot": "mixamorig:{Side}ToeBase",
+    "spine1": "mixamorig:Spine",
+    "spine2": "mixamorig:Spine1",
+    "spine3": "mixamorig:Spine2",
+    "neck": "mixamorig:Neck",
+    "head": "mixamorig:Head",
+    "left_collar": "mixamorig:{Side}Shoulder",
+    "left_shoulder": "mixamorig:{Side}Arm",
+    "left_elbow": "mixamorig:{Side}ForeArm",
+    "left_wrist": "mixamorig:{Side}Hand",
+    "left_hand": "mixamorig:{Side}HandMiddle1",
+}
+BLENDER = {k: v.replace("mixamorig:", "") for k, v in MIXAMO.items()}
+BIPED = {
+    "pelvis": "Bip01 Pelvis",
+    "left_hip": "Bip01 {S} Thigh",
+    "left_knee": "Bip01 {S} Calf",
+    "left_ankle": "Bip01 {S} Foot",
+    "left_foot": "Bip01 {S} Toe0",
+    "spine1": "Bip01 Spine",
+    "spine2": "Bip01 Spine1",
+    "spine3": "Bip01 Spine2",
+    "neck": "Bip01 Neck",
+    "head": "Bip01 Head",
+    "left_collar": "Bip01 {S} Clavicle",
+    "left_shoulder": "Bip01 {S} UpperArm",
+    "left_elbow": "Bip01 {S} Forearm",
+    "left_wrist": "Bip01 {S} Hand",
+    "left_hand": "Bip01 {S} Finger2",
+}
+XSENS = {
+    "pelvis": "pelvis",
+    "left_hip": "{Side}UpperLeg",
+    "left_knee": "{Side}LowerLeg",
+    "left_ankle": "{Side}Foot",
+    "left_foot": "{Side}Toe",
+    "spine1": "L5",
+    "spine2": "L3",
+    "spine3": "T8",
+    "neck": "Neck",
+    "head": "Head",
+    "left_collar": "{Side}Shoulder",
+    "left_shoulder": "{Side}UpperArm",
+    "left_elbow": "{Side}ForeArm",
+    "left_wrist": "{Side}Hand",
+}
+
+
+def _under_root(rows: list, root: str) -> list:
+    """``rows`` below a floor-level ``root`` joint (MotionBuilder's Reference, a Root)."""
+    first = rows[0]
+    return [(root, None, None, np.zeros(3)), (first[0], root, first[2], first[3]), *rows[1:]]
+
+
+VARIANTS = {
+    # Mixamo: namespaced names, cm, 6 channels on every joint, y up, A-pose
+    "mixamo_a_pose_cm_six": dict(rows=_rows(MIXAMO), a_pose=True, six=True, orders=("ZXY",)),
+    # Blender: z up, m, a different rotation order on each joint, CRLF, tabs
+    "blender_z_up_mixed_orders": dict(
+        rows=_rows(BLENDER),
+        world=Z_UP,
+        scale=1.0,
+        orders=("XYZ", "ZXY", "YXZ", "ZYX", "XZY", "YZX"),
+        newline="\r\n",
+    ),
+    # 3ds Max Biped: names with spaces, inches, a Reference root above the pelvis, 25 fps
+    "biped_reference_inches_25fps": dict(
+        rows=_under_root(_rows(BIPED), "Bip01"),
+        scale=1 / 0.0254,
+        orders=("YXZ",),
+        frame_time="0.04",
+    ),
+    # MotionBuilder: a Reference root, A-pose, 120 fps, no End Sites
+    "motionbuilder_reference_a_pose_120fps": dict(
+        rows=_under_root(_rows(BLENDER), "Reference"),
+        a_pose=True,
+        frame_time="0.008333",
+        end_sites=False,
+    ),
+    # Xsens MVN: lower-case pelvis, UpperLeg / LowerLeg, 60 fps, mm, A-pose
+    "xsens_mm_60fps_a_pose": dict(
+        rows=_rows(XSENS), scale=1000.0, a_pose=True, frame_time="0.0166667", orders=("YXZ",)
+    ),
+    # a 24 fps animation export with a Root joint and T-pose, 6 channels
+    "root_24fps_six": dict(
+        rows=_under_root(_rows(MIXAMO), "Root"), six=True, frame_time="0.041667"
+    ),
+}
+RATES = {
+    "biped_reference_inches_25fps": 25.0,
+    "motionbuilder_reference_a_pose_120fps": 120.0,
+    "xsens_mm_60fps_a_pose": 60.0,
+    "root_24fps_six": 24.0,
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_known_elbow_and_knee_bend_comes_out_as_smpls_joint_rotations(
+    tmp_path: Path, variant: str
+) -> None:
+    spec = dict(VARIANTS[variant])
+    path = tmp_path / f"{variant}.bvh"
+    write_variant(path, **spec)
+    motion = load_motion(path)
+    assert motion.fps == RATES.get(variant, 30.0)
+    assert motion.num_frames == 3
+    scale = 1.0 / spec.get("scale", 100.0)
+    assert motion.meta["units_scale"] == pytest.approx(scale)
+    roles = map_to_smpl(motion.skeleton).roles
+    for name, _, j, _ in spec["rows"]:
+        if j is not None and not JOINT_NAMES[j].startswith("spine"):  # spine: points between
+            assert roles[JOINT_NAMES[j]] == name
+    smpl = motion.to_smpl(fps=None)
+    pose = smpl.body_pose.reshape(-1, 21, 3)
+    want = np.zeros((3, 21, 3))
+    if spec.get("a_pose"):
+        want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
+        want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
+    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
+    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    np.testing.assert_allclose(pose, want, atol=ATOL_RAD)
+    np.testing.assert_allclose(smpl.global_orient, 0, atol=ATOL_RAD)
+    # the root moves 0.3 m along SMPL's x (the body's left) over the clip
+    np.testing.assert_allclose(smpl.transl[-1] - smpl.transl[0], [0.3, 0, 0], atol=1e-6)
+    errors = bone_direction_errors(smpl)
+    assert max(float(e.max()) for e in errors.values()) < 1e-3
+
+
+def _messy(text: str) -> str:
+    """``text`` as hand-edited or odd exporters write it: CRLF, several spaces and tabs between
+    numbers, trailing whitespace, frame values in scientific notation, ``Frame Time`` with
+    odd spacing and case."""
+    head, motion = text.split("MOTION")
+    lines = motion.strip().splitlines()
+    rows = ["   ".join(f"{float(x):.12e}" for x in line.split()) + " \t" for line in lines[2:]]
+    head = head.replace(" ", "  ").replace("\n", "  \r\n")
+    frame_time = lines[1].split(":")[1].strip()
+    out = ["MOTION", lines[0].replace(":", " :"), f"frame   time :\t{frame_time}"] + rows
+    return head + "\r\n".join(out) + "\r\n"
+
+
+def test_messy_text_reads_as_the_clean_file(tmp_path: Path) -> None:
+    clean = tmp_path / "clean.bvh"
+    write_variant(clean, _rows(MIXAMO), a_pose=True, six=True, indent="  ")
+    messy = tmp_path / "messy.bvh"
+    messy.write_bytes(_messy(clean.read_text()).encode())
+    a, b = load_motion(clean), load_motion(messy)
+    assert b.fps == a.fps == 30.0
+    np.testing.assert_allclose(b.rotations, a.rotations, atol=1e-12)
+    np.testing.assert_allclose(b.root_position, a.root_position, atol=1e-12)
