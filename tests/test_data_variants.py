@@ -328,3 +328,111 @@ def test_messy_text_reads_as_the_clean_file(tmp_path: Path) -> None:
     assert b.fps == a.fps == 30.0
     np.testing.assert_allclose(b.rotations, a.rotations, atol=1e-12)
     np.testing.assert_allclose(b.root_position, a.root_position, atol=1e-12)
+
+
+def _explicit(rows: list) -> list:
+    """Rows (name, parent, SMPL joint name or None, point) with ``{S}`` names and ``left``
+    SMPL names written for both sides; a point is an SMPL joint name or ``(a, b, f)``, the point
+    a fraction ``f`` of the way from joint ``a`` to ``b``."""
+
+    def at(spec, side: str) -> np.ndarray:
+        if isinstance(spec, str):
+            return P[spec.replace("left", side)]
+        a, b, f = spec
+        return (1 - f) * P[a.replace("left", side)] + f * P[b.replace("left", side)]
+
+    out = []
+    for name, parent, smpl, point in rows:
+        sides = ("left", "right") if "{S}" in name else ("left",)
+        for side in sides:
+            s = "L" if side == "left" else "R"
+            j = J[smpl.replace("left", side)] if smpl else None
+            par = parent.replace("{S}", s) if parent else None
+            out.append((name.replace("{S}", s), par, j, at(point, side)))
+    return out
+
+
+# MakeHuman's default skeleton: every limb bone split in two numbered segments (upperleg01.L >
+# upperleg02.L > lowerleg01.L > lowerleg02.L > foot.L), a shoulder01 bone between the clavicle
+# and the upper arm, five spine and three neck bones
+MAKEHUMAN = _explicit(
+    [
+        ("root", None, "pelvis", "pelvis"),
+        ("spine05", "root", "spine1", "spine1"),
+        ("spine04", "spine05", None, ("spine1", "spine2", 0.5)),
+        ("spine03", "spine04", "spine2", "spine2"),
+        ("spine02", "spine03", None, ("spine2", "spine3", 0.5)),
+        ("spine01", "spine02", "spine3", "spine3"),
+        ("neck01", "spine01", "neck", "neck"),
+        ("neck02", "neck01", None, ("neck", "head", 0.4)),
+        ("head", "neck02", "head", "head"),
+        ("clavicle.{S}", "spine01", None, ("spine3", "left_collar", 0.6)),
+        ("shoulder01.{S}", "clavicle.{S}", "left_collar", "left_collar"),
+        ("upperarm01.{S}", "shoulder01.{S}", "left_shoulder", "left_shoulder"),
+        ("upperarm02.{S}", "upperarm01.{S}", None, ("left_shoulder", "left_elbow", 0.5)),
+        ("lowerarm01.{S}", "upperarm02.{S}", "left_elbow", "left_elbow"),
+        ("lowerarm02.{S}", "lowerarm01.{S}", None, ("left_elbow", "left_wrist", 0.5)),
+        ("wrist.{S}", "lowerarm02.{S}", "left_wrist", "left_wrist"),
+        ("finger3-1.{S}", "wrist.{S}", "left_hand", "left_hand"),
+        ("pelvis.{S}", "root", None, ("pelvis", "left_hip", 0.3)),
+        ("upperleg01.{S}", "pelvis.{S}", "left_hip", "left_hip"),
+        ("upperleg02.{S}", "upperleg01.{S}", None, ("left_hip", "left_knee", 0.5)),
+        ("lowerleg01.{S}", "upperleg02.{S}", "left_knee", "left_knee"),
+        ("lowerleg02.{S}", "lowerleg01.{S}", None, ("left_knee", "left_ankle", 0.5)),
+        ("foot.{S}", "lowerleg02.{S}", "left_ankle", "left_ankle"),
+        ("toe1-1.{S}", "foot.{S}", "left_foot", "left_foot"),
+    ]
+)
+# Blender Rigify's deform bones: the same split with Blender's ".001" copies (DEF-thigh.L >
+# DEF-thigh.L.001 > DEF-shin.L > DEF-shin.L.001 > DEF-foot.L); its head written as a Head bone
+# (Rigify's own spine.006 has no name that says head)
+RIGIFY = _explicit(
+    [
+        ("DEF-spine", None, "pelvis", "pelvis"),
+        ("DEF-spine.001", "DEF-spine", "spine1", "spine1"),
+        ("DEF-spine.002", "DEF-spine.001", "spine2", "spine2"),
+        ("DEF-spine.003", "DEF-spine.002", "spine3", "spine3"),
+        ("DEF-spine.004", "DEF-spine.003", "neck", "neck"),
+        ("DEF-head", "DEF-spine.004", "head", "head"),
+        ("DEF-shoulder.{S}", "DEF-spine.003", "left_collar", "left_collar"),
+        ("DEF-upper_arm.{S}", "DEF-shoulder.{S}", "left_shoulder", "left_shoulder"),
+        ("DEF-upper_arm.{S}.001", "DEF-upper_arm.{S}", None, ("left_shoulder", "left_elbow", 0.5)),
+        ("DEF-forearm.{S}", "DEF-upper_arm.{S}.001", "left_elbow", "left_elbow"),
+        ("DEF-forearm.{S}.001", "DEF-forearm.{S}", None, ("left_elbow", "left_wrist", 0.5)),
+        ("DEF-hand.{S}", "DEF-forearm.{S}.001", "left_wrist", "left_wrist"),
+        ("DEF-f_middle.01.{S}", "DEF-hand.{S}", "left_hand", "left_hand"),
+        ("DEF-thigh.{S}", "DEF-spine", "left_hip", "left_hip"),
+        ("DEF-thigh.{S}.001", "DEF-thigh.{S}", None, ("left_hip", "left_knee", 0.5)),
+        ("DEF-shin.{S}", "DEF-thigh.{S}.001", "left_knee", "left_knee"),
+        ("DEF-shin.{S}.001", "DEF-shin.{S}", None, ("left_knee", "left_ankle", 0.5)),
+        ("DEF-foot.{S}", "DEF-shin.{S}.001", "left_ankle", "left_ankle"),
+        ("DEF-toe.{S}", "DEF-foot.{S}", "left_foot", "left_foot"),
+    ]
+)
+LIMBS = ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
+
+
+@pytest.mark.parametrize(("rig", "rows"), [("makehuman", MAKEHUMAN), ("rigify", RIGIFY)])
+def test_limbs_split_in_numbered_segments_map_the_first_segment(
+    tmp_path: Path, rig: str, rows: list
+) -> None:
+    # the knee is the first shin segment, the ankle the foot below the second (not the second
+    # segment, which would put SMPL's ankle mid-shin); the second segments are twist helpers
+    path = tmp_path / f"{rig}.bvh"
+    write_variant(path, rows, a_pose=True, world=Z_UP, scale=10.0, orders=("XYZ",))
+    motion = load_motion(path)
+    roles = map_to_smpl(motion.skeleton).roles
+    for name, _, j, _ in rows:
+        if j is not None and JOINT_NAMES[j].split("_")[-1] in LIMBS:
+            assert roles[JOINT_NAMES[j]] == name
+    smpl = motion.to_smpl(fps=None)
+    pose = smpl.body_pose.reshape(-1, 21, 3)
+    want = np.zeros((3, 21, 3))
+    want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
+    want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
+    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
+    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    limbs = [J[f"{s}_{k}"] - 1 for s in ("left", "right") for k in LIMBS]
+    np.testing.assert_allclose(pose[:, limbs], want[:, limbs], atol=ATOL_RAD)
+    errors = bone_direction_errors(smpl)
+    assert max(float(errors[b].max()) for b in ("thigh", "shin", "upper_arm", "forearm")) < 1e-3

@@ -12,8 +12,10 @@ arm in the 3dsMax-friendly one):
   spine; wrist = the elbow's child; hand = the wrist's child most in line with the forearm;
 - twist bones (names containing ``twist``: Daz Genesis ``lThighTwist`` between ``lThighBend`` and
   ``lShin``, Unreal's ``upperarm_twist_01_l``; or the word ``Roll``: HumanIK's ``LeftArmRoll``)
-  are helpers, not joints: the walks above step over them, and a ``Bend`` suffix (Genesis'
-  ``lForearmBend``) names the joint itself;
+  are helpers, not joints, and so is a limb bone's numbered second segment (MakeHuman's
+  ``lowerleg01.L > lowerleg02.L``, Rigify's ``DEF-shin.L > DEF-shin.L.001``): the walks above
+  step over them, and a ``Bend`` suffix (Genesis' ``lForearmBend``) or a segment number
+  (``lowerleg01``) is dropped from the name that is matched;
 - pelvis = lowest common ancestor of both thighs and the head; neck = the last joint named
   ``*neck*`` between pelvis and head that is not a twist helper (if all are, the first of them;
   with none, the head's parent); SMPL's spine1-3 are points on the
@@ -60,20 +62,35 @@ def _unbent(core: str) -> str:
     return core
 
 
+def _known(core: str) -> str:
+    """``core`` unbent (:func:`_unbent`), and without a segment number when what is left is a
+    known joint core (MakeHuman's ``lowerleg01``, ``lowerarm02``); else ``core`` unchanged."""
+    unbent = _unbent(core)
+    if unbent in _CORES:
+        return unbent
+    bare = _unbent(re.sub(r"\d+$", "", core))
+    return bare if bare in _CORES else unbent
+
+
 def side_and_core(name: str) -> tuple[str | None, str]:
     """``("L"|"R"|None, core)`` of a joint name, e.g. ``lShin -> ("L", "shin")``,
-    ``lForearmBend -> ("L", "forearm")``."""
+    ``lForearmBend -> ("L", "forearm")``, ``lowerleg01.L -> ("L", "lowerleg")``,
+    ``DEF-shin.L.001 -> ("L", "shin")``."""
     n = normalize(name)
+    bare = re.sub(r"\d+$", "", n)
+    if bare != n and side_and_core(bare)[1] in _CORES:
+        # Blender's numbered copies ("DEF-shin.L.001", Rigify's second segment of a limb bone)
+        return side_and_core(bare)
     for word, side in (("left", "L"), ("right", "R")):
         if n.startswith(word):
-            return side, _unbent(n[len(word) :])
+            return side, _known(n[len(word) :])
         if n.endswith(word):
-            return side, _unbent(n[: -len(word)])
+            return side, _known(n[: -len(word)])
     for letter, side in (("l", "L"), ("r", "R")):
-        if n.startswith(letter) and _unbent(n[1:]) in _CORES:
-            return side, _unbent(n[1:])
-        if n.endswith(letter) and _unbent(n[:-1]) in _CORES:
-            return side, _unbent(n[:-1])
+        if n.startswith(letter) and _known(n[1:]) in _CORES:
+            return side, _known(n[1:])
+        if n.endswith(letter) and _known(n[:-1]) in _CORES:
+            return side, _known(n[:-1])
     return None, n
 
 
@@ -116,7 +133,28 @@ def _is_twist(sk: Skeleton, j: int) -> bool:
     name = sk.names[j]
     # the joint's own name, as normalize() takes it: not a namespace or a DAG path's ancestors
     words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", re.split(r"[:|]", name)[-1])
-    return "twist" in normalize(name) or "roll" in (w.lower() for w in words)
+    return "twist" in normalize(name) or "roll" in (w.lower() for w in words) or _is_segment(sk, j)
+
+
+#: Words of limb bones, for :func:`_is_segment` (not the spine's or neck's: cgspeed's Neck >
+#: Neck1 and Mixamo's Spine > Spine1 are joints of their own).
+_LIMB_WORDS = ("leg", "thigh", "shin", "calf", "knee", "arm", "elbow", "tibia", "femur")
+_LIMB_WORDS += ("humerus", "radius", "ulna", "crus")
+
+
+def _is_segment(sk: Skeleton, j: int) -> bool:
+    """A limb bone's second segment: the name of its parent but for a number (MakeHuman's
+    ``upperleg01.L > upperleg02.L > lowerleg01.L``, Rigify's ``DEF-shin.L > DEF-shin.L.001 >
+    DEF-foot.L``). It carries the bone's twist, as a twist helper does; taking it for the next
+    joint would put SMPL's ankle (or wrist) mid-shin."""
+    p = int(sk.parents[j])
+    if p < 0:
+        return False
+    me, parent = normalize(sk.names[j]), normalize(sk.names[p])
+    bare = re.sub(r"\d+", "", me)
+    return (
+        me != parent and bare == re.sub(r"\d+", "", parent) and any(w in bare for w in _LIMB_WORDS)
+    )
 
 
 def _joint_parent(sk: Skeleton, j: int) -> int:
