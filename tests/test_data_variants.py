@@ -20,6 +20,7 @@ from scipy.spatial.transform import Rotation
 
 from advprior.data import bone_direction_errors, load_motion
 from advprior.data.naming import map_to_smpl
+from advprior.errors import MotionFormatError
 from advprior.skeleton import JOINT_NAMES, REST_JOINTS
 
 P = {n: REST_JOINTS[i] for i, n in enumerate(JOINT_NAMES)}
@@ -436,3 +437,23 @@ def test_limbs_split_in_numbered_segments_map_the_first_segment(
     np.testing.assert_allclose(pose[:, limbs], want[:, limbs], atol=ATOL_RAD)
     errors = bone_direction_errors(smpl)
     assert max(float(errors[b].max()) for b in ("thigh", "shin", "upper_arm", "forearm")) < 1e-3
+
+
+def test_decimal_commas_of_a_locale_formatted_export_read_as_points(tmp_path: Path) -> None:
+    clean = tmp_path / "clean.bvh"
+    write_variant(clean, _rows(BLENDER), a_pose=True, frame_time="0.0416667")
+    text = clean.read_text()
+    comma = tmp_path / "comma.bvh"
+    comma.write_text(text.replace(".", ","))  # no names with dots here
+    a, b = load_motion(clean), load_motion(comma)
+    assert b.fps == a.fps == 24.0
+    np.testing.assert_array_equal(b.rotations, a.rotations)
+    np.testing.assert_array_equal(b.root_position, a.root_position)
+    # commas as separators are not decimal commas: an error naming the line, not misread
+    head, motion = text.split("MOTION")
+    lines = motion.splitlines()
+    lines[3] = ",".join(lines[3].split())
+    bad = tmp_path / "separators.bvh"
+    bad.write_text(head + "MOTION" + "\n".join(lines) + "\n")
+    with pytest.raises(MotionFormatError, match=r"separators\.bvh:\d+: frame line has 1 numbers"):
+        load_motion(bad)

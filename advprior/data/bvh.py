@@ -8,6 +8,7 @@ Yrotation`` is ``Rz Rx Ry`` on column vectors); position channels replace the jo
 unit that makes hip-to-ankle length closest to 0.85 m. ``Frame Time`` can be overridden with
 ``fps=`` (some conversions write a wrong one). A ``Frames:`` count that disagrees with the frame
 lines (an off-by-one or stale header) is read as the lines, with a ``RetargetWarning``.
+Numbers written with decimal commas (locale-formatted exports) are read as such.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
         text = read_motion_text(path)
     except OSError as err:
         raise MotionFormatError(f"cannot read BVH: {err}", path) from None
+    text = _decimal_points(text)
     # keywords in any case: some exporters write ``motion`` / ``Motion``
     found = re.search(r"^[ \t]*MOTION[ \t]*\r?$", text, re.M | re.I)
     head = text[: found.start()] if found else text
@@ -304,6 +306,27 @@ def _largest_tree(roots, names, parents, offsets, is_end, channels, path):
             path,
         )
     return (*tree(start, end), cols, dropped)
+
+
+# a number written with a decimal comma, as a standalone token ("-0,5", "12,25e-3")
+_COMMA_NUMBER = re.compile(r"(?<![\w.,])([-+]?\d+),(\d+(?:[eE][-+]?\d+)?)(?![\w.,])")
+_POINT_NUMBER = re.compile(r"(?<![\w.])[-+]?\d*\.\d+")
+
+
+def _decimal_points(text: str) -> str:
+    """``text`` with decimal commas made points when its numbers are written with them.
+
+    Exporters that format numbers by the system's locale (German, French, ...) write
+    ``OFFSET 0,000000 -9,140623 0,681534`` and ``Frame Time: 0,033333``. BVH separates numbers
+    by whitespace, so a comma between digits can only be a decimal separator; it is read so
+    when no number after ``MOTION`` uses a decimal point (a file that mixes both, or uses
+    commas as separators, is left alone and fails naming the first bad number)."""
+    if "," not in text:  # the common case, without a regex pass over a large file
+        return text
+    motion = re.split(r"^[ \t]*MOTION[ \t]*\r?$", text, maxsplit=1, flags=re.M | re.I)[-1]
+    if _POINT_NUMBER.search(motion) is not None or _COMMA_NUMBER.search(motion) is None:
+        return text
+    return _COMMA_NUMBER.sub(r"\1.\2", text)
 
 
 #: Capture and video rates a rounded frame time most likely means.
