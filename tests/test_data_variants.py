@@ -457,3 +457,101 @@ def test_decimal_commas_of_a_locale_formatted_export_read_as_points(tmp_path: Pa
     bad.write_text(head + "MOTION" + "\n".join(lines) + "\n")
     with pytest.raises(MotionFormatError, match=r"separators\.bvh:\d+: frame line has 1 numbers"):
         load_motion(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# AMASS / SMPL-family npz variants
+# ---------------------------------------------------------------------------------------------
+
+
+def _npz_pose(t: int) -> np.ndarray:
+    """``(T, 66)``: the left elbow bent 90 degrees (``Ry(-90 deg)``) from frame 1 on."""
+    poses = np.zeros((t, 66))
+    poses[1:, 3 * J["left_elbow"] : 3 * J["left_elbow"] + 3] = [0, -np.pi / 2, 0]
+    return poses
+
+
+NPZ_VARIANTS = {
+    # AMASS SMPL-X: poses (T, 165), mocap_frame_rate, 16 betas, gender a 0-d str array
+    "smplx_165": lambda p: {
+        "poses": np.concatenate([p, np.zeros((len(p), 99))], axis=1),
+        "mocap_frame_rate": np.array(120.0),
+        "betas": np.zeros(16),
+        "gender": np.array("neutral"),
+        "surface_model_type": np.array("smplx"),
+    },
+    # AMASS SMPL-X's split arrays only, float32, gender as bytes, betas (1, 16)
+    "smplx_split_float32": lambda p: {
+        "root_orient": p[:, :3].astype(np.float32),
+        "pose_body": p[:, 3:66].astype(np.float32),
+        "pose_hand": np.zeros((len(p), 90), np.float32),
+        "pose_jaw": np.zeros((len(p), 3), np.float32),
+        "pose_eye": np.zeros((len(p), 6), np.float32),
+        "mocap_frame_rate": np.float32(120),
+        "betas": np.zeros((1, 16), np.float32),
+        "gender": np.array(b"female"),
+    },
+    # AMASS SMPL-H: poses (T, 156), mocap_framerate a 0-d float64, 10 betas, gender str
+    "smplh_156": lambda p: {
+        "poses": np.concatenate([p, np.zeros((len(p), 90))], axis=1),
+        "mocap_framerate": np.array(120.0),
+        "betas": np.zeros(10),
+        "gender": "male",
+        "dmpls": np.zeros((len(p), 8)),
+    },
+}
+
+
+@pytest.mark.parametrize("variant", sorted(NPZ_VARIANTS))
+def test_amass_variants_give_the_elbow_bend_back(tmp_path: Path, variant: str) -> None:
+    t = 4
+    arrays = NPZ_VARIANTS[variant](_npz_pose(t))
+    arrays["trans"] = np.zeros((t, 3), dtype=arrays.get("root_orient", np.zeros(1)).dtype)
+    path = tmp_path / f"{variant}.npz"
+    np.savez(path, **arrays)
+    smpl = load_motion(path).to_smpl(fps=None)
+    assert smpl.fps == 120.0 and smpl.num_frames == t
+    want = np.zeros((t, 21, 3))
+    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
+    atol = 1e-6 if "float32" in variant else 1e-12
+    np.testing.assert_allclose(smpl.body_pose.reshape(t, 21, 3), want, atol=atol)
+    # AMASS's z-up world turned into SMPL's y-up: the root turned by -90 degrees about x
+    np.testing.assert_allclose(smpl.global_orient, [[-np.pi / 2, 0, 0]] * t, atol=atol)
+
+
+def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
+    tmp_path: Path,
+) -> None:
+    import pickle
+
+    ran = tmp_path / "ran"
+
+    class Payload:  # unpickling it would create the file "ran"
+        def __reduce__(self):
+            return (Path.touch, (ran,))
+
+    t = 3
+    # a pickle saved under .npz (an SMPL .pkl renamed, np.save of a dict with allow_pickle)
+    renamed = tmp_path / "renamed.npz"
+    renamed.write_bytes(pickle.dumps({"poses": np.zeros((t, 156)), "x": Payload()}, protocol=4))
+    with pytest.raises(MotionFormatError, match=r"renamed\.npz: not an npz archive.*pickle"):
+        load_motion(renamed)
+    # an .npz whose only members are pickled objects
+    obj = np.empty(1, dtype=object)
+    obj[0] = {"poses": np.zeros((t, 156)), "x": Payload()}
+    np.savez(tmp_path / "objects.npz", data=obj)
+    with pytest.raises(MotionFormatError, match=r"objects\.npz: .*'data' hold pickled"):
+        load_motion(tmp_path / "objects.npz")
+    # poses itself an object array
+    rows = np.empty(t, dtype=object)
+    for i in range(t):
+        rows[i] = np.zeros(156)
+    np.savez(tmp_path / "object_poses.npz", poses=rows, mocap_framerate=30.0)
+    with pytest.raises(MotionFormatError, match=r"object_poses\.npz: 'poses' holds Python obj"):
+        load_motion(tmp_path / "object_poses.npz")
+    # a single .npy saved under .npz
+    np.save(tmp_path / "single.npy", np.zeros((t, 156)))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    with pytest.raises(MotionFormatError, match=r"single\.npz: .*a single \.npy array"):
+        load_motion(tmp_path / "single.npz")
+    assert not ran.exists()

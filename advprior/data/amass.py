@@ -59,6 +59,27 @@ def is_amass(path: Path) -> bool:
     return bool(names & {"poses.npy", "pose_body.npy"})
 
 
+def _not_zip_reason(path: Path) -> str:
+    """What a file named ``.npz`` that is not a zip archive looks like, from its first bytes:
+    a pickle or an ``.npy`` saved under the wrong suffix say so (and what to do), anything else
+    is a truncated or damaged download."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        head = b""
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array: rename it .npy to read it as one"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        # np.save(..., allow_pickle=True) of a dict, or an SMPL .pkl renamed: never unpickled
+        return (
+            "it is a Python pickle, which is never unpickled from an .npz: a 3DPW/AIST++-style "
+            "SMPL .pkl renamed .npz reads (without running its code) as .pkl; else save the "
+            "arrays with numpy.savez"
+        )
+    return "not a zip file: truncated or damaged?"
+
+
 def _check_finite(key: str, arr: np.ndarray, path: Path) -> None:
     rows = arr.reshape(arr.shape[0], -1)
     bad = np.argwhere(~np.isfinite(rows))
@@ -180,7 +201,7 @@ def read_amass(
     path = Path(path)
     if path.is_file() and not zipfile.is_zipfile(path):
         # np.load would take any other bytes for a pickle and say so, which misleads
-        raise MotionFormatError("not an npz archive (not a zip file: truncated or damaged?)", path)
+        raise MotionFormatError(f"not an npz archive ({_not_zip_reason(path)})", path)
     try:
         check_zip_members(path, "AMASS npz")
     except ValueError as err:  # a zip bomb: the message names the file and the member
