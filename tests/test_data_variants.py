@@ -12,6 +12,7 @@ decimals (~1e-9 rad); a wrong mapping, axis or rest alignment gives tenths of a 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from advprior.data import bone_direction_errors, load_motion
 from advprior.data.naming import map_to_smpl
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.skeleton import JOINT_NAMES, REST_JOINTS
 
 P = {n: REST_JOINTS[i] for i, n in enumerate(JOINT_NAMES)}
@@ -555,3 +556,35 @@ def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
     with pytest.raises(MotionFormatError, match=r"single\.npz: .*a single \.npy array"):
         load_motion(tmp_path / "single.npz")
     assert not ran.exists()
+
+
+def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    # Blender-style: the rest offsets z up, the root's channels turning every frame by -90
+    # degrees about x, so that each frame stands along +y. The world's up comes from the rest
+    # (a frame cannot tell this from a body lying through the whole clip): the body pose is
+    # right, the global orientation turned, and the user is told.
+    path = tmp_path / "turned.bvh"
+    rows = _under_root(_rows(BLENDER), "Armature")
+    write_variant(path, rows, world=Z_UP, t=4)
+    head, motion = path.read_text().split("MOTION")
+    lines = motion.strip().splitlines()
+    lines[3:5] = [lines[2], lines[2]]  # frames 0-2 stand at rest (most frames stand)
+    for i in range(2, len(lines)):
+        values = lines[i].split()
+        values[3:6] = ["0", "-90", "0"]  # the root's Zrotation Xrotation Yrotation
+        lines[i] = " ".join(values)
+    path.write_text(head + "MOTION\n" + "\n".join(lines) + "\n")
+    with pytest.warns(RetargetWarning, match=r"turned\.bvh: the rest skeleton stands along \+z "):
+        smpl = load_motion(path).to_smpl(fps=None)
+    want = np.zeros((4, 21, 3))
+    want[3, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
+    want[3, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    np.testing.assert_allclose(smpl.body_pose.reshape(4, 21, 3), want, atol=ATOL_RAD)
+    np.testing.assert_allclose(smpl.global_orient, [[-np.pi / 2, 0, 0]] * 4, atol=ATOL_RAD)
+    # the same file without the turn: no warning
+    write_variant(path, rows, world=Z_UP, t=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RetargetWarning)
+        load_motion(path).to_smpl(fps=None)

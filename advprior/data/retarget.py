@@ -176,20 +176,10 @@ def _not_standing(rest_points: np.ndarray, up: np.ndarray | None = None) -> str 
     return None
 
 
-def _standing_frame(
-    motion: Motion, m: SMPLMapping
-) -> tuple[int, np.ndarray, tuple[np.ndarray, int, int] | None] | None:
-    """The frame to calibrate on, the world's up axis and the runner-up ``(axis, its standing
-    frames, the chosen axis's)`` (``None`` when no other axis has a standing frame), or
-    ``None`` if no frame stands.
-
-    A frame stands when, with one coordinate axis as up, both thighs and shins point within 60
-    degrees of down and the pelvis-to-neck line within 60 degrees of up, and its hips and
-    shoulders are apart across the up axis and on the same side. The up axis is the one under
-    which most frames stand (a fall seen from the floor does not turn the world over); of its
-    standing frames, the one whose five bones are closest to vertical on average (the straightest
-    stance; the first of equals).
-    """
+def _standing_axes(motion: Motion, m: SMPLMapping) -> list[tuple[int, int, np.ndarray]]:
+    """``(standing frames, straightest frame, up axis)`` for each axis of :data:`_UP_AXES` under
+    which a frame stands (see :func:`_standing_frame`), most standing frames first (of equal
+    counts, the first axis in :data:`_UP_AXES`' order)."""
     _, pos = motion.global_transforms()
     pts = mapped_points(pos, m)
     d = np.stack([s * (pts[:, b] - pts[:, a]) for _, a, b, s in _STANDING], axis=1)
@@ -210,10 +200,28 @@ def _standing_frame(
         if ok.any():
             score = np.where(ok, cos.mean(axis=1), -np.inf)
             found.append((int(ok.sum()), int(np.argmax(score)), axis))
-    if not found:
-        return None
     # stable: of equal counts the first axis in _UP_AXES' order wins
     found.sort(key=lambda f: -f[0])
+    return found
+
+
+def _standing_frame(
+    motion: Motion, m: SMPLMapping
+) -> tuple[int, np.ndarray, tuple[np.ndarray, int, int] | None] | None:
+    """The frame to calibrate on, the world's up axis and the runner-up ``(axis, its standing
+    frames, the chosen axis's)`` (``None`` when no other axis has a standing frame), or
+    ``None`` if no frame stands.
+
+    A frame stands when, with one coordinate axis as up, both thighs and shins point within 60
+    degrees of down and the pelvis-to-neck line within 60 degrees of up, and its hips and
+    shoulders are apart across the up axis and on the same side. The up axis is the one under
+    which most frames stand (a fall seen from the floor does not turn the world over); of its
+    standing frames, the one whose five bones are closest to vertical on average (the straightest
+    stance; the first of equals).
+    """
+    found = _standing_axes(motion, m)
+    if not found:
+        return None
     n, t0, axis = found[0]
     return t0, axis, ((found[1][2], found[1][0], n) if len(found) > 1 else None)
 
@@ -285,6 +293,62 @@ def standing_rest(motion: Motion) -> Motion:
     return out
 
 
+#: Frames sampled (evenly) by :func:`_warn_turned_world`: enough to see where the body stands.
+_TURNED_SAMPLE = 64
+
+
+def _axis_name(axis: np.ndarray) -> str:
+    k = int(np.argmax(np.abs(axis)))
+    return ("-" if axis[k] < 0 else "+") + "xyz"[k]
+
+
+def _warn_turned_world(motion: Motion, m: SMPLMapping) -> None:
+    """Warn when the rest skeleton stands along one axis and the frames along another, none of
+    them along the rest's.
+
+    Some exporters bake a turn of the world (Blender's z-up armature into y-up, an FBX unit or
+    axis conversion) into the root's channels but not into the rest offsets: the rest stands
+    along +z, every frame along +y. The retarget takes the world's up from the rest (a frame
+    cannot tell a person lying through a whole clip from a turned world), so such a motion comes
+    out lying: its body pose is right, its global orientation and path turned by the world's
+    turn. Checked on up to :data:`_TURNED_SAMPLE` frames."""
+    from dataclasses import replace
+
+    from advprior.errors import RetargetWarning
+
+    up_row = _frame_of(motion, m)[1]  # the rest's up, snapped to an axis unless it leans
+    rest_up = _UP_AXES[int(np.argmax(_UP_AXES @ up_row))]
+    t = motion.num_frames
+    idx = np.unique(np.linspace(0, t - 1, min(t, _TURNED_SAMPLE)).round().astype(int))
+    lt = motion.local_translations
+    sample = replace(
+        motion,
+        rotations=motion.rotations[idx],
+        root_position=motion.root_position[idx],
+        local_translations=None if lt is None else lt[idx],
+    )
+    found = _standing_axes(sample, m)
+    # any frame standing along the rest's up: a clip that lies more than it stands, not a turn
+    if not found or any(np.allclose(axis, rest_up) for _, _, axis in found):
+        return
+    n, _, up = found[0]
+    if 2 * n < len(idx):  # a few frames that happen to "stand" lying down are no turned world
+        return
+    angle = np.degrees(np.arccos(np.clip(float(up @ rest_up), -1.0, 1.0)))
+    warnings.warn(
+        RetargetWarning(
+            f"{motion.path}: the rest skeleton stands along {_axis_name(rest_up)} but the "
+            f"motion along {_axis_name(up)} ({n} of {len(idx)} frames sampled; none along "
+            f"{_axis_name(rest_up)}): either the exporter turned the world in the root's "
+            "channels but not in the rest offsets, or the body lies (or stands on its hands) "
+            "through the whole clip. The world's up is taken from the rest, so in the first "
+            f"case the SMPL motion lies turned by {angle:.0f} degrees (its body pose is not "
+            "affected): re-export with the rest in the motion's world"
+        ),
+        stacklevel=3,
+    )
+
+
 def _warn_unaligned_ends(m: SMPLMapping, path: object) -> None:
     """Warn for ankles whose bone has no end point on the source.
 
@@ -327,6 +391,8 @@ def retarget(motion: Motion) -> SMPLMotion:
     pts = mapped_points(p_src @ frame.T, m)
     rest = mapped_points(rest_src @ frame.T, m)
     _warn_unaligned_ends(m, motion.path)
+    if "world_up" not in motion.meta:  # a rest that stands: does the motion stand the same way?
+        _warn_turned_world(motion, m)
     # A rest taken from a frame of the motion is a pose, not a neutral stance: its twist
     # references are measured from the parent's rest alignment (and the pelvis's from its own
     # spine), so that a bone's twist at rest is its parent's, not the world's (an arm raised
