@@ -386,8 +386,8 @@ MAKEHUMAN = _explicit(
     ]
 )
 # Blender Rigify's deform bones: the same split with Blender's ".001" copies (DEF-thigh.L >
-# DEF-thigh.L.001 > DEF-shin.L > DEF-shin.L.001 > DEF-foot.L); its head written as a Head bone
-# (Rigify's own spine.006 has no name that says head)
+# DEF-thigh.L.001 > DEF-shin.L > DEF-shin.L.001 > DEF-foot.L); its numbered spine: spine.004 is
+# the neck, spine.006 the head (no name says so)
 RIGIFY = _explicit(
     [
         ("DEF-spine", None, "pelvis", "pelvis"),
@@ -395,7 +395,8 @@ RIGIFY = _explicit(
         ("DEF-spine.002", "DEF-spine.001", "spine2", "spine2"),
         ("DEF-spine.003", "DEF-spine.002", "spine3", "spine3"),
         ("DEF-spine.004", "DEF-spine.003", "neck", "neck"),
-        ("DEF-head", "DEF-spine.004", "head", "head"),
+        ("DEF-spine.005", "DEF-spine.004", None, ("neck", "head", 0.5)),
+        ("DEF-spine.006", "DEF-spine.005", "head", "head"),
         ("DEF-shoulder.{S}", "DEF-spine.003", "left_collar", "left_collar"),
         ("DEF-upper_arm.{S}", "DEF-shoulder.{S}", "left_shoulder", "left_shoulder"),
         ("DEF-upper_arm.{S}.001", "DEF-upper_arm.{S}", None, ("left_shoulder", "left_elbow", 0.5)),
@@ -425,8 +426,10 @@ def test_limbs_split_in_numbered_segments_map_the_first_segment(
     motion = load_motion(path)
     roles = map_to_smpl(motion.skeleton).roles
     for name, _, j, _ in rows:
-        if j is not None and JOINT_NAMES[j].split("_")[-1] in LIMBS:
+        if j is not None and JOINT_NAMES[j].split("_")[-1] in LIMBS + ("head",):
             assert roles[JOINT_NAMES[j]] == name
+    # Rigify's neck is spine.004 (MakeHuman's is its last neck bone, as for cgspeed's Neck1)
+    assert roles["neck"] == {"rigify": "DEF-spine.004", "makehuman": "neck02"}[rig]
     smpl = motion.to_smpl(fps=None)
     pose = smpl.body_pose.reshape(-1, 21, 3)
     want = np.zeros((3, 21, 3))

@@ -2,7 +2,8 @@
 
 Only knees, elbows and the head are found by name (case-insensitive, any ``prefix:`` such as
 ``mixamorig:`` dropped, side given as ``Left``/``Right``/``l``/``r``/``_L``/``_R``, a centre
-marker such as Advanced Skeleton's ``Head_M`` dropped). Everything else
+marker such as Advanced Skeleton's ``Head_M`` dropped; Blender Rigify's head and neck by their
+number on its spine, ``spine.006`` and ``spine.004``). Everything else
 follows from the tree, which is what resolves names that mean different bones in different
 conventions (``LeftShoulder`` is the collar in the MotionBuilder-friendly CMU BVH and the upper
 arm in the 3dsMax-friendly one):
@@ -228,10 +229,27 @@ def _is_head(name: str) -> bool:
     )
 
 
+#: Blender Rigify's human metarig numbers its spine: spine (hips) > spine.001-.003 (torso) >
+#: spine.004 (neck) > spine.005 (upper neck) > spine.006 (head), with ``DEF-`` on the deform
+#: bones that exports hold. Neither the head nor the neck has a name that says so.
+_RIGIFY_HEAD, _RIGIFY_NECK = "spine006", "spine004"
+
+
+def _rigify(sk: Skeleton) -> bool:
+    """Rigify's numbered spine: ``spine``, ``spine.004`` and ``spine.006``, each below the last."""
+    found = {normalize(n): j for j, n in enumerate(sk.names) if not sk.is_end[j]}
+    if not {"spine", _RIGIFY_NECK, _RIGIFY_HEAD} <= set(found):
+        return False
+    head_path = _ancestors(sk, found[_RIGIFY_HEAD])
+    return found[_RIGIFY_NECK] in head_path and found["spine"] in head_path
+
+
 def _head(sk: Skeleton) -> int | None:
     for j, name in enumerate(sk.names):
         if _is_head(name):
             return j
+    if _rigify(sk):
+        return next(j for j, n in enumerate(sk.names) if normalize(n) == _RIGIFY_HEAD)
     return None
 
 
@@ -304,7 +322,8 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
         raise MotionFormatError("cannot find the pelvis (common ancestor of legs and head)", path)
     point[0] = pelvis
     chain = head_path[: head_path.index(pelvis) + 1][::-1]  # pelvis ... head
-    necks = [j for j in chain[1:-1] if "neck" in normalize(sk.names[j])]
+    rigify_neck = _RIGIFY_NECK if normalize(sk.names[head]) == _RIGIFY_HEAD else "neck"
+    necks = [j for j in chain[1:-1] if rigify_neck in normalize(sk.names[j])]
     # twist helpers are not the neck unless all are (Character Creator's NeckTwist01 >
     # NeckTwist02 > Head: the first starts at the neck's base)
     joints = [j for j in necks if not _is_twist(sk, j)]
