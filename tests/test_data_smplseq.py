@@ -204,9 +204,9 @@ def test_up_axis_choices_and_the_upright_warning(tmp_path: Path) -> None:
         _check_same(smpl, poses, trans)
         with pytest.warns(RetargetWarning, match=rf"pass up='{up}'"):
             load_motion(path)
-    (tmp_path / "x.bvh").write_text("HIERARCHY\n")
+    (tmp_path / "x.amc").write_text(":FULLY-SPECIFIED\n")
     with pytest.raises(ValueError, match="up= applies to SMPL-parameter files"):
-        load_motion(tmp_path / "x.bvh", up="z")
+        load_motion(tmp_path / "x.amc", up="z")
 
 
 def test_motionx_and_plain_npy_arrays(tmp_path: Path) -> None:

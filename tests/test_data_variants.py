@@ -579,13 +579,23 @@ def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
         values[3:6] = ["0", "-90", "0"]  # the root's Zrotation Xrotation Yrotation
         lines[i] = " ".join(values)
     path.write_text(head + "MOTION\n" + "\n".join(lines) + "\n")
-    with pytest.warns(RetargetWarning, match=r"turned\.bvh: the rest skeleton stands along \+z "):
+    turned = r"turned\.bvh: the rest skeleton stands along \+z .*load it with up=\"y\""
+    with pytest.warns(RetargetWarning, match=turned):
         smpl = load_motion(path).to_smpl(fps=None)
     want = np.zeros((4, 21, 3))
     want[3, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
     want[3, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
     np.testing.assert_allclose(smpl.body_pose.reshape(4, 21, 3), want, atol=ATOL_RAD)
     np.testing.assert_allclose(smpl.global_orient, [[-np.pi / 2, 0, 0]] * 4, atol=ATOL_RAD)
+    # up="y" says where the frames stand: calibrated on a standing frame (frame 0), upright
+    with pytest.warns(RetargetWarning, match=r"calibrated on frame 0"):
+        upright = load_motion(path, up="y").to_smpl(fps=None)
+    np.testing.assert_allclose(upright.body_pose.reshape(4, 21, 3), want, atol=ATOL_RAD)
+    np.testing.assert_allclose(upright.global_orient, 0, atol=ATOL_RAD)
+    with pytest.raises(MotionFormatError, match=r"up=\+x was given.*no frame"):
+        load_motion(path, up="x").to_smpl(fps=None)
+    with pytest.raises(ValueError, match=r"up must be one of"):
+        load_motion(path, up="up")
     # the same file without the turn: no warning
     write_variant(path, rows, world=Z_UP, t=4)
     with warnings.catch_warnings():

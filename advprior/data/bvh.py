@@ -69,9 +69,31 @@ class _Tokens:
 MAX_FRAME_TIME = 1.0
 
 
-def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = None) -> Motion:
-    """Parse a BVH file into a normal-form :class:`Motion`."""
+#: ``up=`` values of :func:`read_bvh`: the file's world up axis.
+UP_AXES = {
+    "x": [1.0, 0.0, 0.0],
+    "y": [0.0, 1.0, 0.0],
+    "z": [0.0, 0.0, 1.0],
+    "-x": [-1.0, 0.0, 0.0],
+    "-y": [0.0, -1.0, 0.0],
+    "-z": [0.0, 0.0, -1.0],
+}
+
+
+def read_bvh(
+    path: str | Path, *, fps: float | None = None, units: str | None = None, up: str | None = None
+) -> Motion:
+    """Parse a BVH file into a normal-form :class:`Motion`.
+
+    ``up``: the world's up axis in the file (a key of :data:`UP_AXES`), for a file whose rest
+    skeleton stands along another axis than its frames (an exporter that turned the world in the
+    root's channels only); None: the rest skeleton's own up, as retargeting finds it. With
+    ``up`` given and a rest that does not stand along it, retargeting calibrates on a frame that
+    does (see :func:`advprior.data.retarget.standing_rest`)."""
     path = Path(path)
+    if up is not None and up not in UP_AXES:
+        raise ValueError(f"up must be one of {', '.join(map(repr, UP_AXES))}, got {up!r}")
+    world_up = up  # (the parser below reuses the name ``up`` for keywords)
     try:
         text = read_motion_text(path)
     except OSError as err:
@@ -265,6 +287,7 @@ def read_bvh(path: str | Path, *, fps: float | None = None, units: str | None = 
             "units_scale": scale,
             "header_fps": 1.0 / frame_time if frame_time > 0 else None,
             **({"dropped_roots": dropped} if dropped else {}),
+            **({"world_up": UP_AXES[world_up], "up_given": True} if world_up else {}),
         },
     )
 

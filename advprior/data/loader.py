@@ -39,8 +39,11 @@ def load_motion(
             take only 0.
         up: the world up axis of an SMPL-parameter file (``.npz``, ``.pkl``, ``.npy``):
             ``"z"`` (AMASS, the ``.npz`` default), ``"y"`` (3DPW, AIST++, Motion-X: the
-            ``.pkl``/``.npy`` default) or ``"-y"`` (a camera frame, OpenCV's y down). Other
-            formats find their up axis from the skeleton.
+            ``.pkl``/``.npy`` default) or ``"-y"`` (a camera frame, OpenCV's y down). BVH:
+            ``"x"``, ``"y"``, ``"z"``, ``"-x"``, ``"-y"``, ``"-z"`` for a file whose frames
+            stand along another axis than its rest skeleton
+            (:func:`~advprior.data.bvh.read_bvh`); None: the rest's. Other formats find
+            their up axis from the skeleton.
 
     Raises:
         MotionFormatError: unsupported, malformed or truncated file (names file and line).
@@ -52,10 +55,10 @@ def load_motion(
     suffix = path.suffix.lower()
     if fps is not None and not 0 < fps < float("inf"):
         raise ValueError(f"fps must be positive, got {fps}")
-    if up is not None and suffix not in SMPL_PARAMETER_SUFFIXES:
+    if up is not None and suffix not in (*SMPL_PARAMETER_SUFFIXES, ".bvh"):
         raise ValueError(
-            f"up= applies to SMPL-parameter files (.npz, .pkl, .npy), not {suffix or 'this'} "
-            "files: their up axis is found from the skeleton"
+            f"up= applies to SMPL-parameter files (.npz, .pkl, .npy) and BVH, not "
+            f"{suffix or 'this'} files: their up axis is found from the skeleton"
         )
     if person not in (None, 0) and suffix != ".pkl":
         raise MotionFormatError(
@@ -75,7 +78,7 @@ def load_motion(
     if suffix == ".bvh":
         from advprior.data.bvh import read_bvh
 
-        return read_bvh(path, fps=fps, units=units)
+        return read_bvh(path, fps=fps, units=units, up=up)
     if suffix == ".npz":
         from advprior.data.amass import read_amass
 

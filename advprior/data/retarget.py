@@ -256,7 +256,19 @@ def standing_rest(motion: Motion) -> Motion:
             f"the rest pose (frame {motion.meta['rest_frame']}) is not a standing pose ({why})",
             motion.path,
         )
-    found = _standing_frame(motion, m)
+    if motion.meta.get("up_given"):
+        # the caller's up axis (read_bvh's up=): calibrate on a frame standing along it only
+        axis = np.asarray(motion.meta["world_up"], dtype=float)
+        along = [f for f in _standing_axes(motion, m) if np.allclose(f[2], axis)]
+        if not along:
+            raise MotionFormatError(
+                f"up={_axis_name(axis)} was given, but the rest pose does not stand along it "
+                f"({why}) and no frame of the motion does either",
+                motion.path,
+            )
+        found = (along[0][1], along[0][2], None)
+    else:
+        found = _standing_frame(motion, m)
     if found is None:
         raise MotionFormatError(
             f"the rest pose is not a standing pose ({why}) and no frame of the motion is one "
@@ -343,7 +355,7 @@ def _warn_turned_world(motion: Motion, m: SMPLMapping) -> None:
             "channels but not in the rest offsets, or the body lies (or stands on its hands) "
             "through the whole clip. The world's up is taken from the rest, so in the first "
             f"case the SMPL motion lies turned by {angle:.0f} degrees (its body pose is not "
-            "affected): re-export with the rest in the motion's world"
+            f'affected): load it with up="{_axis_name(up).lstrip("+")}" to stand it up'
         ),
         stacklevel=3,
     )
