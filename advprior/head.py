@@ -23,6 +23,7 @@ from advprior.tensors import (
     json_tensor,
     read_json_tensor,
 )
+from advprior.version import is_compiling
 
 #: How a raw linear output is mapped onto each latent manifold
 #: (:meth:`advprior.latent.LatentSpace.map_unconstrained`).
@@ -198,7 +199,7 @@ class LatentHead(nn.Module):
         # on the sphere: they decode to project's fixed pole with zero gradient, so the layer
         # never moves and the loss stays flat, silently. Once only: the check costs a device
         # sync. Never in a traced graph, where a value cannot steer Python.
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if is_compiling() or torch.jit.is_tracing():
             return
         try:
             zero = bool((raw.detach() == 0).all(dim=-1).any())

@@ -37,6 +37,7 @@ from advprior.tensors import (
     json_tensor,
     read_json_tensor,
 )
+from advprior.version import is_compiling
 
 __all__ = [
     "BODIES",
@@ -419,7 +420,7 @@ class LatentPose(nn.Module):
     def _warn_if_zero(self) -> None:
         # Advice only, so never in a traced graph: torch.export (and jit.trace) would otherwise
         # depend on the latent's values, and inside torch.func.vmap a value cannot steer Python.
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if is_compiling() or torch.jit.is_tracing():
             return
         with torch.no_grad():
             small = (self.z.norm(dim=-1) <= 1e-12).any()

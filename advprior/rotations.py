@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from advprior.tensors import cacheable
+from advprior.version import is_exporting
 
 # Below this angle theta / (2 sin theta) is taken as 1/2: the next term, theta^2 / 12 < 1e-17,
 # is below float64's eps, and the quotient's gradient would cancel catastrophically (or its
@@ -55,7 +56,7 @@ def _small(n: int) -> bool:
     # size, are recorded. (torch.jit.trace's sizes are no SymInt: it records what eager runs.)
     # Strict torch.export traces with dynamo, where a symbolic size reads as a plain int:
     # there every export takes the large-batch kernels (an export's inputs are not one size).
-    if isinstance(n, torch.SymInt) or torch.compiler.is_exporting():
+    if isinstance(n, torch.SymInt) or is_exporting():
         return False
     return n < _COMPONENT_MIN
 

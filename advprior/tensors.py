@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from advprior._sync import GLOBAL_STATE
+from advprior.version import is_compiling, is_exporting
 
 
 @contextmanager
@@ -180,7 +181,7 @@ def cacheable(t: Tensor) -> bool:
     ``torch.jit.trace`` records is part of that graph."""
     return (
         type(t) in (torch.Tensor, nn.Parameter)
-        and not torch.compiler.is_compiling()
+        and not is_compiling()
         and not torch.jit.is_tracing()
     )
 
@@ -195,8 +196,8 @@ def chunk_bounds(n: int, size: int, *, min_last: int = 1) -> list[tuple[int, int
     # the tracing checks come first: comparing a symbolic size (strict export reads it as a
     # plain int) would guard the graph on it
     if (
-        torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
+        is_compiling()
+        or is_exporting()
         or torch.jit.is_tracing()
         or not isinstance(n, int)
         or isinstance(n, torch.SymInt)
