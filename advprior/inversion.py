@@ -39,6 +39,7 @@ from advprior.tensors import (
     isolated_global_rng,
     unflatten_batch_dims,
 )
+from advprior.version import autocast_enabled
 
 if TYPE_CHECKING:
     from advprior.interface import Prior
@@ -154,11 +155,7 @@ def full_precision() -> Iterator[None]:
     error) with no sign of it."""
     with ExitStack() as stack:
         for device in _AUTOCAST_DEVICES:
-            try:
-                enabled = torch.is_autocast_enabled(device)
-            except RuntimeError:  # a device type this build does not know
-                continue
-            if enabled:
+            if autocast_enabled(device):  # False for a device type this build does not know
                 stack.enter_context(torch.autocast(device, enabled=False))
         yield
 

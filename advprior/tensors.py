@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from advprior._sync import GLOBAL_STATE
-from advprior.version import is_compiling, is_exporting
+from advprior.version import autocast_dtype, autocast_enabled, is_compiling, is_exporting
 
 
 @contextmanager
@@ -213,10 +213,7 @@ def chunk_bounds(n: int, size: int, *, min_last: int = 1) -> list[tuple[int, int
 def _autocast_dtype(x: Tensor) -> bool:
     """Whether autocast is on for ``x``'s device and ``x`` has its dtype."""
     kind = x.device.type
-    try:
-        return torch.is_autocast_enabled(kind) and x.dtype == torch.get_autocast_dtype(kind)
-    except RuntimeError:  # a device type autocast does not know (e.g. meta)
-        return False
+    return autocast_enabled(kind) and x.dtype == autocast_dtype(kind)
 
 
 def flatten_batch_dims(x: Tensor, end_dim: int) -> tuple[Tensor, torch.Size]:

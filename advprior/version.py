@@ -1,4 +1,12 @@
-"""The package version, in the lowest layer so that any module can record it."""
+"""The package version, in the lowest layer so that any module can record it, and the one place
+that checks dependencies' versions (fallbacks for the older releases pyproject.toml admits)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 __version__ = "0.2.0"
 
@@ -47,3 +55,50 @@ def is_exporting() -> bool:
 
     check = getattr(torch.compiler, "is_exporting", None)
     return bool(check()) if check is not None else is_compiling()
+
+
+# torch < 2.4: autocast's state is read per device type by its own functions, and
+# ``torch.is_autocast_enabled()`` takes no argument (it means CUDA).
+_OLD_AUTOCAST = {
+    "cpu": ("is_autocast_cpu_enabled", "get_autocast_cpu_dtype"),
+    "cuda": ("is_autocast_enabled", "get_autocast_gpu_dtype"),
+    "xpu": ("is_autocast_xpu_enabled", "get_autocast_xpu_dtype"),
+}
+
+
+def _old_autocast(device_type: str, which: int):
+    """torch < 2.4's ``is_autocast_*_enabled`` (``which`` 0) or ``get_autocast_*_dtype`` (1)
+    for ``device_type``, or None."""
+    import torch
+
+    names = _OLD_AUTOCAST.get(device_type)
+    home = getattr(torch, "xpu", None) if device_type == "xpu" else torch
+    return getattr(home, names[which], None) if names else None
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)`` (torch >= 2.4); False for a device type the
+    running torch's autocast does not know (torch >= 2.4 raises ``RuntimeError`` there)."""
+    import torch
+
+    if hasattr(torch, "get_autocast_dtype"):  # added with the device_type argument
+        try:
+            return bool(torch.is_autocast_enabled(device_type))
+        except RuntimeError:  # a device type this build does not know (e.g. meta)
+            return False
+    check = _old_autocast(device_type, 0)
+    return bool(check()) if check else False
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """``torch.get_autocast_dtype(device_type)`` (torch >= 2.4); None for a device type the
+    running torch's autocast does not know."""
+    import torch
+
+    if hasattr(torch, "get_autocast_dtype"):
+        try:
+            return torch.get_autocast_dtype(device_type)
+        except RuntimeError:
+            return None
+    get = _old_autocast(device_type, 1)
+    return get() if get else None

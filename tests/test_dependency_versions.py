@@ -48,3 +48,43 @@ def test_old_torch_reads_dynamos_own_flag(
     assert not cacheable(torch.zeros(2))
     monkeypatch.delitem(sys.modules, "torch._dynamo")
     assert not version.is_compiling()
+
+
+def _old_autocast_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Autocast's state as torch < 2.4 reads it: no get_autocast_dtype, and
+    is_autocast_enabled() without a device type argument (it means CUDA). torch's own
+    torch.autocast needs the new API, so regions are entered before this and left after
+    monkeypatch.undo()."""
+    current = torch.is_autocast_enabled
+
+    def is_autocast_enabled() -> bool:
+        return current("cuda")
+
+    monkeypatch.delattr(torch, "get_autocast_dtype")
+    monkeypatch.setattr(torch, "is_autocast_enabled", is_autocast_enabled)
+
+
+def test_autocast_state_on_old_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    _old_autocast_api(monkeypatch)
+    assert not version.autocast_enabled("cpu") and not version.autocast_enabled("meta")
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _old_autocast_api(monkeypatch)
+        assert version.autocast_enabled("cpu")
+        assert version.autocast_dtype("cpu") == torch.bfloat16
+        assert version.autocast_dtype("meta") is None
+        monkeypatch.undo()
+
+
+def test_decode_inside_autocast_and_invert_on_old_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    prior = advprior.PosePrior.from_pretrained("gan-s")
+    z = prior.sample_latent(2, generator=torch.Generator().manual_seed(0))
+    poses = prior.decode(z)
+    _old_autocast_api(monkeypatch)
+    inverted = prior.invert(poses, steps=5)
+    assert inverted.dtype == torch.float32 and torch.isfinite(inverted).all()
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _old_autocast_api(monkeypatch)
+        assert prior.decode(z.bfloat16()).dtype == torch.bfloat16
+        monkeypatch.undo()
