@@ -48,7 +48,7 @@ from advprior.inversion import full_precision
 from advprior.prior import decode_6d, run_mlp
 from advprior.skeleton import JOINT_NAMES
 from advprior.tensors import check_device
-from advprior.version import __version__
+from advprior.version import __version__, onnx_export_errors, onnx_export_options
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 METADATA_FILE = "advprior.json"
@@ -236,10 +236,11 @@ def export_prior(
                     output_names=["pose"],
                     dynamic_axes={"z": {0: "batch"}, "pose": {0: "batch"}},
                     opset_version=opset,
-                    dynamo=False,
+                    **onnx_export_options(),
                 )
-            except torch.onnx.OnnxExporterError as err:  # an op the opset lacks
-                reason = str(err).split(". ")[0]
+            except onnx_export_errors() as err:  # an op the opset lacks
+                # torch 2.1 also raises its own CheckerError here: the first line of onnx's text
+                reason = str(err).strip().splitlines()[0].split(". ")[0]
                 raise ValueError(f"cannot export at ONNX opset {opset}: {reason}") from None
             proto = onnx.load_from_string(buf.getvalue())
             # The tracer leaves the joint dim of the reshaped outputs symbolic

@@ -102,3 +102,25 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
             return None
     get = _old_autocast(device_type, 1)
     return get() if get else None
+
+
+def onnx_export_options() -> dict[str, bool]:
+    """Keyword arguments that keep ``torch.onnx.export`` on the TorchScript-based exporter:
+    ``dynamo=False`` where it takes that argument (torch >= 2.5, whose default turned to the
+    torch.export-based one in 2.9), none before (torch 2.1 raises ``TypeError`` on it)."""
+    import inspect
+
+    import torch.onnx
+
+    takes = "dynamo" in inspect.signature(torch.onnx.export).parameters
+    return {"dynamo": False} if takes else {}
+
+
+def onnx_export_errors() -> tuple[type[Exception], ...]:
+    """What ``torch.onnx.export`` raises for an op the opset lacks: torch.onnx.errors'
+    ``OnnxExporterError`` (``UnsupportedOperatorError``'s base), which torch 2.1 kept apart
+    from the ``torch.onnx.OnnxExporterError`` its dynamo exporter raises."""
+    import torch.onnx
+    import torch.onnx.errors
+
+    return (torch.onnx.errors.OnnxExporterError, torch.onnx.OnnxExporterError)

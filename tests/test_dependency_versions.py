@@ -4,6 +4,7 @@ current ones by taking the newer API away (monkeypatching it off), so CI covers 
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import pytest
@@ -54,7 +55,9 @@ def _old_autocast_api(monkeypatch: pytest.MonkeyPatch) -> None:
     """Autocast's state as torch < 2.4 reads it: no get_autocast_dtype, and
     is_autocast_enabled() without a device type argument (it means CUDA). torch's own
     torch.autocast needs the new API, so regions are entered before this and left after
-    monkeypatch.undo()."""
+    monkeypatch.undo(). On a torch that is that old already, nothing to take away."""
+    if not hasattr(torch, "get_autocast_dtype"):
+        return
     current = torch.is_autocast_enabled
 
     def is_autocast_enabled() -> bool:
@@ -88,3 +91,55 @@ def test_decode_inside_autocast_and_invert_on_old_torch(monkeypatch: pytest.Monk
         _old_autocast_api(monkeypatch)
         assert prior.decode(z.bfloat16()).dtype == torch.bfloat16
         monkeypatch.undo()
+
+
+def test_onnx_export_on_torch_without_the_dynamo_argument(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch < 2.5's torch.onnx.export has no ``dynamo`` argument (TypeError if passed)."""
+    pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from advprior.export import export_prior
+
+    current = torch.onnx.export
+    # on a torch that is that old already, the wrapper changes nothing
+    keep = {"dynamo": False} if "dynamo" in inspect.signature(current).parameters else {}
+
+    def export(model, args, f, *, input_names, output_names, dynamic_axes, opset_version):
+        return current(
+            model,
+            args,
+            f,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=opset_version,
+            **keep,
+        )
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    assert version.onnx_export_options() == {}
+    export_prior("gan-s", tmp_path / "x.onnx")
+    session = ort.InferenceSession(str(tmp_path / "x.onnx"), providers=["CPUExecutionProvider"])
+    z = advprior.PosePrior.from_pretrained("gan-s").sample_latent(3)
+    assert session.run(None, {"z": z.numpy()})[0].shape == (3, 63)
+
+
+def test_an_op_the_opset_lacks_is_one_value_error_on_torch_2_1(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch 2.1's torch.onnx.OnnxExporterError is the dynamo exporter's, not the base of the
+    UnsupportedOperatorError the TorchScript-based exporter raises."""
+    pytest.importorskip("onnx", reason="onnx is not installed (advprior[export])")
+    import advprior.export
+
+    class DynamoExporterError(RuntimeError):
+        pass
+
+    monkeypatch.setattr(torch.onnx, "OnnxExporterError", DynamoExporterError)
+    monkeypatch.setattr(advprior.export, "MIN_OPSET", 7)
+    for low in (7, 8):  # torch 2.1 raises its CheckerError for 8, a text of several lines
+        with pytest.raises(ValueError, match=f"cannot export at ONNX opset {low}: ") as err:
+            advprior.export.export_prior("gan-s", tmp_path / "x.onnx", opset=low)
+        assert "\n" not in str(err.value)
+    assert not list(tmp_path.iterdir())
