@@ -34,18 +34,16 @@ def software_versions() -> dict[str, str]:
 
 
 def is_compiling() -> bool:
-    """``torch.compiler.is_compiling()`` (torch >= 2.3). On older torch, dynamo's own flag:
-    when ``torch._dynamo`` was never imported nothing is being compiled (importing it costs
-    about a second, so it is looked up, not imported)."""
-    import sys
-
+    """``torch.compiler.is_compiling()`` (torch >= 2.3). On older torch, ``torch._utils``'
+    flag, which dynamo (torch.compile, and torch.export, which traces with it there) reads as
+    True; a flag in ``torch._dynamo`` would import it (about a second) or, looked up in
+    ``sys.modules``, stop torch 2.1's dynamo ("Unsupported comparison PythonModuleVariable")."""
     import torch
 
     check = getattr(torch.compiler, "is_compiling", None)
     if check is not None:
         return bool(check())
-    dynamo = sys.modules.get("torch._dynamo")
-    return dynamo is not None and bool(dynamo.is_compiling())
+    return bool(torch._utils.is_compiling())
 
 
 def is_exporting() -> bool:

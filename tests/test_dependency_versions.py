@@ -5,7 +5,6 @@ current ones by taking the newer API away (monkeypatching it off), so CI covers 
 from __future__ import annotations
 
 import inspect
-import sys
 
 import pytest
 import torch
@@ -17,9 +16,12 @@ from advprior.tensors import cacheable, chunk_bounds
 
 @pytest.fixture
 def torch_2_1_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
-    """torch.compiler as torch 2.1 has it: no is_compiling, no is_exporting."""
+    """torch.compiler as torch 2.1 has it: no is_compiling, no is_exporting; and its
+    torch._utils.is_compiling, which returns False (dynamo reads it as True; newer torch
+    forwards it to torch.compiler.is_compiling)."""
     monkeypatch.delattr(torch.compiler, "is_compiling", raising=False)
     monkeypatch.delattr(torch.compiler, "is_exporting", raising=False)
+    monkeypatch.setattr(torch._utils, "is_compiling", lambda: False, raising=False)
 
 
 def test_compiler_flags_without_torch_compiler_is_compiling(torch_2_1_compiler) -> None:
@@ -37,17 +39,12 @@ def test_decode_without_torch_compiler_is_compiling(torch_2_1_compiler) -> None:
 def test_old_torch_reads_dynamos_own_flag(
     torch_2_1_compiler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Dynamo:
-        compiling = True
-
-        def is_compiling(self) -> bool:
-            return self.compiling
-
-    monkeypatch.setitem(sys.modules, "torch._dynamo", Dynamo())
+    """torch 2.1's dynamo reads torch._utils.is_compiling() as True while it traces."""
+    monkeypatch.setattr(torch._utils, "is_compiling", lambda: True, raising=False)
     assert version.is_compiling() and version.is_exporting()
     assert chunk_bounds(10, 4) == [(0, 10)]
     assert not cacheable(torch.zeros(2))
-    monkeypatch.delitem(sys.modules, "torch._dynamo")
+    monkeypatch.setattr(torch._utils, "is_compiling", lambda: False, raising=False)
     assert not version.is_compiling()
 
 
