@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 __version__ = "0.2.0"
@@ -122,3 +123,21 @@ def onnx_export_errors() -> tuple[type[Exception], ...]:
     import torch.onnx.errors
 
     return (torch.onnx.errors.OnnxExporterError, torch.onnx.OnnxExporterError)
+
+
+def torch_has_wide_unsigned() -> bool:
+    """Whether torch makes tensors of numpy's uint16 / uint32 / uint64 (torch >= 2.3)."""
+    import torch
+
+    return hasattr(torch, "uint32")
+
+
+def torch_readable(array: np.ndarray) -> np.ndarray:
+    """``array``, or an int64 copy of it where it holds unsigned integers wider than a byte and
+    the running torch has no such dtype: torch < 2.3 (no ``torch.uint32``) refuses them ("can't
+    convert np.ndarray of type numpy.uint32"), and SMPL-X files store ``lmk_faces_idx`` so."""
+    import numpy as np
+
+    if array.dtype.kind == "u" and array.dtype.itemsize > 1 and not torch_has_wide_unsigned():
+        return array.astype(np.int64)
+    return array

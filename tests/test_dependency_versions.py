@@ -140,3 +140,32 @@ def test_an_op_the_opset_lacks_is_one_value_error_on_torch_2_1(
             advprior.export.export_prior("gan-s", tmp_path / "x.onnx", opset=low)
         assert "\n" not in str(err.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_smplx_file_with_uint32_landmarks_loads_on_torch_without_uint32(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SMPL-X files store lmk_faces_idx as uint32; torch < 2.3 has no such dtype and its
+    torch.tensor (which smplx calls on that array) raises TypeError."""
+    import numpy as np
+    from test_body_real_layouts import _family, _smplx_npz_2019
+
+    from advprior.body import load_body_model
+
+    path = _smplx_npz_2019(tmp_path, _family("smplx", expr=10))
+    assert np.load(path)["lmk_faces_idx"].dtype == np.uint32
+    current = torch.tensor
+
+    def tensor(data, *args, **kwargs):
+        if isinstance(data, np.ndarray) and data.dtype.kind == "u" and data.dtype.itemsize > 1:
+            raise TypeError(f"can't convert np.ndarray of type numpy.{data.dtype}")
+        return current(data, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "tensor", tensor)
+    monkeypatch.delattr(torch, "uint32", raising=False)
+    body = load_body_model(path)
+    assert version.torch_readable(np.zeros(2, np.uint32)).dtype == np.int64
+    assert version.torch_readable(np.zeros(2, np.uint8)).dtype == np.uint8
+    monkeypatch.undo()
+    joints = body(torch.zeros(1, 3), torch.zeros(1, 63)).joints
+    assert torch.isfinite(joints).all()

@@ -42,6 +42,7 @@ from advprior.skeleton import (
     pad_hand_joints,
 )
 from advprior.tensors import cacheable, check_tensor, chunk_bounds
+from advprior.version import torch_readable
 
 __all__ = ["BodyModel", "BodyOutput", "load_body_model", "default_standin"]
 
@@ -575,8 +576,9 @@ def _clean_copy(data: dict[str, Any]) -> Iterator[Path]:
     (``np.load(allow_pickle=True)``): it is given only this file, written from the arrays our
     safe reader returned, never the user's file nor a cached copy another process could swap."""
     # numeric arrays only: smplx must be able to read the copy back without our classes
+    # (unsigned index arrays as int64 for a torch that cannot read them: smplx's torch.tensor)
     arrays = {
-        k: np.asarray(v)
+        k: torch_readable(np.asarray(v))
         for k, v in data.items()
         if isinstance(v, (np.ndarray, str, int, float)) and not np.asarray(v).dtype.hasobject
     }
