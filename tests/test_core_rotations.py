@@ -247,6 +247,10 @@ def test_float16_rotation_vectors_and_quaternions_to_matrices() -> None:
 
 def test_a_float16_prior_decodes_the_smpl_hand_joints_as_rest() -> None:
     # the hand joints are identity rotations: NaN in float16 before (a batch under 1024 joints)
+    try:
+        torch.ones(1, 1, dtype=torch.float16) @ torch.ones(1, 1, dtype=torch.float16)
+    except RuntimeError:  # torch 2.1: "addmm_impl_cpu_" not implemented for 'Half'
+        pytest.skip("this torch has no float16 matrix product on the CPU")
     prior = PosePrior().half().eval()
     z = prior.sample_latent(4, generator=torch.Generator().manual_seed(0))
     pose = prior.decode(z, body="smpl")

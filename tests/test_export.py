@@ -290,6 +290,14 @@ def test_missing_or_bomb_export_files(tmp_path: Path, monkeypatch: pytest.Monkey
         read_export_metadata(bomb)
 
 
+# torch 2.1's torch.export has neither Dim nor strict=, and its dynamo cannot trace the decoder
+# (inference_mode, the constant cache): torch.export / torch.compile are tested on newer torch.
+needs_modern_torch_export = pytest.mark.skipif(
+    not hasattr(torch.export, "Dim"), reason="this torch's torch.export lacks Dim / strict="
+)
+
+
+@needs_modern_torch_export
 def test_torch_export_of_user_code_leaves_later_eager_calls_alone() -> None:
     # torch.export (non-strict, its default) runs our eager code on fake tensors; constants or
     # the stand-in body built during that trace must not be cached for later calls. A fresh
@@ -319,6 +327,7 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+@needs_modern_torch_export
 @pytest.mark.parametrize("strict", [False, True], ids=["non-strict", "strict"])
 @pytest.mark.parametrize("output", ["axis_angle", "rotmat"])
 def test_torch_export_with_a_dynamic_batch_serves_every_batch_size(
