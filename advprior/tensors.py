@@ -19,7 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from advprior._sync import GLOBAL_STATE
-from advprior.version import autocast_dtype, autocast_enabled, is_compiling, is_exporting
+from advprior.version import (
+    autocast_dtype,
+    autocast_enabled,
+    check_torch_numpy,
+    is_compiling,
+    is_exporting,
+)
+
+check_torch_numpy()
 
 
 @contextmanager

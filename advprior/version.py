@@ -141,3 +141,21 @@ def torch_readable(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "u" and array.dtype.itemsize > 1 and not torch_has_wide_unsigned():
         return array.astype(np.int64)
     return array
+
+
+def check_torch_numpy() -> None:
+    """Raise an ``ImportError`` that names the fix when torch cannot exchange arrays with the
+    installed numpy. torch before 2.3 is built for numpy 1.x only: with numpy 2 every
+    ``torch.from_numpy`` / ``.numpy()`` raises "Numpy is not available" (pytorch#107302), deep
+    inside the first load of weights or a body file. pyproject.toml cannot say "numpy<2 when
+    torch<2.3", so ``advprior.tensors`` asks here once, when the torch side is first imported."""
+    import numpy as np
+    import torch
+
+    try:
+        torch.from_numpy(np.zeros(1))
+    except RuntimeError as err:
+        raise ImportError(
+            f"torch {torch.__version__} cannot use numpy {np.__version__} ({err}): torch before "
+            "2.3 works with numpy 1.x only; pip install 'numpy<2', or torch 2.3 or newer"
+        ) from None

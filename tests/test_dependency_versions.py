@@ -169,3 +169,17 @@ def test_smplx_file_with_uint32_landmarks_loads_on_torch_without_uint32(
     monkeypatch.undo()
     joints = body(torch.zeros(1, 3), torch.zeros(1, 63)).joints
     assert torch.isfinite(joints).all()
+
+
+def test_torch_built_for_numpy_1_with_numpy_2_is_one_clear_import_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch < 2.3 with numpy 2: every from_numpy raises "Numpy is not available"."""
+
+    def from_numpy(array):
+        raise RuntimeError("Numpy is not available")
+
+    version.check_torch_numpy()
+    monkeypatch.setattr(torch, "from_numpy", from_numpy)
+    with pytest.raises(ImportError, match=r"pip install 'numpy<2', or torch 2.3 or newer"):
+        version.check_torch_numpy()
