@@ -183,3 +183,29 @@ def test_torch_built_for_numpy_1_with_numpy_2_is_one_clear_import_error(
     monkeypatch.setattr(torch, "from_numpy", from_numpy)
     with pytest.raises(ImportError, match=r"pip install 'numpy<2', or torch 2.3 or newer"):
         version.check_torch_numpy()
+
+
+def test_procrustes_with_a_nan_set_on_roma_whose_registration_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """roma 1.5's rigid_points_registration runs torch's SVD, which raises on NaN input."""
+    import roma
+
+    from advprior.eval.metrics import p_mpjpe
+
+    current = roma.rigid_points_registration
+
+    def registration(x, y, **kwargs):
+        if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+            raise torch.linalg.LinAlgError("linalg.svd: input contained non-finite values")
+        return current(x, y, **kwargs)
+
+    monkeypatch.setattr(roma, "rigid_points_registration", registration)
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(3, 24, 3, generator=g), torch.randn(3, 24, 3, generator=g)
+    pred[1, 5, 0] = float("nan")
+    target[2, 0, 1] = float("inf")
+    err = p_mpjpe(pred, target)
+    assert torch.isfinite(err[0]) and torch.isnan(err[1:]).all()
+    monkeypatch.undo()
+    assert torch.equal(p_mpjpe(pred[:1], target[:1]), err[:1])

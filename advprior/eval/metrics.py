@@ -348,16 +348,24 @@ def procrustes_align(pred: Tensor, target: Tensor) -> Tensor:
         A NaN point makes its own set NaN, no other set of the batch.
     """
     pred, target = _check_pair(pred, target)
-    rot, shift, scale = roma.rigid_points_registration(pred, target, compute_scaling=True)
+    # A set with a NaN / Inf point is aligned as zeros and answered as NaN below: roma 1.5
+    # (pyproject's lower bound; 1.8 does not) registers by torch's SVD, which raises on a
+    # non-finite matrix ("linalg.svd: ... contained non-finite values"), failing the whole batch.
+    finite = torch.isfinite(pred).all(dim=-1).all(dim=-1) & torch.isfinite(target).all(-1).all(-1)
+    ok = finite[..., None, None]
+    zero = pred.new_zeros(())
+    rot, shift, scale = roma.rigid_points_registration(
+        torch.where(ok, pred, zero), torch.where(ok, target, zero), compute_scaling=True
+    )
     aligned = scale[..., None, None] * (pred @ rot.transpose(-1, -2)) + shift[..., None, :]
+    aligned = torch.where(ok, aligned, torch.full_like(aligned, float("nan")))
     # Coinciding points centre to rounding noise, not to exact zeros: in float32 roma's own
     # centring could give exact zeros (a 0/0 scale, NaN) where ours left 1 ulp, or the reverse.
     # Points within a few ulps of each other have no shape to align in this dtype.
     spread = (pred - pred.mean(dim=-2, keepdim=True)).abs().amax(dim=(-1, -2))
     size = pred.abs().amax(dim=(-1, -2))
     tol = 8.0 * torch.finfo(pred.dtype).eps * size
-    finite = torch.isfinite(pred).all(dim=-1).all(dim=-1)  # a NaN point stays NaN
-    degenerate = finite & ((spread <= tol) | ~torch.isfinite(scale))
+    degenerate = finite & ((spread <= tol) | ~torch.isfinite(scale))  # a NaN point stays NaN
     centroid = target.mean(dim=-2, keepdim=True).expand_as(target)
     return torch.where(degenerate[..., None, None], centroid, aligned)
 
