@@ -159,3 +159,24 @@ def check_torch_numpy() -> None:
             f"torch {torch.__version__} cannot use numpy {np.__version__} ({err}): torch before "
             "2.3 works with numpy 1.x only; pip install 'numpy<2', or torch 2.3 or newer"
         ) from None
+
+
+def torch_version() -> tuple[int, int]:
+    """torch's ``(major, minor)``: for what only a release number tells (the tests' skips on
+    torch 2.1, where torch.compile / torch.export of advprior's modules are not supported)."""
+    import torch
+
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def cpu_float16_matmul() -> bool:
+    """Whether this torch multiplies float16 matrices on the CPU (torch 2.1 raises
+    ``"addmm_impl_cpu_" not implemented for 'Half'``): a ``.half()`` prior runs on a GPU there."""
+    import torch
+
+    try:
+        torch.ones(1, 1, dtype=torch.float16) @ torch.ones(1, 1, dtype=torch.float16)
+    except RuntimeError:
+        return False
+    return True

@@ -13,6 +13,7 @@ import torch
 from advprior.baselines import GMMPrior, VPoserVAE
 from advprior.head import LatentHead
 from advprior.prior import PosePrior
+from advprior.version import cpu_float16_matmul, torch_version
 
 
 @pytest.mark.parametrize("latent", ["sphere", "uniform", "normal"])
@@ -281,6 +282,9 @@ def test_record_survives_torch_save_weights_only_and_safetensors(tmp_path) -> No
             LatentHead(8, _prior("uniform")).load_state_dict(reloaded)
 
 
+@pytest.mark.skipif(
+    torch_version() < (2, 2), reason="torch 2.1: torch.compile of advprior modules unsupported"
+)
 def test_record_through_torch_compile_and_ddp(tmp_path) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
@@ -329,6 +333,7 @@ def test_a_head_built_on_the_meta_device_saves_and_loads() -> None:
         other.load_state_dict(trained.state_dict(), assign=True)
 
 
+@pytest.mark.skipif(not cpu_float16_matmul(), reason="no float16 matmul on this CPU torch")
 def test_a_float16_head_whose_output_is_zero_or_tiny_stays_finite() -> None:
     # A .half() regressor whose head's last layer starts at zero (or, under CPU autocast, any
     # float16 output): the map's 1e-8 clamp and project's 1e-12 are 0 in float16, which made
@@ -391,6 +396,7 @@ def test_a_zero_initialised_layer_on_the_sphere_warns_that_it_cannot_train() -> 
         torch.func.vmap(zeroed("sphere"))(feats.requires_grad_())
 
 
+@pytest.mark.skipif(not cpu_float16_matmul(), reason="no float16 matmul on this CPU torch")
 def test_a_float16_head_gives_smpl_hand_joints_and_identity_rotations_as_zeros() -> None:
     # body="smpl" appends the hand joints as identity rotations; in float16 their axis-angle
     # was NaN (the small-angle threshold 1e-8 rounds to 0 there, and the identity is 0 / 0)

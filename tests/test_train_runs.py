@@ -689,7 +689,7 @@ def test_code_naming_checkpoint_is_refused_with_the_reason_not_the_advice(tmp_pa
     with pytest.raises(CorruptCheckpointError, match="checkpoint.pt") as err:
         ckpt.load(path)
     text = str(err.value)
-    assert "system" in text and "GLOBAL" in text  # torch's reason: the refused global
+    assert "system" in text  # torch's reason: the refused global (torch 2.1 omits "GLOBAL")
     assert "weights_only" not in text and "will likely succeed" not in text
 
 
