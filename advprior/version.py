@@ -48,8 +48,8 @@ def is_compiling() -> bool:
 
 
 def is_exporting() -> bool:
-    """``torch.compiler.is_exporting()`` (torch >= 2.5). Older torch has no flag for it; its
-    ``torch.export`` traces with dynamo, which :func:`is_compiling` already reports."""
+    """``torch.compiler.is_exporting()`` (added late 2024). Older torch has no such flag; torch
+    2.1's ``torch.export`` traces with dynamo, which :func:`is_compiling` already reports."""
     import torch
 
     check = getattr(torch.compiler, "is_exporting", None)

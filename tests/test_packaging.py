@@ -220,6 +220,12 @@ def test_import_advprior_loads_no_optional_or_compiler_module_and_writes_nothing
 # Lowest releases that have what advprior calls, found by running the tests against them: a
 # lower floor in pyproject.toml lets pip keep an older release that fails at run time.
 DEPENDENCY_FLOORS = {
+    # the oldest releases run for real (README "Tested minimum versions"); fallbacks for what
+    # they lack are in advprior/version.py
+    "torch": (2, 1),
+    "numpy": (1, 24),
+    "smplx": (0, 1, 28),
+    "safetensors": (0, 4),
     # roma.euler_to_rotmat (advprior.data.rotmath, every BVH and ASF/AMC import) is new in 1.5.0
     "roma": (1, 5),
     # 0.23's huggingface_hub.errors lacks the lookup errors; advprior.hub falls back to .utils
