@@ -52,7 +52,7 @@ def test_following_the_hints_gives_the_pose() -> None:
     quat = torch.tensor(rot.as_quat()).reshape(2, 84)  # SciPy: (x, y, z, w)
     mats = quat_to_rotmat(quat.unflatten(-1, (21, 4)))
     assert torch.allclose(check_body_pose(mats), want, atol=1e-10)
-    wxyz = torch.tensor(rot.as_quat(scalar_first=True)).reshape(2, 21, 4)  # PyTorch3D's order
+    wxyz = quat.reshape(2, 21, 4).roll(1, -1)  # PyTorch3D's order (SciPy >= 1.14: scalar_first)
     assert torch.allclose(check_body_pose(quat_to_rotmat(wxyz.roll(-1, -1))), want, atol=1e-10)
     matrix = torch.tensor(rot.as_matrix()).reshape(2, 21, 3, 3)
     p3d6d = matrix[..., :2, :].flatten(-2)  # PyTorch3D's matrix_to_rotation_6d
@@ -114,8 +114,10 @@ def test_quaternion_and_axis_angle_conventions_match_scipy() -> None:
 
     rot = _rotations(64, seed=3)
     R = torch.tensor(rot.as_matrix())
-    assert torch.allclose(rotmat_to_quat(R), torch.tensor(rot.as_quat(canonical=True)))
-    wxyz = torch.tensor(rot.as_quat(scalar_first=True))
+    xyzw = torch.tensor(rot.as_quat())
+    xyzw = torch.where(xyzw[..., 3:] < 0, -xyzw, xyzw)  # w >= 0 (SciPy >= 1.11: canonical=True)
+    assert torch.allclose(rotmat_to_quat(R), xyzw)
+    wxyz = xyzw.roll(1, -1)
     assert torch.allclose(quat_to_rotmat(wxyz.roll(-1, -1)), R)
     assert torch.allclose(axis_angle_to_rotmat(torch.tensor(rot.as_rotvec())), R)
 

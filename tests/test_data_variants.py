@@ -153,7 +153,8 @@ def write_variant(
         elif six:
             cols.append(np.tile(off, (t, 1)))
         local = glob[name] if parent is None else np.swapaxes(glob[parent], -1, -2) @ glob[name]
-        cols.append(Rotation.from_matrix(local).as_euler(order, degrees=True))
+        # a copy: SciPy < 1.11 refuses read-only buffers (a broadcast root rotation)
+        cols.append(Rotation.from_matrix(np.array(local)).as_euler(order, degrees=True))
         for c in kids[name]:
             emit(c, depth + 1, k)
         if not kids[name] and end_sites:
