@@ -189,6 +189,8 @@ class VPoserVAE(PretrainedMixin, nn.Module, Prior):
         # eval mode whatever the caller's: a VAE being trained would otherwise give each pose a
         # latent that depends on the rest of the batch (BatchNorm) and move its running
         # statistics, so a query (invert, score, project_pose) would change the model
+        if self.pose_dim in BODY_POSE_SIZES:  # a user's poses: refused in degrees, as invert's
+            body_pose = check_body_pose(body_pose, refuse_degrees=True)
         with torch.no_grad(), frozen(self), full_precision():
             return self.encode(body_pose).mean
 

@@ -63,6 +63,14 @@ class RetargetWarning(UserWarning):
     Site below its ankle); the message names the file and what was approximated."""
 
 
+class AngleUnitWarning(UserWarning):
+    """Axis-angle poses whose rotation vectors are too long for radians and look like degrees
+    (a BVH / mocap export's unit), passed where advprior does not refuse them: the body model's
+    forward, which an optimiser's line search may call with any value. Boundaries that take a
+    user's poses once (file importers, ``invert``, ``project_pose``, ``score``, AMASS export)
+    raise instead. The message names the argument and the fix (``np.deg2rad``)."""
+
+
 class ManifestError(CorruptCheckpointError):
     """A ``weights_manifest.json`` that is not valid JSON or breaks its schema."""
 

@@ -203,7 +203,7 @@ class Prior:
         ``torch.autocast``, as the inversion is (a bfloat16 decode would add up to ~1e-2 rad of
         rounding to the projection)."""
         layout = body_pose_layout(body_pose) if isinstance(body_pose, Tensor) else "flat"
-        pose = check_body_pose(body_pose)
+        pose = check_body_pose(body_pose, refuse_degrees=True)
         body = "smpl" if pose.shape[-1] == 3 * NUM_SMPL_BODY_JOINTS else "smplx"
         z = self.invert(pose, **options)
         if isinstance(z, tuple):  # invert(..., return_error=True) -> (z, error)
@@ -329,7 +329,7 @@ class Prior:
         negative log-likelihood). Thresholds: docs/results.md lists each shipped prior's score
         percentiles on held-out real poses. Gradients do not flow through the score.
         """
-        pose = check_body_pose(body_pose)
+        pose = check_body_pose(body_pose, refuse_degrees=True)
         space = self.latent_space
         with torch.no_grad():
             if space is None:

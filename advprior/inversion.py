@@ -252,7 +252,7 @@ def invert(
         ``z (..., D)`` on the prior's manifold (projected), detached; with ``return_error``,
         ``(z, error)``. Each pose is optimised independently of the others in its batch.
     """
-    body_pose = check_body_pose(body_pose)
+    body_pose = check_body_pose(body_pose, refuse_degrees=True)
     checked = {"steps": steps, "restarts": restarts, "bank_size": bank_size}
     for name, value in {**checked, "chunk_size": chunk_size}.items():
         if (

@@ -27,6 +27,8 @@ inputs are computed in float32 and rounded once (:func:`_widen`); other dtypes a
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from advprior.tensors import cacheable
@@ -427,6 +429,68 @@ def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
     q = _widen(quat)
     q = q / torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-30)
     return roma.unitquat_to_rotmat(q).to(quat.dtype)
+
+
+#: Longest rotation vector (radians) a body joint of a pose in radians is taken to have: 4 pi.
+#: :func:`degree_poses` flags a pose whose longest joint vector exceeds it. Why 4 pi:
+#: canonical vectors are at most pi long; optimisers, unwrapped (continuous) sequences and some
+#: datasets hold longer equivalent ones, up to ~2 pi (a full turn more is the same rotation
+#: again), so 4 pi leaves another full turn of margin above what radians data holds. Read in
+#: degrees, 4 pi is a bend of 12.6 degrees: a pose in degrees is flagged as soon as any joint
+#: is bent further, as the shoulders, elbows, knees and spine of captured poses are (SMPL's rest
+#: pose is a T-pose, so arms down alone are ~70 degrees at the shoulders). Measured numbers are
+#: in docs/api/rotations.md ("Units").
+DEGREES_NORM = 4.0 * math.pi
+# Longest rotation vector whose message says "degrees": the same bound in degrees (4 pi rad =
+# 720 deg); longer ones are neither unit (corrupt data, positions, another quantity).
+_DEGREES_MAX = 720.0
+
+
+def degree_poses(rotvec: torch.Tensor) -> torch.Tensor:
+    """Which poses can only be in degrees: ``(...)`` bool for body poses ``rotvec (..., J, 3)``
+    (J joints' rotation vectors, meant in radians), True where the longest of a pose's J vectors
+    exceeds :data:`DEGREES_NORM`.
+
+    Judged per pose, not per joint: a pose in degrees holds many short vectors too (joints bent
+    by a few degrees read as a few radians, which is still a valid rotation), so no single
+    joint tells; the most bent joint of a real pose does. Pass the body joints only: a root
+    (global) orientation may be unwrapped over many turns (a spinning dancer) in radians. A NaN
+    pose is not flagged (the finiteness checks judge it). Values are compared here, on the
+    tensor's device; reading the result (``bool(mask.any())``) is the caller's choice, a GPU
+    synchronisation that has no place inside an optimiser's loop.
+    """
+    _check_last(rotvec, (3,), "rotvec")
+    # squared norms against the squared bound: no square root, and exact at the bound
+    sq = (rotvec * rotvec).sum(-1)
+    return sq.amax(-1) > DEGREES_NORM * DEGREES_NORM
+
+
+def degrees_reason(rotvec: torch.Tensor, name: str, noun: str = "poses") -> str | None:
+    """Why body poses ``rotvec (..., J, 3)`` (``name``, for the message) look like degrees, with
+    the fix, or None when no pose does (:func:`degree_poses`), or when the values cannot be read
+    (the meta device, inside ``torch.func.vmap``). Reads one flag from the tensor's device (a
+    GPU synchronisation): for API boundaries, not for code inside an optimiser's loop."""
+    if rotvec.numel() == 0 or rotvec.device.type == "meta":
+        return None
+    with torch.no_grad():
+        flagged = degree_poses(rotvec.detach())
+        try:
+            if not bool(flagged.any()):
+                return None
+        except RuntimeError:  # vmap's "data-dependent control flow": not judged, as NaN is
+            return None
+        longest = float(torch.linalg.vector_norm(rotvec.detach()[flagged].double(), dim=-1).max())
+        count, total = int(flagged.sum()), flagged.numel()
+    head = (
+        f"{name}: {count} of {total} {noun} hold joint rotation vectors up to {longest:.4g} "
+        f"long, beyond any body joint's rotation in radians (<= 4 pi = {DEGREES_NORM:.4g})"
+    )
+    if longest > _DEGREES_MAX:
+        return f"{head}, and too long for degrees too: not axis-angle, or corrupt"
+    return (
+        f"{head}: the values look like degrees. Axis-angle is in radians: convert with "
+        "np.deg2rad(x) or torch.deg2rad(x)"
+    )
 
 
 # Newton-Schulz steps of nearest_rotation: a singular value 1 + e goes to 1 - 1.5 e^2 + ..., so

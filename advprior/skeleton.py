@@ -232,7 +232,7 @@ def body_pose_layout(body_pose: torch.Tensor) -> str:
 
 
 def check_body_pose(
-    body_pose: object, name: str = "body_pose", *, finite: bool = True
+    body_pose: object, name: str = "body_pose", *, finite: bool = True, refuse_degrees: bool = False
 ) -> torch.Tensor:
     """``body_pose`` in any layout smplx-based code holds it, as axis-angle ``(..., 63 | 69)``.
 
@@ -247,10 +247,18 @@ def check_body_pose(
     never read as some other pose. Rows holding NaN are not judged (``finite`` says whether
     they are refused).
 
+    ``refuse_degrees``: also refuse axis-angle poses that can only be in degrees
+    (:func:`advprior.rotations.degree_poses`: a joint's rotation vector longer than 4 pi), for
+    API boundaries that take a user's poses (``invert``, ``project_pose``, ``score``); it reads
+    one flag from the device (a GPU synchronisation, as ``finite`` does). Off by default: code
+    an optimiser calls (a prior's energy, the body model's forward) must take any value a line
+    search tries.
+
     Raises:
         TypeError: not a floating ``torch.Tensor``.
         ValueError: another shape (with a hint for a full pose such as SMPL's 72 values), a
-            matrix that is no rotation, or (``finite``) NaN/Inf entries.
+            matrix that is no rotation, (``finite``) NaN/Inf entries, or (``refuse_degrees``)
+            poses in degrees.
     """
     from advprior.tensors import _all_finite, check_tensor
 
@@ -281,6 +289,13 @@ def check_body_pose(
         )
     if finite and body_pose.numel() and not _all_finite(body_pose):
         raise ValueError(f"{name} contains NaN or Inf values")
+    # matrices' logarithms are canonical (<= pi): only axis-angle can be in degrees
+    if refuse_degrees and layout in ("flat", "joints"):
+        from advprior.rotations import degrees_reason
+
+        reason = degrees_reason(body_pose.unflatten(-1, (-1, 3)), name)
+        if reason is not None:
+            raise ValueError(reason)
     return body_pose
 
 

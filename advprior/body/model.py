@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,9 +29,9 @@ from torch import nn
 
 from advprior._sync import GLOBAL_STATE
 from advprior.body import files, standin
-from advprior.errors import CorruptCheckpointError, ModelNotFoundError
+from advprior.errors import AngleUnitWarning, CorruptCheckpointError, ModelNotFoundError
 from advprior.fileio import expand_home
-from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from advprior.rotations import axis_angle_to_rotmat, degrees_reason, rotmat_to_axis_angle
 from advprior.skeleton import (
     _ROTATION_HINTS,
     NUM_BODY_JOINTS,
@@ -42,7 +43,7 @@ from advprior.skeleton import (
     pad_hand_joints,
 )
 from advprior.tensors import cacheable, check_tensor, chunk_bounds
-from advprior.version import torch_readable
+from advprior.version import is_compiling, is_exporting, torch_readable
 
 __all__ = ["BodyModel", "BodyOutput", "load_body_model", "default_standin"]
 
@@ -73,7 +74,9 @@ def check_pose(
     ``global_orient`` of ``body_pose``'s batch with a joint axis, ``(B, 1, 3)``, or as a rotation
     matrix, ``(B, 3, 3)`` / ``(B, 1, 3, 3)``. Why: by broadcasting alone a ``(B, 1, 3)``
     orientation posed a ``(B, B)`` grid of bodies (every pose under every orientation) and a
-    batch-1 matrix three bodies, silently."""
+    batch-1 matrix three bodies, silently. An axis-angle ``body_pose`` that looks like degrees
+    gets an :class:`~advprior.errors.AngleUnitWarning` (on the CPU, outside autograd; never an
+    exception: :func:`_warn_degrees`)."""
     go, bp = (
         torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in (global_orient, body_pose)
     )
@@ -82,6 +85,8 @@ def check_pose(
     check_tensor(bp, name, None, finite=False)
     layout = body_pose_layout(bp)
     bp = check_body_pose(bp, name, finite=False)
+    if layout in ("flat", "joints"):
+        _warn_degrees(bp, name)
     go = _smplx_global_orient(go, tuple(bp.shape[:-1]), layout != "flat")
     hints = {**_ROTATION_HINTS, 9: "flattened rotation matrices? pass x.unflatten(-1, (3, 3))"}
     if go.ndim and go.shape[-1] in hints:
@@ -97,6 +102,44 @@ def check_pose(
         raise ValueError(f"global_orient is on {go.device} but {name} is on {bp.device}")
     go = go.to(bp.dtype)
     return go, bp
+
+
+def _warn_degrees(body_pose: torch.Tensor, name: str) -> None:
+    """An :class:`~advprior.errors.AngleUnitWarning` when axis-angle ``body_pose (..., 3 J)``
+    looks like degrees (:func:`advprior.rotations.degrees_reason`); never an exception.
+
+    Why a warning and not an error: this runs inside fits, on whatever an optimiser's line
+    search tries, and a forward pass takes any finite value. Judged only where it costs a fit
+    nothing: on the CPU (reading the flag is no device synchronisation; one norm and max over
+    the pose: measured 15 us for one pose against 3 ms to pose the stand-in body, one CPU
+    thread), for a pose outside autograd (a user's data: an optimiser's variable, and all it is
+    decoded into, requires grad) and not while tracing or compiling (reading a value would
+    break the graph). So a pose in degrees on a GPU, or one that requires grad, passes
+    silently; the API boundaries (file importers, ``invert``, ``project_pose``, ``score``, AMASS
+    export) refuse it instead."""
+    if (
+        body_pose.device.type != "cpu"
+        or body_pose.requires_grad
+        or torch.jit.is_tracing()
+        or is_compiling()
+        or is_exporting()
+    ):
+        return
+    reason = degrees_reason(body_pose.unflatten(-1, (-1, 3)), name)
+    if reason is not None:
+        warnings.warn(reason, AngleUnitWarning, stacklevel=_outside_stacklevel())
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside advprior and torch (``nn.Module``'s call
+    machinery), which a warning should point at: the user's line that passed the pose."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(("advprior.", "torch.")):
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...], smplx_pose: bool) -> torch.Tensor:

@@ -91,6 +91,25 @@ def _check_finite(key: str, arr: np.ndarray, path: Path) -> None:
         )
 
 
+def _check_radians(poses: np.ndarray, key: str, path: Path) -> None:
+    """Refuse SMPL poses ``(T, 66)`` whose body joints (columns 3:66) are in degrees, as BVH and
+    other mocap tools write angles (:func:`advprior.rotations.degrees_reason`). The root
+    orientation (columns 0:3) is not judged: an unwrapped spin is long in radians too."""
+    import torch
+
+    from advprior.rotations import degrees_reason
+
+    body = torch.from_numpy(np.ascontiguousarray(poses[:, 3:66])).reshape(-1, 21, 3)
+    reason = degrees_reason(body, f"'{key}'", noun="frames")
+    if reason is not None:
+        if "deg2rad" in reason:  # not for values too long for degrees too
+            reason += (
+                " (e.g. np.savez(out, poses=np.deg2rad(poses), ...) for the whole array, the "
+                "root orientation included)"
+            )
+        raise MotionFormatError(reason, path)
+
+
 def _check_trans(trans: np.ndarray | None, t: int, path: Path) -> None:
     if trans is None:
         return
@@ -280,6 +299,7 @@ def smpl_motion(
             f"(largest |value| {np.abs(poses[bad[0]]).max():.3g} rad)",
             path,
         )
+    _check_radians(poses, key, path)
     pelvis = REST_JOINTS[0] + trans
     if up != "y":  # y-up needs no rotation (and gets none: its numbers are copied exactly)
         world = WORLD_TO_Y_UP[up]

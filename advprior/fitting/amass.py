@@ -110,6 +110,17 @@ def _clip_arrays(result: FitResult, clip: int | None) -> dict[str, np.ndarray]:
     for name, a in arrays.items():
         if not np.isfinite(a).all():
             raise ValueError(f"the fit's {name} holds NaN or Inf: not exported")
+    # a FitResult built by hand from poses in degrees would be written as garbage radians (a
+    # fit's own poses are decoded or optimised in radians); the root orientation is not judged
+    # (an unwrapped spin is long in radians too)
+    import torch
+
+    from advprior.rotations import degrees_reason
+
+    body = torch.from_numpy(arrays["body_pose"]).unflatten(-1, (-1, 3))
+    reason = degrees_reason(body, "the fit's body_pose")
+    if reason is not None:
+        raise ValueError(f"{reason}; not exported")
     return arrays
 
 
