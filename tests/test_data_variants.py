@@ -12,6 +12,7 @@ decimals (~1e-9 rad); a wrong mapping, axis or rest alignment gives tenths of a 
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -333,6 +334,41 @@ def test_messy_text_reads_as_the_clean_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(b.root_position, a.root_position, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Frame Time 0.0416667",
+        "Frame Time= 0.0416667",
+        "frame time =0.0416667",
+        "FrameTime\t0.0416667",
+    ],
+)
+def test_frame_time_without_a_colon_reads_as_the_clean_file(tmp_path: Path, header: str) -> None:
+    # hand-edited files and some exporters write "Frame Time= 0.033" or "Frame Time 0.033":
+    # one number after the key is unambiguous
+    clean = tmp_path / "clean.bvh"
+    write_variant(clean, _rows(MIXAMO), frame_time="0.0416667")
+    odd = tmp_path / "odd.bvh"
+    text = clean.read_text()
+    odd.write_text(text.replace("Frame Time: 0.0416667", header).replace("Frames: 3", "Frames 3"))
+    a, b = load_motion(clean), load_motion(odd)
+    assert b.fps == a.fps == 24.0 and b.num_frames == 3
+    np.testing.assert_array_equal(b.rotations, a.rotations)
+
+
+@pytest.mark.parametrize("header", ["Frame Time 0.04 0.05", "Frame Time: 24 fps", "Frame Time="])
+def test_frame_time_with_anything_but_one_number_is_an_error_naming_the_line(
+    tmp_path: Path, header: str
+) -> None:
+    path = tmp_path / "bad.bvh"
+    write_variant(path, _rows(MIXAMO))
+    text = path.read_text().replace("Frame Time: 0.0333333", header)
+    path.write_text(text)
+    line = text.splitlines().index(header) + 1
+    with pytest.raises(MotionFormatError, match=rf"bad\.bvh:{line}: bad MOTION header line"):
+        load_motion(path)
+
+
 def _explicit(rows: list) -> list:
     """Rows (name, parent, SMPL joint name or None, point) with ``{S}`` names and ``left``
     SMPL names written for both sides; a point is an SMPL joint name or ``(a, b, f)``, the point
@@ -496,6 +532,16 @@ NPZ_VARIANTS = {
         "betas": np.zeros((1, 16), np.float32),
         "gender": np.array(b"female"),
     },
+    # the body alone, no hands (SMPL-X tools, HumanML3D-style pipelines): poses (T, 66)
+    "body_66": lambda p: {"poses": p, "mocap_frame_rate": np.array(120.0), "betas": np.zeros(10)},
+    # the same per joint: (T, 22, 3)
+    "body_22_joints": lambda p: {"poses": p.reshape(len(p), 22, 3), "mocap_framerate": 120},
+    # AMASS SMPL-X G's split arrays without hands: root_orient + pose_body (T, 63)
+    "root_orient_pose_body": lambda p: {
+        "root_orient": p[:, :3],
+        "pose_body": p[:, 3:],
+        "mocap_frame_rate": np.array(120.0),
+    },
     # AMASS SMPL-H: poses (T, 156), mocap_framerate a 0-d float64, 10 betas, gender str
     "smplh_156": lambda p: {
         "poses": np.concatenate([p, np.zeros((len(p), 90))], axis=1),
@@ -522,6 +568,64 @@ def test_amass_variants_give_the_elbow_bend_back(tmp_path: Path, variant: str) -
     np.testing.assert_allclose(smpl.body_pose.reshape(t, 21, 3), want, atol=atol)
     # AMASS's z-up world turned into SMPL's y-up: the root turned by -90 degrees about x
     np.testing.assert_allclose(smpl.global_orient, [[-np.pi / 2, 0, 0]] * t, atol=atol)
+
+
+def _stand_in_joints(t: int) -> np.ndarray:
+    """Joint positions ``(T, 22, 3)`` (metres) of the stand-in body by forward kinematics: the
+    left knee bending while the body walks 1.5 m, as HumanML3D's ``new_joints`` hold them."""
+    import torch
+
+    from advprior.body.kinematics import forward_kinematics
+
+    s = np.linspace(0, 1, t)[:, None]
+    body = np.zeros((t, 63))
+    body[:, 9] = 1.2 * np.sin(6 * s[:, 0]) ** 2  # left knee
+    body[:, 47] = -0.3  # left shoulder
+    pos = forward_kinematics(
+        torch.zeros(t, 3, dtype=torch.float64),
+        torch.tensor(body),
+        transl=torch.tensor(np.c_[0.5 * s, 0 * s, 1.5 * s]),
+    )
+    return pos.numpy()[:, :22]
+
+
+@pytest.mark.parametrize("layout", ["flat_66", "per_joint_22"])
+def test_joint_positions_under_poses_are_refused_not_read_as_rotations(
+    tmp_path: Path, layout: str
+) -> None:
+    # (T, 66) and (T, 22, 3) are the body's rotations, but also 22 joints' positions: read as
+    # rotations, positions import silently as another motion
+    joints = _stand_in_joints(40).astype(np.float32)
+    poses = joints.reshape(40, 66) if layout == "flat_66" else joints
+    path = tmp_path / f"{layout}.npz"
+    np.savez(path, poses=poses, trans=np.zeros((40, 3)), mocap_framerate=20.0)
+    shape = re.escape(str(poses.shape))
+    with pytest.raises(
+        MotionFormatError,
+        match=rf"{layout}\.npz: 'poses' of shape {shape} holds "
+        r"joint positions, not rotations.*new_joints",
+    ):
+        load_motion(path)
+
+
+def test_a_real_clips_body_rotations_read_back_from_poses_66(
+    tmp_path: Path, fixture_mocap: Path
+) -> None:
+    # a captured clip (CMU 02_03, retargeted to SMPL) saved as body-only poses: not taken for
+    # joint positions, and read back as the same rotations
+    smpl = load_motion(fixture_mocap / "cmu_asfamc/02/02_03.amc").to_smpl(fps=30)
+    poses = np.concatenate([smpl.global_orient, smpl.body_pose], axis=1)
+    assert poses.shape[1] == 66
+    for name, arr in (("flat", poses), ("joints", poses.reshape(-1, 22, 3))):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, poses=arr, trans=smpl.transl, mocap_frame_rate=30.0)
+        back = load_motion(path, up="y").to_smpl(fps=None)
+        np.testing.assert_allclose(back.body_pose, smpl.body_pose, atol=1e-9)
+        np.testing.assert_allclose(back.global_orient, smpl.global_orient, atol=1e-9)
+    # other widths are still refused, naming what is read
+    np.savez(tmp_path / "odd.npz", poses=poses[:, :60], mocap_frame_rate=30.0)
+    with pytest.raises(MotionFormatError, match=r"odd\.npz: 'poses' must be .*\(T, 66\) root"):
+        load_motion(tmp_path / "odd.npz")
 
 
 def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
