@@ -480,6 +480,82 @@ def test_limbs_split_in_numbered_segments_map_the_first_segment(
     assert max(float(errors[b].max()) for b in ("thigh", "shin", "upper_arm", "forearm")) < 1e-3
 
 
+# A generated Rigify rig exports its original bones (ORG-, the metarig's limbs unsplit) with
+# mechanism bones (MCH-) between them: a parent switch between the shoulder and the upper arm at
+# the shoulder joint (taken for it, it would be SMPL's collar), one above the thighs and one
+# above the spine; an IK chain hanging off the shin carries a larger subtree than the foot
+RIGIFY_ORG = _explicit(
+    [
+        ("MCH-torso.parent", "root", None, ("pelvis", "spine1", 0.0)),
+        ("ORG-spine", "MCH-torso.parent", "pelvis", "pelvis"),
+        ("ORG-spine.001", "ORG-spine", "spine1", "spine1"),
+        ("ORG-spine.002", "ORG-spine.001", "spine2", "spine2"),
+        ("ORG-spine.003", "ORG-spine.002", "spine3", "spine3"),
+        ("MCH-ROT-neck", "ORG-spine.003", None, ("spine3", "neck", 0.5)),
+        ("ORG-spine.004", "MCH-ROT-neck", "neck", "neck"),
+        ("ORG-spine.005", "ORG-spine.004", None, ("neck", "head", 0.5)),
+        ("ORG-spine.006", "ORG-spine.005", "head", "head"),
+        ("ORG-shoulder.{S}", "ORG-spine.003", "left_collar", "left_collar"),
+        ("MCH-upper_arm_parent.{S}", "ORG-shoulder.{S}", None, "left_shoulder"),
+        ("ORG-upper_arm.{S}", "MCH-upper_arm_parent.{S}", "left_shoulder", "left_shoulder"),
+        ("ORG-forearm.{S}", "ORG-upper_arm.{S}", "left_elbow", "left_elbow"),
+        ("ORG-hand.{S}", "ORG-forearm.{S}", "left_wrist", "left_wrist"),
+        ("ORG-f_middle.01.{S}", "ORG-hand.{S}", "left_hand", "left_hand"),
+        ("MCH-thigh_parent.{S}", "ORG-spine", None, "left_hip"),
+        ("ORG-thigh.{S}", "MCH-thigh_parent.{S}", "left_hip", "left_hip"),
+        ("ORG-shin.{S}", "ORG-thigh.{S}", "left_knee", "left_knee"),
+        ("MCH-shin_ik.{S}", "ORG-shin.{S}", None, ("left_knee", "left_ankle", 0.9)),
+        ("MCH-foot_ik.{S}", "MCH-shin_ik.{S}", None, "left_ankle"),
+        ("MCH-toe_ik.{S}", "MCH-foot_ik.{S}", None, "left_foot"),
+        ("ORG-foot.{S}", "ORG-shin.{S}", "left_ankle", "left_ankle"),
+        ("ORG-toe.{S}", "ORG-foot.{S}", "left_foot", "left_foot"),
+    ]
+)
+# the same rig exported whole: its deform chain (DEF-, limbs in segments) hangs off ORG-spine,
+# so that each DEF- bone is deeper than its ORG- twin
+RIGIFY_FULL = RIGIFY_ORG + [(n, "ORG-spine" if p is None else p, j, x) for n, p, j, x in RIGIFY]
+
+
+@pytest.mark.parametrize(("rig", "rows"), [("org", RIGIFY_ORG), ("full", RIGIFY_FULL)])
+def test_rigify_org_bones_map_and_mechanism_bones_never_do(
+    tmp_path: Path, rig: str, rows: list
+) -> None:
+    path = tmp_path / f"rigify_{rig}.bvh"
+    write_variant(path, _under_root(rows, "root"), a_pose=True, world=Z_UP, scale=10.0)
+    motion = load_motion(path)
+    roles = map_to_smpl(motion.skeleton).roles
+    assert not any(name.startswith("MCH-") for name in roles.values()), roles
+    # the deform bones where a file holds both (the mesh follows them), else the originals
+    prefix = "DEF-" if rig == "full" else "ORG-"
+    want_roles = {
+        "pelvis": "spine",
+        "neck": "spine.004",
+        "head": "spine.006",
+        "left_collar": "shoulder.L",
+        "left_shoulder": "upper_arm.L",
+        "left_elbow": "forearm.L",
+        "left_wrist": "hand.L",
+        "left_hip": "thigh.L",
+        "left_knee": "shin.L",
+        "left_ankle": "foot.L",
+        "left_foot": "toe.L",
+        "right_collar": "shoulder.R",
+        "right_ankle": "foot.R",
+    }
+    assert {k: roles[k] for k in want_roles} == {k: prefix + v for k, v in want_roles.items()}
+    smpl = motion.to_smpl(fps=None)
+    pose = smpl.body_pose.reshape(-1, 21, 3)
+    want = np.zeros((3, 21, 3))
+    want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
+    want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
+    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
+    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    limbs = [J[f"{s}_{k}"] - 1 for s in ("left", "right") for k in LIMBS]
+    np.testing.assert_allclose(pose[:, limbs], want[:, limbs], atol=ATOL_RAD)
+    errors = bone_direction_errors(smpl)
+    assert max(float(e.max()) for e in errors.values()) < 1e-3
+
+
 def test_decimal_commas_of_a_locale_formatted_export_read_as_points(tmp_path: Path) -> None:
     clean = tmp_path / "clean.bvh"
     write_variant(clean, _rows(BLENDER), a_pose=True, frame_time="0.0416667")
@@ -666,6 +742,21 @@ def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
     assert not ran.exists()
 
 
+def _write_turned(path: Path, rows: list, t: int, rest_frames: int = 1) -> None:
+    """Blender-style z-up rest offsets with every frame's root turned by ``Rx(-90 deg)`` in its
+    channels, so that each frame stands along +y; the first ``rest_frames`` frames are the
+    rest pose, the others bend the elbow and the knee (:func:`_pose`)."""
+    write_variant(path, rows, world=Z_UP, t=t)
+    head, motion = path.read_text().split("MOTION")
+    lines = motion.strip().splitlines()
+    lines[3 : 2 + rest_frames] = [lines[2]] * (rest_frames - 1)
+    for i in range(2, len(lines)):
+        values = lines[i].split()
+        values[3:6] = ["0", "-90", "0"]  # the root's Zrotation Xrotation Yrotation
+        lines[i] = " ".join(values)
+    path.write_text(head + "MOTION\n" + "\n".join(lines) + "\n")
+
+
 def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
     tmp_path: Path,
 ) -> None:
@@ -675,15 +766,7 @@ def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
     # right, the global orientation turned, and the user is told.
     path = tmp_path / "turned.bvh"
     rows = _under_root(_rows(BLENDER), "Armature")
-    write_variant(path, rows, world=Z_UP, t=4)
-    head, motion = path.read_text().split("MOTION")
-    lines = motion.strip().splitlines()
-    lines[3:5] = [lines[2], lines[2]]  # frames 0-2 stand at rest (most frames stand)
-    for i in range(2, len(lines)):
-        values = lines[i].split()
-        values[3:6] = ["0", "-90", "0"]  # the root's Zrotation Xrotation Yrotation
-        lines[i] = " ".join(values)
-    path.write_text(head + "MOTION\n" + "\n".join(lines) + "\n")
+    _write_turned(path, rows, t=4, rest_frames=3)  # frames 0-2 stand at rest (most frames)
     turned = r"turned\.bvh: the rest skeleton stands along \+z .*load it with up=\"y\""
     with pytest.warns(RetargetWarning, match=turned):
         smpl = load_motion(path).to_smpl(fps=None)
@@ -706,3 +789,72 @@ def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
     with warnings.catch_warnings():
         warnings.simplefilter("error", RetargetWarning)
         load_motion(path).to_smpl(fps=None)
+
+
+def _sequence(data, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(body_pose, global_orient)`` of the dataset sequence called ``name``."""
+    k = list(data.sequence_names).index(name)
+    rows = (data.sequence == k).numpy()
+    return data.body_pose.numpy()[rows], data.global_orient.numpy()[rows]
+
+
+def test_data_build_up_stands_the_turned_files_of_a_collection_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # a collection with one turned Blender export among files that are not: --up names the
+    # turned ones (a glob on the path below the folder given), the others are read as before,
+    # and the build records it
+    from advprior.cli import main
+    from advprior.data import load_dataset
+
+    lab = tmp_path / "lab"
+    (lab / "blender").mkdir(parents=True)
+    (lab / "mocap").mkdir()
+    rows = _under_root(_rows(BLENDER), "Armature")
+    _write_turned(lab / "blender" / "turned.bvh", rows, t=12, rest_frames=8)  # most stand
+    write_variant(lab / "mocap" / "plain.bvh", _rows(MIXAMO), t=12)
+    plain = "mocap/plain.bvh"
+    turned = "blender/turned.bvh"
+
+    assert main(["data", "build", str(lab), "--out", str(tmp_path / "default.npz")]) == 0
+    default = load_dataset(tmp_path / "default.npz")
+    assert "up" not in default.meta["build"]  # with no --up, the metadata is as it was
+    assert any("turned.bvh: the rest skeleton stands" in m for _, m in default.meta["notes"])
+    _, orient = _sequence(default, turned)
+    np.testing.assert_allclose(orient, [[-np.pi / 2, 0, 0]] * len(orient), atol=1e-5)
+    capsys.readouterr()
+
+    argv = ["data", "build", str(lab), "--out", str(tmp_path / "up.npz")]
+    argv += ["--up", "blender/*.bvh=y", "--up", "nothing/*=z"]
+    assert main(argv) == 0
+    assert "up pattern 'nothing/*' matched no motion file" in capsys.readouterr().err
+    built = load_dataset(tmp_path / "up.npz")
+    assert built.meta["build"]["up"] == {"blender/*.bvh": "y", "nothing/*": "z"}
+    pose, orient = _sequence(built, turned)
+    np.testing.assert_allclose(orient, 0, atol=1e-5)  # float32 in the dataset
+    want = np.zeros((len(pose), 21, 3))
+    want[-4:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]  # the last 4 frames bend
+    want[-4:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    np.testing.assert_allclose(pose.reshape(-1, 21, 3), want, atol=1e-5)
+    assert not any("turned.bvh: the rest skeleton stands" in m for _, m in built.meta["notes"])
+    for a, b in zip(_sequence(built, plain), _sequence(default, plain), strict=True):
+        np.testing.assert_array_equal(a, b)  # the files --up does not match: unchanged
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("blender/*.bvh=up", r"--up blender/\*\.bvh=: the axis must be one of x, y, z"),
+        ("y", r"--up takes GLOB=AXIS"),
+    ],
+)
+def test_data_build_up_refuses_what_is_not_glob_and_axis(
+    tmp_path: Path, capsys: pytest.CaptureFixture, item: str, message: str
+) -> None:
+    from advprior.cli import main
+
+    write_variant(tmp_path / "a.bvh", _rows(MIXAMO), t=12)
+    out = tmp_path / "d.npz"
+    assert main(["data", "build", str(tmp_path), "--out", str(out), "--up", item]) != 0
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()

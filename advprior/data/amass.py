@@ -1,10 +1,13 @@
 """AMASS-style ``.npz``: SMPL-H ``poses (T, 156)`` or SMPL-X ``poses (T, 165)``, ``trans (T, 3)``,
 ``betas``, ``mocap_framerate`` (or ``mocap_frame_rate``, or HuMoR's ``fps``).
 
-The same layout from other tools is read too: SMPL's ``poses (T, 72)``, poses stored per joint
-``(T, 24 | 52 | 55, 3)``, and files with only the split arrays ``pose_body (T, 63)`` (+
+The same layout from other tools is read too: SMPL's ``poses (T, 72)``, the body alone without
+hands ``(T, 66)`` (SMPL-X tools, HumanML3D-style pipelines), poses stored per joint
+``(T, 22 | 24 | 52 | 55, 3)``, and files with only the split arrays ``pose_body (T, 63)`` (+
 ``root_orient (T, 3)``, zero when absent) that AMASS's SMPL-X release and VPoser's prepared data
-carry. When both are present, ``poses`` is read (AMASS stores the same numbers in both).
+carry. When both are present, ``poses`` is read (AMASS stores the same numbers in both). A
+``poses`` array that holds joint positions (22 joints x 3 is also ``(T, 66)``) is refused by
+:func:`advprior.data.smplseq.joint_positions_reason`, not read as rotations.
 
 Already SMPL: columns 0:3 are the root orientation and 3:66 the 21 body joints. AMASS stores
 motion in a z-up world; it is rotated into SMPL's y-up frame by ``R = Rx(-90 deg)``

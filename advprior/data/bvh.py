@@ -8,7 +8,8 @@ Yrotation`` is ``Rz Rx Ry`` on column vectors); position channels replace the jo
 unit that makes hip-to-ankle length closest to 0.85 m. ``Frame Time`` can be overridden with
 ``fps=`` (some conversions write a wrong one). A ``Frames:`` count that disagrees with the frame
 lines (an off-by-one or stale header) is read as the lines, with a ``RetargetWarning``.
-Numbers written with decimal commas (locale-formatted exports) are read as such.
+Numbers written with decimal commas (locale-formatted exports) are read as such, and so is a
+header key without its colon or with ``=`` (``Frame Time= 0.033``, ``Frame Time 0.033``).
 """
 
 from __future__ import annotations
