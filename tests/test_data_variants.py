@@ -12,6 +12,7 @@ decimals (~1e-9 rad); a wrong mapping, axis or rest alignment gives tenths of a 
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -333,6 +334,41 @@ def test_messy_text_reads_as_the_clean_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(b.root_position, a.root_position, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Frame Time 0.0416667",
+        "Frame Time= 0.0416667",
+        "frame time =0.0416667",
+        "FrameTime\t0.0416667",
+    ],
+)
+def test_frame_time_without_a_colon_reads_as_the_clean_file(tmp_path: Path, header: str) -> None:
+    # hand-edited files and some exporters write "Frame Time= 0.033" or "Frame Time 0.033":
+    # one number after the key is unambiguous
+    clean = tmp_path / "clean.bvh"
+    write_variant(clean, _rows(MIXAMO), frame_time="0.0416667")
+    odd = tmp_path / "odd.bvh"
+    text = clean.read_text()
+    odd.write_text(text.replace("Frame Time: 0.0416667", header).replace("Frames: 3", "Frames 3"))
+    a, b = load_motion(clean), load_motion(odd)
+    assert b.fps == a.fps == 24.0 and b.num_frames == 3
+    np.testing.assert_array_equal(b.rotations, a.rotations)
+
+
+@pytest.mark.parametrize("header", ["Frame Time 0.04 0.05", "Frame Time: 24 fps", "Frame Time="])
+def test_frame_time_with_anything_but_one_number_is_an_error_naming_the_line(
+    tmp_path: Path, header: str
+) -> None:
+    path = tmp_path / "bad.bvh"
+    write_variant(path, _rows(MIXAMO))
+    text = path.read_text().replace("Frame Time: 0.0333333", header)
+    path.write_text(text)
+    line = text.splitlines().index(header) + 1
+    with pytest.raises(MotionFormatError, match=rf"bad\.bvh:{line}: bad MOTION header line"):
+        load_motion(path)
+
+
 def _explicit(rows: list) -> list:
     """Rows (name, parent, SMPL joint name or None, point) with ``{S}`` names and ``left``
     SMPL names written for both sides; a point is an SMPL joint name or ``(a, b, f)``, the point
@@ -444,6 +480,82 @@ def test_limbs_split_in_numbered_segments_map_the_first_segment(
     assert max(float(errors[b].max()) for b in ("thigh", "shin", "upper_arm", "forearm")) < 1e-3
 
 
+# A generated Rigify rig exports its original bones (ORG-, the metarig's limbs unsplit) with
+# mechanism bones (MCH-) between them: a parent switch between the shoulder and the upper arm at
+# the shoulder joint (taken for it, it would be SMPL's collar), one above the thighs and one
+# above the spine; an IK chain hanging off the shin carries a larger subtree than the foot
+RIGIFY_ORG = _explicit(
+    [
+        ("MCH-torso.parent", "root", None, ("pelvis", "spine1", 0.0)),
+        ("ORG-spine", "MCH-torso.parent", "pelvis", "pelvis"),
+        ("ORG-spine.001", "ORG-spine", "spine1", "spine1"),
+        ("ORG-spine.002", "ORG-spine.001", "spine2", "spine2"),
+        ("ORG-spine.003", "ORG-spine.002", "spine3", "spine3"),
+        ("MCH-ROT-neck", "ORG-spine.003", None, ("spine3", "neck", 0.5)),
+        ("ORG-spine.004", "MCH-ROT-neck", "neck", "neck"),
+        ("ORG-spine.005", "ORG-spine.004", None, ("neck", "head", 0.5)),
+        ("ORG-spine.006", "ORG-spine.005", "head", "head"),
+        ("ORG-shoulder.{S}", "ORG-spine.003", "left_collar", "left_collar"),
+        ("MCH-upper_arm_parent.{S}", "ORG-shoulder.{S}", None, "left_shoulder"),
+        ("ORG-upper_arm.{S}", "MCH-upper_arm_parent.{S}", "left_shoulder", "left_shoulder"),
+        ("ORG-forearm.{S}", "ORG-upper_arm.{S}", "left_elbow", "left_elbow"),
+        ("ORG-hand.{S}", "ORG-forearm.{S}", "left_wrist", "left_wrist"),
+        ("ORG-f_middle.01.{S}", "ORG-hand.{S}", "left_hand", "left_hand"),
+        ("MCH-thigh_parent.{S}", "ORG-spine", None, "left_hip"),
+        ("ORG-thigh.{S}", "MCH-thigh_parent.{S}", "left_hip", "left_hip"),
+        ("ORG-shin.{S}", "ORG-thigh.{S}", "left_knee", "left_knee"),
+        ("MCH-shin_ik.{S}", "ORG-shin.{S}", None, ("left_knee", "left_ankle", 0.9)),
+        ("MCH-foot_ik.{S}", "MCH-shin_ik.{S}", None, "left_ankle"),
+        ("MCH-toe_ik.{S}", "MCH-foot_ik.{S}", None, "left_foot"),
+        ("ORG-foot.{S}", "ORG-shin.{S}", "left_ankle", "left_ankle"),
+        ("ORG-toe.{S}", "ORG-foot.{S}", "left_foot", "left_foot"),
+    ]
+)
+# the same rig exported whole: its deform chain (DEF-, limbs in segments) hangs off ORG-spine,
+# so that each DEF- bone is deeper than its ORG- twin
+RIGIFY_FULL = RIGIFY_ORG + [(n, "ORG-spine" if p is None else p, j, x) for n, p, j, x in RIGIFY]
+
+
+@pytest.mark.parametrize(("rig", "rows"), [("org", RIGIFY_ORG), ("full", RIGIFY_FULL)])
+def test_rigify_org_bones_map_and_mechanism_bones_never_do(
+    tmp_path: Path, rig: str, rows: list
+) -> None:
+    path = tmp_path / f"rigify_{rig}.bvh"
+    write_variant(path, _under_root(rows, "root"), a_pose=True, world=Z_UP, scale=10.0)
+    motion = load_motion(path)
+    roles = map_to_smpl(motion.skeleton).roles
+    assert not any(name.startswith("MCH-") for name in roles.values()), roles
+    # the deform bones where a file holds both (the mesh follows them), else the originals
+    prefix = "DEF-" if rig == "full" else "ORG-"
+    want_roles = {
+        "pelvis": "spine",
+        "neck": "spine.004",
+        "head": "spine.006",
+        "left_collar": "shoulder.L",
+        "left_shoulder": "upper_arm.L",
+        "left_elbow": "forearm.L",
+        "left_wrist": "hand.L",
+        "left_hip": "thigh.L",
+        "left_knee": "shin.L",
+        "left_ankle": "foot.L",
+        "left_foot": "toe.L",
+        "right_collar": "shoulder.R",
+        "right_ankle": "foot.R",
+    }
+    assert {k: roles[k] for k in want_roles} == {k: prefix + v for k, v in want_roles.items()}
+    smpl = motion.to_smpl(fps=None)
+    pose = smpl.body_pose.reshape(-1, 21, 3)
+    want = np.zeros((3, 21, 3))
+    want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
+    want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
+    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
+    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    limbs = [J[f"{s}_{k}"] - 1 for s in ("left", "right") for k in LIMBS]
+    np.testing.assert_allclose(pose[:, limbs], want[:, limbs], atol=ATOL_RAD)
+    errors = bone_direction_errors(smpl)
+    assert max(float(e.max()) for e in errors.values()) < 1e-3
+
+
 def test_decimal_commas_of_a_locale_formatted_export_read_as_points(tmp_path: Path) -> None:
     clean = tmp_path / "clean.bvh"
     write_variant(clean, _rows(BLENDER), a_pose=True, frame_time="0.0416667")
@@ -496,6 +608,16 @@ NPZ_VARIANTS = {
         "betas": np.zeros((1, 16), np.float32),
         "gender": np.array(b"female"),
     },
+    # the body alone, no hands (SMPL-X tools, HumanML3D-style pipelines): poses (T, 66)
+    "body_66": lambda p: {"poses": p, "mocap_frame_rate": np.array(120.0), "betas": np.zeros(10)},
+    # the same per joint: (T, 22, 3)
+    "body_22_joints": lambda p: {"poses": p.reshape(len(p), 22, 3), "mocap_framerate": 120},
+    # AMASS SMPL-X G's split arrays without hands: root_orient + pose_body (T, 63)
+    "root_orient_pose_body": lambda p: {
+        "root_orient": p[:, :3],
+        "pose_body": p[:, 3:],
+        "mocap_frame_rate": np.array(120.0),
+    },
     # AMASS SMPL-H: poses (T, 156), mocap_framerate a 0-d float64, 10 betas, gender str
     "smplh_156": lambda p: {
         "poses": np.concatenate([p, np.zeros((len(p), 90))], axis=1),
@@ -522,6 +644,64 @@ def test_amass_variants_give_the_elbow_bend_back(tmp_path: Path, variant: str) -
     np.testing.assert_allclose(smpl.body_pose.reshape(t, 21, 3), want, atol=atol)
     # AMASS's z-up world turned into SMPL's y-up: the root turned by -90 degrees about x
     np.testing.assert_allclose(smpl.global_orient, [[-np.pi / 2, 0, 0]] * t, atol=atol)
+
+
+def _stand_in_joints(t: int) -> np.ndarray:
+    """Joint positions ``(T, 22, 3)`` (metres) of the stand-in body by forward kinematics: the
+    left knee bending while the body walks 1.5 m, as HumanML3D's ``new_joints`` hold them."""
+    import torch
+
+    from advprior.body.kinematics import forward_kinematics
+
+    s = np.linspace(0, 1, t)[:, None]
+    body = np.zeros((t, 63))
+    body[:, 9] = 1.2 * np.sin(6 * s[:, 0]) ** 2  # left knee
+    body[:, 47] = -0.3  # left shoulder
+    pos = forward_kinematics(
+        torch.zeros(t, 3, dtype=torch.float64),
+        torch.tensor(body),
+        transl=torch.tensor(np.c_[0.5 * s, 0 * s, 1.5 * s]),
+    )
+    return pos.numpy()[:, :22]
+
+
+@pytest.mark.parametrize("layout", ["flat_66", "per_joint_22"])
+def test_joint_positions_under_poses_are_refused_not_read_as_rotations(
+    tmp_path: Path, layout: str
+) -> None:
+    # (T, 66) and (T, 22, 3) are the body's rotations, but also 22 joints' positions: read as
+    # rotations, positions import silently as another motion
+    joints = _stand_in_joints(40).astype(np.float32)
+    poses = joints.reshape(40, 66) if layout == "flat_66" else joints
+    path = tmp_path / f"{layout}.npz"
+    np.savez(path, poses=poses, trans=np.zeros((40, 3)), mocap_framerate=20.0)
+    shape = re.escape(str(poses.shape))
+    with pytest.raises(
+        MotionFormatError,
+        match=rf"{layout}\.npz: 'poses' of shape {shape} holds "
+        r"joint positions, not rotations.*new_joints",
+    ):
+        load_motion(path)
+
+
+def test_a_real_clips_body_rotations_read_back_from_poses_66(
+    tmp_path: Path, fixture_mocap: Path
+) -> None:
+    # a captured clip (CMU 02_03, retargeted to SMPL) saved as body-only poses: not taken for
+    # joint positions, and read back as the same rotations
+    smpl = load_motion(fixture_mocap / "cmu_asfamc/02/02_03.amc").to_smpl(fps=30)
+    poses = np.concatenate([smpl.global_orient, smpl.body_pose], axis=1)
+    assert poses.shape[1] == 66
+    for name, arr in (("flat", poses), ("joints", poses.reshape(-1, 22, 3))):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, poses=arr, trans=smpl.transl, mocap_frame_rate=30.0)
+        back = load_motion(path, up="y").to_smpl(fps=None)
+        np.testing.assert_allclose(back.body_pose, smpl.body_pose, atol=1e-9)
+        np.testing.assert_allclose(back.global_orient, smpl.global_orient, atol=1e-9)
+    # other widths are still refused, naming what is read
+    np.savez(tmp_path / "odd.npz", poses=poses[:, :60], mocap_frame_rate=30.0)
+    with pytest.raises(MotionFormatError, match=r"odd\.npz: 'poses' must be .*\(T, 66\) root"):
+        load_motion(tmp_path / "odd.npz")
 
 
 def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
@@ -562,6 +742,21 @@ def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
     assert not ran.exists()
 
 
+def _write_turned(path: Path, rows: list, t: int, rest_frames: int = 1) -> None:
+    """Blender-style z-up rest offsets with every frame's root turned by ``Rx(-90 deg)`` in its
+    channels, so that each frame stands along +y; the first ``rest_frames`` frames are the
+    rest pose, the others bend the elbow and the knee (:func:`_pose`)."""
+    write_variant(path, rows, world=Z_UP, t=t)
+    head, motion = path.read_text().split("MOTION")
+    lines = motion.strip().splitlines()
+    lines[3 : 2 + rest_frames] = [lines[2]] * (rest_frames - 1)
+    for i in range(2, len(lines)):
+        values = lines[i].split()
+        values[3:6] = ["0", "-90", "0"]  # the root's Zrotation Xrotation Yrotation
+        lines[i] = " ".join(values)
+    path.write_text(head + "MOTION\n" + "\n".join(lines) + "\n")
+
+
 def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
     tmp_path: Path,
 ) -> None:
@@ -571,15 +766,7 @@ def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
     # right, the global orientation turned, and the user is told.
     path = tmp_path / "turned.bvh"
     rows = _under_root(_rows(BLENDER), "Armature")
-    write_variant(path, rows, world=Z_UP, t=4)
-    head, motion = path.read_text().split("MOTION")
-    lines = motion.strip().splitlines()
-    lines[3:5] = [lines[2], lines[2]]  # frames 0-2 stand at rest (most frames stand)
-    for i in range(2, len(lines)):
-        values = lines[i].split()
-        values[3:6] = ["0", "-90", "0"]  # the root's Zrotation Xrotation Yrotation
-        lines[i] = " ".join(values)
-    path.write_text(head + "MOTION\n" + "\n".join(lines) + "\n")
+    _write_turned(path, rows, t=4, rest_frames=3)  # frames 0-2 stand at rest (most frames)
     turned = r"turned\.bvh: the rest skeleton stands along \+z .*load it with up=\"y\""
     with pytest.warns(RetargetWarning, match=turned):
         smpl = load_motion(path).to_smpl(fps=None)
@@ -602,3 +789,72 @@ def test_a_world_turned_in_the_roots_channels_but_not_the_rest_is_warned_about(
     with warnings.catch_warnings():
         warnings.simplefilter("error", RetargetWarning)
         load_motion(path).to_smpl(fps=None)
+
+
+def _sequence(data, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(body_pose, global_orient)`` of the dataset sequence called ``name``."""
+    k = list(data.sequence_names).index(name)
+    rows = (data.sequence == k).numpy()
+    return data.body_pose.numpy()[rows], data.global_orient.numpy()[rows]
+
+
+def test_data_build_up_stands_the_turned_files_of_a_collection_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # a collection with one turned Blender export among files that are not: --up names the
+    # turned ones (a glob on the path below the folder given), the others are read as before,
+    # and the build records it
+    from advprior.cli import main
+    from advprior.data import load_dataset
+
+    lab = tmp_path / "lab"
+    (lab / "blender").mkdir(parents=True)
+    (lab / "mocap").mkdir()
+    rows = _under_root(_rows(BLENDER), "Armature")
+    _write_turned(lab / "blender" / "turned.bvh", rows, t=12, rest_frames=8)  # most stand
+    write_variant(lab / "mocap" / "plain.bvh", _rows(MIXAMO), t=12)
+    plain = "mocap/plain.bvh"
+    turned = "blender/turned.bvh"
+
+    assert main(["data", "build", str(lab), "--out", str(tmp_path / "default.npz")]) == 0
+    default = load_dataset(tmp_path / "default.npz")
+    assert "up" not in default.meta["build"]  # with no --up, the metadata is as it was
+    assert any("turned.bvh: the rest skeleton stands" in m for _, m in default.meta["notes"])
+    _, orient = _sequence(default, turned)
+    np.testing.assert_allclose(orient, [[-np.pi / 2, 0, 0]] * len(orient), atol=1e-5)
+    capsys.readouterr()
+
+    argv = ["data", "build", str(lab), "--out", str(tmp_path / "up.npz")]
+    argv += ["--up", "blender/*.bvh=y", "--up", "nothing/*=z"]
+    assert main(argv) == 0
+    assert "up pattern 'nothing/*' matched no motion file" in capsys.readouterr().err
+    built = load_dataset(tmp_path / "up.npz")
+    assert built.meta["build"]["up"] == {"blender/*.bvh": "y", "nothing/*": "z"}
+    pose, orient = _sequence(built, turned)
+    np.testing.assert_allclose(orient, 0, atol=1e-5)  # float32 in the dataset
+    want = np.zeros((len(pose), 21, 3))
+    want[-4:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]  # the last 4 frames bend
+    want[-4:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    np.testing.assert_allclose(pose.reshape(-1, 21, 3), want, atol=1e-5)
+    assert not any("turned.bvh: the rest skeleton stands" in m for _, m in built.meta["notes"])
+    for a, b in zip(_sequence(built, plain), _sequence(default, plain), strict=True):
+        np.testing.assert_array_equal(a, b)  # the files --up does not match: unchanged
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("blender/*.bvh=up", r"--up blender/\*\.bvh=: the axis must be one of x, y, z"),
+        ("y", r"--up takes GLOB=AXIS"),
+    ],
+)
+def test_data_build_up_refuses_what_is_not_glob_and_axis(
+    tmp_path: Path, capsys: pytest.CaptureFixture, item: str, message: str
+) -> None:
+    from advprior.cli import main
+
+    write_variant(tmp_path / "a.bvh", _rows(MIXAMO), t=12)
+    out = tmp_path / "d.npz"
+    assert main(["data", "build", str(tmp_path), "--out", str(out), "--up", item]) != 0
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()

@@ -48,6 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="GLOB=FPS",
         help="override the frame rate of files whose relative path matches GLOB",
     )
+    b.add_argument(
+        "--up",
+        action="append",
+        default=[],
+        metavar="GLOB=AXIS",
+        help="the world up axis (x, y, z, -x, -y, -z) of files whose relative path matches "
+        "GLOB: a BVH whose frames stand along another axis than its rest skeleton, an npz/pkl/"
+        "npy in another world than its format's; repeatable, the first match wins; recorded "
+        "in the dataset's metadata",
+    )
     b.set_defaults(func=_build)
 
     i = sub.add_parser("info", help="print frame counts per source and split of a dataset file")
@@ -69,6 +79,7 @@ def _build(args: argparse.Namespace) -> int:
         raise UsageError(
             "--split takes three numbers like 0.8,0.1,0.1 and --source-fps GLOB=FPS"
         ) from None
+    up = _up_patterns(args.up)
     from advprior.commands._numbers import check_number
 
     # a NaN or zero rate failed every file, reported as "no motion could be imported"
@@ -88,6 +99,7 @@ def _build(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         split_from=args.split_from,
         source_fps=overrides,
+        up=up,
         stratify=not args.no_stratify,
         log=lambda line: print(line, file=sys.stderr),
     )
@@ -140,6 +152,25 @@ def _build(args: argparse.Namespace) -> int:
         report.out,
     )
     return 0
+
+
+def _up_patterns(items: list[str]) -> dict[str, str]:
+    """``--up GLOB=AXIS`` items as glob -> axis, checked before anything is imported."""
+    from advprior.data.bvh import UP_AXES
+    from advprior.errors import UsageError
+
+    up: dict[str, str] = {}
+    for item in items:
+        glob, sep, axis = item.rpartition("=")
+        axis = axis.strip().lower()
+        if not sep or not glob:
+            raise UsageError(f"--up takes GLOB=AXIS like 'blender/*.bvh=y', got {item!r}")
+        if axis not in UP_AXES:
+            raise UsageError(
+                f"--up {glob}=: the axis must be one of {', '.join(UP_AXES)}, got {axis!r}"
+            )
+        up.setdefault(glob, axis)  # the first of a repeated glob, as the first match wins
+    return up
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,10 +1,13 @@
 """AMASS-style ``.npz``: SMPL-H ``poses (T, 156)`` or SMPL-X ``poses (T, 165)``, ``trans (T, 3)``,
 ``betas``, ``mocap_framerate`` (or ``mocap_frame_rate``, or HuMoR's ``fps``).
 
-The same layout from other tools is read too: SMPL's ``poses (T, 72)``, poses stored per joint
-``(T, 24 | 52 | 55, 3)``, and files with only the split arrays ``pose_body (T, 63)`` (+
+The same layout from other tools is read too: SMPL's ``poses (T, 72)``, the body alone without
+hands ``(T, 66)`` (SMPL-X tools, HumanML3D-style pipelines), poses stored per joint
+``(T, 22 | 24 | 52 | 55, 3)``, and files with only the split arrays ``pose_body (T, 63)`` (+
 ``root_orient (T, 3)``, zero when absent) that AMASS's SMPL-X release and VPoser's prepared data
-carry. When both are present, ``poses`` is read (AMASS stores the same numbers in both).
+carry. When both are present, ``poses`` is read (AMASS stores the same numbers in both). A
+``poses`` array that holds joint positions (22 joints x 3 is also ``(T, 66)``) is refused by
+:func:`advprior.data.smplseq.joint_positions_reason`, not read as rotations.
 
 Already SMPL: columns 0:3 are the root orientation and 3:66 the 21 body joints. AMASS stores
 motion in a z-up world; it is rotated into SMPL's y-up frame by ``R = Rx(-90 deg)``
@@ -44,8 +47,9 @@ WORLD_TO_Y_UP = {
 #: ``trans`` in AMASS's z-up world).
 RATE_KEYS = ("mocap_framerate", "mocap_frame_rate", "fps")
 
-#: ``poses`` widths (joints x 3) of the SMPL family: SMPL, SMPL-H, SMPL-X.
-POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X"}
+#: ``poses`` widths (joints x 3) of the SMPL family: SMPL, SMPL-H, SMPL-X, and the body alone
+#: (root + 21 body joints, no hands: SMPL-X/SMPL-H tools and HumanML3D-style pipelines write it).
+POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X", 66: "SMPL-X/SMPL-H body"}
 
 
 def is_amass(path: Path) -> bool:
@@ -151,6 +155,7 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
     ``root_orient`` / ``pose_body`` arrays."""
     if "poses" in f.files:
         poses = _array(f, "poses", path)
+        shape = poses.shape
         if poses.ndim >= 1 and poses.shape[0] > 0:
             _check_finite("poses", poses, path)
         if poses.ndim == 3 and poses.shape[2] == 3:
@@ -159,10 +164,11 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
             raise MotionFormatError(f"'poses' has no frames (shape {poses.shape})", path)
         if poses.ndim != 2 or poses.shape[1] not in POSE_WIDTHS:
             raise MotionFormatError(
-                f"'poses' must be (T, 72) SMPL, (T, 156) SMPL-H or (T, 165) SMPL-X (or per joint "
-                f"(T, 24 | 52 | 55, 3)), got {poses.shape}",
+                f"'poses' must be (T, 72) SMPL, (T, 156) SMPL-H, (T, 165) SMPL-X or (T, 66) "
+                f"root + body (or per joint (T, 22 | 24 | 52 | 55, 3)), got {poses.shape}",
                 path,
             )
+        _refuse_positions(poses, shape, path)
         return poses[:, :66]
     if "pose_body" not in f.files:
         pickled = _object_members(f)
@@ -196,6 +202,17 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
     else:
         root = np.zeros((body.shape[0], 3))
     return np.concatenate([root, body], axis=1)
+
+
+def _refuse_positions(poses: np.ndarray, shape: tuple[int, ...], path: Path) -> None:
+    """Refuse a ``poses`` array that holds joint positions: ``(T, 66)`` is also the shape of 22
+    joints' positions (HumanML3D's ``new_joints``, a body model's first 22 ``Jtr``), which
+    read as rotations would import silently as another motion."""
+    from advprior.data.smplseq import joint_positions_reason  # smplseq imports this module
+
+    why = joint_positions_reason(poses)
+    if why is not None:
+        raise MotionFormatError(f"'poses' of shape {shape} {why}", path)
 
 
 def _rate(value: np.ndarray, key: str, path: Path) -> float:

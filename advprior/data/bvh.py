@@ -8,7 +8,8 @@ Yrotation`` is ``Rz Rx Ry`` on column vectors); position channels replace the jo
 unit that makes hip-to-ankle length closest to 0.85 m. ``Frame Time`` can be overridden with
 ``fps=`` (some conversions write a wrong one). A ``Frames:`` count that disagrees with the frame
 lines (an off-by-one or stale header) is read as the lines, with a ``RetargetWarning``.
-Numbers written with decimal commas (locale-formatted exports) are read as such.
+Numbers written with decimal commas (locale-formatted exports) are read as such, and so is a
+header key without its colon or with ``=`` (``Frame Time= 0.033``, ``Frame Time 0.033``).
 """
 
 from __future__ import annotations
@@ -421,6 +422,21 @@ def _open(tokens, stack, names, parents, offsets, is_end, channels, name, end) -
     stack.append(len(names) - 1)
 
 
+# "Frames:", "frames :", "Frame Time:", "FrameTime:"; hand-edited files and odd exporters also
+# write "Frame Time= 0.033" or "Frame Time 0.033": what follows the key is its value, which must
+# then be one number (else the line is an error naming it, never guessed at)
+_HEADER_LINE = re.compile(r"^(frames|frame\s*time)\b\s*[:=]?\s*(.*)$", re.IGNORECASE)
+
+
+def _header_key(line: str) -> tuple[str, str]:
+    """``(key, value)`` of a MOTION header line, the key without case or spaces (``frames``,
+    ``frametime``); ``("", "")`` for any other line."""
+    m = _HEADER_LINE.match(line)
+    if m is None:
+        return "", ""
+    return "".join(m.group(1).lower().split()), m.group(2).strip()
+
+
 def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float, str, int]:
     frames = frame_time = None
     frame_time_text = ""
@@ -431,13 +447,12 @@ def _motion_header(lines: list[str], path: Path, first: int) -> tuple[int, float
         i += 1
         if not line:
             continue
-        # the key without case or spaces: "Frames:", "frames :", "Frame Time:", "FrameTime:"
-        key = "".join(line.split(":", 1)[0].lower().split()) if ":" in line else ""
+        key, value = _header_key(line)
         try:
             if key == "frames":
-                frames = int(line.split(":", 1)[1])
+                frames = int(value)
             elif key == "frametime":
-                frame_time_text = line.split(":", 1)[1].strip()
+                frame_time_text = value
                 frame_time = float(frame_time_text)
                 if not np.isfinite(frame_time):
                     raise MotionFormatError(f"non-finite Frame Time in {line!r}", path, num)

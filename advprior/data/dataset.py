@@ -350,7 +350,7 @@ def source_rate(
     else None (the file's own rate). The CMU BVH conversions say 120 fps in every header, also
     for the trials CMU captured at 60; AMASS and DeepMimic files carry their own true rates."""
     for pattern, rate in (source_fps or {}).items():
-        if fnmatch.fnmatch(rel.as_posix(), pattern) or fnmatch.fnmatch(file.as_posix(), pattern):
+        if _matches(file, rel, pattern):
             return float(rate)
     rates = readme_rates(file)
     if file.parent.name in rates:
@@ -359,6 +359,34 @@ def source_rate(
     if m and file.suffix.lower() in (".amc", ".bvh") and cmu_rates:
         return cmu_rates.get((int(m.group(1)), int(m.group(2))))
     return None
+
+
+def _matches(file: Path, rel: Path, pattern: str) -> bool:
+    """``pattern`` (a glob) matches the file's path relative to its root, or its whole path."""
+    return fnmatch.fnmatch(rel.as_posix(), pattern) or fnmatch.fnmatch(file.as_posix(), pattern)
+
+
+def source_up(file: Path, rel: Path, up: Mapping[str, str] | None) -> tuple[str, str] | None:
+    """``(pattern, axis)`` of the first ``up`` glob that matches ``file`` (as for
+    ``source_fps``), else None: the file's own up axis (its rest skeleton's, a format's)."""
+    for pattern, axis in (up or {}).items():
+        if _matches(file, rel, pattern):
+            return pattern, axis
+    return None
+
+
+def check_up(up: Mapping[str, str] | None) -> dict[str, str]:
+    """``up`` (glob -> axis) checked: every axis one that some format takes (BVH: ``x``, ``y``,
+    ``z``, ``-x``, ``-y``, ``-z``; SMPL-parameter files: ``z``, ``y``, ``-y``)."""
+    from advprior.data.bvh import UP_AXES
+
+    out = dict(up or {})
+    for pattern, axis in out.items():
+        if axis not in UP_AXES:
+            raise ValueError(
+                f"up axis for {pattern!r} must be one of {', '.join(UP_AXES)}, got {axis!r}"
+            )
+    return out
 
 
 def subject_group(subject: str) -> str:
@@ -463,6 +491,7 @@ def build_dataset(
     split_from: str | Path | None = None,
     stratify: bool = True,
     source_fps: Mapping[str, float] | None = None,
+    up: Mapping[str, str] | None = None,
     min_seconds: float = 0.25,
     log: Callable[[str], None] | None = None,
 ) -> BuildReport:
@@ -483,6 +512,12 @@ def build_dataset(
             named in a ``readme.txt`` line ``<folder> framerate <fps>`` are overridden too, and
             CMU-named AMC files (``SS_TT.amc``) take their rate from a CMU index csv found among
             ``paths`` (columns ``Subject``, ``Trial #``, ``framerate``).
+        up: glob on the relative path -> the world up axis of the files it matches, passed to
+            :func:`~advprior.data.load_motion` as ``up=`` (a BVH whose frames stand along
+            another axis than its rest skeleton; an ``.npz``/``.pkl``/``.npy`` in another world
+            than its format's default); the first matching glob wins. Recorded with the build's
+            arguments in ``meta["build"]["up"]``; a glob that matches no file is noted. A file
+            of a format that takes no ``up=`` (ASF/AMC, DeepMimic) is reported as skipped.
         min_seconds: shorter sequences are skipped (e.g. the 3-frame acLSTM ``standard.bvh``).
         log: called with one line per skipped file, and per file imported with an
             approximation (a :class:`~advprior.errors.RetargetWarning`, kept as a note in the
@@ -498,6 +533,8 @@ def build_dataset(
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out = check_writable(out)  # before hours of importing, not after
+    up = check_up(up)  # likewise a mistyped axis
+    up_used: set[str] = set()
     _check_fractions(tuple(split))  # likewise the split and the file it is taken from
     fixed: dict[str, int] | None = None
     old_sequences: dict[str, int] = {}
@@ -550,7 +587,11 @@ def build_dataset(
             with GLOBAL_STATE, warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RetargetWarning)
                 rate = source_rate(file, rel, source_fps, cmu_rates)
-                motion = load_motion(file, fps=rate, person=person)
+                turned = source_up(file, rel, up)
+                if turned is not None:
+                    up_used.add(turned[0])
+                axis = turned[1] if turned is not None else None
+                motion = load_motion(file, fps=rate, person=person, up=axis)
                 people = int(motion.meta.get("people", 1))
                 if people > 1:
                     label = Path(f"{file}#{person or 0}")
@@ -610,6 +651,9 @@ def build_dataset(
             import_one(file, rel, source, k)
     if not seqs:
         raise ValueError("no motion could be imported from " + ", ".join(map(str, paths)))
+    for pattern in up:
+        if pattern not in up_used:  # a typo would otherwise leave the turned files turned
+            note(Path(pattern), f"up pattern {pattern!r} matched no motion file")
 
     subject_names = sorted({s for _, s, _, _ in seqs})
     frames = {s: 0 for s in subject_names}
@@ -664,6 +708,9 @@ def build_dataset(
             "on_error": on_error,
             "min_seconds": min_seconds,
             "paths": [str(p) for p in paths],
+            # only when given, so that a default build's metadata stays as it was
+            **({"source_fps": dict(source_fps)} if source_fps else {}),
+            **({"up": up} if up else {}),
         },
         "advprior_version": __version__,
     }

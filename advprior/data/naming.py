@@ -17,6 +17,9 @@ arm in the 3dsMax-friendly one):
   ``lowerleg01.L > lowerleg02.L``, Rigify's ``DEF-shin.L > DEF-shin.L.001``): the walks above
   step over them, and a ``Bend`` suffix (Genesis' ``lForearmBend``) or a segment number
   (``lowerleg01``) is dropped from the name that is matched;
+- Blender Rigify: ``DEF-`` (deform) and ``ORG-`` (original, unsplit) bones map alike, the
+  ``DEF-`` one where a file holds both; ``MCH-`` (mechanism) bones are never a joint and the
+  walks step over them, as over twist helpers;
 - pelvis = lowest common ancestor of both thighs and the head; neck = the last joint named
   ``*neck*`` between pelvis and head that is not a twist helper (if all are, the first of them;
   with none, the head's parent); SMPL's spine1-3 are points on the
@@ -42,8 +45,13 @@ ELBOW_NAMES = ("forearm", "elbow", "lowerarm", "radius", "ulna", "farm")
 _CORES = set(KNEE_NAMES + ELBOW_NAMES)
 # rig prefixes glued to the name once punctuation is gone, with the copy number some tools add
 # (Mixamo "mixamorig1:", "mixamorig2_" for a second character in a scene; Biped "Bip001";
-# Reallusion Character Creator / iClone "CC_Base_L_Calf"; VRoid / VRM "J_Bip_L_LowerLeg")
-_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def|ccbase|jbip)(?=[a-z])")
+# Reallusion Character Creator / iClone "CC_Base_L_Calf"; VRoid / VRM "J_Bip_L_LowerLeg";
+# Blender Rigify's deform "DEF-shin.L" and original "ORG-shin.L" bones)
+_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def|org|ccbase|jbip)(?=[a-z])")
+# Rigify's generated rigs: DEF- (deform), ORG- (the metarig's original bones, the same limbs
+# unsplit) and MCH- (mechanism: IK/FK switches, parents, tweaks) bones in one armature
+_RIGIFY_ORG = re.compile(r"^ORG[-_.]", re.IGNORECASE)
+_RIGIFY_MCH = re.compile(r"^MCH[-_.]", re.IGNORECASE)
 _SPINE = (0, 3, 6, 9, 12)
 # Daz Genesis splits a limb joint into "<core>Bend" (the joint) and "<core>Twist" (a helper).
 _BEND = "bend"
@@ -110,10 +118,27 @@ class SMPLMapping:
     roles: dict[str, str]
 
 
+def _own_name(name: str) -> str:
+    """The joint's own name, without a namespace or a DAG path's ancestors."""
+    return re.split(r"[:|]", name)[-1]
+
+
+def _is_mechanism(sk: Skeleton, j: int) -> bool:
+    """A Rigify mechanism bone (``MCH-``): it holds a rig's intermediate rotations (IK chains,
+    parent switches, tweaks), never a limb's; it is not a joint, and the walks step over it."""
+    return _RIGIFY_MCH.match(_own_name(sk.names[j])) is not None
+
+
+def _rig_rank(sk: Skeleton, j: int) -> int:
+    """0 for a deform (``DEF-``) or plain bone, 1 for a Rigify original (``ORG-``): where both
+    are in one file, the deform bones (what the mesh follows) are the joints."""
+    return int(_RIGIFY_ORG.match(_own_name(sk.names[j])) is not None)
+
+
 def _by_core(sk: Skeleton, cores: tuple[str, ...], side: str) -> int | None:
     hits = []
     for j, name in enumerate(sk.names):
-        if sk.is_end[j]:
+        if sk.is_end[j] or _is_mechanism(sk, j):
             continue
         s, core = side_and_core(name)
         if s == side and core in cores:
@@ -121,9 +146,15 @@ def _by_core(sk: Skeleton, cores: tuple[str, ...], side: str) -> int | None:
     if not hits:
         return None
     # a joint with a joint below it before a leaf helper of the same name (Character Creator's
-    # KneeShareBone-style helpers beside the limb), then the shallowest
+    # KneeShareBone-style helpers beside the limb), a deform bone before an original, then the
+    # shallowest
     return min(
-        hits, key=lambda j: (not any(not sk.is_end[c] for c in sk.children(j)), _depth(sk, j))
+        hits,
+        key=lambda j: (
+            not any(not sk.is_end[c] for c in sk.children(j)),
+            _rig_rank(sk, j),
+            _depth(sk, j),
+        ),
     )
 
 
@@ -158,18 +189,23 @@ def _is_segment(sk: Skeleton, j: int) -> bool:
     )
 
 
+def _is_helper(sk: Skeleton, j: int) -> bool:
+    """A bone the walks step over: a twist helper or a mechanism bone."""
+    return _is_twist(sk, j) or _is_mechanism(sk, j)
+
+
 def _joint_parent(sk: Skeleton, j: int) -> int:
-    """The parent of ``j``, stepping over twist bones (-1 at the root)."""
+    """The parent of ``j``, stepping over twist and mechanism bones (-1 at the root)."""
     p = int(sk.parents[j])
-    while p >= 0 and _is_twist(sk, p) and sk.parents[p] >= 0:
+    while p >= 0 and _is_helper(sk, p) and sk.parents[p] >= 0:
         p = int(sk.parents[p])
     return p
 
 
 def _joint_child(sk: Skeleton, j: int) -> int | None:
-    """:func:`_main_child` of ``j``, stepping down over twist bones."""
+    """:func:`_main_child` of ``j``, stepping down over twist and mechanism bones."""
     c = _main_child(sk, j)
-    while c is not None and _is_twist(sk, c) and not sk.is_end[c]:
+    while c is not None and _is_helper(sk, c) and not sk.is_end[c]:
         below = _main_child(sk, c)
         if below is None:
             break
@@ -194,8 +230,9 @@ def _ancestors(sk: Skeleton, j: int) -> list[int]:
 
 
 def _main_child(sk: Skeleton, j: int) -> int | None:
-    """The child carrying the largest subtree (ties: the longest offset)."""
-    kids = sk.children(j)
+    """The child carrying the largest subtree (ties: the longest offset); mechanism bones only
+    when there is no other child (an IK chain may carry a larger subtree than the limb)."""
+    kids = _not_mechanism(sk, sk.children(j))
     if not kids:
         return None
 
@@ -205,9 +242,16 @@ def _main_child(sk: Skeleton, j: int) -> int | None:
     return max(kids, key=lambda c: (size(c), float(np.linalg.norm(sk.offsets[c]))))
 
 
+def _not_mechanism(sk: Skeleton, joints: list[int]) -> list[int]:
+    """``joints`` without mechanism bones, unless that leaves none."""
+    kept = [j for j in joints if not _is_mechanism(sk, j)]
+    return kept or list(joints)
+
+
 def _aligned_child(sk: Skeleton, j: int, direction: np.ndarray) -> int | None:
-    """The child whose rest offset points most along ``direction``."""
+    """The child whose rest offset points most along ``direction`` (not a mechanism bone)."""
     kids = [c for c in sk.children(j) if np.linalg.norm(sk.offsets[c]) > 1e-9]
+    kids = [c for c in kids if not _is_mechanism(sk, c)]
     if not kids:
         return None
     d = direction / max(np.linalg.norm(direction), 1e-12)
@@ -235,22 +279,33 @@ def _is_head(name: str) -> bool:
 _RIGIFY_HEAD, _RIGIFY_NECK = "spine006", "spine004"
 
 
-def _rigify(sk: Skeleton) -> bool:
-    """Rigify's numbered spine: ``spine``, ``spine.004`` and ``spine.006``, each below the last."""
-    found = {normalize(n): j for j, n in enumerate(sk.names) if not sk.is_end[j]}
+def _named(sk: Skeleton) -> dict[str, int]:
+    """Normalized name -> joint (no End Sites, no mechanism bones); of a ``DEF-`` and an
+    ``ORG-`` bone of the same name, the ``DEF-`` one."""
+    found: dict[str, int] = {}
+    for j in sorted(range(sk.num_joints), key=lambda j: _rig_rank(sk, j)):
+        if not sk.is_end[j] and not _is_mechanism(sk, j):
+            found.setdefault(normalize(sk.names[j]), j)
+    return found
+
+
+def _rigify(sk: Skeleton) -> int | None:
+    """Rigify's numbered spine: the head ``spine.006`` when ``spine``, ``spine.004`` and
+    ``spine.006`` are each below the last, else None."""
+    found = _named(sk)
     if not {"spine", _RIGIFY_NECK, _RIGIFY_HEAD} <= set(found):
-        return False
+        return None
     head_path = _ancestors(sk, found[_RIGIFY_HEAD])
-    return found[_RIGIFY_NECK] in head_path and found["spine"] in head_path
+    if found[_RIGIFY_NECK] in head_path and found["spine"] in head_path:
+        return found[_RIGIFY_HEAD]
+    return None
 
 
 def _head(sk: Skeleton) -> int | None:
-    for j, name in enumerate(sk.names):
-        if _is_head(name):
-            return j
-    if _rigify(sk):
-        return next(j for j, n in enumerate(sk.names) if normalize(n) == _RIGIFY_HEAD)
-    return None
+    heads = [j for j, name in enumerate(sk.names) if _is_head(name) and not _is_mechanism(sk, j)]
+    if heads:  # the first in the file, a deform bone before an original one
+        return min(heads, key=lambda j: _rig_rank(sk, j))
+    return _rigify(sk)
 
 
 def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
@@ -309,7 +364,7 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
 
     # Toes: prefer a real joint below the ankle, else the ankle's end site.
     for ankle, foot in ((7, 10), (8, 11)):
-        kids = sk.children(int(point[ankle]))
+        kids = _not_mechanism(sk, sk.children(int(point[ankle])))
         joints = [c for c in kids if not sk.is_end[c]]
         pick = joints or kids
         if pick:
@@ -323,7 +378,9 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     point[0] = pelvis
     chain = head_path[: head_path.index(pelvis) + 1][::-1]  # pelvis ... head
     rigify_neck = _RIGIFY_NECK if normalize(sk.names[head]) == _RIGIFY_HEAD else "neck"
-    necks = [j for j in chain[1:-1] if rigify_neck in normalize(sk.names[j])]
+    necks = [
+        j for j in chain[1:-1] if rigify_neck in normalize(sk.names[j]) and not _is_mechanism(sk, j)
+    ]
     # twist helpers are not the neck unless all are (Character Creator's NeckTwist01 >
     # NeckTwist02 > Head: the first starts at the neck's base)
     joints = [j for j in necks if not _is_twist(sk, j)]
@@ -346,7 +403,10 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
             if helper != point[j] and _is_twist(sk, helper):
                 driver[j] = helper
     # Spine1-3 on the source chain pelvis..neck at SMPL's rest arc-length fractions.
+    # mechanism bones on the chain (a generated rig's spine switches) are neither points nor
+    # drivers: their rotations are a rig's intermediates
     spine_chain = chain[: chain.index(neck) + 1]
+    spine_chain = [j for j in spine_chain if j in (pelvis, neck) or not _is_mechanism(sk, j)]
     seg = np.linalg.norm(np.diff(rest[spine_chain], axis=0), axis=1)
     if len(seg) == 0 or seg.sum() < 1e-9:
         raise MotionFormatError("the neck coincides with the pelvis; no spine to map", path)

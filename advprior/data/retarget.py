@@ -355,7 +355,8 @@ def _warn_turned_world(motion: Motion, m: SMPLMapping) -> None:
             "channels but not in the rest offsets, or the body lies (or stands on its hands) "
             "through the whole clip. The world's up is taken from the rest, so in the first "
             f"case the SMPL motion lies turned by {angle:.0f} degrees (its body pose is not "
-            f'affected): load it with up="{_axis_name(up).lstrip("+")}" to stand it up'
+            f'affected): load it with up="{_axis_name(up).lstrip("+")}" (advprior data build: '
+            f"--up GLOB={_axis_name(up).lstrip('+')}) to stand it up"
         ),
         stacklevel=3,
     )

@@ -189,8 +189,8 @@ def _pose66(poses: np.ndarray, key: str, path: Path, widths: tuple[int, ...]) ->
 
 
 def joint_positions_reason(arr: np.ndarray) -> str | None:
-    """Why a pose-shaped array ``(T, 72 | 156 | 165)`` or ``(T, 24 | 52 | 55, 3)`` holds joint
-    positions (metres) rather than axis-angle rotations, or None when it does not.
+    """Why a pose-shaped array ``(T, 66 | 72 | 156 | 165)`` or ``(T, 22 | 24 | 52 | 55, 3)``
+    holds joint positions (metres) rather than axis-angle rotations, or None when it does not.
 
     HumanML3D's ``pose_data/*.npy`` (and the tools that copy its ``raw_pose_processing``) are
     the body model's joints ``Jtr`` of shape ``(T, 52, 3)``, the same shape as SMPL-H poses
@@ -215,10 +215,16 @@ def joint_positions_reason(arr: np.ndarray) -> str | None:
     return (
         f"holds joint positions, not rotations: over its {arr.shape[0]} frames every body bone "
         f"keeps its length to within {_RIGID_M * 1000:g} mm (thigh {typical[3]:.3f}, shin "
-        f"{typical[6]:.3f} units), as a body model's joints do (HumanML3D's pose_data/*.npy "
-        "are SMPL-H joints Jtr, shaped like per-joint poses); import the AMASS .npz it was "
-        "made from"
+        f"{typical[6]:.3f} units), as a body model's joints do ({_POSITION_SOURCES}); import "
+        "the AMASS .npz it was made from"
     )
+
+
+#: Where joint-position arrays shaped like poses come from, for the message above.
+_POSITION_SOURCES = (
+    "HumanML3D's pose_data/*.npy are SMPL-H joints Jtr (T, 52, 3) and its new_joints/*.npy "
+    "22 body joints (T, 22, 3), shaped like per-joint poses"
+)
 
 
 def _check_person(person: int | None, people: int, path: Path) -> int:
