@@ -63,6 +63,12 @@ class RetargetWarning(UserWarning):
     Site below its ankle); the message names the file and what was approximated."""
 
 
+class AmbiguousOrientationWarning(UserWarning):
+    """A ``global_orient`` that reads two ways: a ``(3, 3)`` with 3 poses is taken as 3 rotation
+    vectors, but its values also make a rotation matrix (one orientation for every pose). The
+    message names both readings and the unambiguous shapes to pass."""
+
+
 class ManifestError(CorruptCheckpointError):
     """A ``weights_manifest.json`` that is not valid JSON or breaks its schema."""
 

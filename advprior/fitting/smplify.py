@@ -280,15 +280,21 @@ class _Body:
     def __call__(
         self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
     ) -> tuple[Tensor, Tensor]:
+        # (n, 1, 3), smplx's per-joint layout, reads one way only: as (n, 3) with n = 3 the
+        # body functions would test at every objective evaluation whether the 3 rotation
+        # vectors also make a rotation matrix (a device sync; the warning is for callers' data)
+        orient = go[:, None]
         if self.index is None:
-            joints = self._fk(go, pose, betas, transl, body_model=self.model)
+            joints = self._fk(orient, pose, betas, transl, body_model=self.model)
             return joints[:, self._on("sources", self.fmt.body_sources, joints.device)], joints
         if self.points is not None:
             vertex, slots = self.points
-            points, joints = self.model.posed_points(go, pose, vertex, betas=betas, transl=transl)
+            points, joints = self.model.posed_points(
+                orient, pose, vertex, betas=betas, transl=transl
+            )
             keypoints = torch.cat([joints, points], 1)[:, self._on("slots", slots, joints.device)]
             return keypoints.to(go.dtype), joints.to(go.dtype)
-        out = self.model(global_orient=go, body_pose=pose, betas=betas, transl=transl)
+        out = self.model(global_orient=orient, body_pose=pose, betas=betas, transl=transl)
         index = self._on("index", self.index, out.model_joints.device)
         return out.model_joints[:, index].to(go.dtype), out.joints.to(go.dtype)
 
@@ -309,7 +315,15 @@ def body_keypoints(
     (nose, eyes, ears, toes, heels) from the body model's mesh vertices; default body: the
     stand-in. Project them with the camera to get the fitter's own 2D keypoints of this body.
     Keypoints with no counterpart on the body (BODY_25B's HeadTop) are NaN."""
+    from advprior.body.model import check_pose
+
     fmt = get_format(keypoint_format)
+    # read (and checked, an ambiguous (3, 3) warned about) here, where the caller's data comes
+    # in: _Body passes smplx's unambiguous (n, 1, 3) on
+    global_orient, body_pose = check_pose(global_orient, body_pose)
+    lead = torch.broadcast_shapes(global_orient.shape[:-1], body_pose.shape[:-1])
+    global_orient = global_orient.expand(*lead, 3)
+    body_pose = body_pose.expand(*lead, body_pose.shape[-1])
     if body_model is None:
         from advprior.body import load_body_model
 
