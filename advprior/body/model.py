@@ -183,9 +183,9 @@ def _caller_stacklevel() -> int:
     """``stacklevel`` for a warning issued by the caller of this function: the first frame
     outside advprior and torch (a warning shows once per place; from inside advprior it would
     show once per process, and name no line of the user's)."""
-    inside = (
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        os.path.dirname(os.path.abspath(torch.__file__)),
+    inside = tuple(  # with the separator: torchvision/ or advprior_scripts/ are outside
+        os.path.join(os.path.dirname(path), "")
+        for path in (os.path.dirname(os.path.abspath(__file__)), os.path.abspath(torch.__file__))
     )
     frame, level = sys._getframe(1), 1
     while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
