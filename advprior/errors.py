@@ -71,6 +71,12 @@ class AngleUnitWarning(UserWarning):
     raise instead. The message names the argument and the fix (``np.deg2rad``)."""
 
 
+class AmbiguousOrientationWarning(UserWarning):
+    """A ``global_orient`` that reads two ways: a ``(3, 3)`` with 3 poses is taken as 3 rotation
+    vectors, but its values also make a rotation matrix (one orientation for every pose). The
+    message names both readings and the unambiguous shapes to pass."""
+
+
 class ManifestError(CorruptCheckpointError):
     """A ``weights_manifest.json`` that is not valid JSON or breaks its schema."""
 

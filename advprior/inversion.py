@@ -350,7 +350,9 @@ def _invert_chunk(
     z0 = z0.reshape(n * restarts, dim)
     rot_r = target_rot.repeat_interleave(restarts, 0)
     pos_r = target_pos.repeat_interleave(restarts, 0)
-    zero_r = zero.repeat_interleave(restarts, 0)
+    # (m, 1, 3): smplx's per-joint layout, which forward_kinematics reads without testing
+    # whether a (3, 3) orientation of 3 poses is also a rotation matrix (a sync per step)
+    zero_r = zero.repeat_interleave(restarts, 0)[:, None]
 
     def energy(z: Tensor) -> Tensor:
         zp = prior.project(z.to(param_dtype))

@@ -129,6 +129,40 @@ def test_v1_dtypes_forward_signature_and_encode_gradient(v1) -> None:
     assert torch.allclose(inferred, v1.encode(pose).mean)
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
+def test_integer_or_bool_poses_are_refused_at_the_boundary(v1, dtype) -> None:
+    # they were cast to float and inverted; VPoser's encoder network fails on them
+    vposer, _ = v1
+    vp2, _ = load_model("gan-s")
+    pose = torch.zeros(2, 63, dtype=dtype)
+    for call in (vposer.encode, vposer, lambda x: vposer(x, "aa", "aa"), vp2.encode, vp2):
+        with pytest.raises(TypeError, match=rf"floating-point .*got {dtype}"):
+            call(pose)
+    with pytest.raises(TypeError, match="floating-point"):  # matrices too, whatever the size
+        vposer(torch.ones(2, 21, 3, 3, dtype=dtype))
+    assert vposer.encode(pose.float()).mean.shape == (2, 32)
+
+
+@pytest.mark.parametrize(
+    ("shape", "per", "lead"),
+    [((2, 3, 63), 63, "2, 3"), ((2, 3, 69), 69, "2, 3"), ((2, 3, 21, 3), 63, "2, 3"),
+     ((2, 2, 63), 63, "2, 2"), ((1, 4, 2, 23, 3), 69, "1, 4, 2")],
+)  # fmt: skip
+def test_several_poses_per_row_are_a_shape_error(v1, shape, per: int, lead: str) -> None:
+    # (B, 3, 63) has 189 numbers a row, VPoser's matrix count: it was refused as "not
+    # rotations", which points at the values instead of the shape
+    vposer, _ = v1
+    pose = 0.1 * torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+    msg = rf"one pose per leading row.*reshape\(-1, {per}\).*reshape\({lead}, -1\)"
+    for call in (vposer.encode, vposer):
+        with pytest.raises(ValueError, match=msg) as err:
+            call(pose)
+        assert "rotation" not in str(err.value)
+    # the hint's reshapes work
+    mean = vposer.encode(pose.reshape(-1, per)).mean
+    assert mean.reshape(*map(int, lead.split(", ")), -1).shape[-1] == 32
+
+
 def test_v2_api() -> None:
     vp, cfg = load_model(
         "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True

@@ -4,6 +4,8 @@ that names the shape received and the conversion that fixes it."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
@@ -139,6 +141,108 @@ def test_one_global_orient_matrix_poses_every_body(shape, batch: int) -> None:
     want = body(global_orient=R.expand(batch, 3, 3), body_pose=pose).joints
     got = body(global_orient=R.reshape(shape), body_pose=pose).joints
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
+
+
+def _three_poses() -> tuple[torch.Tensor, torch.Tensor]:
+    """A rotation matrix ``(3, 3)`` and 3 body poses ``(3, 63)``."""
+    R = torch.tensor(_rotations(1, seed=6).as_matrix()[0], dtype=torch.float32)
+    pose = torch.tensor(_pose(21, seed=7).as_rotvec(), dtype=torch.float32).reshape(2, 63)
+    return R, torch.cat([pose, pose[:1].flip(-1)])
+
+
+@pytest.mark.parametrize("via", ["forward_kinematics", "BodyModel", "body_keypoints"])
+def test_a_rotation_matrix_read_as_three_rotation_vectors_warns(via: str) -> None:
+    # (3, 3) with 3 poses is 3 rotation vectors by shape; when its values are also a rotation
+    # matrix, the caller more likely meant one orientation for all three: say so, keep the read
+    from advprior.body import forward_kinematics, load_body_model
+    from advprior.errors import AmbiguousOrientationWarning
+    from advprior.fitting.smplify import body_keypoints
+
+    body = load_body_model()
+    run = {
+        "forward_kinematics": lambda go, pose: forward_kinematics(go, pose),
+        "BodyModel": lambda go, pose: body(global_orient=go, body_pose=pose).joints,
+        "body_keypoints": lambda go, pose: body_keypoints(go, pose, body_model=body)[1],
+    }[via]
+    R, pose = _three_poses()
+    with pytest.warns(AmbiguousOrientationWarning) as rec:
+        got = run(R, pose)
+    assert len(rec) == 1 and issubclass(rec[0].category, UserWarning)
+    assert rec[0].filename == __file__  # the caller's line, not advprior's
+    msg = str(rec[0].message)
+    assert "read as 3 rotation vectors" in msg and "also a rotation matrix" in msg
+    assert "R.reshape(1, 3, 3) or R.expand(3, 3, 3)" in msg and "(3, 1, 3)" in msg
+    # read as before: 3 rotation vectors, one per pose
+    assert torch.equal(got, run(R[:, None], pose))
+    # the hints settle it without a warning: the matrix for every pose, or rotation vectors
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        each = run(R.expand(3, 3, 3), pose)
+        assert torch.allclose(run(R.reshape(1, 3, 3), pose), each, atol=1e-6)
+        assert not torch.allclose(got, each, atol=1e-3)
+        run(R[:, None], pose)
+    # a matrix a little off orthonormal (float32 round trips, 4-digit files) is a matrix too
+    with pytest.warns(AmbiguousOrientationWarning):
+        run(R + 0.02, pose)
+
+
+@pytest.mark.parametrize(
+    "go",
+    [
+        torch.tensor([[0.1, -0.2, 0.3], [1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]),  # ordinary rotvecs
+        torch.eye(3) * 1.2,  # a scaled rotation: no rotation matrix either
+        torch.diag(torch.tensor([1.0, 1.0, -1.0])),  # a reflection
+        torch.zeros(3, 3),
+        torch.full((3, 3), float("nan")),
+    ],
+)
+def test_three_rotation_vectors_that_are_no_rotation_matrix_read_silently(go) -> None:
+    from advprior.body import forward_kinematics
+
+    _, pose = _three_poses()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = forward_kinematics(go, pose)
+    want = forward_kinematics(go[:, None], pose)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+
+
+def test_a_clip_of_three_frames_with_a_matrix_warns_and_the_fit_never_tests(
+    monkeypatch,
+) -> None:
+    # (B, 3, 63) clips of 3 frames: a (3, 3) or (1, 3, 3) broadcasts as rows, the same question
+    import advprior.body.model as model
+    from advprior.body import forward_kinematics, load_body_model
+    from advprior.errors import AmbiguousOrientationWarning
+
+    R, pose = _three_poses()
+    clips = torch.stack([pose, pose.flip(0)])
+    for go in (R, R.reshape(1, 3, 3)):
+        with pytest.warns(AmbiguousOrientationWarning, match=r"R.expand\(2, 3, 3, 3\)"):
+            forward_kinematics(go, clips)
+    # the check runs on the caller's data, never inside an optimiser's objective: a fit of 3
+    # frames evaluates the body with (3, 3) orientations hundreds of times
+    from test_fit_keypoints import CAMERA
+
+    from advprior.eval.benchmark import make_views
+    from advprior.fitting import fit_keypoints
+
+    body = load_body_model()
+    views = {f: make_views(pose, torch.zeros(3, 3), seed=9, noise_px=1.0, keypoints=f)
+             for f in ("smpl24", "coco17")}  # fmt: skip
+    tested = []
+    real = model._is_rotation
+    monkeypatch.setattr(model, "_is_rotation", lambda m: tested.append(m.shape) or real(m))
+    for fmt, v in views.items():  # forward kinematics; the mesh's surface points
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AmbiguousOrientationWarning)
+            fit_keypoints(v.keypoints, v.confidence, CAMERA, body_model=body, prior=None,
+                          keypoint_format=fmt, iterations=2)  # fmt: skip
+    assert tested == []
+    with pytest.warns(AmbiguousOrientationWarning):  # the patch is live: the boundary tests
+        forward_kinematics(R, pose)
+    assert tested == [(3, 3)]
 
 
 @pytest.mark.parametrize(

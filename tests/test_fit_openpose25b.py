@@ -179,6 +179,63 @@ def test_a_mislabelled_layout_is_named(body, true: str, given: str) -> None:
     prepare_keypoints(v.keypoints, v.confidence, get_format(true))  # the right name passes
 
 
+@pytest.mark.parametrize(
+    ("true", "given"), [("openpose25b", "openpose25"), ("openpose25", "openpose25b")]
+)
+def test_check_layout_false_turns_the_mixup_check_off(body, true: str, given: str) -> None:
+    # a genuine dataset that trips the rule (measured on synthetic keypoints only) needs a way
+    # through other than a KeypointFormat of its own: check_layout=False on every entry point
+    from advprior.fitting.smplify import final_objective
+
+    pose = 0.2 * torch.randn(4, 63, generator=seeded(43))
+    v = make_views(pose, torch.zeros(4, 3), seed=5, noise_px=3.0, drop=0.1, keypoints=true)
+    args = (v.keypoints, v.confidence, CAMERA)
+    common = dict(body_model=body, prior=None, keypoint_format=given)
+    # on by default, and the refusal says how to turn it off
+    with pytest.raises(KeypointLayoutError, match=r"check_layout=False .*--no-layout-check"):
+        fit_keypoints(*args, **common, iterations=2)
+    with pytest.raises(KeypointLayoutError):
+        final_objective(*args, **common)
+    with pytest.raises(KeypointLayoutError):
+        fit_sequence(*args, **common, iterations=2, init_iterations=2)
+    with pytest.raises(KeypointLayoutError):
+        prepare_keypoints(v.keypoints, v.confidence, get_format(given))
+    fit = fit_keypoints(*args, **common, iterations=2, check_layout=False)
+    assert fit.info["check_layout"] is False and fit.info["keypoint_format"] == given
+    fn, term, nb = final_objective(*args, **common, check_layout=False)
+    assert fn(torch.zeros(4, 6 + nb + term.dim)).shape == (4,)
+    seq = fit_sequence(*args, **common, iterations=2, init_iterations=2, check_layout=False)
+    assert seq.info["check_layout"] is False and seq.body_pose.shape == (4, 63)
+    kp, conf = prepare_keypoints(v.keypoints, v.confidence, get_format(given), check_layout=False)
+    assert kp.shape == (4, 25, 2)
+    right = fit_keypoints(*args, body_model=body, prior=None, keypoint_format=true, iterations=2)
+    assert right.info["check_layout"] is True
+    # the check only reads: genuine keypoints fit bit for bit alike without it
+    same = fit_keypoints(*args, body_model=body, prior=None, keypoint_format=true, iterations=2,
+                         check_layout=False)  # fmt: skip
+    assert torch.equal(same.body_pose, right.body_pose) and torch.equal(same.loss, right.loss)
+
+
+def test_fit_sequence_judges_the_layout_once_over_the_clip(body, monkeypatch) -> None:
+    # its per-frame start runs fit_keypoints on chunks of frames: a chunk voting alone could
+    # disagree with the clip's verdict, so only the clip is judged (and nothing is with False)
+    import advprior.fitting.keypoints as keypoints
+
+    calls = []
+    real = keypoints.check_layout
+    monkeypatch.setattr(keypoints, "check_layout", lambda *a: calls.append(a[0].shape) or real(*a))
+    pose = 0.2 * torch.randn(6, 63, generator=seeded(48))
+    v = make_views(pose, torch.zeros(6, 3), seed=8, noise_px=2.0, drop=0.0, keypoints="openpose25")
+    args = (v.keypoints, v.confidence, CAMERA)
+    common = dict(body_model=body, prior=None, keypoint_format="openpose25", iterations=2)
+    seq = fit_sequence(*args, **common, init_iterations=2)
+    assert calls == [(6, 25, 2)] and seq.info["check_layout"] is True
+    calls.clear()
+    fit_sequence(*args, **common, init_iterations=2, check_layout=False)
+    fit_keypoints(*args, **common, check_layout=False)
+    assert calls == []
+
+
 @pytest.mark.parametrize("fmt", ["openpose25", "openpose25b"])
 def test_no_false_alarm_on_noisy_partial_or_odd_views(fmt: str) -> None:
     spec = get_format(fmt)
@@ -241,6 +298,25 @@ def test_cli_reads_body_25b_and_body_135_and_names_the_mixup(tmp_path, capsys) -
     # BODY_135 (405 values): its first 25 are BODY_25B's, read as such
     assert main(["fit", *b135, *cam, "--out", str(out)]) == 0
     assert json.loads(str(np.load(out)["info"]))["keypoint_format"] == "openpose25b"
+
+
+def test_cli_no_layout_check_fits_a_refused_file_as_told(tmp_path, capsys) -> None:
+    v = make_views(0.2 * torch.randn(2, 63, generator=seeded(46)), torch.zeros(2, 3), seed=7,
+                   noise_px=1.0, drop=0.0, keypoints="openpose25b")  # fmt: skip
+    kp = np.nan_to_num(v.keypoints.numpy().astype(np.float64))
+    files = [_openpose_file(tmp_path / f"{i}_keypoints.json", kp[i]) for i in range(2)]
+    cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "2"]
+    out = tmp_path / "fit.npz"
+    assert main(["fit", *files, *cam, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "KeypointLayoutError" in err or "look like OpenPose BODY_25B" in err
+    assert "--no-layout-check" in err and not out.exists()
+    # the user's word: fitted as BODY_25 (the file's default), the choice recorded
+    for extra in (["--no-layout-check"], ["--no-layout-check", "--sequence"]):
+        assert main(["fit", *files, *cam, *extra, "--out", str(out)]) == 0
+        info = json.loads(str(np.load(out)["info"]))
+        assert info["check_layout"] is False and info["keypoint_format"] == "openpose25"
+    assert main(["fit", *files, *cam, "--layout-check", "--out", str(out)]) == 1
 
 
 @pytest.mark.parametrize("model_type", ["smplh", "smplx"])

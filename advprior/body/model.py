@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import tempfile
 import warnings
@@ -29,7 +30,12 @@ from torch import nn
 
 from advprior._sync import GLOBAL_STATE
 from advprior.body import files, standin
-from advprior.errors import AngleUnitWarning, CorruptCheckpointError, ModelNotFoundError
+from advprior.errors import (
+    AmbiguousOrientationWarning,
+    AngleUnitWarning,
+    CorruptCheckpointError,
+    ModelNotFoundError,
+)
 from advprior.fileio import expand_home
 from advprior.rotations import axis_angle_to_rotmat, degrees_reason, rotmat_to_axis_angle
 from advprior.skeleton import (
@@ -37,6 +43,7 @@ from advprior.skeleton import (
     NUM_BODY_JOINTS,
     NUM_JOINTS,
     NUM_SMPL_BODY_JOINTS,
+    ROTATION_TOLERANCE,
     _check_rotations,
     body_pose_layout,
     check_body_pose,
@@ -74,8 +81,18 @@ def check_pose(
     ``global_orient`` of ``body_pose``'s batch with a joint axis, ``(B, 1, 3)``, or as a rotation
     matrix, ``(B, 3, 3)`` / ``(B, 1, 3, 3)``. Why: by broadcasting alone a ``(B, 1, 3)``
     orientation posed a ``(B, B)`` grid of bodies (every pose under every orientation) and a
-    batch-1 matrix three bodies, silently. An axis-angle ``body_pose`` that looks like degrees
-    gets an :class:`~advprior.errors.AngleUnitWarning` (on the CPU, outside autograd; never an
+    batch-1 matrix three bodies, silently.
+
+    A ``(3, 3)`` (or ``(1, 3, 3)``) ``global_orient`` whose rows broadcast to the poses' batch
+    (3 poses, clips of 3 frames) is read as 3 rotation vectors, one per pose; when its values
+    also make a rotation matrix (to :data:`~advprior.skeleton.ROTATION_TOLERANCE`, determinant
+    > 0) an :class:`~advprior.errors.AmbiguousOrientationWarning` names both readings and the
+    shapes that settle it: ``(1, 3, 3)`` or ``(3, 3, 3)`` for the matrix, ``(3, 1, 3)`` for the
+    rotation vectors (no warning for a ``(3, 3)`` that is no rotation: it can only be rotation
+    vectors).
+
+    An axis-angle ``body_pose`` that looks like degrees gets an
+    :class:`~advprior.errors.AngleUnitWarning` (on the CPU, outside autograd; never an
     exception: :func:`_warn_degrees`)."""
     go, bp = (
         torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in (global_orient, body_pose)
@@ -164,7 +181,65 @@ def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...], smplx_pose: bo
         # as rows of axis-angle it did not broadcast, and the error said only that
         rot = _check_rotations(go.reshape(3, 3), "global_orient")
         return rotmat_to_axis_angle(rot)
+    if shape in ((3, 3), (1, 3, 3)) and lead and _is_rotation(go):
+        # the rows broadcast to the batch (3 poses, clips of 3 frames): 3 rotation vectors by
+        # shape, kept so (a reading that flipped with the values would change under the same
+        # code), but the values are a rotation matrix too, whose reading gives other bodies
+        warnings.warn(
+            _ambiguous_orientation(shape, lead),
+            AmbiguousOrientationWarning,
+            stacklevel=_caller_stacklevel(),
+        )
     return go
+
+
+def _is_rotation(m: torch.Tensor) -> bool:
+    """Whether the 9 numbers of ``m`` make a rotation matrix as
+    :func:`advprior.skeleton._check_rotations` accepts one (``max |R^T R - I|`` within
+    :data:`~advprior.skeleton.ROTATION_TOLERANCE`, determinant > 0); False where the values
+    cannot be read (the meta device, inside ``torch.func.vmap``) and for NaN."""
+    if m.device.type == "meta":
+        return False
+    with torch.no_grad():
+        r = m.detach().reshape(3, 3)
+        r = r.to(torch.float64 if r.dtype == torch.float64 else torch.float32)
+        off = (r.T @ r - torch.eye(3, dtype=r.dtype, device=r.device)).abs().amax()
+        ok = (off <= ROTATION_TOLERANCE) & (torch.linalg.det(r) > 0)
+        try:
+            return bool(ok)
+        except RuntimeError:  # vmap's "data-dependent control flow"
+            return False
+
+
+def _ambiguous_orientation(shape: tuple[int, ...], lead: tuple[int, ...]) -> str:
+    """The warning for a ``global_orient`` of ``shape`` (``(3, 3)`` or ``(1, 3, 3)``) read as
+    rotation vectors for poses of batch ``lead`` although it is a rotation matrix."""
+    dims = ", ".join(str(d) for d in lead)
+    matrix = f"R.expand({dims}, 3, 3)"
+    if lead == (3,):
+        matrix = "R.reshape(1, 3, 3) or R.expand(3, 3, 3)"
+    return (
+        f"global_orient of shape {shape} for body poses of batch {lead} is read as 3 rotation "
+        "vectors (axis-angle, one per row and pose), but its values are also a rotation "
+        "matrix, which would be one orientation for every pose; the two readings give "
+        f"different bodies. For the matrix pass {matrix}; for rotation vectors give them a "
+        f"joint axis, global_orient.expand({dims}, 3).unsqueeze(-2) (shape ({dims}, 1, 3)), "
+        "which reads one way only"
+    )
+
+
+def _caller_stacklevel() -> int:
+    """``stacklevel`` for a warning issued by the caller of this function: the first frame
+    outside advprior and torch (a warning shows once per place; from inside advprior it would
+    show once per process, and name no line of the user's)."""
+    inside = tuple(  # with the separator: torchvision/ or advprior_scripts/ are outside
+        os.path.join(os.path.dirname(path), "")
+        for path in (os.path.dirname(os.path.abspath(__file__)), os.path.abspath(torch.__file__))
+    )
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _broadcasts_to(shape: tuple[int, ...], lead: tuple[int, ...]) -> bool:

@@ -11,7 +11,8 @@ advprior layout (one or many frames)::
      "camera": {"focal": [fx, fy], "center": [cx, cy], "rotation": [[...], [...], [...]]}}
 
 OpenPose output (one frame per file, BODY_25; BODY_25B with --format openpose25b; BODY_135's
-405 values are read as their first 25, BODY_25B's)::
+405 values are read as their first 25, BODY_25B's; keypoints whose geometry shows the other
+layout are refused with the --format to pass, --no-layout-check skips that check)::
 
     {"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}
 
@@ -103,6 +104,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("smpl24", "openpose25", "openpose25b", "coco17"),
         help="keypoint layout (default: the file's, else smpl24; OpenPose files: openpose25, "
         "or openpose25b for OpenPose's BODY_25B model)",
+    )
+    p.add_argument(
+        "--layout-check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refuse BODY_25B keypoints given as openpose25 and BODY_25 ones as openpose25b "
+        "(on; --no-layout-check: for keypoints you know are in the --format given that are "
+        "refused anyway; docs/fitting.md, 'OpenPose BODY_25 or BODY_25B')",
     )
     add_body_model_arguments(
         p, "SMPL/SMPL-H/SMPL-X model file or folder (default: the open stand-in)"
@@ -694,6 +703,7 @@ def run(args: argparse.Namespace) -> int:
             body_model=body_model,
             prior=prior,
             keypoint_format=fmt,
+            check_layout=args.layout_check,
             init_iterations=args.iterations,
             starts=args.starts,
             view_starts=args.view_starts,
@@ -713,6 +723,7 @@ def run(args: argparse.Namespace) -> int:
             body_model=body_model,
             prior=prior,
             keypoint_format=fmt,
+            check_layout=args.layout_check,
             iterations=args.iterations,
             starts=args.starts,
             view_starts=args.view_starts,

@@ -163,7 +163,9 @@ class VPoserV1(nn.Module):
         entries, e.g. ``(B, 1, 21, 3)``; SMPL's ``B * 69``, whose two hand joints are dropped, as
         every advprior prior takes it; also rotation matrices, ``B x 21 x 9`` or ``B x 23 x 9``
         numbers, checked and projected as :func:`advprior.skeleton.check_body_pose` does) as a
-        ``Normal`` over embeddings; ``.mean (B, D)``.
+        ``Normal`` over embeddings; ``.mean (B, D)``. One pose per leading row: ``(B, T, 63)``
+        or ``(B, T, 21, 3)`` is a ``ValueError`` naming the reshape, and an integer or bool
+        ``Pin`` a ``TypeError`` (VPoser's encoder network refuses both).
 
         GAN: the inversion (``invert_kwargs`` go to :meth:`advprior.PosePrior.invert`) through
         the chart's inverse, zero spread, **no gradient to the pose** (an optimisation, not a
@@ -178,7 +180,18 @@ class VPoserV1(nn.Module):
         there); the other rows are encoded as if alone."""
         if not isinstance(Pin, torch.Tensor):
             raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
+        if not Pin.dtype.is_floating_point:
+            # integer or bool numbers are no radians (a mask, indices, a pose rounded by a
+            # file format): VPoser's encoder network fails on them, a cast hid the mistake
+            raise TypeError(
+                f"Pin must be a floating-point tensor of poses (radians, or rotation matrices), "
+                f"got {Pin.dtype}; VPoser's encoder refuses it too (convert with Pin.float() "
+                "if the numbers really are the pose)"
+            )
         per_pose = math.prod(Pin.shape[1:]) if Pin.ndim else 0
+        stacked = _stacked_poses(tuple(Pin.shape))
+        if stacked:
+            raise ValueError(stacked)
         if per_pose in (9 * self.num_joints, 9 * (self.num_joints + 2)):
             # checked as every pose input is: matrices that were no rotations (all ones, 6D
             # columns unnormalised) were converted to some pose without a word
@@ -195,7 +208,7 @@ class VPoserV1(nn.Module):
             )
         # SMPL's two hand joints are dropped here, so that both layouts invert the same body
         pose = Pin.reshape(Pin.shape[0], per_pose)[:, : 3 * self.num_joints].contiguous()
-        dtype = Pin.dtype if Pin.dtype.is_floating_point else self._param().dtype
+        dtype = Pin.dtype
         pose = pose.to(self._param().dtype)
         finite = torch.isfinite(pose).all(dim=-1)
         if bool(finite.all()):
@@ -293,6 +306,30 @@ class VPoserV1(nn.Module):
         per = _per_row(pose, 3, "pose")
         rot = axis_angle_to_rotmat(pose.reshape(-1, 3))
         return rot.reshape(pose.shape[0], 1, per, 9)
+
+
+def _stacked_poses(shape: tuple[int, ...]) -> str | None:
+    """The message for ``Pin`` of shape ``shape`` holding several axis-angle poses per leading
+    row, e.g. ``(B, T, 63)`` or ``(B, T, 21, 3)`` (None otherwise). Why: with ``T = 3`` a row
+    has 189 numbers, which by their count alone read as 21 rotation matrices and were refused
+    as "not rotations", pointing away from the shape."""
+    if len(shape) < 3:
+        return None
+    if shape[-1] in (63, 69):
+        per, lead = shape[-1], shape[:-1]
+    elif shape[-1] == 3 and shape[-2] in (21, 23):
+        per, lead = 3 * shape[-2], shape[:-2]
+    else:
+        return None
+    rows = math.prod(lead[1:])
+    if rows <= 1:
+        return None
+    dims = ", ".join(str(n) for n in lead)
+    return (
+        f"Pin must hold one pose per leading row (B x 63 axis-angle numbers, e.g. (B, 63) or "
+        f"VPoser's (B, 1, 21, 3)), got {shape}: {rows} poses of {per} numbers per row; pass "
+        f"Pin.reshape(-1, {per}) and reshape the latents back with .mean.reshape({dims}, -1)"
+    )
 
 
 def _per_row(x: object, size: int, name: str) -> int:

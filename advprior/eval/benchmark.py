@@ -336,7 +336,9 @@ def diagnose_fitting(
             with torch.no_grad():
                 go, tr = x[:, :3], x[:, 3:6]
                 be, pp = x[:, 6 : 6 + nb], x[:, 6 + nb :]
-                return forward_kinematics(go, term.pose(pp), be, tr, body_model=body_model)
+                # (n, 1, 3): read one way only, no test of a 3-frame (3, 3) for a matrix
+                orient = go[:, None]
+                return forward_kinematics(orient, term.pose(pp), be, tr, body_model=body_model)
 
         joints_truth = joints_of(x_true)
         joints_oracle = joints_of(refined.x)

@@ -28,7 +28,8 @@ A keypoint whose ``sources`` entry is ``None`` has no counterpart on the body
 (:attr:`KeypointFormat.unobserved`): the fit never sees it. BODY_25 and BODY_25B put different
 points at the same indices; :func:`check_layout` tells them apart from the keypoints' geometry
 and raises :class:`~advprior.errors.KeypointLayoutError` for BODY_25B keypoints passed as
-``openpose25`` and the reverse (see its docstring for the rule).
+``openpose25`` and the reverse (see its docstring for the rule; the fitters'
+``check_layout=False`` turns it off).
 
 The detectors' hip keypoints sit lower and further out than SMPL's hip joint centres (and
 OpenPose's neck is on the shoulder line, SMPL's a little higher): the usual SMPLify(-X)
@@ -398,7 +399,12 @@ def check_layout(kp: Tensor, conf: Tensor, fmt: KeypointFormat) -> None:
     both plus :data:`LAYOUT_FLOOR` times the frame's keypoint extent (:func:`layout_ratios`;
     independent of the person's size in pixels); the keypoints are refused when the median of
     that ratio over the frames exceeds :data:`LAYOUT_RATIO`. Frames without enough pairs
-    abstain; with no voting frame nothing is checked."""
+    abstain; with no voting frame nothing is checked.
+
+    The fitters run it unless told not to (``check_layout=False`` of
+    :func:`~advprior.fitting.fit_keypoints`, :func:`~advprior.fitting.fit_sequence` and
+    ``final_objective``; ``advprior fit --no-layout-check``): the rule was measured on
+    synthetic keypoints, and a genuine dataset that trips it needs a way through."""
     ratios = layout_ratios(kp, conf, fmt)
     if ratios is None:
         return
@@ -416,8 +422,9 @@ def check_layout(kp: Tensor, conf: Tensor, fmt: KeypointFormat) -> None:
         f"apart in {model[fmt.name]}'s order (nose, eyes, ears, ankles, heels) are "
         f"{ratio:.1f}x further apart than those of {model[rival]}'s order (median over "
         f"{votes.numel()} frame(s); genuine {model[fmt.name]} keypoints stay below "
-        f"{LAYOUT_RATIO:g}x). Pass keypoint_format={rival!r} (advprior fit: --format {rival}); "
-        "see docs/fitting.md, 'OpenPose BODY_25 or BODY_25B'",
+        f"{LAYOUT_RATIO:g}x). Pass keypoint_format={rival!r} (advprior fit: --format {rival}). "
+        f"If you are sure they are {model[fmt.name]} keypoints, pass check_layout=False "
+        "(advprior fit: --no-layout-check); see docs/fitting.md, 'OpenPose BODY_25 or BODY_25B'",
         likely_format=rival,
     )
 

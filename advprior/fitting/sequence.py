@@ -382,6 +382,7 @@ def fit_sequence(
     view_starts: bool = True,
     pixel_scale: float | str = "auto",
     fps: float | None = None,
+    check_layout: bool = True,
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
@@ -430,6 +431,9 @@ def fit_sequence(
             number multiplies them by ``(fps / 30) ** FPS_EXPONENT`` so that a faster or slower
             video is smoothed alike per second of motion. None (default): the weights as they
             are (right for 30 fps). ``info["fps"]`` records it.
+        check_layout: as in :func:`fit_keypoints`: refuse BODY_25B keypoints given as
+            ``"openpose25"`` and the reverse (default), judged once over all the clips' frames;
+            ``False`` skips the check (``info["check_layout"]``).
 
     Returns:
         A :class:`FitResult` whose tensors have the input's leading ``(T,)`` or ``(B, T)``
@@ -495,7 +499,11 @@ def fit_sequence(
         frame_map = (ratio[:, None].to(kp_in), offset[:, None].to(kp_in))
         kp_in = torch.cat([kp_in[..., :2] * frame_map[0] + frame_map[1], kp_in[..., 2:]], -1)
     kp, conf = prepare_keypoints(
-        kp_in.reshape(-1, *kp_in.shape[-2:]), conf_in, fmt, min_keypoints=0
+        kp_in.reshape(-1, *kp_in.shape[-2:]),
+        conf_in,
+        fmt,
+        min_keypoints=0,
+        check_layout=bool(check_layout),
     )
     n_clips, length = (1, lead[0]) if single else lead
     groups = _scale_groups(pixel_scale, kp, conf, clips=n_clips)
@@ -507,6 +515,8 @@ def fit_sequence(
             init_iterations=init_iterations, sigma=sigma, orientations=orientations,
             starts=starts, pose_density=pose_density, pose_weight=pose_weight,
             view_starts=view_starts, fps=fps,
+            # judged above over every clip: a group of clips voting alone could disagree
+            check_layout=False,
         )  # fmt: skip
         inits = _split_init(init, conf.view(n_clips, length, -1), groups)
         parts = [
@@ -520,7 +530,9 @@ def fit_sequence(
             )
             for (group_scale, rows), part_init in zip(groups, inits, strict=True)
         ]
-        return _join_clips(parts, groups, time.perf_counter() - start)
+        joined = _join_clips(parts, groups, time.perf_counter() - start)
+        joined.info["check_layout"] = bool(check_layout)  # the parts record their own False
+        return joined
     scale = groups[0][0]
     if scale != 1.0:
         kp = kp / scale
@@ -563,6 +575,9 @@ def fit_sequence(
                     pose_weight=term.pose_weight,
                     view_starts=view_starts,
                     pixel_scale=1.0,  # kp_seen is at the fit's scale already
+                    # judged above over the whole clip: a chunk of frames voting alone could
+                    # disagree with the clip's verdict and stop the fit halfway
+                    check_layout=False,
                 )
                 for i in range(0, len(kp_seen), INIT_CHUNK)
             ]
@@ -673,6 +688,7 @@ def fit_sequence(
         "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
         "prior_kind": term.describe(),
         "keypoint_format": fmt.name,
+        "check_layout": bool(check_layout),
         "window": window,
         "overlap": overlap,
         "iterations_per_window": iterations,

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from advprior.fitting import keypoints as _keypoints
 from advprior.fitting.camera import PinholeCamera, positive_number, real_number, whole_number
 from advprior.fitting.keypoints import (
     SURFACE_POINTS,
     KeypointFormat,
-    check_layout,
     count_hint,
     get_format,
     mask_unobserved,
@@ -121,7 +121,12 @@ def check_pixel_camera(camera: object) -> PinholeCamera:
 
 
 def prepare_keypoints(
-    keypoints: object, confidence: object, fmt: KeypointFormat, min_keypoints: int = 2
+    keypoints: object,
+    confidence: object,
+    fmt: KeypointFormat,
+    min_keypoints: int = 2,
+    *,
+    check_layout: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Validate ``keypoints (B, J, 2)`` (or ``(B, J, 3)`` with confidence in the last column
     when ``confidence`` is None) and ``confidence (B, J)``; return float tensors.
@@ -130,9 +135,10 @@ def prepare_keypoints(
     keypoints, coordinates beyond :data:`MAX_KEYPOINT_PX`, NaN or out-of-range confidences,
     and frames with fewer than two keypoints of positive confidence raise ``ValueError`` (the
     last check uses ``min_keypoints``; 0 skips it). Keypoints with no counterpart on the body
-    (``fmt.unobserved``, BODY_25B's HeadTop) get confidence 0. :func:`check_layout` raises
+    (``fmt.unobserved``, BODY_25B's HeadTop) get confidence 0.
+    :func:`~advprior.fitting.keypoints.check_layout` raises
     :class:`~advprior.errors.KeypointLayoutError` for BODY_25B keypoints given as
-    ``openpose25`` and the reverse.
+    ``openpose25`` and the reverse, unless ``check_layout`` is False.
     """
     kp = _as_tensor(keypoints, "keypoints")
     dtype = kp.dtype if kp.dtype == torch.float64 else torch.float32
@@ -182,8 +188,10 @@ def prepare_keypoints(
     missing = torch.isnan(kp).any(-1)
     conf = torch.where(missing, torch.zeros_like(conf), conf)
     kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
-    # BODY_25B keypoints passed as openpose25 (or the reverse) raise KeypointLayoutError
-    check_layout(kp, conf, fmt)
+    # BODY_25B keypoints passed as openpose25 (or the reverse) raise KeypointLayoutError; the
+    # rule was measured on synthetic keypoints only, so a caller sure of its data can skip it
+    if check_layout:
+        _keypoints.check_layout(kp, conf, fmt)
     if fmt.unobserved:
         # keypoints with no counterpart on the body (BODY_25B's HeadTop): never fitted
         missing[:, list(fmt.unobserved)] = True
@@ -272,15 +280,21 @@ class _Body:
     def __call__(
         self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
     ) -> tuple[Tensor, Tensor]:
+        # (n, 1, 3), smplx's per-joint layout, reads one way only: as (n, 3) with n = 3 the
+        # body functions would test at every objective evaluation whether the 3 rotation
+        # vectors also make a rotation matrix (a device sync; the warning is for callers' data)
+        orient = go[:, None]
         if self.index is None:
-            joints = self._fk(go, pose, betas, transl, body_model=self.model)
+            joints = self._fk(orient, pose, betas, transl, body_model=self.model)
             return joints[:, self._on("sources", self.fmt.body_sources, joints.device)], joints
         if self.points is not None:
             vertex, slots = self.points
-            points, joints = self.model.posed_points(go, pose, vertex, betas=betas, transl=transl)
+            points, joints = self.model.posed_points(
+                orient, pose, vertex, betas=betas, transl=transl
+            )
             keypoints = torch.cat([joints, points], 1)[:, self._on("slots", slots, joints.device)]
             return keypoints.to(go.dtype), joints.to(go.dtype)
-        out = self.model(global_orient=go, body_pose=pose, betas=betas, transl=transl)
+        out = self.model(global_orient=orient, body_pose=pose, betas=betas, transl=transl)
         index = self._on("index", self.index, out.model_joints.device)
         return out.model_joints[:, index].to(go.dtype), out.joints.to(go.dtype)
 
@@ -301,7 +315,15 @@ def body_keypoints(
     (nose, eyes, ears, toes, heels) from the body model's mesh vertices; default body: the
     stand-in. Project them with the camera to get the fitter's own 2D keypoints of this body.
     Keypoints with no counterpart on the body (BODY_25B's HeadTop) are NaN."""
+    from advprior.body.model import check_pose
+
     fmt = get_format(keypoint_format)
+    # read (and checked, an ambiguous (3, 3) warned about) here, where the caller's data comes
+    # in: _Body passes smplx's unambiguous (n, 1, 3) on
+    global_orient, body_pose = check_pose(global_orient, body_pose)
+    lead = torch.broadcast_shapes(global_orient.shape[:-1], body_pose.shape[:-1])
+    global_orient = global_orient.expand(*lead, 3)
+    body_pose = body_pose.expand(*lead, body_pose.shape[-1])
     if body_model is None:
         from advprior.body import load_body_model
 
@@ -519,6 +541,7 @@ def fit_keypoints(
     pose_weight: float = POSE_DENSITY_WEIGHT,
     view_starts: bool = True,
     pixel_scale: float | str = "auto",
+    check_layout: bool = True,
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -539,7 +562,8 @@ def fit_keypoints(
             :mod:`advprior.fitting.keypoints`; all but the first need the body model's surface
             points). BODY_25B's HeadTop has no counterpart on the body: ignored, NaN in
             ``projected``. BODY_25B keypoints given as ``"openpose25"``, or the reverse, raise
-            :class:`~advprior.errors.KeypointLayoutError` naming the right format.
+            :class:`~advprior.errors.KeypointLayoutError` naming the right format (unless
+            ``check_layout`` is False).
         iterations: optimiser iterations per stage (L-BFGS iterations, with at most
             ``iterations * 5 // 4`` batched objective evaluations as ``torch.optim.LBFGS``'s
             default budget; or Adam steps).
@@ -603,6 +627,11 @@ def fit_keypoints(
             number: that scale for every frame (``1`` is the fit of 0.2.0). An
             image scaled by a power of two, with ``pixel_scale`` scaled alike, gives the same
             fit bit for bit.
+        check_layout: refuse OpenPose BODY_25B keypoints given as ``"openpose25"`` and BODY_25
+            ones as ``"openpose25b"`` (:func:`advprior.fitting.keypoints.check_layout`; default
+            True). ``False`` skips the check, for a dataset you know is in the format given
+            that trips it anyway (the rule's margin was measured on synthetic keypoints only);
+            recorded as ``info["check_layout"]``.
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -619,7 +648,7 @@ def fit_keypoints(
     stages = [(float(a), float(b)) for a, b in stages]
     if not stages:
         raise ValueError("stages must list at least one (prior weight, shape weight) pair")
-    kp, conf = prepare_keypoints(keypoints, confidence, fmt)
+    kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
     groups = _scale_groups(pixel_scale, kp, conf)
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
@@ -648,6 +677,7 @@ def fit_keypoints(
         "prior": prior if isinstance(prior, str) or prior is None else type(prior).__name__,
         "prior_kind": kind,
         "keypoint_format": fmt.name,
+        "check_layout": bool(check_layout),
         "optimizer": optimizer,
         "iterations_per_stage": iterations,
         "sigma_px": float(sigma),
@@ -983,14 +1013,16 @@ def final_objective(
     latent_weight: float = 1.0,
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
+    check_layout: bool = True,
 ):
     """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
     for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
     with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
-    orientation, translation, betas, the prior's free numbers)``."""
+    orientation, translation, betas, the prior's free numbers)``. ``check_layout`` as in
+    :func:`fit_keypoints`."""
     fmt = get_format(keypoint_format)
     check_pixel_camera(camera)
-    kp, conf = prepare_keypoints(keypoints, confidence, fmt)
+    kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
     body = _Body(body_model, fmt)
