@@ -177,8 +177,8 @@ def test_gpu_keypoints_fit_with_a_prior_given_by_name(monkeypatch) -> None:
     real = torch.from_numpy(_keypoints())
     check = smplify.prepare_keypoints
 
-    def checked_on_cpu(keypoints, confidence, fmt, *args):
-        kp, conf = check(real, None, fmt, *args)
+    def checked_on_cpu(keypoints, confidence, fmt, *args, **kwargs):
+        kp, conf = check(real, None, fmt, *args, **kwargs)
         return kp.to(META), conf.to(META)
 
     monkeypatch.setattr(smplify, "prepare_keypoints", checked_on_cpu)
