@@ -7,7 +7,7 @@ hands ``(T, 66)`` (SMPL-X tools, HumanML3D-style pipelines), poses stored per jo
 ``root_orient (T, 3)``, zero when absent) that AMASS's SMPL-X release and VPoser's prepared data
 carry. When both are present, ``poses`` is read (AMASS stores the same numbers in both). A
 ``poses`` array that holds joint positions (22 joints x 3 is also ``(T, 66)``) is refused by
-:func:`advprior.data.smplseq.joint_positions_reason`, not read as rotations.
+:func:`advprior.data.positions.joint_positions_reason`, not read as rotations.
 
 Already SMPL: columns 0:3 are the root orientation and 3:66 the 21 body joints. AMASS stores
 motion in a z-up world; it is rotated into SMPL's y-up frame by ``R = Rx(-90 deg)``
@@ -26,6 +26,7 @@ import numpy as np
 from advprior.data import rotmath
 from advprior.data.motion import Motion, Skeleton
 from advprior.data.npz import read_npz_array
+from advprior.data.positions import joint_positions_reason
 from advprior.errors import MotionFormatError
 from advprior.fileio import check_zip_members
 from advprior.skeleton import JOINT_NAMES, PARENTS, REST_JOINTS, rest_offsets
@@ -208,8 +209,6 @@ def _refuse_positions(poses: np.ndarray, shape: tuple[int, ...], path: Path) -> 
     """Refuse a ``poses`` array that holds joint positions: ``(T, 66)`` is also the shape of 22
     joints' positions (HumanML3D's ``new_joints``, a body model's first 22 ``Jtr``), which
     read as rotations would import silently as another motion."""
-    from advprior.data.smplseq import joint_positions_reason  # smplseq imports this module
-
     why = joint_positions_reason(poses)
     if why is not None:
         raise MotionFormatError(f"'poses' of shape {shape} {why}", path)
