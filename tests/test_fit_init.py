@@ -164,3 +164,35 @@ def test_unbatched_fit_from_an_init_matches_the_batched_fit(views) -> None:
 def test_bad_inits_are_refused_with_a_clear_error(views, kw, error, match) -> None:
     with pytest.raises(error, match=match):
         _fit(views, "none", **kw)
+
+
+def test_cli_init_file(tmp_path, views, capsys) -> None:
+    import json
+
+    import numpy as np
+
+    from advprior.cli import main
+
+    src = tmp_path / "kp.json"
+    kp = views.keypoints.numpy().copy()
+    kp[views.confidence.numpy() == 0] = np.nan
+    src.write_text(json.dumps({"keypoints": np.where(np.isnan(kp), None, kp).tolist()}))
+    init = tmp_path / "init.npz"
+    np.savez(init, body_pose=views.body_pose.numpy(), global_orient=views.global_orient.numpy())
+    out = tmp_path / "fit.npz"
+    base = ["fit", str(src), "--camera", "1000,500,500", "--prior", "gmm", "--iterations", "2"]
+    assert main([*base, "--init", str(init), "--out", str(out)]) == 0
+    info = json.loads(str(np.load(out)["info"]))
+    assert info["init"]["pose"] and info["init"]["global_orient"]
+    assert info["init_file"] == str(init)
+    # a misspelt key is refused, not ignored; a clip starts from its own per-frame fit
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, body_pose=views.body_pose.numpy(), global_orientation=np.zeros((FRAMES, 3)))
+    assert main([*base, "--init", str(bad), "--out", str(tmp_path / "x.npz")]) == 1
+    assert "global_orientation" in capsys.readouterr().err
+    assert main([*base, "--init", str(init), "--sequence"]) == 2
+    assert "--init" in capsys.readouterr().err
+    short = tmp_path / "short.npz"
+    np.savez(short, body_pose=views.body_pose.numpy()[:2])
+    assert main([*base, "--init", str(short), "--out", str(tmp_path / "y.npz")]) == 1
+    assert "init_pose" in capsys.readouterr().err
