@@ -196,3 +196,26 @@ def test_cli_init_file(tmp_path, views, capsys) -> None:
     np.savez(short, body_pose=views.body_pose.numpy()[:2])
     assert main([*base, "--init", str(short), "--out", str(tmp_path / "y.npz")]) == 1
     assert "init_pose" in capsys.readouterr().err
+
+
+def test_a_frame_fitted_at_its_own_pixel_scale_gets_its_own_init_row(views) -> None:
+    # a person 8x nearer is fitted in a group of its own (pixel_scale "auto"): its init row
+    # must go with it, bit for bit the fit of that frame alone with its row and scale
+    kp = views.keypoints.clone()
+    kp[1] = (kp[1] - 500.0) * 8.0 + 500.0
+    pose, orient = views.body_pose, views.global_orient
+    kw = {"prior": "gmm", "iterations": 3, "orientations": 1}
+    mixed = fit_keypoints(
+        kp, views.confidence, views.camera, init_pose=pose, init_global_orient=orient, **kw
+    )
+    assert mixed.info["pixel_scale"] == [1.0, 8.0, 1.0, 1.0]
+    near = fit_keypoints(
+        kp[1:2],
+        views.confidence[1:2],
+        views.camera,
+        init_pose=pose[1:2],
+        init_global_orient=orient[1:2],
+        pixel_scale=8,
+        **kw,
+    )
+    assert torch.equal(mixed.joints[1], near.joints[0])

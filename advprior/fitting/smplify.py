@@ -644,10 +644,10 @@ def fit_keypoints(
             matrices (:func:`advprior.skeleton.check_body_pose`); SMPL's hand joints 22-23 are
             not fitted and ignored. A latent prior starts from its inversion,
             :meth:`Prior.invert <advprior.interface.Prior.invert>` of the pose, batched (GAN-S:
-            an optimisation through the decoder, about as long as one pose stage; the VAE: one
-            encoder pass); the GMM and no prior from the pose itself. It is the pose of the
-            camera stage's body and the first of the ``starts`` (``starts=1``: the init only;
-            more add the prior's representative poses after it).
+            an optimisation through the decoder, measured about as long as the default fit
+            itself; the VAE: one encoder pass); the GMM and no prior from the pose itself. It
+            is the pose of the camera stage's body and the first of the ``starts``
+            (``starts=1``: the init only; more add the prior's representative poses after it).
         init_global_orient: ``(B, 3)`` axis-angle, the per-frame orientation estimate, in the
             frame of ``FitResult.global_orient`` (the world frame the camera's ``rotation``
             maps from: the camera frame itself for a camera without rotation, as a regressor
