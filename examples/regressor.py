@@ -28,8 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def features(kp: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
-    """``(B, 24*3)``: keypoints centred on the confident ones' mean and scaled by their RMS
-    spread (so the camera distance does not matter), missing ones zeroed, then confidences."""
+    """``(B, K*3)`` (K keypoints, 24 for SMPL-24): keypoints centred on the confident ones'
+    mean and scaled by their RMS spread (so the camera distance does not matter), missing ones
+    zeroed, then confidences."""
     w = conf / conf.sum(-1, keepdim=True).clamp(min=1)
     centre = (kp * w[..., None]).sum(1, keepdim=True)
     spread = ((((kp - centre) ** 2).sum(-1) * w).sum(-1).sqrt().clamp(min=1e-6))[:, None, None]
@@ -40,10 +41,11 @@ def features(kp: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
 class Regressor(nn.Module):
     """MLP backbone -> (global orientation via 6D, body pose via ``pose_head``)."""
 
-    def __init__(self, pose_head: nn.Module, width: int = 512) -> None:
+    def __init__(self, pose_head: nn.Module, width: int = 512, inputs: int = 72) -> None:
+        # inputs: 3 per keypoint (:func:`features`), 72 for SMPL-24, 51 for COCO-17
         super().__init__()
         self.backbone = nn.Sequential(
-            nn.Linear(72, width),
+            nn.Linear(inputs, width),
             nn.ReLU(),
             nn.Linear(width, width),
             nn.ReLU(),
@@ -68,8 +70,24 @@ def joints_of(orient: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
     return j - j[:, :1]
 
 
-def train(model: Regressor, data, steps: int, batch: int, seed: int) -> float:
+def train(
+    model: Regressor,
+    data,
+    steps: int,
+    batch: int,
+    seed: int,
+    keypoints: str = "smpl24",
+    rotation_weight: float = 0.0,
+) -> float:
+    """Adam on the pelvis-relative 3D joint error of fresh random views of ``data`` each step,
+    seen as ``keypoints`` (a keypoint set of :mod:`advprior.fitting.keypoints`); seconds.
+
+    ``rotation_weight``: also the squared rotation-matrix error of the body joints (as SPIN
+    supervises its SMPL parameters), times this weight. Joint positions say nothing of a limb's
+    twist about its bone, so a direct 63-d head trained on them alone returns twisted poses
+    that no pose prior finds likely: a poor start for a prior's fit."""
     from advprior.eval.benchmark import make_views
+    from advprior.rotations import axis_angle_to_rotmat
 
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -79,10 +97,19 @@ def train(model: Regressor, data, steps: int, batch: int, seed: int) -> float:
     start = time.perf_counter()
     for step in range(steps):
         idx = torch.randint(n, (batch,), generator=gen)
-        views = make_views(data.body_pose[idx], data.global_orient[idx], seed=seed * 100003 + step)
+        views = make_views(
+            data.body_pose[idx],
+            data.global_orient[idx],
+            seed=seed * 100003 + step,
+            keypoints=keypoints,
+        )
         target = views.joints - views.joints[:, :1]
         orient, pose = model(features(views.keypoints, views.confidence))
         loss = ((joints_of(orient, pose) - target) ** 2).sum(-1).mean()
+        if rotation_weight:
+            rot = axis_angle_to_rotmat(pose.reshape(-1, 21, 3))
+            true = axis_angle_to_rotmat(views.body_pose.reshape(-1, 21, 3))
+            loss = loss + rotation_weight * ((rot - true) ** 2).sum((-2, -1)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -112,6 +112,14 @@ SNIPPETS: dict[tuple[str, str], Run | Skip] = {
     ("docs/fitting.md", "res = fit_sequence(keypoints, confidence, PinholeCamera"): Run(
         "keypoints, confidence = _views(0, center=500.0, frames=3)"
     ),
+    ("docs/fitting.md", "init_global_orient=pred_orient,"): Run(
+        "kp, conf = _views(2, center=500.0)\n"
+        "from advprior.fitting import PinholeCamera\n"
+        "camera = PinholeCamera(1000.0, (500.0, 500.0))\n"
+        "pred_rotmat = torch.eye(3).repeat(2, 24, 1, 1)\n"
+        "pred_orient = torch.tensor([[torch.pi, 0.0, 0.0]]).repeat(2, 1)\n"
+        "pred_betas, pred_transl = torch.zeros(2, 10), torch.tensor([[0.0, 0.0, 3.0]]).repeat(2, 1)"
+    ),
     ("docs/fitting.md", 'fit.to_amass("clip_poses.npz")'): Run(
         "keypoints, confidence = _views(0, center=500.0, frames=3)"
     ),

@@ -62,6 +62,7 @@ import argparse
 import math
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "docs/fitting.md, 'Large images')",
     )
     p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="FILE.npz",
+        help="start each frame from a regressor's estimate (SPIN-style refinement): arrays "
+        "body_pose (frames, 63 | 69, or per joint / matrices), optional global_orient (frames, "
+        "3), betas (frames, K), transl (frames, 3), one row per fitted frame in the order the "
+        "keypoint files give them (docs/fitting.md, 'Starting from a regressor's estimate')",
+    )
+    p.add_argument(
         "--sequence",
         action="store_true",
         help="fit the frames as one clip with temporal smoothness (fit_sequence)",
@@ -205,6 +216,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "betas, gender, mocap_framerate; z-up world; SMPL-H layout, or the --body-model's)",
     )
     p.set_defaults(func=run)
+
+
+#: ``--init`` file keys -> :func:`advprior.fitting.fit_keypoints` arguments.
+INIT_KEYS = {
+    "body_pose": "init_pose",
+    "global_orient": "init_global_orient",
+    "betas": "init_betas",
+    "transl": "init_transl",
+}
+
+
+def read_init(path: Path) -> dict[str, Any]:
+    """The ``fit_keypoints`` keyword arguments of an ``--init`` ``.npz`` (:data:`INIT_KEYS`;
+    ``body_pose`` required). Another key is refused rather than ignored: a misspelt
+    ``global_orient`` would silently start every frame from the built-in orientations."""
+    import numpy as np
+
+    from advprior.fileio import check_zip_members
+
+    check_zip_members(path, "--init file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"--init {path}: not a readable .npz of arrays ({err})") from None
+    unknown = sorted(set(arrays) - set(INIT_KEYS))
+    if unknown or "body_pose" not in arrays:
+        raise ValueError(
+            f"--init {path}: holds {sorted(arrays)}; expected body_pose and optionally "
+            f"global_orient, betas, transl"
+            + (f" (unknown: {unknown})" if unknown else " (body_pose missing)")
+        )
+    for key, value in arrays.items():
+        if value.dtype.kind not in "fiu":
+            raise ValueError(f"--init {path}: {key} holds {value.dtype}, not numbers")
+    return {INIT_KEYS[k]: v.astype(np.float64) for k, v in arrays.items()}
 
 
 def _pixel_scale(text: str) -> float | str:
@@ -636,6 +683,10 @@ def run(args: argparse.Namespace) -> int:
         math.isfinite(args.pixel_scale) and args.pixel_scale > 0
     ):
         raise UsageError(f"--pixel-scale must be a positive number or auto, got {args.pixel_scale}")
+    if args.init is not None and args.sequence:
+        raise UsageError(
+            "--init starts per-frame fits; --sequence starts from its own per-frame fit"
+        )
     # usage errors before any file is read
     camera = parse_camera(args.camera) if args.camera is not None else None
     args.keypoints = expand_wildcards(args.keypoints, "keypoints file")
@@ -720,6 +771,7 @@ def run(args: argparse.Namespace) -> int:
             kp,
             conf,
             camera,
+            **({} if args.init is None else read_init(args.init)),
             body_model=body_model,
             prior=prior,
             keypoint_format=fmt,
@@ -738,6 +790,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         result.info["camera"] = camera.to_dict()
     result.info["inputs"] = [str(p) for p in args.keypoints]
+    if args.init is not None:
+        result.info["init_file"] = str(args.init)
     # which file and image each row came from: detector files leave out images without people,
     # and rows of several files are concatenated, so row t need not be the video's frame t
     result.info["frames"] = [

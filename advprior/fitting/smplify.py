@@ -44,6 +44,7 @@ from advprior.fitting.keypoints import (
 )
 from advprior.fitting.priors import (
     POSE_DENSITY_WEIGHT,
+    POSE_DIM,
     PriorTerm,
     frozen,
     resolve_pose_density,
@@ -542,6 +543,10 @@ def fit_keypoints(
     view_starts: bool = True,
     pixel_scale: float | str = "auto",
     check_layout: bool = True,
+    init_pose: object | None = None,
+    init_global_orient: object | None = None,
+    init_betas: object | None = None,
+    init_transl: object | None = None,
 ) -> FitResult:
     """Fit body pose, shape, orientation and translation to 2D keypoints, per frame.
 
@@ -582,7 +587,8 @@ def fit_keypoints(
         orientations: body orientations carried from the camera stage through the pose stages
             per frame, the frame keeping the one with the lower final loss: 2 (the best and the
             best facing at least 60 degrees away from it: SMPLify's guard against the torso's
-            front/back ambiguity) or 1 (half the work).
+            front/back ambiguity) or 1 (half the work). With ``init_global_orient`` the
+            estimate's orientation is carried besides these, and 0 carries it alone.
         starts: starting poses per frame and orientation, the frame keeping the lowest final
             loss: 1 (the prior's central pose, :meth:`PriorTerm.init`) or more
             (:meth:`PriorTerm.starts`: the central pose, then representative poses of the
@@ -632,6 +638,33 @@ def fit_keypoints(
             True). ``False`` skips the check, for a dataset you know is in the format given
             that trips it anyway (the rule's margin was measured on synthetic keypoints only);
             recorded as ``info["check_layout"]``.
+        init_pose: a per-frame starting pose, e.g. a regressor's estimate (SPIN-style
+            refinement): ``(B, 63 | 69)`` axis-angle (radians; poses that can only be degrees
+            are refused), ``(B, 21 | 23, 3)`` per joint or ``(B, 21 | 23, 3, 3)`` rotation
+            matrices (:func:`advprior.skeleton.check_body_pose`); SMPL's hand joints 22-23 are
+            not fitted and ignored. A latent prior starts from its inversion,
+            :meth:`Prior.invert <advprior.interface.Prior.invert>` of the pose, batched (GAN-S:
+            an optimisation through the decoder, measured about as long as the default fit
+            itself; the VAE: one encoder pass); the GMM and no prior from the pose itself. It
+            is the pose of the camera stage's body and the first of the ``starts``
+            (``starts=1``: the init only; more add the prior's representative poses after it).
+        init_global_orient: ``(B, 3)`` axis-angle, the per-frame orientation estimate, in the
+            frame of ``FitResult.global_orient`` (the world frame the camera's ``rotation``
+            maps from: the camera frame itself for a camera without rotation, as a regressor
+            predicts it). Added to the camera stage's candidate orientations (refined there
+            with the others, from ``init_transl`` or the depth guess) and always carried
+            through the pose stages, besides the ``orientations`` built-in ones the fit would
+            carry without it (2 by default: 1.5x the pose stages' work), the lowest final loss
+            winning per frame; ``orientations=0``: the estimate's alone (SPIN-style trust in
+            the regressor, the default fit's work).
+        init_betas: ``(B, K')`` shape coefficients to start from, ``K' <= num_betas`` (the
+            rest start at 0); also the camera stage's body.
+        init_transl: ``(B, 3)`` metres, in the frame of ``FitResult.transl``: replaces the
+            camera stage's depth guess (and its depth anchor) for every candidate orientation
+            (the body turns about its root joint, so a translation places the pelvis whatever
+            the orientation). Any subset of the four may be given; ``info["init"]`` says which
+            were (and the inversion's seconds); see ``docs/fitting.md``, "Starting from a
+            regressor's estimate".
 
     Returns:
         A :class:`FitResult` (``body_pose (B, 63)``, ``global_orient``, ``transl``, ``betas``,
@@ -653,11 +686,20 @@ def fit_keypoints(
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
     body = _Body(body_model, fmt)
-    if orientations not in (1, 2):
-        raise ValueError(f"orientations must be 1 or 2, got {orientations!r}")
+    if orientations not in (0, 1, 2) or isinstance(orientations, bool):
+        raise ValueError(
+            f"orientations must be 1 or 2 (or 0 with init_global_orient), got {orientations!r}"
+        )
     if whole_number(starts) is None or starts < 1:
         raise ValueError(f"starts must be a positive int, got {starts!r}")
     starts = int(starts)
+    if orientations == 0 and init_global_orient is None:
+        raise ValueError(
+            "orientations=0 (carry only the estimate's orientation) needs init_global_orient"
+        )
+    init, init_info = _check_init(
+        init_pose, init_global_orient, init_betas, init_transl, kp, term, body.num_betas
+    )
     opts = _Options(
         camera,
         body,
@@ -692,6 +734,7 @@ def fit_keypoints(
         else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
         "pose_density": kind["pose_density"],
         "environment": fit_environment(kp.device),
+        "init": init_info,
     }
     pieces = []
     seconds = 0.0
@@ -705,15 +748,22 @@ def fit_keypoints(
             # false detection spanning the image must not change everyone else's fit.
             whole = rows is None or (batch and g == 0)
             kp_g, conf_g = (kp, conf) if whole else (kp[rows], conf[rows])
+            init_g = init if init is None or whole else init.take(rows)
             opts_g = opts
             if scale != 1.0:
                 kp_g = kp_g / scale
                 opts_g = replace(opts, camera=camera.scaled(1.0 / scale))
             if batch or kp_g.shape[0] <= 1:
-                parts = [_fit(kp_g, conf_g, opts_g)]
+                parts = [_fit(kp_g, conf_g, opts_g, init_g)]
             else:
                 parts = [
-                    _fit(kp_g[i : i + 1], conf_g[i : i + 1], opts_g) for i in range(kp_g.shape[0])
+                    _fit(
+                        kp_g[i : i + 1],
+                        conf_g[i : i + 1],
+                        opts_g,
+                        None if init_g is None else init_g.take(slice(i, i + 1)),
+                    )
+                    for i in range(kp_g.shape[0])
                 ]
             piece = _concat(parts)
             if whole and rows is not None:
@@ -958,6 +1008,110 @@ class _Options:
     view_starts: bool = True
 
 
+@dataclass(frozen=True)
+class _Init:
+    """A fit's per-frame starting values (one row per frame), each None where not given:
+    ``params`` the prior's free numbers of the start pose (the inverted latent, or the pose)."""
+
+    params: Tensor | None
+    global_orient: Tensor | None
+    betas: Tensor | None
+    transl: Tensor | None
+
+    def take(self, rows: Tensor | slice) -> _Init:
+        """The frames ``rows``, in that order."""
+        values = (self.params, self.global_orient, self.betas, self.transl)
+        return _Init(*(None if v is None else v[rows] for v in values))
+
+
+def _init_rows(value: object, name: str, n: int, width: str, kp: Tensor) -> Tensor:
+    """``value`` as a finite ``(n, w)`` tensor in ``kp``'s dtype and device (``width``: the
+    message's name of ``w``); its width is the caller's to check."""
+    x = _as_tensor(value, name)
+    if x.ndim != 2 or x.shape[0] != n:
+        raise ValueError(
+            f"{name} must have shape ({n}, {width}): one row per frame of the {n} keypoint "
+            f"frames, got {tuple(x.shape)}"
+        )
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return x.to(device=kp.device, dtype=kp.dtype)
+
+
+def _check_init(
+    init_pose: object,
+    init_global_orient: object,
+    init_betas: object,
+    init_transl: object,
+    kp: Tensor,
+    term: PriorTerm,
+    num_betas: int,
+) -> tuple[_Init | None, dict[str, Any] | None]:
+    """The checked starting values of :func:`fit_keypoints` (``kp (B, J, 2)`` gives the frames,
+    dtype and device) and ``info["init"]``, or ``(None, None)`` when none is given. A latent
+    prior's start is its inversion of ``init_pose``, done here once for all frames."""
+    from advprior.rotations import degrees_reason
+    from advprior.skeleton import check_body_pose
+
+    given = {
+        "pose": init_pose is not None,
+        "global_orient": init_global_orient is not None,
+        "betas": init_betas is not None,
+        "transl": init_transl is not None,
+    }
+    if not any(given.values()):
+        return None, None
+    n = kp.shape[0]
+    params = orient = betas = transl = None
+    info: dict[str, Any] = {**given, "pose_start": None}
+    if init_pose is not None:
+        pose = check_body_pose(_as_tensor(init_pose, "init_pose"), "init_pose", refuse_degrees=True)
+        if pose.ndim != 2 or pose.shape[0] != n:
+            raise ValueError(
+                f"init_pose must hold one pose per frame of the {n} keypoint frames: (B, 63 | 69),"
+                f" (B, 21 | 23, 3) or (B, 21 | 23, 3, 3) with B = {n}, got "
+                f"{tuple(_as_tensor(init_pose, 'init_pose').shape)}"
+            )
+        # SMPL's hand joints (22, 23 of a 69-number pose) are no part of the fitted body pose
+        pose = pose[:, :POSE_DIM].to(device=kp.device, dtype=kp.dtype)
+        if term.has_latent:
+            prior = term.prior
+            start = time.perf_counter()
+            z = prior.invert(pose.to(device=prior.device, dtype=prior.dtype))
+            params = z.detach().to(device=kp.device, dtype=kp.dtype)
+            info["pose_start"] = "inversion"
+            info["invert_seconds"] = time.perf_counter() - start
+        else:
+            params = pose
+            info["pose_start"] = "pose"
+    if init_global_orient is not None:
+        shape = tuple(getattr(init_global_orient, "shape", ()))
+        if shape[-2:] == (3, 3):
+            raise ValueError(
+                f"init_global_orient must be axis-angle ({n}, 3), got {shape}: rotation "
+                "matrices? pass advprior.rotations.rotmat_to_axis_angle(m).reshape(-1, 3)"
+            )
+        orient = _init_rows(init_global_orient, "init_global_orient", n, "3", kp)
+        if orient.shape[1] != 3:
+            raise ValueError(f"init_global_orient must have shape ({n}, 3), got {shape}")
+        reason = degrees_reason(orient[:, None], "init_global_orient", "orientations")
+        if reason is not None:
+            raise ValueError(reason)
+    if init_betas is not None:
+        betas = _init_rows(init_betas, "init_betas", n, f"<= {num_betas}", kp)
+        if betas.shape[1] > num_betas:
+            raise ValueError(
+                f"init_betas has {betas.shape[1]} shape coefficients, the body model "
+                f"{num_betas}: pass init_betas[:, :{num_betas}] or a body model with more betas"
+            )
+        betas = torch.cat([betas, betas.new_zeros(n, num_betas - betas.shape[1])], 1)
+    if init_transl is not None:
+        transl = _init_rows(init_transl, "init_transl", n, "3", kp)
+        if transl.shape[1] != 3:
+            raise ValueError(f"init_transl must have shape ({n}, 3), got {tuple(transl.shape)}")
+    return _Init(params, orient, betas, transl), info
+
+
 def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
     """The multipliers ``(prior, shape)`` of one pose stage's energies for ``term``: the squared
     stage weights (a prior's energy is 0 where its manifold is the prior: GAN-S, GAN-U), and
@@ -1053,7 +1207,69 @@ def _pick_orientations(
     return torch.stack([first, second], 1) + base[:, None]
 
 
-def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
+def _init_candidates(
+    kp: Tensor,
+    conf: Tensor,
+    o: _Options,
+    init: _Init,
+    yaws: Tensor,
+    pose0: Tensor,
+    rest3d: Tensor,
+) -> tuple[Tensor, int, Tensor | None, Tensor, Tensor, Tensor]:
+    """The camera stage's candidates of a fit from an estimate: per frame the yaw orientations
+    ``yaws (Y, 3)``, the two torso-plane ones (``view_starts``) and, last, the estimate's
+    ``init.global_orient``; the body posed as ``init``'s pose and betas where given.
+
+    Returns ``(orients (n * ny, 3) frame-major, ny, torso-plane rows (n * ny,) bool or None,
+    posed keypoints at zero translation (n * ny, J, 3), poses (n * ny, 63), betas (n * ny,
+    K))``."""
+    camera, body, term, fmt = o.camera, o.body, o.term, o.fmt
+    n = kp.shape[0]
+    parts, kinds = [yaws.expand(n, -1, -1)], [0] * yaws.shape[0]
+    if o.view_starts:
+        affine, plane_ok = _torso_affine(kp, conf > 0, camera, fmt, rest3d)
+        parts.append(_plane_orients(affine, plane_ok, camera))
+        kinds += [1, 1]
+    if init.global_orient is not None:
+        parts.append(init.global_orient[:, None])
+        kinds.append(2)
+    ny = len(kinds)
+    orients = torch.cat(parts, 1).reshape(-1, 3)
+    plane = torch.tensor(kinds, device=kp.device).repeat(n) == 1 if o.view_starts else None
+    pose = pose0.expand(n, -1) if init.params is None else term.pose(init.params)
+    pose_y = pose.repeat_interleave(ny, 0)
+    betas = (
+        torch.zeros(n, body.num_betas, dtype=kp.dtype, device=kp.device)
+        if init.betas is None
+        else init.betas
+    )
+    betas_y = betas.repeat_interleave(ny, 0)
+    posed, _ = body(orients, pose_y, betas_y, torch.zeros_like(orients))
+    return orients, ny, plane, posed, pose_y, betas_y
+
+
+def _pick_around_init(
+    x_cam: Tensor, loss_cam: Tensor, n: int, ny: int, k: int, camera: PinholeCamera
+) -> Tensor:
+    """Row indices ``(n, 1 + k)`` into the stage-0 results of :func:`_init_candidates` (the
+    estimate's orientation last of a frame's ``ny``): the estimate's, then the ``k`` (0, 1 or 2)
+    that :func:`_pick_orientations` picks among the built-in candidates.
+
+    Why the estimate always: the candidates are ranked before the pose is fitted, on the
+    initial pose's limbs, and a regressor that learned how people stand resolves the torso's
+    front/back ambiguity from more than that. Why the built-in ones too (by default): an
+    estimate can be wrong, and with them the frame keeps everything the fit without an estimate
+    tries; the lowest final loss decides, per frame, as between SMPLify's two orientations."""
+    first = torch.full((n, 1), ny - 1, dtype=torch.long, device=loss_cam.device)
+    if k > 0:
+        m = ny - 1
+        x_built = x_cam.view(n, ny, -1)[:, :m].reshape(n * m, -1)
+        sub = _pick_orientations(x_built, loss_cam.view(n, ny)[:, :m].reshape(-1), n, m, k, camera)
+        first = torch.cat([first, sub % m], 1)
+    return first + torch.arange(n, device=loss_cam.device)[:, None] * ny
+
+
+def _fit(kp: Tensor, conf: Tensor, o: _Options, init: _Init | None = None) -> FitResult:
     start = time.perf_counter()
     camera, body, term, fmt = o.camera, o.body, o.term, o.fmt
     n, dtype, device = kp.shape[0], kp.dtype, kp.device
@@ -1066,7 +1282,11 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         zeros3 = torch.zeros(1, 3, **like)
         rest3d, _ = body(zeros3, torch.zeros_like(pose0), torch.zeros(1, nb, **like), zeros3)
         orients = _yaw_orients(camera, kp)  # (Y, 3), the same for every frame
-        if o.view_starts:
+        if init is not None:
+            orients, ny, plane_rows, posed, pose0_y, betas0 = _init_candidates(
+                kp, conf, o, init, orients, pose0, rest3d[0]
+            )
+        elif o.view_starts:
             # ...and per frame the two orientations whose torso plane projects as the visible
             # shoulders and hips do: a person lying, upside down or seen from above starts
             # close.
@@ -1090,6 +1310,14 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
                 torch.zeros(ny, 3, **like),
             )  # (Y, J, 3)
             orients, posed = orients.repeat(n, 1), posed.repeat(n, 1, 1)
+        if init is None:
+            # The yaw rows keep SMPLify's depth guess (right for an upright torso, less
+            # sensitive to noise on a small one), the torso-plane rows take the plane's.
+            plane_rows = (
+                (torch.arange(n * ny, device=device) % ny >= ny - 2) if o.view_starts else None
+            )
+            betas0 = torch.zeros(n * ny, nb, **like)
+            pose0_y = pose0.expand(n * ny, -1)
 
     def data_term(points3d: Tensor, target: Tensor, weight: Tensor) -> Tensor:
         sq = (camera.project(points3d) - target) ** 2
@@ -1098,10 +1326,12 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     # Stage 0 on n * Y problems (frame-major): orientation + translation on the torso.
     kp_y = kp.repeat_interleave(ny, 0)
     conf_y = conf.repeat_interleave(ny, 0)
-    # The yaw rows keep SMPLify's depth guess (right for an upright torso, less sensitive to
-    # noise on a small one), the torso-plane rows take the plane's.
-    plane_rows = (torch.arange(n * ny, device=device) % ny >= ny - 2) if o.view_starts else None
-    transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed, plane_rows)
+    if init is not None and init.transl is not None:
+        # the estimate's translation places the pelvis whatever the orientation (the body turns
+        # about its root joint): every candidate starts there, anchored to its depth
+        transl_y = init.transl.repeat_interleave(ny, 0)
+    else:
+        transl_y = _initial_translation(kp_y, conf_y, camera, fmt, rest3d[0], posed, plane_rows)
     torso = sorted({i for pair in fmt.torso for i in pair})
     torso_w = torch.zeros_like(conf_y)
     torso_w[:, torso] = conf_y[:, torso] ** 2
@@ -1109,8 +1339,6 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
     torso_w = torch.where(torso_w.sum(-1, keepdim=True) > 0, torso_w, conf_y**2)
     depth0 = camera.to_camera(transl_y)[:, 2]
     rot_cam = camera.rotation_tensor(kp)
-    betas0 = torch.zeros(n * ny, nb, **like)
-    pose0_y = pose0.expand(n * ny, -1)
 
     def camera_objective(x: Tensor) -> Tensor:
         pts, _ = body(x[:, :3], pose0_y, betas0, x[:, 3:6])
@@ -1125,24 +1353,33 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options) -> FitResult:
         o.lr,
     )
     k = o.orientations
+    with_orient = init is not None and init.global_orient is not None
     # Four torso points fit many yaws about equally well; the limbs (even in the initial pose)
     # tell them apart, so rank the aligned orientations on all keypoints.
     with torch.no_grad():
         pts, _ = body(x_cam[:, :3], pose0_y, betas0, x_cam[:, 3:6])
         rank = data_term(pts, kp_y, conf_y**2)
-    pick = _pick_orientations(x_cam, rank, n, ny, k, camera).reshape(-1)  # (n * k,)
+    if with_orient:
+        pick = _pick_around_init(x_cam, rank, n, ny, k, camera).reshape(-1)
+        k += 1  # the estimate's orientation is carried besides the built-in ones
+    else:
+        pick = _pick_orientations(x_cam, rank, n, ny, k, camera).reshape(-1)  # (n * k,)
     # Rows frame-major, then orientation, then start: n * k * s independent problems.
     s = o.starts
     starts = pose_params0 if s == 1 else term.starts(s, dtype, device)  # (s, dim)
     ks = k * s
-    x = torch.cat(
-        [
-            x_cam[pick].repeat_interleave(s, 0),
-            torch.zeros(n * ks, nb, **like),
-            starts.repeat(n * k, 1),
-        ],
-        -1,
+    if init is None or init.params is None:
+        start_rows = starts.repeat(n * k, 1)
+    else:
+        # the estimate replaces the prior's central pose as each frame's first start
+        per_frame = torch.cat([init.params[:, None], starts[1:].expand(n, -1, -1)], 1)
+        start_rows = per_frame[:, None].expand(-1, k, -1, -1).reshape(n * ks, -1)
+    betas_start = (
+        torch.zeros(n * ks, nb, **like)
+        if init is None or init.betas is None
+        else init.betas.repeat_interleave(ks, 0)
     )
+    x = torch.cat([x_cam[pick].repeat_interleave(s, 0), betas_start, start_rows], -1)
     steps = it_cam.view(n, ny).sum(1)
     kp_k, w2_k = kp.repeat_interleave(ks, 0), (conf * conf).repeat_interleave(ks, 0)
 
