@@ -278,6 +278,30 @@ RATES = {
 }
 
 
+def _known_bends(a_pose: bool) -> np.ndarray:
+    """``(3, 21, 3)``: the body pose :func:`_pose`'s three frames give SMPL (the arms' A-pose
+    offset at the shoulders, then the left elbow and right knee bent by 90 degrees)."""
+    want = np.zeros((3, 21, 3))
+    if a_pose:
+        want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
+        want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
+    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
+    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
+    return want
+
+
+def _assert_limbs_bend_as_known(smpl, bones: tuple[str, ...] | None = None) -> None:
+    """The limb joints of an A-pose clip come out as :func:`_known_bends`, and the bones
+    (``bones``, default all) point where the source's do."""
+    pose = smpl.body_pose.reshape(-1, 21, 3)
+    want = _known_bends(a_pose=True)
+    limbs = [J[f"{s}_{k}"] - 1 for s in ("left", "right") for k in LIMBS]
+    np.testing.assert_allclose(pose[:, limbs], want[:, limbs], atol=ATOL_RAD)
+    errors = bone_direction_errors(smpl)
+    names = errors if bones is None else bones
+    assert max(float(errors[b].max()) for b in names) < 1e-3
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_a_known_elbow_and_knee_bend_comes_out_as_smpls_joint_rotations(
     tmp_path: Path, variant: str
@@ -296,13 +320,7 @@ def test_a_known_elbow_and_knee_bend_comes_out_as_smpls_joint_rotations(
             assert roles[JOINT_NAMES[j]] == name
     smpl = motion.to_smpl(fps=None)
     pose = smpl.body_pose.reshape(-1, 21, 3)
-    want = np.zeros((3, 21, 3))
-    if spec.get("a_pose"):
-        want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
-        want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
-    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
-    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
-    np.testing.assert_allclose(pose, want, atol=ATOL_RAD)
+    np.testing.assert_allclose(pose, _known_bends(bool(spec.get("a_pose"))), atol=ATOL_RAD)
     np.testing.assert_allclose(smpl.global_orient, 0, atol=ATOL_RAD)
     # the root moves 0.3 m along SMPL's x (the body's left) over the clip
     np.testing.assert_allclose(smpl.transl[-1] - smpl.transl[0], [0.3, 0, 0], atol=1e-6)
@@ -467,17 +485,9 @@ def test_limbs_split_in_numbered_segments_map_the_first_segment(
             assert roles[JOINT_NAMES[j]] == name
     # Rigify's neck is spine.004 (MakeHuman's is its last neck bone, as for cgspeed's Neck1)
     assert roles["neck"] == {"rigify": "DEF-spine.004", "makehuman": "neck02"}[rig]
-    smpl = motion.to_smpl(fps=None)
-    pose = smpl.body_pose.reshape(-1, 21, 3)
-    want = np.zeros((3, 21, 3))
-    want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
-    want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
-    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
-    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
-    limbs = [J[f"{s}_{k}"] - 1 for s in ("left", "right") for k in LIMBS]
-    np.testing.assert_allclose(pose[:, limbs], want[:, limbs], atol=ATOL_RAD)
-    errors = bone_direction_errors(smpl)
-    assert max(float(errors[b].max()) for b in ("thigh", "shin", "upper_arm", "forearm")) < 1e-3
+    _assert_limbs_bend_as_known(
+        motion.to_smpl(fps=None), bones=("thigh", "shin", "upper_arm", "forearm")
+    )
 
 
 # A generated Rigify rig exports its original bones (ORG-, the metarig's limbs unsplit) with
@@ -543,17 +553,7 @@ def test_rigify_org_bones_map_and_mechanism_bones_never_do(
         "right_ankle": "foot.R",
     }
     assert {k: roles[k] for k in want_roles} == {k: prefix + v for k, v in want_roles.items()}
-    smpl = motion.to_smpl(fps=None)
-    pose = smpl.body_pose.reshape(-1, 21, 3)
-    want = np.zeros((3, 21, 3))
-    want[:, J["left_shoulder"] - 1] = [0, 0, -np.pi / 4]
-    want[:, J["right_shoulder"] - 1] = [0, 0, np.pi / 4]
-    want[1:, J["left_elbow"] - 1] = [0, -np.pi / 2, 0]
-    want[1:, J["right_knee"] - 1] = [np.pi / 2, 0, 0]
-    limbs = [J[f"{s}_{k}"] - 1 for s in ("left", "right") for k in LIMBS]
-    np.testing.assert_allclose(pose[:, limbs], want[:, limbs], atol=ATOL_RAD)
-    errors = bone_direction_errors(smpl)
-    assert max(float(e.max()) for e in errors.values()) < 1e-3
+    _assert_limbs_bend_as_known(motion.to_smpl(fps=None))
 
 
 def test_decimal_commas_of_a_locale_formatted_export_read_as_points(tmp_path: Path) -> None:
