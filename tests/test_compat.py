@@ -745,3 +745,29 @@ def test_an_adapter_with_a_chart_of_the_callers_own_loads_its_state_dict() -> No
     VPoserV2(prior, chart=OwnChart()).load_state_dict(own.state_dict())
     with pytest.raises(RuntimeError, match="Missing key"):
         VPoserV2(prior, chart=OwnChart()).load_state_dict(VPoserV2(prior).state_dict())
+
+
+def test_encode_inside_a_loss_closure_takes_long_rotation_vectors(v1) -> None:
+    # invert refuses rotation vectors longer than 4 pi as degrees at a user's boundary, but
+    # encode runs inside other people's loss closures, where a line search's trial step can make
+    # one that long: the same rotation, so encode must give its latent, not raise
+    vposer, _ = v1
+    short = vposer.sample_poses(2, seed=5).reshape(2, 21, 3)
+    long = short.clone()
+    axis = short[1, 4] / short[1, 4].norm()
+    long[1, 4] = short[1, 4] + 4 * math.pi * axis  # a full two turns more: the same rotation
+    assert long[1, 4].norm() > 4 * math.pi
+    q_long = vposer.encode(long.reshape(2, 63)).mean
+    q_short = vposer.encode(short.reshape(2, 63)).mean
+    assert torch.isfinite(q_long).all()
+    if vposer.prior.model_type == "gan":
+        # the latent of that rotation: it reconstructs the pose as well as the short vector's
+        # latent does (wrapping changes the input by float32 rounding, ~1e-6 rad, which the
+        # inversion's L-BFGS steps may amplify to other nearby latents, hence no equality)
+        target = vposer.aa2matrot(short.reshape(2, 63)).reshape(2, 21, 9)
+
+        def error(q: torch.Tensor) -> float:
+            back = vposer.decode(q, output_type="matrot").reshape(2, 21, 9)
+            return float((back - target)[1].abs().mean())
+
+        assert error(q_long) < max(2 * error(q_short), 0.01)

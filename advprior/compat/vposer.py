@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from advprior.compat.chart import LatentChart, chart_for
-from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from advprior.rotations import axis_angle_to_rotmat, degree_poses, rotmat_to_axis_angle
 from advprior.skeleton import _layout_hint, check_body_pose
 
 __all__ = ["VPoserV1", "VPoserV2", "load_vposer", "load_model", "VPoserSettings"]
@@ -246,6 +246,14 @@ class VPoserV1(nn.Module):
                 UserWarning,
                 stacklevel=3,  # the caller of encode()
             )
+        # invert refuses rotation vectors longer than 4 pi as degrees, at a user's boundary;
+        # encode also runs inside other people's loss closures (HuMoR, EasyMocap), where such a
+        # vector is an optimiser's trial step: the same rotation written long, so it is wrapped
+        # to its canonical vector (the inversion sees rotations only) instead of raising
+        long = degree_poses(pose.reshape(pose.shape[0], pose.shape[-1] // 3, 3))
+        if bool(long.any()):
+            short = rotmat_to_axis_angle(axis_angle_to_rotmat(pose.reshape(-1, 3)))
+            pose = torch.where(long[:, None], short.reshape(pose.shape), pose)
         loc = self.chart.inverse(self.prior.invert(pose, **invert_kwargs))
         return loc, torch.zeros_like(loc)
 
