@@ -144,19 +144,7 @@ def _warn_degrees(body_pose: torch.Tensor, name: str) -> None:
         return
     reason = degrees_reason(body_pose.unflatten(-1, (-1, 3)), name)
     if reason is not None:
-        warnings.warn(reason, AngleUnitWarning, stacklevel=_outside_stacklevel())
-
-
-def _outside_stacklevel() -> int:
-    """The ``stacklevel`` of the first caller outside advprior and torch (``nn.Module``'s call
-    machinery), which a warning should point at: the user's line that passed the pose."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith(("advprior.", "torch.")):
-            break
-        frame, level = frame.f_back, level + 1
-    return level
+        warnings.warn(reason, AngleUnitWarning, stacklevel=_caller_stacklevel())
 
 
 def _smplx_global_orient(go: torch.Tensor, lead: tuple[int, ...], smplx_pose: bool) -> torch.Tensor:
