@@ -120,6 +120,14 @@ SNIPPETS: dict[tuple[str, str], Run | Skip] = {
         "pred_orient = torch.tensor([[torch.pi, 0.0, 0.0]]).repeat(2, 1)\n"
         "pred_betas, pred_transl = torch.zeros(2, 10), torch.tensor([[0.0, 0.0, 3.0]]).repeat(2, 1)"
     ),
+    ("docs/fitting.md", "init_pose=video_pose,"): Run(
+        "keypoints, confidence = _views(0, center=500.0, frames=3)\n"
+        "from advprior.fitting import PinholeCamera, fit_sequence\n"
+        "camera = PinholeCamera(1000.0, (500.0, 500.0))\n"
+        "video_pose = torch.eye(3).repeat(3, 21, 1, 1)\n"
+        "video_orient = torch.tensor([[torch.pi, 0.0, 0.0]]).repeat(3, 1)\n"
+        "video_betas, video_transl = torch.zeros(10), torch.tensor([[0.0, 0.0, 3.0]]).repeat(3, 1)"
+    ),
     ("docs/fitting.md", 'fit.to_amass("clip_poses.npz")'): Run(
         "keypoints, confidence = _views(0, center=500.0, frames=3)"
     ),

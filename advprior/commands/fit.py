@@ -178,7 +178,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start each frame from a regressor's estimate (SPIN-style refinement): arrays "
         "body_pose (frames, 63 | 69, or per joint / matrices), optional global_orient (frames, "
         "3), betas (frames, K), transl (frames, 3), one row per fitted frame in the order the "
-        "keypoint files give them (docs/fitting.md, 'Starting from a regressor's estimate')",
+        "keypoint files give them; with --sequence one row per frame of the clip (the rows of "
+        "FIT.npz, filled-in frames included: their rows are not used) and betas also (K,) for "
+        "the clip (docs/fitting.md, 'Starting from a regressor's estimate')",
     )
     p.add_argument(
         "--sequence",
@@ -218,7 +220,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-#: ``--init`` file keys -> :func:`advprior.fitting.fit_keypoints` arguments.
+#: ``--init`` file keys -> :func:`advprior.fitting.fit_keypoints` (and ``fit_sequence``)
+#: arguments.
 INIT_KEYS = {
     "body_pose": "init_pose",
     "global_orient": "init_global_orient",
@@ -228,9 +231,9 @@ INIT_KEYS = {
 
 
 def read_init(path: Path) -> dict[str, Any]:
-    """The ``fit_keypoints`` keyword arguments of an ``--init`` ``.npz`` (:data:`INIT_KEYS`;
-    ``body_pose`` required). Another key is refused rather than ignored: a misspelt
-    ``global_orient`` would silently start every frame from the built-in orientations."""
+    """The ``fit_keypoints`` / ``fit_sequence`` keyword arguments of an ``--init`` ``.npz``
+    (:data:`INIT_KEYS`; ``body_pose`` required). Another key is refused rather than ignored: a
+    misspelt ``global_orient`` would silently start every frame from the built-in orientations."""
     import numpy as np
 
     from advprior.fileio import check_zip_members
@@ -683,10 +686,6 @@ def run(args: argparse.Namespace) -> int:
         math.isfinite(args.pixel_scale) and args.pixel_scale > 0
     ):
         raise UsageError(f"--pixel-scale must be a positive number or auto, got {args.pixel_scale}")
-    if args.init is not None and args.sequence:
-        raise UsageError(
-            "--init starts per-frame fits; --sequence starts from its own per-frame fit"
-        )
     # usage errors before any file is read
     camera = parse_camera(args.camera) if args.camera is not None else None
     args.keypoints = expand_wildcards(args.keypoints, "keypoints file")
@@ -764,6 +763,7 @@ def run(args: argparse.Namespace) -> int:
             fps=args.fps,
             window=args.window,
             overlap=min(16, args.window // 4),
+            **({} if args.init is None else read_init(args.init)),
             **density,
         )
     else:

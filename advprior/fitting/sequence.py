@@ -3,8 +3,9 @@
 Method (``docs/fitting.md``, "Sequences"):
 
 1. Every frame with at least two keypoints is fitted on its own by :func:`fit_keypoints` (or
-   ``init=`` gives such a fit); frames without keypoints start from the linear interpolation of
-   their nearest fitted neighbours' free numbers (the nearest one at the ends of the clip).
+   ``init=`` gives such a fit; ``init_pose=`` ... give that fit a per-frame start); frames
+   without keypoints start from the linear interpolation of their nearest fitted neighbours'
+   free numbers (the nearest one at the ends of the clip).
 2. The clip is refined in overlapping windows of ``window`` frames, one batched L-BFGS problem
    per clip (:mod:`advprior.lbfgs`, clips never influence each other), on
 
@@ -359,6 +360,82 @@ def _check_int(value: object, name: str, low: int) -> int:
     return number
 
 
+#: Per-frame layouts of ``init_pose`` (those :func:`fit_keypoints` takes): axis-angle, per joint,
+#: rotation matrices; 21 body joints or SMPL's 23.
+POSE_LAYOUTS = ((63,), (69,), (21, 3), (23, 3), (21, 3, 3), (23, 3, 3))
+
+
+def _sequence_init(
+    init_pose: object,
+    init_global_orient: object,
+    init_betas: object,
+    init_transl: object,
+    lead: tuple[int, ...],
+) -> dict[str, Tensor]:
+    """The given ``init_*`` of :func:`fit_sequence` as ``(B, T, ...)`` tensors, keyed by argument
+    name; ``lead`` is the keypoints' ``(T,)`` or ``(B, T)``. Only the frames' shapes are checked
+    here: the values (finite, radians, number of betas) are checked by :func:`fit_keypoints` on
+    the rows it is given, those of the frames that are not missing."""
+    dims = "T" if len(lead) == 1 else "B, T"
+    where = f"{dims} = {', '.join(map(str, lead))}, the keypoints' frames"
+    out: dict[str, Tensor] = {}
+    if init_pose is not None:
+        pose = _as_tensor(init_pose, "init_pose")
+        shape = tuple(pose.shape)
+        if shape[: len(lead)] != lead or shape[len(lead) :] not in POSE_LAYOUTS:
+            raise ValueError(
+                f"init_pose must hold one pose per frame: ({dims}, 63 | 69), ({dims}, 21 | 23, 3) "
+                f"or ({dims}, 21 | 23, 3, 3) with {where}; got {shape}"
+            )
+        out["init_pose"] = pose
+    for name, value in (("init_global_orient", init_global_orient), ("init_transl", init_transl)):
+        if value is None:
+            continue
+        x = _as_tensor(value, name)
+        shape = tuple(x.shape)
+        if shape != lead + (3,):
+            hint = ""
+            if shape[-2:] == (3, 3) and name == "init_global_orient":
+                hint = (
+                    ": rotation matrices? pass advprior.rotations.rotmat_to_axis_angle(m)"
+                    f".reshape({', '.join(map(str, lead))}, 3)"
+                )
+            raise ValueError(
+                f"{name} must have shape ({dims}, 3), one row per frame with {where}; got "
+                f"{shape}{hint}"
+            )
+        out[name] = x
+    if init_betas is not None:
+        betas = _as_tensor(init_betas, "init_betas")
+        shape = tuple(betas.shape)
+        clip_lead = lead[:-1]
+        if betas.ndim == len(lead) + 1 and shape[: len(lead)] == lead:
+            out["init_betas"] = betas  # per frame
+        elif betas.ndim == len(clip_lead) + 1 and shape[: len(clip_lead)] == clip_lead:
+            # one shape per clip: every frame of the clip starts from it
+            out["init_betas"] = betas.unsqueeze(-2).expand(*lead, shape[-1])
+        else:
+            per_clip = "(K,)" if len(lead) == 1 else "(B, K)"
+            raise ValueError(
+                f"init_betas must have shape {per_clip} (one shape per clip) or ({dims}, K) (one "
+                f"per frame) with {where}; got {shape}"
+            )
+    if out:
+        n_clips, length = (1, lead[0]) if len(lead) == 1 else lead
+        out = {k: v.reshape(n_clips, length, *v.shape[len(lead) :]) for k, v in out.items()}
+    return out
+
+
+def _rows_for_fit(name: str, rows: Tensor) -> Tensor | list:
+    """An estimate's rows as :func:`fit_keypoints` reads them. Its check takes any
+    ``init_global_orient`` of shape ``(..., 3, 3)`` for rotation matrices, so 3 frames' ``(3, 3)``
+    axis-angle rows are handed over as nested lists (read back to the same numbers: a float32 or
+    float64 value is exact as a Python float), which carry no shape to misread."""
+    if name == "init_global_orient" and tuple(rows.shape) == (3, 3):
+        return rows.tolist()
+    return rows
+
+
 @with_autograd
 def fit_sequence(
     keypoints: object,
@@ -383,6 +460,10 @@ def fit_sequence(
     pixel_scale: float | str = "auto",
     fps: float | None = None,
     check_layout: bool = True,
+    init_pose: object | None = None,
+    init_global_orient: object | None = None,
+    init_betas: object | None = None,
+    init_transl: object | None = None,
 ) -> FitResult:
     """Fit one body shape and per-frame pose, orientation and translation to keypoint clips.
 
@@ -415,7 +496,21 @@ def fit_sequence(
             every latent prior; docs/fitting.md, "How many starts").
         init: a per-frame fit to start from instead of running :func:`fit_keypoints`: its rows
             are the frames that are not missing, clip after clip, in time order (so
-            ``fit_keypoints`` on exactly those frames, with the same prior).
+            ``fit_keypoints`` on exactly those frames, with the same prior). Not together with
+            the ``init_*`` arguments (a ValueError: each gives the start).
+        init_pose, init_global_orient, init_betas, init_transl: a per-frame estimate to start
+            the per-frame fit from, e.g. a video regressor's (HMR 2.0, VIBE, WHAM; SPIN-style
+            refinement): each is handed, row by row, to that :func:`fit_keypoints` call (see
+            its arguments of the same names: layouts, radians, the latent prior's inversion,
+            ``orientations=0``). One row per frame, with the keypoints' leading dimensions:
+            ``init_pose (T, 63 | 69)``, ``(T, 21 | 23, 3)`` or ``(T, 21 | 23, 3, 3)`` (or
+            ``(B, T, ...)`` for B clips), ``init_global_orient`` and ``init_transl (T, 3)`` /
+            ``(B, T, 3)``; ``init_betas`` one shape per clip, ``(K,)`` / ``(B, K)``, given to
+            every frame of its clip, or one per frame, ``(T, K)`` / ``(B, T, K)`` (the clip's
+            shape then starts from the mean of its frames' fitted shapes, as without an
+            estimate). The rows of missing frames are not used (they may hold NaN): those
+            frames start from their neighbours' fits, as always. Any subset may be given;
+            ``info["init"]`` says which (None without), as ``fit_keypoints``' does.
         pose_density, pose_weight: as in :func:`fit_keypoints` (by default the GMM's energy
             for a sphere-latent prior), in the per-frame start and every window.
         view_starts: as in :func:`fit_keypoints`, for the per-frame start.
@@ -464,6 +559,12 @@ def fit_sequence(
             f"keypoints must have shape (..., {fmt.num_keypoints}, 2) for keypoint_format "
             f"{fmt.name!r} (or (..., {fmt.num_keypoints}, 3) with confidence), got "
             f"{tuple(kp_in.shape)}{count_hint(kp_in.shape[-2], fmt)}"
+        )
+    starts_from = _sequence_init(init_pose, init_global_orient, init_betas, init_transl, lead)
+    if starts_from and init is not None:
+        raise ValueError(
+            f"init (a per-frame fit to start from) and {', '.join(starts_from)} (an estimate "
+            "for the per-frame fit to start from) both give the start: pass one or the other"
         )
     conf_in = confidence
     camera_in, kp_raw = camera, kp_in
@@ -526,6 +627,7 @@ def fit_sequence(
                 camera_in,
                 init=part_init,
                 pixel_scale=group_scale,
+                **{k: v[rows.to(v.device)] for k, v in starts_from.items()},
                 **args,
             )
             for (group_scale, rows), part_init in zip(groups, inits, strict=True)
@@ -554,34 +656,40 @@ def fit_sequence(
         raise ValueError(f"starts must be a positive int, got {starts!r}")
     starts = int(starts)
     init_given = init
+    init_info = None
     if init is None:
         # Frames are independent problems: chunks of INIT_CHUNK keep the per-frame start's
         # memory bounded too (8 yaws x 2 orientations per frame in its first stage).
         kp_seen, conf_seen = kp[seen], conf[seen]
-        init = _concat(
-            [
-                fit_keypoints(
-                    kp_seen[i : i + INIT_CHUNK],
-                    conf_seen[i : i + INIT_CHUNK],
-                    camera,
-                    body_model=body_model,
-                    prior=model,
-                    keypoint_format=fmt,
-                    iterations=init_iterations,
-                    sigma=sigma,
-                    orientations=orientations,
-                    starts=starts,
-                    pose_density=term.pose_density,
-                    pose_weight=term.pose_weight,
-                    view_starts=view_starts,
-                    pixel_scale=1.0,  # kp_seen is at the fit's scale already
-                    # judged above over the whole clip: a chunk of frames voting alone could
-                    # disagree with the clip's verdict and stop the fit halfway
-                    check_layout=False,
-                )
-                for i in range(0, len(kp_seen), INIT_CHUNK)
-            ]
-        )
+        # the estimate's rows of the frames that are not missing, in kp_seen's order
+        est_seen = {k: v.to(seen.device)[seen] for k, v in starts_from.items()}
+        chunks = [
+            fit_keypoints(
+                kp_seen[i : i + INIT_CHUNK],
+                conf_seen[i : i + INIT_CHUNK],
+                camera,
+                body_model=body_model,
+                prior=model,
+                keypoint_format=fmt,
+                iterations=init_iterations,
+                sigma=sigma,
+                orientations=orientations,
+                starts=starts,
+                pose_density=term.pose_density,
+                pose_weight=term.pose_weight,
+                view_starts=view_starts,
+                pixel_scale=1.0,  # kp_seen is at the fit's scale already
+                # judged above over the whole clip: a chunk of frames voting alone could
+                # disagree with the clip's verdict and stop the fit halfway
+                check_layout=False,
+                **{k: _rows_for_fit(k, v[i : i + INIT_CHUNK]) for k, v in est_seen.items()},
+            )
+            for i in range(0, len(kp_seen), INIT_CHUNK)
+        ]
+        init_info = chunks[0].info.get("init")
+        if init_info is not None and "invert_seconds" in init_info:
+            init_info["invert_seconds"] = sum(c.info["init"]["invert_seconds"] for c in chunks)
+        init = _concat(chunks)
     elif not isinstance(init, FitResult):
         raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
     if len(init) != int(seen.sum()):
@@ -694,6 +802,7 @@ def fit_sequence(
         "iterations_per_window": iterations,
         "init_iterations": init_iterations,
         "init_starts": starts if init_given is None else None,
+        "init": init_info,
         "sigma_px": float(sigma),
         "fps": fps,
         "pixel_scale": scale,
