@@ -704,6 +704,44 @@ def test_a_real_clips_body_rotations_read_back_from_poses_66(
         load_motion(tmp_path / "odd.npz")
 
 
+@pytest.mark.parametrize("layout", ["flat_66", "per_joint_22"])
+def test_npy_body_poses_read_by_the_npz_readers_rule(tmp_path: Path, layout: str) -> None:
+    # an .npy of the body alone, (T, 66) or per joint (T, 22, 3), reads as an npz's 'poses' of
+    # that shape does (one rule): the elbow bend back, in the .npy's y-up world
+    from advprior.data.dataset import classify
+
+    t = 4
+    poses = _npz_pose(t)
+    arr = poses if layout == "flat_66" else poses.reshape(t, 22, 3)
+    np.save(tmp_path / "body.npy", arr)
+    assert classify(tmp_path / "body.npy") is None  # a build reads it
+    smpl = load_motion(tmp_path / "body.npy", fps=20).to_smpl(fps=None)
+    assert smpl.fps == 20.0 and smpl.num_frames == t
+    np.testing.assert_allclose(smpl.body_pose, poses[:, 3:], atol=1e-12)
+    np.testing.assert_allclose(smpl.global_orient, 0, atol=1e-12)
+    # the same numbers under an npz's 'poses' read the same
+    np.savez(tmp_path / "body.npz", poses=arr, mocap_framerate=20.0)
+    same = load_motion(tmp_path / "body.npz", up="y").to_smpl(fps=None)
+    np.testing.assert_array_equal(same.body_pose, smpl.body_pose)
+    # joint positions of that shape are refused, by the reader and by a build's check
+    joints = _stand_in_joints(40).astype(np.float32)
+    np.save(tmp_path / "joints.npy", joints.reshape(40, 66) if layout == "flat_66" else joints)
+    with pytest.raises(
+        MotionFormatError, match=r"joints\.npy: the array of shape .* holds joint positions"
+    ):
+        load_motion(tmp_path / "joints.npy", fps=20)
+    assert "holds joint positions" in classify(tmp_path / "joints.npy")
+    # degrees are refused as in an npz
+    np.save(tmp_path / "degrees.npy", np.rad2deg(arr) + 10.0 * (arr == 0))
+    with pytest.raises(MotionFormatError, match=r"degrees\.npy: .*degrees"):
+        load_motion(tmp_path / "degrees.npy", fps=20)
+    # other shapes are still refused, naming what is read
+    np.save(tmp_path / "odd.npy", np.zeros((t, 60)))
+    with pytest.raises(MotionFormatError, match=r"odd\.npy: the array must be .*\(T, 66\)"):
+        load_motion(tmp_path / "odd.npy", fps=20)
+    assert "not SMPL-family poses" in classify(tmp_path / "odd.npy")
+
+
 def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
     tmp_path: Path,
 ) -> None:
@@ -858,3 +896,77 @@ def test_data_build_up_refuses_what_is_not_glob_and_axis(
     assert main(["data", "build", str(tmp_path), "--out", str(out), "--up", item]) != 0
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()
+
+
+def _turned_amc(fixture_mocap: Path, folder: Path) -> Path:
+    """CMU 02_03 (y-up) with the world turned by ``Rx(-90 deg)`` in the root's channels only:
+    its ASF rest stands along +y, its frames along -z."""
+    src = fixture_mocap / "cmu_asfamc" / "02"
+    folder.mkdir(parents=True)
+    (folder / "02.asf").write_bytes((src / "02.asf").read_bytes())
+    turn = Rotation.from_euler("x", -90, degrees=True)
+    lines = []
+    for line in (src / "02_03.amc").read_text().splitlines():
+        if line.startswith("root "):
+            v = np.array(line.split()[1:], dtype=float)  # TX TY TZ RX RY RZ, axis XYZ
+            rot = turn * Rotation.from_euler("xyz", v[3:], degrees=True)
+            v = np.r_[turn.apply(v[:3]), rot.as_euler("xyz", degrees=True)]
+            line = "root " + " ".join(f"{x:.9f}" for x in v)
+        lines.append(line)
+    (folder / "02_03.amc").write_text("\n".join(lines) + "\n")
+    return folder / "02_03.amc"
+
+
+def _mean_up(orient: np.ndarray) -> np.ndarray:
+    """The pelvis's up (+y) in SMPL's world, averaged over the frames."""
+    return Rotation.from_rotvec(orient).apply([0.0, 1.0, 0.0]).mean(axis=0)
+
+
+def test_up_is_honoured_by_asf_amc_and_deepmimic_files(tmp_path: Path, fixture_mocap: Path) -> None:
+    # up= (and a build's --up) means for ASF/AMC and DeepMimic what it means for BVH: the
+    # world's up in the file. Their own up (CMU's, DeepMimic's y) read as before; an AMC whose
+    # frames stand along another axis than its rest stands up with up= naming that axis.
+    amc = fixture_mocap / "cmu_asfamc" / "02" / "02_03.amc"
+    mimic = fixture_mocap / "cmu_deepmimic_retarget_jump" / "02" / "02_03.txt"
+    for path in (amc, mimic):
+        plain = load_motion(path).to_smpl(fps=None)
+        same = load_motion(path, up="y").to_smpl(fps=None)
+        np.testing.assert_array_equal(same.body_pose, plain.body_pose)
+        np.testing.assert_array_equal(same.global_orient, plain.global_orient)
+        name = re.escape(path.name)
+        with pytest.raises(MotionFormatError, match=rf"{name}: up=\+x was given"):
+            load_motion(path, up="x").to_smpl(fps=None)  # not ignored: nothing stands along x
+        with pytest.raises(ValueError, match=r"up must be one of"):
+            load_motion(path, up="up")
+    turned = _turned_amc(fixture_mocap, tmp_path / "turned")
+    lying = load_motion(turned).to_smpl(fps=None)
+    assert _mean_up(lying.global_orient) @ [0, 0, -1] > 0.99  # read lying along -z
+    with pytest.warns(RetargetWarning, match=r"calibrated on frame"):
+        stood = load_motion(turned, up="-z").to_smpl(fps=None)
+    assert _mean_up(stood.global_orient)[1] > 0.9
+
+
+def test_data_build_up_applies_to_asf_amc_and_deepmimic_files(
+    tmp_path: Path, fixture_mocap: Path
+) -> None:
+    # a build's --up reaches ASF/AMC and DeepMimic files (not skipped, not ignored)
+    from advprior.cli import main
+    from advprior.data import load_dataset
+
+    lab = tmp_path / "lab"
+    _turned_amc(fixture_mocap, lab / "turned")
+    mimic = fixture_mocap / "cmu_deepmimic_retarget_jump"
+    (lab / "mimic" / "02").mkdir(parents=True)
+    for rel in ("humanoid3d_jumper60kg_character.txt", "02/02_03.txt"):
+        (lab / "mimic" / rel).write_bytes((mimic / rel).read_bytes())
+    argv = ["data", "build", str(lab), "--out", str(tmp_path / "d.npz")]
+    argv += ["--up", "turned/*.amc=-z", "--up", "mimic/*/*.txt=y"]
+    assert main(argv) == 0
+    built = load_dataset(tmp_path / "d.npz")
+    assert built.meta["build"]["up"] == {"turned/*.amc": "-z", "mimic/*/*.txt": "y"}
+    assert not [s for s in built.meta["skipped"] if s[0].endswith((".amc", "02_03.txt"))]
+    _, orient = _sequence(built, "turned/02_03.amc")
+    assert _mean_up(orient.astype(np.float64))[1] > 0.9  # stood up
+    want = load_motion(mimic / "02" / "02_03.txt").without_rest_frames().to_smpl(30.0)
+    pose, orient = _sequence(built, "mimic/02/02_03.txt")
+    np.testing.assert_allclose(pose, want.body_pose, atol=1e-5)  # y: as without --up
