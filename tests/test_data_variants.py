@@ -328,6 +328,175 @@ def test_a_known_elbow_and_knee_bend_comes_out_as_smpls_joint_rotations(
     assert max(float(e.max()) for e in errors.values()) < 1e-3
 
 
+def _renamed(rows: list, rename) -> list:
+    """``rows`` with every name (and parent name) passed through ``rename``."""
+    return [(rename(n), rename(p) if p else p, j, pt) for n, p, j, pt in rows]
+
+
+SMPL_BVH = {  # SMPL's own joint names (smpl2bvh-style exports, SMPL's FBX rigs)
+    "pelvis": "Pelvis",
+    "left_hip": "{S}_Hip",
+    "left_knee": "{S}_Knee",
+    "left_ankle": "{S}_Ankle",
+    "left_foot": "{S}_Foot",
+    "spine1": "Spine1",
+    "spine2": "Spine2",
+    "spine3": "Spine3",
+    "neck": "Neck",
+    "head": "Head",
+    "left_collar": "{S}_Collar",
+    "left_shoulder": "{S}_Shoulder",
+    "left_elbow": "{S}_Elbow",
+    "left_wrist": "{S}_Wrist",
+    "left_hand": "{S}_Hand",
+}
+UNREAL = {
+    "pelvis": "pelvis",
+    "left_hip": "thigh_{s}",
+    "left_knee": "calf_{s}",
+    "left_ankle": "foot_{s}",
+    "left_foot": "ball_{s}",
+    "spine1": "spine_01",
+    "spine2": "spine_02",
+    "spine3": "spine_03",
+    "neck": "neck_01",
+    "head": "head",
+    "left_collar": "clavicle_{s}",
+    "left_shoulder": "upperarm_{s}",
+    "left_elbow": "lowerarm_{s}",
+    "left_wrist": "hand_{s}",
+}
+UNITY = {  # Unity's humanoid avatar bones (and VRM's without the J_Bip_ prefix)
+    "pelvis": "Hips",
+    "left_hip": "{Side}UpperLeg",
+    "left_knee": "{Side}LowerLeg",
+    "left_ankle": "{Side}Foot",
+    "left_foot": "{Side}Toes",
+    "spine1": "Spine",
+    "spine2": "Chest",
+    "spine3": "UpperChest",
+    "neck": "Neck",
+    "head": "Head",
+    "left_collar": "{Side}Shoulder",
+    "left_shoulder": "{Side}UpperArm",
+    "left_elbow": "{Side}LowerArm",
+    "left_wrist": "{Side}Hand",
+}
+
+
+def _prefixed(names: dict[str, str], prefix: str) -> dict[str, str]:
+    return {k: prefix + v for k, v in names.items()}
+
+
+# Joint-naming schemes of widely used tools beside those of VARIANTS and test_data_foreign.py's
+# rigs: each must map its names onto the SMPL joints they mean (roles) and give the known bends
+NAMING = {
+    "mixamo_second_character": _rows(_prefixed(BLENDER, "mixamorig2:")),
+    "mixamo_prefix_glued": _rows(_prefixed(BLENDER, "mixamorig")),
+    "humanik_character_namespace": _rows(_prefixed(BLENDER, "Character1_")),
+    "lafan1": _rows({**BLENDER, "left_foot": "{Side}Toe"}),
+    "rokoko": _rows(
+        {
+            **BLENDER,
+            **{"left_hip": "{Side}Thigh", "left_knee": "{Side}Shin", "left_foot": "{Side}Toe"},
+            **{"spine1": "Spine1", "spine2": "Spine2", "spine3": "Spine3"},
+        },
+        [("Spine4", "Spine3", None, 0.5 * (P["spine3"] + P["neck"]))],
+    ),
+    "unreal_mannequin": _rows(UNREAL),
+    "unreal_upper_case_sides": _rows({k: v.replace("{s}", "{S}") for k, v in UNREAL.items()}),
+    "xsens_mvn_t12_t8": _rows(
+        {**XSENS, "pelvis": "Pelvis", "spine3": "T12"},
+        [("T8", "T12", None, 0.5 * (P["spine3"] + P["neck"]))],
+    ),
+    "biped_001_underscores": _rows({k: v.replace("Bip01 ", "Bip001_") for k, v in BIPED.items()}),
+    "unity_humanoid": _rows(UNITY),
+    "smpl_names": _rows(SMPL_BVH),
+    "smplx_lower_case": _renamed(
+        _rows(SMPL_BVH), lambda n: n.lower().replace("l_", "left_").replace("r_", "right_")
+    ),
+    "smpl_fbx_m_avg": _under_root(_rows(_prefixed(SMPL_BVH, "m_avg_")), "m_avg_root"),
+    "smpl_fbx_f_avg": _rows(_prefixed(SMPL_BVH, "f_avg_")),
+    "maya_jnt_suffix": _renamed(_rows(SMPL_BVH), lambda n: f"{n}_JNT"),
+    "maya_jnt_camel": _rows({k: v + "Jnt" for k, v in BLENDER.items()}),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(NAMING))
+def test_tools_joint_names_put_the_known_bends_on_smpls_joints(tmp_path: Path, scheme: str) -> None:
+    rows = NAMING[scheme]
+    path = tmp_path / f"{scheme}.bvh"
+    write_variant(path, rows, a_pose=True)
+    motion = load_motion(path)
+    roles = map_to_smpl(motion.skeleton).roles
+    for name, _, j, _ in rows:
+        if j is not None and not JOINT_NAMES[j].startswith("spine"):  # spine: points between
+            assert roles[JOINT_NAMES[j]] == name
+    smpl = motion.to_smpl(fps=None)
+    np.testing.assert_allclose(
+        smpl.body_pose.reshape(-1, 21, 3), _known_bends(a_pose=True), atol=ATOL_RAD
+    )
+
+
+def _root_channels(text: str, channels: list[str]) -> str:
+    """``text`` with the root's channels replaced by ``channels`` (a subset of, or a new order
+    for, the ones written), its columns moved along."""
+    head, motion = text.split("MOTION")
+    lines = head.splitlines()
+    k = next(i for i, line in enumerate(lines) if "CHANNELS" in line)
+    old = lines[k].split()[2:]
+    lines[k] = lines[k].split("CHANNELS")[0] + f"CHANNELS {len(channels)} " + " ".join(channels)
+    cols = [old.index(c) for c in channels]
+    frames = motion.strip().splitlines()
+    rows = [line.split() for line in frames[2:]]
+    rows = [[r[c] for c in cols] + r[len(old) :] for r in rows]
+    body = "\n".join(frames[:2] + [" ".join(r) for r in rows])
+    return "\n".join(lines) + "\nMOTION\n" + body + "\n"
+
+
+def _rotation_first(text: str) -> str:
+    """A file of 6 XYZ channels on every joint with each joint's rotations before its
+    positions (as some exporters order them)."""
+    pos, rot = "Xposition Yposition Zposition", "Xrotation Yrotation Zrotation"
+    head, motion = text.split("MOTION")
+    frames = motion.strip().splitlines()
+    rows = [line.split() for line in frames[2:]]
+    rows = [sum((r[i + 3 : i + 6] + r[i : i + 3] for i in range(0, len(r), 6)), []) for r in rows]
+    body = "\n".join(frames[:2] + [" ".join(r) for r in rows])
+    return head.replace(f"{pos} {rot}", f"{rot} {pos}") + "MOTION\n" + body + "\n"
+
+
+_POS = ["Xposition", "Yposition", "Zposition"]
+_ZXY = ["Zrotation", "Xrotation", "Yrotation"]
+CHANNEL_LAYOUTS = {
+    # (edit of the file write_variant writes, whether the root moves)
+    "root_rotation_only": (lambda t: _root_channels(t, _ZXY), False),
+    "root_rotation_then_position": (lambda t: _root_channels(t, _ZXY + _POS), True),
+    "root_position_only": (lambda t: _root_channels(t, _POS), True),
+    "root_position_zyx": (lambda t: _root_channels(t, _POS[::-1] + _ZXY), True),
+    "upper_case_channel_names": (lambda t: t.replace("rotation", "ROTATION"), True),
+    "rotation_first_on_every_joint": (_rotation_first, True),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(CHANNEL_LAYOUTS))
+def test_channel_layouts_of_exporters_read_the_known_bends(tmp_path: Path, layout: str) -> None:
+    # the root with 3 channels (rotations or positions only), positions after rotations, on
+    # every joint with the rotations first: read by channel name, not by position in the list
+    edit, moves = CHANNEL_LAYOUTS[layout]
+    path = tmp_path / f"{layout}.bvh"
+    six = layout == "rotation_first_on_every_joint"
+    write_variant(path, _rows(MIXAMO), six=six, orders=("XYZ",) if six else ("ZXY",))
+    path.write_text(edit(path.read_text()))
+    smpl = load_motion(path).to_smpl(fps=None)
+    np.testing.assert_allclose(
+        smpl.body_pose.reshape(-1, 21, 3), _known_bends(a_pose=False), atol=ATOL_RAD
+    )
+    np.testing.assert_allclose(smpl.global_orient, 0, atol=ATOL_RAD)
+    moved = smpl.transl[-1] - smpl.transl[0]
+    np.testing.assert_allclose(moved, [0.3, 0, 0] if moves else [0, 0, 0], atol=1e-6)
+
+
 def _messy(text: str) -> str:
     """``text`` as hand-edited or odd exporters write it: CRLF, several spaces and tabs between
     numbers, trailing whitespace, frame values in scientific notation, ``Frame Time`` with
