@@ -204,9 +204,10 @@ def test_up_axis_choices_and_the_upright_warning(tmp_path: Path) -> None:
         _check_same(smpl, poses, trans)
         with pytest.warns(RetargetWarning, match=rf"pass up='{up}'"):
             load_motion(path)
+    # an AMC takes up= as a BVH does (test_data_variants.py): its axes, checked before reading
     (tmp_path / "x.amc").write_text(":FULLY-SPECIFIED\n")
-    with pytest.raises(ValueError, match="up= applies to SMPL-parameter files"):
-        load_motion(tmp_path / "x.amc", up="z")
+    with pytest.raises(ValueError, match="up must be one of"):
+        load_motion(tmp_path / "x.amc", up="q")
 
 
 def test_motionx_and_plain_npy_arrays(tmp_path: Path) -> None:
@@ -373,7 +374,9 @@ def test_build_a_folder_of_smpl_sequences(tmp_path: Path) -> None:
     row = np.zeros((20, 322))
     row[:, :66] = _poses(30, 20)[:, :66]
     np.save(mx / "Act_Cute.npy", row)
-    np.save(mx / "joints.npy", np.zeros((20, 22, 3)))  # joint positions, not poses
+    # joint positions (HumanML3D's new_joints), shaped like per-joint body poses: skipped
+    walk = np.linspace(0, 1, 20)[:, None, None] * np.array([0.0, 0.0, 1.0])
+    np.save(mx / "joints.npy", REST_JOINTS[:22] + walk)
     (mx.parent / "readme.txt").write_text("idea400 framerate 30\n")
     out = tmp_path / "d.npz"
     assert main(["data", "build", str(src), "--out", str(out), "--fps", "30"]) == 0
@@ -404,7 +407,7 @@ def test_build_a_folder_of_smpl_sequences(tmp_path: Path) -> None:
     np.testing.assert_allclose(ds.body_pose[rows].numpy(), row[:, 3:66], atol=1e-6)
     skipped = dict(meta["skipped"])
     assert "not a motion" in skipped[str(aist / "SMPL_NEUTRAL.pkl")]
-    assert "not SMPL-family poses" in skipped[str(mx / "joints.npy")]
+    assert "holds joint positions, not rotations" in skipped[str(mx / "joints.npy")]
     assert json.dumps(meta)  # plain JSON
 
 

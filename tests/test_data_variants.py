@@ -328,6 +328,175 @@ def test_a_known_elbow_and_knee_bend_comes_out_as_smpls_joint_rotations(
     assert max(float(e.max()) for e in errors.values()) < 1e-3
 
 
+def _renamed(rows: list, rename) -> list:
+    """``rows`` with every name (and parent name) passed through ``rename``."""
+    return [(rename(n), rename(p) if p else p, j, pt) for n, p, j, pt in rows]
+
+
+SMPL_BVH = {  # SMPL's own joint names (smpl2bvh-style exports, SMPL's FBX rigs)
+    "pelvis": "Pelvis",
+    "left_hip": "{S}_Hip",
+    "left_knee": "{S}_Knee",
+    "left_ankle": "{S}_Ankle",
+    "left_foot": "{S}_Foot",
+    "spine1": "Spine1",
+    "spine2": "Spine2",
+    "spine3": "Spine3",
+    "neck": "Neck",
+    "head": "Head",
+    "left_collar": "{S}_Collar",
+    "left_shoulder": "{S}_Shoulder",
+    "left_elbow": "{S}_Elbow",
+    "left_wrist": "{S}_Wrist",
+    "left_hand": "{S}_Hand",
+}
+UNREAL = {
+    "pelvis": "pelvis",
+    "left_hip": "thigh_{s}",
+    "left_knee": "calf_{s}",
+    "left_ankle": "foot_{s}",
+    "left_foot": "ball_{s}",
+    "spine1": "spine_01",
+    "spine2": "spine_02",
+    "spine3": "spine_03",
+    "neck": "neck_01",
+    "head": "head",
+    "left_collar": "clavicle_{s}",
+    "left_shoulder": "upperarm_{s}",
+    "left_elbow": "lowerarm_{s}",
+    "left_wrist": "hand_{s}",
+}
+UNITY = {  # Unity's humanoid avatar bones (and VRM's without the J_Bip_ prefix)
+    "pelvis": "Hips",
+    "left_hip": "{Side}UpperLeg",
+    "left_knee": "{Side}LowerLeg",
+    "left_ankle": "{Side}Foot",
+    "left_foot": "{Side}Toes",
+    "spine1": "Spine",
+    "spine2": "Chest",
+    "spine3": "UpperChest",
+    "neck": "Neck",
+    "head": "Head",
+    "left_collar": "{Side}Shoulder",
+    "left_shoulder": "{Side}UpperArm",
+    "left_elbow": "{Side}LowerArm",
+    "left_wrist": "{Side}Hand",
+}
+
+
+def _prefixed(names: dict[str, str], prefix: str) -> dict[str, str]:
+    return {k: prefix + v for k, v in names.items()}
+
+
+# Joint-naming schemes of widely used tools beside those of VARIANTS and test_data_foreign.py's
+# rigs: each must map its names onto the SMPL joints they mean (roles) and give the known bends
+NAMING = {
+    "mixamo_second_character": _rows(_prefixed(BLENDER, "mixamorig2:")),
+    "mixamo_prefix_glued": _rows(_prefixed(BLENDER, "mixamorig")),
+    "humanik_character_namespace": _rows(_prefixed(BLENDER, "Character1_")),
+    "lafan1": _rows({**BLENDER, "left_foot": "{Side}Toe"}),
+    "rokoko": _rows(
+        {
+            **BLENDER,
+            **{"left_hip": "{Side}Thigh", "left_knee": "{Side}Shin", "left_foot": "{Side}Toe"},
+            **{"spine1": "Spine1", "spine2": "Spine2", "spine3": "Spine3"},
+        },
+        [("Spine4", "Spine3", None, 0.5 * (P["spine3"] + P["neck"]))],
+    ),
+    "unreal_mannequin": _rows(UNREAL),
+    "unreal_upper_case_sides": _rows({k: v.replace("{s}", "{S}") for k, v in UNREAL.items()}),
+    "xsens_mvn_t12_t8": _rows(
+        {**XSENS, "pelvis": "Pelvis", "spine3": "T12"},
+        [("T8", "T12", None, 0.5 * (P["spine3"] + P["neck"]))],
+    ),
+    "biped_001_underscores": _rows({k: v.replace("Bip01 ", "Bip001_") for k, v in BIPED.items()}),
+    "unity_humanoid": _rows(UNITY),
+    "smpl_names": _rows(SMPL_BVH),
+    "smplx_lower_case": _renamed(
+        _rows(SMPL_BVH), lambda n: n.lower().replace("l_", "left_").replace("r_", "right_")
+    ),
+    "smpl_fbx_m_avg": _under_root(_rows(_prefixed(SMPL_BVH, "m_avg_")), "m_avg_root"),
+    "smpl_fbx_f_avg": _rows(_prefixed(SMPL_BVH, "f_avg_")),
+    "maya_jnt_suffix": _renamed(_rows(SMPL_BVH), lambda n: f"{n}_JNT"),
+    "maya_jnt_camel": _rows({k: v + "Jnt" for k, v in BLENDER.items()}),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(NAMING))
+def test_tools_joint_names_put_the_known_bends_on_smpls_joints(tmp_path: Path, scheme: str) -> None:
+    rows = NAMING[scheme]
+    path = tmp_path / f"{scheme}.bvh"
+    write_variant(path, rows, a_pose=True)
+    motion = load_motion(path)
+    roles = map_to_smpl(motion.skeleton).roles
+    for name, _, j, _ in rows:
+        if j is not None and not JOINT_NAMES[j].startswith("spine"):  # spine: points between
+            assert roles[JOINT_NAMES[j]] == name
+    smpl = motion.to_smpl(fps=None)
+    np.testing.assert_allclose(
+        smpl.body_pose.reshape(-1, 21, 3), _known_bends(a_pose=True), atol=ATOL_RAD
+    )
+
+
+def _root_channels(text: str, channels: list[str]) -> str:
+    """``text`` with the root's channels replaced by ``channels`` (a subset of, or a new order
+    for, the ones written), its columns moved along."""
+    head, motion = text.split("MOTION")
+    lines = head.splitlines()
+    k = next(i for i, line in enumerate(lines) if "CHANNELS" in line)
+    old = lines[k].split()[2:]
+    lines[k] = lines[k].split("CHANNELS")[0] + f"CHANNELS {len(channels)} " + " ".join(channels)
+    cols = [old.index(c) for c in channels]
+    frames = motion.strip().splitlines()
+    rows = [line.split() for line in frames[2:]]
+    rows = [[r[c] for c in cols] + r[len(old) :] for r in rows]
+    body = "\n".join(frames[:2] + [" ".join(r) for r in rows])
+    return "\n".join(lines) + "\nMOTION\n" + body + "\n"
+
+
+def _rotation_first(text: str) -> str:
+    """A file of 6 XYZ channels on every joint with each joint's rotations before its
+    positions (as some exporters order them)."""
+    pos, rot = "Xposition Yposition Zposition", "Xrotation Yrotation Zrotation"
+    head, motion = text.split("MOTION")
+    frames = motion.strip().splitlines()
+    rows = [line.split() for line in frames[2:]]
+    rows = [sum((r[i + 3 : i + 6] + r[i : i + 3] for i in range(0, len(r), 6)), []) for r in rows]
+    body = "\n".join(frames[:2] + [" ".join(r) for r in rows])
+    return head.replace(f"{pos} {rot}", f"{rot} {pos}") + "MOTION\n" + body + "\n"
+
+
+_POS = ["Xposition", "Yposition", "Zposition"]
+_ZXY = ["Zrotation", "Xrotation", "Yrotation"]
+CHANNEL_LAYOUTS = {
+    # (edit of the file write_variant writes, whether the root moves)
+    "root_rotation_only": (lambda t: _root_channels(t, _ZXY), False),
+    "root_rotation_then_position": (lambda t: _root_channels(t, _ZXY + _POS), True),
+    "root_position_only": (lambda t: _root_channels(t, _POS), True),
+    "root_position_zyx": (lambda t: _root_channels(t, _POS[::-1] + _ZXY), True),
+    "upper_case_channel_names": (lambda t: t.replace("rotation", "ROTATION"), True),
+    "rotation_first_on_every_joint": (_rotation_first, True),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(CHANNEL_LAYOUTS))
+def test_channel_layouts_of_exporters_read_the_known_bends(tmp_path: Path, layout: str) -> None:
+    # the root with 3 channels (rotations or positions only), positions after rotations, on
+    # every joint with the rotations first: read by channel name, not by position in the list
+    edit, moves = CHANNEL_LAYOUTS[layout]
+    path = tmp_path / f"{layout}.bvh"
+    six = layout == "rotation_first_on_every_joint"
+    write_variant(path, _rows(MIXAMO), six=six, orders=("XYZ",) if six else ("ZXY",))
+    path.write_text(edit(path.read_text()))
+    smpl = load_motion(path).to_smpl(fps=None)
+    np.testing.assert_allclose(
+        smpl.body_pose.reshape(-1, 21, 3), _known_bends(a_pose=False), atol=ATOL_RAD
+    )
+    np.testing.assert_allclose(smpl.global_orient, 0, atol=ATOL_RAD)
+    moved = smpl.transl[-1] - smpl.transl[0]
+    np.testing.assert_allclose(moved, [0.3, 0, 0] if moves else [0, 0, 0], atol=1e-6)
+
+
 def _messy(text: str) -> str:
     """``text`` as hand-edited or odd exporters write it: CRLF, several spaces and tabs between
     numbers, trailing whitespace, frame values in scientific notation, ``Frame Time`` with
@@ -704,6 +873,44 @@ def test_a_real_clips_body_rotations_read_back_from_poses_66(
         load_motion(tmp_path / "odd.npz")
 
 
+@pytest.mark.parametrize("layout", ["flat_66", "per_joint_22"])
+def test_npy_body_poses_read_by_the_npz_readers_rule(tmp_path: Path, layout: str) -> None:
+    # an .npy of the body alone, (T, 66) or per joint (T, 22, 3), reads as an npz's 'poses' of
+    # that shape does (one rule): the elbow bend back, in the .npy's y-up world
+    from advprior.data.dataset import classify
+
+    t = 4
+    poses = _npz_pose(t)
+    arr = poses if layout == "flat_66" else poses.reshape(t, 22, 3)
+    np.save(tmp_path / "body.npy", arr)
+    assert classify(tmp_path / "body.npy") is None  # a build reads it
+    smpl = load_motion(tmp_path / "body.npy", fps=20).to_smpl(fps=None)
+    assert smpl.fps == 20.0 and smpl.num_frames == t
+    np.testing.assert_allclose(smpl.body_pose, poses[:, 3:], atol=1e-12)
+    np.testing.assert_allclose(smpl.global_orient, 0, atol=1e-12)
+    # the same numbers under an npz's 'poses' read the same
+    np.savez(tmp_path / "body.npz", poses=arr, mocap_framerate=20.0)
+    same = load_motion(tmp_path / "body.npz", up="y").to_smpl(fps=None)
+    np.testing.assert_array_equal(same.body_pose, smpl.body_pose)
+    # joint positions of that shape are refused, by the reader and by a build's check
+    joints = _stand_in_joints(40).astype(np.float32)
+    np.save(tmp_path / "joints.npy", joints.reshape(40, 66) if layout == "flat_66" else joints)
+    with pytest.raises(
+        MotionFormatError, match=r"joints\.npy: the array of shape .* holds joint positions"
+    ):
+        load_motion(tmp_path / "joints.npy", fps=20)
+    assert "holds joint positions" in classify(tmp_path / "joints.npy")
+    # degrees are refused as in an npz
+    np.save(tmp_path / "degrees.npy", np.rad2deg(arr) + 10.0 * (arr == 0))
+    with pytest.raises(MotionFormatError, match=r"degrees\.npy: .*degrees"):
+        load_motion(tmp_path / "degrees.npy", fps=20)
+    # other shapes are still refused, naming what is read
+    np.save(tmp_path / "odd.npy", np.zeros((t, 60)))
+    with pytest.raises(MotionFormatError, match=r"odd\.npy: the array must be .*\(T, 66\)"):
+        load_motion(tmp_path / "odd.npy", fps=20)
+    assert "not SMPL-family poses" in classify(tmp_path / "odd.npy")
+
+
 def test_pickles_are_refused_without_running_them_saying_what_the_file_is(
     tmp_path: Path,
 ) -> None:
@@ -858,3 +1065,77 @@ def test_data_build_up_refuses_what_is_not_glob_and_axis(
     assert main(["data", "build", str(tmp_path), "--out", str(out), "--up", item]) != 0
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()
+
+
+def _turned_amc(fixture_mocap: Path, folder: Path) -> Path:
+    """CMU 02_03 (y-up) with the world turned by ``Rx(-90 deg)`` in the root's channels only:
+    its ASF rest stands along +y, its frames along -z."""
+    src = fixture_mocap / "cmu_asfamc" / "02"
+    folder.mkdir(parents=True)
+    (folder / "02.asf").write_bytes((src / "02.asf").read_bytes())
+    turn = Rotation.from_euler("x", -90, degrees=True)
+    lines = []
+    for line in (src / "02_03.amc").read_text().splitlines():
+        if line.startswith("root "):
+            v = np.array(line.split()[1:], dtype=float)  # TX TY TZ RX RY RZ, axis XYZ
+            rot = turn * Rotation.from_euler("xyz", v[3:], degrees=True)
+            v = np.r_[turn.apply(v[:3]), rot.as_euler("xyz", degrees=True)]
+            line = "root " + " ".join(f"{x:.9f}" for x in v)
+        lines.append(line)
+    (folder / "02_03.amc").write_text("\n".join(lines) + "\n")
+    return folder / "02_03.amc"
+
+
+def _mean_up(orient: np.ndarray) -> np.ndarray:
+    """The pelvis's up (+y) in SMPL's world, averaged over the frames."""
+    return Rotation.from_rotvec(orient).apply([0.0, 1.0, 0.0]).mean(axis=0)
+
+
+def test_up_is_honoured_by_asf_amc_and_deepmimic_files(tmp_path: Path, fixture_mocap: Path) -> None:
+    # up= (and a build's --up) means for ASF/AMC and DeepMimic what it means for BVH: the
+    # world's up in the file. Their own up (CMU's, DeepMimic's y) read as before; an AMC whose
+    # frames stand along another axis than its rest stands up with up= naming that axis.
+    amc = fixture_mocap / "cmu_asfamc" / "02" / "02_03.amc"
+    mimic = fixture_mocap / "cmu_deepmimic_retarget_jump" / "02" / "02_03.txt"
+    for path in (amc, mimic):
+        plain = load_motion(path).to_smpl(fps=None)
+        same = load_motion(path, up="y").to_smpl(fps=None)
+        np.testing.assert_array_equal(same.body_pose, plain.body_pose)
+        np.testing.assert_array_equal(same.global_orient, plain.global_orient)
+        name = re.escape(path.name)
+        with pytest.raises(MotionFormatError, match=rf"{name}: up=\+x was given"):
+            load_motion(path, up="x").to_smpl(fps=None)  # not ignored: nothing stands along x
+        with pytest.raises(ValueError, match=r"up must be one of"):
+            load_motion(path, up="up")
+    turned = _turned_amc(fixture_mocap, tmp_path / "turned")
+    lying = load_motion(turned).to_smpl(fps=None)
+    assert _mean_up(lying.global_orient) @ [0, 0, -1] > 0.99  # read lying along -z
+    with pytest.warns(RetargetWarning, match=r"calibrated on frame"):
+        stood = load_motion(turned, up="-z").to_smpl(fps=None)
+    assert _mean_up(stood.global_orient)[1] > 0.9
+
+
+def test_data_build_up_applies_to_asf_amc_and_deepmimic_files(
+    tmp_path: Path, fixture_mocap: Path
+) -> None:
+    # a build's --up reaches ASF/AMC and DeepMimic files (not skipped, not ignored)
+    from advprior.cli import main
+    from advprior.data import load_dataset
+
+    lab = tmp_path / "lab"
+    _turned_amc(fixture_mocap, lab / "turned")
+    mimic = fixture_mocap / "cmu_deepmimic_retarget_jump"
+    (lab / "mimic" / "02").mkdir(parents=True)
+    for rel in ("humanoid3d_jumper60kg_character.txt", "02/02_03.txt"):
+        (lab / "mimic" / rel).write_bytes((mimic / rel).read_bytes())
+    argv = ["data", "build", str(lab), "--out", str(tmp_path / "d.npz")]
+    argv += ["--up", "turned/*.amc=-z", "--up", "mimic/*/*.txt=y"]
+    assert main(argv) == 0
+    built = load_dataset(tmp_path / "d.npz")
+    assert built.meta["build"]["up"] == {"turned/*.amc": "-z", "mimic/*/*.txt": "y"}
+    assert not [s for s in built.meta["skipped"] if s[0].endswith((".amc", "02_03.txt"))]
+    _, orient = _sequence(built, "turned/02_03.amc")
+    assert _mean_up(orient.astype(np.float64))[1] > 0.9  # stood up
+    want = load_motion(mimic / "02" / "02_03.txt").without_rest_frames().to_smpl(30.0)
+    pose, orient = _sequence(built, "mimic/02/02_03.txt")
+    np.testing.assert_allclose(pose, want.body_pose, atol=1e-5)  # y: as without --up

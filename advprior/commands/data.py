@@ -54,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         metavar="GLOB=AXIS",
         help="the world up axis (x, y, z, -x, -y, -z) of files whose relative path matches "
-        "GLOB: a BVH whose frames stand along another axis than its rest skeleton, an npz/pkl/"
-        "npy in another world than its format's; repeatable, the first match wins; recorded "
-        "in the dataset's metadata",
+        "GLOB: a BVH, ASF/AMC or DeepMimic file whose frames stand along another axis than its "
+        "rest skeleton, an npz/pkl/npy in another world than its format's; repeatable, the "
+        "first match wins; recorded in the dataset's metadata",
     )
     b.set_defaults(func=_build)
 

@@ -51,6 +51,8 @@ RATE_KEYS = ("mocap_framerate", "mocap_frame_rate", "fps")
 #: ``poses`` widths (joints x 3) of the SMPL family: SMPL, SMPL-H, SMPL-X, and the body alone
 #: (root + 21 body joints, no hands: SMPL-X/SMPL-H tools and HumanML3D-style pipelines write it).
 POSE_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X", 66: "SMPL-X/SMPL-H body"}
+#: The same per joint ``(T, J, 3)``: 24, 52, 55 and 22 joints.
+POSE_JOINTS = tuple(w // 3 for w in POSE_WIDTHS)
 
 
 def is_amass(path: Path) -> bool:
@@ -155,22 +157,7 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
     """``(T, 66)``: root orientation then the 21 body joints, from ``poses`` or the split
     ``root_orient`` / ``pose_body`` arrays."""
     if "poses" in f.files:
-        poses = _array(f, "poses", path)
-        shape = poses.shape
-        if poses.ndim >= 1 and poses.shape[0] > 0:
-            _check_finite("poses", poses, path)
-        if poses.ndim == 3 and poses.shape[2] == 3:
-            poses = poses.reshape(poses.shape[0], -1)
-        if poses.ndim == 2 and poses.shape[1] in POSE_WIDTHS and poses.shape[0] == 0:
-            raise MotionFormatError(f"'poses' has no frames (shape {poses.shape})", path)
-        if poses.ndim != 2 or poses.shape[1] not in POSE_WIDTHS:
-            raise MotionFormatError(
-                f"'poses' must be (T, 72) SMPL, (T, 156) SMPL-H, (T, 165) SMPL-X or (T, 66) "
-                f"root + body (or per joint (T, 22 | 24 | 52 | 55, 3)), got {poses.shape}",
-                path,
-            )
-        _refuse_positions(poses, shape, path)
-        return poses[:, :66]
+        return pose_columns(_array(f, "poses", path), "poses", path)
     if "pose_body" not in f.files:
         pickled = _object_members(f)
         why = (
@@ -205,13 +192,43 @@ def _pose_columns(f: np.lib.npyio.NpzFile, path: Path) -> np.ndarray:
     return np.concatenate([root, body], axis=1)
 
 
-def _refuse_positions(poses: np.ndarray, shape: tuple[int, ...], path: Path) -> None:
-    """Refuse a ``poses`` array that holds joint positions: ``(T, 66)`` is also the shape of 22
-    joints' positions (HumanML3D's ``new_joints``, a body model's first 22 ``Jtr``), which
-    read as rotations would import silently as another motion."""
+def pose_shape_reason(shape: tuple[int, ...]) -> str | None:
+    """Why an array of ``shape`` is not an SMPL-family pose array (:data:`POSE_WIDTHS` per row,
+    or :data:`POSE_JOINTS` per joint), or None when it is one (frames not counted): the rule
+    both the npz ``poses`` reader and the ``.npy`` reader (and its build-time check, from the
+    header alone) apply."""
+    per_joint = len(shape) == 3 and shape[1] in POSE_JOINTS and shape[2] == 3
+    if per_joint or (len(shape) == 2 and shape[1] in POSE_WIDTHS):
+        return None
+    if len(shape) == 3 and shape[2] == 3:  # per joint: named as the row it would make
+        shape = (shape[0], 3 * shape[1])
+    return (
+        "must be (T, 72) SMPL, (T, 156) SMPL-H, (T, 165) SMPL-X or (T, 66) root + body (or per "
+        f"joint (T, {' | '.join(map(str, sorted(POSE_JOINTS)))}, 3)), got {tuple(shape)}"
+    )
+
+
+def pose_columns(poses: np.ndarray, key: str, path: Path, what: str | None = None) -> np.ndarray:
+    """``(T, 66)``, the root then the 21 body joints, of an SMPL-family pose array (a real
+    float array): one of :func:`pose_shape_reason`'s shapes, with frames, finite, and not joint
+    positions (``(T, 66)`` and ``(T, 22, 3)`` are also 22 joints' positions: HumanML3D's
+    ``new_joints``, a body model's first 22 ``Jtr``; read as rotations they would import
+    silently as another motion). ``key`` names the array in messages, ``what`` (default
+    ``'key'``) where they begin with it. Whether the angles are radians is :func:`smpl_motion`'s
+    check."""
+    what = what or f"'{key}'"
+    shape = poses.shape
+    if poses.ndim >= 1 and poses.shape[0] > 0:
+        _check_finite(key, poses, path)
+    why = pose_shape_reason(shape)
+    if why is not None:
+        raise MotionFormatError(f"{what} {why}", path)
+    if shape[0] == 0:
+        raise MotionFormatError(f"{what} has no frames (shape {shape})", path)
     why = joint_positions_reason(poses)
     if why is not None:
-        raise MotionFormatError(f"'poses' of shape {shape} {why}", path)
+        raise MotionFormatError(f"{what} of shape {shape} {why}", path)
+    return poses.reshape(shape[0], -1)[:, :66]
 
 
 def _rate(value: np.ndarray, key: str, path: Path) -> float:

@@ -516,8 +516,8 @@ def build_dataset(
             :func:`~advprior.data.load_motion` as ``up=`` (a BVH whose frames stand along
             another axis than its rest skeleton; an ``.npz``/``.pkl``/``.npy`` in another world
             than its format's default); the first matching glob wins. Recorded with the build's
-            arguments in ``meta["build"]["up"]``; a glob that matches no file is noted. A file
-            of a format that takes no ``up=`` (ASF/AMC, DeepMimic) is reported as skipped.
+            arguments in ``meta["build"]["up"]``; a glob that matches no file is noted. ASF/AMC
+            and DeepMimic files take ``up=`` as BVH does (the world's up in the file).
         min_seconds: shorter sequences are skipped (e.g. the 3-frame acLSTM ``standard.bvh``).
         log: called with one line per skipped file, and per file imported with an
             approximation (a :class:`~advprior.errors.RetargetWarning`, kept as a note in the

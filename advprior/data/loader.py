@@ -9,8 +9,11 @@ from advprior.errors import MotionFormatError
 
 #: Extensions this package reads as motion (``.txt`` only when it is DeepMimic JSON).
 MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt", ".pkl", ".npy")
-#: Formats of SMPL parameters (no skeleton to retarget): the ones ``person=`` and ``up=`` apply to.
+#: Formats of SMPL parameters (no skeleton to retarget): ``person=`` applies to them, and their
+#: ``up=`` turns the world into SMPL's y-up frame.
 SMPL_PARAMETER_SUFFIXES = (".npz", ".pkl", ".npy")
+#: Skeleton formats besides BVH whose ``up=`` is the world's up in the file, as BVH's is.
+SKELETON_UP_SUFFIXES = (".amc", ".json", ".txt")
 
 
 def load_motion(
@@ -42,8 +45,8 @@ def load_motion(
             ``.pkl``/``.npy`` default) or ``"-y"`` (a camera frame, OpenCV's y down). BVH:
             ``"x"``, ``"y"``, ``"z"``, ``"-x"``, ``"-y"``, ``"-z"`` for a file whose frames
             stand along another axis than its rest skeleton
-            (:func:`~advprior.data.bvh.read_bvh`); None: the rest's. Other formats find
-            their up axis from the skeleton.
+            (:func:`~advprior.data.bvh.read_bvh`); None: the rest's. ASF/AMC and DeepMimic
+            take the same six axes as BVH, meaning the same (their skeleton's up otherwise).
 
     Raises:
         MotionFormatError: unsupported, malformed or truncated file (names file and line).
@@ -55,11 +58,11 @@ def load_motion(
     suffix = path.suffix.lower()
     if fps is not None and not 0 < fps < float("inf"):
         raise ValueError(f"fps must be positive, got {fps}")
-    if up is not None and suffix not in (*SMPL_PARAMETER_SUFFIXES, ".bvh"):
-        raise ValueError(
-            f"up= applies to SMPL-parameter files (.npz, .pkl, .npy) and BVH, not "
-            f"{suffix or 'this'} files: their up axis is found from the skeleton"
-        )
+    if up is not None and suffix in SKELETON_UP_SUFFIXES:
+        from advprior.data.bvh import UP_AXES
+
+        if up not in UP_AXES:
+            raise ValueError(f"up must be one of {', '.join(map(repr, UP_AXES))}, got {up!r}")
     if person not in (None, 0) and suffix != ".pkl":
         raise MotionFormatError(
             f"person={person!r} asked for, but a {suffix or 'such'} file holds one person", path
@@ -74,7 +77,7 @@ def load_motion(
             parts = path.stem.split("_")
             rate = int(parts[-1]) if len(parts) >= 3 and parts[-1].isdigit() else 0
             fps = float(rate) if 24 <= rate <= 480 else 120.0
-        return read_amc(path, asf, fps=fps)
+        return _stood_along(read_amc(path, asf, fps=fps), up)
     if suffix == ".bvh":
         from advprior.data.bvh import read_bvh
 
@@ -96,7 +99,7 @@ def load_motion(
 
         if not is_deepmimic(path):
             raise MotionFormatError('not a DeepMimic motion (no "Frames" JSON)', path, 1)
-        return read_deepmimic(path, skeleton=skeleton, fps=fps)
+        return _stood_along(read_deepmimic(path, skeleton=skeleton, fps=fps), up)
     if suffix == ".asf":
         raise MotionFormatError("an ASF holds only a skeleton; load its AMC motion files", path)
     raise MotionFormatError(
@@ -105,3 +108,15 @@ def load_motion(
         "Motion-X/SMPL .npy",
         path,
     )
+
+
+def _stood_along(motion: Motion, up: str | None) -> Motion:
+    """``motion`` (ASF/AMC, DeepMimic) with ``up`` as its world's up axis, as
+    :func:`~advprior.data.bvh.read_bvh` takes ``up=``: retargeting stands the body along it
+    (calibrating on a frame standing along it when the rest does not) instead of along the
+    rest skeleton's own up. None: unchanged."""
+    if up is not None:
+        from advprior.data.bvh import UP_AXES
+
+        motion.meta.update(world_up=list(UP_AXES[up]), up_given=True)
+    return motion

@@ -1,12 +1,13 @@
 """Map a source skeleton's joints onto SMPL's 24 joints, by name *and* hierarchy.
 
 Only knees, elbows and the head are found by name (case-insensitive, any ``prefix:`` such as
-``mixamorig:`` dropped, side given as ``Left``/``Right``/``l``/``r``/``_L``/``_R``, a centre
-marker such as Advanced Skeleton's ``Head_M`` dropped; Blender Rigify's head and neck by their
-number on its spine, ``spine.006`` and ``spine.004``). Everything else
-follows from the tree, which is what resolves names that mean different bones in different
-conventions (``LeftShoulder`` is the collar in the MotionBuilder-friendly CMU BVH and the upper
-arm in the 3dsMax-friendly one):
+``mixamorig:`` dropped, a rig prefix such as SMPL's ``m_avg_`` and a word that only says "joint"
+such as Maya's ``_JNT`` dropped, side given as ``Left``/``Right``/``l``/``r``/``_L``/``_R``, a
+centre marker such as Advanced Skeleton's ``Head_M`` dropped; Blender Rigify's head and neck by
+their number on its spine, ``spine.006`` and ``spine.004``). Everything else follows
+from the tree, which is what resolves names that mean different bones in different conventions
+(``LeftShoulder`` is the collar in the MotionBuilder-friendly CMU BVH and the upper arm in the
+3dsMax-friendly one):
 
 - thigh = parent of the knee; ankle = the knee's child; toe = the ankle's child;
 - upper arm = parent of the elbow; collar = parent of the upper arm unless that joint is on the
@@ -46,8 +47,13 @@ _CORES = set(KNEE_NAMES + ELBOW_NAMES)
 # rig prefixes glued to the name once punctuation is gone, with the copy number some tools add
 # (Mixamo "mixamorig1:", "mixamorig2_" for a second character in a scene; Biped "Bip001";
 # Reallusion Character Creator / iClone "CC_Base_L_Calf"; VRoid / VRM "J_Bip_L_LowerLeg";
-# Blender Rigify's deform "DEF-shin.L" and original "ORG-shin.L" bones)
-_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def|org|ccbase|jbip)(?=[a-z])")
+# Blender Rigify's deform "DEF-shin.L" and original "ORG-shin.L" bones; SMPL's own FBX rigs,
+# and the BVHs converted from them, "m_avg_L_Knee" / "f_avg_L_Knee" for the male / female model)
+_PREFIX = re.compile(r"^(?:mixamorig\d*|bip\d+|character\d*|def|org|ccbase|jbip|[mfn]avg)(?=[a-z])")
+# a word saying "this is a joint", not which one (Maya rigs' "L_Knee_JNT", "knee_L_jnt",
+# "Bind_L_Knee"; "LeftLegJnt"): dropped as a word of its own or a capitalised suffix
+_JOINT_WORD = re.compile(r"(?:^|(?<=[_.\-\s]))(?:jnt|joint|bnd|bind)(?=$|[_.\-\s])", re.IGNORECASE)
+_JOINT_SUFFIX = re.compile(r"(?<=[a-z0-9])(?:Jnt|JNT|Joint|JOINT|Bnd|Bind)$")
 # Rigify's generated rigs: DEF- (deform), ORG- (the metarig's original bones, the same limbs
 # unsplit) and MCH- (mechanism: IK/FK switches, parents, tweaks) bones in one armature
 _RIGIFY_ORG = re.compile(r"^ORG[-_.]", re.IGNORECASE)
@@ -58,8 +64,10 @@ _BEND = "bend"
 
 
 def normalize(name: str) -> str:
-    """Lower-case alphanumerics of ``name`` without namespace or rig prefixes."""
-    n = re.split(r"[:|]", name)[-1].lower()
+    """Lower-case alphanumerics of ``name`` without namespace, rig prefixes or a word that only
+    says it is a joint (``jnt``, ``joint``, ``bnd``, ``bind``)."""
+    n = re.split(r"[:|]", name)[-1]
+    n = _JOINT_SUFFIX.sub("", _JOINT_WORD.sub("", n)).lower()
     n = re.sub(r"[^a-z0-9]", "", n)
     return _PREFIX.sub("", n, count=1)
 

@@ -13,8 +13,11 @@ Layouts (from the datasets' own readers and documentation):
 - **Motion-X** ``motion_data/smplx_322/**/*.npy``: ``(T, 322)`` SMPL-X rows, root_orient 0:3,
   pose_body 3:66, pose_hand 66:156, pose_jaw 156:159, face_expr 159:209, face_shape 209:309,
   trans 309:312, betas 312:322; y-up (Motion-X turns AMASS's z-up into it).
-- plain ``.npy`` pose arrays ``(T, 72 | 156 | 165)`` or per joint ``(T, 24 | 52 | 55, 3)``: no
-  translation, taken as y-up unless ``up=`` says otherwise.
+- plain ``.npy`` pose arrays, by the rule an AMASS npz's ``poses`` is read with
+  (:func:`advprior.data.amass.pose_columns`): ``(T, 72 | 156 | 165)``, the body alone
+  ``(T, 66)``, or per joint ``(T, 22 | 24 | 52 | 55, 3)``; joint positions of those shapes
+  (HumanML3D's ``new_joints``) are refused. No translation, taken as y-up unless ``up=`` says
+  otherwise.
 
 An ``.npy`` carries no frame rate (Motion-X's subsets differ: its HumanML3D part is at 20 fps),
 so ``fps=`` is required, as for an AMASS npz without ``mocap_frame_rate``.
@@ -42,7 +45,13 @@ from typing import Any
 
 import numpy as np
 
-from advprior.data.amass import WORLD_TO_Y_UP, _check_finite, smpl_motion
+from advprior.data.amass import (
+    WORLD_TO_Y_UP,
+    _check_finite,
+    pose_columns,
+    pose_shape_reason,
+    smpl_motion,
+)
 from advprior.data.motion import Motion
 from advprior.data.positions import joint_positions_reason
 from advprior.errors import MotionFormatError, RetargetWarning, UnsafeFileError
@@ -50,8 +59,9 @@ from advprior.errors import MotionFormatError, RetargetWarning, UnsafeFileError
 #: Frame rates the datasets document (3DPW's ``poses``: the image rate; AIST++: 60 Hz).
 THREEDPW_FPS = 30.0
 AIST_FPS = 60.0
-#: ``.npy`` row widths read: SMPL, SMPL-H, SMPL-X pose vectors and Motion-X's SMPL-X rows.
-NPY_WIDTHS = {72: "SMPL", 156: "SMPL-H", 165: "SMPL-X", 322: "Motion-X SMPL-X"}
+#: Motion-X's SMPL-X rows: the one ``.npy`` width read besides the SMPL-family pose arrays that
+#: an AMASS npz's ``poses`` may hold (:func:`advprior.data.amass.pose_shape_reason`).
+MOTION_X_WIDTH = 322
 _JOINTS = (24, 52, 55)
 #: Keys that make a pickle a motion this module reads (3DPW's, AIST++'s).
 _PICKLE_KEYS = ({"poses", "trans"}, {"smpl_poses", "smpl_trans"})
@@ -389,10 +399,13 @@ def npy_pose_shape(path: str | Path) -> str | None:
         shape, dtype = _npy_header(Path(path))
     except (MotionFormatError, OSError):
         return None
-    per_joint = len(shape) == 3 and shape[1] in _JOINTS and shape[2] == 3
-    if not (per_joint or (len(shape) == 2 and shape[1] in NPY_WIDTHS)):
-        return f"npy of shape {shape}, not SMPL-family poses (T, 72 | 156 | 165 | 322)"
-    if per_joint or shape[1] != 322:
+    motion_x = len(shape) == 2 and shape[1] == MOTION_X_WIDTH
+    if not motion_x and pose_shape_reason(shape) is not None:
+        return (
+            f"npy of shape {shape}, not SMPL-family poses (T, 66 | 72 | 156 | 165 | 322 "
+            "or per joint)"
+        )
+    if not motion_x:
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError):
@@ -430,17 +443,14 @@ def read_smpl_npy(
         raise MotionFormatError(f"cannot read npy: {err}", path) from None
     arr = _real(arr, "array", path)
     trans = None
-    widths = tuple(NPY_WIDTHS)
-    if arr.ndim == 2 and arr.shape[1] == 322:
+    if arr.ndim == 2 and arr.shape[1] == MOTION_X_WIDTH:
         trans = arr[:, 309:312]
         _check_finite("trans (columns 309:312)", trans, path)
         poses = _pose66(arr[:, :66], "array", path, (66,))
         kind = "motion-x"
     else:
-        why = joint_positions_reason(arr) if arr.ndim in (2, 3) else None
-        if why is not None:
-            raise MotionFormatError(f"the array of shape {arr.shape} {why}", path)
-        poses = _pose66(arr, "array", path, widths)
+        # the npz reader's rule for 'poses' (widths, per joint, joint positions refused)
+        poses = pose_columns(arr, "array", path, what="the array")
         kind = "npy"
     if fps is None:
         raise MotionFormatError(
