@@ -13,9 +13,9 @@ Every module of ``advprior`` belongs to one layer of :data:`LAYERS` (lowest firs
   layer rule but do not count as cycles;
 - imports guarded by ``try: ... except ImportError`` (optional dependencies) are exempt.
 
-The one dynamic import by name, :data:`advprior.hub.MODEL_TYPE_MODULES` (the checkpoint
-registry: ``model_type`` -> module that defines it), is not an import statement and is
-documented in docs/design.md.
+The one dynamic import by name, :data:`advprior.pretrained.MODEL_TYPE_MODULES` (the checkpoint
+registry: ``model_type`` -> module that defines it; re-exported by :mod:`advprior.hub`), is not
+an import statement and is documented in docs/design.md.
 """
 
 from __future__ import annotations
@@ -50,7 +50,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("body", ("advprior.body",)),
     ("data", ("advprior.data",)),
-    ("weights", ("advprior.hub",)),
+    (
+        "weights",
+        (
+            "advprior.checkpoint",
+            "advprior.manifest",
+            "advprior.download",
+            "advprior.resolution",
+            "advprior.pretrained",
+            "advprior.hub",
+        ),
+    ),
     (
         "prior",
         (

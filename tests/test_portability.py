@@ -586,7 +586,7 @@ def test_manifest_symlink_checked_out_as_a_placeholder(
     holding "../weights_manifest.json"; the bundled models must still load."""
     import torch
 
-    from advprior import PosePrior, hub
+    from advprior import PosePrior, hub, manifest
 
     top = tmp_path / "checkout é"
     (top / "advprior").mkdir(parents=True)
@@ -594,7 +594,8 @@ def test_manifest_symlink_checked_out_as_a_placeholder(
     placeholder = top / "advprior" / "weights_manifest.json"
     placeholder.write_bytes(b"../weights_manifest.json")  # git writes no newline
     assert "gan-s" in hub.known_aliases(placeholder)
-    monkeypatch.setattr(hub, "DEFAULT_MANIFEST", placeholder)
+    # read by advprior.manifest, where it is defined (advprior.hub only re-exports it)
+    monkeypatch.setattr(manifest, "DEFAULT_MANIFEST", placeholder)
     monkeypatch.delenv("ADVPRIOR_MANIFEST", raising=False)
     prior = PosePrior.from_pretrained("gan-s")
     assert prior.sample(1, generator=torch.Generator().manual_seed(0)).shape == (1, 63)

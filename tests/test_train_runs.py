@@ -754,23 +754,23 @@ def test_an_export_stopped_midway_keeps_the_earlier_model(synthetic, tmp_path, m
     export's staging folder is removed when the folder is next claimed."""
     import errno
 
-    import advprior.hub as hub
+    import advprior.pretrained as pretrained  # save_pretrained looks write_text_atomic up there
 
     kw = dict(batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=0, select="last", **FAST)
     out = tmp_path / "run"
     first = train_gan(synthetic, out, steps=2, **kw)
     before = (out / "model" / "model.safetensors").read_bytes()
-    write_text = hub.write_text_atomic
+    write_text = pretrained.write_text_atomic
 
     def full_disk(path, text):
         if Path(path).name == "config.json":
             raise OSError(errno.ENOSPC, "No space left on device")
         return write_text(path, text)
 
-    monkeypatch.setattr(hub, "write_text_atomic", full_disk)
+    monkeypatch.setattr(pretrained, "write_text_atomic", full_disk)
     with pytest.raises(OSError, match="No space left"):
         train_gan(synthetic, out, steps=4, resume=True, **kw)
-    monkeypatch.setattr(hub, "write_text_atomic", write_text)
+    monkeypatch.setattr(pretrained, "write_text_atomic", write_text)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
     assert (out / "model" / "model.safetensors").read_bytes() == before
     assert PosePrior.from_pretrained(out / "model").config["training"]["steps"] == first.step

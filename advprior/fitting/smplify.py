@@ -17,484 +17,83 @@ Objective per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_sh
 (+ ``w_pose E_pose`` from a pose density, by default the GMM's for GAN-S; + a depth anchor in
 stage 0), ``rho_sigma(r) = sigma^2 r^2 / (sigma^2 + r^2)`` per pixel
 coordinate. Each frame is its own optimisation problem (see :mod:`advprior.lbfgs`).
+
+This module holds the driver (:func:`fit_keypoints`); the checked inputs live in
+:mod:`advprior.fitting.inputs`, the body's keypoints in :mod:`advprior.fitting.body_points`,
+the camera stage's starts in :mod:`advprior.fitting.start` and the objective in
+:mod:`advprior.fitting.objective`; their names stay importable from here.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from advprior.fitting import keypoints as _keypoints
-from advprior.fitting.camera import PinholeCamera, positive_number, real_number, whole_number
-from advprior.fitting.keypoints import (
-    SURFACE_POINTS,
-    KeypointFormat,
-    count_hint,
-    get_format,
-    mask_unobserved,
-    model_joint_indices,
+from advprior.fitting.body_points import (  # noqa: F401 - re-exported
+    _Body,
+    body_keypoints,
 )
-from advprior.fitting.priors import (
-    POSE_DENSITY_WEIGHT,
-    POSE_DIM,
-    PriorTerm,
-    frozen,
-    resolve_pose_density,
-    resolve_prior,
+from advprior.fitting.camera import PinholeCamera, whole_number
+from advprior.fitting.inputs import (  # noqa: F401 - re-exported
+    MAX_KEYPOINT_PX,
+    MIN_FOCAL_PX,
+    MIN_KEYPOINT_SPAN_PX,
+    REFERENCE_PERSON_PX,
+    _as_tensor,
+    _check_pixel_scale,
+    _check_sigma,
+    _check_weight,
+    _frame_list,
+    _scale_groups,
+    _scale_info,
+    auto_pixel_scale,
+    check_pixel_camera,
+    place_fit,
+    prepare_keypoints,
 )
+from advprior.fitting.keypoints import KeypointFormat, get_format, mask_unobserved
+from advprior.fitting.objective import (  # noqa: F401 - re-exported
+    DEPTH_WEIGHT,
+    GAUGE_WEIGHT,
+    NO_PRIOR_WEIGHT,
+    SMPLIFY_STAGES,
+    _on_device,
+    _prior_term,
+    _split,
+    final_objective,
+    geman_mcclure,
+    pose_objective,
+    stage_weights,
+)
+from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
 from advprior.fitting.result import FitResult, fit_environment
-from advprior.interface import Prior
+from advprior.fitting.start import (  # noqa: F401 - re-exported
+    YAW_CANDIDATES,
+    _check_init,
+    _Init,
+    _init_candidates,
+    _init_rows,
+    _initial_translation,
+    _pair_lengths,
+    _pick_around_init,
+    _pick_orientations,
+    _plane_orients,
+    _torso_affine,
+    _torso_plane_depth,
+    _yaw_orients,
+)
 from advprior.inversion import with_autograd
 from advprior.lbfgs import minimize_lbfgs
-from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
-from advprior.tensors import cacheable, float64_device
 
-#: SMPLify's stage weights (Bogo et al. 2016): (pose-prior weight, shape weight) per stage; the
-#: objective multiplies the energies by their squares, as SMPLify's sum-of-squares residuals do.
-SMPLIFY_STAGES: tuple[tuple[float, float], ...] = (
-    (404.0, 100.0),
-    (404.0, 50.0),
-    (57.4, 10.0),
-    (4.78, 5.0),
-)
-#: Fixed weight of ``|pose|^2`` when fitting without a prior (radians^2 vs pixels^2).
-NO_PRIOR_WEIGHT = 1.0
-#: Weight of :meth:`PriorTerm.gauge` (keeps a sphere latent's norm near 1; no effect on poses).
-GAUGE_WEIGHT = 100.0
-#: Weight of the squared camera-depth change (metres^2) in stage 0, as SMPLify-X.
-DEPTH_WEIGHT = 100.0
-#: Body yaws (radians, about the body's up axis) tried in stage 0; 0 faces the camera.
-YAW_CANDIDATES = tuple(i * math.pi / 4 for i in range(8))
+# The imports marked re-exported bring the names that moved out of this module in round 24
+# (inputs, body_points, objective, start): every one stays importable from here, as before.
+
 OPTIMIZERS = ("lbfgs", "adam")
-
-
-def _as_tensor(x: object, name: str) -> Tensor:
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    elif isinstance(x, (list, tuple)):
-        x = torch.as_tensor(np.asarray(x, dtype=np.float64))
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-    if x.dtype == torch.bool or x.is_complex():
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    # keypoints from a network may carry autograd; the fit is not differentiable in them
-    return x.detach()
-
-
-#: Largest accepted keypoint coordinate (pixels). The robust reprojection loss squares
-#: residuals and multiplies by sigma^2; beyond ~1e17 px float32 overflows (the fit returns NaN),
-#: and no camera image is anywhere near this size, so a far smaller bound loses nothing.
-MAX_KEYPOINT_PX = 1e9
-#: Smallest accepted extent (pixels, the larger side of the bounding box) of a frame's visible
-#: keypoints. Keypoints in normalised coordinates ([0, 1], [-1, 1]) span at most 2 units; no
-#: detector finds a person 2 px tall, and a fit of one would be meaningless anyway.
-MIN_KEYPOINT_SPAN_PX = 2.0
-#: Smallest accepted focal length (pixels). The fit's weights (``sigma``, the stage weights,
-#: the pose density's) are relative to squared pixels: in normalised units (focal ~1) the
-#: prior outweighs the keypoints by ~1e5 and the fit ignores them. A 20 px wide image at a
-#: 90 degree field of view still has a 10 px focal length.
-MIN_FOCAL_PX = 10.0
-
-
-def check_pixel_camera(camera: object) -> PinholeCamera:
-    """``camera`` if it is a :class:`PinholeCamera` in pixels: ``TypeError`` for another type,
-    ``ValueError`` for a focal length below :data:`MIN_FOCAL_PX` (normalised coordinates)."""
-    if not isinstance(camera, PinholeCamera):
-        raise TypeError(
-            f"camera must be an advprior.fitting.PinholeCamera, got {type(camera).__name__}"
-        )
-    if min(camera.focal) < MIN_FOCAL_PX:
-        raise ValueError(
-            f"camera focal length {camera.focal} is below {MIN_FOCAL_PX:g}: the fit works in "
-            "pixels (sigma and the prior weights are relative to squared pixels); for "
-            "normalised coordinates multiply the keypoints, focal length and centre by the "
-            "image size in pixels"
-        )
-    return camera
-
-
-def prepare_keypoints(
-    keypoints: object,
-    confidence: object,
-    fmt: KeypointFormat,
-    min_keypoints: int = 2,
-    *,
-    check_layout: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """Validate ``keypoints (B, J, 2)`` (or ``(B, J, 3)`` with confidence in the last column
-    when ``confidence`` is None) and ``confidence (B, J)``; return float tensors.
-
-    NaN keypoints count as missing (their confidence becomes 0); no frames (B = 0), Inf
-    keypoints, coordinates beyond :data:`MAX_KEYPOINT_PX`, NaN or out-of-range confidences,
-    and frames with fewer than two keypoints of positive confidence raise ``ValueError`` (the
-    last check uses ``min_keypoints``; 0 skips it). Keypoints with no counterpart on the body
-    (``fmt.unobserved``, BODY_25B's HeadTop) get confidence 0.
-    :func:`~advprior.fitting.keypoints.check_layout` raises
-    :class:`~advprior.errors.KeypointLayoutError` for BODY_25B keypoints given as
-    ``openpose25`` and the reverse, unless ``check_layout`` is False.
-    """
-    kp = _as_tensor(keypoints, "keypoints")
-    dtype = kp.dtype if kp.dtype == torch.float64 else torch.float32
-    kp = kp.to(dtype)
-    j = fmt.num_keypoints
-    if kp.ndim != 3 or kp.shape[1] != j or kp.shape[2] not in (2, 3):
-        hint = count_hint(kp.shape[1], fmt) if kp.ndim == 3 else ""
-        raise ValueError(
-            f"keypoints must have shape (B, {j}, 2) for keypoint_format "
-            f"{fmt.name!r} (or (B, {j}, 3) with confidence), got {tuple(kp.shape)}{hint}"
-        )
-    if kp.shape[0] == 0:
-        # an empty batch (every frame filtered out upstream) has nothing to fit; the fit
-        # itself failed on it with a ZeroDivisionError
-        raise ValueError(f"keypoints has no frames (shape {tuple(kp.shape)}); give B >= 1 frames")
-    if confidence is None:
-        if kp.shape[2] == 3:
-            conf = kp[..., 2]
-        else:
-            conf = torch.ones(kp.shape[:2], dtype=dtype, device=kp.device)
-    else:
-        if kp.shape[2] == 3:
-            raise ValueError(
-                "keypoints has a third (confidence) column and confidence is also "
-                "given; pass keypoints (B, J, 2) with confidence, or (B, J, 3) alone"
-            )
-        conf = _as_tensor(confidence, "confidence").to(dtype=dtype, device=kp.device)
-        if conf.shape != kp.shape[:2]:
-            raise ValueError(
-                f"confidence must have shape {tuple(kp.shape[:2])} (B, J) to match "
-                f"keypoints {tuple(kp.shape)}, got {tuple(conf.shape)}"
-            )
-    kp = kp[..., :2]
-    # a missing keypoint (NaN coordinates) needs no confidence: a (B, J, 3) row [nan, nan, nan]
-    # is missing, not a NaN confidence
-    conf = torch.where(torch.isnan(kp).any(-1), torch.zeros_like(conf), conf)
-    if bool(torch.isnan(conf).any()) or bool(((conf < 0) | (conf > 1)).any()):
-        raise ValueError("confidence must lie in [0, 1] (no NaN)")
-    if bool(torch.isinf(kp).any()):
-        raise ValueError("keypoints contain +-Inf; mark missing keypoints with NaN or confidence 0")
-    big = float(torch.nan_to_num(kp.abs(), nan=0.0).max()) if kp.numel() else 0.0
-    if big > MAX_KEYPOINT_PX:
-        raise ValueError(
-            f"keypoints must be pixel coordinates with |x|, |y| <= {MAX_KEYPOINT_PX:.0e}, got "
-            f"{big:.3g}: squared residuals that large overflow float32 and the fit turns NaN"
-        )
-    missing = torch.isnan(kp).any(-1)
-    conf = torch.where(missing, torch.zeros_like(conf), conf)
-    kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
-    # BODY_25B keypoints passed as openpose25 (or the reverse) raise KeypointLayoutError; the
-    # rule was measured on synthetic keypoints only, so a caller sure of its data can skip it
-    if check_layout:
-        _keypoints.check_layout(kp, conf, fmt)
-    if fmt.unobserved:
-        # keypoints with no counterpart on the body (BODY_25B's HeadTop): never fitted
-        missing[:, list(fmt.unobserved)] = True
-        conf = torch.where(missing, torch.zeros_like(conf), conf)
-        kp = torch.where(missing[..., None], torch.zeros_like(kp), kp)
-    visible = conf > 0
-    seen = visible.sum(-1)
-    bad = torch.nonzero(seen < min_keypoints).flatten().tolist()
-    if bad:
-        raise ValueError(
-            f"frames [{_frame_list(bad)}] have fewer than 2 keypoints with confidence > 0 "
-            "(all-zero confidence or NaN keypoints); nothing to fit there: drop them"
-        )
-    inf = torch.tensor(float("inf"), dtype=kp.dtype, device=kp.device)
-    low = torch.where(visible[..., None], kp, inf).amin(1)
-    high = torch.where(visible[..., None], kp, -inf).amax(1)
-    span = (high - low).amax(-1)  # (B,), -inf without visible keypoints
-    tiny = torch.nonzero((seen >= 2) & (span < MIN_KEYPOINT_SPAN_PX)).flatten().tolist()
-    if tiny:
-        raise ValueError(
-            f"frames [{_frame_list(tiny)}]: their visible keypoints span less than "
-            f"{MIN_KEYPOINT_SPAN_PX:g} px; keypoints must be pixel coordinates (normalised "
-            "[0, 1] or [-1, 1] ones? multiply them by the image size; else drop the frames)"
-        )
-    return kp, conf
-
-
-def _frame_list(frames: list[int]) -> str:
-    return ", ".join(str(b) for b in frames[:10]) + (" ..." if len(frames) > 10 else "")
-
-
-class _Body:
-    """Keypoints in 3D ``(n, J, 3)`` and the 24 joints for body parameters, through the fastest
-    route: forward kinematics for SMPL's joints; for surface keypoints, only those vertices on
-    an SMPL :class:`~advprior.body.BodyModel`, else the full mesh."""
-
-    def __init__(self, body_model: object, fmt: KeypointFormat) -> None:
-        from advprior.body import forward_kinematics
-        from advprior.body.model import check_body_model
-
-        self.model = check_body_model(body_model)
-        self.fmt = fmt
-        self.num_betas = int(body_model.num_betas)
-        self._fk = forward_kinematics
-        self.index: list[int] | None = None
-        self.points: tuple[list[int], list[int]] | None = None
-        if fmt.needs_surface:
-            like = {
-                "dtype": getattr(body_model, "dtype", torch.float32),
-                "device": getattr(body_model, "device", "cpu"),
-            }
-            with torch.no_grad():
-                out = body_model(
-                    global_orient=torch.zeros(1, 3, **like), body_pose=torch.zeros(1, 63, **like)
-                )
-            names = tuple(getattr(body_model, "extra_joint_names", SURFACE_POINTS))
-            self.index = model_joint_indices(
-                fmt, body_model.model_type, out.model_joints.shape[1], names
-            )
-            # An SMPL BodyModel can skin just the surface points (BodyModel.posed_points); its
-            # model_joints are SMPL's 24 joints, then one vertex per extra joint name.
-            extra = getattr(getattr(body_model, "layer", None), "vertex_joint_selector", None)
-            extra = getattr(extra, "extra_joints_idxs", None)
-            first = out.model_joints.shape[1] - (len(extra) if extra is not None else 0)
-            fast = hasattr(body_model, "posed_points") and body_model.model_type == "smpl"
-            if fast and extra is not None and first == 24:
-                vertex = [int(extra[i - first]) for i in self.index if i >= first]
-                slots = [i if i < first else first + vertex.index(int(extra[i - first]))
-                         for i in self.index]  # fmt: skip
-                self.points = (vertex, slots)
-
-    def _on(self, name: str, values: Sequence[int], device: torch.device) -> Tensor:
-        """The index list ``values`` as a tensor on ``device``, made once per device: indexing
-        a GPU tensor by a Python list copies the list to the GPU at every call (the objective
-        calls this at every evaluation), and the stream waits for each copy."""
-        kept = self.__dict__.setdefault("_indices", {})
-        key = (name, device)
-        value = None if torch.jit.is_tracing() else kept.get(key)
-        if value is None:
-            with torch.inference_mode(False):
-                value = torch.tensor(list(values), dtype=torch.long, device=device)
-            if cacheable(value):
-                kept[key] = value
-        return value
-
-    def __call__(
-        self, go: Tensor, pose: Tensor, betas: Tensor, transl: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        # (n, 1, 3), smplx's per-joint layout, reads one way only: as (n, 3) with n = 3 the
-        # body functions would test at every objective evaluation whether the 3 rotation
-        # vectors also make a rotation matrix (a device sync; the warning is for callers' data)
-        orient = go[:, None]
-        if self.index is None:
-            joints = self._fk(orient, pose, betas, transl, body_model=self.model)
-            return joints[:, self._on("sources", self.fmt.body_sources, joints.device)], joints
-        if self.points is not None:
-            vertex, slots = self.points
-            points, joints = self.model.posed_points(
-                orient, pose, vertex, betas=betas, transl=transl
-            )
-            keypoints = torch.cat([joints, points], 1)[:, self._on("slots", slots, joints.device)]
-            return keypoints.to(go.dtype), joints.to(go.dtype)
-        out = self.model(global_orient=orient, body_pose=pose, betas=betas, transl=transl)
-        index = self._on("index", self.index, out.model_joints.device)
-        return out.model_joints[:, index].to(go.dtype), out.joints.to(go.dtype)
-
-
-def body_keypoints(
-    global_orient: Tensor,
-    body_pose: Tensor,
-    betas: Tensor | None = None,
-    transl: Tensor | None = None,
-    *,
-    body_model: object | None = None,
-    keypoint_format: str | KeypointFormat = "smpl24",
-) -> tuple[Tensor, Tensor]:
-    """Where :func:`fit_keypoints` places the keypoints of ``keypoint_format`` on a body:
-    ``(keypoints3d (B, K, 3), joints (B, 24, 3))`` in metres, world frame, for
-    ``global_orient (B, 3)``, ``body_pose (B, 63)``, ``betas (B, num_betas)`` (default 0) and
-    ``transl (B, 3)`` (default 0). SMPL joints come from forward kinematics, surface points
-    (nose, eyes, ears, toes, heels) from the body model's mesh vertices; default body: the
-    stand-in. Project them with the camera to get the fitter's own 2D keypoints of this body.
-    Keypoints with no counterpart on the body (BODY_25B's HeadTop) are NaN."""
-    from advprior.body.model import check_pose
-
-    fmt = get_format(keypoint_format)
-    # read (and checked, an ambiguous (3, 3) warned about) here, where the caller's data comes
-    # in: _Body passes smplx's unambiguous (n, 1, 3) on
-    global_orient, body_pose = check_pose(global_orient, body_pose)
-    lead = torch.broadcast_shapes(global_orient.shape[:-1], body_pose.shape[:-1])
-    global_orient = global_orient.expand(*lead, 3)
-    body_pose = body_pose.expand(*lead, body_pose.shape[-1])
-    if body_model is None:
-        from advprior.body import load_body_model
-
-        body_model = load_body_model(device=global_orient.device)
-    n = global_orient.shape[0]
-    like = {"dtype": global_orient.dtype, "device": global_orient.device}
-    if betas is None:
-        betas = torch.zeros(n, int(body_model.num_betas), **like)
-    if transl is None:
-        transl = torch.zeros(n, 3, **like)
-    points, joints = _Body(body_model, fmt)(global_orient, body_pose, betas, transl)
-    return mask_unobserved(points, fmt), joints
-
-
-def geman_mcclure(sq_residual: Tensor, sigma: float) -> Tensor:
-    """``sigma^2 r^2 / (sigma^2 + r^2)`` of squared residuals (pixels^2), elementwise."""
-    s2 = sigma * sigma
-    return s2 * sq_residual / (s2 + sq_residual)
-
-
-def _yaw_orients(camera: PinholeCamera, like: Tensor) -> Tensor:
-    """Global orientations ``(Y, 3)`` that stand the body upright facing the camera, turned by
-    each of :data:`YAW_CANDIDATES`: ``R_go = R_cam^T Rx(pi) Ry(yaw)``."""
-    flip = axis_angle_to_rotmat(like.new_tensor([math.pi, 0.0, 0.0]))
-    yaws = like.new_tensor(YAW_CANDIDATES)
-    turn = axis_angle_to_rotmat(
-        torch.stack([torch.zeros_like(yaws), yaws, torch.zeros_like(yaws)], -1)
-    )
-    rot = camera.rotation_tensor(like).T @ flip @ turn
-    return rotmat_to_axis_angle(rot)
-
-
-def _pair_lengths(points: Tensor, pairs: Sequence[tuple[int, int]]) -> Tensor:
-    a = points[..., [p[0] for p in pairs], :]
-    b = points[..., [p[1] for p in pairs], :]
-    return (a - b).norm(dim=-1)
-
-
-def _torso_affine(
-    kp: Tensor, seen: Tensor, camera: PinholeCamera, fmt: KeypointFormat, rest3d: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The affine map ``(n, 2, 2)`` from the torso's frontal plane (the rest keypoints' x, y of
-    the shoulders and hips, metres) to their image (normalised image units, pixels minus the
-    centre over the focal length), least squares on the visible ones, and ``(n,)`` bool where
-    it is defined (at least three of them visible, not in a line)."""
-    torso = sorted({i for pair in fmt.torso for i in pair})
-    # in the keypoints' dtype: a bool mask divided by its count would take torch's default
-    # dtype, and a user's float64 default met float32 keypoints in a matmul further on
-    w = seen[:, torso].to(kp.dtype)
-    q = torch.stack(
-        [
-            (kp[:, torso, 0] - camera.center[0]) / camera.focal[0],
-            (kp[:, torso, 1] - camera.center[1]) / camera.focal[1],
-        ],
-        -1,
-    )
-    p = rest3d[torso, :2][None].expand(kp.shape[0], -1, -1)
-    wn = w / w.sum(-1, keepdim=True).clamp(min=1e-9)
-    pc = p - (p * wn[..., None]).sum(1, keepdim=True)
-    qc = q - (q * wn[..., None]).sum(1, keepdim=True)
-    gram = (pc * w[..., None]).transpose(1, 2) @ pc  # (n, 2, 2)
-    cross = (qc * w[..., None]).transpose(1, 2) @ pc
-    # Three points span the plane when the smaller eigenvalue of their scatter is not tiny
-    # against the larger (shoulders and hips, ~0.3 x 0.5 m, give ~0.1-0.3).
-    eig = torch.linalg.eigvalsh(gram)
-    ok = (w.sum(-1) >= 3) & (eig[:, 0] > 1e-2 * eig[:, 1].clamp(min=1e-12))
-    eye = torch.eye(2, dtype=kp.dtype, device=kp.device)
-    affine = cross @ torch.linalg.inv(torch.where(ok[:, None, None], gram, eye))
-    return affine, ok
-
-
-def _torso_plane_depth(affine: Tensor, ok: Tensor) -> tuple[Tensor, Tensor]:
-    """Depth ``(n,)`` (metres) of the torso from :func:`_torso_affine`'s map, and where defined.
-
-    Seen from any direction, a plane's image is an affine map of it whose larger singular value
-    is the scale ``1 / depth``: a line in the plane parallel to the image keeps its length, only
-    the direction across it shortens (by the cosine of the tilt). SMPLify's shoulder-hip length
-    ratio is that shortened length whenever the torso leans towards or away from the camera (a
-    camera above the person, a person lying feet first) and overestimated the depth ~2x in such
-    views (``benchmarks/fit_views.py``)."""
-    scale = torch.linalg.svdvals(affine)[:, 0]
-    return 1.0 / scale.clamp(min=1e-9), ok & (scale > 0)
-
-
-def _plane_orients(affine: Tensor, ok: Tensor, camera: PinholeCamera) -> Tensor:
-    """The two body orientations ``(n, 2, 3)`` (axis-angle, world frame) whose frontal plane
-    projects as :func:`_torso_affine`'s map (weak perspective): the map divided by its scale is
-    the upper-left 2 x 2 block ``U diag(1, c) V^T`` of the camera-from-body rotation, which is
-    ``U Rx(+-acos c) V^T`` (block-extended); the sign is the torso's lean towards or away from
-    the camera, which the plane's image cannot tell. Rows where ``ok`` is False get the upright
-    body facing the camera."""
-    n = affine.shape[0]
-    like = {"dtype": affine.dtype, "device": affine.device}
-    eye = torch.eye(2, **like).expand(n, 2, 2)
-    u, sv, vh = torch.linalg.svd(torch.where(ok[:, None, None], affine, eye))
-    c = (sv[:, 1] / sv[:, 0].clamp(min=1e-12)).clamp(0.0, 1.0)
-    # For a rotation the 2 x 2 block's determinant is R_33 = c: negative where the body's
-    # forward axis points towards the camera (facing it), so the sign goes into c, not U.
-    mirror = torch.linalg.det(u) * torch.linalg.det(vh) < 0
-    u = torch.cat([u[:, :, :1], torch.where(mirror[:, None, None], -u[:, :, 1:], u[:, :, 1:])], -1)
-    c = torch.where(mirror, -c, c)
-    sn = (1.0 - c * c).clamp(min=0.0).sqrt()
-    out = []
-    for sign in (1.0, -1.0):
-        m = torch.zeros(n, 3, 3, **like)
-        m[:, 0, 0] = 1.0
-        m[:, 1, 1] = c
-        m[:, 2, 2] = c
-        m[:, 1, 2] = -sign * sn
-        m[:, 2, 1] = sign * sn
-        u3 = torch.zeros(n, 3, 3, **like)
-        u3[:, :2, :2] = u
-        u3[:, 2, 2] = 1.0
-        v3 = torch.zeros(n, 3, 3, **like)
-        v3[:, :2, :2] = vh
-        v3[:, 2, 2] = 1.0
-        out.append(u3 @ m @ v3)
-    rot = torch.stack(out, 1)  # (n, 2, 3, 3) camera from body
-    upright = camera.rotation_tensor(affine).T @ axis_angle_to_rotmat(
-        affine.new_tensor([math.pi, 0.0, 0.0])
-    )
-    rot = camera.rotation_tensor(affine).T @ rot
-    rot = torch.where(ok[:, None, None, None], rot, upright)
-    return rotmat_to_axis_angle(rot.reshape(-1, 3, 3)).view(n, 2, 3)
-
-
-def _initial_translation(
-    kp: Tensor,
-    conf: Tensor,
-    camera: PinholeCamera,
-    fmt: KeypointFormat,
-    rest3d: Tensor,
-    posed3d: Tensor,
-    plane: Tensor | None = None,
-) -> Tensor:
-    """The torso's depth (SMPLify's ``f * L3 / L2`` from the shoulder-hip lengths seen in 2D,
-    the spread of all visible keypoints when no shoulder-hip pair is visible; on rows where
-    ``plane (n,)`` is True and three shoulders/hips are visible, :func:`_torso_plane_depth`),
-    then the translation
-    ``(n, 3)`` putting the visible keypoints' 3D centroid on the ray of their 2D centroid.
-
-    ``rest3d (J, 3)``: keypoints at rest; ``posed3d (n, J, 3)``: keypoints of the initial
-    orientation and pose at zero translation."""
-    focal = 0.5 * (camera.focal[0] + camera.focal[1])
-    seen = (conf > 0).to(kp.dtype)
-    pairs = fmt.torso
-    pair_seen = seen[:, [p[0] for p in pairs]] * seen[:, [p[1] for p in pairs]]
-    l2 = (_pair_lengths(kp, pairs) * pair_seen).sum(-1)
-    l3 = (_pair_lengths(rest3d, pairs)[None] * pair_seen).sum(-1)
-    # Fallback: RMS distance to the centroid of the visible keypoints, image plane vs body plane.
-    w = seen / seen.sum(-1, keepdim=True)
-    c2 = (kp * w[..., None]).sum(1)
-    spread2 = (((kp - c2[:, None]) ** 2).sum(-1) * w).sum(-1).sqrt()
-    rest_xy = rest3d[None, :, :2].expand(kp.shape[0], -1, -1)
-    c3 = (rest_xy * w[..., None]).sum(1)
-    spread3 = (((rest_xy - c3[:, None]) ** 2).sum(-1) * w).sum(-1).sqrt()
-    use_torso = (pair_seen.sum(-1) > 0) & (l2 > 1e-6)
-    ratio = torch.where(use_torso, l3 / l2.clamp(min=1e-6), spread3 / spread2.clamp(min=1e-6))
-    depth = focal * ratio
-    if plane is not None:
-        depth_plane, ok = _torso_plane_depth(*_torso_affine(kp, seen, camera, fmt, rest3d))
-        depth = torch.where(plane & ok, depth_plane, depth)
-    depth = depth.clamp(min=0.1, max=1e3)
-    target = camera.backproject(c2, depth)
-    centroid = (posed3d * w[..., None]).sum(1)
-    return target - centroid
-
-
-def _split(x: Tensor, nb: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    return x[:, :3], x[:, 3:6], x[:, 6 : 6 + nb], x[:, 6 + nb :]
 
 
 def _minimize(
@@ -782,95 +381,6 @@ def fit_keypoints(
     return result
 
 
-#: Person size (pixels: the larger side of a frame's visible keypoints' bounding box) that the
-#: default weights suit: about the median of docs/fitting.md's benchmark people (303 px with
-#: SMPL-24 joints, 346 px with BODY_25, whose nose and heels reach further;
-#: benchmarks/fit_large_images.py, validation split).
-REFERENCE_PERSON_PX = 350.0
-
-
-def auto_pixel_scale(keypoints: Tensor, confidence: Tensor, per_frame: bool = False) -> Any:
-    """The ``pixel_scale`` that ``pixel_scale="auto"`` picks.
-
-    Args:
-        keypoints: ``(..., J, 2)`` pixels; confidence ``(..., J)``, 0 for missing keypoints.
-        per_frame: each frame's own scale instead of one for the batch (the median frame's).
-            :func:`fit_keypoints` fits at the batch's scale, except a person whose own scale is
-            more than twice it (a nearer person among farther ones), who is fitted at its own;
-            :func:`fit_sequence` does the same per clip (a clip's scale is its median
-            frame's), its frames being tied together.
-
-    Returns:
-        The power of two nearest to the person's size (the larger side of the visible
-        keypoints' bounding box) over :data:`REFERENCE_PERSON_PX`, and at least 1: a float
-        for the median size over frames, or with ``per_frame`` a float64 tensor of shape
-        ``(...)`` (1 for a frame with fewer than two visible keypoints). Powers of two keep
-        the scaling exact in floating point (so the benchmark's people, 0.87-0.99 of the
-        reference, get 1, the fit of 0.2.0, bit for bit), and a fit is within noise of its
-        best within a factor of 2 of the right scale (``docs/fitting.md``, "Large images").
-        Never below 1: for people smaller than the benchmark's a detector's noise does not
-        shrink with them, and the defaults were not measured against that.
-    """
-    seen = confidence > 0
-    xy = keypoints.detach()
-    big = torch.full_like(xy, float("inf"))
-    low = torch.where(seen[..., None], xy, big).amin(-2)
-    high = torch.where(seen[..., None], xy, -big).amax(-2)
-    size = (high - low).amax(-1)
-    valid = seen.sum(-1) >= 2
-    if per_frame:
-        ratio = torch.where(valid, size, 0.0).to(torch.float64) / REFERENCE_PERSON_PX
-        # a ratio of 0 or NaN (one point seen twice, no keypoints) keeps the scale of 0.2.0
-        ratio = torch.where(ratio > 0, ratio, 1.0)
-        return torch.exp2(torch.round(torch.log2(ratio))).clamp(min=1.0)
-    size = size[valid]
-    if size.numel() == 0:
-        return 1.0
-    ratio = float(size.float().median()) / REFERENCE_PERSON_PX
-    if not ratio > 0:
-        return 1.0
-    return float(max(1.0, 2.0 ** round(math.log2(ratio))))
-
-
-def _scale_groups(
-    value: object, keypoints: Tensor, confidence: Tensor, clips: int | None = None
-) -> list[tuple[float, Tensor | None]]:
-    """``(scale, indices)`` per distinct pixel scale of a ``(B, J, 2)`` batch: indices of
-    frames, or with ``clips``, of the clips the B frames are (``clips`` x ``B / clips`` frames,
-    clip after clip; a clip's own scale is its median frame's). One group with ``None``
-    (everything) when all share a scale."""
-    batch = _check_pixel_scale(value, keypoints, confidence)
-    items = keypoints.shape[0] if clips is None else clips
-    if not (isinstance(value, str) and value == "auto") or items <= 1:
-        return [(batch, None)]
-    # A person more than twice the batch's scale (a factor of 4 or more in size) is fitted at
-    # its own: that far off, the shared scale costs 20-50 mm (docs/fitting.md, "Large images").
-    # Never the other way: a body's box is at most about its height, so a box much larger than
-    # the others' is a nearer person, but a much smaller one is as often a crouching, folded or
-    # partly visible person of the batch's scale as a farther one.
-    if clips is None:
-        own = auto_pixel_scale(keypoints, confidence, per_frame=True)
-    else:
-        per_clip = zip(keypoints.chunk(clips), confidence.chunk(clips), strict=True)
-        own = torch.tensor([auto_pixel_scale(k, c) for k, c in per_clip], dtype=torch.float64)
-    scales = torch.where(own > 2.0 * batch, own, torch.full_like(own, batch))
-    distinct = torch.unique(scales).tolist()
-    if len(distinct) == 1:
-        return [(batch, None)]
-    return [(float(v), torch.nonzero(scales == v).flatten()) for v in distinct]
-
-
-def _scale_info(groups: list[tuple[float, Tensor | None]], frames: int) -> Any:
-    """``info["pixel_scale"]``: the scale, or with several, the list of each frame's (clip's)."""
-    if len(groups) == 1:
-        return groups[0][0]
-    scales = [0.0] * frames
-    for scale, rows in groups:
-        for i in rows.tolist():
-            scales[i] = scale
-    return scales
-
-
 def _take(result: FitResult, rows: Tensor) -> FitResult:
     """The frames ``rows`` of ``result``, in that order."""
     fields = {
@@ -888,88 +398,6 @@ def _take(result: FitResult, rows: Tensor) -> FitResult:
         )
     }
     return FitResult(**fields)
-
-
-def _check_pixel_scale(value: object, keypoints: Tensor, confidence: Tensor) -> float:
-    if isinstance(value, str) and value == "auto":
-        return auto_pixel_scale(keypoints, confidence)
-    number = positive_number(value)
-    if number is None:
-        raise ValueError(f"pixel_scale must be a positive number or 'auto', got {value!r}")
-    return number
-
-
-def _check_sigma(value: object) -> float:
-    number = positive_number(value)
-    if number is None:
-        raise ValueError(f"sigma must be a positive number of pixels, got {value!r}")
-    return number
-
-
-def _check_weight(value: object, name: str) -> float:
-    number = real_number(value)
-    if number is None or not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return number
-
-
-def place_fit(
-    keypoints: object, kp: Tensor, conf: Tensor, prior: object, body_model: object | None
-) -> tuple[Tensor, Tensor, Prior | None, object]:
-    """``(kp, conf, prior model, body model)`` of a fit, all on the device it runs on.
-
-    That device is the prior's when the prior is passed as a module (its decoder cannot take
-    latents from elsewhere), else that of ``keypoints`` (the caller's) when they are a tensor,
-    else (numpy keypoints have no device) the body model's, else the CPU. The checked
-    keypoints ``kp``, ``conf``, a prior given by name and the default stand-in body are put
-    there: GPU keypoints with ``prior="gan-s"`` (which loads on the CPU), and numpy or CPU
-    keypoints with a prior on a GPU, met on mixed devices at the first decode. On Apple's MPS,
-    which has no float64, float64 keypoints (numpy's default) are fitted in float32."""
-    from advprior.body import load_body_model
-
-    model, _ = resolve_prior(prior)
-    named = isinstance(prior, str)
-    if model is not None and not named and isinstance(model, torch.nn.Module):
-        device = model.device
-    elif isinstance(keypoints, Tensor):
-        device = keypoints.device
-    else:
-        device = getattr(body_model, "device", kp.device)
-    if body_model is None:
-        body_model = load_body_model(device=device)
-    if named and model is not None:
-        model = model.to(device)  # loaded by this call: no one else holds it
-    dtype = kp.dtype if float64_device(device) == device else torch.float32
-    return kp.to(device, dtype), conf.to(device, dtype), model, body_model
-
-
-def _prior_term(
-    model: object,
-    latent_density: object | None,
-    latent_weight: object,
-    pose_density: object,
-    pose_weight: object,
-    device: torch.device | None = None,
-) -> PriorTerm:
-    """The :class:`PriorTerm` of a fit, its weights checked and its pose density resolved; both
-    densities on ``device`` (the fit's), copied there when elsewhere (the caller's objects stay
-    where they are: a latent density fitted on the CPU serves a GPU fit)."""
-    latent_weight = _check_weight(latent_weight, "latent_weight")
-    pose_weight = _check_weight(pose_weight, "pose_weight")
-    density = resolve_pose_density(pose_density, model)
-    if device is not None:
-        density = _on_device(density, device)
-        latent_density = _on_device(latent_density, device)
-    return PriorTerm(model, latent_density, latent_weight, density, pose_weight)
-
-
-def _on_device(module: Any, device: torch.device) -> Any:
-    """``module``, or a copy of it on ``device`` when its tensors are elsewhere."""
-    if not isinstance(module, torch.nn.Module):
-        return module
-    for t in (*module.parameters(), *module.buffers()):
-        return module if t.device == device else copy.deepcopy(module).to(device)
-    return module
 
 
 def _concat(parts: list[FitResult]) -> FitResult:
@@ -1006,267 +434,6 @@ class _Options:
     orientations: int
     starts: int = 1
     view_starts: bool = True
-
-
-@dataclass(frozen=True)
-class _Init:
-    """A fit's per-frame starting values (one row per frame), each None where not given:
-    ``params`` the prior's free numbers of the start pose (the inverted latent, or the pose)."""
-
-    params: Tensor | None
-    global_orient: Tensor | None
-    betas: Tensor | None
-    transl: Tensor | None
-
-    def take(self, rows: Tensor | slice) -> _Init:
-        """The frames ``rows``, in that order."""
-        values = (self.params, self.global_orient, self.betas, self.transl)
-        return _Init(*(None if v is None else v[rows] for v in values))
-
-
-def _init_rows(value: object, name: str, n: int, width: str, kp: Tensor) -> Tensor:
-    """``value`` as a finite ``(n, w)`` tensor in ``kp``'s dtype and device (``width``: the
-    message's name of ``w``); its width is the caller's to check."""
-    x = _as_tensor(value, name)
-    if x.ndim != 2 or x.shape[0] != n:
-        raise ValueError(
-            f"{name} must have shape ({n}, {width}): one row per frame of the {n} keypoint "
-            f"frames, got {tuple(x.shape)}"
-        )
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return x.to(device=kp.device, dtype=kp.dtype)
-
-
-def _check_init(
-    init_pose: object,
-    init_global_orient: object,
-    init_betas: object,
-    init_transl: object,
-    kp: Tensor,
-    term: PriorTerm,
-    num_betas: int,
-) -> tuple[_Init | None, dict[str, Any] | None]:
-    """The checked starting values of :func:`fit_keypoints` (``kp (B, J, 2)`` gives the frames,
-    dtype and device) and ``info["init"]``, or ``(None, None)`` when none is given. A latent
-    prior's start is its inversion of ``init_pose``, done here once for all frames."""
-    from advprior.rotations import degrees_reason
-    from advprior.skeleton import check_body_pose
-
-    given = {
-        "pose": init_pose is not None,
-        "global_orient": init_global_orient is not None,
-        "betas": init_betas is not None,
-        "transl": init_transl is not None,
-    }
-    if not any(given.values()):
-        return None, None
-    n = kp.shape[0]
-    params = orient = betas = transl = None
-    info: dict[str, Any] = {**given, "pose_start": None}
-    if init_pose is not None:
-        pose = check_body_pose(_as_tensor(init_pose, "init_pose"), "init_pose", refuse_degrees=True)
-        if pose.ndim != 2 or pose.shape[0] != n:
-            raise ValueError(
-                f"init_pose must hold one pose per frame of the {n} keypoint frames: (B, 63 | 69),"
-                f" (B, 21 | 23, 3) or (B, 21 | 23, 3, 3) with B = {n}, got "
-                f"{tuple(_as_tensor(init_pose, 'init_pose').shape)}"
-            )
-        # SMPL's hand joints (22, 23 of a 69-number pose) are no part of the fitted body pose
-        pose = pose[:, :POSE_DIM].to(device=kp.device, dtype=kp.dtype)
-        if term.has_latent:
-            prior = term.prior
-            start = time.perf_counter()
-            z = prior.invert(pose.to(device=prior.device, dtype=prior.dtype))
-            params = z.detach().to(device=kp.device, dtype=kp.dtype)
-            info["pose_start"] = "inversion"
-            info["invert_seconds"] = time.perf_counter() - start
-        else:
-            params = pose
-            info["pose_start"] = "pose"
-    if init_global_orient is not None:
-        shape = tuple(getattr(init_global_orient, "shape", ()))
-        if shape[-2:] == (3, 3):
-            raise ValueError(
-                f"init_global_orient must be axis-angle ({n}, 3), got {shape}: rotation "
-                "matrices? pass advprior.rotations.rotmat_to_axis_angle(m).reshape(-1, 3)"
-            )
-        orient = _init_rows(init_global_orient, "init_global_orient", n, "3", kp)
-        if orient.shape[1] != 3:
-            raise ValueError(f"init_global_orient must have shape ({n}, 3), got {shape}")
-        reason = degrees_reason(orient[:, None], "init_global_orient", "orientations")
-        if reason is not None:
-            raise ValueError(reason)
-    if init_betas is not None:
-        betas = _init_rows(init_betas, "init_betas", n, f"<= {num_betas}", kp)
-        if betas.shape[1] > num_betas:
-            raise ValueError(
-                f"init_betas has {betas.shape[1]} shape coefficients, the body model "
-                f"{num_betas}: pass init_betas[:, :{num_betas}] or a body model with more betas"
-            )
-        betas = torch.cat([betas, betas.new_zeros(n, num_betas - betas.shape[1])], 1)
-    if init_transl is not None:
-        transl = _init_rows(init_transl, "init_transl", n, "3", kp)
-        if transl.shape[1] != 3:
-            raise ValueError(f"init_transl must have shape ({n}, 3), got {tuple(transl.shape)}")
-    return _Init(params, orient, betas, transl), info
-
-
-def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
-    """The multipliers ``(prior, shape)`` of one pose stage's energies for ``term``: the squared
-    stage weights (a prior's energy is 0 where its manifold is the prior: GAN-S, GAN-U), and
-    :data:`NO_PRIOR_WEIGHT` without a prior."""
-    pw = NO_PRIOR_WEIGHT if term.prior is None else prior_weight**2
-    return pw, shape_weight**2
-
-
-def pose_objective(
-    camera: PinholeCamera,
-    body: _Body,
-    term: PriorTerm,
-    keypoints: Tensor,
-    weight: Tensor,
-    sigma: float,
-    prior_w: float,
-    shape_w: float,
-):
-    """The objective of a pose stage as a function of packed parameters ``x (n, 6 + K + dim)``
-    (global orientation, translation, betas, the prior's free numbers) -> ``(n,)``:
-    robust reprojection of ``keypoints (n, J, 2)`` weighted by ``weight (n, J)`` (squared
-    confidences), plus ``shape_w |beta|^2 + prior_w E_prior + preference + GAUGE_WEIGHT gauge``
-    (:meth:`PriorTerm.preference`: the latent and pose densities, not scaled by the stage)."""
-    nb = body.num_betas
-
-    def fn(x: Tensor) -> Tensor:
-        go, tr, be, pp = _split(x, nb)
-        pose = term.pose(pp)
-        pts, _ = body(go, pose, be, tr)
-        sq = (camera.project(pts) - keypoints) ** 2
-        loss = (weight * geman_mcclure(sq, sigma).sum(-1)).sum(-1) + shape_w * (be * be).sum(-1)
-        return (
-            loss
-            + prior_w * term.energy(pp, pose)
-            + term.preference(pp, pose)
-            + GAUGE_WEIGHT * term.gauge(pp)
-        )
-
-    return fn
-
-
-def final_objective(
-    keypoints: object,
-    confidence: object,
-    camera: PinholeCamera,
-    *,
-    prior: object,
-    body_model: object | None = None,
-    keypoint_format: str | KeypointFormat = "smpl24",
-    sigma: float = 100.0,
-    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
-    latent_density: object | None = None,
-    latent_weight: float = 1.0,
-    pose_density: object = "auto",
-    pose_weight: float = POSE_DENSITY_WEIGHT,
-    check_layout: bool = True,
-):
-    """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
-    for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
-    with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
-    orientation, translation, betas, the prior's free numbers)``. ``check_layout`` as in
-    :func:`fit_keypoints`."""
-    fmt = get_format(keypoint_format)
-    check_pixel_camera(camera)
-    kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
-    kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
-    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
-    body = _Body(body_model, fmt)
-    pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
-    return (
-        pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw),
-        term,
-        body.num_betas,
-    )
-
-
-def _pick_orientations(
-    x_cam: Tensor, loss_cam: Tensor, n: int, ny: int, k: int, camera: PinholeCamera
-) -> Tensor:
-    """Row indices ``(n, k)`` into the stage-0 results: per frame the lowest loss, then (k=2)
-    the lowest loss among orientations facing >= 60 degrees away from it (the best again if
-    none does)."""
-    loss = loss_cam.view(n, ny)
-    first = loss.argmin(1)
-    base = torch.arange(n, device=loss.device) * ny
-    if k == 1:
-        return (first + base)[:, None]
-    rot = camera.rotation_tensor(x_cam) @ axis_angle_to_rotmat(x_cam[:, :3])
-    facing = rot[:, :, 2].view(n, ny, 3)  # the body's forward axis in camera coordinates
-    cos = (facing * facing[torch.arange(n), first][:, None]).sum(-1)
-    other = torch.where(cos < 0.5, loss, torch.full_like(loss, float("inf")))
-    second = torch.where(torch.isfinite(other.min(1).values), other.argmin(1), first)
-    return torch.stack([first, second], 1) + base[:, None]
-
-
-def _init_candidates(
-    kp: Tensor,
-    conf: Tensor,
-    o: _Options,
-    init: _Init,
-    yaws: Tensor,
-    pose0: Tensor,
-    rest3d: Tensor,
-) -> tuple[Tensor, int, Tensor | None, Tensor, Tensor, Tensor]:
-    """The camera stage's candidates of a fit from an estimate: per frame the yaw orientations
-    ``yaws (Y, 3)``, the two torso-plane ones (``view_starts``) and, last, the estimate's
-    ``init.global_orient``; the body posed as ``init``'s pose and betas where given.
-
-    Returns ``(orients (n * ny, 3) frame-major, ny, torso-plane rows (n * ny,) bool or None,
-    posed keypoints at zero translation (n * ny, J, 3), poses (n * ny, 63), betas (n * ny,
-    K))``."""
-    camera, body, term, fmt = o.camera, o.body, o.term, o.fmt
-    n = kp.shape[0]
-    parts, kinds = [yaws.expand(n, -1, -1)], [0] * yaws.shape[0]
-    if o.view_starts:
-        affine, plane_ok = _torso_affine(kp, conf > 0, camera, fmt, rest3d)
-        parts.append(_plane_orients(affine, plane_ok, camera))
-        kinds += [1, 1]
-    if init.global_orient is not None:
-        parts.append(init.global_orient[:, None])
-        kinds.append(2)
-    ny = len(kinds)
-    orients = torch.cat(parts, 1).reshape(-1, 3)
-    plane = torch.tensor(kinds, device=kp.device).repeat(n) == 1 if o.view_starts else None
-    pose = pose0.expand(n, -1) if init.params is None else term.pose(init.params)
-    pose_y = pose.repeat_interleave(ny, 0)
-    betas = (
-        torch.zeros(n, body.num_betas, dtype=kp.dtype, device=kp.device)
-        if init.betas is None
-        else init.betas
-    )
-    betas_y = betas.repeat_interleave(ny, 0)
-    posed, _ = body(orients, pose_y, betas_y, torch.zeros_like(orients))
-    return orients, ny, plane, posed, pose_y, betas_y
-
-
-def _pick_around_init(
-    x_cam: Tensor, loss_cam: Tensor, n: int, ny: int, k: int, camera: PinholeCamera
-) -> Tensor:
-    """Row indices ``(n, 1 + k)`` into the stage-0 results of :func:`_init_candidates` (the
-    estimate's orientation last of a frame's ``ny``): the estimate's, then the ``k`` (0, 1 or 2)
-    that :func:`_pick_orientations` picks among the built-in candidates.
-
-    Why the estimate always: the candidates are ranked before the pose is fitted, on the
-    initial pose's limbs, and a regressor that learned how people stand resolves the torso's
-    front/back ambiguity from more than that. Why the built-in ones too (by default): an
-    estimate can be wrong, and with them the frame keeps everything the fit without an estimate
-    tries; the lowest final loss decides, per frame, as between SMPLify's two orientations."""
-    first = torch.full((n, 1), ny - 1, dtype=torch.long, device=loss_cam.device)
-    if k > 0:
-        m = ny - 1
-        x_built = x_cam.view(n, ny, -1)[:, :m].reshape(n * m, -1)
-        sub = _pick_orientations(x_built, loss_cam.view(n, ny)[:, :m].reshape(-1), n, m, k, camera)
-        first = torch.cat([first, sub % m], 1)
-    return first + torch.arange(n, device=loss_cam.device)[:, None] * ny
 
 
 def _fit(kp: Tensor, conf: Tensor, o: _Options, init: _Init | None = None) -> FitResult:

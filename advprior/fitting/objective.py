@@ -1,0 +1,159 @@
+"""The objective of a keypoint fit: the Geman-McClure reprojection term, SMPLify's stage
+weights, the prior's term, and the packed parameters ``(global orientation, translation, betas,
+the prior's free numbers)`` they are functions of.
+
+Per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_shape |beta|^2``
+(+ ``w_pose E_pose`` from a pose density; + a depth anchor in the camera stage),
+``rho_sigma(r) = sigma^2 r^2 / (sigma^2 + r^2)`` per pixel coordinate.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advprior.fitting.body_points import _Body
+from advprior.fitting.camera import PinholeCamera
+from advprior.fitting.inputs import _check_weight, check_pixel_camera, place_fit, prepare_keypoints
+from advprior.fitting.keypoints import KeypointFormat, get_format
+from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, resolve_pose_density
+
+#: SMPLify's stage weights (Bogo et al. 2016): (pose-prior weight, shape weight) per stage; the
+#: objective multiplies the energies by their squares, as SMPLify's sum-of-squares residuals do.
+SMPLIFY_STAGES: tuple[tuple[float, float], ...] = (
+    (404.0, 100.0),
+    (404.0, 50.0),
+    (57.4, 10.0),
+    (4.78, 5.0),
+)
+
+
+#: Fixed weight of ``|pose|^2`` when fitting without a prior (radians^2 vs pixels^2).
+NO_PRIOR_WEIGHT = 1.0
+
+
+#: Weight of :meth:`PriorTerm.gauge` (keeps a sphere latent's norm near 1; no effect on poses).
+GAUGE_WEIGHT = 100.0
+
+
+#: Weight of the squared camera-depth change (metres^2) in stage 0, as SMPLify-X.
+DEPTH_WEIGHT = 100.0
+
+
+def geman_mcclure(sq_residual: Tensor, sigma: float) -> Tensor:
+    """``sigma^2 r^2 / (sigma^2 + r^2)`` of squared residuals (pixels^2), elementwise."""
+    s2 = sigma * sigma
+    return s2 * sq_residual / (s2 + sq_residual)
+
+
+def _split(x: Tensor, nb: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return x[:, :3], x[:, 3:6], x[:, 6 : 6 + nb], x[:, 6 + nb :]
+
+
+def _prior_term(
+    model: object,
+    latent_density: object | None,
+    latent_weight: object,
+    pose_density: object,
+    pose_weight: object,
+    device: torch.device | None = None,
+) -> PriorTerm:
+    """The :class:`PriorTerm` of a fit, its weights checked and its pose density resolved; both
+    densities on ``device`` (the fit's), copied there when elsewhere (the caller's objects stay
+    where they are: a latent density fitted on the CPU serves a GPU fit)."""
+    latent_weight = _check_weight(latent_weight, "latent_weight")
+    pose_weight = _check_weight(pose_weight, "pose_weight")
+    density = resolve_pose_density(pose_density, model)
+    if device is not None:
+        density = _on_device(density, device)
+        latent_density = _on_device(latent_density, device)
+    return PriorTerm(model, latent_density, latent_weight, density, pose_weight)
+
+
+def _on_device(module: Any, device: torch.device) -> Any:
+    """``module``, or a copy of it on ``device`` when its tensors are elsewhere."""
+    if not isinstance(module, torch.nn.Module):
+        return module
+    for t in (*module.parameters(), *module.buffers()):
+        return module if t.device == device else copy.deepcopy(module).to(device)
+    return module
+
+
+def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
+    """The multipliers ``(prior, shape)`` of one pose stage's energies for ``term``: the squared
+    stage weights (a prior's energy is 0 where its manifold is the prior: GAN-S, GAN-U), and
+    :data:`NO_PRIOR_WEIGHT` without a prior."""
+    pw = NO_PRIOR_WEIGHT if term.prior is None else prior_weight**2
+    return pw, shape_weight**2
+
+
+def pose_objective(
+    camera: PinholeCamera,
+    body: _Body,
+    term: PriorTerm,
+    keypoints: Tensor,
+    weight: Tensor,
+    sigma: float,
+    prior_w: float,
+    shape_w: float,
+):
+    """The objective of a pose stage as a function of packed parameters ``x (n, 6 + K + dim)``
+    (global orientation, translation, betas, the prior's free numbers) -> ``(n,)``:
+    robust reprojection of ``keypoints (n, J, 2)`` weighted by ``weight (n, J)`` (squared
+    confidences), plus ``shape_w |beta|^2 + prior_w E_prior + preference + GAUGE_WEIGHT gauge``
+    (:meth:`PriorTerm.preference`: the latent and pose densities, not scaled by the stage)."""
+    nb = body.num_betas
+
+    def fn(x: Tensor) -> Tensor:
+        go, tr, be, pp = _split(x, nb)
+        pose = term.pose(pp)
+        pts, _ = body(go, pose, be, tr)
+        sq = (camera.project(pts) - keypoints) ** 2
+        loss = (weight * geman_mcclure(sq, sigma).sum(-1)).sum(-1) + shape_w * (be * be).sum(-1)
+        return (
+            loss
+            + prior_w * term.energy(pp, pose)
+            + term.preference(pp, pose)
+            + GAUGE_WEIGHT * term.gauge(pp)
+        )
+
+    return fn
+
+
+def final_objective(
+    keypoints: object,
+    confidence: object,
+    camera: PinholeCamera,
+    *,
+    prior: object,
+    body_model: object | None = None,
+    keypoint_format: str | KeypointFormat = "smpl24",
+    sigma: float = 100.0,
+    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
+    latent_density: object | None = None,
+    latent_weight: float = 1.0,
+    pose_density: object = "auto",
+    pose_weight: float = POSE_DENSITY_WEIGHT,
+    check_layout: bool = True,
+):
+    """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
+    for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
+    with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
+    orientation, translation, betas, the prior's free numbers)``. ``check_layout`` as in
+    :func:`fit_keypoints`."""
+    fmt = get_format(keypoint_format)
+    check_pixel_camera(camera)
+    kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
+    kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
+    term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
+    body = _Body(body_model, fmt)
+    pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
+    return (
+        pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw),
+        term,
+        body.num_betas,
+    )
