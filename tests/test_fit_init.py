@@ -217,3 +217,19 @@ def test_a_frame_fitted_at_its_own_pixel_scale_gets_its_own_init_row(views) -> N
         **kw,
     )
     assert torch.equal(mixed.joints[1], near.joints[0])
+
+
+def test_three_frames_of_axis_angle_orientation_are_read_as_rows(views) -> None:
+    """Three frames' (3, 3) axis-angle orientations have a rotation matrix's shape: they are
+    rows of the three frames (before, a ValueError suggesting rotmat_to_axis_angle), while one
+    (3, 3) matrix given for another number of frames is still refused with that hint."""
+    kw = {"orientations": 0, "iterations": 1, "stages": SMPLIFY_STAGES[-1:]}
+    kp, conf = views.keypoints[:3], views.confidence[:3]
+    orient = views.global_orient[:3]
+    fit = fit_keypoints(kp, conf, views.camera, prior=None, init_global_orient=orient, **kw)
+    assert fit.info["init"]["global_orient"]
+    # one iteration from the true orientation alone stays within a few tenths of a radian (the
+    # front-back ambiguity the orientation candidates exist for would be about pi off)
+    assert float((fit.global_orient - orient).norm(dim=-1).max()) < 0.5
+    with pytest.raises(ValueError, match="rotmat_to_axis_angle"):
+        fit_keypoints(kp[:2], conf[:2], views.camera, prior=None, init_global_orient=orient, **kw)

@@ -240,9 +240,8 @@ def test_fit_command_starts_a_sequence_from_an_init_file(clip, tmp_path, capsys)
 
 
 def test_three_frames_of_axis_angle_orientation_are_not_read_as_a_matrix(clip) -> None:
-    """fit_keypoints' check reads any (..., 3, 3) init_global_orient as rotation matrices; a
-    clip whose frames that are not missing are 3 hands it (3, 3) axis-angle rows: they must
-    reach the fit as three rotation vectors (before, a ValueError about rotation matrices)."""
+    """A clip whose frames that are not missing are 3 hands fit_keypoints (3, 3) axis-angle
+    rows, a rotation matrix's shape: they must reach the fit as three rotation vectors."""
     kw = {"prior": "none", "orientations": 0, **QUICK}
     three = fit_sequence(clip["kp"][:3], clip["conf"][:3], CAMERA,
                          init_global_orient=clip["go"][:3], **kw)  # fmt: skip

@@ -426,16 +426,6 @@ def _sequence_init(
     return out
 
 
-def _rows_for_fit(name: str, rows: Tensor) -> Tensor | list:
-    """An estimate's rows as :func:`fit_keypoints` reads them. Its check takes any
-    ``init_global_orient`` of shape ``(..., 3, 3)`` for rotation matrices, so 3 frames' ``(3, 3)``
-    axis-angle rows are handed over as nested lists (read back to the same numbers: a float32 or
-    float64 value is exact as a Python float), which carry no shape to misread."""
-    if name == "init_global_orient" and tuple(rows.shape) == (3, 3):
-        return rows.tolist()
-    return rows
-
-
 @with_autograd
 def fit_sequence(
     keypoints: object,
@@ -682,7 +672,7 @@ def fit_sequence(
                 # judged above over the whole clip: a chunk of frames voting alone could
                 # disagree with the clip's verdict and stop the fit halfway
                 check_layout=False,
-                **{k: _rows_for_fit(k, v[i : i + INIT_CHUNK]) for k, v in est_seen.items()},
+                **{k: v[i : i + INIT_CHUNK] for k, v in est_seen.items()},
             )
             for i in range(0, len(kp_seen), INIT_CHUNK)
         ]

@@ -255,7 +255,8 @@ def _check_init(
             info["pose_start"] = "pose"
     if init_global_orient is not None:
         shape = tuple(getattr(init_global_orient, "shape", ()))
-        if shape[-2:] == (3, 3):
+        # (3, 3) is also 3 frames' axis-angle rows: only a shape that is not (n, 3) is misread
+        if shape[-2:] == (3, 3) and shape != (n, 3):
             raise ValueError(
                 f"init_global_orient must be axis-angle ({n}, 3), got {shape}: rotation "
                 "matrices? pass advprior.rotations.rotmat_to_axis_angle(m).reshape(-1, 3)"
