@@ -73,6 +73,12 @@ CASES = {
         2,
         ["--seed must be in [0, 2**63)"],
     ),
+    "sample-out-under-a-file": (
+        lambda f: ["sample", "-n", "1", "--out", str(f["junk"] / "s.npz")],
+        "sample",
+        1,
+        ["cannot write", "junk.npz is a file, not a folder"],
+    ),
     "sample-missing-dir": (
         lambda f: ["sample", "--model", str(f["tmp"] / "no" / "dir")],
         "sample",

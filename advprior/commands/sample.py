@@ -75,7 +75,8 @@ def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
 
     from advprior.fileio import atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # atomic_path creates the folder, and names the file when it cannot: a mkdir of its own
+    # here failed first, with "[Errno 17] File exists: 'a'" for --out a/x.npz where a is a file
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # a file object: numpy must not append ".npz" to the temp name
 
