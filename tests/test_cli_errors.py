@@ -236,6 +236,16 @@ def test_usage_errors_from_argparse_exit_2(capsys) -> None:
         assert "error:" in capsys.readouterr().err
 
 
+def test_sample_writes_nothing_when_its_png_cannot_be_written(files, capsys) -> None:
+    """The .npz was written before the PNG failed: exit 1, yet a new file (or an old one
+    replaced) at --out."""
+    out = files["tmp"] / "s.npz"
+    argv = ["sample", "-n", "1", "--out", str(out), "--png", str(files["junk"] / "x.png")]
+    assert cli.main(argv) == 1
+    _one_error_line(capsys.readouterr().err, "sample", "junk.npz is a file, not a folder")
+    assert not out.exists()
+
+
 def test_interrupt_exits_130(monkeypatch, capsys) -> None:
     import advprior.commands.sample as sample
 
