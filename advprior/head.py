@@ -17,6 +17,7 @@ from advprior.errors import PriorMismatchError
 from advprior.hub import read_manifest, state_sha256
 from advprior.interface import Prior
 from advprior.tensors import (
+    check_dtype,
     check_tensor,
     follow_prior,
     forgive_missing,
@@ -183,6 +184,11 @@ class LatentHead(nn.Module):
     def latent(self, features: Tensor) -> Tensor:
         """Latents ``(..., D)`` on the prior's manifold for features ``(..., F)``."""
         check_tensor(features, "features", self.in_features, finite=False)
+        # float64 features (a numpy pipeline's) into a float32 head failed inside the layer with
+        # torch's "mat1 and mat2 must have the same dtype", naming neither
+        weight = next(self.net.parameters(), None)
+        if weight is not None:
+            check_dtype(features, weight.dtype, "features", "head")
         raw = self.net(features)
         # getattr: a head pickled whole by an earlier version has no flag
         if (

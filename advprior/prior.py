@@ -9,6 +9,7 @@ quaternions are ``(x, y, z, w)``.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -168,7 +169,10 @@ class PosePrior(nn.Module, PretrainedMixin, Prior):
             raise ValueError(f"num_joints must be 21 or 23, got {num_joints!r}")
         if isinstance(hidden_dim, bool) or not isinstance(hidden_dim, int) or hidden_dim < 1:
             raise ValueError(f"hidden_dim must be a positive int, got {hidden_dim!r}")
-        if not 0.0 <= float(dropout) < 1.0:
+        # float() first raised "could not convert string to float: 'x'", naming no argument
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.latent = latent
         self.latent_dim = latent_dim

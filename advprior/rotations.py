@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from advprior.tensors import cacheable
+from advprior.tensors import cacheable, check_tensor
 from advprior.version import is_exporting
 
 # Below this angle theta / (2 sin theta) is taken as 1/2: the next term, theta^2 / 12 < 1e-17,
@@ -130,8 +130,11 @@ def _widen(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_last(x: torch.Tensor, shape: tuple[int, ...], name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (..., {shape}), got {type(x)}")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        # the one checker's TypeErrors: a numpy array was refused as "(..., (3,)), got <class
+        # 'numpy.ndarray'>", and integer tensors failed inside torch ("linalg.vector_norm:
+        # Expected a floating point ...") or came back as integers (rotmat_to_rot6d)
+        check_tensor(x, name, None, finite=False)  # raises
     if x.ndim < len(shape) or tuple(x.shape[x.ndim - len(shape) :]) != shape:
         dims = ", ".join(str(d) for d in shape)
         raise ValueError(f"{name} must have shape (..., {dims}), got {tuple(x.shape)}")

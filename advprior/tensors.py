@@ -113,17 +113,17 @@ def _all_finite(x: Tensor) -> bool:
         return True
 
 
-def check_dtype(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
+def check_dtype(x: Tensor, dtype: torch.dtype, name: str, model: str = "prior") -> Tensor:
     """Return ``x`` when its dtype is the model's ``dtype``, else raise a ``TypeError`` that says
     which conversion fixes it (torch's own error, ``mat1 and mat2 must have the same dtype``,
-    names neither the argument nor the model).
+    names neither the argument nor the model). ``model`` names the model in the message.
 
     Inside ``torch.autocast``, ``x`` in the autocast dtype is accepted: the linear layers run in
     that dtype anyway, and a regressor's own layers hand it over (mixed-precision training)."""
     if x.dtype != dtype and not _autocast_dtype(x):
         raise TypeError(
-            f"{name} has dtype {x.dtype} but the prior's weights are {dtype}; convert one of "
-            f"them ({name}.to({dtype}) or prior.to({x.dtype}))"
+            f"{name} has dtype {x.dtype} but the {model}'s weights are {dtype}; convert one of "
+            f"them ({name}.to({dtype}) or {model}.to({x.dtype}))"
         )
     return x
 

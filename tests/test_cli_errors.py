@@ -73,6 +73,12 @@ CASES = {
         2,
         ["--seed must be in [0, 2**63)"],
     ),
+    "sample-out-under-a-file": (
+        lambda f: ["sample", "-n", "1", "--out", str(f["junk"] / "s.npz")],
+        "sample",
+        1,
+        ["cannot write", "junk.npz is a file, not a folder"],
+    ),
     "sample-missing-dir": (
         lambda f: ["sample", "--model", str(f["tmp"] / "no" / "dir")],
         "sample",
@@ -228,6 +234,16 @@ def test_usage_errors_from_argparse_exit_2(capsys) -> None:
             cli.main(argv)
         assert exc.value.code == 2
         assert "error:" in capsys.readouterr().err
+
+
+def test_sample_writes_nothing_when_its_png_cannot_be_written(files, capsys) -> None:
+    """The .npz was written before the PNG failed: exit 1, yet a new file (or an old one
+    replaced) at --out."""
+    out = files["tmp"] / "s.npz"
+    argv = ["sample", "-n", "1", "--out", str(out), "--png", str(files["junk"] / "x.png")]
+    assert cli.main(argv) == 1
+    _one_error_line(capsys.readouterr().err, "sample", "junk.npz is a file, not a folder")
+    assert not out.exists()
 
 
 def test_interrupt_exits_130(monkeypatch, capsys) -> None:

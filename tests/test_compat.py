@@ -143,6 +143,21 @@ def test_integer_or_bool_poses_are_refused_at_the_boundary(v1, dtype) -> None:
     assert vposer.encode(pose.float()).mean.shape == (2, 32)
 
 
+def test_numpy_arrays_are_refused_with_the_conversion_hint(v1) -> None:
+    # as every other input of advprior: "Pin ... got <class 'numpy.ndarray'>" and "z ... got
+    # ndarray" did not say how to convert them
+    vposer, _ = v1
+    vp2, _ = load_model("gan-s")
+    calls = {
+        "Pin": (vposer.encode, np.zeros((2, 63), np.float32)),
+        "z": (vp2.decode, np.zeros((2, 32), np.float32)),
+        "pose": (vposer.aa2matrot, np.zeros((2, 1, 21, 3), np.float32)),
+    }
+    for name, (call, value) in calls.items():
+        with pytest.raises(TypeError, match=rf"^{name} must be .*torch\.from_numpy"):
+            call(value)
+
+
 @pytest.mark.parametrize(
     ("shape", "per", "lead"),
     [((2, 3, 63), 63, "2, 3"), ((2, 3, 69), 69, "2, 3"), ((2, 3, 21, 3), 63, "2, 3"),

@@ -59,6 +59,9 @@ def test_generator_is_the_papers_mlp() -> None:
         ({"num_joints": 22}, "num_joints"),
         ({"hidden_dim": 0}, "hidden_dim"),
         ({"dropout": 1.0}, "dropout"),
+        # float() of a string raised "could not convert string to float: 'x'", naming nothing
+        ({"dropout": "x"}, "dropout must be a number"),
+        ({"dropout": None}, "dropout must be a number"),
     ],
 )
 def test_bad_constructor_arguments(kwargs: dict, match: str) -> None:

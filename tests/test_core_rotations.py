@@ -277,6 +277,28 @@ def test_shapes_and_bad_input() -> None:
     assert torch.isfinite(rot.rot6d_to_axis_angle(torch.zeros(1, 6))).all()
 
 
+@pytest.mark.parametrize(
+    ("function", "value", "name"),
+    [
+        (rot.rot6d_to_rotmat, torch.tensor([[1, 0, 0, 1, 0, 0]]), "x"),
+        (rot.rotmat_to_axis_angle, torch.eye(3, dtype=torch.int64), "rotmat"),
+        (rot.rotmat_to_rot6d, torch.eye(3, dtype=torch.int64), "rotmat"),
+        (rot.axis_angle_to_rotmat, torch.tensor([1, 0, 0]), "aa"),
+        (rot.quat_to_rotmat, torch.tensor([0, 0, 0, 1]), "quat"),
+    ],
+)
+def test_numpy_and_integer_input_are_type_errors_naming_the_argument(
+    function, value: torch.Tensor, name: str
+) -> None:
+    """As every input of advprior: integer tensors failed inside torch's kernels ("linalg.
+    vector_norm: Expected a floating point ...") or passed as integers (rotmat_to_rot6d,
+    axis_angle_to_rotmat), and numpy arrays were refused as "(..., (3,)), got <class ...>"."""
+    with pytest.raises(TypeError, match=rf"^{name} must be a floating-point tensor .*int64"):
+        function(value)
+    with pytest.raises(TypeError, match=rf"^{name} must be a torch.Tensor .*torch.from_numpy"):
+        function(value.float().numpy())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("output", ["axis_angle", "rotmat", "rot6d", "quat"])
 def test_prior_decode_follows_input_dtype(dtype: torch.dtype, output: str) -> None:

@@ -89,6 +89,11 @@ def test_bad_input() -> None:
         head(torch.randn(3, 5))
     with pytest.raises(TypeError, match="floating"):
         head(torch.ones(3, 4, dtype=torch.long))
+    # float64 features (numpy's default) into a float32 head: torch's "mat1 and mat2 must have
+    # the same dtype" named neither
+    with pytest.raises(TypeError, match=r"features has dtype torch.float64 .*head.to\("):
+        head(torch.randn(3, 4, dtype=torch.float64))
+    assert head.double()(torch.randn(3, 4, dtype=torch.float64)).dtype == torch.float64
     with pytest.raises(ValueError, match="in_features"):
         LatentHead(0, PosePrior())
 

@@ -159,6 +159,14 @@ def test_a_full_disk_while_logging_names_the_log_and_the_way_back(
     assert info.value.errno == errno.ENOSPC
 
 
+def test_a_run_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    """``advprior train --out a/run`` with ``a`` a file said only "[Errno 20] Not a directory:
+    'a/run'"; every other command's output path names the file in the way."""
+    (tmp_path / "a").write_text("a file")
+    with pytest.raises(NotADirectoryError, match=r"cannot write .*run: .*a is a file, not a"):
+        claim_run_folder(tmp_path / "a" / "run", resume=False, overwrite=False)
+
+
 def test_second_claim_in_the_same_folder_is_refused(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"

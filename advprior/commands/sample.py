@@ -75,7 +75,8 @@ def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
 
     from advprior.fileio import atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # atomic_path creates the folder, and names the file when it cannot: a mkdir of its own
+    # here failed first, with "[Errno 17] File exists: 'a'" for --out a/x.npz where a is a file
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)  # a file object: numpy must not append ".npz" to the temp name
 
@@ -132,8 +133,14 @@ def run(args: argparse.Namespace) -> int:
         # said before loading and sampling, and before the .npz is written: all or nothing
         raise ValueError(f"--png: {missing} (nothing written)")
     from advprior.commands._device import parse_device
+    from advprior.fileio import check_writable
 
     device = parse_device(args.device)  # a usage error before the model is looked for
+    # both files before anything is drawn: a --png that could not be written failed (exit 1)
+    # after the .npz had been written
+    for path in (args.out, args.png):
+        if path is not None:
+            check_writable(path)
     files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
     model = as_prior(load_files(files, device=device))
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)

@@ -35,6 +35,7 @@ from torch import nn
 from advprior.compat.chart import LatentChart, chart_for
 from advprior.rotations import axis_angle_to_rotmat, degree_poses, rotmat_to_axis_angle
 from advprior.skeleton import _layout_hint, check_body_pose
+from advprior.tensors import check_tensor
 
 __all__ = ["VPoserV1", "VPoserV2", "load_vposer", "load_model", "VPoserSettings"]
 
@@ -67,7 +68,7 @@ def _resolve(expr_dir: object) -> nn.Module:
 
 def _check_z(z: object, dim: int) -> torch.Tensor:
     if not isinstance(z, torch.Tensor):
-        raise TypeError(f"z must be a torch.Tensor of shape (B, {dim}), got {type(z).__name__}")
+        check_tensor(z, "z", dim, finite=False)  # raises, with numpy's conversion hint
     if z.ndim == 0 or z.shape[-1] != dim:
         # a pose passed where the embedding goes is the likely mix-up
         hint = (
@@ -179,7 +180,8 @@ class VPoserV1(nn.Module):
         line search may try a non-finite step) and ``stddev`` 0 (so ``.sample()`` gives NaN
         there); the other rows are encoded as if alone."""
         if not isinstance(Pin, torch.Tensor):
-            raise TypeError(f"Pin must be a torch.Tensor of axis-angle poses, got {type(Pin)}")
+            # was "got <class 'numpy.ndarray'>": the one checker's message says how to convert
+            check_tensor(Pin, "Pin", None, finite=False)  # raises
         if not Pin.dtype.is_floating_point:
             # integer or bool numbers are no radians (a mask, indices, a pose rounded by a
             # file format): VPoser's encoder network fails on them, a cast hid the mistake
@@ -343,7 +345,7 @@ def _stacked_poses(shape: tuple[int, ...]) -> str | None:
 def _per_row(x: object, size: int, name: str) -> int:
     """Rotations per leading row of ``x`` (``size`` numbers each), for v1's static helpers."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        check_tensor(x, name, size, finite=False)  # raises, with numpy's conversion hint
     numbers = math.prod(x.shape[1:]) if x.ndim else 0
     if x.ndim < 2 or numbers % size:
         raise ValueError(f"{name} must have shape (N, 1, J, {size}), got {tuple(x.shape)}")

@@ -37,7 +37,7 @@ from typing import Any
 
 from advprior._sync import ForkSafeLock, after_fork_in_child
 from advprior.errors import RunFolderError
-from advprior.fileio import _temp_name, pid_scope, process_alive, remove_stale_temps
+from advprior.fileio import _named, _temp_name, pid_scope, process_alive, remove_stale_temps
 from advprior.hub import RUN_MODEL_DIR
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
@@ -228,7 +228,12 @@ def _check_and_lock(
 ) -> Path:
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"run folder {out} is a file")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        # named as every write is: "[Errno 20] Not a directory: 'a/run'" said neither what
+        # was being made nor that a, on the way, is a file
+        raise _named(err, out) from None
     # live before the lock exists: another thread of this process reading the new lock must
     # find its claim live, never take it for a stale one of this pid
     with _CLAIMS_LOCK:
