@@ -6,6 +6,7 @@ Layer "weights" (``docs/design.md``); :mod:`advprior.hub` re-exports every name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import inspect
@@ -35,7 +36,7 @@ from advprior.download import _endpoint
 from advprior.errors import (
     CorruptCheckpointError,
 )
-from advprior.fileio import atomic_path, expand_home, sha256_file, write_text_atomic
+from advprior.fileio import _named, atomic_path, expand_home, sha256_file, write_text_atomic
 from advprior.resolution import resolve_files
 from advprior.tensors import check_device, isolated_global_rng
 
@@ -282,7 +283,16 @@ class PretrainedMixin:
             )
         # expanded as from_pretrained expands it, so that "~/m" names one folder for both
         directory = expand_home(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.exists() and not directory.is_dir():
+            # mkdir's bare "FileExistsError: [Errno 17] File exists" named neither the path nor
+            # the problem (the folder name given is an existing file)
+            err = NotADirectoryError(f"cannot save to {directory}: it is a file, not a folder")
+            err.errno = errno.ENOTDIR
+            raise err
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file above it: "cannot write ...: X is a file, not a folder"
+            raise _named(err, directory) from None
         # Serialise to bytes and write them ourselves: safetensors' own file writer leaves the
         # file private (0o600) whatever the umask.
         blob = safetensors_bytes(self.state_dict())
@@ -311,13 +321,19 @@ class PretrainedMixin:
         manifest: str | os.PathLike | None = None,
         device: torch.device | str | None = None,
         freeze: bool = True,
+        map_location: torch.device | str | None = None,
     ) -> T:
         """Load a checkpoint of this class from a directory, manifest alias or Hub repo id.
+
+        ``map_location`` is another name for ``device``, as huggingface_hub's
+        ``PyTorchModelHubMixin.from_pretrained`` calls it (both given and different:
+        ``ValueError``).
 
         Raises :class:`ModelNotFoundError`, :class:`ChecksumMismatchError`,
         :class:`CorruptCheckpointError` (unreadable file, tensors that do not match the config,
         bad config.json, or a checkpoint of another model type) and :class:`OfflineError`.
         """
+        device = _device_or_map_location(device, map_location)
         files = resolve_files(
             name_or_path,
             revision=revision,
@@ -425,6 +441,23 @@ class PretrainedMixin:
         return str(info)
 
 
+def _device_or_map_location(
+    device: torch.device | str | None, map_location: torch.device | str | None
+) -> torch.device | str | None:
+    """``device``, or ``map_location`` (huggingface_hub's ``PyTorchModelHubMixin`` name for
+    it: code written for that mixin passes it) when only that is given. Two different devices
+    are a ``ValueError``: loading onto either would ignore the other silently."""
+    if map_location is None:
+        return device
+    if device is not None:
+        if check_device(device) != check_device(map_location, "map_location"):
+            raise ValueError(
+                f"device={device!r} and map_location={map_location!r} name different devices; "
+                "map_location is another name for device: give one"
+            )
+    return map_location
+
+
 def model_class(model_type: str) -> type:
     """The class registered for ``model_type`` (imports its module on first use)."""
     if model_type not in _REGISTRY and model_type in MODEL_TYPE_MODULES:
@@ -445,6 +478,10 @@ def load_pretrained(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
     """Load any advprior checkpoint (``"gan"``, ``"vae"``, ``"gmm"``, ...) by its config's
     ``model_type``. Accepts every keyword of :meth:`PretrainedMixin.from_pretrained`."""
     load_kwargs = {k: kwargs.pop(k) for k in ("device", "freeze") if k in kwargs}
+    if "map_location" in kwargs:
+        load_kwargs["device"] = _device_or_map_location(
+            load_kwargs.get("device"), kwargs.pop("map_location")
+        )
     return load_files(resolve_files(name_or_path, **kwargs), **load_kwargs)
 
 

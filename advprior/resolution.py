@@ -36,6 +36,32 @@ from advprior.manifest import PACKAGE_DIR, _manifest_models
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 
+def _alias_key(name: str) -> str:
+    """``name`` as compared for a suggestion: lower case, ``_``/space/``.`` read as ``-``."""
+    return re.sub(r"[\s_.]+", "-", name.strip().lower())
+
+
+def did_you_mean(name: str, aliases: list[str] | Any) -> str:
+    """``"; did you mean 'gan-s'?"`` for a name close to a known alias (``"GAN-S"``,
+    ``"gan_s"``, ``"gans"``), else ``""``. Only a suggestion: an alias pins one sha256, so a
+    misspelt one is never loaded in its place."""
+    import difflib
+
+    key = _alias_key(name)
+    keys = {_alias_key(alias): alias for alias in aliases}
+    if not keys:  # no manifest: nothing to suggest (and get_close_matches refuses n=0)
+        return ""
+    close = difflib.get_close_matches(key, list(keys), n=len(keys), cutoff=0.75)
+    # all the equally close ones: "gan" is as near 'gan-n' as 'gan-s', and naming one of them
+    # would be a guess
+    ratio = {k: difflib.SequenceMatcher(None, key, k).ratio() for k in close}
+    best = [repr(keys[k]) for k in close if ratio[k] == max(ratio.values())]
+    if not best:
+        return ""
+    best.sort()
+    return f"; did you mean {', '.join(best[:-1]) + ' or ' if best[:-1] else ''}{best[-1]}?"
+
+
 def _looks_like_path(name: str) -> bool:
     """A name meant as a filesystem path, never as a Hub repo id ``owner/name``."""
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
@@ -73,7 +99,9 @@ def resolve_alias(alias: str, **kwargs: Any) -> CheckpointFiles:
     models = _manifest_models(manifest)
     if alias not in models:
         known = ", ".join(sorted(models)) or "none yet"
-        raise ModelNotFoundError(f"{alias!r} is not a known model alias (known: {known})")
+        raise ModelNotFoundError(
+            f"{alias!r} is not a known model alias (known: {known}){did_you_mean(alias, models)}"
+        )
     return _alias_files(alias, models[alias], **kwargs)
 
 
@@ -241,12 +269,12 @@ def resolve_files(
             hub_kwargs,
         )
     known = ", ".join(sorted(models)) or "none yet"
-    hint = ""
+    hint = did_you_mean(name, models)
     if os.sep == "/" and "\\" in name:
         # a path copied from Windows: backslashes are no separators here
         slashed = expand_home(name.replace("\\", "/"))
         if slashed.is_dir():
-            hint = f"; '\\' separates no folders on this system: did you mean {str(slashed)!r}?"
+            hint += f"; '\\' separates no folders on this system: did you mean {str(slashed)!r}?"
     raise ModelNotFoundError(
         f"{name!r} is not a checkpoint directory, a known model alias (known: {known}), "
         f"or a Hub repo id of the form 'owner/name'{hint}"

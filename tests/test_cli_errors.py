@@ -157,6 +157,47 @@ CASES = {
         1,
         ["kp.json", "JSON"],
     ),
+    "fit-init-missing": (
+        lambda f: [
+            "fit",
+            str(f["kp"]),
+            "--camera",
+            "1000,500,500",
+            "--prior",
+            "none",
+            "--init",
+            str(f["missing"]),
+            "--out",
+            str(f["tmp"] / "f.npz"),
+        ],
+        "fit",
+        1,
+        ["no such --init file: ", "nope.npz"],
+    ),  # fmt: skip
+    # numpy's "pickled (object) data ... allow_pickle=" advice, for a tool that never unpickles
+    "fit-init-junk": (
+        lambda f: [
+            "fit",
+            str(f["kp"]),
+            "--camera",
+            "1000,500,500",
+            "--prior",
+            "none",
+            "--init",
+            str(f["junk"]),
+            "--out",
+            str(f["tmp"] / "f.npz"),
+        ],
+        "fit",
+        1,
+        ["--init ", "junk.npz: not a .npz (not a zip archive"],
+    ),  # fmt: skip
+    "sample-alias-typo": (
+        lambda f: ["sample", "--model", "GAN_S", "--out", str(f["tmp"] / "s.npz")],
+        "sample",
+        1,
+        ["'GAN_S'", "did you mean 'gan-s'?"],
+    ),
     "fit-bad-camera": (lambda f: ["fit", str(f["kp"]), "--camera", "x,y"], "fit", 2, ["--camera"]),
     **{
         f"train-threads-{n}": (
@@ -244,6 +285,32 @@ def test_sample_writes_nothing_when_its_png_cannot_be_written(files, capsys) -> 
     assert cli.main(argv) == 1
     _one_error_line(capsys.readouterr().err, "sample", "junk.npz is a file, not a folder")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("sequence", [False, True])
+def test_fit_checks_its_outputs_before_fitting(files, monkeypatch, capsys, sequence) -> None:
+    """--out and --amass were written only after the whole fit, --amass after --out: a bad
+    --amass failed (exit 1) after minutes of fitting, with --out already written or replaced."""
+    import advprior.fitting
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted although an output cannot be written")
+
+    monkeypatch.setattr(advprior.fitting, "fit_keypoints", no_fit)
+    monkeypatch.setattr(advprior.fitting, "fit_sequence", no_fit)
+    blocked = files["tmp"] / "afile"
+    blocked.write_text("")
+    out = files["tmp"] / "ok.npz"
+    out.write_bytes(b"the previous fit")
+    argv = ["fit", str(files["kp"]), "--camera", "1000,500,500", "--prior", "none"]
+    if sequence:
+        argv += ["--sequence", "--fps", "30", "--amass", str(blocked / "a.npz")]
+        argv += ["--out", str(out)]
+    else:
+        argv += ["--out", str(blocked / "x.npz")]
+    assert cli.main(argv) == 1
+    _one_error_line(capsys.readouterr().err, "fit", "cannot write", "afile is a file, not a folder")
+    assert out.read_bytes() == b"the previous fit"
 
 
 def test_interrupt_exits_130(monkeypatch, capsys) -> None:

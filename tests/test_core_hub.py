@@ -449,6 +449,44 @@ def test_unknown_alias_lists_known_names(tmp_path: Path, checkpoint: Path) -> No
         PosePrior.from_pretrained("gan-q", manifest=manifest)
 
 
+@pytest.mark.parametrize("typo", ["GAN-S", "gan_s", "Gan S", "gans"])
+def test_an_alias_typo_suggests_the_alias_and_loads_nothing(typo: str) -> None:
+    """Only a suggestion: an alias pins one sha256, so a typo is never taken for it."""
+    with pytest.raises(ModelNotFoundError, match=r"known: .*gan-s.*; did you mean 'gan-s'\?$"):
+        PosePrior.from_pretrained(typo)
+    with pytest.raises(ModelNotFoundError, match=r"did you mean 'gan-s'\?$"):
+        hubmod.resolve_alias(typo)
+    # equally close aliases are all named, not one of them guessed
+    with pytest.raises(ModelNotFoundError, match=r"did you mean 'gan-n', 'gan-s' or 'gan-u'\?"):
+        resolve_files("gan")
+    with pytest.raises(ModelNotFoundError) as far:
+        resolve_files("xyz-prior")
+    assert "did you mean" not in str(far.value)
+
+
+def test_map_location_is_another_name_for_device(checkpoint: Path) -> None:
+    """huggingface_hub's PyTorchModelHubMixin.from_pretrained takes map_location: code written
+    for it got "TypeError: unexpected keyword argument 'map_location'"."""
+    loaded = PosePrior.from_pretrained(checkpoint, map_location="cpu")
+    assert next(loaded.parameters()).device == torch.device("cpu")
+    PosePrior.from_pretrained(checkpoint, map_location="cpu", device=torch.device("cpu"))
+    assert isinstance(load_pretrained(checkpoint, map_location=torch.device("cpu")), PosePrior)
+    for load in (PosePrior.from_pretrained, load_pretrained):
+        with pytest.raises(ValueError, match="different devices"):
+            load(checkpoint, map_location="meta", device="cpu")
+
+
+def test_save_pretrained_onto_a_file_names_it(tmp_path: Path, prior: PosePrior) -> None:
+    """Was mkdir's bare "FileExistsError: [Errno 17] File exists"; the file is left alone."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(NotADirectoryError, match=r"afile: it is a file, not a folder"):
+        prior.save_pretrained(afile)
+    with pytest.raises(NotADirectoryError, match=r"afile/sub: .*afile is a file, not a folder"):
+        prior.save_pretrained(afile / "sub")
+    assert afile.read_text() == "mine"
+
+
 def test_manifest_from_environment(
     tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

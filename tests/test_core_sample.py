@@ -81,6 +81,30 @@ def test_the_file_records_the_weights_and_software_it_was_drawn_with(
     assert str(np.load(out)["weights_sha256"]) == read_manifest()["gmm"]["sha256"]
 
 
+def test_the_file_records_the_revision_that_was_loaded(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An alias's pinned revision wins over --revision (docs/core.md), and a folder has none:
+    the file recorded the --revision given, naming weights that were never loaded."""
+    from advprior.hub import read_manifest
+
+    out = tmp_path / "s.npz"
+    pinned = read_manifest()["gmm"]["revision"]
+    for extra in ([], ["--revision", "foo"]):
+        assert main(["sample", "--model", "gmm", "-n", "1", "--out", str(out), *extra]) == 0
+        assert str(np.load(out)["revision"]) == pinned
+    err = capsys.readouterr().err
+    assert (
+        f"--revision foo not used: 'gmm' is a manifest alias pinned to revision {pinned!r}" in err
+    )
+    assert (
+        main(["sample", "--model", str(ckpt), "-n", "1", "--out", str(out), "--revision", "foo"])
+        == 0
+    )
+    assert str(np.load(out)["revision"]) == ""
+    assert "--revision foo not used" in capsys.readouterr().err
+
+
 def test_smpl_body_and_latent_only(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "smpl.npz"
     assert (

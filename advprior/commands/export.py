@@ -45,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--body", choices=("smplx", "smplh", "smpl"), default="smplx")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    p.add_argument("--revision", default=None, help="Hub revision for a repo id")
+    p.add_argument(
+        "--revision",
+        default=None,
+        help="Hub revision for a repo id (an alias always loads its pinned revision)",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache directory")
     p.add_argument("--device", default="cpu", help="torch device to trace on (default: cpu)")
     p.set_defaults(func=run)

@@ -236,14 +236,30 @@ def read_init(path: Path) -> dict[str, Any]:
     misspelt ``global_orient`` would silently start every frame from the built-in orientations."""
     import numpy as np
 
+    from advprior.data.npz import read_npz_array
     from advprior.fileio import check_zip_members
 
+    if not path.exists():
+        raise FileNotFoundError(f"no such --init file: {path}")
+    if not path.is_file():
+        # a folder, or a pipe (`<(...)`) which an .npz cannot be read from (it is seeked)
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise ValueError(f"--init {path} is {what}, not a .npz")
+    if not zipfile.is_zipfile(path):
+        # np.load would read an .npy as one array and take any other bytes for a pickle ("load
+        # it with allow_pickle=True"): nothing is ever unpickled here
+        raise ValueError(f"--init {path}: not a .npz (not a zip archive; numpy.savez writes one)")
     check_zip_members(path, "--init file")
+
+    def bad(message: str) -> ValueError:
+        return ValueError(f"--init {path}: {message}")
+
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"--init {path}: not a readable .npz of arrays ({err})") from None
+            # each member's .npy header first: an object array or a lying shape is refused
+            arrays = {key: np.asarray(read_npz_array(data, key, bad)) for key in data.files}
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise bad(f"not a readable .npz ({err})") from None
     unknown = sorted(set(arrays) - set(INIT_KEYS))
     if unknown or "body_pose" not in arrays:
         raise ValueError(
@@ -695,6 +711,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--track and --person both choose the person: give one of them")
     if args.track is not None and args.track < 0:
         raise UsageError(f"--track must be a tracker's id (0 or more), got {args.track}")
+    from advprior.fileio import check_writable
+
+    # both outputs before the fit: a --out or --amass that cannot be written failed (exit 1)
+    # only after minutes of fitting, and a bad --amass after --out had been written
+    for path in (args.out, args.amass):
+        if path is not None:
+            check_writable(path)
     frames = [
         read_keypoints(p, args.person, missing_ok=args.sequence, track=args.track)
         for p in args.keypoints

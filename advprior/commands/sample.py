@@ -45,10 +45,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--png", type=Path, default=None, help=f"also draw up to {MAX_PNG_BODIES} bodies to a PNG"
     )
-    p.add_argument("--revision", default=None, help="Hub revision for a repo id")
+    p.add_argument(
+        "--revision",
+        default=None,
+        help="Hub revision for a repo id (an alias always loads its pinned revision)",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache directory")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.set_defaults(func=run)
+
+
+def used_revision(files: Any, given: str | None, model: object, command: str) -> str:
+    """The revision the resolved ``files`` came from: a manifest alias's pinned one (it wins
+    over ``--revision``, docs/core.md), ``given`` for a Hub repo id, ``""`` for a local folder.
+    A ``--revision`` that was not used is said on stderr: the weights are not that revision's."""
+    import sys
+
+    if files.entry is not None:
+        used = str(files.entry.get("revision") or "")
+        why = f"{str(model)!r} is a manifest alias pinned to revision {used!r}"
+    elif files.source == "hub":
+        return "" if given is None else str(given)
+    else:
+        used, why = "", f"{model} is a local folder"
+    if given is not None and str(given) != used:
+        print(
+            f"advprior {command}: warning: --revision {given} not used: {why} (--revision is "
+            "for Hub repo ids)",
+            file=sys.stderr,
+        )
+    return used
 
 
 def _draw(model: Any, n: int, seed: int, body: str, latent_only: bool) -> tuple[Any, Any]:
@@ -142,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_writable(path)
     files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
+    revision = used_revision(files, args.revision, args.model, "sample")
     model = as_prior(load_files(files, device=device))
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
 
@@ -154,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         "seed": np.array(args.seed, dtype=np.int64),
         # the name alone does not say which weights (another release, a retrained folder, a
         # Hub revision), nor which code drew from them: a rerun matches with these
-        "revision": np.array("" if args.revision is None else str(args.revision)),
+        # the one the weights came from: an alias's pinned one wins over --revision (docs/
+        # core.md), which recorded as given named weights that were never loaded
+        "revision": np.array(revision),
         "weights_sha256": np.array(sha256_file(files.weights)),
         "software": np.array(json.dumps(software_versions())),
     }
