@@ -221,7 +221,8 @@ def resolve_files(
     token: str | bool | None = None,
     manifest: str | os.PathLike | None = None,
 ) -> CheckpointFiles:
-    """Find a checkpoint's ``config.json`` and weights file locally (see the module docstring).
+    """Find a checkpoint's ``config.json`` and weights file locally (in the order
+    :mod:`advprior.hub`'s docstring lists).
 
     Raises :class:`ModelNotFoundError` (unknown name; the message lists known aliases),
     :class:`ChecksumMismatchError`, or :class:`OfflineError` (offline and not cached).

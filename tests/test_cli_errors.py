@@ -47,6 +47,13 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 # (argv builder, command, exit code, words the message must contain)
+def _fit_init(f: dict[str, Path], init: str) -> list[str]:
+    """``advprior fit`` of the keypoints file with ``--init`` the file ``f[init]``."""
+    out = str(f["tmp"] / "f.npz")
+    return ["fit", str(f["kp"]), "--camera", "1000,500,500", "--prior", "none", "--init",
+            str(f[init]), "--out", out]  # fmt: skip
+
+
 CASES = {
     "sample-unknown-model": (
         lambda f: ["sample", "--model", "gan-zzz", "--out", str(f["tmp"] / "s.npz")],
@@ -158,40 +165,18 @@ CASES = {
         ["kp.json", "JSON"],
     ),
     "fit-init-missing": (
-        lambda f: [
-            "fit",
-            str(f["kp"]),
-            "--camera",
-            "1000,500,500",
-            "--prior",
-            "none",
-            "--init",
-            str(f["missing"]),
-            "--out",
-            str(f["tmp"] / "f.npz"),
-        ],
+        lambda f: _fit_init(f, "missing"),
         "fit",
         1,
         ["no such --init file: ", "nope.npz"],
-    ),  # fmt: skip
+    ),
     # numpy's "pickled (object) data ... allow_pickle=" advice, for a tool that never unpickles
     "fit-init-junk": (
-        lambda f: [
-            "fit",
-            str(f["kp"]),
-            "--camera",
-            "1000,500,500",
-            "--prior",
-            "none",
-            "--init",
-            str(f["junk"]),
-            "--out",
-            str(f["tmp"] / "f.npz"),
-        ],
+        lambda f: _fit_init(f, "junk"),
         "fit",
         1,
         ["--init ", "junk.npz: not a .npz (not a zip archive"],
-    ),  # fmt: skip
+    ),
     "sample-alias-typo": (
         lambda f: ["sample", "--model", "GAN_S", "--out", str(f["tmp"] / "s.npz")],
         "sample",

@@ -249,3 +249,25 @@ def test_three_frames_of_axis_angle_orientation_are_not_read_as_a_matrix(clip) -
     # one iteration per stage from the true orientation alone keeps it within a few tenths of
     # a radian (a torso turned to the other side, the fit's ambiguity, would be about pi off)
     assert float((three.global_orient - clip["go"][:3]).norm(dim=-1).max()) < 0.5
+
+
+def test_the_inversion_seconds_cover_every_chunk_and_clip_group(clip, monkeypatch) -> None:
+    """info["init"]["invert_seconds"] was the first group's alone when clips were fitted at
+    their own pixel scales. Each inversion is timed as exactly 1 s here: 2 groups of clips x 2
+    chunks of frames are 4 inversions."""
+    import types
+
+    import advprior.fitting.sequence
+    import advprior.fitting.start
+
+    ticks = iter(range(1000))
+    fake_time = types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+    monkeypatch.setattr(advprior.fitting.start, "time", fake_time)
+    monkeypatch.setattr(advprior.fitting.sequence, "INIT_CHUNK", T // 2)
+    kp = torch.stack([clip["kp"], (clip["kp"] - 500.0) * 8.0 + 500.0])
+    conf = torch.stack([clip["conf"], clip["conf"]])
+    mixed = fit_sequence(kp, conf, CAMERA, prior="gan-s", init_pose=torch.stack([clip["pose"]] * 2),
+                         orientations=1, **QUICK)  # fmt: skip
+    assert mixed.info["pixel_scale"] == [1.0, 8.0]
+    assert mixed.info["init"]["pose_start"] == "inversion"
+    assert mixed.info["init"]["invert_seconds"] == 4.0

@@ -9,9 +9,6 @@ from advprior.errors import MotionFormatError
 
 #: Extensions this package reads as motion (``.txt`` only when it is DeepMimic JSON).
 MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt", ".pkl", ".npy")
-#: Formats of SMPL parameters (no skeleton to retarget): ``person=`` applies to them, and their
-#: ``up=`` turns the world into SMPL's y-up frame.
-SMPL_PARAMETER_SUFFIXES = (".npz", ".pkl", ".npy")
 #: Skeleton formats besides BVH whose ``up=`` is the world's up in the file, as BVH's is.
 SKELETON_UP_SUFFIXES = (".amc", ".json", ".txt")
 

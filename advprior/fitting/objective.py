@@ -10,7 +10,7 @@ Per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_shape |beta|
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -100,7 +100,7 @@ def pose_objective(
     sigma: float,
     prior_w: float,
     shape_w: float,
-):
+) -> Callable[[Tensor], Tensor]:
     """The objective of a pose stage as a function of packed parameters ``x (n, 6 + K + dim)``
     (global orientation, translation, betas, the prior's free numbers) -> ``(n,)``:
     robust reprojection of ``keypoints (n, J, 2)`` weighted by ``weight (n, J)`` (squared
@@ -139,7 +139,7 @@ def final_objective(
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
     check_layout: bool = True,
-):
+) -> tuple[Callable[[Tensor], Tensor], PriorTerm, int]:
     """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
     for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
     with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global

@@ -328,6 +328,19 @@ def _split_init(
     return parts
 
 
+def _joined_init_info(parts: list[FitResult]) -> dict[str, Any] | None:
+    """``info["init"]`` of fits of parts of the frames (chunks of frames, groups of clips at
+    their own pixel scale): the first part's, with the seconds of the estimate's inversion
+    summed over the parts, each of which inverted its own rows."""
+    first = parts[0].info.get("init")
+    if first is None:
+        return None
+    joined = dict(first)
+    if "invert_seconds" in joined:
+        joined["invert_seconds"] = sum(p.info["init"]["invert_seconds"] for p in parts)
+    return joined
+
+
 def _join_clips(
     parts: list[FitResult], groups: list[tuple[float, Tensor | None]], seconds: float
 ) -> FitResult:
@@ -346,6 +359,7 @@ def _join_clips(
         **parts[0].info,
         "pixel_scale": _scale_info(groups, n_clips),
         "missing_frames": sum(p.info["missing_frames"] for p in parts),
+        "init": _joined_init_info(parts),
         "clips": n_clips,
         "seconds": seconds,
     }
@@ -676,9 +690,7 @@ def fit_sequence(
             )
             for i in range(0, len(kp_seen), INIT_CHUNK)
         ]
-        init_info = chunks[0].info.get("init")
-        if init_info is not None and "invert_seconds" in init_info:
-            init_info["invert_seconds"] = sum(c.info["init"]["invert_seconds"] for c in chunks)
+        init_info = _joined_init_info(chunks)
         init = _concat(chunks)
     elif not isinstance(init, FitResult):
         raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
