@@ -43,28 +43,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from advprior.fitting.body_points import _Body
 from advprior.fitting.camera import PinholeCamera, positive_number, real_number, whole_number
-from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format, mask_unobserved
-from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
-from advprior.fitting.result import FitResult, fit_environment
-from advprior.fitting.smplify import (
-    GAUGE_WEIGHT,
-    NO_PRIOR_WEIGHT,
-    SMPLIFY_STAGES,
+from advprior.fitting.inputs import (
     _as_tensor,
-    _Body,
     _check_sigma,
-    _concat,
-    _prior_term,
     _scale_groups,
     _scale_info,
-    _take,
     check_pixel_camera,
-    fit_keypoints,
-    geman_mcclure,
     place_fit,
     prepare_keypoints,
 )
+from advprior.fitting.keypoints import KeypointFormat, count_hint, get_format, mask_unobserved
+from advprior.fitting.objective import (
+    GAUGE_WEIGHT,
+    NO_PRIOR_WEIGHT,
+    SMPLIFY_STAGES,
+    _prior_term,
+    geman_mcclure,
+)
+from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
+from advprior.fitting.result import FitResult, fit_environment
+from advprior.fitting.smplify import _concat, _take, fit_keypoints
 from advprior.inversion import with_autograd
 from advprior.latent import LatentSpace
 from advprior.lbfgs import minimize_lbfgs
