@@ -630,3 +630,20 @@ def test_export_traces_a_copy_on_the_requested_device(
     with pytest.raises(ValueError, match="meta"):
         export_prior("gan-s", tmp_path / "f.pt", format="torchscript", device="meta")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt", "c.pt"]
+
+
+def test_a_revision_that_is_not_exported_is_said(tmp_path: Path, capsys) -> None:
+    """An alias exports its pinned revision whatever --revision says (docs/core.md): the
+    command says so instead of dropping the option silently, as `advprior sample` does."""
+    from advprior.hub import read_manifest
+
+    out = tmp_path / "s.pt"
+    pinned = read_manifest()["gan-s"]["revision"]
+    assert main(["export", "--model", "gan-s", "--output", str(out), "--revision", "foo"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"--revision foo not used: 'gan-s' is a manifest alias pinned to revision {pinned!r}"
+        in (err)
+    )
+    assert main(["export", "--model", "gan-s", "--output", str(out)]) == 0
+    assert "not used" not in capsys.readouterr().err

@@ -82,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
             check_opset(args.opset)
         except ValueError as err:  # a bad argument: exit 2 before loading anything
             raise UsageError(f"--opset: {err}") from None
+    if args.revision is not None:
+        # export_prior resolves the name itself; resolving it here first (a cache hit for it
+        # then) is what tells whether the --revision given is the one exported
+        from advprior.commands._revision import used_revision
+        from advprior.hub import resolve_files
+
+        files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
+        used_revision(files, args.revision, args.model, "export")
     try:
         meta = export_prior(
             args.model,

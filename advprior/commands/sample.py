@@ -55,28 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def used_revision(files: Any, given: str | None, model: object, command: str) -> str:
-    """The revision the resolved ``files`` came from: a manifest alias's pinned one (it wins
-    over ``--revision``, docs/core.md), ``given`` for a Hub repo id, ``""`` for a local folder.
-    A ``--revision`` that was not used is said on stderr: the weights are not that revision's."""
-    import sys
-
-    if files.entry is not None:
-        used = str(files.entry.get("revision") or "")
-        why = f"{str(model)!r} is a manifest alias pinned to revision {used!r}"
-    elif files.source == "hub":
-        return "" if given is None else str(given)
-    else:
-        used, why = "", f"{model} is a local folder"
-    if given is not None and str(given) != used:
-        print(
-            f"advprior {command}: warning: --revision {given} not used: {why} (--revision is "
-            "for Hub repo ids)",
-            file=sys.stderr,
-        )
-    return used
-
-
 def _draw(model: Any, n: int, seed: int, body: str, latent_only: bool) -> tuple[Any, Any]:
     """``(body_pose or None, z or None)`` from any prior (only the prior interface is used);
     never touches the global RNG."""
@@ -168,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_writable(path)
     files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
+    from advprior.commands._revision import used_revision
+
     revision = used_revision(files, args.revision, args.model, "sample")
     model = as_prior(load_files(files, device=device))
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)

@@ -1,0 +1,28 @@
+"""The revision a command's weights came from, shared by ``sample`` (which records it) and
+``export``: a manifest alias loads its pinned revision whatever ``--revision`` says (docs/core.md),
+so a ``--revision`` that was not used is said, not silently dropped."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def used_revision(files: Any, given: str | None, model: object, command: str) -> str:
+    """The revision the resolved ``files`` came from: a manifest alias's pinned one (it wins
+    over ``--revision``, docs/core.md), ``given`` for a Hub repo id, ``""`` for a local folder.
+    A ``--revision`` that was not used is said on stderr: the weights are not that revision's."""
+    if files.entry is not None:
+        used = str(files.entry.get("revision") or "")
+        why = f"{str(model)!r} is a manifest alias pinned to revision {used!r}"
+    elif files.source == "hub":
+        return "" if given is None else str(given)
+    else:
+        used, why = "", f"{model} is a local folder"
+    if given is not None and str(given) != used:
+        print(
+            f"advprior {command}: warning: --revision {given} not used: {why} (--revision is "
+            "for Hub repo ids)",
+            file=sys.stderr,
+        )
+    return used
