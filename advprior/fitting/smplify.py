@@ -65,6 +65,21 @@ SMPLIFY_STAGES: tuple[tuple[float, float], ...] = (
     (57.4, 10.0),
     (4.78, 5.0),
 )
+#: The pose stages a fit from a pose estimate (``init_pose``) runs when ``stages`` is not given,
+#: per prior kind (:func:`default_stages`). SPIN's refinement (SMPLify's last stage alone) for a
+#: normal latent: its energy ``|z|^2``, weighted 404^2 by SMPLify's first stages, pulls the
+#: estimate's latent to the origin (validation, rounds 23-24, mean P-MPJPE over SMPL-24, COCO-17
+#: and BODY_25 from a regressor's estimate: the VAE 84.0 mm with SMPLify's schedule, 69.2 with
+#: the last stage alone; GAN-N 87.6 and 73.9; ``docs/fitting.md``, "A learned start"). SMPLify's
+#: schedule for the others, which gain from it or tie: GAN-S 69.8 / 70.8, GAN-U 69.0 / 69.3, the
+#: GMM 67.8 / 67.6 (within the 1 mm the rule asked for); no prior was not measured.
+INIT_POSE_STAGES: dict[str, tuple[tuple[float, float], ...]] = {
+    "normal": SMPLIFY_STAGES[-1:],
+    "sphere": SMPLIFY_STAGES,
+    "uniform": SMPLIFY_STAGES,
+    "pose": SMPLIFY_STAGES,
+    "none": SMPLIFY_STAGES,
+}
 #: Fixed weight of ``|pose|^2`` when fitting without a prior (radians^2 vs pixels^2).
 NO_PRIOR_WEIGHT = 1.0
 #: Weight of :meth:`PriorTerm.gauge` (keeps a sphere latent's norm near 1; no effect on poses).
@@ -519,6 +534,21 @@ def _minimize(
     return x.detach(), loss, steps
 
 
+def stages_kind(term: PriorTerm) -> str:
+    """The key of :data:`INIT_POSE_STAGES` for ``term``'s prior: its latent kind (``"normal"``,
+    ``"sphere"``, ``"uniform"``), ``"pose"`` for a pose-space prior (the GMM) or ``"none"``."""
+    if term.prior is None:
+        return "none"
+    return "pose" if term.space is None else term.space.kind
+
+
+def default_stages(term: PriorTerm, init_pose: bool) -> tuple[tuple[float, float], ...]:
+    """The pose stages :func:`fit_keypoints` runs when ``stages`` is None: SMPLify's schedule
+    (:data:`SMPLIFY_STAGES`), or, when the fit starts from a pose estimate (``init_pose``),
+    :data:`INIT_POSE_STAGES` of the prior's kind (:func:`stages_kind`)."""
+    return INIT_POSE_STAGES[stages_kind(term)] if init_pose else SMPLIFY_STAGES
+
+
 @with_autograd
 def fit_keypoints(
     keypoints: object,
@@ -532,7 +562,7 @@ def fit_keypoints(
     batch: bool = True,
     optimizer: str = "lbfgs",
     sigma: float = 100.0,
-    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
+    stages: Sequence[tuple[float, float]] | None = None,
     lr: float = 0.02,
     orientations: int = 2,
     starts: int = 1,
@@ -582,7 +612,16 @@ def fit_keypoints(
         optimizer: ``"lbfgs"`` (batched, per-frame strong-Wolfe line search) or ``"adam"``.
         sigma: Geman-McClure scale in pixels.
         stages: ``(prior weight, shape weight)`` per pose stage; energies are multiplied by the
-            squares (default: SMPLify's schedule).
+            squares. Given, it always runs. None (default): SMPLify's schedule
+            (:data:`SMPLIFY_STAGES`, large prior weights first), except that a fit from a pose
+            estimate (``init_pose`` given) with a normal-latent prior (the VAE, GAN-N: energy
+            ``|z|^2``) runs SMPLify's last stage alone, SPIN's refinement: SMPLify's first
+            stages weigh ``|z|^2`` by 404^2 and pull the estimate to the latent's origin
+            (measured on validation; :data:`INIT_POSE_STAGES`, :func:`default_stages`,
+            ``docs/fitting.md``, "A learned start"). ``init_global_orient``, ``init_betas`` or
+            ``init_transl`` without ``init_pose`` keep SMPLify's schedule (the pose starts at
+            the prior's centre). ``info["stages"]`` records the stages run,
+            ``info["stages_from"]`` why: ``"argument"``, ``"smplify"`` or ``"init_pose"``.
         lr: Adam's learning rate (ignored by L-BFGS).
         orientations: body orientations carried from the camera stage through the pose stages
             per frame, the frame keeping the one with the lower final loss: 2 (the best and the
@@ -648,6 +687,8 @@ def fit_keypoints(
             itself; the VAE: one encoder pass); the GMM and no prior from the pose itself. It
             is the pose of the camera stage's body and the first of the ``starts``
             (``starts=1``: the init only; more add the prior's representative poses after it).
+            With ``stages`` None it also picks the pose stages (SMPLify's last stage alone for
+            the VAE and GAN-N; see ``stages``).
         init_global_orient: ``(B, 3)`` axis-angle, the per-frame orientation estimate, in the
             frame of ``FitResult.global_orient`` (the world frame the camera's ``rotation``
             maps from: the camera frame itself for a camera without rotation, as a regressor
@@ -678,13 +719,18 @@ def fit_keypoints(
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     sigma = _check_sigma(sigma)
-    stages = [(float(a), float(b)) for a, b in stages]
-    if not stages:
-        raise ValueError("stages must list at least one (prior weight, shape weight) pair")
+    if stages is not None:
+        stages = [(float(a), float(b)) for a, b in stages]
+        if not stages:
+            raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
     groups = _scale_groups(pixel_scale, kp, conf)
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
+    stages_from = "argument"
+    if stages is None:
+        stages_from = "init_pose" if init_pose is not None else "smplify"
+        stages = [(float(a), float(b)) for a, b in default_stages(term, init_pose is not None)]
     body = _Body(body_model, fmt)
     if orientations not in (0, 1, 2) or isinstance(orientations, bool):
         raise ValueError(
@@ -724,6 +770,7 @@ def fit_keypoints(
         "iterations_per_stage": iterations,
         "sigma_px": float(sigma),
         "stages": stages,
+        "stages_from": stages_from,
         "orientations": orientations,
         "starts": opts.starts,
         "view_starts": opts.view_starts,
