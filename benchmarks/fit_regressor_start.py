@@ -12,8 +12,10 @@ train split's poses seen from fresh random views (5 px noise, 20% dropped). Then
 ``--draw``, by default ``--seed``, which also seeds the training), each prior is fitted (a) not
 at all (the regressor's pose and orientation), (b) with ``fit_keypoints``' defaults, (c) with
 ``fit_keypoints(init_pose=..., init_global_orient=...)`` from the regressor's estimate
-(translation from the fit's camera stage), and (c) with ``orientations=0`` (the estimate's
-orientation alone) and with SPIN's single stage at SMPLify's last weights. P-MPJPE on the 24
+(translation from the fit's camera stage) under SMPLify's schedule, and (c) with
+``orientations=0`` (the estimate's orientation alone) and with SPIN's single stage at SMPLify's
+last weights (every variant names its stages: ``fit_keypoints``' default schedule from an
+estimate depends on the prior's kind since round 24). P-MPJPE on the 24
 SMPL joints (mm) and seconds per frame; the trained regressors are cached in ``--cache``.
 The regressor is trained with the joints' rotation error too (``--rotation-weight``, SPIN's
 parameter supervision): trained on joint positions alone its limbs come out twisted, and those
@@ -157,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         starts = {"init_pose": pose, "init_global_orient": orient}
         variants = {
             "default": {},
-            # the estimate's orientation besides the two built-in ones (the documented default)
-            "regressor_init": starts,
+            # the estimate's orientation besides the two built-in ones, SMPLify's annealed
+            # schedule (explicit: since round 24 a normal latent's default from init_pose is the
+            # last stage alone, and this key keeps round 23's meaning)
+            "regressor_init": {**starts, "stages": SMPLIFY_STAGES},
             # the estimate's orientation alone: trusting the regressor's front/back
-            "regressor_init_orient_only": {**starts, "orientations": 0},
+            "regressor_init_orient_only": {**starts, "orientations": 0, "stages": SMPLIFY_STAGES},
             # SPIN's refinement: one stage at SMPLify's last weights, no annealing from a
             # strong prior (which pulls a normal latent to its origin, forgetting the start)
             "regressor_init_last_stage": {**starts, "stages": SMPLIFY_STAGES[-1:]},

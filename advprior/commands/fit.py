@@ -180,7 +180,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "3), betas (frames, K), transl (frames, 3), one row per fitted frame in the order the "
         "keypoint files give them; with --sequence one row per frame of the clip (the rows of "
         "FIT.npz, filled-in frames included: their rows are not used) and betas also (K,) for "
-        "the clip (docs/fitting.md, 'Starting from a regressor's estimate')",
+        "the clip; from body_pose the VAE and GAN-N run SMPLify's last stage alone, the other "
+        "priors its four (docs/fitting.md, 'Starting from a regressor's estimate')",
     )
     p.add_argument(
         "--sequence",

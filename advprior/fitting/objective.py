@@ -32,6 +32,21 @@ SMPLIFY_STAGES: tuple[tuple[float, float], ...] = (
 )
 
 
+#: The pose stages a fit from a pose estimate (``init_pose``) runs when ``stages`` is not given,
+#: per prior kind (:func:`default_stages`). SPIN's refinement (SMPLify's last stage alone) for a
+#: normal latent: its energy ``|z|^2``, weighted 404^2 by SMPLify's first stages, pulls the
+#: estimate's latent to the origin (validation, rounds 23-24, mean P-MPJPE over SMPL-24, COCO-17
+#: and BODY_25 from a regressor's estimate: the VAE 84.0 mm with SMPLify's schedule, 69.2 with
+#: the last stage alone; GAN-N 87.6 and 73.9; ``docs/fitting.md``, "A learned start"). SMPLify's
+#: schedule for the others, which gain from it or tie: GAN-S 69.8 / 70.8, GAN-U 69.0 / 69.3, the
+#: GMM 67.8 / 67.6 (within the 1 mm the rule asked for); no prior was not measured.
+INIT_POSE_STAGES: dict[str, tuple[tuple[float, float], ...]] = {
+    "normal": SMPLIFY_STAGES[-1:],
+    "sphere": SMPLIFY_STAGES,
+    "uniform": SMPLIFY_STAGES,
+    "pose": SMPLIFY_STAGES,
+    "none": SMPLIFY_STAGES,
+}
 #: Fixed weight of ``|pose|^2`` when fitting without a prior (radians^2 vs pixels^2).
 NO_PRIOR_WEIGHT = 1.0
 
@@ -157,3 +172,18 @@ def final_objective(
         term,
         body.num_betas,
     )
+
+
+def stages_kind(term: PriorTerm) -> str:
+    """The key of :data:`INIT_POSE_STAGES` for ``term``'s prior: its latent kind (``"normal"``,
+    ``"sphere"``, ``"uniform"``), ``"pose"`` for a pose-space prior (the GMM) or ``"none"``."""
+    if term.prior is None:
+        return "none"
+    return "pose" if term.space is None else term.space.kind
+
+
+def default_stages(term: PriorTerm, init_pose: bool) -> tuple[tuple[float, float], ...]:
+    """The pose stages :func:`fit_keypoints` runs when ``stages`` is None: SMPLify's schedule
+    (:data:`SMPLIFY_STAGES`), or, when the fit starts from a pose estimate (``init_pose``),
+    :data:`INIT_POSE_STAGES` of the prior's kind (:func:`stages_kind`)."""
+    return INIT_POSE_STAGES[stages_kind(term)] if init_pose else SMPLIFY_STAGES

@@ -506,7 +506,9 @@ def fit_sequence(
             the per-frame fit from, e.g. a video regressor's (HMR 2.0, VIBE, WHAM; SPIN-style
             refinement): each is handed, row by row, to that :func:`fit_keypoints` call (see
             its arguments of the same names: layouts, radians, the latent prior's inversion,
-            ``orientations=0``). One row per frame, with the keypoints' leading dimensions:
+            ``orientations=0``, and its default pose stages: with ``init_pose`` and a
+            normal-latent prior, SMPLify's last stage alone; ``info["init_stages"]``).
+            One row per frame, with the keypoints' leading dimensions:
             ``init_pose (T, 63 | 69)``, ``(T, 21 | 23, 3)`` or ``(T, 21 | 23, 3, 3)`` (or
             ``(B, T, ...)`` for B clips), ``init_global_orient`` and ``init_transl (T, 3)`` /
             ``(B, T, 3)``; ``init_betas`` one shape per clip, ``(K,)`` / ``(B, K)``, given to
@@ -661,6 +663,7 @@ def fit_sequence(
     starts = int(starts)
     init_given = init
     init_info = None
+    init_stages = None
     if init is None:
         # Frames are independent problems: chunks of INIT_CHUNK keep the per-frame start's
         # memory bounded too (8 yaws x 2 orientations per frame in its first stage).
@@ -691,6 +694,7 @@ def fit_sequence(
             for i in range(0, len(kp_seen), INIT_CHUNK)
         ]
         init_info = _joined_init_info(chunks)
+        init_stages = chunks[0].info["stages"]  # the per-frame fit's (fit_keypoints' default)
         init = _concat(chunks)
     elif not isinstance(init, FitResult):
         raise TypeError(f"init must be a FitResult, got {type(init).__name__}")
@@ -805,6 +809,7 @@ def fit_sequence(
         "init_iterations": init_iterations,
         "init_starts": starts if init_given is None else None,
         "init": init_info,
+        "init_stages": init_stages,
         "sigma_px": float(sigma),
         "fps": fps,
         "pixel_scale": scale,

@@ -60,15 +60,18 @@ from advprior.fitting.keypoints import KeypointFormat, get_format, mask_unobserv
 from advprior.fitting.objective import (  # noqa: F401 - re-exported
     DEPTH_WEIGHT,
     GAUGE_WEIGHT,
+    INIT_POSE_STAGES,
     NO_PRIOR_WEIGHT,
     SMPLIFY_STAGES,
     _on_device,
     _prior_term,
     _split,
+    default_stages,
     final_objective,
     geman_mcclure,
     pose_objective,
     stage_weights,
+    stages_kind,
 )
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, frozen
 from advprior.fitting.result import FitResult, fit_environment
@@ -131,7 +134,7 @@ def fit_keypoints(
     batch: bool = True,
     optimizer: str = "lbfgs",
     sigma: float = 100.0,
-    stages: Sequence[tuple[float, float]] = SMPLIFY_STAGES,
+    stages: Sequence[tuple[float, float]] | None = None,
     lr: float = 0.02,
     orientations: int = 2,
     starts: int = 1,
@@ -181,7 +184,16 @@ def fit_keypoints(
         optimizer: ``"lbfgs"`` (batched, per-frame strong-Wolfe line search) or ``"adam"``.
         sigma: Geman-McClure scale in pixels.
         stages: ``(prior weight, shape weight)`` per pose stage; energies are multiplied by the
-            squares (default: SMPLify's schedule).
+            squares. Given, it always runs. None (default): SMPLify's schedule
+            (:data:`SMPLIFY_STAGES`, large prior weights first), except that a fit from a pose
+            estimate (``init_pose`` given) with a normal-latent prior (the VAE, GAN-N: energy
+            ``|z|^2``) runs SMPLify's last stage alone, SPIN's refinement: SMPLify's first
+            stages weigh ``|z|^2`` by 404^2 and pull the estimate to the latent's origin
+            (measured on validation; :data:`INIT_POSE_STAGES`, :func:`default_stages`,
+            ``docs/fitting.md``, "A learned start"). ``init_global_orient``, ``init_betas`` or
+            ``init_transl`` without ``init_pose`` keep SMPLify's schedule (the pose starts at
+            the prior's centre). ``info["stages"]`` records the stages run,
+            ``info["stages_from"]`` why: ``"argument"``, ``"smplify"`` or ``"init_pose"``.
         lr: Adam's learning rate (ignored by L-BFGS).
         orientations: body orientations carried from the camera stage through the pose stages
             per frame, the frame keeping the one with the lower final loss: 2 (the best and the
@@ -247,6 +259,8 @@ def fit_keypoints(
             itself; the VAE: one encoder pass); the GMM and no prior from the pose itself. It
             is the pose of the camera stage's body and the first of the ``starts``
             (``starts=1``: the init only; more add the prior's representative poses after it).
+            With ``stages`` None it also picks the pose stages (SMPLify's last stage alone for
+            the VAE and GAN-N; see ``stages``).
         init_global_orient: ``(B, 3)`` axis-angle, the per-frame orientation estimate, in the
             frame of ``FitResult.global_orient`` (the world frame the camera's ``rotation``
             maps from: the camera frame itself for a camera without rotation, as a regressor
@@ -277,13 +291,18 @@ def fit_keypoints(
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     sigma = _check_sigma(sigma)
-    stages = [(float(a), float(b)) for a, b in stages]
-    if not stages:
-        raise ValueError("stages must list at least one (prior weight, shape weight) pair")
+    if stages is not None:
+        stages = [(float(a), float(b)) for a, b in stages]
+        if not stages:
+            raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
     groups = _scale_groups(pixel_scale, kp, conf)
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
+    stages_from = "argument"
+    if stages is None:
+        stages_from = "init_pose" if init_pose is not None else "smplify"
+        stages = [(float(a), float(b)) for a, b in default_stages(term, init_pose is not None)]
     body = _Body(body_model, fmt)
     if orientations not in (0, 1, 2) or isinstance(orientations, bool):
         raise ValueError(
@@ -323,6 +342,7 @@ def fit_keypoints(
         "iterations_per_stage": iterations,
         "sigma_px": float(sigma),
         "stages": stages,
+        "stages_from": stages_from,
         "orientations": orientations,
         "starts": opts.starts,
         "view_starts": opts.view_starts,
