@@ -567,6 +567,21 @@ def check_body_model(body_model: object, name: str = "body_model") -> Any:
     )
 
 
+def rest_output(body_model: Any) -> Any:
+    """One body in the rest pose (zero orientation and ``body_pose``, default shape), computed
+    without autograd on the model's device and dtype: a :class:`BodyModel` and the fitting's
+    duck-typed models expose ``.device`` / ``.dtype``, anything else gets CPU float32. Used to
+    read what a model's outputs look like (its vertices, its extra joints) before using it."""
+    like = {
+        "dtype": getattr(body_model, "dtype", torch.float32),
+        "device": getattr(body_model, "device", "cpu"),
+    }
+    with torch.no_grad():
+        return body_model(
+            global_orient=torch.zeros(1, 3, **like), body_pose=torch.zeros(1, 63, **like)
+        )
+
+
 def _identity_like(rot: torch.Tensor) -> torch.Tensor:
     """One batch item of identity rotations ``(1, J, 3, 3)`` for ``rot (n, J, 3, 3)``."""
     eye = torch.eye(3, dtype=rot.dtype, device=rot.device)

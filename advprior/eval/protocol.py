@@ -46,16 +46,9 @@ class Poser:
     ) -> None:
         self.body_model = body_model
         self.chunk = chunk
-        # The rest pose on the body model's device (advprior.body.BodyModel and the fitting's
-        # duck-typed models expose .device/.dtype; CPU float32 otherwise).
-        like = {
-            "dtype": getattr(body_model, "dtype", torch.float32),
-            "device": getattr(body_model, "device", "cpu"),
-        }
-        with torch.no_grad():
-            rest = body_model(
-                global_orient=torch.zeros(1, 3, **like), body_pose=torch.zeros(1, 63, **like)
-            )
+        from advprior.body.model import rest_output
+
+        rest = rest_output(body_model)  # on the body model's device and dtype
         self.num_vertices = int(rest.vertices.shape[1])
         if n_vertices is None or n_vertices >= self.num_vertices:
             self.vertex_ids = torch.arange(self.num_vertices)

@@ -26,7 +26,7 @@ class _Body:
 
     def __init__(self, body_model: object, fmt: KeypointFormat) -> None:
         from advprior.body import forward_kinematics
-        from advprior.body.model import check_body_model
+        from advprior.body.model import check_body_model, rest_output
 
         self.model = check_body_model(body_model)
         self.fmt = fmt
@@ -35,14 +35,7 @@ class _Body:
         self.index: list[int] | None = None
         self.points: tuple[list[int], list[int]] | None = None
         if fmt.needs_surface:
-            like = {
-                "dtype": getattr(body_model, "dtype", torch.float32),
-                "device": getattr(body_model, "device", "cpu"),
-            }
-            with torch.no_grad():
-                out = body_model(
-                    global_orient=torch.zeros(1, 3, **like), body_pose=torch.zeros(1, 63, **like)
-                )
+            out = rest_output(body_model)
             names = tuple(getattr(body_model, "extra_joint_names", SURFACE_POINTS))
             self.index = model_joint_indices(
                 fmt, body_model.model_type, out.model_joints.shape[1], names
