@@ -217,6 +217,7 @@ def test_a_gmm_fit_claims_its_folder_like_the_trainers(data: Path, tmp_path: Pat
     assert (gan / "model" / "model.safetensors").read_bytes() == exported
     out = tmp_path / "gmm"
     fit_gmm(data, out, max_iter=2, val_samples=50)
+    fit_gmm(data, out, max_iter=2, val_samples=50, resume=True)
     with pytest.raises(RunFolderError, match=r"exported model \(model/\)"):
         fit_gmm(data, out, max_iter=2, val_samples=50)
     assert fit_gmm(data, out, max_iter=2, val_samples=50, overwrite=True).model_dir is not None
@@ -270,6 +271,49 @@ def test_overwrite_clears_the_earlier_runs_checkpoint_model_and_events(
     assert not (out / ckpt.CHECKPOINT_NAME).exists()
     assert not (out / "model").exists() and not (out / "tb").exists()
     assert not (out / "train_log.csv").exists()
+
+
+def test_a_folder_of_the_users_own_logs_is_never_written_over(
+    data: Path, tmp_path: Path, capsys
+) -> None:
+    """``--out`` at a folder that is not a run (no checkpoint, no ``model/``) but holds a file
+    named ``train_log.csv`` or ``val_log.csv`` had it replaced by the new run's log, with or
+    without ``--overwrite``; a run's own log (of a run killed before its first checkpoint) is
+    still replaced."""
+    from advprior.train.gmm import fit_gmm
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"train_log.csv": b"date,kg\n2026-01-01,70.5\n", "val_log.csv": b"\x89PNG\r\n\x1a\n"}
+    for name, text in mine.items():
+        (out / name).write_bytes(text)
+        # --resume without a checkpoint starts a new run too (train_release.sh relies on it)
+        for flag in ({}, {"overwrite": True}, {"resume": True}):
+            with pytest.raises(RunFolderError, match=f"{name} is not a log of an advprior run"):
+                train_gan(data, out, **flag, **KW)
+            with pytest.raises(RunFolderError, match=name):
+                train_vae(data, out, **flag, steps=1, batch_size=16, **FAST)
+        args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--no-progress"]
+        for flag in ([], ["--resume"]):
+            assert cli.main([*args, *flag]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("advprior train: error: ") and len(err.strip().splitlines()) == 1
+        assert (out / name).read_bytes() == text
+        assert sorted(p.name for p in out.iterdir()) == [name]  # nothing else written
+        (out / name).unlink()
+    # a GMM fit writes no CSV log, so it may share the folder (but not replace it)
+    (out / "train_log.csv").write_bytes(mine["train_log.csv"])
+    fit_gmm(data, out, max_iter=2, val_samples=50)
+    with pytest.raises(RunFolderError, match="is not a log"):
+        fit_gmm(data, out, max_iter=2, val_samples=50, overwrite=True)
+    assert (out / "train_log.csv").read_bytes() == mine["train_log.csv"]
+    # a run killed before its first checkpoint leaves its own logs: a new run replaces them
+    run = tmp_path / "run"
+    train_gan(data, run, **KW)
+    (run / ckpt.CHECKPOINT_NAME).unlink()
+    (run / "val_log.csv").write_text("")  # killed as it opened the file
+    assert train_gan(data, run, **KW).step == 1
+    assert train_gan(data, run, resume=True, **{**KW, "steps": 2}).step == 2
 
 
 def test_train_device_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:

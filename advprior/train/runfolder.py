@@ -16,6 +16,9 @@
   lock from another machine cannot be checked and is refused (the message says which file to
   remove). A lock of this very process is refused while its claim is live (another thread
   training into the same folder) and released only by the claim that made it (its token);
+- a ``train_log.csv`` or ``val_log.csv`` that is not a run's log (the folder is the user's, not
+  a run's) is refused before a new run (also ``overwrite``, or ``resume`` without a checkpoint)
+  replaces it;
 - temporary files a killed checkpoint write left (``.checkpoint.pt.<pid>.<hex>.tmp``) are
   removed: the lock's owner is the only writer.
 
@@ -48,6 +51,9 @@ LOCK_NAME = "run.lock"
 #: model, TensorBoard events or logs looking like its own (a GMM writes no CSV logs, so a GAN's
 #: would stay beside its model).
 _EARLIER_RUN = (RUN_MODEL_DIR, "tb", "train_log.csv", "val_log.csv", "gmm_fit.json")
+#: The CSV logs a new run writes from scratch (over a file of that name, with or without
+#: ``overwrite``). Every row of them, header included, starts with the ``step`` column.
+_RUN_LOGS = ("train_log.csv", "val_log.csv")
 #: The prefix of the folders an export writes before moving them into place
 #: (``advprior.train.export.STAGING_PREFIX``; not imported: export imports the loop).
 _EXPORT_STAGING = f".{RUN_MODEL_DIR}.export."
@@ -223,6 +229,24 @@ def _earlier_model_type(out: Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def _foreign_log(path: Path) -> bool:
+    """Whether ``path`` is something other than a run's CSV log (absent or empty: it is not).
+
+    A folder without a checkpoint or ``model/`` may still be someone's: ``--out`` pointed at a
+    folder that holds its own ``train_log.csv`` had it replaced by the new run's log, unasked.
+    """
+    if not path.exists():
+        return False
+    if not path.is_file():
+        return True
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            head = fh.readline(64)
+    except (OSError, UnicodeDecodeError):
+        return True
+    return head != "" and not head.startswith("step,")
+
+
 def _check_and_lock(
     out: Path, resume: bool, overwrite: bool, model_type: str | None, token: str
 ) -> Path:
@@ -260,6 +284,16 @@ def _check_and_lock(
                 "--overwrite (overwrite=True) to replace it (--resume: to continue or refit it), "
                 "or choose another --out"
             )
+        # a new run (also --resume without a checkpoint) writes its logs from scratch; a GMM
+        # fit writes none, but --overwrite removes them
+        starts_anew = not (resume and checkpoint.is_file())
+        if starts_anew and (overwrite or model_type != "gmm"):
+            for name in _RUN_LOGS:
+                if _foreign_log(out / name):
+                    raise RunFolderError(
+                        f"{out / name} is not a log of an advprior run, and a new run would "
+                        "replace it: move it away, or choose another --out"
+                    )
         if resume and model_type is not None:
             # --resume continues the run that is there; training another model type into it
             # would replace that run's exported model/ (data loss), not continue anything
