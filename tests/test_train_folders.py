@@ -263,7 +263,7 @@ def test_overwrite_clears_the_earlier_runs_checkpoint_model_and_events(
     out = tmp_path / "run"
     train_gan(data, out, **{**KW, "export": True})
     (out / "tb").mkdir(exist_ok=True)
-    (out / "tb" / "events.old").write_text("x")
+    (out / "tb" / "events.out.tfevents.1.old.1.0").write_text("x")  # SummaryWriter's naming
     folder = claim_run_folder(out, resume=False, overwrite=True)
     assert (out / ckpt.CHECKPOINT_NAME).exists()  # kept until the new run can start
     folder.start_over()  # what the trainers call once data and models are ready
@@ -314,6 +314,19 @@ def test_a_folder_of_the_users_own_logs_is_never_written_over(
     (run / "val_log.csv").write_text("")  # killed as it opened the file
     assert train_gan(data, run, **KW).step == 1
     assert train_gan(data, run, resume=True, **{**KW, "steps": 2}).step == 2
+
+
+def test_overwrite_removes_only_event_files_from_a_tb_folder(data: Path, tmp_path: Path) -> None:
+    """``--overwrite`` into a folder that was not a run deleted a ``tb/`` of the user's own,
+    whatever it held; a run writes only event files there, so only those go."""
+    out = tmp_path / "mine"
+    (out / "tb" / "plots").mkdir(parents=True)
+    (out / "tb" / "plots" / "loss.png").write_bytes(b"png")
+    (out / "tb" / "README.md").write_text("my notes")
+    (out / "tb" / "events.out.tfevents.1.old.1.0").write_text("x")
+    train_gan(data, out, overwrite=True, **KW)
+    assert sorted(p.name for p in (out / "tb").iterdir()) == ["README.md", "plots"]
+    assert (out / "tb" / "plots" / "loss.png").read_bytes() == b"png"
 
 
 def test_train_device_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:

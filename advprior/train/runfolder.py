@@ -5,10 +5,11 @@
 - a folder that holds a checkpoint is refused unless the caller resumes it (``resume=True``,
   ``--resume``) or explicitly starts over (``overwrite=True``, ``--overwrite``), and so is one
   that holds an exported ``model/`` without a checkpoint (a finished GMM fit);
-  starting over removes the earlier run's checkpoint, ``model/``, ``tb/`` and logs, but only
-  when the new run can start (:meth:`RunFolder.start_over`, called by the trainers once the data
-  is read and the models are built): a new run that fails its checks (a batch larger than the
-  data, a refused ``init_from``, a missing file) leaves the earlier run as it was;
+  starting over removes the earlier run's checkpoint, ``model/``, ``tb/`` event files and logs,
+  but only when the new run can start (:meth:`RunFolder.start_over`, called by the trainers
+  once the data is read and the models are built): a new run that fails its checks (a batch
+  larger than the data, a refused ``init_from``, a missing file) leaves the earlier run as it
+  was;
 - a lock file ``<out>/run.lock`` (JSON: pid, host, pid scope, a random token, start time) is
   created atomically; a lock of a live process is refused (naming its pid and host), a lock
   whose process is gone (same machine: same :func:`advprior.fileio.pid_scope`, not just the
@@ -46,11 +47,13 @@ from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
 
 LOCK_NAME = "run.lock"
+#: TensorBoard's folder: a run writes only its event files there (``events.out.tfevents.*``).
+_TB_DIR = "tb"
 #: What a run leaves: ``overwrite=True`` removes these when the new run starts, so that an
 #: interrupted new run never leaves the old checkpoint (which ``--resume`` would continue),
 #: model, TensorBoard events or logs looking like its own (a GMM writes no CSV logs, so a GAN's
 #: would stay beside its model).
-_EARLIER_RUN = (RUN_MODEL_DIR, "tb", "train_log.csv", "val_log.csv", "gmm_fit.json")
+_EARLIER_RUN = (RUN_MODEL_DIR, _TB_DIR, "train_log.csv", "val_log.csv", "gmm_fit.json")
 #: The CSV logs a new run writes from scratch (over a file of that name, with or without
 #: ``overwrite``). Every row of them, header included, starts with the ``step`` column.
 _RUN_LOGS = ("train_log.csv", "val_log.csv")
@@ -92,7 +95,9 @@ class RunFolder:
         (self.out / ckpt.CHECKPOINT_NAME).unlink(missing_ok=True)
         for name in _EARLIER_RUN:
             path = self.out / name
-            if path.is_dir():
+            if name == _TB_DIR and path.is_dir():
+                _remove_tb_events(path)
+            elif path.is_dir():
                 shutil.rmtree(path)
             elif path.is_file():
                 path.unlink()
@@ -217,6 +222,21 @@ def _take_lock(out: Path, token: str) -> Path:
             stacklevel=3,
         )
     raise RunFolderError(f"could not lock {out}: the lock file keeps changing ({lock})")
+
+
+def _remove_tb_events(tb: Path) -> None:
+    """Remove a run's TensorBoard event files from ``tb``, and ``tb`` itself if that empties it.
+
+    Not the whole folder: ``--overwrite`` into a folder that was not a run (no checkpoint) used
+    to delete a ``tb/`` of the user's own, with whatever else it held.
+    """
+    for events in tb.glob("events.out.tfevents.*"):
+        if events.is_file():
+            events.unlink()
+    try:
+        tb.rmdir()
+    except OSError:
+        pass  # not empty: the rest is not ours
 
 
 def _earlier_model_type(out: Path) -> str | None:
