@@ -329,6 +329,40 @@ def test_overwrite_removes_only_event_files_from_a_tb_folder(data: Path, tmp_pat
     assert (out / "tb" / "plots" / "loss.png").read_bytes() == b"png"
 
 
+def test_a_model_folder_of_the_users_own_is_never_deleted(
+    data: Path, tmp_path: Path, capsys
+) -> None:
+    """A ``model/`` was taken for an earlier run's export whatever it held, and the refusal
+    advised ``--overwrite``, which deleted it (a project's body model files, say). Only a
+    folder of an export's own files is an earlier run's."""
+    from advprior.train.gmm import fit_gmm
+
+    out = tmp_path / "project"
+    (out / "model" / "smpl").mkdir(parents=True)
+    (out / "model" / "smpl" / "SMPL_NEUTRAL.npz").write_bytes(b"body model")
+    (out / "model" / "config.json").write_text("{}")
+    for flag in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(RunFolderError, match=r"not an exported advprior model \(smpl\)"):
+            train_gan(data, out, **flag, **KW)
+        with pytest.raises(RunFolderError, match="not an exported"):
+            fit_gmm(data, out, max_iter=2, val_samples=50, **flag)
+    args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--no-progress"]
+    assert cli.main([*args, "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("advprior train: error: ") and len(err.strip().splitlines()) == 1
+    assert "--overwrite" not in err  # the advice that deleted it
+    assert (out / "model" / "smpl" / "SMPL_NEUTRAL.npz").read_bytes() == b"body model"
+    assert sorted(p.name for p in out.iterdir()) == ["model"]
+    # a file named model is not an export either; a run's own export is still replaced
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "model").write_text("x")
+    with pytest.raises(RunFolderError, match="not an exported"):
+        train_gan(data, tmp_path / "f", **KW)
+    run = tmp_path / "run"
+    train_gan(data, run, **{**KW, "export": True})
+    assert train_gan(data, run, overwrite=True, **{**KW, "export": True}).model_dir is not None
+
+
 def test_train_device_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
     import torch
 

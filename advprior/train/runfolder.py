@@ -17,9 +17,10 @@
   lock from another machine cannot be checked and is refused (the message says which file to
   remove). A lock of this very process is refused while its claim is live (another thread
   training into the same folder) and released only by the claim that made it (its token);
-- a ``train_log.csv`` or ``val_log.csv`` that is not a run's log (the folder is the user's, not
-  a run's) is refused before a new run (also ``overwrite``, or ``resume`` without a checkpoint)
-  replaces it;
+- a ``model/`` that holds anything but an export's files is refused (every run replaces it),
+  and so are a ``train_log.csv`` or ``val_log.csv`` that are not a run's logs before a new run
+  (also ``overwrite``, or ``resume`` without a checkpoint) replaces them: the folder is the
+  user's, not a run's;
 - temporary files a killed checkpoint write left (``.checkpoint.pt.<pid>.<hex>.tmp``) are
   removed: the lock's owner is the only writer.
 
@@ -42,7 +43,7 @@ from typing import Any
 from advprior._sync import ForkSafeLock, after_fork_in_child
 from advprior.errors import RunFolderError
 from advprior.fileio import _named, _temp_name, pid_scope, process_alive, remove_stale_temps
-from advprior.hub import RUN_MODEL_DIR
+from advprior.hub import CONFIG_NAME, MODEL_CARD_NAME, RUN_MODEL_DIR, WEIGHTS_NAME
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
 
@@ -249,6 +250,24 @@ def _earlier_model_type(out: Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
+#: What ``save_pretrained`` writes into a run's ``model/``.
+_MODEL_FILES = frozenset((CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME))
+
+
+def _foreign_in_model_dir(path: Path) -> list[str]:
+    """Names in ``path`` (a run's ``model/``) that no export wrote: ``["model"]`` for a file.
+
+    A ``model/`` was taken for an earlier run's export whatever it held, and the refusal
+    advised ``--overwrite``, which deleted it: a project folder's own ``model/`` (body model
+    files, say) went with it.
+    """
+    if not path.exists():
+        return []
+    if not path.is_dir():
+        return [path.name]
+    return sorted(p.name for p in path.iterdir() if p.name not in _MODEL_FILES)
+
+
 def _foreign_log(path: Path) -> bool:
     """Whether ``path`` is something other than a run's CSV log (absent or empty: it is not).
 
@@ -295,6 +314,15 @@ def _check_and_lock(
                 f"{out} already holds a training checkpoint ({checkpoint.name}); pass "
                 "--resume (resume=True) to continue it or --overwrite (overwrite=True) to "
                 "start over"
+            )
+        foreign = _foreign_in_model_dir(out / RUN_MODEL_DIR)
+        if foreign:
+            # every run writes model/ (--resume too: its export replaces the folder)
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            shown = ", ".join(foreign[:3]) + more
+            raise RunFolderError(
+                f"{out / RUN_MODEL_DIR} holds what is not an exported advprior model ({shown}), "
+                "and a run writes its model there: move it away, or choose another --out"
             )
         exported = (out / RUN_MODEL_DIR).is_dir()
         if exported and not checkpoint.is_file() and not resume and not overwrite:
