@@ -360,6 +360,9 @@ def test_a_model_folder_of_the_users_own_is_never_deleted(
         train_gan(data, tmp_path / "f", **KW)
     run = tmp_path / "run"
     train_gan(data, run, **{**KW, "export": True})
+    (run / "model" / ".DS_Store").write_bytes(b"")  # a file browser's, not the user's work
+    (run / "model" / ".ipynb_checkpoints").mkdir()
+    assert train_gan(data, run, resume=True, **{**KW, "steps": 2, "export": True}).step == 2
     assert train_gan(data, run, overwrite=True, **{**KW, "export": True}).model_dir is not None
 
 

@@ -265,7 +265,13 @@ def _foreign_in_model_dir(path: Path) -> list[str]:
         return []
     if not path.is_dir():
         return [path.name]
-    return sorted(p.name for p in path.iterdir() if p.name not in _MODEL_FILES)
+    # hidden entries and Windows' thumbnails are what a file browser or Jupyter leaves in a
+    # folder it showed (.DS_Store, .ipynb_checkpoints), not the user's work
+    return sorted(
+        p.name
+        for p in path.iterdir()
+        if p.name not in _MODEL_FILES and not p.name.startswith(".") and p.name != "Thumbs.db"
+    )
 
 
 def _foreign_log(path: Path) -> bool:
