@@ -217,6 +217,7 @@ def test_a_gmm_fit_claims_its_folder_like_the_trainers(data: Path, tmp_path: Pat
     assert (gan / "model" / "model.safetensors").read_bytes() == exported
     out = tmp_path / "gmm"
     fit_gmm(data, out, max_iter=2, val_samples=50)
+    fit_gmm(data, out, max_iter=2, val_samples=50, resume=True)
     with pytest.raises(RunFolderError, match=r"exported model \(model/\)"):
         fit_gmm(data, out, max_iter=2, val_samples=50)
     assert fit_gmm(data, out, max_iter=2, val_samples=50, overwrite=True).model_dir is not None
@@ -262,7 +263,7 @@ def test_overwrite_clears_the_earlier_runs_checkpoint_model_and_events(
     out = tmp_path / "run"
     train_gan(data, out, **{**KW, "export": True})
     (out / "tb").mkdir(exist_ok=True)
-    (out / "tb" / "events.old").write_text("x")
+    (out / "tb" / "events.out.tfevents.1.old.1.0").write_text("x")  # SummaryWriter's naming
     folder = claim_run_folder(out, resume=False, overwrite=True)
     assert (out / ckpt.CHECKPOINT_NAME).exists()  # kept until the new run can start
     folder.start_over()  # what the trainers call once data and models are ready
@@ -270,6 +271,99 @@ def test_overwrite_clears_the_earlier_runs_checkpoint_model_and_events(
     assert not (out / ckpt.CHECKPOINT_NAME).exists()
     assert not (out / "model").exists() and not (out / "tb").exists()
     assert not (out / "train_log.csv").exists()
+
+
+def test_a_folder_of_the_users_own_logs_is_never_written_over(
+    data: Path, tmp_path: Path, capsys
+) -> None:
+    """``--out`` at a folder that is not a run (no checkpoint, no ``model/``) but holds a file
+    named ``train_log.csv`` or ``val_log.csv`` had it replaced by the new run's log, with or
+    without ``--overwrite``; a run's own log (of a run killed before its first checkpoint) is
+    still replaced."""
+    from advprior.train.gmm import fit_gmm
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"train_log.csv": b"date,kg\n2026-01-01,70.5\n", "val_log.csv": b"\x89PNG\r\n\x1a\n"}
+    for name, text in mine.items():
+        (out / name).write_bytes(text)
+        # --resume without a checkpoint starts a new run too (train_release.sh relies on it)
+        for flag in ({}, {"overwrite": True}, {"resume": True}):
+            with pytest.raises(RunFolderError, match=f"{name} is not a log of an advprior run"):
+                train_gan(data, out, **flag, **KW)
+            with pytest.raises(RunFolderError, match=name):
+                train_vae(data, out, **flag, steps=1, batch_size=16, **FAST)
+        args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--no-progress"]
+        for flag in ([], ["--resume"]):
+            assert cli.main([*args, *flag]) == 1
+            err = capsys.readouterr().err
+            assert err.startswith("advprior train: error: ") and len(err.strip().splitlines()) == 1
+        assert (out / name).read_bytes() == text
+        assert sorted(p.name for p in out.iterdir()) == [name]  # nothing else written
+        (out / name).unlink()
+    # a GMM fit writes no CSV log, so it may share the folder (but not replace it)
+    (out / "train_log.csv").write_bytes(mine["train_log.csv"])
+    fit_gmm(data, out, max_iter=2, val_samples=50)
+    with pytest.raises(RunFolderError, match="is not a log"):
+        fit_gmm(data, out, max_iter=2, val_samples=50, overwrite=True)
+    assert (out / "train_log.csv").read_bytes() == mine["train_log.csv"]
+    # a run killed before its first checkpoint leaves its own logs: a new run replaces them
+    run = tmp_path / "run"
+    train_gan(data, run, **KW)
+    (run / ckpt.CHECKPOINT_NAME).unlink()
+    (run / "val_log.csv").write_text("")  # killed as it opened the file
+    assert train_gan(data, run, **KW).step == 1
+    assert train_gan(data, run, resume=True, **{**KW, "steps": 2}).step == 2
+
+
+def test_overwrite_removes_only_event_files_from_a_tb_folder(data: Path, tmp_path: Path) -> None:
+    """``--overwrite`` into a folder that was not a run deleted a ``tb/`` of the user's own,
+    whatever it held; a run writes only event files there, so only those go."""
+    out = tmp_path / "mine"
+    (out / "tb" / "plots").mkdir(parents=True)
+    (out / "tb" / "plots" / "loss.png").write_bytes(b"png")
+    (out / "tb" / "README.md").write_text("my notes")
+    (out / "tb" / "events.out.tfevents.1.old.1.0").write_text("x")
+    train_gan(data, out, overwrite=True, **KW)
+    assert sorted(p.name for p in (out / "tb").iterdir()) == ["README.md", "plots"]
+    assert (out / "tb" / "plots" / "loss.png").read_bytes() == b"png"
+
+
+def test_a_model_folder_of_the_users_own_is_never_deleted(
+    data: Path, tmp_path: Path, capsys
+) -> None:
+    """A ``model/`` was taken for an earlier run's export whatever it held, and the refusal
+    advised ``--overwrite``, which deleted it (a project's body model files, say). Only a
+    folder of an export's own files is an earlier run's."""
+    from advprior.train.gmm import fit_gmm
+
+    out = tmp_path / "project"
+    (out / "model" / "smpl").mkdir(parents=True)
+    (out / "model" / "smpl" / "SMPL_NEUTRAL.npz").write_bytes(b"body model")
+    (out / "model" / "config.json").write_text("{}")
+    for flag in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(RunFolderError, match=r"not an exported advprior model \(smpl\)"):
+            train_gan(data, out, **flag, **KW)
+        with pytest.raises(RunFolderError, match="not an exported"):
+            fit_gmm(data, out, max_iter=2, val_samples=50, **flag)
+    args = ["train", "--data", str(data), "--out", str(out), "--steps", "1", "--no-progress"]
+    assert cli.main([*args, "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("advprior train: error: ") and len(err.strip().splitlines()) == 1
+    assert "--overwrite" not in err  # the advice that deleted it
+    assert (out / "model" / "smpl" / "SMPL_NEUTRAL.npz").read_bytes() == b"body model"
+    assert sorted(p.name for p in out.iterdir()) == ["model"]
+    # a file named model is not an export either; a run's own export is still replaced
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "model").write_text("x")
+    with pytest.raises(RunFolderError, match="not an exported"):
+        train_gan(data, tmp_path / "f", **KW)
+    run = tmp_path / "run"
+    train_gan(data, run, **{**KW, "export": True})
+    (run / "model" / ".DS_Store").write_bytes(b"")  # a file browser's, not the user's work
+    (run / "model" / ".ipynb_checkpoints").mkdir()
+    assert train_gan(data, run, resume=True, **{**KW, "steps": 2, "export": True}).step == 2
+    assert train_gan(data, run, overwrite=True, **{**KW, "export": True}).model_dir is not None
 
 
 def test_train_device_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:

@@ -5,10 +5,11 @@
 - a folder that holds a checkpoint is refused unless the caller resumes it (``resume=True``,
   ``--resume``) or explicitly starts over (``overwrite=True``, ``--overwrite``), and so is one
   that holds an exported ``model/`` without a checkpoint (a finished GMM fit);
-  starting over removes the earlier run's checkpoint, ``model/``, ``tb/`` and logs, but only
-  when the new run can start (:meth:`RunFolder.start_over`, called by the trainers once the data
-  is read and the models are built): a new run that fails its checks (a batch larger than the
-  data, a refused ``init_from``, a missing file) leaves the earlier run as it was;
+  starting over removes the earlier run's checkpoint, ``model/``, ``tb/`` event files and logs,
+  but only when the new run can start (:meth:`RunFolder.start_over`, called by the trainers
+  once the data is read and the models are built): a new run that fails its checks (a batch
+  larger than the data, a refused ``init_from``, a missing file) leaves the earlier run as it
+  was;
 - a lock file ``<out>/run.lock`` (JSON: pid, host, pid scope, a random token, start time) is
   created atomically; a lock of a live process is refused (naming its pid and host), a lock
   whose process is gone (same machine: same :func:`advprior.fileio.pid_scope`, not just the
@@ -16,6 +17,10 @@
   lock from another machine cannot be checked and is refused (the message says which file to
   remove). A lock of this very process is refused while its claim is live (another thread
   training into the same folder) and released only by the claim that made it (its token);
+- a ``model/`` that holds anything but an export's files is refused (every run replaces it),
+  and so are a ``train_log.csv`` or ``val_log.csv`` that are not a run's logs before a new run
+  (also ``overwrite``, or ``resume`` without a checkpoint) replaces them: the folder is the
+  user's, not a run's;
 - temporary files a killed checkpoint write left (``.checkpoint.pt.<pid>.<hex>.tmp``) are
   removed: the lock's owner is the only writer.
 
@@ -38,16 +43,21 @@ from typing import Any
 from advprior._sync import ForkSafeLock, after_fork_in_child
 from advprior.errors import RunFolderError
 from advprior.fileio import _named, _temp_name, pid_scope, process_alive, remove_stale_temps
-from advprior.hub import RUN_MODEL_DIR
+from advprior.hub import CONFIG_NAME, MODEL_CARD_NAME, RUN_MODEL_DIR, WEIGHTS_NAME
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
 
 LOCK_NAME = "run.lock"
+#: TensorBoard's folder: a run writes only its event files there (``events.out.tfevents.*``).
+_TB_DIR = "tb"
 #: What a run leaves: ``overwrite=True`` removes these when the new run starts, so that an
 #: interrupted new run never leaves the old checkpoint (which ``--resume`` would continue),
 #: model, TensorBoard events or logs looking like its own (a GMM writes no CSV logs, so a GAN's
 #: would stay beside its model).
-_EARLIER_RUN = (RUN_MODEL_DIR, "tb", "train_log.csv", "val_log.csv", "gmm_fit.json")
+_EARLIER_RUN = (RUN_MODEL_DIR, _TB_DIR, "train_log.csv", "val_log.csv", "gmm_fit.json")
+#: The CSV logs a new run writes from scratch (over a file of that name, with or without
+#: ``overwrite``). Every row of them, header included, starts with the ``step`` column.
+_RUN_LOGS = ("train_log.csv", "val_log.csv")
 #: The prefix of the folders an export writes before moving them into place
 #: (``advprior.train.export.STAGING_PREFIX``; not imported: export imports the loop).
 _EXPORT_STAGING = f".{RUN_MODEL_DIR}.export."
@@ -86,7 +96,9 @@ class RunFolder:
         (self.out / ckpt.CHECKPOINT_NAME).unlink(missing_ok=True)
         for name in _EARLIER_RUN:
             path = self.out / name
-            if path.is_dir():
+            if name == _TB_DIR and path.is_dir():
+                _remove_tb_events(path)
+            elif path.is_dir():
                 shutil.rmtree(path)
             elif path.is_file():
                 path.unlink()
@@ -213,6 +225,21 @@ def _take_lock(out: Path, token: str) -> Path:
     raise RunFolderError(f"could not lock {out}: the lock file keeps changing ({lock})")
 
 
+def _remove_tb_events(tb: Path) -> None:
+    """Remove a run's TensorBoard event files from ``tb``, and ``tb`` itself if that empties it.
+
+    Not the whole folder: ``--overwrite`` into a folder that was not a run (no checkpoint) used
+    to delete a ``tb/`` of the user's own, with whatever else it held.
+    """
+    for events in tb.glob("events.out.tfevents.*"):
+        if events.is_file():
+            events.unlink()
+    try:
+        tb.rmdir()
+    except OSError:
+        pass  # not empty: the rest is not ours
+
+
 def _earlier_model_type(out: Path) -> str | None:
     """The ``model_type`` of the run's exported ``model/config.json``, if it has one."""
     config = out / RUN_MODEL_DIR / "config.json"
@@ -221,6 +248,48 @@ def _earlier_model_type(out: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return found if isinstance(found, str) else None
+
+
+#: What ``save_pretrained`` writes into a run's ``model/``.
+_MODEL_FILES = frozenset((CONFIG_NAME, WEIGHTS_NAME, MODEL_CARD_NAME))
+
+
+def _foreign_in_model_dir(path: Path) -> list[str]:
+    """Names in ``path`` (a run's ``model/``) that no export wrote: ``["model"]`` for a file.
+
+    A ``model/`` was taken for an earlier run's export whatever it held, and the refusal
+    advised ``--overwrite``, which deleted it: a project folder's own ``model/`` (body model
+    files, say) went with it.
+    """
+    if not path.exists():
+        return []
+    if not path.is_dir():
+        return [path.name]
+    # hidden entries and Windows' thumbnails are what a file browser or Jupyter leaves in a
+    # folder it showed (.DS_Store, .ipynb_checkpoints), not the user's work
+    return sorted(
+        p.name
+        for p in path.iterdir()
+        if p.name not in _MODEL_FILES and not p.name.startswith(".") and p.name != "Thumbs.db"
+    )
+
+
+def _foreign_log(path: Path) -> bool:
+    """Whether ``path`` is something other than a run's CSV log (absent or empty: it is not).
+
+    A folder without a checkpoint or ``model/`` may still be someone's: ``--out`` pointed at a
+    folder that holds its own ``train_log.csv`` had it replaced by the new run's log, unasked.
+    """
+    if not path.exists():
+        return False
+    if not path.is_file():
+        return True
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            head = fh.readline(64)
+    except (OSError, UnicodeDecodeError):
+        return True
+    return head != "" and not head.startswith("step,")
 
 
 def _check_and_lock(
@@ -252,6 +321,15 @@ def _check_and_lock(
                 "--resume (resume=True) to continue it or --overwrite (overwrite=True) to "
                 "start over"
             )
+        foreign = _foreign_in_model_dir(out / RUN_MODEL_DIR)
+        if foreign:
+            # every run writes model/ (--resume too: its export replaces the folder)
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            shown = ", ".join(foreign[:3]) + more
+            raise RunFolderError(
+                f"{out / RUN_MODEL_DIR} holds what is not an exported advprior model ({shown}), "
+                "and a run writes its model there: move it away, or choose another --out"
+            )
         exported = (out / RUN_MODEL_DIR).is_dir()
         if exported and not checkpoint.is_file() and not resume and not overwrite:
             # a finished run without a checkpoint (the GMM's fit) is as much a run to protect
@@ -260,6 +338,16 @@ def _check_and_lock(
                 "--overwrite (overwrite=True) to replace it (--resume: to continue or refit it), "
                 "or choose another --out"
             )
+        # a new run (also --resume without a checkpoint) writes its logs from scratch; a GMM
+        # fit writes none, but --overwrite removes them
+        starts_anew = not (resume and checkpoint.is_file())
+        if starts_anew and (overwrite or model_type != "gmm"):
+            for name in _RUN_LOGS:
+                if _foreign_log(out / name):
+                    raise RunFolderError(
+                        f"{out / name} is not a log of an advprior run, and a new run would "
+                        "replace it: move it away, or choose another --out"
+                    )
         if resume and model_type is not None:
             # --resume continues the run that is there; training another model type into it
             # would replace that run's exported model/ (data loss), not continue anything
