@@ -416,6 +416,25 @@ def test_split_and_split_from_are_checked_before_importing(tmp_path: Path) -> No
     assert not (tmp_path / "o.npz").exists()
 
 
+def test_a_file_that_is_not_a_dataset_is_never_replaced(tmp_path: Path) -> None:
+    """`--out notes.txt` (a typo) used to replace the user's own file with the dataset; an
+    existing .npz (rebuilding into last week's dataset) or an empty file is replaced as before."""
+    src = _tree(tmp_path, n_folders=1)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    lines: list[str] = []
+    with pytest.raises(FileExistsError, match="refusing to replace .*notes.txt"):
+        build_dataset(src, notes, log=lines.append)
+    assert notes.read_text() == "my notes" and lines == []  # checked before importing
+    old = tmp_path / "old.npz"
+    np.savez(old, x=np.zeros(1))
+    empty = tmp_path / "empty.npz"
+    empty.touch()
+    for out in (old, empty):
+        build_dataset(src, out, split=(1.0, 0.0, 0.0), log=lines.append)
+        assert len(load_dataset(out).body_pose) > 0
+
+
 def test_load_dataset_names_a_file_that_is_not_an_npz(tmp_path: Path) -> None:
     """A .npy (np.load returns one array: a TypeError used to escape) or any other file (numpy
     then suggests allow_pickle=True) is one ValueError saying it is not a zip archive."""

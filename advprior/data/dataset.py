@@ -480,6 +480,17 @@ def _hold_one_out(
     done_all[k] += frames[pick]
 
 
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace an existing file that is not an ``.npz`` (a zip archive): rebuilding
+    into last week's dataset is the normal workflow, but ``--out notes.txt`` (a typo, a
+    shell completion) would silently replace the user's own file with a dataset."""
+    if out.is_file() and out.stat().st_size > 0 and not zipfile.is_zipfile(out):
+        raise FileExistsError(
+            f"refusing to replace {out}: it exists and is not an .npz (a dataset is a zip "
+            "archive); remove it or choose another output"
+        )
+
+
 def build_dataset(
     paths: Iterable[str | Path] | str | Path,
     out: str | Path,
@@ -533,6 +544,7 @@ def build_dataset(
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out = check_writable(out)  # before hours of importing, not after
+    _check_replaceable(out)
     up = check_up(up)  # likewise a mistyped axis
     up_used: set[str] = set()
     _check_fractions(tuple(split))  # likewise the split and the file it is taken from
