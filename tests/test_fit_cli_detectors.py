@@ -514,3 +514,27 @@ def test_a_clips_files_numbered_without_padding_keep_frame_order(tmp_path, capsy
     assert main([*argv, "--iterations", "1", "--out", str(out)]) == 0
     info = json.loads(str(np.load(out)["info"]))
     assert [Path(p).name for p in info["inputs"]] == ["1.json", "10.json", "2.json"]
+
+
+def test_frames_without_the_person_are_counted_after_a_sequence_fit(tmp_path, capsys) -> None:
+    """--person 1 of an MMPose video in which a second person shows up in one frame of four:
+    the clip was fitted from that one frame and the command said "fitted 4 frame(s)" and
+    nothing else. Now a note counts the rows the clip filled in (after the fit, so that an
+    error stays one line)."""
+    a = _projected_coco([[0.0, 0.2, 4.0], [0.02, 0.2, 4.0], [0.04, 0.2, 4.0], [0.06, 0.2, 4.0]])
+    b = _projected_coco([[1.2, 0.2, 4.0]])[0]
+    ones = np.ones(17)
+    video = [
+        {"frame_id": t, "instances": [_instance(a[t], ones, 0.9)]
+         + ([_instance(b, ones, 0.5)] if t == 2 else [])}
+        for t in range(4)
+    ]  # fmt: skip
+    src = _write(tmp_path, "video.json", video)
+    cam = ["--camera", "1000,500,500", "--prior", "none", "--iterations", "1"]
+    out = ["--out", str(tmp_path / "x.npz")]
+    assert main(["fit", str(src), "--sequence", "--person", "1", *cam, *out]) == 0
+    err = capsys.readouterr().err
+    assert f"3 of 4 frame(s) have no keypoints of --person 1 ({src} 0, {src} 1, {src} 3)" in err
+    # the person in every frame: nothing to say
+    assert main(["fit", str(src), "--sequence", *cam, *out]) == 0
+    assert "note" not in capsys.readouterr().err

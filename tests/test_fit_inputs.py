@@ -89,6 +89,34 @@ def test_camera_from_an_intrinsic_matrix() -> None:
         PinholeCamera(k, (300.0, 700.0))
 
 
+def test_a_camera_file_with_opencvs_extrinsic_names_is_refused_not_read_half(
+    tmp_path, capsys
+) -> None:
+    """{"K", "R", "t"} (OpenCV's names) used to be read as K alone: the rotation was dropped
+    without a word and the fit ran in the camera's frame, not the world the user asked for."""
+    rot = axis_angle_to_rotmat(torch.tensor([0.4, 0.0, 0.0])).numpy().tolist()
+    k = [[1000.0, 0.0, 640.0], [0.0, 1000.0, 360.0], [0.0, 0.0, 1.0]]
+    for extra, match in (
+        ({"R": rot}, r"'R' is not read: name the world-to-camera rotation \"rotation\""),
+        ({"rvec": [0.4, 0.0, 0.0]}, "cv2.Rodrigues"),
+        ({"rotation": rot, "t": [0.0, 1.5, 0.0]}, r"'t' is not read: .* -R\^T t"),
+        ({"rotation": rot, "translation": [0.0, 1.5, 0.0]}, "translation' is not read"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            PinholeCamera.from_dict({"K": k, **extra})
+        with pytest.raises(ValueError, match=match):
+            PinholeCamera.from_dict({"focal": 1000.0, "center": [640.0, 360.0], **extra})
+    # the CLI says it in one line naming the file, before reading any keypoints
+    path = tmp_path / "cam.json"
+    path.write_text(json.dumps({"K": k, "R": rot, "t": [0.0, 1.5, 0.0]}))
+    assert main(["fit", str(tmp_path / "none.json"), "--camera", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cam.json: camera: a camera's 'R' is not read" in err, err
+    # the names it reads, and notes beside them, are read as before
+    cam = PinholeCamera.from_dict({"K": k, "rotation": rot, "width": 1280, "height": 720})
+    np.testing.assert_allclose(cam.rotation, rot, atol=1e-7)
+
+
 # -- pixels, not normalised coordinates ----------------------------------------------------
 
 
@@ -109,6 +137,40 @@ def test_normalised_coordinates_are_refused(body) -> None:
     unit[0] = kp[0]  # frame 0 in pixels, frame 1 not
     with pytest.raises(ValueError, match=r"frames \[1\]: .* span less than 2 px"):
         fit_keypoints(unit, None, CAMERA, body_model=body, prior=None)
+
+
+def test_a_focal_length_in_millimetres_is_refused_saying_so(body, tmp_path, capsys) -> None:
+    """A lens's 50 mm passed as --camera 50,... used to be fitted silently: the body came out a
+    few decimetres from the camera, bent by a 150-degree perspective (on a 375 px person,
+    OpenPose keypoints: 33 px reprojection against 4 px at the right focal length)."""
+    kp = _keypoints(body, CAMERA, n=3)  # about 420 px tall at 1000 px focal length, 4 m away
+    path = tmp_path / "kp.json"
+    path.write_text(json.dumps({"keypoints": kp.tolist()}))
+    base = ["fit", str(path), "--prior", "none", "--iterations", "1"]
+    out = ["--out", str(tmp_path / "fit.npz")]
+    for mm in ("50", "85"):
+        for seq in ([], ["--sequence"]):
+            assert main([*base, "--camera", f"{mm},512,512", *seq, *out]) == 1
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and "times the focal length" in err, err
+            assert "a focal length in mm?" in err, err
+    assert not (tmp_path / "fit.npz").exists()
+    # the median frame decides: one false detection spanning the image is no camera's fault
+    wide = kp.clone()
+    wide[0, 0] = torch.tensor([-2500.0, -2500.0])
+    path.write_text(json.dumps({"keypoints": wide.tolist()}))
+    assert main([*base, "--camera", "1000,512,512", *out]) == 0
+    # a person near a wide lens (1 m away, 600 px focal length: ~1000 px tall) still fits
+    near = PinholeCamera(600.0, (512.0, 512.0))
+    path.write_text(json.dumps({"keypoints": _keypoints(body, near, n=1, depth=1.0).tolist()}))
+    assert main([*base, "--camera", "600,512,512", *out]) == 0
+    # a zoom (--sequence, a camera per file) is read per frame and fits
+    for i, focal in enumerate((1000.0, 100.0)):
+        cam = PinholeCamera(focal, (512.0, 512.0))
+        data = {"keypoints": _keypoints(body, cam, n=1).tolist(), "camera": cam.to_dict()}
+        (tmp_path / f"z{i}.json").write_text(json.dumps(data))
+    zoom = ["fit", str(tmp_path / "z0.json"), str(tmp_path / "z1.json"), "--sequence"]
+    assert main([*zoom, "--prior", "none", "--iterations", "1", *out]) == 0
 
 
 def test_a_small_far_person_in_pixels_still_fits(body) -> None:

@@ -631,11 +631,7 @@ def _note_gaps_and_switches(
     elif track is None:
         jumps = _jumps(frames)
         if jumps:
-            labels = [
-                str(path) if fid is None else f"{path} {fid!r}"
-                for path, f in zip(paths, frames, strict=True)
-                for fid in f["frame_ids"]
-            ]
+            labels = _row_labels(paths, frames)
             t = jumps[0]
             more = f" (and {len(jumps) - 1} more)" if len(jumps) > 1 else ""
             print(
@@ -645,6 +641,84 @@ def _note_gaps_and_switches(
                 "a tracker's person)",
                 file=sys.stderr,
             )
+
+
+#: Largest accepted ratio of a person's extent in the image (the larger side of the visible
+#: keypoints' box; median over the frames) to the focal length, i.e. of the person's extent to
+#: their distance from the camera. A standing person filling a 4K frame's height through a wide
+#: lens (focal length ~1000 px) is ~2; 3 is a whole body seen across 110 degrees. A focal
+#: length given in millimetres (24-85) instead of pixels gives 4-15 for a 300 px person, and
+#: the fit then placed the body a few decimetres from the camera, bent by the perspective.
+MAX_SPAN_FOCALS = 3.0
+
+
+def _check_focal_length(kp: Any, conf: Any, cameras: list[Any]) -> None:
+    """ValueError when the median frame's visible keypoints span more than
+    :data:`MAX_SPAN_FOCALS` focal lengths (its own camera's): a focal length in mm. Here and
+    not in ``fit_keypoints``, which takes any pixel camera (keypoints up to ``MAX_KEYPOINT_PX``
+    fit to finite numbers) and reads no keypoint values on the device for it."""
+    import numpy as np
+
+    seen = (conf > 0) & np.isfinite(kp).all(-1)
+    rows = seen.sum(-1) >= 2
+    if not rows.any():
+        return
+    low = np.where(seen[..., None], kp, np.inf).min(1)
+    high = np.where(seen[..., None], kp, -np.inf).max(1)
+    focal = np.array([min(c.focal) for c in cameras])
+    ratio = ((high - low).max(-1) / focal)[rows]
+    # the median: one false detection spanning the image is not the camera's fault
+    middle = float(np.sort(ratio)[(len(ratio) - 1) // 2])
+    if middle > MAX_SPAN_FOCALS:
+        t = int(np.flatnonzero(rows)[np.argsort(ratio)[(len(ratio) - 1) // 2]])
+        f = min(cameras[t].focal)
+        raise ValueError(
+            f"the keypoints span {middle * f:.0f} px (median frame), {middle:.1f} times the "
+            f"focal length {f:g} px: a person seen across "
+            f"{math.degrees(2 * math.atan(middle / 2)):.0f} degrees; a focal length in mm? In "
+            "pixels it is f_mm * image width (px) / sensor width (mm), e.g. 50 mm on a 36 mm "
+            "wide sensor, 1920 px wide: 2667 px"
+        )
+
+
+def _row_labels(paths: list[Path], frames: list[dict[str, Any]]) -> list[str]:
+    """Each row's file, and its image or frame id when the file holds several."""
+    return [
+        str(path) if fid is None else f"{path} {fid!r}"
+        for path, f in zip(paths, frames, strict=True)
+        for fid in f["frame_ids"]
+    ]
+
+
+def _empty_frames_note(
+    paths: list[Path], frames: list[dict[str, Any]], person: int, track: int | None
+) -> str | None:
+    """A note on the rows without the person (OpenPose's ``"people": []``, an image with fewer
+    people, a ``--track`` id not there), which the clip fills in, beyond the images a detector
+    file left out (noted before the fit), when ``--person N`` (N > 0) or ``--track`` chose the
+    person: one found in one frame out of fourteen used to give "fitted 14 frame(s)" and
+    nothing else. (Without them a row with nobody, or all-null keypoints, is the detector's or
+    the user's own missing frame, as before.) Printed after the fit, so that an error stays the
+    one line on stderr."""
+    import numpy as np
+
+    if track is None and person == 0:
+        return None
+    labels = _row_labels(paths, frames)
+    seen = [
+        int(n)
+        for f in frames
+        for n in ((f["confidence"] > 0) & np.isfinite(f["keypoints"]).all(-1)).sum(-1)
+    ]
+    empty = [label for label, n in zip(labels, seen, strict=True) if n < 2]
+    if len(empty) <= sum(len(f["absent"]) for f in frames):
+        return None
+    who = f"--track {track}" if track is not None else f"--person {person}"
+    return (
+        f"advprior fit: note: {len(empty)} of {len(labels)} frame(s) have no keypoints of {who} "
+        f"({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''}): missing frames the clip "
+        "filled in from its other frames"
+    )
 
 
 def _jumps(frames: list[dict[str, Any]]) -> list[int]:
@@ -723,8 +797,10 @@ def run(args: argparse.Namespace) -> int:
         read_keypoints(p, args.person, missing_ok=args.sequence, track=args.track)
         for p in args.keypoints
     ]
+    empty_note = None
     if args.sequence:
         _note_gaps_and_switches(args.keypoints, frames, args.person, args.track)
+        empty_note = _empty_frames_note(args.keypoints, frames, args.person, args.track)
     formats = {f["format"] for f in frames if f["format"] is not None}
     fmt = args.keypoint_format or (formats.pop() if len(formats) == 1 else None) or "smpl24"
     if args.keypoint_format is None and len(formats) > 1:
@@ -760,8 +836,11 @@ def run(args: argparse.Namespace) -> int:
     widths = {f["keypoints"].shape[1] for f in frames}
     if len(widths) > 1:
         raise ValueError(f"the keypoint files have different keypoint counts {sorted(widths)}")
-    kp = torch.as_tensor(np.concatenate([f["keypoints"] for f in frames]), dtype=torch.float32)
-    conf = torch.as_tensor(np.concatenate([f["confidence"] for f in frames]), dtype=torch.float32)
+    kp = np.concatenate([f["keypoints"] for f in frames])
+    conf = np.concatenate([f["confidence"] for f in frames])
+    _check_focal_length(kp, conf, camera if isinstance(camera, list) else [camera] * len(kp))
+    kp = torch.as_tensor(kp, dtype=torch.float32)
+    conf = torch.as_tensor(conf, dtype=torch.float32)
     body_model = body_model_from_args(args)
     prior = None if args.prior.lower() == "none" else args.prior
     density = {"pose_density": args.pose_density}
@@ -842,6 +921,8 @@ def run(args: argparse.Namespace) -> int:
     with_density += f", {args.starts} starts" if args.starts > 1 else ""
     from advprior.commands._answer import answer
 
+    if empty_note is not None:
+        print(empty_note, file=sys.stderr)
     answer(
         f"fitted {len(result)} frame(s), format {fmt}, prior {args.prior}{with_density}: mean "
         f"reprojection {float(err):.1f} px, mean loss {float(result.loss.mean()):.1f}, "

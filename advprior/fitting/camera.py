@@ -90,6 +90,25 @@ _ROTATION_SHAPE_HINTS = {
     (1, 3, 3): "; one rotation with a batch axis? pass rotation[0]",
 }
 
+_T_HINT = (
+    "a camera translation is not used: the fit's world has its origin at the camera centre "
+    "(add -R^T t to its transl and joints to return to yours); leave it out"
+)
+
+#: Keys of a camera dict that other tools use for what :meth:`PinholeCamera.from_dict` reads
+#: under another name, or does not read -> what to do. Unknown keys are otherwise ignored
+#: (files carry notes such as the image size), so ``{"K", "R", "t"}`` (OpenCV's names) lost
+#: its rotation without a word and the fit ran in the camera's frame instead of the world's.
+_CAMERA_KEY_HINTS = {
+    "R": 'name the world-to-camera rotation "rotation"',
+    "rvec": 'pass the rotation as a (3, 3) matrix under "rotation" (cv2.Rodrigues(rvec))',
+    "rotation_matrix": 'name the world-to-camera rotation "rotation"',
+    "t": _T_HINT,
+    "T": _T_HINT,
+    "tvec": _T_HINT,
+    "translation": _T_HINT,
+}
+
 
 def check_rotation(rotation: object, name: str = "rotation") -> np.ndarray:
     """A camera rotation as given by a user (array-like or tensor ``(3, 3)``) -> float64
@@ -189,7 +208,14 @@ class PinholeCamera:
     def from_dict(cls, data: dict) -> PinholeCamera:
         """From ``{"focal": [fx, fy], "center": [cx, cy], "rotation": [[...]] (optional)}``,
         or ``{"K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], "rotation": ...}``
-        (:meth:`from_matrix`)."""
+        (:meth:`from_matrix`). Keys other tools use for the extrinsics (``"R"``, ``"t"``,
+        ``"rvec"``, ...) are refused with what to pass: they are not read, and dropping a
+        rotation silently would fit in another frame."""
+        if isinstance(data, dict):
+            misnamed = [k for k in _CAMERA_KEY_HINTS if k in data]
+            if misnamed:
+                key = misnamed[0]
+                raise ValueError(f"a camera's {key!r} is not read: {_CAMERA_KEY_HINTS[key]}")
         if isinstance(data, dict) and "K" in data and "focal" not in data:
             return cls.from_matrix(data["K"], data.get("rotation"))
         if not isinstance(data, dict) or "focal" not in data or "center" not in data:
