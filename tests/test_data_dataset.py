@@ -435,6 +435,30 @@ def test_a_file_that_is_not_a_dataset_is_never_replaced(tmp_path: Path) -> None:
         assert len(load_dataset(out).body_pose) > 0
 
 
+def test_a_dataset_of_a_newer_format_is_refused_naming_it(tmp_path: Path, write_dataset) -> None:
+    """A build records its layout's format; a file from a newer advprior (another layout) is
+    refused instead of trained on (before: read without a word); a file without the key, as
+    every file before the key was recorded, is format 1."""
+    from advprior.data.dataset import DATASET_FORMAT
+
+    src = _tree(tmp_path, n_folders=1)
+    built = tmp_path / "built.npz"
+    build_dataset(src, built, split=(1.0, 0.0, 0.0), log=lambda line: None)
+    assert load_dataset(built).meta["dataset_format"] == DATASET_FORMAT
+    pose, split = np.zeros((3, 63)), np.array([0, 1, 2])
+    load_dataset(write_dataset(tmp_path / "old.npz", pose, split))  # no key: format 1
+    newer = {"dataset_format": DATASET_FORMAT + 1, "advprior_version": "9.1.0"}
+    path = write_dataset(tmp_path / "new.npz", pose, split, meta=np.array(json.dumps(newer)))
+    with pytest.raises(
+        ValueError, match=rf"new.npz: dataset format {DATASET_FORMAT + 1} \(written by advprior 9.1"
+    ):
+        load_dataset(path)
+    for bad in ("2", 0, True):
+        meta = np.array(json.dumps({"dataset_format": bad}))
+        with pytest.raises(ValueError, match="dataset_format must be a whole number"):
+            load_dataset(write_dataset(tmp_path / "bad.npz", pose, split, meta=meta))
+
+
 def test_load_dataset_names_a_file_that_is_not_an_npz(tmp_path: Path) -> None:
     """A .npy (np.load returns one array: a TypeError used to escape) or any other file (numpy
     then suggests allow_pickle=True) is one ValueError saying it is not a zip archive."""

@@ -49,6 +49,10 @@ if TYPE_CHECKING:
     from advprior.data.retarget import SMPLMotion
 
 SPLIT_NAMES = ("train", "val", "test")
+#: The layout of a dataset file (:data:`KEYS`, their shapes and meanings), recorded in its
+#: ``meta["dataset_format"]``; a file without it is format 1 (every file before it was
+#: recorded). A reader refuses a newer format instead of training on arrays it misreads.
+DATASET_FORMAT = 1
 KEYS = (
     "body_pose",
     "global_orient",
@@ -725,6 +729,7 @@ def build_dataset(
             **({"up": up} if up else {}),
         },
         "advprior_version": __version__,
+        "dataset_format": DATASET_FORMAT,
     }
     arrays.update(
         sequence_names=np.array([name for name, *_ in seqs]),
@@ -853,8 +858,8 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         ValueError: naming the file (and the key): not an npz, a zip bomb, a member that is
             not a plain ``.npy`` array or declares more data than it holds, missing keys,
             wrong shapes or dtypes, NaN/inf poses (also after the cast to float32), indices
-            outside their name lists or ``0..2`` (split), a bad ``fps`` or ``meta``, or an
-            unknown ``split``.
+            outside their name lists or ``0..2`` (split), a bad ``fps`` or ``meta``, a newer
+            :data:`DATASET_FORMAT` than this advprior reads, or an unknown ``split``.
     """
     import torch
 
@@ -913,6 +918,16 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         meta = json.loads(str(data["meta"]))
     except (ValueError, RecursionError) as err:
         raise bad(f"meta is not JSON ({err})") from None
+    fmt = meta.get("dataset_format", 1) if isinstance(meta, dict) else 1
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise bad(f"meta's dataset_format must be a whole number >= 1, got {fmt!r}")
+    if fmt > DATASET_FORMAT:
+        written = meta.get("advprior_version", "a newer version")
+        raise bad(
+            f"dataset format {fmt} (written by advprior {written}); this advprior "
+            f"({__version__}) reads format {DATASET_FORMAT}: upgrade advprior, or rebuild the "
+            "file with `advprior data build`"
+        )
     poses = PoseData(
         body_pose=torch.from_numpy(floats["body_pose"]),
         global_orient=torch.from_numpy(floats["global_orient"]),
