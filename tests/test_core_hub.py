@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 import advprior
-import advprior.manifest
-import advprior.resolution
+import advprior.hub.manifest
+import advprior.hub.resolution
 from advprior import PosePrior, load_pretrained
 from advprior import hub as hubmod
 from advprior.errors import (
@@ -603,8 +603,8 @@ def test_bundled_weights_verified_without_network(
     bundle.mkdir()
     for name in ("model.safetensors", "config.json"):
         (bundle / name).write_bytes((checkpoint / name).read_bytes())
-    # read where the bundled copy is looked up (advprior.resolution), not through advprior.hub
-    monkeypatch.setattr(advprior.resolution, "PACKAGE_DIR", package)
+    # read where the bundled copy is looked up (advprior.hub.resolution), not through advprior.hub
+    monkeypatch.setattr(advprior.hub.resolution, "PACKAGE_DIR", package)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: no network used
     manifest = _manifest(tmp_path, checkpoint, bundled="weights/tiny-s")
     assert (
@@ -862,8 +862,8 @@ def test_missing_manifest(
     with pytest.raises(ModelNotFoundError, match="manifest not found"):
         PosePrior.from_pretrained("gan-s", manifest=tmp_path / "absent.json")
     # an install that lacks the packaged manifest still loads Hub repo ids
-    # read by advprior.manifest, where it is defined (advprior.hub only re-exports it)
-    monkeypatch.setattr(advprior.manifest, "DEFAULT_MANIFEST", tmp_path / "not-installed.json")
+    # read by advprior.hub.manifest, where it is defined (advprior.hub only re-exports it)
+    monkeypatch.setattr(advprior.hub.manifest, "DEFAULT_MANIFEST", tmp_path / "not-installed.json")
     monkeypatch.delenv("ADVPRIOR_MANIFEST", raising=False)
     _publish(fake_hub, checkpoint, repo="someone/my-prior")
     model = load_pretrained("someone/my-prior", cache_dir=tmp_path / "cache")

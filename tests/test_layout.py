@@ -13,7 +13,7 @@ Every module of ``advprior`` belongs to one layer of :data:`LAYERS` (lowest firs
   layer rule but do not count as cycles;
 - imports guarded by ``try: ... except ImportError`` (optional dependencies) are exempt.
 
-The one dynamic import by name, :data:`advprior.pretrained.MODEL_TYPE_MODULES` (the checkpoint
+The one dynamic import by name, :data:`advprior.hub.pretrained.MODEL_TYPE_MODULES` (the checkpoint
 registry: ``model_type`` -> module that defines it; re-exported by :mod:`advprior.hub`), is not
 an import statement and is documented in docs/design.md.
 """
@@ -53,11 +53,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "weights",
         (
-            "advprior.checkpoint",
-            "advprior.manifest",
-            "advprior.download",
-            "advprior.resolution",
-            "advprior.pretrained",
+            "advprior.hub.checkpoint",
+            "advprior.hub.manifest",
+            "advprior.hub.download",
+            "advprior.hub.resolution",
+            "advprior.hub.pretrained",
             "advprior.hub",
         ),
     ),
@@ -344,7 +344,7 @@ print("ok")
 #: Modules split in round 24, and the modules their names moved to: every name the parts define
 #: stays importable from the old module (docs/design.md), so a caller's import keeps working.
 SPLIT_MODULES = {
-    "advprior/hub.py": ("checkpoint", "manifest", "download", "resolution", "pretrained"),
+    "advprior/hub/__init__.py": ("checkpoint", "manifest", "download", "resolution", "pretrained"),
     "advprior/fitting/smplify.py": ("inputs", "body_points", "start", "objective"),
 }
 

@@ -586,7 +586,8 @@ def test_manifest_symlink_checked_out_as_a_placeholder(
     holding "../weights_manifest.json"; the bundled models must still load."""
     import torch
 
-    from advprior import PosePrior, hub, manifest
+    from advprior import PosePrior, hub
+    from advprior.hub import manifest
 
     top = tmp_path / "checkout é"
     (top / "advprior").mkdir(parents=True)
@@ -594,7 +595,7 @@ def test_manifest_symlink_checked_out_as_a_placeholder(
     placeholder = top / "advprior" / "weights_manifest.json"
     placeholder.write_bytes(b"../weights_manifest.json")  # git writes no newline
     assert "gan-s" in hub.known_aliases(placeholder)
-    # read by advprior.manifest, where it is defined (advprior.hub only re-exports it)
+    # read by advprior.hub.manifest, where it is defined (advprior.hub only re-exports it)
     monkeypatch.setattr(manifest, "DEFAULT_MANIFEST", placeholder)
     monkeypatch.delenv("ADVPRIOR_MANIFEST", raising=False)
     prior = PosePrior.from_pretrained("gan-s")

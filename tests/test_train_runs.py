@@ -754,7 +754,7 @@ def test_an_export_stopped_midway_keeps_the_earlier_model(synthetic, tmp_path, m
     export's staging folder is removed when the folder is next claimed."""
     import errno
 
-    import advprior.pretrained as pretrained  # save_pretrained looks write_text_atomic up there
+    import advprior.hub.pretrained as pretrained  # save_pretrained looks write_text_atomic up there
 
     kw = dict(batch_size=16, d_steps=2, disc_hidden_dim=32, val_every=0, select="last", **FAST)
     out = tmp_path / "run"

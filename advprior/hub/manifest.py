@@ -10,14 +10,14 @@ import os
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from advprior.checkpoint import _SHA256
 from advprior.errors import (
     ManifestError,
     ModelNotFoundError,
 )
 from advprior.fileio import expand_home, read_json
+from advprior.hub.checkpoint import _SHA256
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # advprior/, the package holding the weights
 
 
 DEFAULT_MANIFEST = PACKAGE_DIR / "weights_manifest.json"

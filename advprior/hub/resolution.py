@@ -13,25 +13,25 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from advprior.checkpoint import (
+from advprior.errors import (
+    ModelNotFoundError,
+)
+from advprior.fileio import expand_home, sha256_file
+from advprior.hub.checkpoint import (
     CONFIG_NAME,
     RUN_MODEL_DIR,
     WEIGHTS_NAME,
     CheckpointFiles,
     read_config,
 )
-from advprior.download import (
+from advprior.hub.download import (
     _cache_hint,
     _hub_download,
     _pinned_hub_file,
     _verified_download,
     _verify,
 )
-from advprior.errors import (
-    ModelNotFoundError,
-)
-from advprior.fileio import expand_home, sha256_file
-from advprior.manifest import PACKAGE_DIR, _manifest_models
+from advprior.hub.manifest import PACKAGE_DIR, _manifest_models
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 

@@ -20,7 +20,11 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 import numpy as np
 import torch
 
-from advprior.checkpoint import (
+from advprior.errors import (
+    CorruptCheckpointError,
+)
+from advprior.fileio import _named, atomic_path, expand_home, sha256_file, write_text_atomic
+from advprior.hub.checkpoint import (
     CONFIG_NAME,
     FORMAT_VERSION,
     MODEL_CARD_NAME,
@@ -32,12 +36,8 @@ from advprior.checkpoint import (
     read_config,
     safetensors_bytes,
 )
-from advprior.download import _endpoint
-from advprior.errors import (
-    CorruptCheckpointError,
-)
-from advprior.fileio import _named, atomic_path, expand_home, sha256_file, write_text_atomic
-from advprior.resolution import resolve_files
+from advprior.hub.download import _endpoint
+from advprior.hub.resolution import resolve_files
 from advprior.tensors import check_device, isolated_global_rng
 
 # Where a model_type's class lives, so load_pretrained can import it on demand.

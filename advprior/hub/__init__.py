@@ -27,17 +27,31 @@ The manifest path can be overridden per call (``manifest=``) or by ``$ADVPRIOR_M
 first imported.
 
 The code lives in five modules, one per part, each importing only those before it:
-:mod:`advprior.checkpoint` (the folder format: file names, ``config.json``, the safetensors
-weights), :mod:`advprior.manifest` (the weights manifest), :mod:`advprior.download` (Hub
-downloads, offline mode, sha256 verification), :mod:`advprior.resolution` (names to checkpoint
-files) and :mod:`advprior.pretrained` (:class:`PretrainedMixin`, model cards, the model-type
+:mod:`advprior.hub.checkpoint` (the folder format: file names, ``config.json``, the safetensors
+weights), :mod:`advprior.hub.manifest` (the weights manifest), :mod:`advprior.hub.download` (Hub
+downloads, offline mode, sha256 verification), :mod:`advprior.hub.resolution` (names to checkpoint
+files) and :mod:`advprior.hub.pretrained` (:class:`PretrainedMixin`, model cards, the model-type
 registry, :func:`load_pretrained`). This module is the one import path for all of them: every
 name they define is importable from here, as it was before round 24 split this module up.
 """
 
 from __future__ import annotations
 
-from advprior.checkpoint import (  # noqa: F401 - re-exported
+from advprior.errors import (  # noqa: F401 - re-exported, as before
+    ChecksumMismatchError,
+    CorruptCheckpointError,
+    ManifestError,
+    ModelNotFoundError,
+    OfflineError,
+)
+from advprior.fileio import (  # noqa: F401 - re-exported, as before
+    atomic_path,
+    expand_home,
+    read_json,
+    sha256_file,
+    write_text_atomic,
+)
+from advprior.hub.checkpoint import (  # noqa: F401 - re-exported
     _SHA256,
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -54,7 +68,7 @@ from advprior.checkpoint import (  # noqa: F401 - re-exported
     safetensors_bytes,
     state_sha256,
 )
-from advprior.download import (  # noqa: F401 - re-exported
+from advprior.hub.download import (  # noqa: F401 - re-exported
     _OFFLINE_LOCK,
     _R,
     _cache_hint,
@@ -68,21 +82,7 @@ from advprior.download import (  # noqa: F401 - re-exported
     _verified_download,
     _verify,
 )
-from advprior.errors import (  # noqa: F401 - re-exported, as before
-    ChecksumMismatchError,
-    CorruptCheckpointError,
-    ManifestError,
-    ModelNotFoundError,
-    OfflineError,
-)
-from advprior.fileio import (  # noqa: F401 - re-exported, as before
-    atomic_path,
-    expand_home,
-    read_json,
-    sha256_file,
-    write_text_atomic,
-)
-from advprior.manifest import (  # noqa: F401 - re-exported
+from advprior.hub.manifest import (  # noqa: F401 - re-exported
     DEFAULT_MANIFEST,
     MANIFEST_REQUIRED_KEYS,
     PACKAGE_DIR,
@@ -93,7 +93,7 @@ from advprior.manifest import (  # noqa: F401 - re-exported
     manifest_path,
     read_manifest,
 )
-from advprior.pretrained import (  # noqa: F401 - re-exported
+from advprior.hub.pretrained import (  # noqa: F401 - re-exported
     _REGISTRY,
     INHERITED_TRAINING_KEYS,
     MODEL_TYPE_MODULES,
@@ -109,7 +109,7 @@ from advprior.pretrained import (  # noqa: F401 - re-exported
     model_class,
     registered_model_types,
 )
-from advprior.resolution import (  # noqa: F401 - re-exported
+from advprior.hub.resolution import (  # noqa: F401 - re-exported
     _HUB_ID,
     _PICKLE_SUFFIXES,
     _VPOSER_HINT,
