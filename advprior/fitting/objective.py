@@ -106,6 +106,40 @@ def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> 
     return pw, shape_weight**2
 
 
+def pose_schedule_scales(
+    stages: Sequence[tuple[float, float]], schedule: object = None
+) -> list[float]:
+    """The pose density's weight multiplier per pose stage (``fit_keypoints(pose_schedule=)``):
+    ``None`` or ``0``: 1 in every stage (the constant weight); a number ``p``:
+    ``(w_s / w_last) ** p`` with ``w_s`` the stage's prior weight (annealed as the stages anneal
+    the prior's own energy, with exponent ``p``); a sequence: one multiplier per stage. The last
+    stage's multiplier is always 1, so the final objective (:func:`final_objective`) is the same
+    whatever the schedule."""
+    n = len(stages)
+    if schedule is None:
+        return [1.0] * n
+    if isinstance(schedule, bool):
+        raise TypeError("pose_schedule must be None, a number or a sequence of numbers")
+    if isinstance(schedule, (int, float)):
+        p = float(schedule)
+        if not p >= 0.0 or p == float("inf"):
+            raise ValueError(f"pose_schedule exponent must be finite and >= 0, got {schedule!r}")
+        if p == 0.0:
+            return [1.0] * n
+        last = float(stages[-1][0])
+        if last <= 0.0 or any(float(w) < 0.0 for w, _ in stages):
+            raise ValueError("an exponent pose_schedule needs a positive last prior weight")
+        return [(float(w) / last) ** p for w, _ in stages[:-1]] + [1.0]
+    scales = [float(v) for v in schedule]  # type: ignore[union-attr]
+    if len(scales) != n:
+        raise ValueError(f"pose_schedule lists {len(scales)} multipliers for {n} pose stages")
+    if any(not (v >= 0.0 and v != float("inf")) for v in scales):
+        raise ValueError(f"pose_schedule multipliers must be finite and >= 0, got {scales}")
+    if scales[-1] != 1.0:
+        raise ValueError("pose_schedule's last multiplier must be 1 (the final objective)")
+    return scales
+
+
 def pose_objective(
     camera: PinholeCamera,
     body: _Body,
@@ -115,12 +149,14 @@ def pose_objective(
     sigma: float,
     prior_w: float,
     shape_w: float,
+    pose_scale: float = 1.0,
 ) -> Callable[[Tensor], Tensor]:
     """The objective of a pose stage as a function of packed parameters ``x (n, 6 + K + dim)``
     (global orientation, translation, betas, the prior's free numbers) -> ``(n,)``:
     robust reprojection of ``keypoints (n, J, 2)`` weighted by ``weight (n, J)`` (squared
     confidences), plus ``shape_w |beta|^2 + prior_w E_prior + preference + GAUGE_WEIGHT gauge``
-    (:meth:`PriorTerm.preference`: the latent and pose densities, not scaled by the stage)."""
+    (:meth:`PriorTerm.preference`: the latent and pose densities, not scaled by the stage's
+    weights; the pose density's weight times ``pose_scale``, 1 unless ``pose_schedule``)."""
     nb = body.num_betas
 
     def fn(x: Tensor) -> Tensor:
@@ -132,7 +168,7 @@ def pose_objective(
         return (
             loss
             + prior_w * term.energy(pp, pose)
-            + term.preference(pp, pose)
+            + term.preference(pp, pose, pose_scale)
             + GAUGE_WEIGHT * term.gauge(pp)
         )
 

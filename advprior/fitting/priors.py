@@ -209,15 +209,17 @@ class PriorTerm:
         z = self.prior.project(self._model_input(params))
         return self.density_weight * self.density.nll(z).to(params.dtype)
 
-    def preference(self, params: Tensor, pose: Tensor) -> Tensor:
+    def preference(self, params: Tensor, pose: Tensor, pose_scale: float = 1.0) -> Tensor:
         """Weighted energies that prefer common poses beyond the prior's own, per frame
-        ``(n,)``: :meth:`density_energy` plus ``pose_weight`` times the pose density's energy of
-        ``pose (n, 63)`` (0 without either)."""
+        ``(n,)``: :meth:`density_energy` plus ``pose_weight * pose_scale`` times the pose
+        density's energy of ``pose (n, 63)`` (0 without either; ``pose_scale``: a stage's
+        multiplier, :func:`advprior.fitting.objective.pose_schedule_scales`)."""
         out = self.density_energy(params)
         if self.pose_density is not None and self.pose_weight != 0.0:
             dens = self.pose_density
             e = dens.energy(pose.to(device=dens.device, dtype=dens.dtype))
-            out = out + self.pose_weight * e.to(device=pose.device, dtype=pose.dtype)
+            w = self.pose_weight * float(pose_scale)
+            out = out + w * e.to(device=pose.device, dtype=pose.dtype)
         return out
 
     def gauge(self, params: Tensor) -> Tensor:

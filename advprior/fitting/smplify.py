@@ -70,6 +70,7 @@ from advprior.fitting.objective import (  # noqa: F401 - re-exported
     final_objective,
     geman_mcclure,
     pose_objective,
+    pose_schedule_scales,
     stage_weights,
     stages_kind,
 )
@@ -142,6 +143,7 @@ def fit_keypoints(
     latent_weight: float = 1.0,
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
+    pose_schedule: object = None,
     view_starts: bool = True,
     pixel_scale: float | str = "auto",
     check_layout: bool = True,
@@ -222,6 +224,14 @@ def fit_keypoints(
             :data:`advprior.fitting.priors.POSE_DENSITY_WEIGHT`, chosen on validation for the
             pixel scale of ``docs/fitting.md``'s benchmark; like SMPLify's stage weights it is
             relative to squared pixels).
+        pose_schedule: the pose density's weight per pose stage, as a multiplier of
+            ``pose_weight`` (:func:`advprior.fitting.objective.pose_schedule_scales`): ``None``
+            (default) the same weight in every stage; a number ``p``, ``(w_s / w_last) ** p``
+            with ``w_s`` the stage's prior weight (annealed with the stages, strong early); or
+            one multiplier per stage. The last stage's is always 1, so ``FitResult.loss`` and
+            :func:`advprior.fitting.objective.final_objective` are unchanged. Recorded in
+            ``info["pose_schedule"]``. Validation, round 24: ``docs/fitting.md``, "Annealing
+            GAN-S's pose density".
         view_starts: also start the camera stage, per frame, from the two orientations whose
             torso plane projects as the visible shoulders and hips do (the torso leaning
             towards or away from the camera), at the depth that plane's image gives. For
@@ -303,6 +313,7 @@ def fit_keypoints(
     if stages is None:
         stages_from = "init_pose" if init_pose is not None else "smplify"
         stages = [(float(a), float(b)) for a, b in default_stages(term, init_pose is not None)]
+    pose_scales = pose_schedule_scales(stages, pose_schedule)
     body = _Body(body_model, fmt)
     if orientations not in (0, 1, 2) or isinstance(orientations, bool):
         raise ValueError(
@@ -331,6 +342,7 @@ def fit_keypoints(
         orientations,
         starts if term.prior is not None else 1,
         bool(view_starts),
+        pose_scales,
     )
     kind = term.describe()
     info: dict[str, Any] = {
@@ -352,6 +364,7 @@ def fit_keypoints(
         if latent_density is None
         else {"components": int(latent_density.mu.shape[0]), "weight": float(latent_weight)},
         "pose_density": kind["pose_density"],
+        "pose_schedule": pose_scales,
         "environment": fit_environment(kp.device),
         "init": init_info,
     }
@@ -454,6 +467,7 @@ class _Options:
     orientations: int
     starts: int = 1
     view_starts: bool = True
+    pose_scales: list[float] | None = None
 
 
 def _fit(kp: Tensor, conf: Tensor, o: _Options, init: _Init | None = None) -> FitResult:
@@ -570,9 +584,10 @@ def _fit(kp: Tensor, conf: Tensor, o: _Options, init: _Init | None = None) -> Fi
     steps = it_cam.view(n, ny).sum(1)
     kp_k, w2_k = kp.repeat_interleave(ks, 0), (conf * conf).repeat_interleave(ks, 0)
 
-    for prior_weight, shape_weight in o.stages:
+    scales = o.pose_scales or [1.0] * len(o.stages)
+    for (prior_weight, shape_weight), scale in zip(o.stages, scales, strict=True):
         pw, sw = stage_weights(term, prior_weight, shape_weight)
-        fn = pose_objective(camera, body, term, kp_k, w2_k, o.sigma, pw, sw)
+        fn = pose_objective(camera, body, term, kp_k, w2_k, o.sigma, pw, sw, scale)
         x, loss, it = _minimize(fn, x, o.optimizer, o.iterations, o.lr)
         steps = steps + it.view(n, ks).sum(1)
     keep = loss.view(n, ks).argmin(1) + torch.arange(n, device=device) * ks
