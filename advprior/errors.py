@@ -71,6 +71,12 @@ class AngleUnitWarning(UserWarning):
     raise instead. The message names the argument and the fix (``np.deg2rad``)."""
 
 
+class CameraWarning(UserWarning):
+    """A camera that looks wrong for the keypoints fitted through it: a focal length in
+    millimetres instead of pixels (the person would span more than three focal lengths).
+    ``advprior fit`` refuses such a camera before fitting; ``fit_keypoints`` warns and fits."""
+
+
 class AmbiguousOrientationWarning(UserWarning):
     """A ``global_orient`` that reads two ways: a ``(3, 3)`` with 3 poses is taken as 3 rotation
     vectors, but its values also make a rotation matrix (one orientation for every pose). The

@@ -14,6 +14,7 @@ import torch
 
 from advprior.body import load_body_model, standin_folder
 from advprior.cli import main
+from advprior.errors import CameraWarning
 from advprior.fitting import PinholeCamera, fit_keypoints, fit_sequence
 from advprior.fitting.smplify import body_keypoints
 from advprior.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
@@ -171,6 +172,20 @@ def test_a_focal_length_in_millimetres_is_refused_saying_so(body, tmp_path, caps
         (tmp_path / f"z{i}.json").write_text(json.dumps(data))
     zoom = ["fit", str(tmp_path / "z0.json"), str(tmp_path / "z1.json"), "--sequence"]
     assert main([*zoom, "--prior", "none", "--iterations", "1", *out]) == 0
+
+
+def test_fit_keypoints_warns_of_a_focal_length_in_millimetres(body) -> None:
+    """From Python the same camera used to fit without a word (the CLI refuses it): a
+    CameraWarning names the ratio and the conversion, pointing at the caller's line, and the fit
+    still runs; the right focal length gives no warning."""
+    kp = _keypoints(body, CAMERA, n=2)  # about 420 px tall at 1000 px focal length
+    mm = PinholeCamera(50.0, (512.0, 512.0))
+    with pytest.warns(CameraWarning, match="a focal length in mm") as caught:
+        res = fit_keypoints(kp, None, mm, body_model=body, prior=None, iterations=1)
+    assert caught[0].filename == __file__ and len(res) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CameraWarning)
+        fit_keypoints(kp, None, CAMERA, body_model=body, prior=None, iterations=1)
 
 
 def test_a_small_far_person_in_pixels_still_fits(body) -> None:

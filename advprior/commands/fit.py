@@ -643,42 +643,15 @@ def _note_gaps_and_switches(
             )
 
 
-#: Largest accepted ratio of a person's extent in the image (the larger side of the visible
-#: keypoints' box; median over the frames) to the focal length, i.e. of the person's extent to
-#: their distance from the camera. A standing person filling a 4K frame's height through a wide
-#: lens (focal length ~1000 px) is ~2; 3 is a whole body seen across 110 degrees. A focal
-#: length given in millimetres (24-85) instead of pixels gives 4-15 for a 300 px person, and
-#: the fit then placed the body a few decimetres from the camera, bent by the perspective.
-MAX_SPAN_FOCALS = 3.0
-
-
 def _check_focal_length(kp: Any, conf: Any, cameras: list[Any]) -> None:
-    """ValueError when the median frame's visible keypoints span more than
-    :data:`MAX_SPAN_FOCALS` focal lengths (its own camera's): a focal length in mm. Here and
-    not in ``fit_keypoints``, which takes any pixel camera (keypoints up to ``MAX_KEYPOINT_PX``
-    fit to finite numbers) and reads no keypoint values on the device for it."""
-    import numpy as np
+    """ValueError when the keypoints say the focal length is in mm
+    (:func:`advprior.fitting.camera.focal_length_reason`): checked before anything is fitted;
+    ``fit_keypoints`` itself only warns (a CPU fit; a GPU one is not judged)."""
+    from advprior.fitting.camera import focal_length_reason
 
-    seen = (conf > 0) & np.isfinite(kp).all(-1)
-    rows = seen.sum(-1) >= 2
-    if not rows.any():
-        return
-    low = np.where(seen[..., None], kp, np.inf).min(1)
-    high = np.where(seen[..., None], kp, -np.inf).max(1)
-    focal = np.array([min(c.focal) for c in cameras])
-    ratio = ((high - low).max(-1) / focal)[rows]
-    # the median: one false detection spanning the image is not the camera's fault
-    middle = float(np.sort(ratio)[(len(ratio) - 1) // 2])
-    if middle > MAX_SPAN_FOCALS:
-        t = int(np.flatnonzero(rows)[np.argsort(ratio)[(len(ratio) - 1) // 2]])
-        f = min(cameras[t].focal)
-        raise ValueError(
-            f"the keypoints span {middle * f:.0f} px (median frame), {middle:.1f} times the "
-            f"focal length {f:g} px: a person seen across "
-            f"{math.degrees(2 * math.atan(middle / 2)):.0f} degrees; a focal length in mm? In "
-            "pixels it is f_mm * image width (px) / sensor width (mm), e.g. 50 mm on a 36 mm "
-            "wide sensor, 1920 px wide: 2667 px"
-        )
+    reason = focal_length_reason(kp, conf, [min(c.focal) for c in cameras])
+    if reason is not None:
+        raise ValueError(reason)
 
 
 def _row_labels(paths: list[Path], frames: list[dict[str, Any]]) -> list[str]:

@@ -110,6 +110,44 @@ _CAMERA_KEY_HINTS = {
 }
 
 
+#: Largest accepted ratio of a person's extent in the image (the larger side of the visible
+#: keypoints' box; median over the frames) to the focal length, i.e. of the person's extent to
+#: their distance from the camera. A standing person filling a 4K frame's height through a wide
+#: lens (focal length ~1000 px) is ~2; 3 is a whole body seen across 110 degrees. A focal
+#: length given in millimetres (24-85) instead of pixels gives 4-15 for a 300 px person, and
+#: the fit then placed the body a few decimetres from the camera, bent by the perspective.
+MAX_SPAN_FOCALS = 3.0
+
+
+def focal_length_reason(
+    keypoints: object, confidence: object, focals: Sequence[float]
+) -> str | None:
+    """Why the focal lengths look like millimetres, or None: the median frame's visible
+    keypoints span more than :data:`MAX_SPAN_FOCALS` of its focal length. ``keypoints (B, J, 2)``
+    pixels, ``confidence (B, J)`` (numpy or CPU tensors; NaN or confidence 0: not seen),
+    ``focals`` one focal length per frame (the smaller of fx, fy). The median, because one false
+    detection spanning the image is not the camera's fault."""
+    kp, conf = np.asarray(keypoints, dtype=np.float64), np.asarray(confidence, dtype=np.float64)
+    seen = (conf > 0) & np.isfinite(kp).all(-1)
+    rows = seen.sum(-1) >= 2
+    if not rows.any():
+        return None
+    low = np.where(seen[..., None], kp, np.inf).min(1)
+    high = np.where(seen[..., None], kp, -np.inf).max(1)
+    ratio = ((high - low).max(-1) / np.asarray(focals, dtype=np.float64))[rows]
+    middle = float(np.sort(ratio)[(len(ratio) - 1) // 2])
+    if middle <= MAX_SPAN_FOCALS:
+        return None
+    t = int(np.flatnonzero(rows)[np.argsort(ratio)[(len(ratio) - 1) // 2]])
+    f = float(focals[t])
+    return (
+        f"the keypoints span {middle * f:.0f} px (median frame), {middle:.1f} times the focal "
+        f"length {f:g} px: a person seen across {math.degrees(2 * math.atan(middle / 2)):.0f} "
+        "degrees; a focal length in mm? In pixels it is f_mm * image width (px) / sensor width "
+        "(mm), e.g. 50 mm on a 36 mm wide sensor, 1920 px wide: 2667 px"
+    )
+
+
 def check_rotation(rotation: object, name: str = "rotation") -> np.ndarray:
     """A camera rotation as given by a user (array-like or tensor ``(3, 3)``) -> float64
     ``(3, 3)`` proper rotation, projected as :func:`_nearest_rotation` says; TypeError or

@@ -27,6 +27,7 @@ the camera stage's starts in :mod:`advprior.fitting.start` and the objective in
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,11 +35,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from advprior.errors import CameraWarning
 from advprior.fitting.body_points import (  # noqa: F401 - re-exported
     _Body,
     body_keypoints,
 )
-from advprior.fitting.camera import PinholeCamera, whole_number
+from advprior.fitting.camera import PinholeCamera, focal_length_reason, whole_number
 from advprior.fitting.inputs import (  # noqa: F401 - re-exported
     MAX_KEYPOINT_PX,
     MIN_FOCAL_PX,
@@ -120,6 +122,23 @@ def _minimize(
         loss = fn(x)
     steps = torch.full((x.shape[0],), iterations, dtype=torch.long, device=x.device)
     return x.detach(), loss, steps
+
+
+def _warn_focal_length(kp: Tensor, conf: Tensor, camera: PinholeCamera) -> None:
+    """A :class:`~advprior.errors.CameraWarning` when the keypoints say the focal length is in
+    millimetres (:func:`~advprior.fitting.camera.focal_length_reason`): such a fit places the
+    body a few decimetres from the camera and returns without error. A warning, not an error:
+    keypoints of any size fit to finite numbers, and a caller may mean an extreme wide angle
+    (``advprior fit`` refuses instead). Judged on the CPU only: reading keypoint values on a GPU
+    would synchronise it for a check."""
+    if kp.device.type != "cpu" or kp.numel() == 0:
+        return
+    reason = focal_length_reason(
+        kp.detach().numpy(), conf.detach().numpy(), [min(camera.focal)] * len(kp)
+    )
+    if reason is not None:
+        # this function, fit_keypoints, its with_autograd wrapper: the caller is four up
+        warnings.warn(reason, CameraWarning, stacklevel=4)
 
 
 @with_autograd
@@ -306,6 +325,7 @@ def fit_keypoints(
         if not stages:
             raise ValueError("stages must list at least one (prior weight, shape weight) pair")
     kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
+    _warn_focal_length(kp, conf, camera)
     groups = _scale_groups(pixel_scale, kp, conf)
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
