@@ -14,7 +14,7 @@ from torch import nn
 
 from advprior import PosePrior, load_pretrained
 from advprior.baselines import GMMPrior, VPoserVAE
-from advprior.errors import CorruptCheckpointError
+from advprior.errors import CameraWarning, CorruptCheckpointError
 from advprior.fitting import PinholeCamera, fit_keypoints
 from advprior.latent import LatentSpace
 
@@ -112,7 +112,9 @@ def test_largest_accepted_keypoints_fit_to_finite_numbers() -> None:
     from advprior.fitting.smplify import MAX_KEYPOINT_PX
 
     kp = torch.rand(1, 24, 2, generator=torch.Generator().manual_seed(0)) * MAX_KEYPOINT_PX
-    result = fit_keypoints(kp, None, PinholeCamera(1000.0, (500.0, 500.0)), prior=None,
-                           iterations=2)  # fmt: skip
+    # keypoints a million focal lengths apart: the fit warns of the camera, and still fits
+    with pytest.warns(CameraWarning, match="a focal length in mm"):
+        result = fit_keypoints(kp, None, PinholeCamera(1000.0, (500.0, 500.0)), prior=None,
+                               iterations=2)  # fmt: skip
     for name in ("body_pose", "global_orient", "transl", "loss", "projected"):
         assert torch.isfinite(getattr(result, name)).all(), name
