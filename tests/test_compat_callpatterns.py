@@ -176,6 +176,34 @@ def test_v1_forward_then_view_rotation_matrices() -> None:
     assert out["mean"].shape == out["std"].shape == (5, 32)
 
 
+@pytest.mark.parametrize("alias", ["vae", "gan-s"])
+def test_v1_forward_keys_of_the_last_v1_release(alias: str) -> None:
+    """human_body_prior's last v1 release (train/vposer_smpl.py, its trainer and
+    ``vis_results``) names the decoded pose by its type: ``vposer(pose, output_type='aa')``
+    returns ``{'mean', 'std', 'pose_aa'}`` (``'pose_matrot'`` for matrot), read as
+    ``drec['pose_aa'].view(bs, -1)``; its poses come as ``(B, 1, 21, 3)`` (``data_shape``
+    ``[1, 21, 3]``) and its loss rebuilds ``Normal(drec['mean'], drec['std'])``. v1.0 code
+    reads ``['pose']``: both keys must be there."""
+    vposer, ps = load_vposer(alias)
+    bs = 4
+    dorig_aa = vposer.sample_poses(bs, seed=3)  # (B, 1, 21, 3), v1's data_shape
+    assert list(dorig_aa.shape[1:]) == ps.data_shape
+    drec = vposer(dorig_aa, output_type="aa")
+    prec_aa = drec["pose_aa"].view(bs, -1)
+    assert prec_aa.shape == (bs, 63)
+    mean = vposer.encode(dorig_aa).mean
+    assert torch.equal(drec["mean"], mean) and torch.equal(drec["pose"], drec["pose_aa"])
+    assert torch.equal(drec["pose_aa"], vposer.decode(mean, output_type="aa"))
+    matrot = vposer(dorig_aa.reshape(bs, 63), input_type="aa", output_type="matrot")
+    assert "pose_aa" not in matrot and matrot["pose_matrot"].shape == (bs, 1, 21, 9)
+    # the same decoded poses in both forms (axis-angle round trip of float32 rotations)
+    back = vposer.aa2matrot(drec["pose_aa"])
+    assert torch.allclose(back, matrot["pose_matrot"], atol=1e-5)
+    if alias == "vae":  # a GAN's point estimate has std 0, which Normal's check refuses
+        q_z = torch.distributions.Normal(drec["mean"], drec["std"])
+        assert q_z.mean.shape == (bs, ps.latentD)
+
+
 def test_v1_static_rotation_helpers() -> None:
     """v1's ``VPoser.matrot2aa`` / ``VPoser.aa2matrot`` (Nx1xJx9 <-> Nx1xJx3), called on the
     loaded instance by downstream code (``self.vposer.matrot2aa(x_9d)[:, 0]``, a motion model

@@ -285,8 +285,10 @@ class VPoserV1(nn.Module):
         output_type: str = "matrot",
     ) -> dict[str, torch.Tensor]:
         """Encode then decode the mean: ``{"pose", "mean", "std"}`` as v1's autoencoder, with
-        v1's signature. ``Pin`` is axis-angle (``B x 63`` numbers, what v1's encoder takes
-        whatever ``input_type`` says: v1 checks it and ignores it) or rotation matrices
+        v1's signature; the decoded pose also under the key v1's later release names it,
+        ``"pose_aa"`` or ``"pose_matrot"`` (by ``output_type``). ``Pin`` is axis-angle
+        (``B x 63`` numbers, what v1's encoder takes whatever ``input_type`` says: v1 checks it
+        and ignores it) or rotation matrices
         (``B x 21 x 9`` numbers, or SMPL's ``B x 23 x 9``, read as
         :func:`advprior.skeleton.check_body_pose` reads matrices: projected to the nearest
         rotation within its tolerance, refused beyond it); its size tells which."""
@@ -295,8 +297,12 @@ class VPoserV1(nn.Module):
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
         q = self.encode(Pin)
+        pose = self.decode(q.mean, output_type=output_type)
+        # v1.0 returned {"pose", "mean", "std"}; the last v1 release renamed "pose" to
+        # "pose_aa" / "pose_matrot" (its own trainer and renderers read those): both are here
         return {
-            "pose": self.decode(q.mean, output_type=output_type),
+            "pose": pose,
+            f"pose_{output_type}": pose,
             "mean": q.mean,
             "std": q.stddev,
         }
