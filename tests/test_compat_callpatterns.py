@@ -204,6 +204,27 @@ def test_v1_forward_keys_of_the_last_v1_release(alias: str) -> None:
         assert q_z.mean.shape == (bs, ps.latentD)
 
 
+@pytest.mark.parametrize("alias", ["gan-s", "vae"])
+def test_v1_device_and_dtype_from_the_first_decoder_layer(alias: str) -> None:
+    """v1's ``sample_poses`` and fitters built on v1 (an EasyMocap-based keypoint fitter) take
+    the device and dtype of their tensors from ``vposer.bodyprior_dec_fc1.weight``, then start
+    ``z = zeros(1, vposer.latentD, device=device)``: the layer must exist, take the latent and
+    follow the module's ``.to()``; the fit's gradient still flows to ``z`` only."""
+    vposer, _ = load_vposer(alias)
+    layer = vposer.bodyprior_dec_fc1
+    assert isinstance(layer, torch.nn.Linear) and layer.in_features == vposer.latentD
+    assert not layer.weight.requires_grad  # the frozen prior's own layer
+    vposer = vposer.to(dtype=torch.float64)
+    weight = vposer.bodyprior_dec_fc1.weight
+    assert weight.dtype == torch.float64 and weight.device == next(vposer.parameters()).device
+    z = torch.zeros(1, vposer.latentD, device=weight.device, dtype=weight.dtype)
+    z.requires_grad_(True)
+    target = vposer.sample_poses(1, seed=2).reshape(1, 63).to(weight.dtype)
+    loss = (vposer.decode(z, output_type="aa").reshape(1, 63) - target).pow(2).sum()
+    loss.backward()
+    assert z.grad.abs().sum() > 0 and weight.grad is None
+
+
 def test_v1_static_rotation_helpers() -> None:
     """v1's ``VPoser.matrot2aa`` / ``VPoser.aa2matrot`` (Nx1xJx9 <-> Nx1xJx3), called on the
     loaded instance by downstream code (``self.vposer.matrot2aa(x_9d)[:, 0]``, a motion model

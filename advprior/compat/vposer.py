@@ -134,6 +134,22 @@ class VPoserV1(nn.Module):
     def _param(self) -> torch.Tensor:
         return next(self.prior.parameters())
 
+    @property
+    def bodyprior_dec_fc1(self) -> nn.Linear:
+        """The prior's first decoder layer, ``Linear(latentD, hidden)``, as v1's layer of that
+        name: v1 code reads ``vposer.bodyprior_dec_fc1.weight.device`` / ``.dtype`` to put its
+        embeddings where the model is (v1's own ``sample_poses`` does). Read only; it is the
+        frozen prior's layer, not a copy."""
+        for module in self.prior.modules():
+            if isinstance(module, nn.Linear) and module.in_features == self.latentD:
+                return module
+        # an AttributeError inside a property would fall through to nn.Module.__getattr__,
+        # whose message names no reason
+        raise RuntimeError(
+            f"{type(self.prior).__name__} has no linear layer taking the {self.latentD}-d "
+            "latent; for the device and dtype use next(vposer.parameters())"
+        )
+
     def latent(self, z: torch.Tensor) -> torch.Tensor:
         """The prior's latents ``(B, D)`` for embeddings ``z (B, D)`` (the chart)."""
         return self.chart(_check_z(z, self.latentD))
