@@ -328,6 +328,62 @@ def test_v2_tutorial_and_loader_example() -> None:
     assert z.shape == (9, ps.model_params.latentD) and rec.shape == (9, 63)
 
 
+def test_smplifyx_migrated_to_v2_as_its_maintainers_advise() -> None:
+    """vchoutas/smplify-x issue 144: human_body_prior's author told SMPLify-X users to swap
+    ``load_vposer`` for ``load_model(vposer_ckpt, model_code=VPoser,
+    remove_words_in_model_weights='vp_model.', disable_grad=True)`` and the closure's decode
+    for ``(vposer.decode(pose_embedding).get('pose_body')).reshape(1, -1)``; the rest of the
+    fit (a ``(1, 32)`` leaf, ``fill_(0)`` per orientation, SMPL's six wrist zeros, the
+    ``|z|^2`` term) is unchanged."""
+    vposer, _ = load_model(
+        "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True
+    )
+    vposer = vposer.to(device="cpu")
+    vposer.eval()
+    pose_embedding = torch.zeros([1, 32], requires_grad=True)
+    target = vposer.sample_poses(1, seed=9)["pose_body"].reshape(1, 63)
+    for _orientation in range(2):
+        with torch.no_grad():
+            pose_embedding.fill_(0)
+        optimizer = torch.optim.LBFGS([pose_embedding], max_iter=10, line_search_fn="strong_wolfe")
+
+        def closure(optimizer: torch.optim.Optimizer = optimizer) -> torch.Tensor:
+            optimizer.zero_grad()
+            body_pose = (vposer.decode(pose_embedding).get("pose_body")).reshape(1, -1)
+            body_pose = torch.cat([body_pose, torch.zeros([1, 6])], dim=1)
+            loss = (body_pose[:, :63] - target).pow(2).sum() + 1e-3 * pose_embedding.pow(2).sum()
+            loss.backward()
+            return loss
+
+        first = float(closure().detach())
+        optimizer.step(closure)
+        assert float(closure().detach()) < 0.5 * first
+
+
+def test_text_to_pose_optimises_a_one_dimensional_code() -> None:
+    """Text-to-pose optimisers (a CLIP-guided pose search): the code is
+    ``nn.Parameter(torch.randn(32))``, one dimension, moved ``.to(device).unsqueeze(0)`` every
+    step, decoded ``['pose_body'].contiguous().view(-1)`` into a ``(63,)`` pose scored by a
+    cosine similarity. The gradient must reach the 1-d parameter; a ``randn`` start is the
+    chart's own prior, so the start is a plausible pose."""
+    vp, _ = load_model("gan-s", model_code=object, remove_words_in_model_weights="vp_model.")
+    latent_code = torch.nn.Parameter(torch.randn(32, generator=_gen()))
+    feature = vp.sample_poses(1, seed=4)["pose_body"].reshape(63)
+    optimizer = torch.optim.Adam([latent_code], lr=0.05)
+    losses = []
+    for _ in range(40):
+        new_pose = vp.decode(latent_code.to("cpu").unsqueeze(0))["pose_body"]
+        new_pose = new_pose.contiguous().view(-1)
+        assert new_pose.shape == (63,)
+        loss = 1 - torch.nn.functional.cosine_similarity(new_pose, feature, dim=-1)
+        optimizer.zero_grad()
+        loss.backward()
+        assert latent_code.grad.shape == (32,) and latent_code.grad.abs().sum() > 0
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+
+
 def test_v2_decode_keeps_the_first_dimension_as_v2() -> None:
     """v2's decode reshapes with ``bs = Zin.shape[0]``: a ``(B, T, 32)`` latent sequence gives
     ``(B, T * 21, 3)``, each sequence's joints stacked, which ``.reshape(B, T, 63)`` turns into

@@ -612,6 +612,31 @@ def test_regressor_trains_through_the_decoder_and_reloads(tmp_path: Path) -> Non
         assert torch.equal(again.eval()(feat), pred)
 
 
+def test_regressor_under_bf16_autocast() -> None:
+    """Regressors trained with mixed precision (Lightning's ``precision="bf16-mixed"``: the
+    step runs inside ``torch.autocast``) decode the predicted code there: the adapter's linear
+    layers then compute in bfloat16, as VPoser's would. The pose comes back in the code's dtype,
+    finite, its rotation matrices orthonormal to bfloat16's precision, and the gradient reaches
+    the code head."""
+    torch.manual_seed(SEED)
+    model = _Regressor().train()
+    feat = torch.randn(4, 16, generator=_gen())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        code = model.pose_out(feat)  # bfloat16, as autocast's linear layers give
+        assert code.dtype == torch.bfloat16
+        rot = model.vposer.vposer.decode(code.float(), output_type="matrot")
+        pose = model(feat)
+    assert rot.dtype == torch.float32 and pose.dtype == torch.bfloat16
+    assert torch.isfinite(pose).all() and torch.isfinite(rot).all()
+    r = rot.reshape(-1, 3, 3)
+    # each entry of R R^T sums three products of entries with relative error <= 2u after
+    # bfloat16 rounding (u = 2^-8), so |R R^T - I| <= ~7u: 8u = 2^-5 leaves a margin
+    assert torch.allclose(r @ r.transpose(-1, -2), torch.eye(3).expand_as(r), atol=2.0**-5)
+    pose.float().pow(2).sum().backward()
+    grad = model.pose_out.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
 # --- What pipelines do to the decoded tensors --------------------------------------------------
 
 
