@@ -202,6 +202,12 @@ def test_v1_forward_keys_of_the_last_v1_release(alias: str) -> None:
     if alias == "vae":  # a GAN's point estimate has std 0, which Normal's check refuses
         q_z = torch.distributions.Normal(drec["mean"], drec["std"])
         assert q_z.mean.shape == (bs, ps.latentD)
+    # its trainer wraps the model in DataParallel (use_multigpu) and vis_results reaches
+    # sample_poses through .module
+    wrapped = torch.nn.DataParallel(vposer)
+    assert torch.equal(wrapped(dorig_aa, output_type="aa")["pose_aa"], drec["pose_aa"])
+    module = wrapped.module if hasattr(wrapped, "module") else wrapped
+    assert module.sample_poses(num_poses=bs, output_type="aa").view(bs, -1).shape == (bs, 63)
 
 
 @pytest.mark.parametrize("alias", ["gan-s", "vae"])
