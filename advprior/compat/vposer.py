@@ -377,6 +377,12 @@ def _per_row(x: object, size: int, name: str) -> int:
 class VPoserV2(VPoserV1):
     """VPoser v2's interface (``decode(z)`` returns a dict) around an advprior prior."""
 
+    @property
+    def bodyprior_dec_fc1(self) -> nn.Linear:
+        # v2's VPoser has no layer of that name (its decoder is decoder_net): code that tells
+        # the two versions apart with hasattr must still see a v2 model
+        raise AttributeError("bodyprior_dec_fc1")
+
     def decode(self, Zin: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: N803
         """``{"pose_body": (B, 21, 3), "pose_body_matrot": (B, 21, 9)}`` as VPoser v2.
 
