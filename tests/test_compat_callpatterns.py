@@ -176,6 +176,63 @@ def test_v1_forward_then_view_rotation_matrices() -> None:
     assert out["mean"].shape == out["std"].shape == (5, 32)
 
 
+@pytest.mark.parametrize("alias", ["vae", "gan-s"])
+def test_v1_forward_keys_of_the_last_v1_release(alias: str) -> None:
+    """human_body_prior's last v1 release (train/vposer_smpl.py, its trainer and
+    ``vis_results``) names the decoded pose by its type: ``vposer(pose, output_type='aa')``
+    returns ``{'mean', 'std', 'pose_aa'}`` (``'pose_matrot'`` for matrot), read as
+    ``drec['pose_aa'].view(bs, -1)``; its poses come as ``(B, 1, 21, 3)`` (``data_shape``
+    ``[1, 21, 3]``) and its loss rebuilds ``Normal(drec['mean'], drec['std'])``. v1.0 code
+    reads ``['pose']``: both keys must be there."""
+    vposer, ps = load_vposer(alias)
+    bs = 4
+    dorig_aa = vposer.sample_poses(bs, seed=3)  # (B, 1, 21, 3), v1's data_shape
+    assert list(dorig_aa.shape[1:]) == ps.data_shape
+    drec = vposer(dorig_aa, output_type="aa")
+    prec_aa = drec["pose_aa"].view(bs, -1)
+    assert prec_aa.shape == (bs, 63)
+    mean = vposer.encode(dorig_aa).mean
+    assert torch.equal(drec["mean"], mean) and torch.equal(drec["pose"], drec["pose_aa"])
+    assert torch.equal(drec["pose_aa"], vposer.decode(mean, output_type="aa"))
+    matrot = vposer(dorig_aa.reshape(bs, 63), input_type="aa", output_type="matrot")
+    assert "pose_aa" not in matrot and matrot["pose_matrot"].shape == (bs, 1, 21, 9)
+    # the same decoded poses in both forms (axis-angle round trip of float32 rotations)
+    back = vposer.aa2matrot(drec["pose_aa"])
+    assert torch.allclose(back, matrot["pose_matrot"], atol=1e-5)
+    if alias == "vae":  # a GAN's point estimate has std 0, which Normal's check refuses
+        q_z = torch.distributions.Normal(drec["mean"], drec["std"])
+        assert q_z.mean.shape == (bs, ps.latentD)
+    # its trainer wraps the model in DataParallel (use_multigpu) and vis_results reaches
+    # sample_poses through .module
+    wrapped = torch.nn.DataParallel(vposer)
+    assert torch.equal(wrapped(dorig_aa, output_type="aa")["pose_aa"], drec["pose_aa"])
+    module = wrapped.module if hasattr(wrapped, "module") else wrapped
+    assert module.sample_poses(num_poses=bs, output_type="aa").view(bs, -1).shape == (bs, 63)
+
+
+@pytest.mark.parametrize("alias", ["gan-s", "vae"])
+def test_v1_device_and_dtype_from_the_first_decoder_layer(alias: str) -> None:
+    """v1's ``sample_poses`` and fitters built on v1 (an EasyMocap-based keypoint fitter) take
+    the device and dtype of their tensors from ``vposer.bodyprior_dec_fc1.weight``, then start
+    ``z = zeros(1, vposer.latentD, device=device)``: the layer must exist, take the latent and
+    follow the module's ``.to()``; the fit's gradient still flows to ``z`` only."""
+    vposer, _ = load_vposer(alias)
+    layer = vposer.bodyprior_dec_fc1
+    assert isinstance(layer, torch.nn.Linear) and layer.in_features == vposer.latentD
+    assert not layer.weight.requires_grad  # the frozen prior's own layer
+    vposer = vposer.to(dtype=torch.float64)
+    weight = vposer.bodyprior_dec_fc1.weight
+    assert weight.dtype == torch.float64 and weight.device == next(vposer.parameters()).device
+    z = torch.zeros(1, vposer.latentD, device=weight.device, dtype=weight.dtype)
+    z.requires_grad_(True)
+    target = vposer.sample_poses(1, seed=2).reshape(1, 63).to(weight.dtype)
+    loss = (vposer.decode(z, output_type="aa").reshape(1, 63) - target).pow(2).sum()
+    loss.backward()
+    assert z.grad.abs().sum() > 0 and weight.grad is None
+    # v2's VPoser has no such layer: code telling the versions apart by it still can
+    assert not hasattr(load_model(alias)[0], "bodyprior_dec_fc1")
+
+
 def test_v1_static_rotation_helpers() -> None:
     """v1's ``VPoser.matrot2aa`` / ``VPoser.aa2matrot`` (Nx1xJx9 <-> Nx1xJx3), called on the
     loaded instance by downstream code (``self.vposer.matrot2aa(x_9d)[:, 0]``, a motion model
@@ -277,6 +334,62 @@ def test_v2_tutorial_and_loader_example() -> None:
     z = vp.encode(pose).mean
     rec = vp.decode(z)["pose_body"].contiguous().view(-1, 63)
     assert z.shape == (9, ps.model_params.latentD) and rec.shape == (9, 63)
+
+
+def test_smplifyx_migrated_to_v2_as_its_maintainers_advise() -> None:
+    """vchoutas/smplify-x issue 144: human_body_prior's author told SMPLify-X users to swap
+    ``load_vposer`` for ``load_model(vposer_ckpt, model_code=VPoser,
+    remove_words_in_model_weights='vp_model.', disable_grad=True)`` and the closure's decode
+    for ``(vposer.decode(pose_embedding).get('pose_body')).reshape(1, -1)``; the rest of the
+    fit (a ``(1, 32)`` leaf, ``fill_(0)`` per orientation, SMPL's six wrist zeros, the
+    ``|z|^2`` term) is unchanged."""
+    vposer, _ = load_model(
+        "gan-s", model_code=object, remove_words_in_model_weights="vp_model.", disable_grad=True
+    )
+    vposer = vposer.to(device="cpu")
+    vposer.eval()
+    pose_embedding = torch.zeros([1, 32], requires_grad=True)
+    target = vposer.sample_poses(1, seed=9)["pose_body"].reshape(1, 63)
+    for _orientation in range(2):
+        with torch.no_grad():
+            pose_embedding.fill_(0)
+        optimizer = torch.optim.LBFGS([pose_embedding], max_iter=10, line_search_fn="strong_wolfe")
+
+        def closure(optimizer: torch.optim.Optimizer = optimizer) -> torch.Tensor:
+            optimizer.zero_grad()
+            body_pose = (vposer.decode(pose_embedding).get("pose_body")).reshape(1, -1)
+            body_pose = torch.cat([body_pose, torch.zeros([1, 6])], dim=1)
+            loss = (body_pose[:, :63] - target).pow(2).sum() + 1e-3 * pose_embedding.pow(2).sum()
+            loss.backward()
+            return loss
+
+        first = float(closure().detach())
+        optimizer.step(closure)
+        assert float(closure().detach()) < 0.5 * first
+
+
+def test_text_to_pose_optimises_a_one_dimensional_code() -> None:
+    """Text-to-pose optimisers (a CLIP-guided pose search): the code is
+    ``nn.Parameter(torch.randn(32))``, one dimension, moved ``.to(device).unsqueeze(0)`` every
+    step, decoded ``['pose_body'].contiguous().view(-1)`` into a ``(63,)`` pose scored by a
+    cosine similarity. The gradient must reach the 1-d parameter; a ``randn`` start is the
+    chart's own prior, so the start is a plausible pose."""
+    vp, _ = load_model("gan-s", model_code=object, remove_words_in_model_weights="vp_model.")
+    latent_code = torch.nn.Parameter(torch.randn(32, generator=_gen()))
+    feature = vp.sample_poses(1, seed=4)["pose_body"].reshape(63)
+    optimizer = torch.optim.Adam([latent_code], lr=0.05)
+    losses = []
+    for _ in range(40):
+        new_pose = vp.decode(latent_code.to("cpu").unsqueeze(0))["pose_body"]
+        new_pose = new_pose.contiguous().view(-1)
+        assert new_pose.shape == (63,)
+        loss = 1 - torch.nn.functional.cosine_similarity(new_pose, feature, dim=-1)
+        optimizer.zero_grad()
+        loss.backward()
+        assert latent_code.grad.shape == (32,) and latent_code.grad.abs().sum() > 0
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
 
 
 def test_v2_decode_keeps_the_first_dimension_as_v2() -> None:

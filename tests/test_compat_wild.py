@@ -537,3 +537,183 @@ def test_encode_in_a_closure_survives_a_non_finite_trial_step(alias: str) -> Non
         x = trial.clone().requires_grad_(True)
         vp.encode(x).mean[1].pow(2).sum().backward()
         assert torch.isfinite(x.grad[1]).all() and x.grad[1].abs().sum() > 0
+
+
+# --- The decoder inside a regression network (3DCrowdNet) ------------------------------------
+
+
+class _VposerHead(nn.Module):
+    """hongsukchoi/3DCrowdNet_RELEASE common/nets/module.py (``Vposer``): the loader's module
+    held inside a network, put in eval mode once in ``__init__``; ``forward`` decodes the
+    network's predicted code ``output_type='aa'``, ``.view(bs, -1).view(-1, 21, 3)``, and
+    appends two zero hand joints for SMPL's 23."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vposer, _ = load_vposer("gan-s", vp_model="snapshot")
+        self.vposer.eval()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        bs = z.shape[0]
+        body = self.vposer.decode(z, output_type="aa").view(bs, -1).view(-1, 21, 3)
+        hands = torch.zeros(bs, 1, 3, dtype=body.dtype)
+        return torch.cat((body, hands, hands), 1).view(bs, -1)
+
+
+class _Regressor(nn.Module):
+    """3DCrowdNet main/model.py: features -> ``pose_out`` (a linear layer to the 32-d code)
+    -> the ``Vposer`` module -> SMPL's ``(B, 69)`` body pose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pose_out = nn.Linear(16, 32)
+        self.vposer = _VposerHead()
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.vposer(self.pose_out(feat))
+
+
+def test_regressor_trains_through_the_decoder_and_reloads(tmp_path: Path) -> None:
+    """3DCrowdNet trains the whole network in train mode with one optimiser over
+    ``model.parameters()`` (the loaded prior's included) and the loss on the decoded SMPL pose,
+    saves ``model.state_dict()`` and reloads it with ``strict=False``. The gradient must reach
+    the layer that predicts the code, the prior must stay frozen (weights bitwise, eval mode,
+    weight decay included) and the reloaded network must predict the same poses."""
+    torch.manual_seed(SEED)  # the regressor's own initial weights
+    model = _Regressor()
+    prior_before = {k: v.clone() for k, v in model.vposer.vposer.state_dict().items()}
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    feat = torch.randn(8, 16, generator=_gen())
+    target = _with_hands(model.vposer.vposer.sample_poses(8, seed=3).reshape(8, 63))
+    losses = []
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss = (model(feat) - target).abs().mean()
+        loss.backward()
+        assert model.pose_out.weight.grad.abs().sum() > 0
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+    prior = model.vposer.vposer
+    assert not prior.prior.training and all(p.grad is None for p in prior.parameters())
+    after = prior.state_dict()
+    assert all(torch.equal(prior_before[k], after[k]) for k in prior_before)
+
+    model.eval()
+    with torch.no_grad():
+        pred = model(feat)
+    torch.save({"network": model.state_dict()}, tmp_path / "snapshot.pth.tar")
+    ckpt = torch.load(tmp_path / "snapshot.pth.tar", map_location="cpu", weights_only=True)
+    again = _Regressor()
+    missing, unexpected = again.load_state_dict(ckpt["network"], strict=False)
+    assert not missing and not unexpected
+    with torch.no_grad():
+        assert torch.equal(again.eval()(feat), pred)
+
+
+def test_regressor_under_bf16_autocast() -> None:
+    """Regressors trained with mixed precision (Lightning's ``precision="bf16-mixed"``: the
+    step runs inside ``torch.autocast``) decode the predicted code there: the adapter's linear
+    layers then compute in bfloat16, as VPoser's would. The pose comes back in the code's dtype,
+    finite, its rotation matrices orthonormal to bfloat16's precision, and the gradient reaches
+    the code head."""
+    torch.manual_seed(SEED)
+    model = _Regressor().train()
+    feat = torch.randn(4, 16, generator=_gen())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        code = model.pose_out(feat)  # bfloat16, as autocast's linear layers give
+        assert code.dtype == torch.bfloat16
+        rot = model.vposer.vposer.decode(code.float(), output_type="matrot")
+        pose = model(feat)
+    assert rot.dtype == torch.float32 and pose.dtype == torch.bfloat16
+    assert torch.isfinite(pose).all() and torch.isfinite(rot).all()
+    r = rot.reshape(-1, 3, 3)
+    # each entry of R R^T sums three products of entries with relative error <= 2u after
+    # bfloat16 rounding (u = 2^-8), so |R R^T - I| <= ~7u: 8u = 2^-5 leaves a margin
+    assert torch.allclose(r @ r.transpose(-1, -2), torch.eye(3).expand_as(r), atol=2.0**-5)
+    pose.float().pow(2).sum().backward()
+    grad = model.pose_out.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+# --- What pipelines do to the decoded tensors --------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ["gan-s", "vae"])
+def test_in_place_edits_of_decoded_poses_keep_the_gradient(alias: str) -> None:
+    """Regressors and fitters overwrite parts of the decoded pose in place before the body
+    model: the wrists of v2's ``['pose_body_matrot'].reshape(-1, 21, 3, 3)`` set to the
+    identity, v1's ``decode(z, output_type='aa').view(bs, -1)`` with ``[:, -6:] = 0.``. The
+    backward pass must work and give the gradient of the same edit made out of place."""
+    vp, _ = load_model(alias)
+    v1, _ = load_vposer(alias)
+    z0 = torch.randn(3, 32, generator=_gen())
+    eye = torch.eye(3).expand(3, 2, 3, 3)
+    weights = torch.randn(3, 21, 3, 3, generator=_gen(SEED + 1))
+
+    def grads(in_place: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        z = z0.clone().requires_grad_(True)
+        rot = vp.decode(z)["pose_body_matrot"].reshape(-1, 21, 3, 3)
+        if in_place:
+            rot[:, 19:21] = eye
+        else:
+            rot = torch.cat([rot[:, :19], eye], 1)
+        (weights * rot).sum().backward()
+        y = z0.clone().requires_grad_(True)
+        body = v1.decode(y, output_type="aa").view(3, -1)
+        if in_place:
+            body[:, -6:] = 0.0
+        else:
+            body = torch.cat([body[:, :-6], torch.zeros(3, 6)], 1)
+        (body * weights.reshape(3, -1)[:, :63]).sum().backward()
+        return z.grad, y.grad
+
+    edited, rebuilt = grads(True), grads(False)
+    for a, b in zip(edited, rebuilt, strict=True):
+        assert torch.isfinite(a).all() and a.abs().sum() > 0
+        # the same graph up to the order of float32 sums (a few eps of the gradient's size)
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6 * float(b.abs().max()))
+
+
+# --- The encoder's posterior as a loss (KL to N(0, I)) -----------------------------------------
+
+
+@pytest.mark.parametrize("alias", ["vae", "gan-s"])
+def test_posterior_kl_loss_in_chunks(alias: str) -> None:
+    """Motion generators score poses by the KL of VPoser's posterior to ``N(0, I)``:
+    ``dist = vposer.encode(pose[..., 1:22, :].reshape(-1, 63).float())`` chunk by chunk,
+    ``logvar = 2 log(dist.scale + 1e-8)``, ``-0.5 sum(1 + logvar - mean^2 - exp(logvar))``.
+    With the VAE this is torch's ``kl_divergence`` to ``N(0, I)`` (the 1e-8 aside) and trains
+    the poses; with a GAN, whose posterior is a point (scale 0), the hand-written KL stays
+    finite but carries no gradient (docs/compat.md: load ``"vae"`` for encoder gradients),
+    and torch's own ``kl_divergence`` of a point is infinite."""
+    vp, _ = load_model(alias)
+    B, T = 2, 3  # noqa: N806
+    body = vp.sample_poses(B * T, seed=5)["pose_body"].reshape(B, T, 21, 3)
+    root = torch.zeros(B, T, 1, 3)
+    pose = torch.cat([root, body, torch.zeros(B, T, 2, 3)], 2).double().requires_grad_(True)
+    smpl_pose = pose[..., 1:22, :].reshape(-1, 63).float()
+    kls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the GAN's no-gradient note
+        for i in range(0, smpl_pose.shape[0], 4):
+            dist = vp.encode(smpl_pose[i : i + 4])
+            mean, std = dist.mean, dist.scale
+            logvar = 2.0 * torch.log(std + 1e-8)
+            kls.append(-0.5 * torch.sum(1 + logvar - mean**2 - logvar.exp(), dim=-1))
+    kl = torch.cat(kls)
+    assert kl.shape == (B * T,) and torch.isfinite(kl).all()
+    unit = torch.distributions.Normal(torch.zeros(B * T, 32), torch.ones(B * T, 32))
+    exact = torch.distributions.kl_divergence(vp.encode(smpl_pose.detach()), unit).sum(-1)
+    if alias == "vae":
+        # the VAE's posterior std is > 0.05 for these poses, so the 1e-8 moves log(std) by
+        # < 2e-7, under float32 rounding: the two differ by the rounding of 32-term sums
+        assert float(vp.encode(smpl_pose.detach()).scale.min()) > 0.05
+        assert torch.allclose(kl.detach(), exact, rtol=1e-5)
+        kl.mean().backward()
+        assert pose.grad is not None and pose.grad[..., 1:22, :].abs().sum() > 0
+        assert not pose.grad[..., 0, :].any()  # the root is not scored
+    else:
+        assert not kl.requires_grad
+        assert torch.isinf(exact).all()

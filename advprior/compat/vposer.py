@@ -134,6 +134,22 @@ class VPoserV1(nn.Module):
     def _param(self) -> torch.Tensor:
         return next(self.prior.parameters())
 
+    @property
+    def bodyprior_dec_fc1(self) -> nn.Linear:
+        """The prior's first decoder layer, ``Linear(latentD, hidden)``, as v1's layer of that
+        name: v1 code reads ``vposer.bodyprior_dec_fc1.weight.device`` / ``.dtype`` to put its
+        embeddings where the model is (v1's own ``sample_poses`` does). Read only; it is the
+        frozen prior's layer, not a copy."""
+        for module in self.prior.modules():
+            if isinstance(module, nn.Linear) and module.in_features == self.latentD:
+                return module
+        # an AttributeError inside a property would fall through to nn.Module.__getattr__,
+        # whose message names no reason
+        raise RuntimeError(
+            f"{type(self.prior).__name__} has no linear layer taking the {self.latentD}-d "
+            "latent; for the device and dtype use next(vposer.parameters())"
+        )
+
     def latent(self, z: torch.Tensor) -> torch.Tensor:
         """The prior's latents ``(B, D)`` for embeddings ``z (B, D)`` (the chart)."""
         return self.chart(_check_z(z, self.latentD))
@@ -285,8 +301,10 @@ class VPoserV1(nn.Module):
         output_type: str = "matrot",
     ) -> dict[str, torch.Tensor]:
         """Encode then decode the mean: ``{"pose", "mean", "std"}`` as v1's autoencoder, with
-        v1's signature. ``Pin`` is axis-angle (``B x 63`` numbers, what v1's encoder takes
-        whatever ``input_type`` says: v1 checks it and ignores it) or rotation matrices
+        v1's signature; the decoded pose also under the key v1's later release names it,
+        ``"pose_aa"`` or ``"pose_matrot"`` (by ``output_type``). ``Pin`` is axis-angle
+        (``B x 63`` numbers, what v1's encoder takes whatever ``input_type`` says: v1 checks it
+        and ignores it) or rotation matrices
         (``B x 21 x 9`` numbers, or SMPL's ``B x 23 x 9``, read as
         :func:`advprior.skeleton.check_body_pose` reads matrices: projected to the nearest
         rotation within its tolerance, refused beyond it); its size tells which."""
@@ -295,8 +313,12 @@ class VPoserV1(nn.Module):
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"output_type must be 'matrot' or 'aa', got {output_type!r}")
         q = self.encode(Pin)
+        pose = self.decode(q.mean, output_type=output_type)
+        # v1.0 returned {"pose", "mean", "std"}; the last v1 release renamed "pose" to
+        # "pose_aa" / "pose_matrot" (its own trainer and renderers read those): both are here
         return {
-            "pose": self.decode(q.mean, output_type=output_type),
+            "pose": pose,
+            f"pose_{output_type}": pose,
             "mean": q.mean,
             "std": q.stddev,
         }
@@ -354,6 +376,12 @@ def _per_row(x: object, size: int, name: str) -> int:
 
 class VPoserV2(VPoserV1):
     """VPoser v2's interface (``decode(z)`` returns a dict) around an advprior prior."""
+
+    @property
+    def bodyprior_dec_fc1(self) -> nn.Linear:
+        # v2's VPoser has no layer of that name (its decoder is decoder_net): code that tells
+        # the two versions apart with hasattr must still see a v2 model
+        raise AttributeError("bodyprior_dec_fc1")
 
     def decode(self, Zin: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: N803
         """``{"pose_body": (B, 21, 3), "pose_body_matrot": (B, 21, 9)}`` as VPoser v2.
