@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -195,6 +196,18 @@ def test_v2_api() -> None:
     s = vp.sample_poses(num_poses=3, seed=0)
     assert s["pose_body"].shape == (3, 21, 3)
     assert not any(p.requires_grad for p in vp.parameters())
+
+
+def test_v2_fine_tuning_request_warns_that_nothing_would_train() -> None:
+    # disable_grad=False is how v2 code asks for a trainable VPoser; ours stays frozen, so an
+    # optimiser over its parameters would silently step nothing
+    with pytest.warns(UserWarning, match="disable_grad=False"):
+        vp, _ = load_model("gan-s", disable_grad=False)
+    assert not any(p.requires_grad for p in vp.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model("gan-s", disable_grad=True)
+        load_model("gan-s")
 
 
 def test_gmm_has_no_latent() -> None:

@@ -519,12 +519,23 @@ def load_model(
     ``custom_hparams`` (keyword only, this module's earlier spelling) adds flat entries.
     ``comp_device``: None keeps the CPU, ``"gpu"`` means CUDA, or any torch device; a CUDA
     device on a machine without one falls back to the CPU, as v2 loads there. The prior never
-    has parameter gradients (``disable_grad`` is accepted).
+    has parameter gradients: ``disable_grad=False`` (v2's way to fine-tune) warns that nothing
+    would train (``UserWarning``).
     """
     if remove_words_in_model_weights is not None and not isinstance(
         remove_words_in_model_weights, str
     ):
         raise TypeError("remove_words_in_model_weights must be a str or None")
+    if not disable_grad:
+        # v2 code passes False to fine-tune VPoser; our parameters stay frozen, so its
+        # optimiser would step nothing, silently: say so where the call is made
+        warnings.warn(
+            "load_model(disable_grad=False): advprior's priors load frozen and the VPoser "
+            "adapter does not train them; an optimiser over vposer.parameters() changes nothing. "
+            "Train a prior on your poses with `advprior train` instead.",
+            UserWarning,
+            stacklevel=2,
+        )
     vposer = VPoserV2(_resolve(expr_dir)).eval()  # as v2 returns it
     cfg = _settings(vposer, expr_dir, 2)
     if model_cfg_override is not None:
