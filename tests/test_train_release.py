@@ -72,6 +72,30 @@ def test_release_copies_files_and_pins_sha256(tmp_path):
     assert "license: cc-by-sa-3.0" in (bundled / "README.md").read_text()
 
 
+def test_release_names_other_training_data_as_recorded(tmp_path):
+    # Weights trained on AMASS (or one's own capture) were described in the manifest as
+    # "retargeted to SMPL from CMU (ASF/AMC, BVH, DeepMimic) and HDM05 motion capture" beside a
+    # licence that says their data's terms are not known.
+    def entry(sources):
+        model = PosePrior()
+        data = {"file": "d.npz", "sha256": "ab" * 32, "train_frames": 5, "sources": sources}
+        folder = tmp_path / "-".join(sources)
+        model.save_pretrained(folder, training={"steps": 3, "data": data})
+        weights = tmp_path / "weights" / folder.name
+        return release("gan-x", folder, manifest=_empty_manifest(tmp_path), weights_dir=weights)
+
+    amass = entry(["CMU", "MPI_HDM05"])["training_data"]
+    assert "ASF/AMC" not in amass and "retargeted" not in amass
+    assert "5 training frames (sources: CMU, MPI_HDM05)" in amass
+    # the open capture keeps its description, naming only the databases it holds
+    assert (
+        "from CMU (ASF/AMC, BVH, DeepMimic) and HDM05 motion"
+        in entry(["cmu_asfamc", "hdm05_asfamc"])["training_data"]
+    )
+    hdm05 = entry(["hdm05_asfamc"])["training_data"]
+    assert "retargeted to SMPL from HDM05 motion capture" in hdm05 and "CMU" not in hdm05
+
+
 @pytest.mark.parametrize("alias", sorted(SHIPPED))
 def test_shipped_weights_load_offline_and_match_manifest(alias, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
