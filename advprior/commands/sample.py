@@ -143,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_writable(path)
     files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
-
     revision = used_revision(files, args.revision, args.model, "sample")
     model = as_prior(load_files(files, device=device))
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)
