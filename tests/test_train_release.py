@@ -43,6 +43,16 @@ def test_release_refuses_untrained_models(tmp_path):
     assert not (tmp_path / "weights").exists()
 
 
+@pytest.mark.parametrize("alias", ["../gan-x", "a/b", "a\\b", "..", ""])
+def test_release_refuses_an_alias_that_is_a_path(tmp_path, alias):
+    # the alias names the folder under weights/: "../gan-x" wrote beside it
+    PosePrior().save_pretrained(tmp_path / "m", training={"steps": 3})
+    weights = tmp_path / "pkg" / "weights"
+    with pytest.raises(ValueError, match="alias must be a plain name"):
+        release(alias, tmp_path / "m", manifest=_empty_manifest(tmp_path), weights_dir=weights)
+    assert not (tmp_path / "pkg").exists()
+
+
 def test_release_copies_files_and_pins_sha256(tmp_path):
     model = PosePrior(latent="uniform")
     training = {

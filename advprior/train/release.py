@@ -87,6 +87,9 @@ def release(
     ``weights_dir`` (default ``advprior/weights``) receives ``<alias>/``; the entry's ``bundled``
     path is relative to the package folder, as :mod:`advprior.hub` resolves it.
     """
+    if not isinstance(alias, str) or alias in ("", ".", "..") or any(c in alias for c in "/\\"):
+        # it names the folder under weights/: "../x" wrote the weights beside the package's
+        raise ValueError(f"alias must be a plain name such as 'gan-s', got {alias!r}")
     model_dir = Path(model_dir)
     config = read_config(model_dir / CONFIG_NAME)
     training = config.get("training") or {}
