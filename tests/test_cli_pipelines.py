@@ -356,3 +356,31 @@ def test_a_command_started_with_stdout_closed_still_succeeds(data: Path, monkeyp
     """``advprior data info F >&-`` (cron jobs, daemons): Python then has no ``sys.stdout``."""
     monkeypatch.setattr(sys, "stdout", None)
     assert cli.main(["data", "info", str(data)]) == 0
+
+
+def test_data_info_counts_the_frames_the_file_holds(tmp_path: Path, write_dataset, capsys) -> None:
+    """``data info`` printed the build's record of frames per split (meta), stale for a file
+    filtered after its build (here: it records 999 training frames, the file holds 2) and
+    empty for one written without advprior's meta, beside the file's true frame count."""
+    import numpy as np
+
+    meta = {
+        "frames_per_split": {"train": 999, "val": 0, "test": 0},
+        "subject_split": {"gone": "train"},
+    }
+    path = write_dataset(
+        tmp_path / "filtered.npz",
+        np.zeros((4, 63)),
+        np.array([0, 0, 1, 2]),
+        subject=np.array([0, 1, 2, 3]),
+        subject_names=np.array(["a", "b", "c"]),  # the file carries fewer names than codes
+        meta=np.array(json.dumps(meta)),
+    )
+    assert cli.main(["data", "info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    split_lines = lines[lines.index("frames per split:") + 1 :]
+    assert split_lines == [
+        "  train         2  (2 subjects: a, b)",
+        "  val           1  (1 subject: c)",
+        "  test          1  (1 subject: #3)",
+    ]

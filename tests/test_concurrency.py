@@ -507,3 +507,29 @@ def test_a_lock_link_whose_reply_was_lost_is_still_ours(
         folder = claim_run_folder(out, resume=False, overwrite=False)
     folder.release()
     assert not (out / LOCK_NAME).exists()
+
+
+def test_a_lock_released_between_the_claims_attempt_and_its_read_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another run held the lock when this claim tried to create it and released it before the
+    # claim read who owns it: the claim failed with the lock's own FileNotFoundError although
+    # the folder was free.
+    real_link = os.link
+    calls = []
+
+    def link(src, dst, **kwargs):
+        calls.append(dst)
+        if len(calls) == 1:
+            raise FileExistsError(dst)  # the other run's lock, gone by the time it is read
+        real_link(src, dst, **kwargs)
+
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.setattr(os, "link", link)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folder = claim_run_folder(out, resume=False, overwrite=False)
+    assert (out / LOCK_NAME).exists() and len(calls) == 2
+    folder.release()
+    assert not (out / LOCK_NAME).exists()

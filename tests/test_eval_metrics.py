@@ -219,6 +219,9 @@ def test_paired_ratio_interval() -> None:
         paired_ratio_interval(a, b[:10])
     with pytest.raises(ValueError, match="level"):
         paired_ratio_interval(a, b, level=1.0)
+    for resamples in (0, -5, 2.5):
+        with pytest.raises(ValueError, match="resamples must be a positive int"):
+            paired_ratio_interval(a, b, resamples=resamples)
 
 
 def test_paired_intervals_resample_in_blocks_with_the_same_bits(

@@ -257,3 +257,19 @@ def test_a_marker_quoted_in_prose_is_not_a_block(tmp_path) -> None:
     assert text.index("| smpl |") < text.index("| coco |")  # appended, not put in the prose
     kept = _other_generated_blocks(page)
     assert prose not in kept and kept.count("<!-- BEGIN GENERATED:") == 2
+
+
+def test_contiguous_clips_with_a_stride_takes_later_clips_of_each_sequence() -> None:
+    # stride was accepted and ignored: a caller asking for more clips than sequences got one
+    # per sequence, from their first frames only.
+    sequence = torch.tensor([0] * 10 + [1] * 7 + [2] * 3)  # sequence 2 is shorter than a clip
+    clips = tasks.contiguous_clips(sequence, 4, 10, stride=3)
+    starts = [int(c[0]) for c in clips]
+    # one per sequence first, then round by round: 0, 3, 6 into sequence 0 and 0, 3 into 1
+    assert starts == [0, 10, 3, 13, 6]
+    assert all(torch.equal(c, torch.arange(int(c[0]), int(c[0]) + 4)) for c in clips)
+    assert [int(c[0]) for c in tasks.contiguous_clips(sequence, 4, 3, stride=3)] == [0, 10, 3]
+    # without a stride, one clip per sequence at most, as before
+    assert [int(c[0]) for c in tasks.contiguous_clips(sequence, 4, 10)] == [0, 10]
+    with pytest.raises(ValueError, match="stride"):
+        tasks.contiguous_clips(sequence, 4, 10, stride=0)

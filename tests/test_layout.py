@@ -13,9 +13,12 @@ Every module of ``advprior`` belongs to one layer of :data:`LAYERS` (lowest firs
   layer rule but do not count as cycles;
 - imports guarded by ``try: ... except ImportError`` (optional dependencies) are exempt.
 
-The one dynamic import by name, :data:`advprior.hub.pretrained.MODEL_TYPE_MODULES` (the checkpoint
-registry: ``model_type`` -> module that defines it; re-exported by :mod:`advprior.hub`), is not
-an import statement and is documented in docs/design.md.
+A module named in a string (the lazy ``_LAZY`` tables of ``advprior`` and ``advprior.train``,
+``importlib.import_module``) is imported by name when it is used: it obeys the direction rule
+too. Two modules name higher ones by design, both documented in docs/design.md: the checkpoint
+registry :data:`advprior.hub.pretrained.MODEL_TYPE_MODULES` (``model_type`` -> module that
+defines it; re-exported by :mod:`advprior.hub`) and :mod:`advprior._moved` (0.1.0's paths ->
+the modules they moved to).
 """
 
 from __future__ import annotations
@@ -208,6 +211,25 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+#: Modules that name higher modules in strings by design (the module docstring says why).
+NAMES_HIGHER_BY_DESIGN = frozenset({"advprior.hub.pretrained", "advprior._moved"})
+
+
+def named_modules(path: Path, name: str, known: set[str]) -> set[str]:
+    """The package modules other than ``name`` that ``path`` names in a string constant of its
+    own (``"advprior.train.gan"``): imported by name when the string is used. The bare
+    ``"advprior"`` is the distribution's name (versions, user agents, cache folders), not
+    counted."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and node.value in known
+        and node.value not in (name, PACKAGE)
+    }
+
+
 def violations(root: Path, package: str = PACKAGE) -> list[str]:
     """Every broken rule of the module docstring, one line each."""
     found = modules(root, package)
@@ -233,6 +255,18 @@ def violations(root: Path, package: str = PACKAGE) -> list[str]:
                         f"{name} ({LAYERS[mine][0]}) has a {kind} import of {dep} "
                         f"({LAYERS[theirs][0]}), a higher layer"
                     )
+        if name in NAMES_HIGHER_BY_DESIGN:
+            continue
+        for dep in sorted(named_modules(path, name, known)):
+            try:
+                theirs = layer_of(dep)
+            except KeyError:
+                continue
+            if theirs > mine:
+                problems.append(
+                    f"{name} ({LAYERS[mine][0]}) names {dep} ({LAYERS[theirs][0]}) in a string, "
+                    "a higher layer imported by name"
+                )
     for cycle in cycles(graph):
         problems.append("import cycle among " + ", ".join(cycle))
     return problems
@@ -290,6 +324,24 @@ def test_the_checker_sees_cycles_upward_and_hidden_imports(tmp_path: Path) -> No
     # The optional import in hub.py is exempt; nothing else is reported.
     assert not any(p.startswith("advprior.hub") for p in problems)
     assert len(problems) == 6, text  # the upward import also counts eval's package __init__
+
+
+def test_the_checker_sees_a_higher_module_imported_by_name(tmp_path: Path) -> None:
+    # A lazy table (or import_module) in a low module hides an upward import from the import
+    # statements: fitting loading an eval module on first use was not reported.
+    _write(
+        tmp_path,
+        {
+            "advprior/__init__.py": '_LAZY = {"fit": "advprior.fitting"}\n',
+            "advprior/fitting/__init__.py": '_LAZY = {"bench": "advprior.eval.runner"}\n',
+            "advprior/eval/__init__.py": "",
+            "advprior/eval/runner.py": 'NAME = "advprior.fitting"\n',
+        },
+    )
+    assert violations(tmp_path) == [
+        "advprior.fitting (use) names advprior.eval.runner (eval) in a string, a higher layer "
+        "imported by name"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -159,6 +159,25 @@ def test_a_full_disk_while_logging_names_the_log_and_the_way_back(
     assert info.value.errno == errno.ENOSPC
 
 
+def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path: Path) -> None:
+    """A run killed while appending a row leaves part of a line; its step may read as an
+    earlier one ("1" of "12,..."), and the resumed log kept it as a row of step 1 with the
+    other values empty, or stopped on a step that is no number."""
+    from advprior.train.logs import CSVLog
+
+    path = tmp_path / "train_log.csv"
+    for cut in ("1", "1e", "12,0."):
+        path.write_text("step,loss\n1,0.5\n2,0.4\n" + cut, encoding="utf-8")
+        log = CSVLog(path, resume_step=2)
+        log.write({"step": 3, "loss": 0.3})
+        assert path.read_text(encoding="utf-8").splitlines() == [
+            "step,loss",
+            "1,0.5",
+            "2,0.4",
+            "3,0.3",
+        ], cut
+
+
 def test_a_run_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
     """``advprior train --out a/run`` with ``a`` a file said only "[Errno 20] Not a directory:
     'a/run'"; every other command's output path names the file in the way."""

@@ -43,6 +43,16 @@ def test_release_refuses_untrained_models(tmp_path):
     assert not (tmp_path / "weights").exists()
 
 
+@pytest.mark.parametrize("alias", ["../gan-x", "a/b", "a\\b", "..", ""])
+def test_release_refuses_an_alias_that_is_a_path(tmp_path, alias):
+    # the alias names the folder under weights/: "../gan-x" wrote beside it
+    PosePrior().save_pretrained(tmp_path / "m", training={"steps": 3})
+    weights = tmp_path / "pkg" / "weights"
+    with pytest.raises(ValueError, match="alias must be a plain name"):
+        release(alias, tmp_path / "m", manifest=_empty_manifest(tmp_path), weights_dir=weights)
+    assert not (tmp_path / "pkg").exists()
+
+
 def test_release_copies_files_and_pins_sha256(tmp_path):
     model = PosePrior(latent="uniform")
     training = {
@@ -70,6 +80,30 @@ def test_release_copies_files_and_pins_sha256(tmp_path):
     # Share-alike training data: the card and the manifest carry the data's licence, not MIT.
     assert entry["weights_license"] == "cc-by-sa-3.0"
     assert "license: cc-by-sa-3.0" in (bundled / "README.md").read_text()
+
+
+def test_release_names_other_training_data_as_recorded(tmp_path):
+    # Weights trained on AMASS (or one's own capture) were described in the manifest as
+    # "retargeted to SMPL from CMU (ASF/AMC, BVH, DeepMimic) and HDM05 motion capture" beside a
+    # licence that says their data's terms are not known.
+    def entry(sources):
+        model = PosePrior()
+        data = {"file": "d.npz", "sha256": "ab" * 32, "train_frames": 5, "sources": sources}
+        folder = tmp_path / "-".join(sources)
+        model.save_pretrained(folder, training={"steps": 3, "data": data})
+        weights = tmp_path / "weights" / folder.name
+        return release("gan-x", folder, manifest=_empty_manifest(tmp_path), weights_dir=weights)
+
+    amass = entry(["CMU", "MPI_HDM05"])["training_data"]
+    assert "ASF/AMC" not in amass and "retargeted" not in amass
+    assert "5 training frames (sources: CMU, MPI_HDM05)" in amass
+    # the open capture keeps its description, naming only the databases it holds
+    assert (
+        "from CMU (ASF/AMC, BVH, DeepMimic) and HDM05 motion"
+        in entry(["cmu_asfamc", "hdm05_asfamc"])["training_data"]
+    )
+    hdm05 = entry(["hdm05_asfamc"])["training_data"]
+    assert "retargeted to SMPL from HDM05 motion capture" in hdm05 and "CMU" not in hdm05
 
 
 @pytest.mark.parametrize("alias", sorted(SHIPPED))

@@ -4,9 +4,13 @@ torch traceback; a thread count that ends with the command."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported when a command runs, not when the parser is built
+    import torch
 
 
-def parse_device(name: str):  # -> torch.device (torch is imported lazily, like every command)
+def parse_device(name: str) -> torch.device:
     """``torch.device(name)``; :class:`~advprior.errors.UsageError` (exit 2) for a malformed
     name or a CUDA/MPS device this machine does not have."""
     from advprior.errors import UsageError

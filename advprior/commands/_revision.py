@@ -1,11 +1,24 @@
 """The revision a command's weights came from, shared by ``sample`` (which records it) and
-``export``: a manifest alias loads its pinned revision whatever ``--revision`` says (docs/core.md),
-so a ``--revision`` that was not used is said, not silently dropped."""
+``export``, and the two options that choose it: a manifest alias loads its pinned revision
+whatever ``--revision`` says (docs/core.md), so a ``--revision`` that was not used is said, not
+silently dropped."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 from typing import Any
+
+
+def add_hub_arguments(p: argparse.ArgumentParser) -> None:
+    """``--revision`` and ``--cache-dir``: which revision of a Hub repo id, cached where."""
+    p.add_argument(
+        "--revision",
+        default=None,
+        help="Hub revision for a repo id (an alias always loads its pinned revision)",
+    )
+    p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache directory")
 
 
 def used_revision(files: Any, given: str | None, model: object, command: str) -> str:

@@ -7,6 +7,7 @@ import math
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -188,14 +189,32 @@ def _skipped(skipped: list[tuple[str, str]]) -> str:
     return f"{_count(files, 'file')} and {who} skipped" if files else f"{who} skipped"
 
 
-def _print_counts(per_source: dict, per_split: dict, subjects: dict) -> None:
+def _print_counts(per_source: dict, per_split: dict, subjects: dict[str, list[str]]) -> None:
     print("frames per source:")
     for name, n in sorted(per_source.items()):
         print(f"  {name:32s} {n:8d}")
     print("frames per split:")
     for name, n in per_split.items():
-        subs = sorted(s for s, sp in subjects.items() if sp == name)
+        subs = subjects.get(name, [])
         print(f"  {name:6s} {n:8d}  ({_count(len(subs), 'subject')}: {', '.join(subs)})")
+
+
+def _split_counts(data: Any) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Frames and subject names per split, counted in the file's arrays: the build's record of
+    them in ``meta`` is stale for a file filtered after its build and absent from one written
+    without advprior (as :func:`advprior.eval.data.load_split` counts them too)."""
+    import torch
+
+    codes = data.split.long()
+    counts = torch.bincount(codes, minlength=len(data.split_names)).tolist()
+    frames, subjects = {}, {}
+    for code, name in enumerate(data.split_names):
+        frames[name] = int(counts[code])
+        present = torch.unique(data.subject[codes == code]).tolist()
+        # a file made by hand may carry fewer names than subject codes (load_dataset allows it)
+        names = data.subject_names
+        subjects[name] = sorted(names[i] if i < len(names) else f"#{i}" for i in present)
+    return frames, subjects
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -210,9 +229,6 @@ def _info(args: argparse.Namespace) -> int:
     )
     built = meta.get("advprior_version", "an unknown advprior version")
     print(f"content sha256 {data.content_sha256()} (built by advprior {built})")
-    _print_counts(
-        meta.get("frames_per_source", {}),
-        meta.get("frames_per_split", {}),
-        meta.get("subject_split", {}),
-    )
+    # per source: only the build records it (no per-frame source array)
+    _print_counts(meta.get("frames_per_source", {}), *_split_counts(data))
     return 0

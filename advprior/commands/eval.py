@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from advprior.commands._body import add_body_model_arguments, body_model_from_args
+from advprior.commands._numbers import check_counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,16 +113,6 @@ _SIZE_FLAGS = {
 }
 
 
-def _check_sizes(args: argparse.Namespace) -> None:
-    from advprior.errors import UsageError
-
-    for name, low in _SIZE_FLAGS.items():
-        value = getattr(args, name)
-        if value is not None and value < low:
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} must be at least {low}, got {value}")
-
-
 def _check_out(args: argparse.Namespace) -> None:
     """The report's folder and file must be writable before minutes of work (one line)."""
     from pathlib import Path
@@ -144,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from advprior.commands._device import set_threads
     from advprior.eval import run_eval
 
-    _check_sizes(args)
+    check_counts(args, _SIZE_FLAGS)
     if args.split == "val":
         args.split = "validation"
     if args.threads is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from advprior.commands._revision import add_hub_arguments, used_revision
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -45,12 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--body", choices=("smplx", "smplh", "smpl"), default="smplx")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    p.add_argument(
-        "--revision",
-        default=None,
-        help="Hub revision for a repo id (an alias always loads its pinned revision)",
-    )
-    p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache directory")
+    add_hub_arguments(p)
     p.add_argument("--device", default="cpu", help="torch device to trace on (default: cpu)")
     p.set_defaults(func=run)
 
@@ -85,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
     if args.revision is not None:
         # export_prior resolves the name itself; resolving it here first (a cache hit for it
         # then) is what tells whether the --revision given is the one exported
-        from advprior.commands._revision import used_revision
         from advprior.hub import resolve_files
 
         files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)

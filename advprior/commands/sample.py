@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from advprior.commands._revision import add_hub_arguments, used_revision
+
 # A mesh grid of more bodies than this is unreadable and slow to draw.
 MAX_PNG_BODIES = 16
 
@@ -45,12 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--png", type=Path, default=None, help=f"also draw up to {MAX_PNG_BODIES} bodies to a PNG"
     )
-    p.add_argument(
-        "--revision",
-        default=None,
-        help="Hub revision for a repo id (an alias always loads its pinned revision)",
-    )
-    p.add_argument("--cache-dir", type=Path, default=None, help="Hub cache directory")
+    add_hub_arguments(p)
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.set_defaults(func=run)
 
@@ -146,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_writable(path)
     files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
-    from advprior.commands._revision import used_revision
-
     revision = used_revision(files, args.revision, args.model, "sample")
     model = as_prior(load_files(files, device=device))
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)

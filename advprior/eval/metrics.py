@@ -431,6 +431,10 @@ def _paired_interval(
         raise ValueError(f"a and b must be paired (N,) with N >= 2, got {a.shape} and {b.shape}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        # 0 failed in torch.quantile ("input tensor must be non-empty"), a negative count in
+        # torch.empty, neither naming the argument
+        raise ValueError(f"resamples must be a positive int, got {resamples!r}")
     gen = torch.Generator().manual_seed(seed)
     n = a.numel()
     # to the CPU first: MPS has no float64

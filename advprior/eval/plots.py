@@ -6,13 +6,16 @@ Every function writes one PNG atomically and returns its path.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from advprior.fileio import write_atomic
 
 
-def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs):
+def _subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs: Any
+) -> tuple[Any, Any]:
     """pyplot's ``subplots`` without pyplot: a figure of its own on an Agg canvas. pyplot keeps
     figures in a process-wide registry (not thread-safe: two evaluations in threads shared
     it), and ``matplotlib.use("Agg")`` switched the backend of the caller's whole process (a

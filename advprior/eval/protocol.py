@@ -284,8 +284,6 @@ def path_ratio(paths: Tensor, body_model: object | None = None) -> Tensor:
     direct = the mean joint distance between the path's two ends. 1 for a path that moves
     every joint straight at constant speed; a path that detours through a third pose (a kick
     between two standing poses) is much longer than 1."""
-    from advprior.eval.metrics import pose_joints
-
     if paths.ndim != 3 or paths.shape[1] < 2:
         raise ValueError(f"paths must be (B, T >= 2, 63), got {tuple(paths.shape)}")
     b, t = paths.shape[:2]

@@ -356,17 +356,28 @@ def contiguous_clips(
     sequence: Tensor, length: int, count: int, *, stride: int | None = None
 ) -> list[Tensor]:
     """Index tensors of up to ``count`` clips of ``length`` consecutive frames of one sequence
-    each (``sequence (N,)`` the per-frame sequence id of a dataset split, frames in file order),
-    one per sequence first, in sequence order."""
-    clips: list[Tensor] = []
-    ids = torch.unique_consecutive(sequence)
-    for sid in ids.tolist():
+    each (``sequence (N,)`` the per-frame sequence id of a dataset split, frames in file order;
+    a sequence shorter than ``length`` or not in one run of rows gives none).
+
+    One clip per sequence first (its first ``length`` frames), in sequence order; with
+    ``stride``, then the clips starting ``stride``, ``2 stride``, ... frames into each sequence,
+    one per sequence a round, until ``count``. ``None``: one clip per sequence at most."""
+    if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int)):
+        raise TypeError(f"stride must be an int or None, got {stride!r}")
+    if stride is not None and stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    per_sequence: list[list[Tensor]] = []
+    for sid in torch.unique_consecutive(sequence).tolist():
+        if stride is None and len(per_sequence) >= count:
+            break  # one clip each: the sequences after these are not needed
         frames = torch.nonzero(sequence == sid).flatten()
         if len(frames) >= length and bool((frames.diff() == 1).all()):
-            clips.append(frames[:length])
-        if len(clips) >= count:
-            break
-    return clips
+            starts = [0] if stride is None else range(0, len(frames) - length + 1, stride)
+            per_sequence.append([frames[s : s + length] for s in starts])
+    clips: list[Tensor] = []
+    for depth in range(max((len(c) for c in per_sequence), default=0)):
+        clips += [c[depth] for c in per_sequence if depth < len(c)]
+    return clips[:count]
 
 
 @dataclass(frozen=True)

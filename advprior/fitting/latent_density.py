@@ -13,6 +13,7 @@ of the more frequent one (``fit_keypoints(..., latent_density=d, latent_weight=w
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -136,7 +137,7 @@ def fit_latent_density(
     components: int = 16,
     iterations: int = 100,
     seed: int = 0,
-    **invert_kwargs,
+    **invert_kwargs: Any,
 ) -> VMFMixture:
     """A :class:`VMFMixture` fitted to the inverted latents of ``body_pose (N, 63)`` (training
     poses; :func:`advprior.inversion.invert`) of a sphere-latent ``prior``."""

@@ -55,7 +55,7 @@ class PoseDiscriminator(nn.Module):
         hidden_dim: int = 1024,
         positions: bool = False,
         pack: int = 1,
-    ):
+    ) -> None:
         super().__init__()
         if pack < 1:
             raise ValueError(f"pack must be >= 1, got {pack}")

@@ -14,6 +14,17 @@ from advprior.errors import require_extra
 from advprior.fileio import atomic_path
 
 
+def _step(row: dict[str, Any]) -> int | None:
+    """The step of a row read back, or None for a row cut short: a run killed while appending
+    it leaves part of a line ("1" of "123,0.5,..."), whose step may even be an earlier one."""
+    if None in row.values() or None in row:
+        return None
+    try:
+        return int(float(row["step"]))
+    except (KeyError, ValueError, OverflowError):
+        return None
+
+
 class CSVLog:
     """Append-only CSV of dict rows with a ``step`` column.
 
@@ -30,7 +41,7 @@ class CSVLog:
             with open(path, newline="", encoding="utf-8") as fh:
                 reader = csv.DictReader(fh)
                 self.fields = list(reader.fieldnames or []) or None
-                rows = [r for r in reader if int(float(r["step"])) <= resume_step]
+                rows = [r for r in reader if (step := _step(r)) is not None and step <= resume_step]
             if self.fields is None:
                 path.unlink()
                 return

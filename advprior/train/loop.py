@@ -41,7 +41,6 @@ from advprior.train.distributed import (
 from advprior.train.logs import TrainLogger
 from advprior.train.sampler import BatchStream
 
-# Config keys allowed to differ between the original run and a resumed one.
 # Settings a resumed run may change. The run folder and the data file may move (the data's
 # identity is checked by its sha256, which is part of the config).
 _RESUMABLE_CHANGES = {

@@ -45,6 +45,12 @@ def _family(source: str) -> str | None:
     return None
 
 
+def families(sources: Iterable[str]) -> set[str | None]:
+    """The open databases (``"cmu"``, ``"hdm05"``) that dataset sources come from; None for a
+    source of any other data."""
+    return {_family(s) for s in sources}
+
+
 def source_names(data_description: dict[str, Any] | None) -> list[str]:
     """The source names recorded in a training-data description (``TrainingPoses``)."""
     sources = (data_description or {}).get("sources")
@@ -59,8 +65,8 @@ def data_terms(sources: Iterable[str]) -> dict[str, str]:
     """``licence`` text, ``weights_license`` tag and ``attribution`` text for weights trained on
     data from ``sources`` (dataset source names)."""
     names = sorted(sources)
-    families = {_family(s) for s in names}
-    if not names or None in families:
+    found = families(names)
+    if not names or None in found:
         listed = ", ".join(names) if names else "not recorded"
         return {
             "licence": (
@@ -70,13 +76,13 @@ def data_terms(sources: Iterable[str]) -> dict[str, str]:
             "weights_license": "other",
             "attribution": "",
         }
-    if families == {"cmu", "hdm05"}:
+    if found == {"cmu", "hdm05"}:
         return {
             "licence": DATA_LICENCE,
             "weights_license": WEIGHTS_LICENSE,
             "attribution": ATTRIBUTION,
         }
-    if families == {"hdm05"}:
+    if found == {"hdm05"}:
         return {
             "licence": f"Trained on motion capture from {_HDM05}: credit it as below.",
             "weights_license": WEIGHTS_LICENSE,

@@ -26,7 +26,13 @@ from advprior.hub import (
     read_config,
     sha256_file,
 )
-from advprior.train.provenance import ATTRIBUTION, DATA_LICENCE, WEIGHTS_LICENSE
+from advprior.train.provenance import (
+    ATTRIBUTION,
+    DATA_LICENCE,
+    WEIGHTS_LICENSE,
+    families,
+    source_names,
+)
 from advprior.version import __version__
 
 RELEASE_REVISION = f"v{__version__}"
@@ -45,10 +51,25 @@ def _training_data(config: dict[str, Any]) -> str:
     mirrored = " plus their left/right mirrored copies" if data.get("mirrored") else ""
     content = data.get("content_sha256")
     content = f", content sha256 {content[:12]}..." if isinstance(content, str) else ""
+    names = source_names(data)
+    found = families(names)
+    if names and None not in found:
+        # this project's open capture, as advprior data build made it
+        databases = " and ".join(
+            what
+            for family, what in (("cmu", "CMU (ASF/AMC, BVH, DeepMimic)"), ("hdm05", "HDM05"))
+            if family in found
+        )
+        origin = (
+            f" at 30 fps{mirrored}, split by subject, retargeted to SMPL from {databases} "
+            "motion capture"
+        )
+    else:
+        # other data (AMASS, a capture of one's own): its sources as recorded, not the above
+        origin = f"{mirrored} (sources: {', '.join(names) if names else 'not recorded'})"
     return (
         f"{data.get('file', '?')} (sha256 {data.get('sha256', '?')[:12]}...{content}): "
-        f"{data.get('train_frames', '?')} training frames at 30 fps{mirrored}, split by subject, "
-        f"retargeted to SMPL from CMU (ASF/AMC, BVH, DeepMimic) and HDM05 motion capture{src}"
+        f"{data.get('train_frames', '?')} training frames{origin}{src}"
     )
 
 
@@ -66,6 +87,9 @@ def release(
     ``weights_dir`` (default ``advprior/weights``) receives ``<alias>/``; the entry's ``bundled``
     path is relative to the package folder, as :mod:`advprior.hub` resolves it.
     """
+    if not isinstance(alias, str) or alias in ("", ".", "..") or any(c in alias for c in "/\\"):
+        # it names the folder under weights/: "../x" wrote the weights beside the package's
+        raise ValueError(f"alias must be a plain name such as 'gan-s', got {alias!r}")
     model_dir = Path(model_dir)
     config = read_config(model_dir / CONFIG_NAME)
     training = config.get("training") or {}

@@ -182,7 +182,10 @@ def _take_lock(out: Path, token: str) -> Path:
     for _ in range(5):
         if _create_lock(lock, token):
             return lock
-        owner = _read_lock(lock)
+        try:
+            owner = _read_lock(lock)
+        except FileNotFoundError:
+            continue  # its owner released it between our attempt and this read: try again
         if owner.get("token") == token:
             # ours after all: on NFS a link whose reply was lost is retried and fails with
             # EEXIST although the first attempt made the lock
