@@ -316,8 +316,37 @@ def _check_complete_frames(frame_of: dict[str, list], t: int, path: Path) -> Non
         )
 
 
+def _frame_step(numbers: list[tuple[int, int]], path: Path) -> int:
+    """The step between the AMC's frame numbers ``(number, line)``: 1 when they count up by one
+    from any start (CMU's and HDM05's from 1), ``k`` when every one is ``k`` more than the last
+    (a file that keeps every k-th captured frame: its frames are k capture frames apart).
+
+    Raises:
+        MotionFormatError: numbers that repeat, go back or jump unevenly (frames lost or
+            spliced): read in order they would put frames that are not equally far apart
+            in time at equal steps, naming the first such number's line.
+    """
+    if len(numbers) < 2:
+        return 1
+    step = numbers[1][0] - numbers[0][0]
+    for (prev, _), (number, line) in zip(numbers, numbers[1:], strict=False):
+        if number - prev != step or step < 1:
+            raise MotionFormatError(
+                f"frame number {number} follows {prev}, but the frames before count in steps "
+                f"of {step}: frames repeated, out of order or lost (a damaged or spliced file?)"
+                if number - prev != step
+                else f"frame number {number} follows {prev}: frame numbers must count up",
+                path,
+                line,
+            )
+    return step
+
+
 def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
-    """Read AMC frames against a parsed ASF into a normal-form :class:`Motion`."""
+    """Read AMC frames against a parsed ASF into a normal-form :class:`Motion`.
+
+    Frame numbers must count up evenly (:func:`_frame_step`); a step over one is kept in
+    ``meta["frame_step"]`` (``fps`` is taken as the rate of the file's frames either way)."""
     path = Path(path)
     try:
         lines = read_motion_text(path).splitlines()
@@ -330,6 +359,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
     values: dict[str, list] = {n: [] for n in dofs}
     frame_of: dict[str, list] = {n: [] for n in dofs}
     frame = -1
+    numbers: list[tuple[int, int]] = []  # (frame number, line) of each frame
     for num, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].replace(",", " ").strip()  # comments anywhere, as the ASF
         if not line:
@@ -344,6 +374,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
         tok = line.split()
         if len(tok) == 1 and tok[0].isdigit():
             frame += 1
+            numbers.append((int(tok[0]), num))
             continue
         if frame < 0:
             raise MotionFormatError("data before the first frame number", path, num)
@@ -368,6 +399,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
     if not values["root"]:
         raise MotionFormatError("no root values in any frame", path)
     _check_complete_frames(frame_of, t, path)
+    step = _frame_step(numbers, path)
 
     def table(name: str) -> np.ndarray:
         out = np.zeros((t, len(dofs[name])))
@@ -400,5 +432,5 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
         fps=fps,
         path=str(path),
         format="asf/amc",
-        meta={"asf": str(asf.path)},
+        meta={"asf": str(asf.path), **({"frame_step": step} if step > 1 else {})},
     )
