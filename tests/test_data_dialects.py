@@ -59,3 +59,54 @@ def test_amc_numbers_that_jump_repeat_or_go_back_are_an_error(amc, number, messa
     with pytest.raises(MotionFormatError, match=message) as err:
         load_motion(_renumbered(path, number))
     assert ".amc:" in str(err.value)  # the line of the number at fault
+
+
+def _edit_bone(asf: Path, bone: str, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in ``bone``'s block of the ASF."""
+    text = asf.read_text()
+    start = text.index(f"name {bone}\n")
+    end = text.index("end", start)
+    block = text[start:end]
+    assert old in block
+    asf.write_text(text[:start] + block.replace(old, new) + text[end:])
+
+
+@pytest.mark.parametrize(
+    ("bone", "old", "new", "message"),
+    [
+        ("lhumerus", "dof rx ry rz", "dof rx ry rq", r"07\.asf:\d+: unknown dof entry 'rq'"),
+        ("lhumerus", " XYZ\n", " XYQ\n", r"07\.asf:\d+: axis order 'XYQ' is not x, y and z"),
+        ("lhumerus", " XYZ\n", " XY\n", r"07\.asf:\d+: axis order 'XY' is not x, y and z"),
+    ],
+)
+def test_asf_unknown_dof_or_axis_order_names_the_line(amc, bone, old, new, message) -> None:
+    # they ended in a bare ValueError of the Euler conversion, naming neither file nor line
+    path, _ = amc
+    _edit_bone(path.with_name("07.asf"), bone, old, new)
+    with pytest.raises(MotionFormatError, match=message):
+        load_motion(path)
+
+
+def test_asf_unknown_root_order_entry_names_the_line(amc) -> None:
+    path, _ = amc
+    asf = path.with_name("07.asf")
+    asf.write_text(asf.read_text().replace("order TX TY TZ RX RY RZ", "order TX TY TZ RX RY RW"))
+    with pytest.raises(MotionFormatError, match=r"07\.asf:\d+: unknown root order entry 'rw'"):
+        load_motion(path)
+
+
+def test_amc_length_dof_that_moves_is_noted_not_dropped_silently(amc) -> None:
+    # Acclaim's "l" (a bone's stretch) and tx/ty/tz on a bone are not applied: a file that
+    # uses them reads its rotations and says that its joints' positions are the rest's
+    path, local = amc
+    _edit_bone(path.with_name("07.asf"), "lhumerus", "dof rx ry rz", "dof rx ry rz l")
+    lines = path.read_text().split("\n")
+    zero = "\n".join(f"{x} 0" if x.startswith("lhumerus ") else x for x in lines)
+    path.write_text(zero)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unmoved = load_motion(path)  # a length dof that stays 0 changes nothing: no note
+    assert _joint_errors(unmoved.to_smpl(fps=None), local).max() < 1e-4
+    path.write_text("\n".join(f"{x} 2.5" if x.startswith("lhumerus ") else x for x in lines))
+    with pytest.warns(RetargetWarning, match=r"length dofs are not applied.*lhumerus \(l, "):
+        load_motion(path)
