@@ -110,3 +110,18 @@ def test_amc_length_dof_that_moves_is_noted_not_dropped_silently(amc) -> None:
     path.write_text("\n".join(f"{x} 2.5" if x.startswith("lhumerus ") else x for x in lines))
     with pytest.warns(RetargetWarning, match=r"length dofs are not applied.*lhumerus \(l, "):
         load_motion(path)
+
+
+def test_amass_dict_pickled_is_refused_saying_to_save_it_as_npz(tmp_path: Path) -> None:
+    # read as 3DPW's layout it was refused for 'poses' not being a list per person, which
+    # says nothing of what the file is or how to read it
+    import pickle
+
+    poses = np.random.default_rng(0).normal(0, 0.2, (5, 156))
+    data = {"poses": poses, "trans": np.zeros((5, 3)), "mocap_framerate": 120.0, "gender": "male"}
+    path = tmp_path / "amass.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    with pytest.raises(MotionFormatError, match=r"amass\.pkl: an AMASS-style dict.*numpy\.savez"):
+        load_motion(path)
+    np.savez(tmp_path / "amass.npz", **data)  # as the message says: that reads
+    assert load_motion(tmp_path / "amass.npz").num_frames == 5
