@@ -1,15 +1,16 @@
-"""Dialects of the files people have, each written here small: AMC frame numbering, BVH and
-AMASS-style npz variants. What each must give: the motion the file means, or an error that
-names the problem, never a silently different motion."""
+"""Dialects of the files people have, each written here small: AMC frame numbering, ASF dofs,
+AMASS dicts pickled, DeepMimic frame durations. What each must give: the motion the file means,
+or an error that names the problem, never a silently different motion."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_importers import _joint_errors, random_pose, write_asf_amc
+from test_data_importers import _deepmimic_frames, _joint_errors, random_pose, write_asf_amc
 
 from advprior.data import load_motion
 from advprior.errors import MotionFormatError, RetargetWarning
@@ -125,3 +126,26 @@ def test_amass_dict_pickled_is_refused_saying_to_save_it_as_npz(tmp_path: Path) 
         load_motion(path)
     np.savez(tmp_path / "amass.npz", **data)  # as the message says: that reads
     assert load_motion(tmp_path / "amass.npz").num_frames == 5
+
+
+def _deepmimic(tmp_path: Path, dts: list[float]) -> Path:
+    rows = _deepmimic_frames(len(dts), -1.0, 0.5)
+    frames = [[dt, *frame[1:]] for dt, frame in zip(dts, rows, strict=True)]
+    path = tmp_path / "01_01.txt"
+    path.write_text(json.dumps({"Loop": "none", "Frames": frames}))
+    return path
+
+
+def test_deepmimic_two_frames_with_the_last_dt_zero_read_at_their_rate(tmp_path: Path) -> None:
+    # the last frame's dt (0, as DeepMimic writes it) leads to no frame: in the median of two
+    # it made 30 fps read as 60
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_motion(_deepmimic(tmp_path, [1 / 30, 0.0])).fps == pytest.approx(30.0)
+
+
+def test_deepmimic_uneven_frame_durations_are_noted(tmp_path: Path) -> None:
+    # frames 1/30 and 1/60 s apart in turn cannot be read evenly spaced without saying so
+    path = _deepmimic(tmp_path, [1 / 30, 1 / 60, 1 / 30, 1 / 60, 1 / 30, 0.0])
+    with pytest.warns(RetargetWarning, match=r"frame durations vary from 0\.01667 to 0\.03333"):
+        assert load_motion(path).fps == pytest.approx(30.0)
