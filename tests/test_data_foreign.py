@@ -91,8 +91,10 @@ CGSPEED = [  # cgspeed's MotionBuilder-friendly CMU conversion (CMU's ASF unit, 
     ("LowerBack", "Hips", P["pelvis"] + v(0, 0.02, 0)),
     ("Spine", "LowerBack", P["spine2"]),
     ("Spine1", "Spine", P["spine3"]),
-    ("Neck", "Spine1", P["neck"]),
-    ("Neck1", "Neck", 0.5 * (P["neck"] + P["head"])),
+    # CMU's lowerneck > upperneck: the first starts low, with the clavicles, the second where
+    # SMPL's neck is (its joint positions along the spine: 0.61-0.73 and 0.81-0.87 of the way)
+    ("Neck", "Spine1", 0.6 * P["spine3"] + 0.4 * P["neck"]),
+    ("Neck1", "Neck", P["neck"]),
     ("Head", "Neck1", P["head"]),
     ("{Side}Shoulder", "Spine1", P["left_collar"]),
     ("{Side}Arm", "{Side}Shoulder", P["left_shoulder"]),

@@ -230,6 +230,15 @@ VARIANTS = {
         "extras": [],
         "order": "ZXY",
     },
+    # two neck joints, the first at SMPL's neck and the second mid-neck (Unreal 5's neck_01 >
+    # neck_02 > head, Perception Neuron's Neck > Neck1 > Head); 3dsmax's "lowerneck" is the
+    # other kind, below SMPL's neck like CMU's. SMPL's neck goes on the one where it is.
+    "two_necks": {
+        "names": [*_MIXAMO_JOINTS[:12], "neck_01", *_MIXAMO_JOINTS[13:15], "head"]
+        + list(_MIXAMO_JOINTS[16:]),
+        "extras": [("neck_02", 12, 15, 0.5)],
+        "order": "ZXY",
+    },
 }
 
 

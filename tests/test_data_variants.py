@@ -652,8 +652,9 @@ def test_limbs_split_in_numbered_segments_map_the_first_segment(
     for name, _, j, _ in rows:
         if j is not None and JOINT_NAMES[j].split("_")[-1] in LIMBS + ("head",):
             assert roles[JOINT_NAMES[j]] == name
-    # Rigify's neck is spine.004 (MakeHuman's is its last neck bone, as for cgspeed's Neck1)
-    assert roles["neck"] == {"rigify": "DEF-spine.004", "makehuman": "neck02"}[rig]
+    # Rigify's neck is spine.004; of MakeHuman's two neck bones, the one where SMPL's neck is
+    # (neck01 here, neck02 mid-neck)
+    assert roles["neck"] == {"rigify": "DEF-spine.004", "makehuman": "neck01"}[rig]
     _assert_limbs_bend_as_known(
         motion.to_smpl(fps=None), bones=("thigh", "shin", "upper_arm", "forearm")
     )

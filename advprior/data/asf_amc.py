@@ -16,6 +16,7 @@ so the rest pose has identity rotations and each bone becomes one joint at its s
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from advprior.data import rotmath
 from advprior.data.motion import Motion, Skeleton, check_expansion, read_motion_text
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 
 INCH = 0.0254
 
@@ -126,6 +127,34 @@ def _floats(tokens: list[str], path: Path, line: int, count: int | None = None) 
     return np.array(_float_list(tokens, path, line))
 
 
+#: The Acclaim dof names: rotations about and translations along the bone's axes, and ``l``,
+#: the bone's length (a stretch); the root has no length.
+_ROOT_DOFS = ("tx", "ty", "tz", "rx", "ry", "rz")
+_BONE_DOFS = (*_ROOT_DOFS, "l")
+
+
+def _dofs(tokens: list[str], known: tuple[str, ...], what: str, path: Path, line: int) -> tuple:
+    """Lower-cased dof names, each one of ``known`` (else the file's line is named: an
+    unknown one used to end in a bare ValueError of the Euler conversion)."""
+    out = tuple(t.lower() for t in tokens)
+    for t in out:
+        if t not in known:
+            raise MotionFormatError(
+                f"unknown {what} entry {t!r} (expected {' '.join(known)})", path, line
+            )
+    return out
+
+
+def _axis_order(token: str, path: Path, line: int) -> str:
+    """An ``axis`` order: the three letters x, y, z in any order, any case."""
+    order = token.lower()
+    if sorted(order) != ["x", "y", "z"]:
+        raise MotionFormatError(
+            f"axis order {token!r} is not x, y and z in some order (e.g. XYZ, ZYX)", path, line
+        )
+    return order
+
+
 def read_asf(path: str | Path) -> ASFSkeleton:
     """Parse an ASF file; raise :class:`MotionFormatError` naming file and line on bad input."""
     path = Path(path)
@@ -177,9 +206,9 @@ def read_asf(path: str | Path) -> ASFSkeleton:
                         raise MotionFormatError(f"unknown angle unit {value!r}", path, num)
         elif section == "root":
             if key == "order":
-                root["order"] = tuple(t.lower() for t in tok[1:])
+                root["order"] = _dofs(tok[1:], _ROOT_DOFS, "root order", path, num)
             elif key == "axis":
-                root["axis"] = tok[1].lower() if len(tok) > 1 else "xyz"
+                root["axis"] = _axis_order(tok[1] if len(tok) > 1 else "xyz", path, num)
             elif key in ("position", "orientation"):
                 root[key] = _floats(tok[1:4], path, num, 3)
         elif section == "bonedata":
@@ -220,9 +249,9 @@ def read_asf(path: str | Path) -> ASFSkeleton:
                 cur["length"] = float(_floats(tok[1:2], path, num, 1)[0])
             elif key == "axis":
                 cur["axis"] = _floats(tok[1:4], path, num, 3)
-                cur["order"] = tok[4].lower() if len(tok) > 4 else "xyz"
+                cur["order"] = _axis_order(tok[4] if len(tok) > 4 else "xyz", path, num)
             elif key == "dof":
-                cur["dof"] = tuple(t.lower() for t in tok[1:])
+                cur["dof"] = _dofs(tok[1:], _BONE_DOFS, "dof", path, num)
         elif section == "hierarchy":
             if key in ("begin", "end"):
                 continue
@@ -316,8 +345,37 @@ def _check_complete_frames(frame_of: dict[str, list], t: int, path: Path) -> Non
         )
 
 
+def _frame_step(numbers: list[tuple[int, int]], path: Path) -> int:
+    """The step between the AMC's frame numbers ``(number, line)``: 1 when they count up by one
+    from any start (CMU's and HDM05's from 1), ``k`` when every one is ``k`` more than the last
+    (a file that keeps every k-th captured frame: its frames are k capture frames apart).
+
+    Raises:
+        MotionFormatError: numbers that repeat, go back or jump unevenly (frames lost or
+            spliced): read in order they would put frames that are not equally far apart
+            in time at equal steps, naming the first such number's line.
+    """
+    if len(numbers) < 2:
+        return 1
+    step = numbers[1][0] - numbers[0][0]
+    for (prev, _), (number, line) in zip(numbers, numbers[1:], strict=False):
+        if number - prev != step or step < 1:
+            raise MotionFormatError(
+                f"frame number {number} follows {prev}, but the frames before count in steps "
+                f"of {step}: frames repeated, out of order or lost (a damaged or spliced file?)"
+                if number - prev != step
+                else f"frame number {number} follows {prev}: frame numbers must count up",
+                path,
+                line,
+            )
+    return step
+
+
 def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
-    """Read AMC frames against a parsed ASF into a normal-form :class:`Motion`."""
+    """Read AMC frames against a parsed ASF into a normal-form :class:`Motion`.
+
+    Frame numbers must count up evenly (:func:`_frame_step`); a step over one is kept in
+    ``meta["frame_step"]`` (``fps`` is taken as the rate of the file's frames either way)."""
     path = Path(path)
     try:
         lines = read_motion_text(path).splitlines()
@@ -330,6 +388,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
     values: dict[str, list] = {n: [] for n in dofs}
     frame_of: dict[str, list] = {n: [] for n in dofs}
     frame = -1
+    numbers: list[tuple[int, int]] = []  # (frame number, line) of each frame
     for num, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].replace(",", " ").strip()  # comments anywhere, as the ASF
         if not line:
@@ -344,6 +403,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
         tok = line.split()
         if len(tok) == 1 and tok[0].isdigit():
             frame += 1
+            numbers.append((int(tok[0]), num))
             continue
         if frame < 0:
             raise MotionFormatError("data before the first frame number", path, num)
@@ -368,6 +428,7 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
     if not values["root"]:
         raise MotionFormatError("no root values in any frame", path)
     _check_complete_frames(frame_of, t, path)
+    step = _frame_step(numbers, path)
 
     def table(name: str) -> np.ndarray:
         out = np.zeros((t, len(dofs[name])))
@@ -379,10 +440,16 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
     rot = np.broadcast_to(np.eye(3), (t, sk.num_joints, 3, 3)).copy()
     root_pos = np.broadcast_to(asf.root_position, (t, 3)).copy()
     scale = INCH / asf.length_unit
+    moved: list[str] = []  # bones whose translation or length dofs move them
     for j, name in enumerate(order):
         if not name:
             continue
         vals = table(name)
+        if name != "root":
+            tcols = [k for k, d in enumerate(dofs[name]) if not d.startswith("r")]
+            if tcols and np.abs(vals[:, tcols]).max() > 0:
+                largest = float(np.abs(vals[:, tcols]).max()) * scale
+                moved.append(f"{name} ({' '.join(dofs[name][k] for k in tcols)}, {largest:.3g} m)")
         rcols = [k for k, d in enumerate(dofs[name]) if d.startswith("r")]
         axes = "".join(dofs[name][k][1] for k in rcols)
         # The first listed dof is applied first: M = R_last ... R_first.
@@ -393,6 +460,18 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
             for k, d in enumerate(dofs[name]):
                 if d in ("tx", "ty", "tz"):
                     root_pos[:, "xyz".index(d[1])] = vals[:, k] * scale
+    if moved:
+        # rotations are read exactly; a stretched or sliding bone moves the joints below it,
+        # which the rest offsets here keep: their positions (and the bone directions the
+        # retargeting aligns SMPL's bones to) are off by up to the amount named
+        warnings.warn(
+            RetargetWarning(
+                f"{path}: translation and length dofs are not applied (only rotations are): "
+                f"{', '.join(moved)} (largest value); the joints below them keep their rest "
+                "offsets"
+            ),
+            stacklevel=3,
+        )
     return Motion(
         skeleton=sk,
         rotations=rot,
@@ -400,5 +479,5 @@ def read_amc(path: str | Path, asf: ASFSkeleton, fps: float = 120.0) -> Motion:
         fps=fps,
         path=str(path),
         format="asf/amc",
-        meta={"asf": str(asf.path)},
+        meta={"asf": str(asf.path), **({"frame_step": step} if step > 1 else {})},
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from advprior.data import rotmath
 from advprior.data.bvh import snap_rate
 from advprior.data.motion import UTF8_BOM, Motion, Skeleton, check_expansion
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.fileio import decode_text, read_regular_bytes
 
 # (name, type, parent, attach xyz) of DeepMimic's humanoid3d character.
@@ -246,11 +247,24 @@ def read_deepmimic(
             frame = rotmath.euler_matrix(np.asarray(thetas[k])[::-1], "zyx")
             rot[:, k] = frame @ rot[:, k] @ frame.T
         col += _WIDTH[kind]
-    dt = float(np.median(data[:, 0]))
+    # a frame's dt is the time to the next frame: the last one's leads nowhere (DeepMimic
+    # writes 0 there), and in a two-frame file it would halve the median
+    steps = data[:-1, 0] if t > 1 else data[:, 0]
+    dt = float(np.median(steps))
     if fps is None:
         if dt <= 0:
             raise MotionFormatError("frame durations must be positive (or pass fps=)", path)
         fps = snap_rate(1.0 / dt)
+        if np.ptp(steps) > 0.01 * dt:
+            # frames unevenly spaced in time (dropped or merged frames): a Motion is evenly
+            # sampled, so they are read at the median step, and said to be
+            warnings.warn(
+                RetargetWarning(
+                    f"{path}: frame durations vary from {steps.min():.4g} to {steps.max():.4g} "
+                    f"s; the frames are read evenly spaced at the median, {fps:g} fps"
+                ),
+                stacklevel=3,
+            )
     sk = Skeleton(
         names=tuple(names),
         parents=np.asarray(parents),

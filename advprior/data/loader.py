@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from advprior.data.motion import Motion
-from advprior.errors import MotionFormatError
+from advprior.errors import MotionFormatError, RetargetWarning
 
 #: Extensions this package reads as motion (``.txt`` only when it is DeepMimic JSON).
 MOTION_SUFFIXES = (".amc", ".bvh", ".npz", ".json", ".txt", ".pkl", ".npy")
@@ -68,13 +69,27 @@ def load_motion(
         from advprior.data.asf_amc import find_asf, read_amc, read_asf
 
         asf = read_asf(skeleton if skeleton is not None else find_asf(path))
+        given = fps is not None
         if fps is None:
             # HDM05 names carry the rate (``..._120.amc``); CMU captured at 120 (mostly).
             # Only names with 3+ parts: CMU's ``SS_TT`` ends in a trial number, not a rate.
             parts = path.stem.split("_")
             rate = int(parts[-1]) if len(parts) >= 3 and parts[-1].isdigit() else 0
             fps = float(rate) if 24 <= rate <= 480 else 120.0
-        return _stood_along(read_amc(path, asf, fps=fps), up)
+        motion = read_amc(path, asf, fps=fps)
+        step = motion.meta.get("frame_step", 1)
+        if step > 1 and not given:
+            # frames numbered 1, 3, 5, ...: every step-th frame of a capture at that rate
+            motion.fps = fps / step
+            warnings.warn(
+                RetargetWarning(
+                    f"{path}: frames are numbered in steps of {step} (one captured frame in "
+                    f"{step} kept): read at {fps:g} / {step} = {motion.fps:g} fps (fps= sets "
+                    "the file's rate)"
+                ),
+                stacklevel=2,
+            )
+        return _stood_along(motion, up)
     if suffix == ".bvh":
         from advprior.data.bvh import read_bvh
 

@@ -316,6 +316,25 @@ def _head(sk: Skeleton) -> int | None:
     return _rigify(sk)
 
 
+def _neck_point(rest: np.ndarray, chain: list[int], necks: list[int]) -> int:
+    """Of several neck joints on the chain pelvis..head (``chain``; ``rest`` ``(J, 3)``), the
+    one at SMPL's neck: nearest SMPL's fraction of the pelvis-to-head length along the spine
+    (0.86: SMPL's neck is 8 cm below its head joint), the upper of two equally near.
+
+    Names cannot say where a second neck joint is: CMU's ``lowerneck`` starts at the thorax's
+    top, with the clavicles (0.61-0.73 of the way), its ``upperneck`` where SMPL's neck is
+    (0.81-0.87); other rigs put their first neck joint there and a second mid-neck. Taking
+    the upper one on those put SMPL's neck mid-neck and bent spine1..3 and the collars at
+    rest by up to 22 degrees."""
+    seg = np.linalg.norm(np.diff(rest[chain], axis=0), axis=1)
+    total = max(float(seg.sum()), 1e-12)
+    along = {j: float(seg[: chain.index(j)].sum()) / total for j in necks}
+    smpl = np.linalg.norm(np.diff(REST_JOINTS[[*_SPINE, 15]], axis=0), axis=1)
+    goal = float(smpl[:-1].sum() / smpl.sum())
+    # reversed: of equally near joints the upper (the rule before there was a choice) wins
+    return min(reversed(necks), key=lambda j: abs(along[j] - goal))
+
+
 def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     """Find SMPL's joints on ``sk``; raise :class:`MotionFormatError` listing what is missing."""
     from advprior.errors import MotionFormatError
@@ -392,7 +411,8 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     # twist helpers are not the neck unless all are (Character Creator's NeckTwist01 >
     # NeckTwist02 > Head: the first starts at the neck's base)
     joints = [j for j in necks if not _is_twist(sk, j)]
-    neck = joints[-1] if joints else necks[0] if necks else chain[-2]
+    neck_driver = joints[-1] if joints else necks[0] if necks else chain[-2]
+    neck = _neck_point(rest, chain, joints) if len(joints) > 1 else neck_driver
     point[12], point[15] = neck, head
     spine = set(chain)
     for side, collar in (("L", 13), ("R", 14)):
@@ -403,6 +423,9 @@ def map_to_smpl(sk: Skeleton, path: object = None) -> SMPLMapping:
     a, b = point.copy(), point.copy()
     alpha = np.zeros(n)
     driver = np.where(point >= 0, point, -1)
+    # the top neck joint carries the whole neck chain's rotation (every neck joint's composed);
+    # the head turns relative to it
+    driver[12] = neck_driver
     # A limb bone split by twist helpers twists in its last helper: that one's global rotation
     # holds the joint's rotation and the bone's twist, so it drives the SMPL joint.
     for j, c in ((1, 4), (2, 5), (4, 7), (5, 8), (16, 18), (17, 19), (18, 20), (19, 21)):

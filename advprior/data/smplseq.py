@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from advprior.data.amass import (
+    RATE_KEYS,
     WORLD_TO_Y_UP,
     _check_finite,
     pose_columns,
@@ -250,6 +251,8 @@ def read_smpl_pickle(
     up = _check_up(up)
     if "smpl_poses" in data:
         return _aist(data, path, fps=fps, person=person, up=up)
+    if "poses" in data and not isinstance(data["poses"], (list, tuple)):
+        _refuse_amass_layout(data, path)
     if "poses" in data:
         return _threedpw(data, path, fps=fps, person=person, up=up)
     raise MotionFormatError(
@@ -257,6 +260,20 @@ def read_smpl_pickle(
         f"{', '.join(sorted(data)) or 'none'}); not a motion this reader knows",
         path,
     )
+
+
+def _refuse_amass_layout(data: dict[str, Any], path: Path) -> None:
+    """Refuse AMASS's layout pickled (one ``poses`` array, its frame rate key), naming it: read
+    as 3DPW's (a list per person) it would only say that ``poses`` is not a list. An AMASS
+    dict is read from an ``.npz``, whose frame rate and z-up world that reader knows."""
+    rate = [k for k in RATE_KEYS if k in data]
+    if rate:
+        raise MotionFormatError(
+            f"an AMASS-style dict ('poses' {_describe(data['poses'])}, {rate[0]!r}) pickled: "
+            "AMASS motions are read from .npz files (their z-up world and rate): save it with "
+            "numpy.savez('motion.npz', **data) and load that",
+            path,
+        )
 
 
 def _aist(
