@@ -51,6 +51,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
+        self.break_off = 0  # how many more file downloads (GET) to cut off half-way
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,7 +93,12 @@ class FakeHub:
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
-                if body:
+                if body and hub.break_off > 0:
+                    # a connection lost mid-file: half the bytes Content-Length announced
+                    hub.break_off -= 1
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                elif body:
                     self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -1011,6 +1017,90 @@ def test_force_download_with_the_hub_unreachable_is_an_offline_error(
     for name in ("tiny-s", REPO):
         with pytest.raises(OfflineError, match="could not be reached"):
             load_pretrained(name, manifest=manifest, cache_dir=tmp_path / "c", force_download=True)
+
+
+def _snapshot_file(cache: Path, repo: str, filename: str = "model.safetensors") -> Path:
+    (snapshot,) = (cache / f"models--{repo.replace('/', '--')}" / "snapshots").iterdir()
+    return snapshot / filename
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+@pytest.mark.parametrize("cache_kind", ["without symlinks", "copied"])
+def test_a_damaged_file_in_a_cache_of_plain_files_is_downloaded_again(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    cache_kind: str,
+) -> None:
+    """A cache whose snapshot entries are plain files, not symlinks into blobs/ (Windows
+    without developer mode, a disk without symlinks, a cache copied with cp -L): huggingface_hub's
+    force_download wrote a new blob but kept the damaged entry, so the damage never healed,
+    force_download=True did not help, and the refusal blamed the Hub ("it was downloaded just
+    now: the Hub serves other bytes")."""
+    import huggingface_hub.utils._http as hf_http
+    from huggingface_hub import constants
+
+    if cache_kind == "without symlinks":
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_SYMLINKS", True)
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    repo = REPO if name == "tiny-s" else name
+    load_pretrained(name, manifest=manifest, cache_dir=cache)
+    entry = _snapshot_file(cache, repo)
+    if cache_kind == "copied":  # as cp -rL leaves it: each snapshot entry a copy of its blob
+        for f in entry.parent.iterdir():
+            data = f.read_bytes()
+            f.unlink()
+            f.write_bytes(data)
+    assert entry.is_file() and not entry.is_symlink()
+    good = entry.read_bytes()
+    for force_download in (False, True):
+        _flip_last_byte(entry)
+        loaded = load_pretrained(
+            name, manifest=manifest, cache_dir=cache, force_download=force_download
+        )
+        assert torch.equal(loaded(_z()), prior(_z()))
+        assert entry.read_bytes() == good
+    assert not list(cache.rglob("*.replaced"))
+    # a new download that fails leaves the damaged file where it was
+    _flip_last_byte(entry)
+    damaged = entry.read_bytes()
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    with pytest.raises(ChecksumMismatchError, match=str(entry)):
+        load_pretrained(name, manifest=manifest, cache_dir=cache)
+    assert entry.read_bytes() == damaged and not list(cache.rglob("*.replaced"))
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+def test_a_download_that_breaks_off_is_an_offline_error_and_a_retry_loads(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """A connection lost mid-file, after huggingface_hub's retries: its HTTP library's own
+    exception (httpx's RemoteProtocolError) reached the caller, where a Hub that cannot be
+    reached is an OfflineError."""
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    fake_hub.break_off = 1000  # every attempt
+    with pytest.raises(OfflineError, match=r"broke off .*try again"):
+        load_pretrained(name, manifest=manifest, cache_dir=cache)
+    fake_hub.break_off = 0
+    loaded = load_pretrained(name, manifest=manifest, cache_dir=cache)
+    assert torch.equal(loaded(_z()), prior(_z()))
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".incomplete")]
 
 
 def test_huggingface_hub_0_23_errors_module_is_enough(

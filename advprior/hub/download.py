@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,7 +99,14 @@ def _hub_download(
             "(HF_HUB_OFFLINE=1 or local_files_only=True); connect to the Hub to download it"
         )
     try:
-        with _hub_offline_mode(offline):
+        with (
+            _hub_offline_mode(offline),
+            _replaceable(
+                _cached_plain_file(repo_id, filename, revision, cache_dir)
+                if force_download
+                else None
+            ),
+        ):
             path = hf_hub_download(
                 repo_id,
                 filename,
@@ -134,6 +142,64 @@ def _hub_download(
             f"{what}: force_download=True could not download {where}: the Hub could not be "
             f"reached ({type(err.__cause__).__name__}: {err.__cause__})"
         ) from err
+    except Exception as err:
+        if not _is_transfer_error(err):
+            raise
+        # a connection that broke or timed out mid-file, or a server error on the download
+        # itself: huggingface_hub raises its HTTP library's own exception, after its retries
+        raise OfflineError(
+            f"{what}: downloading {where} broke off ({type(err).__name__}: {err}); nothing "
+            "was loaded: try again (a slow connection may need a larger "
+            "HF_HUB_DOWNLOAD_TIMEOUT, in seconds, set before Python starts)"
+        ) from err
+
+
+# The HTTP libraries huggingface_hub has used (requests up to 0.x, httpx after): their errors
+# are what reaches the caller when a download breaks off after its retries.
+_TRANSFER_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "requests", "urllib3"})
+
+
+def _is_transfer_error(err: Exception) -> bool:
+    from huggingface_hub.utils import HfHubHTTPError
+
+    return isinstance(err, HfHubHTTPError) or any(
+        cls.__module__.split(".")[0] in _TRANSFER_PACKAGES for cls in type(err).__mro__
+    )
+
+
+def _cached_plain_file(
+    repo_id: str, filename: str, revision: str | None, cache_dir: str | os.PathLike | None
+) -> Path | None:
+    """The cached snapshot entry of ``filename`` when it is a plain file, not a symlink into
+    the cache's blobs (a cache on a disk without symlinks, Windows' default, or one copied with
+    ``cp -L``); else None. Looked up without network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+    if not isinstance(cached, str):
+        return None
+    path = Path(cached)
+    return path if path.is_file() and not path.is_symlink() else None
+
+
+@contextlib.contextmanager
+def _replaceable(cached: Path | None) -> Iterator[None]:
+    """huggingface_hub's ``force_download`` writes a new blob but keeps a snapshot entry that
+    is a plain file, so a damaged copy there survived every download: moved aside for the
+    download, it is replaced; put back if the download fails, so nothing is lost."""
+    if cached is None:
+        yield
+        return
+    aside = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.replaced")
+    os.replace(cached, aside)
+    try:
+        yield
+    except BaseException:
+        if not cached.exists():
+            os.replace(aside, cached)
+        raise
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def _verify(
