@@ -1103,6 +1103,58 @@ def test_a_download_that_breaks_off_is_an_offline_error_and_a_retry_loads(
     assert not [p for p in cache.rglob("*") if p.name.endswith(".incomplete")]
 
 
+def _read_only_cache(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """Downloads into ``cache`` fail as on a read-only mount (EROFS, as huggingface_hub raises
+    it when creating the repo folder or the lock file; root ignores chmod, so it is injected);
+    reading what is cached still works."""
+    import huggingface_hub
+
+    real = huggingface_hub.hf_hub_download
+
+    def download(repo_id: str, filename: str, **kwargs: object) -> str:
+        if not kwargs.get("local_files_only"):
+            cached = huggingface_hub.try_to_load_from_cache(
+                repo_id, filename, cache_dir=kwargs["cache_dir"], revision=kwargs["revision"]
+            )
+            if kwargs.get("force_download") or not isinstance(cached, str):
+                folder = cache / f"models--{repo_id.replace('/', '--')}"
+                raise OSError(errno.EROFS, "Read-only file system", str(folder))
+        return real(repo_id, filename, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+def test_a_read_only_cache_says_which_cache_and_what_to_do(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """A cold read-only cache was huggingface_hub's bare "[Errno 30] Read-only file system:
+    '.../models--x'"; a damaged file in a read-only cache was the lock file's OSError, which
+    hid the damage (only a Hub that could not be reached kept the checksum refusal)."""
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    manifest, warm, cold = _manifest(tmp_path, checkpoint), tmp_path / "warm", tmp_path / "cold"
+    load_pretrained(name, manifest=manifest, cache_dir=warm)
+    _read_only_cache(monkeypatch, cold)
+    unwritable = r"cannot download .* into the Hub cache .*cache_dir="
+    with pytest.raises(OSError, match=unwritable) as info:
+        load_pretrained(name, manifest=manifest, cache_dir=cold)
+    assert info.value.errno == errno.EROFS
+    _read_only_cache(monkeypatch, warm)
+    loaded = load_pretrained(name, manifest=manifest, cache_dir=warm)  # a warm one loads
+    assert torch.equal(loaded(_z()), prior(_z()))
+    blob = _damage_cached_weights(warm, REPO if name == "tiny-s" else name)
+    with pytest.raises(ChecksumMismatchError, match="downloading it again failed") as mismatch:
+        load_pretrained(name, manifest=manifest, cache_dir=warm)
+    assert str(blob) in str(mismatch.value)
+    assert isinstance(mismatch.value.__cause__, OSError)
+
+
 def test_huggingface_hub_0_23_errors_module_is_enough(
     fake_hub: FakeHub,
     tmp_path: Path,

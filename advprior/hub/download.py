@@ -8,6 +8,7 @@ Layer "weights" (``docs/design.md``); :mod:`advprior.hub` re-exports every name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -143,6 +144,15 @@ def _hub_download(
             f"reached ({type(err.__cause__).__name__}: {err.__cause__})"
         ) from err
     except Exception as err:
+        if isinstance(err, OSError) and err.errno in _UNWRITABLE:
+            # a read-only or another user's cache: huggingface_hub's bare "[Errno 30]
+            # Read-only file system: '.../models--x'" named neither the download nor a way out
+            raise type(err)(
+                err.errno,
+                f"{what}: cannot download {where} into the Hub cache ({err.strerror}: "
+                f"{err.filename}); pass cache_dir= a writable folder (--cache-dir on the "
+                "command line) or set HF_HUB_CACHE before Python starts",
+            ) from err
         if not _is_transfer_error(err):
             raise
         # a connection that broke or timed out mid-file, or a server error on the download
@@ -152,6 +162,9 @@ def _hub_download(
             "was loaded: try again (a slow connection may need a larger "
             "HF_HUB_DOWNLOAD_TIMEOUT, in seconds, set before Python starts)"
         ) from err
+
+
+_UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 # The HTTP libraries huggingface_hub has used (requests up to 0.x, httpx after): their errors
@@ -232,11 +245,17 @@ def _cache_hint(path: Path, hub_kwargs: dict[str, Any]) -> str:
     """What to do about a Hub file that fails its sha256 and was not downloaded again."""
     if hub_kwargs.get("force_download"):
         return "it was downloaded just now: the Hub serves other bytes than those pinned"
-    why = "offline" if _offline(bool(hub_kwargs.get("local_files_only"))) else "Hub unreachable"
     # the snapshot entry is a symlink into the cache's blobs: deleting it alone changes nothing
+    damaged = path.resolve()
+    if _offline(bool(hub_kwargs.get("local_files_only"))):
+        return (
+            f"offline, so the damaged cached copy {damaged} was not replaced: load it once "
+            "online, which downloads it again, or delete that file"
+        )
     return (
-        f"{why}, so the damaged cached copy {path.resolve()} was not replaced: load it once "
-        "online, which downloads it again, or delete that file"
+        "downloading it again failed (the error this one is chained to says why: the Hub "
+        f"unreachable, or a cache that cannot be written), so the damaged cached copy {damaged} "
+        "was not replaced: delete that file, or load it again once the Hub can be reached"
     )
 
 
@@ -271,7 +290,7 @@ def _verified_download(
         forced = {**hub_kwargs, "force_download": True}
         try:
             result = fetch(forced)
-        except OfflineError as err:  # the Hub went away: the damaged copy is the news
+        except OSError as err:  # the Hub went away, a read-only cache: the damage is the news
             raise mismatch from err
         verify(result, forced)
     return result
