@@ -52,6 +52,7 @@ class FakeHub:
         self.repos: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
         self.break_off = 0  # how many more file downloads (GET) to cut off half-way
+        self.get_status: int | None = None  # answer every GET with this status instead
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,6 +88,8 @@ class FakeHub:
                 data = repo["files"].get(filename)
                 if data is None:
                     return self._fail(404, "EntryNotFound", commit)
+                if body and hub.get_status is not None:
+                    return self._fail(hub.get_status, "", commit)
                 self.send_response(200)
                 self.send_header("X-Repo-Commit", commit)
                 self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
@@ -1095,12 +1098,29 @@ def test_a_download_that_breaks_off_is_an_offline_error_and_a_retry_loads(
     _publish(fake_hub, checkpoint, repo="someone/my-prior")
     manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
     fake_hub.break_off = 1000  # every attempt
-    with pytest.raises(OfflineError, match=r"broke off .*try again"):
+    with pytest.raises(OfflineError, match=r"failed .*broke off .*try again"):
         load_pretrained(name, manifest=manifest, cache_dir=cache)
     fake_hub.break_off = 0
     loaded = load_pretrained(name, manifest=manifest, cache_dir=cache)
     assert torch.equal(loaded(_z()), prior(_z()))
     assert not [p for p in cache.rglob("*") if p.name.endswith(".incomplete")]
+
+
+def test_a_server_error_on_the_download_is_an_offline_error_a_refusal_is_not(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint)
+    fake_hub.get_status = 503  # the metadata request answers, the file's GET does not
+    with pytest.raises(OfflineError, match=r"503.*try again"):
+        load_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c")
+    fake_hub.get_status = 403  # a refusal is not a broken connection: its own error says why
+    with pytest.raises(Exception, match="403") as info:
+        load_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c")
+    assert not isinstance(info.value, OfflineError)
 
 
 def _read_only_cache(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:

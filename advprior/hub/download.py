@@ -158,9 +158,10 @@ def _hub_download(
         # a connection that broke or timed out mid-file, or a server error on the download
         # itself: huggingface_hub raises its HTTP library's own exception, after its retries
         raise OfflineError(
-            f"{what}: downloading {where} broke off ({type(err).__name__}: {err}); nothing "
-            "was loaded: try again (a slow connection may need a larger "
-            "HF_HUB_DOWNLOAD_TIMEOUT, in seconds, set before Python starts)"
+            f"{what}: downloading {where} failed ({type(err).__name__}: {err}): the "
+            "connection broke off or the Hub had an error; nothing was loaded: try again (a "
+            "slow connection may need a larger HF_HUB_DOWNLOAD_TIMEOUT, in seconds, set before "
+            "Python starts)"
         ) from err
 
 
@@ -173,11 +174,12 @@ _TRANSFER_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "requests", "urll
 
 
 def _is_transfer_error(err: Exception) -> bool:
-    from huggingface_hub.utils import HfHubHTTPError
-
-    return isinstance(err, HfHubHTTPError) or any(
-        cls.__module__.split(".")[0] in _TRANSFER_PACKAGES for cls in type(err).__mro__
-    )
+    """A connection that failed, or an answer worth trying again (a server error, 408, 429);
+    not a refusal (401, 403, ...), which huggingface_hub's own error states best."""
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status >= 500 or status in (408, 429)
+    return any(cls.__module__.split(".")[0] in _TRANSFER_PACKAGES for cls in type(err).__mro__)
 
 
 def _cached_plain_file(
