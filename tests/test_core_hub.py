@@ -438,6 +438,22 @@ def test_a_folder_named_like_an_alias_hides_it_only_when_it_is_a_checkpoint(
         hubmod.resolve_alias("gmm-x")
 
 
+def test_a_missing_folder_given_as_a_path_is_not_loaded_as_the_alias_of_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Path names a folder (an existing one is never taken for the alias, a missing one never
+    for a Hub repo): a fine-tune saved as Path("gmm") and loaded from another working
+    directory silently loaded the released gmm."""
+    monkeypatch.chdir(tmp_path)
+    for load in (load_pretrained, resolve_files):
+        with pytest.raises(ModelNotFoundError, match=r"no such folder.*pass the string 'gmm'"):
+            load(Path("gmm"))
+    assert resolve_files("gmm").source == "bundled"  # the string is the alias, as before
+    (tmp_path / "gmm").mkdir()
+    with pytest.raises(ModelNotFoundError, match="has no config.json"):
+        resolve_files(Path("gmm"))
+
+
 def test_a_device_this_machine_lacks_is_refused_before_loading() -> None:
     """torch says only at the first ``.to()``, with an AssertionError about how it was built."""
     if torch.cuda.is_available():

@@ -16,7 +16,8 @@ class for whatever a checkpoint holds. Names resolve in this order (:func:`resol
 
 1. an existing local directory (a folder named exactly like an alias counts only when it
    holds a checkpoint, ``config.json`` + ``model.safetensors``, or is written as a path such as
-   ``./gan-s``: an output folder called ``gan-s`` does not hide the alias);
+   ``./gan-s``: an output folder called ``gan-s`` does not hide the alias); a ``pathlib.Path``
+   always names a folder, and one that does not exist is never taken for an alias or repo id;
 2. an alias in ``weights_manifest.json`` (e.g. ``"gan-s"``): the copy bundled in
    ``advprior/weights/<alias>/`` if present, else a download of the pinned ``repo_id`` /
    ``revision`` / ``filename``; either way the sha256 must match the manifest;

@@ -257,6 +257,14 @@ def resolve_files(
         return files
     if path.exists():
         raise _file_error(path)
+    if not isinstance(name_or_path, str):
+        # a Path names a folder, as it does when one exists (above): a missing one is never
+        # the alias of its name, or a fine-tune saved as Path("gmm") and looked for from
+        # another working directory loaded the released gmm without a word
+        hint = ""
+        if name in _manifest_models(manifest, quiet=True):
+            hint = f"; a Path is never taken for an alias: pass the string {name!r} for that model"
+        raise ModelNotFoundError(f"{name!r} is not a checkpoint directory (no such folder){hint}")
     models = _manifest_models(manifest)
     if name in models:
         return _alias_files(name, models[name], **hub_kwargs)
