@@ -247,6 +247,27 @@ def test_resave_keeps_metadata_and_leaves_no_temp_files(checkpoint: Path, tmp_pa
     assert torch.equal(again(_z()), loaded(_z()))
 
 
+def test_save_pretrained_into_a_folder_keeps_its_other_files_and_its_own_readme(
+    tmp_path: Path, prior: PosePrior
+) -> None:
+    """A README.md that advprior did not write (a project folder, a git or Hub clone with its
+    own card) was replaced by the generated model card; huggingface_hub's mixin keeps it too.
+    advprior's own card is rewritten, so that it describes the weights saved last."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "README.md").write_text("# My project\n\nNotes I wrote.\n")
+    (folder / "notes.txt").write_text("keep me")
+    prior.save_pretrained(folder, training={"steps": 1})
+    assert (folder / "README.md").read_text() == "# My project\n\nNotes I wrote.\n"
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert torch.equal(load_pretrained(folder)(_z()), prior(_z()))
+    ours = tmp_path / "ours"
+    prior.save_pretrained(ours, training={"steps": 1})
+    prior.save_pretrained(ours, training={"steps": 2})
+    card = (ours / "README.md").read_text()
+    assert "**steps**: 2" in card and sha256_file(ours / "model.safetensors") in card
+
+
 def test_load_pretrained_dispatches_on_model_type(checkpoint: Path, tmp_path: Path) -> None:
     class CoreTestDummy(PretrainedMixin, nn.Module):
         model_type = "core-test-dummy"
