@@ -1160,6 +1160,36 @@ def test_a_server_error_on_the_download_is_an_offline_error_a_refusal_is_not(
     assert not isinstance(info.value, OfflineError)
 
 
+def test_a_hub_repos_cached_config_that_is_no_longer_json_is_downloaded_again(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An alias's config.json is pinned by the manifest (and heals as its weights do); a plain
+    Hub repo's was not checked, so a damaged cached copy failed every later load with "not
+    valid JSON", which only force_download=True (absent from the CLI) repaired."""
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    cache = tmp_path / "cache"
+    load_pretrained("someone/my-prior", cache_dir=cache)
+    blob = _snapshot_file(cache, "someone/my-prior", "config.json").resolve()
+    good = blob.read_bytes()
+    blob.write_bytes(good[: len(good) // 2])  # a half-written or truncated copy
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CorruptCheckpointError, match="not valid JSON") as info:
+        load_pretrained("someone/my-prior", cache_dir=cache)
+    assert str(blob) in str(info.value) and "offline" in str(info.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    loaded = load_pretrained("someone/my-prior", cache_dir=cache)
+    assert torch.equal(loaded(_z()), prior(_z()))
+    assert blob.read_bytes() == good
+    # a repo whose own config.json is not JSON is refused after one new download, not healed
+    fake_hub.repos["someone/my-prior"]["files"]["config.json"] = b"{"
+    with pytest.raises(CorruptCheckpointError, match="not valid JSON"):
+        load_pretrained("someone/my-prior", revision="main", cache_dir=tmp_path / "other")
+
+
 def _read_only_cache(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     """Downloads into ``cache`` fail as on a read-only mount (EROFS, as huggingface_hub raises
     it when creating the repo folder or the lock file; root ignores chmod, so it is injected);

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from advprior._sync import ForkSafeLock
 from advprior.errors import (
     ChecksumMismatchError,
+    CorruptCheckpointError,
     ModelNotFoundError,
     OfflineError,
 )
@@ -275,6 +276,12 @@ def _pinned_hub_file(
     )
 
 
+class _DamagedCachedCopy(CorruptCheckpointError):
+    """A cached Hub file that cannot be parsed (not JSON, not UTF-8): damaged after its
+    download, so fetched once more like a file that fails its sha256; raised as the
+    ``CorruptCheckpointError`` it is when it cannot be."""
+
+
 def _verified_download(
     fetch: Callable[[dict[str, Any]], _R],
     verify: Callable[[_R, dict[str, Any]], None],
@@ -286,7 +293,7 @@ def _verified_download(
     result = fetch(hub_kwargs)
     try:
         verify(result, hub_kwargs)
-    except ChecksumMismatchError as mismatch:
+    except (ChecksumMismatchError, _DamagedCachedCopy) as mismatch:
         if not _can_fetch_again(hub_kwargs):
             raise
         forced = {**hub_kwargs, "force_download": True}
