@@ -1116,6 +1116,19 @@ def test_a_damaged_file_in_a_cache_of_plain_files_is_downloaded_again(
     assert entry.read_bytes() == damaged and not list(cache.rglob("*.replaced"))
 
 
+def test_a_damaged_plain_file_another_process_moved_first_is_left_to_it(tmp_path: Path) -> None:
+    """Two processes healing one damaged file of a cache without symlinks: the one that finds
+    the file gone when it moves it aside downloads without moving anything (it raised
+    FileNotFoundError, reported as a failed download)."""
+    from advprior.hub.download import _replaceable
+
+    gone = tmp_path / "snapshots" / "abc" / "model.safetensors"  # found, then moved by another
+    gone.parent.mkdir(parents=True)
+    with _replaceable(gone):
+        gone.write_bytes(b"downloaded")
+    assert gone.read_bytes() == b"downloaded" and sorted(gone.parent.iterdir()) == [gone]
+
+
 @pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
 def test_a_download_that_breaks_off_is_an_offline_error_and_a_retry_loads(
     fake_hub: FakeHub,

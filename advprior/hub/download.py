@@ -203,11 +203,16 @@ def _replaceable(cached: Path | None) -> Iterator[None]:
     """huggingface_hub's ``force_download`` writes a new blob but keeps a snapshot entry that
     is a plain file, so a damaged copy there survived every download: moved aside for the
     download, it is replaced; put back if the download fails, so nothing is lost."""
-    if cached is None:
+    aside = None
+    if cached is not None:
+        aside = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.replaced")
+        try:
+            os.replace(cached, aside)
+        except FileNotFoundError:  # another process replacing it too took it first
+            aside = None
+    if aside is None:
         yield
         return
-    aside = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.replaced")
-    os.replace(cached, aside)
     try:
         yield
     except BaseException:
