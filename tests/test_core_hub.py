@@ -1083,13 +1083,16 @@ def test_a_damaged_file_in_a_cache_of_plain_files_is_downloaded_again(
     import huggingface_hub.utils._http as hf_http
     from huggingface_hub import constants
 
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    cache_dir: str | Path = cache
     if cache_kind == "without symlinks":
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_SYMLINKS", True)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        cache_dir = "~/cache"  # as huggingface_hub expands it
     _publish(fake_hub, checkpoint)
     _publish(fake_hub, checkpoint, repo="someone/my-prior")
-    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
     repo = REPO if name == "tiny-s" else name
-    load_pretrained(name, manifest=manifest, cache_dir=cache)
+    load_pretrained(name, manifest=manifest, cache_dir=cache_dir)
     entry = _snapshot_file(cache, repo)
     if cache_kind == "copied":  # as cp -rL leaves it: each snapshot entry a copy of its blob
         for f in entry.parent.iterdir():
@@ -1101,7 +1104,7 @@ def test_a_damaged_file_in_a_cache_of_plain_files_is_downloaded_again(
     for force_download in (False, True):
         _flip_last_byte(entry)
         loaded = load_pretrained(
-            name, manifest=manifest, cache_dir=cache, force_download=force_download
+            name, manifest=manifest, cache_dir=cache_dir, force_download=force_download
         )
         assert torch.equal(loaded(_z()), prior(_z()))
         assert entry.read_bytes() == good
@@ -1112,7 +1115,7 @@ def test_a_damaged_file_in_a_cache_of_plain_files_is_downloaded_again(
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
     with pytest.raises(ChecksumMismatchError, match=str(entry)):
-        load_pretrained(name, manifest=manifest, cache_dir=cache)
+        load_pretrained(name, manifest=manifest, cache_dir=cache_dir)
     assert entry.read_bytes() == damaged and not list(cache.rglob("*.replaced"))
 
 

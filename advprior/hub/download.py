@@ -191,6 +191,8 @@ def _cached_plain_file(
     ``cp -L``); else None. Looked up without network."""
     from huggingface_hub import try_to_load_from_cache
 
+    if cache_dir is not None:  # hf_hub_download expands "~"; try_to_load_from_cache does not
+        cache_dir = os.path.expanduser(os.fspath(cache_dir))
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
     if not isinstance(cached, str):
         return None
