@@ -736,6 +736,39 @@ def test_unreachable_hub_without_cache(
         )
 
 
+def test_an_endpoint_that_is_no_hub_is_named_with_the_reason(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HF_ENDPOINT, proxy or captive portal that answers, but not as the Hub: huggingface_hub
+    says so ("missing the 'X-Repo-Commit' header ... If HF_ENDPOINT is set, check ..."), but the
+    OfflineError said only "the Hub could not be reached", all the CLI prints."""
+
+    class Portal(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:
+        with pytest.raises(OfflineError, match="could not be reached") as info:
+            load_pretrained(
+                "tiny-s", manifest=_manifest(tmp_path, checkpoint), cache_dir=tmp_path / "c"
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert url in str(info.value) and "X-Repo-Commit" in str(info.value)
+
+
 def test_tampered_download_is_refused(fake_hub: FakeHub, tmp_path: Path, checkpoint: Path) -> None:
     _publish(fake_hub, checkpoint)
     manifest = _manifest(tmp_path, checkpoint)

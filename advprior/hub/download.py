@@ -122,11 +122,19 @@ def _hub_download(
             )
         return Path(path)
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
-        reason = (
-            "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True)"
-            if offline
-            else "the Hub could not be reached"
-        )
+        if offline:
+            reason = "offline mode is on (HF_HUB_OFFLINE=1 or local_files_only=True)"
+        else:
+            # why, in the one line the CLI prints: a refused connection, or an HF_ENDPOINT,
+            # proxy or captive portal that answers but not as the Hub does
+            from huggingface_hub import constants
+
+            cause = err.__cause__ or err
+            why = (str(cause).strip().splitlines() or [""])[0][:300]
+            reason = (
+                f"the Hub could not be reached at {_endpoint() or constants.ENDPOINT} "
+                f"({type(cause).__name__}: {why})"
+            )
         raise OfflineError(
             f"{what}: {where} is not in the local Hub cache and {reason}; "
             "connect once to download it, or pass a local checkpoint directory"
