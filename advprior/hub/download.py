@@ -153,7 +153,7 @@ def _hub_download(
             f"reached ({type(err.__cause__).__name__}: {err.__cause__})"
         ) from err
     except Exception as err:
-        if isinstance(err, OSError) and err.errno in _UNWRITABLE:
+        if isinstance(err, OSError) and err.errno in _UNWRITABLE and err.filename:
             # a read-only or another user's cache: huggingface_hub's bare "[Errno 30]
             # Read-only file system: '.../models--x'" named neither the download nor a way out
             raise type(err)(
