@@ -51,6 +51,8 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []
+        self.break_off = 0  # how many more file downloads (GET) to cut off half-way
+        self.get_status: int | None = None  # answer every GET with this status instead
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,13 +88,20 @@ class FakeHub:
                 data = repo["files"].get(filename)
                 if data is None:
                     return self._fail(404, "EntryNotFound", commit)
+                if body and hub.get_status is not None:
+                    return self._fail(hub.get_status, "", commit)
                 self.send_response(200)
                 self.send_header("X-Repo-Commit", commit)
                 self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
-                if body:
+                if body and hub.break_off > 0:
+                    # a connection lost mid-file: half the bytes Content-Length announced
+                    hub.break_off -= 1
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                elif body:
                     self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -236,6 +245,27 @@ def test_resave_keeps_metadata_and_leaves_no_temp_files(checkpoint: Path, tmp_pa
     again = PosePrior.from_pretrained(checkpoint)
     assert again.training_metadata == loaded.training_metadata
     assert torch.equal(again(_z()), loaded(_z()))
+
+
+def test_save_pretrained_into_a_folder_keeps_its_other_files_and_its_own_readme(
+    tmp_path: Path, prior: PosePrior
+) -> None:
+    """A README.md that advprior did not write (a project folder, a git or Hub clone with its
+    own card) was replaced by the generated model card; huggingface_hub's mixin keeps it too.
+    advprior's own card is rewritten, so that it describes the weights saved last."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "README.md").write_text("# My project\n\nNotes I wrote.\n")
+    (folder / "notes.txt").write_text("keep me")
+    prior.save_pretrained(folder, training={"steps": 1})
+    assert (folder / "README.md").read_text() == "# My project\n\nNotes I wrote.\n"
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert torch.equal(load_pretrained(folder)(_z()), prior(_z()))
+    ours = tmp_path / "ours"
+    prior.save_pretrained(ours, training={"steps": 1})
+    prior.save_pretrained(ours, training={"steps": 2})
+    card = (ours / "README.md").read_text()
+    assert "**steps**: 2" in card and sha256_file(ours / "model.safetensors") in card
 
 
 def test_load_pretrained_dispatches_on_model_type(checkpoint: Path, tmp_path: Path) -> None:
@@ -427,6 +457,22 @@ def test_a_folder_named_like_an_alias_hides_it_only_when_it_is_a_checkpoint(
     assert auto.num_components == 8 and hubmod.resolve_alias("gmm").source == "bundled"
     with pytest.raises(ModelNotFoundError, match="not a known model alias"):
         hubmod.resolve_alias("gmm-x")
+
+
+def test_a_missing_folder_given_as_a_path_is_not_loaded_as_the_alias_of_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Path names a folder (an existing one is never taken for the alias, a missing one never
+    for a Hub repo): a fine-tune saved as Path("gmm") and loaded from another working
+    directory silently loaded the released gmm."""
+    monkeypatch.chdir(tmp_path)
+    for load in (load_pretrained, resolve_files):
+        with pytest.raises(ModelNotFoundError, match=r"no such folder.*pass the string 'gmm'"):
+            load(Path("gmm"))
+    assert resolve_files("gmm").source == "bundled"  # the string is the alias, as before
+    (tmp_path / "gmm").mkdir()
+    with pytest.raises(ModelNotFoundError, match="has no config.json"):
+        resolve_files(Path("gmm"))
 
 
 def test_a_device_this_machine_lacks_is_refused_before_loading() -> None:
@@ -688,6 +734,39 @@ def test_unreachable_hub_without_cache(
         PosePrior.from_pretrained(
             "tiny-s", manifest=_manifest(tmp_path, checkpoint), cache_dir=tmp_path / "c"
         )
+
+
+def test_an_endpoint_that_is_no_hub_is_named_with_the_reason(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HF_ENDPOINT, proxy or captive portal that answers, but not as the Hub: huggingface_hub
+    says so ("missing the 'X-Repo-Commit' header ... If HF_ENDPOINT is set, check ..."), but the
+    OfflineError said only "the Hub could not be reached", all the CLI prints."""
+
+    class Portal(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    try:
+        with pytest.raises(OfflineError, match="could not be reached") as info:
+            load_pretrained(
+                "tiny-s", manifest=_manifest(tmp_path, checkpoint), cache_dir=tmp_path / "c"
+            )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert url in str(info.value) and "X-Repo-Commit" in str(info.value)
 
 
 def test_tampered_download_is_refused(fake_hub: FakeHub, tmp_path: Path, checkpoint: Path) -> None:
@@ -1011,6 +1090,205 @@ def test_force_download_with_the_hub_unreachable_is_an_offline_error(
     for name in ("tiny-s", REPO):
         with pytest.raises(OfflineError, match="could not be reached"):
             load_pretrained(name, manifest=manifest, cache_dir=tmp_path / "c", force_download=True)
+
+
+def _snapshot_file(cache: Path, repo: str, filename: str = "model.safetensors") -> Path:
+    (snapshot,) = (cache / f"models--{repo.replace('/', '--')}" / "snapshots").iterdir()
+    return snapshot / filename
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+@pytest.mark.parametrize("cache_kind", ["without symlinks", "copied"])
+def test_a_damaged_file_in_a_cache_of_plain_files_is_downloaded_again(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    cache_kind: str,
+) -> None:
+    """A cache whose snapshot entries are plain files, not symlinks into blobs/ (Windows
+    without developer mode, a disk without symlinks, a cache copied with cp -L): huggingface_hub's
+    force_download wrote a new blob but kept the damaged entry, so the damage never healed,
+    force_download=True did not help, and the refusal blamed the Hub ("it was downloaded just
+    now: the Hub serves other bytes")."""
+    import huggingface_hub.utils._http as hf_http
+    from huggingface_hub import constants
+
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    cache_dir: str | Path = cache
+    if cache_kind == "without symlinks":
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_SYMLINKS", True)
+        monkeypatch.setenv("HOME", str(tmp_path))
+        cache_dir = "~/cache"  # as huggingface_hub expands it
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    repo = REPO if name == "tiny-s" else name
+    load_pretrained(name, manifest=manifest, cache_dir=cache_dir)
+    entry = _snapshot_file(cache, repo)
+    if cache_kind == "copied":  # as cp -rL leaves it: each snapshot entry a copy of its blob
+        for f in entry.parent.iterdir():
+            data = f.read_bytes()
+            f.unlink()
+            f.write_bytes(data)
+    assert entry.is_file() and not entry.is_symlink()
+    good = entry.read_bytes()
+    for force_download in (False, True):
+        _flip_last_byte(entry)
+        loaded = load_pretrained(
+            name, manifest=manifest, cache_dir=cache_dir, force_download=force_download
+        )
+        assert torch.equal(loaded(_z()), prior(_z()))
+        assert entry.read_bytes() == good
+    assert not list(cache.rglob("*.replaced"))
+    # a new download that fails leaves the damaged file where it was
+    _flip_last_byte(entry)
+    damaged = entry.read_bytes()
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    with pytest.raises(ChecksumMismatchError, match=str(entry)):
+        load_pretrained(name, manifest=manifest, cache_dir=cache_dir)
+    assert entry.read_bytes() == damaged and not list(cache.rglob("*.replaced"))
+
+
+def test_a_damaged_plain_file_another_process_moved_first_is_left_to_it(tmp_path: Path) -> None:
+    """Two processes healing one damaged file of a cache without symlinks: the one that finds
+    the file gone when it moves it aside downloads without moving anything (it raised
+    FileNotFoundError, reported as a failed download)."""
+    from advprior.hub.download import _replaceable
+
+    gone = tmp_path / "snapshots" / "abc" / "model.safetensors"  # found, then moved by another
+    gone.parent.mkdir(parents=True)
+    with _replaceable(gone):
+        gone.write_bytes(b"downloaded")
+    assert gone.read_bytes() == b"downloaded" and sorted(gone.parent.iterdir()) == [gone]
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+def test_a_download_that_breaks_off_is_an_offline_error_and_a_retry_loads(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """A connection lost mid-file, after huggingface_hub's retries: its HTTP library's own
+    exception (httpx's RemoteProtocolError) reached the caller, where a Hub that cannot be
+    reached is an OfflineError."""
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    manifest, cache = _manifest(tmp_path, checkpoint), tmp_path / "cache"
+    fake_hub.break_off = 1000  # every attempt
+    with pytest.raises(OfflineError, match=r"failed .*broke off .*try again"):
+        load_pretrained(name, manifest=manifest, cache_dir=cache)
+    fake_hub.break_off = 0
+    loaded = load_pretrained(name, manifest=manifest, cache_dir=cache)
+    assert torch.equal(loaded(_z()), prior(_z()))
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".incomplete")]
+
+
+def test_a_server_error_on_the_download_is_an_offline_error_a_refusal_is_not(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint)
+    fake_hub.get_status = 503  # the metadata request answers, the file's GET does not
+    with pytest.raises(OfflineError, match=r"503.*try again"):
+        load_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c")
+    fake_hub.get_status = 403  # a refusal is not a broken connection: its own error says why
+    with pytest.raises(Exception, match="403") as info:
+        load_pretrained("tiny-s", manifest=manifest, cache_dir=tmp_path / "c")
+    assert not isinstance(info.value, OfflineError)
+
+
+def test_a_hub_repos_cached_config_that_is_no_longer_json_is_downloaded_again(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An alias's config.json is pinned by the manifest (and heals as its weights do); a plain
+    Hub repo's was not checked, so a damaged cached copy failed every later load with "not
+    valid JSON", which only force_download=True (absent from the CLI) repaired."""
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    cache = tmp_path / "cache"
+    load_pretrained("someone/my-prior", cache_dir=cache)
+    blob = _snapshot_file(cache, "someone/my-prior", "config.json").resolve()
+    good = blob.read_bytes()
+    blob.write_bytes(good[: len(good) // 2])  # a half-written or truncated copy
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CorruptCheckpointError, match="not valid JSON") as info:
+        load_pretrained("someone/my-prior", cache_dir=cache)
+    assert str(blob) in str(info.value) and "offline" in str(info.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    loaded = load_pretrained("someone/my-prior", cache_dir=cache)
+    assert torch.equal(loaded(_z()), prior(_z()))
+    assert blob.read_bytes() == good
+    # a repo whose own config.json is not JSON is refused after one new download, not healed
+    fake_hub.repos["someone/my-prior"]["files"]["config.json"] = b"{"
+    with pytest.raises(CorruptCheckpointError, match="not valid JSON"):
+        load_pretrained("someone/my-prior", revision="main", cache_dir=tmp_path / "other")
+
+
+def _read_only_cache(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """Downloads into ``cache`` fail as on a read-only mount (EROFS, as huggingface_hub raises
+    it when creating the repo folder or the lock file; root ignores chmod, so it is injected);
+    reading what is cached still works."""
+    import huggingface_hub
+
+    real = huggingface_hub.hf_hub_download
+
+    def download(repo_id: str, filename: str, **kwargs: object) -> str:
+        if not kwargs.get("local_files_only"):
+            cached = huggingface_hub.try_to_load_from_cache(
+                repo_id, filename, cache_dir=kwargs["cache_dir"], revision=kwargs["revision"]
+            )
+            if kwargs.get("force_download") or not isinstance(cached, str):
+                folder = cache / f"models--{repo_id.replace('/', '--')}"
+                raise OSError(errno.EROFS, "Read-only file system", str(folder))
+        return real(repo_id, filename, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+
+
+@pytest.mark.parametrize("name", ["tiny-s", "someone/my-prior"])
+def test_a_read_only_cache_says_which_cache_and_what_to_do(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    checkpoint: Path,
+    prior: PosePrior,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    """A cold read-only cache was huggingface_hub's bare "[Errno 30] Read-only file system:
+    '.../models--x'"; a damaged file in a read-only cache was the lock file's OSError, which
+    hid the damage (only a Hub that could not be reached kept the checksum refusal)."""
+    _publish(fake_hub, checkpoint)
+    _publish(fake_hub, checkpoint, repo="someone/my-prior")
+    manifest, warm, cold = _manifest(tmp_path, checkpoint), tmp_path / "warm", tmp_path / "cold"
+    load_pretrained(name, manifest=manifest, cache_dir=warm)
+    _read_only_cache(monkeypatch, cold)
+    unwritable = r"cannot download .* into the Hub cache .*cache_dir="
+    with pytest.raises(OSError, match=unwritable) as info:
+        load_pretrained(name, manifest=manifest, cache_dir=cold)
+    assert info.value.errno == errno.EROFS
+    _read_only_cache(monkeypatch, warm)
+    loaded = load_pretrained(name, manifest=manifest, cache_dir=warm)  # a warm one loads
+    assert torch.equal(loaded(_z()), prior(_z()))
+    blob = _damage_cached_weights(warm, REPO if name == "tiny-s" else name)
+    with pytest.raises(ChecksumMismatchError, match="downloading it again failed") as mismatch:
+        load_pretrained(name, manifest=manifest, cache_dir=warm)
+    assert str(blob) in str(mismatch.value)
+    assert isinstance(mismatch.value.__cause__, OSError)
 
 
 def test_huggingface_hub_0_23_errors_module_is_enough(

@@ -16,7 +16,8 @@ class for whatever a checkpoint holds. Names resolve in this order (:func:`resol
 
 1. an existing local directory (a folder named exactly like an alias counts only when it
    holds a checkpoint, ``config.json`` + ``model.safetensors``, or is written as a path such as
-   ``./gan-s``: an output folder called ``gan-s`` does not hide the alias);
+   ``./gan-s``: an output folder called ``gan-s`` does not hide the alias); a ``pathlib.Path``
+   always names a folder, and one that does not exist is never taken for an alias or repo id;
 2. an alias in ``weights_manifest.json`` (e.g. ``"gan-s"``): the copy bundled in
    ``advprior/weights/<alias>/`` if present, else a download of the pinned ``repo_id`` /
    ``revision`` / ``filename``; either way the sha256 must match the manifest;
@@ -71,14 +72,20 @@ from advprior.hub.checkpoint import (  # noqa: F401 - re-exported
 from advprior.hub.download import (  # noqa: F401 - re-exported
     _OFFLINE_LOCK,
     _R,
+    _TRANSFER_PACKAGES,
+    _UNWRITABLE,
     _cache_hint,
+    _cached_plain_file,
     _can_fetch_again,
+    _DamagedCachedCopy,
     _endpoint,
     _env_true,
     _hub_download,
     _hub_offline_mode,
+    _is_transfer_error,
     _offline,
     _pinned_hub_file,
+    _replaceable,
     _verified_download,
     _verify,
 )
@@ -101,6 +108,7 @@ from advprior.hub.pretrained import (  # noqa: F401 - re-exported
     T,
     _device_or_map_location,
     _float32_sha256,
+    _foreign_card,
     _jsonable,
     _model_card,
     _plain,
@@ -121,6 +129,7 @@ from advprior.hub.resolution import (  # noqa: F401 - re-exported
     _local_files,
     _looks_like_path,
     _looks_like_vposer,
+    _verify_hub_files,
     _verify_recorded,
     did_you_mean,
     resolve,

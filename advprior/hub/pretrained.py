@@ -122,6 +122,23 @@ def _model_card(model: PretrainedMixin, config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _foreign_card(path: Path) -> bool:
+    """Whether ``path`` is a README.md that advprior did not write (no ``library_name:
+    advprior`` in its YAML header): the user's own, in a folder saved into, which
+    ``save_pretrained`` keeps, as huggingface_hub's ``ModelHubMixin`` keeps any README.md."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError):
+        return True  # unreadable here: not ours to replace
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return True
+    header = next((lines[1:i] for i in range(1, len(lines)) if lines[i].strip() == "---"), [])
+    return "library_name: advprior" not in (line.strip() for line in header)
+
+
 #: Keys of ``training`` metadata that a model fine-tuned from a loaded one keeps: its training
 #: data's licence (share-alike data makes derived weights share-alike) and credit.
 INHERITED_TRAINING_KEYS = ("weights_license", "licence", "attribution")
@@ -303,7 +320,9 @@ class PretrainedMixin:
         write_text_atomic(
             directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True) + "\n"
         )
-        write_text_atomic(directory / MODEL_CARD_NAME, _model_card(self, config))
+        card = directory / MODEL_CARD_NAME
+        if not _foreign_card(card):
+            write_text_atomic(card, _model_card(self, config))
         if push_to_hub:
             return self.push_to_hub(repo_id or directory.name, **push_kwargs)
         return directory

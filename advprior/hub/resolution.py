@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from advprior.errors import (
+    CorruptCheckpointError,
     ModelNotFoundError,
 )
-from advprior.fileio import expand_home, sha256_file
+from advprior.fileio import expand_home, read_json, sha256_file
 from advprior.hub.checkpoint import (
     CONFIG_NAME,
     RUN_MODEL_DIR,
@@ -26,6 +27,7 @@ from advprior.hub.checkpoint import (
 )
 from advprior.hub.download import (
     _cache_hint,
+    _DamagedCachedCopy,
     _hub_download,
     _pinned_hub_file,
     _verified_download,
@@ -257,6 +259,14 @@ def resolve_files(
         return files
     if path.exists():
         raise _file_error(path)
+    if not isinstance(name_or_path, str):
+        # a Path names a folder, as it does when one exists (above): a missing one is never
+        # the alias of its name, or a fine-tune saved as Path("gmm") and looked for from
+        # another working directory loaded the released gmm without a word
+        hint = ""
+        if name in _manifest_models(manifest, quiet=True):
+            hint = f"; a Path is never taken for an alias: pass the string {name!r} for that model"
+        raise ModelNotFoundError(f"{name!r} is not a checkpoint directory (no such folder){hint}")
     models = _manifest_models(manifest)
     if name in models:
         return _alias_files(name, models[name], **hub_kwargs)
@@ -266,7 +276,7 @@ def resolve_files(
         what = f"Hub model {name!r} (no local folder {name!r} exists either)"
         return _verified_download(
             lambda kw: _hub_repo_files(name, what, kw),
-            lambda files, kw: _verify_recorded(files, models, _cache_hint(files.weights, kw)),
+            lambda files, kw: _verify_hub_files(files, models, kw),
             hub_kwargs,
         )
     known = ", ".join(sorted(models)) or "none yet"
@@ -280,6 +290,21 @@ def resolve_files(
         f"{name!r} is not a checkpoint directory, a known model alias (known: {known}), "
         f"or a Hub repo id of the form 'owner/name'{hint}"
     )
+
+
+def _verify_hub_files(
+    files: CheckpointFiles, models: dict[str, dict[str, Any]], hub_kwargs: dict[str, Any]
+) -> None:
+    """A Hub repo's files as cached: a config.json that is no longer JSON was damaged after
+    its download (nothing records its sha256, unlike an alias's) and is fetched again as
+    weights that fail their recorded sha256 are."""
+    try:
+        read_json(files.config, CorruptCheckpointError)
+    except CorruptCheckpointError as err:
+        if hub_kwargs.get("force_download"):
+            raise  # downloaded just now: the repo's own file
+        raise _DamagedCachedCopy(f"{err} ({_cache_hint(files.config, hub_kwargs)})") from err
+    _verify_recorded(files, models, _cache_hint(files.weights, hub_kwargs))
 
 
 def _hub_repo_files(name: str, what: str, hub_kwargs: dict[str, Any]) -> CheckpointFiles:
