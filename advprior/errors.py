@@ -83,6 +83,12 @@ class AmbiguousOrientationWarning(UserWarning):
     message names both readings and the unambiguous shapes to pass."""
 
 
+class RevisionWarning(UserWarning):
+    """A ``revision=`` that was not used: a manifest alias always loads its pinned revision
+    (the sha256 it verifies belongs to that one) and a local folder has none. The message names
+    the revision that was loaded instead."""
+
+
 class ManifestError(CorruptCheckpointError):
     """A ``weights_manifest.json`` that is not valid JSON or breaks its schema."""
 

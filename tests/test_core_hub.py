@@ -32,6 +32,7 @@ from advprior.errors import (
     ManifestError,
     ModelNotFoundError,
     OfflineError,
+    RevisionWarning,
 )
 from advprior.hub import (
     PretrainedMixin,
@@ -819,6 +820,26 @@ def test_plain_hub_repo_id(
     assert torch.equal(loaded(_z()), prior(_z()))
     with pytest.raises(ModelNotFoundError):
         PosePrior.from_pretrained("someone/absent", cache_dir=cache)
+
+
+def test_a_revision_that_was_not_used_warns_and_one_that_was_does_not(
+    fake_hub: FakeHub, tmp_path: Path, checkpoint: Path
+) -> None:
+    """An alias loads its pinned revision whatever ``revision=`` says, and a folder has none:
+    a caller asking for another revision got those weights without a word."""
+    _publish(fake_hub, checkpoint)
+    manifest = _manifest(tmp_path, checkpoint, revision="v0.1")
+    cache = tmp_path / "cache"
+    with pytest.warns(RevisionWarning, match="'v0.2' not used: 'tiny-s' is a manifest alias"):
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=cache, revision="v0.2")
+    with pytest.warns(RevisionWarning, match="is a local folder"):
+        load_pretrained(checkpoint, revision="v0.2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the pinned revision, none, and a Hub repo id's own
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=cache, revision="v0.1")
+        PosePrior.from_pretrained("tiny-s", manifest=manifest, cache_dir=cache)
+        _publish(fake_hub, checkpoint, repo="someone/my-prior")
+        PosePrior.from_pretrained("someone/my-prior", revision=COMMIT, cache_dir=cache)
 
 
 def _flip_last_byte(path: Path) -> None:

@@ -6,9 +6,14 @@ silently dropped."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from advprior.errors import RevisionWarning
 
 
 def add_hub_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,3 +44,12 @@ def used_revision(files: Any, given: str | None, model: object, command: str) ->
             file=sys.stderr,
         )
     return used
+
+
+@contextlib.contextmanager
+def revision_said_here() -> Iterator[None]:
+    """Silence the library's :class:`RevisionWarning` while a command loads its weights: the
+    command says an unused ``--revision`` itself, in one line (:func:`used_revision`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RevisionWarning)
+        yield

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advprior.commands._revision import add_hub_arguments, used_revision
+from advprior.commands._revision import add_hub_arguments, revision_said_here, used_revision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,21 +84,23 @@ def run(args: argparse.Namespace) -> int:
         # then) is what tells whether the --revision given is the one exported
         from advprior.hub import resolve_files
 
-        files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
+        with revision_said_here():
+            files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
         used_revision(files, args.revision, args.model, "export")
     try:
-        meta = export_prior(
-            args.model,
-            args.output,
-            format=args.format,
-            output_kind=args.output_kind,
-            project=args.project,
-            body=args.body,
-            device=device,
-            opset=args.opset,
-            revision=args.revision,
-            cache_dir=args.cache_dir,
-        )
+        with revision_said_here():
+            meta = export_prior(
+                args.model,
+                args.output,
+                format=args.format,
+                output_kind=args.output_kind,
+                project=args.project,
+                body=args.body,
+                device=device,
+                opset=args.opset,
+                revision=args.revision,
+                cache_dir=args.cache_dir,
+            )
     except (TypeError, ImportError) as err:
         # a prior without a latent, or the optional ``export`` extra missing: one line, exit 1
         raise AdvPriorError(str(err)) from err

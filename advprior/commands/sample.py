@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from advprior.commands._revision import add_hub_arguments, used_revision
+from advprior.commands._revision import add_hub_arguments, revision_said_here, used_revision
 
 # A mesh grid of more bodies than this is unreadable and slow to draw.
 MAX_PNG_BODIES = 16
@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, args.png):
         if path is not None:
             check_writable(path)
-    files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
+    with revision_said_here():
+        files = resolve_files(args.model, revision=args.revision, cache_dir=args.cache_dir)
     revision = used_revision(files, args.revision, args.model, "sample")
     model = as_prior(load_files(files, device=device))
     pose, z = _draw(model, args.num, args.seed, args.body, args.latent_only)

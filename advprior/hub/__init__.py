@@ -129,6 +129,7 @@ from advprior.hub.resolution import (  # noqa: F401 - re-exported
     _local_files,
     _looks_like_path,
     _looks_like_vposer,
+    _resolve_files,
     _verify_hub_files,
     _verify_recorded,
     did_you_mean,

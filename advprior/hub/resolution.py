@@ -16,6 +16,7 @@ from typing import Any
 from advprior.errors import (
     CorruptCheckpointError,
     ModelNotFoundError,
+    RevisionWarning,
 )
 from advprior.fileio import expand_home, read_json, sha256_file
 from advprior.hub.checkpoint import (
@@ -227,8 +228,44 @@ def resolve_files(
     :mod:`advprior.hub`'s docstring lists).
 
     Raises :class:`ModelNotFoundError` (unknown name; the message lists known aliases),
-    :class:`ChecksumMismatchError`, or :class:`OfflineError` (offline and not cached).
+    :class:`ChecksumMismatchError`, or :class:`OfflineError` (offline and not cached). A
+    ``revision`` that was not used (an alias pinned to another one, a local folder) warns
+    (:class:`~advprior.errors.RevisionWarning`): those weights are not that revision's.
     """
+    files = _resolve_files(
+        name_or_path,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        force_download=force_download,
+        token=token,
+        manifest=manifest,
+    )
+    if revision is not None and (files.entry is not None or files.source == "local"):
+        if files.entry is not None:
+            used = str(files.entry.get("revision") or "")
+            why = f"{os.fspath(name_or_path)!r} is a manifest alias pinned to revision {used!r}"
+        else:
+            used, why = None, f"{files.directory} is a local folder"
+        if str(revision) != used:
+            warnings.warn(
+                f"revision={revision!r} not used: {why} (revision= is for Hub repo ids)",
+                RevisionWarning,
+                stacklevel=3,  # the caller of from_pretrained / load_pretrained
+            )
+    return files
+
+
+def _resolve_files(
+    name_or_path: str | os.PathLike,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    local_files_only: bool,
+    force_download: bool,
+    token: str | bool | None,
+    manifest: str | os.PathLike | None,
+) -> CheckpointFiles:
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a str or path, got {type(name_or_path).__name__}")
     name = os.fspath(name_or_path)
