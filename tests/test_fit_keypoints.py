@@ -470,6 +470,33 @@ def test_all_zero_confidence_is_an_error(body) -> None:
         fit_keypoints(kp, torch.ones(2, 24), CAMERA, body_model=body, prior=None)
 
 
+@pytest.mark.parametrize(
+    "stages",
+    [
+        [(float("nan"), 5.0)],
+        [(4.78, float("inf"))],
+        [(-4.78, 5.0)],
+        [(4.78, 5.0, 1.0)],
+        (4.78, 5.0),
+    ],
+)
+def test_bad_stages_are_refused(body, stages) -> None:
+    """A NaN stage weight made every frame's fit NaN without an error, a negative one was
+    squared into its opposite, and a triple or a bare pair failed unpacking with no word of
+    what ``stages`` takes."""
+    kp, conf = _ok_inputs()
+    with pytest.raises(ValueError, match=r"stages must .*\(prior weight, shape weight\)"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, stages=stages)
+
+
+@pytest.mark.parametrize("orientations", [2.0, 1.0, np.float64(2.0)])
+def test_orientations_must_be_a_whole_number(body, orientations) -> None:
+    # 2.0 passed the check (2.0 in (0, 1, 2)) and failed deep in the fit with a TypeError
+    kp, conf = _ok_inputs()
+    with pytest.raises(ValueError, match="orientations must be 1 or 2"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, orientations=orientations)
+
+
 def test_no_frames_is_an_error(body) -> None:
     # a batch whose frames were all filtered out upstream: a ZeroDivisionError in the fit before
     for conf in (torch.zeros(0, 24), None):

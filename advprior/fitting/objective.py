@@ -10,6 +10,7 @@ Per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_shape |beta|
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from advprior.fitting.body_points import _Body
-from advprior.fitting.camera import PinholeCamera
+from advprior.fitting.camera import PinholeCamera, real_number
 from advprior.fitting.inputs import _check_weight, check_pixel_camera, place_fit, prepare_keypoints
 from advprior.fitting.keypoints import KeypointFormat, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, resolve_pose_density
@@ -98,6 +99,41 @@ def _on_device(module: Any, device: torch.device) -> Any:
     return module
 
 
+def _stage_weight(value: object) -> float | None:
+    """``float(value)`` for a number (Python's, numpy's, a one-element tensor), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def check_stages(stages: object) -> list[tuple[float, float]]:
+    """``stages`` (``fit_keypoints(stages=)``, :func:`final_objective`) as a list of
+    ``(prior weight, shape weight)`` float pairs; ``ValueError`` for an empty list, an entry
+    that is not a pair, or a weight that is negative, NaN or infinite. Why: a NaN weight made
+    every frame's fit NaN without an error, and a negative one was squared into its opposite."""
+    try:
+        pairs = [tuple(pair) for pair in stages]  # type: ignore[union-attr]
+    except TypeError as exc:
+        raise ValueError(
+            f"stages must be a sequence of (prior weight, shape weight) pairs, got {stages!r}"
+        ) from exc
+    if not pairs:
+        raise ValueError("stages must list at least one (prior weight, shape weight) pair")
+    out = []
+    for pair in pairs:
+        weights = [_stage_weight(v) for v in pair] if len(pair) == 2 else [None]
+        if any(w is None or not (math.isfinite(w) and w >= 0) for w in weights):
+            raise ValueError(
+                "stages must hold (prior weight, shape weight) pairs of finite numbers >= 0, "
+                f"got {pair!r}"
+            )
+        out.append((weights[0], weights[1]))
+    return out
+
+
 def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
     """The multipliers ``(prior, shape)`` of one pose stage's energies for ``term``: the squared
     stage weights (a prior's energy is 0 where its manifold is the prior: GAN-S, GAN-U), and
@@ -120,8 +156,9 @@ def pose_schedule_scales(
         return [1.0] * n
     if isinstance(schedule, bool):
         raise TypeError("pose_schedule must be None, a number or a sequence of numbers")
-    if isinstance(schedule, (int, float)):
-        p = float(schedule)
+    # real_number: numpy's scalars too (np.float32(1) is no float and was iterated: TypeError)
+    if real_number(schedule) is not None:
+        p = real_number(schedule)
         if not p >= 0.0 or p == float("inf"):
             raise ValueError(f"pose_schedule exponent must be finite and >= 0, got {schedule!r}")
         if p == 0.0:
@@ -202,7 +239,7 @@ def final_objective(
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
     body = _Body(body_model, fmt)
-    pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
+    pw, sw = stage_weights(term, *check_stages(stages)[-1])
     return (
         pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw),
         term,
