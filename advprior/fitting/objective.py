@@ -19,7 +19,14 @@ from torch import Tensor
 
 from advprior.fitting.body_points import _Body
 from advprior.fitting.camera import PinholeCamera, real_number
-from advprior.fitting.inputs import _check_weight, check_pixel_camera, place_fit, prepare_keypoints
+from advprior.fitting.inputs import (
+    _check_weight,
+    _scale_groups,
+    _scale_info,
+    check_pixel_camera,
+    place_fit,
+    prepare_keypoints,
+)
 from advprior.fitting.keypoints import KeypointFormat, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, resolve_pose_density
 
@@ -227,24 +234,55 @@ def final_objective(
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
     check_layout: bool = True,
+    pixel_scale: float | str = "auto",
 ) -> tuple[Callable[[Tensor], Tensor], PriorTerm, int]:
     """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
     for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
     with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
-    orientation, translation, betas, the prior's free numbers)``. ``check_layout`` as in
-    :func:`fit_keypoints`."""
+    orientation, translation, betas, the prior's free numbers)``. ``check_layout`` and
+    ``pixel_scale`` as in :func:`fit_keypoints`: each frame's objective is evaluated at the
+    scale that fit runs it at, times the squared scale (the caller's squared pixels, as
+    ``FitResult.loss``). Why: with people over ~500 px tall (``"auto"`` picks a scale above 1)
+    this returned the objective at scale 1, another function than the fit's (the prior's terms
+    1/16 of the fit's at scale 4), and comparing it with ``FitResult.loss`` compared the two."""
     fmt = get_format(keypoint_format)
     check_pixel_camera(camera)
     kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
+    groups = _scale_groups(pixel_scale, kp, conf)
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
     body = _Body(body_model, fmt)
     pw, sw = stage_weights(term, *check_stages(stages)[-1])
-    return (
-        pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw),
-        term,
-        body.num_betas,
+    if len(groups) == 1 and groups[0][0] == 1.0:
+        fn = pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw)
+        return fn, term, body.num_betas
+    if len(groups) == 1:
+        scale = torch.full((kp.shape[0],), groups[0][0], dtype=kp.dtype, device=kp.device)
+        view: Any = camera.scaled(1.0 / groups[0][0])
+    else:
+        scale = torch.tensor(_scale_info(groups, kp.shape[0]), dtype=kp.dtype, device=kp.device)
+        view = _RowScaledCamera(camera, scale)
+    inner = pose_objective(
+        view, body, term, kp / scale[:, None, None], conf * conf, float(sigma), pw, sw
     )
+
+    def fn(x: Tensor) -> Tensor:
+        return inner(x) * (scale * scale)
+
+    return fn, term, body.num_betas
+
+
+class _RowScaledCamera:
+    """``camera`` seen in an image shrunk by ``scale (n,)`` per row of ``(n, J, 3)`` points:
+    ``camera.scaled(1 / scale[i]).project`` row by row. The same bits for powers of two (as
+    :func:`~advprior.fitting.inputs.auto_pixel_scale` gives): ``(a f + c) / s`` and
+    ``a (f / s) + c / s`` round alike when dividing by ``s`` is exact."""
+
+    def __init__(self, camera: PinholeCamera, scale: Tensor) -> None:
+        self.camera, self.scale = camera, scale
+
+    def project(self, points: Tensor) -> Tensor:
+        return self.camera.project(points) / self.scale[:, None, None].to(points.dtype)
 
 
 def stages_kind(term: PriorTerm) -> str:
