@@ -208,15 +208,15 @@ def fit_keypoints(
         stages: ``(prior weight, shape weight)`` per pose stage (finite numbers >= 0; else a
             ``ValueError``); energies are multiplied by the squares. Given, it always runs.
             None (default): SMPLify's schedule (:data:`SMPLIFY_STAGES`, large prior weights
-            first), except that a fit from a pose
-            estimate (``init_pose`` given) with a normal-latent prior (the VAE, GAN-N: energy
-            ``|z|^2``) runs SMPLify's last stage alone, SPIN's refinement: SMPLify's first
-            stages weigh ``|z|^2`` by 404^2 and pull the estimate to the latent's origin
-            (measured on validation; :data:`INIT_POSE_STAGES`, :func:`default_stages`,
-            ``docs/fitting.md``, "A learned start"). ``init_global_orient``, ``init_betas`` or
-            ``init_transl`` without ``init_pose`` keep SMPLify's schedule (the pose starts at
-            the prior's centre). ``info["stages"]`` records the stages run,
-            ``info["stages_from"]`` why: ``"argument"``, ``"smplify"`` or ``"init_pose"``.
+            first), except that a fit from a pose estimate (``init_pose`` given) with a
+            normal-latent prior (the VAE, GAN-N: energy ``|z|^2``) runs SMPLify's last stage
+            alone, SPIN's refinement: SMPLify's first stages weigh ``|z|^2`` by 404^2 and pull
+            the estimate to the latent's origin (measured on validation;
+            :data:`INIT_POSE_STAGES`, :func:`default_stages`, ``docs/fitting.md``, "A learned
+            start"). ``init_global_orient``, ``init_betas`` or ``init_transl`` without
+            ``init_pose`` keep SMPLify's schedule (the pose starts at the prior's centre).
+            ``info["stages"]`` records the stages run, ``info["stages_from"]`` why:
+            ``"argument"``, ``"smplify"`` or ``"init_pose"``.
         lr: Adam's learning rate (ignored by L-BFGS).
         orientations: body orientations carried from the camera stage through the pose stages
             per frame, the frame keeping the one with the lower final loss: 2 (the best and the
