@@ -546,6 +546,11 @@ def test_bad_values(body) -> None:
     inf_kp[0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="Inf"):
         fit_keypoints(inf_kp, conf, CAMERA, body_model=body, prior=None)
+    # already at confidence 0: the message told such a caller to set confidence 0
+    zero = conf.clone()
+    zero[0, 0] = 0.0
+    with pytest.raises(ValueError, match="refused at any confidence"):
+        fit_keypoints(inf_kp, zero, CAMERA, body_model=body, prior=None)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fit_keypoints(kp, conf * 2, CAMERA, body_model=body, prior=None)
     with pytest.raises(TypeError, match="real numbers"):
