@@ -314,3 +314,24 @@ def test_a_keypoint_row_of_nans_is_missing_in_any_layout(body) -> None:
     rows[0, 6, 2] = float("nan")  # a seen keypoint with NaN confidence is still an error
     with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]"):
         fit_keypoints(rows, None, CAMERA, **kw)
+
+
+@pytest.mark.parametrize("fmt", ["smpl24", "coco17"])
+def test_body_keypoints_of_clips_keep_their_leading_dimensions(body, fmt) -> None:
+    # fit_sequence's (B, T, ...) results: an IndexError before (the frames were read as B rows);
+    # each frame is the same bits as in the flat (B * T) batch, which poses the same rows
+    gen = torch.Generator().manual_seed(1)
+    go = _upright(CAMERA, 6).view(2, 3, 3)
+    pose = 0.2 * torch.randn(2, 3, 63, generator=gen)
+    betas = torch.randn(2, 3, body.num_betas, generator=gen)
+    transl = torch.randn(2, 3, 3, generator=gen)
+    kw = {"body_model": body, "keypoint_format": fmt}
+    points, joints = body_keypoints(go, pose, betas, transl, **kw)
+    flat = body_keypoints(go.reshape(6, 3), pose.reshape(6, 63), betas.flatten(0, 1),
+                          transl.reshape(6, 3), **kw)  # fmt: skip
+    assert torch.equal(points, flat[0].unflatten(0, (2, 3)))
+    assert torch.equal(joints, flat[1].unflatten(0, (2, 3)))
+    # betas and translation default to 0 for every frame
+    points, _ = body_keypoints(go, pose, **kw)
+    flat = body_keypoints(go.reshape(6, 3), pose.reshape(6, 63), **kw)[0]
+    assert torch.equal(points, flat.unflatten(0, (2, 3)))

@@ -14,6 +14,7 @@ from advprior.errors import ModelNotFoundError
 from advprior.eval.metrics import p_mpjpe
 from advprior.fitting import KEYPOINT_FORMATS, FitResult, PinholeCamera, fit_keypoints
 from advprior.fitting.keypoints import get_format, model_joint_indices
+from advprior.fitting.objective import final_objective
 from advprior.prior import PosePrior
 
 CAMERA = PinholeCamera(focal=(1000.0, 1000.0), center=(500.0, 500.0))
@@ -238,6 +239,41 @@ def test_a_much_nearer_person_is_fitted_at_its_own_scale(body) -> None:
         assert torch.equal(getattr(mixed, name), torch.cat([a[:1], b, a[2:]])), name
     assert torch.equal(mixed.projected[1], near.projected[0])
     assert not torch.equal(shared.body_pose[1], mixed.body_pose[1])
+
+
+def test_final_objective_is_evaluated_at_the_fits_pixel_scale(body) -> None:
+    """final_objective is the objective of FitResult.loss: at each frame's pixel scale, in the
+    caller's squared pixels. It was the objective at scale 1 whatever the image size, so on a
+    4x image (auto scale 4) its prior terms were 1/16 of the fit's and its robust scale 4x too
+    small. Scaling by powers of two is exact, so the 4x image's objective is 16 times the
+    original's bit for bit, and a near person's frame (scale 8) is 64 times the objective of
+    its keypoints and camera divided by 8 while the others keep the batch's (scale 1)."""
+    prior = PosePrior.from_pretrained("gan-s")
+    truth = prior.sample(3, generator=seeded(7))
+    kp, conf, _ = scene(body, truth, seed=8, drop=0.2)
+    kw = dict(prior=prior, body_model=body)
+    fn, _, nb = final_objective(kp, conf, CAMERA, **kw)
+    gen = seeded(9)
+    x = torch.cat(
+        [
+            torch.tensor([math.pi, 0.0, 0.0]).expand(3, 3),
+            torch.tensor([0.0, 0.0, 4.0]) + 0.1 * torch.randn(3, 3, generator=gen),
+            0.5 * torch.randn(3, nb, generator=gen),
+            prior.sample_latent(3, generator=gen),
+        ],
+        -1,
+    )
+    with torch.no_grad():
+        big, _, _ = final_objective(kp * 4, conf, CAMERA.scaled(4.0), **kw)
+        assert torch.equal(big(x), fn(x) * 16)
+        near = kp.clone()
+        near[1] = (near[1] - 500.0) * 8.0 + 500.0
+        mixed, _, _ = final_objective(near, conf, CAMERA, **kw)
+        shared, _, _ = final_objective(near, conf, CAMERA, pixel_scale=1, **kw)
+        own, _, _ = final_objective(near / 8, conf, CAMERA.scaled(1 / 8), pixel_scale=1, **kw)
+        got = mixed(x)
+        assert torch.equal(got[[0, 2]], shared(x)[[0, 2]])
+        assert torch.equal(got[1], own(x)[1] * 64)
 
 
 def test_a_false_detection_spanning_the_image_cannot_change_the_other_fits(body) -> None:
@@ -470,6 +506,33 @@ def test_all_zero_confidence_is_an_error(body) -> None:
         fit_keypoints(kp, torch.ones(2, 24), CAMERA, body_model=body, prior=None)
 
 
+@pytest.mark.parametrize(
+    "stages",
+    [
+        [(float("nan"), 5.0)],
+        [(4.78, float("inf"))],
+        [(-4.78, 5.0)],
+        [(4.78, 5.0, 1.0)],
+        (4.78, 5.0),
+    ],
+)
+def test_bad_stages_are_refused(body, stages) -> None:
+    """A NaN stage weight made every frame's fit NaN without an error, a negative one was
+    squared into its opposite, and a triple or a bare pair failed unpacking with no word of
+    what ``stages`` takes."""
+    kp, conf = _ok_inputs()
+    with pytest.raises(ValueError, match=r"stages must .*\(prior weight, shape weight\)"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, stages=stages)
+
+
+@pytest.mark.parametrize("orientations", [2.0, 1.0, np.float64(2.0)])
+def test_orientations_must_be_a_whole_number(body, orientations) -> None:
+    # 2.0 passed the check (2.0 in (0, 1, 2)) and failed deep in the fit with a TypeError
+    kp, conf = _ok_inputs()
+    with pytest.raises(ValueError, match="orientations must be 1 or 2"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, orientations=orientations)
+
+
 def test_no_frames_is_an_error(body) -> None:
     # a batch whose frames were all filtered out upstream: a ZeroDivisionError in the fit before
     for conf in (torch.zeros(0, 24), None):
@@ -483,6 +546,11 @@ def test_bad_values(body) -> None:
     inf_kp[0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="Inf"):
         fit_keypoints(inf_kp, conf, CAMERA, body_model=body, prior=None)
+    # already at confidence 0: the message told such a caller to set confidence 0
+    zero = conf.clone()
+    zero[0, 0] = 0.0
+    with pytest.raises(ValueError, match="refused at any confidence"):
+        fit_keypoints(inf_kp, zero, CAMERA, body_model=body, prior=None)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fit_keypoints(kp, conf * 2, CAMERA, body_model=body, prior=None)
     with pytest.raises(TypeError, match="real numbers"):

@@ -3,6 +3,7 @@ Off by default (bit for bit the constant weight); the last stage's multiplier is
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from test_fit_keypoints import CAMERA, make_gmm, scene, seeded
@@ -34,6 +35,9 @@ def test_scales_follow_the_stage_weights_and_end_at_one() -> None:
         pose_schedule_scales(SMPLIFY_STAGES, [float("nan"), 1, 1, 1])
     with pytest.raises(TypeError):
         pose_schedule_scales(SMPLIFY_STAGES, True)
+    # numpy's scalars are numbers (np.float32 is no float: it was iterated, a TypeError)
+    assert pose_schedule_scales(SMPLIFY_STAGES, np.float32(0.5)) == half
+    assert pose_schedule_scales(SMPLIFY_STAGES, np.int64(1)) == one
 
 
 def test_default_fit_is_bit_identical_and_a_schedule_keeps_the_final_objective(

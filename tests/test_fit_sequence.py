@@ -436,3 +436,21 @@ def test_a_fit_saved_as_json_is_json(prior, tmp_path) -> None:
     res.loss[0] = float("nan")
     res.to_json(tmp_path / "nan.json")
     assert json.loads((tmp_path / "nan.json").read_text())["loss"] == [None]
+
+
+def test_a_missing_frame_with_one_keypoint_has_no_data_term(prior) -> None:
+    """A frame with one keypoint of positive confidence is a missing frame (docs/fitting.md,
+    "Sequences"): no data term, so where that keypoint lies cannot change the fit. It had one:
+    a lone keypoint moved by 200 px changed the clip's joints and the frame's loss."""
+    kp, conf, _ = _clip(prior, 4)
+    conf = conf.clone()
+    conf[2] = 0.0
+    conf[2, 0] = 1.0
+    moved = kp.clone()
+    moved[2, 0] += 200.0
+    kw = {"prior": prior, "iterations": 5, "init_iterations": 3}
+    a = fit_sequence(kp, conf, CAMERA, **kw)
+    b = fit_sequence(moved, conf, CAMERA, **kw)
+    assert a.info["missing_frames"] == 1
+    for name in ("body_pose", "global_orient", "transl", "betas", "loss", "joints"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name

@@ -307,6 +307,7 @@ def diagnose_fitting(
             "latent_weight",
             "pose_density",
             "pose_weight",
+            "pixel_scale",
         )
         if k in fit_kwargs
     }

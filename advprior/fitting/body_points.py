@@ -100,10 +100,12 @@ def body_keypoints(
     """Where :func:`fit_keypoints` places the keypoints of ``keypoint_format`` on a body:
     ``(keypoints3d (B, K, 3), joints (B, 24, 3))`` in metres, world frame, for
     ``global_orient (B, 3)``, ``body_pose (B, 63)``, ``betas (B, num_betas)`` (default 0) and
-    ``transl (B, 3)`` (default 0). SMPL joints come from forward kinematics, surface points
-    (nose, eyes, ears, toes, heels) from the body model's mesh vertices; default body: the
-    stand-in. Project them with the camera to get the fitter's own 2D keypoints of this body.
-    Keypoints with no counterpart on the body (BODY_25B's HeadTop) are NaN."""
+    ``transl (B, 3)`` (default 0). Any number of leading dimensions ``(...)`` in place of
+    ``(B,)``, e.g. :func:`fit_sequence`'s ``(B, T)`` (they failed with an ``IndexError``): the
+    frames are posed as one flat batch. SMPL joints come from forward kinematics, surface
+    points (nose, eyes, ears, toes, heels) from the body model's mesh vertices; default body:
+    the stand-in. Project them with the camera to get the fitter's own 2D keypoints of this
+    body. Keypoints with no counterpart on the body (BODY_25B's HeadTop) are NaN."""
     from advprior.body.model import check_pose
 
     fmt = get_format(keypoint_format)
@@ -117,11 +119,17 @@ def body_keypoints(
         from advprior.body import load_body_model
 
         body_model = load_body_model(device=global_orient.device)
-    n = global_orient.shape[0]
     like = {"dtype": global_orient.dtype, "device": global_orient.device}
     if betas is None:
-        betas = torch.zeros(n, int(body_model.num_betas), **like)
+        betas = torch.zeros(*lead, int(body_model.num_betas), **like)
     if transl is None:
-        transl = torch.zeros(n, 3, **like)
-    points, joints = _Body(body_model, fmt)(global_orient, body_pose, betas, transl)
+        transl = torch.zeros(*lead, 3, **like)
+    if len(lead) > 1:
+        # _Body takes (n, .) rows: the frames flat, then back to the caller's dimensions
+        rows = [x.expand(*lead, x.shape[-1]).reshape(-1, x.shape[-1]) for x in (betas, transl)]
+        go, pose = global_orient.reshape(-1, 3), body_pose.reshape(-1, body_pose.shape[-1])
+        points, joints = _Body(body_model, fmt)(go, pose, *rows)
+        points, joints = points.unflatten(0, lead), joints.unflatten(0, lead)
+    else:
+        points, joints = _Body(body_model, fmt)(global_orient, body_pose, betas, transl)
     return mask_unobserved(points, fmt), joints

@@ -129,7 +129,12 @@ def prepare_keypoints(
     if bool(torch.isnan(conf).any()) or bool(((conf < 0) | (conf > 1)).any()):
         raise ValueError("confidence must lie in [0, 1] (no NaN)")
     if bool(torch.isinf(kp).any()):
-        raise ValueError("keypoints contain +-Inf; mark missing keypoints with NaN or confidence 0")
+        # at confidence 0 too (Inf times a zero weight is NaN in the fit): the message said
+        # "or confidence 0" to callers whose Inf keypoints had confidence 0 already
+        raise ValueError(
+            "keypoints contain +-Inf; mark missing keypoints with NaN (or with confidence 0 "
+            "and finite coordinates: an Inf keypoint is refused at any confidence)"
+        )
     big = float(torch.nan_to_num(kp.abs(), nan=0.0).max()) if kp.numel() else 0.0
     if big > MAX_KEYPOINT_PX:
         raise ValueError(

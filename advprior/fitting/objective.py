@@ -10,6 +10,7 @@ Per frame: ``sum_j c_j^2 rho_sigma(u_j - k_j) + w_prior E_prior + w_shape |beta|
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,8 +18,15 @@ import torch
 from torch import Tensor
 
 from advprior.fitting.body_points import _Body
-from advprior.fitting.camera import PinholeCamera
-from advprior.fitting.inputs import _check_weight, check_pixel_camera, place_fit, prepare_keypoints
+from advprior.fitting.camera import PinholeCamera, real_number
+from advprior.fitting.inputs import (
+    _check_weight,
+    _scale_groups,
+    _scale_info,
+    check_pixel_camera,
+    place_fit,
+    prepare_keypoints,
+)
 from advprior.fitting.keypoints import KeypointFormat, get_format
 from advprior.fitting.priors import POSE_DENSITY_WEIGHT, PriorTerm, resolve_pose_density
 
@@ -98,6 +106,41 @@ def _on_device(module: Any, device: torch.device) -> Any:
     return module
 
 
+def _stage_weight(value: object) -> float | None:
+    """``float(value)`` for a number (Python's, numpy's, a one-element tensor), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def check_stages(stages: object) -> list[tuple[float, float]]:
+    """``stages`` (``fit_keypoints(stages=)``, :func:`final_objective`) as a list of
+    ``(prior weight, shape weight)`` float pairs; ``ValueError`` for an empty list, an entry
+    that is not a pair, or a weight that is negative, NaN or infinite. Why: a NaN weight made
+    every frame's fit NaN without an error, and a negative one was squared into its opposite."""
+    try:
+        pairs = [tuple(pair) for pair in stages]  # type: ignore[union-attr]
+    except TypeError as exc:
+        raise ValueError(
+            f"stages must be a sequence of (prior weight, shape weight) pairs, got {stages!r}"
+        ) from exc
+    if not pairs:
+        raise ValueError("stages must list at least one (prior weight, shape weight) pair")
+    out = []
+    for pair in pairs:
+        weights = [_stage_weight(v) for v in pair] if len(pair) == 2 else [None]
+        if any(w is None or not (math.isfinite(w) and w >= 0) for w in weights):
+            raise ValueError(
+                "stages must hold (prior weight, shape weight) pairs of finite numbers >= 0, "
+                f"got {pair!r}"
+            )
+        out.append((weights[0], weights[1]))
+    return out
+
+
 def stage_weights(term: PriorTerm, prior_weight: float, shape_weight: float) -> tuple[float, float]:
     """The multipliers ``(prior, shape)`` of one pose stage's energies for ``term``: the squared
     stage weights (a prior's energy is 0 where its manifold is the prior: GAN-S, GAN-U), and
@@ -120,8 +163,9 @@ def pose_schedule_scales(
         return [1.0] * n
     if isinstance(schedule, bool):
         raise TypeError("pose_schedule must be None, a number or a sequence of numbers")
-    if isinstance(schedule, (int, float)):
-        p = float(schedule)
+    # real_number: numpy's scalars too (np.float32(1) is no float and was iterated: TypeError)
+    if real_number(schedule) is not None:
+        p = real_number(schedule)
         if not p >= 0.0 or p == float("inf"):
             raise ValueError(f"pose_schedule exponent must be finite and >= 0, got {schedule!r}")
         if p == 0.0:
@@ -190,24 +234,55 @@ def final_objective(
     pose_density: object = "auto",
     pose_weight: float = POSE_DENSITY_WEIGHT,
     check_layout: bool = True,
+    pixel_scale: float | str = "auto",
 ) -> tuple[Callable[[Tensor], Tensor], PriorTerm, int]:
     """The objective :func:`fit_keypoints` minimises in its last stage (its ``FitResult.loss``),
     for evaluating other parameters, e.g. the true pose's: returns ``(fn, term, num_betas)``
     with ``fn(x (B, 6 + num_betas + term.dim)) -> (B,)`` on the packed parameters ``(global
-    orientation, translation, betas, the prior's free numbers)``. ``check_layout`` as in
-    :func:`fit_keypoints`."""
+    orientation, translation, betas, the prior's free numbers)``. ``check_layout`` and
+    ``pixel_scale`` as in :func:`fit_keypoints`: each frame's objective is evaluated at the
+    scale that fit runs it at, times the squared scale (the caller's squared pixels, as
+    ``FitResult.loss``). Why: with people over ~500 px tall (``"auto"`` picks a scale above 1)
+    this returned the objective at scale 1, another function than the fit's (the prior's terms
+    1/16 of the fit's at scale 4), and comparing it with ``FitResult.loss`` compared the two."""
     fmt = get_format(keypoint_format)
     check_pixel_camera(camera)
     kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
+    groups = _scale_groups(pixel_scale, kp, conf)
     kp, conf, model, body_model = place_fit(keypoints, kp, conf, prior, body_model)
     term = _prior_term(model, latent_density, latent_weight, pose_density, pose_weight, kp.device)
     body = _Body(body_model, fmt)
-    pw, sw = stage_weights(term, *[float(v) for v in stages[-1]])
-    return (
-        pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw),
-        term,
-        body.num_betas,
+    pw, sw = stage_weights(term, *check_stages(stages)[-1])
+    if len(groups) == 1 and groups[0][0] == 1.0:
+        fn = pose_objective(camera, body, term, kp, conf * conf, float(sigma), pw, sw)
+        return fn, term, body.num_betas
+    if len(groups) == 1:
+        scale = torch.full((kp.shape[0],), groups[0][0], dtype=kp.dtype, device=kp.device)
+        view: Any = camera.scaled(1.0 / groups[0][0])
+    else:
+        scale = torch.tensor(_scale_info(groups, kp.shape[0]), dtype=kp.dtype, device=kp.device)
+        view = _RowScaledCamera(camera, scale)
+    inner = pose_objective(
+        view, body, term, kp / scale[:, None, None], conf * conf, float(sigma), pw, sw
     )
+
+    def fn(x: Tensor) -> Tensor:
+        return inner(x) * (scale * scale)
+
+    return fn, term, body.num_betas
+
+
+class _RowScaledCamera:
+    """``camera`` seen in an image shrunk by ``scale (n,)`` per row of ``(n, J, 3)`` points:
+    ``camera.scaled(1 / scale[i]).project`` row by row. The same bits for powers of two (as
+    :func:`~advprior.fitting.inputs.auto_pixel_scale` gives): ``(a f + c) / s`` and
+    ``a (f / s) + c / s`` round alike when dividing by ``s`` is exact."""
+
+    def __init__(self, camera: PinholeCamera, scale: Tensor) -> None:
+        self.camera, self.scale = camera, scale
+
+    def project(self, points: Tensor) -> Tensor:
+        return self.camera.project(points) / self.scale[:, None, None].to(points.dtype)
 
 
 def stages_kind(term: PriorTerm) -> str:

@@ -32,7 +32,9 @@ def fit_environment(device: Any) -> dict[str, Any]:
 
 @dataclass
 class FitResult:
-    """Per-frame fit results (``B`` frames; every tensor is detached, on the input's device).
+    """Per-frame fit results (``B`` frames; every tensor is detached, on the device the fit ran
+    on: the prior's when it is a module, else the keypoints'; see
+    ``advprior.fitting.inputs.place_fit``).
 
     Attributes:
         body_pose: ``(B, 63)`` axis-angle, radians, SMPL joints 1..21.
@@ -43,7 +45,10 @@ class FitResult:
             default).
         latent: ``(B, D)`` the latent decoded to ``body_pose`` (projected onto the manifold for a
             PosePrior, the VAE latent for a VAE), or ``None`` for the GMM and for no prior.
-        loss: ``(B,)`` final objective per frame (robust reprojection + prior + shape terms).
+        loss: ``(B,)`` final objective per frame (robust reprojection + prior + shape terms, and
+            the pose and latent densities' and the latent gauge's where the fit has them: the
+            last stage's objective, :func:`advprior.fitting.objective.final_objective`), in the
+            caller's squared pixels.
         joints: ``(B, 24, 3)`` the 24 SMPL joints, metres, in the world frame.
         projected: ``(B, J, 2)`` the fitted body's keypoints projected to pixels (NaN for a
             keypoint with no counterpart on the body, BODY_25B's HeadTop).

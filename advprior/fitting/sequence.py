@@ -742,7 +742,9 @@ def fit_sequence(
         weights,
         iterations,
     )
-    w2 = conf * conf
+    # A missing frame has no data term: its one keypoint of positive confidence, if it has one,
+    # is not fitted (it was, pulling the body towards a lone and often false detection).
+    w2 = torch.where(seen[..., None], conf * conf, torch.zeros_like(conf))
     loss = torch.zeros(n_clips, length, dtype=dtype, device=device)
     steps = torch.zeros(n_clips, length, dtype=torch.long, device=device)
     projected = torch.zeros_like(kp)

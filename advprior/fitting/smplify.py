@@ -68,6 +68,7 @@ from advprior.fitting.objective import (  # noqa: F401 - re-exported
     _on_device,
     _prior_term,
     _split,
+    check_stages,
     default_stages,
     final_objective,
     geman_mcclure,
@@ -204,17 +205,18 @@ def fit_keypoints(
             basin now and then), as any two nearly equal starts can.
         optimizer: ``"lbfgs"`` (batched, per-frame strong-Wolfe line search) or ``"adam"``.
         sigma: Geman-McClure scale in pixels.
-        stages: ``(prior weight, shape weight)`` per pose stage; energies are multiplied by the
-            squares. Given, it always runs. None (default): SMPLify's schedule
-            (:data:`SMPLIFY_STAGES`, large prior weights first), except that a fit from a pose
-            estimate (``init_pose`` given) with a normal-latent prior (the VAE, GAN-N: energy
-            ``|z|^2``) runs SMPLify's last stage alone, SPIN's refinement: SMPLify's first
-            stages weigh ``|z|^2`` by 404^2 and pull the estimate to the latent's origin
-            (measured on validation; :data:`INIT_POSE_STAGES`, :func:`default_stages`,
-            ``docs/fitting.md``, "A learned start"). ``init_global_orient``, ``init_betas`` or
-            ``init_transl`` without ``init_pose`` keep SMPLify's schedule (the pose starts at
-            the prior's centre). ``info["stages"]`` records the stages run,
-            ``info["stages_from"]`` why: ``"argument"``, ``"smplify"`` or ``"init_pose"``.
+        stages: ``(prior weight, shape weight)`` per pose stage (finite numbers >= 0; else a
+            ``ValueError``); energies are multiplied by the squares. Given, it always runs.
+            None (default): SMPLify's schedule (:data:`SMPLIFY_STAGES`, large prior weights
+            first), except that a fit from a pose estimate (``init_pose`` given) with a
+            normal-latent prior (the VAE, GAN-N: energy ``|z|^2``) runs SMPLify's last stage
+            alone, SPIN's refinement: SMPLify's first stages weigh ``|z|^2`` by 404^2 and pull
+            the estimate to the latent's origin (measured on validation;
+            :data:`INIT_POSE_STAGES`, :func:`default_stages`, ``docs/fitting.md``, "A learned
+            start"). ``init_global_orient``, ``init_betas`` or ``init_transl`` without
+            ``init_pose`` keep SMPLify's schedule (the pose starts at the prior's centre).
+            ``info["stages"]`` records the stages run, ``info["stages_from"]`` why:
+            ``"argument"``, ``"smplify"`` or ``"init_pose"``.
         lr: Adam's learning rate (ignored by L-BFGS).
         orientations: body orientations carried from the camera stage through the pose stages
             per frame, the frame keeping the one with the lower final loss: 2 (the best and the
@@ -321,9 +323,7 @@ def fit_keypoints(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     sigma = _check_sigma(sigma)
     if stages is not None:
-        stages = [(float(a), float(b)) for a, b in stages]
-        if not stages:
-            raise ValueError("stages must list at least one (prior weight, shape weight) pair")
+        stages = check_stages(stages)
     kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
     _warn_focal_length(kp, conf, camera)
     groups = _scale_groups(pixel_scale, kp, conf)
@@ -335,10 +335,12 @@ def fit_keypoints(
         stages = [(float(a), float(b)) for a, b in default_stages(term, init_pose is not None)]
     pose_scales = pose_schedule_scales(stages, pose_schedule)
     body = _Body(body_model, fmt)
-    if orientations not in (0, 1, 2) or isinstance(orientations, bool):
+    # a whole number only: 2.0 passed `in (0, 1, 2)` and failed deep in the fit (repeat())
+    if whole_number(orientations) not in (0, 1, 2):
         raise ValueError(
             f"orientations must be 1 or 2 (or 0 with init_global_orient), got {orientations!r}"
         )
+    orientations = int(orientations)
     if whole_number(starts) is None or starts < 1:
         raise ValueError(f"starts must be a positive int, got {starts!r}")
     starts = int(starts)
