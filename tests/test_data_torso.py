@@ -184,3 +184,18 @@ def test_build_dataset_takes_the_torso_and_records_it(tmp_path: Path) -> None:
         build_dataset(folder, tmp_path / "x.npz", torso="straight")
     assert not (tmp_path / "x.npz").exists()
     assert REST_JOINTS.shape == (24, 3)
+
+
+def test_data_build_cli_takes_the_torso(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from advprior.cli import main
+
+    local, root = _clip(30, seed=5)
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    _write(folder, _straight_rig(), local, root)
+    out = tmp_path / "rest.npz"
+    assert main(["data", "build", str(folder), "--out", str(out), "--torso", "rest"]) == 0
+    assert load_dataset(out).meta["build"]["torso"] == "rest"
+    with pytest.raises(SystemExit) as err:  # argparse: a usage error, before any import
+        main(["data", "build", str(folder), "--out", str(tmp_path / "x.npz"), "--torso", "up"])
+    assert err.value.code == 2 and "invalid choice: 'up'" in capsys.readouterr().err
