@@ -59,6 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rest skeleton, an npz/pkl/npy in another world than its format's; repeatable, the "
         "first match wins; recorded in the dataset's metadata",
     )
+    b.add_argument(
+        "--torso",
+        choices=("bones", "rest"),
+        default="bones",
+        help="how SMPL's spine and neck meet the source's: 'bones' (default, build v5, the data "
+        "of the 0.2.0 weights) lays each SMPL torso bone on the source's and straightens "
+        "SMPL's spine; 'rest' takes the source's rest torso as SMPL's (docs/data.md)",
+    )
     b.set_defaults(func=_build)
 
     i = sub.add_parser("info", help="print frame counts per source and split of a dataset file")
@@ -103,6 +111,7 @@ def _build(args: argparse.Namespace) -> int:
         up=up,
         stratify=not args.no_stratify,
         log=lambda line: print(line, file=sys.stderr),
+        torso=args.torso,
     )
     # The split is by subject: too few subjects leave a requested split empty. Said here, not
     # first by a training warning or an eval refusal.

@@ -39,6 +39,7 @@ from advprior._sync import GLOBAL_STATE
 from advprior.data.loader import load_motion
 from advprior.data.motion import read_motion_text
 from advprior.data.npz import read_npz_array
+from advprior.data.retarget import check_torso
 from advprior.errors import MotionFormatError, RetargetWarning
 from advprior.fileio import check_writable, check_zip_members, save_npz_atomic
 from advprior.version import __version__
@@ -509,6 +510,7 @@ def build_dataset(
     up: Mapping[str, str] | None = None,
     min_seconds: float = 0.25,
     log: Callable[[str], None] | None = None,
+    torso: str = "bones",
 ) -> BuildReport:
     """Import, retarget to SMPL at ``fps`` and write the dataset ``out`` (atomically).
 
@@ -537,6 +539,11 @@ def build_dataset(
         log: called with one line per skipped file, and per file imported with an
             approximation (a :class:`~advprior.errors.RetargetWarning`, kept as a note in the
             report and the file's metadata).
+        torso: how SMPL's spine and neck meet the source's (:meth:`Motion.to_smpl`):
+            ``"bones"`` (the default, build v5: the data of the 0.2.0 weights) lays each SMPL
+            torso bone on the source's and so straightens SMPL's rest spine; ``"rest"`` takes
+            the source's rest torso as SMPL's (docs/data.md). Recorded in
+            ``meta["build"]["torso"]`` when not the default.
 
     Leading frames that are exactly the rest pose are dropped (CMU BVH conversions start with a
     T-pose frame).
@@ -550,6 +557,7 @@ def build_dataset(
     out = check_writable(out)  # before hours of importing, not after
     _check_replaceable(out)
     up = check_up(up)  # likewise a mistyped axis
+    check_torso(torso)
     up_used: set[str] = set()
     _check_fractions(tuple(split))  # likewise the split and the file it is taken from
     fixed: dict[str, int] | None = None
@@ -613,7 +621,7 @@ def build_dataset(
                     label = Path(f"{file}#{person or 0}")
                 motion = motion.without_rest_frames()
                 long_enough = motion.duration >= min_seconds
-                smpl = motion.to_smpl(fps) if long_enough else None
+                smpl = motion.to_smpl(fps, torso=torso) if long_enough else None
             for w in caught:
                 if issubclass(w.category, RetargetWarning):
                     note(label, str(w.message))
@@ -727,6 +735,7 @@ def build_dataset(
             # only when given, so that a default build's metadata stays as it was
             **({"source_fps": dict(source_fps)} if source_fps else {}),
             **({"up": up} if up else {}),
+            **({"torso": torso} if torso != "bones" else {}),
         },
         "advprior_version": __version__,
         "dataset_format": DATASET_FORMAT,

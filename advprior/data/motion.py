@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from advprior.data import rotmath
-from advprior.data.retarget import SMPLMotion, retarget, standing_rest
+from advprior.data.retarget import SMPLMotion, check_torso, retarget, standing_rest
 from advprior.fileio import decode_text, read_regular_bytes
 
 __all__ = ["Motion", "SMPLMotion", "Skeleton", "read_motion_text"]
@@ -265,12 +265,16 @@ class Motion:
             local_translations=lt,
         )
 
-    def to_smpl(self, fps: float | None = 30.0) -> SMPLMotion:
+    def to_smpl(self, fps: float | None = 30.0, torso: str = "bones") -> SMPLMotion:
         """Retarget onto SMPL's skeleton (see :mod:`advprior.data.retarget`).
 
         Args:
             fps: output frame rate; ``None`` keeps the source rate.
+            torso: ``"bones"`` (build v5's torso, each SMPL torso bone laid on the source's)
+                or ``"rest"`` (the source's rest torso is SMPL's); see
+                :func:`~advprior.data.retarget.retarget`.
         """
+        check_torso(torso)  # before the resampling's work
         # calibrated before resampling, so that a rest taken from a frame is one of the file's
         src = standing_rest(self)
-        return retarget(src if fps is None else src.resample(fps))
+        return retarget(src if fps is None else src.resample(fps), torso=torso)

@@ -21,6 +21,15 @@ Method (all steps vectorised over frames; the only Python loop is over SMPL's 24
    drives ``j`` and ``S(t)`` is the smallest rotation that puts SMPL's bone exactly on the
    source's current bone direction (it is the identity when the source bone is one rigid
    segment; it absorbs the differences of multi-segment and interpolated bones).
+   With ``torso="rest"`` the torso chain (spine1, spine2, spine3, neck) is the exception: its
+   offset is one rotation for the whole chain, mapping SMPL's pelvis-to-neck line onto the
+   source's, so that the source's rest torso is SMPL's rest torso (zero spine, neck and head
+   rotations) and ``S(t)`` takes SMPL's bone by the source bone's own change since its rest.
+   Rigs place their spine and neck joints elsewhere than SMPL (mostly on a straight line
+   at rest, where SMPL's rest spine curves 26 degrees forward, 11 back, 38 forward):
+   aligning each torso bone (``torso="bones"``, build v5) straightens SMPL's spine at every
+   frame, with about -0.45 / +0.55 / -0.9 rad on spine2 / spine3 / neck for an upright source
+   and the head tilted back by ~40 degrees relative to the pelvis (docs/data.md).
 4. The pelvis uses the hip line as its bone; joints without a child (feet, head) take the
    source's rotation relative to their parent's driver; joints without a counterpart keep
    their parent's global rotation (identity local rotation).
@@ -95,6 +104,10 @@ BONE_CHILD = {
     21: 23,
 }
 _AXIS_SNAP_DEG = 30.0
+#: How SMPL's torso chain meets the source's at rest (module docstring, step 3).
+TORSO_MODES = ("bones", "rest")
+#: SMPL's torso chain: spine1, spine2, spine3, neck (the joints with a bone to a torso child).
+_TORSO_CHAIN = (3, 6, 9, 12)
 
 
 def _snap(v: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -390,8 +403,22 @@ def _reference(d: np.ndarray) -> np.ndarray:
     return np.array([1.0, 0, 0]) if abs(d[2]) > 0.7 else np.array([0, 0, 1.0])
 
 
-def retarget(motion: Motion) -> SMPLMotion:
-    """SMPL parameters for ``motion`` at its own frame rate (see the module docstring)."""
+def check_torso(torso: str) -> str:
+    """``torso`` if it is one of :data:`TORSO_MODES`, else a ValueError naming them."""
+    if torso not in TORSO_MODES:
+        raise ValueError(f"torso must be one of {', '.join(TORSO_MODES)}, got {torso!r}")
+    return torso
+
+
+def retarget(motion: Motion, torso: str = "bones") -> SMPLMotion:
+    """SMPL parameters for ``motion`` at its own frame rate (see the module docstring).
+
+    Args:
+        torso: ``"bones"`` (each SMPL torso bone laid on the source's: build v5, the data of
+            the 0.2.0 weights) or ``"rest"`` (the source's rest torso is SMPL's rest torso;
+            module docstring, step 3). SMPL-family input is copied either way.
+    """
+    check_torso(torso)
     if motion.is_smpl:
         return _copy_smpl(motion)
     motion = standing_rest(motion)
@@ -412,6 +439,11 @@ def retarget(motion: Motion) -> SMPLMotion:
     # forward and a torso turned by 40 degrees would otherwise gain that turn as twist).
     posed_rest = "rest_frame" in motion.meta
 
+    chain = None  # SMPL's and the source's rest pelvis-to-neck lines (torso="rest")
+    chain_offset = None
+    if torso == "rest" and m.a[0] >= 0 and m.a[12] >= 0:
+        if np.linalg.norm(rest[12] - rest[0]) > 1e-6:
+            chain = (REST_JOINTS[12] - REST_JOINTS[0], rest[12] - rest[0])
     t = motion.num_frames
     g = np.empty((t, 24, 3, 3))
     g_rest = np.empty((24, 3, 3))  # each SMPL joint's global rotation at the source's rest
@@ -427,15 +459,27 @@ def retarget(motion: Motion) -> SMPLMotion:
         if bone is not None and np.linalg.norm(rest[bone[0]] - rest[bone[1]]) > 1e-6:
             d_smpl = REST_JOINTS[bone[0]] - REST_JOINTS[bone[1]]
             d_rest = rest[bone[0]] - rest[bone[1]]
-            ref_smpl = ref_rest = _reference(d_smpl)
-            if posed_rest and j == 0:
-                ref_smpl, ref_rest = REST_JOINTS[3] - REST_JOINTS[0], rest[3] - rest[0]
-            elif posed_rest:
-                ref_rest = g_rest[p] @ ref_smpl
-            offset = rotmath.frame_from(d_rest, ref_rest) @ rotmath.frame_from(d_smpl, ref_smpl).T
+            whole_chain = chain is not None and j in _TORSO_CHAIN
+            if whole_chain and chain_offset is not None:
+                offset = chain_offset  # one offset for the chain: no rest angle between its joints
+            else:
+                # the chain's offset maps SMPL's pelvis-neck line, not a bone, onto the source's
+                a_smpl, a_rest = chain if whole_chain else (d_smpl, d_rest)
+                ref_smpl = ref_rest = _reference(a_smpl)
+                if posed_rest and j == 0:
+                    ref_smpl, ref_rest = REST_JOINTS[3] - REST_JOINTS[0], rest[3] - rest[0]
+                elif posed_rest:
+                    ref_rest = g_rest[p] @ ref_smpl
+                offset = (
+                    rotmath.frame_from(a_rest, ref_rest) @ rotmath.frame_from(a_smpl, ref_smpl).T
+                )
+                if whole_chain:
+                    chain_offset = offset
             g_rest[j] = offset
             cand = w[:, m.driver[j]] @ offset
-            now = cand @ d_smpl
+            # where the source bone would point moved rigidly with its driver (for an aligned
+            # bone this is cand @ d_smpl; the chain's SMPL bones keep their own rest angles)
+            now = w[:, m.driver[j]] @ d_rest if whole_chain else cand @ d_smpl
             target = pts[:, bone[0]] - pts[:, bone[1]]
             degenerate = np.linalg.norm(target, axis=-1) < 1e-9
             target = np.where(degenerate[:, None], now, target)
