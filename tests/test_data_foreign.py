@@ -780,9 +780,9 @@ STAR_RIGS = {
 }
 
 
-def _body_positions(smpl) -> np.ndarray:
-    """SMPL joints 0..21 ``(T, 22, 3)`` of a retargeted motion, by SMPL's own kinematics."""
-    local = np.concatenate(
+def smpl_local(smpl) -> np.ndarray:
+    """SMPL's 24 local rotations ``(T, 24, 3, 3)`` of a retargeted motion (hands straight)."""
+    return np.concatenate(
         [
             Rotation.from_rotvec(smpl.global_orient).as_matrix()[:, None],
             Rotation.from_rotvec(smpl.body_pose.reshape(-1, 3)).as_matrix().reshape(-1, 21, 3, 3),
@@ -790,7 +790,11 @@ def _body_positions(smpl) -> np.ndarray:
         ],
         axis=1,
     )
-    return _smpl_fk(local, smpl.transl + REST_JOINTS[0])[1][:, :22]
+
+
+def _body_positions(smpl) -> np.ndarray:
+    """SMPL joints 0..21 ``(T, 22, 3)`` of a retargeted motion, by SMPL's own kinematics."""
+    return _smpl_fk(smpl_local(smpl), smpl.transl + REST_JOINTS[0])[1][:, :22]
 
 
 @pytest.mark.parametrize("rig", sorted(STAR_RIGS))

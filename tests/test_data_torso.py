@@ -23,6 +23,7 @@ from test_data_foreign import (
     _smpl_fk,
     _smpl_rig,
     _write_rig,
+    smpl_local,
 )
 
 from advprior.data import build_dataset, load_dataset, load_motion
@@ -93,15 +94,7 @@ def test_a_straight_rig_at_rest_is_smpls_rest_pose_only_with_torso_rest(tmp_path
 
 def _globals(smpl) -> np.ndarray:
     """SMPL's global joint rotations ``(T, 24, 3, 3)`` of a retargeted motion."""
-    local = np.concatenate(
-        [
-            Rotation.from_rotvec(smpl.global_orient).as_matrix()[:, None],
-            Rotation.from_rotvec(smpl.body_pose.reshape(-1, 3)).as_matrix().reshape(-1, 21, 3, 3),
-            np.broadcast_to(np.eye(3), (smpl.num_frames, 2, 3, 3)),
-        ],
-        axis=1,
-    )
-    return _smpl_fk(local, np.zeros((smpl.num_frames, 3)))[0]
+    return _smpl_fk(smpl_local(smpl), np.zeros((smpl.num_frames, 3)))[0]
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
