@@ -533,6 +533,14 @@ def test_orientations_must_be_a_whole_number(body, orientations) -> None:
         fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, orientations=orientations)
 
 
+@pytest.mark.parametrize("lr", [float("nan"), 0.0, -0.01, "0.02"])
+def test_a_learning_rate_that_is_no_positive_number_is_refused(body, lr) -> None:
+    # a NaN or negative Adam lr gave NaN poses, with no word of why
+    kp, conf = _ok_inputs()
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        fit_keypoints(kp, conf, CAMERA, body_model=body, prior=None, optimizer="adam", lr=lr)
+
+
 def test_no_frames_is_an_error(body) -> None:
     # a batch whose frames were all filtered out upstream: a ZeroDivisionError in the fit before
     for conf in (torch.zeros(0, 24), None):

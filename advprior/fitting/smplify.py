@@ -40,7 +40,12 @@ from advprior.fitting.body_points import (  # noqa: F401 - re-exported
     _Body,
     body_keypoints,
 )
-from advprior.fitting.camera import PinholeCamera, focal_length_reason, whole_number
+from advprior.fitting.camera import (
+    PinholeCamera,
+    focal_length_reason,
+    positive_number,
+    whole_number,
+)
 from advprior.fitting.inputs import (  # noqa: F401 - re-exported
     MAX_KEYPOINT_PX,
     MIN_FOCAL_PX,
@@ -322,6 +327,9 @@ def fit_keypoints(
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     sigma = _check_sigma(sigma)
+    # checked for L-BFGS too, which ignores it: a NaN lr is a mistake whichever optimiser runs
+    if positive_number(lr) is None:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
     if stages is not None:
         stages = check_stages(stages)
     kp, conf = prepare_keypoints(keypoints, confidence, fmt, check_layout=bool(check_layout))
