@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="bones",
         help="how SMPL's spine and neck meet the source's: 'bones' (default, build v5, the data "
         "of the 0.2.0 weights) lays each SMPL torso bone on the source's and straightens "
-        "SMPL's spine; 'rest' takes the source's rest torso as SMPL's (docs/data.md)",
+        "SMPL's spine; 'rest' takes the source's rest torso, collars and feet as SMPL's "
+        "(docs/data.md)",
     )
     b.set_defaults(func=_build)
 

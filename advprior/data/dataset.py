@@ -539,10 +539,11 @@ def build_dataset(
         log: called with one line per skipped file, and per file imported with an
             approximation (a :class:`~advprior.errors.RetargetWarning`, kept as a note in the
             report and the file's metadata).
-        torso: how SMPL's spine and neck meet the source's (:meth:`Motion.to_smpl`):
-            ``"bones"`` (the default, build v5: the data of the 0.2.0 weights) lays each SMPL
-            torso bone on the source's and so straightens SMPL's rest spine; ``"rest"`` takes
-            the source's rest torso as SMPL's (docs/data.md). Recorded in
+        torso: how SMPL's spine and neck (and collars and ankles) meet the source's
+            (:meth:`Motion.to_smpl`): ``"bones"`` (the default, build v5: the data of the
+            0.2.0 weights) lays each SMPL torso bone on the source's and so straightens SMPL's
+            rest spine; ``"rest"`` takes the source's rest torso, collars and feet as SMPL's
+            (docs/data.md). Recorded in
             ``meta["build"]["torso"]`` when not the default.
 
     Leading frames that are exactly the rest pose are dropped (CMU BVH conversions start with a

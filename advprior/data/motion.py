@@ -271,7 +271,7 @@ class Motion:
         Args:
             fps: output frame rate; ``None`` keeps the source rate.
             torso: ``"bones"`` (build v5's torso, each SMPL torso bone laid on the source's)
-                or ``"rest"`` (the source's rest torso is SMPL's); see
+                or ``"rest"`` (the source's rest torso, collars and feet are SMPL's); see
                 :func:`~advprior.data.retarget.retarget`.
         """
         check_torso(torso)  # before the resampling's work

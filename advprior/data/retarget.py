@@ -30,6 +30,16 @@ Method (all steps vectorised over frames; the only Python loop is over SMPL's 24
    aligning each torso bone (``torso="bones"``, build v5) straightens SMPL's spine at every
    frame, with about -0.45 / +0.55 / -0.9 rad on spine2 / spine3 / neck for an upright source
    and the head tilted back by ~40 degrees relative to the pelvis (docs/data.md).
+   The collars and ankles have the same kind of rest-pose disagreement, and ``torso="rest"``
+   takes them at the source's rest too (their offset is their parent's): rigs' collar joints
+   sit elsewhere than SMPL's (the CMU BVH's Daz rig's high beside the neck, its collar bone 30
+   degrees below SMPL's, so every frame got SMPL's collars dropped by ~34 degrees and the
+   shoulders raised back) and their toe and ankle joints at other heights (the foot bone's
+   rest slope 7-36 degrees down, SMPL's 21-25), and the ASF rigs' rest legs are splayed 20
+   degrees with flat feet, which bone alignment turned into SMPL's feet rolled ~20 degrees in
+   every standing frame. Their rigs' rests are neutral for these joints (T-poses standing on
+   flat feet, collars that never move from their rest in these captures). Limbs keep bone
+   alignment: a rest can be an A-pose or splayed legs, which is not SMPL's rest.
 4. The pelvis uses the hip line as its bone; joints without a child (feet, head) take the
    source's rotation relative to their parent's driver; joints without a counterpart keep
    their parent's global rotation (identity local rotation).
@@ -108,6 +118,12 @@ _AXIS_SNAP_DEG = 30.0
 TORSO_MODES = ("bones", "rest")
 #: SMPL's torso chain: spine1, spine2, spine3, neck (the joints with a bone to a torso child).
 _TORSO_CHAIN = (3, 6, 9, 12)
+#: Joints that ``torso="rest"`` also takes at the source's rest: the ankles (rigs put the ankle
+#: and toe joints at other heights than SMPL, so the foot bone's rest slope ranges from 7 to 36
+#: degrees down where SMPL's is 21-25) and the collars (rigs' collar bones point 12 degrees
+#: down to 27 up where SMPL's points 18 up). Their rest offset is their parent's, so that the
+#: source's rest foot and collar are SMPL's rest foot and collar (docs/data.md).
+_REST_CHILDREN = (7, 8, 13, 14)
 
 
 def _snap(v: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -415,8 +431,9 @@ def retarget(motion: Motion, torso: str = "bones") -> SMPLMotion:
 
     Args:
         torso: ``"bones"`` (each SMPL torso bone laid on the source's: build v5, the data of
-            the 0.2.0 weights) or ``"rest"`` (the source's rest torso is SMPL's rest torso;
-            module docstring, step 3). SMPL-family input is copied either way.
+            the 0.2.0 weights) or ``"rest"`` (the source's rest torso, collars and feet are
+            SMPL's rest torso, collars and feet; module docstring, step 3). SMPL-family input
+            is copied either way.
     """
     check_torso(torso)
     if motion.is_smpl:
@@ -460,8 +477,11 @@ def retarget(motion: Motion, torso: str = "bones") -> SMPLMotion:
             d_smpl = REST_JOINTS[bone[0]] - REST_JOINTS[bone[1]]
             d_rest = rest[bone[0]] - rest[bone[1]]
             whole_chain = chain is not None and j in _TORSO_CHAIN
+            at_rest = torso == "rest" and j in _REST_CHILDREN
             if whole_chain and chain_offset is not None:
                 offset = chain_offset  # one offset for the chain: no rest angle between its joints
+            elif at_rest:
+                offset = g_rest[p]  # no rest angle to the parent: the source's rest is SMPL's
             else:
                 # the chain's offset maps SMPL's pelvis-neck line, not a bone, onto the source's
                 a_smpl, a_rest = chain if whole_chain else (d_smpl, d_rest)
@@ -478,8 +498,9 @@ def retarget(motion: Motion, torso: str = "bones") -> SMPLMotion:
             g_rest[j] = offset
             cand = w[:, m.driver[j]] @ offset
             # where the source bone would point moved rigidly with its driver (for an aligned
-            # bone this is cand @ d_smpl; the chain's SMPL bones keep their own rest angles)
-            now = w[:, m.driver[j]] @ d_rest if whole_chain else cand @ d_smpl
+            # bone this is cand @ d_smpl; the chain's, collars' and ankles' SMPL bones under
+            # torso="rest" keep their own rest angles)
+            now = w[:, m.driver[j]] @ d_rest if whole_chain or at_rest else cand @ d_smpl
             target = pts[:, bone[0]] - pts[:, bone[1]]
             degenerate = np.linalg.norm(target, axis=-1) < 1e-9
             target = np.where(degenerate[:, None], now, target)
