@@ -20,7 +20,10 @@ SMPLify's file, each pattern written here from its description (no code of their
   ``log(w + 1e-16)``, float32 evaluation, a batch mean.
 
 Each is ``GMMPrior``'s own max-mixture nll plus a constant that the pattern fixes (its
-normalisation); the tolerances are rounding-error bounds (``_rounding_bound``).
+normalisation); the tolerances are rounding-error bounds (``_rounding_bound``). Also here:
+every reader finite with finite gradients for typical and extreme poses, in batches of one and
+many; SMPL-X's 63-d ``body_pose`` padded or the file sliced; the export refusing a mixture whose
+determinants the readers' float64 ``np.linalg.det`` would lose.
 """
 
 from __future__ import annotations
@@ -209,10 +212,13 @@ def test_export_is_the_mixture_when_no_conditioning_is_needed(tmp_path: Path) ->
     gmm = _conditioned_gmm()
     gmm.export_smplify(tmp_path / "gmm_08.pkl")
     f = _read(tmp_path / "gmm_08.pkl")
-    # the premise: the file's body block is the mixture (eigen round trip: ~1e-15 relative)
+    # the premise: the file holds the mixture, up to the eigendecomposition round trip
+    # (backward stable: an error of a few n u ||S|| per entry)
     cov = gmm.covariances.double().numpy()
-    assert np.allclose(f["covars"][:, :63, :63], cov, rtol=0, atol=1e-13 * np.abs(cov).max())
-    assert np.allclose(f["covars"][:, 63:, 63:], 1e-4 * np.eye(6), rtol=0, atol=1e-18)
+    atol = 4 * 69 * U64 * np.abs(cov).max()
+    assert np.allclose(f["covars"][:, :63, :63], cov, rtol=0, atol=atol)
+    assert np.allclose(f["covars"][:, 63:, 63:], 1e-4 * np.eye(6), rtol=0, atol=atol)
+    assert not f["covars"][:, :63, 63:].any() and not f["means"][:, 63:].any()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
