@@ -361,6 +361,10 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
            above float32's smallest normal number) by scaling ``S_k`` by a factor ``a_k``: the
            narrowest components are widened, the widest narrowed, the largest ``|log a_k|`` as
            small as possible (the shipped GMM's ``a_k``: ``docs/compat.md``).
+
+        Raises ``ValueError`` when a component's determinant would leave float64's normal
+        range (below about ``e^-708``: e.g. 69 eigenvalues near 1e-5), which SMPLify's readers
+        take with ``np.linalg.det`` (every weight NaN); a larger ``eig_floor`` avoids it.
         """
         if not 0 < eig_floor < 1:
             raise ValueError(f"eig_floor must be in (0, 1), got {eig_floor!r}")
@@ -396,6 +400,15 @@ class GMMPrior(PretrainedMixin, nn.Module, Prior):
         cost = np.maximum(grid[:, None] - logdet, logdet - grid[:, None] - budget).max(1)
         m = float(grid[np.argmin(cost)])
         target = np.minimum(np.maximum(logdet, m), m + budget)
+        # Readers take sqrt(det(S_k)) with np.linalg.det in float64 and divide by the smallest:
+        # a determinant outside float64's normal range (0 below e^-708) makes every weight NaN.
+        log_tiny, log_huge = math.log(np.finfo(np.float64).tiny), math.log(np.finfo(np.float64).max)
+        if target.min() < log_tiny or target.max() > log_huge:
+            raise ValueError(
+                f"the exported covariances' log-determinants reach {target.min():.0f} to "
+                f"{target.max():.0f}; SMPLify's readers compute det(S) in float64, which needs "
+                f"[{log_tiny:.0f}, {log_huge:.0f}]: raise eig_floor (now {eig_floor!r})"
+            )
         eigval = eigval * np.exp((target - logdet) / d)[:, None]
         covars = np.einsum("kij,kj,klj->kil", eigvec, eigval, eigvec)
         covars = 0.5 * (covars + covars.transpose(0, 2, 1))
