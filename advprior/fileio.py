@@ -502,16 +502,24 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
 
     Reading a member allocates its uncompressed size, which the archive declares; a small file
     can declare gigabytes of zeros. A member is refused when it is larger than
-    :data:`ZIP_CHECK_ABOVE` and more than :data:`ZIP_MAX_RATIO` times its compressed size (a
-    lying declared size fails zipfile's own check when read). Raises ``ValueError`` naming the
+    :data:`ZIP_CHECK_ABOVE` and more than :data:`ZIP_MAX_RATIO` times its compressed size, and
+    so is an archive whose members declare more compressed bytes than the file holds: numpy
+    allocates a member's declared size before zipfile finds the data missing (a 400-byte file
+    declaring a 128 GiB stored member was numpy's MemoryError). Raises ``ValueError`` naming the
     file and the member; not a zip or unreadable: nothing to check here (the reader says so).
     """
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
+        size = os.stat(path).st_size
     except (OSError, zipfile.BadZipFile, ValueError):
         return
     for info in members:
+        if info.compress_size > size:
+            raise ValueError(
+                f"{path}: {what} member {info.filename!r} declares {info.compress_size} stored "
+                f"bytes in a file of {size}: not read (truncated or crafted)"
+            )
         big = info.file_size > ZIP_CHECK_ABOVE
         if big and info.file_size > ZIP_MAX_RATIO * max(info.compress_size, 1):
             raise ValueError(
@@ -522,6 +530,11 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
     # the same for the members together: many members each just under the size above
     total = sum(info.file_size for info in members)
     packed = sum(info.compress_size for info in members)
+    if packed > size:  # members do not overlap in an archive a zip writer made
+        raise ValueError(
+            f"{path}: {what} of {len(members)} members declares {packed} stored bytes in a "
+            f"file of {size}: not read (truncated or crafted)"
+        )
     if total > ZIP_CHECK_ABOVE and total > ZIP_MAX_RATIO * max(packed, 1):
         raise ValueError(
             f"{path}: {what} of {len(members)} members would decompress to "
