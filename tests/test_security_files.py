@@ -626,3 +626,18 @@ def test_an_npz_member_declaring_more_bytes_than_the_file_is_refused(
     code, text = _in_child(path, memory=512 << 20, read=read)
     assert code == 0, f"the reader crashed (exit {code})"
     assert str(path) in text and f"declares {declared} stored bytes in a file of" in text, text
+
+
+@_fork_only
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_npy_header_longer_than_the_file_is_refused_before_it_is_read(
+    tmp_path: Path, version: int
+) -> None:
+    """numpy reads the header length an .npy declares into one buffer: a 13-byte file
+    declaring a 4 GiB header was a bare MemoryError under a memory limit."""
+    path = tmp_path / "poses.npy"
+    path.write_bytes(b"\x93NUMPY" + bytes([version, 0]) + struct.pack("<I", 2**32 - 1) + b"{")
+    code, text = _in_child(path, memory=512 << 20, read=_load_motion)
+    assert code == 0, f"the reader crashed (exit {code})"
+    assert text.startswith("MotionFormatError: ") and str(path) in text, text
+    assert "header declares 4294967295 bytes, more than the 13" in text, text
