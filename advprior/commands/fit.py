@@ -377,7 +377,15 @@ def read_keypoints(
 
     from advprior.fitting.smplify import MAX_KEYPOINT_PX, MIN_KEYPOINT_SPAN_PX
 
-    out = _read_keypoints(path, person, missing_ok=missing_ok, track=track)
+    try:
+        out = _read_keypoints(path, person, missing_ok=missing_ok, track=track)
+    except OverflowError:
+        # JSON integers have no bound: one beyond float64 (or an Infinity where an integer
+        # belongs) fails numpy's or int()'s conversion, wherever the layout converts it
+        raise ValueError(
+            f"{path}: holds a number beyond float64's range (an integer of hundreds of digits, "
+            "or Infinity where an index belongs)"
+        ) from None
     kp, conf = np.asarray(out["keypoints"]), np.asarray(out["confidence"])
     if np.isinf(kp).any():
         raise ValueError(f"{path}: keypoints contain +-Inf; mark missing keypoints with null")
