@@ -566,16 +566,32 @@ def decode_text(data: bytes) -> str:
     return data.decode("utf-8-sig")
 
 
+class _DuplicateKey(Exception):
+    """A JSON object that names a key twice (the key is the argument)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return found
+
+
 def parse_json(data: str | bytes, source: object, error: type[Exception] = ValueError) -> Any:
     """``json.loads`` of UTF-8 ``data`` where every decoding problem (bad syntax, bad UTF-8,
     nesting too deep, an integer of more digits than Python converts) is one ``error`` naming
     ``source`` (a file name, or e.g. ``"model.onnx metadata"``). A leading byte-order mark, which
     .NET and PowerShell tools write into UTF-8 files, and a trailing Ctrl-Z, the end-of-file mark
     of DOS-era tools (``copy /a``), are dropped (``json.loads`` refuses both); UTF-16 with its
-    byte-order mark (Windows PowerShell 5's ``Out-File`` and ``>``) is read too."""
+    byte-order mark (Windows PowerShell 5's ``Out-File`` and ``>``) is read too. A key given
+    twice in one object is an ``error``: ``json`` keeps the last, other readers the first, so
+    a file could say one thing to a checker and another to advprior."""
     try:
         text = decode_text(data) if isinstance(data, bytes) else data.removeprefix("\ufeff")
-        return json.loads(text.rstrip("\x1a"))
+        return json.loads(text.rstrip("\x1a"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        raise error(f"{source}: the key {err.args[0]!r} appears twice in one object") from None
     except RecursionError:
         raise error(f"{source} is not valid JSON: nested too deeply") from None
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, the int-digits limit

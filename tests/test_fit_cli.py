@@ -276,6 +276,24 @@ def test_integers_beyond_float64_in_keypoint_and_camera_files_name_the_file(
         PinholeCamera.from_matrix(huge)
 
 
+def test_a_key_given_twice_in_a_keypoint_or_camera_file_is_refused(
+    tmp_path, keypoints, capsys
+) -> None:
+    """Two "keypoints" (or two "focal") in one object: the last was fitted, silently."""
+    kp = json.dumps(keypoints[0].tolist())
+    src = tmp_path / "kp.json"
+    src.write_text('{"keypoints": ' + kp + ', "keypoints": [[1, 2]]}')
+    assert main(["fit", str(src), "--camera", "1000,500,500", "--prior", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kp.json: the key 'keypoints' appears twice" in err
+    src.write_text('{"keypoints": ' + kp + "}")
+    cam = tmp_path / "camera.json"
+    cam.write_text('{"focal": [1000, 1000], "center": [500, 500], "focal": [10, 10]}')
+    assert main(["fit", str(src), "--camera", str(cam), "--prior", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "camera.json: the key 'focal' appears twice" in err
+
+
 def test_fit_with_a_body_model_file_and_coco_keypoints(tmp_path) -> None:
     """A model given by path goes through the user-file loader (the stand-in's SMPL-format
     file stands in for a licensed SMPL file); COCO keypoints use its surface points."""
