@@ -492,3 +492,27 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_keeps_the_last_one(
     assert (out / "checkpoint.pt").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    "log, match",
+    [
+        (b"step,loss\nabc,1\n", r"train_log\.csv line 2: could not convert string to float"),
+        (b"step,loss\ninf,1\n", r"train_log\.csv line 2: cannot convert float infinity"),
+        (b"loss\n1\n", r"train_log\.csv line 2: no 'step' column"),
+        (b"step,loss\n1,\xe9\n", r"train_log\.csv: 'utf-8' codec can't decode"),
+    ],
+    ids=["text", "inf", "no-step", "latin-1"],
+)
+def test_resuming_with_a_damaged_log_names_it_and_writes_nothing(
+    data: Path, tmp_path: Path, log: bytes, match: str
+) -> None:
+    """Resuming read the log's steps unguarded: a bare 'could not convert string to float'
+    (or KeyError, OverflowError, UnicodeDecodeError) naming neither the file nor the way out."""
+    out = tmp_path / "run"
+    train_gan(data, out, **KW)
+    (out / "train_log.csv").write_bytes(log)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(RunFolderError, match=match):
+        train_gan(data, out, resume=True, **{**KW, "steps": 2})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

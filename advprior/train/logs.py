@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from advprior.errors import require_extra
+from advprior.errors import RunFolderError, require_extra
 from advprior.fileio import atomic_path
 
 
@@ -27,10 +27,7 @@ class CSVLog:
         if resume_step is None and path.exists():
             path.unlink()
         if resume_step is not None and path.exists():
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                self.fields = list(reader.fieldnames or []) or None
-                rows = [r for r in reader if int(float(r["step"])) <= resume_step]
+            self.fields, rows = _rows_up_to(path, resume_step)
             if self.fields is None:
                 path.unlink()
                 return
@@ -57,6 +54,31 @@ class CSVLog:
                 f"cannot write {self.path}: {err.strerror or err}; the last checkpoint is "
                 "intact, so --resume continues from it once this is fixed",
             ) from err
+
+
+def _rows_up_to(path: Path, step: int) -> tuple[list[str] | None, list[dict[str, str]]]:
+    """The header and the rows up to ``step`` of the run log ``path``; a log that cannot be
+    read so (a step that is not a number, no step column, not UTF-8, a line over csv's field
+    limit) is a :class:`RunFolderError` naming the file and line, before anything is written
+    (it was a bare ``could not convert string to float``)."""
+    line = 0
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or []) or None
+            rows = []
+            for row in reader:
+                line = reader.line_num
+                if int(float(row["step"])) <= step:
+                    rows.append(row)
+    except (ValueError, TypeError, KeyError, OverflowError, csv.Error) as err:
+        where = f" line {line}" if line else ""
+        why = f"no {err} column" if isinstance(err, KeyError) else str(err)[:200]
+        raise RunFolderError(
+            f"cannot resume the log {path}{where}: {why}; the checkpoint is intact: fix the "
+            "line, or move the file aside and --resume starts a new log"
+        ) from None
+    return fields, rows
 
 
 def _interactive(stream: Any) -> bool:
