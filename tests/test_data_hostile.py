@@ -558,6 +558,16 @@ def _f64_1e300() -> dict:
             },
             r"'body_pose' declares shape \(1000000000000, 63\).* holds 0 bytes",
         ),
+        # json kept the last of two dataset_format values: the first (a newer format) unread
+        (
+            {"meta": np.array('{"dataset_format": 99, "dataset_format": 1}')},
+            "meta: the key 'dataset_format' appears twice",
+        ),
+        # the version quoted from the file: 100 KB of it made a message of 100 KB
+        (
+            {"meta": np.array(json.dumps({"dataset_format": 99, "advprior_version": "9" * 10**5}))},
+            r"dataset format 99 \(written by advprior a newer version\); this advprior",
+        ),
     ],
     ids=[
         "f64_1e300",
@@ -573,6 +583,8 @@ def _f64_1e300() -> dict:
         "sequence_wraps_int32",
         "subject_negative",
         "huge_header_shape",
+        "meta_key_twice",
+        "meta_version_huge",
     ],
 )
 def test_load_dataset_hostile_member_is_a_value_error_naming_file_and_key(
@@ -582,8 +594,9 @@ def test_load_dataset_hostile_member_is_a_value_error_naming_file_and_key(
     from advprior.train.poses import load_training_poses
 
     path = _write_zip(tmp_path / "hostile.npz", _dataset_arrays(**over))
-    with pytest.raises(ValueError, match=rf"hostile\.npz: {message}"):
+    with pytest.raises(ValueError, match=rf"hostile\.npz: {message}") as err:
         load_dataset(path)
+    assert len(str(err.value)) < 1000  # values quoted from the file are bounded
     with pytest.raises(ValueError, match=rf"hostile\.npz: {message}"):
         load_training_poses(path)
 
