@@ -641,3 +641,31 @@ def test_amass_angles_too_large_to_convert_name_file_and_key(tmp_path: Path, key
     path = _write_zip(tmp_path / "big.npz", arrays)
     with pytest.raises(MotionFormatError, match=rf"big\.npz: '{key}' at frame 4 .*too large"):
         load_motion(path)
+
+
+def test_a_tiny_frame_time_is_read_at_once_or_refused(tmp_path: Path) -> None:
+    """Snapping "Frame Time: 1e-300" to an integer rate walked every integer between its
+    bounds (about 1e300 of them: the reader hung); a subnormal time's rate is infinite."""
+    import signal
+
+    path, lines, first = _bvh(tmp_path)
+    old = signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the reader hung"))
+    signal.alarm(30)
+    try:
+        lines[first - 1] = "Frame Time: 1e-300"
+        path.write_text("\n".join(lines) + "\n")
+        assert load_motion(path).fps == pytest.approx(1e300, rel=1e-12)
+        lines[first - 1] = "Frame Time: 3e-320"
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(MotionFormatError, match="Frame Time 3e-320 s is too short"):
+            load_motion(path)
+        frames = _deepmimic_frames(3, -0.2, 0.1)
+        for f in frames:
+            f[0] = 3e-320
+        dm = tmp_path / "d.txt"
+        dm.write_text(json.dumps({"Frames": frames}))
+        with pytest.raises(MotionFormatError, match="frame durations of 2.99997e-320 s are too short"):
+            load_motion(dm)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
