@@ -664,8 +664,24 @@ def test_a_tiny_frame_time_is_read_at_once_or_refused(tmp_path: Path) -> None:
             f[0] = 3e-320
         dm = tmp_path / "d.txt"
         dm.write_text(json.dumps({"Frames": frames}))
-        with pytest.raises(MotionFormatError, match="frame durations of 2.99997e-320 s are too short"):
+        with pytest.raises(MotionFormatError, match="durations of 2.99997e-320 s are too short"):
             load_motion(dm)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_timedelta_arrays_are_not_numbers(tmp_path: Path) -> None:
+    """numpy counts timedelta64 as a number (np.issubdtype(m8, np.number)): such poses and a
+    mocap_framerate of 120 seconds were read as numbers."""
+    npy = tmp_path / "poses.npy"
+    np.save(npy, np.zeros((10, 66), "m8[s]"))
+    with pytest.raises(MotionFormatError, match=r"poses\.npy: 'array' must be a numeric array"):
+        load_motion(npy, fps=30)
+    for key, value in (("poses", np.zeros((10, 156), "m8[s]")), ("mocap_framerate", None)):
+        arrays = _amass()
+        arrays[key] = np.timedelta64(120, "s") if value is None else value
+        path = tmp_path / f"{key}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(MotionFormatError, match=rf"'{key}' must .*timedelta64"):
+            load_motion(path)

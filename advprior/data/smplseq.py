@@ -162,10 +162,8 @@ def _describe(value: Any) -> str:
 
 def _real(value: Any, key: str, path: Path) -> np.ndarray:
     """``value`` as a float64 array; only real numeric numpy arrays are taken."""
-    ok = isinstance(value, np.ndarray) and (
-        value.dtype == bool
-        or (np.issubdtype(value.dtype, np.number) and not value.dtype.kind == "c")
-    )
+    # by kind: numpy counts timedelta64 as a number (an integer subtype)
+    ok = isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
     if not ok:
         raise MotionFormatError(f"'{key}' must be a numeric array, got {_describe(value)}", path)
     return value.astype(np.float64)
