@@ -516,3 +516,15 @@ def test_resuming_with_a_damaged_log_names_it_and_writes_nothing(
     with pytest.raises(RunFolderError, match=match):
         train_gan(data, out, resume=True, **{**KW, "steps": 2})
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_gmm_refit_over_a_damaged_fit_record_is_not_a_crash(data: Path, tmp_path: Path) -> None:
+    """gmm_fit.json is compared on --resume and skipped when unreadable, but JSON nested too
+    deep (a RecursionError) or a list holding "seed" (indexed by it: TypeError) escaped."""
+    from advprior.train.gmm import fit_gmm
+
+    out = tmp_path / "gmm"
+    fit_gmm(data, out, max_iter=2, val_samples=50)
+    for text in ("[" * 100_000 + "]" * 100_000, '["seed"]'):
+        (out / "gmm_fit.json").write_text(text)
+        assert fit_gmm(data, out, max_iter=2, val_samples=50, resume=True).model_dir is not None
