@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -528,3 +529,19 @@ def test_a_gmm_refit_over_a_damaged_fit_record_is_not_a_crash(data: Path, tmp_pa
     for text in ("[" * 100_000 + "]" * 100_000, '["seed"]'):
         (out / "gmm_fit.json").write_text(text)
         assert fit_gmm(data, out, max_iter=2, val_samples=50, resume=True).model_dir is not None
+
+
+@pytest.mark.parametrize("name", [LOCK_NAME, "model/config.json"])
+def test_run_folder_json_nested_too_deep_is_unreadable_not_a_crash(
+    data: Path, tmp_path: Path, name: str
+) -> None:
+    """The run's lock and its model/config.json are read where an unreadable one is expected
+    (a lock taken over, no model type to compare), but JSON nested too deep raised json's
+    RecursionError, which those readers did not catch."""
+    out = tmp_path / "run"
+    train_gan(data, out, **KW)
+    (out / name).parent.mkdir(exist_ok=True)
+    (out / name).write_text("[" * 100_000 + "]" * 100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a lock without an owner is taken over with a warning
+        assert train_gan(data, out, resume=True, **{**KW, "steps": 2}).step == 2
