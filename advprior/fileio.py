@@ -502,16 +502,24 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
 
     Reading a member allocates its uncompressed size, which the archive declares; a small file
     can declare gigabytes of zeros. A member is refused when it is larger than
-    :data:`ZIP_CHECK_ABOVE` and more than :data:`ZIP_MAX_RATIO` times its compressed size (a
-    lying declared size fails zipfile's own check when read). Raises ``ValueError`` naming the
+    :data:`ZIP_CHECK_ABOVE` and more than :data:`ZIP_MAX_RATIO` times its compressed size, and
+    so is an archive whose members declare more compressed bytes than the file holds: numpy
+    allocates a member's declared size before zipfile finds the data missing (a 400-byte file
+    declaring a 128 GiB stored member was numpy's MemoryError). Raises ``ValueError`` naming the
     file and the member; not a zip or unreadable: nothing to check here (the reader says so).
     """
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
+        size = os.stat(path).st_size
     except (OSError, zipfile.BadZipFile, ValueError):
         return
     for info in members:
+        if info.compress_size > size:
+            raise ValueError(
+                f"{path}: {what} member {info.filename!r} declares {info.compress_size} stored "
+                f"bytes in a file of {size}: not read (truncated or crafted)"
+            )
         big = info.file_size > ZIP_CHECK_ABOVE
         if big and info.file_size > ZIP_MAX_RATIO * max(info.compress_size, 1):
             raise ValueError(
@@ -522,6 +530,11 @@ def check_zip_members(path: str | os.PathLike, what: str = "file") -> None:
     # the same for the members together: many members each just under the size above
     total = sum(info.file_size for info in members)
     packed = sum(info.compress_size for info in members)
+    if packed > size:  # members do not overlap in an archive a zip writer made
+        raise ValueError(
+            f"{path}: {what} of {len(members)} members declares {packed} stored bytes in a "
+            f"file of {size}: not read (truncated or crafted)"
+        )
     if total > ZIP_CHECK_ABOVE and total > ZIP_MAX_RATIO * max(packed, 1):
         raise ValueError(
             f"{path}: {what} of {len(members)} members would decompress to "
@@ -553,16 +566,32 @@ def decode_text(data: bytes) -> str:
     return data.decode("utf-8-sig")
 
 
+class _DuplicateKey(Exception):
+    """A JSON object that names a key twice (the key is the argument)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return found
+
+
 def parse_json(data: str | bytes, source: object, error: type[Exception] = ValueError) -> Any:
     """``json.loads`` of UTF-8 ``data`` where every decoding problem (bad syntax, bad UTF-8,
     nesting too deep, an integer of more digits than Python converts) is one ``error`` naming
     ``source`` (a file name, or e.g. ``"model.onnx metadata"``). A leading byte-order mark, which
     .NET and PowerShell tools write into UTF-8 files, and a trailing Ctrl-Z, the end-of-file mark
     of DOS-era tools (``copy /a``), are dropped (``json.loads`` refuses both); UTF-16 with its
-    byte-order mark (Windows PowerShell 5's ``Out-File`` and ``>``) is read too."""
+    byte-order mark (Windows PowerShell 5's ``Out-File`` and ``>``) is read too. A key given
+    twice in one object is an ``error``: ``json`` keeps the last, other readers the first, so
+    a file could say one thing to a checker and another to advprior."""
     try:
         text = decode_text(data) if isinstance(data, bytes) else data.removeprefix("\ufeff")
-        return json.loads(text.rstrip("\x1a"))
+        return json.loads(text.rstrip("\x1a"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        raise error(f"{source}: the key {err.args[0]!r} appears twice in one object") from None
     except RecursionError:
         raise error(f"{source} is not valid JSON: nested too deeply") from None
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, the int-digits limit

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from advprior import cli
@@ -37,8 +38,11 @@ def files(tmp_path: Path) -> dict[str, Path]:
     kp.write_text(
         json.dumps({"keypoints": [[[100.0 + 10 * j, 200.0 + 20 * j] for j in range(24)]]})
     )
+    nan_init = tmp_path / "naninit.npz"
+    np.savez(nan_init, body_pose=np.zeros((1, 63)), transl=np.array([[0.0, 0.0, np.nan]]))
     return {
         "junk": junk,
+        "nan_init": nan_init,
         "notjson": notjson,
         "kp": kp,
         "missing": tmp_path / "nope.npz",
@@ -176,6 +180,13 @@ CASES = {
         "fit",
         1,
         ["--init ", "junk.npz: not a .npz (not a zip archive"],
+    ),
+    # the fit's own check said "init_transl contains NaN or Inf values": no file, no key
+    "fit-init-nan": (
+        lambda f: _fit_init(f, "nan_init"),
+        "fit",
+        1,
+        ["--init ", "naninit.npz: init_transl contains NaN", "the file's transl"],
     ),
     "sample-alias-typo": (
         lambda f: ["sample", "--model", "GAN_S", "--out", str(f["tmp"] / "s.npz")],

@@ -385,6 +385,24 @@ def test_config_json_problems_name_the_file(checkpoint: Path, raw: str | bytes, 
     assert f"{path} is not valid JSON" in str(err.value)
 
 
+def test_a_key_given_twice_in_a_json_file_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    """json keeps the last of two values of one key, other readers the first: a config.json
+    with two weights_sha256 (or a manifest with an alias twice) could say one thing to a
+    checker and another to advprior."""
+    path = checkpoint / "config.json"
+    text = path.read_text()
+    config = json.loads(text)
+    assert "weights_sha256" in config
+    path.write_text(text.replace("{", '{"weights_sha256": "' + "0" * 64 + '", ', 1))
+    with pytest.raises(CorruptCheckpointError, match="'weights_sha256' appears twice") as err:
+        load_pretrained(checkpoint)
+    assert str(path) in str(err.value)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"format_version": 1, "models": {"x": {}, "x": {}}}')
+    with pytest.raises(ManifestError, match=r"manifest\.json: the key 'x' appears twice"):
+        read_manifest(manifest)
+
+
 def test_unreadable_or_endless_config_names_the_file(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -558,6 +558,16 @@ def _f64_1e300() -> dict:
             },
             r"'body_pose' declares shape \(1000000000000, 63\).* holds 0 bytes",
         ),
+        # json kept the last of two dataset_format values: the first (a newer format) unread
+        (
+            {"meta": np.array('{"dataset_format": 99, "dataset_format": 1}')},
+            "meta: the key 'dataset_format' appears twice",
+        ),
+        # the version quoted from the file: 100 KB of it made a message of 100 KB
+        (
+            {"meta": np.array(json.dumps({"dataset_format": 99, "advprior_version": "9" * 10**5}))},
+            r"dataset format 99 \(written by advprior a newer version\); this advprior",
+        ),
     ],
     ids=[
         "f64_1e300",
@@ -573,6 +583,8 @@ def _f64_1e300() -> dict:
         "sequence_wraps_int32",
         "subject_negative",
         "huge_header_shape",
+        "meta_key_twice",
+        "meta_version_huge",
     ],
 )
 def test_load_dataset_hostile_member_is_a_value_error_naming_file_and_key(
@@ -582,8 +594,9 @@ def test_load_dataset_hostile_member_is_a_value_error_naming_file_and_key(
     from advprior.train.poses import load_training_poses
 
     path = _write_zip(tmp_path / "hostile.npz", _dataset_arrays(**over))
-    with pytest.raises(ValueError, match=rf"hostile\.npz: {message}"):
+    with pytest.raises(ValueError, match=rf"hostile\.npz: {message}") as err:
         load_dataset(path)
+    assert len(str(err.value)) < 1000  # values quoted from the file are bounded
     with pytest.raises(ValueError, match=rf"hostile\.npz: {message}"):
         load_training_poses(path)
 
@@ -628,3 +641,47 @@ def test_amass_angles_too_large_to_convert_name_file_and_key(tmp_path: Path, key
     path = _write_zip(tmp_path / "big.npz", arrays)
     with pytest.raises(MotionFormatError, match=rf"big\.npz: '{key}' at frame 4 .*too large"):
         load_motion(path)
+
+
+def test_a_tiny_frame_time_is_read_at_once_or_refused(tmp_path: Path) -> None:
+    """Snapping "Frame Time: 1e-300" to an integer rate walked every integer between its
+    bounds (about 1e300 of them: the reader hung); a subnormal time's rate is infinite."""
+    import signal
+
+    path, lines, first = _bvh(tmp_path)
+    old = signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the reader hung"))
+    signal.alarm(30)
+    try:
+        lines[first - 1] = "Frame Time: 1e-300"
+        path.write_text("\n".join(lines) + "\n")
+        assert load_motion(path).fps == pytest.approx(1e300, rel=1e-12)
+        lines[first - 1] = "Frame Time: 3e-320"
+        path.write_text("\n".join(lines) + "\n")
+        with pytest.raises(MotionFormatError, match="Frame Time 3e-320 s is too short"):
+            load_motion(path)
+        frames = _deepmimic_frames(3, -0.2, 0.1)
+        for f in frames:
+            f[0] = 3e-320
+        dm = tmp_path / "d.txt"
+        dm.write_text(json.dumps({"Frames": frames}))
+        with pytest.raises(MotionFormatError, match="durations of 2.99997e-320 s are too short"):
+            load_motion(dm)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_timedelta_arrays_are_not_numbers(tmp_path: Path) -> None:
+    """numpy counts timedelta64 as a number (np.issubdtype(m8, np.number)): such poses and a
+    mocap_framerate of 120 seconds were read as numbers."""
+    npy = tmp_path / "poses.npy"
+    np.save(npy, np.zeros((10, 66), "m8[s]"))
+    with pytest.raises(MotionFormatError, match=r"poses\.npy: 'array' must be a numeric array"):
+        load_motion(npy, fps=30)
+    for key, value in (("poses", np.zeros((10, 156), "m8[s]")), ("mocap_framerate", None)):
+        arrays = _amass()
+        arrays[key] = np.timedelta64(120, "s") if value is None else value
+        path = tmp_path / f"{key}.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(MotionFormatError, match=rf"'{key}' must .*timedelta64"):
+            load_motion(path)

@@ -242,6 +242,58 @@ def test_camera_and_keypoint_files_share_one_json_reader(tmp_path, keypoints, ca
     assert len(err.splitlines()) == 1 and "camera file" in err and "not valid JSON" in err
 
 
+def test_integers_beyond_float64_in_keypoint_and_camera_files_name_the_file(
+    tmp_path, keypoints, capsys
+) -> None:
+    """JSON integers have no bound: 10**400 as a keypoint, a confidence or a camera's focal
+    length was an unexpected OverflowError ('report it'), naming no file."""
+    kp = keypoints[0].tolist()
+    cam = tmp_path / "camera.json"
+    cam.write_text(json.dumps(CAMERA.to_dict()))
+    files = {
+        "kp.json": {"keypoints": [[10**400, 1], *kp[1:]]},
+        "conf.json": {"keypoints": kp, "confidence": [10**400] + [1] * (len(kp) - 1)},
+        "incam.json": {"keypoints": kp, "camera": {"focal": [10**400, 1], "center": [1, 1]}},
+    }
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(content))
+        camera = [] if name == "incam.json" else ["--camera", str(cam)]
+        assert main(["fit", str(path), *camera, "--prior", "none"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err and "float64" in err, err
+        assert "unexpected" not in err, err
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps({"keypoints": kp}))
+    cam.write_text(json.dumps({"focal": [10**400, 1], "center": [1, 1]}))
+    assert main(["fit", str(path), "--camera", str(cam), "--prior", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "camera.json" in err and "float64" in err, err
+    huge = [[10**400, 0, 0], [0, 1, 0], [0, 0, 1]]  # the API says the same
+    with pytest.raises(ValueError, match="beyond float64's range"):
+        PinholeCamera(1000.0, (500.0, 500.0), rotation=huge)
+    with pytest.raises(ValueError, match="beyond float64's range"):
+        PinholeCamera.from_matrix(huge)
+
+
+def test_a_key_given_twice_in_a_keypoint_or_camera_file_is_refused(
+    tmp_path, keypoints, capsys
+) -> None:
+    """Two "keypoints" (or two "focal") in one object: the last was fitted, silently."""
+    kp = json.dumps(keypoints[0].tolist())
+    src = tmp_path / "kp.json"
+    src.write_text('{"keypoints": ' + kp + ', "keypoints": [[1, 2]]}')
+    assert main(["fit", str(src), "--camera", "1000,500,500", "--prior", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kp.json: the key 'keypoints' appears twice" in err
+    src.write_text('{"keypoints": ' + kp + "}")
+    cam = tmp_path / "camera.json"
+    cam.write_text('{"focal": [1000, 1000], "center": [500, 500], "focal": [10, 10]}')
+    assert main(["fit", str(src), "--camera", str(cam), "--prior", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "camera.json: the key 'focal' appears twice" in err
+
+
 def test_fit_with_a_body_model_file_and_coco_keypoints(tmp_path) -> None:
     """A model given by path goes through the user-file loader (the stand-in's SMPL-format
     file stands in for a licensed SMPL file); COCO keypoints use its surface points."""

@@ -268,6 +268,16 @@ def test_malformed_detector_files_are_one_line_errors(tmp_path, capsys) -> None:
         "empty.json": ([], "has 0 people; --person 0 does not exist"),
         "3d.json": ([{**inst, "keypoints": [[1.0, 2.0, 3.0]] * 17}], "3D predictions"),
         "hugemm.json": ([{**inst, "keypoints": [[10**400, 1]] * 17}], "too large for a float"),
+        # MMPose 0.x's [x, y, score] rows and meta_info ids were converted unguarded: an
+        # unexpected OverflowError naming no file
+        "hugelegacy.json": ([{"keypoints": [[1, 2, 10**400]] * 17}], "beyond float64's range"),
+        "metainf.json": (
+            {
+                "meta_info": {"keypoint_name2id": {n: math.inf for n in COCO17.names}},
+                "instance_info": [inst],
+            },
+            "beyond float64's range",
+        ),
         "nscores.json": ([{**inst, "keypoint_scores": [1.0] * 16}], "17 keypoints but 16"),
         "count.json": ([_instance(_points(1, 18), np.ones(18))], "18 keypoints; expected 17"),
         "noscores.json": ([{"keypoints": inst["keypoints"]}], "no 'keypoint_scores' list"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import io
 import json
+import math
 import os
 import pickle
 import re
@@ -262,9 +263,12 @@ def _model_pickle(key: str, fragment: bytes) -> bytes:
     return b"\x80\x02}" + _u(key) + fragment + b"s."
 
 
-def _in_child(path: Path, memory: int = 1 << 30, seconds: int = 20) -> tuple[int, str]:
-    """``read_model_file(path)`` in a forked child with ``memory`` bytes of address space more
-    than pytest holds: ``(exit code, outcome)``; a crash or a memory bomb kills only the child."""
+def _in_child(
+    path: Path, memory: int = 1 << 30, seconds: int = 20, read=read_model_file
+) -> tuple[int, str]:
+    """``read(path)`` (default ``read_model_file``) in a forked child with ``memory`` bytes of
+    address space more than pytest holds: ``(exit code, outcome)``; a crash or a memory bomb
+    kills only the child."""
     r, w = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
@@ -280,7 +284,7 @@ def _in_child(path: Path, memory: int = 1 << 30, seconds: int = 20) -> tuple[int
             )
             resource.setrlimit(resource.RLIMIT_AS, (vm + memory, vm + memory))
             try:
-                read_model_file(path)
+                read(path)
                 text = "loaded"
             except BaseException as exc:  # noqa: BLE001 - reported to the parent
                 text = f"{type(exc).__name__}: {exc}"
@@ -541,3 +545,99 @@ def test_pipes_and_devices_beside_a_motion_or_as_a_json_never_block(tmp_path: Pa
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def _stored_zip(members: dict[str, bytes], declared: dict[str, int]) -> bytes:
+    """A zip storing ``members`` (name -> bytes) whose central directory (zip64) declares
+    ``declared[name]`` bytes, stored and uncompressed, for the names it holds: the ratio is 1,
+    as np.savez's own members."""
+    out, central = b"", b""
+    for name, data in members.items():
+        n = name.encode()
+        size = declared.get(name, len(data))
+        at = len(out)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0, 0, 0, 0, len(n), 0)
+        out += n + data
+        extra = struct.pack("<HHQQQ", 1, 24, size, size, at)
+        fields = (0x02014B50, 45, 45, 0, 0, 0, 0, 0, 0xFFFFFFFF, 0xFFFFFFFF, len(n), len(extra))
+        central += struct.pack("<IHHHHHHIIIHHHHHII", *fields, 0, 0, 0, 0, 0xFFFFFFFF) + n + extra
+    count = len(members)
+    return (
+        out
+        + central
+        + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(central), len(out), 0)
+    )
+
+
+def _npy_bytes(value: np.ndarray) -> bytes:
+    fh = io.BytesIO()
+    np.lib.format.write_array(fh, value, allow_pickle=False)
+    return fh.getvalue()
+
+
+def _read_init(path: Path) -> None:
+    from advprior.commands.fit import read_init
+
+    read_init(path)
+
+
+def _load_dataset(path: Path) -> None:
+    from advprior.data import load_dataset
+
+    load_dataset(path)
+
+
+def _load_motion(path: Path) -> None:
+    from advprior.data import load_motion
+
+    load_motion(path)
+
+
+@_fork_only
+@pytest.mark.parametrize(
+    ("read", "key"),
+    [
+        (read_model_file, "v_template"),
+        (_load_motion, "poses"),
+        (_load_dataset, "body_pose"),
+        (_read_init, "body_pose"),
+    ],
+    ids=["model", "amass", "dataset", "init"],
+)
+def test_an_npz_member_declaring_more_bytes_than_the_file_is_refused(
+    tmp_path: Path, read, key: str
+) -> None:
+    """A 1 KB .npz whose stored member declares 64 TiB (ratio 1, so no bomb by ratio) and
+    whose .npy header claims that much: numpy allocated the declared size before zipfile found
+    the data missing (a MemoryError naming no file)."""
+    from advprior.data.dataset import KEYS
+
+    width = 63 if key != "poses" else 156
+    header = {"descr": "<f8", "fortran_order": False, "shape": (2**46 // 8 // width, width)}
+    text = repr(header).encode()
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+    declared = len(npy) + 8 * math.prod(header["shape"])  # what numpy reads after the header
+    # the dataset reader wants its other keys present before it reads body_pose
+    members = {f"{k}.npy": _npy_bytes(np.zeros(1)) for k in KEYS if read is _load_dataset}
+    members[f"{key}.npy"] = npy + bytes(256)
+    path = tmp_path / "crafted.npz"
+    path.write_bytes(_stored_zip(members, {f"{key}.npy": declared}))
+    code, text = _in_child(path, memory=512 << 20, read=read)
+    assert code == 0, f"the reader crashed (exit {code})"
+    assert str(path) in text and f"declares {declared} stored bytes in a file of" in text, text
+
+
+@_fork_only
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_npy_header_longer_than_the_file_is_refused_before_it_is_read(
+    tmp_path: Path, version: int
+) -> None:
+    """numpy reads the header length an .npy declares into one buffer: a 13-byte file
+    declaring a 4 GiB header was a bare MemoryError under a memory limit."""
+    path = tmp_path / "poses.npy"
+    path.write_bytes(b"\x93NUMPY" + bytes([version, 0]) + struct.pack("<I", 2**32 - 1) + b"{")
+    code, text = _in_child(path, memory=512 << 20, read=_load_motion)
+    assert code == 0, f"the reader crashed (exit {code})"
+    assert text.startswith("MotionFormatError: ") and str(path) in text, text
+    assert "header declares 4294967295 bytes, more than the 13" in text, text

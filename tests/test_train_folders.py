@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -511,3 +512,55 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_keeps_the_last_one(
     assert (out / "checkpoint.pt").read_bytes() == before
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     assert not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    "log, match",
+    [
+        (b"step,loss\nabc,1\n", r"train_log\.csv line 2: could not convert string to float"),
+        (b"step,loss\ninf,1\n", r"train_log\.csv line 2: cannot convert float infinity"),
+        (b"loss\n1\n", r"train_log\.csv line 2: no 'step' column"),
+        (b"step,loss\n1,\xe9\n", r"train_log\.csv: 'utf-8' codec can't decode"),
+    ],
+    ids=["text", "inf", "no-step", "latin-1"],
+)
+def test_resuming_with_a_damaged_log_names_it_and_writes_nothing(
+    data: Path, tmp_path: Path, log: bytes, match: str
+) -> None:
+    """Resuming read the log's steps unguarded: a bare 'could not convert string to float'
+    (or KeyError, OverflowError, UnicodeDecodeError) naming neither the file nor the way out."""
+    out = tmp_path / "run"
+    train_gan(data, out, **KW)
+    (out / "train_log.csv").write_bytes(log)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(RunFolderError, match=match):
+        train_gan(data, out, resume=True, **{**KW, "steps": 2})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_gmm_refit_over_a_damaged_fit_record_is_not_a_crash(data: Path, tmp_path: Path) -> None:
+    """gmm_fit.json is compared on --resume and skipped when unreadable, but JSON nested too
+    deep (a RecursionError) or a list holding "seed" (indexed by it: TypeError) escaped."""
+    from advprior.train.gmm import fit_gmm
+
+    out = tmp_path / "gmm"
+    fit_gmm(data, out, max_iter=2, val_samples=50)
+    for text in ("[" * 100_000 + "]" * 100_000, '["seed"]'):
+        (out / "gmm_fit.json").write_text(text)
+        assert fit_gmm(data, out, max_iter=2, val_samples=50, resume=True).model_dir is not None
+
+
+@pytest.mark.parametrize("name", [LOCK_NAME, "model/config.json"])
+def test_run_folder_json_nested_too_deep_is_unreadable_not_a_crash(
+    data: Path, tmp_path: Path, name: str
+) -> None:
+    """The run's lock and its model/config.json are read where an unreadable one is expected
+    (a lock taken over, no model type to compare), but JSON nested too deep raised json's
+    RecursionError, which those readers did not catch."""
+    out = tmp_path / "run"
+    train_gan(data, out, **KW)
+    (out / name).parent.mkdir(exist_ok=True)
+    (out / name).write_text("[" * 100_000 + "]" * 100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a lock without an owner is taken over with a warning
+        assert train_gan(data, out, resume=True, **{**KW, "steps": 2}).step == 2

@@ -377,7 +377,15 @@ def read_keypoints(
 
     from advprior.fitting.smplify import MAX_KEYPOINT_PX, MIN_KEYPOINT_SPAN_PX
 
-    out = _read_keypoints(path, person, missing_ok=missing_ok, track=track)
+    try:
+        out = _read_keypoints(path, person, missing_ok=missing_ok, track=track)
+    except OverflowError:
+        # JSON integers have no bound: one beyond float64 (or an Infinity where an integer
+        # belongs) fails numpy's or int()'s conversion, wherever the layout converts it
+        raise ValueError(
+            f"{path}: holds a number beyond float64's range (an integer of hundreds of digits, "
+            "or Infinity where an index belongs)"
+        ) from None
     kp, conf = np.asarray(out["keypoints"]), np.asarray(out["confidence"])
     if np.isinf(kp).any():
         raise ValueError(f"{path}: keypoints contain +-Inf; mark missing keypoints with null")
@@ -819,47 +827,55 @@ def run(args: argparse.Namespace) -> int:
     density = {"pose_density": args.pose_density}
     if args.pose_weight is not None:
         density["pose_weight"] = args.pose_weight
-    if args.sequence:
-        from advprior.fitting import fit_sequence
+    try:
+        if args.sequence:
+            from advprior.fitting import fit_sequence
 
-        result = fit_sequence(
-            kp,
-            conf,
-            camera,
-            body_model=body_model,
-            prior=prior,
-            keypoint_format=fmt,
-            check_layout=args.layout_check,
-            init_iterations=args.iterations,
-            starts=args.starts,
-            view_starts=args.view_starts,
-            sigma=args.sigma,
-            pixel_scale=args.pixel_scale,
-            smoothness=args.smoothness,
-            fps=args.fps,
-            window=args.window,
-            overlap=min(16, args.window // 4),
-            **({} if args.init is None else read_init(args.init)),
-            **density,
-        )
-    else:
-        result = fit_keypoints(
-            kp,
-            conf,
-            camera,
-            **({} if args.init is None else read_init(args.init)),
-            body_model=body_model,
-            prior=prior,
-            keypoint_format=fmt,
-            check_layout=args.layout_check,
-            iterations=args.iterations,
-            starts=args.starts,
-            view_starts=args.view_starts,
-            optimizer=args.optimizer,
-            sigma=args.sigma,
-            pixel_scale=args.pixel_scale,
-            **density,
-        )
+            result = fit_sequence(
+                kp,
+                conf,
+                camera,
+                body_model=body_model,
+                prior=prior,
+                keypoint_format=fmt,
+                check_layout=args.layout_check,
+                init_iterations=args.iterations,
+                starts=args.starts,
+                view_starts=args.view_starts,
+                sigma=args.sigma,
+                pixel_scale=args.pixel_scale,
+                smoothness=args.smoothness,
+                fps=args.fps,
+                window=args.window,
+                overlap=min(16, args.window // 4),
+                **({} if args.init is None else read_init(args.init)),
+                **density,
+            )
+        else:
+            result = fit_keypoints(
+                kp,
+                conf,
+                camera,
+                **({} if args.init is None else read_init(args.init)),
+                body_model=body_model,
+                prior=prior,
+                keypoint_format=fmt,
+                check_layout=args.layout_check,
+                iterations=args.iterations,
+                starts=args.starts,
+                view_starts=args.view_starts,
+                optimizer=args.optimizer,
+                sigma=args.sigma,
+                pixel_scale=args.pixel_scale,
+                **density,
+            )
+    except ValueError as err:
+        # the fit names its argument (init_transl), not the file given or the file's key
+        arg = next((a for a in INIT_KEYS.values() if str(err).startswith(a)), None)
+        if args.init is None or arg is None:
+            raise
+        key = next(k for k, a in INIT_KEYS.items() if a == arg)
+        raise ValueError(f"--init {args.init}: {err} ({arg} is the file's {key})") from None
     if isinstance(camera, list):  # one per frame (--sequence)
         result.info["camera"] = camera[0].to_dict()
         result.info["frame_cameras"] = [c.to_dict() for c in camera]

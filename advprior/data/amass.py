@@ -148,7 +148,8 @@ def _array(f: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     """``f[key]`` as float64, read by :func:`read_npz_array` (a member that is not an ``.npy``,
     or declares more data than it holds, is refused before it is read)."""
     arr = read_npz_array(f, key, lambda message: MotionFormatError(message, path))
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+    # by kind: numpy counts timedelta64 as a number (an integer subtype)
+    if arr.dtype.kind not in "biuf":
         raise MotionFormatError(f"'{key}' must hold real numbers, got {arr.dtype}", path)
     return arr.astype(np.float64)
 
@@ -234,8 +235,7 @@ def pose_columns(poses: np.ndarray, key: str, path: Path, what: str | None = Non
 def _rate(value: np.ndarray, key: str, path: Path) -> float:
     """A frame rate stored as a scalar or as any one-element array (``(1,)`` is common)."""
     arr = np.asarray(value)
-    real = np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr)
-    if arr.size != 1 or not (real or arr.dtype == bool):
+    if arr.size != 1 or arr.dtype.kind not in "biuf":  # not complex, timedelta64, text
         raise MotionFormatError(
             f"'{key}' must be one number, got an array of shape {arr.shape} ({arr.dtype})", path
         )

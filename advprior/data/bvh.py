@@ -267,6 +267,10 @@ def read_bvh(
     if fps is None:
         if frame_time <= 0:
             raise MotionFormatError("Frame Time must be positive (or pass fps=)", path)
+        if not math.isfinite(1.0 / frame_time):  # a subnormal such as 3e-320
+            raise MotionFormatError(
+                f"Frame Time {frame_time_text} s is too short for a frame (or pass fps=)", path
+            )
         if frame_time > MAX_FRAME_TIME:
             # a rate written where seconds belong ("Frame Time: 30"): read as seconds it would
             # resample a few hundred frames into hundreds of thousands, silently
@@ -377,12 +381,16 @@ def snap_rate(fps: float, frame_time_text: str | None = None) -> float:
     if isinstance(exponent, int):  # not for NaN / Infinity spelled out
         half = 0.5 * 10.0**exponent
         frame_time = 1.0 / fps
-        if frame_time > half:
+        if frame_time > half and math.isfinite(1.0 / (frame_time - half)):
             low, high = 1.0 / (frame_time + half), 1.0 / (frame_time - half)
             common = [r for r in COMMON_RATES if low <= r <= high]
-            candidates = common or range(max(1, math.ceil(low)), math.floor(high) + 1)
-            if candidates:
-                return float(min(candidates, key=lambda r: abs(r - fps)))
+            if common:
+                return float(min(common, key=lambda r: abs(r - fps)))
+            # the integer in [low, high] nearest to fps (the lower on a tie), computed: a range
+            # walked to find it was ~1e300 integers for "Frame Time: 1e-300" (a hang)
+            first, last = max(1, math.ceil(low)), math.floor(high)
+            if first <= last:
+                return float(min(max(math.ceil(fps - 0.5), first), last))
     # truncated rather than rounded (0.016666) or no text: an integer within 1e-4 relative
     near = round(fps)
     if near > 0 and abs(fps - near) < 1e-4 * fps:

@@ -41,7 +41,7 @@ from advprior.data.motion import read_motion_text
 from advprior.data.npz import read_npz_array
 from advprior.data.retarget import check_torso
 from advprior.errors import MotionFormatError, RetargetWarning
-from advprior.fileio import check_writable, check_zip_members, save_npz_atomic
+from advprior.fileio import check_writable, check_zip_members, parse_json, save_npz_atomic
 from advprior.version import __version__
 
 if TYPE_CHECKING:
@@ -924,15 +924,16 @@ def load_dataset(path: str | Path, split: str | int | None = None) -> PoseData:
         raise bad(f"fps must be a positive number, got {fps}")
     if data["meta"].ndim != 0 or data["meta"].dtype.kind not in "US":
         raise bad(f"meta must be one JSON string, got shape {data['meta'].shape}")
-    try:
-        meta = json.loads(str(data["meta"]))
-    except (ValueError, RecursionError) as err:
-        raise bad(f"meta is not JSON ({err})") from None
+    # parse_json: a key given twice (two dataset_format values) is refused, not the last kept
+    meta = parse_json(str(data["meta"]), f"{path}: meta", ValueError)
     fmt = meta.get("dataset_format", 1) if isinstance(meta, dict) else 1
     if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
-        raise bad(f"meta's dataset_format must be a whole number >= 1, got {fmt!r}")
+        raise bad(f"meta's dataset_format must be a whole number >= 1, got {fmt!r:.40}")
     if fmt > DATASET_FORMAT:
-        written = meta.get("advprior_version", "a newer version")
+        written = meta.get("advprior_version")
+        # quoted from the file: a version, or else not worth a message of megabytes
+        if not (isinstance(written, str) and len(written) <= 40):
+            written = "a newer version"
         raise bad(
             f"dataset format {fmt} (written by advprior {written}); this advprior "
             f"({__version__}) reads format {DATASET_FORMAT}: upgrade advprior, or rebuild the "

@@ -254,6 +254,10 @@ def read_deepmimic(
     if fps is None:
         if dt <= 0:
             raise MotionFormatError("frame durations must be positive (or pass fps=)", path)
+        if not np.isfinite(1.0 / dt):  # a subnormal such as 3e-320
+            raise MotionFormatError(
+                f"frame durations of {dt:g} s are too short (or pass fps=)", path
+            )
         fps = snap_rate(1.0 / dt)
         if np.ptp(steps) > 0.01 * dt:
             # frames unevenly spaced in time (dropped or merged frames): a Motion is evenly

@@ -13,10 +13,31 @@ from __future__ import annotations
 import math
 import zipfile
 from collections.abc import Callable
+from typing import BinaryIO
 
 import numpy as np
 
 _NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_npy_header(fh: BinaryIO, size: int) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, offset of the data)`` from the ``.npy`` header at the start of ``fh``,
+    an array file or member of ``size`` bytes. The header's declared length is checked against
+    ``size`` before numpy reads it: numpy reads it into one buffer of that length, so a 13-byte
+    file declaring a 4 GiB header was a 4 GiB allocation (a bare ``MemoryError`` under a memory
+    limit). Raises ``ValueError`` (also not an ``.npy``) or ``EOFError``."""
+    version = np.lib.format.read_magic(fh)
+    width = 2 if version == (1, 0) else 4  # 2.0 and 3.0: a 4-byte header length
+    length = int.from_bytes(fh.read(width), "little")
+    if fh.tell() + length > size:
+        raise ValueError(f"its header declares {length} bytes, more than the {size} it has")
+    fh.seek(0)
+    np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:  # a 3.0 header (UTF-8) is read as 2.0's (latin-1)
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return shape, dtype, fh.tell()
 
 
 def read_npz_array(
@@ -45,12 +66,7 @@ def read_npz_array(
             magic = fh.read(len(_NPY_MAGIC))
             if magic == _NPY_MAGIC:
                 fh.seek(0)
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-                else:  # 2.0 and 3.0: a 4-byte header length (a 3.0 UTF-8 header is refused)
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-                header_end = fh.tell()
+                shape, dtype, header_end = read_npy_header(fh, info.file_size)
     except KeyError:
         raise error(f"no array {key!r}") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as err:

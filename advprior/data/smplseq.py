@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import pickletools
 import warnings
 from pathlib import Path
@@ -54,6 +55,7 @@ from advprior.data.amass import (
     smpl_motion,
 )
 from advprior.data.motion import Motion
+from advprior.data.npz import read_npy_header
 from advprior.data.positions import joint_positions_reason
 from advprior.errors import MotionFormatError, RetargetWarning, UnsafeFileError
 
@@ -161,10 +163,8 @@ def _describe(value: Any) -> str:
 
 def _real(value: Any, key: str, path: Path) -> np.ndarray:
     """``value`` as a float64 array; only real numeric numpy arrays are taken."""
-    ok = isinstance(value, np.ndarray) and (
-        value.dtype == bool
-        or (np.issubdtype(value.dtype, np.number) and not value.dtype.kind == "c")
-    )
+    # by kind: numpy counts timedelta64 as a number (an integer subtype)
+    ok = isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
     if not ok:
         raise MotionFormatError(f"'{key}' must be a numeric array, got {_describe(value)}", path)
     return value.astype(np.float64)
@@ -384,12 +384,8 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     file may declare a huge array) and refused when it holds Python objects."""
     try:
         with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-            header_end = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+            shape, dtype, header_end = read_npy_header(fh, size)
     except (ValueError, EOFError, SyntaxError) as err:
         raise MotionFormatError(f"not a readable .npy array ({err})", path) from None
     if dtype.hasobject:
@@ -399,7 +395,7 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             path,
         )
     need = math.prod(shape) * dtype.itemsize
-    have = path.stat().st_size - header_end
+    have = size - header_end
     if need > have:
         raise MotionFormatError(
             f"the header declares shape {shape} of {dtype} ({need} bytes) but the file holds "

@@ -48,6 +48,8 @@ def _pair(value: object, name: str) -> tuple[float, float]:
         items = [float(v) for v in np.asarray(value, dtype=float).reshape(-1)]
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a number or a pair (x, y) of numbers") from exc
+    except OverflowError:  # an integer beyond float64 (JSON has no bound on them)
+        raise ValueError(f"{name} must be finite, got a number beyond float64's range") from None
     # one number of any kind (np.float32(f), a 0-d tensor, [f]) is both axes: K[0, 0] of a
     # float32 K is not a Python float
     if len(items) == 1:
@@ -158,6 +160,8 @@ def check_rotation(rotation: object, name: str = "rotation") -> np.ndarray:
         rot = np.asarray(rotation, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a (3, 3) array of numbers") from exc
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{name} contains a number beyond float64's range") from None
     if rot.shape != (3, 3):
         hint = _ROTATION_SHAPE_HINTS.get(rot.shape, "")
         raise ValueError(f"{name} must have shape (3, 3), got {rot.shape}{hint}")
@@ -277,6 +281,10 @@ class PinholeCamera:
             k = np.asarray(matrix, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError("the intrinsic matrix must be a (3, 3) array of numbers") from exc
+        except OverflowError:  # an integer beyond float64
+            raise ValueError(
+                "the intrinsic matrix K contains a number beyond float64's range"
+            ) from None
         if k.shape != (3, 3):
             hint = {
                 (3, 4): "; a projection matrix P = K [R | t]? split it (cv2.decomposeProjection"

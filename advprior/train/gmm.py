@@ -18,7 +18,7 @@ import torch
 
 from advprior.baselines import GMMPrior
 from advprior.errors import RunFolderError, require_extra
-from advprior.fileio import write_text_atomic
+from advprior.fileio import read_json, write_text_atomic
 from advprior.train.config import GMMConfig
 from advprior.train.export import export_model, make_validator
 from advprior.train.loop import TrainResult
@@ -68,9 +68,12 @@ _REFIT_KEEPS = ("num_components", "seed", "reg_covar", "max_samples", "mirror", 
 
 def _check_refit(out: Path, config: dict[str, Any]) -> None:
     try:
-        old = json.loads((out / "gmm_fit.json").read_text(encoding="utf-8"))
+        # read_json: nesting too deep is a ValueError too (json's RecursionError escaped)
+        old = read_json(out / "gmm_fit.json")
     except (OSError, ValueError):
         return  # nothing recorded (or unreadable): nothing to compare
+    if not isinstance(old, dict):
+        return  # not a record this fit wrote (a list holding "seed" was indexed by it)
     changed = [k for k in _REFIT_KEEPS if k in old and old[k] != config.get(k)]
     if changed:
         raise RunFolderError(

@@ -10,19 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from advprior.errors import require_extra
+from advprior.errors import RunFolderError, require_extra
 from advprior.fileio import atomic_path
 
 
-def _step(row: dict[str, Any]) -> int | None:
-    """The step of a row read back, or None for a row cut short: a run killed while appending
-    it leaves part of a line ("1" of "123,0.5,..."), whose step may even be an earlier one."""
-    if None in row.values() or None in row:
-        return None
-    try:
-        return int(float(row["step"]))
-    except (KeyError, ValueError, OverflowError):
-        return None
+def _cut_short(row: dict[str, Any]) -> bool:
+    """A row read back that a run killed while appending it left incomplete ("1" of
+    "123,0.5,..."), whose step may even look like an earlier one: dropped, not resumed from.
+    Every complete row has every field (fields are fixed by the first row)."""
+    return None in row.values() or None in row
 
 
 class CSVLog:
@@ -38,10 +34,7 @@ class CSVLog:
         if resume_step is None and path.exists():
             path.unlink()
         if resume_step is not None and path.exists():
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
-                self.fields = list(reader.fieldnames or []) or None
-                rows = [r for r in reader if (step := _step(r)) is not None and step <= resume_step]
+            self.fields, rows = _rows_up_to(path, resume_step)
             if self.fields is None:
                 path.unlink()
                 return
@@ -68,6 +61,34 @@ class CSVLog:
                 f"cannot write {self.path}: {err.strerror or err}; the last checkpoint is "
                 "intact, so --resume continues from it once this is fixed",
             ) from err
+
+
+def _rows_up_to(path: Path, step: int) -> tuple[list[str] | None, list[dict[str, str]]]:
+    """The header and the complete rows up to ``step`` of the run log ``path`` (a row cut
+    short by a kill is dropped); a log that cannot be read so (a complete row's step that is
+    not a number, no step column, not UTF-8, a line over csv's field limit) is a
+    :class:`RunFolderError` naming the file and line, before anything is written (it was a
+    bare ``could not convert string to float``)."""
+    line = 0
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            fields = list(reader.fieldnames or []) or None
+            rows = []
+            for row in reader:
+                line = reader.line_num
+                if _cut_short(row):
+                    continue
+                if int(float(row["step"])) <= step:
+                    rows.append(row)
+    except (ValueError, TypeError, KeyError, OverflowError, csv.Error) as err:
+        where = f" line {line}" if line else ""
+        why = f"no {err} column" if isinstance(err, KeyError) else str(err)[:200]
+        raise RunFolderError(
+            f"cannot resume the log {path}{where}: {why}; the checkpoint is intact: fix the "
+            "line, or move the file aside and --resume starts a new log"
+        ) from None
+    return fields, rows
 
 
 def _interactive(stream: Any) -> bool:

@@ -42,7 +42,14 @@ from typing import Any
 
 from advprior._sync import ForkSafeLock, after_fork_in_child
 from advprior.errors import RunFolderError
-from advprior.fileio import _named, _temp_name, pid_scope, process_alive, remove_stale_temps
+from advprior.fileio import (
+    _named,
+    _temp_name,
+    parse_json,
+    pid_scope,
+    process_alive,
+    remove_stale_temps,
+)
 from advprior.hub import CONFIG_NAME, MODEL_CARD_NAME, RUN_MODEL_DIR, WEIGHTS_NAME
 from advprior.train import checkpoint as ckpt
 from advprior.train.distributed import DistInfo, broadcast_flag
@@ -125,8 +132,9 @@ class RunFolder:
 
 def _read_lock(lock: Path) -> dict[str, Any]:
     try:
-        data = json.loads(lock.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        # parse_json: nesting too deep is a ValueError too (json's RecursionError escaped)
+        data = parse_json(lock.read_bytes(), lock)
+    except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -247,7 +255,7 @@ def _earlier_model_type(out: Path) -> str | None:
     """The ``model_type`` of the run's exported ``model/config.json``, if it has one."""
     config = out / RUN_MODEL_DIR / "config.json"
     try:
-        found = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        found = parse_json(config.read_bytes(), config).get("model_type")
     except (OSError, ValueError, AttributeError):
         return None
     return found if isinstance(found, str) else None
