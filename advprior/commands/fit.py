@@ -827,6 +827,19 @@ def run(args: argparse.Namespace) -> int:
     density = {"pose_density": args.pose_density}
     if args.pose_weight is not None:
         density["pose_weight"] = args.pose_weight
+    # what both fits take alike; each adds its own schedule below
+    common = dict(
+        body_model=body_model,
+        prior=prior,
+        keypoint_format=fmt,
+        check_layout=args.layout_check,
+        starts=args.starts,
+        view_starts=args.view_starts,
+        sigma=args.sigma,
+        pixel_scale=args.pixel_scale,
+        **({} if args.init is None else read_init(args.init)),
+        **density,
+    )
     try:
         if args.sequence:
             from advprior.fitting import fit_sequence
@@ -835,39 +848,16 @@ def run(args: argparse.Namespace) -> int:
                 kp,
                 conf,
                 camera,
-                body_model=body_model,
-                prior=prior,
-                keypoint_format=fmt,
-                check_layout=args.layout_check,
                 init_iterations=args.iterations,
-                starts=args.starts,
-                view_starts=args.view_starts,
-                sigma=args.sigma,
-                pixel_scale=args.pixel_scale,
                 smoothness=args.smoothness,
                 fps=args.fps,
                 window=args.window,
                 overlap=min(16, args.window // 4),
-                **({} if args.init is None else read_init(args.init)),
-                **density,
+                **common,
             )
         else:
             result = fit_keypoints(
-                kp,
-                conf,
-                camera,
-                **({} if args.init is None else read_init(args.init)),
-                body_model=body_model,
-                prior=prior,
-                keypoint_format=fmt,
-                check_layout=args.layout_check,
-                iterations=args.iterations,
-                starts=args.starts,
-                view_starts=args.view_starts,
-                optimizer=args.optimizer,
-                sigma=args.sigma,
-                pixel_scale=args.pixel_scale,
-                **density,
+                kp, conf, camera, iterations=args.iterations, optimizer=args.optimizer, **common
             )
     except ValueError as err:
         # the fit names its argument (init_transl), not the file given or the file's key
